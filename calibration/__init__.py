@@ -1,0 +1,1 @@
+"""INT8 calibration on a workstation without a GPU: readers, streaming statistics, ranges."""

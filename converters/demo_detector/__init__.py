@@ -1,0 +1,1 @@
+"""The demo detector: a small anchor-free CNN trained on the synthetic shapes scene."""

@@ -1,0 +1,89 @@
+"""An in-process MQTT broker (amqtt) so `edge demo` needs no installed broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from types import TracebackType
+from typing import Any
+
+from edge.errors import EdgeError, MissingDependencyError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """amqtt on its own event-loop thread, listening on 127.0.0.1:`port` (a free one by default)."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._loop = asyncio.new_event_loop()
+        self._broker: Any = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="mqtt-broker", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedBroker:
+        try:
+            import amqtt.broker  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependencyError("amqtt", "demo", "the embedded demo broker") from exc
+        # amqtt logs every packet at INFO; keep the demo's console for detections.
+        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        logging.getLogger("transitions").setLevel(logging.WARNING)
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            raise EdgeError(f"the embedded MQTT broker could not listen on {self.host}:{self.port}"
+                            f" ({self._error}); pass --mqtt URL to use another broker")
+        return self
+
+    def _serve(self) -> None:
+        from amqtt.broker import Broker
+
+        asyncio.set_event_loop(self._loop)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
+                        {"allow_anonymous": True}},
+        }
+
+        async def boot() -> None:
+            self._broker = Broker(config, loop=self._loop)
+            await self._broker.start()
+
+        try:
+            self._loop.run_until_complete(boot())
+        except Exception as exc:  # thread boundary: reported to start() through _error
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if self._broker is not None and self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+            try:
+                future.result(timeout=5.0)
+            except Exception:  # noqa: BLE001 - best effort at shutdown; the thread is a daemon
+                logging.getLogger(__name__).debug("embedded broker shutdown", exc_info=True)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

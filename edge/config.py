@@ -1,0 +1,160 @@
+"""The daemon config: TOML, validated once at start, unknown keys rejected with their path."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edge.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    path: Path = Field(description="converted model: .onnx (ONNX Runtime)")
+    backend: Literal["auto", "onnxruntime"] = Field(
+        default="auto", description="auto picks the best backend available on this machine")
+    threads: int = Field(default=0, ge=0, le=256,
+                         description="inference threads per camera; 0 lets the backend choose")
+    score_threshold: float | None = Field(default=None, gt=0, lt=1,
+                                          description="overrides the model's default")
+    iou_threshold: float | None = Field(default=None, gt=0, le=1,
+                                        description="NMS IoU; overrides the model's default")
+
+
+class CameraConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                      description="used in topics: letters, digits, _ and - only")
+    source: str = Field(description="v4l2:///dev/video0, csi://0, rtsp://..., file://..., "
+                                    "synthetic://shapes?fps=15&seed=1")
+
+
+class MqttConfig(_Section):
+    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts:// (TLS)")
+    prefix: str | None = Field(default=None, description="topic prefix; default edge/<device_id>")
+    client_id: str | None = Field(default=None, description="default edge-<device_id>")
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    qos: Literal[0, 1] = Field(default=1, description="QoS of detection messages")
+    outbox_size: int = Field(default=1000, ge=1, le=1_000_000,
+                             description="detection messages kept while the broker is away; "
+                                         "the oldest are dropped (and counted) beyond this")
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {url!r}") from exc
+        return url
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class FramesConfig(_Section):
+    interval_s: float = Field(default=10.0, ge=0,
+                              description="publish a JPEG every N seconds; 0 disables")
+    on_detection: bool = Field(default=False,
+                               description="also publish when a frame has detections "
+                                           "(still at most one per min_gap_s)")
+    min_gap_s: float = Field(default=1.0, ge=0)
+    max_height: int = Field(default=480, ge=16, le=4320, description="downscale taller frames")
+    quality: int = Field(default=80, ge=1, le=100, description="JPEG quality")
+    draw: bool = Field(default=True, description="draw detection boxes on published frames")
+    retain: bool = False
+
+
+class StatsConfig(_Section):
+    interval_s: float = Field(default=5.0, gt=0, le=3600)
+
+
+class Config(_Section):
+    device_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    model: ModelConfig
+    cameras: list[CameraConfig] = Field(min_length=1)
+    mqtt: MqttConfig = MqttConfig()
+    frames: FramesConfig = FramesConfig()
+    stats: StatsConfig = StatsConfig()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        names = [c.name for c in cameras]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
+        return cameras
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.mqtt.prefix or f"edge/{self.device_id}"
+
+
+def config_from_dict(data: dict[str, Any], origin: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: invalid config:\n{describe_errors(exc)}") from exc
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML config; relative model paths are resolved against its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}; pass an existing TOML "
+                          "file with --config") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("path"), str):
+        model["path"] = str(path.parent / Path(model["path"]).expanduser())
+    return config_from_dict(data, str(path))
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem: `  cameras.0.source: expected ...; got ...`."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; remove it or check its spelling"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = f"{error['msg']}; got {error.get('input')!r}"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)

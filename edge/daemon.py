@@ -1,0 +1,155 @@
+"""The daemon: builds the runners, cameras and MQTT link from a validated config and runs them."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from edge import __version__
+from edge.config import Config
+from edge.errors import EdgeError
+from edge.frames import FramePublisher, FrameSampler
+from edge.mqtt.link import MqttLink
+from edge.mqtt.topics import CONTRACT_VERSION, Topics
+from edge.pipeline import CameraWorker
+from edge.postprocess import DetectionDecoder
+from edge.runners import Runner, choose_backend, runner_from_config
+from edge.sources import source_from_uri
+from edge.spec import ModelSpec, PostprocessSpec
+from edge.system import memory_rss_mb, temperatures_c
+from edge.timing import rfc3339
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    frames: int
+    seconds: float
+    published: int
+    dropped: int
+    flushed: bool
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def postprocess_settings(spec: ModelSpec, config: Config) -> PostprocessSpec:
+    """The model's defaults with the config's overrides applied."""
+    overrides = {key: value for key, value in (
+        ("score_threshold", config.model.score_threshold),
+        ("iou_threshold", config.model.iou_threshold)) if value is not None}
+    return spec.postprocess.model_copy(update=overrides)
+
+
+class Daemon:
+    """Everything is built (and every input checked) in the constructor; `start` opens the
+    cameras and connects; `stop` publishes status `stopped` and flushes the outbox."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.backend = choose_backend(config.model)
+        self.started_at = time.time()
+        self.topics = Topics(config.topic_prefix)
+        self.link = MqttLink(config.mqtt, self.topics,
+                             config.mqtt.client_id or f"edge-{config.device_id}", self._status)
+        self._runners: list[Runner] = []
+        try:
+            self.workers = [self._worker(camera.name, camera.source)
+                            for camera in config.cameras]
+        except BaseException:
+            self._close_runners()
+            raise
+        self.spec = self._runners[0].spec
+        self.model_name = self.spec.name or config.model.path.name
+        self.link.on_command("snapshot", self._snapshot)
+
+    def _worker(self, name: str, uri: str) -> CameraWorker:
+        source = source_from_uri(uri)
+        runner = runner_from_config(self.config.model, self.backend)
+        self._runners.append(runner)
+        frames = FramePublisher(self.config.frames, self.link, runner.spec.labels)
+        decoder = DetectionDecoder(runner.spec, postprocess_settings(runner.spec, self.config))
+        return CameraWorker(name, source, runner, decoder, self.link,
+                            FrameSampler(self.config.frames), frames)
+
+    def _status(self, state: str) -> dict[str, Any]:
+        now = time.time()
+        return {"v": CONTRACT_VERSION, "state": state, "version": __version__,
+                "model": self.model_name,
+                "cameras": [c.name for c in self.config.cameras],
+                "backend": self.backend.name, "backend_reason": self.backend.reason,
+                "host": socket.gethostname(), "started_at": rfc3339(self.started_at),
+                "ts": now, "time": rfc3339(now)}
+
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        return {"v": CONTRACT_VERSION, "ts": now, "time": rfc3339(now),
+                "uptime_s": round(now - self.started_at, 1), "backend": self.backend.name,
+                "cameras": {w.name: w.stats() for w in self.workers},
+                "mqtt": {"connected": self.link.connected, "outbox_depth": self.link.outbox_depth,
+                         "published": self.link.counters.published,
+                         "dropped": self.link.counters.dropped,
+                         "connects": self.link.counters.connects},
+                "memory_rss_mb": memory_rss_mb(), "temperatures_c": temperatures_c()}
+
+    def _snapshot(self, payload: bytes) -> dict[str, Any]:
+        wanted = payload.decode(errors="replace").strip() or None
+        cameras = [w for w in self.workers if wanted in (None, w.name)]
+        for worker in cameras:
+            worker.sampler.request_snapshot()
+        if not cameras:
+            return {"ok": False, "error": f"no camera named {wanted!r}",
+                    "cameras": [w.name for w in self.workers]}
+        return {"ok": True, "cameras": [w.name for w in cameras]}
+
+    def start(self) -> None:
+        started: list[CameraWorker] = []
+        try:
+            for worker in self.workers:
+                worker.start()
+                started.append(worker)
+        except EdgeError:
+            for worker in started:
+                worker.stop()
+            self._close_runners()
+            raise
+        self.link.start()
+        log.info("running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
+                 self.backend.reason, ", ".join(w.name for w in self.workers))
+
+    def run(self, stop: threading.Event, duration: float | None = None) -> RunSummary:
+        """Serve until `stop` is set, `duration` seconds pass, or every source has ended."""
+        began = time.monotonic()
+        next_stats = began
+        while not stop.is_set():
+            now = time.monotonic()
+            if duration is not None and now - began >= duration:
+                break
+            if all(w.finished.is_set() for w in self.workers):
+                log.info("every source has ended; stopping")
+                break
+            if now >= next_stats:
+                self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
+                next_stats = now + self.config.stats.interval_s
+            stop.wait(min(0.2, max(0.0, next_stats - time.monotonic())))
+        return self.stop(time.monotonic() - began)
+
+    def stop(self, seconds: float) -> RunSummary:
+        for worker in self.workers:
+            worker.stop()
+        self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
+        flushed = self.link.stop("stopped")
+        self._close_runners()
+        frames = sum(w.frames for w in self.workers)
+        return RunSummary(frames, seconds, self.link.counters.published,
+                          self.link.counters.dropped, flushed)
+
+    def _close_runners(self) -> None:
+        for runner in self._runners:
+            runner.close()

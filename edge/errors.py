@@ -1,0 +1,37 @@
+"""User-facing errors.
+
+An `EdgeError` means the user gave us something we cannot use (a config, a model, a source, a
+file). Its message names the thing and says how to fix it; the CLI prints it without a
+traceback and exits with code 2. Any other exception is a bug.
+"""
+
+
+class EdgeError(Exception):
+    """Base class of every error caused by user input rather than by a bug."""
+
+
+class ConfigError(EdgeError):
+    """The daemon config is missing, malformed, or has an unknown key or bad value."""
+
+
+class ModelError(EdgeError):
+    """A model file is missing, unreadable, or has a layout or spec we do not understand."""
+
+
+class SourceError(EdgeError):
+    """A frame source URI is malformed, names an unknown scheme, or cannot be opened."""
+
+
+class InputError(EdgeError):
+    """Some other input (a frame, a dataset, an argument) is not usable."""
+
+
+class MissingDependencyError(EdgeError):
+    """An optional library is not installed; the message names the extra that provides it."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the Python module '{module}', which is not installed; "
+            f"install it with: pip install 'edge-runtime[{extra}]'")
+        self.module = module
+        self.extra = extra

@@ -1,0 +1,117 @@
+"""Detection accuracy against ground truth: precision, recall and COCO-style AP.
+
+Objects marked difficult (mostly hidden) are neither required nor penalised, as in PASCAL VOC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.detections import Detections
+from edge.postprocess import iou_matrix
+
+#: COCO's 101 recall points for interpolated precision.
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+
+
+def match_frame(detections: Detections, gt_boxes: npt.NDArray[np.float32],
+                gt_class_ids: npt.NDArray[np.int64], gt_difficult: npt.NDArray[np.bool_],
+                iou_threshold: float) -> npt.NDArray[np.int8]:
+    """Label each detection 1 (true positive), 0 (false positive) or -1 (ignored: it matched a
+    difficult object). Detections are matched greedily in descending score order, each to the
+    best-overlapping unmatched object of its class, non-difficult objects first."""
+    outcome = np.zeros(len(detections), np.int8)
+    if len(detections) == 0 or len(gt_class_ids) == 0:
+        return outcome
+    ious = iou_matrix(detections.boxes, gt_boxes)
+    ious[detections.class_ids[:, None] != gt_class_ids[None, :]] = 0.0
+    taken = np.zeros(len(gt_class_ids), bool)
+    for d in np.argsort(-detections.scores, kind="stable"):
+        for pool, label in ((~gt_difficult, 1), (gt_difficult, -1)):
+            candidates = np.where(pool & ~taken & (ious[d] >= iou_threshold), ious[d], -1.0)
+            best = int(candidates.argmax())
+            if candidates[best] >= 0:
+                taken[best] = True
+                outcome[d] = label
+                break
+    return outcome
+
+
+@dataclass
+class DetectionScorer:
+    """Accumulates matches over frames; reports precision, recall and AP per IoU threshold."""
+
+    num_classes: int
+    iou_thresholds: tuple[float, ...] = (0.5,)
+    _scores: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    _classes: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    _outcomes: list[npt.NDArray[np.int8]] = field(default_factory=list)  # [K, T]
+    _gt_counts: npt.NDArray[np.int64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._gt_counts = np.zeros(self.num_classes, np.int64)
+
+    def add(self, detections: Detections, gt_boxes: npt.NDArray[np.float32],
+            gt_class_ids: npt.NDArray[np.int64],
+            gt_difficult: npt.NDArray[np.bool_] | None = None) -> None:
+        difficult = np.zeros(len(gt_class_ids), bool) if gt_difficult is None else gt_difficult
+        self._gt_counts += np.bincount(gt_class_ids[~difficult], minlength=self.num_classes)
+        outcomes = [match_frame(detections, gt_boxes, gt_class_ids, difficult, t)
+                    for t in self.iou_thresholds]
+        self._scores.append(detections.scores)
+        self._classes.append(detections.class_ids)
+        self._outcomes.append(np.stack(outcomes, axis=1) if outcomes else np.zeros((0, 0), np.int8))
+
+    def _collected(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64],
+                                  npt.NDArray[np.int8]]:
+        if not self._scores:
+            return (np.zeros(0, np.float32), np.zeros(0, np.int64),
+                    np.zeros((0, len(self.iou_thresholds)), np.int8))
+        return (np.concatenate(self._scores), np.concatenate(self._classes),
+                np.concatenate(self._outcomes))
+
+    def precision_recall(self, iou_index: int = 0) -> tuple[float, float]:
+        """Precision and recall of everything added (at the detector's own score threshold)."""
+        _, _, outcomes = self._collected()
+        column = outcomes[:, iou_index] if outcomes.size else np.zeros(0, np.int8)
+        true_pos = int((column == 1).sum())
+        counted = int((column >= 0).sum())
+        total_gt = int(self._gt_counts.sum())
+        precision = true_pos / counted if counted else (1.0 if total_gt == 0 else 0.0)
+        recall = true_pos / total_gt if total_gt else 1.0
+        return precision, recall
+
+    def average_precision(self) -> npt.NDArray[np.float64]:
+        """AP [num_classes, num_iou_thresholds], COCO 101-point interpolation; NaN for classes
+        with no ground truth."""
+        scores, classes, outcomes = self._collected()
+        ap = np.full((self.num_classes, len(self.iou_thresholds)), np.nan)
+        for c in range(self.num_classes):
+            if self._gt_counts[c] == 0:
+                continue
+            mine = classes == c
+            order = np.argsort(-scores[mine], kind="stable")
+            for t in range(len(self.iou_thresholds)):
+                column = outcomes[mine, t][order]
+                column = column[column >= 0]
+                ap[c, t] = _interpolated_ap(column == 1, int(self._gt_counts[c]))
+        return ap
+
+    def mean_average_precision(self) -> float:
+        """mAP averaged over classes and IoU thresholds (0.0 when nothing was added)."""
+        ap = self.average_precision()
+        return float(np.nanmean(ap)) if np.isfinite(ap).any() else 0.0
+
+
+def _interpolated_ap(is_true_positive: npt.NDArray[np.bool_], num_gt: int) -> float:
+    true_pos = np.cumsum(is_true_positive)
+    recall = true_pos / num_gt
+    precision = true_pos / np.arange(1, len(true_pos) + 1)
+    # Precision envelope: best precision at this recall or any higher one.
+    envelope = np.maximum.accumulate(precision[::-1])[::-1] if precision.size else precision
+    index = np.searchsorted(recall, RECALL_POINTS, side="left")
+    sampled = np.where(index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0.0)
+    return float(sampled.mean())

@@ -1,0 +1,51 @@
+"""Topic names of MQTT contract v1, built from one prefix (default `edge/<device_id>`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CONTRACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/status"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}/stats"
+
+    def detections(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/detections"
+
+    def frame(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/frame"
+
+    def frame_meta(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/frame/meta"
+
+    def command(self, name: str) -> str:
+        return f"{self.prefix}/cmd/{name}"
+
+    def command_reply(self, name: str) -> str:
+        return f"{self.prefix}/cmd/{name}/reply"
+
+    def command_name(self, topic: str) -> str | None:
+        """`<prefix>/cmd/<name>` -> name; None for any other topic."""
+        head = f"{self.prefix}/cmd/"
+        if topic.startswith(head) and "/" not in topic[len(head):]:
+            return topic[len(head):]
+        return None
+
+    def camera_of(self, topic: str) -> tuple[str, str] | None:
+        """`<prefix>/<camera>/<kind>` -> (camera, kind) for detections, frame and frame/meta."""
+        if not topic.startswith(self.prefix + "/"):
+            return None
+        camera, _, kind = topic[len(self.prefix) + 1:].partition("/")
+        if kind in ("detections", "frame", "frame/meta") and camera not in ("cmd",):
+            return camera, kind
+        return None

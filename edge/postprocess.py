@@ -1,0 +1,112 @@
+"""Decode detection heads and run class-aware non-maximum suppression."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.detections import Detections
+from edge.errors import ModelError
+from edge.preprocess import LetterboxGeometry
+from edge.spec import ModelSpec, PostprocessSpec
+
+#: Candidates kept (by score) before NMS; bounds NMS cost on a noisy frame.
+MAX_CANDIDATES = 1000
+
+Array = npt.NDArray[np.float32]
+
+
+def _anchor_free(pred: Array) -> tuple[Array, Array]:
+    """[4+nc, A] -> cxcywh [A, 4], class scores [A, nc]."""
+    return pred[:4].T, pred[4:].T
+
+
+def _anchor_free_transposed(pred: Array) -> tuple[Array, Array]:
+    """[A, 4+nc] -> cxcywh [A, 4], class scores [A, nc]."""
+    return pred[:, :4], pred[:, 4:]
+
+
+def _yolov5(pred: Array) -> tuple[Array, Array]:
+    """[A, 5+nc] -> cxcywh [A, 4], objectness * class scores [A, nc]."""
+    return pred[:, :4], pred[:, 5:] * pred[:, 4:5]
+
+
+HEAD_DECODERS: dict[str, Callable[[Array], tuple[Array, Array]]] = {
+    "anchor_free": _anchor_free,
+    "anchor_free_transposed": _anchor_free_transposed,
+    "yolov5": _yolov5,
+}
+
+
+def iou_matrix(a: Array, b: Array) -> Array:
+    """IoU of every box in a [K, 4] with every box in b [M, 4] (x1 y1 x2 y2) -> [K, M]."""
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return (inter / np.maximum(union, 1e-9)).astype(np.float32)
+
+
+def nms(boxes: Array, scores: Array, class_ids: npt.NDArray[np.int64],
+        iou_threshold: float) -> npt.NDArray[np.int64]:
+    """Greedy class-aware NMS; returns kept indices in descending score order.
+
+    Boxes of different classes never suppress each other: each class is offset into its own
+    region of the plane, so one IoU computation serves all classes.
+    """
+    if len(scores) == 0:
+        return np.zeros(0, np.int64)
+    span = float(boxes.max() - min(boxes.min(), 0.0)) + 1.0
+    shifted = boxes + (class_ids.astype(np.float32) * span)[:, None]
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best = order[0]
+        keep.append(best)
+        if order.size == 1:
+            break
+        overlaps = iou_matrix(shifted[best:best + 1], shifted[order[1:]])[0]
+        order = order[1:][overlaps <= iou_threshold]
+    return np.array(keep, np.int64)
+
+
+def cxcywh_to_xyxy(boxes: Array) -> Array:
+    half = boxes[:, 2:] / 2
+    return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
+
+
+class DetectionDecoder:
+    """Turns one image's raw head output into `Detections` in source-frame pixels."""
+
+    def __init__(self, spec: ModelSpec, settings: PostprocessSpec | None = None) -> None:
+        if spec.head not in HEAD_DECODERS:
+            raise ModelError(
+                f"head layout '{spec.head}' is not a detection layout; supported: "
+                f"{', '.join(HEAD_DECODERS)}")
+        self._split = HEAD_DECODERS[spec.head]
+        self._num_classes = spec.num_classes
+        self.settings = settings or spec.postprocess
+
+    def __call__(self, prediction: Array, geometry: LetterboxGeometry) -> Detections:
+        """`prediction` is one batch item of the model output (batch axis removed)."""
+        centres, class_scores = self._split(prediction)
+        if class_scores.shape[1] != self._num_classes:
+            raise ModelError(
+                f"model output has {class_scores.shape[1]} class columns but the spec lists "
+                f"{self._num_classes} labels; re-convert the model with matching labels")
+        class_ids = class_scores.argmax(axis=1)
+        scores = np.take_along_axis(class_scores, class_ids[:, None], axis=1)[:, 0]
+        candidates = np.flatnonzero(scores >= self.settings.score_threshold)
+        if candidates.size > MAX_CANDIDATES:
+            top = np.argpartition(-scores[candidates], MAX_CANDIDATES)[:MAX_CANDIDATES]
+            candidates = candidates[top]
+        boxes = cxcywh_to_xyxy(centres[candidates].astype(np.float32))
+        scores, class_ids = scores[candidates].astype(np.float32), class_ids[candidates]
+        keep = nms(boxes, scores, class_ids, self.settings.iou_threshold)
+        keep = keep[: self.settings.max_detections]
+        return Detections(geometry.boxes_to_source(boxes[keep]), scores[keep],
+                          class_ids[keep].astype(np.int64))

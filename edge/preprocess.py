@@ -1,0 +1,114 @@
+"""Letterbox resize straight into a preallocated model input buffer.
+
+The naive path (resize -> pad -> transpose -> astype -> divide -> contiguous copy) allocates five
+frame-sized arrays per frame. Here the converted model takes uint8 NHWC and does the float
+conversion and normalisation itself, so the device only resizes: `cv2.resize` writes into a view
+of the input buffer, and the constant padding is painted once, when the frame geometry changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import InputError
+
+
+@dataclass(frozen=True)
+class LetterboxGeometry:
+    """How a source frame maps into the model input: scale, then offset by the padding.
+
+    All values are in pixels; `scale` is model pixels per source pixel.
+    """
+
+    source_width: int
+    source_height: int
+    input_width: int
+    input_height: int
+    scale: float
+    resized_width: int
+    resized_height: int
+    pad_left: int
+    pad_top: int
+
+    @classmethod
+    def fit(cls, source_width: int, source_height: int,
+            input_width: int, input_height: int) -> LetterboxGeometry:
+        """Largest aspect-preserving fit of the source inside the input, centred."""
+        if min(source_width, source_height, input_width, input_height) <= 0:
+            raise InputError(
+                f"cannot letterbox a {source_width}x{source_height} frame into "
+                f"{input_width}x{input_height}: sizes must be positive")
+        scale = min(input_width / source_width, input_height / source_height)
+        resized_width = min(input_width, max(1, round(source_width * scale)))
+        resized_height = min(input_height, max(1, round(source_height * scale)))
+        return cls(source_width, source_height, input_width, input_height, scale,
+                   resized_width, resized_height,
+                   (input_width - resized_width) // 2, (input_height - resized_height) // 2)
+
+    def boxes_to_source(self, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Map x1 y1 x2 y2 boxes [K, 4] from model-input pixels to source pixels, in place,
+        clipped to the source frame."""
+        boxes[:, [0, 2]] -= self.pad_left
+        boxes[:, [1, 3]] -= self.pad_top
+        boxes /= self.scale
+        np.clip(boxes[:, [0, 2]], 0, self.source_width, out=boxes[:, [0, 2]])
+        np.clip(boxes[:, [1, 3]], 0, self.source_height, out=boxes[:, [1, 3]])
+        return boxes
+
+    def boxes_to_input(self, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Map x1 y1 x2 y2 boxes [K, 4] from source pixels to model-input pixels (a new array)."""
+        out = boxes.astype(np.float32) * self.scale
+        out[:, [0, 2]] += self.pad_left
+        out[:, [1, 3]] += self.pad_top
+        return out
+
+
+class Letterboxer:
+    """Writes frames into one slot of a uint8 NHWC input buffer [N, H, W, 3].
+
+    The buffer is owned by the caller (usually a runner), so the resized pixels land exactly
+    where the inference engine reads them.
+    """
+
+    def __init__(self, pad_value: int = 114, swap_channels: bool = False) -> None:
+        self._pad_value = pad_value
+        self._swap_channels = swap_channels
+        self._painted: dict[int, LetterboxGeometry] = {}
+
+    def __call__(self, frame: npt.NDArray[np.uint8], buffer: npt.NDArray[np.uint8],
+                 slot: int = 0) -> LetterboxGeometry:
+        """Letterbox `frame` (uint8 [h, w, 3]) into `buffer[slot]`; returns the geometry used."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise InputError(f"expected a uint8 [H, W, 3] frame, got {frame.dtype} {frame.shape}")
+        target = buffer[slot]
+        geometry = LetterboxGeometry.fit(frame.shape[1], frame.shape[0],
+                                         target.shape[1], target.shape[0])
+        key = id(buffer) * 64 + slot
+        if self._painted.get(key) != geometry:
+            target.fill(self._pad_value)
+            self._painted[key] = geometry
+        roi = target[geometry.pad_top:geometry.pad_top + geometry.resized_height,
+                     geometry.pad_left:geometry.pad_left + geometry.resized_width]
+        if (geometry.resized_width, geometry.resized_height) == (frame.shape[1], frame.shape[0]):
+            np.copyto(roi, frame)
+        else:
+            interpolation = cv2.INTER_AREA if geometry.scale < 1 else cv2.INTER_LINEAR
+            written = cv2.resize(frame, (geometry.resized_width, geometry.resized_height),
+                                 dst=roi, interpolation=interpolation)
+            if written is not None and not np.shares_memory(written, roi):
+                np.copyto(roi, written)  # OpenCV could not write in place; keep correctness
+        if self._swap_channels:
+            cv2.cvtColor(roi, cv2.COLOR_BGR2RGB, dst=roi)
+        return geometry
+
+
+def letterbox(frame: npt.NDArray[np.uint8], input_width: int, input_height: int,
+              pad_value: int = 114) -> tuple[npt.NDArray[np.uint8], LetterboxGeometry]:
+    """Convenience for offline use (training, calibration): a new [H, W, 3] letterboxed image."""
+    buffer = np.empty((1, input_height, input_width, 3), np.uint8)
+    geometry = Letterboxer(pad_value)(frame, buffer)
+    return buffer[0], geometry

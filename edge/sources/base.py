@@ -1,0 +1,142 @@
+"""Frame sources and the hand-off between a source thread and the camera loop.
+
+A source fills buffers from a small pool; the hand-off keeps only the latest frame, so a slow
+loop drops stale frames (counted) instead of falling behind the camera.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.synthetic.scene import GroundTruth
+
+
+@dataclass
+class Frame:
+    """One captured frame. `image` is BGR uint8 [H, W, 3] borrowed from the pool: call
+    `release()` once it has been copied into the model input."""
+
+    image: npt.NDArray[np.uint8]
+    frame_id: int
+    ts: float  # capture time, seconds since the epoch
+    truth: GroundTruth | None = None
+    _pool: FramePool | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        if self._pool is not None:
+            self._pool.give_back(self.image)
+            self._pool = None
+
+
+class FramePool:
+    """Recycles frame buffers so steady-state capture allocates nothing frame-sized.
+
+    Three buffers suffice for one producer and one consumer: one being written, one waiting in
+    the hand-off, one being read.
+    """
+
+    def __init__(self, size: int = 3) -> None:
+        self._free: list[npt.NDArray[np.uint8]] = []
+        self._size = size
+        self._lock = threading.Lock()
+
+    def take(self, height: int, width: int) -> npt.NDArray[np.uint8]:
+        with self._lock:
+            for i, buffer in enumerate(self._free):
+                if buffer.shape == (height, width, 3):
+                    return self._free.pop(i)
+        return np.empty((height, width, 3), np.uint8)
+
+    def give_back(self, buffer: npt.NDArray[np.uint8]) -> None:
+        with self._lock:
+            if len(self._free) < self._size:
+                self._free.append(buffer)
+
+
+class LatestFrame:
+    """Single-slot hand-off: `put` replaces an unread frame (releasing it and counting a drop)."""
+
+    def __init__(self) -> None:
+        self._frame: Frame | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self._frame.release()
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify()
+
+    def take(self, timeout: float) -> Frame | None:
+        """The newest unread frame, or None after `timeout` seconds or once closed and empty."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+    def ready(self) -> bool:
+        with self._cond:
+            return self._frame is not None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class Source(ABC):
+    """A camera, stream, file or synthetic scene. `read` blocks until the next frame is due."""
+
+    uri: str
+    #: Frames per second the source delivers, when known (None: as fast as it can).
+    fps: float | None
+
+    def __init__(self) -> None:
+        self.pool = FramePool()
+        self._next_id = 0
+
+    @abstractmethod
+    def open(self) -> None:
+        """Acquire the device or file; raises SourceError with the reason when it cannot."""
+
+    @abstractmethod
+    def read(self) -> Frame | None:
+        """The next frame, or None at the end of a finite source."""
+
+    def close(self) -> None:
+        """Release the device or file."""
+
+    def _frame(self, image: npt.NDArray[np.uint8], truth: GroundTruth | None = None) -> Frame:
+        self._next_id += 1
+        return Frame(image, self._next_id, time.time(), truth, self.pool)
+
+
+class Pacer:
+    """Sleeps so successive `wait()` calls return `1 / fps` seconds apart (no drift)."""
+
+    def __init__(self, fps: float | None) -> None:
+        self._period = 1.0 / fps if fps else 0.0
+        self._due = time.monotonic()
+
+    def wait(self) -> None:
+        if not self._period:
+            return
+        self._due += self._period
+        delay = self._due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            self._due = time.monotonic()  # fell behind: restart the schedule, do not burst

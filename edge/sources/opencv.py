@@ -1,0 +1,171 @@
+"""Sources read through OpenCV: video files, image folders, V4L2 cameras, RTSP, CSI (GStreamer).
+
+    file:///data/clip.mp4?loop=1&fps=0   video file (fps=0: as fast as possible; default: its own)
+    file:///data/images?fps=5&loop=1     folder of images, sorted by name
+    v4l2:///dev/video0?width=1280&height=720&fps=30
+    rtsp://user:pass@camera/stream
+    csi://0?width=1920&height=1080&fps=30   Jetson CSI camera via nvarguscamerasrc
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import SourceError
+from edge.sources.base import Frame, Pacer, Source
+from edge.sources.uri import SourceUri
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class VideoCaptureSource(Source):
+    """Anything `cv2.VideoCapture` opens. Frames are decoded into recycled buffers."""
+
+    def __init__(self, uri: SourceUri, target: str | int, backend: int = cv2.CAP_ANY,
+                 loop: bool = False, fps: float | None = None) -> None:
+        super().__init__()
+        self.uri = uri.text
+        self._target = target
+        self._backend = backend
+        self._loop = loop
+        self._requested_fps = fps
+        self._size = (uri.integer("width", 0), uri.integer("height", 0))
+        self.fps = fps
+        self._capture: cv2.VideoCapture | None = None
+        self._pacer = Pacer(None)
+
+    def open(self) -> None:
+        capture = cv2.VideoCapture(self._target, self._backend)
+        if not capture.isOpened():
+            raise SourceError(f"source '{self.uri}' could not be opened by OpenCV; check that the "
+                              "device or stream exists and that you may read it")
+        if self._size[0] and self._size[1]:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[0])
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self._size[1])
+        ok, first = capture.read()
+        if not ok or first is None or first.ndim != 3:
+            capture.release()
+            raise SourceError(f"source '{self.uri}' opened but no frame could be decoded; the "
+                              "file may be corrupt or the stream may use an unsupported codec")
+        capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        self._shape = first.shape
+        self._first = first if not self._seekable(capture) else None
+        own_fps = capture.get(cv2.CAP_PROP_FPS) or None
+        self.fps = own_fps if self._requested_fps is None else (self._requested_fps or None)
+        self._pacer = Pacer(self.fps)
+        self._capture = capture
+
+    @staticmethod
+    def _seekable(capture: cv2.VideoCapture) -> bool:
+        return capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0
+
+    def read(self) -> Frame | None:
+        if self._capture is None:
+            raise SourceError(f"source '{self.uri}' was read before open()")
+        self._pacer.wait()
+        if self._first is not None:  # live stream: serve the probe frame instead of losing it
+            image, self._first = self._first, None
+            return self._frame(image)
+        buffer = self.pool.take(*self._shape[:2])
+        ok, image = self._capture.read(buffer)
+        if not ok and self._loop and self._seekable(self._capture):
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._capture.read(buffer)
+        if not ok or image is None:
+            self.pool.give_back(buffer)
+            return None
+        if image is not buffer:
+            self._shape = image.shape
+        return self._frame(image)
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class ImageFolderSource(Source):
+    """Images in a folder, sorted by name; unreadable files are skipped with a warning."""
+
+    def __init__(self, uri: SourceUri, folder: Path) -> None:
+        super().__init__()
+        self.uri = uri.text
+        self._folder = folder
+        self._loop = uri.flag("loop")
+        self.fps = uri.number("fps", 10.0) or None
+        self._paths: list[Path] = []
+        self._index = 0
+        self._pacer = Pacer(self.fps)
+
+    def open(self) -> None:
+        self._paths = sorted(p for p in self._folder.iterdir()
+                             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self._paths:
+            raise SourceError(f"source '{self.uri}': folder {self._folder} holds no images "
+                              f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._index = 0
+        self._pacer = Pacer(self.fps)
+
+    def read(self) -> Frame | None:
+        for _ in range(len(self._paths)):
+            if self._index >= len(self._paths):
+                if not self._loop:
+                    return None
+                self._index = 0
+            path = self._paths[self._index]
+            self._index += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None and image.dtype == np.uint8:
+                self._pacer.wait()
+                return self._frame(image)
+            log.warning("source %s: skipping unreadable image %s", self.uri, path)
+        raise SourceError(f"source '{self.uri}': none of the images in {self._folder} could be read")
+
+
+def file_source(uri: SourceUri) -> Source:
+    uri.reject_unknown({"loop", "fps"})
+    path = Path(uri.location)
+    if not path.exists():
+        raise SourceError(f"source '{uri.text}': {path} does not exist; file:// takes an absolute "
+                          "path to a video file or an image folder, e.g. file:///data/clip.mp4")
+    if path.is_dir():
+        return ImageFolderSource(uri, path)
+    return VideoCaptureSource(uri, str(path), cv2.CAP_ANY, loop=uri.flag("loop"),
+                              fps=uri.number("fps", None))
+
+
+def v4l2_source(uri: SourceUri) -> Source:
+    uri.reject_unknown({"width", "height", "fps"})
+    if not Path(uri.location).exists():
+        raise SourceError(f"source '{uri.text}': device {uri.location} does not exist; list "
+                          "cameras with `v4l2-ctl --list-devices`")
+    return VideoCaptureSource(uri, uri.location, cv2.CAP_V4L2, fps=0.0)
+
+
+def rtsp_source(uri: SourceUri) -> Source:
+    return VideoCaptureSource(uri, uri.text, cv2.CAP_FFMPEG, fps=0.0)
+
+
+def csi_source(uri: SourceUri) -> Source:
+    uri.reject_unknown({"width", "height", "fps"})
+    if "GStreamer:                   YES" not in cv2.getBuildInformation():
+        raise SourceError(
+            f"source '{uri.text}': this OpenCV has no GStreamer support (pip's opencv-python "
+            "never has); use JetPack's OpenCV (`sudo apt install python3-opencv` and a venv "
+            "with --system-site-packages) for CSI cameras")
+    width, height = uri.integer("width", 1920), uri.integer("height", 1080)
+    fps = uri.integer("fps", 30)
+    sensor = uri.location.strip("/") or "0"
+    if not sensor.isdigit():
+        raise SourceError(f"source '{uri.text}': the CSI sensor id must be a number, e.g. csi://0")
+    pipeline = (f"nvarguscamerasrc sensor-id={sensor}"
+                f" ! video/x-raw(memory:NVMM), width={width}, height={height}, "
+                f"framerate={fps}/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
+                "video/x-raw, format=BGR ! appsink drop=true max-buffers=1")
+    return VideoCaptureSource(uri, pipeline, cv2.CAP_GSTREAMER, fps=0.0)

@@ -1,0 +1,49 @@
+"""`synthetic://shapes?fps=15&seed=1&width=640&height=480`: the demo scene as a camera."""
+
+from __future__ import annotations
+
+from edge.errors import SourceError
+from edge.sources.base import Frame, Pacer, Source
+from edge.sources.uri import SourceUri
+from edge.synthetic.scene import SceneConfig, ShapeScene
+
+OPTIONS = {"fps", "seed", "width", "height", "frames"}
+
+
+class SyntheticSource(Source):
+    """Renders the shapes scene at `fps`; frame ids are scene frame indices, so a subscriber can
+    replay the ground truth from the seed alone (`ShapeScene.next_truth`)."""
+
+    def __init__(self, uri: SourceUri) -> None:
+        super().__init__()
+        if uri.location.strip("/") != "shapes":
+            raise SourceError(f"source '{uri.text}': unknown synthetic scene "
+                              f"'{uri.location}'; the available scene is synthetic://shapes")
+        uri.reject_unknown(OPTIONS)
+        self.uri = uri.text
+        self.fps = uri.number("fps", 15.0)
+        self.seed = uri.integer("seed", 0)
+        self.config = SceneConfig(width=uri.integer("width", 640),
+                                  height=uri.integer("height", 480))
+        if min(self.config.width, self.config.height) < 2 * self.config.max_size:
+            raise SourceError(f"source '{uri.text}': width and height must be at least "
+                              f"{2 * self.config.max_size:g} pixels")
+        self.max_frames = uri.integer("frames", 0)  # 0: endless
+        self._scene: ShapeScene | None = None
+        self._pacer = Pacer(self.fps)
+
+    def open(self) -> None:
+        self._scene = ShapeScene(seed=self.seed, config=self.config)
+        self._pacer = Pacer(self.fps)
+
+    def read(self) -> Frame | None:
+        if self._scene is None:
+            raise SourceError(f"source '{self.uri}' was read before open()")
+        if self.max_frames and self._scene.frame_index >= self.max_frames:
+            return None
+        self._pacer.wait()
+        buffer = self.pool.take(self.config.height, self.config.width)
+        image, truth = self._scene.next(out=buffer)
+        frame = self._frame(image, truth)
+        frame.frame_id = self._scene.frame_index
+        return frame

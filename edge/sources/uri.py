@@ -1,0 +1,55 @@
+"""Parsing of source URIs (`scheme://location?key=value&...`), shared by every source kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+from edge.errors import SourceError
+
+
+@dataclass(frozen=True)
+class SourceUri:
+    text: str
+    scheme: str
+    location: str  # host + path, e.g. "shapes", "/dev/video0", "/data/clip.mp4"
+    options: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> SourceUri:
+        parts = urlsplit(text)
+        if not parts.scheme or "://" not in text:
+            raise SourceError(f"source '{text}' is not a URI; write it as scheme://location, e.g. "
+                              "v4l2:///dev/video0, file:///path/clip.mp4, synthetic://shapes")
+        return cls(text, parts.scheme.lower(), parts.netloc + parts.path,
+                   dict(parse_qsl(parts.query, keep_blank_values=True)))
+
+    def number(self, key: str, default: float | None, minimum: float = 0.0) -> float | None:
+        if key not in self.options:
+            return default
+        try:
+            value = float(self.options[key])
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise SourceError(f"source '{self.text}': option {key}={self.options[key]!r} must be "
+                              f"a number >= {minimum:g}")
+        return value
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.number(key, default)
+        if value is None or value != int(value):
+            raise SourceError(f"source '{self.text}': option {key} must be a whole number")
+        return int(value)
+
+    def flag(self, key: str) -> bool:
+        value = self.options.get(key, "0").lower()
+        if value not in ("0", "1", "true", "false", "yes", "no"):
+            raise SourceError(f"source '{self.text}': option {key}={value!r} must be 0 or 1")
+        return value in ("1", "true", "yes")
+
+    def reject_unknown(self, known: set[str]) -> None:
+        unknown = sorted(set(self.options) - known)
+        if unknown:
+            raise SourceError(f"source '{self.text}': unknown option(s) {', '.join(unknown)}; "
+                              f"{self.scheme}:// accepts {', '.join(sorted(known)) or 'none'}")

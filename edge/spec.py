@@ -1,0 +1,93 @@
+"""The model spec: the versioned JSON that makes a model artifact self-describing.
+
+It lives in the ONNX `metadata_props` under `SPEC_KEY` (and in a sidecar JSON next to a TensorRT
+engine), so the daemon needs no hand-written labels or preprocessing settings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge.errors import ModelError
+
+SPEC_KEY = "edge.spec"
+SPEC_VERSION = 1
+
+HeadLayout = Literal[
+    "anchor_free",             # Ultralytics v8/v11: [N, 4+nc, A], cx cy w h in input pixels, scores
+    "anchor_free_transposed",  # the same, [N, A, 4+nc]
+    "yolov5",                  # [N, A, 5+nc], cx cy w h, objectness, class scores
+    "logits",                  # classifier: [N, nc] raw scores
+    "probabilities",           # classifier: [N, nc] softmax output
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """The model's image input: uint8 [batch, height, width, 3] in `colour_order`."""
+
+    name: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    batch: int | None = Field(default=1, ge=1, description="None: dynamic batch")
+    colour_order: Literal["BGR", "RGB"] = "BGR"
+    pad_value: int = Field(default=114, ge=0, le=255)
+
+
+class PostprocessSpec(_Strict):
+    score_threshold: float = Field(default=0.25, gt=0, lt=1)
+    iou_threshold: float = Field(default=0.45, gt=0, le=1)
+    max_detections: int = Field(default=100, gt=0)
+
+
+class ModelSpec(_Strict):
+    """Everything the device needs to run a converted model."""
+
+    spec_version: int = SPEC_VERSION
+    task: Literal["detect", "classify"]
+    labels: tuple[str, ...]
+    input: InputSpec
+    head: HeadLayout
+    output: str = Field(description="name of the output tensor the head layout describes")
+    postprocess: PostprocessSpec = PostprocessSpec()
+    name: str = ""
+    source: str = Field(default="", description="where the model came from, for humans")
+
+    @model_validator(mode="after")
+    def _head_matches_task(self) -> ModelSpec:
+        classify = self.head in ("logits", "probabilities")
+        if classify != (self.task == "classify"):
+            raise ValueError(f"head layout '{self.head}' does not fit task '{self.task}'")
+        if not self.labels:
+            raise ValueError("labels must not be empty")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str, origin: str) -> ModelSpec:
+        """Parse a spec; `origin` names the file for the error message."""
+        try:
+            version = json.loads(text).get("spec_version")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise ModelError(f"{origin}: the model spec is not a JSON object ({exc})") from exc
+        if version != SPEC_VERSION:
+            raise ModelError(
+                f"{origin}: model spec version {version!r} is not supported by this edge "
+                f"version (it reads version {SPEC_VERSION}); re-convert the model with "
+                "`edge convert` or upgrade edge")
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            raise ModelError(f"{origin}: invalid model spec: {exc}") from exc

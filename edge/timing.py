@@ -1,0 +1,57 @@
+"""Rolling latency windows and RFC 3339 timestamps for payloads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+import numpy as np
+
+
+def rfc3339(ts: float) -> str:
+    """`2026-11-29T07:14:51.123Z` for a Unix time in seconds."""
+    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class StageTimes:
+    """Per-stage latency samples (milliseconds) over the last `window` frames."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._samples: dict[str, deque[float]] = {}
+        self._window = window
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, milliseconds: float) -> None:
+        with self._lock:
+            samples = self._samples.get(stage)
+            if samples is None:
+                samples = self._samples[stage] = deque(maxlen=self._window)
+            samples.append(milliseconds)
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        """{stage: {"p50": ms, "p90": ms, "p99": ms}} over the window."""
+        with self._lock:
+            snapshot = {stage: np.array(values) for stage, values in self._samples.items()}
+        return {
+            stage: {f"p{q}": round(float(np.percentile(values, q)), 2) for q in (50, 90, 99)}
+            for stage, values in snapshot.items() if values.size
+        }
+
+
+class RateMeter:
+    """Events per second over the last `window` events."""
+
+    def __init__(self, window: int = 60) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+
+    def tick(self) -> None:
+        self._times.append(time.monotonic())
+
+    def rate(self) -> float:
+        times = list(self._times)
+        if len(times) < 2 or times[-1] == times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])

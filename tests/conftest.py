@@ -1,0 +1,88 @@
+"""Shared fixtures: a real Mosquitto broker on a free port, the bundled model, tiny ONNX graphs."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge.broker import free_port
+from edge.demo import bundled_model
+
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
+def mosquitto_binary() -> str:
+    for candidate in (shutil.which("mosquitto"), *MOSQUITTO_PATHS):
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.fail("mosquitto is not installed; install it with `apt-get install -y mosquitto` "
+                "(the MQTT tests need a real broker)")
+
+
+@dataclass
+class Mosquitto:
+    port: int
+    config: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"mosquitto exited: {self.process.stderr!r}") from None
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening within 10 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def make_mosquitto(tmp_path: Path) -> Mosquitto:
+    port = free_port()
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    return Mosquitto(port, config)
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real Mosquitto broker on a free loopback port, stopped after the test."""
+    broker = make_mosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def stopped_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto the test starts itself (for broker-unreachable-at-start cases)."""
+    broker = make_mosquitto(tmp_path)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    path = bundled_model()
+    assert path.is_file(), "the bundled demo model is missing; run converters.demo_detector.train"
+    return path

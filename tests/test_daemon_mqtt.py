@@ -1,0 +1,144 @@
+"""The daemon end to end against a real Mosquitto broker, as a separate process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.detections import Detections
+from edge.synthetic.replay import ReplayScorer
+from tests.mqtt_watch import Watcher, retained_status
+
+PREFIX = "edge/test-gate"
+
+
+def write_config(tmp_path: Path, model: Path, port: int, seed: int = 2) -> Path:
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "test-gate"
+[model]
+path = "{model}"
+threads = 1
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=10&seed={seed}"
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+reconnect_min_s = 0.5
+reconnect_max_s = 1
+[frames]
+interval_s = 1
+max_height = 240
+quality = 70
+[stats]
+interval_s = 1
+""")
+    return config
+
+
+def start_daemon(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int) -> tuple[int, str]:
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=20)
+    return process.returncode, err.decode()
+
+
+@pytest.mark.slow
+def test_detections_match_truth_and_status_follows_lifecycle(tmp_path, mosquitto, demo_model):
+    daemon = start_daemon(write_config(tmp_path, demo_model, mosquitto.port))
+    try:
+        with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+            watcher.wait_for(lambda: len(watcher.on("/detections")) >= 60, 60,
+                             "60 detection messages")
+            watcher.wait_for(lambda: bool(watcher.on("/frame")) and bool(watcher.on("/stats")),
+                             10, "a frame and stats")
+            assert retained_status(mosquitto.port, PREFIX)["state"] == "online"
+            messages = [m.json() for m in watcher.on("/gate/detections")]
+    finally:
+        code, err = stop(daemon, signal.SIGTERM)
+    assert code == 0, err
+
+    scorer = ReplayScorer(seed=2)
+    for message in messages:
+        assert message["v"] == 1 and message["camera"] == "gate"
+        assert (message["width"], message["height"]) == (640, 480)
+        assert {"ts", "time", "frame_id", "model", "latency_ms"} <= set(message)
+        scorer.add(message["frame_id"], Detections.from_payload(message["detections"]))
+    precision, recall = scorer.precision_recall()
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall)
+    frame_ids = [m["frame_id"] for m in messages]
+    assert frame_ids == sorted(frame_ids)
+
+    jpeg = watcher.on("/gate/frame")[0].payload
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (240, 320, 3)
+    meta = watcher.on("/gate/frame/meta")[0].json()
+    assert meta["detections_drawn"] is True and meta["camera"] == "gate"
+    stats = watcher.on("/stats")[-1]
+    assert stats.json()["cameras"]["gate"]["frames"] > 0
+    assert stats.json()["backend"] == "onnxruntime"
+
+    status = retained_status(mosquitto.port, PREFIX)
+    assert status["state"] == "stopped"
+    assert status["cameras"] == ["gate"] and status["model"] == "shapes-detector"
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_the_last_will_offline(tmp_path, mosquitto, demo_model):
+    daemon = start_daemon(write_config(tmp_path, demo_model, mosquitto.port))
+    try:
+        deadline = time.monotonic() + 30
+        while retained_status(mosquitto.port, PREFIX, timeout=30).get("state") != "online":
+            assert time.monotonic() < deadline
+    finally:
+        daemon.kill()
+        daemon.communicate(timeout=10)
+    deadline = time.monotonic() + 10
+    while (state := retained_status(mosquitto.port, PREFIX)["state"]) != "offline":
+        assert time.monotonic() < deadline, f"status stayed {state}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_unreachable_broker_at_start_is_retried(tmp_path, stopped_mosquitto, demo_model):
+    daemon = start_daemon(write_config(tmp_path, demo_model, stopped_mosquitto.port))
+    try:
+        time.sleep(3)
+        assert daemon.poll() is None, "the daemon must keep running without a broker"
+        stopped_mosquitto.start()
+        with Watcher(stopped_mosquitto.port, f"{PREFIX}/#") as watcher:
+            watcher.wait_for(lambda: len(watcher.on("/detections")) >= 5, 30,
+                             "detections after the broker came up")
+        assert retained_status(stopped_mosquitto.port, PREFIX)["state"] == "online"
+    finally:
+        code, err = stop(daemon, signal.SIGTERM)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text.replace("threads = 1", "threads = 1\ngpu = true"),
+         "model.gpu: unknown key"),
+        (lambda text: text.replace("synthetic://shapes", "ftp://shapes"), "unknown scheme"),
+        (lambda text: text.replace('path = "', 'path = "/missing'), "does not exist"),
+    ],
+)
+def test_bad_config_exits_2_with_the_reason(tmp_path, demo_model, edit, message):
+    config = write_config(tmp_path, demo_model, 1)
+    config.write_text(edit(config.read_text()))
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from edge.config import MqttConfig
+from edge.mqtt.link import MqttLink
+from edge.mqtt.topics import Topics
+from tests.mqtt_watch import Watcher, retained_status
+
+
+def make_link(port: int, outbox_size: int = 1000) -> MqttLink:
+    settings = MqttConfig(url=f"mqtt://127.0.0.1:{port}", outbox_size=outbox_size)
+    return MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})
+
+
+def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto):
+    link = make_link(mosquitto.port, outbox_size=5)
+    for frame_id in range(1, 9):  # not started yet: the broker is out of reach
+        link.publish_detections("cam", {"frame_id": frame_id})
+    assert link.outbox_depth == 5 and link.counters.dropped == 3
+    with Watcher(mosquitto.port, "edge/t/cam/detections") as watcher:
+        link.start()
+        assert link.flush(10), "outbox not flushed"
+        watcher.wait_for(lambda: len(watcher.messages) == 5, 5, "5 messages")
+        assert [m.json()["frame_id"] for m in watcher.messages] == [4, 5, 6, 7, 8]
+        assert link.counters.published == 5
+        assert retained_status(mosquitto.port, "edge/t")["state"] == "online"
+        assert link.stop("stopped")
+    assert retained_status(mosquitto.port, "edge/t")["state"] == "stopped"
+
+
+def test_commands_get_replies(mosquitto):
+    link = make_link(mosquitto.port)
+    link.on_command("ping", lambda payload: {"ok": True, "echo": payload.decode()})
+    link.start()
+    try:
+        with Watcher(mosquitto.port, "edge/t/cmd/ping/reply") as watcher:
+            watcher.wait_for(lambda: link.connected, 5, "link connected")
+            watcher.wait_for(lambda: _publish_until_reply(watcher), 10, "a reply")
+            assert watcher.messages[-1].json() == {"ok": True, "echo": "hello"}
+    finally:
+        link.stop()
+
+
+def _publish_until_reply(watcher: Watcher) -> bool:
+    if not watcher.messages:
+        watcher.client.publish("edge/t/cmd/ping", b"hello", qos=1)
+        return False
+    return True
+
+
+def test_topics_follow_contract_v1():
+    topics = Topics("edge/gate-01")
+    assert topics.status == "edge/gate-01/status"
+    assert topics.detections("gate") == "edge/gate-01/gate/detections"
+    assert topics.frame("gate") == "edge/gate-01/gate/frame"
+    assert topics.frame_meta("gate") == "edge/gate-01/gate/frame/meta"
+    assert topics.stats == "edge/gate-01/stats"
+    assert topics.command_reply("snapshot") == "edge/gate-01/cmd/snapshot/reply"
+    assert topics.command_name("edge/gate-01/cmd/snapshot") == "snapshot"
+    assert topics.camera_of("edge/gate-01/gate/frame/meta") == ("gate", "frame/meta")

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import InputError
+from edge.preprocess import Letterboxer, LetterboxGeometry, letterbox
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "scale", "resized", "pad"),
+    [
+        ((640, 480), (320, 320), 0.5, (320, 240), (0, 40)),
+        ((1920, 1080), (640, 640), 1 / 3, (640, 360), (0, 140)),
+        ((480, 640), (320, 320), 0.5, (240, 320), (40, 0)),
+        ((320, 320), (320, 320), 1.0, (320, 320), (0, 0)),
+        ((100, 50), (320, 320), 3.2, (320, 160), (0, 80)),
+    ],
+)
+def test_geometry_fits_and_centres(source, target, scale, resized, pad):
+    geometry = LetterboxGeometry.fit(*source, *target)
+    assert geometry.scale == pytest.approx(scale)
+    assert (geometry.resized_width, geometry.resized_height) == resized
+    assert (geometry.pad_left, geometry.pad_top) == pad
+
+
+def test_boxes_round_trip_between_source_and_input():
+    geometry = LetterboxGeometry.fit(1920, 1080, 640, 640)
+    boxes = np.array([[100, 200, 500, 700], [0, 0, 1920, 1080]], np.float32)
+    back = geometry.boxes_to_source(geometry.boxes_to_input(boxes))
+    np.testing.assert_allclose(back, boxes, atol=1e-3)
+
+
+def test_letterbox_matches_the_naive_reference():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    buffer = np.zeros((2, 640, 640, 3), np.uint8)
+    geometry = Letterboxer(pad_value=114)(frame, buffer, slot=1)
+    reference = np.full((640, 640, 3), 114, np.uint8)
+    reference[140:500] = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(buffer[1], reference)
+    assert not buffer[0].any(), "other slots must stay untouched"
+    assert geometry.pad_top == 140
+
+
+def test_letterbox_writes_in_place_and_repaints_padding_when_geometry_changes():
+    buffer = np.zeros((1, 320, 320, 3), np.uint8)
+    letterboxer = Letterboxer(pad_value=7)
+    letterboxer(np.full((480, 640, 3), 200, np.uint8), buffer)  # bars top and bottom
+    assert buffer[0, 0, 0, 0] == 7 and buffer[0, 160, 160, 0] == 200
+    letterboxer(np.full((640, 480, 3), 100, np.uint8), buffer)  # bars left and right now
+    assert buffer[0, 0, 0, 0] == 7 and buffer[0, 0, 160, 0] == 100 and buffer[0, 160, 0, 0] == 7
+
+
+def test_rgb_models_get_swapped_channels():
+    frame = np.zeros((320, 320, 3), np.uint8)
+    frame[..., 0] = 255  # blue in BGR
+    out, _ = letterbox(frame, 320, 320)
+    buffer = np.zeros((1, 320, 320, 3), np.uint8)
+    Letterboxer(swap_channels=True)(frame, buffer)
+    assert out[0, 0, 0] == 255 and buffer[0, 0, 0, 2] == 255 and buffer[0, 0, 0, 0] == 0
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8),
+     np.zeros((10, 10, 3), np.uint16)],
+    ids=["grey", "bgra", "uint16"],
+)
+def test_bad_frames_are_rejected(frame):
+    with pytest.raises(InputError, match="uint8"):
+        Letterboxer()(frame, np.zeros((1, 32, 32, 3), np.uint8))

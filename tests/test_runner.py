@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import re
+import tracemalloc
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from edge.errors import ModelError
+from edge.postprocess import DetectionDecoder
+from edge.preprocess import Letterboxer
+from edge.runners.onnxruntime import OrtRunner
+from edge.spec import InputSpec, ModelSpec
+from edge.synthetic import SHAPE_LABELS, ShapeScene
+from tests.onnx_graphs import constant_head_model
+
+
+def tiny_spec(labels=("a", "b", "c", "d"), size=64, head="anchor_free"):
+    return ModelSpec(task="detect", labels=labels, head=head, output="output0",
+                     input=InputSpec(name="images", width=size, height=size))
+
+
+def test_bundled_model_is_self_describing(demo_model):
+    with OrtRunner.from_path(demo_model) as runner:
+        assert runner.spec.labels == SHAPE_LABELS
+        assert runner.spec.head == "anchor_free"
+        assert runner.output_shape == (1, 4 + len(SHAPE_LABELS), 2100)
+        assert runner.input_buffer(0).shape == (1, 320, 320, 3)
+        assert runner.input_buffer(0).dtype == np.uint8
+
+
+def test_slots_are_independent_and_results_repeatable(demo_model):
+    scene = ShapeScene(seed=3)
+    with OrtRunner.from_path(demo_model) as runner:
+        letterbox = Letterboxer()
+        first, _ = scene.next()
+        second, _ = scene.next()
+        letterbox(first, runner.input_buffer(0))
+        letterbox(second, runner.input_buffer(1))
+        runner.submit(0)
+        runner.submit(1)
+        out0, out1 = runner.wait(0).copy(), runner.wait(1).copy()
+        again = runner.infer(0)
+        np.testing.assert_array_equal(out0, again)
+        assert not np.array_equal(out0, out1)
+
+
+def test_steady_state_loop_allocates_nothing_frame_sized(demo_model):
+    """Letterbox + infer + decode over 200 frames: no frame-sized allocation per frame."""
+    scene = ShapeScene(seed=5)
+    frames = [scene.next()[0] for _ in range(4)]
+    frame_bytes = frames[0].nbytes
+    with OrtRunner.from_path(demo_model) as runner:
+        decoder = DetectionDecoder(runner.spec)
+        letterbox = Letterboxer()
+        for frame in frames:  # warm up: buffers painted, thread pool started
+            decoder(runner.infer(0)[0], letterbox(frame, runner.input_buffer(0)))
+        tracemalloc.start()
+        baseline, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for i in range(200):
+            geometry = letterbox(frames[i % 4], runner.input_buffer(i % 2))
+            decoder(runner.infer(i % 2)[0], geometry)
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak - baseline < frame_bytes / 4, f"peak {peak - baseline} B per-frame allocations"
+    assert current - baseline < 64 * 1024, "memory grows with the number of frames"
+
+
+def test_missing_and_non_model_files(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        OrtRunner.from_path(tmp_path / "absent.onnx")
+    junk = tmp_path / "notes.onnx"
+    junk.write_text("this is not a model")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        OrtRunner.from_path(junk)
+
+
+def test_model_without_spec_is_rejected(tmp_path):
+    path = constant_head_model(tmp_path / "plain.onnx", (1, 8, 10), spec=None)
+    with pytest.raises(ModelError, match="no 'edge.spec' metadata.*edge convert"):
+        OrtRunner.from_path(path)
+
+
+@pytest.mark.parametrize(
+    ("shape", "head"),
+    [((1, 5, 10), "anchor_free"), ((1, 10, 9), "anchor_free_transposed"),
+     ((1, 10, 8), "yolov5"), ((1, 8), "anchor_free")],
+)
+def test_output_layout_that_does_not_fit_the_spec(tmp_path, shape, head):
+    path = constant_head_model(tmp_path / "odd.onnx", shape, tiny_spec(head=head))
+    with pytest.raises(ModelError, match=re.escape(f"shape {list(shape)}, which does not fit the '{head}'")):
+        OrtRunner.from_path(path)
+
+
+def test_input_that_is_not_uint8_nhwc_is_rejected(tmp_path):
+    path = constant_head_model(tmp_path / "float.onnx", (1, 8, 10), tiny_spec(),
+                               input_dtype=TensorProto.FLOAT)
+    with pytest.raises(ModelError, match="model input is images tensor\\(float\\)"):
+        OrtRunner.from_path(path)
