@@ -7,9 +7,10 @@ of the uint8 input, which TensorRT (>= 8.5) requires for a uint8 network input.
 
 from __future__ import annotations
 
-import io
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import onnx
 import torch
@@ -31,6 +32,9 @@ class Normalisation:
 class FoldedPreprocess(nn.Module):
     """uint8 NHWC frames in `camera_order` -> the normalised float NCHW tensor `network` expects."""
 
+    offset: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, network: nn.Module, camera_order: str, normalisation: Normalisation) -> None:
         super().__init__()
         self.network = network
@@ -44,7 +48,8 @@ class FoldedPreprocess(nn.Module):
         x = frames.to(torch.float32).permute(0, 3, 1, 2)
         if self.swap:
             x = x.flip(1)
-        return self.network((x - self.offset) * self.scale)
+        result: torch.Tensor = self.network((x - self.offset) * self.scale)
+        return result
 
 
 def onnx_from_torch(network: nn.Module, input_width: int, input_height: int, *,
@@ -55,12 +60,12 @@ def onnx_from_torch(network: nn.Module, input_width: int, input_height: int, *,
     carrying a spec; see `converters.metadata.onnx_with_spec`)."""
     wrapped = FoldedPreprocess(network, camera_order, normalisation).eval()
     example = torch.zeros((batch or 1, input_height, input_width, 3), dtype=torch.uint8)
-    buffer = io.BytesIO()
     dynamic_axes = None if batch else {input_name: {0: "batch"}, output_name: {0: "batch"}}
-    with torch.no_grad():
-        torch.onnx.export(wrapped, (example,), buffer, dynamo=False, opset_version=opset,
+    with tempfile.TemporaryDirectory() as scratch, torch.no_grad():
+        path = Path(scratch) / "model.onnx"
+        torch.onnx.export(wrapped, (example,), str(path), dynamo=False, opset_version=opset,
                           input_names=[input_name], output_names=[output_name],
                           dynamic_axes=dynamic_axes, do_constant_folding=True)
-    model = onnx.load_from_string(buffer.getvalue())
+        model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -64,7 +64,7 @@ class EmbeddedBroker:
 
         try:
             self._loop.run_until_complete(boot())
-        except Exception as exc:  # thread boundary: reported to start() through _error
+        except Exception as exc:  # noqa: BLE001 - thread boundary: start() reports it
             self._error = exc
             self._ready.set()
             return
@@ -76,7 +76,7 @@ class EmbeddedBroker:
             future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
             try:
                 future.result(timeout=5.0)
-            except Exception:  # noqa: BLE001 - best effort at shutdown; the thread is a daemon
+            except (TimeoutError, RuntimeError, OSError):  # best effort; the thread is a daemon
                 logging.getLogger(__name__).debug("embedded broker shutdown", exc_info=True)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)

@@ -110,8 +110,8 @@ class FramePublisher:
             draw_detections(image, sample.detections, self._labels)
         if image.shape[0] > self.settings.max_height:
             scale = self.settings.max_height / image.shape[0]
-            image = cv2.resize(image, (max(1, round(image.shape[1] * scale)),
-                                       self.settings.max_height), interpolation=cv2.INTER_AREA)
+            size = (max(1, round(image.shape[1] * scale)), self.settings.max_height)
+            image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
         ok, encoded = cv2.imencode(".jpg", image,
                                    [cv2.IMWRITE_JPEG_QUALITY, self.settings.quality])
         if not ok:
@@ -138,8 +138,8 @@ def draw_detections(image: npt.NDArray[np.uint8], detections: Detections,
     """Draw boxes and `label score` captions onto `image` in place."""
     for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids,
                                     strict=True):
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        hue = (int(class_id) * 47) % 180
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
+        hue = int(class_id) * 47 % 180
         colour = cv2.cvtColor(np.array([[[hue, 255, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
         bgr = (int(colour[0]), int(colour[1]), int(colour[2]))
         cv2.rectangle(image, (x1, y1), (x2, y2), bgr, 2)

@@ -19,11 +19,11 @@ import numpy.typing as npt
 from edge.detections import Detections
 from edge.frames import FramePublisher, FrameSample, FrameSampler
 from edge.mqtt.link import MqttLink
+from edge.mqtt.topics import CONTRACT_VERSION
 from edge.postprocess import DetectionDecoder
 from edge.preprocess import Letterboxer, LetterboxGeometry
 from edge.runners.base import Runner
 from edge.sources.base import LatestFrame, Source
-from edge.mqtt.topics import CONTRACT_VERSION
 from edge.timing import RateMeter, StageTimes, rfc3339
 
 log = logging.getLogger(__name__)
@@ -105,12 +105,13 @@ class CameraWorker:
     # -- loop thread -----------------------------------------------------------------------
 
     def _loop(self) -> None:
-        slot, pending = 0, None
+        slot, pending = 0, None  # pending: the submitted job whose result is not yet published
         try:
             while not self._stop.is_set():
                 frame = self._latest.take(timeout=0.5)
                 if frame is None:
-                    pending = self._finish(pending)
+                    self._finish(pending)
+                    pending = None
                     if self._latest.closed:
                         break
                     continue
@@ -120,13 +121,14 @@ class CameraWorker:
                 sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
                 frame.release()
                 preprocess_ms = (time.perf_counter() - taken) * 1e3
-                pending = self._finish(pending)
+                self._finish(pending)
                 self.runner.submit(slot)
                 pending = _InFlight(slot, frame.frame_id, frame.ts, geometry, queue_ms,
                                     preprocess_ms, time.perf_counter(), sample)
                 slot = (slot + 1) % self.runner.slots
                 if not self._latest.ready():
-                    pending = self._finish(pending)
+                    self._finish(pending)
+                    pending = None
             self._finish(pending)
         except Exception:  # thread boundary: a bug in one camera must not take down the rest
             self.errors += 1
@@ -135,9 +137,9 @@ class CameraWorker:
             self.finished.set()
 
     def _finish(self, job: _InFlight | None) -> None:
-        """Wait for `job`'s inference, decode and publish it. Always returns None."""
+        """Wait for `job`'s inference, decode and publish it."""
         if job is None:
-            return None
+            return
         output = self.runner.wait(job.slot)
         inferred = time.perf_counter()
         detections = self._decoder(output[0], job.geometry)
@@ -157,7 +159,6 @@ class CameraWorker:
                                             detections))
         self.frames += 1
         self._rate.tick()
-        return None
 
     def _payload(self, job: _InFlight, detections: Detections,
                  latency: dict[str, float]) -> dict[str, Any]:

@@ -48,7 +48,8 @@ def iou_matrix(a: Array, b: Array) -> Array:
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
-    return (inter / np.maximum(union, 1e-9)).astype(np.float32)
+    ious: Array = (inter / np.maximum(union, 1e-9)).astype(np.float32)
+    return ious
 
 
 def nms(boxes: Array, scores: Array, class_ids: npt.NDArray[np.int64],

@@ -74,9 +74,14 @@ class Letterboxer:
     where the inference engine reads them.
     """
 
-    def __init__(self, pad_value: int = 114, swap_channels: bool = False) -> None:
+    def __init__(self, pad_value: int = 114, swap_channels: bool = False,
+                 interpolation: int = cv2.INTER_LINEAR) -> None:
+        """`interpolation`: an OpenCV flag. INTER_LINEAR (the default, as in Ultralytics'
+        letterbox) is 5x faster than INTER_AREA on a 1080p -> 640 shrink; INTER_AREA avoids
+        aliasing on large downscales."""
         self._pad_value = pad_value
         self._swap_channels = swap_channels
+        self._interpolation = interpolation
         self._painted: dict[int, LetterboxGeometry] = {}
 
     def __call__(self, frame: npt.NDArray[np.uint8], buffer: npt.NDArray[np.uint8],
@@ -96,9 +101,8 @@ class Letterboxer:
         if (geometry.resized_width, geometry.resized_height) == (frame.shape[1], frame.shape[0]):
             np.copyto(roi, frame)
         else:
-            interpolation = cv2.INTER_AREA if geometry.scale < 1 else cv2.INTER_LINEAR
             written = cv2.resize(frame, (geometry.resized_width, geometry.resized_height),
-                                 dst=roi, interpolation=interpolation)
+                                 dst=roi, interpolation=self._interpolation)
             if written is not None and not np.shares_memory(written, roi):
                 np.copyto(roi, written)  # OpenCV could not write in place; keep correctness
         if self._swap_channels:

@@ -98,9 +98,9 @@ def test_detections_match_truth_and_status_follows_lifecycle(tmp_path, mosquitto
 def test_sigkill_leaves_the_last_will_offline(tmp_path, mosquitto, demo_model):
     daemon = start_daemon(write_config(tmp_path, demo_model, mosquitto.port))
     try:
-        deadline = time.monotonic() + 30
-        while retained_status(mosquitto.port, PREFIX, timeout=30).get("state") != "online":
-            assert time.monotonic() < deadline
+        with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+            watcher.wait_for(lambda: bool(watcher.on("/detections")), 30, "detections")
+        assert retained_status(mosquitto.port, PREFIX)["state"] == "online"
     finally:
         daemon.kill()
         daemon.communicate(timeout=10)

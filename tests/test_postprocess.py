@@ -28,7 +28,10 @@ def brute_force_nms(boxes, scores, class_ids, iou_threshold):
     return kept
 
 
-@pytest.mark.parametrize(("seed", "iou_threshold"), list(itertools.product(range(8), (0.3, 0.5, 0.7))))
+CASES = list(itertools.product(range(8), (0.3, 0.5, 0.7)))
+
+
+@pytest.mark.parametrize(("seed", "iou_threshold"), CASES)
 def test_nms_matches_brute_force(seed, iou_threshold):
     rng = np.random.default_rng(seed)
     count = 60

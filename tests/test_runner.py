@@ -79,7 +79,7 @@ def test_missing_and_non_model_files(tmp_path):
 
 def test_model_without_spec_is_rejected(tmp_path):
     path = constant_head_model(tmp_path / "plain.onnx", (1, 8, 10), spec=None)
-    with pytest.raises(ModelError, match="no 'edge.spec' metadata.*edge convert"):
+    with pytest.raises(ModelError, match=r"no 'edge\.spec' metadata.*edge convert"):
         OrtRunner.from_path(path)
 
 
@@ -90,7 +90,8 @@ def test_model_without_spec_is_rejected(tmp_path):
 )
 def test_output_layout_that_does_not_fit_the_spec(tmp_path, shape, head):
     path = constant_head_model(tmp_path / "odd.onnx", shape, tiny_spec(head=head))
-    with pytest.raises(ModelError, match=re.escape(f"shape {list(shape)}, which does not fit the '{head}'")):
+    expected = re.escape(f"shape {list(shape)}, which does not fit the '{head}'")
+    with pytest.raises(ModelError, match=expected):
         OrtRunner.from_path(path)
 
 

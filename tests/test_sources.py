@@ -89,7 +89,7 @@ def test_bad_uris_are_clear_errors(uri, message):
 def test_corrupt_video_and_empty_folder(tmp_path):
     corrupt = tmp_path / "broken.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
-    with pytest.raises(SourceError, match="could not be opened|no frame could be decoded"):
+    with pytest.raises(SourceError, match=r"could not be opened|no frame could be decoded"):
         source_from_uri(f"file://{corrupt}").open()
     empty = tmp_path / "empty"
     empty.mkdir()

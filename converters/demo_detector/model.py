@@ -29,7 +29,8 @@ class _Residual(nn.Module):
         self.body = nn.Sequential(_conv(channels, channels), _conv(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        residual: torch.Tensor = self.body(x)
+        return x + residual
 
 
 class ShapesDetector(nn.Module):

@@ -2,7 +2,7 @@
 
     python -m converters.demo_detector.train --out edge/models/shapes.onnx
 
-CPU only, fixed seeds, deterministic; about ten minutes on two cores. The checkpoint
+CPU only, fixed seeds, deterministic; about fifteen minutes on two cores. The checkpoint
 (`state_dict`) is written next to the ONNX so `edge convert` can start from it too.
 """
 
@@ -47,7 +47,7 @@ class Samples:
     difficult: list[npt.NDArray[np.bool_]]
 
 
-def generate_samples(count: int, seed: int, frames_per_scene: int = 40,
+def generate_samples(count: int, seed: int, frames_per_scene: int = 10,
                      frame_step: int = 6) -> Samples:
     """`count` frames from scenes seeded seed, seed+1, ...; every `frame_step`-th frame is kept."""
     images = np.empty((count, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
@@ -197,9 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("edge/models/shapes.onnx"))
-    parser.add_argument("--train-frames", type=int, default=4000)
+    parser.add_argument("--train-frames", type=int, default=5000)
     parser.add_argument("--eval-frames", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

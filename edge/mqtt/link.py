@@ -203,7 +203,7 @@ class MqttLink:
         handler = self._commands.get(name or "")
         if handler is None:
             return
-        reply = handler(message.payload)
+        reply = handler(bytes(message.payload))
         self.publish_json(self.topics.command_reply(name or ""), reply, qos=1)
 
     # -- paho callbacks (run on paho's network thread) ---------------------------------------

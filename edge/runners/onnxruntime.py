@@ -43,9 +43,11 @@ def session_from_onnx(path: Path, threads: int = 0) -> Any:
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    load_errors: tuple[type[Exception], ...] = (*_load_errors(), OSError, RuntimeError,
+                                                ValueError)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except (*_load_errors(), OSError, RuntimeError, ValueError) as exc:
+    except load_errors as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path} is not a loadable ONNX model ({first_line}); point "
                          "model.path at a model produced by `edge convert`") from exc

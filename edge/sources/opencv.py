@@ -70,8 +70,8 @@ class VideoCaptureSource(Source):
             raise SourceError(f"source '{self.uri}' was read before open()")
         self._pacer.wait()
         if self._first is not None:  # live stream: serve the probe frame instead of losing it
-            image, self._first = self._first, None
-            return self._frame(image)
+            probe, self._first = self._first, None
+            return self._frame(np.asarray(probe, np.uint8))
         buffer = self.pool.take(*self._shape[:2])
         ok, image = self._capture.read(buffer)
         if not ok and self._loop and self._seekable(self._capture):
@@ -82,7 +82,7 @@ class VideoCaptureSource(Source):
             return None
         if image is not buffer:
             self._shape = image.shape
-        return self._frame(image)
+        return self._frame(np.asarray(image, np.uint8))
 
     def close(self) -> None:
         if self._capture is not None:
@@ -123,9 +123,10 @@ class ImageFolderSource(Source):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None and image.dtype == np.uint8:
                 self._pacer.wait()
-                return self._frame(image)
+                return self._frame(np.asarray(image, np.uint8))
             log.warning("source %s: skipping unreadable image %s", self.uri, path)
-        raise SourceError(f"source '{self.uri}': none of the images in {self._folder} could be read")
+        raise SourceError(
+            f"source '{self.uri}': none of the images in {self._folder} could be read")
 
 
 def file_source(uri: SourceUri) -> Source:

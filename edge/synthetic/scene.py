@@ -100,6 +100,8 @@ class ShapeScene:
         self._shapes: list[_Shape] = []
         self._frame_index = 0
         self._noise = np.empty((self.config.height, self.config.width, 3), np.int16)
+        self._noise_mean = np.zeros(3)
+        self._noise_sigma = np.full(3, self.config.noise_sigma)
         target = int(self._rng.integers(self.config.min_objects, self.config.max_objects + 1))
         while len(self._shapes) < target:
             self._shapes.append(self._spawn())
@@ -132,12 +134,16 @@ class ShapeScene:
     def _spawn(self) -> _Shape:
         cfg, rng = self.config, self._rng
         radius = float(rng.uniform(cfg.min_size, cfg.max_size)) / 2
-        centre = np.array([rng.uniform(radius, cfg.width - radius),
-                           rng.uniform(radius, cfg.height - radius)])
+        for _ in range(20):  # prefer a free spot; a crowded frame may still overlap
+            centre = np.array([rng.uniform(radius, cfg.width - radius),
+                               rng.uniform(radius, cfg.height - radius)])
+            if all(np.hypot(*(centre - s.centre)) > radius + s.radius for s in self._shapes):
+                break
         heading = rng.uniform(0, 2 * math.pi)
         speed = rng.uniform(0.5, cfg.max_speed)
         hue = int(rng.integers(0, 180))
-        hsv = np.array([[[hue, int(rng.integers(150, 256)), int(rng.integers(150, 256))]]], np.uint8)
+        saturation, value = int(rng.integers(150, 256)), int(rng.integers(150, 256))
+        hsv = np.array([[[hue, saturation, value]]], np.uint8)
         colour = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
         return _Shape(
             class_id=int(rng.integers(0, len(SHAPE_LABELS))),
@@ -167,10 +173,26 @@ class ShapeScene:
                                                        limit - shape.radius))
             survivors.append(shape)
         self._shapes = survivors
+        self._bounce_apart()
         while len(self._shapes) < cfg.min_objects or (
             len(self._shapes) < cfg.max_objects and self._rng.random() < 0.02
         ):
             self._shapes.append(self._spawn())
+
+    def _bounce_apart(self) -> None:
+        """Shapes that touch exchange their velocity along the line between their centres (an
+        elastic collision of equal masses), so they graze and part rather than pile up."""
+        for i, a in enumerate(self._shapes):
+            for b in self._shapes[i + 1:]:
+                delta = b.centre - a.centre
+                distance = float(np.hypot(delta[0], delta[1]))
+                if distance >= a.radius + b.radius:
+                    continue
+                normal = delta / distance if distance > 1e-6 else np.array([1.0, 0.0])
+                closing = float((a.velocity - b.velocity) @ normal)
+                if closing > 0:
+                    a.velocity -= closing * normal
+                    b.velocity += closing * normal
 
     def _render_background(self, out: npt.NDArray[np.uint8]) -> None:
         # Slow lighting drift plus a flicker, like auto-exposure chasing a changing scene.
@@ -188,7 +210,7 @@ class ShapeScene:
         kernel = self._draw_blur_kernel()
         if kernel:
             cv2.GaussianBlur(image, (kernel, kernel), 0, dst=image)
-        cv2.randn(self._noise, 0, self.config.noise_sigma)
+        cv2.randn(self._noise, self._noise_mean, self._noise_sigma)
         cv2.add(image, self._noise, dst=image, dtype=cv2.CV_8U)
 
     def _ground_truth(self, polygons: list[npt.NDArray[np.float64]]) -> GroundTruth:
@@ -228,7 +250,8 @@ def _boxes_overlap(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> bo
     return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
 
 
-def _textured_background(rng: np.random.Generator, width: int, height: int) -> npt.NDArray[np.uint8]:
+def _textured_background(rng: np.random.Generator, width: int,
+                         height: int) -> npt.NDArray[np.uint8]:
     """Low-saturation clutter: multi-scale noise, stripes and blobs, so shapes are not trivially
     separable by colour alone."""
     base = np.zeros((height, width), np.float32)
@@ -243,4 +266,5 @@ def _textured_background(rng: np.random.Generator, width: int, height: int) -> n
         grey = float(rng.uniform(40, 200))
         cv2.line(image, (int(p1[0]), int(p1[1])), (int(p2[0]), int(p2[1])), (grey, grey, grey),
                  int(rng.integers(1, 6)))
-    return np.clip(image, 0, 255).astype(np.uint8)
+    background: npt.NDArray[np.uint8] = np.clip(image, 0, 255).astype(np.uint8)
+    return background
