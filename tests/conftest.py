@@ -86,3 +86,25 @@ def demo_model() -> Path:
     path = bundled_model()
     assert path.is_file(), "the bundled demo model is missing; run converters.demo_detector.train"
     return path
+
+
+def _hardware_missing() -> dict[str, str]:
+    """Marker -> why its tests cannot run on this machine (absent when they can)."""
+    import importlib.util
+
+    missing = {}
+    if importlib.util.find_spec("tensorrt") is None:
+        missing["tensorrt"] = "TensorRT is not installed (it comes with JetPack)"
+    if shutil.which("nvidia-smi") is None and not Path("/dev/nvhost-ctrl").exists():
+        missing["gpu"] = "no NVIDIA GPU on this machine"
+    if not Path("/etc/nv_tegra_release").exists():
+        missing["jetson"] = "not a Jetson (no /etc/nv_tegra_release)"
+    return missing
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = _hardware_missing()
+    for item in items:
+        for marker, reason in missing.items():
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edge.detections import Detections
+from edge.synthetic import ShapeScene
 from edge.synthetic.replay import ReplayScorer
 from tests.mqtt_watch import Watcher, retained_status
 
@@ -142,3 +143,28 @@ def test_bad_config_exits_2_with_the_reason(tmp_path, demo_model, edit, message)
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_truncated_video_ends_the_camera_cleanly(tmp_path, mosquitto, demo_model):
+    """A video that breaks off mid-file: frames up to the damage are published, then the daemon
+    stops by itself (status `stopped`, exit 0) instead of crashing."""
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
+    scene = ShapeScene(seed=7)
+    for _ in range(40):
+        writer.write(scene.next()[0])
+    writer.release()
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2])
+    config = write_config(tmp_path, demo_model, mosquitto.port)
+    config.write_text(config.read_text().replace("synthetic://shapes?fps=10&seed=2",
+                                                 f"file://{clip}?fps=0"))
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        watcher.wait_for(lambda: len(watcher.on("/detections")) > 0, 5, "detections")
+    assert 0 < len(watcher.on("/detections")) < 40
+    assert retained_status(mosquitto.port, PREFIX)["state"] == "stopped"

@@ -20,6 +20,7 @@ import onnx
 import torch
 from torch.nn import functional
 
+from converters.demo_detector.evaluate import evaluate_onnx
 from converters.demo_detector.model import ShapesDetector, anchor_points, decode_levels
 from converters.files import write_bytes_atomic
 from converters.metadata import onnx_with_spec
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     export(model, args.out)
     print(f"wrote {args.out} and {args.out.with_suffix('.pt')} "
           f"in {time.perf_counter() - started:.0f}s total")
+    print(f"shipped ONNX through the daemon's path: {evaluate_onnx(args.out)}")
 
 
 if __name__ == "__main__":
