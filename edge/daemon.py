@@ -16,7 +16,7 @@ from edge.frames import FramePublisher, FrameSampler
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, Topics
 from edge.pipeline import CameraWorker
-from edge.postprocess import DetectionDecoder
+from edge.postprocess import decoder_from_spec
 from edge.runners import Runner, choose_backend, runner_from_config
 from edge.sources import source_from_uri
 from edge.spec import ModelSpec, PostprocessSpec
@@ -74,7 +74,7 @@ class Daemon:
         runner = runner_from_config(self.config.model, self.backend)
         self._runners.append(runner)
         frames = FramePublisher(self.config.frames, self.link, runner.spec.labels)
-        decoder = DetectionDecoder(runner.spec, postprocess_settings(runner.spec, self.config))
+        decoder = decoder_from_spec(runner.spec, postprocess_settings(runner.spec, self.config))
         return CameraWorker(name, source, runner, decoder, self.link,
                             FrameSampler(self.config.frames), frames)
 

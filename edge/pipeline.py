@@ -20,7 +20,7 @@ from edge.detections import Detections
 from edge.frames import FramePublisher, FrameSample, FrameSampler
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION
-from edge.postprocess import DetectionDecoder
+from edge.postprocess import Decoder
 from edge.preprocess import Letterboxer, LetterboxGeometry
 from edge.runners.base import Runner
 from edge.sources.base import LatestFrame, Source
@@ -44,7 +44,7 @@ class _InFlight:
 class CameraWorker:
     """Runs one camera: a capture thread feeding a single-slot hand-off, and the loop thread."""
 
-    def __init__(self, name: str, source: Source, runner: Runner, decoder: DetectionDecoder,
+    def __init__(self, name: str, source: Source, runner: Runner, decoder: Decoder,
                  link: MqttLink, sampler: FrameSampler, frames: FramePublisher) -> None:
         self.name = name
         self.source = source

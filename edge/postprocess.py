@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -78,6 +79,45 @@ def nms(boxes: Array, scores: Array, class_ids: npt.NDArray[np.int64],
 def cxcywh_to_xyxy(boxes: Array) -> Array:
     half = boxes[:, 2:] / 2
     return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
+
+
+class Decoder(Protocol):
+    def __call__(self, prediction: Array, geometry: LetterboxGeometry) -> Detections: ...
+
+
+class ClassificationDecoder:
+    """Classifier output -> the top classes as detections whose box is the whole frame.
+
+    Keeps at most `max_detections` classes scoring at least `score_threshold` (probabilities;
+    logits go through a softmax first)."""
+
+    def __init__(self, spec: ModelSpec, settings: PostprocessSpec | None = None) -> None:
+        if spec.head not in ("logits", "probabilities"):
+            raise ModelError(f"head layout '{spec.head}' is not a classification layout")
+        self._softmax = spec.head == "logits"
+        self._num_classes = spec.num_classes
+        self.settings = settings or spec.postprocess
+
+    def __call__(self, prediction: Array, geometry: LetterboxGeometry) -> Detections:
+        scores = prediction.astype(np.float32).reshape(-1)
+        if scores.shape[0] != self._num_classes:
+            raise ModelError(f"classifier output has {scores.shape[0]} classes but the spec lists "
+                             f"{self._num_classes} labels; re-convert the model")
+        if self._softmax:
+            scores = np.exp(scores - scores.max())
+            scores /= scores.sum()
+        order = np.argsort(-scores, kind="stable")[: self.settings.max_detections]
+        order = order[scores[order] >= self.settings.score_threshold]
+        frame = np.array([0, 0, geometry.source_width, geometry.source_height], np.float32)
+        return Detections(np.tile(frame, (len(order), 1)), scores[order].astype(np.float32),
+                          order.astype(np.int64))
+
+
+def decoder_from_spec(spec: ModelSpec, settings: PostprocessSpec | None = None) -> Decoder:
+    """The decoder for the spec's task."""
+    if spec.task == "classify":
+        return ClassificationDecoder(spec, settings)
+    return DetectionDecoder(spec, settings)
 
 
 class DetectionDecoder:

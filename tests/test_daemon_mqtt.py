@@ -168,3 +168,42 @@ def test_truncated_video_ends_the_camera_cleanly(tmp_path, mosquitto, demo_model
         watcher.wait_for(lambda: len(watcher.on("/detections")) > 0, 5, "detections")
     assert 0 < len(watcher.on("/detections")) < 40
     assert retained_status(mosquitto.port, PREFIX)["state"] == "stopped"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ultralytics-detector", "classifier"])
+def test_converted_models_run_with_no_labels_or_size_in_the_config(tmp_path, mosquitto, kind):
+    from converters.convert import ConvertOptions, convert
+    from tests.converters.tiny_models import TinyClassifier, TinyDetector, export_onnx, seeded
+
+    if kind == "classifier":
+        source = export_onnx(seeded(TinyClassifier(3, softmax=True)), tmp_path / "c.onnx", 64, 64)
+        options, names = ConvertOptions(labels=("cat", "dog", "bird")), {"cat", "dog", "bird"}
+    else:
+        source = export_onnx(seeded(TinyDetector(3)), tmp_path / "y.onnx", 64, 64, metadata={
+            "names": "{0: 'person', 1: 'bicycle', 2: 'car'}", "imgsz": "[64, 64]",
+            "stride": "4"})
+        options, names = ConvertOptions(), {"person", "bicycle", "car"}
+    convert(source, options).write(tmp_path / "model.onnx")
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "test-gate"
+[model]
+path = "model.onnx"
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=20&seed=1"
+[mqtt]
+url = "mqtt://127.0.0.1:{mosquitto.port}"
+""")
+    with Watcher(mosquitto.port, f"{PREFIX}/gate/detections") as watcher:
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                                 "--seconds", "3", "--json"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        watcher.wait_for(lambda: len(watcher.messages) >= 10, 10, "detections")
+    labels = {d["label"] for m in watcher.messages for d in m.json()["detections"]}
+    assert labels and labels <= names
+    if kind == "classifier":
+        boxes = {tuple(d["box"]) for m in watcher.messages for d in m.json()["detections"]}
+        assert boxes == {(0.0, 0.0, 640.0, 480.0)}

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnx
 import torch
 from torch.nn import functional
 
+from converters.convert import ConvertOptions, convert_module
 from converters.demo_detector.evaluate import evaluate_onnx
 from converters.demo_detector.model import ShapesDetector, anchor_points, decode_levels
-from converters.files import write_bytes_atomic
-from converters.metadata import onnx_with_spec
-from converters.onnx_from_torch import Normalisation, onnx_from_torch
+from converters.fold import Normalisation
 from edge.detections import Detections
 from edge.metrics import DetectionScorer
 from edge.postprocess import DetectionDecoder
@@ -177,21 +175,24 @@ def evaluate(model: torch.nn.Module, samples: Samples, spec: ModelSpec) -> float
     return scorer.mean_average_precision()
 
 
+#: How the shipped model is converted; `edge convert` with the same options reproduces it from
+#: the checkpoint: edge convert shapes.pt --module converters.demo_detector.model:ShapesDetector
+#: --input-size 320 --labels circle,square,triangle,star --name shapes-detector
+CONVERT_OPTIONS = ConvertOptions(input_size=(INPUT_SIZE, INPUT_SIZE), labels=SHAPE_LABELS,
+                                 camera_order="BGR", normalisation=Normalisation("RGB"))
+
+
 def demo_spec() -> ModelSpec:
     return ModelSpec(
         task="detect", labels=SHAPE_LABELS, head="anchor_free", output="output0",
         input=InputSpec(name="images", width=INPUT_SIZE, height=INPUT_SIZE, colour_order="BGR"),
-        name="shapes-detector", source="converters.demo_detector.train (synthetic shapes scene)",
-    )
+        name="shapes-detector")
 
 
-def export(model: ShapesDetector, out: Path) -> onnx.ModelProto:
-    spec = demo_spec()
-    exported = onnx_from_torch(model, INPUT_SIZE, INPUT_SIZE, camera_order="BGR",
-                               normalisation=Normalisation(colour_order="RGB"))
-    exported = onnx_with_spec(exported, spec)
-    write_bytes_atomic(out, exported.SerializeToString())
-    return exported
+def export(model: ShapesDetector, out: Path) -> None:
+    converted = convert_module(model, CONVERT_OPTIONS, name="shapes-detector")
+    print(converted.parity.describe() if converted.parity else "parity not checked")
+    converted.write(out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,153 @@
+"""Fold camera preprocessing into an ONNX graph, so the device only letterboxes.
+
+The image input becomes `uint8 [N, H, W, 3]` in the camera's colour order, followed by
+Cast -> Transpose (for NCHW networks) -> Gather (channel swap, when the network was trained on
+the other order) -> Sub (mean) -> Mul (1 / (255 * std)) -> the original network. The Cast is the
+first and only consumer of the uint8 input: TensorRT (>= 8.5) accepts a uint8 network input
+only when it feeds a Cast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from converters.errors import ConversionError
+
+ColourOrder = Literal["BGR", "RGB"]
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """What the network was trained on: `(pixel / 255 - mean) / std`, channels in `colour_order`."""
+
+    colour_order: ColourOrder = "RGB"
+    mean: Sequence[float] = (0.0, 0.0, 0.0)
+    std: Sequence[float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ConversionError("--mean and --std take three values each (one per channel)")
+        if any(s <= 0 for s in self.std):
+            raise ConversionError(f"--std values must be positive, got {list(self.std)}")
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    name: str
+    layout: Literal["NCHW", "NHWC"]
+    batch: int | str | None  # a number, a symbolic name, or None (unknown)
+    height: int | None
+    width: int | None
+    elem_type: int
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
+    dims: list[int | str | None] = []
+    for d in value.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        else:
+            dims.append(d.dim_param or None)
+    return dims
+
+
+def image_input(model: onnx.ModelProto) -> ImageInput:
+    """The one image-like input ([N, 3, H, W] or [N, H, W, 3]) of `model`."""
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    images = []
+    for value in inputs:
+        dims = _dims(value)
+        if len(dims) != 4:
+            continue
+        if dims[1] == 3:
+            images.append(ImageInput(value.name, "NCHW", dims[0], _num(dims[2]), _num(dims[3]),
+                                     value.type.tensor_type.elem_type))
+        elif dims[3] == 3:
+            images.append(ImageInput(value.name, "NHWC", dims[0], _num(dims[1]), _num(dims[2]),
+                                     value.type.tensor_type.elem_type))
+    described = ", ".join(f"{v.name} {_dims(v)}" for v in inputs) or "none"
+    if len(images) > 1:
+        raise ConversionError(f"the model has several image-like inputs ({described}); a converted "
+                              "model has exactly one image input")
+    if not images:
+        raise ConversionError(f"the model has no image-like input [N, 3, H, W] or [N, H, W, 3] "
+                              f"(inputs: {described})")
+    if len(inputs) > 1:
+        raise ConversionError(f"besides the image the model has other inputs ({described}); "
+                              "only single-input models can be converted")
+    return images[0]
+
+
+def _num(dim: int | str | None) -> int | None:
+    return dim if isinstance(dim, int) else None
+
+
+def onnx_with_preprocess(model: onnx.ModelProto, camera_order: ColourOrder,
+                         normalisation: Normalisation, height: int, width: int) -> onnx.ModelProto:
+    """Return a copy of `model` whose image input takes raw uint8 camera frames."""
+    image = image_input(model)
+    if image.elem_type == TensorProto.UINT8:
+        raise ConversionError(f"input {image.name} already takes uint8 frames; the model looks "
+                              "converted already (see `edge inspect`)")
+    for known, wanted, what in ((image.height, height, "height"), (image.width, width, "width")):
+        if known is not None and known != wanted:
+            raise ConversionError(f"the model's input {what} is fixed at {known}, but {wanted} was "
+                                  "asked for; omit --input-size or re-export the model")
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    graph = folded.graph
+    internal = f"{image.name}__normalised"
+    for node in graph.node:
+        node.input[:] = [internal if name == image.name else name for name in node.input]
+    nodes, constants = _preprocess_nodes(image, camera_order, normalisation, internal)
+    original = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + original)  # onnx graphs are stored in topological order
+    graph.initializer.extend(constants)
+    batch = image.batch if image.batch is not None else "batch"
+    new_input = helper.make_tensor_value_info(image.name, TensorProto.UINT8,
+                                              [batch, height, width, 3])
+    index = next(i for i, v in enumerate(graph.input) if v.name == image.name)
+    graph.input.remove(graph.input[index])
+    graph.input.insert(index, new_input)
+    return folded
+
+
+def _preprocess_nodes(image: ImageInput, camera_order: ColourOrder, norm: Normalisation,
+                      output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    prefix = f"{image.name}__pre"
+    nodes = [helper.make_node("Cast", [image.name], [f"{prefix}_float"], to=TensorProto.FLOAT,
+                              name=f"{prefix}_cast")]
+    current = f"{prefix}_float"
+    channel_axis = 3
+    if image.layout == "NCHW":
+        nodes.append(helper.make_node("Transpose", [current], [f"{prefix}_nchw"],
+                                      perm=[0, 3, 1, 2], name=f"{prefix}_transpose"))
+        current, channel_axis = f"{prefix}_nchw", 1
+    constants = []
+    if camera_order != norm.colour_order:
+        constants.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64),
+                                                 f"{prefix}_swap_index"))
+        nodes.append(helper.make_node("Gather", [current, f"{prefix}_swap_index"],
+                                      [f"{prefix}_swapped"], axis=channel_axis,
+                                      name=f"{prefix}_swap_channels"))
+        current = f"{prefix}_swapped"
+    shape = [1, 3, 1, 1] if channel_axis == 1 else [1, 1, 1, 3]
+    mean = np.array(norm.mean, np.float32).reshape(shape) * 255.0
+    scale = (1.0 / (255.0 * np.array(norm.std, np.float32))).reshape(shape)
+    if np.any(mean != 0):
+        constants.append(numpy_helper.from_array(mean.astype(np.float32), f"{prefix}_mean"))
+        nodes.append(helper.make_node("Sub", [current, f"{prefix}_mean"], [f"{prefix}_centred"],
+                                      name=f"{prefix}_subtract_mean"))
+        current = f"{prefix}_centred"
+    constants.append(numpy_helper.from_array(scale.astype(np.float32), f"{prefix}_scale"))
+    nodes.append(helper.make_node("Mul", [current, f"{prefix}_scale"], [output],
+                                  name=f"{prefix}_scale"))
+    return nodes, constants

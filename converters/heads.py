@@ -1,0 +1,70 @@
+"""Recognise a model's output layout (its head) from the output shape and the label count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from converters.errors import ConversionError
+from edge.spec import HeadLayout
+
+SUPPORTED = ("detect: [N, 4+nc, A] (Ultralytics v8/v11), [N, A, 4+nc] (transposed), "
+             "[N, A, 5+nc] (YOLOv5 with objectness); classify: [N, nc]")
+
+
+@dataclass(frozen=True)
+class Head:
+    layout: HeadLayout
+    num_classes: int
+
+    @property
+    def task(self) -> str:
+        return "classify" if self.layout in ("logits", "probabilities") else "detect"
+
+
+def head_from_shape(shape: Sequence[int | str | None], num_classes: int | None,
+                    requested: HeadLayout | None = None, ends_in_softmax: bool = False) -> Head:
+    """Pick the head layout that fits `shape` ([N, ...], symbolic dims allowed except where the
+    layout needs a number). With `requested` the layout is only checked."""
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    candidates = _candidates(dims, num_classes)
+    if requested is not None:
+        if requested in ("logits", "probabilities") and len(dims) == 2:
+            candidates = [Head(requested, c.num_classes) for c in candidates[:1]]
+        candidates = [c for c in candidates if c.layout == requested]
+    if not candidates:
+        classes = f"{num_classes} classes" if num_classes is not None else "an unknown class count"
+        raise ConversionError(
+            f"the output shape {list(shape)} with {classes} fits no supported head"
+            f"{f' of layout {requested!r}' if requested else ''}; supported: {SUPPORTED}. "
+            "Check --labels, or pass --head")
+    if len(candidates) > 1:
+        names = ", ".join(c.layout for c in candidates)
+        raise ConversionError(
+            f"the output shape {list(shape)} fits several heads ({names}); pass --head to choose, "
+            "or --labels so the class count decides")
+    head = candidates[0]
+    if head.layout == "logits" and ends_in_softmax and requested is None:
+        return Head("probabilities", head.num_classes)
+    return head
+
+
+def _candidates(dims: list[int | None], nc: int | None) -> list[Head]:
+    if len(dims) == 2 and dims[1] is not None:
+        fits = nc is None or dims[1] == nc
+        return [Head("logits", dims[1])] if fits else []
+    if len(dims) != 3 or dims[1] is None or dims[2] is None:
+        return []
+    rows, columns = dims[1], dims[2]
+    found = []
+    if (nc is None and columns > rows > 4) or rows == 4 + (nc if nc is not None else -99):
+        found.append(Head("anchor_free", rows - 4))
+    if nc is None:
+        if rows > columns > 4:  # [N, A, C]: transposed or YOLOv5 cannot be told apart
+            found += [Head("anchor_free_transposed", columns - 4), Head("yolov5", columns - 5)]
+    else:
+        if columns == 4 + nc:
+            found.append(Head("anchor_free_transposed", nc))
+        if columns == 5 + nc:
+            found.append(Head("yolov5", nc))
+    return [h for h in found if h.num_classes > 0]

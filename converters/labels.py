@@ -1,0 +1,37 @@
+"""Labels from the command line: a file (one per line, or a JSON list) or a comma list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from converters.errors import ConversionError
+
+
+def labels_from_option(value: str) -> tuple[str, ...]:
+    """`labels.txt`, `labels.json` or `cat,dog,bird`."""
+    path = Path(value)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            try:
+                labels = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConversionError(f"labels file {path} is not valid JSON: {exc}") from exc
+            if isinstance(labels, dict):  # {"0": "cat", ...} as some exporters write
+                labels = [labels[k] for k in sorted(labels, key=int)]
+            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+                raise ConversionError(f"labels file {path} must hold a JSON list of strings")
+            found = tuple(labels)
+        else:
+            found = tuple(line.strip() for line in text.splitlines() if line.strip())
+    elif path.suffix in (".txt", ".json", ".names") or "/" in value:
+        raise ConversionError(f"labels file {value} does not exist")
+    else:
+        found = tuple(item.strip() for item in value.split(",") if item.strip())
+    if not found:
+        raise ConversionError(f"no labels found in {value!r}; pass a file or a comma list")
+    if len(set(found)) != len(found):
+        repeated = sorted({x for x in found if found.count(x) > 1})
+        raise ConversionError(f"labels must be unique; repeated: {', '.join(repeated)}")
+    return found

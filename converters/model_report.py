@@ -1,0 +1,118 @@
+"""`edge inspect`: what a model file holds — spec, inputs/outputs, ops, quantization."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from edge.errors import ModelError
+from edge.spec import SPEC_KEY, ModelSpec
+
+QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
+                 "MatMulInteger", "QGemm", "QLinearGlobalAveragePool", "QLinearConcat"}
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> dict[str, Any]:
+    tensor = value.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+             for d in tensor.shape.dim]
+    return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(
+        tensor.elem_type).name if tensor.elem_type else "unknown", "shape": shape}
+
+
+def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
+    """Whether and how `model` is quantized (QDQ or QOperator; activation type; weights)."""
+    ops = Counter(node.op_type for node in model.graph.node)
+    initializers = {i.name: i for i in model.graph.initializer}
+    q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dq_nodes = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    qoperators = sum(ops[op] for op in QOPERATOR_OPS)
+    if not q_nodes and not dq_nodes and not qoperators:
+        return {"quantized": False, "format": "none"}
+    activation_types = set()
+    for node in q_nodes:
+        if len(node.input) > 2 and node.input[2] in initializers:
+            activation_types.add(numpy_helper.to_array(initializers[node.input[2]]).dtype.name)
+    per_channel = zero_points_all_zero = 0
+    weight_dq = [n for n in dq_nodes if n.input[0] in initializers]
+    for node in weight_dq:
+        scale = numpy_helper.to_array(initializers[node.input[1]])
+        per_channel += int(scale.size > 1)
+    for node in q_nodes + dq_nodes:
+        if len(node.input) > 2 and node.input[2] in initializers:
+            zero_points_all_zero += int(not np.any(numpy_helper.to_array(
+                initializers[node.input[2]])))
+    with_zero_point = sum(1 for n in q_nodes + dq_nodes if len(n.input) > 2)
+    return {
+        "quantized": True,
+        "format": "qdq" if q_nodes or dq_nodes else "qoperator",
+        "quantize_linear": len(q_nodes), "dequantize_linear": len(dq_nodes),
+        "qoperator_nodes": qoperators,
+        "activation_types": sorted(activation_types),
+        "quantized_weights": len(weight_dq),
+        "per_channel_weights": per_channel,
+        "symmetric": zero_points_all_zero == with_zero_point,
+    }
+
+
+def inspect_model(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        model = onnx.load_from_string(data)
+    except (DecodeError, ValueError) as exc:
+        raise ModelError(f"{path} is not an ONNX model ({exc})") from exc
+    if not model.graph.node:
+        raise ModelError(f"{path} is not an ONNX model (its graph has no nodes)")
+    props = {p.key: p.value for p in model.metadata_props}
+    spec = ModelSpec.from_json(props[SPEC_KEY], str(path)).model_dump(mode="json") \
+        if SPEC_KEY in props else None
+    initializer_names = {i.name for i in model.graph.initializer}
+    return {
+        "path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        "spec": spec,
+        "ir_version": model.ir_version,
+        "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [_tensor_info(v) for v in model.graph.input if v.name not in initializer_names],
+        "outputs": [_tensor_info(v) for v in model.graph.output],
+        "parameters": int(sum(np.prod(i.dims) for i in model.graph.initializer)),
+        "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
+        "quantization": quantization_summary(model),
+        "other_metadata": {k: v[:200] for k, v in props.items() if k != SPEC_KEY},
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"{report['path']}  ({report['bytes'] / 1e6:.2f} MB, sha256 {report['sha256'][:16]}…)"]
+    spec = report["spec"]
+    if spec is None:
+        lines.append("spec: none (not converted; run `edge convert`)")
+    else:
+        size = f"{spec['input']['width']}x{spec['input']['height']}"
+        lines.append(f"spec: {spec['name']} — {spec['task']}, head {spec['head']} on "
+                     f"{spec['output']}, input {size} {spec['input']['colour_order']} uint8, "
+                     f"batch {spec['input']['batch'] or 'dynamic'}")
+        lines.append(f"labels ({len(spec['labels'])}): {', '.join(spec['labels'][:20])}"
+                     f"{' …' if len(spec['labels']) > 20 else ''}")
+    for kind in ("inputs", "outputs"):
+        for tensor in report[kind]:
+            lines.append(f"{kind[:-1]:6s} {tensor['name']}: {tensor['dtype']} {tensor['shape']}")
+    lines.append(f"parameters: {report['parameters']:,}; opsets {report['opsets']}")
+    lines.append("ops: " + ", ".join(f"{op} {n}" for op, n in report["ops"].items()))
+    q = report["quantization"]
+    if not q["quantized"]:
+        lines.append("quantization: none (float)")
+    else:
+        lines.append(f"quantization: {q['format']}, activations {'/'.join(q['activation_types'])}"
+                     f", {q['quantized_weights']} quantized weights ({q['per_channel_weights']} "
+                     f"per-channel), {'symmetric' if q['symmetric'] else 'asymmetric'}")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Ultralytics ONNX exports carry `names`, `imgsz`, `stride` and `task` in metadata_props."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+import onnx
+
+from converters.errors import ConversionError
+
+
+@dataclass(frozen=True)
+class UltralyticsMetadata:
+    labels: tuple[str, ...] | None
+    image_size: tuple[int, int] | None  # height, width
+    stride: int | None
+    task: str | None
+
+    @classmethod
+    def from_onnx(cls, model: onnx.ModelProto) -> UltralyticsMetadata | None:
+        """None when the model carries no Ultralytics metadata."""
+        props = {p.key: p.value for p in model.metadata_props}
+        if not {"names", "imgsz"} & set(props):
+            return None
+        return cls(_labels(props.get("names")), _image_size(props.get("imgsz")),
+                   int(props["stride"]) if props.get("stride", "").isdigit() else None,
+                   props.get("task"))
+
+
+def _literal(text: str, key: str) -> object:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        raise ConversionError(f"Ultralytics metadata '{key}' is unreadable: {text[:80]!r}") from exc
+
+
+def _labels(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = _literal(text, "names")
+    if isinstance(names, dict):
+        return tuple(str(names[k]) for k in sorted(names))
+    if isinstance(names, list | tuple):
+        return tuple(str(n) for n in names)
+    raise ConversionError(
+        f"Ultralytics metadata 'names' is neither a dict nor a list: {text[:80]!r}")
+
+
+def _image_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    size = _literal(text, "imgsz")
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(s, int) for s in size):
+        return int(size[0]), int(size[1])
+    raise ConversionError(f"Ultralytics metadata 'imgsz' is not a size: {text[:80]!r}")

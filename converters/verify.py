@@ -1,0 +1,87 @@
+"""Parity check: the converted model on raw uint8 frames vs the source model on the same frames
+preprocessed by hand in float64."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+
+from converters.errors import ParityError
+from converters.fold import ColourOrder, Normalisation
+from edge.preprocess import letterbox
+from edge.synthetic import ShapeScene
+
+#: Default tolerance on the worst difference, relative to the reference output's range.
+DEFAULT_TOLERANCE = 1e-3
+
+Reference = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+
+
+@dataclass(frozen=True)
+class Parity:
+    frames: int
+    max_abs_error: float
+    max_rel_error: float  # worst |difference| / (largest |reference value|)
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_error <= self.tolerance
+
+    def describe(self) -> str:
+        return (f"parity over {self.frames} frames: max abs error {self.max_abs_error:.3g}, "
+                f"max relative error {self.max_rel_error:.3g} (tolerance {self.tolerance:g})")
+
+
+def parity_frames(height: int, width: int, count: int = 4, seed: int = 0
+                  ) -> npt.NDArray[np.uint8]:
+    """Camera-like uint8 frames [count, H, W, 3] (BGR): letterboxed synthetic scenes plus noise."""
+    scene = ShapeScene(seed=seed)
+    frames = np.empty((count, height, width, 3), np.uint8)
+    for i in range(count - 1):
+        for _ in range(7):
+            image, _ = scene.next()
+        frames[i] = letterbox(image, width, height)[0]
+    frames[-1] = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+    return frames
+
+
+def preprocess_by_hand(frames: npt.NDArray[np.uint8], camera_order: ColourOrder,
+                       normalisation: Normalisation, layout: str) -> npt.NDArray[np.float64]:
+    """What a training script does, in float64: channel order, /255, mean/std, layout."""
+    x = frames.astype(np.float64)
+    if camera_order != normalisation.colour_order:
+        x = x[..., ::-1]
+    x = (x / 255.0 - np.array(normalisation.mean)) / np.array(normalisation.std)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)
+
+
+def check_parity(converted: onnx.ModelProto, output_name: str, reference: Reference,
+                 frames: npt.NDArray[np.uint8], reference_inputs: npt.NDArray[np.float64],
+                 tolerance: float = DEFAULT_TOLERANCE) -> Parity:
+    """Run both, frame by frame (batch 1 works for fixed and dynamic batch alike); raise
+    ParityError beyond `tolerance`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(converted.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    worst_abs, scale = 0.0, 0.0
+    for i in range(len(frames)):
+        ours = session.run([output_name], {input_name: frames[i:i + 1]})[0].astype(np.float64)
+        theirs = np.asarray(reference(reference_inputs[i:i + 1]), np.float64)
+        if ours.shape != theirs.shape:
+            raise ParityError(f"converted output {output_name} has shape {list(ours.shape)} but "
+                              f"the source model gives {list(theirs.shape)}")
+        worst_abs = max(worst_abs, float(np.abs(ours - theirs).max()))
+        scale = max(scale, float(np.abs(theirs).max()))
+    parity = Parity(len(frames), worst_abs, worst_abs / max(scale, 1e-12), tolerance)
+    if not parity.ok:
+        raise ParityError(f"the converted model does not match the source model: "
+                          f"{parity.describe()}; check --colour-order, --mean and --std, or "
+                          "raise --tolerance if the difference is expected")
+    return parity

@@ -1,0 +1,100 @@
+"""Bad inputs to `edge convert`: exit 2, a message naming the problem, nothing left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from tests.converters.tiny_models import TinyClassifier, TinyDetector, export_onnx, seeded
+
+DEMO_MODULE = "converters.demo_detector.model:ShapesDetector"
+
+
+def edge_convert(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge", "convert", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def two_image_inputs(path: Path) -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["left", "right"], ["sum"])], "two",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 32, 32])
+         for n in ("left", "right")],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, [1, 3, 32, 32])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> dict[str, Path]:
+    wrong = seeded(TinyClassifier(3))
+    torch.save(wrong.state_dict(), tmp_path / "classifier.pt")
+    (tmp_path / "notes.txt").write_text("not a model at all")
+    return {
+        "wrong_checkpoint": tmp_path / "classifier.pt",
+        "text": tmp_path / "notes.txt",
+        "two_inputs": two_image_inputs(tmp_path / "two.onnx"),
+        "odd_head": export_onnx(seeded(TinyClassifier(3)), tmp_path / "odd.onnx", 32, 32),
+        "detector": export_onnx(seeded(TinyDetector(2)), tmp_path / "det.onnx", 64, 64),
+    }
+
+
+CASES = [
+    ("wrong_checkpoint", ["--module", DEMO_MODULE, "--input-size", "320", "--labels", "a,b,c,d"],
+     "does not match ShapesDetector: missing keys stem.0.0.weight"),
+    ("wrong_checkpoint", ["--input-size", "320"], "pass the module class with --module"),
+    ("text", ["--input-size", "320"], "is not an ONNX or TorchScript model"),
+    ("two_inputs", [], "several image-like inputs (left [1, 3, 32, 32], right [1, 3, 32, 32])"),
+    ("odd_head", ["--labels", "a,b", "--head", "anchor_free"],
+     "fits no supported head of layout 'anchor_free'"),
+    ("detector", ["--labels", "a,b,c"], "3 labels were given but the model's output output0"),
+    ("detector", ["--labels", "a,b", "--stride", "48"], "not divisible by the model stride 48"),
+    ("detector", [], "labels are unknown; pass --labels with its 2 class names"),
+    ("detector", ["--labels", "a,b", "--input-size", "128"],
+     "input is fixed at 64x64, but --input-size asks for 128x128"),
+]
+
+
+@pytest.mark.parametrize(("source", "args", "message"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_sources_exit_2_and_write_nothing(tmp_path, sources, source, args, message):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = edge_convert(sources[source], "-o", out_dir / "model.onnx", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(out_dir.iterdir()) == [], "nothing may be left at the output path"
+
+
+def test_missing_output_directory(tmp_path, sources):
+    result = edge_convert(sources["detector"], "-o", tmp_path / "nowhere" / "m.onnx",
+                          "--labels", "a,b")
+    assert result.returncode == 2
+    assert "output directory" in result.stderr and "does not exist" in result.stderr
+
+
+def test_existing_output_survives_a_failed_conversion(tmp_path, sources):
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"previous artifact")
+    result = edge_convert(sources["detector"], "-o", out, "--labels", "a,b,c")
+    assert result.returncode == 2
+    assert out.read_bytes() == b"previous artifact"
+
+
+def test_success_prints_parity_and_json(tmp_path, sources):
+    out = tmp_path / "model.onnx"
+    result = edge_convert(sources["detector"], "-o", out, "--labels", "a,b", "--stride", "4",
+                          "--json")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["head"] == "anchor_free" and summary["max_rel_error"] < 1e-5
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

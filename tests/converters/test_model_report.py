@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from converters.model_report import inspect_model, quantization_summary
+
+
+def qdq_model(zero_point_dtype: type, per_channel: bool) -> onnx.ModelProto:
+    weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.int8), "w_q")
+    scales = np.full(4 if per_channel else 1, 0.1, np.float32).reshape(-1 if per_channel else ())
+    inits = [
+        weight,
+        numpy_helper.from_array(scales, "w_scale"),
+        numpy_helper.from_array(np.zeros_like(scales, np.int8), "w_zero"),
+        numpy_helper.from_array(np.array(0.02, np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(0, zero_point_dtype), "x_zero"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["wd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_quantization_is_recognised():
+    trt_style = quantization_summary(qdq_model(np.int8, per_channel=True))
+    assert trt_style["quantized"] and trt_style["format"] == "qdq"
+    assert trt_style["activation_types"] == ["int8"] and trt_style["symmetric"]
+    assert trt_style["per_channel_weights"] == 1
+    cpu_style = quantization_summary(qdq_model(np.uint8, per_channel=False))
+    assert cpu_style["activation_types"] == ["uint8"] and cpu_style["per_channel_weights"] == 0
+
+
+def test_inspect_the_bundled_model(demo_model):
+    report = inspect_model(demo_model)
+    assert report["spec"]["labels"] == ["circle", "square", "triangle", "star"]
+    assert report["inputs"] == [{"name": "images", "dtype": "uint8", "shape": [1, 320, 320, 3]}]
+    assert report["outputs"][0]["shape"] == [1, 8, 2100]
+    assert report["ops"]["Conv"] > 10 and report["quantization"] == {"quantized": False,
+                                                                     "format": "none"}
+
+
+def test_inspect_cli_json_and_errors(demo_model, tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "edge", "inspect", str(demo_model), "--json"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["spec"]["task"] == "detect"
+    (tmp_path / "junk.onnx").write_text("junk")
+    bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(tmp_path / "junk.onnx")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "is not an ONNX model" in bad.stderr
