@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from converters.convert import ConvertOptions, convert
+from converters.demo_detector.model import ShapesDetector
 from converters.fold import Normalisation
 from converters.verify import parity_frames, preprocess_by_hand
-from converters.demo_detector.model import ShapesDetector
 from edge.postprocess import decoder_from_spec
 from edge.preprocess import LetterboxGeometry
 from edge.runners.onnxruntime import OrtRunner
@@ -22,9 +22,10 @@ from tests.converters.tiny_models import TinyClassifier, TinyDetector, export_on
 DEMO_MODULE = "converters.demo_detector.model:ShapesDetector"
 
 
-def agree_with_source(out: Path, source_output, normalisation=Normalisation()) -> None:
+def agree_with_source(out: Path, source_output, normalisation=None) -> None:
     """Run the converted model in OrtRunner on camera frames and compare decoded results with
     the source model's output on the same frames preprocessed by hand."""
+    normalisation = normalisation or Normalisation()
     with OrtRunner.from_path(out) as runner:
         spec = runner.spec
         frames = parity_frames(spec.input.height, spec.input.width)
