@@ -172,6 +172,123 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from calibration.calibrate import (
+        CalibrateOptions,
+        calibrate,
+        check_output_path,
+        load_float_model,
+    )
+    from calibration.readers import frames_from
+    from converters.files import write_bytes_atomic
+
+    check_output_path(args.output)
+    for extra in (args.cache, args.ranges):
+        if extra is not None:
+            check_output_path(extra)
+    if args.cache is not None and args.profile != "tensorrt":
+        log.info("writing a TensorRT cache alongside a %s-profile model", args.profile)
+    model, spec = load_float_model(args.model)
+    frames = frames_from(args.images, args.max_images, args.seed, args.min_images)
+    options = CalibrateOptions(profile=args.profile, method=args.method,
+                               percentile=args.percentile, exclude=tuple(args.exclude),
+                               keep_float=args.keep_float, with_cache=args.cache is not None,
+                               threads=args.threads, progress=not args.json)
+    result = calibrate(model, spec, frames, options)
+    cache = result.cache(args.trt_version, spec) if args.cache is not None else None
+    write_bytes_atomic(args.output, result.model.SerializeToString())
+    if cache is not None:
+        cache.write(args.cache)
+    if args.ranges is not None:
+        result.ranges.save(args.ranges)
+    summary: dict[str, Any] = {
+        "output": str(args.output), "profile": args.profile, "method": args.method,
+        "frames": result.frames, "skipped": len(frames.skipped),
+        "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
+        "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None}
+    if args.report is not None:
+        from calibration.report import write_report
+
+        summary["report"] = str(write_report(args.report, args.model, args.output, result, spec,
+                                             args.eval_data or args.images, frames))
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"wrote {args.output} ({args.profile} profile, {args.method}) from "
+              f"{result.frames} frames in {result.seconds:.1f} s; {len(frames.skipped)} files "
+              f"skipped; kept float: {', '.join(result.excluded) or 'none'}")
+        if args.cache:
+            print(f"wrote TensorRT calibration cache {args.cache}")
+        if args.report:
+            print(f"report: {summary['report']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from calibration.datasets import dataset_from
+    from calibration.evaluate import evaluate
+    from edge.runners.onnxruntime import OrtRunner
+
+    with OrtRunner.from_path(args.model, slots=1) as runner:
+        spec = runner.spec
+    dataset = dataset_from(args.data, spec.labels, spec.task, args.max_images)
+    accuracy = evaluate(args.model, dataset, args.threads)
+    if args.json:
+        _print_json(accuracy.as_dict())
+    elif accuracy.task == "classify":
+        print(f"top-1 {accuracy.top1:.4f} over {accuracy.images} images")
+    else:
+        print(f"mAP@0.5 {accuracy.map50:.4f}  mAP@0.5:0.95 {accuracy.map50_95:.4f}  "
+              f"precision {accuracy.precision:.4f}  recall {accuracy.recall:.4f} "
+              f"({accuracy.images} images, {dataset.kind})")
+        for label, ap in accuracy.per_class_ap50.items():
+            print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap[label]:.4f}")
+    return 0
+
+
+def _add_calibrate(commands: Any) -> None:
+    calibrate = commands.add_parser(
+        "calibrate", help="quantize a converted model to INT8 (QDQ ONNX, TensorRT cache)",
+        description="Streams calibration frames through the FP32 model, computes per-tensor "
+                    "ranges and writes a QDQ model for TensorRT (symmetric int8) or ONNX "
+                    "Runtime CPU (uint8 activations).")
+    calibrate.add_argument("model", type=Path, metavar="MODEL.onnx")
+    calibrate.add_argument("--images", required=True,
+                           help="image folder, video file, or synthetic://shapes?seed=N")
+    calibrate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
+    calibrate.add_argument("--profile", choices=["tensorrt", "cpu"], default="tensorrt")
+    calibrate.add_argument("--method", choices=["entropy", "percentile", "minmax", "mse"],
+                           default="entropy")
+    calibrate.add_argument("--percentile", type=float, default=99.99)
+    calibrate.add_argument("--max-images", type=int, default=500)
+    calibrate.add_argument("--min-images", type=int, default=8)
+    calibrate.add_argument("--seed", type=int, default=0, help="subset selection seed")
+    calibrate.add_argument("--exclude", nargs="*", default=[], metavar="NODE",
+                           help="node names to keep in float")
+    calibrate.add_argument("--keep-float", type=int, default=0, metavar="N",
+                           help="also keep the N layers with the worst SQNR in float")
+    calibrate.add_argument("--cache", type=Path, help="also write a TensorRT calibration cache")
+    calibrate.add_argument("--trt-version", default="10.3.0",
+                           help="TensorRT version the cache is for (8.5-10.x; default 10.3.0)")
+    calibrate.add_argument("--ranges", type=Path, help="also write the ranges as JSON")
+    calibrate.add_argument("--report", type=Path, metavar="DIR",
+                           help="write an FP32-vs-INT8 accuracy report (Markdown + PNG)")
+    calibrate.add_argument("--eval-data", type=Path,
+                           help="labelled data for the report (default: --images)")
+    calibrate.add_argument("--threads", type=int, default=0)
+    calibrate.add_argument("--json", action="store_true")
+    calibrate.set_defaults(handler=cmd_calibrate)
+
+    evaluate = commands.add_parser("eval", help="mAP / top-1 of a model on labelled data")
+    evaluate.add_argument("model", type=Path)
+    evaluate.add_argument("--data", type=Path, required=True,
+                          help="YOLO dataset folder, COCO JSON, or class folders")
+    evaluate.add_argument("--max-images", type=int)
+    evaluate.add_argument("--threads", type=int, default=0)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_eval)
+
+
 def _add_convert(commands: Any) -> None:
     convert = commands.add_parser(
         "convert", help="convert a fine-tuned CNN to a self-describing ONNX model",
@@ -253,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="end with one JSON summary line")
     run.set_defaults(handler=cmd_run)
     _add_convert(commands)
+    _add_calibrate(commands)
     return parser
 
 

@@ -107,11 +107,13 @@ class DetectionScorer:
 
 
 def _interpolated_ap(is_true_positive: npt.NDArray[np.bool_], num_gt: int) -> float:
+    if is_true_positive.size == 0:
+        return 0.0
     true_pos = np.cumsum(is_true_positive)
     recall = true_pos / num_gt
     precision = true_pos / np.arange(1, len(true_pos) + 1)
     # Precision envelope: best precision at this recall or any higher one.
-    envelope = np.maximum.accumulate(precision[::-1])[::-1] if precision.size else precision
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
     index = np.searchsorted(recall, RECALL_POINTS, side="left")
     sampled = np.where(index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0.0)
     return float(sampled.mean())

@@ -1,0 +1,147 @@
+"""Labelled evaluation data: YOLO txt layout, COCO JSON, or class-named folders (classifiers)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from calibration.readers import IMAGE_SUFFIXES, read_image
+from edge.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One image and its objects: boxes float32 [K, 4] x1 y1 x2 y2 in pixels, class ids [K],
+    `difficult` [K] (COCO iscrowd) objects are neither required nor penalised."""
+
+    path: Path
+    boxes: npt.NDArray[np.float32]
+    class_ids: npt.NDArray[np.int64]
+    difficult: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    kind: str  # "yolo", "coco" or "folders"
+    items: list[LabelledImage]
+    skipped: int = 0
+
+    def images(self) -> Iterator[tuple[LabelledImage, npt.NDArray[np.uint8]]]:
+        for item in self.items:
+            image = read_image(item.path)
+            if image is not None:
+                yield item, image
+
+
+def dataset_from(path: Path, labels: Sequence[str], task: str,
+                 max_images: int | None = None) -> Dataset:
+    """Detect the layout at `path` and load it against the model's `labels`."""
+    if not path.exists():
+        raise InputError(f"evaluation data {path} does not exist")
+    if path.is_file() and path.suffix == ".json":
+        dataset = _coco(path, labels)
+    elif task == "classify":
+        dataset = _folders(path, labels)
+    elif (path / "labels").is_dir():
+        dataset = _yolo(path, labels)
+    else:
+        raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders), a COCO "
+                         "JSON file, nor (for classifiers) one folder per label")
+    if not dataset.items:
+        raise InputError(f"{path} holds no usable labelled images")
+    if max_images is not None:
+        return Dataset(dataset.kind, dataset.items[:max_images], dataset.skipped)
+    return dataset
+
+
+def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    items, skipped = [], 0
+    for image_path in sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        label_path = root / "labels" / image_path.relative_to(image_dir).with_suffix(".txt")
+        image = read_image(image_path)
+        if image is None:
+            skipped += 1
+            continue
+        height, width = image.shape[:2]
+        rows = _yolo_rows(label_path, len(labels))
+        boxes = np.zeros((len(rows), 4), np.float32)
+        for i, (_, cx, cy, w, h) in enumerate(rows):
+            boxes[i] = ((cx - w / 2) * width, (cy - h / 2) * height,
+                        (cx + w / 2) * width, (cy + h / 2) * height)
+        items.append(LabelledImage(image_path, boxes,
+                                   np.array([int(r[0]) for r in rows], np.int64),
+                                   np.zeros(len(rows), bool)))
+    if skipped:
+        log.warning("skipped %d unreadable image(s) in %s", skipped, image_dir)
+    return Dataset("yolo", items, skipped)
+
+
+def _yolo_rows(path: Path, num_classes: int) -> list[tuple[float, ...]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            values = tuple(float(p) for p in parts[:5])
+            if len(parts) < 5 or values[0] != int(values[0]):
+                raise ValueError
+        except ValueError:
+            raise InputError(f"{path}:{number}: expected 'class cx cy w h', got {line!r}") from None
+        if not 0 <= values[0] < num_classes:
+            raise InputError(f"{path}:{number}: class {int(values[0])} is not one of the model's "
+                             f"{num_classes} classes (0..{num_classes - 1})")
+        rows.append(values)
+    return rows
+
+
+def _coco(path: Path, labels: Sequence[str]) -> Dataset:
+    try:
+        data = json.loads(path.read_text())
+        categories = {c["id"]: c["name"] for c in data["categories"]}
+        images = {i["id"]: i for i in data["images"]}
+        annotations = data.get("annotations", [])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{path} is not a COCO annotation file ({exc})") from exc
+    unknown = sorted({n for n in categories.values() if n not in labels})
+    if unknown:
+        raise InputError(f"{path}: categories {', '.join(unknown)} are not labels of the model "
+                         f"({', '.join(labels)})")
+    class_of = {cid: labels.index(name) for cid, name in categories.items()}
+    per_image: dict[int, list[dict[str, object]]] = {i: [] for i in images}
+    for annotation in annotations:
+        per_image.setdefault(annotation["image_id"], []).append(annotation)
+    items = []
+    for image_id, image in sorted(images.items()):
+        objects = per_image.get(image_id, [])
+        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],  # type: ignore[index]
+                           a["bbox"][1] + a["bbox"][3]] for a in objects],  # type: ignore[index]
+                         np.float32).reshape(-1, 4)
+        items.append(LabelledImage(
+            path.parent / str(image["file_name"]), boxes,
+            np.array([class_of[a["category_id"]] for a in objects], np.int64),
+            np.array([bool(a.get("iscrowd", 0)) for a in objects], bool)))
+    return Dataset("coco", items)
+
+
+def _folders(root: Path, labels: Sequence[str]) -> Dataset:
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    unknown = [f.name for f in folders if f.name not in labels]
+    if unknown:
+        raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model")
+    items = [LabelledImage(image, np.zeros((1, 4), np.float32),
+                           np.array([labels.index(folder.name)], np.int64), np.zeros(1, bool))
+             for folder in folders for image in sorted(folder.iterdir())
+             if image.suffix.lower() in IMAGE_SUFFIXES]
+    return Dataset("folders", items)

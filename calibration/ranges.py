@@ -1,0 +1,217 @@
+"""Range algorithms: from a tensor's statistics to the symmetric clipping threshold amax.
+
+Each algorithm is a small strategy selected by name (`range_method("entropy")`); all work on
+the streaming |x| histogram of `calibration.stats.TensorStats`. Symmetric int8 then uses
+scale = amax / 127.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from calibration.stats import TensorStats
+from edge.errors import InputError
+
+INT8_LEVELS = 128  # positive levels of symmetric int8: 0..127
+FIRST_CANDIDATE_BIN = 128
+
+
+class RangeMethod(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def amax(self, stats: TensorStats) -> float:
+        """Clipping threshold (>= 0) for a symmetric range [-amax, amax]."""
+
+
+@dataclass(frozen=True)
+class MinMax:
+    name: str = "minmax"
+
+    def amax(self, stats: TensorStats) -> float:
+        return stats.abs_max
+
+
+@dataclass(frozen=True)
+class Percentile:
+    """The |x| below which `percentile` % of all values lie (upper edge of that bin)."""
+
+    percentile: float = 99.99
+    name: str = "percentile"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.percentile <= 100:
+            raise InputError(f"percentile must be in (0, 100], got {self.percentile}")
+
+    def amax(self, stats: TensorStats) -> float:
+        total = int(stats.histogram.sum())
+        if total == 0 or stats.range == 0:
+            return 0.0
+        cumulative = np.cumsum(stats.histogram)
+        index = int(np.searchsorted(cumulative, total * self.percentile / 100.0, side="left"))
+        return min((index + 1) * stats.bin_width, stats.abs_max)
+
+
+def kl_divergence_for(histogram: npt.NDArray[Any], kept_bins: int,
+                      levels: int = INT8_LEVELS) -> float:
+    """TensorRT's entropy criterion for clipping at `kept_bins`: the reference distribution is
+    the first `kept_bins` bins with every outlier folded into the last one; the candidate is the
+    same bins quantized to `levels` levels and expanded back over their non-empty bins."""
+    kept = histogram[:kept_bins].astype(np.float64)
+    reference = kept.copy()
+    reference[-1] += float(histogram[kept_bins:].sum())
+    chunk = (np.arange(kept_bins) * levels) // kept_bins
+    nonzero = kept > 0
+    sums = np.bincount(chunk, weights=kept, minlength=levels)
+    occupied = np.bincount(chunk, weights=nonzero, minlength=levels)
+    candidate = np.where(nonzero, sums[chunk] / np.maximum(occupied[chunk], 1), 0.0)
+    p_total, q_total = reference.sum(), candidate.sum()
+    if p_total == 0 or q_total == 0:
+        return math.inf
+    p = reference / p_total
+    q = candidate / q_total
+    mask = p > 0
+    if np.any(q[mask] == 0):
+        return math.inf
+    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+@dataclass(frozen=True)
+class Entropy:
+    """TensorRT's IInt8EntropyCalibrator2 method: the threshold whose 128-level quantization
+    loses the least information (KL divergence), searched over bins 128..2048.
+
+    `stride` > 1 searches every stride-th candidate first, then every candidate around the best
+    one; the KL curve is smooth at that scale, and it is 1/stride the work."""
+
+    stride: int = 8
+    name: str = "entropy"
+
+    def amax(self, stats: TensorStats) -> float:
+        if stats.range == 0 or stats.histogram[1:].sum() == 0:
+            return stats.abs_max
+        # The exact zeros a ReLU emits pile up in bin 0; left in, that spike dominates the KL
+        # of every candidate wider than 128 bins (it gets averaged with its chunk neighbours)
+        # and drags the threshold to the smallest candidate. Like NVIDIA's pytorch-quantization,
+        # give bin 0 the height of bin 1 so the search sees the shape of the non-zero values.
+        histogram = stats.histogram.copy()
+        histogram[0] = histogram[1]
+        last = int(np.flatnonzero(histogram)[-1]) + 1
+        first = min(FIRST_CANDIDATE_BIN, last)
+        best = self._search(histogram, range(first, last + 1, self.stride))
+        if self.stride > 1:
+            best = self._search(histogram, range(max(first, best - self.stride),
+                                                 min(last, best + self.stride) + 1))
+        return min(best * stats.bin_width, stats.abs_max)
+
+    @staticmethod
+    def _search(histogram: npt.NDArray[np.int64], candidates: range) -> int:
+        divergences = [kl_divergence_for(histogram, i) for i in candidates]
+        return candidates[int(np.argmin(divergences))]
+
+
+@dataclass(frozen=True)
+class Mse:
+    """The threshold minimising the expected squared error of symmetric int8 quantization
+    (rounding inside the range plus clipping outside it), estimated from the histogram."""
+
+    stride: int = 8
+    name: str = "mse"
+
+    def amax(self, stats: TensorStats) -> float:
+        histogram = stats.histogram.astype(np.float64)
+        if stats.range == 0 or histogram[1:].sum() == 0:
+            return stats.abs_max
+        width = stats.bin_width
+        centres = (np.arange(len(histogram)) + 0.5) * width
+        last = int(np.flatnonzero(histogram)[-1]) + 1
+        first = min(FIRST_CANDIDATE_BIN // 4, last)
+
+        def error(kept_bins: int) -> float:
+            threshold = kept_bins * width
+            step = threshold / (INT8_LEVELS - 1)
+            inside = centres <= threshold
+            rounded = np.round(centres[inside] / step) * step
+            clipped = centres[~inside] - threshold
+            return float(np.dot(histogram[inside], (centres[inside] - rounded) ** 2) +
+                         np.dot(histogram[~inside], clipped ** 2))
+
+        coarse = range(first, last + 1, self.stride)
+        best = coarse[int(np.argmin([error(i) for i in coarse]))]
+        fine = range(max(first, best - self.stride), min(last, best + self.stride) + 1)
+        best = fine[int(np.argmin([error(i) for i in fine]))]
+        return min(best * width, stats.abs_max)
+
+
+METHODS = ("minmax", "percentile", "entropy", "mse")
+
+
+def range_method(name: str, percentile: float = 99.99) -> RangeMethod:
+    """The range algorithm called `name` (one of METHODS)."""
+    if name == "minmax":
+        return MinMax()
+    if name == "percentile":
+        return Percentile(percentile)
+    if name == "entropy":
+        return Entropy()
+    if name == "mse":
+        return Mse()
+    raise InputError(f"unknown range method {name!r}; choose one of {', '.join(METHODS)}")
+
+
+@dataclass(frozen=True)
+class TensorRange:
+    """Observed min/max and the chosen symmetric threshold of one tensor."""
+
+    minimum: float
+    maximum: float
+    amax: float
+
+    @property
+    def scale(self) -> float:
+        """Symmetric int8 scale (amax / 127); never zero, so a dead tensor still quantizes."""
+        return max(self.amax, 1e-8) / 127.0
+
+
+@dataclass(frozen=True)
+class TensorRanges:
+    """Ranges of all calibrated tensors, with how they were made; saved as JSON."""
+
+    method: str
+    frames: int
+    ranges: dict[str, TensorRange]
+
+    @classmethod
+    def from_stats(cls, stats: dict[str, TensorStats], method: RangeMethod,
+                   frames: int) -> TensorRanges:
+        return cls(method.name, frames, {
+            name: TensorRange(s.minimum if s.count else 0.0, s.maximum if s.count else 0.0,
+                              method.amax(s))
+            for name, s in stats.items()})
+
+    def to_json(self) -> str:
+        return json.dumps({"version": 1, "method": self.method, "frames": self.frames,
+                           "ranges": {n: vars(r) for n, r in self.ranges.items()}}, indent=1)
+
+    def save(self, path: Path) -> None:
+        from converters.files import write_bytes_atomic
+
+        write_bytes_atomic(path, self.to_json().encode())
+
+    @classmethod
+    def load(cls, path: Path) -> TensorRanges:
+        try:
+            data = json.loads(path.read_text())
+            ranges = {n: TensorRange(float(r["minimum"]), float(r["maximum"]), float(r["amax"]))
+                      for n, r in data["ranges"].items()}
+            return cls(str(data["method"]), int(data["frames"]), ranges)
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path} is not a ranges file written by `edge calibrate` "
+                             f"({exc})") from exc

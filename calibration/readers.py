@@ -1,0 +1,146 @@
+"""Calibration and evaluation frames: an image folder, a video file, or the synthetic scene.
+
+Every frame is letterboxed by the daemon's own `Letterboxer`, so calibration sees exactly the
+pixels the device will feed the model. A reader is an iterator of model input dicts
+(`{input_name: uint8 [1, H, W, 3]}`), the shape ONNX Runtime's calibration readers have.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import InputError
+from edge.preprocess import Letterboxer
+from edge.spec import ModelSpec
+from edge.synthetic import ShapeScene
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
+
+
+def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
+    """BGR uint8 [H, W, 3], or None for anything that is not a usable 8-bit image (corrupt,
+    truncated, empty, 16-bit, not an image). Grey images are expanded to three channels."""
+    try:
+        if path.stat().st_size == 0:
+            return None
+        data = np.fromfile(path, np.uint8)
+    except OSError:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint8 or image.size == 0:
+        return None
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim != 3 or image.shape[2] != 3:
+        return None
+    return np.asarray(image, np.uint8)
+
+
+@dataclass
+class FrameSet:
+    """Chosen frames of one source, letterboxed on the fly for a model."""
+
+    description: str
+    paths: list[Path] = field(default_factory=list)  # image folders
+    video: Path | None = None
+    synthetic_seed: int | None = None
+    count: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def images(self) -> Iterator[npt.NDArray[np.uint8]]:
+        """Source frames, BGR uint8 [h, w, 3], in a fixed order."""
+        if self.video is not None:
+            yield from _video_frames(self.video, self.count)
+        elif self.synthetic_seed is not None:
+            scene = ShapeScene(seed=self.synthetic_seed)
+            for _ in range(self.count):
+                for _ in range(5):
+                    image, _ = scene.next()
+                yield image
+        else:
+            for path in self.paths:
+                decoded = read_image(path)
+                if decoded is not None:
+                    yield decoded
+
+    def inputs(self, spec: ModelSpec) -> Iterator[dict[str, npt.NDArray[np.uint8]]]:
+        """Model input dicts `{input name: uint8 [1, H, W, 3]}`."""
+        letterbox = Letterboxer(spec.input.pad_value, spec.input.colour_order == "RGB")
+        for image in self.images():
+            buffer = np.empty((1, spec.input.height, spec.input.width, 3), np.uint8)
+            letterbox(image, buffer)
+            yield {spec.input.name: buffer}
+
+
+def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,
+                min_images: int = 1) -> FrameSet:
+    """`source`: an image folder, a video file, or `synthetic://shapes?seed=N`.
+
+    Folders are checked up front: unusable files are skipped, counted and named in a warning;
+    fewer than `min_images` usable ones is an error. More than `max_images` are subsampled
+    deterministically with `seed`."""
+    text = str(source)
+    if text.startswith("synthetic://"):
+        scene_seed = int(text.partition("seed=")[2] or seed) if "seed=" in text else seed
+        return FrameSet(f"synthetic scene seed {scene_seed}", synthetic_seed=scene_seed,
+                        count=max_images)
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"calibration data {path} does not exist; pass an image folder, a "
+                         "video file or synthetic://shapes")
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise InputError(f"{path} is not a video file ({', '.join(sorted(VIDEO_SUFFIXES))})"
+                             " or an image folder")
+        count = sum(1 for _ in _video_frames(path, max_images))
+        if count < min_images:
+            raise InputError(f"video {path} gave {count} frames; at least {min_images} needed")
+        return FrameSet(f"video {path.name}", video=path, count=count)
+    return _folder(path, max_images, seed, min_images)
+
+
+def _folder(folder: Path, max_images: int, seed: int, min_images: int) -> FrameSet:
+    candidates = sorted(p for p in folder.rglob("*") if p.is_file())
+    images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
+    skipped = [f"{p.name} (not an image file)" for p in candidates
+               if p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() != ".txt"]
+    if len(images) > max_images:
+        chosen = np.random.default_rng(seed).choice(len(images), max_images, replace=False)
+        images = [images[i] for i in sorted(chosen)]
+    usable = []
+    for path in images:
+        if read_image(path) is None:
+            skipped.append(f"{path.name} (unreadable, truncated, empty or not 8-bit)")
+        else:
+            usable.append(path)
+    if skipped:
+        log.warning("skipped %d file(s) in %s: %s", len(skipped), folder,
+                    "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
+    if len(usable) < min_images:
+        raise InputError(f"{folder} has {len(usable)} usable image(s); at least {min_images} are "
+                         f"needed (--min-images). Skipped: {len(skipped)}")
+    return FrameSet(f"folder {folder}", paths=usable, count=len(usable), skipped=skipped)
+
+
+def _video_frames(path: Path, limit: int) -> Iterator[npt.NDArray[np.uint8]]:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        for _ in range(limit):
+            ok, image = capture.read()
+            if not ok or image is None:
+                return
+            yield np.asarray(image, np.uint8)
+    finally:
+        capture.release()

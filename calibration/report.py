@@ -1,0 +1,148 @@
+"""FP32-vs-INT8 accuracy report: Markdown index plus PNG plots."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+
+from calibration.calibrate import Calibrated, layer_sqnr, output_sqnr
+from calibration.datasets import dataset_from
+from calibration.evaluate import Accuracy, evaluate
+from calibration.readers import FrameSet
+from calibration.stats import TensorStats
+from edge.errors import MissingDependencyError
+from edge.spec import ModelSpec
+
+WORST_LAYERS = 5
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise MissingDependencyError("matplotlib", "convert", "the calibration report") from exc
+    return plt
+
+
+def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibrated,
+                 spec: ModelSpec, eval_data: Path | str, frames: FrameSet) -> Path:
+    """Evaluate both models, plot, and write `folder/index.md`; returns that path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32, int8 = _accuracies(fp32_path, int8_path, spec, eval_data)
+    reference = onnx.load(str(fp32_path))
+    sqnr_outputs = output_sqnr(reference, result.model, _first(frames, spec, 8))
+    sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, frames, spec, 8)
+    worst = sorted(sqnr_layers.items(), key=lambda item: item[1])[:WORST_LAYERS]
+    inputs_of = {n.name: n.input[0] for n in reference.graph.node}
+    plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)
+    bars = _plot_class_ap(folder, fp32, int8) if fp32.task == "detect" else None
+    index = folder / "index.md"
+    index.write_text(_markdown(fp32, int8, sqnr_outputs, worst, plots, bars, result, eval_data))
+    return index
+
+
+def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,
+                eval_data: Path | str) -> tuple[Accuracy, Accuracy]:
+    with tempfile.TemporaryDirectory(prefix="edge-eval-") as scratch:
+        data = Path(eval_data) if not str(eval_data).startswith("synthetic://") else \
+            _synthetic_dataset(Path(scratch), str(eval_data))
+        dataset = dataset_from(data, spec.labels, spec.task)
+        return evaluate(fp32_path, dataset), evaluate(int8_path, dataset)
+
+
+def _synthetic_dataset(folder: Path, uri: str) -> Path:
+    from edge.synthetic.dataset import write_yolo_dataset
+
+    seed = int(uri.partition("seed=")[2] or 0) + 10_000  # frames not used for calibration
+    write_yolo_dataset(folder, frames=100, seed=seed, image_format="png")
+    return folder
+
+
+def _first(frames: FrameSet, spec: ModelSpec,
+           count: int) -> Iterator[dict[str, npt.NDArray[np.uint8]]]:
+    for index, feed in enumerate(frames.inputs(spec)):
+        if index >= count:
+            return
+        yield feed
+
+
+def _plot_histograms(folder: Path, layers: list[tuple[str, str]],
+                     result: Calibrated) -> list[str]:
+    plt = _pyplot()
+    written: list[str] = []
+    for node, tensor in layers:
+        stats: TensorStats | None = result.stats.get(tensor)
+        if stats is None or stats.range == 0:
+            continue
+        edges = np.arange(len(stats.histogram)) * stats.bin_width
+        figure, axis = plt.subplots(figsize=(7, 3.2))
+        axis.bar(edges, np.maximum(stats.histogram, 0.5), width=stats.bin_width, color="#4477aa")
+        axis.set_yscale("log")
+        amax = result.ranges.ranges[tensor].amax
+        axis.axvline(amax, color="#cc3311", label=f"{result.ranges.method} amax {amax:.3g}")
+        axis.axvline(stats.abs_max, color="#999999", linestyle="--",
+                     label=f"max |x| {stats.abs_max:.3g}")
+        axis.set_xlim(0, stats.abs_max * 1.05)
+        axis.set_title(f"|x| at the input of {node}", fontsize=9)
+        axis.legend(fontsize=8)
+        name = f"hist_{len(written)}.png"
+        figure.tight_layout()
+        figure.savefig(folder / name, dpi=110)
+        plt.close(figure)
+        written.append(name)
+    return written
+
+
+def _plot_class_ap(folder: Path, fp32: Accuracy, int8: Accuracy) -> str:
+    plt = _pyplot()
+    labels = list(fp32.per_class_ap50)
+    x = np.arange(len(labels))
+    figure, axis = plt.subplots(figsize=(max(5, len(labels) * 0.8), 3.2))
+    axis.bar(x - 0.2, [fp32.per_class_ap50[k] for k in labels], 0.4, label="FP32")
+    axis.bar(x + 0.2, [int8.per_class_ap50.get(k, 0.0) for k in labels], 0.4, label="INT8")
+    axis.set_xticks(x, labels, rotation=30, ha="right")
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("AP@0.5")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "class_ap.png", dpi=110)
+    plt.close(figure)
+    return "class_ap.png"
+
+
+def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
+              worst: list[tuple[str, float]], plots: list[str], bars: str | None,
+              result: Calibrated, eval_data: Path | str) -> str:
+    lines = ["# INT8 calibration report", "",
+             f"Method `{result.ranges.method}`, {result.frames} calibration frames, "
+             f"{len(result.ranges.ranges)} calibrated tensors, {result.seconds:.1f} s. "
+             f"Evaluated on `{eval_data}` ({fp32.images} images).", ""]
+    if fp32.task == "detect":
+        lines += ["| | FP32 | INT8 | change |", "|---|---|---|---|"]
+        for key in ("map50", "map50_95", "precision", "recall"):
+            a, b = getattr(fp32, key), getattr(int8, key)
+            lines.append(f"| {key} | {a:.4f} | {b:.4f} | {100 * (b - a):+.2f} pt |")
+        lines += ["", "## Per-class AP@0.5", "", "| class | FP32 | INT8 |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.4f} | {int8.per_class_ap50.get(k, 0.0):.4f} |"
+                  for k, v in fp32.per_class_ap50.items()]
+        if bars:
+            lines += ["", f"![per-class AP]({bars})"]
+    else:
+        lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
+    lines += ["", "## Output SQNR (dB, higher is better)", ""]
+    lines += [f"- `{name}`: {value:.1f}" for name, value in outputs.items()]
+    lines += ["", f"## Worst {len(worst)} layers by output SQNR", ""]
+    lines += [f"- `{name}`: {value:.1f} dB" for name, value in worst]
+    lines += [""] + [f"![histogram]({name})" for name in plots]
+    if result.excluded:
+        lines += ["", "Kept in float: " + ", ".join(f"`{n}`" for n in result.excluded)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,126 @@
+"""Streaming activation statistics: per-tensor min/max and a histogram of |x|, batch by batch.
+
+ONNX Runtime's own Entropy/Percentile calibration keeps every intermediate tensor of every frame
+in memory before it computes anything. Here each batch updates fixed-size statistics and is then
+dropped, so peak memory does not depend on how many frames are used.
+
+The |x| histogram has `BINS` bins over [0, range]. The range starts at the first batch's
+largest |x| and doubles whenever a later value exceeds it; doubling merges neighbouring bin
+pairs, which is exact because the old bin edges are a subset of the new ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper
+
+from edge.errors import InputError
+
+BINS = 2048
+
+
+@dataclass
+class TensorStats:
+    """Running statistics of one tensor. `histogram[k]` counts |x| in
+    [k * width, (k + 1) * width) with width = range / BINS (the last bin is closed)."""
+
+    name: str
+    minimum: float = float("inf")
+    maximum: float = float("-inf")
+    count: int = 0
+    range: float = 0.0
+    histogram: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(BINS, np.int64))
+
+    @property
+    def abs_max(self) -> float:
+        return max(abs(self.minimum), abs(self.maximum)) if self.count else 0.0
+
+    @property
+    def bin_width(self) -> float:
+        return self.range / len(self.histogram) if self.range else 0.0
+
+    def update(self, values: npt.NDArray[Any]) -> None:
+        flat = np.asarray(values, np.float32).ravel()
+        if flat.size == 0:
+            return
+        if not np.isfinite(flat).all():
+            raise InputError(f"tensor {self.name} holds NaN or infinite values on a calibration "
+                             "frame; the model is numerically broken on this input")
+        low, high = float(flat.min()), float(flat.max())
+        self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
+        self.count += flat.size
+        largest = max(-low, high)
+        if largest <= 0.0:
+            self.histogram[0] += flat.size
+            return
+        if self.range == 0.0:
+            self.range = largest
+        while largest > self.range:
+            self._double_range()
+        index = np.abs(flat)
+        index *= len(self.histogram) / self.range
+        bins = np.minimum(index.astype(np.int64), len(self.histogram) - 1)
+        self.histogram += np.bincount(bins, minlength=len(self.histogram))
+
+    def _double_range(self) -> None:
+        merged = self.histogram.reshape(-1, 2).sum(axis=1)
+        self.histogram = np.concatenate([merged, np.zeros_like(merged)])
+        self.range *= 2.0
+
+
+def float_tensors(model: onnx.ModelProto) -> list[str]:
+    """Names of every float node output, in graph order (shape inference supplies the types)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    return [name for node in model.graph.node for name in node.output
+            if name and types.get(name) == TensorProto.FLOAT]
+
+
+def model_exposing(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
+    """A copy of `model` with `tensors` added as graph outputs."""
+    exposed = copy.deepcopy(model)
+    present = {o.name for o in exposed.graph.output}
+    for name in tensors:
+        if name not in present:
+            exposed.graph.output.append(
+                helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    return exposed
+
+
+class StatsCollector:
+    """Runs a model on ONNX Runtime (CPU) with `tensors` exposed and folds every batch into
+    per-tensor `TensorStats`."""
+
+    def __init__(self, model: onnx.ModelProto, tensors: Sequence[str], threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        # Basic optimisations only: exposed outputs are kept anyway, but layout and kernel
+        # fusions buy little for a one-off pass and may change numerics.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        self.tensors = list(tensors)
+        self._session = ort.InferenceSession(model_exposing(model, tensors).SerializeToString(),
+                                             options, providers=["CPUExecutionProvider"])
+        self.stats = {name: TensorStats(name) for name in self.tensors}
+        self.frames = 0
+
+    def update(self, inputs: dict[str, npt.NDArray[Any]]) -> None:
+        outputs = self._session.run(self.tensors, inputs)
+        for name, value in zip(self.tensors, outputs, strict=True):
+            self.stats[name].update(value)
+        self.frames += int(next(iter(inputs.values())).shape[0])
+
+    def collect(self, batches: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, TensorStats]:
+        for inputs in batches:
+            self.update(inputs)
+        return self.stats

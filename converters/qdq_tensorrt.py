@@ -1,0 +1,193 @@
+"""Explicit INT8 quantization the way TensorRT wants it (the `tensorrt` profile).
+
+Rules (TensorRT's QDQ placement guidance): symmetric int8 everywhere (zero point 0);
+per-channel weights (Conv axis 0, ConvTranspose axis 1, Gemm/MatMul along the output
+features); per-tensor activations; Q/DQ on the inputs of Conv/ConvTranspose/Gemm/MatMul, pooling
+and residual Add, never on outputs. For a residual Add only the skip input is quantized: the
+branch coming from a Conv is left alone so TensorRT can fuse the Add into that Conv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import helper, numpy_helper
+
+from calibration.ranges import TensorRanges
+from converters.errors import ConversionError
+
+WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+POOLING_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
+#: Ops whose output a following Add can be fused into by TensorRT.
+FUSIBLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def weight_axis(node: onnx.NodeProto) -> int:
+    """The output-channel axis of a weighted node's weight tensor."""
+    if node.op_type == "ConvTranspose":
+        return 1
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    if node.op_type == "MatMul":
+        return 1
+    return 0
+
+
+def quantize_weight(weight: npt.NDArray[np.float32], axis: int
+                    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
+    """Symmetric per-channel int8: returns (quantized weight, scale per channel)."""
+    moved = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
+    amax = np.abs(moved).max(axis=1)
+    scale = (np.maximum(amax, 1e-8) / 127.0).astype(np.float32)
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    quantized = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return quantized, scale
+
+
+@dataclass
+class _Inserter:
+    model: onnx.ModelProto
+    ranges: TensorRanges
+    new_nodes: list[onnx.NodeProto] = field(default_factory=list)
+    new_initializers: list[onnx.TensorProto] = field(default_factory=list)
+    dequantized: dict[str, str] = field(default_factory=dict)
+
+    def activation(self, tensor: str) -> str:
+        """Name of the dequantized copy of activation `tensor` (one Q/DQ pair per tensor)."""
+        if tensor in self.dequantized:
+            return self.dequantized[tensor]
+        if tensor not in self.ranges.ranges:
+            raise ConversionError(f"no calibration range for tensor {tensor}; recalibrate with "
+                                  "the same model")
+        scale = self.ranges.ranges[tensor].scale
+        self.new_initializers += [
+            numpy_helper.from_array(np.array(scale, np.float32), f"{tensor}__scale"),
+            numpy_helper.from_array(np.array(0, np.int8), f"{tensor}__zero_point")]
+        quantized, dequantized = f"{tensor}__quantized", f"{tensor}__dequantized"
+        self.new_nodes += [
+            helper.make_node("QuantizeLinear", [tensor, f"{tensor}__scale",
+                                                f"{tensor}__zero_point"], [quantized],
+                             name=f"{tensor}__QuantizeLinear"),
+            helper.make_node("DequantizeLinear", [quantized, f"{tensor}__scale",
+                                                  f"{tensor}__zero_point"], [dequantized],
+                             name=f"{tensor}__DequantizeLinear")]
+        self.dequantized[tensor] = dequantized
+        return dequantized
+
+    def weight(self, node: onnx.NodeProto, initializer: onnx.TensorProto) -> str:
+        axis = weight_axis(node)
+        quantized, scale = quantize_weight(numpy_helper.to_array(initializer), axis)
+        name = initializer.name
+        self.new_initializers += [
+            numpy_helper.from_array(quantized, f"{name}__int8"),
+            numpy_helper.from_array(scale, f"{name}__scale"),
+            numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}__zero_point")]
+        self.new_nodes.append(helper.make_node(
+            "DequantizeLinear", [f"{name}__int8", f"{name}__scale", f"{name}__zero_point"],
+            [f"{name}__dequantized"], axis=axis, name=f"{name}__DequantizeLinear"))
+        return f"{name}__dequantized"
+
+
+def decode_tail(model: onnx.ModelProto) -> set[str]:
+    """Names of the nodes after the last weighted layer (box decoding, sigmoid, concat of
+    heads). They carry pixel coordinates and scores, cost little, and lose most from int8, so
+    both profiles keep them in float."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    feeding: set[str] = set()
+    stack = [n for n in model.graph.node if n.op_type in WEIGHTED_OPS]
+    while stack:
+        node = stack.pop()
+        if node.name in feeding:
+            continue
+        feeding.add(node.name)
+        stack += [producers[name] for name in node.input if name in producers]
+    return {n.name for n in model.graph.node} - feeding
+
+
+def quantizable_inputs(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Node name -> indices of activation inputs to quantize under TensorRT's rules."""
+    initializers = {i.name for i in model.graph.initializer}
+    producers = {out: node.op_type for node in model.graph.node for out in node.output}
+    tail = decode_tail(model)
+    chosen: dict[str, list[int]] = {}
+    for node in model.graph.node:
+        if node.name in tail:
+            continue
+        if node.op_type in WEIGHTED_OPS and node.input[0] not in initializers:
+            chosen[node.name] = [0]
+            if node.op_type == "MatMul" and node.input[1] not in initializers:
+                chosen[node.name].append(1)
+        elif node.op_type in POOLING_OPS:
+            chosen[node.name] = [0]
+        elif node.op_type == "Add" and not set(node.input) & initializers:
+            fusible = [producers.get(name) in FUSIBLE_PRODUCERS for name in node.input]
+            residual = [i for i, f in enumerate(fusible) if not f]
+            chosen[node.name] = residual if residual and len(residual) < 2 else (
+                [1] if all(fusible) else [0, 1])
+    return chosen
+
+
+def qdq_for_tensorrt(model: onnx.ModelProto, ranges: TensorRanges,
+                     exclude: Collection[str] = ()) -> onnx.ModelProto:
+    """A QDQ copy of `model` under TensorRT's rules; nodes named in `exclude` stay float."""
+    unknown = sorted(set(exclude) - {n.name for n in model.graph.node})
+    if unknown:
+        raise ConversionError(f"--exclude names unknown nodes: {', '.join(unknown)}; see "
+                              "`edge inspect --json` for node names")
+    quantized = onnx.ModelProto()
+    quantized.CopyFrom(model)
+    graph = quantized.graph
+    initializers = {i.name: i for i in graph.initializer}
+    inserter = _Inserter(quantized, ranges)
+    plan = quantizable_inputs(quantized)
+    for node in graph.node:
+        if node.name in exclude or node.name not in plan:
+            continue
+        for index in plan[node.name]:
+            node.input[index] = inserter.activation(node.input[index])
+        if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and \
+                node.input[1] in initializers:
+            node.input[1] = inserter.weight(node, initializers[node.input[1]])
+    _insert_topologically(graph, inserter)
+    _drop_unused_initializers(graph)
+    onnx.checker.check_model(quantized)
+    return quantized
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """The float weights that int8 copies replaced."""
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def _insert_topologically(graph: onnx.GraphProto, inserter: _Inserter) -> None:
+    """Place each new node right after whatever produces its input (onnx graphs are stored in
+    topological order): weight DQs first, activation Q/DQ pairs after their producer."""
+    graph.initializer.extend(inserter.new_initializers)
+    pending: dict[str, list[onnx.NodeProto]] = {}
+    for node in inserter.new_nodes:
+        pending.setdefault(node.input[0], []).append(node)
+    ordered: list[onnx.NodeProto] = []
+
+    def emit(tensor: str) -> None:
+        for follower in pending.pop(tensor, []):
+            ordered.append(follower)
+            for output in follower.output:
+                emit(output)
+
+    for name in [v.name for v in graph.input] + [i.name for i in graph.initializer]:
+        emit(name)
+    for node in list(graph.node):
+        ordered.append(node)
+        for output in node.output:
+            emit(output)
+    del graph.node[:]
+    graph.node.extend(ordered)
