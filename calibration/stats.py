@@ -12,6 +12,7 @@ pairs, which is exact because the old bin edges are a subset of the new ones.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,10 +51,10 @@ class TensorStats:
         flat = np.asarray(values, np.float32).ravel()
         if flat.size == 0:
             return
-        if not np.isfinite(flat).all():
+        low, high = float(flat.min()), float(flat.max())
+        if not (math.isfinite(low) and math.isfinite(high)):  # NaN and inf reach min or max
             raise InputError(f"tensor {self.name} holds NaN or infinite values on a calibration "
                              "frame; the model is numerically broken on this input")
-        low, high = float(flat.min()), float(flat.max())
         self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
         self.count += flat.size
         largest = max(-low, high)
@@ -64,10 +65,11 @@ class TensorStats:
             self.range = largest
         while largest > self.range:
             self._double_range()
-        index = np.abs(flat)
-        index *= len(self.histogram) / self.range
-        bins = np.minimum(index.astype(np.int64), len(self.histogram) - 1)
-        self.histogram += np.bincount(bins, minlength=len(self.histogram))
+        bins = len(self.histogram)
+        scaled = np.abs(flat) if low < 0 else flat * 1.0  # a copy either way; post-ReLU skips abs
+        scaled *= bins / self.range
+        np.minimum(scaled, bins - 1, out=scaled)
+        self.histogram += np.bincount(scaled.astype(np.intp), minlength=bins)
 
     def _double_range(self) -> None:
         merged = self.histogram.reshape(-1, 2).sum(axis=1)

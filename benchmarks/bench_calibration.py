@@ -1,0 +1,151 @@
+"""Our INT8 calibration vs ONNX Runtime's, on the demo detector and the same frames.
+
+    python benchmarks/bench_calibration.py [--frames 32] [--eval-scenes 20] [--json]
+
+Each calibration runs in its own process, so peak RSS (ru_maxrss) is that side's alone:
+- ours: streaming statistics + TensorRT entropy, `tensorrt` profile (symmetric int8 QDQ);
+- theirs: `onnxruntime.quantization.quantize_static` with `CalibrationMethod.Entropy` and
+  TensorRT-style settings (QDQ, int8 activations and weights, symmetric, per-channel).
+Then every model is scored through the daemon's path on held-out synthetic scenes (mAP@0.5),
+and the `cpu` profile's latency is compared with FP32 on ONNX Runtime (one thread, median).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "edge" / "models" / "shapes.onnx"
+
+
+def write_frames(folder: Path, count: int, seed: int = 7) -> None:
+    from edge.synthetic import ShapeScene
+
+    scene = ShapeScene(seed=seed)
+    for index in range(count):
+        for _ in range(5):
+            image, _ = scene.next()
+        cv2.imwrite(str(folder / f"{index:04d}.png"), image)
+
+
+def run_side(side: str, frames: Path, out: Path, profile: str) -> dict[str, Any]:
+    """Runs in the child process: calibrate, write `out`, report time."""
+    from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
+    from calibration.readers import frames_from
+
+    model, spec = load_float_model(MODEL)
+    frame_set = frames_from(frames, max_images=10_000)
+    started = time.perf_counter()
+    if side == "ours":
+        result = calibrate(model, spec, frame_set,
+                           CalibrateOptions(profile=profile, method="entropy", progress=False))
+        out.write_bytes(result.model.SerializeToString())
+    else:
+        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
+                                              QuantFormat, QuantType, quantize_static)
+
+        class Reader(CalibrationDataReader):  # type: ignore[misc]
+            def __init__(self) -> None:
+                self._inputs = frame_set.inputs(spec)
+
+            def get_next(self) -> dict[str, Any] | None:
+                return next(self._inputs, None)
+
+        quantize_static(str(MODEL), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Entropy,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    return {"seconds": time.perf_counter() - started}
+
+
+def child(side: str, frames: Path, out: Path, profile: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", side, "--frames-dir", str(frames), "--out",
+         str(out), "--profile", profile], capture_output=True, text=True, check=True, cwd=ROOT)
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def latency_ms(path: Path, repeats: int = 300) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    frame = np.random.default_rng(0).integers(0, 256, (1, 320, 320, 3), np.uint8)
+    for _ in range(30):
+        session.run(None, {name: frame})
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.run(None, {name: frame})
+        samples.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--eval-scenes", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child", choices=["ours", "ort"])
+    parser.add_argument("--frames-dir", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--profile", default="tensorrt")
+    args = parser.parse_args()
+    if args.child:
+        measured = run_side(args.child, args.frames_dir, args.out, args.profile)
+        measured["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(measured))
+        return
+
+    from converters.demo_detector.evaluate import evaluate_onnx
+
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as scratch:
+        work = Path(scratch)
+        (work / "frames").mkdir()
+        write_frames(work / "frames", args.frames)
+        ours = child("ours", work / "frames", work / "ours.onnx", "tensorrt")
+        theirs = child("ort", work / "frames", work / "ort.onnx", "tensorrt")
+        cpu = child("ours", work / "frames", work / "cpu.onnx", "cpu")
+        scores = {name: evaluate_onnx(path, scenes=args.eval_scenes).map50 for name, path in (
+            ("fp32", MODEL), ("ours_tensorrt", work / "ours.onnx"),
+            ("ort_entropy", work / "ort.onnx"), ("ours_cpu", work / "cpu.onnx"))}
+        latency = {"fp32": latency_ms(MODEL), "ours_cpu": latency_ms(work / "cpu.onnx")}
+    result = {
+        "frames": args.frames,
+        "ours_seconds": round(ours["seconds"], 2), "ort_seconds": round(theirs["seconds"], 2),
+        "time_ratio": round(ours["seconds"] / theirs["seconds"], 3),
+        "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "ort_peak_rss_mb": round(theirs["peak_rss_mb"], 1),
+        "rss_ratio": round(ours["peak_rss_mb"] / theirs["peak_rss_mb"], 3),
+        "map50": {k: round(v, 4) for k, v in scores.items()},
+        "ours_vs_ort_map50_points": round(100 * (scores["ours_tensorrt"] - scores["ort_entropy"]),
+                                          2),
+        "tensorrt_profile_drop_points": round(100 * (scores["fp32"] - scores["ours_tensorrt"]), 2),
+        "cpu_profile_drop_points": round(100 * (scores["fp32"] - scores["ours_cpu"]), 2),
+        "latency_ms": {k: round(v, 3) for k, v in latency.items()},
+        "cpu_latency_ratio": round(latency["ours_cpu"] / latency["fp32"], 3),
+    }
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key:32s} {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
