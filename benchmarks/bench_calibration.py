@@ -6,8 +6,9 @@ Each calibration runs in its own process, so peak RSS (ru_maxrss) is that side's
 - ours: streaming statistics + TensorRT entropy, `tensorrt` profile (symmetric int8 QDQ);
 - theirs: `onnxruntime.quantization.quantize_static` with `CalibrationMethod.Entropy` and
   TensorRT-style settings (QDQ, int8 activations and weights, symmetric, per-channel).
-Then every model is scored through the daemon's path on held-out synthetic scenes (mAP@0.5),
-and the `cpu` profile's latency is compared with FP32 on ONNX Runtime (one thread, median).
+Ours is also run with the `mse` method (the default) for both profiles. Then every model is
+scored through the daemon's path on held-out synthetic scenes (mAP@0.5), and the `cpu`
+profile's latency is compared with FP32 on ONNX Runtime (one thread, median).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def write_frames(folder: Path, count: int, seed: int = 7) -> None:
         cv2.imwrite(str(folder / f"{index:04d}.png"), image)
 
 
-def run_side(side: str, frames: Path, out: Path, profile: str) -> dict[str, Any]:
+def run_side(side: str, frames: Path, out: Path, profile: str, method: str) -> dict[str, Any]:
     """Runs in the child process: calibrate, write `out`, report time."""
     from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
     from calibration.readers import frames_from
@@ -50,11 +51,16 @@ def run_side(side: str, frames: Path, out: Path, profile: str) -> dict[str, Any]
     started = time.perf_counter()
     if side == "ours":
         result = calibrate(model, spec, frame_set,
-                           CalibrateOptions(profile=profile, method="entropy", progress=False))
+                           CalibrateOptions(profile=profile, method=method, progress=False))
         out.write_bytes(result.model.SerializeToString())
     else:
-        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
-                                              QuantFormat, QuantType, quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
 
         class Reader(CalibrationDataReader):  # type: ignore[misc]
             def __init__(self) -> None:
@@ -70,10 +76,12 @@ def run_side(side: str, frames: Path, out: Path, profile: str) -> dict[str, Any]
     return {"seconds": time.perf_counter() - started}
 
 
-def child(side: str, frames: Path, out: Path, profile: str) -> dict[str, Any]:
+def child(side: str, frames: Path, out: Path, profile: str = "tensorrt",
+          method: str = "entropy") -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, __file__, "--child", side, "--frames-dir", str(frames), "--out",
-         str(out), "--profile", profile], capture_output=True, text=True, check=True, cwd=ROOT)
+         str(out), "--profile", profile, "--method", method], capture_output=True, text=True,
+        check=True, cwd=ROOT)
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
@@ -106,9 +114,10 @@ def main() -> None:
     parser.add_argument("--frames-dir", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--profile", default="tensorrt")
+    parser.add_argument("--method", default="entropy")
     args = parser.parse_args()
     if args.child:
-        measured = run_side(args.child, args.frames_dir, args.out, args.profile)
+        measured = run_side(args.child, args.frames_dir, args.out, args.profile, args.method)
         measured["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(measured))
         return
@@ -119,25 +128,31 @@ def main() -> None:
         work = Path(scratch)
         (work / "frames").mkdir()
         write_frames(work / "frames", args.frames)
-        ours = child("ours", work / "frames", work / "ours.onnx", "tensorrt")
-        theirs = child("ort", work / "frames", work / "ort.onnx", "tensorrt")
-        cpu = child("ours", work / "frames", work / "cpu.onnx", "cpu")
+        ours = child("ours", work / "frames", work / "ours.onnx")
+        theirs = child("ort", work / "frames", work / "ort.onnx")
+        trt_mse = child("ours", work / "frames", work / "trt_mse.onnx", "tensorrt", "mse")
+        cpu = child("ours", work / "frames", work / "cpu.onnx", "cpu", "mse")
         scores = {name: evaluate_onnx(path, scenes=args.eval_scenes).map50 for name, path in (
-            ("fp32", MODEL), ("ours_tensorrt", work / "ours.onnx"),
-            ("ort_entropy", work / "ort.onnx"), ("ours_cpu", work / "cpu.onnx"))}
+            ("fp32", MODEL), ("ours_entropy_tensorrt", work / "ours.onnx"),
+            ("ort_entropy", work / "ort.onnx"), ("ours_mse_tensorrt", work / "trt_mse.onnx"),
+            ("ours_mse_cpu", work / "cpu.onnx"))}
         latency = {"fp32": latency_ms(MODEL), "ours_cpu": latency_ms(work / "cpu.onnx")}
     result = {
         "frames": args.frames,
         "ours_seconds": round(ours["seconds"], 2), "ort_seconds": round(theirs["seconds"], 2),
+        "ours_mse_tensorrt_seconds": round(trt_mse["seconds"], 2),
+        "ours_mse_cpu_seconds": round(cpu["seconds"], 2),
         "time_ratio": round(ours["seconds"] / theirs["seconds"], 3),
         "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1),
         "ort_peak_rss_mb": round(theirs["peak_rss_mb"], 1),
         "rss_ratio": round(ours["peak_rss_mb"] / theirs["peak_rss_mb"], 3),
         "map50": {k: round(v, 4) for k, v in scores.items()},
-        "ours_vs_ort_map50_points": round(100 * (scores["ours_tensorrt"] - scores["ort_entropy"]),
-                                          2),
-        "tensorrt_profile_drop_points": round(100 * (scores["fp32"] - scores["ours_tensorrt"]), 2),
-        "cpu_profile_drop_points": round(100 * (scores["fp32"] - scores["ours_cpu"]), 2),
+        "entropy_ours_minus_ort_points": round(
+            100 * (scores["ours_entropy_tensorrt"] - scores["ort_entropy"]), 2),
+        "tensorrt_profile_drop_points": {
+            "entropy": round(100 * (scores["fp32"] - scores["ours_entropy_tensorrt"]), 2),
+            "mse": round(100 * (scores["fp32"] - scores["ours_mse_tensorrt"]), 2)},
+        "cpu_profile_drop_points": round(100 * (scores["fp32"] - scores["ours_mse_cpu"]), 2),
         "latency_ms": {k: round(v, 3) for k, v in latency.items()},
         "cpu_latency_ratio": round(latency["ours_cpu"] / latency["fp32"], 3),
     }

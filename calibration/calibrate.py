@@ -40,7 +40,7 @@ Profile = Literal["tensorrt", "cpu"]
 @dataclass(frozen=True)
 class CalibrateOptions:
     profile: Profile = "tensorrt"
-    method: str = "entropy"
+    method: str = "mse"
     percentile: float = 99.99
     exclude: tuple[str, ...] = ()
     keep_float: int = 0  # automatically keep this many worst layers (by SQNR) in float

@@ -21,6 +21,7 @@ from edge.errors import InputError
 
 INT8_LEVELS = 128  # positive levels of symmetric int8: 0..127
 FIRST_CANDIDATE_BIN = 128
+TENSORRT_BINS = 2048  # the histogram TensorRT's entropy calibration searches
 
 
 class RangeMethod(Protocol):
@@ -95,7 +96,7 @@ def kl_divergences(histogram: npt.NDArray[Any], candidates: npt.NDArray[np.int64
     total = h.sum()
     zero = np.zeros(1)
     sums = np.concatenate([zero, np.cumsum(h)])
-    h_log_h = np.concatenate([zero, np.cumsum(np.where(h > 0, h * np.log(np.maximum(h, 1)),
+    h_log_h = np.concatenate([zero, np.cumsum(np.where(h > 0, h * np.log(np.where(h > 0, h, 1.0)),
                                                       0.0))])
     nonzero = np.concatenate([zero, np.cumsum(h > 0)])
     i = candidates.astype(np.int64)[:, None]
@@ -120,7 +121,7 @@ def kl_divergences(histogram: npt.NDArray[Any], candidates: npt.NDArray[np.int64
         folded_mass = last + outliers
         folded = np.where(folded_mass > 0, folded_mass / total * (
             np.log(folded_mass) - np.log(total) - np.log(q_last) + np.log(kept)), 0.0)
-        divergence = full - unfolded + folded
+        divergence: npt.NDArray[np.float64] = full - unfolded + folded
     divergence[(last == 0) & (outliers > 0)] = np.inf
     divergence[kept == 0] = np.inf
     return divergence
@@ -136,48 +137,52 @@ class Entropy:
     def amax(self, stats: TensorStats) -> float:
         if stats.range == 0 or stats.histogram[1:].sum() == 0:
             return stats.abs_max
+        histogram = stats.histogram_to_max(TENSORRT_BINS)
+        width = stats.abs_max / TENSORRT_BINS
         # The exact zeros a ReLU emits pile up in bin 0; left in, that spike dominates the KL
         # of every candidate wider than 128 bins (it gets averaged with its chunk neighbours)
         # and drags the threshold to the smallest candidate. Like NVIDIA's pytorch-quantization,
         # give bin 0 the height of bin 1 so the search sees the shape of the non-zero values.
-        histogram = stats.histogram.copy()
         histogram[0] = histogram[1]
-        last = int(np.flatnonzero(histogram)[-1]) + 1
+        last = int(np.flatnonzero(histogram > 1e-9)[-1]) + 1
         candidates = np.arange(min(FIRST_CANDIDATE_BIN, last), last + 1)
         best = int(candidates[int(np.argmin(kl_divergences(histogram, candidates)))])
-        return min(best * stats.bin_width, stats.abs_max)
+        return min(best * width, stats.abs_max)
+
+
+def quantization_errors(histogram: npt.NDArray[np.float64], width: float,
+                        candidates: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Expected squared error of symmetric int8 quantization with the threshold at each
+    candidate bin edge: rounding inside the range, clipping outside; bin centres stand in for
+    their values. Returns [len(candidates)]."""
+    centres = (np.arange(len(histogram)) + 0.5) * width
+    thresholds = candidates[:, None] * width
+    steps = thresholds / (INT8_LEVELS - 1)
+    rounded = np.round(np.minimum(centres[None, :], thresholds) / steps) * steps
+    errors = (centres[None, :] - rounded) ** 2  # clipped values err by (centre - threshold)
+    result: npt.NDArray[np.float64] = errors @ histogram
+    return result
 
 
 @dataclass(frozen=True)
 class Mse:
     """The threshold minimising the expected squared error of symmetric int8 quantization
-    (rounding inside the range plus clipping outside it), estimated from the histogram."""
+    (rounding inside the range plus clipping outside it), estimated from the histogram over
+    [0, max] in 2048 bins; every `stride`-th candidate first, then every one near the best."""
 
     stride: int = 8
     name: str = "mse"
 
     def amax(self, stats: TensorStats) -> float:
-        histogram = stats.histogram.astype(np.float64)
-        if stats.range == 0 or histogram[1:].sum() == 0:
+        if stats.range == 0 or stats.histogram[1:].sum() == 0:
             return stats.abs_max
-        width = stats.bin_width
-        centres = (np.arange(len(histogram)) + 0.5) * width
-        last = int(np.flatnonzero(histogram)[-1]) + 1
-        first = min(FIRST_CANDIDATE_BIN // 4, last)
-
-        def error(kept_bins: int) -> float:
-            threshold = kept_bins * width
-            step = threshold / (INT8_LEVELS - 1)
-            inside = centres <= threshold
-            rounded = np.round(centres[inside] / step) * step
-            clipped = centres[~inside] - threshold
-            return float(np.dot(histogram[inside], (centres[inside] - rounded) ** 2) +
-                         np.dot(histogram[~inside], clipped ** 2))
-
-        coarse = range(first, last + 1, self.stride)
-        best = coarse[int(np.argmin([error(i) for i in coarse]))]
-        fine = range(max(first, best - self.stride), min(last, best + self.stride) + 1)
-        best = fine[int(np.argmin([error(i) for i in fine]))]
+        histogram = stats.histogram_to_max(TENSORRT_BINS)
+        width = stats.abs_max / TENSORRT_BINS
+        first = FIRST_CANDIDATE_BIN // 4
+        coarse = np.arange(first, TENSORRT_BINS + 1, self.stride)
+        best = int(coarse[np.argmin(quantization_errors(histogram, width, coarse))])
+        fine = np.arange(max(first, best - self.stride), min(TENSORRT_BINS, best + self.stride) + 1)
+        best = int(fine[np.argmin(quantization_errors(histogram, width, fine))])
         return min(best * width, stats.abs_max)
 
 

@@ -257,8 +257,9 @@ def _add_calibrate(commands: Any) -> None:
                            help="image folder, video file, or synthetic://shapes?seed=N")
     calibrate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
     calibrate.add_argument("--profile", choices=["tensorrt", "cpu"], default="tensorrt")
-    calibrate.add_argument("--method", choices=["entropy", "percentile", "minmax", "mse"],
-                           default="entropy")
+    calibrate.add_argument("--method", choices=["mse", "entropy", "percentile", "minmax"],
+                           default="mse",
+                           help="range algorithm (default mse; entropy is TensorRT's)")
     calibrate.add_argument("--percentile", type=float, default=99.99)
     calibrate.add_argument("--max-images", type=int, default=500)
     calibrate.add_argument("--min-images", type=int, default=8)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calibration.stats import BINS, TensorStats
+from edge.errors import InputError
+
+
+def test_streaming_histogram_equals_one_histogram_of_everything():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(0, scale, 10_000).astype(np.float32) for scale in (0.1, 1, 5, 40)]
+    stats = TensorStats("t")
+    for batch in batches:
+        stats.update(batch)  # the range doubles several times on the way
+    everything = np.abs(np.concatenate(batches))
+    expected = np.bincount(np.minimum((everything * (BINS / stats.range)).astype(np.intp),
+                                      BINS - 1), minlength=BINS)
+    # Exact up to float rounding of values that sit on a bin edge.
+    assert np.abs(stats.histogram - expected).sum() <= 10
+    assert stats.abs_max == pytest.approx(everything.max())
+    assert stats.count == everything.size
+    rebinned = stats.histogram_to_max(2048)
+    direct, _ = np.histogram(everything, bins=2048, range=(0, everything.max()))
+    assert rebinned.sum() == pytest.approx(direct.sum())
+    assert np.abs(np.cumsum(rebinned) - np.cumsum(direct)).max() < everything.size * 0.002
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_activations_are_reported(bad):
+    with pytest.raises(InputError, match="NaN or infinite"):
+        TensorStats("conv1").update(np.array([0.0, bad, 1.0], np.float32))
