@@ -42,7 +42,7 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     sqnr_outputs = output_sqnr(reference, result.model, _first(frames, spec, 8))
     sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, frames, spec, 8)
     worst = sorted(sqnr_layers.items(), key=lambda item: item[1])[:WORST_LAYERS]
-    inputs_of = {n.name: n.input[0] for n in reference.graph.node}
+    inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
     plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)
     bars = _plot_class_ap(folder, fp32, int8) if fp32.task == "detect" else None
     index = folder / "index.md"

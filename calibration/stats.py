@@ -84,7 +84,7 @@ class TensorStats:
         cumulative = np.concatenate([[0.0], np.cumsum(self.histogram, dtype=np.float64)])
         fine_edges = np.linspace(0.0, self.range, len(self.histogram) + 1)
         edges = np.linspace(0.0, self.abs_max, bins + 1)
-        counts = np.diff(np.interp(edges, fine_edges, cumulative))
+        counts: npt.NDArray[np.float64] = np.diff(np.interp(edges, fine_edges, cumulative))
         counts[-1] += cumulative[-1] - np.interp(self.abs_max, fine_edges, cumulative)
         return counts
 

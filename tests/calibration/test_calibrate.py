@@ -1,0 +1,150 @@
+"""`edge calibrate` end to end on the demo detector (small frame counts keep it quick)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
+from calibration.readers import frames_from
+from converters.demo_detector.evaluate import evaluate_onnx
+from converters.errors import ConversionError
+from converters.model_report import quantization_summary
+from converters.qdq_rules import check_tensorrt_qdq, tensorrt_qdq_violations
+from edge.errors import ModelError
+
+FRAMES = "synthetic://shapes?seed=11"
+
+
+@pytest.fixture(scope="module")
+def demo(demo_model):
+    return load_float_model(demo_model)
+
+
+@pytest.fixture(scope="module")
+def tensorrt_int8(demo):
+    model, spec = demo
+    return calibrate(model, spec, frames_from(FRAMES, max_images=8),
+                     CalibrateOptions(profile="tensorrt", progress=False))
+
+
+def test_tensorrt_profile_follows_the_rules_and_keeps_accuracy(tensorrt_int8, tmp_path):
+    model = tensorrt_int8.model
+    assert tensorrt_qdq_violations(model) == []
+    summary = quantization_summary(model)
+    assert summary["activation_types"] == ["int8"] and summary["symmetric"]
+    assert summary["per_channel_weights"] == summary["quantized_weights"] == 20
+    initializers = {i.name: i for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            weight_dq = producers[node.input[1]]
+            assert weight_dq.op_type == "DequantizeLinear"
+            assert next(a.i for a in weight_dq.attribute if a.name == "axis") == 0
+        if node.op_type == "Add" and not set(node.input) & set(initializers):
+            quantized = [producers[i].op_type == "DequantizeLinear" for i in node.input
+                         if i in producers]
+            if any(producers[i].op_type == "Relu" for i in node.input if i in producers):
+                # residual block: x + body(x); only the skip (Relu) side is quantized
+                assert sum(quantized) == 1
+    path = tmp_path / "int8.onnx"
+    onnx.save(model, path)
+    assert evaluate_onnx(path, scenes=3, frames_per_scene=10).map50 > 0.95
+
+
+def test_cpu_profile_is_uint8_and_breaks_the_tensorrt_rules(demo, tmp_path):
+    model, spec = demo
+    result = calibrate(model, spec, frames_from(FRAMES, max_images=8),
+                       CalibrateOptions(profile="cpu", progress=False))
+    assert quantization_summary(result.model)["activation_types"] == ["uint8"]
+    with pytest.raises(ConversionError, match="zero point must be int8 0"):
+        check_tensorrt_qdq(result.model)
+    path = tmp_path / "cpu.onnx"
+    onnx.save(result.model, path)
+    assert evaluate_onnx(path, scenes=3, frames_per_scene=10).map50 > 0.95
+
+
+def test_validator_catches_per_tensor_violations(tensorrt_int8):
+    broken = onnx.ModelProto()
+    broken.CopyFrom(tensorrt_int8.model)
+    weight_dq = next(n for n in broken.graph.node
+                     if n.op_type == "DequantizeLinear" and n.input[0].endswith("__int8"))
+    for attribute in weight_dq.attribute:
+        if attribute.name == "axis":
+            attribute.i = 1
+    problems = tensorrt_qdq_violations(broken)
+    assert any("TensorRT needs axis 0" in p for p in problems)
+
+
+def test_exclusions(demo):
+    model, spec = demo
+    first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    frames = frames_from(FRAMES, max_images=4)
+    result = calibrate(model, spec, frames, CalibrateOptions(exclude=(first_conv,),
+                                                             keep_float=2, progress=False))
+    assert result.excluded[0] == first_conv and len(result.excluded) == 3
+    float_convs = [n for n in result.model.graph.node if n.name in result.excluded]
+    assert all(not n.input[1].endswith("__dequantized") for n in float_convs)
+    with pytest.raises(ConversionError, match="unknown nodes: nope"):
+        calibrate(model, spec, frames, CalibrateOptions(exclude=("nope",), progress=False))
+
+
+def test_already_quantized_and_unconverted_models(tensorrt_int8, tmp_path):
+    onnx.save(tensorrt_int8.model, tmp_path / "int8.onnx")
+    with pytest.raises(ModelError, match="already quantized"):
+        load_float_model(tmp_path / "int8.onnx")
+    plain = onnx.ModelProto()
+    plain.CopyFrom(tensorrt_int8.model)
+    del plain.metadata_props[:]
+    onnx.save(plain, tmp_path / "plain.onnx")
+    with pytest.raises(ModelError, match="no edge spec"):
+        load_float_model(tmp_path / "plain.onnx")
+
+
+def edge(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
+    result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "8",
+                  "--min-images", "4", "-o", tmp_path / "int8.onnx", "--cache",
+                  tmp_path / "model.cache", "--ranges", tmp_path / "ranges.json", "--report",
+                  tmp_path / "report", "--method", "entropy", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] == 8 and summary["method"] == "entropy"
+    cache = (tmp_path / "model.cache").read_text().splitlines()
+    assert cache[0] == "TRT-100300-EntropyCalibration2" and cache[1] == "images: 3f800000"
+    assert len(cache) > 40  # every float activation, as TensorRT's implicit path needs
+    assert "ranges" in json.loads((tmp_path / "ranges.json").read_text())
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert "| map50 |" in index and "Worst" in index
+    assert (tmp_path / "report" / "class_ap.png").stat().st_size > 1000
+    assert list((tmp_path / "report").glob("hist_*.png"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--images", "/no/such/folder"], "does not exist"),
+        (["--images", FRAMES, "--method", "kl"], "invalid choice"),
+        (["--images", FRAMES, "--trt-version", "11.0", "--cache", "{tmp}/c.cache"],
+         "strongly typed"),
+        (["--images", "{tmp}"], "0 usable image"),
+    ],
+)
+def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [a.replace("{tmp}", str(out)) for a in args]
+    result = edge("calibrate", demo_model, "-o", out / "int8.onnx", "--max-images", "4",
+                  "--min-images", "2", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (out / "int8.onnx").exists() and not (out / "c.cache").exists()

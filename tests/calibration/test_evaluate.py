@@ -1,0 +1,115 @@
+"""mAP against pycocotools on the same detections, and `edge eval` on datasets."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from calibration.datasets import dataset_from
+from edge.detections import Detections
+from edge.errors import InputError
+from edge.metrics import DetectionScorer
+from edge.synthetic.dataset import write_yolo_dataset
+
+
+def random_scene(rng, images=30, classes=3):
+    truth, found = [], []
+    for _ in range(images):
+        count = int(rng.integers(1, 6))
+        xy = rng.uniform(0, 400, (count, 2))
+        wh = rng.uniform(10, 80, (count, 2))
+        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+        labels = rng.integers(0, classes, count)
+        truth.append((boxes, labels))
+        jitter = boxes + rng.normal(0, 6, boxes.shape).astype(np.float32)
+        extra = np.concatenate([xy[:2] + 200, xy[:2] + 240], 1).astype(np.float32)
+        det_boxes = np.concatenate([jitter, extra])
+        det_labels = np.concatenate([labels, rng.integers(0, classes, len(extra))])
+        found.append(Detections(det_boxes, rng.uniform(0.05, 1, len(det_boxes)).astype(
+            np.float32), det_labels.astype(np.int64)))
+    return truth, found
+
+
+def coco_map(truth, found, classes):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images = [{"id": i, "width": 640, "height": 480} for i in range(len(truth))]
+    annotations, results = [], []
+    for i, ((boxes, labels), dets) in enumerate(zip(truth, found, strict=True)):
+        for box, label in zip(boxes, labels, strict=True):
+            w, h = float(box[2] - box[0]), float(box[3] - box[1])
+            annotations.append({"id": len(annotations) + 1, "image_id": i,
+                                "category_id": int(label), "bbox": [float(box[0]),
+                                                                    float(box[1]), w, h],
+                                "area": w * h, "iscrowd": 0})
+        for box, score, label in zip(dets.boxes, dets.scores, dets.class_ids, strict=True):
+            results.append({"image_id": i, "category_id": int(label), "score": float(score),
+                            "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]),
+                                     float(box[3] - box[1])]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": annotations,
+                      "categories": [{"id": c, "name": str(c)} for c in range(classes)]}
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats[0], evaluator.stats[1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_map_matches_pycocotools(seed):
+    rng = np.random.default_rng(seed)
+    truth, found = random_scene(rng)
+    scorer = DetectionScorer(3, tuple(round(0.5 + 0.05 * i, 2) for i in range(10)))
+    for (boxes, labels), dets in zip(truth, found, strict=True):
+        scorer.add(dets, boxes, labels.astype(np.int64))
+    ap = scorer.average_precision()
+    expected_50_95, expected_50 = coco_map(truth, found, 3)
+    assert ap[:, 0].mean() == pytest.approx(expected_50, abs=2e-3)
+    assert ap.mean() == pytest.approx(expected_50_95, abs=2e-3)
+
+
+def test_edge_eval_on_a_yolo_dataset(demo_model, tmp_path):
+    write_yolo_dataset(tmp_path / "data", frames=20, seed=5)
+    result = subprocess.run([sys.executable, "-m", "edge", "eval", str(demo_model), "--data",
+                             str(tmp_path / "data"), "--json"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    accuracy = json.loads(result.stdout.strip().splitlines()[-1])
+    assert accuracy["images"] == 20 and accuracy["map50"] > 0.9
+    assert set(accuracy["per_class_ap50"]) <= {"circle", "square", "triangle", "star"}
+
+
+def test_labels_outside_the_model_are_rejected(tmp_path):
+    write_yolo_dataset(tmp_path, frames=2, seed=1)
+    label = next((tmp_path / "labels").iterdir())
+    label.write_text("7 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(InputError, match="class 7 is not one of the model's 4 classes"):
+        dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
+
+
+def test_coco_json_dataset(tmp_path):
+    write_yolo_dataset(tmp_path, frames=2, seed=1)
+    image = sorted((tmp_path / "images").iterdir())[0]
+    coco = {"images": [{"id": 1, "file_name": f"images/{image.name}"}],
+            "categories": [{"id": 3, "name": "star"}, {"id": 9, "name": "hexagon"}],
+            "annotations": []}
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    with pytest.raises(InputError, match="categories hexagon are not labels"):
+        dataset_from(tmp_path / "ann.json", ("circle", "square", "triangle", "star"), "detect")
+    coco["categories"] = coco["categories"][:1]
+    coco["annotations"] = [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 30, 40]}]
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    dataset = dataset_from(tmp_path / "ann.json", ("circle", "square", "triangle", "star"),
+                           "detect")
+    np.testing.assert_allclose(dataset.items[0].boxes, [[1, 2, 31, 42]])
+    assert dataset.items[0].class_ids.tolist() == [3]
