@@ -59,6 +59,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import Daemon
 
     config = load_config(args.config)
+    if args.no_build:
+        config = config.model_copy(update={"model": config.model.model_copy(
+            update={"build_engine": False})})
     daemon = Daemon(config)
     stop = threading.Event()
     _stop_on_signals(stop)
@@ -169,6 +172,51 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _print_json(report)
     else:
         print(format_report(report))
+    return 0
+
+
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from edge.tensorrt import load_tensorrt
+
+    load_tensorrt()  # before anything else: the clearest error on a machine without it
+    from edge.gpu.memory import gpu_memory
+    from edge.runners.tensorrt_loader import precision_for
+    from edge.tensorrt.builder import BuildOptions
+    from edge.tensorrt.store import resolve_engine
+
+    precision = "int8" if args.cache is not None and args.precision == "auto" else \
+        precision_for(args.model, args.precision)
+    options = BuildOptions(precision=precision, workspace_mb=args.workspace_mb,
+                           calibration_cache=args.cache, timing_cache=args.timing_cache,
+                           max_batch=args.max_batch, dla_core=args.dla_core)
+    memory = gpu_memory(args.gpu_memory)
+    try:
+        info = memory.device()
+        resolved = resolve_engine(args.model, options, info.identity, args.engine_dir,
+                                  free_gpu_bytes=memory.free_bytes(), force=args.force)
+    finally:
+        memory.close()
+    summary = {"engine": str(resolved.entry.engine), "sidecar": str(resolved.entry.sidecar),
+               "built": resolved.built, "reason": resolved.reason,
+               "build_seconds": round(resolved.sidecar.build_seconds, 1),
+               "precision": precision, "gpu": info.identity.name}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{'built' if resolved.built else 'reused'} {resolved.entry.engine} "
+              f"({precision}, {info.identity.name}): {resolved.reason}")
+    return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from edge.selftest import hardware_selftest
+
+    result = hardware_selftest(args.frames)
+    if args.json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:28s} {value}")
     return 0
 
 
@@ -369,7 +417,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True, help="TOML config file")
     run.add_argument("--seconds", type=float, default=None, help="stop after this long")
     run.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    run.add_argument("--no-build", action="store_true",
+                     help="TensorRT: a missing or stale engine is an error instead of a build")
     run.set_defaults(handler=cmd_run)
+
+    build = commands.add_parser(
+        "build-engine", help="build (or reuse) the TensorRT engine for a converted model",
+        description="Engines are cached next to the model (or --engine-dir), keyed by the ONNX "
+                    "sha256, precision, shapes, TensorRT version and GPU; a stale one is rebuilt.")
+    build.add_argument("model", type=Path, metavar="MODEL.onnx")
+    build.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], default="auto",
+                       help="auto: int8 for a QDQ model, else fp16")
+    build.add_argument("--cache", type=Path,
+                       help="INT8 from an FP32 model + calibration cache (TensorRT 8.5-10.x)")
+    build.add_argument("--workspace-mb", type=int, default=1024)
+    build.add_argument("--timing-cache", type=Path, help="persisted timing cache (faster rebuilds)")
+    build.add_argument("--max-batch", type=int, default=8, help="for dynamic-batch models")
+    build.add_argument("--dla-core", type=int, default=-1, help="Jetson DLA core (GPU fallback)")
+    build.add_argument("--engine-dir", type=Path)
+    build.add_argument("--gpu-memory", choices=["auto", "cuda-python", "pycuda"], default="auto")
+    build.add_argument("--force", action="store_true", help="rebuild even if a match is cached")
+    build.add_argument("--json", action="store_true")
+    build.set_defaults(handler=cmd_build_engine)
+
+    selftest = commands.add_parser("selftest", help="hardware acceptance test (TensorRT + GPU)")
+    selftest.add_argument("--hardware", action="store_true", required=True,
+                          help="build the demo INT8 engine and compare it with ONNX Runtime")
+    selftest.add_argument("--frames", type=int, default=300)
+    selftest.add_argument("--json", action="store_true")
+    selftest.set_defaults(handler=cmd_selftest)
     _add_convert(commands)
     _add_calibrate(commands)
     return parser

@@ -23,9 +23,21 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    path: Path = Field(description="converted model: .onnx (ONNX Runtime)")
-    backend: Literal["auto", "onnxruntime"] = Field(
-        default="auto", description="auto picks the best backend available on this machine")
+    path: Path = Field(description="converted model (.onnx); TensorRT engines are built from it "
+                                   "and cached")
+    backend: Literal["auto", "onnxruntime", "tensorrt"] = Field(
+        default="auto", description="auto: TensorRT when it and a GPU are present, else "
+                                    "ONNX Runtime")
+    precision: Literal["auto", "int8", "fp16", "fp32"] = Field(
+        default="auto", description="TensorRT engine precision; auto: int8 for a QDQ model, "
+                                    "else fp16")
+    engine_dir: Path | None = Field(default=None, description="engine cache folder; default: "
+                                                              "next to the model")
+    build_engine: bool = Field(default=True, description="build a missing or stale engine at "
+                                                         "start (false: that is an error)")
+    workspace_mb: int = Field(default=1024, ge=16, le=65536)
+    dla_core: int = Field(default=-1, ge=-1, le=3, description="Jetson DLA core; -1: GPU only")
+    gpu_memory: Literal["auto", "cuda-python", "pycuda"] = "auto"
     threads: int = Field(default=0, ge=0, le=256,
                          description="inference threads per camera; 0 lets the backend choose")
     score_threshold: float | None = Field(default=None, gt=0, lt=1,

@@ -106,5 +106,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing = _hardware_missing()
     for item in items:
         for marker, reason in missing.items():
-            if marker in item.keywords:
+            if item.get_closest_marker(marker) is not None:
                 item.add_marker(pytest.mark.skip(reason=reason))

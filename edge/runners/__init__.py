@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from edge.config import ModelConfig
 from edge.runners.base import Runner
+
+log = logging.getLogger(__name__)
+
+#: Device nodes that exist when an NVIDIA GPU (discrete or Jetson's integrated one) is present.
+GPU_DEVICE_NODES = ("/dev/nvidia0", "/dev/nvhost-ctrl", "/dev/nvgpu/igpu0/ctrl")
 
 
 @dataclass(frozen=True)
@@ -15,21 +22,34 @@ class BackendChoice:
     reason: str
 
 
+def gpu_present() -> bool:
+    return any(Path(node).exists() for node in GPU_DEVICE_NODES)
+
+
 def choose_backend(model: ModelConfig) -> BackendChoice:
     """Which backend runs `model`, and why (reported in status and stats)."""
-    if model.backend == "onnxruntime":
-        return BackendChoice("onnxruntime", "requested in the config")
+    if model.backend != "auto":
+        return BackendChoice(model.backend, "requested in the config")
     if importlib.util.find_spec("tensorrt") is None:
         return BackendChoice("onnxruntime", "auto: TensorRT is not installed, using ONNX Runtime "
                                             "on the CPU")
-    return BackendChoice("onnxruntime", "auto: this version runs ONNX models on ONNX Runtime; "
-                                        "TensorRT engines are not supported yet")
+    if not gpu_present():
+        return BackendChoice("onnxruntime", "auto: TensorRT is installed but no NVIDIA GPU was "
+                                            "found, using ONNX Runtime on the CPU")
+    if importlib.util.find_spec("cuda") is None and importlib.util.find_spec("pycuda") is None:
+        return BackendChoice("onnxruntime", "auto: TensorRT is installed but neither cuda-python "
+                                            "nor pycuda is, using ONNX Runtime on the CPU")
+    return BackendChoice("tensorrt", "auto: TensorRT and an NVIDIA GPU are present")
 
 
 def runner_from_config(model: ModelConfig, choice: BackendChoice) -> Runner:
+    if choice.name == "tensorrt":
+        from edge.runners.tensorrt_loader import trt_runner_from_config
+
+        return trt_runner_from_config(model)
     from edge.runners.onnxruntime import OrtRunner
 
     return OrtRunner.from_path(model.path, threads=model.threads)
 
 
-__all__ = ["BackendChoice", "Runner", "choose_backend", "runner_from_config"]
+__all__ = ["BackendChoice", "Runner", "choose_backend", "gpu_present", "runner_from_config"]

@@ -1,0 +1,1 @@
+"""GPU memory behind one small interface, with cuda-python and pycuda adapters."""

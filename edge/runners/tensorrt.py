@@ -1,0 +1,133 @@
+"""TensorRT backend: the named-tensor API (TensorRT 8.5, 8.6, 10 and 11 all have it).
+
+One execution context and one stream per slot, so slot n+1's input can be written while slot n
+runs. On Jetson the input and outputs are mapped pinned memory: the GPU reads the letterboxed
+frame where the CPU wrote it. On a discrete GPU, inputs and outputs are copied asynchronously
+on the slot's stream. An event per slot is the only synchronisation: `wait(slot)` blocks on it
+before the CPU reads outputs, and `submit` refuses a slot still in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import ModelError
+from edge.gpu.memory import GpuMemory, HostBuffer
+from edge.runners.base import Runner
+from edge.runners.validate import check_output_shape
+from edge.spec import ModelSpec
+from edge.tensorrt import load_tensorrt
+from edge.tensorrt.buffers import BufferPlan, IoTensor, plan_buffers
+
+log = logging.getLogger(__name__)
+
+
+def io_tensors(trt: Any, engine: Any) -> list[IoTensor]:
+    tensors = []
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        tensors.append(IoTensor(
+            name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+            tuple(int(d) for d in engine.get_tensor_shape(name)),
+            np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name))
+    return tensors
+
+
+@dataclass
+class _Slot:
+    context: Any
+    stream: int
+    event: Any
+    host: dict[str, HostBuffer] = field(default_factory=dict)
+    device: dict[str, int] = field(default_factory=dict)
+    in_flight: bool = False
+
+
+class TrtRunner(Runner):
+    backend = "tensorrt"
+
+    def __init__(self, engine_bytes: bytes, spec: ModelSpec, memory: GpuMemory,
+                 slots: int = 2) -> None:
+        trt = load_tensorrt()
+        self._trt = trt
+        self.spec = spec
+        self.slots = slots
+        self._memory = memory
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+        if self._engine is None:
+            raise ModelError("TensorRT could not deserialize the engine: it was built by another "
+                             "TensorRT version or for another GPU; rebuild it "
+                             "(`edge build-engine`)")
+        info = memory.device()
+        self.plan: BufferPlan = plan_buffers(io_tensors(trt, self._engine),
+                                             spec.input.batch or 1, info.integrated, slots)
+        if spec.output not in {b.name for b in self.plan.outputs}:
+            raise ModelError(f"the engine has no output {spec.output}; its sidecar does not "
+                             "match it; rebuild the engine")
+        check_output_shape(spec, next(b.shape for b in self.plan.outputs
+                                      if b.name == spec.output))
+        self._slots = [self._make_slot() for _ in range(slots)]
+        log.info("TensorRT %s engine on %s (%s memory, %s): %d MB host, %d MB device",
+                 trt.__version__, info.identity.name, memory.name,
+                 "zero-copy" if info.integrated else "copied",
+                 self.plan.host_bytes >> 20, self.plan.device_bytes >> 20)
+
+    def _make_slot(self) -> _Slot:
+        context = self._engine.create_execution_context()
+        slot = _Slot(context, self._memory.stream(), self._memory.event())
+        image = self.plan.input
+        if -1 in self._engine.get_tensor_shape(image.name):
+            context.set_input_shape(image.name, image.shape)
+        for buffer in self.plan.buffers:
+            host = self._memory.host_buffer(buffer.shape, buffer.dtype, mapped=buffer.mapped)
+            slot.host[buffer.name] = host
+            address = host.device_pointer if buffer.mapped else \
+                self._memory.device_buffer(buffer.nbytes)
+            slot.device[buffer.name] = address
+            context.set_tensor_address(buffer.name, address)
+        slot.host[image.name].array.fill(self.spec.input.pad_value)
+        return slot
+
+    def input_buffer(self, slot: int) -> npt.NDArray[np.uint8]:
+        array: npt.NDArray[np.uint8] = self._slots[slot].host[self.plan.input.name].array
+        return array
+
+    def submit(self, slot: int) -> None:
+        state = self._slots[slot]
+        if state.in_flight:
+            raise RuntimeError(f"slot {slot} is still in flight; wait() for it first")
+        image = self.plan.input
+        if not image.mapped:
+            self._memory.copy_to_device(state.device[image.name], state.host[image.name].array,
+                                        state.stream)
+        if not state.context.execute_async_v3(state.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log above")
+        for output in self.plan.outputs:
+            if not output.mapped:
+                self._memory.copy_to_host(state.host[output.name].array,
+                                          state.device[output.name], state.stream)
+        self._memory.record(state.event, state.stream)
+        state.in_flight = True
+
+    def wait(self, slot: int) -> npt.NDArray[np.float32]:
+        state = self._slots[slot]
+        if not state.in_flight:
+            raise RuntimeError(f"slot {slot} was not submitted")
+        self._memory.wait(state.event)
+        state.in_flight = False
+        output: npt.NDArray[np.float32] = state.host[self.spec.output].array
+        return output if output.dtype == np.float32 else output.astype(np.float32)
+
+    def close(self) -> None:
+        for index, state in enumerate(self._slots):
+            if state.in_flight:
+                self.wait(index)
+        self._slots.clear()
+        self._memory.close()

@@ -1,0 +1,47 @@
+"""From the config to a TrtRunner: engine cache lookup, build when allowed, one rebuild when a
+cached engine fails to deserialize (never a stale engine run silently)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from edge.config import ModelConfig
+from edge.errors import ModelError
+from edge.gpu.memory import gpu_memory
+from edge.runners.tensorrt import TrtRunner
+from edge.tensorrt import load_tensorrt
+from edge.tensorrt.builder import BuildOptions, model_quantization
+from edge.tensorrt.store import resolve_engine
+from edge.tensorrt.versions import Precision
+
+log = logging.getLogger(__name__)
+
+
+def precision_for(model_path: Path, requested: str) -> Precision:
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    return "int8" if model_quantization(model_path) == "qdq" else "fp16"
+
+
+def trt_runner_from_config(model: ModelConfig) -> TrtRunner:
+    load_tensorrt()  # the clearest error first on a machine without it
+    if model.path.suffix.lower() != ".onnx":
+        raise ModelError(f"model.path {model.path} must be the converted .onnx model; the engine "
+                         "is built from it and cached (model.engine_dir)")
+    memory = gpu_memory(model.gpu_memory)
+    info = memory.device()
+    options = BuildOptions(precision=precision_for(model.path, model.precision),
+                           workspace_mb=model.workspace_mb, dla_core=model.dla_core)
+    resolved = resolve_engine(model.path, options, info.identity, model.engine_dir,
+                              build=model.build_engine, free_gpu_bytes=memory.free_bytes())
+    try:
+        return TrtRunner(resolved.data, resolved.sidecar.spec, memory)
+    except ModelError as exc:
+        if resolved.built or not model.build_engine:
+            memory.close()
+            raise
+        log.warning("cached engine %s is unusable (%s); rebuilding", resolved.entry.engine, exc)
+        rebuilt = resolve_engine(model.path, options, info.identity, model.engine_dir,
+                                 free_gpu_bytes=memory.free_bytes(), force=True)
+        return TrtRunner(rebuilt.data, rebuilt.sidecar.spec, memory)

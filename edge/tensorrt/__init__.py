@@ -1,0 +1,24 @@
+"""TensorRT support: version handling, the engine cache, buffer planning. Only `load_tensorrt`
+imports TensorRT itself, so everything else here runs (and is tested) without it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.errors import EdgeError
+
+INSTALL_HINT = ("TensorRT comes with JetPack (apt package python3-libnvinfer; in a venv use "
+                "--system-site-packages); on an x86 workstation: pip install tensorrt")
+
+
+class TensorRTUnavailableError(EdgeError):
+    """TensorRT (or a GPU for it) is not available on this machine."""
+
+
+def load_tensorrt() -> Any:
+    """The `tensorrt` module, or a clear error saying how to get it."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise TensorRTUnavailableError(f"TensorRT is not installed: {INSTALL_HINT}") from exc
+    return tensorrt

@@ -1,0 +1,173 @@
+"""Build TensorRT engines from converted ONNX models (`edge build-engine`, and `edge run` on
+first start). Engine builds take minutes on a Jetson, so progress and time are reported."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.errors import InputError, ModelError
+from edge.tensorrt import load_tensorrt
+from edge.tensorrt.versions import BuildPlan, Precision, TrtVersion, build_plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    precision: Precision = "int8"
+    workspace_mb: int = 1024
+    calibration_cache: Path | None = None  # FP32 ONNX + cache (TensorRT 8.5-10.x)
+    timing_cache: Path | None = None
+    max_batch: int = 8  # for dynamic-batch models
+    dla_core: int = -1  # Jetson AGX/NX: run on this DLA core, GPU fallback for the rest
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    data: bytes
+    seconds: float
+    trt_version: str
+
+
+def model_quantization(onnx_path: Path) -> str:
+    """'qdq' after checking TensorRT's rules, or 'none'; needs the `onnx` package."""
+    try:
+        import onnx
+
+        from converters.model_report import quantization_summary
+        from converters.qdq_rules import check_tensorrt_qdq
+    except ImportError:
+        log.warning("the onnx package is not installed: cannot check %s against TensorRT's QDQ "
+                    "rules before building (pip install onnx)", onnx_path)
+        return "unknown"
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if not quantization_summary(model)["quantized"]:
+        return "none"
+    check_tensorrt_qdq(model, str(onnx_path))
+    return "qdq"
+
+
+class _Progress:
+    """Logs TensorRT's build phases (IProgressMonitor exists from TensorRT 10)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+        if parent_phase is None:
+            log.info("[%5.0fs] %s (%d steps)", time.monotonic() - self.started, phase_name,
+                     num_steps)
+
+    def step_complete(self, phase_name: str, step: int) -> bool:
+        return True  # never cancel
+
+    def phase_finish(self, phase_name: str) -> None:
+        log.debug("[%5.0fs] %s done", time.monotonic() - self.started, phase_name)
+
+
+def _monitor(trt: Any) -> Any:
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+    progress = _Progress()
+
+    def __init__(self: Any) -> None:  # noqa: N807 - the pybind base needs its __init__
+        base.__init__(self)
+
+    cls = type("EdgeProgress", (base,), {
+        "__init__": __init__,
+        "phase_start": lambda self, *a: progress.phase_start(*a),
+        "step_complete": lambda self, *a: progress.step_complete(*a),
+        "phase_finish": lambda self, *a: progress.phase_finish(*a)})
+    return cls()
+
+
+def engine_from_onnx(onnx_path: Path, options: BuildOptions, batch: int | None,
+                     free_gpu_bytes: int | None = None) -> BuiltEngine:
+    """Parse, configure and build; raises ModelError/InputError with the reason."""
+    trt = load_tensorrt()
+    version = TrtVersion.parse(trt.__version__)
+    quantization = model_quantization(onnx_path)
+    if options.calibration_cache is not None:
+        if quantization == "qdq":
+            raise InputError(f"{onnx_path} is already quantized (QDQ); drop --cache")
+        quantization = "calibration-cache"
+    plan = build_plan(version, options.precision,
+                      "none" if quantization == "unknown" else quantization,  # type: ignore[arg-type]
+                      dla=options.dla_core >= 0)
+    workspace = options.workspace_mb << 20
+    if free_gpu_bytes is not None and workspace > free_gpu_bytes:
+        raise InputError(f"the {options.workspace_mb} MB workspace exceeds the "
+                         f"{free_gpu_bytes >> 20} MB of free GPU memory; pass a smaller "
+                         "--workspace-mb or stop other GPU users")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt, version, plan))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelError(f"TensorRT {version} cannot parse {onnx_path}: {errors}")
+    config = _config(trt, builder, network, plan, options, batch, version)
+    started = time.monotonic()
+    log.info("building a %s engine from %s with TensorRT %s (this takes minutes on a Jetson)",
+             options.precision, onnx_path.name, version)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ModelError(f"TensorRT {version} failed to build {onnx_path}; the log above says "
+                         "why (often: workspace too small, or an unsupported layer)")
+    _save_timing_cache(config, options.timing_cache)
+    seconds = time.monotonic() - started
+    log.info("engine built in %.0f s", seconds)
+    return BuiltEngine(bytes(serialized), seconds, str(version))
+
+
+def _network_flags(trt: Any, version: TrtVersion, plan: BuildPlan) -> int:
+    flags = 0
+    if plan.strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif version.major < 10:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return flags
+
+
+def _config(trt: Any, builder: Any, network: Any, plan: BuildPlan, options: BuildOptions,
+            batch: int | None, version: TrtVersion) -> Any:
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    for flag in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if plan.uses_calibration_cache and options.calibration_cache is not None:
+        from edge.tensorrt.calibrator import calibrator_from_cache
+
+        config.int8_calibrator = calibrator_from_cache(trt, options.calibration_cache,
+                                                       str(version))
+    if options.timing_cache is not None:
+        data = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(data), ignore_mismatch=True)
+    image = network.get_input(0)
+    if batch is None:
+        _, height, width, channels = image.shape
+        profile = builder.create_optimization_profile()
+        profile.set_shape(image.name, (1, height, width, channels),
+                          (options.max_batch, height, width, channels),
+                          (options.max_batch, height, width, channels))
+        config.add_optimization_profile(profile)
+    if options.dla_core >= 0:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = options.dla_core
+    monitor = _monitor(trt)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    return config
+
+
+def _save_timing_cache(config: Any, path: Path | None) -> None:
+    if path is None:
+        return
+    from converters.files import write_bytes_atomic
+
+    write_bytes_atomic(path, bytes(config.get_timing_cache().serialize()))

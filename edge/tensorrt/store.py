@@ -1,0 +1,101 @@
+"""Find a usable cached engine for an ONNX model, or build one (atomically) and say why."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import MissingDependencyError, ModelError
+from edge.spec import SPEC_KEY, ModelSpec
+from edge.tensorrt import load_tensorrt
+from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+from edge.tensorrt.engine_cache import (
+    CacheEntry,
+    EngineKey,
+    GpuIdentity,
+    Sidecar,
+    check_entry,
+    file_sha256,
+    find_stale,
+    shape_profile,
+)
+
+log = logging.getLogger(__name__)
+
+
+def spec_from_onnx_file(path: Path) -> ModelSpec:
+    """The model spec from an ONNX file's metadata, with whichever reader is installed."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False)
+                 .metadata_props}
+    except ImportError:
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise MissingDependencyError("onnx", "convert", "reading the model spec") from exc
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        props = dict(session.get_modelmeta().custom_metadata_map)
+    if SPEC_KEY not in props:
+        raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")
+    return ModelSpec.from_json(props[SPEC_KEY], str(path))
+
+
+@dataclass(frozen=True)
+class ResolvedEngine:
+    data: bytes
+    sidecar: Sidecar
+    entry: CacheEntry
+    built: bool
+    reason: str
+
+
+def resolve_engine(onnx_path: Path, options: BuildOptions, gpu: GpuIdentity,
+                   cache_dir: Path | None = None, build: bool = True,
+                   free_gpu_bytes: int | None = None, force: bool = False) -> ResolvedEngine:
+    """A cached engine whose key matches exactly, else a fresh build written to a temporary
+    file and renamed. With `build=False` a missing or stale engine is an error naming the key
+    parts that differ."""
+    trt = load_tensorrt()
+    spec = spec_from_onnx_file(onnx_path)
+    key = EngineKey.for_build(
+        file_sha256(onnx_path), options.precision,
+        shape_profile(spec.input.batch, spec.input.height, spec.input.width, options.max_batch),
+        str(trt.__version__), gpu, options.dla_core)
+    folder = cache_dir or onnx_path.parent
+    entry = CacheEntry.for_key(folder, onnx_path.stem, key)
+    verdict = check_entry(entry, key)
+    if verdict.usable and not force:
+        return ResolvedEngine(entry.engine.read_bytes(), Sidecar.read(entry.sidecar), entry,
+                              False, verdict.reason)
+    stale = find_stale(folder, onnx_path.stem, options.precision, key)
+    reason = "; ".join([verdict.reason if not force else "rebuild forced", *stale])
+    if not build:
+        raise ModelError(f"no usable TensorRT engine for {onnx_path} ({reason}); build one with "
+                         f"`edge build-engine {onnx_path}` or allow building at start")
+    log.info("building a TensorRT engine: %s", reason)
+    return build_into(entry, onnx_path, options, spec, key, free_gpu_bytes, reason)
+
+
+def build_into(entry: CacheEntry, onnx_path: Path, options: BuildOptions, spec: ModelSpec,
+               key: EngineKey, free_gpu_bytes: int | None, reason: str) -> ResolvedEngine:
+    from converters.files import write_bytes_atomic
+
+    if not entry.engine.parent.is_dir():
+        raise ModelError(f"engine directory {entry.engine.parent} does not exist")
+    built = engine_from_onnx(onnx_path, options, spec.input.batch, free_gpu_bytes)
+    sidecar = Sidecar(key, _sha256(built.data), spec, built.seconds)
+    entry.sidecar.unlink(missing_ok=True)  # never leave a sidecar describing the old engine
+    write_bytes_atomic(entry.engine, built.data)
+    write_bytes_atomic(entry.sidecar, sidecar.to_json().encode())
+    return ResolvedEngine(built.data, sidecar, entry, True, reason)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from calibration.cache import CalibrationCache
+from calibration.ranges import TensorRange, TensorRanges
+from edge.errors import InputError
+from edge.tensorrt.calibrator import CacheServer, calibrator_from_cache
+
+
+@pytest.fixture
+def cache_file(tmp_path):
+    ranges = TensorRanges("entropy", 8, {"conv1": TensorRange(0, 4, 3.0)})
+    path = tmp_path / "model.cache"
+    CalibrationCache.from_ranges(ranges, "10.3.0", ("images", 1.0)).write(path)
+    return path
+
+
+def test_server_serves_the_cache_and_never_asks_for_data(cache_file):
+    server = CacheServer(cache_file, "10.3.0")
+    assert server.read_calibration_cache() == cache_file.read_bytes()
+    assert server.tensors == 2 and server.get_batch_size() == 1
+    assert server.get_batch(["images"]) is None and server.batches_requested == 1
+    server.write_calibration_cache(b"TRT-100300-EntropyCalibration2\n")
+    assert cache_file.read_bytes() == server.read_calibration_cache()  # not overwritten
+
+
+def test_cache_from_another_tensorrt_or_malformed(cache_file, tmp_path):
+    with pytest.raises(InputError, match="version number 100300, not 8601"):
+        CacheServer(cache_file, "8.6.1")
+    broken = tmp_path / "broken.cache"
+    broken.write_text("TRT-100300-EntropyCalibration2\nconv1 3c010204\n")
+    with pytest.raises(InputError, match="line 2 is malformed"):
+        CacheServer(broken, "10.3.0")
+    with pytest.raises(InputError, match="strongly typed"):
+        CacheServer(cache_file, "11.0.0")
+
+
+class StandInCalibrator:
+    """Plays TensorRT's IInt8EntropyCalibrator2 base (a pybind class) in the test."""
+
+    def __init__(self) -> None:
+        self.base_initialised = True
+
+
+def test_tensorrt_subclass_forwards_to_the_server(cache_file):
+    trt = types.SimpleNamespace(IInt8EntropyCalibrator2=StandInCalibrator)
+    calibrator = calibrator_from_cache(trt, cache_file, "10.3.0")
+    assert isinstance(calibrator, StandInCalibrator) and calibrator.base_initialised
+    assert calibrator.read_calibration_cache() == cache_file.read_bytes()
+    assert calibrator.get_batch(["images"]) is None
+    with pytest.raises(InputError, match="no INT8 calibrators"):
+        calibrator_from_cache(types.SimpleNamespace(), cache_file, "11.0.0")
