@@ -60,6 +60,17 @@ class Percentile:
         return min((index + 1) * stats.bin_width, stats.abs_max)
 
 
+def _degenerate(stats: TensorStats) -> bool:
+    """All values zero (or none): no threshold to search for."""
+    return stats.range == 0 or not stats.histogram[1:].any()
+
+
+def _histogram_over_max(stats: TensorStats) -> tuple[npt.NDArray[np.float64], float]:
+    """The 2048-bin |x| histogram over exactly [0, max] that both searches use, and its bin
+    width."""
+    return stats.histogram_to_max(TENSORRT_BINS), stats.abs_max / TENSORRT_BINS
+
+
 def kl_divergence_for(histogram: npt.NDArray[Any], kept_bins: int,
                       levels: int = INT8_LEVELS) -> float:
     """TensorRT's entropy criterion for clipping at `kept_bins`: the reference distribution is
@@ -135,10 +146,9 @@ class Entropy:
     name: str = "entropy"
 
     def amax(self, stats: TensorStats) -> float:
-        if stats.range == 0 or stats.histogram[1:].sum() == 0:
+        if _degenerate(stats):
             return stats.abs_max
-        histogram = stats.histogram_to_max(TENSORRT_BINS)
-        width = stats.abs_max / TENSORRT_BINS
+        histogram, width = _histogram_over_max(stats)
         # The exact zeros a ReLU emits pile up in bin 0; left in, that spike dominates the KL
         # of every candidate wider than 128 bins (it gets averaged with its chunk neighbours)
         # and drags the threshold to the smallest candidate. Like NVIDIA's pytorch-quantization,
@@ -174,10 +184,9 @@ class Mse:
     name: str = "mse"
 
     def amax(self, stats: TensorStats) -> float:
-        if stats.range == 0 or stats.histogram[1:].sum() == 0:
+        if _degenerate(stats):
             return stats.abs_max
-        histogram = stats.histogram_to_max(TENSORRT_BINS)
-        width = stats.abs_max / TENSORRT_BINS
+        histogram, width = _histogram_over_max(stats)
         first = FIRST_CANDIDATE_BIN // 4
         coarse = np.arange(first, TENSORRT_BINS + 1, self.stride)
         best = int(coarse[np.argmin(quantization_errors(histogram, width, coarse))])

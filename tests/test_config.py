@@ -40,7 +40,8 @@ def test_valid_config_loads_with_defaults_and_resolves_the_model_path(tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("[model]", "[model]\nbackend = \"cuda\""), r"model\.backend: .*'auto', 'onnxruntime' or 'tensorrt'"),
+        (("[model]", "[model]\nbackend = \"cuda\""),
+         r"model\.backend: .*'auto', 'onnxruntime' or 'tensorrt'"),
         (("[mqtt]", "[mqtt]\nport = 1883"), r"mqtt\.port: unknown key"),
         (('name = "gate"', 'name = "gate"\nsorce = "x"'), r"cameras\.0\.sorce: unknown key"),
         (("interval_s = 10", 'interval_s = "often"'), r"frames\.interval_s: .*'often'"),
