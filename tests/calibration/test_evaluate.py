@@ -113,3 +113,37 @@ def test_coco_json_dataset(tmp_path):
                            "detect")
     np.testing.assert_allclose(dataset.items[0].boxes, [[1, 2, 31, 42]])
     assert dataset.items[0].class_ids.tolist() == [3]
+
+
+def test_classifier_top1_on_class_folders(tmp_path):
+    import cv2
+
+    from calibration.evaluate import evaluate
+    from converters.convert import ConvertOptions, convert
+    from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
+
+    network = seeded(TinyClassifier(2, softmax=True))
+    source = export_onnx(network, tmp_path / "c.onnx", 32, 32)
+    convert(source, ConvertOptions(labels=("dark", "bright"))).write(tmp_path / "cls.onnx")
+    for label, value in (("dark", 20), ("bright", 230)):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / "data" / label / f"{i}.png"),
+                        np.full((40, 40, 3), value + i, np.uint8))
+    dataset = dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
+    accuracy = evaluate(tmp_path / "cls.onnx", dataset)
+    assert accuracy.task == "classify" and accuracy.images == 6
+    import torch
+
+    from edge.preprocess import letterbox
+
+    hits = 0
+    for item in dataset.items:  # the same images through the source network, by hand
+        image = letterbox(cv2.imread(str(item.path)), 32, 32)[0][..., ::-1] / 255.0
+        with torch.no_grad():
+            scores = network.double()(torch.from_numpy(image.transpose(2, 0, 1)[None].copy()))
+        hits += int(int(scores.argmax()) == int(item.class_ids[0]))
+    assert accuracy.top1 == pytest.approx(hits / 6)
+    (tmp_path / "data" / "cat").mkdir()
+    with pytest.raises(InputError, match="folders cat are not labels"):
+        dataset_from(tmp_path / "data", ("dark", "bright"), "classify")

@@ -30,3 +30,24 @@ def test_streaming_histogram_equals_one_histogram_of_everything():
 def test_non_finite_activations_are_reported(bad):
     with pytest.raises(InputError, match="NaN or infinite"):
         TensorStats("conv1").update(np.array([0.0, bad, 1.0], np.float32))
+
+
+def test_collector_memory_does_not_grow_with_frames(demo_model):
+    """Peak traced memory over 24 frames stays at that of 4: each batch is folded and dropped."""
+    import tracemalloc
+
+    from calibration.calibrate import CalibrateOptions, load_float_model, tensors_to_observe
+    from calibration.readers import frames_from
+    from calibration.stats import StatsCollector
+
+    model, spec = load_float_model(demo_model)
+    tensors = tensors_to_observe(model, CalibrateOptions(profile="cpu"))
+    peaks = []
+    for count in (4, 24):
+        feeds = list(frames_from("synthetic://shapes?seed=2", max_images=count).inputs(spec))
+        collector = StatsCollector(model, tensors)
+        tracemalloc.start()
+        collector.collect(iter(feeds))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] * 1.3, peaks
