@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from calibration.cache import CalibrationCache
 from calibration.ranges import TensorRanges, range_method
-from calibration.readers import FrameSet
+from calibration.readers import FrameSet, prefetched
 from calibration.stats import StatsCollector, TensorStats, float_tensors
 from converters.errors import ConversionError
 from converters.metadata import onnx_with_spec
@@ -105,7 +105,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
               options: CalibrateOptions) -> Calibrated:
     started = time.perf_counter()
     collector = StatsCollector(model, tensors_to_observe(model, options), options.threads)
-    stats = collector.collect(_progress(frames.inputs(spec), frames.count, options.progress))
+    stats = collector.collect(_progress(prefetched(frames.inputs(spec)), frames.count,
+                                        options.progress))
     method = range_method(options.method, options.percentile)
     ranges = TensorRanges.from_stats(stats, method, collector.frames)
     excluded = list(options.exclude)

@@ -8,9 +8,12 @@ pixels the device will feed the model. A reader is an iterator of model input di
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Queue
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -23,8 +26,42 @@ from edge.synthetic import ShapeScene
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
+
+
+def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Yield `items` while a worker thread produces up to `depth` ahead (image decoding and
+    resizing release the GIL, so they overlap the model run). Bounded, so memory stays flat."""
+    queue: Queue[tuple[bool, object]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                queue.put((True, item))
+            queue.put((False, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            queue.put((False, exc))
+
+    worker = threading.Thread(target=produce, name="frame-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, value = queue.get()
+            if not more:
+                if isinstance(value, BaseException):
+                    raise value
+                return
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        while not queue.empty():
+            queue.get_nowait()
 
 
 def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
