@@ -127,3 +127,19 @@ def test_dynamic_batch_and_uint8_input_feeding_a_cast(tmp_path):
     consumers = [n for n in graph.node if image.name in n.input]
     assert [n.op_type for n in consumers] == ["Cast"]
     assert converted.spec.input.batch is None
+
+
+def test_parity_failure_is_reported_with_the_numbers(tmp_path):
+    from converters.errors import ParityError
+    from converters.verify import check_parity
+
+    network = seeded(TinyDetector(2))
+    converted = convert(export_onnx(network, tmp_path / "d.onnx", 32, 32),
+                        ConvertOptions(labels=("a", "b"), stride=4, verify=False))
+    frames = parity_frames(32, 32)
+    by_hand = preprocess_by_hand(frames, "BGR", Normalisation(), "NCHW")
+    source = torch_runner(network)
+    check_parity(converted.model, "output0", source, frames, by_hand)  # the real source agrees
+    wrong = preprocess_by_hand(frames, "RGB", Normalisation(), "NCHW")  # swapped channels
+    with pytest.raises(ParityError, match="max abs error .* max relative error"):
+        check_parity(converted.model, "output0", source, frames, wrong)
