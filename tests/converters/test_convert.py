@@ -141,5 +141,5 @@ def test_parity_failure_is_reported_with_the_numbers(tmp_path):
     source = torch_runner(network)
     check_parity(converted.model, "output0", source, frames, by_hand)  # the real source agrees
     wrong = preprocess_by_hand(frames, "RGB", Normalisation(), "NCHW")  # swapped channels
-    with pytest.raises(ParityError, match="max abs error .* max relative error"):
+    with pytest.raises(ParityError, match=r"max abs error .* max relative error"):
         check_parity(converted.model, "output0", source, frames, wrong)
