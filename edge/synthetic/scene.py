@@ -16,6 +16,9 @@ import numpy.typing as npt
 
 SHAPE_LABELS: tuple[str, ...] = ("circle", "square", "triangle", "star")
 
+NOISE_FIELDS = 8
+NOISE_STREAM = 1
+
 #: An object whose visible area falls below this fraction is marked difficult (VOC convention):
 #: detecting it is neither required nor penalised.
 MIN_VISIBLE_FRACTION = 0.5
@@ -99,9 +102,10 @@ class ShapeScene:
         self._background = _textured_background(self._rng, self.config.width, self.config.height)
         self._shapes: list[_Shape] = []
         self._frame_index = 0
-        self._noise = np.empty((self.config.height, self.config.width, 3), np.int16)
-        self._noise_mean = np.zeros(3)
-        self._noise_sigma = np.full(3, self.config.noise_sigma)
+        # Sensor noise has its own generator, so rendering pixels never shifts the motion
+        # stream that `next_truth` replays; its fields are made on the first render.
+        self._noise_rng = np.random.default_rng([self.seed, NOISE_STREAM])
+        self._noise_bank: list[npt.NDArray[np.int16]] = []
         target = int(self._rng.integers(self.config.min_objects, self.config.max_objects + 1))
         while len(self._shapes) < target:
             self._shapes.append(self._spawn())
@@ -210,8 +214,17 @@ class ShapeScene:
         kernel = self._draw_blur_kernel()
         if kernel:
             cv2.GaussianBlur(image, (kernel, kernel), 0, dst=image)
-        cv2.randn(self._noise, self._noise_mean, self._noise_sigma)
-        cv2.add(image, self._noise, dst=image, dtype=cv2.CV_8U)
+        cv2.add(image, self._noise_field(), dst=image, dtype=cv2.CV_8U)
+
+    def _noise_field(self) -> npt.NDArray[np.int16]:
+        """One of NOISE_FIELDS seeded Gaussian fields, drawn per frame: deterministic for a seed
+        and cheap (drawing 900k normals per frame would cost more than the rest of a render)."""
+        if not self._noise_bank:
+            shape = (self.config.height, self.config.width, 3)
+            self._noise_bank = [
+                np.round(self._noise_rng.normal(0.0, self.config.noise_sigma, shape)).astype(
+                    np.int16) for _ in range(NOISE_FIELDS)]
+        return self._noise_bank[int(self._noise_rng.integers(NOISE_FIELDS))]
 
     def _ground_truth(self, polygons: list[npt.NDArray[np.float64]]) -> GroundTruth:
         count = len(polygons)
