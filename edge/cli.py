@@ -175,6 +175,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from edge.monitor import run_monitor
+
+    summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
+                          echo=(lambda line: None) if args.quiet else print)
+    if args.json:
+        _print_json(summary)
+    return 0
+
+
 def cmd_build_engine(args: argparse.Namespace) -> int:
     from edge.tensorrt import load_tensorrt
 
@@ -420,6 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-build", action="store_true",
                      help="TensorRT: a missing or stale engine is an error instead of a build")
     run.set_defaults(handler=cmd_run)
+
+    monitor = commands.add_parser(
+        "monitor", help="watch devices' status, detections, stats and frames over MQTT")
+    monitor.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL")
+    monitor.add_argument("--prefix", default="edge/+",
+                         help="topic prefix; edge/+ watches every device (default)")
+    monitor.add_argument("--frames", type=Path, metavar="DIR",
+                         help="save received JPEG frames under DIR/<device>/<camera>/")
+    monitor.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    monitor.add_argument("--quiet", action="store_true", help="print no per-message lines")
+    monitor.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    monitor.set_defaults(handler=cmd_monitor)
 
     build = commands.add_parser(
         "build-engine", help="build (or reuse) the TensorRT engine for a converted model",

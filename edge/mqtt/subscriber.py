@@ -20,19 +20,26 @@ Handler = Callable[[str, dict[str, Any]], None]
 
 
 class TopicSubscriber:
-    """Subscribes to `<prefix>/+/detections` and `<prefix>/status` (prefix may hold `+`) and
-    calls the handlers with (topic, decoded JSON). Messages that are not JSON are counted."""
+    """Subscribes under `prefix` (which may hold `+`, e.g. `edge/+` for every device) and calls
+    the handlers with (topic, payload): decoded JSON for detections, status, stats and frame
+    meta; JPEG bytes for frames. Only topics with a handler are subscribed. Messages that
+    should be JSON but are not are counted and skipped."""
 
     def __init__(self, url: str, prefix: str, on_detections: Handler,
-                 on_status: Handler | None = None, client_id: str = "") -> None:
+                 on_status: Handler | None = None, client_id: str = "",
+                 on_stats: Handler | None = None,
+                 on_frame: Callable[[str, bytes], None] | None = None,
+                 on_frame_meta: Handler | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise InputError(f"broker URL {url!r} must look like mqtt://host:port")
         self._host, self._port = parts.hostname, parts.port or 1883
         self.prefix = prefix
-        self._on_detections = on_detections
-        self._on_status = on_status
-        self.received = 0
+        self._json_handlers: dict[str, Handler | None] = {
+            "detections": on_detections, "status": on_status, "stats": on_stats,
+            "frame/meta": on_frame_meta}
+        self._on_frame = on_frame
+        self.received = 0  # detection messages
         self.malformed = 0
         self.subscribed = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -52,20 +59,43 @@ class TopicSubscriber:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def _filters(self) -> list[tuple[str, int]]:
+        wanted = [(f"{self.prefix}/+/detections", 1)]
+        if self._json_handlers["status"] is not None:
+            wanted.append((f"{self.prefix}/status", 1))
+        if self._json_handlers["stats"] is not None:
+            wanted.append((f"{self.prefix}/stats", 0))
+        if self._on_frame is not None:
+            wanted.append((f"{self.prefix}/+/frame", 0))
+        if self._json_handlers["frame/meta"] is not None:
+            wanted.append((f"{self.prefix}/+/frame/meta", 0))
+        return wanted
+
     def _connected(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                    properties: Any) -> None:
-        client.subscribe([(f"{self.prefix}/+/detections", 1), (f"{self.prefix}/status", 1)])
+        client.subscribe(self._filters())
+
+    @staticmethod
+    def kind_of(topic: str) -> str:
+        if topic.endswith("/frame/meta"):
+            return "frame/meta"
+        return topic.rsplit("/", 1)[-1]
 
     def _message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        kind = self.kind_of(message.topic)
+        if kind == "frame":
+            if self._on_frame is not None:
+                self._on_frame(message.topic, bytes(message.payload))
+            return
+        handler = self._json_handlers.get(kind)
+        if handler is None:
+            return
         try:
             payload = json.loads(message.payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
             self.malformed += 1
             log.warning("ignoring a message on %s that is not JSON", message.topic)
             return
-        if message.topic.endswith("/status"):
-            if self._on_status is not None:
-                self._on_status(message.topic, payload)
-        else:
+        if kind == "detections":
             self.received += 1
-            self._on_detections(message.topic, payload)
+        handler(message.topic, payload)
