@@ -4,8 +4,8 @@ import subprocess
 import sys
 import threading
 
-import paho.mqtt.publish as publish
 import pytest
+from paho.mqtt import publish
 
 from edge.monitor import run_monitor
 from tests.test_daemon_mqtt import write_config

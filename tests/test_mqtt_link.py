@@ -56,4 +56,4 @@ def test_topics_follow_contract_v1():
     assert topics.stats == "edge/gate-01/stats"
     assert topics.command_reply("snapshot") == "edge/gate-01/cmd/snapshot/reply"
     assert topics.command_name("edge/gate-01/cmd/snapshot") == "snapshot"
-    assert topics.camera_of("edge/gate-01/gate/frame/meta") == ("gate", "frame/meta")
+    assert topics.command_name("edge/gate-01/cmd/snapshot/reply") is None

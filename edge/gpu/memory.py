@@ -12,7 +12,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import numpy.typing as npt
 
 from edge.errors import MissingDependencyError
@@ -104,10 +103,3 @@ def gpu_memory(choice: AdapterName = "auto", device: int = 0) -> GpuMemory:
     from edge.gpu.pycuda import PycudaMemory
 
     return PycudaMemory(device)
-
-
-def as_uint8_view(array: npt.NDArray[Any], shape: tuple[int, ...], dtype: str) -> npt.NDArray[Any]:
-    """Reinterpret a flat byte allocation as `shape`/`dtype`."""
-    count = int(np.prod(shape))
-    return np.asarray(array).view(np.uint8)[: count * np.dtype(dtype).itemsize].view(
-        dtype).reshape(shape)

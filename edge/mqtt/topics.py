@@ -40,12 +40,3 @@ class Topics:
         if topic.startswith(head) and "/" not in topic[len(head):]:
             return topic[len(head):]
         return None
-
-    def camera_of(self, topic: str) -> tuple[str, str] | None:
-        """`<prefix>/<camera>/<kind>` -> (camera, kind) for detections, frame and frame/meta."""
-        if not topic.startswith(self.prefix + "/"):
-            return None
-        camera, _, kind = topic[len(self.prefix) + 1:].partition("/")
-        if kind in ("detections", "frame", "frame/meta") and camera not in ("cmd",):
-            return camera, kind
-        return None

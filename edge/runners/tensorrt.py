@@ -54,7 +54,6 @@ class TrtRunner(Runner):
     def __init__(self, engine_bytes: bytes, spec: ModelSpec, memory: GpuMemory,
                  slots: int = 2) -> None:
         trt = load_tensorrt()
-        self._trt = trt
         self.spec = spec
         self.slots = slots
         self._memory = memory
