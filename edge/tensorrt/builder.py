@@ -111,7 +111,9 @@ def engine_from_onnx(onnx_path: Path, options: BuildOptions, batch: int | None,
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelError(f"TensorRT {version} cannot parse {onnx_path}: {errors}")
-    config = _config(trt, builder, network, plan, options, batch, version)
+    # TensorRT keeps raw pointers to the calibrator and the progress monitor: hold them here
+    # until the build is done so Python cannot collect them mid-build.
+    config, keep_alive = _config(trt, builder, network, plan, options, batch, version)
     started = time.monotonic()
     log.info("building a %s engine from %s with TensorRT %s (this takes minutes on a Jetson)",
              options.precision, onnx_path.name, version)
@@ -120,6 +122,7 @@ def engine_from_onnx(onnx_path: Path, options: BuildOptions, batch: int | None,
         raise ModelError(f"TensorRT {version} failed to build {onnx_path}; the log above says "
                          "why (often: workspace too small, or an unsupported layer)")
     _save_timing_cache(config, options.timing_cache)
+    del keep_alive
     seconds = time.monotonic() - started
     log.info("engine built in %.0f s", seconds)
     return BuiltEngine(bytes(serialized), seconds, str(version))
@@ -135,16 +138,19 @@ def _network_flags(trt: Any, version: TrtVersion, plan: BuildPlan) -> int:
 
 
 def _config(trt: Any, builder: Any, network: Any, plan: BuildPlan, options: BuildOptions,
-            batch: int | None, version: TrtVersion) -> Any:
+            batch: int | None, version: TrtVersion) -> tuple[Any, list[Any]]:
+    """The builder config, and the Python objects it points to (keep them alive)."""
     config = builder.create_builder_config()
+    keep_alive: list[Any] = []
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     for flag in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if plan.uses_calibration_cache and options.calibration_cache is not None:
         from edge.tensorrt.calibrator import calibrator_from_cache
 
-        config.int8_calibrator = calibrator_from_cache(trt, options.calibration_cache,
-                                                       str(version))
+        calibrator = calibrator_from_cache(trt, options.calibration_cache, str(version))
+        keep_alive.append(calibrator)
+        config.int8_calibrator = calibrator
     if options.timing_cache is not None:
         data = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
         config.set_timing_cache(config.create_timing_cache(data), ignore_mismatch=True)
@@ -161,8 +167,9 @@ def _config(trt: Any, builder: Any, network: Any, plan: BuildPlan, options: Buil
         config.DLA_core = options.dla_core
     monitor = _monitor(trt)
     if monitor is not None:
+        keep_alive.append(monitor)
         config.progress_monitor = monitor
-    return config
+    return config, keep_alive
 
 
 def _save_timing_cache(config: Any, path: Path | None) -> None:
