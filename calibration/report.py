@@ -84,8 +84,10 @@ def _plot_histograms(folder: Path, layers: list[tuple[str, str]],
         if stats is None or stats.range == 0:
             continue
         edges = np.arange(len(stats.histogram)) * stats.bin_width
+        occupied = stats.histogram > 0
         figure, axis = plt.subplots(figsize=(7, 3.2))
-        axis.bar(edges, np.maximum(stats.histogram, 0.5), width=stats.bin_width, color="#4477aa")
+        axis.bar(edges[occupied], stats.histogram[occupied], width=stats.bin_width,
+                 color="#4477aa")
         axis.set_yscale("log")
         amax = result.ranges.ranges[tensor].amax
         axis.axvline(amax, color="#cc3311", label=f"{result.ranges.method} amax {amax:.3g}")
