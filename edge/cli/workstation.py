@@ -1,120 +1,16 @@
-"""The `edge` command line. Exit codes: 0 ok, 1 runtime failure (a bug), 2 bad input."""
+"""Workstation commands: convert, inspect, calibrate, eval."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import signal
-import sys
-import threading
-from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from edge import __version__
-from edge.errors import EdgeError
+from edge.cli.common import parse_batch, parse_fraction, parse_size, parse_triple, print_json
 
 log = logging.getLogger("edge")
-
-
-def _print_json(payload: dict[str, Any]) -> None:
-    """The last stdout line of a --json command: one JSON object."""
-    sys.stdout.write(json.dumps(payload, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from edge.demo import run_demo
-
-    echo = print if not args.quiet else (lambda line: None)
-    summary = run_demo(args.seconds, args.mqtt, seed=args.seed, fps=args.fps,
-                       threads=args.threads, echo=echo)
-    result = summary.as_dict()
-    if args.json:
-        _print_json(result)
-    else:
-        print(f"\nframes {summary.frames} in {summary.seconds:.1f} s ({summary.fps:.1f} FPS, "
-              f"{summary.dropped_frames} dropped) on {summary.backend}")
-        print(f"detection messages published {summary.published}, received {summary.received}")
-        print(f"precision {summary.precision:.3f}  recall {summary.recall:.3f} "
-              "(IoU 0.5, against the scene's ground truth)")
-        print("latency p50 (ms): " + ", ".join(
-            f"{stage} {value}" for stage, value in summary.latency_ms_p50.items()))
-    return 0
-
-
-def _stop_on_signals(stop: threading.Event) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-    from edge.daemon import Daemon
-
-    config = load_config(args.config)
-    if args.no_build:
-        config = config.model_copy(update={"model": config.model.model_copy(
-            update={"build_engine": False})})
-    daemon = Daemon(config)
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    daemon.start()
-    summary = daemon.run(stop, duration=args.seconds)
-    log.info("stopped after %d frames (%.1f FPS); %d detection messages published, %d dropped%s",
-             summary.frames, summary.fps, summary.published, summary.dropped,
-             "" if summary.flushed else "; the outbox could not be flushed before exit")
-    if args.json:
-        _print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
-                     "published": summary.published, "dropped": summary.dropped,
-                     "flushed": summary.flushed})
-    return 0
-
-
-def _size(text: str) -> tuple[int, int]:
-    """`640` or `480x640` (height x width)."""
-    parts = text.lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values, default=0) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use 640 or HEIGHTxWIDTH")
-    return (values[0], values[-1])
-
-
-def _triple(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r} must be three numbers, e.g. 0.485,0.456,0.406")
-    return values[0], values[1], values[2]
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number between 0 and 1")
-    return value
-
-
-def _batch(text: str) -> int | None:
-    if text == "dynamic":
-        return None
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r}: use a positive number or 'dynamic'")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -152,7 +48,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                "max_abs_error": converted.parity.max_abs_error if converted.parity else None,
                "max_rel_error": converted.parity.max_rel_error if converted.parity else None}
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         print(f"wrote {args.output}: {spec.task} ({spec.head}), {len(spec.labels)} labels, "
               f"input uint8 {summary['input']} {spec.input.colour_order}")
@@ -169,64 +65,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise MissingDependencyError("onnx", "convert", "edge inspect") from exc
     report = inspect_model(args.model)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         print(format_report(report))
-    return 0
-
-
-def cmd_monitor(args: argparse.Namespace) -> int:
-    from edge.monitor import run_monitor
-
-    summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
-                          echo=(lambda line: None) if args.quiet else print)
-    if args.json:
-        _print_json(summary)
-    return 0
-
-
-def cmd_build_engine(args: argparse.Namespace) -> int:
-    from edge.tensorrt import load_tensorrt
-
-    load_tensorrt()  # before anything else: the clearest error on a machine without it
-    from edge.gpu.memory import gpu_memory
-    from edge.runners.tensorrt_loader import precision_for
-    from edge.tensorrt.builder import BuildOptions
-    from edge.tensorrt.store import resolve_engine
-
-    precision = "int8" if args.cache is not None and args.precision == "auto" else \
-        precision_for(args.model, args.precision)
-    options = BuildOptions(precision=precision, workspace_mb=args.workspace_mb,
-                           calibration_cache=args.cache, timing_cache=args.timing_cache,
-                           max_batch=args.max_batch, dla_core=args.dla_core)
-    memory = gpu_memory(args.gpu_memory)
-    try:
-        info = memory.device()
-        resolved = resolve_engine(args.model, options, info.identity, args.engine_dir,
-                                  free_gpu_bytes=memory.free_bytes(), force=args.force)
-    finally:
-        memory.close()
-    summary = {"engine": str(resolved.entry.engine), "sidecar": str(resolved.entry.sidecar),
-               "built": resolved.built, "reason": resolved.reason,
-               "build_seconds": round(resolved.sidecar.build_seconds, 1),
-               "precision": precision, "gpu": info.identity.name}
-    if args.json:
-        _print_json(summary)
-    else:
-        print(f"{'built' if resolved.built else 'reused'} {resolved.entry.engine} "
-              f"({precision}, {info.identity.name}): {resolved.reason}")
-    return 0
-
-
-def cmd_selftest(args: argparse.Namespace) -> int:
-    from edge.selftest import hardware_selftest
-
-    result = hardware_selftest(args.frames)
-    if args.json:
-        _print_json(result)
-    else:
-        for key, value in result.items():
-            print(f"{key:28s} {value}")
     return 0
 
 
@@ -270,7 +111,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         summary["report"] = str(write_report(args.report, args.model, args.output, result, spec,
                                              args.eval_data or args.images, frames))
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         print(f"wrote {args.output} ({args.profile} profile, {args.method}) from "
               f"{result.frames} frames in {result.seconds:.1f} s; {len(frames.skipped)} files "
@@ -292,7 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = dataset_from(args.data, spec.labels, spec.task, args.max_images)
     accuracy = evaluate(args.model, dataset, args.threads)
     if args.json:
-        _print_json(accuracy.as_dict())
+        print_json(accuracy.as_dict())
     elif accuracy.task == "classify":
         print(f"top-1 {accuracy.top1:.4f} over {accuracy.images} images")
     else:
@@ -356,7 +197,7 @@ def _add_convert(commands: Any) -> None:
                     "output takes raw uint8 camera frames; preprocessing is folded in.")
     convert.add_argument("source", type=Path, metavar="SRC")
     convert.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
-    convert.add_argument("--input-size", type=_size, metavar="HxW",
+    convert.add_argument("--input-size", type=parse_size, metavar="HxW",
                          help="network input size, e.g. 640 or 384x640")
     convert.add_argument("--labels", help="class names: a file (one per line or JSON list) or "
                                           "a comma list")
@@ -364,9 +205,9 @@ def _add_convert(commands: Any) -> None:
                          help="the camera frames' channel order (OpenCV: BGR; default)")
     convert.add_argument("--network-order", choices=["RGB", "BGR"], default="RGB",
                          help="the channel order the network was trained on (default RGB)")
-    convert.add_argument("--mean", type=_triple, default=(0.0, 0.0, 0.0),
+    convert.add_argument("--mean", type=parse_triple, default=(0.0, 0.0, 0.0),
                          help="per-channel mean in 0..1 units, network order (default 0,0,0)")
-    convert.add_argument("--std", type=_triple, default=(1.0, 1.0, 1.0),
+    convert.add_argument("--std", type=parse_triple, default=(1.0, 1.0, 1.0),
                          help="per-channel std in 0..1 units (default 1,1,1: just /255)")
     convert.add_argument("--task", choices=["detect", "classify"])
     convert.add_argument("--head", choices=["anchor_free", "anchor_free_transposed", "yolov5",
@@ -374,15 +215,15 @@ def _add_convert(commands: Any) -> None:
                          help="output layout when the shape alone is ambiguous")
     convert.add_argument("--module", help="for checkpoints: package.module:Class or file.py:Class")
     convert.add_argument("--module-args", help="JSON object of constructor arguments")
-    convert.add_argument("--batch", type=_batch, default=1, help="batch size or 'dynamic'")
+    convert.add_argument("--batch", type=parse_batch, default=1, help="batch size or 'dynamic'")
     convert.add_argument("--opset", type=int, default=17,
                          help="ONNX opset for PyTorch exports (default 17: TensorRT 8.5 parses it)")
     convert.add_argument("--stride", type=int, help="largest network stride (input sides must "
                                                     "divide by it; default 32 for detectors)")
     convert.add_argument("--name", help="model name in the spec (default: the file's stem)")
-    convert.add_argument("--score-threshold", type=_fraction, default=0.25,
+    convert.add_argument("--score-threshold", type=parse_fraction, default=0.25,
                          help="default score threshold stored in the spec (0..1)")
-    convert.add_argument("--iou-threshold", type=_fraction, default=0.45,
+    convert.add_argument("--iou-threshold", type=parse_fraction, default=0.45,
                          help="default NMS IoU threshold stored in the spec (0..1)")
     convert.add_argument("--no-simplify", dest="simplify", action="store_false")
     convert.add_argument("--no-verify", dest="verify", action="store_false",
@@ -399,93 +240,6 @@ def _add_convert(commands: Any) -> None:
     inspect.set_defaults(handler=cmd_inspect)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="edge", description="Edge inference runtime: camera -> CNN -> MQTT.")
-    parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = commands.add_parser(
-        "demo", help="run camera -> detector -> MQTT -> subscriber on a synthetic scene",
-        description="Runs the daemon on a synthetic camera with the bundled detector, an "
-                    "embedded MQTT broker (unless --mqtt) and a subscriber that scores the "
-                    "detections against the scene's ground truth.")
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
-    demo.add_argument("--mqtt", metavar="URL", help="use this broker instead of the embedded one")
-    demo.add_argument("--seed", type=int, default=1, help="scene seed (default 1)")
-    demo.add_argument("--fps", type=float, default=15.0, help="camera frame rate (default 15)")
-    demo.add_argument("--threads", type=int, default=0, help="inference threads (0: auto)")
-    demo.add_argument("--quiet", action="store_true", help="do not print each detection")
-    demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
-    demo.set_defaults(handler=cmd_demo)
-
-    run = commands.add_parser("run", help="run the daemon from a TOML config",
-                              description="Runs until SIGTERM/SIGINT (status 'stopped', outbox "
-                                          "flushed, exit 0) or until every source ends.")
-    run.add_argument("--config", type=Path, required=True, help="TOML config file")
-    run.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    run.add_argument("--json", action="store_true", help="end with one JSON summary line")
-    run.add_argument("--no-build", action="store_true",
-                     help="TensorRT: a missing or stale engine is an error instead of a build")
-    run.set_defaults(handler=cmd_run)
-
-    monitor = commands.add_parser(
-        "monitor", help="watch devices' status, detections, stats and frames over MQTT")
-    monitor.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL")
-    monitor.add_argument("--prefix", default="edge/+",
-                         help="topic prefix; edge/+ watches every device (default)")
-    monitor.add_argument("--frames", type=Path, metavar="DIR",
-                         help="save received JPEG frames under DIR/<device>/<camera>/")
-    monitor.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
-    monitor.add_argument("--quiet", action="store_true", help="print no per-message lines")
-    monitor.add_argument("--json", action="store_true", help="end with a JSON summary line")
-    monitor.set_defaults(handler=cmd_monitor)
-
-    build = commands.add_parser(
-        "build-engine", help="build (or reuse) the TensorRT engine for a converted model",
-        description="Engines are cached next to the model (or --engine-dir), keyed by the ONNX "
-                    "sha256, precision, shapes, TensorRT version and GPU; a stale one is rebuilt.")
-    build.add_argument("model", type=Path, metavar="MODEL.onnx")
-    build.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], default="auto",
-                       help="auto: int8 for a QDQ model, else fp16")
-    build.add_argument("--cache", type=Path,
-                       help="INT8 from an FP32 model + calibration cache (TensorRT 8.5-10.x)")
-    build.add_argument("--workspace-mb", type=int, default=1024)
-    build.add_argument("--timing-cache", type=Path, help="persisted timing cache (faster rebuilds)")
-    build.add_argument("--max-batch", type=int, default=8, help="for dynamic-batch models")
-    build.add_argument("--dla-core", type=int, default=-1, help="Jetson DLA core (GPU fallback)")
-    build.add_argument("--engine-dir", type=Path)
-    build.add_argument("--gpu-memory", choices=["auto", "cuda-python", "pycuda"], default="auto")
-    build.add_argument("--force", action="store_true", help="rebuild even if a match is cached")
-    build.add_argument("--json", action="store_true")
-    build.set_defaults(handler=cmd_build_engine)
-
-    selftest = commands.add_parser("selftest", help="hardware acceptance test (TensorRT + GPU)")
-    selftest.add_argument("--hardware", action="store_true", required=True,
-                          help="build the demo INT8 engine and compare it with ONNX Runtime")
-    selftest.add_argument("--frames", type=int, default=300)
-    selftest.add_argument("--json", action="store_true")
-    selftest.set_defaults(handler=cmd_selftest)
+def add_commands(commands: Any) -> None:
     _add_convert(commands)
     _add_calibrate(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.handler(args))
-    except EdgeError as exc:
-        print(f"edge: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

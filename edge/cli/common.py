@@ -1,0 +1,54 @@
+"""Helpers shared by the command modules: JSON output and argument types."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """The last stdout line of a --json command: one JSON object."""
+    sys.stdout.write(json.dumps(payload, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`640` or `480x640` (height x width)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values, default=0) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use 640 or HEIGHTxWIDTH")
+    return (values[0], values[-1])
+
+
+def parse_triple(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} must be three numbers, e.g. 0.485,0.456,0.406")
+    return values[0], values[1], values[2]
+
+
+def parse_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number between 0 and 1")
+    return value
+
+
+def parse_batch(text: str) -> int | None:
+    if text == "dynamic":
+        return None
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: use a positive number or 'dynamic'")

@@ -1,0 +1,186 @@
+"""Device-side commands: demo, run, monitor, build-engine, selftest."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edge.cli.common import print_json
+
+log = logging.getLogger("edge")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge.demo import run_demo
+
+    echo = print if not args.quiet else (lambda line: None)
+    summary = run_demo(args.seconds, args.mqtt, seed=args.seed, fps=args.fps,
+                       threads=args.threads, echo=echo)
+    result = summary.as_dict()
+    if args.json:
+        print_json(result)
+    else:
+        print(f"\nframes {summary.frames} in {summary.seconds:.1f} s ({summary.fps:.1f} FPS, "
+              f"{summary.dropped_frames} dropped) on {summary.backend}")
+        print(f"detection messages published {summary.published}, received {summary.received}")
+        print(f"precision {summary.precision:.3f}  recall {summary.recall:.3f} "
+              "(IoU 0.5, against the scene's ground truth)")
+        print("latency p50 (ms): " + ", ".join(
+            f"{stage} {value}" for stage, value in summary.latency_ms_p50.items()))
+    return 0
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.daemon import Daemon
+
+    config = load_config(args.config)
+    if args.no_build:
+        config = config.model_copy(update={"model": config.model.model_copy(
+            update={"build_engine": False})})
+    daemon = Daemon(config)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    daemon.start()
+    summary = daemon.run(stop, duration=args.seconds)
+    log.info("stopped after %d frames (%.1f FPS); %d detection messages published, %d dropped%s",
+             summary.frames, summary.fps, summary.published, summary.dropped,
+             "" if summary.flushed else "; the outbox could not be flushed before exit")
+    if args.json:
+        print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
+                     "published": summary.published, "dropped": summary.dropped,
+                     "flushed": summary.flushed})
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from edge.monitor import run_monitor
+
+    summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
+                          echo=(lambda line: None) if args.quiet else print)
+    if args.json:
+        print_json(summary)
+    return 0
+
+
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from edge.tensorrt import load_tensorrt
+
+    load_tensorrt()  # before anything else: the clearest error on a machine without it
+    from edge.gpu.memory import gpu_memory
+    from edge.runners.tensorrt_loader import precision_for
+    from edge.tensorrt.builder import BuildOptions
+    from edge.tensorrt.store import resolve_engine
+
+    precision = "int8" if args.cache is not None and args.precision == "auto" else \
+        precision_for(args.model, args.precision)
+    options = BuildOptions(precision=precision, workspace_mb=args.workspace_mb,
+                           calibration_cache=args.cache, timing_cache=args.timing_cache,
+                           max_batch=args.max_batch, dla_core=args.dla_core)
+    memory = gpu_memory(args.gpu_memory)
+    try:
+        info = memory.device()
+        resolved = resolve_engine(args.model, options, info.identity, args.engine_dir,
+                                  free_gpu_bytes=memory.free_bytes(), force=args.force)
+    finally:
+        memory.close()
+    summary = {"engine": str(resolved.entry.engine), "sidecar": str(resolved.entry.sidecar),
+               "built": resolved.built, "reason": resolved.reason,
+               "build_seconds": round(resolved.sidecar.build_seconds, 1),
+               "precision": precision, "gpu": info.identity.name}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{'built' if resolved.built else 'reused'} {resolved.entry.engine} "
+              f"({precision}, {info.identity.name}): {resolved.reason}")
+    return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from edge.selftest import hardware_selftest
+
+    result = hardware_selftest(args.frames)
+    if args.json:
+        print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:28s} {value}")
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo", help="run camera -> detector -> MQTT -> subscriber on a synthetic scene",
+        description="Runs the daemon on a synthetic camera with the bundled detector, an "
+                    "embedded MQTT broker (unless --mqtt) and a subscriber that scores the "
+                    "detections against the scene's ground truth.")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    demo.add_argument("--mqtt", metavar="URL", help="use this broker instead of the embedded one")
+    demo.add_argument("--seed", type=int, default=1, help="scene seed (default 1)")
+    demo.add_argument("--fps", type=float, default=15.0, help="camera frame rate (default 15)")
+    demo.add_argument("--threads", type=int, default=0, help="inference threads (0: auto)")
+    demo.add_argument("--quiet", action="store_true", help="do not print each detection")
+    demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    demo.set_defaults(handler=cmd_demo)
+
+    run = commands.add_parser("run", help="run the daemon from a TOML config",
+                              description="Runs until SIGTERM/SIGINT (status 'stopped', outbox "
+                                          "flushed, exit 0) or until every source ends.")
+    run.add_argument("--config", type=Path, required=True, help="TOML config file")
+    run.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    run.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    run.add_argument("--no-build", action="store_true",
+                     help="TensorRT: a missing or stale engine is an error instead of a build")
+    run.set_defaults(handler=cmd_run)
+
+    monitor = commands.add_parser(
+        "monitor", help="watch devices' status, detections, stats and frames over MQTT")
+    monitor.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL")
+    monitor.add_argument("--prefix", default="edge/+",
+                         help="topic prefix; edge/+ watches every device (default)")
+    monitor.add_argument("--frames", type=Path, metavar="DIR",
+                         help="save received JPEG frames under DIR/<device>/<camera>/")
+    monitor.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    monitor.add_argument("--quiet", action="store_true", help="print no per-message lines")
+    monitor.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    monitor.set_defaults(handler=cmd_monitor)
+
+    build = commands.add_parser(
+        "build-engine", help="build (or reuse) the TensorRT engine for a converted model",
+        description="Engines are cached next to the model (or --engine-dir), keyed by the ONNX "
+                    "sha256, precision, shapes, TensorRT version and GPU; a stale one is rebuilt.")
+    build.add_argument("model", type=Path, metavar="MODEL.onnx")
+    build.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], default="auto",
+                       help="auto: int8 for a QDQ model, else fp16")
+    build.add_argument("--cache", type=Path,
+                       help="INT8 from an FP32 model + calibration cache (TensorRT 8.5-10.x)")
+    build.add_argument("--workspace-mb", type=int, default=1024)
+    build.add_argument("--timing-cache", type=Path, help="persisted timing cache (faster rebuilds)")
+    build.add_argument("--max-batch", type=int, default=8, help="for dynamic-batch models")
+    build.add_argument("--dla-core", type=int, default=-1, help="Jetson DLA core (GPU fallback)")
+    build.add_argument("--engine-dir", type=Path)
+    build.add_argument("--gpu-memory", choices=["auto", "cuda-python", "pycuda"], default="auto")
+    build.add_argument("--force", action="store_true", help="rebuild even if a match is cached")
+    build.add_argument("--json", action="store_true")
+    build.set_defaults(handler=cmd_build_engine)
+
+    selftest = commands.add_parser("selftest", help="hardware acceptance test (TensorRT + GPU)")
+    selftest.add_argument("--hardware", action="store_true", required=True,
+                          help="build the demo INT8 engine and compare it with ONNX Runtime")
+    selftest.add_argument("--frames", type=int, default=300)
+    selftest.add_argument("--json", action="store_true")
+    selftest.set_defaults(handler=cmd_selftest)
