@@ -57,6 +57,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.model.suffix in (".engine", ".plan"):
+        return _inspect_engine(args)
     try:
         from converters.model_report import format_report, inspect_model
     except ImportError as exc:
@@ -68,6 +70,40 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         print(format_report(report))
+    return 0
+
+
+def _inspect_engine(args: argparse.Namespace) -> int:
+    """A TensorRT engine is opaque without TensorRT; its sidecar says what it is."""
+    from dataclasses import asdict
+
+    from edge.errors import ModelError
+    from edge.tensorrt.engine_cache import Sidecar, file_sha256
+
+    sidecar_path = args.model.with_suffix(".json")
+    if not args.model.is_file():
+        raise ModelError(f"engine {args.model} does not exist")
+    if not sidecar_path.is_file():
+        raise ModelError(f"engine {args.model} has no sidecar {sidecar_path.name}; it was not "
+                         "built by `edge build-engine`, so its spec and key are unknown")
+    sidecar = Sidecar.read(sidecar_path)
+    intact = file_sha256(args.model) == sidecar.engine_sha256
+    report = {"engine": str(args.model), "key": asdict(sidecar.key),
+              "spec": json.loads(sidecar.spec.to_json()), "intact": intact,
+              "build_seconds": sidecar.build_seconds}
+    if args.json:
+        print_json(report)
+    else:
+        key = sidecar.key
+        print(f"{args.model}: {key.precision} engine for {sidecar.spec.name} "
+              f"({sidecar.spec.task}, {len(sidecar.spec.labels)} labels), shapes "
+              f"{key.shape_profile}")
+        dla = "" if key.dla_core < 0 else f", DLA {key.dla_core}"
+        print(f"built by TensorRT {key.trt_version} for {key.gpu_name} "
+              f"(sm {key.compute_capability}, {key.sm_count} SMs{dla}) from ONNX sha256 "
+              f"{key.onnx_sha256[:16]}…")
+        print("engine file matches its sidecar" if intact else
+              "engine file does NOT match its sidecar (truncated or replaced): rebuild it")
     return 0
 
 

@@ -85,3 +85,24 @@ def test_unreadable_sidecar_is_a_model_error(tmp_path):
     (tmp_path / "x.json").write_text('{"version": 99}')
     with pytest.raises(ModelError, match="sidecar version 99"):
         Sidecar.read(tmp_path / "x.json")
+
+
+def test_inspect_reads_an_engine_sidecar(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    entry = store(tmp_path, KEY)
+    result = subprocess.run([sys.executable, "-m", "edge", "inspect", str(entry.engine),
+                             "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["intact"] and report["key"]["gpu_name"] == "Orin"
+    entry.engine.write_bytes(b"engine")
+    text = subprocess.run([sys.executable, "-m", "edge", "inspect", str(entry.engine)],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "does NOT match its sidecar" in text
+    entry.sidecar.unlink()
+    missing = subprocess.run([sys.executable, "-m", "edge", "inspect", str(entry.engine)],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "has no sidecar" in missing.stderr
