@@ -67,7 +67,7 @@ class CalibrationCache:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> None:
-        from converters.files import write_bytes_atomic
+        from edge.files import write_bytes_atomic
 
         write_bytes_atomic(path, self.to_text().encode())
 

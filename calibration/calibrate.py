@@ -7,6 +7,7 @@ TensorRT calibration cache and the ranges as JSON.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -22,13 +23,12 @@ from google.protobuf.message import DecodeError
 from calibration.cache import CalibrationCache
 from calibration.ranges import TensorRanges, range_method
 from calibration.readers import FrameSet, prefetched
-from calibration.stats import StatsCollector, TensorStats, float_tensors
-from converters.errors import ConversionError
+from calibration.stats import StatsCollector, TensorStats, float_tensors, model_exposing
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
 from converters.qdq_cpu import qdq_for_cpu
 from converters.qdq_rules import check_tensorrt_qdq
-from converters.qdq_tensorrt import qdq_for_tensorrt, quantizable_inputs
+from converters.qdq_tensorrt import WEIGHTED_OPS, qdq_for_tensorrt, quantizable_inputs
 from edge.errors import ModelError
 from edge.spec import SPEC_KEY, ModelSpec
 
@@ -132,47 +132,14 @@ def _quantize(model: onnx.ModelProto, ranges: TensorRanges, options: CalibrateOp
     return qdq_for_cpu(model, ranges, exclude)
 
 
-def layer_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, frames: FrameSet,
-               spec: ModelSpec, limit: int) -> dict[str, float]:
-    """SQNR (dB) of every weighted node's output, INT8 vs FP32, over the first `limit` frames;
-    low values mark the layers that suffer most from quantization."""
+def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
+                inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
+    """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`."""
     import onnxruntime as ort
-
-    weighted = [n for n in reference.graph.node if n.op_type in ("Conv", "ConvTranspose",
-                                                                 "Gemm", "MatMul")]
-    names = [n.output[0] for n in weighted]
-    present = {o for n in quantized.graph.node for o in n.output}
-    names = [n for n in names if n in present]
-    from calibration.stats import model_exposing
 
     sessions = [ort.InferenceSession(model_exposing(m, names).SerializeToString(),
                                      providers=["CPUExecutionProvider"])
                 for m in (reference, quantized)]
-    signal = dict.fromkeys(names, 0.0)
-    noise = dict.fromkeys(names, 0.0)
-    for count, inputs in enumerate(frames.inputs(spec)):
-        if count >= limit:
-            break
-        ours, theirs = (s.run(names, inputs) for s in sessions)
-        for name, ref, q in zip(names, ours, theirs, strict=True):
-            signal[name] += float(np.square(ref, dtype=np.float64).sum())
-            noise[name] += float(np.square(ref - q, dtype=np.float64).sum())
-    node_of = {n.output[0]: n.name for n in weighted}
-    return {node_of[name]: _decibels(signal[name], noise[name]) for name in names}
-
-
-def _decibels(signal: float, noise: float) -> float:
-    return float(10 * np.log10(max(signal, 1e-30) / max(noise, 1e-30)))
-
-
-def output_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
-                inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
-    """SQNR (dB) of each model output, INT8 vs FP32."""
-    import onnxruntime as ort
-
-    sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-                for m in (reference, quantized)]
-    names = [o.name for o in reference.graph.output]
     signal = dict.fromkeys(names, 0.0)
     noise = dict.fromkeys(names, 0.0)
     for feed in inputs:
@@ -183,6 +150,23 @@ def output_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
     return {name: _decibels(signal[name], noise[name]) for name in names}
 
 
-def check_output_path(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise ConversionError(f"output directory {path.parent} does not exist")
+def layer_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, frames: FrameSet,
+               spec: ModelSpec, limit: int) -> dict[str, float]:
+    """SQNR (dB) of every weighted node's output over the first `limit` frames, by node name;
+    low values mark the layers that suffer most from quantization."""
+    present = {o for n in quantized.graph.node for o in n.output}
+    node_of = {n.output[0]: n.name for n in reference.graph.node
+               if n.op_type in WEIGHTED_OPS and n.output[0] in present}
+    feeds = itertools.islice(frames.inputs(spec), limit)
+    by_tensor = tensor_sqnr(reference, quantized, list(node_of), feeds)
+    return {node_of[name]: value for name, value in by_tensor.items()}
+
+
+def _decibels(signal: float, noise: float) -> float:
+    return float(10 * np.log10(max(signal, 1e-30) / max(noise, 1e-30)))
+
+
+def output_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
+                inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
+    """SQNR (dB) of each model output, INT8 vs FP32."""
+    return tensor_sqnr(reference, quantized, [o.name for o in reference.graph.output], inputs)

@@ -246,7 +246,7 @@ class TensorRanges:
                            "ranges": {n: vars(r) for n, r in self.ranges.items()}}, indent=1)
 
     def save(self, path: Path) -> None:
-        from converters.files import write_bytes_atomic
+        from edge.files import write_bytes_atomic
 
         write_bytes_atomic(path, self.to_json().encode())
 

@@ -18,7 +18,6 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from converters.errors import ConversionError
-from converters.files import write_bytes_atomic
 from converters.fold import (
     ColourOrder,
     ImageInput,
@@ -38,6 +37,7 @@ from converters.verify import (
     parity_frames,
     preprocess_by_hand,
 )
+from edge.files import write_bytes_atomic
 from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec
 
 #: Runs the source model on float64 input; returns every output by name.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli.common import parse_batch, parse_fraction, parse_size, parse_triple, print_json
+from edge.files import require_output_directory
 
 log = logging.getLogger("edge")
 
@@ -20,9 +21,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from converters.labels import labels_from_option
     from edge.spec import PostprocessSpec
 
-    if not args.output.parent.is_dir():
-        raise ConversionError(f"output directory {args.output.parent} does not exist; create it "
-                              "or choose another -o path")
+    require_output_directory(args.output)
     try:
         module_args = json.loads(args.module_args) if args.module_args else None
     except json.JSONDecodeError as exc:
@@ -111,16 +110,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from calibration.calibrate import (
         CalibrateOptions,
         calibrate,
-        check_output_path,
         load_float_model,
     )
     from calibration.readers import frames_from
-    from converters.files import write_bytes_atomic
+    from edge.files import write_bytes_atomic
 
-    check_output_path(args.output)
-    for extra in (args.cache, args.ranges):
-        if extra is not None:
-            check_output_path(extra)
+    for output in (args.output, args.cache, args.ranges):
+        if output is not None:
+            require_output_directory(output)
     if args.cache is not None and args.profile != "tensorrt":
         log.info("writing a TensorRT cache alongside a %s-profile model", args.profile)
     model, spec = load_float_model(args.model)

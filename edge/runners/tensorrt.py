@@ -45,6 +45,7 @@ class _Slot:
     event: Any
     host: dict[str, HostBuffer] = field(default_factory=dict)
     device: dict[str, int] = field(default_factory=dict)
+    result: npt.NDArray[np.float32] | None = None  # float32 copy of a half-precision output
     in_flight: bool = False
 
 
@@ -92,6 +93,9 @@ class TrtRunner(Runner):
             slot.device[buffer.name] = address
             context.set_tensor_address(buffer.name, address)
         slot.host[image.name].array.fill(self.spec.input.pad_value)
+        output = slot.host[self.spec.output].array
+        if output.dtype != np.float32:  # converted in place per frame, allocated once here
+            slot.result = np.empty(output.shape, np.float32)
         return slot
 
     def input_buffer(self, slot: int) -> npt.NDArray[np.uint8]:
@@ -122,7 +126,10 @@ class TrtRunner(Runner):
         self._memory.wait(state.event)
         state.in_flight = False
         output: npt.NDArray[np.float32] = state.host[self.spec.output].array
-        return output if output.dtype == np.float32 else output.astype(np.float32)
+        if state.result is None:
+            return output
+        np.copyto(state.result, output)
+        return state.result
 
     def close(self) -> None:
         for index, state in enumerate(self._slots):

@@ -175,6 +175,6 @@ def _config(trt: Any, builder: Any, network: Any, plan: BuildPlan, options: Buil
 def _save_timing_cache(config: Any, path: Path | None) -> None:
     if path is None:
         return
-    from converters.files import write_bytes_atomic
+    from edge.files import write_bytes_atomic
 
     write_bytes_atomic(path, bytes(config.get_timing_cache().serialize()))

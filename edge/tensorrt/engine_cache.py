@@ -57,6 +57,10 @@ class EngineKey:
                 for f in fields(self) if getattr(self, f.name) != getattr(cached, f.name)]
 
 
+def bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -15,6 +15,7 @@ from edge.tensorrt.engine_cache import (
     EngineKey,
     GpuIdentity,
     Sidecar,
+    bytes_sha256,
     check_entry,
     file_sha256,
     find_stale,
@@ -83,19 +84,12 @@ def resolve_engine(onnx_path: Path, options: BuildOptions, gpu: GpuIdentity,
 
 def build_into(entry: CacheEntry, onnx_path: Path, options: BuildOptions, spec: ModelSpec,
                key: EngineKey, free_gpu_bytes: int | None, reason: str) -> ResolvedEngine:
-    from converters.files import write_bytes_atomic
+    from edge.files import require_output_directory, write_bytes_atomic
 
-    if not entry.engine.parent.is_dir():
-        raise ModelError(f"engine directory {entry.engine.parent} does not exist")
+    require_output_directory(entry.engine)
     built = engine_from_onnx(onnx_path, options, spec.input.batch, free_gpu_bytes)
-    sidecar = Sidecar(key, _sha256(built.data), spec, built.seconds)
+    sidecar = Sidecar(key, bytes_sha256(built.data), spec, built.seconds)
     entry.sidecar.unlink(missing_ok=True)  # never leave a sidecar describing the old engine
     write_bytes_atomic(entry.engine, built.data)
     write_bytes_atomic(entry.sidecar, sidecar.to_json().encode())
     return ResolvedEngine(built.data, sidecar, entry, True, reason)
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()

@@ -9,11 +9,19 @@ from pathlib import Path
 from edge.errors import InputError
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over `path`."""
+def require_output_directory(path: Path) -> Path:
+    """The folder `path` will be written into; an error naming it when it does not exist.
+    Commands call this before any work so a typo in -o fails at once."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise InputError(f"output directory {directory} does not exist; create it first")
+        raise InputError(f"output directory {directory} does not exist; create it or choose "
+                         "another output path")
+    return directory
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over `path`."""
+    directory = require_output_directory(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     umask = os.umask(0)
     os.umask(umask)
