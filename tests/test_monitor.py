@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from paho.mqtt import publish
@@ -23,8 +24,9 @@ def test_monitor_sees_every_kind_of_message_and_saves_frames(tmp_path, mosquitto
                              str(write_config(tmp_path, demo_model, mosquitto.port)),
                              "--seconds", "4"], capture_output=True, text=True, timeout=120)
     assert daemon.returncode == 0, daemon.stderr
-    publish.single("edge/test-gate/gate/detections", b"{not json", hostname="127.0.0.1",
+    publish.single("edge/test-gate/gate/detections", b"{not json", qos=1, hostname="127.0.0.1",
                    port=mosquitto.port)
+    time.sleep(1.0)  # the broker has acknowledged it; give the monitor time to receive it
     stop.set()
     watcher.join(timeout=15)
     counts = result["messages"]
