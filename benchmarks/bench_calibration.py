@@ -1,6 +1,6 @@
 """Our INT8 calibration vs ONNX Runtime's, on the demo detector and the same frames.
 
-    python benchmarks/bench_calibration.py [--frames 32] [--eval-scenes 20] [--json]
+    python benchmarks/bench_calibration.py [--frames 32 128 256] [--eval-scenes 20] [--json]
 
 Each calibration runs in its own process, so peak RSS (ru_maxrss) is that side's alone:
 - ours: streaming statistics + TensorRT entropy, `tensorrt` profile (symmetric int8 QDQ);
@@ -85,29 +85,53 @@ def child(side: str, frames: Path, out: Path, profile: str = "tensorrt",
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def latency_ms(path: Path, repeats: int = 300) -> float:
+def latencies_ms(paths: dict[str, Path], rounds: int = 6, repeats: int = 100) -> dict[str, float]:
+    """Median single-frame latency of each model on ONNX Runtime (one thread). The models take
+    turns in blocks of `repeats`, so drift in the machine's speed reaches them equally."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    sessions = {key: ort.InferenceSession(str(path), options,
+                                          providers=["CPUExecutionProvider"])
+                for key, path in paths.items()}
     frame = np.random.default_rng(0).integers(0, 256, (1, 320, 320, 3), np.uint8)
-    for _ in range(30):
-        session.run(None, {name: frame})
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        session.run(None, {name: frame})
-        samples.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(samples)
+    samples: dict[str, list[float]] = {key: [] for key in paths}
+    for round_index in range(rounds + 1):
+        for key, session in sessions.items():
+            feed = {session.get_inputs()[0].name: frame}
+            for _ in range(repeats):
+                started = time.perf_counter()
+                session.run(None, feed)
+                if round_index:  # the first round warms up
+                    samples[key].append((time.perf_counter() - started) * 1e3)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def calibration_costs(work: Path, count: int) -> dict[str, Any]:
+    """Our entropy calibration against ONNX Runtime's on the same `count` frames."""
+    frames = work / f"frames-{count}"
+    frames.mkdir()
+    write_frames(frames, count)
+    ours = child("ours", frames, work / f"ours-{count}.onnx")
+    theirs = child("ort", frames, work / f"ort-{count}.onnx")
+    return {
+        "frames": count,
+        "ours_seconds": round(ours["seconds"], 2), "ort_seconds": round(theirs["seconds"], 2),
+        "time_ratio": round(ours["seconds"] / theirs["seconds"], 3),
+        "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "ort_peak_rss_mb": round(theirs["peak_rss_mb"], 1),
+        "rss_ratio": round(ours["peak_rss_mb"] / theirs["peak_rss_mb"], 3),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--frames", type=int, nargs="+", default=[32, 128, 256],
+                        help="calibration frame counts to compare; accuracy and latency use "
+                             "the last one")
     parser.add_argument("--eval-scenes", type=int, default=20)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", choices=["ours", "ort"])
@@ -126,26 +150,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as scratch:
         work = Path(scratch)
-        (work / "frames").mkdir()
-        write_frames(work / "frames", args.frames)
-        ours = child("ours", work / "frames", work / "ours.onnx")
-        theirs = child("ort", work / "frames", work / "ort.onnx")
-        trt_mse = child("ours", work / "frames", work / "trt_mse.onnx", "tensorrt", "mse")
-        cpu = child("ours", work / "frames", work / "cpu.onnx", "cpu", "mse")
+        costs = [calibration_costs(work, count) for count in args.frames]
+        last = args.frames[-1]
+        frames = work / f"frames-{last}"
+        trt_mse = child("ours", frames, work / "trt_mse.onnx", "tensorrt", "mse")
+        cpu = child("ours", frames, work / "cpu.onnx", "cpu", "mse")
         scores = {name: evaluate_onnx(path, scenes=args.eval_scenes).map50 for name, path in (
-            ("fp32", MODEL), ("ours_entropy_tensorrt", work / "ours.onnx"),
-            ("ort_entropy", work / "ort.onnx"), ("ours_mse_tensorrt", work / "trt_mse.onnx"),
+            ("fp32", MODEL), ("ours_entropy_tensorrt", work / f"ours-{last}.onnx"),
+            ("ort_entropy", work / f"ort-{last}.onnx"), ("ours_mse_tensorrt", work / "trt_mse.onnx"),
             ("ours_mse_cpu", work / "cpu.onnx"))}
-        latency = {"fp32": latency_ms(MODEL), "ours_cpu": latency_ms(work / "cpu.onnx")}
+        latency = latencies_ms({"fp32": MODEL, "ours_cpu": work / "cpu.onnx"})
     result = {
-        "frames": args.frames,
-        "ours_seconds": round(ours["seconds"], 2), "ort_seconds": round(theirs["seconds"], 2),
+        "calibration": costs,
+        "accuracy_frames": last,
         "ours_mse_tensorrt_seconds": round(trt_mse["seconds"], 2),
         "ours_mse_cpu_seconds": round(cpu["seconds"], 2),
-        "time_ratio": round(ours["seconds"] / theirs["seconds"], 3),
-        "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1),
-        "ort_peak_rss_mb": round(theirs["peak_rss_mb"], 1),
-        "rss_ratio": round(ours["peak_rss_mb"] / theirs["peak_rss_mb"], 3),
         "map50": {k: round(v, 4) for k, v in scores.items()},
         "entropy_ours_minus_ort_points": round(
             100 * (scores["ours_entropy_tensorrt"] - scores["ort_entropy"]), 2),
@@ -157,8 +176,15 @@ def main() -> None:
         "cpu_latency_ratio": round(latency["ours_cpu"] / latency["fp32"], 3),
     }
     if not args.json:
+        print(f"{'frames':>7s} {'ours s':>8s} {'ORT s':>8s} {'time':>7s} "
+              f"{'ours MB':>8s} {'ORT MB':>8s} {'RSS':>7s}")
+        for row in costs:
+            print(f"{row['frames']:7d} {row['ours_seconds']:8.2f} {row['ort_seconds']:8.2f} "
+                  f"{row['time_ratio']:6.3f}x {row['ours_peak_rss_mb']:8.1f} "
+                  f"{row['ort_peak_rss_mb']:8.1f} {row['rss_ratio']:6.3f}x")
         for key, value in result.items():
-            print(f"{key:32s} {value}")
+            if key != "calibration":
+                print(f"{key:32s} {value}")
     print(json.dumps(result))
 
 
