@@ -22,10 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from calibration.calibrate import Profile
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "edge" / "models" / "shapes.onnx"
@@ -41,7 +44,8 @@ def write_frames(folder: Path, count: int, seed: int = 7) -> None:
         cv2.imwrite(str(folder / f"{index:04d}.png"), image)
 
 
-def run_side(side: str, frames: Path, out: Path, profile: str, method: str) -> dict[str, Any]:
+def run_side(side: str, frames: Path, out: Path, profile: Profile,
+              method: str) -> dict[str, Any]:
     """Runs in the child process: calibrate, write `out`, report time."""
     from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
     from calibration.readers import frames_from
@@ -137,7 +141,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["ours", "ort"])
     parser.add_argument("--frames-dir", type=Path)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--profile", default="tensorrt")
+    parser.add_argument("--profile", choices=["tensorrt", "cpu"], default="tensorrt")
     parser.add_argument("--method", default="entropy")
     args = parser.parse_args()
     if args.child:
@@ -157,8 +161,8 @@ def main() -> None:
         cpu = child("ours", frames, work / "cpu.onnx", "cpu", "mse")
         scores = {name: evaluate_onnx(path, scenes=args.eval_scenes).map50 for name, path in (
             ("fp32", MODEL), ("ours_entropy_tensorrt", work / f"ours-{last}.onnx"),
-            ("ort_entropy", work / f"ort-{last}.onnx"), ("ours_mse_tensorrt", work / "trt_mse.onnx"),
-            ("ours_mse_cpu", work / "cpu.onnx"))}
+            ("ort_entropy", work / f"ort-{last}.onnx"),
+            ("ours_mse_tensorrt", work / "trt_mse.onnx"), ("ours_mse_cpu", work / "cpu.onnx"))}
         latency = latencies_ms({"fp32": MODEL, "ours_cpu": work / "cpu.onnx"})
     result = {
         "calibration": costs,

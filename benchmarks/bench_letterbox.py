@@ -72,7 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     cv2.setNumThreads(1)  # one core each, as on a busy device; removes scheduling noise
     rng = np.random.default_rng(0)
-    frame = cv2.GaussianBlur(rng.integers(0, 256, (SOURCE[1], SOURCE[0], 3), np.uint8), (5, 5), 0)
+    noise = rng.integers(0, 256, (SOURCE[1], SOURCE[0], 3), np.uint8)
+    frame = cv2.GaussianBlur(noise, (5, 5), 0).astype(np.uint8, copy=False)
     buffer = np.empty((2, TARGET, TARGET, 3), np.uint8)
     shipped = Letterboxer()
     area = Letterboxer(interpolation=cv2.INTER_AREA)

@@ -7,8 +7,10 @@ its calibration-cache interface, so ONNX Runtime's in-memory calibration never r
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +80,22 @@ def uint8_input_chain_first(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+@contextlib.contextmanager
+def _quantizer_advice_muted() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs on the root logger that the model should be pre-processed
+    first; ours already is (shapes inferred, constants folded), so that advice would mislead."""
+
+    def from_elsewhere(record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname or record.levelno >= logging.ERROR
+
+    root = logging.getLogger()
+    root.addFilter(from_elsewhere)
+    try:
+        yield
+    finally:
+        root.removeFilter(from_elsewhere)
+
+
 def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
                 exclude: Collection[str] = ()) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -94,13 +112,13 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
         source, out = Path(scratch) / "model.onnx", Path(scratch) / "model.int8.onnx"
         onnx.save(model, source)
-        quantize_static(str(source), str(out), None, quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=CPU_QUANTIZED_OPS,
-                        nodes_to_exclude=sorted(set(exclude) | decode_tail(model) |
-                                                narrow_convs(model)),
-                        calibrate_method=CalibrationMethod.MinMax,
-                        calibration_cache_path=str(cache))
+        with _quantizer_advice_muted():
+            quantize_static(
+                str(source), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                op_types_to_quantize=CPU_QUANTIZED_OPS,
+                nodes_to_exclude=sorted(set(exclude) | decode_tail(model) | narrow_convs(model)),
+                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache))
         quantized = uint8_input_chain_first(onnx.load(str(out)))
     onnx.checker.check_model(quantized)
     return quantized
