@@ -62,6 +62,10 @@ def test_cpu_profile_is_uint8_and_breaks_the_tensorrt_rules(demo, tmp_path):
     result = calibrate(model, spec, frames_from(FRAMES, max_images=8),
                        CalibrateOptions(profile="cpu", progress=False))
     assert quantization_summary(result.model)["activation_types"] == ["uint8"]
+    image = result.model.graph.input[0].name
+    first = [n.op_type for n in result.model.graph.node if image in n.input]
+    assert first == ["Reshape"]  # the int8 stem reads the camera pixels (converters.pixel_stem)
+    assert "Cast" not in {n.op_type for n in result.model.graph.node}
     with pytest.raises(ConversionError, match="zero point must be int8 0"):
         check_tensorrt_qdq(result.model)
     path = tmp_path / "cpu.onnx"
