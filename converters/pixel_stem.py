@@ -72,7 +72,6 @@ class _Graph:
     """Lookups over one graph: producers, consumers, constants."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
-        self.model = model
         self.graph = model.graph
         self.initializers = {i.name: i for i in self.graph.initializer}
         self.constants: dict[str, npt.NDArray[np.generic]] = {
@@ -195,7 +194,9 @@ def _match_convs(graph: _Graph, removed: list[onnx.NodeProto], first: onnx.NodeP
         raise StemMismatchError("the Relu could not be dropped: its output's zero point is not 0")
     dequantize = graph.only_consumer(quantize.output[0], "the stem's QuantizeLinear")
     second = graph.only_consumer(dequantize.output[0], "the stem's DequantizeLinear")
-    if second.op_type != "Conv" or {first.name, second.name} & keep_float:
+    if {first.name, second.name} & keep_float:
+        raise StemMismatchError("a stem conv is to stay float (--exclude)")
+    if second.op_type != "Conv":
         raise StemMismatchError("the second layer is not an int8 Conv")
     weight_dq = graph.producer(second.input[1])
     if weight_dq is None or weight_dq.op_type != "DequantizeLinear" or \

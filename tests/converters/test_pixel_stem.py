@@ -123,7 +123,7 @@ def test_normalisation_and_channel_swap_fold_into_the_weights():
     ({"width": 30}, (), "multiple of 4"),
     ({"mean": (123.7, 116.3, 103.5)}, (), "whole pixel value"),
     ({"first_stride": 1}, (), "stride 2 across"),
-    ({}, ("stem1",), "not an int8 Conv"),
+    ({}, ("stem1",), "to stay float"),
 ])
 def test_stems_it_cannot_rewrite_are_left_untouched(changes, keep_float, reason):
     model = stem_model(**changes)
