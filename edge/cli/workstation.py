@@ -208,7 +208,8 @@ def _add_calibrate(commands: Any) -> None:
                            help="write an FP32-vs-INT8 accuracy report (Markdown + PNG)")
     calibrate.add_argument("--eval-data", type=Path,
                            help="labelled data for the report (default: --images)")
-    calibrate.add_argument("--threads", type=int, default=0)
+    calibrate.add_argument("--threads", type=int, default=0,
+                           help="inference threads (default 0: all cores but two)")
     calibrate.add_argument("--json", action="store_true")
     calibrate.set_defaults(handler=cmd_calibrate)
 
