@@ -174,7 +174,7 @@ def _match_convs(graph: _Graph, removed: list[onnx.NodeProto], first: onnx.NodeP
     if not np.allclose(zero, zero[0], atol=1e-4) or abs(zero[0] - round(zero[0])) > 1e-4 or \
             not 0 <= round(zero[0]) <= 255:
         raise StemMismatchError("the normalisation's mean is not one whole pixel value for all "
-                           "channels, so padding could not stay exact")
+                                "channels, so padding could not stay exact")
     folded = weight * scale.reshape(1, 3, 1, 1)
     camera = np.empty_like(folded)
     camera[:, swap] = folded  # model channel k reads camera channel swap[k]
@@ -190,8 +190,10 @@ def _match_convs(graph: _Graph, removed: list[onnx.NodeProto], first: onnx.NodeP
     if quantize.op_type != "QuantizeLinear" or len(quantize.input) < 3:
         raise StemMismatchError("the first Conv's output is not quantized next")
     # uint8 with zero point 0 clamps at 0 exactly like the Relu it replaces
-    if relu and int(graph.constants[quantize.input[2]]) != 0:
-        raise StemMismatchError("the Relu could not be dropped: its output's zero point is not 0")
+    zero_point = graph.constants.get(quantize.input[2])
+    if zero_point is None or zero_point.dtype != np.uint8 or (relu and int(zero_point) != 0):
+        raise StemMismatchError("the stem's output is not uint8 with a zero point of 0 after "
+                                "its Relu")
     dequantize = graph.only_consumer(quantize.output[0], "the stem's QuantizeLinear")
     second = graph.only_consumer(dequantize.output[0], "the stem's DequantizeLinear")
     if {first.name, second.name} & keep_float:
@@ -241,6 +243,8 @@ def _taps(kernel_width: int, left: int, group: int, outputs: int) -> _Taps:
             taps.append((v, r, d, q))
     low = min(t[2] for t in taps)
     kernel = max(t[2] for t in taps) - low + 1
+    if kernel - 1 + low < 0:
+        raise StemMismatchError("the conv's padding has no equivalent on grouped pixels")
     return _Taps([(v, r, d - low, q) for v, r, d, q in taps], kernel, -low, kernel - 1 + low)
 
 
