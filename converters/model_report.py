@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from edge.errors import ModelError
 from edge.spec import SPEC_KEY, ModelSpec
@@ -41,7 +41,9 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
         if len(node.input) > 2 and node.input[2] in initializers:
             activation_types.add(numpy_helper.to_array(initializers[node.input[2]]).dtype.name)
     per_channel = zero_points_all_zero = 0
-    weight_dq = [n for n in dq_nodes if n.input[0] in initializers]
+    constant_dq = [n for n in dq_nodes if n.input[0] in initializers]
+    bias_dq = [n for n in constant_dq if initializers[n.input[0]].data_type == TensorProto.INT32]
+    weight_dq = [n for n in constant_dq if n not in bias_dq]
     for node in weight_dq:
         scale = numpy_helper.to_array(initializers[node.input[1]])
         per_channel += int(scale.size > 1)
@@ -58,6 +60,7 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
         "activation_types": sorted(activation_types),
         "quantized_weights": len(weight_dq),
         "per_channel_weights": per_channel,
+        "quantized_biases": len(bias_dq),
         "symmetric": zero_points_all_zero == with_zero_point,
     }
 
@@ -114,5 +117,6 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         lines.append(f"quantization: {q['format']}, activations {'/'.join(q['activation_types'])}"
                      f", {q['quantized_weights']} quantized weights ({q['per_channel_weights']} "
-                     f"per-channel), {'symmetric' if q['symmetric'] else 'asymmetric'}")
+                     f"per-channel), {q['quantized_biases']} int32 biases, "
+                     f"{'symmetric' if q['symmetric'] else 'asymmetric'}")
     return "\n".join(lines)

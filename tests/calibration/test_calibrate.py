@@ -61,7 +61,9 @@ def test_cpu_profile_is_uint8_and_breaks_the_tensorrt_rules(demo, tmp_path):
     model, spec = demo
     result = calibrate(model, spec, frames_from(FRAMES, max_images=8),
                        CalibrateOptions(profile="cpu", progress=False))
-    assert quantization_summary(result.model)["activation_types"] == ["uint8"]
+    summary = quantization_summary(result.model)
+    assert summary["activation_types"] == ["uint8"]
+    assert summary["quantized_weights"] == summary["quantized_biases"] == 20  # all 20 convs
     image = result.model.graph.input[0].name
     first = [n.op_type for n in result.model.graph.node if image in n.input]
     assert first == ["Reshape"]  # the int8 stem reads the camera pixels (converters.pixel_stem)
