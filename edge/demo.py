@@ -19,9 +19,11 @@ from edge.broker import EmbeddedBroker
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.detections import Detections
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InputError
 from edge.mqtt.subscriber import TopicSubscriber
+from edge.spec import spec_from_onnx_file
 from edge.synthetic.replay import ReplayScorer
+from edge.synthetic.scene import SHAPE_LABELS
 
 DEMO_CAMERA = "demo"
 
@@ -41,6 +43,7 @@ class DemoSummary:
     precision: float
     recall: float
     dropped_frames: int
+    model: str
     backend: str
     broker: str
     latency_ms_p50: dict[str, float]
@@ -58,21 +61,35 @@ def format_detections(message: dict[str, Any]) -> str:
 
 
 def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: float = 15.0,
-             threads: int = 0, echo: Callable[[str], None] = print) -> DemoSummary:
+             threads: int = 0, echo: Callable[[str], None] = print,
+             model: Path | None = None) -> DemoSummary:
+    """`model`: the bundled detector (default) or one made from it, e.g. its INT8 calibration;
+    the scene's ground truth only scores a model with the scene's labels."""
+    model = model or bundled_model()
+    check_demo_model(model)
     broker = None if mqtt_url else EmbeddedBroker().start()
     url = mqtt_url or (broker.url if broker else "")
     try:
-        return _run(seconds, url, seed, fps, threads, echo, "embedded" if broker else url)
+        return _run(model, seconds, url, seed, fps, threads, echo, "embedded" if broker else url)
     finally:
         if broker is not None:
             broker.stop()
 
 
-def _run(seconds: float, url: str, seed: int, fps: float, threads: int,
+def check_demo_model(path: Path) -> None:
+    spec = spec_from_onnx_file(path)
+    if spec.task != "detect" or tuple(spec.labels) != SHAPE_LABELS:
+        raise InputError(f"{path} detects {', '.join(spec.labels) or 'unlabelled classes'}; the "
+                         f"demo scene holds {', '.join(SHAPE_LABELS)}, so `edge demo --model` "
+                         "takes the bundled detector or a model made from it (for example by "
+                         "`edge calibrate`); run your own model with `edge run`")
+
+
+def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: int,
          echo: Callable[[str], None], broker_name: str) -> DemoSummary:
     config = config_from_dict({
         "device_id": "demo",
-        "model": {"path": str(bundled_model()), "backend": "auto", "threads": threads},
+        "model": {"path": str(model), "backend": "auto", "threads": threads},
         "cameras": [{"name": DEMO_CAMERA,
                      "source": f"synthetic://shapes?fps={fps:g}&seed={seed}"}],
         "mqtt": {"url": url, "client_id": f"edge-demo-{int(time.time() * 1000) % 100000}"},
@@ -108,5 +125,6 @@ def _run(seconds: float, url: str, seed: int, fps: float, threads: int,
         frames=summary.frames, seconds=round(summary.seconds, 2), fps=round(summary.fps, 2),
         published=summary.published, received=subscriber.received,
         precision=round(precision, 4), recall=round(recall, 4),
-        dropped_frames=camera["dropped"], backend=daemon.backend.name, broker=broker_name,
+        dropped_frames=camera["dropped"], model=str(model), backend=daemon.backend.name,
+        broker=broker_name,
         latency_ms_p50={stage: v["p50"] for stage, v in camera["latency_ms"].items()})

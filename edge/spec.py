@@ -7,11 +7,12 @@ engine), so the daemon needs no hand-written labels or preprocessing settings.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.errors import ModelError
+from edge.errors import MissingDependencyError, ModelError
 
 SPEC_KEY = "edge.spec"
 SPEC_VERSION = 1
@@ -91,3 +92,29 @@ class ModelSpec(_Strict):
             return cls.model_validate_json(text)
         except ValidationError as exc:
             raise ModelError(f"{origin}: invalid model spec: {exc}") from exc
+
+
+def spec_from_onnx_file(path: Path) -> ModelSpec:
+    """The model spec from an ONNX file's metadata, with whichever reader is installed."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        import onnx
+        from google.protobuf.message import DecodeError
+
+        try:
+            loaded = onnx.load(str(path), load_external_data=False)
+        except DecodeError as exc:
+            raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
+                             "`edge convert` or `edge calibrate` wrote") from exc
+        props = {p.key: p.value for p in loaded.metadata_props}
+    except ImportError:
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise MissingDependencyError("onnx", "convert", "reading the model spec") from exc
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        props = dict(session.get_modelmeta().custom_metadata_map)
+    if SPEC_KEY not in props:
+        raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")
+    return ModelSpec.from_json(props[SPEC_KEY], str(path))

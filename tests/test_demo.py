@@ -4,9 +4,14 @@ import json
 import subprocess
 import sys
 
+import onnx
 import pytest
 
+from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
+from calibration.readers import frames_from
 from edge.demo import run_demo
+from edge.spec import InputSpec, ModelSpec
+from tests.onnx_graphs import constant_head_model
 
 
 @pytest.mark.slow
@@ -38,3 +43,36 @@ def test_demo_with_an_unreachable_broker_exits_2():
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "could not reach the MQTT broker" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_an_int8_calibration_of_the_bundled_detector(demo_model, tmp_path):
+    model, spec = load_float_model(demo_model)
+    int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=5", max_images=16),
+                     CalibrateOptions(profile="cpu", progress=False)).model
+    path = tmp_path / "shapes.int8.onnx"
+    onnx.save(int8, path)
+    summary = run_demo(seconds=6, seed=4, fps=10, threads=1, echo=lambda line: None, model=path)
+    assert summary.model == str(path)
+    assert summary.published == summary.received > 0
+    assert summary.precision >= 0.9 and summary.recall >= 0.9
+
+
+def _other_labels(path):
+    spec = ModelSpec(task="detect", labels=["cat", "dog"], head="anchor_free", output="output0",
+                     input=InputSpec(name="images", width=64, height=64))
+    return constant_head_model(path, (1, 6, 84), spec)
+
+
+@pytest.mark.parametrize("make, message", [
+    (_other_labels, "detects cat, dog; the demo scene holds circle"),
+    (lambda path: path.write_text("not a model") and path, "is not an ONNX model"),
+    (lambda path: path, "does not exist"),
+])
+def test_demo_model_that_cannot_be_scored_exits_2(tmp_path, make, message):
+    model = make(tmp_path / "model.onnx")
+    result = subprocess.run(
+        [sys.executable, "-m", "edge", "demo", "--seconds", "1", "--model", str(model)],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and str(model) in result.stderr

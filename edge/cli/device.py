@@ -20,13 +20,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     echo = print if not args.quiet else (lambda line: None)
     summary = run_demo(args.seconds, args.mqtt, seed=args.seed, fps=args.fps,
-                       threads=args.threads, echo=echo)
+                       threads=args.threads, echo=echo, model=args.model)
     result = summary.as_dict()
     if args.json:
         print_json(result)
     else:
         print(f"\nframes {summary.frames} in {summary.seconds:.1f} s ({summary.fps:.1f} FPS, "
-              f"{summary.dropped_frames} dropped) on {summary.backend}")
+              f"{summary.dropped_frames} dropped) on {summary.backend}, model {summary.model}")
         print(f"detection messages published {summary.published}, received {summary.received}")
         print(f"precision {summary.precision:.3f}  recall {summary.recall:.3f} "
               "(IoU 0.5, against the scene's ground truth)")
@@ -133,6 +133,9 @@ def add_commands(commands: Any) -> None:
     demo.add_argument("--seed", type=int, default=1, help="scene seed (default 1)")
     demo.add_argument("--fps", type=float, default=15.0, help="camera frame rate (default 15)")
     demo.add_argument("--threads", type=int, default=0, help="inference threads (0: auto)")
+    demo.add_argument("--model", type=Path, metavar="MODEL.onnx",
+                      help="the bundled detector made into something else, e.g. its INT8 "
+                           "calibration (`edge calibrate`); default: the bundled detector")
     demo.add_argument("--quiet", action="store_true", help="do not print each detection")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
     demo.set_defaults(handler=cmd_demo)

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import MissingDependencyError, ModelError
-from edge.spec import SPEC_KEY, ModelSpec
+from edge.errors import ModelError
+from edge.spec import ModelSpec, spec_from_onnx_file
 from edge.tensorrt import load_tensorrt
 from edge.tensorrt.builder import BuildOptions, engine_from_onnx
 from edge.tensorrt.engine_cache import (
@@ -23,27 +23,6 @@ from edge.tensorrt.engine_cache import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def spec_from_onnx_file(path: Path) -> ModelSpec:
-    """The model spec from an ONNX file's metadata, with whichever reader is installed."""
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
-    try:
-        import onnx
-
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False)
-                 .metadata_props}
-    except ImportError:
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise MissingDependencyError("onnx", "convert", "reading the model spec") from exc
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        props = dict(session.get_modelmeta().custom_metadata_map)
-    if SPEC_KEY not in props:
-        raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")
-    return ModelSpec.from_json(props[SPEC_KEY], str(path))
 
 
 @dataclass(frozen=True)
