@@ -288,6 +288,11 @@ def _rewrite(graph: _Graph, stem: _Stem, quad: _Taps, pairs: _Taps) -> None:
     kept_info = [v for v in graph.graph.value_info if v.name not in stale]
     del graph.graph.value_info[:]
     graph.graph.value_info.extend(kept_info)
+    used = {name for node in graph.graph.node for name in node.input}
+    orphans = {name for n in stem.removed for name in n.input} - used
+    kept_initializers = [i for i in graph.graph.initializer if i.name not in orphans]
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(kept_initializers)
 
 
 def _first_conv_tensors(graph: _Graph, stem: _Stem, quad: _Taps) -> dict[str, str]:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
 from calibration.readers import frames_from
+from converters.convert import ConvertOptions, convert_module
 from converters.demo_detector.evaluate import evaluate_onnx
 from converters.errors import ConversionError
+from converters.fold import Normalisation
 from converters.model_report import quantization_summary
 from converters.qdq_rules import check_tensorrt_qdq, tensorrt_qdq_violations
 from edge.errors import ModelError
+from tests.converters.tiny_models import TinyDetector, seeded
 
 FRAMES = "synthetic://shapes?seed=11"
 
@@ -73,6 +79,30 @@ def test_cpu_profile_is_uint8_and_breaks_the_tensorrt_rules(demo, tmp_path):
     path = tmp_path / "cpu.onnx"
     onnx.save(result.model, path)
     assert evaluate_onnx(path, scenes=3, frames_per_scene=10).map50 > 0.95
+
+
+@pytest.mark.parametrize("normalisation, batch, stem_on_pixels", [
+    (Normalisation(), 1, True),
+    (Normalisation(), None, True),  # dynamic batch
+    (Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)), 1, False),
+])
+def test_cpu_profile_stem_on_converted_models(normalisation, batch, stem_on_pixels, caplog):
+    converted = convert_module(seeded(TinyDetector()), ConvertOptions(
+        input_size=(64, 96), labels=("a", "b"), normalisation=normalisation, batch=batch,
+        stride=4), "tiny")
+    frames = frames_from(FRAMES, max_images=4)
+    with caplog.at_level(logging.INFO, logger="converters.qdq_cpu"):
+        quantized = calibrate(converted.model, converted.spec, frames,
+                              CalibrateOptions(profile="cpu", progress=False)).model
+    first = next(n.op_type for n in quantized.graph.node if "images" in n.input)
+    assert first == ("Reshape" if stem_on_pixels else "Transpose")
+    # ImageNet's mean is no whole pixel value: the zero padding could not stay exact
+    assert ("whole pixel value" in caplog.text) != stem_on_pixels
+    frame = np.random.default_rng(0).integers(0, 256, (2 if batch is None else 1, 64, 96, 3),
+                                              np.uint8)
+    session = ort.InferenceSession(quantized.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    assert session.run(None, {"images": frame})[0].shape[0] == frame.shape[0]
 
 
 def test_validator_catches_per_tensor_violations(tensorrt_int8):
