@@ -45,6 +45,7 @@ class _Stem:
     removed: list[onnx.NodeProto]  # layout, Cast, affine, first conv, Relu
     first: onnx.NodeProto
     quantize: onnx.NodeProto
+    region: list[onnx.NodeProto]  # elementwise nodes between `quantize` and `second`
     second: onnx.NodeProto
     second_weight: str  # the int8 initializer behind the second conv's weight
     weight: FloatArray  # [O, C, kh, kw], camera channel order, normalisation folded in
@@ -194,20 +195,58 @@ def _match_convs(graph: _Graph, removed: list[onnx.NodeProto], first: onnx.NodeP
     if zero_point is None or zero_point.dtype != np.uint8 or (relu and int(zero_point) != 0):
         raise StemMismatchError("the stem's output is not uint8 with a zero point of 0 after "
                                 "its Relu")
-    dequantize = graph.only_consumer(quantize.output[0], "the stem's QuantizeLinear")
-    second = graph.only_consumer(dequantize.output[0], "the stem's DequantizeLinear")
+    region, second = _activation_region(graph, quantize)
     if {first.name, second.name} & keep_float:
         raise StemMismatchError("a stem conv is to stay float (--exclude)")
-    if second.op_type != "Conv":
-        raise StemMismatchError("the second layer is not an int8 Conv")
     weight_dq = graph.producer(second.input[1])
     if weight_dq is None or weight_dq.op_type != "DequantizeLinear" or \
             weight_dq.input[0] not in graph.initializers or \
             graph.constants[weight_dq.input[0]].dtype != np.int8 or \
             len(graph.consumers(weight_dq.input[0])) != 1:
         raise StemMismatchError("the second Conv's weight is not an int8 initializer of its own")
-    return _Stem(removed, first, quantize, second, weight_dq.input[0],
+    return _Stem(removed, first, quantize, region, second, weight_dq.input[0],
                  camera.astype(np.float32), np.asarray(bias, np.float32), round(float(zero[0])))
+
+
+#: Ops that act on each value alone, so they work unchanged on the pair layout. SiLU in a QDQ
+#: model is DequantizeLinear -> Sigmoid and Mul -> QuantizeLinear.
+ELEMENTWISE = {"QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "LeakyRelu", "Sigmoid",
+               "HardSigmoid", "HardSwish", "Tanh", "Mul", "Add"}
+
+
+def _activation_region(graph: _Graph, quantize: onnx.NodeProto) -> tuple[list[onnx.NodeProto],
+                                                                         onnx.NodeProto]:
+    """The elementwise nodes from the stem's QuantizeLinear to the one Conv they all lead to
+    (a ReLU leaves only Q -> DQ; a SiLU adds Sigmoid and Mul with their own Q/DQ)."""
+    region: list[onnx.NodeProto] = []
+    inside = {quantize.output[0]}
+    second: onnx.NodeProto | None = None
+    frontier = [quantize.output[0]]
+    while frontier:
+        tensor = frontier.pop()
+        if tensor in graph.outputs:
+            raise StemMismatchError("the stem's output is a model output")
+        for user in graph.consumers(tensor):
+            if user.op_type == "Conv" and user.input[0] == tensor:
+                if second is not None and user is not second:
+                    raise StemMismatchError("the stem's output feeds more than one Conv")
+                second = user
+            elif user.op_type in ELEMENTWISE and all(id(user) != id(n) for n in region):
+                region.append(user)
+                inside.update(user.output)
+                frontier.extend(user.output)
+            elif user.op_type not in ELEMENTWISE:
+                raise StemMismatchError(f"the stem's output reaches {user.op_type} "
+                                        f"{user.name}, which the pair layout would change")
+    if second is None:
+        raise StemMismatchError("the stem's output does not reach a Conv")
+    for node in region:  # other operands must be per-tensor constants (scales, zero points)
+        for name in node.input:
+            value = graph.constants.get(name)
+            if name and name not in inside and (value is None or value.size != 1):
+                raise StemMismatchError(f"{node.op_type} {node.name} mixes in a tensor that is "
+                                        "not one constant value")
+    return region, second
 
 
 @dataclass(frozen=True)
@@ -282,9 +321,8 @@ def _rewrite(graph: _Graph, stem: _Stem, quad: _Taps, pairs: _Taps) -> None:
     kept[position:position] = nodes
     del graph.graph.node[:]
     graph.graph.node.extend(kept)
-    stale = {o for n in stem.removed for o in n.output} | {
-        stem.quantize.output[0], feeding} | {o for n in graph.consumers(stem.quantize.output[0])
-                                             for o in n.output}
+    stale = {o for n in stem.removed + stem.region for o in n.output} | {
+        stem.quantize.output[0], feeding}
     kept_info = [v for v in graph.graph.value_info if v.name not in stale]
     del graph.graph.value_info[:]
     graph.graph.value_info.extend(kept_info)

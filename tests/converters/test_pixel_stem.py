@@ -23,7 +23,8 @@ ACTIVATION_SCALE = 0.05  # of the stem's uint8 output, zero point 0
 
 def stem_model(first_kernel: int = 3, first_pad: int = 1, second_kernel: int = 3,
                second_pad: int = 1, mean: tuple[float, ...] = (0.0,), scale: float = 1.0,
-               first_stride: int = 2, width: int = WIDTH, seed: int = 0) -> onnx.ModelProto:
+               first_stride: int = 2, width: int = WIDTH, activation: str = "relu",
+               seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     w_scale = rng.uniform(0.5, 1.5, STEM).astype(np.float32) / 127 / scale
     steps = rng.integers(-127, 128, (STEM, 3, first_kernel, first_kernel))
@@ -43,6 +44,8 @@ def stem_model(first_kernel: int = 3, first_pad: int = 1, second_kernel: int = 3
         "b1_scale": np.full(SECOND, 0.002 * ACTIVATION_SCALE, np.float32),
         "b1_zero": np.zeros(SECOND, np.int32),
         "y_scale": np.array(0.1, np.float32), "y_zero": np.array(0, np.uint8),
+        "c_scale": np.array(0.08, np.float32), "c_zero": np.array(128, np.uint8),
+        "s_scale": np.array(1 / 255, np.float32),
     }
     nodes = [
         helper.make_node("Transpose", ["images"], ["nchw"], perm=[0, 3, 1, 2]),
@@ -53,8 +56,7 @@ def stem_model(first_kernel: int = 3, first_pad: int = 1, second_kernel: int = 3
         helper.make_node("Conv", ["normalised", "w0", "b0"], ["c0"], name="stem0",
                          kernel_shape=[first_kernel, first_kernel],
                          strides=[first_stride, first_stride], pads=[first_pad] * 4),
-        helper.make_node("Relu", ["c0"], ["r0"]),
-        helper.make_node("QuantizeLinear", ["r0", "a_scale", "a_zero"], ["q0"]),
+        *(_relu() if activation == "relu" else _silu()),
         helper.make_node("DequantizeLinear", ["q0", "a_scale", "a_zero"], ["d0"]),
         helper.make_node("DequantizeLinear", ["w1", "w1_scale", "w1_zero"], ["w1f"], axis=0),
         helper.make_node("DequantizeLinear", ["b1", "b1_scale", "b1_zero"], ["b1f"], axis=0),
@@ -68,11 +70,30 @@ def stem_model(first_kernel: int = 3, first_pad: int = 1, second_kernel: int = 3
         nodes, "stem", [helper.make_tensor_value_info("images", TensorProto.UINT8,
                                                       [1, HEIGHT, width, 3])],
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", "c", "h", "w"])],
-        [numpy_helper.from_array(value, name) for name, value in constants.items()])
+        [numpy_helper.from_array(value, name) for name, value in constants.items()
+         if any(name in node.input for node in nodes)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def _relu() -> list[onnx.NodeProto]:
+    return [helper.make_node("Relu", ["c0"], ["r0"]),
+            helper.make_node("QuantizeLinear", ["r0", "a_scale", "a_zero"], ["q0"])]
+
+
+def _silu() -> list[onnx.NodeProto]:
+    """SiLU as ONNX Runtime's QDQ quantizer writes it: x * sigmoid(x), each tensor quantized."""
+    return [
+        helper.make_node("QuantizeLinear", ["c0", "c_scale", "c_zero"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "c_scale", "c_zero"], ["cd"]),
+        helper.make_node("Sigmoid", ["cd"], ["s"]),
+        helper.make_node("QuantizeLinear", ["s", "s_scale", "a_zero"], ["sq"]),
+        helper.make_node("DequantizeLinear", ["sq", "s_scale", "a_zero"], ["sd"]),
+        helper.make_node("Mul", ["cd", "sd"], ["m"]),
+        helper.make_node("QuantizeLinear", ["m", "a_scale", "a_zero"], ["q0"]),
+    ]
 
 
 def run(model: onnx.ModelProto, frame: np.ndarray) -> np.ndarray:
@@ -83,16 +104,18 @@ def run(model: onnx.ModelProto, frame: np.ndarray) -> np.ndarray:
     return np.asarray(session.run(None, {"images": frame})[0])
 
 
-@pytest.mark.parametrize("first_kernel, first_pad, second_kernel, second_pad, mean", [
-    (3, 1, 3, 1, (0.0,)),  # the demo detector, Ultralytics YOLOv8/11
-    (6, 2, 3, 1, (0.0,)),  # YOLOv5 v6+
-    (5, 2, 1, 0, (0.0,)),
-    (2, 0, 3, 1, (0.0,)),
-    (3, 1, 3, 1, (128.0, 128.0, 128.0)),  # a whole-pixel mean becomes the input zero point
+@pytest.mark.parametrize("first_kernel, first_pad, second_kernel, second_pad, mean, activation", [
+    (3, 1, 3, 1, (0.0,), "relu"),  # the demo detector
+    (3, 1, 3, 1, (0.0,), "silu"),  # Ultralytics YOLOv8/11
+    (6, 2, 3, 1, (0.0,), "silu"),  # YOLOv5 v6+
+    (5, 2, 1, 0, (0.0,), "relu"),
+    (2, 0, 3, 1, (0.0,), "relu"),
+    (3, 1, 3, 1, (128.0, 128.0, 128.0), "relu"),  # a whole-pixel mean: the input zero point
 ])
 def test_rewrite_computes_the_same_features(first_kernel, first_pad, second_kernel, second_pad,
-                                            mean):
-    model = stem_model(first_kernel, first_pad, second_kernel, second_pad, mean)
+                                            mean, activation):
+    model = stem_model(first_kernel, first_pad, second_kernel, second_pad, mean,
+                       activation=activation)
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
     assert pixel_stem(rewritten) == ""
