@@ -15,18 +15,23 @@ from torch.nn import functional
 STRIDES: tuple[int, ...] = (8, 16, 32)
 
 
-def _conv(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+Activation = type[nn.ReLU] | type[nn.SiLU]
+
+
+def _conv(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
+          activation: Activation = nn.ReLU) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
         nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
+        activation(inplace=True),
     )
 
 
 class _Residual(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, activation: Activation) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv(channels, channels), _conv(channels, channels))
+        self.body = nn.Sequential(_conv(channels, channels, activation=activation),
+                                  _conv(channels, channels, activation=activation))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual: torch.Tensor = self.body(x)
@@ -36,16 +41,22 @@ class _Residual(nn.Module):
 class ShapesDetector(nn.Module):
     """About 0.3 M parameters; input sides must be multiples of 32."""
 
-    def __init__(self, num_classes: int = 4, neck_channels: int = 48) -> None:
+    def __init__(self, num_classes: int = 4, neck_channels: int = 48,
+                 activation: Activation = nn.ReLU) -> None:
+        """`activation`: ReLU as shipped; SiLU (Ultralytics') for benchmarks of that case."""
         super().__init__()
         self.num_classes = num_classes
-        self.stem = nn.Sequential(_conv(3, 16, stride=2), _conv(16, 24, stride=2))
-        self.stage3 = nn.Sequential(_conv(24, 32, stride=2), _Residual(32))   # stride 8
-        self.stage4 = nn.Sequential(_conv(32, 64, stride=2), _Residual(64))   # stride 16
-        self.stage5 = nn.Sequential(_conv(64, 96, stride=2), _Residual(96))   # stride 32
+
+        def conv(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+            return _conv(c_in, c_out, kernel, stride, activation)
+
+        self.stem = nn.Sequential(conv(3, 16, stride=2), conv(16, 24, stride=2))
+        self.stage3 = nn.Sequential(conv(24, 32, stride=2), _Residual(32, activation))  # s8
+        self.stage4 = nn.Sequential(conv(32, 64, stride=2), _Residual(64, activation))  # s16
+        self.stage5 = nn.Sequential(conv(64, 96, stride=2), _Residual(96, activation))  # s32
         self.lateral = nn.ModuleList(
-            [_conv(c, neck_channels, kernel=1) for c in (32, 64, 96)])
-        self.smooth = nn.ModuleList([_conv(neck_channels, neck_channels) for _ in STRIDES])
+            [conv(c, neck_channels, kernel=1) for c in (32, 64, 96)])
+        self.smooth = nn.ModuleList([conv(neck_channels, neck_channels) for _ in STRIDES])
         self.heads = nn.ModuleList(
             [nn.Conv2d(neck_channels, 4 + num_classes, 1) for _ in STRIDES])
         self._init_score_bias()
