@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
-import numpy as np
+from latency import interleaved_latencies_ms
 
 if TYPE_CHECKING:
     from calibration.calibrate import Profile
@@ -89,30 +88,6 @@ def child(side: str, frames: Path, out: Path, profile: str = "tensorrt",
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def latencies_ms(paths: dict[str, Path], rounds: int = 6, repeats: int = 100) -> dict[str, float]:
-    """Median single-frame latency of each model on ONNX Runtime (one thread). The models take
-    turns in blocks of `repeats`, so drift in the machine's speed reaches them equally."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    sessions = {key: ort.InferenceSession(str(path), options,
-                                          providers=["CPUExecutionProvider"])
-                for key, path in paths.items()}
-    frame = np.random.default_rng(0).integers(0, 256, (1, 320, 320, 3), np.uint8)
-    samples: dict[str, list[float]] = {key: [] for key in paths}
-    for round_index in range(rounds + 1):
-        for key, session in sessions.items():
-            feed = {session.get_inputs()[0].name: frame}
-            for _ in range(repeats):
-                started = time.perf_counter()
-                session.run(None, feed)
-                if round_index:  # the first round warms up
-                    samples[key].append((time.perf_counter() - started) * 1e3)
-    return {key: statistics.median(values) for key, values in samples.items()}
-
-
 def calibration_costs(work: Path, count: int) -> dict[str, Any]:
     """Our entropy calibration against ONNX Runtime's on the same `count` frames."""
     frames = work / f"frames-{count}"
@@ -163,7 +138,7 @@ def main() -> None:
             ("fp32", MODEL), ("ours_entropy_tensorrt", work / f"ours-{last}.onnx"),
             ("ort_entropy", work / f"ort-{last}.onnx"),
             ("ours_mse_tensorrt", work / "trt_mse.onnx"), ("ours_mse_cpu", work / "cpu.onnx"))}
-        latency = latencies_ms({"fp32": MODEL, "ours_cpu": work / "cpu.onnx"})
+        latency = interleaved_latencies_ms({"fp32": str(MODEL), "ours_cpu": str(work / "cpu.onnx")})
     result = {
         "calibration": costs,
         "accuracy_frames": last,

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import onnx
+from latency import interleaved_latencies_ms
 
 if TYPE_CHECKING:
     from edge.spec import ModelSpec
@@ -72,29 +70,6 @@ def int8_variants(model: onnx.ModelProto) -> dict[str, onnx.ModelProto]:
         for name, exclude in (("int8_pixel_stem", ()), ("int8_float_stem", (stem,)))}
 
 
-def latencies_ms(models: dict[str, onnx.ModelProto], rounds: int,
-                 repeats: int = 100) -> dict[str, float]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    sessions = {key: ort.InferenceSession(m.SerializeToString(), options,
-                                          providers=["CPUExecutionProvider"])
-                for key, m in models.items()}
-    frame = np.random.default_rng(0).integers(0, 256, (1, 320, 320, 3), np.uint8)
-    samples: dict[str, list[float]] = {key: [] for key in models}
-    for round_index in range(rounds + 1):
-        for key, session in sessions.items():
-            feed = {session.get_inputs()[0].name: frame}
-            for _ in range(repeats):
-                started = time.perf_counter()
-                session.run(None, feed)
-                if round_index:  # the first round warms up
-                    samples[key].append((time.perf_counter() - started) * 1e3)
-    return {key: statistics.median(values) for key, values in samples.items()}
-
-
 def output_sqnr_db(reference: onnx.ModelProto, quantized: onnx.ModelProto) -> float:
     from calibration.calibrate import output_sqnr
     from calibration.readers import frames_from
@@ -105,7 +80,8 @@ def output_sqnr_db(reference: onnx.ModelProto, quantized: onnx.ModelProto) -> fl
 
 def measure(name: str, fp32: onnx.ModelProto, rounds: int, score: bool) -> dict[str, Any]:
     models = {"fp32": fp32, **int8_variants(fp32)}
-    latency = latencies_ms(models, rounds)
+    latency = interleaved_latencies_ms({k: m.SerializeToString() for k, m in models.items()},
+                                       rounds)
     result: dict[str, Any] = {
         "model": name,
         "latency_ms": {k: round(v, 3) for k, v in latency.items()},
