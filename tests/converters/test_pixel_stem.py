@@ -155,3 +155,15 @@ def test_stems_it_cannot_rewrite_are_left_untouched(changes, keep_float, reason)
     before = model.SerializeToString()
     assert reason in pixel_stem(model, keep_float=keep_float)
     assert model.SerializeToString() == before
+
+
+def test_a_pooling_stem_is_left_untouched():
+    """ResNet-style: conv, ReLU, then MaxPool; the pair layout would feed the pool mixed pixels."""
+    model = stem_model()
+    second = next(n for n in model.graph.node if n.name == "stem1")
+    model.graph.node.insert(list(model.graph.node).index(second), helper.make_node(
+        "MaxPool", ["d0"], ["pooled"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    second.input[0] = "pooled"
+    before = model.SerializeToString()
+    assert "reaches MaxPool" in pixel_stem(model)
+    assert model.SerializeToString() == before
