@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.errors import MissingDependencyError, ModelError
+from edge.errors import ModelError
 
 SPEC_KEY = "edge.spec"
 SPEC_VERSION = 1
@@ -108,13 +108,10 @@ def spec_from_onnx_file(path: Path) -> ModelSpec:
             raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
                              "`edge convert` or `edge calibrate` wrote") from exc
         props = {p.key: p.value for p in loaded.metadata_props}
-    except ImportError:
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise MissingDependencyError("onnx", "convert", "reading the model spec") from exc
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        props = dict(session.get_modelmeta().custom_metadata_map)
+    except ImportError:  # the device install has ONNX Runtime but not the onnx package
+        from edge.runners.onnxruntime import session_from_onnx, spec_from_session
+
+        return spec_from_session(session_from_onnx(path), str(path))
     if SPEC_KEY not in props:
         raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")
     return ModelSpec.from_json(props[SPEC_KEY], str(path))
