@@ -7,7 +7,8 @@ than the float one, and a float stem pays for a layout change and a QuantizeLine
 output. Here the uint8 frame [N, H, W, 3] is viewed, without copying, as [N, H, W/4, 12] (four
 neighbouring pixels per position). The first conv reads that view and writes two output pixels
 per position ([N, 2*O, H1, W/4]); the second conv reads those pairs and writes the ordinary
-layout. Both are exact re-indexings of the original kernels (padding included), so the model
+layout; elementwise ops between them (ReLU, or SiLU as QDQ Sigmoid and Mul) run unchanged on
+the pairs. Both are exact re-indexings of the original kernels (padding included), so the model
 computes the same function; only the first conv's weights are newly quantized (per output channel,
 symmetric int8), with the normalisation and the BGR/RGB swap folded into them and the pixels
 entering as uint8 with scale 1.
