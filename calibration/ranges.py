@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy.typing as npt
 
 from calibration.stats import TensorStats
 from edge.errors import InputError
+from edge.system import usable_cores
 
 INT8_LEVELS = 128  # positive levels of symmetric int8: 0..127
 FIRST_CANDIDATE_BIN = 128
@@ -240,7 +240,7 @@ class TensorRanges:
                    frames: int) -> TensorRanges:
         """Ranges of every tensor; the searches run on all cores (numpy releases the GIL in
         them: 2x faster on 2 cores for the entropy method)."""
-        with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+        with ThreadPoolExecutor(usable_cores()) as pool:
             amaxes = list(pool.map(method.amax, stats.values()))
         return cls(method.name, frames, {
             name: TensorRange(s.minimum if s.count else 0.0, s.maximum if s.count else 0.0,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from edge.errors import InputError
+from edge.system import usable_cores
 
 BINS = 16384
 
@@ -127,7 +127,7 @@ def inference_threads(requested: int) -> int:
     than ONNX Runtime's default of 2."""
     if requested > 0:
         return requested
-    return max(1, len(os.sched_getaffinity(0)) - 2)
+    return max(1, usable_cores() - 2)
 
 
 class StatsCollector:

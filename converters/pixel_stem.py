@@ -28,6 +28,8 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from converters.weights import drop_unused_initializers, quantize_weight
+
 #: Pixels per position of the uint8 view, and output pixels per position of the first conv.
 PIXELS = 4
 PAIRS = 2
@@ -66,7 +68,7 @@ def pixel_stem(model: onnx.ModelProto, keep_float: Collection[str] = ()) -> str:
                       outputs=1)
     except StemMismatchError as reason:
         return str(reason)
-    _rewrite(graph, stem, quads, pairs)
+    _rewrite(graph, stem, quads, pairs, width)
     return ""
 
 
@@ -288,15 +290,29 @@ def _taps(kernel_width: int, left: int, group: int, outputs: int) -> _Taps:
     return _Taps([(v, r, d - low, q) for v, r, d, q in taps], kernel, -low, kernel - 1 + low)
 
 
-def _rewrite(graph: _Graph, stem: _Stem, quad: _Taps, pairs: _Taps) -> None:
-    out_channels = stem.weight.shape[0]
-    names = _first_conv_tensors(graph, stem, quad)
+def _on_positions(conv: onnx.NodeProto, taps: _Taps) -> dict[str, list[int]]:
+    """`conv`'s attributes with the horizontal axis re-indexed onto positions (stride 1 across);
+    the vertical axis is unchanged."""
+    pads = _ints(conv, "pads", [0, 0, 0, 0])
+    return {"kernel_shape": [_ints(conv, "kernel_shape", [])[0], taps.kernel],
+            "strides": [_ints(conv, "strides", [1, 1])[0], 1],
+            "pads": [pads[0], taps.left, pads[2], taps.right],
+            "dilations": [_ints(conv, "dilations", [1, 1])[0], 1]}
+
+
+def _with_attributes(node: onnx.NodeProto, values: dict[str, list[int]]) -> onnx.NodeProto:
+    """`node` with these attributes set (replacing any of the same name)."""
+    kept = [a for a in node.attribute if a.name not in values]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    node.attribute.extend(helper.make_attribute(k, v) for k, v in values.items())
+    return node
+
+
+def _rewrite(graph: _Graph, stem: _Stem, quad: _Taps, pairs: _Taps, width: int) -> None:
     prefix = stem.first.name or "stem"
+    names = _first_conv_tensors(graph, stem, quad, prefix, width)
     image = graph.graph.input[0].name
-    kernel_h = _ints(stem.first, "kernel_shape", [])[0]
-    stride_h = _ints(stem.first, "strides", [1, 1])[0]
-    dilation_h = _ints(stem.first, "dilations", [1, 1])[0]
-    pads = _ints(stem.first, "pads", [0, 0, 0, 0])
     feeding = stem.quantize.input[0]
     nodes = [
         helper.make_node("Reshape", [image, names["shape"]], [f"{prefix}_quads"],
@@ -310,12 +326,11 @@ def _rewrite(graph: _Graph, stem: _Stem, quad: _Taps, pairs: _Taps) -> None:
                          [f"{prefix}_weight"], axis=0, name=f"{prefix}_weight"),
         helper.make_node("DequantizeLinear", [names["b"], names["b_scale"], names["b_zero"]],
                          [f"{prefix}_bias"], axis=0, name=f"{prefix}_bias"),
-        helper.make_node("Conv", [f"{prefix}_pixels", f"{prefix}_weight", f"{prefix}_bias"],
-                         [feeding], name=stem.first.name, kernel_shape=[kernel_h, quad.kernel],
-                         strides=[stride_h, 1], dilations=[dilation_h, 1],
-                         pads=[pads[0], quad.left, pads[2], quad.right]),
+        _with_attributes(
+            helper.make_node("Conv", [f"{prefix}_pixels", f"{prefix}_weight", f"{prefix}_bias"],
+                             [feeding], name=stem.first.name), _on_positions(stem.first, quad)),
     ]
-    _second_conv_on_pairs(graph, stem, pairs, out_channels)
+    _second_conv_on_pairs(graph, stem, pairs)
     removed = {id(n) for n in stem.removed}
     position = next(i for i, n in enumerate(graph.graph.node) if id(n) == id(stem.removed[0]))
     kept = [n for n in graph.graph.node if id(n) not in removed]
@@ -327,28 +342,21 @@ def _rewrite(graph: _Graph, stem: _Stem, quad: _Taps, pairs: _Taps) -> None:
     kept_info = [v for v in graph.graph.value_info if v.name not in stale]
     del graph.graph.value_info[:]
     graph.graph.value_info.extend(kept_info)
-    used = {name for node in graph.graph.node for name in node.input}
-    orphans = {name for n in stem.removed for name in n.input} - used
-    kept_initializers = [i for i in graph.graph.initializer if i.name not in orphans]
-    del graph.graph.initializer[:]
-    graph.graph.initializer.extend(kept_initializers)
+    drop_unused_initializers(graph.graph)
 
 
-def _first_conv_tensors(graph: _Graph, stem: _Stem, quad: _Taps) -> dict[str, str]:
+def _first_conv_tensors(graph: _Graph, stem: _Stem, quad: _Taps, prefix: str,
+                        width: int) -> dict[str, str]:
     """Quantized weights for the first conv on pixel quads: [PAIRS*O, PIXELS*C, kh, positions]."""
     out_channels, channels, kernel_h, _ = stem.weight.shape
     spread = np.zeros((PAIRS, out_channels, PIXELS, channels, kernel_h, quad.kernel), np.float32)
     for v, r, d, q in quad.taps:
         spread[r, :, q, :, :, d] = stem.weight[:, :, :, v]
     weight = spread.reshape(PAIRS * out_channels, PIXELS * channels, kernel_h, quad.kernel)
-    largest = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
-    w_scale = np.where(largest > 0, largest / 127.0, 1.0).astype(np.float32)
-    w_int8 = np.clip(np.round(weight / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+    w_int8, w_scale = quantize_weight(weight, axis=0)
     bias = np.tile(stem.bias, PAIRS).astype(np.float64)
     b_int32 = np.clip(np.round(bias / w_scale), -2**31, 2**31 - 1).astype(np.int32)
-    prefix = stem.first.name or "stem"
     height = graph.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    width = graph.image_width()
     tensors: dict[str, npt.NDArray[np.generic]] = {
         "shape": np.array([0, height, width // PIXELS, PIXELS * channels], np.int64),
         "x_scale": np.array(1.0, np.float32), "x_zero": np.array(stem.zero_point, np.uint8),
@@ -361,23 +369,15 @@ def _first_conv_tensors(graph: _Graph, stem: _Stem, quad: _Taps) -> dict[str, st
     return names
 
 
-def _second_conv_on_pairs(graph: _Graph, stem: _Stem, pairs: _Taps, channels: int) -> None:
+def _second_conv_on_pairs(graph: _Graph, stem: _Stem, pairs: _Taps) -> None:
     """Re-index the second conv's int8 weight [O2, O, kh, kw] to [O2, PAIRS*O, kh, positions];
     its scales, zero points and bias stay as they are."""
     original = graph.constants[stem.second_weight]
-    out_channels, _, kernel_h, _ = original.shape
+    out_channels, channels, kernel_h, _ = original.shape
     spread = np.zeros((out_channels, PAIRS, channels, kernel_h, pairs.kernel), np.int8)
     for v, _, d, q in pairs.taps:  # one output pixel per position: r is always 0
         spread[:, q, :, :, d] = original[:, :, :, v]
     weight = spread.reshape(out_channels, PAIRS * channels, kernel_h, pairs.kernel)
     graph.initializers[stem.second_weight].CopyFrom(
         numpy_helper.from_array(weight, stem.second_weight))
-    pads = _ints(stem.second, "pads", [0, 0, 0, 0])
-    replaced = {"kernel_shape": [_ints(stem.second, "kernel_shape", [])[0], pairs.kernel],
-                "strides": [_ints(stem.second, "strides", [1, 1])[0], 1],
-                "pads": [pads[0], pairs.left, pads[2], pairs.right],
-                "dilations": [_ints(stem.second, "dilations", [1, 1])[0], 1]}
-    kept = [a for a in stem.second.attribute if a.name not in replaced]
-    del stem.second.attribute[:]
-    stem.second.attribute.extend(kept)
-    stem.second.attribute.extend(helper.make_attribute(k, v) for k, v in replaced.items())
+    _with_attributes(stem.second, _on_positions(stem.second, pairs))

@@ -13,12 +13,12 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 import onnx
 from onnx import helper, numpy_helper
 
 from calibration.ranges import TensorRanges
 from converters.errors import ConversionError
+from converters.weights import drop_unused_initializers, quantize_weight
 
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 POOLING_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
@@ -36,18 +36,6 @@ def weight_axis(node: onnx.NodeProto) -> int:
     if node.op_type == "MatMul":
         return 1
     return 0
-
-
-def quantize_weight(weight: npt.NDArray[np.float32], axis: int
-                    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
-    """Symmetric per-channel int8: returns (quantized weight, scale per channel)."""
-    moved = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
-    amax = np.abs(moved).max(axis=1)
-    scale = (np.maximum(amax, 1e-8) / 127.0).astype(np.float32)
-    shape = [1] * weight.ndim
-    shape[axis] = -1
-    quantized = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
-    return quantized, scale
 
 
 @dataclass
@@ -155,17 +143,9 @@ def qdq_for_tensorrt(model: onnx.ModelProto, ranges: TensorRanges,
                 node.input[1] in initializers:
             node.input[1] = inserter.weight(node, initializers[node.input[1]])
     _insert_topologically(graph, inserter)
-    _drop_unused_initializers(graph)
+    drop_unused_initializers(graph)
     onnx.checker.check_model(quantized)
     return quantized
-
-
-def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    """The float weights that int8 copies replaced."""
-    used = {name for node in graph.node for name in node.input}
-    kept = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
 
 
 def _insert_topologically(graph: onnx.GraphProto, inserter: _Inserter) -> None:

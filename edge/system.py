@@ -1,11 +1,18 @@
-"""Readings of the host for the stats topic: memory and thermal zones (where readable)."""
+"""Readings of the host: usable cores, and for the stats topic memory and thermal zones
+(where readable)."""
 
 from __future__ import annotations
 
+import os
 import resource
 from pathlib import Path
 
 THERMAL_ROOT = Path("/sys/class/thermal")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (a container's or taskset's limit, not the host's)."""
+    return len(os.sched_getaffinity(0))
 
 
 def memory_rss_mb() -> float:
