@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputError
-from edge.preprocess import Letterboxer
+from edge.preprocess import letterboxer_from_spec
 from edge.spec import ModelSpec
 from edge.synthetic import ShapeScene
 
@@ -113,8 +113,8 @@ class FrameSet:
                     yield decoded
 
     def inputs(self, spec: ModelSpec) -> Iterator[dict[str, npt.NDArray[np.uint8]]]:
-        """Model input dicts `{input name: uint8 [1, H, W, 3]}`."""
-        letterbox = Letterboxer(spec.input.pad_value, spec.input.colour_order == "RGB")
+        """Model input dicts `{input name: uint8 [1, H, W, 3]}`, a new buffer per frame."""
+        letterbox = letterboxer_from_spec(spec)
         for image in self.images():
             buffer = np.empty((1, spec.input.height, spec.input.width, 3), np.uint8)
             letterbox(image, buffer)

@@ -75,3 +75,57 @@ def test_video_and_synthetic_sources(tmp_path):
     assert len(list(synthetic.inputs(SPEC))) == 3
     with pytest.raises(InputError, match="does not exist"):
         frames_from(tmp_path / "missing")
+
+
+PAD_SPEC = ModelSpec(task="detect", labels=("a",), head="anchor_free", output="o",
+                     input=InputSpec(name="images", width=64, height=64, pad_value=114))
+
+
+def _bars(buffer: np.ndarray, source_width: int, source_height: int) -> np.ndarray:
+    """Every pixel of a [1, H, W, 3] input outside the letterboxed image, flattened."""
+    from edge.preprocess import LetterboxGeometry
+
+    image = buffer[0]
+    geometry = LetterboxGeometry.fit(source_width, source_height, image.shape[1], image.shape[0])
+    inside = np.zeros(image.shape[:2], bool)
+    inside[geometry.pad_top:geometry.pad_top + geometry.resized_height,
+           geometry.pad_left:geometry.pad_left + geometry.resized_width] = True
+    return image[~inside]
+
+
+def _video(path: Path, frames: list[np.ndarray]) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("kind", ["folder", "video", "synthetic"])
+def test_pad_bars_hold_the_pad_value_in_every_input(tmp_path, kind):
+    """Regression: the letterboxer used to remember painted buffers by id(); freed buffers' ids
+    are reused, so most calibration frames kept stale pad bars. Buffers are dropped here as a
+    calibration loop drops them, and memory is dirtied in between."""
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (36, 80, 3), np.uint8) for _ in range(12)]
+    if kind == "folder":
+        for i, frame in enumerate(frames):
+            cv2.imwrite(str(tmp_path / f"{i:02d}.png"), frame)
+        source: str | Path = tmp_path
+    elif kind == "video":
+        source = _video(tmp_path / "clip.avi", frames)
+    else:
+        source = "synthetic://shapes?seed=3"
+    frame_set = frames_from(source, max_images=12)
+    size = (640, 480) if kind == "synthetic" else (80, 36)
+    checked = 0
+    for inputs in frame_set.inputs(PAD_SPEC):
+        bars = _bars(inputs["images"], *size)
+        assert bars.size > 0
+        assert np.all(bars == 114), f"frame {checked}: {np.count_nonzero(bars != 114)} stale"
+        checked += 1
+        del inputs, bars
+        garbage = np.full((1, 64, 64, 3), 7, np.uint8)  # the next np.empty may reuse this memory
+        del garbage
+    assert checked == 12
