@@ -27,7 +27,7 @@ import cv2
 from latency import interleaved_latencies_ms
 
 if TYPE_CHECKING:
-    from calibration.calibrate import Profile
+    from converters.quantize import Profile
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "edge" / "models" / "shapes.onnx"
@@ -46,8 +46,8 @@ def write_frames(folder: Path, count: int, seed: int = 7) -> None:
 def run_side(side: str, frames: Path, out: Path, profile: Profile,
               method: str) -> dict[str, Any]:
     """Runs in the child process: calibrate, write `out`, report time."""
-    from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
     from calibration.readers import frames_from
+    from converters.quantize import CalibrateOptions, calibrate, load_float_model
 
     model, spec = load_float_model(MODEL)
     frame_set = frames_from(frames, max_images=10_000)

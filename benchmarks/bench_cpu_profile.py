@@ -59,8 +59,8 @@ def spec_of(model: onnx.ModelProto) -> ModelSpec:
 
 
 def int8_variants(model: onnx.ModelProto) -> dict[str, onnx.ModelProto]:
-    from calibration.calibrate import CalibrateOptions, calibrate
     from calibration.readers import frames_from
+    from converters.quantize import CalibrateOptions, calibrate
 
     spec = spec_of(model)
     stem = next(n.name for n in model.graph.node if n.op_type == "Conv")
@@ -71,7 +71,7 @@ def int8_variants(model: onnx.ModelProto) -> dict[str, onnx.ModelProto]:
 
 
 def output_sqnr_db(reference: onnx.ModelProto, quantized: onnx.ModelProto) -> float:
-    from calibration.calibrate import output_sqnr
+    from calibration.fidelity import output_sqnr
     from calibration.readers import frames_from
 
     feeds = frames_from("synthetic://shapes?seed=9", max_images=8).inputs(spec_of(reference))

@@ -11,10 +11,11 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
-from calibration.calibrate import Calibrated, layer_sqnr, output_sqnr
 from calibration.datasets import dataset_from
 from calibration.evaluate import Accuracy, evaluate
+from calibration.fidelity import layer_sqnr, output_sqnr
 from calibration.readers import FrameSet
+from calibration.result import Calibrated
 from calibration.stats import TensorStats
 from edge.errors import MissingDependencyError
 from edge.spec import ModelSpec
@@ -40,7 +41,7 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     fp32, int8 = _accuracies(fp32_path, int8_path, spec, eval_data)
     reference = onnx.load(str(fp32_path))
     sqnr_outputs = output_sqnr(reference, result.model, _first(frames, spec, 8))
-    sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, frames, spec, 8)
+    sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, frames.inputs(spec))
     worst = sorted(sqnr_layers.items(), key=lambda item: item[1])[:WORST_LAYERS]
     inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
     plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)

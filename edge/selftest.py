@@ -53,8 +53,8 @@ def _score(runner: Runner, frames: int, seed: int) -> tuple[float, dict[str, flo
 
 def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = None
                       ) -> dict[str, Any]:
-    from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
     from calibration.readers import frames_from
+    from converters.quantize import CalibrateOptions, calibrate, load_float_model
     from edge.gpu.memory import gpu_memory
     from edge.runners.tensorrt import TrtRunner
     from edge.tensorrt import load_tensorrt

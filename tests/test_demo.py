@@ -7,8 +7,8 @@ import sys
 import onnx
 import pytest
 
-from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
 from calibration.readers import frames_from
+from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.demo import run_demo
 from edge.spec import InputSpec, ModelSpec
 from tests.onnx_graphs import constant_head_model

@@ -107,12 +107,12 @@ def _inspect_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from calibration.calibrate import (
+    from calibration.readers import frames_from
+    from converters.quantize import (
         CalibrateOptions,
         calibrate,
         load_float_model,
     )
-    from calibration.readers import frames_from
     from edge.files import write_bytes_atomic
 
     for output in (args.output, args.cache, args.ranges):

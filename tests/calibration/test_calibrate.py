@@ -13,7 +13,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from calibration.calibrate import CalibrateOptions, calibrate, load_float_model
 from calibration.readers import frames_from
 from converters.convert import ConvertOptions, convert_module
 from converters.demo_detector.evaluate import evaluate_onnx
@@ -21,6 +20,7 @@ from converters.errors import ConversionError
 from converters.fold import Normalisation
 from converters.model_report import quantization_summary
 from converters.qdq_rules import check_tensorrt_qdq, tensorrt_qdq_violations
+from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.errors import ModelError
 from tests.converters.tiny_models import TinyDetector, seeded
 

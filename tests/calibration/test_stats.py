@@ -36,9 +36,9 @@ def test_collector_memory_does_not_grow_with_frames(demo_model):
     """Peak traced memory over 24 frames stays at that of 4: each batch is folded and dropped."""
     import tracemalloc
 
-    from calibration.calibrate import CalibrateOptions, load_float_model, tensors_to_observe
     from calibration.readers import frames_from
     from calibration.stats import StatsCollector
+    from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
 
     model, spec = load_float_model(demo_model)
     tensors = tensors_to_observe(model, CalibrateOptions(profile="cpu"))

@@ -1,0 +1,62 @@
+"""How far an INT8 model strays from its FP32 reference: SQNR of outputs and inner tensors.
+
+Both models run on ONNX Runtime's CPU provider over the same inputs; signal and noise are summed
+over every input before the ratio is taken, so one quiet frame cannot dominate.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+
+from calibration.stats import model_exposing
+
+
+def decibels(signal: float, noise: float) -> float:
+    return float(10 * np.log10(max(signal, 1e-30) / max(noise, 1e-30)))
+
+
+def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
+                inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
+    """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`."""
+    import onnxruntime as ort  # noqa: PLC0415 - optional heavy dependency (the `cpu` extra)
+
+    sessions = [ort.InferenceSession(model_exposing(m, names).SerializeToString(),
+                                     providers=["CPUExecutionProvider"])
+                for m in (reference, quantized)]
+    signal = dict.fromkeys(names, 0.0)
+    noise = dict.fromkeys(names, 0.0)
+    for feed in inputs:
+        ours, theirs = (s.run(names, feed) for s in sessions)
+        for name, ref, q in zip(names, ours, theirs, strict=True):
+            signal[name] += float(np.square(ref, dtype=np.float64).sum())
+            noise[name] += float(np.square(ref - q, dtype=np.float64).sum())
+    return {name: decibels(signal[name], noise[name]) for name in names}
+
+
+def weighted_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Nodes whose second input is a weight initializer (Conv, Gemm, MatMul with weights...)."""
+    weights = {i.name for i in model.graph.initializer}
+    return [n for n in model.graph.node if len(n.input) > 1 and n.input[1] in weights]
+
+
+def layer_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
+               inputs: Iterable[dict[str, npt.NDArray[Any]]], limit: int = 8) -> dict[str, float]:
+    """SQNR (dB) of every weighted node's output (FP32 `reference`'s nodes) over the first
+    `limit` inputs, by node name; low values mark the layers that suffer most from
+    quantization."""
+    present = {o for n in quantized.graph.node for o in n.output}
+    node_of = {n.output[0]: n.name for n in weighted_nodes(reference) if n.output[0] in present}
+    by_tensor = tensor_sqnr(reference, quantized, list(node_of), itertools.islice(inputs, limit))
+    return {node_of[name]: value for name, value in by_tensor.items()}
+
+
+def output_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
+                inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
+    """SQNR (dB) of each model output, INT8 vs FP32."""
+    return tensor_sqnr(reference, quantized, [o.name for o in reference.graph.output], inputs)
