@@ -72,3 +72,143 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(tmp_path / "absent.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "[model\n"))
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def mqtt_config(tmp_path: Path, lines: str) -> Path:
+    """VALID with `lines` added to its [mqtt] section."""
+    return write(tmp_path, VALID.replace('url = "mqtt://127.0.0.1:1883"', lines))
+
+
+@pytest.mark.parametrize(
+    ("mqtt_lines", "expected"),
+    [
+        # strict types: no string-typed numbers, no booleans as numbers, no nan/inf
+        ('url = "mqtt://h"\nkeepalive_s = "30"', r"mqtt\.keepalive_s: .*valid integer; got '30'"),
+        ('url = "mqtt://h"\nqos = true', r"mqtt\.qos: .*valid integer; got True"),
+        ('url = "mqtt://h"\ntls_insecure = 1', r"mqtt\.tls_insecure: .*valid boolean; got 1"),
+        ('url = "mqtt://h"\nreconnect_max_s = nan', r"mqtt\.reconnect_max_s: .*finite"),
+        ('url = "mqtt://h"\noutbox_max_age_s = inf', r"mqtt\.outbox_max_age_s: .*finite"),
+        ('url = "mqtt://h"\noutbox = "cloud"', r"mqtt\.outbox: .*'memory' or 'disk'"),
+        ('url = "mqtt://h"\noutbox_max_mb = 0', r"mqtt\.outbox_max_mb: .*greater than 0"),
+        # the topic prefix
+        ('url = "mqtt://h"\nprefix = "edge/#"', r"mqtt\.prefix: .*wildcards"),
+        ('url = "mqtt://h"\nprefix = "edge/+/x"', r"mqtt\.prefix: .*wildcards"),
+        ('url = "mqtt://h"\nprefix = ""', r"mqtt\.prefix: .*non-empty levels"),
+        ('url = "mqtt://h"\nprefix = "/edge"', r"mqtt\.prefix: .*leading or trailing"),
+        ('url = "mqtt://h"\nprefix = "edge/"', r"mqtt\.prefix: .*leading or trailing"),
+        ('url = "mqtt://h"\nprefix = "edge//gate"', r"mqtt\.prefix: .*non-empty levels"),
+        # TLS settings need mqtts://; files must exist and be PEM
+        ('url = "mqtt://h"\nca_file = "{pem}"', r"mqtt: .*ca_file set, but url is mqtt://"),
+        ('url = "mqtt://h"\ntls_insecure = true', r"mqtt: .*tls_insecure set, but url is mqtt"),
+        ('url = "mqtts://h"\nca_file = "{tmp}/absent.pem"',
+         r"mqtt\.ca_file: .*cannot read .*absent\.pem: No such file"),
+        ('url = "mqtts://h"\ncertfile = "{tmp}/absent.pem"\nkeyfile = "{pem}"',
+         r"mqtt\.certfile: .*cannot read"),
+        ('url = "mqtts://h"\nca_file = "{der}"', r"mqtt\.ca_file: .*not a PEM file"),
+        ('url = "mqtts://h"\ncertfile = "{pem}"', r"mqtt: .*certfile and keyfile go together"),
+        # passwords
+        ('url = "mqtt://h"\nusername = "u"\npassword_file = "{tmp}/absent"',
+         r"mqtt\.password_file: .*cannot read"),
+        ('url = "mqtt://h"\nusername = "u"\npassword = "p"\npassword_file = "{pem}"',
+         r"mqtt: .*alternatives"),
+        ('url = "mqtt://h"\npassword = "p"', r"mqtt: .*needs a username"),
+    ],
+)
+def test_bad_mqtt_settings_name_the_key(tmp_path, mqtt_lines, expected):
+    (tmp_path / "ca.pem").write_text(PEM)
+    (tmp_path / "ca.der").write_bytes(b"\x30\x82\x01\x0a" * 8)
+    lines = mqtt_lines.format(pem=tmp_path / "ca.pem", der=tmp_path / "ca.der", tmp=tmp_path)
+    with pytest.raises(ConfigError, match=expected):
+        load_config(mqtt_config(tmp_path, lines))
+
+
+def test_strict_types_outside_mqtt(tmp_path):
+    for change, expected in [
+        (("interval_s = 10", 'interval_s = "10"'), r"frames\.interval_s: .*got '10'"),
+        (("interval_s = 10", "interval_s = inf"), r"frames\.interval_s: .*finite"),
+        (("[model]", "[model]\nthreads = true"), r"model\.threads: .*valid integer"),
+        (("[model]", "[model]\nbuild_engine = 0"), r"model\.build_engine: .*valid boolean"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            load_config(write(tmp_path, VALID.replace(*change)))
+
+
+def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_bytes(VALID.replace('"gate-01"', '"gate-\xe9"').encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte \d+ is 0xe9\).*re-save"):
+        load_config(path)
+
+
+def test_secrets_are_never_echoed_by_validation(tmp_path):
+    secret = "hunter2-s3cret"
+    cases = [
+        f'url = "mqtts://user:{secret}@broker:8883"',
+        f'url = "mqtt://h"\nusername = "u"\npassword = "{secret}"\npassword_file = "/x"',
+        f'url = "mqtt://h"\nusername = "u"\npassword = ["{secret}"]',
+        f'url = "mqtt://h"\npassword = "{secret}"',  # no username: the model-level check
+        f'url = "mqtt://user:{secret}@h:99999"',
+    ]
+    for lines in cases:
+        with pytest.raises(ConfigError) as caught:
+            load_config(mqtt_config(tmp_path, lines))
+        assert secret not in str(caught.value), str(caught.value)
+        assert "mqtt" in str(caught.value)
+
+
+def test_user_info_in_the_url_is_rejected_and_points_to_the_alternatives(tmp_path):
+    with pytest.raises(ConfigError, match=r"mqtt\.url: .*user info .*password_file") as caught:
+        load_config(mqtt_config(tmp_path, 'url = "mqtts://edge:pw@broker"'))
+    assert "pw@" not in str(caught.value)
+
+
+def test_password_sources_inline_file_and_environment(tmp_path, caplog):
+    secret_file = tmp_path / "password"
+    secret_file.write_text("from-file\n")
+    secret_file.chmod(0o600)
+    with_file = load_config(mqtt_config(
+        tmp_path, f'url = "mqtt://h"\nusername = "u"\npassword_file = "{secret_file}"'))
+    assert with_file.mqtt.password_value({"EDGE_MQTT_PASSWORD": "env"}) == "from-file"
+    assert "can be read by other users" not in caplog.text
+    from_env = load_config(mqtt_config(tmp_path, 'url = "mqtt://h"\nusername = "u"'))
+    assert from_env.mqtt.password_value({"EDGE_MQTT_PASSWORD": "env"}) == "env"
+    assert from_env.mqtt.password_value({}) is None
+    inline = load_config(mqtt_config(
+        tmp_path, 'url = "mqtt://h"\nusername = "u"\npassword = "inline-pw"'))
+    assert inline.mqtt.password_value({"EDGE_MQTT_PASSWORD": "env"}) == "inline-pw"
+    assert "inline-pw" not in repr(inline)
+
+
+def test_a_world_readable_password_file_warns(tmp_path, caplog):
+    secret_file = tmp_path / "password"
+    secret_file.write_text("from-file\n")
+    secret_file.chmod(0o644)
+    load_config(mqtt_config(
+        tmp_path, f'url = "mqtt://h"\nusername = "u"\npassword_file = "{secret_file}"'))
+    assert f"chmod 600 {secret_file}" in caplog.text
+    assert "from-file" not in caplog.text
+
+
+def test_tls_client_certificate_settings_load(tmp_path):
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text(PEM)
+    config = load_config(mqtt_config(
+        tmp_path, 'url = "mqtts://broker"\nca_file = "ca.pem"\ncertfile = "client.pem"\n'
+                  'keyfile = "client.key"\noutbox = "disk"\noutbox_path = "state/outbox.db"'
+        .replace('"ca.pem"', f'"{tmp_path}/ca.pem"')
+        .replace('"client.pem"', f'"{tmp_path}/client.pem"')
+        .replace('"client.key"', f'"{tmp_path}/client.key"')))
+    assert (config.mqtt.tls, config.mqtt.port) == (True, 8883)
+    assert config.mqtt.keyfile == tmp_path / "client.key"
+    assert config.mqtt.outbox_path == tmp_path / "state" / "outbox.db"
+
+
+def test_log_section(tmp_path):
+    config = load_config(write(tmp_path, VALID + '[log]\nlevel = "debug"\n'
+                                                 'summary_interval_s = 30\n'))
+    assert (config.log.level, config.log.summary_interval_s) == ("debug", 30)
+    with pytest.raises(ConfigError, match=r"log\.level: .*'debug', 'info'"):
+        load_config(write(tmp_path, VALID + '[log]\nlevel = "loud"\n'))
