@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge.errors import ConfigError
 
@@ -51,6 +58,8 @@ class CameraConfig(_Section):
                       description="used in topics: letters, digits, _ and - only")
     source: str = Field(description="v4l2:///dev/video0, csi://0, rtsp://..., file://..., "
                                     "synthetic://shapes?fps=15&seed=1")
+    sampling: dict[str, Any] | None = Field(
+        default=None, description="overrides of [sampling] keys for this camera")
 
 
 class MqttConfig(_Section):
@@ -107,6 +116,62 @@ class FramesConfig(_Section):
     retain: bool = False
 
 
+class SamplingLimits(_Section):
+    """Upper bounds on published samples; unset means unbounded."""
+
+    per_minute: int | None = Field(default=None, gt=0, description="samples per minute")
+    per_hour: int | None = Field(default=None, gt=0, description="samples per hour")
+    per_day: int | None = Field(default=None, gt=0, description="samples per day")
+    bytes_per_hour: int | None = Field(default=None, gt=0,
+                                       description="JPEG bytes (drawn and clean) per hour")
+
+
+class SamplingConfig(_Section):
+    """Which frames are worth a human look, beyond `[frames]`' interval and on-detection.
+
+    Each policy that fires adds its reason to the sample's `frame/meta`."""
+
+    uncertain_band: list[float] | None = Field(
+        default=None, description="[low, high] score band, e.g. around the threshold: a frame "
+                                  "with a detection scored inside it is sampled ('uncertain')")
+    rare_labels: list[str] = Field(default=[], description="labels always worth a sample")
+    rare_below: float | None = Field(
+        default=None, gt=0, lt=1, description="also rare: labels making up less than this "
+                                              "fraction of this camera's detections so far")
+    count_change: bool = Field(default=False, description="sample when the number of objects "
+                                                          "changes and stays changed")
+    count_steady_frames: int = Field(default=3, ge=1, le=1000,
+                                     description="frames a new count must last to count")
+    audit_rate: float = Field(default=0.0, ge=0, lt=1,
+                              description="unbiased random sample of frames for accuracy "
+                                          "estimates (fraction of frames)")
+    seed: int | None = Field(default=None, description="audit random seed (tests)")
+    limits: SamplingLimits = SamplingLimits()
+
+    @field_validator("uncertain_band")
+    @classmethod
+    def _band_inside_unit(cls, band: list[float] | None) -> list[float] | None:
+        if band is not None and (len(band) != 2 or not 0 < band[0] < band[1] < 1):
+            raise ValueError("expected [low, high] with 0 < low < high < 1")
+        return band
+
+
+class DriftConfig(_Section):
+    """Per-camera drift of inputs and outputs against the model's reference profile."""
+
+    enabled: Literal["auto", "on", "off"] = Field(
+        default="auto", description="auto: on when the model has a reference profile")
+    reference: Path | None = Field(
+        default=None, description="reference profile JSON; default "
+                                  "<model>.drift.json")
+    window_s: float = Field(default=300.0, ge=1, le=86400,
+                            description="statistics window (seconds)")
+    min_frames: int = Field(default=100, ge=1, description="frames a window needs")
+    threshold: float = Field(default=0.25, gt=0, le=10, description="PSI above which a "
+                                                                    "statistic drifts")
+    metric: Literal["psi", "kl"] = "psi"
+
+
 class StatsConfig(_Section):
     interval_s: float = Field(default=5.0, gt=0, le=3600)
 
@@ -118,6 +183,8 @@ class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     frames: FramesConfig = FramesConfig()
     stats: StatsConfig = StatsConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    drift: DriftConfig = DriftConfig()
 
     @field_validator("cameras")
     @classmethod
@@ -127,6 +194,27 @@ class Config(_Section):
         if duplicates:
             raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
         return cameras
+
+    @model_validator(mode="after")
+    def _camera_sampling_valid(self) -> Config:
+        for index, camera in enumerate(self.cameras):
+            try:
+                self.sampling_for(camera)
+            except ValidationError as exc:
+                raise ValueError(f"cameras.{index}.sampling:\n{describe_errors(exc)}") from None
+        return self
+
+    def sampling_for(self, camera: CameraConfig) -> SamplingConfig:
+        """[sampling] with the camera's overrides applied (validated as a whole)."""
+        if not camera.sampling:
+            return self.sampling
+        merged = self.sampling.model_dump()
+        for key, value in camera.sampling.items():
+            if key == "limits" and isinstance(value, dict):
+                merged["limits"] = {**merged["limits"], **value}
+            else:
+                merged[key] = value
+        return SamplingConfig.model_validate(merged)
 
     @property
     def topic_prefix(self) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.errors import ModelError
+from edge.ort_session import session_from_onnx
 
 SPEC_KEY = "edge.spec"
 SPEC_VERSION = 1
@@ -109,9 +110,17 @@ def spec_from_onnx_file(path: Path) -> ModelSpec:
                              "`edge convert` or `edge calibrate` wrote") from exc
         props = {p.key: p.value for p in loaded.metadata_props}
     except ImportError:  # the device install has ONNX Runtime but not the onnx package
-        from edge.runners.onnxruntime import session_from_onnx, spec_from_session
-
         return spec_from_session(session_from_onnx(path), str(path))
     if SPEC_KEY not in props:
         raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")
     return ModelSpec.from_json(props[SPEC_KEY], str(path))
+
+
+def spec_from_session(session: Any, origin: str) -> ModelSpec:
+    """The model spec from an ONNX Runtime session's metadata."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    if SPEC_KEY not in metadata:
+        raise ModelError(
+            f"{origin} has no '{SPEC_KEY}' metadata, so its labels and preprocessing are "
+            "unknown; convert it with `edge convert` first")
+    return ModelSpec.from_json(metadata[SPEC_KEY], origin)

@@ -9,57 +9,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import MissingDependencyError, ModelError
+from edge.ort_session import import_onnxruntime, session_from_onnx
 from edge.runners.base import Runner
 from edge.runners.validate import check_io, check_output_shape
-from edge.spec import SPEC_KEY, ModelSpec
-
-
-def _import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise MissingDependencyError("onnxruntime", "cpu", "the ONNX Runtime backend") from exc
-    return onnxruntime
-
-
-def _load_errors() -> tuple[type[Exception], ...]:
-    """ONNX Runtime's own exception classes for a model it cannot load (they derive from
-    Exception directly)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel",
-             "NoSuchFile", "NotImplemented", "RuntimeException")
-    return tuple(getattr(state, name) for name in names if hasattr(state, name))
-
-
-def session_from_onnx(path: Path, threads: int = 0) -> Any:
-    """An ONNX Runtime CPU session for `path`; `threads` 0 lets ONNX Runtime choose."""
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist; check model.path or convert a "
-                         "model with `edge convert`")
-    ort = _import_onnxruntime()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    load_errors: tuple[type[Exception], ...] = (*_load_errors(), OSError, RuntimeError,
-                                                ValueError)
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except load_errors as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path} is not a loadable ONNX model ({first_line}); point "
-                         "model.path at a model produced by `edge convert`") from exc
-
-
-def spec_from_session(session: Any, origin: str) -> ModelSpec:
-    metadata = session.get_modelmeta().custom_metadata_map
-    if SPEC_KEY not in metadata:
-        raise ModelError(
-            f"{origin} has no '{SPEC_KEY}' metadata, so its labels and preprocessing are "
-            "unknown; convert it with `edge convert` first")
-    return ModelSpec.from_json(metadata[SPEC_KEY], origin)
+from edge.spec import ModelSpec, spec_from_session
 
 
 class OrtRunner(Runner):
@@ -72,7 +25,7 @@ class OrtRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, session: Any, spec: ModelSpec, slots: int = 2) -> None:
-        ort = _import_onnxruntime()
+        ort = import_onnxruntime()
         self._session = session
         self.spec = spec
         self.slots = slots

@@ -1,0 +1,51 @@
+"""ONNX Runtime sessions from model files, shared by the spec reader and the ONNX Runtime runner.
+
+It sits below both so that reading a model's spec needs no runner (the device install has ONNX
+Runtime but not the `onnx` package, so the spec is read through a session there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge.errors import MissingDependencyError, ModelError
+
+
+def import_onnxruntime() -> Any:
+    """The `onnxruntime` module, or a MissingDependencyError naming the `cpu` extra."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependencyError("onnxruntime", "cpu", "the ONNX Runtime backend") from exc
+    return onnxruntime
+
+
+def _load_errors() -> tuple[type[Exception], ...]:
+    """ONNX Runtime's own exception classes for a model it cannot load (they derive from
+    Exception directly)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel",
+             "NoSuchFile", "NotImplemented", "RuntimeException")
+    return tuple(getattr(state, name) for name in names if hasattr(state, name))
+
+
+def session_from_onnx(path: Path, threads: int = 0) -> Any:
+    """An ONNX Runtime CPU session for `path`; `threads` 0 lets ONNX Runtime choose."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; check model.path or convert a "
+                         "model with `edge convert`")
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    load_errors: tuple[type[Exception], ...] = (*_load_errors(), OSError, RuntimeError,
+                                                ValueError)
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except load_errors as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path} is not a loadable ONNX model ({first_line}); point "
+                         "model.path at a model produced by `edge convert`") from exc
