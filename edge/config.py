@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
+import stat
 import sys
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePath
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -18,15 +22,21 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
+from edge.redact import REDACTED, redact_text, redact_uri
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
+log = logging.getLogger(__name__)
+
+#: The environment variable that supplies the MQTT password when the config names none.
+PASSWORD_ENV = "EDGE_MQTT_PASSWORD"
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -63,31 +73,138 @@ class CameraConfig(_Section):
 
 
 class MqttConfig(_Section):
-    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts:// (TLS)")
+    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts:// (TLS); "
+                     "no user info: use username and password_file")
     prefix: str | None = Field(default=None, description="topic prefix; default edge/<device_id>")
     client_id: str | None = Field(default=None, description="default edge-<device_id>")
     username: str | None = None
-    password: str | None = None
-    ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://")
+    password: str | None = Field(default=None, repr=False,
+                                 description="prefer password_file or $EDGE_MQTT_PASSWORD")
+    password_file: Path | None = Field(default=None, description="file holding the "
+                                             "password (mode 0600); alternative to password")
+    ca_file: Path | None = Field(default=None, description="CA bundle (PEM) for mqtts://; "
+                                       "default: the system's CAs")
+    certfile: Path | None = Field(default=None, description="client certificate (PEM) "
+                                        "for mqtts://")
+    keyfile: Path | None = Field(default=None, description="client certificate's private "
+                                       "key (PEM); required with certfile")
+    tls_insecure: bool = Field(default=False, description="mqtts:// without checking that the "
+                               "broker's certificate names its host (testing only)")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
-    qos: Literal[0, 1] = Field(default=1, description="QoS of detection messages")
-    outbox_size: int = Field(default=1000, ge=1, le=1_000_000,
+    qos: int = Field(default=1, ge=0, le=1, description="QoS of detection messages")
+    outbox: Literal["memory", "disk"] = Field(
+        default="memory", description="where detections wait for the broker; disk: they also "
+                                      "survive a restart, a crash or a power cut")
+    outbox_path: Path = Field(default=Path("/var/lib/edge/outbox.sqlite"),
+                                    description="SQLite file of the disk outbox")
+    outbox_size: int = Field(default=1000, ge=1, le=10_000_000,
                              description="detection messages kept while the broker is away; "
                                          "the oldest are dropped (and counted) beyond this")
+    outbox_max_mb: float = Field(default=64.0, gt=0, le=100_000,
+                                 description="payload bytes kept, at most (oldest dropped)")
+    outbox_max_age_s: float = Field(default=7 * 86400.0, gt=0,
+                                    description="older detections are dropped (and counted)")
+    flush_timeout_s: float = Field(default=5.0, ge=0, le=600,
+                                   description="on stop, wait this long for the broker to take "
+                                               "the outbox")
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
         try:
+            parts = urlsplit(url)
             _ = parts.port
         except ValueError as exc:
-            raise ValueError(f"bad port in {url!r}") from exc
+            raise ValueError("bad port; expected mqtt://host[:port] or mqtts://host[:port]") \
+                from exc
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
+        if "@" in parts.netloc:
+            raise ValueError("user info (user:password@) is not accepted in the URL, so that "
+                             "it is never logged; set mqtt.username and mqtt.password_file (or "
+                             f"${PASSWORD_ENV})")
         return url
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, prefix: str | None) -> str | None:
+        if prefix is None:
+            return None
+        if any(char in prefix for char in "#+\0") or prefix.startswith("$"):
+            raise ValueError("a topic prefix cannot hold the wildcards # or +, NUL, or start "
+                             "with $; e.g. edge/gate-01")
+        if not prefix or prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+            raise ValueError("a topic prefix needs non-empty levels and no leading or trailing "
+                             "/; e.g. edge/gate-01")
+        return prefix
+
+    @field_validator("ca_file", "certfile", "keyfile", "password_file")
+    @classmethod
+    def _readable_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                head = path.read_bytes()[:4096]
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}; give the path of an "
+                                 "existing file the daemon's user can read") from exc
+            if not head.strip():
+                raise ValueError(f"{path} is empty")
+        return path
+
+    @field_validator("ca_file", "certfile", "keyfile")
+    @classmethod
+    def _pem_file(cls, path: Path | None) -> Path | None:
+        if path is not None and b"-----BEGIN " not in path.read_bytes():
+            raise ValueError(f"{path} is not a PEM file (no -----BEGIN line); convert it with "
+                             "openssl, e.g. `openssl x509 -inform der -in cert.der -out "
+                             "cert.pem`")
+        return path
+
+    @field_validator("password_file")
+    @classmethod
+    def _private_file(cls, path: Path | None) -> Path | None:
+        if path is not None and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("mqtt.password_file %s can be read by other users; restrict it with "
+                        "`chmod 600 %s`", path, path)
+        return path
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttConfig:
+        tls_keys = [key for key in ("ca_file", "certfile", "keyfile") if getattr(self, key)]
+        if self.tls_insecure:
+            tls_keys.append("tls_insecure")
+        if tls_keys and not self.tls:
+            raise ValueError(f"{', '.join(tls_keys)} set, but url is mqtt:// (no TLS): the "
+                             "password and data would travel in plaintext; use mqtts://")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together: give both, or neither")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file are alternatives: keep one")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("a password needs a username: set mqtt.username")
+        return self
+
+    def password_value(self, environ: Mapping[str, str]) -> str | None:
+        """The password: inline, from `password_file`, or from $EDGE_MQTT_PASSWORD (in that
+        order); None without a username."""
+        if not self.username:
+            return None
+        if self.password is not None:
+            return self.password
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"mqtt.password_file {self.password_file}: cannot read it "
+                                  f"({exc}); make it a UTF-8 text file the daemon can read") \
+                    from exc
+        return environ.get(PASSWORD_ENV)
+
+    @property
+    def display_url(self) -> str:
+        return redact_uri(self.url)
 
     @property
     def host(self) -> str:
@@ -176,6 +293,14 @@ class StatsConfig(_Section):
     interval_s: float = Field(default=5.0, gt=0, le=3600)
 
 
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] | None = Field(
+        default=None, description="log level of `edge run`; default: the --log-level option")
+    summary_interval_s: float = Field(default=60.0, ge=0, le=86400,
+                                      description="one summary line (cameras, MQTT, outbox) "
+                                                  "every N seconds; 0 disables")
+
+
 class Config(_Section):
     device_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     model: ModelConfig
@@ -183,6 +308,7 @@ class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     frames: FramesConfig = FramesConfig()
     stats: StatsConfig = StatsConfig()
+    log: LogConfig = LogConfig()
     sampling: SamplingConfig = SamplingConfig()
     drift: DriftConfig = DriftConfig()
 
@@ -222,10 +348,23 @@ class Config(_Section):
 
 
 def config_from_dict(data: dict[str, Any], origin: str) -> Config:
+    """Validate strictly, as JSON: "30" is not 30, true is not 1, nan and inf are no numbers,
+    while paths and arrays still come from TOML strings and lists."""
     try:
-        return Config.model_validate(data)
+        text = json.dumps(data, default=_json_value)
+    except TypeError as exc:
+        raise ConfigError(f"{origin}: invalid config: {exc}") from exc
+    try:
+        return Config.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: invalid config:\n{describe_errors(exc)}") from exc
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not a value this config takes; "
+                    "quote dates and times as strings")
 
 
 def load_config(path: Path) -> Config:
@@ -235,6 +374,10 @@ def load_config(path: Path) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}; pass an existing TOML "
                           "file with --config") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is "
+                          f"0x{exc.object[exc.start]:02x}); TOML files are UTF-8: re-save it "
+                          "as UTF-8") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -242,6 +385,9 @@ def load_config(path: Path) -> Config:
     model = data.get("model")
     if isinstance(model, dict) and isinstance(model.get("path"), str):
         model["path"] = str(path.parent / Path(model["path"]).expanduser())
+    mqtt = data.get("mqtt")
+    if isinstance(mqtt, dict) and isinstance(mqtt.get("outbox_path"), str):
+        mqtt["outbox_path"] = str(path.parent / Path(mqtt["outbox_path"]).expanduser())
     return config_from_dict(data, str(path))
 
 
@@ -255,6 +401,18 @@ def describe_errors(exc: ValidationError) -> str:
         elif error["type"] == "missing":
             message = "required key is missing"
         else:
-            message = f"{error['msg']}; got {error.get('input')!r}"
+            message = f"{error['msg']}{_shown_input(error['loc'], error.get('input'))}"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
+
+
+def _shown_input(loc: tuple[int | str, ...], value: object) -> str:
+    """`; got <value>` without secrets: passwords never, URIs redacted, whole sections not at
+    all (they may hold a password)."""
+    if isinstance(value, (dict, list)):
+        return ""
+    if any(isinstance(part, str) and "password" in part for part in loc):
+        return f"; got {REDACTED}"
+    if isinstance(value, str):
+        return f"; got {redact_text(redact_uri(value) if '://' in value else value)!r}"
+    return f"; got {value!r}"
