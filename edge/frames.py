@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.config import FramesConfig
+from edge.config import FramesConfig, SamplingConfig
 from edge.detections import Detections
 from edge.mqtt.link import MqttLink
+from edge.sampling import RateLimiter, SamplingPolicy
 from edge.timing import rfc3339
 
 log = logging.getLogger(__name__)
@@ -27,53 +30,52 @@ class FrameSample:
     ts: float
     image: npt.NDArray[np.uint8]  # a private copy, BGR [H, W, 3]
     detections: Detections
+    reasons: tuple[str, ...] = ("interval",)
 
 
-class FrameSampler:
-    """Decides which frames to publish: every `interval_s`, and/or on detection (at most one per
-    `min_gap_s`), and on a snapshot command."""
+class FrameSampler(SamplingPolicy):
+    """The camera loop's sampler: `[frames]` interval/on-detection plus the `[sampling]`
+    policies (see edge.sampling)."""
 
-    def __init__(self, settings: FramesConfig) -> None:
-        self.settings = settings
-        self._last = -float("inf")
-        self._snapshot = threading.Event()
+    def __init__(self, settings: FramesConfig, sampling: SamplingConfig | None = None,
+                 labels: Sequence[str] = ()) -> None:
+        super().__init__(settings, sampling or SamplingConfig(), labels)
 
-    def request_snapshot(self) -> None:
-        self._snapshot.set()
+    @property
+    def settings(self) -> FramesConfig:
+        return self.frames
 
-    def wants_copy(self, now: float) -> bool:
-        """Whether the loop should keep a copy of this frame until its detections are known."""
-        s = self.settings
-        if self._snapshot.is_set():
-            return True
-        if s.interval_s and now - self._last >= s.interval_s:
-            return True
-        return s.on_detection and now - self._last >= s.min_gap_s
-
-    def should_publish(self, now: float, detection_count: int) -> bool:
-        s = self.settings
-        due = self._snapshot.is_set() or bool(s.interval_s and now - self._last >= s.interval_s)
-        due = due or (s.on_detection and detection_count > 0 and now - self._last >= s.min_gap_s)
-        if due:
-            self._last = now
-            self._snapshot.clear()
-        return due
+    def should_publish(self, now: float, detections: Detections | int) -> bool:
+        """`reasons(...)` as a yes/no, for callers that only know a detection count."""
+        if isinstance(detections, int):
+            detections = Detections.empty() if detections == 0 else Detections(
+                np.zeros((detections, 4), np.float32), np.ones(detections, np.float32),
+                np.full(detections, -1, np.int64))
+        return bool(self.reasons(now, detections))
 
 
 class FramePublisher:
-    """A worker thread that draws, downsizes, JPEG-encodes and publishes the latest sample.
+    """A worker thread that draws, downsizes, JPEG-encodes and publishes samples.
 
-    Only the newest sample waits; an older one not yet encoded is replaced (frames are best
-    effort by contract)."""
+    At most `QUEUE` samples wait; beyond that the oldest is dropped and counted (frames are best
+    effort by contract). With `frames.draw` on, the undrawn JPEG goes to `frame/clean` so
+    labellers get clean pixels; `frame/meta` follows both and carries the reasons and the full
+    detections. The byte budget is checked after encoding, so it holds exactly."""
 
-    def __init__(self, settings: FramesConfig, link: MqttLink, labels: Sequence[str]) -> None:
+    QUEUE = 4
+
+    def __init__(self, settings: FramesConfig, link: MqttLink, labels: Sequence[str],
+                 limiter: RateLimiter | None = None, model: str = "") -> None:
         self.settings = settings
         self._link = link
         self._labels = labels
-        self._pending: FrameSample | None = None
+        self._limiter = limiter
+        self._model = model
+        self._pending: deque[FrameSample] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self.published = 0
+        self.dropped = 0  # replaced while waiting, or over the byte budget
         self._thread = threading.Thread(target=self._run, name="jpeg-encoder", daemon=True)
 
     def start(self) -> None:
@@ -87,26 +89,31 @@ class FramePublisher:
 
     def submit(self, sample: FrameSample) -> None:
         with self._cond:
-            self._pending = sample
+            if len(self._pending) >= self.QUEUE:
+                self._pending.popleft()
+                self.dropped += 1
+            self._pending.append(sample)
             self._cond.notify()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None or self._stopping)
+                self._cond.wait_for(lambda: bool(self._pending) or self._stopping)
                 if self._stopping:
                     return
-                sample, self._pending = self._pending, None
-            assert sample is not None
+                sample = self._pending.popleft()
             try:
                 self._publish(sample)
             except Exception:  # worker boundary: a bad frame must not kill the encoder thread
                 log.exception("camera %s: could not publish frame %d", sample.camera,
                               sample.frame_id)
 
-    def encode(self, sample: FrameSample) -> bytes:
+    def encode(self, sample: FrameSample, draw: bool | None = None) -> bytes:
+        """JPEG of the sample, downsized to `max_height`; drawn when `draw` (default: the
+        config's `draw`). Drawing works on a copy, so the sample stays clean."""
         image = sample.image
-        if self.settings.draw:
+        if self.settings.draw if draw is None else draw:
+            image = image.copy()
             draw_detections(image, sample.detections, self._labels)
         if image.shape[0] > self.settings.max_height:
             scale = self.settings.max_height / image.shape[0]
@@ -120,17 +127,36 @@ class FramePublisher:
 
     def _publish(self, sample: FrameSample) -> None:
         jpeg = self.encode(sample)
-        topics = self._link.topics
+        clean = self.encode(sample, draw=False) if self.settings.draw else None
+        size = len(jpeg) + (len(clean) if clean is not None else 0)
+        if self._limiter is not None and not self._limiter.spend_bytes(sample.ts, size):
+            self.dropped += 1
+            return
+        topics, retain = self._link.topics, self.settings.retain
         sent = self._link.publish_best_effort(topics.frame(sample.camera), jpeg, qos=0,
-                                              retain=self.settings.retain)
-        meta = {"v": 1, "camera": sample.camera, "frame_id": sample.frame_id, "ts": sample.ts,
-                "time": rfc3339(sample.ts), "width": int(sample.image.shape[1]),
-                "height": int(sample.image.shape[0]), "bytes": len(jpeg),
-                "detections_drawn": self.settings.draw, "detections": len(sample.detections),
-                "published_at": rfc3339(time.time())}
-        self._link.publish_json(topics.frame_meta(sample.camera), meta, qos=0,
-                                retain=self.settings.retain)
+                                              retain=retain)
+        if clean is not None:
+            self._link.publish_best_effort(topics.frame_clean(sample.camera), clean, qos=0,
+                                           retain=retain)
+        self._link.publish_json(topics.frame_meta(sample.camera),
+                                self.meta(sample, jpeg, clean), qos=0, retain=retain)
         self.published += int(sent)
+
+    def meta(self, sample: FrameSample, jpeg: bytes, clean: bytes | None) -> dict[str, Any]:
+        """`frame/meta`: `width`/`height` are the source frame's (the detections' pixel space);
+        the JPEGs may be smaller (`max_height`). `detections` stays the count (contract v1);
+        `predictions` holds the detections themselves."""
+        height, width = sample.image.shape[:2]
+        scale = min(1.0, self.settings.max_height / height)
+        return {"v": 1, "camera": sample.camera, "frame_id": sample.frame_id, "ts": sample.ts,
+                "time": rfc3339(sample.ts), "model": self._model, "width": int(width),
+                "height": int(height), "image_width": max(1, round(width * scale)),
+                "image_height": max(1, round(height * scale)), "bytes": len(jpeg),
+                "clean_bytes": len(clean) if clean is not None else None,
+                "detections_drawn": self.settings.draw, "detections": len(sample.detections),
+                "reasons": list(sample.reasons),
+                "predictions": sample.detections.to_payload(self._labels),
+                "published_at": rfc3339(time.time())}
 
 
 def draw_detections(image: npt.NDArray[np.uint8], detections: Detections,

@@ -28,11 +28,29 @@ class Topics:
     def frame_meta(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/frame/meta"
 
+    def frame_clean(self, camera: str) -> str:
+        """The undrawn JPEG of a sample when `frames.draw` is on (pixels for labellers)."""
+        return f"{self.prefix}/{camera}/frame/clean"
+
+    def drift(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/drift"
+
     def command(self, name: str) -> str:
         return f"{self.prefix}/cmd/{name}"
 
     def command_reply(self, name: str) -> str:
         return f"{self.prefix}/cmd/{name}/reply"
+
+    def events(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/events"
+
+    def event_snapshot(self, camera: str, event_id: str) -> str:
+        return f"{self.prefix}/{camera}/events/{event_id}/snapshot"
+
+    def count(self, camera: str, label: str, zone: str | None = None) -> str:
+        """Objects present now: `<camera>/<label>/count` or `<camera>/<zone>/<label>/count`."""
+        where = f"{camera}/{zone}" if zone else camera
+        return f"{self.prefix}/{where}/{label}/count"
 
     def command_name(self, topic: str) -> str | None:
         """`<prefix>/cmd/<name>` -> name; None for any other topic."""

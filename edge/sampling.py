@@ -1,0 +1,218 @@
+"""Which frames are worth a human look: sampling policies and the limits that bound them.
+
+Roboflow-style active learning on the device. Each policy looks at one frame's detections and
+says why the frame is worth labelling (`interval`, `detection`, `snapshot`, `uncertain`, `rare`,
+`count_change`, `audit`); a frame is sampled when any policy fires and the rate limits allow it.
+The audit draw is made for every frame before any limit, so the audit sample stays an unbiased
+Bernoulli sample of the frames the camera saw (as long as the limits rarely bite); its draws
+and its hits are counted for the accuracy estimate's interval.
+
+Decisions need the frame's detections, which the loop only knows after inference; the loop keeps
+a copy of the pixels while `wants_copy` says a sample may still be taken (not rate-limited).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.config import FramesConfig, SamplingConfig, SamplingLimits
+from edge.detections import Detections
+from edge.errors import ConfigError
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+
+REASONS = ("snapshot", "interval", "detection", "uncertain", "rare", "count_change", "audit")
+
+
+class SlidingCounts:
+    """Events (with a weight) in sliding windows of a minute, an hour and a day."""
+
+    def __init__(self) -> None:
+        self._events: deque[tuple[float, int]] = deque()
+
+    def total(self, now: float, window: float) -> int:
+        self._forget(now)
+        return sum(weight for ts, weight in self._events if ts > now - window)
+
+    def count(self, now: float, window: float) -> int:
+        self._forget(now)
+        return sum(1 for ts, _ in self._events if ts > now - window)
+
+    def add(self, now: float, weight: int = 1) -> None:
+        self._events.append((now, weight))
+
+    def _forget(self, now: float) -> None:
+        while self._events and self._events[0][0] <= now - DAY:
+            self._events.popleft()
+
+
+class RateLimiter:
+    """Per-minute/hour/day sample counts and a byte budget per hour (sliding windows)."""
+
+    def __init__(self, limits: SamplingLimits) -> None:
+        self.limits = limits
+        self._samples = SlidingCounts()
+        self._bytes = SlidingCounts()
+        self.refused = 0
+        self.over_budget = 0
+
+    def allows_sample(self, now: float) -> bool:
+        lim = self.limits
+        for limit, window in ((lim.per_minute, MINUTE), (lim.per_hour, HOUR), (lim.per_day, DAY)):
+            if limit is not None and self._samples.count(now, window) >= limit:
+                return False
+        return True
+
+    def take_sample(self, now: float) -> bool:
+        """Count a sample if the limits allow it."""
+        if not self.allows_sample(now):
+            self.refused += 1
+            return False
+        self._samples.add(now)
+        return True
+
+    def spend_bytes(self, now: float, size: int) -> bool:
+        """Spend `size` bytes of this hour's budget; False (nothing spent) when it would overrun."""
+        budget = self.limits.bytes_per_hour
+        if budget is not None and self._bytes.total(now, HOUR) + size > budget:
+            self.over_budget += 1
+            return False
+        self._bytes.add(now, size)
+        return True
+
+    def bytes_this_hour(self, now: float) -> int:
+        return self._bytes.total(now, HOUR)
+
+
+@dataclass
+class AuditCounts:
+    """Frames offered to the audit draw and frames it picked (for a binomial interval)."""
+
+    frames: int = 0
+    drawn: int = 0
+
+
+@dataclass
+class _CountTracker:
+    steady_frames: int
+    steady: int | None = None
+    candidate: int = -1
+    seen: int = 0
+
+    def changed(self, count: int) -> bool:
+        """True once, when a count different from the steady one has lasted `steady_frames`."""
+        if count != self.candidate:
+            self.candidate, self.seen = count, 0
+        self.seen += 1
+        if self.seen < self.steady_frames or count == self.steady:
+            return False
+        first = self.steady is None
+        self.steady = count
+        return not first
+
+
+@dataclass
+class SamplingPolicy:
+    """Decides the reasons to sample one camera's frames; not thread-safe except
+    `request_snapshot` (called from the MQTT thread)."""
+
+    frames: FramesConfig
+    sampling: SamplingConfig
+    labels: Sequence[str]
+    limiter: RateLimiter = field(init=False)
+    audit: AuditCounts = field(default_factory=AuditCounts)
+    sampled: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.sampling.rare_labels if name not in self.labels]
+        if unknown:
+            raise ConfigError(f"sampling.rare_labels: {', '.join(unknown)} not among the model's "
+                              f"labels ({', '.join(self.labels)}); fix the names or remove them")
+        self.limiter = RateLimiter(self.sampling.limits)
+        self._rng = np.random.default_rng(self.sampling.seed)
+        self._rare_ids = {self.labels.index(name) for name in self.sampling.rare_labels}
+        self._class_counts = np.zeros(len(self.labels), np.int64)
+        self._counts = _CountTracker(self.sampling.count_steady_frames)
+        self._last_interval = -float("inf")
+        self._last_detection = -float("inf")
+        self._snapshot = threading.Event()
+
+    def request_snapshot(self) -> None:
+        self._snapshot.set()
+
+    def wants_copy(self, now: float) -> bool:
+        """Whether the loop should keep this frame's pixels until its detections are known."""
+        if self._snapshot.is_set():
+            return True
+        if not self.limiter.allows_sample(now):
+            return False
+        f, s = self.frames, self.sampling
+        return bool(
+            (f.interval_s and now - self._last_interval >= f.interval_s)
+            or (f.on_detection and now - self._last_detection >= f.min_gap_s)
+            or s.uncertain_band is not None or s.rare_labels or s.rare_below is not None
+            or s.count_change or s.audit_rate > 0)
+
+    def reasons(self, now: float, detections: Detections) -> list[str]:
+        """Every policy's verdict on this frame, then the limits; [] means do not sample.
+
+        Call once per frame, in frame order: the audit draw, class frequencies and the object
+        count are updated on every call."""
+        found = self._policy_reasons(now, detections)
+        if not found:
+            return []
+        if "snapshot" not in found and not self.limiter.take_sample(now):
+            return []
+        if "snapshot" in found:
+            self._snapshot.clear()
+        if "interval" in found:
+            self._last_interval = now
+        if "detection" in found:
+            self._last_detection = now
+        self.sampled.update(found)
+        return found
+
+    def _policy_reasons(self, now: float, detections: Detections) -> list[str]:
+        f, s = self.frames, self.sampling
+        found: list[str] = []
+        if self._snapshot.is_set():
+            found.append("snapshot")
+        if f.interval_s and now - self._last_interval >= f.interval_s:
+            found.append("interval")
+        if f.on_detection and len(detections) and now - self._last_detection >= f.min_gap_s:
+            found.append("detection")
+        if s.uncertain_band is not None and uncertain(detections, s.uncertain_band):
+            found.append("uncertain")
+        if self._rare(detections):
+            found.append("rare")
+        if s.count_change and self._counts.changed(len(detections)):
+            found.append("count_change")
+        if s.audit_rate > 0:
+            self.audit.frames += 1
+            if self._rng.random() < s.audit_rate:
+                self.audit.drawn += 1
+                found.append("audit")
+        return found
+
+    def _rare(self, detections: Detections) -> bool:
+        classes = detections.class_ids
+        rare = bool(self._rare_ids) and any(int(c) in self._rare_ids for c in classes)
+        below = self.sampling.rare_below
+        if below is not None and len(classes):
+            total = int(self._class_counts.sum())
+            share = self._class_counts[classes] / max(total, 1)
+            # Until a camera has seen enough detections every class looks rare: wait for 100.
+            rare = rare or (total >= 100 and bool((share < below).any()))
+        np.add.at(self._class_counts, classes[(classes >= 0) & (classes < len(self.labels))], 1)
+        return rare
+
+
+def uncertain(detections: Detections, band: Sequence[float]) -> bool:
+    """Whether any detection's score lies in [low, high]."""
+    scores = detections.scores
+    return bool(((scores >= band[0]) & (scores <= band[1])).any())

@@ -1,0 +1,152 @@
+"""Sampling policies and their limits, on synthetic timestamps (no waiting)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edge.config import FramesConfig, SamplingConfig, config_from_dict
+from edge.detections import Detections
+from edge.errors import ConfigError
+from edge.sampling import SamplingPolicy
+
+LABELS = ("circle", "square", "triangle", "star")
+NO_INTERVAL = FramesConfig(interval_s=0)
+
+
+def dets(*items: tuple[int, float]) -> Detections:
+    """(class_id, score) pairs -> Detections with unit boxes."""
+    if not items:
+        return Detections.empty()
+    return Detections(np.tile(np.array([[0, 0, 10, 10]], np.float32), (len(items), 1)),
+                      np.array([s for _, s in items], np.float32),
+                      np.array([c for c, _ in items], np.int64))
+
+
+def policy(frames: FramesConfig = NO_INTERVAL, **sampling: object) -> SamplingPolicy:
+    return SamplingPolicy(frames, SamplingConfig.model_validate(sampling), LABELS)
+
+
+BASE = {"model": {"path": "m.onnx"}, "cameras": [{"name": "a", "source": "synthetic://shapes"}]}
+
+
+@pytest.mark.parametrize(("sampling", "camera", "expected"), [
+    ({"uncertain_band": [0.0, 0.5]}, None, r"sampling\.uncertain_band: .*0 < low < high < 1"),
+    ({"uncertain_band": [0.4, 1.0]}, None, r"sampling\.uncertain_band"),
+    ({"uncertain_band": [0.6, 0.4]}, None, r"sampling\.uncertain_band"),
+    ({"limits": {"per_minute": 0}}, None, r"sampling\.limits\.per_minute: .*greater than 0"),
+    ({"limits": {"per_hour": -3}}, None, r"sampling\.limits\.per_hour: .*greater than 0"),
+    ({"limits": {"per_day": 0}}, None, r"sampling\.limits\.per_day"),
+    ({"limits": {"bytes_per_hour": 0}}, None, r"sampling\.limits\.bytes_per_hour"),
+    ({"audit_rate": 1.5}, None, r"sampling\.audit_rate"),
+    ({"sample_everything": True}, None, r"sampling\.sample_everything: unknown key"),
+    ({}, {"uncertain_band": [0.2, 1.2]}, r"cameras\.0\.sampling:\n\s+uncertain_band"),
+    ({}, {"limits": {"per_minute": 0}}, r"cameras\.0\.sampling:\n\s+limits\.per_minute"),
+    ({}, {"bogus": 1}, r"cameras\.0\.sampling:\n\s+bogus: unknown key"),
+])
+def test_bad_sampling_config_is_rejected_with_its_path(sampling, camera, expected):
+    data = {**BASE, "sampling": sampling}
+    if camera is not None:
+        data["cameras"] = [{**BASE["cameras"][0], "sampling": camera}]
+    with pytest.raises(ConfigError, match=expected):
+        config_from_dict(data, "test")
+
+
+def test_camera_overrides_merge_over_the_global_section():
+    config = config_from_dict({
+        **BASE, "sampling": {"audit_rate": 0.1, "limits": {"per_minute": 5, "per_hour": 50}},
+        "cameras": [{"name": "a", "source": "synthetic://shapes",
+                     "sampling": {"audit_rate": 0.5, "limits": {"per_minute": 9}}},
+                    {"name": "b", "source": "synthetic://shapes"}]}, "test")
+    a, b = (config.sampling_for(c) for c in config.cameras)
+    assert (a.audit_rate, a.limits.per_minute, a.limits.per_hour) == (0.5, 9, 50)
+    assert (b.audit_rate, b.limits.per_minute) == (0.1, 5)
+
+
+def test_rare_labels_must_be_model_labels():
+    with pytest.raises(ConfigError, match=r"rare_labels: hexagon not among the model's labels"):
+        policy(rare_labels=["hexagon"])
+
+
+@pytest.mark.parametrize(("detections", "expected"), [
+    (dets(), []),
+    (dets((0, 0.9)), []),
+    (dets((0, 0.9), (1, 0.33)), ["uncertain"]),
+    (dets((2, 0.30)), ["uncertain"]),
+    (dets((2, 0.40)), ["uncertain"]),
+    (dets((2, 0.41)), []),
+])
+def test_uncertainty_band_is_inclusive(detections, expected):
+    assert policy(uncertain_band=[0.3, 0.4]).reasons(0.0, detections) == expected
+
+
+def test_rare_labels_and_rare_frequency():
+    listed = policy(rare_labels=["star"])
+    assert listed.reasons(0.0, dets((3, 0.9))) == ["rare"]
+    assert listed.reasons(1.0, dets((0, 0.9))) == []
+    by_share = policy(rare_below=0.05)
+    for i in range(100):  # 100 circles: stars are now 0 % of what this camera saw
+        assert by_share.reasons(float(i), dets((0, 0.9))) == []
+    assert by_share.reasons(100.0, dets((3, 0.9))) == ["rare"]
+    assert by_share.reasons(101.0, dets((0, 0.9))) == []
+
+
+def test_count_change_fires_once_per_steady_change():
+    p = policy(count_change=True, count_steady_frames=3)
+    counts = [2, 2, 2, 2, 3, 2, 2, 3, 3, 3, 3, 3, 1, 1, 1]
+    fired = [i for i, n in enumerate(counts) if p.reasons(float(i), dets(*[(0, 0.9)] * n))]
+    assert fired == [9, 14]  # 3 lasted three frames at index 9; 1 at index 14
+
+
+def test_interval_and_snapshot():
+    p = policy(FramesConfig(interval_s=10))
+    assert p.reasons(100.0, dets()) == ["interval"]
+    assert p.reasons(105.0, dets()) == []
+    p.request_snapshot()
+    assert p.wants_copy(106.0)
+    assert p.reasons(106.0, dets()) == ["snapshot"]
+    assert p.reasons(110.0, dets()) == ["interval"]
+
+
+def test_audit_sample_size_matches_its_rate_within_the_binomial_interval():
+    rate, frames = 0.05, 4000
+    p = policy(audit_rate=rate, seed=7)
+    drawn = sum("audit" in p.reasons(i / 15, dets()) for i in range(frames))
+    assert drawn == p.audit.drawn and p.audit.frames == frames
+    sigma = math.sqrt(frames * rate * (1 - rate))
+    assert abs(drawn - frames * rate) <= 3 * sigma, (drawn, frames * rate)
+
+
+@pytest.mark.parametrize(("limits", "fps", "seconds", "windows"), [
+    ({"per_minute": 4}, 15, 600, [(60, 4)]),
+    ({"per_hour": 30}, 1, 3 * 3600, [(3600, 30)]),
+    ({"per_minute": 10, "per_hour": 100}, 2, 2 * 3600, [(60, 10), (3600, 100)]),
+    ({"per_day": 50}, 0.05, 2 * 86400, [(86400, 50)]),
+])
+def test_rate_limits_hold_in_every_sliding_window(limits, fps, seconds, windows):
+    p = policy(audit_rate=0.5, seed=1, limits=limits)
+    times = [t for i in range(int(seconds * fps))
+             if p.reasons(t := i / fps, dets())]
+    stamps = np.array(times)
+    assert len(stamps) > 0
+    for window, limit in windows:
+        # the most samples in any window of `window` seconds that ends at a sample
+        most = max(int(np.searchsorted(stamps, t, "right") - np.searchsorted(stamps, t - window,
+                                                                           "right"))
+                   for t in stamps)
+        assert most <= limit
+        assert most == limit  # the limit is reached, not just respected
+    assert p.limiter.refused > 0
+
+
+def test_byte_budget_per_hour_holds():
+    p = policy(limits={"bytes_per_hour": 100_000})
+    spent = [(t, 30_000) for t in np.arange(0, 7200, 60.0) if p.limiter.spend_bytes(t, 30_000)]
+    stamps = np.array([t for t, _ in spent])
+    for t in stamps:
+        in_hour = (stamps > t - 3600) & (stamps <= t)
+        assert 30_000 * in_hour.sum() <= 100_000
+    assert len(spent) == 6  # three in each hour
+    assert p.limiter.over_budget > 0
