@@ -22,6 +22,12 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
+from edge.objects_config import (
+    HomeAssistantConfig,
+    TrackingConfig,
+    ZoneConfig,
+    unique_zone_names,
+)
 from edge.redact import REDACTED, redact_text, redact_uri
 
 if sys.version_info >= (3, 11):
@@ -68,8 +74,13 @@ class CameraConfig(_Section):
                       description="used in topics: letters, digits, _ and - only")
     source: str = Field(description="v4l2:///dev/video0, csi://0, rtsp://..., file://..., "
                                     "synthetic://shapes?fps=15&seed=1")
+    zones: list[ZoneConfig] = Field(default_factory=list,
+                                    description="named polygons; objects in each are counted")
     sampling: dict[str, Any] | None = Field(
         default=None, description="overrides of [sampling] keys for this camera")
+
+
+    _unique_zones = field_validator("zones")(unique_zone_names)
 
 
 class MqttConfig(_Section):
@@ -308,6 +319,8 @@ class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     frames: FramesConfig = FramesConfig()
     stats: StatsConfig = StatsConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     log: LogConfig = LogConfig()
     sampling: SamplingConfig = SamplingConfig()
     drift: DriftConfig = DriftConfig()

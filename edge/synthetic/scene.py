@@ -47,11 +47,15 @@ class GroundTruth:
         boxes: float32 [K, 4], x1 y1 x2 y2 in frame pixels.
         class_ids: int64 [K], indices into SHAPE_LABELS.
         difficult: bool [K], True where less than MIN_VISIBLE_FRACTION of the object is visible.
+        object_ids: int64 [K], the identity of each object: the same from the frame it appears
+            to the frame it leaves, never reused within a scene (ids count up from 1).
     """
 
     boxes: npt.NDArray[np.float32]
     class_ids: npt.NDArray[np.int64]
     difficult: npt.NDArray[np.bool_]
+    object_ids: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return int(self.class_ids.shape[0])
@@ -67,6 +71,7 @@ class _Shape:
     spin: float
     colour: tuple[int, int, int]
     lifetime: int
+    object_id: int = 0
 
     def polygon(self) -> npt.NDArray[np.float64]:
         """Outline vertices [V, 2] in frame pixels (a circle is returned as a fine polygon)."""
@@ -106,6 +111,7 @@ class ShapeScene:
         # stream that `next_truth` replays; its fields are made on the first render.
         self._noise_rng = np.random.default_rng([self.seed, NOISE_STREAM])
         self._noise_bank: list[npt.NDArray[np.int16]] = []
+        self._spawned = 0  # identities are a counter, so they never perturb the motion stream
         target = int(self._rng.integers(self.config.min_objects, self.config.max_objects + 1))
         while len(self._shapes) < target:
             self._shapes.append(self._spawn())
@@ -149,6 +155,7 @@ class ShapeScene:
         saturation, value = int(rng.integers(150, 256)), int(rng.integers(150, 256))
         hsv = np.array([[[hue, saturation, value]]], np.uint8)
         colour = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+        self._spawned += 1
         return _Shape(
             class_id=int(rng.integers(0, len(SHAPE_LABELS))),
             centre=centre,
@@ -158,6 +165,7 @@ class ShapeScene:
             spin=float(rng.uniform(-0.05, 0.05)),
             colour=(colour[0], colour[1], colour[2]),
             lifetime=int(rng.integers(60, 400)),
+            object_id=self._spawned,
         )
 
     def _advance(self) -> None:
@@ -236,6 +244,7 @@ class ShapeScene:
             boxes=boxes,
             class_ids=np.array([s.class_id for s in self._shapes], np.int64),
             difficult=visible < MIN_VISIBLE_FRACTION,
+            object_ids=np.array([s.object_id for s in self._shapes], np.int64),
         )
 
 

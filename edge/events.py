@@ -1,0 +1,228 @@
+"""Object events and counts of one camera, from its tracker's state after every frame.
+
+An object's life is one `new`, rate-limited `update`s (only when its zones or top score changed)
+and one `end` once it has gone unseen for `max_disappeared` frames. Each event carries the
+object's best snapshot so far; the JPEG itself goes to a retained topic per event, and only the
+newest `RETAINED_SNAPSHOTS` stay retained per camera, so the broker's store stays bounded.
+Counts (objects present now, per label and per zone and label) are retained and sent on change.
+Events and counts are at-least-once (the outbox); snapshots are best effort, like frames.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge.mqtt.topics import CONTRACT_VERSION, Topics
+from edge.objects_config import TrackingConfig
+from edge.timing import rfc3339
+from edge.tracking.bytetrack import TrackedObject
+from edge.zones import Zone, anchor_points
+
+#: Snapshots kept retained per camera; older ones are cleared with an empty retained message.
+RETAINED_SNAPSHOTS = 50
+
+#: Pixels of context around the object in its snapshot, as a fraction of the box size.
+SNAPSHOT_MARGIN = 0.25
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to publish. `queued`: through the outbox (at least once), else best effort."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    queued: bool
+
+
+@dataclass
+class _Snapshot:
+    image: npt.NDArray[np.uint8]  # a crop of the source frame, BGR
+    frame_id: int
+    score: float
+    box: list[float]
+
+
+@dataclass
+class _Life:
+    event_id: str
+    start: float
+    last_seen: float
+    zones: list[str] = field(default_factory=list)
+    entered: list[str] = field(default_factory=list)
+    sent_at: float = 0.0
+    sent_zones: list[str] = field(default_factory=list)
+    sent_top: float = 0.0
+    best: _Snapshot | None = None
+    published_score: float = -1.0  # score of the snapshot on the topic
+
+
+class EventEngine:
+    """Turns tracker state into event, snapshot and count messages for one camera."""
+
+    def __init__(self, camera: str, topics: Topics, labels: Sequence[str], zones: Sequence[Zone],
+                 settings: TrackingConfig) -> None:
+        self.camera = camera
+        self.topics = topics
+        self.labels = list(labels)
+        self.zones = list(zones)
+        self.settings = settings
+        self._lives: dict[int, _Life] = {}
+        self._counts: dict[str, int] | None = None
+        self._retained: deque[str] = deque()
+        self.events_sent = 0
+
+    def update(self, frame_id: int, ts: float, objects: Sequence[TrackedObject],
+               ended: Sequence[TrackedObject],
+               image: npt.NDArray[np.uint8] | None) -> list[Outgoing]:
+        """Messages for this frame. `image`: the source frame (BGR [H, W, 3]) the tracker saw,
+        or None when it is no longer available (no snapshot is taken then)."""
+        out: list[Outgoing] = []
+        confirmed = [o for o in objects if o.confirmed]
+        inside = self._zones_of(confirmed)
+        for item, zones in zip(confirmed, inside, strict=True):
+            life = self._lives.get(item.track_id)
+            if item.disappeared == 0 and image is not None and item.improved:
+                self._keep_snapshot(life, item, frame_id, image, ts)
+            if life is None:
+                life = self._begin(item, ts, frame_id, image)
+                out += self._event("new", item, life, zones, ts, None)
+                continue
+            if item.disappeared == 0:
+                life.last_seen = ts
+            changed = zones != life.sent_zones or item.top_score > life.sent_top
+            if changed and ts - life.sent_at >= self.settings.update_interval_s:
+                out += self._event("update", item, life, zones, ts, None)
+            else:
+                self._note_zones(life, zones)
+        for item in ended:
+            life = self._lives.pop(item.track_id, None)
+            if life is not None:
+                out += self._event("end", item, life, life.zones, ts, life.last_seen)
+        out += self._count_messages(confirmed, inside)
+        return out
+
+    def _begin(self, item: TrackedObject, ts: float, frame_id: int,
+               image: npt.NDArray[np.uint8] | None) -> _Life:
+        life = _Life(f"{int(ts * 1000)}-{item.track_id}", ts, ts)
+        self._lives[item.track_id] = life
+        if image is not None and self.settings.snapshots:
+            life.best = self._crop(image, item, frame_id)
+        return life
+
+    def _keep_snapshot(self, life: _Life | None, item: TrackedObject, frame_id: int,
+                       image: npt.NDArray[np.uint8], ts: float) -> None:
+        if life is not None and self.settings.snapshots and (
+                life.best is None or item.score > life.best.score):
+            life.best = self._crop(image, item, frame_id)
+
+    @staticmethod
+    def _crop(image: npt.NDArray[np.uint8], item: TrackedObject, frame_id: int) -> _Snapshot:
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in item.box)
+        mx, my = (x2 - x1) * SNAPSHOT_MARGIN, (y2 - y1) * SNAPSHOT_MARGIN
+        left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
+        right, bottom = min(width, int(x2 + mx) + 1), min(height, int(y2 + my) + 1)
+        crop = image[top:max(bottom, top + 1), left:max(right, left + 1)].copy()
+        return _Snapshot(crop, frame_id, item.score, [round(v, 1) for v in (x1, y1, x2, y2)])
+
+    def _zones_of(self, objects: Sequence[TrackedObject]) -> list[list[str]]:
+        if not objects or not self.zones:
+            return [[] for _ in objects]
+        points = anchor_points(np.stack([o.box for o in objects]))
+        inside = [zone.contains(points) for zone in self.zones]
+        return [[z.name for z, hits in zip(self.zones, inside, strict=True)
+                 if hits[i] and z.counts(o.class_id)] for i, o in enumerate(objects)]
+
+    @staticmethod
+    def _note_zones(life: _Life, zones: list[str]) -> None:
+        life.zones = zones
+        life.entered += [z for z in zones if z not in life.entered]
+
+    def _event(self, kind: str, item: TrackedObject, life: _Life, zones: list[str], ts: float,
+               end: float | None) -> list[Outgoing]:
+        self._note_zones(life, zones)
+        life.sent_at, life.sent_zones, life.sent_top = ts, list(zones), item.top_score
+        out = self._snapshot_messages(life)
+        payload = {
+            "v": CONTRACT_VERSION, "type": kind, "id": life.event_id, "track_id": item.track_id,
+            "camera": self.camera, "label": self._label(item.class_id),
+            "class_id": item.class_id, "score": round(item.score, 4),
+            "top_score": round(item.top_score, 4), "box": [round(float(v), 1) for v in item.box],
+            "start": round(life.start, 3), "end": None if end is None else round(end, 3),
+            "zones": list(zones), "entered_zones": list(life.entered),
+            "snapshot": self._snapshot_field(life), "ts": ts, "time": rfc3339(ts)}
+        self.events_sent += 1
+        out.append(Outgoing(self.topics.events(self.camera), _json(payload), 1, False, True))
+        return out
+
+    def _snapshot_field(self, life: _Life) -> dict[str, Any] | None:
+        if life.best is None or life.published_score < 0:
+            return None
+        return {"topic": self.topics.event_snapshot(self.camera, life.event_id),
+                "frame_id": life.best.frame_id, "score": round(life.best.score, 4),
+                "box": life.best.box}
+
+    def _snapshot_messages(self, life: _Life) -> list[Outgoing]:
+        best = life.best
+        if best is None or best.score <= life.published_score:
+            return []
+        jpeg = jpeg_from_image(best.image, self.settings.snapshot_max_height,
+                               self.settings.snapshot_quality)
+        life.published_score = best.score
+        topic = self.topics.event_snapshot(self.camera, life.event_id)
+        out = [Outgoing(topic, jpeg, 0, True, False)]
+        if topic not in self._retained:
+            self._retained.append(topic)
+            while len(self._retained) > RETAINED_SNAPSHOTS:
+                out.append(Outgoing(self._retained.popleft(), b"", 0, True, False))
+        return out
+
+    def _label(self, class_id: int) -> str:
+        return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
+
+    def _count_messages(self, objects: Sequence[TrackedObject],
+                        inside: Sequence[list[str]]) -> list[Outgoing]:
+        counts = {self.topics.count(self.camera, label): 0 for label in self.labels}
+        for zone in self.zones:
+            for c, label in enumerate(self.labels):
+                if zone.counts(c):
+                    counts[self.topics.count(self.camera, label, zone.name)] = 0
+        for item, zones in zip(objects, inside, strict=True):
+            label = self._label(item.class_id)
+            counts[self.topics.count(self.camera, label)] += 1
+            for name in zones:
+                counts[self.topics.count(self.camera, label, name)] += 1
+        previous = self._counts or {}
+        self._counts = counts
+        return [Outgoing(topic, str(n).encode(), 1, True, True)
+                for topic, n in counts.items() if previous.get(topic) != n]
+
+    def finish(self, ended: Sequence[TrackedObject], ts: float) -> list[Outgoing]:
+        """`end` for every object still alive (the camera stopped) and zero counts."""
+        return self.update(0, ts, [], ended, None)
+
+
+def jpeg_from_image(image: npt.NDArray[np.uint8], max_height: int, quality: int) -> bytes:
+    """BGR [H, W, 3] -> JPEG bytes, downscaled to at most `max_height` rows."""
+    if image.shape[0] > max_height:
+        scale = max_height / image.shape[0]
+        size = (max(1, round(image.shape[1] * scale)), max_height)
+        image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"JPEG encoding of a {image.shape} image failed")
+    return bytes(encoded)
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()

@@ -1,0 +1,75 @@
+"""Config sections of tracked objects: camera zones, `[tracking]` and `[homeassistant]`.
+
+Kept apart from `edge.config` so that the camera and MQTT sections and these evolve without
+touching each other; `edge.config` composes them. Geometry checks that need the model's labels
+or the frame size happen in `edge.zones` when the daemon is built.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Topic levels a zone may not be named, so every topic under a camera stays unambiguous.
+RESERVED_ZONE_NAMES = frozenset({"detections", "events", "frame", "status", "count"})
+
+#: [x, y]; a list rather than a tuple because TOML arrays arrive as lists (strict mode).
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class ZoneConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                      description="used in topics: letters, digits, _ and - only")
+    points: list[Point] = Field(
+        min_length=3, description="polygon vertices [x, y] in order around the outline")
+    units: Literal["pixels", "normalised"] = Field(
+        default="pixels", description="pixels of the source frame, or 0..1 of its width and "
+                                      "height")
+    labels: list[str] = Field(default_factory=list,
+                              description="labels counted in this zone; empty: every label")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_ZONE_NAMES:
+            raise ValueError(f"zone name {name!r} is a topic level of its own; choose another "
+                             f"(reserved: {', '.join(sorted(RESERVED_ZONE_NAMES))})")
+        return name
+
+
+def unique_zone_names(zones: list[ZoneConfig]) -> list[ZoneConfig]:
+    """Validator body for a camera's zone list."""
+    names = [z.name for z in zones]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"zone names must be unique per camera; repeated: {', '.join(duplicates)}")
+    return zones
+
+
+class TrackingConfig(_Section):
+    enabled: bool = Field(default=True, description="track objects, publish events and counts")
+    high_score: float = Field(default=0.5, gt=0, lt=1,
+                              description="detections at or above start and keep tracks")
+    low_score: float = Field(default=0.1, gt=0, lt=1,
+                             description="detections between low and high only keep tracks")
+    new_track_score: float = Field(default=0.6, gt=0, lt=1)
+    max_disappeared: int = Field(default=30, ge=1, le=10_000,
+                                 description="frames an object may go unseen before its end "
+                                             "event")
+    update_interval_s: float = Field(default=5.0, ge=0, le=3600,
+                                     description="update events per object, at most one per "
+                                                 "interval (and only when something changed)")
+    snapshots: bool = Field(default=True, description="publish each object's best frame")
+    snapshot_max_height: int = Field(default=360, ge=16, le=4320)
+    snapshot_quality: int = Field(default=85, ge=1, le=100)
+
+
+class HomeAssistantConfig(_Section):
+    enabled: bool = Field(default=False, description="publish Home Assistant MQTT discovery")
+    prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_/-]{1,64}$",
+                        description="Home Assistant's discovery prefix")

@@ -1,0 +1,162 @@
+"""ByteTrack-style association (Zhang et al., 2022): Kalman prediction, then two matching stages.
+
+Stage one matches confident detections to every live track (tracked and recently lost). Stage
+two matches the low-scoring rest to tracks still unmatched: an occluded or blurred object scores
+low but is still where the track predicts it, and dropping those boxes is what breaks tracks in
+simpler trackers. A new detection becomes a track only once it is seen on two frames in a row,
+and a track that goes unseen for `max_disappeared` frames ends. Matching costs O(tracks x
+detections) per frame; the assignment itself is scipy's `linear_sum_assignment`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from edge.detections import Detections
+from edge.postprocess import iou_matrix
+from edge.tracking.kalman import KalmanBoxes, xyah_from_xyxy
+
+Indices = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """Thresholds on detection scores (0..1), IoU and frame counts."""
+
+    high_score: float = 0.5
+    low_score: float = 0.1
+    new_track_score: float = 0.6
+    match_iou: float = 0.2  # stage one and new tracks' second frame
+    low_match_iou: float = 0.5  # stage two: a low score needs a tight fit
+    max_disappeared: int = 30  # frames a track survives unseen
+
+
+@dataclass
+class TrackedObject:
+    """One track. `track_id` is 0 until the track is confirmed (seen on two frames)."""
+
+    track_id: int
+    class_id: int
+    box: npt.NDArray[np.float32]  # x1 y1 x2 y2, source pixels: the last matched detection
+    score: float
+    top_score: float
+    first_frame: int
+    last_frame: int  # the last frame with a matched detection
+    disappeared: int = 0  # frames since last_frame
+    improved: bool = True  # top_score rose on this frame
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id > 0
+
+
+class ByteTracker:
+    """Feed `update(detections)` once per frame, in order; read `objects` and `ended`."""
+
+    def __init__(self, settings: TrackerSettings | None = None) -> None:
+        self.settings = settings or TrackerSettings()
+        self.objects: list[TrackedObject] = []  # live tracks, in the Kalman filter's row order
+        self.ended: list[TrackedObject] = []  # confirmed tracks that ended on the last update
+        self._kalman = KalmanBoxes()
+        self._frame = 0
+        self._next_id = 1
+
+    def update(self, detections: Detections) -> npt.NDArray[np.int64]:
+        """Advance one frame. Returns the track id of each detection [K] (0: not tracked)."""
+        self._frame += 1
+        self._kalman.predict()
+        for item in self.objects:
+            item.improved = False
+        owner = np.full(len(detections), -1, np.intp)  # detection -> row in self.objects
+        s = self.settings
+        scores = detections.scores
+        high = np.flatnonzero(scores >= s.high_score)
+        low = np.flatnonzero((scores >= s.low_score) & (scores < s.high_score))
+        rows = np.arange(len(self.objects))
+        confirmed = np.array([o.confirmed for o in self.objects], bool)
+        recent = np.array([o.disappeared == 0 for o in self.objects], bool)
+        first, high_left = self._match(rows[confirmed], high, detections, s.match_iou, owner)
+        tracked_left = first[recent[first]] if len(first) else first
+        self._match(tracked_left, low, detections, s.low_match_iou, owner)
+        _, high_left = self._match(rows[~confirmed], high_left, detections, s.match_iou, owner)
+        self._apply(owner, detections)
+        owners = [self.objects[r] if r >= 0 else None for r in owner]
+        self._retire()
+        for d, item in self._start(high_left[scores[high_left] >= s.new_track_score],
+                                   detections):
+            owners[d] = item
+        return np.array([0 if o is None else o.track_id for o in owners], np.int64)
+
+    def _match(self, rows: Indices, candidates: Indices, detections: Detections,
+               min_iou: float, owner: Indices) -> tuple[Indices, Indices]:
+        """Assign `candidates` (detection indices) to track `rows`; record pairs in `owner`.
+        Returns the rows and the candidates left unmatched."""
+        if not len(rows) or not len(candidates):
+            return rows, candidates
+        predicted = self._kalman.boxes()[rows].astype(np.float32)
+        ious = iou_matrix(predicted, detections.boxes[candidates])
+        classes = np.array([self.objects[r].class_id for r in rows])
+        ious[classes[:, None] != detections.class_ids[candidates][None, :]] = 0.0
+        pairs_r, pairs_c = linear_sum_assignment(1.0 - ious)
+        good = ious[pairs_r, pairs_c] >= min_iou
+        owner[candidates[pairs_c[good]]] = rows[pairs_r[good]]
+        used_r = np.zeros(len(rows), bool)
+        used_c = np.zeros(len(candidates), bool)
+        used_r[pairs_r[good]] = True
+        used_c[pairs_c[good]] = True
+        return rows[~used_r], candidates[~used_c]
+
+    def _apply(self, owner: Indices, detections: Detections) -> None:
+        matched = np.flatnonzero(owner >= 0)
+        rows = owner[matched]
+        self._kalman.update(rows, xyah_from_xyxy(detections.boxes[matched]))
+        seen = np.zeros(len(self.objects), bool)
+        seen[rows] = True
+        for d, r in zip(matched, rows, strict=True):
+            item = self.objects[r]
+            item.box = detections.boxes[d].copy()
+            item.score = float(detections.scores[d])
+            item.last_frame, item.disappeared = self._frame, 0
+            if item.score > item.top_score:
+                item.top_score, item.improved = item.score, True
+            if not item.confirmed:
+                item.track_id, self._next_id = self._next_id, self._next_id + 1
+                item.improved = True
+        for r in np.flatnonzero(~seen):
+            self.objects[r].disappeared += 1
+
+    def _retire(self) -> None:
+        """Drop tentative tracks not seen again and confirmed ones unseen for too long."""
+        limit = self.settings.max_disappeared
+        keep = np.array([(o.confirmed and o.disappeared <= limit) or o.disappeared == 0
+                         for o in self.objects], bool)
+        self.ended = [o for o, k in zip(self.objects, keep, strict=True)
+                      if not k and o.confirmed]
+        self.objects = [o for o, k in zip(self.objects, keep, strict=True) if k]
+        self._kalman.keep(keep)
+
+    def _start(self, new: Indices, detections: Detections
+               ) -> list[tuple[int, TrackedObject]]:
+        """Tentative tracks for detections `new`; returns (detection index, track) pairs."""
+        if not len(new):
+            return []
+        self._kalman.add(xyah_from_xyxy(detections.boxes[new]))
+        started = []
+        for d in new:
+            score = float(detections.scores[d])
+            item = TrackedObject(0, int(detections.class_ids[d]), detections.boxes[d].copy(),
+                                 score, score, self._frame, self._frame)
+            self.objects.append(item)
+            started.append((int(d), item))
+        return started
+
+    def finish(self) -> list[TrackedObject]:
+        """End every confirmed track (the camera stopped); returns them."""
+        ended = [o for o in self.objects if o.confirmed]
+        self.objects, self.ended = [], ended
+        self._kalman.keep(np.zeros(len(self._kalman), bool))
+        return ended

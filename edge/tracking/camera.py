@@ -1,0 +1,118 @@
+"""Tracking, events and counts of one camera, run on that camera's loop thread.
+
+The loop hands every frame to `hold` before it gives the frame's buffer back to the source, and
+calls `update` once the frame's detections are decoded. Frames are copied into a small ring of
+buffers allocated once, so a snapshot can be cut from the frame the detections came from even
+though the loop has moved on to the next frame meanwhile (double-buffered inference).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.detections import Detections
+from edge.errors import ConfigError
+from edge.events import EventEngine, Outgoing
+from edge.mqtt.topics import Topics
+from edge.objects_config import TrackingConfig, ZoneConfig
+from edge.tracking.bytetrack import ByteTracker, TrackerSettings
+from edge.zones import Zone, zones_for_frame
+
+log = logging.getLogger(__name__)
+
+#: Frames held at once: the one being inferred, the one being letterboxed, one spare.
+HELD_FRAMES = 3
+
+
+class Publisher(Protocol):
+    """What the camera needs of the MQTT link (`edge.mqtt.link.MqttLink`)."""
+
+    def publish_queued(self, topic: str, payload: bytes, qos: int, retain: bool) -> None: ...
+
+    def publish_best_effort(self, topic: str, payload: bytes, qos: int = 0,
+                            retain: bool = False) -> bool: ...
+
+
+def tracker_settings_from_config(settings: TrackingConfig) -> TrackerSettings:
+    return TrackerSettings(high_score=settings.high_score, low_score=settings.low_score,
+                           new_track_score=settings.new_track_score,
+                           max_disappeared=settings.max_disappeared)
+
+
+class CameraTracking:
+    """`hold(frame_id, image)` then `update(frame_id, ts, detections)` per frame; `close()`."""
+
+    def __init__(self, camera: str, settings: TrackingConfig, topics: Topics,
+                 labels: Sequence[str], zones: Sequence[Zone], zone_configs: Sequence[ZoneConfig],
+                 publisher: Publisher) -> None:
+        self.camera = camera
+        self.tracker = ByteTracker(tracker_settings_from_config(settings))
+        self._zone_configs = list(zone_configs)
+        self._scaled = not any(z.units == "normalised" for z in zone_configs)
+        self.events = EventEngine(camera, topics, labels, zones, settings)
+        self._publisher = publisher
+        self._ring: list[npt.NDArray[np.uint8]] = []
+        self._ring_ids = [-1] * HELD_FRAMES
+        self._next = 0
+        self.seconds = 0.0  # spent in update, for the per-frame cost
+        self.frames = 0
+
+    def hold(self, frame_id: int, image: npt.NDArray[np.uint8]) -> None:
+        """Copy the frame (BGR [H, W, 3]) into the ring; no allocation after the first frame."""
+        if not self._ring or self._ring[0].shape != image.shape:
+            self._ring = [np.empty_like(image) for _ in range(HELD_FRAMES)]
+        np.copyto(self._ring[self._next], image)
+        self._ring_ids[self._next] = frame_id
+        self._next = (self._next + 1) % HELD_FRAMES
+
+    def _held(self, frame_id: int) -> npt.NDArray[np.uint8] | None:
+        for slot, held in enumerate(self._ring_ids):
+            if held == frame_id and self._ring:
+                return self._ring[slot]
+        return None
+
+    def update(self, frame_id: int, ts: float, detections: Detections,
+               frame_size: tuple[int, int]) -> npt.NDArray[np.int64]:
+        """Track, publish events and counts; returns each detection's track id [K] (0: none).
+        `frame_size`: (width, height) of the source frame, to place normalised zones."""
+        began = time.perf_counter()
+        if not self._scaled:
+            self._scale_zones(frame_size)
+        ids = self.tracker.update(detections)
+        messages = self.events.update(frame_id, ts, self.tracker.objects, self.tracker.ended,
+                                      self._held(frame_id))
+        self._publish(messages)
+        self.seconds += time.perf_counter() - began
+        self.frames += 1
+        return ids
+
+    def _scale_zones(self, frame_size: tuple[int, int]) -> None:
+        self._scaled = True
+        try:
+            self.events.zones = zones_for_frame(self.camera, self._zone_configs,
+                                                self.events.zones, frame_size)
+        except ConfigError as exc:  # the frame is not the size the config was checked for
+            log.error("%s; counting in the zones as given", exc)
+
+    def close(self, ts: float | None = None) -> None:
+        """End every live object (the camera stopped) and publish zero counts."""
+        self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
+
+    def _publish(self, messages: list[Outgoing]) -> None:
+        for message in messages:
+            if message.queued:
+                self._publisher.publish_queued(message.topic, message.payload, message.qos,
+                                               message.retain)
+            else:
+                self._publisher.publish_best_effort(message.topic, message.payload, message.qos,
+                                                    message.retain)
+
+    def cost_ms(self) -> float:
+        """Mean milliseconds per `update` so far."""
+        return self.seconds / self.frames * 1e3 if self.frames else 0.0

@@ -1,0 +1,126 @@
+"""Zones: named polygons per camera, and which tracked objects stand in each.
+
+An object is in a zone when the bottom centre of its box (where it touches the ground, for a
+camera looking down at a scene) lies inside the polygon, as in Frigate; the box centre would put
+a tall person standing outside a doorway "in" it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import ConfigError
+from edge.objects_config import ZoneConfig
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A polygon in source-frame pixels.
+
+    Attributes:
+        name: used in topics and events.
+        polygon: float64 [V, 2], x y vertices in order, V >= 3.
+        class_ids: model class ids the zone counts; None counts every class.
+    """
+
+    name: str
+    polygon: npt.NDArray[np.float64]
+    class_ids: frozenset[int] | None = None
+
+    def contains(self, points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
+        """Whether each point [K, 2] lies inside (even-odd rule) -> bool [K]."""
+        x, y = points[:, 0:1], points[:, 1:2]  # [K, 1] against [1, V] edges
+        x1, y1 = self.polygon[:, 0], self.polygon[:, 1]
+        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+        crosses = (y1 > y) != (y2 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+        inside: npt.NDArray[np.bool_] = (np.sum(crosses & (x < at_x), axis=1) % 2) == 1
+        return inside
+
+    def counts(self, class_id: int) -> bool:
+        return self.class_ids is None or class_id in self.class_ids
+
+
+def anchor_points(boxes: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Bottom centre of each box [K, 4] x1 y1 x2 y2 -> [K, 2]."""
+    b = np.asarray(boxes, np.float64)
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, b[:, 3]], axis=1)
+
+
+def zones_from_config(camera: str, zones: Sequence[ZoneConfig], labels: Sequence[str],
+                      frame_size: tuple[int, int] | None) -> list[Zone]:
+    """Check every zone and convert it to pixels.
+
+    `frame_size` (width, height) is the camera's frame size when known before the first frame;
+    normalised zones need it to be converted (None: convert later with `zones_for_frame`).
+    Raises ConfigError naming the camera and zone: polygon self-intersecting or outside the
+    frame, or a label the model does not have (the message lists the model's labels)."""
+    resolved = []
+    for zone in zones:
+        where = f"camera {camera!r}, zone {zone.name!r}"
+        points = np.array(zone.points, np.float64)
+        if _self_intersecting(points):
+            raise ConfigError(f"{where}: the polygon crosses itself; list its points in order "
+                              "around its outline")
+        unknown = [label for label in zone.labels if label not in labels]
+        if unknown:
+            raise ConfigError(f"{where}: label(s) {', '.join(unknown)} are not detected by the "
+                              f"model; its labels are: {', '.join(labels)}")
+        class_ids = frozenset(labels.index(label) for label in zone.labels) or None
+        resolved.append(Zone(zone.name, points, class_ids))
+    if frame_size is None:
+        return resolved
+    return zones_for_frame(camera, zones, resolved, frame_size)
+
+
+def zones_for_frame(camera: str, zones: Sequence[ZoneConfig], resolved: Sequence[Zone],
+                    frame_size: tuple[int, int]) -> list[Zone]:
+    """Scale normalised zones to a `frame_size` (width, height) frame and check that every zone
+    lies inside it; raises ConfigError naming the zone otherwise."""
+    width, height = frame_size
+    out = []
+    for config, zone in zip(zones, resolved, strict=True):
+        polygon = zone.polygon * (width, height) if config.units == "normalised" else zone.polygon
+        if (polygon < 0).any() or (polygon[:, 0] > width).any() or (polygon[:, 1] > height).any():
+            raise ConfigError(
+                f"camera {camera!r}, zone {config.name!r}: the polygon reaches outside the "
+                f"{width}x{height} frame; use pixel coordinates within it, or units = "
+                "\"normalised\" with coordinates from 0 to 1")
+        out.append(Zone(zone.name, polygon, zone.class_ids))
+    return out
+
+
+def _self_intersecting(points: npt.NDArray[np.float64]) -> bool:
+    """Whether any two non-adjacent edges of the closed polygon [V, 2] cross or touch."""
+    count = len(points)
+    edges = [(points[i], points[(i + 1) % count]) for i in range(count)]
+    for i in range(count):
+        for j in range(i + 1, count):
+            if j == i + 1 or (i == 0 and j == count - 1):
+                continue  # adjacent edges share a vertex
+            if _segments_intersect(*edges[i], *edges[j]):
+                return True
+    return False
+
+
+def _segments_intersect(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64],
+                        c: npt.NDArray[np.float64], d: npt.NDArray[np.float64]) -> bool:
+    def orient(p: npt.NDArray[np.float64], q: npt.NDArray[np.float64],
+               r: npt.NDArray[np.float64]) -> float:
+        return float(np.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])))
+
+    def between(p: npt.NDArray[np.float64], q: npt.NDArray[np.float64],
+                r: npt.NDArray[np.float64]) -> bool:  # r on segment pq, given collinear
+        return bool(min(p[0], q[0]) <= r[0] <= max(p[0], q[0])
+                    and min(p[1], q[1]) <= r[1] <= max(p[1], q[1]))
+
+    o1, o2, o3, o4 = orient(a, b, c), orient(a, b, d), orient(c, d, a), orient(c, d, b)
+    if o1 != o2 and o3 != o4 and 0 not in (o1, o2, o3, o4):
+        return True
+    return ((o1 == 0 and between(a, b, c)) or (o2 == 0 and between(a, b, d))
+            or (o3 == 0 and between(c, d, a)) or (o4 == 0 and between(c, d, b)))

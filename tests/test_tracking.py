@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import json
+
+import motmetrics as mm
+import numpy as np
+import pytest
+
+from edge.detections import Detections
+from edge.events import RETAINED_SNAPSHOTS, EventEngine
+from edge.mqtt.topics import Topics
+from edge.objects_config import TrackingConfig
+from edge.postprocess import iou_matrix
+from edge.synthetic import SHAPE_LABELS, ShapeScene
+from edge.tracking import ByteTracker, TrackerSettings
+from edge.tracking.camera import CameraTracking
+from edge.tracking.kalman import KalmanBoxes, xyah_from_xyxy, xyxy_from_xyah
+from edge.zones import Zone
+
+
+def _detections(boxes, scores, classes) -> Detections:
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4),
+                      np.array(scores, np.float32), np.array(classes, np.int64))
+
+
+def test_kalman_learns_a_constant_velocity():
+    kalman = KalmanBoxes()
+    box = np.array([[100.0, 100.0, 140.0, 160.0]])
+    kalman.add(xyah_from_xyxy(box))
+    for step in range(1, 20):
+        kalman.predict()
+        kalman.update(np.array([0]), xyah_from_xyxy(box + np.array([3.0 * step, 0, 3.0 * step, 0])))
+    kalman.predict()
+    np.testing.assert_allclose(kalman.boxes()[0], box[0] + [60, 0, 60, 0], atol=1.0)
+    np.testing.assert_allclose(xyxy_from_xyah(xyah_from_xyxy(box)), box)
+
+
+def test_two_crossing_objects_keep_their_ids():
+    tracker = ByteTracker()
+    seen: dict[int, set[int]] = {0: set(), 1: set()}
+    for t in range(40):
+        a = [10 + 5 * t, 100, 50 + 5 * t, 140]
+        b = [210 - 5 * t, 100, 250 - 5 * t, 140]
+        ids = tracker.update(_detections([a, b], [0.9, 0.8], [0, 0]))
+        if t >= 1:
+            seen[0].add(int(ids[0]))
+            seen[1].add(int(ids[1]))
+    assert seen[0] == {1} and seen[1] == {2}
+
+
+def test_low_score_detections_keep_a_track_alive_but_do_not_start_one():
+    tracker = ByteTracker(TrackerSettings(high_score=0.5, low_score=0.1))
+    box = [100, 100, 150, 150]
+    assert tracker.update(_detections([box], [0.9], [1])).tolist() == [0]  # tentative
+    assert tracker.update(_detections([box], [0.9], [1])).tolist() == [1]
+    assert tracker.update(_detections([box], [0.2], [1])).tolist() == [1]  # stage two
+    fresh = ByteTracker()
+    for _ in range(3):
+        assert fresh.update(_detections([box], [0.3], [1])).tolist() == [0]
+
+
+def test_a_track_ends_after_max_disappeared_frames_and_ids_are_not_reused():
+    tracker = ByteTracker(TrackerSettings(max_disappeared=3))
+    box = [100, 100, 150, 150]
+    tracker.update(_detections([box], [0.9], [0]))
+    tracker.update(_detections([box], [0.9], [0]))
+    for _ in range(3):
+        tracker.update(Detections.empty())
+        assert not tracker.ended and len(tracker.objects) == 1
+    tracker.update(Detections.empty())
+    assert [o.track_id for o in tracker.ended] == [1] and not tracker.objects
+    tracker.update(_detections([box], [0.9], [0]))
+    assert tracker.update(_detections([box], [0.9], [0])).tolist() == [2]
+
+
+def test_classes_are_never_mixed():
+    tracker = ByteTracker()
+    box = [100, 100, 150, 150]
+    tracker.update(_detections([box], [0.9], [0]))
+    tracker.update(_detections([box], [0.9], [0]))
+    assert tracker.update(_detections([box], [0.9], [1])).tolist() == [0]
+
+
+def _score_scene(frames: int, miss_rate: float) -> dict[str, float]:
+    scene, tracker = ShapeScene(seed=1), ByteTracker()
+    accumulator = mm.MOTAccumulator(auto_id=True)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        truth = scene.next_truth()
+        keep = rng.random(len(truth)) >= miss_rate
+        boxes = truth.boxes[keep] + rng.normal(0, 1.5, (int(keep.sum()), 4))
+        detections = _detections(boxes, rng.uniform(0.3, 0.95, int(keep.sum())),
+                                 truth.class_ids[keep])
+        ids = tracker.update(detections)
+        tracked = ids > 0
+        distance = 1 - iou_matrix(truth.boxes, detections.boxes[tracked])
+        distance[distance > 0.5] = np.nan
+        accumulator.update(truth.object_ids.tolist(), ids[tracked].tolist(), distance)
+    summary = mm.metrics.create().compute(accumulator, metrics=["idf1", "mota", "num_switches"])
+    return {key: float(summary[key].iloc[0]) for key in ("idf1", "mota", "num_switches")}
+
+
+def test_scene_identities_are_tracked_against_motmetrics():
+    """Noisy ground truth with 5 % misses and low/high scores: the tracker alone."""
+    scores = _score_scene(300, 0.05)
+    assert scores["idf1"] >= 0.9 and scores["mota"] >= 0.85 and scores["num_switches"] <= 2
+
+
+def test_scene_identities_persist_while_objects_live():
+    scene = ShapeScene(seed=4)
+    lives: dict[int, list[int]] = {}
+    for frame in range(300):
+        for object_id in scene.next_truth().object_ids.tolist():
+            lives.setdefault(object_id, []).append(frame)
+    for frames in lives.values():  # each identity is one unbroken run of frames
+        assert frames == list(range(frames[0], frames[-1] + 1))
+    assert len(lives) > 3
+
+
+def test_zone_contains_points_even_odd():
+    zone = Zone("door", np.array([[0, 0], [100, 0], [100, 100], [50, 50], [0, 100]], float))
+    points = np.array([[10, 10], [50, 80], [90, 90], [150, 10], [50, 40]], float)
+    assert zone.contains(points).tolist() == [True, False, True, False, True]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, int, bool, bool]] = []
+
+    def publish_queued(self, topic, payload, qos, retain):
+        self.messages.append((topic, payload, qos, retain, True))
+
+    def publish_best_effort(self, topic, payload, qos=0, retain=False):
+        self.messages.append((topic, payload, qos, retain, False))
+        return True
+
+
+def _events(messages):
+    return [json.loads(m[1]) for m in messages if m[0].endswith("/events")]
+
+
+def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
+    settings = TrackingConfig(max_disappeared=2, update_interval_s=0.5)
+    zone = Zone("left", np.array([[0, 0], [100, 0], [100, 200], [0, 200]], float))
+    recorder = _Recorder()
+    camera = CameraTracking("gate", settings, Topics("edge/d"), SHAPE_LABELS, [zone], [],
+                            recorder)
+    image = np.zeros((200, 300, 3), np.uint8)
+    for t in range(30):
+        x = 10 + 8 * t
+        camera.hold(t + 1, image)
+        box = [x, 50, x + 30, 80] if t < 25 else None
+        detections = _detections([box], [0.7 + t / 100], [2]) if box else Detections.empty()
+        camera.update(t + 1, 1000.0 + t * 0.1, detections, (300, 200))
+    events = _events(recorder.messages)
+    assert events[0]["type"] == "new" and events[-1]["type"] == "end"
+    assert [e["type"] for e in events].count("new") == 1
+    assert all(e["type"] == "update" for e in events[1:-1]) and len(events) >= 3
+    end = events[-1]
+    assert end["label"] == "triangle" and end["entered_zones"] == ["left"] and end["zones"] == []
+    assert end["top_score"] == pytest.approx(0.94, abs=1e-3)
+    assert end["end"] == pytest.approx(1000.0 + 24 * 0.1, abs=1e-3)
+    assert end["snapshot"]["topic"] == f"edge/d/gate/events/{end['id']}/snapshot"
+    snapshots = [m for m in recorder.messages if m[0].endswith("/snapshot")]
+    assert snapshots and all(m[1][:2] == b"\xff\xd8" and m[3] and not m[4] for m in snapshots)
+    counts = {m[0]: int(m[1]) for m in recorder.messages if m[0].endswith("/count")}
+    assert counts["edge/d/gate/triangle/count"] == 0
+    assert counts["edge/d/gate/left/triangle/count"] == 0
+    left = [int(m[1]) for m in recorder.messages if m[0] == "edge/d/gate/left/triangle/count"]
+    assert left == [0, 1, 0]  # published on change only
+    assert all(m[3] and m[4] and m[2] == 1 for m in recorder.messages if m[0].endswith("count"))
+    assert events[0]["start"] == pytest.approx(1000.1)  # confirmed on the second frame
+
+
+def test_old_snapshots_are_cleared_so_the_broker_store_stays_bounded():
+    engine = EventEngine("c", Topics("p"), ["a"], [], TrackingConfig(max_disappeared=1))
+    tracker = ByteTracker(TrackerSettings(max_disappeared=1))
+    image = np.zeros((100, 100, 3), np.uint8)
+    messages = []
+    for n in range(RETAINED_SNAPSHOTS + 5):
+        for frame in range(4):
+            detections = _detections([[10, 10, 40, 40]], [0.9], [0]) if frame < 2 else \
+                Detections.empty()
+            tracker.update(detections)
+            messages += engine.update(n * 4 + frame, float(n * 4 + frame), tracker.objects,
+                                      tracker.ended, image)
+    cleared = [m.topic for m in messages if m.topic.endswith("/snapshot") and m.payload == b""]
+    assert len(cleared) == 5

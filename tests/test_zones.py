@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from edge.config import config_from_dict
+from edge.errors import ConfigError
+from edge.objects_config import ZoneConfig
+from edge.zones import zones_for_frame, zones_from_config
+
+LABELS = ("circle", "square", "triangle", "star")
+SQUARE = [[10, 10], [100, 10], [100, 100], [10, 100]]
+
+
+def _config(zones):
+    return config_from_dict({"device_id": "d", "model": {"path": "m.onnx"},
+                             "cameras": [{"name": "gate", "source": "synthetic://shapes",
+                                          "zones": zones}]}, "test")
+
+
+@pytest.mark.parametrize("zone, size, message", [
+    ({"name": "bow", "points": [[0, 0], [100, 100], [100, 0], [0, 100]]}, (640, 480),
+     "camera 'gate', zone 'bow': the polygon crosses itself"),
+    ({"name": "far", "points": [[600, 10], [700, 10], [700, 100]]}, (640, 480),
+     "zone 'far': the polygon reaches outside the 640x480 frame"),
+    ({"name": "neg", "points": [[-1, 10], [70, 10], [70, 100]]}, (640, 480),
+     "zone 'neg': the polygon reaches outside"),
+    ({"name": "norm", "points": [[0, 0], [1.2, 0], [1, 1]], "units": "normalised"}, (640, 480),
+     "zone 'norm': the polygon reaches outside"),
+    ({"name": "dogs", "points": SQUARE, "labels": ["dog", "circle"]}, (640, 480),
+     "zone 'dogs': label(s) dog are not detected by the model; its labels are: circle, "
+     "square, triangle, star"),
+])
+def test_bad_zones_name_the_zone(zone, size, message):
+    config = _config([zone])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        zones_from_config("gate", config.cameras[0].zones, LABELS, size)
+
+
+@pytest.mark.parametrize("zones, message", [
+    ([{"name": "a", "points": SQUARE}, {"name": "a", "points": SQUARE}],
+     "zone names must be unique per camera; repeated: a"),
+    ([{"name": "x", "points": [[0, 0], [1, 1]]}], "cameras.0.zones.0.points"),
+    ([{"name": "events", "points": SQUARE}], "is a topic level of its own"),
+    ([{"name": "a b", "points": SQUARE}], "cameras.0.zones.0.name"),
+    ([{"name": "a", "points": SQUARE, "colour": 1}], "cameras.0.zones.0.colour: unknown key"),
+])
+def test_zone_config_errors(zones, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(zones)
+
+
+def test_normalised_zone_is_scaled_to_the_frame():
+    config = ZoneConfig(name="half", points=[[0, 0], [0.5, 0], [0.5, 1], [0, 1]],
+                        units="normalised", labels=["star"])
+    zones = zones_from_config("gate", [config], LABELS, None)
+    scaled = zones_for_frame("gate", [config], zones, (640, 480))[0]
+    np.testing.assert_allclose(scaled.polygon[2], [320, 480])
+    assert scaled.class_ids == frozenset({3}) and scaled.counts(3) and not scaled.counts(0)
