@@ -76,6 +76,12 @@ class CameraConfig(_Section):
                                     "synthetic://shapes?fps=15&seed=1")
     zones: list[ZoneConfig] = Field(default_factory=list,
                                     description="named polygons; objects in each are counted")
+    stall_s: float = Field(default=10.0, gt=0, le=3600,
+                           description="a live source (rtsp, v4l2, csi) that delivers no frame "
+                                       "for this long is reopened")
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600,
+                                   description="reopening a live source waits 1 s, doubling "
+                                               "up to this (with jitter), forever")
     sampling: dict[str, Any] | None = Field(
         default=None, description="overrides of [sampling] keys for this camera")
 

@@ -42,16 +42,24 @@ class StageTimes:
 
 
 class RateMeter:
-    """Events per second over the last `window` events."""
+    """Events per second over the last `window` events within the last `horizon_s` seconds.
 
-    def __init__(self, window: int = 60) -> None:
+    The rate decays once events stop (the silence since the last one counts once it is longer
+    than the average gap) and is 0 after `horizon_s` without events: a dead camera must not
+    keep showing its old FPS."""
+
+    def __init__(self, window: int = 60, horizon_s: float = 10.0) -> None:
         self._times: deque[float] = deque(maxlen=window)
+        self._horizon_s = horizon_s
 
     def tick(self) -> None:
         self._times.append(time.monotonic())
 
     def rate(self) -> float:
-        times = list(self._times)
+        now = time.monotonic()
+        times = [t for t in list(self._times) if now - t <= self._horizon_s]
         if len(times) < 2 or times[-1] == times[0]:
             return 0.0
-        return (len(times) - 1) / (times[-1] - times[0])
+        span = times[-1] - times[0]
+        gaps = len(times) - 1
+        return gaps / max(span, now - times[0] - span / gaps)

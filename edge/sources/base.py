@@ -103,6 +103,9 @@ class Source(ABC):
     uri: str
     #: Frames per second the source delivers, when known (None: as fast as it can).
     fps: float | None
+    #: A camera or stream (rtsp, v4l2, csi) that its supervisor reopens when it fails, stalls or
+    #: ends; a file or a synthetic scene is not live and ends for good.
+    live: bool = False
 
     def __init__(self) -> None:
         self.pool = FramePool()

@@ -22,15 +22,17 @@ from edge.sources.uri import SourceUri
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+LIVE_TIMEOUT_MS = 10_000
 
 
 class VideoCaptureSource(Source):
     """Anything `cv2.VideoCapture` opens. Frames are decoded into recycled buffers."""
 
     def __init__(self, uri: SourceUri, target: str | int, backend: int = cv2.CAP_ANY,
-                 loop: bool = False, fps: float | None = None) -> None:
+                 loop: bool = False, fps: float | None = None, live: bool = False) -> None:
         super().__init__()
         self.uri = uri.text
+        self.live = live
         self._target = target
         self._backend = backend
         self._loop = loop
@@ -41,7 +43,10 @@ class VideoCaptureSource(Source):
         self._pacer = Pacer(None)
 
     def open(self) -> None:
-        capture = cv2.VideoCapture(self._target, self._backend)
+        if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
+            raise SourceError(f"source '{self.uri}': device {self._target} does not exist; list "
+                              "cameras with `v4l2-ctl --list-devices`")
+        capture = cv2.VideoCapture(self._target, self._backend, self._timeouts())
         if not capture.isOpened():
             raise SourceError(f"source '{self.uri}' could not be opened by OpenCV; check that the "
                               "device or stream exists and that you may read it")
@@ -60,6 +65,15 @@ class VideoCaptureSource(Source):
         self.fps = own_fps if self._requested_fps is None else (self._requested_fps or None)
         self._pacer = Pacer(self.fps)
         self._capture = capture
+
+    def _timeouts(self) -> list[int]:
+        """FFmpeg's limits on a blocking open and read of a stream (its default is 30 s). The
+        supervisor gives up on a stalled reader sooner; this bound lets the abandoned read return
+        and release the stream. Other backends reject these parameters."""
+        if not self.live or self._backend != cv2.CAP_FFMPEG:
+            return []
+        return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, LIVE_TIMEOUT_MS,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, LIVE_TIMEOUT_MS]
 
     @staticmethod
     def _seekable(capture: cv2.VideoCapture) -> bool:
@@ -143,14 +157,13 @@ def file_source(uri: SourceUri) -> Source:
 
 def v4l2_source(uri: SourceUri) -> Source:
     uri.reject_unknown({"width", "height", "fps"})
-    if not Path(uri.location).exists():
-        raise SourceError(f"source '{uri.text}': device {uri.location} does not exist; list "
-                          "cameras with `v4l2-ctl --list-devices`")
-    return VideoCaptureSource(uri, uri.location, cv2.CAP_V4L2, fps=0.0)
+    # A missing device is checked at open, not here: a USB camera may be plugged in later,
+    # and its supervisor keeps trying.
+    return VideoCaptureSource(uri, uri.location, cv2.CAP_V4L2, fps=0.0, live=True)
 
 
 def rtsp_source(uri: SourceUri) -> Source:
-    return VideoCaptureSource(uri, uri.text, cv2.CAP_FFMPEG, fps=0.0)
+    return VideoCaptureSource(uri, uri.text, cv2.CAP_FFMPEG, fps=0.0, live=True)
 
 
 def csi_source(uri: SourceUri) -> Source:
@@ -169,4 +182,4 @@ def csi_source(uri: SourceUri) -> Source:
                 f" ! video/x-raw(memory:NVMM), width={width}, height={height}, "
                 f"framerate={fps}/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
                 "video/x-raw, format=BGR ! appsink drop=true max-buffers=1")
-    return VideoCaptureSource(uri, pipeline, cv2.CAP_GSTREAMER, fps=0.0)
+    return VideoCaptureSource(uri, pipeline, cv2.CAP_GSTREAMER, fps=0.0, live=True)

@@ -1,0 +1,265 @@
+"""Camera supervision: a camera's frames flow into its hand-off until the daemon stops, whatever
+its source does.
+
+A live source (rtsp, v4l2, csi) that cannot be opened, fails, ends or delivers nothing for
+`stall_s` is reopened with backoff, forever: a camera that reboots or a network that drops for
+an hour must come back without a person. A file or a synthetic scene ends (or fails) for good.
+
+Each attempt reads on its own thread because a read stuck inside a driver or FFmpeg cannot be
+interrupted from Python: on a stall the supervisor abandons that reader (it closes its source
+when the call returns; whatever it reads meanwhile is discarded) and opens a fresh source, as
+Frigate's watchdog restarts its ffmpeg process.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from edge.errors import SourceError
+from edge.redact import redact_text, redact_uri
+from edge.sources import source_from_uri
+from edge.sources.base import LatestFrame, Source
+from edge.timing import RateMeter, rfc3339
+
+log = logging.getLogger(__name__)
+
+CameraState = Literal["starting", "streaming", "reconnecting", "ended", "failed"]
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """One camera's state as published on the retained `<prefix>/<camera>/status` topic.
+
+    `attempts` counts the reopen attempts since the camera last streamed (0 while it streams);
+    `since` is when the camera entered `state` (seconds since the epoch)."""
+
+    state: CameraState
+    reason: str
+    since: float
+    attempts: int
+    fps: float
+
+    def payload(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, "since": rfc3339(self.since),
+                "since_ts": self.since, "attempts": self.attempts, "fps": round(self.fps, 2)}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before reopen attempt n (1, 2, ...): `first_s` doubling up to `max_s`, scaled by a
+    random factor in [0.5, 1] so cameras behind one failed switch do not retry in lockstep. The
+    delay never exceeds `max_s`, so a returning camera is back within `max_s` plus one open."""
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        ceiling = min(self.max_s, self.first_s * 2.0 ** min(max(attempt - 1, 0), 32))
+        return ceiling * rng.uniform(0.5, 1.0)
+
+
+@dataclass
+class _Attempt:
+    """One reader thread's source and what became of it."""
+
+    source: Source
+    opened: bool
+    progress: float  # time.monotonic() of the last frame (or of the start)
+    abandoned: bool = False
+    ended: bool = False  # the source reported its end (None from read)
+    error: str = ""
+
+
+class SourceSupervisor:
+    """Opens a camera's source, reads it into `latest` and keeps it going (see the module
+    docstring). `on_change` is called with the new `CameraStatus` on every change of state or
+    attempts, from the supervisor's threads, never concurrently; it must not block."""
+
+    def __init__(self, camera: str, uri: str, latest: LatestFrame,
+                 on_change: Callable[[CameraStatus], None] | None = None, *,
+                 stall_s: float = 10.0, reconnect_max_s: float = 30.0,
+                 rng: random.Random | None = None) -> None:
+        self.camera = camera
+        self.uri = uri
+        self.source = source_from_uri(uri)  # a config error (scheme, option, path) raises here
+        self._latest = latest
+        self._on_change = on_change
+        self.stall_s = stall_s
+        self.backoff = Backoff(min(1.0, reconnect_max_s), reconnect_max_s)
+        self._rng = rng or random.Random()
+        self._rate = RateMeter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards the status and the current attempt
+        self._notify_lock = threading.Lock()  # keeps callbacks in order
+        self._status = CameraStatus("starting", "", time.time(), 0, 0.0)
+        self._attempt: _Attempt | None = None
+        self.frames = 0
+        self.reconnects = 0
+        self.finished = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name=f"source-{camera}",
+                                        daemon=True)
+
+    @property
+    def live(self) -> bool:
+        return self.source.live
+
+    def start(self) -> None:
+        """Start supervising. A finite source is opened here, so a file that cannot be read is a
+        SourceError at start, as before; a live one is opened on the thread (and retried)."""
+        if not self.live:
+            self.source.open()
+        self._notify()
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading; the retained status then says the camera ended with the daemon rather
+        than showing it streaming."""
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.ident is not None and self.status().state not in ("ended", "failed"):
+            self._set("ended", "the daemon stopped", 0)
+
+    def alive(self) -> bool:
+        """The supervising thread runs (or has ended as it should)."""
+        return self._thread.is_alive() or self.finished.is_set()
+
+    def fps(self) -> float:
+        """Frames per second delivered recently; decays to 0 when nothing arrives."""
+        return self._rate.rate()
+
+    def status(self) -> CameraStatus:
+        with self._lock:
+            status = self._status
+        return CameraStatus(status.state, status.reason, status.since, status.attempts,
+                            self.fps())
+
+    def stats(self) -> dict[str, Any]:
+        status = self.status()
+        return {"state": status.state, "reason": status.reason, "attempts": status.attempts,
+                "reconnects": self.reconnects, "source_fps": round(status.fps, 2)}
+
+    # -- supervising thread ----------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        source, opened, attempts = self.source, not self.live, 0
+        try:
+            while not self._stop.is_set():
+                attempt = self._run(source, opened)
+                if self._stop.is_set():
+                    break
+                if not self.live:
+                    self._finish(attempt)
+                    return
+                attempts = self._attempts_after(attempt, attempts)
+                reason = self._reason(attempt)
+                log.warning("camera %s: %s; reopening (attempt %d)", self.camera, reason,
+                            attempts)
+                self._set("reconnecting", reason, attempts)
+                if self._stop.wait(self.backoff.delay(attempts, self._rng)):
+                    break
+                source, opened = source_from_uri(self.uri), False
+        except Exception as exc:  # thread boundary: this camera fails, the daemon keeps going
+            log.exception("camera %s: supervising %s failed", self.camera, redact_uri(self.uri))
+            self._set("failed", redact_text(f"internal error: {exc!r}"), 0)
+        finally:
+            self.finished.set()
+            self._latest.close()
+
+    def _attempts_after(self, attempt: _Attempt, attempts: int) -> int:
+        with self._lock:
+            streamed = self._status.state == "streaming"
+        if streamed:
+            self.reconnects += 1
+            return 1
+        return attempts + 1
+
+    def _run(self, source: Source, opened: bool) -> _Attempt:
+        """Read `source` on a new thread until it ends, fails, stalls or the daemon stops."""
+        attempt = _Attempt(source, opened, time.monotonic())
+        with self._lock:
+            self._attempt = attempt
+        reader = threading.Thread(target=self._read, args=(attempt,),
+                                  name=f"capture-{self.camera}", daemon=True)
+        reader.start()
+        while reader.is_alive():
+            reader.join(min(0.25, self.stall_s / 4))
+            stalled = self.live and time.monotonic() - attempt.progress > self.stall_s
+            if self._stop.is_set() or stalled:
+                with self._lock:
+                    attempt.abandoned = True
+                if stalled and not attempt.error and reader.is_alive():
+                    attempt.error = f"no frame for {self.stall_s:g} s"
+                reader.join(0.5 if stalled else 2.0)  # a read that returns soon closes itself
+                break
+        return attempt
+
+    def _read(self, attempt: _Attempt) -> None:
+        source = attempt.source
+        try:
+            if not attempt.opened:
+                source.open()
+            attempt.progress = time.monotonic()
+            while not attempt.abandoned:
+                frame = source.read()
+                if frame is None:
+                    attempt.ended = True
+                    return
+                with self._lock:
+                    if attempt.abandoned:
+                        frame.release()
+                        return
+                    self._latest.put(frame)
+                    attempt.progress = time.monotonic()
+                    self._rate.tick()
+                    self.frames += 1
+                    streaming = self._status.state == "streaming"
+                if not streaming:
+                    log.info("camera %s: streaming from %s", self.camera, redact_uri(self.uri))
+                    self._set("streaming", "", 0)
+        except SourceError as exc:
+            attempt.error = redact_text(str(exc))
+        except Exception as exc:  # thread boundary: a reader bug is this attempt's failure
+            log.exception("camera %s: reading %s failed", self.camera, redact_uri(self.uri))
+            attempt.error = redact_text(f"internal error: {exc!r}")
+        finally:
+            source.close()
+
+    def _finish(self, attempt: _Attempt) -> None:
+        if attempt.ended and not attempt.error:
+            log.info("camera %s: source %s ended", self.camera, redact_uri(self.uri))
+            self._set("ended", "end of the source", 0)
+        else:
+            log.error("camera %s: %s", self.camera, attempt.error)
+            self._set("failed", attempt.error, 0)
+
+    @staticmethod
+    def _reason(attempt: _Attempt) -> str:
+        if attempt.error:
+            return attempt.error
+        return "the stream ended" if attempt.ended else "the reader stopped"
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _set(self, state: CameraState, reason: str, attempts: int) -> None:
+        with self._notify_lock:
+            with self._lock:
+                old = self._status
+                if (old.state, old.reason, old.attempts) == (state, reason, attempts):
+                    return
+                since = old.since if old.state == state else time.time()
+                self._status = CameraStatus(state, reason, since, attempts, 0.0)
+            self._notify_locked()
+
+    def _notify(self) -> None:
+        with self._notify_lock:
+            self._notify_locked()
+
+    def _notify_locked(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.status())

@@ -1,0 +1,229 @@
+"""Camera supervision against real sources: video files, a missing V4L2 device, and a real RTSP
+server (GStreamer's, tests/rtsp_server.py) that is stopped, frozen and restarted under it."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from edge.broker import free_port
+from edge.errors import SourceError
+from edge.sources import LatestFrame
+from edge.sources.supervisor import Backoff, CameraStatus, SourceSupervisor
+from edge.timing import RateMeter
+from tests.rtsp_server import RtspServer, missing_reason
+from tests.test_sources import write_video
+
+
+class Recorder:
+    """Collects every status the supervisor reports and drains the hand-off like a camera loop."""
+
+    def __init__(self) -> None:
+        self.statuses: list[CameraStatus] = []
+        self.latest = LatestFrame()
+        self.frames: list[float] = []  # arrival times (monotonic)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def __call__(self, status: CameraStatus) -> None:
+        with self._lock:
+            self.statuses.append(status)
+
+    def _drain(self) -> None:
+        while not self.latest.closed or self.latest.ready():
+            frame = self.latest.take(timeout=0.1)
+            if frame is not None:
+                self.frames.append(time.monotonic())
+                frame.release()
+
+    def states(self) -> list[str]:
+        with self._lock:
+            return [s.state for s in self.statuses]
+
+    def last(self) -> CameraStatus:
+        with self._lock:
+            return self.statuses[-1]
+
+    def wait_for(self, state: str, timeout: float, after: int = 0) -> float:
+        """Seconds until the status list holds `state` at index >= `after`."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            if state in self.states()[after:]:
+                return time.monotonic() - began
+            time.sleep(0.05)
+        raise AssertionError(f"no {state!r} within {timeout} s; saw {self.states()}")
+
+
+def supervise(uri: str, **kwargs: float) -> tuple[SourceSupervisor, Recorder]:
+    recorder = Recorder()
+    supervisor = SourceSupervisor("cam", uri, recorder.latest, recorder,
+                                  rng=random.Random(0), **kwargs)
+    return supervisor, recorder
+
+
+@pytest.mark.parametrize(
+    ("first_s", "max_s", "expected_ceilings"),
+    [
+        (1.0, 30.0, [1, 2, 4, 8, 16, 30, 30, 30]),
+        (1.0, 2.0, [1, 2, 2, 2]),
+        (0.5, 0.5, [0.5, 0.5, 0.5]),
+    ],
+)
+def test_backoff_doubles_to_the_cap_with_jitter_below_it(first_s, max_s, expected_ceilings):
+    backoff, rng = Backoff(first_s, max_s), random.Random(1)
+    for attempt, ceiling in enumerate(expected_ceilings, start=1):
+        delays = [backoff.delay(attempt, rng) for _ in range(200)]
+        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
+        assert max(delays) - min(delays) > ceiling / 4  # jittered, not constant
+    assert backoff.delay(10_000, rng) <= max_s
+
+
+def test_rate_decays_to_zero_when_events_stop():
+    meter = RateMeter(horizon_s=1.0)
+    for _ in range(11):
+        meter.tick()
+        time.sleep(0.02)
+    steady = meter.rate()
+    assert 30 < steady < 60, steady
+    time.sleep(0.3)
+    assert meter.rate() < steady / 2  # 10 events over ~0.5 s instead of ~0.2 s
+    time.sleep(0.8)
+    assert meter.rate() == 0.0
+
+
+def test_a_file_plays_once_and_ends(tmp_path):
+    path = tmp_path / "clip.avi"
+    write_video(path, 8)
+    supervisor, recorder = supervise(f"file://{path}?fps=50")
+    assert not supervisor.live
+    supervisor.start()
+    assert supervisor.finished.wait(10)
+    supervisor.stop()
+    assert recorder.states() == ["starting", "streaming", "ended"]
+    assert recorder.last().reason == "end of the source" and recorder.last().attempts == 0
+    assert supervisor.frames == 8 and recorder.latest.closed
+
+
+def test_an_endless_scene_reports_its_fps_and_ends_with_the_daemon():
+    supervisor, recorder = supervise("synthetic://shapes?fps=20&width=320&height=240")
+    supervisor.start()
+    recorder.wait_for("streaming", 5)
+    time.sleep(1.0)
+    assert 15 < supervisor.status().fps < 25
+    supervisor.stop()
+    assert recorder.states() == ["starting", "streaming", "ended"]
+    assert recorder.last().reason == "the daemon stopped"
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("gopher://camera", "unknown scheme"),
+        ("synthetic://shapes?colour=1", "unknown option"),
+        ("v4l2:///dev/video0?exposure=3", "unknown option"),
+        ("file:///no/such/clip.mp4", "does not exist"),
+    ],
+)
+def test_config_errors_raise_before_anything_starts(uri, message):
+    with pytest.raises(SourceError, match=message):
+        SourceSupervisor("cam", uri, LatestFrame())
+
+
+def test_an_unreadable_file_is_an_error_at_start(tmp_path):
+    corrupt = tmp_path / "broken.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    supervisor, _ = supervise(f"file://{corrupt}")
+    with pytest.raises(SourceError, match=r"could not be opened|no frame could be decoded"):
+        supervisor.start()
+
+
+def test_a_missing_camera_device_is_retried_with_backoff():
+    supervisor, recorder = supervise("v4l2:///dev/video-edge-test-absent", reconnect_max_s=0.2)
+    assert supervisor.live
+    supervisor.start()
+    deadline = time.monotonic() + 5
+    while recorder.last().attempts < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    supervisor.stop()
+    attempts = [s.attempts for s in recorder.statuses if s.state == "reconnecting"]
+    assert attempts[:4] == [1, 2, 3, 4]
+    assert "does not exist" in recorder.statuses[1].reason
+    assert recorder.states()[-1] == "ended"
+
+
+rtsp = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
+
+
+@pytest.fixture
+def rtsp_server():
+    server = RtspServer(free_port())
+    yield server
+    server.stop()
+
+
+@rtsp
+@pytest.mark.slow
+def test_rtsp_camera_comes_back_after_the_server_stops_and_restarts(rtsp_server):
+    rtsp_server.start()
+    supervisor, recorder = supervise(rtsp_server.url, stall_s=3, reconnect_max_s=2)
+    supervisor.start()
+    try:
+        recorder.wait_for("streaming", 15)
+        time.sleep(1)
+        rtsp_server.stop()
+        stopped_at = len(recorder.statuses)
+        recorder.wait_for("reconnecting", 5, after=stopped_at)
+        time.sleep(10)
+        assert supervisor.status().fps == 0.0 and supervisor.status().state == "reconnecting"
+        assert recorder.last().attempts >= 3  # backoff capped at 2 s: several tries in 10 s
+        rtsp_server.start()
+        back = recorder.wait_for("streaming", 2 + 5, after=stopped_at)
+        time.sleep(1.5)
+        assert supervisor.status().fps > 5
+    finally:
+        supervisor.stop()
+    assert back <= 7 and supervisor.reconnects == 1
+    assert recorder.states()[:3] == ["starting", "streaming", "reconnecting"]
+
+
+@rtsp
+@pytest.mark.slow
+def test_rtsp_camera_unreachable_at_start_streams_once_the_server_appears(rtsp_server):
+    supervisor, recorder = supervise(rtsp_server.url, stall_s=3, reconnect_max_s=1)
+    supervisor.start()
+    try:
+        recorder.wait_for("reconnecting", 5)
+        time.sleep(2)
+        assert recorder.last().attempts >= 2 and supervisor.frames == 0
+        assert "could not be opened" in recorder.last().reason
+        rtsp_server.start()
+        assert recorder.wait_for("streaming", 1 + 5) <= 6
+    finally:
+        supervisor.stop()
+
+
+@rtsp
+@pytest.mark.slow
+def test_rtsp_stream_that_freezes_is_abandoned_after_stall_s_and_reopened(rtsp_server):
+    rtsp_server.start()
+    supervisor, recorder = supervise(rtsp_server.url, stall_s=2, reconnect_max_s=1)
+    supervisor.start()
+    try:
+        recorder.wait_for("streaming", 15)
+        frozen_at = len(recorder.statuses)
+        os.kill(rtsp_server.pid, signal.SIGSTOP)  # the socket stays open; nothing arrives
+        try:
+            waited = recorder.wait_for("reconnecting", 8, after=frozen_at)
+            assert "no frame for 2 s" in recorder.statuses[frozen_at].reason
+            assert waited >= 1.5
+        finally:
+            os.kill(rtsp_server.pid, signal.SIGCONT)
+        recorder.wait_for("streaming", 15, after=frozen_at + 1)
+    finally:
+        supervisor.stop()
