@@ -52,17 +52,6 @@ class Topics:
         where = f"{camera}/{zone}" if zone else camera
         return f"{self.prefix}/{where}/{label}/count"
 
-    def events(self, camera: str) -> str:
-        return f"{self.prefix}/{camera}/events"
-
-    def event_snapshot(self, camera: str, event_id: str) -> str:
-        return f"{self.prefix}/{camera}/events/{event_id}/snapshot"
-
-    def count(self, camera: str, label: str, zone: str | None = None) -> str:
-        """Objects present now: `<camera>/<label>/count` or `<camera>/<zone>/<label>/count`."""
-        where = f"{camera}/{zone}" if zone else camera
-        return f"{self.prefix}/{where}/{label}/count"
-
     def command_name(self, topic: str) -> str | None:
         """`<prefix>/cmd/<name>` -> name; None for any other topic."""
         head = f"{self.prefix}/cmd/"
