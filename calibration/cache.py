@@ -1,106 +1,25 @@
-"""TensorRT calibration caches (the legacy implicit-quantization path, TensorRT 8.5-10.x).
-
-Format: a header line `TRT-<version>-EntropyCalibration2`, then one `name: <hex>` line per
-tensor, the hex being the big-endian IEEE-754 float32 bit pattern of scale = amax / 127.
-TensorRT writes the hex without leading zeros, so readers accept short forms such as `0`.
-"""
+"""TensorRT calibration caches from computed ranges. The file format itself lives in
+`edge.tensorrt.calibration_cache`: the device reads it, and `edge` imports nothing from here."""
 
 from __future__ import annotations
 
-import re
-import struct
-from dataclasses import dataclass
-from pathlib import Path
-
 from calibration.ranges import TensorRanges
-from edge.errors import InputError
-
-HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
-ALGORITHM = "EntropyCalibration2"
-
-
-def trt_version_number(version: str) -> int:
-    """'8.6.1' -> 8601 (M*1000+m*100+p); '10.3.0' -> 100300 (M*10000+m*100+p)."""
-    parts = version.split(".")
-    try:
-        major, minor, patch = (int(p) for p in ([*parts, "0", "0"])[:3])
-    except ValueError as exc:
-        raise InputError(f"TensorRT version {version!r} is not like 10.3.0") from exc
-    if major >= 11:
-        raise InputError(f"TensorRT {version} builds strongly typed networks only and reads no "
-                         "calibration cache; use the QDQ model (--profile tensorrt) instead")
-    if major < 8 or (major == 8 and minor < 5):
-        raise InputError(f"TensorRT {version} is older than 8.5, which edge does not support")
-    return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
+from edge.tensorrt.calibration_cache import (
+    ALGORITHM,
+    CalibrationCache,
+    hex_to_scale,
+    scale_to_hex,
+    trt_version_number,
+)
 
 
-def scale_to_hex(scale: float) -> str:
-    return format(struct.unpack(">I", struct.pack(">f", scale))[0], "x")
+def cache_from_ranges(ranges: TensorRanges, trt_version: str,
+                      input_scale: tuple[str, float] | None = None) -> CalibrationCache:
+    """The cache for `ranges` (scale = amax / 127 per tensor); see `CalibrationCache.from_scales`
+    for `input_scale`."""
+    return CalibrationCache.from_scales({name: r.scale for name, r in ranges.ranges.items()},
+                                        trt_version, input_scale)
 
 
-def hex_to_scale(text: str) -> float:
-    value = int(text, 16)
-    if value >= 1 << 32:
-        raise ValueError("more than 32 bits")
-    return float(struct.unpack(">f", struct.pack(">I", value))[0])
-
-
-@dataclass(frozen=True)
-class CalibrationCache:
-    version: int
-    algorithm: str
-    scales: dict[str, float]
-
-    @classmethod
-    def from_ranges(cls, ranges: TensorRanges, trt_version: str,
-                    input_scale: tuple[str, float] | None = None) -> CalibrationCache:
-        """`input_scale`: the network input's scale, e.g. 1.0 for a uint8 image (values
-        0..255 -> amax 127 would clip, so TensorRT wants the real range)."""
-        scales = {name: r.scale for name, r in ranges.ranges.items()}
-        if input_scale is not None:
-            scales = {input_scale[0]: input_scale[1], **scales}
-        return cls(trt_version_number(trt_version), ALGORITHM, scales)
-
-    def to_text(self) -> str:
-        lines = [f"TRT-{self.version}-{self.algorithm}"]
-        lines += [f"{name}: {scale_to_hex(scale)}" for name, scale in self.scales.items()]
-        return "\n".join(lines) + "\n"
-
-    def write(self, path: Path) -> None:
-        from edge.files import write_bytes_atomic
-
-        write_bytes_atomic(path, self.to_text().encode())
-
-    @classmethod
-    def parse(cls, text: str, origin: str, expected_version: int | None = None
-              ) -> CalibrationCache:
-        lines = text.splitlines()
-        if not lines or not (header := HEADER.match(lines[0].strip())):
-            raise InputError(f"{origin}: line 1 is not a TensorRT cache header like "
-                             f"TRT-100300-{ALGORITHM}")
-        version, algorithm = int(header.group(1)), header.group(2)
-        if expected_version is not None and version != expected_version:
-            raise InputError(f"{origin}: the cache was written for TensorRT version number "
-                             f"{version}, not {expected_version}; recalibrate with "
-                             "`edge calibrate --cache` for this TensorRT")
-        scales = {}
-        for number, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            name, separator, value = line.rpartition(":")
-            try:
-                if not separator or not name.strip():
-                    raise ValueError("expected 'name: hex'")
-                scales[name.strip()] = hex_to_scale(value.strip())
-            except ValueError as exc:
-                raise InputError(f"{origin}: line {number} is malformed ({exc}): "
-                                 f"{line[:80]!r}") from exc
-        return cls(version, algorithm, scales)
-
-    @classmethod
-    def read(cls, path: Path, expected_version: int | None = None) -> CalibrationCache:
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read calibration cache {path}: {exc}") from exc
-        return cls.parse(text, str(path), expected_version)
+__all__ = ["ALGORITHM", "CalibrationCache", "cache_from_ranges", "hex_to_scale", "scale_to_hex",
+           "trt_version_number"]

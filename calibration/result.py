@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from calibration.cache import CalibrationCache
+from calibration.cache import CalibrationCache, cache_from_ranges
 from calibration.ranges import TensorRanges
 from calibration.stats import TensorStats
 from edge.spec import ModelSpec
@@ -24,4 +24,4 @@ class Calibrated:
 
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:
         # The uint8 image input spans 0..255: TensorRT needs its real scale (1.0), not amax/127.
-        return CalibrationCache.from_ranges(self.ranges, trt_version, (spec.input.name, 1.0))
+        return cache_from_ranges(self.ranges, trt_version, (spec.input.name, 1.0))

@@ -205,7 +205,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         input=InputSpec(name=image.name, width=width, height=height, batch=batch,
                         colour_order=options.camera_order),
         postprocess=options.postprocess, name=options.name or default_name,
-        source=plain.kind)
+        source=plain.kind, quantization="float")
     converted = onnx_with_spec(folded, spec)
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind)

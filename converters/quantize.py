@@ -102,7 +102,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         excluded += [name for _, name in worst[:options.keep_float]]
         log.info("keeping in float (worst SQNR): %s", ", ".join(excluded))
         quantized = _quantize(model, ranges, options, excluded)
-    quantized = onnx_with_spec(quantized, spec)
+    recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
+    quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, time.perf_counter() - started,
                       collector.frames, sqnr)
 

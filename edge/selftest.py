@@ -55,7 +55,7 @@ def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = 
                       ) -> dict[str, Any]:
     from calibration.readers import frames_from
     from converters.quantize import CalibrateOptions, calibrate, load_float_model
-    from edge.gpu.memory import gpu_memory
+    from edge.gpu.select import gpu_memory
     from edge.runners.tensorrt import TrtRunner
     from edge.tensorrt import load_tensorrt
     from edge.tensorrt.builder import BuildOptions

@@ -26,6 +26,12 @@ HeadLayout = Literal[
     "probabilities",           # classifier: [N, nc] softmax output
 ]
 
+Quantization = Literal[
+    "float",         # no Q/DQ nodes: the engine precision is a build choice (fp16/fp32)
+    "int8-qdq",      # symmetric QDQ by TensorRT's rules (`edge calibrate --profile tensorrt`)
+    "int8-qdq-cpu",  # uint8 activations for ONNX Runtime's CPU kernels; TensorRT rejects it
+]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,6 +66,10 @@ class ModelSpec(_Strict):
     postprocess: PostprocessSpec = PostprocessSpec()
     name: str = ""
     source: str = Field(default="", description="where the model came from, for humans")
+    quantization: Quantization | None = Field(
+        default=None, description="how the graph is quantized; written by `edge convert` and "
+        "`edge calibrate` so the device decides the engine precision without the onnx package "
+        "(None: a spec written before edge recorded it)")
 
     @model_validator(mode="after")
     def _head_matches_task(self) -> ModelSpec:

@@ -80,14 +80,16 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_build_engine(args: argparse.Namespace) -> int:
     from edge.tensorrt import load_tensorrt
 
-    load_tensorrt()  # before anything else: the clearest error on a machine without it
-    from edge.gpu.memory import gpu_memory
-    from edge.runners.tensorrt_loader import precision_for
+    trt = load_tensorrt()  # before anything else: the clearest error on a machine without it
+    from edge.gpu.select import gpu_memory
     from edge.tensorrt.builder import BuildOptions
+    from edge.tensorrt.precision import engine_precision
     from edge.tensorrt.store import resolve_engine
+    from edge.tensorrt.versions import TrtVersion
 
-    precision = "int8" if args.cache is not None and args.precision == "auto" else \
-        precision_for(args.model, args.precision)
+    precision = engine_precision(args.model, args.precision, TrtVersion.parse(trt.__version__),
+                                 calibration_cache=args.cache is not None)
+    log.info("precision %s for %s (TensorRT %s)", precision, args.model, trt.__version__)
     options = BuildOptions(precision=precision, workspace_mb=args.workspace_mb,
                            calibration_cache=args.cache, timing_cache=args.timing_cache,
                            max_batch=args.max_batch, dla_core=args.dla_core)

@@ -1,20 +1,35 @@
 """GpuMemory on cuda-python's runtime bindings (`cuda.bindings.runtime`, or `cuda.cudart` in
-cuda-python < 12.6). Every call returns (error, values...); errors raise with the CUDA name."""
+cuda-python < 12.6). Every call returns (error, values...); a failure becomes a GpuError naming
+the call and CUDA's error. cuda-python 12.x below 12.6 raises RuntimeError itself when it cannot
+load the driver, before any error code exists: that is a GpuUnavailableError too."""
 
 from __future__ import annotations
 
 import ctypes
+import threading
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge.errors import MissingDependencyError
-from edge.gpu.memory import DeviceInfo, GpuMemory, HostBuffer
+from edge.gpu.memory import (
+    NO_GPU_FIX,
+    DeviceInfo,
+    GpuError,
+    GpuMemory,
+    GpuUnavailableError,
+    HostBuffer,
+)
 from edge.tensorrt.engine_cache import GpuIdentity
 
+#: CUDA errors that mean "no usable driver or device" rather than a failed call.
+UNAVAILABLE = {"cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorInitializationError",
+               "cudaErrorStubLibrary", "cudaErrorDevicesUnavailable", "cudaErrorSystemNotReady"}
 
-def _runtime() -> Any:
+
+def runtime_module() -> Any:
+    """The CUDA runtime bindings of whichever cuda-python is installed."""
     try:
         from cuda.bindings import runtime
     except ImportError:
@@ -25,29 +40,60 @@ def _runtime() -> Any:
     return runtime
 
 
-class CudaError(RuntimeError):
-    pass
+def _version(number: int) -> str:
+    """CUDA's 12060 -> '12.6'."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def unavailable_message(rt: Any, error_name: str) -> str:
+    """Why CUDA is unusable here, from the driver's and the binding's CUDA versions."""
+    try:
+        driver = int(rt.cudaDriverGetVersion()[1])
+    except RuntimeError:  # cuda-python < 12.6 raises when libcuda.so.1 is missing
+        driver = 0
+    runtime = int(rt.cudaRuntimeGetVersion()[1])
+    if driver == 0:
+        return f"no NVIDIA driver on this machine (CUDA: {error_name}). {NO_GPU_FIX}"
+    if driver // 1000 < runtime // 1000:
+        major = driver // 1000
+        return (f"cuda-python is built for CUDA {_version(runtime)}, but this NVIDIA driver "
+                f"supports CUDA {_version(driver)} ({error_name}); install the binding that "
+                f"matches the driver: pip install 'cuda-python>={major}.0,<{major + 1}'")
+    return (f"CUDA cannot use a GPU here ({error_name}, driver CUDA {_version(driver)}). "
+            f"{NO_GPU_FIX}")
 
 
 class CudaPythonMemory(GpuMemory):
     name = "cuda-python"
 
     def __init__(self, device: int = 0) -> None:
-        self._rt = _runtime()
+        self._rt = runtime_module()
+        self.owner = threading.get_ident()
         self._device = device
-        self._call(self._rt.cudaSetDevice, device)
-        self._call(self._rt.cudaSetDeviceFlags, self._rt.cudaDeviceMapHost)
         self._host: list[int] = []
         self._device_buffers: list[int] = []
         self._streams: list[Any] = []
+        self._events: list[Any] = []
+        # cudaSetDevice makes the device's primary context current on this thread only.
+        self._call(self._rt.cudaSetDevice, device)
+        self._call(self._rt.cudaSetDeviceFlags, self._rt.cudaDeviceMapHost)
 
     def _call(self, function: Any, *args: Any) -> Any:
-        result = function(*args)
+        self.check_thread()
+        try:
+            result = function(*args)
+        except RuntimeError as exc:  # raised by the binding itself: no driver to call
+            raise GpuUnavailableError(f"{function.__name__}: " + unavailable_message(
+                self._rt, str(exc))) from exc
         error, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
         if int(error) != 0:
             name = self._rt.cudaGetErrorName(error)[1]
             text = name.decode() if isinstance(name, bytes) else str(name)
-            raise CudaError(f"{function.__name__} failed: {text}")
+            if text in UNAVAILABLE:
+                raise GpuUnavailableError(f"{function.__name__}: "
+                                          + unavailable_message(self._rt, text))
+            raise GpuError(f"CUDA {function.__name__} failed: {text}; check free GPU memory "
+                           "(tegrastats or nvidia-smi) and the kernel log (dmesg)")
         return values[0] if len(values) == 1 else values
 
     def device(self) -> DeviceInfo:
@@ -91,7 +137,9 @@ class CudaPythonMemory(GpuMemory):
                    self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream)
 
     def event(self) -> Any:
-        return self._call(self._rt.cudaEventCreate)
+        event = self._call(self._rt.cudaEventCreate)
+        self._events.append(event)
+        return event
 
     def record(self, event: Any, stream: int) -> None:
         self._call(self._rt.cudaEventRecord, event, stream)
@@ -100,11 +148,15 @@ class CudaPythonMemory(GpuMemory):
         self._call(self._rt.cudaEventSynchronize, event)
 
     def close(self) -> None:
+        """Synchronise and free everything; on the owning thread, like every other call."""
+        self.check_thread()
         for stream in self._streams:
             self._rt.cudaStreamSynchronize(stream)
             self._rt.cudaStreamDestroy(stream)
+        for event in self._events:
+            self._rt.cudaEventDestroy(event)
         for pointer in self._device_buffers:
             self._rt.cudaFree(pointer)
         for pointer in self._host:
             self._rt.cudaFreeHost(pointer)
-        self._streams, self._device_buffers, self._host = [], [], []
+        self._streams, self._events, self._device_buffers, self._host = [], [], [], []

@@ -1,23 +1,38 @@
-"""The GPU memory interface the TensorRT runner uses, and the choice of adapter.
+"""The GPU memory interface the TensorRT runner uses.
 
 Two adapters implement it: cuda-python (`cuda.bindings`, what NVIDIA's TensorRT samples use
-since 10.14) and pycuda (the classic choice, built from source on Jetson). `gpu_memory("auto")`
-takes cuda-python when importable, else pycuda.
+since 10.14) and pycuda (the classic choice, built from source on Jetson); `edge.gpu.select`
+picks one. An adapter belongs to the thread that constructed it: its CUDA context is made
+current there (the inference service's thread, which makes every backend call), and every
+method refuses to run on another thread.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy.typing as npt
 
-from edge.errors import MissingDependencyError
+from edge.errors import EdgeError
 from edge.tensorrt.engine_cache import GpuIdentity
 
 AdapterName = Literal["auto", "cuda-python", "pycuda"]
+
+
+NO_GPU_FIX = ("TensorRT needs an NVIDIA GPU and its driver: on a Jetson flash JetPack 6 or 7; "
+              "elsewhere install the NVIDIA driver; or set model.backend = \"onnxruntime\" to run "
+              "on the CPU")
+
+
+class GpuError(EdgeError):
+    """A CUDA call failed; the message names the call, CUDA's error and what to check."""
+
+
+class GpuUnavailableError(GpuError):
+    """No usable NVIDIA driver or device, or a CUDA binding built for another driver."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,15 @@ class GpuMemory(ABC):
     """Allocation, streams, copies and events for one CUDA device."""
 
     name: str
+    #: threading.get_ident() of the thread that created the adapter (and its CUDA context).
+    owner: int
+
+    def check_thread(self) -> None:
+        """Raise unless called on the thread that owns this adapter's CUDA context."""
+        if threading.get_ident() != self.owner:
+            raise RuntimeError(f"{self.name} GPU memory belongs to thread {self.owner} and was "
+                               f"used from thread {threading.get_ident()}; every backend call "
+                               "must run on the inference thread that created it")
 
     @abstractmethod
     def device(self) -> DeviceInfo: ...
@@ -78,28 +102,3 @@ class GpuMemory(ABC):
     @abstractmethod
     def close(self) -> None:
         """Free everything this adapter allocated."""
-
-
-def available_adapters() -> list[str]:
-    found = []
-    if importlib.util.find_spec("cuda") is not None:
-        found.append("cuda-python")
-    if importlib.util.find_spec("pycuda") is not None:
-        found.append("pycuda")
-    return found
-
-
-def gpu_memory(choice: AdapterName = "auto", device: int = 0) -> GpuMemory:
-    """The adapter `choice` names, or the first available one for "auto"."""
-    available = available_adapters()
-    if choice == "auto":
-        if not available:
-            raise MissingDependencyError("cuda-python or pycuda", "jetson", "GPU memory")
-        choice = "cuda-python" if "cuda-python" in available else "pycuda"
-    if choice == "cuda-python":
-        from edge.gpu.cuda_python import CudaPythonMemory
-
-        return CudaPythonMemory(device)
-    from edge.gpu.pycuda import PycudaMemory
-
-    return PycudaMemory(device)

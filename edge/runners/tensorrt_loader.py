@@ -4,34 +4,29 @@ cached engine fails to deserialize (never a stale engine run silently)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from edge.config import ModelConfig
 from edge.errors import ModelError
-from edge.gpu.memory import gpu_memory
+from edge.gpu.select import gpu_memory
 from edge.runners.tensorrt import TrtRunner
 from edge.tensorrt import load_tensorrt
-from edge.tensorrt.builder import BuildOptions, model_quantization
+from edge.tensorrt.builder import BuildOptions
+from edge.tensorrt.precision import engine_precision
 from edge.tensorrt.store import resolve_engine
-from edge.tensorrt.versions import Precision
+from edge.tensorrt.versions import TrtVersion
 
 log = logging.getLogger(__name__)
 
 
-def precision_for(model_path: Path, requested: str) -> Precision:
-    if requested != "auto":
-        return requested  # type: ignore[return-value]
-    return "int8" if model_quantization(model_path) == "qdq" else "fp16"
-
-
 def trt_runner_from_config(model: ModelConfig) -> TrtRunner:
-    load_tensorrt()  # the clearest error first on a machine without it
+    trt = load_tensorrt()  # the clearest error first on a machine without it
     if model.path.suffix.lower() != ".onnx":
         raise ModelError(f"model.path {model.path} must be the converted .onnx model; the engine "
                          "is built from it and cached (model.engine_dir)")
+    precision = engine_precision(model.path, model.precision, TrtVersion.parse(trt.__version__))
     memory = gpu_memory(model.gpu_memory)
     info = memory.device()
-    options = BuildOptions(precision=precision_for(model.path, model.precision),
+    options = BuildOptions(precision=precision,
                            workspace_mb=model.workspace_mb, dla_core=model.dla_core)
     resolved = resolve_engine(model.path, options, info.identity, model.engine_dir,
                               build=model.build_engine, free_gpu_bytes=memory.free_bytes())

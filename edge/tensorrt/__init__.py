@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge.errors import EdgeError
+from edge.tensorrt.versions import TrtVersion
 
 INSTALL_HINT = ("TensorRT comes with JetPack (apt package python3-libnvinfer; in a venv use "
                 "--system-site-packages); on an x86 workstation: pip install tensorrt")
@@ -20,5 +21,7 @@ def load_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError as exc:
-        raise TensorRTUnavailableError(f"TensorRT is not installed: {INSTALL_HINT}") from exc
+        reason = "is not installed" if exc.name == "tensorrt" else f"cannot be loaded ({exc})"
+        raise TensorRTUnavailableError(f"TensorRT {reason}: {INSTALL_HINT}") from exc
+    TrtVersion.parse(str(getattr(tensorrt, "__version__", "unknown")))  # supported, or exit 2
     return tensorrt

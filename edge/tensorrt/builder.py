@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import InputError, ModelError
+from edge.spec import ModelSpec
 from edge.tensorrt import load_tensorrt
-from edge.tensorrt.versions import BuildPlan, Precision, TrtVersion, build_plan
+from edge.tensorrt.calibrator import calibrator_from_cache
+from edge.tensorrt.precision import precision_for, quantization_of
+from edge.tensorrt.versions import BuildPlan, Precision, Quantization, TrtVersion, build_plan
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +34,6 @@ class BuiltEngine:
     data: bytes
     seconds: float
     trt_version: str
-
-
-def model_quantization(onnx_path: Path) -> str:
-    """'qdq' after checking TensorRT's rules, or 'none'; needs the `onnx` package."""
-    try:
-        import onnx
-
-        from converters.model_report import quantization_summary
-        from converters.qdq_rules import check_tensorrt_qdq
-    except ImportError:
-        log.warning("the onnx package is not installed: cannot check %s against TensorRT's QDQ "
-                    "rules before building (pip install onnx)", onnx_path)
-        return "unknown"
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    if not quantization_summary(model)["quantized"]:
-        return "none"
-    check_tensorrt_qdq(model, str(onnx_path))
-    return "qdq"
 
 
 class _Progress:
@@ -86,19 +71,14 @@ def _monitor(trt: Any) -> Any:
     return cls()
 
 
-def engine_from_onnx(onnx_path: Path, options: BuildOptions, batch: int | None,
+def engine_from_onnx(onnx_path: Path, options: BuildOptions, spec: ModelSpec,
                      free_gpu_bytes: int | None = None) -> BuiltEngine:
     """Parse, configure and build; raises ModelError/InputError with the reason."""
     trt = load_tensorrt()
     version = TrtVersion.parse(trt.__version__)
-    quantization = model_quantization(onnx_path)
-    if options.calibration_cache is not None:
-        if quantization == "qdq":
-            raise InputError(f"{onnx_path} is already quantized (QDQ); drop --cache")
-        quantization = "calibration-cache"
-    plan = build_plan(version, options.precision,
-                      "none" if quantization == "unknown" else quantization,  # type: ignore[arg-type]
-                      dla=options.dla_core >= 0)
+    quantization = _plan_quantization(onnx_path, spec, options, version)
+    plan = build_plan(version, options.precision, quantization, dla=options.dla_core >= 0)
+    batch = spec.input.batch
     workspace = options.workspace_mb << 20
     if free_gpu_bytes is not None and workspace > free_gpu_bytes:
         raise InputError(f"the {options.workspace_mb} MB workspace exceeds the "
@@ -128,6 +108,18 @@ def engine_from_onnx(onnx_path: Path, options: BuildOptions, batch: int | None,
     return BuiltEngine(bytes(serialized), seconds, str(version))
 
 
+def _plan_quantization(onnx_path: Path, spec: ModelSpec, options: BuildOptions,
+                       version: TrtVersion) -> Quantization:
+    """How the build gets its INT8 scales; refuses a precision the model cannot honestly have."""
+    quantization = quantization_of(onnx_path, spec)
+    if options.calibration_cache is not None:
+        if quantization != "float":
+            raise InputError(f"{onnx_path} is already quantized (QDQ); drop --cache")
+        return "calibration-cache"
+    precision_for(quantization, options.precision, version, onnx_path)
+    return "qdq" if quantization == "int8-qdq" else "none"
+
+
 def _network_flags(trt: Any, version: TrtVersion, plan: BuildPlan) -> int:
     flags = 0
     if plan.strongly_typed:
@@ -146,8 +138,6 @@ def _config(trt: Any, builder: Any, network: Any, plan: BuildPlan, options: Buil
     for flag in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if plan.uses_calibration_cache and options.calibration_cache is not None:
-        from edge.tensorrt.calibrator import calibrator_from_cache
-
         calibrator = calibrator_from_cache(trt, options.calibration_cache, str(version))
         keep_alive.append(calibrator)
         config.int8_calibrator = calibrator

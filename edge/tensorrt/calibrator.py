@@ -9,8 +9,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from calibration.cache import CalibrationCache, trt_version_number
 from edge.errors import InputError
+from edge.tensorrt.calibration_cache import CalibrationCache, trt_version_number
 
 log = logging.getLogger(__name__)
 

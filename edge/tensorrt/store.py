@@ -66,7 +66,7 @@ def build_into(entry: CacheEntry, onnx_path: Path, options: BuildOptions, spec: 
     from edge.files import require_output_directory, write_bytes_atomic
 
     require_output_directory(entry.engine)
-    built = engine_from_onnx(onnx_path, options, spec.input.batch, free_gpu_bytes)
+    built = engine_from_onnx(onnx_path, options, spec, free_gpu_bytes)
     sidecar = Sidecar(key, bytes_sha256(built.data), spec, built.seconds)
     entry.sidecar.unlink(missing_ok=True)  # never leave a sidecar describing the old engine
     write_bytes_atomic(entry.engine, built.data)

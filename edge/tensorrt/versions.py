@@ -16,6 +16,8 @@ from edge.errors import InputError
 Precision = Literal["int8", "fp16", "fp32"]
 Quantization = Literal["qdq", "calibration-cache", "none"]
 
+SUPPORTED = "TensorRT 8.5 to 11.x"
+
 
 @dataclass(frozen=True, order=True)
 class TrtVersion:
@@ -31,7 +33,11 @@ class TrtVersion:
         version = cls(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
         if version < cls(8, 5):
             raise InputError(f"TensorRT {version} is older than 8.5, which edge does not support "
-                             "(the named-tensor API arrived in 8.5); upgrade JetPack")
+                             f"(it supports {SUPPORTED}; the named-tensor API arrived in 8.5); "
+                             "upgrade JetPack")
+        if version.major > 11:
+            raise InputError(f"TensorRT {version} is newer than edge knows (it supports "
+                             f"{SUPPORTED}); upgrade edge or install a supported TensorRT")
         return version
 
     def __str__(self) -> str:

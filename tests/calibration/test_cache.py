@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from calibration.cache import CalibrationCache, hex_to_scale, scale_to_hex, trt_version_number
+from calibration.cache import (
+    CalibrationCache,
+    cache_from_ranges,
+    hex_to_scale,
+    scale_to_hex,
+    trt_version_number,
+)
 from calibration.ranges import TensorRange, TensorRanges
 from edge.errors import InputError
 
@@ -34,7 +40,7 @@ def test_scale_hex_is_the_big_endian_float_bit_pattern():
 def test_round_trip_with_the_input_scale():
     ranges = TensorRanges("entropy", 8, {"conv1": TensorRange(-1.0, 3.0, 2.54),
                                          "relu1": TensorRange(0.0, 6.0, 6.0)})
-    cache = CalibrationCache.from_ranges(ranges, "10.3.0", ("images", 1.0))
+    cache = cache_from_ranges(ranges, "10.3.0", ("images", 1.0))
     text = cache.to_text()
     lines = text.splitlines()
     assert lines[0] == "TRT-100300-EntropyCalibration2"

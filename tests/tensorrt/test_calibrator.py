@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from calibration.cache import CalibrationCache
+from calibration.cache import cache_from_ranges
 from calibration.ranges import TensorRange, TensorRanges
 from edge.errors import InputError
 from edge.tensorrt.calibrator import CacheServer, calibrator_from_cache
@@ -14,7 +14,7 @@ from edge.tensorrt.calibrator import CacheServer, calibrator_from_cache
 def cache_file(tmp_path):
     ranges = TensorRanges("entropy", 8, {"conv1": TensorRange(0, 4, 3.0)})
     path = tmp_path / "model.cache"
-    CalibrationCache.from_ranges(ranges, "10.3.0", ("images", 1.0)).write(path)
+    cache_from_ranges(ranges, "10.3.0", ("images", 1.0)).write(path)
     return path
 
 

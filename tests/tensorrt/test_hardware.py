@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.gpu.memory import available_adapters, gpu_memory
+from edge.gpu.select import available_adapters, gpu_memory
 
 
 def adapters() -> list[str]:

@@ -1,0 +1,85 @@
+"""The precision an engine is built in, decided from data the device owns: the model spec
+(`edge convert` and `edge calibrate` record the quantization there, so no `onnx` package is
+needed) and the TensorRT version.
+
+Never a silent change of precision: an INT8 QDQ model builds as int8 or not at all, and on
+TensorRT 11 (strongly typed networks only) a float model computes in the types its ONNX
+declares, so `fp16` there is refused instead of being written into the cache key of an engine
+that runs in fp32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.errors import InputError, ModelError
+from edge.spec import ModelSpec, Quantization, spec_from_onnx_file
+from edge.tensorrt.versions import Precision, TrtVersion
+
+#: Every Q/DQ node stores its op type verbatim in the graph (weights may live in external
+#: data, op types never do), so the absence of this string proves a graph has no Q/DQ nodes.
+QDQ_OP = b"DequantizeLinear"
+
+
+def graph_has_qdq(onnx_path: Path) -> bool:
+    """Whether the ONNX file holds DequantizeLinear nodes (read in blocks, no onnx needed)."""
+    tail = b""
+    with onnx_path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            if QDQ_OP in tail + block:
+                return True
+            tail = block[-len(QDQ_OP):]
+    return False
+
+
+def quantization_of(onnx_path: Path, spec: ModelSpec) -> Quantization:
+    """The spec's recorded quantization, checked against the graph."""
+    has_qdq = graph_has_qdq(onnx_path)
+    if spec.quantization is None:
+        if has_qdq:
+            raise ModelError(f"{onnx_path} is quantized but its spec does not record how (it was "
+                             "written before edge recorded it); quantize the float model again "
+                             "with `edge calibrate --profile tensorrt`")
+        return "float"
+    if has_qdq != (spec.quantization != "float"):
+        raise ModelError(f"{onnx_path}: the spec says {spec.quantization!r} but the graph "
+                         f"{'has' if has_qdq else 'has no'} Q/DQ nodes; re-run `edge convert` "
+                         "or `edge calibrate` to write a consistent model")
+    return spec.quantization
+
+
+def precision_for(quantization: Quantization, requested: str, version: TrtVersion,
+                  model: Path) -> Precision:
+    """`requested` ("auto", "int8", "fp16", "fp32") resolved to what the engine computes in."""
+    if quantization == "int8-qdq-cpu":
+        raise ModelError(f"{model} was calibrated with --profile cpu (uint8 activations), which "
+                         "TensorRT rejects; calibrate the float model with "
+                         "`edge calibrate --profile tensorrt`")
+    if quantization == "int8-qdq":
+        if requested not in ("auto", "int8"):
+            raise InputError(f"{model} is an INT8 QDQ model and builds as int8 only; use "
+                             f"--precision int8 (or auto), or build the float model it came "
+                             f"from as {requested}")
+        return "int8"
+    if requested == "auto":
+        return "fp32" if version.strongly_typed_only else "fp16"
+    if requested == "fp16" and version.strongly_typed_only:
+        raise InputError(f"TensorRT {version} builds strongly typed networks: {model} declares "
+                         "float32, so an 'fp16' engine would compute in fp32. Convert the ONNX "
+                         "to float16 first (onnxconverter-common's convert_float_to_float16, "
+                         "keep_io_types=True) or build with --precision fp32")
+    if requested not in ("int8", "fp16", "fp32"):
+        raise InputError(f"precision {requested!r} is not one of auto, int8, fp16, fp32")
+    return requested  # type: ignore[return-value]
+
+
+def engine_precision(onnx_path: Path, requested: str, version: TrtVersion,
+                     calibration_cache: bool = False) -> Precision:
+    """The precision to build `onnx_path` in, from its spec; with a calibration cache: int8."""
+    quantization = quantization_of(onnx_path, spec_from_onnx_file(onnx_path))
+    if calibration_cache:
+        if requested not in ("auto", "int8"):
+            raise InputError(f"a calibration cache builds int8 engines only, not {requested}; "
+                             "drop --cache or --precision")
+        return "int8"
+    return precision_for(quantization, requested, version, onnx_path)
