@@ -1,24 +1,49 @@
-"""`edge eval`: a model's accuracy on labelled data, through the daemon's own path.
+"""`edge eval`: a model's accuracy on labelled frames, through the daemon's own path.
+
+The one letterbox -> infer -> decode -> score loop, shared by `edge eval`, the calibration report,
+the demo detector's held-out evaluation and the hardware selftest, so every figure is measured on
+the pixels the device feeds the model.
 
 Detection: COCO-style mAP@0.5 and mAP@0.5:0.95 (101-point interpolation, at most 100
-detections per image, score floor 0.001) and per-class AP. Classification: top-1 accuracy.
+detections per image, score floor 0.001) and per-class AP; precision and recall at the model's
+own score threshold. Classification: top-1 accuracy.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from calibration.datasets import Dataset
 from edge.metrics import DetectionScorer
 from edge.postprocess import decoder_from_spec
-from edge.preprocess import Letterboxer
+from edge.preprocess import LetterboxGeometry, letterboxer_from_spec
+from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
+from edge.spec import ModelSpec
 
 COCO_IOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+
+class Truth(Protocol):
+    """What a frame holds: boxes float32 [K, 4] x1 y1 x2 y2 in source pixels, class ids [K],
+    `difficult` [K] objects neither required nor penalised."""
+
+    @property
+    def boxes(self) -> npt.NDArray[np.float32]: ...
+
+    @property
+    def class_ids(self) -> npt.NDArray[np.int64]: ...
+
+    @property
+    def difficult(self) -> npt.NDArray[np.bool_]: ...
 
 
 @dataclass(frozen=True)
@@ -37,41 +62,94 @@ class Accuracy:
         return asdict(self)
 
 
-def evaluate(model: Path, dataset: Dataset, threads: int = 0) -> Accuracy:
-    with OrtRunner.from_path(model, threads=threads, slots=1) as runner:
-        spec = runner.spec
-        letterbox = Letterboxer(spec.input.pad_value, spec.input.colour_order == "RGB")
-        if spec.task == "classify":
-            decode = decoder_from_spec(spec, spec.postprocess.model_copy(
-                update={"score_threshold": 1e-9, "max_detections": 1}))
-            hits = total = 0
-            for item, image in dataset.images():
-                geometry = letterbox(image, runner.input_buffer(0))
-                found = decode(runner.infer(0)[0], geometry)
-                hits += int(len(found) > 0 and found.class_ids[0] == item.class_ids[0])
-                total += 1
-            return Accuracy("classify", total, top1=round(hits / max(total, 1), 4))
-        ranking = decoder_from_spec(spec, spec.postprocess.model_copy(
+@dataclass
+class StageTimes:
+    """Milliseconds per frame spent letterboxing, inferring and decoding + scoring."""
+
+    preprocess: list[float] = field(default_factory=list)
+    infer: list[float] = field(default_factory=list)
+    postprocess: list[float] = field(default_factory=list)
+
+    def medians(self) -> dict[str, float]:
+        return {name: round(statistics.median(values), 3) if values else 0.0
+                for name, values in asdict(self).items()}
+
+
+class _Scorer(Protocol):
+    def add(self, output: npt.NDArray[np.float32], geometry: LetterboxGeometry,
+            truth: Truth) -> None: ...
+
+    def accuracy(self, images: int) -> Accuracy: ...
+
+
+class _TopOne:
+    def __init__(self, spec: ModelSpec) -> None:
+        self._decode = decoder_from_spec(spec, spec.postprocess.model_copy(
+            update={"score_threshold": 1e-9, "max_detections": 1}))
+        self._hits = 0
+
+    def add(self, output: npt.NDArray[np.float32], geometry: LetterboxGeometry,
+            truth: Truth) -> None:
+        found = self._decode(output, geometry)
+        self._hits += int(len(found) > 0 and found.class_ids[0] == truth.class_ids[0])
+
+    def accuracy(self, images: int) -> Accuracy:
+        return Accuracy("classify", images, top1=round(self._hits / max(images, 1), 4))
+
+
+class _DetectionAp:
+    def __init__(self, spec: ModelSpec) -> None:
+        self._labels = spec.labels
+        self._ranking = decoder_from_spec(spec, spec.postprocess.model_copy(
             update={"score_threshold": 0.001, "max_detections": 100}))
-        operating = decoder_from_spec(spec)
-        ranked = DetectionScorer(spec.num_classes, COCO_IOUS)
-        at_threshold = DetectionScorer(spec.num_classes)
-        count = 0
-        for item, image in dataset.images():
-            geometry = letterbox(image, runner.input_buffer(0))
-            output = runner.infer(0)[0]
-            ranked.add(ranking(output, geometry), item.boxes, item.class_ids, item.difficult)
-            at_threshold.add(operating(output, geometry), item.boxes, item.class_ids,
-                             item.difficult)
-            count += 1
-    ap = ranked.average_precision()
-    precision, recall = at_threshold.precision_recall()
-    present = ~np.isnan(ap[:, 0])
-    return Accuracy(
-        "detect", count,
-        map50=round(float(ap[present, 0].mean()), 4) if present.any() else 0.0,
-        map50_95=round(float(ap[present].mean()), 4) if present.any() else 0.0,
-        per_class_ap50={spec.labels[c]: round(float(ap[c, 0]), 4) for c in np.flatnonzero(present)},
-        per_class_ap={spec.labels[c]: round(float(ap[c].mean()), 4)
-                      for c in np.flatnonzero(present)},
-        precision=round(precision, 4), recall=round(recall, 4))
+        self._operating = decoder_from_spec(spec)
+        self._ranked = DetectionScorer(spec.num_classes, COCO_IOUS)
+        self._at_threshold = DetectionScorer(spec.num_classes)
+
+    def add(self, output: npt.NDArray[np.float32], geometry: LetterboxGeometry,
+            truth: Truth) -> None:
+        self._ranked.add(self._ranking(output, geometry), truth.boxes, truth.class_ids,
+                         truth.difficult)
+        self._at_threshold.add(self._operating(output, geometry), truth.boxes, truth.class_ids,
+                               truth.difficult)
+
+    def accuracy(self, images: int) -> Accuracy:
+        ap = self._ranked.average_precision()
+        precision, recall = self._at_threshold.precision_recall()
+        present = np.flatnonzero(~np.isnan(ap[:, 0]))
+        return Accuracy(
+            "detect", images,
+            map50=round(float(ap[present, 0].mean()), 4) if present.size else 0.0,
+            map50_95=round(float(ap[present].mean()), 4) if present.size else 0.0,
+            per_class_ap50={self._labels[c]: round(float(ap[c, 0]), 4) for c in present},
+            per_class_ap={self._labels[c]: round(float(ap[c].mean()), 4) for c in present},
+            precision=round(precision, 4), recall=round(recall, 4))
+
+
+def accuracy_from_runner(runner: Runner, frames: Iterable[tuple[Truth, npt.NDArray[np.uint8]]],
+                         times: StageTimes | None = None) -> Accuracy:
+    """Score `runner` on (truth, BGR uint8 [h, w, 3] frame) pairs through slot 0; per-stage
+    times go to `times` when given."""
+    spec = runner.spec
+    letterbox = letterboxer_from_spec(spec)
+    scorer: _Scorer = _TopOne(spec) if spec.task == "classify" else _DetectionAp(spec)
+    images = 0
+    for truth, image in frames:
+        started = time.perf_counter()
+        geometry = letterbox(image, runner.input_buffer(0))
+        letterboxed = time.perf_counter()
+        output = runner.infer(0)[0]
+        inferred = time.perf_counter()
+        scorer.add(output, geometry, truth)
+        images += 1
+        if times is not None:
+            times.preprocess.append((letterboxed - started) * 1e3)
+            times.infer.append((inferred - letterboxed) * 1e3)
+            times.postprocess.append((time.perf_counter() - inferred) * 1e3)
+    return scorer.accuracy(images)
+
+
+def evaluate(model: Path, dataset: Dataset, threads: int = 0) -> Accuracy:
+    """Accuracy of the ONNX model at `model` on `dataset` (ONNX Runtime, CPU)."""
+    with OrtRunner.from_path(model, threads=threads, slots=1) as runner:
+        return accuracy_from_runner(runner, dataset.images())

@@ -24,7 +24,7 @@ def decibels(signal: float, noise: float) -> float:
 def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
                 inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
     """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`."""
-    import onnxruntime as ort  # noqa: PLC0415 - optional heavy dependency (the `cpu` extra)
+    import onnxruntime as ort
 
     sessions = [ort.InferenceSession(model_exposing(m, names).SerializeToString(),
                                      providers=["CPUExecutionProvider"])

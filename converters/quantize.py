@@ -78,7 +78,7 @@ def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterator[Any]:
         yield from items
         return
     try:
-        from tqdm import tqdm  # noqa: PLC0415 - optional (the `convert` extra)
+        from tqdm import tqdm
     except ImportError:
         yield from items
         return

@@ -7,48 +7,38 @@ ground truth, FPS and per-stage latency of the TensorRT path.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import onnx
 
+from calibration.evaluate import StageTimes, accuracy_from_runner
 from edge.demo import bundled_model
-from edge.metrics import DetectionScorer
-from edge.postprocess import decoder_from_spec
-from edge.preprocess import Letterboxer
 from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
-from edge.synthetic import SHAPE_LABELS, ShapeScene
+from edge.synthetic import ShapeScene
+from edge.synthetic.scene import GroundTruth
+
+
+def _scene_frames(frames: int, seed: int) -> Iterator[tuple[GroundTruth, npt.NDArray[np.uint8]]]:
+    scene = ShapeScene(seed=seed)
+    for _ in range(frames):
+        image, truth = scene.next()
+        yield truth, image
 
 
 def _score(runner: Runner, frames: int, seed: int) -> tuple[float, dict[str, float], float]:
     """mAP@0.5, median ms per stage, and FPS of the whole loop."""
-    spec = runner.spec
-    decode = decoder_from_spec(spec, spec.postprocess.model_copy(
-        update={"score_threshold": 0.001, "max_detections": 100}))
-    letterbox = Letterboxer(spec.input.pad_value)
-    scorer = DetectionScorer(len(SHAPE_LABELS))
-    scene = ShapeScene(seed=seed)
-    stages: dict[str, list[float]] = {"preprocess": [], "infer": [], "postprocess": []}
+    times = StageTimes()
     started = time.perf_counter()
-    for _ in range(frames):
-        image, truth = scene.next()
-        t0 = time.perf_counter()
-        geometry = letterbox(image, runner.input_buffer(0))
-        t1 = time.perf_counter()
-        output = runner.infer(0)
-        t2 = time.perf_counter()
-        found = decode(output[0], geometry)
-        t3 = time.perf_counter()
-        scorer.add(found, truth.boxes, truth.class_ids, truth.difficult)
-        for stage, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-            stages[stage].append(seconds * 1e3)
+    accuracy = accuracy_from_runner(runner, _scene_frames(frames, seed), times)
     elapsed = time.perf_counter() - started
-    return (scorer.mean_average_precision(),
-            {k: round(statistics.median(v), 3) for k, v in stages.items()}, frames / elapsed)
+    return accuracy.map50 or 0.0, times.medians(), frames / elapsed
 
 
 def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = None

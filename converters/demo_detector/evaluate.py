@@ -2,8 +2,9 @@
 
     python -m converters.demo_detector.evaluate [--model edge/models/shapes.onnx]
 
-Frames go through the same letterbox, ONNX Runtime runner and decoder as on the device, and
-boxes are compared in source pixels. mAP@0.5 uses a 0.001 score floor (COCO practice);
+Frames go through the same letterbox, ONNX Runtime runner and decoder as on the device (the one
+scoring loop of `calibration.evaluate`), and boxes are compared in source pixels. mAP@0.5 uses
+a 0.001 score floor and at most 100 detections per frame (COCO practice);
 precision and recall use the model's own default threshold. Held-out seeds never occur in
 training (training and the trainer's own check use seeds below 900 000).
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge.metrics import DetectionScorer
-from edge.postprocess import DetectionDecoder
-from edge.preprocess import Letterboxer
+import numpy as np
+import numpy.typing as npt
+
+from calibration.evaluate import Truth, accuracy_from_runner
 from edge.runners.onnxruntime import OrtRunner
 from edge.synthetic import ShapeScene
 
@@ -34,35 +37,31 @@ class Evaluation:
     recall: float
 
 
+def held_out_frames(scenes: int, frames_per_scene: int, frame_step: int
+                    ) -> Iterator[tuple[Truth, npt.NDArray[np.uint8]]]:
+    """(truth, BGR frame) pairs of scenes the trainer never saw, every `frame_step`-th frame."""
+    for scene_index in range(scenes):
+        scene = ShapeScene(seed=HELD_OUT_SEED + scene_index)
+        for _ in range(frames_per_scene):
+            for _ in range(frame_step):
+                image, truth = scene.next()
+            yield truth, image
+
+
 def evaluate_onnx(path: Path, scenes: int = 20, frames_per_scene: int = 20,
                   frame_step: int = 6) -> Evaluation:
+    objects = 0
+
+    def counted() -> Iterator[tuple[Truth, npt.NDArray[np.uint8]]]:
+        nonlocal objects
+        for truth, image in held_out_frames(scenes, frames_per_scene, frame_step):
+            objects += int((~truth.difficult).sum())
+            yield truth, image
+
     with OrtRunner.from_path(path) as runner:
-        spec = runner.spec
-        ranking = DetectionDecoder(spec, spec.postprocess.model_copy(
-            update={"score_threshold": 0.001, "max_detections": 300}))
-        operating = DetectionDecoder(spec)
-        thresholds = tuple(0.5 + 0.05 * i for i in range(10))
-        ranked = DetectionScorer(spec.num_classes, thresholds)
-        operating_point = DetectionScorer(spec.num_classes)
-        letterbox = Letterboxer(spec.input.pad_value)
-        frames = objects = 0
-        for scene_index in range(scenes):
-            scene = ShapeScene(seed=HELD_OUT_SEED + scene_index)
-            for _ in range(frames_per_scene):
-                for _ in range(frame_step):
-                    image, truth = scene.next()
-                geometry = letterbox(image, runner.input_buffer(0))
-                output = runner.infer(0)[0]
-                ranked.add(ranking(output, geometry), truth.boxes, truth.class_ids,
-                           truth.difficult)
-                operating_point.add(operating(output, geometry), truth.boxes, truth.class_ids,
-                                 truth.difficult)
-                frames += 1
-                objects += int((~truth.difficult).sum())
-    ap = ranked.average_precision()
-    precision, recall = operating_point.precision_recall()
-    return Evaluation(frames, objects, round(float(ap[:, 0].mean()), 4),
-                      round(float(ap.mean()), 4), round(precision, 4), round(recall, 4))
+        accuracy = accuracy_from_runner(runner, counted())
+    return Evaluation(accuracy.images, objects, accuracy.map50 or 0.0, accuracy.map50_95 or 0.0,
+                      accuracy.precision or 0.0, accuracy.recall or 0.0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -147,3 +147,52 @@ def test_classifier_top1_on_class_folders(tmp_path):
     (tmp_path / "data" / "cat").mkdir()
     with pytest.raises(InputError, match="folders cat are not labels"):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
+
+
+def test_one_scoring_loop_serves_demo_eval_and_selftest(demo_model):
+    """The demo detector's held-out evaluation and the hardware selftest's scoring are the same
+    loop: on the same frames they report the same mAP@0.5, and the selftest's stage times are
+    filled for every frame."""
+    from calibration.evaluate import StageTimes, accuracy_from_runner
+    from converters.demo_detector.evaluate import held_out_frames
+    from edge.runners.onnxruntime import OrtRunner
+
+    times = StageTimes()
+    with OrtRunner.from_path(demo_model, slots=1) as runner:
+        timed = accuracy_from_runner(runner, held_out_frames(2, 5, 3), times)
+        untimed = accuracy_from_runner(runner, held_out_frames(2, 5, 3))
+    assert timed == untimed and timed.images == 10 and timed.map50 > 0.5
+    assert [len(v) for v in (times.preprocess, times.infer, times.postprocess)] == [10] * 3
+    assert all(v > 0 for v in times.medians().values())
+
+
+def test_scoring_loop_swaps_channels_for_an_rgb_model(tmp_path):
+    """An RGB model sees the frame's channels swapped: a classifier of pure red vs pure blue
+    frames scores 100% only if the loop feeds it RGB (the selftest's old loop did not)."""
+    import torch
+
+    from calibration.evaluate import accuracy_from_runner
+    from converters.convert import ConvertOptions, convert
+    from edge.runners.onnxruntime import OrtRunner
+    from edge.synthetic.scene import GroundTruth
+    from tests.converters.tiny_models import export_onnx, seeded
+
+    class RedOrBlue(torch.nn.Module):  # [N, 3, H, W] RGB in 0..1 -> logits (red, blue)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mean = x.mean(dim=(2, 3))
+            return torch.stack([mean[:, 0] - mean[:, 2], mean[:, 2] - mean[:, 0]], 1)
+
+    source = export_onnx(seeded(RedOrBlue()), tmp_path / "rb.onnx", 16, 16)
+    convert(source, ConvertOptions(labels=("red", "blue"), camera_order="RGB",
+                                   task="classify")).write(tmp_path / "rb.edge.onnx")
+    none = np.zeros((0, 4), np.float32)
+
+    def frames():
+        for class_id, bgr in ((0, (0, 0, 255)), (1, (255, 0, 0))):
+            truth = GroundTruth(none, np.array([class_id]), np.zeros(1, bool))
+            # the frame is what OpenCV delivers (BGR); the model was converted for RGB frames
+            yield truth, np.full((20, 20, 3), bgr, np.uint8)
+
+    with OrtRunner.from_path(tmp_path / "rb.edge.onnx", slots=1) as runner:
+        assert runner.spec.input.colour_order == "RGB"
+        assert accuracy_from_runner(runner, frames()).top1 == 1.0
