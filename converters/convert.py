@@ -25,9 +25,10 @@ from converters.fold import (
     image_input,
     onnx_with_preprocess,
 )
-from converters.heads import Head, head_from_shape
+from converters.heads import SUPPORTED, Head, head_from_shape
 from converters.metadata import onnx_with_spec
 from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch
+from converters.onnx_source import source_onnx_from_file
 from converters.simplify import checked_onnx, simplified_onnx
 from converters.ultralytics import UltralyticsMetadata
 from converters.verify import (
@@ -43,6 +44,13 @@ from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec
 #: Runs the source model on float64 input; returns every output by name.
 SourceRunner = Callable[[npt.NDArray[np.float64]], dict[str, npt.NDArray[Any]]]
 
+#: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
+#: PyTorch source: 1).
+Batch = int | None | Literal["source"]
+
+#: Ops that pass a classifier's scores through unchanged in value.
+_PASS_THROUGH = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
 
 @dataclass(frozen=True)
 class ConvertOptions:
@@ -56,7 +64,7 @@ class ConvertOptions:
     head: HeadLayout | None = None
     module: str | None = None  # package.module:Class or file.py:Class, for checkpoints
     module_args: dict[str, Any] | None = None
-    batch: int | None = 1  # None: dynamic batch
+    batch: Batch = "source"
     opset: int = DEFAULT_OPSET
     stride: int | None = None
     simplify: bool = True
@@ -72,6 +80,7 @@ class Converted:
     spec: ModelSpec
     parity: Parity | None
     source_kind: str
+    notes: tuple[str, ...] = ()  # what was changed in the source on the way, one line each
 
     def write(self, out: Path) -> None:
         """Atomically: a reader never sees a half-written file at `out`."""
@@ -88,6 +97,7 @@ class _Plain:
     labels: tuple[str, ...] | None = None
     image_size: tuple[int, int] | None = None
     stride: int | None = None
+    notes: tuple[str, ...] = ()
 
 
 def convert(source: Path, options: ConvertOptions) -> Converted:
@@ -133,27 +143,57 @@ def _looks_like_onnx(source: Path) -> bool:
 
 
 def _plain_from_onnx(source: Path) -> _Plain:
-    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import (
+        Fail,
+        InvalidArgument,
+        InvalidGraph,
+        InvalidProtobuf,
+        NotImplemented,
+        RuntimeException,
+    )
 
-    try:
-        model = onnx.load(str(source))
-    except (DecodeError, OSError, ValueError) as exc:
-        raise ConversionError(f"{source} is not a readable ONNX model ({exc})") from exc
-    if not model.graph.node:
-        raise ConversionError(f"{source} is not a model: its graph has no nodes")
+    ort_errors = (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NotImplemented,
+                  RuntimeException)
+    loaded = source_onnx_from_file(source)
+    model = loaded.model
+    image_input(model)  # refuses several inputs before ONNX Runtime sees them
     metadata = UltralyticsMetadata.from_onnx(model)
-    session = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    try:
+        session = _source_session(model)
+    except ort_errors as exc:
+        raise ConversionError(f"ONNX Runtime cannot load {source}: {_first_line(exc)}; the "
+                              "source must run in ONNX Runtime on the CPU to be converted and "
+                              "checked") from exc
     input_name = session.get_inputs()[0].name
     outputs = [o.name for o in session.get_outputs()]
 
     def run_source(x: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[Any]]:
-        results = session.run(outputs, {input_name: x.astype(np.float32)})
+        try:
+            results = session.run(outputs, {input_name: x.astype(np.float32)})
+        except ort_errors as exc:
+            raise ConversionError(
+                f"the source model fails on an input of shape {list(x.shape)}: "
+                f"{_first_line(exc)}; check --input-size (the size it was trained at)") from exc
         return dict(zip(outputs, results, strict=True))
 
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
                   metadata.labels if metadata else None,
                   metadata.image_size if metadata else None,
-                  metadata.stride if metadata else None)
+                  metadata.stride if metadata else None, tuple(loaded.notes))
+
+
+def _source_session(model: onnx.ModelProto) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the load error is raised and reported; no log spam
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plain:
@@ -163,7 +203,8 @@ def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plai
         raise ConversionError(f"a {kind} model does not record its input size; pass "
                               "--input-size HEIGHTxWIDTH (or one number for a square)")
     height, width = options.input_size
-    model = onnx_from_torch(network, height, width, batch=options.batch, opset=options.opset)
+    batch = 1 if options.batch == "source" else options.batch
+    model = onnx_from_torch(network, height, width, batch=batch, opset=options.opset)
     reference_net = _float64_copy(network)
     names = [o.name for o in model.graph.output]
 
@@ -197,8 +238,8 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     _check_stride(height, width, options.stride or plain.stride or
                   (32 if head.task == "detect" else 1))
     batch = _batch(image, options, plain.kind)
-    folded = onnx_with_preprocess(plain.model, options.camera_order, options.normalisation,
-                                  height, width)
+    folded = onnx_with_preprocess(_with_batch(plain.model, image, batch), options.camera_order,
+                                  options.normalisation, height, width)
     folded = simplified_onnx(folded) if options.simplify else checked_onnx(folded)
     spec = ModelSpec(
         task=head.task, labels=labels, head=head.layout, output=output,  # type: ignore[arg-type]
@@ -208,7 +249,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         source=plain.kind, quantization="float")
     converted = onnx_with_spec(folded, spec)
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
-    return Converted(converted, spec, parity, plain.kind)
+    return Converted(converted, spec, parity, plain.kind, plain.notes)
 
 
 def _input_size(image: ImageInput, plain: _Plain, options: ConvertOptions) -> tuple[int, int]:
@@ -236,13 +277,33 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _batch(image: ImageInput, options: ConvertOptions, kind: str) -> int | None:
+    """The converted model's batch: None is dynamic."""
     if kind in ("pytorch", "torchscript"):
-        return options.batch
+        return 1 if options.batch == "source" else options.batch
     source_batch = image.batch if isinstance(image.batch, int) else None
-    if options.batch is not None and source_batch is not None and options.batch != source_batch:
-        raise ConversionError(f"the ONNX model has a fixed batch of {source_batch}; re-export it "
-                              f"with batch {options.batch} (or dynamic) to change it")
-    return source_batch
+    if options.batch in ("source", source_batch):
+        return source_batch
+    if source_batch is None:
+        return options.batch  # a dynamic source can be fixed to any batch
+    wanted = "a dynamic batch" if options.batch is None else f"batch {options.batch}"
+    raise ConversionError(
+        f"the ONNX model's batch is fixed at {source_batch} by its exporter, so {wanted} cannot "
+        f"be made from it; convert without --batch (batch {source_batch}), or export it again "
+        "with a dynamic batch axis (PyTorch: dynamic_axes={'images': {0: 'batch'}}; "
+        "Ultralytics: dynamic=True)")
+
+
+def _with_batch(model: onnx.ModelProto, image: ImageInput, batch: int | None) -> onnx.ModelProto:
+    """`model` with its image input's batch dim fixed at `batch` (None: left as it is)."""
+    if batch is None or image.batch == batch:
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    value = next(v for v in fixed.graph.input if v.name == image.name)
+    dim = value.type.tensor_type.shape.dim[0]
+    dim.Clear()
+    dim.dim_value = batch
+    return fixed
 
 
 def _output_shapes(plain: _Plain, image: ImageInput, height: int,
@@ -259,30 +320,51 @@ def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
                     options: ConvertOptions) -> tuple[str, Head]:
     """The first output that fits a head layout, and that layout."""
     model = plain.model
-    softmax_outputs = {n.output[0] for n in model.graph.node if n.op_type == "Softmax"}
-    seen = []
-    for output in model.graph.output:
-        shape = list(shapes[output.name])
-        seen.append(f"{output.name} {shape}")
-        nc = len(labels) if labels else None
+    nc = len(labels) if labels else None
+    outputs = [o.name for o in model.graph.output]
+    first_error: ConversionError | None = None
+    for name in outputs:
         try:
-            return output.name, head_from_shape(shape, nc, options.head,
-                                                 output.name in softmax_outputs)
-        except ConversionError as fitted_error:
-            if nc is None:
-                raise
-            try:
-                unlabelled = head_from_shape(shape, None, options.head,
-                                             output.name in softmax_outputs)
-            except ConversionError:
-                if len(model.graph.output) == 1:
-                    raise fitted_error from None
-                continue
-            raise ConversionError(
-                f"{len(labels or ())} labels were given but the model's output {output.name} "
-                f"{shape} has {unlabelled.num_classes} classes; pass exactly "
-                f"{unlabelled.num_classes} labels") from None
-    raise ConversionError(f"no output fits a supported head; outputs seen: {'; '.join(seen)}")
+            return name, head_from_shape(list(shapes[name]), nc, options.head,
+                                         _ends_in_probabilities(model, name))
+        except ConversionError as exc:
+            first_error = first_error or exc
+    unlabelled = {name: _unlabelled_head(plain, shapes, name, options) for name in outputs}
+    fitting = {name: head for name, head in unlabelled.items() if head is not None}
+    if nc is not None and len(outputs) == 1 and fitting:
+        classes = fitting[outputs[0]].num_classes
+        raise ConversionError(f"{nc} labels were given but the model's output {outputs[0]} "
+                              f"{list(shapes[outputs[0]])} has {classes} classes; pass exactly "
+                              f"{classes} labels")
+    if len(outputs) == 1 and first_error is not None:
+        raise first_error
+    seen = "; ".join(f"{name} {list(shapes[name])}" + (
+        f" ({head.num_classes} classes)" if (head := unlabelled[name]) else "")
+        for name in outputs)
+    if nc is not None and fitting:
+        raise ConversionError(f"{nc} labels were given but no output of the model has {nc} "
+                              f"classes (outputs: {seen}); pass as many labels as the output "
+                              "you want has classes")
+    raise ConversionError(f"no output fits a supported head; outputs: {seen}. Supported: "
+                          f"{SUPPORTED}")
+
+
+def _unlabelled_head(plain: _Plain, shapes: dict[str, tuple[int, ...]], name: str,
+                     options: ConvertOptions) -> Head | None:
+    try:
+        return head_from_shape(list(shapes[name]), None, options.head,
+                               _ends_in_probabilities(plain.model, name))
+    except ConversionError:
+        return None
+
+
+def _ends_in_probabilities(model: onnx.ModelProto, output: str) -> bool:
+    """Whether `output` comes from a Softmax or Sigmoid, through ops that only reshape."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    node = producers.get(output)
+    while node is not None and node.op_type in _PASS_THROUGH:
+        node = producers.get(node.input[0])
+    return node is not None and node.op_type in ("Softmax", "Sigmoid")
 
 
 def _verify(converted: onnx.ModelProto, plain: _Plain, image: ImageInput, spec: ModelSpec,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Literal
 
 
 def print_json(payload: dict[str, Any]) -> None:
@@ -46,9 +46,9 @@ def parse_fraction(text: str) -> float:
     return value
 
 
-def parse_batch(text: str) -> int | None:
+def parse_batch(text: str) -> int | Literal["dynamic"]:
     if text == "dynamic":
-        return None
+        return "dynamic"
     if text.isdigit() and int(text) > 0:
         return int(text)
     raise argparse.ArgumentTypeError(f"{text!r}: use a positive number or 'dynamic'")

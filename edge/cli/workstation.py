@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edge.cli.common import parse_batch, parse_fraction, parse_size, parse_triple, print_json
 from edge.files import require_output_directory
 
 log = logging.getLogger("edge")
 
+#: Third-party modules the workstation commands need, all from the `convert` extra (protobuf
+#: comes with onnx). A missing module outside this set is a bug and is not disguised.
+CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "matplotlib",
+                         "tqdm"}
+
+
+@contextlib.contextmanager
+def _needs_convert_extra(command: str) -> Iterator[None]:
+    """Turn a missing `convert`-extra module into an exit-2 error with the install command."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        if top not in CONVERT_EXTRA_MODULES:
+            raise
+        from edge.errors import MissingDependencyError
+
+        raise MissingDependencyError(top, "convert", command) from exc
+
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    with _needs_convert_extra("edge convert"):
+        return _convert(args)
+
+
+def _convert(args: argparse.Namespace) -> int:
     from converters.convert import ConvertOptions, convert
     from converters.errors import ConversionError
     from converters.fold import Normalisation
@@ -34,8 +60,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         camera_order=args.colour_order,
         normalisation=Normalisation(args.network_order, args.mean, args.std),
         task=args.task, head=args.head, module=args.module, module_args=module_args,
-        batch=args.batch, opset=args.opset, stride=args.stride, simplify=args.simplify,
-        verify=args.verify, tolerance=args.tolerance, name=args.name,
+        batch=_batch_option(args.batch), opset=args.opset, stride=args.stride,
+        simplify=args.simplify, verify=args.verify, tolerance=args.tolerance, name=args.name,
         postprocess=PostprocessSpec(score_threshold=args.score_threshold,
                                     iou_threshold=args.iou_threshold))
     converted = convert(args.source, options)
@@ -45,26 +71,33 @@ def cmd_convert(args: argparse.Namespace) -> int:
                "task": spec.task, "head": spec.head, "labels": len(spec.labels),
                "input": [spec.input.batch, spec.input.height, spec.input.width, 3],
                "max_abs_error": converted.parity.max_abs_error if converted.parity else None,
-               "max_rel_error": converted.parity.max_rel_error if converted.parity else None}
+               "max_rel_error": converted.parity.max_rel_error if converted.parity else None,
+               "notes": list(converted.notes)}
     if args.json:
         print_json(summary)
     else:
+        for note in converted.notes:
+            print(f"note: {note}")
         print(f"wrote {args.output}: {spec.task} ({spec.head}), {len(spec.labels)} labels, "
               f"input uint8 {summary['input']} {spec.input.colour_order}")
         print(converted.parity.describe() if converted.parity else "parity not checked")
     return 0
 
 
+def _batch_option(value: int | str | None) -> int | Literal["source"] | None:
+    """--batch absent: what the source has; `dynamic`: None."""
+    if value is None:
+        return "source"
+    return None if value == "dynamic" else int(value)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     if args.model.suffix in (".engine", ".plan"):
         return _inspect_engine(args)
-    try:
+    with _needs_convert_extra("edge inspect"):
         from converters.model_report import format_report, inspect_model
-    except ImportError as exc:
-        from edge.errors import MissingDependencyError
 
-        raise MissingDependencyError("onnx", "convert", "edge inspect") from exc
-    report = inspect_model(args.model)
+        report = inspect_model(args.model)
     if args.json:
         print_json(report)
     else:
@@ -107,6 +140,11 @@ def _inspect_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    with _needs_convert_extra("edge calibrate"):
+        return _calibrate(args)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
     from calibration.readers import frames_from
     from converters.quantize import (
         CalibrateOptions,
@@ -157,6 +195,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    with _needs_convert_extra("edge eval"):
+        return _eval(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
     from calibration.datasets import dataset_from
     from calibration.evaluate import evaluate
     from edge.runners.onnxruntime import OrtRunner
@@ -249,7 +292,9 @@ def _add_convert(commands: Any) -> None:
                          help="output layout when the shape alone is ambiguous")
     convert.add_argument("--module", help="for checkpoints: package.module:Class or file.py:Class")
     convert.add_argument("--module-args", help="JSON object of constructor arguments")
-    convert.add_argument("--batch", type=parse_batch, default=1, help="batch size or 'dynamic'")
+    convert.add_argument("--batch", type=parse_batch,
+                         help="batch size or 'dynamic' (default: what an ONNX source has; 1 for "
+                              "PyTorch)")
     convert.add_argument("--opset", type=int, default=17,
                          help="ONNX opset for PyTorch exports (default 17: TensorRT 8.5 parses it)")
     convert.add_argument("--stride", type=int, help="largest network stride (input sides must "

@@ -1,0 +1,145 @@
+"""An exported ONNX file -> a plain graph every later step can rely on.
+
+Real exporters disagree on details that later steps trip over: paddle2onnx and keras2onnx mark
+a dynamic batch as `dim_value = -1` (or 0); paddle2onnx holds every weight in a `Constant` node,
+where the quantizers look for initializers; many exporters still write opset 9-12, below the
+per-channel DequantizeLinear (opset 13) both INT8 profiles need. Each of these is fixed here,
+once, and said in a note; a file that is not a model, or is a model this tool wrote already,
+is refused with a message that names the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from converters.errors import ConversionError
+from edge.spec import SPEC_KEY
+
+#: Per-channel QuantizeLinear/DequantizeLinear (axis) needs opset 13.
+MIN_OPSET = 13
+
+
+@dataclass
+class SourceOnnx:
+    """A loaded, normalised source graph and what was changed on the way (one line each)."""
+
+    model: onnx.ModelProto
+    notes: list[str] = field(default_factory=list)
+
+
+def source_onnx_from_file(path: Path) -> SourceOnnx:
+    """Load `path`, refuse what cannot be converted, and normalise the rest (see module doc)."""
+    model = _loaded(path)
+    _refuse_converted(model, path)
+    notes: list[str] = []
+    _dynamic_dims_named(model, notes)
+    _constants_as_initializers(model, notes)
+    model = _opset_at_least(model, MIN_OPSET, notes)
+    return SourceOnnx(model, notes)
+
+
+def _loaded(path: Path) -> onnx.ModelProto:
+    try:
+        model = onnx.load(str(path))
+    except (DecodeError, OSError, ValueError, RuntimeError) as exc:
+        raise ConversionError(f"{path} is not a readable ONNX model ({exc}); the file may be "
+                              "truncated: copy or export it again") from exc
+    if not model.graph.node:
+        raise ConversionError(f"{path} is not a model: its graph has no nodes")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConversionError(f"{path} is not a valid ONNX model ({first}); the file may be "
+                              "damaged: copy or export it again") from exc
+    return model
+
+
+def _refuse_converted(model: onnx.ModelProto, path: Path) -> None:
+    if any(p.key == SPEC_KEY for p in model.metadata_props):
+        raise ConversionError(
+            f"{path} was converted by `edge convert` already (it carries an edge spec); use it "
+            "as it is (`edge calibrate`, `edge run`), or convert the original export instead")
+
+
+def _dynamic_dims_named(model: onnx.ModelProto, notes: list[str]) -> None:
+    """`dim_value` -1 or 0 (how some exporters mark a dynamic axis) -> a named dynamic dim."""
+    graph = model.graph
+    inputs = {v.name for v in graph.input}
+    renamed = []
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for index, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value <= 0:
+                marker = dim.dim_value
+                dim.Clear()
+                dim.dim_param = "batch" if index == 0 else f"{value.name}_dim{index}"
+                if value.name in inputs:
+                    renamed.append(f"{value.name}[{index}]={marker}")
+    if renamed:
+        notes.append(f"read dim_value <= 0 as a dynamic axis: {', '.join(renamed)}")
+
+
+def _constants_as_initializers(model: onnx.ModelProto, notes: list[str]) -> None:
+    """Tensor-valued Constant nodes -> initializers of the same name (weights the quantizers and
+    TensorRT's weight rules recognise)."""
+    graph = model.graph
+    kept, moved = [], []
+    for node in graph.node:
+        tensor = _constant_tensor(node)
+        if tensor is None:
+            kept.append(node)
+            continue
+        tensor.name = node.output[0]
+        moved.append(tensor)
+    if not moved:
+        return
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(moved)
+    # Before IR 4 every initializer must also be a graph input.
+    model.ir_version = max(model.ir_version, 4)
+    notes.append(f"moved {len(moved)} Constant node(s) to initializers")
+
+
+def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+        return None
+    for attribute in node.attribute:
+        if attribute.name == "value":
+            copied = onnx.TensorProto()
+            copied.CopyFrom(attribute.t)
+            return copied
+        if attribute.name in ("value_float", "value_int", "value_floats", "value_ints"):
+            value = onnx.helper.get_attribute_value(attribute)
+            dtype = "float32" if "float" in attribute.name else "int64"
+            return numpy_helper.from_array(np.array(value, dtype))
+    return None
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _opset_at_least(model: onnx.ModelProto, wanted: int, notes: list[str]) -> onnx.ModelProto:
+    current = opset_of(model)
+    if current >= wanted:
+        return model
+    from onnx import version_converter
+
+    try:
+        upgraded = version_converter.convert_version(model, wanted)
+        onnx.checker.check_model(upgraded)
+    except (RuntimeError, ValueError, onnx.checker.ValidationError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(
+            f"the model uses opset {current}; INT8 needs opset {wanted} and ONNX's upgrade "
+            f"failed ({first}); export it again with opset {wanted} or newer") from exc
+    notes.append(f"upgraded the model from opset {current} to {wanted} (INT8 per-channel "
+                 f"weights need opset {wanted})")
+    return upgraded
