@@ -1,4 +1,5 @@
-"""The daemon: builds the runners, cameras and MQTT link from a validated config and runs them."""
+"""The daemon: builds the inference service, cameras and MQTT link from a validated config and
+runs them. One runner serves every camera (see `edge.service`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from edge.mqtt.topics import CONTRACT_VERSION, Topics
 from edge.pipeline import CameraWorker
 from edge.postprocess import decoder_from_spec
 from edge.runners import Runner, choose_backend, runner_from_config
+from edge.service import InferenceService, batch_capacity
 from edge.sources import source_from_uri
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
@@ -33,6 +35,7 @@ class RunSummary:
     published: int
     dropped: int
     flushed: bool
+    failure: str | None = None  # why inference failed; `edge run` then exits 1
 
     @property
     def fps(self) -> float:
@@ -58,25 +61,44 @@ class Daemon:
         self.topics = Topics(config.topic_prefix)
         self.link = MqttLink(config.mqtt, self.topics,
                              config.mqtt.client_id or f"edge-{config.device_id}", self._status)
-        self._runners: list[Runner] = []
+        self.service = self._service()
         try:
+            self.spec = self.service.spec
             self.workers = [self._worker(camera.name, camera.source)
                             for camera in config.cameras]
         except BaseException:
-            self._close_runners()
+            self.service.close()
             raise
-        self.spec = self._runners[0].spec
         self.model_name = self.spec.name or config.model.path.name
         self.link.on_command("snapshot", self._snapshot)
 
+    def _service(self) -> InferenceService:
+        """The one runner, created on (and only ever called from) the inference thread."""
+        model, cameras = self.config.model, len(self.config.cameras)
+        rows = model.max_batch if model.max_batch is not None else max(1, min(cameras, 8))
+
+        def runner() -> Runner:
+            return runner_from_config(model, self.backend, max_batch=rows)
+
+        return InferenceService(
+            runner, lambda spec: batch_capacity(spec.input.batch, model.max_batch, cameras),
+            model.batch_timeout_ms)
+
     def _worker(self, name: str, uri: str) -> CameraWorker:
         source = source_from_uri(uri)
-        runner = runner_from_config(self.config.model, self.backend)
-        self._runners.append(runner)
-        frames = FramePublisher(self.config.frames, self.link, runner.spec.labels)
-        decoder = decoder_from_spec(runner.spec, postprocess_settings(runner.spec, self.config))
-        return CameraWorker(name, source, runner, decoder, self.link,
+        frames = FramePublisher(self.config.frames, self.link, self.spec.labels)
+        decoder = decoder_from_spec(self.spec, postprocess_settings(self.spec, self.config))
+        return CameraWorker(name, source, self.service, decoder, self.link,
                             FrameSampler(self.config.frames), frames)
+
+    def alive(self) -> bool:
+        """Every camera loop and the inference thread are alive (systemd's watchdog)."""
+        return self.service.alive() and all(w.alive() for w in self.workers)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why inference failed, if it did: the daemon then stops and exits 1."""
+        return self.service.error
 
     def _status(self, state: str) -> dict[str, Any]:
         now = time.time()
@@ -85,13 +107,15 @@ class Daemon:
                 "cameras": [c.name for c in self.config.cameras],
                 "backend": self.backend.name, "backend_reason": self.backend.reason,
                 "host": socket.gethostname(), "started_at": rfc3339(self.started_at),
-                "ts": now, "time": rfc3339(now)}
+                "ts": now, "time": rfc3339(now),
+                **({"error": f"inference failed: {self.failure}"} if self.failure else {})}
 
     def stats(self) -> dict[str, Any]:
         now = time.time()
         return {"v": CONTRACT_VERSION, "ts": now, "time": rfc3339(now),
                 "uptime_s": round(now - self.started_at, 1), "backend": self.backend.name,
                 "cameras": {w.name: w.stats() for w in self.workers},
+                "inference": self.service.stats(),
                 "mqtt": {"connected": self.link.connected, "outbox_depth": self.link.outbox_depth,
                          "published": self.link.counters.published,
                          "dropped": self.link.counters.dropped,
@@ -117,7 +141,7 @@ class Daemon:
         except EdgeError:
             for worker in started:
                 worker.stop()
-            self._close_runners()
+            self.service.close()
             raise
         self.link.start()
         log.info("running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
@@ -131,6 +155,8 @@ class Daemon:
             now = time.monotonic()
             if duration is not None and now - began >= duration:
                 break
+            if self.failure is not None:
+                break  # the inference thread logged the cause; systemd restarts us (exit 1)
             if all(w.finished.is_set() for w in self.workers):
                 log.info("every source has ended; stopping")
                 break
@@ -143,13 +169,10 @@ class Daemon:
     def stop(self, seconds: float) -> RunSummary:
         for worker in self.workers:
             worker.stop()
+        self.service.close()
         self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
-        flushed = self.link.stop("stopped")
-        self._close_runners()
+        flushed = self.link.stop("failed" if self.failure else "stopped")
         frames = sum(w.frames for w in self.workers)
         return RunSummary(frames, seconds, self.link.counters.published,
-                          self.link.counters.dropped, flushed)
-
-    def _close_runners(self) -> None:
-        for runner in self._runners:
-            runner.close()
+                          self.link.counters.dropped, flushed,
+                          None if self.failure is None else str(self.failure))

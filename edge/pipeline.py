@@ -1,8 +1,13 @@
-"""The camera loop: source -> letterbox -> infer -> decode -> publish, one worker per camera.
+"""The camera loop: source -> letterbox -> shared inference -> decode -> publish, per camera.
 
-Two runner slots overlap work when the camera is faster than inference: while frame n runs in
-one slot, frame n+1 is letterboxed into the other. When the camera is the bottleneck, frame n is
-finished at once instead of waiting for frame n+1, so latency stays at one inference.
+Each camera has a capture thread and a loop thread; inference belongs to the one service every
+camera shares (`edge.service`). The loop letterboxes frame n+1 straight into a row of the
+service's filling batch while frame n runs, then waits for n, decodes and publishes it. When the
+camera is the bottleneck (no newer frame waiting), frame n is finished at once instead of
+waiting for frame n+1, so latency stays at one inference.
+
+Everything on this thread runs beside inference, not inside it: decoding, NMS and the JSON of
+the detections message cost per-frame time only on this camera's thread.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.detections import Detections
+from edge.errors import InputError
 from edge.frames import FramePublisher, FrameSample, FrameSampler
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION
 from edge.postprocess import Decoder
-from edge.preprocess import Letterboxer, LetterboxGeometry
-from edge.runners.base import Runner
+from edge.preprocess import LetterboxGeometry, letterboxer_from_spec
+from edge.service import InferenceError, InferenceService, ServiceClosedError, Ticket
 from edge.sources.base import LatestFrame, Source
 from edge.timing import RateMeter, StageTimes, rfc3339
 
@@ -31,36 +37,38 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _InFlight:
-    slot: int
+    ticket: Ticket
     frame_id: int
     ts: float
     geometry: LetterboxGeometry
     queue_ms: float  # capture -> the loop took the frame
-    preprocess_ms: float
-    submitted_at: float
+    preprocess_ms: float  # waiting for a row + letterboxing into it
     sample: npt.NDArray[np.uint8] | None
 
 
 class CameraWorker:
     """Runs one camera: a capture thread feeding a single-slot hand-off, and the loop thread."""
 
-    def __init__(self, name: str, source: Source, runner: Runner, decoder: Decoder,
+    def __init__(self, name: str, source: Source, service: InferenceService, decoder: Decoder,
                  link: MqttLink, sampler: FrameSampler, frames: FramePublisher) -> None:
         self.name = name
         self.source = source
-        self.runner = runner
+        self.service = service
+        self.spec = service.spec
+        self._camera = service.register(name)
         self._decoder = decoder
         self._link = link
         self.sampler = sampler
         self.frame_publisher = frames
-        self._letterbox = Letterboxer(runner.spec.input.pad_value,
-                                      swap_channels=runner.spec.input.colour_order == "RGB")
+        self._letterbox = letterboxer_from_spec(self.spec)
         self._latest = LatestFrame()
         self._stop = threading.Event()
         self.times = StageTimes()
         self._rate = RateMeter()
         self.frames = 0
         self.errors = 0
+        self.bad_frames = 0
+        self.failure: BaseException | None = None  # set when inference failed for this camera
         self.finished = threading.Event()
         self._capture_thread = threading.Thread(target=self._capture, name=f"capture-{name}",
                                                 daemon=True)
@@ -76,21 +84,31 @@ class CameraWorker:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._latest.close()
-        self._loop_thread.join(timeout)
-        self._capture_thread.join(timeout)
+        if self._loop_thread.is_alive():
+            self._loop_thread.join(timeout)
+        if self._capture_thread.is_alive():
+            self._capture_thread.join(timeout)
         self.frame_publisher.stop()
         self.source.close()
+
+    def alive(self) -> bool:
+        """The loop thread runs (or ended normally because its source ended)."""
+        return self._loop_thread.is_alive() or (self.finished.is_set() and self.failure is None)
 
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": round(self._rate.rate(), 2),
                 "dropped": self._latest.dropped, "errors": self.errors,
-                "source_fps": self.source.fps, "latency_ms": self.times.percentiles()}
+                "bad_frames": self.bad_frames, "source_fps": self.source.fps,
+                "latency_ms": self.times.percentiles()}
 
     # -- capture thread --------------------------------------------------------------------
 
     def _capture(self) -> None:
+        wait_for_loop = self.source.paced_by_consumer
         try:
             while not self._stop.is_set():
+                if wait_for_loop and not self._latest.wait_empty(timeout=0.5):
+                    continue
                 frame = self.source.read()
                 if frame is None:
                     log.info("camera %s: source %s ended", self.name, self.source.uri)
@@ -105,7 +123,7 @@ class CameraWorker:
     # -- loop thread -----------------------------------------------------------------------
 
     def _loop(self) -> None:
-        slot, pending = 0, None  # pending: the submitted job whose result is not yet published
+        pending: _InFlight | None = None  # submitted, result not yet published
         try:
             while not self._stop.is_set():
                 frame = self._latest.take(timeout=0.5)
@@ -117,37 +135,53 @@ class CameraWorker:
                     continue
                 queue_ms = (time.time() - frame.ts) * 1e3
                 taken = time.perf_counter()
-                geometry = self._letterbox(frame.image, self.runner.input_buffer(slot))
+                ticket = self.service.claim(self._camera)
+                try:
+                    geometry = self._letterbox(frame.image, ticket.rows, ticket.row)
+                except InputError as exc:  # a bad frame: skip it, never stall the batch
+                    self.bad_frames += 1
+                    log.warning("camera %s: frame %d skipped: %s", self.name, frame.frame_id, exc)
+                    geometry = LetterboxGeometry.fit(1, 1, self.spec.input.width,
+                                                     self.spec.input.height)
+                    frame.frame_id = -1
                 sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
                 frame.release()
-                preprocess_ms = (time.perf_counter() - taken) * 1e3
+                self.service.commit(ticket)
+                job = _InFlight(ticket, frame.frame_id, frame.ts, geometry, queue_ms,
+                                (time.perf_counter() - taken) * 1e3, sample)
                 self._finish(pending)
-                self.runner.submit(slot)
-                pending = _InFlight(slot, frame.frame_id, frame.ts, geometry, queue_ms,
-                                    preprocess_ms, time.perf_counter(), sample)
-                slot = (slot + 1) % self.runner.slots
+                pending = job
                 if not self._latest.ready():
                     self._finish(pending)
                     pending = None
             self._finish(pending)
-        except Exception:  # thread boundary: a bug in one camera must not take down the rest
+        except (InferenceError, ServiceClosedError) as exc:
+            self.failure = exc if isinstance(exc, InferenceError) else None
+            log.debug("camera %s: stopped by the inference service: %s", self.name, exc)
+        except Exception as exc:  # thread boundary: a bug in one camera must not take the rest
             self.errors += 1
-            log.exception("camera %s: the inference loop failed", self.name)
+            self.failure = exc
+            log.exception("camera %s: the camera loop failed", self.name)
         finally:
+            self.service.leave(self._camera)
             self.finished.set()
 
     def _finish(self, job: _InFlight | None) -> None:
         """Wait for `job`'s inference, decode and publish it."""
         if job is None:
             return
-        output = self.runner.wait(job.slot)
+        output = self.service.wait(job.ticket)
+        if job.frame_id < 0:  # the skipped bad frame's row ran; its output means nothing
+            return
         inferred = time.perf_counter()
-        detections = self._decoder(output[0], job.geometry)
+        detections = self._decoder(output, job.geometry)
         done = time.perf_counter()
+        ticket = job.ticket
         latency = {
             "queue": round(job.queue_ms, 2),
             "preprocess": round(job.preprocess_ms, 2),
-            "infer": round((inferred - job.submitted_at) * 1e3, 2),
+            "batch_wait": round((ticket.started_at - ticket.committed_at) * 1e3, 2),
+            "infer": round((ticket.finished_at - ticket.started_at) * 1e3, 2),
             "postprocess": round((done - inferred) * 1e3, 2),
         }
         latency["total"] = round((time.time() - job.ts) * 1e3, 2)
@@ -156,7 +190,7 @@ class CameraWorker:
         self._link.publish_detections(self.name, self._payload(job, detections, latency))
         if job.sample is not None and self.sampler.should_publish(job.ts, len(detections)):
             self.frame_publisher.submit(FrameSample(self.name, job.frame_id, job.ts, job.sample,
-                                            detections))
+                                                    detections))
         self.frames += 1
         self._rate.tick()
 
@@ -164,8 +198,8 @@ class CameraWorker:
                  latency: dict[str, float]) -> dict[str, Any]:
         return {
             "v": CONTRACT_VERSION, "ts": job.ts, "time": rfc3339(job.ts),
-            "frame_id": job.frame_id, "camera": self.name, "model": self.runner.spec.name,
+            "frame_id": job.frame_id, "camera": self.name, "model": self.spec.name,
             "width": job.geometry.source_width, "height": job.geometry.source_height,
-            "latency_ms": latency,
-            "detections": detections.to_payload(self.runner.spec.labels),
+            "latency_ms": latency, "batch": job.ticket.batch_size,
+            "detections": detections.to_payload(self.spec.labels),
         }

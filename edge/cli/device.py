@@ -63,7 +63,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
                      "published": summary.published, "dropped": summary.dropped,
-                     "flushed": summary.flushed})
+                     "flushed": summary.flushed, "failure": summary.failure})
+    if summary.failure is not None:
+        log.error("exiting 1 so that systemd restarts the daemon: %s", summary.failure)
+        return 1
     return 0
 
 

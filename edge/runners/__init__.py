@@ -42,14 +42,15 @@ def choose_backend(model: ModelConfig) -> BackendChoice:
     return BackendChoice("tensorrt", "auto: TensorRT and an NVIDIA GPU are present")
 
 
-def runner_from_config(model: ModelConfig, choice: BackendChoice) -> Runner:
+def runner_from_config(model: ModelConfig, choice: BackendChoice, max_batch: int = 1) -> Runner:
+    """`max_batch`: rows per slot for a dynamic-batch model (a fixed batch is the model's)."""
     if choice.name == "tensorrt":
         from edge.runners.tensorrt_loader import trt_runner_from_config
 
-        return trt_runner_from_config(model)
+        return trt_runner_from_config(model, max_batch)
     from edge.runners.onnxruntime import OrtRunner
 
-    return OrtRunner.from_path(model.path, threads=model.threads)
+    return OrtRunner.from_path(model.path, threads=model.threads, max_batch=max_batch)
 
 
 __all__ = ["BackendChoice", "Runner", "choose_backend", "gpu_present", "runner_from_config"]

@@ -1,8 +1,12 @@
 """The runner interface every inference backend implements.
 
 A runner owns its input and output buffers, allocated once from the model's spec: `slots`
-independent sets, so the loop can letterbox frame n+1 into one slot while frame n runs in the
-other. Buffers handed out stay valid (same memory) for the runner's lifetime.
+independent sets, so cameras can letterbox into one slot while the other runs. Each slot holds
+`max_batch` rows; a dynamic-batch model runs only the rows submitted, a fixed-batch model always
+runs all of them. Buffers handed out stay valid (same memory) for the runner's lifetime.
+
+A runner is not thread-safe and need not be: in the daemon one inference thread creates it and
+makes every call (see `edge.service`).
 """
 
 from __future__ import annotations
@@ -23,24 +27,40 @@ class Runner(ABC):
     backend: str
     spec: ModelSpec
     slots: int
+    #: Rows per slot: the model's fixed batch, or the most a dynamic-batch model runs at once.
+    max_batch: int
+
+    @property
+    @abstractmethod
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of a full slot's output for `spec.output`: [max_batch, ...]."""
 
     @abstractmethod
     def input_buffer(self, slot: int) -> npt.NDArray[np.uint8]:
-        """The uint8 [B, H, W, 3] input of `slot`; write frames here before `submit(slot)`."""
+        """The uint8 [max_batch, H, W, 3] input of `slot`; write frames here before
+        `submit(slot)`."""
 
     @abstractmethod
-    def submit(self, slot: int) -> None:
-        """Start inference on `slot`'s input; returns without waiting for the result."""
+    def submit(self, slot: int, batch: int | None = None) -> None:
+        """Start inference on the first `batch` rows of `slot`'s input (None: all of them);
+        a fixed-batch model runs every row regardless."""
 
     @abstractmethod
     def wait(self, slot: int) -> npt.NDArray[np.float32]:
         """Block until `slot`'s inference is done; returns its output for `spec.output`
-        ([B, ...], valid until the slot is submitted again)."""
+        ([rows run, ...], valid until the slot is submitted again)."""
 
-    def infer(self, slot: int = 0) -> npt.NDArray[np.float32]:
+    def infer(self, slot: int = 0, batch: int | None = None) -> npt.NDArray[np.float32]:
         """Synchronous convenience: submit and wait."""
-        self.submit(slot)
+        self.submit(slot, batch)
         return self.wait(slot)
+
+    def _rows(self, batch: int | None) -> int:
+        """Rows to run for a request of `batch` (checked against the slot size)."""
+        rows = self.max_batch if batch is None else batch
+        if not 1 <= rows <= self.max_batch:
+            raise ValueError(f"batch {batch} outside 1..{self.max_batch}")
+        return rows if self.spec.input.batch is None else self.max_batch
 
     def close(self) -> None:
         """Release backend resources; buffers must not be used afterwards."""

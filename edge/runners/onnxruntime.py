@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,41 +15,51 @@ from edge.spec import ModelSpec, spec_from_session
 
 
 class OrtRunner(Runner):
-    """Runs a converted model on ONNX Runtime's CPU provider.
+    """Runs a converted model on ONNX Runtime's CPU provider, on the calling thread.
 
-    Inference for a slot runs on a single worker thread (ONNX Runtime releases the GIL), so the
-    caller can letterbox the next frame meanwhile.
+    ONNX Runtime computes on the thread that calls `run` (plus its own intra-op pool, and it
+    releases the GIL), so `submit` runs the slot to completion and `wait` only hands the output
+    back. In the daemon the calling thread is the inference service's; cameras letterbox into
+    the other slot meanwhile. Dynamic-batch models get one IO binding per slot and batch size,
+    all on the same preallocated memory.
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, session: Any, spec: ModelSpec, slots: int = 2) -> None:
+    def __init__(self, session: Any, spec: ModelSpec, slots: int = 2,
+                 max_batch: int = 1) -> None:
         ort = import_onnxruntime()
         self._session = session
         self.spec = spec
         self.slots = slots
-        batch = spec.input.batch or 1
-        shape = (batch, spec.input.height, spec.input.width, 3)
+        self.max_batch = spec.input.batch or max_batch
+        shape = (self.max_batch, spec.input.height, spec.input.width, 3)
         check_io(spec, [(i.name, i.type, i.shape) for i in session.get_inputs()],
                  [o.name for o in session.get_outputs()])
         self._inputs = [np.full(shape, spec.input.pad_value, np.uint8) for _ in range(slots)]
         probe = session.run([spec.output], {spec.input.name: self._inputs[0]})[0]
         check_output_shape(spec, probe.shape)
         self._outputs = [np.empty_like(probe, dtype=np.float32) for _ in range(slots)]
-        self._bindings = []
-        for inp, out in zip(self._inputs, self._outputs, strict=True):
-            binding = session.io_binding()
-            binding.bind_input(spec.input.name, "cpu", 0, np.uint8, inp.shape, inp.ctypes.data)
-            binding.bind_output(spec.output, "cpu", 0, np.float32, out.shape, out.ctypes.data)
-            self._bindings.append(binding)
+        sizes = range(1, self.max_batch + 1) if spec.input.batch is None else [self.max_batch]
+        self._bindings = [{rows: self._bind(inp, out, rows) for rows in sizes}
+                          for inp, out in zip(self._inputs, self._outputs, strict=True)]
         self._run_options = ort.RunOptions()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort-infer")
-        self._pending: list[Future[None] | None] = [None] * slots
+        self._ran: list[int | None] = [None] * slots
+
+    def _bind(self, inp: npt.NDArray[np.uint8], out: npt.NDArray[np.float32],
+              rows: int) -> Any:
+        binding = self._session.io_binding()
+        binding.bind_input(self.spec.input.name, "cpu", 0, np.uint8, (rows, *inp.shape[1:]),
+                           inp.ctypes.data)
+        binding.bind_output(self.spec.output, "cpu", 0, np.float32, (rows, *out.shape[1:]),
+                            out.ctypes.data)
+        return binding
 
     @classmethod
-    def from_path(cls, path: Path, threads: int = 0, slots: int = 2) -> OrtRunner:
+    def from_path(cls, path: Path, threads: int = 0, slots: int = 2,
+                  max_batch: int = 1) -> OrtRunner:
         session = session_from_onnx(path, threads)
-        return cls(session, spec_from_session(session, str(path)), slots)
+        return cls(session, spec_from_session(session, str(path)), slots, max_batch)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -59,20 +68,16 @@ class OrtRunner(Runner):
     def input_buffer(self, slot: int) -> npt.NDArray[np.uint8]:
         return self._inputs[slot]
 
-    def submit(self, slot: int) -> None:
-        if self._pending[slot] is not None:
+    def submit(self, slot: int, batch: int | None = None) -> None:
+        if self._ran[slot] is not None:
             raise RuntimeError(f"slot {slot} is still in flight; wait() for it first")
-        binding = self._bindings[slot]
-        self._pending[slot] = self._pool.submit(
-            self._session.run_with_iobinding, binding, self._run_options)
+        rows = self._rows(batch)
+        self._session.run_with_iobinding(self._bindings[slot][rows], self._run_options)
+        self._ran[slot] = rows
 
     def wait(self, slot: int) -> npt.NDArray[np.float32]:
-        pending = self._pending[slot]
-        if pending is None:
+        rows = self._ran[slot]
+        if rows is None:
             raise RuntimeError(f"slot {slot} was not submitted")
-        self._pending[slot] = None
-        pending.result()
-        return self._outputs[slot]
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._ran[slot] = None
+        return self._outputs[slot][:rows]

@@ -47,16 +47,18 @@ class _Slot:
     device: dict[str, int] = field(default_factory=dict)
     result: npt.NDArray[np.float32] | None = None  # float32 copy of a half-precision output
     in_flight: bool = False
+    rows: int = 0  # rows of the batch submitted last
 
 
 class TrtRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, engine_bytes: bytes, spec: ModelSpec, memory: GpuMemory,
-                 slots: int = 2) -> None:
+                 slots: int = 2, max_batch: int = 1) -> None:
         trt = load_tensorrt()
         self.spec = spec
         self.slots = slots
+        self.max_batch = spec.input.batch or max_batch
         self._memory = memory
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -67,7 +69,7 @@ class TrtRunner(Runner):
                              "(`edge build-engine`)")
         info = memory.device()
         self.plan: BufferPlan = plan_buffers(io_tensors(trt, self._engine),
-                                             spec.input.batch or 1, info.integrated, slots)
+                                             self.max_batch, info.integrated, slots)
         if spec.output not in {b.name for b in self.plan.outputs}:
             raise ModelError(f"the engine has no output {spec.output}; its sidecar does not "
                              "match it; rebuild the engine")
@@ -98,23 +100,33 @@ class TrtRunner(Runner):
             slot.result = np.empty(output.shape, np.float32)
         return slot
 
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return next(b.shape for b in self.plan.outputs if b.name == self.spec.output)
+
     def input_buffer(self, slot: int) -> npt.NDArray[np.uint8]:
         array: npt.NDArray[np.uint8] = self._slots[slot].host[self.plan.input.name].array
         return array
 
-    def submit(self, slot: int) -> None:
+    def submit(self, slot: int, batch: int | None = None) -> None:
+        """Dynamic-batch engines run only the first `batch` rows: the input shape is set per
+        submit, and rows are contiguous, so every tensor's first rows are the ones that ran."""
         state = self._slots[slot]
         if state.in_flight:
             raise RuntimeError(f"slot {slot} is still in flight; wait() for it first")
+        rows = self._rows(batch)
         image = self.plan.input
+        if self.spec.input.batch is None:
+            state.context.set_input_shape(image.name, (rows, *image.shape[1:]))
+        state.rows = rows
         if not image.mapped:
-            self._memory.copy_to_device(state.device[image.name], state.host[image.name].array,
-                                        state.stream)
+            self._memory.copy_to_device(state.device[image.name],
+                                        state.host[image.name].array[:rows], state.stream)
         if not state.context.execute_async_v3(state.stream):
             raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log above")
         for output in self.plan.outputs:
             if not output.mapped:
-                self._memory.copy_to_host(state.host[output.name].array,
+                self._memory.copy_to_host(state.host[output.name].array[:rows],
                                           state.device[output.name], state.stream)
         self._memory.record(state.event, state.stream)
         state.in_flight = True
@@ -125,11 +137,12 @@ class TrtRunner(Runner):
             raise RuntimeError(f"slot {slot} was not submitted")
         self._memory.wait(state.event)
         state.in_flight = False
-        output: npt.NDArray[np.float32] = state.host[self.spec.output].array
+        output: npt.NDArray[np.float32] = state.host[self.spec.output].array[:state.rows]
         if state.result is None:
             return output
-        np.copyto(state.result, output)
-        return state.result
+        result = state.result[:state.rows]
+        np.copyto(result, output)
+        return result
 
     def close(self) -> None:
         for index, state in enumerate(self._slots):

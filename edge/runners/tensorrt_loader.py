@@ -18,7 +18,8 @@ from edge.tensorrt.versions import TrtVersion
 log = logging.getLogger(__name__)
 
 
-def trt_runner_from_config(model: ModelConfig) -> TrtRunner:
+def trt_runner_from_config(model: ModelConfig, max_batch: int = 1) -> TrtRunner:
+    """`max_batch`: the optimization profile of a dynamic-batch model covers 1..max_batch."""
     trt = load_tensorrt()  # the clearest error first on a machine without it
     if model.path.suffix.lower() != ".onnx":
         raise ModelError(f"model.path {model.path} must be the converted .onnx model; the engine "
@@ -27,11 +28,12 @@ def trt_runner_from_config(model: ModelConfig) -> TrtRunner:
     memory = gpu_memory(model.gpu_memory)
     info = memory.device()
     options = BuildOptions(precision=precision,
-                           workspace_mb=model.workspace_mb, dla_core=model.dla_core)
+                           workspace_mb=model.workspace_mb, dla_core=model.dla_core,
+                           max_batch=max_batch)
     resolved = resolve_engine(model.path, options, info.identity, model.engine_dir,
                               build=model.build_engine, free_gpu_bytes=memory.free_bytes())
     try:
-        return TrtRunner(resolved.data, resolved.sidecar.spec, memory)
+        return TrtRunner(resolved.data, resolved.sidecar.spec, memory, max_batch=max_batch)
     except ModelError as exc:
         if resolved.built or not model.build_engine:
             memory.close()
@@ -39,4 +41,4 @@ def trt_runner_from_config(model: ModelConfig) -> TrtRunner:
         log.warning("cached engine %s is unusable (%s); rebuilding", resolved.entry.engine, exc)
         rebuilt = resolve_engine(model.path, options, info.identity, model.engine_dir,
                                  free_gpu_bytes=memory.free_bytes(), force=True)
-        return TrtRunner(rebuilt.data, rebuilt.sidecar.spec, memory)
+        return TrtRunner(rebuilt.data, rebuilt.sidecar.spec, memory, max_batch=max_batch)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from edge.errors import SourceError
 from edge.sources.base import Frame, FramePool, LatestFrame, Source
 from edge.sources.opencv import csi_source, file_source, rtsp_source, v4l2_source
+from edge.sources.replay import ReplaySource
 from edge.sources.synthetic import SyntheticSource
 from edge.sources.uri import SourceUri
 
@@ -17,6 +18,7 @@ SOURCE_KINDS: dict[str, Callable[[SourceUri], Source]] = {
     "rtsp": rtsp_source,
     "rtsps": rtsp_source,
     "csi": csi_source,
+    "replay": ReplaySource,
 }
 
 

@@ -81,11 +81,18 @@ class LatestFrame:
         with self._cond:
             self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
             frame, self._frame = self._frame, None
+            self._cond.notify_all()
             return frame
 
     def ready(self) -> bool:
         with self._cond:
             return self._frame is not None
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Block until the frame was taken (or the hand-off closed); False on timeout. Sources
+        replayed from memory wait here instead of replacing frames nobody has read."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._frame is None or self._closed, timeout)
 
     def close(self) -> None:
         with self._cond:
@@ -103,6 +110,8 @@ class Source(ABC):
     uri: str
     #: Frames per second the source delivers, when known (None: as fast as it can).
     fps: float | None
+    #: True: the capture thread waits until the loop took the previous frame (no drops).
+    paced_by_consumer: bool = False
     #: A camera or stream (rtsp, v4l2, csi) that its supervisor reopens when it fails, stalls or
     #: ends; a file or a synthetic scene is not live and ends for good.
     live: bool = False
