@@ -62,7 +62,16 @@ class ModelConfig(_Section):
     dla_core: int = Field(default=-1, ge=-1, le=3, description="Jetson DLA core; -1: GPU only")
     gpu_memory: Literal["auto", "cuda-python", "pycuda"] = "auto"
     threads: int = Field(default=0, ge=0, le=256,
-                         description="inference threads per camera; 0 lets the backend choose")
+                         description="inference threads of the one shared runner; 0 lets the "
+                                     "backend choose")
+    max_batch: int | None = Field(
+        default=None, ge=1, le=64,
+        description="frames of different cameras run together, at most this many; default: the "
+                    "number of cameras (up to 8) for a dynamic-batch model, else the model's batch")
+    batch_timeout_ms: float = Field(
+        default=4.0, ge=0, le=1000,
+        description="how long a ready frame waits for other cameras' frames to batch with; a "
+                    "lone camera never waits")
     score_threshold: float | None = Field(default=None, gt=0, lt=1,
                                           description="overrides the model's default")
     iou_threshold: float | None = Field(default=None, gt=0, le=1,
@@ -74,14 +83,14 @@ class CameraConfig(_Section):
                       description="used in topics: letters, digits, _ and - only")
     source: str = Field(description="v4l2:///dev/video0, csi://0, rtsp://..., file://..., "
                                     "synthetic://shapes?fps=15&seed=1")
-    zones: list[ZoneConfig] = Field(default_factory=list,
-                                    description="named polygons; objects in each are counted")
     stall_s: float = Field(default=10.0, gt=0, le=3600,
                            description="a live source (rtsp, v4l2, csi) that delivers no frame "
                                        "for this long is reopened")
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600,
                                    description="reopening a live source waits 1 s, doubling "
                                                "up to this (with jitter), forever")
+    zones: list[ZoneConfig] = Field(default_factory=list,
+                                    description="named polygons; objects in each are counted")
     sampling: dict[str, Any] | None = Field(
         default=None, description="overrides of [sampling] keys for this camera")
 
