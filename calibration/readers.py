@@ -21,8 +21,9 @@ import numpy.typing as npt
 
 from edge.errors import InputError
 from edge.preprocess import letterboxer_from_spec
+from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
-from edge.synthetic import ShapeScene
+from edge.synthetic.scene import SceneConfig, ShapeScene
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class FrameSet:
     paths: list[Path] = field(default_factory=list)  # image folders
     video: Path | None = None
     synthetic_seed: int | None = None
+    synthetic_config: SceneConfig = field(default_factory=SceneConfig)
     count: int = 0
     skipped: list[str] = field(default_factory=list)
 
@@ -101,7 +103,7 @@ class FrameSet:
         if self.video is not None:
             yield from _video_frames(self.video, self.count)
         elif self.synthetic_seed is not None:
-            scene = ShapeScene(seed=self.synthetic_seed)
+            scene = ShapeScene(seed=self.synthetic_seed, config=self.synthetic_config)
             for _ in range(self.count):
                 for _ in range(5):
                     image, _ = scene.next()
@@ -128,11 +130,8 @@ def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,
     Folders are checked up front: unusable files are skipped, counted and named in a warning;
     fewer than `min_images` usable ones is an error. More than `max_images` are subsampled
     deterministically with `seed`."""
-    text = str(source)
-    if text.startswith("synthetic://"):
-        scene_seed = int(text.partition("seed=")[2] or seed) if "seed=" in text else seed
-        return FrameSet(f"synthetic scene seed {scene_seed}", synthetic_seed=scene_seed,
-                        count=max_images)
+    if str(source).startswith("synthetic://"):
+        return _synthetic(SourceUri.parse(str(source)), max_images, seed)
     path = Path(source)
     if not path.exists():
         raise InputError(f"calibration data {path} does not exist; pass an image folder, a "
@@ -146,6 +145,19 @@ def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,
             raise InputError(f"video {path} gave {count} frames; at least {min_images} needed")
         return FrameSet(f"video {path.name}", video=path, count=count)
     return _folder(path, max_images, seed, min_images)
+
+
+def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
+    """The demo scene as calibration frames, parsed like the camera source of the same URI
+    (`synthetic://shapes?seed=N&width=W&height=H`; pacing and shift options do not apply)."""
+    if uri.location.strip("/") != "shapes":
+        raise InputError(f"calibration data '{uri.text}': unknown synthetic scene "
+                         f"'{uri.location}'; the available scene is synthetic://shapes")
+    uri.reject_unknown({"seed", "width", "height"})
+    scene_seed = uri.integer("seed", seed)
+    config = SceneConfig(width=uri.integer("width", 640), height=uri.integer("height", 480))
+    return FrameSet(f"synthetic scene seed {scene_seed}", synthetic_seed=scene_seed,
+                    synthetic_config=config, count=count)
 
 
 def _folder(folder: Path, max_images: int, seed: int, min_images: int) -> FrameSet:

@@ -14,11 +14,12 @@ import onnx
 from calibration.datasets import dataset_from
 from calibration.evaluate import Accuracy, evaluate
 from calibration.fidelity import layer_sqnr, output_sqnr
-from calibration.readers import FrameSet
+from calibration.readers import FrameSet, frames_from
 from calibration.result import Calibrated
 from calibration.stats import TensorStats
 from edge.errors import MissingDependencyError
 from edge.spec import ModelSpec
+from edge.synthetic.dataset import write_yolo_dataset
 
 WORST_LAYERS = 5
 
@@ -61,10 +62,9 @@ def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,
 
 
 def _synthetic_dataset(folder: Path, uri: str) -> Path:
-    from edge.synthetic.dataset import write_yolo_dataset
-
-    seed = int(uri.partition("seed=")[2] or 0) + 10_000  # frames not used for calibration
-    write_yolo_dataset(folder, frames=100, seed=seed, image_format="png")
+    scene = frames_from(uri)
+    write_yolo_dataset(folder, frames=100, seed=(scene.synthetic_seed or 0) + 10_000,  # unseen
+                       config=scene.synthetic_config, image_format="png")
     return folder
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from calibration.readers import frames_from
-from edge.errors import InputError
+from edge.errors import EdgeError, InputError
 from edge.spec import InputSpec, ModelSpec
 
 SPEC = ModelSpec(task="detect", labels=("a",), head="anchor_free", output="o",
@@ -129,3 +130,23 @@ def test_pad_bars_hold_the_pad_value_in_every_input(tmp_path, kind):
         garbage = np.full((1, 64, 64, 3), 7, np.uint8)  # the next np.empty may reuse this memory
         del garbage
     assert checked == 12
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("synthetic://shapes?seed=4&width=320&height=240", (4, 240, 320)),
+    ("synthetic://shapes", (0, 480, 640)),
+])
+def test_synthetic_frames_parsed_like_the_camera_source(uri, expected):
+    frames = frames_from(uri, max_images=2)
+    image = next(frames.images())
+    assert (frames.synthetic_seed, *image.shape[:2]) == expected
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("synthetic://shapes?sead=4", "unknown option(s) sead"),
+    ("synthetic://shapes?seed=x", "option seed"),
+    ("synthetic://cubes", "unknown synthetic scene"),
+])
+def test_bad_synthetic_uris_name_the_problem(uri, message):
+    with pytest.raises(EdgeError, match=re.escape(message)):
+        frames_from(uri)
