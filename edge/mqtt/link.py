@@ -1,20 +1,27 @@
 """The daemon's MQTT link: owns the topic prefix, the connection and the detection outbox.
 
-Publishing never blocks the caller. Detection messages go into a bounded outbox (oldest dropped
-and counted when full); a sender thread hands them to paho while connected, keeping at most
-`WINDOW` unacknowledged. paho resends unacknowledged QoS 1 messages after a reconnect, so
-detections are delivered at least once across a broker outage. Frames and stats are best effort:
-published only while connected.
+Publishing never blocks the caller. Detection messages go into a bounded outbox (memory, or
+SQLite on disk to survive restarts; oldest dropped and counted when full); a sender thread
+hands them to paho while connected, keeping at most `WINDOW` unacknowledged. paho resends
+unacknowledged QoS 1 messages after a reconnect, and the disk outbox deletes a message only
+once the broker acknowledged it, so detections are delivered at least once across a broker
+outage and across a daemon restart. Frames and stats are best effort: published only while
+connected.
+
+Every message put in the outbox is accounted for: published + queued + dropped = produced
+(produced counts what a disk outbox held at start as well). On stop, what is still queued after
+`flush_timeout_s` stays on disk for the next start, or, in memory, is counted as dropped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import ssl
+import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +31,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttConfig
+from edge.errors import ConfigError
+from edge.mqtt.failures import (
+    ConnectionLog,
+    cause_from_disconnect,
+    cause_from_exception,
+    cause_from_reason,
+)
+from edge.mqtt.outbox import Message, Outbox, outbox_from_config
 from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -31,19 +46,17 @@ log = logging.getLogger(__name__)
 #: Messages handed to paho and not yet acknowledged, at most.
 WINDOW = 100
 
-
-@dataclass(frozen=True)
-class _Message:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
+#: How often the sender makes the disk outbox durable against a power cut (seconds).
+SYNC_S = 1.0
 
 
 @dataclass
 class LinkCounters:
-    published: int = 0  # detection messages acknowledged by the broker (QoS 1) or sent (QoS 0)
-    dropped: int = 0  # detection messages dropped because the outbox was full
+    produced: int = 0  # messages put in the outbox, plus those a disk outbox held at start
+    recovered: int = 0  # of produced: held by the disk outbox at start
+    published: int = 0  # acknowledged by the broker (QoS 1) or sent (QoS 0)
+    dropped: int = 0  # outbox full or too old, or left in a memory outbox at stop
+    kept: int = 0  # left in the disk outbox at stop, for the next start
     connects: int = 0
 
 
@@ -52,31 +65,41 @@ class MqttLink:
 
     def __init__(self, settings: MqttConfig, topics: Topics, client_id: str,
                  status: Callable[[str], dict[str, Any]]) -> None:
-        """`status(state)` builds the status payload for "online", "offline" or "stopped"."""
+        """`status(state)` builds the status payload for "online", "offline" or "stopped".
+
+        Raises ConfigError for TLS files that do not load, an unreadable password file or a
+        disk outbox that cannot be written."""
         self.settings = settings
         self.topics = topics
         self._status = status
-        self._outbox: deque[_Message] = deque()
         self._cond = threading.Condition()
-        self._in_flight: dict[int, mqtt.MQTTMessageInfo] = {}
+        self._in_flight: dict[int, tuple[mqtt.MQTTMessageInfo, int]] = {}  # mid -> (info, key)
         self._connected = False
         self._stopping = False
+        self._refused = False  # paho thread only
         self.counters = LinkCounters()
+        self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
         self._client = self._make_client(client_id)
+        self._outbox: Outbox = outbox_from_config(settings)
+        self.counters.recovered = self.counters.produced = self._outbox.depth
+        if self.counters.recovered:
+            log.info("the disk outbox %s holds %d messages from an earlier run; sending them "
+                     "first", settings.outbox_path, self.counters.recovered)
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
     def _make_client(self, client_id: str) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv311, clean_session=True)
         if self.settings.username:
-            client.username_pw_set(self.settings.username, self.settings.password)
+            client.username_pw_set(self.settings.username,
+                                   self.settings.password_value(os.environ))
         if self.settings.tls:
-            client.tls_set(ca_certs=str(self.settings.ca_file) if self.settings.ca_file else None,
-                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set_context(tls_context_from_config(self.settings))
         client.reconnect_delay_set(min_delay=max(1, round(self.settings.reconnect_min_s)),
                                    max_delay=max(1, round(self.settings.reconnect_max_s)))
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -97,30 +120,44 @@ class MqttLink:
         self._client.loop_start()
         self._sender.start()
 
-    def stop(self, final_state: str = "stopped", timeout: float = 5.0) -> bool:
-        """Flush the outbox (up to `timeout` s), publish the final retained status, then
-        disconnect cleanly (so the broker does not send the Last Will).
+    def stop(self, final_state: str = "stopped", timeout: float | None = None) -> bool:
+        """Flush the outbox (up to `timeout`, default `flush_timeout_s`), publish the final
+        retained status, then disconnect cleanly (so the broker does not send the Last Will).
 
-        Returns True when every queued detection message was acknowledged."""
-        deadline = time.monotonic() + timeout
+        Returns True when every queued message was acknowledged."""
+        timeout = self.settings.flush_timeout_s if timeout is None else timeout
         flushed = self.flush(timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._sender.join(timeout=1.0)
+        if self._sender.is_alive():
+            self._sender.join(timeout=2.0)
         if self._connected:
             info = self._client.publish(self.topics.status, self._json(self._status(final_state)),
                                         qos=1, retain=True)
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            info.wait_for_publish(1.0)
         self._client.disconnect()
         self._client.loop_stop()
+        with self._cond:  # paho's thread is gone: no acknowledgement can race this
+            self._prune_in_flight()
+            self.counters.kept = self._outbox.durable
+            lost = self._outbox.depth - self.counters.kept
+            self.counters.dropped += lost
+            self._outbox.sync()
+            self._outbox.close()
+        if self.counters.kept:
+            log.warning("%d messages were not delivered before stopping; they stay in %s for "
+                        "the next start", self.counters.kept, self.settings.outbox_path)
+        if lost:
+            log.warning("%d messages were not delivered before stopping and are dropped (kept "
+                        "in memory only)", lost)
         return flushed
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty and everything sent is acknowledged."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._outbox or self._prune_in_flight():
+            while self._outbox.waiting or self._prune_in_flight():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -130,11 +167,14 @@ class MqttLink:
     def _prune_in_flight(self) -> int:
         """Count acknowledged messages whose callback raced their registration; call with the
         lock held. Returns how many remain unacknowledged."""
-        done = [mid for mid, info in self._in_flight.items() if info.is_published()]
+        done = [mid for mid, (info, _) in self._in_flight.items() if info.is_published()]
         for mid in done:
-            del self._in_flight[mid]
-        self.counters.published += len(done)
+            self._acknowledged(self._in_flight.pop(mid)[1])
         return len(self._in_flight)
+
+    def _acknowledged(self, key: int) -> None:
+        self._outbox.ack(key)
+        self.counters.published += 1
 
     @property
     def connected(self) -> bool:
@@ -142,15 +182,21 @@ class MqttLink:
 
     @property
     def outbox_depth(self) -> int:
+        """Messages produced and neither published nor dropped yet."""
         with self._cond:
-            return len(self._outbox) + len(self._in_flight)
+            return self._outbox.depth
 
     # -- publishing ------------------------------------------------------------------------
 
     def publish_detections(self, camera: str, payload: dict[str, Any]) -> None:
         """Queue a detections message (at least once; never blocks)."""
-        self._enqueue(_Message(self.topics.detections(camera), self._json(payload),
-                               self.settings.qos, False))
+        self._enqueue(Message(self.topics.detections(camera), self._json(payload),
+                              self.settings.qos))
+
+    def publish_queued(self, topic: str, payload: bytes, qos: int = 1,
+                       retain: bool = False) -> None:
+        """Queue any message through the outbox (events, counts: at least once; never blocks)."""
+        self._enqueue(Message(topic, payload, qos, retain))
 
     def publish_json(self, topic: str, payload: dict[str, Any], qos: int = 0,
                      retain: bool = False) -> bool:
@@ -164,32 +210,33 @@ class MqttLink:
         return self._client.publish(topic, payload, qos=qos, retain=retain).rc == \
             mqtt.MQTT_ERR_SUCCESS
 
-    def _enqueue(self, message: _Message) -> None:
+    def _enqueue(self, message: Message) -> None:
         with self._cond:
-            if len(self._outbox) >= self.settings.outbox_size:
-                self._outbox.popleft()
-                self.counters.dropped += 1
-            self._outbox.append(message)
+            self.counters.dropped += self._outbox.put(message)
+            self.counters.produced += 1
             self._cond.notify_all()
 
     def _send_loop(self) -> None:
+        next_sync = time.monotonic() + SYNC_S
         while True:
             with self._cond:
-                while not (self._stopping or (self._connected and self._outbox
+                while not (self._stopping or (self._connected and self._outbox.waiting
                                               and self._prune_in_flight() < WINDOW)):
                     self._cond.wait(0.1)
+                    if time.monotonic() >= next_sync:
+                        self._outbox.sync()
+                        next_sync = time.monotonic() + SYNC_S
                 if self._stopping:
                     return
-                batch = [self._outbox.popleft()
-                         for _ in range(min(len(self._outbox), WINDOW - len(self._in_flight)))]
-            for message in batch:
+                batch = self._outbox.take(WINDOW - len(self._in_flight))
+            for key, message in batch:
                 info = self._client.publish(message.topic, message.payload, qos=message.qos,
                                             retain=message.retain)
                 with self._cond:
                     if info.is_published():
-                        self.counters.published += 1
+                        self._acknowledged(key)
                     else:
-                        self._in_flight[info.mid] = info
+                        self._in_flight[info.mid] = (info, key)
                     self._cond.notify_all()
 
     # -- commands --------------------------------------------------------------------------
@@ -211,9 +258,10 @@ class MqttLink:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Any) -> None:
         if reason.is_failure:
-            log.warning("MQTT broker %s refused the connection: %s", self.settings.url, reason)
+            self._refused = True
+            self.connection.failed(cause_from_reason(str(reason)))
             return
-        log.info("connected to MQTT broker %s", self.settings.url)
+        self.connection.connected()
         client.publish(self.topics.status, self._json(self._status("online")), qos=1, retain=True)
         for name in self._commands:
             client.subscribe(self.topics.command(name), qos=1)
@@ -222,17 +270,51 @@ class MqttLink:
             self.counters.connects += 1
             self._cond.notify_all()
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this inside its `except OSError:` block: the exception is still current
+        exc = sys.exc_info()[1]
+        self.connection.failed(cause_from_exception(exc) if exc is not None
+                               else "connection failed")
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Any) -> None:
         with self._cond:
             was_connected, self._connected = self._connected, False
-        if was_connected and not self._stopping:
-            log.warning("lost the MQTT broker %s (%s); reconnecting with backoff",
-                        self.settings.url, reason)
+        refused, self._refused = self._refused, False
+        if not self._stopping and not refused:  # a refused CONNACK was logged already
+            certificate = (self.settings.certfile is not None) if self.settings.tls else None
+            self.connection.failed(cause_from_disconnect(str(reason), was_connected,
+                                                         certificate))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:
         with self._cond:
-            if self._in_flight.pop(mid, None) is not None:
-                self.counters.published += 1
+            entry = self._in_flight.pop(mid, None)
+            if entry is not None:
+                self._acknowledged(entry[1])
             self._cond.notify_all()
+
+
+def tls_context_from_config(settings: MqttConfig) -> ssl.SSLContext:
+    """The TLS context for mqtts://: the system's CAs or `ca_file`, the client certificate if
+    any; a file that does not load is a ConfigError naming its key."""
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.ca_file) if settings.ca_file else None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"mqtt.ca_file {settings.ca_file}: cannot load it as CA "
+                          f"certificates ({exc}); give a PEM bundle") from exc
+    if settings.certfile is not None:
+        try:
+            context.load_cert_chain(str(settings.certfile),
+                                    str(settings.keyfile) if settings.keyfile else None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"mqtt.certfile {settings.certfile} / mqtt.keyfile "
+                              f"{settings.keyfile}: cannot load the client certificate and its "
+                              f"key ({exc}); give a PEM certificate and its matching, "
+                              "unencrypted PEM key") from exc
+    if settings.tls_insecure:
+        log.warning("mqtt.tls_insecure = true: the broker's host name is not checked against "
+                    "its certificate")
+        context.check_hostname = False
+    return context

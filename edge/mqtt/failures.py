@@ -1,0 +1,95 @@
+"""Why the broker connection failed, said once per change and then every few minutes.
+
+paho retries forever without a word (its failure callback gets no exception), so a daemon with
+a wrong CA or password looked healthy while publishing nothing. The link turns each failure
+into a short cause a person can act on; `ConnectionLog` logs a cause when it first appears or
+changes, and repeats it at most every `REPEAT_S` while it lasts.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+from edge.redact import redact_text
+
+log = logging.getLogger("edge.mqtt")
+
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
+
+
+def cause_from_exception(exc: BaseException) -> str:
+    """A connection attempt's exception -> `refused: ...`, `TLS verification: ...`, ..."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS verification failed: {exc.verify_message}; check mqtt.ca_file (the CA "
+                "that signed the broker's certificate) and the host name in mqtt.url")
+    if isinstance(exc, ssl.SSLError):
+        hint = "; the broker wants a client certificate: set mqtt.certfile and mqtt.keyfile" \
+            if "CERTIFICATE_REQUIRED" in str(exc.reason) else ""
+        return f"TLS handshake failed: {exc.reason or exc}{hint}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: is the broker running and listening on that port?"
+    if isinstance(exc, socket.gaierror):
+        return f"unreachable: cannot resolve the host name ({exc.strerror})"
+    if isinstance(exc, TimeoutError) or (isinstance(exc, OSError) and exc.errno in _UNREACHABLE):
+        return f"unreachable: {exc.strerror or 'timed out'}"
+    if isinstance(exc, ConnectionError):
+        return f"the broker closed the connection ({exc.strerror or type(exc).__name__})"
+    return redact_text(f"{type(exc).__name__}: {exc}")
+
+
+def cause_from_reason(reason: str) -> str:
+    """A CONNACK refusal -> a cause."""
+    if "authori" in reason.lower() or "user name or password" in reason.lower():
+        return (f"not authorized ({reason}): check mqtt.username and the password "
+                "(mqtt.password_file or EDGE_MQTT_PASSWORD)")
+    return f"refused by the broker ({reason})"
+
+
+def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None) -> str:
+    """A disconnect -> a cause; `client_certificate`: None without TLS, else whether one is
+    configured (a broker that requires one closes the socket right after the handshake)."""
+    if connected:
+        return f"connection lost ({reason})"
+    hint = "; if it requires a client certificate, set mqtt.certfile and mqtt.keyfile" \
+        if client_certificate is False else ""
+    return f"the broker closed the connection before accepting it ({reason}){hint}"
+
+
+class ConnectionLog:
+    """Connection state for logs and the journal summary; thread-safe."""
+
+    REPEAT_S = 300.0
+
+    def __init__(self, where: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._where = where  # the broker URL, already redacted
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cause: str | None = None
+        self._logged_at = 0.0
+        self._failures = 0
+        self.state = "connecting"
+
+    def failed(self, cause: str) -> None:
+        with self._lock:
+            self._failures += 1
+            self.state = f"disconnected: {cause}"
+            now = self._clock()
+            if cause == self._cause and now - self._logged_at < self.REPEAT_S:
+                return
+            self._cause, self._logged_at = cause, now
+            failures = self._failures
+        log.warning("MQTT broker %s: %s (%d failed attempt%s so far; retrying with backoff)",
+                    self._where, cause, failures, "" if failures == 1 else "s")
+
+    def connected(self) -> None:
+        with self._lock:
+            failures, self._failures, self._cause = self._failures, 0, None
+            self.state = "connected"
+        log.info("connected to MQTT broker %s%s", self._where,
+                 f" after {failures} failed attempts" if failures else "")

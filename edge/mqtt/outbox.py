@@ -1,0 +1,329 @@
+"""Where detection messages wait for the broker: in memory, or on disk across restarts.
+
+Both outboxes are bounded: beyond `outbox_size` messages (and, on disk, `outbox_max_mb` of
+payload or `outbox_max_age_s` of age) the oldest messages not yet handed to the broker are
+dropped and counted. Messages handed to paho are "taken" and stay counted as queued until the
+broker acknowledges them (`ack`), so published + queued + dropped always adds up to produced.
+
+The disk outbox is SQLite in WAL mode. `put` commits before it returns, so a message survives a
+crash or a SIGKILL of the daemon from then on; with `synchronous=NORMAL` a commit is not
+fsync'ed, so `sync()` (called about once a second by the link) fsyncs the WAL: a power cut loses
+at most the last second. A message is deleted only when the broker acknowledged it, so after a
+restart everything unacknowledged is sent again, in order (at least once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from edge.config import MqttConfig
+from edge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0)"""
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool = False
+
+
+class Outbox(Protocol):
+    """Not thread-safe: the link calls it with its lock held."""
+
+    def put(self, message: Message) -> int:
+        """Queue `message`; returns how many older messages were dropped to make room."""
+
+    def take(self, limit: int) -> list[tuple[int, Message]]:
+        """Up to `limit` of the oldest messages not yet taken, with keys for `ack`."""
+
+    def ack(self, key: int) -> None:
+        """The broker has the message taken under `key`: forget it."""
+
+    @property
+    def depth(self) -> int:
+        """Messages not yet acknowledged (waiting and taken)."""
+
+    @property
+    def durable(self) -> int:
+        """Of `depth`: messages that stay on disk for the next start."""
+
+    @property
+    def waiting(self) -> int:
+        """Messages not yet taken."""
+
+    def sync(self) -> None:
+        """Make everything put so far durable (no-op in memory)."""
+
+    def close(self) -> None: ...
+
+
+class MemoryOutbox:
+    """A bounded deque; what is taken is paho's to resend, so `ack` only counts."""
+
+    def __init__(self, max_messages: int) -> None:
+        self._messages: deque[Message] = deque()
+        self._max = max_messages
+        self._taken = 0
+        self._next_key = 0
+
+    def put(self, message: Message) -> int:
+        dropped = 0
+        while self._messages and len(self._messages) + self._taken >= self._max:
+            self._messages.popleft()
+            dropped += 1
+        self._messages.append(message)
+        return dropped
+
+    def take(self, limit: int) -> list[tuple[int, Message]]:
+        batch = []
+        for _ in range(min(limit, len(self._messages))):
+            self._next_key += 1
+            batch.append((self._next_key, self._messages.popleft()))
+        self._taken += len(batch)
+        return batch
+
+    def ack(self, key: int) -> None:
+        self._taken -= 1
+
+    @property
+    def depth(self) -> int:
+        return len(self._messages) + self._taken
+
+    @property
+    def durable(self) -> int:
+        return 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._messages)
+
+    def sync(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class DiskOutbox:
+    """SQLite (WAL) outbox; see the module docstring for what survives what."""
+
+    #: Age limits are enforced at most this often (seconds): a DELETE per message is wasteful.
+    AGE_CHECK_S = 1.0
+
+    def __init__(self, path: Path, max_messages: int, max_bytes: int, max_age_s: float) -> None:
+        self.path = path
+        self._max_messages, self._max_bytes, self._max_age_s = max_messages, max_bytes, max_age_s
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            self._db.execute("BEGIN IMMEDIATE")  # proves the file is writable now, not later
+            self._db.execute("COMMIT")
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(id), 0) "
+                "FROM outbox").fetchone()
+        except sqlite3.Error:
+            self._db.close()
+            raise
+        self._count, self._bytes = int(row[0]), int(row[1])
+        self._cursor = 0  # every id <= cursor has been taken
+        self._taken: dict[int, int] = {}  # id -> payload bytes, taken and not yet acked
+        self._next_age_check = 0.0
+        self._wal_fd: int | None = None
+
+    def put(self, message: Message) -> int:
+        now = time.time()
+        self._db.execute("INSERT INTO outbox (created, topic, payload, qos, retain) "
+                         "VALUES (?, ?, ?, ?, ?)", (now, message.topic, message.payload,
+                                                    message.qos, int(message.retain)))
+        self._count += 1
+        self._bytes += len(message.payload)
+        return self._enforce_limits(now)
+
+    def _enforce_limits(self, now: float) -> int:
+        dropped = 0
+        if now >= self._next_age_check:
+            self._next_age_check = now + self.AGE_CHECK_S
+            dropped += self._drop("id > ? AND created < ?", (self._cursor, now - self._max_age_s))
+        while self._count - len(self._taken) > 1 and (
+                self._count > self._max_messages or self._bytes > self._max_bytes):
+            excess = max(1, self._count - self._max_messages)
+            removed = self._drop("id IN (SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT ?)",
+                                 (self._cursor, excess))
+            dropped += removed
+            if removed == 0:
+                break
+        return dropped
+
+    def _drop(self, where: str, args: tuple[float, ...]) -> int:
+        row = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox "
+                               f"WHERE {where}", args).fetchone()
+        if not row[0]:
+            return 0
+        self._db.execute(f"DELETE FROM outbox WHERE {where}", args)
+        self._count -= int(row[0])
+        self._bytes -= int(row[1])
+        return int(row[0])
+
+    def take(self, limit: int) -> list[tuple[int, Message]]:
+        rows = self._db.execute("SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? "
+                                "ORDER BY id LIMIT ?", (self._cursor, limit)).fetchall()
+        batch = []
+        for key, topic, payload, qos, retain in rows:
+            self._taken[key] = len(payload)
+            batch.append((key, Message(topic, bytes(payload), qos, bool(retain))))
+        if rows:
+            self._cursor = rows[-1][0]
+        return batch
+
+    def ack(self, key: int) -> None:
+        size = self._taken.pop(key, None)
+        if size is not None:
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (key,))
+            self._count -= 1
+            self._bytes -= size
+
+    @property
+    def depth(self) -> int:
+        return self._count
+
+    @property
+    def durable(self) -> int:
+        return self._count
+
+    @property
+    def waiting(self) -> int:
+        return self._count - len(self._taken)
+
+    def sync(self) -> None:
+        if self._wal_fd is None:
+            with contextlib.suppress(OSError):
+                self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        if self._wal_fd is not None:
+            os.fsync(self._wal_fd)
+
+    def close(self) -> None:
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+        self._db.close()
+
+
+class FallbackOutbox:
+    """The disk outbox until it fails (disk full, read-only remount, removed device), said
+    once. A write failure sends new messages to memory while what sits on disk is still sent
+    first; a read failure strands what is left on disk: it stays counted as queued (and kept:
+    it is sent at the next start)."""
+
+    def __init__(self, disk: DiskOutbox, memory: MemoryOutbox) -> None:
+        self.disk: DiskOutbox | None = disk
+        self.memory = memory
+        self._writable = True
+        self._stranded = 0
+        self._disk_keys: set[int] = set()  # taken from disk, not yet acked
+
+    def _failed(self, exc: sqlite3.Error | OSError, reading: bool) -> None:
+        assert self.disk is not None
+        if self._writable:
+            log.error("the disk outbox %s failed (%s); new detections are kept in memory from "
+                      "now on (they will not survive a restart)", self.disk.path, exc)
+        self._writable = False
+        if reading:
+            self._stranded = self.disk.waiting
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self.disk.close()
+            self.disk = None
+
+    def put(self, message: Message) -> int:
+        if self.disk is not None and self._writable:
+            try:
+                return self.disk.put(message)
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc, reading=False)
+        return self.memory.put(message)
+
+    def take(self, limit: int) -> list[tuple[int, Message]]:
+        if self.disk is not None and self.disk.waiting:
+            try:
+                batch = self.disk.take(limit)
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc, reading=True)
+            else:
+                self._disk_keys.update(key for key, _ in batch)
+                return batch
+        # memory keys are made negative so they never collide with disk row ids
+        return [(-key, message) for key, message in self.memory.take(limit)]
+
+    def ack(self, key: int) -> None:
+        if key < 0:
+            self.memory.ack(-key)
+            return
+        self._disk_keys.discard(key)
+        if self.disk is not None:
+            try:
+                self.disk.ack(key)
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc, reading=True)
+
+    @property
+    def depth(self) -> int:
+        return self.durable + self.memory.depth
+
+    @property
+    def durable(self) -> int:
+        """Queued messages that stay on disk for the next start."""
+        if self.disk is not None:
+            return self.disk.depth
+        return self._stranded + len(self._disk_keys)
+
+    @property
+    def waiting(self) -> int:
+        return (self.disk.waiting if self.disk is not None else 0) + self.memory.waiting
+
+    def sync(self) -> None:
+        if self.disk is not None:
+            try:
+                self.disk.sync()
+            except OSError as exc:
+                self._failed(exc, reading=True)
+
+    def close(self) -> None:
+        if self.disk is not None:
+            self.disk.close()
+
+
+def outbox_from_config(settings: MqttConfig) -> Outbox:
+    """The configured outbox; a disk outbox that cannot be opened and written is a ConfigError
+    naming `mqtt.outbox_path`."""
+    memory = MemoryOutbox(settings.outbox_size)
+    if settings.outbox == "memory":
+        return memory
+    try:
+        disk = DiskOutbox(settings.outbox_path, settings.outbox_size,
+                          int(settings.outbox_max_mb * 1024 * 1024), settings.outbox_max_age_s)
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(f"mqtt.outbox_path {settings.outbox_path}: cannot open the disk "
+                          f"outbox ({exc}); give a writable path on a disk with free space, "
+                          "or set mqtt.outbox = \"memory\"") from exc
+    return FallbackOutbox(disk, memory)

@@ -1,0 +1,130 @@
+"""The link against a real Mosquitto with TLS, client certificates and passwords; every
+connection failure is logged once with its cause."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.config import MqttConfig
+from edge.errors import ConfigError
+from edge.mqtt.link import MqttLink
+from edge.mqtt.topics import Topics
+from tests.conftest import Mosquitto
+from tests.mqtt_tls import Pki, make_pki, password_file, tls_mosquitto
+from tests.mqtt_watch import Watcher
+
+SECRET = "pw-9f3a-not-for-logs"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, pki: Pki) -> Iterator[Mosquitto]:
+    broker = tls_mosquitto(tmp_path, pki, password_file(tmp_path, "edge", SECRET))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def tls_settings(broker: Mosquitto, pki: Pki, **changes: Any) -> MqttConfig:
+    settings: dict[str, Any] = {
+        "url": f"mqtts://localhost:{broker.tls_port}",  # type: ignore[attr-defined]
+        "ca_file": pki.ca, "certfile": pki.client_cert, "keyfile": pki.client_key,
+        "username": "edge", "password": SECRET, "reconnect_min_s": 1, "reconnect_max_s": 1}
+    settings.update(changes)
+    return MqttConfig(**{key: value for key, value in settings.items() if value is not None})
+
+
+def link_for(settings: MqttConfig) -> MqttLink:
+    return MqttLink(settings, Topics("edge/tls"), "edge-tls-test", lambda state: {"state": state})
+
+
+def wait_until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_client_certificate_and_password_deliver_detections(tls_broker, pki, caplog):
+    caplog.set_level(logging.INFO)
+    link = link_for(tls_settings(tls_broker, pki))
+    with Watcher(tls_broker.port, "edge/tls/cam/detections") as watcher:
+        link.start()
+        for frame_id in range(5):
+            link.publish_detections("cam", {"frame_id": frame_id})
+        watcher.wait_for(lambda: len(watcher.messages) == 5, 15, "5 detections over TLS")
+        link.stop()
+    assert [m.json()["frame_id"] for m in watcher.messages] == list(range(5))
+    assert "connected to MQTT broker mqtts://localhost" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "cause"),
+    [
+        ({"ca_file": "other"}, r"TLS verification failed: .*check mqtt\.ca_file"),
+        ({"certfile": None, "keyfile": None},
+         r"TLS handshake failed|broker closed the connection|connection lost"),
+        ({"password": "wrong-" + SECRET}, r"not authorized .*check mqtt\.username"),
+    ],
+    ids=["wrong-ca", "no-client-certificate", "wrong-password"],
+)
+def test_connection_failures_are_logged_once_with_their_cause(tls_broker, pki, caplog, changes,
+                                                              cause):
+    if changes.get("ca_file") == "other":
+        changes["ca_file"] = pki.other_ca
+    link = link_for(tls_settings(tls_broker, pki, **changes))
+    link.start()
+    try:
+        assert wait_until(lambda: "failed attempt" in caplog.text, 15), caplog.text
+        time.sleep(3.5)  # more attempts (1 s apart): the same cause is not logged again
+        assert not link.connected
+    finally:
+        link.stop(timeout=0)
+    warnings = [r.getMessage() for r in caplog.records if "failed attempt" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert re.search(cause, warnings[0]), warnings[0]
+    assert SECRET not in caplog.text
+
+
+def test_refused_then_lost_then_back(stopped_mosquitto, caplog):
+    caplog.set_level(logging.INFO)
+    settings = MqttConfig(url=f"mqtt://127.0.0.1:{stopped_mosquitto.port}",
+                          reconnect_min_s=1, reconnect_max_s=1)
+    link = link_for(settings)
+    link.start()
+    try:
+        assert wait_until(lambda: "connection refused" in caplog.text, 10), caplog.text
+        stopped_mosquitto.start()
+        assert wait_until(lambda: link.connected, 10)
+        assert "after " in caplog.text and "failed attempt" in caplog.text
+        stopped_mosquitto.stop()  # the broker goes away under a live connection
+        assert wait_until(lambda: "connection lost" in caplog.text, 10), caplog.text
+        assert link.connection.state.startswith("disconnected")
+    finally:
+        link.stop(timeout=0)
+
+
+def test_tls_files_that_do_not_load_name_their_key(tmp_path, pki):
+    broker = Mosquitto(1, tmp_path / "unused.conf")
+    broker.tls_port = 8883  # type: ignore[attr-defined]
+    mismatched = tls_settings(broker, pki, keyfile=pki.server_key)
+    with pytest.raises(ConfigError, match=r"mqtt\.certfile .* / mqtt\.keyfile .*matching"):
+        link_for(mismatched)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigError, match=r"mqtt\.ca_file .*garbage\.pem"):
+        link_for(tls_settings(broker, pki, ca_file=garbage))

@@ -1,0 +1,118 @@
+"""The outboxes on their own: bounds, order, what survives reopening, the fallback to memory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.config import MqttConfig
+from edge.errors import ConfigError
+from edge.mqtt.outbox import DiskOutbox, FallbackOutbox, MemoryOutbox, Message, outbox_from_config
+
+
+def message(n: int, size: int = 10) -> Message:
+    return Message("edge/t/cam/detections", str(n).encode().ljust(size, b" "), 1)
+
+
+def numbers(batch: list[tuple[int, Message]]) -> list[int]:
+    return [int(m.payload) for _, m in batch]
+
+
+def disk(tmp_path: Path, max_messages: int = 100, max_bytes: int = 10**6,
+         max_age_s: float = 3600) -> DiskOutbox:
+    return DiskOutbox(tmp_path / "outbox.sqlite", max_messages, max_bytes, max_age_s)
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk"])
+def test_bounded_by_count_oldest_dropped_and_counted(tmp_path, kind):
+    outbox = MemoryOutbox(5) if kind == "memory" else disk(tmp_path, max_messages=5)
+    dropped = sum(outbox.put(message(n)) for n in range(8))
+    assert (dropped, outbox.depth, outbox.waiting) == (3, 5, 5)
+    taken = outbox.take(2)
+    assert numbers(taken) == [3, 4]
+    assert (outbox.depth, outbox.waiting) == (5, 3)
+    # taken messages are the broker's now: never dropped to make room
+    assert sum(outbox.put(message(n)) for n in range(8, 12)) == 4
+    assert numbers(outbox.take(10)) == [9, 10, 11]
+    for key, _ in taken:
+        outbox.ack(key)
+    assert outbox.depth == 3
+    outbox.close()
+
+
+def test_disk_outbox_survives_reopening_and_resends_what_was_not_acknowledged(tmp_path):
+    outbox = disk(tmp_path)
+    for n in range(6):
+        outbox.put(message(n))
+    batch = outbox.take(4)
+    outbox.ack(batch[0][0])
+    outbox.ack(batch[2][0])
+    # no close(): as after a SIGKILL
+    reopened = disk(tmp_path)
+    assert reopened.depth == 4
+    assert numbers(reopened.take(10)) == [1, 3, 4, 5]
+    outbox.close()
+    reopened.close()
+
+
+def test_disk_outbox_bounded_by_bytes_and_age(tmp_path):
+    outbox = disk(tmp_path, max_bytes=100)
+    dropped = sum(outbox.put(message(n, size=30)) for n in range(5))
+    assert dropped == 2 and outbox.depth == 3
+    assert numbers(outbox.take(10)) == [2, 3, 4]
+    outbox.close()
+
+    aged = DiskOutbox(tmp_path / "aged.sqlite", 100, 10**6, max_age_s=0.2)
+    aged.put(message(0))
+    aged.put(message(1))
+    time.sleep(1.3)  # past the age and past the age-check interval
+    assert aged.put(message(2)) == 2
+    assert numbers(aged.take(10)) == [2]
+    aged.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [lambda tmp: tmp / "a-file" / "outbox.sqlite",  # the parent is a regular file
+     lambda tmp: Path("/proc/edge-outbox/outbox.sqlite")],  # a read-only file system
+    ids=["parent-is-a-file", "read-only"])
+def test_an_outbox_path_that_cannot_be_written_is_a_config_error(tmp_path, path):
+    (tmp_path / "a-file").write_text("x")
+    settings = MqttConfig(outbox="disk", outbox_path=path(tmp_path))
+    with pytest.raises(ConfigError, match=r"mqtt\.outbox_path .*cannot open the disk outbox"):
+        outbox_from_config(settings)
+
+
+def test_a_full_disk_at_run_time_falls_back_to_memory_and_says_so_once(tmp_path, caplog):
+    outbox = outbox_from_config(MqttConfig(outbox="disk", outbox_path=tmp_path / "o.sqlite"))
+    assert isinstance(outbox, FallbackOutbox) and outbox.disk is not None
+    outbox.put(message(0))
+    # SQLite's own page limit gives the same error as a full file system: SQLITE_FULL
+    pages = outbox.disk._db.execute("PRAGMA page_count").fetchone()[0]
+    outbox.disk._db.execute(f"PRAGMA max_page_count = {pages}")
+    for n in range(1, 200):
+        outbox.put(message(n, size=500))
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failures) == 1 and "kept in memory" in failures[0].getMessage()
+    assert "full" in failures[0].getMessage()
+    taken = []
+    while batch := outbox.take(7):
+        taken += batch
+    assert numbers(taken) == list(range(200)), "what is on disk first, then memory, in order"
+    assert outbox.depth == 200 and outbox.durable < 200
+    for key, _ in taken:
+        outbox.ack(key)
+    assert outbox.depth == 0
+    outbox.close()
+
+
+def test_sync_fsyncs_the_wal(tmp_path):
+    outbox = disk(tmp_path)
+    outbox.put(message(1))
+    outbox.sync()
+    assert os.path.exists(f"{outbox.path}-wal")
+    outbox.close()
