@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
+import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -87,3 +92,56 @@ class EmbeddedBroker:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
+def mosquitto_binary() -> str | None:
+    """The installed Mosquitto broker, if any (Debian puts it in /usr/sbin, off a user's PATH)."""
+    for candidate in (shutil.which("mosquitto"), *MOSQUITTO_PATHS):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+class LocalMosquitto:
+    """A private Mosquitto on 127.0.0.1 and a free port, for `edge bench`: a real broker with
+    its own process, so the daemon's publishing cost is what a deployment pays."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.host = "127.0.0.1"
+        self.port = free_port(self.host)
+        self._folder = tempfile.TemporaryDirectory(prefix="edge-mosquitto-")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> LocalMosquitto:
+        config = Path(self._folder.name) / "mosquitto.conf"
+        config.write_text(f"listener {self.port} {self.host}\nallow_anonymous true\n"
+                          "persistence false\n")
+        self._process = subprocess.Popen([self.binary, "-c", str(config)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                if self._process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        self.stop()
+        raise EdgeError(f"{self.binary} did not start listening on {self.host}:{self.port}; "
+                        "pass --mqtt URL to use another broker")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        self._process = None
+        self._folder.cleanup()

@@ -125,6 +125,8 @@ class InferenceService:
         self.batches = 0
         self.busy_s = 0.0
         self._runner: Runner | None = None
+        self._inputs: list[npt.NDArray[np.uint8]] = []  # each slot's input, fetched on the thread
+        self._output_shape: tuple[int, ...] = ()
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self.thread.start()
         self._ready.wait()
@@ -149,7 +151,7 @@ class InferenceService:
 
     @property
     def output_row_shape(self) -> tuple[int, ...]:
-        return self._runner_facts().output_shape[1:]
+        return self._output_shape[1:]
 
     @property
     def error(self) -> BaseException | None:
@@ -191,7 +193,7 @@ class InferenceService:
                 output = state.results[state.next_result]
                 state.next_result = 1 - state.next_result
                 ticket = Ticket(camera, batch.slot, len(batch.tickets),
-                                self._runner_facts().input_buffer(batch.slot), output)
+                                self._inputs[batch.slot], output)
                 batch.tickets.append(ticket)
                 return ticket
             finally:
@@ -252,6 +254,8 @@ class InferenceService:
             self._ready.set()
             return
         self._runner = runner
+        self._inputs = [runner.input_buffer(slot) for slot in range(runner.slots)]
+        self._output_shape = runner.output_shape
         with self._cond:
             self._batches = [_Batch(slot) for slot in range(runner.slots)]
             self._free = list(range(1, runner.slots))

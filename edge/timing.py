@@ -31,14 +31,22 @@ class StageTimes:
                 samples = self._samples[stage] = deque(maxlen=self._window)
             samples.append(milliseconds)
 
+    def snapshot(self) -> dict[str, list[float]]:
+        """The samples now in the window, per stage."""
+        with self._lock:
+            return {stage: list(values) for stage, values in self._samples.items()}
+
     def percentiles(self) -> dict[str, dict[str, float]]:
         """{stage: {"p50": ms, "p90": ms, "p99": ms}} over the window."""
-        with self._lock:
-            snapshot = {stage: np.array(values) for stage, values in self._samples.items()}
-        return {
-            stage: {f"p{q}": round(float(np.percentile(values, q)), 2) for q in (50, 90, 99)}
-            for stage, values in snapshot.items() if values.size
-        }
+        return percentiles_of(self.snapshot())
+
+
+def percentiles_of(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """{stage: {"p50": ms, "p90": ms, "p99": ms}} of per-stage samples (empty stages left out)."""
+    return {
+        stage: {f"p{q}": round(float(np.percentile(values, q)), 2) for q in (50, 90, 99)}
+        for stage, values in samples.items() if values
+    }
 
 
 class RateMeter:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from edge import __version__
-from edge.cli import device, workstation
+from edge.cli import bench, device, workstation
 from edge.errors import EdgeError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     device.add_commands(commands)
+    bench.add_command(commands)
     workstation.add_commands(commands)
     return parser
 

@@ -1,0 +1,181 @@
+"""`edge bench MODEL`: what a deployment of MODEL reaches on this machine, measured in one run.
+
+Two figures from one process, same model, same inference threads:
+
+- the backend alone: a letterboxed frame already in the input buffer, `infer` in a loop, at
+  batch 1 and at the batch the daemon would use (frames per second, all rows counted);
+- the whole daemon: N replay cameras (frames decoded into memory once and served as fast as the
+  loop takes them, so the camera is never the bottleneck) through letterboxing, the shared
+  inference service, decoding + NMS and publishing to a real MQTT broker.
+
+`ratio` = pipeline FPS / backend FPS at batch 1: the share of the backend's speed the daemon
+keeps. Each phase is warmed up first; the backend-alone runner is closed before the daemon
+starts, so the daemon's memory is its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.broker import EmbeddedBroker, LocalMosquitto, mosquitto_binary
+from edge.config import Config, config_from_dict
+from edge.daemon import Daemon
+from edge.preprocess import letterboxer_from_spec
+from edge.runners import BackendChoice, choose_backend, runner_from_config
+from edge.runners.base import Runner
+from edge.service import batch_capacity
+from edge.sources import source_from_uri
+from edge.timing import percentiles_of
+
+log = logging.getLogger(__name__)
+
+WARMUP_S = 1.0
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    model: Path
+    cameras: int = 1
+    seconds: float = 10.0
+    threads: int = 0
+    backend: str = "auto"
+    mqtt: str | None = None
+    max_batch: int | None = None
+    batch_timeout_ms: float = 4.0
+    source: str = "replay://shapes?frames=64"
+
+
+def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
+    """The daemon config of the whole-loop phase: N replay cameras, one model, one broker."""
+    separator = "&" if "?" in options.source else "?"
+    cameras = [{"name": f"cam{i}", "source": f"{options.source}{separator}seed={i + 1}"}
+               for i in range(options.cameras)]
+    model: dict[str, Any] = {"path": str(options.model), "backend": options.backend,
+                             "threads": options.threads,
+                             "batch_timeout_ms": float(options.batch_timeout_ms)}
+    if options.max_batch is not None:
+        model["max_batch"] = options.max_batch
+    return config_from_dict({"device_id": "bench", "model": model, "cameras": cameras,
+                             "mqtt": {"url": mqtt_url}}, "edge bench")
+
+
+def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> dict[str, Any]:
+    """Both phases; returns the figures (the `--json` line)."""
+    broker = _broker(options.mqtt)
+    try:
+        config = bench_config(options, options.mqtt or (broker.url if broker else ""))
+        choice = choose_backend(config.model)
+        echo(f"backend {choice.name}: {choice.reason}")
+        alone = backend_alone(config, choice, options.seconds / 3, echo)
+        loop = whole_loop(config, options, echo)
+    finally:
+        if broker is not None:
+            broker.stop()
+    result = {"model": str(options.model), "backend": choice.name,
+              "threads": options.threads, "cameras": options.cameras, **alone, **loop,
+              "broker": options.mqtt or ("mosquitto" if isinstance(broker, LocalMosquitto)
+                                         else "embedded")}
+    result["ratio"] = round(result["pipeline_fps"] / result["inference_fps"], 3)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def _broker(url: str | None) -> LocalMosquitto | EmbeddedBroker | None:
+    if url:
+        return None
+    binary = mosquitto_binary()
+    return LocalMosquitto(binary).start() if binary else EmbeddedBroker().start()
+
+
+def backend_alone(config: Config, choice: BackendChoice, seconds: float,
+                  echo: Callable[[str], None]) -> dict[str, Any]:
+    """Inference FPS with the input already in place, at batch 1 and at the daemon's batch."""
+    cameras = len(config.cameras)
+    rows = config.model.max_batch or max(1, min(cameras, 8))
+    runner = runner_from_config(config.model, choice, max_batch=rows)
+    try:
+        batch = batch_capacity(runner.spec.input.batch, config.model.max_batch, cameras)
+        _fill_inputs(runner, config.cameras[0].source)
+        single = _infer_fps(runner, 1, seconds)
+        echo(f"backend alone, batch 1: {single:.1f} FPS")
+        batched = single if batch == 1 else _infer_fps(runner, batch, seconds)
+        if batch > 1:
+            echo(f"backend alone, batch {batch}: {batched:.1f} FPS")
+    finally:
+        runner.close()
+    return {"max_batch": batch, "inference_fps": round(single, 2),
+            "inference_fps_max_batch": round(batched, 2),
+            "batch_speedup": round(batched / single, 3)}
+
+
+def _fill_inputs(runner: Runner, uri: str) -> None:
+    """Every row of every slot holds a real letterboxed frame, as in the daemon."""
+    source = source_from_uri(uri)
+    source.open()
+    try:
+        letterbox = letterboxer_from_spec(runner.spec)
+        for slot in range(runner.slots):
+            buffer = runner.input_buffer(slot)
+            for row in range(buffer.shape[0]):
+                frame = source.read()
+                if frame is None:
+                    break
+                letterbox(frame.image, buffer, row)
+    finally:
+        source.close()
+
+
+def _infer_fps(runner: Runner, batch: int, seconds: float) -> float:
+    """Frames per second of `infer` on `batch` rows (every row counted), after a warm-up."""
+    for _ in range(5):
+        runner.infer(0, batch)
+    runs, began = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - began) < seconds or runs < 10:
+        runner.infer(runs % runner.slots, batch)
+        runs += 1
+    return runs * batch / elapsed
+
+
+def whole_loop(config: Config, options: BenchOptions,
+               echo: Callable[[str], None]) -> dict[str, Any]:
+    """The daemon with replay cameras, measured after a warm-up."""
+    daemon = Daemon(config)
+    daemon.start()
+    began = time.monotonic()
+    try:
+        time.sleep(WARMUP_S)
+        first = {w.name: w.frames for w in daemon.workers}
+        batches_before = dict(daemon.service.batch_sizes)
+        start = time.perf_counter()
+        time.sleep(options.seconds)
+        elapsed = time.perf_counter() - start
+        last = {w.name: w.frames for w in daemon.workers}
+        samples: dict[str, list[float]] = {}
+        for worker in daemon.workers:
+            for stage, values in worker.times.snapshot().items():
+                samples.setdefault(stage, []).extend(values)
+        sizes = {size: count - batches_before.get(size, 0)
+                 for size, count in daemon.service.batch_sizes.items()}
+        failure = daemon.failure
+    finally:
+        summary = daemon.stop(time.monotonic() - began)
+    if failure is not None:
+        raise RuntimeError(f"inference failed during the benchmark: {failure}")
+    per_camera = {name: round((last[name] - first[name]) / elapsed, 2) for name in last}
+    total = sum(per_camera.values())
+    echo(f"whole loop, {options.cameras} camera(s): {total:.1f} FPS "
+         f"({', '.join(f'{k} {v}' for k, v in per_camera.items())})")
+    frames = sum(size * count for size, count in sizes.items())
+    batches = sum(sizes.values())
+    return {"pipeline_fps": round(total, 2), "per_camera_fps": per_camera,
+            "latency_ms": percentiles_of(samples),
+            "batch_sizes": {str(k): v for k, v in sorted(sizes.items()) if v},
+            "mean_batch": round(frames / batches, 2) if batches else 0.0,
+            "runners": len({id(w.service) for w in daemon.workers}),
+            "published": summary.published, "dropped_messages": summary.dropped}

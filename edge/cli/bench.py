@@ -1,0 +1,68 @@
+"""`edge bench MODEL`: the backend alone vs the whole daemon loop, N cameras, one run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from edge.cli.common import print_json
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number > 0")
+    return value
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import BenchOptions, run_bench
+
+    options = BenchOptions(model=args.model, cameras=args.cameras, seconds=args.seconds,
+                           threads=args.threads, backend=args.backend, mqtt=args.mqtt,
+                           max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms)
+    result = run_bench(options, echo=print if not args.json else (lambda line: None))
+    if args.json:
+        print_json(result)
+    else:
+        print(f"ratio (whole loop / backend alone at batch 1): {result['ratio']:.2f}; "
+              f"{result['runners']} runner(s), peak RSS {result['peak_rss_mb']} MB")
+        for stage, values in result["latency_ms"].items():
+            print(f"  {stage:12s} p50 {values['p50']:7.2f}  p90 {values['p90']:7.2f}  "
+                  f"p99 {values['p99']:7.2f} ms")
+    return 0
+
+
+def add_command(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench", help="measure a model: the backend alone vs the whole daemon loop",
+        description="Measures, in one run, the backend alone (batch 1 and the daemon's batch) "
+                    "and the whole daemon loop with N replay cameras publishing to a real MQTT "
+                    "broker (Mosquitto when installed, else the embedded one). ratio = "
+                    "pipeline_fps / inference_fps at batch 1.")
+    bench.add_argument("model", type=Path, metavar="MODEL.onnx", help="a converted model")
+    bench.add_argument("--cameras", type=positive_int, default=1)
+    bench.add_argument("--seconds", type=positive_float, default=10.0,
+                       help="measuring time of the whole loop (the backend alone gets a third)")
+    bench.add_argument("--threads", type=int, default=0, help="inference threads (0: auto)")
+    bench.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    bench.add_argument("--mqtt", metavar="URL", help="publish to this broker")
+    bench.add_argument("--max-batch", type=positive_int, default=None,
+                       help="frames of different cameras run together (model.max_batch)")
+    bench.add_argument("--batch-timeout-ms", type=float, default=4.0)
+    bench.add_argument("--json", action="store_true", help="end with one JSON line")
+    bench.set_defaults(handler=cmd_bench)
