@@ -4,6 +4,8 @@ runs them. One runner serves every camera (see `edge.service`)."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 import socket
 import threading
 import time
@@ -14,11 +16,13 @@ from edge import __version__
 from edge.config import Config
 from edge.errors import EdgeError
 from edge.frames import FramePublisher, FrameSampler
+from edge.heartbeat import Heartbeat, summary_line
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, Topics
 from edge.pipeline import CameraWorker
 from edge.postprocess import decoder_from_spec
 from edge.runners import Runner, choose_backend, runner_from_config
+from edge.sdnotify import notifier_from_environ
 from edge.service import InferenceService, batch_capacity
 from edge.sources import source_from_uri
 from edge.spec import ModelSpec, PostprocessSpec
@@ -27,11 +31,16 @@ from edge.timing import rfc3339
 
 log = logging.getLogger(__name__)
 
+#: What `cmd/snapshot` accepts: nothing (every camera) or one camera name.
+_CAMERA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 
 @dataclass(frozen=True)
 class RunSummary:
     frames: int
     seconds: float
+    produced: int  # detection messages: published + queued + dropped
+    queued: int  # left in the outbox at stop (disk: kept for the next start)
     published: int
     dropped: int
     flushed: bool
@@ -71,6 +80,8 @@ class Daemon:
             raise
         self.model_name = self.spec.name or config.model.path.name
         self.link.on_command("snapshot", self._snapshot)
+        self.heartbeat = Heartbeat(notifier_from_environ(os.environ),
+                                   config.log.summary_interval_s)
 
     def _service(self) -> InferenceService:
         """The one runner, created on (and only ever called from) the inference thread."""
@@ -116,14 +127,16 @@ class Daemon:
                 "uptime_s": round(now - self.started_at, 1), "backend": self.backend.name,
                 "cameras": {w.name: w.stats() for w in self.workers},
                 "inference": self.service.stats(),
-                "mqtt": {"connected": self.link.connected, "outbox_depth": self.link.outbox_depth,
-                         "published": self.link.counters.published,
-                         "dropped": self.link.counters.dropped,
-                         "connects": self.link.counters.connects},
+                "mqtt": self.link.stats(),
                 "memory_rss_mb": memory_rss_mb(), "temperatures_c": temperatures_c()}
 
     def _snapshot(self, payload: bytes) -> dict[str, Any]:
-        wanted = payload.decode(errors="replace").strip() or None
+        text = payload[:100].decode(errors="replace").strip()
+        if len(payload) > 100 or (text and not _CAMERA_NAME.fullmatch(text)):
+            # never echo the request: the reply stays small whatever was sent
+            return {"ok": False, "error": "expected no payload (every camera) or one camera "
+                                          "name", "cameras": [w.name for w in self.workers]}
+        wanted = text or None
         cameras = [w for w in self.workers if wanted in (None, w.name)]
         for worker in cameras:
             worker.sampler.request_snapshot()
@@ -146,6 +159,7 @@ class Daemon:
         self.link.start()
         log.info("running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
                  self.backend.reason, ", ".join(w.name for w in self.workers))
+        self.heartbeat.ready(summary_line(self.stats()))
 
     def run(self, stop: threading.Event, duration: float | None = None) -> RunSummary:
         """Serve until `stop` is set, `duration` seconds pass, or every source has ended."""
@@ -163,16 +177,19 @@ class Daemon:
             if now >= next_stats:
                 self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
                 next_stats = now + self.config.stats.interval_s
+            self.heartbeat.tick(self.alive(), self.stats)
             stop.wait(min(0.2, max(0.0, next_stats - time.monotonic())))
         return self.stop(time.monotonic() - began)
 
     def stop(self, seconds: float) -> RunSummary:
+        self.heartbeat.stopping(summary_line(self.stats()))
         for worker in self.workers:
             worker.stop()
         self.service.close()
         self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
         flushed = self.link.stop("failed" if self.failure else "stopped")
         frames = sum(w.frames for w in self.workers)
-        return RunSummary(frames, seconds, self.link.counters.published,
+        return RunSummary(frames, seconds, self.link.counters.produced, self.link.outbox_depth,
+                          self.link.counters.published,
                           self.link.counters.dropped, flushed,
                           None if self.failure is None else str(self.failure))

@@ -49,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import Daemon
 
     config = load_config(args.config)
+    if config.log.level is not None:  # the config's level wins over --log-level's default
+        logging.getLogger().setLevel(config.log.level.upper())
     if args.no_build:
         config = config.model_copy(update={"model": config.model.model_copy(
             update={"build_engine": False})})
@@ -57,12 +59,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop_on_signals(stop)
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
-    log.info("stopped after %d frames (%.1f FPS); %d detection messages published, %d dropped%s",
-             summary.frames, summary.fps, summary.published, summary.dropped,
+    log.info("stopped after %d frames (%.1f FPS); messages: %d produced = %d published + %d "
+             "queued + %d dropped%s", summary.frames, summary.fps, summary.produced,
+             summary.published, summary.queued, summary.dropped,
              "" if summary.flushed else "; the outbox could not be flushed before exit")
     if args.json:
         print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
-                     "published": summary.published, "dropped": summary.dropped,
+                     "produced": summary.produced, "published": summary.published,
+                     "queued": summary.queued, "dropped": summary.dropped,
                      "flushed": summary.flushed, "failure": summary.failure})
     if summary.failure is not None:
         log.error("exiting 1 so that systemd restarts the daemon: %s", summary.failure)

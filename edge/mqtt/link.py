@@ -77,6 +77,7 @@ class MqttLink:
         self._connected = False
         self._stopping = False
         self._refused = False  # paho thread only
+        self._stopped = False
         self.counters = LinkCounters()
         self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
@@ -145,6 +146,7 @@ class MqttLink:
             self.counters.dropped += lost
             self._outbox.sync()
             self._outbox.close()
+            self._stopped = True
         if self.counters.kept:
             log.warning("%d messages were not delivered before stopping; they stay in %s for "
                         "the next start", self.counters.kept, self.settings.outbox_path)
@@ -184,7 +186,17 @@ class MqttLink:
     def outbox_depth(self) -> int:
         """Messages produced and neither published nor dropped yet."""
         with self._cond:
-            return self._outbox.depth
+            return self.counters.kept if self._stopped else self._outbox.depth
+
+    def stats(self) -> dict[str, Any]:
+        """For the stats topic and the journal: published + queued + dropped = produced."""
+        counters = self.counters
+        return {"connected": self._connected, "state": self.connection.state,
+                "outbox": self.settings.outbox, "queued": self.outbox_depth,
+                "outbox_depth": self.outbox_depth, "produced": counters.produced,
+                "published": counters.published, "dropped": counters.dropped,
+                "recovered": counters.recovered, "kept": counters.kept,
+                "connects": counters.connects}
 
     # -- publishing ------------------------------------------------------------------------
 
