@@ -313,6 +313,12 @@ class DriftConfig(_Section):
     threshold: float = Field(default=0.25, gt=0, le=10, description="PSI above which a "
                                                                     "statistic drifts")
     metric: Literal["psi", "kl"] = "psi"
+    alert_on: list[Literal["input", "scores", "counts", "classes"]] = Field(
+        default=["input", "scores"],
+        description="statistics that raise alerts (all are reported): input brightness and "
+                    "contrast, scores of all classes together, counts (detections per frame, "
+                    "box sizes), classes (each class's scores); counts and classes need "
+                    "windows holding many distinct objects")
 
 
 class StatsConfig(_Section):

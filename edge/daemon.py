@@ -14,6 +14,7 @@ from typing import Any
 
 from edge import __version__
 from edge.config import Config
+from edge.drift import DriftMonitor, reference_from_config
 from edge.errors import EdgeError
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
@@ -79,9 +80,37 @@ class Daemon:
             self.service.close()
             raise
         self.model_name = self.spec.name or config.model.path.name
+        try:
+            self._attach_monitoring()
+        except BaseException:
+            self.service.close()
+            raise
         self.link.on_command("snapshot", self._snapshot)
         self.heartbeat = Heartbeat(notifier_from_environ(os.environ),
                                    config.log.summary_interval_s)
+
+    def _attach_monitoring(self) -> None:
+        """Each camera's sampling policies (its [sampling] overrides applied; the publisher
+        keeps the byte budget) and, when the model has a reference profile, its drift monitor
+        (retained on `<prefix>/<camera>/drift`)."""
+        reference = reference_from_config(self.config.drift, self.config.model.path)
+        cameras = {camera.name: camera for camera in self.config.cameras}
+        for worker in self.workers:
+            sampler = FrameSampler(self.config.frames,
+                                   self.config.sampling_for(cameras[worker.name]),
+                                   self.spec.labels)
+            worker.sampler = sampler
+            worker.frame_publisher = FramePublisher(self.config.frames, self.link,
+                                                    self.spec.labels, sampler.limiter,
+                                                    self.model_name)
+            if reference is None:
+                continue
+
+            def publish(payload: dict[str, Any], topic: str = self.topics.drift(worker.name)
+                        ) -> None:
+                self.link.publish_json(topic, payload, qos=1, retain=True)
+
+            worker.drift = DriftMonitor(worker.name, self.config.drift, reference, publish)
 
     def _service(self) -> InferenceService:
         """The one runner, created on (and only ever called from) the inference thread."""

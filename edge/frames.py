@@ -156,6 +156,7 @@ class FramePublisher:
                 "detections_drawn": self.settings.draw, "detections": len(sample.detections),
                 "reasons": list(sample.reasons),
                 "predictions": sample.detections.to_payload(self._labels),
+                "labels": list(self._labels),
                 "published_at": rfc3339(time.time())}
 
 

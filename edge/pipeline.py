@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.detections import Detections
+from edge.drift import DriftMonitor
 from edge.errors import InputError
 from edge.frames import FramePublisher, FrameSample, FrameSampler
 from edge.mqtt.link import MqttLink
@@ -60,6 +61,7 @@ class CameraWorker:
         self._link = link
         self.sampler = sampler
         self.frame_publisher = frames
+        self.drift: DriftMonitor | None = None  # set by the daemon when the model has a profile
         self._letterbox = letterboxer_from_spec(self.spec)
         self._latest = LatestFrame()
         self._stop = threading.Event()
@@ -144,6 +146,8 @@ class CameraWorker:
                     geometry = LetterboxGeometry.fit(1, 1, self.spec.input.width,
                                                      self.spec.input.height)
                     frame.frame_id = -1
+                if self.drift is not None and frame.frame_id >= 0:
+                    self.drift.observe_image(frame.ts, frame.image)
                 sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
                 frame.release()
                 self.service.commit(ticket)
@@ -188,9 +192,13 @@ class CameraWorker:
         for stage, value in latency.items():
             self.times.add(stage, value)
         self._link.publish_detections(self.name, self._payload(job, detections, latency))
-        if job.sample is not None and self.sampler.should_publish(job.ts, len(detections)):
+        if self.drift is not None:
+            self.drift.observe_detections(job.ts, detections, job.geometry.source_width,
+                                          job.geometry.source_height)
+        reasons = self.sampler.reasons(job.ts, detections)  # every frame: audit draws, counts
+        if reasons and job.sample is not None:
             self.frame_publisher.submit(FrameSample(self.name, job.frame_id, job.ts, job.sample,
-                                                    detections))
+                                                    detections, tuple(reasons)))
         self.frames += 1
         self._rate.tick()
 

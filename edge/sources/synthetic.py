@@ -6,8 +6,9 @@ from edge.errors import SourceError
 from edge.sources.base import Frame, Pacer, Source
 from edge.sources.uri import SourceUri
 from edge.synthetic.scene import SceneConfig, ShapeScene
+from edge.synthetic.shift import SHIFTS, SceneShift
 
-OPTIONS = {"fps", "seed", "width", "height", "frames"}
+OPTIONS = {"fps", "seed", "width", "height", "frames", "shift", "shift_after"}
 
 
 class SyntheticSource(Source):
@@ -29,6 +30,7 @@ class SyntheticSource(Source):
             raise SourceError(f"source '{uri.text}': width and height must be at least "
                               f"{2 * self.config.max_size:g} pixels")
         self.max_frames = uri.integer("frames", 0)  # 0: endless
+        self.shift = _shift_from(uri)
         self._scene: ShapeScene | None = None
         self._pacer = Pacer(self.fps)
 
@@ -44,6 +46,19 @@ class SyntheticSource(Source):
         self._pacer.wait()
         buffer = self.pool.take(self.config.height, self.config.width)
         image, truth = self._scene.next(out=buffer)
+        if self.shift is not None:
+            self.shift.apply(image, self._scene.frame_index)
         frame = self._frame(image, truth)
         frame.frame_id = self._scene.frame_index
         return frame
+
+
+def _shift_from(uri: SourceUri) -> SceneShift | None:
+    """`shift=dark|covered|noise|shape` from frame `shift_after` on (default 0: at once)."""
+    kind = uri.options.get("shift")
+    if kind is None:
+        return None
+    if kind not in SHIFTS:
+        raise SourceError(f"source '{uri.text}': unknown shift {kind!r}; use one of "
+                          f"{', '.join(SHIFTS)}")
+    return SceneShift(kind, uri.integer("shift_after", 0))

@@ -1,0 +1,37 @@
+"""The drift reference profile of a model: what the device should see and say when nothing has
+drifted, measured on validation or calibration frames through the device's own path
+(letterbox -> infer -> decode at the operating thresholds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.drift import DriftReference, DriftStats
+from edge.errors import InputError
+from edge.postprocess import decoder_from_spec
+from edge.preprocess import letterboxer_from_spec
+from edge.runners.onnxruntime import OrtRunner
+from edge.tensorrt.engine_cache import file_sha256
+
+
+def drift_reference_from_images(model: Path, images: Iterable[npt.NDArray[np.uint8]],
+                                source: str, threads: int = 0) -> DriftReference:
+    """`images`: BGR uint8 [H, W, 3] frames as the camera would deliver them."""
+    with OrtRunner.from_path(model, threads=threads, slots=1) as runner:
+        spec = runner.spec
+        letterbox = letterboxer_from_spec(spec)
+        decode = decoder_from_spec(spec)
+        stats = DriftStats(spec.num_classes)
+        for image in images:
+            geometry = letterbox(image, runner.input_buffer(0))
+            detections = decode(runner.infer(0)[0], geometry)
+            stats.add_image(image)
+            stats.add_detections(detections, image.shape[1], image.shape[0])
+    if stats.frames == 0:
+        raise InputError(f"no frames in {source} to build a drift reference from")
+    return DriftReference(file_sha256(model), spec.name or model.stem, tuple(spec.labels), stats,
+                          source)

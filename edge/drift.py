@@ -1,0 +1,343 @@
+"""Drift on the device: what a camera sees and what the model says, against the model's reference.
+
+The reference profile holds the same histograms as the device keeps, taken by `edge eval` or
+`edge calibrate` over validation or calibration frames, and the sha256 of the model it was made
+with: the device refuses a profile from another model, whose scores mean something else.
+
+Histograms have fixed bins, so a window and the reference compare bin by bin with PSI (or KL).
+The window slides in `BUCKETS` steps: a shift shows within one window without keeping frames.
+A histogram with fewer than `MIN_COUNT` entries on either side is not compared: a class seen
+twice says nothing about its score distribution, and would raise false alarms. For the same
+reason every statistic is reported but by default only the input statistics and all classes'
+scores together raise alerts (`drift.alert_on`): one object seen for hundreds of frames is
+hundreds of correlated samples, so a class's score histogram, the detections per frame and the
+box sizes over a window that holds a few objects swing far more than PSI's rule of thumb
+(> 0.25: shifted) assumes for independent samples; measured on the synthetic scene with 60 s
+windows, they reached 0.3-0.9 with nothing changed, while brightness, contrast and all
+classes' scores stayed below 0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge.config import DriftConfig
+from edge.detections import Detections
+from edge.errors import ModelError
+from edge.files import write_bytes_atomic
+from edge.tensorrt.engine_cache import file_sha256
+from edge.timing import rfc3339
+
+log = logging.getLogger(__name__)
+
+PROFILE_VERSION = 1
+BUCKETS = 6
+MIN_COUNT = 50
+#: Brightness and contrast are measured on every PIXEL_STEP-th row and column.
+PIXEL_STEP = 8
+
+BRIGHTNESS_BINS = 16  # mean grey level, 0..255
+CONTRAST_BINS = 16  # grey-level standard deviation, 0..128 (more is clipped)
+COUNT_BINS = 11  # detections per frame, 0..9 and 10+
+SIZE_BINS = 10  # sqrt(box area / frame area), 0..1
+#: The score histogram of every class together.
+ALL_CLASSES = "all_classes"
+SCORE_BINS = 10  # score, 0..1
+
+
+@dataclass
+class DriftStats:
+    """Fixed-bin histograms of a run of frames (counts, int64)."""
+
+    num_classes: int
+    frames: int = 0
+    brightness: npt.NDArray[np.int64] = field(init=False)
+    contrast: npt.NDArray[np.int64] = field(init=False)
+    count: npt.NDArray[np.int64] = field(init=False)
+    box_size: npt.NDArray[np.int64] = field(init=False)
+    scores: npt.NDArray[np.int64] = field(init=False)  # [num_classes, SCORE_BINS]
+
+    def __post_init__(self) -> None:
+        self.brightness = np.zeros(BRIGHTNESS_BINS, np.int64)
+        self.contrast = np.zeros(CONTRAST_BINS, np.int64)
+        self.count = np.zeros(COUNT_BINS, np.int64)
+        self.box_size = np.zeros(SIZE_BINS, np.int64)
+        self.scores = np.zeros((self.num_classes, SCORE_BINS), np.int64)
+
+    def add_image(self, image: npt.NDArray[np.uint8]) -> None:
+        """`image`: BGR uint8 [H, W, 3]; brightness and contrast are the mean and standard
+        deviation of its luma, measured on a nearest-neighbour thumbnail (~10 µs)."""
+        height, width = image.shape[:2]
+        size = (max(1, width // PIXEL_STEP), max(1, height // PIXEL_STEP))
+        thumbnail = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+        mean, std = cv2.meanStdDev(cv2.cvtColor(thumbnail, cv2.COLOR_BGR2GRAY))
+        self.brightness[_bin(float(mean[0, 0]) / 256.0, BRIGHTNESS_BINS)] += 1
+        self.contrast[_bin(float(std[0, 0]) / 128.0, CONTRAST_BINS)] += 1
+        self.frames += 1
+
+    def add_detections(self, detections: Detections, width: int, height: int) -> None:
+        """Detections of one frame of `width` x `height` source pixels."""
+        self.count[min(len(detections), COUNT_BINS - 1)] += 1
+        if not len(detections):
+            return
+        boxes = detections.boxes.astype(np.float64)
+        areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1],
+                                                                        0, None)
+        sizes = np.sqrt(areas / max(width * height, 1))
+        np.add.at(self.box_size, np.clip((sizes * SIZE_BINS).astype(np.int64), 0, SIZE_BINS - 1),
+                  1)
+        classes = detections.class_ids
+        known = (classes >= 0) & (classes < self.num_classes)
+        bins = np.clip((detections.scores * SCORE_BINS).astype(np.int64), 0, SCORE_BINS - 1)
+        np.add.at(self.scores, (classes[known], bins[known]), 1)
+
+    def merge(self, other: DriftStats) -> None:
+        self.frames += other.frames
+        for name in ("brightness", "contrast", "count", "box_size", "scores"):
+            getattr(self, name).__iadd__(getattr(other, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "frames": self.frames,
+                **{name: getattr(self, name).tolist()
+                   for name in ("brightness", "contrast", "count", "box_size", "scores")}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftStats:
+        stats = cls(int(data["num_classes"]), int(data["frames"]))
+        for name in ("brightness", "contrast", "count", "box_size", "scores"):
+            values = np.asarray(data[name], np.int64)
+            if values.shape != getattr(stats, name).shape:
+                raise ValueError(f"{name} has shape {values.shape}, expected "
+                                 f"{getattr(stats, name).shape}")
+            setattr(stats, name, values)
+        return stats
+
+
+def _bin(fraction: float, bins: int) -> int:
+    return min(max(int(fraction * bins), 0), bins - 1)
+
+
+def psi(reference: npt.NDArray[np.int64], window: npt.NDArray[np.int64]) -> float:
+    """Population stability index of two histograms (counts), with half-count smoothing so an
+    empty bin does not make it infinite. < 0.1 stable, 0.1-0.25 moderate, > 0.25 shifted."""
+    p, q = _smoothed(reference), _smoothed(window)
+    return float(((q - p) * np.log(q / p)).sum())
+
+
+def kl(reference: npt.NDArray[np.int64], window: npt.NDArray[np.int64]) -> float:
+    """KL divergence of the window from the reference (nats), with the same smoothing."""
+    p, q = _smoothed(reference), _smoothed(window)
+    return float((q * np.log(q / p)).sum())
+
+
+def _smoothed(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    values = counts.astype(np.float64) + 0.5
+    result: npt.NDArray[np.float64] = values / values.sum()
+    return result
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """A model's reference profile (JSON, `<model>.drift.json` by default)."""
+
+    model_sha256: str
+    model_name: str
+    labels: tuple[str, ...]
+    stats: DriftStats
+    source: str = ""
+
+    def save(self, path: Path) -> None:
+        data = {"v": PROFILE_VERSION, "model_sha256": self.model_sha256,
+                "model_name": self.model_name, "labels": list(self.labels),
+                "source": self.source, "stats": self.stats.to_dict()}
+        write_bytes_atomic(path, json.dumps(data, indent=1).encode())
+
+    @classmethod
+    def load(cls, path: Path) -> DriftReference:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("v") != PROFILE_VERSION:
+                raise ValueError(f"version {data.get('v')!r}, this edge reads {PROFILE_VERSION}")
+            return cls(str(data["model_sha256"]), str(data["model_name"]),
+                       tuple(data["labels"]), DriftStats.from_dict(data["stats"]),
+                       str(data.get("source", "")))
+        except OSError as exc:
+            raise ModelError(f"cannot read drift reference {path}: {exc.strerror}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(f"{path} is not a drift reference profile ({exc}); write one with "
+                             "`edge eval MODEL --data DATA --drift-reference`") from exc
+
+
+def default_reference_path(model: Path) -> Path:
+    return model.with_name(model.name + ".drift.json")
+
+
+def reference_for_model(path: Path, model: Path) -> DriftReference:
+    """Load `path` and refuse it when it was made with another model (sha256 of the file)."""
+    reference = DriftReference.load(path)
+    digest = file_sha256(model)
+    if reference.model_sha256 != digest:
+        raise ModelError(
+            f"drift reference {path} was made with model sha256 "
+            f"{reference.model_sha256[:12]}… ({reference.model_name}), but {model} has sha256 "
+            f"{digest[:12]}…; write a new one with `edge eval {model} --data DATA "
+            "--drift-reference`")
+    return reference
+
+
+def reference_from_config(settings: DriftConfig, model: Path) -> DriftReference | None:
+    """The profile drift monitoring compares with; None when monitoring is off (or `auto` and
+    the model has no profile). `on` without a profile is an error that says how to make one."""
+    if settings.enabled == "off":
+        return None
+    path = settings.reference or default_reference_path(model)
+    if not path.is_file():
+        if settings.enabled == "auto" and settings.reference is None:
+            log.info("no drift reference %s; drift monitoring is off", path)
+            return None
+        raise ModelError(f"drift reference {path} does not exist; write it with `edge eval "
+                         f"{model} --data DATA --drift-reference {path}` or set drift.enabled "
+                         "= \"off\"")
+    return reference_for_model(path, model)
+
+
+def compare(reference: DriftStats, window: DriftStats, labels: Sequence[str],
+            metric: Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], float]
+            ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """(output statistics, input statistics) -> divergence, None where too few counts."""
+
+    def score(ref: npt.NDArray[np.int64], win: npt.NDArray[np.int64]) -> float | None:
+        if ref.sum() < MIN_COUNT or win.sum() < MIN_COUNT:
+            return None
+        return round(metric(ref, win), 4)
+
+    outputs: dict[str, float | None] = {
+        label: score(reference.scores[c], window.scores[c]) for c, label in enumerate(labels)}
+    outputs[ALL_CLASSES] = score(reference.scores.sum(axis=0), window.scores.sum(axis=0))
+    outputs["detections_per_frame"] = score(reference.count, window.count)
+    outputs["box_size"] = score(reference.box_size, window.box_size)
+    inputs = {"brightness": score(reference.brightness, window.brightness),
+              "contrast": score(reference.contrast, window.contrast)}
+    return outputs, inputs
+
+
+class DriftMonitor:
+    """One camera's sliding window, compared with the reference at every bucket boundary.
+
+    `observe_image` runs on the camera loop (while the frame is valid), `observe_detections`
+    after decoding; `publish(payload)` receives each evaluation (the daemon retains it on
+    `<prefix>/<camera>/drift`). A state change is logged once."""
+
+    def __init__(self, camera: str, settings: DriftConfig, reference: DriftReference,
+                 publish: Callable[[dict[str, Any]], None]) -> None:
+        self.camera = camera
+        self.settings = settings
+        self.reference = reference
+        self._publish = publish
+        self._labels = reference.labels
+        self._metric = psi if settings.metric == "psi" else kl
+        self._bucket_s = settings.window_s / BUCKETS
+        self._buckets: deque[DriftStats] = deque(maxlen=BUCKETS)
+        self._current = DriftStats(len(self._labels))
+        self._bucket_end: float | None = None
+        self._started: float | None = None
+        self.state = "warming_up"
+        self.last: dict[str, Any] | None = None
+
+    def observe_image(self, ts: float, image: npt.NDArray[np.uint8]) -> None:
+        self._roll(ts)
+        self._current.add_image(image)
+
+    def observe_detections(self, ts: float, detections: Detections, width: int,
+                           height: int) -> None:
+        self._roll(ts)
+        self._current.add_detections(detections, width, height)
+
+    def _roll(self, ts: float) -> None:
+        if self._bucket_end is None:
+            self._bucket_end, self._started = ts + self._bucket_s, ts
+            self._publish_state(ts, None)
+            return
+        if ts < self._bucket_end:
+            return
+        self._buckets.append(self._current)
+        self._current = DriftStats(len(self._labels))
+        # A gap longer than a bucket (camera stalled) leaves empty buckets behind.
+        skipped = min(int((ts - self._bucket_end) // self._bucket_s), BUCKETS)
+        for _ in range(skipped):
+            self._buckets.append(DriftStats(len(self._labels)))
+        self._bucket_end += (skipped + 1) * self._bucket_s
+        self.evaluate(ts)
+
+    def window(self) -> DriftStats:
+        total = DriftStats(len(self._labels))
+        for bucket in self._buckets:
+            total.merge(bucket)
+        return total
+
+    def evaluate(self, now: float) -> dict[str, Any]:
+        window = self.window()
+        full = len(self._buckets) == BUCKETS and window.frames >= self.settings.min_frames
+        return self._publish_state(now, window if full else None)
+
+    def _publish_state(self, now: float, window: DriftStats | None) -> dict[str, Any]:
+        outputs: dict[str, float | None] = {}
+        inputs: dict[str, float | None] = {}
+        drifted: list[str] = []
+        state = "warming_up"
+        if window is not None:
+            outputs, inputs = compare(self.reference.stats, window, self._labels, self._metric)
+            drifted = [f"{side}.{name}" for side, values in (("scores", outputs),
+                                                              ("input", inputs))
+                       for name, value in values.items()
+                       if value is not None and value > self.settings.threshold
+                       and self._alerts_on(side, name)]
+            state = "alert" if drifted else "ok"
+        payload = {"v": 1, "camera": self.camera, "state": state,
+                   "window_s": self.settings.window_s, "metric": self.settings.metric,
+                   "threshold": self.settings.threshold,
+                   "frames": window.frames if window is not None else self._frames_so_far(),
+                   "scores": outputs, "input": inputs, "drifted": drifted,
+                   "ts": now, "time": rfc3339(now)}
+        if state != self.state:
+            self._log_change(state, drifted, outputs, inputs)
+            self.state = state
+        self.last = payload
+        self._publish(payload)
+        return payload
+
+    def _alerts_on(self, side: str, name: str) -> bool:
+        if side == "input":
+            group = "input"
+        elif name == ALL_CLASSES:
+            group = "scores"
+        elif name in ("detections_per_frame", "box_size"):
+            group = "counts"
+        else:
+            group = "classes"
+        return group in self.settings.alert_on
+
+    def _frames_so_far(self) -> int:
+        return self._current.frames + sum(b.frames for b in self._buckets)
+
+    def _log_change(self, state: str, drifted: list[str], outputs: dict[str, float | None],
+                    inputs: dict[str, float | None]) -> None:
+        values = {**{f"scores.{k}": v for k, v in outputs.items()},
+                  **{f"input.{k}": v for k, v in inputs.items()}}
+        if state == "alert":
+            log.warning("camera %s: drift alert (%s above %g): %s", self.camera,
+                        self.settings.metric, self.settings.threshold,
+                        ", ".join(f"{name} {values[name]}" for name in drifted))
+        elif self.state == "alert":
+            log.info("camera %s: drift back to %s", self.camera, state)
+

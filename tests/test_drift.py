@@ -1,0 +1,182 @@
+"""Drift: divergences, reference profiles, and the monitor on the synthetic scene."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.drift_reference import drift_reference_from_images
+from edge.config import DriftConfig
+from edge.drift import (
+    DriftMonitor,
+    DriftReference,
+    default_reference_path,
+    kl,
+    psi,
+    reference_for_model,
+    reference_from_config,
+)
+from edge.errors import ModelError, SourceError
+from edge.postprocess import decoder_from_spec
+from edge.preprocess import letterboxer_from_spec
+from edge.runners.onnxruntime import OrtRunner
+from edge.sources.synthetic import SyntheticSource
+from edge.sources.uri import SourceUri
+from edge.synthetic.scene import ShapeScene
+from edge.synthetic.shift import SceneShift
+
+FPS = 15.0
+
+
+def loop_psi(a: list[int], b: list[int]) -> float:
+    """PSI written out term by term, half-count smoothing."""
+    pa = [(x + 0.5) / (sum(a) + 0.5 * len(a)) for x in a]
+    pb = [(x + 0.5) / (sum(b) + 0.5 * len(b)) for x in b]
+    return sum((q - p) * math.log(q / p) for p, q in zip(pa, pb, strict=True))
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ([10, 20, 30, 40], [10, 20, 30, 40]),
+    ([10, 20, 30, 40], [40, 30, 20, 10]),
+    ([100, 0, 0, 0], [0, 0, 0, 100]),
+    ([5, 5, 5, 5], [50, 50, 50, 50]),
+])
+def test_psi_and_kl_match_the_written_out_formulas(a, b):
+    ref, win = np.array(a, np.int64), np.array(b, np.int64)
+    assert psi(ref, win) == pytest.approx(loop_psi(a, b))
+    pa = (ref + 0.5) / (ref + 0.5).sum()
+    pb = (win + 0.5) / (win + 0.5).sum()
+    assert kl(ref, win) == pytest.approx(float((pb * np.log(pb / pa)).sum()))
+    assert psi(ref, win) >= 0
+
+
+def scene_images(seed: int, count: int, step: int, shift: str | None = None):
+    scene = ShapeScene(seed=seed)
+    shifter = SceneShift(shift) if shift else None
+    for _ in range(count):
+        for _ in range(step - 1):
+            scene.next_truth()
+        image, _ = scene.next()
+        if shifter is not None:
+            shifter.apply(image, scene.frame_index)
+        yield image
+
+
+@pytest.fixture(scope="module")
+def reference(demo_model: Path) -> DriftReference:
+    # The camera's own scene (same seed, so the same background) over ~5 minutes of it.
+    return drift_reference_from_images(demo_model, scene_images(1, 300, 15), "scene", threads=1)
+
+
+def test_reference_round_trips_and_refuses_another_models_profile(tmp_path, demo_model,
+                                                                  reference):
+    model = tmp_path / "shapes.onnx"
+    model.write_bytes(demo_model.read_bytes())
+    path = default_reference_path(model)
+    assert path.name == "shapes.onnx.drift.json"
+    reference.save(path)
+    loaded = reference_for_model(path, model)
+    assert loaded.stats.to_dict() == reference.stats.to_dict()
+    assert loaded.labels == ("circle", "square", "triangle", "star")
+    assert loaded.stats.frames == 300 and loaded.stats.count.sum() == 300
+    other = tmp_path / "other.onnx"
+    other.write_bytes(demo_model.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match=r"made with model sha256 .* but .*other\.onnx has sha256"
+                                         r".*edge eval"):
+        reference_for_model(path, other)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("not json", r"is not a drift reference profile"),
+    ('{"v": 7}', r"version 7"),
+    ('{"v": 1, "model_sha256": "x"}', r"is not a drift reference profile"),
+])
+def test_malformed_reference_profiles_are_refused(tmp_path, text, expected):
+    path = tmp_path / "m.onnx.drift.json"
+    path.write_text(text)
+    with pytest.raises(ModelError, match=expected):
+        DriftReference.load(path)
+
+
+def test_reference_from_config(tmp_path, demo_model):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(demo_model.read_bytes())
+    assert reference_from_config(DriftConfig(), model) is None  # auto, no profile: off
+    assert reference_from_config(DriftConfig(enabled="off"), model) is None
+    with pytest.raises(ModelError, match=r"m\.onnx\.drift\.json does not exist; write it with"):
+        reference_from_config(DriftConfig(enabled="on"), model)
+    with pytest.raises(ModelError, match=r"elsewhere\.json does not exist"):
+        reference_from_config(DriftConfig(reference=tmp_path / "elsewhere.json"), model)
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("synthetic://shapes?shift=foggy", r"unknown shift 'foggy'; use one of dark, covered"),
+    ("synthetic://shapes?shift=dark&shift_after=x", r"shift_after"),
+])
+def test_bad_shift_options(uri, expected):
+    with pytest.raises(SourceError, match=expected):
+        SyntheticSource(SourceUri.parse(uri))
+
+
+def test_shift_starts_after_the_given_frame():
+    plain = SyntheticSource(SourceUri.parse("synthetic://shapes?fps=1000&seed=3"))
+    dark = SyntheticSource(SourceUri.parse("synthetic://shapes?fps=1000&seed=3&shift=dark"
+                                           "&shift_after=2"))
+    plain.open()
+    dark.open()
+    means = []
+    for _ in range(4):
+        a, b = plain.read(), dark.read()
+        assert a is not None and b is not None
+        means.append((float(a.image.mean()), float(b.image.mean())))
+        a.release()
+        b.release()
+    assert [m[0] == m[1] for m in means] == [True, True, False, False]
+    assert means[3][1] < 0.3 * means[3][0]
+
+
+def run_monitor(demo_model: Path, reference: DriftReference, settings: DriftConfig,
+                frames: int, shift: SceneShift | None) -> list[dict]:
+    published: list[dict] = []
+    monitor = DriftMonitor("gate", settings, reference, published.append)
+    scene = ShapeScene(seed=1)
+    with OrtRunner.from_path(demo_model, threads=1, slots=1) as runner:
+        letterbox, decode = letterboxer_from_spec(runner.spec), decoder_from_spec(runner.spec)
+        for index in range(frames):
+            image, _ = scene.next()
+            if shift is not None:
+                shift.apply(image, scene.frame_index)
+            ts = 1_000.0 + index / FPS
+            monitor.observe_image(ts, image)
+            detections = decode(runner.infer(0)[0], letterbox(image, runner.input_buffer(0)))
+            monitor.observe_detections(ts, detections, image.shape[1], image.shape[0])
+    return published
+
+
+def test_normal_scene_stays_ok_and_a_night_scene_alerts_within_the_window(demo_model, reference,
+                                                                           caplog):
+    window, normal_s, shifted_s = 60.0, 150.0, 60.0
+    settings = DriftConfig(window_s=window, min_frames=100)
+    shift = SceneShift("dark", after=int(normal_s * FPS))
+    with caplog.at_level(logging.INFO, logger="edge.drift"):
+        published = run_monitor(demo_model, reference, settings,
+                                int((normal_s + shifted_s) * FPS), shift)
+    states = [(p["ts"] - 1_000.0, p["state"]) for p in published]
+    assert states[0] == (0.0, "warming_up")
+    warm = [s for t, s in states if t < window - 1e-6]
+    assert set(warm) == {"warming_up"}
+    before = [s for t, s in states if window - 1e-6 <= t <= normal_s]
+    assert before and set(before) == {"ok"}, states
+    alerts = [t for t, s in states if s == "alert"]
+    assert alerts and normal_s < alerts[0] <= normal_s + window, states
+    last = published[-1]
+    assert last["input"]["brightness"] > settings.threshold
+    assert set(last["scores"]) == {"circle", "square", "triangle", "star", "all_classes",
+                                   "detections_per_frame", "box_size"}
+    assert last["window_s"] == window and "input.brightness" in last["drifted"]
+    warnings = [r for r in caplog.records if "drift alert" in r.getMessage()]
+    assert len(warnings) == 1  # logged once per change, not at every evaluation
