@@ -122,6 +122,19 @@ def _plot_class_ap(folder: Path, fp32: Accuracy, int8: Accuracy) -> str:
     return "class_ap.png"
 
 
+def _comparison(result: Calibrated) -> list[str]:
+    if not result.comparison:
+        return []
+    lines = ["", f"## Range methods on {result.comparison[0].frames} held-out frames", "",
+             "| method | agreement with FP32 | output SQNR (dB) | |", "|---|---|---|---|"]
+    lines += [f"| {f.method} | {100 * f.agreement:.1f}% | {f.sqnr_db:.1f} | "
+              f"{'chosen' if f.method == result.ranges.method else ''} |"
+              for f in result.comparison]
+    if result.warning:
+        lines += ["", f"**Warning:** {result.warning}"]
+    return lines
+
+
 def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
               worst: list[tuple[str, float]], plots: list[str], bars: str | None,
               result: Calibrated, eval_data: Path | str) -> str:
@@ -141,6 +154,7 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
             lines += ["", f"![per-class AP]({bars})"]
     else:
         lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
+    lines += _comparison(result)
     lines += ["", "## Output SQNR (dB, higher is better)", ""]
     lines += [f"- `{name}`: {value:.1f}" for name, value in outputs.items()]
     lines += ["", f"## Worst {len(worst)} layers by output SQNR", ""]

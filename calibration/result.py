@@ -8,6 +8,7 @@ import onnx
 
 from calibration.cache import CalibrationCache, cache_from_ranges
 from calibration.ranges import TensorRanges
+from calibration.selection import Fidelity
 from calibration.stats import TensorStats
 from edge.spec import ModelSpec
 
@@ -21,6 +22,8 @@ class Calibrated:
     seconds: float
     frames: int
     layer_sqnr: dict[str, float] = field(default_factory=dict)
+    comparison: list[Fidelity] = field(default_factory=list)  # every method on held-out frames
+    warning: str | None = None  # the chosen method lost clearly against the best one
 
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:
         # The uint8 image input spans 0..255: TensorRT needs its real scale (1.0), not amax/127.

@@ -1,8 +1,8 @@
 """`edge calibrate`'s orchestration: a converted FP32 model + calibration frames -> INT8 artifacts.
 
-frames -> streaming statistics -> ranges (one method) -> QDQ model for the chosen profile
-(`tensorrt`: TensorRT's rules, validated; `cpu`: fastest on ONNX Runtime) and optionally a
-TensorRT calibration cache and the ranges as JSON.
+frames -> streaming statistics -> ranges (every method, each judged on held-out frames) -> QDQ
+model for the chosen profile (`tensorrt`: TensorRT's rules, validated; `cpu`: fastest on ONNX
+Runtime) and optionally a TensorRT calibration cache and the ranges as JSON.
 """
 
 from __future__ import annotations
@@ -18,9 +18,17 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from calibration.fidelity import layer_sqnr
-from calibration.ranges import TensorRanges, range_method
+from calibration.ranges import METHODS, TensorRanges, range_method
 from calibration.readers import FrameSet, prefetched
 from calibration.result import Calibrated
+from calibration.selection import (
+    HOLD_OUT_EVERY,
+    MAX_HELD_OUT,
+    Feed,
+    HeldOutJudge,
+    best_of,
+    clear_loss,
+)
 from calibration.stats import StatsCollector, float_tensors
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
@@ -38,13 +46,14 @@ Profile = Literal["tensorrt", "cpu"]
 @dataclass(frozen=True)
 class CalibrateOptions:
     profile: Profile = "tensorrt"
-    method: str = "mse"
+    method: str = "auto"  # or one of calibration.ranges.METHODS
     percentile: float = 99.99
     exclude: tuple[str, ...] = ()
     keep_float: int = 0  # automatically keep this many worst layers (by SQNR) in float
     with_cache: bool = False  # collect every float tensor, as a TensorRT cache needs
     threads: int = 0
     progress: bool = True
+    compare: bool = True  # judge every method on held-out frames (auto always does)
 
 
 
@@ -87,17 +96,44 @@ def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterator[Any]:
 
 def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
               options: CalibrateOptions) -> Calibrated:
+    """Statistics on the calibration frames, then one INT8 model per range method judged on the
+    frames held back (`HOLD_OUT_EVERY`-th): `auto` keeps the best, an explicit method is kept
+    but warned about when it loses clearly."""
     started = time.perf_counter()
+    if options.method != "auto":
+        range_method(options.method, options.percentile)  # an unknown name fails before any work
+    held_out: list[Feed] = []
+    judging = options.method == "auto" or options.compare
+    feeds = _holding_out(frames.inputs(spec), held_out) if judging else frames.inputs(spec)
     collector = StatsCollector(model, tensors_to_observe(model, options), options.threads)
-    stats = collector.collect(_progress(prefetched(frames.inputs(spec)), frames.count,
-                                        options.progress))
-    method = range_method(options.method, options.percentile)
-    ranges = TensorRanges.from_stats(stats, method, collector.frames)
+    stats = collector.collect(_progress(prefetched(feeds), frames.count, options.progress))
+    if options.method == "auto" and not held_out:
+        log.warning("%d calibration frames are too few to hold every %dth back and compare "
+                    "range methods; using mse", collector.frames, HOLD_OUT_EVERY)
+    chosen = "mse" if options.method == "auto" else options.method
+    names = METHODS if held_out else (chosen,)
     excluded = list(options.exclude)
-    quantized = _quantize(model, ranges, options, excluded)
+    candidates = {name: TensorRanges.from_stats(stats, range_method(name, options.percentile),
+                                                collector.frames) for name in names}
+    models = {name: _quantize(model, ranges, options, excluded)
+              for name, ranges in candidates.items()}
+    comparison, warning = [], None
+    if held_out:
+        judge = HeldOutJudge(model, spec, held_out)
+        comparison = [judge.fidelity(name, models[name]) for name in names]
+        best = best_of(comparison)
+        if options.method == "auto":
+            chosen = best.method
+            log.info("range method %s chosen on %d held-out frames", chosen, len(held_out))
+        else:
+            warning = clear_loss(next(f for f in comparison if f.method == chosen), best,
+                                 spec.task)
+            if warning:
+                log.warning("%s", warning)
+    ranges, quantized = candidates[chosen], models[chosen]
     sqnr: dict[str, float] = {}
     if options.keep_float:
-        sqnr = layer_sqnr(model, quantized, frames.inputs(spec), limit=8)
+        sqnr = layer_sqnr(model, quantized, held_out or frames.inputs(spec), limit=8)
         worst = sorted((s, n) for n, s in sqnr.items() if n not in excluded)
         excluded += [name for _, name in worst[:options.keep_float]]
         log.info("keeping in float (worst SQNR): %s", ", ".join(excluded))
@@ -105,7 +141,17 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, time.perf_counter() - started,
-                      collector.frames, sqnr)
+                      collector.frames, sqnr, comparison, warning)
+
+
+def _holding_out(feeds: Iterable[Feed], held_out: list[Feed]) -> Iterator[Feed]:
+    """`feeds` less every `HOLD_OUT_EVERY`-th one (up to `MAX_HELD_OUT`), which goes to
+    `held_out` instead (each feed owns its buffer, so keeping it is safe)."""
+    for index, feed in enumerate(feeds):
+        if index % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 and len(held_out) < MAX_HELD_OUT:
+            held_out.append(feed)
+        else:
+            yield feed
 
 
 def _quantize(model: onnx.ModelProto, ranges: TensorRanges, options: CalibrateOptions,

@@ -172,7 +172,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.ranges is not None:
         result.ranges.save(args.ranges)
     summary: dict[str, Any] = {
-        "output": str(args.output), "profile": args.profile, "method": args.method,
+        "output": str(args.output), "profile": args.profile, "method": result.ranges.method,
+        "requested_method": args.method,
+        "methods": [fidelity.as_dict() for fidelity in result.comparison],
+        "warning": result.warning,
         "frames": result.frames, "skipped": len(frames.skipped),
         "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
         "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None}
@@ -184,7 +187,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {args.output} ({args.profile} profile, {args.method}) from "
+        for fidelity in result.comparison:
+            chosen = "  <- chosen" if fidelity.method == result.ranges.method else ""
+            print(f"  {fidelity.method:10s} agreement with FP32 {100 * fidelity.agreement:5.1f}%"
+                  f"  output SQNR {fidelity.sqnr_db:5.1f} dB{chosen}")
+        print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
               f"{result.frames} frames in {result.seconds:.1f} s; {len(frames.skipped)} files "
               f"skipped; kept float: {', '.join(result.excluded) or 'none'}")
         if args.cache:
@@ -232,9 +239,11 @@ def _add_calibrate(commands: Any) -> None:
                            help="image folder, video file, or synthetic://shapes?seed=N")
     calibrate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
     calibrate.add_argument("--profile", choices=["tensorrt", "cpu"], default="tensorrt")
-    calibrate.add_argument("--method", choices=["mse", "entropy", "percentile", "minmax"],
-                           default="mse",
-                           help="range algorithm (default mse; entropy is TensorRT's)")
+    calibrate.add_argument("--method", choices=["auto", "mse", "entropy", "percentile", "minmax"],
+                           default="auto",
+                           help="range algorithm (default auto: every method is tried and the "
+                                "one closest to FP32 on held-out frames kept; entropy is "
+                                "TensorRT's)")
     calibrate.add_argument("--percentile", type=float, default=99.99)
     calibrate.add_argument("--max-images", type=int, default=500)
     calibrate.add_argument("--min-images", type=int, default=8)

@@ -154,13 +154,14 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
                   tmp_path / "report", "--method", "entropy", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["frames"] == 8 and summary["method"] == "entropy"
+    assert summary["frames"] == 7 and summary["method"] == "entropy"  # 1 of 8 held out
     cache = (tmp_path / "model.cache").read_text().splitlines()
     assert cache[0] == "TRT-100300-EntropyCalibration2" and cache[1] == "images: 3f800000"
     assert len(cache) > 40  # every float activation, as TensorRT's implicit path needs
     assert "ranges" in json.loads((tmp_path / "ranges.json").read_text())
     index = (tmp_path / "report" / "index.md").read_text()
     assert "| map50 |" in index and "Worst" in index
+    assert "## Range methods on 1 held-out frames" in index and "| entropy |" in index
     assert (tmp_path / "report" / "class_ap.png").stat().st_size > 1000
     assert list((tmp_path / "report").glob("hist_*.png"))
 

@@ -1,0 +1,110 @@
+"""Range method selection (`--method auto`) and the warning for a method that loses clearly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from calibration.readers import frames_from
+from calibration.selection import Fidelity, best_of, clear_loss
+from converters.quantize import CalibrateOptions, calibrate, load_float_model
+from edge.errors import InputError
+
+FRAMES = "synthetic://shapes?seed=11"
+
+
+def fid(method: str, sqnr: float, agreement: float) -> Fidelity:
+    return Fidelity(method, sqnr, agreement, 16)
+
+
+@pytest.mark.parametrize(("candidates", "best"), [
+    # agreement decides first ...
+    ([fid("entropy", 30.0, 0.53), fid("mse", 20.0, 0.97)], "mse"),
+    # ... but within 5 points it is noise, and SQNR decides
+    ([fid("minmax", 50.0, 1.0), fid("mse", 53.0, 0.98)], "mse"),
+    ([fid("percentile", 40.0, 0.9), fid("mse", 35.0, 0.9), fid("minmax", 38.0, 0.9)],
+     "percentile"),
+])
+def test_best_of_ranks_agreement_then_sqnr(candidates, best):
+    assert best_of(candidates).method == best
+
+
+@pytest.mark.parametrize(("chosen", "best", "warned"), [
+    (fid("entropy", 25.0, 0.53), fid("mse", 26.0, 0.97), True),   # top-1 under 95%
+    (fid("entropy", 20.0, 0.99), fid("mse", 26.0, 1.0), True),    # 6 dB below the best
+    (fid("entropy", 21.0, 0.99), fid("mse", 26.0, 1.0), False),   # close enough
+    (fid("mse", 26.0, 0.90), fid("mse", 26.0, 0.90), False),      # it is the best
+    (fid("entropy", 25.0, 0.93), fid("mse", 26.0, 0.93), False),  # nobody does better
+])
+def test_clear_loss_thresholds(chosen, best, warned):
+    message = clear_loss(chosen, best, "classify")
+    assert (message is not None) == warned
+    if warned:
+        assert f"--method {chosen.method} loses clearly to {best.method}" in message
+        assert "top-1 agreement" in message and "output SQNR" in message
+
+
+@pytest.fixture(scope="module")
+def demo(demo_model):
+    return load_float_model(demo_model)
+
+
+def test_auto_compares_every_method_on_held_out_frames(demo):
+    model, spec = demo
+    result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
+                       CalibrateOptions(profile="tensorrt", progress=False))
+    methods = [f.method for f in result.comparison]
+    assert methods == ["minmax", "percentile", "entropy", "mse"]
+    assert result.frames == 14 and all(f.frames == 2 for f in result.comparison)
+    assert result.ranges.method == best_of(result.comparison).method
+    assert result.warning is None
+
+
+def test_explicit_method_that_loses_clearly_is_warned_about(demo, caplog):
+    """TensorRT's entropy method clips the demo detector's head: well under 95% of FP32's
+    detections survive, and the warning names the better method and both figures."""
+    model, spec = demo
+    with caplog.at_level(logging.WARNING):
+        result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
+                           CalibrateOptions(profile="tensorrt", method="entropy",
+                                            progress=False))
+    assert result.ranges.method == "entropy"  # the user's choice is kept ...
+    best = best_of(result.comparison)
+    entropy = next(f for f in result.comparison if f.method == "entropy")
+    assert entropy.agreement < 0.95 <= best.agreement
+    assert result.warning is not None and result.warning in caplog.text  # ... but not silently
+    assert f"loses clearly to {best.method}" in result.warning
+    assert f"{100 * entropy.agreement:.1f}% vs {100 * best.agreement:.1f}%" in result.warning
+
+
+def test_auto_with_too_few_frames_says_it_uses_mse(demo, caplog):
+    model, spec = demo
+    with caplog.at_level(logging.WARNING):
+        result = calibrate(model, spec, frames_from(FRAMES, max_images=4),
+                           CalibrateOptions(profile="tensorrt", progress=False))
+    assert result.ranges.method == "mse" and result.comparison == [] and result.frames == 4
+    assert "too few" in caplog.text and "using mse" in caplog.text
+
+
+def test_unknown_method_fails_before_any_work(demo):
+    model, spec = demo
+    with pytest.raises(InputError, match="unknown range method 'kl'"):
+        calibrate(model, spec, frames_from(FRAMES, max_images=4),
+                  CalibrateOptions(method="kl", progress=False))
+
+
+def test_cli_json_reports_the_comparison(demo_model, tmp_path):
+    out = tmp_path / "int8.onnx"
+    run = subprocess.run([sys.executable, "-m", "edge", "calibrate", str(demo_model), "--images",
+                          FRAMES, "--max-images", "16", "-o", str(out), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["requested_method"] == "auto"
+    assert summary["method"] in {"minmax", "percentile", "entropy", "mse"}
+    assert {m["method"] for m in summary["methods"]} == {"minmax", "percentile", "entropy", "mse"}
+    assert all(m["output_sqnr_db"] > 10 for m in summary["methods"] if m["method"] != "entropy")
