@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -7,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_config
+from edge.config import MqttConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "systemd" / "edge.service"
+needs_systemd_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze not present (.ci/run installs the Debian package systemd)")
 
 
 def test_example_config_is_valid():
@@ -17,12 +22,61 @@ def test_example_config_is_valid():
     assert config.cameras[0].name == "gate"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not present")
-def test_unit_file_verifies(tmp_path):
-    unit = (ROOT / "systemd" / "edge.service").read_text()
+def local_unit(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointing at this environment's entry point (verify checks it)."""
     edge = Path(sys.executable).parent / "edge"
-    # verify checks that ExecStart exists; point it at this environment's entry point
-    (tmp_path / "edge.service").write_text(unit.replace("/opt/edge/venv/bin/edge", str(edge)))
-    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "edge.service")],
+    unit = tmp_path / "edge.service"
+    unit.write_text(UNIT.read_text().replace("/opt/edge/venv/bin/edge", str(edge)))
+    return unit
+
+
+@needs_systemd_analyze
+def test_unit_file_verifies(tmp_path):
+    result = subprocess.run(["systemd-analyze", "verify", str(local_unit(tmp_path))],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@needs_systemd_analyze
+def test_unit_exposure_is_3_or_lower(tmp_path):
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager",
+                             str(local_unit(tmp_path))], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert score is not None, result.stdout
+    assert float(score.group(1)) <= 3.0, result.stdout
+
+
+def directives() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def test_unit_restarts_runtime_failures_but_not_config_errors_and_has_a_watchdog():
+    unit = directives()
+    assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
+    assert int(unit["WatchdogSec"][0]) >= 10
+    assert unit["Restart"] == ["always"] and unit["RestartPreventExitStatus"] == ["2"]
+    assert 1 <= int(unit["RestartSec"][0]) <= 30
+    assert unit["StartLimitIntervalSec"] == ["0"]  # never give up restarting
+    # SIGTERM flushes the outbox for flush_timeout_s before exiting: systemd must wait longer
+    assert int(unit["TimeoutStopSec"][0]) > MqttConfig().flush_timeout_s + 5
+
+
+def test_unit_keeps_cameras_gpu_network_and_state():
+    unit = directives()
+    allowed = {value.split()[0] for value in unit["DeviceAllow"]}
+    assert {"char-video4linux", "/dev/nvmap", "/dev/nvhost-ctrl", "/dev/nvhost-ctrl-gpu",
+            "/dev/nvhost-gpu", "/dev/nvhost-as-gpu", "/dev/nvidiactl", "/dev/nvidia0",
+            "char-nvidia-frontend", "char-nvidia-uvm"} <= allowed
+    assert unit["DevicePolicy"] == ["closed"] and "video" in unit["SupplementaryGroups"][0]
+    assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(unit["RestrictAddressFamilies"][0].split())
+    assert "PrivateNetwork" not in unit and "MemoryDenyWriteExecute" not in unit
+    assert unit["StateDirectory"] == ["edge"] and unit["ProtectSystem"] == ["strict"]
+    # the disk outbox's default path lives in the state directory
+    assert str(MqttConfig().outbox_path).startswith("/var/lib/edge/")
