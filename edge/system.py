@@ -1,13 +1,46 @@
 """Readings of the host: usable cores, and for the stats topic memory and thermal zones
-(where readable)."""
+(where readable); the daemon's allocator setting."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
 import os
 import resource
 from pathlib import Path
 
 THERMAL_ROOT = Path("/sys/class/thermal")
+
+#: glibc's mallopt parameter number for the arena limit (malloc.h: M_ARENA_MAX).
+M_ARENA_MAX = -8
+
+log = logging.getLogger(__name__)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas before the daemon starts its threads.
+
+    glibc gives each thread that allocates its own arena (up to 8 per core), and numpy's
+    per-frame temporaries on every camera's capture, loop and frame threads then keep tens of
+    MB each resident: measured here, 4 synthetic cameras went from 1.51x to 1.38x the peak RSS
+    of one. Equivalent to MALLOC_ARENA_MAX, which an environment setting still overrides.
+    Returns False where the C library is not glibc (nothing to do).
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        libc = None
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    if mallopt(M_ARENA_MAX, arenas) != 1:
+        log.debug("mallopt(M_ARENA_MAX, %d) was refused", arenas)
+        return False
+    return True
 
 
 def usable_cores() -> int:

@@ -31,7 +31,9 @@ def positive_float(text: str) -> float:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge.bench import BenchOptions, run_bench
+    from edge.system import limit_malloc_arenas
 
+    limit_malloc_arenas()  # as `edge run` does
     options = BenchOptions(model=args.model, cameras=args.cameras, seconds=args.seconds,
                            threads=args.threads, backend=args.backend, mqtt=args.mqtt,
                            max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms)

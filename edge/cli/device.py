@@ -30,6 +30,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"detection messages published {summary.published}, received {summary.received}")
         print(f"precision {summary.precision:.3f}  recall {summary.recall:.3f} "
               "(IoU 0.5, against the scene's ground truth)")
+        tracking, events = summary.tracking, summary.events
+        print(f"tracking IDF1 {tracking['idf1']:.3f}  MOTA {tracking['mota']:.3f}  identity "
+              f"switches {tracking['id_switches']}; events: {events['matched']} of "
+              f"{events['appearances']} scene objects with one new and one end "
+              f"({events['new']} new, {events['end']} end)")
         print("latency p50 (ms): " + ", ".join(
             f"{stage} {value}" for stage, value in summary.latency_ms_p50.items()))
     return 0
@@ -47,7 +52,9 @@ def stop_on_signals(stop: threading.Event) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.daemon import Daemon
+    from edge.system import limit_malloc_arenas
 
+    limit_malloc_arenas()
     config = load_config(args.config)
     if config.log.level is not None:  # the config's level wins over --log-level's default
         logging.getLogger().setLevel(config.log.level.upper())
@@ -77,11 +84,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     from edge.monitor import run_monitor
 
+    stop = threading.Event()
+    stop_on_signals(stop)  # SIGTERM and Ctrl-C end the watch normally: exit 0
     summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
-                          echo=(lambda line: None) if args.quiet else print)
+                          echo=(lambda line: None) if args.quiet else _flushed_print,
+                          stop=stop, events=args.events, share_group=args.share_group)
     if args.json:
         print_json(summary)
     return 0
+
+
+def _flushed_print(line: str) -> None:
+    print(line, flush=True)
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
@@ -161,11 +175,18 @@ def add_commands(commands: Any) -> None:
 
     monitor = commands.add_parser(
         "monitor", help="watch devices' status, detections, stats and frames over MQTT")
-    monitor.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL")
+    monitor.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL",
+                         help="mqtt://host[:port] (1883) or mqtts://host[:port] (8883)")
     monitor.add_argument("--prefix", default="edge/+",
                          help="topic prefix; edge/+ watches every device (default)")
     monitor.add_argument("--frames", type=Path, metavar="DIR",
-                         help="save received JPEG frames under DIR/<device>/<camera>/")
+                         help="save sampled frames as DIR/<device>/<camera>/<frame_id>.jpg "
+                              "with a .json sidecar of the frame's detections")
+    monitor.add_argument("--events", action="store_true",
+                         help="show tracked objects' events and counts instead of every frame")
+    monitor.add_argument("--share-group", metavar="NAME",
+                         help="MQTT 5 shared subscription: monitors of one group split the "
+                              "messages between them")
     monitor.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
     monitor.add_argument("--quiet", action="store_true", help="print no per-message lines")
     monitor.add_argument("--json", action="store_true", help="end with a JSON summary line")
