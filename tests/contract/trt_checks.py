@@ -1,0 +1,407 @@
+"""Contract checks of our TensorRT code against ONE real TensorRT binding wheel (run by
+test_tensorrt_contract.py in a subprocess per version, with the stand-in libnvinfer loaded).
+
+Every check runs our real modules; the `broken` checks run deliberately broken copies of them
+(their source with one edit) and must fail on the versions where that edit is wrong.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import sys
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorrt as real_trt  # the shim: real bindings over the stand-in libraries
+
+from edge.errors import InputError, ModelError
+from edge.gpu.memory import DeviceInfo, GpuMemory, HostBuffer
+from edge.tensorrt.engine_cache import GpuIdentity
+from edge.tensorrt.versions import TrtVersion
+from tests.contract.fake_tensorrt import MAGIC, Io, Recorder, fake_tensorrt
+from tests.contract.tiny_models import SIZE, tiny_model, tiny_spec
+
+VERSION = TrtVersion.parse(real_trt.__version__)
+pytestmark = pytest.mark.contract
+DETECTOR = [Io("images", True, (1, SIZE, SIZE, 3), "UINT8"),
+            Io("output0", False, (1, 6, SIZE * SIZE), "FLOAT")]
+DYNAMIC = [Io("images", True, (-1, SIZE, SIZE, 3), "UINT8"),
+           Io("output0", False, (-1, 6, SIZE * SIZE), "HALF")]
+
+
+class HostMemory(GpuMemory):
+    """GpuMemory on plain host memory: device pointers are host addresses, copies memmove."""
+
+    name = "host"
+
+    def __init__(self, integrated: bool) -> None:
+        self.owner = threading.get_ident()
+        self.integrated = integrated
+        self._keep: list[Any] = []
+
+    def device(self) -> DeviceInfo:
+        return DeviceInfo(GpuIdentity("Contract GPU", "8.7", 16), self.integrated, 8 << 30)
+
+    def free_bytes(self) -> int:
+        return 4 << 30
+
+    def host_buffer(self, shape: tuple[int, ...], dtype: str, mapped: bool) -> HostBuffer:
+        array = np.zeros(shape, dtype)
+        self._keep.append(array)
+        return HostBuffer(array, array.ctypes.data if mapped else 0, array)
+
+    def device_buffer(self, nbytes: int) -> int:
+        block = np.zeros(nbytes, np.uint8)
+        self._keep.append(block)
+        return int(block.ctypes.data)
+
+    def stream(self) -> int:
+        return len(self._keep) + 1
+
+    def copy_to_device(self, destination: int, source: Any, stream: int) -> None:
+        ctypes.memmove(destination, source.ctypes.data, source.nbytes)
+
+    def copy_to_host(self, destination: Any, source: int, stream: int) -> None:
+        ctypes.memmove(destination.ctypes.data, source, destination.nbytes)
+
+    def event(self) -> Any:
+        return object()
+
+    def record(self, event: Any, stream: int) -> None:
+        self.check_thread()
+
+    def wait(self, event: Any) -> None:
+        self.check_thread()
+
+    def close(self) -> None:
+        self._keep.clear()
+
+
+def fake(monkeypatch: pytest.MonkeyPatch, tensors: list[Io] = DETECTOR
+         ) -> tuple[Any, Recorder]:
+    recorder = Recorder()
+    module = fake_tensorrt(real_trt, tensors, recorder)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    return module, recorder
+
+
+def broken(module_name: str, old: str, new: str, **replace: Any) -> types.ModuleType:
+    """A copy of our module with `old` replaced by `new` in its source (must occur)."""
+    spec = importlib.util.find_spec(module_name)
+    assert spec is not None and spec.origin is not None
+    source = Path(spec.origin).read_text()
+    assert old in source, f"{old!r} not in {module_name}: the broken copy would be no copy"
+    copy = types.ModuleType(f"{module_name}_broken")
+    copy.__file__ = spec.origin
+    sys.modules[copy.__name__] = copy  # dataclasses look their module up
+    exec(compile(source.replace(old, new), f"{spec.origin} (broken)", "exec"), copy.__dict__)
+    copy.__dict__.update(replace)
+    return copy
+
+
+# -- the real binding: names our code uses ------------------------------------------------------
+
+def test_real_enums_and_types_we_use():
+    from edge.tensorrt.versions import build_plan
+
+    trt = real_trt
+    assert trt.Logger(trt.Logger.WARNING) is not None
+    assert tuple(trt.Dims([1, SIZE, SIZE, 3])) == (1, SIZE, SIZE, 3)
+    for name, dtype in (("UINT8", np.uint8), ("FLOAT", np.float32), ("HALF", np.float16)):
+        assert trt.nptype(getattr(trt.DataType, name)) is dtype
+    assert trt.TensorIOMode.INPUT != trt.TensorIOMode.OUTPUT
+    assert trt.MemoryPoolType.WORKSPACE is not None and trt.DeviceType.DLA is not None
+    flag = "STRONGLY_TYPED" if VERSION.major >= 10 else "EXPLICIT_BATCH"
+    assert hasattr(trt.NetworkDefinitionCreationFlag, flag)
+    plans = [build_plan(VERSION, "int8", "qdq"), build_plan(VERSION, "int8", "qdq", dla=True)]
+    if not VERSION.strongly_typed_only:
+        plans += [build_plan(VERSION, "fp16", "none"),
+                  build_plan(VERSION, "int8", "calibration-cache")]
+    for plan in plans:
+        for flag_name in plan.flags:
+            assert hasattr(trt.BuilderFlag, flag_name), flag_name
+    assert hasattr(trt, "IInt8EntropyCalibrator2") == VERSION.supports_calibrators
+    assert hasattr(trt, "IProgressMonitor") == (VERSION.major >= 10)
+
+
+# -- builder --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("qdq", [True, False])
+def test_build_through_standins(monkeypatch, tmp_path, qdq, capfd):
+    from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+
+    _, recorder = fake(monkeypatch)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=qdq)
+    precision = "int8" if qdq else ("fp32" if VERSION.strongly_typed_only else "fp16")
+    built = engine_from_onnx(model, BuildOptions(precision=precision, timing_cache=tmp_path / "t"),
+                             tiny_spec("int8-qdq" if qdq else "float"))
+    assert built.data.startswith(MAGIC) and (tmp_path / "t").read_bytes() == b"timing"
+    (build,) = recorder.builds
+    expected = {"int8": ["FP16", "INT8"], "fp16": ["FP16"], "fp32": []}[precision]
+    assert build["flags"] == ([] if VERSION.strongly_typed_only else expected)
+    assert build["strongly_typed"] == (VERSION.major >= 11)
+    assert build["monitor"] == (VERSION.major >= 10) and not build["calibrator"]
+    assert "Exception caught" not in capfd.readouterr().err
+
+
+def test_dynamic_batch_gets_a_profile(monkeypatch, tmp_path):
+    from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+
+    _, recorder = fake(monkeypatch, DYNAMIC)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True, batch=None)
+    engine_from_onnx(model, BuildOptions(precision="int8", max_batch=4),
+                     tiny_spec("int8-qdq", batch=None))
+    (build,) = recorder.builds
+    assert build["profiles"] == [{"images": [(1, SIZE, SIZE, 3), (4, SIZE, SIZE, 3),
+                                             (4, SIZE, SIZE, 3)]}]
+
+
+def test_precision_is_honest(monkeypatch, tmp_path):
+    from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+    from edge.tensorrt.precision import engine_precision
+
+    fake(monkeypatch)
+    qdq = tiny_model(tmp_path / "q.onnx", qdq=True)
+    plain = tiny_model(tmp_path / "f.onnx", qdq=False)
+    assert engine_precision(qdq, "auto", VERSION) == "int8"
+    with pytest.raises(InputError, match="builds as int8 only"):
+        engine_precision(qdq, "fp16", VERSION)
+    with pytest.raises(InputError, match="edge calibrate"):
+        engine_from_onnx(plain, BuildOptions(precision="int8"), tiny_spec("float"))
+    if VERSION.strongly_typed_only:
+        assert engine_precision(plain, "auto", VERSION) == "fp32"
+        with pytest.raises(InputError, match="strongly typed"):
+            engine_precision(plain, "fp16", VERSION)
+    else:
+        assert engine_precision(plain, "auto", VERSION) == "fp16"
+
+
+@pytest.mark.skipif(not VERSION.supports_calibrators, reason="no calibrators after 10.x")
+def test_build_from_a_calibration_cache(monkeypatch, tmp_path, capfd):
+    from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+    from edge.tensorrt.calibration_cache import CalibrationCache
+
+    _, recorder = fake(monkeypatch)
+    cache = tmp_path / "tiny.cache"
+    CalibrationCache.from_scales({"nchw": 0.5}, str(VERSION), ("images", 1.0)).write(cache)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=False)
+    engine_from_onnx(model, BuildOptions(precision="int8", calibration_cache=cache),
+                     tiny_spec("float"))
+    (build,) = recorder.builds
+    assert build["calibrator"] and build["flags"] == ["FP16", "INT8"]
+    assert recorder.trampoline_errors == []
+    assert "Exception caught" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(VERSION.supports_calibrators, reason="TensorRT 8.5-10 have calibrators")
+def test_calibration_cache_refused_on_11(monkeypatch, tmp_path):
+    from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+
+    fake(monkeypatch)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=False)
+    with pytest.raises(InputError, match="no implicit INT8 calibration"):
+        engine_from_onnx(model, BuildOptions(precision="int8", calibration_cache=tmp_path / "c"),
+                         tiny_spec("float"))
+
+
+# -- engine cache ---------------------------------------------------------------------------
+
+def test_engine_cache_rebuilds_what_it_must(monkeypatch, tmp_path):
+    import json
+
+    from edge.tensorrt.builder import BuildOptions
+    from edge.tensorrt.store import resolve_engine
+
+    _, recorder = fake(monkeypatch)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True)
+    gpu = GpuIdentity("Contract GPU", "8.7", 16)
+    options = BuildOptions(precision="int8")
+    first = resolve_engine(model, options, gpu)
+    assert first.built and first.sidecar.key.precision == "int8"
+    assert first.sidecar.key.trt_version == real_trt.__version__
+    assert not resolve_engine(model, options, gpu).built
+    first.entry.engine.write_bytes(b"corrupt")
+    rebuilt = resolve_engine(model, options, gpu)
+    assert rebuilt.built and "does not match its sidecar" in rebuilt.reason
+    sidecar = json.loads(first.entry.sidecar.read_text())
+    sidecar["key"]["precision"] = "fp16"  # claims a precision the engine was not built with
+    first.entry.sidecar.write_text(json.dumps(sidecar))
+    claimed = resolve_engine(model, options, gpu)
+    assert claimed.built and "precision: engine has 'fp16', needed 'int8'" in claimed.reason
+    assert len(recorder.builds) == 3
+
+
+# -- runner ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("integrated", [True, False])
+def test_runner_through_standins(monkeypatch, integrated):
+    from edge.runners.tensorrt import TrtRunner
+
+    _, recorder = fake(monkeypatch)
+    with TrtRunner(MAGIC, tiny_spec("int8-qdq"), HostMemory(integrated)) as runner:
+        assert runner.input_buffer(0).shape == (1, SIZE, SIZE, 3)
+        output = runner.infer(0)
+        assert output.shape == (1, 6, SIZE * SIZE) and np.all(output == 0.5)
+        runner.submit(1)
+        assert np.all(runner.wait(1) == 0.5)
+    assert recorder.executions == 2
+
+
+def test_runner_dynamic_batch_half_output(monkeypatch):
+    from edge.runners.tensorrt import TrtRunner
+
+    fake(monkeypatch, DYNAMIC)
+    with TrtRunner(MAGIC, tiny_spec("int8-qdq", batch=None), HostMemory(False)) as runner:
+        output = runner.infer(0)
+        assert output.dtype == np.float32 and np.all(output == 0.5)
+
+
+def test_foreign_engine_is_a_model_error(monkeypatch):
+    from edge.runners.tensorrt import TrtRunner
+
+    fake(monkeypatch)
+    with pytest.raises(ModelError, match="rebuild it"):
+        TrtRunner(b"built elsewhere", tiny_spec("int8-qdq"), HostMemory(True))
+
+
+# -- callbacks from C++ through the real trampolines ----------------------------------------
+
+@pytest.mark.skipif(VERSION.major < 10, reason="IProgressMonitor arrived in TensorRT 10")
+def test_progress_monitor_overrides_reach_python(capfd):
+    from edge.tensorrt.builder import _monitor
+
+    monitor = _monitor(real_trt)
+    base = real_trt.IProgressMonitor
+    base.phase_start(monitor, "Building engine", None, 3)
+    assert base.step_complete(monitor, "Building engine", 0) is True
+    base.phase_finish(monitor, "Building engine")
+    assert "Exception caught" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not VERSION.supports_calibrators, reason="no calibrators after 10.x")
+def test_calibrator_overrides_reach_python(tmp_path, capfd):
+    from edge.tensorrt.calibration_cache import CalibrationCache
+    from edge.tensorrt.calibrator import calibrator_from_cache
+    from tests.contract.fake_tensorrt import overridden
+
+    cache = tmp_path / "c.cache"
+    CalibrationCache.from_scales({"x": 0.5}, str(VERSION), None).write(cache)
+    calibrator = calibrator_from_cache(real_trt, cache, str(VERSION))
+    base = real_trt.IInt8EntropyCalibrator2
+    assert isinstance(calibrator, real_trt.IInt8Calibrator)
+    assert base.get_batch_size(calibrator) == 1  # C++ -> trampoline -> our override
+    assert base.get_algorithm(calibrator) == real_trt.CalibrationAlgoType.ENTROPY_CALIBRATION_2
+    assert overridden(calibrator, base) == {
+        "get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"}
+    assert "Exception caught" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(VERSION.supports_calibrators, reason="TensorRT 8.5-10 have calibrators")
+def test_calibrator_refused_on_11(tmp_path):
+    from edge.tensorrt.calibrator import calibrator_from_cache
+
+    with pytest.raises(InputError, match="no INT8 calibrators"):
+        calibrator_from_cache(real_trt, tmp_path / "c.cache", str(VERSION))
+
+
+# -- deliberately broken copies: each must fail where its edit is wrong --------------------
+
+def test_broken_removed_execute_async_v2(monkeypatch):
+    runner_module = broken("edge.runners.tensorrt", "context.execute_async_v3(state.stream)",
+                           "context.execute_async_v2([], state.stream)")
+    fake(monkeypatch)
+    runner = runner_module.TrtRunner(MAGIC, tiny_spec("int8-qdq"), HostMemory(True))
+    if VERSION.major >= 10:
+        with pytest.raises(AttributeError, match="execute_async_v2"):
+            runner.infer(0)
+    else:
+        runner.infer(0)  # still there in 8.6
+
+
+def test_broken_int8_flags_on_strongly_typed(monkeypatch, tmp_path):
+    from edge.tensorrt import builder
+
+    versions = broken("edge.tensorrt.versions", "if version.strongly_typed_only:", "if False:")
+    copy = broken("edge.tensorrt.builder", "plan = build_plan(", "plan = build_plan_(",
+                  build_plan_=versions.build_plan)
+    _, recorder = fake(monkeypatch)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True)
+    if VERSION.major >= 11:
+        with pytest.raises(AttributeError, match="INT8"):
+            copy.engine_from_onnx(model, builder.BuildOptions(precision="int8"),
+                                  tiny_spec("int8-qdq"))
+    else:
+        copy.engine_from_onnx(model, builder.BuildOptions(precision="int8"),
+                              tiny_spec("int8-qdq"))
+        assert recorder.builds[0]["flags"] == ["FP16", "INT8"]
+
+
+def test_broken_int8_calibrator_on_11(monkeypatch, tmp_path):
+    from edge.tensorrt import builder
+
+    copy = broken("edge.tensorrt.builder", "    monitor = _monitor(trt)\n",
+                  "    config.int8_calibrator = None\n    monitor = _monitor(trt)\n")
+    fake(monkeypatch)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True)
+    if VERSION.major >= 11:
+        with pytest.raises(AttributeError, match="int8_calibrator"):
+            copy.engine_from_onnx(model, builder.BuildOptions(precision="int8"),
+                                  tiny_spec("int8-qdq"))
+
+
+@pytest.mark.parametrize(("module", "old", "new"), [
+    ("edge.runners.tensorrt", "context.set_tensor_address(buffer.name, address)",
+     "context.set_tensor_address(address, buffer.name)"),
+    ("edge.tensorrt.builder", "config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, "
+     "options.workspace_mb << 20)", "config.set_memory_pool_limit(options.workspace_mb << 20, "
+     "trt.MemoryPoolType.WORKSPACE)"),
+    ("edge.tensorrt.builder", "profile.set_shape(image.name, ", "profile.set_shape("),
+])
+def test_broken_swapped_arguments(monkeypatch, tmp_path, module, old, new):
+    from edge.tensorrt.builder import BuildOptions
+
+    copy = broken(module, old, new)
+    fake(monkeypatch, DYNAMIC)
+    with pytest.raises(TypeError, match="incompatible arguments"):
+        if module == "edge.runners.tensorrt":
+            copy.TrtRunner(MAGIC, tiny_spec("int8-qdq", batch=None), HostMemory(True))
+        else:
+            copy.engine_from_onnx(tiny_model(tmp_path / "t.onnx", qdq=True, batch=None),
+                                  BuildOptions(precision="int8"),
+                                  tiny_spec("int8-qdq", batch=None))
+
+
+@pytest.mark.skipif(VERSION.major < 10, reason="IProgressMonitor arrived in TensorRT 10")
+def test_broken_misspelled_monitor_override(capfd):
+    copy = broken("edge.tensorrt.builder", '"phase_finish": lambda', '"phase_finsh": lambda')
+    monitor = copy._monitor(real_trt)
+    real_trt.IProgressMonitor.phase_finish(monitor, "Building engine")
+    assert 'pure virtual function "IProgressMonitor::phase_finish"' in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not VERSION.supports_calibrators, reason="no calibrators after 10.x")
+@pytest.mark.parametrize("name", ["get_batch_size", "read_calibration_cache"])
+def test_broken_misspelled_calibrator_override(monkeypatch, tmp_path, capfd, name):
+    from edge.tensorrt.builder import BuildOptions
+
+    calibrator = broken("edge.tensorrt.calibrator", f'"{name}",', f'"{name[:-1]}",')
+    setattr(calibrator.CacheServer, name[:-1], getattr(calibrator.CacheServer, name))
+    copy = broken("edge.tensorrt.builder", "calibrator_from_cache(trt,",
+                  "calibrator_from_cache_(trt,",
+                  calibrator_from_cache_=calibrator.calibrator_from_cache)
+    _, recorder = fake(monkeypatch)
+    cache = tmp_path / "tiny.cache"
+    from edge.tensorrt.calibration_cache import CalibrationCache
+
+    CalibrationCache.from_scales({"nchw": 0.5}, str(VERSION), ("images", 1.0)).write(cache)
+    copy.engine_from_onnx(tiny_model(tmp_path / "tiny.onnx", qdq=False),
+                          BuildOptions(precision="int8", calibration_cache=cache),
+                          tiny_spec("float"))
+    assert recorder.trampoline_errors, "the misspelled override went unnoticed"
+    if name == "get_batch_size":
+        assert "pure virtual" in capfd.readouterr().err
