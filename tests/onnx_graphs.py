@@ -12,8 +12,9 @@ from edge.spec import SPEC_KEY, ModelSpec
 
 
 def constant_head_model(path: Path, output_shape: tuple[int, ...], spec: ModelSpec | None,
-                        size: int = 64, input_dtype: int = TensorProto.UINT8) -> Path:
-    """uint8 [1, size, size, 3] -> Cast -> ReduceMean -> Expand to `output_shape` (float)."""
+                        size: int = 64, input_dtype: int = TensorProto.UINT8,
+                        batch: int = 1) -> Path:
+    """uint8 [batch, size, size, 3] -> Cast -> ReduceMean -> Expand to `output_shape` (float)."""
     shape = numpy_helper.from_array(np.array(output_shape, np.int64), "shape")
     nodes = [
         helper.make_node("Cast", ["images"], ["f"], to=TensorProto.FLOAT),
@@ -22,7 +23,7 @@ def constant_head_model(path: Path, output_shape: tuple[int, ...], spec: ModelSp
     ]
     graph = helper.make_graph(
         nodes, "tiny",
-        [helper.make_tensor_value_info("images", input_dtype, [1, size, size, 3])],
+        [helper.make_tensor_value_info("images", input_dtype, [batch, size, size, 3])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output_shape))],
         initializer=[shape])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -1,0 +1,205 @@
+"""One runner shared by every camera: batched results routed right, failures, batch rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.cli import main as edge_main
+from edge.config import config_from_dict
+from edge.daemon import Daemon
+from edge.detections import Detections
+from edge.errors import ConfigError
+from edge.runners import onnxruntime as ort_module
+from edge.spec import InputSpec, ModelSpec
+from edge.synthetic.replay import ReplayScorer
+from tests.mqtt_watch import Watcher, retained_status
+from tests.onnx_graphs import constant_head_model
+
+DYNAMIC_MODEL = Path(__file__).parents[1] / "edge" / "models" / "shapes-dynamic.onnx"
+
+
+def daemon_config(model: Path, port: int, cameras: int, **model_keys: object) -> dict[str, object]:
+    return {
+        "device_id": "shared",
+        "model": {"path": str(model), "threads": 1, **model_keys},
+        "cameras": [{"name": f"cam{i}", "source": f"synthetic://shapes?fps=20&seed={i + 1}"}
+                    for i in range(cameras)],
+        "mqtt": {"url": f"mqtt://127.0.0.1:{port}"},
+        "frames": {"interval_s": 0.0},
+        "stats": {"interval_s": 1.0},
+    }
+
+
+@pytest.fixture
+def count_runners(monkeypatch):
+    """Counts ONNX Runtime runners built (the real ones)."""
+    built: list[object] = []
+    original = ort_module.OrtRunner.__init__
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ort_module.OrtRunner, "__init__", counting)
+    return built
+
+
+@pytest.mark.parametrize("model", [DYNAMIC_MODEL, None], ids=["dynamic-batch", "batch-1"])
+def test_four_cameras_share_one_runner_and_get_their_own_detections(
+        mosquitto, demo_model, count_runners, model):
+    """Each camera's detections are scored against its own scene: a row mixed up between
+    cameras in a batch would wreck precision and recall."""
+    config = config_from_dict(daemon_config(model or demo_model, mosquitto.port, 4),
+                              "test")
+    daemon = Daemon(config)
+    with Watcher(mosquitto.port, "edge/shared/#") as watcher:
+        daemon.start()
+        stop = threading.Event()
+        runner = threading.Thread(target=daemon.run, args=(stop, 6.0))
+        runner.start()
+        runner.join(30)
+        assert not runner.is_alive()
+        watcher.wait_for(lambda: bool(watcher.on("/stats")), 5, "stats")
+        stats = watcher.on("/stats")[-1].json()
+    assert len(count_runners) == 1
+    inference = stats["inference"]
+    assert inference["runners"] == 1
+    assert inference["max_batch"] == (4 if model else 1)
+    if model:
+        assert inference["mean_batch"] > 1.0  # frames of different cameras ran together
+    for camera in range(4):
+        messages = [m.json() for m in watcher.on(f"/cam{camera}/detections")]
+        assert len(messages) >= 40, (camera, len(messages))
+        scorer = ReplayScorer(seed=camera + 1)
+        for message in messages:
+            assert message["camera"] == f"cam{camera}"
+            scorer.add(message["frame_id"], Detections.from_payload(message["detections"]))
+        precision, recall = scorer.precision_recall()
+        assert precision >= 0.9 and recall >= 0.9, (camera, precision, recall)
+
+
+def test_a_camera_with_bad_frames_does_not_stall_the_others(mosquitto, demo_model, caplog):
+    """A frame that cannot be letterboxed (here: a single-channel image) is skipped and
+    counted; its row still runs, so the other cameras' batches never wait on it."""
+    config = config_from_dict(daemon_config(DYNAMIC_MODEL, mosquitto.port, 2), "test")
+    daemon = Daemon(config)
+    bad = daemon.workers[0]
+    original = bad._letterbox
+
+    def grey_frames(image, buffer, row):  # type: ignore[no-untyped-def]
+        return original(np.ascontiguousarray(image[..., 0]), buffer, row)
+
+    bad._letterbox = grey_frames  # type: ignore[method-assign]
+    daemon.start()
+    time.sleep(3.0)
+    good_frames = daemon.workers[1].frames
+    summary = daemon.stop(3.0)
+    assert summary.failure is None
+    assert bad.bad_frames >= 20 and bad.frames == 0
+    assert good_frames >= 40
+    assert "frame" in caplog.text and "skipped" in caplog.text
+
+
+def test_backend_failure_stops_every_camera_and_edge_run_exits_1(
+        tmp_path, mosquitto, demo_model, monkeypatch, capsys):
+    """The backend raising mid-run: logged once with the cause, status `failed`, exit 1."""
+    original = ort_module.OrtRunner.submit
+    calls = {"n": 0}
+
+    def failing_submit(self, slot, batch=None):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise RuntimeError("CUDA error 700: an illegal memory access was encountered")
+        original(self, slot, batch)
+
+    monkeypatch.setattr(ort_module.OrtRunner, "submit", failing_submit)
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "shared"
+[model]
+path = "{demo_model}"
+[[cameras]]
+name = "a"
+source = "synthetic://shapes?fps=30&seed=1"
+[[cameras]]
+name = "b"
+source = "synthetic://shapes?fps=30&seed=2"
+[mqtt]
+url = "mqtt://127.0.0.1:{mosquitto.port}"
+""")
+    began = time.monotonic()
+    code = edge_main(["run", "--config", str(config), "--seconds", "20", "--json"])
+    assert code == 1
+    assert time.monotonic() - began < 15  # stopped at the failure, not after 20 s
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "illegal memory access" in summary["failure"]
+    status = retained_status(mosquitto.port, "edge/shared")
+    assert status["state"] == "failed" and "illegal memory access" in status["error"]
+
+
+def fixed_batch_model(tmp_path: Path, batch: int) -> Path:
+    spec = ModelSpec(task="detect", labels=("a", "b", "c", "d"), head="anchor_free",
+                     output="output0", input=InputSpec(name="images", width=64, height=64,
+                                                       batch=batch))
+    return constant_head_model(tmp_path / f"batch{batch}.onnx", (batch, 8, 10), spec,
+                               batch=batch)
+
+
+def test_max_batch_above_a_fixed_batch_is_a_config_error(tmp_path, mosquitto):
+    config = config_from_dict(
+        daemon_config(fixed_batch_model(tmp_path, 4), mosquitto.port, 2, max_batch=8), "test")
+    with pytest.raises(ConfigError, match=r"max_batch = 8 is more than the model's fixed "
+                                          r"batch of 4"):
+        Daemon(config)
+
+
+def test_max_batch_on_a_batch_1_model_warns_once_and_runs(mosquitto, demo_model, caplog):
+    config = config_from_dict(daemon_config(demo_model, mosquitto.port, 2, max_batch=4),
+                              "test")
+    daemon = Daemon(config)
+    daemon.start()
+    time.sleep(1.5)
+    summary = daemon.stop(1.5)
+    assert daemon.service.max_batch == 1 and summary.frames > 10
+    assert caplog.text.count("fixed batch of 1") == 1
+
+
+def edge_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_bench_reports_backend_alone_and_whole_loop(demo_model):
+    result = edge_cli("bench", str(DYNAMIC_MODEL), "--cameras", "2", "--seconds", "2",
+                      "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["runners"] == 1 and figures["cameras"] == 2
+    assert figures["max_batch"] == 2 and figures["inference_fps"] > 0
+    assert figures["inference_fps_max_batch"] > 0
+    assert set(figures["per_camera_fps"]) == {"cam0", "cam1"}
+    assert all(fps > 0 for fps in figures["per_camera_fps"].values())
+    assert figures["ratio"] == pytest.approx(
+        figures["pipeline_fps"] / figures["inference_fps"], abs=2e-3)
+    assert {"preprocess", "infer", "postprocess", "total"} <= set(figures["latency_ms"])
+    assert figures["published"] > 0 and figures["peak_rss_mb"] > 0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [(lambda tmp: tmp / "absent.onnx", "does not exist"),
+     (lambda tmp: constant_head_model(tmp / "plain.onnx", (1, 8, 10), None),
+      "edge convert")],
+    ids=["missing", "unconverted"])
+def test_bench_on_a_bad_model_exits_2(tmp_path, make, message):
+    result = edge_cli("bench", str(make(tmp_path)), "--seconds", "1")
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
