@@ -13,19 +13,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import __version__
-from edge.config import Config
+from edge.config import CameraConfig, Config
 from edge.drift import DriftMonitor, reference_from_config
-from edge.errors import EdgeError
+from edge.errors import EdgeError, SourceError
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, Topics
 from edge.pipeline import CameraWorker
 from edge.postprocess import decoder_from_spec
+from edge.redact import redact_text
 from edge.runners import Runner, choose_backend, runner_from_config
 from edge.sdnotify import notifier_from_environ
 from edge.service import InferenceService, batch_capacity
-from edge.sources import source_from_uri
+from edge.sources.supervisor import CameraState, CameraStatus, SourceSupervisor
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
 from edge.timing import rfc3339
@@ -72,10 +73,15 @@ class Daemon:
         self.link = MqttLink(config.mqtt, self.topics,
                              config.mqtt.client_id or f"edge-{config.device_id}", self._status)
         self.service = self._service()
+        self._status_lock = threading.Lock()  # camera statuses reach the broker in order
+        self._published_states: dict[str, CameraState] = {}
+        self._stopping = False
+        self._camera_failure: str | None = None
+        self.workers: list[CameraWorker] = []
         try:
             self.spec = self.service.spec
-            self.workers = [self._worker(camera.name, camera.source)
-                            for camera in config.cameras]
+            self.workers = [self._worker(index, camera)
+                            for index, camera in enumerate(config.cameras)]
         except BaseException:
             self.service.close()
             raise
@@ -124,12 +130,40 @@ class Daemon:
             runner, lambda spec: batch_capacity(spec.input.batch, model.max_batch, cameras),
             model.batch_timeout_ms)
 
-    def _worker(self, name: str, uri: str) -> CameraWorker:
-        source = source_from_uri(uri)
+    def _worker(self, index: int, camera: CameraConfig) -> CameraWorker:
+        try:
+            supervisor = SourceSupervisor(camera.name, camera.source,
+                                          on_change=self._camera_changed,
+                                          stall_s=camera.stall_s,
+                                          reconnect_max_s=camera.reconnect_max_s)
+        except SourceError as exc:
+            raise camera_error(index, camera.name, exc) from exc
         frames = FramePublisher(self.config.frames, self.link, self.spec.labels)
         decoder = decoder_from_spec(self.spec, postprocess_settings(self.spec, self.config))
-        return CameraWorker(name, source, self.service, decoder, self.link,
+        return CameraWorker(camera.name, supervisor, self.service, decoder, self.link,
                             FrameSampler(self.config.frames), frames)
+
+    def camera_statuses(self) -> list[CameraStatus]:
+        return [w.supervisor.status() for w in self.workers]
+
+    def _camera_changed(self, status: CameraStatus) -> None:
+        """Retained camera status on every change; the device status when a camera's state
+        changes (`degraded` while any camera is not streaming)."""
+        with self._status_lock:
+            self.link.publish_json(self.topics.camera_status(status.camera), status.payload(),
+                                   qos=1, retain=True)
+            states = {s.camera: s.state for s in self.camera_statuses()}
+            if states != self._published_states and not self._stopping:
+                self._published_states = states
+                self.link.publish_json(self.topics.status, self._status("online"), qos=1,
+                                       retain=True)
+
+    def _republish_camera_statuses(self) -> None:
+        """After a (re)connect: what changed while the broker was away was dropped."""
+        with self._status_lock:
+            for status in self.camera_statuses():
+                self.link.publish_json(self.topics.camera_status(status.camera),
+                                       status.payload(), qos=1, retain=True)
 
     def alive(self) -> bool:
         """Every camera loop and the inference thread are alive (systemd's watchdog)."""
@@ -142,9 +176,12 @@ class Daemon:
 
     def _status(self, state: str) -> dict[str, Any]:
         now = time.time()
+        cameras = {s.camera: s.state for s in self.camera_statuses()}
+        if state == "online" and any(s != "streaming" for s in cameras.values()):
+            state = "degraded"
         return {"v": CONTRACT_VERSION, "state": state, "version": __version__,
                 "model": self.model_name,
-                "cameras": [c.name for c in self.config.cameras],
+                "cameras": [c.name for c in self.config.cameras], "camera_states": cameras,
                 "backend": self.backend.name, "backend_reason": self.backend.reason,
                 "host": socket.gethostname(), "started_at": rfc3339(self.started_at),
                 "ts": now, "time": rfc3339(now),
@@ -177,8 +214,11 @@ class Daemon:
     def start(self) -> None:
         started: list[CameraWorker] = []
         try:
-            for worker in self.workers:
-                worker.start()
+            for index, worker in enumerate(self.workers):
+                try:
+                    worker.start()
+                except SourceError as exc:
+                    raise camera_error(index, worker.name, exc) from exc
                 started.append(worker)
         except EdgeError:
             for worker in started:
@@ -193,16 +233,24 @@ class Daemon:
     def run(self, stop: threading.Event, duration: float | None = None) -> RunSummary:
         """Serve until `stop` is set, `duration` seconds pass, or every source has ended."""
         began = time.monotonic()
-        next_stats = began
+        next_stats, connects = began, 0
         while not stop.is_set():
             now = time.monotonic()
             if duration is not None and now - began >= duration:
                 break
             if self.failure is not None:
                 break  # the inference thread logged the cause; systemd restarts us (exit 1)
+            # A live camera's loop never ends (its supervisor reopens it), so this holds only
+            # when every camera is a file or scene that has ended or failed.
             if all(w.finished.is_set() for w in self.workers):
+                self._camera_failure = "; ".join(
+                    f"camera {s.camera} failed: {s.reason}" for s in self.camera_statuses()
+                    if s.state == "failed") or None
                 log.info("every source has ended; stopping")
                 break
+            if self.link.counters.connects != connects:
+                connects = self.link.counters.connects
+                self._republish_camera_statuses()
             if now >= next_stats:
                 self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
                 next_stats = now + self.config.stats.interval_s
@@ -211,6 +259,7 @@ class Daemon:
         return self.stop(time.monotonic() - began)
 
     def stop(self, seconds: float) -> RunSummary:
+        self._stopping = True
         self.heartbeat.stopping(summary_line(self.stats()))
         for worker in self.workers:
             worker.stop()
@@ -221,4 +270,9 @@ class Daemon:
         return RunSummary(frames, seconds, self.link.counters.produced, self.link.outbox_depth,
                           self.link.counters.published,
                           self.link.counters.dropped, flushed,
-                          None if self.failure is None else str(self.failure))
+                          self._camera_failure if self.failure is None else str(self.failure))
+
+
+def camera_error(index: int, name: str, exc: SourceError) -> SourceError:
+    """A source error at start, naming where it is in the config and which camera it is."""
+    return SourceError(f"cameras.{index}.source (camera '{name}'): {redact_text(str(exc))}")

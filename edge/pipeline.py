@@ -1,9 +1,10 @@
 """The camera loop: source -> letterbox -> shared inference -> decode -> publish, per camera.
 
-Each camera has a capture thread and a loop thread; inference belongs to the one service every
-camera shares (`edge.service`). The loop letterboxes frame n+1 straight into a row of the
-service's filling batch while frame n runs, then waits for n, decodes and publishes it. When the
-camera is the bottleneck (no newer frame waiting), frame n is finished at once instead of
+Each camera has a supervised source (`edge.sources.supervisor`: capture on its own thread,
+reopened with backoff when a live camera fails) and a loop thread; inference belongs to the one
+service every camera shares (`edge.service`). The loop letterboxes frame n+1 straight into a row
+of the service's filling batch while frame n runs, then waits for n, decodes and publishes it.
+When the camera is the bottleneck (no newer frame waiting), frame n is finished at once instead of
 waiting for frame n+1, so latency stays at one inference.
 
 Everything on this thread runs beside inference, not inside it: decoding, NMS and the JSON of
@@ -30,7 +31,7 @@ from edge.mqtt.topics import CONTRACT_VERSION
 from edge.postprocess import Decoder
 from edge.preprocess import LetterboxGeometry, letterboxer_from_spec
 from edge.service import InferenceError, InferenceService, ServiceClosedError, Ticket
-from edge.sources.base import LatestFrame, Source
+from edge.sources.supervisor import SourceSupervisor
 from edge.timing import RateMeter, StageTimes, rfc3339
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,14 @@ class _InFlight:
 
 
 class CameraWorker:
-    """Runs one camera: a capture thread feeding a single-slot hand-off, and the loop thread."""
+    """Runs one camera: its supervised source feeding a single-slot hand-off, and the loop
+    thread."""
 
-    def __init__(self, name: str, source: Source, service: InferenceService, decoder: Decoder,
-                 link: MqttLink, sampler: FrameSampler, frames: FramePublisher) -> None:
+    def __init__(self, name: str, supervisor: SourceSupervisor, service: InferenceService,
+                 decoder: Decoder, link: MqttLink, sampler: FrameSampler,
+                 frames: FramePublisher) -> None:
         self.name = name
-        self.source = source
+        self.supervisor = supervisor
         self.service = service
         self.spec = service.spec
         self._camera = service.register(name)
@@ -63,7 +66,7 @@ class CameraWorker:
         self.frame_publisher = frames
         self.drift: DriftMonitor | None = None  # set by the daemon when the model has a profile
         self._letterbox = letterboxer_from_spec(self.spec)
-        self._latest = LatestFrame()
+        self._latest = supervisor.latest
         self._stop = threading.Event()
         self.times = StageTimes()
         self._rate = RateMeter()
@@ -72,55 +75,33 @@ class CameraWorker:
         self.bad_frames = 0
         self.failure: BaseException | None = None  # set when inference failed for this camera
         self.finished = threading.Event()
-        self._capture_thread = threading.Thread(target=self._capture, name=f"capture-{name}",
-                                                daemon=True)
         self._loop_thread = threading.Thread(target=self._loop, name=f"loop-{name}", daemon=True)
 
     def start(self) -> None:
-        """Open the source (raising SourceError if it cannot) and start both threads."""
-        self.source.open()
+        """Start the source's supervisor (a file that cannot be opened raises SourceError; a
+        live camera is opened, and retried, on its thread) and the loop."""
+        self.supervisor.start()
         self.frame_publisher.start()
-        self._capture_thread.start()
         self._loop_thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.supervisor.stop(timeout)
         self._latest.close()
         if self._loop_thread.is_alive():
             self._loop_thread.join(timeout)
-        if self._capture_thread.is_alive():
-            self._capture_thread.join(timeout)
         self.frame_publisher.stop()
-        self.source.close()
 
     def alive(self) -> bool:
-        """The loop thread runs (or ended normally because its source ended)."""
-        return self._loop_thread.is_alive() or (self.finished.is_set() and self.failure is None)
+        """The loop and the source's supervisor run (or ended normally with the source)."""
+        loop = self._loop_thread.is_alive() or (self.finished.is_set() and self.failure is None)
+        return loop and self.supervisor.alive()
 
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": round(self._rate.rate(), 2),
                 "dropped": self._latest.dropped, "errors": self.errors,
-                "bad_frames": self.bad_frames, "source_fps": self.source.fps,
+                "bad_frames": self.bad_frames, **self.supervisor.stats(),
                 "latency_ms": self.times.percentiles()}
-
-    # -- capture thread --------------------------------------------------------------------
-
-    def _capture(self) -> None:
-        wait_for_loop = self.source.paced_by_consumer
-        try:
-            while not self._stop.is_set():
-                if wait_for_loop and not self._latest.wait_empty(timeout=0.5):
-                    continue
-                frame = self.source.read()
-                if frame is None:
-                    log.info("camera %s: source %s ended", self.name, self.source.uri)
-                    break
-                self._latest.put(frame)
-        except Exception:  # thread boundary: log with context, end this camera, keep the daemon
-            self.errors += 1
-            log.exception("camera %s: reading %s failed", self.name, self.source.uri)
-        finally:
-            self._latest.close()
 
     # -- loop thread -----------------------------------------------------------------------
 

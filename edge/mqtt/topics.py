@@ -19,6 +19,10 @@ class Topics:
     def stats(self) -> str:
         return f"{self.prefix}/stats"
 
+    def camera_status(self, camera: str) -> str:
+        """Retained: the camera's state (streaming, reconnecting, ...), see SourceSupervisor."""
+        return f"{self.prefix}/{camera}/status"
+
     def detections(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/detections"
 

