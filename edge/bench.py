@@ -48,7 +48,7 @@ class BenchOptions:
     mqtt: str | None = None
     max_batch: int | None = None
     batch_timeout_ms: float = 4.0
-    source: str = "replay://shapes?frames=64"
+    source: str = "replay://shapes?frames=16"
 
 
 def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
