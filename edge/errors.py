@@ -5,9 +5,15 @@ file). Its message names the thing and says how to fix it; the CLI prints it wit
 traceback and exits with code 2. Any other exception is a bug.
 """
 
+from edge.redact import redact_text
+
 
 class EdgeError(Exception):
     """Base class of every error caused by user input rather than by a bug."""
+
+    def __str__(self) -> str:
+        # messages quote URIs (camera sources, broker URLs): never their passwords or tokens
+        return redact_text(super().__str__())
 
 
 class ConfigError(EdgeError):

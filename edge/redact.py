@@ -17,6 +17,8 @@ REDACTED = "REDACTED"
 SECRET_OPTIONS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "signature")
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/?#@\s]*)@")
+#: A URI inside text: up to white space or a quote (messages quote URIs with ' or ").
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def is_secret_name(name: str) -> bool:
@@ -51,12 +53,8 @@ def redact_uri(uri: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Redact the user info of every URI inside free text (an exception message, a log line)."""
-    def replace(match: re.Match[str]) -> str:
-        user, colon, _ = match["user"].partition(":")
-        return f"{match['scheme']}{user}:{REDACTED}@" if colon else match[0]
-
-    return _USERINFO.sub(replace, text)
+    """Redact every URI inside free text (an exception message, a log line)."""
+    return _URI.sub(lambda match: redact_uri(match[0]), text)
 
 
 def _redact_option(option: str) -> str:

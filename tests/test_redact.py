@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import traceback
+
 import pytest
 
+from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 
 
@@ -26,6 +29,14 @@ def test_redact_uri(uri, expected):
 
 
 def test_redact_text_hides_passwords_of_uris_inside_messages():
-    text = "cannot open rtsp://admin:hunter2@10.0.0.5/live (timeout); also mqtt://h:1883"
-    assert redact_text(text) == \
-        "cannot open rtsp://admin:REDACTED@10.0.0.5/live (timeout); also mqtt://h:1883"
+    text = ("source 'rtsp://admin:hunter2@10.0.0.5/live?token=abc' failed (timeout); also "
+            "mqtt://h:1883 and \"rtsp://u:p@ss@cam\"")
+    assert redact_text(text) == ("source 'rtsp://admin:REDACTED@10.0.0.5/live?token=REDACTED' "
+                                 "failed (timeout); also mqtt://h:1883 and "
+                                 "\"rtsp://u:REDACTED@cam\"")
+
+
+def test_edge_errors_never_show_a_uri_secret():
+    error = SourceError("source 'rtsp://admin:hunter2@cam/live' could not be opened")
+    assert str(error) == "source 'rtsp://admin:REDACTED@cam/live' could not be opened"
+    assert "hunter2" not in "".join(traceback.format_exception(error))
