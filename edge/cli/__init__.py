@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from edge import __version__
-from edge.cli import bench, device, workstation
+from edge.cli import bench, collect, device, workstation
 from edge.errors import EdgeError
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_commands(commands)
     bench.add_command(commands)
     workstation.add_commands(commands)
+    collect.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,66 @@
+"""`edge collect`: sampled frames from the broker -> a labelling dataset (see edge.collect)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+from typing import Any
+
+from edge.cli.common import print_json
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from edge.cli.device import stop_on_signals
+    from edge.collect import Collector, Dataset
+    from edge.errors import InputError
+    from edge.files import require_output_directory
+
+    if args.max_mb is not None and args.max_mb <= 0:
+        raise InputError(f"--max-mb must be positive, got {args.max_mb:g}")
+    if args.seconds is not None and args.seconds <= 0:
+        raise InputError(f"--seconds must be positive, got {args.seconds:g}")
+    require_output_directory(args.out)
+    dataset = Dataset(args.out, max_bytes=None if args.max_mb is None else int(args.max_mb * 1e6),
+                      min_free_bytes=int(args.min_free_mb * 1e6),
+                      duplicate_distance=args.duplicate_distance)
+    collector = Collector(args.mqtt, args.prefix, dataset)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        collector.run(args.seconds, stop)
+    finally:
+        summary = collector.summary()
+        if args.json:
+            print_json(summary)
+        else:
+            print(f"{summary['images']} images in {args.out} ({summary['written']} new, "
+                  f"{summary['resumed']} from before; skipped {summary['duplicates']} "
+                  f"near-duplicates, {summary['unpaired']} unpaired, "
+                  f"{summary['other_labels']} from models with other labels)")
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    collect = commands.add_parser(
+        "collect", help="build a labelling dataset from sampled frames (YOLO, COCO, Label "
+                        "Studio)",
+        description="Subscribes to the sampled frames of one device or a fleet and writes clean "
+                    "images with the model's detections as pre-annotations: YOLO txt (the "
+                    "layout `edge eval --data` reads), COCO JSON, Label Studio import JSON and "
+                    "a manifest. Near-duplicates are skipped; rerunning resumes.")
+    collect.add_argument("--mqtt", required=True, metavar="URL", help="broker URL")
+    collect.add_argument("--out", required=True, type=Path, metavar="DIR")
+    collect.add_argument("--prefix", default="edge/+",
+                         help="topic prefix; edge/+ collects from every device (default)")
+    collect.add_argument("--seconds", type=float, help="stop after this long (default: until "
+                                                       "interrupted)")
+    collect.add_argument("--max-mb", type=float, help="stop when the images reach this size")
+    collect.add_argument("--min-free-mb", type=float, default=100.0,
+                         help="stop when the disk has less free space (default 100)")
+    collect.add_argument("--duplicate-distance", type=int, default=6,
+                         help="skip a frame whose 256-bit perceptual hash is within this many "
+                              "bits of a recent one from the same camera (-1 keeps all; "
+                              "default 6)")
+    collect.add_argument("--json", action="store_true")
+    collect.set_defaults(handler=cmd_collect)

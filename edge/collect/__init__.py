@@ -1,0 +1,130 @@
+"""`edge collect`: sampled frames from one device or a fleet -> a dataset for labelling.
+
+Subscribes to `<prefix>/+/frame`, `frame/clean` and `frame/meta` (prefix may hold `+`, e.g.
+`edge/+` for every device). A device publishes a sample's JPEG(s) before its meta on one
+connection, so the meta pairs with the latest JPEG of its camera; the sizes in the meta confirm
+the pair (a frame lost on the way, QoS 0, leaves a mismatch that is counted and skipped).
+Writing happens on one worker thread, off paho's network thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+from edge.collect.dataset import CollectCounts, Dataset, DiskFullError, Sample
+from edge.errors import EdgeError
+from edge.mqtt.subscriber import BrokerSubscription
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CollectCounts", "Collector", "Dataset", "DiskFullError", "Sample"]
+
+
+class Collector:
+    """Feeds a `Dataset` from the broker until stopped or the disk allowance is reached."""
+
+    def __init__(self, url: str, prefix: str, dataset: Dataset,
+                 client_id: str = "edge-collect") -> None:
+        self.dataset = dataset
+        self.prefix = prefix
+        self._jpeg: dict[tuple[str, str, str], bytes] = {}  # (device, camera, kind) -> latest
+        self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=256)
+        self.unpaired = 0
+        self.received = 0
+        self.error: EdgeError | None = None
+        self.stopped = threading.Event()
+        filters = [(f"{prefix}/+/frame", 0), (f"{prefix}/+/frame/clean", 0),
+                   (f"{prefix}/+/frame/meta", 0)]
+        self.subscription = BrokerSubscription(url, filters, self._message, client_id=client_id)
+        self._worker = threading.Thread(target=self._write_loop, name="collect-writer",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._worker.start()
+        self.subscription.start()
+
+    def stop(self) -> None:
+        self.subscription.stop()
+        self._queue.put(None)
+        self._worker.join()
+        if self.error is None:
+            self.dataset.export()
+
+    def run(self, seconds: float | None, stop: threading.Event) -> None:
+        """Collect until `seconds` pass, `stop` is set, or the disk is full (then raises)."""
+        self.start()
+        began = time.monotonic()
+        try:
+            while not stop.is_set() and not self.stopped.is_set():
+                if seconds is not None and time.monotonic() - began >= seconds:
+                    break
+                stop.wait(0.1)
+        finally:
+            self.stop()
+        if self.error is not None:
+            raise self.error
+
+    def summary(self) -> dict[str, Any]:
+        return {"out": str(self.dataset.root), "images": len(self.dataset.rows),
+                **asdict(self.dataset.counts), "received": self.received,
+                "unpaired": self.unpaired, "labels": self.dataset.labels or []}
+
+    # -- paho's thread ---------------------------------------------------------------------
+
+    def _message(self, topic: str, payload: bytes, retained: bool) -> None:
+        kind = next(k for k in ("/frame/meta", "/frame/clean", "/frame") if topic.endswith(k))
+        device_prefix, _, camera = topic[:-len(kind)].rpartition("/")
+        device = device_prefix.rpartition("/")[2] or device_prefix
+        if kind != "/frame/meta":
+            self._jpeg[(device, camera, kind)] = payload
+            return
+        try:
+            meta = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self.unpaired += 1
+            return
+        self.received += 1
+        jpeg = self._pair(device, camera, meta)
+        if jpeg is None:
+            self.unpaired += 1
+            return
+        try:
+            self._queue.put_nowait(Sample(device, camera, jpeg, meta))
+        except queue.Full:
+            self.unpaired += 1
+            log.warning("the dataset writer is behind; a sample from %s/%s was dropped",
+                        device, camera)
+
+    def _pair(self, device: str, camera: str, meta: dict[str, Any]) -> bytes | None:
+        """The clean JPEG this meta describes, or None."""
+        if meta.get("detections_drawn"):
+            jpeg = self._jpeg.pop((device, camera, "/frame/clean"), None)
+            wanted = meta.get("clean_bytes")
+        else:
+            jpeg = self._jpeg.pop((device, camera, "/frame"), None)
+            wanted = meta.get("bytes")
+        if jpeg is None or len(jpeg) != wanted:
+            return None
+        return jpeg
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while (sample := self._queue.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                self.dataset.add(sample)
+            except DiskFullError as exc:
+                self.error = exc
+                self.stopped.set()
+            except Exception:  # thread boundary: one bad message must not end the collection
+                log.exception("could not add frame %s of %s/%s to the dataset",
+                              sample.meta.get("frame_id"), sample.device, sample.camera)
+

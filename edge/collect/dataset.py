@@ -1,0 +1,329 @@
+"""A labelling dataset on disk, built one sampled frame at a time, resumable and bounded.
+
+    out/images/<device>_<camera>_<frame_id>.jpg   clean pixels (no boxes drawn)
+    out/labels/<same stem>.txt                   YOLO: class cx cy w h score (pre-annotations)
+    out/classes.txt, out/data.yaml               the layout `edge eval --data out` reads
+    out/manifest.jsonl                           one row per image: the source of truth
+    out/manifest.csv                             the same rows for spreadsheets
+    out/annotations.coco.json                    COCO (pycocotools loads it), scores kept
+    out/label-studio.json                        Label Studio import (tasks with predictions)
+
+Order of writes per image: image, then label, then the manifest row (flushed and fsynced). A
+crash or a full disk leaves at worst an image or label without a row; resuming deletes those, so
+what the manifest lists is always complete. The exports are rewritten atomically from the
+manifest at the end (and every `EXPORT_EVERY` images), so they are never half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import logging
+import os
+import shutil
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.collect.phash import dhash, hamming
+from edge.errors import InputError
+from edge.files import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+EXPORT_EVERY = 50
+#: Near-duplicates are looked for among this many recent images of the same camera.
+RECENT = 256
+MANIFEST_FIELDS = ("id", "file", "device", "camera", "frame_id", "time", "ts", "model",
+                   "reasons", "width", "height", "objects")
+
+
+class DiskFullError(InputError):
+    """The output folder ran out of room (or of its allowance); what was written is kept."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled frame as received: the clean JPEG and its `frame/meta`."""
+
+    device: str
+    camera: str
+    jpeg: bytes
+    meta: dict[str, Any]
+
+
+@dataclass
+class CollectCounts:
+    written: int = 0
+    resumed: int = 0
+    duplicates: int = 0
+    other_labels: int = 0
+    undecodable: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class Dataset:
+    """The dataset folder; `add` one sample at a time from one thread."""
+
+    root: Path
+    max_bytes: int | None = None
+    min_free_bytes: int = 0
+    duplicate_distance: int = 6  # of 256 bits; < 0 keeps every frame
+    counts: CollectCounts = field(default_factory=CollectCounts)
+
+    def __post_init__(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"--out {self.root} is a file; choose a folder")
+        for folder in (self.root / "images", self.root / "labels"):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.labels: list[str] | None = None
+        self.rows: list[dict[str, Any]] = []
+        self._recent: dict[tuple[str, str], deque[int]] = {}
+        self._since_export = 0
+        self._resume()
+
+    # -- resume ----------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        manifest = self.root / "manifest.jsonl"
+        if manifest.is_file():
+            self.rows = _complete_rows(manifest, self.root)
+            _write_lines(manifest, self.rows)  # drop a torn last line and rows without files
+        classes = self.root / "classes.txt"
+        if self.rows and classes.is_file():
+            self.labels = classes.read_text().splitlines()
+        listed = {row["file"] for row in self.rows}
+        for orphan in (self.root / "images").iterdir():
+            if f"images/{orphan.name}" not in listed:  # written before a crash, never listed
+                orphan.unlink()
+                (self.root / "labels" / f"{orphan.stem}.txt").unlink(missing_ok=True)
+        for row in self.rows:
+            self._remember(row["device"], row["camera"], int(row["phash"], 16))
+            self.counts.bytes += int(row["bytes"])
+        self.counts.resumed = len(self.rows)
+        if self.rows:
+            log.info("resuming %s: %d images already collected", self.root, len(self.rows))
+
+    def _remember(self, device: str, camera: str, phash: int) -> None:
+        self._recent.setdefault((device, camera), deque(maxlen=RECENT)).append(phash)
+
+    # -- adding ----------------------------------------------------------------------------
+
+    def add(self, sample: Sample) -> bool:
+        """Write one sample; False when skipped (duplicate, other labels, undecodable)."""
+        labels = sample.meta.get("labels")
+        if not self._labels_fit(labels, sample):
+            return False
+        decoded = cv2.imdecode(np.frombuffer(sample.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            self.counts.undecodable += 1
+            return False
+        image = np.asarray(decoded, np.uint8)
+        phash = dhash(image)
+        recent = self._recent.get((sample.device, sample.camera), ())
+        if self.duplicate_distance >= 0 and any(hamming(phash, h) <= self.duplicate_distance
+                                                for h in recent):
+            self.counts.duplicates += 1
+            return False
+        row = self._row(sample, image.shape[1], image.shape[0], phash)
+        self._check_room(len(sample.jpeg))
+        self._write(row, sample.jpeg)
+        self._remember(sample.device, sample.camera, phash)
+        self._since_export += 1
+        if self._since_export >= EXPORT_EVERY:
+            self.export()
+        return True
+
+    def _labels_fit(self, labels: Any, sample: Sample) -> bool:
+        if not isinstance(labels, list) or not labels:
+            self.counts.other_labels += 1
+            log.warning("frame/meta from %s/%s has no label list (device older than the "
+                        "sampling policies?); skipped", sample.device, sample.camera)
+            return False
+        if self.labels is None:
+            self.labels = [str(name) for name in labels]
+            write_bytes_atomic(self.root / "classes.txt", ("\n".join(self.labels) + "\n").encode())
+            return True
+        if labels != self.labels:
+            self.counts.other_labels += 1
+            return False
+        return True
+
+    def _row(self, sample: Sample, width: int, height: int, phash: int) -> dict[str, Any]:
+        meta = sample.meta
+        frame_id = int(meta["frame_id"])
+        stem = f"{sample.device}_{sample.camera}_{frame_id:08d}"
+        if any(row["id"] == stem for row in self.rows[-RECENT:]):
+            stem = f"{stem}_{int(float(meta['ts']) * 1000)}"  # a restarted device reuses ids
+        # Detections are in source pixels; the JPEG may have been downsized (frames.max_height).
+        scale_x = width / float(meta.get("width") or width)
+        scale_y = height / float(meta.get("height") or height)
+        objects = [{"label": d["label"], "class_id": int(d["class_id"]),
+                    "score": float(d["score"]),
+                    "box": [round(d["box"][0] * scale_x, 2), round(d["box"][1] * scale_y, 2),
+                            round(d["box"][2] * scale_x, 2), round(d["box"][3] * scale_y, 2)]}
+                   for d in meta.get("predictions", [])]
+        return {"id": stem, "file": f"images/{stem}.jpg", "device": sample.device,
+                "camera": sample.camera, "frame_id": frame_id, "time": meta.get("time", ""),
+                "ts": float(meta["ts"]), "model": meta.get("model", ""),
+                "reasons": list(meta.get("reasons", [])), "width": width, "height": height,
+                "bytes": len(sample.jpeg), "phash": f"{phash:064x}", "objects": objects}
+
+    def _check_room(self, size: int) -> None:
+        if self.max_bytes is not None and self.counts.bytes + size > self.max_bytes:
+            raise DiskFullError(
+                f"{self.root} reached its allowance of {self.max_bytes / 1e6:.1f} MB "
+                f"(--max-mb) with {len(self.rows)} images; raise it or collect into another "
+                "folder (rerunning resumes this one)")
+        free = shutil.disk_usage(self.root).free
+        if free - size < self.min_free_bytes:
+            raise DiskFullError(
+                f"the disk holding {self.root} has {free / 1e6:.1f} MB free, below the "
+                f"{self.min_free_bytes / 1e6:.1f} MB to keep free (--min-free-mb); "
+                f"{len(self.rows)} images are collected and consistent; free space and rerun "
+                "to resume")
+
+    def _write(self, row: dict[str, Any], jpeg: bytes) -> None:
+        image_path = self.root / row["file"]
+        label_path = self.root / "labels" / f"{row['id']}.txt"
+        try:
+            image_path.write_bytes(jpeg)
+            label_path.write_text(yolo_lines(row))
+            with (self.root / "manifest.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            image_path.unlink(missing_ok=True)
+            label_path.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._rewrite_manifest()
+                raise DiskFullError(
+                    f"the disk holding {self.root} is full; {len(self.rows)} images are "
+                    "collected and consistent; free space and rerun to resume") from exc
+            raise
+        self.rows.append(row)
+        self.counts.written += 1
+        self.counts.bytes += len(jpeg)
+
+    def _rewrite_manifest(self) -> None:
+        """After a failed append the manifest may end in a torn line: rewrite what is listed."""
+        try:
+            _write_lines(self.root / "manifest.jsonl", self.rows)
+        except OSError:
+            log.warning("could not rewrite %s; the next run drops its torn last line",
+                        self.root / "manifest.jsonl")
+
+    # -- exports ---------------------------------------------------------------------------
+
+    def export(self, ls_prefix: str = "/data/local-files/?d=") -> None:
+        """Rewrite COCO, Label Studio, the CSV manifest and data.yaml from the manifest."""
+        self._since_export = 0
+        labels = self.labels or []
+        outputs = {
+            "annotations.coco.json": json.dumps(coco_from_rows(self.rows, labels)),
+            "label-studio.json": json.dumps(label_studio_from_rows(self.rows, ls_prefix)),
+            "manifest.csv": csv_from_rows(self.rows),
+            "data.yaml": "path: .\ntrain: images\nval: images\nnames:\n" + "".join(
+                f"  {i}: {name}\n" for i, name in enumerate(labels)),
+        }
+        try:
+            for name, text in outputs.items():
+                write_bytes_atomic(self.root / name, text.encode())
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise DiskFullError(
+                f"the disk holding {self.root} is full; the exports (COCO, Label Studio) keep "
+                f"their previous content, the manifest lists {len(self.rows)} complete images; "
+                "free space and rerun to resume") from exc
+
+
+def yolo_lines(row: dict[str, Any]) -> str:
+    width, height = row["width"], row["height"]
+    lines = []
+    for obj in row["objects"]:
+        x1, y1, x2, y2 = obj["box"]
+        lines.append(f"{obj['class_id']} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f} {obj['score']:.4f}")
+    return "".join(line + "\n" for line in lines)
+
+
+def coco_from_rows(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    """COCO detection JSON; category ids are class ids + 1 (COCO reserves 0)."""
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for index, row in enumerate(rows, start=1):
+        images.append({"id": index, "file_name": row["file"], "width": row["width"],
+                       "height": row["height"], "date_captured": row["time"],
+                       "edge_id": row["id"], "camera": row["camera"], "device": row["device"],
+                       "reasons": row["reasons"]})
+        for obj in row["objects"]:
+            x1, y1, x2, y2 = obj["box"]
+            w, h = x2 - x1, y2 - y1
+            annotations.append({"id": len(annotations) + 1, "image_id": index,
+                                "category_id": obj["class_id"] + 1,
+                                "bbox": [x1, y1, w, h], "area": round(w * h, 2), "iscrowd": 0,
+                                "score": obj["score"]})
+    return {"info": {"description": "collected by edge collect (model pre-annotations)"},
+            "images": images, "annotations": annotations,
+            "categories": [{"id": i + 1, "name": name} for i, name in enumerate(labels)]}
+
+
+def label_studio_from_rows(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """Label Studio tasks with the model's boxes as predictions (percent of the image size),
+    for a labelling config with `<Image name="image">` and `<RectangleLabels name="label">`."""
+    tasks = []
+    for row in rows:
+        width, height = row["width"], row["height"]
+        result = [{"id": f"{row['id']}_{i}", "from_name": "label", "to_name": "image",
+                   "type": "rectanglelabels", "original_width": width,
+                   "original_height": height, "image_rotation": 0, "score": obj["score"],
+                   "value": {"x": 100 * obj["box"][0] / width, "y": 100 * obj["box"][1] / height,
+                             "width": 100 * (obj["box"][2] - obj["box"][0]) / width,
+                             "height": 100 * (obj["box"][3] - obj["box"][1]) / height,
+                             "rotation": 0, "rectanglelabels": [obj["label"]]}}
+                  for i, obj in enumerate(row["objects"])]
+        scores = [obj["score"] for obj in row["objects"]]
+        tasks.append({"data": {"image": prefix + row["file"], "edge_id": row["id"],
+                               "camera": row["camera"], "device": row["device"],
+                               "time": row["time"], "reasons": ",".join(row["reasons"])},
+                      "predictions": [{"model_version": row["model"], "result": result,
+                                       "score": min(scores) if scores else 0.0}]})
+    return tasks
+
+
+def csv_from_rows(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(MANIFEST_FIELDS)
+    for row in rows:
+        writer.writerow([";".join(row["reasons"]) if name == "reasons" else
+                         len(row["objects"]) if name == "objects" else row[name]
+                         for name in MANIFEST_FIELDS])
+    return buffer.getvalue()
+
+
+def _complete_rows(manifest: Path, root: Path) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s:%d: torn row (interrupted write) dropped", manifest, number)
+            continue
+        if (root / row["file"]).is_file():
+            rows.append(row)
+    return rows
+
+
+def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+    write_bytes_atomic(path, text.encode())

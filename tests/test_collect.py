@@ -1,0 +1,274 @@
+"""`edge collect`: the dataset writer on its own, then the daemon -> Mosquitto -> collector."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from calibration.datasets import dataset_from
+from edge.collect import Collector
+from edge.collect.dataset import Dataset, DiskFullError, Sample
+from edge.collect.phash import dhash, hamming
+from edge.config import config_from_dict
+from edge.daemon import Daemon
+from edge.detections import Detections
+from edge.metrics import DetectionScorer
+from edge.mqtt.subscriber import BrokerSubscription
+from edge.synthetic.scene import SHAPE_LABELS, ShapeScene
+
+LABELS = list(SHAPE_LABELS)
+
+
+def sample_of(frame_id: int, image: np.ndarray, boxes: list[list[float]], *,
+              source_height: int | None = None, reasons=("audit",), camera="gate") -> Sample:
+    """A sample as the device sends it: boxes in source pixels, JPEG maybe downsized."""
+    ok, jpeg = cv2.imencode(".jpg", image)
+    assert ok
+    height = source_height or image.shape[0]
+    width = round(image.shape[1] * height / image.shape[0])
+    meta = {"frame_id": frame_id, "ts": 1_700_000_000.0 + frame_id,
+            "time": "2026-11-29T10:00:00Z", "model": "shapes", "width": width,
+            "height": height, "reasons": list(reasons), "labels": LABELS,
+            "predictions": [{"label": LABELS[i % 4], "class_id": i % 4, "score": 0.5 + 0.1 * i,
+                             "box": box} for i, box in enumerate(boxes)]}
+    return Sample("dev1", camera, jpeg.tobytes(), meta)
+
+
+def scene_frames(count: int, step: int = 30, seed: int = 2):
+    scene = ShapeScene(seed=seed)
+    for _ in range(count):
+        for _ in range(step - 1):
+            scene.next_truth()
+        image, truth = scene.next()
+        yield scene.frame_index, image, truth
+
+
+def test_dhash_ignores_jpeg_noise_and_exposure_but_not_motion():
+    (_, a, _), (_, b, _) = list(scene_frames(2, step=45))
+    ok, jpeg = cv2.imencode(".jpg", a, [cv2.IMWRITE_JPEG_QUALITY, 50])
+    assert ok
+    recoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    brighter = cv2.convertScaleAbs(a, alpha=1.2, beta=5)
+    assert hamming(dhash(a), dhash(recoded)) <= 6
+    assert hamming(dhash(a), dhash(brighter)) <= 6
+    assert hamming(dhash(a), dhash(b)) > 6
+
+
+def test_dataset_layouts_load_in_pycocotools_and_edge_eval(tmp_path):
+    from pycocotools.coco import COCO
+
+    dataset = Dataset(tmp_path / "out", duplicate_distance=-1)
+    truths = {}
+    for frame_id, image, truth in scene_frames(6):
+        small = cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA)
+        boxes = truth.boxes.tolist()  # source pixels (480 high); the JPEG is 240 high
+        assert dataset.add(sample_of(frame_id, small, boxes, source_height=480))
+        truths[f"dev1_gate_{frame_id:08d}"] = truth.boxes / 2
+    dataset.export()
+    out = tmp_path / "out"
+    coco = COCO(str(out / "annotations.coco.json"))
+    assert len(coco.getImgIds()) == 6
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == LABELS
+    image = coco.loadImgs(1)[0]
+    assert (image["width"], image["height"]) == (320, 240)
+    annotation = coco.loadAnns(coco.getAnnIds(imgIds=[1]))[0]
+    x, y, w, h = annotation["bbox"]
+    expected = truths[image["edge_id"]][0]
+    np.testing.assert_allclose([x, y, x + w, y + h], expected, atol=0.02)
+    # The YOLO layout is what `edge eval --data` reads; its boxes match to JPEG rounding.
+    yolo = dataset_from(out, LABELS, "detect")
+    assert yolo.kind == "yolo" and len(yolo.items) == 6
+    for item in yolo.items:
+        np.testing.assert_allclose(item.boxes, truths[item.path.stem], atol=0.01)
+    from_coco = dataset_from(out / "annotations.coco.json", LABELS, "detect")
+    assert len(from_coco.items) == 6
+    tasks = json.loads((out / "label-studio.json").read_text())
+    first = tasks[0]["predictions"][0]["result"][0]
+    assert first["type"] == "rectanglelabels" and first["value"]["rectanglelabels"][0] in LABELS
+    assert first["original_width"] == 320 and 0 <= first["value"]["x"] <= 100
+    assert tasks[0]["data"]["image"].endswith(".jpg")
+    header, *rows = (out / "manifest.csv").read_text().splitlines()
+    assert header.startswith("id,file,device,camera,frame_id,time") and len(rows) == 6
+    assert "data.yaml" in os.listdir(out) and (out / "classes.txt").read_text().split() == LABELS
+
+
+def test_near_duplicates_are_skipped_per_camera(tmp_path):
+    dataset = Dataset(tmp_path / "out")
+    (_, image, _), (_, other, _) = list(scene_frames(2, step=60))
+    assert dataset.add(sample_of(1, image, []))
+    assert not dataset.add(sample_of(2, image, []))  # the same picture again
+    assert dataset.add(sample_of(3, image, [], camera="yard"))  # another camera's is kept
+    assert dataset.add(sample_of(4, other, []))
+    assert dataset.counts.duplicates == 1 and len(dataset.rows) == 3
+
+
+def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
+    out = tmp_path / "out"
+    dataset = Dataset(out, duplicate_distance=-1)
+    frames = list(scene_frames(4))
+    for frame_id, image, truth in frames[:3]:
+        dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    # A crash: an image written without its row, and a torn last manifest line.
+    (out / "images" / "dev1_gate_99999999.jpg").write_bytes(b"partial")
+    with (out / "manifest.jsonl").open("a") as handle:
+        handle.write('{"id": "dev1_gate_0000')
+    resumed = Dataset(out, duplicate_distance=0)
+    assert resumed.counts.resumed == 3 and len(resumed.rows) == 3
+    assert not (out / "images" / "dev1_gate_99999999.jpg").exists()
+    frame_id, image, truth = frames[0]
+    assert not resumed.add(sample_of(frame_id + 1, image, []))  # its hash was remembered
+    frame_id, image, truth = frames[3]
+    assert resumed.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame_id"] for line in lines] == [f[0] for f in frames]
+
+
+def test_allowance_and_reserved_free_space_stop_with_a_clear_error(tmp_path):
+    frames = list(scene_frames(3))
+    capped = Dataset(tmp_path / "capped", max_bytes=1, duplicate_distance=-1)
+    with pytest.raises(DiskFullError, match=r"reached its allowance .* \(--max-mb\) with 0 "
+                                             r"images"):
+        capped.add(sample_of(frames[0][0], frames[0][1], []))
+    free = shutil.disk_usage(tmp_path).free
+    reserved = Dataset(tmp_path / "reserved", min_free_bytes=free + 10**9)
+    with pytest.raises(DiskFullError, match=r"MB free, below the .* to keep free "
+                                             r"\(--min-free-mb\)"):
+        reserved.add(sample_of(frames[0][0], frames[0][1], []))
+    assert not list((tmp_path / "reserved" / "images").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"),
+                    reason="mounting a tiny tmpfs needs root")
+def test_a_really_full_disk_stops_cleanly_and_keeps_the_dataset_consistent(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)]
+                      ).returncode != 0:
+        pytest.skip("tmpfs cannot be mounted here")
+    try:
+        dataset = Dataset(mount / "out", duplicate_distance=-1)
+        written = 0
+        # Either the free-space check before a write or ENOSPC during one stops it.
+        with pytest.raises(DiskFullError, match=r"(is full|MB free, below).* \d+ images are "
+                                                 r"collected and consistent; free space and"):
+            for frame_id, image, truth in scene_frames(40, step=7):
+                dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+                written += 1
+        assert written > 0
+        rows = [json.loads(line) for line in
+                (mount / "out" / "manifest.jsonl").read_text().splitlines()]
+        assert len(rows) == written
+        images = sorted(p.name for p in (mount / "out" / "images").iterdir())
+        assert images == sorted(Path(r["file"]).name for r in rows)
+    finally:
+        subprocess.run(["umount", str(mount)])
+
+
+def run_collect_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge", "collect", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--mqtt", "http://x", "--out", "{tmp}/o", "--seconds", "1"], r"mqtt://host"),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/no/such/o", "--seconds", "1"],
+     r"output directory .* does not exist"),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--max-mb", "0"],
+     r"--max-mb must be positive"),
+])
+def test_collect_cli_bad_input_exits_2(tmp_path, args, expected):
+    result = run_collect_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(expected, result.stderr), result.stderr
+
+
+def replay_truths(seed: int, frame_ids: list[int]):
+    scene = ShapeScene(seed=seed)
+    for frame_id in sorted(frame_ids):
+        while scene.frame_index < frame_id:
+            truth = scene.next_truth()
+        yield frame_id, truth
+
+
+def test_daemon_to_collector_end_to_end(tmp_path, mosquitto, demo_model):
+    seed, band = 4, (0.25, 0.5)
+    config = config_from_dict({
+        "device_id": "dev1", "model": {"path": str(demo_model), "threads": 1},
+        "cameras": [{"name": "gate", "source": f"synthetic://shapes?fps=15&seed={seed}"}],
+        "mqtt": {"url": mosquitto.url},
+        "frames": {"interval_s": 0, "max_height": 240, "draw": True},
+        "sampling": {"audit_rate": 0.4, "seed": 3, "uncertain_band": list(band),
+                     "limits": {"per_minute": 400}},
+    }, "test")
+    messages: dict[int, Detections] = {}
+
+    def on_detections(topic: str, payload: bytes, retained: bool) -> None:
+        message = json.loads(payload)
+        messages[int(message["frame_id"])] = Detections.from_payload(message["detections"])
+
+    watcher = BrokerSubscription(mosquitto.url, [("edge/dev1/+/detections", 1)], on_detections)
+    out = tmp_path / "dataset"
+    collector = Collector(mosquitto.url, "edge/+", Dataset(out, duplicate_distance=-1))
+    watcher.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(None, stop))
+    thread.start()
+    assert collector.subscription.subscribed.wait(10) and watcher.subscribed.wait(10)
+    daemon = Daemon(config)
+    daemon.start()
+    daemon.run(threading.Event(), duration=14.0)
+    time.sleep(1.0)
+    stop.set()
+    thread.join(20)
+    watcher.stop()
+    sampler = daemon.workers[0].sampler
+    rows = collector.dataset.rows
+    assert len(rows) >= 40, collector.summary()
+    assert collector.unpaired <= 2
+    # Every frame sampled as uncertain has a detection inside the band.
+    uncertain = [r for r in rows if "uncertain" in r["reasons"]]
+    assert uncertain
+    for row in uncertain:
+        assert any(band[0] <= o["score"] <= band[1] for o in row["objects"]), row
+    # The audit sample's size matches its rate within the binomial interval.
+    n, drawn = sampler.audit.frames, sampler.audit.drawn
+    assert n >= 100
+    assert abs(drawn - 0.4 * n) <= 3 * (n * 0.4 * 0.6) ** 0.5
+    audited = sum("audit" in r["reasons"] for r in rows)
+    assert audited <= drawn and audited >= drawn - 4 - FramePublisherSlack.dropped(daemon)
+    # Pre-annotations (COCO, boxes in the 240-high JPEG) scored against the scene's ground truth
+    # give the same precision/recall as the detection messages of the same frames.
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(out / "annotations.coco.json"))
+    by_frame = {img["edge_id"]: img["id"] for img in coco.loadImgs(coco.getImgIds())}
+    collected, published = DetectionScorer(4), DetectionScorer(4)
+    ids = [r["frame_id"] for r in rows]
+    for frame_id, truth in replay_truths(seed, ids):
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[by_frame[f"dev1_gate_{frame_id:08d}"]]))
+        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                           a["bbox"][1] + a["bbox"][3]] for a in anns], np.float32).reshape(-1, 4)
+        found = Detections(boxes * 2, np.array([a["score"] for a in anns], np.float32),
+                           np.array([a["category_id"] - 1 for a in anns], np.int64))
+        collected.add(found, truth.boxes, truth.class_ids, truth.difficult)
+        published.add(messages[frame_id], truth.boxes, truth.class_ids, truth.difficult)
+    np.testing.assert_allclose(collected.precision_recall(), published.precision_recall(),
+                               atol=0.005)
+
+
+class FramePublisherSlack:
+    @staticmethod
+    def dropped(daemon: Daemon) -> int:
+        return daemon.workers[0].frame_publisher.dropped
