@@ -3,6 +3,7 @@ server (GStreamer's, tests/rtsp_server.py) that is stopped, frozen and restarted
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -143,7 +144,8 @@ def test_an_unreadable_file_is_an_error_at_start(tmp_path):
         supervisor.start()
 
 
-def test_a_missing_camera_device_is_retried_with_backoff():
+def test_a_missing_camera_device_is_retried_with_backoff(caplog):
+    caplog.set_level(logging.DEBUG, logger="edge.sources.supervisor")
     supervisor, recorder = supervise("v4l2:///dev/video-edge-test-absent", reconnect_max_s=0.2)
     assert supervisor.live
     supervisor.start()
@@ -154,6 +156,9 @@ def test_a_missing_camera_device_is_retried_with_backoff():
     attempts = [s.attempts for s in recorder.statuses if s.state == "reconnecting"]
     assert attempts[:4] == [1, 2, 3, 4]
     assert "does not exist" in recorder.statuses[1].reason
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "attempt 1" in warnings[0].getMessage()  # once, not per try
+    assert sum("reopening" in r.getMessage() for r in caplog.records) >= 4
     assert recorder.states()[-1] == "ended"
 
 

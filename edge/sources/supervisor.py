@@ -29,6 +29,9 @@ from edge.timing import RateMeter, rfc3339
 
 log = logging.getLogger(__name__)
 
+#: While a camera stays down for the same reason, its warning is repeated this often (seconds).
+LOG_REPEAT_S = 300.0
+
 CameraState = Literal["starting", "streaming", "reconnecting", "ended", "failed"]
 
 
@@ -99,10 +102,10 @@ class SourceSupervisor:
         self._rng = rng or random.Random()
         self._rate = RateMeter()
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # guards the status and the current attempt
+        self._lock = threading.Lock()  # guards the status and the hand-off of frames
         self._notify_lock = threading.Lock()  # keeps callbacks in order
         self._status = CameraStatus(camera, "starting", "", time.time(), 0, 0.0)
-        self._attempt: _Attempt | None = None
+        self._logged_reason, self._logged_at = "", 0.0
         self.frames = 0
         self.reconnects = 0
         self.finished = threading.Event()
@@ -164,8 +167,7 @@ class SourceSupervisor:
                     return
                 attempts = self._attempts_after(attempt, attempts)
                 reason = self._reason(attempt)
-                log.warning("camera %s: %s; reopening (attempt %d)", self.camera, reason,
-                            attempts)
+                self._log_retry(reason, attempts)
                 self._set("reconnecting", reason, attempts)
                 if self._stop.wait(self.backoff.delay(attempts, self._rng)):
                     break
@@ -176,6 +178,18 @@ class SourceSupervisor:
         finally:
             self.finished.set()
             self._latest.close()
+
+    def _log_retry(self, reason: str, attempts: int) -> None:
+        """A warning when the camera goes down or the cause changes, then a reminder every
+        `LOG_REPEAT_S`; the attempts between are debug lines, so a camera that is away for a
+        day does not fill the journal."""
+        now = time.monotonic()
+        if reason != self._logged_reason or now - self._logged_at >= LOG_REPEAT_S:
+            self._logged_reason, self._logged_at = reason, now
+            log.warning("camera %s: %s; reopening (attempt %d, then every %g s at most)",
+                        self.camera, reason, attempts, self.backoff.max_s)
+        else:
+            log.debug("camera %s: %s; reopening (attempt %d)", self.camera, reason, attempts)
 
     def _attempts_after(self, attempt: _Attempt, attempts: int) -> int:
         with self._lock:
@@ -188,8 +202,6 @@ class SourceSupervisor:
     def _run(self, source: Source, opened: bool) -> _Attempt:
         """Read `source` on a new thread until it ends, fails, stalls or the daemon stops."""
         attempt = _Attempt(source, opened, time.monotonic())
-        with self._lock:
-            self._attempt = attempt
         reader = threading.Thread(target=self._read, args=(attempt,),
                                   name=f"capture-{self.camera}", daemon=True)
         reader.start()
@@ -229,6 +241,7 @@ class SourceSupervisor:
                     self.frames += 1
                     streaming = self._status.state == "streaming"
                 if not streaming:
+                    self._logged_reason = ""
                     log.info("camera %s: streaming from %s", self.camera, redact_uri(self.uri))
                     self._set("streaming", "", 0)
         except SourceError as exc:
