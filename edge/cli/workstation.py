@@ -11,6 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge.cli.common import parse_batch, parse_fraction, parse_size, parse_triple, print_json
+from edge.cli.field import (
+    add_drift_reference_argument,
+    add_eval_arguments,
+    cmd_field_eval,
+    labelled_images,
+    write_drift_reference,
+)
+from edge.errors import InputError
 from edge.files import require_output_directory
 
 log = logging.getLogger("edge")
@@ -167,6 +175,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     result = calibrate(model, spec, frames, options)
     cache = result.cache(args.trt_version, spec) if args.cache is not None else None
     write_bytes_atomic(args.output, result.model.SerializeToString())
+    reference = write_drift_reference(args, args.output, frames.images(), str(args.images))
     if cache is not None:
         cache.write(args.cache)
     if args.ranges is not None:
@@ -178,7 +187,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "warning": result.warning,
         "frames": result.frames, "skipped": len(frames.skipped),
         "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
-        "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None}
+        "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None,
+        "drift_reference": reference}
     if args.report is not None:
         from calibration.report import write_report
 
@@ -207,6 +217,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.field:
+        return cmd_field_eval(args)
+    if args.model is None:
+        raise InputError("edge eval needs MODEL (or --field to score a collected dataset)")
     from calibration.datasets import dataset_from
     from calibration.evaluate import evaluate
     from edge.runners.onnxruntime import OrtRunner
@@ -215,8 +229,9 @@ def _eval(args: argparse.Namespace) -> int:
         spec = runner.spec
     dataset = dataset_from(args.data, spec.labels, spec.task, args.max_images)
     accuracy = evaluate(args.model, dataset, args.threads)
+    reference = write_drift_reference(args, args.model, labelled_images(dataset), str(args.data))
     if args.json:
-        print_json(accuracy.as_dict())
+        print_json({**accuracy.as_dict(), "drift_reference": reference})
     elif accuracy.task == "classify":
         print(f"top-1 {accuracy.top1:.4f} over {accuracy.images} images")
     else:
@@ -225,6 +240,8 @@ def _eval(args: argparse.Namespace) -> int:
               f"({accuracy.images} images, {dataset.kind})")
         for label, ap in accuracy.per_class_ap50.items():
             print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap[label]:.4f}")
+    if reference is not None and not args.json:
+        print(f"wrote drift reference {reference}")
     return 0
 
 
@@ -263,15 +280,18 @@ def _add_calibrate(commands: Any) -> None:
     calibrate.add_argument("--threads", type=int, default=0,
                            help="inference threads (default 0: all cores but two)")
     calibrate.add_argument("--json", action="store_true")
+    add_drift_reference_argument(calibrate, "the calibration frames through the output model")
     calibrate.set_defaults(handler=cmd_calibrate)
 
     evaluate = commands.add_parser("eval", help="mAP / top-1 of a model on labelled data")
-    evaluate.add_argument("model", type=Path)
+    evaluate.add_argument("model", type=Path, nargs="?",
+                          help="the model (not with --field, which scores recorded predictions)")
     evaluate.add_argument("--data", type=Path, required=True,
                           help="YOLO dataset folder, COCO JSON, or class folders")
     evaluate.add_argument("--max-images", type=int)
     evaluate.add_argument("--threads", type=int, default=0)
     evaluate.add_argument("--json", action="store_true")
+    add_eval_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
 

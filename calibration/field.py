@@ -1,0 +1,227 @@
+"""Field accuracy: what the deployed model said (recorded in a collected dataset's manifest)
+against what people corrected it to, per class and per day.
+
+The recorded predictions are the device's own, at its operating threshold, so precision and
+recall are the field's figures; AP@0.5 ranks only what passed that threshold (a floor of the
+model's AP). Frames sampled for `audit` are an unbiased sample of what the camera saw, so their
+precision and recall estimate the whole stream: they get Wilson score intervals. Those count
+objects, which cluster by frame, so the intervals are somewhat too narrow when frames hold many
+related mistakes. Match/miss ratings (one verdict per image) give a precision estimate of their
+own, with its interval.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from calibration.datasets import LabelledImage, dataset_from
+from edge.detections import Detections
+from edge.errors import InputError
+from edge.metrics import DetectionScorer, match_frame
+
+log = logging.getLogger(__name__)
+
+Z95 = 1.959964
+VERDICTS = {"match": True, "correct": True, "yes": True, "1": True, "true": True,
+            "miss": False, "wrong": False, "no": False, "0": False, "false": False}
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % by default); (0, 1) for no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+    successes: int
+    trials: int
+
+    @classmethod
+    def of(cls, successes: int, trials: int) -> Estimate:
+        low, high = wilson(successes, trials)
+        value = successes / trials if trials else float("nan")
+        return cls(round(value, 4), round(low, 4), round(high, 4), successes, trials)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Precision and recall at the device's threshold, AP@0.5 over what it published."""
+
+    images: int
+    precision: float
+    recall: float
+    map50: float
+    per_class_ap50: dict[str, float]
+    per_class_precision: dict[str, float]
+    per_class_recall: dict[str, float]
+
+
+@dataclass
+class FieldReport:
+    images: int
+    overall: Scores
+    per_day: dict[str, Scores]
+    audit: dict[str, Estimate] = field(default_factory=dict)
+    ratings: Estimate | None = None
+    unknown_rated: list[str] = field(default_factory=list)
+    unlabelled: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Tally:
+    """Detection outcomes of a group of frames at IoU 0.5."""
+
+    labels: tuple[str, ...]
+    scorer: DetectionScorer = field(init=False)
+    true_pos: npt.NDArray[np.int64] = field(init=False)
+    false_pos: npt.NDArray[np.int64] = field(init=False)
+    ground_truth: npt.NDArray[np.int64] = field(init=False)
+    images: int = 0
+
+    def __post_init__(self) -> None:
+        classes = len(self.labels)
+        self.scorer = DetectionScorer(classes, (0.5,))
+        self.true_pos = np.zeros(classes, np.int64)
+        self.false_pos = np.zeros(classes, np.int64)
+        self.ground_truth = np.zeros(classes, np.int64)
+
+    def add(self, predicted: Detections, truth: LabelledImage) -> None:
+        self.scorer.add(predicted, truth.boxes, truth.class_ids, truth.difficult)
+        outcome = match_frame(predicted, truth.boxes, truth.class_ids, truth.difficult, 0.5)
+        classes = len(self.labels)
+        self.true_pos += np.bincount(predicted.class_ids[outcome == 1], minlength=classes)
+        self.false_pos += np.bincount(predicted.class_ids[outcome == 0], minlength=classes)
+        self.ground_truth += np.bincount(truth.class_ids[~truth.difficult], minlength=classes)
+        self.images += 1
+
+    def scores(self) -> Scores:
+        precision, recall = self.scorer.precision_recall()
+        ap = self.scorer.average_precision()[:, 0]
+        present = ~np.isnan(ap)
+        named = self.labels
+        counted = self.true_pos + self.false_pos
+        return Scores(
+            self.images, round(precision, 4), round(recall, 4),
+            round(float(ap[present].mean()), 4) if present.any() else 0.0,
+            {named[int(c)]: round(float(ap[c]), 4) for c in np.flatnonzero(present)},
+            {named[int(c)]: round(float(self.true_pos[c] / counted[c]), 4)
+             for c in np.flatnonzero(counted)},
+            {named[int(c)]: round(float(self.true_pos[c] / self.ground_truth[c]), 4)
+             for c in np.flatnonzero(self.ground_truth)})
+
+
+def field_accuracy(collected: Path, corrected: Path | None = None,
+                   ratings: Path | None = None) -> FieldReport:
+    """`collected`: a folder written by `edge collect`; `corrected`: its corrected labels (a
+    YOLO folder or COCO JSON; default: `collected` itself, whose labels/ people edited)."""
+    rows = read_manifest(collected)
+    labels = _labels_of(collected)
+    truths = _truths(corrected or collected, labels)
+    overall = _Tally(labels)
+    per_day: defaultdict[str, _Tally] = defaultdict(lambda: _Tally(labels))
+    audit = _Tally(labels)
+    unlabelled = 0
+    for row in rows:
+        truth = truths.get(row["id"])
+        if truth is None:
+            unlabelled += 1
+            continue
+        predicted = detections_from_row(row)
+        overall.add(predicted, truth)
+        per_day[str(row.get("time", ""))[:10] or "unknown"].add(predicted, truth)
+        if "audit" in row.get("reasons", []):
+            audit.add(predicted, truth)
+    if overall.images == 0:
+        raise InputError(f"none of the {len(rows)} images in {collected / 'manifest.jsonl'} has "
+                         f"corrected labels in {corrected or collected}")
+    report = FieldReport(overall.images, overall.scores(),
+                         {day: tally.scores() for day, tally in sorted(per_day.items())},
+                         unlabelled=unlabelled)
+    if audit.images:
+        tp, fp, gt = (int(a.sum()) for a in (audit.true_pos, audit.false_pos, audit.ground_truth))
+        report.audit = {"precision": Estimate.of(tp, tp + fp), "recall": Estimate.of(tp, gt),
+                        "images": Estimate.of(audit.images, len(rows))}
+    if ratings is not None:
+        report.ratings, report.unknown_rated = rated_precision(ratings, {r["id"] for r in rows})
+    return report
+
+
+def read_manifest(collected: Path) -> list[dict[str, Any]]:
+    path = collected / "manifest.jsonl"
+    if not path.is_file():
+        raise InputError(f"{collected} has no manifest.jsonl; field accuracy reads a folder "
+                         "written by `edge collect`")
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line: `edge collect` drops it when it resumes
+    return rows
+
+
+def _labels_of(collected: Path) -> tuple[str, ...]:
+    classes = collected / "classes.txt"
+    if not classes.is_file():
+        raise InputError(f"{collected} has no classes.txt; it was not written by `edge collect`")
+    return tuple(name for name in classes.read_text().splitlines() if name)
+
+
+def _truths(corrected: Path, labels: tuple[str, ...]) -> dict[str, LabelledImage]:
+    dataset = dataset_from(corrected, labels, "detect")
+    return {item.path.stem: item for item in dataset.items}
+
+
+def detections_from_row(row: dict[str, Any]) -> Detections:
+    return Detections.from_payload(row.get("objects", []))
+
+
+def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
+    """A CSV of `image_id,verdict` (match/miss): the share of matches with its interval, and
+    the ids that are not in the dataset (listed, skipped)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            records = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise InputError(f"cannot read ratings {path}: {exc.strerror}") from exc
+    if records and not {"image_id", "verdict"} <= set(records[0]):
+        raise InputError(f"{path}: expected the columns image_id and verdict (match or miss); "
+                         f"found {', '.join(records[0])}")
+    matches = total = 0
+    unknown: list[str] = []
+    for number, record in enumerate(records, start=2):
+        image_id, verdict = record["image_id"].strip(), record["verdict"].strip().lower()
+        if image_id not in known:
+            unknown.append(image_id)
+            continue
+        if verdict not in VERDICTS:
+            raise InputError(f"{path}:{number}: verdict {record['verdict']!r} is not match or "
+                             "miss")
+        matches += int(VERDICTS[verdict])
+        total += 1
+    if unknown:
+        log.warning("%s: %d rated image id(s) are not in the dataset, skipped: %s", path,
+                    len(unknown), ", ".join(unknown[:20]) + (" …" if len(unknown) > 20 else ""))
+    return Estimate.of(matches, total), unknown

@@ -1,0 +1,83 @@
+"""The field-accuracy report: Markdown plus a PNG of accuracy over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from calibration.field import Estimate, FieldReport
+from edge.errors import MissingDependencyError
+
+
+def write_field_report(folder: Path, report: FieldReport, source: Path) -> Path:
+    """Write `folder/index.md` and `folder/accuracy_over_time.png`; returns the index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plot = _plot_over_time(folder, report)
+    index = folder / "index.md"
+    index.write_text(_markdown(report, source, plot))
+    return index
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise MissingDependencyError("matplotlib", "convert", "the field-accuracy report") from exc
+    return plt
+
+
+def _plot_over_time(folder: Path, report: FieldReport) -> str:
+    plt = _pyplot()
+    days = list(report.per_day)
+    figure, axis = plt.subplots(figsize=(max(5.0, len(days) * 0.9), 3.4))
+    for key, colour in (("precision", "#4477aa"), ("recall", "#228833"), ("map50", "#cc6677")):
+        axis.plot(days, [getattr(report.per_day[d], key) for d in days], marker="o",
+                  color=colour, label=key.replace("map50", "AP@0.5"))
+    for key, colour in (("precision", "#4477aa"), ("recall", "#228833")):
+        estimate = report.audit.get(key)
+        if estimate is not None and days:
+            axis.axhspan(estimate.low, estimate.high, color=colour, alpha=0.12,
+                         label=f"audit {key} 95 % interval")
+    axis.set_ylim(0, 1.02)
+    axis.set_ylabel("at the device's threshold")
+    axis.tick_params(axis="x", rotation=30)
+    axis.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(folder / "accuracy_over_time.png", dpi=110)
+    plt.close(figure)
+    return "accuracy_over_time.png"
+
+
+def _interval(estimate: Estimate) -> str:
+    return (f"{estimate.value:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] "
+            f"({estimate.successes}/{estimate.trials})")
+
+
+def _markdown(report: FieldReport, source: Path, plot: str) -> str:
+    o = report.overall
+    lines = ["# Field accuracy", "",
+             f"Recorded predictions of the deployed model vs corrected labels in `{source}`: "
+             f"{report.images} images ({report.unlabelled} without corrected labels left out). "
+             "IoU 0.5; AP@0.5 ranks only what the device published (above its threshold).", "",
+             "| | precision | recall | AP@0.5 | images |", "|---|---|---|---|---|",
+             f"| all | {o.precision:.4f} | {o.recall:.4f} | {o.map50:.4f} | {o.images} |"]
+    lines += [f"| {day} | {s.precision:.4f} | {s.recall:.4f} | {s.map50:.4f} | {s.images} |"
+              for day, s in report.per_day.items()]
+    lines += ["", f"![accuracy over time]({plot})", "", "## Per class (all days)", "",
+              "| class | precision | recall | AP@0.5 |", "|---|---|---|---|"]
+    for label in sorted(set(o.per_class_ap50) | set(o.per_class_precision)):
+        lines.append(f"| {label} | {o.per_class_precision.get(label, float('nan')):.4f} | "
+                     f"{o.per_class_recall.get(label, float('nan')):.4f} | "
+                     f"{o.per_class_ap50.get(label, float('nan')):.4f} |")
+    if report.audit:
+        lines += ["", "## Audit sample (unbiased, Wilson 95 % intervals)", ""]
+        lines += [f"- {name}: {_interval(estimate)}" for name, estimate in report.audit.items()]
+    if report.ratings is not None:
+        lines += ["", "## Match/miss ratings", "", f"- precision: {_interval(report.ratings)}"]
+        if report.unknown_rated:
+            lines.append(f"- skipped {len(report.unknown_rated)} unknown image ids: "
+                         + ", ".join(f"`{i}`" for i in report.unknown_rated[:20]))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""`edge eval --field` (recorded predictions vs corrected labels) and `--drift-reference`
+(the profile the device's drift monitor compares with), for `edge eval` and `edge calibrate`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.cli.common import print_json
+
+
+def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
+    evaluate.add_argument("--field", action="store_true",
+                          help="field accuracy: --data is a folder written by `edge collect`; "
+                               "its recorded predictions are scored against corrected labels")
+    evaluate.add_argument("--labels", type=Path, metavar="PATH",
+                          help="with --field: the corrected labels (YOLO folder or COCO JSON; "
+                               "default: the --data folder's own labels/)")
+    evaluate.add_argument("--ratings", type=Path, metavar="CSV",
+                          help="with --field: image_id,verdict (match/miss) ratings")
+    evaluate.add_argument("--report", type=Path, metavar="DIR",
+                          help="with --field: write a Markdown + PNG report")
+    add_drift_reference_argument(evaluate, "the --data images")
+
+
+def add_drift_reference_argument(parser: argparse.ArgumentParser, frames: str) -> None:
+    parser.add_argument("--drift-reference", nargs="?", const="", type=str, metavar="PATH",
+                        help=f"write the model's drift reference profile from {frames} (default "
+                             "path: <model>.drift.json, which the daemon finds by itself)")
+
+
+def cmd_field_eval(args: argparse.Namespace) -> int:
+    from calibration.field import field_accuracy
+    from edge.errors import InputError
+
+    if args.drift_reference is not None:
+        raise InputError("--drift-reference needs a model run on the images; --field scores "
+                         "recorded predictions, so leave one of them out")
+    report = field_accuracy(args.data, args.labels, args.ratings)
+    summary = report.as_dict()
+    if args.report is not None:
+        from calibration.field_report import write_field_report
+
+        summary["report"] = str(write_field_report(args.report, report, args.data))
+    if args.json:
+        print_json(summary)
+        return 0
+    o = report.overall
+    print(f"field accuracy over {report.images} images: precision {o.precision:.4f}  recall "
+          f"{o.recall:.4f}  AP@0.5 {o.map50:.4f} ({report.unlabelled} without labels)")
+    for day, scores in report.per_day.items():
+        print(f"  {day}  precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
+              f"AP@0.5 {scores.map50:.4f}  ({scores.images} images)")
+    for name, estimate in report.audit.items():
+        print(f"  audit {name} {estimate.value:.4f} [{estimate.low:.4f}, {estimate.high:.4f}]")
+    if report.ratings is not None:
+        r = report.ratings
+        print(f"  rated precision {r.value:.4f} [{r.low:.4f}, {r.high:.4f}] from {r.trials} "
+              f"ratings; {len(report.unknown_rated)} unknown image ids skipped")
+    if args.report is not None:
+        print(f"report: {summary['report']}")
+    return 0
+
+
+def write_drift_reference(args: argparse.Namespace, model: Path,
+                          images: Iterable[npt.NDArray[np.uint8]], source: str) -> str | None:
+    """Write the profile when `--drift-reference` was given; returns its path."""
+    if args.drift_reference is None:
+        return None
+    from calibration.drift_reference import drift_reference_from_images
+    from edge.drift import default_reference_path
+
+    path = Path(args.drift_reference) if args.drift_reference else default_reference_path(model)
+    reference = drift_reference_from_images(model, images, source, args.threads)
+    reference.save(path)
+    return str(path)
+
+
+def labelled_images(dataset: Any) -> Iterable[npt.NDArray[np.uint8]]:
+    """The images of a `calibration.datasets.Dataset`."""
+    for _, image in dataset.images():
+        yield image

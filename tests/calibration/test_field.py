@@ -1,0 +1,138 @@
+"""Field accuracy: recorded predictions vs corrected labels, Wilson intervals, ratings, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from calibration.field import field_accuracy, rated_precision, wilson
+from edge.collect.dataset import Dataset, Sample
+from edge.drift import reference_for_model
+from edge.errors import InputError
+from edge.synthetic.dataset import write_yolo_dataset
+from edge.synthetic.scene import SHAPE_LABELS
+
+LABELS = list(SHAPE_LABELS)
+
+
+@pytest.mark.parametrize(("successes", "trials"), [(8, 10), (0, 5), (5, 5), (37, 120), (1, 1000)])
+def test_wilson_matches_scipy(successes, trials):
+    reference = binomtest(successes, trials).proportion_ci(0.95, method="wilson")
+    low, high = wilson(successes, trials)
+    assert (low, high) == pytest.approx((reference.low, reference.high), abs=1e-6)
+
+
+def make_collected(root: Path) -> Path:
+    """Three frames; predictions as the device recorded them, then 'corrected' YOLO labels.
+
+    frame 1 (day 1): circle predicted where a circle is                -> TP
+    frame 2 (day 1): square predicted on empty ground; a star missed   -> FP, FN
+    frame 3 (day 2, audit): triangle right, circle wrong               -> TP, FP
+    """
+    dataset = Dataset(root, duplicate_distance=-1)
+    image = np.zeros((100, 200, 3), np.uint8)
+    frames = [
+        (1, "2026-11-28T10:00:00Z", ["interval"], [(0, 0.9, [10, 10, 50, 50])]),
+        (2, "2026-11-28T11:00:00Z", ["uncertain"], [(1, 0.4, [100, 20, 140, 60])]),
+        (3, "2026-11-29T09:00:00Z", ["audit"], [(2, 0.8, [20, 40, 60, 90]),
+                                                 (0, 0.7, [150, 10, 190, 50])]),
+    ]
+    for frame_id, time, reasons, predictions in frames:
+        image[:] = frame_id * 40  # distinct pictures
+        ok, jpeg = cv2.imencode(".jpg", image)
+        assert ok
+        meta = {"frame_id": frame_id, "ts": float(frame_id), "time": time, "model": "shapes",
+                "width": 200, "height": 100, "reasons": reasons, "labels": LABELS,
+                "predictions": [{"label": LABELS[c], "class_id": c, "score": s, "box": b}
+                                for c, s, b in predictions]}
+        assert dataset.add(Sample("dev1", "gate", jpeg.tobytes(), meta))
+    dataset.export()
+    corrected = {1: ["0 0.15 0.3 0.2 0.4"],
+                 2: ["3 0.5 0.5 0.1 0.2"],
+                 3: ["2 0.2 0.65 0.2 0.5"]}
+    for frame_id, lines in corrected.items():
+        (root / "labels" / f"dev1_gate_{frame_id:08d}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_field_accuracy_per_day_and_audit_interval(tmp_path):
+    report = field_accuracy(make_collected(tmp_path / "c"))
+    assert report.images == 3
+    assert (report.overall.precision, report.overall.recall) == (0.5, pytest.approx(0.6667))
+    day1, day2 = report.per_day["2026-11-28"], report.per_day["2026-11-29"]
+    assert (day1.precision, day1.recall, day1.images) == (0.5, 0.5, 2)
+    assert (day2.precision, day2.recall, day2.images) == (0.5, 1.0, 1)
+    assert report.overall.per_class_precision == {"circle": 0.5, "square": 0.0, "triangle": 1.0}
+    assert report.overall.per_class_recall == {"circle": 1.0, "triangle": 1.0, "star": 0.0}
+    audit = report.audit["precision"]
+    assert (audit.successes, audit.trials, audit.value) == (1, 2, 0.5)
+    assert (audit.low, audit.high) == pytest.approx(wilson(1, 2), abs=1e-4)
+    assert report.audit["recall"].trials == 1
+
+
+def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_path, caplog):
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("image_id,verdict\na,match\nb,miss\nc,MATCH\nghost,match\nd,match\n")
+    estimate, unknown = rated_precision(ratings, {"a", "b", "c", "d"})
+    assert (estimate.successes, estimate.trials, estimate.value) == (3, 4, 0.75)
+    assert unknown == ["ghost"]
+    assert "ghost" in caplog.text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("image,rating\na,match\n", r"expected the columns image_id and verdict"),
+    ("image_id,verdict\na,perhaps\n", r":2: verdict 'perhaps' is not match or miss"),
+])
+def test_bad_ratings(tmp_path, text, expected):
+    path = tmp_path / "r.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match=expected):
+        rated_precision(path, {"a"})
+
+
+def test_field_needs_a_collected_folder(tmp_path):
+    with pytest.raises(InputError, match=r"has no manifest\.jsonl; .* written by `edge collect`"):
+        field_accuracy(tmp_path)
+
+
+def edge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_eval_field_cli_writes_the_report(tmp_path):
+    collected = make_collected(tmp_path / "c")
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("image_id,verdict\ndev1_gate_00000001,match\nnope,miss\n")
+    result = edge("eval", "--field", "--data", str(collected), "--ratings", str(ratings),
+                  "--report", str(tmp_path / "report"), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["overall"]["precision"] == 0.5 and summary["unknown_rated"] == ["nope"]
+    assert summary["ratings"]["trials"] == 1
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert "2026-11-29" in index and "accuracy_over_time.png" in index
+    assert (tmp_path / "report" / "accuracy_over_time.png").stat().st_size > 1000
+    missing = edge("eval", "--data", str(collected))
+    assert missing.returncode == 2 and "edge eval needs MODEL" in missing.stderr
+
+
+def test_eval_writes_the_drift_reference_next_to_the_model(tmp_path, demo_model):
+    model = tmp_path / "shapes.onnx"
+    shutil.copy(demo_model, model)
+    data = tmp_path / "val"
+    write_yolo_dataset(data, frames=12, seed=3)
+    result = edge("eval", str(model), "--data", str(data), "--drift-reference", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["drift_reference"] == str(tmp_path / "shapes.onnx.drift.json")
+    reference = reference_for_model(Path(summary["drift_reference"]), model)
+    assert reference.stats.frames == 12 and reference.labels == tuple(LABELS)
