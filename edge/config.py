@@ -445,7 +445,7 @@ def _shown_input(loc: tuple[int | str, ...], value: object) -> str:
     all (they may hold a password)."""
     if isinstance(value, (dict, list)):
         return ""
-    if any(isinstance(part, str) and "password" in part for part in loc):
+    if "password" in loc:
         return f"; got {REDACTED}"
     if isinstance(value, str):
         return f"; got {redact_text(redact_uri(value) if '://' in value else value)!r}"
