@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import logging
+
 from edge.config import MqttConfig
+from edge.mqtt.failures import ConnectionLog
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import Topics
 from tests.mqtt_watch import Watcher, retained_status
@@ -57,3 +60,22 @@ def test_topics_follow_contract_v1():
     assert topics.command_reply("snapshot") == "edge/gate-01/cmd/snapshot/reply"
     assert topics.command_name("edge/gate-01/cmd/snapshot") == "snapshot"
     assert topics.command_name("edge/gate-01/cmd/snapshot/reply") is None
+
+
+def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplog):
+    caplog.set_level(logging.INFO)
+    now = [0.0]
+    connection = ConnectionLog("mqtt://broker:1883", clock=lambda: now[0])
+    for second in range(0, 600, 2):  # a failed attempt every 2 s for 10 minutes
+        now[0] = float(second)
+        connection.failed("connection refused: is the broker running?")
+        if second == 100:
+            connection.failed("unreachable: No route to host")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4, warnings  # at 0 s, the change at 100 s, back at 102 s, at 402 s
+    assert "(1 failed attempt so far" in warnings[0]
+    assert "unreachable" in warnings[1] and "connection refused" in warnings[2]
+    assert connection.state == "disconnected (connection refused)"
+    connection.connected()
+    assert connection.state == "connected"
+    assert "after 301 failed attempts" in caplog.records[-1].getMessage()
