@@ -18,6 +18,7 @@ from edge.drift import DriftMonitor, reference_from_config
 from edge.errors import EdgeError, SourceError
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
+from edge.homeassistant import DiscoveryPublisher
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, Topics
 from edge.pipeline import CameraWorker
@@ -30,6 +31,8 @@ from edge.sources.supervisor import CameraState, CameraStatus, SourceSupervisor
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
 from edge.timing import rfc3339
+from edge.tracking.camera import CameraTracking
+from edge.zones import frame_size_from_uri, zones_from_config
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,9 @@ class Daemon:
             self.service.close()
             raise
         self.link.on_command("snapshot", self._snapshot)
+        self.discovery = DiscoveryPublisher(
+            config, self.spec.labels, self.model_name, self.link,
+            config.mqtt.password_value(os.environ)) if config.homeassistant.enabled else None
         self.heartbeat = Heartbeat(notifier_from_environ(os.environ),
                                    config.log.summary_interval_s)
 
@@ -140,8 +146,10 @@ class Daemon:
             raise camera_error(index, camera.name, exc) from exc
         frames = FramePublisher(self.config.frames, self.link, self.spec.labels)
         decoder = decoder_from_spec(self.spec, postprocess_settings(self.spec, self.config))
+        tracking = self._tracking(camera.name)
         return CameraWorker(camera.name, supervisor, self.service, decoder, self.link,
-                            FrameSampler(self.config.frames), frames)
+                            FrameSampler(self.config.frames), frames,
+                            tracking=tracking)
 
     def camera_statuses(self) -> list[CameraStatus]:
         return [w.supervisor.status() for w in self.workers]
@@ -164,6 +172,17 @@ class Daemon:
             for status in self.camera_statuses():
                 self.link.publish_json(self.topics.camera_status(status.camera),
                                        status.payload(), qos=1, retain=True)
+
+    def _tracking(self, name: str) -> CameraTracking | None:
+        """The camera's tracker, events and counts; its zones are checked here (ConfigError
+        naming the zone) against the frame size the source URI promises, if it does."""
+        if not self.config.tracking.enabled:
+            return None
+        camera = next(c for c in self.config.cameras if c.name == name)
+        zones = zones_from_config(name, camera.zones, self.spec.labels,
+                                  frame_size_from_uri(camera.source))
+        return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,
+                              camera.zones, self.link)
 
     def alive(self) -> bool:
         """Every camera loop and the inference thread are alive (systemd's watchdog)."""
@@ -226,6 +245,8 @@ class Daemon:
             self.service.close()
             raise
         self.link.start()
+        if self.discovery is not None:
+            self.discovery.start()
         log.info("running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
                  self.backend.reason, ", ".join(w.name for w in self.workers))
         self.heartbeat.ready(summary_line(self.stats()))

@@ -1,8 +1,10 @@
 """`edge demo`: the whole product in one command, scored against the scene's ground truth.
 
 Starts an embedded broker (or uses --mqtt), runs the daemon on the synthetic camera with the
-bundled detector, and runs a subscriber that prints live detections and scores them by
-replaying the scene from its seed.
+bundled detector, and runs a subscriber (the typed client) that prints live detections and
+scores them by replaying the scene from its seed: detection precision and recall, tracking
+(IDF1, MOTA, identity switches with py-motmetrics) and the events against the scene's object
+appearances.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge.broker import EmbeddedBroker
+from edge.client import DetectionsMessage, Event, Message, Subscriber
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.detections import Detections
 from edge.errors import EdgeError, InputError
-from edge.mqtt.subscriber import TopicSubscriber
+from edge.monitor import format_detections
 from edge.spec import spec_from_onnx_file
+from edge.synthetic.mot import TrackingScorer
 from edge.synthetic.replay import ReplayScorer
 from edge.synthetic.scene import SHAPE_LABELS
 
@@ -47,17 +53,11 @@ class DemoSummary:
     backend: str
     broker: str
     latency_ms_p50: dict[str, float]
+    tracking: dict[str, float | int]
+    events: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def format_detections(message: dict[str, Any]) -> str:
-    """One console line for a detections message."""
-    objects = ", ".join(f"{d['label']} {d['score']:.2f}" for d in message["detections"])
-    total = message.get("latency_ms", {}).get("total", float("nan"))
-    return (f"{message['camera']} frame {message['frame_id']:5d}  {total:6.1f} ms  "
-            f"{len(message['detections'])} objects: {objects or '-'}")
 
 
 def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: float = 15.0,
@@ -96,35 +96,54 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
         "frames": {"interval_s": 5.0},
         "stats": {"interval_s": 5.0},
     }, "edge demo")
-    scorer = ReplayScorer(seed)
-    lock = threading.Lock()
-
-    def on_detections(topic: str, message: dict[str, Any]) -> None:
-        with lock:
-            scorer.add(int(message["frame_id"]), Detections.from_payload(message["detections"]))
-        echo(format_detections(message))
-
-    subscriber = TopicSubscriber(url, config.topic_prefix, on_detections,
-                                 client_id=f"edge-demo-watch-{id(scorer) % 100000}")
+    watcher = _Watcher(seed, echo)
+    subscriber = Subscriber(url, config.topic_prefix, ["detections", "event", "count"],
+                            callback=watcher, client_id=f"edge-demo-watch-{id(watcher) % 100000}")
     subscriber.start()
     try:
-        if not subscriber.subscribed.wait(10.0):
+        if not subscriber.wait_subscribed(10.0):
             raise EdgeError(f"could not reach the MQTT broker at {url}; check --mqtt or omit it "
                             "to use the embedded broker")
         daemon = Daemon(config)
         daemon.start()
         summary = daemon.run(threading.Event(), duration=seconds)
         deadline = time.monotonic() + 5.0
-        while subscriber.received < summary.published and time.monotonic() < deadline:
+        while sum(subscriber.counts.values()) < summary.published and \
+                time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         subscriber.stop()
-    precision, recall = scorer.precision_recall()
+    precision, recall = watcher.scorer.precision_recall()
     camera = daemon.workers[0].stats()
     return DemoSummary(
         frames=summary.frames, seconds=round(summary.seconds, 2), fps=round(summary.fps, 2),
-        published=summary.published, received=subscriber.received,
+        published=summary.published, received=sum(subscriber.counts.values()),
         precision=round(precision, 4), recall=round(recall, 4),
         dropped_frames=camera["dropped"], model=str(model), backend=daemon.backend.name,
         broker=broker_name,
-        latency_ms_p50={stage: v["p50"] for stage, v in camera["latency_ms"].items()})
+        latency_ms_p50={stage: v["p50"] for stage, v in camera["latency_ms"].items()},
+        tracking=watcher.tracking.summary(),
+        events=watcher.tracking.check_events(watcher.events))
+
+
+class _Watcher:
+    """The demo's subscriber callback: prints detections, scores them and their tracks, keeps
+    the events (on the client's network thread: one message at a time)."""
+
+    def __init__(self, seed: int, echo: Callable[[str], None]) -> None:
+        self.scorer = ReplayScorer(seed)
+        self.tracking = TrackingScorer(seed)
+        self.events: list[dict[str, Any]] = []
+        self._echo = echo
+
+    def __call__(self, message: Message) -> None:
+        payload = message.payload
+        if isinstance(payload, DetectionsMessage):
+            detections = Detections.from_payload([d.model_dump() for d in payload.detections])
+            self.scorer.add(payload.frame_id, detections)
+            track_ids = np.array([d.track_id or 0 for d in payload.detections], np.int64)
+            self.tracking.add(payload.frame_id, detections.boxes, detections.class_ids,
+                              track_ids)
+            self._echo(format_detections(message.device, payload))
+        elif isinstance(payload, Event):
+            self.events.append(payload.model_dump())

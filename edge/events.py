@@ -1,9 +1,12 @@
 """Object events and counts of one camera, from its tracker's state after every frame.
 
 An object's life is one `new`, rate-limited `update`s (only when its zones or top score changed)
-and one `end` once it has gone unseen for `max_disappeared` frames. Each event carries the
-object's best snapshot so far; the JPEG itself goes to a retained topic per event, and only the
-newest `RETAINED_SNAPSHOTS` stay retained per camera, so the broker's store stays bounded.
+and one `end` once it has gone unseen for `max_disappeared` frames. A track becomes an object
+only once the median of its scores (the last `SCORE_HISTORY` frames) reaches `event_score`, as
+Frigate does: a duplicate box that survives NMS for a few frames is tracked, but never
+reported. Each event carries the object's best snapshot so far; the JPEG itself goes to a
+retained topic per event, and only the newest `RETAINED_SNAPSHOTS` stay retained per camera,
+so the broker's store stays bounded.
 Counts (objects present now, per label and per zone and label) are retained and sent on change.
 Events and counts are at-least-once (the outbox); snapshots are best effort, like frames.
 """
@@ -28,6 +31,9 @@ from edge.zones import Zone, anchor_points
 
 #: Snapshots kept retained per camera; older ones are cleared with an empty retained message.
 RETAINED_SNAPSHOTS = 50
+
+#: Scores of a not-yet-reported track that its median is taken over.
+SCORE_HISTORY = 10
 
 #: Pixels of context around the object in its snapshot, as a fraction of the box size.
 SNAPSHOT_MARGIN = 0.25
@@ -77,6 +83,7 @@ class EventEngine:
         self.zones = list(zones)
         self.settings = settings
         self._lives: dict[int, _Life] = {}
+        self._scores: dict[int, deque[float]] = {}  # tracks not reported yet
         self._counts: dict[str, int] | None = None
         self._retained: deque[str] = deque()
         self.events_sent = 0
@@ -87,7 +94,7 @@ class EventEngine:
         """Messages for this frame. `image`: the source frame (BGR [H, W, 3]) the tracker saw,
         or None when it is no longer available (no snapshot is taken then)."""
         out: list[Outgoing] = []
-        confirmed = [o for o in objects if o.confirmed]
+        confirmed = [o for o in objects if o.confirmed and self._reported(o)]
         inside = self._zones_of(confirmed)
         for item, zones in zip(confirmed, inside, strict=True):
             life = self._lives.get(item.track_id)
@@ -105,11 +112,24 @@ class EventEngine:
             else:
                 self._note_zones(life, zones)
         for item in ended:
+            self._scores.pop(item.track_id, None)
             life = self._lives.pop(item.track_id, None)
             if life is not None:
                 out += self._event("end", item, life, life.zones, ts, life.last_seen)
         out += self._count_messages(confirmed, inside)
         return out
+
+    def _reported(self, item: TrackedObject) -> bool:
+        """Whether the track is (now) an object worth events: see the module docstring."""
+        if item.track_id in self._lives:
+            return True
+        history = self._scores.setdefault(item.track_id, deque(maxlen=SCORE_HISTORY))
+        if item.disappeared == 0:
+            history.append(item.score)
+        if not history or float(np.median(history)) < self.settings.event_score:
+            return False
+        del self._scores[item.track_id]
+        return True
 
     def _begin(self, item: TrackedObject, ts: float, frame_id: int,
                image: npt.NDArray[np.uint8] | None) -> _Life:

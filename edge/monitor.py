@@ -1,90 +1,157 @@
-"""`edge monitor`: watch devices' topics from anywhere — status, detections, stats, frames."""
+"""`edge monitor`: watch devices from anywhere, through the typed client (`edge.client`).
+
+Every line starts with `[<device>]`, so a fleet (`edge/+`) reads clearly. By default each
+detections message is a line; `--events` shows tracked objects' events instead. `--frames DIR`
+keeps sampled JPEGs as `DIR/<device>/<camera>/<frame_id>.jpg`, each with a JSON sidecar of that
+frame's detections: a frame and its `frame/meta` arrive as two messages, so the JPEG waits for
+its meta (which names the frame id) before it is written.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.demo import format_detections
+from edge.client import (
+    CameraStatus,
+    Count,
+    DetectionsMessage,
+    DeviceStats,
+    DeviceStatus,
+    Event,
+    FrameMeta,
+    Jpeg,
+    Message,
+    Subscriber,
+)
 from edge.errors import EdgeError, InputError
-from edge.mqtt.subscriber import TopicSubscriber
+from edge.redact import redact_uri
+
+#: Detections messages kept per camera to find a saved frame's detections.
+RECENT_DETECTIONS = 64
 
 
-def format_status(topic: str, status: dict[str, Any]) -> str:
-    device = topic.rsplit("/", 2)[-2]
-    return (f"[{device}] {status.get('state', '?')}: model {status.get('model', '?')} on "
-            f"{status.get('backend', '?')}, cameras {', '.join(status.get('cameras', []))}, "
-            f"since {status.get('started_at', '?')}")
+def format_detections(device: str, message: DetectionsMessage) -> str:
+    objects = ", ".join(
+        f"{d.label}{f' #{d.track_id}' if d.track_id else ''} {d.score:.2f}"
+        for d in message.detections)
+    total = message.latency_ms.get("total", float("nan"))
+    return (f"[{device}] {message.camera} frame {message.frame_id:5d}  {total:6.1f} ms  "
+            f"{len(message.detections)} objects: {objects or '-'}")
 
 
-def format_stats(topic: str, stats: dict[str, Any]) -> str:
-    device = topic.rsplit("/", 2)[-2]
+def format_event(device: str, event: Event) -> str:
+    seen = (event.end if event.end is not None else event.ts) - event.start
+    zones = f" in {', '.join(event.zones)}" if event.zones else ""
+    entered = f" (entered {', '.join(event.entered_zones)})" if event.entered_zones else ""
+    return (f"[{device}] {event.camera} {event.type:6s} {event.label} #{event.track_id} "
+            f"score {event.top_score:.2f}{zones}{entered} {seen:.1f} s")
+
+
+def format_status(device: str, status: DeviceStatus) -> str:
+    return (f"[{device}] {status.state}: model {status.model} on {status.backend or '?'}, "
+            f"cameras {', '.join(status.cameras)}, since {status.started_at}")
+
+
+def format_stats(device: str, stats: DeviceStats) -> str:
     cameras = []
-    for name, camera in stats.get("cameras", {}).items():
-        infer = camera.get("latency_ms", {}).get("infer", {}).get("p50", "?")
-        cameras.append(f"{name} {camera.get('fps', 0):.1f} fps, infer p50 {infer} ms, "
-                       f"dropped {camera.get('dropped', 0)}")
-    mqtt = stats.get("mqtt", {})
+    for name, camera in stats.cameras.items():
+        infer = camera.latency_ms.get("infer", {}).get("p50", "?")
+        cameras.append(f"{name} {camera.fps:.1f} fps, infer p50 {infer} ms, "
+                       f"dropped {camera.dropped}")
     return (f"[{device}] stats: {'; '.join(cameras) or 'no cameras'}; outbox "
-            f"{mqtt.get('outbox_depth', '?')}, memory {stats.get('memory_rss_mb', '?')} MB, "
-            f"up {stats.get('uptime_s', '?')} s")
+            f"{stats.mqtt.get('outbox_depth', '?')}, memory {stats.memory_rss_mb} MB, "
+            f"up {stats.uptime_s} s")
+
+
+def format_line(message: Message, events: bool) -> str | None:
+    """The console line of a message, or None for kinds not shown in this mode."""
+    device, payload = message.device, message.payload
+    if isinstance(payload, DeviceStatus):
+        return format_status(device, payload)
+    if isinstance(payload, DeviceStats):
+        return format_stats(device, payload)
+    if isinstance(payload, CameraStatus):
+        return f"[{device}] {message.camera} camera {payload.state}: {payload.reason or ''}"
+    if isinstance(payload, Event) and events:
+        return format_event(device, payload)
+    if isinstance(payload, DetectionsMessage) and not events:
+        return format_detections(device, payload)
+    if isinstance(payload, Count) and events:
+        where = f"{payload.zone}/" if payload.zone else ""
+        return f"[{device}] {message.camera} {where}{payload.label} count {payload.count}"
+    return None
 
 
 class FrameSaver:
-    """Writes received JPEG frames to `folder/<device>/<camera>/<n>.jpg`."""
+    """Writes `folder/<device>/<camera>/<frame_id>.jpg` and `<frame_id>.json` (the frame's
+    meta and detections) once a frame's JPEG and its meta have both arrived."""
 
     def __init__(self, folder: Path) -> None:
         if not folder.parent.is_dir():
             raise InputError(f"--frames folder's parent {folder.parent} does not exist")
         self.folder = folder
         self.saved = 0
+        self._jpegs: dict[tuple[str, str], bytes] = {}
+        self._detections: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
 
-    def __call__(self, topic: str, jpeg: bytes) -> None:
-        parts = topic.split("/")
-        target = self.folder.joinpath(parts[-3], parts[-2])
+    def __call__(self, message: Message) -> None:
+        key = (message.device, message.camera or "")
+        payload = message.payload
+        if isinstance(payload, Jpeg) and message.kind == "frame":
+            self._jpegs[key] = payload.data
+        elif isinstance(payload, DetectionsMessage):
+            recent = self._detections.setdefault(key, {})
+            recent[payload.frame_id] = [d.model_dump(exclude_none=True)
+                                        for d in payload.detections]
+            while len(recent) > RECENT_DETECTIONS:
+                del recent[next(iter(recent))]
+        elif isinstance(payload, FrameMeta) and key in self._jpegs:
+            self._write(key, payload, self._jpegs.pop(key))
+
+    def _write(self, key: tuple[str, str], meta: FrameMeta, jpeg: bytes) -> None:
+        target = self.folder.joinpath(*key)
         target.mkdir(parents=True, exist_ok=True)
+        extra = meta.model_extra or {}
+        detections = self._detections.get(key, {}).get(meta.frame_id, extra.get("predictions"))
+        (target / f"{meta.frame_id}.jpg").write_bytes(jpeg)
+        sidecar = {"device": key[0], "camera": key[1], "frame_id": meta.frame_id,
+                   "ts": meta.ts, "time": meta.time, "width": meta.width, "height": meta.height,
+                   "detections": detections, "meta": meta.model_dump()}
+        (target / f"{meta.frame_id}.json").write_text(json.dumps(sidecar, indent=1))
         self.saved += 1
-        (target / f"{self.saved:06d}.jpg").write_bytes(jpeg)
 
 
 def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | None,
-                echo: Callable[[str], None] = print,
-                stop: threading.Event | None = None) -> dict[str, Any]:
-    counts: Counter[str] = Counter()
-
-    def counted(kind: str, show: Callable[[str, dict[str, Any]], str] | None
-                ) -> Callable[[str, dict[str, Any]], None]:
-        def handle(topic: str, payload: dict[str, Any]) -> None:
-            counts[kind] += 1
-            if show is not None:
-                echo(show(topic, payload))
-        return handle
-
+                echo: Callable[[str], None] = print, stop: threading.Event | None = None,
+                events: bool = False, share_group: str | None = None) -> dict[str, Any]:
+    """Print messages until `stop` is set or `seconds` pass; returns counts per kind."""
     saver = FrameSaver(frames) if frames is not None else None
+    lock = threading.Lock()
 
-    def on_frame(topic: str, jpeg: bytes) -> None:
-        counts["frame"] += 1
-        if saver is not None:
-            saver(topic, jpeg)
+    def show(message: Message) -> None:
+        line = format_line(message, events)
+        with lock:
+            if line is not None:
+                echo(line)
+            if saver is not None:
+                saver(message)
 
-    subscriber = TopicSubscriber(
-        url, prefix, counted("detections", lambda t, p: format_detections(p)),
-        on_status=counted("status", format_status), on_stats=counted("stats", format_stats),
-        on_frame=on_frame, on_frame_meta=counted("frame/meta", None),
-        client_id=f"edge-monitor-{int(time.time() * 1000) % 1_000_000}")
-    subscriber.start()
+    subscriber = Subscriber(url, prefix, share_group=share_group, callback=show,
+                            client_id=f"edge-monitor-{int(time.time() * 1000) % 1_000_000}")
     stop = stop or threading.Event()
+    subscriber.start()
     try:
-        if not subscriber.subscribed.wait(10.0):
-            raise EdgeError(f"could not reach the MQTT broker at {url}; check --mqtt")
+        if not subscriber.wait_subscribed(10.0):
+            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(url)}; check "
+                            "--mqtt (mqtts:// defaults to port 8883)")
+        echo(f"connected to {redact_uri(url)}, watching {prefix}")
         stop.wait(seconds)
-    except KeyboardInterrupt:
-        pass
     finally:
         subscriber.stop()
-    return {"messages": dict(counts), "malformed": subscriber.malformed,
+    return {"messages": dict(subscriber.counts), "malformed": subscriber.invalid,
             "frames_saved": saver.saved if saver else 0}

@@ -58,6 +58,9 @@ class TrackingConfig(_Section):
     low_score: float = Field(default=0.1, gt=0, lt=1,
                              description="detections between low and high only keep tracks")
     new_track_score: float = Field(default=0.6, gt=0, lt=1)
+    event_score: float = Field(default=0.7, gt=0, le=1,
+                               description="a tracked object gets events and is counted once "
+                                           "the median of its scores reaches this")
     max_disappeared: int = Field(default=30, ge=1, le=10_000,
                                  description="frames an object may go unseen before its end "
                                              "event")
@@ -73,3 +76,6 @@ class HomeAssistantConfig(_Section):
     enabled: bool = Field(default=False, description="publish Home Assistant MQTT discovery")
     prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_/-]{1,64}$",
                         description="Home Assistant's discovery prefix")
+    labels: list[str] = Field(default_factory=list,
+                              description="labels that get count and occupancy entities; "
+                                          "empty: every label of the model")

@@ -33,6 +33,7 @@ from edge.preprocess import LetterboxGeometry, letterboxer_from_spec
 from edge.service import InferenceError, InferenceService, ServiceClosedError, Ticket
 from edge.sources.supervisor import SourceSupervisor
 from edge.timing import RateMeter, StageTimes, rfc3339
+from edge.tracking.camera import CameraTracking, with_track_ids
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class CameraWorker:
 
     def __init__(self, name: str, supervisor: SourceSupervisor, service: InferenceService,
                  decoder: Decoder, link: MqttLink, sampler: FrameSampler,
-                 frames: FramePublisher) -> None:
+                 frames: FramePublisher,
+                 tracking: CameraTracking | None = None) -> None:
         self.name = name
         self.supervisor = supervisor
         self.service = service
@@ -64,6 +66,7 @@ class CameraWorker:
         self._link = link
         self.sampler = sampler
         self.frame_publisher = frames
+        self.tracking = tracking
         self.drift: DriftMonitor | None = None  # set by the daemon when the model has a profile
         self._letterbox = letterboxer_from_spec(self.spec)
         self._latest = supervisor.latest
@@ -129,6 +132,8 @@ class CameraWorker:
                     frame.frame_id = -1
                 if self.drift is not None and frame.frame_id >= 0:
                     self.drift.observe_image(frame.ts, frame.image)
+                if self.tracking is not None:  # snapshots are cut once detections are known
+                    self.tracking.hold(frame.frame_id, frame.image)
                 sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
                 frame.release()
                 self.service.commit(ticket)
@@ -149,6 +154,8 @@ class CameraWorker:
             log.exception("camera %s: the camera loop failed", self.name)
         finally:
             self.service.leave(self._camera)
+            if self.tracking is not None:
+                self.tracking.close()
             self.finished.set()
 
     def _finish(self, job: _InFlight | None) -> None:
@@ -161,6 +168,10 @@ class CameraWorker:
         inferred = time.perf_counter()
         detections = self._decoder(output, job.geometry)
         done = time.perf_counter()
+        track_ids = None if self.tracking is None else self.tracking.update(
+            job.frame_id, job.ts, detections,
+            (job.geometry.source_width, job.geometry.source_height))
+        tracked = time.perf_counter()
         ticket = job.ticket
         latency = {
             "queue": round(job.queue_ms, 2),
@@ -168,11 +179,13 @@ class CameraWorker:
             "batch_wait": round((ticket.started_at - ticket.committed_at) * 1e3, 2),
             "infer": round((ticket.finished_at - ticket.started_at) * 1e3, 2),
             "postprocess": round((done - inferred) * 1e3, 2),
+            "track": round((tracked - done) * 1e3, 2),
         }
         latency["total"] = round((time.time() - job.ts) * 1e3, 2)
         for stage, value in latency.items():
             self.times.add(stage, value)
-        self._link.publish_detections(self.name, self._payload(job, detections, latency))
+        self._link.publish_detections(self.name,
+                                      self._payload(job, detections, latency, track_ids))
         if self.drift is not None:
             self.drift.observe_detections(job.ts, detections, job.geometry.source_width,
                                           job.geometry.source_height)
@@ -183,12 +196,13 @@ class CameraWorker:
         self.frames += 1
         self._rate.tick()
 
-    def _payload(self, job: _InFlight, detections: Detections,
-                 latency: dict[str, float]) -> dict[str, Any]:
+    def _payload(self, job: _InFlight, detections: Detections, latency: dict[str, float],
+                 track_ids: npt.NDArray[np.int64] | None) -> dict[str, Any]:
+        items = detections.to_payload(self.spec.labels)
         return {
             "v": CONTRACT_VERSION, "ts": job.ts, "time": rfc3339(job.ts),
             "frame_id": job.frame_id, "camera": self.name, "model": self.spec.name,
             "width": job.geometry.source_width, "height": job.geometry.source_height,
             "latency_ms": latency, "batch": job.ticket.batch_size,
-            "detections": detections.to_payload(self.spec.labels),
+            "detections": items if track_ids is None else with_track_ids(items, track_ids),
         }

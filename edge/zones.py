@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from edge.errors import ConfigError
 from edge.objects_config import ZoneConfig
+from edge.sources.uri import SourceUri
 
 
 @dataclass(frozen=True)
@@ -124,3 +125,13 @@ def _segments_intersect(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64],
         return True
     return ((o1 == 0 and between(a, b, c)) or (o2 == 0 and between(a, b, d))
             or (o3 == 0 and between(c, d, a)) or (o4 == 0 and between(c, d, b)))
+
+
+def frame_size_from_uri(uri: str) -> tuple[int, int] | None:
+    """(width, height) a source URI promises before it is opened, when it does: the synthetic
+    scene's size (default 640x480) or explicit width and height options; None otherwise."""
+    parsed = SourceUri.parse(uri)
+    if parsed.scheme == "synthetic":
+        return parsed.integer("width", 640), parsed.integer("height", 480)
+    width, height = parsed.integer("width", 0), parsed.integer("height", 0)
+    return (width, height) if width and height else None

@@ -42,14 +42,14 @@ def test_two_crossing_objects_keep_their_ids():
         a = [10 + 5 * t, 100, 50 + 5 * t, 140]
         b = [210 - 5 * t, 100, 250 - 5 * t, 140]
         ids = tracker.update(_detections([a, b], [0.9, 0.8], [0, 0]))
-        if t >= 1:
+        if t >= 2:  # confirmed on the third frame (min_hits)
             seen[0].add(int(ids[0]))
             seen[1].add(int(ids[1]))
     assert seen[0] == {1} and seen[1] == {2}
 
 
 def test_low_score_detections_keep_a_track_alive_but_do_not_start_one():
-    tracker = ByteTracker(TrackerSettings(high_score=0.5, low_score=0.1))
+    tracker = ByteTracker(TrackerSettings(high_score=0.5, low_score=0.1, min_hits=2))
     box = [100, 100, 150, 150]
     assert tracker.update(_detections([box], [0.9], [1])).tolist() == [0]  # tentative
     assert tracker.update(_detections([box], [0.9], [1])).tolist() == [1]
@@ -60,7 +60,7 @@ def test_low_score_detections_keep_a_track_alive_but_do_not_start_one():
 
 
 def test_a_track_ends_after_max_disappeared_frames_and_ids_are_not_reused():
-    tracker = ByteTracker(TrackerSettings(max_disappeared=3))
+    tracker = ByteTracker(TrackerSettings(max_disappeared=3, min_hits=2))
     box = [100, 100, 150, 150]
     tracker.update(_detections([box], [0.9], [0]))
     tracker.update(_detections([box], [0.9], [0]))
@@ -73,8 +73,19 @@ def test_a_track_ends_after_max_disappeared_frames_and_ids_are_not_reused():
     assert tracker.update(_detections([box], [0.9], [0])).tolist() == [2]
 
 
+def test_a_box_seen_on_fewer_than_min_hits_frames_in_a_row_never_gets_an_id():
+    tracker = ByteTracker(TrackerSettings(min_hits=3))
+    box = [100, 100, 150, 150]
+    for detections in ([box], [box], [], [box], [box], [], [box]):
+        ids = tracker.update(_detections(detections, [0.9] * len(detections),
+                                         [0] * len(detections)))
+        assert ids.tolist() == [0] * len(detections)
+    assert tracker.update(_detections([box], [0.9], [0])).tolist() == [0]
+    assert tracker.update(_detections([box], [0.9], [0])).tolist() == [1]
+
+
 def test_classes_are_never_mixed():
-    tracker = ByteTracker()
+    tracker = ByteTracker(TrackerSettings(min_hits=2))
     box = [100, 100, 150, 150]
     tracker.update(_detections([box], [0.9], [0]))
     tracker.update(_detections([box], [0.9], [0]))
@@ -169,12 +180,12 @@ def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
     left = [int(m[1]) for m in recorder.messages if m[0] == "edge/d/gate/left/triangle/count"]
     assert left == [0, 1, 0]  # published on change only
     assert all(m[3] and m[4] and m[2] == 1 for m in recorder.messages if m[0].endswith("count"))
-    assert events[0]["start"] == pytest.approx(1000.1)  # confirmed on the second frame
+    assert events[0]["start"] == pytest.approx(1000.2)  # confirmed on the third frame
 
 
 def test_old_snapshots_are_cleared_so_the_broker_store_stays_bounded():
     engine = EventEngine("c", Topics("p"), ["a"], [], TrackingConfig(max_disappeared=1))
-    tracker = ByteTracker(TrackerSettings(max_disappeared=1))
+    tracker = ByteTracker(TrackerSettings(max_disappeared=1, min_hits=2))
     image = np.zeros((100, 100, 3), np.uint8)
     messages = []
     for n in range(RETAINED_SNAPSHOTS + 5):

@@ -1,101 +1,131 @@
-"""A subscriber for the people watching the topics: detections and status under one prefix."""
+"""A broker connection for subscribers: MQTT 5, reconnects, optional shared subscriptions.
+
+paho reconnects by itself (loop_start) with backoff; the filters are subscribed again on every
+connect, so a broker restart loses nothing but the messages sent while it was down (QoS 1
+messages too, with a clean session: a subscriber is a viewer, not a store). With a share group,
+filters become `$share/<group>/<filter>` and the broker hands each message to one member of the
+group, so consumers scale out across processes (MQTT 5 shared subscriptions). A broker that
+does not speak MQTT 5 (amqtt, old brokers) is retried once with MQTT 3.1.1.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.errors import InputError
+from edge.mqtt.url import broker_from_url
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str, dict[str, Any]], None]
+#: CONNACK reason code of a broker that does not speak the requested protocol version.
+UNSUPPORTED_PROTOCOL = 0x84
+
+#: (topic, payload, retained) of every message received.
+Receiver = Callable[[str, bytes, bool], None]
 
 
-class TopicSubscriber:
-    """Subscribes under `prefix` (which may hold `+`, e.g. `edge/+` for every device) and calls
-    the handlers with (topic, payload): decoded JSON for detections, status, stats and frame
-    meta; JPEG bytes for frames. Only topics with a handler are subscribed. Messages that
-    should be JSON but are not are counted and skipped."""
+class BrokerSubscription:
+    """Subscribes `filters` [(filter, qos)] and passes every message to `receiver` on paho's
+    network thread; `connected` is set while connected, `subscribed` once the broker granted
+    the subscriptions (after each connect)."""
 
-    def __init__(self, url: str, prefix: str, on_detections: Handler,
-                 on_status: Handler | None = None, client_id: str = "",
-                 on_stats: Handler | None = None,
-                 on_frame: Callable[[str, bytes], None] | None = None,
-                 on_frame_meta: Handler | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise InputError(f"broker URL {url!r} must look like mqtt://host:port")
-        self._host, self._port = parts.hostname, parts.port or 1883
-        self.prefix = prefix
-        self._json_handlers: dict[str, Handler | None] = {
-            "detections": on_detections, "status": on_status, "stats": on_stats,
-            "frame/meta": on_frame_meta}
-        self._on_frame = on_frame
-        self.received = 0  # detection messages
-        self.malformed = 0
+    def __init__(self, url: str, filters: Sequence[tuple[str, int]], receiver: Receiver,
+                 client_id: str = "", share_group: str | None = None,
+                 ca_file: str | None = None, username: str | None = None,
+                 password: str | None = None) -> None:
+        """`username`/`password` override the URL's user info."""
+        try:
+            broker = broker_from_url(url)
+        except ValueError as exc:
+            raise InputError(f"broker URL: {exc}") from None
+        if share_group is not None and not share_group.replace("-", "").replace("_", "").isalnum():
+            raise InputError(f"share group {share_group!r}: use letters, digits, _ and - only")
+        self.url, self.host, self.port = url, broker.host, broker.port
+        self.filters = [(f"$share/{share_group}/{f}" if share_group else f, q) for f, q in filters]
+        self._receiver = receiver
+        self.connected = threading.Event()
         self.subscribed = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if parts.scheme == "mqtts":
-            self._client.tls_set()
-        if parts.username:
-            self._client.username_pw_set(parts.username, parts.password)
-        self._client.on_connect = self._connected
-        self._client.on_subscribe = lambda *args: self.subscribed.set()
-        self._client.on_message = self._message
+        self.connects = 0
+        self.protocol = mqtt.MQTTv5
+        self._settings = (client_id, broker.tls, ca_file, username or broker.username,
+                          password if username else broker.password)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client_id, tls, ca_file, username, password = self._settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=self.protocol)
+        if tls:
+            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        if username:
+            client.username_pw_set(username, password)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
 
     def start(self) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        with self._lock:
+            self._stopped = True
+            client = self._client
+        client.disconnect()
+        client.loop_stop()
 
-    def _filters(self) -> list[tuple[str, int]]:
-        wanted = [(f"{self.prefix}/+/detections", 1)]
-        if self._json_handlers["status"] is not None:
-            wanted.append((f"{self.prefix}/status", 1))
-        if self._json_handlers["stats"] is not None:
-            wanted.append((f"{self.prefix}/stats", 0))
-        if self._on_frame is not None:
-            wanted.append((f"{self.prefix}/+/frame", 0))
-        if self._json_handlers["frame/meta"] is not None:
-            wanted.append((f"{self.prefix}/+/frame/meta", 0))
-        return wanted
+    def _downgrade(self) -> None:
+        """Replace the MQTT 5 client by an MQTT 3.1.1 one (runs on a thread of its own: a
+        client cannot stop its own network thread)."""
+        with self._lock:
+            if self._stopped:
+                return
+            old, self.protocol = self._client, mqtt.MQTTv311
+            self._client = self._make_client()
+        old.disconnect()
+        old.loop_stop()
+        self.start()
 
-    def _connected(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                   properties: Any) -> None:
-        client.subscribe(self._filters())
-
-    @staticmethod
-    def kind_of(topic: str) -> str:
-        if topic.endswith("/frame/meta"):
-            return "frame/meta"
-        return topic.rsplit("/", 1)[-1]
-
-    def _message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        kind = self.kind_of(message.topic)
-        if kind == "frame":
-            if self._on_frame is not None:
-                self._on_frame(message.topic, bytes(message.payload))
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                    properties: Properties | None) -> None:
+        if reason.is_failure and reason.value == UNSUPPORTED_PROTOCOL \
+                and self.protocol == mqtt.MQTTv5:
+            log.info("broker %s:%d does not speak MQTT 5; using MQTT 3.1.1", self.host, self.port)
+            threading.Thread(target=self._downgrade, name="mqtt-downgrade", daemon=True).start()
             return
-        handler = self._json_handlers.get(kind)
-        if handler is None:
+        if reason.is_failure:
+            log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
-        try:
-            payload = json.loads(message.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            self.malformed += 1
-            log.warning("ignoring a message on %s that is not JSON", message.topic)
-            return
-        if kind == "detections":
-            self.received += 1
-        handler(message.topic, payload)
+        self.connects += 1
+        self.connected.set()
+        client.subscribe(list(self.filters))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                       properties: Properties | None) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reasons: list[ReasonCode], properties: Properties | None) -> None:
+        refused = [f for (f, _), r in zip(self.filters, reasons, strict=False) if r.is_failure]
+        if refused:
+            log.warning("broker %s:%d refused the subscription(s) %s", self.host, self.port,
+                        ", ".join(refused))
+        self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._receiver(message.topic, bytes(message.payload), bool(message.retain))

@@ -3,8 +3,9 @@
 Stage one matches confident detections to every live track (tracked and recently lost). Stage
 two matches the low-scoring rest to tracks still unmatched: an occluded or blurred object scores
 low but is still where the track predicts it, and dropping those boxes is what breaks tracks in
-simpler trackers. A new detection becomes a track only once it is seen on two frames in a row,
-and a track that goes unseen for `max_disappeared` frames ends. Matching costs O(tracks x
+simpler trackers. A new detection becomes a track only once it is seen on `min_hits` frames in a
+row (a duplicate box that NMS let through for a frame or two never becomes an object), and a
+track that goes unseen for `max_disappeared` frames ends. Matching costs O(tracks x
 detections) per frame; the assignment itself is scipy's `linear_sum_assignment`.
 """
 
@@ -33,11 +34,12 @@ class TrackerSettings:
     match_iou: float = 0.2  # stage one and new tracks' second frame
     low_match_iou: float = 0.5  # stage two: a low score needs a tight fit
     max_disappeared: int = 30  # frames a track survives unseen
+    min_hits: int = 3  # consecutive frames before a new track is confirmed
 
 
 @dataclass
 class TrackedObject:
-    """One track. `track_id` is 0 until the track is confirmed (seen on two frames)."""
+    """One track. `track_id` is 0 until the track is confirmed (seen on `min_hits` frames)."""
 
     track_id: int
     class_id: int
@@ -47,6 +49,7 @@ class TrackedObject:
     first_frame: int
     last_frame: int  # the last frame with a matched detection
     disappeared: int = 0  # frames since last_frame
+    hits: int = 1  # frames with a matched detection
     improved: bool = True  # top_score rose on this frame
 
     @property
@@ -121,9 +124,10 @@ class ByteTracker:
             item.box = detections.boxes[d].copy()
             item.score = float(detections.scores[d])
             item.last_frame, item.disappeared = self._frame, 0
+            item.hits += 1
             if item.score > item.top_score:
                 item.top_score, item.improved = item.score, True
-            if not item.confirmed:
+            if not item.confirmed and item.hits >= self.settings.min_hits:
                 item.track_id, self._next_id = self._next_id, self._next_id + 1
                 item.improved = True
         for r in np.flatnonzero(~seen):

@@ -1,0 +1,172 @@
+"""The topics of MQTT contract v1 and how a received message becomes a typed one.
+
+`KINDS` is the one table of topics: the subscriber builds its filters from it, `parse_message`
+matches topics against it, and `edge.client.asyncapi` writes docs/asyncapi.yaml from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+from edge.client.models import (
+    CameraStatus,
+    Count,
+    DetectionsMessage,
+    DeviceStats,
+    DeviceStatus,
+    Event,
+    FrameMeta,
+    Jpeg,
+)
+from edge.errors import EdgeError
+from edge.mqtt.topics import CONTRACT_VERSION
+
+Content = Literal["json", "jpeg", "integer"]
+
+
+class PayloadError(EdgeError):
+    """A message does not follow the contract; the message names the topic and the field."""
+
+    def __init__(self, topic: str, problem: str) -> None:
+        super().__init__(f"{topic}: {problem}")
+        self.topic = topic
+
+
+class FutureVersionError(PayloadError):
+    """A payload of a newer contract version than this client knows; upgrade the client."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One topic of the contract. `levels` follow the prefix; `{name}` levels are parameters."""
+
+    name: str
+    levels: tuple[str, ...]
+    model: type[BaseModel]
+    content: Content
+    retained: bool
+    qos: int
+    summary: str
+
+    def filter(self, prefix: str) -> str:
+        """MQTT subscription filter under `prefix` (parameters become `+`)."""
+        return "/".join([prefix, *("+" if p.startswith("{") else p for p in self.levels)])
+
+    def address(self) -> str:
+        """AsyncAPI channel address, e.g. `edge/{device}/{camera}/detections`."""
+        return "/".join(["edge/{device}", *self.levels])
+
+    def match(self, levels: list[str]) -> dict[str, str] | None:
+        """Parameters of a topic's levels after the prefix, or None if it is not this kind."""
+        if len(levels) != len(self.levels):
+            return None
+        found = {}
+        for pattern, level in zip(self.levels, levels, strict=True):
+            if pattern.startswith("{"):
+                found[pattern[1:-1]] = level
+            elif pattern != level:
+                return None
+        return found
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("status", ("status",), DeviceStatus, "json", True, 1,
+         "Device status; the broker publishes `offline` as the device's Last Will"),
+    Kind("stats", ("stats",), DeviceStats, "json", True, 0,
+         "Periodic device statistics: FPS, latency percentiles, drops, outbox, memory"),
+    Kind("detections", ("{camera}", "detections"), DetectionsMessage, "json", False, 1,
+         "Detections of one frame (at least once, through the outbox)"),
+    Kind("camera_status", ("{camera}", "status"), CameraStatus, "json", True, 1,
+         "A camera's source state"),
+    Kind("frame", ("{camera}", "frame"), Jpeg, "jpeg", False, 0,
+         "JPEG of a sampled frame (best effort)"),
+    Kind("frame_meta", ("{camera}", "frame", "meta"), FrameMeta, "json", False, 0,
+         "About the last sampled frame"),
+    Kind("event", ("{camera}", "events"), Event, "json", False, 1,
+         "Tracked objects' new, update and end events (at least once, through the outbox)"),
+    Kind("snapshot", ("{camera}", "events", "{event_id}", "snapshot"), Jpeg, "jpeg", True, 0,
+         "JPEG of an event's object at its best-scoring frame"),
+    Kind("count", ("{camera}", "{label}", "count"), Count, "integer", True, 1,
+         "Objects of a label present now in the camera's view"),
+    Kind("zone_count", ("{camera}", "{zone}", "{label}", "count"), Count, "integer", True, 1,
+         "Objects of a label present now in a zone"),
+)
+
+KIND_NAMES = tuple(kind.name for kind in KINDS)
+
+
+@dataclass(frozen=True)
+class Message:
+    """A received message, typed. `payload` is the kind's model (see `KINDS`)."""
+
+    kind: str
+    topic: str
+    device: str
+    camera: str | None
+    payload: BaseModel
+    retained: bool = False
+    event_id: str | None = None
+
+
+def prefix_levels(prefix: str) -> tuple[int, int]:
+    """(number of levels, index of the device level) of a prefix such as `edge/+` (every
+    device: the `+` level) or `edge/gate-01` (one device: its last level)."""
+    levels = prefix.split("/")
+    return len(levels), levels.index("+") if "+" in levels else len(levels) - 1
+
+
+def parse_message(prefix: str, topic: str, payload: bytes, retained: bool = False) -> Message:
+    """Match `topic` against the contract and validate `payload`.
+
+    Raises PayloadError naming the topic and the field, FutureVersionError for a `v` above
+    CONTRACT_VERSION; returns None-free: a topic outside the contract is a PayloadError too."""
+    count, device_at = prefix_levels(prefix)
+    levels = topic.split("/")
+    rest = levels[count:]
+    for kind in KINDS:
+        params = kind.match(rest)
+        if params is not None:
+            model = _validate(kind, topic, payload, params)
+            return Message(kind.name, topic, levels[device_at], params.get("camera"), model,
+                           retained, params.get("event_id"))
+    raise PayloadError(topic, "not a topic of contract v1")
+
+
+def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) -> BaseModel:
+    if kind.content == "jpeg":
+        if payload[:2] != b"\xff\xd8":
+            raise PayloadError(topic, "payload is not a JPEG (no FF D8 start marker)")
+        return Jpeg(data=payload)
+    if kind.content == "integer":
+        text = payload.decode("ascii", errors="replace").strip()
+        if not text.isdigit():
+            raise PayloadError(topic, f"count: expected a non-negative integer; got {text!r}")
+        return Count(count=int(text), label=params["label"], zone=params.get("zone"))
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(topic, f"payload is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise PayloadError(topic, f"payload: expected a JSON object; got {type(data).__name__}")
+    version = data.get("v")
+    if isinstance(version, int) and version > CONTRACT_VERSION:
+        raise FutureVersionError(topic, f"v: contract version {version} is newer than this "
+                                        f"client's ({CONTRACT_VERSION}); upgrade edge-runtime")
+    try:
+        return kind.model.model_validate(data)
+    except ValidationError as exc:
+        raise PayloadError(topic, describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """`detections.0.score: Input should be a valid number (got '0.9')`, one per problem."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "payload"
+        got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
+        problems.append(f"{where}: {error['msg']}{got}")
+    return "; ".join(problems)

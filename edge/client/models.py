@@ -1,0 +1,155 @@
+"""MQTT contract v1 as pydantic models: the written form of every payload a device publishes.
+
+Strict: a number sent as a string, or a field of the wrong type, is an error that names the
+field. Additive changes keep `v: 1` (DESIGN.md), so unknown fields are kept (`extra="allow"`)
+rather than rejected: a newer device's extra fields never break an older client. A payload whose
+`v` is above `CONTRACT_VERSION` is refused before validation (`FutureVersionError`), because its
+existing fields may have changed meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from edge.mqtt.topics import CONTRACT_VERSION
+
+Box = list[float]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+
+class _Versioned(_Payload):
+    v: int = Field(ge=1, le=CONTRACT_VERSION, description="contract version")
+
+
+class Detection(_Payload):
+    """One detected object; `box` is x1 y1 x2 y2 in source-frame pixels."""
+
+    label: str
+    class_id: int = Field(ge=0)
+    score: float = Field(ge=0, le=1)
+    box: Box = Field(min_length=4, max_length=4)
+    track_id: int | None = Field(default=None, ge=0,
+                                 description="the tracked object; 0 or absent: not tracked")
+
+
+class DetectionsMessage(_Versioned):
+    """`<prefix>/<camera>/detections`: one message per processed frame."""
+
+    ts: float = Field(description="capture time, seconds since the epoch")
+    time: str = Field(description="capture time, RFC 3339 UTC")
+    frame_id: int
+    camera: str
+    model: str
+    width: int = Field(gt=0, description="source frame width, pixels")
+    height: int = Field(gt=0, description="source frame height, pixels")
+    latency_ms: dict[str, float] = Field(description="per stage: queue, preprocess, infer, "
+                                                     "postprocess, total")
+    detections: list[Detection]
+
+
+class DeviceStatus(_Versioned):
+    """`<prefix>/status` (retained): online, degraded (a camera is not streaming), offline (the
+    Last Will) or stopped."""
+
+    state: Literal["online", "degraded", "offline", "stopped"]
+    version: str
+    model: str
+    cameras: list[str]
+    started_at: str
+    ts: float | None = None
+    time: str | None = None
+    backend: str | None = None
+    camera_states: dict[str, str] | None = Field(default=None,
+                                                 description="camera -> its status state")
+
+
+class CameraStatus(_Payload):
+    """`<prefix>/<camera>/status` (retained): the camera's source state."""
+
+    state: Literal["starting", "streaming", "reconnecting", "ended", "failed"]
+    reason: str | None = None
+    since: str | None = None
+    attempts: int | None = Field(default=None, ge=0)
+    fps: float | None = None
+
+
+class CameraStats(_Payload):
+    frames: int = Field(ge=0)
+    fps: float
+    dropped: int = Field(ge=0)
+    latency_ms: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per stage: percentiles p50, p90, p99")
+
+
+class DeviceStats(_Versioned):
+    """`<prefix>/stats` (retained, periodic)."""
+
+    ts: float
+    time: str
+    uptime_s: float
+    cameras: dict[str, CameraStats]
+    mqtt: dict[str, JsonValue]
+    memory_rss_mb: float | None = None
+
+
+class FrameMeta(_Versioned):
+    """`<prefix>/<camera>/frame/meta`: about the last sampled frame on `.../frame`."""
+
+    camera: str
+    frame_id: int
+    ts: float
+    time: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    detections: int = Field(ge=0, description="number of detections in the frame")
+    detections_drawn: bool
+
+
+class SnapshotRef(_Payload):
+    """Where an event's best frame is (a retained JPEG) and what it shows."""
+
+    topic: str
+    frame_id: int
+    score: float = Field(ge=0, le=1)
+    box: Box = Field(min_length=4, max_length=4)
+
+
+class Event(_Versioned):
+    """`<prefix>/<camera>/events`: an object's `new`, rate-limited `update`s and `end`."""
+
+    type: Literal["new", "update", "end"]
+    id: str = Field(description="event id, unique per device: <start ms>-<track id>")
+    track_id: int = Field(gt=0, description="the detections' track_id of this object")
+    camera: str
+    label: str
+    class_id: int = Field(ge=0)
+    score: float = Field(ge=0, le=1)
+    top_score: float = Field(ge=0, le=1)
+    box: Box = Field(min_length=4, max_length=4)
+    start: float = Field(description="first seen, seconds since the epoch")
+    end: float | None = Field(description="last seen (end events), seconds since the epoch")
+    zones: list[str] = Field(description="zones the object is in now")
+    entered_zones: list[str] = Field(description="every zone the object has been in")
+    snapshot: SnapshotRef | None
+    ts: float
+    time: str
+
+
+class Count(_Payload):
+    """`<prefix>/<camera>/[<zone>/]<label>/count` (retained): objects present now. The payload
+    on the wire is the bare integer; this model holds it with where it came from."""
+
+    count: int = Field(ge=0)
+    label: str
+    zone: str | None = None
+
+
+class Jpeg(_Payload):
+    """A JPEG payload: `<prefix>/<camera>/frame` or `.../events/<id>/snapshot`."""
+
+    data: bytes

@@ -1,0 +1,138 @@
+"""Typed subscriber: follow one device (`edge/gate-01`) or a fleet (`edge/+`), get `Message`s.
+
+Two styles over one connection: iterate (`for message in subscriber`) or pass `callback`.
+A message that breaks the contract never stops the subscriber: with `on_invalid="warn"` it is
+logged and counted; with `"raise"` the iterator raises its PayloadError (iterate again to go
+on) and the callback style hands it to `on_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Literal
+
+from edge.client.contract import KIND_NAMES, KINDS, Message, PayloadError, parse_message
+from edge.errors import InputError
+from edge.mqtt.subscriber import BrokerSubscription
+
+log = logging.getLogger(__name__)
+
+OnInvalid = Literal["warn", "raise"]
+
+
+class Subscriber:
+    def __init__(self, url: str, prefix: str = "edge/+", kinds: Iterable[str] = KIND_NAMES,
+                 *, share_group: str | None = None, on_invalid: OnInvalid = "warn",
+                 callback: Callable[[Message], None] | None = None,
+                 on_error: Callable[[PayloadError], None] | None = None,
+                 client_id: str = "", ca_file: str | None = None,
+                 queue_size: int = 10_000) -> None:
+        """`kinds`: names from `edge.client.contract.KINDS` (default: every topic)."""
+        wanted = list(kinds)
+        unknown = sorted(set(wanted) - set(KIND_NAMES))
+        if unknown:
+            raise InputError(f"unknown message kind(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(KIND_NAMES)}")
+        if "#" in prefix or not prefix or prefix.endswith("/"):
+            raise InputError(f"prefix {prefix!r}: use edge/<device_id> for one device or edge/+ "
+                             "for every device")
+        self.prefix = prefix
+        self.on_invalid = on_invalid
+        self._callback = callback
+        self._on_error = on_error
+        self._queue: queue.Queue[Message | PayloadError] = queue.Queue(queue_size)
+        self._stopped = threading.Event()
+        self.counts: Counter[str] = Counter()  # per kind
+        self.invalid = 0
+        self.overflow = 0  # iterator style: messages dropped because nobody read them
+        filters = [(kind.filter(prefix), kind.qos) for kind in KINDS if kind.name in wanted]
+        self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
+                                             share_group=share_group, ca_file=ca_file)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Subscriber:
+        self.connection.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.connection.stop()
+
+    def __enter__(self) -> Subscriber:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Whether the broker granted the subscriptions within `timeout` seconds."""
+        return self.connection.subscribed.wait(timeout)
+
+    # -- iterator style --------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> Message | None:
+        """The next message, None after `timeout` s (or once stopped). Raises PayloadError for
+        an invalid message when `on_invalid="raise"`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopped.is_set() or not self._queue.empty():
+            wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                continue
+            if isinstance(item, PayloadError):
+                raise item
+            return item
+        return None
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            message = self.get()
+            if message is None:
+                return
+            yield message
+
+    # -- network thread --------------------------------------------------------------------
+
+    def _receive(self, topic: str, payload: bytes, retained: bool) -> None:
+        try:
+            message = parse_message(self.prefix, topic, payload, retained)
+        except PayloadError as error:
+            self.invalid += 1
+            if self.on_invalid == "warn":
+                log.warning("skipping a message: %s", error)
+            else:
+                self._deliver_error(error)
+            return
+        self.counts[message.kind] += 1
+        if self._callback is None:
+            self._put(message)
+            return
+        try:
+            self._callback(message)
+        except Exception:  # thread boundary: a bug in user code must not stop the subscriber
+            log.exception("the subscriber callback failed on %s", topic)
+
+    def _deliver_error(self, error: PayloadError) -> None:
+        if self._callback is None:
+            self._put(error)
+        elif self._on_error is not None:
+            self._on_error(error)
+        else:
+            log.error("invalid message: %s", error)
+
+    def _put(self, item: Message | PayloadError) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.overflow += 1
