@@ -78,7 +78,7 @@ class ConnectionLog:
     def failed(self, cause: str) -> None:
         with self._lock:
             self._failures += 1
-            self.state = f"disconnected ({cause.split(':')[0]})"
+            self.state = f"disconnected ({cause.partition(':')[0]})"
             now = self._clock()
             if cause == self._cause and now - self._logged_at < self.REPEAT_S:
                 return

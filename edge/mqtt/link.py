@@ -231,15 +231,16 @@ class MqttLink:
     def _send_loop(self) -> None:
         next_sync = time.monotonic() + SYNC_S
         while True:
+            if time.monotonic() >= next_sync:
+                self._outbox.sync()  # without the lock: an fsync may take tens of ms
+                next_sync = time.monotonic() + SYNC_S
             with self._cond:
-                while not (self._stopping or (self._connected and self._outbox.waiting
-                                              and self._prune_in_flight() < WINDOW)):
-                    self._cond.wait(0.1)
-                    if time.monotonic() >= next_sync:
-                        self._outbox.sync()
-                        next_sync = time.monotonic() + SYNC_S
                 if self._stopping:
                     return
+                if not (self._connected and self._outbox.waiting
+                        and self._prune_in_flight() < WINDOW):
+                    self._cond.wait(0.1)
+                    continue
                 batch = self._outbox.take(WINDOW - len(self._in_flight))
             for key, message in batch:
                 info = self._client.publish(message.topic, message.payload, qos=message.qos,

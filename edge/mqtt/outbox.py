@@ -71,7 +71,8 @@ class Outbox(Protocol):
         """Messages not yet taken."""
 
     def sync(self) -> None:
-        """Make everything put so far durable (no-op in memory)."""
+        """Make everything put so far durable (no-op in memory); called without the link's
+        lock, so it must not change what the other methods read."""
 
     def close(self) -> None: ...
 
@@ -241,6 +242,7 @@ class FallbackOutbox:
         self.memory = memory
         self._writable = True
         self._stranded = 0
+        self._sync_failed = False
         self._disk_keys: set[int] = set()  # taken from disk, not yet acked
 
     def _failed(self, exc: sqlite3.Error | OSError, reading: bool) -> None:
@@ -302,11 +304,16 @@ class FallbackOutbox:
         return (self.disk.waiting if self.disk is not None else 0) + self.memory.waiting
 
     def sync(self) -> None:
-        if self.disk is not None:
+        """Called without the link's lock (it may wait for the disk): changes no state."""
+        disk = self.disk
+        if disk is not None:
             try:
-                self.disk.sync()
+                disk.sync()
             except OSError as exc:
-                self._failed(exc, reading=True)
+                if not self._sync_failed:
+                    log.warning("cannot fsync the disk outbox %s (%s): a power cut may lose "
+                                "the last detections", disk.path, exc)
+                self._sync_failed = True
 
     def close(self) -> None:
         if self.disk is not None:
