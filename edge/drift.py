@@ -6,15 +6,16 @@ with: the device refuses a profile from another model, whose scores mean somethi
 
 Histograms have fixed bins, so a window and the reference compare bin by bin with PSI (or KL).
 The window slides in `BUCKETS` steps: a shift shows within one window without keeping frames.
-A histogram with fewer than `MIN_COUNT` entries on either side is not compared: a class seen
-twice says nothing about its score distribution, and would raise false alarms. For the same
-reason every statistic is reported but by default only the input statistics and all classes'
-scores together raise alerts (`drift.alert_on`): one object seen for hundreds of frames is
-hundreds of correlated samples, so a class's score histogram, the detections per frame and the
-box sizes over a window that holds a few objects swing far more than PSI's rule of thumb
-(> 0.25: shifted) assumes for independent samples; measured on the synthetic scene with 60 s
-windows, they reached 0.3-0.9 with nothing changed, while brightness, contrast and all
-classes' scores stayed below 0.1.
+A detection histogram with fewer than `MIN_COUNT` entries on either side is not compared (the
+per-frame ones always are: a window holds `min_frames` frames): a class seen twice says nothing
+about its score distribution, and would raise false alarms. For the same reason every
+statistic is reported but by default only the input statistics and all classes' scores
+together raise alerts (`drift.alert_on`): one object seen for hundreds of frames is hundreds of
+correlated samples, so a class's score histogram, the detections per frame and the box sizes
+over a window that holds a few objects swing far more than PSI's rule of thumb (> 0.25:
+shifted) assumes for independent samples; measured on the synthetic scene with 60 s windows,
+they reached 0.3-0.9 with nothing changed, while brightness, contrast and all classes' scores
+stayed below 0.1.
 """
 
 from __future__ import annotations
@@ -216,18 +217,20 @@ def compare(reference: DriftStats, window: DriftStats, labels: Sequence[str],
             ) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """(output statistics, input statistics) -> divergence, None where too few counts."""
 
-    def score(ref: npt.NDArray[np.int64], win: npt.NDArray[np.int64]) -> float | None:
-        if ref.sum() < MIN_COUNT or win.sum() < MIN_COUNT:
+    def score(ref: npt.NDArray[np.int64], win: npt.NDArray[np.int64],
+              minimum: int = MIN_COUNT) -> float | None:
+        if ref.sum() < minimum or win.sum() < minimum:
             return None
         return round(metric(ref, win), 4)
 
     outputs: dict[str, float | None] = {
         label: score(reference.scores[c], window.scores[c]) for c, label in enumerate(labels)}
     outputs[ALL_CLASSES] = score(reference.scores.sum(axis=0), window.scores.sum(axis=0))
-    outputs["detections_per_frame"] = score(reference.count, window.count)
+    # Per-frame statistics: the window already holds `min_frames` frames.
+    outputs["detections_per_frame"] = score(reference.count, window.count, 1)
     outputs["box_size"] = score(reference.box_size, window.box_size)
-    inputs = {"brightness": score(reference.brightness, window.brightness),
-              "contrast": score(reference.contrast, window.contrast)}
+    inputs = {"brightness": score(reference.brightness, window.brightness, 1),
+              "contrast": score(reference.contrast, window.contrast, 1)}
     return outputs, inputs
 
 
