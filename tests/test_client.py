@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from paho.mqtt import publish
+
+from edge.client import (
+    KINDS,
+    DetectionsMessage,
+    Event,
+    FutureVersionError,
+    Message,
+    PayloadError,
+    Subscriber,
+    parse_message,
+)
+from edge.errors import InputError
+from edge.mqtt.url import broker_from_url
+
+DETECTIONS = {"v": 1, "ts": 1.5, "time": "2026-11-29T07:14:51.123Z", "frame_id": 7,
+              "camera": "gate", "model": "m", "width": 640, "height": 480,
+              "latency_ms": {"total": 5.0},
+              "detections": [{"label": "star", "class_id": 3, "score": 0.9,
+                              "box": [1.0, 2.0, 3.0, 4.0], "track_id": 2}]}
+
+
+def _bytes(payload: dict) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def test_every_topic_kind_is_recognised_with_its_parameters():
+    cases = {
+        "edge/d1/status": "status", "edge/d1/stats": "stats",
+        "edge/d1/gate/detections": "detections", "edge/d1/gate/status": "camera_status",
+        "edge/d1/gate/frame": "frame", "edge/d1/gate/frame/meta": "frame_meta",
+        "edge/d1/gate/events": "event", "edge/d1/gate/events/17-2/snapshot": "snapshot",
+        "edge/d1/gate/star/count": "count", "edge/d1/gate/door/star/count": "zone_count"}
+    for topic, kind in cases.items():
+        levels = topic.split("/")[2:]
+        assert [k.name for k in KINDS if k.match(levels) is not None] == [kind], topic
+    message = parse_message("edge/+", "edge/d1/gate/door/star/count", b"3")
+    assert (message.device, message.camera, message.payload.count, message.payload.zone) == \
+        ("d1", "gate", 3, "door")
+    message = parse_message("edge/d1", "edge/d1/gate/detections", _bytes(DETECTIONS))
+    assert isinstance(message.payload, DetectionsMessage)
+    assert message.payload.detections[0].track_id == 2 and message.device == "d1"
+
+
+def _with(path: str, value: object) -> dict:
+    payload = json.loads(json.dumps(DETECTIONS))
+    target = payload
+    *parents, last = path.split(".")
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if value is KeyError:
+        del target[last]
+    else:
+        target[last] = value
+    return payload
+
+
+@pytest.mark.parametrize("payload, error, message", [
+    (_with("detections.0.score", "0.9"), PayloadError,
+     "edge/d1/gate/detections: detections.0.score: Input should be a valid number (got '0.9')"),
+    (_with("frame_id", KeyError), PayloadError,
+     "edge/d1/gate/detections: frame_id: Field required"),
+    (_with("detections.0.box", [1, 2, 3]), PayloadError, "detections.0.box: List should have at "
+                                                         "least 4 items"),
+    (_with("v", 2), FutureVersionError, "v: contract version 2 is newer than this client's (1); "
+                                        "upgrade edge-runtime"),
+    (b"{not json", PayloadError, "edge/d1/gate/detections: payload is not JSON"),
+    (b"[1, 2]", PayloadError, "payload: expected a JSON object; got list"),
+])
+def test_contract_violations_name_topic_and_field(payload, error, message):
+    raw = payload if isinstance(payload, bytes) else _bytes(payload)
+    with pytest.raises(error) as caught:
+        parse_message("edge/+", "edge/d1/gate/detections", raw)
+    assert message in str(caught.value) and caught.value.topic == "edge/d1/gate/detections"
+
+
+def test_additive_fields_are_kept_not_rejected():
+    payload = _with("detections.0.colour", "red")
+    payload["weather"] = "sunny"
+    parsed = parse_message("edge/+", "edge/d1/gate/detections", _bytes(payload)).payload
+    assert parsed.model_extra == {"weather": "sunny"}
+
+
+@pytest.mark.parametrize("topic, payload, message", [
+    ("edge/d1/gate/star/count", b"-1", "count: expected a non-negative integer; got '-1'"),
+    ("edge/d1/gate/frame", b"PNG", "payload is not a JPEG"),
+    ("edge/d1/gate/elsewhere/x/y/z", b"{}", "not a topic of contract v1"),
+])
+def test_non_json_kinds_and_unknown_topics(topic, payload, message):
+    with pytest.raises(PayloadError, match=message):
+        parse_message("edge/+", topic, payload)
+
+
+@pytest.mark.parametrize("url, host, port, tls", [
+    ("mqtt://broker", "broker", 1883, False), ("mqtts://broker", "broker", 8883, True),
+    ("mqtts://broker:9999", "broker", 9999, True), ("mqtt://u:p%40ss@h:1", "h", 1, False)])
+def test_one_url_parser_with_tls_default_port(url, host, port, tls):
+    broker = broker_from_url(url)
+    assert (broker.host, broker.port, broker.tls) == (host, port, tls)
+
+
+@pytest.mark.parametrize("url", ["http://broker", "mqtt://", "mqtt://h:notaport", "broker:1883"])
+def test_bad_urls_are_input_errors(url):
+    with pytest.raises(InputError, match="broker URL"):
+        Subscriber(url)
+
+
+def test_bad_kinds_and_prefix_are_input_errors():
+    with pytest.raises(InputError, match=r"unknown message kind.*known: status"):
+        Subscriber("mqtt://h", kinds=["detection"])
+    with pytest.raises(InputError, match="prefix 'edge/#'"):
+        Subscriber("mqtt://h", prefix="edge/#")
+
+
+def _publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:
+    publish.single(topic, payload, qos=1, retain=retain, hostname="127.0.0.1", port=port)
+
+
+def test_iterator_style_raises_invalid_messages_and_keeps_going(mosquitto):
+    with Subscriber(mosquitto.url, "edge/+", ["detections"], on_invalid="raise") as client:
+        assert client.wait_subscribed(10)
+        _publish(mosquitto.port, "edge/a/gate/detections", b"{bad")
+        _publish(mosquitto.port, "edge/b/gate/detections", _bytes(DETECTIONS))
+        with pytest.raises(PayloadError, match="edge/a/gate/detections: payload is not JSON"):
+            client.get(timeout=5)
+        message = client.get(timeout=5)
+        assert message is not None and message.device == "b" and client.invalid == 1
+        assert client.get(timeout=0.2) is None
+
+
+def test_callback_style_skips_invalid_messages_with_a_warning(mosquitto, caplog):
+    received: list[Message] = []
+    failing = {"count": 0}
+
+    def callback(message: Message) -> None:
+        received.append(message)
+        if len(received) == 1:
+            failing["count"] += 1
+            raise RuntimeError("a bug in user code")
+
+    with Subscriber(mosquitto.url, "edge/d1", ["detections", "event"],
+                    callback=callback) as client:
+        assert client.wait_subscribed(10)
+        for payload in (_bytes(DETECTIONS), _bytes(_with("v", 9)), _bytes(DETECTIONS)):
+            _publish(mosquitto.port, "edge/d1/gate/detections", payload)
+        _publish(mosquitto.port, "edge/d2/gate/detections", _bytes(DETECTIONS))  # other device
+        deadline = time.monotonic() + 5
+        while len(received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(received) == 2 and failing["count"] == 1 and client.invalid == 1
+    assert "contract version 9 is newer" in caplog.text
+    assert "the subscriber callback failed" in caplog.text
+
+
+def test_shared_subscription_splits_messages_between_group_members(mosquitto):
+    members = [Subscriber(mosquitto.url, "edge/+", ["detections"], share_group="workers")
+               for _ in range(2)]
+    solo = Subscriber(mosquitto.url, "edge/+", ["detections"])
+    for client in (*members, solo):
+        client.start()
+        assert client.wait_subscribed(10)
+    try:
+        for frame in range(20):
+            _publish(mosquitto.port, "edge/d/gate/detections",
+                     _bytes({**DETECTIONS, "frame_id": frame}))
+        time.sleep(1.0)
+        counts = [client.counts["detections"] for client in members]
+        assert sum(counts) == 20 and all(c > 0 for c in counts)  # each message to one member
+        assert solo.counts["detections"] == 20
+        assert members[0].connection.protocol == 5  # MQTT 5 with Mosquitto
+    finally:
+        for client in (*members, solo):
+            client.stop()
+
+
+def test_subscriber_reconnects_after_a_broker_restart(mosquitto):
+    with Subscriber(mosquitto.url, "edge/+", ["detections"]) as client:
+        assert client.wait_subscribed(10)
+        mosquitto.stop()
+        deadline = time.monotonic() + 5
+        while client.connection.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        mosquitto.start()
+        assert client.wait_subscribed(15)
+        _publish(mosquitto.port, "edge/d/gate/detections", _bytes(DETECTIONS))
+        message = client.get(timeout=5)
+        assert message is not None and client.connection.connects == 2
+
+
+def _live_config(tmp_path: Path, model: Path, port: int) -> Path:
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "live"
+[model]
+path = "{model}"
+threads = 1
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=10&seed=1"
+[[cameras.zones]]
+name = "left"
+points = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]
+units = "normalised"
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+[frames]
+interval_s = 1
+[stats]
+interval_s = 1
+[tracking]
+update_interval_s = 1
+[homeassistant]
+enabled = true
+""")
+    return config
+
+
+@pytest.mark.slow
+def test_every_topic_of_a_live_run_parses_with_zero_validation_errors(tmp_path, mosquitto,
+                                                                      demo_model):
+    errors: list[PayloadError] = []
+    seen: dict[str, int] = {}
+    events: list[Event] = []
+    lock = threading.Lock()
+
+    def callback(message: Message) -> None:
+        with lock:
+            seen[message.kind] = seen.get(message.kind, 0) + 1
+            if isinstance(message.payload, Event):
+                events.append(message.payload)
+
+    with Subscriber(mosquitto.url, "edge/+", callback=callback, on_invalid="raise",
+                    on_error=errors.append) as client:
+        assert client.wait_subscribed(10)
+        run = subprocess.run([sys.executable, "-m", "edge", "run", "--config",
+                              str(_live_config(tmp_path, demo_model, mosquitto.port)),
+                              "--seconds", "8"], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        time.sleep(1.0)
+    assert errors == []
+    assert set(seen) == {kind.name for kind in KINDS}, seen
+    types = [e.type for e in events]
+    assert types.count("new") == types.count("end") >= 2
+    ends = [e for e in events if e.type == "end"]
+    assert all(e.end is not None and e.end >= e.start for e in ends)
+    assert any(e.entered_zones == ["left"] for e in events)
