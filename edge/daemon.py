@@ -102,21 +102,12 @@ class Daemon:
                                    config.log.summary_interval_s)
 
     def _attach_monitoring(self) -> None:
-        """Each camera's sampling policies (its [sampling] overrides applied; the publisher
-        keeps the byte budget) and, when the model has a reference profile, its drift monitor
-        (retained on `<prefix>/<camera>/drift`)."""
+        """When the model has a reference profile, each camera's drift monitor (retained on
+        `<prefix>/<camera>/drift`)."""
         reference = reference_from_config(self.config.drift, self.config.model.path)
-        cameras = {camera.name: camera for camera in self.config.cameras}
+        if reference is None:
+            return
         for worker in self.workers:
-            sampler = FrameSampler(self.config.frames,
-                                   self.config.sampling_for(cameras[worker.name]),
-                                   self.spec.labels)
-            worker.sampler = sampler
-            worker.frame_publisher = FramePublisher(self.config.frames, self.link,
-                                                    self.spec.labels, sampler.limiter,
-                                                    self.model_name)
-            if reference is None:
-                continue
 
             def publish(payload: dict[str, Any], topic: str = self.topics.drift(worker.name)
                         ) -> None:
@@ -144,11 +135,18 @@ class Daemon:
                                           reconnect_max_s=camera.reconnect_max_s)
         except SourceError as exc:
             raise camera_error(index, camera.name, exc) from exc
-        frames = FramePublisher(self.config.frames, self.link, self.spec.labels)
-        decoder = decoder_from_spec(self.spec, postprocess_settings(self.spec, self.config))
+        settings = postprocess_settings(self.spec, self.config)
+        sampler = FrameSampler(self.config.frames, self.config.sampling_for(camera),
+                               self.spec.labels, settings.score_threshold)
+        frames = FramePublisher(self.config.frames, self.link, self.spec.labels, sampler.limiter,
+                                self.spec.name or self.config.model.path.name)
+        # Decoded down to the uncertainty band's floor; the worker publishes what reaches the
+        # threshold and shows the rest to the sampler only (FrameSampler.split).
+        decoder = decoder_from_spec(self.spec, settings.model_copy(
+            update={"score_threshold": sampler.decode_threshold}))
         tracking = self._tracking(camera.name)
         return CameraWorker(camera.name, supervisor, self.service, decoder, self.link,
-                            FrameSampler(self.config.frames), frames,
+                            sampler, frames,
                             tracking=tracking)
 
     def camera_statuses(self) -> list[CameraStatus]:

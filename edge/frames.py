@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -31,6 +31,7 @@ class FrameSample:
     image: npt.NDArray[np.uint8]  # a private copy, BGR [H, W, 3]
     detections: Detections
     reasons: tuple[str, ...] = ("interval",)
+    below: Detections = field(default_factory=Detections.empty)  # under the threshold, not drawn
 
 
 class FrameSampler(SamplingPolicy):
@@ -38,8 +39,8 @@ class FrameSampler(SamplingPolicy):
     policies (see edge.sampling)."""
 
     def __init__(self, settings: FramesConfig, sampling: SamplingConfig | None = None,
-                 labels: Sequence[str] = ()) -> None:
-        super().__init__(settings, sampling or SamplingConfig(), labels)
+                 labels: Sequence[str] = (), threshold: float = 0.0) -> None:
+        super().__init__(settings, sampling or SamplingConfig(), labels, threshold)
 
     @property
     def settings(self) -> FramesConfig:
@@ -145,7 +146,8 @@ class FramePublisher:
     def meta(self, sample: FrameSample, jpeg: bytes, clean: bytes | None) -> dict[str, Any]:
         """`frame/meta`: `width`/`height` are the source frame's (the detections' pixel space);
         the JPEGs may be smaller (`max_height`). `detections` stays the count (contract v1);
-        `predictions` holds the detections themselves."""
+        `predictions` holds the detections themselves, `below_threshold` those the
+        uncertainty band saw under the score threshold (not published as detections)."""
         height, width = sample.image.shape[:2]
         scale = min(1.0, self.settings.max_height / height)
         return {"v": 1, "camera": sample.camera, "frame_id": sample.frame_id, "ts": sample.ts,
@@ -156,6 +158,7 @@ class FramePublisher:
                 "detections_drawn": self.settings.draw, "detections": len(sample.detections),
                 "reasons": list(sample.reasons),
                 "predictions": sample.detections.to_payload(self._labels),
+                "below_threshold": sample.below.to_payload(self._labels),
                 "labels": list(self._labels),
                 "published_at": rfc3339(time.time())}
 

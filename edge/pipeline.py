@@ -166,7 +166,7 @@ class CameraWorker:
         if job.frame_id < 0:  # the skipped bad frame's row ran; its output means nothing
             return
         inferred = time.perf_counter()
-        detections = self._decoder(output, job.geometry)
+        detections, below = self.sampler.split(self._decoder(output, job.geometry))
         done = time.perf_counter()
         track_ids = None if self.tracking is None else self.tracking.update(
             job.frame_id, job.ts, detections,
@@ -189,10 +189,10 @@ class CameraWorker:
         if self.drift is not None:
             self.drift.observe_detections(job.ts, detections, job.geometry.source_width,
                                           job.geometry.source_height)
-        reasons = self.sampler.reasons(job.ts, detections)  # every frame: audit draws, counts
+        reasons = self.sampler.reasons(job.ts, detections, below)  # every frame: audit, counts
         if reasons and job.sample is not None:
             self.frame_publisher.submit(FrameSample(self.name, job.frame_id, job.ts, job.sample,
-                                                    detections, tuple(reasons)))
+                                                    detections, tuple(reasons), below))
         self.frames += 1
         self._rate.tick()
 

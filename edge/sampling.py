@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.config import FramesConfig, SamplingConfig, SamplingLimits
 from edge.detections import Detections
@@ -124,6 +125,7 @@ class SamplingPolicy:
     frames: FramesConfig
     sampling: SamplingConfig
     labels: Sequence[str]
+    threshold: float = 0.0  # the operating score threshold: detections below it are not published
     limiter: RateLimiter = field(init=False)
     audit: AuditCounts = field(default_factory=AuditCounts)
     sampled: Counter[str] = field(default_factory=Counter)
@@ -145,6 +147,20 @@ class SamplingPolicy:
     def request_snapshot(self) -> None:
         self._snapshot.set()
 
+    @property
+    def decode_threshold(self) -> float:
+        """The score the decoder keeps detections from: the uncertainty band's floor when it
+        lies below the operating threshold, so the band can see both sides of it."""
+        band = self.sampling.uncertain_band
+        return min(band[0], self.threshold) if band is not None else self.threshold
+
+    def split(self, detections: Detections) -> tuple[Detections, Detections]:
+        """(published: score >= threshold, seen only by the samplers: below it)."""
+        if self.decode_threshold >= self.threshold or not len(detections):
+            return detections, Detections.empty()
+        keep = detections.scores >= self.threshold
+        return _subset(detections, keep), _subset(detections, ~keep)
+
     def wants_copy(self, now: float) -> bool:
         """Whether the loop should keep this frame's pixels until its detections are known."""
         if self._snapshot.is_set():
@@ -158,12 +174,15 @@ class SamplingPolicy:
             or s.uncertain_band is not None or s.rare_labels or s.rare_below is not None
             or s.count_change or s.audit_rate > 0)
 
-    def reasons(self, now: float, detections: Detections) -> list[str]:
+    def reasons(self, now: float, detections: Detections,
+                below: Detections | None = None) -> list[str]:
         """Every policy's verdict on this frame, then the limits; [] means do not sample.
+        `below`: the frame's detections under the threshold (see `split`), which only the
+        uncertainty band looks at.
 
         Call once per frame, in frame order: the audit draw, class frequencies and the object
         count are updated on every call."""
-        found = self._policy_reasons(now, detections)
+        found = self._policy_reasons(now, detections, below)
         if not found:
             return []
         if "snapshot" not in found and not self.limiter.take_sample(now):
@@ -177,7 +196,8 @@ class SamplingPolicy:
         self.sampled.update(found)
         return found
 
-    def _policy_reasons(self, now: float, detections: Detections) -> list[str]:
+    def _policy_reasons(self, now: float, detections: Detections,
+                        below: Detections | None) -> list[str]:
         f, s = self.frames, self.sampling
         found: list[str] = []
         if self._snapshot.is_set():
@@ -186,7 +206,9 @@ class SamplingPolicy:
             found.append("interval")
         if f.on_detection and len(detections) and now - self._last_detection >= f.min_gap_s:
             found.append("detection")
-        if s.uncertain_band is not None and uncertain(detections, s.uncertain_band):
+        if s.uncertain_band is not None and (
+                uncertain(detections, s.uncertain_band)
+                or (below is not None and uncertain(below, s.uncertain_band))):
             found.append("uncertain")
         if self._rare(detections):
             found.append("rare")
@@ -216,3 +238,7 @@ def uncertain(detections: Detections, band: Sequence[float]) -> bool:
     """Whether any detection's score lies in [low, high]."""
     scores = detections.scores
     return bool(((scores >= band[0]) & (scores <= band[1])).any())
+
+
+def _subset(detections: Detections, mask: npt.NDArray[np.bool_]) -> Detections:
+    return Detections(detections.boxes[mask], detections.scores[mask], detections.class_ids[mask])

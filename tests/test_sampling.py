@@ -150,3 +150,19 @@ def test_byte_budget_per_hour_holds():
         assert 30_000 * in_hour.sum() <= 100_000
     assert len(spent) == 6  # three in each hour
     assert p.limiter.over_budget > 0
+
+
+def test_a_band_below_the_threshold_decodes_lower_and_splits():
+    p = SamplingPolicy(NO_INTERVAL, SamplingConfig(uncertain_band=[0.15, 0.35]), LABELS,
+                       threshold=0.25)
+    assert p.decode_threshold == 0.15
+    decoded = dets((0, 0.9), (1, 0.2), (2, 0.3), (3, 0.1))
+    published, below = p.split(decoded)
+    assert published.scores.tolist() == pytest.approx([0.9, 0.3])
+    assert below.class_ids.tolist() == [1, 3]
+    assert p.reasons(0.0, *p.split(dets((0, 0.9), (1, 0.2)))) == ["uncertain"]
+    assert p.reasons(1.0, *p.split(dets((0, 0.9), (1, 0.1)))) == []
+    above = SamplingPolicy(NO_INTERVAL, SamplingConfig(uncertain_band=[0.3, 0.5]), LABELS,
+                           threshold=0.25)
+    assert above.decode_threshold == 0.25
+    assert len(above.split(decoded)[1]) == 0

@@ -165,16 +165,21 @@ class Dataset:
         # Detections are in source pixels; the JPEG may have been downsized (frames.max_height).
         scale_x = width / float(meta.get("width") or width)
         scale_y = height / float(meta.get("height") or height)
-        objects = [{"label": d["label"], "class_id": int(d["class_id"]),
-                    "score": float(d["score"]),
-                    "box": [round(d["box"][0] * scale_x, 2), round(d["box"][1] * scale_y, 2),
-                            round(d["box"][2] * scale_x, 2), round(d["box"][3] * scale_y, 2)]}
-                   for d in meta.get("predictions", [])]
+
+        def scaled(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{"label": d["label"], "class_id": int(d["class_id"]),
+                     "score": float(d["score"]),
+                     "box": [round(d["box"][0] * scale_x, 2), round(d["box"][1] * scale_y, 2),
+                             round(d["box"][2] * scale_x, 2), round(d["box"][3] * scale_y, 2)]}
+                    for d in items]
+
         return {"id": stem, "file": f"images/{stem}.jpg", "device": sample.device,
                 "camera": sample.camera, "frame_id": frame_id, "time": meta.get("time", ""),
                 "ts": float(meta["ts"]), "model": meta.get("model", ""),
                 "reasons": list(meta.get("reasons", [])), "width": width, "height": height,
-                "bytes": len(sample.jpeg), "phash": f"{phash:064x}", "objects": objects}
+                "bytes": len(sample.jpeg), "phash": f"{phash:064x}",
+                "objects": scaled(meta.get("predictions", [])),
+                "below": scaled(meta.get("below_threshold", []))}
 
     def _check_room(self, size: int) -> None:
         if self.max_bytes is not None and self.counts.bytes + size > self.max_bytes:
