@@ -23,6 +23,7 @@ from edge.runners.validate import check_output_shape
 from edge.spec import ModelSpec
 from edge.tensorrt import load_tensorrt
 from edge.tensorrt.buffers import BufferPlan, IoTensor, plan_buffers
+from edge.tensorrt.builder import tensorrt_object
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class TrtRunner(Runner):
         self.max_batch = spec.input.batch or max_batch
         self._memory = memory
         self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime = tensorrt_object(trt.Runtime, self._logger, trt.__version__)
         self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
         if self._engine is None:
             raise ModelError("TensorRT could not deserialize the engine: it was built by another "

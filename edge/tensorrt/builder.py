@@ -11,7 +11,7 @@ from typing import Any
 
 from edge.errors import InputError, ModelError
 from edge.spec import ModelSpec
-from edge.tensorrt import load_tensorrt
+from edge.tensorrt import TensorRTUnavailableError, load_tensorrt
 from edge.tensorrt.calibrator import calibrator_from_cache
 from edge.tensorrt.precision import precision_for, quantization_of
 from edge.tensorrt.versions import BuildPlan, Precision, Quantization, TrtVersion, build_plan
@@ -85,7 +85,7 @@ def engine_from_onnx(onnx_path: Path, options: BuildOptions, spec: ModelSpec,
                          f"{free_gpu_bytes >> 20} MB of free GPU memory; pass a smaller "
                          "--workspace-mb or stop other GPU users")
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder = tensorrt_object(trt.Builder, logger, version)
     network = builder.create_network(_network_flags(trt, version, plan))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
@@ -106,6 +106,18 @@ def engine_from_onnx(onnx_path: Path, options: BuildOptions, spec: ModelSpec,
     seconds = time.monotonic() - started
     log.info("engine built in %.0f s", seconds)
     return BuiltEngine(bytes(serialized), seconds, str(version))
+
+
+def tensorrt_object(factory: Any, logger: Any, version: object) -> Any:
+    """trt.Builder or trt.Runtime; pybind11 raises TypeError when TensorRT returns no object,
+    which happens when it cannot initialise CUDA."""
+    try:
+        return factory(logger)
+    except TypeError as exc:
+        raise TensorRTUnavailableError(
+            f"TensorRT {version} could not create its {factory.__name__} ({exc}): CUDA cannot "
+            "be initialised; check the NVIDIA driver (JetPack) and that a GPU is visible "
+            "(nvidia-smi or tegrastats), or set model.backend = \"onnxruntime\"") from exc
 
 
 def _plan_quantization(onnx_path: Path, spec: ModelSpec, options: BuildOptions,

@@ -405,3 +405,18 @@ def test_broken_misspelled_calibrator_override(monkeypatch, tmp_path, capfd, nam
     assert recorder.trampoline_errors, "the misspelled override went unnoticed"
     if name == "get_batch_size":
         assert "pure virtual" in capfd.readouterr().err
+
+
+# -- the real classes without a usable libnvinfer / CUDA: clear errors -----------------------
+
+def test_real_builder_and_runtime_without_cuda_are_clear_errors(monkeypatch, tmp_path):
+    from edge.runners.tensorrt import TrtRunner
+    from edge.tensorrt import TensorRTUnavailableError
+    from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+
+    monkeypatch.setitem(sys.modules, "tensorrt", real_trt)  # the stand-in libnvinfer answers NULL
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True)
+    with pytest.raises(TensorRTUnavailableError, match="could not create its Builder"):
+        engine_from_onnx(model, BuildOptions(precision="int8"), tiny_spec("int8-qdq"))
+    with pytest.raises(TensorRTUnavailableError, match="could not create its Runtime"):
+        TrtRunner(MAGIC, tiny_spec("int8-qdq"), HostMemory(True))
