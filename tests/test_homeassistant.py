@@ -1,0 +1,195 @@
+"""Home Assistant discovery checked against its documented MQTT discovery schema.
+
+The tables below transcribe https://www.home-assistant.io/integrations/mqtt/ (discovery topic
+format, abbreviations, device block, availability list) and the sensor, binary_sensor and
+camera platform pages (required and accepted keys). Templates are rendered with Jinja2, as
+Home Assistant does, against payloads our daemon publishes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from edge.config import config_from_dict
+from edge.errors import ConfigError
+from edge.homeassistant import discovery_configs, node_id, stale_topics
+from edge.mqtt.subscriber import BrokerSubscription
+
+ABBREVIATIONS = {
+    "avty": "availability", "dev": "device", "dev_cla": "device_class", "ent_cat":
+    "entity_category", "ic": "icon", "name": "name", "obj_id": "object_id", "pl_avail":
+    "payload_available", "pl_not_avail": "payload_not_available", "stat_cla": "state_class",
+    "stat_t": "state_topic", "t": "topic", "uniq_id": "unique_id", "unit_of_meas":
+    "unit_of_measurement", "val_tpl": "value_template",
+}
+DEVICE_ABBREVIATIONS = {"ids": "identifiers", "name": "name", "mf": "manufacturer",
+                        "mdl": "model", "sw": "sw_version"}
+COMMON = {"availability", "availability_mode", "device", "enabled_by_default", "entity_category",
+          "icon", "json_attributes_template", "json_attributes_topic", "name", "object_id",
+          "qos", "unique_id", "encoding"}
+PLATFORMS = {
+    "sensor": ({"state_topic"}, COMMON | {"device_class", "expire_after", "force_update",
+                                          "state_class", "unit_of_measurement", "value_template",
+                                          "suggested_display_precision", "state_topic"}),
+    "binary_sensor": ({"state_topic"}, COMMON | {"device_class", "expire_after", "force_update",
+                                                 "off_delay", "payload_on", "payload_off",
+                                                 "value_template", "state_topic"}),
+    "camera": ({"topic"}, COMMON | {"topic", "image_encoding"}),
+}
+DEVICE_KEYS = {"identifiers", "connections", "name", "manufacturer", "model", "sw_version",
+               "hw_version", "suggested_area", "configuration_url", "via_device"}
+DEVICE_CLASSES = {"sensor": {None}, "binary_sensor": {"connectivity", "occupancy"},
+                  "camera": {None}}
+TOPIC = re.compile(r"^(?P<prefix>[^/]+)/(?P<component>[a-z_]+)/(?P<node>[A-Za-z0-9_-]+)/"
+                   r"(?P<object>[A-Za-z0-9_-]+)/config$")
+
+
+def _config(**sections):
+    data = {"device_id": "gate.01", "model": {"path": "m.onnx"},
+            "cameras": [{"name": "gate", "source": "synthetic://shapes", "zones": [
+                {"name": "door", "points": [[0, 0], [10, 0], [10, 10]], "labels": ["star"]}]},
+                {"name": "yard", "source": "synthetic://shapes"}],
+            "homeassistant": {"enabled": True}}
+    data.update(sections)
+    return config_from_dict(data, "test")
+
+
+LABELS = ["circle", "square", "triangle", "star"]
+
+
+def _expand(payload: dict) -> dict:
+    expanded = {}
+    for key, value in payload.items():
+        assert key in ABBREVIATIONS or key in ABBREVIATIONS.values(), f"unknown key {key}"
+        full = ABBREVIATIONS.get(key, key)
+        expanded[full] = value
+        if full == "device":
+            expanded[full] = {DEVICE_ABBREVIATIONS.get(k, k): v for k, v in value.items()}
+        if full == "availability":
+            expanded[full] = [{ABBREVIATIONS.get(k, k): v for k, v in item.items()}
+                              for item in value]
+    return expanded
+
+
+def _render(template: str, payload: str) -> str:
+    try:
+        value_json = json.loads(payload)
+    except json.JSONDecodeError:
+        value_json = None
+    return jinja2.Environment().from_string(template).render(value=payload,
+                                                             value_json=value_json)
+
+
+def test_every_config_follows_the_documented_discovery_schema():
+    configs = discovery_configs(_config(), LABELS, "shapes")
+    unique_ids = set()
+    for topic, payload in configs.items():
+        match = TOPIC.match(topic)
+        assert match and match["prefix"] == "homeassistant" and match["node"] == "edge_gate_01"
+        component, entity = match["component"], _expand(payload)
+        required, accepted = PLATFORMS[component]
+        assert required <= set(entity) and set(entity) <= accepted, (topic, set(entity))
+        assert entity.get("device_class") in DEVICE_CLASSES[component]
+        assert entity["unique_id"] not in unique_ids
+        unique_ids.add(entity["unique_id"])
+        device = entity["device"]
+        assert set(device) <= DEVICE_KEYS and device["identifiers"] == ["edge_gate_01"]
+        for item in entity.get("availability", []):
+            assert item["topic"] == "edge/gate.01/status"
+            assert {"payload_available", "payload_not_available"} <= set(item)
+    names = {TOPIC.match(t)["object"] for t in configs}
+    assert {"connectivity", "gate_frame", "gate_fps", "gate_star_count", "gate_door_star_count",
+            "gate_door_star_occupancy", "yard_circle_occupancy"} <= names
+    assert "gate_door_circle_count" not in names  # the zone counts stars only
+
+
+def test_unique_ids_are_stable_and_templates_render_like_home_assistant():
+    first = discovery_configs(_config(), LABELS, "shapes")
+    assert first == discovery_configs(_config(), LABELS, "shapes")
+    connectivity = first["homeassistant/binary_sensor/edge_gate_01/connectivity/config"]
+    states = {state: _render(connectivity["val_tpl"], json.dumps({"state": state}))
+              for state in ("online", "degraded", "offline", "stopped")}
+    assert states == {"online": "ON", "degraded": "ON", "offline": "OFF", "stopped": "OFF"}
+    availability = first["homeassistant/sensor/edge_gate_01/gate_fps/config"]["avty"][0]
+    assert _render(availability["val_tpl"], '{"state": "degraded"}') == "online"
+    assert _render(availability["val_tpl"], '{"state": "offline"}') == "offline"
+    occupancy = first["homeassistant/binary_sensor/edge_gate_01/gate_door_star_occupancy/config"]
+    assert occupancy["stat_t"] == "edge/gate.01/gate/door/star/count"
+    assert [_render(occupancy["val_tpl"], n) for n in ("0", "2")] == ["OFF", "ON"]
+    fps = first["homeassistant/sensor/edge_gate_01/gate_fps/config"]
+    stats = json.dumps({"cameras": {"gate": {"fps": 14.9}}})
+    assert _render(fps["val_tpl"], stats) == "14.9"
+
+
+def test_entities_of_removed_cameras_and_labels_are_stale():
+    before = discovery_configs(_config(), LABELS, "shapes")
+    after = discovery_configs(_config(homeassistant={"enabled": True, "labels": ["star"]},
+                                      cameras=[{"name": "gate", "source": "synthetic://shapes"}]),
+                              LABELS, "shapes")
+    stale = stale_topics(after, before)
+    assert stale and all("yard" in t or "door" in t or "star" not in t for t in stale)
+    assert not set(stale) & set(after)
+
+
+def test_a_label_the_model_lacks_is_a_config_error_listing_the_labels():
+    with pytest.raises(ConfigError, match=re.escape(
+            "homeassistant.labels: dog are not detected by the model; its labels are: circle, "
+            "square, triangle")):
+        discovery_configs(_config(homeassistant={"enabled": True, "labels": ["dog"]}), LABELS,
+                          "m")
+    assert node_id("a.b c") == "edge_a_b_c"
+
+
+def _retained(port: int) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    reader = BrokerSubscription(f"mqtt://127.0.0.1:{port}", [("homeassistant/#", 1)],
+                                lambda t, p, r: found.__setitem__(t, p))
+    reader.start()
+    assert reader.subscribed.wait(10)
+    time.sleep(0.5)
+    reader.stop()
+    return found
+
+
+def _run(tmp_path: Path, model: Path, port: int, zones: str) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "ha"
+[model]
+path = "{model}"
+threads = 1
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=5&seed=1"
+{zones}
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+[homeassistant]
+enabled = true
+labels = ["star"]
+""")
+    run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                          "--seconds", "3"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.slow
+def test_daemon_publishes_discovery_and_removes_what_left_the_config(tmp_path, mosquitto,
+                                                                     demo_model):
+    zone = '[[cameras.zones]]\nname = "door"\npoints = [[0, 0], [100, 0], [100, 100]]'
+    _run(tmp_path, demo_model, mosquitto.port, zone)
+    first = _retained(mosquitto.port)
+    assert "homeassistant/sensor/edge_ha/gate_door_star_count/config" in first
+    assert all(json.loads(p)["dev"]["ids"] == ["edge_ha"] for p in first.values())
+    _run(tmp_path, demo_model, mosquitto.port, "")
+    second = _retained(mosquitto.port)
+    assert not any("door" in topic for topic in second)  # cleared by empty retained configs
+    assert set(second) == {t for t in first if "door" not in t}
