@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config import ModelConfig
+from edge.gpu.select import available_adapters
 from edge.runners.base import Runner
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def choose_backend(model: ModelConfig) -> BackendChoice:
     if not gpu_present():
         return BackendChoice("onnxruntime", "auto: TensorRT is installed but no NVIDIA GPU was "
                                             "found, using ONNX Runtime on the CPU")
-    if importlib.util.find_spec("cuda") is None and importlib.util.find_spec("pycuda") is None:
+    if not available_adapters():  # the real modules, not the `cuda` namespace
         return BackendChoice("onnxruntime", "auto: TensorRT is installed but neither cuda-python "
                                             "nor pycuda is, using ONNX Runtime on the CPU")
     return BackendChoice("tensorrt", "auto: TensorRT and an NVIDIA GPU are present")

@@ -89,15 +89,19 @@ def tensorrt_bindings(version: str) -> Path:
     return folder
 
 
-def cuda_python(version: str) -> Path:
-    """A `pip install --target` folder holding cuda-python `version` (and its dependencies)."""
-    folder = cache_root() / f"cuda-python-{version}"
+def pip_target(requirement: str) -> Path:
+    """A `pip install --target` folder holding `requirement` (and its dependencies)."""
+    folder = cache_root() / requirement.replace("==", "-")
     if not (folder / ".complete").is_file():
         shutil.rmtree(folder, ignore_errors=True)
         _pip("install", "--target", str(folder), "--only-binary=:all:", "--no-compile",
-             f"cuda-python=={version}")
+             requirement)
         (folder / ".complete").touch()
     return folder
+
+
+def cuda_python(version: str) -> Path:
+    return pip_target(f"cuda-python=={version}")
 
 
 def python_path(*folders: Path) -> dict[str, str]:
