@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from edge.broker import free_port
@@ -196,3 +198,22 @@ def test_files_that_end_stop_the_daemon_with_exit_0(tmp_path, mosquitto, demo_mo
         watcher.wait_for(lambda: camera_states(watcher, "b")[-1:] == ["ended"], 5, "b ended")
     assert camera_states(watcher, "a")[-1] == "ended"
     assert retained_camera_status(mosquitto.port, "a")["reason"] == "end of the source"
+
+
+def test_a_file_camera_that_fails_makes_the_daemon_exit_1(tmp_path, mosquitto, demo_model):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(images / f"{i}.png"), np.full((120, 160, 3), 50 * i, np.uint8))
+    config = write_config(tmp_path, demo_model, mosquitto.port, {
+        "a": f"file://{images}?fps=10&loop=1"})
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        daemon = start_daemon(config)
+        watcher.wait_for(lambda: detections_of(watcher, "a") >= 3, 60, "detections")
+        for path in images.glob("*.png"):
+            path.write_bytes(b"broken")
+        _, err = daemon.communicate(timeout=30)
+        watcher.wait_for(lambda: "failed" in camera_states(watcher, "a"), 5, "a failed")
+    assert daemon.returncode == 1, err
+    assert "camera a failed" in err.decode()
+

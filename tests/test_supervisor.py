@@ -10,6 +10,8 @@ import signal
 import threading
 import time
 
+import cv2
+import numpy as np
 import pytest
 
 from edge.broker import free_port
@@ -120,6 +122,20 @@ def test_an_endless_scene_reports_its_fps_and_ends_with_the_daemon():
     supervisor.stop()
     assert recorder.states() == ["starting", "streaming", "ended"]
     assert recorder.last().reason == "the daemon stopped"
+
+
+def test_a_finite_source_that_breaks_mid_run_fails_for_good(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 40, 3), 50 * i, np.uint8))
+    supervisor, recorder = supervise(f"file://{tmp_path}?fps=20&loop=1")
+    supervisor.start()
+    recorder.wait_for("streaming", 5)
+    for path in tmp_path.glob("*.png"):
+        path.write_bytes(b"not an image any more")
+    assert supervisor.finished.wait(5)
+    supervisor.stop()
+    assert recorder.states() == ["starting", "streaming", "failed"]
+    assert "none of the images" in recorder.last().reason and recorder.latest.closed
 
 
 @pytest.mark.parametrize(
