@@ -52,7 +52,10 @@ def queued_rows(database: Path) -> list[dict[str, float]]:
     if not database.exists():
         return []
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
+        try:
+            rows = db.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
+        except sqlite3.OperationalError:  # created, its table not yet
+            return []
     return [json.loads(payload) for (payload,) in rows]
 
 
