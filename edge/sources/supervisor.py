@@ -94,8 +94,7 @@ class SourceSupervisor:
         self.camera = camera
         self.uri = uri
         self.source = source_from_uri(uri)  # a config error (scheme, option, path) raises here
-        self.latest = latest or LatestFrame()
-        self._latest = self.latest
+        self.latest = latest if latest is not None else LatestFrame()
         self._on_change = on_change
         self.stall_s = stall_s
         self.backoff = Backoff(min(1.0, reconnect_max_s), reconnect_max_s)
@@ -177,7 +176,7 @@ class SourceSupervisor:
             self._set("failed", redact_text(f"internal error: {exc!r}"), 0)
         finally:
             self.finished.set()
-            self._latest.close()
+            self.latest.close()
 
     def _log_retry(self, reason: str, attempts: int) -> None:
         """A warning when the camera goes down or the cause changes, then a reminder every
@@ -224,7 +223,7 @@ class SourceSupervisor:
                 source.open()
             attempt.progress = time.monotonic()
             while not attempt.abandoned:
-                if source.paced_by_consumer and not self._latest.wait_empty(timeout=0.5):
+                if source.paced_by_consumer and not self.latest.wait_empty(timeout=0.5):
                     attempt.progress = time.monotonic()  # waiting on the loop is no stall
                     continue
                 frame = source.read()
@@ -235,7 +234,7 @@ class SourceSupervisor:
                     if attempt.abandoned:
                         frame.release()
                         return
-                    self._latest.put(frame)
+                    self.latest.put(frame)
                     attempt.progress = time.monotonic()
                     self._rate.tick()
                     self.frames += 1
