@@ -10,6 +10,7 @@ so a test can take a camera's stream away and bring it back.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ PACKAGES = ("gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-p
             "gstreamer1.0-plugins-ugly python3-gi")
 
 
+@functools.cache
 def missing_reason() -> str | None:
     """Why the server cannot run on this machine, or None when it can."""
     if not Path(SYSTEM_PYTHON).exists():

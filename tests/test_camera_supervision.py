@@ -4,6 +4,7 @@ retained `<prefix>/<camera>/status` topics, as a dashboard would."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 
 from edge.broker import free_port
+from edge.config import load_config
+from edge.errors import ConfigError
 from tests.mqtt_watch import Watcher, retained_status
 from tests.rtsp_server import RtspServer, missing_reason
 from tests.test_daemon_mqtt import start_daemon, stop
@@ -146,6 +149,23 @@ def test_lone_rtsp_camera_unreachable_at_start_waits_for_its_server(tmp_path, mo
         code, err = stop(daemon, signal.SIGTERM)
     assert code == 0, err
     assert retained_camera_status(mosquitto.port, "street")["reason"] == "the daemon stopped"
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("stall_s = 0\n", "cameras.0.stall_s"),
+        ("reconnect_max_s = -1\n", "cameras.0.reconnect_max_s"),
+        ('stall_s = "10"\n', "cameras.0.stall_s"),
+        ("reconnect_max_s = 1e9\n", "cameras.0.reconnect_max_s"),
+        ("reconnect_min_s = 1\n", "cameras.0.reconnect_min_s: unknown key"),
+    ],
+)
+def test_bad_supervision_settings_are_config_errors_naming_the_key(tmp_path, demo_model, keys,
+                                                                   message):
+    config = write_config(tmp_path, demo_model, 1, {"yard": "synthetic://shapes"}, keys)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(config)
 
 
 @pytest.mark.parametrize(
