@@ -14,6 +14,7 @@ from edge.config import DriftConfig
 from edge.drift import (
     DriftMonitor,
     DriftReference,
+    DriftStats,
     default_reference_path,
     kl,
     psi,
@@ -180,3 +181,20 @@ def test_normal_scene_stays_ok_and_a_night_scene_alerts_within_the_window(demo_m
     assert last["window_s"] == window and "input.brightness" in last["drifted"]
     warnings = [r for r in caplog.records if "drift alert" in r.getMessage()]
     assert len(warnings) == 1  # logged once per change, not at every evaluation
+
+
+@pytest.mark.parametrize(("shift", "brightness", "contrast"), [
+    ("dark", "lower", "lower"), ("covered", "lower", "lower"), ("noise", "same", "higher")])
+def test_shifts_show_in_the_input_statistics(shift, brightness, contrast):
+    def stats(kind):
+        result = DriftStats(4)
+        for image in scene_images(1, 20, 7, kind):
+            result.add_image(image)
+        bins = np.arange(16)
+        return ((result.brightness * bins).sum() / result.frames,
+                (result.contrast * bins).sum() / result.frames)
+
+    (b0, c0), (b1, c1) = stats(None), stats(shift)
+    expected = {"lower": lambda a, b: b < a - 2, "higher": lambda a, b: b > a + 0.5,
+                "same": lambda a, b: abs(a - b) <= 1}
+    assert expected[brightness](b0, b1) and expected[contrast](c0, c1), (b0, b1, c0, c1)

@@ -136,3 +136,14 @@ def test_eval_writes_the_drift_reference_next_to_the_model(tmp_path, demo_model)
     assert summary["drift_reference"] == str(tmp_path / "shapes.onnx.drift.json")
     reference = reference_for_model(Path(summary["drift_reference"]), model)
     assert reference.stats.frames == 12 and reference.labels == tuple(LABELS)
+
+
+def test_calibrate_writes_the_drift_reference_of_its_output(tmp_path, demo_model):
+    output = tmp_path / "int8.onnx"
+    result = edge("calibrate", str(demo_model), "--images", "synthetic://shapes?seed=3",
+                  "--max-images", "8", "--min-images", "8", "--profile", "cpu", "-o",
+                  str(output), "--drift-reference", "--json")
+    assert result.returncode == 0, result.stderr
+    path = Path(json.loads(result.stdout.splitlines()[-1])["drift_reference"])
+    assert path == tmp_path / "int8.onnx.drift.json"
+    assert reference_for_model(path, output).stats.frames == 8  # the INT8 model's, not FP32's
