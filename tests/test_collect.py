@@ -274,3 +274,14 @@ class FramePublisherSlack:
     @staticmethod
     def dropped(daemon: Daemon) -> int:
         return daemon.workers[0].frame_publisher.dropped
+
+
+def test_a_restarted_device_reusing_frame_ids_does_not_overwrite_images(tmp_path):
+    dataset = Dataset(tmp_path / "out", duplicate_distance=-1)
+    (_, first, _), (_, second, _) = list(scene_frames(2))
+    assert dataset.add(sample_of(7, first, []))
+    again = sample_of(7, second, [])
+    again.meta["ts"] += 3600  # the same frame id an hour later, after a restart
+    assert dataset.add(again)
+    files = sorted(p.name for p in (tmp_path / "out" / "images").iterdir())
+    assert len(files) == 2 and files[0] == "dev1_gate_00000007.jpg"

@@ -53,8 +53,13 @@ class Collector:
         self.subscription.stop()
         self._queue.put(None)
         self._worker.join()
-        if self.error is None:
+        try:
             self.dataset.export()
+        except DiskFullError:
+            if self.error is None:
+                raise
+            log.warning("the exports in %s could not be refreshed on the full disk; "
+                        "manifest.jsonl lists every complete image", self.dataset.root)
 
     def run(self, seconds: float | None, stop: threading.Event) -> None:
         """Collect until `seconds` pass, `stop` is set, or the disk is full (then raises)."""

@@ -85,6 +85,7 @@ class Dataset:
             folder.mkdir(parents=True, exist_ok=True)
         self.labels: list[str] | None = None
         self.rows: list[dict[str, Any]] = []
+        self._ids: set[str] = set()
         self._recent: dict[tuple[str, str], deque[int]] = {}
         self._since_export = 0
         self._resume()
@@ -105,6 +106,7 @@ class Dataset:
                 orphan.unlink()
                 (self.root / "labels" / f"{orphan.stem}.txt").unlink(missing_ok=True)
         for row in self.rows:
+            self._ids.add(row["id"])
             self._remember(row["device"], row["camera"], int(row["phash"], 16))
             self.counts.bytes += int(row["bytes"])
         self.counts.resumed = len(self.rows)
@@ -160,8 +162,8 @@ class Dataset:
         meta = sample.meta
         frame_id = int(meta["frame_id"])
         stem = f"{sample.device}_{sample.camera}_{frame_id:08d}"
-        if any(row["id"] == stem for row in self.rows[-RECENT:]):
-            stem = f"{stem}_{int(float(meta['ts']) * 1000)}"  # a restarted device reuses ids
+        if stem in self._ids:  # a restarted device counts its frames from the start again
+            stem = f"{stem}_{int(float(meta['ts']) * 1000)}"
         # Detections are in source pixels; the JPEG may have been downsized (frames.max_height).
         scale_x = width / float(meta.get("width") or width)
         scale_y = height / float(meta.get("height") or height)
@@ -215,6 +217,7 @@ class Dataset:
                     "collected and consistent; free space and rerun to resume") from exc
             raise
         self.rows.append(row)
+        self._ids.add(row["id"])
         self.counts.written += 1
         self.counts.bytes += len(jpeg)
 
