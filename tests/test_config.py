@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
-from edge.errors import ConfigError
+from edge.errors import ConfigError, SourceError
+from edge.sources import source_from_uri
 
 VALID = """
 device_id = "gate-01"
@@ -212,3 +213,9 @@ def test_log_section(tmp_path):
     assert (config.log.level, config.log.summary_interval_s) == ("debug", 30)
     with pytest.raises(ConfigError, match=r"log\.level: .*'debug', 'info'"):
         load_config(write(tmp_path, VALID + '[log]\nlevel = "loud"\n'))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "ten", "1e999"])
+def test_source_numbers_are_finite(value):
+    with pytest.raises(SourceError, match=rf"option fps={value!r} must be a number >= 0 \(finite\)"):
+        source_from_uri(f"synthetic://shapes?fps={value}")

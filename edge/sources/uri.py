@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -31,9 +32,9 @@ class SourceUri:
             value = float(self.options[key])
         except ValueError:
             value = minimum - 1
-        if value < minimum:
+        if not math.isfinite(value) or value < minimum:
             raise SourceError(f"source '{self.text}': option {key}={self.options[key]!r} must be "
-                              f"a number >= {minimum:g}")
+                              f"a number >= {minimum:g} (finite)")
         return value
 
     def integer(self, key: str, default: int) -> int:
