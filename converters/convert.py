@@ -164,17 +164,19 @@ def _plain_from_onnx(source: Path) -> _Plain:
         raise ConversionError(f"ONNX Runtime cannot load {source}: {_first_line(exc)}; the "
                               "source must run in ONNX Runtime on the CPU to be converted and "
                               "checked") from exc
-    input_name = session.get_inputs()[0].name
+    image = session.get_inputs()[0]
+    fixed = image.shape[0] if isinstance(image.shape[0], int) and image.shape[0] > 1 else None
     outputs = [o.name for o in session.get_outputs()]
 
     def run_source(x: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[Any]]:
+        feed = x if fixed is None else np.resize(x, (fixed, *x.shape[1:]))
         try:
-            results = session.run(outputs, {input_name: x.astype(np.float32)})
+            results = session.run(outputs, {image.name: feed.astype(np.float32)})
         except ort_errors as exc:
             raise ConversionError(
                 f"the source model fails on an input of shape {list(x.shape)}: "
                 f"{_first_line(exc)}; check --input-size (the size it was trained at)") from exc
-        return dict(zip(outputs, results, strict=True))
+        return {name: result[:len(x)] for name, result in zip(outputs, results, strict=True)}
 
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
                   metadata.labels if metadata else None,
@@ -281,7 +283,7 @@ def _batch(image: ImageInput, options: ConvertOptions, kind: str) -> int | None:
     if kind in ("pytorch", "torchscript"):
         return 1 if options.batch == "source" else options.batch
     source_batch = image.batch if isinstance(image.batch, int) else None
-    if options.batch in ("source", source_batch):
+    if options.batch == "source" or options.batch == source_batch:  # noqa: PLR1714 - narrows
         return source_batch
     if source_batch is None:
         return options.batch  # a dynamic source can be fixed to any batch

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
-import torch
-from torch import nn
 
 from converters.errors import ConversionError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Opset 17 is the newest that TensorRT 8.5 (JetPack 5) parses; TensorRT 10 reads it too.
 DEFAULT_OPSET = 17
@@ -27,6 +29,8 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
 
     The TorchScript-based exporter is used: for CNNs it gives a flat graph of plain ONNX ops,
     which TensorRT's parser and ONNX Runtime's fusions handle best."""
+    import torch  # only PyTorch sources need it: `edge convert model.onnx` runs without torch
+
     network = network.eval()
     example = torch.zeros((batch or 1, 3, height, width), dtype=torch.float32)
     dynamic_axes = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}

@@ -85,10 +85,19 @@ def _mixed_precision_problems(graph: onnx.GraphProto,
     return problems
 
 
+#: The origin `edge calibrate` names its own output by; advice for it must not send the user
+#: back to `edge calibrate --profile tensorrt`.
+OUR_OUTPUT = "the quantized model"
+
+
 def check_tensorrt_qdq(model: onnx.ModelProto, origin: str = "the model") -> None:
     problems = tensorrt_qdq_violations(model)
     if problems:
         listing = "\n  ".join(problems[:20])
         more = f"\n  (+{len(problems) - 20} more)" if len(problems) > 20 else ""
+        advice = ("keep the nodes named above in float with `edge calibrate --exclude NODE ...` "
+                  "(and report it: the tensorrt profile should never write this)"
+                  if origin == OUR_OUTPUT else
+                  "quantize its FP32 model with `edge calibrate --profile tensorrt`")
         raise ConversionError(f"{origin} breaks TensorRT's QDQ rules:\n  {listing}{more}\n"
-                              "quantize it with `edge calibrate --profile tensorrt`")
+                              f"{advice}")

@@ -128,6 +128,7 @@ def qdq_for_tensorrt(model: onnx.ModelProto, ranges: TensorRanges,
     if unknown:
         raise ConversionError(f"--exclude names unknown nodes: {', '.join(unknown)}; see "
                               "`edge inspect --json` for node names")
+    _check_supported(model, exclude)
     quantized = onnx.ModelProto()
     quantized.CopyFrom(model)
     graph = quantized.graph
@@ -146,6 +147,27 @@ def qdq_for_tensorrt(model: onnx.ModelProto, ranges: TensorRanges,
     drop_unused_initializers(graph)
     onnx.checker.check_model(quantized)
     return quantized
+
+
+def _check_supported(model: onnx.ModelProto, exclude: Collection[str]) -> None:
+    """Refuse, by node name, what this profile cannot quantize or TensorRT cannot parse."""
+    foreign = [f"{n.name} ({n.domain}.{n.op_type})" for n in model.graph.node
+               if n.domain not in ("", "ai.onnx")]
+    if foreign:
+        raise ConversionError(
+            f"TensorRT's ONNX parser has no ops outside the ONNX domain, and the model has "
+            f"{len(foreign)}: {', '.join(foreign[:8])}; quantize it with --profile cpu for ONNX "
+            "Runtime, or export the model again without them")
+    initializers = {i.name for i in model.graph.initializer}
+    plan = quantizable_inputs(model)
+    dynamic = [n.name for n in model.graph.node
+               if n.op_type in WEIGHTED_OPS - {"MatMul"} and n.name in plan
+               and n.name not in exclude and (len(n.input) < 2 or n.input[1] not in initializers)]
+    if dynamic:
+        raise ConversionError(
+            f"the tensorrt profile quantizes weights per channel, but {len(dynamic)} node(s) "
+            f"take weights computed in the graph: {', '.join(dynamic)}; keep them in float with "
+            f"--exclude {' '.join(dynamic)}")
 
 
 def _insert_topologically(graph: onnx.GraphProto, inserter: _Inserter) -> None:

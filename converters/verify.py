@@ -63,16 +63,18 @@ def preprocess_by_hand(frames: npt.NDArray[np.uint8], camera_order: ColourOrder,
 def check_parity(converted: onnx.ModelProto, output_name: str, reference: Reference,
                  frames: npt.NDArray[np.uint8], reference_inputs: npt.NDArray[np.float64],
                  tolerance: float = DEFAULT_TOLERANCE) -> Parity:
-    """Run both, frame by frame (batch 1 works for fixed and dynamic batch alike); raise
-    ParityError beyond `tolerance`."""
+    """Run both, frame by frame (a model with a fixed batch B > 1 gets B copies of the frame);
+    raise ParityError beyond `tolerance`."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(converted.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    image = session.get_inputs()[0]
+    batch = image.shape[0] if isinstance(image.shape[0], int) and image.shape[0] > 1 else 1
     worst_abs, scale = 0.0, 0.0
     for i in range(len(frames)):
-        ours = session.run([output_name], {input_name: frames[i:i + 1]})[0].astype(np.float64)
+        feed = np.repeat(frames[i:i + 1], batch, axis=0)  # a fixed batch > 1 gets copies
+        ours = session.run([output_name], {image.name: feed})[0][:1].astype(np.float64)
         theirs = np.asarray(reference(reference_inputs[i:i + 1]), np.float64)
         if ours.shape != theirs.shape:
             raise ParityError(f"converted output {output_name} has shape {list(ours.shape)} but "

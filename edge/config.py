@@ -52,8 +52,9 @@ class ModelConfig(_Section):
         default="auto", description="auto: TensorRT when it and a GPU are present, else "
                                     "ONNX Runtime")
     precision: Literal["auto", "int8", "fp16", "fp32"] = Field(
-        default="auto", description="TensorRT engine precision; auto: int8 for a QDQ model, "
-                                    "else fp16")
+        default="auto", description="TensorRT engine precision, decided from the model's spec; "
+                                    "auto: int8 for a QDQ model, else fp16 (fp32 on TensorRT 11, "
+                                    "which builds strongly typed networks)")
     engine_dir: Path | None = Field(default=None, description="engine cache folder; default: "
                                                               "next to the model")
     build_engine: bool = Field(default=True, description="build a missing or stale engine at "

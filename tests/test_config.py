@@ -217,5 +217,6 @@ def test_log_section(tmp_path):
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "ten", "1e999"])
 def test_source_numbers_are_finite(value):
-    with pytest.raises(SourceError, match=rf"option fps={value!r} must be a number >= 0 \(finite\)"):
+    expected = rf"option fps={value!r} must be a number >= 0 \(finite\)"
+    with pytest.raises(SourceError, match=expected):
         source_from_uri(f"synthetic://shapes?fps={value}")

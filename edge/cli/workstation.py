@@ -26,7 +26,7 @@ log = logging.getLogger("edge")
 #: Third-party modules the workstation commands need, all from the `convert` extra (protobuf
 #: comes with onnx). A missing module outside this set is a bug and is not disguised.
 CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "matplotlib",
-                         "tqdm"}
+                         "tqdm", "PIL"}
 
 
 @contextlib.contextmanager
@@ -168,6 +168,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         log.info("writing a TensorRT cache alongside a %s-profile model", args.profile)
     model, spec = load_float_model(args.model)
     frames = frames_from(args.images, args.max_images, args.seed, args.min_images)
+    _refuse_small_images(frames.paths, spec.input.height, spec.input.width, args.images)
     options = CalibrateOptions(profile=args.profile, method=args.method,
                                percentile=args.percentile, exclude=tuple(args.exclude),
                                keep_float=args.keep_float, with_cache=args.cache is not None,
@@ -209,6 +210,31 @@ def _calibrate(args: argparse.Namespace) -> int:
         if args.report:
             print(f"report: {summary['report']}")
     return 0
+
+
+def _refuse_small_images(paths: list[Path], height: int, width: int, folder: Path) -> None:
+    """Calibrating on images that all need upscaling measures blurred, not camera, frames;
+    image headers are enough to tell."""
+    if not paths:
+        return
+    from PIL import Image
+
+    from edge.errors import InputError
+
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.append(image.size)  # (width, height)
+        except OSError:  # a format OpenCV reads and Pillow does not: size unknown, no verdict
+            return
+    if all(w < width and h < height for w, h in sizes):
+        largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
+        raise InputError(
+            f"all {len(paths)} images in {folder} are smaller than the model input "
+            f"{width}x{height} (largest {largest_w}x{largest_h}); they would be upscaled, so the "
+            f"ranges would not match camera frames. Calibrate on frames from the camera (at "
+            f"least {width}x{height}), or convert the model with a smaller --input-size")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -63,14 +63,30 @@ def precision_for(quantization: Quantization, requested: str, version: TrtVersio
         return "int8"
     if requested == "auto":
         return "fp32" if version.strongly_typed_only else "fp16"
+    if requested == "int8":
+        raise InputError(f"{model} is a float model: an INT8 engine needs its QDQ version "
+                         "(`edge calibrate MODEL.onnx --images DIR -o MODEL.int8.onnx --profile "
+                         "tensorrt`) or, on TensorRT 8.5-10, a calibration cache (--cache)")
     if requested == "fp16" and version.strongly_typed_only:
         raise InputError(f"TensorRT {version} builds strongly typed networks: {model} declares "
                          "float32, so an 'fp16' engine would compute in fp32. Convert the ONNX "
                          "to float16 first (onnxconverter-common's convert_float_to_float16, "
                          "keep_io_types=True) or build with --precision fp32")
-    if requested not in ("int8", "fp16", "fp32"):
+    if requested not in ("fp16", "fp32"):
         raise InputError(f"precision {requested!r} is not one of auto, int8, fp16, fp32")
     return requested  # type: ignore[return-value]
+
+
+def computes_in(precision: str, trt_version: str) -> str:
+    """What an engine built with `precision` by TensorRT `trt_version` computes in."""
+    typed = trt_version.split(".", maxsplit=1)[0].isdigit() and int(
+        trt_version.split(".", maxsplit=1)[0]) >= 11
+    return {
+        "int8": "int8 where the QDQ model quantizes, " + (
+            "fp32 elsewhere (strongly typed)" if typed else "fp16 or fp32 elsewhere"),
+        "fp16": "fp16 (TensorRT keeps a layer in fp32 where fp16 is slower or unsupported)",
+        "fp32": "fp32" + (" (strongly typed: the types the ONNX declares)" if typed else ""),
+    }.get(precision, f"unknown precision {precision!r}: rebuild the engine")
 
 
 def engine_precision(onnx_path: Path, requested: str, version: TrtVersion,

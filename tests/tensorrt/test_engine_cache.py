@@ -106,3 +106,26 @@ def test_inspect_reads_an_engine_sidecar(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "edge", "inspect", str(entry.engine)],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "has no sidecar" in missing.stderr
+
+
+def test_inspect_says_what_the_engine_computes_in_and_catches_an_edited_sidecar(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    entry = store(tmp_path, KEY)
+
+    def inspect() -> dict:
+        result = subprocess.run([sys.executable, "-m", "edge", "inspect", str(entry.engine),
+                                 "--json"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    report = inspect()
+    assert report["intact"] and report["computes_in"].startswith("int8 where the QDQ model")
+    sidecar = json.loads(entry.sidecar.read_text())
+    sidecar["key"]["precision"] = "fp16"  # claims a precision the engine was not built with
+    entry.sidecar.write_text(json.dumps(sidecar))
+    report = inspect()
+    assert not report["intact"] and report["key"]["precision"] == "fp16"
+    assert not check_entry(entry, KEY).usable

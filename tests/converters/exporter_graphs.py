@@ -1,0 +1,79 @@
+"""Tiny ONNX graphs written the way real third-party exporters write them: batch as -1, 0 or a
+name; weights in Constant nodes (paddle2onnx); opset 9-12 (tf2onnx, keras2onnx); a Softmax or
+Sigmoid behind an Identity; several outputs (MTCNN); a second input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+SIZE = 32
+
+
+def _weights(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"conv_w": rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32),
+            "conv_b": rng.normal(0, 0.1, (8,)).astype(np.float32),
+            "fc_w": rng.normal(0, 0.5, (8, 3)).astype(np.float32),
+            "fc_b": rng.normal(0, 0.1, (3,)).astype(np.float32),
+            "box_w": rng.normal(0, 0.5, (8, 4)).astype(np.float32)}
+
+
+def classifier(path: Path, *, batch: int | str = "N", opset: int = 17, constants: bool = False,
+               ending: str = "none", extra_output: bool = False, extra_input: bool = False,
+               dynamic_weight: bool = False) -> Path:
+    """x [batch, 3, 32, 32] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> MatMul/Add ->
+    `ending` ("none", "softmax", "sigmoid") -> Identity -> scores [batch, 3]; `extra_output` adds
+    a box output [batch, 4] first (as MTCNN's R-Net has); `dynamic_weight` makes a second conv
+    take its weight from the activations."""
+    weights = _weights()
+    nodes, initializers = [], []
+    for name, value in weights.items():
+        if constants:
+            nodes.append(helper.make_node("Constant", [], [name], name=f"const_{name}",
+                                          value=numpy_helper.from_array(value, name)))
+        else:
+            initializers.append(numpy_helper.from_array(value, name))
+    nodes += [
+        helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["conv"], name="conv", pads=[1] * 4),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu")]
+    features = "relu"
+    if dynamic_weight:
+        initializers.append(numpy_helper.from_array(np.array([8, 8, 1, 1], np.int64), "shape"))
+        nodes += [
+            helper.make_node("GlobalAveragePool", ["relu"], ["squeezed"], name="squeeze_pool"),
+            helper.make_node("Tile", ["squeezed", "tiles"], ["tiled"], name="tile"),
+            helper.make_node("Reshape", ["tiled", "shape"], ["dyn_w"], name="to_weight"),
+            helper.make_node("Conv", ["relu", "dyn_w"], ["dyn"], name="dynamic_conv")]
+        initializers.append(numpy_helper.from_array(np.array([1, 8, 1, 1], np.int64), "tiles"))
+        features = "dyn"
+    nodes += [
+        helper.make_node("GlobalAveragePool", [features], ["pooled"], name="pool"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+        helper.make_node("MatMul", ["flat", "fc_w"], ["fc"], name="fc"),
+        helper.make_node("Add", ["fc", "fc_b"], ["logits"], name="fc_bias")]
+    last = "logits"
+    if ending != "none":
+        op = {"softmax": "Softmax", "sigmoid": "Sigmoid"}[ending]
+        nodes.append(helper.make_node(op, [last], ["scored"], name=ending,
+                                      **({"axis": 1} if op == "Softmax" else {})))
+        last = "scored"
+    nodes.append(helper.make_node("Identity", [last], ["scores"], name="identity"))
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 3])]
+    if extra_output:
+        nodes.append(helper.make_node("MatMul", ["flat", "box_w"], ["boxes"], name="box_fc"))
+        outputs.insert(0, helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [batch, 4]))
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])]
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info("threshold", TensorProto.FLOAT, [1]))
+        nodes.append(helper.make_node("Mul", ["scores", "threshold"], ["gated"], name="gate"))
+        outputs.append(helper.make_tensor_value_info("gated", TensorProto.FLOAT, [batch, 3]))
+    graph = helper.make_graph(nodes, "exported", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="exporter-stand-in")
+    model.ir_version = 7 if opset < 15 else 8
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,243 @@
+"""What real exporters write, and the failures issue 12 found on a third-party classifier:
+each is now a working conversion or a clear, exit-2 message (no traceback, no circular
+advice). The graphs are tiny stand-ins built in tests/converters/exporter_graphs.py; the real
+models run in tests/corpus."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from converters.convert import ConvertOptions, convert
+from converters.errors import ConversionError
+from converters.onnx_source import opset_of
+from edge.cli import main
+from tests.converters.exporter_graphs import SIZE, classifier
+
+LABELS = ("a", "b", "c")
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def edge(capsys):
+    """`edge ARGS` in this process (an exception other than EdgeError fails the test, as a
+    traceback would)."""
+
+    def run(*args: str | Path) -> Result:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def edge_without(module: str, *args: str | Path) -> Result:
+    """`edge ARGS` in a fresh interpreter in which `module` cannot be imported."""
+    code = (f"import sys; sys.modules[{module!r}] = None\nfrom edge.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def assert_refused(result: Result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+# -- batch as exporters write it, and --batch honoured --------------------------------------
+
+BATCH_CASES = [
+    # source batch, requested ("source" = no --batch), expected spec batch or error fragment
+    (-1, "source", None), (0, "source", None), ("N", "source", None), (1, "source", 1),
+    (-1, 1, 1), (0, 4, 4), ("N", None, None), (1, 1, 1),
+    (1, None, "batch is fixed at 1 by its exporter, so a dynamic batch cannot be made"),
+    (1, 4, "batch is fixed at 1 by its exporter, so batch 4 cannot be made"),
+]
+
+
+@pytest.mark.parametrize(("source_batch", "requested", "expected"), BATCH_CASES)
+def test_batch_as_exported_and_as_requested(tmp_path, source_batch, requested, expected):
+    source = classifier(tmp_path / "m.onnx", batch=source_batch)
+    options = ConvertOptions(labels=LABELS, batch=requested)
+    if isinstance(expected, str):
+        with pytest.raises(ConversionError, match=r"export it again") as error:
+            convert(source, options)
+        assert expected in str(error.value)
+        return
+    converted = convert(source, options)
+    assert converted.spec.input.batch == expected
+    dims = converted.model.graph.input[0].type.tensor_type.shape.dim
+    assert (dims[0].dim_value if dims[0].HasField("dim_value") else None) == expected
+    run_batch = expected or 3
+    session = ort.InferenceSession(converted.model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    frames = np.random.default_rng(0).integers(0, 256, (run_batch, SIZE, SIZE, 3), np.uint8)
+    assert session.run(None, {"x": frames})[0].shape == (run_batch, 3)
+    if source_batch in (-1, 0):
+        assert f"x[0]={source_batch}" in " ".join(converted.notes)
+
+
+def test_batch_flags_on_the_command_line(tmp_path, edge):
+    source = classifier(tmp_path / "m.onnx", batch=-1)
+    for flag, expected in ((["--batch", "1"], 1), (["--batch", "dynamic"], None), ([], None)):
+        out = tmp_path / f"out{expected}.onnx"
+        result = edge("convert", source, "-o", out, "--labels", "a,b,c", *flag, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.splitlines()[-1])["input"][0] == expected
+
+
+# -- opset < 13 and Constant weights: upgraded, moved, and both INT8 profiles work ----------
+
+@pytest.mark.parametrize("opset", [9, 12])
+def test_old_opsets_are_upgraded_with_a_note(tmp_path, opset):
+    converted = convert(classifier(tmp_path / "m.onnx", opset=opset), ConvertOptions(labels=LABELS))
+    assert opset_of(converted.model) >= 13
+    assert f"upgraded the model from opset {opset} to 13" in " ".join(converted.notes)
+
+
+def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, edge):
+    """The issue's classifier: batch -1, opset 11, weights in Constant nodes, Softmax."""
+    source = classifier(tmp_path / "m.onnx", batch=-1, opset=11, constants=True,
+                        ending="softmax")
+    fp32 = tmp_path / "fp32.onnx"
+    result = edge("convert", source, "-o", fp32, "--labels", "a,b,c")
+    assert result.returncode == 0, result.stderr
+    assert "note: upgraded the model from opset 11 to 13" in result.stdout
+    assert "note: moved 5 Constant node(s) to initializers" in result.stdout
+    assert "classify (probabilities)" in result.stdout
+    converted = onnx.load(str(fp32))
+    assert not [n for n in converted.graph.node if n.op_type == "Constant"]
+    for profile, ops in (("tensorrt", {"Conv", "MatMul"}), ("cpu", {"MatMul"})):
+        out = tmp_path / f"{profile}.onnx"
+        result = edge("calibrate", fp32, "--images", "synthetic://shapes?seed=1", "-o", out,
+                      "--profile", profile, "--max-images", "8", "--method", "minmax")
+        assert result.returncode == 0, result.stderr
+        graph = onnx.load(str(out)).graph
+        producers = {o: n.op_type for n in graph.node for o in n.output}
+        for node in graph.node:  # the cpu profile keeps a 3-channel stem conv float
+            if node.op_type in ops:
+                assert producers.get(node.input[1]) == "DequantizeLinear", (profile, node.name)
+
+
+# -- Softmax / Sigmoid endings ------------------------------------------------------------
+
+@pytest.mark.parametrize(("ending", "head"), [("none", "logits"), ("softmax", "probabilities"),
+                                              ("sigmoid", "probabilities")])
+def test_scores_behind_an_identity_are_recognised(tmp_path, ending, head):
+    source = classifier(tmp_path / "m.onnx", ending=ending)
+    assert convert(source, ConvertOptions(labels=LABELS)).spec.head == head
+
+
+# -- several outputs: the one whose class count matches the labels ---------------------------
+
+def test_the_output_matching_the_labels_is_chosen(tmp_path):
+    source = classifier(tmp_path / "m.onnx", extra_output=True, ending="softmax")
+    converted = convert(source, ConvertOptions(labels=LABELS))
+    assert converted.spec.output == "scores" and converted.spec.head == "probabilities"
+
+
+def test_labels_matching_no_output_name_every_output(tmp_path, edge):
+    source = classifier(tmp_path / "m.onnx", extra_output=True, ending="softmax")
+    result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b")
+    assert_refused(result, "2 labels were given but no output of the model has 2 classes",
+                   "boxes [1, 4] (4 classes)", "scores [1, 3] (3 classes)")
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+def test_an_already_converted_model_is_refused(tmp_path, edge):
+    fp32 = tmp_path / "fp32.onnx"
+    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
+    result = edge("convert", fp32, "-o", tmp_path / "again.onnx", "--labels", "a,b,c")
+    assert_refused(result, "was converted by `edge convert` already")
+    assert not (tmp_path / "again.onnx").exists()
+
+
+def test_a_second_input_is_refused(tmp_path, edge):
+    source = classifier(tmp_path / "m.onnx", extra_input=True)
+    result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b,c")
+    assert_refused(result, "besides the image the model has other inputs",
+                   "threshold [1]", "only single-input models can be converted")
+
+
+def _corrupt(tmp_path: Path, kind: str) -> Path:
+    good = classifier(tmp_path / "good.onnx").read_bytes()
+    path = tmp_path / f"{kind}.onnx"
+    data = {"truncated": good[: len(good) // 2], "empty": b"",
+            "random": np.random.default_rng(0).bytes(4096),
+            "zeroed": good[:200] + bytes(len(good) - 200)}[kind]
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "random", "zeroed"])
+@pytest.mark.parametrize("command", ["convert", "calibrate", "inspect"])
+def test_corrupt_model_files(tmp_path, edge, kind, command):
+    path = _corrupt(tmp_path, kind)
+    args = {"convert": ["--labels", "a,b,c", "-o", tmp_path / "out.onnx"],
+            "calibrate": ["--images", "synthetic://shapes", "-o", tmp_path / "out.onnx"],
+            "inspect": []}[command]
+    result = edge(command, path, *args)
+    assert_refused(result, path.name)
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("command", ["convert", "calibrate"])
+def test_without_the_convert_extra_the_install_command_is_shown(tmp_path, command):
+    source = classifier(tmp_path / "m.onnx")
+    args = {"convert": ["--labels", "a,b,c"], "calibrate": ["--images", "synthetic://shapes"]}
+    result = edge_without("onnx", command, source, "-o", tmp_path / "out.onnx", *args[command])
+    assert_refused(result, f"edge {command} needs the Python module 'onnx'",
+                   "pip install 'edge-runtime[convert]'")
+
+
+# -- calibration inputs -----------------------------------------------------------------------
+
+def test_a_profile_that_cannot_quantize_a_node_names_it_and_suggests_exclude(tmp_path, edge):
+    fp32 = tmp_path / "fp32.onnx"
+    convert(classifier(tmp_path / "m.onnx", batch=1, dynamic_weight=True),
+            ConvertOptions(labels=LABELS)).write(fp32)
+    base = ["calibrate", fp32, "--images", "synthetic://shapes", "--max-images", "8",
+            "--method", "minmax", "-o", tmp_path / "int8.onnx"]
+    result = edge(*base)
+    assert_refused(result, "take weights computed in the graph: dynamic_conv",
+                   "--exclude dynamic_conv")
+    assert "edge calibrate --profile tensorrt" not in result.stderr
+    result = edge(*base, "--exclude", "dynamic_conv")
+    assert result.returncode == 0, result.stderr
+
+
+def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edge):
+    fp32 = tmp_path / "fp32.onnx"
+    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
+    small = tmp_path / "small"
+    small.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(10):
+        cv2.imwrite(str(small / f"{index}.png"),
+                    rng.integers(0, 256, (SIZE - 8, SIZE - 4 + index % 3, 3), np.uint8))
+    result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx")
+    assert_refused(result, "all 10 images", "are smaller than the model input 32x32",
+                   "largest 30x24")
+    cv2.imwrite(str(small / "big.png"), rng.integers(0, 256, (64, 64, 3), np.uint8))
+    result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
+                  "--method", "minmax")
+    assert result.returncode == 0, result.stderr
