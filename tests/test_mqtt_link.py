@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import errno
 import logging
+import socket
+
+import pytest
 
 from edge.config import MqttConfig
-from edge.mqtt.failures import ConnectionLog
+from edge.mqtt.failures import ConnectionLog, cause_from_exception
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import Topics
 from tests.mqtt_watch import Watcher, retained_status
@@ -79,3 +83,28 @@ def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplo
     connection.connected()
     assert connection.state == "connected"
     assert "after 301 failed attempts" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "connection refused"),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"),
+         "unreachable: Network is unreachable"),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), "unreachable: No route to host"),
+        (TimeoutError("timed out"), "unreachable: timed out"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+         "unreachable: cannot resolve the host name"),
+        (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+         "the broker closed the connection (Connection reset by peer)"),
+        (OSError("proxy rtsp://u:pw-77@h failed"), "OSError: proxy rtsp://u:REDACTED@h failed"),
+    ],
+)
+def test_connection_errors_become_causes(error, cause):
+    assert cause_from_exception(error).startswith(cause)
+
+
+def test_a_password_over_plain_mqtt_is_warned_about(caplog):
+    settings = MqttConfig(url="mqtt://127.0.0.1:1", username="u", password="pw-3e1")
+    MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})
+    assert "in plaintext" in caplog.text and "pw-3e1" not in caplog.text

@@ -93,8 +93,11 @@ class MqttLink:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv311, clean_session=True)
         if self.settings.username:
-            client.username_pw_set(self.settings.username,
-                                   self.settings.password_value(os.environ))
+            password = self.settings.password_value(os.environ)
+            client.username_pw_set(self.settings.username, password)
+            if password is not None and not self.settings.tls:
+                log.warning("the MQTT password goes to %s in plaintext; use mqtts:// unless "
+                            "this network is trusted", self.settings.display_url)
         if self.settings.tls:
             client.tls_set_context(tls_context_from_config(self.settings))
         client.reconnect_delay_set(min_delay=max(1, round(self.settings.reconnect_min_s)),
