@@ -95,12 +95,13 @@ class DriftStats:
         areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1],
                                                                         0, None)
         sizes = np.sqrt(areas / max(width * height, 1))
-        np.add.at(self.box_size, np.clip((sizes * SIZE_BINS).astype(np.int64), 0, SIZE_BINS - 1),
-                  1)
+        self.box_size += np.bincount(np.clip((sizes * SIZE_BINS).astype(np.int64), 0,
+                                             SIZE_BINS - 1), minlength=SIZE_BINS)
         classes = detections.class_ids
         known = (classes >= 0) & (classes < self.num_classes)
         bins = np.clip((detections.scores * SCORE_BINS).astype(np.int64), 0, SCORE_BINS - 1)
-        np.add.at(self.scores, (classes[known], bins[known]), 1)
+        cells = classes[known] * SCORE_BINS + bins[known]
+        self.scores += np.bincount(cells, minlength=self.scores.size).reshape(self.scores.shape)
 
     def merge(self, other: DriftStats) -> None:
         self.frames += other.frames
