@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Topic levels a zone may not be named, so every topic under a camera stays unambiguous.
 RESERVED_ZONE_NAMES = frozenset({"detections", "events", "frame", "status", "count"})
@@ -70,6 +70,14 @@ class TrackingConfig(_Section):
     snapshots: bool = Field(default=True, description="publish each object's best frame")
     snapshot_max_height: int = Field(default=360, ge=16, le=4320)
     snapshot_quality: int = Field(default=85, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered_scores(self) -> TrackingConfig:
+        if self.low_score >= self.high_score:
+            raise ValueError("low_score must be below high_score")
+        if self.new_track_score < self.high_score:
+            raise ValueError("new_track_score must be at least high_score")
+        return self
 
 
 class HomeAssistantConfig(_Section):

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -12,14 +15,24 @@ from edge.monitor import run_monitor
 from tests.test_daemon_mqtt import write_config
 
 
+def _watch(url: str, tmp_path, lines: list[str], stop: threading.Event, result: dict,
+           **options) -> threading.Thread:
+    watcher = threading.Thread(target=lambda: result.update(run_monitor(
+        url, "edge/+", None, tmp_path / "frames", lines.append, stop, **options)))
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not any(line.startswith("connected") for line in lines) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    return watcher
+
+
 @pytest.mark.slow
 def test_monitor_sees_every_kind_of_message_and_saves_frames(tmp_path, mosquitto, demo_model):
     lines: list[str] = []
     stop = threading.Event()
     result: dict = {}
-    watcher = threading.Thread(target=lambda: result.update(run_monitor(
-        mosquitto.url, "edge/+", None, tmp_path / "frames", lines.append, stop)))
-    watcher.start()
+    watcher = _watch(mosquitto.url, tmp_path, lines, stop, result)
     daemon = subprocess.run([sys.executable, "-m", "edge", "run", "--config",
                              str(write_config(tmp_path, demo_model, mosquitto.port)),
                              "--seconds", "4"], capture_output=True, text=True, timeout=120)
@@ -31,17 +44,66 @@ def test_monitor_sees_every_kind_of_message_and_saves_frames(tmp_path, mosquitto
     watcher.join(timeout=15)
     counts = result["messages"]
     assert counts["status"] >= 2 and counts["stats"] >= 1 and counts["detections"] >= 20
-    assert counts["frame"] >= 1 and result["frames_saved"] == counts["frame"]
+    assert counts["frame"] >= 1 and result["frames_saved"] >= 1
     assert result["malformed"] == 1
+    assert lines[0] == f"connected to {mosquitto.url}, watching edge/+"
+    assert all(line.startswith("[test-gate] ") for line in lines[1:])  # the device, every line
     assert any(line.startswith("[test-gate] online") for line in lines)
     assert any(line.startswith("[test-gate] stopped") for line in lines)
     assert any("gate frame" in line for line in lines)
-    saved = list((tmp_path / "frames" / "test-gate" / "gate").glob("*.jpg"))
+    saved = sorted((tmp_path / "frames" / "test-gate" / "gate").glob("*.jpg"))
     assert saved and saved[0].read_bytes()[:2] == b"\xff\xd8"
+    sidecar = json.loads(saved[0].with_suffix(".json").read_text())
+    assert sidecar["frame_id"] == int(saved[0].stem) and sidecar["device"] == "test-gate"
+    assert isinstance(sidecar["detections"], list) and sidecar["detections"]
+    assert {"label", "score", "box", "track_id"} <= set(sidecar["detections"][0])
 
 
-def test_monitor_with_an_unreachable_broker_exits_2():
-    result = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt",
-                             "mqtt://127.0.0.1:9", "--seconds", "1"], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 2 and "could not reach the MQTT broker" in result.stderr
+@pytest.mark.slow
+def test_monitor_events_mode_shows_events_not_frames(tmp_path, mosquitto, demo_model):
+    lines: list[str] = []
+    stop = threading.Event()
+    result: dict = {}
+    watcher = _watch(mosquitto.url, tmp_path, lines, stop, result, events=True)
+    daemon = subprocess.run([sys.executable, "-m", "edge", "run", "--config",
+                             str(write_config(tmp_path, demo_model, mosquitto.port)),
+                             "--seconds", "4"], capture_output=True, text=True, timeout=120)
+    assert daemon.returncode == 0, daemon.stderr
+    time.sleep(1.0)
+    stop.set()
+    watcher.join(timeout=15)
+    assert not any("gate frame" in line for line in lines)
+    news = [line for line in lines if " new " in line]
+    ends = [line for line in lines if " end " in line]
+    assert news and len(news) == len(ends)
+    assert news[0].startswith("[test-gate] gate new ") and " #" in news[0]
+    assert any(" count " in line for line in lines)
+
+
+def test_monitor_exits_0_on_sigterm(mosquitto):
+    process = subprocess.Popen([sys.executable, "-m", "edge", "monitor", "--mqtt",
+                                mosquitto.url, "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith(f"connected to {mosquitto.url}")
+        os.kill(process.pid, signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["malformed"] == 0
+
+
+@pytest.mark.parametrize("url, message", [
+    ("mqtt://127.0.0.1:9", "could not reach the MQTT broker at mqtt://127.0.0.1:9"),
+    ("mqtts://127.0.0.1", "could not reach the MQTT broker"),  # 8883: nothing listens there
+    ("http://broker", "broker URL: expected mqtt://host[:port] or mqtts://host[:port]"),
+])
+def test_monitor_with_a_bad_or_unreachable_broker_exits_2(url, message):
+    result = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt", url,
+                             "--seconds", "1"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -6,7 +6,9 @@ import motmetrics as mm
 import numpy as np
 import pytest
 
+from edge.config import config_from_dict
 from edge.detections import Detections
+from edge.errors import ConfigError
 from edge.events import RETAINED_SNAPSHOTS, EventEngine
 from edge.mqtt.topics import Topics
 from edge.objects_config import TrackingConfig
@@ -197,3 +199,29 @@ def test_old_snapshots_are_cleared_so_the_broker_store_stays_bounded():
                                       tracker.ended, image)
     cleared = [m.topic for m in messages if m.topic.endswith("/snapshot") and m.payload == b""]
     assert len(cleared) == 5
+
+
+def test_a_track_whose_median_score_stays_low_is_tracked_but_never_reported():
+    settings = TrackingConfig(event_score=0.7)
+    recorder = _Recorder()
+    camera = CameraTracking("c", settings, Topics("p"), ["a"], [], [], recorder)
+    image = np.zeros((100, 100, 3), np.uint8)
+    for frame, score in enumerate([0.65, 0.62, 0.66, 0.61, 0.64, 0.75, 0.76]):
+        camera.hold(frame, image)
+        ids = camera.update(frame, float(frame), _detections([[10, 10, 40, 40]], [score], [0]),
+                            (100, 100))
+    assert ids.tolist() == [1]  # tracked (and in the detections payload) ...
+    assert _events(recorder.messages) == []  # ... but not an object worth an event
+    counts = [int(m[1]) for m in recorder.messages if m[0] == "p/c/a/count"]
+    assert counts == [0]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"low_score": 0.6, "high_score": 0.5}, "low_score must be below high_score"),
+    ({"new_track_score": 0.4}, "new_track_score must be at least high_score"),
+    ({"max_disappeared": 0}, "greater than or equal to 1"),
+])
+def test_inconsistent_tracking_settings_are_config_errors(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"model": {"path": "m.onnx"}, "tracking": settings,
+                          "cameras": [{"name": "c", "source": "synthetic://shapes"}]}, "t")

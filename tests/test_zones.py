@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -59,3 +61,36 @@ def test_normalised_zone_is_scaled_to_the_frame():
     scaled = zones_for_frame("gate", [config], zones, (640, 480))[0]
     np.testing.assert_allclose(scaled.polygon[2], [320, 480])
     assert scaled.class_ids == frozenset({3}) and scaled.counts(3) and not scaled.counts(0)
+
+
+def _run_with_zone(tmp_path, model, zone: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "z"
+[model]
+path = "{model}"
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=5&width=320&height=240"
+[[cameras.zones]]
+{zone}
+[mqtt]
+url = "mqtt://127.0.0.1:9"
+""")
+    return subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                           "--seconds", "1"], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("zone, message", [
+    ('name = "bow"\npoints = [[0, 0], [100, 100], [100, 0], [0, 100]]',
+     "camera 'gate', zone 'bow': the polygon crosses itself"),
+    ('name = "far"\npoints = [[0, 0], [400, 0], [400, 100]]',
+     "camera 'gate', zone 'far': the polygon reaches outside the 320x240 frame"),
+    ('name = "dogs"\npoints = [[0, 0], [10, 0], [10, 10]]\nlabels = ["dog"]',
+     "zone 'dogs': label(s) dog are not detected by the model; its labels are: circle, square, "
+     "triangle, star"),
+])
+def test_edge_run_with_a_bad_zone_exits_2_naming_it(tmp_path, demo_model, zone, message):
+    result = _run_with_zone(tmp_path, demo_model, zone)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -17,11 +17,13 @@ from edge.client.contract import (
 from edge.client.models import (
     CameraStats,
     CameraStatus,
+    CommandReply,
     Count,
     Detection,
     DetectionsMessage,
     DeviceStats,
     DeviceStatus,
+    Drift,
     Event,
     FrameMeta,
     Jpeg,
@@ -30,8 +32,8 @@ from edge.client.models import (
 from edge.client.subscriber import Subscriber
 
 __all__ = [
-    "KINDS", "KIND_NAMES", "CameraStats", "CameraStatus", "Count", "Detection",
-    "DetectionsMessage", "DeviceStats", "DeviceStatus", "Event", "FrameMeta",
+    "KINDS", "KIND_NAMES", "CameraStats", "CameraStatus", "CommandReply", "Count", "Detection",
+    "DetectionsMessage", "DeviceStats", "DeviceStatus", "Drift", "Event", "FrameMeta",
     "FutureVersionError", "Jpeg", "Message", "PayloadError", "SnapshotRef", "Subscriber",
     "parse_message",
 ]

@@ -14,10 +14,12 @@ from pydantic import BaseModel, ValidationError
 
 from edge.client.models import (
     CameraStatus,
+    CommandReply,
     Count,
     DetectionsMessage,
     DeviceStats,
     DeviceStatus,
+    Drift,
     Event,
     FrameMeta,
     Jpeg,
@@ -75,7 +77,8 @@ class Kind:
 
 KINDS: tuple[Kind, ...] = (
     Kind("status", ("status",), DeviceStatus, "json", True, 1,
-         "Device status; the broker publishes `offline` as the device's Last Will"),
+         "Device status, republished on every (re)connect; the broker publishes `offline` as "
+         "the device's Last Will"),
     Kind("stats", ("stats",), DeviceStats, "json", True, 0,
          "Periodic device statistics: FPS, latency percentiles, drops, outbox, memory"),
     Kind("detections", ("{camera}", "detections"), DetectionsMessage, "json", False, 1,
@@ -83,9 +86,14 @@ KINDS: tuple[Kind, ...] = (
     Kind("camera_status", ("{camera}", "status"), CameraStatus, "json", True, 1,
          "A camera's source state"),
     Kind("frame", ("{camera}", "frame"), Jpeg, "jpeg", False, 0,
-         "JPEG of a sampled frame (best effort)"),
+         "JPEG of a sampled frame (every `frames.interval_s`, optionally on detection; "
+         "retained when `frames.retain`; best effort)"),
     Kind("frame_meta", ("{camera}", "frame", "meta"), FrameMeta, "json", False, 0,
          "About the last sampled frame"),
+    Kind("frame_clean", ("{camera}", "frame", "clean"), Jpeg, "jpeg", False, 0,
+         "The sampled frame without drawn boxes, when frames.draw is on"),
+    Kind("drift", ("{camera}", "drift"), Drift, "json", True, 1,
+         "Drift of the camera's inputs and outputs against the model's reference profile"),
     Kind("event", ("{camera}", "events"), Event, "json", False, 1,
          "Tracked objects' new, update and end events (at least once, through the outbox)"),
     Kind("snapshot", ("{camera}", "events", "{event_id}", "snapshot"), Jpeg, "jpeg", True, 0,
@@ -94,6 +102,8 @@ KINDS: tuple[Kind, ...] = (
          "Objects of a label present now in the camera's view"),
     Kind("zone_count", ("{camera}", "{zone}", "{label}", "count"), Count, "integer", True, 1,
          "Objects of a label present now in a zone"),
+    Kind("command_reply", ("cmd", "{command}", "reply"), CommandReply, "json", False, 1,
+         "The device's reply to a command sent on `<prefix>/cmd/<command>`"),
 )
 
 KIND_NAMES = tuple(kind.name for kind in KINDS)

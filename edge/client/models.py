@@ -149,6 +149,30 @@ class Count(_Payload):
     zone: str | None = None
 
 
+class Drift(_Versioned):
+    """`<prefix>/<camera>/drift` (retained): the camera's inputs and outputs against the model's
+    reference profile."""
+
+    camera: str
+    state: Literal["warming_up", "ok", "alert"]
+    window_s: float
+    metric: Literal["psi", "kl"]
+    threshold: float
+    frames: int = Field(ge=0)
+    scores: dict[str, float | None] = Field(description="per statistic of the model's outputs")
+    input: dict[str, float | None] = Field(description="per statistic of the frames")
+    drifted: list[str]
+    ts: float
+    time: str
+
+
+class CommandReply(_Payload):
+    """`<prefix>/cmd/<command>/reply`: the device's answer to a command."""
+
+    ok: bool
+    error: str | None = None
+
+
 class Jpeg(_Payload):
     """A JPEG payload: `<prefix>/<camera>/frame` or `.../events/<id>/snapshot`."""
 
