@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from calibration.readers import IMAGE_SUFFIXES, read_image
+from calibration.images import read_image
+from calibration.readers import IMAGE_SUFFIXES
 from edge.errors import InputError
 
 log = logging.getLogger(__name__)

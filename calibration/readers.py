@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from calibration.images import is_usable_image, read_image
 from edge.errors import InputError
 from edge.preprocess import letterboxer_from_spec
 from edge.sources.uri import SourceUri
@@ -65,27 +66,6 @@ def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
             queue.get_nowait()
 
 
-def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
-    """BGR uint8 [H, W, 3], or None for anything that is not a usable 8-bit image (corrupt,
-    truncated, empty, 16-bit, not an image). Grey images are expanded to three channels."""
-    try:
-        if path.stat().st_size == 0:
-            return None
-        data = np.fromfile(path, np.uint8)
-    except OSError:
-        return None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.dtype != np.uint8 or image.size == 0:
-        return None
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.ndim != 3 or image.shape[2] != 3:
-        return None
-    return np.asarray(image, np.uint8)
-
-
 @dataclass
 class FrameSet:
     """Chosen frames of one source, letterboxed on the fly for a model."""
@@ -98,8 +78,9 @@ class FrameSet:
     count: int = 0
     skipped: list[str] = field(default_factory=list)
 
-    def images(self) -> Iterator[npt.NDArray[np.uint8]]:
-        """Source frames, BGR uint8 [h, w, 3], in a fixed order."""
+    def images(self, fit: tuple[int, int] | None = None) -> Iterator[npt.NDArray[np.uint8]]:
+        """Source frames, BGR uint8 [h, w, 3], in a fixed order; with `fit` (model input width,
+        height), large JPEGs are decoded at a reduced scale (calibration.images)."""
         if self.video is not None:
             yield from _video_frames(self.video, self.count)
         elif self.synthetic_seed is not None:
@@ -110,14 +91,14 @@ class FrameSet:
                 yield image
         else:
             for path in self.paths:
-                decoded = read_image(path)
+                decoded = read_image(path, fit)
                 if decoded is not None:
                     yield decoded
 
     def inputs(self, spec: ModelSpec) -> Iterator[dict[str, npt.NDArray[np.uint8]]]:
         """Model input dicts `{input name: uint8 [1, H, W, 3]}`, a new buffer per frame."""
         letterbox = letterboxer_from_spec(spec)
-        for image in self.images():
+        for image in self.images((spec.input.width, spec.input.height)):
             buffer = np.empty((1, spec.input.height, spec.input.width, 3), np.uint8)
             letterbox(image, buffer)
             yield {spec.input.name: buffer}
@@ -170,7 +151,7 @@ def _folder(folder: Path, max_images: int, seed: int, min_images: int) -> FrameS
         images = [images[i] for i in sorted(chosen)]
     usable = []
     for path in images:
-        if read_image(path) is None:
+        if not is_usable_image(path):
             skipped.append(f"{path.name} (unreadable, truncated, empty or not 8-bit)")
         else:
             usable.append(path)

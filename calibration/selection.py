@@ -25,11 +25,11 @@ from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec
 from edge.system import usable_cores
 
-HOLD_OUT_EVERY = 8  # every 8th calibration frame judges the candidates instead
 MAX_HELD_OUT = 16
 AGREEMENT_FLOOR = 0.95  # below this an explicitly chosen method "loses clearly"
 SQNR_MARGIN_DB = 6.0  # ... as it does this far below the best method's output SQNR
 DETECTION_IOU = 0.5
+MIN_COMPARED = 8  # fewer frames or detections than this: agreement is not telling
 
 Feed = dict[str, npt.NDArray[Any]]
 
@@ -42,15 +42,24 @@ class Fidelity:
     sqnr_db: float  # output SQNR, all outputs and frames pooled
     agreement: float  # 0..1: top-1 agreement (classify) or detection F1 vs FP32 (detect)
     frames: int
+    compared: int = 0  # frames (classify) or FP32 + INT8 detections (detect) behind agreement
+
+    @property
+    def telling(self) -> bool:
+        """Whether the agreement rests on enough frames or detections to mean anything (a
+        detector that finds two objects in the held-out frames agrees 0% or 100% by chance)."""
+        return self.compared >= MIN_COMPARED
 
     def rank(self) -> tuple[float, float]:
         """Agreement first, in steps of 5 points (one detection or frame more or less among a
         few held-out frames is noise, not a better method), then output SQNR."""
-        return round(self.agreement * 20) / 20, self.sqnr_db
+        agreement = round(self.agreement * 20) / 20 if self.telling else 1.0
+        return agreement, self.sqnr_db
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "output_sqnr_db": round(self.sqnr_db, 2),
-                "agreement": round(self.agreement, 4), "frames": self.frames}
+                "agreement": round(self.agreement, 4), "frames": self.frames,
+                "compared": self.compared}
 
 
 def best_of(candidates: Sequence[Fidelity]) -> Fidelity:
@@ -62,7 +71,8 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
     does better, or output SQNR 6 dB or more below the best's), else None."""
     if chosen.method == best.method:
         return None
-    low_agreement = chosen.agreement < AGREEMENT_FLOOR and best.agreement > chosen.agreement
+    low_agreement = (chosen.telling and chosen.agreement < AGREEMENT_FLOOR
+                     and best.agreement > chosen.agreement)
     low_sqnr = chosen.sqnr_db <= best.sqnr_db - SQNR_MARGIN_DB
     if not (low_agreement or low_sqnr):
         return None
@@ -74,14 +84,19 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
 
 
 class HeldOutJudge:
-    """Runs FP32 once on the held-out `feeds`, then scores candidate INT8 models against it."""
+    """Runs FP32 once on the held-out `feeds`, then scores candidate INT8 models against it.
+
+    A dynamic-batch model gets the held-out frames as one batch (one run per candidate instead
+    of one per frame: measured 30% less time per frame for an int8 YOLOv8n on ONNX Runtime)."""
 
     def __init__(self, reference: onnx.ModelProto, spec: ModelSpec, feeds: list[Feed]) -> None:
         self.spec = spec
-        self.feeds = feeds
+        self.frames = len(feeds)
+        self._batches = _batched(feeds) if spec.input.batch is None else feeds
         self._outputs = [o.name for o in reference.graph.output]
         self._main = self._outputs.index(spec.output) if spec.output in self._outputs else 0
-        self._reference = [_session(reference).run(self._outputs, feed) for feed in feeds]
+        session = _session(reference)
+        self._reference = [session.run(self._outputs, batch) for batch in self._batches]
         self._decode = decoder_from_spec(spec)
         self._geometry = LetterboxGeometry.fit(spec.input.width, spec.input.height,
                                                spec.input.width, spec.input.height)
@@ -90,8 +105,8 @@ class HeldOutJudge:
         session = _session(quantized)
         signal = noise = 0.0
         agreeing = compared = 0.0
-        for feed, reference in zip(self.feeds, self._reference, strict=True):
-            outputs = session.run(self._outputs, feed)
+        for batch, reference in zip(self._batches, self._reference, strict=True):
+            outputs = session.run(self._outputs, batch)
             for ref, out in zip(reference, outputs, strict=True):
                 signal += float(np.square(ref, dtype=np.float64).sum())
                 noise += float(np.square(ref - out, dtype=np.float64).sum())
@@ -99,21 +114,37 @@ class HeldOutJudge:
             agreeing += hits
             compared += total
         agreement = agreeing / compared if compared else 1.0
-        return Fidelity(method, decibels(signal, noise), agreement, len(self.feeds))
+        return Fidelity(method, decibels(signal, noise), agreement, self.frames, int(compared))
 
     def _agreement(self, reference: npt.NDArray[Any], output: npt.NDArray[Any]
                    ) -> tuple[float, float]:
-        """(agreeing, compared) for one frame: classifiers count rows whose top class matches;
+        """(agreeing, compared) over a batch: classifiers count rows whose top class matches;
         detectors count 2 x matched detections over both sides' detections (F1's terms)."""
         if self.spec.task == "classify":
             ref_top = reference.reshape(reference.shape[0], -1).argmax(1)
             out_top = output.reshape(output.shape[0], -1).argmax(1)
             return float((ref_top == out_top).sum()), float(len(ref_top))
-        ours = self._decode(reference[0], self._geometry)
-        theirs = self._decode(output[0], self._geometry)
-        matched = match_frame(theirs, ours.boxes, ours.class_ids, np.zeros(len(ours), bool),
-                              DETECTION_IOU)
-        return 2.0 * float((matched == 1).sum()), float(len(ours) + len(theirs))
+        agreeing = compared = 0.0
+        for ref_row, out_row in zip(reference, output, strict=True):
+            ours = self._decode(ref_row, self._geometry)
+            theirs = self._decode(out_row, self._geometry)
+            matched = match_frame(theirs, ours.boxes, ours.class_ids, np.zeros(len(ours), bool),
+                                  DETECTION_IOU)
+            agreeing += 2.0 * float((matched == 1).sum())
+            compared += float(len(ours) + len(theirs))
+        return agreeing, compared
+
+
+def held_out_every(frames: int) -> int:
+    """Every how many calibration frames one is held back: 1 in 8 for small sets, 1 in 16 from
+    128 frames on (judging costs five model runs per held-out frame)."""
+    return 8 if frames < 128 else 16
+
+
+def _batched(feeds: list[Feed]) -> list[Feed]:
+    if not feeds:
+        return []
+    return [{name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}]
 
 
 def _session(model: onnx.ModelProto) -> Any:

@@ -22,12 +22,12 @@ from calibration.ranges import METHODS, TensorRanges, range_method
 from calibration.readers import FrameSet, prefetched
 from calibration.result import Calibrated
 from calibration.selection import (
-    HOLD_OUT_EVERY,
     MAX_HELD_OUT,
     Feed,
     HeldOutJudge,
     best_of,
     clear_loss,
+    held_out_every,
 )
 from calibration.stats import StatsCollector, float_tensors
 from converters.metadata import onnx_with_spec
@@ -104,12 +104,13 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         range_method(options.method, options.percentile)  # an unknown name fails before any work
     held_out: list[Feed] = []
     judging = options.method == "auto" or options.compare
-    feeds = _holding_out(frames.inputs(spec), held_out) if judging else frames.inputs(spec)
+    every = held_out_every(frames.count)
+    feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
     collector = StatsCollector(model, tensors_to_observe(model, options), options.threads)
     stats = collector.collect(_progress(prefetched(feeds), frames.count, options.progress))
     if options.method == "auto" and not held_out:
         log.warning("%d calibration frames are too few to hold every %dth back and compare "
-                    "range methods; using mse", collector.frames, HOLD_OUT_EVERY)
+                    "range methods; using mse", collector.frames, every)
     chosen = "mse" if options.method == "auto" else options.method
     names = METHODS if held_out else (chosen,)
     excluded = list(options.exclude)
@@ -144,11 +145,11 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
                       collector.frames, sqnr, comparison, warning)
 
 
-def _holding_out(feeds: Iterable[Feed], held_out: list[Feed]) -> Iterator[Feed]:
-    """`feeds` less every `HOLD_OUT_EVERY`-th one (up to `MAX_HELD_OUT`), which goes to
-    `held_out` instead (each feed owns its buffer, so keeping it is safe)."""
+def _holding_out(feeds: Iterable[Feed], held_out: list[Feed], every: int) -> Iterator[Feed]:
+    """`feeds` less every `every`-th one (up to `MAX_HELD_OUT`), which goes to `held_out`
+    instead (each feed owns its buffer, so keeping it is safe)."""
     for index, feed in enumerate(feeds):
-        if index % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 and len(held_out) < MAX_HELD_OUT:
+        if index % every == every - 1 and len(held_out) < MAX_HELD_OUT:
             held_out.append(feed)
         else:
             yield feed

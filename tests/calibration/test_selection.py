@@ -17,8 +17,8 @@ from edge.errors import InputError
 FRAMES = "synthetic://shapes?seed=11"
 
 
-def fid(method: str, sqnr: float, agreement: float) -> Fidelity:
-    return Fidelity(method, sqnr, agreement, 16)
+def fid(method: str, sqnr: float, agreement: float, compared: int = 16) -> Fidelity:
+    return Fidelity(method, sqnr, agreement, 16, compared)
 
 
 @pytest.mark.parametrize(("candidates", "best"), [
@@ -28,6 +28,8 @@ def fid(method: str, sqnr: float, agreement: float) -> Fidelity:
     ([fid("minmax", 50.0, 1.0), fid("mse", 53.0, 0.98)], "mse"),
     ([fid("percentile", 40.0, 0.9), fid("mse", 35.0, 0.9), fid("minmax", 38.0, 0.9)],
      "percentile"),
+    # two detections in all held-out frames: agreement is chance, SQNR decides
+    ([fid("mse", 30.0, 0.0, compared=2), fid("minmax", 20.0, 1.0, compared=2)], "mse"),
 ])
 def test_best_of_ranks_agreement_then_sqnr(candidates, best):
     assert best_of(candidates).method == best
@@ -39,6 +41,7 @@ def test_best_of_ranks_agreement_then_sqnr(candidates, best):
     (fid("entropy", 21.0, 0.99), fid("mse", 26.0, 1.0), False),   # close enough
     (fid("mse", 26.0, 0.90), fid("mse", 26.0, 0.90), False),      # it is the best
     (fid("entropy", 25.0, 0.93), fid("mse", 26.0, 0.93), False),  # nobody does better
+    (fid("entropy", 25.0, 0.0, 2), fid("mse", 26.0, 1.0, 2), False),  # agreement by chance
 ])
 def test_clear_loss_thresholds(chosen, best, warned):
     message = clear_loss(chosen, best, "classify")
