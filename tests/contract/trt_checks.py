@@ -420,3 +420,51 @@ def test_real_builder_and_runtime_without_cuda_are_clear_errors(monkeypatch, tmp
         engine_from_onnx(model, BuildOptions(precision="int8"), tiny_spec("int8-qdq"))
     with pytest.raises(TensorRTUnavailableError, match="could not create its Runtime"):
         TrtRunner(MAGIC, tiny_spec("int8-qdq"), HostMemory(True))
+
+
+# -- the thread model: the inference service makes every backend call on its own thread ------
+
+@pytest.mark.parametrize("integrated", [True, False])
+def test_inference_service_owns_the_runner_and_its_memory(monkeypatch, integrated):
+    from edge.runners.tensorrt import TrtRunner
+    from edge.service import InferenceService
+
+    _, recorder = fake(monkeypatch, DYNAMIC)
+    made_on: list[int] = []
+
+    def runner() -> TrtRunner:  # the memory adapter belongs to the thread that makes it
+        made_on.append(threading.get_ident())
+        return TrtRunner(MAGIC, tiny_spec("int8-qdq", batch=None), HostMemory(integrated),
+                         max_batch=2)
+
+    service = InferenceService(runner)
+    try:
+        cameras = [service.register(name) for name in ("a", "b")]
+        for _ in range(3):
+            tickets = [service.claim(camera) for camera in cameras]
+            for ticket in tickets:
+                ticket.rows[ticket.row].fill(7)
+                service.commit(ticket)
+            for ticket in tickets:
+                assert np.all(service.wait(ticket, timeout=10) == 0.5)
+    finally:
+        service.close()
+    assert made_on[0] != threading.get_ident() and service.error is None
+    assert recorder.executions >= 3
+
+
+def test_a_runner_made_on_another_thread_is_refused(monkeypatch):
+    from edge.runners.tensorrt import TrtRunner
+    from edge.service import InferenceError, InferenceService
+
+    fake(monkeypatch, DYNAMIC)
+    made_here = TrtRunner(MAGIC, tiny_spec("int8-qdq", batch=None), HostMemory(True))
+    service = InferenceService(lambda: made_here)  # broken: its CUDA state is this thread's
+    try:
+        camera = service.register("a")
+        ticket = service.claim(camera)
+        service.commit(ticket)
+        with pytest.raises(InferenceError, match="inference thread"):
+            service.wait(ticket, timeout=10)
+    finally:
+        service.close()

@@ -52,7 +52,8 @@ def test_jetson_gpu_is_integrated():
 def test_int8_engine_matches_onnxruntime(tmp_path):
     from edge.selftest import hardware_selftest
 
-    result = hardware_selftest(frames=150, workdir=tmp_path)
+    result = hardware_selftest(frames=150, workdir=tmp_path, daemon_seconds=5.0)
+    assert result["passed"], result["checks"]
     assert result["map50_tensorrt_int8"] >= result["map50_onnxruntime_fp32"] - 0.02
     assert result["fps_tensorrt"] > 0
     assert list(tmp_path.glob("shapes.int8.int8.*.engine"))
