@@ -135,3 +135,27 @@ def test_sigterm_during_an_outage_accounts_for_every_detection(tmp_path, stopped
            f"{summary['dropped']} dropped" in log
     failures = [line for line in log.splitlines() if "failed attempt" in line]
     assert len(failures) == 1 and "connection refused" in failures[0]  # logged, once
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_run_time_falls_back_to_memory_and_says_so_once(tmp_path,
+                                                                         stopped_mosquitto,
+                                                                         demo_model):
+    """The file-size limit makes every write past 256 KB fail as on a full disk."""
+    config = write_config(tmp_path, demo_model, stopped_mosquitto.port, "disk")
+
+    limited = ("import resource, sys; from edge.cli import main; "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024)); "
+               "sys.exit(main(sys.argv[1:]))")
+    daemon = subprocess.Popen([sys.executable, "-c", limited, "run", "--json", "--config",
+                               str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    database = tmp_path / "state" / "outbox.sqlite"
+    wait_for(lambda: len(queued_rows(database)) >= 10, 60, "detections on disk")
+    time.sleep(12)  # 4 KB of WAL per message: the limit is reached within seconds
+    summary, log = summary_of(daemon)
+    failures = [line for line in log.splitlines() if "disk outbox" in line and "failed" in line]
+    assert len(failures) == 1 and "kept in memory from now on" in failures[0], log
+    on_disk = len(queued_rows(database))
+    assert summary["produced"] == summary["published"] + summary["queued"] + summary["dropped"]
+    assert summary["queued"] >= on_disk > 0, "what reached the disk stays for the next start"
+    assert summary["dropped"] > 0, "what only memory held is dropped at stop, and counted"
