@@ -104,7 +104,8 @@ class CameraWorker:
         return {"frames": self.frames, "fps": round(self._rate.rate(), 2),
                 "dropped": self._latest.dropped, "errors": self.errors,
                 "bad_frames": self.bad_frames, **self.supervisor.stats(),
-                "latency_ms": self.times.percentiles()}
+                "latency_ms": self.times.percentiles(), "sampling": self.sampler.stats(),
+                "drift": self.drift.state if self.drift is not None else None}
 
     # -- loop thread -----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -146,6 +147,12 @@ class SamplingPolicy:
 
     def request_snapshot(self) -> None:
         self._snapshot.set()
+
+    def stats(self) -> dict[str, Any]:
+        """Samples per reason, what the limits refused, and the audit draw (frames, drawn)."""
+        return {"sampled": dict(self.sampled), "refused": self.limiter.refused,
+                "over_budget": self.limiter.over_budget,
+                "audit": {"frames": self.audit.frames, "drawn": self.audit.drawn}}
 
     @property
     def decode_threshold(self) -> float:

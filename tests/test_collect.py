@@ -68,7 +68,7 @@ def test_dhash_ignores_jpeg_noise_and_exposure_but_not_motion():
 def test_dataset_layouts_load_in_pycocotools_and_edge_eval(tmp_path):
     from pycocotools.coco import COCO
 
-    dataset = Dataset(tmp_path / "out", duplicate_distance=-1)
+    dataset = Dataset(tmp_path / "out", duplicate_distance=-1, image_url_prefix="http://nas/ds/")
     truths = {}
     for frame_id, image, truth in scene_frames(6):
         small = cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA)
@@ -97,7 +97,7 @@ def test_dataset_layouts_load_in_pycocotools_and_edge_eval(tmp_path):
     first = tasks[0]["predictions"][0]["result"][0]
     assert first["type"] == "rectanglelabels" and first["value"]["rectanglelabels"][0] in LABELS
     assert first["original_width"] == 320 and 0 <= first["value"]["x"] <= 100
-    assert tasks[0]["data"]["image"].endswith(".jpg")
+    assert tasks[0]["data"]["image"] == f"http://nas/ds/{image['file_name']}"
     header, *rows = (out / "manifest.csv").read_text().splitlines()
     assert header.startswith("id,file,device,camera,frame_id,time") and len(rows) == 6
     assert "data.yaml" in os.listdir(out) and (out / "classes.txt").read_text().split() == LABELS

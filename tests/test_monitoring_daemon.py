@@ -84,6 +84,8 @@ def test_limits_and_byte_budget_hold_on_the_wire(mosquitto, demo_model):
     assert sum(map(len, drawn)) + sum(map(len, clean)) <= budget
     assert all(m["bytes"] + m["clean_bytes"] <= budget for m in metas)
     assert daemon.workers[0].frame_publisher.dropped > 0  # the budget did bite
+    stats = daemon.workers[0].stats()["sampling"]  # also in <prefix>/stats
+    assert stats["over_budget"] > 0 and stats["audit"]["frames"] >= stats["audit"]["drawn"] > 0
     assert all(m["reasons"] == ["audit"] and m["detections_drawn"] for m in metas)
     assert all(len(m["predictions"]) == m["detections"] for m in metas)
 

@@ -23,7 +23,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     require_output_directory(args.out)
     dataset = Dataset(args.out, max_bytes=None if args.max_mb is None else int(args.max_mb * 1e6),
                       min_free_bytes=int(args.min_free_mb * 1e6),
-                      duplicate_distance=args.duplicate_distance)
+                      duplicate_distance=args.duplicate_distance,
+                      image_url_prefix=args.image_url_prefix)
     collector = Collector(args.mqtt, args.prefix, dataset)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -62,5 +63,9 @@ def add_commands(commands: Any) -> None:
                          help="skip a frame whose 256-bit perceptual hash is within this many "
                               "bits of a recent one from the same camera (-1 keeps all; "
                               "default 6)")
+    collect.add_argument("--image-url-prefix", default="/data/local-files/?d=",
+                         help="Label Studio task image URL before images/<name>.jpg (default: "
+                              "Label Studio local files with the dataset folder as document "
+                              "root)")
     collect.add_argument("--json", action="store_true")
     collect.set_defaults(handler=cmd_collect)

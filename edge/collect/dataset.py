@@ -76,6 +76,7 @@ class Dataset:
     max_bytes: int | None = None
     min_free_bytes: int = 0
     duplicate_distance: int = 6  # of 256 bits; < 0 keeps every frame
+    image_url_prefix: str = "/data/local-files/?d="  # Label Studio: prefix + images/<name>.jpg
     counts: CollectCounts = field(default_factory=CollectCounts)
 
     def __post_init__(self) -> None:
@@ -231,13 +232,14 @@ class Dataset:
 
     # -- exports ---------------------------------------------------------------------------
 
-    def export(self, ls_prefix: str = "/data/local-files/?d=") -> None:
+    def export(self) -> None:
         """Rewrite COCO, Label Studio, the CSV manifest and data.yaml from the manifest."""
         self._since_export = 0
         labels = self.labels or []
         outputs = {
             "annotations.coco.json": json.dumps(coco_from_rows(self.rows, labels)),
-            "label-studio.json": json.dumps(label_studio_from_rows(self.rows, ls_prefix)),
+            "label-studio.json": json.dumps(label_studio_from_rows(self.rows,
+                                                                   self.image_url_prefix)),
             "manifest.csv": csv_from_rows(self.rows),
             "data.yaml": "path: .\ntrain: images\nval: images\nnames:\n" + "".join(
                 f"  {i}: {name}\n" for i, name in enumerate(labels)),
