@@ -42,18 +42,6 @@ class FrameSampler(SamplingPolicy):
                  labels: Sequence[str] = (), threshold: float = 0.0) -> None:
         super().__init__(settings, sampling or SamplingConfig(), labels, threshold)
 
-    @property
-    def settings(self) -> FramesConfig:
-        return self.frames
-
-    def should_publish(self, now: float, detections: Detections | int) -> bool:
-        """`reasons(...)` as a yes/no, for callers that only know a detection count."""
-        if isinstance(detections, int):
-            detections = Detections.empty() if detections == 0 else Detections(
-                np.zeros((detections, 4), np.float32), np.ones(detections, np.float32),
-                np.full(detections, -1, np.int64))
-        return bool(self.reasons(now, detections))
-
 
 class FramePublisher:
     """A worker thread that draws, downsizes, JPEG-encodes and publishes samples.
