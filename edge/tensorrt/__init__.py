@@ -21,7 +21,8 @@ def load_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError as exc:
-        reason = "is not installed" if exc.name == "tensorrt" else f"cannot be loaded ({exc})"
+        missing = isinstance(exc, ModuleNotFoundError) and exc.name == "tensorrt"
+        reason = "is not installed" if missing else f"cannot be loaded ({exc})"
         raise TensorRTUnavailableError(f"TensorRT {reason}: {INSTALL_HINT}") from exc
     TrtVersion.parse(str(getattr(tensorrt, "__version__", "unknown")))  # supported, or exit 2
     return tensorrt

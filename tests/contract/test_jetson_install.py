@@ -63,6 +63,9 @@ def test_inspect_and_build_engine_up_to_the_gpu(jetson_venv, tmp_path):
     assert "no NVIDIA driver" in built.stderr and "Traceback" not in built.stderr
     refused = edge(jetson_venv, "build-engine", str(qdq), "--precision", "fp16")
     assert refused.returncode == 2 and "builds as int8 only" in refused.stderr
+    plain = tiny_model(tmp_path / "tiny.onnx", qdq=False)
+    uncalibrated = edge(jetson_venv, "build-engine", str(plain), "--precision", "int8")
+    assert uncalibrated.returncode == 2 and "edge calibrate" in uncalibrated.stderr
 
 
 def test_selftest_up_to_the_gpu(jetson_venv):
