@@ -24,7 +24,13 @@ def simplified_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
         import onnxsim
     except ImportError as exc:
         raise MissingDependencyError("onnxsim", "convert", "graph simplification") from exc
-    simplified, ok = onnxsim.simplify(model)
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except (RuntimeError, ValueError, onnx.checker.ValidationError,
+            onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"onnxsim could not simplify the graph ({first}); convert with "
+                              "--no-simplify") from exc
     if not ok:
         raise ConversionError("onnxsim could not verify the simplified graph; convert with "
                               "--no-simplify")

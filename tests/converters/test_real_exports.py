@@ -241,3 +241,44 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
                   "--method", "minmax")
     assert result.returncode == 0, result.stderr
+
+
+def _graph(nodes, initializers=()) -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("com.microsoft", 1)])
+
+
+def test_tensorrt_profile_names_ops_outside_the_onnx_domain():
+    from onnx import helper
+
+    from calibration.ranges import TensorRanges
+    from converters.qdq_tensorrt import qdq_for_tensorrt
+
+    model = _graph([helper.make_node("Gelu", ["x"], ["y"], name="fused_gelu",
+                                     domain="com.microsoft")])
+    with pytest.raises(ConversionError, match=r"fused_gelu \(com\.microsoft\.Gelu\)") as error:
+        qdq_for_tensorrt(model, TensorRanges("minmax", 1, {}))
+    assert "--profile cpu" in str(error.value)
+
+
+def test_the_tensorrt_rule_check_on_our_own_output_does_not_send_the_user_back():
+    from onnx import helper, numpy_helper
+
+    from converters.qdq_rules import OUR_OUTPUT, check_tensorrt_qdq
+
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(3, np.int8), "z")  # asymmetric: breaks a rule
+    model = _graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+                    helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq")],
+                   [scale, zero])
+    with pytest.raises(ConversionError) as ours:
+        check_tensorrt_qdq(model, OUR_OUTPUT)
+    assert "zero point must be int8 0" in str(ours.value)
+    assert "--exclude" in str(ours.value) and "--profile tensorrt" not in str(ours.value)
+    with pytest.raises(ConversionError, match="edge calibrate --profile tensorrt"):
+        check_tensorrt_qdq(model, "model.onnx")
