@@ -66,7 +66,7 @@ def tls_mosquitto(folder: Path, pki: Pki, password_file: Path | None = None) -> 
         f"listener {plain} 127.0.0.1\nallow_anonymous true\n"
         f"listener {tls} 127.0.0.1\n{auth}"
         f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
-        "require_certificate true\ntls_version tlsv1.2\n")
+        "require_certificate true\n")
     broker = Mosquitto(plain, config)
     broker.tls_port = tls  # type: ignore[attr-defined]
     return broker
