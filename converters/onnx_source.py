@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import numpy_helper
+from onnx import numpy_helper, version_converter
 
 from converters.errors import ConversionError
 from edge.spec import SPEC_KEY
@@ -130,8 +130,6 @@ def _opset_at_least(model: onnx.ModelProto, wanted: int, notes: list[str]) -> on
     current = opset_of(model)
     if current >= wanted:
         return model
-    from onnx import version_converter
-
     try:
         upgraded = version_converter.convert_version(model, wanted)
         onnx.checker.check_model(upgraded)

@@ -18,7 +18,7 @@ from edge.cli.field import (
     labelled_images,
     write_drift_reference,
 )
-from edge.errors import InputError
+from edge.errors import InputError, MissingDependencyError
 from edge.files import require_output_directory
 
 log = logging.getLogger("edge")
@@ -38,8 +38,6 @@ def _needs_convert_extra(command: str) -> Iterator[None]:
         top = (exc.name or "").partition(".")[0]
         if top not in CONVERT_EXTRA_MODULES:
             raise
-        from edge.errors import MissingDependencyError
-
         raise MissingDependencyError(top, "convert", command) from exc
 
 
