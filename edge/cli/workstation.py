@@ -217,8 +217,6 @@ def _refuse_small_images(paths: list[Path], height: int, width: int, folder: Pat
         return
     from PIL import Image
 
-    from edge.errors import InputError
-
     sizes = []
     for path in paths:
         try:
