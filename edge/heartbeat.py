@@ -49,6 +49,8 @@ class Heartbeat:
         """The cameras and the MQTT link are started."""
         self.notifier.notify("READY=1", f"STATUS={summary}")
         log.info("ready: %s", summary)
+        # the broker and the cameras are usually connected a moment later: say so soon
+        self._next_status = self._clock() + 1.0
 
     def tick(self, alive: bool, stats: Callable[[], dict[str, Any]]) -> None:
         """Call from the supervising loop, at least every second."""

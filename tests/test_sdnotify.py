@@ -130,7 +130,12 @@ summary_interval_s = 1
     daemon = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        messages = received(server, 12)
+        messages = []
+        deadline = time.monotonic() + 60
+        while not any(m.startswith("READY=1") for m in messages):
+            assert time.monotonic() < deadline, "no READY=1 within 60 s"
+            messages += received(server, 0.5)
+        messages += received(server, 12)
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
