@@ -285,3 +285,37 @@ def test_a_restarted_device_reusing_frame_ids_does_not_overwrite_images(tmp_path
     assert dataset.add(again)
     files = sorted(p.name for p in (tmp_path / "out" / "images").iterdir())
     assert len(files) == 2 and files[0] == "dev1_gate_00000007.jpg"
+
+
+def test_collect_cli_stops_at_its_allowance_with_exit_2_and_a_consistent_dataset(
+        tmp_path, mosquitto, demo_model):
+    config = config_from_dict({
+        "device_id": "dev1", "model": {"path": str(demo_model), "threads": 1},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes?fps=15&seed=5"}],
+        "mqtt": {"url": mosquitto.url},
+        "frames": {"interval_s": 0.5, "draw": False}}, "test")
+    out = tmp_path / "ds"
+    collect = subprocess.Popen(
+        [sys.executable, "-m", "edge", "collect", "--mqtt", mosquitto.url, "--out", str(out),
+         "--max-mb", "0.12", "--seconds", "30", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # subscribed before the first sample
+    daemon = Daemon(config)
+    daemon.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(stop,), kwargs={"duration": 25.0})
+    runner.start()
+    try:
+        stdout, stderr = collect.communicate(timeout=40)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert collect.returncode == 2, stderr
+    assert "reached its allowance of 0.1 MB (--max-mb)" in stderr and "Traceback" not in stderr
+    summary = json.loads(stdout.splitlines()[-1])
+    rows = (out / "manifest.jsonl").read_text().splitlines()
+    assert summary["images"] == len(rows) >= 1
+    assert summary["bytes"] <= 120_000
+    assert len(list((out / "images").iterdir())) == len(rows)
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    assert len(coco["images"]) == len(rows)  # the exports were refreshed at the stop
