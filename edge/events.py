@@ -85,6 +85,7 @@ class EventEngine:
         self._lives: dict[int, _Life] = {}
         self._scores: dict[int, deque[float]] = {}  # tracks not reported yet
         self._counts: dict[str, int] | None = None
+        self._zero_counts = self._count_topics()
         self._retained: deque[str] = deque()
         self.events_sent = 0
 
@@ -210,13 +211,17 @@ class EventEngine:
     def _label(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
 
-    def _count_messages(self, objects: Sequence[TrackedObject],
-                        inside: Sequence[list[str]]) -> list[Outgoing]:
+    def _count_topics(self) -> dict[str, int]:
         counts = {self.topics.count(self.camera, label): 0 for label in self.labels}
         for zone in self.zones:
             for c, label in enumerate(self.labels):
                 if zone.counts(c):
                     counts[self.topics.count(self.camera, label, zone.name)] = 0
+        return counts
+
+    def _count_messages(self, objects: Sequence[TrackedObject],
+                        inside: Sequence[list[str]]) -> list[Outgoing]:
+        counts = dict(self._zero_counts)
         for item, zones in zip(objects, inside, strict=True):
             label = self._label(item.class_id)
             counts[self.topics.count(self.camera, label)] += 1

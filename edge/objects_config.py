@@ -68,6 +68,9 @@ class TrackingConfig(_Section):
                                      description="update events per object, at most one per "
                                                  "interval (and only when something changed)")
     snapshots: bool = Field(default=True, description="publish each object's best frame")
+    snapshot_interval_s: float = Field(default=0.2, ge=0, le=60,
+                                       description="frames considered for snapshots: at most one "
+                                                   "per interval (each costs a frame copy)")
     snapshot_max_height: int = Field(default=360, ge=16, le=4320)
     snapshot_quality: int = Field(default=85, ge=1, le=100)
 

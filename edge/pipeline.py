@@ -134,7 +134,7 @@ class CameraWorker:
                 if self.drift is not None and frame.frame_id >= 0:
                     self.drift.observe_image(frame.ts, frame.image)
                 if self.tracking is not None:  # snapshots are cut once detections are known
-                    self.tracking.hold(frame.frame_id, frame.image)
+                    self.tracking.hold(frame.frame_id, frame.image, frame.ts)
                 sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
                 frame.release()
                 self.service.commit(ticket)

@@ -161,7 +161,7 @@ def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
     image = np.zeros((200, 300, 3), np.uint8)
     for t in range(30):
         x = 10 + 8 * t
-        camera.hold(t + 1, image)
+        camera.hold(t + 1, image, 1000.0 + t * 0.1)
         box = [x, 50, x + 30, 80] if t < 25 else None
         detections = _detections([box], [0.7 + t / 100], [2]) if box else Detections.empty()
         camera.update(t + 1, 1000.0 + t * 0.1, detections, (300, 200))
@@ -207,7 +207,7 @@ def test_a_track_whose_median_score_stays_low_is_tracked_but_never_reported():
     camera = CameraTracking("c", settings, Topics("p"), ["a"], [], [], recorder)
     image = np.zeros((100, 100, 3), np.uint8)
     for frame, score in enumerate([0.65, 0.62, 0.66, 0.61, 0.64, 0.75, 0.76]):
-        camera.hold(frame, image)
+        camera.hold(frame, image, float(frame))
         ids = camera.update(frame, float(frame), _detections([[10, 10, 40, 40]], [score], [0]),
                             (100, 100))
     assert ids.tolist() == [1]  # tracked (and in the detections payload) ...

@@ -30,7 +30,7 @@ MIN_APPEARANCE_FRAMES = 3
 
 def _motmetrics() -> Any:
     try:
-        import motmetrics
+        import motmetrics  # noqa: PLC0415 - optional, heavy
     except ImportError as exc:
         raise MissingDependencyError("motmetrics", "demo", "tracking metrics") from exc
     return motmetrics

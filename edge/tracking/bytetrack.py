@@ -65,6 +65,7 @@ class ByteTracker:
         self.objects: list[TrackedObject] = []  # live tracks, in the Kalman filter's row order
         self.ended: list[TrackedObject] = []  # confirmed tracks that ended on the last update
         self._kalman = KalmanBoxes()
+        self._predicted = np.zeros((0, 4), np.float32)  # this frame's predicted boxes
         self._frame = 0
         self._next_id = 1
 
@@ -72,6 +73,7 @@ class ByteTracker:
         """Advance one frame. Returns the track id of each detection [K] (0: not tracked)."""
         self._frame += 1
         self._kalman.predict()
+        self._predicted = self._kalman.boxes().astype(np.float32)
         for item in self.objects:
             item.improved = False
         owner = np.full(len(detections), -1, np.intp)  # detection -> row in self.objects
@@ -100,7 +102,7 @@ class ByteTracker:
         Returns the rows and the candidates left unmatched."""
         if not len(rows) or not len(candidates):
             return rows, candidates
-        predicted = self._kalman.boxes()[rows].astype(np.float32)
+        predicted = self._predicted[rows]
         ious = iou_matrix(predicted, detections.boxes[candidates])
         classes = np.array([self.objects[r].class_id for r in rows])
         ious[classes[:, None] != detections.class_ids[candidates][None, :]] = 0.0

@@ -3,7 +3,9 @@
 The loop hands every frame to `hold` before it gives the frame's buffer back to the source, and
 calls `update` once the frame's detections are decoded. Frames are copied into a small ring of
 buffers allocated once, so a snapshot can be cut from the frame the detections came from even
-though the loop has moved on to the next frame meanwhile (double-buffered inference).
+though the loop has moved on to the next frame meanwhile (double-buffered inference). Copying a
+whole frame costs about as much as tracking itself, so only one frame per
+`snapshot_interval_s` is held: an object's snapshot is its best-scoring held frame.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class CameraTracking:
                  publisher: Publisher) -> None:
         self.camera = camera
         self.tracker = ByteTracker(tracker_settings_from_config(settings))
+        self._settings = settings
+        self._held_at = -float("inf")
         self._zone_configs = list(zone_configs)
         self._scaled = not any(z.units == "normalised" for z in zone_configs)
         self.events = EventEngine(camera, topics, labels, zones, settings)
@@ -63,8 +67,13 @@ class CameraTracking:
         self.seconds = 0.0  # spent in update, for the per-frame cost
         self.frames = 0
 
-    def hold(self, frame_id: int, image: npt.NDArray[np.uint8]) -> None:
-        """Copy the frame (BGR [H, W, 3]) into the ring; no allocation after the first frame."""
+    def hold(self, frame_id: int, image: npt.NDArray[np.uint8], ts: float) -> None:
+        """Copy the frame (BGR [H, W, 3], captured at `ts` s) into the ring when snapshots are
+        on and the last held frame is `snapshot_interval_s` old; no allocation after the
+        first frame."""
+        if not self._settings.snapshots or ts - self._held_at < self._settings.snapshot_interval_s:
+            return
+        self._held_at = ts
         if not self._ring or self._ring[0].shape != image.shape:
             self._ring = [np.empty_like(image) for _ in range(HELD_FRAMES)]
         np.copyto(self._ring[self._next], image)

@@ -18,7 +18,7 @@ STD_VELOCITY = 1.0 / 160
 
 _MOTION = np.eye(8)
 _MOTION[:4, 4:] = np.eye(4)  # x' = x + v (one frame)
-_OBSERVE = np.eye(4, 8)
+_DIAG4, _DIAG8 = np.arange(4), np.arange(8)
 
 
 def xyah_from_xyxy(boxes: npt.NDArray[np.floating]) -> Vector:
@@ -56,7 +56,7 @@ class KalmanBoxes:
                         10 * STD_VELOCITY * height, 10 * STD_VELOCITY * height,
                         np.full_like(height, 1e-5), 10 * STD_VELOCITY * height], axis=1)
         covariance = np.zeros((len(height), 8, 8))
-        covariance[:, np.arange(8), np.arange(8)] = std ** 2
+        covariance[:, _DIAG8, _DIAG8] = std ** 2
         self.mean = np.concatenate([self.mean, mean])
         self.covariance = np.concatenate([self.covariance, covariance])
 
@@ -73,7 +73,7 @@ class KalmanBoxes:
                         np.full_like(height, 1e-5), STD_VELOCITY * height], axis=1)
         self.mean = self.mean @ _MOTION.T
         self.covariance = _MOTION @ self.covariance @ _MOTION.T
-        self.covariance[:, np.arange(8), np.arange(8)] += std ** 2
+        self.covariance[:, _DIAG8, _DIAG8] += std ** 2
 
     def update(self, rows: npt.NDArray[np.intp], measurement: Vector) -> None:
         """Correct tracks `rows` [M] with their matched measurements [M, 4] xyah."""
@@ -83,8 +83,9 @@ class KalmanBoxes:
         height = mean[:, 3]
         std = np.stack([STD_POSITION * height, STD_POSITION * height, np.full_like(height, 1e-1),
                         STD_POSITION * height], axis=1)
-        projected = covariance[:, :4, :4] + np.apply_along_axis(np.diag, 1, std ** 2)
-        cross = covariance @ _OBSERVE.T  # [M, 8, 4]
+        projected = covariance[:, :4, :4].copy()
+        projected[:, _DIAG4, _DIAG4] += std ** 2
+        cross = covariance[:, :, :4]  # covariance @ H.T, H selecting the first four states
         gain = np.linalg.solve(projected, cross.transpose(0, 2, 1)).transpose(0, 2, 1)
         innovation = measurement - mean[:, :4]
         self.mean[rows] = mean + np.einsum("mij,mj->mi", gain, innovation)
