@@ -10,7 +10,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
+from edge.mqtt.url import broker_from_url
 from edge.objects_config import (
     HomeAssistantConfig,
     TrackingConfig,
@@ -140,15 +140,8 @@ class MqttConfig(_Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        try:
-            parts = urlsplit(url)
-            _ = parts.port
-        except ValueError as exc:
-            raise ValueError("bad port; expected mqtt://host[:port] or mqtts://host[:port]") \
-                from exc
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
-        if "@" in parts.netloc:
+        broker = broker_from_url(url)  # its ValueError says what is expected
+        if broker.username is not None or broker.password is not None:
             raise ValueError("user info (user:password@) is not accepted in the URL, so that "
                              "it is never logged; set mqtt.username and mqtt.password_file (or "
                              f"${PASSWORD_ENV})")
@@ -235,16 +228,15 @@ class MqttConfig(_Section):
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
+        return broker_from_url(self.url).host
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        return broker_from_url(self.url).port
 
     @property
     def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
+        return broker_from_url(self.url).tls
 
 
 class FramesConfig(_Section):
