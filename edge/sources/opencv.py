@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SourceError
+from edge.redact import redact_uri
 from edge.sources.base import Frame, Pacer, Source
 from edge.sources.uri import SourceUri
 
@@ -138,7 +139,7 @@ class ImageFolderSource(Source):
             if image is not None and image.dtype == np.uint8:
                 self._pacer.wait()
                 return self._frame(np.asarray(image, np.uint8))
-            log.warning("source %s: skipping unreadable image %s", self.uri, path)
+            log.warning("source %s: skipping unreadable image %s", redact_uri(self.uri), path)
         raise SourceError(
             f"source '{self.uri}': none of the images in {self._folder} could be read")
 
