@@ -89,3 +89,26 @@ def test_unsupported_tensorrt_is_exit_2_naming_the_range(tmp_path, version, mess
                             env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and "TensorRT 8.5 to 11.x" in result.stderr
+
+
+@pytest.mark.parametrize(("profile", "recorded"), [("tensorrt", "int8-qdq"),
+                                                   ("cpu", "int8-qdq-cpu")])
+def test_calibrate_records_the_quantization_the_device_reads(tmp_path, profile, recorded):
+    from calibration.readers import frames_from
+    from converters.quantize import CalibrateOptions, calibrate, load_float_model
+    from edge.demo import bundled_model
+    from edge.files import write_bytes_atomic
+    from edge.spec import spec_from_onnx_file
+
+    model, spec = load_float_model(bundled_model())
+    result = calibrate(model, spec, frames_from("synthetic://shapes?seed=3", max_images=8,
+                                                min_images=8),
+                       CalibrateOptions(profile=profile, progress=False))
+    path = tmp_path / f"shapes.{profile}.onnx"
+    write_bytes_atomic(path, result.model.SerializeToString())
+    assert spec_from_onnx_file(path).quantization == recorded
+    if profile == "tensorrt":
+        assert engine_precision(path, "auto", T10) == "int8"
+    else:
+        with pytest.raises(ModelError, match="TensorRT rejects"):
+            engine_precision(path, "auto", T10)
