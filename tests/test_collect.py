@@ -18,7 +18,7 @@ import pytest
 
 from calibration.datasets import dataset_from
 from edge.collect import Collector
-from edge.collect.dataset import Dataset, DiskFullError, Sample
+from edge.collect.dataset import CollectedDataset, DiskFullError, Sample
 from edge.collect.phash import dhash, hamming
 from edge.config import config_from_dict
 from edge.daemon import Daemon
@@ -68,7 +68,8 @@ def test_dhash_ignores_jpeg_noise_and_exposure_but_not_motion():
 def test_dataset_layouts_load_in_pycocotools_and_edge_eval(tmp_path):
     from pycocotools.coco import COCO
 
-    dataset = Dataset(tmp_path / "out", duplicate_distance=-1, image_url_prefix="http://nas/ds/")
+    dataset = CollectedDataset(tmp_path / "out", duplicate_distance=-1,
+                               image_url_prefix="http://nas/ds/")
     truths = {}
     for frame_id, image, truth in scene_frames(6):
         small = cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA)
@@ -104,7 +105,7 @@ def test_dataset_layouts_load_in_pycocotools_and_edge_eval(tmp_path):
 
 
 def test_near_duplicates_are_skipped_per_camera(tmp_path):
-    dataset = Dataset(tmp_path / "out")
+    dataset = CollectedDataset(tmp_path / "out")
     (_, image, _), (_, other, _) = list(scene_frames(2, step=60))
     assert dataset.add(sample_of(1, image, []))
     assert not dataset.add(sample_of(2, image, []))  # the same picture again
@@ -115,7 +116,7 @@ def test_near_duplicates_are_skipped_per_camera(tmp_path):
 
 def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
     out = tmp_path / "out"
-    dataset = Dataset(out, duplicate_distance=-1)
+    dataset = CollectedDataset(out, duplicate_distance=-1)
     frames = list(scene_frames(4))
     for frame_id, image, truth in frames[:3]:
         dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
@@ -123,7 +124,7 @@ def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
     (out / "images" / "dev1_gate_99999999.jpg").write_bytes(b"partial")
     with (out / "manifest.jsonl").open("a") as handle:
         handle.write('{"id": "dev1_gate_0000')
-    resumed = Dataset(out, duplicate_distance=0)
+    resumed = CollectedDataset(out, duplicate_distance=0)
     assert resumed.counts.resumed == 3 and len(resumed.rows) == 3
     assert not (out / "images" / "dev1_gate_99999999.jpg").exists()
     frame_id, image, truth = frames[0]
@@ -136,12 +137,12 @@ def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
 
 def test_allowance_and_reserved_free_space_stop_with_a_clear_error(tmp_path):
     frames = list(scene_frames(3))
-    capped = Dataset(tmp_path / "capped", max_bytes=1, duplicate_distance=-1)
+    capped = CollectedDataset(tmp_path / "capped", max_bytes=1, duplicate_distance=-1)
     with pytest.raises(DiskFullError, match=r"reached its allowance .* \(--max-mb\) with 0 "
                                              r"images"):
         capped.add(sample_of(frames[0][0], frames[0][1], []))
     free = shutil.disk_usage(tmp_path).free
-    reserved = Dataset(tmp_path / "reserved", min_free_bytes=free + 10**9)
+    reserved = CollectedDataset(tmp_path / "reserved", min_free_bytes=free + 10**9)
     with pytest.raises(DiskFullError, match=r"MB free, below the .* to keep free "
                                              r"\(--min-free-mb\)"):
         reserved.add(sample_of(frames[0][0], frames[0][1], []))
@@ -157,7 +158,7 @@ def test_a_really_full_disk_stops_cleanly_and_keeps_the_dataset_consistent(tmp_p
                       ).returncode != 0:
         pytest.skip("tmpfs cannot be mounted here")
     try:
-        dataset = Dataset(mount / "out", duplicate_distance=-1)
+        dataset = CollectedDataset(mount / "out", duplicate_distance=-1)
         written = 0
         # Either the free-space check before a write or ENOSPC during one stops it.
         with pytest.raises(DiskFullError, match=r"(is full|MB free, below).* \d+ images are "
@@ -220,7 +221,7 @@ def test_daemon_to_collector_end_to_end(tmp_path, mosquitto, demo_model):
 
     watcher = BrokerSubscription(mosquitto.url, [("edge/dev1/+/detections", 1)], on_detections)
     out = tmp_path / "dataset"
-    collector = Collector(mosquitto.url, "edge/+", Dataset(out, duplicate_distance=-1))
+    collector = Collector(mosquitto.url, "edge/+", CollectedDataset(out, duplicate_distance=-1))
     watcher.start()
     stop = threading.Event()
     thread = threading.Thread(target=collector.run, args=(None, stop))
@@ -277,7 +278,7 @@ class FramePublisherSlack:
 
 
 def test_a_restarted_device_reusing_frame_ids_does_not_overwrite_images(tmp_path):
-    dataset = Dataset(tmp_path / "out", duplicate_distance=-1)
+    dataset = CollectedDataset(tmp_path / "out", duplicate_distance=-1)
     (_, first, _), (_, second, _) = list(scene_frames(2))
     assert dataset.add(sample_of(7, first, []))
     again = sample_of(7, second, [])

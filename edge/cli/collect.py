@@ -12,7 +12,7 @@ from edge.cli.common import print_json
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from edge.cli.device import stop_on_signals
-    from edge.collect import Collector, Dataset
+    from edge.collect import CollectedDataset, Collector
     from edge.errors import InputError
     from edge.files import require_output_directory
 
@@ -21,10 +21,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         raise InputError(f"--seconds must be positive, got {args.seconds:g}")
     require_output_directory(args.out)
-    dataset = Dataset(args.out, max_bytes=None if args.max_mb is None else int(args.max_mb * 1e6),
-                      min_free_bytes=int(args.min_free_mb * 1e6),
-                      duplicate_distance=args.duplicate_distance,
-                      image_url_prefix=args.image_url_prefix)
+    max_bytes = None if args.max_mb is None else int(args.max_mb * 1e6)
+    dataset = CollectedDataset(args.out, max_bytes=max_bytes,
+                               min_free_bytes=int(args.min_free_mb * 1e6),
+                               duplicate_distance=args.duplicate_distance,
+                               image_url_prefix=args.image_url_prefix)
     collector = Collector(args.mqtt, args.prefix, dataset)
     stop = threading.Event()
     stop_on_signals(stop)

@@ -17,19 +17,19 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from edge.collect.dataset import CollectCounts, Dataset, DiskFullError, Sample
+from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.errors import EdgeError
 from edge.mqtt.subscriber import BrokerSubscription
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CollectCounts", "Collector", "Dataset", "DiskFullError", "Sample"]
+__all__ = ["CollectCounts", "CollectedDataset", "Collector", "DiskFullError", "Sample"]
 
 
 class Collector:
-    """Feeds a `Dataset` from the broker until stopped or the disk allowance is reached."""
+    """Feeds a `CollectedDataset` from the broker until stopped or the disk allowance is reached."""
 
-    def __init__(self, url: str, prefix: str, dataset: Dataset,
+    def __init__(self, url: str, prefix: str, dataset: CollectedDataset,
                  client_id: str = "edge-collect") -> None:
         self.dataset = dataset
         self.prefix = prefix

@@ -69,7 +69,7 @@ class CollectCounts:
 
 
 @dataclass
-class Dataset:
+class CollectedDataset:
     """The dataset folder; `add` one sample at a time from one thread."""
 
     root: Path

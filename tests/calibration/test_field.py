@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import binomtest
 
 from calibration.field import field_accuracy, rated_precision, wilson
-from edge.collect.dataset import Dataset, Sample
+from edge.collect.dataset import CollectedDataset, Sample
 from edge.drift import reference_for_model
 from edge.errors import InputError
 from edge.synthetic.dataset import write_yolo_dataset
@@ -37,7 +37,7 @@ def make_collected(root: Path) -> Path:
     frame 2 (day 1): square predicted on empty ground; a star missed   -> FP, FN
     frame 3 (day 2, audit): triangle right, circle wrong               -> TP, FP
     """
-    dataset = Dataset(root, duplicate_distance=-1)
+    dataset = CollectedDataset(root, duplicate_distance=-1)
     image = np.zeros((100, 200, 3), np.uint8)
     frames = [
         (1, "2026-11-28T10:00:00Z", ["interval"], [(0, 0.9, [10, 10, 50, 50])]),
