@@ -79,8 +79,8 @@ def precision_for(quantization: Quantization, requested: str, version: TrtVersio
 
 def computes_in(precision: str, trt_version: str) -> str:
     """What an engine built with `precision` by TensorRT `trt_version` computes in."""
-    typed = trt_version.split(".", maxsplit=1)[0].isdigit() and int(
-        trt_version.split(".", maxsplit=1)[0]) >= 11
+    major = trt_version.split(".", maxsplit=1)[0]
+    typed = major.isdigit() and int(major) >= 11  # strongly typed networks only
     return {
         "int8": "int8 where the QDQ model quantizes, " + (
             "fp32 elsewhere (strongly typed)" if typed else "fp16 or fp32 elsewhere"),

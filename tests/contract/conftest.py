@@ -27,9 +27,10 @@ TRT_BINDINGS = {
     "11.4.0.106": "tensorrt-cu12-bindings==11.4.0.106",
 }
 
-#: The oldest cuda-python we support (module `cuda.cudart`, raises RuntimeError without a
-#: driver) and the newest major (`cuda.bindings.runtime`, returns error codes).
-CUDA_PYTHON = ("12.4.0", "13.0.3")
+#: cuda-python -> the runtime module it has: the oldest we support (`cuda.cudart`, raises
+#: RuntimeError without a driver), the first with `cuda.bindings` (12.6.1+), the newest.
+CUDA_PYTHON = {"12.4.0": "cuda.cudart", "12.6.2.post1": "cuda.bindings.runtime",
+               "13.4.4": "cuda.bindings.runtime"}
 
 SHIM = '''"""`tensorrt` for the contract tests: the real binding wheel over stand-in libraries."""
 import ctypes

@@ -13,13 +13,10 @@ from tests.contract.conftest import CUDA_PYTHON, ROOT, cuda_python, python_path,
 
 pytestmark = pytest.mark.contract
 
-MODULE = {"12": "cuda.cudart", "13": "cuda.bindings.runtime"}
-
-
-@pytest.mark.parametrize("version", CUDA_PYTHON)
+@pytest.mark.parametrize("version", list(CUDA_PYTHON))
 def test_cuda_python_contract(version):
     env = python_path(cuda_python(version), tensorrt_bindings("10.3.0"))
-    env["EDGE_EXPECT_CUDA_MODULE"] = MODULE[version.split(".", maxsplit=1)[0]]
+    env["EDGE_EXPECT_CUDA_MODULE"] = CUDA_PYTHON[version]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "tests" / "contract" / "cuda_checks.py"),
          "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", "-rs"],
