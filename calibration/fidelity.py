@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
+import onnxruntime as ort
 
 from calibration.stats import model_exposing
 
@@ -24,7 +25,6 @@ def decibels(signal: float, noise: float) -> float:
 def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
                 inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
     """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`."""
-    import onnxruntime as ort
 
     sessions = [ort.InferenceSession(model_exposing(m, names).SerializeToString(),
                                      providers=["CPUExecutionProvider"])

@@ -20,10 +20,10 @@ def write_field_report(folder: Path, report: FieldReport, source: Path) -> Path:
 
 def _pyplot() -> Any:
     try:
-        import matplotlib
+        import matplotlib  # noqa: PLC0415 - optional, slow to import
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415 - as above
     except ImportError as exc:
         raise MissingDependencyError("matplotlib", "convert", "the field-accuracy report") from exc
     return plt

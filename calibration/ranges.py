@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from calibration.stats import TensorStats
 from edge.errors import InputError
+from edge.files import write_bytes_atomic
 from edge.system import usable_cores
 
 INT8_LEVELS = 128  # positive levels of symmetric int8: 0..127
@@ -167,12 +168,13 @@ def quantization_errors(histogram: npt.NDArray[np.float64], width: float,
     """Expected squared error of symmetric int8 quantization with the threshold at each
     candidate bin edge: rounding inside the range, clipping outside; bin centres stand in for
     their values. Returns [len(candidates)]."""
-    centres = (np.arange(len(histogram)) + 0.5) * width
+    occupied = np.flatnonzero(histogram)  # empty bins add nothing: skip them (often most)
+    centres = (occupied + 0.5) * width
     thresholds = candidates[:, None] * width
     steps = thresholds / (INT8_LEVELS - 1)
     rounded = np.round(np.minimum(centres[None, :], thresholds) / steps) * steps
     errors = (centres[None, :] - rounded) ** 2  # clipped values err by (centre - threshold)
-    result: npt.NDArray[np.float64] = errors @ histogram
+    result: npt.NDArray[np.float64] = errors @ histogram[occupied]
     return result
 
 
@@ -252,8 +254,6 @@ class TensorRanges:
                            "ranges": {n: vars(r) for n, r in self.ranges.items()}}, indent=1)
 
     def save(self, path: Path) -> None:
-        from edge.files import write_bytes_atomic
-
         write_bytes_atomic(path, self.to_json().encode())
 
     @classmethod

@@ -26,10 +26,10 @@ WORST_LAYERS = 5
 
 def _pyplot() -> Any:
     try:
-        import matplotlib
+        import matplotlib  # noqa: PLC0415 - optional, slow to import
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415 - as above
     except ImportError as exc:
         raise MissingDependencyError("matplotlib", "convert", "the calibration report") from exc
     return plt

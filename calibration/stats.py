@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from edge.errors import InputError
@@ -135,8 +136,6 @@ class StatsCollector:
     per-tensor `TensorStats`."""
 
     def __init__(self, model: onnx.ModelProto, tensors: Sequence[str], threads: int = 0) -> None:
-        import onnxruntime as ort
-
         options = ort.SessionOptions()
         options.intra_op_num_threads = inference_threads(threads)
         options.log_severity_level = 3

@@ -7,6 +7,7 @@ metadata -> parity against the source model on the same frames.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ def convert_module(network: Any, options: ConvertOptions, name: str,
 def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
     if source.suffix.lower() == ".onnx" or _looks_like_onnx(source):
         return _plain_from_onnx(source)
-    from converters.torch_loading import (
+    from converters.torch_loading import (  # noqa: PLC0415 - torch is optional: only PyTorch sources need it
         is_torchscript,
         module_class_from_spec,
         module_from_checkpoint,
@@ -143,7 +144,7 @@ def _looks_like_onnx(source: Path) -> bool:
 
 
 def _plain_from_onnx(source: Path) -> _Plain:
-    from onnxruntime.capi.onnxruntime_pybind11_state import (
+    from onnxruntime.capi.onnxruntime_pybind11_state import (  # noqa: PLC0415 - heavy; only the parity check needs it
         Fail,
         InvalidArgument,
         InvalidGraph,
@@ -185,7 +186,7 @@ def _plain_from_onnx(source: Path) -> _Plain:
 
 
 def _source_session(model: onnx.ModelProto) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # noqa: PLC0415 - heavy; only the parity check needs it
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the load error is raised and reported; no log spam
@@ -199,7 +200,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plain:
-    import torch
+    import torch  # noqa: PLC0415 - optional: only PyTorch sources need it
 
     if options.input_size is None:
         raise ConversionError(f"a {kind} model does not record its input size; pass "
@@ -220,8 +221,6 @@ def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plai
 
 
 def _float64_copy(network: Any) -> Any:
-    import copy
-
     return copy.deepcopy(network).double().eval()
 
 

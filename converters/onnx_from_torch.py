@@ -29,7 +29,7 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
 
     The TorchScript-based exporter is used: for CNNs it gives a flat graph of plain ONNX ops,
     which TensorRT's parser and ONNX Runtime's fusions handle best."""
-    import torch  # only PyTorch sources need it: `edge convert model.onnx` runs without torch
+    import torch  # noqa: PLC0415 - only PyTorch sources need it: `edge convert model.onnx` runs without torch
 
     network = network.eval()
     example = torch.zeros((batch or 1, 3, height, width), dtype=torch.float32)

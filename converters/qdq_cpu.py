@@ -108,8 +108,8 @@ def _quantizer_advice_muted() -> Iterator[None]:
 
 def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
                 exclude: Collection[str] = ()) -> onnx.ModelProto:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: PLC0415 - heavy
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data  # noqa: PLC0415 - heavy
 
     data = {}
     for name, r in ranges.ranges.items():

@@ -87,7 +87,7 @@ def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterator[Any]:
         yield from items
         return
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # noqa: PLC0415 - optional progress bar
     except ImportError:
         yield from items
         return

@@ -21,7 +21,7 @@ def checked_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
 def simplified_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     """onnxsim's simplification, then the checker; metadata is carried over unchanged."""
     try:
-        import onnxsim
+        import onnxsim  # noqa: PLC0415 - optional, heavy
     except ImportError as exc:
         raise MissingDependencyError("onnxsim", "convert", "graph simplification") from exc
     try:

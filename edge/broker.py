@@ -41,7 +41,7 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 10.0) -> EmbeddedBroker:
         try:
-            import amqtt.broker  # noqa: F401
+            import amqtt.broker  # noqa: F401, PLC0415 - optional (the demo extra)
         except ImportError as exc:
             raise MissingDependencyError("amqtt", "demo", "the embedded demo broker") from exc
         # amqtt logs every packet at INFO; keep the demo's console for detections.
@@ -54,7 +54,7 @@ class EmbeddedBroker:
         return self
 
     def _serve(self) -> None:
-        from amqtt.broker import Broker
+        from amqtt.broker import Broker  # noqa: PLC0415 - optional (the demo extra)
 
         asyncio.set_event_loop(self._loop)
         config = {

@@ -15,7 +15,7 @@ from edge.errors import MissingDependencyError, ModelError
 def import_onnxruntime() -> Any:
     """The `onnxruntime` module, or a MissingDependencyError naming the `cpu` extra."""
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 - optional (the cpu extra)
     except ImportError as exc:
         raise MissingDependencyError("onnxruntime", "cpu", "the ONNX Runtime backend") from exc
     return onnxruntime
@@ -24,7 +24,7 @@ def import_onnxruntime() -> Any:
 def _load_errors() -> tuple[type[Exception], ...]:
     """ONNX Runtime's own exception classes for a model it cannot load (they derive from
     Exception directly)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
+    from onnxruntime.capi import onnxruntime_pybind11_state as state  # noqa: PLC0415 - as above
 
     names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel",
              "NoSuchFile", "NotImplemented", "RuntimeException")

@@ -110,8 +110,8 @@ def spec_from_onnx_file(path: Path) -> ModelSpec:
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     try:
-        import onnx
-        from google.protobuf.message import DecodeError
+        import onnx  # noqa: PLC0415 - optional (convert extra)
+        from google.protobuf.message import DecodeError  # noqa: PLC0415 - comes with onnx
 
         try:
             loaded = onnx.load(str(path), load_external_data=False)

@@ -99,7 +99,7 @@ def evaluation_inputs(spec: ModelSpec, folder: Path) -> Iterator[npt.NDArray[np.
 
 
 def agreement(fp32: Path, int8: Path, spec: ModelSpec, folder: Path) -> Agreement:
-    import onnxruntime as ort
+    import onnxruntime as ort  # noqa: PLC0415 - heavy; only the agreement check needs it
 
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
                 for p in (fp32, int8)]

@@ -31,10 +31,10 @@ UNAVAILABLE = {"cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorIni
 def runtime_module() -> Any:
     """The CUDA runtime bindings of whichever cuda-python is installed."""
     try:
-        from cuda.bindings import runtime
+        from cuda.bindings import runtime  # noqa: PLC0415 - optional (the jetson extra)
     except ImportError:
         try:
-            from cuda import cudart as runtime
+            from cuda import cudart as runtime  # noqa: PLC0415 - optional (the jetson extra)
         except ImportError as exc:
             raise MissingDependencyError("cuda-python", "jetson", "GPU memory") from exc
     return runtime

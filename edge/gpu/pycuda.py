@@ -30,7 +30,7 @@ from edge.tensorrt.engine_cache import GpuIdentity
 def driver_module() -> Any:
     """`pycuda.driver`; it links against libcuda, so a machine without the driver fails here."""
     try:
-        from pycuda import driver
+        from pycuda import driver  # noqa: PLC0415 - optional (the jetson extra)
     except ImportError as exc:
         if exc.name in ("pycuda", "pycuda.driver"):
             raise MissingDependencyError("pycuda", "pycuda", "GPU memory") from exc

@@ -37,9 +37,9 @@ def gpu_memory(choice: AdapterName = "auto", device: int = 0) -> GpuMemory:
             raise MissingDependencyError("cuda-python (or pycuda)", "jetson", "GPU memory")
         choice = "cuda-python" if "cuda-python" in available else "pycuda"
     if choice == "cuda-python":
-        from edge.gpu.cuda_python import CudaPythonMemory
+        from edge.gpu.cuda_python import CudaPythonMemory  # noqa: PLC0415 - the chosen adapter only
 
         return CudaPythonMemory(device)
-    from edge.gpu.pycuda import PycudaMemory
+    from edge.gpu.pycuda import PycudaMemory  # noqa: PLC0415 - the chosen adapter only
 
     return PycudaMemory(device)

@@ -46,10 +46,10 @@ def choose_backend(model: ModelConfig) -> BackendChoice:
 def runner_from_config(model: ModelConfig, choice: BackendChoice, max_batch: int = 1) -> Runner:
     """`max_batch`: rows per slot for a dynamic-batch model (a fixed batch is the model's)."""
     if choice.name == "tensorrt":
-        from edge.runners.tensorrt_loader import trt_runner_from_config
+        from edge.runners.tensorrt_loader import trt_runner_from_config  # noqa: PLC0415 - the chosen backend only
 
         return trt_runner_from_config(model, max_batch)
-    from edge.runners.onnxruntime import OrtRunner
+    from edge.runners.onnxruntime import OrtRunner  # noqa: PLC0415 - the chosen backend only
 
     return OrtRunner.from_path(model.path, threads=model.threads, max_batch=max_batch)
 

@@ -19,7 +19,7 @@ class TensorRTUnavailableError(EdgeError):
 def load_tensorrt() -> Any:
     """The `tensorrt` module, or a clear error saying how to get it."""
     try:
-        import tensorrt
+        import tensorrt  # noqa: PLC0415 - optional: the device's own TensorRT
     except ImportError as exc:
         missing = isinstance(exc, ModuleNotFoundError) and exc.name == "tensorrt"
         reason = "is not installed" if missing else f"cannot be loaded ({exc})"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import InputError, ModelError
+from edge.files import write_bytes_atomic
 from edge.spec import ModelSpec
 from edge.tensorrt import TensorRTUnavailableError, load_tensorrt
 from edge.tensorrt.calibrator import calibrator_from_cache
@@ -177,6 +178,5 @@ def _config(trt: Any, builder: Any, network: Any, plan: BuildPlan, options: Buil
 def _save_timing_cache(config: Any, path: Path | None) -> None:
     if path is None:
         return
-    from edge.files import write_bytes_atomic
 
     write_bytes_atomic(path, bytes(config.get_timing_cache().serialize()))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import InputError
+from edge.files import write_bytes_atomic
 
 HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 ALGORITHM = "EntropyCalibration2"
@@ -68,8 +69,6 @@ class CalibrationCache:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> None:
-        from edge.files import write_bytes_atomic
-
         write_bytes_atomic(path, self.to_text().encode())
 
     @classmethod

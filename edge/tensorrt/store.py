@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import ModelError
+from edge.files import require_output_directory, write_bytes_atomic
 from edge.spec import ModelSpec, spec_from_onnx_file
 from edge.tensorrt import load_tensorrt
 from edge.tensorrt.builder import BuildOptions, engine_from_onnx
@@ -63,7 +64,6 @@ def resolve_engine(onnx_path: Path, options: BuildOptions, gpu: GpuIdentity,
 
 def build_into(entry: CacheEntry, onnx_path: Path, options: BuildOptions, spec: ModelSpec,
                key: EngineKey, free_gpu_bytes: int | None, reason: str) -> ResolvedEngine:
-    from edge.files import require_output_directory, write_bytes_atomic
 
     require_output_directory(entry.engine)
     built = engine_from_onnx(onnx_path, options, spec, free_gpu_bytes)
