@@ -129,6 +129,30 @@ def test_real_enums_and_types_we_use():
     assert hasattr(trt, "IProgressMonitor") == (VERSION.major >= 10)
 
 
+def test_standins_are_strict(monkeypatch):
+    """The harness itself: what the real binding refuses, the stand-ins refuse."""
+    module, _ = fake(monkeypatch)
+    world = module.world
+    engine = world.new("ICudaEngine", num_io_tensors=2)
+    with pytest.raises(AttributeError, match="read-only"):
+        engine.num_io_tensors = 3
+    with pytest.raises(AttributeError, match="no attribute 'get_binding_name_typo'"):
+        engine.get_binding_name_typo(0)
+    with pytest.raises(AttributeError, match="no writable attribute"):
+        engine.anything = 1
+    with pytest.raises(TypeError, match="incompatible arguments"):
+        engine.get_tensor_name("images")  # index: int
+    with pytest.raises(TypeError, match="incompatible arguments"):
+        engine.get_tensor_shape()  # missing name
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        engine.get_tensor_name(index=0, extra=1)
+    with pytest.raises(TypeError, match="incompatible arguments"):
+        module.Builder("not a logger")
+    world.behaviour["ICudaEngine", "get_tensor_name"] = lambda this, index: 42
+    with pytest.raises(AssertionError, match="the real signature says str"):
+        engine.get_tensor_name(0)
+
+
 # -- builder --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("qdq", [True, False])
