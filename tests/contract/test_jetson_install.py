@@ -5,6 +5,7 @@ to the point where a GPU is needed, and decides the precision of a QDQ model fro
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,15 @@ pytestmark = [pytest.mark.contract, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def jetson_venv(tmp_path_factory) -> Path:
-    venv = tmp_path_factory.mktemp("jetson") / "venv"
+    folder = tmp_path_factory.mktemp("jetson")
+    venv, source = folder / "venv", folder / "source"
+    # A copy: building the wheel in the checkout would leave build/ behind in it.
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".ci", "build", "*.egg-info", "__pycache__", ".*_cache", ".corpus",
+        "tests", "docs", "benchmarks"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     result = subprocess.run([str(venv / "bin" / "pip"), "install", "-q",
-                             "--disable-pip-version-check", f"{ROOT}[jetson]"],
+                             "--disable-pip-version-check", f"{source}[jetson]"],
                             capture_output=True, text=True, timeout=900)
     if result.returncode != 0 and "Could not find a version" in result.stderr:
         unavailable(f"the package registry is not reachable: {result.stderr[-300:]}")
