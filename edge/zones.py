@@ -72,6 +72,9 @@ def zones_from_config(camera: str, zones: Sequence[ZoneConfig], labels: Sequence
         if unknown:
             raise ConfigError(f"{where}: label(s) {', '.join(unknown)} are not detected by the "
                               f"model; its labels are: {', '.join(labels)}")
+        if zone.units == "normalised" and ((points < 0) | (points > 1)).any():
+            raise ConfigError(f"{where}: normalised coordinates must lie between 0 and 1; use "
+                              "units = \"pixels\" for pixel coordinates")
         class_ids = frozenset(labels.index(label) for label in zone.labels) or None
         resolved.append(Zone(zone.name, points, class_ids))
     if frame_size is None:

@@ -29,8 +29,8 @@ def _config(zones):
      "zone 'far': the polygon reaches outside the 640x480 frame"),
     ({"name": "neg", "points": [[-1, 10], [70, 10], [70, 100]]}, (640, 480),
      "zone 'neg': the polygon reaches outside"),
-    ({"name": "norm", "points": [[0, 0], [1.2, 0], [1, 1]], "units": "normalised"}, (640, 480),
-     "zone 'norm': the polygon reaches outside"),
+    ({"name": "norm2", "points": [[0, 0], [1.2, 0], [1, 1]], "units": "normalised"}, None,
+     "zone 'norm2': normalised coordinates must lie between 0 and 1"),
     ({"name": "dogs", "points": SQUARE, "labels": ["dog", "circle"]}, (640, 480),
      "zone 'dogs': label(s) dog are not detected by the model; its labels are: circle, "
      "square, triangle, star"),
