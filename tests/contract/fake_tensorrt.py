@@ -158,7 +158,9 @@ def _build(world: World, image: Io, recorder: Recorder, network: StandIn,
     recorder.builds.append({
         "flags": flags, "strongly_typed": strongly_typed, "profiles": settings["profiles"],
         "calibrator": settings.get("int8_calibrator") is not None,
-        "monitor": settings.get("progress_monitor") is not None})
+        "monitor": settings.get("progress_monitor") is not None,
+        "dla_core": settings.get("DLA_core", -1), "device_type": settings.get(
+            "default_device_type")})
     return _host_memory(world, MAGIC + json.dumps({"flags": flags}).encode())
 
 

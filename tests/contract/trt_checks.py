@@ -185,6 +185,17 @@ def test_dynamic_batch_gets_a_profile(monkeypatch, tmp_path):
                                              (4, SIZE, SIZE, 3)]}]
 
 
+def test_dla_build_sets_the_real_properties(monkeypatch, tmp_path):
+    from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+
+    _, recorder = fake(monkeypatch)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True)
+    engine_from_onnx(model, BuildOptions(precision="int8", dla_core=1), tiny_spec("int8-qdq"))
+    (build,) = recorder.builds
+    assert "GPU_FALLBACK" in build["flags"]
+    assert build["dla_core"] == 1 and build["device_type"] == real_trt.DeviceType.DLA
+
+
 def test_precision_is_honest(monkeypatch, tmp_path):
     from edge.tensorrt.builder import BuildOptions, engine_from_onnx
     from edge.tensorrt.precision import engine_precision
