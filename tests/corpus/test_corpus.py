@@ -34,6 +34,17 @@ EXPECTED_NOTES = {
 }
 
 
+#: Below these an INT8 model has collapsed, not just lost a little. Measured (docs/benchmarks.md):
+#: classifiers 80-100% top-1 and >= 10.8 dB; the detector F1 0.41 (`tensorrt`, where `auto`
+#: picks entropy) and 0.71 (`cpu`) at 25 and 34 dB. The OCR classifiers see photos, not text,
+#: so their FP32 scores sit near the boundary and top-1 moves with every range.
+FLOORS = {
+    "classify": {p: {"sqnr_db": 9.0, "top1": 0.7} for p in PROFILES},
+    "detect": {"tensorrt": {"sqnr_db": 18.0, "detection_f1": 0.3},
+               "cpu": {"sqnr_db": 25.0, "detection_f1": 0.5}},
+}
+
+
 def _selected() -> tuple[CorpusModel, ...]:
     wanted = os.environ.get("EDGE_CORPUS_MODELS", ",".join(CI_MODELS))
     return MODELS if wanted == "all" else models_named(wanted.split(","))
@@ -72,10 +83,12 @@ def test_corpus_model_converts_and_quantizes(corpus, tmp_path, model):
         assert sum(n.op_type == "DequantizeLinear" for n in quantized.graph.node) > 0
         agreement = result.agreement[profile]
         assert agreement.frames >= 18
-        assert agreement.sqnr_db >= 10.0, (profile, agreement)
+        floor = FLOORS[model.task][profile]
+        assert agreement.sqnr_db >= floor["sqnr_db"], (profile, agreement)
         if model.task == "classify":
-            assert agreement.top1 is not None and agreement.top1 >= 0.75, (profile, agreement)
+            assert agreement.top1 is not None and agreement.top1 >= floor["top1"], (
+                profile, agreement)
         else:
             assert agreement.fp32_detections >= 10
-            assert agreement.detection_f1 is not None and agreement.detection_f1 >= 0.35, (
-                profile, agreement)
+            assert agreement.detection_f1 is not None, (profile, agreement)
+            assert agreement.detection_f1 >= floor["detection_f1"], (profile, agreement)
