@@ -270,6 +270,8 @@ class Daemon:
             if self.link.counters.connects != connects:
                 connects = self.link.counters.connects
                 self._republish_camera_statuses()
+                if self.discovery is not None:  # a broker without persistence forgot them
+                    self.discovery.publish()
             if now >= next_stats:
                 self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
                 next_stats = now + self.config.stats.interval_s

@@ -92,8 +92,9 @@ def stale_topics(current: Iterable[str], retained: Iterable[str]) -> list[str]:
 
 
 class DiscoveryPublisher:
-    """Publishes the configs through the daemon's link (retained, QoS 1, the outbox) and, on a
-    thread of its own, clears stale ones of earlier configs."""
+    """Publishes the configs through the daemon's link (retained, QoS 1, the outbox) on every
+    connect (a broker without persistence forgets retained messages when it restarts) and, on a
+    thread of its own, clears stale ones of earlier configs once at start."""
 
     def __init__(self, config: Config, labels: Sequence[str], model: str, link: Any,
                  password: str | None) -> None:
@@ -106,10 +107,13 @@ class DiscoveryPublisher:
         self._thread = threading.Thread(target=self._clean, name="ha-discovery", daemon=True)
 
     def start(self) -> None:
+        self._thread.start()
+
+    def publish(self) -> None:
+        """Queue every config (the daemon calls this on each connect)."""
         for topic, payload in self.configs.items():
             self._link.publish_queued(topic, json.dumps(payload, separators=(",", ":")).encode(),
                                       1, True)
-        self._thread.start()
 
     def _clean(self) -> None:
         try:

@@ -193,3 +193,36 @@ def test_daemon_publishes_discovery_and_removes_what_left_the_config(tmp_path, m
     second = _retained(mosquitto.port)
     assert not any("door" in topic for topic in second)  # cleared by empty retained configs
     assert set(second) == {t for t in first if "door" not in t}
+
+
+@pytest.mark.slow
+def test_discovery_is_published_again_after_the_broker_forgot_it(tmp_path, mosquitto,
+                                                                demo_model):
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "ha"
+[model]
+path = "{demo_model}"
+threads = 1
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=5&seed=1"
+[mqtt]
+url = "mqtt://127.0.0.1:{mosquitto.port}"
+reconnect_min_s = 0.5
+reconnect_max_s = 1
+[homeassistant]
+enabled = true
+""")
+    daemon = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config),
+                               "--seconds", "12"], stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        assert "homeassistant/camera/edge_ha/gate_frame/config" in _retained(mosquitto.port)
+        mosquitto.stop()  # no persistence: the retained configs are gone
+        mosquitto.start()
+        time.sleep(4)
+        assert "homeassistant/camera/edge_ha/gate_frame/config" in _retained(mosquitto.port)
+    finally:
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr
