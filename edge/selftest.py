@@ -28,6 +28,7 @@ from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
 from edge.synthetic import ShapeScene
 from edge.synthetic.scene import GroundTruth
+from edge.tensorrt.versions import TrtVersion
 
 #: Seeds of the daemon run's two synthetic cameras.
 CAMERA_SEEDS = (31, 32)
@@ -101,7 +102,6 @@ def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = 
                       daemon_seconds: float = 10.0) -> dict[str, Any]:
     from edge.gpu.select import gpu_memory
     from edge.tensorrt import load_tensorrt
-    from edge.tensorrt.versions import TrtVersion
 
     trt = load_tensorrt()  # the clearest errors first: no TensorRT, then no GPU (exit 2)
     version = TrtVersion.parse(trt.__version__)
@@ -115,8 +115,8 @@ def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = 
         "memory_adapter": adapter, "frames": frames}
     with tempfile.TemporaryDirectory(prefix="edge-selftest-") as scratch:
         folder = workdir or Path(scratch)
-        qdq_path, cache_path = _quantized_demo(folder, str(version))
-        result |= _engines(qdq_path, cache_path, folder, version, frames, seed)
+        qdq_path, cache_path = _quantized_demo(folder, version)
+        result |= _engines(qdq_path, cache_path, folder, frames, seed)
         from edge.broker import EmbeddedBroker
 
         with EmbeddedBroker().start() as broker:
@@ -129,14 +129,14 @@ def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = 
     return result
 
 
-def _quantized_demo(folder: Path, trt_version: str) -> tuple[Path, Path | None]:
+def _quantized_demo(folder: Path, version: TrtVersion) -> tuple[Path, Path | None]:
     """The bundled detector as a TensorRT-profile QDQ model, plus its calibration cache for
     TensorRT 8.5-10 (None on 11, which reads no caches)."""
     from calibration.readers import frames_from
     from converters.quantize import CalibrateOptions, calibrate, load_float_model
     from edge.files import write_bytes_atomic
 
-    with_cache = not trt_version.startswith("11.")
+    with_cache = version.supports_calibrators
     model, spec = load_float_model(bundled_model())
     int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=3", max_images=64),
                      CalibrateOptions(profile="tensorrt", progress=False, with_cache=with_cache))
@@ -145,11 +145,11 @@ def _quantized_demo(folder: Path, trt_version: str) -> tuple[Path, Path | None]:
     if not with_cache:
         return qdq_path, None
     cache_path = folder / "shapes.cache"
-    int8.cache(trt_version, spec).write(cache_path)
+    int8.cache(str(version), spec).write(cache_path)
     return qdq_path, cache_path
 
 
-def _engines(qdq_path: Path, cache_path: Path | None, folder: Path, version: Any, frames: int,
+def _engines(qdq_path: Path, cache_path: Path | None, folder: Path, frames: int,
              seed: int) -> dict[str, Any]:
     """Build (and rebuild a corrupted) INT8 engine, build one from the calibration cache, and
     score them and ONNX Runtime FP32 on the same frames, one thread."""
