@@ -119,7 +119,7 @@ def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = 
         result |= _engines(qdq_path, cache_path, folder, frames, seed)
         from edge.broker import EmbeddedBroker
 
-        with EmbeddedBroker().start() as broker:
+        with EmbeddedBroker() as broker:
             result["daemon_tensorrt"] = daemon_scores(qdq_path, "tensorrt", daemon_seconds,
                                                       broker.url, folder)
             result["daemon_onnxruntime_fp32"] = daemon_scores(

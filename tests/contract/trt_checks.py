@@ -503,3 +503,31 @@ def test_a_runner_made_on_another_thread_is_refused(monkeypatch):
             service.wait(ticket, timeout=10)
     finally:
         service.close()
+
+
+# -- the hardware selftest's orchestration, end to end on the stand-ins ----------------------
+
+@pytest.mark.skipif(str(VERSION) not in ("10.3.0", "11.4.0"), reason="one 10.x and one 11.x")
+def test_selftest_runs_end_to_end_on_the_standins(monkeypatch, tmp_path):
+    """Everything but the GPU: calibration, the engine builds (and the torn-engine rebuild, and
+    the cache build on 10.x), the daemon on backend tensorrt with two cameras, the one JSON
+    line. The stand-in engine outputs constant scores, so the accuracy checks must fail."""
+    import json
+
+    from edge import selftest
+    from edge.gpu import select
+    from edge.runners import tensorrt_loader
+
+    _, recorder = fake(monkeypatch, [Io("images", True, (1, 320, 320, 3), "UINT8"),
+                                     Io("output0", False, (1, 8, 2100), "FLOAT")])
+    monkeypatch.setattr(select, "gpu_memory", lambda *args, **kwargs: HostMemory(True))
+    monkeypatch.setattr(tensorrt_loader, "gpu_memory", lambda *args, **kwargs: HostMemory(True))
+    result = selftest.hardware_selftest(frames=12, workdir=tmp_path, daemon_seconds=2.0)
+    assert json.loads(json.dumps(result)) == result
+    assert result["engine_precision"] == "int8" and result["corrupted_engine_rebuilt"]
+    daemon = result["daemon_tensorrt"]
+    assert daemon["backend"] == "tensorrt" and daemon["failure"] is None and daemon["frames"] > 0
+    assert result["daemon_onnxruntime_fp32"]["backend"] == "onnxruntime"
+    assert ("cache_engine_close_to_fp32" in result["checks"]) == VERSION.supports_calibrators
+    assert len(recorder.builds) == (3 if VERSION.supports_calibrators else 2)
+    assert not result["checks"]["int8_map_close_to_fp32"] and not result["passed"]
