@@ -66,6 +66,15 @@ def _refuse_converted(model: onnx.ModelProto, path: Path) -> None:
         raise ConversionError(
             f"{path} was converted by `edge convert` already (it carries an edge spec); use it "
             "as it is (`edge calibrate`, `edge run`), or convert the original export instead")
+    initializers = {i.name for i in model.graph.initializer}
+    frames = [v.name for v in model.graph.input if v.name not in initializers
+              and v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+              and len(v.type.tensor_type.shape.dim) == 4]
+    if frames:
+        raise ConversionError(
+            f"{path} takes uint8 frames already (input {frames[0]}), so its preprocessing is in "
+            "the graph: it looks converted (with its spec removed); convert the original export "
+            "instead")
 
 
 def _dynamic_dims_named(model: onnx.ModelProto, notes: list[str]) -> None:

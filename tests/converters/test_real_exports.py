@@ -171,6 +171,15 @@ def test_an_already_converted_model_is_refused(tmp_path, edge):
     assert not (tmp_path / "again.onnx").exists()
 
 
+def test_a_converted_model_without_its_spec_is_refused(tmp_path, edge):
+    converted = convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).model
+    del converted.metadata_props[:]
+    onnx.save(converted, str(tmp_path / "stripped.onnx"))
+    result = edge("convert", tmp_path / "stripped.onnx", "-o", tmp_path / "again.onnx",
+                  "--labels", "a,b,c")
+    assert_refused(result, "takes uint8 frames already (input x)")
+
+
 def test_a_second_input_is_refused(tmp_path, edge):
     source = classifier(tmp_path / "m.onnx", extra_input=True)
     result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b,c")
