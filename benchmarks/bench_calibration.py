@@ -1,169 +1,236 @@
-"""Our INT8 calibration vs ONNX Runtime's, on the demo detector and the same frames.
+"""Our INT8 calibration vs ONNX Runtime's, side by side, as a user runs them.
 
-    python benchmarks/bench_calibration.py [--frames 32 128 256] [--eval-scenes 20] [--json]
+    python benchmarks/bench_calibration.py [--frames 128] [--demo-frames 256] [--repeats 3]
+        [--ort-entropy-frames 128] [--skip-corpus] [--json]
 
-Each calibration runs in its own process, so peak RSS (ru_maxrss) is that side's alone:
-- ours: streaming statistics + TensorRT entropy, `tensorrt` profile (symmetric int8 QDQ);
-- theirs: `onnxruntime.quantization.quantize_static` with `CalibrationMethod.Entropy` and
-  TensorRT-style settings (QDQ, int8 activations and weights, symmetric, per-channel).
-Ours is also run with the `mse` method (the default) for both profiles. Then every model is
-scored through the daemon's path on held-out synthetic scenes (mAP@0.5), and the `cpu`
-profile's latency is compared with FP32 on ONNX Runtime (one thread, median).
+Every side is one whole process, timed from start to exit (imports included, as a user waits
+for them) with its own peak RSS (`os.wait4`):
+- ours: `edge calibrate MODEL --images DIR -o OUT` with the defaults (`--method auto`:
+  every range method judged on held-out frames; `tensorrt` profile);
+- ONNX Runtime: `quantize_static` with MinMax or Entropy calibration and TensorRT-style
+  settings (QDQ, int8 activations and weights, symmetric, per-channel), fed the same frames
+  through the same letterbox by a reader that decodes each JPEG in full, as a user's would.
+
+Two setups:
+1. a corpus model: `nudenet-320n` (Ultralytics YOLOv8n, 3.0 M parameters, 320x320) from the
+   `nudenet` wheel (converters.corpus), on `--frames` camera-sized JPEGs (1280x720 and
+   1920x1080 crops of the corpus photos): ours against MinMax's time and Entropy's memory;
+2. the bundled demo detector on `--demo-frames` camera-sized JPEGs of the synthetic scene
+   (480x360 to 1920x1080): ours against Entropy's time.
+The sides take turns for `--repeats` rounds; medians are reported. ONNX Runtime's Entropy keeps
+every activation of every frame in memory (about 60 MB a frame for the YOLOv8n), so
+`--ort-entropy-frames` can cap its frame count on a small machine (the RSS is then a lower
+bound of what it needs for all frames).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
-from latency import interleaved_latencies_ms
-
-if TYPE_CHECKING:
-    from converters.quantize import Profile
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "edge" / "models" / "shapes.onnx"
+DEMO_MODEL = ROOT / "edge" / "models" / "shapes.onnx"
+CORPUS_MODEL = "nudenet-320n"
+CAMERA_SIZES = ((480, 360), (640, 480), (1280, 720), (1920, 1080))
 
 
-def write_frames(folder: Path, count: int, seed: int = 7) -> None:
-    from edge.synthetic import ShapeScene
+def timed_process(command: list[str]) -> dict[str, float]:
+    """Wall seconds and peak RSS (MB) of one child process; a failure is raised with its
+    output."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    stdout, stderr = process.stdout.read(), process.stderr.read()  # type: ignore[union-attr]
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n"
+                           f"{stdout[-2000:]}\n{stderr[-2000:]}")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
 
-    scene = ShapeScene(seed=seed)
+
+def ours(model: Path, frames: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "edge", "calibrate", str(model), "--images", str(frames),
+            "-o", str(out), "--max-images", "100000", "--json"]
+
+
+def ort(method: str, model: Path, frames: Path, out: Path, limit: int) -> list[str]:
+    return [sys.executable, __file__, "--child", method, "--model", str(model), "--frames-dir",
+            str(frames), "--out", str(out), "--limit", str(limit)]
+
+
+def ort_child(method: str, model: Path, frames: Path, out: Path, limit: int) -> None:
+    """ONNX Runtime's static quantization as a user writes it: a reader that decodes each image
+    in full and letterboxes it for the model."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from edge.preprocess import letterboxer_from_spec
+    from edge.spec import spec_from_onnx_file
+
+    spec = spec_from_onnx_file(model)
+    letterbox = letterboxer_from_spec(spec)
+    paths = sorted(frames.glob("*.jpg"))[:limit]
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._paths = iter(paths)
+
+        def get_next(self) -> dict[str, Any] | None:
+            path = next(self._paths, None)
+            if path is None:
+                return None
+            buffer = np.empty((1, spec.input.height, spec.input.width, 3), np.uint8)
+            letterbox(np.asarray(cv2.imread(str(path)), np.uint8), buffer)
+            return {spec.input.name: buffer}
+
+    quantize_static(str(model), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, method),
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+
+
+def camera_jpegs_from_photos(photos: list[Path], folder: Path, count: int) -> None:
+    """`count` JPEGs at 1280x720 and 1920x1080: random crops of real photos (upscaled as need
+    be), JPEG quality 90."""
+    rng = np.random.default_rng(0)
     for index in range(count):
+        width, height = CAMERA_SIZES[2 + index % 2]
+        photo = np.asarray(cv2.imread(str(photos[index % len(photos)])), np.uint8)
+        crop_h = int(photo.shape[0] * rng.uniform(0.6, 1.0))
+        crop_w = min(photo.shape[1], int(crop_h * width / height))
+        top = int(rng.integers(0, photo.shape[0] - crop_h + 1))
+        left = int(rng.integers(0, photo.shape[1] - crop_w + 1))
+        frame = cv2.resize(photo[top:top + crop_h, left:left + crop_w], (width, height))
+        cv2.imwrite(str(folder / f"{index:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def camera_jpegs_from_scene(folder: Path, count: int) -> None:
+    from edge.synthetic import ShapeScene
+    from edge.synthetic.scene import SceneConfig
+
+    scenes = [ShapeScene(seed=1000 + i, config=SceneConfig(width=width, height=height))
+              for i, (width, height) in enumerate(CAMERA_SIZES)]
+    for index in range(count):
+        scene = scenes[index % len(scenes)]
         for _ in range(5):
             image, _ = scene.next()
-        cv2.imwrite(str(folder / f"{index:04d}.png"), image)
+        cv2.imwrite(str(folder / f"{index:04d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def run_side(side: str, frames: Path, out: Path, profile: Profile,
-              method: str) -> dict[str, Any]:
-    """Runs in the child process: calibrate, write `out`, report time."""
-    from calibration.readers import frames_from
-    from converters.quantize import CalibrateOptions, calibrate, load_float_model
+def corpus_model(work: Path) -> tuple[Path, list[Path]]:
+    """The converted corpus model and the corpus photos (downloaded once with pip)."""
+    from converters.corpus.catalogue import models_named
+    from converters.corpus.fetch import fetch_corpus
 
-    model, spec = load_float_model(MODEL)
-    frame_set = frames_from(frames, max_images=10_000)
-    started = time.perf_counter()
-    if side == "ours":
-        result = calibrate(model, spec, frame_set,
-                           CalibrateOptions(profile=profile, method=method, progress=False))
-        out.write_bytes(result.model.SerializeToString())
-    else:
-        from onnxruntime.quantization import (
-            CalibrationDataReader,
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quantize_static,
-        )
-
-        class Reader(CalibrationDataReader):  # type: ignore[misc]
-            def __init__(self) -> None:
-                self._inputs = frame_set.inputs(spec)
-
-            def get_next(self) -> dict[str, Any] | None:
-                return next(self._inputs, None)
-
-        quantize_static(str(MODEL), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Entropy,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
-    return {"seconds": time.perf_counter() - started}
+    cache = Path(os.environ.get("EDGE_CORPUS_CACHE", Path.home() / ".cache" / "edge-corpus"))
+    (entry,) = models_named([CORPUS_MODEL])
+    files = fetch_corpus(cache, (entry,))
+    converted = work / f"{CORPUS_MODEL}.onnx"
+    subprocess.run([sys.executable, "-m", "edge", "convert", str(files.models[CORPUS_MODEL]),
+                    "-o", str(converted), *entry.convert_args], check=True, cwd=ROOT,
+                   capture_output=True)
+    calibration_photos, evaluation_photos = files.images["photos"]
+    photos = sorted(p for folder in (calibration_photos, evaluation_photos)
+                    for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
+    return converted, photos
 
 
-def child(side: str, frames: Path, out: Path, profile: str = "tensorrt",
-          method: str = "entropy") -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", side, "--frames-dir", str(frames), "--out",
-         str(out), "--profile", profile, "--method", method], capture_output=True, text=True,
-        check=True, cwd=ROOT)
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+def side_by_side(sides: dict[str, list[str]], repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds and peak RSS of each side over `repeats` rounds taken in turn."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, command in sides.items():
+            samples[name].append(timed_process(command))
+    return {name: {key: round(statistics.median(s[key] for s in runs), 2)
+                   for key in ("seconds", "peak_rss_mb")} for name, runs in samples.items()}
 
 
-def calibration_costs(work: Path, count: int) -> dict[str, Any]:
-    """Our entropy calibration against ONNX Runtime's on the same `count` frames."""
-    frames = work / f"frames-{count}"
-    frames.mkdir()
-    write_frames(frames, count)
-    ours = child("ours", frames, work / f"ours-{count}.onnx")
-    theirs = child("ort", frames, work / f"ort-{count}.onnx")
-    return {
-        "frames": count,
-        "ours_seconds": round(ours["seconds"], 2), "ort_seconds": round(theirs["seconds"], 2),
-        "time_ratio": round(ours["seconds"] / theirs["seconds"], 3),
-        "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1),
-        "ort_peak_rss_mb": round(theirs["peak_rss_mb"], 1),
-        "rss_ratio": round(ours["peak_rss_mb"] / theirs["peak_rss_mb"], 3),
-    }
+def corpus_setup(work: Path, frames: int, entropy_frames: int, repeats: int) -> dict[str, Any]:
+    model, photos = corpus_model(work)
+    folder = work / "corpus-frames"
+    folder.mkdir()
+    camera_jpegs_from_photos(photos, folder, frames)
+    measured = side_by_side({
+        "ours": ours(model, folder, work / "ours.onnx"),
+        "ort_minmax": ort("MinMax", model, folder, work / "minmax.onnx", frames),
+        "ort_entropy": ort("Entropy", model, folder, work / "entropy.onnx", entropy_frames),
+    }, repeats)
+    return {"model": CORPUS_MODEL, "frames": frames, "ort_entropy_frames": entropy_frames,
+            "runs": repeats, **measured,
+            "time_vs_minmax": round(measured["ours"]["seconds"] /
+                                    measured["ort_minmax"]["seconds"], 3),
+            "rss_vs_entropy": round(measured["ours"]["peak_rss_mb"] /
+                                    measured["ort_entropy"]["peak_rss_mb"], 3)}
+
+
+def demo_setup(work: Path, frames: int, repeats: int) -> dict[str, Any]:
+    folder = work / "demo-frames"
+    folder.mkdir()
+    camera_jpegs_from_scene(folder, frames)
+    measured = side_by_side({
+        "ours": ours(DEMO_MODEL, folder, work / "demo-ours.onnx"),
+        "ort_entropy": ort("Entropy", DEMO_MODEL, folder, work / "demo-entropy.onnx", frames),
+    }, repeats)
+    return {"model": "shapes (demo detector)", "frames": frames, "runs": repeats, **measured,
+            "time_vs_entropy": round(measured["ours"]["seconds"] /
+                                     measured["ort_entropy"]["seconds"], 3),
+            "rss_vs_entropy": round(measured["ours"]["peak_rss_mb"] /
+                                    measured["ort_entropy"]["peak_rss_mb"], 3)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, nargs="+", default=[32, 128, 256],
-                        help="calibration frame counts to compare; accuracy and latency use "
-                             "the last one")
-    parser.add_argument("--eval-scenes", type=int, default=20)
+    parser.add_argument("--frames", type=int, default=128, help="corpus-model frames")
+    parser.add_argument("--ort-entropy-frames", type=int, default=128,
+                        help="cap ONNX Runtime Entropy's frames on the corpus model (memory)")
+    parser.add_argument("--demo-frames", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-corpus", action="store_true")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--child", choices=["ours", "ort"])
+    parser.add_argument("--child", choices=["MinMax", "Entropy"])
+    parser.add_argument("--model", type=Path)
     parser.add_argument("--frames-dir", type=Path)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--profile", choices=["tensorrt", "cpu"], default="tensorrt")
-    parser.add_argument("--method", default="entropy")
+    parser.add_argument("--limit", type=int, default=100_000)
     args = parser.parse_args()
     if args.child:
-        measured = run_side(args.child, args.frames_dir, args.out, args.profile, args.method)
-        measured["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(measured))
+        ort_child(args.child, args.model, args.frames_dir, args.out, args.limit)
         return
-
-    from converters.demo_detector.evaluate import evaluate_onnx
-
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as scratch:
         work = Path(scratch)
-        costs = [calibration_costs(work, count) for count in args.frames]
-        last = args.frames[-1]
-        frames = work / f"frames-{last}"
-        trt_mse = child("ours", frames, work / "trt_mse.onnx", "tensorrt", "mse")
-        cpu = child("ours", frames, work / "cpu.onnx", "cpu", "mse")
-        scores = {name: evaluate_onnx(path, scenes=args.eval_scenes).map50 for name, path in (
-            ("fp32", MODEL), ("ours_entropy_tensorrt", work / f"ours-{last}.onnx"),
-            ("ort_entropy", work / f"ort-{last}.onnx"),
-            ("ours_mse_tensorrt", work / "trt_mse.onnx"), ("ours_mse_cpu", work / "cpu.onnx"))}
-        latency = interleaved_latencies_ms({"fp32": str(MODEL), "ours_cpu": str(work / "cpu.onnx")})
-    result = {
-        "calibration": costs,
-        "accuracy_frames": last,
-        "ours_mse_tensorrt_seconds": round(trt_mse["seconds"], 2),
-        "ours_mse_cpu_seconds": round(cpu["seconds"], 2),
-        "map50": {k: round(v, 4) for k, v in scores.items()},
-        "entropy_ours_minus_ort_points": round(
-            100 * (scores["ours_entropy_tensorrt"] - scores["ort_entropy"]), 2),
-        "tensorrt_profile_drop_points": {
-            "entropy": round(100 * (scores["fp32"] - scores["ours_entropy_tensorrt"]), 2),
-            "mse": round(100 * (scores["fp32"] - scores["ours_mse_tensorrt"]), 2)},
-        "cpu_profile_drop_points": round(100 * (scores["fp32"] - scores["ours_mse_cpu"]), 2),
-        "latency_ms": {k: round(v, 3) for k, v in latency.items()},
-        "cpu_latency_ratio": round(latency["ours_cpu"] / latency["fp32"], 3),
-    }
+        result: dict[str, Any] = {"demo": demo_setup(work, args.demo_frames, args.repeats)}
+        if not args.skip_corpus:
+            result["corpus"] = corpus_setup(work, args.frames, args.ort_entropy_frames,
+                                            args.repeats)
     if not args.json:
-        print(f"{'frames':>7s} {'ours s':>8s} {'ORT s':>8s} {'time':>7s} "
-              f"{'ours MB':>8s} {'ORT MB':>8s} {'RSS':>7s}")
-        for row in costs:
-            print(f"{row['frames']:7d} {row['ours_seconds']:8.2f} {row['ort_seconds']:8.2f} "
-                  f"{row['time_ratio']:6.3f}x {row['ours_peak_rss_mb']:8.1f} "
-                  f"{row['ort_peak_rss_mb']:8.1f} {row['rss_ratio']:6.3f}x")
-        for key, value in result.items():
-            if key != "calibration":
-                print(f"{key:32s} {value}")
+        for name, setup in result.items():
+            print(f"{name}: {setup['model']}, {setup['frames']} frames, median of "
+                  f"{setup['runs']}")
+            for side in ("ours", "ort_minmax", "ort_entropy"):
+                if side in setup:
+                    print(f"  {side:12s} {setup[side]['seconds']:7.2f} s "
+                          f"{setup[side]['peak_rss_mb']:8.1f} MB")
+            print("  " + ", ".join(f"{k} {v}" for k, v in setup.items() if "_vs_" in k))
     print(json.dumps(result))
 
 

@@ -30,12 +30,21 @@ from edge.errors import InputError
 from edge.system import usable_cores
 
 BINS = 16384
+#: Values per tensor and batch that reach the histogram: a larger tensor contributes an evenly
+#: strided sample, at a new offset each batch (min and max still see every value). 64 k values
+#: a frame make 16 M over 256 frames, far more than 2048 bins need, and halve the histogram
+#: work of a YOLOv8n (5 M values a frame; calibration 25% faster there, 2x on the demo
+#: detector). Measured against full histograms over 48-64 frames: minmax identical, the median
+#: tensor's range identical for every method, the largest percentile deviation 1-2.6%; mse and
+#: entropy searches with near-equal minima jump further on a few tensors.
+HISTOGRAM_SAMPLE = 1 << 16
 
 
 @dataclass
 class TensorStats:
     """Running statistics of one tensor. `histogram[k]` counts |x| in
-    [k * width, (k + 1) * width) with width = range / BINS (the last bin is closed)."""
+    [k * width, (k + 1) * width) with width = range / BINS (the last bin is closed), over at
+    most `sample_values` values of each update (an evenly strided sample)."""
 
     name: str
     minimum: float = float("inf")
@@ -43,6 +52,7 @@ class TensorStats:
     count: int = 0
     range: float = 0.0
     histogram: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(BINS, np.int64))
+    sample_values: int | None = None  # None: every value (the collector passes HISTOGRAM_SAMPLE)
 
     @property
     def abs_max(self) -> float:
@@ -61,8 +71,12 @@ class TensorStats:
             raise InputError(f"tensor {self.name} holds NaN or infinite values on a calibration "
                              "frame; the model is numerically broken on this input")
         self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
-        self.count += flat.size
         largest = max(-low, high)
+        stride = -(-flat.size // self.sample_values) if self.sample_values else 1
+        updates = self.count // flat.size
+        self.count += flat.size
+        # successive batches take successive offsets, so every position is sampled in turn
+        flat = flat[updates % stride::stride]
         if largest <= 0.0:
             self.histogram[0] += flat.size
             return
@@ -145,8 +159,14 @@ class StatsCollector:
         self.tensors = list(tensors)
         self._session = ort.InferenceSession(model_exposing(model, tensors).SerializeToString(),
                                              options, providers=["CPUExecutionProvider"])
-        self.stats = {name: TensorStats(name) for name in self.tensors}
+        self.stats = {name: TensorStats(name, sample_values=HISTOGRAM_SAMPLE)
+                      for name in self.tensors}
         self.frames = 0
+
+    def run(self, outputs: list[str], inputs: dict[str, npt.NDArray[Any]]
+            ) -> list[npt.NDArray[Any]]:
+        """Any of the model's outputs or exposed tensors for `inputs`, without statistics."""
+        return list(self._session.run(outputs, inputs))
 
     def update(self, inputs: dict[str, npt.NDArray[Any]]) -> None:
         self._fold(self._session.run(self.tensors, inputs))

@@ -120,7 +120,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
               for name, ranges in candidates.items()}
     comparison, warning = [], None
     if held_out:
-        judge = HeldOutJudge(model, spec, held_out)
+        judge = HeldOutJudge(model, spec, held_out, collector.run)
         comparison = [judge.fidelity(name, models[name]) for name in names]
         best = best_of(comparison)
         if options.method == "auto":

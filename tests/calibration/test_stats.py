@@ -51,3 +51,20 @@ def test_collector_memory_does_not_grow_with_frames(demo_model):
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < peaks[0] * 1.3, peaks
+
+
+def test_large_tensors_reach_the_histogram_as_a_rotating_strided_sample():
+    """Min, max and count see every value; the histogram an evenly strided sample whose offset
+    moves on with every batch, so all positions are sampled in turn."""
+    from calibration.stats import HISTOGRAM_SAMPLE
+
+    batch = np.arange(10_000, dtype=np.float32).reshape(10, 1000)  # stride 10 at 1000 values
+    stats = TensorStats("t", sample_values=1000)
+    full = TensorStats("t")
+    for _ in range(10):
+        stats.update(batch)
+        full.update(batch)
+    assert (stats.minimum, stats.maximum, stats.count) == (0.0, 9999.0, 100_000)
+    assert stats.histogram.sum() == 10_000  # 1000 of each batch
+    np.testing.assert_array_equal(stats.histogram, full.histogram // 10)  # offsets 0..9: all
+    assert HISTOGRAM_SAMPLE == 1 << 16
