@@ -1,7 +1,7 @@
 """Our INT8 calibration vs ONNX Runtime's, side by side, as a user runs them.
 
     python benchmarks/bench_calibration.py [--frames 128] [--demo-frames 256] [--repeats 3]
-        [--ort-entropy-frames 128] [--skip-corpus] [--json]
+        [--ort-entropy-frames 128] [--setups demo corpus] [--json]
 
 Every side is one whole process, timed from start to exit (imports included, as a user waits
 for them) with its own peak RSS (`os.wait4`):
@@ -205,7 +205,8 @@ def main() -> None:
                         help="cap ONNX Runtime Entropy's frames on the corpus model (memory)")
     parser.add_argument("--demo-frames", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-corpus", action="store_true")
+    parser.add_argument("--setups", nargs="+", choices=["demo", "corpus"],
+                        default=["demo", "corpus"])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", choices=["MinMax", "Entropy"])
     parser.add_argument("--model", type=Path)
@@ -218,8 +219,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as scratch:
         work = Path(scratch)
-        result: dict[str, Any] = {"demo": demo_setup(work, args.demo_frames, args.repeats)}
-        if not args.skip_corpus:
+        result: dict[str, Any] = {}
+        if "demo" in args.setups:
+            result["demo"] = demo_setup(work, args.demo_frames, args.repeats)
+        if "corpus" in args.setups:
             result["corpus"] = corpus_setup(work, args.frames, args.ort_entropy_frames,
                                             args.repeats)
     if not args.json:
