@@ -24,6 +24,7 @@ import numpy.typing as npt
 from calibration.evaluate import StageTimes, accuracy_from_runner
 from edge import __version__
 from edge.demo import bundled_model
+from edge.errors import EdgeError
 from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
 from edge.synthetic import ShapeScene
@@ -64,6 +65,7 @@ def daemon_scores(model: Path, backend: str, seconds: float, url: str,
 
     cameras = {f"cam{i}": seed for i, seed in enumerate(CAMERA_SEEDS)}
     scorers = {name: ReplayScorer(seed) for name, seed in cameras.items()}
+    messages = dict.fromkeys(cameras, 0)
     lock = threading.Lock()
 
     def received(message: Message) -> None:
@@ -71,6 +73,7 @@ def daemon_scores(model: Path, backend: str, seconds: float, url: str,
             found = Detections.from_payload([d.model_dump() for d in message.payload.detections])
             with lock:
                 scorers[message.payload.camera].add(message.payload.frame_id, found)
+                messages[message.payload.camera] += 1
 
     config = config_from_dict({
         "device_id": f"selftest-{backend}",
@@ -80,10 +83,11 @@ def daemon_scores(model: Path, backend: str, seconds: float, url: str,
                     for name, seed in cameras.items()],
         "mqtt": {"url": url}, "frames": {"interval_s": 60.0}}, "edge selftest")
     subscriber = Subscriber(url, config.topic_prefix, ["detections"], callback=received,
-                            client_id=f"edge-selftest-{backend}")
+                            client_id=f"edge-selftest-watch-{backend}")  # not the daemon's
     subscriber.start()
     try:
-        subscriber.wait_subscribed(10.0)
+        if not subscriber.wait_subscribed(10.0):
+            raise EdgeError(f"the selftest could not subscribe to its MQTT broker at {url}")
         daemon = Daemon(config)
         daemon.start()
         summary = daemon.run(threading.Event(), duration=seconds)
@@ -93,7 +97,7 @@ def daemon_scores(model: Path, backend: str, seconds: float, url: str,
     with lock:
         scores = {name: scorer.precision_recall() for name, scorer in scorers.items()}
     return {"backend": daemon.backend.name, "fps": round(summary.fps, 1),
-            "frames": summary.frames, "failure": summary.failure,
+            "frames": summary.frames, "failure": summary.failure, "messages": messages,
             "precision": {n: round(p, 4) for n, (p, _) in scores.items()},
             "recall": {n: round(r, 4) for n, (_, r) in scores.items()}}
 
@@ -195,7 +199,8 @@ def _checks(result: dict[str, Any]) -> dict[str, bool]:
         "int8_map_close_to_fp32": result["map50_tensorrt_int8"] >= fp32 - TOLERANCE,
         "corrupted_engine_rebuilt": bool(result["corrupted_engine_rebuilt"]),
         "daemon_ran_on_tensorrt": trt_daemon["backend"] == "tensorrt"
-        and trt_daemon["failure"] is None and trt_daemon["frames"] > 0,
+        and trt_daemon["failure"] is None and all(trt_daemon["messages"].values()),
+        "daemon_fp32_reference_ran": all(ort_daemon["messages"].values()),
         "daemon_recall_close_to_fp32": all(
             trt_daemon["recall"][name] >= ort_daemon["recall"][name] - TOLERANCE
             for name in ort_daemon["recall"]),

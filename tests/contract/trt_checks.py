@@ -526,7 +526,9 @@ def test_selftest_runs_end_to_end_on_the_standins(monkeypatch, tmp_path):
     assert json.loads(json.dumps(result)) == result
     assert result["engine_precision"] == "int8" and result["corrupted_engine_rebuilt"]
     daemon = result["daemon_tensorrt"]
-    assert daemon["backend"] == "tensorrt" and daemon["failure"] is None and daemon["frames"] > 0
+    assert daemon["backend"] == "tensorrt" and daemon["failure"] is None
+    assert all(daemon["messages"].values()) and result["checks"]["daemon_ran_on_tensorrt"]
+    assert not result["checks"]["daemon_recall_close_to_fp32"]  # constant scores find nothing
     assert result["daemon_onnxruntime_fp32"]["backend"] == "onnxruntime"
     assert ("cache_engine_close_to_fp32" in result["checks"]) == VERSION.supports_calibrators
     assert len(recorder.builds) == (3 if VERSION.supports_calibrators else 2)

@@ -13,7 +13,7 @@ from edge.selftest import CAMERA_SEEDS, _checks, daemon_scores
 def test_daemon_run_scores_both_cameras(mosquitto):
     scores = daemon_scores(bundled_model(), "onnxruntime", 4.0, mosquitto.url)
     assert scores["backend"] == "onnxruntime" and scores["failure"] is None
-    assert scores["frames"] > 10
+    assert scores["frames"] > 10 and all(n > 5 for n in scores["messages"].values()), scores
     assert set(scores["recall"]) == {f"cam{i}" for i in range(len(CAMERA_SEEDS))}
     assert all(value > 0.5 for value in scores["recall"].values()), scores
     assert all(value > 0.5 for value in scores["precision"].values()), scores
@@ -21,7 +21,7 @@ def test_daemon_run_scores_both_cameras(mosquitto):
 
 def test_checks_name_what_failed():
     daemon = {"backend": "tensorrt", "failure": None, "frames": 90,
-              "recall": {"cam0": 0.9, "cam1": 0.7}}
+              "messages": {"cam0": 45, "cam1": 45}, "recall": {"cam0": 0.9, "cam1": 0.7}}
     result = {"map50_onnxruntime_fp32": 0.9, "map50_tensorrt_int8": 0.89,
               "engine_precision": "int8", "corrupted_engine_rebuilt": True,
               "daemon_tensorrt": daemon,
@@ -29,6 +29,7 @@ def test_checks_name_what_failed():
               "map50_tensorrt_int8_from_cache": 0.7, "cache_engine_built": True}
     checks = _checks(result)
     assert checks["int8_map_close_to_fp32"] and checks["corrupted_engine_rebuilt"]
+    assert checks["daemon_ran_on_tensorrt"] and checks["daemon_fp32_reference_ran"]
     assert not checks["daemon_recall_close_to_fp32"]  # cam1 lost 0.2
     assert not checks["cache_engine_close_to_fp32"]
 
