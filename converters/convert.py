@@ -189,7 +189,7 @@ def _source_session(model: onnx.ModelProto) -> Any:
     import onnxruntime as ort  # noqa: PLC0415 - heavy; only the parity check needs it
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # the load error is raised and reported; no log spam
+    options.log_severity_level = 4  # load and run errors are raised and reported; no log spam
     return ort.InferenceSession(model.SerializeToString(), options,
                                 providers=["CPUExecutionProvider"])
 
