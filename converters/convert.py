@@ -330,24 +330,33 @@ def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
                                          _ends_in_probabilities(model, name))
         except ConversionError as exc:
             first_error = first_error or exc
+    raise _no_head_error(plain, shapes, nc, options, first_error)
+
+
+def _no_head_error(plain: _Plain, shapes: dict[str, tuple[int, ...]], nc: int | None,
+                   options: ConvertOptions, first_error: ConversionError | None
+                   ) -> ConversionError:
+    """Why no output fits: a label count no output has (naming each output's class count), or
+    no output of a supported layout at all."""
+    outputs = [o.name for o in plain.model.graph.output]
     unlabelled = {name: _unlabelled_head(plain, shapes, name, options) for name in outputs}
     fitting = {name: head for name, head in unlabelled.items() if head is not None}
     if nc is not None and len(outputs) == 1 and fitting:
         classes = fitting[outputs[0]].num_classes
-        raise ConversionError(f"{nc} labels were given but the model's output {outputs[0]} "
-                              f"{list(shapes[outputs[0]])} has {classes} classes; pass exactly "
-                              f"{classes} labels")
+        return ConversionError(f"{nc} labels were given but the model's output {outputs[0]} "
+                               f"{list(shapes[outputs[0]])} has {classes} classes; pass exactly "
+                               f"{classes} labels")
     if len(outputs) == 1 and first_error is not None:
-        raise first_error
+        return first_error
     seen = "; ".join(f"{name} {list(shapes[name])}" + (
         f" ({head.num_classes} classes)" if (head := unlabelled[name]) else "")
         for name in outputs)
     if nc is not None and fitting:
-        raise ConversionError(f"{nc} labels were given but no output of the model has {nc} "
-                              f"classes (outputs: {seen}); pass as many labels as the output "
-                              "you want has classes")
-    raise ConversionError(f"no output fits a supported head; outputs: {seen}. Supported: "
-                          f"{SUPPORTED}")
+        return ConversionError(f"{nc} labels were given but no output of the model has {nc} "
+                               f"classes (outputs: {seen}); pass as many labels as the output "
+                               "you want has classes")
+    return ConversionError(f"no output fits a supported head; outputs: {seen}. Supported: "
+                           f"{SUPPORTED}")
 
 
 def _unlabelled_head(plain: _Plain, shapes: dict[str, tuple[int, ...]], name: str,
