@@ -165,6 +165,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.cache is not None and args.profile != "tensorrt":
         log.info("writing a TensorRT cache alongside a %s-profile model", args.profile)
     model, spec = load_float_model(args.model)
+    if spec.input.batch not in (None, 1):
+        raise InputError(
+            f"{args.model} has a fixed batch of {spec.input.batch}; calibration runs one frame at "
+            "a time. Convert the source with --batch dynamic (the device still batches up to "
+            "model.max_batch) or --batch 1, and calibrate that")
     frames = frames_from(args.images, args.max_images, args.seed, args.min_images)
     _refuse_small_images(frames.paths, spec.input.height, spec.input.width, args.images)
     options = CalibrateOptions(profile=args.profile, method=args.method,

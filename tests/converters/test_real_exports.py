@@ -234,6 +234,13 @@ def test_a_profile_that_cannot_quantize_a_node_names_it_and_suggests_exclude(tmp
     assert result.returncode == 0, result.stderr
 
 
+def test_a_fixed_batch_above_one_is_refused_by_calibrate(tmp_path, edge):
+    fp32 = tmp_path / "fp32.onnx"
+    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS, batch=4)).write(fp32)
+    result = edge("calibrate", fp32, "--images", "synthetic://shapes", "-o", tmp_path / "q.onnx")
+    assert_refused(result, "has a fixed batch of 4", "--batch dynamic")
+
+
 def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edge):
     fp32 = tmp_path / "fp32.onnx"
     convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
