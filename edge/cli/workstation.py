@@ -117,6 +117,7 @@ def _inspect_engine(args: argparse.Namespace) -> int:
 
     from edge.errors import ModelError
     from edge.tensorrt.engine_cache import Sidecar, file_sha256
+    from edge.tensorrt.precision import computes_in
 
     sidecar_path = args.model.with_suffix(".json")
     if not args.model.is_file():
@@ -125,8 +126,13 @@ def _inspect_engine(args: argparse.Namespace) -> int:
         raise ModelError(f"engine {args.model} has no sidecar {sidecar_path.name}; it was not "
                          "built by `edge build-engine`, so its spec and key are unknown")
     sidecar = Sidecar.read(sidecar_path)
-    intact = file_sha256(args.model) == sidecar.engine_sha256
-    report = {"engine": str(args.model), "key": asdict(sidecar.key),
+    key = sidecar.key
+    # The cache names an engine by its key's precision and digest: a sidecar edited to claim
+    # another precision no longer matches the name (and the cache rebuilds it).
+    named = args.model.name.endswith(f".{key.precision}.{key.digest}{args.model.suffix}")
+    intact = named and file_sha256(args.model) == sidecar.engine_sha256
+    report = {"engine": str(args.model), "key": asdict(key),
+              "computes_in": computes_in(key.precision, key.trt_version),
               "spec": json.loads(sidecar.spec.to_json()), "intact": intact,
               "build_seconds": sidecar.build_seconds}
     if args.json:
@@ -140,8 +146,10 @@ def _inspect_engine(args: argparse.Namespace) -> int:
         print(f"built by TensorRT {key.trt_version} for {key.gpu_name} "
               f"(sm {key.compute_capability}, {key.sm_count} SMs{dla}) from ONNX sha256 "
               f"{key.onnx_sha256[:16]}…")
+        print(f"computes in {report['computes_in']}")
         print("engine file matches its sidecar" if intact else
-              "engine file does NOT match its sidecar (truncated or replaced): rebuild it")
+              "engine file does NOT match its sidecar (truncated, replaced, or the sidecar "
+              "edited): rebuild it")
     return 0
 
 
