@@ -138,7 +138,6 @@ def _inspect_engine(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        key = sidecar.key
         print(f"{args.model}: {key.precision} engine for {sidecar.spec.name} "
               f"({sidecar.spec.task}, {len(sidecar.spec.labels)} labels), shapes "
               f"{key.shape_profile}")
