@@ -2,11 +2,11 @@
 
 An object's life is one `new`, rate-limited `update`s (only when its zones or top score changed)
 and one `end` once it has gone unseen for `max_disappeared` frames. A track becomes an object
-only once the median of its scores (the last `SCORE_HISTORY` frames) reaches `event_score`, as
-Frigate does: a duplicate box that survives NMS for a few frames is tracked, but never
-reported. Each event carries the object's best snapshot so far; the JPEG itself goes to a
-retained topic per event, and only the newest `RETAINED_SNAPSHOTS` stay retained per camera,
-so the broker's store stays bounded.
+only once it has `MIN_SCORES` detections and the median of its recent scores reaches
+`event_score`, as Frigate does: a false detection that survives a few frames is tracked, but
+never reported. The `new` event's `start` is when the track was first seen. Each event carries
+the object's best snapshot so far; the JPEG itself goes to a retained topic per event, and only
+the newest `RETAINED_SNAPSHOTS` stay retained per camera, so the broker's store stays bounded.
 Counts (objects present now, per label and per zone and label) are retained and sent on change.
 Events and counts are at-least-once (the outbox); snapshots are best effort, like frames.
 """
@@ -32,8 +32,8 @@ from edge.zones import Zone, anchor_points
 #: Snapshots kept retained per camera; older ones are cleared with an empty retained message.
 RETAINED_SNAPSHOTS = 50
 
-#: Scores of a not-yet-reported track that its median is taken over.
-SCORE_HISTORY = 10
+#: Scores a track needs before it can be reported (a median of two is not evidence).
+MIN_SCORES = 5
 
 #: Pixels of context around the object in its snapshot, as a fraction of the box size.
 SNAPSHOT_MARGIN = 0.25
@@ -83,7 +83,6 @@ class EventEngine:
         self.zones = list(zones)
         self.settings = settings
         self._lives: dict[int, _Life] = {}
-        self._scores: dict[int, deque[float]] = {}  # tracks not reported yet
         self._counts: dict[str, int] | None = None
         self._zero_counts = self._count_topics()
         self._retained: deque[str] = deque()
@@ -113,7 +112,6 @@ class EventEngine:
             else:
                 self._note_zones(life, zones)
         for item in ended:
-            self._scores.pop(item.track_id, None)
             life = self._lives.pop(item.track_id, None)
             if life is not None:
                 out += self._event("end", item, life, life.zones, ts, life.last_seen)
@@ -124,17 +122,13 @@ class EventEngine:
         """Whether the track is (now) an object worth events: see the module docstring."""
         if item.track_id in self._lives:
             return True
-        history = self._scores.setdefault(item.track_id, deque(maxlen=SCORE_HISTORY))
-        if item.disappeared == 0:
-            history.append(item.score)
-        if not history or float(np.median(history)) < self.settings.event_score:
-            return False
-        del self._scores[item.track_id]
-        return True
+        return item.hits >= MIN_SCORES and \
+            float(np.median(item.recent)) >= self.settings.event_score
 
     def _begin(self, item: TrackedObject, ts: float, frame_id: int,
                image: npt.NDArray[np.uint8] | None) -> _Life:
-        life = _Life(f"{int(ts * 1000)}-{item.track_id}", ts, ts)
+        start = item.first_ts or ts
+        life = _Life(f"{int(start * 1000)}-{item.track_id}", start, ts)
         self._lives[item.track_id] = life
         if image is not None and self.settings.snapshots:
             life.best = self._crop(image, item, frame_id)

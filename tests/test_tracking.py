@@ -86,12 +86,24 @@ def test_a_box_seen_on_fewer_than_min_hits_frames_in_a_row_never_gets_an_id():
     assert tracker.update(_detections([box], [0.9], [0])).tolist() == [1]
 
 
-def test_classes_are_never_mixed():
+def test_a_class_flip_keeps_the_track_and_the_label_follows_the_vote():
     tracker = ByteTracker(TrackerSettings(min_hits=2))
     box = [100, 100, 150, 150]
-    tracker.update(_detections([box], [0.9], [0]))
-    tracker.update(_detections([box], [0.9], [0]))
-    assert tracker.update(_detections([box], [0.9], [1])).tolist() == [0]
+    for _ in range(3):
+        tracker.update(_detections([box], [0.9], [0]))
+    assert tracker.update(_detections([box], [0.8], [1])).tolist() == [1]
+    assert tracker.objects[0].class_id == 0  # 2.7 for class 0 against 0.8 for class 1
+    for _ in range(3):
+        tracker.update(_detections([box], [0.9], [1]))
+    assert tracker.objects[0].class_id == 1 and tracker.objects[0].track_id == 1
+
+
+def test_the_same_object_detected_under_two_labels_starts_no_second_track():
+    tracker = ByteTracker(TrackerSettings(min_hits=2))
+    box, copy = [100, 100, 150, 150], [102, 99, 151, 152]
+    for _ in range(4):
+        ids = tracker.update(_detections([box, copy], [0.9, 0.8], [0, 1]))
+    assert ids.tolist() == [1, 0] and len(tracker.objects) == 1
 
 
 def _score_scene(frames: int, miss_rate: float) -> dict[str, float]:
@@ -182,7 +194,8 @@ def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
     left = [int(m[1]) for m in recorder.messages if m[0] == "edge/d/gate/left/triangle/count"]
     assert left == [0, 1, 0]  # published on change only
     assert all(m[3] and m[4] and m[2] == 1 for m in recorder.messages if m[0].endswith("count"))
-    assert events[0]["start"] == pytest.approx(1000.2)  # confirmed on the third frame
+    assert events[0]["start"] == pytest.approx(1000.0)  # first seen, not when reported
+    assert events[0]["ts"] == pytest.approx(1000.4)  # reported with its fifth detection
 
 
 def test_old_snapshots_are_cleared_so_the_broker_store_stays_bounded():
@@ -191,11 +204,11 @@ def test_old_snapshots_are_cleared_so_the_broker_store_stays_bounded():
     image = np.zeros((100, 100, 3), np.uint8)
     messages = []
     for n in range(RETAINED_SNAPSHOTS + 5):
-        for frame in range(4):
-            detections = _detections([[10, 10, 40, 40]], [0.9], [0]) if frame < 2 else \
+        for frame in range(8):
+            detections = _detections([[10, 10, 40, 40]], [0.9], [0]) if frame < 6 else \
                 Detections.empty()
             tracker.update(detections)
-            messages += engine.update(n * 4 + frame, float(n * 4 + frame), tracker.objects,
+            messages += engine.update(n * 8 + frame, float(n * 8 + frame), tracker.objects,
                                       tracker.ended, image)
     cleared = [m.topic for m in messages if m.topic.endswith("/snapshot") and m.payload == b""]
     assert len(cleared) == 5

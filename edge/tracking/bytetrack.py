@@ -7,11 +7,18 @@ simpler trackers. A new detection becomes a track only once it is seen on `min_h
 row (a duplicate box that NMS let through for a frame or two never becomes an object), and a
 track that goes unseen for `max_disappeared` frames ends. Matching costs O(tracks x
 detections) per frame; the assignment itself is scipy's `linear_sum_assignment`.
+
+Association ignores the class, as ByteTrack does, with a small cost for a class change so that
+the same class wins a tie: a detector that calls one object a circle on one frame and a square
+on the next must not split it into two objects. A track's class is the score-weighted vote of
+its detections. A box that lies on a box already matched this frame (`duplicate_iou`) starts no
+track: it is the same object detected twice under two labels, which class-aware NMS keeps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +29,9 @@ from edge.postprocess import iou_matrix
 from edge.tracking.kalman import KalmanBoxes, xyah_from_xyxy
 
 Indices = npt.NDArray[np.intp]
+
+#: Scores of its last detections each track keeps (for the events' reporting rule).
+RECENT_SCORES = 10
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,8 @@ class TrackerSettings:
     low_match_iou: float = 0.5  # stage two: a low score needs a tight fit
     max_disappeared: int = 30  # frames a track survives unseen
     min_hits: int = 3  # consecutive frames before a new track is confirmed
+    duplicate_iou: float = 0.6  # an unmatched box overlapping a matched one this much is a copy
+    class_change_cost: float = 0.2  # added to 1 - IoU when a detection's class differs
 
 
 @dataclass
@@ -50,11 +62,19 @@ class TrackedObject:
     last_frame: int  # the last frame with a matched detection
     disappeared: int = 0  # frames since last_frame
     hits: int = 1  # frames with a matched detection
+    votes: dict[int, float] = field(default_factory=dict)  # class id -> summed scores
+    first_ts: float = 0.0  # capture time of the first frame, seconds since the epoch
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_SCORES))
     improved: bool = True  # top_score rose on this frame
 
     @property
     def confirmed(self) -> bool:
         return self.track_id > 0
+
+    def vote(self, class_id: int, score: float) -> None:
+        """Count a detection of `class_id`; the class with the most summed score wins."""
+        self.votes[class_id] = self.votes.get(class_id, 0.0) + score
+        self.class_id = max(self.votes, key=self.votes.__getitem__)
 
 
 class ByteTracker:
@@ -69,8 +89,9 @@ class ByteTracker:
         self._frame = 0
         self._next_id = 1
 
-    def update(self, detections: Detections) -> npt.NDArray[np.int64]:
-        """Advance one frame. Returns the track id of each detection [K] (0: not tracked)."""
+    def update(self, detections: Detections, ts: float = 0.0) -> npt.NDArray[np.int64]:
+        """Advance one frame (captured at `ts`, seconds since the epoch). Returns the track id
+        of each detection [K] (0: not tracked)."""
         self._frame += 1
         self._kalman.predict()
         self._predicted = self._kalman.boxes().astype(np.float32)
@@ -88,11 +109,12 @@ class ByteTracker:
         tracked_left = first[recent[first]] if len(first) else first
         self._match(tracked_left, low, detections, s.low_match_iou, owner)
         _, high_left = self._match(rows[~confirmed], high_left, detections, s.match_iou, owner)
+        high_left = self._not_duplicates(high_left, owner, detections)
         self._apply(owner, detections)
         owners = [self.objects[r] if r >= 0 else None for r in owner]
         self._retire()
         for d, item in self._start(high_left[scores[high_left] >= s.new_track_score],
-                                   detections):
+                                   detections, ts):
             owners[d] = item
         return np.array([0 if o is None else o.track_id for o in owners], np.int64)
 
@@ -105,8 +127,9 @@ class ByteTracker:
         predicted = self._predicted[rows]
         ious = iou_matrix(predicted, detections.boxes[candidates])
         classes = np.array([self.objects[r].class_id for r in rows])
-        ious[classes[:, None] != detections.class_ids[candidates][None, :]] = 0.0
-        pairs_r, pairs_c = linear_sum_assignment(1.0 - ious)
+        changed = classes[:, None] != detections.class_ids[candidates][None, :]
+        pairs_r, pairs_c = linear_sum_assignment(1.0 - ious + self.settings.class_change_cost
+                                                 * changed)
         good = ious[pairs_r, pairs_c] >= min_iou
         owner[candidates[pairs_c[good]]] = rows[pairs_r[good]]
         used_r = np.zeros(len(rows), bool)
@@ -114,6 +137,22 @@ class ByteTracker:
         used_r[pairs_r[good]] = True
         used_c[pairs_c[good]] = True
         return rows[~used_r], candidates[~used_c]
+
+    def _not_duplicates(self, candidates: Indices, owner: Indices,
+                        detections: Detections) -> Indices:
+        """Candidates for new tracks that are not a copy of a matched detection or of a
+        better-scoring candidate (class-agnostic, greedy by score)."""
+        if not len(candidates):
+            return candidates
+        taken = list(np.flatnonzero(owner >= 0))
+        kept = []
+        for d in candidates[np.argsort(-detections.scores[candidates], kind="stable")]:
+            if taken and iou_matrix(detections.boxes[d:d + 1], detections.boxes[taken]).max() \
+                    >= self.settings.duplicate_iou:
+                continue
+            kept.append(d)
+            taken.append(d)
+        return np.array(sorted(kept), np.intp)
 
     def _apply(self, owner: Indices, detections: Detections) -> None:
         matched = np.flatnonzero(owner >= 0)
@@ -127,6 +166,8 @@ class ByteTracker:
             item.score = float(detections.scores[d])
             item.last_frame, item.disappeared = self._frame, 0
             item.hits += 1
+            item.vote(int(detections.class_ids[d]), item.score)
+            item.recent.append(item.score)
             if item.score > item.top_score:
                 item.top_score, item.improved = item.score, True
             if not item.confirmed and item.hits >= self.settings.min_hits:
@@ -145,7 +186,7 @@ class ByteTracker:
         self.objects = [o for o, k in zip(self.objects, keep, strict=True) if k]
         self._kalman.keep(keep)
 
-    def _start(self, new: Indices, detections: Detections
+    def _start(self, new: Indices, detections: Detections, ts: float
                ) -> list[tuple[int, TrackedObject]]:
         """Tentative tracks for detections `new`; returns (detection index, track) pairs."""
         if not len(new):
@@ -154,8 +195,11 @@ class ByteTracker:
         started = []
         for d in new:
             score = float(detections.scores[d])
-            item = TrackedObject(0, int(detections.class_ids[d]), detections.boxes[d].copy(),
-                                 score, score, self._frame, self._frame)
+            class_id = int(detections.class_ids[d])
+            item = TrackedObject(0, class_id, detections.boxes[d].copy(), score, score,
+                                 self._frame, self._frame, votes={class_id: score},
+                                 first_ts=ts)
+            item.recent.append(score)
             self.objects.append(item)
             started.append((int(d), item))
         return started

@@ -93,7 +93,7 @@ class CameraTracking:
         began = time.perf_counter()
         if not self._scaled:
             self._scale_zones(frame_size)
-        ids = self.tracker.update(detections)
+        ids = self.tracker.update(detections, ts)
         messages = self.events.update(frame_id, ts, self.tracker.objects, self.tracker.ended,
                                       self._held(frame_id))
         self._publish(messages)
