@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from calibration.evaluate import letterboxed_outputs
 from edge.drift import DriftReference, DriftStats
 from edge.errors import InputError
 from edge.postprocess import decoder_from_spec
-from edge.preprocess import letterboxer_from_spec
 from edge.runners.onnxruntime import OrtRunner
 from edge.tensorrt.engine_cache import file_sha256
 
@@ -23,12 +23,11 @@ def drift_reference_from_images(model: Path, images: Iterable[npt.NDArray[np.uin
     """`images`: BGR uint8 [H, W, 3] frames as the camera would deliver them."""
     with OrtRunner.from_path(model, threads=threads, slots=1) as runner:
         spec = runner.spec
-        letterbox = letterboxer_from_spec(spec)
         decode = decoder_from_spec(spec)
         stats = DriftStats(spec.num_classes)
-        for image in images:
-            geometry = letterbox(image, runner.input_buffer(0))
-            detections = decode(runner.infer(0)[0], geometry)
+        pairs = ((image, image) for image in images)
+        for image, output, geometry in letterboxed_outputs(runner, pairs):
+            detections = decode(output, geometry)
             stats.add_image(image)
             stats.add_detections(detections, image.shape[1], image.shape[0])
     if stats.frames == 0:

@@ -1,8 +1,8 @@
 """`edge eval`: a model's accuracy on labelled frames, through the daemon's own path.
 
-The one letterbox -> infer -> decode -> score loop, shared by `edge eval`, the calibration report,
-the demo detector's held-out evaluation and the hardware selftest, so every figure is measured on
-the pixels the device feeds the model.
+The one letterbox -> infer loop (`letterboxed_outputs`), shared by `edge eval`, the calibration
+report, the demo detector's held-out evaluation, the hardware selftest and the drift reference,
+so every figure is measured on the pixels the device feeds the model.
 
 Detection: COCO-style mAP@0.5 and mAP@0.5:0.95 (101-point interpolation, at most 100
 detections per image, score floor 0.001) and per-class AP; precision and recall at the model's
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,7 @@ from edge.runners.onnxruntime import OrtRunner
 from edge.spec import ModelSpec
 
 COCO_IOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+T = TypeVar("T")
 
 
 class Truth(Protocol):
@@ -126,26 +127,37 @@ class _DetectionAp:
             precision=round(precision, 4), recall=round(recall, 4))
 
 
-def accuracy_from_runner(runner: Runner, frames: Iterable[tuple[Truth, npt.NDArray[np.uint8]]],
-                         times: StageTimes | None = None) -> Accuracy:
-    """Score `runner` on (truth, BGR uint8 [h, w, 3] frame) pairs through slot 0; per-stage
-    times go to `times` when given."""
-    spec = runner.spec
-    letterbox = letterboxer_from_spec(spec)
-    scorer: _Scorer = _TopOne(spec) if spec.task == "classify" else _DetectionAp(spec)
-    images = 0
-    for truth, image in frames:
+def letterboxed_outputs(runner: Runner, frames: Iterable[tuple[T, npt.NDArray[np.uint8]]],
+                        times: StageTimes | None = None
+                        ) -> Iterator[tuple[T, npt.NDArray[np.float32], LetterboxGeometry]]:
+    """(item, raw output of one frame, letterbox geometry) for each (item, BGR uint8 [h, w, 3]
+    frame) pair, through the runner's slot 0; the output is valid until the next frame.
+    Preprocess and inference times go to `times` when given."""
+    letterbox = letterboxer_from_spec(runner.spec)
+    for item, image in frames:
         started = time.perf_counter()
         geometry = letterbox(image, runner.input_buffer(0))
         letterboxed = time.perf_counter()
         output = runner.infer(0)[0]
-        inferred = time.perf_counter()
+        if times is not None:
+            times.preprocess.append((letterboxed - started) * 1e3)
+            times.infer.append((time.perf_counter() - letterboxed) * 1e3)
+        yield item, output, geometry
+
+
+def accuracy_from_runner(runner: Runner, frames: Iterable[tuple[Truth, npt.NDArray[np.uint8]]],
+                         times: StageTimes | None = None) -> Accuracy:
+    """Score `runner` on (truth, BGR uint8 [h, w, 3] frame) pairs; per-stage times go to
+    `times` when given."""
+    spec = runner.spec
+    scorer: _Scorer = _TopOne(spec) if spec.task == "classify" else _DetectionAp(spec)
+    images = 0
+    for truth, output, geometry in letterboxed_outputs(runner, frames, times):
+        started = time.perf_counter()
         scorer.add(output, geometry, truth)
         images += 1
         if times is not None:
-            times.preprocess.append((letterboxed - started) * 1e3)
-            times.infer.append((inferred - letterboxed) * 1e3)
-            times.postprocess.append((time.perf_counter() - inferred) * 1e3)
+            times.postprocess.append((time.perf_counter() - started) * 1e3)
     return scorer.accuracy(images)
 
 
