@@ -24,6 +24,7 @@ from calibration.result import Calibrated
 from calibration.selection import (
     MAX_HELD_OUT,
     Feed,
+    Fidelity,
     HeldOutJudge,
     best_of,
     clear_loss,
@@ -97,7 +98,7 @@ def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterator[Any]:
 def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
               options: CalibrateOptions) -> Calibrated:
     """Statistics on the calibration frames, then one INT8 model per range method judged on the
-    frames held back (`HOLD_OUT_EVERY`-th): `auto` keeps the best, an explicit method is kept
+    frames held back (calibration.selection): `auto` keeps the best, an explicit method is kept
     but warned about when it loses clearly."""
     started = time.perf_counter()
     if options.method != "auto":
@@ -118,19 +119,12 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
                                                 collector.frames) for name in names}
     models = {name: _quantize(model, ranges, options, excluded)
               for name, ranges in candidates.items()}
-    comparison, warning = [], None
+    comparison: list[Fidelity] = []
+    warning = None
     if held_out:
         judge = HeldOutJudge(model, spec, held_out, collector.run)
         comparison = [judge.fidelity(name, models[name]) for name in names]
-        best = best_of(comparison)
-        if options.method == "auto":
-            chosen = best.method
-            log.info("range method %s chosen on %d held-out frames", chosen, len(held_out))
-        else:
-            warning = clear_loss(next(f for f in comparison if f.method == chosen), best,
-                                 spec.task)
-            if warning:
-                log.warning("%s", warning)
+        chosen, warning = _chosen(options.method, comparison, spec.task)
     ranges, quantized = candidates[chosen], models[chosen]
     sqnr: dict[str, float] = {}
     if options.keep_float:
@@ -143,6 +137,18 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, time.perf_counter() - started,
                       collector.frames, sqnr, comparison, warning)
+
+
+def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str, str | None]:
+    """The method to keep and, for an explicit one that loses clearly, the warning (logged)."""
+    best = best_of(comparison)
+    if requested == "auto":
+        log.info("range method %s chosen on %d held-out frames", best.method, best.frames)
+        return best.method, None
+    warning = clear_loss(next(f for f in comparison if f.method == requested), best, task)
+    if warning:
+        log.warning("%s", warning)
+    return requested, warning
 
 
 def _holding_out(feeds: Iterable[Feed], held_out: list[Feed], every: int) -> Iterator[Feed]:
