@@ -249,6 +249,12 @@ class TensorRanges:
                               amax)
             for (name, s), amax in zip(stats.items(), amaxes, strict=True)})
 
+    def with_ranges_of(self, other: TensorRanges, tensors: list[str]) -> TensorRanges:
+        """These ranges with `other`'s for `tensors`, named `<this>+<other>@<count>`."""
+        mixed = dict(self.ranges)
+        mixed.update({name: other.ranges[name] for name in tensors})
+        return TensorRanges(f"{self.method}+{other.method}@{len(tensors)}", self.frames, mixed)
+
     def to_json(self) -> str:
         return json.dumps({"version": 1, "method": self.method, "frames": self.frames,
                            "ranges": {n: vars(r) for n, r in self.ranges.items()}}, indent=1)

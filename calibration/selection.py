@@ -10,7 +10,7 @@ agreement for classifiers, detection F1 against FP32's own detections for detect
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,11 @@ AGREEMENT_FLOOR = 0.95  # below this an explicitly chosen method "loses clearly"
 SQNR_MARGIN_DB = 6.0  # ... as it does this far below the best method's output SQNR
 DETECTION_IOU = 0.5
 MIN_COMPARED = 8  # fewer frames or detections than this: agreement is not telling
+# Per-tensor refinement: tried only when the best whole-model method stays this far from FP32,
+# on the inputs of the few layers that suffer most.
+REFINE_BELOW_SQNR_DB = 20.0
+REFINE_BELOW_AGREEMENT = 0.95
+REFINED_LAYERS = 3
 
 Feed = dict[str, npt.NDArray[Any]]
 
@@ -65,6 +70,22 @@ class Fidelity:
 
 def best_of(candidates: Sequence[Fidelity]) -> Fidelity:
     return max(candidates, key=Fidelity.rank)
+
+
+def needs_refinement(best: Fidelity) -> bool:
+    """Whether the best whole-model method still loses enough that mixing methods per tensor
+    is worth its cost (one INT8 model and one judgement per alternative method)."""
+    return best.sqnr_db < REFINE_BELOW_SQNR_DB or (best.telling and
+                                                   best.agreement < REFINE_BELOW_AGREEMENT)
+
+
+def refined_tensors(model: onnx.ModelProto, layer_sqnr: dict[str, float],
+                    calibrated: Collection[str]) -> list[str]:
+    """The calibrated input activations of the `REFINED_LAYERS` layers with the lowest SQNR."""
+    inputs_of = {node.name: node.input[0] for node in model.graph.node if node.input}
+    worst = sorted(layer_sqnr, key=layer_sqnr.__getitem__)
+    tensors = [inputs_of[name] for name in worst if inputs_of.get(name) in calibrated]
+    return list(dict.fromkeys(tensors))[:REFINED_LAYERS]
 
 
 def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:

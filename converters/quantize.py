@@ -29,6 +29,8 @@ from calibration.selection import (
     best_of,
     clear_loss,
     held_out_every,
+    needs_refinement,
+    refined_tensors,
 )
 from calibration.stats import StatsCollector, float_tensors
 from converters.metadata import onnx_with_spec
@@ -125,6 +127,9 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         judge = HeldOutJudge(model, spec, held_out, collector.run)
         comparison = [judge.fidelity(name, models[name]) for name in names]
         chosen, warning = _chosen(options.method, comparison, spec.task)
+        if options.method == "auto" and needs_refinement(best_of(comparison)):
+            chosen = _refined(model, candidates, models, chosen, comparison, judge, held_out,
+                              options)
     ranges, quantized = candidates[chosen], models[chosen]
     sqnr: dict[str, float] = {}
     if options.keep_float:
@@ -149,6 +154,24 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str,
     if warning:
         log.warning("%s", warning)
     return requested, warning
+
+
+def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
+             models: dict[str, onnx.ModelProto], best: str, comparison: list[Fidelity],
+             judge: HeldOutJudge, held_out: list[Feed], options: CalibrateOptions) -> str:
+    """Per tensor where it helps: the best method's ranges with another method's on the inputs
+    of the layers that suffer most; each mix joins `candidates`, `models` and `comparison`, and
+    the best of all is returned."""
+    sensitivity = layer_sqnr(model, models[best], held_out, limit=len(held_out))
+    tensors = refined_tensors(model, sensitivity, candidates[best].ranges)
+    for other in [name for name in METHODS if name != best and name in candidates]:
+        mixed = candidates[best].with_ranges_of(candidates[other], tensors)
+        candidates[mixed.method] = mixed
+        models[mixed.method] = _quantize(model, mixed, options, list(options.exclude))
+        comparison.append(judge.fidelity(mixed.method, models[mixed.method]))
+    chosen = best_of(comparison).method
+    log.info("per-tensor refinement on %s: %s kept", ", ".join(tensors), chosen)
+    return chosen
 
 
 def _holding_out(feeds: Iterable[Feed], held_out: list[Feed], every: int) -> Iterator[Feed]:

@@ -111,3 +111,31 @@ def test_cli_json_reports_the_comparison(demo_model, tmp_path):
     assert summary["method"] in {"minmax", "percentile", "entropy", "mse"}
     assert {m["method"] for m in summary["methods"]} == {"minmax", "percentile", "entropy", "mse"}
     assert all(m["output_sqnr_db"] > 10 for m in summary["methods"] if m["method"] != "entropy")
+
+
+def test_per_tensor_refinement_where_the_best_method_still_loses(demo, monkeypatch):
+    """When the best whole-model method stays far from FP32, the inputs of the worst layers get
+    each other method's ranges in turn; every mix is judged like the four methods and the best
+    of all is kept. (The demo detector quantizes well, so the trigger is lowered here.)"""
+    from calibration import selection
+
+    monkeypatch.setattr(selection, "REFINE_BELOW_SQNR_DB", 1000.0)
+    model, spec = demo
+    result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
+                       CalibrateOptions(profile="tensorrt", progress=False))
+    whole, mixed = result.comparison[:4], result.comparison[4:]
+    best_whole = best_of(whole).method
+    assert [f.method for f in mixed] == [f"{best_whole}+{m}@3" for m in
+                                         ("minmax", "percentile", "entropy", "mse")
+                                         if m != best_whole]
+    assert result.ranges.method == best_of(result.comparison).method
+    if "+" in result.ranges.method:  # a mix won: three tensors carry the other method's ranges
+        other = result.ranges.method.split("+")[1].split("@")[0]
+        assert result.ranges.method.endswith("@3") and other != best_whole
+
+
+def test_refinement_is_not_tried_when_the_best_method_is_close(demo):
+    model, spec = demo
+    result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
+                       CalibrateOptions(profile="tensorrt", progress=False))
+    assert len(result.comparison) == 4 and best_of(result.comparison).sqnr_db > 20
