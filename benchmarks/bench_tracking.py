@@ -31,7 +31,7 @@ from edge.demo import bundled_model
 
 def config_text(model: Path, url: str, tracking: bool, threads: int) -> str:
     return (f'device_id = "bench"\n[model]\npath = "{model}"\nthreads = {threads}\n'
-            f'[[cameras]]\nname = "cam"\nsource = "replay://shapes?frames=128&seed=1"\n'
+            f'[[cameras]]\nname = "cam"\nsource = "replay://shapes?frames=300&seed=1"\n'
             f'[mqtt]\nurl = "{url}"\n[frames]\ninterval_s = 10.0\n'
             f"[tracking]\nenabled = {'true' if tracking else 'false'}\n")
 

@@ -238,3 +238,39 @@ def test_inconsistent_tracking_settings_are_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"model": {"path": "m.onnx"}, "tracking": settings,
                           "cameras": [{"name": "c", "source": "synthetic://shapes"}]}, "t")
+
+
+def _textbook_step(mean, covariance, measurement, std_p=1 / 20, std_v=1 / 160):
+    """One predict + update of the full 8x8 filter (Kalman's equations as written), a
+    reference for the block-diagonal implementation."""
+    motion = np.eye(8)
+    motion[:4, 4:] = np.eye(4)
+    observe = np.eye(4, 8)
+    h = mean[3]
+    q = np.diag(np.square([std_p * h, std_p * h, 1e-2, std_p * h,
+                           std_v * h, std_v * h, 1e-5, std_v * h]))
+    mean, covariance = motion @ mean, motion @ covariance @ motion.T + q
+    h = mean[3]
+    r = np.diag(np.square([std_p * h, std_p * h, 1e-1, std_p * h]))
+    innovation_cov = observe @ covariance @ observe.T + r
+    gain = covariance @ observe.T @ np.linalg.inv(innovation_cov)
+    mean = mean + gain @ (measurement - observe @ mean)
+    return mean, (np.eye(8) - gain @ observe) @ covariance
+
+
+def test_block_kalman_equals_the_textbook_filter():
+    rng = np.random.default_rng(0)
+    start = np.array([[200.0, 150.0, 0.8, 60.0]])
+    kalman = KalmanBoxes()
+    kalman.add(start)
+    h = start[0, 3]
+    mean = np.concatenate([start[0], np.zeros(4)])
+    covariance = np.diag(np.square([h / 10, h / 10, 1e-2, h / 10, h / 16, h / 16, 1e-5, h / 16]))
+    for _ in range(30):
+        measurement = mean[:4] + rng.normal(0, 2, 4)
+        kalman.predict()
+        kalman.update(np.array([0]), measurement[None, :])
+        mean, covariance = _textbook_step(mean, covariance, measurement)
+    np.testing.assert_allclose(kalman.mean[0], mean, rtol=1e-9)
+    np.testing.assert_allclose(kalman.var[0], np.diag(covariance)[:4], rtol=1e-9)
+    np.testing.assert_allclose(kalman.cov[0], np.diag(covariance[:4, 4:]), rtol=1e-9)
