@@ -98,8 +98,8 @@ class EventEngine:
         inside = self._zones_of(confirmed)
         for item, zones in zip(confirmed, inside, strict=True):
             life = self._lives.get(item.track_id)
-            if item.disappeared == 0 and image is not None and item.improved:
-                self._keep_snapshot(life, item, frame_id, image, ts)
+            if item.disappeared == 0 and image is not None:  # a held frame: a better view?
+                self._keep_snapshot(life, item, frame_id, image)
             if life is None:
                 life = self._begin(item, ts, frame_id, image)
                 out += self._event("new", item, life, zones, ts, None)
@@ -135,7 +135,7 @@ class EventEngine:
         return life
 
     def _keep_snapshot(self, life: _Life | None, item: TrackedObject, frame_id: int,
-                       image: npt.NDArray[np.uint8], ts: float) -> None:
+                       image: npt.NDArray[np.uint8]) -> None:
         if life is not None and self.settings.snapshots and (
                 life.best is None or item.score > life.best.score):
             life.best = self._crop(image, item, frame_id)

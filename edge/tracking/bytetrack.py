@@ -65,7 +65,6 @@ class TrackedObject:
     votes: dict[int, float] = field(default_factory=dict)  # class id -> summed scores
     first_ts: float = 0.0  # capture time of the first frame, seconds since the epoch
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_SCORES))
-    improved: bool = True  # top_score rose on this frame
 
     @property
     def confirmed(self) -> bool:
@@ -95,8 +94,6 @@ class ByteTracker:
         self._frame += 1
         self._kalman.predict()
         self._predicted = self._kalman.boxes().astype(np.float32)
-        for item in self.objects:
-            item.improved = False
         owner = np.full(len(detections), -1, np.intp)  # detection -> row in self.objects
         s = self.settings
         scores = detections.scores
@@ -168,11 +165,9 @@ class ByteTracker:
             item.hits += 1
             item.vote(int(detections.class_ids[d]), item.score)
             item.recent.append(item.score)
-            if item.score > item.top_score:
-                item.top_score, item.improved = item.score, True
+            item.top_score = max(item.top_score, item.score)
             if not item.confirmed and item.hits >= self.settings.min_hits:
                 item.track_id, self._next_id = self._next_id, self._next_id + 1
-                item.improved = True
         for r in np.flatnonzero(~seen):
             self.objects[r].disappeared += 1
 

@@ -48,7 +48,8 @@ def tracker_settings_from_config(settings: TrackingConfig) -> TrackerSettings:
 
 
 class CameraTracking:
-    """`hold(frame_id, image)` then `update(frame_id, ts, detections)` per frame; `close()`."""
+    """`hold(frame_id, image, ts)` then `update(frame_id, ts, detections, frame_size)` per
+    frame; `close()` when the camera stops."""
 
     def __init__(self, camera: str, settings: TrackingConfig, topics: Topics,
                  labels: Sequence[str], zones: Sequence[Zone], zone_configs: Sequence[ZoneConfig],
