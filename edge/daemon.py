@@ -177,10 +177,10 @@ class Daemon:
         if not self.config.tracking.enabled:
             return None
         camera = next(c for c in self.config.cameras if c.name == name)
-        zones = zones_from_config(name, camera.zones, self.spec.labels,
-                                  frame_size_from_uri(camera.source))
+        size = frame_size_from_uri(camera.source)
+        zones = zones_from_config(name, camera.zones, self.spec.labels, size)
         return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,
-                              camera.zones, self.link)
+                              [] if size else camera.zones, self.link)
 
     def alive(self) -> bool:
         """Every camera loop and the inference thread are alive (systemd's watchdog)."""

@@ -76,7 +76,8 @@ def format_line(message: Message, events: bool) -> str | None:
     if isinstance(payload, DeviceStats):
         return format_stats(device, payload)
     if isinstance(payload, CameraStatus):
-        return f"[{device}] {message.camera} camera {payload.state}: {payload.reason or ''}"
+        reason = f": {payload.reason}" if payload.reason else ""
+        return f"[{device}] {message.camera} camera {payload.state}{reason}"
     if isinstance(payload, Event) and events:
         return format_event(device, payload)
     if isinstance(payload, DetectionsMessage) and not events:

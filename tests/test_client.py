@@ -260,3 +260,4 @@ def test_every_topic_of_a_live_run_parses_with_zero_validation_errors(tmp_path, 
     ends = [e for e in events if e.type == "end"]
     assert all(e.end is not None and e.end >= e.start for e in ends)
     assert any(e.entered_zones == ["left"] for e in events)
+    assert any(e.entered_zones == [] for e in events)  # the zone is the left half, no more

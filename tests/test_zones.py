@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from edge.config import config_from_dict
+from edge.detections import Detections
 from edge.errors import ConfigError
-from edge.objects_config import ZoneConfig
+from edge.mqtt.topics import Topics
+from edge.objects_config import TrackingConfig, ZoneConfig
+from edge.tracking.camera import CameraTracking
 from edge.zones import zones_for_frame, zones_from_config
 
 LABELS = ("circle", "square", "triangle", "star")
@@ -94,3 +97,24 @@ def test_edge_run_with_a_bad_zone_exits_2_naming_it(tmp_path, demo_model, zone, 
     result = _run_with_zone(tmp_path, demo_model, zone)
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _tracking(zones, unplaced):
+    class Sink:
+        def publish_queued(self, *args): ...
+
+        def publish_best_effort(self, *args, **kwargs):
+            return True
+
+    return CameraTracking("gate", TrackingConfig(), Topics("p"), LABELS, zones, unplaced, Sink())
+
+
+@pytest.mark.parametrize("size_known", [True, False])
+def test_a_normalised_zone_is_scaled_exactly_once(size_known):
+    config = ZoneConfig(name="left", points=[[0, 0], [0.5, 0], [0.5, 1], [0, 1]],
+                        units="normalised")
+    zones = zones_from_config("gate", [config], LABELS, (640, 480) if size_known else None)
+    camera = _tracking(zones, [] if size_known else [config])
+    for frame in range(3):
+        camera.update(frame, float(frame), Detections.empty(), (640, 480))
+    np.testing.assert_allclose(camera.events.zones[0].polygon[2], [320, 480])

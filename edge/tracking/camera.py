@@ -52,14 +52,17 @@ class CameraTracking:
     frame; `close()` when the camera stops."""
 
     def __init__(self, camera: str, settings: TrackingConfig, topics: Topics,
-                 labels: Sequence[str], zones: Sequence[Zone], zone_configs: Sequence[ZoneConfig],
-                 publisher: Publisher) -> None:
+                 labels: Sequence[str], zones: Sequence[Zone],
+                 unplaced: Sequence[ZoneConfig], publisher: Publisher) -> None:
+        """`zones` come from `edge.zones.zones_from_config`; `unplaced`: their configs when
+        the frame size was not known then (normalised zones are scaled, and every zone is
+        checked against the frame, on the first frame), else empty."""
         self.camera = camera
         self.tracker = ByteTracker(tracker_settings_from_config(settings))
         self._settings = settings
         self._held_at = -float("inf")
-        self._zone_configs = list(zone_configs)
-        self._scaled = not any(z.units == "normalised" for z in zone_configs)
+        self._zone_configs = list(unplaced)
+        self._scaled = not unplaced
         self.events = EventEngine(camera, topics, labels, zones, settings)
         self._publisher = publisher
         self._ring: list[npt.NDArray[np.uint8]] = []
