@@ -66,8 +66,8 @@ class CameraWorker:
         self._link = link
         self.sampler = sampler
         self.frame_publisher = frames
-        self.tracking = tracking
         self.drift: DriftMonitor | None = None  # set by the daemon when the model has a profile
+        self.tracking = tracking
         self._letterbox = letterboxer_from_spec(self.spec)
         self._latest = supervisor.latest
         self._stop = threading.Event()
@@ -131,15 +131,16 @@ class CameraWorker:
                     geometry = LetterboxGeometry.fit(1, 1, self.spec.input.width,
                                                      self.spec.input.height)
                     frame.frame_id = -1
-                if self.drift is not None and frame.frame_id >= 0:
-                    self.drift.observe_image(frame.ts, frame.image)
+                self.service.commit(ticket)  # first: a claimed row holds back the whole batch
+                preprocess_ms = (time.perf_counter() - taken) * 1e3
                 if self.tracking is not None:  # snapshots are cut once detections are known
                     self.tracking.hold(frame.frame_id, frame.image, frame.ts)
+                if self.drift is not None and frame.frame_id >= 0:
+                    self.drift.observe_image(frame.ts, frame.image)
                 sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
                 frame.release()
-                self.service.commit(ticket)
                 job = _InFlight(ticket, frame.frame_id, frame.ts, geometry, queue_ms,
-                                (time.perf_counter() - taken) * 1e3, sample)
+                                preprocess_ms, sample)
                 self._finish(pending)
                 pending = job
                 if not self._latest.ready():
