@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.broker import LocalMosquitto, mosquitto_binary
 from edge.demo import bundled_model
@@ -45,7 +46,7 @@ class LatencyListener:
     def __init__(self, port: int) -> None:
         self.totals: list[float] = []
         self._lock = threading.Lock()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2)
         self._client.on_connect = lambda c, *_: c.subscribe("edge/bench/+/detections", qos=1)
         self._client.on_message = self._message
         self._client.connect("127.0.0.1", port)

@@ -34,7 +34,8 @@ def _load_errors() -> tuple[type[Exception], ...]:
 def session_from_onnx(path: Path, threads: int = 0) -> Any:
     """An ONNX Runtime CPU session for `path`; `threads` 0 lets ONNX Runtime choose."""
     if not path.is_file():
-        raise ModelError(f"model file {path} does not exist; check model.path or convert a "
+        what = "is a folder, not a model file" if path.is_dir() else "does not exist"
+        raise ModelError(f"model file {path} {what}; check model.path or convert a "
                          "model with `edge convert`")
     ort = import_onnxruntime()
     options = ort.SessionOptions()

@@ -9,7 +9,6 @@ shown as `REDACTED` whatever it is.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
 
@@ -28,28 +27,22 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact_uri(uri: str) -> str:
-    """`rtsp://admin:hunter2@cam/s?token=x` -> `rtsp://admin:REDACTED@cam/s?token=REDACTED`.
+    """`rtsp://admin:hunter2@cam/s?token=x` -> `rtsp://REDACTED@cam/s?token=REDACTED`.
 
-    The user name stays (it helps to tell which account was used); a password, a secret query
-    value, or the whole user info of a URI that cannot be parsed is replaced."""
-    try:
-        parts = urlsplit(uri)
-        _ = parts.port
-    except ValueError:
-        return _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:{REDACTED}@{host}" if colon else f"{userinfo}@{host}"
-    query = "&".join(_redact_option(option) for option in parts.query.split("&")) \
-        if parts.query else ""
-    if netloc == parts.netloc and query == parts.query:
+    All of the user info goes, user name included (some cameras take a token as the user name).
+    It is cut at the last `@` rather than parsed: a password holding `/`, `?` or `#` makes a
+    URL parser end the authority early, and the secret would then show as a path or a port."""
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
         return uri
-    joined = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    if "://" in uri and "://" not in joined:  # urlunsplit drops an empty authority
-        joined = joined.replace(":", "://", 1)
-    return joined
+    if "@" in rest:
+        rest = f"{REDACTED}@{rest.rpartition('@')[2]}"
+    location, question, tail = rest.partition("?")
+    if question:
+        query, hash_mark, fragment = tail.partition("#")
+        query = "&".join(_redact_option(option) for option in query.split("&"))
+        rest = f"{location}?{query}{hash_mark}{fragment}"
+    return f"{scheme}://{rest}"
 
 
 def redact_text(text: str) -> str:

@@ -335,7 +335,8 @@ class InferenceService:
         return {"backend": self.backend, "runners": 1, "max_batch": self.max_batch,
                 "batches": batches, "batch_sizes": {str(k): v for k, v in sizes.items()},
                 "mean_batch": round(frames / batches, 2) if batches else 0.0,
-                "state": "failed" if self._error is not None else "running"}
+                "state": "failed" if self._error is not None else
+                         "running" if self.thread.is_alive() else "stopped"}
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the running batch, close the runner on its own thread, wake every camera."""
@@ -362,11 +363,11 @@ def batch_capacity(model_batch: int | None, configured: int | None, cameras: int
         return model_batch
     if model_batch == 1 and configured > 1:
         log.warning("model.max_batch = %d, but the model has a fixed batch of 1: running one "
-                    "frame at a time (re-convert it with `edge convert --batch dynamic` to batch "
-                    "cameras together)", configured)
+                    "frame at a time (to batch cameras together, convert the original export "
+                    "again with `edge convert SOURCE --batch dynamic`)", configured)
         return 1
     if configured > model_batch:
         raise ConfigError(f"model.max_batch = {configured} is more than the model's fixed batch "
-                          f"of {model_batch}; set model.max_batch <= {model_batch} or re-convert "
-                          "the model with `edge convert --batch dynamic`")
+                          f"of {model_batch}; set model.max_batch <= {model_batch}, or convert the "
+                          "original export again with `edge convert SOURCE --batch dynamic`")
     return configured

@@ -97,7 +97,7 @@ def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplo
          "unreachable: cannot resolve the host name"),
         (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
          "the broker closed the connection (Connection reset by peer)"),
-        (OSError("proxy rtsp://u:pw-77@h failed"), "OSError: proxy rtsp://u:REDACTED@h failed"),
+        (OSError("proxy rtsp://u:pw-77@h failed"), "OSError: proxy rtsp://REDACTED@h failed"),
     ],
 )
 def test_connection_errors_become_causes(error, cause):

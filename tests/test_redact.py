@@ -11,13 +11,16 @@ from edge.redact import redact_text, redact_uri
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
-        ("rtsp://admin:hunter2@cam:554/s1", "rtsp://admin:REDACTED@cam:554/s1"),
-        ("mqtts://edge:pw@broker", "mqtts://edge:REDACTED@broker"),
-        ("rtsp://token-only@cam/s", "rtsp://token-only@cam/s"),
+        ("rtsp://admin:hunter2@cam:554/s1", "rtsp://REDACTED@cam:554/s1"),
+        ("mqtts://edge:pw@broker", "mqtts://REDACTED@broker"),
+        ("rtsp://token-only@cam/s", "rtsp://REDACTED@cam/s"),
+        ("mqtt://admin:pa/ss@127.0.0.1:1883", "mqtt://REDACTED@127.0.0.1:1883"),
+        ("mqtt://admin:pa#ss@127.0.0.1", "mqtt://REDACTED@127.0.0.1"),
+        ("mqtt://admin:pa?ss@127.0.0.1", "mqtt://REDACTED@127.0.0.1"),
         ("rtsp://cam/s?user=a&password=hunter2&fps=5",
          "rtsp://cam/s?user=a&password=REDACTED&fps=5"),
         ("rtsp://cam/s?authToken=abc", "rtsp://cam/s?authToken=REDACTED"),
-        ("rtsp://u:p@ss@cam/s", "rtsp://u:REDACTED@cam/s"),
+        ("rtsp://u:p@ss@cam/s", "rtsp://REDACTED@cam/s"),
         ("rtsp://u:hunter2@cam:bad/s", "rtsp://REDACTED@cam:bad/s"),
         ("v4l2:///dev/video0?width=640", "v4l2:///dev/video0?width=640"),
         ("file:///clip.mp4?key=abc", "file:///clip.mp4?key=REDACTED"),
@@ -31,12 +34,29 @@ def test_redact_uri(uri, expected):
 def test_redact_text_hides_passwords_of_uris_inside_messages():
     text = ("source 'rtsp://admin:hunter2@10.0.0.5/live?token=abc' failed (timeout); also "
             "mqtt://h:1883 and \"rtsp://u:p@ss@cam\"")
-    assert redact_text(text) == ("source 'rtsp://admin:REDACTED@10.0.0.5/live?token=REDACTED' "
+    assert redact_text(text) == ("source 'rtsp://REDACTED@10.0.0.5/live?token=REDACTED' "
                                  "failed (timeout); also mqtt://h:1883 and "
-                                 "\"rtsp://u:REDACTED@cam\"")
+                                 "\"rtsp://REDACTED@cam\"")
 
 
 def test_edge_errors_never_show_a_uri_secret():
     error = SourceError("source 'rtsp://admin:hunter2@cam/live' could not be opened")
-    assert str(error) == "source 'rtsp://admin:REDACTED@cam/live' could not be opened"
+    assert str(error) == "source 'rtsp://REDACTED@cam/live' could not be opened"
     assert "hunter2" not in "".join(traceback.format_exception(error))
+
+
+@pytest.mark.parametrize("url", ["mqtt://admin:Top/S3cret@127.0.0.1:1883",
+                                 "mqtt://admin:Top#S3cret@127.0.0.1",
+                                 "mqtt://admin:Top?S3cret@127.0.0.1"])
+def test_config_errors_never_show_a_password_holding_url_delimiters(url):
+    """A parser that ends the authority at `/`, `#` or `?` used to quote the password as a
+    path or a port; the user info is now cut at the last `@` first."""
+    from edge.config import config_from_dict
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"model": {"path": "m.onnx"}, "cameras": [
+            {"name": "a", "source": "synthetic://shapes"}], "mqtt": {"url": url}}, "test")
+    message = str(caught.value)
+    assert "S3cret" not in message and "Top" not in message and "admin" not in message
+    assert "user info" in message

@@ -85,7 +85,7 @@ def test_a_camera_uri_with_credentials_is_redacted_in_logs(tmp_path, demo_model)
     """A live camera that cannot be reached is retried, and logged, while the daemon runs."""
     result = edge_run(tmp_path, config_text(demo_model, 'url = "mqtt://127.0.0.1:9"', CAMERA), 2)
     assert result.returncode == 0, result.stderr
-    assert "rtsp://admin:REDACTED@127.0.0.1:9/live?token=REDACTED" in result.stderr
+    assert "rtsp://REDACTED@127.0.0.1:9/live?token=REDACTED" in result.stderr
     assert_no_secret(result.stdout + result.stderr)
 
 

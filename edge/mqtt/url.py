@@ -19,16 +19,27 @@ class BrokerUrl:
 
 
 def broker_from_url(url: str) -> BrokerUrl:
-    """Parse a broker URL; raises ValueError saying what is expected."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"bad port in the broker URL; expected mqtt://host[:port] or "
-                         f"mqtts://host[:port] ({exc})") from None
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+    """Parse a broker URL; raises ValueError saying what is expected, never quoting the URL.
+
+    User info is cut at the last `@` before anything is parsed, so a password holding `/`, `?`
+    or `#` is not mistaken for a path or a port (and never lands in an error message)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() not in DEFAULT_PORTS:
         raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
+    userinfo, at, location = rest.rpartition("@")
+    location = location.removesuffix("/")
+    if any(mark in location for mark in "/?#"):
+        raise ValueError("a broker URL has no path, query or fragment; expected "
+                         "mqtt://host[:port] or mqtts://host[:port]")
+    parts = urlsplit(f"{scheme.lower()}://{location}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("bad port in the broker URL; expected mqtt://host[:port] or "
+                         "mqtts://host[:port] with a port from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("the broker URL names no host; expected mqtt://host[:port]")
+    username, colon, password = userinfo.partition(":")
     return BrokerUrl(parts.hostname, port or DEFAULT_PORTS[parts.scheme],
-                     parts.scheme == "mqtts",
-                     unquote(parts.username) if parts.username else None,
-                     unquote(parts.password) if parts.password else None)
+                     parts.scheme == "mqtts", unquote(username) if at else None,
+                     unquote(password) if at and colon else None)
