@@ -27,7 +27,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         print(f"\nframes {summary.frames} in {summary.seconds:.1f} s ({summary.fps:.1f} FPS, "
               f"{summary.dropped_frames} dropped) on {summary.backend}, model {summary.model}")
-        print(f"detection messages published {summary.published}, received {summary.received}")
+        print(f"QoS 1 messages (detections, events, counts) published {summary.published}, "
+              f"received {summary.received}")
         print(f"precision {summary.precision:.3f}  recall {summary.recall:.3f} "
               "(IoU 0.5, against the scene's ground truth)")
         tracking, events = summary.tracking, summary.events
