@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: While a camera stays down for the same reason, its warning is repeated this often (seconds).
 LOG_REPEAT_S = 300.0
+#: How long an attempt may take to its first frame when `stall_s` is shorter: opening an RTSP
+#: stream probes it first (about 2 s with FFmpeg here) and a stream starts at a key frame, so a
+#: short `stall_s` would otherwise abandon every attempt before it could deliver anything.
+FIRST_FRAME_S = 10.0
 
 CameraState = Literal["starting", "streaming", "reconnecting", "ended", "failed"]
 
@@ -78,6 +82,7 @@ class _Attempt:
     progress: float  # time.monotonic() of the last frame (or of the start)
     abandoned: bool = False
     ended: bool = False  # the source reported its end (None from read)
+    delivered: bool = False  # a frame arrived: from then on `stall_s` applies
     error: str = ""
 
 
@@ -206,12 +211,13 @@ class SourceSupervisor:
         reader.start()
         while reader.is_alive():
             reader.join(min(0.25, self.stall_s / 4))
-            stalled = self.live and time.monotonic() - attempt.progress > self.stall_s
+            limit = self.stall_s if attempt.delivered else max(self.stall_s, FIRST_FRAME_S)
+            stalled = self.live and time.monotonic() - attempt.progress > limit
             if self._stop.is_set() or stalled:
                 with self._lock:
                     attempt.abandoned = True
                 if stalled and not attempt.error and reader.is_alive():
-                    attempt.error = f"no frame for {self.stall_s:g} s"
+                    attempt.error = f"no frame for {limit:g} s"
                 reader.join(0.5 if stalled else 2.0)  # a read that returns soon closes itself
                 break
         return attempt
@@ -236,6 +242,7 @@ class SourceSupervisor:
                         return
                     self.latest.put(frame)
                     attempt.progress = time.monotonic()
+                    attempt.delivered = True
                     self._rate.tick()
                     self.frames += 1
                     streaming = self._status.state == "streaming"
