@@ -29,7 +29,7 @@ from edge.daemon import Daemon
 from edge.preprocess import letterboxer_from_spec
 from edge.runners import BackendChoice, choose_backend, runner_from_config
 from edge.runners.base import Runner
-from edge.service import batch_capacity
+from edge.service import batch_capacity, runner_rows
 from edge.sources import source_from_uri
 from edge.timing import percentiles_of
 
@@ -97,7 +97,7 @@ def backend_alone(config: Config, choice: BackendChoice, seconds: float,
                   echo: Callable[[str], None]) -> dict[str, Any]:
     """Inference FPS with the input already in place, at batch 1 and at the daemon's batch."""
     cameras = len(config.cameras)
-    rows = config.model.max_batch or max(1, min(cameras, 8))
+    rows = runner_rows(config.model.max_batch, cameras)
     runner = runner_from_config(config.model, choice, max_batch=rows)
     try:
         batch = batch_capacity(runner.spec.input.batch, config.model.max_batch, cameras)

@@ -26,7 +26,7 @@ from edge.postprocess import decoder_from_spec
 from edge.redact import redact_text
 from edge.runners import Runner, choose_backend, runner_from_config
 from edge.sdnotify import notifier_from_environ
-from edge.service import InferenceService, batch_capacity
+from edge.service import InferenceService, batch_capacity, runner_rows
 from edge.sources.supervisor import CameraState, CameraStatus, SourceSupervisor
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
@@ -118,7 +118,7 @@ class Daemon:
     def _service(self) -> InferenceService:
         """The one runner, created on (and only ever called from) the inference thread."""
         model, cameras = self.config.model, len(self.config.cameras)
-        rows = model.max_batch if model.max_batch is not None else max(1, min(cameras, 8))
+        rows = runner_rows(model.max_batch, cameras)
 
         def runner() -> Runner:
             return runner_from_config(model, self.backend, max_batch=rows)

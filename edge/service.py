@@ -350,6 +350,12 @@ class InferenceService:
             log.warning("the inference thread did not stop within %.0f s", timeout)
 
 
+def runner_rows(configured: int | None, cameras: int) -> int:
+    """Rows per batch slot to allocate for a dynamic-batch model: `model.max_batch`, else one
+    per camera, up to 8 (a fixed-batch model allocates its own batch whatever this says)."""
+    return configured if configured is not None else max(1, min(cameras, 8))
+
+
 def batch_capacity(model_batch: int | None, configured: int | None, cameras: int) -> int:
     """How many frames one batch may hold.
 
@@ -358,7 +364,7 @@ def batch_capacity(model_batch: int | None, configured: int | None, cameras: int
     a fixed one). Raises ConfigError for more rows than a fixed batch has.
     """
     if model_batch is None:
-        return configured if configured is not None else max(1, min(cameras, 8))
+        return runner_rows(configured, cameras)
     if configured is None:
         return model_batch
     if model_batch == 1 and configured > 1:

@@ -6,27 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edge.cli.common import print_json
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number > 0")
-    return value
+from edge.cli.common import parse_positive_float, parse_positive_int, print_json
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -57,13 +37,13 @@ def add_command(commands: Any) -> None:
                     "broker (Mosquitto when installed, else the embedded one). ratio = "
                     "pipeline_fps / inference_fps at batch 1.")
     bench.add_argument("model", type=Path, metavar="MODEL.onnx", help="a converted model")
-    bench.add_argument("--cameras", type=positive_int, default=1)
-    bench.add_argument("--seconds", type=positive_float, default=10.0,
+    bench.add_argument("--cameras", type=parse_positive_int, default=1)
+    bench.add_argument("--seconds", type=parse_positive_float, default=10.0,
                        help="measuring time of the whole loop (the backend alone gets a third)")
     bench.add_argument("--threads", type=int, default=0, help="inference threads (0: auto)")
     bench.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
     bench.add_argument("--mqtt", metavar="URL", help="publish to this broker")
-    bench.add_argument("--max-batch", type=positive_int, default=None,
+    bench.add_argument("--max-batch", type=parse_positive_int, default=None,
                        help="frames of different cameras run together (model.max_batch)")
     bench.add_argument("--batch-timeout-ms", type=float, default=4.0)
     bench.add_argument("--json", action="store_true", help="end with one JSON line")
