@@ -14,6 +14,7 @@ import pytest
 
 from edge.broker import free_port
 from edge.demo import bundled_model
+from tests.rtsp_server import RtspServer
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
 
@@ -79,6 +80,14 @@ def stopped_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker = make_mosquitto(tmp_path)
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    """GStreamer's RTSP server (tests.rtsp_server) on a free port; the test starts it."""
+    server = RtspServer(free_port())
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

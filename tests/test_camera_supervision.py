@@ -19,7 +19,7 @@ from edge.broker import free_port
 from edge.config import load_config
 from edge.errors import ConfigError
 from tests.mqtt_watch import Watcher, retained_status
-from tests.rtsp_server import RtspServer, missing_reason
+from tests.rtsp_server import missing_reason
 from tests.test_daemon_mqtt import start_daemon, stop
 
 PREFIX = "edge/test-cams"
@@ -67,13 +67,6 @@ def retained_camera_status(port: int, camera: str) -> dict:
         watcher.wait_for(lambda: any(m.retain for m in watcher.on("/status")), 5,
                          f"the retained status of camera {camera}")
         return dict([m for m in watcher.on("/status") if m.retain][-1].json())
-
-
-@pytest.fixture
-def rtsp_server():
-    server = RtspServer(free_port())
-    yield server
-    server.stop()
 
 
 @rtsp

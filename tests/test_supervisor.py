@@ -14,12 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.broker import free_port
 from edge.errors import SourceError
 from edge.sources import LatestFrame
 from edge.sources.supervisor import Backoff, CameraStatus, SourceSupervisor
 from edge.timing import RateMeter
-from tests.rtsp_server import RtspServer, missing_reason
+from tests.rtsp_server import missing_reason
 from tests.test_sources import write_video
 
 
@@ -179,13 +178,6 @@ def test_a_missing_camera_device_is_retried_with_backoff(caplog):
 
 
 rtsp = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
-
-
-@pytest.fixture
-def rtsp_server():
-    server = RtspServer(free_port())
-    yield server
-    server.stop()
 
 
 @rtsp
