@@ -11,9 +11,9 @@ from edge.cli.common import parse_positive_float, parse_positive_int, print_json
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge.bench import BenchOptions, run_bench
-    from edge.system import limit_malloc_arenas
+    from edge.system import tune_malloc
 
-    limit_malloc_arenas()  # as `edge run` does
+    tune_malloc()  # as `edge run` does
     options = BenchOptions(model=args.model, cameras=args.cameras, seconds=args.seconds,
                            threads=args.threads, backend=args.backend, mqtt=args.mqtt,
                            max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms)

@@ -53,9 +53,9 @@ def stop_on_signals(stop: threading.Event) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.daemon import Daemon
-    from edge.system import limit_malloc_arenas
+    from edge.system import tune_malloc
 
-    limit_malloc_arenas()
+    tune_malloc()
     config = load_config(args.config)
     if config.log.level is not None:  # the config's level wins over --log-level's default
         logging.getLogger().setLevel(config.log.level.upper())

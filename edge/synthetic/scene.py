@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 SHAPE_LABELS: tuple[str, ...] = ("circle", "square", "triangle", "star")
 
-NOISE_FIELDS = 8
+NOISE_OFFSETS = 4096  # distinct noise windows per scene (see Scene._noise_field)
 NOISE_STREAM = 1
 
 #: An object whose visible area falls below this fraction is marked difficult (VOC convention):
@@ -110,7 +110,7 @@ class ShapeScene:
         # Sensor noise has its own generator, so rendering pixels never shifts the motion
         # stream that `next_truth` replays; its fields are made on the first render.
         self._noise_rng = np.random.default_rng([self.seed, NOISE_STREAM])
-        self._noise_bank: list[npt.NDArray[np.int8]] = []
+        self._noise_strip: npt.NDArray[np.int8] = np.zeros(0, np.int8)
         self._spawned = 0  # identities are a counter, so they never perturb the motion stream
         target = int(self._rng.integers(self.config.min_objects, self.config.max_objects + 1))
         while len(self._shapes) < target:
@@ -225,15 +225,20 @@ class ShapeScene:
         cv2.add(image, self._noise_field(), dst=image, dtype=cv2.CV_8U)
 
     def _noise_field(self) -> npt.NDArray[np.int8]:
-        """One of NOISE_FIELDS seeded Gaussian fields, drawn per frame: deterministic for a seed
-        and cheap (drawing 900k normals per frame would cost more than the rest of a render).
-        Stored as int8 (clipped at +-127, 21 sigma at the default): 7 MB per 640x480 camera."""
-        if not self._noise_bank:
-            shape = (self.config.height, self.config.width, 3)
-            self._noise_bank = [
-                np.clip(np.round(self._noise_rng.normal(0.0, self.config.noise_sigma, shape)),
-                        -127, 127).astype(np.int8) for _ in range(NOISE_FIELDS)]
-        return self._noise_bank[int(self._noise_rng.integers(NOISE_FIELDS))]
+        """A window of one seeded Gaussian strip, at a random offset per frame.
+
+        Deterministic for a seed and cheap: drawing 900k normals per frame would cost more than
+        the rest of a render, and a bank of whole fields costs memory per camera (8 fields were
+        7 MB at 640x480). The strip is one frame plus NOISE_OFFSETS values (1 MB), stored as
+        int8 (clipped at +-127, 21 sigma at the default); every window is i.i.d. noise.
+        """
+        shape = (self.config.height, self.config.width, 3)
+        size = shape[0] * shape[1] * shape[2]
+        if not self._noise_strip.size:
+            self._noise_strip = _noise_strip(self._noise_rng, size + NOISE_OFFSETS,
+                                             self.config.noise_sigma)
+        offset = int(self._noise_rng.integers(NOISE_OFFSETS))
+        return self._noise_strip[offset:offset + size].reshape(shape)
 
     def _ground_truth(self, polygons: list[npt.NDArray[np.float64]]) -> GroundTruth:
         count = len(polygons)
@@ -273,21 +278,38 @@ def _boxes_overlap(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> bo
     return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
 
 
+def _noise_strip(rng: np.random.Generator, size: int, sigma: float,
+                 chunk: int = 1 << 16) -> npt.NDArray[np.int8]:
+    """`size` Gaussian values (sigma in grey levels) rounded and clipped to int8, drawn a chunk
+    at a time: one float64 draw of a whole strip would be a 7 MB temporary per camera."""
+    strip = np.empty(size, np.int8)
+    values = np.empty(chunk, np.float32)
+    for begin in range(0, size, chunk):
+        part = values[:min(chunk, size - begin)]
+        rng.standard_normal(out=part, dtype=np.float32)
+        part *= sigma
+        np.clip(np.round(part, out=part), -127, 127, out=part)
+        strip[begin:begin + part.size] = part
+    return strip
+
+
 def _textured_background(rng: np.random.Generator, width: int,
                          height: int) -> npt.NDArray[np.uint8]:
     """Low-saturation clutter: multi-scale noise, stripes and blobs, so shapes are not trivially
     separable by colour alone."""
-    base = np.zeros((height, width), np.float32)
+    base = np.full((height, width), 110.0, np.float32)
     for cells, weight in ((4, 35.0), (16, 20.0), (64, 10.0)):
         coarse = rng.normal(0, 1, (cells * height // width + 1, cells)).astype(np.float32)
         base += weight * cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     tint = rng.uniform(0.8, 1.2, 3).astype(np.float32)
-    image = (110 + base)[..., None] * tint
+    # Channel by channel: a float [H, W, 3] temporary would be 3.7 MB per camera at start-up.
+    background = np.empty((height, width, 3), np.uint8)
+    for channel in range(3):
+        background[..., channel] = np.clip(base * tint[channel], 0, 255)
     for _ in range(int(rng.integers(4, 10))):
         p1 = rng.integers(0, [width, height])
         p2 = rng.integers(0, [width, height])
-        grey = float(rng.uniform(40, 200))
-        cv2.line(image, (int(p1[0]), int(p1[1])), (int(p2[0]), int(p2[1])), (grey, grey, grey),
-                 int(rng.integers(1, 6)))
-    background: npt.NDArray[np.uint8] = np.clip(image, 0, 255).astype(np.uint8)
+        grey = int(rng.uniform(40, 200))
+        cv2.line(background, (int(p1[0]), int(p1[1])), (int(p2[0]), int(p2[1])),
+                 (grey, grey, grey), int(rng.integers(1, 6)))
     return background

@@ -28,8 +28,9 @@ from edge.zones import Zone, zones_for_frame
 
 log = logging.getLogger(__name__)
 
-#: Frames held at once: the one being inferred, the one being letterboxed, one spare.
-HELD_FRAMES = 3
+#: Frames held at once: the one being inferred and the one letterboxed meanwhile (the loop
+#: holds frame N+1 before it finishes frame N, and never N+2).
+HELD_FRAMES = 2
 
 
 class Publisher(Protocol):
