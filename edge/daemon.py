@@ -95,6 +95,7 @@ class Daemon:
             self.service.close()
             raise
         self.link.on_command("snapshot", self._snapshot)
+        self.link.sweep_retained(self.topics.event_snapshot("+", "+"), self._adopt_snapshots)
         self.discovery = DiscoveryPublisher(
             config, self.spec.labels, self.model_name, self.link,
             config.mqtt.password_value(os.environ)) if config.homeassistant.enabled else None
@@ -181,6 +182,27 @@ class Daemon:
         zones = zones_from_config(name, camera.zones, self.spec.labels, size)
         return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,
                               [] if size else camera.zones, self.link)
+
+    def _adopt_snapshots(self, topics: list[str]) -> None:
+        """Bound the snapshots earlier runs left retained: each camera that publishes
+        snapshots takes its own over (and clears the oldest beyond its limit); those of
+        cameras that no longer do (removed from the config, tracking or snapshots off) are
+        cleared."""
+        events = {w.name: w.tracking.events for w in self.workers
+                  if w.tracking is not None and self.config.tracking.snapshots}
+        found: dict[str, list[str]] = {}
+        for topic in topics:
+            found.setdefault(self.topics.snapshot_camera(topic) or "", []).append(topic)
+        cleared = 0
+        for camera, held in found.items():
+            engine = events.get(camera)
+            stale = held if engine is None else [m.topic for m in engine.adopt_retained(held)]
+            for topic in stale:
+                self.link.publish_best_effort(topic, b"", qos=0, retain=True)
+            cleared += len(stale)
+        if topics:
+            log.info("%d event snapshots were retained by earlier runs; %d cleared",
+                     len(topics), cleared)
 
     def alive(self) -> bool:
         """Every camera loop and the inference thread are alive (systemd's watchdog)."""

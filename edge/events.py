@@ -6,7 +6,8 @@ only once it has `MIN_SCORES` detections and the median of its recent scores rea
 `event_score`, as Frigate does: a false detection that survives a few frames is tracked, but
 never reported. The `new` event's `start` is when the track was first seen. Each event carries
 the object's best snapshot so far; the JPEG itself goes to a retained topic per event, and only
-the newest `RETAINED_SNAPSHOTS` stay retained per camera, so the broker's store stays bounded.
+the newest `RETAINED_SNAPSHOTS` stay retained per camera, so the broker's store stays bounded
+(across restarts too: the daemon hands over what earlier runs left, see `adopt_retained`).
 Counts (objects present now, per label and per zone and label) are retained and sent on change.
 Events and counts are at-least-once (the outbox); snapshots are best effort, like frames.
 """
@@ -14,6 +15,7 @@ Events and counts are at-least-once (the outbox); snapshots are best effort, lik
 from __future__ import annotations
 
 import json
+import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,14 +25,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.mqtt.topics import CONTRACT_VERSION, Topics
+from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS, Topics
 from edge.objects_config import TrackingConfig
 from edge.timing import rfc3339
 from edge.tracking.bytetrack import TrackedObject
 from edge.zones import Zone, anchor_points
-
-#: Snapshots kept retained per camera; older ones are cleared with an empty retained message.
-RETAINED_SNAPSHOTS = 50
 
 #: Scores a track needs before it can be reported (a median of two is not evidence).
 MIN_SCORES = 5
@@ -85,7 +84,8 @@ class EventEngine:
         self._lives: dict[int, _Life] = {}
         self._counts: dict[str, int] | None = None
         self._zero_counts = self._count_topics()
-        self._retained: deque[str] = deque()
+        self._retained: deque[str] = deque()  # snapshot topics, oldest first
+        self._retained_lock = threading.Lock()  # adopt_retained runs on another thread
         self.events_sent = 0
 
     def update(self, frame_id: int, ts: float, objects: Sequence[TrackedObject],
@@ -196,11 +196,27 @@ class EventEngine:
         life.published_score = best.score
         topic = self.topics.event_snapshot(self.camera, life.event_id)
         out = [Outgoing(topic, jpeg, 0, True, False)]
-        if topic not in self._retained:
-            self._retained.append(topic)
-            while len(self._retained) > RETAINED_SNAPSHOTS:
-                out.append(Outgoing(self._retained.popleft(), b"", 0, True, False))
+        with self._retained_lock:
+            if topic not in self._retained:
+                self._retained.append(topic)
+                out += self._cleared_beyond_limit()
         return out
+
+    def adopt_retained(self, topics: Sequence[str]) -> list[Outgoing]:
+        """Take over the snapshot topics an earlier run left retained (from a sweep of the
+        broker); returns the messages that clear the oldest beyond `RETAINED_SNAPSHOTS`.
+        Event ids begin with their start in ms, so ids order the topics in time."""
+        with self._retained_lock:
+            known = set(self._retained)
+            earlier = sorted((t for t in set(topics) if t not in known), key=_snapshot_age_key)
+            self._retained.extendleft(reversed(earlier))
+            return self._cleared_beyond_limit()
+
+    def _cleared_beyond_limit(self) -> list[Outgoing]:
+        cleared = []
+        while len(self._retained) > RETAINED_SNAPSHOTS:
+            cleared.append(Outgoing(self._retained.popleft(), b"", 0, True, False))
+        return cleared
 
     def _label(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
@@ -229,6 +245,13 @@ class EventEngine:
     def finish(self, ended: Sequence[TrackedObject], ts: float) -> list[Outgoing]:
         """`end` for every object still alive (the camera stopped) and zero counts."""
         return self.update(0, ts, [], ended, None)
+
+
+def _snapshot_age_key(topic: str) -> tuple[int, str]:
+    """`.../events/<start ms>-<track>/snapshot` -> (start ms, topic); foreign ids sort first."""
+    event_id = topic.rsplit("/", 2)[-2]
+    start = event_id.split("-", 1)[0]
+    return (int(start) if start.isdigit() else -1, topic)
 
 
 def jpeg_from_image(image: npt.NDArray[np.uint8], max_height: int, quality: int) -> bytes:

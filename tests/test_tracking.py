@@ -9,8 +9,8 @@ import pytest
 from edge.config import config_from_dict
 from edge.detections import Detections
 from edge.errors import ConfigError
-from edge.events import RETAINED_SNAPSHOTS, EventEngine
-from edge.mqtt.topics import Topics
+from edge.events import EventEngine
+from edge.mqtt.topics import RETAINED_SNAPSHOTS, Topics
 from edge.objects_config import TrackingConfig
 from edge.postprocess import iou_matrix
 from edge.synthetic import SHAPE_LABELS, ShapeScene

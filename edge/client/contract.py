@@ -25,7 +25,7 @@ from edge.client.models import (
     Jpeg,
 )
 from edge.errors import EdgeError
-from edge.mqtt.topics import CONTRACT_VERSION
+from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS
 
 Content = Literal["json", "jpeg", "integer"]
 
@@ -97,7 +97,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("event", ("{camera}", "events"), Event, "json", False, 1,
          "Tracked objects' new, update and end events (at least once, through the outbox)"),
     Kind("snapshot", ("{camera}", "events", "{event_id}", "snapshot"), Jpeg, "jpeg", True, 0,
-         "JPEG of an event's object at its best-scoring frame"),
+         "JPEG of an event's object at its best-scoring frame; the newest "
+         f"{RETAINED_SNAPSHOTS} per camera stay retained, older ones are cleared (across "
+         "restarts too)"),
     Kind("count", ("{camera}", "{label}", "count"), Count, "integer", True, 1,
          "Objects of a label present now in the camera's view"),
     Kind("zone_count", ("{camera}", "{zone}", "{label}", "count"), Count, "integer", True, 1,

@@ -39,6 +39,7 @@ from edge.mqtt.failures import (
     cause_from_reason,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
+from edge.mqtt.sweep import RetainedSweep
 from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class MqttLink:
         self.counters = LinkCounters()
         self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
+        self._sweeps: list[RetainedSweep] = []
         self._client = self._make_client(client_id)
         self._outbox: Outbox = outbox_from_config(settings)
         self.counters.recovered = self.counters.produced = self._outbox.depth
@@ -261,7 +263,16 @@ class MqttLink:
         """Serve `<prefix>/cmd/<name>`; the handler's result is published on `.../reply`."""
         self._commands[name] = handler
 
+    def sweep_retained(self, topic_filter: str, on_topics: Callable[[list[str]], None],
+                       quiet_s: float = 1.0) -> None:
+        """Once connected, hand `on_topics` the topics under `topic_filter` that hold retained
+        messages (what earlier runs left), gathered until none arrives for `quiet_s`.
+        Register before `start`."""
+        self._sweeps.append(RetainedSweep(topic_filter, on_topics, quiet_s))
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if any(sweep.offer(message) for sweep in self._sweeps):
+            return
         name = self.topics.command_name(message.topic)
         handler = self._commands.get(name or "")
         if handler is None:
@@ -281,6 +292,9 @@ class MqttLink:
         client.publish(self.topics.status, self._json(self._status("online")), qos=1, retain=True)
         for name in self._commands:
             client.subscribe(self.topics.command(name), qos=1)
+        for sweep in self._sweeps:
+            if not sweep.begun:
+                sweep.begin(client)
         with self._cond:
             self._connected = True
             self.counters.connects += 1

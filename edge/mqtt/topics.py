@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 CONTRACT_VERSION = 1
 
+#: Event snapshots kept retained per camera; older ones are cleared with an empty retained
+#: message (by the run that published them, or by the next run that finds them).
+RETAINED_SNAPSHOTS = 50
+
 
 @dataclass(frozen=True)
 class Topics:
@@ -50,6 +54,14 @@ class Topics:
 
     def event_snapshot(self, camera: str, event_id: str) -> str:
         return f"{self.prefix}/{camera}/events/{event_id}/snapshot"
+
+    def snapshot_camera(self, topic: str) -> str | None:
+        """`<prefix>/<camera>/events/<id>/snapshot` -> camera; None for any other topic."""
+        head = f"{self.prefix}/"
+        parts = topic[len(head):].split("/") if topic.startswith(head) else []
+        if len(parts) == 4 and parts[1] == "events" and parts[3] == "snapshot":
+            return parts[0]
+        return None
 
     def count(self, camera: str, label: str, zone: str | None = None) -> str:
         """Objects present now: `<camera>/<label>/count` or `<camera>/<zone>/<label>/count`."""

@@ -1,0 +1,76 @@
+"""Event snapshots stay bounded on the broker across daemon restarts: a starting daemon sweeps
+what earlier runs left retained, keeps the newest per camera and clears the rest."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config import config_from_dict
+from edge.daemon import Daemon
+from edge.events import EventEngine
+from edge.mqtt.topics import RETAINED_SNAPSHOTS, Topics
+from edge.objects_config import TrackingConfig
+from tests.mqtt_watch import Watcher
+
+JPEG = b"\xff\xd8\xff\xe0 an earlier run's snapshot"
+
+
+def snapshot_topic(camera: str, start_ms: int, track: int) -> str:
+    return Topics("edge/dev1").event_snapshot(camera, f"{start_ms}-{track}")
+
+
+def retain(port: int, topics: list[str]) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(topic, JPEG, qos=1, retain=True) for topic in topics]
+    for info in infos:
+        info.wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def retained_snapshots(port: int) -> set[str]:
+    with Watcher(port, "edge/dev1/+/events/+/snapshot") as watcher:
+        time.sleep(1.0)  # retained messages follow the SUBACK at once
+        return {m.topic for m in watcher.messages if m.retain and m.payload}
+
+
+def test_adopted_topics_are_ordered_by_event_start_not_by_text():
+    engine = EventEngine("gate", Topics("edge/dev1"), ["a"], [], TrackingConfig())
+    # 999 ms sorts after 1000 ms as text; as a time it is the oldest.
+    topics = [snapshot_topic("gate", 1000 + n, 1) for n in range(RETAINED_SNAPSHOTS)]
+    cleared = engine.adopt_retained([*topics, snapshot_topic("gate", 999, 7)])
+    assert [m.topic for m in cleared] == [snapshot_topic("gate", 999, 7)]
+    assert all(m.payload == b"" and m.retain for m in cleared)
+    assert engine.adopt_retained(topics) == []  # already known: nothing new to clear
+
+
+def test_a_restarted_daemon_clears_what_earlier_runs_left_beyond_the_limit(mosquitto,
+                                                                             demo_model):
+    kept_by_earlier_runs = [snapshot_topic("gate", 1_700_000_000_000 + n * 1000, n)
+                            for n in range(RETAINED_SNAPSHOTS + 10)]
+    removed_camera = [snapshot_topic("porch", 1_700_000_000_000, 1)]
+    retain(mosquitto.port, kept_by_earlier_runs + removed_camera)
+    assert len(retained_snapshots(mosquitto.port)) == RETAINED_SNAPSHOTS + 11
+
+    settings = config_from_dict({
+        "device_id": "dev1", "model": {"path": str(demo_model), "threads": 1},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes?fps=15&seed=3"}],
+        "mqtt": {"url": mosquitto.url}}, "test")
+    daemon = Daemon(settings)
+    daemon.start()
+    daemon.run(threading.Event(), duration=6.0)
+
+    left = retained_snapshots(mosquitto.port)
+    earlier_left = [t for t in kept_by_earlier_runs if t in left]
+    new = {t for t in left if t not in kept_by_earlier_runs}
+    assert new, "the run published snapshots of its own"
+    assert len(left) == RETAINED_SNAPSHOTS
+    assert not set(removed_camera) & left  # a camera no longer configured leaves nothing
+    # The oldest went first: what is left of the earlier runs is their newest.
+    assert earlier_left == kept_by_earlier_runs[len(kept_by_earlier_runs) - len(earlier_left):]
