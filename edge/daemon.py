@@ -27,6 +27,7 @@ from edge.redact import redact_text
 from edge.runners import Runner, choose_backend, runner_from_config
 from edge.sdnotify import notifier_from_environ
 from edge.service import InferenceService, batch_capacity, runner_rows
+from edge.sources import probe_frame_size
 from edge.sources.supervisor import CameraState, CameraStatus, SourceSupervisor
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
@@ -174,11 +175,14 @@ class Daemon:
 
     def _tracking(self, name: str) -> CameraTracking | None:
         """The camera's tracker, events and counts; its zones are checked here (ConfigError
-        naming the zone) against the frame size the source URI promises, if it does."""
+        naming the zone) against the frame size the source URI promises or a local file has;
+        a stream's zones are checked on its first frame."""
         if not self.config.tracking.enabled:
             return None
         camera = next(c for c in self.config.cameras if c.name == name)
         size = frame_size_from_uri(camera.source)
+        if size is None and any(zone.units == "pixels" for zone in camera.zones):
+            size = probe_frame_size(camera.source)  # a local file: checked now, not later
         zones = zones_from_config(name, camera.zones, self.spec.labels, size)
         return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,
                               [] if size else camera.zones, self.link)

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -66,7 +67,9 @@ def test_normalised_zone_is_scaled_to_the_frame():
     assert scaled.class_ids == frozenset({3}) and scaled.counts(3) and not scaled.counts(0)
 
 
-def _run_with_zone(tmp_path, model, zone: str) -> subprocess.CompletedProcess[str]:
+def _run_with_zone(tmp_path, model, zone: str,
+                   source: str = "synthetic://shapes?fps=5&width=320&height=240"
+                   ) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "edge.toml"
     config.write_text(f"""
 device_id = "z"
@@ -74,7 +77,7 @@ device_id = "z"
 path = "{model}"
 [[cameras]]
 name = "gate"
-source = "synthetic://shapes?fps=5&width=320&height=240"
+source = "{source}"
 [[cameras.zones]]
 {zone}
 [mqtt]
@@ -97,6 +100,20 @@ def test_edge_run_with_a_bad_zone_exits_2_naming_it(tmp_path, demo_model, zone, 
     result = _run_with_zone(tmp_path, demo_model, zone)
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_pixel_zone_outside_a_video_file_frame_exits_2_before_the_camera_runs(
+        tmp_path, demo_model):
+    images = tmp_path / "clip"
+    images.mkdir()
+    for n in range(3):
+        cv2.imwrite(str(images / f"{n:03d}.png"), np.full((240, 320, 3), 40 * n, np.uint8))
+    result = _run_with_zone(tmp_path, demo_model,
+                            'name = "far"\npoints = [[0, 0], [400, 0], [400, 100]]',
+                            f"file://{images}?fps=5")
+    assert result.returncode == 2, result.stderr
+    assert "camera 'gate', zone 'far': the polygon reaches outside the 320x240 frame" \
+        in result.stderr
 
 
 def _tracking(zones, unplaced):

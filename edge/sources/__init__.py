@@ -31,4 +31,24 @@ def source_from_uri(text: str) -> Source:
     return SOURCE_KINDS[uri.scheme](uri)
 
 
-__all__ = ["Frame", "FramePool", "LatestFrame", "Source", "SourceUri", "source_from_uri"]
+def probe_frame_size(text: str) -> tuple[int, int] | None:
+    """(width, height) of a local file source's frames, read by opening it and decoding its
+    first frame; None for any other source (a stream or a device is not opened before the
+    daemon runs it) and for a file that cannot be read (its camera reports that when it
+    starts)."""
+    uri = SourceUri.parse(text)
+    if uri.scheme != "file":
+        return None
+    source = source_from_uri(text)
+    try:
+        source.open()
+        frame = source.read()
+    except SourceError:
+        return None
+    finally:
+        source.close()
+    return None if frame is None else (frame.image.shape[1], frame.image.shape[0])
+
+
+__all__ = ["Frame", "FramePool", "LatestFrame", "Source", "SourceUri", "probe_frame_size",
+           "source_from_uri"]
