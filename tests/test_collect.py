@@ -18,7 +18,7 @@ import pytest
 
 from calibration.datasets import dataset_from
 from edge.collect import Collector
-from edge.collect.dataset import CollectedDataset, DiskFullError, Sample
+from edge.collect.dataset import CollectedDataset, DiskFullError, Sample, yolo_lines
 from edge.collect.phash import dhash, hamming
 from edge.config import config_from_dict
 from edge.daemon import Daemon
@@ -92,6 +92,9 @@ def test_dataset_layouts_load_in_pycocotools_and_edge_eval(tmp_path):
     assert yolo.kind == "yolo" and len(yolo.items) == 6
     for item in yolo.items:
         np.testing.assert_allclose(item.boxes, truths[item.path.stem], atol=0.01)
+    for label_file in (out / "labels").glob("*.txt"):  # what Ultralytics' loader accepts
+        rows = np.loadtxt(label_file, ndmin=2)
+        assert rows.shape[1] == 5 and (rows[:, 1:] >= 0).all() and (rows[:, 1:] <= 1).all()
     from_coco = dataset_from(out / "annotations.coco.json", LABELS, "detect")
     assert len(from_coco.items) == 6
     tasks = json.loads((out / "label-studio.json").read_text())
@@ -320,3 +323,10 @@ def test_collect_cli_stops_at_its_allowance_with_exit_2_and_a_consistent_dataset
     assert len(list((out / "images").iterdir())) == len(rows)
     coco = json.loads((out / "annotations.coco.json").read_text())
     assert len(coco["images"]) == len(rows)  # the exports were refreshed at the stop
+
+
+def test_yolo_labels_clip_boxes_to_the_frame_and_drop_those_outside():
+    row = {"width": 100, "height": 50, "objects": [
+        {"class_id": 2, "box": [-10.0, 10.0, 30.0, 60.0], "score": 0.9},
+        {"class_id": 1, "box": [120.0, 0.0, 140.0, 10.0], "score": 0.8}]}
+    assert yolo_lines(row) == "2 0.150000 0.600000 0.300000 0.800000\n"

@@ -1,7 +1,7 @@
 """A labelling dataset on disk, built one sampled frame at a time, resumable and bounded.
 
     out/images/<device>_<camera>_<frame_id>.jpg   clean pixels (no boxes drawn)
-    out/labels/<same stem>.txt                   YOLO: class cx cy w h score (pre-annotations)
+    out/labels/<same stem>.txt                   YOLO: class cx cy w h (pre-annotations)
     out/classes.txt, out/data.yaml               the layout `edge eval --data out` reads
     out/manifest.jsonl                           one row per image: the source of truth
     out/manifest.csv                             the same rows for spreadsheets
@@ -257,12 +257,20 @@ class CollectedDataset:
 
 
 def yolo_lines(row: dict[str, Any]) -> str:
+    """YOLO detection labels: `class cx cy w h` normalised to 0..1, boxes clipped to the frame.
+
+    Five columns exactly: Ultralytics' loader rejects a label file with any other count, and
+    coordinates outside 0..1. The model's scores stay in the manifest, COCO and Label Studio.
+    """
     width, height = row["width"], row["height"]
     lines = []
     for obj in row["objects"]:
-        x1, y1, x2, y2 = obj["box"]
+        x1, x2 = (min(max(v, 0.0), width) for v in (obj["box"][0], obj["box"][2]))
+        y1, y2 = (min(max(v, 0.0), height) for v in (obj["box"][1], obj["box"][3]))
+        if x2 <= x1 or y2 <= y1:
+            continue
         lines.append(f"{obj['class_id']} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f} {obj['score']:.4f}")
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
     return "".join(line + "\n" for line in lines)
 
 
