@@ -39,10 +39,16 @@ def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: l
     return {name: decibels(signal[name], noise[name]) for name in names}
 
 
+#: Ops whose second input, when an initializer, is a layer's weights.
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
 def weighted_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """Nodes whose second input is a weight initializer (Conv, Gemm, MatMul with weights...)."""
-    weights = {i.name for i in model.graph.initializer}
-    return [n for n in model.graph.node if len(n.input) > 1 and n.input[1] in weights]
+    """Conv, Gemm and MatMul nodes whose second input is a float weight initializer (not, say,
+    a Gather's int64 indices, whose output is no activation)."""
+    weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    return [n for n in model.graph.node
+            if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in weights]
 
 
 def layer_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,

@@ -210,8 +210,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     else:
         for fidelity in result.comparison:
             chosen = "  <- chosen" if fidelity.method == result.ranges.method else ""
+            parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
             print(f"  {fidelity.method:10s} agreement with FP32 {100 * fidelity.agreement:5.1f}%"
-                  f"  output SQNR {fidelity.sqnr_db:5.1f} dB{chosen}")
+                  f"  output SQNR {fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}"
+                  f"{chosen}")
         print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
               f"{result.frames} frames in {result.seconds:.1f} s; {len(frames.skipped)} files "
               f"skipped; kept float: {', '.join(result.excluded) or 'none'}")

@@ -139,3 +139,34 @@ def test_refinement_is_not_tried_when_the_best_method_is_close(demo):
     result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
                        CalibrateOptions(profile="tensorrt", progress=False))
     assert len(result.comparison) == 4 and best_of(result.comparison).sqnr_db > 20
+
+
+def test_a_detectors_output_sqnr_is_its_weaker_part_measured_apart(demo):
+    """Pooled, box coordinates (hundreds of pixels) drown the class scores (0..1)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from calibration.selection import HeldOutJudge
+    from edge.postprocess import HEAD_DECODERS
+
+    model, spec = demo
+    result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
+                       CalibrateOptions(profile="tensorrt", method="entropy", progress=False))
+    feeds = list(frames_from("synthetic://shapes?seed=12", max_images=3).inputs(spec))
+    judged = HeldOutJudge(model, spec, feeds).fidelity("entropy", result.model)
+    sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+                for m in (model, result.model)]
+    sums = {"boxes": [0.0, 0.0], "scores": [0.0, 0.0], "pooled": [0.0, 0.0]}
+    for feed in feeds:
+        reference, quantized = (s.run([spec.output], feed)[0][0].astype(np.float64)
+                                for s in sessions)
+        parts = zip(("boxes", "scores"), HEAD_DECODERS[spec.head](reference),
+                    HEAD_DECODERS[spec.head](quantized), strict=True)
+        for part, ref, out in [*parts, ("pooled", reference, quantized)]:
+            sums[part][0] += float(np.square(ref).sum())
+            sums[part][1] += float(np.square(ref - out).sum())
+    expected = {part: 10 * np.log10(s / n) for part, (s, n) in sums.items()}
+    assert judged.parts_db == pytest.approx({p: expected[p] for p in ("boxes", "scores")},
+                                            abs=0.05)
+    assert judged.sqnr_db == min(judged.parts_db.values())
+    assert expected["scores"] < expected["pooled"] - 3  # what pooling used to hide
