@@ -1,14 +1,13 @@
-"""Image files -> BGR frames, decoded no larger than the model needs.
+"""Image files -> BGR frames, decoded in full.
 
-A camera-sized JPEG (1920x1080) fed to a 320x320 model is shrunk 6x by the letterbox anyway.
-libjpeg can decode at 1/2, 1/4 or 1/8 scale by dropping DCT coefficients (OpenCV's
-`IMREAD_REDUCED_*`), 2-3x faster than a full decode. A reduced decode averages pixels where
-the device's bilinear letterbox samples them, so it smooths sensor noise the device keeps; the
-largest scale that leaves the image at least twice its letterboxed size is used, which keeps
-the median range within 1% of a full decode's (measured on the demo detector: 0.2% or less
-for minmax, percentile and mse; the largest percentile range deviation 0.2-1.4%; entropy's
-search jumps by a few percent, tests/calibration/test_images.py). Evaluation reads full
-frames: its boxes are in source pixels.
+Calibration frames are decoded at full size, as the device decodes its camera frames, so the
+letterbox sees the same pixels and the ranges are those of the frames the device will see.
+libjpeg can decode at 1/2, 1/4 or 1/8 scale (OpenCV's `IMREAD_REDUCED_*`), 2-3x faster, and
+an earlier version did for JPEGs at least twice the letterboxed size; but a reduced decode
+averages the sensor noise that the device's bilinear letterbox keeps, which moved a few
+early-layer ranges by 1.4-3%, and decoding on two threads instead (calibration.readers) made
+whole runs as fast or faster (256 camera JPEGs into the demo detector: 3.3-3.4 s vs 3.7-3.9 s
+reduced; 128 into a YOLOv8n: the same 5.3-5.7 s, inference-bound).
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-_REDUCED_COLOUR = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                   8: cv2.IMREAD_REDUCED_COLOR_8}
 # Start-of-frame markers (baseline, progressive, lossless...): C0-CF less DHT, JPG and DAC.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RSTn, SOI, EOI
@@ -53,34 +50,13 @@ def jpeg_size(data: bytes | npt.NDArray[np.uint8]) -> tuple[int, int] | None:
     return None
 
 
-def reduction_for(width: int, height: int, fit: tuple[int, int]) -> int:
-    """1, 2, 4 or 8: the largest JPEG scale-down after which a `width` x `height` image is still
-    at least twice its letterboxed size in a `fit` = (width, height) model input."""
-    scale = min(fit[0] / width, fit[1] / height)
-    factor = 1
-    while factor < 8 and scale * factor * 4 <= 1.0:
-        factor *= 2
-    return factor
-
-
-def read_image(path: Path, fit: tuple[int, int] | None = None) -> npt.NDArray[np.uint8] | None:
+def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
     """BGR uint8 [H, W, 3], or None for anything that is not a usable 8-bit image (corrupt,
-    truncated, empty, 16-bit, not an image). Grey images are expanded to three channels.
-
-    With `fit` (the model input's width, height), a large JPEG is decoded at a reduced scale
-    (module docstring); otherwise at full size."""
+    truncated, empty, 16-bit, not an image). Grey images are expanded to three channels."""
     data = _file_bytes(path)
     if data is None:
         return None
-    size = jpeg_size(data) if fit is not None else None
-    factor = reduction_for(*size, fit) if size is not None and fit is not None else 1
-    if factor > 1:
-        # IMREAD_UNCHANGED ignores EXIF orientation; the reduced decode must do the same
-        flags = _REDUCED_COLOUR[factor] | cv2.IMREAD_IGNORE_ORIENTATION
-        image = cv2.imdecode(data, flags)
-    else:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    return _bgr(image)
+    return _bgr(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
 
 
 def is_usable_image(path: Path) -> bool:

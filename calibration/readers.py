@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
@@ -25,6 +27,7 @@ from edge.preprocess import letterboxer_from_spec
 from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
 from edge.synthetic.scene import SceneConfig, ShapeScene
+from edge.system import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,9 @@ T = TypeVar("T")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
+
+#: Threads that decode a folder's images ahead of the model run.
+DECODE_THREADS = min(2, usable_cores())
 
 
 def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
@@ -78,9 +84,9 @@ class FrameSet:
     count: int = 0
     skipped: list[str] = field(default_factory=list)
 
-    def images(self, fit: tuple[int, int] | None = None) -> Iterator[npt.NDArray[np.uint8]]:
-        """Source frames, BGR uint8 [h, w, 3], in a fixed order; with `fit` (model input width,
-        height), large JPEGs are decoded at a reduced scale (calibration.images)."""
+    def images(self) -> Iterator[npt.NDArray[np.uint8]]:
+        """Source frames, BGR uint8 [h, w, 3], in a fixed order (a folder's decoded on
+        `DECODE_THREADS` threads)."""
         if self.video is not None:
             yield from _video_frames(self.video, self.count)
         elif self.synthetic_seed is not None:
@@ -90,18 +96,36 @@ class FrameSet:
                     image, _ = scene.next()
                 yield image
         else:
-            for path in self.paths:
-                decoded = read_image(path, fit)
+            for decoded in decoded_in_order(self.paths):
                 if decoded is not None:
                     yield decoded
 
     def inputs(self, spec: ModelSpec) -> Iterator[dict[str, npt.NDArray[np.uint8]]]:
         """Model input dicts `{input name: uint8 [1, H, W, 3]}`, a new buffer per frame."""
         letterbox = letterboxer_from_spec(spec)
-        for image in self.images((spec.input.width, spec.input.height)):
+        for image in self.images():
             buffer = np.empty((1, spec.input.height, spec.input.width, 3), np.uint8)
             letterbox(image, buffer)
             yield {spec.input.name: buffer}
+
+
+def decoded_in_order(paths: Sequence[Path], threads: int = 0
+                     ) -> Iterator[npt.NDArray[np.uint8] | None]:
+    """`read_image` of each path, in order, decoded `threads` at a time (0: `DECODE_THREADS`)
+    with a bounded look-ahead, so memory stays flat. JPEG decoding releases the GIL; on 2 cores
+    two decoders beside the model run measured 5-10% faster for a cheap model than one."""
+    workers = threads or DECODE_THREADS
+    if workers == 1:
+        yield from map(read_image, paths)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        pending: deque[Future[npt.NDArray[np.uint8] | None]] = deque()
+        for path in paths:
+            pending.append(pool.submit(read_image, path))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,

@@ -1,21 +1,13 @@
-"""Image decoding for calibration: JPEG headers, reduced-scale decoding and its effect on ranges."""
+"""Image decoding for calibration: JPEG headers, the cheap usability check, decoding in order."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from calibration import images
-from calibration.images import is_usable_image, jpeg_size, read_image, reduction_for
-from calibration.ranges import TensorRanges, range_method
-from calibration.readers import frames_from
-from calibration.stats import StatsCollector
-from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
-from edge.synthetic import ShapeScene
-from edge.synthetic.scene import SceneConfig
+from calibration.images import is_usable_image, jpeg_size, read_image
+from calibration.readers import decoded_in_order
 
 
 def jpeg(width: int, height: int, **params: int) -> bytes:
@@ -37,66 +29,26 @@ def test_jpeg_size_from_the_header(data, size):
     assert jpeg_size(data) == size
 
 
-@pytest.mark.parametrize(("source", "fit", "factor"), [
-    ((640, 480), (640, 640), 1),
-    ((1280, 720), (640, 640), 1),    # reduced 2x it would be only 1x its letterboxed size
-    ((1280, 720), (320, 320), 2),
-    ((1920, 1080), (320, 320), 2),
-    ((4000, 3000), (320, 320), 4),
-    ((8000, 6000), (160, 160), 8),
-])
-def test_reduction_keeps_twice_the_letterboxed_size(source, fit, factor):
-    assert reduction_for(*source, fit) == factor
-    scale = min(fit[0] / source[0], fit[1] / source[1])
-    assert source[0] / factor >= 2 * source[0] * scale or factor == 1
-
-
-def test_reduced_decode_and_cheap_check(tmp_path):
+def test_full_decode_and_cheap_check(tmp_path):
     path = tmp_path / "big.jpg"
     path.write_bytes(jpeg(1280, 720))
     assert read_image(path).shape == (720, 1280, 3)
-    assert read_image(path, fit=(320, 320)).shape == (360, 640, 3)
     assert is_usable_image(path)
     (tmp_path / "cut.jpg").write_bytes(path.read_bytes()[:20])
     assert not is_usable_image(tmp_path / "cut.jpg") and read_image(tmp_path / "cut.jpg") is None
 
 
-def camera_jpegs(folder: Path, count: int) -> None:
-    """Synthetic scenes at 720p and 1080p (the sizes a reduced decode applies to for a 320x320
-    model), saved as a camera would: JPEG quality 90."""
-    for index in range(count):
-        width, height = ((1280, 720), (1920, 1080))[index % 2]
-        scene = ShapeScene(seed=300 + index, config=SceneConfig(width=width, height=height))
-        for _ in range(3):
-            image, _ = scene.next()
-        cv2.imwrite(str(folder / f"{index:03d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-
-
-def test_reduced_decoding_keeps_ranges_within_one_percent(demo_model, tmp_path, monkeypatch):
-    """The median tensor's range from reduced decodes is within 1% of a full decode's for the
-    minmax, percentile and mse methods; no percentile range moves by 2% (measured on these 24
-    frames: 1.4% at worst; the smoothing of sensor noise shows in a few early-layer ranges, see
-    calibration.images). Entropy's search jumps between near-equal minima, so its ranges move
-    by a few percent whatever changes in the histogram; it is not held to 1%."""
-    camera_jpegs(tmp_path, 24)
-    model, spec = load_float_model(demo_model)
-    frames = frames_from(tmp_path)
-    names = tensors_to_observe(model, CalibrateOptions(profile="tensorrt"))
-
-    def amaxes(method: str, stats, count) -> np.ndarray:
-        ranges = TensorRanges.from_stats(stats, range_method(method), count)
-        return np.array([ranges.ranges[n].amax for n in names])
-
-    def collected():
-        collector = StatsCollector(model, names)
-        return collector.collect(frames.inputs(spec)), collector.frames
-
-    reduced = collected()
-    monkeypatch.setattr(images, "reduction_for", lambda width, height, fit: 1)
-    full = collected()
-    for method in ("minmax", "percentile", "mse"):
-        ours, exact = amaxes(method, *reduced), amaxes(method, *full)
-        deviation = np.abs(ours - exact) / np.maximum(exact, 1e-9)
-        assert np.median(deviation) < 0.01, method
-        if method == "percentile":
-            assert deviation.max() < 0.02
+def test_parallel_decoding_keeps_the_order_and_the_pixels(tmp_path):
+    paths = []
+    for index in range(9):
+        path = tmp_path / f"{index}.jpg"
+        cv2.imwrite(str(path), np.full((48 + index, 64, 3), 20 * index, np.uint8))
+        paths.append(path)
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    paths.insert(4, tmp_path / "bad.jpg")
+    sequential = list(decoded_in_order(paths, threads=1))
+    parallel = list(decoded_in_order(paths, threads=3))
+    assert [None if i is None else i.shape[0] for i in parallel] == \
+        [48, 49, 50, 51, None, 52, 53, 54, 55, 56]
+    for one, other in zip(sequential, parallel, strict=True):
+        assert (one is None and other is None) or np.array_equal(one, other)
