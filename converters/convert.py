@@ -27,6 +27,7 @@ from converters.fold import (
     onnx_with_preprocess,
 )
 from converters.heads import SUPPORTED, Head, head_from_shape
+from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_spec
 from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch
 from converters.onnx_source import source_onnx_from_file
@@ -180,7 +181,7 @@ def _plain_from_onnx(source: Path) -> _Plain:
         return {name: result[:len(x)] for name, result in zip(outputs, results, strict=True)}
 
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
-                  metadata.labels if metadata else None,
+                  metadata.labels if metadata else labels_from_paddle_metadata(model),
                   metadata.image_size if metadata else None,
                   metadata.stride if metadata else None, tuple(loaded.notes))
 

@@ -9,7 +9,8 @@ from converters.errors import ConversionError
 from edge.spec import HeadLayout
 
 SUPPORTED = ("detect: [N, 4+nc, A] (Ultralytics v8/v11), [N, A, 4+nc] (transposed), "
-             "[N, A, 5+nc] (YOLOv5 with objectness); classify: [N, nc]")
+             "[N, A, 5+nc] (YOLOv5 with objectness), GFL heads (PP-PicoDet: scores and box "
+             "distributions per level, decoded into the graph); classify: [N, nc]")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""Labels from the command line: a file (one per line, or a JSON list) or a comma list."""
+"""Labels from the command line (a file, one per line or a JSON list, or a comma list) and from
+exporters' metadata."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import onnx
 
 from converters.errors import ConversionError
 
@@ -35,3 +38,11 @@ def labels_from_option(value: str) -> tuple[str, ...]:
         repeated = sorted({x for x in found if found.count(x) > 1})
         raise ConversionError(f"labels must be unique; repeated: {', '.join(repeated)}")
     return found
+
+
+def labels_from_paddle_metadata(model: onnx.ModelProto) -> tuple[str, ...] | None:
+    """Class names that PaddlePaddle exports (paddle2onnx, as PaddleOCR and RapidOCR ship them)
+    keep newline-separated under the `character` metadata key; None when absent or unusable."""
+    text = next((p.value for p in model.metadata_props if p.key == "character"), None)
+    labels = tuple(line.strip() for line in (text or "").splitlines() if line.strip())
+    return labels if labels and len(set(labels)) == len(labels) else None

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper, version_converter
 
 from converters.errors import ConversionError
+from converters.gfl_head import fold_gfl_head, gfl_levels
 from edge.spec import SPEC_KEY
 
 #: Per-channel QuantizeLinear/DequantizeLinear (axis) needs opset 13.
@@ -41,6 +42,7 @@ def source_onnx_from_file(path: Path) -> SourceOnnx:
     _dynamic_dims_named(model, notes)
     _constants_as_initializers(model, notes)
     model = _opset_at_least(model, MIN_OPSET, notes)
+    model = _gfl_head_folded(model, notes)
     return SourceOnnx(model, notes)
 
 
@@ -129,6 +131,16 @@ def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
             dtype = "float32" if "float" in attribute.name else "int64"
             return numpy_helper.from_array(np.array(value, dtype))
     return None
+
+
+def _gfl_head_folded(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    levels = gfl_levels(model)
+    if levels is None:
+        return model
+    notes.append(f"folded the GFL (PicoDet) head's decode into the graph: {len(levels)} levels, "
+                 f"strides {'/'.join(str(level.stride) for level in levels)}, "
+                 f"{levels[0].bins} distance bins -> one [N, A, 4+nc] output")
+    return fold_gfl_head(model, levels)
 
 
 def opset_of(model: onnx.ModelProto) -> int:

