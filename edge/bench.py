@@ -31,6 +31,7 @@ from edge.runners import BackendChoice, choose_backend, runner_from_config
 from edge.runners.base import Runner
 from edge.service import batch_capacity, runner_rows
 from edge.sources import source_from_uri
+from edge.spec import spec_from_onnx_file
 from edge.timing import percentiles_of
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
 
 
 def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> dict[str, Any]:
-    """Both phases; returns the figures (the `--json` line)."""
+    """Both phases; returns the figures (the `--json` line). A missing or unconverted model
+    is a ModelError before anything starts."""
+    spec_from_onnx_file(options.model)
     broker = _broker(options.mqtt)
     try:
         config = bench_config(options, options.mqtt or (broker.url if broker else ""))

@@ -23,6 +23,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+class _MqttFiveProbes(logging.Filter):
+    """Drops amqtt's warnings about MQTT 5 connection attempts: edge's subscribers try MQTT 5
+    first and fall back to 3.1.1, which is all amqtt speaks, so each probe is expected."""
+
+    PROBE_WARNINGS = ("Invalid connection from", "Invalid protocol from")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.PROBE_WARNINGS)
+
+
 class EmbeddedBroker:
     """amqtt on its own event-loop thread, listening on 127.0.0.1:`port` (a free one by default)."""
 
@@ -46,6 +57,9 @@ class EmbeddedBroker:
             raise MissingDependencyError("amqtt", "demo", "the embedded demo broker") from exc
         # amqtt logs every packet at INFO; keep the demo's console for detections.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
+        broker_log = logging.getLogger("amqtt.broker")
+        if not any(isinstance(f, _MqttFiveProbes) for f in broker_log.filters):
+            broker_log.addFilter(_MqttFiveProbes())
         logging.getLogger("transitions").setLevel(logging.WARNING)
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None:

@@ -428,7 +428,10 @@ def describe_errors(exc: ValidationError) -> str:
         elif error["type"] == "missing":
             message = "required key is missing"
         else:
-            message = f"{error['msg']}{_shown_input(error['loc'], error.get('input'))}"
+            text = error["msg"]
+            if error["type"] == "value_error":  # our validators' own words, without pydantic's
+                text = text.removeprefix("Value error, ")
+            message = f"{text}{_shown_input(error['loc'], error.get('input'))}"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 

@@ -108,7 +108,8 @@ class ModelSpec(_Strict):
 def spec_from_onnx_file(path: Path) -> ModelSpec:
     """The model spec from an ONNX file's metadata, with whichever reader is installed."""
     if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
+        raise ModelError(f"model file {path} does not exist; check the path, or make a model "
+                         "with `edge convert`")
     try:
         import onnx  # noqa: PLC0415 - optional (convert extra)
         from google.protobuf.message import DecodeError  # noqa: PLC0415 - comes with onnx

@@ -35,7 +35,8 @@ BASE = {"model": {"path": "m.onnx"}, "cameras": [{"name": "a", "source": "synthe
 @pytest.mark.parametrize(("sampling", "camera", "expected"), [
     ({"uncertain_band": [0.0, 0.5]}, None, r"sampling\.uncertain_band: .*0 < low < high < 1"),
     ({"uncertain_band": [0.4, 1.0]}, None, r"sampling\.uncertain_band"),
-    ({"uncertain_band": [0.6, 0.4]}, None, r"sampling\.uncertain_band"),
+    ({"uncertain_band": [0.6, 0.4]}, None,
+     r"sampling\.uncertain_band: expected \[low, high\] with 0 < low < high < 1"),
     ({"limits": {"per_minute": 0}}, None, r"sampling\.limits\.per_minute: .*greater than 0"),
     ({"limits": {"per_hour": -3}}, None, r"sampling\.limits\.per_hour: .*greater than 0"),
     ({"limits": {"per_day": 0}}, None, r"sampling\.limits\.per_day"),
@@ -166,3 +167,9 @@ def test_a_band_below_the_threshold_decodes_lower_and_splits():
                            threshold=0.25)
     assert above.decode_threshold == 0.25
     assert len(above.split(decoded)[1]) == 0
+
+
+def test_validator_messages_read_as_ours_without_pydantics_prefix():
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({**BASE, "sampling": {"uncertain_band": [0.6, 0.4]}}, "test")
+    assert "Value error" not in str(caught.value)

@@ -195,7 +195,7 @@ def test_bench_reports_backend_alone_and_whole_loop(demo_model):
 
 @pytest.mark.parametrize(
     ("make", "message"),
-    [(lambda tmp: tmp / "absent.onnx", "does not exist"),
+    [(lambda tmp: tmp / "absent.onnx", "does not exist; check the path"),
      (lambda tmp: constant_head_model(tmp / "plain.onnx", (1, 8, 10), None),
       "edge convert")],
     ids=["missing", "unconverted"])
