@@ -100,8 +100,8 @@ def _decode_level(graph: onnx.GraphProto, level: GflLevel, prefix: str) -> str:
     centres = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(np.float32)
     constants: dict[str, npt.NDArray[Any]] = {
         f"{prefix}_shape4": np.array([0, anchors, 4, level.bins], np.int64),
-        f"{prefix}_shape3": np.array([0, anchors, 4], np.int64),
-        f"{prefix}_bins": np.arange(level.bins, dtype=np.float32).reshape(level.bins, 1),
+        f"{prefix}_bins": np.arange(level.bins, dtype=np.float32),
+        f"{prefix}_last": np.array([-1], np.int64),
         f"{prefix}_stride": np.array(level.stride, np.float32),
         f"{prefix}_centres": (centres + 0.5) * level.stride,  # [A_l, 2], x then y
         f"{prefix}_half": np.array(0.5, np.float32),
@@ -112,8 +112,11 @@ def _decode_level(graph: onnx.GraphProto, level: GflLevel, prefix: str) -> str:
     graph.node.extend([
         helper.make_node("Reshape", [level.boxes, f"{p}_shape4"], [f"{p}_bins4"]),
         helper.make_node("Softmax", [f"{p}_bins4"], [f"{p}_probs"], axis=-1),
-        helper.make_node("MatMul", [f"{p}_probs", f"{p}_bins"], [f"{p}_expect"]),
-        helper.make_node("Reshape", [f"{p}_expect", f"{p}_shape3"], [f"{p}_cells"]),
+        # The expectation as Mul + ReduceSum, not MatMul: INT8 profiles quantize MatMuls, and
+        # this is decoding, which stays float.
+        helper.make_node("Mul", [f"{p}_probs", f"{p}_bins"], [f"{p}_weighted"]),
+        helper.make_node("ReduceSum", [f"{p}_weighted", f"{p}_last"], [f"{p}_cells"],
+                         keepdims=0),
         helper.make_node("Mul", [f"{p}_cells", f"{p}_stride"], [f"{p}_ltrb"]),
         helper.make_node("Split", [f"{p}_ltrb", f"{p}_split"], [f"{p}_lt", f"{p}_rb"], axis=2),
         helper.make_node("Sub", [f"{p}_rb", f"{p}_lt"], [f"{p}_shift2"]),
