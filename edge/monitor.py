@@ -127,15 +127,21 @@ class FrameSaver:
         self.saved += 1
 
 
+#: How long the monitor waits for the broker's first SUBACK.
+CONNECT_TIMEOUT_S = 10.0
+
+
 def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | None,
                 echo: Callable[[str], None] = print, stop: threading.Event | None = None,
                 events: bool = False, share_group: str | None = None) -> dict[str, Any]:
     """Print messages until `stop` is set or `seconds` pass; returns counts per kind."""
     saver = FrameSaver(frames) if frames is not None else None
     lock = threading.Lock()
+    announced = threading.Event()  # retained messages arrive with the SUBACK: "connected" first
 
     def show(message: Message) -> None:
         line = format_line(message, events)
+        announced.wait(CONNECT_TIMEOUT_S)
         with lock:
             if line is not None:
                 echo(line)
@@ -147,10 +153,12 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
     stop = stop or threading.Event()
     subscriber.start()
     try:
-        if not subscriber.wait_subscribed(10.0):
+        if not subscriber.wait_subscribed(CONNECT_TIMEOUT_S):
             raise EdgeError(f"could not reach the MQTT broker at {redact_uri(url)}; check "
                             "--mqtt (mqtts:// defaults to port 8883)")
-        echo(f"connected to {redact_uri(url)}, watching {prefix}")
+        with lock:
+            echo(f"connected to {redact_uri(url)}, watching {prefix}")
+        announced.set()
         stop.wait(seconds)
     finally:
         subscriber.stop()

@@ -107,6 +107,8 @@ class ModelSpec(_Strict):
 
 def spec_from_onnx_file(path: Path) -> ModelSpec:
     """The model spec from an ONNX file's metadata, with whichever reader is installed."""
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder; pass the model's .onnx file")
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist; check the path, or make a model "
                          "with `edge convert`")

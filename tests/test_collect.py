@@ -190,12 +190,37 @@ def run_collect_cli(*args: str) -> subprocess.CompletedProcess[str]:
      r"output directory .* does not exist"),
     (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--max-mb", "0"],
      r"--max-mb must be positive"),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--min-free-mb", "-3"],
+     r"--min-free-mb must be 0 or more"),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--duplicate-distance", "999"],
+     r"--duplicate-distance must be -1 \(keep every frame\) or 0 to 256"),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--prefix", "edge/#"],
+     r"prefix 'edge/#': use edge/<device_id> for one device or edge/\+"),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--seconds", "30"],
+     r"could not reach the MQTT broker at mqtt://127.0.0.1:1 within 10 s"),
 ])
 def test_collect_cli_bad_input_exits_2(tmp_path, args, expected):
     result = run_collect_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert re.search(expected, result.stderr), result.stderr
+    assert not (tmp_path / "o").exists()  # a run that never started leaves no dataset
+    assert "images in" not in result.stdout  # and no summary of nothing
+
+
+def test_two_collectors_on_one_broker_keep_their_own_sessions(tmp_path, mosquitto):
+    first = Collector(mosquitto.url, "edge/+", CollectedDataset(tmp_path / "a"))
+    second = Collector(mosquitto.url, "edge/+", CollectedDataset(tmp_path / "b"))
+    first.start()
+    second.start()
+    try:
+        assert first.subscription.subscribed.wait(10) and second.subscription.subscribed.wait(10)
+        connects = (first.subscription.connects, second.subscription.connects)
+        time.sleep(2.0)  # a shared client id would make the broker drop one, and it reconnect
+        assert (first.subscription.connects, second.subscription.connects) == connects == (1, 1)
+    finally:
+        first.stop()
+        second.stop()
 
 
 def replay_truths(seed: int, frame_ids: list[int]):

@@ -80,6 +80,16 @@ def test_monitor_events_mode_shows_events_not_frames(tmp_path, mosquitto, demo_m
     assert any(" count " in line for line in lines)
 
 
+def test_connected_is_printed_before_the_retained_messages_that_follow_the_suback(mosquitto):
+    for n in range(5):
+        publish.single(f"edge/dev{n}/gate/circle/count", str(n), qos=1, retain=True,
+                       hostname="127.0.0.1", port=mosquitto.port)
+    lines: list[str] = []
+    run_monitor(mosquitto.url, "edge/+", 1.5, None, echo=lines.append, events=True)
+    assert lines[0].startswith(f"connected to {mosquitto.url}"), lines
+    assert len(lines) >= 2
+
+
 def test_monitor_exits_0_on_sigterm(mosquitto):
     process = subprocess.Popen([sys.executable, "-m", "edge", "monitor", "--mqtt",
                                 mosquitto.url, "--json"], stdout=subprocess.PIPE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,30 @@ from edge.cli.common import print_json
 def cmd_collect(args: argparse.Namespace) -> int:
     from edge.cli.device import stop_on_signals
     from edge.collect import CollectedDataset, Collector
-    from edge.errors import InputError
+    from edge.collect.phash import HASH_BITS
+    from edge.errors import EdgeError, InputError
     from edge.files import require_output_directory
+    from edge.mqtt.subscriber import check_device_prefix
+    from edge.mqtt.url import broker_from_url
+    from edge.redact import redact_uri
 
     if args.max_mb is not None and args.max_mb <= 0:
         raise InputError(f"--max-mb must be positive, got {args.max_mb:g}")
     if args.seconds is not None and args.seconds <= 0:
         raise InputError(f"--seconds must be positive, got {args.seconds:g}")
+    if args.min_free_mb < 0:
+        raise InputError(f"--min-free-mb must be 0 or more, got {args.min_free_mb:g}")
+    if not -1 <= args.duplicate_distance <= HASH_BITS:
+        raise InputError(f"--duplicate-distance must be -1 (keep every frame) or 0 to "
+                         f"{HASH_BITS} (bits of the perceptual hash), got "
+                         f"{args.duplicate_distance}")
+    check_device_prefix(args.prefix)
+    try:
+        broker_from_url(args.mqtt)
+    except ValueError as exc:
+        raise InputError(f"broker URL: {exc}") from None
     require_output_directory(args.out)
+    created = not args.out.exists()
     max_bytes = None if args.max_mb is None else int(args.max_mb * 1e6)
     dataset = CollectedDataset(args.out, max_bytes=max_bytes,
                                min_free_bytes=int(args.min_free_mb * 1e6),
@@ -29,18 +46,36 @@ def cmd_collect(args: argparse.Namespace) -> int:
     collector = Collector(args.mqtt, args.prefix, dataset)
     stop = threading.Event()
     stop_on_signals(stop)
+
+    reached = threading.Event()
+
+    def connected() -> None:
+        reached.set()
+        if not args.json:
+            print(f"connected to {redact_uri(args.mqtt)}, collecting from {args.prefix}",
+                  flush=True)
+
     try:
-        collector.run(args.seconds, stop)
-    finally:
-        summary = collector.summary()
-        if args.json:
-            print_json(summary)
-        else:
-            print(f"{summary['images']} images in {args.out} ({summary['written']} new, "
-                  f"{summary['resumed']} from before; skipped {summary['duplicates']} "
-                  f"near-duplicates, {summary['unpaired']} unpaired, "
-                  f"{summary['other_labels']} from models with other labels)")
+        collector.run(args.seconds, stop, on_connected=connected)
+    except EdgeError:
+        if not reached.is_set():  # never connected: leave no empty dataset behind, no summary
+            if created:
+                shutil.rmtree(args.out, ignore_errors=True)
+            raise
+        _print_summary(collector.summary(), args)
+        raise
+    _print_summary(collector.summary(), args)
     return 0
+
+
+def _print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{summary['images']} images in {args.out} ({summary['written']} new, "
+              f"{summary['resumed']} from before; skipped {summary['duplicates']} "
+              f"near-duplicates, {summary['unpaired']} unpaired, "
+              f"{summary['other_labels']} from models with other labels)")
 
 
 def add_commands(commands: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from edge.client.contract import KIND_NAMES, KINDS, Message, PayloadError, parse_message
 from edge.errors import InputError
-from edge.mqtt.subscriber import BrokerSubscription
+from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,7 @@ class Subscriber:
         if unknown:
             raise InputError(f"unknown message kind(s) {', '.join(unknown)}; known: "
                              f"{', '.join(KIND_NAMES)}")
-        if "#" in prefix or not prefix or prefix.endswith("/"):
-            raise InputError(f"prefix {prefix!r}: use edge/<device_id> for one device or edge/+ "
-                             "for every device")
-        self.prefix = prefix
+        self.prefix = check_device_prefix(prefix)
         self.on_invalid = on_invalid
         self._callback = callback
         self._on_error = on_error

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.errors import EdgeError
-from edge.mqtt.subscriber import BrokerSubscription
+from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix
+from edge.redact import redact_uri
 
 log = logging.getLogger(__name__)
+
+#: How long `run` waits for the broker's first SUBACK before it gives up.
+CONNECT_TIMEOUT_S = 10.0
 
 __all__ = ["CollectCounts", "CollectedDataset", "Collector", "DiskFullError", "Sample"]
 
@@ -30,9 +37,12 @@ class Collector:
     """Feeds a `CollectedDataset` from the broker until stopped or the disk allowance is reached."""
 
     def __init__(self, url: str, prefix: str, dataset: CollectedDataset,
-                 client_id: str = "edge-collect") -> None:
+                 client_id: str = "") -> None:
+        """`client_id`: default a unique `edge-collect-...`, so collectors on one broker never
+        take each other's session over."""
         self.dataset = dataset
-        self.prefix = prefix
+        self.prefix = check_device_prefix(prefix)
+        self.url = url
         self._jpeg: dict[tuple[str, str, str], bytes] = {}  # (device, camera, kind) -> latest
         self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=256)
         self.unpaired = 0
@@ -41,7 +51,9 @@ class Collector:
         self.stopped = threading.Event()
         filters = [(f"{prefix}/+/frame", 0), (f"{prefix}/+/frame/clean", 0),
                    (f"{prefix}/+/frame/meta", 0)]
-        self.subscription = BrokerSubscription(url, filters, self._message, client_id=client_id)
+        self.subscription = BrokerSubscription(
+            url, filters, self._message,
+            client_id=client_id or f"edge-collect-{os.getpid()}-{secrets.token_hex(3)}")
         self._worker = threading.Thread(target=self._write_loop, name="collect-writer",
                                         daemon=True)
 
@@ -61,11 +73,20 @@ class Collector:
             log.warning("the exports in %s could not be refreshed on the full disk; "
                         "manifest.jsonl lists every complete image", self.dataset.root)
 
-    def run(self, seconds: float | None, stop: threading.Event) -> None:
-        """Collect until `seconds` pass, `stop` is set, or the disk is full (then raises)."""
+    def run(self, seconds: float | None, stop: threading.Event,
+            on_connected: Callable[[], None] = lambda: None,
+            connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        """Collect until `seconds` pass, `stop` is set, or the disk is full (then raises);
+        EdgeError when the broker cannot be reached within `connect_timeout_s` (afterwards
+        the subscription reconnects on its own)."""
         self.start()
         began = time.monotonic()
         try:
+            if not self.subscription.subscribed.wait(connect_timeout_s):
+                raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)} "
+                                f"within {connect_timeout_s:g} s; check --mqtt (mqtts:// "
+                                "defaults to port 8883)")
+            on_connected()
             while not stop.is_set() and not self.stopped.is_set():
                 if seconds is not None and time.monotonic() - began >= seconds:
                     break

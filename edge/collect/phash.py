@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 HASH_SIZE = 16  # 16 x 16 = 256 bits
+HASH_BITS = HASH_SIZE * HASH_SIZE
 
 
 def dhash(image: npt.NDArray[np.uint8], size: int = HASH_SIZE) -> int:

@@ -33,6 +33,15 @@ UNSUPPORTED_PROTOCOL = 0x84
 Receiver = Callable[[str, bytes, bool], None]
 
 
+def check_device_prefix(prefix: str) -> str:
+    """A subscriber's topic prefix: `edge/<device_id>` for one device or `edge/+` for every
+    device (a `+` level is fine, `#` or a trailing `/` is not); InputError otherwise."""
+    if "#" in prefix or not prefix or prefix.endswith("/"):
+        raise InputError(f"prefix {prefix!r}: use edge/<device_id> for one device or edge/+ "
+                         "for every device")
+    return prefix
+
+
 class BrokerSubscription:
     """Subscribes `filters` [(filter, qos)] and passes every message to `receiver` on paho's
     network thread; `connected` is set while connected, `subscribed` once the broker granted
