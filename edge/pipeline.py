@@ -45,7 +45,8 @@ class _InFlight:
     ts: float
     geometry: LetterboxGeometry
     queue_ms: float  # capture -> the loop took the frame
-    preprocess_ms: float  # waiting for a row + letterboxing into it
+    slot_wait_ms: float  # waiting for a free row in the service's input pool
+    preprocess_ms: float  # letterboxing into the row
     sample: npt.NDArray[np.uint8] | None
 
 
@@ -123,6 +124,7 @@ class CameraWorker:
                 queue_ms = (time.time() - frame.ts) * 1e3
                 taken = time.perf_counter()
                 ticket = self.service.claim(self._camera)
+                claimed = time.perf_counter()
                 try:
                     geometry = self._letterbox(frame.image, ticket.rows, ticket.row)
                 except InputError as exc:  # a bad frame: skip it, never stall the batch
@@ -132,7 +134,7 @@ class CameraWorker:
                                                      self.spec.input.height)
                     frame.frame_id = -1
                 self.service.commit(ticket)  # first: a claimed row holds back the whole batch
-                preprocess_ms = (time.perf_counter() - taken) * 1e3
+                preprocess_ms = (time.perf_counter() - claimed) * 1e3
                 if self.tracking is not None:  # snapshots are cut once detections are known
                     self.tracking.hold(frame.frame_id, frame.image, frame.ts)
                 if self.drift is not None and frame.frame_id >= 0:
@@ -140,7 +142,7 @@ class CameraWorker:
                 sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
                 frame.release()
                 job = _InFlight(ticket, frame.frame_id, frame.ts, geometry, queue_ms,
-                                preprocess_ms, sample)
+                                (claimed - taken) * 1e3, preprocess_ms, sample)
                 self._finish(pending)
                 pending = job
                 if not self._latest.ready():
@@ -177,6 +179,7 @@ class CameraWorker:
         ticket = job.ticket
         latency = {
             "queue": round(job.queue_ms, 2),
+            "slot_wait": round(job.slot_wait_ms, 2),
             "preprocess": round(job.preprocess_ms, 2),
             "batch_wait": round((ticket.started_at - ticket.committed_at) * 1e3, 2),
             "infer": round((ticket.finished_at - ticket.started_at) * 1e3, 2),

@@ -47,8 +47,9 @@ class DetectionsMessage(_Versioned):
     model: str
     width: int = Field(gt=0, description="source frame width, pixels")
     height: int = Field(gt=0, description="source frame height, pixels")
-    latency_ms: dict[str, float] = Field(description="per stage: queue, preprocess, infer, "
-                                                     "postprocess, total")
+    latency_ms: dict[str, float] = Field(description="per stage: queue, slot_wait, "
+                                                     "preprocess, batch_wait, infer, "
+                                                     "postprocess, track, total")
     detections: list[Detection]
 
 
