@@ -9,6 +9,12 @@ from calibration.field import Estimate, FieldReport
 from edge.errors import MissingDependencyError
 
 
+def require_plotting() -> None:
+    """MissingDependencyError (naming the install command) before any work, when the report
+    could not be drawn."""
+    _pyplot()
+
+
 def write_field_report(folder: Path, report: FieldReport, source: Path) -> Path:
     """Write `folder/index.md` and `folder/accuracy_over_time.png`; returns the index."""
     folder.mkdir(parents=True, exist_ok=True)

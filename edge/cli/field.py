@@ -41,6 +41,10 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
     if args.drift_reference is not None:
         raise InputError("--drift-reference needs a model run on the images; --field scores "
                          "recorded predictions, so leave one of them out")
+    if args.report is not None:
+        from calibration.field_report import require_plotting
+
+        require_plotting()
     report = field_accuracy(args.data, args.labels, args.ratings)
     summary = report.as_dict()
     if args.report is not None:
@@ -53,11 +57,16 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
     o = report.overall
     print(f"field accuracy over {report.images} images: precision {o.precision:.4f}  recall "
           f"{o.recall:.4f}  AP@0.5 {o.map50:.4f} ({report.unlabelled} without labels)")
+    for label, ap in o.per_class_ap50.items():
+        print(f"  {label:12s} precision {o.per_class_precision.get(label, 0.0):.4f}  recall "
+              f"{o.per_class_recall.get(label, 0.0):.4f}  AP@0.5 {ap:.4f}")
     for day, scores in report.per_day.items():
         print(f"  {day}  precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
               f"AP@0.5 {scores.map50:.4f}  ({scores.images} images)")
     for name, estimate in report.audit.items():
-        print(f"  audit {name} {estimate.value:.4f} [{estimate.low:.4f}, {estimate.high:.4f}]")
+        what = "share of the images" if name == "images" else name
+        print(f"  audit sample {what} {estimate.value:.4f} "
+              f"[{estimate.low:.4f}, {estimate.high:.4f}] (Wilson 95%)")
     if report.ratings is not None:
         r = report.ratings
         print(f"  rated precision {r.value:.4f} [{r.low:.4f}, {r.high:.4f}] from {r.trials} "

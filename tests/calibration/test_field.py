@@ -147,3 +147,20 @@ def test_calibrate_writes_the_drift_reference_of_its_output(tmp_path, demo_model
     path = Path(json.loads(result.stdout.splitlines()[-1])["drift_reference"])
     assert path == tmp_path / "int8.onnx.drift.json"
     assert reference_for_model(path, output).stats.frames == 8  # the INT8 model's, not FP32's
+
+
+def test_cli_prints_per_class_scores_and_checks_the_report_dependency_first(tmp_path):
+    collected = make_collected(tmp_path / "c")
+    shown = subprocess.run([sys.executable, "-m", "edge", "eval", "--field", "--data",
+                            str(collected)], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "  circle       precision 0.5000  recall 1.0000" in shown.stdout
+    assert "audit sample precision" in shown.stdout and "(Wilson 95%)" in shown.stdout
+    code = ("import sys; sys.modules['matplotlib'] = None\nfrom edge.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    report = tmp_path / "report"
+    refused = subprocess.run([sys.executable, "-c", code, "eval", "--field", "--data",
+                              str(collected), "--report", str(report)],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "pip install" in refused.stderr
+    assert "field accuracy over" not in refused.stdout and not report.exists()
