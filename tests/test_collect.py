@@ -184,19 +184,21 @@ def run_collect_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60)
 
 
+#: An unreachable broker and a fresh output folder: what the bad-input cases add to.
+UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (["--mqtt", "http://x", "--out", "{tmp}/o", "--seconds", "1"], r"mqtt://host"),
     (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/no/such/o", "--seconds", "1"],
      r"output directory .* does not exist"),
-    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--max-mb", "0"],
-     r"--max-mb must be positive"),
-    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--min-free-mb", "-3"],
-     r"--min-free-mb must be 0 or more"),
-    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--duplicate-distance", "999"],
+    ([*UNREACHABLE, "--max-mb", "0"], r"--max-mb must be positive"),
+    ([*UNREACHABLE, "--min-free-mb", "-3"], r"--min-free-mb must be 0 or more"),
+    ([*UNREACHABLE, "--duplicate-distance", "999"],
      r"--duplicate-distance must be -1 \(keep every frame\) or 0 to 256"),
-    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--prefix", "edge/#"],
+    ([*UNREACHABLE, "--prefix", "edge/#"],
      r"prefix 'edge/#': use edge/<device_id> for one device or edge/\+"),
-    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o", "--seconds", "30"],
+    ([*UNREACHABLE, "--seconds", "30"],
      r"could not reach the MQTT broker at mqtt://127.0.0.1:1 within 10 s"),
 ])
 def test_collect_cli_bad_input_exits_2(tmp_path, args, expected):
