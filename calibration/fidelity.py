@@ -22,6 +22,23 @@ def decibels(signal: float, noise: float) -> float:
     return float(10 * np.log10(max(signal, 1e-30) / max(noise, 1e-30)))
 
 
+class SignalNoise:
+    """Signal and error energy (float64 sums of squares) per named tensor or part, summed over
+    inputs; `decibels(name)` is their SQNR."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, list[float]] = {}
+
+    def add(self, name: str, reference: npt.NDArray[Any], output: npt.NDArray[Any]) -> None:
+        sums = self._sums.setdefault(name, [0.0, 0.0])
+        sums[0] += float(np.square(reference, dtype=np.float64).sum())
+        sums[1] += float(np.square(reference - output, dtype=np.float64).sum())
+
+    def decibels(self, name: str) -> float:
+        signal, noise = self._sums.get(name, [0.0, 0.0])
+        return decibels(signal, noise)
+
+
 def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
                 inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
     """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`."""
@@ -29,14 +46,12 @@ def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: l
     sessions = [ort.InferenceSession(model_exposing(m, names).SerializeToString(),
                                      providers=["CPUExecutionProvider"])
                 for m in (reference, quantized)]
-    signal = dict.fromkeys(names, 0.0)
-    noise = dict.fromkeys(names, 0.0)
+    energy = SignalNoise()
     for feed in inputs:
         ours, theirs = (s.run(names, feed) for s in sessions)
         for name, ref, q in zip(names, ours, theirs, strict=True):
-            signal[name] += float(np.square(ref, dtype=np.float64).sum())
-            noise[name] += float(np.square(ref - q, dtype=np.float64).sum())
-    return {name: decibels(signal[name], noise[name]) for name in names}
+            energy.add(name, ref, q)
+    return {name: energy.decibels(name) for name in names}
 
 
 #: Ops whose second input, when an initializer, is a layer's weights.

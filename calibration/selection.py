@@ -25,7 +25,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from calibration.fidelity import decibels
+from calibration.fidelity import SignalNoise
 from edge.metrics import match_frame
 from edge.postprocess import HEAD_DECODERS, decoder_from_spec
 from edge.preprocess import LetterboxGeometry
@@ -140,7 +140,7 @@ class HeldOutJudge:
 
     def fidelity(self, method: str, quantized: onnx.ModelProto) -> Fidelity:
         session = _session(quantized)
-        energy = _Energy()
+        energy = SignalNoise()
         split = HEAD_DECODERS.get(self.spec.head)
         agreeing = compared = 0.0
         for batch, reference in zip(self._batches, self._reference, strict=True):
@@ -181,22 +181,6 @@ class HeldOutJudge:
             agreeing += 2.0 * float((matched == 1).sum())
             compared += float(len(ours) + len(theirs))
         return agreeing, compared
-
-
-class _Energy:
-    """Signal and error energy (float64 sums of squares) per named output part."""
-
-    def __init__(self) -> None:
-        self._sums: dict[str, list[float]] = {}
-
-    def add(self, part: str, reference: npt.NDArray[Any], output: npt.NDArray[Any]) -> None:
-        sums = self._sums.setdefault(part, [0.0, 0.0])
-        sums[0] += float(np.square(reference, dtype=np.float64).sum())
-        sums[1] += float(np.square(reference - output, dtype=np.float64).sum())
-
-    def decibels(self, part: str) -> float:
-        signal, noise = self._sums.get(part, [0.0, 0.0])
-        return decibels(signal, noise)
 
 
 def held_out_every(frames: int) -> int:

@@ -48,6 +48,7 @@ def gfl_levels(model: onnx.ModelProto) -> list[GflLevel] | None:
         if len(dims) != 3 or min(dims[1:]) <= 0:
             return None
         shapes[output.name] = (dims[1], dims[2])
+    producers = {out: node for node in model.graph.node for out in node.output}
     by_anchors: dict[int, list[str]] = {}
     for name, (anchors, _) in shapes.items():
         by_anchors.setdefault(anchors, []).append(name)
@@ -57,7 +58,7 @@ def gfl_levels(model: onnx.ModelProto) -> list[GflLevel] | None:
         pair = by_anchors.pop(rows * columns, [])
         if len(pair) != 2:
             continue
-        scores = [name for name in pair if _after_sigmoid(model.graph, name)]
+        scores = [name for name in pair if _after_sigmoid(producers, name)]
         if len(scores) != 1:
             return None
         boxes = next(name for name in pair if name != scores[0])
@@ -132,9 +133,9 @@ def _decode_level(graph: onnx.GraphProto, level: GflLevel, prefix: str) -> str:
 _RESHAPING = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
 
-def _after_sigmoid(graph: onnx.GraphProto, name: str) -> bool:
-    """Whether `name` is a Sigmoid's output, reshaped or transposed at most."""
-    producers = {out: node for node in graph.node for out in node.output}
+def _after_sigmoid(producers: dict[str, onnx.NodeProto], name: str) -> bool:
+    """Whether `name` is a Sigmoid's output, reshaped or transposed at most (`producers`:
+    tensor name -> the node writing it)."""
     node = producers.get(name)
     while node is not None and node.op_type in _RESHAPING:
         node = producers.get(node.input[0])

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from calibration.fidelity import SignalNoise
 from calibration.readers import frames_from
 from converters.corpus.catalogue import CorpusModel
 from converters.corpus.fetch import CorpusFiles
@@ -107,13 +108,12 @@ def agreement(fp32: Path, int8: Path, spec: ModelSpec, folder: Path) -> Agreemen
         update={"score_threshold": DETECTION_SCORE}))
     geometry = LetterboxGeometry.fit(spec.input.width, spec.input.height,
                                      spec.input.width, spec.input.height)
-    signal = noise = 0.0
+    energy = SignalNoise()
     same_top1 = frames = matched = found_fp32 = found_int8 = 0
     for frame in evaluation_inputs(spec, folder):
         reference, quantized = (np.asarray(s.run([spec.output], {spec.input.name: frame})[0],
                                            np.float64) for s in sessions)
-        signal += float(np.square(reference).sum())
-        noise += float(np.square(reference - quantized).sum())
+        energy.add(spec.output, reference, quantized)
         frames += 1
         if spec.task == "classify":
             same_top1 += int(reference[0].argmax() == quantized[0].argmax())
@@ -121,7 +121,7 @@ def agreement(fp32: Path, int8: Path, spec: ModelSpec, folder: Path) -> Agreemen
         ours, theirs = (decode(x[0].astype(np.float32), geometry) for x in (reference, quantized))
         matched += matched_detections(ours, theirs)
         found_fp32, found_int8 = found_fp32 + len(ours.scores), found_int8 + len(theirs.scores)
-    sqnr = float(10 * np.log10(max(signal, 1e-30) / max(noise, 1e-30)))
+    sqnr = energy.decibels(spec.output)
     if spec.task == "classify":
         return Agreement(frames, sqnr, top1=same_top1 / max(frames, 1))
     f1 = 2 * matched / (found_fp32 + found_int8) if found_fp32 + found_int8 else 1.0
