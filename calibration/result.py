@@ -24,6 +24,7 @@ class Calibrated:
     layer_sqnr: dict[str, float] = field(default_factory=dict)
     comparison: list[Fidelity] = field(default_factory=list)  # every method on held-out frames
     warning: str | None = None  # the chosen method lost clearly against the best one
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: statistics, ranges, ...
 
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:
         # The uint8 image input spans 0..255: TensorRT needs its real scale (1.0), not amax/127.

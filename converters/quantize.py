@@ -102,7 +102,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     """Statistics on the calibration frames, then one INT8 model per range method judged on the
     frames held back (calibration.selection): `auto` keeps the best, an explicit method is kept
     but warned about when it loses clearly."""
-    started = time.perf_counter()
+    phases = _Phases()
     if options.method != "auto":
         range_method(options.method, options.percentile)  # an unknown name fails before any work
     held_out: list[Feed] = []
@@ -111,6 +111,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
     collector = StatsCollector(model, tensors_to_observe(model, options), options.threads)
     stats = collector.collect(_progress(prefetched(feeds), frames.count, options.progress))
+    phases.lap("statistics")
     if options.method == "auto" and not held_out:
         log.warning("%d calibration frames are too few to hold every %dth back and compare "
                     "range methods; using mse", collector.frames, every)
@@ -119,17 +120,20 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     excluded = list(options.exclude)
     candidates = {name: TensorRanges.from_stats(stats, range_method(name, options.percentile),
                                                 collector.frames) for name in names}
+    phases.lap("ranges")
     models = {name: _quantize(model, ranges, options, excluded)
               for name, ranges in candidates.items()}
+    phases.lap("quantize")
     comparison: list[Fidelity] = []
     warning = None
     if held_out:
         judge = HeldOutJudge(model, spec, held_out, collector.run)
-        comparison = [judge.fidelity(name, models[name]) for name in names]
+        comparison = judge.fidelities({name: models[name] for name in names})
         chosen, warning = _chosen(options.method, comparison, spec.task)
         if options.method == "auto" and needs_refinement(best_of(comparison)):
             chosen = _refined(model, candidates, models, chosen, comparison, judge, held_out,
                               options)
+        phases.lap("judge")
     ranges, quantized = candidates[chosen], models[chosen]
     sqnr: dict[str, float] = {}
     if options.keep_float:
@@ -138,10 +142,28 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         excluded += [name for _, name in worst[:options.keep_float]]
         log.info("keeping in float (worst SQNR): %s", ", ".join(excluded))
         quantized = _quantize(model, ranges, options, excluded)
+        phases.lap("keep_float")
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
-    return Calibrated(quantized, ranges, stats, excluded, time.perf_counter() - started,
-                      collector.frames, sqnr, comparison, warning)
+    return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
+                      comparison, warning, phases)
+
+
+class _Phases(dict[str, float]):
+    """Seconds of each phase of a calibration, in order, from a running clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self[name] = now - self._last
+        self._last = now
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self._started
 
 
 def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str, str | None]:
@@ -164,11 +186,12 @@ def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
     the best of all is returned."""
     sensitivity = layer_sqnr(model, models[best], held_out, limit=len(held_out))
     tensors = refined_tensors(model, sensitivity, candidates[best].ranges)
-    for other in [name for name in METHODS if name != best and name in candidates]:
-        mixed = candidates[best].with_ranges_of(candidates[other], tensors)
+    mixes = [candidates[best].with_ranges_of(candidates[other], tensors)
+             for other in METHODS if other != best and other in candidates]
+    for mixed in mixes:
         candidates[mixed.method] = mixed
         models[mixed.method] = _quantize(model, mixed, options, list(options.exclude))
-        comparison.append(judge.fidelity(mixed.method, models[mixed.method]))
+    comparison += judge.fidelities({mixed.method: models[mixed.method] for mixed in mixes})
     chosen = best_of(comparison).method
     log.info("per-tensor refinement on %s: %s kept", ", ".join(tensors), chosen)
     return chosen

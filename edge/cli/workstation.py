@@ -198,6 +198,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "warning": result.warning,
         "frames": result.frames, "skipped": len(frames.skipped),
         "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
+        "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
         "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None,
         "drift_reference": reference}
     if args.report is not None:
@@ -214,8 +215,10 @@ def _calibrate(args: argparse.Namespace) -> int:
             print(f"  {fidelity.method:10s} agreement with FP32 {100 * fidelity.agreement:5.1f}%"
                   f"  output SQNR {fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}"
                   f"{chosen}")
+        phases = ", ".join(f"{name} {seconds:.1f}" for name, seconds in result.phases.items())
         print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
-              f"{result.frames} frames in {result.seconds:.1f} s; {len(frames.skipped)} files "
+              f"{result.frames} frames in {result.seconds:.1f} s ({phases}); "
+              f"{len(frames.skipped)} files "
               f"skipped; kept float: {', '.join(result.excluded) or 'none'}")
         if args.cache:
             print(f"wrote TensorRT calibration cache {args.cache}")
