@@ -6,7 +6,8 @@
 Every side is one whole process, timed from start to exit (imports included, as a user waits
 for them) with its own peak RSS (`os.wait4`):
 - ours: `edge calibrate MODEL --images DIR -o OUT` with the defaults (`--method auto`:
-  every range method judged on held-out frames; `tensorrt` profile);
+  every range method judged on held-out frames; `tensorrt` profile), with the medians of the
+  phases it reports (statistics, ranges, quantize, judge);
 - ONNX Runtime: `quantize_static` with MinMax or Entropy calibration and TensorRT-style
   settings (QDQ, int8 activations and weights, symmetric, per-channel), fed the same frames
   through the same letterbox by a reader that decodes each JPEG in full, as a user's would.
@@ -46,8 +47,8 @@ CAMERA_SIZES = ((480, 360), (640, 480), (1280, 720), (1920, 1080))
 
 
 def timed_process(command: list[str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (MB) of one child process; a failure is raised with its
-    output."""
+    """Wall seconds and peak RSS (MB) of one child process, and the seconds of each phase that
+    `edge calibrate --json` reports (`phase_<name>`); a failure is raised with its output."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -58,7 +59,12 @@ def timed_process(command: list[str]) -> dict[str, float]:
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n"
                            f"{stdout[-2000:]}\n{stderr[-2000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    measured = {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    last_line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    if last_line.startswith("{"):
+        phases = json.loads(last_line).get("phase_seconds", {})
+        measured.update({f"phase_{name}": float(value) for name, value in phases.items()})
+    return measured
 
 
 def ours(model: Path, frames: Path, out: Path) -> list[str]:
@@ -160,8 +166,8 @@ def side_by_side(sides: dict[str, list[str]], repeats: int) -> dict[str, dict[st
     for _ in range(repeats):
         for name, command in sides.items():
             samples[name].append(timed_process(command))
-    return {name: {key: round(statistics.median(s[key] for s in runs), 2)
-                   for key in ("seconds", "peak_rss_mb")} for name, runs in samples.items()}
+    return {name: {key: round(statistics.median(s[key] for s in runs), 2) for key in runs[0]}
+            for name, runs in samples.items()}
 
 
 def corpus_setup(work: Path, frames: int, entropy_frames: int, repeats: int) -> dict[str, Any]:
@@ -231,8 +237,11 @@ def main() -> None:
                   f"{setup['runs']}")
             for side in ("ours", "ort_minmax", "ort_entropy"):
                 if side in setup:
+                    phases = ", ".join(f"{key[6:]} {value:.2f}" for key, value
+                                       in setup[side].items() if key.startswith("phase_"))
                     print(f"  {side:12s} {setup[side]['seconds']:7.2f} s "
-                          f"{setup[side]['peak_rss_mb']:8.1f} MB")
+                          f"{setup[side]['peak_rss_mb']:8.1f} MB"
+                          f"{f'  ({phases})' if phases else ''}")
             print("  " + ", ".join(f"{k} {v}" for k, v in setup.items() if "_vs_" in k))
     print(json.dumps(result))
 

@@ -103,7 +103,9 @@ def backend_alone(config: Config, choice: BackendChoice, seconds: float,
     rows = runner_rows(config.model.max_batch, cameras)
     runner = runner_from_config(config.model, choice, max_batch=rows)
     try:
-        batch = batch_capacity(runner.spec.input.batch, config.model.max_batch, cameras)
+        # the daemon run that follows warns about an ignored max_batch; once is enough
+        batch = batch_capacity(runner.spec.input.batch, config.model.max_batch, cameras,
+                               warn=False)
         _fill_inputs(runner, config.cameras[0].source)
         single = _infer_fps(runner, 1, seconds)
         echo(f"backend alone, batch 1: {single:.1f} FPS")

@@ -143,9 +143,11 @@ class DiscoveryPublisher:
             ca_file=str(mqtt.ca_file) if mqtt.ca_file else None)
         reader.start()
         try:
-            if not reader.subscribed.wait(30.0):
+            failure = reader.subscription_failure(30.0)
+            if failure is not None:
                 log.warning("Home Assistant discovery: could not read the retained configs from "
-                            "%s; stale entities are not removed this time", mqtt.url)
+                            "%s (%s); stale entities are not removed this time", mqtt.url,
+                            failure)
                 return []
             threading.Event().wait(RETAINED_WAIT_S)
         finally:

@@ -153,9 +153,10 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
     stop = stop or threading.Event()
     subscriber.start()
     try:
-        if not subscriber.wait_subscribed(CONNECT_TIMEOUT_S):
-            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(url)}; check "
-                            "--mqtt (mqtts:// defaults to port 8883)")
+        failure = subscriber.connection.subscription_failure(CONNECT_TIMEOUT_S)
+        if failure is not None:
+            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(url)} ({failure}); "
+                            "check --mqtt (mqtts:// defaults to port 8883)")
         with lock:
             echo(f"connected to {redact_uri(url)}, watching {prefix}")
         announced.set()

@@ -356,21 +356,25 @@ def runner_rows(configured: int | None, cameras: int) -> int:
     return configured if configured is not None else max(1, min(cameras, 8))
 
 
-def batch_capacity(model_batch: int | None, configured: int | None, cameras: int) -> int:
+def batch_capacity(model_batch: int | None, configured: int | None, cameras: int,
+                   warn: bool = True) -> int:
     """How many frames one batch may hold.
 
     `model_batch`: the model's fixed batch, None when dynamic. `configured`: `model.max_batch`,
     None for the default (one row per camera, up to 8, on a dynamic model; the model's batch on
-    a fixed one). Raises ConfigError for more rows than a fixed batch has.
+    a fixed one). Raises ConfigError for more rows than a fixed batch has; warns (unless `warn`
+    is False: a caller that loads the same model again later) when a fixed batch of 1 ignores
+    `configured`.
     """
     if model_batch is None:
         return runner_rows(configured, cameras)
     if configured is None:
         return model_batch
     if model_batch == 1 and configured > 1:
-        log.warning("model.max_batch = %d, but the model has a fixed batch of 1: running one "
-                    "frame at a time (to batch cameras together, convert the original export "
-                    "again with `edge convert SOURCE --batch dynamic`)", configured)
+        if warn:
+            log.warning("model.max_batch = %d, but the model has a fixed batch of 1: running "
+                        "one frame at a time (to batch cameras together, convert the original "
+                        "export again with `edge convert SOURCE --batch dynamic`)", configured)
         return 1
     if configured > model_batch:
         raise ConfigError(f"model.max_batch = {configured} is more than the model's fixed batch "

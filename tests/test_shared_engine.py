@@ -193,6 +193,14 @@ def test_bench_reports_backend_alone_and_whole_loop(demo_model):
     assert figures["published"] > 0 and figures["peak_rss_mb"] > 0
 
 
+def test_bench_warns_once_that_a_batch_1_model_ignores_max_batch(demo_model):
+    result = edge_cli("bench", str(demo_model), "--cameras", "2", "--max-batch", "4",
+                      "--seconds", "1", "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["max_batch"] == 1
+    assert result.stderr.count("fixed batch of 1") == 1
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [(lambda tmp: tmp / "absent.onnx", "does not exist; check the path"),

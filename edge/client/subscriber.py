@@ -70,8 +70,10 @@ class Subscriber:
         self.stop()
 
     def wait_subscribed(self, timeout: float) -> bool:
-        """Whether the broker granted the subscriptions within `timeout` seconds."""
-        return self.connection.subscribed.wait(timeout)
+        """Whether the broker granted the subscriptions within `timeout` seconds (False at
+        once when the first connection attempt fails; `connection.subscription_failure`
+        says why)."""
+        return self.connection.subscription_failure(timeout) is None
 
     # -- iterator style --------------------------------------------------------------------
 

@@ -82,10 +82,10 @@ class Collector:
         self.start()
         began = time.monotonic()
         try:
-            if not self.subscription.subscribed.wait(connect_timeout_s):
+            failure = self.subscription.subscription_failure(connect_timeout_s)
+            if failure is not None:
                 raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)} "
-                                f"within {connect_timeout_s:g} s; check --mqtt (mqtts:// "
-                                "defaults to port 8883)")
+                                f"({failure}); check --mqtt (mqtts:// defaults to port 8883)")
             on_connected()
             while not stop.is_set() and not self.stopped.is_set():
                 if seconds is not None and time.monotonic() - began >= seconds:

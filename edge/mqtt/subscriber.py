@@ -11,8 +11,10 @@ does not speak MQTT 5 (amqtt, old brokers) is retried once with MQTT 3.1.1.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,7 +47,8 @@ def check_device_prefix(prefix: str) -> str:
 class BrokerSubscription:
     """Subscribes `filters` [(filter, qos)] and passes every message to `receiver` on paho's
     network thread; `connected` is set while connected, `subscribed` once the broker granted
-    the subscriptions (after each connect)."""
+    the subscriptions (after each connect); `subscription_failure` tells a caller that waits
+    for the first subscription why it did not come."""
 
     def __init__(self, url: str, filters: Sequence[tuple[str, int]], receiver: Receiver,
                  client_id: str = "", share_group: str | None = None,
@@ -64,6 +67,8 @@ class BrokerSubscription:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.connects = 0
+        self._answered = threading.Event()  # the first attempt subscribed or failed
+        self._failure = ""  # why the first attempt failed
         self.protocol = mqtt.MQTTv5
         self._settings = (client_id, broker.tls, ca_file, username or broker.username,
                           password if username else broker.password)
@@ -81,6 +86,7 @@ class BrokerSubscription:
             client.username_pw_set(username, password)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -89,6 +95,22 @@ class BrokerSubscription:
     def start(self) -> None:
         self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()
+
+    def subscription_failure(self, timeout: float) -> str | None:
+        """Wait until the broker grants the subscriptions: None once it has, else why not (the
+        broker refused the connection, nothing accepted it, or no answer within `timeout`
+        seconds). A failed first attempt answers at once, as mosquitto_sub does, instead of
+        waiting out `timeout` while paho retries (it goes on retrying in the background); after
+        a connection was lost, this waits for the reconnect's grant."""
+        deadline = time.monotonic() + timeout
+        if not self._answered.wait(timeout):
+            return f"no answer within {timeout:g} s"
+        if self.connects == 0 and self._failure:
+            return self._failure
+        # connected before (a reconnect may be under way): wait for this connection's grant
+        if self.subscribed.wait(max(0.0, deadline - time.monotonic())):
+            return None
+        return f"not subscribed again within {timeout:g} s"
 
     def stop(self) -> None:
         with self._lock:
@@ -118,15 +140,28 @@ class BrokerSubscription:
             return
         if reason.is_failure:
             log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            self._first_failure(f"the broker refused the connection: {reason}")
             return
         self.connects += 1
         self.connected.set()
         client.subscribe(list(self.filters))
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if not self._answered.is_set():
+            self._first_failure(_socket_failure(self.host, self.port, bool(self._settings[1])))
+
+    def _first_failure(self, why: str) -> None:
+        if not self._answered.is_set():
+            self._failure = why
+            self._answered.set()
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Properties | None) -> None:
         self.connected.clear()
         self.subscribed.clear()
+        if client is self._client and self.connects == 0:  # not the MQTT 5 client replaced
+            self._first_failure(f"{self.host}:{self.port} closed the connection before any MQTT "
+                                "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -135,6 +170,20 @@ class BrokerSubscription:
             log.warning("broker %s:%d refused the subscription(s) %s", self.host, self.port,
                         ", ".join(refused))
         self.subscribed.set()
+        self._answered.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._receiver(message.topic, bytes(message.payload), bool(message.retain))
+
+
+def _socket_failure(host: str, port: int, tls: bool) -> str:
+    """Why a connection attempt failed (paho does not say): the operating system's answer to
+    a plain TCP connection, or, where that connects, the MQTT or TLS layer."""
+    try:
+        with socket.create_connection((host, port), timeout=3.0):
+            pass
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+    layer = "TLS handshake or MQTT" if tls else "MQTT"
+    return (f"{host}:{port} accepts TCP connections but the {layer} connection failed (is it an "
+            "MQTT port? with mqtts://, check the CA file)")

@@ -1,0 +1,82 @@
+"""Why a subscriber could not subscribe, said at the first failed attempt (real sockets and a
+real Mosquitto), instead of after the whole connect timeout."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from edge.broker import free_port
+from edge.mqtt.subscriber import BrokerSubscription
+from tests.conftest import Mosquitto
+
+TIMEOUT_S = 20.0  # far longer than any answer below takes: a wait that runs out fails the test
+
+
+def failure_of(url: str) -> str | None:
+    subscription = BrokerSubscription(url, [("edge/+/status", 1)], lambda *_: None)
+    subscription.start()
+    try:
+        return subscription.subscription_failure(TIMEOUT_S)
+    finally:
+        subscription.stop()
+
+
+@pytest.fixture
+def not_mqtt() -> Iterator[int]:
+    """A TCP port that accepts connections and closes them at once, as a web server might."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_nothing_listening_is_said_at_once():
+    port = free_port()
+    failure = failure_of(f"mqtt://127.0.0.1:{port}")
+    assert failure == f"127.0.0.1:{port}: Connection refused"
+
+
+def test_a_port_that_is_not_mqtt_is_named(not_mqtt):
+    failure = failure_of(f"mqtt://127.0.0.1:{not_mqtt}")
+    assert failure is not None and "closed the connection before any MQTT answer" in failure
+
+
+def test_tls_to_a_plain_port_is_named(not_mqtt):
+    failure = failure_of(f"mqtts://127.0.0.1:{not_mqtt}")
+    assert failure is not None and "accepts TCP connections but the TLS handshake" in failure
+
+
+def test_a_broker_that_refuses_the_client_says_why(tmp_path):
+    port = free_port()
+    config = tmp_path / "closed.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n")
+    broker = Mosquitto(port, config)
+    broker.start()
+    try:
+        failure = failure_of(broker.url)
+    finally:
+        broker.stop()
+    assert failure == "the broker refused the connection: Not authorized"
+
+
+def test_a_reachable_broker_subscribes(mosquitto):
+    assert failure_of(mosquitto.url) is None
+
