@@ -80,3 +80,21 @@ def test_a_broker_that_refuses_the_client_says_why(tmp_path):
 def test_a_reachable_broker_subscribes(mosquitto):
     assert failure_of(mosquitto.url) is None
 
+
+
+def test_a_broker_without_mqtt_5_is_not_a_failure():
+    """amqtt answers MQTT 5 with "unsupported protocol" and closes; the subscription retries
+    with MQTT 3.1.1, and that close is not reported as the first attempt's failure."""
+    from edge.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker().start()
+    try:
+        subscription = BrokerSubscription(broker.url, [("edge/+/status", 1)], lambda *_: None)
+        subscription.start()
+        try:
+            assert subscription.subscription_failure(TIMEOUT_S) is None
+            assert subscription.protocol == 4  # MQTT 3.1.1
+        finally:
+            subscription.stop()
+    finally:
+        broker.stop()

@@ -69,6 +69,7 @@ class BrokerSubscription:
         self.connects = 0
         self._answered = threading.Event()  # the first attempt subscribed or failed
         self._failure = ""  # why the first attempt failed
+        self._retired: mqtt.Client | None = None  # the MQTT 5 client a downgrade replaces
         self.protocol = mqtt.MQTTv5
         self._settings = (client_id, broker.tls, ca_file, username or broker.username,
                           password if username else broker.password)
@@ -136,6 +137,7 @@ class BrokerSubscription:
         if reason.is_failure and reason.value == UNSUPPORTED_PROTOCOL \
                 and self.protocol == mqtt.MQTTv5:
             log.info("broker %s:%d does not speak MQTT 5; using MQTT 3.1.1", self.host, self.port)
+            self._retired = client  # its disconnect is not a failure
             threading.Thread(target=self._downgrade, name="mqtt-downgrade", daemon=True).start()
             return
         if reason.is_failure:
@@ -159,7 +161,7 @@ class BrokerSubscription:
                        properties: Properties | None) -> None:
         self.connected.clear()
         self.subscribed.clear()
-        if client is self._client and self.connects == 0:  # not the MQTT 5 client replaced
+        if client is self._client and client is not self._retired and self.connects == 0:
             self._first_failure(f"{self.host}:{self.port} closed the connection before any MQTT "
                                 "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
 
