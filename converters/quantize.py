@@ -66,7 +66,8 @@ def load_float_model(path: Path) -> tuple[onnx.ModelProto, ModelSpec]:
     try:
         model = onnx.load(str(path))
     except (DecodeError, OSError, ValueError) as exc:
-        raise ModelError(f"{path} is not an ONNX model ({exc})") from exc
+        raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
+                         "`edge convert` wrote (copied in full)") from exc
     props = {p.key: p.value for p in model.metadata_props}
     if SPEC_KEY not in props:
         raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
-from edge.mqtt.url import broker_from_url
+from edge.mqtt.url import PASSWORD_ENV, broker_from_url
 from edge.objects_config import (
     HomeAssistantConfig,
     TrackingConfig,
@@ -38,7 +38,6 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 log = logging.getLogger(__name__)
 
 #: The environment variable that supplies the MQTT password when the config names none.
-PASSWORD_ENV = "EDGE_MQTT_PASSWORD"
 
 
 class _Section(BaseModel):

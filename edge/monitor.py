@@ -29,6 +29,7 @@ from edge.client import (
     Subscriber,
 )
 from edge.errors import EdgeError, InputError
+from edge.mqtt.subscriber import failure_fix
 from edge.redact import redact_uri
 
 #: Detections messages kept per camera to find a saved frame's detections.
@@ -156,7 +157,7 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         failure = subscriber.connection.subscription_failure(CONNECT_TIMEOUT_S)
         if failure is not None:
             raise EdgeError(f"could not reach the MQTT broker at {redact_uri(url)} ({failure}); "
-                            "check --mqtt (mqtts:// defaults to port 8883)")
+                            f"{failure_fix(failure)}")
         with lock:
             echo(f"connected to {redact_uri(url)}, watching {prefix}")
         announced.set()

@@ -3,15 +3,19 @@ real Mosquitto), instead of after the whole connect timeout."""
 
 from __future__ import annotations
 
+import getpass
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from edge.broker import free_port
-from edge.mqtt.subscriber import BrokerSubscription
+from edge.mqtt.subscriber import BrokerSubscription, failure_fix
 from tests.conftest import Mosquitto
+from tests.mqtt_tls import password_file
 
 TIMEOUT_S = 20.0  # far longer than any answer below takes: a wait that runs out fails the test
 
@@ -64,17 +68,42 @@ def test_tls_to_a_plain_port_is_named(not_mqtt):
     assert failure is not None and "accepts TCP connections but the TLS handshake" in failure
 
 
-def test_a_broker_that_refuses_the_client_says_why(tmp_path):
+@pytest.fixture
+def closed_broker(tmp_path) -> Iterator[Mosquitto]:
+    """A Mosquitto that lets in only user `viewer` with password `s3cret`."""
     port = free_port()
     config = tmp_path / "closed.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n")
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+                      f"user {getpass.getuser()}\n"
+                      f"password_file {password_file(tmp_path, 'viewer', 's3cret')}\n")
     broker = Mosquitto(port, config)
     broker.start()
-    try:
-        failure = failure_of(broker.url)
-    finally:
-        broker.stop()
+    yield broker
+    broker.stop()
+
+
+def test_a_broker_that_refuses_the_client_says_why_and_what_to_do(closed_broker):
+    failure = failure_of(closed_broker.url)
     assert failure == "the broker refused the connection: Not authorized"
+    assert failure_fix(failure) == ("give the user in the URL (mqtt://USER@host) and the "
+                                    "password in $EDGE_MQTT_PASSWORD")
+    assert "check --mqtt" in failure_fix("127.0.0.1:1: Connection refused")
+
+
+def test_a_user_in_the_url_takes_the_password_from_the_environment(closed_broker, monkeypatch):
+    url = f"mqtt://viewer@127.0.0.1:{closed_broker.port}"
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", "wrong")
+    assert failure_of(url) is not None
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret")
+    assert failure_of(url) is None
+
+
+def test_monitor_says_how_to_give_credentials(closed_broker):
+    result = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt", closed_broker.url,
+                             "--seconds", "30"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("Not authorized") == 1  # said once, in the error
+    assert "password in $EDGE_MQTT_PASSWORD" in result.stderr
 
 
 def test_a_reachable_broker_subscribes(mosquitto):

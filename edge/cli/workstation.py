@@ -215,9 +215,9 @@ def _calibrate(args: argparse.Namespace) -> int:
             print(f"  {fidelity.method:10s} agreement with FP32 {100 * fidelity.agreement:5.1f}%"
                   f"  output SQNR {fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}"
                   f"{chosen}")
-        phases = ", ".join(f"{name} {seconds:.1f}" for name, seconds in result.phases.items())
+        phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
         print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
-              f"{result.frames} frames in {result.seconds:.1f} s ({phases}); "
+              f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
               f"{len(frames.skipped)} files "
               f"skipped; kept float: {', '.join(result.excluded) or 'none'}")
         if args.cache:

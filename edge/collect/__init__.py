@@ -22,7 +22,7 @@ from typing import Any
 
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.errors import EdgeError
-from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix
+from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix, failure_fix
 from edge.redact import redact_uri
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Collector:
             failure = self.subscription.subscription_failure(connect_timeout_s)
             if failure is not None:
                 raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)} "
-                                f"({failure}); check --mqtt (mqtts:// defaults to port 8883)")
+                                f"({failure}); {failure_fix(failure)}")
             on_connected()
             while not stop.is_set() and not self.stopped.is_set():
                 if seconds is not None and time.monotonic() - began >= seconds:

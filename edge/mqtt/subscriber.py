@@ -11,6 +11,7 @@ does not speak MQTT 5 (amqtt, old brokers) is retried once with MQTT 3.1.1.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -24,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.errors import InputError
-from edge.mqtt.url import broker_from_url
+from edge.mqtt.url import PASSWORD_ENV, broker_from_url
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class BrokerSubscription:
                  client_id: str = "", share_group: str | None = None,
                  ca_file: str | None = None, username: str | None = None,
                  password: str | None = None) -> None:
-        """`username`/`password` override the URL's user info."""
+        """`username`/`password` override the URL's user info; a user without a password takes
+        it from $EDGE_MQTT_PASSWORD, as the daemon does."""
         try:
             broker = broker_from_url(url)
         except ValueError as exc:
@@ -71,8 +73,11 @@ class BrokerSubscription:
         self._failure = ""  # why the first attempt failed
         self._retired: mqtt.Client | None = None  # the MQTT 5 client a downgrade replaces
         self.protocol = mqtt.MQTTv5
-        self._settings = (client_id, broker.tls, ca_file, username or broker.username,
-                          password if username else broker.password)
+        user = username or broker.username
+        secret = password if username else broker.password
+        if user and secret is None:
+            secret = os.environ.get(PASSWORD_ENV)
+        self._settings = (client_id, broker.tls, ca_file, user, secret)
         self._lock = threading.Lock()
         self._stopped = False
         self._client = self._make_client()
@@ -141,7 +146,9 @@ class BrokerSubscription:
             threading.Thread(target=self._downgrade, name="mqtt-downgrade", daemon=True).start()
             return
         if reason.is_failure:
-            log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            if self._answered.is_set():  # the first refusal goes to `subscription_failure`
+                log.warning("broker %s:%d refused the connection: %s", self.host, self.port,
+                            reason)
             self._first_failure(f"the broker refused the connection: {reason}")
             return
         self.connects += 1
@@ -176,6 +183,15 @@ class BrokerSubscription:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._receiver(message.topic, bytes(message.payload), bool(message.retain))
+
+
+def failure_fix(failure: str) -> str:
+    """What to do about a `subscription_failure`, for a command-line user."""
+    if "refused the connection" in failure and any(
+            word in failure for word in ("authorized", "user name or password")):
+        return (f"give the user in the URL (mqtt://USER@host) and the password in "
+                f"${PASSWORD_ENV}")
+    return "check --mqtt: host and port (mqtt:// defaults to 1883, mqtts:// to 8883)"
 
 
 def _socket_failure(host: str, port: int, tls: bool) -> str:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: Where the daemon and the subscriber tools take a broker password from, so it stays out of
+#: config files, command lines and `ps`.
+PASSWORD_ENV = "EDGE_MQTT_PASSWORD"
 
 
 @dataclass(frozen=True)
