@@ -100,6 +100,16 @@ class FrameSet:
                 if decoded is not None:
                     yield decoded
 
+    def require(self, min_images: int) -> None:
+        """InputError naming the source and the fix when it has fewer than `min_images` usable
+        frames."""
+        if self.count >= min_images:
+            return
+        what = "frame(s)" if self.video is not None else "image(s)"
+        skipped = f" ({len(self.skipped)} file(s) skipped)" if self.skipped else ""
+        raise InputError(f"{self.description} has {self.count} usable {what}{skipped}; at least "
+                         f"{min_images} are needed: add more, or lower --min-images")
+
     def inputs(self, spec: ModelSpec) -> Iterator[dict[str, npt.NDArray[np.uint8]]]:
         """Model input dicts `{input name: uint8 [1, H, W, 3]}`, a new buffer per frame."""
         letterbox = letterboxer_from_spec(spec)
@@ -146,10 +156,11 @@ def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,
             raise InputError(f"{path} is not a video file ({', '.join(sorted(VIDEO_SUFFIXES))})"
                              " or an image folder")
         count = sum(1 for _ in _video_frames(path, max_images))
-        if count < min_images:
-            raise InputError(f"video {path} gave {count} frames; at least {min_images} needed")
-        return FrameSet(f"video {path.name}", video=path, count=count)
-    return _folder(path, max_images, seed, min_images)
+        frames = FrameSet(f"video {path}", video=path, count=count)
+    else:
+        frames = _folder(path, max_images, seed)
+    frames.require(min_images)
+    return frames
 
 
 def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
@@ -165,7 +176,7 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
                     synthetic_config=config, count=count)
 
 
-def _folder(folder: Path, max_images: int, seed: int, min_images: int) -> FrameSet:
+def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     candidates = sorted(p for p in folder.rglob("*") if p.is_file())
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = [f"{p.name} (not an image file)" for p in candidates
@@ -182,9 +193,6 @@ def _folder(folder: Path, max_images: int, seed: int, min_images: int) -> FrameS
     if skipped:
         log.warning("skipped %d file(s) in %s: %s", len(skipped), folder,
                     "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
-    if len(usable) < min_images:
-        raise InputError(f"{folder} has {len(usable)} usable image(s); at least {min_images} are "
-                         f"needed (--min-images). Skipped: {len(skipped)}")
     return FrameSet(f"folder {folder}", paths=usable, count=len(usable), skipped=skipped)
 
 

@@ -177,8 +177,10 @@ def _calibrate(args: argparse.Namespace) -> int:
             f"{args.model} has a fixed batch of {spec.input.batch}; calibration runs one frame at "
             "a time. Convert the source with --batch dynamic (the device still batches up to "
             "model.max_batch) or --batch 1, and calibrate that")
-    frames = frames_from(args.images, args.max_images, args.seed, args.min_images)
+    frames = frames_from(args.images, args.max_images, args.seed)
+    # the sizes first: more images of the wrong size would not help
     _refuse_small_images(frames.paths, spec.input.height, spec.input.width, args.images)
+    frames.require(args.min_images)
     options = CalibrateOptions(profile=args.profile, method=args.method,
                                percentile=args.percentile, exclude=tuple(args.exclude),
                                keep_float=args.keep_float, with_cache=args.cache is not None,

@@ -48,7 +48,8 @@ def test_mixed_folder_skips_and_names_bad_files(tmp_path, caplog):
 
 def test_too_few_usable_images_and_empty_folder(tmp_path):
     mixed_folder(tmp_path)
-    with pytest.raises(InputError, match=r"usable image.*at least 50"):
+    with pytest.raises(InputError, match=r"usable image.*at least 50 are needed: add more, "
+                                         r"or lower --min-images"):
         frames_from(tmp_path, min_images=50)
     empty = tmp_path / "empty"
     empty.mkdir()

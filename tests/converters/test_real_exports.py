@@ -253,6 +253,10 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx")
     assert_refused(result, "all 10 images", "are smaller than the model input 32x32",
                    "largest 30x24")
+    # fewer than --min-images: the sizes are still what to fix first
+    result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
+                  "--min-images", "20")
+    assert_refused(result, "all 10 images", "are smaller than the model input 32x32")
     cv2.imwrite(str(small / "big.png"), rng.integers(0, 256, (64, 64, 3), np.uint8))
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
                   "--method", "minmax")
