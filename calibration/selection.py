@@ -148,14 +148,22 @@ class HeldOutJudge:
         self._geometry = LetterboxGeometry.fit(spec.input.width, spec.input.height,
                                                spec.input.width, spec.input.height)
 
-    def fidelities(self, candidates: dict[str, onnx.ModelProto]) -> list[Fidelity]:
-        """`fidelity` of each candidate (method name -> INT8 model), in the same order."""
+    def judged(self, names: Sequence[str], build: Callable[[str], onnx.ModelProto]
+               ) -> dict[str, tuple[onnx.ModelProto, Fidelity]]:
+        """Each candidate's INT8 model, `build(name)`, and its `fidelity`, by name in order.
+        The models are built one after the other on this thread while those built before are
+        judged on worker threads, one single-thread session per core: building (protobuf)
+        holds the GIL, judging (ONNX Runtime) releases it."""
         cores = usable_cores()
-        threads = max(1, cores // len(candidates)) if candidates else 1
-        with ThreadPoolExecutor(min(cores, len(candidates)) or 1,
+        threads = max(1, cores // len(names)) if names else 1
+        with ThreadPoolExecutor(max(1, min(cores, len(names))),
                                 thread_name_prefix="judge") as pool:
-            return list(pool.map(lambda item: self.fidelity(item[0], item[1], threads),
-                                 candidates.items()))
+            pending = {}
+            for name in names:
+                quantized = build(name)
+                pending[name] = (quantized, pool.submit(self.fidelity, name, quantized, threads))
+            return {name: (quantized, future.result())
+                    for name, (quantized, future) in pending.items()}
 
     def fidelity(self, method: str, quantized: onnx.ModelProto, threads: int = 0) -> Fidelity:
         """How `quantized` compares with FP32 on the held-out frames; its session gets

@@ -122,19 +122,22 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     candidates = {name: TensorRanges.from_stats(stats, range_method(name, options.percentile),
                                                 collector.frames) for name in names}
     phases.lap("ranges")
-    models = {name: _quantize(model, ranges, options, excluded)
-              for name, ranges in candidates.items()}
-    phases.lap("quantize")
     comparison: list[Fidelity] = []
     warning = None
     if held_out:
         judge = HeldOutJudge(model, spec, held_out, collector.run)
-        comparison = judge.fidelities({name: models[name] for name in names})
+        judged = judge.judged(names, lambda name: _quantize(model, candidates[name], options,
+                                                            excluded))
+        models = {name: quantized for name, (quantized, _) in judged.items()}
+        comparison = [fidelity for _, fidelity in judged.values()]
         chosen, warning = _chosen(options.method, comparison, spec.task)
         if options.method == "auto" and needs_refinement(best_of(comparison)):
             chosen = _refined(model, candidates, models, chosen, comparison, judge, held_out,
                               options)
-        phases.lap("judge")
+        phases.lap("quantize_and_judge")
+    else:
+        models = {chosen: _quantize(model, candidates[chosen], options, excluded)}
+        phases.lap("quantize")
     ranges, quantized = candidates[chosen], models[chosen]
     sqnr: dict[str, float] = {}
     if options.keep_float:
@@ -189,10 +192,13 @@ def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
     tensors = refined_tensors(model, sensitivity, candidates[best].ranges)
     mixes = [candidates[best].with_ranges_of(candidates[other], tensors)
              for other in METHODS if other != best and other in candidates]
-    for mixed in mixes:
-        candidates[mixed.method] = mixed
-        models[mixed.method] = _quantize(model, mixed, options, list(options.exclude))
-    comparison += judge.fidelities({mixed.method: models[mixed.method] for mixed in mixes})
+    candidates.update({mixed.method: mixed for mixed in mixes})
+    judged = judge.judged([mixed.method for mixed in mixes],
+                          lambda name: _quantize(model, candidates[name], options,
+                                                 list(options.exclude)))
+    for name, (quantized, fidelity) in judged.items():
+        models[name] = quantized
+        comparison.append(fidelity)
     chosen = best_of(comparison).method
     log.info("per-tensor refinement on %s: %s kept", ", ".join(tensors), chosen)
     return chosen

@@ -112,14 +112,14 @@ def test_cli_json_reports_the_comparison(demo_model, tmp_path):
     assert {m["method"] for m in summary["methods"]} == {"minmax", "percentile", "entropy", "mse"}
     assert all(m["output_sqnr_db"] > 10 for m in summary["methods"] if m["method"] != "entropy")
     phases = summary["phase_seconds"]
-    assert list(phases) == ["statistics", "ranges", "quantize", "judge"]
+    assert list(phases) == ["statistics", "ranges", "quantize_and_judge"]
     assert all(s >= 0 for s in phases.values())
     assert sum(phases.values()) <= summary["seconds"] + 0.05  # rounded to 10 ms each
 
 
 def test_candidates_judged_side_by_side_score_as_one_at_a_time(demo):
-    """`fidelities` runs the candidates on parallel threads; the scores are those of judging
-    each alone."""
+    """`judged` builds each candidate on the calling thread and judges them on worker threads;
+    the models and scores are those of building and judging each alone."""
     model, spec = demo
     frames = frames_from(FRAMES, max_images=16)
     candidates = {method: calibrate(model, spec, frames, CalibrateOptions(
@@ -129,12 +129,13 @@ def test_candidates_judged_side_by_side_score_as_one_at_a_time(demo):
     from calibration.selection import HeldOutJudge
 
     judge = HeldOutJudge(model, spec, feeds)
-    together = judge.fidelities(candidates)
-    alone = [judge.fidelity(method, quantized, threads=1)
-             for method, quantized in candidates.items()]
-    assert [f.method for f in together] == list(candidates)
-    assert together == alone
-    assert len({f.sqnr_db for f in together}) == 3  # three different models, not one thrice
+    together = judge.judged(list(candidates), candidates.__getitem__)
+    alone = {method: judge.fidelity(method, quantized, threads=1)
+             for method, quantized in candidates.items()}
+    assert list(together) == list(candidates)
+    assert {name: fidelity for name, (_, fidelity) in together.items()} == alone
+    assert all(together[name][0] is candidates[name] for name in candidates)
+    assert len({f.sqnr_db for f in alone.values()}) == 3  # three different models
 
 
 def test_per_tensor_refinement_where_the_best_method_still_loses(demo, monkeypatch):
