@@ -37,8 +37,6 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 
 log = logging.getLogger(__name__)
 
-#: The environment variable that supplies the MQTT password when the config names none.
-
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from edge.client import (
     Message,
     Subscriber,
 )
-from edge.errors import EdgeError, InputError
-from edge.mqtt.subscriber import failure_fix
+from edge.errors import InputError
+from edge.mqtt.subscriber import CONNECT_TIMEOUT_S, unique_client_id
 from edge.redact import redact_uri
 
 #: Detections messages kept per camera to find a saved frame's detections.
@@ -128,10 +127,6 @@ class FrameSaver:
         self.saved += 1
 
 
-#: How long the monitor waits for the broker's first SUBACK.
-CONNECT_TIMEOUT_S = 10.0
-
-
 def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | None,
                 echo: Callable[[str], None] = print, stop: threading.Event | None = None,
                 events: bool = False, share_group: str | None = None) -> dict[str, Any]:
@@ -150,14 +145,11 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
                 saver(message)
 
     subscriber = Subscriber(url, prefix, share_group=share_group, callback=show,
-                            client_id=f"edge-monitor-{int(time.time() * 1000) % 1_000_000}")
+                            client_id=unique_client_id("monitor"))
     stop = stop or threading.Event()
     subscriber.start()
     try:
-        failure = subscriber.connection.subscription_failure(CONNECT_TIMEOUT_S)
-        if failure is not None:
-            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(url)} ({failure}); "
-                            f"{failure_fix(failure)}")
+        subscriber.connection.wait_until_subscribed()
         with lock:
             echo(f"connected to {redact_uri(url)}, watching {prefix}")
         announced.set()

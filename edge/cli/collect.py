@@ -17,8 +17,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from edge.collect.phash import HASH_BITS
     from edge.errors import EdgeError, InputError
     from edge.files import require_output_directory
-    from edge.mqtt.subscriber import check_device_prefix
-    from edge.mqtt.url import broker_from_url
+    from edge.mqtt.subscriber import check_device_prefix, checked_broker_url
     from edge.redact import redact_uri
 
     if args.max_mb is not None and args.max_mb <= 0:
@@ -32,10 +31,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                          f"{HASH_BITS} (bits of the perceptual hash), got "
                          f"{args.duplicate_distance}")
     check_device_prefix(args.prefix)
-    try:
-        broker_from_url(args.mqtt)
-    except ValueError as exc:
-        raise InputError(f"broker URL: {exc}") from None
+    checked_broker_url(args.mqtt)
     require_output_directory(args.out)
     created = not args.out.exists()
     max_bytes = None if args.max_mb is None else int(args.max_mb * 1e6)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -22,13 +20,14 @@ from typing import Any
 
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.errors import EdgeError
-from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix, failure_fix
-from edge.redact import redact_uri
+from edge.mqtt.subscriber import (
+    CONNECT_TIMEOUT_S,
+    BrokerSubscription,
+    check_device_prefix,
+    unique_client_id,
+)
 
 log = logging.getLogger(__name__)
-
-#: How long `run` waits for the broker's first SUBACK before it gives up.
-CONNECT_TIMEOUT_S = 10.0
 
 __all__ = ["CollectCounts", "CollectedDataset", "Collector", "DiskFullError", "Sample"]
 
@@ -53,7 +52,7 @@ class Collector:
                    (f"{prefix}/+/frame/meta", 0)]
         self.subscription = BrokerSubscription(
             url, filters, self._message,
-            client_id=client_id or f"edge-collect-{os.getpid()}-{secrets.token_hex(3)}")
+            client_id=client_id or unique_client_id("collect"))
         self._worker = threading.Thread(target=self._write_loop, name="collect-writer",
                                         daemon=True)
 
@@ -82,10 +81,7 @@ class Collector:
         self.start()
         began = time.monotonic()
         try:
-            failure = self.subscription.subscription_failure(connect_timeout_s)
-            if failure is not None:
-                raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)} "
-                                f"({failure}); {failure_fix(failure)}")
+            self.subscription.wait_until_subscribed(connect_timeout_s)
             on_connected()
             while not stop.is_set() and not self.stopped.is_set():
                 if seconds is not None and time.monotonic() - began >= seconds:

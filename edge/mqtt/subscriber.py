@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import ssl
 import threading
@@ -24,8 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.errors import InputError
-from edge.mqtt.url import PASSWORD_ENV, broker_from_url
+from edge.errors import EdgeError, InputError
+from edge.mqtt.url import PASSWORD_ENV, BrokerUrl, broker_from_url
+from edge.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,24 @@ UNSUPPORTED_PROTOCOL = 0x84
 
 #: (topic, payload, retained) of every message received.
 Receiver = Callable[[str, bytes, bool], None]
+
+
+#: How long a command-line subscriber waits for the broker's first SUBACK.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def checked_broker_url(url: str) -> BrokerUrl:
+    """The parsed broker URL; InputError saying what is expected otherwise."""
+    try:
+        return broker_from_url(url)
+    except ValueError as exc:
+        raise InputError(f"broker URL: {exc}") from None
+
+
+def unique_client_id(role: str) -> str:
+    """`edge-<role>-<pid>-<random>`: two tools on one broker never take each other's session
+    over, as they would with one fixed id."""
+    return f"edge-{role}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def check_device_prefix(prefix: str) -> str:
@@ -57,10 +77,7 @@ class BrokerSubscription:
                  password: str | None = None) -> None:
         """`username`/`password` override the URL's user info; a user without a password takes
         it from $EDGE_MQTT_PASSWORD, as the daemon does."""
-        try:
-            broker = broker_from_url(url)
-        except ValueError as exc:
-            raise InputError(f"broker URL: {exc}") from None
+        broker = checked_broker_url(url)
         if share_group is not None and not share_group.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"share group {share_group!r}: use letters, digits, _ and - only")
         self.url, self.host, self.port = url, broker.host, broker.port
@@ -117,6 +134,14 @@ class BrokerSubscription:
         if self.subscribed.wait(max(0.0, deadline - time.monotonic())):
             return None
         return f"not subscribed again within {timeout:g} s"
+
+    def wait_until_subscribed(self, timeout: float = CONNECT_TIMEOUT_S) -> None:
+        """`subscription_failure`, as an EdgeError that names the broker (redacted), why and
+        what to change, for a command-line tool that cannot go on without the broker."""
+        failure = self.subscription_failure(timeout)
+        if failure is not None:
+            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)} "
+                            f"({failure}); {failure_fix(failure)}")
 
     def stop(self) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 SHAPE_LABELS: tuple[str, ...] = ("circle", "square", "triangle", "star")
 
-NOISE_OFFSETS = 4096  # distinct noise windows per scene (see Scene._noise_field)
+NOISE_OFFSETS = 4096  # distinct noise windows per scene (see ShapeScene._noise_field)
 NOISE_STREAM = 1
 
 #: An object whose visible area falls below this fraction is marked difficult (VOC convention):
