@@ -7,7 +7,7 @@ Every side is one whole process, timed from start to exit (imports included, as 
 for them) with its own peak RSS (`os.wait4`):
 - ours: `edge calibrate MODEL --images DIR -o OUT` with the defaults (`--method auto`:
   every range method judged on held-out frames; `tensorrt` profile), with the medians of the
-  phases it reports (statistics, ranges, quantize_and_judge);
+  phases it reports (statistics, ranges_and_judging);
 - ONNX Runtime: `quantize_static` with MinMax or Entropy calibration and TensorRT-style
   settings (QDQ, int8 activations and weights, symmetric, per-channel), fed the same frames
   through the same letterbox by a reader that decodes each JPEG in full, as a user's would.

@@ -128,13 +128,22 @@ class HeldOutJudge:
     judge faster than one on both cores (4 candidates: 0.9 s vs 1.1 s)."""
 
     def __init__(self, reference: onnx.ModelProto, spec: ModelSpec, feeds: list[Feed],
-                 run_reference: Callable[[list[str], Feed], list[npt.NDArray[Any]]] | None = None
-                 ) -> None:
+                 run_reference: Callable[[list[str], Feed], list[npt.NDArray[Any]]] | None = None,
+                 int8_kernels: bool = True) -> None:
         """`run_reference(outputs, feed)` runs FP32 (default: a new session of `reference`;
         the statistics collector's session, already loaded, does as well); the held-out
         batches go through it side by side, so it must take calls from several threads (an
-        ONNX Runtime session does)."""
+        ONNX Runtime session does).
+
+        `int8_kernels`: run the candidates as ONNX Runtime deploys them, Q/DQ pairs fused into
+        its int8 kernels (the `cpu` profile), or False: exactly as the QDQ graph defines them,
+        in float with every value quantized and dequantized, the arithmetic TensorRT's int8
+        layers implement (the `tensorrt` profile). The fused kernels round differently (a
+        YOLOv8n's boxes moved by up to 11 px), and on a graph whose Q/DQ pairs sit where
+        TensorRT wants them ONNX Runtime fuses little and dequantizes every weight on every run:
+        34 ms a frame on one thread fused, 25 ms unfused."""
         self.spec = spec
+        self._int8_kernels = int8_kernels
         self.frames = len(feeds)
         # one batch per core, so the FP32 reference runs on all of them
         self._batches = _batched(feeds, usable_cores()) if spec.input.batch is None else feeds
@@ -168,7 +177,7 @@ class HeldOutJudge:
     def fidelity(self, method: str, quantized: onnx.ModelProto, threads: int = 0) -> Fidelity:
         """How `quantized` compares with FP32 on the held-out frames; its session gets
         `threads` ONNX Runtime threads (0: all cores)."""
-        session = _session(quantized, threads or usable_cores())
+        session = _session(quantized, threads or usable_cores(), self._int8_kernels)
         energy = SignalNoise()
         split = HEAD_DECODERS.get(self.spec.head)
         agreeing = compared = 0.0
@@ -226,9 +235,11 @@ def _batched(feeds: list[Feed], parts: int) -> list[Feed]:
             for chunk in chunks if chunk]
 
 
-def _session(model: onnx.ModelProto, threads: int) -> Any:
+def _session(model: onnx.ModelProto, threads: int, int8_kernels: bool = True) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if not int8_kernels:  # weights are dequantized once, when the session is built
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(model.SerializeToString(), options,
                                 providers=["CPUExecutionProvider"])

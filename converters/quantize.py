@@ -117,25 +117,35 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         log.warning("%d calibration frames are too few to hold every %dth back and compare "
                     "range methods; using mse", collector.frames, every)
     chosen = "mse" if options.method == "auto" else options.method
-    names = METHODS if held_out else (chosen,)
     excluded = list(options.exclude)
-    candidates = {name: TensorRanges.from_stats(stats, range_method(name, options.percentile),
-                                                collector.frames) for name in names}
-    phases.lap("ranges")
+    candidates: dict[str, TensorRanges] = {}
+
+    def ranges_of(name: str) -> TensorRanges:
+        return TensorRanges.from_stats(stats, range_method(name, options.percentile),
+                                       collector.frames)
+
+    def ranged(name: str) -> onnx.ModelProto:
+        """Method `name`'s ranges (kept in `candidates`) and its INT8 model."""
+        candidates[name] = ranges_of(name)
+        return _quantize(model, candidates[name], options, excluded)
+
     comparison: list[Fidelity] = []
     warning = None
     if held_out:
-        judge = HeldOutJudge(model, spec, held_out, collector.run)
-        judged = judge.judged(names, lambda name: _quantize(model, candidates[name], options,
-                                                            excluded))
+        # each method's ranges and model are made while the ones before are being judged
+        judge = HeldOutJudge(model, spec, held_out, collector.run,
+                             int8_kernels=options.profile == "cpu")
+        judged = judge.judged(METHODS, ranged)
         models = {name: quantized for name, (quantized, _) in judged.items()}
         comparison = [fidelity for _, fidelity in judged.values()]
         chosen, warning = _chosen(options.method, comparison, spec.task)
         if options.method == "auto" and needs_refinement(best_of(comparison)):
             chosen = _refined(model, candidates, models, chosen, comparison, judge, held_out,
                               options)
-        phases.lap("quantize_and_judge")
+        phases.lap("ranges_and_judging")
     else:
+        candidates[chosen] = ranges_of(chosen)
+        phases.lap("ranges")
         models = {chosen: _quantize(model, candidates[chosen], options, excluded)}
         phases.lap("quantize")
     ranges, quantized = candidates[chosen], models[chosen]

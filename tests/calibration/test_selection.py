@@ -112,7 +112,7 @@ def test_cli_json_reports_the_comparison(demo_model, tmp_path):
     assert {m["method"] for m in summary["methods"]} == {"minmax", "percentile", "entropy", "mse"}
     assert all(m["output_sqnr_db"] > 10 for m in summary["methods"] if m["method"] != "entropy")
     phases = summary["phase_seconds"]
-    assert list(phases) == ["statistics", "ranges", "quantize_and_judge"]
+    assert list(phases) == ["statistics", "ranges_and_judging"]
     assert all(s >= 0 for s in phases.values())
     assert sum(phases.values()) <= summary["seconds"] + 0.05  # rounded to 10 ms each
 
