@@ -128,12 +128,8 @@ class HeldOutJudge:
     judge faster than one on both cores (4 candidates: 0.9 s vs 1.1 s)."""
 
     def __init__(self, reference: onnx.ModelProto, spec: ModelSpec, feeds: list[Feed],
-                 run_reference: Callable[[list[str], Feed], list[npt.NDArray[Any]]] | None = None,
                  int8_kernels: bool = True) -> None:
-        """`run_reference(outputs, feed)` runs FP32 (default: a new session of `reference`;
-        the statistics collector's session, already loaded, does as well); the held-out
-        batches go through it side by side, so it must take calls from several threads (an
-        ONNX Runtime session does).
+        """FP32 `reference` runs the held-out batches side by side, one thread each.
 
         `int8_kernels`: run the candidates as ONNX Runtime deploys them, Q/DQ pairs fused into
         its int8 kernels (the `cpu` profile), or False: exactly as the QDQ graph defines them,
@@ -149,9 +145,9 @@ class HeldOutJudge:
         self._batches = _batched(feeds, usable_cores()) if spec.input.batch is None else feeds
         self._outputs = [o.name for o in reference.graph.output]
         self._main = self._outputs.index(spec.output) if spec.output in self._outputs else 0
-        run = run_reference or _session(reference, usable_cores()).run
+        session = _session(reference, 1)
         with ThreadPoolExecutor(usable_cores(), thread_name_prefix="reference") as pool:
-            self._reference = list(pool.map(lambda batch: run(self._outputs, batch),
+            self._reference = list(pool.map(lambda batch: session.run(self._outputs, batch),
                                             self._batches))
         self._decode = decoder_from_spec(spec)
         self._geometry = LetterboxGeometry.fit(spec.input.width, spec.input.height,

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import AttributeProto, TensorProto, helper
 
 from edge.errors import InputError
 from edge.system import usable_cores
@@ -145,6 +145,30 @@ def inference_threads(requested: int) -> int:
     return max(1, usable_cores() - 2)
 
 
+def model_observing(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
+    """A copy of `model` whose outputs are `tensors` alone, without the nodes none of them
+    depends on (a detector's decode tail: 3 ms of a YOLOv8n's 28 ms a frame on one thread).
+    A graph with subgraphs (If, Loop), whose outer-scope inputs nodes do not list, keeps every
+    node. ONNX Runtime drops the initializers left unused."""
+    observing = model_exposing(model, tensors)
+    wanted = set(tensors)
+    kept = [o for o in observing.graph.output if o.name in wanted]
+    del observing.graph.output[:]
+    observing.graph.output.extend(kept)
+    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS)
+           for node in observing.graph.node for a in node.attribute):
+        return observing
+    needed = set(wanted)
+    used: list[onnx.NodeProto] = []
+    for node in reversed(observing.graph.node):
+        if needed.intersection(node.output):
+            used.append(node)
+            needed.update(node.input)
+    del observing.graph.node[:]
+    observing.graph.node.extend(reversed(used))
+    return observing
+
+
 class StatsCollector:
     """Runs a model on ONNX Runtime (CPU) with `tensors` exposed and folds every batch into
     per-tensor `TensorStats`."""
@@ -157,16 +181,11 @@ class StatsCollector:
         # optimisation measured 6% faster than basic on the demo detector.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.tensors = list(tensors)
-        self._session = ort.InferenceSession(model_exposing(model, tensors).SerializeToString(),
+        self._session = ort.InferenceSession(model_observing(model, tensors).SerializeToString(),
                                              options, providers=["CPUExecutionProvider"])
         self.stats = {name: TensorStats(name, sample_values=HISTOGRAM_SAMPLE)
                       for name in self.tensors}
         self.frames = 0
-
-    def run(self, outputs: list[str], inputs: dict[str, npt.NDArray[Any]]
-            ) -> list[npt.NDArray[Any]]:
-        """Any of the model's outputs or exposed tensors for `inputs`, without statistics."""
-        return list(self._session.run(outputs, inputs))
 
     def update(self, inputs: dict[str, npt.NDArray[Any]]) -> None:
         self._fold(self._session.run(self.tensors, inputs))

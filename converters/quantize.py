@@ -133,8 +133,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     warning = None
     if held_out:
         # each method's ranges and model are made while the ones before are being judged
-        judge = HeldOutJudge(model, spec, held_out, collector.run,
-                             int8_kernels=options.profile == "cpu")
+        judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.profile == "cpu")
         judged = judge.judged(METHODS, ranged)
         models = {name: quantized for name, (quantized, _) in judged.items()}
         comparison = [fidelity for _, fidelity in judged.values()]

@@ -68,3 +68,30 @@ def test_large_tensors_reach_the_histogram_as_a_rotating_strided_sample():
     assert stats.histogram.sum() == 10_000  # 1000 of each batch
     np.testing.assert_array_equal(stats.histogram, full.histogram // 10)  # offsets 0..9: all
     assert HISTOGRAM_SAMPLE == 1 << 16
+
+
+def test_observing_model_drops_the_decode_tail_and_keeps_the_values(demo_model):
+    """The statistics session runs only what the observed tensors need (no box decoding), and
+    each observed tensor holds what the whole model computes for it."""
+    import onnxruntime as ort
+
+    from calibration.readers import frames_from
+    from calibration.stats import model_exposing, model_observing
+    from converters.qdq_tensorrt import decode_tail
+    from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
+
+    model, spec = load_float_model(demo_model)
+    tensors = tensors_to_observe(model, CalibrateOptions())
+    observing = model_observing(model, tensors)
+    assert [o.name for o in observing.graph.output] == tensors
+    kept = {node.name for node in observing.graph.node}
+    tail = decode_tail(model)
+    assert tail and not kept & tail
+    feed = next(frames_from("synthetic://shapes?seed=3", max_images=1).inputs(spec))
+    whole = ort.InferenceSession(model_exposing(model, tensors).SerializeToString(),
+                                 providers=["CPUExecutionProvider"])
+    pruned = ort.InferenceSession(observing.SerializeToString(),
+                                  providers=["CPUExecutionProvider"])
+    for expected, observed in zip(whole.run(tensors, feed), pruned.run(tensors, feed),
+                                  strict=True):
+        np.testing.assert_array_equal(observed, expected)
