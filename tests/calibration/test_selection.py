@@ -138,6 +138,43 @@ def test_candidates_judged_side_by_side_score_as_one_at_a_time(demo):
     assert len({f.sqnr_db for f in alone.values()}) == 3  # three different models
 
 
+def test_candidates_sharing_one_session_score_as_each_in_its_own(demo):
+    """TensorRT-profile candidates differ only in activation scales: judged through one session
+    that takes the scales as inputs, each scores exactly as its own model does, and a copy of
+    one model with another method's scales is that method's model, byte for byte."""
+    from calibration.ranges import TensorRanges, range_method
+    from calibration.selection import HeldOutJudge
+    from calibration.stats import StatsCollector
+    from converters.qdq_tensorrt import activation_scales, qdq_for_tensorrt, with_activation_ranges
+    from converters.quantize import tensors_to_observe
+
+    model, spec = demo
+    collector = StatsCollector(model, tensors_to_observe(model, CalibrateOptions()))
+    stats = collector.collect(frames_from(FRAMES, max_images=12).inputs(spec))
+    ranges = {method: TensorRanges.from_stats(stats, range_method(method), collector.frames)
+              for method in ("minmax", "entropy", "mse")}
+    built = {method: qdq_for_tensorrt(model, r) for method, r in ranges.items()}
+    copied = {method: with_activation_ranges(built["minmax"], r) for method, r in ranges.items()}
+    assert all(copied[m].SerializeToString() == built[m].SerializeToString() for m in built)
+    from converters.errors import ConversionError
+
+    missing = next(iter(ranges["mse"].ranges))
+    partial = TensorRanges("mse", collector.frames, {name: r for name, r in
+                                                     ranges["mse"].ranges.items()
+                                                     if name != missing})
+    with pytest.raises(ConversionError, match=f"no calibration range for tensor {missing}"):
+        with_activation_ranges(built["minmax"], partial)
+
+    feeds = list(frames_from("synthetic://shapes?seed=12", max_images=4).inputs(spec))
+    judge = HeldOutJudge(model, spec, feeds, int8_kernels=False)
+    shared = judge.judged(list(copied), copied.__getitem__,
+                          lambda quantized: activation_scales(quantized).values())
+    alone = {method: judge.fidelity(method, quantized, threads=1)
+             for method, quantized in built.items()}
+    assert {name: fidelity for name, (_, fidelity) in shared.items()} == alone
+    assert len({f.sqnr_db for f in alone.values()}) == 3
+
+
 def test_per_tensor_refinement_where_the_best_method_still_loses(demo, monkeypatch):
     """When the best whole-model method stays far from FP32, the inputs of the worst layers get
     each other method's ranges in turn; every mix is judged like the four methods and the best
