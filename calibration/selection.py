@@ -17,7 +17,7 @@ scores 12.5 dB, F1 0.81. Held-out photos often hold too few detections for F1 to
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ REFINE_BELOW_AGREEMENT = 0.95
 REFINED_LAYERS = 3
 
 Feed = dict[str, npt.NDArray[Any]]
+Run = Callable[[list[str], Feed], list[npt.NDArray[Any]]]  # ONNX Runtime's session.run
 
 
 @dataclass(frozen=True)
@@ -146,45 +147,37 @@ class HeldOutJudge:
         self._batches = _batched(feeds, usable_cores()) if spec.input.batch is None else feeds
         self._outputs = [o.name for o in reference.graph.output]
         self._main = self._outputs.index(spec.output) if spec.output in self._outputs else 0
+        # run in the background: the first candidate is built meanwhile
         session = _session(reference, 1)
-        with ThreadPoolExecutor(usable_cores(), thread_name_prefix="reference") as pool:
-            self._reference = list(pool.map(lambda batch: session.run(self._outputs, batch),
-                                            self._batches))
+        pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="reference")
+        self._reference = [pool.submit(session.run, self._outputs, batch)
+                           for batch in self._batches]
+        pool.shutdown(wait=False)
         self._decode = decoder_from_spec(spec)
         self._geometry = LetterboxGeometry.fit(spec.input.width, spec.input.height,
                                                spec.input.width, spec.input.height)
 
     def judged(self, names: Sequence[str], build: Callable[[str], onnx.ModelProto],
-               varying: Callable[[onnx.ModelProto], Collection[str]] | None = None
+               shared: SharedSession | None = None
                ) -> dict[str, tuple[onnx.ModelProto, Fidelity]]:
         """Each candidate's INT8 model, `build(name)`, and its `fidelity`, by name in order.
         The models are built one after the other on this thread while those built before are
-        judged on worker threads, one single-thread session per core: building (protobuf)
-        holds the GIL, judging (ONNX Runtime) releases it.
-
-        `varying(model)`, when given, names the initializers in which the candidates differ
-        (the rest of every model is the same): then they share one session that takes those as
-        inputs (YOLOv8n: one 80 ms session instead of one per candidate)."""
+        judged on worker threads, one single-thread session per core (or the `shared` one, for
+        candidates that differ only in what it takes as inputs): building (protobuf) holds the
+        GIL, judging (ONNX Runtime) releases it."""
         cores = usable_cores()
         threads = max(1, cores // len(names)) if names else 1
         with ThreadPoolExecutor(max(1, min(cores, len(names))),
                                 thread_name_prefix="judge") as pool:
-            shared: Future[Any] | None = None
             pending = {}
             for name in names:
                 quantized = build(name)
-                if varying is None:
-                    pending[name] = (quantized, pool.submit(self.fidelity, name, quantized,
-                                                            threads))
-                    continue
-                inputs = set(varying(quantized))
-                if shared is None:  # queued before every judging that waits for it
-                    shared = pool.submit(_session, with_inputs_for(quantized, inputs), threads,
-                                         self._int8_kernels)
-                feed = {i.name: numpy_helper.to_array(i) for i in quantized.graph.initializer
-                        if i.name in inputs}
-                pending[name] = (quantized, pool.submit(self._shared_fidelity, name, shared,
-                                                        feed))
+                if shared is None:
+                    judging = pool.submit(self.fidelity, name, quantized, threads)
+                else:
+                    judging = pool.submit(lambda n, q: self._scored(n, shared.run_for(q)),
+                                          name, quantized)
+                pending[name] = (quantized, judging)
             return {name: (quantized, future.result())
                     for name, (quantized, future) in pending.items()}
 
@@ -194,17 +187,12 @@ class HeldOutJudge:
         session = _session(quantized, threads or usable_cores(), self._int8_kernels)
         return self._scored(method, session.run)
 
-    def _shared_fidelity(self, method: str, session: Future[Any], feed: Feed) -> Fidelity:
-        """`fidelity` of a candidate run by a shared session with its `feed` added."""
-        run = session.result().run
-        return self._scored(method, lambda outputs, batch: run(outputs, {**batch, **feed}))
-
-    def _scored(self, method: str, run: Callable[[list[str], Feed], list[npt.NDArray[Any]]]
-                ) -> Fidelity:
+    def _scored(self, method: str, run: Run) -> Fidelity:
         energy = SignalNoise()
         split = HEAD_DECODERS.get(self.spec.head)
         agreeing = compared = 0.0
-        for batch, reference in zip(self._batches, self._reference, strict=True):
+        for batch, pending in zip(self._batches, self._reference, strict=True):
+            reference = pending.result()
             outputs = run(self._outputs, batch)
             for index, (ref, out) in enumerate(zip(reference, outputs, strict=True)):
                 if index == self._main and split is not None:
@@ -242,6 +230,37 @@ class HeldOutJudge:
             agreeing += 2.0 * float((matched == 1).sum())
             compared += float(len(ours) + len(theirs))
         return agreeing, compared
+
+
+class SharedSession:
+    """One ONNX Runtime session for candidate models that differ only in a few initializers,
+    which it takes as inputs instead (a YOLOv8n's 80 ms session made once, not per candidate).
+
+    It is made on a background thread from the moment this object exists, out of
+    `template()`, any model of the same structure; `varying(model)` names the initializers
+    that differ."""
+
+    def __init__(self, template: Callable[[], onnx.ModelProto],
+                 varying: Callable[[onnx.ModelProto], Collection[str]],
+                 int8_kernels: bool = False) -> None:
+        self._varying = varying
+        self._inputs: set[str] = set()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="shared-session")
+        self._session = pool.submit(self._made, template, int8_kernels)
+        pool.shutdown(wait=False)
+
+    def run_for(self, candidate: onnx.ModelProto) -> Run:
+        """`session.run` for `candidate`: its values of the varying initializers are fed along
+        with every batch."""
+        session = self._session.result()
+        feed = {i.name: numpy_helper.to_array(i) for i in candidate.graph.initializer
+                if i.name in self._inputs}
+        return lambda outputs, batch: list(session.run(outputs, {**batch, **feed}))
+
+    def _made(self, template: Callable[[], onnx.ModelProto], int8_kernels: bool) -> Any:
+        model = template()
+        self._inputs = set(self._varying(model))
+        return _session(with_inputs_for(model, self._inputs), 1, int8_kernels)
 
 
 def held_out_every(frames: int) -> int:

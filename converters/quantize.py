@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from calibration.fidelity import layer_sqnr
-from calibration.ranges import METHODS, TensorRanges, range_method
+from calibration.ranges import METHODS, TensorRange, TensorRanges, range_method
 from calibration.readers import FrameSet, prefetched
 from calibration.result import Calibrated
 from calibration.selection import (
@@ -26,6 +27,7 @@ from calibration.selection import (
     Feed,
     Fidelity,
     HeldOutJudge,
+    SharedSession,
     best_of,
     clear_loss,
     held_out_every,
@@ -115,21 +117,22 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     judging = options.method == "auto" or options.compare
     every = held_out_every(frames.count)
     feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
-    collector = StatsCollector(model, tensors_to_observe(model, options), options.threads)
+    tensors = tensors_to_observe(model, options)
+    excluded = list(options.exclude)
+    quantize = _Quantizer(model, options.profile, excluded, tensors)
+    shared = quantize.shared_session() if judging else None
+    collector = StatsCollector(model, tensors, options.threads)
     stats = collector.collect(_progress(prefetched(feeds), frames.count, options.progress))
     phases.lap("statistics")
     if options.method == "auto" and not held_out:
         log.warning("%d calibration frames are too few to hold every %dth back and compare "
                     "range methods; using mse", collector.frames, every)
     chosen = "mse" if options.method == "auto" else options.method
-    excluded = list(options.exclude)
     candidates: dict[str, TensorRanges] = {}
 
     def ranges_of(name: str) -> TensorRanges:
         return TensorRanges.from_stats(stats, range_method(name, options.percentile),
                                        collector.frames)
-
-    quantize = _Quantizer(model, options.profile, excluded)
 
     def ranged(name: str) -> onnx.ModelProto:
         """Method `name`'s ranges (kept in `candidates`) and its INT8 model."""
@@ -141,13 +144,13 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     if held_out:
         # each method's ranges and model are made while the ones before are being judged
         judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.profile == "cpu")
-        judged = judge.judged(METHODS, ranged, quantize.varying)
+        judged = judge.judged(METHODS, ranged, shared)
         models = {name: quantized for name, (quantized, _) in judged.items()}
         comparison = [fidelity for _, fidelity in judged.values()]
         chosen, warning = _chosen(options.method, comparison, spec.task)
         if options.method == "auto" and needs_refinement(best_of(comparison)):
             chosen = _refined(model, candidates, models, chosen, comparison, judge, held_out,
-                              quantize)
+                              quantize, shared)
         phases.lap("ranges_and_judging")
     else:
         candidates[chosen] = ranges_of(chosen)
@@ -161,7 +164,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         worst = sorted((s, n) for n, s in sqnr.items() if n not in excluded)
         excluded += [name for _, name in worst[:options.keep_float]]
         log.info("keeping in float (worst SQNR): %s", ", ".join(excluded))
-        quantized = _Quantizer(model, options.profile, excluded)(ranges)
+        quantized = _Quantizer(model, options.profile, excluded, tensors)(ranges)
         phases.lap("keep_float")
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
@@ -200,7 +203,8 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str,
 
 def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
              models: dict[str, onnx.ModelProto], best: str, comparison: list[Fidelity],
-             judge: HeldOutJudge, held_out: list[Feed], quantize: _Quantizer) -> str:
+             judge: HeldOutJudge, held_out: list[Feed], quantize: _Quantizer,
+             shared: SharedSession | None) -> str:
     """Per tensor where it helps: the best method's ranges with another method's on the inputs
     of the layers that suffer most; each mix joins `candidates`, `models` and `comparison`, and
     the best of all is returned."""
@@ -210,7 +214,7 @@ def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
              for other in METHODS if other != best and other in candidates]
     candidates.update({mixed.method: mixed for mixed in mixes})
     judged = judge.judged([mixed.method for mixed in mixes],
-                          lambda name: quantize(candidates[name]), quantize.varying)
+                          lambda name: quantize(candidates[name]), shared)
     for name, (quantized, fidelity) in judged.items():
         models[name] = quantized
         comparison.append(fidelity)
@@ -232,29 +236,41 @@ def _holding_out(feeds: Iterable[Feed], held_out: list[Feed], every: int) -> Ite
 class _Quantizer:
     """INT8 models of one FP32 model under one profile and one exclusion list, for any ranges.
 
-    The `tensorrt` profile's models differ only in their activation scales: the first is built
-    and checked in full (every weight quantized), the others are copies of it with their
-    scales set (YOLOv8n: 5 ms instead of 60-110 ms), and `varying` names those scales, so a
-    judge can feed them to one session instead of building one per candidate. The `cpu`
-    profile's scales and zero points are folded into ONNX Runtime's int8 kernels: each of its
-    models is built, and judged, on its own."""
+    The `tensorrt` profile's models differ only in their activation scales: one model is built
+    and checked in full (every weight quantized), on a background thread from the moment the
+    quantizer exists (it needs no ranges, so the statistics pass hides it); each model asked
+    for is a copy of it with its scales set (YOLOv8n: 5 ms instead of 60-110 ms), and
+    `shared_session` judges them all through one session. The `cpu` profile's scales and zero
+    points are folded into ONNX Runtime's int8 kernels: each of its models is built, and
+    judged, on its own."""
 
-    def __init__(self, model: onnx.ModelProto, profile: Profile, exclude: list[str]) -> None:
+    def __init__(self, model: onnx.ModelProto, profile: Profile, exclude: list[str],
+                 tensors: Collection[str]) -> None:
+        """`tensors`: the activations the profile quantizes (`tensors_to_observe`)."""
         self.model, self.profile, self.exclude = model, profile, list(exclude)
-        self._template: onnx.ModelProto | None = None
+        self._template: Future[onnx.ModelProto] | None = None
+        if profile == "tensorrt":
+            placeholder = TensorRanges("template", 0, {name: TensorRange(-1.0, 1.0, 1.0)
+                                                       for name in tensors})
+            pool = ThreadPoolExecutor(1, thread_name_prefix="qdq-template")
+            self._template = pool.submit(self._checked, placeholder)
+            pool.shutdown(wait=False)
 
     def __call__(self, ranges: TensorRanges) -> onnx.ModelProto:
-        if self.profile == "cpu":
-            return qdq_for_cpu(self.model, ranges, self.exclude)
         if self._template is None:
-            self._template = qdq_for_tensorrt(self.model, ranges, self.exclude)
-            check_tensorrt_qdq(self._template, "the quantized model")
-        return with_activation_ranges(self._template, ranges)
+            return qdq_for_cpu(self.model, ranges, self.exclude)
+        return with_activation_ranges(self._template.result(), ranges)
 
-    @property
-    def varying(self) -> Callable[[onnx.ModelProto], list[str]] | None:
-        """The initializers in which one of this quantizer's models differs from another."""
-        if self.profile == "cpu":
+    def shared_session(self) -> SharedSession | None:
+        """One judging session for all of this quantizer's models (None on the `cpu`
+        profile)."""
+        if self._template is None:
             return None
-        return lambda quantized: list(activation_scales(quantized).values())
+        template = self._template
+        return SharedSession(template.result,
+                             lambda quantized: activation_scales(quantized).values())
 
+    def _checked(self, ranges: TensorRanges) -> onnx.ModelProto:
+        quantized = qdq_for_tensorrt(self.model, ranges, self.exclude)
+        check_tensorrt_qdq(quantized, "the quantized model")
+        return quantized

@@ -143,7 +143,7 @@ def test_candidates_sharing_one_session_score_as_each_in_its_own(demo):
     that takes the scales as inputs, each scores exactly as its own model does, and a copy of
     one model with another method's scales is that method's model, byte for byte."""
     from calibration.ranges import TensorRanges, range_method
-    from calibration.selection import HeldOutJudge
+    from calibration.selection import HeldOutJudge, SharedSession
     from calibration.stats import StatsCollector
     from converters.qdq_tensorrt import activation_scales, qdq_for_tensorrt, with_activation_ranges
     from converters.quantize import tensors_to_observe
@@ -167,8 +167,9 @@ def test_candidates_sharing_one_session_score_as_each_in_its_own(demo):
 
     feeds = list(frames_from("synthetic://shapes?seed=12", max_images=4).inputs(spec))
     judge = HeldOutJudge(model, spec, feeds, int8_kernels=False)
-    shared = judge.judged(list(copied), copied.__getitem__,
-                          lambda quantized: activation_scales(quantized).values())
+    session = SharedSession(lambda: built["mse"],
+                            lambda quantized: activation_scales(quantized).values())
+    shared = judge.judged(list(copied), copied.__getitem__, session)
     alone = {method: judge.fidelity(method, quantized, threads=1)
              for method, quantized in built.items()}
     assert {name: fidelity for name, (_, fidelity) in shared.items()} == alone
