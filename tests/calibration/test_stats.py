@@ -95,3 +95,45 @@ def test_observing_model_drops_the_decode_tail_and_keeps_the_values(demo_model):
     for expected, observed in zip(whole.run(tensors, feed), pruned.run(tensors, feed),
                                   strict=True):
         np.testing.assert_array_equal(observed, expected)
+
+
+def test_runs_in_flight_fold_as_one_at_a_time(demo_model):
+    """`collect` runs several batches at once but folds them in order: the statistics are
+    exactly those of updating batch by batch."""
+    from calibration.readers import frames_from
+    from calibration.stats import StatsCollector
+    from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
+
+    model, spec = load_float_model(demo_model)
+    tensors = tensors_to_observe(model, CalibrateOptions())
+    feeds = list(frames_from("synthetic://shapes?seed=4", max_images=10).inputs(spec))
+    together = StatsCollector(model, tensors).collect(iter(feeds))
+    alone = StatsCollector(model, tensors)
+    for feed in feeds:
+        alone.update(feed)
+    assert alone.frames == 10
+    for name in tensors:
+        a, b = together[name], alone.stats[name]
+        assert (a.minimum, a.maximum, a.count, a.range) == (b.minimum, b.maximum, b.count, b.range)
+        np.testing.assert_array_equal(a.histogram, b.histogram)
+
+
+def test_a_failing_frame_stops_the_runs_in_flight(demo_model):
+    """An error from the frames (or a run) reaches the caller; nothing keeps running."""
+    import threading
+
+    from calibration.readers import frames_from
+    from calibration.stats import StatsCollector
+    from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
+
+    model, spec = load_float_model(demo_model)
+    collector = StatsCollector(model, tensors_to_observe(model, CalibrateOptions()))
+    feeds = list(frames_from("synthetic://shapes?seed=5", max_images=6).inputs(spec))
+
+    def failing():
+        yield from feeds[:5]
+        raise InputError("frame 6 is broken")
+
+    with pytest.raises(InputError, match="frame 6 is broken"):
+        collector.collect(failing())
+    assert not [t for t in threading.enumerate() if t.name.startswith("stats")]
