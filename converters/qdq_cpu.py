@@ -20,7 +20,7 @@ import onnx
 
 from calibration.ranges import TensorRanges
 from converters.pixel_stem import pixel_stem
-from converters.qdq_tensorrt import decode_tail
+from converters.qdq_tensorrt import check_exclusions, decode_tail
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: PLC0415 - heavy
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data  # noqa: PLC0415 - heavy
 
+    check_exclusions(model, exclude)
     data = {}
     for name, r in ranges.ranges.items():
         low = max(r.minimum, -r.amax)

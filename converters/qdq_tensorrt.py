@@ -98,6 +98,15 @@ def decode_tail(model: onnx.ModelProto) -> set[str]:
     return {n.name for n in model.graph.node} - feeding
 
 
+def check_exclusions(model: onnx.ModelProto, exclude: Collection[str]) -> None:
+    """Refuse node names in `exclude` that the model does not have (a typo would otherwise
+    quantize the node it meant to keep in float)."""
+    unknown = sorted(set(exclude) - {n.name for n in model.graph.node})
+    if unknown:
+        raise ConversionError(f"--exclude names unknown nodes: {', '.join(unknown)}; see "
+                              "`edge inspect --json` for node names")
+
+
 def quantizable_inputs(model: onnx.ModelProto) -> dict[str, list[int]]:
     """Node name -> indices of activation inputs to quantize under TensorRT's rules."""
     initializers = {i.name for i in model.graph.initializer}
@@ -124,10 +133,7 @@ def quantizable_inputs(model: onnx.ModelProto) -> dict[str, list[int]]:
 def qdq_for_tensorrt(model: onnx.ModelProto, ranges: TensorRanges,
                      exclude: Collection[str] = ()) -> onnx.ModelProto:
     """A QDQ copy of `model` under TensorRT's rules; nodes named in `exclude` stay float."""
-    unknown = sorted(set(exclude) - {n.name for n in model.graph.node})
-    if unknown:
-        raise ConversionError(f"--exclude names unknown nodes: {', '.join(unknown)}; see "
-                              "`edge inspect --json` for node names")
+    check_exclusions(model, exclude)
     _check_supported(model, exclude)
     quantized = onnx.ModelProto()
     quantized.CopyFrom(model)

@@ -34,13 +34,14 @@ from calibration.selection import (
     needs_refinement,
     refined_tensors,
 )
-from calibration.stats import StatsCollector, float_tensors
+from calibration.stats import StatsCollector, TensorStats, float_tensors
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
 from converters.qdq_cpu import qdq_for_cpu
 from converters.qdq_rules import check_tensorrt_qdq
 from converters.qdq_tensorrt import (
     activation_scales,
+    check_exclusions,
     qdq_for_tensorrt,
     quantizable_inputs,
     with_activation_ranges,
@@ -113,6 +114,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     phases = _Phases()
     if options.method != "auto":
         range_method(options.method, options.percentile)  # an unknown name fails before any work
+    check_exclusions(model, options.exclude)
     held_out: list[Feed] = []
     judging = options.method == "auto" or options.compare
     every = held_out_every(frames.count)
@@ -128,32 +130,15 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         log.warning("%d calibration frames are too few to hold every %dth back and compare "
                     "range methods; using mse", collector.frames, every)
     chosen = "mse" if options.method == "auto" else options.method
-    candidates: dict[str, TensorRanges] = {}
-
-    def ranges_of(name: str) -> TensorRanges:
-        return TensorRanges.from_stats(stats, range_method(name, options.percentile),
-                                       collector.frames)
-
-    def ranged(name: str) -> onnx.ModelProto:
-        """Method `name`'s ranges (kept in `candidates`) and its INT8 model."""
-        candidates[name] = ranges_of(name)
-        return quantize(candidates[name])
-
+    candidates = _Candidates(stats, collector.frames, options.percentile)
     comparison: list[Fidelity] = []
     warning = None
     if held_out:
-        # each method's ranges and model are made while the ones before are being judged
-        judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.profile == "cpu")
-        judged = judge.judged(METHODS, ranged, shared)
-        models = {name: quantized for name, (quantized, _) in judged.items()}
-        comparison = [fidelity for _, fidelity in judged.values()]
-        chosen, warning = _chosen(options.method, comparison, spec.task)
-        if options.method == "auto" and needs_refinement(best_of(comparison)):
-            chosen = _refined(model, candidates, models, chosen, comparison, judge, held_out,
-                              quantize, shared)
+        chosen, models, comparison, warning = _judged(model, spec, held_out, candidates,
+                                                      quantize, shared, options)
         phases.lap("ranges_and_judging")
     else:
-        candidates[chosen] = ranges_of(chosen)
+        candidates.add(chosen)
         phases.lap("ranges")
         models = {chosen: quantize(candidates[chosen])}
         phases.lap("quantize")
@@ -187,6 +172,37 @@ class _Phases(dict[str, float]):
     @property
     def total(self) -> float:
         return time.perf_counter() - self._started
+
+
+class _Candidates(dict[str, TensorRanges]):
+    """Range methods' ranges by method name, each made from the statistics when added."""
+
+    def __init__(self, stats: dict[str, TensorStats], frames: int, percentile: float) -> None:
+        super().__init__()
+        self._stats, self._frames, self._percentile = stats, frames, percentile
+
+    def add(self, method: str) -> TensorRanges:
+        self[method] = TensorRanges.from_stats(self._stats, range_method(method, self._percentile),
+                                               self._frames)
+        return self[method]
+
+
+def _judged(model: onnx.ModelProto, spec: ModelSpec, held_out: list[Feed],
+            candidates: _Candidates, quantize: _Quantizer, shared: SharedSession | None,
+            options: CalibrateOptions
+            ) -> tuple[str, dict[str, onnx.ModelProto], list[Fidelity], str | None]:
+    """Every method's INT8 model judged on the held-out frames, each method's ranges and model
+    made while the ones before it are judged: the method to keep, the models by method, the
+    comparison and, for an explicit method that loses clearly, the warning."""
+    judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.profile == "cpu")
+    judged = judge.judged(METHODS, lambda method: quantize(candidates.add(method)), shared)
+    models = {name: quantized for name, (quantized, _) in judged.items()}
+    comparison = [fidelity for _, fidelity in judged.values()]
+    chosen, warning = _chosen(options.method, comparison, spec.task)
+    if options.method == "auto" and needs_refinement(best_of(comparison)):
+        chosen = _refined(model, candidates, models, chosen, comparison, judge, held_out,
+                          quantize, shared)
+    return chosen, models, comparison, warning
 
 
 def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str, str | None]:

@@ -126,8 +126,25 @@ def test_exclusions(demo):
     assert result.excluded[0] == first_conv and len(result.excluded) == 3
     float_convs = [n for n in result.model.graph.node if n.name in result.excluded]
     assert all(not n.input[1].endswith("__dequantized") for n in float_convs)
+
+
+
+@pytest.mark.parametrize("profile", ["tensorrt", "cpu"])
+def test_unknown_exclusions_fail_before_any_work(demo, profile):
+    """A mistyped --exclude is refused on both profiles, before a frame is read (the cpu
+    profile used to keep the misnamed node's neighbour quantized and report the typo as
+    kept float)."""
+    model, spec = demo
+
+    def unreadable():
+        raise AssertionError("frames were read")
+        yield
+
+    frames = frames_from(FRAMES, max_images=4)
+    frames.inputs = lambda spec: unreadable()  # type: ignore[method-assign]
     with pytest.raises(ConversionError, match="unknown nodes: nope"):
-        calibrate(model, spec, frames, CalibrateOptions(exclude=("nope",), progress=False))
+        calibrate(model, spec, frames, CalibrateOptions(profile=profile, exclude=("nope",),
+                                                        progress=False))
 
 
 def test_already_quantized_and_unconverted_models(tensorrt_int8, tmp_path):
