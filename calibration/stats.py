@@ -145,13 +145,15 @@ RUNS_IN_FLIGHT = 2
 FOLD_WINDOW = 3
 
 
-def inference_threads(requested: int) -> int:
-    """ONNX Runtime threads of each run in flight; `requested` counts them all (0: all cores
-    but two). The frame decoders and the fold work alongside inference, and with every core
-    given to ONNX Runtime they contend: on 2 cores, single-thread runs measured 30% faster
-    overall than ONNX Runtime's default of 2 threads."""
-    total = requested if requested > 0 else usable_cores() - 2
-    return max(1, total // RUNS_IN_FLIGHT)
+def inference_plan(requested: int) -> tuple[int, int]:
+    """(runs in flight, ONNX Runtime threads of each) for `requested` inference threads in all
+    (0: all cores but two, and at least one per run). The frame decoders and the fold work
+    alongside inference, and with every core given to ONNX Runtime they contend: on 2 cores,
+    single-thread runs measured 30% faster overall than ONNX Runtime's default of 2 threads."""
+    if requested > 0:
+        runs = min(RUNS_IN_FLIGHT, requested)
+        return runs, requested // runs
+    return RUNS_IN_FLIGHT, max(1, (usable_cores() - 2) // RUNS_IN_FLIGHT)
 
 
 def model_observing(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
@@ -184,7 +186,7 @@ class StatsCollector:
 
     def __init__(self, model: onnx.ModelProto, tensors: Sequence[str], threads: int = 0) -> None:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = inference_threads(threads)
+        self._runs, options.intra_op_num_threads = inference_plan(threads)
         options.log_severity_level = 3
         # Exposed tensors are graph outputs, which ONNX Runtime never fuses away; full
         # optimisation measured 6% faster than basic on the demo detector.
@@ -205,11 +207,11 @@ class StatsCollector:
             self.stats[name].update(value)
 
     def collect(self, batches: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, TensorStats]:
-        """Run every batch, `RUNS_IN_FLIGHT` at a time on worker threads (ONNX Runtime releases
-        the GIL), and fold their outputs on this thread in batch order, so the statistics do
-        not depend on which run finished first. At most `FOLD_WINDOW` + 1 batches of
-        activations are alive at once."""
-        with ThreadPoolExecutor(RUNS_IN_FLIGHT, thread_name_prefix="stats") as runs:
+        """Run every batch, `RUNS_IN_FLIGHT` at a time (fewer when fewer threads were asked
+        for) on worker threads (ONNX Runtime releases the GIL), and fold their outputs on this
+        thread in batch order, so the statistics do not depend on which run finished first. At
+        most `FOLD_WINDOW` + 1 batches of activations are alive at once."""
+        with ThreadPoolExecutor(self._runs, thread_name_prefix="stats") as runs:
             pending: deque[tuple[int, Future[list[npt.NDArray[Any]]]]] = deque()
             try:
                 for inputs in batches:

@@ -319,7 +319,8 @@ def _add_calibrate(commands: Any) -> None:
     calibrate.add_argument("--eval-data", type=Path,
                            help="labelled data for the report (default: --images)")
     calibrate.add_argument("--threads", type=int, default=0,
-                           help="inference threads (default 0: all cores but two)")
+                           help="inference threads in all (default 0: all cores but two, at least "
+                                "two single-thread runs at a time)")
     calibrate.add_argument("--json", action="store_true")
     add_drift_reference_argument(calibrate, "the calibration frames through the output model")
     calibrate.set_defaults(handler=cmd_calibrate)

@@ -137,3 +137,14 @@ def test_a_failing_frame_stops_the_runs_in_flight(demo_model):
     with pytest.raises(InputError, match="frame 6 is broken"):
         collector.collect(failing())
     assert not [t for t in threading.enumerate() if t.name.startswith("stats")]
+
+
+@pytest.mark.parametrize(("requested", "cores", "plan"), [
+    (0, 2, (2, 1)), (0, 4, (2, 1)), (0, 8, (2, 3)),  # default: all cores but two, >= 1 a run
+    (1, 8, (1, 1)), (3, 8, (2, 1)), (4, 2, (2, 2)),  # --threads N: N threads in all
+])
+def test_inference_plan_splits_the_threads_between_runs(monkeypatch, requested, cores, plan):
+    from calibration import stats
+
+    monkeypatch.setattr(stats, "usable_cores", lambda: cores)
+    assert stats.inference_plan(requested) == plan
