@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,7 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        print("\nedge: interrupted", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Leave at once: interpreter teardown with native work still running on background
+        # threads (an ONNX Runtime session being made) can abort the process. Every output is
+        # written atomically, so nothing half-written is left behind.
+        os._exit(130)
 
 
 if __name__ == "__main__":

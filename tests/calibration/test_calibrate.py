@@ -202,3 +202,27 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, mes
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (out / "int8.onnx").exists() and not (out / "c.cache").exists()
+
+
+def test_interrupted_calibration_exits_130_and_writes_nothing(tmp_path):
+    """Ctrl-C during the statistics pass: exit 130 with a line saying so, no output file and no
+    abort from native threads (background sessions) being torn down."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "int8.onnx"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge", "calibrate", "edge/models/shapes.onnx", "--images",
+         "synthetic://shapes?seed=7", "--max-images", "400", "-o", str(out)],
+        stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    started = time.monotonic()
+    while "calibrating" not in process.stderr.read(64):  # the progress bar is up
+        assert time.monotonic() - started < 60
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "edge: interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
