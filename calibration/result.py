@@ -23,7 +23,7 @@ class Calibrated:
     frames: int
     layer_sqnr: dict[str, float] = field(default_factory=dict)
     comparison: list[Fidelity] = field(default_factory=list)  # every method on held-out frames
-    warning: str | None = None  # the chosen method lost clearly against the best one
+    warning: str | None = None  # what the user should know about the choice (also logged)
     phases: dict[str, float] = field(default_factory=dict)  # seconds: statistics, ranges, ...
 
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:

@@ -74,8 +74,8 @@ class Fidelity:
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "output_sqnr_db": round(self.sqnr_db, 2),
-                "agreement": round(self.agreement, 4), "frames": self.frames,
-                "compared": self.compared,
+                "agreement": round(self.agreement, 4), "agreement_measured": self.telling,
+                "frames": self.frames, "compared": self.compared,
                 **{f"{part}_sqnr_db": round(db, 2) for part, db in self.parts_db.items()}}
 
 
@@ -100,6 +100,22 @@ def refined_tensors(model: onnx.ModelProto, layer_sqnr: dict[str, float],
     worst = sorted(layer_sqnr, key=layer_sqnr.__getitem__)
     tensors = [inputs_of[name] for name in worst if inputs_of.get(name) in calibrated]
     return list(dict.fromkeys(tensors))[:REFINED_LAYERS]
+
+
+def unmeasured_agreement(chosen: Fidelity, task: str) -> str | None:
+    """A warning when the held-out frames held too few frames (classify) or detections
+    (detect) for the agreement figure to mean anything, so the choice rests on output SQNR."""
+    if chosen.telling:
+        return None
+    if task == "classify":
+        return (f"{chosen.frames} held-out frames are too few to measure top-1 agreement with "
+                f"FP32; the range method was chosen by output SQNR alone ({chosen.method}, "
+                f"{chosen.sqnr_db:.1f} dB); calibrate with more images (--max-images, 128 or "
+                "more) to have it checked")
+    return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32 and "
+            f"INT8 together), too few to measure detection agreement with FP32; the range "
+            f"method was chosen by output SQNR alone ({chosen.method}, {chosen.sqnr_db:.1f} dB); "
+            "calibrate with frames that show the objects the model detects to have it checked")
 
 
 def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:

@@ -89,6 +89,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "outputs": [_tensor_info(v) for v in model.graph.output],
         "parameters": int(sum(np.prod(i.dims) for i in model.graph.initializer)),
         "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
+        "nodes": [{"name": n.name, "op": n.op_type} for n in model.graph.node],
         "quantization": quantization_summary(model),
         "other_metadata": {k: v[:200] for k, v in props.items() if k != SPEC_KEY},
     }
@@ -115,7 +116,11 @@ def format_report(report: dict[str, Any]) -> str:
     if not q["quantized"]:
         lines.append("quantization: none (float)")
     else:
-        lines.append(f"quantization: {q['format']}, activations {'/'.join(q['activation_types'])}"
+        recorded = spec.get("quantization") if spec else None
+        profile = {"int8-qdq": "tensorrt profile, ", "int8-qdq-cpu": "cpu profile, "}.get(
+            recorded or "", "")
+        lines.append(f"quantization: {profile}{q['format']}, activations "
+                     f"{'/'.join(q['activation_types'])}"
                      f", {q['quantized_weights']} quantized weights ({q['per_channel_weights']} "
                      f"per-channel), {q['quantized_biases']} int32 biases, "
                      f"{'symmetric' if q['symmetric'] else 'asymmetric'}")

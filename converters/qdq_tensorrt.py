@@ -9,6 +9,7 @@ branch coming from a Conv is left alone so TensorRT can fuse the Add into that C
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -101,10 +102,14 @@ def decode_tail(model: onnx.ModelProto) -> set[str]:
 def check_exclusions(model: onnx.ModelProto, exclude: Collection[str]) -> None:
     """Refuse node names in `exclude` that the model does not have (a typo would otherwise
     quantize the node it meant to keep in float)."""
-    unknown = sorted(set(exclude) - {n.name for n in model.graph.node})
+    names = [n.name for n in model.graph.node]
+    unknown = sorted(set(exclude) - set(names))
     if unknown:
-        raise ConversionError(f"--exclude names unknown nodes: {', '.join(unknown)}; see "
-                              "`edge inspect --json` for node names")
+        close = [match for name in unknown for match in difflib.get_close_matches(name, names, 1)]
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConversionError(f"--exclude names unknown nodes: {', '.join(unknown)}; {hint}"
+                              "`edge inspect MODEL --json` lists every node's name under "
+                              "\"nodes\"")
 
 
 def quantizable_inputs(model: onnx.ModelProto) -> dict[str, list[int]]:

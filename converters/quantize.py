@@ -18,7 +18,7 @@ from typing import Any, Literal
 import onnx
 from google.protobuf.message import DecodeError
 
-from calibration.fidelity import layer_sqnr
+from calibration.fidelity import layer_sqnr, weighted_nodes
 from calibration.ranges import METHODS, TensorRange, TensorRanges, range_method
 from calibration.readers import FrameSet, prefetched
 from calibration.result import Calibrated
@@ -33,6 +33,7 @@ from calibration.selection import (
     held_out_every,
     needs_refinement,
     refined_tensors,
+    unmeasured_agreement,
 )
 from calibration.stats import StatsCollector, TensorStats, float_tensors
 from converters.metadata import onnx_with_spec
@@ -46,7 +47,7 @@ from converters.qdq_tensorrt import (
     quantizable_inputs,
     with_activation_ranges,
 )
-from edge.errors import ModelError
+from edge.errors import InputError, ModelError
 from edge.spec import SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class CalibrateOptions:
 
 
 def load_float_model(path: Path) -> tuple[onnx.ModelProto, ModelSpec]:
+    if path.is_dir():
+        raise ModelError(f"model {path} is a folder; pass the .onnx file that `edge convert` "
+                         "wrote")
     if not path.is_file():
         raise ModelError(f"model {path} does not exist")
     try:
@@ -115,6 +119,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     if options.method != "auto":
         range_method(options.method, options.percentile)  # an unknown name fails before any work
     check_exclusions(model, options.exclude)
+    _check_keep_float(model, options)
     held_out: list[Feed] = []
     judging = options.method == "auto" or options.compare
     every = held_out_every(frames.count)
@@ -126,13 +131,14 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     collector = StatsCollector(model, tensors, options.threads)
     stats = collector.collect(_progress(prefetched(feeds), frames.count, options.progress))
     phases.lap("statistics")
+    warning = None
     if options.method == "auto" and not held_out:
-        log.warning("%d calibration frames are too few to hold every %dth back and compare "
-                    "range methods; using mse", collector.frames, every)
+        warning = (f"{collector.frames} calibration frames are too few to hold every "
+                   f"{every}th back and compare range methods; using mse")
+        log.warning("%s", warning)
     chosen = "mse" if options.method == "auto" else options.method
     candidates = _Candidates(stats, collector.frames, options.percentile)
     comparison: list[Fidelity] = []
-    warning = None
     if held_out:
         chosen, models, comparison, warning = _judged(model, spec, held_out, candidates,
                                                       quantize, shared, options)
@@ -155,6 +161,14 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
                       comparison, warning, phases)
+
+
+def _check_keep_float(model: onnx.ModelProto, options: CalibrateOptions) -> None:
+    layers = [n for n in weighted_nodes(model) if n.name not in options.exclude]
+    if options.keep_float >= len(layers) > 0:
+        raise InputError(f"--keep-float {options.keep_float} would keep all {len(layers)} "
+                         "weighted layers in float and leave nothing in INT8; pass at most "
+                         f"{len(layers) - 1}")
 
 
 class _Phases(dict[str, float]):
@@ -206,15 +220,19 @@ def _judged(model: onnx.ModelProto, spec: ModelSpec, held_out: list[Feed],
 
 
 def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str, str | None]:
-    """The method to keep and, for an explicit one that loses clearly, the warning (logged)."""
+    """The method to keep and what the user should be warned about (logged): an explicit method
+    that loses clearly, or held-out frames too poor to measure agreement on."""
     best = best_of(comparison)
     if requested == "auto":
         log.info("range method %s chosen on %d held-out frames", best.method, best.frames)
-        return best.method, None
-    warning = clear_loss(next(f for f in comparison if f.method == requested), best, task)
-    if warning:
+        chosen = best
+    else:
+        chosen = next(f for f in comparison if f.method == requested)
+    warnings = [w for w in (clear_loss(chosen, best, task), unmeasured_agreement(chosen, task))
+                if w]
+    for warning in warnings:
         log.warning("%s", warning)
-    return requested, warning
+    return chosen.method, "; ".join(warnings) or None
 
 
 def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],

@@ -9,14 +9,26 @@ from pathlib import Path
 from edge.errors import InputError
 
 
-def require_output_directory(path: Path) -> Path:
-    """The folder `path` will be written into; an error naming it when it does not exist.
-    Commands call this before any work so a typo in -o fails at once."""
+def require_output_directory(path: Path, option: str = "") -> Path:
+    """The folder `path` will be written into; an error naming it (and the `option` that gave
+    it) when it does not exist. Commands call this before any work so a typo in -o fails at
+    once."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise InputError(f"output directory {directory} does not exist; create it or choose "
-                         "another output path")
+        given = f" (of {option} {path})" if option else ""
+        raise InputError(f"output directory {directory}{given} does not exist; create it or "
+                         "choose another output path")
     return directory
+
+
+def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:
+    """Refuse an output path that names the input file: the result would replace its own
+    source."""
+    same = output.resolve() == source.resolve() or (
+        output.exists() and source.exists() and os.path.samefile(output, source))
+    if same:
+        raise InputError(f"{option} {output} is the input model itself; write the result to "
+                         "another file")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -10,7 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from edge.cli.common import parse_batch, parse_fraction, parse_size, parse_triple, print_json
+from edge.cli.common import (
+    parse_batch,
+    parse_fraction,
+    parse_non_negative_int,
+    parse_positive_int,
+    parse_size,
+    parse_triple,
+    print_json,
+)
 from edge.cli.field import (
     add_drift_reference_argument,
     add_eval_arguments,
@@ -19,7 +27,7 @@ from edge.cli.field import (
     write_drift_reference,
 )
 from edge.errors import InputError, MissingDependencyError
-from edge.files import require_output_directory
+from edge.files import refuse_overwriting, require_output_directory
 
 log = logging.getLogger("edge")
 
@@ -54,6 +62,7 @@ def _convert(args: argparse.Namespace) -> int:
     from edge.spec import PostprocessSpec
 
     require_output_directory(args.output)
+    refuse_overwriting(args.output, args.source)
     try:
         module_args = json.loads(args.module_args) if args.module_args else None
     except json.JSONDecodeError as exc:
@@ -166,9 +175,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     )
     from edge.files import write_bytes_atomic
 
-    for output in (args.output, args.cache, args.ranges):
+    for option, output in (("-o", args.output), ("--cache", args.cache),
+                           ("--ranges", args.ranges)):
         if output is not None:
-            require_output_directory(output)
+            require_output_directory(output, option)
+            refuse_overwriting(output, args.model, option)
     if args.cache is not None and args.profile != "tensorrt":
         log.info("writing a TensorRT cache alongside a %s-profile model", args.profile)
     model, spec = load_float_model(args.model)
@@ -211,12 +222,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
+        unit = "frames" if spec.task == "classify" else "detections"
         for fidelity in result.comparison:
             chosen = "  <- chosen" if fidelity.method == result.ranges.method else ""
             parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
-            print(f"  {fidelity.method:10s} agreement with FP32 {100 * fidelity.agreement:5.1f}%"
-                  f"  output SQNR {fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}"
-                  f"{chosen}")
+            agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
+                         if fidelity.telling else
+                         f"agreement not measured ({fidelity.compared} {unit})")
+            print(f"  {fidelity.method:10s} {agreement}  output SQNR {fidelity.sqnr_db:5.1f} dB"
+                  f"{f' ({parts})' if parts else ''}{chosen}")
         phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
         print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
               f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
@@ -303,12 +317,12 @@ def _add_calibrate(commands: Any) -> None:
                                 "one closest to FP32 on held-out frames kept; entropy is "
                                 "TensorRT's)")
     calibrate.add_argument("--percentile", type=float, default=99.99)
-    calibrate.add_argument("--max-images", type=int, default=500)
-    calibrate.add_argument("--min-images", type=int, default=8)
+    calibrate.add_argument("--max-images", type=parse_positive_int, default=500)
+    calibrate.add_argument("--min-images", type=parse_positive_int, default=8)
     calibrate.add_argument("--seed", type=int, default=0, help="subset selection seed")
     calibrate.add_argument("--exclude", nargs="*", default=[], metavar="NODE",
                            help="node names to keep in float")
-    calibrate.add_argument("--keep-float", type=int, default=0, metavar="N",
+    calibrate.add_argument("--keep-float", type=parse_non_negative_int, default=0, metavar="N",
                            help="also keep the N layers with the worst SQNR in float")
     calibrate.add_argument("--cache", type=Path, help="also write a TensorRT calibration cache")
     calibrate.add_argument("--trt-version", default="10.3.0",
@@ -318,7 +332,7 @@ def _add_calibrate(commands: Any) -> None:
                            help="write an FP32-vs-INT8 accuracy report (Markdown + PNG)")
     calibrate.add_argument("--eval-data", type=Path,
                            help="labelled data for the report (default: --images)")
-    calibrate.add_argument("--threads", type=int, default=0,
+    calibrate.add_argument("--threads", type=parse_non_negative_int, default=0,
                            help="inference threads in all (default 0: all cores but two, at least "
                                 "two single-thread runs at a time)")
     calibrate.add_argument("--json", action="store_true")

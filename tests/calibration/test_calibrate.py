@@ -145,6 +145,10 @@ def test_unknown_exclusions_fail_before_any_work(demo, profile):
     with pytest.raises(ConversionError, match="unknown nodes: nope"):
         calibrate(model, spec, frames, CalibrateOptions(profile=profile, exclude=("nope",),
                                                         progress=False))
+    conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    with pytest.raises(ConversionError, match=f"did you mean {conv}\\?"):
+        calibrate(model, spec, frames, CalibrateOptions(profile=profile, exclude=(conv + "x",),
+                                                        progress=False))
 
 
 def test_already_quantized_and_unconverted_models(tensorrt_int8, tmp_path):
@@ -191,6 +195,12 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
         (["--images", FRAMES, "--trt-version", "11.0", "--cache", "{tmp}/c.cache"],
          "strongly typed"),
         (["--images", "{tmp}"], "0 usable image"),
+        (["--images", FRAMES, "--max-images", "-3"], "must be a whole number >= 1"),
+        (["--images", FRAMES, "--max-images", "0"], "must be a whole number >= 1"),
+        (["--images", FRAMES, "--keep-float", "-1"], "must be a whole number >= 0"),
+        (["--images", FRAMES, "--keep-float", "500"], "would keep all"),
+        (["--images", FRAMES, "--threads", "-1"], "must be a whole number >= 0"),
+        (["--images", FRAMES, "--cache", "{tmp}/no/c.cache"], "(of --cache"),
     ],
 )
 def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, message):
@@ -202,6 +212,20 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, mes
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (out / "int8.onnx").exists() and not (out / "c.cache").exists()
+
+
+def test_cli_refuses_to_overwrite_its_input_and_names_a_folder_passed_as_model(demo_model,
+                                                                                tmp_path):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(demo_model.read_bytes())
+    for option in ("-o", "--ranges"):
+        args = ["-o", tmp_path / "int8.onnx", option, model] if option != "-o" else ["-o", model]
+        result = edge("calibrate", model, "--images", FRAMES, "--max-images", "4", *args)
+        assert result.returncode == 2, result.stderr
+        assert f"{option} {model} is the input model itself" in result.stderr
+    assert model.read_bytes() == demo_model.read_bytes()
+    result = edge("calibrate", tmp_path, "--images", FRAMES, "-o", tmp_path / "int8.onnx")
+    assert result.returncode == 2 and "is a folder; pass the .onnx file" in result.stderr
 
 
 def test_interrupted_calibration_exits_130_and_writes_nothing(tmp_path):

@@ -93,6 +93,20 @@ def test_auto_with_too_few_frames_says_it_uses_mse(demo, caplog):
     assert "too few" in caplog.text and "using mse" in caplog.text
 
 
+def test_a_choice_without_enough_detections_or_frames_says_so():
+    """Held-out frames with 2 detections (or 3 classifier frames) cannot measure agreement: the
+    warning says the choice rests on SQNR and what to calibrate with instead."""
+    from calibration.selection import unmeasured_agreement
+
+    detector = fid("mse", 4.2, 1.0, compared=2)
+    warning = unmeasured_agreement(detector, "detect")
+    assert warning is not None
+    assert "hold 2 detections" in warning and "output SQNR alone (mse, 4.2 dB)" in warning
+    assert "frames that show the objects" in warning
+    assert "top-1" in (unmeasured_agreement(Fidelity("mse", 30.0, 1.0, 3, 3), "classify") or "")
+    assert unmeasured_agreement(fid("mse", 4.2, 0.9, compared=40), "detect") is None
+
+
 def test_unknown_method_fails_before_any_work(demo):
     model, spec = demo
     with pytest.raises(InputError, match="unknown range method 'kl'"):
