@@ -24,6 +24,7 @@ class Calibrated:
     layer_sqnr: dict[str, float] = field(default_factory=dict)
     comparison: list[Fidelity] = field(default_factory=list)  # every method on held-out frames
     warning: str | None = None  # what the user should know about the choice (also logged)
+    written: Fidelity | None = None  # the written model, where it differs from the chosen one
     phases: dict[str, float] = field(default_factory=dict)  # seconds: statistics, ranges, ...
 
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:

@@ -139,8 +139,10 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     chosen = "mse" if options.method == "auto" else options.method
     candidates = _Candidates(stats, collector.frames, options.percentile)
     comparison: list[Fidelity] = []
+    judge = None
     if held_out:
-        chosen, models, comparison, warning = _judged(model, spec, held_out, candidates,
+        judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.profile == "cpu")
+        chosen, models, comparison, warning = _judged(model, spec, judge, held_out, candidates,
                                                       quantize, shared, options)
         phases.lap("ranges_and_judging")
     else:
@@ -150,17 +152,20 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         phases.lap("quantize")
     ranges, quantized = candidates[chosen], models[chosen]
     sqnr: dict[str, float] = {}
+    written = None
     if options.keep_float:
         sqnr = layer_sqnr(model, quantized, held_out or frames.inputs(spec), limit=8)
         worst = sorted((s, n) for n, s in sqnr.items() if n not in excluded)
         excluded += [name for _, name in worst[:options.keep_float]]
         log.info("keeping in float (worst SQNR): %s", ", ".join(excluded))
         quantized = _Quantizer(model, options.profile, excluded, tensors)(ranges)
+        if judge is not None:  # did it help? judged like the candidates
+            written = judge.fidelity(f"{chosen}, {len(excluded)} float", quantized)
         phases.lap("keep_float")
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
-                      comparison, warning, phases)
+                      comparison, warning, written, phases)
 
 
 def _check_keep_float(model: onnx.ModelProto, options: CalibrateOptions) -> None:
@@ -201,14 +206,13 @@ class _Candidates(dict[str, TensorRanges]):
         return self[method]
 
 
-def _judged(model: onnx.ModelProto, spec: ModelSpec, held_out: list[Feed],
+def _judged(model: onnx.ModelProto, spec: ModelSpec, judge: HeldOutJudge, held_out: list[Feed],
             candidates: _Candidates, quantize: _Quantizer, shared: SharedSession | None,
             options: CalibrateOptions
             ) -> tuple[str, dict[str, onnx.ModelProto], list[Fidelity], str | None]:
     """Every method's INT8 model judged on the held-out frames, each method's ranges and model
     made while the ones before it are judged: the method to keep, the models by method, the
     comparison and, for an explicit method that loses clearly, the warning."""
-    judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.profile == "cpu")
     judged = judge.judged(METHODS, lambda method: quantize(candidates.add(method)), shared)
     models = {name: quantized for name, (quantized, _) in judged.items()}
     comparison = [fidelity for _, fidelity in judged.values()]

@@ -208,6 +208,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "output": str(args.output), "profile": args.profile, "method": result.ranges.method,
         "requested_method": args.method,
         "methods": [fidelity.as_dict() for fidelity in result.comparison],
+        "written": result.written.as_dict() if result.written else None,
         "warning": result.warning,
         "frames": result.frames, "skipped": len(frames.skipped),
         "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
@@ -223,8 +224,10 @@ def _calibrate(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         unit = "frames" if spec.task == "classify" else "detections"
-        for fidelity in result.comparison:
+        written = [result.written] if result.written else []
+        for fidelity in result.comparison + written:
             chosen = "  <- chosen" if fidelity.method == result.ranges.method else ""
+            chosen = "  <- written" if fidelity is result.written else chosen
             parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
             agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
                          if fidelity.telling else

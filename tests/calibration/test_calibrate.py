@@ -129,6 +129,18 @@ def test_exclusions(demo):
 
 
 
+def test_keep_float_model_is_judged_like_the_candidates(demo):
+    """The model written after --keep-float differs from the chosen candidate: it is judged on
+    the same held-out frames, so the user sees whether keeping layers in float helped."""
+    model, spec = demo
+    result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
+                       CalibrateOptions(keep_float=1, progress=False))
+    assert result.written is not None and len(result.excluded) == 1
+    assert result.written.method == f"{result.ranges.method}, 1 float"
+    assert result.written.frames == 2 and result.written.sqnr_db > 10
+    assert result.written not in result.comparison
+
+
 @pytest.mark.parametrize("profile", ["tensorrt", "cpu"])
 def test_unknown_exclusions_fail_before_any_work(demo, profile):
     """A mistyped --exclude is refused on both profiles, before a frame is read (the cpu
