@@ -74,7 +74,8 @@ class Fidelity:
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "output_sqnr_db": round(self.sqnr_db, 2),
-                "agreement": round(self.agreement, 4), "agreement_measured": self.telling,
+                "agreement": round(self.agreement, 4) if self.telling else None,
+                "agreement_measured": self.telling,
                 "frames": self.frames, "compared": self.compared,
                 **{f"{part}_sqnr_db": round(db, 2) for part, db in self.parts_db.items()}}
 

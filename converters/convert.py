@@ -104,6 +104,9 @@ class _Plain:
 
 def convert(source: Path, options: ConvertOptions) -> Converted:
     """Convert the model file at `source`; nothing is written (see `Converted.write`)."""
+    if source.is_dir():
+        raise ConversionError(f"source model {source} is a folder; pass the model file (.onnx, "
+                              ".pt, .pth or .torchscript)")
     if not source.is_file():
         raise ConversionError(f"source model {source} does not exist")
     return _converted(_plain_from_file(source, options), options, source.stem)

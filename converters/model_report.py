@@ -66,6 +66,8 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
 
 
 def inspect_model(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder; pass a model file (.onnx or .engine)")
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     data = path.read_bytes()

@@ -116,10 +116,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     frames held back (calibration.selection): `auto` keeps the best, an explicit method is kept
     but warned about when it loses clearly."""
     phases = _Phases()
-    if options.method != "auto":
-        range_method(options.method, options.percentile)  # an unknown name fails before any work
-    check_exclusions(model, options.exclude)
-    _check_keep_float(model, options)
+    check_options(model, options)
     held_out: list[Feed] = []
     judging = options.method == "auto" or options.compare
     every = held_out_every(frames.count)
@@ -166,6 +163,17 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
                       comparison, warning, written, phases)
+
+
+def check_options(model: onnx.ModelProto, options: CalibrateOptions) -> None:
+    """Refuse what `calibrate` would only trip over after the statistics pass: an unknown
+    method, a percentile out of range, --exclude naming nodes the model lacks, --keep-float
+    leaving nothing in INT8."""
+    if options.method != "auto":
+        range_method(options.method, options.percentile)
+    range_method("percentile", options.percentile)  # `auto` and the comparison use it too
+    check_exclusions(model, options.exclude)
+    _check_keep_float(model, options)
 
 
 def _check_keep_float(model: onnx.ModelProto, options: CalibrateOptions) -> None:

@@ -28,6 +28,7 @@ from edge.cli.field import (
 )
 from edge.errors import InputError, MissingDependencyError
 from edge.files import refuse_overwriting, require_output_directory
+from edge.system import usable_cores
 
 log = logging.getLogger("edge")
 
@@ -171,31 +172,37 @@ def _calibrate(args: argparse.Namespace) -> int:
     from converters.quantize import (
         CalibrateOptions,
         calibrate,
+        check_options,
         load_float_model,
     )
     from edge.files import write_bytes_atomic
 
-    for option, output in (("-o", args.output), ("--cache", args.cache),
-                           ("--ranges", args.ranges)):
-        if output is not None:
-            require_output_directory(output, option)
-            refuse_overwriting(output, args.model, option)
+    _check_outputs(args)
     if args.cache is not None and args.profile != "tensorrt":
         log.info("writing a TensorRT cache alongside a %s-profile model", args.profile)
+    if args.max_images < args.min_images:
+        raise InputError(f"--max-images {args.max_images} is below --min-images "
+                         f"{args.min_images}; raise --max-images")
     model, spec = load_float_model(args.model)
     if spec.input.batch not in (None, 1):
         raise InputError(
             f"{args.model} has a fixed batch of {spec.input.batch}; calibration runs one frame at "
             "a time. Convert the source with --batch dynamic (the device still batches up to "
             "model.max_batch) or --batch 1, and calibrate that")
+    threads = args.threads
+    if threads > usable_cores():
+        log.warning("--threads %d is more than the %d cores here; using %d", threads,
+                    usable_cores(), usable_cores())
+        threads = usable_cores()
+    options = CalibrateOptions(profile=args.profile, method=args.method,
+                               percentile=args.percentile, exclude=tuple(args.exclude),
+                               keep_float=args.keep_float, with_cache=args.cache is not None,
+                               threads=threads, progress=not args.json)
+    check_options(model, options)  # before a single image is read
     frames = frames_from(args.images, args.max_images, args.seed)
     # the sizes first: more images of the wrong size would not help
     _refuse_small_images(frames.paths, spec.input.height, spec.input.width, args.images)
     frames.require(args.min_images)
-    options = CalibrateOptions(profile=args.profile, method=args.method,
-                               percentile=args.percentile, exclude=tuple(args.exclude),
-                               keep_float=args.keep_float, with_cache=args.cache is not None,
-                               threads=args.threads, progress=not args.json)
     result = calibrate(model, spec, frames, options)
     cache = result.cache(args.trt_version, spec) if args.cache is not None else None
     write_bytes_atomic(args.output, result.model.SerializeToString())
@@ -225,6 +232,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     else:
         unit = "frames" if spec.task == "classify" else "detections"
         written = [result.written] if result.written else []
+        width = max(len(f.method) for f in result.comparison + written) if written else 10
         for fidelity in result.comparison + written:
             chosen = "  <- chosen" if fidelity.method == result.ranges.method else ""
             chosen = "  <- written" if fidelity is result.written else chosen
@@ -232,8 +240,8 @@ def _calibrate(args: argparse.Namespace) -> int:
             agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
                          if fidelity.telling else
                          f"agreement not measured ({fidelity.compared} {unit})")
-            print(f"  {fidelity.method:10s} {agreement}  output SQNR {fidelity.sqnr_db:5.1f} dB"
-                  f"{f' ({parts})' if parts else ''}{chosen}")
+            print(f"  {fidelity.method:{width}s} {agreement}  output SQNR "
+                  f"{fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}{chosen}")
         phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
         print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
               f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
@@ -244,6 +252,23 @@ def _calibrate(args: argparse.Namespace) -> int:
         if args.report:
             print(f"report: {summary['report']}")
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every file calibrate will write: its folder exists, it is not the input model, and no
+    two of them are the same file (the last written would replace the others)."""
+    outputs = [("-o", args.output), ("--cache", args.cache), ("--ranges", args.ranges)]
+    if args.drift_reference:
+        outputs.append(("--drift-reference", Path(args.drift_reference)))
+    written: dict[Path, str] = {}
+    for option, output in outputs:
+        if output is None:
+            continue
+        require_output_directory(output, option)
+        refuse_overwriting(output, args.model, option)
+        earlier = written.setdefault(output.resolve(), option)
+        if earlier != option:
+            raise InputError(f"{earlier} and {option} both name {output}; give each its own file")
 
 
 def _refuse_small_images(paths: list[Path], height: int, width: int, folder: Path) -> None:

@@ -129,6 +129,23 @@ def test_exclusions(demo):
 
 
 
+def test_option_checks_come_before_any_image_is_read(demo_model, tmp_path):
+    """A percentile out of range or a mistyped --exclude fails at once, not after a folder of
+    undecodable images has been scanned and decoded; --threads beyond the cores is capped."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "frame.jpg").write_bytes(b"not a jpeg")
+    for bad in (["--percentile", "0"], ["--exclude", "nope"]):
+        result = edge("calibrate", demo_model, "--images", images, "-o", tmp_path / "o.onnx",
+                      *bad)
+        assert result.returncode == 2, result.stderr
+        assert "usable image" not in result.stderr and "skipped" not in result.stderr
+    result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "4",
+                  "--min-images", "2", "-o", tmp_path / "o.onnx", "--threads", "999")
+    assert result.returncode == 0, result.stderr
+    assert "--threads 999 is more than the" in result.stderr
+
+
 def test_keep_float_model_is_judged_like_the_candidates(demo):
     """The model written after --keep-float differs from the chosen candidate: it is judged on
     the same held-out frames, so the user sees whether keeping layers in float helped."""
@@ -213,6 +230,10 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
         (["--images", FRAMES, "--keep-float", "500"], "would keep all"),
         (["--images", FRAMES, "--threads", "-1"], "must be a whole number >= 0"),
         (["--images", FRAMES, "--cache", "{tmp}/no/c.cache"], "(of --cache"),
+        (["--images", FRAMES, "--drift-reference", "{tmp}/no/d.json"], "(of --drift-reference"),
+        (["--images", FRAMES, "--cache", "{tmp}/int8.onnx"], "-o and --cache both name"),
+        (["--images", FRAMES, "--max-images", "1"], "--max-images 1 is below --min-images 2"),
+        (["--images", FRAMES, "--percentile", "101"], "percentile must be in (0, 100]"),
     ],
 )
 def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, message):
@@ -230,7 +251,7 @@ def test_cli_refuses_to_overwrite_its_input_and_names_a_folder_passed_as_model(d
                                                                                 tmp_path):
     model = tmp_path / "model.onnx"
     model.write_bytes(demo_model.read_bytes())
-    for option in ("-o", "--ranges"):
+    for option in ("-o", "--ranges", "--drift-reference"):
         args = ["-o", tmp_path / "int8.onnx", option, model] if option != "-o" else ["-o", model]
         result = edge("calibrate", model, "--images", FRAMES, "--max-images", "4", *args)
         assert result.returncode == 2, result.stderr

@@ -80,6 +80,19 @@ def test_missing_output_directory(tmp_path, sources):
     assert "output directory" in result.stderr and "does not exist" in result.stderr
 
 
+def test_output_that_is_the_source_and_a_folder_as_source_are_refused(tmp_path, sources):
+    source = sources["detector"]
+    before = source.read_bytes()
+    result = edge_convert(source, "-o", source, "--labels", "a,b")
+    assert result.returncode == 2 and "is the input model itself" in result.stderr
+    assert source.read_bytes() == before
+    result = edge_convert(tmp_path, "-o", tmp_path / "m.onnx", "--labels", "a,b")
+    assert result.returncode == 2 and "is a folder; pass the model file" in result.stderr
+    inspect = subprocess.run([sys.executable, "-m", "edge", "inspect", str(tmp_path)],
+                             capture_output=True, text=True, timeout=120)
+    assert inspect.returncode == 2 and "is a folder; pass a model file" in inspect.stderr
+
+
 def test_existing_output_survives_a_failed_conversion(tmp_path, sources):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"previous artifact")
