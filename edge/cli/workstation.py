@@ -351,7 +351,10 @@ def _add_calibrate(commands: Any) -> None:
     calibrate.add_argument("--exclude", nargs="*", default=[], metavar="NODE",
                            help="node names to keep in float")
     calibrate.add_argument("--keep-float", type=parse_non_negative_int, default=0, metavar="N",
-                           help="also keep the N layers with the worst SQNR in float")
+                           help="also keep N layers in float: those that, each in float alone, "
+                                "bring the output closest to FP32 on the held-out frames "
+                                "(tensorrt profile: one INT8 model per layer, about 10 s for a "
+                                "YOLOv8n); on the cpu profile, the N layers with the lowest SQNR")
     calibrate.add_argument("--cache", type=Path, help="also write a TensorRT calibration cache")
     calibrate.add_argument("--trt-version", default="10.3.0",
                            help="TensorRT version the cache is for (8.5-10.x; default 10.3.0)")

@@ -158,6 +158,30 @@ def test_keep_float_model_is_judged_like_the_candidates(demo):
     assert result.written not in result.comparison
 
 
+def test_keep_float_ranks_layers_by_their_effect_on_the_output(demo):
+    """--keep-float (tensorrt profile, held-out frames) keeps the layers that, each in float
+    alone, bring the output closest to FP32: exactly the best of one model per layer."""
+    from calibration.fidelity import weighted_nodes
+    from calibration.ranges import TensorRanges, range_method
+    from calibration.selection import HeldOutJudge
+    from calibration.stats import StatsCollector
+    from converters.qdq_tensorrt import qdq_for_tensorrt
+    from converters.quantize import _largest_output_gains, tensors_to_observe
+
+    model, spec = demo
+    collector = StatsCollector(model, tensors_to_observe(model, CalibrateOptions()))
+    stats = collector.collect(frames_from(FRAMES, max_images=12).inputs(spec))
+    ranges = TensorRanges.from_stats(stats, range_method("mse"), collector.frames)
+    feeds = list(frames_from("synthetic://shapes?seed=13", max_images=3).inputs(spec))
+    judge = HeldOutJudge(model, spec, feeds, int8_kernels=False)
+    first = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    chosen = _largest_output_gains(model, ranges, judge, [first], 2)
+    each = sorted(((judge.fidelity(n.name, qdq_for_tensorrt(model, ranges, [first, n.name]),
+                                   1).rank(), n.name)
+                   for n in weighted_nodes(model) if n.name != first), reverse=True)
+    assert chosen == [name for _, name in each[:2]] and first not in chosen
+
+
 @pytest.mark.parametrize("profile", ["tensorrt", "cpu"])
 def test_unknown_exclusions_fail_before_any_work(demo, profile):
     """A mistyped --exclude is refused on both profiles, before a frame is read (the cpu
