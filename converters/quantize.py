@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from collections.abc import Collection, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import onnx
 from google.protobuf.message import DecodeError
 
 from calibration.fidelity import layer_sqnr, weighted_nodes
-from calibration.ranges import METHODS, TensorRange, TensorRanges, range_method
+from calibration.ranges import METHODS, TensorRanges, range_method
 from calibration.readers import FrameSet, prefetched
 from calibration.result import Calibrated
 from calibration.selection import (
@@ -37,24 +35,18 @@ from calibration.selection import (
     unmeasured_agreement,
 )
 from calibration.stats import StatsCollector, TensorStats, float_tensors
+from converters.int8_models import Int8Models, Profile, float_layers_by_output_gain
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
-from converters.qdq_cpu import qdq_for_cpu
-from converters.qdq_rules import check_tensorrt_qdq
 from converters.qdq_tensorrt import (
-    activation_scales,
     check_exclusions,
-    qdq_for_tensorrt,
     quantizable_inputs,
-    with_activation_ranges,
 )
 from edge.errors import InputError, ModelError
 from edge.spec import SPEC_KEY, ModelSpec
-from edge.system import usable_cores
 
 log = logging.getLogger(__name__)
 
-Profile = Literal["tensorrt", "cpu"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +117,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
     tensors = tensors_to_observe(model, options)
     excluded = list(options.exclude)
-    quantize = _Quantizer(model, options.profile, excluded, tensors)
+    quantize = Int8Models(model, options.profile, excluded, tensors)
     shared = quantize.shared_session() if judging else None
     collector = StatsCollector(model, tensors, options.threads)
     stats = collector.collect(_progress(prefetched(feeds), frames.count, options.progress))
@@ -155,14 +147,15 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     if options.keep_float:
         sqnr = layer_sqnr(model, quantized, held_out or frames.inputs(spec), limit=8)
         if judge is not None and options.profile == "tensorrt":
-            excluded += _largest_output_gains(model, ranges, judge, excluded, options.keep_float)
+            excluded += float_layers_by_output_gain(model, ranges, judge, excluded,
+                                                    options.keep_float)
             log.info("keeping in float (largest gain on held-out frames): %s",
                      ", ".join(excluded))
         else:
             worst = sorted((s, n) for n, s in sqnr.items() if n not in excluded)
             excluded += [name for _, name in worst[:options.keep_float]]
             log.info("keeping in float (worst layer SQNR): %s", ", ".join(excluded))
-        quantized = _Quantizer(model, options.profile, excluded, tensors)(ranges)
+        quantized = Int8Models(model, options.profile, excluded, tensors)(ranges)
         if judge is not None:  # did it help? judged like the candidates
             written = judge.fidelity(f"{chosen}, {len(excluded)} float", quantized)
         phases.lap("keep_float")
@@ -170,34 +163,6 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
                       comparison, warning, written, phases)
-
-
-def _largest_output_gains(model: onnx.ModelProto, ranges: TensorRanges, judge: HeldOutJudge,
-                          excluded: list[str], count: int) -> list[str]:
-    """The `count` weighted layers that, each kept in float alone, bring the output closest to
-    FP32 on the held-out frames: one INT8 model per layer, judged like the candidates.
-
-    A layer's own SQNR is a poor guide: on a YOLOv8n the six worst by SQNR (all in the
-    stride-32 class branch) changed nothing in float, while one 1x1 conv whose input channels
-    span maxima of 8 to 176 under one scale took the boxes from 19.8 to 36.2 dB."""
-    layers = [node.name for node in weighted_nodes(model) if node.name not in excluded]
-    window = 2 * usable_cores()  # models built ahead of judging, at most (memory)
-    scores: list[tuple[tuple[float, float], str]] = []
-    pending: deque[tuple[str, Future[Fidelity]]] = deque()
-
-    def score_oldest() -> None:
-        name, judging = pending.popleft()
-        scores.append((judging.result().rank(), name))
-
-    with ThreadPoolExecutor(usable_cores(), thread_name_prefix="keep-float") as pool:
-        for layer in layers:
-            quantized = qdq_for_tensorrt(model, ranges, [*excluded, layer])
-            pending.append((layer, pool.submit(judge.fidelity, layer, quantized, 1)))
-            if len(pending) > window:
-                score_oldest()
-        while pending:
-            score_oldest()
-    return [name for _, name in sorted(scores, reverse=True)[:count]]
 
 
 def check_options(model: onnx.ModelProto, options: CalibrateOptions) -> None:
@@ -250,7 +215,7 @@ class _Candidates(dict[str, TensorRanges]):
 
 
 def _judged(model: onnx.ModelProto, spec: ModelSpec, judge: HeldOutJudge, held_out: list[Feed],
-            candidates: _Candidates, quantize: _Quantizer, shared: SharedSession | None,
+            candidates: _Candidates, quantize: Int8Models, shared: SharedSession | None,
             options: CalibrateOptions
             ) -> tuple[str, dict[str, onnx.ModelProto], list[Fidelity], str | None]:
     """Every method's INT8 model judged on the held-out frames, each method's ranges and model
@@ -284,7 +249,7 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str,
 
 def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
              models: dict[str, onnx.ModelProto], best: str, comparison: list[Fidelity],
-             judge: HeldOutJudge, held_out: list[Feed], quantize: _Quantizer,
+             judge: HeldOutJudge, held_out: list[Feed], quantize: Int8Models,
              shared: SharedSession | None) -> str:
     """Per tensor where it helps: the best method's ranges with another method's on the inputs
     of the layers that suffer most; each mix joins `candidates`, `models` and `comparison`, and
@@ -312,46 +277,3 @@ def _holding_out(feeds: Iterable[Feed], held_out: list[Feed], every: int) -> Ite
             held_out.append(feed)
         else:
             yield feed
-
-
-class _Quantizer:
-    """INT8 models of one FP32 model under one profile and one exclusion list, for any ranges.
-
-    The `tensorrt` profile's models differ only in their activation scales: one model is built
-    and checked in full (every weight quantized), on a background thread from the moment the
-    quantizer exists (it needs no ranges, so the statistics pass hides it); each model asked
-    for is a copy of it with its scales set (YOLOv8n: 5 ms instead of 60-110 ms), and
-    `shared_session` judges them all through one session. The `cpu` profile's scales and zero
-    points are folded into ONNX Runtime's int8 kernels: each of its models is built, and
-    judged, on its own."""
-
-    def __init__(self, model: onnx.ModelProto, profile: Profile, exclude: list[str],
-                 tensors: Collection[str]) -> None:
-        """`tensors`: the activations the profile quantizes (`tensors_to_observe`)."""
-        self.model, self.profile, self.exclude = model, profile, list(exclude)
-        self._template: Future[onnx.ModelProto] | None = None
-        if profile == "tensorrt":
-            placeholder = TensorRanges("template", 0, {name: TensorRange(-1.0, 1.0, 1.0)
-                                                       for name in tensors})
-            pool = ThreadPoolExecutor(1, thread_name_prefix="qdq-template")
-            self._template = pool.submit(self._checked, placeholder)
-            pool.shutdown(wait=False)
-
-    def __call__(self, ranges: TensorRanges) -> onnx.ModelProto:
-        if self._template is None:
-            return qdq_for_cpu(self.model, ranges, self.exclude)
-        return with_activation_ranges(self._template.result(), ranges)
-
-    def shared_session(self) -> SharedSession | None:
-        """One judging session for all of this quantizer's models (None on the `cpu`
-        profile)."""
-        if self._template is None:
-            return None
-        template = self._template
-        return SharedSession(template.result,
-                             lambda quantized: activation_scales(quantized).values())
-
-    def _checked(self, ranges: TensorRanges) -> onnx.ModelProto:
-        quantized = qdq_for_tensorrt(self.model, ranges, self.exclude)
-        check_tensorrt_qdq(quantized, "the quantized model")
-        return quantized

@@ -165,8 +165,9 @@ def test_keep_float_ranks_layers_by_their_effect_on_the_output(demo):
     from calibration.ranges import TensorRanges, range_method
     from calibration.selection import HeldOutJudge
     from calibration.stats import StatsCollector
+    from converters.int8_models import float_layers_by_output_gain
     from converters.qdq_tensorrt import qdq_for_tensorrt
-    from converters.quantize import _largest_output_gains, tensors_to_observe
+    from converters.quantize import tensors_to_observe
 
     model, spec = demo
     collector = StatsCollector(model, tensors_to_observe(model, CalibrateOptions()))
@@ -175,7 +176,7 @@ def test_keep_float_ranks_layers_by_their_effect_on_the_output(demo):
     feeds = list(frames_from("synthetic://shapes?seed=13", max_images=3).inputs(spec))
     judge = HeldOutJudge(model, spec, feeds, int8_kernels=False)
     first = next(n.name for n in model.graph.node if n.op_type == "Conv")
-    chosen = _largest_output_gains(model, ranges, judge, [first], 2)
+    chosen = float_layers_by_output_gain(model, ranges, judge, [first], 2)
     each = sorted(((judge.fidelity(n.name, qdq_for_tensorrt(model, ranges, [first, n.name]),
                                    1).rank(), n.name)
                    for n in weighted_nodes(model) if n.name != first), reverse=True)
