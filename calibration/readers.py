@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.images import is_usable_image, read_image
+from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.preprocess import letterboxer_from_spec
 from edge.sources.uri import SourceUri
@@ -129,13 +129,7 @@ def decoded_in_order(paths: Sequence[Path], threads: int = 0
         yield from map(read_image, paths)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-        pending: deque[Future[npt.NDArray[np.uint8] | None]] = deque()
-        for path in paths:
-            pending.append(pool.submit(read_image, path))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        yield from in_order(pool, read_image, paths, 2 * workers)
 
 
 def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,

@@ -28,6 +28,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from calibration.fidelity import SignalNoise
+from edge.concurrency import in_background
 from edge.metrics import match_frame
 from edge.postprocess import HEAD_DECODERS, decoder_from_spec
 from edge.preprocess import LetterboxGeometry
@@ -165,11 +166,7 @@ class HeldOutJudge:
         self._outputs = [o.name for o in reference.graph.output]
         self._main = self._outputs.index(spec.output) if spec.output in self._outputs else 0
         # run in the background: the first candidate is built meanwhile
-        session = _session(reference, 1)
-        pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="reference")
-        self._reference = [pool.submit(session.run, self._outputs, batch)
-                           for batch in self._batches]
-        pool.shutdown(wait=False)
+        self._reference = in_background("reference", self._reference_outputs, reference)
         self._decode = decoder_from_spec(spec)
         self._geometry = LetterboxGeometry.fit(spec.input.width, spec.input.height,
                                                spec.input.width, spec.input.height)
@@ -208,8 +205,7 @@ class HeldOutJudge:
         energy = SignalNoise()
         split = HEAD_DECODERS.get(self.spec.head)
         agreeing = compared = 0.0
-        for batch, pending in zip(self._batches, self._reference, strict=True):
-            reference = pending.result()
+        for batch, reference in zip(self._batches, self._reference.result(), strict=True):
             outputs = run(self._outputs, batch)
             for index, (ref, out) in enumerate(zip(reference, outputs, strict=True)):
                 if index == self._main and split is not None:
@@ -229,6 +225,12 @@ class HeldOutJudge:
                             parts)
         return Fidelity(method, energy.decibels("outputs"), agreement, self.frames,
                         int(compared))
+
+    def _reference_outputs(self, reference: onnx.ModelProto) -> list[list[npt.NDArray[Any]]]:
+        """FP32's outputs for every held-out batch, the batches side by side, one thread each."""
+        session = _session(reference, 1)
+        with ThreadPoolExecutor(usable_cores(), thread_name_prefix="reference") as pool:
+            return list(pool.map(lambda batch: session.run(self._outputs, batch), self._batches))
 
     def _agreement(self, reference: npt.NDArray[Any], output: npt.NDArray[Any]
                    ) -> tuple[float, float]:
@@ -262,9 +264,7 @@ class SharedSession:
                  int8_kernels: bool = False) -> None:
         self._varying = varying
         self._inputs: set[str] = set()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="shared-session")
-        self._session = pool.submit(self._made, template, int8_kernels)
-        pool.shutdown(wait=False)
+        self._session = in_background("shared-session", self._made, template, int8_kernels)
 
     def run_for(self, candidate: onnx.ModelProto) -> Run:
         """`session.run` for `candidate`: its values of the varying initializers are fed along

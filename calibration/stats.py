@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ import onnx
 import onnxruntime as ort
 from onnx import AttributeProto, TensorProto, helper
 
+from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.system import usable_cores
 
@@ -211,23 +211,11 @@ class StatsCollector:
         for) on worker threads (ONNX Runtime releases the GIL), and fold their outputs on this
         thread in batch order, so the statistics do not depend on which run finished first. At
         most `FOLD_WINDOW` + 1 batches of activations are alive at once."""
-        with ThreadPoolExecutor(self._runs, thread_name_prefix="stats") as runs:
-            pending: deque[tuple[int, Future[list[npt.NDArray[Any]]]]] = deque()
-            try:
-                for inputs in batches:
-                    frames = int(next(iter(inputs.values())).shape[0])
-                    pending.append((frames, runs.submit(self._session.run, self.tensors,
-                                                        inputs)))
-                    if len(pending) > FOLD_WINDOW:
-                        self._fold_next(pending)
-                while pending:
-                    self._fold_next(pending)
-            finally:
-                for _, future in pending:
-                    future.cancel()
-        return self.stats
+        def run(inputs: dict[str, npt.NDArray[Any]]) -> tuple[list[npt.NDArray[Any]], int]:
+            return self._session.run(self.tensors, inputs), len(next(iter(inputs.values())))
 
-    def _fold_next(self, pending: deque[tuple[int, Future[list[npt.NDArray[Any]]]]]) -> None:
-        frames, run = pending.popleft()
-        self._fold(run.result())
-        self.frames += frames
+        with ThreadPoolExecutor(self._runs, thread_name_prefix="stats") as runs:
+            for outputs, frames in in_order(runs, run, batches, FOLD_WINDOW):
+                self._fold(outputs)
+                self.frames += frames
+        return self.stats

@@ -8,7 +8,6 @@ judge (calibration.selection.SharedSession).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
@@ -17,10 +16,11 @@ import onnx
 
 from calibration.fidelity import weighted_nodes
 from calibration.ranges import TensorRange, TensorRanges
-from calibration.selection import Fidelity, HeldOutJudge, SharedSession
+from calibration.selection import HeldOutJudge, SharedSession
 from converters.qdq_cpu import qdq_for_cpu
 from converters.qdq_rules import check_tensorrt_qdq
 from converters.qdq_tensorrt import activation_scales, qdq_for_tensorrt, with_activation_ranges
+from edge.concurrency import in_background, in_order
 from edge.system import usable_cores
 
 Profile = Literal["tensorrt", "cpu"]
@@ -45,9 +45,7 @@ class Int8Models:
         if profile == "tensorrt":
             placeholder = TensorRanges("template", 0, {name: TensorRange(-1.0, 1.0, 1.0)
                                                        for name in tensors})
-            pool = ThreadPoolExecutor(1, thread_name_prefix="qdq-template")
-            self._template = pool.submit(self._checked, placeholder)
-            pool.shutdown(wait=False)
+            self._template = in_background("qdq-template", self._checked, placeholder)
 
     def __call__(self, ranges: TensorRanges) -> onnx.ModelProto:
         if self._template is None:
@@ -78,20 +76,13 @@ def float_layers_by_output_gain(model: onnx.ModelProto, ranges: TensorRanges, ju
     stride-32 class branch) changed nothing in float, while one 1x1 conv whose input channels
     span maxima of 8 to 176 under one scale took the boxes from 19.8 to 36.2 dB."""
     layers = [node.name for node in weighted_nodes(model) if node.name not in excluded]
-    window = 2 * usable_cores()  # models built ahead of judging, at most (memory)
-    scores: list[tuple[tuple[float, float], str]] = []
-    pending: deque[tuple[str, Future[Fidelity]]] = deque()
+    built = ((layer, qdq_for_tensorrt(model, ranges, [*excluded, layer])) for layer in layers)
 
-    def score_oldest() -> None:
-        name, judging = pending.popleft()
-        scores.append((judging.result().rank(), name))
+    def ranked(candidate: tuple[str, onnx.ModelProto]) -> tuple[tuple[float, float], str]:
+        layer, quantized = candidate
+        return judge.fidelity(layer, quantized, 1).rank(), layer
 
     with ThreadPoolExecutor(usable_cores(), thread_name_prefix="keep-float") as pool:
-        for layer in layers:
-            quantized = qdq_for_tensorrt(model, ranges, [*excluded, layer])
-            pending.append((layer, pool.submit(judge.fidelity, layer, quantized, 1)))
-            if len(pending) > window:
-                score_oldest()
-        while pending:
-            score_oldest()
+        # models are built on this thread, at most two per core ahead of judging (memory)
+        scores = list(in_order(pool, ranked, built, 2 * usable_cores()))
     return [name for _, name in sorted(scores, reverse=True)[:count]]

@@ -52,8 +52,7 @@ class _Inserter:
         if tensor in self.dequantized:
             return self.dequantized[tensor]
         if tensor not in self.ranges.ranges:
-            raise ConversionError(f"no calibration range for tensor {tensor}; recalibrate with "
-                                  "the same model")
+            raise _no_range_for(tensor)
         scale = self.ranges.ranges[tensor].scale
         self.new_initializers += [
             numpy_helper.from_array(np.array(scale, np.float32), f"{tensor}__scale"),
@@ -175,8 +174,7 @@ def with_activation_ranges(quantized: onnx.ModelProto, ranges: TensorRanges) -> 
     scales = activation_scales(quantized)
     missing = sorted(set(scales) - set(ranges.ranges))
     if missing:
-        raise ConversionError(f"no calibration range for tensor {missing[0]}; recalibrate "
-                              "with the same model")
+        raise _no_range_for(missing[0])
     copied = onnx.ModelProto()
     copied.CopyFrom(quantized)
     by_name = {i.name: i for i in copied.graph.initializer}
@@ -184,6 +182,11 @@ def with_activation_ranges(quantized: onnx.ModelProto, ranges: TensorRanges) -> 
         by_name[scale].CopyFrom(numpy_helper.from_array(
             np.array(ranges.ranges[tensor].scale, np.float32), scale))
     return copied
+
+
+def _no_range_for(tensor: str) -> ConversionError:
+    return ConversionError(f"no calibration range for tensor {tensor}; recalibrate with the "
+                           "same model")
 
 
 def _check_supported(model: onnx.ModelProto, exclude: Collection[str]) -> None:
