@@ -11,6 +11,7 @@ from calibration.ranges import (
     TensorRanges,
     kl_divergence_for,
     kl_divergences,
+    quantization_errors,
     range_method,
 )
 from calibration.stats import TensorStats
@@ -91,6 +92,22 @@ def test_vectorised_kl_equals_the_direct_definition():
     slow = np.array([kl_divergence_for(hist, i) for i in candidates])
     assert np.array_equal(np.isinf(fast), np.isinf(slow))
     np.testing.assert_allclose(fast[np.isfinite(slow)], slow[np.isfinite(slow)], atol=1e-10)
+
+
+def test_tabled_quantization_errors_equal_the_direct_sum():
+    rng = np.random.default_rng(2)
+    hist = rng.integers(0, 50, 2048).astype(np.float64)
+    hist[rng.integers(0, 2048, 300)] = 0
+    width = 0.0137
+    candidates = np.arange(32, 2049, 5)
+    centres = (np.arange(2048) + 0.5) * width
+    direct = []
+    for bin_edge in candidates:
+        threshold = bin_edge * width
+        step = threshold / 127
+        rounded = np.round(np.minimum(centres, threshold) / step) * step
+        direct.append(float(((centres - rounded) ** 2) @ hist))
+    np.testing.assert_allclose(quantization_errors(hist, width, candidates), direct, rtol=1e-9)
 
 
 def test_mse_minimises_the_quantization_error_of_the_samples(laplace):
