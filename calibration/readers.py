@@ -40,36 +40,52 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
 DECODE_THREADS = min(2, usable_cores())
 
 
-def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """Yield `items` while a worker thread produces up to `depth` ahead (image decoding and
-    resizing release the GIL, so they overlap the model run). Bounded, so memory stays flat."""
-    queue: Queue[tuple[bool, object]] = Queue(maxsize=depth)
-    stop = threading.Event()
+class Prefetched(Iterator[T]):
+    """`items`, produced by a worker thread from the moment this object is made, up to `depth`
+    ahead: image decoding and resizing release the GIL, so they overlap the model run and
+    whatever the caller prepares before it reads the first item. Bounded, so memory stays
+    flat. `close()`, or leaving a `with` block, stops the worker."""
 
-    def produce() -> None:
+    def __init__(self, items: Iterable[T], depth: int = 2) -> None:
+        self._queue: Queue[tuple[bool, object]] = Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        threading.Thread(target=self._produce, args=(items,), name="frame-prefetch",
+                         daemon=True).start()
+
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        more, value = self._queue.get()
+        if not more:
+            self._finished = True
+            if isinstance(value, BaseException):
+                raise value
+            raise StopIteration
+        return value  # type: ignore[return-value]
+
+    def __enter__(self) -> Prefetched[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker (it ends at its next item) and drop what it made ahead."""
+        self._finished = True
+        self._stop.set()
+        while not self._queue.empty():  # unblocks a worker waiting to put
+            self._queue.get_nowait()
+
+    def _produce(self, items: Iterable[T]) -> None:
         try:
             for item in items:
-                if stop.is_set():
+                if self._stop.is_set():
                     return
-                queue.put((True, item))
-            queue.put((False, None))
+                self._queue.put((True, item))
+            self._queue.put((False, None))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-            queue.put((False, exc))
-
-    worker = threading.Thread(target=produce, name="frame-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            more, value = queue.get()
-            if not more:
-                if isinstance(value, BaseException):
-                    raise value
-                return
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        while not queue.empty():
-            queue.get_nowait()
+            self._queue.put((False, exc))
 
 
 @dataclass

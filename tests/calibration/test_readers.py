@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from calibration.readers import frames_from
+from calibration.readers import Prefetched, frames_from
 from edge.errors import EdgeError, InputError
 from edge.spec import InputSpec, ModelSpec
 
@@ -151,3 +153,48 @@ def test_synthetic_frames_parsed_like_the_camera_source(uri, expected):
 def test_bad_synthetic_uris_name_the_problem(uri, message):
     with pytest.raises(EdgeError, match=re.escape(message)):
         frames_from(uri)
+
+
+def test_prefetched_starts_at_once_keeps_order_and_stays_bounded():
+    produced: list[int] = []
+    started = threading.Event()
+
+    def items():
+        for index in range(20):
+            produced.append(index)
+            started.set()
+            yield index
+
+    with Prefetched(items(), depth=4) as ready:
+        assert started.wait(5)  # before anything was read
+        time.sleep(0.2)
+        assert len(produced) <= 4 + 2  # the queue, the item being put, the next one made
+        assert list(ready) == list(range(20))
+        assert list(ready) == []
+
+
+def test_prefetched_hands_the_producer_error_to_the_reader_and_close_stops_it():
+    def failing():
+        yield 1
+        raise InputError("frame 2 is broken")
+
+    ready = Prefetched(failing())
+    assert next(ready) == 1
+    with pytest.raises(InputError, match="frame 2 is broken"):
+        next(ready)
+
+    made: list[int] = []
+
+    def endless():
+        index = 0
+        while True:
+            made.append(index)
+            index += 1
+            yield index
+
+    with Prefetched(endless(), depth=2) as ready:
+        assert next(ready) == 1
+    time.sleep(0.2)
+    stopped_at = len(made)
+    time.sleep(0.2)
+    assert len(made) == stopped_at  # the worker has ended
