@@ -17,7 +17,7 @@ import onnx
 from calibration.fidelity import weighted_nodes
 from calibration.ranges import TensorRange, TensorRanges
 from calibration.selection import HeldOutJudge, SharedSession
-from converters.qdq_cpu import qdq_for_cpu
+from converters.cpu_rescaling import CpuRescaling
 from converters.qdq_rules import check_tensorrt_qdq
 from converters.qdq_tensorrt import activation_scales, qdq_for_tensorrt, with_activation_ranges
 from edge.concurrency import in_background, in_order
@@ -33,23 +33,28 @@ class Int8Models:
     and checked in full (every weight quantized), on a background thread from the moment this
     object exists (it needs no ranges, so the statistics pass hides it); each model asked
     for is a copy of it with its scales set (YOLOv8n: 5 ms instead of 60-110 ms), and
-    `shared_session` judges them all through one session. The `cpu` profile's scales and zero
-    points are folded into ONNX Runtime's int8 kernels: each of its models is built, and
-    judged, on its own."""
+    `shared_session` judges them all through one session. The `cpu` profile's models are
+    ONNX Runtime's quantizer's layout with the range-dependent values rewritten
+    (`CpuRescaling`: two built, the others rewritten); their scales and zero points are folded
+    into ONNX Runtime's int8 kernels, so each is judged in a session of its own."""
 
     def __init__(self, model: onnx.ModelProto, profile: Profile, exclude: list[str],
                  tensors: Collection[str]) -> None:
         """`tensors`: the activations the profile quantizes (`tensors_to_observe`)."""
         self.model, self.profile, self.exclude = model, profile, list(exclude)
         self._template: Future[onnx.ModelProto] | None = None
+        self._rescaling: CpuRescaling | None = None
         if profile == "tensorrt":
             placeholder = TensorRanges("template", 0, {name: TensorRange(-1.0, 1.0, 1.0)
                                                        for name in tensors})
             self._template = in_background("qdq-template", self._checked, placeholder)
+        else:
+            self._rescaling = CpuRescaling(model, self.exclude)
 
     def __call__(self, ranges: TensorRanges) -> onnx.ModelProto:
-        if self._template is None:
-            return qdq_for_cpu(self.model, ranges, self.exclude)
+        if self._rescaling is not None:
+            return self._rescaling(ranges)
+        assert self._template is not None
         return with_activation_ranges(self._template.result(), ranges)
 
     def shared_session(self) -> SharedSession | None:

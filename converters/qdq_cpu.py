@@ -14,6 +14,7 @@ import logging
 import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -111,27 +112,22 @@ def _quantizer_advice_muted() -> Iterator[None]:
 
 def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
                 exclude: Collection[str] = ()) -> onnx.ModelProto:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: PLC0415 - heavy
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data  # noqa: PLC0415 - heavy
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static  # noqa: PLC0415 - heavy
+    from onnxruntime.quantization.calibrate import save_tensors_data  # noqa: PLC0415 - heavy
 
     check_exclusions(model, exclude)
-    data = {}
-    for name, r in ranges.ranges.items():
-        low = max(r.minimum, -r.amax)
-        high = min(r.maximum, r.amax)
-        data[name] = TensorData(lowest=np.array(min(low, 0.0), np.float32),
-                                highest=np.array(max(high, 0.0), np.float32))
+    activation_type, weight_type = quant_types()
     with tempfile.TemporaryDirectory(prefix="edge-qdq-") as scratch:
         cache = Path(scratch) / "ranges.json"
-        save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        save_tensors_data(tensors_data(ranges), cache)
         source, out = Path(scratch) / "model.onnx", Path(scratch) / "model.int8.onnx"
         onnx.save(model, source)
         with _quantizer_advice_muted():
             quantize_static(
                 str(source), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                activation_type=activation_type, weight_type=weight_type,
                 op_types_to_quantize=CPU_QUANTIZED_OPS,
-                nodes_to_exclude=sorted(set(exclude) | decode_tail(model) | narrow_convs(model)),
+                nodes_to_exclude=quantizer_exclusions(model, exclude),
                 calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache))
         quantized = uint8_input_chain_first(onnx.load(str(out)))
     left_float = pixel_stem(quantized, keep_float=exclude)
@@ -139,3 +135,32 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
         log.info("the stem stays float: %s", left_float)
     onnx.checker.check_model(quantized)
     return quantized
+
+
+def quant_types() -> tuple[Any, Any]:
+    """ONNX Runtime's quantizer types (activations, weights): uint8 asymmetric activations,
+    int8 (per-channel) weights."""
+    from onnxruntime.quantization import QuantType  # noqa: PLC0415 - heavy
+
+    return QuantType.QUInt8, QuantType.QInt8
+
+
+def quantizer_exclusions(model: onnx.ModelProto, exclude: Collection[str]) -> list[str]:
+    """The nodes ONNX Runtime's quantizer is told to leave float: `exclude`, the decode tail
+    and the narrow (RGB) convs."""
+    return sorted(set(exclude) | decode_tail(model) | narrow_convs(model))
+
+
+def tensors_data(ranges: TensorRanges) -> Any:
+    """`ranges` as ONNX Runtime's calibration data: each tensor's [min, max] clipped to the
+    method's symmetric threshold and widened to include 0 (an asymmetric uint8 range)."""
+    from onnxruntime.quantization import CalibrationMethod  # noqa: PLC0415 - heavy
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData  # noqa: PLC0415 - heavy
+
+    data = {}
+    for name, r in ranges.ranges.items():
+        low = max(r.minimum, -r.amax)
+        high = min(r.maximum, r.amax)
+        data[name] = TensorData(lowest=np.array(min(low, 0.0), np.float32),
+                                highest=np.array(max(high, 0.0), np.float32))
+    return TensorsData(CalibrationMethod.MinMax, data)

@@ -1,0 +1,88 @@
+"""The `cpu` profile's candidates rewritten from one ONNX Runtime build equal full builds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from calibration.ranges import TensorRange, TensorRanges, range_method
+from calibration.readers import frames_from
+from calibration.stats import StatsCollector
+from converters import cpu_rescaling
+from converters.cpu_rescaling import CpuRescaling
+from converters.qdq_cpu import qdq_for_cpu
+from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
+
+
+@pytest.fixture(scope="module")
+def demo_ranges(demo_model):
+    """The demo detector, its cpu-profile tensors and three methods' ranges over 8 frames."""
+    model, spec = load_float_model(demo_model)
+    tensors = tensors_to_observe(model, CalibrateOptions(profile="cpu"))
+    collector = StatsCollector(model, tensors)
+    stats = collector.collect(frames_from("synthetic://shapes?seed=5", max_images=8).inputs(spec))
+    ranges = [TensorRanges.from_stats(stats, range_method(method), collector.frames)
+              for method in ("minmax", "entropy", "mse")]
+    return model, tensors, ranges
+
+
+def with_edge_cases(ranges: TensorRanges) -> TensorRanges:
+    """`ranges` with a dead tensor (all zero) and a positive-only one."""
+    names = list(ranges.ranges)
+    changed = dict(ranges.ranges)
+    changed[names[3]] = TensorRange(0.0, 0.0, 0.0)
+    changed[names[5]] = TensorRange(0.25, 3.0, 2.5)
+    return dataclasses.replace(ranges, ranges=changed)
+
+
+def test_rewritten_models_are_byte_identical_to_full_builds(demo_ranges):
+    model, _, ranges = demo_ranges
+    rescaling = CpuRescaling(model, [])
+    assert rescaling.exact is None
+    first, second = rescaling(ranges[0]), rescaling(ranges[1])  # both built
+    assert rescaling.exact
+    assert first.SerializeToString() != second.SerializeToString()  # the values do differ
+    for candidate in [ranges[2], with_edge_cases(ranges[2]), ranges[1]]:
+        assert rescaling(candidate).SerializeToString() == \
+            qdq_for_cpu(model, candidate).SerializeToString(), candidate.method
+
+
+def test_exclusions_and_a_different_tensor_set(demo_ranges):
+    model, _, ranges = demo_ranges
+    conv = next(n.name for n in model.graph.node if n.op_type == "Conv" and "stem" not in n.name)
+    rescaling = CpuRescaling(model, [conv])
+    rescaling(ranges[0])
+    rescaling(ranges[1])
+    assert rescaling.exact
+    assert rescaling(ranges[2]).SerializeToString() == \
+        qdq_for_cpu(model, ranges[2], [conv]).SerializeToString()
+    fewer = TensorRanges("mse", 8, dict(list(ranges[2].ranges.items())[1:]))
+    assert rescaling(fewer).SerializeToString() == \
+        qdq_for_cpu(model, fewer, [conv]).SerializeToString()
+
+
+def test_every_model_is_built_in_full_when_onnx_runtime_moved(demo_ranges, monkeypatch):
+    model, _, ranges = demo_ranges
+
+    def moved(*_: object) -> None:
+        raise AttributeError("'QDQQuantizer' object has no attribute 'calc_graph_quant_params'")
+
+    monkeypatch.setattr(cpu_rescaling, "_quantizer", moved)
+    rescaling = CpuRescaling(model, [])
+    rescaling(ranges[0])
+    rescaling(ranges[1])
+    assert rescaling.exact is False
+    assert rescaling(ranges[2]).SerializeToString() == \
+        qdq_for_cpu(model, ranges[2]).SerializeToString()
+
+
+def test_a_rescaling_that_does_not_reproduce_the_build_is_not_used(demo_ranges, monkeypatch):
+    model, _, ranges = demo_ranges
+    monkeypatch.setattr(cpu_rescaling, "_set_values", lambda *_: None)  # writes nothing
+    rescaling = CpuRescaling(model, [])
+    rescaling(ranges[0])
+    rescaling(ranges[1])
+    assert rescaling.exact is False
+    assert rescaling(ranges[2]).SerializeToString() == \
+        qdq_for_cpu(model, ranges[2]).SerializeToString()
