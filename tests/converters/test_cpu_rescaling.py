@@ -36,16 +36,23 @@ def with_edge_cases(ranges: TensorRanges) -> TensorRanges:
     return dataclasses.replace(ranges, ranges=changed)
 
 
-def test_rewritten_models_are_byte_identical_to_full_builds(demo_ranges):
+def test_rewritten_models_are_byte_identical_to_full_builds(demo_ranges, monkeypatch):
     model, _, ranges = demo_ranges
+    builds: list[str] = []
+    build = cpu_rescaling.qdq_for_cpu
+    monkeypatch.setattr(cpu_rescaling, "qdq_for_cpu",
+                        lambda m, r, e: builds.append(r.method) or build(m, r, e))
     rescaling = CpuRescaling(model, [])
-    assert rescaling.exact is None
-    first, second = rescaling(ranges[0]), rescaling(ranges[1])  # both built
+    first = rescaling(ranges[0])
+    assert rescaling.exact is None and builds == ["minmax"]  # one model: one build
+    candidates = [ranges[1], ranges[2], with_edge_cases(ranges[2])]
+    rewritten = [rescaling(candidate) for candidate in candidates]
     assert rescaling.exact
-    assert first.SerializeToString() != second.SerializeToString()  # the values do differ
-    for candidate in [ranges[2], with_edge_cases(ranges[2]), ranges[1]]:
-        assert rescaling(candidate).SerializeToString() == \
+    assert builds == ["minmax", "minmax moved"]  # the check, then rewritten copies only
+    for candidate, model_bytes in zip(candidates, rewritten, strict=True):
+        assert model_bytes.SerializeToString() == \
             qdq_for_cpu(model, candidate).SerializeToString(), candidate.method
+    assert first.SerializeToString() != rewritten[0].SerializeToString()  # values do differ
 
 
 def test_exclusions_and_a_different_tensor_set(demo_ranges):
@@ -53,10 +60,9 @@ def test_exclusions_and_a_different_tensor_set(demo_ranges):
     conv = next(n.name for n in model.graph.node if n.op_type == "Conv" and "stem" not in n.name)
     rescaling = CpuRescaling(model, [conv])
     rescaling(ranges[0])
-    rescaling(ranges[1])
-    assert rescaling.exact
     assert rescaling(ranges[2]).SerializeToString() == \
         qdq_for_cpu(model, ranges[2], [conv]).SerializeToString()
+    assert rescaling.exact
     fewer = TensorRanges("mse", 8, dict(list(ranges[2].ranges.items())[1:]))
     assert rescaling(fewer).SerializeToString() == \
         qdq_for_cpu(model, fewer, [conv]).SerializeToString()
@@ -71,10 +77,9 @@ def test_every_model_is_built_in_full_when_onnx_runtime_moved(demo_ranges, monke
     monkeypatch.setattr(cpu_rescaling, "_quantizer", moved)
     rescaling = CpuRescaling(model, [])
     rescaling(ranges[0])
-    rescaling(ranges[1])
-    assert rescaling.exact is False
     assert rescaling(ranges[2]).SerializeToString() == \
         qdq_for_cpu(model, ranges[2]).SerializeToString()
+    assert rescaling.exact is False
 
 
 def test_a_rescaling_that_does_not_reproduce_the_build_is_not_used(demo_ranges, monkeypatch):
@@ -82,7 +87,18 @@ def test_a_rescaling_that_does_not_reproduce_the_build_is_not_used(demo_ranges, 
     monkeypatch.setattr(cpu_rescaling, "_set_values", lambda *_: None)  # writes nothing
     rescaling = CpuRescaling(model, [])
     rescaling(ranges[0])
-    rescaling(ranges[1])
-    assert rescaling.exact is False
     assert rescaling(ranges[2]).SerializeToString() == \
         qdq_for_cpu(model, ranges[2]).SerializeToString()
+    assert rescaling.exact is False
+
+
+def test_a_rewriter_that_misses_the_biases_is_caught_by_the_check(demo_ranges, monkeypatch):
+    model, _, ranges = demo_ranges
+    found = cpu_rescaling._rescaled_initializers
+    monkeypatch.setattr(cpu_rescaling, "_rescaled_initializers",
+                        lambda *args: (found(*args)[0], []))
+    rescaling = CpuRescaling(model, [])
+    rescaling(ranges[0])
+    assert rescaling(ranges[2]).SerializeToString() == \
+        qdq_for_cpu(model, ranges[2]).SerializeToString()
+    assert rescaling.exact is False
