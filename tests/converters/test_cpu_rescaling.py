@@ -68,35 +68,22 @@ def test_exclusions_and_a_different_tensor_set(demo_ranges):
         qdq_for_cpu(model, fewer, [conv]).SerializeToString()
 
 
-def test_every_model_is_built_in_full_when_onnx_runtime_moved(demo_ranges, monkeypatch):
+def _quantizer_moved(*_: object) -> None:
+    raise AttributeError("'QDQQuantizer' object has no attribute 'calc_graph_quant_params'")
+
+
+_found = cpu_rescaling._rescaled_initializers
+
+
+@pytest.mark.parametrize(("name", "broken"), [
+    ("_quantizer", _quantizer_moved),  # ONNX Runtime's internals moved
+    ("_set_values", lambda *_: None),  # writes nothing
+    ("_rescaled_initializers", lambda *args: (_found(*args)[0], [])),  # misses the biases
+], ids=["onnx-runtime-moved", "writes-nothing", "misses-biases"])
+def test_every_model_is_built_in_full_when_rewriting_is_not_exact(demo_ranges, monkeypatch,
+                                                                  name, broken):
     model, _, ranges = demo_ranges
-
-    def moved(*_: object) -> None:
-        raise AttributeError("'QDQQuantizer' object has no attribute 'calc_graph_quant_params'")
-
-    monkeypatch.setattr(cpu_rescaling, "_quantizer", moved)
-    rescaling = CpuRescaling(model, [])
-    rescaling(ranges[0])
-    assert rescaling(ranges[2]).SerializeToString() == \
-        qdq_for_cpu(model, ranges[2]).SerializeToString()
-    assert rescaling.exact is False
-
-
-def test_a_rescaling_that_does_not_reproduce_the_build_is_not_used(demo_ranges, monkeypatch):
-    model, _, ranges = demo_ranges
-    monkeypatch.setattr(cpu_rescaling, "_set_values", lambda *_: None)  # writes nothing
-    rescaling = CpuRescaling(model, [])
-    rescaling(ranges[0])
-    assert rescaling(ranges[2]).SerializeToString() == \
-        qdq_for_cpu(model, ranges[2]).SerializeToString()
-    assert rescaling.exact is False
-
-
-def test_a_rewriter_that_misses_the_biases_is_caught_by_the_check(demo_ranges, monkeypatch):
-    model, _, ranges = demo_ranges
-    found = cpu_rescaling._rescaled_initializers
-    monkeypatch.setattr(cpu_rescaling, "_rescaled_initializers",
-                        lambda *args: (found(*args)[0], []))
+    monkeypatch.setattr(cpu_rescaling, name, broken)
     rescaling = CpuRescaling(model, [])
     rescaling(ranges[0])
     assert rescaling(ranges[2]).SerializeToString() == \
