@@ -33,6 +33,8 @@ from converters.weights import drop_unused_initializers, quantize_weight
 #: Pixels per position of the uint8 view, and output pixels per position of the first conv.
 PIXELS = 4
 PAIRS = 2
+#: Appended to the names of the tensors in the pair layout.
+PAIRED_SUFFIX = "_pairs"
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -337,12 +339,22 @@ def _rewrite(graph: _Graph, stem: _Stem, quad: _Taps, pairs: _Taps, width: int) 
     kept[position:position] = nodes
     del graph.graph.node[:]
     graph.graph.node.extend(kept)
-    stale = {o for n in stem.removed + stem.region for o in n.output} | {
-        stem.quantize.output[0], feeding}
+    paired = {o for n in stem.region for o in n.output} | {stem.quantize.output[0], feeding}
+    _renamed(graph.graph, {name: f"{name}{PAIRED_SUFFIX}" for name in paired})
+    stale = {o for n in stem.removed for o in n.output} | paired
     kept_info = [v for v in graph.graph.value_info if v.name not in stale]
     del graph.graph.value_info[:]
     graph.graph.value_info.extend(kept_info)
     drop_unused_initializers(graph.graph)
+
+
+def _renamed(graph: onnx.GraphProto, names: dict[str, str]) -> None:
+    """Every node input and output in `names` renamed: the tensors between the two stem convs
+    hold pairs of pixels now ([N, 2*O, H1, W/4]), and a tensor that kept the FP32 model's name
+    would be compared with the FP32 one by name (layer SQNR, reports) and fail to match."""
+    for node in graph.node:
+        node.input[:] = [names.get(name, name) for name in node.input]
+        node.output[:] = [names.get(name, name) for name in node.output]
 
 
 def _first_conv_tensors(graph: _Graph, stem: _Stem, quad: _Taps, prefix: str,

@@ -167,3 +167,26 @@ def test_a_pooling_stem_is_left_untouched():
     before = model.SerializeToString()
     assert "reaches MaxPool" in pixel_stem(model)
     assert model.SerializeToString() == before
+
+
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+def test_tensors_in_the_pair_layout_are_renamed(activation):
+    """A tensor that kept its FP32 name in another shape was compared with the FP32 one by name
+    (layer SQNR for --keep-float and the report: a broadcast error on a YOLOv8n)."""
+    model = stem_model(activation=activation)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert pixel_stem(rewritten) == ""
+    before = {o for n in model.graph.node for o in n.output}
+    after = {o for n in rewritten.graph.node for o in n.output}
+    frame = np.random.default_rng(2).integers(0, 256, (1, HEIGHT, WIDTH, 3), np.uint8)
+    shared = sorted((before & after) - {"features", "c1", "q1", "w1f", "b1f"})
+    assert shared == []  # nothing between the two convs keeps its name (weights aside)
+    (first,) = [n.output[0] for n in rewritten.graph.node if n.name == "stem0"]
+    assert first.endswith("_pairs") and "q0_pairs" in after
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(rewritten)
+    exposed.graph.output.append(helper.make_tensor_value_info(first, TensorProto.FLOAT, None))
+    session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    pairs = session.run([first], {"images": frame})[0]
+    assert pairs.shape == (1, 2 * STEM, HEIGHT // 2, WIDTH // 4)
