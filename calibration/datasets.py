@@ -42,22 +42,37 @@ class Dataset:
                 yield item, image
 
 
-def dataset_from(path: Path, labels: Sequence[str], task: str,
-                 max_images: int | None = None) -> Dataset:
-    """Detect the layout at `path` and load it against the model's `labels`."""
+def dataset_layout(path: Path, task: str) -> str:
+    """'coco', 'folders' (classifiers) or 'yolo', from the paths alone (nothing is decoded);
+    an error naming `path` when it is none of them."""
     if not path.exists():
         raise InputError(f"evaluation data {path} does not exist")
     if path.is_file() and path.suffix == ".json":
+        return "coco"
+    if task == "classify" and path.is_dir():
+        return "folders"
+    if (path / "labels").is_dir():
+        return "yolo"
+    raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders), a COCO "
+                     "JSON file, nor (for classifiers) one folder per label")
+
+
+def dataset_from(path: Path, labels: Sequence[str], task: str,
+                 max_images: int | None = None) -> Dataset:
+    """Detect the layout at `path` and load it against the model's `labels`."""
+    layout = dataset_layout(path, task)
+    if layout == "coco":
         dataset = _coco(path, labels)
-    elif task == "classify":
+    elif layout == "folders":
         dataset = _folders(path, labels)
-    elif (path / "labels").is_dir():
-        dataset = _yolo(path, labels)
     else:
-        raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders), a COCO "
-                         "JSON file, nor (for classifiers) one folder per label")
+        dataset = _yolo(path, labels)
     if not dataset.items:
         raise InputError(f"{path} holds no usable labelled images")
+    if task != "classify" and not any((~item.difficult).any() for item in dataset.items):
+        raise InputError(f"the labels in {path} hold no objects, so mAP, precision and recall "
+                         "would say nothing; check the label files (YOLO: one 'class cx cy w h' "
+                         "line per object)")
     if max_images is not None:
         return Dataset(dataset.kind, dataset.items[:max_images], dataset.skipped)
     return dataset

@@ -123,8 +123,9 @@ class FrameSet:
             return
         what = "frame(s)" if self.video is not None else "image(s)"
         skipped = f" ({len(self.skipped)} file(s) skipped)" if self.skipped else ""
+        needed = f"{min_images} {'is' if min_images == 1 else 'are'} needed"
         raise InputError(f"{self.description} has {self.count} usable {what}{skipped}; at least "
-                         f"{min_images} are needed: add more, or lower --min-images")
+                         f"{needed}: add more, or lower --min-images")
 
     def inputs(self, spec: ModelSpec) -> Iterator[dict[str, npt.NDArray[np.uint8]]]:
         """Model input dicts `{input name: uint8 [1, H, W, 3]}`, a new buffer per frame."""

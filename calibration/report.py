@@ -16,12 +16,15 @@ from calibration.evaluate import Accuracy, evaluate
 from calibration.fidelity import layer_sqnr, output_sqnr
 from calibration.readers import FrameSet, frames_from
 from calibration.result import Calibrated
+from calibration.selection import Fidelity
 from calibration.stats import TensorStats
 from edge.errors import MissingDependencyError
 from edge.spec import ModelSpec
 from edge.synthetic.dataset import write_yolo_dataset
 
 WORST_LAYERS = 5
+#: Calibration frames the written model's output SQNR is measured on.
+OUTPUT_SQNR_FRAMES = 8
 
 
 def _pyplot() -> Any:
@@ -41,7 +44,7 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     folder.mkdir(parents=True, exist_ok=True)
     fp32, int8 = _accuracies(fp32_path, int8_path, spec, eval_data)
     reference = onnx.load(str(fp32_path))
-    sqnr_outputs = output_sqnr(reference, result.model, _first(frames, spec, 8))
+    sqnr_outputs = output_sqnr(reference, result.model, _first(frames, spec, OUTPUT_SQNR_FRAMES))
     sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, frames.inputs(spec))
     worst = sorted(sqnr_layers.items(), key=lambda item: item[1])[:WORST_LAYERS]
     inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
@@ -128,13 +131,22 @@ def _comparison(result: Calibrated) -> list[str]:
     lines = ["", f"## Range methods on {result.comparison[0].frames} held-out frames", "",
              "| method | agreement with FP32 | output SQNR (dB; a detector's weaker part) | |",
              "|---|---|---|---|"]
-    lines += [f"| {f.method} | {100 * f.agreement:.1f}% | {f.sqnr_db:.1f}"
+    written = [result.written] if result.written else []
+    lines += [f"| {f.method} | "
+              f"{f'{100 * f.agreement:.1f}%' if f.telling else f'not measured ({f.compared})'} | "
+              f"{f.sqnr_db:.1f}"
               f"{''.join(f', {part} {db:.1f}' for part, db in f.parts_db.items())} | "
-              f"{'chosen' if f.method == result.ranges.method else ''} |"
-              for f in result.comparison]
+              f"{_role(f, result)} |"
+              for f in result.comparison + written]
     if result.warning:
         lines += ["", f"**Warning:** {result.warning}"]
     return lines
+
+
+def _role(fidelity: Fidelity, result: Calibrated) -> str:
+    if fidelity is result.written:
+        return "written"
+    return "chosen" if fidelity.method == result.ranges.method else ""
 
 
 def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
@@ -157,7 +169,8 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
     else:
         lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
     lines += _comparison(result)
-    lines += ["", "## Output SQNR (dB, higher is better)", ""]
+    lines += ["", f"## Output SQNR of the written model (dB, higher is better; each output "
+              f"pooled, on the first {OUTPUT_SQNR_FRAMES} calibration frames)", ""]
     lines += [f"- `{name}`: {value:.1f}" for name, value in outputs.items()]
     lines += ["", f"## Worst {len(worst)} layers by output SQNR", ""]
     lines += [f"- `{name}`: {value:.1f} dB" for name, value in worst]

@@ -104,25 +104,29 @@ def refined_tensors(model: onnx.ModelProto, layer_sqnr: dict[str, float],
     return list(dict.fromkeys(tensors))[:REFINED_LAYERS]
 
 
-def unmeasured_agreement(chosen: Fidelity, task: str) -> str | None:
+def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto") -> str | None:
     """A warning when the held-out frames held too few frames (classify) or detections
-    (detect) for the agreement figure to mean anything, so the choice rests on output SQNR."""
+    (detect) for the agreement figure to mean anything, so the choice (or, for an explicit
+    `requested` method, its check) rests on output SQNR."""
     if chosen.telling:
         return None
+    rests = (f"the range method was chosen by output SQNR alone ({chosen.method}, "
+             f"{chosen.sqnr_db:.1f} dB)" if requested == "auto" else
+             f"--method {requested} was compared with the others by output SQNR alone "
+             f"({chosen.sqnr_db:.1f} dB)")
     if task == "classify":
         return (f"{chosen.frames} held-out frames are too few to measure top-1 agreement with "
-                f"FP32; the range method was chosen by output SQNR alone ({chosen.method}, "
-                f"{chosen.sqnr_db:.1f} dB); calibrate with more images (--max-images, 128 or "
-                "more) to have it checked")
+                f"FP32; {rests}; calibrate with more images (--max-images, 128 or more) to have "
+                "it checked")
     return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32 and "
-            f"INT8 together), too few to measure detection agreement with FP32; the range "
-            f"method was chosen by output SQNR alone ({chosen.method}, {chosen.sqnr_db:.1f} dB); "
+            f"INT8 together), too few to measure detection agreement with FP32; {rests}; "
             "calibrate with frames that show the objects the model detects to have it checked")
 
 
 def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
     """A warning when `chosen` loses clearly against `best` (agreement under 95% where the best
-    does better, or output SQNR 6 dB or more below the best's), else None."""
+    does better, or output SQNR 6 dB or more below the best's), else None. Agreement figures
+    are quoted only where both were measured."""
     if chosen.method == best.method:
         return None
     low_agreement = (chosen.telling and chosen.agreement < AGREEMENT_FLOOR
@@ -131,9 +135,10 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
     if not (low_agreement or low_sqnr):
         return None
     what = "top-1 agreement" if task == "classify" else "detection agreement"
+    agreement = (f"{what} with FP32 {100 * chosen.agreement:.1f}% vs "
+                 f"{100 * best.agreement:.1f}%, " if chosen.telling and best.telling else "")
     return (f"--method {chosen.method} loses clearly to {best.method} on {chosen.frames} "
-            f"held-out frames: {what} with FP32 {100 * chosen.agreement:.1f}% vs "
-            f"{100 * best.agreement:.1f}%, output SQNR {chosen.sqnr_db:.1f} dB vs "
+            f"held-out frames: {agreement}output SQNR {chosen.sqnr_db:.1f} dB vs "
             f"{best.sqnr_db:.1f} dB; use --method {best.method} or --method auto")
 
 

@@ -18,8 +18,14 @@ from calibration.fidelity import weighted_nodes
 from calibration.ranges import TensorRange, TensorRanges
 from calibration.selection import HeldOutJudge, SharedSession
 from converters.cpu_rescaling import CpuRescaling
+from converters.qdq_cpu import cpu_quantized_nodes
 from converters.qdq_rules import check_tensorrt_qdq
-from converters.qdq_tensorrt import activation_scales, qdq_for_tensorrt, with_activation_ranges
+from converters.qdq_tensorrt import (
+    activation_scales,
+    qdq_for_tensorrt,
+    quantizable_inputs,
+    with_activation_ranges,
+)
 from edge.concurrency import in_background, in_order
 from edge.system import usable_cores
 
@@ -70,6 +76,13 @@ class Int8Models:
         quantized = qdq_for_tensorrt(self.model, ranges, self.exclude)
         check_tensorrt_qdq(quantized, "the quantized model")
         return quantized
+
+
+def quantized_nodes(model: onnx.ModelProto, profile: Profile) -> set[str]:
+    """Names of the nodes `profile` quantizes: what `--exclude` can keep in float."""
+    if profile == "tensorrt":
+        return set(quantizable_inputs(model))
+    return cpu_quantized_nodes(model)
 
 
 def float_layers_by_output_gain(model: onnx.ModelProto, ranges: TensorRanges, judge: HeldOutJudge,

@@ -10,6 +10,7 @@ stem is then rebuilt as int8 convolutions that read the uint8 camera pixels dire
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import tempfile
 from collections.abc import Collection, Iterator
@@ -132,9 +133,16 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
         quantized = uint8_input_chain_first(onnx.load(str(out)))
     left_float = pixel_stem(quantized, keep_float=exclude)
     if left_float:
-        log.info("the stem stays float: %s", left_float)
+        _say_once(f"the stem stays float: {left_float}")
     onnx.checker.check_model(quantized)
     return quantized
+
+
+@functools.cache
+def _say_once(message: str) -> None:
+    """Log `message` the first time only: one calibration builds several models of one
+    layout, and each build would repeat it."""
+    log.info("%s", message)
 
 
 def quant_types() -> tuple[Any, Any]:
@@ -143,6 +151,14 @@ def quant_types() -> tuple[Any, Any]:
     from onnxruntime.quantization import QuantType  # noqa: PLC0415 - heavy
 
     return QuantType.QUInt8, QuantType.QInt8
+
+
+def cpu_quantized_nodes(model: onnx.ModelProto) -> set[str]:
+    """Nodes the `cpu` profile quantizes: those of `CPU_QUANTIZED_OPS` before the decode tail
+    (the narrow stem convs too: `pixel_stem` quantizes them)."""
+    tail = decode_tail(model)
+    return {n.name for n in model.graph.node if n.op_type in CPU_QUANTIZED_OPS
+            and n.name not in tail}
 
 
 def quantizer_exclusions(model: onnx.ModelProto, exclude: Collection[str]) -> list[str]:

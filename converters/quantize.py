@@ -35,7 +35,12 @@ from calibration.selection import (
     unmeasured_agreement,
 )
 from calibration.stats import StatsCollector, TensorStats, float_tensors
-from converters.int8_models import Int8Models, Profile, float_layers_by_output_gain
+from converters.int8_models import (
+    Int8Models,
+    Profile,
+    float_layers_by_output_gain,
+    quantized_nodes,
+)
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
 from converters.qdq_tensorrt import (
@@ -79,6 +84,9 @@ def load_float_model(path: Path) -> tuple[onnx.ModelProto, ModelSpec]:
     except (DecodeError, OSError, ValueError) as exc:
         raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
                          "`edge convert` wrote (copied in full)") from exc
+    if not model.graph.node:  # protobuf reads an empty or foreign file as an empty model
+        raise ModelError(f"{path} is not an ONNX model (its graph has no nodes); pass the .onnx "
+                         "file that `edge convert` wrote")
     props = {p.key: p.value for p in model.metadata_props}
     if SPEC_KEY not in props:
         raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")
@@ -123,7 +131,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     # frames are decoded from here on, while the models and sessions below are made
     with Prefetched(feeds, FRAMES_AHEAD) as ready:
         tensors = tensors_to_observe(model, options)
-        excluded = list(options.exclude)
+        excluded = _effective_exclusions(model, options)
         quantize = Int8Models(model, options.profile, excluded, tensors)
         shared = quantize.shared_session() if judging else None
         collector = StatsCollector(model, tensors, options.threads)
@@ -153,15 +161,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     written = None
     if options.keep_float:
         sqnr = layer_sqnr(model, quantized, held_out or frames.inputs(spec), limit=8)
-        if judge is not None and options.profile == "tensorrt":
-            excluded += float_layers_by_output_gain(model, ranges, judge, excluded,
-                                                    options.keep_float)
-            log.info("keeping in float (largest gain on held-out frames): %s",
-                     ", ".join(excluded))
-        else:
-            worst = sorted((s, n) for n, s in sqnr.items() if n not in excluded)
-            excluded += [name for _, name in worst[:options.keep_float]]
-            log.info("keeping in float (worst layer SQNR): %s", ", ".join(excluded))
+        excluded += _kept_float(model, ranges, judge, excluded, sqnr, options)
         quantized = Int8Models(model, options.profile, excluded, tensors)(ranges)
         if judge is not None:  # did it help? judged like the candidates
             written = judge.fidelity(f"{chosen}, {len(excluded)} float", quantized)
@@ -170,6 +170,35 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
                       comparison, warning, written, phases)
+
+
+def _effective_exclusions(model: onnx.ModelProto, options: CalibrateOptions) -> list[str]:
+    """`--exclude` less the nodes the profile does not quantize anyway (said once, so the
+    report's "kept float" lists only what the option changed)."""
+    quantized = quantized_nodes(model, options.profile)
+    ignored = [name for name in options.exclude if name not in quantized]
+    if ignored:
+        log.warning("--exclude %s: not quantized under the %s profile anyway; nothing to keep in "
+                    "float there", ", ".join(ignored), options.profile)
+    return [name for name in options.exclude if name in quantized]
+
+
+def _kept_float(model: onnx.ModelProto, ranges: TensorRanges, judge: HeldOutJudge | None,
+                excluded: list[str], sqnr: dict[str, float],
+                options: CalibrateOptions) -> list[str]:
+    """The `--keep-float` layers beyond `excluded`: on the `tensorrt` profile with held-out
+    frames, those whose float alone brings the output closest to FP32; otherwise the lowest
+    layer SQNR."""
+    if judge is not None and options.profile == "tensorrt":
+        picked = float_layers_by_output_gain(model, ranges, judge, excluded, options.keep_float)
+        rule = "largest gain on held-out frames"
+    else:
+        worst = sorted((value, name) for name, value in sqnr.items() if name not in excluded)
+        picked = [name for _, name in worst[:options.keep_float]]
+        rule = "worst layer SQNR"
+    log.info("--keep-float %d keeps in float (%s): %s", options.keep_float, rule,
+             ", ".join(picked))
+    return picked
 
 
 def check_options(model: onnx.ModelProto, options: CalibrateOptions) -> None:
@@ -186,9 +215,10 @@ def check_options(model: onnx.ModelProto, options: CalibrateOptions) -> None:
 def _check_keep_float(model: onnx.ModelProto, options: CalibrateOptions) -> None:
     layers = [n for n in weighted_nodes(model) if n.name not in options.exclude]
     if options.keep_float >= len(layers) > 0:
+        left = " not in --exclude" if options.exclude else ""
         raise InputError(f"--keep-float {options.keep_float} would keep all {len(layers)} "
-                         "weighted layers in float and leave nothing in INT8; pass at most "
-                         f"{len(layers) - 1}")
+                         f"weighted layers{left} in float and leave nothing in INT8; pass at "
+                         f"most {len(layers) - 1}")
 
 
 class _Phases(dict[str, float]):
@@ -247,8 +277,8 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str,
         chosen = best
     else:
         chosen = next(f for f in comparison if f.method == requested)
-    warnings = [w for w in (clear_loss(chosen, best, task), unmeasured_agreement(chosen, task))
-                if w]
+    warnings = [w for w in (clear_loss(chosen, best, task),
+                            unmeasured_agreement(chosen, task, requested)) if w]
     for warning in warnings:
         log.warning("%s", warning)
     return chosen.method, "; ".join(warnings) or None

@@ -21,6 +21,16 @@ def require_output_directory(path: Path, option: str = "") -> Path:
     return directory
 
 
+def require_output_file(path: Path, option: str = "-o") -> Path:
+    """`require_output_directory`, and `path` is not a folder itself (a file is written
+    there, not into it)."""
+    directory = require_output_directory(path, option)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder; name the file to write, e.g. "
+                         f"{path / 'model.onnx'}")
+    return directory
+
+
 def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:
     """Refuse an output path that names the input file: the result would replace its own
     source."""
@@ -33,7 +43,7 @@ def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path`."""
-    directory = require_output_directory(path)
+    directory = require_output_file(path, "output")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     umask = os.umask(0)
     os.umask(umask)

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edge.cli.common import (
     parse_batch,
@@ -27,8 +27,11 @@ from edge.cli.field import (
     write_drift_reference,
 )
 from edge.errors import InputError, MissingDependencyError
-from edge.files import refuse_overwriting, require_output_directory
+from edge.files import refuse_overwriting, require_output_file
 from edge.system import usable_cores
+
+if TYPE_CHECKING:
+    from calibration.result import Calibrated
 
 log = logging.getLogger("edge")
 
@@ -62,7 +65,7 @@ def _convert(args: argparse.Namespace) -> int:
     from converters.labels import labels_from_option
     from edge.spec import PostprocessSpec
 
-    require_output_directory(args.output)
+    require_output_file(args.output)
     refuse_overwriting(args.output, args.source)
     try:
         module_args = json.loads(args.module_args) if args.module_args else None
@@ -199,6 +202,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                                keep_float=args.keep_float, with_cache=args.cache is not None,
                                threads=threads, progress=not args.json)
     check_options(model, options)  # before a single image is read
+    _check_cache_and_report(args, spec.task)
     frames = frames_from(args.images, args.max_images, args.seed)
     # the sizes first: more images of the wrong size would not help
     _refuse_small_images(frames.paths, spec.input.height, spec.input.width, args.images)
@@ -221,7 +225,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
         "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None,
-        "drift_reference": reference}
+        "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference}
     if args.report is not None:
         from calibration.report import write_report
 
@@ -230,28 +234,36 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        unit = "frames" if spec.task == "classify" else "detections"
-        written = [result.written] if result.written else []
-        width = max(len(f.method) for f in result.comparison + written) if written else 10
-        for fidelity in result.comparison + written:
-            chosen = "  <- chosen" if fidelity.method == result.ranges.method else ""
-            chosen = "  <- written" if fidelity is result.written else chosen
-            parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
-            agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
-                         if fidelity.telling else
-                         f"agreement not measured ({fidelity.compared} {unit})")
-            print(f"  {fidelity.method:{width}s} {agreement}  output SQNR "
-                  f"{fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}{chosen}")
-        phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
-        print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
-              f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
-              f"{len(frames.skipped)} files "
-              f"skipped; kept float: {', '.join(result.excluded) or 'none'}")
-        if args.cache:
-            print(f"wrote TensorRT calibration cache {args.cache}")
-        if args.report:
-            print(f"report: {summary['report']}")
+        _print_calibration(args, result, spec.task, summary)
     return 0
+
+
+def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
+                       summary: dict[str, Any]) -> None:
+    """The comparison table and what was written, for a person reading the terminal."""
+    unit = "frames" if task == "classify" else "detections"
+    written = [result.written] if result.written else []
+    width = max(len(f.method) for f in result.comparison + written) if written else 10
+    for fidelity in result.comparison + written:
+        chosen = "  <- chosen" if fidelity.method == result.ranges.method else ""
+        chosen = "  <- written" if fidelity is result.written else chosen
+        parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
+        agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
+                     if fidelity.telling else
+                     f"agreement not measured ({fidelity.compared} {unit})")
+        print(f"  {fidelity.method:{width}s} {agreement}  output SQNR "
+              f"{fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}{chosen}")
+    phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
+    print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
+          f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
+          f"{summary['skipped']} files skipped; kept float: "
+          f"{', '.join(result.excluded) or 'none'}")
+    for key, what in (("cache", "TensorRT calibration cache"), ("ranges", "ranges"),
+                      ("drift_reference", "drift reference")):
+        if summary[key]:
+            print(f"wrote {what} {summary[key]}")
+    if args.report:
+        print(f"report: {summary['report']}")
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -264,11 +276,40 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for option, output in outputs:
         if output is None:
             continue
-        require_output_directory(output, option)
+        require_output_file(output, option)
         refuse_overwriting(output, args.model, option)
         earlier = written.setdefault(output.resolve(), option)
         if earlier != option:
             raise InputError(f"{earlier} and {option} both name {output}; give each its own file")
+
+
+def _check_cache_and_report(args: argparse.Namespace, task: str) -> None:
+    """--trt-version (with --cache), --report and --eval-data, before any image is read: they
+    are used only after the calibration, which they would otherwise fail at the end of."""
+    from calibration.datasets import dataset_layout
+    from edge.tensorrt.calibration_cache import trt_version_number
+
+    if args.cache is not None:
+        trt_version_number(args.trt_version)
+    if args.eval_data is not None and args.report is None:
+        raise InputError("--eval-data is read only by --report; add --report DIR or leave "
+                         "--eval-data out")
+    if args.report is None:
+        return
+    if args.report.exists() and not args.report.is_dir():
+        raise InputError(f"--report {args.report} is a file; --report names the folder to write "
+                         "index.md and its plots into")
+    evaluation = args.eval_data if args.eval_data is not None else args.images
+    if str(evaluation).startswith("synthetic://"):
+        return
+    try:
+        dataset_layout(Path(evaluation), task)
+    except InputError as exc:
+        if args.eval_data is not None:
+            raise InputError(f"--eval-data: {exc}") from exc
+        raise InputError(f"--report scores FP32 and INT8 on labelled data and, without "
+                         f"--eval-data, reads --images {evaluation}: {exc}. Pass --eval-data "
+                         "with labelled images") from exc
 
 
 def _refuse_small_images(paths: list[Path], height: int, width: int, folder: Path) -> None:
@@ -349,7 +390,8 @@ def _add_calibrate(commands: Any) -> None:
     calibrate.add_argument("--min-images", type=parse_positive_int, default=8)
     calibrate.add_argument("--seed", type=int, default=0, help="subset selection seed")
     calibrate.add_argument("--exclude", nargs="*", default=[], metavar="NODE",
-                           help="node names to keep in float")
+                           help="node names to keep in float (give it after MODEL: it takes "
+                                "every name that follows up to the next option)")
     calibrate.add_argument("--keep-float", type=parse_non_negative_int, default=0, metavar="N",
                            help="also keep N layers in float: those that, each in float alone, "
                                 "bring the output closest to FP32 on the held-out frames "

@@ -30,7 +30,8 @@ def trt_version_number(version: str) -> int:
         raise InputError(f"TensorRT version {version!r} is not like 10.3.0") from exc
     if major >= 11:
         raise InputError(f"TensorRT {version} builds strongly typed networks only and reads no "
-                         "calibration cache; use the QDQ model (--profile tensorrt) instead")
+                         "calibration cache; give it the QDQ model that `edge calibrate "
+                         "--profile tensorrt` writes (-o) and leave out the cache")
     if major < 8 or (major == 8 and minor < 5):
         raise InputError(f"TensorRT {version} is older than 8.5, which edge does not support")
     return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch

@@ -259,6 +259,15 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
         (["--images", FRAMES, "--cache", "{tmp}/int8.onnx"], "-o and --cache both name"),
         (["--images", FRAMES, "--max-images", "1"], "--max-images 1 is below --min-images 2"),
         (["--images", FRAMES, "--percentile", "101"], "percentile must be in (0, 100]"),
+        # outputs that are folders, and options used only after calibrating, fail at once
+        (["--images", FRAMES, "-o", "{tmp}"], "is a folder; name the file to write"),
+        (["--images", FRAMES, "--ranges", "{tmp}"], "--ranges {tmp} is a folder"),
+        (["--images", "/no/such/folder", "--trt-version", "7.0", "--cache", "{tmp}/c.cache"],
+         "older than 8.5"),
+        (["--images", FRAMES, "--eval-data", "{tmp}"], "--eval-data is read only by --report"),
+        (["--images", FRAMES, "--report", "{tmp}/r", "--eval-data", "/no/such/data"],
+         "--eval-data: evaluation data /no/such/data does not exist"),
+        (["--images", "{tmp}", "--report", "{tmp}/r"], "without --eval-data, reads --images"),
     ],
 )
 def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, message):
@@ -268,7 +277,8 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, mes
     result = edge("calibrate", demo_model, "-o", out / "int8.onnx", "--max-images", "4",
                   "--min-images", "2", *args)
     assert result.returncode == 2, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert message.replace("{tmp}", str(out)) in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (out / "int8.onnx").exists() and not (out / "c.cache").exists()
 
 
@@ -284,6 +294,16 @@ def test_cli_refuses_to_overwrite_its_input_and_names_a_folder_passed_as_model(d
     assert model.read_bytes() == demo_model.read_bytes()
     result = edge("calibrate", tmp_path, "--images", FRAMES, "-o", tmp_path / "int8.onnx")
     assert result.returncode == 2 and "is a folder; pass the .onnx file" in result.stderr
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    result = edge("calibrate", tmp_path / "empty.onnx", "--images", FRAMES, "-o",
+                  tmp_path / "int8.onnx")
+    assert result.returncode == 2 and "is not an ONNX model (its graph has no nodes)" in \
+        result.stderr
+    (tmp_path / "report").write_text("a file")
+    result = edge("calibrate", model, "--images", FRAMES, "-o", tmp_path / "int8.onnx",
+                  "--report", tmp_path / "report")
+    assert result.returncode == 2 and "--report" in result.stderr and "is a file" in result.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "int8.onnx").exists()
 
 
 def test_interrupted_calibration_exits_130_and_writes_nothing(tmp_path):

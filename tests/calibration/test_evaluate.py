@@ -97,6 +97,14 @@ def test_labels_outside_the_model_are_rejected(tmp_path):
         dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
 
 
+def test_a_detection_dataset_without_objects_is_refused(tmp_path):
+    write_yolo_dataset(tmp_path, frames=3, seed=1)
+    for label in (tmp_path / "labels").iterdir():
+        label.write_text("")
+    with pytest.raises(InputError, match="hold no objects, so mAP, precision and recall"):
+        dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
+
+
 def test_coco_json_dataset(tmp_path):
     write_yolo_dataset(tmp_path, frames=2, seed=1)
     image = sorted((tmp_path / "images").iterdir())[0]

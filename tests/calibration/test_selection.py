@@ -105,6 +105,17 @@ def test_a_choice_without_enough_detections_or_frames_says_so():
     assert "frames that show the objects" in warning
     assert "top-1" in (unmeasured_agreement(Fidelity("mse", 30.0, 1.0, 3, 3), "classify") or "")
     assert unmeasured_agreement(fid("mse", 4.2, 0.9, compared=40), "detect") is None
+    # a method the user named was not chosen by SQNR: only compared by it
+    named = unmeasured_agreement(fid("minmax", -6.3, 0.0, compared=2), "detect", "minmax")
+    assert named is not None and "chosen" not in named
+    assert "--method minmax was compared with the others by output SQNR alone" in named
+
+
+def test_a_clear_loss_quotes_agreement_only_where_it_was_measured():
+    message = clear_loss(fid("minmax", -6.3, 0.0, compared=2), fid("mse", 4.2, 1.0, compared=2),
+                         "detect")
+    assert message is not None and "agreement" not in message
+    assert "output SQNR -6.3 dB vs 4.2 dB" in message
 
 
 def test_unknown_method_fails_before_any_work(demo):
