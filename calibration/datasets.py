@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -53,8 +54,34 @@ def dataset_layout(path: Path, task: str) -> str:
         return "folders"
     if (path / "labels").is_dir():
         return "yolo"
-    raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders), a COCO "
-                     "JSON file, nor (for classifiers) one folder per label")
+    if task == "classify":
+        raise InputError(f"{path} is neither one folder of images per label nor a COCO JSON "
+                         "file, which a classifier is scored on")
+    raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders) nor a "
+                     "COCO JSON file, which a detector is scored on")
+
+
+def require_labelled_content(path: Path, layout: str) -> None:
+    """A cheap look before any work that needs the data: a YOLO dataset with images and at
+    least one labelled object, a COCO file with images and annotations (no image is
+    decoded; `dataset_from` checks the rest)."""
+    if layout == "yolo":
+        image_dir = path / "images" if (path / "images").is_dir() else path
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in image_dir.rglob("*")):
+            raise InputError(f"{path} holds no usable labelled images (no images in "
+                             f"{image_dir})")
+        if not any(line.strip() for label in (path / "labels").rglob("*.txt")
+                   for line in label.read_text().splitlines()):
+            raise InputError(f"the labels in {path} hold no objects, so mAP, precision and "
+                             "recall would say nothing; check the label files (YOLO: one "
+                             "'class cx cy w h' line per object)")
+    elif layout == "coco":
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path} is not a COCO JSON file ({exc})") from exc
+        if not isinstance(data, dict) or not data.get("images") or not data.get("annotations"):
+            raise InputError(f"{path} lists no images or no annotations")
 
 
 def dataset_from(path: Path, labels: Sequence[str], task: str,
@@ -98,7 +125,33 @@ def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
                                    np.zeros(len(rows), bool)))
     if skipped:
         log.warning("skipped %d unreadable image(s) in %s", skipped, image_dir)
+    named = _yolo_class_names(root)
+    if named is not None and list(named) != list(labels):
+        log.warning("%s names its classes %s, the model %s: the scores pair them by class id; "
+                    "check that the dataset belongs to this model", root,
+                    ", ".join(named[:6]) + (", ..." if len(named) > 6 else ""),
+                    ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else ""))
     return Dataset("yolo", items, skipped)
+
+
+def _yolo_class_names(root: Path) -> list[str] | None:
+    """The class names a YOLO dataset declares (`data.yaml` `names`, or `classes.txt`), in
+    class-id order; None when it declares none (or PyYAML is missing for data.yaml)."""
+    yaml_path, text_path = root / "data.yaml", root / "classes.txt"
+    if yaml_path.is_file() and importlib.util.find_spec("yaml") is not None:
+        import yaml  # noqa: PLC0415 - optional: only to cross-check the names
+
+        try:
+            names = (yaml.safe_load(yaml_path.read_text()) or {}).get("names")
+        except (yaml.YAMLError, AttributeError):
+            return None
+        if isinstance(names, dict):
+            return [str(names[key]) for key in sorted(names)]
+        if isinstance(names, list):
+            return [str(name) for name in names]
+    if text_path.is_file():
+        return [line.strip() for line in text_path.read_text().splitlines() if line.strip()]
+    return None
 
 
 def _yolo_rows(path: Path, num_classes: int) -> list[tuple[float, ...]]:

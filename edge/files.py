@@ -26,8 +26,8 @@ def require_output_file(path: Path, option: str = "-o") -> Path:
     there, not into it)."""
     directory = require_output_directory(path, option)
     if path.is_dir():
-        raise InputError(f"{option} {path} is a folder; name the file to write, e.g. "
-                         f"{path / 'model.onnx'}")
+        raise InputError(f"{option} {path} is a folder; name the file to write (in it or "
+                         "elsewhere)")
     return directory
 
 

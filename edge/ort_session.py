@@ -35,8 +35,8 @@ def session_from_onnx(path: Path, threads: int = 0) -> Any:
     """An ONNX Runtime CPU session for `path`; `threads` 0 lets ONNX Runtime choose."""
     if not path.is_file():
         what = "is a folder, not a model file" if path.is_dir() else "does not exist"
-        raise ModelError(f"model file {path} {what}; check model.path or convert a "
-                         "model with `edge convert`")
+        raise ModelError(f"model file {path} {what}; check the path (model.path in a daemon "
+                         "config) or convert a model with `edge convert`")
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -48,5 +48,5 @@ def session_from_onnx(path: Path, threads: int = 0) -> Any:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except load_errors as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path} is not a loadable ONNX model ({first_line}); point "
-                         "model.path at a model produced by `edge convert`") from exc
+        raise ModelError(f"{path} is not a loadable ONNX model ({first_line}); use a model "
+                         "produced by `edge convert` (in a daemon config: model.path)") from exc

@@ -121,6 +121,9 @@ def spec_from_onnx_file(path: Path) -> ModelSpec:
         except DecodeError as exc:
             raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
                              "`edge convert` or `edge calibrate` wrote") from exc
+        if not loaded.graph.node:  # protobuf reads an empty or foreign file as an empty model
+            raise ModelError(f"{path} is not an ONNX model (its graph has no nodes); pass the "
+                             ".onnx file that `edge convert` or `edge calibrate` wrote")
         props = {p.key: p.value for p in loaded.metadata_props}
     except ImportError:  # the device install has ONNX Runtime but not the onnx package
         return spec_from_session(session_from_onnx(path), str(path))

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge")
 
+DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6
+
 #: Third-party modules the workstation commands need, all from the `convert` extra (protobuf
 #: comes with onnx). A missing module outside this set is a bug and is not disguised.
 CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "matplotlib",
@@ -203,12 +205,13 @@ def _calibrate(args: argparse.Namespace) -> int:
                                threads=threads, progress=not args.json)
     check_options(model, options)  # before a single image is read
     _check_cache_and_report(args, spec.task)
-    frames = frames_from(args.images, args.max_images, args.seed)
+    frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
     _refuse_small_images(frames.paths, spec.input.height, spec.input.width, args.images)
     frames.require(args.min_images)
     result = calibrate(model, spec, frames, options)
-    cache = result.cache(args.trt_version, spec) if args.cache is not None else None
+    cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
+             if args.cache is not None else None)
     write_bytes_atomic(args.output, result.model.SerializeToString())
     reference = write_drift_reference(args, args.output, frames.images(), str(args.images))
     if cache is not None:
@@ -245,7 +248,8 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
     written = [result.written] if result.written else []
     width = max(len(f.method) for f in result.comparison + written) if written else 10
     for fidelity in result.comparison + written:
-        chosen = "  <- chosen" if fidelity.method == result.ranges.method else ""
+        role = "chosen" if args.method == "auto" else "requested"
+        chosen = f"  <- {role}" if fidelity.method == result.ranges.method else ""
         chosen = "  <- written" if fidelity is result.written else chosen
         parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
         agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
@@ -256,7 +260,8 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
     phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
     print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
           f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
-          f"{summary['skipped']} files skipped; kept float: "
+          f"{summary['skipped']} file{'' if summary['skipped'] == 1 else 's'} skipped; "
+          "kept float: "
           f"{', '.join(result.excluded) or 'none'}")
     for key, what in (("cache", "TensorRT calibration cache"), ("ranges", "ranges"),
                       ("drift_reference", "drift reference")):
@@ -286,11 +291,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def _check_cache_and_report(args: argparse.Namespace, task: str) -> None:
     """--trt-version (with --cache), --report and --eval-data, before any image is read: they
     are used only after the calibration, which they would otherwise fail at the end of."""
-    from calibration.datasets import dataset_layout
+    from calibration.datasets import dataset_layout, require_labelled_content
     from edge.tensorrt.calibration_cache import trt_version_number
 
     if args.cache is not None:
-        trt_version_number(args.trt_version)
+        trt_version_number(args.trt_version or DEFAULT_TRT_VERSION)
+    elif args.trt_version is not None:
+        raise InputError("--trt-version names the TensorRT version of a calibration cache; add "
+                         "--cache FILE or leave --trt-version out")
     if args.eval_data is not None and args.report is None:
         raise InputError("--eval-data is read only by --report; add --report DIR or leave "
                          "--eval-data out")
@@ -303,7 +311,7 @@ def _check_cache_and_report(args: argparse.Namespace, task: str) -> None:
     if str(evaluation).startswith("synthetic://"):
         return
     try:
-        dataset_layout(Path(evaluation), task)
+        require_labelled_content(Path(evaluation), dataset_layout(Path(evaluation), task))
     except InputError as exc:
         if args.eval_data is not None:
             raise InputError(f"--eval-data: {exc}") from exc
@@ -345,6 +353,10 @@ def _eval(args: argparse.Namespace) -> int:
         return cmd_field_eval(args)
     if args.model is None:
         raise InputError("edge eval needs MODEL (or --field to score a collected dataset)")
+    for option in ("report", "ratings"):
+        if getattr(args, option) is not None:
+            raise InputError(f"--{option} goes with --field (a collected dataset); for a model's "
+                             "FP32-vs-INT8 report use `edge calibrate ... --report DIR`")
     from calibration.datasets import dataset_from
     from calibration.evaluate import evaluate
     from edge.runners.onnxruntime import OrtRunner
@@ -398,8 +410,9 @@ def _add_calibrate(commands: Any) -> None:
                                 "(tensorrt profile: one INT8 model per layer, about 10 s for a "
                                 "YOLOv8n); on the cpu profile, the N layers with the lowest SQNR")
     calibrate.add_argument("--cache", type=Path, help="also write a TensorRT calibration cache")
-    calibrate.add_argument("--trt-version", default="10.3.0",
-                           help="TensorRT version the cache is for (8.5-10.x; default 10.3.0)")
+    calibrate.add_argument("--trt-version",
+                           help="with --cache: the TensorRT version the cache is for (8.5-10.x; "
+                                f"default {DEFAULT_TRT_VERSION})")
     calibrate.add_argument("--ranges", type=Path, help="also write the ranges as JSON")
     calibrate.add_argument("--report", type=Path, metavar="DIR",
                            help="write an FP32-vs-INT8 accuracy report (Markdown + PNG)")

@@ -268,6 +268,8 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
         (["--images", FRAMES, "--report", "{tmp}/r", "--eval-data", "/no/such/data"],
          "--eval-data: evaluation data /no/such/data does not exist"),
         (["--images", "{tmp}", "--report", "{tmp}/r"], "without --eval-data, reads --images"),
+        (["--images", FRAMES, "--trt-version", "10.3.0"], "add --cache FILE or leave"),
+        (["--images", "{tmp}", "--min-images", "3"], "has 0 usable image(s); at least 3 are"),
     ],
 )
 def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, message):
@@ -304,6 +306,18 @@ def test_cli_refuses_to_overwrite_its_input_and_names_a_folder_passed_as_model(d
                   "--report", tmp_path / "report")
     assert result.returncode == 2 and "--report" in result.stderr and "is a file" in result.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "int8.onnx").exists()
+
+
+def test_a_report_on_labels_without_objects_fails_before_calibrating(demo_model, tmp_path):
+    from edge.synthetic.dataset import write_yolo_dataset
+
+    write_yolo_dataset(tmp_path / "data", frames=2, seed=1)
+    for label in (tmp_path / "data" / "labels").iterdir():
+        label.write_text("")
+    result = edge("calibrate", demo_model, "--images", FRAMES, "-o", tmp_path / "int8.onnx",
+                  "--report", tmp_path / "report", "--eval-data", tmp_path / "data")
+    assert result.returncode == 2 and "hold no objects" in result.stderr, result.stderr
+    assert not (tmp_path / "int8.onnx").exists() and not (tmp_path / "report").exists()
 
 
 def test_interrupted_calibration_exits_130_and_writes_nothing(tmp_path):

@@ -105,6 +105,34 @@ def test_a_detection_dataset_without_objects_is_refused(tmp_path):
         dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
 
 
+def test_class_names_that_differ_from_the_model_are_warned_about(tmp_path, caplog):
+    write_yolo_dataset(tmp_path, frames=2, seed=1)
+    with caplog.at_level("WARNING"):
+        dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
+    assert "names its classes" not in caplog.text
+    with caplog.at_level("WARNING"):
+        dataset_from(tmp_path, ("square", "circle", "triangle", "star"), "detect")
+    assert "names its classes circle, square, triangle, star, the model square, circle" in \
+        caplog.text
+
+
+def test_edge_eval_refuses_field_options_and_empty_models(demo_model, tmp_path):
+    write_yolo_dataset(tmp_path / "data", frames=2, seed=1)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for args, message in (
+            ([str(demo_model), "--report", str(tmp_path / "r")], "--report goes with --field"),
+            ([str(tmp_path / "empty.onnx")], "is not a loadable ONNX model")):
+        result = subprocess.run([sys.executable, "-m", "edge", "eval", *args, "--data",
+                                 str(tmp_path / "data")], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    from edge.errors import ModelError
+    from edge.spec import spec_from_onnx_file
+
+    with pytest.raises(ModelError, match="is not an ONNX model \\(its graph has no nodes\\)"):
+        spec_from_onnx_file(tmp_path / "empty.onnx")
+
+
 def test_coco_json_dataset(tmp_path):
     write_yolo_dataset(tmp_path, frames=2, seed=1)
     image = sorted((tmp_path / "images").iterdir())[0]
