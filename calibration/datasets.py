@@ -68,13 +68,10 @@ def require_labelled_content(path: Path, layout: str) -> None:
     if layout == "yolo":
         image_dir = path / "images" if (path / "images").is_dir() else path
         if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in image_dir.rglob("*")):
-            raise InputError(f"{path} holds no usable labelled images (no images in "
-                             f"{image_dir})")
+            raise _no_labelled_images(path, f" (no images in {image_dir})")
         if not any(line.strip() for label in (path / "labels").rglob("*.txt")
                    for line in label.read_text().splitlines()):
-            raise InputError(f"the labels in {path} hold no objects, so mAP, precision and "
-                             "recall would say nothing; check the label files (YOLO: one "
-                             "'class cx cy w h' line per object)")
+            raise _no_objects(path)
     elif layout == "coco":
         try:
             data = json.loads(path.read_text())
@@ -82,6 +79,16 @@ def require_labelled_content(path: Path, layout: str) -> None:
             raise InputError(f"{path} is not a COCO JSON file ({exc})") from exc
         if not isinstance(data, dict) or not data.get("images") or not data.get("annotations"):
             raise InputError(f"{path} lists no images or no annotations")
+
+
+def _no_labelled_images(path: Path, detail: str = "") -> InputError:
+    return InputError(f"{path} holds no usable labelled images{detail}")
+
+
+def _no_objects(path: Path) -> InputError:
+    return InputError(f"the labels in {path} hold no objects, so mAP, precision and recall would "
+                      "say nothing; check the label files (YOLO: one 'class cx cy w h' line per "
+                      "object)")
 
 
 def dataset_from(path: Path, labels: Sequence[str], task: str,
@@ -95,11 +102,9 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     else:
         dataset = _yolo(path, labels)
     if not dataset.items:
-        raise InputError(f"{path} holds no usable labelled images")
+        raise _no_labelled_images(path)
     if task != "classify" and not any((~item.difficult).any() for item in dataset.items):
-        raise InputError(f"the labels in {path} hold no objects, so mAP, precision and recall "
-                         "would say nothing; check the label files (YOLO: one 'class cx cy w h' "
-                         "line per object)")
+        raise _no_objects(path)
     if max_images is not None:
         return Dataset(dataset.kind, dataset.items[:max_images], dataset.skipped)
     return dataset

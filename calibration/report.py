@@ -16,7 +16,6 @@ from calibration.evaluate import Accuracy, evaluate
 from calibration.fidelity import layer_sqnr, output_sqnr
 from calibration.readers import FrameSet, frames_from
 from calibration.result import Calibrated
-from calibration.selection import Fidelity
 from calibration.stats import TensorStats
 from edge.errors import MissingDependencyError
 from edge.spec import ModelSpec
@@ -138,17 +137,11 @@ def _comparison(result: Calibrated) -> list[str]:
               f"{f'{100 * f.agreement:.1f}%' if f.telling else f'not measured ({f.compared})'} | "
               f"{f.sqnr_db:.1f}"
               f"{''.join(f', {part} {db:.1f}' for part, db in f.parts_db.items())} | "
-              f"{_role(f, result)} |"
+              f"{result.role(f)} |"
               for f in result.comparison + written]
     if result.warning:
         lines += ["", f"**Warning:** {result.warning}"]
     return lines
-
-
-def _role(fidelity: Fidelity, result: Calibrated) -> str:
-    if fidelity is result.written:
-        return "written"
-    return "chosen" if fidelity.method == result.ranges.method else ""
 
 
 def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],

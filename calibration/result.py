@@ -27,6 +27,15 @@ class Calibrated:
     written: Fidelity | None = None  # the written model, where it differs from the chosen one
     phases: dict[str, float] = field(default_factory=dict)  # seconds: statistics, ranges, ...
 
+    def role(self, fidelity: Fidelity, requested: str = "auto") -> str:
+        """What `fidelity`'s row is in a comparison table: the written model, the method kept
+        ("chosen" by `auto`, else "requested"), or '' for the others."""
+        if fidelity is self.written:
+            return "written"
+        if fidelity.method == self.ranges.method:
+            return "chosen" if requested == "auto" else "requested"
+        return ""
+
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:
         # The uint8 image input spans 0..255: TensorRT needs its real scale (1.0), not amax/127.
         return cache_from_ranges(self.ranges, trt_version, (spec.input.name, 1.0))

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from google.protobuf.message import DecodeError
 
 from calibration.fidelity import layer_sqnr, weighted_nodes
 from calibration.ranges import METHODS, TensorRanges, range_method
@@ -48,7 +47,7 @@ from converters.qdq_tensorrt import (
     quantizable_inputs,
 )
 from edge.errors import InputError, ModelError
-from edge.spec import SPEC_KEY, ModelSpec
+from edge.spec import ModelSpec, read_onnx_model, spec_from_model
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,6 @@ log = logging.getLogger(__name__)
 #: keep the decoders busy while the statistics session and the INT8 template are made
 #: (0.1-0.15 s of one core on a YOLOv8n, 15-20 frames), 10 MB at 320x320.
 FRAMES_AHEAD = 32
-
 
 
 @dataclass(frozen=True)
@@ -74,25 +72,12 @@ class CalibrateOptions:
 
 
 def load_float_model(path: Path) -> tuple[onnx.ModelProto, ModelSpec]:
-    if path.is_dir():
-        raise ModelError(f"model {path} is a folder; pass the .onnx file that `edge convert` "
-                         "wrote")
-    if not path.is_file():
-        raise ModelError(f"model {path} does not exist")
-    try:
-        model = onnx.load(str(path))
-    except (DecodeError, OSError, ValueError) as exc:
-        raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
-                         "`edge convert` wrote (copied in full)") from exc
-    if not model.graph.node:  # protobuf reads an empty or foreign file as an empty model
-        raise ModelError(f"{path} is not an ONNX model (its graph has no nodes); pass the .onnx "
-                         "file that `edge convert` wrote")
-    props = {p.key: p.value for p in model.metadata_props}
-    if SPEC_KEY not in props:
-        raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")
+    """The FP32 model `edge convert` wrote at `path`, and its spec."""
+    model = read_onnx_model(path, external_data=True)
+    spec = spec_from_model(model, str(path))
     if quantization_summary(model)["quantized"]:
         raise ModelError(f"{path} is already quantized; calibrate the FP32 model it came from")
-    return model, ModelSpec.from_json(props[SPEC_KEY], str(path))
+    return model, spec
 
 
 def tensors_to_observe(model: onnx.ModelProto, options: CalibrateOptions) -> list[str]:

@@ -6,6 +6,7 @@ engine), so the daemon needs no hand-written labels or preprocessing settings.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -107,29 +108,46 @@ class ModelSpec(_Strict):
 
 def spec_from_onnx_file(path: Path) -> ModelSpec:
     """The model spec from an ONNX file's metadata, with whichever reader is installed."""
+    if importlib.util.find_spec("onnx") is None:  # the device install: ONNX Runtime alone
+        require_model_file(path)
+        return spec_from_session(session_from_onnx(path), str(path))
+    return spec_from_model(read_onnx_model(path), str(path))
+
+
+def require_model_file(path: Path) -> None:
+    """An error naming `path` when it is a folder or missing."""
     if path.is_dir():
-        raise ModelError(f"{path} is a folder; pass the model's .onnx file")
+        raise ModelError(f"model {path} is a folder; pass the .onnx file that `edge convert` or "
+                         "`edge calibrate` wrote")
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist; check the path, or make a model "
                          "with `edge convert`")
-    try:
-        import onnx  # noqa: PLC0415 - optional (convert extra)
-        from google.protobuf.message import DecodeError  # noqa: PLC0415 - comes with onnx
 
-        try:
-            loaded = onnx.load(str(path), load_external_data=False)
-        except DecodeError as exc:
-            raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
-                             "`edge convert` or `edge calibrate` wrote") from exc
-        if not loaded.graph.node:  # protobuf reads an empty or foreign file as an empty model
-            raise ModelError(f"{path} is not an ONNX model (its graph has no nodes); pass the "
-                             ".onnx file that `edge convert` or `edge calibrate` wrote")
-        props = {p.key: p.value for p in loaded.metadata_props}
-    except ImportError:  # the device install has ONNX Runtime but not the onnx package
-        return spec_from_session(session_from_onnx(path), str(path))
+
+def read_onnx_model(path: Path, external_data: bool = False) -> Any:
+    """The `onnx.ModelProto` at `path` (the `onnx` package must be installed), or an error
+    saying what the file is instead: a folder, missing, not ONNX, empty."""
+    import onnx  # noqa: PLC0415 - optional (convert extra)
+    from google.protobuf.message import DecodeError  # noqa: PLC0415 - comes with onnx
+
+    require_model_file(path)
+    try:
+        model = onnx.load(str(path), load_external_data=external_data)
+    except (DecodeError, OSError, ValueError) as exc:
+        raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
+                         "`edge convert` or `edge calibrate` wrote (copied in full)") from exc
+    if not model.graph.node:  # protobuf reads an empty or foreign file as an empty model
+        raise ModelError(f"{path} is not an ONNX model (its graph has no nodes); pass the "
+                         ".onnx file that `edge convert` or `edge calibrate` wrote")
+    return model
+
+
+def spec_from_model(model: Any, origin: str) -> ModelSpec:
+    """The model spec in an `onnx.ModelProto`'s metadata."""
+    props = {p.key: p.value for p in model.metadata_props}
     if SPEC_KEY not in props:
-        raise ModelError(f"{path} has no edge spec; convert it with `edge convert` first")
-    return ModelSpec.from_json(props[SPEC_KEY], str(path))
+        raise ModelError(f"{origin} has no edge spec; convert it with `edge convert` first")
+    return ModelSpec.from_json(props[SPEC_KEY], origin)
 
 
 def spec_from_session(session: Any, origin: str) -> ModelSpec:

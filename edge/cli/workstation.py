@@ -248,9 +248,8 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
     written = [result.written] if result.written else []
     width = max(len(f.method) for f in result.comparison + written) if written else 10
     for fidelity in result.comparison + written:
-        role = "chosen" if args.method == "auto" else "requested"
-        chosen = f"  <- {role}" if fidelity.method == result.ranges.method else ""
-        chosen = "  <- written" if fidelity is result.written else chosen
+        role = result.role(fidelity, args.method)
+        chosen = f"  <- {role}" if role else ""
         parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
         agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
                      if fidelity.telling else
