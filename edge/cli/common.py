@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Literal
+
+from edge.errors import InputError
 
 
 def print_json(payload: dict[str, Any]) -> None:
@@ -82,3 +85,27 @@ def parse_batch(text: str) -> int | Literal["dynamic"]:
     if text.isdigit() and int(text) > 0:
         return int(text)
     raise argparse.ArgumentTypeError(f"{text!r}: use a positive number or 'dynamic'")
+
+
+def recover_model_argument(args: argparse.Namespace, missing: str) -> Path:
+    """MODEL, also where an option before it took it as its own value: argparse gives every
+    following word to `--exclude NODE ...` and the path to `--drift-reference [PATH]`, so
+    `edge calibrate --exclude NODE model.onnx ...` would otherwise lose its model. A value of
+    those options is taken as MODEL only when no MODEL was given and it is an existing .onnx
+    file (a drift reference is JSON, and no node is named after a model file); else the
+    error is `missing`."""
+    if args.model is not None:
+        return Path(args.model)
+    excluded = getattr(args, "exclude", None) or []
+    if excluded and _is_onnx_file(excluded[-1]):
+        args.model = Path(excluded.pop())
+    elif getattr(args, "drift_reference", None) and _is_onnx_file(args.drift_reference):
+        args.model, args.drift_reference = Path(args.drift_reference), ""
+    else:
+        raise InputError(f"{missing} (give it before --exclude and --drift-reference, which "
+                         "take the words after them)")
+    return Path(args.model)
+
+
+def _is_onnx_file(value: str) -> bool:
+    return value.lower().endswith(".onnx") and Path(value).is_file()

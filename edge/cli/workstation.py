@@ -18,6 +18,7 @@ from edge.cli.common import (
     parse_size,
     parse_triple,
     print_json,
+    recover_model_argument,
 )
 from edge.cli.field import (
     add_drift_reference_argument,
@@ -182,6 +183,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     )
     from edge.files import write_bytes_atomic
 
+    recover_model_argument(args, "edge calibrate needs MODEL.onnx, the model edge convert wrote")
     _check_outputs(args)
     if args.cache is not None and args.profile != "tensorrt":
         log.info("writing a TensorRT cache alongside a %s-profile model", args.profile)
@@ -350,8 +352,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     if args.field:
         return cmd_field_eval(args)
-    if args.model is None:
-        raise InputError("edge eval needs MODEL (or --field to score a collected dataset)")
+    recover_model_argument(args, "edge eval needs MODEL (or --field to score a collected "
+                                 "dataset)")
     for option in ("report", "ratings"):
         if getattr(args, option) is not None:
             raise InputError(f"--{option} goes with --field (a collected dataset); for a model's "
@@ -386,7 +388,7 @@ def _add_calibrate(commands: Any) -> None:
         description="Streams calibration frames through the FP32 model, computes per-tensor "
                     "ranges and writes a QDQ model for TensorRT (symmetric int8) or ONNX "
                     "Runtime CPU (uint8 activations).")
-    calibrate.add_argument("model", type=Path, metavar="MODEL.onnx")
+    calibrate.add_argument("model", type=Path, nargs="?", metavar="MODEL.onnx")
     calibrate.add_argument("--images", required=True,
                            help="image folder, video file, or synthetic://shapes?seed=N")
     calibrate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
@@ -400,9 +402,9 @@ def _add_calibrate(commands: Any) -> None:
     calibrate.add_argument("--max-images", type=parse_positive_int, default=500)
     calibrate.add_argument("--min-images", type=parse_positive_int, default=8)
     calibrate.add_argument("--seed", type=int, default=0, help="subset selection seed")
-    calibrate.add_argument("--exclude", nargs="*", default=[], metavar="NODE",
-                           help="node names to keep in float (give it after MODEL: it takes "
-                                "every name that follows up to the next option)")
+    calibrate.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
+                           help="node names to keep in float (repeatable; names from `edge "
+                                "inspect --json`)")
     calibrate.add_argument("--keep-float", type=parse_non_negative_int, default=0, metavar="N",
                            help="also keep N layers in float: those that, each in float alone, "
                                 "bring the output closest to FP32 on the held-out frames "

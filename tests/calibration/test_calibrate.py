@@ -342,3 +342,31 @@ def test_interrupted_calibration_exits_130_and_writes_nothing(tmp_path):
     assert process.returncode == 130, stderr
     assert "edge: interrupted" in stderr and "Traceback" not in stderr
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_model_given_after_exclude_is_still_the_model(demo, demo_model, tmp_path):
+    """`--exclude NODE ... MODEL` (argparse gives every word after --exclude to it) and repeated
+    --exclude options: the model is found and every named node kept in float."""
+    model, _ = demo
+    first, second = [n.name for n in model.graph.node if n.op_type == "Conv"][1:3]
+    result = edge("calibrate", "--exclude", first, "--exclude", second, demo_model, "--images",
+                  FRAMES, "--max-images", "4", "--min-images", "2", "--method", "mse", "-o",
+                  tmp_path / "o.onnx", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["kept_float"] == [first, second]
+
+
+def test_model_taken_by_drift_reference_is_recovered(demo_model, tmp_path, capsys):
+    """`--drift-reference MODEL.onnx` (an option with an optional value) leaves the model to
+    MODEL and the reference at its default path; without any model the error says where
+    MODEL goes (exit 2)."""
+    from edge.cli import build_parser, main
+    from edge.cli.common import recover_model_argument
+
+    args = build_parser().parse_args(["calibrate", "--drift-reference", str(demo_model),
+                                      "--images", FRAMES, "-o", str(tmp_path / "o.onnx")])
+    assert recover_model_argument(args, "no model") == demo_model
+    assert args.drift_reference == "" and args.model == demo_model
+    assert main(["calibrate", "--exclude", "a", "b", "--images", FRAMES,
+                 "-o", str(tmp_path / "o.onnx")]) == 2
+    assert "needs MODEL.onnx" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
