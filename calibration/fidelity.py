@@ -7,7 +7,7 @@ over every input before the ratio is taken, so one quiet frame cannot dominate.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,10 @@ import onnx
 import onnxruntime as ort
 
 from calibration.stats import model_exposing
+from edge.postprocess import HEAD_DECODERS
+from edge.spec import ModelSpec
+
+Split = Callable[[npt.NDArray[Any]], tuple[npt.NDArray[Any], npt.NDArray[Any]]]
 
 
 def decibels(signal: float, noise: float) -> float:
@@ -39,10 +43,21 @@ class SignalNoise:
         return decibels(signal, noise)
 
 
-def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
-                inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
-    """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`."""
+def detector_parts(split: Split, reference: npt.NDArray[Any], output: npt.NDArray[Any]
+                   ) -> Iterator[tuple[str, npt.NDArray[Any], npt.NDArray[Any]]]:
+    """("boxes" | "scores", FP32 part, INT8 part) of each batch row of a detector's raw output
+    ([N, ...] as its head decoder `split` reads one row). Measured apart because pooled, the
+    box coordinates (hundreds of pixels) drown the class scores (0..1)."""
+    for ref_row, out_row in zip(reference, output, strict=True):
+        yield from zip(("boxes", "scores"), split(ref_row), split(out_row), strict=True)
 
+
+def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
+                inputs: Iterable[dict[str, npt.NDArray[Any]]],
+                splits: dict[str, Split] | None = None) -> dict[str, float]:
+    """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`; a tensor in
+    `splits` (a detector's raw output) as `"<name> boxes"` and `"<name> scores"` instead."""
+    splits = splits or {}
     sessions = [ort.InferenceSession(model_exposing(m, names).SerializeToString(),
                                      providers=["CPUExecutionProvider"])
                 for m in (reference, quantized)]
@@ -50,8 +65,14 @@ def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: l
     for feed in inputs:
         ours, theirs = (s.run(names, feed) for s in sessions)
         for name, ref, q in zip(names, ours, theirs, strict=True):
-            energy.add(name, ref, q)
-    return {name: energy.decibels(name) for name in names}
+            if name in splits:
+                for part, ref_part, q_part in detector_parts(splits[name], ref, q):
+                    energy.add(f"{name} {part}", ref_part, q_part)
+            else:
+                energy.add(name, ref, q)
+    keys = [key for name in names
+            for key in ((f"{name} boxes", f"{name} scores") if name in splits else (name,))]
+    return {key: energy.decibels(key) for key in keys}
 
 
 #: Ops whose second input, when an initializer, is a layer's weights.
@@ -78,6 +99,11 @@ def layer_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
 
 
 def output_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
-                inputs: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, float]:
-    """SQNR (dB) of each model output, INT8 vs FP32."""
-    return tensor_sqnr(reference, quantized, [o.name for o in reference.graph.output], inputs)
+                inputs: Iterable[dict[str, npt.NDArray[Any]]],
+                spec: ModelSpec | None = None) -> dict[str, float]:
+    """SQNR (dB) of each model output, INT8 vs FP32; with the `spec` of a detector, its raw
+    output's boxes and class scores apart (`detector_parts`)."""
+    split = HEAD_DECODERS.get(spec.head) if spec is not None and spec.task == "detect" else None
+    splits = {spec.output: split} if spec is not None and split is not None else {}
+    return tensor_sqnr(reference, quantized, [o.name for o in reference.graph.output], inputs,
+                       splits)

@@ -44,7 +44,8 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     folder.mkdir(parents=True, exist_ok=True)
     fp32, int8 = _accuracies(fp32_path, int8_path, spec, eval_data)
     reference = onnx.load(str(fp32_path))
-    sqnr_outputs = output_sqnr(reference, result.model, _first(frames, spec, OUTPUT_SQNR_FRAMES))
+    sqnr_outputs = output_sqnr(reference, result.model, _first(frames, spec, OUTPUT_SQNR_FRAMES),
+                               spec)
     sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, frames.inputs(spec))
     worst = sorted(sqnr_layers.items(), key=lambda item: item[1])[:WORST_LAYERS]
     inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
@@ -164,11 +165,9 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
     else:
         lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
     lines += _comparison(result)
-    lines += ["", f"## Output SQNR of the written model (dB, higher is better; each output "
-              f"pooled, on the first {OUTPUT_SQNR_FRAMES} calibration frames)", ""]
-    if fp32.task == "detect":
-        lines += ["A detector's output pools box coordinates with class scores, and the "
-                  "coordinates dominate; the range-method table above gives them apart.", ""]
+    lines += ["", f"## Output SQNR of the written model (dB, higher is better; on the first "
+              f"{OUTPUT_SQNR_FRAMES} calibration frames; a detector's boxes and class scores "
+              "apart)", ""]
     lines += [f"- `{name}`: {value:.1f}" for name, value in outputs.items()]
     lines += ["", f"## Worst {len(worst)} layers by output SQNR", ""]
     lines += [f"- `{name}`: {value:.1f} dB" for name, value in worst]

@@ -27,7 +27,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from calibration.fidelity import SignalNoise
+from calibration.fidelity import SignalNoise, detector_parts
 from edge.concurrency import in_background
 from edge.metrics import match_frame
 from edge.postprocess import HEAD_DECODERS, decoder_from_spec
@@ -214,10 +214,8 @@ class HeldOutJudge:
             outputs = run(self._outputs, batch)
             for index, (ref, out) in enumerate(zip(reference, outputs, strict=True)):
                 if index == self._main and split is not None:
-                    for ref_row, out_row in zip(ref, out, strict=True):
-                        for part, ref_part, out_part in zip(
-                                ("boxes", "scores"), split(ref_row), split(out_row), strict=True):
-                            energy.add(part, ref_part, out_part)
+                    for part, ref_part, out_part in detector_parts(split, ref, out):
+                        energy.add(part, ref_part, out_part)
                 else:
                     energy.add("outputs", ref, out)
             hits, total = self._agreement(reference[self._main], outputs[self._main])

@@ -258,3 +258,8 @@ def test_a_detectors_output_sqnr_is_its_weaker_part_measured_apart(demo):
                                             abs=0.05)
     assert judged.sqnr_db == min(judged.parts_db.values())
     assert expected["scores"] < expected["pooled"] - 3  # what pooling used to hide
+    from calibration.fidelity import output_sqnr  # the report's figures, measured the same way
+
+    apart = output_sqnr(model, result.model, feeds, spec)
+    assert apart == pytest.approx({f"{spec.output} {p}": expected[p] for p in ("boxes", "scores")},
+                                  abs=0.05)
