@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,24 +62,25 @@ def dataset_layout(path: Path, task: str) -> str:
                      "COCO JSON file, which a detector is scored on")
 
 
-def require_labelled_content(path: Path, layout: str) -> None:
-    """A cheap look before any work that needs the data: a YOLO dataset with images and at
-    least one labelled object, a COCO file with images and annotations (no image is
-    decoded; `dataset_from` checks the rest)."""
+def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> None:
+    """A cheap look before any work that needs the data, with the errors `dataset_from` would
+    give at the end of it: a YOLO dataset with images and at least one labelled object, every
+    label line well formed and of one of the model's `labels`; a COCO file with images,
+    annotations and only the model's categories; class folders named after its labels (no
+    image is decoded)."""
     if layout == "yolo":
-        image_dir = path / "images" if (path / "images").is_dir() else path
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in image_dir.rglob("*")):
-            raise _no_labelled_images(path, f" (no images in {image_dir})")
-        if not any(line.strip() for label in (path / "labels").rglob("*.txt")
-                   for line in label.read_text().splitlines()):
+        pairs = _yolo_pairs(path)
+        if not pairs:
+            raise _no_labelled_images(path, f" (no images in {_yolo_image_dir(path)})")
+        objects = [row for _, label in pairs for row in _yolo_rows(label, len(labels))]
+        if not objects:
             raise _no_objects(path)
     elif layout == "coco":
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path} is not a COCO JSON file ({exc})") from exc
-        if not isinstance(data, dict) or not data.get("images") or not data.get("annotations"):
+        data, _ = _coco_file(path, labels)
+        if not data.get("images") or not data.get("annotations"):
             raise InputError(f"{path} lists no images or no annotations")
+    elif layout == "folders":
+        _class_folders(path, labels)
 
 
 def _no_labelled_images(path: Path, detail: str = "") -> InputError:
@@ -110,11 +112,22 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     return dataset
 
 
+def _yolo_image_dir(root: Path) -> Path:
+    return root / "images" if (root / "images").is_dir() else root
+
+
+def _yolo_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(image, label file) of every image of a YOLO dataset, in order; the label file may be
+    missing (an image without objects)."""
+    image_dir = _yolo_image_dir(root)
+    return [(image, root / "labels" / image.relative_to(image_dir).with_suffix(".txt"))
+            for image in sorted(p for p in image_dir.rglob("*")
+                                if p.suffix.lower() in IMAGE_SUFFIXES)]
+
+
 def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
-    image_dir = root / "images" if (root / "images").is_dir() else root
     items, skipped = [], 0
-    for image_path in sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        label_path = root / "labels" / image_path.relative_to(image_dir).with_suffix(".txt")
+    for image_path, label_path in _yolo_pairs(root):
         image = read_image(image_path)
         if image is None:
             skipped += 1
@@ -129,7 +142,7 @@ def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
                                    np.array([int(r[0]) for r in rows], np.int64),
                                    np.zeros(len(rows), bool)))
     if skipped:
-        log.warning("skipped %d unreadable image(s) in %s", skipped, image_dir)
+        log.warning("skipped %d unreadable image(s) in %s", skipped, _yolo_image_dir(root))
     named = _yolo_class_names(root)
     if named is not None and list(named) != list(labels):
         log.warning("%s names its classes %s, the model %s: the scores pair them by class id; "
@@ -180,18 +193,30 @@ def _yolo_rows(path: Path, num_classes: int) -> list[tuple[float, ...]]:
     return rows
 
 
-def _coco(path: Path, labels: Sequence[str]) -> Dataset:
+def _coco_file(path: Path, labels: Sequence[str]) -> tuple[dict[str, Any], dict[Any, str]]:
+    """A COCO annotation file's content and its categories (id -> name), every one a label of
+    the model."""
     try:
         data = json.loads(path.read_text())
         categories = {c["id"]: c["name"] for c in data["categories"]}
-        images = {i["id"]: i for i in data["images"]}
-        annotations = data.get("annotations", [])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        if not isinstance(data.get("images", []), list):
+            raise TypeError("'images' is not a list")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{path} is not a COCO annotation file ({exc})") from exc
     unknown = sorted({n for n in categories.values() if n not in labels})
     if unknown:
         raise InputError(f"{path}: categories {', '.join(unknown)} are not labels of the model "
                          f"({', '.join(labels)})")
+    return data, categories
+
+
+def _coco(path: Path, labels: Sequence[str]) -> Dataset:
+    data, categories = _coco_file(path, labels)
+    try:
+        images = {i["id"]: i for i in data["images"]}
+        annotations = data.get("annotations", [])
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{path} is not a COCO annotation file ({exc})") from exc
     class_of = {cid: labels.index(name) for cid, name in categories.items()}
     per_image: dict[int, list[dict[str, object]]] = {i: [] for i in images}
     for annotation in annotations:
@@ -209,11 +234,16 @@ def _coco(path: Path, labels: Sequence[str]) -> Dataset:
     return Dataset("coco", items)
 
 
-def _folders(root: Path, labels: Sequence[str]) -> Dataset:
+def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     unknown = [f.name for f in folders if f.name not in labels]
     if unknown:
         raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model")
+    return folders
+
+
+def _folders(root: Path, labels: Sequence[str]) -> Dataset:
+    folders = _class_folders(root, labels)
     items = [LabelledImage(image, np.zeros((1, 4), np.float32),
                            np.array([labels.index(folder.name)], np.int64), np.zeros(1, bool))
              for folder in folders for image in sorted(folder.iterdir())

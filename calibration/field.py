@@ -206,6 +206,8 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
             records = list(csv.DictReader(handle))
     except OSError as exc:
         raise InputError(f"cannot read ratings {path}: {exc.strerror}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path} is not a CSV file of image_id,verdict rows ({exc})") from exc
     if records and not {"image_id", "verdict"} <= set(records[0]):
         raise InputError(f"{path}: expected the columns image_id and verdict (match or miss); "
                          f"found {', '.join(records[0])}")
@@ -224,4 +226,8 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
     if unknown:
         log.warning("%s: %d rated image id(s) are not in the dataset, skipped: %s", path,
                     len(unknown), ", ".join(unknown[:20]) + (" …" if len(unknown) > 20 else ""))
+    if total == 0:
+        found = f"all {len(unknown)} rated ids are unknown" if unknown else "it has no rows"
+        raise InputError(f"{path} rates no image of the dataset ({found}); expected image_id,"
+                         "verdict rows (match or miss) for images the dataset holds")
     return Estimate.of(matches, total), unknown

@@ -26,6 +26,7 @@ from typing import Any
 from edge.broker import EmbeddedBroker, LocalMosquitto, mosquitto_binary
 from edge.config import Config, config_from_dict
 from edge.daemon import Daemon
+from edge.mqtt.subscriber import BrokerSubscription, unique_client_id
 from edge.preprocess import letterboxer_from_spec
 from edge.runners import BackendChoice, choose_backend, runner_from_config
 from edge.runners.base import Runner
@@ -70,6 +71,8 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     """Both phases; returns the figures (the `--json` line). A missing or unconverted model
     is a ModelError before anything starts."""
     spec_from_onnx_file(options.model)
+    if options.mqtt:
+        require_broker(options.mqtt)
     broker = _broker(options.mqtt)
     try:
         config = bench_config(options, options.mqtt or (broker.url if broker else ""))
@@ -87,6 +90,19 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     result["ratio"] = round(result["pipeline_fps"] / result["inference_fps"], 3)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
+
+
+def require_broker(url: str) -> None:
+    """--mqtt: the broker answers before anything is measured; else an EdgeError that says why
+    (the daemon would queue every message, and the figures would be of a loop that published
+    nothing)."""
+    probe = BrokerSubscription(url, [("edge-bench/probe", 0)], lambda *_: None,
+                               client_id=unique_client_id("bench-probe"))
+    probe.start()
+    try:
+        probe.wait_until_subscribed()
+    finally:
+        probe.stop()
 
 
 def _broker(url: str | None) -> LocalMosquitto | EmbeddedBroker | None:

@@ -31,6 +31,14 @@ def require_output_file(path: Path, option: str = "-o") -> Path:
     return directory
 
 
+def require_output_folder(path: Path, option: str) -> Path:
+    """A folder a command writes files into (made when missing): an error when `path` is an
+    existing file."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path} is a file; {option} names the folder to write into")
+    return path
+
+
 def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:
     """Refuse an output path that names the input file: the result would replace its own
     source."""

@@ -211,3 +211,22 @@ def test_bench_on_a_bad_model_exits_2(tmp_path, make, message):
     result = edge_cli("bench", str(make(tmp_path)), "--seconds", "1")
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_with_an_unreachable_broker_exits_2_before_measuring(stopped_mosquitto):
+    """--mqtt naming a broker that is not there: a clear error at once, not figures of a loop
+    that published nothing (the messages were queued, then dropped)."""
+    result = edge_cli("bench", str(DYNAMIC_MODEL), "--seconds", "2", "--mqtt",
+                      stopped_mosquitto.url)
+    assert result.returncode == 2, result.stderr
+    assert "could not reach the MQTT broker" in result.stderr and "refused" in result.stderr
+    assert "Traceback" not in result.stderr and "ratio" not in result.stdout
+
+
+def test_bench_publishes_to_the_broker_it_is_given(mosquitto):
+    result = edge_cli("bench", str(DYNAMIC_MODEL), "--cameras", "1", "--seconds", "1",
+                      "--threads", "1", "--mqtt", mosquitto.url, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["broker"] == mosquitto.url and figures["published"] > 0
+    assert "refused the subscription" not in result.stderr

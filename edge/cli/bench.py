@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edge.cli.common import parse_positive_float, parse_positive_int, print_json
+from edge.cli.common import (
+    parse_non_negative_float,
+    parse_non_negative_int,
+    parse_positive_float,
+    parse_positive_int,
+    print_json,
+)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -40,11 +46,12 @@ def add_command(commands: Any) -> None:
     bench.add_argument("--cameras", type=parse_positive_int, default=1)
     bench.add_argument("--seconds", type=parse_positive_float, default=10.0,
                        help="measuring time of the whole loop (the backend alone gets a third)")
-    bench.add_argument("--threads", type=int, default=0, help="inference threads (0: auto)")
+    bench.add_argument("--threads", type=parse_non_negative_int, default=0,
+                       help="inference threads (0: auto)")
     bench.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
     bench.add_argument("--mqtt", metavar="URL", help="publish to this broker")
     bench.add_argument("--max-batch", type=parse_positive_int, default=None,
                        help="frames of different cameras run together (model.max_batch)")
-    bench.add_argument("--batch-timeout-ms", type=float, default=4.0)
+    bench.add_argument("--batch-timeout-ms", type=parse_non_negative_float, default=4.0)
     bench.add_argument("--json", action="store_true", help="end with one JSON line")
     bench.set_defaults(handler=cmd_bench)

@@ -79,6 +79,16 @@ def parse_positive_float(text: str) -> float:
     return value
 
 
+def parse_non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
+    return value
+
+
 def parse_batch(text: str) -> int | Literal["dynamic"]:
     if text == "dynamic":
         return "dynamic"

@@ -10,7 +10,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from edge.cli.common import print_json
+from edge.cli.common import (
+    parse_non_negative_int,
+    parse_positive_float,
+    parse_positive_int,
+    print_json,
+)
 
 log = logging.getLogger("edge")
 
@@ -152,11 +157,14 @@ def add_commands(commands: Any) -> None:
         description="Runs the daemon on a synthetic camera with the bundled detector, an "
                     "embedded MQTT broker (unless --mqtt) and a subscriber that scores the "
                     "detections against the scene's ground truth.")
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    demo.add_argument("--seconds", type=parse_positive_float, default=20.0,
+                      help="how long to run (default 20)")
     demo.add_argument("--mqtt", metavar="URL", help="use this broker instead of the embedded one")
     demo.add_argument("--seed", type=int, default=1, help="scene seed (default 1)")
-    demo.add_argument("--fps", type=float, default=15.0, help="camera frame rate (default 15)")
-    demo.add_argument("--threads", type=int, default=0, help="inference threads (0: auto)")
+    demo.add_argument("--fps", type=parse_positive_float, default=15.0,
+                      help="camera frame rate (default 15)")
+    demo.add_argument("--threads", type=parse_non_negative_int, default=0,
+                      help="inference threads (0: auto)")
     demo.add_argument("--model", type=Path, metavar="MODEL.onnx",
                       help="the bundled detector made into something else, e.g. its INT8 "
                            "calibration (`edge calibrate`); default: the bundled detector")
@@ -168,7 +176,8 @@ def add_commands(commands: Any) -> None:
                               description="Runs until SIGTERM/SIGINT (status 'stopped', outbox "
                                           "flushed, exit 0) or until every source ends.")
     run.add_argument("--config", type=Path, required=True, help="TOML config file")
-    run.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    run.add_argument("--seconds", type=parse_positive_float, default=None,
+                     help="stop after this long")
     run.add_argument("--json", action="store_true", help="end with one JSON summary line")
     run.add_argument("--no-build", action="store_true",
                      help="TensorRT: a missing or stale engine is an error instead of a build")
@@ -188,7 +197,8 @@ def add_commands(commands: Any) -> None:
     monitor.add_argument("--share-group", metavar="NAME",
                          help="MQTT 5 shared subscription: monitors of one group split the "
                               "messages between them")
-    monitor.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    monitor.add_argument("--seconds", type=parse_positive_float,
+                         help="stop after this long (default: Ctrl-C)")
     monitor.add_argument("--quiet", action="store_true", help="print no per-message lines")
     monitor.add_argument("--json", action="store_true", help="end with a JSON summary line")
     monitor.set_defaults(handler=cmd_monitor)
@@ -202,9 +212,10 @@ def add_commands(commands: Any) -> None:
                        help="auto: int8 for a QDQ model, else fp16")
     build.add_argument("--cache", type=Path,
                        help="INT8 from an FP32 model + calibration cache (TensorRT 8.5-10.x)")
-    build.add_argument("--workspace-mb", type=int, default=1024)
+    build.add_argument("--workspace-mb", type=parse_positive_int, default=1024)
     build.add_argument("--timing-cache", type=Path, help="persisted timing cache (faster rebuilds)")
-    build.add_argument("--max-batch", type=int, default=8, help="for dynamic-batch models")
+    build.add_argument("--max-batch", type=parse_positive_int, default=8,
+                       help="for dynamic-batch models")
     build.add_argument("--dla-core", type=int, default=-1, help="Jetson DLA core (GPU fallback)")
     build.add_argument("--engine-dir", type=Path)
     build.add_argument("--gpu-memory", choices=["auto", "cuda-python", "pycuda"], default="auto")
@@ -217,8 +228,8 @@ def add_commands(commands: Any) -> None:
                           help="build the demo INT8 engine (also from a calibration cache "
                                "on TensorRT 8.5-10), rebuild a corrupted one, run the daemon "
                                "on two cameras with it; compare with ONNX Runtime FP32")
-    selftest.add_argument("--frames", type=int, default=300)
-    selftest.add_argument("--daemon-seconds", type=float, default=10.0,
+    selftest.add_argument("--frames", type=parse_positive_int, default=300)
+    selftest.add_argument("--daemon-seconds", type=parse_positive_float, default=10.0,
                           help="how long the daemon runs two synthetic cameras on the engine")
     selftest.add_argument("--json", action="store_true")
     selftest.set_defaults(handler=cmd_selftest)

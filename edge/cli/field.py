@@ -43,7 +43,9 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
                          "recorded predictions, so leave one of them out")
     if args.report is not None:
         from calibration.field_report import require_plotting
+        from edge.files import require_output_folder
 
+        require_output_folder(args.report, "--report")
         require_plotting()
     report = field_accuracy(args.data, args.labels, args.ratings)
     summary = report.as_dict()

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,6 +14,7 @@ from edge.cli.common import (
     parse_batch,
     parse_fraction,
     parse_non_negative_int,
+    parse_positive_float,
     parse_positive_int,
     parse_size,
     parse_triple,
@@ -28,7 +29,7 @@ from edge.cli.field import (
     write_drift_reference,
 )
 from edge.errors import InputError, MissingDependencyError
-from edge.files import refuse_overwriting, require_output_file
+from edge.files import refuse_overwriting, require_output_file, require_output_folder
 from edge.system import usable_cores
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                                keep_float=args.keep_float, with_cache=args.cache is not None,
                                threads=threads, progress=not args.json)
     check_options(model, options)  # before a single image is read
-    _check_cache_and_report(args, spec.task)
+    _check_cache_and_report(args, spec.task, spec.labels)
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
     _refuse_small_images(frames.paths, spec.input.height, spec.input.width, args.images)
@@ -289,7 +290,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise InputError(f"{earlier} and {option} both name {output}; give each its own file")
 
 
-def _check_cache_and_report(args: argparse.Namespace, task: str) -> None:
+def _check_cache_and_report(args: argparse.Namespace, task: str,
+                            labels: Sequence[str]) -> None:
     """--trt-version (with --cache), --report and --eval-data, before any image is read: they
     are used only after the calibration, which they would otherwise fail at the end of."""
     from calibration.datasets import dataset_layout, require_labelled_content
@@ -305,14 +307,13 @@ def _check_cache_and_report(args: argparse.Namespace, task: str) -> None:
                          "--eval-data out")
     if args.report is None:
         return
-    if args.report.exists() and not args.report.is_dir():
-        raise InputError(f"--report {args.report} is a file; --report names the folder to write "
-                         "index.md and its plots into")
+    require_output_folder(args.report, "--report")
     evaluation = args.eval_data if args.eval_data is not None else args.images
     if str(evaluation).startswith("synthetic://"):
         return
     try:
-        require_labelled_content(Path(evaluation), dataset_layout(Path(evaluation), task))
+        require_labelled_content(Path(evaluation), dataset_layout(Path(evaluation), task),
+                                 labels)
     except InputError as exc:
         if args.eval_data is not None:
             raise InputError(f"--eval-data: {exc}") from exc
@@ -358,6 +359,9 @@ def _eval(args: argparse.Namespace) -> int:
         if getattr(args, option) is not None:
             raise InputError(f"--{option} goes with --field (a collected dataset); for a model's "
                              "FP32-vs-INT8 report use `edge calibrate ... --report DIR`")
+    if args.drift_reference:
+        require_output_file(Path(args.drift_reference), "--drift-reference")
+        refuse_overwriting(Path(args.drift_reference), args.model, "--drift-reference")
     from calibration.datasets import dataset_from
     from calibration.evaluate import evaluate
     from edge.runners.onnxruntime import OrtRunner
@@ -431,8 +435,8 @@ def _add_calibrate(commands: Any) -> None:
                           help="the model (not with --field, which scores recorded predictions)")
     evaluate.add_argument("--data", type=Path, required=True,
                           help="YOLO dataset folder, COCO JSON, or class folders")
-    evaluate.add_argument("--max-images", type=int)
-    evaluate.add_argument("--threads", type=int, default=0)
+    evaluate.add_argument("--max-images", type=parse_positive_int)
+    evaluate.add_argument("--threads", type=parse_non_negative_int, default=0)
     evaluate.add_argument("--json", action="store_true")
     add_eval_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
@@ -467,10 +471,11 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("--batch", type=parse_batch,
                          help="batch size or 'dynamic' (default: what an ONNX source has; 1 for "
                               "PyTorch)")
-    convert.add_argument("--opset", type=int, default=17,
+    convert.add_argument("--opset", type=parse_positive_int, default=17,
                          help="ONNX opset for PyTorch exports (default 17: TensorRT 8.5 parses it)")
-    convert.add_argument("--stride", type=int, help="largest network stride (input sides must "
-                                                    "divide by it; default 32 for detectors)")
+    convert.add_argument("--stride", type=parse_positive_int,
+                         help="largest network stride (input sides must divide by it; default "
+                              "32 for detectors)")
     convert.add_argument("--name", help="model name in the spec (default: the file's stem)")
     convert.add_argument("--score-threshold", type=parse_fraction, default=0.25,
                          help="default score threshold stored in the spec (0..1)")
@@ -479,7 +484,7 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("--no-simplify", dest="simplify", action="store_false")
     convert.add_argument("--no-verify", dest="verify", action="store_false",
                          help="skip the parity check against the source model")
-    convert.add_argument("--tolerance", type=float, default=1e-3,
+    convert.add_argument("--tolerance", type=parse_positive_float, default=1e-3,
                          help="parity: largest error relative to the output's range")
     convert.add_argument("--json", action="store_true")
     convert.set_defaults(handler=cmd_convert)

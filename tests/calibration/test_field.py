@@ -90,10 +90,15 @@ def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_pat
 @pytest.mark.parametrize(("text", "expected"), [
     ("image,rating\na,match\n", r"expected the columns image_id and verdict"),
     ("image_id,verdict\na,perhaps\n", r":2: verdict 'perhaps' is not match or miss"),
+    ("image_id,verdict\n", r"rates no image of the dataset \(it has no rows\)"),
+    ("", r"rates no image of the dataset \(it has no rows\)"),
+    ("image_id,verdict\nghost,match\n", r"all 1 rated ids are unknown"),
+    (b"\xff\xd8\xff\xe0 not text", r"is not a CSV file"),
 ])
 def test_bad_ratings(tmp_path, text, expected):
+    """Ratings that rate nothing are an error, not a precision of nan from 0 ratings."""
     path = tmp_path / "r.csv"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(InputError, match=expected):
         rated_precision(path, {"a"})
 
