@@ -118,9 +118,10 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto") -
         return (f"{chosen.frames} held-out frames are too few to measure top-1 agreement with "
                 f"FP32; {rests}; calibrate with more images (--max-images, 128 or more) to have "
                 "it checked")
-    return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32 and "
-            f"INT8 together), too few to measure detection agreement with FP32; {rests}; "
-            "calibrate with frames that show the objects the model detects to have it checked")
+    return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32's "
+            f"and {chosen.method}'s INT8 model's together), too few to measure detection "
+            f"agreement with FP32; {rests}; calibrate with frames that show the objects the "
+            "model detects to have it checked")
 
 
 def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:

@@ -51,6 +51,7 @@ class RunSummary:
     dropped: int
     flushed: bool
     failure: str | None = None  # why inference failed; `edge run` then exits 1
+    frames_dropped: int = 0  # camera frames inference never saw (a newer one replaced them)
 
     @property
     def fps(self) -> float:
@@ -317,7 +318,8 @@ class Daemon:
         return RunSummary(frames, seconds, self.link.counters.produced, self.link.outbox_depth,
                           self.link.counters.published,
                           self.link.counters.dropped, flushed,
-                          self._camera_failure if self.failure is None else str(self.failure))
+                          self._camera_failure if self.failure is None else str(self.failure),
+                          sum(w.frames_dropped for w in self.workers))
 
 
 def camera_error(index: int, name: str, exc: SourceError) -> SourceError:

@@ -101,6 +101,11 @@ class CameraWorker:
         loop = self._loop_thread.is_alive() or (self.finished.is_set() and self.failure is None)
         return loop and self.supervisor.alive()
 
+    @property
+    def frames_dropped(self) -> int:
+        """Camera frames replaced by a newer one before inference took them."""
+        return self._latest.dropped
+
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": round(self._rate.rate(), 2),
                 "dropped": self._latest.dropped, "errors": self.errors,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -168,6 +169,32 @@ def test_truncated_video_ends_the_camera_cleanly(tmp_path, mosquitto, demo_model
         watcher.wait_for(lambda: len(watcher.on("/detections")) > 0, 5, "detections")
     assert 0 < len(watcher.on("/detections")) < 40
     assert retained_status(mosquitto.port, PREFIX)["state"] == "stopped"
+
+
+def test_run_summary_counts_the_camera_frames_inference_never_saw(tmp_path, demo_model,
+                                                                   mosquitto):
+    """A 40-frame video read as fast as it decodes: the frames run plus the frames a newer one
+    replaced account for all 40, in the summary and in the last stats message alike (the
+    summary's `dropped` counts messages)."""
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
+    scene = ShapeScene(seed=8)
+    for _ in range(40):
+        writer.write(scene.next()[0])
+    writer.release()
+    config = write_config(tmp_path, demo_model, mosquitto.port)
+    config.write_text(config.read_text().replace("synthetic://shapes?fps=10&seed=2",
+                                                 f"file://{clip}?fps=0"))
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                                 "--json"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        watcher.wait_for(lambda: bool(watcher.on("/stats")), 5, "stats")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] + summary["frames_dropped"] == 40
+    cameras = watcher.on("/stats")[-1].json()["cameras"]
+    assert sum(c["dropped"] for c in cameras.values()) == summary["frames_dropped"]
+    assert f"{summary['frames_dropped']} camera frames dropped" in result.stderr
 
 
 @pytest.mark.slow

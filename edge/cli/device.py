@@ -72,12 +72,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop_on_signals(stop)
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
-    log.info("stopped after %d frames (%.1f FPS); messages: %d produced = %d published + %d "
-             "queued + %d dropped%s", summary.frames, summary.fps, summary.produced,
+    log.info("stopped after %d frames (%.1f FPS; %d camera frames dropped, replaced by newer "
+             "ones); messages: %d produced = %d published + %d queued + %d dropped%s",
+             summary.frames, summary.fps, summary.frames_dropped, summary.produced,
              summary.published, summary.queued, summary.dropped,
              "" if summary.flushed else "; the outbox could not be flushed before exit")
-    if args.json:
+    if args.json:  # "dropped": messages, as in the line above
         print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
+                     "frames_dropped": summary.frames_dropped,
                      "produced": summary.produced, "published": summary.published,
                      "queued": summary.queued, "dropped": summary.dropped,
                      "flushed": summary.flushed, "failure": summary.failure})
