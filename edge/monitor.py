@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,36 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         with lock:
             echo(f"connected to {redact_uri(url)}, watching {prefix}")
         announced.set()
-        stop.wait(seconds)
+        _watch_connection(subscriber.connection.subscribed, url, stop, seconds,
+                          lambda line: _locked_echo(lock, echo, line))
     finally:
         subscriber.stop()
     return {"messages": dict(subscriber.counts), "malformed": subscriber.invalid,
             "frames_saved": saver.saved if saver else 0}
+
+
+#: How often the watch looks at the connection (a lost broker is said within this).
+CONNECTION_POLL_S = 0.5
+
+
+def _watch_connection(subscribed: threading.Event, url: str, stop: threading.Event,
+                      seconds: float | None, echo: Callable[[str], None]) -> None:
+    """Until `stop` is set or `seconds` pass: a line when the broker connection is lost and one
+    when the subscriptions are granted again (paho reconnects on its own; a watch that went
+    quiet would otherwise look like a quiet site)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    watching = True
+    while True:
+        wait = CONNECTION_POLL_S if deadline is None else min(CONNECTION_POLL_S,
+                                                               deadline - time.monotonic())
+        if stop.wait(max(0.0, wait)) or (deadline is not None and time.monotonic() >= deadline):
+            return
+        if subscribed.is_set() != watching:
+            watching = subscribed.is_set()
+            echo(f"reconnected to {redact_uri(url)}" if watching else
+                 f"connection to {redact_uri(url)} lost; reconnecting")
+
+
+def _locked_echo(lock: threading.Lock, echo: Callable[[str], None], line: str) -> None:
+    with lock:
+        echo(line)

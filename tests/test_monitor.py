@@ -90,6 +90,38 @@ def test_connected_is_printed_before_the_retained_messages_that_follow_the_subac
     assert len(lines) >= 2
 
 
+def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
+    """A watch that went quiet because the broker is gone must not look like a quiet site:
+    one line when the connection is lost, one when the subscriptions are granted again, and
+    messages published after that arrive."""
+    lines: list[str] = []
+    stop = threading.Event()
+    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "edge/+", None, None),
+                             kwargs={"echo": lines.append, "stop": stop, "events": True})
+    watch.start()
+    try:
+        wait_for_line(lines, "connected to")
+        mosquitto.stop()
+        wait_for_line(lines, "lost; reconnecting")
+        mosquitto.start()
+        wait_for_line(lines, f"reconnected to {mosquitto.url}", timeout=15)
+        publish.single("edge/dev1/gate/circle/count", "3", qos=1, hostname="127.0.0.1",
+                       port=mosquitto.port)
+        wait_for_line(lines, "dev1")
+    finally:
+        stop.set()
+        watch.join(10)
+    assert [line.split(" ")[0] for line in lines[:3]] == ["connected", "connection",
+                                                          "reconnected"], lines
+
+
+def wait_for_line(lines: list[str], text: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in lines):
+        assert time.monotonic() < deadline, f"no line with {text!r} in {lines}"
+        time.sleep(0.05)
+
+
 def test_monitor_exits_0_on_sigterm(mosquitto):
     process = subprocess.Popen([sys.executable, "-m", "edge", "monitor", "--mqtt",
                                 mosquitto.url, "--json"], stdout=subprocess.PIPE,
