@@ -74,7 +74,8 @@ def check(normal_s: float, shift_kind: str, shifted_s: float) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--normal-s", type=float, default=600.0)
     parser.add_argument("--shift", choices=SHIFTS, default="dark")
     parser.add_argument("--shifted-s", type=float, default=300.0)

@@ -135,7 +135,10 @@ class _Tally:
 def field_accuracy(collected: Path, corrected: Path | None = None,
                    ratings: Path | None = None) -> FieldReport:
     """`collected`: a folder written by `edge collect`; `corrected`: its corrected labels (a
-    YOLO folder or COCO JSON; default: `collected` itself, whose labels/ people edited)."""
+    YOLO folder or COCO JSON; default: `collected` itself, whose labels/ people edited). The
+    folder's manifest.jsonl names the folder too."""
+    if collected.name == "manifest.jsonl" and collected.is_file():
+        collected = collected.parent
     rows = read_manifest(collected)
     labels = _labels_of(collected)
     truths = _truths(corrected or collected, labels)

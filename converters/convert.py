@@ -232,6 +232,9 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     image = image_input(plain.model)
     height, width = _input_size(image, plain, options)
     labels = options.labels or plain.labels
+    known_stride = options.stride or plain.stride
+    if known_stride:  # before the source runs: a wrong size fails inside it, in its own words
+        _check_stride(height, width, known_stride)
     output, head = _recognise_head(plain, _output_shapes(plain, image, height, width), labels,
                                    options)
     if options.task is not None and head.task != options.task:
@@ -240,8 +243,8 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     if labels is None:
         raise ConversionError(f"the model's labels are unknown; pass --labels with its "
                               f"{head.num_classes} class names (a file or a comma list)")
-    _check_stride(height, width, options.stride or plain.stride or
-                  (32 if head.task == "detect" else 1))
+    if not known_stride:
+        _check_stride(height, width, 32 if head.task == "detect" else 1)
     batch = _batch(image, options, plain.kind)
     folded = onnx_with_preprocess(_with_batch(plain.model, image, batch), options.camera_order,
                                   options.normalisation, height, width)

@@ -8,6 +8,7 @@ Runtime) and optionally a TensorRT calibration cache and the ranges as JSON.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -91,7 +92,9 @@ def tensors_to_observe(model: onnx.ModelProto, options: CalibrateOptions) -> lis
 
 
 def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterator[Any]:
-    if not enabled:
+    """`items`, with a progress bar on a terminal (in a log or a pipe, its redraws would be
+    a flood of carriage returns)."""
+    if not (enabled and sys.stderr.isatty()):
         yield from items
         return
     try:

@@ -76,6 +76,8 @@ def test_field_accuracy_per_day_and_audit_interval(tmp_path):
     assert (audit.successes, audit.trials, audit.value) == (1, 2, 0.5)
     assert (audit.low, audit.high) == pytest.approx(wilson(1, 2), abs=1e-4)
     assert report.audit["recall"].trials == 1
+    by_manifest = field_accuracy(tmp_path / "c" / "manifest.jsonl")  # names its folder too
+    assert by_manifest.overall == report.overall
 
 
 def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_path, caplog):

@@ -103,3 +103,16 @@ def test_real_models_without_a_supported_head_are_refused(corpus, tmp_path, mode
     assert model.refusal in str(refused.value)
     assert "Traceback" not in str(refused.value)
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_an_input_size_off_the_recorded_stride_is_refused_before_the_source_runs(corpus,
+                                                                                  tmp_path):
+    """The YOLOv8n records stride 32; 333x333 was an ONNX Runtime Concat error from inside the
+    source model."""
+    with pytest.raises(CorpusRunError) as refused:
+        edge_json("convert", corpus.models["nudenet-320n"], "-o", tmp_path / "out.onnx",
+                  "--input-size", "333")
+    assert "exited 2" in str(refused.value)
+    assert "not divisible by the model stride 32; use a multiple of 32, e.g. 352x352" in \
+        str(refused.value)
+    assert "Concat" not in str(refused.value) and not (tmp_path / "out.onnx").exists()
