@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from edge.errors import InputError
+
+_Number = TypeVar("_Number", int, float)
 
 
 def print_json(payload: dict[str, Any]) -> None:
@@ -39,54 +43,36 @@ def parse_triple(text: str) -> tuple[float, float, float]:
     return values[0], values[1], values[2]
 
 
-def parse_fraction(text: str) -> float:
+def _number(text: str, kind: Callable[[str], _Number], accepted: Callable[[_Number], bool],
+            requirement: str) -> _Number:
+    """`text` as `kind`, when `accepted`; else argparse's error saying what it `must be`."""
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number between 0 and 1")
+        value = None
+    if value is None or not accepted(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {requirement}")
     return value
+
+
+def parse_fraction(text: str) -> float:
+    return _number(text, float, lambda v: 0 < v < 1, "a number between 0 and 1")
 
 
 def parse_positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
 def parse_non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
-    return value
+    return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
 
 
 def parse_positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number > 0")
-    return value
+    return _number(text, float, lambda v: 0 < v < math.inf, "a number > 0")
 
 
 def parse_non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
-    return value
+    return _number(text, float, lambda v: 0 <= v < math.inf, "a number >= 0")
 
 
 def parse_batch(text: str) -> int | Literal["dynamic"]:
