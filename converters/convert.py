@@ -351,12 +351,12 @@ def _no_head_error(plain: _Plain, shapes: dict[str, tuple[int, ...]], nc: int | 
     if nc is not None and len(outputs) == 1 and fitting:
         classes = fitting[outputs[0]].num_classes
         return ConversionError(f"{nc} labels were given but the model's output {outputs[0]} "
-                               f"{list(shapes[outputs[0]])} has {classes} classes; pass exactly "
-                               f"{classes} labels")
+                               f"({_per_frame(shapes[outputs[0]])}) has {classes} classes; pass "
+                               f"exactly {classes} labels")
     if len(outputs) == 1 and first_error is not None:
         return first_error
-    seen = "; ".join(f"{name} {list(shapes[name])}" + (
-        f" ({head.num_classes} classes)" if (head := unlabelled[name]) else "")
+    seen = "; ".join(f"{name} ({_per_frame(shapes[name])}" + (
+        f", {head.num_classes} classes)" if (head := unlabelled[name]) else ")")
         for name in outputs)
     if nc is not None and fitting:
         return ConversionError(f"{nc} labels were given but no output of the model has {nc} "
@@ -364,6 +364,12 @@ def _no_head_error(plain: _Plain, shapes: dict[str, tuple[int, ...]], nc: int | 
                                "you want has classes")
     return ConversionError(f"no output fits a supported head; outputs: {seen}. Supported: "
                            f"{SUPPORTED}")
+
+
+def _per_frame(shape: tuple[int, ...]) -> str:
+    """An output's shape from `_output_shapes`' batch-1 run, without that batch: `22 x 2100 a
+    frame` (a dynamic-batch model has no batch of 1 to speak of)."""
+    return f"{' x '.join(map(str, shape[1:])) or 'a scalar'} a frame"
 
 
 def _unlabelled_head(plain: _Plain, shapes: dict[str, tuple[int, ...]], name: str,

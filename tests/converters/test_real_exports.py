@@ -158,7 +158,7 @@ def test_labels_matching_no_output_name_every_output(tmp_path, edge):
     source = classifier(tmp_path / "m.onnx", extra_output=True, ending="softmax")
     result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b")
     assert_refused(result, "2 labels were given but no output of the model has 2 classes",
-                   "boxes [1, 4] (4 classes)", "scores [1, 3] (3 classes)")
+                   "boxes (4 a frame, 4 classes)", "scores (3 a frame, 3 classes)")
 
 
 # -- refusals -------------------------------------------------------------------------------
