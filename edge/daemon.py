@@ -21,7 +21,7 @@ from edge.heartbeat import Heartbeat, summary_line
 from edge.homeassistant import DiscoveryPublisher
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, Topics
-from edge.pipeline import CameraWorker
+from edge.pipeline import LOOP_STALL_S, CameraWorker
 from edge.postprocess import decoder_from_spec
 from edge.redact import redact_text
 from edge.runners import Runner, choose_backend, runner_from_config
@@ -72,6 +72,7 @@ class Daemon:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self._stalled: set[str] = set()  # cameras whose loop is stuck, as last logged
         self.backend = choose_backend(config.model)
         self.started_at = time.time()
         self.topics = Topics(config.topic_prefix)
@@ -210,7 +211,13 @@ class Daemon:
                      len(topics), cleared)
 
     def alive(self) -> bool:
-        """Every camera loop and the inference thread are alive (systemd's watchdog)."""
+        """Every camera loop and the inference thread are alive and no loop is stuck (systemd's
+        watchdog); a loop that gets stuck is logged once, by name."""
+        stalled = {w.name for w in self.workers if w.stalled}
+        for name in sorted(stalled - self._stalled):
+            log.error("camera %s: its loop has not come round for %.0f s, stuck in inference or "
+                      "in handling a frame", name, LOOP_STALL_S)
+        self._stalled = stalled
         return self.service.alive() and all(w.alive() for w in self.workers)
 
     @property

@@ -31,11 +31,17 @@ from edge.mqtt.topics import CONTRACT_VERSION
 from edge.postprocess import Decoder
 from edge.preprocess import LetterboxGeometry, letterboxer_from_spec
 from edge.service import InferenceError, InferenceService, ServiceClosedError, Ticket
+from edge.sources.base import Frame
 from edge.sources.supervisor import SourceSupervisor
 from edge.timing import RateMeter, StageTimes, rfc3339
 from edge.tracking.camera import CameraTracking, with_track_ids
 
 log = logging.getLogger(__name__)
+
+#: A camera loop that has not come round for this long is stuck (a backend call that never
+#: returns, a hung decoder): `alive` turns false and the daemon stops pinging systemd's
+#: watchdog. An idle loop comes round every 0.5 s; a frame takes milliseconds to a second.
+LOOP_STALL_S = 20.0
 
 
 @dataclass
@@ -79,6 +85,7 @@ class CameraWorker:
         self.bad_frames = 0
         self.failure: BaseException | None = None  # set when inference failed for this camera
         self.finished = threading.Event()
+        self._beat = time.monotonic()  # when the loop last came round
         self._loop_thread = threading.Thread(target=self._loop, name=f"loop-{name}", daemon=True)
 
     def start(self) -> None:
@@ -97,9 +104,16 @@ class CameraWorker:
         self.frame_publisher.stop()
 
     def alive(self) -> bool:
-        """The loop and the source's supervisor run (or ended normally with the source)."""
+        """The loop and the source's supervisor run (or ended normally with the source), and
+        the loop is not stuck (`LOOP_STALL_S`)."""
         loop = self._loop_thread.is_alive() or (self.finished.is_set() and self.failure is None)
-        return loop and self.supervisor.alive()
+        return loop and self.supervisor.alive() and not self.stalled
+
+    @property
+    def stalled(self) -> bool:
+        """The running loop has not come round for `LOOP_STALL_S`."""
+        return (self._loop_thread.is_alive() and not self.finished.is_set()
+                and time.monotonic() - self._beat > LOOP_STALL_S)
 
     @property
     def frames_dropped(self) -> int:
@@ -119,6 +133,7 @@ class CameraWorker:
         pending: _InFlight | None = None  # submitted, result not yet published
         try:
             while not self._stop.is_set():
+                self._beat = time.monotonic()
                 frame = self._latest.take(timeout=0.5)
                 if frame is None:
                     self._finish(pending)
@@ -126,28 +141,7 @@ class CameraWorker:
                     if self._latest.closed:
                         break
                     continue
-                queue_ms = (time.time() - frame.ts) * 1e3
-                taken = time.perf_counter()
-                ticket = self.service.claim(self._camera)
-                claimed = time.perf_counter()
-                try:
-                    geometry = self._letterbox(frame.image, ticket.rows, ticket.row)
-                except InputError as exc:  # a bad frame: skip it, never stall the batch
-                    self.bad_frames += 1
-                    log.warning("camera %s: frame %d skipped: %s", self.name, frame.frame_id, exc)
-                    geometry = LetterboxGeometry.fit(1, 1, self.spec.input.width,
-                                                     self.spec.input.height)
-                    frame.frame_id = -1
-                self.service.commit(ticket)  # first: a claimed row holds back the whole batch
-                preprocess_ms = (time.perf_counter() - claimed) * 1e3
-                if self.tracking is not None:  # snapshots are cut once detections are known
-                    self.tracking.hold(frame.frame_id, frame.image, frame.ts)
-                if self.drift is not None and frame.frame_id >= 0:
-                    self.drift.observe_image(frame.ts, frame.image)
-                sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
-                frame.release()
-                job = _InFlight(ticket, frame.frame_id, frame.ts, geometry, queue_ms,
-                                (claimed - taken) * 1e3, preprocess_ms, sample)
+                job = self._submit(frame)
                 self._finish(pending)
                 pending = job
                 if not self._latest.ready():
@@ -166,6 +160,32 @@ class CameraWorker:
             if self.tracking is not None:
                 self.tracking.close()
             self.finished.set()
+
+    def _submit(self, frame: Frame) -> _InFlight:
+        """Letterbox `frame` into a claimed row of the service's filling batch and commit it;
+        the frame's buffer goes back to the source."""
+        queue_ms = (time.time() - frame.ts) * 1e3
+        taken = time.perf_counter()
+        ticket = self.service.claim(self._camera)
+        claimed = time.perf_counter()
+        try:
+            geometry = self._letterbox(frame.image, ticket.rows, ticket.row)
+        except InputError as exc:  # a bad frame: skip it, never stall the batch
+            self.bad_frames += 1
+            log.warning("camera %s: frame %d skipped: %s", self.name, frame.frame_id, exc)
+            geometry = LetterboxGeometry.fit(1, 1, self.spec.input.width,
+                                             self.spec.input.height)
+            frame.frame_id = -1
+        self.service.commit(ticket)  # first: a claimed row holds back the whole batch
+        preprocess_ms = (time.perf_counter() - claimed) * 1e3
+        if self.tracking is not None:  # snapshots are cut once detections are known
+            self.tracking.hold(frame.frame_id, frame.image, frame.ts)
+        if self.drift is not None and frame.frame_id >= 0:
+            self.drift.observe_image(frame.ts, frame.image)
+        sample = frame.image.copy() if self.sampler.wants_copy(frame.ts) else None
+        frame.release()
+        return _InFlight(ticket, frame.frame_id, frame.ts, geometry, queue_ms,
+                         (claimed - taken) * 1e3, preprocess_ms, sample)
 
     def _finish(self, job: _InFlight | None) -> None:
         """Wait for `job`'s inference, decode and publish it."""

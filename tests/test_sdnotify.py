@@ -150,3 +150,52 @@ summary_interval_s = 1
     summaries = [line for line in err.decode().splitlines()
                  if "fps" in line and "| mqtt" in line and "outbox" in line]
     assert len(summaries) >= 3, err.decode()
+
+
+def test_a_camera_loop_stuck_in_inference_stops_the_watchdog(mosquitto, demo_model, caplog,
+                                                             monkeypatch):
+    """A backend call that never returns leaves every thread alive: the daemon must still see
+    that its loop no longer comes round, say which camera, and stop counting as alive (under
+    systemd: no more WATCHDOG=1, so the service is restarted)."""
+    import threading
+
+    import edge.pipeline
+    from edge.config import config_from_dict
+    from edge.daemon import Daemon
+
+    monkeypatch.setattr(edge.pipeline, "LOOP_STALL_S", 1.0)
+    config = config_from_dict({"device_id": "stuck", "model": {"path": str(demo_model),
+                                                               "threads": 1},
+                               "cameras": [{"name": "gate",
+                                            "source": "synthetic://shapes?fps=20&seed=1"}],
+                               "mqtt": {"url": mosquitto.url}}, "test")
+    daemon = Daemon(config)
+    runner = daemon.service._runner
+    assert runner is not None
+    hang, release = threading.Event(), threading.Event()
+    wait = runner.wait
+
+    def hanging_wait(slot: int):  # the backend stops answering once asked to
+        if hang.is_set():
+            release.wait()
+        return wait(slot)
+
+    runner.wait = hanging_wait  # type: ignore[method-assign]
+    daemon.start()
+    try:
+        deadline = time.monotonic() + 20
+        while daemon.workers[0].frames < 5:
+            assert time.monotonic() < deadline, "no frames"
+            time.sleep(0.05)
+        assert daemon.alive()
+        hang.set()
+        deadline = time.monotonic() + 10
+        while daemon.alive():
+            assert time.monotonic() < deadline, "still alive with inference stuck"
+            time.sleep(0.1)
+        assert daemon.service.thread.is_alive() and daemon.workers[0].stalled
+        assert "camera gate: its loop has not come round" in caplog.text
+    finally:
+        release.set()
+        daemon.stop(1.0)
+    assert not daemon.workers[0].stalled
