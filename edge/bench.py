@@ -97,7 +97,7 @@ def require_broker(url: str) -> None:
     (the daemon would queue every message, and the figures would be of a loop that published
     nothing)."""
     probe = BrokerSubscription(url, [("edge-bench/probe", 0)], lambda *_: None,
-                               client_id=unique_client_id("bench-probe"))
+                               client_id=unique_client_id("bench-probe"), log_first_failure=False)
     probe.start()
     try:
         probe.wait_until_subscribed()

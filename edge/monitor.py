@@ -29,7 +29,7 @@ from edge.client import (
     Subscriber,
 )
 from edge.errors import InputError
-from edge.mqtt.subscriber import CONNECT_TIMEOUT_S, unique_client_id
+from edge.mqtt.subscriber import CONNECT_TIMEOUT_S, NO_TLS_FILES, TlsFiles, unique_client_id
 from edge.redact import redact_uri
 
 #: Detections messages kept per camera to find a saved frame's detections.
@@ -130,7 +130,8 @@ class FrameSaver:
 
 def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | None,
                 echo: Callable[[str], None] = print, stop: threading.Event | None = None,
-                events: bool = False, share_group: str | None = None) -> dict[str, Any]:
+                events: bool = False, share_group: str | None = None,
+                tls: TlsFiles = NO_TLS_FILES) -> dict[str, Any]:
     """Print messages until `stop` is set or `seconds` pass; returns counts per kind."""
     saver = FrameSaver(frames) if frames is not None else None
     lock = threading.Lock()
@@ -146,7 +147,8 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
                 saver(message)
 
     subscriber = Subscriber(url, prefix, share_group=share_group, callback=show,
-                            client_id=unique_client_id("monitor"))
+                            client_id=unique_client_id("monitor"), ca_file=tls.ca_file,
+                            certfile=tls.certfile, keyfile=tls.keyfile, log_first_failure=False)
     stop = stop or threading.Event()
     subscriber.start()
     try:

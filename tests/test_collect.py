@@ -199,8 +199,13 @@ UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
     ([*UNREACHABLE, "--prefix", "edge/#"],
      r"prefix 'edge/#': use edge/<device_id> for one device or edge/\+"),
     ([*UNREACHABLE, "--seconds", "30"],
-     r"could not reach the MQTT broker at mqtt://127.0.0.1:1 \(127.0.0.1:1: Connection "
-     r"refused\)"),
+     r"could not reach the MQTT broker at mqtt://127.0.0.1:1: connection refused: is the "
+     r"broker running"),
+    ([*UNREACHABLE, "--ca-file", "{tmp}/ca.pem"], r"--ca-file .*ca.pem is not a file"),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/ds", "--certfile", __file__],
+     r"--ca-file, --certfile and --keyfile are for TLS: give an mqtts:// broker URL"),
+    (["--mqtt", "mqtts://127.0.0.1:1", "--out", "{tmp}/ds", "--certfile", __file__],
+     r"--certfile and --keyfile go together"),
 ])
 def test_collect_cli_bad_input_exits_2(tmp_path, args, expected):
     result = run_collect_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])

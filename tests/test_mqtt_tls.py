@@ -4,7 +4,10 @@ connection failure is logged once with its cause."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +131,45 @@ def test_tls_files_that_do_not_load_name_their_key(tmp_path, pki):
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     with pytest.raises(ConfigError, match=r"mqtt\.ca_file .*garbage\.pem"):
         link_for(tls_settings(broker, pki, ca_file=garbage))
+
+
+def monitor_cli(broker: Mosquitto, *args: str | Path, user: str = "edge"
+                ) -> subprocess.CompletedProcess[str]:
+    url = f"mqtts://{user}@localhost:{broker.tls_port}"  # type: ignore[attr-defined]
+    return subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt", url,
+                           "--seconds", "1", *map(str, args)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "EDGE_MQTT_PASSWORD": SECRET})
+
+
+def test_monitor_reaches_a_private_ca_broker_with_a_client_certificate(tls_broker, pki):
+    """The subscriber tools take --ca-file, --certfile and --keyfile; each TLS failure names
+    its cause and the option that fixes it, once, and exits 2."""
+    ok = monitor_cli(tls_broker, "--ca-file", pki.ca, "--certfile", pki.client_cert,
+                     "--keyfile", pki.client_key)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"connected to mqtts://REDACTED@localhost:{tls_broker.tls_port}")
+    wrong_ca = monitor_cli(tls_broker, "--ca-file", pki.other_ca, "--certfile",
+                           pki.client_cert, "--keyfile", pki.client_key)
+    assert wrong_ca.returncode == 2
+    assert re.search(r"TLS verification failed: .*check --ca-file", wrong_ca.stderr)
+    no_certificate = monitor_cli(tls_broker, "--ca-file", pki.ca)
+    assert no_certificate.returncode == 2
+    assert "set --certfile and --keyfile" in no_certificate.stderr
+    for result in (wrong_ca, no_certificate):
+        assert result.stderr.count("could not reach") == 1 and "WARNING" not in result.stderr
+        assert "Traceback" not in result.stderr and SECRET not in result.stderr
+
+
+def test_the_python_subscriber_logs_why_it_cannot_connect(tls_broker, pki, caplog):
+    """A library user iterating a Subscriber that cannot connect sees the cause in the log
+    (once), and `wait_subscribed` says False; before, both were silent."""
+    from edge.client import Subscriber
+
+    url = f"mqtts://localhost:{tls_broker.tls_port}"  # type: ignore[attr-defined]
+    with Subscriber(url, "edge/+", ca_file=str(pki.other_ca), certfile=str(pki.client_cert),
+                    keyfile=str(pki.client_key)) as subscriber:
+        assert not subscriber.wait_subscribed(5)
+        assert wait_until(lambda: "TLS verification failed" in caplog.text, 5), caplog.text
+        time.sleep(2.5)  # retries with the same cause are not logged again
+    warnings = [r.getMessage() for r in caplog.records if "TLS verification" in r.getMessage()]
+    assert len(warnings) == 1 and "check --ca-file" in warnings[0]

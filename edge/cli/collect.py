@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from edge.cli.common import print_json
+from edge.cli.common import add_tls_arguments, print_json, tls_files
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -32,6 +32,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                          f"{args.duplicate_distance}")
     check_device_prefix(args.prefix)
     checked_broker_url(args.mqtt)
+    tls = tls_files(args)
     require_output_directory(args.out)
     created = not args.out.exists()
     max_bytes = None if args.max_mb is None else int(args.max_mb * 1e6)
@@ -39,7 +40,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                                min_free_bytes=int(args.min_free_mb * 1e6),
                                duplicate_distance=args.duplicate_distance,
                                image_url_prefix=args.image_url_prefix)
-    collector = Collector(args.mqtt, args.prefix, dataset)
+    collector = Collector(args.mqtt, args.prefix, dataset, tls=tls)
     stop = threading.Event()
     stop_on_signals(stop)
 
@@ -86,6 +87,7 @@ def add_commands(commands: Any) -> None:
     collect.add_argument("--out", required=True, type=Path, metavar="DIR")
     collect.add_argument("--prefix", default="edge/+",
                          help="topic prefix; edge/+ collects from every device (default)")
+    add_tls_arguments(collect)
     collect.add_argument("--seconds", type=float, help="stop after this long (default: until "
                                                        "interrupted)")
     collect.add_argument("--max-mb", type=float, help="stop when the images reach this size")

@@ -8,9 +8,12 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from edge.errors import InputError
+
+if TYPE_CHECKING:
+    from edge.mqtt.subscriber import TlsFiles
 
 _Number = TypeVar("_Number", int, float)
 
@@ -81,6 +84,32 @@ def parse_batch(text: str) -> int | Literal["dynamic"]:
     if text.isdigit() and int(text) > 0:
         return int(text)
     raise argparse.ArgumentTypeError(f"{text!r}: use a positive number or 'dynamic'")
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ca-file, --certfile and --keyfile of a subscriber tool's mqtts:// connection."""
+    parser.add_argument("--ca-file", metavar="PEM",
+                        help="mqtts://: the CA that signed the broker's certificate (default: the "
+                             "system's CAs)")
+    parser.add_argument("--certfile", metavar="PEM",
+                        help="mqtts://: a client certificate, for brokers that want one (with "
+                             "--keyfile)")
+    parser.add_argument("--keyfile", metavar="PEM", help="mqtts://: the client certificate's key")
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles:
+    """The TLS files the command line gave; each must be a file."""
+    from edge.mqtt.subscriber import TlsFiles
+
+    for option in ("ca_file", "certfile", "keyfile"):
+        path = getattr(args, option)
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"--{option.replace('_', '-')} {path} is not a file")
+    given = any(getattr(args, option) is not None for option in ("ca_file", "certfile", "keyfile"))
+    if given and not args.mqtt.lower().startswith("mqtts://"):
+        raise InputError("--ca-file, --certfile and --keyfile are for TLS: give an mqtts:// "
+                         "broker URL")
+    return TlsFiles(args.ca_file, args.certfile, args.keyfile)
 
 
 def recover_model_argument(args: argparse.Namespace, missing: str) -> Path:

@@ -11,10 +11,12 @@ from types import FrameType
 from typing import Any
 
 from edge.cli.common import (
+    add_tls_arguments,
     parse_non_negative_int,
     parse_positive_float,
     parse_positive_int,
     print_json,
+    tls_files,
 )
 
 log = logging.getLogger("edge")
@@ -96,7 +98,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     stop_on_signals(stop)  # SIGTERM and Ctrl-C end the watch normally: exit 0
     summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
                           echo=(lambda line: None) if args.quiet else _flushed_print,
-                          stop=stop, events=args.events, share_group=args.share_group)
+                          stop=stop, events=args.events, share_group=args.share_group,
+                          tls=tls_files(args))
     if args.json:
         print_json(summary)
     return 0
@@ -191,6 +194,7 @@ def add_commands(commands: Any) -> None:
                          help="mqtt://host[:port] (1883) or mqtts://host[:port] (8883)")
     monitor.add_argument("--prefix", default="edge/+",
                          help="topic prefix; edge/+ watches every device (default)")
+    add_tls_arguments(monitor)
     monitor.add_argument("--frames", type=Path, metavar="DIR",
                          help="save sampled frames as DIR/<device>/<camera>/<frame_id>.jpg "
                               "with a .json sidecar of the frame's detections")

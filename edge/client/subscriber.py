@@ -32,8 +32,13 @@ class Subscriber:
                  callback: Callable[[Message], None] | None = None,
                  on_error: Callable[[PayloadError], None] | None = None,
                  client_id: str = "", ca_file: str | None = None,
-                 queue_size: int = 10_000) -> None:
-        """`kinds`: names from `edge.client.contract.KINDS` (default: every topic)."""
+                 certfile: str | None = None, keyfile: str | None = None,
+                 queue_size: int = 10_000, log_first_failure: bool = True) -> None:
+        """`kinds`: names from `edge.client.contract.KINDS` (default: every topic). With
+        mqtts://, `ca_file` is the CA that signed the broker's certificate (default: the
+        system's) and `certfile`/`keyfile` a client certificate (PEM). A failed connection is
+        logged with its cause, once per cause, while it retries (`log_first_failure` False:
+        you call `wait_subscribed` and report the first failure yourself)."""
         wanted = list(kinds)
         unknown = sorted(set(wanted) - set(KIND_NAMES))
         if unknown:
@@ -50,7 +55,9 @@ class Subscriber:
         self.overflow = 0  # iterator style: messages dropped because nobody read them
         filters = [(kind.filter(prefix), kind.qos) for kind in KINDS if kind.name in wanted]
         self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
-                                             share_group=share_group, ca_file=ca_file)
+                                             share_group=share_group, ca_file=ca_file,
+                                             certfile=certfile, keyfile=keyfile,
+                                             log_first_failure=log_first_failure)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -22,7 +22,9 @@ from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError,
 from edge.errors import EdgeError
 from edge.mqtt.subscriber import (
     CONNECT_TIMEOUT_S,
+    NO_TLS_FILES,
     BrokerSubscription,
+    TlsFiles,
     check_device_prefix,
     unique_client_id,
 )
@@ -36,7 +38,7 @@ class Collector:
     """Feeds a `CollectedDataset` from the broker until stopped or the disk allowance is reached."""
 
     def __init__(self, url: str, prefix: str, dataset: CollectedDataset,
-                 client_id: str = "") -> None:
+                 client_id: str = "", tls: TlsFiles = NO_TLS_FILES) -> None:
         """`client_id`: default a unique `edge-collect-...`, so collectors on one broker never
         take each other's session over."""
         self.dataset = dataset
@@ -51,8 +53,9 @@ class Collector:
         filters = [(f"{prefix}/+/frame", 0), (f"{prefix}/+/frame/clean", 0),
                    (f"{prefix}/+/frame/meta", 0)]
         self.subscription = BrokerSubscription(
-            url, filters, self._message,
-            client_id=client_id or unique_client_id("collect"))
+            url, filters, self._message, client_id=client_id or unique_client_id("collect"),
+            ca_file=tls.ca_file, certfile=tls.certfile, keyfile=tls.keyfile,
+            log_first_failure=False)
         self._worker = threading.Thread(target=self._write_loop, name="collect-writer",
                                         daemon=True)
 

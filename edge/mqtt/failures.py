@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from edge.redact import redact_text
 
@@ -23,14 +24,40 @@ log = logging.getLogger("edge.mqtt")
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
 
 
-def cause_from_exception(exc: BaseException) -> str:
+@dataclass(frozen=True)
+class SettingNames:
+    """What the person reading a cause calls the connection settings, for its advice."""
+
+    ca_file: str
+    client_certificate: str
+    url: str
+    login: str
+
+
+#: The daemon's config keys.
+CONFIG_KEYS = SettingNames("mqtt.ca_file", "mqtt.certfile and mqtt.keyfile", "mqtt.url",
+                           "mqtt.username and the password (mqtt.password_file or "
+                           "EDGE_MQTT_PASSWORD)")
+#: The subscriber tools' options (`edge monitor`, `edge collect`).
+COMMAND_LINE = SettingNames("--ca-file", "--certfile and --keyfile", "--mqtt",
+                            "the user (USER@ before the host in --mqtt) and the password "
+                            "($EDGE_MQTT_PASSWORD)")
+
+
+def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS) -> str:
     """A connection attempt's exception -> `refused: ...`, `TLS verification: ...`, ..."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS verification failed: {exc.verify_message}; check mqtt.ca_file (the CA "
-                "that signed the broker's certificate) and the host name in mqtt.url")
+        return (f"TLS verification failed: {exc.verify_message}; check {names.ca_file} (the CA "
+                f"that signed the broker's certificate) and the host name in {names.url}")
     if isinstance(exc, ssl.SSLError):
-        hint = "; the broker wants a client certificate: set mqtt.certfile and mqtt.keyfile" \
-            if "CERTIFICATE_REQUIRED" in str(exc.reason) else ""
+        reason = str(exc.reason)
+        hint = (f"; the broker wants a client certificate: set {names.client_certificate}"
+                if "CERTIFICATE_REQUIRED" in reason else
+                "; is it a TLS port? mqtts:// needs a TLS listener (plain MQTT is mqtt://)"
+                if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER" in reason else
+                "; the server hung up during the handshake: is it an MQTT TLS port? (a broker "
+                f"that wants a client certificate: set {names.client_certificate})"
+                if "EOF" in reason or isinstance(exc, ssl.SSLEOFError) else "")
         return f"TLS handshake failed: {exc.reason or exc}{hint}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused: is the broker running and listening on that port?"
@@ -43,21 +70,21 @@ def cause_from_exception(exc: BaseException) -> str:
     return redact_text(f"{type(exc).__name__}: {exc}")
 
 
-def cause_from_reason(reason: str) -> str:
+def cause_from_reason(reason: str, names: SettingNames = CONFIG_KEYS) -> str:
     """A CONNACK refusal -> a cause."""
     if "authori" in reason.lower() or "user name or password" in reason.lower():
-        return (f"not authorized ({reason}): check mqtt.username and the password "
-                "(mqtt.password_file or EDGE_MQTT_PASSWORD)")
+        return f"not authorized ({reason}): check {names.login}"
     return f"refused by the broker ({reason})"
 
 
-def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None) -> str:
+def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None,
+                          names: SettingNames = CONFIG_KEYS) -> str:
     """A disconnect -> a cause; `client_certificate`: None without TLS, else whether one is
     configured (a broker that requires one closes the socket right after the handshake)."""
     if connected:
         return f"connection lost ({reason})"
-    hint = "; if it requires a client certificate, set mqtt.certfile and mqtt.keyfile" \
-        if client_certificate is False else ""
+    hint = (f"; if it requires a client certificate, set {names.client_certificate}"
+            if client_certificate is False else "")
     return f"the broker closed the connection before accepting it ({reason}){hint}"
 
 

@@ -15,9 +15,11 @@ import os
 import secrets
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,6 +28,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.errors import EdgeError, InputError
+from edge.mqtt.failures import (
+    COMMAND_LINE,
+    ConnectionLog,
+    cause_from_disconnect,
+    cause_from_exception,
+    cause_from_reason,
+)
 from edge.mqtt.url import PASSWORD_ENV, BrokerUrl, broker_from_url
 from edge.redact import redact_uri
 
@@ -36,6 +45,20 @@ UNSUPPORTED_PROTOCOL = 0x84
 
 #: (topic, payload, retained) of every message received.
 Receiver = Callable[[str, bytes, bool], None]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of an mqtts:// connection: the CA that signed the broker's certificate
+    (default: the system's CAs) and a client certificate with its key, for brokers that want
+    one."""
+
+    ca_file: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+
+NO_TLS_FILES = TlsFiles()
 
 
 #: How long a command-line subscriber waits for the broker's first SUBACK.
@@ -74,9 +97,13 @@ class BrokerSubscription:
     def __init__(self, url: str, filters: Sequence[tuple[str, int]], receiver: Receiver,
                  client_id: str = "", share_group: str | None = None,
                  ca_file: str | None = None, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, *, certfile: str | None = None,
+                 keyfile: str | None = None, log_first_failure: bool = True) -> None:
         """`username`/`password` override the URL's user info; a user without a password takes
-        it from $EDGE_MQTT_PASSWORD, as the daemon does."""
+        it from $EDGE_MQTT_PASSWORD, as the daemon does. `ca_file`, `certfile` and `keyfile`
+        (PEM) are used with mqtts://. Failed attempts are logged once per cause;
+        `log_first_failure` False: the caller waits for the first subscription and reports
+        why it failed itself (a command-line tool that then exits)."""
         broker = checked_broker_url(url)
         if share_group is not None and not share_group.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"share group {share_group!r}: use letters, digits, _ and - only")
@@ -95,6 +122,10 @@ class BrokerSubscription:
         if user and secret is None:
             secret = os.environ.get(PASSWORD_ENV)
         self._settings = (client_id, broker.tls, ca_file, user, secret)
+        self._client_files = checked_client_certificate(certfile, keyfile)
+        self._log_first_failure = log_first_failure
+        self._refused = False  # the broker's CONNACK refused the current attempt
+        self._connection_log = ConnectionLog(redact_uri(url))
         self._lock = threading.Lock()
         self._stopped = False
         self._client = self._make_client()
@@ -104,7 +135,14 @@ class BrokerSubscription:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=self.protocol)
         if tls:
-            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            certfile, keyfile = self._client_files or (None, None)
+            try:
+                client.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile,
+                               cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError) as exc:
+                raise InputError(f"the TLS files (--ca-file {ca_file}, --certfile {certfile}, "
+                                 f"--keyfile {keyfile}) do not load: {exc}; give PEM files, "
+                                 "the key matching the certificate") from None
         if username:
             client.username_pw_set(username, password)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -140,8 +178,9 @@ class BrokerSubscription:
         what to change, for a command-line tool that cannot go on without the broker."""
         failure = self.subscription_failure(timeout)
         if failure is not None:
-            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)} "
-                            f"({failure}); {failure_fix(failure)}")
+            fix = failure_fix(failure)
+            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)}: "
+                            f"{failure}" + (f"; {fix}" if fix else ""))
 
     def stop(self) -> None:
         with self._lock:
@@ -171,31 +210,50 @@ class BrokerSubscription:
             threading.Thread(target=self._downgrade, name="mqtt-downgrade", daemon=True).start()
             return
         if reason.is_failure:
-            if self._answered.is_set():  # the first refusal goes to `subscription_failure`
-                log.warning("broker %s:%d refused the connection: %s", self.host, self.port,
-                            reason)
-            self._first_failure(f"the broker refused the connection: {reason}")
+            self._refused = True  # the disconnect that follows is this failure, not another
+            self._failed(cause_from_reason(str(reason), COMMAND_LINE))
             return
+        if self._connection_log.state.startswith("disconnected"):
+            self._connection_log.connected()
         self.connects += 1
         self.connected.set()
         client.subscribe(list(self.filters))
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        if not self._answered.is_set():
-            self._first_failure(_socket_failure(self.host, self.port, bool(self._settings[1])))
+        # paho calls this inside its `except OSError:` block: the exception is still current
+        exc = sys.exc_info()[1]
+        self._failed(cause_from_exception(exc, COMMAND_LINE) if exc is not None else
+                     _socket_failure(self.host, self.port, bool(self._settings[1])))
 
-    def _first_failure(self, why: str) -> None:
+    def _failed(self, cause: str) -> None:
+        """A failed attempt: the first answers `subscription_failure` (and is logged unless the
+        caller reports it itself); later ones are logged once per cause."""
         if not self._answered.is_set():
-            self._failure = why
+            self._failure = cause
             self._answered.set()
+            if not self._log_first_failure:
+                return
+        self._connection_log.failed(cause)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Properties | None) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
         self.subscribed.clear()
-        if client is self._client and client is not self._retired and self.connects == 0:
-            self._first_failure(f"{self.host}:{self.port} closed the connection before any MQTT "
-                                "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
+        refused, self._refused = self._refused, False
+        if client is not self._client or client is self._retired or refused:
+            return
+        with self._lock:
+            stopped = self._stopped
+        if self.connects == 0:
+            tls = bool(self._settings[1])
+            self._failed(cause_from_disconnect(str(reason), False,
+                                               self._client_files is not None if tls else None,
+                                               COMMAND_LINE) if tls else
+                         f"{self.host}:{self.port} closed the connection before any MQTT "
+                         "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
+        elif was_connected and not stopped:
+            self._failed(cause_from_disconnect(str(reason), True, None, COMMAND_LINE))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -210,13 +268,26 @@ class BrokerSubscription:
         self._receiver(message.topic, bytes(message.payload), bool(message.retain))
 
 
-def failure_fix(failure: str) -> str:
-    """What to do about a `subscription_failure`, for a command-line user."""
-    if "refused the connection" in failure and any(
-            word in failure for word in ("authorized", "user name or password")):
-        return (f"give the user in the URL (mqtt://USER@host) and the password in "
-                f"${PASSWORD_ENV}")
+def failure_fix(failure: str) -> str | None:
+    """What to do about a `subscription_failure`, for a command-line user; None where the cause
+    carries its own advice (TLS, login)."""
+    if "; " in failure or ": check " in failure:
+        return None
     return "check --mqtt: host and port (mqtt:// defaults to 1883, mqtts:// to 8883)"
+
+
+def checked_client_certificate(certfile: str | None, keyfile: str | None
+                               ) -> tuple[str, str] | None:
+    """(certfile, keyfile) for TLS client authentication, both or neither, each a file."""
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        raise InputError("--certfile and --keyfile go together: the client certificate and its "
+                         "private key (PEM)")
+    for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if not os.path.isfile(path):
+            raise InputError(f"{option} {path} is not a file")
+    return certfile, keyfile
 
 
 def _socket_failure(host: str, port: int, tls: bool) -> str:
