@@ -108,3 +108,10 @@ def test_a_password_over_plain_mqtt_is_warned_about(caplog):
     settings = MqttConfig(url="mqtt://127.0.0.1:1", username="u", password="pw-3e1")
     MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})
     assert "in plaintext" in caplog.text and "pw-3e1" not in caplog.text
+
+
+def test_a_user_without_a_password_is_warned_about(caplog, monkeypatch):
+    monkeypatch.delenv("EDGE_MQTT_PASSWORD", raising=False)
+    settings = MqttConfig(url="mqtts://127.0.0.1:1", username="gate")
+    MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})
+    assert "mqtt.username is 'gate' but no password is given" in caplog.text

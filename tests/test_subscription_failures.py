@@ -129,3 +129,12 @@ def test_a_broker_without_mqtt_5_is_not_a_failure():
             subscription.stop()
     finally:
         broker.stop()
+
+
+def test_a_password_in_a_command_line_url_is_warned_about_and_never_shown(closed_broker):
+    url = f"mqtt://viewer:s3cret@127.0.0.1:{closed_broker.port}"
+    result = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt", url,
+                             "--seconds", "1"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "holds a password, which ps and your shell history can show" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout

@@ -8,7 +8,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from edge.cli.common import add_tls_arguments, print_json, tls_files
+from edge.cli.common import (
+    add_tls_arguments,
+    print_json,
+    tls_files,
+    warn_of_a_password_in,
+)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -32,6 +37,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                          f"{args.duplicate_distance}")
     check_device_prefix(args.prefix)
     checked_broker_url(args.mqtt)
+    warn_of_a_password_in(args.mqtt)
     tls = tls_files(args)
     require_output_directory(args.out)
     created = not args.out.exists()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,8 @@ if TYPE_CHECKING:
     from edge.mqtt.subscriber import TlsFiles
 
 _Number = TypeVar("_Number", int, float)
+
+_USER_AND_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@")
 
 
 def print_json(payload: dict[str, Any]) -> None:
@@ -95,6 +99,15 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mqtts://: a client certificate, for brokers that want one (with "
                              "--keyfile)")
     parser.add_argument("--keyfile", metavar="PEM", help="mqtts://: the client certificate's key")
+
+
+def warn_of_a_password_in(url: str) -> None:
+    """A password in a command line's broker URL is redacted from everything this prints, but
+    `ps` and the shell's history keep it: say so, and where it belongs."""
+    if _USER_AND_PASSWORD.match(url):
+        logging.getLogger("edge.cli").warning(
+            "the broker URL holds a password, which ps and your shell history can show; give "
+            "only the user in the URL and the password in $EDGE_MQTT_PASSWORD")
 
 
 def tls_files(args: argparse.Namespace) -> TlsFiles:

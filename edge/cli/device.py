@@ -17,6 +17,7 @@ from edge.cli.common import (
     parse_positive_int,
     print_json,
     tls_files,
+    warn_of_a_password_in,
 )
 
 log = logging.getLogger("edge")
@@ -96,6 +97,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     stop_on_signals(stop)  # SIGTERM and Ctrl-C end the watch normally: exit 0
+    warn_of_a_password_in(args.mqtt)
     summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
                           echo=(lambda line: None) if args.quiet else _flushed_print,
                           stop=stop, events=args.events, share_group=args.share_group,

@@ -100,6 +100,10 @@ class MqttLink:
             if password is not None and not self.settings.tls:
                 log.warning("the MQTT password goes to %s in plaintext; use mqtts:// unless "
                             "this network is trusted", self.settings.display_url)
+            if password is None:
+                log.warning("mqtt.username is %r but no password is given (mqtt.password_file "
+                            "or EDGE_MQTT_PASSWORD); a broker that wants one will refuse the "
+                            "connection", self.settings.username)
         if self.settings.tls:
             client.tls_set_context(tls_context_from_config(self.settings))
         client.reconnect_delay_set(min_delay=max(1, round(self.settings.reconnect_min_s)),
