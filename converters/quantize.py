@@ -116,6 +116,9 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     judging = options.method == "auto" or options.compare
     every = held_out_every(frames.count)
     feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
+    log.info("calibrating on %d frames (%s profile, method %s%s)", frames.count, options.profile,
+             options.method, f"; 1 in {every} held out to judge the range methods"
+             if judging else "")
     # frames are decoded from here on, while the models and sessions below are made
     with Prefetched(feeds, FRAMES_AHEAD) as ready:
         tensors = tensors_to_observe(model, options)

@@ -336,8 +336,9 @@ def test_interrupted_calibration_exits_130_and_writes_nothing(tmp_path):
         stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     started = time.monotonic()
-    while "calibrating" not in process.stderr.read(64):  # the progress bar is up
+    while "calibrating on" not in process.stderr.readline():  # the statistics pass begins
         assert time.monotonic() - started < 60
+    time.sleep(1.0)  # inside it, with the background sessions being made or running
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

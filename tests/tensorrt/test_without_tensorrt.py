@@ -41,8 +41,12 @@ def test_build_engine_exits_2_naming_tensorrt(demo_model):
 
 
 def test_selftest_exits_2_naming_tensorrt():
+    from edge.runners import gpu_present
+
     result = edge("selftest", "--hardware")
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr
+    if not gpu_present():  # installing TensorRT would not help: says so first
+        assert result.stderr.startswith("edge: error: no NVIDIA GPU here")
 
 
 def test_auto_backend_falls_back_and_says_why(demo_model):
