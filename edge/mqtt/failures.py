@@ -44,8 +44,14 @@ COMMAND_LINE = SettingNames("--ca-file", "--certfile and --keyfile", "--mqtt",
                             "($EDGE_MQTT_PASSWORD)")
 
 
-def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS) -> str:
-    """A connection attempt's exception -> `refused: ...`, `TLS verification: ...`, ..."""
+def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS,
+                         tls: bool = False) -> str:
+    """A connection attempt's exception -> `refused: ...`, `TLS verification: ...`, ...; `tls`:
+    the attempt was an mqtts:// one (a reset then comes from the handshake)."""
+    hung_up = (f"is it an MQTT TLS port? (a broker that wants a client certificate: set "
+               f"{names.client_certificate})")
+    if tls and isinstance(exc, ConnectionResetError | BrokenPipeError | ssl.SSLEOFError):
+        return f"the server hung up during the TLS handshake ({_said(exc)}): {hung_up}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"TLS verification failed: {exc.verify_message}; check {names.ca_file} (the CA "
                 f"that signed the broker's certificate) and the host name in {names.url}")
@@ -55,9 +61,8 @@ def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS) 
                 if "CERTIFICATE_REQUIRED" in reason else
                 "; is it a TLS port? mqtts:// needs a TLS listener (plain MQTT is mqtt://)"
                 if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER" in reason else
-                "; the server hung up during the handshake: is it an MQTT TLS port? (a broker "
-                f"that wants a client certificate: set {names.client_certificate})"
-                if "EOF" in reason or isinstance(exc, ssl.SSLEOFError) else "")
+                f"; the server hung up during the handshake: {hung_up}" if "EOF" in reason
+                else "")
         return f"TLS handshake failed: {exc.reason or exc}{hint}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused: is the broker running and listening on that port?"
@@ -68,6 +73,11 @@ def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS) 
     if isinstance(exc, ConnectionError):
         return f"the broker closed the connection ({exc.strerror or type(exc).__name__})"
     return redact_text(f"{type(exc).__name__}: {exc}")
+
+
+def _said(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or \
+        type(exc).__name__
 
 
 def cause_from_reason(reason: str, names: SettingNames = CONFIG_KEYS) -> str:

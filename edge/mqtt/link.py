@@ -307,7 +307,7 @@ class MqttLink:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:` block: the exception is still current
         exc = sys.exc_info()[1]
-        self.connection.failed(cause_from_exception(exc) if exc is not None
+        self.connection.failed(cause_from_exception(exc, tls=self.settings.tls) if exc is not None
                                else "connection failed")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,

@@ -222,7 +222,8 @@ class BrokerSubscription:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:` block: the exception is still current
         exc = sys.exc_info()[1]
-        self._failed(cause_from_exception(exc, COMMAND_LINE) if exc is not None else
+        self._failed(cause_from_exception(exc, COMMAND_LINE, bool(self._settings[1]))
+                     if exc is not None else
                      _socket_failure(self.host, self.port, bool(self._settings[1])))
 
     def _failed(self, cause: str) -> None:
