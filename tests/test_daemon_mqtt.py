@@ -146,21 +146,31 @@ def test_bad_config_exits_2_with_the_reason(tmp_path, demo_model, edit, message)
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def scene_video(path: Path, frames: int, seed: int) -> Path:
+    """An MJPG AVI of the synthetic scene, 640x480 at 25 FPS."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
+    scene = ShapeScene(seed=seed)
+    for _ in range(frames):
+        writer.write(scene.next()[0])
+    writer.release()
+    return path
+
+
+def config_with_camera(tmp_path: Path, model: Path, port: int, source: str) -> Path:
+    """`write_config`'s daemon config with its camera reading `source` instead."""
+    config = write_config(tmp_path, model, port)
+    config.write_text(config.read_text().replace("synthetic://shapes?fps=10&seed=2", source))
+    return config
+
+
 @pytest.mark.slow
 def test_truncated_video_ends_the_camera_cleanly(tmp_path, mosquitto, demo_model):
     """A video that breaks off mid-file: frames up to the damage are published, then the daemon
     stops by itself (status `stopped`, exit 0) instead of crashing."""
-    clip = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
-    scene = ShapeScene(seed=7)
-    for _ in range(40):
-        writer.write(scene.next()[0])
-    writer.release()
+    clip = scene_video(tmp_path / "clip.avi", 40, seed=7)
     data = clip.read_bytes()
     clip.write_bytes(data[: len(data) // 2])
-    config = write_config(tmp_path, demo_model, mosquitto.port)
-    config.write_text(config.read_text().replace("synthetic://shapes?fps=10&seed=2",
-                                                 f"file://{clip}?fps=0"))
+    config = config_with_camera(tmp_path, demo_model, mosquitto.port, f"file://{clip}?fps=0")
     with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
         result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
                                 capture_output=True, text=True, timeout=120)
@@ -176,15 +186,8 @@ def test_run_summary_counts_the_camera_frames_inference_never_saw(tmp_path, demo
     """A 40-frame video read as fast as it decodes: the frames run plus the frames a newer one
     replaced account for all 40, in the summary and in the last stats message alike (the
     summary's `dropped` counts messages)."""
-    clip = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
-    scene = ShapeScene(seed=8)
-    for _ in range(40):
-        writer.write(scene.next()[0])
-    writer.release()
-    config = write_config(tmp_path, demo_model, mosquitto.port)
-    config.write_text(config.read_text().replace("synthetic://shapes?fps=10&seed=2",
-                                                 f"file://{clip}?fps=0"))
+    clip = scene_video(tmp_path / "clip.avi", 40, seed=8)
+    config = config_with_camera(tmp_path, demo_model, mosquitto.port, f"file://{clip}?fps=0")
     with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
         result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                                  "--json"], capture_output=True, text=True, timeout=120)
