@@ -98,12 +98,14 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
     }, "edge demo")
     watcher = _Watcher(seed, echo)
     subscriber = Subscriber(url, config.topic_prefix, ["detections", "event", "count"],
-                            callback=watcher, client_id=f"edge-demo-watch-{id(watcher) % 100000}")
+                            callback=watcher, client_id=f"edge-demo-watch-{id(watcher) % 100000}",
+                            log_first_failure=False)  # a failure is this command's error
     subscriber.start()
     try:
-        if not subscriber.wait_subscribed(10.0):
-            raise EdgeError(f"could not reach the MQTT broker at {url}; check --mqtt or omit it "
-                            "to use the embedded broker")
+        failure = subscriber.connection.subscription_failure(10.0)
+        if failure is not None:
+            raise EdgeError(f"could not reach the MQTT broker at {url}: {failure}; check --mqtt "
+                            "or omit it to use the embedded broker")
         daemon = Daemon(config)
         daemon.start()
         summary = daemon.run(threading.Event(), duration=seconds)

@@ -83,7 +83,8 @@ def daemon_scores(model: Path, backend: str, seconds: float, url: str,
                     for name, seed in cameras.items()],
         "mqtt": {"url": url}, "frames": {"interval_s": 60.0}}, "edge selftest")
     subscriber = Subscriber(url, config.topic_prefix, ["detections"], callback=received,
-                            client_id=f"edge-selftest-watch-{backend}")  # not the daemon's
+                            client_id=f"edge-selftest-watch-{backend}",  # not the daemon's
+                            log_first_failure=False)
     subscriber.start()
     try:
         if not subscriber.wait_subscribed(10.0):
