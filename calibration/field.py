@@ -172,6 +172,9 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
 
 
 def read_manifest(collected: Path) -> list[dict[str, Any]]:
+    if collected.is_file():
+        raise InputError(f"{collected} is a file; field accuracy reads the folder `edge collect` "
+                         "wrote (it holds manifest.jsonl, classes.txt and labels/)")
     path = collected / "manifest.jsonl"
     if not path.is_file():
         raise InputError(f"{collected} has no manifest.jsonl; field accuracy reads a folder "

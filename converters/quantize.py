@@ -116,9 +116,10 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     judging = options.method == "auto" or options.compare
     every = held_out_every(frames.count)
     feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
-    log.info("calibrating on %d frames (%s profile, method %s%s)", frames.count, options.profile,
-             options.method, f"; 1 in {every} held out to judge the range methods"
-             if judging else "")
+    holding = min(MAX_HELD_OUT, frames.count // every) if judging else 0
+    log.info("calibrating on %d frames (%s profile, method %s): %d for the statistics%s",
+             frames.count, options.profile, options.method, frames.count - holding,
+             f", {holding} held out to judge the range methods" if holding else "")
     # frames are decoded from here on, while the models and sessions below are made
     with Prefetched(feeds, FRAMES_AHEAD) as ready:
         tensors = tensors_to_observe(model, options)
@@ -126,7 +127,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         quantize = Int8Models(model, options.profile, excluded, tensors)
         shared = quantize.shared_session() if judging else None
         collector = StatsCollector(model, tensors, options.threads)
-        stats = collector.collect(_progress(ready, frames.count, options.progress))
+        stats = collector.collect(_progress(ready, frames.count - holding, options.progress))
     phases.lap("statistics")
     warning = None
     if options.method == "auto" and not held_out:

@@ -29,7 +29,14 @@ from edge.client import (
     Subscriber,
 )
 from edge.errors import InputError
-from edge.mqtt.subscriber import CONNECT_TIMEOUT_S, NO_TLS_FILES, TlsFiles, unique_client_id
+from edge.mqtt.failures import COMMAND_LINE
+from edge.mqtt.subscriber import (
+    CONNECT_TIMEOUT_S,
+    NO_TLS_FILES,
+    BrokerSubscription,
+    TlsFiles,
+    unique_client_id,
+)
 from edge.redact import redact_uri
 
 #: Detections messages kept per camera to find a saved frame's detections.
@@ -148,7 +155,8 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
 
     subscriber = Subscriber(url, prefix, share_group=share_group, callback=show,
                             client_id=unique_client_id("monitor"), ca_file=tls.ca_file,
-                            certfile=tls.certfile, keyfile=tls.keyfile, log_first_failure=False)
+                            certfile=tls.certfile, keyfile=tls.keyfile, log_first_failure=False,
+                            log_failures=False, names=COMMAND_LINE)  # it says them itself
     stop = stop or threading.Event()
     subscriber.start()
     try:
@@ -156,7 +164,7 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         with lock:
             echo(f"connected to {redact_uri(url)}, watching {prefix}")
         announced.set()
-        _watch_connection(subscriber.connection.subscribed, url, stop, seconds,
+        _watch_connection(subscriber.connection, url, stop, seconds,
                           lambda line: _locked_echo(lock, echo, line))
     finally:
         subscriber.stop()
@@ -168,11 +176,12 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
 CONNECTION_POLL_S = 0.5
 
 
-def _watch_connection(subscribed: threading.Event, url: str, stop: threading.Event,
+def _watch_connection(connection: BrokerSubscription, url: str, stop: threading.Event,
                       seconds: float | None, echo: Callable[[str], None]) -> None:
-    """Until `stop` is set or `seconds` pass: a line when the broker connection is lost and one
-    when the subscriptions are granted again (paho reconnects on its own; a watch that went
-    quiet would otherwise look like a quiet site)."""
+    """Until `stop` is set or `seconds` pass: a line when the broker connection is lost (with
+    why) and one when the subscriptions are granted again (paho reconnects on its own; a watch
+    that went quiet would otherwise look like a quiet site)."""
+    subscribed = connection.subscribed
     deadline = None if seconds is None else time.monotonic() + seconds
     watching = True
     while True:
@@ -182,8 +191,9 @@ def _watch_connection(subscribed: threading.Event, url: str, stop: threading.Eve
             return
         if subscribed.is_set() != watching:
             watching = subscribed.is_set()
+            why = (connection.last_failure or "closed").removeprefix("connection lost (")
             echo(f"reconnected to {redact_uri(url)}" if watching else
-                 f"connection to {redact_uri(url)} lost; reconnecting")
+                 f"connection to {redact_uri(url)} lost ({why.removesuffix(')')}); reconnecting")
 
 
 def _locked_echo(lock: threading.Lock, echo: Callable[[str], None], line: str) -> None:

@@ -102,7 +102,7 @@ def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
     try:
         wait_for_line(lines, "connected to")
         mosquitto.stop()
-        wait_for_line(lines, "lost; reconnecting")
+        wait_for_line(lines, "; reconnecting")
         mosquitto.start()
         wait_for_line(lines, f"reconnected to {mosquitto.url}", timeout=15)
         publish.single("edge/dev1/gate/circle/count", "3", qos=1, hostname="127.0.0.1",
@@ -113,6 +113,8 @@ def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
         watch.join(10)
     assert [line.split(" ")[0] for line in lines[:3]] == ["connected", "connection",
                                                           "reconnected"], lines
+    assert lines[1].startswith(f"connection to {mosquitto.url} lost (") and \
+        "connection lost" not in lines[1], lines  # with why, said once
 
 
 def wait_for_line(lines: list[str], text: str, timeout: float = 5.0) -> None:

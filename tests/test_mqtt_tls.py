@@ -172,4 +172,4 @@ def test_the_python_subscriber_logs_why_it_cannot_connect(tls_broker, pki, caplo
         assert wait_until(lambda: "TLS verification failed" in caplog.text, 5), caplog.text
         time.sleep(2.5)  # retries with the same cause are not logged again
     warnings = [r.getMessage() for r in caplog.records if "TLS verification" in r.getMessage()]
-    assert len(warnings) == 1 and "check --ca-file" in warnings[0]
+    assert len(warnings) == 1 and "check ca_file=" in warnings[0]

@@ -128,16 +128,18 @@ def tls_files(args: argparse.Namespace) -> TlsFiles:
 def recover_model_argument(args: argparse.Namespace, missing: str) -> Path:
     """MODEL, also where an option before it took it as its own value: argparse gives every
     following word to `--exclude NODE ...` and the path to `--drift-reference [PATH]`, so
-    `edge calibrate --exclude NODE model.onnx ...` would otherwise lose its model. A value of
-    those options is taken as MODEL only when no MODEL was given and it is an existing .onnx
-    file (a drift reference is JSON, and no node is named after a model file); else the
-    error is `missing`."""
+    `edge calibrate --exclude NODE model.onnx ...` would otherwise lose its model. When no
+    MODEL was given, the first of those values that names an .onnx file is MODEL (no node is
+    named like a model file, and a drift reference is JSON); a missing one then gets the
+    usual "does not exist" error. Else the error is `missing`."""
     if args.model is not None:
         return Path(args.model)
     excluded = getattr(args, "exclude", None) or []
-    if excluded and _is_onnx_file(excluded[-1]):
-        args.model = Path(excluded.pop())
-    elif getattr(args, "drift_reference", None) and _is_onnx_file(args.drift_reference):
+    named = [value for value in excluded if _names_onnx(value)]
+    if named:
+        excluded.remove(named[0])
+        args.model = Path(named[0])
+    elif getattr(args, "drift_reference", None) and _names_onnx(args.drift_reference):
         args.model, args.drift_reference = Path(args.drift_reference), ""
     else:
         raise InputError(f"{missing} (give it before --exclude and --drift-reference, which "
@@ -145,5 +147,5 @@ def recover_model_argument(args: argparse.Namespace, missing: str) -> Path:
     return Path(args.model)
 
 
-def _is_onnx_file(value: str) -> bool:
-    return value.lower().endswith(".onnx") and Path(value).is_file()
+def _names_onnx(value: str) -> bool:
+    return value.lower().endswith(".onnx")

@@ -19,6 +19,7 @@ from typing import Literal
 
 from edge.client.contract import KIND_NAMES, KINDS, Message, PayloadError, parse_message
 from edge.errors import InputError
+from edge.mqtt.failures import PYTHON_CLIENT, SettingNames
 from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,15 @@ class Subscriber:
                  on_error: Callable[[PayloadError], None] | None = None,
                  client_id: str = "", ca_file: str | None = None,
                  certfile: str | None = None, keyfile: str | None = None,
-                 queue_size: int = 10_000, log_first_failure: bool = True) -> None:
+                 queue_size: int = 10_000, log_first_failure: bool = True,
+                 log_failures: bool = True, names: SettingNames = PYTHON_CLIENT) -> None:
         """`kinds`: names from `edge.client.contract.KINDS` (default: every topic). With
         mqtts://, `ca_file` is the CA that signed the broker's certificate (default: the
         system's) and `certfile`/`keyfile` a client certificate (PEM). A failed connection is
         logged with its cause, once per cause, while it retries (`log_first_failure` False:
-        you call `wait_subscribed` and report the first failure yourself)."""
+        you call `wait_subscribed` and report the first failure yourself; `log_failures`
+        False: you report every change, `connection.last_failure` says why; `names`: what the
+        advice calls the settings)."""
         wanted = list(kinds)
         unknown = sorted(set(wanted) - set(KIND_NAMES))
         if unknown:
@@ -57,7 +61,8 @@ class Subscriber:
         self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
                                              share_group=share_group, ca_file=ca_file,
                                              certfile=certfile, keyfile=keyfile,
-                                             log_first_failure=log_first_failure)
+                                             log_first_failure=log_first_failure,
+                                             log_failures=log_failures, names=names)
 
     # -- lifecycle -------------------------------------------------------------------------
 

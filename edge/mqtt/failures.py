@@ -42,14 +42,18 @@ CONFIG_KEYS = SettingNames("mqtt.ca_file", "mqtt.certfile and mqtt.keyfile", "mq
 COMMAND_LINE = SettingNames("--ca-file", "--certfile and --keyfile", "--mqtt",
                             "the user (USER@ before the host in --mqtt) and the password "
                             "($EDGE_MQTT_PASSWORD)")
+#: The Python client's arguments (`edge.client.Subscriber`).
+PYTHON_CLIENT = SettingNames("ca_file=", "certfile= and keyfile=", "the URL",
+                             "the user (USER@ before the host in the URL) and the password "
+                             "($EDGE_MQTT_PASSWORD)")
 
 
 def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS,
                          tls: bool = False) -> str:
     """A connection attempt's exception -> `refused: ...`, `TLS verification: ...`, ...; `tls`:
     the attempt was an mqtts:// one (a reset then comes from the handshake)."""
-    hung_up = (f"is it an MQTT TLS port? (a broker that wants a client certificate: set "
-               f"{names.client_certificate})")
+    hung_up = (f"is it an MQTT TLS port? (plain MQTT is mqtt://; a broker that wants a client "
+               f"certificate: set {names.client_certificate})")
     if tls and isinstance(exc, ConnectionResetError | BrokenPipeError | ssl.SSLEOFError):
         return f"the server hung up during the TLS handshake ({_said(exc)}): {hung_up}"
     if isinstance(exc, ssl.SSLCertVerificationError):

@@ -31,6 +31,7 @@ from edge.errors import EdgeError, InputError
 from edge.mqtt.failures import (
     COMMAND_LINE,
     ConnectionLog,
+    SettingNames,
     cause_from_disconnect,
     cause_from_exception,
     cause_from_reason,
@@ -98,12 +99,14 @@ class BrokerSubscription:
                  client_id: str = "", share_group: str | None = None,
                  ca_file: str | None = None, username: str | None = None,
                  password: str | None = None, *, certfile: str | None = None,
-                 keyfile: str | None = None, log_first_failure: bool = True) -> None:
+                 keyfile: str | None = None, log_first_failure: bool = True,
+                 log_failures: bool = True, names: SettingNames = COMMAND_LINE) -> None:
         """`username`/`password` override the URL's user info; a user without a password takes
         it from $EDGE_MQTT_PASSWORD, as the daemon does. `ca_file`, `certfile` and `keyfile`
-        (PEM) are used with mqtts://. Failed attempts are logged once per cause;
-        `log_first_failure` False: the caller waits for the first subscription and reports
-        why it failed itself (a command-line tool that then exits)."""
+        (PEM) are used with mqtts://. Failed attempts are logged once per cause (`last_failure`
+        holds the latest), with advice in `names`' terms; `log_first_failure` False: the caller
+        waits for the first subscription and reports why it failed itself (a command-line tool
+        that then exits); `log_failures` False: the caller says every change itself."""
         broker = checked_broker_url(url)
         if share_group is not None and not share_group.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"share group {share_group!r}: use letters, digits, _ and - only")
@@ -124,6 +127,9 @@ class BrokerSubscription:
         self._settings = (client_id, broker.tls, ca_file, user, secret)
         self._client_files = checked_client_certificate(certfile, keyfile)
         self._log_first_failure = log_first_failure
+        self._log_failures = log_failures
+        self._names = names
+        self.last_failure: str | None = None
         self._refused = False  # the broker's CONNACK refused the current attempt
         self._connection_log = ConnectionLog(redact_uri(url))
         self._lock = threading.Lock()
@@ -211,9 +217,9 @@ class BrokerSubscription:
             return
         if reason.is_failure:
             self._refused = True  # the disconnect that follows is this failure, not another
-            self._failed(cause_from_reason(str(reason), COMMAND_LINE))
+            self._failed(cause_from_reason(str(reason), self._names))
             return
-        if self._connection_log.state.startswith("disconnected"):
+        if self._log_failures and self._connection_log.state.startswith("disconnected"):
             self._connection_log.connected()
         self.connects += 1
         self.connected.set()
@@ -222,19 +228,21 @@ class BrokerSubscription:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:` block: the exception is still current
         exc = sys.exc_info()[1]
-        self._failed(cause_from_exception(exc, COMMAND_LINE, bool(self._settings[1]))
+        self._failed(cause_from_exception(exc, self._names, bool(self._settings[1]))
                      if exc is not None else
                      _socket_failure(self.host, self.port, bool(self._settings[1])))
 
     def _failed(self, cause: str) -> None:
         """A failed attempt: the first answers `subscription_failure` (and is logged unless the
         caller reports it itself); later ones are logged once per cause."""
+        self.last_failure = cause
         if not self._answered.is_set():
             self._failure = cause
             self._answered.set()
             if not self._log_first_failure:
                 return
-        self._connection_log.failed(cause)
+        if self._log_failures:
+            self._connection_log.failed(cause)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Properties | None) -> None:
@@ -250,11 +258,11 @@ class BrokerSubscription:
             tls = bool(self._settings[1])
             self._failed(cause_from_disconnect(str(reason), False,
                                                self._client_files is not None if tls else None,
-                                               COMMAND_LINE) if tls else
+                                               self._names) if tls else
                          f"{self.host}:{self.port} closed the connection before any MQTT "
                          "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
         elif was_connected and not stopped:
-            self._failed(cause_from_disconnect(str(reason), True, None, COMMAND_LINE))
+            self._failed(cause_from_disconnect(str(reason), True, None, self._names))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:

@@ -369,6 +369,12 @@ def test_model_taken_by_drift_reference_is_recovered(demo_model, tmp_path, capsy
                                       "--images", FRAMES, "-o", str(tmp_path / "o.onnx")])
     assert recover_model_argument(args, "no model") == demo_model
     assert args.drift_reference == "" and args.model == demo_model
+    args = build_parser().parse_args(["calibrate", "--exclude", "a", str(demo_model),
+                                      "--exclude", "b", "--images", FRAMES, "-o", "o.onnx"])
+    assert recover_model_argument(args, "no model") == demo_model and args.exclude == ["a", "b"]
+    assert main(["calibrate", "--exclude", "a", str(tmp_path / "typo.onnx"), "--images", FRAMES,
+                 "-o", str(tmp_path / "o.onnx")]) == 2
+    assert "typo.onnx does not exist" in capsys.readouterr().err
     assert main(["calibrate", "--exclude", "a", "b", "--images", FRAMES,
                  "-o", str(tmp_path / "o.onnx")]) == 2
     assert "needs MODEL.onnx" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()

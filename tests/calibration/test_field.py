@@ -78,6 +78,8 @@ def test_field_accuracy_per_day_and_audit_interval(tmp_path):
     assert report.audit["recall"].trials == 1
     by_manifest = field_accuracy(tmp_path / "c" / "manifest.jsonl")  # names its folder too
     assert by_manifest.overall == report.overall
+    with pytest.raises(InputError, match="classes.txt is a file; field accuracy reads the folder"):
+        field_accuracy(tmp_path / "c" / "classes.txt")
 
 
 def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_path, caplog):
