@@ -78,7 +78,7 @@ def test_field_accuracy_per_day_and_audit_interval(tmp_path):
     assert report.audit["recall"].trials == 1
     by_manifest = field_accuracy(tmp_path / "c" / "manifest.jsonl")  # names its folder too
     assert by_manifest.overall == report.overall
-    with pytest.raises(InputError, match=r"classes\.txt is a file; field accuracy reads the folder"):
+    with pytest.raises(InputError, match=r"classes\.txt is a file; field accuracy reads"):
         field_accuracy(tmp_path / "c" / "classes.txt")
 
 
