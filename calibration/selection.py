@@ -291,6 +291,12 @@ def held_out_every(frames: int) -> int:
     return 8 if frames < 128 else 16
 
 
+def held_out_count(frames: int) -> int:
+    """How many of `frames` calibration frames are held back (`held_out_every`, at most
+    `MAX_HELD_OUT`)."""
+    return min(MAX_HELD_OUT, frames // held_out_every(frames))
+
+
 def _batched(feeds: list[Feed], parts: int) -> list[Feed]:
     """`feeds` as `parts` batches (fewer when there are fewer feeds), in order."""
     chunks = [chunk.tolist() for chunk in np.array_split(np.arange(len(feeds)), parts)]

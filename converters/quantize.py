@@ -29,6 +29,7 @@ from calibration.selection import (
     SharedSession,
     best_of,
     clear_loss,
+    held_out_count,
     held_out_every,
     needs_refinement,
     refined_tensors,
@@ -116,7 +117,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     judging = options.method == "auto" or options.compare
     every = held_out_every(frames.count)
     feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
-    holding = min(MAX_HELD_OUT, frames.count // every) if judging else 0
+    holding = held_out_count(frames.count) if judging else 0
     log.info("calibrating on %d frames (%s profile, method %s): %d for the statistics%s",
              frames.count, options.profile, options.method, frames.count - holding,
              f", {holding} held out to judge the range methods" if holding else "")

@@ -191,9 +191,9 @@ def _watch_connection(connection: BrokerSubscription, url: str, stop: threading.
             return
         if subscribed.is_set() != watching:
             watching = subscribed.is_set()
-            why = (connection.last_failure or "closed").removeprefix("connection lost (")
             echo(f"reconnected to {redact_uri(url)}" if watching else
-                 f"connection to {redact_uri(url)} lost ({why.removesuffix(')')}); reconnecting")
+                 f"connection to {redact_uri(url)} lost ({connection.lost_reason or 'closed'}); "
+                 "reconnecting")
 
 
 def _locked_echo(lock: threading.Lock, echo: Callable[[str], None], line: str) -> None:

@@ -107,16 +107,15 @@ def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = 
                       daemon_seconds: float = 10.0) -> dict[str, Any]:
     from edge.gpu.select import gpu_memory
     from edge.runners import GPU_DEVICE_NODES, gpu_present
-    from edge.tensorrt import INSTALL_HINT, TensorRTUnavailableError, load_tensorrt
+    from edge.tensorrt import TensorRTUnavailableError, load_tensorrt
 
     try:  # the clearest errors first: no TensorRT, then no GPU (exit 2)
         trt = load_tensorrt()
     except TensorRTUnavailableError as exc:
         if gpu_present():
             raise
-        tensorrt_state = str(exc).removesuffix(f": {INSTALL_HINT}")  # "... is not installed"
         raise TensorRTUnavailableError(
-            f"no NVIDIA GPU here (none of {', '.join(GPU_DEVICE_NODES)}), and {tensorrt_state}: "
+            f"no NVIDIA GPU here (none of {', '.join(GPU_DEVICE_NODES)}), and {exc.state}: "
             "the hardware self-test is for a Jetson or a machine with an NVIDIA GPU (TensorRT "
             "alone would not help); on this one `edge demo` checks the ONNX Runtime path") from exc
     version = TrtVersion.parse(trt.__version__)

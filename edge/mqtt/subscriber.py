@@ -124,12 +124,14 @@ class BrokerSubscription:
         secret = password if username else broker.password
         if user and secret is None:
             secret = os.environ.get(PASSWORD_ENV)
-        self._settings = (client_id, broker.tls, ca_file, user, secret)
-        self._client_files = checked_client_certificate(certfile, keyfile)
+        self.tls = broker.tls
+        self._names = names
+        self._files = checked_tls_files(TlsFiles(ca_file, certfile, keyfile), names)
+        self._settings = (client_id, user, secret)
         self._log_first_failure = log_first_failure
         self._log_failures = log_failures
-        self._names = names
         self.last_failure: str | None = None
+        self.lost_reason: str | None = None  # why the broker dropped the last live connection
         self._refused = False  # the broker's CONNACK refused the current attempt
         self._connection_log = ConnectionLog(redact_uri(url))
         self._lock = threading.Lock()
@@ -137,18 +139,19 @@ class BrokerSubscription:
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
-        client_id, tls, ca_file, username, password = self._settings
+        client_id, username, password = self._settings
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=self.protocol)
-        if tls:
-            certfile, keyfile = self._client_files or (None, None)
+        if self.tls:
+            files = self._files
             try:
-                client.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile,
-                               cert_reqs=ssl.CERT_REQUIRED)
+                client.tls_set(ca_certs=files.ca_file, certfile=files.certfile,
+                               keyfile=files.keyfile, cert_reqs=ssl.CERT_REQUIRED)
             except (OSError, ssl.SSLError) as exc:
-                raise InputError(f"the TLS files (--ca-file {ca_file}, --certfile {certfile}, "
-                                 f"--keyfile {keyfile}) do not load: {exc}; give PEM files, "
-                                 "the key matching the certificate") from None
+                raise InputError(f"the TLS files ({self._names.ca_file} {files.ca_file}, "
+                                 f"{self._names.client_certificate} {files.certfile} "
+                                 f"{files.keyfile}) do not load: {exc}; give PEM files, the key "
+                                 "matching the certificate") from None
         if username:
             client.username_pw_set(username, password)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -228,9 +231,8 @@ class BrokerSubscription:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:` block: the exception is still current
         exc = sys.exc_info()[1]
-        self._failed(cause_from_exception(exc, self._names, bool(self._settings[1]))
-                     if exc is not None else
-                     _socket_failure(self.host, self.port, bool(self._settings[1])))
+        self._failed(cause_from_exception(exc, self._names, self.tls) if exc is not None else
+                     _socket_failure(self.host, self.port, self.tls))
 
     def _failed(self, cause: str) -> None:
         """A failed attempt: the first answers `subscription_failure` (and is logged unless the
@@ -255,13 +257,13 @@ class BrokerSubscription:
         with self._lock:
             stopped = self._stopped
         if self.connects == 0:
-            tls = bool(self._settings[1])
-            self._failed(cause_from_disconnect(str(reason), False,
-                                               self._client_files is not None if tls else None,
-                                               self._names) if tls else
+            certificate = self._files.certfile is not None
+            self._failed(cause_from_disconnect(str(reason), False, certificate, self._names)
+                         if self.tls else
                          f"{self.host}:{self.port} closed the connection before any MQTT "
                          "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
         elif was_connected and not stopped:
+            self.lost_reason = str(reason)
             self._failed(cause_from_disconnect(str(reason), True, None, self._names))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
@@ -285,18 +287,18 @@ def failure_fix(failure: str) -> str | None:
     return "check --mqtt: host and port (mqtt:// defaults to 1883, mqtts:// to 8883)"
 
 
-def checked_client_certificate(certfile: str | None, keyfile: str | None
-                               ) -> tuple[str, str] | None:
-    """(certfile, keyfile) for TLS client authentication, both or neither, each a file."""
-    if certfile is None and keyfile is None:
-        return None
-    if certfile is None or keyfile is None:
-        raise InputError("--certfile and --keyfile go together: the client certificate and its "
-                         "private key (PEM)")
-    for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
-        if not os.path.isfile(path):
-            raise InputError(f"{option} {path} is not a file")
-    return certfile, keyfile
+def checked_tls_files(files: TlsFiles, names: SettingNames = COMMAND_LINE) -> TlsFiles:
+    """`files`, each given one a file, and the client certificate with its key or neither
+    (errors in `names`' terms)."""
+    if (files.certfile is None) != (files.keyfile is None):
+        raise InputError(f"{names.client_certificate} go together: the client certificate and "
+                         "its private key (PEM)")
+    if files.ca_file is not None and not os.path.isfile(files.ca_file):
+        raise InputError(f"{names.ca_file} {files.ca_file} is not a file")
+    for path in (files.certfile, files.keyfile):
+        if path is not None and not os.path.isfile(path):
+            raise InputError(f"{path} is not a file ({names.client_certificate})")
+    return files
 
 
 def _socket_failure(host: str, port: int, tls: bool) -> str:

@@ -13,7 +13,12 @@ INSTALL_HINT = ("TensorRT comes with JetPack (apt package python3-libnvinfer; in
 
 
 class TensorRTUnavailableError(EdgeError):
-    """TensorRT (or a GPU for it) is not available on this machine."""
+    """TensorRT (or a GPU for it) is not available on this machine; `state` says how TensorRT
+    itself stands ("TensorRT is not installed"), where that is the reason."""
+
+    def __init__(self, message: str, state: str = "") -> None:
+        super().__init__(message)
+        self.state = state
 
 
 def load_tensorrt() -> Any:
@@ -22,7 +27,7 @@ def load_tensorrt() -> Any:
         import tensorrt  # noqa: PLC0415 - optional: the device's own TensorRT
     except ImportError as exc:
         missing = isinstance(exc, ModuleNotFoundError) and exc.name == "tensorrt"
-        reason = "is not installed" if missing else f"cannot be loaded ({exc})"
-        raise TensorRTUnavailableError(f"TensorRT {reason}: {INSTALL_HINT}") from exc
+        state = "TensorRT " + ("is not installed" if missing else f"cannot be loaded ({exc})")
+        raise TensorRTUnavailableError(f"{state}: {INSTALL_HINT}", state) from exc
     TrtVersion.parse(str(getattr(tensorrt, "__version__", "unknown")))  # supported, or exit 2
     return tensorrt
