@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 
 #: What `cmd/snapshot` accepts: nothing (every camera) or one camera name.
 _CAMERA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Stopping waits this long for the cameras to publish their frames in flight, all cameras
+#: together, then up to `INFERENCE_STOP_S` for the running batch, before the outbox is
+#: flushed; with a backend that never returns, stopping takes the sum and no longer (the
+#: systemd unit's TimeoutStopSec is 30 s, the flush `mqtt.flush_timeout_s` after these).
+CAMERAS_STOP_S = 5.0
+INFERENCE_STOP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -272,9 +278,7 @@ class Daemon:
                     raise camera_error(index, worker.name, exc) from exc
                 started.append(worker)
         except EdgeError:
-            for worker in started:
-                worker.stop()
-            self.service.close()
+            self._stop_cameras(started)
             raise
         self.link.start()
         if self.discovery is not None:
@@ -316,9 +320,7 @@ class Daemon:
     def stop(self, seconds: float) -> RunSummary:
         self._stopping = True
         self.heartbeat.stopping(summary_line(self.stats()))
-        for worker in self.workers:
-            worker.stop()
-        self.service.close()
+        self._stop_cameras(self.workers)
         self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
         flushed = self.link.stop("failed" if self.failure else "stopped")
         frames = sum(w.frames for w in self.workers)
@@ -327,6 +329,17 @@ class Daemon:
                           self.link.counters.dropped, flushed,
                           self._camera_failure if self.failure is None else str(self.failure),
                           sum(w.frames_dropped for w in self.workers))
+
+    def _stop_cameras(self, workers: list[CameraWorker]) -> None:
+        """Stop `workers` together and then the inference service: bounded by
+        `CAMERAS_STOP_S` + `INFERENCE_STOP_S` however many cameras there are (one after the
+        other, a stuck backend cost each camera its own wait)."""
+        deadline = time.monotonic() + CAMERAS_STOP_S
+        for worker in workers:
+            worker.request_stop()
+        for worker in workers:
+            worker.stop(max(0.0, deadline - time.monotonic()))
+        self.service.close(INFERENCE_STOP_S)
 
 
 def camera_error(index: int, name: str, exc: SourceError) -> SourceError:

@@ -95,12 +95,21 @@ class CameraWorker:
         self.frame_publisher.start()
         self._loop_thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the source and the loop to stop without waiting for them (`stop` waits), so
+        several cameras wind down at once."""
         self._stop.set()
+        self.supervisor.request_stop()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop and wait up to `timeout` seconds in all for the source and the loop (which
+        publishes its frame in flight first)."""
+        deadline = time.monotonic() + timeout
+        self.request_stop()
         self.supervisor.stop(timeout)
         self._latest.close()
         if self._loop_thread.is_alive():
-            self._loop_thread.join(timeout)
+            self._loop_thread.join(max(0.0, deadline - time.monotonic()))
         self.frame_publisher.stop()
 
     def alive(self) -> bool:

@@ -118,6 +118,7 @@ class InferenceService:
         self._filling: _Batch | None = None
         self._free: list[int] = []
         self._stopping = False
+        self._abandoned = False  # close() gave up on a runner that never returned
         self._error: BaseException | None = None
         self._startup_error: BaseException | None = None
         self._ready = threading.Event()
@@ -215,7 +216,8 @@ class InferenceService:
         failed, ServiceClosedError if the service stopped first."""
         with self._cond:
             self._cond.wait_for(lambda: ticket.done or self._error is not None
-                                or (self._stopping and not self.thread.is_alive()), timeout)
+                                or (self._stopping and not self.thread.is_alive())
+                                or self._abandoned, timeout)
             if ticket.done:
                 return ticket.output
             self._raise_if_stopped()
@@ -339,15 +341,19 @@ class InferenceService:
                          "running" if self.thread.is_alive() else "stopped"}
 
     def close(self, timeout: float = 10.0) -> None:
-        """Finish the running batch, close the runner on its own thread, wake every camera."""
+        """Finish the running batch, close the runner on its own thread, wake every camera.
+        A runner that has not returned within `timeout` seconds is left behind (its thread is
+        a daemon) and the cameras waiting on it get ServiceClosedError, so stopping stays
+        bounded however many cameras wait."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self.thread.join(timeout)
         with self._cond:
+            self._abandoned = self.thread.is_alive()
             self._cond.notify_all()
-        if self.thread.is_alive():
-            log.warning("the inference thread did not stop within %.0f s", timeout)
+        if self._abandoned:
+            log.warning("the inference thread did not stop within %.0f s; left behind", timeout)
 
 
 def runner_rows(configured: int | None, cameras: int) -> int:

@@ -237,3 +237,42 @@ url = "mqtt://127.0.0.1:{mosquitto.port}"
     if kind == "classifier":
         boxes = {tuple(d["box"]) for m in watcher.messages for d in m.json()["detections"]}
         assert boxes == {(0.0, 0.0, 640.0, 480.0)}
+
+
+def test_stopping_with_a_stuck_backend_is_bounded_whatever_the_camera_count(
+        mosquitto, demo_model, monkeypatch, caplog):
+    """A backend that never returns, under three cameras: stopping waits `CAMERAS_STOP_S` for
+    all cameras together and `INFERENCE_STOP_S` for the batch, then flushes and says
+    "stopped" (one camera after the other, it took 3 x 5 s + 10 s, and systemd's
+    TimeoutStopSec of 30 s would have killed it before the flush)."""
+    import edge.daemon
+    from edge.config import config_from_dict
+    from edge.daemon import Daemon
+    from tests.stuck_runner import StuckRunner
+
+    monkeypatch.setattr(edge.daemon, "CAMERAS_STOP_S", 1.0)
+    monkeypatch.setattr(edge.daemon, "INFERENCE_STOP_S", 1.0)
+    cameras = [{"name": f"cam{i}", "source": f"synthetic://shapes?fps=20&seed={i}"}
+               for i in range(3)]
+    config = config_from_dict({"device_id": "test-gate", "cameras": cameras,
+                               "model": {"path": str(demo_model), "threads": 1},
+                               "mqtt": {"url": mosquitto.url}}, "test")
+    daemon = Daemon(config)
+    runner = StuckRunner(daemon)
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        daemon.start()
+        try:
+            watcher.wait_for(lambda: all(watcher.on(f"/cam{i}/detections") for i in range(3)),
+                             30, "detections from every camera")
+            runner.hang()
+            assert runner.stuck.wait(10), "the runner was never asked again"
+            began = time.monotonic()
+            summary = daemon.stop(1.0)
+            stopping_s = time.monotonic() - began
+        finally:
+            runner.release()
+    assert stopping_s < 1.0 + 1.0 + 3.0, stopping_s  # the two waits and the flush, not 3 x 5 s
+    assert "did not stop within 1 s; left behind" in caplog.text
+    assert retained_status(mosquitto.port, PREFIX)["state"] == "stopped"
+    assert summary.published >= 3 and summary.queued == 0
+    assert all(not worker.alive() or worker.finished.is_set() for worker in daemon.workers)

@@ -16,6 +16,7 @@ import pytest
 
 from edge.heartbeat import Heartbeat, summary_line
 from edge.sdnotify import Notifier, notifier_from_environ
+from tests.stuck_runner import StuckRunner
 
 
 @pytest.fixture
@@ -157,8 +158,6 @@ def test_a_camera_loop_stuck_in_inference_stops_the_watchdog(mosquitto, demo_mod
     """A backend call that never returns leaves every thread alive: the daemon must still see
     that its loop no longer comes round, say which camera, and stop counting as alive (under
     systemd: no more WATCHDOG=1, so the service is restarted)."""
-    import threading
-
     import edge.pipeline
     from edge.config import config_from_dict
     from edge.daemon import Daemon
@@ -170,17 +169,7 @@ def test_a_camera_loop_stuck_in_inference_stops_the_watchdog(mosquitto, demo_mod
                                             "source": "synthetic://shapes?fps=20&seed=1"}],
                                "mqtt": {"url": mosquitto.url}}, "test")
     daemon = Daemon(config)
-    runner = daemon.service._runner
-    assert runner is not None
-    hang, release = threading.Event(), threading.Event()
-    wait = runner.wait
-
-    def hanging_wait(slot: int):  # the backend stops answering once asked to
-        if hang.is_set():
-            release.wait()
-        return wait(slot)
-
-    runner.wait = hanging_wait  # type: ignore[method-assign]
+    runner = StuckRunner(daemon)
     daemon.start()
     try:
         deadline = time.monotonic() + 20
@@ -188,7 +177,7 @@ def test_a_camera_loop_stuck_in_inference_stops_the_watchdog(mosquitto, demo_mod
             assert time.monotonic() < deadline, "no frames"
             time.sleep(0.05)
         assert daemon.alive()
-        hang.set()
+        runner.hang()
         deadline = time.monotonic() + 10
         while daemon.alive():
             assert time.monotonic() < deadline, "still alive with inference stuck"
@@ -196,6 +185,6 @@ def test_a_camera_loop_stuck_in_inference_stops_the_watchdog(mosquitto, demo_mod
         assert daemon.service.thread.is_alive() and daemon.workers[0].stalled
         assert "camera gate: its loop has not come round" in caplog.text
     finally:
-        release.set()
+        runner.release()
         daemon.stop(1.0)
     assert not daemon.workers[0].stalled

@@ -128,10 +128,14 @@ class SourceSupervisor:
         self._notify()
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the supervising thread to stop reading; `stop` waits for it."""
+        self._stop.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading; the retained status then says the camera ended with the daemon rather
         than showing it streaming."""
-        self._stop.set()
+        self.request_stop()
         if self._thread.ident is None:  # never started
             return
         self._thread.join(timeout)
