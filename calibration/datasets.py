@@ -79,12 +79,19 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
         data, _ = _coco_file(path, labels)
         if not data.get("images") or not data.get("annotations"):
             raise InputError(f"{path} lists no images or no annotations")
-    elif layout == "folders":
-        _class_folders(path, labels)
+    elif layout == "folders" and not any(_folder_images(folder)
+                                         for folder in _class_folders(path, labels)):
+        raise _no_class_folders(path)
 
 
 def _no_labelled_images(path: Path, detail: str = "") -> InputError:
     return InputError(f"{path} holds no usable labelled images{detail}")
+
+
+def _no_class_folders(path: Path) -> InputError:
+    return InputError(f"{path} holds no class folders with images: a classifier is scored on "
+                      "one folder per label, named as the model's labels (DIR/cat/1.jpg, "
+                      "DIR/dog/2.jpg, ...), or on a COCO JSON file")
 
 
 def _no_objects(path: Path) -> InputError:
@@ -104,7 +111,7 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     else:
         dataset = _yolo(path, labels)
     if not dataset.items:
-        raise _no_labelled_images(path)
+        raise _no_class_folders(path) if layout == "folders" else _no_labelled_images(path)
     if task != "classify" and not any((~item.difficult).any() for item in dataset.items):
         raise _no_objects(path)
     if max_images is not None:
@@ -246,6 +253,9 @@ def _folders(root: Path, labels: Sequence[str]) -> Dataset:
     folders = _class_folders(root, labels)
     items = [LabelledImage(image, np.zeros((1, 4), np.float32),
                            np.array([labels.index(folder.name)], np.int64), np.zeros(1, bool))
-             for folder in folders for image in sorted(folder.iterdir())
-             if image.suffix.lower() in IMAGE_SUFFIXES]
+             for folder in folders for image in _folder_images(folder)]
     return Dataset("folders", items)
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -378,3 +378,28 @@ def test_model_taken_by_drift_reference_is_recovered(demo_model, tmp_path, capsy
     assert main(["calibrate", "--exclude", "a", "b", "--images", FRAMES,
                  "-o", str(tmp_path / "o.onnx")]) == 2
     assert "needs MODEL.onnx" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
+
+
+def test_a_classifier_report_on_a_flat_folder_fails_before_writing(tmp_path):
+    """--report's default --eval-data is --images; for a classifier a flat folder of photos is
+    not labelled data. Said before calibrating, with the layout it needs, and an existing -o
+    is left as it was (the check used to pass and the report failed after the write)."""
+    import cv2
+
+    from converters.convert import convert
+    from tests.converters.tiny_models import TinyClassifier, export_onnx
+
+    source = export_onnx(seeded(TinyClassifier(2, softmax=True)), tmp_path / "c.onnx", 32, 32)
+    convert(source, ConvertOptions(labels=("dark", "bright"))).write(tmp_path / "cls.onnx")
+    (tmp_path / "photos").mkdir()
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / "photos" / f"{i}.png"), np.full((40, 40, 3), 60 * i, np.uint8))
+    (tmp_path / "photos" / "dark").mkdir()  # a class folder, but no images in it
+    (tmp_path / "int8.onnx").write_bytes(b"kept")
+    result = edge("calibrate", tmp_path / "cls.onnx", "--images", tmp_path / "photos", "-o",
+                  tmp_path / "int8.onnx", "--report", tmp_path / "report")
+    assert result.returncode == 2, result.stderr
+    assert "holds no class folders with images" in result.stderr
+    assert "DIR/cat/1.jpg" in result.stderr and "Pass --eval-data" in result.stderr
+    assert (tmp_path / "int8.onnx").read_bytes() == b"kept"
+    assert not (tmp_path / "report").exists()
