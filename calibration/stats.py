@@ -26,6 +26,7 @@ import onnx
 import onnxruntime as ort
 from onnx import AttributeProto, TensorProto, helper
 
+from calibration.tensor_types import tensor_types
 from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.system import usable_cores
@@ -117,10 +118,8 @@ class TensorStats:
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:
-    """Names of every float node output, in graph order (shape inference supplies the types)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    """Names of every float node output, in graph order."""
+    types = tensor_types(model)
     return [name for node in model.graph.node for name in node.output
             if name and types.get(name) == TensorProto.FLOAT]
 

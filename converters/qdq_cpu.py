@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from calibration.ranges import TensorRanges
+from calibration.tensor_types import with_value_types
 from converters.pixel_stem import pixel_stem
 from converters.qdq_tensorrt import check_exclusions, decode_tail
 
@@ -122,7 +123,7 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
         cache = Path(scratch) / "ranges.json"
         save_tensors_data(tensors_data(ranges), cache)
         source, out = Path(scratch) / "model.onnx", Path(scratch) / "model.int8.onnx"
-        onnx.save(model, source)
+        onnx.save(with_value_types(model), source)  # the quantizer skips untyped tensors
         with _quantizer_advice_muted():
             quantize_static(
                 str(source), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,

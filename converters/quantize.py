@@ -159,10 +159,21 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         if judge is not None:  # did it help? judged like the candidates
             written = judge.fidelity(f"{chosen}, {len(excluded)} float", quantized)
         phases.lap("keep_float")
+    if not quantization_summary(quantized)["quantized"]:
+        raise InputError(_nothing_quantized(options, excluded))
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
                       comparison, warning, written, phases)
+
+
+def _nothing_quantized(options: CalibrateOptions, excluded: list[str]) -> str:
+    kept = (f" with {', '.join(excluded)} kept float (--exclude, --keep-float)"
+            if excluded else "")
+    return (f"nothing would be quantized: the {options.profile} profile finds no layer to "
+            f"quantize in this model{kept}, so the output would be the FP32 model labelled "
+            "INT8; keep fewer layers float, try the other --profile, or use the FP32 model as "
+            "it is")
 
 
 def _effective_exclusions(model: onnx.ModelProto, options: CalibrateOptions) -> list[str]:

@@ -21,7 +21,7 @@ from converters.fold import Normalisation
 from converters.model_report import quantization_summary
 from converters.qdq_rules import check_tensorrt_qdq, tensorrt_qdq_violations
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
-from edge.errors import ModelError
+from edge.errors import InputError, ModelError
 from tests.converters.tiny_models import TinyDetector, seeded
 
 FRAMES = "synthetic://shapes?seed=11"
@@ -403,3 +403,46 @@ def test_a_classifier_report_on_a_flat_folder_fails_before_writing(tmp_path):
     assert "DIR/cat/1.jpg" in result.stderr and "Pass --eval-data" in result.stderr
     assert (tmp_path / "int8.onnx").read_bytes() == b"kept"
     assert not (tmp_path / "report").exists()
+
+
+def _classifier_with_a_contrib_op(path: Path) -> Path:
+    """Conv -> com.microsoft Gelu -> GlobalAveragePool -> Flatten -> Gemm: ONNX's shape
+    inference cannot type anything after the Gelu."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"W": rng.normal(0, 0.3, (8, 3, 3, 3)), "B": np.zeros(8),
+               "FW": rng.normal(0, 0.3, (4, 8)), "FB": rng.normal(0, 0.1, 4)}
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Gelu", ["c"], ["r"], domain="com.microsoft", name="gelu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "FW", "FB"], ["logits"], transB=1, name="fc")]
+    graph = helper.make_graph(
+        nodes, "contrib", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_cpu_profile_quantizes_past_an_operator_outside_the_onnx_domain(tmp_path):
+    """The Gemm after a com.microsoft op was a traceback from ONNX Runtime's quantizer (its
+    input untyped, so never observed); excluding it wrote a float model labelled INT8."""
+    from converters.convert import convert
+
+    source = _classifier_with_a_contrib_op(tmp_path / "contrib.onnx")
+    convert(source, ConvertOptions(labels=("a", "b", "c", "d"))).write(tmp_path / "m.onnx")
+    model, spec = load_float_model(tmp_path / "m.onnx")
+    frames = frames_from(FRAMES, max_images=12)
+    calibrated = calibrate(model, spec, frames, CalibrateOptions(profile="cpu", progress=False))
+    assert {"r", "g", "f"} <= set(calibrated.ranges.ranges)
+    fc = next(n for n in calibrated.model.graph.node if n.op_type == "Gemm")
+    producers = {o: n.op_type for n in calibrated.model.graph.node for o in n.output}
+    assert producers[fc.input[0]] == producers[fc.input[1]] == "DequantizeLinear"
+    with pytest.raises(InputError, match=r"nothing would be quantized.*fc, gap kept float"):
+        calibrate(model, spec, frames, CalibrateOptions(profile="cpu", exclude=("fc", "gap"),
+                                                        progress=False))
