@@ -55,15 +55,25 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
         raise ConversionError(f"cannot construct {module_class.__name__}: {exc}; pass its "
                               "arguments with --module-args '{\"name\": value}'") from exc
     state = _state_dict(checkpoint)
-    result = network.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    expected = network.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if missing or unexpected:
         raise ConversionError(
             f"checkpoint {checkpoint} does not match {module_class.__name__}: "
-            f"missing keys {_listing(result.missing_keys)}; unexpected keys "
-            f"{_listing(result.unexpected_keys)}. Check --module and --module-args")
+            f"missing keys {_listing(missing)}; unexpected keys {_listing(unexpected)}. Check "
+            "--module and --module-args")
+    resized = [f"{key} is {list(state[key].shape)} in the checkpoint, "
+               f"{list(value.shape)} in the module" for key, value in expected.items()
+               if tuple(state[key].shape) != tuple(value.shape)]
+    if resized:
+        raise ConversionError(
+            f"checkpoint {checkpoint} does not match {module_class.__name__}"
+            f"(**{arguments or {}}): {_listing(resized, 3)}. Check --module-args (the class "
+            "count, widths) against what the checkpoint was trained with")
     try:
         network.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # shape mismatches surface only in strict mode
+    except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise ConversionError(f"checkpoint {checkpoint} does not match "
                               f"{module_class.__name__}: {' '.join(first[1:3]).strip()}") from exc
