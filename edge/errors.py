@@ -5,6 +5,7 @@ file). Its message names the thing and says how to fix it; the CLI prints it wit
 traceback and exits with code 2. Any other exception is a bug.
 """
 
+from edge.install_hint import install_command
 from edge.redact import redact_text
 
 
@@ -38,6 +39,6 @@ class MissingDependencyError(EdgeError):
     def __init__(self, module: str, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs the Python module '{module}', which is not installed; "
-            f"install it with: pip install 'edge-runtime[{extra}]'")
+            f"install it with: {install_command(extra)}")
         self.module = module
         self.extra = extra

@@ -215,7 +215,7 @@ def test_without_the_convert_extra_the_install_command_is_shown(tmp_path, comman
     args = {"convert": ["--labels", "a,b,c"], "calibrate": ["--images", "synthetic://shapes"]}
     result = edge_without("onnx", command, source, "-o", tmp_path / "out.onnx", *args[command])
     assert_refused(result, f"edge {command} needs the Python module 'onnx'",
-                   "pip install 'edge-runtime[convert]'")
+                   f"pip install -e '{Path(__file__).resolve().parents[2]}[convert]'")
 
 
 # -- calibration inputs -----------------------------------------------------------------------
