@@ -115,9 +115,11 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto") -
              f"--method {requested} was compared with the others by output SQNR alone "
              f"({chosen.sqnr_db:.1f} dB)")
     if task == "classify":
+        needed = MIN_COMPARED * held_out_every(MIN_COMPARED)
         return (f"{chosen.frames} held-out frames are too few to measure top-1 agreement with "
-                f"FP32; {rests}; calibrate with more images (--max-images, 128 or more) to have "
-                "it checked")
+                f"FP32; {rests}; calibrate on {needed} or more images (1 in "
+                f"{held_out_every(MIN_COMPARED)} is held out, and {MIN_COMPARED} held-out frames "
+                "are needed) to have it checked")
     return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32's "
             f"and {chosen.method}'s INT8 model's together), too few to measure detection "
             f"agreement with FP32; {rests}; calibrate with frames that show the objects the "
