@@ -66,6 +66,10 @@ def parse_fraction(text: str) -> float:
     return _number(text, float, lambda v: 0 < v < 1, "a number between 0 and 1")
 
 
+def parse_percentile(text: str) -> float:
+    return _number(text, float, lambda v: 0 < v <= 100, "a percentile in (0, 100], e.g. 99.99")
+
+
 def parse_positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
 

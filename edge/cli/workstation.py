@@ -14,6 +14,7 @@ from edge.cli.common import (
     parse_batch,
     parse_fraction,
     parse_non_negative_int,
+    parse_percentile,
     parse_positive_float,
     parse_positive_int,
     parse_size,
@@ -392,41 +393,59 @@ def _add_calibrate(commands: Any) -> None:
         description="Streams calibration frames through the FP32 model, computes per-tensor "
                     "ranges and writes a QDQ model for TensorRT (symmetric int8) or ONNX "
                     "Runtime CPU (uint8 activations).")
-    calibrate.add_argument("model", type=Path, nargs="?", metavar="MODEL.onnx")
+    calibrate.add_argument("model", type=Path, nargs="?", metavar="MODEL.onnx",
+                           help="the FP32 model `edge convert` wrote (required)")
     calibrate.add_argument("--images", required=True,
                            help="image folder, video file, or synthetic://shapes?seed=N")
-    calibrate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
-    calibrate.add_argument("--profile", choices=["tensorrt", "cpu"], default="tensorrt")
+    calibrate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx",
+                           help="the INT8 model to write")
+    calibrate.add_argument("--profile", choices=["tensorrt", "cpu"], default="tensorrt",
+                           help="who runs the INT8 model: tensorrt (Jetson; symmetric int8, "
+                                "what TensorRT's rules accept; default) or cpu (ONNX Runtime "
+                                "on a CPU; uint8 activations, its fused int8 kernels)")
     calibrate.add_argument("--method", choices=["auto", "mse", "entropy", "percentile", "minmax"],
                            default="auto",
                            help="range algorithm (default auto: every method is tried and the "
                                 "one closest to FP32 on held-out frames kept; entropy is "
                                 "TensorRT's)")
-    calibrate.add_argument("--percentile", type=float, default=99.99)
-    calibrate.add_argument("--max-images", type=parse_positive_int, default=500)
-    calibrate.add_argument("--min-images", type=parse_positive_int, default=8)
-    calibrate.add_argument("--seed", type=int, default=0, help="subset selection seed")
+    calibrate.add_argument("--percentile", type=parse_percentile, default=99.99,
+                           help="the percentile method's share of |x| kept unclipped, in "
+                                "percent (default 99.99)")
+    calibrate.add_argument("--max-images", type=parse_positive_int, default=500,
+                           help="use at most this many frames: a random subset (--seed) of a "
+                                "larger folder, a video's first ones (default 500)")
+    calibrate.add_argument("--min-images", type=parse_positive_int, default=8,
+                           help="refuse to calibrate on fewer usable frames (default 8)")
+    calibrate.add_argument("--seed", type=int, default=0,
+                           help="which random subset of a folder larger than --max-images "
+                                "(default 0)")
     calibrate.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
-                           help="node names to keep in float (repeatable; names from `edge "
-                                "inspect --json`)")
+                           help="node names to keep in float, several after one --exclude or "
+                                "one per --exclude (names from `edge inspect --json`)")
     calibrate.add_argument("--keep-float", type=parse_non_negative_int, default=0, metavar="N",
                            help="also keep N layers in float: those that, each in float alone, "
                                 "bring the output closest to FP32 on the held-out frames "
                                 "(tensorrt profile: one INT8 model per layer, about 10 s for a "
                                 "YOLOv8n); on the cpu profile, the N layers with the lowest SQNR")
-    calibrate.add_argument("--cache", type=Path, help="also write a TensorRT calibration cache")
+    calibrate.add_argument("--cache", type=Path, metavar="FILE",
+                           help="also write a TensorRT calibration cache, to build the FP32 model "
+                                "as int8 (`edge build-engine --cache`; TensorRT 8.5-10)")
     calibrate.add_argument("--trt-version",
                            help="with --cache: the TensorRT version the cache is for (8.5-10.x; "
                                 f"default {DEFAULT_TRT_VERSION})")
-    calibrate.add_argument("--ranges", type=Path, help="also write the ranges as JSON")
+    calibrate.add_argument("--ranges", type=Path, metavar="FILE",
+                           help="also write the ranges as JSON")
     calibrate.add_argument("--report", type=Path, metavar="DIR",
                            help="write an FP32-vs-INT8 accuracy report (Markdown + PNG)")
-    calibrate.add_argument("--eval-data", type=Path,
-                           help="labelled data for the report (default: --images)")
+    calibrate.add_argument("--eval-data", type=Path, metavar="DATA",
+                           help="labelled data for the report: a YOLO dataset folder, a COCO "
+                                "JSON file or (classifiers) one folder of images per label "
+                                "(default: --images)")
     calibrate.add_argument("--threads", type=parse_non_negative_int, default=0,
-                           help="inference threads in all (default 0: all cores but two, at least "
-                                "two single-thread runs at a time)")
-    calibrate.add_argument("--json", action="store_true")
+                           help="inference threads in all (default 0: all cores but two, "
+                                "shared by two runs in flight, at least one thread each)")
+    calibrate.add_argument("--json", action="store_true",
+                           help="print the result as one JSON line (methods compared, phases)")
     add_drift_reference_argument(calibrate, "the calibration frames through the output model")
     calibrate.set_defaults(handler=cmd_calibrate)
 
@@ -448,8 +467,10 @@ def _add_convert(commands: Any) -> None:
         description="SRC: an ONNX file (Ultralytics exports carry labels and size), a "
                     "TorchScript file, or a PyTorch state_dict checkpoint with --module. The "
                     "output takes raw uint8 camera frames; preprocessing is folded in.")
-    convert.add_argument("source", type=Path, metavar="SRC")
-    convert.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
+    convert.add_argument("source", type=Path, metavar="SRC",
+                         help="the model to convert (.onnx, .torchscript, .pt/.pth with --module)")
+    convert.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx",
+                         help="the converted FP32 model to write")
     convert.add_argument("--input-size", type=parse_size, metavar="HxW",
                          help="network input size, e.g. 640 or 384x640")
     convert.add_argument("--labels", help="class names: a file (one per line or JSON list) or "
@@ -462,7 +483,8 @@ def _add_convert(commands: Any) -> None:
                          help="per-channel mean in 0..1 units, network order (default 0,0,0)")
     convert.add_argument("--std", type=parse_triple, default=(1.0, 1.0, 1.0),
                          help="per-channel std in 0..1 units (default 1,1,1: just /255)")
-    convert.add_argument("--task", choices=["detect", "classify"])
+    convert.add_argument("--task", choices=["detect", "classify"],
+                         help="what the model does, when its output shape does not say")
     convert.add_argument("--head", choices=["anchor_free", "anchor_free_transposed", "yolov5",
                                             "logits", "probabilities"],
                          help="output layout when the shape alone is ambiguous")
@@ -478,15 +500,20 @@ def _add_convert(commands: Any) -> None:
                               "32 for detectors)")
     convert.add_argument("--name", help="model name in the spec (default: the file's stem)")
     convert.add_argument("--score-threshold", type=parse_fraction, default=0.25,
-                         help="default score threshold stored in the spec (0..1)")
+                         help="default score threshold stored in the spec (0..1; default "
+                              "0.25)")
     convert.add_argument("--iou-threshold", type=parse_fraction, default=0.45,
-                         help="default NMS IoU threshold stored in the spec (0..1)")
-    convert.add_argument("--no-simplify", dest="simplify", action="store_false")
+                         help="default NMS IoU threshold stored in the spec (0..1; default "
+                              "0.45)")
+    convert.add_argument("--no-simplify", dest="simplify", action="store_false",
+                         help="skip onnxsim's constant folding and shape simplification")
     convert.add_argument("--no-verify", dest="verify", action="store_false",
                          help="skip the parity check against the source model")
     convert.add_argument("--tolerance", type=parse_positive_float, default=1e-3,
-                         help="parity: largest error relative to the output's range")
-    convert.add_argument("--json", action="store_true")
+                         help="parity: largest error relative to the output's range "
+                              "(default 0.001)")
+    convert.add_argument("--json", action="store_true",
+                         help="print the result as one JSON line")
     convert.set_defaults(handler=cmd_convert)
 
     inspect = commands.add_parser("inspect", help="show a model's spec, tensors, ops and "

@@ -259,7 +259,7 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
         (["--images", FRAMES, "--drift-reference", "{tmp}/no/d.json"], "(of --drift-reference"),
         (["--images", FRAMES, "--cache", "{tmp}/int8.onnx"], "-o and --cache both name"),
         (["--images", FRAMES, "--max-images", "1"], "--max-images 1 is below --min-images 2"),
-        (["--images", FRAMES, "--percentile", "101"], "percentile must be in (0, 100]"),
+        (["--images", FRAMES, "--percentile", "101"], "must be a percentile in (0, 100]"),
         # outputs that are folders, and options used only after calibrating, fail at once
         (["--images", FRAMES, "-o", "{tmp}"], "is a folder; name the file to write"),
         (["--images", FRAMES, "--ranges", "{tmp}"], "--ranges {tmp} is a folder"),
