@@ -124,8 +124,9 @@ class FrameSet:
         what = "frame(s)" if self.video is not None else "image(s)"
         skipped = f" ({len(self.skipped)} file(s) skipped)" if self.skipped else ""
         needed = f"{min_images} {'is' if min_images == 1 else 'are'} needed"
+        fix = "add images" if self.count == 0 else "add more, or lower --min-images"
         raise InputError(f"{self.description} has {self.count} usable {what}{skipped}; at least "
-                         f"{needed}: add more, or lower --min-images")
+                         f"{needed}: {fix}")
 
     def inputs(self, spec: ModelSpec) -> Iterator[dict[str, npt.NDArray[np.uint8]]]:
         """Model input dicts `{input name: uint8 [1, H, W, 3]}`, a new buffer per frame."""

@@ -26,14 +26,15 @@ class Calibrated:
     warning: str | None = None  # what the user should know about the choice (also logged)
     written: Fidelity | None = None  # the written model, where it differs from the chosen one
     phases: dict[str, float] = field(default_factory=dict)  # seconds: statistics, ranges, ...
+    requested: str = "auto"  # the method asked for (--method)
 
-    def role(self, fidelity: Fidelity, requested: str = "auto") -> str:
+    def role(self, fidelity: Fidelity) -> str:
         """What `fidelity`'s row is in a comparison table: the written model, the method kept
         ("chosen" by `auto`, else "requested"), or '' for the others."""
         if fidelity is self.written:
             return "written"
         if fidelity.method == self.ranges.method:
-            return "chosen" if requested == "auto" else "requested"
+            return "chosen" if self.requested == "auto" else "requested"
         return ""
 
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:

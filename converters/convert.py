@@ -297,7 +297,7 @@ def _batch(image: ImageInput, options: ConvertOptions, kind: str) -> int | None:
     raise ConversionError(
         f"the ONNX model's batch is fixed at {source_batch} by its exporter, so {wanted} cannot "
         f"be made from it; convert without --batch (batch {source_batch}), or export it again "
-        "with a dynamic batch axis (PyTorch: dynamic_axes={'images': {0: 'batch'}}; "
+        f"with a dynamic batch axis (PyTorch: dynamic_axes={{'{image.name}': {{0: 'batch'}}}}; "
         "Ultralytics: dynamic=True)")
 
 

@@ -75,7 +75,9 @@ def image_input(model: onnx.ModelProto) -> ImageInput:
     described = ", ".join(f"{v.name} {_dims(v)}" for v in inputs) or "none"
     if len(images) > 1:
         raise ConversionError(f"the model has several image-like inputs ({described}); a converted "
-                              "model has exactly one image input")
+                              "model has exactly one image input: export the network with one "
+                              "image input (feed the others as constants or compute them in "
+                              "the graph), then convert that")
     if not images:
         raise ConversionError(f"the model has no image-like input [N, 3, H, W] or [N, H, W, 3] "
                               f"(inputs: {described})")

@@ -103,7 +103,7 @@ def format_report(report: dict[str, Any]) -> str:
     if spec is None:
         lines.append("spec: none (not converted; run `edge convert`)")
     else:
-        size = f"{spec['input']['width']}x{spec['input']['height']}"
+        size = f"{spec['input']['height']}x{spec['input']['width']} (HxW, as --input-size)"
         lines.append(f"spec: {spec['name']} — {spec['task']}, head {spec['head']} on "
                      f"{spec['output']}, input {size} {spec['input']['colour_order']} uint8, "
                      f"batch {spec['input']['batch'] or 'dynamic'}")

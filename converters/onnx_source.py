@@ -65,9 +65,13 @@ def _loaded(path: Path) -> onnx.ModelProto:
 
 def _refuse_converted(model: onnx.ModelProto, path: Path) -> None:
     if any(p.key == SPEC_KEY for p in model.metadata_props):
+        quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                        for n in model.graph.node)
+        use = ("`edge run`, `edge build-engine`; it is INT8 already" if quantized
+               else "`edge calibrate`, `edge run`")
         raise ConversionError(
             f"{path} was converted by `edge convert` already (it carries an edge spec); use it "
-            "as it is (`edge calibrate`, `edge run`), or convert the original export instead")
+            f"as it is ({use}), or convert the original export instead")
     initializers = {i.name for i in model.graph.initializer}
     frames = [v.name for v in model.graph.input if v.name not in initializers
               and v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
@@ -93,7 +97,9 @@ def _dynamic_dims_named(model: onnx.ModelProto, notes: list[str]) -> None:
                 if value.name in inputs:
                     renamed.append(f"{value.name}[{index}]={marker}")
     if renamed:
-        notes.append(f"read dim_value <= 0 as a dynamic axis: {', '.join(renamed)}")
+        batch = (" (a batch axis stays dynamic unless --batch fixes it)"
+                 if any(marker.split("=")[0].endswith("[0]") for marker in renamed) else "")
+        notes.append(f"read dim_value <= 0 as a dynamic axis: {', '.join(renamed)}{batch}")
 
 
 def _constants_as_initializers(model: onnx.ModelProto, notes: list[str]) -> None:

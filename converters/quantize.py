@@ -164,7 +164,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
-                      comparison, warning, written, phases)
+                      comparison, warning, written, phases, options.method)
 
 
 def _nothing_quantized(options: CalibrateOptions, excluded: list[str]) -> str:

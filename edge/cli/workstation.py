@@ -252,7 +252,7 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
     written = [result.written] if result.written else []
     width = max(len(f.method) for f in result.comparison + written) if written else 10
     for fidelity in result.comparison + written:
-        role = result.role(fidelity, args.method)
+        role = result.role(fidelity)
         chosen = f"  <- {role}" if role else ""
         parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
         agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
@@ -341,9 +341,10 @@ def _refuse_small_images(paths: list[Path], height: int, width: int, folder: Pat
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
             f"all {len(paths)} images in {folder} are smaller than the model input "
-            f"{width}x{height} (largest {largest_w}x{largest_h}); they would be upscaled, so the "
-            f"ranges would not match camera frames. Calibrate on frames from the camera (at "
-            f"least {width}x{height}), or convert the model with a smaller --input-size")
+            f"{width}x{height} (width x height; largest {largest_w}x{largest_h}); they would "
+            f"be upscaled, so the ranges would not match camera frames. Calibrate on frames "
+            f"from the camera (at least {width}x{height}), or convert the model with a "
+            "smaller --input-size")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -237,6 +237,9 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     index = (tmp_path / "report" / "index.md").read_text()
     assert "| map50 |" in index and "Worst" in index
     assert "## Range methods on 1 held-out frames" in index and "| entropy |" in index
+    entropy_row = next(line for line in index.splitlines() if line.startswith("| entropy |"))
+    assert entropy_row.endswith("| requested |"), entropy_row  # --method named it: not chosen
+    assert "| chosen |" not in index
     assert " boxes`: " in index and " scores`: " in index  # the written model's, apart
     assert (tmp_path / "report" / "class_ap.png").stat().st_size > 1000
     assert list((tmp_path / "report").glob("hist_*.png"))

@@ -53,7 +53,8 @@ CASES = [
                           "--module-args", '{"num_classes": 5}', "--input-size", "32"],
      "head.weight is [3, 16] in the checkpoint, [5, 16] in the module"),
     ("text", ["--input-size", "320"], "is not an ONNX or TorchScript model"),
-    ("two_inputs", [], "several image-like inputs (left [1, 3, 32, 32], right [1, 3, 32, 32])"),
+    ("two_inputs", [], "several image-like inputs (left [1, 3, 32, 32], right [1, 3, 32, 32]); "
+     "a converted model has exactly one image input: export the network with one image input"),
     ("odd_head", ["--labels", "a,b", "--head", "anchor_free"],
      "fits no supported head of layout 'anchor_free'"),
     ("detector", ["--labels", "a,b,c"], "3 labels were given but the model's output output0"),

@@ -81,6 +81,7 @@ def test_batch_as_exported_and_as_requested(tmp_path, source_batch, requested, e
         with pytest.raises(ConversionError, match=r"export it again") as error:
             convert(source, options)
         assert expected in str(error.value)
+        assert "dynamic_axes={'x': {0: 'batch'}}" in str(error.value)  # the input's own name
         return
     converted = convert(source, options)
     assert converted.spec.input.batch == expected
@@ -92,7 +93,8 @@ def test_batch_as_exported_and_as_requested(tmp_path, source_batch, requested, e
     frames = np.random.default_rng(0).integers(0, 256, (run_batch, SIZE, SIZE, 3), np.uint8)
     assert session.run(None, {"x": frames})[0].shape == (run_batch, 3)
     if source_batch in (-1, 0):
-        assert f"x[0]={source_batch}" in " ".join(converted.notes)
+        assert f"x[0]={source_batch} (a batch axis stays dynamic unless --batch fixes it)" in \
+            " ".join(converted.notes)
 
 
 def test_batch_flags_on_the_command_line(tmp_path, edge):
@@ -167,8 +169,20 @@ def test_an_already_converted_model_is_refused(tmp_path, edge):
     fp32 = tmp_path / "fp32.onnx"
     convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
     result = edge("convert", fp32, "-o", tmp_path / "again.onnx", "--labels", "a,b,c")
-    assert_refused(result, "was converted by `edge convert` already")
+    assert_refused(result, "was converted by `edge convert` already",
+                   "use it as it is (`edge calibrate`, `edge run`)")
     assert not (tmp_path / "again.onnx").exists()
+    from calibration.readers import frames_from
+    from converters.quantize import CalibrateOptions, calibrate, load_float_model
+
+    model, spec = load_float_model(fp32)
+    int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=1", max_images=8),
+                     CalibrateOptions(method="minmax", progress=False)).model
+    onnx.save(int8, tmp_path / "int8.onnx")
+    result = edge("convert", tmp_path / "int8.onnx", "-o", tmp_path / "again.onnx", "--labels",
+                  "a,b,c")
+    assert_refused(result, "(`edge run`, `edge build-engine`; it is INT8 already)")
+    assert "edge calibrate" not in result.stderr  # it refuses quantized models
 
 
 def test_a_converted_model_without_its_spec_is_refused(tmp_path, edge):
