@@ -189,7 +189,9 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
 
 
 def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
-    candidates = sorted(p for p in folder.rglob("*") if p.is_file())
+    # hidden files (.DS_Store, macOS's ._photo.jpg) and label .txt files go unmentioned
+    candidates = sorted(p for p in folder.rglob("*") if p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = [f"{p.name} (not an image file)" for p in candidates
                if p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() != ".txt"]

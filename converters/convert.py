@@ -29,7 +29,7 @@ from converters.fold import (
 from converters.heads import SUPPORTED, Head, head_from_shape
 from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_spec
-from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch
+from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscript_noise_muted
 from converters.onnx_source import source_onnx_from_file
 from converters.simplify import checked_onnx, simplified_onnx
 from converters.ultralytics import UltralyticsMetadata
@@ -225,7 +225,8 @@ def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plai
 
 
 def _float64_copy(network: Any) -> Any:
-    return copy.deepcopy(network).double().eval()
+    with torchscript_noise_muted():
+        return copy.deepcopy(network).double().eval()
 
 
 def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Converted:

@@ -92,12 +92,14 @@ class CpuRescaling:
             rewrite = _Rewriter(self.model, self.exclude, first, set(ranges.ranges))
             rewritten = rewrite(moved)
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime internals moved: build in full
-            log.info("building each cpu-profile model in full (%s: %s)", type(exc).__name__, exc)
+            # a speed path only: the models come out the same either way, so not the user's
+            # business above debug
+            log.debug("building each cpu-profile model in full (%s: %s)", type(exc).__name__, exc)
             return None
         if rewritten.SerializeToString() != \
                 qdq_for_cpu(self.model, moved, self.exclude).SerializeToString():
-            log.info("building each cpu-profile model in full (rewriting the ranges' values did "
-                     "not reproduce ONNX Runtime's build)")
+            log.debug("building each cpu-profile model in full (rewriting the ranges' values "
+                      "did not reproduce ONNX Runtime's build)")
             return None
         return rewrite
 

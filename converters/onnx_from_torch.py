@@ -6,7 +6,10 @@ camera preprocessing in front of it, the same way for every source format.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +24,20 @@ if TYPE_CHECKING:
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "output0"
+#: What PyTorch warns about on every TorchScript source, which says nothing about the model:
+#: a ScriptMethod has no Python signature for the exporter to read, and `Module._apply` (the
+#: parity check's float64 copy) reads `.grad` of every parameter.
+_TORCHSCRIPT_NOISE = (r"no signature found for <torch\.ScriptMethod",
+                      r"The \.grad attribute of a Tensor that is not a leaf Tensor")
+
+
+@contextlib.contextmanager
+def torchscript_noise_muted() -> Iterator[None]:
+    """PyTorch's warnings that every TorchScript source gives muted; all others shown."""
+    with warnings.catch_warnings():
+        for noise in _TORCHSCRIPT_NOISE:
+            warnings.filterwarnings("ignore", message=noise, category=UserWarning)
+        yield
 
 
 def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int | None = 1,
@@ -34,7 +51,7 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
     network = network.eval()
     example = torch.zeros((batch or 1, 3, height, width), dtype=torch.float32)
     dynamic_axes = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
-    with tempfile.TemporaryDirectory() as scratch, torch.no_grad():
+    with tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted():
         path = Path(scratch) / "model.onnx"
         try:
             torch.onnx.export(network, (example,), str(path), dynamo=False, opset_version=opset,

@@ -31,6 +31,10 @@ def mixed_folder(folder: Path) -> None:
     data = (folder / "good.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
     (folder / "notes.csv").write_text("not,an,image\n")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # a Mac's folder metadata
+    (folder / "._good.jpg").write_bytes(b"\0\5\26\7")  # AppleDouble: an image name, no image
+    (folder / ".thumbs").mkdir()
+    cv2.imwrite(str(folder / ".thumbs" / "small.jpg"), colour)
 
 
 def test_mixed_folder_skips_and_names_bad_files(tmp_path, caplog):
@@ -42,6 +46,8 @@ def test_mixed_folder_skips_and_names_bad_files(tmp_path, caplog):
                      "alpha.png"}
     assert not names & {"deep.png", "empty.jpg", "corrupt.png", "notes.csv"}
     assert "deep.png" in caplog.text and "empty.jpg" in caplog.text
+    assert not names & {"._good.jpg", "small.jpg"}  # hidden files and folders: not read
+    assert ".DS_Store" not in caplog.text and "._good" not in caplog.text  # nor warned about
     inputs = list(frames.inputs(SPEC))
     assert len(inputs) == len(names)
     assert all(i["images"].shape == (1, 48, 64, 3) and i["images"].dtype == np.uint8
