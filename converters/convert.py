@@ -236,8 +236,8 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     known_stride = options.stride or plain.stride
     if known_stride:  # before the source runs: a wrong size fails inside it, in its own words
         _check_stride(height, width, known_stride)
-    output, head = _recognise_head(plain, _output_shapes(plain, image, height, width), labels,
-                                   options)
+    shapes = _output_shapes(plain, image, height, width)
+    output, head = _recognise_head(plain, shapes, labels, options)
     if options.task is not None and head.task != options.task:
         raise ConversionError(f"--task {options.task} given, but the output {output} looks like "
                               f"a {head.task} head ({head.layout})")
@@ -258,7 +258,20 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         source=plain.kind, quantization="float")
     converted = onnx_with_spec(folded, spec)
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
-    return Converted(converted, spec, parity, plain.kind, plain.notes)
+    return Converted(converted, spec, parity, plain.kind,
+                     plain.notes + _outputs_left_out(output, head, shapes))
+
+
+def _outputs_left_out(output: str, head: Head, shapes: dict[str, tuple[int, ...]]
+                      ) -> tuple[str, ...]:
+    """A note naming the output the spec reads and the others (kept in the graph, unread), when
+    the model has several (a face net's box regression can be as wide as a class list)."""
+    others = [f"{name} ({_per_frame(shape)})" for name, shape in shapes.items() if name != output]
+    if not others:
+        return ()
+    return (f"took output {output} ({_per_frame(shapes[output])}) as the {head.task} head "
+            f"({head.layout}, {head.num_classes} classes); not read: {', '.join(others)}. If "
+            "that is the wrong output, pass as many --labels as the right one has classes",)
 
 
 def _input_size(image: ImageInput, plain: _Plain, options: ConvertOptions) -> tuple[int, int]:

@@ -4,6 +4,7 @@ exporters' metadata."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import onnx
@@ -27,7 +28,8 @@ def labels_from_option(value: str) -> tuple[str, ...]:
                 raise ConversionError(f"labels file {path} must hold a JSON list of strings")
             found = tuple(labels)
         else:
-            found = tuple(line.strip() for line in text.splitlines() if line.strip())
+            found = _without_line_numbers(
+                tuple(line.strip() for line in text.splitlines() if line.strip()))
     elif path.suffix in (".txt", ".json", ".names") or "/" in value:
         raise ConversionError(f"labels file {value} does not exist")
     else:
@@ -38,6 +40,22 @@ def labels_from_option(value: str) -> tuple[str, ...]:
         repeated = sorted({x for x in found if found.count(x) > 1})
         raise ConversionError(f"labels must be unique; repeated: {', '.join(repeated)}")
     return found
+
+
+_NUMBERED = re.compile(r"(\d+)\s*[:,]?\s+(\S.*)")
+
+
+def _without_line_numbers(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """`0 person` / `1: car` lines (class id, then name, as label maps are often written) as
+    their names, when every line is numbered 0, 1, 2... or 1, 2, 3... in order; else as
+    they are."""
+    numbered = [_NUMBERED.fullmatch(line) for line in lines]
+    if not all(numbered):
+        return lines
+    ids = [int(match.group(1)) for match in numbered if match]
+    if ids not in (list(range(len(ids))), list(range(1, len(ids) + 1))):
+        return lines
+    return tuple(match.group(2).strip() for match in numbered if match)
 
 
 def labels_from_paddle_metadata(model: onnx.ModelProto) -> tuple[str, ...] | None:

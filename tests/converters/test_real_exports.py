@@ -154,6 +154,8 @@ def test_the_output_matching_the_labels_is_chosen(tmp_path):
     source = classifier(tmp_path / "m.onnx", extra_output=True, ending="softmax")
     converted = convert(source, ConvertOptions(labels=LABELS))
     assert converted.spec.output == "scores" and converted.spec.head == "probabilities"
+    assert ("took output scores (3 a frame) as the classify head (probabilities, 3 classes); "
+            "not read: boxes (4 a frame)") in " ".join(converted.notes)
 
 
 def test_labels_matching_no_output_name_every_output(tmp_path, edge):

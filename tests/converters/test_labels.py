@@ -1,0 +1,32 @@
+"""--labels as people write label files."""
+
+from __future__ import annotations
+
+import pytest
+
+from converters.errors import ConversionError
+from converters.labels import labels_from_option
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("person\ncar\n\nbus\n", ("person", "car", "bus")),
+    ("0 person\n1 car\n2 traffic light\n", ("person", "car", "traffic light")),  # label maps
+    ("1: person\r\n2: car\r\n", ("person", "car")),  # 1-based, colon, CRLF
+    ("0\n90\n180\n270\n", ("0", "90", "180", "270")),  # numbers as names stay names
+    ("3 door car\n5 door car\n", ("3 door car", "5 door car")),  # not numbered in order
+    ("0 person\ncar\n", ("0 person", "car")),  # not every line numbered: as written
+])
+def test_label_files(tmp_path, text, expected):
+    path = tmp_path / "labels.txt"
+    path.write_bytes(text.encode())
+    assert labels_from_option(str(path)) == expected
+
+
+def test_json_and_comma_lists_and_bad_ones(tmp_path):
+    (tmp_path / "l.json").write_text('{"1": "car", "0": "person"}')
+    assert labels_from_option(str(tmp_path / "l.json")) == ("person", "car")
+    assert labels_from_option("cat, dog,bird") == ("cat", "dog", "bird")
+    with pytest.raises(ConversionError, match="labels must be unique; repeated: cat"):
+        labels_from_option("cat,dog,cat")
+    with pytest.raises(ConversionError, match="does not exist"):
+        labels_from_option(str(tmp_path / "missing.txt"))
