@@ -23,11 +23,7 @@ _ORT_ELEMENT_TYPES = {f"tensor({name})": value for name, value in (
 
 def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type (TensorProto enum) of every node output, by name."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    untyped = [name for node in model.graph.node for name in node.output
-               if name and not types.get(name)]
+    types, untyped = _inferred_types(model)
     if untyped:
         types.update(_types_from_onnxruntime(model, untyped))
     return types
@@ -37,11 +33,7 @@ def with_value_types(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model`, with a value_info (element type only) for each node output that ONNX's shape
     inference cannot type (the same model when there is none): tools that read types from the
     graph, ONNX Runtime's quantizer among them, then see these tensors as what they are."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    known = {v.name for v in list(inferred.graph.value_info) + list(inferred.graph.output)
-             if v.type.tensor_type.elem_type}
-    untyped = [name for node in model.graph.node for name in node.output
-               if name and name not in known]
+    _, untyped = _inferred_types(model)
     if not untyped:
         return model
     typed = copy.deepcopy(model)
@@ -49,6 +41,17 @@ def with_value_types(model: onnx.ModelProto) -> onnx.ModelProto:
         helper.make_tensor_value_info(name, element, None)
         for name, element in _types_from_onnxruntime(model, untyped).items() if element)
     return typed
+
+
+def _inferred_types(model: onnx.ModelProto) -> tuple[dict[str, int], list[str]]:
+    """(types ONNX's shape inference finds, node outputs it leaves untyped)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in list(inferred.graph.value_info) + list(inferred.graph.output)
+             if v.type.tensor_type.elem_type}
+    untyped = [name for node in model.graph.node for name in node.output
+               if name and name not in types]
+    return types, untyped
 
 
 def _types_from_onnxruntime(model: onnx.ModelProto, names: Sequence[str]) -> dict[str, int]:
