@@ -411,15 +411,15 @@ def _add_calibrate(commands: Any) -> None:
                                 "TensorRT's)")
     calibrate.add_argument("--percentile", type=parse_percentile, default=99.99,
                            help="the percentile method's share of |x| kept unclipped, in "
-                                "percent (default 99.99)")
+                                "percent (default %(default)s)")
     calibrate.add_argument("--max-images", type=parse_positive_int, default=500,
                            help="use at most this many frames: a random subset (--seed) of a "
-                                "larger folder, a video's first ones (default 500)")
+                                "larger folder, a video's first ones (default %(default)s)")
     calibrate.add_argument("--min-images", type=parse_positive_int, default=8,
-                           help="refuse to calibrate on fewer usable frames (default 8)")
+                           help="refuse to calibrate on fewer usable frames (default %(default)s)")
     calibrate.add_argument("--seed", type=int, default=0,
                            help="which random subset of a folder larger than --max-images "
-                                "(default 0)")
+                                "(default %(default)s)")
     calibrate.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
                            help="node names to keep in float, several after one --exclude or "
                                 "one per --exclude (names from `edge inspect --json`)")
@@ -502,17 +502,17 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("--name", help="model name in the spec (default: the file's stem)")
     convert.add_argument("--score-threshold", type=parse_fraction, default=0.25,
                          help="default score threshold stored in the spec (0..1; default "
-                              "0.25)")
+                              "%(default)s)")
     convert.add_argument("--iou-threshold", type=parse_fraction, default=0.45,
                          help="default NMS IoU threshold stored in the spec (0..1; default "
-                              "0.45)")
+                              "%(default)s)")
     convert.add_argument("--no-simplify", dest="simplify", action="store_false",
                          help="skip onnxsim's constant folding and shape simplification")
     convert.add_argument("--no-verify", dest="verify", action="store_false",
                          help="skip the parity check against the source model")
     convert.add_argument("--tolerance", type=parse_positive_float, default=1e-3,
                          help="parity: largest error relative to the output's range "
-                              "(default 0.001)")
+                              "(default %(default)s)")
     convert.add_argument("--json", action="store_true",
                          help="print the result as one JSON line")
     convert.set_defaults(handler=cmd_convert)
