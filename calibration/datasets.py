@@ -242,7 +242,9 @@ def _coco(path: Path, labels: Sequence[str]) -> Dataset:
 
 
 def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    """The folders of `root` (hidden ones aside: .thumbs, .ipynb_checkpoints), each named as
+    one of `labels`."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [f.name for f in folders if f.name not in labels]
     if unknown:
         raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model")
@@ -254,8 +256,14 @@ def _folders(root: Path, labels: Sequence[str]) -> Dataset:
     items = [LabelledImage(image, np.zeros((1, 4), np.float32),
                            np.array([labels.index(folder.name)], np.int64), np.zeros(1, bool))
              for folder in folders for image in _folder_images(folder)]
+    loose = _folder_images(root)
+    if loose and items:
+        log.warning("%d image(s) directly in %s (%s) are in no class folder, so not scored; "
+                    "move each into the folder of its label", len(loose), root,
+                    ", ".join(p.name for p in loose[:3]) + (", ..." if len(loose) > 3 else ""))
     return Dataset("folders", items)
 
 
 def _folder_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))

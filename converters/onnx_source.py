@@ -20,7 +20,15 @@ from onnx import numpy_helper, version_converter
 
 from converters.errors import ConversionError
 from converters.gfl_head import fold_gfl_head, gfl_levels
-from edge.spec import SPEC_KEY
+from edge.errors import ModelError
+from edge.spec import SPEC_KEY, spec_from_model
+
+#: What to do with a model `edge convert` wrote, by its spec's quantization.
+_USE_AS_IT_IS = {
+    "float": "`edge calibrate`, `edge run`",
+    "int8-qdq": "`edge run`, `edge build-engine`; it is INT8 already",
+    "int8-qdq-cpu": "`edge run` on ONNX Runtime; it is INT8 for the CPU already",
+}
 
 #: Per-channel QuantizeLinear/DequantizeLinear (axis) needs opset 13.
 MIN_OPSET = 13
@@ -65,10 +73,11 @@ def _loaded(path: Path) -> onnx.ModelProto:
 
 def _refuse_converted(model: onnx.ModelProto, path: Path) -> None:
     if any(p.key == SPEC_KEY for p in model.metadata_props):
-        quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                        for n in model.graph.node)
-        use = ("`edge run`, `edge build-engine`; it is INT8 already" if quantized
-               else "`edge calibrate`, `edge run`")
+        try:
+            quantization = spec_from_model(model, str(path)).quantization or "float"
+            use = _USE_AS_IT_IS.get(quantization, _USE_AS_IT_IS["float"])
+        except ModelError:  # a spec this version cannot read: still ours, still refused
+            use = "`edge inspect` says what it is"
         raise ConversionError(
             f"{path} was converted by `edge convert` already (it carries an edge spec); use it "
             f"as it is ({use}), or convert the original export instead")

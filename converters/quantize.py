@@ -159,7 +159,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         if judge is not None:  # did it help? judged like the candidates
             written = judge.fidelity(f"{chosen}, {len(excluded)} float", quantized)
         phases.lap("keep_float")
-    if not quantization_summary(quantized)["quantized"]:
+    if not quantization_summary(quantized).get("quantized_weights"):
         raise InputError(_nothing_quantized(options, excluded))
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
@@ -168,12 +168,11 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
 
 
 def _nothing_quantized(options: CalibrateOptions, excluded: list[str]) -> str:
-    kept = (f" with {', '.join(excluded)} kept float (--exclude, --keep-float)"
-            if excluded else "")
-    return (f"nothing would be quantized: the {options.profile} profile finds no layer to "
-            f"quantize in this model{kept}, so the output would be the FP32 model labelled "
-            "INT8; keep fewer layers float, try the other --profile, or use the FP32 model as "
-            "it is")
+    kept = f" with {', '.join(excluded)} kept float" if excluded else ""
+    return (f"nothing would be quantized: the {options.profile} profile leaves no weighted "
+            f"layer (Conv, Gemm, MatMul) of this model in INT8{kept}, so the output would be "
+            "the FP32 model labelled INT8; keep fewer layers float (--exclude, --keep-float), "
+            "try the other --profile, or use the FP32 model as it is")
 
 
 def _effective_exclusions(model: onnx.ModelProto, options: CalibrateOptions) -> list[str]:
@@ -217,7 +216,13 @@ def check_options(model: onnx.ModelProto, options: CalibrateOptions) -> None:
 
 
 def _check_keep_float(model: onnx.ModelProto, options: CalibrateOptions) -> None:
-    layers = [n for n in weighted_nodes(model) if n.name not in options.exclude]
+    """Some weighted layer the profile quantizes must stay INT8 after --exclude and
+    --keep-float."""
+    quantizable = quantized_nodes(model, options.profile)
+    layers = [n for n in weighted_nodes(model) if n.name in quantizable]
+    if layers and all(n.name in options.exclude for n in layers):
+        raise InputError(_nothing_quantized(options, [n.name for n in layers]))
+    layers = [n for n in layers if n.name not in options.exclude]
     if options.keep_float >= len(layers) > 0:
         left = " not in --exclude" if options.exclude else ""
         raise InputError(f"--keep-float {options.keep_float} would keep all {len(layers)} "

@@ -1,47 +1,62 @@
 """The pip command that adds an extra to this installation, as the user installed it.
 
 From a source checkout (the README's `pip install -e '.[cpu,demo]'`) the command names that
-checkout; `edge-runtime[extra]` would send pip to PyPI, where it is not. PyTorch goes first
-where the extra needs it: a plain `torch` requirement pulls the multi-GB CUDA build.
+checkout, from a wheel file that wheel; `edge-runtime[extra]` would send pip to PyPI, where
+the project is not. It runs this interpreter's pip (`python -m pip`): a bare `pip` outside the
+activated venv is often another Python's. PyTorch goes first where the extra needs it: a plain
+`torch` requirement pulls the multi-GB CUDA build.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
+import sys
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 DISTRIBUTION = "edge-runtime"
-#: As the README and CI install it; without an NVIDIA GPU, PyTorch's CPU index is the small one.
-TORCH_FIRST = ("pip install torch==2.13.0 (without an NVIDIA GPU add --index-url "
-               "https://download.pytorch.org/whl/cpu), then ")
+#: As the README and CI pin it.
+TORCH = "torch==2.13.0"
+TORCH_NOTE = ("without an NVIDIA GPU, add --index-url https://download.pytorch.org/whl/cpu to "
+              "the torch install: PyPI's Linux torch is the multi-GB CUDA build")
 
 
 def install_command(extra: str) -> str:
-    """`pip install ...` for `extra`, from the checkout this package was installed from when
-    it was (editable or not), else by name."""
-    checkout = _source_checkout()
-    command = (f"pip install -e '{checkout}[{extra}]'" if checkout
-               else f"pip install '{DISTRIBUTION}[{extra}]'")
-    needs_torch = extra == "convert" and importlib.util.find_spec("torch") is None
-    return (TORCH_FIRST if needs_torch else "") + command
+    """A shell line that installs `extra` into this interpreter's environment the way the
+    package was installed (editable checkout, folder, wheel, or by name), with a note in
+    parentheses after it when PyTorch must come first."""
+    pip = f"{shlex.quote(sys.executable)} -m pip install"
+    source, editable = _installed_from()
+    target = shlex.quote(f"{source or DISTRIBUTION}[{extra}]")
+    command = f"{pip} {'-e ' if editable else ''}{target}"
+    if extra == "convert" and importlib.util.find_spec("torch") is None:
+        return f"{pip} {TORCH} && {command} ({TORCH_NOTE})"
+    return command
 
 
-def _source_checkout() -> str | None:
-    """The local folder pip installed this distribution from (PEP 610's direct_url.json), or
-    the checkout whose own metadata (an .egg-info beside pyproject.toml) was found first."""
+def _installed_from() -> tuple[str | None, bool]:
+    """(the local folder or file pip installed this distribution from, whether editable):
+    PEP 610's direct_url.json, or the checkout whose own metadata (an .egg-info beside
+    pyproject.toml) was found first; (None, False) when installed from an index."""
     try:
         distribution = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        return None
+        return None, False
     recorded = distribution.read_text("direct_url.json")
     if recorded:
         try:
-            url = urlparse(json.loads(recorded).get("url", ""))
+            origin = json.loads(recorded)
+            url = urlparse(origin.get("url", ""))
+            editable = bool(origin.get("dir_info", {}).get("editable", False))
         except (ValueError, AttributeError):
-            return None
-        return unquote(url.path) if url.scheme == "file" else None
+            return None, False
+        if url.scheme != "file" or not Path(unquote(url.path)).exists():
+            return None, False
+        return unquote(url.path), editable
     folder = Path(str(distribution.locate_file(""))).resolve()
-    return str(folder) if (folder / "pyproject.toml").is_file() else None
+    if (folder / "pyproject.toml").is_file():
+        return str(folder), True
+    return None, False

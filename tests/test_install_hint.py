@@ -3,29 +3,56 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import shlex
+import sys
 from pathlib import Path
+
+import pytest
 
 import edge.install_hint
 from edge.errors import MissingDependencyError
 from edge.install_hint import install_command
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+PIP = f"{shlex.quote(sys.executable)} -m pip install"
 
 
-def test_a_source_install_is_told_to_install_from_its_checkout():
-    """edge-runtime is not on PyPI: `pip install 'edge-runtime[convert]'` found nothing."""
-    assert install_command("demo") == f"pip install -e '{CHECKOUT}[demo]'"
+def test_a_source_install_is_told_to_install_from_its_checkout_with_its_own_pip():
+    """edge-runtime is not on PyPI ('edge-runtime[convert]' found nothing), and a bare `pip`
+    outside the activated venv installs into another Python."""
+    assert install_command("demo") == f"{PIP} -e '{CHECKOUT}[demo]'"
     error = MissingDependencyError("amqtt", "demo", "the embedded demo broker")
-    assert f"install it with: pip install -e '{CHECKOUT}[demo]'" in str(error)
+    assert str(error).endswith(f"install it with: {PIP} -e '{CHECKOUT}[demo]'")
 
 
 def test_pytorch_goes_first_where_the_extra_needs_it_and_it_is_missing(monkeypatch):
-    assert install_command("convert") == f"pip install -e '{CHECKOUT}[convert]'"  # torch is here
+    assert install_command("convert") == f"{PIP} -e '{CHECKOUT}[convert]'"  # torch is here
     real = importlib.util.find_spec
     monkeypatch.setattr(edge.install_hint.importlib.util, "find_spec",
                         lambda name, *a: None if name == "torch" else real(name, *a))
     command = install_command("convert")
-    assert command.startswith("pip install torch==2.13.0 (without an NVIDIA GPU add "
-                              "--index-url https://download.pytorch.org/whl/cpu), then ")
-    assert command.endswith(f"pip install -e '{CHECKOUT}[convert]'")
-    assert "torch" not in install_command("demo")
+    pasted = command.split(" (without an NVIDIA GPU")[0]  # what a user pastes: one shell line
+    assert pasted == f"{PIP} torch==2.13.0 && {PIP} -e '{CHECKOUT}[convert]'"
+    assert shlex.split(pasted)  # quotes balanced: a shell takes it
+    assert "download.pytorch.org/whl/cpu" in command and "torch" not in install_command("demo")
+
+
+@pytest.mark.parametrize(("origin", "expected"), [
+    ({"url": "file://{tmp}/edge_runtime-0.1.0-py3-none-any.whl", "archive_info": {}},
+     "{pip} '{tmp}/edge_runtime-0.1.0-py3-none-any.whl[demo]'"),
+    ({"url": "file://{tmp}", "dir_info": {}}, "{pip} '{tmp}[demo]'"),
+    ({"url": "file://{tmp}", "dir_info": {"editable": True}}, "{pip} -e '{tmp}[demo]'"),
+    ({"url": "https://example.com/edge_runtime.whl", "archive_info": {}},
+     "{pip} 'edge-runtime[demo]'"),
+])
+def test_installed_from_a_wheel_a_folder_or_elsewhere(tmp_path, monkeypatch, origin, expected):
+    (tmp_path / "edge_runtime-0.1.0-py3-none-any.whl").write_bytes(b"")
+    recorded = json.dumps(origin).replace("{tmp}", str(tmp_path))
+
+    class Installed:
+        def read_text(self, name: str) -> str | None:
+            return recorded if name == "direct_url.json" else None
+
+    monkeypatch.setattr(edge.install_hint.metadata, "distribution", lambda name: Installed())
+    assert install_command("demo") == expected.format(pip=PIP, tmp=tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import subprocess
 import sys
 
@@ -151,7 +152,7 @@ def test_coco_json_dataset(tmp_path):
     assert dataset.items[0].class_ids.tolist() == [3]
 
 
-def test_classifier_top1_on_class_folders(tmp_path):
+def test_classifier_top1_on_class_folders(tmp_path, caplog):
     import cv2
 
     from calibration.evaluate import evaluate
@@ -180,6 +181,12 @@ def test_classifier_top1_on_class_folders(tmp_path):
             scores = network.double()(torch.from_numpy(image.transpose(2, 0, 1)[None].copy()))
         hits += int(int(scores.argmax()) == int(item.class_ids[0]))
     assert accuracy.top1 == pytest.approx(hits / 6)
+    (tmp_path / "data" / ".thumbs").mkdir()  # hidden: no class
+    cv2.imwrite(str(tmp_path / "data" / "loose.png"), np.full((40, 40, 3), 99, np.uint8))
+    with caplog.at_level(logging.WARNING):
+        again = dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
+    assert len(again.items) == 6
+    assert "1 image(s) directly in" in caplog.text and "loose.png" in caplog.text
     (tmp_path / "data" / "cat").mkdir()
     with pytest.raises(InputError, match="folders cat are not labels"):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")

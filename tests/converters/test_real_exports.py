@@ -178,13 +178,15 @@ def test_an_already_converted_model_is_refused(tmp_path, edge):
     from converters.quantize import CalibrateOptions, calibrate, load_float_model
 
     model, spec = load_float_model(fp32)
-    int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=1", max_images=8),
-                     CalibrateOptions(method="minmax", progress=False)).model
-    onnx.save(int8, tmp_path / "int8.onnx")
-    result = edge("convert", tmp_path / "int8.onnx", "-o", tmp_path / "again.onnx", "--labels",
-                  "a,b,c")
-    assert_refused(result, "(`edge run`, `edge build-engine`; it is INT8 already)")
-    assert "edge calibrate" not in result.stderr  # it refuses quantized models
+    for profile, use in (("tensorrt", "(`edge run`, `edge build-engine`; it is INT8 already)"),
+                         ("cpu", "(`edge run` on ONNX Runtime; it is INT8 for the CPU already)")):
+        int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=1", max_images=8),
+                         CalibrateOptions(profile=profile, method="minmax", progress=False))
+        onnx.save(int8.model, tmp_path / "int8.onnx")
+        result = edge("convert", tmp_path / "int8.onnx", "-o", tmp_path / "again.onnx",
+                      "--labels", "a,b,c")
+        assert_refused(result, use)
+        assert "edge calibrate" not in result.stderr  # it refuses quantized models
 
 
 def test_a_converted_model_without_its_spec_is_refused(tmp_path, edge):
