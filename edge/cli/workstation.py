@@ -427,7 +427,8 @@ def _add_calibrate(commands: Any) -> None:
                            help="also keep N layers in float: those that, each in float alone, "
                                 "bring the output closest to FP32 on the held-out frames "
                                 "(tensorrt profile: one INT8 model per layer, about 10 s for a "
-                                "YOLOv8n); on the cpu profile, the N layers with the lowest SQNR")
+                                "YOLOv8n); on the cpu profile, the N layers with the lowest "
+                                "SQNR (default %(default)s)")
     calibrate.add_argument("--cache", type=Path, metavar="FILE",
                            help="also write a TensorRT calibration cache, to build the FP32 model "
                                 "as int8 (`edge build-engine --cache`; TensorRT 8.5-10)")
@@ -473,9 +474,13 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx",
                          help="the converted FP32 model to write")
     convert.add_argument("--input-size", type=parse_size, metavar="HxW",
-                         help="network input size, e.g. 640 or 384x640")
-    convert.add_argument("--labels", help="class names: a file (one per line or JSON list) or "
-                                          "a comma list")
+                         help="network input size, e.g. 640 or 384x640 (default: what the "
+                              "model records: a fixed ONNX input, Ultralytics' imgsz; PyTorch "
+                              "sources need it)")
+    convert.add_argument("--labels", help="class names: a file (one per line, '0 person' "
+                                          "numbering allowed, or a JSON list) or a comma list "
+                                          "(default: the model's metadata, as Ultralytics and "
+                                          "PaddlePaddle exports carry it)")
     convert.add_argument("--colour-order", choices=["BGR", "RGB"], default="BGR",
                          help="the camera frames' channel order (OpenCV: BGR; default)")
     convert.add_argument("--network-order", choices=["RGB", "BGR"], default="RGB",
@@ -485,12 +490,18 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("--std", type=parse_triple, default=(1.0, 1.0, 1.0),
                          help="per-channel std in 0..1 units (default 1,1,1: just /255)")
     convert.add_argument("--task", choices=["detect", "classify"],
-                         help="what the model does, when its output shape does not say")
+                         help="what the model does (default: read from the output's shape; "
+                              "pass it to have a mismatch refused)")
     convert.add_argument("--head", choices=["anchor_free", "anchor_free_transposed", "yolov5",
                                             "logits", "probabilities"],
-                         help="output layout when the shape alone is ambiguous")
-    convert.add_argument("--module", help="for checkpoints: package.module:Class or file.py:Class")
-    convert.add_argument("--module-args", help="JSON object of constructor arguments")
+                         help="output layout (default: recognised from the output's shape "
+                              "and whether it ends in Softmax/Sigmoid); for when that is "
+                              "ambiguous")
+    convert.add_argument("--module", help="for a state_dict checkpoint (.pt/.pth): the "
+                                          "network's class, package.module:Class or "
+                                          "file.py:Class (not needed for ONNX or TorchScript)")
+    convert.add_argument("--module-args", help="JSON object of the class's constructor "
+                                               "arguments (default: none)")
     convert.add_argument("--batch", type=parse_batch,
                          help="batch size or 'dynamic' (default: what an ONNX source has; 1 for "
                               "PyTorch)")
@@ -519,8 +530,11 @@ def _add_convert(commands: Any) -> None:
 
     inspect = commands.add_parser("inspect", help="show a model's spec, tensors, ops and "
                                                   "quantization")
-    inspect.add_argument("model", type=Path)
-    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("model", type=Path,
+                         help="an ONNX model (any: converted or not) or a TensorRT engine "
+                              "edge built")
+    inspect.add_argument("--json", action="store_true",
+                         help="everything as one JSON object (node names for --exclude)")
     inspect.set_defaults(handler=cmd_inspect)
 
 
