@@ -270,10 +270,10 @@ def _judged(model: onnx.ModelProto, spec: ModelSpec, judge: HeldOutJudge, held_o
     judged = judge.judged(METHODS, lambda method: quantize(candidates.add(method)), shared)
     models = {name: quantized for name, (quantized, _) in judged.items()}
     comparison = [fidelity for _, fidelity in judged.values()]
-    chosen, warning = _chosen(options.method, comparison, spec.task)
     if options.method == "auto" and needs_refinement(best_of(comparison)):
-        chosen = _refined(model, candidates, models, chosen, comparison, judge, held_out,
-                          quantize, shared)
+        _refine(model, candidates, models, best_of(comparison).method, comparison, judge,
+                held_out, quantize, shared)
+    chosen, warning = _chosen(options.method, comparison, spec.task)  # mixes included
     return chosen, models, comparison, warning
 
 
@@ -293,13 +293,12 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str,
     return chosen.method, "; ".join(warnings) or None
 
 
-def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
-             models: dict[str, onnx.ModelProto], best: str, comparison: list[Fidelity],
-             judge: HeldOutJudge, held_out: list[Feed], quantize: Int8Models,
-             shared: SharedSession | None) -> str:
+def _refine(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
+            models: dict[str, onnx.ModelProto], best: str, comparison: list[Fidelity],
+            judge: HeldOutJudge, held_out: list[Feed], quantize: Int8Models,
+            shared: SharedSession | None) -> None:
     """Per tensor where it helps: the best method's ranges with another method's on the inputs
-    of the layers that suffer most; each mix joins `candidates`, `models` and `comparison`, and
-    the best of all is returned."""
+    of the layers that suffer most; each mix joins `candidates`, `models` and `comparison`."""
     sensitivity = layer_sqnr(model, models[best], held_out, limit=len(held_out))
     tensors = refined_tensors(model, sensitivity, candidates[best].ranges)
     mixes = [candidates[best].with_ranges_of(candidates[other], tensors)
@@ -310,9 +309,8 @@ def _refined(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
     for name, (quantized, fidelity) in judged.items():
         models[name] = quantized
         comparison.append(fidelity)
-    chosen = best_of(comparison).method
-    log.info("per-tensor refinement on %s: %s kept", ", ".join(tensors), chosen)
-    return chosen
+    log.info("per-tensor refinement on %s: %s best", ", ".join(tensors),
+             best_of(comparison).method)
 
 
 def _holding_out(feeds: Iterable[Feed], held_out: list[Feed], every: int) -> Iterator[Feed]:

@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import logging
 import sys
 import zipfile
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from converters.errors import ConversionError
+
+log = logging.getLogger(__name__)
 
 
 def module_class_from_spec(spec: str) -> type[nn.Module]:
@@ -37,7 +40,10 @@ def module_class_from_spec(spec: str) -> type[nn.Module]:
         try:
             module = importlib.import_module(location)
         except ImportError as exc:
-            raise ConversionError(f"--module: cannot import {location} ({exc})") from exc
+            local = Path(location.replace(".", "/") + ".py")
+            hint = (f"; for the file {local} here, pass --module {local}:{name}"
+                    if local.is_file() else "")
+            raise ConversionError(f"--module: cannot import {location} ({exc}){hint}") from exc
     found = getattr(module, name, None)
     if not (inspect.isclass(found) and issubclass(found, nn.Module)):
         raise ConversionError(f"--module: {location} has no torch.nn.Module class {name!r}")
@@ -54,8 +60,8 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
     except TypeError as exc:
         raise ConversionError(f"cannot construct {module_class.__name__}: {exc}; pass its "
                               "arguments with --module-args '{\"name\": value}'") from exc
-    state = _state_dict(checkpoint)
     expected = network.state_dict()
+    state = _without_wrapper_prefix(_state_dict(checkpoint), expected)
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
@@ -85,6 +91,24 @@ def _listing(keys: list[str], limit: int = 8) -> str:
         return "none"
     shown = ", ".join(keys[:limit])
     return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
+
+
+#: What DataParallel / DistributedDataParallel (and torch.compile) put before every key of the
+#: state_dict they save.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, Any]
+                            ) -> dict[str, torch.Tensor]:
+    """`state` with a training wrapper's key prefix removed where every key has it and the
+    module's keys do not."""
+    for prefix in _WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state) and \
+                not any(k.startswith(prefix) for k in expected):
+            log.info("the checkpoint's keys start with %r (saved from a DataParallel or "
+                     "compiled model); reading them without it", prefix)
+            return {k[len(prefix):]: v for k, v in state.items()}
+    return state
 
 
 def _state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:

@@ -45,3 +45,10 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
     result = subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "must be" in result.stderr, result.stderr
+
+
+def test_counts_read_as_english():
+    from edge.cli.common import counted
+
+    assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
+    assert counted(1, "camera frame") == "1 camera frame"

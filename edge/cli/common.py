@@ -28,6 +28,11 @@ def print_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 image`, `2 images`: a count and its regular English plural."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """`640` or `480x640` (height x width)."""
     parts = text.lower().split("x")

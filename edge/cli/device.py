@@ -12,6 +12,7 @@ from typing import Any
 
 from edge.cli.common import (
     add_tls_arguments,
+    counted,
     parse_non_negative_int,
     parse_positive_float,
     parse_positive_int,
@@ -75,9 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop_on_signals(stop)
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
-    log.info("stopped after %d frames (%.1f FPS; %d camera frames dropped, replaced by newer "
-             "ones); messages: %d produced = %d published + %d queued + %d dropped%s",
-             summary.frames, summary.fps, summary.frames_dropped, summary.produced,
+    log.info("stopped after %s (%.1f FPS; %s dropped, replaced by newer ones); messages: %d "
+             "produced = %d published + %d queued + %d dropped%s",
+             counted(summary.frames, "frame"), summary.fps,
+             counted(summary.frames_dropped, "camera frame"), summary.produced,
              summary.published, summary.queued, summary.dropped,
              "" if summary.flushed else "; the outbox could not be flushed before exit")
     if args.json:  # "dropped": messages, as in the line above

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.cli.common import print_json
+from edge.cli.common import counted, print_json
 
 
 def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
@@ -57,8 +57,9 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     o = report.overall
-    print(f"field accuracy over {report.images} images: precision {o.precision:.4f}  recall "
-          f"{o.recall:.4f}  AP@0.5 {o.map50:.4f} ({report.unlabelled} without labels)")
+    print(f"field accuracy over {counted(report.images, 'image')}: precision "
+          f"{o.precision:.4f}  recall {o.recall:.4f}  AP@0.5 {o.map50:.4f} "
+          f"({report.unlabelled} without labels)")
     for label, ap in o.per_class_ap50.items():
         print(f"  {label:12s} precision {o.per_class_precision.get(label, 0.0):.4f}  recall "
               f"{o.per_class_recall.get(label, 0.0):.4f}  AP@0.5 {ap:.4f}")

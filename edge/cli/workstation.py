@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from edge.cli.common import (
+    counted,
     parse_batch,
     parse_fraction,
     parse_non_negative_int,
@@ -250,7 +251,7 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
     """The comparison table and what was written, for a person reading the terminal."""
     unit = "frames" if task == "classify" else "detections"
     written = [result.written] if result.written else []
-    width = max(len(f.method) for f in result.comparison + written) if written else 10
+    width = max([10, *(len(f.method) for f in result.comparison + written)])
     for fidelity in result.comparison + written:
         role = result.role(fidelity)
         chosen = f"  <- {role}" if role else ""
@@ -376,11 +377,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**accuracy.as_dict(), "drift_reference": reference})
     elif accuracy.task == "classify":
-        print(f"top-1 {accuracy.top1:.4f} over {accuracy.images} images")
+        print(f"top-1 {accuracy.top1:.4f} over {counted(accuracy.images, 'image')}")
     else:
         print(f"mAP@0.5 {accuracy.map50:.4f}  mAP@0.5:0.95 {accuracy.map50_95:.4f}  "
               f"precision {accuracy.precision:.4f}  recall {accuracy.recall:.4f} "
-              f"({accuracy.images} images, {dataset.kind})")
+              f"({counted(accuracy.images, 'image')}, {dataset.kind})")
         for label, ap in accuracy.per_class_ap50.items():
             print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap[label]:.4f}")
     if reference is not None and not args.json:

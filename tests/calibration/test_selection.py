@@ -210,6 +210,7 @@ def test_per_tensor_refinement_where_the_best_method_still_loses(demo, monkeypat
     from calibration import selection
 
     monkeypatch.setattr(selection, "REFINE_BELOW_SQNR_DB", 1000.0)
+    monkeypatch.setattr(selection, "MIN_COMPARED", 10**6)  # so the choice warning is given
     model, spec = demo
     result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
                        CalibrateOptions(profile="tensorrt", progress=False))
@@ -219,6 +220,9 @@ def test_per_tensor_refinement_where_the_best_method_still_loses(demo, monkeypat
                                          ("minmax", "percentile", "entropy", "mse")
                                          if m != best_whole]
     assert result.ranges.method == best_of(result.comparison).method
+    # the warning names what was kept, a mix included (it named the best whole method)
+    assert result.warning is not None
+    assert f"output SQNR alone ({result.ranges.method}, " in result.warning
     if "+" in result.ranges.method:  # a mix won: three tensors carry the other method's ranges
         other = result.ranges.method.split("+")[1].split("@")[0]
         assert result.ranges.method.endswith("@3") and other != best_whole

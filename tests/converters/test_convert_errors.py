@@ -11,6 +11,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from converters.errors import ConversionError
 from tests.converters.tiny_models import TinyClassifier, TinyDetector, export_onnx, seeded
 
 DEMO_MODULE = "converters.demo_detector.model:ShapesDetector"
@@ -75,6 +76,23 @@ def test_bad_sources_exit_2_and_write_nothing(tmp_path, sources, source, args, m
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert list(out_dir.iterdir()) == [], "nothing may be left at the output path"
+
+
+def test_checkpoint_of_a_wrapped_model_and_a_module_named_like_a_file(tmp_path, monkeypatch):
+    """A DataParallel checkpoint ('module.' before every key) loads; `--module tiny:Net` for a
+    tiny.py in the current folder is told to name the file."""
+    from converters.torch_loading import module_class_from_spec, module_from_checkpoint
+
+    network = seeded(TinyClassifier(3))
+    torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, tmp_path / "dp.pt")
+    loaded = module_from_checkpoint(TinyClassifier, tmp_path / "dp.pt", {"num_classes": 3})
+    frame = torch.rand(1, 3, 32, 32)
+    assert torch.equal(loaded(frame), network.eval()(frame))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.py").write_text("import torch\nclass Net(torch.nn.Module):\n    pass\n")
+    with pytest.raises(ConversionError, match=r"for the file tiny.py here, pass --module "
+                                              r"tiny.py:Net"):
+        module_class_from_spec("tiny:Net")
 
 
 def test_missing_output_directory(tmp_path, sources):
