@@ -26,14 +26,14 @@ TORCH_NOTE = ("without an NVIDIA GPU, add --index-url https://download.pytorch.o
 
 def install_command(extra: str) -> str:
     """A shell line that installs `extra` into this interpreter's environment the way the
-    package was installed (editable checkout, folder, wheel, or by name), with a note in
-    parentheses after it when PyTorch must come first."""
+    package was installed (editable checkout, folder, wheel, or by name); where PyTorch must
+    come first, its note is a shell comment, so the whole line pastes."""
     pip = f"{shlex.quote(sys.executable)} -m pip install"
     source, editable = _installed_from()
     target = shlex.quote(f"{source or DISTRIBUTION}[{extra}]")
     command = f"{pip} {'-e ' if editable else ''}{target}"
     if extra == "convert" and importlib.util.find_spec("torch") is None:
-        return f"{pip} {TORCH} && {command} ({TORCH_NOTE})"
+        return f"{pip} {TORCH} && {command}  # {TORCH_NOTE}"
     return command
 
 

@@ -32,10 +32,12 @@ def test_pytorch_goes_first_where_the_extra_needs_it_and_it_is_missing(monkeypat
     monkeypatch.setattr(edge.install_hint.importlib.util, "find_spec",
                         lambda name, *a: None if name == "torch" else real(name, *a))
     command = install_command("convert")
-    pasted = command.split(" (without an NVIDIA GPU")[0]  # what a user pastes: one shell line
-    assert pasted == f"{PIP} torch==2.13.0 && {PIP} -e '{CHECKOUT}[convert]'"
-    assert shlex.split(pasted)  # quotes balanced: a shell takes it
+    assert command.startswith(f"{PIP} torch==2.13.0 && {PIP} -e '{CHECKOUT}[convert]'  # ")
     assert "download.pytorch.org/whl/cpu" in command and "torch" not in install_command("demo")
+    # the whole line is one command for a shell: the note is a comment
+    assert shlex.split(command, comments=True) == [
+        *shlex.split(PIP), "torch==2.13.0", "&&", *shlex.split(PIP), "-e",
+        f"{CHECKOUT}[convert]"]
 
 
 @pytest.mark.parametrize(("origin", "expected"), [
