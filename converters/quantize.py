@@ -160,7 +160,9 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
             written = judge.fidelity(f"{chosen}, {len(excluded)} float", quantized)
         phases.lap("keep_float")
     if not quantization_summary(quantized).get("quantized_weights"):
-        raise InputError(_nothing_quantized(options, excluded))
+        stem = ("; the cpu profile keeps a 3-channel stem conv float where ONNX Runtime's int8 "
+                "kernel would be slower" if options.profile == "cpu" else "")
+        raise InputError(_nothing_quantized(options, excluded) + stem)
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
