@@ -97,6 +97,15 @@ def inspect_model(path: Path) -> dict[str, Any]:
     }
 
 
+#: Symbolic dims longer than this are exporters' shape formulas (a YOLOv8's anchor count comes
+#: out as 400 characters of floor()): the text report shows `?`, --json the whole formula.
+SHORT_DIM = 24
+
+
+def _short_dim(dim: Any) -> Any:
+    return "?" if isinstance(dim, str) and len(dim) > SHORT_DIM else dim
+
+
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"{report['path']}  ({report['bytes'] / 1e6:.2f} MB, sha256 {report['sha256'][:16]}…)"]
     spec = report["spec"]
@@ -111,7 +120,8 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{' …' if len(spec['labels']) > 20 else ''}")
     for kind in ("inputs", "outputs"):
         for tensor in report[kind]:
-            lines.append(f"{kind[:-1]:6s} {tensor['name']}: {tensor['dtype']} {tensor['shape']}")
+            shape = [_short_dim(d) for d in tensor["shape"]]
+            lines.append(f"{kind[:-1]:6s} {tensor['name']}: {tensor['dtype']} {shape}")
     lines.append(f"parameters: {report['parameters']:,}; opsets {report['opsets']}")
     lines.append("ops: " + ", ".join(f"{op} {n}" for op, n in report["ops"].items()))
     q = report["quantization"]

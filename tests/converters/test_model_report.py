@@ -60,3 +60,22 @@ def test_inspect_cli_json_and_errors(demo_model, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(tmp_path / "junk.onnx")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "is not an ONNX model" in bad.stderr
+
+
+def test_the_text_report_shortens_exporters_shape_formulas(tmp_path):
+    """A YOLOv8 exported with dynamic sizes names its anchor count with a 400-character
+    formula: the text shows `?`, --json the formula."""
+    from converters.model_report import format_report
+
+    formula = "(floor(floor(height/2 - 1/2)/2) + 1)*(floor(floor(width/2 - 1/2)/2) + 1)"
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "dims",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 22, formula])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              tmp_path / "m.onnx")
+    report = inspect_model(tmp_path / "m.onnx")
+    assert report["outputs"][0]["shape"] == ["batch", 22, formula]
+    text = format_report(report)
+    assert "output y: float32 ['batch', 22, '?']" in text
+    assert "input  x: float32 ['batch', 3, 'height', 'width']" in text
