@@ -1,12 +1,22 @@
-"""Two thread-pool idioms shared by the calibration pipeline: work started in the background,
-and an ordered map with bounded look-ahead."""
+"""Two thread-pool idioms shared by the calibration pipeline (work started in the background,
+an ordered map with bounded look-ahead), and what a long-running loop waits on to stop."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
+
+
+class StopRequest(Protocol):
+    """What the daemon's, the monitor's and the collector's loops wait on: a
+    `threading.Event`, or the CLI's signal-safe `edge.cli.signals.SignalStop`."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
 
 A = TypeVar("A")
 T = TypeVar("T")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import __version__
+from edge.concurrency import StopRequest
 from edge.config import CameraConfig, Config
 from edge.drift import DriftMonitor, reference_from_config
 from edge.errors import EdgeError, SourceError
@@ -287,7 +288,7 @@ class Daemon:
                  self.backend.reason, ", ".join(w.name for w in self.workers))
         self.heartbeat.ready(summary_line(self.stats()))
 
-    def run(self, stop: threading.Event, duration: float | None = None) -> RunSummary:
+    def run(self, stop: StopRequest, duration: float | None = None) -> RunSummary:
         """Serve until `stop` is set, `duration` seconds pass, or every source has ended."""
         began = time.monotonic()
         next_stats, connects = began, 0

@@ -28,6 +28,7 @@ from edge.client import (
     Message,
     Subscriber,
 )
+from edge.concurrency import StopRequest
 from edge.errors import InputError
 from edge.mqtt.failures import COMMAND_LINE
 from edge.mqtt.subscriber import (
@@ -136,7 +137,7 @@ class FrameSaver:
 
 
 def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | None,
-                echo: Callable[[str], None] = print, stop: threading.Event | None = None,
+                echo: Callable[[str], None] = print, stop: StopRequest | None = None,
                 events: bool = False, share_group: str | None = None,
                 tls: TlsFiles = NO_TLS_FILES) -> dict[str, Any]:
     """Print messages until `stop` is set or `seconds` pass; returns counts per kind."""
@@ -176,7 +177,7 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
 CONNECTION_POLL_S = 0.5
 
 
-def _watch_connection(connection: BrokerSubscription, url: str, stop: threading.Event,
+def _watch_connection(connection: BrokerSubscription, url: str, stop: StopRequest,
                       seconds: float | None, echo: Callable[[str], None]) -> None:
     """Until `stop` is set or `seconds` pass: a line when the broker connection is lost (with
     why) and one when the subscriptions are granted again (paho reconnects on its own; a watch

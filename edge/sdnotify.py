@@ -16,6 +16,9 @@ from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
+#: The longest a message to systemd may block (a missed WATCHDOG=1 is sent again next tick).
+SEND_TIMEOUT_S = 1.0
+
 
 class Notifier:
     """Messages to systemd; build with `notifier_from_environ`."""
@@ -29,6 +32,9 @@ class Notifier:
         self._failed = False
         if address is not None:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # a receiver that stops reading fills the datagram queue (10 deep by default on
+            # Linux): a send then fails after this instead of blocking the daemon for good
+            self._socket.settimeout(SEND_TIMEOUT_S)
 
     @property
     def enabled(self) -> bool:

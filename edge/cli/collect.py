@@ -17,7 +17,7 @@ from edge.cli.common import (
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from edge.cli.device import stop_on_signals
+    from edge.cli.signals import stop_on_signals
     from edge.collect import CollectedDataset, Collector
     from edge.collect.phash import HASH_BITS
     from edge.errors import EdgeError, InputError
@@ -47,8 +47,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                                duplicate_distance=args.duplicate_distance,
                                image_url_prefix=args.image_url_prefix)
     collector = Collector(args.mqtt, args.prefix, dataset, tls=tls)
-    stop = threading.Event()
-    stop_on_signals(stop)
+    stop = stop_on_signals()
 
     reached = threading.Event()
 

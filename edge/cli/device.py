@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from edge.cli.common import (
@@ -20,6 +17,7 @@ from edge.cli.common import (
     tls_files,
     warn_of_a_password_in,
 )
+from edge.cli.signals import stop_on_signals
 
 log = logging.getLogger("edge")
 
@@ -50,15 +48,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def stop_on_signals(stop: threading.Event) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.daemon import Daemon
@@ -72,8 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"model": config.model.model_copy(
             update={"build_engine": False})})
     daemon = Daemon(config)
-    stop = threading.Event()
-    stop_on_signals(stop)
+    stop = stop_on_signals()
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
     log.info("stopped after %s (%.1f FPS; %s dropped, replaced by newer ones); messages: %d "
@@ -97,8 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     from edge.monitor import run_monitor
 
-    stop = threading.Event()
-    stop_on_signals(stop)  # SIGTERM and Ctrl-C end the watch normally: exit 0
+    stop = stop_on_signals()  # SIGTERM and Ctrl-C end the watch normally: exit 0
     warn_of_a_password_in(args.mqtt)
     summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
                           echo=(lambda line: None) if args.quiet else _flushed_print,

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
+from edge.concurrency import StopRequest
 from edge.errors import EdgeError
 from edge.mqtt.subscriber import (
     CONNECT_TIMEOUT_S,
@@ -75,7 +76,7 @@ class Collector:
             log.warning("the exports in %s could not be refreshed on the full disk; "
                         "manifest.jsonl lists every complete image", self.dataset.root)
 
-    def run(self, seconds: float | None, stop: threading.Event,
+    def run(self, seconds: float | None, stop: StopRequest,
             on_connected: Callable[[], None] = lambda: None,
             connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         """Collect until `seconds` pass, `stop` is set, or the disk is full (then raises);
