@@ -89,6 +89,7 @@ class Daemon:
         self._status_lock = threading.Lock()  # camera statuses reach the broker in order
         self._published_states: dict[str, CameraState] = {}
         self._stopping = False
+        self._started_at = time.monotonic()  # start() sets it again
         self._camera_failure: str | None = None
         self.workers: list[CameraWorker] = []
         try:
@@ -270,6 +271,7 @@ class Daemon:
         return {"ok": True, "cameras": [w.name for w in cameras]}
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
         started: list[CameraWorker] = []
         try:
             for index, worker in enumerate(self.workers):
@@ -290,8 +292,8 @@ class Daemon:
 
     def run(self, stop: StopRequest, duration: float | None = None) -> RunSummary:
         """Serve until `stop` is set, `duration` seconds pass, or every source has ended."""
-        began = time.monotonic()
-        next_stats, connects = began, 0
+        began = self._started_at  # frames count from start(), so time does too
+        next_stats, connects = time.monotonic(), 0
         while not stop.is_set():
             now = time.monotonic()
             if duration is not None and now - began >= duration:

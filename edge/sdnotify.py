@@ -16,9 +16,6 @@ from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
-#: The longest a message to systemd may block (a missed WATCHDOG=1 is sent again next tick).
-SEND_TIMEOUT_S = 1.0
-
 
 class Notifier:
     """Messages to systemd; build with `notifier_from_environ`."""
@@ -33,8 +30,10 @@ class Notifier:
         if address is not None:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             # a receiver that stops reading fills the datagram queue (10 deep by default on
-            # Linux): a send then fails after this instead of blocking the daemon for good
-            self._socket.settimeout(SEND_TIMEOUT_S)
+            # Linux): a send then fails at once (and is dropped) instead of blocking the
+            # daemon. Not a timeout: poll() calls an unconnected datagram socket writable, so a
+            # timed send spins a core until it expires. A missed WATCHDOG=1 goes again next tick.
+            self._socket.setblocking(False)
 
     @property
     def enabled(self) -> bool:

@@ -190,19 +190,15 @@ def test_a_camera_loop_stuck_in_inference_stops_the_watchdog(mosquitto, demo_mod
     assert not daemon.workers[0].stalled
 
 
-def test_a_receiver_that_stops_reading_never_blocks_the_sender(notify_socket, caplog,
-                                                                monkeypatch):
+def test_a_receiver_that_stops_reading_never_blocks_the_sender(notify_socket, caplog):
     """The datagram queue is 10 deep by default: with nobody reading, a blocking send waited
-    for ever (the daemon's main loop with it). Now each send gives up after SEND_TIMEOUT_S,
-    said once."""
-    import edge.sdnotify
-
-    monkeypatch.setattr(edge.sdnotify, "SEND_TIMEOUT_S", 0.05)
+    for ever (the daemon's main loop with it), and a timed one spun a core for its timeout.
+    Now a send to a full queue is dropped at once, said once."""
     _, path = notify_socket
     notifier = Notifier(path, None)
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     sent = [notifier.notify("WATCHDOG=1") for _ in range(40)]
-    assert time.monotonic() - began < 10
+    assert time.monotonic() - began < 1 and time.process_time() - cpu < 1
     assert sent[0] and not sent[-1]  # the first queued, the later ones dropped
     assert caplog.text.count("cannot notify systemd") == 1
     notifier.close()

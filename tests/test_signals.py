@@ -10,8 +10,13 @@ import time
 from edge.cli.signals import SignalStop
 
 
+def run_python(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
+                          text=True, timeout=120)
+
+
 def test_wait_times_out_then_sees_set():
-    stop = SignalStop()
+    stop = SignalStop(starting=False)
     began = time.monotonic()
     assert stop.wait(0.12) is False and time.monotonic() - began >= 0.12
     stop.set()
@@ -36,10 +41,51 @@ def test_a_signal_landing_anywhere_in_a_tight_wait_loop_stops_it():
                 pass
         print("done")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+    result = run_python(script)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "done"
     assert lines.count("received SIGTERM; stopping") == 150
     assert lines.count("received SIGINT; stopping") == 150
+
+
+def test_one_stop_however_many_signals_and_none_at_teardown():
+    """A second SIGTERM or Ctrl-C during the stop, or during the interpreter's teardown after
+    it (when Python puts the default handlers back), killed the process: exit 143 / 130 after
+    a clean stop. Now the first signal asks for the stop and the rest are ignored."""
+    result = run_python("""
+        import logging, os, signal, sys, threading, time
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+        from edge.cli.signals import stop_on_signals
+        stop = stop_on_signals()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.wait(5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        # and one more while Python shuts down
+        threading.Timer(0.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        print("done")
+    """)
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.splitlines() == ["received SIGTERM; stopping", "done"]
+
+
+def test_a_signal_while_starting_interrupts_with_the_shells_exit_code():
+    """While `edge run` still loads its model there is nothing to wind down: SIGTERM ends it
+    at once as "interrupted", exit 143 (it was killed silently: no line, exit -15)."""
+    result = run_python("""
+        import os, signal, sys, time
+        from edge.cli.signals import Interrupted, stop_on_signals
+        stop = stop_on_signals(starting=True)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Interrupted as exc:
+            print("interrupted", exc.exit_code)
+        stop.started()
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("stop requested", stop.wait(5))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["interrupted 143", "stop requested True"]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from edge import __version__
 from edge.cli import bench, collect, device, workstation
+from edge.cli.signals import Interrupted
 from edge.errors import EdgeError
 
 
@@ -41,14 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("\nedge: interrupted", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         # Leave at once: interpreter teardown with native work still running on background
         # threads (an ONNX Runtime session being made) can abort the process. Every output is
         # written atomically, so nothing half-written is left behind.
-        os._exit(130)
+        os._exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # first: a signal while the daemon's modules load, or its model (or an engine build), cuts
+    # the start short with a line and 128 + the signal, not a silent death
+    stop = stop_on_signals(starting=True)
     from edge.config import load_config
     from edge.daemon import Daemon
     from edge.system import tune_malloc
@@ -61,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"model": config.model.model_copy(
             update={"build_engine": False})})
     daemon = Daemon(config)
-    stop = stop_on_signals()
+    stop.started()  # from here a signal asks the running daemon for a clean stop
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
     log.info("stopped after %s (%.1f FPS; %s dropped, replaced by newer ones); messages: %d "

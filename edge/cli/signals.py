@@ -5,6 +5,12 @@ A handler runs on the main thread between two bytecodes, wherever that thread is
 inside `Event.wait`: a signal landing in that moment waits on it forever (seen under load: a
 daemon that logged "received SIGTERM" and never stopped, until systemd killed it and the
 outbox went unflushed). So the handler only writes an attribute, and waiting polls it.
+
+While a command is still starting (loading a model, maybe building an engine) there is nothing
+to wind down: a signal then interrupts it at once (`Interrupted`, exit 128 + the signal). Once a
+stop is requested, further SIGTERM/SIGINT are ignored: the stop is bounded, and a second signal
+during the interpreter's teardown (when Python puts the default handlers back) killed the
+process after its clean stop, so scripts saw 143 or 130.
 """
 
 from __future__ import annotations
@@ -20,13 +26,26 @@ log = logging.getLogger("edge")
 POLL_S = 0.05
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal during start-up; `exit_code` is 128 + its number, as a shell reports it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
 class SignalStop:
     """A `StopRequest` set by SIGTERM or SIGINT (or `set()`), with no lock anywhere."""
 
-    def __init__(self) -> None:
+    def __init__(self, starting: bool) -> None:
         self._signal: str | None = None
         self._requested = False
         self._said = False
+        self._starting = starting
+
+    def started(self) -> None:
+        """From now on a signal asks for a clean stop instead of interrupting."""
+        self._starting = False
 
     def set(self) -> None:
         self._requested = True
@@ -48,13 +67,21 @@ class SignalStop:
         return True
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._starting:
+            raise Interrupted(signum)
         self._signal = signal.Signals(signum).name
         self._requested = True
+        for each in SIGNALS:  # one stop; see the module docstring
+            signal.signal(each, signal.SIG_IGN)
 
 
-def stop_on_signals() -> SignalStop:
-    """A stop request that SIGTERM and SIGINT set from now on (call on the main thread)."""
-    stop = SignalStop()
-    signal.signal(signal.SIGTERM, stop._handle)
-    signal.signal(signal.SIGINT, stop._handle)
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_on_signals(starting: bool = False) -> SignalStop:
+    """A stop request that SIGTERM and SIGINT set from now on (call on the main thread);
+    `starting`: until `started()`, they interrupt instead."""
+    stop = SignalStop(starting)
+    for each in SIGNALS:
+        signal.signal(each, stop._handle)
     return stop
