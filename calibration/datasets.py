@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calibration.images import read_image
+from calibration.images import is_hidden, read_image
 from calibration.readers import IMAGE_SUFFIXES
 from edge.errors import InputError
 
@@ -244,7 +244,7 @@ def _coco(path: Path, labels: Sequence[str]) -> Dataset:
 def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
     """The folders of `root` (hidden ones aside: .thumbs, .ipynb_checkpoints), each named as
     one of `labels`."""
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p, root))
     unknown = [f.name for f in folders if f.name not in labels]
     if unknown:
         raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model")
@@ -266,4 +266,4 @@ def _folders(root: Path, labels: Sequence[str]) -> Dataset:
 
 def _folder_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))

@@ -50,6 +50,12 @@ def jpeg_size(data: bytes | npt.NDArray[np.uint8]) -> tuple[int, int] | None:
     return None
 
 
+def is_hidden(path: Path, root: Path) -> bool:
+    """Whether `path` is, or lies in, a hidden file or folder below `root` (.DS_Store, macOS's
+    ._photo.jpg, .thumbs/): never an image of the user's, never worth a warning."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
     """BGR uint8 [H, W, 3], or None for anything that is not a usable 8-bit image (corrupt,
     truncated, empty, 16-bit, not an image). Grey images are expanded to three channels."""

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from calibration.images import is_usable_image, read_image
+from calibration.images import is_hidden, is_usable_image, read_image
 from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.preprocess import letterboxer_from_spec
@@ -190,8 +190,7 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
 
 def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     # hidden files (.DS_Store, macOS's ._photo.jpg) and label .txt files go unmentioned
-    candidates = sorted(p for p in folder.rglob("*") if p.is_file()
-                        and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    candidates = sorted(p for p in folder.rglob("*") if p.is_file() and not is_hidden(p, folder))
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = [f"{p.name} (not an image file)" for p in candidates
                if p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() != ".txt"]

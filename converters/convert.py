@@ -259,10 +259,10 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     converted = onnx_with_spec(folded, spec)
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
-                     plain.notes + _outputs_left_out(output, head, shapes))
+                     plain.notes + _unread_outputs_note(output, head, shapes))
 
 
-def _outputs_left_out(output: str, head: Head, shapes: dict[str, tuple[int, ...]]
+def _unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ...]]
                       ) -> tuple[str, ...]:
     """A note naming the output the spec reads and the others (kept in the graph, unread), when
     the model has several (a face net's box regression can be as wide as a class list)."""

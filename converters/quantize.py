@@ -272,9 +272,10 @@ def _judged(model: onnx.ModelProto, spec: ModelSpec, judge: HeldOutJudge, held_o
     judged = judge.judged(METHODS, lambda method: quantize(candidates.add(method)), shared)
     models = {name: quantized for name, (quantized, _) in judged.items()}
     comparison = [fidelity for _, fidelity in judged.values()]
-    if options.method == "auto" and needs_refinement(best_of(comparison)):
-        _refine(model, candidates, models, best_of(comparison).method, comparison, judge,
-                held_out, quantize, shared)
+    best = best_of(comparison)
+    if options.method == "auto" and needs_refinement(best):
+        _refine(model, candidates, models, best.method, comparison, judge, held_out, quantize,
+                shared)
     chosen, warning = _chosen(options.method, comparison, spec.task)  # mixes included
     return chosen, models, comparison, warning
 
