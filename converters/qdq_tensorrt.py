@@ -25,6 +25,8 @@ WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 POOLING_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 #: Ops whose output a following Add can be fused into by TensorRT.
 FUSIBLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+#: Ops that rearrange values without changing them.
+LAYOUT_OPS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
 
 
 def weight_axis(node: onnx.NodeProto) -> int:
@@ -83,12 +85,14 @@ class _Inserter:
 
 
 def decode_tail(model: onnx.ModelProto) -> set[str]:
-    """Names of the nodes after the last weighted layer (box decoding, sigmoid, concat of
-    heads). They carry pixel coordinates and scores, cost little, and lose most from int8, so
-    both profiles keep them in float."""
+    """Names of the nodes after the last learned weighted layer (box decoding, sigmoid, concat
+    of heads, a distribution integral). They carry pixel coordinates and scores, cost little,
+    and lose most from int8, so both profiles keep them in float."""
     producers = {out: node for node in model.graph.node for out in node.output}
     feeding: set[str] = set()
-    stack = [n for n in model.graph.node if n.op_type in WEIGHTED_OPS]
+    integrals = distribution_integrals(model)
+    stack = [n for n in model.graph.node
+             if n.op_type in WEIGHTED_OPS and n.name not in integrals]
     while stack:
         node = stack.pop()
         if node.name in feeding:
@@ -96,6 +100,26 @@ def decode_tail(model: onnx.ModelProto) -> set[str]:
         feeding.add(node.name)
         stack += [producers[name] for name in node.input if name in producers]
     return {n.name for n in model.graph.node} - feeding
+
+
+def distribution_integrals(model: onnx.ModelProto) -> set[str]:
+    """Names of the weighted layers that read a Softmax's probabilities (through layout ops
+    at most): a detection head's distribution integral, like YOLOv8's DFL, a 1x1 conv with the
+    fixed weights 0..15 that turns 16-bin softmaxes into box distances. That is decoding, not
+    a learned layer. In int8 (steps of 1/127) every probability below 0.004 is zeroed: on the
+    corpus YOLOv8n, in float it gave 0.2-0.3 dB more box SQNR, and leaving its input
+    unobserved made the statistics pass's model run 7% faster."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    integrals = set()
+    for node in model.graph.node:
+        if node.op_type not in WEIGHTED_OPS or not node.input:
+            continue
+        source = producers.get(node.input[0])
+        while source is not None and source.op_type in LAYOUT_OPS and source.input:
+            source = producers.get(source.input[0])
+        if source is not None and source.op_type == "Softmax":
+            integrals.add(node.name)
+    return integrals
 
 
 def check_exclusions(model: onnx.ModelProto, exclude: Collection[str]) -> None:

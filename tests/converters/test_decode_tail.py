@@ -1,0 +1,91 @@
+"""The decode tail both profiles keep in float starts after the last learned layer; a
+distribution integral (a weighted layer over softmax probabilities, YOLOv8's DFL) belongs to
+it when nothing learned follows."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from calibration.ranges import TensorRange, TensorRanges
+from converters.qdq_tensorrt import (
+    decode_tail,
+    distribution_integrals,
+    qdq_for_tensorrt,
+    quantizable_inputs,
+)
+
+
+def _initializer(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(array.astype(np.float32), name)
+
+
+def dfl_head() -> onnx.ModelProto:
+    """image -> conv -> relu -> 1x1 conv (4 sides x 16 bins per cell) -> reshape -> transpose
+    -> softmax over the bins -> 1x1 conv with weights 0..15 (the integral) -> distances."""
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["f1"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["f1"], ["a1"], name="act"),
+        helper.make_node("Conv", ["a1", "w2"], ["box"], name="box_conv"),
+        helper.make_node("Reshape", ["box", "bins_shape"], ["bins"], name="reshape"),
+        helper.make_node("Transpose", ["bins"], ["bins_first"], name="transpose",
+                         perm=[0, 2, 1, 3]),
+        helper.make_node("Softmax", ["bins_first"], ["probabilities"], name="softmax", axis=1),
+        helper.make_node("Conv", ["probabilities", "integral_weights"], ["distances"],
+                         name="dfl"),
+    ]
+    initializers = [
+        _initializer("w1", rng.normal(0, 0.3, (16, 3, 3, 3))),
+        _initializer("w2", rng.normal(0, 0.3, (64, 16, 1, 1))),
+        numpy_helper.from_array(np.array([1, 4, 16, 64], np.int64), "bins_shape"),
+        _initializer("integral_weights", np.arange(16).reshape(1, 16, 1, 1)),
+    ]
+    graph = helper.make_graph(
+        nodes, "dfl", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("distances", TensorProto.FLOAT, [1, 1, 4, 64])],
+        initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def attention_in_the_middle() -> onnx.ModelProto:
+    """features -> gemm -> softmax -> matmul (weighted sum) -> gemm: the softmax-reading
+    matmul feeds a learned layer, so it is not part of any tail."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1"], ["scores"], name="scoring"),
+        helper.make_node("Softmax", ["scores"], ["weights"], name="softmax", axis=1),
+        helper.make_node("MatMul", ["weights", "values"], ["mixed"], name="mix"),
+        helper.make_node("Gemm", ["mixed", "w2"], ["logits"], name="classifier"),
+    ]
+    initializers = [_initializer("w1", rng.normal(0, 0.3, (8, 8))),
+                    _initializer("values", rng.normal(0, 0.3, (8, 8))),
+                    _initializer("w2", rng.normal(0, 0.3, (8, 4)))]
+    graph = helper.make_graph(
+        nodes, "mid", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_dfl_integral_ends_the_learned_layers_and_stays_float():
+    model = dfl_head()
+    assert distribution_integrals(model) == {"dfl"}
+    assert {"reshape", "transpose", "softmax", "dfl"} <= decode_tail(model)
+    assert not {"stem", "box_conv"} & decode_tail(model)
+    plan = quantizable_inputs(model)
+    assert set(plan) == {"stem", "box_conv"}
+    ranges = TensorRanges("test", 1, {name: TensorRange(-4.0, 4.0, 4.0)
+                                      for name in ("image", "a1")})
+    quantized = qdq_for_tensorrt(model, ranges)
+    nodes = {node.name: node for node in quantized.graph.node}
+    assert list(nodes["dfl"].input) == ["probabilities", "integral_weights"]  # all float
+    assert nodes["box_conv"].input[0] == "a1__dequantized"
+    assert nodes["box_conv"].input[1] == "w2__dequantized"
+
+
+def test_a_softmax_reading_layer_that_feeds_learned_layers_is_quantized():
+    model = attention_in_the_middle()
+    assert distribution_integrals(model) == {"mix"}
+    assert not decode_tail(model) & {"scoring", "softmax", "mix", "classifier"}
+    assert {"scoring", "mix", "classifier"} <= set(quantizable_inputs(model))
