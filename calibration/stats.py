@@ -74,7 +74,7 @@ class TensorStats:
                              "frame; the model is numerically broken on this input")
         self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
         largest = max(-low, high)
-        stride = -(-flat.size // self.sample_values) if self.sample_values else 1
+        stride = sample_stride(flat.size, self.sample_values)
         updates = self.count // flat.size
         self.count += flat.size
         # successive batches take successive offsets, so every position is sampled in turn
@@ -119,6 +119,19 @@ class TensorStats:
         merged = self.histogram.reshape(-1, 2).sum(axis=1)
         self.histogram = np.concatenate([merged, np.zeros_like(merged)])
         self.range *= 2.0
+
+
+def sample_stride(size: int, sample_values: int | None) -> int:
+    """The sample's stride: the smallest odd one that keeps it within `sample_values`. An even
+    stride would keep picking the same lanes of ONNX Runtime's blocked layout (`calibration.
+    observing`: 8 or 16 channels per pixel innermost), so each frame would be sampled on a
+    fixed subset of channels; an odd one steps through every lane (and every column of an
+    even-width row) in turn. (Blocked, with even strides: open-nsfw's INT8 output 41.8 vs
+    49.5 dB on the corpus photos.)"""
+    if not sample_values or size <= sample_values:
+        return 1
+    stride = -(-size // sample_values)
+    return stride if stride % 2 else stride + 1
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:

@@ -58,16 +58,27 @@ def test_large_tensors_reach_the_histogram_as_a_rotating_strided_sample():
     moves on with every batch, so all positions are sampled in turn."""
     from calibration.stats import HISTOGRAM_SAMPLE
 
-    batch = np.arange(10_000, dtype=np.float32).reshape(10, 1000)  # stride 10 at 1000 values
+    batch = np.arange(11_000, dtype=np.float32).reshape(11, 1000)  # stride 11 at 1000 values
     stats = TensorStats("t", sample_values=1000)
     full = TensorStats("t")
-    for _ in range(10):
+    for _ in range(11):
         stats.update(batch)
         full.update(batch)
-    assert (stats.minimum, stats.maximum, stats.count) == (0.0, 9999.0, 100_000)
-    assert stats.histogram.sum() == 10_000  # 1000 of each batch
-    np.testing.assert_array_equal(stats.histogram, full.histogram // 10)  # offsets 0..9: all
+    assert (stats.minimum, stats.maximum, stats.count) == (0.0, 10_999.0, 121_000)
+    assert stats.histogram.sum() == 11_000  # 1000 of each batch
+    np.testing.assert_array_equal(stats.histogram, full.histogram // 11)  # offsets 0..10: all
     assert HISTOGRAM_SAMPLE == 1 << 16
+
+
+@pytest.mark.parametrize(("size", "stride"), [(1000, 1), (3000, 3), (4000, 5), (20_000, 21)])
+def test_sample_strides_are_odd(size, stride):
+    """An even stride would keep sampling the same lanes of a blocked (NCHWc) layout, channels
+    8 or 16 innermost; an odd one steps through all of them."""
+    from calibration.stats import sample_stride
+
+    assert sample_stride(size, 1000) == stride
+    lanes = {(position % 16) for position in range(0, size, stride)}
+    assert stride == 1 or len(lanes) == 16
 
 
 def test_observing_model_drops_the_decode_tail_and_keeps_the_values(demo_model):
