@@ -126,8 +126,8 @@ def sample_stride(size: int, sample_values: int | None) -> int:
     stride would keep picking the same lanes of ONNX Runtime's blocked layout (`calibration.
     observing`: 8 or 16 channels per pixel innermost), so each frame would be sampled on a
     fixed subset of channels; an odd one steps through every lane (and every column of an
-    even-width row) in turn. (Blocked, with even strides: open-nsfw's INT8 output 41.8 vs
-    49.5 dB on the corpus photos.)"""
+    even-width row) in turn. YOLOv8n, 64 frames, percentile ranges against full histograms:
+    6 of 67 tensors more than 1% off (3.6% at most) with even strides, 5 (2.6%) odd."""
     if not sample_values or size <= sample_values:
         return 1
     stride = -(-size // sample_values)
