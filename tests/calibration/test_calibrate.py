@@ -335,13 +335,13 @@ def test_interrupted_calibration_exits_130_and_writes_nothing(tmp_path):
     out = tmp_path / "int8.onnx"
     process = subprocess.Popen(
         [sys.executable, "-m", "edge", "calibrate", "edge/models/shapes.onnx", "--images",
-         "synthetic://shapes?seed=7", "--max-images", "400", "-o", str(out)],
+         "synthetic://shapes?seed=7", "--max-images", "5000", "-o", str(out)],
         stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     started = time.monotonic()
     while "calibrating on" not in process.stderr.readline():  # the statistics pass begins
         assert time.monotonic() - started < 60
-    time.sleep(1.0)  # inside it, with the background sessions being made or running
+    time.sleep(0.5)  # inside it (5000 frames: seconds), background sessions made or running
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
