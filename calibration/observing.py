@@ -89,15 +89,16 @@ class ObservingSession:
         return plain
 
 
-def _options(threads: int, optimized_path: Path | None = None) -> ort.SessionOptions:
+def _options(threads: int, optimize: bool, saved_at: Path | None = None) -> ort.SessionOptions:
+    """Session options: full optimisation (its optimised graph saved at `saved_at`, if given),
+    or none, for a graph that is ONNX Runtime's optimised one already."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    if optimized_path is None:  # the graph is ONNX Runtime's optimised one already
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    else:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.optimized_model_filepath = str(optimized_path)
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if saved_at is not None:
+        options.optimized_model_filepath = str(saved_at)
     return options
 
 
@@ -105,13 +106,12 @@ def _plain_session(serialized: bytes, threads: int, optimized: Path) -> Any:
     """The session on `serialized` as it is, its optimised graph saved at `optimized` if ONNX
     Runtime can (a failed save would otherwise fail the session)."""
     try:
-        return ort.InferenceSession(serialized, _options(threads, optimized_path=optimized),
+        return ort.InferenceSession(serialized, _options(threads, True, optimized),
                                     providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - retried without the save, which raises what matters
         optimized.unlink(missing_ok=True)
-        options = _options(threads)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(serialized, _options(threads, True),
+                                    providers=["CPUExecutionProvider"])
 
 
 def _blocked_session(optimized: Path, tensors: list[str], threads: int
@@ -138,7 +138,8 @@ def _blocked_session(optimized: Path, tensors: list[str], threads: int
     del graph.output[:]
     graph.output.extend(outputs)
     try:
-        session = ort.InferenceSession(graph_model.SerializeToString(), _options(threads),
+        session = ort.InferenceSession(graph_model.SerializeToString(),
+                                       _options(threads, False),
                                        providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any refusal leaves the plain session in charge
         log.debug("the rewired graph did not load (%s); outputs as they are", exc)
