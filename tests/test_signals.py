@@ -89,3 +89,30 @@ def test_a_signal_while_starting_interrupts_with_the_shells_exit_code():
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["interrupted 143", "stop requested True"]
+
+
+def test_sigterm_interrupts_a_command_like_ctrl_c_and_unwinds():
+    """Inside `sigterm_interrupts` SIGTERM raises `Interrupted` (exit 143), so `with` blocks
+    unwind and temporary files go; a command's own handler, installed inside, is left in place
+    (the daemon's stop ignores further signals), and otherwise the previous one comes back."""
+    result = run_python("""
+        import os, signal, tempfile, time
+        from pathlib import Path
+        from edge.cli.signals import Interrupted, sigterm_interrupts, stop_on_signals
+        folder = None
+        try:
+            with sigterm_interrupts(), tempfile.TemporaryDirectory() as folder:
+                Path(folder, "partial.onnx").write_bytes(b"x")
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+        except Interrupted as exc:
+            print("interrupted", exc.exit_code, os.path.exists(folder))
+        print("restored", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+        with sigterm_interrupts():
+            stop = stop_on_signals()
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("own handler kept", stop.wait(5))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["interrupted 143 False", "restored True",
+                                          "own handler kept True"]

@@ -7,7 +7,9 @@ daemon that logged "received SIGTERM" and never stopped, until systemd killed it
 outbox went unflushed). So the handler only writes an attribute, and waiting polls it.
 
 While a command is still starting (loading a model, maybe building an engine) there is nothing
-to wind down: a signal then interrupts it at once (`Interrupted`, exit 128 + the signal). Once a
+to wind down: a signal then interrupts it at once (`Interrupted`, exit 128 + the signal). So
+does SIGTERM, like Ctrl-C, for a command that installs no handler of its own (convert,
+calibrate, eval...): the exception unwinds, so temporary files are removed on the way out. Once a
 stop is requested, further SIGTERM/SIGINT are ignored: the stop is bounded, and a second signal
 during the interpreter's teardown (when Python puts the default handlers back) killed the
 process after its clean stop, so scripts saw 143 or 130.
@@ -15,9 +17,12 @@ process after its clean stop, so scripts saw 143 or 130.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 log = logging.getLogger("edge")
@@ -76,6 +81,28 @@ class SignalStop:
 
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside: SIGTERM raises `Interrupted`, as Ctrl-C raises KeyboardInterrupt (its default
+    would end the process where it stands, leaving temporary files). On the way out the
+    previous handler is put back unless a command installed its own meanwhile (`edge run`'s
+    stop, which ignores further signals). Only the main thread can install handlers;
+    elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _raise_interrupted:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
 
 
 def stop_on_signals(starting: bool = False) -> SignalStop:
