@@ -27,6 +27,9 @@ class Calibrated:
     written: Fidelity | None = None  # the written model, where it differs from the chosen one
     phases: dict[str, float] = field(default_factory=dict)  # seconds: statistics, ranges, ...
     requested: str = "auto"  # the method asked for (--method)
+    #: Activations of the decode tail, which the INT8 models keep float
+    #: (`converters.qdq_tensorrt.decode_tail`)
+    decode_tail_tensors: frozenset[str] = frozenset()
 
     def role(self, fidelity: Fidelity) -> str:
         """What `fidelity`'s row is in a comparison table: the written model, the method kept
@@ -38,5 +41,11 @@ class Calibrated:
         return ""
 
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:
+        """A TensorRT calibration cache of these ranges. The decode tail's activations get no
+        scale, so TensorRT keeps the layers reading or writing them out of int8 ("missing
+        scale ... expect fall back to non-int8"), as the QDQ models keep them float."""
+        ranges = TensorRanges(self.ranges.method, self.ranges.frames, {
+            name: tensor_range for name, tensor_range in self.ranges.ranges.items()
+            if name not in self.decode_tail_tensors})
         # The uint8 image input spans 0..255: TensorRT needs its real scale (1.0), not amax/127.
-        return cache_from_ranges(self.ranges, trt_version, (spec.input.name, 1.0))
+        return cache_from_ranges(ranges, trt_version, (spec.input.name, 1.0))

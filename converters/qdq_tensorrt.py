@@ -102,6 +102,12 @@ def decode_tail(model: onnx.ModelProto) -> set[str]:
     return {n.name for n in model.graph.node} - feeding
 
 
+def decode_tail_tensors(model: onnx.ModelProto) -> frozenset[str]:
+    """The activations the decode tail's nodes write."""
+    tail = decode_tail(model)
+    return frozenset(out for node in model.graph.node if node.name in tail for out in node.output)
+
+
 def distribution_integrals(model: onnx.ModelProto) -> set[str]:
     """Names of the weighted layers that read a Softmax's probabilities (through layout ops
     at most): a detection head's distribution integral, like YOLOv8's DFL, a 1x1 conv with the

@@ -46,6 +46,7 @@ from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
 from converters.qdq_tensorrt import (
     check_exclusions,
+    decode_tail_tensors,
     quantizable_inputs,
 )
 from edge.errors import InputError, ModelError
@@ -166,7 +167,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
-                      comparison, warning, written, phases, options.method)
+                      comparison, warning, written, phases, options.method,
+                      decode_tail_tensors(model))
 
 
 def _nothing_quantized(options: CalibrateOptions, excluded: list[str]) -> str:

@@ -233,6 +233,12 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     cache = (tmp_path / "model.cache").read_text().splitlines()
     assert cache[0] == "TRT-100300-EntropyCalibration2" and cache[1] == "images: 3f800000"
     assert len(cache) > 40  # every float activation, as TensorRT's implicit path needs
+    # but the decode tail, which the QDQ models keep float: no scale, so no int8 in TensorRT
+    from converters.qdq_tensorrt import decode_tail_tensors
+
+    tail = decode_tail_tensors(onnx.load(demo_model))
+    cached = {line.split(":")[0] for line in cache[1:]}
+    assert tail and not tail & cached
     assert "ranges" in json.loads((tmp_path / "ranges.json").read_text())
     index = (tmp_path / "report" / "index.md").read_text()
     assert "| map50 |" in index and "Worst" in index
