@@ -67,6 +67,31 @@ def test_a_failed_check_keeps_the_plain_outputs(observed, monkeypatch):
     assert session.rewired == 0
 
 
+def test_an_optimised_graph_that_cannot_be_saved_leaves_the_plain_session(observed,
+                                                                          monkeypatch):
+    """Where ONNX Runtime cannot save its optimised graph (a model past protobuf's 2 GB, a
+    read-only temporary folder), the session is made without the save and nothing is
+    rewired."""
+    import onnxruntime as ort
+
+    import calibration.observing
+
+    real = ort.InferenceSession
+
+    def refusing_to_save(model, options=None, **kwargs):
+        if options is not None and options.optimized_model_filepath:
+            raise RuntimeError("cannot save the optimized model")
+        return real(model, options, **kwargs)
+
+    monkeypatch.setattr(calibration.observing.ort, "InferenceSession", refusing_to_save)
+    model, tensors, observing, feeds = observed
+    session = ObservingSession(observing, tensors, threads=1)
+    assert session.rewired == 0
+    for expected, got in zip(_plain_outputs(model, tensors, feeds[0]), session.run(feeds[0]),
+                             strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_statistics_from_blocked_outputs_match_the_plain_ones(observed):
     """Min, max and count are those of every value; a tensor small enough to be histogrammed
     whole gets the same histogram in either layout."""
