@@ -38,6 +38,7 @@ NCHWC_DOMAIN = "com.microsoft.nchwc"
 #: (AVX-512) channels wide.
 WHOLE_BLOCKS = 16
 
+#: Model inputs by name, as `InferenceSession.run` takes them.
 Feed = dict[str, npt.NDArray[Any]]
 
 

@@ -28,6 +28,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from calibration.fidelity import SignalNoise, detector_parts
+from calibration.observing import Feed
 from edge.concurrency import in_background
 from edge.metrics import match_frame
 from edge.postprocess import HEAD_DECODERS, decoder_from_spec
@@ -46,7 +47,6 @@ REFINE_BELOW_SQNR_DB = 20.0
 REFINE_BELOW_AGREEMENT = 0.95
 REFINED_LAYERS = 3
 
-Feed = dict[str, npt.NDArray[Any]]
 Run = Callable[[list[str], Feed], list[npt.NDArray[Any]]]  # ONNX Runtime's session.run
 
 

@@ -18,12 +18,12 @@ from typing import Any
 import onnx
 
 from calibration.fidelity import layer_sqnr, weighted_nodes
+from calibration.observing import Feed
 from calibration.ranges import METHODS, TensorRanges, range_method
 from calibration.readers import FrameSet, Prefetched
 from calibration.result import Calibrated
 from calibration.selection import (
     MAX_HELD_OUT,
-    Feed,
     Fidelity,
     HeldOutJudge,
     SharedSession,
