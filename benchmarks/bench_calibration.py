@@ -1,7 +1,7 @@
 """Our INT8 calibration vs ONNX Runtime's, side by side, as a user runs them.
 
     python benchmarks/bench_calibration.py [--frames 128] [--demo-frames 256] [--repeats 3]
-        [--ort-entropy-frames 128] [--setups demo corpus] [--json]
+        [--ort-entropy-frames 128] [--setups demo corpus] [--cores 1 2] [--json]
 
 Every side is one whole process, timed from start to exit (imports included, as a user waits
 for them) with its own peak RSS (`os.wait4`):
@@ -18,6 +18,9 @@ Two setups:
    1920x1080 crops of the corpus photos): ours against MinMax's time and Entropy's memory;
 2. the bundled demo detector on `--demo-frames` camera-sized JPEGs of the synthetic scene
    (480x360 to 1920x1080): ours against Entropy's time.
+`--cores 1 2` also times ours and MinMax on the corpus model with both pinned to the first 1,
+then 2, of this process's CPUs (how the ratio depends on the machine: MinMax gains little from
+a second core, ours about 2x).
 The sides take turns for `--repeats` rounds; medians are reported. ONNX Runtime's Entropy keeps
 every activation of every frame in memory (about 60 MB a frame for the YOLOv8n), so
 `--ort-entropy-frames` can cap its frame count on a small machine (the RSS is then a lower
@@ -160,24 +163,33 @@ def corpus_model(work: Path) -> tuple[Path, list[Path]]:
     return converted, photos
 
 
-def side_by_side(sides: dict[str, list[str]], repeats: int) -> dict[str, dict[str, float]]:
-    """Median seconds and peak RSS of each side over `repeats` rounds taken in turn."""
+def side_by_side(sides: dict[str, list[str]], repeats: int,
+                 cpus: set[int] | None = None) -> dict[str, dict[str, float]]:
+    """Median seconds and peak RSS of each side over `repeats` rounds taken in turn, each side
+    on `cpus` only if given."""
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
-    for _ in range(repeats):
-        for name, command in sides.items():
-            samples[name].append(timed_process(command))
+    everywhere = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus or everywhere)  # children inherit it, as under taskset
+    try:
+        for _ in range(repeats):
+            for name, command in sides.items():
+                samples[name].append(timed_process(command))
+    finally:
+        os.sched_setaffinity(0, everywhere)
     return {name: {key: round(statistics.median(s[key] for s in runs), 2) for key in runs[0]}
             for name, runs in samples.items()}
 
 
-def corpus_setup(work: Path, frames: int, entropy_frames: int, repeats: int) -> dict[str, Any]:
+def corpus_setup(work: Path, frames: int, entropy_frames: int, repeats: int,
+                 cores: list[int]) -> dict[str, Any]:
     model, photos = corpus_model(work)
     folder = work / "corpus-frames"
     folder.mkdir()
     camera_jpegs_from_photos(photos, folder, frames)
+    timed = {"ours": ours(model, folder, work / "ours.onnx"),
+             "ort_minmax": ort("MinMax", model, folder, work / "minmax.onnx", frames)}
     measured = side_by_side({
-        "ours": ours(model, folder, work / "ours.onnx"),
-        "ort_minmax": ort("MinMax", model, folder, work / "minmax.onnx", frames),
+        **timed,
         "ort_entropy": ort("Entropy", model, folder, work / "entropy.onnx", entropy_frames),
     }, repeats)
     return {"model": CORPUS_MODEL, "frames": frames, "ort_entropy_frames": entropy_frames,
@@ -185,7 +197,19 @@ def corpus_setup(work: Path, frames: int, entropy_frames: int, repeats: int) -> 
             "time_vs_minmax": round(measured["ours"]["seconds"] /
                                     measured["ort_minmax"]["seconds"], 3),
             "rss_vs_entropy": round(measured["ours"]["peak_rss_mb"] /
-                                    measured["ort_entropy"]["peak_rss_mb"], 3)}
+                                    measured["ort_entropy"]["peak_rss_mb"], 3),
+            "by_cores": {str(count): pinned(timed, repeats, count) for count in cores}}
+
+
+def pinned(sides: dict[str, list[str]], repeats: int, count: int) -> dict[str, float]:
+    """Median seconds of ours and MinMax with both on the first `count` of this process's CPUs,
+    and their ratio."""
+    available = sorted(os.sched_getaffinity(0))
+    if count > len(available):
+        raise SystemExit(f"--cores {count}: this process may use {len(available)} CPU(s)")
+    measured = side_by_side(sides, repeats, set(available[:count]))
+    seconds = {name: side["seconds"] for name, side in measured.items()}
+    return {**seconds, "time_vs_minmax": round(seconds["ours"] / seconds["ort_minmax"], 3)}
 
 
 def demo_setup(work: Path, frames: int, repeats: int) -> dict[str, Any]:
@@ -213,6 +237,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--setups", nargs="+", choices=["demo", "corpus"],
                         default=["demo", "corpus"])
+    parser.add_argument("--cores", type=int, nargs="*", default=[],
+                        help="also time ours and MinMax pinned to this many CPUs (corpus)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", choices=["MinMax", "Entropy"])
     parser.add_argument("--model", type=Path)
@@ -230,7 +256,7 @@ def main() -> None:
             result["demo"] = demo_setup(work, args.demo_frames, args.repeats)
         if "corpus" in args.setups:
             result["corpus"] = corpus_setup(work, args.frames, args.ort_entropy_frames,
-                                            args.repeats)
+                                            args.repeats, args.cores)
     if not args.json:
         for name, setup in result.items():
             print(f"{name}: {setup['model']}, {setup['frames']} frames, median of "
@@ -243,6 +269,9 @@ def main() -> None:
                           f"{setup[side]['peak_rss_mb']:8.1f} MB"
                           f"{f'  ({phases})' if phases else ''}")
             print("  " + ", ".join(f"{k} {v}" for k, v in setup.items() if "_vs_" in k))
+            for count, side in setup.get("by_cores", {}).items():
+                print(f"  on {count} CPU(s): ours {side['ours']:.2f} s, MinMax "
+                      f"{side['ort_minmax']:.2f} s, time_vs_minmax {side['time_vs_minmax']}")
     print(json.dumps(result))
 
 
