@@ -65,19 +65,22 @@ def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
     return _bgr(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
 
 
-def is_usable_image(path: Path) -> bool:
-    """Whether `read_image` would return a frame. A JPEG with a frame header and its end marker
-    is taken without decoding (libjpeg decodes any such file, damaged data or not); a JPEG cut
-    short gets a 1/8-scale grey decode, anything else a full one."""
+def usable_image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of the frame `read_image` would return, or None where it would return
+    none. A JPEG with a frame header and its end marker is taken on its header, without
+    decoding (libjpeg decodes any such file, damaged data or not); a JPEG cut short gets a
+    1/8-scale grey decode, anything else a full one."""
     data = _file_bytes(path)
     if data is None:
-        return False
-    if jpeg_size(data) is not None:
+        return None
+    size = jpeg_size(data)
+    if size is not None:
         if data[-2:].tobytes() == b"\xff\xd9":
-            return True
+            return size
         image = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        return image is not None and image.size > 0
-    return _bgr(cv2.imdecode(data, cv2.IMREAD_UNCHANGED)) is not None
+        return size if image is not None and image.size > 0 else None
+    decoded = _bgr(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
+    return None if decoded is None else (decoded.shape[1], decoded.shape[0])
 
 
 def _file_bytes(path: Path) -> npt.NDArray[np.uint8] | None:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from calibration.images import is_hidden, is_usable_image, read_image
+from calibration.images import is_hidden, read_image, usable_image_size
 from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.preprocess import letterboxer_from_spec
@@ -94,6 +94,7 @@ class FrameSet:
 
     description: str
     paths: list[Path] = field(default_factory=list)  # image folders
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each path
     video: Path | None = None
     synthetic_seed: int | None = None
     synthetic_config: SceneConfig = field(default_factory=SceneConfig)
@@ -197,16 +198,19 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     if len(images) > max_images:
         chosen = np.random.default_rng(seed).choice(len(images), max_images, replace=False)
         images = [images[i] for i in sorted(chosen)]
-    usable = []
+    usable, sizes = [], []
     for path in images:
-        if not is_usable_image(path):
+        size = usable_image_size(path)
+        if size is None:
             skipped.append(f"{path.name} (unreadable, truncated, empty or not 8-bit)")
         else:
             usable.append(path)
+            sizes.append(size)
     if skipped:
         log.warning("skipped %d file(s) in %s: %s", len(skipped), folder,
                     "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
-    return FrameSet(f"folder {folder}", paths=usable, count=len(usable), skipped=skipped)
+    return FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
+                    skipped=skipped)
 
 
 def _video_frames(path: Path, limit: int) -> Iterator[npt.NDArray[np.uint8]]:

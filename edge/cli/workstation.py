@@ -42,7 +42,8 @@ log = logging.getLogger("edge")
 DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6
 
 #: Third-party modules the workstation commands need, all from the `convert` extra (protobuf
-#: comes with onnx). A missing module outside this set is a bug and is not disguised.
+#: comes with onnx, Pillow with matplotlib). A missing module outside this set is a bug and is
+#: not disguised.
 CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "matplotlib",
                          "tqdm", "PIL"}
 
@@ -212,7 +213,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     _check_cache_and_report(args, spec.task, spec.labels)
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
-    _refuse_small_images(frames.paths, spec.input.height, spec.input.width, args.images)
+    _refuse_small_images(frames.sizes, spec.input.height, spec.input.width, args.images)
     frames.require(args.min_images)
     result = calibrate(model, spec, frames, options)
     cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
@@ -324,24 +325,16 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
                          "with labelled images") from exc
 
 
-def _refuse_small_images(paths: list[Path], height: int, width: int, folder: Path) -> None:
+def _refuse_small_images(sizes: list[tuple[int, int]], height: int, width: int,
+                         folder: Path) -> None:
     """Calibrating on images that all need upscaling measures blurred, not camera, frames;
-    image headers are enough to tell."""
-    if not paths:
+    the sizes (width, height) the folder scan read from each image tell."""
+    if not sizes:
         return
-    from PIL import Image
-
-    sizes = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                sizes.append(image.size)  # (width, height)
-        except OSError:  # a format OpenCV reads and Pillow does not: size unknown, no verdict
-            return
     if all(w < width and h < height for w, h in sizes):
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
-            f"all {len(paths)} images in {folder} are smaller than the model input "
+            f"all {len(sizes)} images in {folder} are smaller than the model input "
             f"{width}x{height} (width x height; largest {largest_w}x{largest_h}); they would "
             f"be upscaled, so the ranges would not match camera frames. Calibrate on frames "
             f"from the camera (at least {width}x{height}), or convert the model with a "

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.images import is_usable_image, jpeg_size, read_image
+from calibration.images import jpeg_size, read_image, usable_image_size
 from calibration.readers import decoded_in_order
 
 
@@ -33,9 +33,19 @@ def test_full_decode_and_cheap_check(tmp_path):
     path = tmp_path / "big.jpg"
     path.write_bytes(jpeg(1280, 720))
     assert read_image(path).shape == (720, 1280, 3)
-    assert is_usable_image(path)
+    assert usable_image_size(path) == (1280, 720)
     (tmp_path / "cut.jpg").write_bytes(path.read_bytes()[:20])
-    assert not is_usable_image(tmp_path / "cut.jpg") and read_image(tmp_path / "cut.jpg") is None
+    assert usable_image_size(tmp_path / "cut.jpg") is None
+    assert read_image(tmp_path / "cut.jpg") is None
+
+
+def test_sizes_of_other_formats_come_from_the_decoded_frame(tmp_path):
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.full((30, 50), 128, np.uint8))
+    deep = tmp_path / "deep.png"
+    cv2.imwrite(str(deep), np.full((30, 50, 3), 1000, np.uint16))
+    assert usable_image_size(grey) == (50, 30) and read_image(grey).shape == (30, 50, 3)
+    assert usable_image_size(deep) is None and read_image(deep) is None
 
 
 def test_parallel_decoding_keeps_the_order_and_the_pixels(tmp_path):
