@@ -17,6 +17,11 @@ from edge.spec import SPEC_KEY, ModelSpec
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
                  "MatMulInteger", "QGemm", "QLinearGlobalAveragePool", "QLinearConcat"}
+#: QOperator nodes with a weight: (index of the quantized weight, index of its scale or None).
+#: ConvInteger and MatMulInteger (dynamic quantization) take no scale: their activations are
+#: quantized at run time by DynamicQuantizeLinear.
+_QOPERATOR_WEIGHTS = {"QLinearConv": (3, 4), "QLinearMatMul": (3, 4), "QGemm": (3, 4),
+                      "ConvInteger": (1, None), "MatMulInteger": (1, None)}
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> dict[str, Any]:
@@ -34,19 +39,23 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
     q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     dq_nodes = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
     qoperators = sum(ops[op] for op in QOPERATOR_OPS)
-    if not q_nodes and not dq_nodes and not qoperators:
+    dynamic = ops["DynamicQuantizeLinear"] > 0
+    if not q_nodes and not dq_nodes and not qoperators and not dynamic:
         return {"quantized": False, "format": "none"}
-    activation_types = set()
+    activation_types = {"uint8"} if dynamic else set()  # DynamicQuantizeLinear's output type
     for node in q_nodes:
         if len(node.input) > 2 and node.input[2] in initializers:
             activation_types.add(numpy_helper.to_array(initializers[node.input[2]]).dtype.name)
-    per_channel = zero_points_all_zero = 0
+    zero_points_all_zero = 0
     constant_dq = [n for n in dq_nodes if n.input[0] in initializers]
     bias_dq = [n for n in constant_dq if initializers[n.input[0]].data_type == TensorProto.INT32]
-    weight_dq = [n for n in constant_dq if n not in bias_dq]
-    for node in weight_dq:
-        scale = numpy_helper.to_array(initializers[node.input[1]])
-        per_channel += int(scale.size > 1)
+    weight_scales = [n.input[1] for n in constant_dq if n not in bias_dq]
+    for node in model.graph.node:
+        weight, scale = _QOPERATOR_WEIGHTS.get(node.op_type, (-1, None))
+        if len(node.input) > weight >= 0 and node.input[weight] in initializers:
+            weight_scales.append(node.input[scale] if scale is not None else None)
+    per_channel = sum(1 for scale in weight_scales if scale in initializers
+                      and numpy_helper.to_array(initializers[scale]).size > 1)
     for node in q_nodes + dq_nodes:
         if len(node.input) > 2 and node.input[2] in initializers:
             zero_points_all_zero += int(not np.any(numpy_helper.to_array(
@@ -54,14 +63,17 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
     with_zero_point = sum(1 for n in q_nodes + dq_nodes if len(n.input) > 2)
     return {
         "quantized": True,
-        "format": "qdq" if q_nodes or dq_nodes else "qoperator",
+        # a QOperator model keeps Q/DQ nodes only where float enters and leaves it
+        "format": "qoperator" if qoperators else "qdq",
+        "dynamic": dynamic,
         "quantize_linear": len(q_nodes), "dequantize_linear": len(dq_nodes),
         "qoperator_nodes": qoperators,
         "activation_types": sorted(activation_types),
-        "quantized_weights": len(weight_dq),
+        "quantized_weights": len(weight_scales),
         "per_channel_weights": per_channel,
         "quantized_biases": len(bias_dq),
-        "symmetric": zero_points_all_zero == with_zero_point,
+        # DynamicQuantizeLinear computes a zero point for every tensor at run time
+        "symmetric": not dynamic and zero_points_all_zero == with_zero_point,
     }
 
 
@@ -131,8 +143,10 @@ def format_report(report: dict[str, Any]) -> str:
         recorded = spec.get("quantization") if spec else None
         profile = {"int8-qdq": "tensorrt profile, ", "int8-qdq-cpu": "cpu profile, "}.get(
             recorded or "", "")
-        lines.append(f"quantization: {profile}{q['format']}, activations "
-                     f"{'/'.join(q['activation_types'])}"
+        activations = "/".join(q["activation_types"]) or "float"
+        if q["dynamic"]:
+            activations += " (quantized at run time: dynamic quantization)"
+        lines.append(f"quantization: {profile}{q['format']}, activations {activations}"
                      f", {q['quantized_weights']} quantized weights ({q['per_channel_weights']} "
                      f"per-channel), {q['quantized_biases']} int32 biases, "
                      f"{'symmetric' if q['symmetric'] else 'asymmetric'}")

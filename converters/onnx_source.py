@@ -20,6 +20,7 @@ from onnx import numpy_helper, version_converter
 
 from converters.errors import ConversionError
 from converters.gfl_head import fold_gfl_head, gfl_levels
+from converters.model_report import quantization_summary
 from edge.errors import ModelError
 from edge.spec import SPEC_KEY, spec_from_model
 
@@ -81,6 +82,14 @@ def _refuse_converted(model: onnx.ModelProto, path: Path) -> None:
         raise ConversionError(
             f"{path} was converted by `edge convert` already (it carries an edge spec); use it "
             f"as it is ({use}), or convert the original export instead")
+    quantized = quantization_summary(model)
+    if quantized["quantized"]:
+        how = ("dynamically quantized" if quantized["dynamic"] else
+               f"quantized already ({quantized['format'].upper()}, "
+               f"{quantized['quantized_weights']} quantized weights)")
+        raise ConversionError(
+            f"{path} is {how}; `edge convert` takes the float (FP32) export: convert the model "
+            "it was quantized from, then quantize that with `edge calibrate`")
     initializers = {i.name for i in model.graph.initializer}
     frames = [v.name for v in model.graph.input if v.name not in initializers
               and v.type.tensor_type.elem_type == onnx.TensorProto.UINT8

@@ -189,6 +189,44 @@ def test_an_already_converted_model_is_refused(tmp_path, edge):
         assert "edge calibrate" not in result.stderr  # it refuses quantized models
 
 
+class _Frames:
+    """ONNX Runtime's calibration reader: a few random frames of the test classifier."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self._frames = iter([{"x": rng.random((1, 3, SIZE, SIZE), np.float32)}
+                             for _ in range(4)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._frames, None)
+
+
+@pytest.mark.parametrize("how", ["static-qdq", "static-qoperator", "dynamic"])
+def test_a_model_quantized_elsewhere_is_refused_by_convert(tmp_path, edge, how):
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    source = classifier(tmp_path / "m.onnx", batch=1)
+    quantized = tmp_path / "q.onnx"
+    if how == "dynamic":
+        quantize_dynamic(str(source), str(quantized))
+    else:
+        quantize_static(str(source), str(quantized), _Frames(),
+                        quant_format=QuantFormat.QDQ if how == "static-qdq"
+                        else QuantFormat.QOperator, activation_type=QuantType.QUInt8)
+    result = edge("convert", quantized, "-o", tmp_path / "out.onnx", "--labels", "a,b,c")
+    what = "is dynamically quantized" if how == "dynamic" else "is quantized already"
+    assert_refused(result, what, "takes the float (FP32) export",
+                   "convert the model it was quantized from")
+    assert not (tmp_path / "out.onnx").exists()
+    shown = edge("inspect", quantized)
+    assert shown.returncode == 0, shown.stderr
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("quantization"))
+    expected = {"static-qdq": "qdq, activations uint8,", "static-qoperator":
+                "qoperator, activations uint8,", "dynamic":
+                "qoperator, activations uint8 (quantized at run time: dynamic quantization)"}
+    assert expected[how] in line and " 0 quantized weights" not in line, line
+
+
 def test_a_converted_model_without_its_spec_is_refused(tmp_path, edge):
     converted = convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).model
     del converted.metadata_props[:]
