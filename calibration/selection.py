@@ -40,7 +40,7 @@ MAX_HELD_OUT = 8
 AGREEMENT_FLOOR = 0.95  # below this an explicitly chosen method "loses clearly"
 SQNR_MARGIN_DB = 6.0  # ... as it does this far below the best method's output SQNR
 DETECTION_IOU = 0.5
-MIN_COMPARED = 8  # fewer frames or detections than this: agreement is not telling
+MIN_COMPARED = 8  # less evidence than this (frames, or detections; see Fidelity.evidence)
 # Per-tensor refinement: tried only when the best whole-model method stays this far from FP32,
 # on the inputs of the few layers that suffer most.
 REFINE_BELOW_SQNR_DB = 20.0
@@ -60,12 +60,17 @@ class Fidelity:
     frames: int
     compared: int = 0  # frames (classify) or FP32 + INT8 detections (detect) behind agreement
     parts_db: dict[str, float] = field(default_factory=dict)  # detect: boxes, scores
+    #: What `telling` weighs: frames (classify), or twice the detections of the side that has
+    #: more (detect), so an INT8 model that loses FP32's detections, or makes up its own, is
+    #: measured as disagreeing instead of escaping with too few detections to count. None:
+    #: `compared`.
+    evidence: int | None = None
 
     @property
     def telling(self) -> bool:
         """Whether the agreement rests on enough frames or detections to mean anything (a
         detector that finds two objects in the held-out frames agrees 0% or 100% by chance)."""
-        return self.compared >= MIN_COMPARED
+        return (self.compared if self.evidence is None else self.evidence) >= MIN_COMPARED
 
     def rank(self) -> tuple[float, float]:
         """Agreement first, in steps of 5 points (one detection or frame more or less among a
@@ -212,7 +217,7 @@ class HeldOutJudge:
     def _scored(self, method: str, run: Run) -> Fidelity:
         energy = SignalNoise()
         split = HEAD_DECODERS.get(self.spec.head)
-        agreeing = compared = 0.0
+        agreeing = compared = found = 0.0
         for batch, reference in zip(self._batches, self._reference.result(), strict=True):
             outputs = run(self._outputs, batch)
             for index, (ref, out) in enumerate(zip(reference, outputs, strict=True)):
@@ -221,16 +226,18 @@ class HeldOutJudge:
                         energy.add(part, ref_part, out_part)
                 else:
                     energy.add("outputs", ref, out)
-            hits, total = self._agreement(reference[self._main], outputs[self._main])
+            hits, total, by_fp32 = self._agreement(reference[self._main], outputs[self._main])
             agreeing += hits
             compared += total
+            found += by_fp32
         agreement = agreeing / compared if compared else 1.0
+        evidence = None if self.spec.task == "classify" else int(2 * max(found, compared - found))
         if split is not None:
             parts = {part: energy.decibels(part) for part in ("boxes", "scores")}
             return Fidelity(method, min(parts.values()), agreement, self.frames, int(compared),
-                            parts)
+                            parts, evidence)
         return Fidelity(method, energy.decibels("outputs"), agreement, self.frames,
-                        int(compared))
+                        int(compared), evidence=evidence)
 
     def _reference_outputs(self, reference: onnx.ModelProto) -> list[list[npt.NDArray[Any]]]:
         """FP32's outputs for every held-out batch, the batches side by side, one thread each."""
@@ -239,14 +246,15 @@ class HeldOutJudge:
             return list(pool.map(lambda batch: session.run(self._outputs, batch), self._batches))
 
     def _agreement(self, reference: npt.NDArray[Any], output: npt.NDArray[Any]
-                   ) -> tuple[float, float]:
-        """(agreeing, compared) over a batch: classifiers count rows whose top class matches;
-        detectors count 2 x matched detections over both sides' detections (F1's terms)."""
+                   ) -> tuple[float, float, float]:
+        """(agreeing, compared, FP32's share of compared) over a batch: classifiers count rows
+        whose top class matches (all rows FP32's); detectors count 2 x matched detections over
+        both sides' detections (F1's terms), and FP32's detections."""
         if self.spec.task == "classify":
             ref_top = reference.reshape(reference.shape[0], -1).argmax(1)
             out_top = output.reshape(output.shape[0], -1).argmax(1)
-            return float((ref_top == out_top).sum()), float(len(ref_top))
-        agreeing = compared = 0.0
+            return float((ref_top == out_top).sum()), float(len(ref_top)), float(len(ref_top))
+        agreeing = compared = found = 0.0
         for ref_row, out_row in zip(reference, output, strict=True):
             ours = self._decode(ref_row, self._geometry)
             theirs = self._decode(out_row, self._geometry)
@@ -254,7 +262,8 @@ class HeldOutJudge:
                                   DETECTION_IOU)
             agreeing += 2.0 * float((matched == 1).sum())
             compared += float(len(ours) + len(theirs))
-        return agreeing, compared
+            found += float(len(ours))
+        return agreeing, compared, found
 
 
 class SharedSession:

@@ -269,3 +269,30 @@ def test_a_detectors_output_sqnr_is_its_weaker_part_measured_apart(demo):
     apart = output_sqnr(model, result.model, feeds, spec)
     assert apart == pytest.approx({f"{spec.output} {p}": expected[p] for p in ("boxes", "scores")},
                                   abs=0.05)
+
+
+def test_a_detector_that_loses_every_detection_is_measured_as_disagreeing(demo):
+    """FP32 finds a few objects and the candidate none: too few detections on the two sides
+    together, but not on FP32's side, so the candidate's 0% is telling, not "not measured"."""
+    import onnxruntime as ort
+
+    from calibration.selection import HeldOutJudge, best_of
+
+    model, spec = demo
+    feeds = list(frames_from("synthetic://shapes?seed=12", max_images=1).inputs(spec))
+    judge = HeldOutJudge(model, spec, feeds)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in model.graph.output]
+
+    def blind(outputs, batch):  # FP32's boxes with every class score zeroed
+        results = session.run(outputs, batch)
+        results[names.index(spec.output)][:, 4:] = 0.0
+        return results
+
+    same = judge._scored("mse", lambda outputs, batch: session.run(outputs, batch))
+    lost = judge._scored("entropy", blind)
+    found = same.compared // 2
+    assert 4 <= found < 8, "the frame should hold 4-7 objects: FP32's alone are enough"
+    assert same.telling and same.agreement == 1.0
+    assert lost.compared == found and lost.telling and lost.agreement == 0.0
+    assert best_of([lost, same]).method == "mse"
