@@ -117,6 +117,17 @@ class FrameSet:
                 if decoded is not None:
                     yield decoded
 
+    def drop(self, indices: Sequence[int], reason: str) -> list[str]:
+        """Leave out the folder images at `indices` (of `paths`), each counted as skipped for
+        `reason`; returns their names."""
+        dropped = set(indices)
+        names = [self.paths[i].name for i in sorted(dropped)]
+        self.skipped += [f"{name} ({reason})" for name in names]
+        self.paths = [p for i, p in enumerate(self.paths) if i not in dropped]
+        self.sizes = [size for i, size in enumerate(self.sizes) if i not in dropped]
+        self.count = len(self.paths)
+        return names
+
     def require(self, min_images: int) -> None:
         """InputError naming the source and the fix when it has fewer than `min_images` usable
         frames."""

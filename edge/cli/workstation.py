@@ -35,6 +35,7 @@ from edge.files import refuse_overwriting, require_output_file, require_output_f
 from edge.system import usable_cores
 
 if TYPE_CHECKING:
+    from calibration.readers import FrameSet
     from calibration.result import Calibrated
 
 log = logging.getLogger("edge")
@@ -213,7 +214,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     _check_cache_and_report(args, spec.task, spec.labels)
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
-    _refuse_small_images(frames.sizes, spec.input.height, spec.input.width, args.images)
+    _leave_out_small_images(frames, spec.input.height, spec.input.width, args.images)
     frames.require(args.min_images)
     result = calibrate(model, spec, frames, options)
     cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
@@ -325,13 +326,19 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
                          "with labelled images") from exc
 
 
-def _refuse_small_images(sizes: list[tuple[int, int]], height: int, width: int,
-                         folder: Path) -> None:
-    """Calibrating on images that all need upscaling measures blurred, not camera, frames;
-    the sizes (width, height) the folder scan read from each image tell."""
-    if not sizes:
-        return
-    if all(w < width and h < height for w, h in sizes):
+def _leave_out_small_images(frames: FrameSet, height: int, width: int, folder: Path) -> None:
+    """An image smaller than the model input in both dimensions would be upscaled: its ranges
+    are those of blurred, not camera, frames (two such images among 40 photos changed which
+    method `auto` chose). Such images are left out with a warning, or, when they are all there
+    is, refused. The sizes (width, height) are those the folder scan read from each image."""
+    sizes = frames.sizes
+    small = [i for i, (w, h) in enumerate(sizes) if w < width and h < height]
+    if small and len(small) < len(sizes):
+        names = frames.drop(small, f"smaller than the model input {width}x{height}")
+        log.warning("left out %d image(s) in %s smaller than the model input %dx%d (width x "
+                    "height), which would be upscaled: %s", len(names), folder, width, height,
+                    ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
+    elif small:
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
             f"all {len(sizes)} images in {folder} are smaller than the model input "

@@ -289,7 +289,7 @@ def test_a_detector_that_loses_every_detection_is_measured_as_disagreeing(demo):
         results[names.index(spec.output)][:, 4:] = 0.0
         return results
 
-    same = judge._scored("mse", lambda outputs, batch: session.run(outputs, batch))
+    same = judge._scored("mse", session.run)
     lost = judge._scored("entropy", blind)
     found = same.compared // 2
     assert 4 <= found < 8, "the frame should hold 4-7 objects: FP32's alone are enough"

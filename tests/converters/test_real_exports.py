@@ -297,7 +297,7 @@ def test_a_fixed_batch_above_one_is_refused_by_calibrate(tmp_path, edge):
     assert_refused(result, "has a fixed batch of 4", "--batch dynamic")
 
 
-def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edge):
+def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edge, caplog):
     fp32 = tmp_path / "fp32.onnx"
     convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
     small = tmp_path / "small"
@@ -313,10 +313,16 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
                   "--min-images", "20")
     assert_refused(result, "all 10 images", "are smaller than the model input 32x32")
-    cv2.imwrite(str(small / "big.png"), rng.integers(0, 256, (64, 64, 3), np.uint8))
+    # mixed with camera-sized ones, the small ones are left out, with a warning naming them
+    for index in range(8):
+        cv2.imwrite(str(small / f"big{index}.png"),
+                    rng.integers(0, 256, (64, 40 + index, 3), np.uint8))
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
-                  "--method", "minmax")
+                  "--method", "minmax", "--json")
     assert result.returncode == 0, result.stderr
+    assert "left out 10 image(s)" in caplog.text and ": 0.png, 1.png" in caplog.text
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["skipped"] == 10 and summary["frames"] == 7  # 8 images, 1 held out
 
 
 def _graph(nodes, initializers=()) -> onnx.ModelProto:
