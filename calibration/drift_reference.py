@@ -26,8 +26,11 @@ MIN_REFERENCE_FRAMES = 100
 
 
 def drift_reference_from_images(model: Path, images: Iterable[npt.NDArray[np.uint8]],
-                                source: str, threads: int = 0) -> DriftReference:
-    """`images`: BGR uint8 [H, W, 3] frames as the camera would deliver them."""
+                                source: str, threads: int = 0,
+                                published: Path | None = None) -> DriftReference:
+    """`images`: BGR uint8 [H, W, 3] frames as the camera would deliver them. `published`:
+    where the model file will be read from, when `model` is its copy under another name (a
+    staged output); it names the model where its spec does not."""
     with OrtRunner.from_path(model, threads=threads, slots=1) as runner:
         spec = runner.spec
         decode = decoder_from_spec(spec)
@@ -44,5 +47,5 @@ def drift_reference_from_images(model: Path, images: Iterable[npt.NDArray[np.uin
                     "covering the camera's usual scenes (minutes of them, such as the "
                     "calibration set), normal frames can read as drift", stats.frames, source,
                     MIN_REFERENCE_FRAMES)
-    return DriftReference(file_sha256(model), spec.name or model.stem, tuple(spec.labels), stats,
-                          source)
+    return DriftReference(file_sha256(model), spec.name or (published or model).stem,
+                          tuple(spec.labels), stats, source)

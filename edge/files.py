@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -65,3 +66,61 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+class StagedOutputs:
+    """A command's outputs, written under temporary names beside their destinations and moved
+    into place together by `publish()`, so an error or an interrupt part-way through the
+    writing leaves every destination as it was (README: "written whole or not at all").
+
+    `file(destination)` names the temporary file to write a destination's content to;
+    `folder(destination)` a temporary folder whose files `publish()` moves into the
+    destination folder (made when missing; other files there are kept). Leaving the `with`
+    block without publishing removes whatever was staged."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, Path] = {}
+        self._folders: dict[Path, Path] = {}
+
+    def __enter__(self) -> StagedOutputs:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for temporary in self._files.values():
+            temporary.unlink(missing_ok=True)
+        for temporary in self._folders.values():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    def file(self, destination: Path) -> Path:
+        directory = require_output_file(destination, "output")
+        fd, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp",
+                                         dir=directory)
+        os.close(fd)
+        self._files[destination] = Path(temporary)
+        return Path(temporary)
+
+    def folder(self, destination: Path) -> Path:
+        existing = destination.absolute().parent
+        while not existing.is_dir():  # folders on the way are made by publish() only
+            existing = existing.parent
+        temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=existing))
+        self._folders[destination] = temporary
+        return temporary
+
+    def publish(self) -> None:
+        """Move every staged file into place (each an atomic rename, in the order staged)."""
+        umask = os.umask(0)
+        os.umask(umask)
+        for destination, temporary in self._files.items():
+            os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; the usual file mode
+            os.replace(temporary, destination)
+        for destination, temporary in self._folders.items():
+            destination.mkdir(parents=True, exist_ok=True)
+            for staged in sorted(temporary.rglob("*")):
+                if staged.is_file():
+                    target = destination / staged.relative_to(temporary)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged, target)
+            shutil.rmtree(temporary, ignore_errors=True)
+        self._files.clear()
+        self._folders.clear()

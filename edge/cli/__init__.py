@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         # Leave at once: interpreter teardown with native work still running on background
         # threads (an ONNX Runtime session being made) can abort the process. Every output is
-        # written atomically, so nothing half-written is left behind.
+        # written atomically (calibrate's staged and published together), so nothing
+        # half-written is left behind.
         os._exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
 
 

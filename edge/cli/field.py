@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.cli.common import counted, print_json
+from edge.files import StagedOutputs
 
 
 def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
@@ -80,16 +81,20 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
 
 
 def write_drift_reference(args: argparse.Namespace, model: Path,
-                          images: Iterable[npt.NDArray[np.uint8]], source: str) -> str | None:
-    """Write the profile when `--drift-reference` was given; returns its path."""
+                          images: Iterable[npt.NDArray[np.uint8]], source: str,
+                          staged: StagedOutputs | None = None,
+                          published: Path | None = None) -> str | None:
+    """Write the profile when `--drift-reference` was given; returns its path. With `staged`,
+    `model` is the staged copy of `published` and the profile is staged too."""
     if args.drift_reference is None:
         return None
     from calibration.drift_reference import drift_reference_from_images
     from edge.drift import default_reference_path
 
-    path = Path(args.drift_reference) if args.drift_reference else default_reference_path(model)
-    reference = drift_reference_from_images(model, images, source, args.threads)
-    reference.save(path)
+    named = published or model
+    path = Path(args.drift_reference) if args.drift_reference else default_reference_path(named)
+    reference = drift_reference_from_images(model, images, source, args.threads, named)
+    reference.save(staged.file(path) if staged is not None else path)
     return str(path)
 
 

@@ -31,7 +31,13 @@ from edge.cli.field import (
     write_drift_reference,
 )
 from edge.errors import InputError, MissingDependencyError
-from edge.files import refuse_overwriting, require_output_file, require_output_folder
+from edge.files import (
+    StagedOutputs,
+    refuse_overwriting,
+    require_output_file,
+    require_output_folder,
+    write_bytes_atomic,
+)
 from edge.system import usable_cores
 
 if TYPE_CHECKING:
@@ -186,7 +192,6 @@ def _calibrate(args: argparse.Namespace) -> int:
         check_options,
         load_float_model,
     )
-    from edge.files import write_bytes_atomic
 
     recover_model_argument(args, "edge calibrate needs MODEL.onnx, the model edge convert wrote")
     _check_outputs(args)
@@ -219,12 +224,23 @@ def _calibrate(args: argparse.Namespace) -> int:
     result = calibrate(model, spec, frames, options)
     cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
              if args.cache is not None else None)
-    write_bytes_atomic(args.output, result.model.SerializeToString())
-    reference = write_drift_reference(args, args.output, frames.images(), str(args.images))
-    if cache is not None:
-        cache.write(args.cache)
-    if args.ranges is not None:
-        result.ranges.save(args.ranges)
+    with StagedOutputs() as staged:  # every output, or (Ctrl-C, an error) none
+        staged_model = staged.file(args.output)
+        write_bytes_atomic(staged_model, result.model.SerializeToString())
+        reference = write_drift_reference(args, staged_model, frames.images(),
+                                          str(args.images), staged, args.output)
+        if cache is not None:
+            cache.write(staged.file(args.cache))
+        if args.ranges is not None:
+            result.ranges.save(staged.file(args.ranges))
+        report = None
+        if args.report is not None:
+            from calibration.report import write_report
+
+            written = write_report(staged.folder(args.report), args.model, staged_model,
+                                   result, spec, args.eval_data or args.images, frames)
+            report = args.report / written.name
+        staged.publish()
     summary: dict[str, Any] = {
         "output": str(args.output), "profile": args.profile, "method": result.ranges.method,
         "requested_method": args.method,
@@ -236,11 +252,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
         "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None,
         "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference}
-    if args.report is not None:
-        from calibration.report import write_report
-
-        summary["report"] = str(write_report(args.report, args.model, args.output, result, spec,
-                                             args.eval_data or args.images, frames))
+    if report is not None:
+        summary["report"] = str(report)
     if args.json:
         print_json(summary)
     else:

@@ -368,6 +368,35 @@ def test_interrupted_calibration_writes_nothing(tmp_path, signal_name, exit_code
     assert not [path for path in scratch.iterdir() if path.name != ".ses"]
 
 
+@pytest.mark.parametrize("stopped_in", ["report", "drift"])
+def test_an_interrupt_while_the_outputs_are_written_leaves_them_as_they_were(
+        demo_model, tmp_path, stopped_in):
+    """Ctrl-C in the slow last steps, the drift reference or the report (seconds to minutes,
+    after the INT8 model exists): no output is written, a file already at an output path keeps
+    its content, and no staged file is left (README: written whole or not at all)."""
+    import subprocess
+    import sys
+
+    target = ("calibration.report.write_report" if stopped_in == "report" else
+              "calibration.drift_reference.drift_reference_from_images")
+    module, _, name = target.rpartition(".")
+    interrupting = (f"import importlib, runpy\nmodule = importlib.import_module({module!r})\n"
+                    "def stop(*args, **kwargs):\n    raise KeyboardInterrupt\n"
+                    f"setattr(module, {name!r}, stop)\n"
+                    "runpy.run_module('edge', run_name='__main__')\n")
+    out = tmp_path / "int8.onnx"
+    out.write_bytes(b"an earlier model")
+    result = subprocess.run(
+        [sys.executable, "-c", interrupting, "calibrate", str(demo_model), "--images", FRAMES,
+         "--max-images", "16", "-o", str(out), "--drift-reference", "--cache",
+         str(tmp_path / "c.cache"), "--ranges", str(tmp_path / "r.json"), "--report",
+         str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130, result.stderr
+    assert "edge: interrupted" in result.stderr and "Traceback" not in result.stderr
+    assert out.read_bytes() == b"an earlier model"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["int8.onnx"]
+
+
 def test_model_given_after_exclude_is_still_the_model(demo, demo_model, tmp_path):
     """`--exclude NODE ... MODEL` (argparse gives every word after --exclude to it) and repeated
     --exclude options: the model is found and every named node kept in float."""
