@@ -72,7 +72,8 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
         pairs = _yolo_pairs(path)
         if not pairs:
             raise _no_labelled_images(path, f" (no images in {_yolo_image_dir(path)})")
-        objects = [row for _, label in pairs for row in _yolo_rows(label, len(labels))]
+        classes = len(_yolo_class_ids(path, labels))
+        objects = [row for _, label in pairs for row in _yolo_rows(label, classes)]
         if not objects:
             raise _no_objects(path)
     elif layout == "coco":
@@ -133,6 +134,7 @@ def _yolo_pairs(root: Path) -> list[tuple[Path, Path]]:
 
 
 def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
+    class_ids = _yolo_class_ids(root, labels)
     items, skipped = [], 0
     for image_path, label_path in _yolo_pairs(root):
         image = read_image(image_path)
@@ -140,23 +142,40 @@ def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
             skipped += 1
             continue
         height, width = image.shape[:2]
-        rows = _yolo_rows(label_path, len(labels))
+        rows = _yolo_rows(label_path, len(class_ids))
         boxes = np.zeros((len(rows), 4), np.float32)
         for i, (_, cx, cy, w, h) in enumerate(rows):
             boxes[i] = ((cx - w / 2) * width, (cy - h / 2) * height,
                         (cx + w / 2) * width, (cy + h / 2) * height)
         items.append(LabelledImage(image_path, boxes,
-                                   np.array([int(r[0]) for r in rows], np.int64),
+                                   np.array([class_ids[int(r[0])] for r in rows], np.int64),
                                    np.zeros(len(rows), bool)))
     if skipped:
         log.warning("skipped %d unreadable image(s) in %s", skipped, _yolo_image_dir(root))
-    named = _yolo_class_names(root)
-    if named is not None and list(named) != list(labels):
-        log.warning("%s names its classes %s, the model %s: the scores pair them by class id; "
-                    "check that the dataset belongs to this model", root,
-                    ", ".join(named[:6]) + (", ..." if len(named) > 6 else ""),
-                    ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else ""))
     return Dataset("yolo", items, skipped)
+
+
+def _yolo_class_ids(root: Path, labels: Sequence[str]) -> list[int]:
+    """The model's class id for each class id of the dataset at `root`: the same id, or, where
+    the dataset names its classes (`data.yaml`, `classes.txt`), the model's label of that name
+    (a dataset may list them in another order, or only some). A name the model does not have
+    is an error, as a COCO category or a class folder is: scored by id, another model's
+    dataset would read as a model that finds nothing."""
+    named = _yolo_class_names(root)
+    if named is None or list(named) == list(labels):
+        return list(range(len(labels)))
+    unknown = [name for name in named if name not in labels]
+    if unknown:
+        raise InputError(
+            f"{root} names its classes {_listed(named)}; {_listed(unknown)} "
+            f"{'is not a label' if len(unknown) == 1 else 'are not labels'} of the model "
+            f"({_listed(labels)}): evaluate on a dataset labelled for this model")
+    log.info("%s lists the model's classes in another order or in part: paired by name", root)
+    return [list(labels).index(name) for name in named]
+
+
+def _listed(names: Sequence[str], shown: int = 6) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def _yolo_class_names(root: Path) -> list[str] | None:
@@ -194,7 +213,7 @@ def _yolo_rows(path: Path, num_classes: int) -> list[tuple[float, ...]]:
         except ValueError:
             raise InputError(f"{path}:{number}: expected 'class cx cy w h', got {line!r}") from None
         if not 0 <= values[0] < num_classes:
-            raise InputError(f"{path}:{number}: class {int(values[0])} is not one of the model's "
+            raise InputError(f"{path}:{number}: class {int(values[0])} is not one of the "
                              f"{num_classes} classes (0..{num_classes - 1})")
         rows.append(values)
     return rows

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 
@@ -94,7 +95,7 @@ def test_labels_outside_the_model_are_rejected(tmp_path):
     write_yolo_dataset(tmp_path, frames=2, seed=1)
     label = next((tmp_path / "labels").iterdir())
     label.write_text("7 0.5 0.5 0.1 0.1\n")
-    with pytest.raises(InputError, match="class 7 is not one of the model's 4 classes"):
+    with pytest.raises(InputError, match="class 7 is not one of the 4 classes"):
         dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
 
 
@@ -106,15 +107,24 @@ def test_a_detection_dataset_without_objects_is_refused(tmp_path):
         dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
 
 
-def test_class_names_that_differ_from_the_model_are_warned_about(tmp_path, caplog):
-    write_yolo_dataset(tmp_path, frames=2, seed=1)
-    with caplog.at_level("WARNING"):
-        dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
-    assert "names its classes" not in caplog.text
-    with caplog.at_level("WARNING"):
-        dataset_from(tmp_path, ("square", "circle", "triangle", "star"), "detect")
-    assert "names its classes circle, square, triangle, star, the model square, circle" in \
-        caplog.text
+def test_declared_class_names_pair_classes_by_name_or_are_refused(tmp_path):
+    write_yolo_dataset(tmp_path, frames=4, seed=1)  # names circle, square, triangle, star
+    as_written = dataset_from(tmp_path, ("circle", "square", "triangle", "star"), "detect")
+    # the model lists them in another order: each object keeps its class, by name
+    reordered = dataset_from(tmp_path, ("square", "star", "circle", "triangle"), "detect")
+    renumbered = np.array([2, 0, 3, 1])
+    for ours, theirs in zip(as_written.items, reordered.items, strict=True):
+        assert np.array_equal(renumbered[ours.class_ids], theirs.class_ids)
+    assert any(len(item.class_ids) for item in as_written.items)
+    # another model's classes: refused, like a COCO category or a class folder it lacks
+    with pytest.raises(InputError, match=re.escape(
+            "circle, square, triangle, star are not labels of the model (person, car): "
+            "evaluate on a dataset labelled")):
+        dataset_from(tmp_path, ("person", "car"), "detect")
+    from calibration.datasets import require_labelled_content
+
+    with pytest.raises(InputError, match="are not labels of the model"):
+        require_labelled_content(tmp_path, "yolo", ("person", "car"))
 
 
 def test_edge_eval_refuses_field_options_and_empty_models(demo_model, tmp_path):
