@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from onnx import TensorProto, numpy_helper
 
 from edge.errors import ModelError
-from edge.spec import SPEC_KEY, ModelSpec
+from edge.spec import EMPTY_FILE, SPEC_KEY, ModelSpec
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
                  "MatMulInteger", "QGemm", "QLinearGlobalAveragePool", "QLinearConcat"}
@@ -83,6 +83,8 @@ def inspect_model(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     data = path.read_bytes()
+    if not data:
+        raise ModelError(f"model file {path} {EMPTY_FILE}")
     try:
         model = onnx.load_from_string(data)
     except (DecodeError, ValueError) as exc:

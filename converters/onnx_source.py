@@ -22,7 +22,7 @@ from converters.errors import ConversionError
 from converters.gfl_head import fold_gfl_head, gfl_levels
 from converters.model_report import quantization_summary
 from edge.errors import ModelError
-from edge.spec import SPEC_KEY, spec_from_model
+from edge.spec import EMPTY_FILE, SPEC_KEY, spec_from_model
 
 #: What to do with a model `edge convert` wrote, by its spec's quantization.
 _USE_AS_IT_IS = {
@@ -56,6 +56,8 @@ def source_onnx_from_file(path: Path) -> SourceOnnx:
 
 
 def _loaded(path: Path) -> onnx.ModelProto:
+    if path.is_file() and path.stat().st_size == 0:
+        raise ConversionError(f"{path} {EMPTY_FILE}")
     try:
         model = onnx.load(str(path))
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:

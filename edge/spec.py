@@ -114,14 +114,19 @@ def spec_from_onnx_file(path: Path) -> ModelSpec:
     return spec_from_model(read_onnx_model(path), str(path))
 
 
+EMPTY_FILE = "is empty (0 bytes): the export or copy did not finish; export or copy it again"
+
+
 def require_model_file(path: Path) -> None:
-    """An error naming `path` when it is a folder or missing."""
+    """An error naming `path` when it is a folder, missing or empty."""
     if path.is_dir():
         raise ModelError(f"model {path} is a folder; pass the .onnx file that `edge convert` or "
                          "`edge calibrate` wrote")
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist; check the path, or make a model "
                          "with `edge convert`")
+    if path.stat().st_size == 0:
+        raise ModelError(f"model file {path} {EMPTY_FILE}")
 
 
 def read_onnx_model(path: Path, external_data: bool = False) -> Any:
