@@ -33,10 +33,15 @@ def require_output_file(path: Path, option: str = "-o") -> Path:
 
 
 def require_output_folder(path: Path, option: str) -> Path:
-    """A folder a command writes files into (made when missing): an error when `path` is an
-    existing file."""
+    """A folder a command writes files into (made when missing, inside an existing folder, so
+    a mistyped path fails at once as -o does): an error when `path` is an existing file or its
+    parent does not exist."""
     if path.exists() and not path.is_dir():
         raise InputError(f"{option} {path} is a file; {option} names the folder to write into")
+    parent = path.absolute().parent
+    if not path.exists() and not parent.is_dir():
+        raise InputError(f"{option} {path}: folder {parent} does not exist; create it or choose "
+                         "another folder")
     return path
 
 

@@ -278,6 +278,8 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
         (["--images", FRAMES, "--report", "{tmp}/r", "--eval-data", "/no/such/data"],
          "--eval-data: evaluation data /no/such/data does not exist"),
         (["--images", "{tmp}", "--report", "{tmp}/r"], "without --eval-data, reads --images"),
+        (["--images", FRAMES, "--report", "{tmp}/typo/r"],
+         "--report {tmp}/typo/r: folder {tmp}/typo does not exist"),
         (["--images", FRAMES, "--trt-version", "10.3.0"], "add --cache FILE or leave"),
         (["--images", "{tmp}", "--min-images", "3"], "has 0 usable image(s); at least 3 are"),
     ],
