@@ -43,6 +43,7 @@ from edge.system import usable_cores
 if TYPE_CHECKING:
     from calibration.readers import FrameSet
     from calibration.result import Calibrated
+    from edge.spec import ModelSpec
 
 log = logging.getLogger("edge")
 
@@ -222,25 +223,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     _leave_out_small_images(frames, spec.input.height, spec.input.width, args.images)
     frames.require(args.min_images)
     result = calibrate(model, spec, frames, options)
-    cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
-             if args.cache is not None else None)
-    with StagedOutputs() as staged:  # every output, or (Ctrl-C, an error) none
-        staged_model = staged.file(args.output)
-        write_bytes_atomic(staged_model, result.model.SerializeToString())
-        reference = write_drift_reference(args, staged_model, frames.images(),
-                                          str(args.images), staged, args.output)
-        if cache is not None:
-            cache.write(staged.file(args.cache))
-        if args.ranges is not None:
-            result.ranges.save(staged.file(args.ranges))
-        report = None
-        if args.report is not None:
-            from calibration.report import write_report
-
-            written = write_report(staged.folder(args.report), args.model, staged_model,
-                                   result, spec, args.eval_data or args.images, frames)
-            report = args.report / written.name
-        staged.publish()
+    reference, report = _write_calibration_outputs(args, result, spec, frames)
     summary: dict[str, Any] = {
         "output": str(args.output), "profile": args.profile, "method": result.ranges.method,
         "requested_method": args.method,
@@ -259,6 +242,34 @@ def _calibrate(args: argparse.Namespace) -> int:
     else:
         _print_calibration(args, result, spec.task, summary)
     return 0
+
+
+def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spec: ModelSpec,
+                               frames: FrameSet) -> tuple[str | None, Path | None]:
+    """The INT8 model and whichever of the drift reference, TensorRT cache, ranges and report
+    were asked for, staged beside their destinations and published together once the last
+    is made (the drift reference and the report run the INT8 model: seconds to minutes), so
+    an error or Ctrl-C leaves none of them. Returns (drift reference path, report path)."""
+    cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
+             if args.cache is not None else None)
+    with StagedOutputs() as staged:
+        model = staged.file(args.output)
+        write_bytes_atomic(model, result.model.SerializeToString())
+        reference = write_drift_reference(args, model, frames.images(), str(args.images),
+                                          staged, args.output)
+        if cache is not None:
+            cache.write(staged.file(args.cache))
+        if args.ranges is not None:
+            result.ranges.save(staged.file(args.ranges))
+        report = None
+        if args.report is not None:
+            from calibration.report import write_report
+
+            index = write_report(staged.folder(args.report), args.model, model, result, spec,
+                                 args.eval_data or args.images, frames)
+            report = args.report / index.name
+        staged.publish()
+    return reference, report
 
 
 def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
