@@ -60,10 +60,10 @@ class Fidelity:
     frames: int
     compared: int = 0  # frames (classify) or FP32 + INT8 detections (detect) behind agreement
     parts_db: dict[str, float] = field(default_factory=dict)  # detect: boxes, scores
-    #: What `telling` weighs: frames (classify), or twice the detections of the side that has
-    #: more (detect), so an INT8 model that loses FP32's detections, or makes up its own, is
-    #: measured as disagreeing instead of escaping with too few detections to count. None:
-    #: `compared`.
+    #: What `telling` weighs for a detector: twice the detections of the side that has more,
+    #: so an INT8 model that loses FP32's detections, or makes up its own, is measured as
+    #: disagreeing instead of escaping with too few detections to count. None (a classifier):
+    #: `compared`, its frames.
     evidence: int | None = None
 
     @property
