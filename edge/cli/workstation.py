@@ -352,16 +352,23 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
 
 def _leave_out_small_images(frames: FrameSet, height: int, width: int, folder: Path) -> None:
     """An image smaller than the model input in both dimensions would be upscaled: its ranges
-    are those of blurred, not camera, frames (two such images among 40 photos changed which
-    method `auto` chose). Such images are left out with a warning, or, when they are all there
-    is, refused. The sizes (width, height) are those the folder scan read from each image."""
+    are those of blurred, not camera, frames (two thumbnails among 40 photos changed which
+    method `auto` chose). Where most images are not that small, such images are strays
+    and are left out with a warning; where most are (a model whose input is larger than the
+    usual frame: a 608x800 layout detector on photos), every image is kept, with a warning;
+    where all are, the folder is refused. The sizes (width, height) are those the folder scan
+    read from each image."""
     sizes = frames.sizes
     small = [i for i, (w, h) in enumerate(sizes) if w < width and h < height]
-    if small and len(small) < len(sizes):
+    if small and 2 * len(small) < len(sizes):
         names = frames.drop(small, f"smaller than the model input {width}x{height}")
         log.warning("left out %d image(s) in %s smaller than the model input %dx%d (width x "
-                    "height), which would be upscaled: %s", len(names), folder, width, height,
-                    ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
+                    "height), unlike most, which would be upscaled: %s", len(names), folder,
+                    width, height, ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
+    elif small and len(small) < len(sizes):
+        log.warning("%d of the %d images in %s are smaller than the model input %dx%d (width x "
+                    "height) and are upscaled: the ranges match camera frames as small as "
+                    "these", len(small), len(sizes), folder, width, height)
     elif small:
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
