@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 from edge.errors import InputError
 
@@ -113,7 +118,12 @@ class StagedOutputs:
         return temporary
 
     def publish(self) -> None:
-        """Move every staged file into place (each an atomic rename, in the order staged)."""
+        """Move every staged file into place (each an atomic rename, in the order staged); a
+        Ctrl-C or SIGTERM meanwhile takes effect once all are in place."""
+        with _signals_held():
+            self._moved_into_place()
+
+    def _moved_into_place(self) -> None:
         umask = os.umask(0)
         os.umask(umask)
         for destination, temporary in self._files.items():
@@ -129,3 +139,31 @@ class StagedOutputs:
             shutil.rmtree(temporary, ignore_errors=True)
         self._files.clear()
         self._folders.clear()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM received inside the block are handled after it, by the handlers
+    they would have met (on the main thread, the only one that handles signals; elsewhere a
+    no-op). Blocking them in the thread's signal mask would not do: the kernel hands a
+    process's signal to any thread that does not block it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+
+    previous = {each: signal.signal(each, hold) for each in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+        if held:
+            handler = previous[signal.Signals(held[0])]
+            if callable(handler):
+                handler(held[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])

@@ -43,3 +43,31 @@ def test_staged_outputs_leave_everything_as_it_was_when_not_published(tmp_path):
     assert (tmp_path / "model.onnx").read_bytes() == b"old"
     assert not (tmp_path / "cache").exists() and not (tmp_path / "new").exists()
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+
+
+def test_a_signal_while_publishing_takes_effect_once_everything_is_in_place(tmp_path,
+                                                                           monkeypatch):
+    import signal
+
+    moves = []
+    real_replace = os.replace
+
+    def replace_then_ctrl_c(source, target):
+        if not moves:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the first and second move
+        moves.append(target)
+        real_replace(source, target)
+
+    with StagedOutputs() as staged:
+        write_bytes_atomic(staged.file(tmp_path / "model.onnx"), b"model")
+        write_bytes_atomic(staged.file(tmp_path / "model.cache"), b"cache")
+        (staged.folder(tmp_path / "report") / "index.md").write_text("report")
+        monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            staged.publish()
+        monkeypatch.undo()
+    assert len(moves) == 3
+    assert (tmp_path / "model.onnx").read_bytes() == b"model"
+    assert (tmp_path / "model.cache").read_bytes() == b"cache"
+    assert (tmp_path / "report" / "index.md").read_text() == "report"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

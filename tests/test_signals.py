@@ -116,3 +116,28 @@ def test_sigterm_interrupts_a_command_like_ctrl_c_and_unwinds():
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["interrupted 143 False", "restored True",
                                           "own handler kept True"]
+
+
+def test_a_signal_whose_exception_was_swallowed_still_ends_the_command():
+    """A handler's exception raised inside a finalizer is only printed ("Exception ignored")
+    and the command carries on; when it finishes, the signal it received still makes it exit
+    143 (or 130), not 0."""
+    result = run_python("""
+        import os, signal, time
+        from edge.cli.signals import Interrupted, sigterm_interrupts
+        try:
+            with sigterm_interrupts():
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)
+                except Interrupted:
+                    pass  # as where Python only prints it
+                print("carried on")
+        except Interrupted as exc:
+            print("interrupted", exc.exit_code)
+        with sigterm_interrupts():
+            pass
+        print("nothing pending")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["carried on", "interrupted 143", "nothing pending"]

@@ -87,21 +87,37 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def sigterm_interrupts() -> Iterator[None]:
     """Inside: SIGTERM raises `Interrupted`, as Ctrl-C raises KeyboardInterrupt (its default
     would end the process where it stands, leaving temporary files). On the way out the
-    previous handler is put back unless a command installed its own meanwhile (`edge run`'s
+    previous handlers are put back unless a command installed its own meanwhile (`edge run`'s
     stop, which ignores further signals). Only the main thread can install handlers;
-    elsewhere a no-op."""
+    elsewhere a no-op.
+
+    A handler's exception can land where Python only prints it ("Exception ignored in": a
+    finalizer that garbage collection runs) and the command then carries on; a signal that
+    was received but never ended the command ends it when the block does, so a finished
+    command interrupted in such a moment still exits 130 or 143, not 0."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    received.clear()
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupted)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         yield
+        if received:
+            raise Interrupted(received[0])
     finally:
-        if signal.getsignal(signal.SIGTERM) is _raise_interrupted:
-            signal.signal(signal.SIGTERM, previous)
+        for each, handler in previous.items():
+            if signal.getsignal(each) is _raise_interrupted:
+                signal.signal(each, handler)
+
+
+#: The signals `sigterm_interrupts` turned into exceptions, in order.
+received: list[int] = []
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    received.append(signum)
     raise Interrupted(signum)
 
 
