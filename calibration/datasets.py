@@ -135,6 +135,9 @@ def _yolo_pairs(root: Path) -> list[tuple[Path, Path]]:
 
 def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
     class_ids = _yolo_class_ids(root, labels)
+    if class_ids != list(range(len(labels))):
+        log.info("%s lists the model's classes in another order or in part: paired by name",
+                 root)
     items, skipped = [], 0
     for image_path, label_path in _yolo_pairs(root):
         image = read_image(image_path)
@@ -170,7 +173,6 @@ def _yolo_class_ids(root: Path, labels: Sequence[str]) -> list[int]:
             f"{root} names its classes {_listed(named)}; {_listed(unknown)} "
             f"{'is not a label' if len(unknown) == 1 else 'are not labels'} of the model "
             f"({_listed(labels)}): evaluate on a dataset labelled for this model")
-    log.info("%s lists the model's classes in another order or in part: paired by name", root)
     return [list(labels).index(name) for name in named]
 
 

@@ -12,8 +12,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, numpy_helper
 
-from edge.errors import ModelError
-from edge.spec import EMPTY_FILE, SPEC_KEY, ModelSpec
+from edge.errors import EMPTY_FILE, ModelError
+from edge.spec import SPEC_KEY, ModelSpec
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
                  "MatMulInteger", "QGemm", "QLinearGlobalAveragePool", "QLinearConcat"}
@@ -22,6 +22,8 @@ QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "Co
 #: quantized at run time by DynamicQuantizeLinear.
 _QOPERATOR_WEIGHTS = {"QLinearConv": (3, 4), "QLinearMatMul": (3, 4), "QGemm": (3, 4),
                       "ConvInteger": (1, None), "MatMulInteger": (1, None)}
+#: QOperator nodes with an int32 bias: the index of that input.
+_QOPERATOR_BIASES = {"QLinearConv": 8, "QGemm": 6}
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> dict[str, Any]:
@@ -48,12 +50,18 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
             activation_types.add(numpy_helper.to_array(initializers[node.input[2]]).dtype.name)
     zero_points_all_zero = 0
     constant_dq = [n for n in dq_nodes if n.input[0] in initializers]
-    bias_dq = [n for n in constant_dq if initializers[n.input[0]].data_type == TensorProto.INT32]
-    weight_scales = [n.input[1] for n in constant_dq if n not in bias_dq]
+    biases = [n.input[0] for n in constant_dq
+              if initializers[n.input[0]].data_type == TensorProto.INT32]
+    # a quantized scalar (a Mul's or an Add's constant operand) is not a layer's weights
+    weight_scales = [n.input[1] for n in constant_dq if n.input[0] not in biases
+                     and int(np.prod(initializers[n.input[0]].dims)) > 1]
     for node in model.graph.node:
         weight, scale = _QOPERATOR_WEIGHTS.get(node.op_type, (-1, None))
         if len(node.input) > weight >= 0 and node.input[weight] in initializers:
             weight_scales.append(node.input[scale] if scale is not None else None)
+        bias = _QOPERATOR_BIASES.get(node.op_type, -1)
+        if len(node.input) > bias >= 0 and node.input[bias] in initializers:
+            biases.append(node.input[bias])
     per_channel = sum(1 for scale in weight_scales if scale in initializers
                       and numpy_helper.to_array(initializers[scale]).size > 1)
     for node in q_nodes + dq_nodes:
@@ -71,7 +79,7 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
         "activation_types": sorted(activation_types),
         "quantized_weights": len(weight_scales),
         "per_channel_weights": per_channel,
-        "quantized_biases": len(bias_dq),
+        "quantized_biases": len(biases),
         # DynamicQuantizeLinear computes a zero point for every tensor at run time
         "symmetric": not dynamic and zero_points_all_zero == with_zero_point,
     }

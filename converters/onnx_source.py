@@ -21,8 +21,8 @@ from onnx import numpy_helper, version_converter
 from converters.errors import ConversionError
 from converters.gfl_head import fold_gfl_head, gfl_levels
 from converters.model_report import quantization_summary
-from edge.errors import ModelError
-from edge.spec import EMPTY_FILE, SPEC_KEY, spec_from_model
+from edge.errors import EMPTY_FILE, ModelError
+from edge.spec import SPEC_KEY, spec_from_model
 
 #: What to do with a model `edge convert` wrote, by its spec's quantization.
 _USE_AS_IT_IS = {
@@ -87,7 +87,7 @@ def _refuse_converted(model: onnx.ModelProto, path: Path) -> None:
     quantized = quantization_summary(model)
     if quantized["quantized"]:
         how = ("dynamically quantized" if quantized["dynamic"] else
-               f"quantized already ({quantized['format'].upper()}, "
+               f"quantized already ({quantized['format']}, "
                f"{quantized['quantized_weights']} quantized weights)")
         raise ConversionError(
             f"{path} is {how}; `edge convert` takes the float (FP32) export: convert the model "

@@ -25,6 +25,10 @@ class ModelError(EdgeError):
     """A model file is missing, unreadable, or has a layout or spec we do not understand."""
 
 
+#: What a 0-byte model file is, for the messages of every command that reads one.
+EMPTY_FILE = "is empty (0 bytes): the export or copy did not finish; export or copy it again"
+
+
 class SourceError(EdgeError):
     """A frame source URI is malformed, names an unknown scheme, or cannot be opened."""
 

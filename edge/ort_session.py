@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.errors import MissingDependencyError, ModelError
+from edge.errors import EMPTY_FILE, MissingDependencyError, ModelError
 
 
 def import_onnxruntime() -> Any:
@@ -37,6 +37,8 @@ def session_from_onnx(path: Path, threads: int = 0) -> Any:
         what = "is a folder, not a model file" if path.is_dir() else "does not exist"
         raise ModelError(f"model file {path} {what}; check the path (model.path in a daemon "
                          "config) or convert a model with `edge convert`")
+    if path.stat().st_size == 0:
+        raise ModelError(f"model file {path} {EMPTY_FILE}")
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

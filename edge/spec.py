@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.errors import ModelError
+from edge.errors import EMPTY_FILE, ModelError
 from edge.ort_session import session_from_onnx
 
 SPEC_KEY = "edge.spec"
@@ -112,9 +112,6 @@ def spec_from_onnx_file(path: Path) -> ModelSpec:
         require_model_file(path)
         return spec_from_session(session_from_onnx(path), str(path))
     return spec_from_model(read_onnx_model(path), str(path))
-
-
-EMPTY_FILE = "is empty (0 bytes): the export or copy did not finish; export or copy it again"
 
 
 def require_model_file(path: Path) -> None:

@@ -132,7 +132,7 @@ def test_edge_eval_refuses_field_options_and_empty_models(demo_model, tmp_path):
     (tmp_path / "empty.onnx").write_bytes(b"")
     for args, message in (
             ([str(demo_model), "--report", str(tmp_path / "r")], "--report goes with --field"),
-            ([str(tmp_path / "empty.onnx")], "is not a loadable ONNX model")):
+            ([str(tmp_path / "empty.onnx")], "empty.onnx is empty (0 bytes)")):
         result = subprocess.run([sys.executable, "-m", "edge", "eval", *args, "--data",
                                  str(tmp_path / "data")], capture_output=True, text=True,
                                 timeout=120)

@@ -221,10 +221,14 @@ def test_a_model_quantized_elsewhere_is_refused_by_convert(tmp_path, edge, how):
     shown = edge("inspect", quantized)
     assert shown.returncode == 0, shown.stderr
     line = next(line for line in shown.stdout.splitlines() if line.startswith("quantization"))
-    expected = {"static-qdq": "qdq, activations uint8,", "static-qoperator":
-                "qoperator, activations uint8,", "dynamic":
-                "qoperator, activations uint8 (quantized at run time: dynamic quantization)"}
-    assert expected[how] in line and " 0 quantized weights" not in line, line
+    # the conv's and the classifier's weights (QDQ: also the Add's constant bias vector)
+    expected = {"static-qdq": "qdq, activations uint8, 3 quantized weights",
+                "static-qoperator": "qoperator, activations uint8, 2 quantized weights",
+                "dynamic": "qoperator, activations uint8 (quantized at run time: dynamic "
+                           "quantization), 2 quantized weights"}
+    assert expected[how] in line, line
+    if how == "static-qoperator":
+        assert "1 int32 biases" in line, line  # the conv's (QLinearConv)
 
 
 def test_a_converted_model_without_its_spec_is_refused(tmp_path, edge):
