@@ -58,16 +58,22 @@ def test_a_signal_while_publishing_takes_effect_once_everything_is_in_place(tmp_
         moves.append(target)
         real_replace(source, target)
 
-    with StagedOutputs() as staged:
-        write_bytes_atomic(staged.file(tmp_path / "model.onnx"), b"model")
-        write_bytes_atomic(staged.file(tmp_path / "model.cache"), b"cache")
-        (staged.folder(tmp_path / "report") / "index.md").write_text("report")
-        monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
-        with pytest.raises(KeyboardInterrupt):
-            staged.publish()
-        monkeypatch.undo()
+    # as at a terminal: a run started in the background (nohup, some CI) inherits SIGINT
+    # ignored, and a held Ctrl-C is then dropped, as it would have been
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with StagedOutputs() as staged:
+            write_bytes_atomic(staged.file(tmp_path / "model.onnx"), b"model")
+            write_bytes_atomic(staged.file(tmp_path / "model.cache"), b"cache")
+            (staged.folder(tmp_path / "report") / "index.md").write_text("report")
+            monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+            with pytest.raises(KeyboardInterrupt):
+                staged.publish()
+            monkeypatch.undo()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(moves) == 3
     assert (tmp_path / "model.onnx").read_bytes() == b"model"
     assert (tmp_path / "model.cache").read_bytes() == b"cache"
     assert (tmp_path / "report" / "index.md").read_text() == "report"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
