@@ -85,11 +85,12 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Inside: SIGTERM raises `Interrupted`, as Ctrl-C raises KeyboardInterrupt (its default
-    would end the process where it stands, leaving temporary files). On the way out the
-    previous handlers are put back unless a command installed its own meanwhile (`edge run`'s
-    stop, which ignores further signals). Only the main thread can install handlers;
-    elsewhere a no-op.
+    """Inside: SIGTERM raises `Interrupted` (a KeyboardInterrupt), as Ctrl-C does (SIGTERM's
+    default would end the process where it stands, leaving temporary files); Ctrl-C gets the
+    same handler unless SIGINT is ignored (a background job). On the way out the previous
+    handlers are put back unless a command installed its own meanwhile (`edge run`'s stop,
+    which ignores further signals). Only the main thread can install handlers; elsewhere a
+    no-op.
 
     A handler's exception can land where Python only prints it ("Exception ignored in": a
     finalizer that garbage collection runs) and the command then carries on; a signal that
