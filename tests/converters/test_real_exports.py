@@ -317,25 +317,26 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
                   "--min-images", "20")
     assert_refused(result, "all 10 images", "are smaller than the model input 32x32")
+
+    def calibrated() -> dict:
+        result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
+                      "--method", "minmax", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
     # mixed with camera-sized ones, the small ones are left out, with a warning naming them
     for index in range(11):
         cv2.imwrite(str(small / f"big{index}.png"),
                     rng.integers(0, 256, (64, 40 + index, 3), np.uint8))
-    result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
-                  "--method", "minmax", "--json")
-    assert result.returncode == 0, result.stderr
+    summary = calibrated()
     assert "left out 10 image(s)" in caplog.text and ": 0.png, 1.png" in caplog.text
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["skipped"] == 10 and summary["frames"] == 10  # 11 images, 1 held out
     # most of them small (a model input larger than the usual frame): all are kept
     caplog.clear()
     for index in range(10):
         (small / f"big{index}.png").unlink()
-    result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
-                  "--method", "minmax", "--json")
-    assert result.returncode == 0, result.stderr
+    summary = calibrated()
     assert "10 of the 11 images" in caplog.text and "are upscaled" in caplog.text
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["skipped"] == 0 and summary["frames"] == 10  # 11 images, 1 held out
 
 
