@@ -120,7 +120,8 @@ def _plot_class_ap(folder: Path, fp32: Accuracy, int8: Accuracy) -> str:
     axis.set_xticks(x, labels, rotation=30, ha="right")
     axis.set_ylim(0, 1)
     axis.set_ylabel("AP@0.5")
-    axis.legend()
+    # above the axes: APs near 1.0 fill the plot to its top, where a legend inside would sit
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     figure.tight_layout()
     figure.savefig(folder / "class_ap.png", dpi=110)
     plt.close(figure)
