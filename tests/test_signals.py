@@ -92,23 +92,23 @@ def test_a_signal_while_starting_interrupts_with_the_shells_exit_code():
 
 
 def test_sigterm_interrupts_a_command_like_ctrl_c_and_unwinds():
-    """Inside `sigterm_interrupts` SIGTERM raises `Interrupted` (exit 143), so `with` blocks
+    """Inside `signals_interrupt` SIGTERM raises `Interrupted` (exit 143), so `with` blocks
     unwind and temporary files go; a command's own handler, installed inside, is left in place
     (the daemon's stop ignores further signals), and otherwise the previous one comes back."""
     result = run_python("""
         import os, signal, tempfile, time
         from pathlib import Path
-        from edge.cli.signals import Interrupted, sigterm_interrupts, stop_on_signals
+        from edge.cli.signals import Interrupted, signals_interrupt, stop_on_signals
         folder = None
         try:
-            with sigterm_interrupts(), tempfile.TemporaryDirectory() as folder:
+            with signals_interrupt(), tempfile.TemporaryDirectory() as folder:
                 Path(folder, "partial.onnx").write_bytes(b"x")
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(5)
         except Interrupted as exc:
             print("interrupted", exc.exit_code, os.path.exists(folder))
         print("restored", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
-        with sigterm_interrupts():
+        with signals_interrupt():
             stop = stop_on_signals()
         os.kill(os.getpid(), signal.SIGTERM)
         print("own handler kept", stop.wait(5))
@@ -124,9 +124,9 @@ def test_a_signal_whose_exception_was_swallowed_still_ends_the_command():
     143 (or 130), not 0."""
     result = run_python("""
         import os, signal, time
-        from edge.cli.signals import Interrupted, sigterm_interrupts
+        from edge.cli.signals import Interrupted, signals_interrupt
         try:
-            with sigterm_interrupts():
+            with signals_interrupt():
                 try:
                     os.kill(os.getpid(), signal.SIGTERM)
                     time.sleep(5)
@@ -135,7 +135,7 @@ def test_a_signal_whose_exception_was_swallowed_still_ends_the_command():
                 print("carried on")
         except Interrupted as exc:
             print("interrupted", exc.exit_code)
-        with sigterm_interrupts():
+        with signals_interrupt():
             pass
         print("nothing pending")
     """)

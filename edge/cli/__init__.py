@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from edge import __version__
 from edge.cli import bench, collect, device, workstation
-from edge.cli.signals import Interrupted, sigterm_interrupts
+from edge.cli.signals import Interrupted, signals_interrupt
 from edge.errors import EdgeError
 
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        with sigterm_interrupts():  # commands that handle signals themselves replace it
+        with signals_interrupt():  # commands that handle signals themselves replace it
             return int(args.handler(args))
     except EdgeError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)

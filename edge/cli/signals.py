@@ -32,7 +32,9 @@ POLL_S = 0.05
 
 
 class Interrupted(KeyboardInterrupt):
-    """A signal during start-up; `exit_code` is 128 + its number, as a shell reports it."""
+    """SIGINT or SIGTERM as an exception: during a command's start-up, or throughout one that
+    has no stop of its own (`signals_interrupt`); `exit_code` is 128 + the signal's number, as
+    a shell reports it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -84,7 +86,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
+def signals_interrupt() -> Iterator[None]:
     """Inside: SIGTERM raises `Interrupted` (a KeyboardInterrupt), as Ctrl-C does (SIGTERM's
     default would end the process where it stands, leaving temporary files); Ctrl-C gets the
     same handler unless SIGINT is ignored (a background job). On the way out the previous
@@ -99,26 +101,26 @@ def sigterm_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received.clear()
+    _received.clear()
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupted)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         yield
-        if received:
-            raise Interrupted(received[0])
+        if _received:
+            raise Interrupted(_received[0])
     finally:
         for each, handler in previous.items():
             if signal.getsignal(each) is _raise_interrupted:
                 signal.signal(each, handler)
 
 
-#: The signals `sigterm_interrupts` turned into exceptions, in order.
-received: list[int] = []
+#: The signals `signals_interrupt` turned into exceptions, in order.
+_received: list[int] = []
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    received.append(signum)
+    _received.append(signum)
     raise Interrupted(signum)
 
 
