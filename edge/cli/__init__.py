@@ -6,9 +6,16 @@ quantizing, evaluating); heavy libraries are imported inside the handlers that n
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports numpy or OpenCV: each loads an OpenBLAS that starts a worker per core
+# which spins for a while, busy or not. Nothing a command runs needs BLAS threads (ONNX Runtime
+# has its own), and on a small device the spinning takes cores from the inference and decode
+# threads: 0.3-0.5 CPU-seconds of a 3 s calibration on 2 cores. A user's setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
