@@ -1,5 +1,3 @@
-import sys
+from edge.cli import run
 
-from edge.cli import main
-
-sys.exit(main())
+run()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+
+import pytest
+
+import edge.cli
 
 THREADS_AFTER_IMPORTS = (
     "import os, {first}numpy, cv2, onnxruntime; "
@@ -30,3 +35,22 @@ def test_the_cli_starts_numpy_and_opencv_with_one_blas_thread():
 def test_a_users_blas_setting_wins():
     setting, _ = _run(THREADS_AFTER_IMPORTS.format(first="edge.cli, "), OPENBLAS_NUM_THREADS="3")
     assert setting == "3"
+
+
+def test_the_executable_exits_with_mains_code_and_leaves_the_shutdown_no_garbage_walk(
+        monkeypatch):
+    monkeypatch.setattr(edge.cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            edge.cli.run()
+        assert exited.value.code == 3
+        assert gc.get_freeze_count() > 0  # what was alive at the end is out of the collector
+    finally:
+        gc.unfreeze()
+
+
+def test_python_m_edge_is_the_executable():
+    done = subprocess.run([sys.executable, "-m", "edge", "inspect", "missing.onnx"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "missing.onnx" in done.stderr
