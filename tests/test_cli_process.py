@@ -1,4 +1,5 @@
-"""What importing the `edge` command line sets for its process: no spinning BLAS threads."""
+"""The `edge` executable as a process: no spinning BLAS threads, a quiet Ctrl-C from the first
+moment, its exit code, and no garbage walk at the end."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import gc
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
+import edge.__main__
 import edge.cli
 
 THREADS_AFTER_IMPORTS = (
@@ -42,7 +45,7 @@ def test_the_executable_exits_with_mains_code_and_leaves_the_shutdown_no_garbage
     monkeypatch.setattr(edge.cli, "main", lambda: 3)
     try:
         with pytest.raises(SystemExit) as exited:
-            edge.cli.run()
+            edge.__main__.run()
         assert exited.value.code == 3
         assert gc.get_freeze_count() > 0  # what was alive at the end is out of the collector
     finally:
@@ -54,3 +57,20 @@ def test_python_m_edge_is_the_executable():
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert "missing.onnx" in done.stderr
+
+
+def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback():
+    interrupting_import = textwrap.dedent("""
+        import sys
+        class Interrupting:
+            def find_spec(self, name, path=None, target=None):
+                if name == "edge.cli":
+                    raise KeyboardInterrupt  # as Ctrl-C in the middle of numpy's import
+        sys.meta_path.insert(0, Interrupting())
+        from edge.__main__ import run
+        run()
+    """)
+    done = subprocess.run([sys.executable, "-c", interrupting_import], capture_output=True,
+                          text=True)
+    assert done.returncode == 130
+    assert done.stderr.strip() == "edge: interrupted"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -141,3 +142,59 @@ def test_a_signal_whose_exception_was_swallowed_still_ends_the_command():
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["carried on", "interrupted 143", "nothing pending"]
+
+
+def test_a_signal_that_breaks_an_import_still_interrupts():
+    """A native module interrupted while it loads raises its own exception from the signal's
+    (ONNX Runtime: "ImportError: initialization failed"): that is still the signal, exit 143,
+    not a traceback; without a signal an ImportError stays one."""
+    result = run_python("""
+        import os, signal, time
+        from edge.cli.signals import Interrupted, signals_interrupt
+        try:
+            with signals_interrupt():
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)
+                except Interrupted as exc:
+                    raise ImportError("initialization failed") from exc
+        except Interrupted as exc:
+            print("interrupted", exc.exit_code, type(exc.__cause__).__name__)
+        try:
+            with signals_interrupt():
+                raise ImportError("missing")
+        except ImportError as exc:
+            print("import error", exc)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["interrupted 143 ImportError",
+                                          "import error missing"]
+
+
+def test_sigterm_while_onnxruntime_loads_exits_143_not_missing_or_traceback(tmp_path):
+    """End to end: an `onnxruntime` that, like the real one's native module, turns the signal
+    landing in its initialisation into an ImportError. `edge eval` used to say ONNX Runtime
+    was not installed (exit 2); `edge calibrate` printed a traceback (exit 1)."""
+    fake = tmp_path / "site" / "onnxruntime"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(textwrap.dedent("""
+        import os, signal, time
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException as exc:
+            raise ImportError("initialization failed") from exc
+    """))
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not read: the import comes first")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path / "site"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    for command in (["eval", str(model), "--data", str(tmp_path)],
+                    ["calibrate", str(model), "--images", str(tmp_path), "-o",
+                     str(tmp_path / "out.onnx")]):
+        done = subprocess.run([sys.executable, "-m", "edge", *command], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 143, (command, done.stderr)
+        assert "edge: interrupted" in done.stderr
+        assert "Traceback" not in done.stderr and "not installed" not in done.stderr
+        assert not (tmp_path / "out.onnx").exists()

@@ -15,11 +15,9 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import gc
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from edge import __version__
 from edge.cli import bench, collect, device, workstation
@@ -63,16 +61,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         os._exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
 
 
-def run() -> NoReturn:
-    """The `edge` executable: `main`, then the end of the process. What is left is frozen out
-    of the cyclic garbage collector first: the interpreter's shutdown would otherwise walk
-    every object numpy, ONNX, ONNX Runtime and pydantic made, in full collections whose
-    garbage nothing would use again (0.05 s of the 0.13 s after a calibration, on one core).
-    Finalizers and atexit handlers still run; outputs are closed and flushed before this."""
-    code = main()
-    gc.freeze()
-    sys.exit(code)
-
-
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

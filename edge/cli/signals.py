@@ -97,7 +97,8 @@ def signals_interrupt() -> Iterator[None]:
     A handler's exception can land where Python only prints it ("Exception ignored in": a
     finalizer that garbage collection runs) and the command then carries on; a signal that
     was received but never ended the command ends it when the block does, so a finished
-    command interrupted in such a moment still exits 130 or 143, not 0."""
+    command interrupted in such a moment still exits 130 or 143, not 0. Any other exception
+    leaving the block after a signal is the signal's too (it broke an import, say)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -106,7 +107,17 @@ def signals_interrupt() -> Iterator[None]:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
     try:
-        yield
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            # The signal's exception can come out as another: ONNX Runtime's native module,
+            # interrupted while it loads, raises "ImportError: initialization failed" from it
+            # (then an exit 1 with a traceback, or "onnxruntime is not installed")
+            if _received:
+                raise Interrupted(_received[0]) from exc
+            raise
         if _received:
             raise Interrupted(_received[0])
     finally:
