@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -223,7 +224,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     _leave_out_small_images(frames, spec.input.height, spec.input.width, args.images)
     frames.require(args.min_images)
     result = calibrate(model, spec, frames, options)
+    writing = time.perf_counter()
     reference, report = _write_calibration_outputs(args, result, spec, frames)
+    outputs_seconds = time.perf_counter() - writing
     summary: dict[str, Any] = {
         "output": str(args.output), "profile": args.profile, "method": result.ranges.method,
         "requested_method": args.method,
@@ -234,7 +237,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
         "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None,
-        "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference}
+        "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference,
+        "outputs_seconds": round(outputs_seconds, 2)}
     if report is not None:
         summary["report"] = str(report)
     if args.json:
@@ -299,6 +303,11 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
             print(f"wrote {what} {summary[key]}")
     if args.report:
         print(f"report: {summary['report']}")
+    slow = [what for what, asked in (("drift reference", summary["drift_reference"]),
+                                     ("report", args.report)) if asked]
+    if slow:  # each runs the models again: seconds to minutes beyond the calibration's time
+        print(f"outputs written in {summary['outputs_seconds']:.1f} s "
+              f"(with the {' and the '.join(slow)})")
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
