@@ -1,0 +1,62 @@
+"""Extension modules load with SIGINT and SIGTERM held.
+
+A signal handler's exception raised while an extension module initialises (its C or C++ code
+calling back into Python: numpy, OpenCV, ONNX Runtime) can leave the module half-built. ONNX
+Runtime then raises "ImportError: initialization failed", and Ctrl-C in the first few tenths of
+a second of `edge calibrate` crashed the process (exit 139, twice in about 110 tries). Held, the
+signal is delivered as soon as the module has loaded, and its exception unwinds from there like
+from anywhere else.
+
+The signals are blocked for the importing thread only (`pthread_sigmask`). The executable
+installs this before its first import, when no other thread exists, so no other thread can take
+the signal meanwhile; threads started during a module's initialisation (OpenBLAS's) inherit the
+mask and never take these signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.machinery
+import signal
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+HELD = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Inside, SIGINT and SIGTERM wait (blocked for this thread); one that arrived is delivered
+    on the way out."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _HoldingExtensionLoader(importlib.machinery.ExtensionFileLoader):
+    """The standard loader of extension modules, with signals held while it runs their
+    initialisation (single-phase modules in `create_module`, multi-phase in `exec_module`)."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        with signals_held():
+            return super().create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        with signals_held():
+            super().exec_module(module)
+
+
+def hold_signals_while_extensions_load() -> None:
+    """From now on, extension modules found on `sys.path` load with signals held. Idempotent."""
+    if any(getattr(hook, "holds_signals", False) for hook in sys.path_hooks):
+        return
+    hook = importlib.machinery.FileFinder.path_hook(
+        (_HoldingExtensionLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES),
+        (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES))
+    hook.holds_signals = True  # type: ignore[attr-defined]
+    sys.path_hooks.insert(0, hook)
+    sys.path_importer_cache.clear()  # the finders made so far use the standard loaders
