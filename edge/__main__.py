@@ -12,8 +12,9 @@ def run() -> NoReturn:
     """`edge.cli.main`, then the end of the process.
 
     Extension modules load with SIGINT and SIGTERM held (`edge.native_imports`), and Ctrl-C
-    while the command line's modules load (numpy, OpenCV: the first few tenths of a second)
-    ends it as quietly as later on, with 130, instead of a traceback through them.
+    while the command line's modules load and its arguments are parsed (numpy, OpenCV: the
+    first few tenths of a second) ends it as quietly as later on, with 130, instead of a
+    traceback through them.
     After the command, what is left is frozen out of the cyclic garbage collector: the
     interpreter's shutdown would otherwise walk every object numpy, ONNX, ONNX Runtime and
     pydantic made, in full collections whose garbage nothing would use again (0.05 s of the
@@ -22,10 +23,11 @@ def run() -> NoReturn:
     hold_signals_while_extensions_load()
     try:
         from edge.cli import main  # noqa: PLC0415 - inside the Ctrl-C guard
+
+        code = main()  # which handles Ctrl-C itself once the command runs
     except KeyboardInterrupt:
         print("\nedge: interrupted", file=sys.stderr, flush=True)
         os._exit(130)  # no teardown of modules that stopped half-imported
-    code = main()
     gc.freeze()
     sys.exit(code)
 

@@ -5,7 +5,8 @@ calling back into Python: numpy, OpenCV, ONNX Runtime) can leave the module half
 Runtime then raises "ImportError: initialization failed", and Ctrl-C in the first few tenths of
 a second of `edge calibrate` crashed the process (exit 139, twice in about 110 tries). Held, the
 signal is delivered as soon as the module has loaded, and its exception unwinds from there like
-from anywhere else.
+from anywhere else (an import of numpy, OpenCV, ONNX and ONNX Runtime interrupted at random:
+19 of 120 broke or crashed as they were; none of 400 now).
 
 The signals are blocked for the importing thread only (`pthread_sigmask`). The executable
 installs this before its first import, when no other thread exists, so no other thread can take
@@ -36,17 +37,32 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+#: Extension modules whose loading a held signal ended: the import machinery drops a module
+#: whose loader raised, and freeing a pybind11 module (ONNX's) that way crashed the process.
+#: Kept here, they are never freed; the signal is ending the process anyway.
+_INTERRUPTED: list[ModuleType] = []
+
+
 class _HoldingExtensionLoader(importlib.machinery.ExtensionFileLoader):
     """The standard loader of extension modules, with signals held while it runs their
     initialisation (single-phase modules in `create_module`, multi-phase in `exec_module`)."""
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         with signals_held():
-            return super().create_module(spec)
+            module = super().create_module(spec)
+            _keep_if_interrupted(module)
+            return module
 
     def exec_module(self, module: ModuleType) -> None:
         with signals_held():
             super().exec_module(module)
+            _keep_if_interrupted(module)
+
+
+def _keep_if_interrupted(module: ModuleType) -> None:
+    """Keep `module` alive when a held signal will raise as the signals are let through."""
+    if HELD & signal.sigpending():
+        _INTERRUPTED.append(module)
 
 
 def hold_signals_while_extensions_load() -> None:

@@ -74,3 +74,18 @@ def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback():
                           text=True)
     assert done.returncode == 130
     assert done.stderr.strip() == "edge: interrupted"
+
+
+def test_ctrl_c_while_the_arguments_are_parsed_exits_130_without_a_traceback():
+    interrupted_parse = textwrap.dedent("""
+        import edge.cli
+        def build_parser():
+            raise KeyboardInterrupt  # as Ctrl-C while argparse builds the subcommands
+        edge.cli.build_parser = build_parser
+        from edge.__main__ import run
+        run()
+    """)
+    done = subprocess.run([sys.executable, "-c", interrupted_parse], capture_output=True,
+                          text=True)
+    assert done.returncode == 130
+    assert done.stderr.strip() == "edge: interrupted"
