@@ -10,6 +10,7 @@ import textwrap
 #: sent from inside the standard loader's `create_module`, where the module's C code runs.
 CTRL_C_DURING_AN_EXTENSIONS_INIT = """
     import importlib.machinery as machinery, os, signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job ignores it
     events = []
     original = machinery.ExtensionFileLoader.create_module
     def create_module(self, spec):
