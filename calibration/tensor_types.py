@@ -8,6 +8,7 @@ observed nor quantized. ONNX Runtime types them when it loads the model.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 
 import onnx
@@ -74,16 +75,9 @@ def _without_weight_values(model: onnx.ModelProto) -> onnx.ModelProto:
                                          sparse_initializer=graph.sparse_initializer))
     light.graph.initializer.extend(
         onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims)
-        if t.data_type in _WEIGHT_TYPES and _elements(t) > _KEPT_WHOLE else t
+        if t.data_type in _WEIGHT_TYPES and math.prod(t.dims) > _KEPT_WHOLE else t
         for t in graph.initializer)
     return light
-
-
-def _elements(tensor: onnx.TensorProto) -> int:
-    count = 1
-    for dim in tensor.dims:
-        count *= dim
-    return count
 
 
 def _types_from_onnxruntime(model: onnx.ModelProto, names: Sequence[str]) -> dict[str, int]:

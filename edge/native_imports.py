@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
+#: The signals `signals_held` blocks.
 HELD = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
@@ -66,8 +67,10 @@ def _keep_if_interrupted(module: ModuleType) -> None:
 
 
 def hold_signals_while_extensions_load() -> None:
-    """From now on, extension modules found on `sys.path` load with signals held. Idempotent."""
-    if any(getattr(hook, "holds_signals", False) for hook in sys.path_hooks):
+    """From now on, extension modules found on `sys.path` load with signals held. Idempotent;
+    nothing where threads cannot block signals (Windows)."""
+    if not hasattr(signal, "pthread_sigmask") or any(
+            getattr(hook, "holds_signals", False) for hook in sys.path_hooks):
         return
     hook = importlib.machinery.FileFinder.path_hook(
         (_HoldingExtensionLoader, importlib.machinery.EXTENSION_SUFFIXES),
