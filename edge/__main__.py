@@ -1,11 +1,13 @@
 """The `edge` executable: `python -m edge`, and the `edge` command a pip install makes."""
 
-import gc
+from __future__ import annotations
+
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING
 
-from edge.native_imports import hold_signals_while_extensions_load
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def run() -> NoReturn:
@@ -14,21 +16,18 @@ def run() -> NoReturn:
     Extension modules load with SIGINT and SIGTERM held (`edge.native_imports`), and Ctrl-C
     while the command line's modules load and its arguments are parsed (numpy, OpenCV: the
     first few tenths of a second) ends it as quietly as later on, with 130, instead of a
-    traceback through them.
-    After the command, what is left is frozen out of the cyclic garbage collector: the
-    interpreter's shutdown would otherwise walk every object numpy, ONNX, ONNX Runtime and
-    pydantic made, in full collections whose garbage nothing would use again (0.05 s of the
-    0.13 s after a calibration, on one core). Finalizers and atexit handlers still run;
-    outputs are closed and flushed before this."""
-    hold_signals_while_extensions_load()
+    traceback through them. (Ctrl-C in the interpreter's own first few tens of milliseconds,
+    before this runs, is Python's.)"""
     try:
-        from edge.cli import main  # noqa: PLC0415 - inside the Ctrl-C guard
+        from edge.native_imports import hold_signals_while_extensions_load  # noqa: PLC0415 - guarded
+
+        hold_signals_while_extensions_load()
+        from edge.cli import main  # noqa: PLC0415 - guarded too
 
         code = main()  # which handles Ctrl-C itself once the command runs
     except KeyboardInterrupt:
         print("\nedge: interrupted", file=sys.stderr, flush=True)
         os._exit(130)  # no teardown of modules that stopped half-imported
-    gc.freeze()
     sys.exit(code)
 
 

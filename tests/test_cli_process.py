@@ -1,9 +1,8 @@
 """The `edge` executable as a process: no spinning BLAS threads, a quiet Ctrl-C from the first
-moment, its exit code, and no garbage walk at the end."""
+moment, its exit code, a clean end."""
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
@@ -40,16 +39,27 @@ def test_a_users_blas_setting_wins():
     assert setting == "3"
 
 
-def test_the_executable_exits_with_mains_code_and_leaves_the_shutdown_no_garbage_walk(
-        monkeypatch):
+def test_the_executable_exits_with_mains_code(monkeypatch):
     monkeypatch.setattr(edge.cli, "main", lambda: 3)
-    try:
-        with pytest.raises(SystemExit) as exited:
-            edge.__main__.run()
-        assert exited.value.code == 3
-        assert gc.get_freeze_count() > 0  # what was alive at the end is out of the collector
-    finally:
-        gc.unfreeze()
+    with pytest.raises(SystemExit) as exited:
+        edge.__main__.run()
+    assert exited.value.code == 3
+
+
+def test_convert_through_the_executable_ends_with_a_clean_stderr(tmp_path):
+    """The interpreter's shutdown must free what the command made: with the collector frozen
+    before it (tried for speed), onnxsim's nanobind objects outlived it and every `edge
+    convert` ended with ~25 lines of "nanobind: leaked ..."."""
+    pytest.importorskip("onnxsim")
+    from tests.converters.exporter_graphs import classifier
+
+    source = classifier(tmp_path / "m.onnx", batch=1, opset=13, constants=False,
+                        ending="softmax")
+    done = subprocess.run([sys.executable, "-m", "edge", "convert", str(source), "-o",
+                           str(tmp_path / "out.onnx"), "--labels", "a,b,c"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr, done.stderr
 
 
 def test_python_m_edge_is_the_executable():
