@@ -269,6 +269,8 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
         if args.report is not None:
             from calibration.report import write_report
 
+            log.info("writing the report: FP32 and INT8 scored on %s (seconds to minutes)",
+                     args.eval_data or args.images)
             index = write_report(staged.folder(args.report), args.model, model, result, spec,
                                  args.eval_data or args.images, frames)
             report = args.report / index.name

@@ -231,6 +231,7 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["frames"] == 7 and summary["method"] == "entropy"  # 1 of 8 held out
     assert summary["outputs_seconds"] > 0  # the report's time, apart from the calibration's
+    assert "writing the report: FP32 and INT8 scored on" in result.stderr  # not seconds of quiet
     cache = (tmp_path / "model.cache").read_text().splitlines()
     assert cache[0] == "TRT-100300-EntropyCalibration2" and cache[1] == "images: 3f800000"
     assert len(cache) > 40  # every float activation, as TensorRT's implicit path needs
