@@ -23,14 +23,16 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
-#: The signals `signals_held` blocks.
+#: The signals `_signals_blocked` blocks.
 HELD = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 @contextlib.contextmanager
-def signals_held() -> Iterator[None]:
+def _signals_blocked() -> Iterator[None]:
     """Inside, SIGINT and SIGTERM wait (blocked for this thread); one that arrived is delivered
-    on the way out."""
+    on the way out. Unlike `edge.files`' hold for its renames, which swaps in a recording
+    handler because other threads run by then, no Python handler runs here at all: not even
+    one that only records would belong inside a module's C initialisation."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
     try:
         yield
@@ -49,13 +51,13 @@ class _HoldingExtensionLoader(importlib.machinery.ExtensionFileLoader):
     initialisation (single-phase modules in `create_module`, multi-phase in `exec_module`)."""
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        with signals_held():
+        with _signals_blocked():
             module = super().create_module(spec)
             _keep_if_interrupted(module)
             return module
 
     def exec_module(self, module: ModuleType) -> None:
-        with signals_held():
+        with _signals_blocked():
             super().exec_module(module)
             _keep_if_interrupted(module)
 

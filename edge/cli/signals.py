@@ -107,19 +107,18 @@ def signals_interrupt() -> Iterator[None]:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
     try:
-        try:
-            yield
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:
-            # The signal's exception can come out as another: ONNX Runtime's native module,
-            # interrupted while it loads, raises "ImportError: initialization failed" from it
-            # (then an exit 1 with a traceback, or "onnxruntime is not installed")
-            if _received:
-                raise Interrupted(_received[0]) from exc
-            raise
+        yield
         if _received:
             raise Interrupted(_received[0])
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        # The signal's exception can come out as another: ONNX Runtime's native module,
+        # interrupted while it loads, raises "ImportError: initialization failed" from it
+        # (then an exit 1 with a traceback, or "onnxruntime is not installed")
+        if _received:
+            raise Interrupted(_received[0]) from exc
+        raise
     finally:
         for each, handler in previous.items():
             if signal.getsignal(each) is _raise_interrupted:
