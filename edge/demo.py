@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.broker import EmbeddedBroker
 from edge.client import DetectionsMessage, Event, Message, Subscriber
+from edge.concurrency import StopRequest
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.detections import Detections
@@ -62,15 +63,19 @@ class DemoSummary:
 
 def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: float = 15.0,
              threads: int = 0, echo: Callable[[str], None] = print,
-             model: Path | None = None) -> DemoSummary:
+             model: Path | None = None, stop: StopRequest | None = None,
+             running: Callable[[], None] = lambda: None) -> DemoSummary:
     """`model`: the bundled detector (default) or one made from it, e.g. its INT8 calibration;
-    the scene's ground truth only scores a model with the scene's labels."""
+    the scene's ground truth only scores a model with the scene's labels. `stop` ends the run
+    early, as `seconds` passing would (the summary scores what ran); `running` is called once
+    the camera loop is about to start (before it, there is nothing to score)."""
     model = model or bundled_model()
     check_demo_model(model)
     broker = None if mqtt_url else EmbeddedBroker().start()
     url = mqtt_url or (broker.url if broker else "")
     try:
-        return _run(model, seconds, url, seed, fps, threads, echo, "embedded" if broker else url)
+        return _run(model, seconds, url, seed, fps, threads, echo, "embedded" if broker else url,
+                    stop or threading.Event(), running)
     finally:
         if broker is not None:
             broker.stop()
@@ -86,7 +91,8 @@ def check_demo_model(path: Path) -> None:
 
 
 def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: int,
-         echo: Callable[[str], None], broker_name: str) -> DemoSummary:
+         echo: Callable[[str], None], broker_name: str, stop: StopRequest,
+         running: Callable[[], None]) -> DemoSummary:
     config = config_from_dict({
         "device_id": "demo",
         "model": {"path": str(model), "backend": "auto", "threads": threads},
@@ -107,8 +113,9 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
             raise EdgeError(f"could not reach the MQTT broker at {url}: {failure}; check --mqtt "
                             "or omit it to use the embedded broker")
         daemon = Daemon(config)
+        running()
         daemon.start()
-        summary = daemon.run(threading.Event(), duration=seconds)
+        summary = daemon.run(stop, duration=seconds)
         deadline = time.monotonic() + 5.0
         while sum(subscriber.counts.values()) < summary.published and \
                 time.monotonic() < deadline:

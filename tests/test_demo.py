@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.demo import run_demo
 from edge.spec import InputSpec, ModelSpec
 from tests.onnx_graphs import constant_head_model
+from tests.terminal import edge_at_a_terminal
 
 
 @pytest.mark.slow
@@ -42,6 +45,53 @@ def test_demo_cli_json_against_mosquitto(mosquitto):
     assert summary["precision"] >= 0.9 and summary["recall"] >= 0.9
     assert {"idf1", "mota", "id_switches"} <= set(summary["tracking"])
     assert summary["latency_ms_p50"]["track"] < 5.0
+
+
+def _demo_process(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(edge_at_a_terminal("demo", *args), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_demo_runs_ends_it_early_with_its_summary(signum):
+    process = _demo_process("--seconds", "60", "--fps", "10", "--threads", "1", "--json")
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # the camera streams: the run is under way
+            if "streaming from" in line:
+                break
+        for line in process.stdout:  # type: ignore[union-attr]
+            if "demo frame" in line and int(line.split("frame")[1].split()[0]) >= 10:
+                break
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert f"received {signal.Signals(signum).name}; stopping" in stderr
+    assert "WARNING" not in stderr and "Traceback" not in stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert 10 <= summary["frames"] < 300  # stopped early, after what it had run
+    assert summary["received"] == summary["published"] > 0
+    assert summary["precision"] >= 0.9 and summary["recall"] >= 0.9
+
+
+def test_a_signal_while_the_demo_starts_interrupts_it():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers MQTT
+        process = _demo_process("--seconds", "60", "--mqtt",
+                                f"mqtt://127.0.0.1:{silent.getsockname()[1]}")
+        try:
+            silent.settimeout(60)
+            connection, _ = silent.accept()  # the demo waits for its broker: still starting
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=60)
+            connection.close()
+        finally:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "edge: interrupted" in stderr and "Traceback" not in stderr
+    assert "frames" not in stdout  # no summary of a run that never ran
 
 
 def test_demo_with_an_unreachable_broker_exits_2():

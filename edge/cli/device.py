@@ -25,9 +25,13 @@ log = logging.getLogger("edge")
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge.demo import run_demo
 
+    # Ctrl-C or SIGTERM while it starts interrupts it (130, 143); once the camera runs, it
+    # ends the run early, like --seconds passing: the summary scores what ran, exit 0
+    stop = stop_on_signals(starting=True)
     echo = print if not args.quiet else (lambda line: None)
     summary = run_demo(args.seconds, args.mqtt, seed=args.seed, fps=args.fps,
-                       threads=args.threads, echo=echo, model=args.model)
+                       threads=args.threads, echo=echo, model=args.model, stop=stop,
+                       running=stop.started)
     result = summary.as_dict()
     if args.json:
         print_json(result)

@@ -23,6 +23,7 @@ from converters.qdq_rules import check_tensorrt_qdq, tensorrt_qdq_violations
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.errors import InputError, ModelError
 from tests.converters.tiny_models import TinyDetector, seeded
+from tests.terminal import edge_at_a_terminal
 
 FRAMES = "synthetic://shapes?seed=11"
 
@@ -342,20 +343,14 @@ def test_interrupted_calibration_writes_nothing(tmp_path, signal_name, exit_code
     import os
     import signal
     import subprocess
-    import sys
     import time
 
     out, scratch = tmp_path / "out" / "int8.onnx", tmp_path / "tmp"
     out.parent.mkdir()
     scratch.mkdir()
-    # Python leaves SIGINT ignored when it starts ignored (a background job, `nohup`, some CI
-    # runners), as a background job should; the user at a terminal has Ctrl-C
-    as_at_a_terminal = ("import runpy, signal; signal.signal(signal.SIGINT, "
-                        "signal.default_int_handler); runpy.run_module('edge', "
-                        "run_name='__main__')")
     process = subprocess.Popen(
-        [sys.executable, "-c", as_at_a_terminal, "calibrate", "edge/models/shapes.onnx",
-         "--images", "synthetic://shapes?seed=7", "--max-images", "1000", "-o", str(out)],
+        edge_at_a_terminal("calibrate", "edge/models/shapes.onnx", "--images",
+                           "synthetic://shapes?seed=7", "--max-images", "1000", "-o", str(out)),
         stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)})
     assert process.stderr is not None
     started = time.monotonic()
