@@ -35,6 +35,7 @@ from onnx import helper, numpy_helper
 from calibration.ranges import TensorRange, TensorRanges
 from converters.qdq_cpu import (
     CPU_QUANTIZED_OPS,
+    REDUCED_WEIGHT_RANGE,
     qdq_for_cpu,
     quant_types,
     quantizer_exclusions,
@@ -154,8 +155,8 @@ def _quantizer(model: onnx.ModelProto, exclude: Collection[str]) -> Any:
     copied = onnx.ModelProto()
     copied.CopyFrom(model)
     activation_type, weight_type = quant_types()
-    return QDQQuantizer(copied, True, False, weight_type, activation_type, None, None,
-                        quantizer_exclusions(model, exclude), CPU_QUANTIZED_OPS, {})
+    return QDQQuantizer(copied, True, REDUCED_WEIGHT_RANGE, weight_type, activation_type, None,
+                        None, quantizer_exclusions(model, exclude), CPU_QUANTIZED_OPS, {})
 
 
 def _rescaled_initializers(model: onnx.ModelProto, template: onnx.ModelProto,

@@ -10,8 +10,9 @@ per position ([N, 2*O, H1, W/4]); the second conv reads those pairs and writes t
 layout; elementwise ops between them (ReLU, or SiLU as QDQ Sigmoid and Mul) run unchanged on
 the pairs. Both are exact re-indexings of the original kernels (padding included), so the model
 computes the same function; only the first conv's weights are newly quantized (per output channel,
-symmetric int8), with the normalisation and the BGR/RGB swap folded into them and the pixels
-entering as uint8 with scale 1.
+symmetric, within +-64 like every weight of the `cpu` profile: `converters.weights.
+U8S8_WEIGHT_LIMIT`), with the normalisation and the BGR/RGB swap folded into them and the
+pixels entering as uint8 with scale 1.
 
 Applies to models made by `edge convert` (uint8 NHWC input, Transpose -> [Gather] -> Cast ->
 [Sub/Mul/Div by constants] -> Conv) whose width is a multiple of 4. Anything else is left as it
@@ -28,7 +29,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from converters.weights import drop_unused_initializers, quantize_weight
+from converters.weights import U8S8_WEIGHT_LIMIT, drop_unused_initializers, quantize_weight
 
 #: Pixels per position of the uint8 view, and output pixels per position of the first conv.
 PIXELS = 4
@@ -365,7 +366,7 @@ def _first_conv_tensors(graph: _Graph, stem: _Stem, quad: _Taps, prefix: str,
     for v, r, d, q in quad.taps:
         spread[r, :, q, :, :, d] = stem.weight[:, :, :, v]
     weight = spread.reshape(PAIRS * out_channels, PIXELS * channels, kernel_h, quad.kernel)
-    w_int8, w_scale = quantize_weight(weight, axis=0)
+    w_int8, w_scale = quantize_weight(weight, axis=0, limit=U8S8_WEIGHT_LIMIT)
     bias = np.tile(stem.bias, PAIRS).astype(np.float64)
     b_int32 = np.clip(np.round(bias / w_scale), -2**31, 2**31 - 1).astype(np.int32)
     height = graph.graph.input[0].type.tensor_type.shape.dim[1].dim_value

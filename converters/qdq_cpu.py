@@ -1,10 +1,12 @@
 """The `cpu` profile: the fastest correct QDQ model for ONNX Runtime on the CPU.
 
-uint8 asymmetric activations and int8 per-channel weights, laid out by ONNX Runtime's own QDQ
-quantizer so its CPU fusions (QLinearConv and friends) apply. Our ranges are handed to it through
-its calibration-cache interface, so ONNX Runtime's in-memory calibration never runs. The RGB
-stem is then rebuilt as int8 convolutions that read the uint8 camera pixels directly
-(`converters.pixel_stem`) where the model's stem has the usual two stride-2 convs.
+uint8 asymmetric activations and int8 per-channel weights (within +-64, so that x86 CPUs
+without VNNI compute them exactly: `converters.weights.U8S8_WEIGHT_LIMIT`), laid out by ONNX
+Runtime's own QDQ quantizer so its CPU fusions (QLinearConv and friends) apply. Our ranges are
+handed to it through its calibration-cache interface, so ONNX Runtime's in-memory calibration
+never runs. The RGB stem is then rebuilt as int8 convolutions that read the uint8 camera
+pixels directly (`converters.pixel_stem`) where the model's stem has the usual two stride-2
+convs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 CPU_QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "MaxPool",
                      "AveragePool", "GlobalAveragePool", "Concat", "Relu", "Clip", "Sigmoid",
                      "Mul"]
+
+#: ONNX Runtime's `reduce_range`: int8 weights within +-64 (`converters.weights.
+#: U8S8_WEIGHT_LIMIT`), which x86 CPUs without VNNI multiply with uint8 activations exactly.
+REDUCED_WEIGHT_RANGE = True
 
 #: Convs with at most this many input channels (the RGB stem) are not given to ONNX Runtime's
 #: quantizer: its int8 kernel on 3 channels measured 3x slower than the float one. `pixel_stem`
@@ -130,7 +136,8 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
                 activation_type=activation_type, weight_type=weight_type,
                 op_types_to_quantize=CPU_QUANTIZED_OPS,
                 nodes_to_exclude=quantizer_exclusions(model, exclude),
-                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache))
+                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+                reduce_range=REDUCED_WEIGHT_RANGE)
         quantized = uint8_input_chain_first(onnx.load(str(out)))
     left_float = pixel_stem(quantized, keep_float=exclude)
     if left_float:

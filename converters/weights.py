@@ -6,17 +6,28 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
+#: The largest |int8 weight| where uint8 activations meet int8 weights (the `cpu` profile).
+#: x86 CPUs without VNNI (AVX2, AVX-512F) multiply them with `vpmaddubsw`, which adds each
+#: pair of neighbouring products into int16 with saturation: 255 * 127 * 2 > 32767, so a
+#: convolution over large activations and large weights comes out clipped. Within +-64 a pair
+#: stays at most 32640: exact on every CPU, for one bit of weight resolution (ONNX
+#: Runtime's `reduce_range`). Measured on an AMD EPYC (AVX2), a 3x3 QLinearConv over
+#: full-range uint8 inputs: +-127 weights put 24-64% of its outputs off by up to 18 steps,
+#: +-64 none.
+U8S8_WEIGHT_LIMIT = 64
 
-def quantize_weight(weight: npt.NDArray[np.float32], axis: int
+
+def quantize_weight(weight: npt.NDArray[np.float32], axis: int, limit: int = 127
                     ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
-    """Symmetric per-channel int8 along `axis`: returns (quantized weight, scale per channel).
-    An all-zero channel gets scale 1, so a bias quantized with that scale stays representable."""
+    """Symmetric per-channel int8 along `axis`, in [-limit, limit]: returns (quantized weight,
+    scale per channel). An all-zero channel gets scale 1, so a bias quantized with that scale
+    stays representable."""
     moved = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
     amax = np.abs(moved).max(axis=1)
-    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    scale = np.where(amax > 0, amax / limit, 1.0).astype(np.float32)
     shape = [1] * weight.ndim
     shape[axis] = -1
-    quantized = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+    quantized = np.clip(np.round(weight / scale.reshape(shape)), -limit, limit).astype(np.int8)
     return quantized, scale
 
 

@@ -85,7 +85,8 @@ def run_model(model: CorpusModel, files: CorpusFiles, work: Path,
             "calibrate", fp32, "--images", calibration, "-o", out, "--profile", profile,
             "--max-images", str(max_images))
         result.paths[profile] = out
-        result.agreement[profile] = agreement(fp32, out, spec, evaluation)
+        result.agreement[profile] = agreement(fp32, out, spec, evaluation,
+                                              int8_kernels=profile == "cpu")
     return result
 
 
@@ -99,11 +100,17 @@ def evaluation_inputs(spec: ModelSpec, folder: Path) -> Iterator[npt.NDArray[np.
             yield buffer
 
 
-def agreement(fp32: Path, int8: Path, spec: ModelSpec, folder: Path) -> Agreement:
-    import onnxruntime as ort  # noqa: PLC0415 - heavy; only the agreement check needs it
+def agreement(fp32: Path, int8: Path, spec: ModelSpec, folder: Path,
+              int8_kernels: bool = True) -> Agreement:
+    """How `int8` agrees with `fp32` on `folder`'s photos; `int8_kernels`: run through ONNX
+    Runtime's int8 kernels (the `cpu` profile, as deployed), or False: as the QDQ graph
+    defines it, as TensorRT computes it (`calibration.selection.quantized_session`)."""
+    import onnx  # noqa: PLC0415 - heavy; only the agreement check needs it
 
-    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-                for p in (fp32, int8)]
+    from calibration.selection import quantized_session  # noqa: PLC0415 - imports ONNX Runtime
+
+    sessions = [quantized_session(onnx.load(str(path)), 0, kernels)
+                for path, kernels in ((fp32, True), (int8, int8_kernels))]
     decode = decoder_from_spec(spec, spec.postprocess.model_copy(
         update={"score_threshold": DETECTION_SCORE}))
     geometry = LetterboxGeometry.fit(spec.input.width, spec.input.height,

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 
 from calibration.readers import frames_from
 from converters.convert import ConvertOptions, convert_module
@@ -21,6 +22,7 @@ from converters.fold import Normalisation
 from converters.model_report import quantization_summary
 from converters.qdq_rules import check_tensorrt_qdq, tensorrt_qdq_violations
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
+from converters.weights import U8S8_WEIGHT_LIMIT
 from edge.errors import InputError, ModelError
 from tests.converters.tiny_models import TinyDetector, seeded
 from tests.terminal import edge_at_a_terminal
@@ -75,6 +77,11 @@ def test_cpu_profile_is_uint8_and_breaks_the_tensorrt_rules(demo, tmp_path):
     first = [n.op_type for n in result.model.graph.node if image in n.input]
     assert first == ["Reshape"]  # the int8 stem reads the camera pixels (converters.pixel_stem)
     assert "Cast" not in {n.op_type for n in result.model.graph.node}
+    # int8 weights within +-64, the stem's included: exact on x86 CPUs without VNNI too
+    weights = [numpy_helper.to_array(i) for i in result.model.graph.initializer
+               if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert len(weights) == 20  # one per conv, the two of the stem on pixels included
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) == U8S8_WEIGHT_LIMIT
     with pytest.raises(ConversionError, match="zero point must be int8 0"):
         check_tensorrt_qdq(result.model)
     path = tmp_path / "cpu.onnx"

@@ -2,8 +2,10 @@
 
 Each case builds the `cpu` profile's stem by hand (uint8 NHWC frame -> Transpose -> Gather ->
 Cast -> normalisation -> float Conv -> Relu -> QuantizeLinear -> int8 Conv) with first-conv
-weights that int8 represents exactly, so any difference after the rewrite would come from the
-re-indexing, which must be exact, padding included.
+weights that the profile's int8 weights (within +-64) represent exactly, so any difference after
+the rewrite would come from the re-indexing, which must be exact, padding included. The frames
+are full-range uint8 and the weights reach the limit, so a CPU that multiplies uint8 by int8
+with saturation (x86 without VNNI) fails these too if the limit is wrong.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from converters.pixel_stem import pixel_stem
+from converters.weights import U8S8_WEIGHT_LIMIT
 
 HEIGHT, WIDTH = 24, 32
 STEM, SECOND = 8, 16  # output channels of the two convs
@@ -26,12 +29,14 @@ def stem_model(first_kernel: int = 3, first_pad: int = 1, second_kernel: int = 3
                first_stride: int = 2, width: int = WIDTH, activation: str = "relu",
                seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
-    w_scale = rng.uniform(0.5, 1.5, STEM).astype(np.float32) / 127 / scale
-    steps = rng.integers(-127, 128, (STEM, 3, first_kernel, first_kernel))
-    steps[:, 0, 0, 0] = 127  # the largest step sets the scale, so int8 holds these exactly
+    limit = U8S8_WEIGHT_LIMIT
+    w_scale = rng.uniform(0.5, 1.5, STEM).astype(np.float32) / limit / scale
+    steps = rng.integers(-limit, limit + 1, (STEM, 3, first_kernel, first_kernel))
+    steps[:, 0, 0, 0] = limit  # the largest step sets the scale, so int8 holds these exactly
     first_weight = (steps * w_scale[:, None, None, None]).astype(np.float32)
     first_bias = (rng.integers(-300, 300, STEM) * w_scale * scale).astype(np.float32)
-    second_weight = rng.integers(-127, 128, (SECOND, STEM, second_kernel, second_kernel), np.int8)
+    second_weight = rng.integers(-limit, limit + 1, (SECOND, STEM, second_kernel, second_kernel),
+                                 np.int8)  # as ONNX Runtime's quantizer writes them (reduce_range)
     constants = {
         "swap": np.array([2, 1, 0], np.int64),
         "mean": np.array(mean, np.float32).reshape(1, -1, 1, 1),
