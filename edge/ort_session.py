@@ -31,8 +31,11 @@ def _load_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(state, name) for name in names if hasattr(state, name))
 
 
-def session_from_onnx(path: Path, threads: int = 0) -> Any:
-    """An ONNX Runtime CPU session for `path`; `threads` 0 lets ONNX Runtime choose."""
+def session_from_onnx(path: Path, threads: int = 0, qdq_in_float: bool = False) -> Any:
+    """An ONNX Runtime CPU session for `path`; `threads` 0 lets ONNX Runtime choose.
+    `qdq_in_float`: a QDQ model's quantize/dequantize pairs computed in float as the graph
+    defines them (the arithmetic TensorRT implements, the same on every CPU), instead of fused
+    into ONNX Runtime's int8 kernels, which round differently from CPU to CPU."""
     if not path.is_file():
         what = "is a folder, not a model file" if path.is_dir() else "does not exist"
         raise ModelError(f"model file {path} {what}; check the path (model.path in a daemon "
@@ -44,6 +47,8 @@ def session_from_onnx(path: Path, threads: int = 0) -> Any:
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if qdq_in_float:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     load_errors: tuple[type[Exception], ...] = (*_load_errors(), OSError, RuntimeError,
                                                 ValueError)
     try:

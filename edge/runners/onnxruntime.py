@@ -57,8 +57,9 @@ class OrtRunner(Runner):
 
     @classmethod
     def from_path(cls, path: Path, threads: int = 0, slots: int = 2,
-                  max_batch: int = 1) -> OrtRunner:
-        session = session_from_onnx(path, threads)
+                  max_batch: int = 1, qdq_in_float: bool = False) -> OrtRunner:
+        """`qdq_in_float`: see `edge.ort_session.session_from_onnx`."""
+        session = session_from_onnx(path, threads, qdq_in_float)
         return cls(session, spec_from_session(session, str(path)), slots, max_batch)
 
     @property

@@ -249,3 +249,31 @@ def test_scoring_loop_swaps_channels_for_an_rgb_model(tmp_path):
     with OrtRunner.from_path(tmp_path / "rb.edge.onnx", slots=1) as runner:
         assert runner.spec.input.colour_order == "RGB"
         assert accuracy_from_runner(runner, frames()).top1 == 1.0
+
+
+@pytest.mark.parametrize(("profile", "qdq_in_float"), [("tensorrt", True), ("cpu", False)])
+def test_int8_models_are_scored_as_their_target_computes_them(demo_model, tmp_path, profile,
+                                                              qdq_in_float):
+    """A `tensorrt` profile model is scored with its Q/DQ in float (TensorRT's arithmetic, the
+    same on every CPU), a `cpu` profile model through ONNX Runtime's int8 kernels, as deployed."""
+    import onnx
+
+    from calibration.evaluate import accuracy_from_runner, evaluate
+    from calibration.readers import frames_from
+    from converters.quantize import CalibrateOptions, calibrate, load_float_model
+    from edge.runners.onnxruntime import OrtRunner
+
+    model, spec = load_float_model(demo_model)
+    int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=5", max_images=16),
+                     CalibrateOptions(profile=profile, method="minmax", compare=False,
+                                      progress=False)).model
+    path = tmp_path / f"{profile}.onnx"
+    onnx.save(int8, path)
+    write_yolo_dataset(tmp_path / "data", frames=12, seed=6)
+    dataset = dataset_from(tmp_path / "data", spec.labels, spec.task)
+    scored = evaluate(path, dataset).as_dict()
+    with OrtRunner.from_path(path, slots=1, qdq_in_float=qdq_in_float) as runner:
+        expected = accuracy_from_runner(runner, dataset.images()).as_dict()
+    assert scored["map50"] > 0.7  # 12 frames of a scene the detector knows
+    assert {k: v for k, v in scored.items() if "ms" not in k} == \
+        {k: v for k, v in expected.items() if "ms" not in k}
