@@ -9,10 +9,10 @@ neighbouring pixels per position). The first conv reads that view and writes two
 per position ([N, 2*O, H1, W/4]); the second conv reads those pairs and writes the ordinary
 layout; elementwise ops between them (ReLU, or SiLU as QDQ Sigmoid and Mul) run unchanged on
 the pairs. Both are exact re-indexings of the original kernels (padding included), so the model
-computes the same function; only the first conv's weights are newly quantized (per output channel,
-symmetric, within +-64 like every weight of the `cpu` profile: `converters.weights.
-U8S8_WEIGHT_LIMIT`), with the normalisation and the BGR/RGB swap folded into them and the
-pixels entering as uint8 with scale 1.
+computes the same function; only the first conv's weights are newly quantized (per output
+channel, symmetric, within +-64 so that CPUs without VNNI do not saturate on full-range pixels:
+`converters.weights.U8S8_WEIGHT_LIMIT`), with the normalisation and the BGR/RGB swap folded
+into them and the pixels entering as uint8 with scale 1.
 
 Applies to models made by `edge convert` (uint8 NHWC input, Transpose -> [Gather] -> Cast ->
 [Sub/Mul/Div by constants] -> Conv) whose width is a multiple of 4. Anything else is left as it

@@ -2,10 +2,12 @@
 
 Each case builds the `cpu` profile's stem by hand (uint8 NHWC frame -> Transpose -> Gather ->
 Cast -> normalisation -> float Conv -> Relu -> QuantizeLinear -> int8 Conv) with first-conv
-weights that the profile's int8 weights (within +-64) represent exactly, so any difference after
+weights that the stem's int8 weights (within +-64) represent exactly, so any difference after
 the rewrite would come from the re-indexing, which must be exact, padding included. The frames
-are full-range uint8 and the weights reach the limit, so a CPU that multiplies uint8 by int8
-with saturation (x86 without VNNI) fails these too if the limit is wrong.
+are full-range uint8 and the first conv's weights reach the limit, so on a CPU that multiplies
+uint8 by int8 with saturation (x86 without VNNI) these fail if the limit is wrong. The second
+conv's weights stay within it too: saturating there, the original and the re-indexed conv would
+clip different pairs of products, which says nothing about the re-indexing.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def stem_model(first_kernel: int = 3, first_pad: int = 1, second_kernel: int = 3
     first_weight = (steps * w_scale[:, None, None, None]).astype(np.float32)
     first_bias = (rng.integers(-300, 300, STEM) * w_scale * scale).astype(np.float32)
     second_weight = rng.integers(-limit, limit + 1, (SECOND, STEM, second_kernel, second_kernel),
-                                 np.int8)  # as ONNX Runtime's quantizer writes them (reduce_range)
+                                 np.int8)
     constants = {
         "swap": np.array([2, 1, 0], np.int64),
         "mean": np.array(mean, np.float32).reshape(1, -1, 1, 1),
