@@ -1,11 +1,10 @@
 """The `cpu` profile: the fastest correct QDQ model for ONNX Runtime on the CPU.
 
 uint8 asymmetric activations and int8 per-channel weights, laid out by ONNX Runtime's own QDQ
-quantizer so its CPU fusions (QLinearConv and friends) apply. Our ranges are
-handed to it through its calibration-cache interface, so ONNX Runtime's in-memory calibration
-never runs. The RGB stem is then rebuilt as int8 convolutions that read the uint8 camera
-pixels directly (`converters.pixel_stem`) where the model's stem has the usual two stride-2
-convs.
+quantizer so its CPU fusions (QLinearConv and friends) apply. Our ranges are handed to it through
+its calibration-cache interface, so ONNX Runtime's in-memory calibration never runs. The RGB
+stem is then rebuilt as int8 convolutions that read the uint8 camera pixels directly
+(`converters.pixel_stem`) where the model's stem has the usual two stride-2 convs.
 """
 
 from __future__ import annotations
