@@ -48,7 +48,9 @@ def dataset_layout(path: Path, task: str) -> str:
     """'coco', 'folders' (classifiers) or 'yolo', from the paths alone (nothing is decoded);
     an error naming `path` when it is none of them."""
     if not path.exists():
-        raise InputError(f"evaluation data {path} does not exist")
+        kind = ("one folder of images per label or a COCO JSON file" if task == "classify"
+                else "a YOLO folder (images/ and labels/) or a COCO JSON file")
+        raise InputError(f"evaluation data {path} does not exist; pass {kind}")
     if path.is_file() and path.suffix == ".json":
         return "coco"
     if task == "classify" and path.is_dir():

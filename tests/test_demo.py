@@ -94,6 +94,15 @@ def test_a_signal_while_the_demo_starts_interrupts_it():
     assert "frames" not in stdout  # no summary of a run that never ran
 
 
+def test_a_demo_too_short_to_score_tracking_says_so():
+    result = subprocess.run([sys.executable, "-m", "edge", "demo", "--seconds", "0.01",
+                             "--quiet", "--threads", "1"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "tracking not scored: no scene object was in view long enough" in result.stdout
+    assert "IDF1" not in result.stdout  # no 0.000 for what was never measured
+
+
 def test_demo_with_an_unreachable_broker_exits_2():
     result = subprocess.run(
         [sys.executable, "-m", "edge", "demo", "--seconds", "1", "--mqtt", "mqtt://127.0.0.1:9"],

@@ -43,10 +43,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"precision {summary.precision:.3f}  recall {summary.recall:.3f} "
               "(IoU 0.5, against the scene's ground truth)")
         tracking, events = summary.tracking, summary.events
-        print(f"tracking IDF1 {tracking['idf1']:.3f}  MOTA {tracking['mota']:.3f}  identity "
-              f"switches {tracking['id_switches']}; events: {events['matched']} of "
-              f"{events['appearances']} scene objects with one new and one end "
-              f"({events['new']} new, {events['end']} end)")
+        if events["appearances"] == 0:  # stopped within the first frames: nothing to score
+            print("tracking not scored: no scene object was in view long enough "
+                  f"({counted(summary.frames, 'frame')} ran)")
+        else:
+            print(f"tracking IDF1 {tracking['idf1']:.3f}  MOTA {tracking['mota']:.3f}  identity "
+                  f"switches {tracking['id_switches']}; events: {events['matched']} of "
+                  f"{events['appearances']} scene objects with one new and one end "
+                  f"({events['new']} new, {events['end']} end)")
         print("latency p50 (ms): " + ", ".join(
             f"{stage} {value}" for stage, value in summary.latency_ms_p50.items()))
     return 0

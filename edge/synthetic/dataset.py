@@ -17,9 +17,11 @@ from edge.errors import InputError
 from edge.synthetic.scene import SHAPE_LABELS, SceneConfig, ShapeScene
 
 
-def write_yolo_dataset(out: Path, frames: int, seed: int = 0, frame_step: int = 5,
+def write_yolo_dataset(out: Path | str, frames: int, seed: int = 0, frame_step: int = 5,
                        config: SceneConfig | None = None, image_format: str = "png") -> int:
-    """Render `frames` frames (every `frame_step`-th of the animation); returns objects written."""
+    """Render `frames` frames (every `frame_step`-th of the animation) into the folder `out`;
+    returns objects written."""
+    out = Path(out)
     if frames <= 0:
         raise InputError(f"frames must be positive, got {frames}")
     if image_format not in ("png", "jpg"):

@@ -128,14 +128,17 @@ def test_declared_class_names_pair_classes_by_name_or_are_refused(tmp_path):
 
 
 def test_edge_eval_refuses_field_options_and_empty_models(demo_model, tmp_path):
-    write_yolo_dataset(tmp_path / "data", frames=2, seed=1)
+    write_yolo_dataset(str(tmp_path / "data"), frames=2, seed=1)  # a str path is a folder too
     (tmp_path / "empty.onnx").write_bytes(b"")
+    data = ["--data", str(tmp_path / "data")]
     for args, message in (
-            ([str(demo_model), "--report", str(tmp_path / "r")], "--report goes with --field"),
-            ([str(tmp_path / "empty.onnx")], "empty.onnx is empty (0 bytes)")):
-        result = subprocess.run([sys.executable, "-m", "edge", "eval", *args, "--data",
-                                 str(tmp_path / "data")], capture_output=True, text=True,
-                                timeout=120)
+            ([str(demo_model), "--report", str(tmp_path / "r"), *data],
+             "--report goes with --field"),
+            ([str(tmp_path / "empty.onnx"), *data], "empty.onnx is empty (0 bytes)"),
+            ([str(demo_model), "--data", str(tmp_path / "nowhere")],
+             "nowhere does not exist; pass a YOLO folder (images/ and labels/) or a COCO JSON")):
+        result = subprocess.run([sys.executable, "-m", "edge", "eval", *args],
+                                capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     from edge.errors import ModelError
     from edge.spec import spec_from_onnx_file
