@@ -288,6 +288,11 @@ class Daemon:
             self.discovery.start()
         log.info("running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
                  self.backend.reason, ", ".join(w.name for w in self.workers))
+        if self.spec.quantization == "int8-qdq" and self.backend.name == "onnxruntime":
+            log.warning("%s was calibrated for TensorRT (edge calibrate --profile "
+                        "tensorrt): ONNX Runtime's CPU usually runs its Q/DQ layout slower "
+                        "than the FP32 model; for the CPU calibrate with --profile cpu, or run "
+                        "the FP32 model", self.spec.name)
         self.heartbeat.ready(summary_line(self.stats()))
 
     def run(self, stop: StopRequest, duration: float | None = None) -> RunSummary:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -129,6 +130,21 @@ def _other_labels(path):
     spec = ModelSpec(task="detect", labels=["cat", "dog"], head="anchor_free", output="output0",
                      input=InputSpec(name="images", width=64, height=64))
     return constant_head_model(path, (1, 6, 84), spec)
+
+
+@pytest.mark.slow
+def test_a_tensorrt_profile_model_on_onnx_runtime_gets_a_hint(demo_model, tmp_path, caplog):
+    model, spec = load_float_model(demo_model)
+    int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=5", max_images=16),
+                     CalibrateOptions(profile="tensorrt", method="minmax", compare=False,
+                                      progress=False)).model
+    path = tmp_path / "shapes.trt.onnx"
+    onnx.save(int8, path)
+    with caplog.at_level(logging.WARNING, logger="edge.daemon"):
+        summary = run_demo(seconds=2, threads=1, echo=lambda line: None, model=path)
+    assert summary.frames > 0 and summary.published == summary.received
+    assert "calibrated for TensorRT" in caplog.text and "--profile cpu" in caplog.text
+
 
 
 @pytest.mark.parametrize("make, message", [
