@@ -31,6 +31,7 @@ from calibration.fidelity import SignalNoise, detector_parts
 from calibration.observing import Feed
 from edge.concurrency import in_background
 from edge.metrics import match_frame
+from edge.ort_session import QDQ_IN_FLOAT
 from edge.postprocess import HEAD_DECODERS, decoder_from_spec
 from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec
@@ -342,6 +343,6 @@ def quantized_session(model: onnx.ModelProto, threads: int, int8_kernels: bool =
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     if not int8_kernels:  # weights are dequantized once, when the session is built
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
+        options.add_session_config_entry(*QDQ_IN_FLOAT)
     return ort.InferenceSession(model.SerializeToString(), options,
                                 providers=["CPUExecutionProvider"])

@@ -31,6 +31,11 @@ def _load_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(state, name) for name in names if hasattr(state, name))
 
 
+#: The session setting that computes a QDQ model's quantize/dequantize pairs in float, as its
+#: graph defines them, instead of fusing them into ONNX Runtime's int8 kernels.
+QDQ_IN_FLOAT = ("session.disable_quant_qdq", "1")
+
+
 def session_from_onnx(path: Path, threads: int = 0, qdq_in_float: bool = False) -> Any:
     """An ONNX Runtime CPU session for `path`; `threads` 0 lets ONNX Runtime choose.
     `qdq_in_float`: a QDQ model's quantize/dequantize pairs computed in float as the graph
@@ -48,7 +53,7 @@ def session_from_onnx(path: Path, threads: int = 0, qdq_in_float: bool = False) 
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     if qdq_in_float:
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
+        options.add_session_config_entry(*QDQ_IN_FLOAT)
     load_errors: tuple[type[Exception], ...] = (*_load_errors(), OSError, RuntimeError,
                                                 ValueError)
     try:
