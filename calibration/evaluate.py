@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -22,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.datasets import Dataset
+from calibration.readers import Prefetched
 from edge.errors import EdgeError
 from edge.metrics import DetectionScorer
 from edge.postprocess import decoder_from_spec
@@ -32,6 +34,8 @@ from edge.spec import ModelSpec, spec_from_onnx_file
 
 COCO_IOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 T = TypeVar("T")
+#: Frames read ahead of the models (each a full-size BGR image).
+FRAMES_AHEAD = 4
 
 
 class Truth(Protocol):
@@ -128,48 +132,82 @@ class _DetectionAp:
             precision=round(precision, 4), recall=round(recall, 4))
 
 
+class _LetterboxedRun:
+    """One frame through one runner: letterboxed into its slot 0, then inferred."""
+
+    def __init__(self, runner: Runner, times: StageTimes | None) -> None:
+        self._runner, self._times = runner, times
+        self._letterbox = letterboxer_from_spec(runner.spec)
+
+    def __call__(self, image: npt.NDArray[np.uint8]
+                 ) -> tuple[npt.NDArray[np.float32], LetterboxGeometry]:
+        started = time.perf_counter()
+        geometry = self._letterbox(image, self._runner.input_buffer(0))
+        letterboxed = time.perf_counter()
+        output = self._runner.infer(0)[0]
+        if self._times is not None:
+            self._times.preprocess.append((letterboxed - started) * 1e3)
+            self._times.infer.append((time.perf_counter() - letterboxed) * 1e3)
+        return output, geometry
+
+
 def letterboxed_outputs(runner: Runner, frames: Iterable[tuple[T, npt.NDArray[np.uint8]]],
                         times: StageTimes | None = None
                         ) -> Iterator[tuple[T, npt.NDArray[np.float32], LetterboxGeometry]]:
     """(item, raw output of one frame, letterbox geometry) for each (item, BGR uint8 [h, w, 3]
     frame) pair, through the runner's slot 0; the output is valid until the next frame.
     Preprocess and inference times go to `times` when given."""
-    letterbox = letterboxer_from_spec(runner.spec)
+    run = _LetterboxedRun(runner, times)
     for item, image in frames:
-        started = time.perf_counter()
-        geometry = letterbox(image, runner.input_buffer(0))
-        letterboxed = time.perf_counter()
-        output = runner.infer(0)[0]
-        if times is not None:
-            times.preprocess.append((letterboxed - started) * 1e3)
-            times.infer.append((time.perf_counter() - letterboxed) * 1e3)
-        yield item, output, geometry
+        yield item, *run(image)
 
 
 def accuracy_from_runner(runner: Runner, frames: Iterable[tuple[Truth, npt.NDArray[np.uint8]]],
                          times: StageTimes | None = None) -> Accuracy:
     """Score `runner` on (truth, BGR uint8 [h, w, 3] frame) pairs; per-stage times go to
     `times` when given."""
-    spec = runner.spec
-    scorer: _Scorer = _TopOne(spec) if spec.task == "classify" else _DetectionAp(spec)
+    return accuracies_from_runners([runner], frames, times)[0]
+
+
+def accuracies_from_runners(runners: Sequence[Runner],
+                            frames: Iterable[tuple[Truth, npt.NDArray[np.uint8]]],
+                            times: StageTimes | None = None) -> list[Accuracy]:
+    """Score every runner on the same (truth, BGR uint8 [h, w, 3] frame) pairs, each frame
+    read once and fed to each runner in turn; per-stage times of all go to `times`."""
+    runs = [_LetterboxedRun(runner, times) for runner in runners]
+    scorers: list[_Scorer] = [_TopOne(r.spec) if r.spec.task == "classify" else _DetectionAp(r.spec)
+                              for r in runners]
     images = 0
-    for truth, output, geometry in letterboxed_outputs(runner, frames, times):
-        started = time.perf_counter()
-        scorer.add(output, geometry, truth)
+    for truth, image in frames:
+        for run, scorer in zip(runs, scorers, strict=True):
+            output, geometry = run(image)
+            started = time.perf_counter()
+            scorer.add(output, geometry, truth)
+            if times is not None:
+                times.postprocess.append((time.perf_counter() - started) * 1e3)
         images += 1
-        if times is not None:
-            times.postprocess.append((time.perf_counter() - started) * 1e3)
-    return scorer.accuracy(images)
+    return [scorer.accuracy(images) for scorer in scorers]
 
 
 def evaluate(model: Path, dataset: Dataset, threads: int = 0) -> Accuracy:
-    """Accuracy of the ONNX model at `model` on `dataset` (ONNX Runtime, CPU). A `tensorrt`
-    profile model is scored as TensorRT computes it (Q/DQ in float): through ONNX Runtime's
-    int8 kernels it would score what a CPU without VNNI makes of it (a classifier: 6.5 dB
-    output SQNR against 11.5 dB on an AVX2 host)."""
-    with OrtRunner.from_path(model, threads=threads, slots=1,
-                             qdq_in_float=_tensorrt_profile(model)) as runner:
-        return accuracy_from_runner(runner, dataset.images())
+    """Accuracy of the ONNX model at `model` on `dataset` (ONNX Runtime, CPU)."""
+    return evaluate_models([model], dataset.images(), threads)[0]
+
+
+def evaluate_models(models: Sequence[Path], frames: Iterable[tuple[Truth, npt.NDArray[np.uint8]]],
+                    threads: int = 0) -> list[Accuracy]:
+    """Accuracy of each ONNX model in `models` on (truth, BGR uint8 [h, w, 3] frame) pairs
+    (ONNX Runtime, CPU), in one pass: each frame is read once, on a worker thread while the
+    models run, and fed to every model. A `tensorrt` profile model is scored as TensorRT
+    computes it (Q/DQ in float): through ONNX Runtime's int8 kernels it would score what a CPU
+    without VNNI makes of it (a classifier: 6.5 dB output SQNR against 11.5 dB on an AVX2
+    host)."""
+    with ExitStack() as stack:
+        runners = [stack.enter_context(OrtRunner.from_path(
+            model, threads=threads, slots=1, qdq_in_float=_tensorrt_profile(model)))
+            for model in models]
+        ahead = stack.enter_context(Prefetched(frames, FRAMES_AHEAD))
+        return accuracies_from_runners(runners, ahead)
 
 
 def _tensorrt_profile(model: Path) -> bool:

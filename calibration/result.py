@@ -30,6 +30,7 @@ class Calibrated:
     #: Activations of the decode tail, which the INT8 models keep float
     #: (`converters.qdq_tensorrt.decode_tail`)
     decode_tail_tensors: frozenset[str] = frozenset()
+    profile: str = "tensorrt"  # `tensorrt` (QDQ by TensorRT's rules) or `cpu` (ONNX Runtime's)
 
     def role(self, fidelity: Fidelity) -> str:
         """What `fidelity`'s row is in a comparison table: the written model, the method kept

@@ -168,7 +168,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
                       comparison, warning, written, phases, options.method,
-                      decode_tail_tensors(model))
+                      decode_tail_tensors(model), options.profile)
 
 
 def _nothing_quantized(options: CalibrateOptions, excluded: list[str]) -> str:

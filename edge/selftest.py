@@ -14,12 +14,8 @@ import platform
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from calibration.evaluate import StageTimes, accuracy_from_runner
 from edge import __version__
@@ -27,8 +23,7 @@ from edge.demo import bundled_model
 from edge.errors import EdgeError
 from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
-from edge.synthetic import ShapeScene
-from edge.synthetic.scene import GroundTruth
+from edge.synthetic import labelled_frames
 from edge.tensorrt.versions import TrtVersion
 
 #: Seeds of the daemon run's two synthetic cameras.
@@ -37,18 +32,11 @@ CAMERA_SEEDS = (31, 32)
 TOLERANCE = 0.05
 
 
-def _scene_frames(frames: int, seed: int) -> Iterator[tuple[GroundTruth, npt.NDArray[np.uint8]]]:
-    scene = ShapeScene(seed=seed)
-    for _ in range(frames):
-        image, truth = scene.next()
-        yield truth, image
-
-
 def _score(runner: Runner, frames: int, seed: int) -> tuple[float, dict[str, float], float]:
     """mAP@0.5, median ms per stage, and FPS of the whole loop."""
     times = StageTimes()
     started = time.perf_counter()
-    accuracy = accuracy_from_runner(runner, _scene_frames(frames, seed), times)
+    accuracy = accuracy_from_runner(runner, labelled_frames(seed, frames), times)
     elapsed = time.perf_counter() - started
     return accuracy.map50 or 0.0, times.medians(), frames / elapsed
 

@@ -41,3 +41,20 @@ def test_yolo_dataset_layout(tmp_path):
         assert all(0 <= float(v) <= 1 for v in row[1:])
     assert (tmp_path / "classes.txt").read_text().split() == list(SHAPE_LABELS)
     assert cv2.imread(str(images[0])).shape == (480, 640, 3)
+
+
+def test_labelled_frames_skip_rendering_but_keep_the_scene():
+    """Every `frame_step`-th frame with its truth: the truth is the scene's own (as stepping
+    with `next()`), and the first frame's pixels are those `next()` renders."""
+    from edge.synthetic import labelled_frames
+
+    rendered = ShapeScene(seed=4)
+    for truth, image in labelled_frames(4, frames=6, frame_step=3):
+        for _ in range(3):
+            expected_image, expected = rendered.next()
+        np.testing.assert_array_equal(truth.boxes, expected.boxes)
+        np.testing.assert_array_equal(truth.class_ids, expected.class_ids)
+        np.testing.assert_array_equal(truth.difficult, expected.difficult)
+        assert image.shape == expected_image.shape and image.dtype == np.uint8
+    _, first_image = next(labelled_frames(4, frames=1))
+    np.testing.assert_array_equal(first_image, ShapeScene(seed=4).next()[0])

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from calibration.evaluate import Truth, accuracy_from_runner
 from edge.runners.onnxruntime import OrtRunner
-from edge.synthetic import ShapeScene
+from edge.synthetic import labelled_frames
 
 HELD_OUT_SEED = 900_000
 
@@ -41,11 +41,7 @@ def held_out_frames(scenes: int, frames_per_scene: int, frame_step: int
                     ) -> Iterator[tuple[Truth, npt.NDArray[np.uint8]]]:
     """(truth, BGR frame) pairs of scenes the trainer never saw, every `frame_step`-th frame."""
     for scene_index in range(scenes):
-        scene = ShapeScene(seed=HELD_OUT_SEED + scene_index)
-        for _ in range(frames_per_scene):
-            for _ in range(frame_step):
-                image, truth = scene.next()
-            yield truth, image
+        yield from labelled_frames(HELD_OUT_SEED + scene_index, frames_per_scene, frame_step)
 
 
 def evaluate_onnx(path: Path, scenes: int = 20, frames_per_scene: int = 20,

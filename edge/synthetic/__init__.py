@@ -1,5 +1,5 @@
 """Synthetic scenes with exact ground truth, for demos, training and end-to-end tests."""
 
-from edge.synthetic.scene import SHAPE_LABELS, GroundTruth, SceneConfig, ShapeScene
+from edge.synthetic.scene import SHAPE_LABELS, GroundTruth, SceneConfig, ShapeScene, labelled_frames
 
-__all__ = ["SHAPE_LABELS", "GroundTruth", "SceneConfig", "ShapeScene"]
+__all__ = ["SHAPE_LABELS", "GroundTruth", "SceneConfig", "ShapeScene", "labelled_frames"]

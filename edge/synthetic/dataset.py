@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 
 from edge.errors import InputError
-from edge.synthetic.scene import SHAPE_LABELS, SceneConfig, ShapeScene
+from edge.synthetic.scene import SHAPE_LABELS, SceneConfig, labelled_frames
 
 
 def write_yolo_dataset(out: Path | str, frames: int, seed: int = 0, frame_step: int = 5,
@@ -29,12 +29,10 @@ def write_yolo_dataset(out: Path | str, frames: int, seed: int = 0, frame_step: 
     images, labels = out / "images", out / "labels"
     images.mkdir(parents=True, exist_ok=True)
     labels.mkdir(parents=True, exist_ok=True)
-    scene = ShapeScene(seed=seed, config=config or SceneConfig())
-    height, width = scene.config.height, scene.config.width
+    config = config or SceneConfig()
+    height, width = config.height, config.width
     written = 0
-    for index in range(1, frames + 1):
-        for _ in range(frame_step):
-            image, truth = scene.next()
+    for index, (truth, image) in enumerate(labelled_frames(seed, frames, frame_step, config), 1):
         stem = f"{index:06d}"
         cv2.imwrite(str(images / f"{stem}.{image_format}"), image)
         lines = []

@@ -280,3 +280,33 @@ def test_int8_models_are_scored_as_their_target_computes_them(demo_model, tmp_pa
     assert scored["map50"] > 0.7  # 12 frames of a scene the detector knows
     assert {k: v for k, v in scored.items() if "ms" not in k} == \
         {k: v for k, v in expected.items() if "ms" not in k}
+
+
+def test_models_evaluated_together_score_as_each_alone(demo_model, tmp_path):
+    """One pass over the frames for several models (the calibration report's FP32 and INT8)
+    gives each the figures it gets evaluated alone; the frames are read once."""
+    import onnx
+
+    from calibration.evaluate import evaluate, evaluate_models
+    from calibration.readers import frames_from
+    from converters.quantize import CalibrateOptions, calibrate, load_float_model
+
+    model, spec = load_float_model(demo_model)
+    int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=5", max_images=16),
+                     CalibrateOptions(profile="cpu", method="minmax", compare=False,
+                                      progress=False)).model
+    onnx.save(int8, tmp_path / "int8.onnx")
+    write_yolo_dataset(tmp_path / "data", frames=12, seed=6)
+    dataset = dataset_from(tmp_path / "data", spec.labels, spec.task)
+    read = []
+
+    def frames():
+        for item, image in dataset.images():
+            read.append(item.path)
+            yield item, image
+
+    together = evaluate_models([demo_model, tmp_path / "int8.onnx"], frames())
+    alone = [evaluate(demo_model, dataset), evaluate(tmp_path / "int8.onnx", dataset)]
+    assert together == alone and len(read) == 12
+    assert together[0].images == 12 and together[0].map50 > 0.7
+    assert together[0] != together[1]  # two models, told apart
