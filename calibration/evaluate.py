@@ -63,6 +63,9 @@ class Accuracy:
     precision: float | None = None
     recall: float | None = None
     top1: float | None = None
+    #: Detection: the model's classes without a ground-truth object in the data, left out of
+    #: mAP (COCO's rule: their AP is undefined).
+    unscored_classes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,7 +132,8 @@ class _DetectionAp:
             map50_95=round(float(ap[present].mean()), 4) if present.size else 0.0,
             per_class_ap50={self._labels[c]: round(float(ap[c, 0]), 4) for c in present},
             per_class_ap={self._labels[c]: round(float(ap[c].mean()), 4) for c in present},
-            precision=round(precision, 4), recall=round(recall, 4))
+            precision=round(precision, 4), recall=round(recall, 4),
+            unscored_classes=[self._labels[c] for c in np.flatnonzero(np.isnan(ap[:, 0]))])
 
 
 class _LetterboxedRun:

@@ -188,6 +188,9 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
         lines += ["", "## Per-class AP@0.5", "", "| class | FP32 | INT8 |", "|---|---|---|"]
         lines += [f"| {k} | {v:.4f} | {int8.per_class_ap50.get(k, 0.0):.4f} |"
                   for k, v in fp32.per_class_ap50.items()]
+        if fp32.unscored_classes:
+            lines += ["", "Not in mAP (no ground-truth objects): "
+                      + ", ".join(fp32.unscored_classes)]
         if bars:
             lines += ["", f"![per-class AP]({bars})"]
     else:

@@ -144,7 +144,8 @@ def format_report(report: dict[str, Any]) -> str:
         for tensor in report[kind]:
             shape = [_short_dim(d) for d in tensor["shape"]]
             lines.append(f"{kind[:-1]:6s} {tensor['name']}: {tensor['dtype']} {shape}")
-    lines.append(f"parameters: {report['parameters']:,}; opsets {report['opsets']}")
+    opsets = ", ".join(f"{domain} {version}" for domain, version in report["opsets"].items())
+    lines.append(f"parameters: {report['parameters']:,}; opsets {opsets}")
     lines.append("ops: " + ", ".join(f"{op} {n}" for op, n in report["ops"].items()))
     q = report["quantization"]
     if not q["quantized"]:

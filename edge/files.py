@@ -1,4 +1,5 @@
-"""Atomic writes: a reader never sees a half-written artifact at the output path."""
+"""Atomic writes (a reader never sees a half-written artifact at the output path), and the
+checks commands make on the paths they are given before any work."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from edge.errors import InputError
+from edge.errors import EMPTY_FILE, InputError, ModelError
 
 
 def require_output_directory(path: Path, option: str = "") -> Path:
@@ -58,6 +59,18 @@ def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:
     if same:
         raise InputError(f"{option} {output} is the input model itself; write the result to "
                          "another file")
+
+
+def require_model_file(path: Path) -> None:
+    """An error naming `path` when it is a folder, missing or empty."""
+    if path.is_dir():
+        raise ModelError(f"model {path} is a folder; pass the .onnx file that `edge convert` or "
+                         "`edge calibrate` wrote")
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; check the path, or make a model "
+                         "with `edge convert`")
+    if path.stat().st_size == 0:
+        raise ModelError(f"model file {path} {EMPTY_FILE}")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.errors import EMPTY_FILE, MissingDependencyError, ModelError
+from edge.errors import MissingDependencyError, ModelError
+from edge.files import require_model_file
 
 
 def import_onnxruntime() -> Any:
@@ -41,12 +42,7 @@ def session_from_onnx(path: Path, threads: int = 0, qdq_in_float: bool = False) 
     `qdq_in_float`: a QDQ model's quantize/dequantize pairs computed in float as the graph
     defines them (the arithmetic TensorRT implements, the same on every CPU), instead of fused
     into ONNX Runtime's int8 kernels, which round differently from CPU to CPU."""
-    if not path.is_file():
-        what = "is a folder, not a model file" if path.is_dir() else "does not exist"
-        raise ModelError(f"model file {path} {what}; check the path (model.path in a daemon "
-                         "config) or convert a model with `edge convert`")
-    if path.stat().st_size == 0:
-        raise ModelError(f"model file {path} {EMPTY_FILE}")
+    require_model_file(path)
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -61,4 +57,4 @@ def session_from_onnx(path: Path, threads: int = 0, qdq_in_float: bool = False) 
     except load_errors as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path} is not a loadable ONNX model ({first_line}); use a model "
-                         "produced by `edge convert` (in a daemon config: model.path)") from exc
+                         "produced by `edge convert`") from exc

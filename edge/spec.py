@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.errors import EMPTY_FILE, ModelError
+from edge.errors import ModelError
+from edge.files import require_model_file
 from edge.ort_session import session_from_onnx
 
 SPEC_KEY = "edge.spec"
@@ -112,18 +113,6 @@ def spec_from_onnx_file(path: Path) -> ModelSpec:
         require_model_file(path)
         return spec_from_session(session_from_onnx(path), str(path))
     return spec_from_model(read_onnx_model(path), str(path))
-
-
-def require_model_file(path: Path) -> None:
-    """An error naming `path` when it is a folder, missing or empty."""
-    if path.is_dir():
-        raise ModelError(f"model {path} is a folder; pass the .onnx file that `edge convert` or "
-                         "`edge calibrate` wrote")
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist; check the path, or make a model "
-                         "with `edge convert`")
-    if path.stat().st_size == 0:
-        raise ModelError(f"model file {path} {EMPTY_FILE}")
 
 
 def read_onnx_model(path: Path, external_data: bool = False) -> Any:

@@ -426,6 +426,9 @@ def _eval(args: argparse.Namespace) -> int:
               f"({counted(accuracy.images, 'image')}, {dataset.kind})")
         for label, ap in accuracy.per_class_ap50.items():
             print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap[label]:.4f}")
+        if accuracy.unscored_classes:
+            print(f"  not in mAP (no ground-truth objects): "
+                  f"{', '.join(accuracy.unscored_classes)}")
     if reference is not None and not args.json:
         print(f"wrote drift reference {reference}")
     return 0

@@ -91,6 +91,25 @@ def test_edge_eval_on_a_yolo_dataset(demo_model, tmp_path):
     assert set(accuracy["per_class_ap50"]) <= {"circle", "square", "triangle", "star"}
 
 
+def test_edge_eval_names_the_classes_left_out_of_map(demo_model, tmp_path):
+    """Classes without a ground-truth object have no AP and are not in mAP (COCO's rule):
+    the output says which, instead of listing fewer classes without a word."""
+    write_yolo_dataset(tmp_path / "data", frames=12, seed=5)
+    for labels in (tmp_path / "data" / "labels").glob("*.txt"):  # no triangles, no stars
+        kept = [line for line in labels.read_text().splitlines() if line.split()[0] in "01"]
+        labels.write_text("".join(f"{line}\n" for line in kept))
+    command = [sys.executable, "-m", "edge", "eval", str(demo_model), "--data",
+               str(tmp_path / "data")]
+    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
+    accuracy = json.loads(as_json.stdout.strip().splitlines()[-1])
+    assert accuracy["unscored_classes"] == ["triangle", "star"]
+    assert set(accuracy["per_class_ap50"]) == {"circle", "square"}
+    assert accuracy["map50"] == pytest.approx(
+        sum(accuracy["per_class_ap50"].values()) / 2, abs=1e-4)
+    text = subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
+    assert "not in mAP (no ground-truth objects): triangle, star" in text
+
+
 def test_labels_outside_the_model_are_rejected(tmp_path):
     write_yolo_dataset(tmp_path, frames=2, seed=1)
     label = next((tmp_path / "labels").iterdir())

@@ -56,6 +56,9 @@ def test_inspect_cli_json_and_errors(demo_model, tmp_path):
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0
     assert json.loads(ok.stdout.strip().splitlines()[-1])["spec"]["task"] == "detect"
+    text = subprocess.run([sys.executable, "-m", "edge", "inspect", str(demo_model)],
+                          capture_output=True, text=True, timeout=60)
+    assert "; opsets ai.onnx 17\n" in text.stdout  # not a Python dict
     (tmp_path / "junk.onnx").write_text("junk")
     bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(tmp_path / "junk.onnx")],
                          capture_output=True, text=True, timeout=60)
