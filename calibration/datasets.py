@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calibration.images import is_hidden, read_image
+from calibration.images import is_hidden, read_image, usable_image_size
 from calibration.readers import IMAGE_SUFFIXES
 from edge.errors import InputError
 
@@ -142,11 +142,11 @@ def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
                  root)
     items, skipped = [], 0
     for image_path, label_path in _yolo_pairs(root):
-        image = read_image(image_path)
-        if image is None:
+        size = usable_image_size(image_path)  # a JPEG's header, not a decode
+        if size is None:
             skipped += 1
             continue
-        height, width = image.shape[:2]
+        width, height = size
         rows = _yolo_rows(label_path, len(class_ids))
         boxes = np.zeros((len(rows), 4), np.float32)
         for i, (_, cx, cy, w, h) in enumerate(rows):

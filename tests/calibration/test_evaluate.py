@@ -329,3 +329,29 @@ def test_models_evaluated_together_score_as_each_alone(demo_model, tmp_path):
     assert together == alone and len(read) == 12
     assert together[0].images == 12 and together[0].map50 > 0.7
     assert together[0] != together[1]  # two models, told apart
+
+
+def test_a_yolo_dataset_sizes_jpegs_from_their_headers_and_skips_unreadable_ones(tmp_path,
+                                                                                 caplog):
+    """Boxes in pixels of the image's real size, read from the JPEG header without decoding
+    (each image is decoded once, when it is scored); files that are no image are skipped with
+    a warning."""
+    import cv2
+
+    write_yolo_dataset(tmp_path / "data", frames=3, seed=2, image_format="jpg")
+    (tmp_path / "data" / "images" / "000009.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "data" / "labels" / "000009.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with caplog.at_level(logging.WARNING):
+        dataset = dataset_from(tmp_path / "data", ("circle", "square", "triangle", "star"),
+                               "detect")
+    assert len(dataset.items) == 3 and dataset.skipped == 1
+    assert "skipped 1 unreadable image(s)" in caplog.text
+    for item in dataset.items:
+        height, width = cv2.imread(str(item.path)).shape[:2]
+        rows = np.loadtxt(item.path.parent.parent / "labels" / f"{item.path.stem}.txt",
+                          ndmin=2)
+        expected = np.stack([(rows[:, 1] - rows[:, 3] / 2) * width,
+                             (rows[:, 2] - rows[:, 4] / 2) * height,
+                             (rows[:, 1] + rows[:, 3] / 2) * width,
+                             (rows[:, 2] + rows[:, 4] / 2) * height], 1)
+        np.testing.assert_allclose(item.boxes, expected, atol=1e-3)
