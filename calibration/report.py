@@ -22,6 +22,8 @@ from edge.spec import ModelSpec
 from edge.synthetic import labelled_frames
 
 WORST_LAYERS = 5
+#: The files a report writes into its folder (a rewritten report removes its old plots).
+REPORT_FILES = ("index.md", "hist_*.png", "class_ap.png")
 #: Calibration frames the written model's output SQNR is measured on.
 OUTPUT_SQNR_FRAMES = 8
 #: A synthetic:// evaluation: frames, every `SYNTHETIC_EVAL_STEP`-th of an unseen scene.

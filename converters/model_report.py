@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 from onnx import TensorProto, numpy_helper
 
-from edge.errors import EMPTY_FILE, ModelError
-from edge.spec import SPEC_KEY, ModelSpec
+from edge.errors import ModelError
+from edge.spec import SPEC_KEY, ModelSpec, read_onnx_model
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
                  "MatMulInteger", "QGemm", "QLinearGlobalAveragePool", "QLinearConcat"}
@@ -88,17 +87,8 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
 def inspect_model(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise ModelError(f"{path} is a folder; pass a model file (.onnx or .engine)")
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
+    model = read_onnx_model(path)
     data = path.read_bytes()
-    if not data:
-        raise ModelError(f"model file {path} {EMPTY_FILE}")
-    try:
-        model = onnx.load_from_string(data)
-    except (DecodeError, ValueError) as exc:
-        raise ModelError(f"{path} is not an ONNX model ({exc})") from exc
-    if not model.graph.node:
-        raise ModelError(f"{path} is not an ONNX model (its graph has no nodes)")
     props = {p.key: p.value for p in model.metadata_props}
     spec = ModelSpec.from_json(props[SPEC_KEY], str(path)).model_dump(mode="json") \
         if SPEC_KEY in props else None

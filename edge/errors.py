@@ -25,6 +25,9 @@ class ModelError(EdgeError):
     """A model file is missing, unreadable, or has a layout or spec we do not understand."""
 
 
+#: What to pass instead of a file that is no ONNX model, for every command that reads one.
+NOT_A_MODEL_FIX = ("pass the .onnx file that `edge convert` or `edge calibrate` wrote (copied "
+                   "in full)")
 #: What a 0-byte model file is, for the messages of every command that reads one.
 EMPTY_FILE = "is empty (0 bytes): the export or copy did not finish; export or copy it again"
 

@@ -9,7 +9,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -97,13 +97,15 @@ class StagedOutputs:
     writing leaves every destination as it was (README: "written whole or not at all").
 
     `file(destination)` names the temporary file to write a destination's content to;
-    `folder(destination)` a temporary folder whose files `publish()` moves into the
-    destination folder (made when missing; other files there are kept). Leaving the `with`
-    block without publishing removes whatever was staged."""
+    `folder(destination, owned)` a temporary folder whose files `publish()` moves into the
+    destination folder (made when missing); files there that match the `owned` patterns and
+    were not staged again are left from an earlier run and removed, other files are kept.
+    Leaving the `with` block without publishing removes whatever was staged."""
 
     def __init__(self) -> None:
         self._files: dict[Path, Path] = {}
         self._folders: dict[Path, Path] = {}
+        self._owned: dict[Path, Sequence[str]] = {}
 
     def __enter__(self) -> StagedOutputs:
         return self
@@ -122,12 +124,15 @@ class StagedOutputs:
         self._files[destination] = Path(temporary)
         return Path(temporary)
 
-    def folder(self, destination: Path) -> Path:
+    def folder(self, destination: Path, owned: Sequence[str] = ()) -> Path:
+        """`owned`: glob patterns (relative to `destination`) of the files this output writes
+        there, so that a file an earlier run wrote and this one did not is removed."""
         existing = destination.absolute().parent
         while not existing.is_dir():  # folders on the way are made by publish() only
             existing = existing.parent
         temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=existing))
         self._folders[destination] = temporary
+        self._owned[destination] = owned
         return temporary
 
     def publish(self) -> None:
@@ -144,14 +149,21 @@ class StagedOutputs:
             os.replace(temporary, destination)
         for destination, temporary in self._folders.items():
             destination.mkdir(parents=True, exist_ok=True)
+            written = set()
             for staged in sorted(temporary.rglob("*")):
                 if staged.is_file():
                     target = destination / staged.relative_to(temporary)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(staged, target)
+                    written.add(target)
+            for pattern in self._owned.get(destination, ()):
+                for stale in set(destination.glob(pattern)) - written:
+                    if stale.is_file():
+                        stale.unlink()
             shutil.rmtree(temporary, ignore_errors=True)
         self._files.clear()
         self._folders.clear()
+        self._owned.clear()
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.errors import MissingDependencyError, ModelError
+from edge.errors import NOT_A_MODEL_FIX, MissingDependencyError, ModelError
 from edge.files import require_model_file
 
 
@@ -56,5 +56,5 @@ def session_from_onnx(path: Path, threads: int = 0, qdq_in_float: bool = False) 
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except load_errors as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path} is not a loadable ONNX model ({first_line}); use a model "
-                         "produced by `edge convert`") from exc
+        raise ModelError(f"{path} is not an ONNX model ONNX Runtime can load ({first_line}); "
+                         f"{NOT_A_MODEL_FIX}") from exc

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.errors import ModelError
+from edge.errors import NOT_A_MODEL_FIX, ModelError
 from edge.files import require_model_file
 from edge.ort_session import session_from_onnx
 
@@ -125,19 +125,23 @@ def read_onnx_model(path: Path, external_data: bool = False) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=external_data)
     except (DecodeError, OSError, ValueError) as exc:
-        raise ModelError(f"{path} is not an ONNX model ({exc}); pass the .onnx file that "
-                         "`edge convert` or `edge calibrate` wrote (copied in full)") from exc
+        raise ModelError(f"{path} is not an ONNX model ({exc}); {NOT_A_MODEL_FIX}") from exc
     if not model.graph.node:  # protobuf reads an empty or foreign file as an empty model
-        raise ModelError(f"{path} is not an ONNX model (its graph has no nodes); pass the "
-                         ".onnx file that `edge convert` or `edge calibrate` wrote")
+        raise ModelError(f"{path} is not an ONNX model (its graph has no nodes); "
+                         f"{NOT_A_MODEL_FIX}")
     return model
+
+
+def no_spec(origin: str) -> str:
+    return (f"{origin} has no '{SPEC_KEY}' metadata, so its labels and preprocessing are "
+            "unknown; convert it with `edge convert` first")
 
 
 def spec_from_model(model: Any, origin: str) -> ModelSpec:
     """The model spec in an `onnx.ModelProto`'s metadata."""
     props = {p.key: p.value for p in model.metadata_props}
     if SPEC_KEY not in props:
-        raise ModelError(f"{origin} has no edge spec; convert it with `edge convert` first")
+        raise ModelError(no_spec(origin))
     return ModelSpec.from_json(props[SPEC_KEY], origin)
 
 
@@ -145,7 +149,5 @@ def spec_from_session(session: Any, origin: str) -> ModelSpec:
     """The model spec from an ONNX Runtime session's metadata."""
     metadata = session.get_modelmeta().custom_metadata_map
     if SPEC_KEY not in metadata:
-        raise ModelError(
-            f"{origin} has no '{SPEC_KEY}' metadata, so its labels and preprocessing are "
-            "unknown; convert it with `edge convert` first")
+        raise ModelError(no_spec(origin))
     return ModelSpec.from_json(metadata[SPEC_KEY], origin)

@@ -33,6 +33,23 @@ def test_staged_outputs_appear_together_on_publish(tmp_path):
     assert stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode) == 0o666 & ~umask
 
 
+def test_a_rewritten_folder_output_removes_only_its_own_stale_files(tmp_path):
+    """A report written again into its folder: plots the earlier run wrote and this one did
+    not are removed, so the folder is one run's; the user's own files stay."""
+    report = tmp_path / "report"
+    report.mkdir()
+    for name in ("index.md", "hist_0.png", "hist_1.png", "hist_4.png", "notes.txt"):
+        (report / name).write_text("old")
+    with StagedOutputs() as staged:
+        folder = staged.folder(report, ("index.md", "hist_*.png"))
+        for name in ("index.md", "hist_0.png"):
+            (folder / name).write_text("new")
+        assert (report / "hist_4.png").exists()  # nothing changes before publishing
+        staged.publish()
+    assert {p.name: p.read_text() for p in report.iterdir()} == {
+        "index.md": "new", "hist_0.png": "new", "notes.txt": "old"}
+
+
 def test_staged_outputs_leave_everything_as_it_was_when_not_published(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"old")
     with pytest.raises(KeyboardInterrupt), StagedOutputs() as staged:

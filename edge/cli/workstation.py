@@ -267,12 +267,12 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
             result.ranges.save(staged.file(args.ranges))
         report = None
         if args.report is not None:
-            from calibration.report import write_report
+            from calibration.report import REPORT_FILES, write_report
 
             log.info("writing the report: FP32 and INT8 scored on %s (seconds to minutes)",
                      args.eval_data or args.images)
-            index = write_report(staged.folder(args.report), args.model, model, result, spec,
-                                 args.eval_data or args.images, frames)
+            index = write_report(staged.folder(args.report, REPORT_FILES), args.model, model,
+                                 result, spec, args.eval_data or args.images, frames)
             report = args.report / index.name
         staged.publish()
     return reference, report
