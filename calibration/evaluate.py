@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.datasets import Dataset
-from calibration.readers import Prefetched
+from calibration.readers import Prefetched, frames_from
 from edge.errors import EdgeError
 from edge.metrics import DetectionScorer
 from edge.postprocess import decoder_from_spec
@@ -31,11 +31,16 @@ from edge.preprocess import LetterboxGeometry, letterboxer_from_spec
 from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
 from edge.spec import ModelSpec, spec_from_onnx_file
+from edge.synthetic import labelled_frames
 
 COCO_IOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 T = TypeVar("T")
 #: Frames read ahead of the models (each a full-size BGR image).
 FRAMES_AHEAD = 4
+#: A synthetic:// scene is scored on every `SCENE_FRAME_STEP`-th frame (neighbours barely
+#: differ), `SCENE_FRAMES` of them unless asked otherwise.
+SCENE_FRAME_STEP = 5
+SCENE_FRAMES = 100
 
 
 class Truth(Protocol):
@@ -212,6 +217,15 @@ def evaluate_models(models: Sequence[Path], frames: Iterable[tuple[Truth, npt.ND
             for model in models]
         ahead = stack.enter_context(Prefetched(frames, FRAMES_AHEAD))
         return accuracies_from_runners(runners, ahead)
+
+
+def scene_frames(uri: str, frames: int = SCENE_FRAMES
+                 ) -> Iterator[tuple[Truth, npt.NDArray[np.uint8]]]:
+    """(truth, BGR frame) pairs of the scene `uri` names (`synthetic://shapes?seed=N&width=W&
+    height=H`): `frames` of them, every `SCENE_FRAME_STEP`-th."""
+    scene = frames_from(uri)
+    return labelled_frames(scene.synthetic_seed or 0, frames, SCENE_FRAME_STEP,
+                           scene.synthetic_config)
 
 
 def _tensorrt_profile(model: Path) -> bool:

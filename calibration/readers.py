@@ -191,7 +191,7 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
     """The demo scene as calibration frames, parsed like the camera source of the same URI
     (`synthetic://shapes?seed=N&width=W&height=H`; pacing and shift options do not apply)."""
     if uri.location.strip("/") != "shapes":
-        raise InputError(f"calibration data '{uri.text}': unknown synthetic scene "
+        raise InputError(f"'{uri.text}': unknown synthetic scene "
                          f"'{uri.location}'; the available scene is synthetic://shapes")
     uri.reject_unknown({"seed", "width", "height"})
     scene_seed = uri.integer("seed", seed)

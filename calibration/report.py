@@ -6,29 +6,29 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import numpy.typing as npt
 import onnx
 
 from calibration.datasets import dataset_from
-from calibration.evaluate import Accuracy, Truth, evaluate_models
+from calibration.evaluate import Accuracy, evaluate_models, scene_frames
 from calibration.fidelity import layer_sqnr, output_sqnr
 from calibration.readers import FrameSet, frames_from
 from calibration.result import Calibrated
 from calibration.stats import TensorStats
 from edge.errors import MissingDependencyError
+from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
-from edge.synthetic import labelled_frames
 
 WORST_LAYERS = 5
 #: The files a report writes into its folder (a rewritten report removes its old plots).
 REPORT_FILES = ("index.md", "hist_*.png", "class_ap.png")
 #: Calibration frames the written model's output SQNR is measured on.
 OUTPUT_SQNR_FRAMES = 8
-#: A synthetic:// evaluation: frames, every `SYNTHETIC_EVAL_STEP`-th of an unseen scene.
-SYNTHETIC_EVAL_FRAMES = 100
-SYNTHETIC_EVAL_STEP = 5
+#: A synthetic:// calibration scene's report scores the scene of this seed more.
+UNSEEN_SEED_OFFSET = 10_000
 HISTOGRAM_BASELINE = 0.5  # counts: under one, so an empty bin shows as none on a log axis
 #: Bins a histogram plot shows at most: about one per pixel column of its 770-pixel-wide
 #: figure. The statistics' 16 k fine bins as one outline made a 33 k-vertex path that
@@ -73,18 +73,23 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
 def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,
                 eval_data: Path | str) -> tuple[Accuracy, Accuracy]:
     if str(eval_data).startswith("synthetic://"):
-        frames = _synthetic_frames(str(eval_data))
+        frames = scene_frames(str(eval_data))
     else:
         frames = dataset_from(Path(eval_data), spec.labels, spec.task).images()
     fp32, int8 = evaluate_models([fp32_path, int8_path], frames)
     return fp32, int8
 
 
-def _synthetic_frames(uri: str) -> Iterator[tuple[Truth, npt.NDArray[np.uint8]]]:
-    """100 frames of the scene `uri` names, from a seed its calibration frames never use."""
-    scene = frames_from(uri)
-    return labelled_frames((scene.synthetic_seed or 0) + 10_000, SYNTHETIC_EVAL_FRAMES,
-                           SYNTHETIC_EVAL_STEP, scene.synthetic_config)
+def evaluation_data(eval_data: Path | str) -> Path | str:
+    """What a report scores on: `eval_data`, or for a synthetic:// scene (the calibration
+    frames' own, without --eval-data) one calibration never saw, its seed + 10 000, as the URI
+    `edge eval --data` takes to score it again."""
+    if not str(eval_data).startswith("synthetic://"):
+        return eval_data
+    uri = SourceUri.parse(str(eval_data))
+    seed = frames_from(str(eval_data)).synthetic_seed or 0
+    options = {**uri.options, "seed": str(seed + UNSEEN_SEED_OFFSET)}
+    return f"synthetic://{uri.location}?{urlencode(options)}"
 
 
 def _first(frames: FrameSet, spec: ModelSpec,
@@ -96,9 +101,9 @@ def _first(frames: FrameSet, spec: ModelSpec,
 
 
 def _plot_histograms(folder: Path, layers: list[tuple[str, str]],
-                     result: Calibrated) -> list[str]:
+                     result: Calibrated) -> list[tuple[str, str]]:
     plt = _pyplot()
-    written: list[str] = []
+    written: list[tuple[str, str]] = []  # (file, the layer whose input it shows)
     for node, tensor in layers:
         stats: TensorStats | None = result.stats.get(tensor)
         if stats is None or stats.range == 0:
@@ -110,6 +115,7 @@ def _plot_histograms(folder: Path, layers: list[tuple[str, str]],
         axis.stairs(np.maximum(counts, HISTOGRAM_BASELINE), edges, fill=True,
                     baseline=HISTOGRAM_BASELINE, color="#4477aa")
         axis.set_yscale("log")
+        axis.set_ylim(HISTOGRAM_BASELINE, max(float(counts.max()), 1.0) * 2)
         amax = result.ranges.ranges[tensor].amax
         axis.axvline(amax, color="#cc3311", label=f"{result.ranges.method} amax {amax:.3g}")
         axis.axvline(stats.abs_max, color="#999999", linestyle="--",
@@ -123,7 +129,7 @@ def _plot_histograms(folder: Path, layers: list[tuple[str, str]],
         figure.subplots_adjust(left=0.1, right=0.98, bottom=0.1, top=0.91)
         figure.savefig(folder / name, dpi=110)
         plt.close(figure)
-        written.append(name)
+        written.append((name, node))
     return written
 
 
@@ -175,7 +181,7 @@ def _comparison(result: Calibrated) -> list[str]:
 
 
 def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
-              worst: list[tuple[str, float]], plots: list[str], bars: str | None,
+              worst: list[tuple[str, float]], plots: list[tuple[str, str]], bars: str | None,
               result: Calibrated, eval_data: Path | str) -> str:
     lines = ["# INT8 calibration report", "",
              f"`{result.profile}` profile, method `{result.ranges.method}`, {result.frames} "
@@ -204,7 +210,7 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
     lines += [f"- `{name}`: {value:.1f}" for name, value in outputs.items()]
     lines += ["", f"## Worst {len(worst)} layers by output SQNR", ""]
     lines += [f"- `{name}`: {value:.1f} dB" for name, value in worst]
-    lines += [""] + [f"![histogram]({name})" for name in plots]
+    lines += [""] + [f"![|x| at the input of {node}]({name})" for name, node in plots]
     if result.excluded:
         lines += ["", "Kept in float: " + ", ".join(f"`{n}`" for n in result.excluded)]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,6 +42,10 @@ from edge.files import (
 from edge.system import usable_cores
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from calibration.evaluate import Accuracy
     from calibration.readers import FrameSet
     from calibration.result import Calibrated
     from edge.spec import ModelSpec
@@ -267,12 +271,13 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
             result.ranges.save(staged.file(args.ranges))
         report = None
         if args.report is not None:
-            from calibration.report import REPORT_FILES, write_report
+            from calibration.report import REPORT_FILES, evaluation_data, write_report
 
+            evaluation = evaluation_data(args.eval_data or args.images)
             log.info("writing the report: FP32 and INT8 scored on %s (seconds to minutes)",
-                     args.eval_data or args.images)
+                     evaluation)
             index = write_report(staged.folder(args.report, REPORT_FILES), args.model, model,
-                                 result, spec, args.eval_data or args.images, frames)
+                                 result, spec, evaluation, frames)
             report = args.report / index.name
         staged.publish()
     return reference, report
@@ -397,6 +402,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     if args.field:
+        if isinstance(args.data, str):
+            raise InputError(f"--field scores a folder written by `edge collect`, not "
+                             f"{args.data}; pass that folder as --data")
         return cmd_field_eval(args)
     recover_model_argument(args, "edge eval needs MODEL (or --field to score a collected "
                                  "dataset)")
@@ -407,31 +415,58 @@ def _eval(args: argparse.Namespace) -> int:
     if args.drift_reference:
         require_output_file(Path(args.drift_reference), "--drift-reference")
         refuse_overwriting(Path(args.drift_reference), args.model, "--drift-reference")
-    from calibration.datasets import dataset_from
-    from calibration.evaluate import evaluate
     from edge.runners.onnxruntime import OrtRunner
 
     with OrtRunner.from_path(args.model, slots=1) as runner:
         spec = runner.spec
-    dataset = dataset_from(args.data, spec.labels, spec.task, args.max_images)
-    accuracy = evaluate(args.model, dataset, args.threads)
-    reference = write_drift_reference(args, args.model, labelled_images(dataset), str(args.data))
+    if isinstance(args.data, str):
+        accuracy, images, kind = _scene_accuracy(args, spec)
+    else:
+        from calibration.datasets import dataset_from
+        from calibration.evaluate import evaluate
+
+        dataset = dataset_from(args.data, spec.labels, spec.task, args.max_images)
+        accuracy = evaluate(args.model, dataset, args.threads)
+        images, kind = labelled_images(dataset), dataset.kind
+    reference = write_drift_reference(args, args.model, images, str(args.data))
     if args.json:
         print_json({**accuracy.as_dict(), "drift_reference": reference})
-    elif accuracy.task == "classify":
-        print(f"top-1 {accuracy.top1:.4f} over {counted(accuracy.images, 'image')}")
     else:
-        print(f"mAP@0.5 {accuracy.map50:.4f}  mAP@0.5:0.95 {accuracy.map50_95:.4f}  "
-              f"precision {accuracy.precision:.4f}  recall {accuracy.recall:.4f} "
-              f"({counted(accuracy.images, 'image')}, {dataset.kind})")
-        for label, ap in accuracy.per_class_ap50.items():
-            print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap[label]:.4f}")
-        if accuracy.unscored_classes:
-            print(f"  not in mAP (no ground-truth objects): "
-                  f"{', '.join(accuracy.unscored_classes)}")
+        _print_accuracy(accuracy, kind)
     if reference is not None and not args.json:
         print(f"wrote drift reference {reference}")
     return 0
+
+
+def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
+    if accuracy.task == "classify":
+        print(f"top-1 {accuracy.top1:.4f} over {counted(accuracy.images, 'image')}")
+        return
+    print(f"mAP@0.5 {accuracy.map50:.4f}  mAP@0.5:0.95 {accuracy.map50_95:.4f}  "
+          f"precision {accuracy.precision:.4f}  recall {accuracy.recall:.4f} "
+          f"({counted(accuracy.images, 'image')}, {kind})")
+    for label, ap in accuracy.per_class_ap50.items():
+        print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap[label]:.4f}")
+    if accuracy.unscored_classes:
+        print(f"  not in mAP (no ground-truth objects): {', '.join(accuracy.unscored_classes)}")
+
+
+def _scene_accuracy(args: argparse.Namespace, spec: ModelSpec
+                    ) -> tuple[Accuracy, Iterable[npt.NDArray[np.uint8]], str]:
+    """(accuracy, the frames for a drift reference, what was scored) on the synthetic scene
+    `--data` names, which only a detector of its shapes can be scored on."""
+    from calibration.evaluate import SCENE_FRAME_STEP, SCENE_FRAMES, evaluate_models, scene_frames
+    from edge.synthetic import SHAPE_LABELS
+
+    if spec.task != "detect" or tuple(spec.labels) != SHAPE_LABELS:
+        raise InputError(f"--data {args.data}: the synthetic scene holds "
+                         f"{', '.join(SHAPE_LABELS)}; {args.model} ({spec.task}: "
+                         f"{', '.join(spec.labels[:6])}) is scored on its own labelled data (a "
+                         "YOLO folder, a COCO JSON file, class folders)")
+    count = args.max_images or SCENE_FRAMES
+    accuracy = evaluate_models([args.model], scene_frames(args.data, count), args.threads)[0]
+    images = (image for _, image in scene_frames(args.data, count))
+    return accuracy, images, f"synthetic scene, every {SCENE_FRAME_STEP}th frame"
 
 
 def _add_calibrate(commands: Any) -> None:
@@ -500,13 +535,20 @@ def _add_calibrate(commands: Any) -> None:
     evaluate = commands.add_parser("eval", help="mAP / top-1 of a model on labelled data")
     evaluate.add_argument("model", type=Path, nargs="?",
                           help="the model (not with --field, which scores recorded predictions)")
-    evaluate.add_argument("--data", type=Path, required=True,
-                          help="YOLO dataset folder, COCO JSON, or class folders")
+    evaluate.add_argument("--data", type=_eval_data, required=True,
+                          help="YOLO dataset folder, COCO JSON, class folders, or "
+                               "synthetic://shapes?seed=N (the demo's scene; 100 frames unless "
+                               "--max-images)")
     evaluate.add_argument("--max-images", type=parse_positive_int)
     evaluate.add_argument("--threads", type=parse_non_negative_int, default=0)
     evaluate.add_argument("--json", action="store_true")
     add_eval_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
+
+
+def _eval_data(text: str) -> Path | str:
+    """--data: a path, or a synthetic:// scene's URI as written (a Path would fold its //)."""
+    return text if text.startswith("synthetic://") else Path(text)
 
 
 def _add_convert(commands: Any) -> None:

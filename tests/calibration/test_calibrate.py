@@ -257,6 +257,8 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     index = (tmp_path / "report" / "index.md").read_text()
     assert "| map50 |" in index and "Worst" in index
     assert "`tensorrt` profile, method `entropy`" in index
+    # scored on a scene calibration never saw, named so `edge eval --data` can score it again
+    assert "Evaluated on `synthetic://shapes?seed=10011` (100 images)" in index
     assert "INT8 as TensorRT computes it (its Q/DQ in float" in index
     assert "## Range methods on 1 held-out frames" in index and "| entropy |" in index
     entropy_row = next(line for line in index.splitlines() if line.startswith("| entropy |"))
