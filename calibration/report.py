@@ -80,14 +80,14 @@ def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,
     return fp32, int8
 
 
-def evaluation_data(eval_data: Path | str) -> Path | str:
-    """What a report scores on: `eval_data`, or for a synthetic:// scene (the calibration
-    frames' own, without --eval-data) one calibration never saw, its seed + 10 000, as the URI
-    `edge eval --data` takes to score it again."""
-    if not str(eval_data).startswith("synthetic://"):
-        return eval_data
-    uri = SourceUri.parse(str(eval_data))
-    seed = frames_from(str(eval_data)).synthetic_seed or 0
+def evaluation_data(images: Path | str) -> Path | str:
+    """What a report scores on without --eval-data: the calibration `images`, or for a
+    synthetic:// scene one calibration never saw, its seed + 10 000, as the URI `edge eval
+    --data` takes to score it again."""
+    if not str(images).startswith("synthetic://"):
+        return images
+    uri = SourceUri.parse(str(images))
+    seed = frames_from(str(images)).synthetic_seed or 0
     options = {**uri.options, "seed": str(seed + UNSEEN_SEED_OFFSET)}
     return f"synthetic://{uri.location}?{urlencode(options)}"
 

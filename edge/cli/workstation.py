@@ -31,7 +31,7 @@ from edge.cli.field import (
     labelled_images,
     write_drift_reference,
 )
-from edge.errors import InputError, MissingDependencyError
+from edge.errors import EdgeError, InputError, MissingDependencyError
 from edge.files import (
     StagedOutputs,
     refuse_overwriting,
@@ -273,7 +273,8 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
         if args.report is not None:
             from calibration.report import REPORT_FILES, evaluation_data, write_report
 
-            evaluation = evaluation_data(args.eval_data or args.images)
+            evaluation = (args.eval_data if args.eval_data is not None
+                          else evaluation_data(args.images))
             log.info("writing the report: FP32 and INT8 scored on %s (seconds to minutes)",
                      evaluation)
             index = write_report(staged.folder(args.report, REPORT_FILES), args.model, model,
@@ -353,7 +354,15 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
         return
     require_output_folder(args.report, "--report")
     evaluation = args.eval_data if args.eval_data is not None else args.images
-    if str(evaluation).startswith("synthetic://"):
+    if isinstance(args.eval_data, str):  # a synthetic:// scene: its URI checked now
+        from calibration.readers import frames_from
+
+        try:
+            frames_from(args.eval_data)
+        except EdgeError as exc:
+            raise InputError(f"--eval-data: {exc}") from exc
+        return
+    if str(evaluation).startswith("synthetic://"):  # --images's, checked with it
         return
     try:
         require_labelled_content(Path(evaluation), dataset_layout(Path(evaluation), task),
@@ -520,10 +529,11 @@ def _add_calibrate(commands: Any) -> None:
                            help="also write the ranges as JSON")
     calibrate.add_argument("--report", type=Path, metavar="DIR",
                            help="write an FP32-vs-INT8 accuracy report (Markdown + PNG)")
-    calibrate.add_argument("--eval-data", type=Path, metavar="DATA",
+    calibrate.add_argument("--eval-data", type=_eval_data, metavar="DATA",
                            help="labelled data for the report: a YOLO dataset folder, a COCO "
-                                "JSON file or (classifiers) one folder of images per label "
-                                "(default: --images)")
+                                "JSON file, (classifiers) one folder of images per label, or "
+                                "synthetic://shapes?seed=N (default: --images; a synthetic "
+                                "scene there is scored on an unseen one)")
     calibrate.add_argument("--threads", type=parse_non_negative_int, default=0,
                            help="inference threads in all (default 0: all cores but two, "
                                 "shared by two runs in flight, at least one thread each)")

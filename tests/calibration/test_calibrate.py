@@ -295,6 +295,8 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
         (["--images", FRAMES, "--eval-data", "{tmp}"], "--eval-data is read only by --report"),
         (["--images", FRAMES, "--report", "{tmp}/r", "--eval-data", "/no/such/data"],
          "--eval-data: evaluation data /no/such/data does not exist"),
+        (["--images", FRAMES, "--report", "{tmp}/r", "--eval-data", "synthetic://shapes?bad=1"],
+         "--eval-data: source 'synthetic://shapes?bad=1': unknown option(s) bad"),
         (["--images", "{tmp}", "--report", "{tmp}/r"], "without --eval-data, reads --images"),
         (["--images", FRAMES, "--report", "{tmp}/typo/r"],
          "--report {tmp}/typo/r: folder {tmp}/typo does not exist"),
@@ -312,6 +314,22 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, mes
     assert message.replace("{tmp}", str(out)) in result.stderr
     assert "Traceback" not in result.stderr
     assert not (out / "int8.onnx").exists() and not (out / "c.cache").exists()
+
+
+def test_a_report_scores_the_synthetic_scene_eval_data_names(demo_model, tmp_path):
+    """--eval-data synthetic://... is scored as given (not moved to an unseen seed, as a
+    synthetic --images scene is), with the figures `edge eval` gives on it."""
+    scene = "synthetic://shapes?seed=77"
+    result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "8",
+                  "--min-images", "4", "-o", tmp_path / "int8.onnx", "--report",
+                  tmp_path / "report", "--eval-data", scene, "--profile", "cpu")
+    assert result.returncode == 0, result.stderr
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert f"Evaluated on `{scene}` (100 images)" in index
+    scored = edge("eval", tmp_path / "int8.onnx", "--data", scene, "--json")
+    map50 = json.loads(scored.stdout.strip().splitlines()[-1])["map50"]
+    row = next(line for line in index.splitlines() if line.startswith("| map50 |"))
+    assert row.split("|")[3].strip() == f"{map50:.4f}"  # the INT8 column
 
 
 def test_cli_refuses_to_overwrite_its_input_and_names_a_folder_passed_as_model(demo_model,
