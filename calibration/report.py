@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -52,9 +53,24 @@ def _pyplot() -> Any:
     return plt
 
 
+@dataclass(frozen=True)
+class Report:
+    """A written report: its index, and both models' accuracy on the data it names."""
+
+    index: Path
+    evaluated_on: str
+    fp32: Accuracy
+    int8: Accuracy
+
+    def summary(self) -> dict[str, Any]:
+        """The accuracies for `edge calibrate --json`."""
+        return {"evaluated_on": self.evaluated_on, "fp32": self.fp32.as_dict(),
+                "int8": self.int8.as_dict()}
+
+
 def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibrated,
-                 spec: ModelSpec, eval_data: Path | str, frames: FrameSet) -> Path:
-    """Evaluate both models, plot, and write `folder/index.md`; returns that path."""
+                 spec: ModelSpec, eval_data: Path | str, frames: FrameSet) -> Report:
+    """Evaluate both models, plot, and write `folder/index.md`."""
     folder.mkdir(parents=True, exist_ok=True)
     fp32, int8 = _accuracies(fp32_path, int8_path, spec, eval_data)
     reference = onnx.load(str(fp32_path))
@@ -67,7 +83,7 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     bars = _plot_class_ap(folder, fp32, int8) if fp32.task == "detect" else None
     index = folder / "index.md"
     index.write_text(_markdown(fp32, int8, sqnr_outputs, worst, plots, bars, result, eval_data))
-    return index
+    return Report(index, str(eval_data), fp32, int8)
 
 
 def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,

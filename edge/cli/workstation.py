@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from calibration.evaluate import Accuracy
     from calibration.readers import FrameSet
+    from calibration.report import Report
     from calibration.result import Calibrated
     from edge.spec import ModelSpec
 
@@ -244,7 +245,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference,
         "outputs_seconds": round(outputs_seconds, 2)}
     if report is not None:
-        summary["report"] = str(report)
+        summary["report"] = str(args.report / report.index.name)
+        summary["report_accuracy"] = report.summary()
     if args.json:
         print_json(summary)
     else:
@@ -253,11 +255,11 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spec: ModelSpec,
-                               frames: FrameSet) -> tuple[str | None, Path | None]:
+                               frames: FrameSet) -> tuple[str | None, Report | None]:
     """The INT8 model and whichever of the drift reference, TensorRT cache, ranges and report
     were asked for, staged beside their destinations and published together once the last
     is made (the drift reference and the report run the INT8 model: seconds to minutes), so
-    an error or Ctrl-C leaves none of them. Returns (drift reference path, report path)."""
+    an error or Ctrl-C leaves none of them. Returns (drift reference path, the report)."""
     cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
              if args.cache is not None else None)
     with StagedOutputs() as staged:
@@ -269,7 +271,7 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
             cache.write(staged.file(args.cache))
         if args.ranges is not None:
             result.ranges.save(staged.file(args.ranges))
-        report = None
+        report: Report | None = None
         if args.report is not None:
             from calibration.report import REPORT_FILES, evaluation_data, write_report
 
@@ -277,9 +279,8 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
                           else evaluation_data(args.images))
             log.info("writing the report: FP32 and INT8 scored on %s (seconds to minutes)",
                      evaluation)
-            index = write_report(staged.folder(args.report, REPORT_FILES), args.model, model,
-                                 result, spec, evaluation, frames)
-            report = args.report / index.name
+            report = write_report(staged.folder(args.report, REPORT_FILES), args.model, model,
+                                  result, spec, evaluation, frames)
         staged.publish()
     return reference, report
 

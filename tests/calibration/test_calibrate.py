@@ -243,6 +243,10 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["frames"] == 7 and summary["method"] == "entropy"  # 1 of 8 held out
     assert summary["outputs_seconds"] > 0  # the report's time, apart from the calibration's
+    scored = summary["report_accuracy"]
+    assert scored["evaluated_on"] == "synthetic://shapes?seed=10011"
+    assert scored["fp32"]["images"] == scored["int8"]["images"] == 100
+    assert scored["fp32"]["map50"] > 0.9 and 0 < scored["int8"]["map50"] <= 1
     assert "writing the report: FP32 and INT8 scored on" in result.stderr  # not seconds of quiet
     cache = (tmp_path / "model.cache").read_text().splitlines()
     assert cache[0] == "TRT-100300-EntropyCalibration2" and cache[1] == "images: 3f800000"
