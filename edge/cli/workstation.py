@@ -362,8 +362,11 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
             frames_from(args.eval_data)
         except EdgeError as exc:
             raise InputError(f"--eval-data: {exc}") from exc
+        _require_scene_model(f"--eval-data {args.eval_data}", args.model, task, labels)
         return
     if str(evaluation).startswith("synthetic://"):  # --images's, checked with it
+        _require_scene_model(f"--report scores on --images {evaluation} without --eval-data, "
+                             f"and {evaluation}", args.model, task, labels)
         return
     try:
         require_labelled_content(Path(evaluation), dataset_layout(Path(evaluation), task),
@@ -461,18 +464,24 @@ def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
         print(f"  not in mAP (no ground-truth objects): {', '.join(accuracy.unscored_classes)}")
 
 
+def _require_scene_model(what: str, model: Path, task: str, labels: Sequence[str]) -> None:
+    """An error unless `model` detects the synthetic scene's shapes, the only model whose
+    class ids its ground truth pairs with the right names."""
+    from edge.synthetic import SHAPE_LABELS
+
+    if task != "detect" or tuple(labels) != SHAPE_LABELS:
+        raise InputError(f"{what}: the synthetic scene holds {', '.join(SHAPE_LABELS)}; "
+                         f"{model} ({task}: {', '.join(labels[:6])}) is scored on its own "
+                         "labelled data (a YOLO folder, a COCO JSON file, class folders)")
+
+
 def _scene_accuracy(args: argparse.Namespace, spec: ModelSpec
                     ) -> tuple[Accuracy, Iterable[npt.NDArray[np.uint8]], str]:
     """(accuracy, the frames for a drift reference, what was scored) on the synthetic scene
     `--data` names, which only a detector of its shapes can be scored on."""
     from calibration.evaluate import SCENE_FRAME_STEP, SCENE_FRAMES, evaluate_models, scene_frames
-    from edge.synthetic import SHAPE_LABELS
 
-    if spec.task != "detect" or tuple(spec.labels) != SHAPE_LABELS:
-        raise InputError(f"--data {args.data}: the synthetic scene holds "
-                         f"{', '.join(SHAPE_LABELS)}; {args.model} ({spec.task}: "
-                         f"{', '.join(spec.labels[:6])}) is scored on its own labelled data (a "
-                         "YOLO folder, a COCO JSON file, class folders)")
+    _require_scene_model(f"--data {args.data}", args.model, spec.task, spec.labels)
     count = args.max_images or SCENE_FRAMES
     accuracy = evaluate_models([args.model], scene_frames(args.data, count), args.threads)[0]
     images = (image for _, image in scene_frames(args.data, count))

@@ -542,3 +542,21 @@ def test_cpu_profile_quantizes_past_an_operator_outside_the_onnx_domain(tmp_path
                     CalibrateOptions(profile="tensorrt", exclude=("conv", "fc"))):
         with pytest.raises(InputError, match=r"nothing would be quantized.*conv, fc kept float"):
             calibrate(model, spec, frames, options)
+
+
+@pytest.mark.parametrize("eval_data", [None, "synthetic://shapes?seed=3"])
+def test_a_report_on_the_synthetic_scene_needs_a_model_of_its_shapes(tmp_path, eval_data):
+    """The scene's truth is circles, squares, triangles and stars: a model of other classes
+    is refused before calibrating, instead of being scored with its ids paired to those."""
+    from edge.spec import InputSpec, ModelSpec
+    from tests.onnx_graphs import constant_head_model
+
+    spec = ModelSpec(task="detect", labels=["cat", "dog"], head="anchor_free", output="output0",
+                     input=InputSpec(name="images", width=64, height=64))
+    model = constant_head_model(tmp_path / "m.onnx", (1, 6, 84), spec)
+    extra = ["--eval-data", eval_data] if eval_data else []
+    result = edge("calibrate", model, "--images", FRAMES, "--max-images", "4", "--min-images",
+                  "2", "-o", tmp_path / "int8.onnx", "--report", tmp_path / "report", *extra)
+    assert result.returncode == 2, result.stderr
+    assert "the synthetic scene holds circle, square, triangle, star" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "int8.onnx").exists()
