@@ -26,7 +26,8 @@ from edge.spec import ModelSpec
 WORST_LAYERS = 5
 #: The files a report writes into its folder (a rewritten report removes its old plots).
 REPORT_FILES = ("index.md", "hist_*.png", "class_ap.png")
-#: Calibration frames the written model's output SQNR is measured on.
+#: Calibration frames the written model's output and layer SQNR are measured on where none
+#: were held out (else on the held-out frames, as the range methods were judged).
 OUTPUT_SQNR_FRAMES = 8
 #: A synthetic:// calibration scene's report scores the scene of this seed more.
 UNSEEN_SEED_OFFSET = 10_000
@@ -74,9 +75,11 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     folder.mkdir(parents=True, exist_ok=True)
     fp32, int8 = _accuracies(fp32_path, int8_path, spec, eval_data)
     reference = onnx.load(str(fp32_path))
-    sqnr_outputs = output_sqnr(reference, result.model, _first(frames, spec, OUTPUT_SQNR_FRAMES),
-                               spec)
-    sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, frames.inputs(spec))
+    measured_on = result.held_out or list(_first(frames, spec, OUTPUT_SQNR_FRAMES))
+    sqnr_outputs = output_sqnr(reference, result.model, measured_on, spec, result.qdq_in_float)
+    sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, measured_on,
+                                                  limit=len(measured_on),
+                                                  qdq_in_float=result.qdq_in_float)
     worst = sorted(sqnr_layers.items(), key=lambda item: item[1])[:WORST_LAYERS]
     inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
     plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)
@@ -224,9 +227,10 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
     else:
         lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
     lines += _comparison(result)
-    lines += ["", f"## Output SQNR of the written model (dB, higher is better; on the first "
-              f"{OUTPUT_SQNR_FRAMES} calibration frames; a detector's boxes and class scores "
-              "apart)", ""]
+    frames = (f"the {len(result.held_out)} held-out frames" if result.held_out else
+              f"the first {OUTPUT_SQNR_FRAMES} calibration frames (none were held out)")
+    lines += ["", f"## Output SQNR of the written model (dB, higher is better; on {frames}; "
+              "a detector's boxes and class scores apart)", ""]
     lines += [f"- `{name}`: {value:.1f}" for name, value in outputs.items()]
     lines += ["", f"## Worst {len(worst)} layers by output SQNR", ""]
     lines += [f"- `{name}`: {value:.1f} dB" for name, value in worst]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from calibration.cache import CalibrationCache, cache_from_ranges
+from calibration.observing import Feed
 from calibration.ranges import TensorRanges
 from calibration.selection import Fidelity
 from calibration.stats import TensorStats
@@ -31,6 +32,15 @@ class Calibrated:
     #: (`converters.qdq_tensorrt.decode_tail`)
     decode_tail_tensors: frozenset[str] = frozenset()
     profile: str = "tensorrt"  # `tensorrt` (QDQ by TensorRT's rules) or `cpu` (ONNX Runtime's)
+    #: The frames `comparison` was judged on, kept back from the statistics (empty when there
+    #: were too few frames to hold any back)
+    held_out: list[Feed] = field(default_factory=list)
+
+    @property
+    def qdq_in_float(self) -> bool:
+        """Whether the model is scored as its QDQ graph computes (`tensorrt`: TensorRT's
+        arithmetic) rather than through ONNX Runtime's int8 kernels (`cpu`)."""
+        return self.profile == "tensorrt"
 
     def role(self, fidelity: Fidelity) -> str:
         """What `fidelity`'s row is in a comparison table: the written model, the method kept

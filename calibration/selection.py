@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from calibration.fidelity import SignalNoise, detector_parts
+from calibration.fidelity import SignalNoise, detector_parts, quantized_session
 from calibration.observing import Feed
 from edge.concurrency import in_background
 from edge.metrics import match_frame
-from edge.ort_session import QDQ_IN_FLOAT
 from edge.postprocess import HEAD_DECODERS, decoder_from_spec
 from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec
@@ -173,7 +171,7 @@ class HeldOutJudge:
         TensorRT wants them ONNX Runtime fuses little and dequantizes every weight on every run:
         34 ms a frame on one thread fused, 25 ms unfused."""
         self.spec = spec
-        self._int8_kernels = int8_kernels
+        self.int8_kernels = int8_kernels
         self.frames = len(feeds)
         # one batch per core, so the FP32 reference runs on all of them
         self._batches = _batched(feeds, usable_cores()) if spec.input.batch is None else feeds
@@ -212,7 +210,7 @@ class HeldOutJudge:
     def fidelity(self, method: str, quantized: onnx.ModelProto, threads: int = 0) -> Fidelity:
         """How `quantized` compares with FP32 on the held-out frames; its session gets
         `threads` ONNX Runtime threads (0: all cores)."""
-        session = quantized_session(quantized, threads or usable_cores(), self._int8_kernels)
+        session = quantized_session(quantized, threads or usable_cores(), self.int8_kernels)
         return self._scored(method, session.run)
 
     def _scored(self, method: str, run: Run) -> Fidelity:
@@ -330,19 +328,3 @@ def with_inputs_for(model: onnx.ModelProto, initializers: Collection[str]) -> on
     graph.input.extend(helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
                        for i in moved)
     return copied
-
-
-def quantized_session(model: onnx.ModelProto, threads: int, int8_kernels: bool = True) -> Any:
-    """A CPU session on `model` with `threads` threads. `int8_kernels`: Q/DQ pairs fused into
-    ONNX Runtime's int8 kernels, as it deploys a `cpu` profile model; False: every Q/DQ computed
-    in float as the graph defines it, the arithmetic TensorRT implements (its int8 layers
-    accumulate exactly), the same on every CPU. ONNX Runtime's kernels are not: on x86 without
-    VNNI a `tensorrt` profile classifier measured 6.5 dB output SQNR through them and 11.5 dB
-    as the graph defines it."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    if not int8_kernels:  # weights are dequantized once, when the session is built
-        options.add_session_config_entry(*QDQ_IN_FLOAT)
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])

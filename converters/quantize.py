@@ -154,7 +154,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     sqnr: dict[str, float] = {}
     written = None
     if options.keep_float:
-        sqnr = layer_sqnr(model, quantized, held_out or frames.inputs(spec), limit=8)
+        sqnr = layer_sqnr(model, quantized, held_out or frames.inputs(spec), limit=8,
+                          qdq_in_float=options.profile == "tensorrt")
         excluded += _kept_float(model, ranges, judge, excluded, sqnr, options)
         quantized = Int8Models(model, options.profile, excluded, tensors)(ranges)
         if judge is not None:  # did it help? judged like the candidates
@@ -168,7 +169,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
                       comparison, warning, written, phases, options.method,
-                      decode_tail_tensors(model), options.profile)
+                      decode_tail_tensors(model), options.profile, held_out)
 
 
 def _nothing_quantized(options: CalibrateOptions, excluded: list[str]) -> str:
@@ -304,7 +305,8 @@ def _refine(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
             shared: SharedSession | None) -> None:
     """Per tensor where it helps: the best method's ranges with another method's on the inputs
     of the layers that suffer most; each mix joins `candidates`, `models` and `comparison`."""
-    sensitivity = layer_sqnr(model, models[best], held_out, limit=len(held_out))
+    sensitivity = layer_sqnr(model, models[best], held_out, limit=len(held_out),
+                             qdq_in_float=not judge.int8_kernels)
     tensors = refined_tensors(model, sensitivity, candidates[best].ranges)
     mixes = [candidates[best].with_ranges_of(candidates[other], tensors)
              for other in METHODS if other != best and other in candidates]

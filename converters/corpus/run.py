@@ -104,10 +104,10 @@ def agreement(fp32: Path, int8: Path, spec: ModelSpec, folder: Path,
               int8_kernels: bool = True) -> Agreement:
     """How `int8` agrees with `fp32` on `folder`'s photos; `int8_kernels`: run through ONNX
     Runtime's int8 kernels (the `cpu` profile, as deployed), or False: as the QDQ graph
-    defines it, as TensorRT computes it (`calibration.selection.quantized_session`)."""
+    defines it, as TensorRT computes it (`calibration.fidelity.quantized_session`)."""
     import onnx  # noqa: PLC0415 - heavy; only the agreement check needs it
 
-    from calibration.selection import quantized_session  # noqa: PLC0415 - imports ONNX Runtime
+    from calibration.fidelity import quantized_session  # noqa: PLC0415 - imports ONNX Runtime
 
     sessions = [quantized_session(onnx.load(str(path)), 0, kernels)
                 for path, kernels in ((fp32, True), (int8, int8_kernels))]

@@ -269,6 +269,13 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     assert entropy_row.endswith("| requested |"), entropy_row  # --method named it: not chosen
     assert "| chosen |" not in index
     assert " boxes`: " in index and " scores`: " in index  # the written model's, apart
+    # measured on the frames the table's rows were judged on, in the profile's arithmetic:
+    # the written (requested) model's figures are its row's
+    assert "on the 1 held-out frames;" in index
+    entropy = next(m for m in summary["methods"] if m["method"] == "entropy")
+    for part in ("boxes", "scores"):
+        line = next(line for line in index.splitlines() if f" {part}`: " in line)
+        assert float(line.split(": ")[-1]) == pytest.approx(entropy[f"{part}_sqnr_db"], abs=0.15)
     assert (tmp_path / "report" / "class_ap.png").stat().st_size > 1000
     assert list((tmp_path / "report").glob("hist_*.png"))
 
