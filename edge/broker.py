@@ -35,7 +35,10 @@ class _MqttFiveProbes(logging.Filter):
 
 
 class EmbeddedBroker:
-    """amqtt on its own event-loop thread, listening on 127.0.0.1:`port` (a free one by default)."""
+    """amqtt on its own event-loop thread, listening on 127.0.0.1:`port` (a free one by default).
+    It speaks MQTT 3.1.1 only (`MQTT5`), so a client of its own need not try MQTT 5 first."""
+
+    MQTT5 = False
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.host = host

@@ -75,7 +75,8 @@ def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: fl
     url = mqtt_url or (broker.url if broker else "")
     try:
         return _run(model, seconds, url, seed, fps, threads, echo, "embedded" if broker else url,
-                    stop or threading.Event(), running)
+                    stop or threading.Event(), running,
+                    mqtt5=broker.MQTT5 if broker is not None else True)
     finally:
         if broker is not None:
             broker.stop()
@@ -92,7 +93,7 @@ def check_demo_model(path: Path) -> None:
 
 def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: int,
          echo: Callable[[str], None], broker_name: str, stop: StopRequest,
-         running: Callable[[], None]) -> DemoSummary:
+         running: Callable[[], None], mqtt5: bool = True) -> DemoSummary:
     config = config_from_dict({
         "device_id": "demo",
         "model": {"path": str(model), "backend": "auto", "threads": threads},
@@ -105,7 +106,8 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
     watcher = _Watcher(seed, echo)
     subscriber = Subscriber(url, config.topic_prefix, ["detections", "event", "count"],
                             callback=watcher, client_id=f"edge-demo-watch-{id(watcher) % 100000}",
-                            log_first_failure=False)  # a failure is this command's error
+                            log_first_failure=False,  # a failure is this command's error
+                            mqtt5=mqtt5)
     subscriber.start()
     try:
         failure = subscriber.connection.subscription_failure(10.0)

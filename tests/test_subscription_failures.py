@@ -4,6 +4,7 @@ real Mosquitto), instead of after the whole connect timeout."""
 from __future__ import annotations
 
 import getpass
+import logging
 import socket
 import subprocess
 import sys
@@ -128,6 +129,26 @@ def test_a_broker_without_mqtt_5_is_not_a_failure():
             assert subscription.protocol == 4  # MQTT 3.1.1
         finally:
             subscription.stop()
+    finally:
+        broker.stop()
+
+
+def test_a_client_told_the_broker_speaks_only_mqtt_311_does_not_try_mqtt_5(caplog):
+    """The demo's own subscriber and its embedded broker: no MQTT 5 attempt, no downgrade."""
+    from edge.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker().start()
+    try:
+        subscription = BrokerSubscription(broker.url, [("edge/+/status", 1)], lambda *_: None,
+                                          mqtt5=EmbeddedBroker.MQTT5)
+        with caplog.at_level(logging.INFO, logger="edge.mqtt.subscriber"):
+            subscription.start()
+            try:
+                assert subscription.subscription_failure(TIMEOUT_S) is None
+                assert subscription.protocol == 4 and subscription.connects == 1
+            finally:
+                subscription.stop()
+        assert "does not speak MQTT 5" not in caplog.text
     finally:
         broker.stop()
 

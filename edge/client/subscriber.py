@@ -35,14 +35,16 @@ class Subscriber:
                  client_id: str = "", ca_file: str | None = None,
                  certfile: str | None = None, keyfile: str | None = None,
                  queue_size: int = 10_000, log_first_failure: bool = True,
-                 log_failures: bool = True, names: SettingNames = PYTHON_CLIENT) -> None:
+                 log_failures: bool = True, names: SettingNames = PYTHON_CLIENT,
+                 mqtt5: bool = True) -> None:
         """`kinds`: names from `edge.client.contract.KINDS` (default: every topic). With
         mqtts://, `ca_file` is the CA that signed the broker's certificate (default: the
         system's) and `certfile`/`keyfile` a client certificate (PEM). A failed connection is
         logged with its cause, once per cause, while it retries (`log_first_failure` False:
         you call `wait_subscribed` and report the first failure yourself; `log_failures`
         False: you report every change, `connection.last_failure` says why; `names`: what the
-        advice calls the settings)."""
+        advice calls the settings; `mqtt5` False: MQTT 3.1.1 from the start, for a broker
+        that speaks nothing newer)."""
         wanted = list(kinds)
         unknown = sorted(set(wanted) - set(KIND_NAMES))
         if unknown:
@@ -62,7 +64,8 @@ class Subscriber:
                                              share_group=share_group, ca_file=ca_file,
                                              certfile=certfile, keyfile=keyfile,
                                              log_first_failure=log_first_failure,
-                                             log_failures=log_failures, names=names)
+                                             log_failures=log_failures, names=names,
+                                             mqtt5=mqtt5)
 
     # -- lifecycle -------------------------------------------------------------------------
 

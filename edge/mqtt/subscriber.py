@@ -100,13 +100,16 @@ class BrokerSubscription:
                  ca_file: str | None = None, username: str | None = None,
                  password: str | None = None, *, certfile: str | None = None,
                  keyfile: str | None = None, log_first_failure: bool = True,
-                 log_failures: bool = True, names: SettingNames = COMMAND_LINE) -> None:
+                 log_failures: bool = True, names: SettingNames = COMMAND_LINE,
+                 mqtt5: bool = True) -> None:
         """`username`/`password` override the URL's user info; a user without a password takes
         it from $EDGE_MQTT_PASSWORD, as the daemon does. `ca_file`, `certfile` and `keyfile`
         (PEM) are used with mqtts://. Failed attempts are logged once per cause (`last_failure`
         holds the latest), with advice in `names`' terms; `log_first_failure` False: the caller
         waits for the first subscription and reports why it failed itself (a command-line tool
-        that then exits); `log_failures` False: the caller says every change itself."""
+        that then exits); `log_failures` False: the caller says every change itself.
+        `mqtt5` False: MQTT 3.1.1 from the first attempt, for a broker known to speak nothing
+        newer (no MQTT 5 attempt, so no shared subscriptions)."""
         broker = checked_broker_url(url)
         if share_group is not None and not share_group.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"share group {share_group!r}: use letters, digits, _ and - only")
@@ -119,7 +122,7 @@ class BrokerSubscription:
         self._answered = threading.Event()  # the first attempt subscribed or failed
         self._failure = ""  # why the first attempt failed
         self._retired: mqtt.Client | None = None  # the MQTT 5 client a downgrade replaces
-        self.protocol = mqtt.MQTTv5
+        self.protocol = mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311
         user = username or broker.username
         secret = password if username else broker.password
         if user and secret is None:
