@@ -56,15 +56,15 @@ def detector_parts(split: Split, reference: npt.NDArray[Any], output: npt.NDArra
 def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
                 inputs: Iterable[dict[str, npt.NDArray[Any]]],
                 splits: dict[str, Split] | None = None,
-                qdq_in_float: bool = False) -> dict[str, float]:
+                int8_kernels: bool = True) -> dict[str, float]:
     """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`; a tensor in
     `splits` (a detector's raw output) as `"<name> boxes"` and `"<name> scores"` instead.
-    `qdq_in_float`: `quantized` computed as its QDQ graph defines it (a `tensorrt` profile
-    model: TensorRT's arithmetic), else through ONNX Runtime's int8 kernels (the `cpu`
-    profile, as it runs), as `calibration.selection` judges candidates."""
+    `int8_kernels`: `quantized` run through ONNX Runtime's int8 kernels (a `cpu` profile
+    model, as it runs), or False: as its QDQ graph defines it (a `tensorrt` profile model:
+    TensorRT's arithmetic), as `calibration.selection` judges candidates."""
     splits = splits or {}
     sessions = [quantized_session(model_exposing(reference, names), 0),
-                quantized_session(model_exposing(quantized, names), 0, not qdq_in_float)]
+                quantized_session(model_exposing(quantized, names), 0, int8_kernels)]
     energy = SignalNoise()
     for feed in inputs:
         ours, theirs = (s.run(names, feed) for s in sessions)
@@ -109,24 +109,24 @@ def weighted_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 def layer_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
                inputs: Iterable[dict[str, npt.NDArray[Any]]], limit: int = 8,
-               qdq_in_float: bool = False) -> dict[str, float]:
+               int8_kernels: bool = True) -> dict[str, float]:
     """SQNR (dB) of every weighted node's output (FP32 `reference`'s nodes) over the first
     `limit` inputs, by node name; low values mark the layers that suffer most from
-    quantization. `qdq_in_float` as in `tensor_sqnr`."""
+    quantization. `int8_kernels` as in `tensor_sqnr`."""
     present = {o for n in quantized.graph.node for o in n.output}
     node_of = {n.output[0]: n.name for n in weighted_nodes(reference) if n.output[0] in present}
     by_tensor = tensor_sqnr(reference, quantized, list(node_of), itertools.islice(inputs, limit),
-                            qdq_in_float=qdq_in_float)
+                            int8_kernels=int8_kernels)
     return {node_of[name]: value for name, value in by_tensor.items()}
 
 
 def output_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
                 inputs: Iterable[dict[str, npt.NDArray[Any]]],
-                spec: ModelSpec | None = None, qdq_in_float: bool = False) -> dict[str, float]:
+                spec: ModelSpec | None = None, int8_kernels: bool = True) -> dict[str, float]:
     """SQNR (dB) of each model output, INT8 vs FP32; with the `spec` of a detector, its raw
-    output's boxes and class scores apart (`detector_parts`). `qdq_in_float` as in
+    output's boxes and class scores apart (`detector_parts`). `int8_kernels` as in
     `tensor_sqnr`."""
     split = HEAD_DECODERS.get(spec.head) if spec is not None and spec.task == "detect" else None
     splits = {spec.output: split} if spec is not None and split is not None else {}
     return tensor_sqnr(reference, quantized, [o.name for o in reference.graph.output], inputs,
-                       splits, qdq_in_float)
+                       splits, int8_kernels)

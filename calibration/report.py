@@ -76,10 +76,10 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     fp32, int8 = _accuracies(fp32_path, int8_path, spec, eval_data)
     reference = onnx.load(str(fp32_path))
     measured_on = result.held_out or list(_first(frames, spec, OUTPUT_SQNR_FRAMES))
-    sqnr_outputs = output_sqnr(reference, result.model, measured_on, spec, result.qdq_in_float)
+    sqnr_outputs = output_sqnr(reference, result.model, measured_on, spec, result.int8_kernels)
     sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, measured_on,
                                                   limit=len(measured_on),
-                                                  qdq_in_float=result.qdq_in_float)
+                                                  int8_kernels=result.int8_kernels)
     worst = sorted(sqnr_layers.items(), key=lambda item: item[1])[:WORST_LAYERS]
     inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
     plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)

@@ -37,10 +37,10 @@ class Calibrated:
     held_out: list[Feed] = field(default_factory=list)
 
     @property
-    def qdq_in_float(self) -> bool:
-        """Whether the model is scored as its QDQ graph computes (`tensorrt`: TensorRT's
-        arithmetic) rather than through ONNX Runtime's int8 kernels (`cpu`)."""
-        return self.profile == "tensorrt"
+    def int8_kernels(self) -> bool:
+        """Whether the model is scored through ONNX Runtime's int8 kernels (`cpu`, as it runs
+        there) rather than as its QDQ graph computes (`tensorrt`: TensorRT's arithmetic)."""
+        return self.profile == "cpu"
 
     def role(self, fidelity: Fidelity) -> str:
         """What `fidelity`'s row is in a comparison table: the written model, the method kept

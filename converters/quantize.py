@@ -155,7 +155,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     written = None
     if options.keep_float:
         sqnr = layer_sqnr(model, quantized, held_out or frames.inputs(spec), limit=8,
-                          qdq_in_float=options.profile == "tensorrt")
+                          int8_kernels=options.profile == "cpu")
         excluded += _kept_float(model, ranges, judge, excluded, sqnr, options)
         quantized = Int8Models(model, options.profile, excluded, tensors)(ranges)
         if judge is not None:  # did it help? judged like the candidates
@@ -306,7 +306,7 @@ def _refine(model: onnx.ModelProto, candidates: dict[str, TensorRanges],
     """Per tensor where it helps: the best method's ranges with another method's on the inputs
     of the layers that suffer most; each mix joins `candidates`, `models` and `comparison`."""
     sensitivity = layer_sqnr(model, models[best], held_out, limit=len(held_out),
-                             qdq_in_float=not judge.int8_kernels)
+                             int8_kernels=judge.int8_kernels)
     tensors = refined_tensors(model, sensitivity, candidates[best].ranges)
     mixes = [candidates[best].with_ranges_of(candidates[other], tensors)
              for other in METHODS if other != best and other in candidates]
