@@ -32,7 +32,6 @@ from edge.concurrency import StopRequest
 from edge.errors import InputError
 from edge.mqtt.failures import COMMAND_LINE
 from edge.mqtt.subscriber import (
-    CONNECT_TIMEOUT_S,
     NO_TLS_FILES,
     BrokerSubscription,
     TlsFiles,
@@ -143,16 +142,24 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
     """Print messages until `stop` is set or `seconds` pass; returns counts per kind."""
     saver = FrameSaver(frames) if frames is not None else None
     lock = threading.Lock()
-    announced = threading.Event()  # retained messages arrive with the SUBACK: "connected" first
+    # Retained messages may arrive before the SUBACK (MQTT 3.1.1 allows it; amqtt does it):
+    # they wait here until "connected" is printed. Waiting in `show` instead would block
+    # paho's network thread, which then never reads the SUBACK.
+    early: list[Message] | None = []
 
     def show(message: Message) -> None:
-        line = format_line(message, events)
-        announced.wait(CONNECT_TIMEOUT_S)
         with lock:
-            if line is not None:
-                echo(line)
-            if saver is not None:
-                saver(message)
+            if early is not None:
+                early.append(message)
+            else:
+                _shown(message)
+
+    def _shown(message: Message) -> None:
+        line = format_line(message, events)
+        if line is not None:
+            echo(line)
+        if saver is not None:
+            saver(message)
 
     subscriber = Subscriber(url, prefix, share_group=share_group, callback=show,
                             client_id=unique_client_id("monitor"), ca_file=tls.ca_file,
@@ -164,7 +171,9 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         subscriber.connection.wait_until_subscribed()
         with lock:
             echo(f"connected to {redact_uri(url)}, watching {prefix}")
-        announced.set()
+            for message in early or ():
+                _shown(message)
+            early = None
         _watch_connection(subscriber.connection, url, stop, seconds,
                           lambda line: _locked_echo(lock, echo, line))
     finally:

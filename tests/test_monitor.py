@@ -90,6 +90,38 @@ def test_connected_is_printed_before_the_retained_messages_that_follow_the_subac
     assert len(lines) >= 2
 
 
+@pytest.mark.slow
+def test_the_monitor_watches_the_demos_embedded_broker():
+    """amqtt (the demo's embedded broker) sends a running device's messages ahead of the
+    SUBACK. The monitor used to hold them on paho's network thread until it had printed
+    "connected", and that thread then never read the SUBACK: 10 s, then "could not reach the
+    MQTT broker"."""
+    from edge.broker import EmbeddedBroker
+    from edge.demo import run_demo
+
+    with EmbeddedBroker() as broker:
+        stop = threading.Event()
+        running = threading.Event()
+        demo = threading.Thread(target=run_demo, args=(30,), kwargs={
+            "mqtt_url": broker.url, "threads": 1, "echo": lambda line: None, "stop": stop,
+            "running": running.set})
+        demo.start()
+        try:
+            assert running.wait(30)
+            time.sleep(3)  # counts, snapshots and stats retained by then
+            lines: list[str] = []
+            started = time.monotonic()
+            run_monitor(broker.url, "edge/+", 1.0, None, echo=lines.append, events=True)
+            watched = time.monotonic() - started
+        finally:
+            stop.set()
+            demo.join(30)
+    assert watched < 6, lines[:3]  # 1 s of watching, not a 10 s stall
+    assert lines[0].startswith(f"connected to {broker.url}"), lines[:3]
+    assert any(line.startswith("[demo] online") for line in lines), lines[:5]
+    assert any(" count " in line for line in lines), lines[:5]
+
+
 def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
     """A watch that went quiet because the broker is gone must not look like a quiet site:
     one line when the connection is lost, one when the subscriptions are granted again, and
