@@ -77,10 +77,11 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     reference = onnx.load(str(fp32_path))
     measured_on = result.held_out or list(_first(frames, spec, OUTPUT_SQNR_FRAMES))
     sqnr_outputs = output_sqnr(reference, result.model, measured_on, spec, result.int8_kernels)
-    sqnr_layers = result.layer_sqnr or layer_sqnr(reference, result.model, measured_on,
-                                                  limit=len(measured_on),
-                                                  int8_kernels=result.int8_kernels)
-    worst = sorted(sqnr_layers.items(), key=lambda item: item[1])[:WORST_LAYERS]
+    sqnr_layers = layer_sqnr(reference, result.model, measured_on, limit=len(measured_on),
+                             int8_kernels=result.int8_kernels)
+    quantized = {name: value for name, value in sqnr_layers.items()
+                 if name not in result.excluded}  # those kept float are listed apart
+    worst = sorted(quantized.items(), key=lambda item: item[1])[:WORST_LAYERS]
     inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
     plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)
     bars = _plot_class_ap(folder, fp32, int8) if fp32.task == "detect" else None
@@ -232,7 +233,8 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
     lines += ["", f"## Output SQNR of the written model (dB, higher is better; on {frames}; "
               "a detector's boxes and class scores apart)", ""]
     lines += [f"- `{name}`: {value:.1f}" for name, value in outputs.items()]
-    lines += ["", f"## Worst {len(worst)} layers by output SQNR", ""]
+    lines += ["", f"## The {len(worst)} INT8 layers with the lowest SQNR (each layer's own "
+              "output against FP32's, on the same frames)", ""]
     lines += [f"- `{name}`: {value:.1f} dB" for name, value in worst]
     lines += [""] + [f"![|x| at the input of {node}]({name})" for name, node in plots]
     if result.excluded:

@@ -22,7 +22,6 @@ class Calibrated:
     excluded: list[str]
     seconds: float
     frames: int
-    layer_sqnr: dict[str, float] = field(default_factory=dict)
     comparison: list[Fidelity] = field(default_factory=list)  # every method on held-out frames
     warning: str | None = None  # what the user should know about the choice (also logged)
     written: Fidelity | None = None  # the written model, where it differs from the chosen one

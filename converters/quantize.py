@@ -151,12 +151,10 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         models = {chosen: quantize(candidates[chosen])}
         phases.lap("quantize")
     ranges, quantized = candidates[chosen], models[chosen]
-    sqnr: dict[str, float] = {}
     written = None
     if options.keep_float:
-        sqnr = layer_sqnr(model, quantized, held_out or frames.inputs(spec), limit=8,
-                          int8_kernels=options.profile == "cpu")
-        excluded += _kept_float(model, ranges, judge, excluded, sqnr, options)
+        excluded += _kept_float(model, quantized, ranges, judge, excluded,
+                                held_out or frames.inputs(spec), options)
         quantized = Int8Models(model, options.profile, excluded, tensors)(ranges)
         if judge is not None:  # did it help? judged like the candidates
             written = judge.fidelity(f"{chosen}, {len(excluded)} float", quantized)
@@ -167,7 +165,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         raise InputError(_nothing_quantized(options, excluded) + stem)
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
-    return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames, sqnr,
+    return Calibrated(quantized, ranges, stats, excluded, phases.total, collector.frames,
                       comparison, warning, written, phases, options.method,
                       decode_tail_tensors(model), options.profile, held_out)
 
@@ -191,16 +189,18 @@ def _effective_exclusions(model: onnx.ModelProto, options: CalibrateOptions) -> 
     return [name for name in options.exclude if name in quantized]
 
 
-def _kept_float(model: onnx.ModelProto, ranges: TensorRanges, judge: HeldOutJudge | None,
-                excluded: list[str], sqnr: dict[str, float],
+def _kept_float(model: onnx.ModelProto, quantized: onnx.ModelProto, ranges: TensorRanges,
+                judge: HeldOutJudge | None, excluded: list[str], frames: Iterable[Feed],
                 options: CalibrateOptions) -> list[str]:
     """The `--keep-float` layers beyond `excluded`: on the `tensorrt` profile with held-out
     frames, those whose float alone brings the output closest to FP32; otherwise the lowest
-    layer SQNR."""
+    layer SQNR of `quantized` (on the first 8 of `frames`)."""
     if judge is not None and options.profile == "tensorrt":
         picked = float_layers_by_output_gain(model, ranges, judge, excluded, options.keep_float)
         rule = "largest gain on held-out frames"
     else:
+        sqnr = layer_sqnr(model, quantized, frames, limit=8,
+                          int8_kernels=options.profile == "cpu")
         worst = sorted((value, name) for name, value in sqnr.items() if name not in excluded)
         picked = [name for _, name in worst[:options.keep_float]]
         rule = "worst layer SQNR"

@@ -259,7 +259,7 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     assert tail and not tail & cached
     assert "ranges" in json.loads((tmp_path / "ranges.json").read_text())
     index = (tmp_path / "report" / "index.md").read_text()
-    assert "| map50 |" in index and "Worst" in index
+    assert "| map50 |" in index and "INT8 layers with the lowest SQNR" in index
     assert "`tensorrt` profile, method `entropy`" in index
     # scored on a scene calibration never saw, named so `edge eval --data` can score it again
     assert "Evaluated on `synthetic://shapes?seed=10011` (100 images)" in index
@@ -278,6 +278,23 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
         assert float(line.split(": ")[-1]) == pytest.approx(entropy[f"{part}_sqnr_db"], abs=0.15)
     assert (tmp_path / "report" / "class_ap.png").stat().st_size > 1000
     assert list((tmp_path / "report").glob("hist_*.png"))
+
+
+@pytest.mark.parametrize("profile", ["tensorrt", "cpu"])
+def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, tmp_path, profile):
+    """With --keep-float, the layers kept in float are listed apart, not among the INT8 layers
+    with the lowest SQNR (measured on the model written, not the one before keep-float)."""
+    result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "16",
+                  "--min-images", "4", "-o", tmp_path / "int8.onnx", "--keep-float", "2",
+                  "--profile", profile, "--report", tmp_path / "report", "--json")
+    assert result.returncode == 0, result.stderr
+    kept = json.loads(result.stdout.strip().splitlines()[-1])["kept_float"]
+    index = (tmp_path / "report" / "index.md").read_text()
+    listed = index.split("INT8 layers with the lowest SQNR")[1].split("\n\n")[1].splitlines()
+    assert len(kept) == 2 and listed
+    assert all(line.startswith("- `") and line.endswith(" dB") for line in listed), listed
+    assert not any(f"`{name}`" in line for name in kept for line in listed), (kept, listed)
+    assert "Kept in float: " + ", ".join(f"`{name}`" for name in kept) in index
 
 
 @pytest.mark.parametrize(
