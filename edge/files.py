@@ -23,9 +23,16 @@ def require_output_directory(path: Path, option: str = "") -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         given = f" (of {option} {path})" if option else ""
-        raise InputError(f"output directory {directory}{given} does not exist; create it or "
-                         "choose another output path")
+        raise InputError(f"output directory {directory}{given} {_not_a_folder(directory)} "
+                         "another output path")
     return directory
+
+
+def _not_a_folder(folder: Path) -> str:
+    """Why `folder` cannot be written into, and the start of the fix ("... another X")."""
+    if folder.exists():
+        return "is a file, not a folder; choose"
+    return "does not exist; create it or choose"
 
 
 def require_output_file(path: Path, option: str = "-o") -> Path:
@@ -46,8 +53,7 @@ def require_output_folder(path: Path, option: str) -> Path:
         raise InputError(f"{option} {path} is a file; {option} names the folder to write into")
     parent = path.absolute().parent
     if not path.exists() and not parent.is_dir():
-        raise InputError(f"{option} {path}: folder {parent} does not exist; create it or choose "
-                         "another folder")
+        raise InputError(f"{option} {path}: {parent} {_not_a_folder(parent)} another folder")
     return path
 
 

@@ -327,7 +327,11 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
          "--eval-data: source 'synthetic://shapes?bad=1': unknown option(s) bad"),
         (["--images", "{tmp}", "--report", "{tmp}/r"], "without --eval-data, reads --images"),
         (["--images", FRAMES, "--report", "{tmp}/typo/r"],
-         "--report {tmp}/typo/r: folder {tmp}/typo does not exist"),
+         "--report {tmp}/typo/r: {tmp}/typo does not exist; create it"),
+        (["--images", FRAMES, "--report", "{tmp}/a.txt/r"],
+         "--report {tmp}/a.txt/r: {tmp}/a.txt is a file, not a folder; choose another folder"),
+        (["--images", FRAMES, "-o", "{tmp}/a.txt/int8.onnx"],
+         "output directory {tmp}/a.txt (of -o {tmp}/a.txt/int8.onnx) is a file, not a folder"),
         (["--images", FRAMES, "--trt-version", "10.3.0"], "add --cache FILE or leave"),
         (["--images", "{tmp}", "--min-images", "3"], "has 0 usable image(s); at least 3 are"),
     ],
@@ -335,6 +339,7 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
 def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, message):
     out = tmp_path / "out"
     out.mkdir()
+    (out / "a.txt").write_text("a file where a folder is expected")
     args = [a.replace("{tmp}", str(out)) for a in args]
     result = edge("calibrate", demo_model, "-o", out / "int8.onnx", "--max-images", "4",
                   "--min-images", "2", *args)
