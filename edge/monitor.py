@@ -61,8 +61,14 @@ def format_event(device: str, event: Event) -> str:
 
 
 def format_status(device: str, status: DeviceStatus) -> str:
-    return (f"[{device}] {status.state}: model {status.model} on {status.backend or '?'}, "
-            f"cameras {', '.join(status.cameras)}, since {status.started_at}")
+    """A device status line; `degraded` names the cameras that are not streaming and what they
+    are doing instead (starting, reconnecting, ...)."""
+    idle = [f"{camera} {state}" for camera, state in (status.camera_states or {}).items()
+            if state != "streaming"]
+    why = f" ({', '.join(idle)})" if status.state == "degraded" and idle else ""
+    return (f"[{device}] {status.state}{why}: model {status.model} on "
+            f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, "
+            f"since {status.started_at}")
 
 
 def format_stats(device: str, stats: DeviceStats) -> str:
@@ -154,8 +160,16 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
             else:
                 _shown(message)
 
+    camera_lines: dict[tuple[str, str | None], str] = {}
+
     def _shown(message: Message) -> None:
         line = format_line(message, events)
+        if isinstance(message.payload, CameraStatus) and line is not None:
+            key = (message.device, message.camera)
+            if camera_lines.get(key) == line:  # a daemon republishes them on every (re)connect
+                line = None
+            else:
+                camera_lines[key] = line
         if line is not None:
             echo(line)
         if saver is not None:

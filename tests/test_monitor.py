@@ -11,7 +11,8 @@ import time
 import pytest
 from paho.mqtt import publish
 
-from edge.monitor import run_monitor
+from edge.client.models import DeviceStatus
+from edge.monitor import format_status, run_monitor
 from tests.test_daemon_mqtt import write_config
 
 
@@ -183,3 +184,40 @@ def test_monitor_with_a_bad_or_unreachable_broker_exits_2(url, message):
                              "--seconds", "1"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_degraded_status_names_the_cameras_that_are_not_streaming():
+    status = DeviceStatus(v=1, state="degraded", version="0.1", model="det",
+                          cameras=["gate", "yard"], started_at="2026-12-01T03:00:00Z",
+                          backend="onnxruntime",
+                          camera_states={"gate": "streaming", "yard": "reconnecting"})
+    assert format_status("pi", status) == (
+        "[pi] degraded (yard reconnecting): model det on onnxruntime, cameras gate, yard, "
+        "since 2026-12-01T03:00:00Z")
+    online = status.model_copy(update={"state": "online",
+                                       "camera_states": {"gate": "streaming", "yard": "streaming"}})
+    assert format_status("pi", online).startswith("[pi] online: model det")
+
+
+def test_a_camera_status_published_again_unchanged_is_shown_once(mosquitto):
+    """A daemon republishes its cameras' retained statuses on every (re)connect; the watch
+    shows a camera's line again only when it changed."""
+    lines: list[str] = []
+    stop = threading.Event()
+    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "edge/+", None, None),
+                             kwargs={"echo": lines.append, "stop": stop})
+    watch.start()
+    try:
+        wait_for_line(lines, "connected to")
+        for state in ("starting", "streaming", "streaming", "reconnecting", "streaming"):
+            publish.single("edge/pi/gate/status", json.dumps({"state": state}), qos=1,
+                           hostname="127.0.0.1", port=mosquitto.port)
+        publish.single("edge/pi/yard/status", json.dumps({"state": "streaming"}), qos=1,
+                       hostname="127.0.0.1", port=mosquitto.port)
+        wait_for_line(lines, "yard camera streaming")
+    finally:
+        stop.set()
+        watch.join(10)
+    assert [line for line in lines if " camera " in line] == [
+        "[pi] gate camera starting", "[pi] gate camera streaming", "[pi] gate camera reconnecting",
+        "[pi] gate camera streaming", "[pi] yard camera streaming"]
