@@ -64,7 +64,7 @@ class Accuracy:
     map50: float | None = None
     map50_95: float | None = None
     per_class_ap50: dict[str, float] = field(default_factory=dict)
-    per_class_ap: dict[str, float] = field(default_factory=dict)
+    per_class_ap50_95: dict[str, float] = field(default_factory=dict)
     precision: float | None = None
     recall: float | None = None
     top1: float | None = None
@@ -136,7 +136,7 @@ class _DetectionAp:
             map50=round(float(ap[present, 0].mean()), 4) if present.size else 0.0,
             map50_95=round(float(ap[present].mean()), 4) if present.size else 0.0,
             per_class_ap50={self._labels[c]: round(float(ap[c, 0]), 4) for c in present},
-            per_class_ap={self._labels[c]: round(float(ap[c].mean()), 4) for c in present},
+            per_class_ap50_95={self._labels[c]: round(float(ap[c].mean()), 4) for c in present},
             precision=round(precision, 4), recall=round(recall, 4),
             unscored_classes=[self._labels[c] for c in np.flatnonzero(np.isnan(ap[:, 0]))])
 

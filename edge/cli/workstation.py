@@ -459,7 +459,7 @@ def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
           f"precision {accuracy.precision:.4f}  recall {accuracy.recall:.4f} "
           f"({counted(accuracy.images, 'image')}, {kind})")
     for label, ap in accuracy.per_class_ap50.items():
-        print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap[label]:.4f}")
+        print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap50_95[label]:.4f}")
     if accuracy.unscored_classes:
         print(f"  not in mAP (no ground-truth objects): {', '.join(accuracy.unscored_classes)}")
 
