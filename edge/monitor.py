@@ -141,41 +141,63 @@ class FrameSaver:
         self.saved += 1
 
 
+class _Console:
+    """The monitor's lines, one writer at a time: "connected" first, then each message's line
+    (a camera's status only when it changed: a daemon republishes them on every connect), with
+    its frame saved.
+
+    Messages may arrive before the SUBACK (MQTT 3.1.1 allows it; amqtt, the demo's broker,
+    does it): they wait in a list until "connected" is printed. Waiting on paho's network
+    thread instead, which delivers them, would keep it from ever reading the SUBACK."""
+
+    def __init__(self, echo: Callable[[str], None], events: bool,
+                 saver: FrameSaver | None) -> None:
+        self._echo, self._events, self._saver = echo, events, saver
+        self._lock = threading.Lock()
+        self._early: list[Message] | None = []
+        self._camera_lines: dict[tuple[str, str | None], str] = {}
+
+    def message(self, message: Message) -> None:
+        with self._lock:
+            if self._early is not None:
+                self._early.append(message)
+            else:
+                self._show(message)
+
+    def connected(self, line: str) -> None:
+        """`line`, then the messages that came before it."""
+        with self._lock:
+            self._echo(line)
+            for message in self._early or ():
+                self._show(message)
+            self._early = None
+
+    def line(self, line: str) -> None:
+        with self._lock:
+            self._echo(line)
+
+    def _show(self, message: Message) -> None:
+        line = format_line(message, self._events)
+        if isinstance(message.payload, CameraStatus) and line is not None:
+            key = (message.device, message.camera)
+            if self._camera_lines.get(key) == line:
+                line = None
+            else:
+                self._camera_lines[key] = line
+        if line is not None:
+            self._echo(line)
+        if self._saver is not None:
+            self._saver(message)
+
+
 def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | None,
                 echo: Callable[[str], None] = print, stop: StopRequest | None = None,
                 events: bool = False, share_group: str | None = None,
                 tls: TlsFiles = NO_TLS_FILES) -> dict[str, Any]:
     """Print messages until `stop` is set or `seconds` pass; returns counts per kind."""
     saver = FrameSaver(frames) if frames is not None else None
-    lock = threading.Lock()
-    # Retained messages may arrive before the SUBACK (MQTT 3.1.1 allows it; amqtt does it):
-    # they wait here until "connected" is printed. Waiting in `show` instead would block
-    # paho's network thread, which then never reads the SUBACK.
-    early: list[Message] | None = []
-
-    def show(message: Message) -> None:
-        with lock:
-            if early is not None:
-                early.append(message)
-            else:
-                _shown(message)
-
-    camera_lines: dict[tuple[str, str | None], str] = {}
-
-    def _shown(message: Message) -> None:
-        line = format_line(message, events)
-        if isinstance(message.payload, CameraStatus) and line is not None:
-            key = (message.device, message.camera)
-            if camera_lines.get(key) == line:  # a daemon republishes them on every (re)connect
-                line = None
-            else:
-                camera_lines[key] = line
-        if line is not None:
-            echo(line)
-        if saver is not None:
-            saver(message)
-
-    subscriber = Subscriber(url, prefix, share_group=share_group, callback=show,
+    console = _Console(echo, events, saver)
+    subscriber = Subscriber(url, prefix, share_group=share_group, callback=console.message,
                             client_id=unique_client_id("monitor"), ca_file=tls.ca_file,
                             certfile=tls.certfile, keyfile=tls.keyfile, log_first_failure=False,
                             log_failures=False, names=COMMAND_LINE)  # it says them itself
@@ -183,13 +205,8 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
     subscriber.start()
     try:
         subscriber.connection.wait_until_subscribed()
-        with lock:
-            echo(f"connected to {redact_uri(url)}, watching {prefix}")
-            for message in early or ():
-                _shown(message)
-            early = None
-        _watch_connection(subscriber.connection, url, stop, seconds,
-                          lambda line: _locked_echo(lock, echo, line))
+        console.connected(f"connected to {redact_uri(url)}, watching {prefix}")
+        _watch_connection(subscriber.connection, url, stop, seconds, console.line)
     finally:
         subscriber.stop()
     return {"messages": dict(subscriber.counts), "malformed": subscriber.invalid,
@@ -218,8 +235,3 @@ def _watch_connection(connection: BrokerSubscription, url: str, stop: StopReques
             echo(f"reconnected to {redact_uri(url)}" if watching else
                  f"connection to {redact_uri(url)} lost ({connection.lost_reason or 'closed'}); "
                  "reconnecting")
-
-
-def _locked_echo(lock: threading.Lock, echo: Callable[[str], None], line: str) -> None:
-    with lock:
-        echo(line)
