@@ -100,6 +100,7 @@ class _Plain:
     image_size: tuple[int, int] | None = None
     stride: int | None = None
     notes: tuple[str, ...] = ()
+    head: HeadLayout | None = None  # the head layout the source loader built, if it built one
 
 
 def convert(source: Path, options: ConvertOptions) -> Converted:
@@ -186,7 +187,7 @@ def _plain_from_onnx(source: Path) -> _Plain:
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
                   metadata.labels if metadata else labels_from_paddle_metadata(model),
                   metadata.image_size if metadata else None,
-                  metadata.stride if metadata else None, tuple(loaded.notes))
+                  metadata.stride if metadata else None, tuple(loaded.notes), loaded.head)
 
 
 def _source_session(model: onnx.ModelProto) -> Any:
@@ -347,7 +348,7 @@ def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
     first_error: ConversionError | None = None
     for name in outputs:
         try:
-            return name, head_from_shape(list(shapes[name]), nc, options.head,
+            return name, head_from_shape(list(shapes[name]), nc, _head_layout(plain, options),
                                          _ends_in_probabilities(model, name))
         except ConversionError as exc:
             first_error = first_error or exc
@@ -364,7 +365,7 @@ def _no_head_error(plain: _Plain, shapes: dict[str, tuple[int, ...]], nc: int | 
     fitting = {name: head for name, head in unlabelled.items() if head is not None}
     if nc is not None and len(outputs) == 1 and fitting:
         classes = fitting[outputs[0]].num_classes
-        return ConversionError(f"{nc} labels were given but the model's output {outputs[0]} "
+        return ConversionError(f"{_labels_given(nc)} but the model's output {outputs[0]} "
                                f"({_per_frame(shapes[outputs[0]])}) has {classes} classes; pass "
                                f"exactly {classes} labels")
     if len(outputs) == 1 and first_error is not None:
@@ -373,11 +374,15 @@ def _no_head_error(plain: _Plain, shapes: dict[str, tuple[int, ...]], nc: int | 
         f", {head.num_classes} classes)" if (head := unlabelled[name]) else ")")
         for name in outputs)
     if nc is not None and fitting:
-        return ConversionError(f"{nc} labels were given but no output of the model has {nc} "
+        return ConversionError(f"{_labels_given(nc)} but no output of the model has {nc} "
                                f"classes (outputs: {seen}); pass as many labels as the output "
                                "you want has classes")
     return ConversionError(f"no output fits a supported head; outputs: {seen}. Supported: "
                            f"{SUPPORTED}")
+
+
+def _labels_given(count: int) -> str:
+    return "1 label was given" if count == 1 else f"{count} labels were given"
 
 
 def _per_frame(shape: tuple[int, ...]) -> str:
@@ -389,10 +394,20 @@ def _per_frame(shape: tuple[int, ...]) -> str:
 def _unlabelled_head(plain: _Plain, shapes: dict[str, tuple[int, ...]], name: str,
                      options: ConvertOptions) -> Head | None:
     try:
-        return head_from_shape(list(shapes[name]), None, options.head,
+        return head_from_shape(list(shapes[name]), None, _head_layout(plain, options),
                                _ends_in_probabilities(plain.model, name))
     except ConversionError:
         return None
+
+
+def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:
+    """The layout to check the output against: the one the source loader built (a folded GFL
+    head), else --head, else None (recognised from the shape and label count)."""
+    if plain.head is not None and options.head not in (None, plain.head):
+        raise ConversionError(f"--head {options.head}: this model's output is the one edge "
+                              f"convert builds from its GFL head, {plain.head} ([N, A, 4+nc]); "
+                              "leave --head out")
+    return plain.head or options.head
 
 
 def _ends_in_probabilities(model: onnx.ModelProto, output: str) -> bool:

@@ -22,7 +22,7 @@ from converters.errors import ConversionError
 from converters.gfl_head import fold_gfl_head, gfl_levels
 from converters.model_report import quantization_summary
 from edge.errors import EMPTY_FILE, ModelError
-from edge.spec import SPEC_KEY, spec_from_model
+from edge.spec import SPEC_KEY, HeadLayout, spec_from_model
 
 #: What to do with a model `edge convert` wrote, by its spec's quantization.
 _USE_AS_IT_IS = {
@@ -41,6 +41,9 @@ class SourceOnnx:
 
     model: onnx.ModelProto
     notes: list[str] = field(default_factory=list)
+    #: The layout of the head output this module built (a folded GFL head: its [N, A, 4+nc]
+    #: cannot be told from YOLOv5's [N, A, 5+nc] by shape, but is known here), else None
+    head: HeadLayout | None = None
 
 
 def source_onnx_from_file(path: Path) -> SourceOnnx:
@@ -51,8 +54,9 @@ def source_onnx_from_file(path: Path) -> SourceOnnx:
     _dynamic_dims_named(model, notes)
     _constants_as_initializers(model, notes)
     model = _opset_at_least(model, MIN_OPSET, notes)
-    model = _gfl_head_folded(model, notes)
-    return SourceOnnx(model, notes)
+    folded = _gfl_head_folded(model, notes)
+    head: HeadLayout | None = "anchor_free_transposed" if folded is not model else None
+    return SourceOnnx(folded, notes, head)
 
 
 def _loaded(path: Path) -> onnx.ModelProto:

@@ -113,6 +113,25 @@ def test_convert_folds_the_head_and_reads_paddle_labels(tmp_path):
     assert any("folded the GFL (PicoDet) head" in note for note in converted.notes)
 
 
+def test_a_folded_head_is_not_mistaken_for_yolov5_by_one_label_too_few(tmp_path):
+    """The folded [N, A, 4+3] output is also YOLOv5's [N, A, 5+2] by shape: two labels used to
+    make it a YOLOv5 head whose first class was read as objectness. The converter built the
+    output, so its layout is known and the label count is checked against it."""
+    from converters.errors import ConversionError
+
+    source = tmp_path / "picodet.onnx"
+    onnx.save(picodet_like(), str(source))
+    with pytest.raises(ConversionError, match=r"2 labels were given but the model's output "
+                       rf"{OUTPUT} .* has 3 classes; pass exactly 3 labels"):
+        convert(source, ConvertOptions(labels=LABELS[:2]))
+    with pytest.raises(ConversionError, match=r"--head yolov5: .* builds from its GFL head, "
+                       r"anchor_free_transposed .* leave --head out"):
+        convert(source, ConvertOptions(head="yolov5"))
+    named = convert(source, ConvertOptions(labels=("a", "b", "c"),
+                                           head="anchor_free_transposed"))
+    assert named.spec.labels == ("a", "b", "c") and named.spec.head == "anchor_free_transposed"
+
+
 @pytest.mark.parametrize(("text", "labels"), [
     ("text\ntitle\n", ("text", "title")),
     ("", None),
