@@ -100,6 +100,9 @@ class FrameSet:
     synthetic_config: SceneConfig = field(default_factory=SceneConfig)
     count: int = 0
     skipped: list[str] = field(default_factory=list)
+    #: A folder with more images than --max-images: how many it holds (the frames are a
+    #: subsample of them), else None
+    sampled_from: int | None = None
 
     def images(self) -> Iterator[npt.NDArray[np.uint8]]:
         """Source frames, BGR uint8 [h, w, 3], in a fixed order (a folder's decoded on
@@ -206,7 +209,8 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = [f"{p.name} (not an image file)" for p in candidates
                if p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() != ".txt"]
-    if len(images) > max_images:
+    sampled_from = len(images) if len(images) > max_images else None
+    if sampled_from is not None:
         chosen = np.random.default_rng(seed).choice(len(images), max_images, replace=False)
         images = [images[i] for i in sorted(chosen)]
     usable, sizes = [], []
@@ -221,7 +225,7 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
         log.warning("skipped %d file(s) in %s: %s", len(skipped), folder,
                     "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
     return FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
-                    skipped=skipped)
+                    skipped=skipped, sampled_from=sampled_from)
 
 
 def _video_frames(path: Path, limit: int) -> Iterator[npt.NDArray[np.uint8]]:

@@ -400,12 +400,15 @@ def _leave_out_small_images(frames: FrameSet, height: int, width: int, folder: P
                     "these", len(small), len(sizes), folder, width, height)
     elif small:
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
+        picked = (f"images picked from {folder} (a --max-images sample of its "
+                  f"{frames.sampled_from}; another --seed or a larger --max-images picks "
+                  "others)" if frames.sampled_from else f"images in {folder}")
         raise InputError(
-            f"all {len(sizes)} images in {folder} are smaller than the model input "
-            f"{width}x{height} (width x height; largest {largest_w}x{largest_h}); they would "
-            f"be upscaled, so the ranges would not match camera frames. Calibrate on frames "
-            f"from the camera (at least {width}x{height}), or convert the model with a "
-            "smaller --input-size")
+            f"all {len(sizes)} {picked} are smaller than the model input {width}x{height} "
+            f"(width x height; largest {largest_w}x{largest_h}); they would be upscaled, so "
+            f"the ranges would not match camera frames. Calibrate on frames from the camera "
+            f"(at least {width}x{height}), or, if the source model takes other input sizes, "
+            "convert it with a smaller --input-size")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
