@@ -83,7 +83,10 @@ def image_input(model: onnx.ModelProto) -> ImageInput:
                               f"(inputs: {described})")
     if len(inputs) > 1:
         raise ConversionError(f"besides the image the model has other inputs ({described}); "
-                              "only single-input models can be converted")
+                              "only single-input models can be converted: export the network "
+                              "with the image as its only input (PaddleDetection's im_shape "
+                              "and scale_factor: export without them or feed them as "
+                              "constants), then convert that")
     return images[0]
 
 

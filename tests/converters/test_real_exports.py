@@ -244,7 +244,8 @@ def test_a_second_input_is_refused(tmp_path, edge):
     source = classifier(tmp_path / "m.onnx", extra_input=True)
     result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b,c")
     assert_refused(result, "besides the image the model has other inputs",
-                   "threshold [1]", "only single-input models can be converted")
+                   "threshold [1]", "only single-input models can be converted",
+                   "export the network with the image as its only input")
 
 
 def _corrupt(tmp_path: Path, kind: str) -> Path:
