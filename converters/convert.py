@@ -260,7 +260,19 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     converted = onnx_with_spec(folded, spec)
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
-                     plain.notes + _unread_outputs_note(output, head, shapes))
+                     plain.notes + _assumed_preprocessing_note(plain.kind, options)
+                     + _unread_outputs_note(output, head, shapes))
+
+
+def _assumed_preprocessing_note(kind: str, options: ConvertOptions) -> tuple[str, ...]:
+    """A note when the network's preprocessing is the default by assumption: only Ultralytics
+    exports say theirs (RGB / 255), and a wrong guess costs accuracy without any error."""
+    if kind == "ultralytics-onnx" or options.normalisation != Normalisation():
+        return ()
+    return ("assumed the network takes RGB pixels / 255 with no mean or std (the defaults of "
+            "--network-order, --mean and --std); if it was trained otherwise, pass those "
+            "(ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225; "
+            "PaddlePaddle models often BGR), or its accuracy drops with no error",)
 
 
 def _unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ...]]

@@ -110,6 +110,7 @@ def test_ultralytics_export_needs_no_labels_or_size(tmp_path):
     assert converted.source_kind == "ultralytics-onnx"
     assert converted.spec.labels == ("person", "bicycle", "car")
     assert converted.spec.input.colour_order == "BGR"
+    assert not any("assumed the network takes" in note for note in converted.notes)  # known
 
 
 def test_torchscript_source(tmp_path):

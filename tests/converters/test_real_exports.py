@@ -115,6 +115,19 @@ def test_old_opsets_are_upgraded_with_a_note(tmp_path, opset):
     assert f"upgraded the model from opset {opset} to 13" in " ".join(converted.notes)
 
 
+def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_path):
+    """Only Ultralytics exports say their preprocessing; for the others /255 RGB is a guess,
+    and a wrong one costs accuracy with no error."""
+    from converters.fold import Normalisation
+
+    source = classifier(tmp_path / "m.onnx")
+    assumed = "assumed the network takes RGB pixels / 255 with no mean or std"
+    assert assumed in " ".join(convert(source, ConvertOptions(labels=LABELS)).notes)
+    told = ConvertOptions(labels=LABELS, normalisation=Normalisation(
+        "RGB", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    assert assumed not in " ".join(convert(source, told).notes)
+
+
 def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, edge):
     """The issue's classifier: batch -1, opset 11, weights in Constant nodes, Softmax."""
     source = classifier(tmp_path / "m.onnx", batch=-1, opset=11, constants=True,
