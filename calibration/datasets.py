@@ -270,7 +270,8 @@ def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p, root))
     unknown = [f.name for f in folders if f.name not in labels]
     if unknown:
-        raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model")
+        raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model "
+                         f"({', '.join(labels)}); name each class folder after its label")
     return folders
 
 

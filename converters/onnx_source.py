@@ -121,7 +121,8 @@ def _dynamic_dims_named(model: onnx.ModelProto, notes: list[str]) -> None:
                 if value.name in inputs:
                     renamed.append(f"{value.name}[{index}]={marker}")
     if renamed:
-        batch = (" (a batch axis stays dynamic unless --batch fixes it)"
+        batch = (" (the batch axis then takes what --batch says: by default the source's "
+                 "dynamic batch)"
                  if any(marker.split("=")[0].endswith("[0]") for marker in renamed) else "")
         notes.append(f"read dim_value <= 0 as a dynamic axis: {', '.join(renamed)}{batch}")
 

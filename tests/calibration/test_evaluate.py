@@ -220,7 +220,8 @@ def test_classifier_top1_on_class_folders(tmp_path, caplog):
     assert len(again.items) == 6
     assert "1 image(s) directly in" in caplog.text and "loose.png" in caplog.text
     (tmp_path / "data" / "cat").mkdir()
-    with pytest.raises(InputError, match="folders cat are not labels"):
+    with pytest.raises(InputError, match=re.escape(
+            "folders cat are not labels of the model (dark, bright); name each class folder")):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
 
 

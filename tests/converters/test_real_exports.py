@@ -93,7 +93,7 @@ def test_batch_as_exported_and_as_requested(tmp_path, source_batch, requested, e
     frames = np.random.default_rng(0).integers(0, 256, (run_batch, SIZE, SIZE, 3), np.uint8)
     assert session.run(None, {"x": frames})[0].shape == (run_batch, 3)
     if source_batch in (-1, 0):
-        assert f"x[0]={source_batch} (a batch axis stays dynamic unless --batch fixes it)" in \
+        assert f"x[0]={source_batch} (the batch axis then takes what --batch says" in \
             " ".join(converted.notes)
 
 
