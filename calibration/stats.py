@@ -157,8 +157,12 @@ def model_exposing(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.Model
 #: 2.74-2.82 s with one run at a time (the fold and the decoders then leave a core idle).
 RUNS_IN_FLIGHT = 2
 #: Finished or queued runs that wait to be folded, at most (each holds every observed tensor
-#: of its batch: 20 MB for a YOLOv8n frame).
+#: of its batch: 20 MB for a YOLOv8n frame) ...
 FOLD_WINDOW = 3
+#: ... and fewer where their activations would pass this many bytes: every float tensor of an
+#: 800x608 PP-PicoDet (the `cpu` profile) is 0.9 GB a frame, and 3 waiting plus 2 in flight
+#: peaked at 4.5 GB.
+WAITING_ACTIVATIONS_BYTES = 256 << 20
 
 
 def inference_plan(requested: int) -> tuple[int, int]:
@@ -221,12 +225,29 @@ class StatsCollector:
         """Run every batch, `RUNS_IN_FLIGHT` at a time (fewer when fewer threads were asked
         for) on worker threads (ONNX Runtime releases the GIL), and fold their outputs on this
         thread in batch order, so the statistics do not depend on which run finished first. At
-        most `FOLD_WINDOW` + 1 batches of activations are alive at once."""
+        most `fold_window` + 1 batches of activations are alive at once, the window sized on the
+        first batch's."""
         def run(inputs: dict[str, npt.NDArray[Any]]) -> tuple[list[npt.NDArray[Any]], int]:
             return self._session.run(inputs), len(next(iter(inputs.values())))
 
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
+            return self.stats
+        outputs = self._session.run(first)  # on this thread: ONNX Runtime's layout is checked
+        window = fold_window(sum(output.nbytes for output in outputs))
+        self._fold(outputs)
+        self.frames += len(next(iter(first.values())))
+        del outputs, first
         with ThreadPoolExecutor(self._runs, thread_name_prefix="stats") as runs:
-            for outputs, frames in in_order(runs, run, batches, FOLD_WINDOW):
+            for outputs, frames in in_order(runs, run, batches, window):
                 self._fold(outputs)
                 self.frames += frames
+                del outputs  # before the generator submits the next run
         return self.stats
+
+
+def fold_window(batch_bytes: int) -> int:
+    """How many batches of `batch_bytes` activations may wait to be folded: `FOLD_WINDOW`, less
+    where they would pass `WAITING_ACTIVATIONS_BYTES`, and at least one."""
+    return max(1, min(FOLD_WINDOW, WAITING_ACTIVATIONS_BYTES // max(1, batch_bytes)))

@@ -108,17 +108,24 @@ def test_observing_model_drops_the_decode_tail_and_keeps_the_values(demo_model):
         np.testing.assert_array_equal(observed, expected)
 
 
-def test_runs_in_flight_fold_as_one_at_a_time(demo_model):
+@pytest.mark.parametrize("waiting_bytes", [None, 1])
+def test_runs_in_flight_fold_as_one_at_a_time(demo_model, monkeypatch, waiting_bytes):
     """`collect` runs several batches at once but folds them in order: the statistics are
-    exactly those of updating batch by batch."""
+    exactly those of updating batch by batch, however many batches may wait (1: a model whose
+    activations fill the byte budget with one)."""
+    from calibration import stats as stats_module
     from calibration.readers import frames_from
     from calibration.stats import StatsCollector
     from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
 
+    if waiting_bytes is not None:
+        monkeypatch.setattr(stats_module, "WAITING_ACTIVATIONS_BYTES", waiting_bytes)
     model, spec = load_float_model(demo_model)
     tensors = tensors_to_observe(model, CalibrateOptions())
     feeds = list(frames_from("synthetic://shapes?seed=4", max_images=10).inputs(spec))
-    together = StatsCollector(model, tensors).collect(iter(feeds))
+    collector = StatsCollector(model, tensors)
+    together = collector.collect(iter(feeds))
+    assert collector.frames == 10
     alone = StatsCollector(model, tensors)
     for feed in feeds:
         alone.update(feed)
@@ -127,6 +134,16 @@ def test_runs_in_flight_fold_as_one_at_a_time(demo_model):
         a, b = together[name], alone.stats[name]
         assert (a.minimum, a.maximum, a.count, a.range) == (b.minimum, b.maximum, b.count, b.range)
         np.testing.assert_array_equal(a.histogram, b.histogram)
+
+
+def test_the_fold_window_shrinks_for_large_activations():
+    from calibration.stats import FOLD_WINDOW, fold_window
+
+    mb = 1 << 20
+    assert fold_window(20 * mb) == FOLD_WINDOW == 3  # a YOLOv8n frame
+    assert fold_window(100 * mb) == 2
+    assert fold_window(900 * mb) == 1  # every float tensor of an 800x608 PP-PicoDet
+    assert fold_window(0) == FOLD_WINDOW
 
 
 def test_a_failing_frame_stops_the_runs_in_flight(demo_model):
