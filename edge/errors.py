@@ -26,8 +26,9 @@ class ModelError(EdgeError):
 
 
 #: What to pass instead of a file that is no ONNX model, for every command that reads one.
-NOT_A_MODEL_FIX = ("pass the .onnx file that `edge convert` or `edge calibrate` wrote (copied "
-                   "in full)")
+NOT_A_MODEL_FIX = ("the file may be cut short or another format: copy or export it again in "
+                   "full (edge run, eval and calibrate take the .onnx that `edge convert` or "
+                   "`edge calibrate` wrote)")
 #: What a 0-byte model file is, for the messages of every command that reads one.
 EMPTY_FILE = "is empty (0 bytes): the export or copy did not finish; export or copy it again"
 
