@@ -267,11 +267,18 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
 def _assumed_preprocessing_note(kind: str, options: ConvertOptions) -> tuple[str, ...]:
     """A note when the network's preprocessing is the default by assumption: only Ultralytics
     exports say theirs (RGB / 255), and a wrong guess costs accuracy without any error."""
-    if kind == "ultralytics-onnx" or options.normalisation != Normalisation():
+    if kind == "ultralytics-onnx":
         return ()
-    return ("assumed the network takes RGB pixels / 255 with no mean or std (the defaults of "
-            "--network-order, --mean and --std); if it was trained otherwise, pass those "
-            "(ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225; "
+    default, given = Normalisation(), options.normalisation
+    assumed = []
+    if given.colour_order == default.colour_order:
+        assumed.append(f"{default.colour_order} channel order (--network-order)")
+    if (tuple(given.mean), tuple(given.std)) == (tuple(default.mean), tuple(default.std)):
+        assumed.append("pixels / 255 with no mean or std (--mean, --std)")
+    if not assumed:
+        return ()
+    return (f"assumed the network takes {' and '.join(assumed)}; if it was trained otherwise, "
+            "pass that (ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225; "
             "PaddlePaddle models often BGR), or its accuracy drops with no error",)
 
 

@@ -34,7 +34,8 @@ class Parity:
 
     def describe(self) -> str:
         return (f"parity over {self.frames} frames: max abs error {self.max_abs_error:.3g}, "
-                f"max relative error {self.max_rel_error:.3g} (tolerance {self.tolerance:g})")
+                f"max relative error {self.max_rel_error:.3g} (relative tolerance "
+                f"{self.tolerance:g})")
 
 
 def parity_frames(height: int, width: int, count: int = 4, seed: int = 0

@@ -121,11 +121,20 @@ def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_pat
     from converters.fold import Normalisation
 
     source = classifier(tmp_path / "m.onnx")
-    assumed = "assumed the network takes RGB pixels / 255 with no mean or std"
-    assert assumed in " ".join(convert(source, ConvertOptions(labels=LABELS)).notes)
-    told = ConvertOptions(labels=LABELS, normalisation=Normalisation(
-        "RGB", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
-    assert assumed not in " ".join(convert(source, told).notes)
+
+    def note(normalisation: Normalisation) -> str:
+        notes = convert(source, ConvertOptions(labels=LABELS, normalisation=normalisation)).notes
+        return next((n for n in notes if n.startswith("assumed the network takes")), "")
+
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert note(Normalisation()).startswith(
+        "assumed the network takes RGB channel order (--network-order) and pixels / 255 with "
+        "no mean or std (--mean, --std); if it was trained otherwise")
+    assert note(Normalisation("BGR")).startswith(
+        "assumed the network takes pixels / 255 with no mean or std (--mean, --std);")
+    assert note(Normalisation("RGB", *imagenet)).startswith(
+        "assumed the network takes RGB channel order (--network-order);")
+    assert note(Normalisation("BGR", *imagenet)) == ""
 
 
 def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, edge):
