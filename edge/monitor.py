@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.client import (
+    KINDS,
     CameraStatus,
     Count,
     DetectionsMessage,
@@ -141,10 +142,15 @@ class FrameSaver:
         self.saved += 1
 
 
+#: Whether a kind's topic holds state the broker keeps (statuses, counts): its line is shown
+#: again only when it changed (a daemon republishes its cameras' statuses on every connect,
+#: and amqtt delivers a new subscriber's retained messages twice).
+_RETAINED_KINDS = {kind.name: kind.retained for kind in KINDS}
+
+
 class _Console:
     """The monitor's lines, one writer at a time: "connected" first, then each message's line
-    (a camera's status only when it changed: a daemon republishes them on every connect), with
-    its frame saved.
+    (a retained topic's only when it changed), with its frame saved.
 
     Messages may arrive before the SUBACK (MQTT 3.1.1 allows it; amqtt, the demo's broker,
     does it): they wait in a list until "connected" is printed. Waiting on paho's network
@@ -155,7 +161,7 @@ class _Console:
         self._echo, self._events, self._saver = echo, events, saver
         self._lock = threading.Lock()
         self._early: list[Message] | None = []
-        self._camera_lines: dict[tuple[str, str | None], str] = {}
+        self._state_lines: dict[str, str] = {}  # topic -> the line last shown for it
 
     def message(self, message: Message) -> None:
         with self._lock:
@@ -178,12 +184,11 @@ class _Console:
 
     def _show(self, message: Message) -> None:
         line = format_line(message, self._events)
-        if isinstance(message.payload, CameraStatus) and line is not None:
-            key = (message.device, message.camera)
-            if self._camera_lines.get(key) == line:
+        if line is not None and _RETAINED_KINDS.get(message.kind, False):
+            if self._state_lines.get(message.topic) == line:
                 line = None
             else:
-                self._camera_lines[key] = line
+                self._state_lines[message.topic] = line
         if line is not None:
             self._echo(line)
         if self._saver is not None:

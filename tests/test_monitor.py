@@ -199,18 +199,22 @@ def test_a_degraded_status_names_the_cameras_that_are_not_streaming():
     assert format_status("pi", online).startswith("[pi] online: model det")
 
 
-def test_a_camera_status_published_again_unchanged_is_shown_once(mosquitto):
-    """A daemon republishes its cameras' retained statuses on every (re)connect; the watch
-    shows a camera's line again only when it changed."""
+def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
+    """A daemon republishes its cameras' retained statuses on every (re)connect, and amqtt
+    delivers a new subscriber's retained counts twice; the watch shows a retained topic's line
+    again only when it changed."""
     lines: list[str] = []
     stop = threading.Event()
     watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "edge/+", None, None),
-                             kwargs={"echo": lines.append, "stop": stop})
+                             kwargs={"echo": lines.append, "stop": stop, "events": True})
     watch.start()
     try:
         wait_for_line(lines, "connected to")
         for state in ("starting", "streaming", "streaming", "reconnecting", "streaming"):
             publish.single("edge/pi/gate/status", json.dumps({"state": state}), qos=1,
+                           hostname="127.0.0.1", port=mosquitto.port)
+        for count in (1, 1, 2):
+            publish.single("edge/pi/gate/circle/count", str(count), qos=1,
                            hostname="127.0.0.1", port=mosquitto.port)
         publish.single("edge/pi/yard/status", json.dumps({"state": "streaming"}), qos=1,
                        hostname="127.0.0.1", port=mosquitto.port)
@@ -218,6 +222,7 @@ def test_a_camera_status_published_again_unchanged_is_shown_once(mosquitto):
     finally:
         stop.set()
         watch.join(10)
-    assert [line for line in lines if " camera " in line] == [
+    assert [line for line in lines if " camera " in line or " count " in line] == [
         "[pi] gate camera starting", "[pi] gate camera streaming", "[pi] gate camera reconnecting",
-        "[pi] gate camera streaming", "[pi] yard camera streaming"]
+        "[pi] gate camera streaming", "[pi] gate circle count 1", "[pi] gate circle count 2",
+        "[pi] yard camera streaming"]
