@@ -103,6 +103,8 @@ class FrameSet:
     #: A folder with more images than --max-images: how many it holds (the frames are a
     #: subsample of them), else None
     sampled_from: int | None = None
+    #: ... and its images the subsample left out (not checked)
+    unpicked: list[Path] = field(default_factory=list)
 
     def images(self) -> Iterator[npt.NDArray[np.uint8]]:
         """Source frames, BGR uint8 [h, w, 3], in a fixed order (a folder's decoded on
@@ -210,9 +212,12 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     skipped = [f"{p.name} (not an image file)" for p in candidates
                if p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() != ".txt"]
     sampled_from = len(images) if len(images) > max_images else None
+    unpicked: list[Path] = []
     if sampled_from is not None:
-        chosen = np.random.default_rng(seed).choice(len(images), max_images, replace=False)
-        images = [images[i] for i in sorted(chosen)]
+        chosen = set(np.random.default_rng(seed).choice(len(images), max_images,
+                                                        replace=False).tolist())
+        unpicked = [path for i, path in enumerate(images) if i not in chosen]
+        images = [path for i, path in enumerate(images) if i in chosen]
     usable, sizes = [], []
     for path in images:
         size = usable_image_size(path)
@@ -225,7 +230,7 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
         log.warning("skipped %d file(s) in %s: %s", len(skipped), folder,
                     "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
     return FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
-                    skipped=skipped, sampled_from=sampled_from)
+                    skipped=skipped, sampled_from=sampled_from, unpicked=unpicked)
 
 
 def _video_frames(path: Path, limit: int) -> Iterator[npt.NDArray[np.uint8]]:

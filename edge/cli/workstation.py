@@ -389,26 +389,39 @@ def _leave_out_small_images(frames: FrameSet, height: int, width: int, folder: P
     read from each image."""
     sizes = frames.sizes
     small = [i for i, (w, h) in enumerate(sizes) if w < width and h < height]
+    where = (f"picked from {folder} (a --max-images sample of its {frames.sampled_from})"
+             if frames.sampled_from else f"in {folder}")
     if small and 2 * len(small) < len(sizes):
         names = frames.drop(small, f"smaller than the model input {width}x{height}")
-        log.warning("left out %d image(s) in %s smaller than the model input %dx%d (width x "
-                    "height), unlike most, which would be upscaled: %s", len(names), folder,
+        log.warning("left out %d image(s) %s smaller than the model input %dx%d (width x "
+                    "height), unlike most, which would be upscaled: %s", len(names), where,
                     width, height, ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
-    elif small and len(small) < len(sizes):
-        log.warning("%d of the %d images in %s are smaller than the model input %dx%d (width x "
+    elif small and (len(small) < len(sizes) or _any_large(frames.unpicked, width, height)):
+        # a sample of only small images, from a folder that has others, is judged as the
+        # folder would be: most small, all kept
+        log.warning("%d of the %d images %s are smaller than the model input %dx%d (width x "
                     "height) and are upscaled: the ranges match camera frames as small as "
-                    "these", len(small), len(sizes), folder, width, height)
+                    "these", len(small), len(sizes), where, width, height)
     elif small:
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
-        picked = (f"images picked from {folder} (a --max-images sample of its "
-                  f"{frames.sampled_from}; another --seed or a larger --max-images picks "
-                  "others)" if frames.sampled_from else f"images in {folder}")
         raise InputError(
-            f"all {len(sizes)} {picked} are smaller than the model input {width}x{height} "
+            f"all {len(sizes)} images {where} are smaller than the model input {width}x{height} "
             f"(width x height; largest {largest_w}x{largest_h}); they would be upscaled, so "
             f"the ranges would not match camera frames. Calibrate on frames from the camera "
             f"(at least {width}x{height}), or, if the source model takes other input sizes, "
             "convert it with a smaller --input-size")
+
+
+def _any_large(paths: list[Path], width: int, height: int) -> bool:
+    """Whether any of `paths` is a usable image at least `width` wide or `height` high (read
+    until the first one: only a sample of small images makes this look at the rest)."""
+    from calibration.images import usable_image_size
+
+    for path in paths:
+        size = usable_image_size(path)
+        if size is not None and (size[0] >= width or size[1] >= height):
+            return True
+    return False
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

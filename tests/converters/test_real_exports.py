@@ -361,12 +361,20 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
     summary = calibrated()
     assert "10 of the 11 images" in caplog.text and "are upscaled" in caplog.text
     assert summary["skipped"] == 0 and summary["frames"] == 10  # 11 images, 1 held out
-    # a --max-images sample of only small ones: said to be a sample, with how to pick others
+    # a --max-images sample of only small ones, from a folder with one that is not: judged as
+    # the folder is (most small, all kept)
+    caplog.clear()
+    result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
+                  "--max-images", "3", "--min-images", "2", "--method", "minmax")
+    assert result.returncode == 0, result.stderr
+    assert (f"3 of the 3 images picked from {small} (a --max-images sample of its 11) are "
+            "smaller") in caplog.text
+    # from a folder of only small ones: refused, said to be a sample
+    (small / "big10.png").unlink()
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
                   "--max-images", "3", "--min-images", "2")
     assert_refused(result, f"all 3 images picked from {small} (a --max-images sample of its "
-                   "11; another --seed or a larger --max-images picks others)",
-                   "if the source model takes other input sizes")
+                   "10) are smaller", "if the source model takes other input sizes")
 
 
 def _graph(nodes, initializers=()) -> onnx.ModelProto:
