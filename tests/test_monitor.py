@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from paho.mqtt import publish
@@ -127,13 +129,7 @@ def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
     """A watch that went quiet because the broker is gone must not look like a quiet site:
     one line when the connection is lost, one when the subscriptions are granted again, and
     messages published after that arrive."""
-    lines: list[str] = []
-    stop = threading.Event()
-    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "edge/+", None, None),
-                             kwargs={"echo": lines.append, "stop": stop, "events": True})
-    watch.start()
-    try:
-        wait_for_line(lines, "connected to")
+    with watching(mosquitto.url) as lines:
         mosquitto.stop()
         wait_for_line(lines, "; reconnecting")
         mosquitto.start()
@@ -141,13 +137,26 @@ def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
         publish.single("edge/dev1/gate/circle/count", "3", qos=1, hostname="127.0.0.1",
                        port=mosquitto.port)
         wait_for_line(lines, "dev1")
-    finally:
-        stop.set()
-        watch.join(10)
     assert [line.split(" ")[0] for line in lines[:3]] == ["connected", "connection",
                                                           "reconnected"], lines
     assert lines[1].startswith(f"connection to {mosquitto.url} lost (") and \
         "connection lost" not in lines[1], lines  # with why, said once
+
+
+@contextlib.contextmanager
+def watching(url: str) -> Iterator[list[str]]:
+    """`run_monitor` (events mode) on a thread for the block; its lines, "connected" first."""
+    lines: list[str] = []
+    stop = threading.Event()
+    watch = threading.Thread(target=run_monitor, args=(url, "edge/+", None, None),
+                             kwargs={"echo": lines.append, "stop": stop, "events": True})
+    watch.start()
+    try:
+        wait_for_line(lines, "connected to")
+        yield lines
+    finally:
+        stop.set()
+        watch.join(10)
 
 
 def wait_for_line(lines: list[str], text: str, timeout: float = 5.0) -> None:
@@ -203,13 +212,7 @@ def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
     """A daemon republishes its cameras' retained statuses on every (re)connect, and amqtt
     delivers a new subscriber's retained counts twice; the watch shows a retained topic's line
     again only when it changed."""
-    lines: list[str] = []
-    stop = threading.Event()
-    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "edge/+", None, None),
-                             kwargs={"echo": lines.append, "stop": stop, "events": True})
-    watch.start()
-    try:
-        wait_for_line(lines, "connected to")
+    with watching(mosquitto.url) as lines:
         for state in ("starting", "streaming", "streaming", "reconnecting", "streaming"):
             publish.single("edge/pi/gate/status", json.dumps({"state": state}), qos=1,
                            hostname="127.0.0.1", port=mosquitto.port)
@@ -219,9 +222,6 @@ def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
         publish.single("edge/pi/yard/status", json.dumps({"state": "streaming"}), qos=1,
                        hostname="127.0.0.1", port=mosquitto.port)
         wait_for_line(lines, "yard camera streaming")
-    finally:
-        stop.set()
-        watch.join(10)
     assert [line for line in lines if " camera " in line or " count " in line] == [
         "[pi] gate camera starting", "[pi] gate camera streaming", "[pi] gate camera reconnecting",
         "[pi] gate camera streaming", "[pi] gate circle count 1", "[pi] gate circle count 2",
