@@ -141,6 +141,7 @@ def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
                                                           "reconnected"], lines
     assert lines[1].startswith(f"connection to {mosquitto.url} lost (") and \
         "connection lost" not in lines[1], lines  # with why, said once
+    assert "Unspecified error" not in lines[1], lines  # paho's words for a closed socket
 
 
 @contextlib.contextmanager

@@ -266,8 +266,8 @@ class BrokerSubscription:
                          f"{self.host}:{self.port} closed the connection before any MQTT "
                          "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
         elif was_connected and not stopped:
-            self.lost_reason = str(reason)
-            self._failed(cause_from_disconnect(str(reason), True, None, self._names))
+            self.lost_reason = lost_reason(reason)
+            self._failed(cause_from_disconnect(self.lost_reason, True, None, self._names))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -280,6 +280,18 @@ class BrokerSubscription:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._receiver(message.topic, bytes(message.payload), bool(message.retain))
+
+
+#: paho's reason for a connection that ended without an MQTT DISCONNECT (the socket closed)
+NO_MQTT_REASON = 0x80
+
+
+def lost_reason(reason: ReasonCode) -> str:
+    """Why a live connection ended, in words: the broker's reason, or for a socket that just
+    closed (paho's "Unspecified error") what usually closes one."""
+    if reason.value == NO_MQTT_REASON:
+        return "closed without an MQTT reason: the broker stopped or the network dropped"
+    return str(reason)
 
 
 def failure_fix(failure: str) -> str | None:
