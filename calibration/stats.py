@@ -213,13 +213,16 @@ class StatsCollector:
                       for name in self.tensors}
         self.frames = 0
 
-    def update(self, inputs: dict[str, npt.NDArray[Any]]) -> None:
-        self._fold(self._session.run(inputs))
+    def update(self, inputs: dict[str, npt.NDArray[Any]]) -> int:
+        """Run and fold one batch; the bytes of its observed activations."""
+        folded = self._fold(self._session.run(inputs))
         self.frames += int(next(iter(inputs.values())).shape[0])
+        return folded
 
-    def _fold(self, outputs: list[npt.NDArray[Any]]) -> None:
+    def _fold(self, outputs: list[npt.NDArray[Any]]) -> int:
         for name, value in zip(self.tensors, outputs, strict=True):
             self.stats[name].update(value)
+        return sum(value.nbytes for value in outputs)
 
     def collect(self, batches: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, TensorStats]:
         """Run every batch, `RUNS_IN_FLIGHT` at a time (fewer when fewer threads were asked
@@ -234,11 +237,8 @@ class StatsCollector:
         first = next(batches, None)
         if first is None:
             return self.stats
-        outputs = self._session.run(first)  # on this thread: ONNX Runtime's layout is checked
-        window = fold_window(sum(output.nbytes for output in outputs))
-        self._fold(outputs)
-        self.frames += len(next(iter(first.values())))
-        del outputs, first
+        window = fold_window(self.update(first))  # on this thread: the layout check runs first
+        del first
         with ThreadPoolExecutor(self._runs, thread_name_prefix="stats") as runs:
             for outputs, frames in in_order(runs, run, batches, window):
                 self._fold(outputs)

@@ -72,6 +72,12 @@ class CalibrateOptions:
     progress: bool = True
     compare: bool = True  # judge every method on held-out frames (auto always does)
 
+    @property
+    def int8_kernels(self) -> bool:
+        """Whether INT8 models are scored through ONNX Runtime's int8 kernels (`cpu`, as they
+        run there) rather than as their QDQ graph computes (`tensorrt`)."""
+        return self.profile == "cpu"
+
 
 
 def load_float_model(path: Path) -> tuple[onnx.ModelProto, ModelSpec]:
@@ -141,7 +147,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     comparison: list[Fidelity] = []
     judge = None
     if held_out:
-        judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.profile == "cpu")
+        judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.int8_kernels)
         chosen, models, comparison, warning = _judged(model, spec, judge, held_out, candidates,
                                                       quantize, shared, options)
         phases.lap("ranges_and_judging")
@@ -199,8 +205,7 @@ def _kept_float(model: onnx.ModelProto, quantized: onnx.ModelProto, ranges: Tens
         picked = float_layers_by_output_gain(model, ranges, judge, excluded, options.keep_float)
         rule = "largest gain on held-out frames"
     else:
-        sqnr = layer_sqnr(model, quantized, frames, limit=8,
-                          int8_kernels=options.profile == "cpu")
+        sqnr = layer_sqnr(model, quantized, frames, limit=8, int8_kernels=options.int8_kernels)
         worst = sorted((value, name) for name, value in sqnr.items() if name not in excluded)
         picked = [name for _, name in worst[:options.keep_float]]
         rule = "worst layer SQNR"

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: CONNACK reason code of a broker that does not speak the requested protocol version.
 UNSUPPORTED_PROTOCOL = 0x84
+#: paho's reason for a connection that ended without an MQTT DISCONNECT (the socket closed)
+NO_MQTT_REASON = 0x80
 
 #: (topic, payload, retained) of every message received.
 Receiver = Callable[[str, bytes, bool], None]
@@ -280,10 +282,6 @@ class BrokerSubscription:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._receiver(message.topic, bytes(message.payload), bool(message.retain))
-
-
-#: paho's reason for a connection that ended without an MQTT DISCONNECT (the socket closed)
-NO_MQTT_REASON = 0x80
 
 
 def lost_reason(reason: ReasonCode) -> str:
