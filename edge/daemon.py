@@ -29,7 +29,12 @@ from edge.runners import Runner, choose_backend, runner_from_config
 from edge.sdnotify import notifier_from_environ
 from edge.service import InferenceService, batch_capacity, runner_rows
 from edge.sources import probe_frame_size
-from edge.sources.supervisor import CameraState, CameraStatus, SourceSupervisor
+from edge.sources.supervisor import (
+    HEALTHY_CAMERA_STATES,
+    CameraState,
+    CameraStatus,
+    SourceSupervisor,
+)
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
 from edge.timing import rfc3339
@@ -166,7 +171,7 @@ class Daemon:
 
     def _camera_changed(self, status: CameraStatus) -> None:
         """Retained camera status on every change; the device status when a camera's state
-        changes (`degraded` while any camera is not streaming)."""
+        changes (`degraded` while any camera has stopped streaming)."""
         with self._status_lock:
             self.link.publish_json(self.topics.camera_status(status.camera), status.payload(),
                                    qos=1, retain=True)
@@ -236,7 +241,7 @@ class Daemon:
     def _status(self, state: str) -> dict[str, Any]:
         now = time.time()
         cameras = {s.camera: s.state for s in self.camera_statuses()}
-        if state == "online" and any(s != "streaming" for s in cameras.values()):
+        if state == "online" and any(s not in HEALTHY_CAMERA_STATES for s in cameras.values()):
             state = "degraded"
         return {"v": CONTRACT_VERSION, "state": state, "version": __version__,
                 "model": self.model_name,

@@ -62,11 +62,11 @@ def format_event(device: str, event: Event) -> str:
 
 
 def format_status(device: str, status: DeviceStatus) -> str:
-    """A device status line; `degraded` names the cameras that are not streaming and what they
-    are doing instead (starting, reconnecting, ...)."""
+    """A device status line naming, while the device is up, the cameras that are not streaming
+    and what they are doing instead (starting, reconnecting, ...)."""
     idle = [f"{camera} {state}" for camera, state in (status.camera_states or {}).items()
             if state != "streaming"]
-    why = f" ({', '.join(idle)})" if status.state == "degraded" and idle else ""
+    why = f" ({', '.join(idle)})" if status.state in ("online", "degraded") and idle else ""
     return (f"[{device}] {status.state}{why}: model {status.model} on "
             f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, "
             f"since {status.started_at}")

@@ -196,7 +196,7 @@ def test_monitor_with_a_bad_or_unreachable_broker_exits_2(url, message):
     assert "Traceback" not in result.stderr
 
 
-def test_a_degraded_status_names_the_cameras_that_are_not_streaming():
+def test_a_status_names_the_cameras_that_are_not_streaming():
     status = DeviceStatus(v=1, state="degraded", version="0.1", model="det",
                           cameras=["gate", "yard"], started_at="2026-12-01T03:00:00Z",
                           backend="onnxruntime",
@@ -207,6 +207,11 @@ def test_a_degraded_status_names_the_cameras_that_are_not_streaming():
     online = status.model_copy(update={"state": "online",
                                        "camera_states": {"gate": "streaming", "yard": "streaming"}})
     assert format_status("pi", online).startswith("[pi] online: model det")
+    starting = online.model_copy(update={"camera_states": {"gate": "streaming",
+                                                           "yard": "starting"}})
+    assert format_status("pi", starting).startswith("[pi] online (yard starting): model det")
+    stopped = status.model_copy(update={"state": "stopped"})
+    assert format_status("pi", stopped).startswith("[pi] stopped: model det")
 
 
 def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):

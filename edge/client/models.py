@@ -54,8 +54,9 @@ class DetectionsMessage(_Versioned):
 
 
 class DeviceStatus(_Versioned):
-    """`<prefix>/status` (retained): online, degraded (a camera is not streaming), offline (the
-    Last Will) or stopped."""
+    """`<prefix>/status` (retained): online, degraded (a camera stopped streaming: it is
+    reconnecting, ended or failed; one still starting is not counted), offline (the Last Will)
+    or stopped."""
 
     state: Literal["online", "degraded", "offline", "stopped"]
     version: str

@@ -37,6 +37,10 @@ LOG_REPEAT_S = 300.0
 FIRST_FRAME_S = 10.0
 
 CameraState = Literal["starting", "streaming", "reconnecting", "ended", "failed"]
+#: The states in which a camera does not make its device `degraded`: streaming, or opening for
+#: the first time (at most `max(stall_s, FIRST_FRAME_S)`: a first attempt that fails makes it
+#: `reconnecting`), so every start does not flash `degraded` at whoever alerts on it.
+HEALTHY_CAMERA_STATES: frozenset[str] = frozenset({"starting", "streaming"})
 
 
 @dataclass(frozen=True)
