@@ -589,3 +589,35 @@ def test_a_report_on_the_synthetic_scene_needs_a_model_of_its_shapes(tmp_path, e
     assert result.returncode == 2, result.stderr
     assert "the synthetic scene holds circle, square, triangle, star" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "int8.onnx").exists()
+
+
+def test_the_statistics_session_is_released_before_judging(demo, monkeypatch):
+    """The statistics session (and ONNX Runtime's arena for the observed activations: 2 GB for
+    an 800x608 PP-PicoDet under the cpu profile) is gone before the candidates are judged."""
+    import gc
+    import weakref
+
+    import calibration.stats
+    import converters.quantize
+
+    sessions: list[weakref.ref] = []
+    alive_when_judging: list[int] = []
+
+    class Tracked(calibration.stats.ObservingSession):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sessions.append(weakref.ref(self))
+
+    class Judge(converters.quantize.HeldOutJudge):
+        def __init__(self, *args, **kwargs):
+            gc.collect()
+            alive_when_judging.append(sum(ref() is not None for ref in sessions))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(calibration.stats, "ObservingSession", Tracked)
+    monkeypatch.setattr(converters.quantize, "HeldOutJudge", Judge)
+    model, spec = demo
+    calibrated = calibrate(model, spec, frames_from(FRAMES, max_images=16),
+                           CalibrateOptions(progress=False))
+    assert len(sessions) == 1 and alive_when_judging == [0]
+    assert calibrated.frames == 14  # 2 of 16 held out
