@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import statistics
-import time
+from typing import Any
 
 import numpy as np
+
+from calibration.latency import interleaved_medians_ms
 
 
 def interleaved_latencies_ms(models: dict[str, str | bytes], rounds: int = 6,
@@ -19,16 +20,12 @@ def interleaved_latencies_ms(models: dict[str, str | bytes], rounds: int = 6,
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
-    sessions = {key: ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-                for key, model in models.items()}
     frame = np.random.default_rng(0).integers(0, 256, frame_shape, np.uint8)
-    samples: dict[str, list[float]] = {key: [] for key in models}
-    for round_index in range(rounds + 1):
-        for key, session in sessions.items():
-            feed = {session.get_inputs()[0].name: frame}
-            for _ in range(repeats):
-                started = time.perf_counter()
-                session.run(None, feed)
-                if round_index:
-                    samples[key].append((time.perf_counter() - started) * 1e3)
-    return {key: statistics.median(values) for key, values in samples.items()}
+
+    def runner(model: str | bytes) -> Any:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: frame}
+        return lambda: session.run(None, feed)
+
+    return interleaved_medians_ms({key: runner(model) for key, model in models.items()},
+                                  rounds, repeats)

@@ -204,6 +204,17 @@ def _comparison(result: Calibrated) -> list[str]:
     return lines
 
 
+def _latency(result: Calibrated) -> list[str]:
+    latency = result.cpu_latency
+    if latency is None:
+        return []
+    slower = latency.slower_warning()
+    return ["", "## Latency on the calibrating machine's CPU (ONNX Runtime, one thread, one "
+            "frame)", "", f"FP32 {latency.fp32_ms:.2f} ms, INT8 {latency.int8_ms:.2f} ms: "
+            f"{latency.ratio:.2f}x (median of {latency.runs} runs each)."] + (
+        ["", f"**Warning:** {slower}"] if slower else [])
+
+
 def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
               worst: list[tuple[str, float]], plots: list[tuple[str, str]], bars: str | None,
               result: Calibrated, eval_data: Path | str) -> str:
@@ -227,7 +238,7 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
             lines += ["", f"![per-class AP]({bars})"]
     else:
         lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
-    lines += _comparison(result)
+    lines += _comparison(result) + _latency(result)
     frames = (f"the {len(result.held_out)} held-out frames" if result.held_out else
               f"the first {OUTPUT_SQNR_FRAMES} calibration frames (none were held out)")
     lines += ["", f"## Output SQNR of the written model (dB, higher is better; on {frames}; "

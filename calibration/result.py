@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from calibration.cache import CalibrationCache, cache_from_ranges
+from calibration.latency import LatencyComparison
 from calibration.observing import Feed
 from calibration.ranges import TensorRanges
 from calibration.selection import Fidelity
@@ -34,6 +35,8 @@ class Calibrated:
     #: The frames `comparison` was judged on, kept back from the statistics (empty when there
     #: were too few frames to hold any back)
     held_out: list[Feed] = field(default_factory=list)
+    #: The written model's latency against FP32's on this CPU (the `cpu` profile only)
+    cpu_latency: LatencyComparison | None = None
 
     @property
     def int8_kernels(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 import onnx
 
 from calibration.fidelity import layer_sqnr, weighted_nodes
+from calibration.latency import LatencyComparison, compare_cpu_latency
 from calibration.observing import Feed
 from calibration.ranges import METHODS, TensorRanges, range_method
 from calibration.readers import FrameSet, Prefetched
@@ -134,12 +135,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         excluded = _effective_exclusions(model, options)
         quantize = Int8Models(model, options.profile, excluded, tensors)
         shared = quantize.shared_session() if judging else None
-        collector = StatsCollector(model, tensors, options.threads)
-        stats = collector.collect(_progress(ready, frames.count - holding, options.progress))
-        counted = collector.frames
-        # its session goes, and with it ONNX Runtime's arena for the observed activations
-        # (all of an 800x608 PP-PicoDet's float tensors, two frames in flight: 2 GB)
-        del collector
+        stats, counted = _statistics(model, tensors, options,
+                                     _progress(ready, frames.count - holding, options.progress))
     phases.lap("statistics")
     warning = None
     if options.method == "auto" and not held_out:
@@ -173,11 +170,36 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         stem = ("; the cpu profile keeps a 3-channel stem conv float where ONNX Runtime's int8 "
                 "kernel would be slower" if options.profile == "cpu" else "")
         raise InputError(_nothing_quantized(options, excluded) + stem)
+    latency = None
+    if options.int8_kernels:  # the cpu profile is for speed: say when it brings none here
+        latency = _cpu_latency(model, quantized, held_out[0] if held_out
+                               else next(frames.inputs(spec)))
+        phases.lap("latency")
     recorded = "int8-qdq" if options.profile == "tensorrt" else "int8-qdq-cpu"
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, counted,
                       comparison, warning, written, phases, options.method,
-                      decode_tail_tensors(model), options.profile, held_out)
+                      decode_tail_tensors(model), options.profile, held_out, latency)
+
+
+def _statistics(model: onnx.ModelProto, tensors: list[str], options: CalibrateOptions,
+                frames: Iterable[Feed]) -> tuple[dict[str, TensorStats], int]:
+    """(the statistics of `tensors` over `frames`, how many frames). The statistics session
+    goes when this returns, and with it ONNX Runtime's arena for the observed activations
+    (every float tensor of an 800x608 PP-PicoDet, two frames in flight: 2 GB), before any
+    candidate is judged."""
+    collector = StatsCollector(model, tensors, options.threads)
+    return collector.collect(frames), collector.frames
+
+
+def _cpu_latency(model: onnx.ModelProto, quantized: onnx.ModelProto, feed: Feed
+                 ) -> LatencyComparison:
+    """`quantized` against FP32 `model` on this CPU, with a warning when it is not faster."""
+    latency = compare_cpu_latency(model, quantized, feed)
+    slower = latency.slower_warning()
+    if slower is not None:
+        log.warning("%s", slower)
+    return latency
 
 
 def _nothing_quantized(options: CalibrateOptions, excluded: list[str]) -> str:

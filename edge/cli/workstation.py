@@ -243,7 +243,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
         "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None,
         "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference,
-        "outputs_seconds": round(outputs_seconds, 2)}
+        "outputs_seconds": round(outputs_seconds, 2),
+        "cpu_latency": result.cpu_latency.as_dict() if result.cpu_latency else None}
     if report is not None:
         summary["report"] = str(args.report / report.index.name)
         summary["report_accuracy"] = report.summary()
@@ -306,6 +307,10 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
           f"{summary['skipped']} file{'' if summary['skipped'] == 1 else 's'} skipped; "
           "kept float: "
           f"{', '.join(result.excluded) or 'none'}")
+    if result.cpu_latency is not None:
+        latency = result.cpu_latency
+        print(f"INT8 on this CPU: {latency.ratio:.2f}x FP32's latency ({latency.int8_ms:.2f} "
+              f"against {latency.fp32_ms:.2f} ms a frame; ONNX Runtime, one thread)")
     for key, what in (("cache", "TensorRT calibration cache"), ("ranges", "ranges"),
                       ("drift_reference", "drift reference")):
         if summary[key]:

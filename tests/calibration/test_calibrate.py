@@ -44,6 +44,7 @@ def tensorrt_int8(demo):
 
 def test_tensorrt_profile_follows_the_rules_and_keeps_accuracy(tensorrt_int8, tmp_path):
     model = tensorrt_int8.model
+    assert tensorrt_int8.cpu_latency is None  # not a CPU model: not timed here
     assert tensorrt_qdq_violations(model) == []
     summary = quantization_summary(model)
     assert summary["activation_types"] == ["int8"] and summary["symmetric"]
@@ -88,6 +89,9 @@ def test_cpu_profile_is_uint8_and_breaks_the_tensorrt_rules(demo, tmp_path):
     assert max(weights.values()) == 127
     with pytest.raises(ConversionError, match="zero point must be int8 0"):
         check_tensorrt_qdq(result.model)
+    # timed against FP32 on this CPU, the profile being for speed
+    assert result.cpu_latency is not None and result.cpu_latency.fp32_ms > 0
+    assert "latency" in result.phases
     path = tmp_path / "cpu.onnx"
     onnx.save(result.model, path)
     assert evaluate_onnx(path, scenes=3, frames_per_scene=10).map50 > 0.95
@@ -288,7 +292,17 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
                   "--min-images", "4", "-o", tmp_path / "int8.onnx", "--keep-float", "2",
                   "--profile", profile, "--report", tmp_path / "report", "--json")
     assert result.returncode == 0, result.stderr
-    kept = json.loads(result.stdout.strip().splitlines()[-1])["kept_float"]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    kept = summary["kept_float"]
+    latency = summary["cpu_latency"]
+    if profile == "cpu":  # timed on this CPU, in the JSON and the report alike
+        assert set(latency) == {"fp32_ms", "int8_ms", "ratio", "runs"}
+        assert latency["ratio"] == pytest.approx(latency["int8_ms"] / latency["fp32_ms"],
+                                                 rel=0.01)
+        assert (f"FP32 {latency['fp32_ms']:.2f} ms, INT8 {latency['int8_ms']:.2f} ms" in
+                (tmp_path / "report" / "index.md").read_text())
+    else:
+        assert latency is None
     index = (tmp_path / "report" / "index.md").read_text()
     listed = index.split("INT8 layers with the lowest SQNR")[1].split("\n\n")[1].splitlines()
     assert len(kept) == 2 and listed
