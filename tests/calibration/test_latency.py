@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calibration.latency import (
-    ROUNDS,
+    MIN_ROUNDS,
     LatencyComparison,
     compare_cpu_latency,
     interleaved_medians_ms,
@@ -43,5 +43,28 @@ def test_the_demo_detectors_models_are_timed_on_a_camera_frame(demo_model):
     feed = next(frames.inputs(spec))
     latency = compare_cpu_latency(model, int8, feed, budget_s=0.2)
     assert latency.fp32_ms > 0 and latency.int8_ms > 0
-    assert latency.runs >= ROUNDS and latency.runs % ROUNDS == 0
+    assert latency.runs >= MIN_ROUNDS
     assert np.isfinite(latency.ratio)
+
+
+def test_a_slow_model_gets_fewer_rounds_never_fewer_than_the_minimum(monkeypatch):
+    """Runs that fill the budget on their own are timed in `MIN_ROUNDS` blocks of one."""
+    import calibration.latency as latency_module
+
+    calls: list[str] = []
+
+    class Session:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, outputs, feed):
+            calls.append(self.name)
+
+    made = iter([Session("fp32"), Session("int8")])
+    monkeypatch.setattr(latency_module, "quantized_session", lambda *a, **k: next(made))
+    clock = iter(range(0, 10_000, 1))  # every run takes 1 s on this clock
+    monkeypatch.setattr(latency_module.time, "perf_counter", lambda: float(next(clock)))
+    latency = compare_cpu_latency(None, None, {}, budget_s=0.6)
+    assert latency.runs == MIN_ROUNDS
+    assert calls == ["fp32", "int8"] + ["fp32", "int8"] * (MIN_ROUNDS + 1)
+    assert latency.fp32_ms == latency.int8_ms == 1000.0
