@@ -47,7 +47,8 @@ class LatencyComparison:
 
     def as_dict(self) -> dict[str, Any]:
         return {"fp32_ms": round(self.fp32_ms, 3), "int8_ms": round(self.int8_ms, 3),
-                "ratio": round(self.ratio, 3), "runs": self.runs}
+                "ratio": round(self.ratio, 3), "runs": self.runs,
+                "warning": self.slower_warning()}
 
     def slower_warning(self) -> str | None:
         """What to do when the INT8 model is no faster than FP32 here, else None."""

@@ -9,6 +9,7 @@ appearances.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from edge.spec import spec_from_onnx_file
 from edge.synthetic.mot import TrackingScorer
 from edge.synthetic.replay import ReplayScorer
 from edge.synthetic.scene import SHAPE_LABELS
+
+log = logging.getLogger(__name__)
 
 DEMO_CAMERA = "demo"
 
@@ -73,6 +76,9 @@ def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: fl
     check_demo_model(model)
     broker = None if mqtt_url else EmbeddedBroker().start()
     url = mqtt_url or (broker.url if broker else "")
+    if broker is not None:  # on a free port: say where, so it can be watched
+        log.info("embedded MQTT broker at %s; to watch the demo from another terminal: "
+                 "edge monitor --mqtt %s", url, url)
     try:
         return _run(model, seconds, url, seed, fps, threads, echo, "embedded" if broker else url,
                     stop or threading.Event(), running,

@@ -75,9 +75,12 @@ def format_status(device: str, status: DeviceStatus) -> str:
 def format_stats(device: str, stats: DeviceStats) -> str:
     cameras = []
     for name, camera in stats.cameras.items():
-        infer = camera.latency_ms.get("infer", {}).get("p50", "?")
-        cameras.append(f"{name} {camera.fps:.1f} fps, infer p50 {infer} ms, "
-                       f"dropped {camera.dropped}")
+        infer = camera.latency_ms.get("infer", {}).get("p50")
+        if camera.frames == 0:
+            cameras.append(f"{name} no frames yet")
+            continue
+        timing = f"infer p50 {infer} ms" if infer is not None else "no inference timed yet"
+        cameras.append(f"{name} {camera.fps:.1f} fps, {timing}, dropped {camera.dropped}")
     return (f"[{device}] stats: {'; '.join(cameras) or 'no cameras'}; outbox "
             f"{stats.mqtt.get('outbox_depth', '?')}, memory {stats.memory_rss_mb} MB, "
             f"up {stats.uptime_s} s")

@@ -101,6 +101,10 @@ def test_a_demo_too_short_to_score_tracking_says_so():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "tracking not scored: no scene object was in view long enough" in result.stdout
+    # the embedded broker's free port, and how to watch it
+    assert "embedded MQTT broker at mqtt://127.0.0.1:" in result.stderr
+    url = result.stderr.split("embedded MQTT broker at ")[1].split(";")[0]
+    assert f"edge monitor --mqtt {url}" in result.stderr
     assert "IDF1" not in result.stdout  # no 0.000 for what was never measured
 
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from paho.mqtt import publish
 
-from edge.client.models import DeviceStatus
-from edge.monitor import format_status, run_monitor
+from edge.client.models import DeviceStats, DeviceStatus
+from edge.monitor import format_stats, format_status, run_monitor
 from tests.test_daemon_mqtt import write_config
 
 
@@ -212,6 +212,17 @@ def test_a_status_names_the_cameras_that_are_not_streaming():
     assert format_status("pi", starting).startswith("[pi] online (yard starting): model det")
     stopped = status.model_copy(update={"state": "stopped"})
     assert format_status("pi", stopped).startswith("[pi] stopped: model det")
+
+
+def test_a_stats_line_says_which_cameras_have_no_frames_yet():
+    stats = DeviceStats(v=1, ts=0.0, time="2026-12-01T03:00:00Z", uptime_s=0.5, cameras={
+        "gate": {"frames": 0, "fps": 0.0, "dropped": 0},
+        "yard": {"frames": 40, "fps": 9.8, "dropped": 1,
+                 "latency_ms": {"infer": {"p50": 4.2, "p90": 5.0}}}},
+        mqtt={"outbox_depth": 0}, memory_rss_mb=210.0)
+    assert format_stats("pi", stats) == (
+        "[pi] stats: gate no frames yet; yard 9.8 fps, infer p50 4.2 ms, dropped 1; "
+        "outbox 0, memory 210.0 MB, up 0.5 s")
 
 
 def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):

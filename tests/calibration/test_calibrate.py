@@ -296,7 +296,8 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
     kept = summary["kept_float"]
     latency = summary["cpu_latency"]
     if profile == "cpu":  # timed on this CPU, in the JSON and the report alike
-        assert set(latency) == {"fp32_ms", "int8_ms", "ratio", "runs"}
+        assert set(latency) == {"fp32_ms", "int8_ms", "ratio", "runs", "warning"}
+        assert (latency["warning"] is None) == (latency["ratio"] < 1.0)
         assert latency["ratio"] == pytest.approx(latency["int8_ms"] / latency["fp32_ms"],
                                                  rel=0.01)
         assert (f"FP32 {latency['fp32_ms']:.2f} ms, INT8 {latency['int8_ms']:.2f} ms" in

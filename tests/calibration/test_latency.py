@@ -29,7 +29,8 @@ def test_only_an_int8_model_no_faster_than_fp32_is_warned_about():
     assert "not faster than FP32" in warning and "1.90 ms against 1.40 ms" in warning
     assert "1.36x" in warning and "deploy the FP32 model" in warning
     assert LatencyComparison(1.4, 1.9, 90).as_dict() == {
-        "fp32_ms": 1.4, "int8_ms": 1.9, "ratio": 1.357, "runs": 90}
+        "fp32_ms": 1.4, "int8_ms": 1.9, "ratio": 1.357, "runs": 90, "warning": warning}
+    assert LatencyComparison(20.0, 13.0, 10).as_dict()["warning"] is None
 
 
 def test_the_demo_detectors_models_are_timed_on_a_camera_frame(demo_model):
