@@ -21,7 +21,7 @@ import onnx
 from calibration.fidelity import quantized_session
 from calibration.observing import Feed
 
-#: Wall time the comparison may take, warm-up included (a YOLOv8n: about 12 runs of each).
+#: Wall time the comparison may take, warm-up included (a YOLOv8n: 15 timed runs of each).
 LATENCY_BUDGET_S = 0.6
 #: Blocks of runs each model gets after its warm-up block: this many where the budget allows,
 #: fewer for a model whose single runs fill it (an 800x608 PP-PicoDet: 0.3 s a pair), never
@@ -69,7 +69,7 @@ def compare_cpu_latency(reference: onnx.ModelProto, quantized: onnx.ModelProto, 
                 "int8": quantized_session(quantized, 1, int8_kernels=True)}
     runs: dict[str, Run] = {name: _runner(session, feed) for name, session in sessions.items()}
     probe_ms = sum(_timed_ms(run) for run in runs.values())  # first runs: allocations too
-    blocks = budget_s * 1e3 / probe_ms  # blocks of one run each that fit the budget
+    blocks = budget_s * 1e3 / max(probe_ms, 1e-3)  # blocks of one run each that fit
     rounds = max(MIN_ROUNDS, min(ROUNDS, int(blocks) - 1))
     repeats = max(1, int(blocks / (rounds + 1)))
     medians = interleaved_medians_ms(runs, rounds, repeats)

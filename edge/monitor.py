@@ -75,10 +75,10 @@ def format_status(device: str, status: DeviceStatus) -> str:
 def format_stats(device: str, stats: DeviceStats) -> str:
     cameras = []
     for name, camera in stats.cameras.items():
-        infer = camera.latency_ms.get("infer", {}).get("p50")
         if camera.frames == 0:
             cameras.append(f"{name} no frames yet")
             continue
+        infer = camera.latency_ms.get("infer", {}).get("p50")
         timing = f"infer p50 {infer} ms" if infer is not None else "no inference timed yet"
         cameras.append(f"{name} {camera.fps:.1f} fps, {timing}, dropped {camera.dropped}")
     return (f"[{device}] stats: {'; '.join(cameras) or 'no cameras'}; outbox "
