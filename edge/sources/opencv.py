@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import cv2
@@ -47,10 +48,15 @@ class VideoCaptureSource(Source):
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
             raise SourceError(f"source '{self.uri}': device {self._target} does not exist; list "
                               "cameras with `v4l2-ctl --list-devices`")
+        started = time.monotonic()
         capture = cv2.VideoCapture(self._target, self._backend, self._timeouts())
         if not capture.isOpened():
-            raise SourceError(f"source '{self.uri}' could not be opened by OpenCV; check that the "
-                              "device or stream exists and that you may read it")
+            # a stream whose server accepted the connection but never answered
+            waited = bool(self._timeouts()) and (time.monotonic() - started
+                                                  >= 0.9 * LIVE_TIMEOUT_MS / 1e3)
+            why = f" (no answer within {LIVE_TIMEOUT_MS / 1e3:g} s)" if waited else ""
+            raise SourceError(f"source '{self.uri}' could not be opened by OpenCV{why}; check "
+                              "that the device or stream exists and that you may read it")
         if self._size[0] and self._size[1]:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self._size[1])
