@@ -157,11 +157,13 @@ class _Console:
 
     Messages may arrive before the SUBACK (MQTT 3.1.1 allows it; amqtt, the demo's broker,
     does it): they wait in a list until "connected" is printed. Waiting on paho's network
-    thread instead, which delivers them, would keep it from ever reading the SUBACK."""
+    thread instead, which delivers them, would keep it from ever reading the SUBACK.
+    `quiet`: no message lines, only the connection's (frames are still saved)."""
 
     def __init__(self, echo: Callable[[str], None], events: bool,
-                 saver: FrameSaver | None) -> None:
+                 saver: FrameSaver | None, quiet: bool = False) -> None:
         self._echo, self._events, self._saver = echo, events, saver
+        self._quiet = quiet
         self._lock = threading.Lock()
         self._early: list[Message] | None = []
         self._state_lines: dict[str, str] = {}  # topic -> the line last shown for it
@@ -186,7 +188,7 @@ class _Console:
             self._echo(line)
 
     def _show(self, message: Message) -> None:
-        line = format_line(message, self._events)
+        line = None if self._quiet else format_line(message, self._events)
         if line is not None and _RETAINED_KINDS.get(message.kind, False):
             if self._state_lines.get(message.topic) == line:
                 line = None
@@ -201,10 +203,11 @@ class _Console:
 def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | None,
                 echo: Callable[[str], None] = print, stop: StopRequest | None = None,
                 events: bool = False, share_group: str | None = None,
-                tls: TlsFiles = NO_TLS_FILES) -> dict[str, Any]:
-    """Print messages until `stop` is set or `seconds` pass; returns counts per kind."""
+                tls: TlsFiles = NO_TLS_FILES, quiet: bool = False) -> dict[str, Any]:
+    """Print messages (`quiet`: only the connection's state) until `stop` is set or `seconds`
+    pass; returns counts per kind."""
     saver = FrameSaver(frames) if frames is not None else None
-    console = _Console(echo, events, saver)
+    console = _Console(echo, events, saver, quiet)
     subscriber = Subscriber(url, prefix, share_group=share_group, callback=console.message,
                             client_id=unique_client_id("monitor"), ca_file=tls.ca_file,
                             certfile=tls.certfile, keyfile=tls.keyfile, log_first_failure=False,

@@ -62,6 +62,24 @@ def test_monitor_sees_every_kind_of_message_and_saves_frames(tmp_path, mosquitto
     assert {"label", "score", "box", "track_id"} <= set(sidecar["detections"][0])
 
 
+def test_a_quiet_monitor_still_says_its_connection_state(tmp_path, mosquitto):
+    """--quiet drops the message lines, not "connected": a watch with nothing on screen would
+    not say whether it is connected at all. Messages are still counted."""
+    lines: list[str] = []
+    stop = threading.Event()
+    result: dict = {}
+    watcher = _watch(mosquitto.url, tmp_path, lines, stop, result, quiet=True)
+    status = {"v": 1, "state": "online", "version": "0.1", "model": "det", "cameras": ["gate"],
+              "started_at": "2026-12-01T03:00:00Z"}
+    publish.single("edge/pi/status", json.dumps(status), qos=1, hostname="127.0.0.1",
+                   port=mosquitto.port)
+    time.sleep(1.0)  # the broker has acknowledged it; give the monitor time to receive it
+    stop.set()
+    watcher.join(timeout=15)
+    assert lines == [f"connected to {mosquitto.url}, watching edge/+"]
+    assert result["messages"]["status"] == 1
+
+
 @pytest.mark.slow
 def test_monitor_events_mode_shows_events_not_frames(tmp_path, mosquitto, demo_model):
     lines: list[str] = []

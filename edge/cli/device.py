@@ -99,9 +99,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     stop = stop_on_signals()  # SIGTERM and Ctrl-C end the watch normally: exit 0
     warn_of_a_password_in(args.mqtt)
     summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
-                          echo=(lambda line: None) if args.quiet else _flushed_print,
-                          stop=stop, events=args.events, share_group=args.share_group,
-                          tls=tls_files(args))
+                          echo=_flushed_print, stop=stop, events=args.events,
+                          share_group=args.share_group, tls=tls_files(args),
+                          quiet=args.quiet)
     if args.json:
         print_json(summary)
     return 0
@@ -207,7 +207,9 @@ def add_commands(commands: Any) -> None:
                               "messages between them")
     monitor.add_argument("--seconds", type=parse_positive_float,
                          help="stop after this long (default: Ctrl-C)")
-    monitor.add_argument("--quiet", action="store_true", help="print no per-message lines")
+    monitor.add_argument("--quiet", action="store_true",
+                         help="print no per-message lines, only the connection's (connected, "
+                              "lost, back)")
     monitor.add_argument("--json", action="store_true", help="end with a JSON summary line")
     monitor.set_defaults(handler=cmd_monitor)
 
