@@ -65,33 +65,31 @@ class TensorStats:
         return self.range / len(self.histogram) if self.range else 0.0
 
     def update(self, values: npt.NDArray[Any]) -> None:
-        flat = np.asarray(values, np.float32).ravel()
-        if flat.size == 0:
+        """Fold in one batch of this tensor, `values` of any shape."""
+        size = int(np.size(values))
+        self.add(batch_sample(values, self.sample_values, self.count // size if size else 0))
+
+    def add(self, batch: BatchSample) -> None:
+        """Fold in one batch reduced by `batch_sample` (its magnitudes are scaled in place)."""
+        if batch.size == 0:
             return
-        low, high = float(flat.min()), float(flat.max())
+        low, high = batch.minimum, batch.maximum
         if not (math.isfinite(low) and math.isfinite(high)):  # NaN and inf reach min or max
             raise InputError(f"tensor {self.name} holds NaN or infinite values on a calibration "
                              "frame; the model is numerically broken on this input")
         self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
+        self.count += batch.size
         largest = max(-low, high)
-        stride = sample_stride(flat.size, self.sample_values)
-        updates = self.count // flat.size
-        self.count += flat.size
-        # successive batches take successive offsets, so every position is sampled in turn
-        flat = flat[updates % stride::stride]
         if largest <= 0.0:
-            self.histogram[0] += flat.size
+            self.histogram[0] += batch.magnitudes.size
             return
         if self.range == 0.0:
             self.range = largest
         while largest > self.range:
             self._double_range()
         bins = len(self.histogram)
-        if low < 0:
-            scaled = np.abs(flat)
-            scaled *= np.float32(bins / self.range)
-        else:  # post-ReLU: no abs pass
-            scaled = flat * np.float32(bins / self.range)
+        scaled = np.multiply(batch.magnitudes, np.float32(bins / self.range),
+                             out=batch.magnitudes)
         # uint16 bin indices cast 3x faster than intp; the counts end at the largest index and
         # only that prefix is added (the histograms' memory traffic, not the arithmetic, is what
         # costs): 1 of 12 ms a YOLOv8n frame
@@ -119,6 +117,32 @@ class TensorStats:
         merged = self.histogram.reshape(-1, 2).sum(axis=1)
         self.histogram = np.concatenate([merged, np.zeros_like(merged)])
         self.range *= 2.0
+
+
+@dataclass(frozen=True)
+class BatchSample:
+    """One batch of one tensor reduced to what `TensorStats.add` needs: min, max and count of
+    every value, and |x| of the values that reach the histogram (an evenly strided sample, an
+    array of its own). Small enough to wait to be folded once the activations are gone."""
+
+    minimum: float
+    maximum: float
+    size: int
+    magnitudes: npt.NDArray[np.float32]
+
+
+def batch_sample(values: npt.NDArray[Any], sample_values: int | None, batch: int
+                 ) -> BatchSample:
+    """`values` (any shape) as a `BatchSample`; the sample starts at `batch` modulo the
+    stride, so successive batches sample every position in turn."""
+    flat = np.asarray(values, np.float32).ravel()
+    if flat.size == 0:
+        return BatchSample(math.inf, -math.inf, 0, flat.copy())
+    low, high = float(flat.min()), float(flat.max())
+    stride = sample_stride(flat.size, sample_values)
+    sample = flat[batch % stride::stride]
+    # post-ReLU (no negative values): a copy, without the abs pass
+    return BatchSample(low, high, flat.size, np.abs(sample) if low < 0 else sample.copy())
 
 
 def sample_stride(size: int, sample_values: int | None) -> int:
@@ -156,13 +180,32 @@ def model_exposing(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.Model
 #: thread folds finished ones in order. YOLOv8n on 2 cores: 2.58-2.76 s for 128 frames vs
 #: 2.74-2.82 s with one run at a time (the fold and the decoders then leave a core idle).
 RUNS_IN_FLIGHT = 2
-#: Finished or queued runs that wait to be folded, at most (each holds every observed tensor
-#: of its batch: 20 MB for a YOLOv8n frame) ...
+#: Finished or queued runs that wait to be folded, at most ...
 FOLD_WINDOW = 3
-#: ... and fewer where their activations would pass this many bytes: every float tensor of an
-#: 800x608 PP-PicoDet (the `cpu` profile) is 0.9 GB a frame, and 3 waiting plus 2 in flight
-#: peaked at 4.5 GB.
-WAITING_ACTIVATIONS_BYTES = 256 << 20
+#: ... and fewer where what waits would pass this many bytes (sized on the first batch).
+WAITING_BYTES = 256 << 20
+#: A run whose observed activations pass this many bytes reduces them to samples
+#: (`batch_sample`) on its own worker, so only the samples wait and are folded: every float
+#: tensor of an 800x608 PP-PicoDet (`cpu` profile) is 0.9 GB a frame, its samples 150 MB, and
+#: with one run at a time (`--threads 1`) the peak fell from 2.5 to 1.5 GB. Smaller runs are
+#: reduced on the folding thread, where the numpy calls do not contend with the workers for
+#: the GIL (a YOLOv8n's 20 MB: 3.55 s against 3.63 s reduced on the workers, 8 rounds).
+REDUCE_ON_WORKER_BYTES = 64 << 20
+
+
+@dataclass
+class _Ran:
+    """One run's observed tensors, each reduced to its `BatchSample` already or still as its
+    activations, with the batch's number (it sets the samples' offsets) and frame count."""
+
+    batch: int
+    frames: int
+    tensors: list[BatchSample | npt.NDArray[Any]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.magnitudes.nbytes if isinstance(t, BatchSample) else t.nbytes
+                   for t in self.tensors)
 
 
 def inference_plan(requested: int) -> tuple[int, int]:
@@ -212,27 +255,35 @@ class StatsCollector:
         self.stats = {name: TensorStats(name, sample_values=HISTOGRAM_SAMPLE)
                       for name in self.tensors}
         self.frames = 0
+        self._batches = 0  # batches folded so far: the next batch's number
 
     def update(self, inputs: dict[str, npt.NDArray[Any]]) -> int:
-        """Run and fold one batch; the bytes of its observed activations."""
-        folded = self._fold(self._session.run(inputs))
-        self.frames += int(next(iter(inputs.values())).shape[0])
-        return folded
+        """Run and fold one batch; the bytes it would have waited to be folded with."""
+        ran = self._run((self._batches, inputs))
+        self._fold(ran)
+        return ran.nbytes
 
-    def _fold(self, outputs: list[npt.NDArray[Any]]) -> int:
-        for name, value in zip(self.tensors, outputs, strict=True):
-            self.stats[name].update(value)
-        return sum(value.nbytes for value in outputs)
+    def _run(self, numbered: tuple[int, dict[str, npt.NDArray[Any]]]) -> _Ran:
+        """Run `numbered = (batch number, inputs)`; large activations are reduced to samples
+        here, on the worker (`REDUCE_ON_WORKER_BYTES`)."""
+        batch, inputs = numbered
+        outputs: list[Any] = list(self._session.run(inputs))
+        if sum(value.nbytes for value in outputs) > REDUCE_ON_WORKER_BYTES:
+            outputs = [batch_sample(value, HISTOGRAM_SAMPLE, batch) for value in outputs]
+        return _Ran(batch, int(next(iter(inputs.values())).shape[0]), outputs)
+
+    def _fold(self, ran: _Ran) -> None:
+        for name, tensor in zip(self.tensors, ran.tensors, strict=True):
+            self.stats[name].add(tensor if isinstance(tensor, BatchSample)
+                                 else batch_sample(tensor, HISTOGRAM_SAMPLE, ran.batch))
+        self.frames += ran.frames
+        self._batches += 1
 
     def collect(self, batches: Iterable[dict[str, npt.NDArray[Any]]]) -> dict[str, TensorStats]:
         """Run every batch, `RUNS_IN_FLIGHT` at a time (fewer when fewer threads were asked
-        for) on worker threads (ONNX Runtime releases the GIL), and fold their outputs on this
-        thread in batch order, so the statistics do not depend on which run finished first. At
-        most `fold_window` + 1 batches of activations are alive at once, the window sized on the
-        first batch's."""
-        def run(inputs: dict[str, npt.NDArray[Any]]) -> tuple[list[npt.NDArray[Any]], int]:
-            return self._session.run(inputs), len(next(iter(inputs.values())))
-
+        for) on worker threads (ONNX Runtime releases the GIL), and fold them on this thread
+        in batch order, so the statistics do not depend on which run finished first. At most
+        `fold_window` batches wait, the window sized on the first batch's."""
         batches = iter(batches)
         first = next(batches, None)
         if first is None:
@@ -240,14 +291,14 @@ class StatsCollector:
         window = fold_window(self.update(first))  # on this thread: the layout check runs first
         del first
         with ThreadPoolExecutor(self._runs, thread_name_prefix="stats") as runs:
-            for outputs, frames in in_order(runs, run, batches, window):
-                self._fold(outputs)
-                self.frames += frames
-                del outputs  # before the generator submits the next run
+            numbered = enumerate(batches, start=self._batches)
+            for ran in in_order(runs, self._run, numbered, window):
+                self._fold(ran)
+                del ran  # before the generator submits the next run
         return self.stats
 
 
 def fold_window(batch_bytes: int) -> int:
-    """How many batches of `batch_bytes` activations may wait to be folded: `FOLD_WINDOW`, less
-    where they would pass `WAITING_ACTIVATIONS_BYTES`, and at least one."""
-    return max(1, min(FOLD_WINDOW, WAITING_ACTIVATIONS_BYTES // max(1, batch_bytes)))
+    """How many batches of `batch_bytes` may wait to be folded: `FOLD_WINDOW`, less where they
+    would pass `WAITING_BYTES`, and at least one."""
+    return max(1, min(FOLD_WINDOW, WAITING_BYTES // max(1, batch_bytes)))
