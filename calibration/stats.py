@@ -258,7 +258,8 @@ class StatsCollector:
         self._batches = 0  # batches folded so far: the next batch's number
 
     def update(self, inputs: dict[str, npt.NDArray[Any]]) -> int:
-        """Run and fold one batch; the bytes it would have waited to be folded with."""
+        """Run and fold one batch; returns the bytes such a batch holds while it waits to be
+        folded (what `fold_window` is sized on)."""
         ran = self._run((self._batches, inputs))
         self._fold(ran)
         return ran.nbytes
