@@ -14,6 +14,7 @@ into 2048 bins as TensorRT's two-pass collection would, whatever the doublings d
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,9 @@ from calibration.observing import ObservingSession
 from calibration.tensor_types import tensor_types
 from edge.concurrency import in_order
 from edge.errors import InputError
-from edge.system import usable_cores
+from edge.system import available_memory_bytes, usable_cores
+
+log = logging.getLogger(__name__)
 
 BINS = 16384
 #: Values per tensor and batch that reach the histogram: a larger tensor contributes an evenly
@@ -191,6 +194,10 @@ WAITING_BYTES = 256 << 20
 #: reduced on the folding thread, where the numpy calls do not contend with the workers for
 #: the GIL (a YOLOv8n's 20 MB: 3.55 s against 3.63 s reduced on the workers, 8 rounds).
 REDUCE_ON_WORKER_BYTES = 64 << 20
+#: The runs in flight may fill at most this share of the memory available when the statistics
+#: start with their activations; past it they run one at a time, as `--threads 1` does (an
+#: 800x608 PP-PicoDet under the `cpu` profile: 2.7 GB peak with two, 1.4 GB with one).
+IN_FLIGHT_MEMORY_SHARE = 0.5
 
 
 @dataclass
@@ -201,6 +208,7 @@ class _Ran:
     batch: int
     frames: int
     tensors: list[BatchSample | npt.NDArray[Any]]
+    activation_bytes: int  # of the run's observed activations, before any reduction
 
     @property
     def nbytes(self) -> int:
@@ -269,9 +277,10 @@ class StatsCollector:
         here, on the worker (`REDUCE_ON_WORKER_BYTES`)."""
         batch, inputs = numbered
         outputs: list[Any] = list(self._session.run(inputs))
-        if sum(value.nbytes for value in outputs) > REDUCE_ON_WORKER_BYTES:
+        activations = sum(value.nbytes for value in outputs)
+        if activations > REDUCE_ON_WORKER_BYTES:
             outputs = [batch_sample(value, HISTOGRAM_SAMPLE, batch) for value in outputs]
-        return _Ran(batch, int(next(iter(inputs.values())).shape[0]), outputs)
+        return _Ran(batch, int(next(iter(inputs.values())).shape[0]), outputs, activations)
 
     def _fold(self, ran: _Ran) -> None:
         for name, tensor in zip(self.tensors, ran.tensors, strict=True):
@@ -289,14 +298,32 @@ class StatsCollector:
         first = next(batches, None)
         if first is None:
             return self.stats
-        window = fold_window(self.update(first))  # on this thread: the layout check runs first
-        del first
-        with ThreadPoolExecutor(self._runs, thread_name_prefix="stats") as runs:
+        ran = self._run((self._batches, first))  # on this thread: the layout check runs first
+        self._fold(ran)
+        window = fold_window(ran.nbytes)
+        available = available_memory_bytes()
+        in_flight = runs_within_memory(self._runs, ran.activation_bytes, available)
+        if in_flight < self._runs:
+            log.info("a frame's observed activations take %.1f GB of the %.1f GB of memory "
+                     "available: running %d frame(s) at a time instead of %d",
+                     ran.activation_bytes / 1e9, (available or 0) / 1e9, in_flight, self._runs)
+        del first, ran
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="stats") as runs:
             numbered = enumerate(batches, start=self._batches)
             for ran in in_order(runs, self._run, numbered, window):
                 self._fold(ran)
                 del ran  # before the generator submits the next run
         return self.stats
+
+
+def runs_within_memory(runs: int, activation_bytes: int, available: int | None) -> int:
+    """How many of `runs` may be in flight when each holds `activation_bytes` and `available`
+    bytes of memory are free (None: unknown, all of them): those that fit
+    `IN_FLIGHT_MEMORY_SHARE` of it, and at least one."""
+    if available is None:
+        return runs
+    fitting = int(available * IN_FLIGHT_MEMORY_SHARE) // max(1, activation_bytes)
+    return max(1, min(runs, fitting))
 
 
 def fold_window(batch_bytes: int) -> int:

@@ -11,6 +11,7 @@ import resource
 from pathlib import Path
 
 THERMAL_ROOT = Path("/sys/class/thermal")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 #: glibc's mallopt parameter numbers (malloc.h).
 M_MMAP_THRESHOLD = -3
@@ -55,6 +56,57 @@ def tune_malloc(arenas: int = 2, mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> 
 def usable_cores() -> int:
     """CPU cores this process may run on (a container's or taskset's limit, not the host's)."""
     return len(os.sched_getaffinity(0))
+
+
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo"),
+                           cgroups: Path = Path("/proc/self/cgroup"),
+                           cgroup_root: Path = CGROUP_ROOT) -> int | None:
+    """Memory this process could still take: the kernel's MemAvailable, capped by its memory
+    cgroup's limit less what the cgroup uses (a container's, or a systemd unit's MemoryMax);
+    None where neither is readable."""
+    available = None
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    room = _cgroup_room(cgroups, cgroup_root)
+    if room is not None:
+        available = room if available is None else min(available, room)
+    return available
+
+
+#: (folder under the cgroup root, limit file, usage file) of cgroup v2 and of v1's memory
+#: controller; v2's limit reads "max" when there is none, v1's a huge number.
+_CGROUP_MEMORY_FILES = {"v2": ("", "memory.max", "memory.current"),
+                        "v1": ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes")}
+
+
+def _cgroup_room(cgroups: Path, root: Path) -> int | None:
+    """Bytes this process's memory cgroup may still grow by, or None (no limit, not readable).
+    A container may see its own group at the mount's root rather than at the listed path."""
+    try:
+        lines = cgroups.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
+        version = ("v2" if hierarchy == "0" and not controllers else
+                   "v1" if "memory" in controllers.split(",") else None)
+        if version is None:
+            continue
+        mount, limit_file, usage_file = _CGROUP_MEMORY_FILES[version]
+        for folder in (root / mount / path.strip().lstrip("/"), root / mount):
+            try:
+                limit = (folder / limit_file).read_text().strip()
+                if limit == "max":
+                    break
+                return max(0, int(limit) - int((folder / usage_file).read_text()))
+            except (OSError, ValueError):
+                continue
+    return None
 
 
 def memory_rss_mb() -> float:

@@ -235,3 +235,44 @@ def test_large_runs_hand_the_fold_samples_small_ones_activations(demo_model, mon
         a, b = together[name], alone.stats[name]
         assert (a.minimum, a.maximum, a.count, a.range) == (b.minimum, b.maximum, b.count, b.range)
         np.testing.assert_array_equal(a.histogram, b.histogram)
+
+
+def test_runs_in_flight_are_limited_by_the_memory_available():
+    from calibration.stats import runs_within_memory
+
+    gb = 1 << 30
+    assert runs_within_memory(2, gb // 50, 20 * gb) == 2  # a YOLOv8n frame: 20 MB
+    assert runs_within_memory(2, gb, 20 * gb) == 2
+    assert runs_within_memory(2, gb, 3 * gb) == 1  # two would take 2 of 3 GB: one
+    assert runs_within_memory(2, 8 * gb, 3 * gb) == 1  # never none
+    assert runs_within_memory(2, gb, None) == 2  # unknown: as planned
+
+
+def test_a_machine_short_of_memory_runs_one_frame_at_a_time(demo_model, monkeypatch, caplog):
+    """Where two runs' activations would take more than half the memory available, the
+    statistics run one frame at a time (said once), with the same results."""
+    import logging
+
+    from calibration import stats as stats_module
+    from calibration.readers import frames_from
+    from calibration.stats import StatsCollector
+    from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
+
+    model, spec = load_float_model(demo_model)
+    tensors = tensors_to_observe(model, CalibrateOptions(profile="cpu"))
+    feeds = list(frames_from("synthetic://shapes?seed=4", max_images=6).inputs(spec))
+    plenty = StatsCollector(model, tensors, threads=2).collect(iter(feeds))
+    assert "frame(s) at a time" not in caplog.text
+    monkeypatch.setattr(stats_module, "available_memory_bytes", lambda: 1 << 20)  # 1 MB
+    workers: list[int] = []
+    real = stats_module.ThreadPoolExecutor
+    monkeypatch.setattr(stats_module, "ThreadPoolExecutor",
+                        lambda count, **kw: workers.append(count) or real(count, **kw))
+    with caplog.at_level(logging.INFO, logger="calibration.stats"):
+        short = StatsCollector(model, tensors, threads=2).collect(iter(feeds))
+    assert workers == [1]
+    assert "running 1 frame(s) at a time instead of 2" in caplog.text
+    for name in tensors:
+        a, b = plenty[name], short[name]
+        assert (a.minimum, a.maximum, a.count, a.range) == (b.minimum, b.maximum, b.count, b.range)
+        np.testing.assert_array_equal(a.histogram, b.histogram)
