@@ -132,10 +132,7 @@ def test_runs_in_flight_fold_as_one_at_a_time(demo_model, monkeypatch, waiting_b
     for feed in feeds:
         alone.update(feed)
     assert alone.frames == 10
-    for name in tensors:
-        a, b = together[name], alone.stats[name]
-        assert (a.minimum, a.maximum, a.count, a.range) == (b.minimum, b.maximum, b.count, b.range)
-        np.testing.assert_array_equal(a.histogram, b.histogram)
+    assert_same_statistics(together, alone.stats, tensors)
 
 
 def test_the_fold_window_shrinks_for_large_batches():
@@ -231,10 +228,7 @@ def test_large_runs_hand_the_fold_samples_small_ones_activations(demo_model, mon
     alone = StatsCollector(model, tensors)
     for feed in feeds:
         alone.update(feed)
-    for name in tensors:
-        a, b = together[name], alone.stats[name]
-        assert (a.minimum, a.maximum, a.count, a.range) == (b.minimum, b.maximum, b.count, b.range)
-        np.testing.assert_array_equal(a.histogram, b.histogram)
+    assert_same_statistics(together, alone.stats, tensors)
 
 
 def test_runs_in_flight_are_limited_by_the_memory_available():
@@ -272,7 +266,13 @@ def test_a_machine_short_of_memory_runs_one_frame_at_a_time(demo_model, monkeypa
         short = StatsCollector(model, tensors, threads=2).collect(iter(feeds))
     assert workers == [1]
     assert "running 1 frame(s) at a time instead of 2" in caplog.text
+    assert_same_statistics(plenty, short, tensors)
+
+
+def assert_same_statistics(a: dict, b: dict, tensors: list[str]) -> None:
+    """Min, max, count, range and histogram of every tensor equal in `a` and `b`."""
     for name in tensors:
-        a, b = plenty[name], short[name]
-        assert (a.minimum, a.maximum, a.count, a.range) == (b.minimum, b.maximum, b.count, b.range)
-        np.testing.assert_array_equal(a.histogram, b.histogram)
+        x, y = a[name], b[name]
+        assert (x.minimum, x.maximum, x.count, x.range) == (y.minimum, y.maximum, y.count,
+                                                             y.range), name
+        np.testing.assert_array_equal(x.histogram, y.histogram, err_msg=name)
