@@ -78,6 +78,25 @@ def test_a_signal_while_the_demo_runs_ends_it_early_with_its_summary(signum):
     assert summary["precision"] >= 0.9 and summary["recall"] >= 0.9
 
 
+@pytest.mark.slow
+def test_a_demo_whose_reader_goes_away_ends_early_and_quietly():
+    """`edge demo | head -3`: 74 logged BrokenPipeError tracebacks, then an uncaught one in the
+    summary's print and exit 1."""
+    process = _demo_process("--seconds", "60", "--fps", "10", "--threads", "1")
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        for line in process.stdout:
+            if "demo frame" in line:
+                break
+        process.stdout.close()  # as `head` does once it has its lines
+        process.wait(timeout=30)
+        stderr = process.stderr.read()
+    finally:
+        process.kill()
+    assert process.returncode == 141, stderr  # 128 + SIGPIPE; long before the 60 s
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
 def test_a_signal_while_the_demo_starts_interrupts_it():
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers MQTT
         process = _demo_process("--seconds", "60", "--mqtt",

@@ -202,6 +202,32 @@ def test_monitor_exits_0_on_sigterm(mosquitto):
     assert json.loads(out.strip().splitlines()[-1])["malformed"] == 0
 
 
+def test_a_monitor_whose_reader_goes_away_ends_quietly_with_141(mosquitto):
+    """`edge monitor | head -2`: once the pipe's reader is gone, every print raised
+    BrokenPipeError on paho's thread, one logged traceback per message, and the watch went on
+    forever."""
+    process = subprocess.Popen([sys.executable, "-m", "edge", "monitor", "--mqtt",
+                                mosquitto.url, "--events"],  # which prints counts
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith(b"connected to")
+        process.stdout.close()  # as `head` does once it has its lines
+        deadline = time.monotonic() + 20
+        while process.poll() is None and time.monotonic() < deadline:
+            publish.single("edge/dev1/gate/circle/count", "3", qos=1, hostname="127.0.0.1",
+                           port=mosquitto.port)
+            time.sleep(0.2)
+        if process.poll() is None:
+            process.kill()
+        stderr = process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 141, stderr  # 128 + SIGPIPE, as a shell reports `yes | head`
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
 @pytest.mark.parametrize("url, message", [
     ("mqtt://127.0.0.1:9", "could not reach the MQTT broker at mqtt://127.0.0.1:9"),
     ("mqtts://127.0.0.1", "could not reach the MQTT broker"),  # 8883: nothing listens there

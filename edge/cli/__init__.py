@@ -13,6 +13,11 @@ import os
 # has its own), and on a small device the spinning takes cores from the inference and decode
 # threads: 0.3-0.5 CPU-seconds of a 3 s calibration on 2 cores. A user's setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# OpenCV's own warnings repeat what a command says in its log (a camera that cannot be opened
+# logs, on every retry, "Stream timeout triggered" and "can't be used to capture by name"
+# beside the daemon's one warning); FFmpeg's errors, which name the cause ("Connection
+# refused", "401 Unauthorized"), still print. OPENCV_LOG_LEVEL=WARNING brings them back.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import argparse
 import logging
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 from edge import __version__
 from edge.cli import bench, collect, device, workstation
 from edge.cli.signals import Interrupted, signals_interrupt
+from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
 
 
@@ -50,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        if not reader_gone():  # a connection of the command's, not its output
+            raise
+        silence_stdout()
+        return PIPE_CLOSED_EXIT
     except KeyboardInterrupt as exc:
         print("\nedge: interrupted", file=sys.stderr)
         sys.stdout.flush()

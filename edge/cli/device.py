@@ -18,6 +18,7 @@ from edge.cli.common import (
     warn_of_a_password_in,
 )
 from edge.cli.signals import stop_on_signals
+from edge.cli.stdout import PIPE_CLOSED_EXIT, LinesUntilClosed
 
 log = logging.getLogger("edge")
 
@@ -28,10 +29,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # Ctrl-C or SIGTERM while it starts interrupts it (130, 143); once the camera runs, it
     # ends the run early, like --seconds passing: the summary scores what ran, exit 0
     stop = stop_on_signals(starting=True)
-    echo = print if not args.quiet else (lambda line: None)
+    lines = LinesUntilClosed(stop)
+    echo = lines if not args.quiet else (lambda line: None)
     summary = run_demo(args.seconds, args.mqtt, seed=args.seed, fps=args.fps,
                        threads=args.threads, echo=echo, model=args.model, stop=stop,
                        running=stop.started)
+    if lines.closed:  # the reader of its output went away: nothing more to say
+        return PIPE_CLOSED_EXIT
     result = summary.as_dict()
     if args.json:
         print_json(result)
@@ -98,17 +102,16 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     stop = stop_on_signals()  # SIGTERM and Ctrl-C end the watch normally: exit 0
     warn_of_a_password_in(args.mqtt)
+    lines = LinesUntilClosed(stop)
     summary = run_monitor(args.mqtt, args.prefix, args.seconds, args.frames,
-                          echo=_flushed_print, stop=stop, events=args.events,
+                          echo=lines, stop=stop, events=args.events,
                           share_group=args.share_group, tls=tls_files(args),
                           quiet=args.quiet)
+    if lines.closed:
+        return PIPE_CLOSED_EXIT
     if args.json:
         print_json(summary)
     return 0
-
-
-def _flushed_print(line: str) -> None:
-    print(line, flush=True)
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
