@@ -327,7 +327,8 @@ class Daemon:
                 self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
                 next_stats = now + self.config.stats.interval_s
             self.heartbeat.tick(self.alive(), self.stats)
-            stop.wait(min(0.2, max(0.0, next_stats - time.monotonic())))
+            wake = next_stats if duration is None else min(next_stats, began + duration)
+            stop.wait(min(0.2, max(0.0, wake - time.monotonic())))
         return self.stop(time.monotonic() - began)
 
     def stop(self, seconds: float) -> RunSummary:
