@@ -240,3 +240,22 @@ def test_rtsp_stream_that_freezes_is_abandoned_after_stall_s_and_reopened(rtsp_s
         recorder.wait_for("streaming", 15, after=frozen_at + 1)
     finally:
         supervisor.stop()
+
+
+def test_a_camera_still_opening_a_silent_stream_stops_at_once():
+    """A stop while OpenCV waits on a server that accepted the connection and never answers:
+    that open() cannot be interrupted, so the supervisor no longer waits 2 s on it (a daemon's
+    SIGTERM took 4.4 s); the reader closes whatever the open returns."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        supervisor, recorder = supervise(f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x")
+        supervisor.start()
+        silent.settimeout(10)
+        connection, _ = silent.accept()  # the reader is inside open() now
+        began = time.monotonic()
+        supervisor.stop()
+        stopped_in = time.monotonic() - began
+        connection.close()
+    assert stopped_in < 1.0
+    assert recorder.last().state == "ended"

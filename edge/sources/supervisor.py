@@ -82,7 +82,7 @@ class _Attempt:
     """One reader thread's source and what became of it."""
 
     source: Source
-    opened: bool
+    opened: bool  # its source's open() has returned
     progress: float  # time.monotonic() of the last frame (or of the start)
     abandoned: bool = False
     ended: bool = False  # the source reported its end (None from read)
@@ -226,7 +226,10 @@ class SourceSupervisor:
                     attempt.abandoned = True
                 if stalled and not attempt.error and reader.is_alive():
                     attempt.error = f"no frame for {limit:g} s"
-                reader.join(0.5 if stalled else 2.0)  # a read that returns soon closes itself
+                if attempt.opened:  # a read that returns soon closes the source itself
+                    reader.join(0.5 if stalled else 2.0)
+                # else it is inside open(), which nothing interrupts (a stream server that
+                # never answers holds it for its 10 s): the thread closes what that opens
                 break
         return attempt
 
@@ -235,6 +238,7 @@ class SourceSupervisor:
         try:
             if not attempt.opened:
                 source.open()
+                attempt.opened = True
             attempt.progress = time.monotonic()
             while not attempt.abandoned:
                 if source.paced_by_consumer and not self.latest.wait_empty(timeout=0.5):
