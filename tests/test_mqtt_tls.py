@@ -117,6 +117,9 @@ def test_refused_then_lost_then_back(stopped_mosquitto, caplog):
         stopped_mosquitto.stop()  # the broker goes away under a live connection
         assert wait_until(lambda: "connection lost" in caplog.text, 10), caplog.text
         assert link.connection.state.startswith("disconnected")
+        # in the monitor's words, not paho's "Unspecified error" for a socket that closed
+        assert "connection lost (closed without an MQTT reason: the broker stopped" in \
+            caplog.text and "Unspecified error" not in caplog.text, caplog.text
     finally:
         link.stop(timeout=0)
 

@@ -16,10 +16,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edge.redact import redact_text
 
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
+
 log = logging.getLogger("edge.mqtt")
+
+#: paho's reason for a connection that ended without an MQTT DISCONNECT (the socket closed)
+NO_MQTT_REASON = 0x80
 
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
 
@@ -89,6 +96,14 @@ def cause_from_reason(reason: str, names: SettingNames = CONFIG_KEYS) -> str:
     if "authori" in reason.lower() or "user name or password" in reason.lower():
         return f"not authorized ({reason}): check {names.login}"
     return f"refused by the broker ({reason})"
+
+
+def lost_reason(reason: ReasonCode) -> str:
+    """Why a live connection ended, in words: the broker's reason, or for a socket that just
+    closed (paho's "Unspecified error") what usually closes one."""
+    if reason.value == NO_MQTT_REASON:
+        return "closed without an MQTT reason: the broker stopped or the network dropped"
+    return str(reason)
 
 
 def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None,

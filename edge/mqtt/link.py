@@ -37,6 +37,7 @@ from edge.mqtt.failures import (
     cause_from_disconnect,
     cause_from_exception,
     cause_from_reason,
+    lost_reason,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
 from edge.mqtt.sweep import RetainedSweep
@@ -317,8 +318,8 @@ class MqttLink:
         refused, self._refused = self._refused, False
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             certificate = (self.settings.certfile is not None) if self.settings.tls else None
-            self.connection.failed(cause_from_disconnect(str(reason), was_connected,
-                                                         certificate))
+            said = lost_reason(reason) if was_connected else str(reason)
+            self.connection.failed(cause_from_disconnect(said, was_connected, certificate))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:

@@ -35,6 +35,7 @@ from edge.mqtt.failures import (
     cause_from_disconnect,
     cause_from_exception,
     cause_from_reason,
+    lost_reason,
 )
 from edge.mqtt.url import PASSWORD_ENV, BrokerUrl, broker_from_url
 from edge.redact import redact_uri
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 
 #: CONNACK reason code of a broker that does not speak the requested protocol version.
 UNSUPPORTED_PROTOCOL = 0x84
-#: paho's reason for a connection that ended without an MQTT DISCONNECT (the socket closed)
-NO_MQTT_REASON = 0x80
 
 #: (topic, payload, retained) of every message received.
 Receiver = Callable[[str, bytes, bool], None]
@@ -282,14 +281,6 @@ class BrokerSubscription:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._receiver(message.topic, bytes(message.payload), bool(message.retain))
-
-
-def lost_reason(reason: ReasonCode) -> str:
-    """Why a live connection ended, in words: the broker's reason, or for a socket that just
-    closed (paho's "Unspecified error") what usually closes one."""
-    if reason.value == NO_MQTT_REASON:
-        return "closed without an MQTT reason: the broker stopped or the network dropped"
-    return str(reason)
 
 
 def failure_fix(failure: str) -> str | None:
