@@ -19,7 +19,8 @@ THREADS_AFTER_IMPORTS = (
 
 
 def _run(code: str, **env: str) -> tuple[str, int]:
-    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("OPENBLAS_NUM_THREADS", "OPENCV_LOG_LEVEL")}
     environment.update(env)
     output = subprocess.run([sys.executable, "-c", code], env=environment, check=True,
                             capture_output=True, text=True).stdout.split()
@@ -37,6 +38,12 @@ def test_the_cli_starts_numpy_and_opencv_with_one_blas_thread():
 def test_a_users_blas_setting_wins():
     setting, _ = _run(THREADS_AFTER_IMPORTS.format(first="edge.cli, "), OPENBLAS_NUM_THREADS="3")
     assert setting == "3"
+
+
+def test_opencvs_own_warnings_are_off_unless_the_user_wants_them():
+    code = "import os, edge.cli; print(os.environ['OPENCV_LOG_LEVEL'], 0)"
+    assert _run(code)[0] == "ERROR"
+    assert _run(code, OPENCV_LOG_LEVEL="WARNING")[0] == "WARNING"
 
 
 def test_the_executable_exits_with_mains_code(monkeypatch):
