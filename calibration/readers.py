@@ -141,7 +141,12 @@ class FrameSet:
         what = "frame(s)" if self.video is not None else "image(s)"
         skipped = f" ({len(self.skipped)} file(s) skipped)" if self.skipped else ""
         needed = f"{min_images} {'is' if min_images == 1 else 'are'} needed"
-        fix = "add images" if self.count == 0 else "add more, or lower --min-images"
+        if self.count:
+            fix = "add more, or lower --min-images"
+        elif self.video is not None:
+            fix = "check that the video plays (OpenCV could read no frame of it)"
+        else:  # label .txt files and hidden files go unmentioned among the skipped
+            fix = f"add images ({', '.join(sorted(IMAGE_SUFFIXES))}; other files are not read)"
         raise InputError(f"{self.description} has {self.count} usable {what}{skipped}; at least "
                          f"{needed}: {fix}")
 

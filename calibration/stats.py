@@ -304,9 +304,12 @@ class StatsCollector:
         available = available_memory_bytes()
         in_flight = runs_within_memory(self._runs, ran.activation_bytes, available)
         if in_flight < self._runs:
-            log.info("a frame's observed activations take %.1f GB of the %.1f GB of memory "
-                     "available: running %d frame(s) at a time instead of %d",
-                     ran.activation_bytes / 1e9, (available or 0) / 1e9, in_flight, self._runs)
+            log.info("%d frames in flight would hold %.1f GB of observed activations (%.1f GB "
+                     "a frame), more than %d%% of the %.1f GB of memory left after the first "
+                     "frame: running %s at a time (slower, as with --threads 1)", self._runs,
+                     self._runs * ran.activation_bytes / 1e9, ran.activation_bytes / 1e9,
+                     round(100 * IN_FLIGHT_MEMORY_SHARE), (available or 0) / 1e9,
+                     "one frame" if in_flight == 1 else f"{in_flight} frames")
         del first, ran
         with ThreadPoolExecutor(in_flight, thread_name_prefix="stats") as runs:
             numbered = enumerate(batches, start=self._batches)

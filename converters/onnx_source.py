@@ -65,8 +65,8 @@ def _loaded(path: Path) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path))
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:
-        raise ConversionError(f"{path} is not a readable ONNX model ({exc}); the file may be "
-                              "truncated: copy or export it again") from exc
+        raise ConversionError(f"{path} is not an ONNX model ({exc}); the file may be cut "
+                              "short or another format: copy or export it again in full") from exc
     if not model.graph.node:
         raise ConversionError(f"{path} is not a model: its graph has no nodes")
     try:

@@ -63,7 +63,12 @@ def test_too_few_usable_images_and_empty_folder(tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="0 usable image") as error:
         frames_from(empty)
-    assert str(error.value).endswith(": add images")  # lowering --min-images cannot help
+    # lowering --min-images cannot help; which files count can
+    assert str(error.value).endswith(": add images (.bmp, .jpeg, .jpg, .png, .tif, .tiff, "
+                                     ".webp; other files are not read)")
+    (empty / "labels.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # a folder of label files only
+    with pytest.raises(InputError, match=r"0 usable image\(s\); .*add images \(.bmp"):
+        frames_from(empty)
 
 
 def test_subset_is_deterministic(tmp_path):
