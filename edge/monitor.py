@@ -235,7 +235,7 @@ def _watch_connection(connection: BrokerSubscription, url: str, stop: StopReques
     that went quiet would otherwise look like a quiet site)."""
     subscribed = connection.subscribed
     deadline = None if seconds is None else time.monotonic() + seconds
-    watching = True
+    watching, lost_at = True, 0.0
     while True:
         wait = CONNECTION_POLL_S if deadline is None else min(CONNECTION_POLL_S,
                                                                deadline - time.monotonic())
@@ -243,6 +243,12 @@ def _watch_connection(connection: BrokerSubscription, url: str, stop: StopReques
             return
         if subscribed.is_set() != watching:
             watching = subscribed.is_set()
-            echo(f"reconnected to {redact_uri(url)}" if watching else
-                 f"connection to {redact_uri(url)} lost ({connection.lost_reason or 'closed'}); "
-                 "reconnecting")
+            # the time of day: when a quiet watch was cut off is what its reader asks next
+            now = time.strftime("%H:%M:%S")
+            if watching:
+                echo(f"reconnected to {redact_uri(url)} at {now}, "
+                     f"{time.monotonic() - lost_at:.0f} s after the loss")
+            else:
+                lost_at = time.monotonic()
+                echo(f"connection to {redact_uri(url)} lost at {now} "
+                     f"({connection.lost_reason or 'closed'}); reconnecting")
