@@ -16,6 +16,7 @@ import pytest
 
 from edge.errors import SourceError
 from edge.sources import LatestFrame
+from edge.sources import supervisor as supervisor_module
 from edge.sources.supervisor import Backoff, CameraStatus, SourceSupervisor
 from edge.timing import RateMeter
 from tests.rtsp_server import missing_reason
@@ -259,3 +260,23 @@ def test_a_camera_still_opening_a_silent_stream_stops_at_once():
         connection.close()
     assert stopped_in < 1.0
     assert recorder.last().state == "ended"
+
+
+def test_a_camera_whose_open_hangs_past_stall_s_is_named_with_the_source(monkeypatch):
+    """The stall timer, not OpenCV's open timeout, may end an attempt still opening a silent
+    stream; its warning said only "no frame for 10 s", without the source or what to check."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        uri = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x"
+        supervisor, recorder = supervise(uri, stall_s=1, reconnect_max_s=1)
+        monkeypatch.setattr(supervisor_module, "FIRST_FRAME_S", 1.0)
+        supervisor.start()
+        try:
+            recorder.wait_for("reconnecting", 10)
+        finally:
+            supervisor.stop()
+    reason = next(s.reason for s in recorder.statuses if s.state == "reconnecting")
+    assert reason.startswith(f"source '{uri}' did not open within 1 s (a stream server that "
+                             "accepts the connection and never answers"), reason
+

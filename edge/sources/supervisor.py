@@ -225,7 +225,11 @@ class SourceSupervisor:
                 with self._lock:
                     attempt.abandoned = True
                 if stalled and not attempt.error and reader.is_alive():
-                    attempt.error = f"no frame for {limit:g} s"
+                    attempt.error = (
+                        f"no frame for {limit:g} s" if attempt.opened else
+                        f"source '{redact_uri(self.uri)}' did not open within {limit:g} s (a "
+                        "stream server that accepts the connection and never answers, or a "
+                        "device that hangs); check that it exists and that you may read it")
                 if attempt.opened:  # a read that returns soon closes the source itself
                     reader.join(0.5 if stalled else 2.0)
                 # else it is inside open(), which nothing interrupts (a stream server that
