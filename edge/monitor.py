@@ -167,13 +167,27 @@ class _Console:
         self._lock = threading.Lock()
         self._early: list[Message] | None = []
         self._state_lines: dict[str, str] = {}  # topic -> the line last shown for it
+        self._connection: _ConnectionLines | None = None
 
     def message(self, message: Message) -> None:
         with self._lock:
             if self._early is not None:
                 self._early.append(message)
-            else:
-                self._show(message)
+                return
+            if self._connection is not None:  # "reconnected" before what the new one brings
+                self._connection.update(self._echo)
+            self._show(message)
+
+    def watch(self, connection: _ConnectionLines) -> None:
+        """From now on `connection`'s changes are said, by `connection_changed` or before the
+        next message, whichever comes first."""
+        with self._lock:
+            self._connection = connection
+
+    def connection_changed(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.update(self._echo)
 
     def connected(self, line: str) -> None:
         """`line`, then the messages that came before it."""
@@ -182,10 +196,6 @@ class _Console:
             for message in self._early or ():
                 self._show(message)
             self._early = None
-
-    def line(self, line: str) -> None:
-        with self._lock:
-            self._echo(line)
 
     def _show(self, message: Message) -> None:
         line = None if self._quiet else format_line(message, self._events)
@@ -217,7 +227,8 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
     try:
         subscriber.connection.wait_until_subscribed()
         console.connected(f"connected to {redact_uri(url)}, watching {prefix}")
-        _watch_connection(subscriber.connection, url, stop, seconds, console.line)
+        console.watch(_ConnectionLines(subscriber.connection, url))
+        _watch_connection(stop, seconds, console.connection_changed)
     finally:
         subscriber.stop()
     return {"messages": dict(subscriber.counts), "malformed": subscriber.invalid,
@@ -228,27 +239,44 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
 CONNECTION_POLL_S = 0.5
 
 
-def _watch_connection(connection: BrokerSubscription, url: str, stop: StopRequest,
-                      seconds: float | None, echo: Callable[[str], None]) -> None:
-    """Until `stop` is set or `seconds` pass: a line when the broker connection is lost (with
-    why) and one when the subscriptions are granted again (paho reconnects on its own; a watch
-    that went quiet would otherwise look like a quiet site)."""
-    subscribed = connection.subscribed
+class _ConnectionLines:
+    """A line when the broker connection is lost (when, and why) and one when the subscriptions
+    are granted again (paho reconnects on its own; a watch that went quiet would otherwise look
+    like a quiet site), each once, even for an outage shorter than the watch's poll (the
+    connection count moved). Not thread-safe: `_Console` calls it under its lock."""
+
+    def __init__(self, connection: BrokerSubscription, url: str) -> None:
+        self._connection, self._url = connection, redact_uri(url)
+        self._watching, self._connects = True, connection.connects
+        self._lost_at = 0.0
+
+    def update(self, echo: Callable[[str], None]) -> None:
+        connection = self._connection
+        subscribed, connects = connection.subscribed.is_set(), connection.connects
+        if self._watching and (not subscribed or connects != self._connects):
+            self._watching = False
+            self._lost_at = connection.lost_at or time.time()  # 0: a loss it did not record
+            echo(f"connection to {self._url} lost at {_clock(self._lost_at)} "
+                 f"({connection.lost_reason or 'closed'}); reconnecting")
+        if not self._watching and subscribed:
+            self._watching, self._connects = True, connects
+            now = time.time()
+            echo(f"reconnected to {self._url} at {_clock(now)}, "
+                 f"{max(0.0, now - self._lost_at):.0f} s after the loss")
+
+
+def _clock(seconds: float) -> str:
+    """The time of day: when a quiet watch was cut off is what its reader asks next."""
+    return time.strftime("%H:%M:%S", time.localtime(seconds))
+
+
+def _watch_connection(stop: StopRequest, seconds: float | None,
+                      check: Callable[[], None]) -> None:
+    """`check()` every `CONNECTION_POLL_S` until `stop` is set or `seconds` pass."""
     deadline = None if seconds is None else time.monotonic() + seconds
-    watching, lost_at = True, 0.0
     while True:
         wait = CONNECTION_POLL_S if deadline is None else min(CONNECTION_POLL_S,
                                                                deadline - time.monotonic())
         if stop.wait(max(0.0, wait)) or (deadline is not None and time.monotonic() >= deadline):
             return
-        if subscribed.is_set() != watching:
-            watching = subscribed.is_set()
-            # the time of day: when a quiet watch was cut off is what its reader asks next
-            now = time.strftime("%H:%M:%S")
-            if watching:
-                echo(f"reconnected to {redact_uri(url)} at {now}, "
-                     f"{time.monotonic() - lost_at:.0f} s after the loss")
-            else:
-                lost_at = time.monotonic()
-                echo(f"connection to {redact_uri(url)} lost at {now} "
-                     f"({connection.lost_reason or 'closed'}); reconnecting")
+        check()

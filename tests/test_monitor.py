@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from paho.mqtt import publish
 
+from edge import monitor as monitor_module
 from edge.client.models import DeviceStats, DeviceStatus
 from edge.monitor import format_stats, format_status, run_monitor
 from tests.test_daemon_mqtt import write_config
@@ -163,6 +164,24 @@ def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
     assert re.match(rf"reconnected to {mosquitto.url} at \d\d:\d\d:\d\d, \d+ s after the "
                     "loss$", lines[2]), lines
     assert "Unspecified error" not in lines[1], lines  # paho's words for a closed socket
+
+
+def test_reconnected_is_said_before_what_the_new_connection_brings(mosquitto, monkeypatch):
+    """The watch looked at the connection every 0.5 s, so messages of the new connection were
+    printed before "reconnected"; and an outage shorter than that went unsaid. Here the watch
+    never polls: the first message of the new connection says both lines first."""
+    monkeypatch.setattr(monitor_module, "CONNECTION_POLL_S", 3600.0)
+    with watching(mosquitto.url) as lines:
+        mosquitto.stop()
+        mosquitto.start()
+        deadline = time.monotonic() + 20
+        while not any("dev1" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            publish.single("edge/dev1/gate/circle/count", "3", qos=1, hostname="127.0.0.1",
+                           port=mosquitto.port)
+            time.sleep(0.2)
+    assert [line.split(" ")[0] for line in lines[:4]] == ["connected", "connection",
+                                                          "reconnected", "[dev1]"], lines
 
 
 @contextlib.contextmanager

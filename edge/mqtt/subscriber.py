@@ -136,6 +136,7 @@ class BrokerSubscription:
         self._log_failures = log_failures
         self.last_failure: str | None = None
         self.lost_reason: str | None = None  # why the broker dropped the last live connection
+        self.lost_at = 0.0  # ... and when (time.time())
         self._refused = False  # the broker's CONNACK refused the current attempt
         self._connection_log = ConnectionLog(redact_uri(url))
         self._lock = threading.Lock()
@@ -267,7 +268,7 @@ class BrokerSubscription:
                          f"{self.host}:{self.port} closed the connection before any MQTT "
                          "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
         elif was_connected and not stopped:
-            self.lost_reason = lost_reason(reason)
+            self.lost_reason, self.lost_at = lost_reason(reason), time.time()
             self._failed(cause_from_disconnect(self.lost_reason, True, None, self._names))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
