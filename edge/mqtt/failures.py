@@ -131,15 +131,20 @@ class ConnectionLog:
         self._failures = 0
         self.state = "connecting"
 
-    def failed(self, cause: str) -> None:
+    def failed(self, cause: str, attempt: bool = True) -> None:
+        """A connection attempt failed (`attempt`), or a live connection was lost (False: not
+        counted among the attempts)."""
         with self._lock:
-            self._failures += 1
+            self._failures += int(attempt)
             self.state = f"disconnected ({cause.partition(':')[0]})"
             now = self._clock()
             if cause == self._cause and now - self._logged_at < self.REPEAT_S:
                 return
             self._cause, self._logged_at = cause, now
             failures = self._failures
+        if not attempt:
+            log.warning("MQTT broker %s: %s; reconnecting with backoff", self._where, cause)
+            return
         log.warning("MQTT broker %s: %s (%d failed attempt%s so far; retrying with backoff)",
                     self._where, cause, failures, "" if failures == 1 else "s")
 

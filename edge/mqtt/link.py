@@ -319,7 +319,8 @@ class MqttLink:
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             certificate = (self.settings.certfile is not None) if self.settings.tls else None
             said = lost_reason(reason) if was_connected else str(reason)
-            self.connection.failed(cause_from_disconnect(said, was_connected, certificate))
+            self.connection.failed(cause_from_disconnect(said, was_connected, certificate),
+                                   attempt=not was_connected)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:

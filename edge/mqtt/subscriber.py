@@ -239,9 +239,10 @@ class BrokerSubscription:
         self._failed(cause_from_exception(exc, self._names, self.tls) if exc is not None else
                      _socket_failure(self.host, self.port, self.tls))
 
-    def _failed(self, cause: str) -> None:
-        """A failed attempt: the first answers `subscription_failure` (and is logged unless the
-        caller reports it itself); later ones are logged once per cause."""
+    def _failed(self, cause: str, attempt: bool = True) -> None:
+        """A failed attempt (or with `attempt` False, a live connection lost): the first
+        answers `subscription_failure` (and is logged unless the caller reports it itself);
+        later ones are logged once per cause."""
         self.last_failure = cause
         if not self._answered.is_set():
             self._failure = cause
@@ -249,7 +250,7 @@ class BrokerSubscription:
             if not self._log_first_failure:
                 return
         if self._log_failures:
-            self._connection_log.failed(cause)
+            self._connection_log.failed(cause, attempt)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Properties | None) -> None:
@@ -269,7 +270,8 @@ class BrokerSubscription:
                          "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
         elif was_connected and not stopped:
             self.lost_reason, self.lost_at = lost_reason(reason), time.time()
-            self._failed(cause_from_disconnect(self.lost_reason, True, None, self._names))
+            self._failed(cause_from_disconnect(self.lost_reason, True, None, self._names),
+                         attempt=False)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
