@@ -113,6 +113,7 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
     subscriber = Subscriber(url, config.topic_prefix, ["detections", "event", "count"],
                             callback=watcher, client_id=f"edge-demo-watch-{id(watcher) % 100000}",
                             log_first_failure=False,  # a failure is this command's error
+                            log_failures=False,  # later ones: the daemon's link says them
                             mqtt5=mqtt5)
     subscriber.start()
     try:

@@ -48,6 +48,31 @@ def test_demo_cli_json_against_mosquitto(mosquitto):
     assert summary["latency_ms_p50"]["track"] < 5.0
 
 
+@pytest.mark.slow
+def test_a_broker_outage_during_the_demo_is_logged_once(mosquitto, caplog):
+    """The demo's daemon and its own subscriber both logged every connection failure under
+    `edge.mqtt`: each line twice, 1 ms apart."""
+    import threading
+    import time
+
+    running = threading.Event()
+    demo = threading.Thread(target=run_demo, args=(6,), kwargs={
+        "mqtt_url": mosquitto.url, "threads": 1, "echo": lambda line: None,
+        "running": running.set})
+    with caplog.at_level(logging.INFO, logger="edge"):
+        demo.start()
+        assert running.wait(30)
+        time.sleep(1.0)
+        mosquitto.stop()
+        time.sleep(1.5)
+        mosquitto.start()
+        demo.join(60)
+    lost = [r.getMessage() for r in caplog.records if "connection lost" in r.getMessage()]
+    assert len(lost) == 1, lost
+    assert any("connected to MQTT broker" in r.getMessage() and "after" in r.getMessage()
+               for r in caplog.records), caplog.text  # and back
+
+
 def _demo_process(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(edge_at_a_terminal("demo", *args), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
