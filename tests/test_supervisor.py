@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import threading
 import time
 
@@ -247,8 +248,6 @@ def test_a_camera_still_opening_a_silent_stream_stops_at_once():
     """A stop while OpenCV waits on a server that accepted the connection and never answers:
     that open() cannot be interrupted, so the supervisor no longer waits 2 s on it (a daemon's
     SIGTERM took 4.4 s); the reader closes whatever the open returns."""
-    import socket
-
     with socket.create_server(("127.0.0.1", 0)) as silent:
         supervisor, recorder = supervise(f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x")
         supervisor.start()
@@ -265,8 +264,6 @@ def test_a_camera_still_opening_a_silent_stream_stops_at_once():
 def test_a_camera_whose_open_hangs_past_stall_s_is_named_with_the_source(monkeypatch):
     """The stall timer, not OpenCV's open timeout, may end an attempt still opening a silent
     stream; its warning said only "no frame for 10 s", without the source or what to check."""
-    import socket
-
     with socket.create_server(("127.0.0.1", 0)) as silent:
         uri = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x"
         supervisor, recorder = supervise(uri, stall_s=1, reconnect_max_s=1)

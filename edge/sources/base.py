@@ -104,6 +104,10 @@ class LatestFrame:
         return self._closed
 
 
+#: What to check about a source that does not open (or hangs opening).
+CHECK_UNOPENED = "check that the device or stream exists and that you may read it"
+
+
 class Source(ABC):
     """A camera, stream, file or synthetic scene. `read` blocks until the next frame is due."""
 

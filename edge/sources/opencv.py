@@ -18,7 +18,7 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.redact import redact_uri
-from edge.sources.base import Frame, Pacer, Source
+from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
 from edge.sources.uri import SourceUri
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ class VideoCaptureSource(Source):
             waited = bool(self._timeouts()) and (time.monotonic() - started
                                                   >= 0.9 * LIVE_TIMEOUT_MS / 1e3)
             why = f" (no answer within {LIVE_TIMEOUT_MS / 1e3:g} s)" if waited else ""
-            raise SourceError(f"source '{self.uri}' could not be opened by OpenCV{why}; check "
-                              "that the device or stream exists and that you may read it")
+            raise SourceError(f"source '{self.uri}' could not be opened by OpenCV{why}; "
+                              f"{CHECK_UNOPENED}")
         if self._size[0] and self._size[1]:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self._size[1])

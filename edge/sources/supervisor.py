@@ -24,7 +24,7 @@ from typing import Any, Literal
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import source_from_uri
-from edge.sources.base import LatestFrame, Source
+from edge.sources.base import CHECK_UNOPENED, LatestFrame, Source
 from edge.timing import RateMeter, rfc3339
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class SourceSupervisor:
                         f"no frame for {limit:g} s" if attempt.opened else
                         f"source '{redact_uri(self.uri)}' did not open within {limit:g} s (a "
                         "stream server that accepts the connection and never answers, or a "
-                        "device that hangs); check that it exists and that you may read it")
+                        f"device that hangs); {CHECK_UNOPENED}")
                 if attempt.opened:  # a read that returns soon closes the source itself
                     reader.join(0.5 if stalled else 2.0)
                 # else it is inside open(), which nothing interrupts (a stream server that
