@@ -242,9 +242,6 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     if options.task is not None and head.task != options.task:
         raise ConversionError(f"--task {options.task} given, but the output {output} looks like "
                               f"a {head.task} head ({head.layout})")
-    if labels is None:
-        raise ConversionError(f"the model's labels are unknown; pass --labels with its "
-                              f"{head.num_classes} class names (a file or a comma list)")
     if not known_stride:
         _check_stride(height, width, 32 if head.task == "detect" else 1)
     batch = _batch(image, options, plain.kind)
@@ -360,18 +357,41 @@ def _output_shapes(plain: _Plain, image: ImageInput, height: int,
 def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
                     labels: tuple[str, ...] | None,
                     options: ConvertOptions) -> tuple[str, Head]:
-    """The first output that fits a head layout, and that layout."""
+    """The output read as the head, and its layout: the first output that fits one, except
+    that among classifier outputs one ending in Softmax or Sigmoid comes first (MTCNN's R-Net
+    puts its box regression, [N, 4], before its face probabilities, [N, 2]). With the labels
+    unknown and several outputs fitting, an error names each with its class count."""
     model = plain.model
     nc = len(labels) if labels else None
-    outputs = [o.name for o in model.graph.output]
+    fitting: list[tuple[str, Head]] = []
     first_error: ConversionError | None = None
-    for name in outputs:
+    for name in (o.name for o in model.graph.output):
         try:
-            return name, head_from_shape(list(shapes[name]), nc, _head_layout(plain, options),
-                                         _ends_in_probabilities(model, name))
+            fitting.append((name, head_from_shape(list(shapes[name]), nc,
+                                                  _head_layout(plain, options),
+                                                  _ends_in_probabilities(model, name))))
         except ConversionError as exc:
             first_error = first_error or exc
-    raise _no_head_error(plain, shapes, nc, options, first_error)
+    if not fitting:
+        raise _no_head_error(plain, shapes, nc, options, first_error)
+    if all(head.task == "classify" for _, head in fitting):
+        fitting.sort(key=lambda fit: fit[1].layout != "probabilities")  # stable: else in order
+    if labels is None:
+        raise _labels_needed(fitting)
+    return fitting[0]
+
+
+def _labels_needed(fitting: list[tuple[str, Head]]) -> ConversionError:
+    """The labels are unknown: how many to pass, for each output that could be the head."""
+    output, head = fitting[0]
+    counts = f"its {head.num_classes} class names"
+    if len(fitting) > 1:
+        others = "; ".join(f"{other.num_classes} for {name} ({other.layout})"
+                           for name, other in fitting[1:])
+        counts += (f" for output {output} ({head.layout}), the one taken; or, for another "
+                   f"output, as many as it has classes: {others}")
+    return ConversionError(f"the model's labels are unknown; pass --labels (a file or a comma "
+                           f"list) with {counts}")
 
 
 def _no_head_error(plain: _Plain, shapes: dict[str, tuple[int, ...]], nc: int | None,

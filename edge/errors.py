@@ -41,6 +41,11 @@ class InputError(EdgeError):
     """Some other input (a frame, a dataset, an argument) is not usable."""
 
 
+class OutputError(EdgeError):
+    """An output cannot be written where the user asked: a folder without write permission, a
+    read-only file system, a full disk."""
+
+
 class MissingDependencyError(EdgeError):
     """An optional library is not installed; the message names the extra that provides it."""
 

@@ -4,6 +4,7 @@ checks commands make on the paths they are given before any work."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -13,7 +14,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
-from edge.errors import EMPTY_FILE, InputError, ModelError
+from edge.errors import EMPTY_FILE, InputError, ModelError, OutputError
+
+#: What to do about a write that failed, by its errno (the ones a user's setup causes).
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk or choose another output path",
+    errno.EDQUOT: "free space within your disk quota or choose another output path",
+    errno.EROFS: "that file system is mounted read-only; choose another output path",
+    errno.EFBIG: ("the file is larger than that file system or this process's file size "
+                  "limit (ulimit -f) allows; choose another output path or raise the limit"),
+    errno.EACCES: "choose another output path, or make the folder writable",
+    errno.EPERM: "choose another output path, or make the folder writable (it may be "
+                 "immutable: lsattr)",
+}
+#: Of those, the ones only a write can meet (the others may come from reading an input).
+_WRITE_ONLY_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 def require_output_directory(path: Path, option: str = "") -> Path:
@@ -36,13 +51,69 @@ def _not_a_folder(folder: Path) -> str:
 
 
 def require_output_file(path: Path, option: str = "-o") -> Path:
-    """`require_output_directory`, and `path` is not a folder itself (a file is written
-    there, not into it)."""
+    """`require_output_directory`, `path` is not a folder itself (a file is written there,
+    not into it), and a file can be made in its folder."""
+    directory = _file_folder(path, option)
+    _require_writable(directory, f" (of {option} {path})")
+    return directory
+
+
+def _file_folder(path: Path, option: str) -> Path:
     directory = require_output_directory(path, option)
     if path.is_dir():
         raise InputError(f"{option} {path} is a folder; name the file to write (in it or "
                          "elsewhere)")
     return directory
+
+
+def _require_writable(folder: Path, given: str) -> None:
+    """An error naming `folder` when no file can be made in it (no write permission, an
+    immutable folder, a read-only mount), found before the work instead of when its result is
+    written. Probed with an unnamed temporary file: root may write where the mode says not."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        fix = _WRITE_FIXES.get(exc.errno or 0, "choose another output path")
+        raise OutputError(f"output directory {folder}{given} cannot be written into "
+                          f"({exc.strerror}); {fix}") from exc
+
+
+@contextlib.contextmanager
+def write_failures_named(destinations: Sequence[Path]) -> Iterator[None]:
+    """An OSError met while writing `destinations` (a disk that filled up, a folder made
+    read-only meanwhile) as an `OutputError` naming them and the fix, instead of a traceback.
+    The outputs are written whole or not at all, so the files at those paths keep their
+    content. Errors that name a file outside the destinations' folders (an input read
+    meanwhile) pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if not _met_writing(exc, destinations):
+            raise
+        fix = _WRITE_FIXES[exc.errno or 0]
+        names = ", ".join(str(path) for path in destinations)
+        raise OutputError(f"cannot write {names} ({exc.strerror}); {fix}. Nothing was written: "
+                          "files already at those paths keep their content") from exc
+
+
+def _met_writing(exc: OSError, destinations: Sequence[Path]) -> bool:
+    if exc.errno in _WRITE_ONLY_ERRNOS:
+        return True
+    if exc.errno not in _WRITE_FIXES:
+        return False
+    if exc.filename is None:
+        return True
+    failed = Path(os.fsdecode(exc.filename)).absolute()
+    return any(failed.is_relative_to(_existing_folder(path)) for path in destinations)
+
+
+def _existing_folder(path: Path) -> Path:
+    """The nearest folder above `path` that exists: where its temporary files are made."""
+    folder = path.absolute().parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def require_output_folder(path: Path, option: str) -> Path:
@@ -54,6 +125,7 @@ def require_output_folder(path: Path, option: str) -> Path:
     parent = path.absolute().parent
     if not path.exists() and not parent.is_dir():
         raise InputError(f"{option} {path}: {parent} {_not_a_folder(parent)} another folder")
+    _require_writable(path if path.is_dir() else parent, f" (of {option} {path})")
     return path
 
 
@@ -81,7 +153,7 @@ def require_model_file(path: Path) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path`."""
-    directory = require_output_file(path, "output")
+    directory = _file_folder(path, "output")  # OSError from here on (callers handle ENOSPC)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     umask = os.umask(0)
     os.umask(umask)
@@ -123,7 +195,7 @@ class StagedOutputs:
             shutil.rmtree(temporary, ignore_errors=True)
 
     def file(self, destination: Path) -> Path:
-        directory = require_output_file(destination, "output")
+        directory = _file_folder(destination, "output")
         fd, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp",
                                          dir=directory)
         os.close(fd)
@@ -133,10 +205,9 @@ class StagedOutputs:
     def folder(self, destination: Path, owned: Sequence[str] = ()) -> Path:
         """`owned`: glob patterns (relative to `destination`) of the files this output writes
         there, so that a file an earlier run wrote and this one did not is removed."""
-        existing = destination.absolute().parent
-        while not existing.is_dir():  # folders on the way are made by publish() only
-            existing = existing.parent
-        temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=existing))
+        # folders on the way are made by publish() only
+        temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.",
+                                          dir=_existing_folder(destination)))
         self._folders[destination] = temporary
         self._owned[destination] = owned
         return temporary

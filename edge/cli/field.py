@@ -52,8 +52,10 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
     summary = report.as_dict()
     if args.report is not None:
         from calibration.field_report import write_field_report
+        from edge.files import write_failures_named
 
-        summary["report"] = str(write_field_report(args.report, report, args.data))
+        with write_failures_named([args.report]):
+            summary["report"] = str(write_field_report(args.report, report, args.data))
     if args.json:
         print_json(summary)
         return 0

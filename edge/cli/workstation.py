@@ -38,6 +38,7 @@ from edge.files import (
     require_output_file,
     require_output_folder,
     write_bytes_atomic,
+    write_failures_named,
 )
 from edge.system import usable_cores
 
@@ -105,7 +106,8 @@ def _convert(args: argparse.Namespace) -> int:
         postprocess=PostprocessSpec(score_threshold=args.score_threshold,
                                     iou_threshold=args.iou_threshold))
     converted = convert(args.source, options)
-    converted.write(args.output)
+    with write_failures_named([args.output]):
+        converted.write(args.output)
     spec = converted.spec
     summary = {"output": str(args.output), "source_kind": converted.source_kind,
                "task": spec.task, "head": spec.head, "labels": len(spec.labels),
@@ -263,7 +265,11 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
     an error or Ctrl-C leaves none of them. Returns (drift reference path, the report)."""
     cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
              if args.cache is not None else None)
-    with StagedOutputs() as staged:
+    destinations = [path for path in (args.output, args.cache, args.ranges, args.report)
+                    if path is not None]
+    if args.drift_reference:
+        destinations.append(Path(args.drift_reference))
+    with StagedOutputs() as staged, write_failures_named(destinations):
         model = staged.file(args.output)
         write_bytes_atomic(model, result.model.SerializeToString())
         reference = write_drift_reference(args, model, frames.images(), str(args.images),

@@ -180,6 +180,23 @@ def test_the_output_matching_the_labels_is_chosen(tmp_path):
             "not read: boxes (4 a frame)") in " ".join(converted.notes)
 
 
+def test_without_labels_the_probabilities_are_the_head_and_every_candidate_is_named(
+        tmp_path, edge):
+    """MTCNN's R-Net puts its box regression [N, 4] before its face probabilities [N, 2]: the
+    output ending in Softmax is the classifier's head, and the error asking for labels names
+    the other output's count too (it once asked for 4, the box output's)."""
+    source = classifier(tmp_path / "m.onnx", extra_output=True, ending="softmax")
+    result = edge("convert", source, "-o", tmp_path / "out.onnx")
+    assert_refused(result, "the model's labels are unknown; pass --labels (a file or a "
+                   "comma list) with its 3 class names for output scores (probabilities), the one taken; or, for another "
+                   "output, as many as it has classes: 4 for boxes (logits)")
+    plain = classifier(tmp_path / "plain.onnx", extra_output=True, ending="none")
+    result = edge("convert", plain, "-o", tmp_path / "out.onnx")
+    assert_refused(result, "with its 4 class names for output boxes (logits), "
+                   "the one taken; or, for another output, as many as it has classes: 3 for "
+                   "scores (logits)")
+
+
 def test_labels_matching_no_output_name_every_output(tmp_path, edge):
     source = classifier(tmp_path / "m.onnx", extra_output=True, ending="softmax")
     result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b")

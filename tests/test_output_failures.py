@@ -1,0 +1,109 @@
+"""Outputs that cannot be written: refused before the work where the folder cannot be written
+into, and an error naming them (exit 2, no traceback) where the write itself fails, with the
+files already at those paths as they were."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+from tests.converters.exporter_graphs import classifier
+
+FRAMES = "synthetic://shapes?seed=11"
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[Path]:
+    """A folder this process cannot make files in: mode 555, or immutable for root (whom the
+    mode does not stop)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"root, and no immutable folder here: {made.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return classifier(tmp_path / "m.onnx", batch=1, opset=13, constants=False, ending="softmax")
+
+
+def test_convert_into_an_unwritable_folder_is_refused_at_once(source, unwritable, capsys):
+    assert main(["convert", str(source), "-o", str(unwritable / "out.onnx"),
+                 "--labels", "a,b,c"]) == 2
+    error = capsys.readouterr().err
+    assert f"output directory {unwritable} (of -o {unwritable / 'out.onnx'}) cannot be " \
+           "written into" in error
+    assert "choose another output path, or make the folder writable" in error
+    assert list(unwritable.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["-o", "--cache", "--ranges", "--report"])
+def test_calibrate_refuses_any_unwritable_output_before_the_statistics(
+        option, demo_model, tmp_path, unwritable, capsys):
+    written = {"-o": tmp_path / "int8.onnx", option: unwritable / "out"}
+    arguments = ["calibrate", str(demo_model), "--images", FRAMES, "--max-images", "16"]
+    for name, path in written.items():
+        arguments += [name, str(path)]
+    started = time.perf_counter()
+    assert main(arguments) == 2
+    assert time.perf_counter() - started < 5  # refused before the calibration (seconds)
+    assert f"cannot be written into" in capsys.readouterr().err
+    assert not (tmp_path / "int8.onnx").exists() and list(unwritable.iterdir()) == []
+
+
+def _file_size_limit(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _edge_limited(arguments: list[str], limit: int) -> subprocess.CompletedProcess[str]:
+    """`edge ARGUMENTS` in a process that may write no file past `limit` bytes (as a full disk
+    would stop it: the write fails with EFBIG; Python ignores the SIGXFSZ that comes with
+    it)."""
+    return subprocess.run([sys.executable, "-m", "edge", *arguments], capture_output=True,
+                          text=True, timeout=300, preexec_fn=lambda: _file_size_limit(limit))
+
+
+def test_convert_whose_write_fails_names_the_output_and_keeps_the_old_file(source, tmp_path):
+    output = tmp_path / "out.onnx"
+    output.write_bytes(b"the previous model")
+    done = _edge_limited(["convert", str(source), "-o", str(output), "--labels", "a,b,c"],
+                         limit=1000)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"edge: error: cannot write {output} (File too large)" in done.stderr
+    assert "files already at those paths keep their content" in done.stderr
+    assert output.read_bytes() == b"the previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "out.onnx"]
+
+
+def test_calibrate_whose_writes_fail_names_every_output_and_writes_none(demo_model, tmp_path):
+    """The INT8 demo model is 0.45 MB: past a 100 kB limit its write fails after the whole
+    calibration; the cache (small, written first or not) must not appear alone either."""
+    output, cache = tmp_path / "int8.onnx", tmp_path / "int8.cache"
+    output.write_bytes(b"the previous model")
+    done = _edge_limited(["calibrate", str(demo_model), "--images", FRAMES, "--max-images",
+                          "16", "--method", "minmax", "-o", str(output), "--cache", str(cache)],
+                         limit=100_000)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"edge: error: cannot write {output}, {cache} (File too large)" in done.stderr
+    assert output.read_bytes() == b"the previous model" and not cache.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
