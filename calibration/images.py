@@ -83,6 +83,24 @@ def usable_image_size(path: Path) -> tuple[int, int] | None:
     return None if decoded is None else (decoded.shape[1], decoded.shape[0])
 
 
+def unusable_reason(path: Path) -> str:
+    """Why `read_image` returns no frame for `path`, with the fix where there is one (for
+    the warning that names the files left out)."""
+    if path.is_symlink() and not path.exists():
+        return "a broken link"
+    try:
+        if path.stat().st_size == 0:
+            return "empty: 0 bytes"
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if decoded is not None and decoded.size and decoded.dtype != np.uint8:
+        bits = 8 * decoded.dtype.itemsize
+        return f"{bits}-bit; save it as 8-bit, as a camera delivers its frames"
+    return "truncated, damaged or not an image"
+
+
 def _file_bytes(path: Path) -> npt.NDArray[np.uint8] | None:
     try:
         if path.stat().st_size == 0:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from calibration.images import is_hidden, read_image, usable_image_size
+from calibration.images import is_hidden, read_image, unusable_reason, usable_image_size
 from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.preprocess import letterboxer_from_spec
@@ -105,6 +105,8 @@ class FrameSet:
     sampled_from: int | None = None
     #: ... and its images the subsample left out (not checked)
     unpicked: list[Path] = field(default_factory=list)
+    #: Image files of a folder that are hidden (.DS_Store, macOS's ._photo.jpg): not read
+    hidden: int = 0
 
     def images(self) -> Iterator[npt.NDArray[np.uint8]]:
         """Source frames, BGR uint8 [h, w, 3], in a fixed order (a folder's decoded on
@@ -147,6 +149,9 @@ class FrameSet:
             fix = "check that the video plays (OpenCV could read no frame of it)"
         else:  # label .txt files and hidden files go unmentioned among the skipped
             fix = f"add images ({', '.join(sorted(IMAGE_SUFFIXES))}; other files are not read)"
+            if self.hidden:
+                fix += (f"; {self.hidden} hidden image file(s) here (names starting with '.', "
+                        "as macOS's ._ copies) are not read either: rename them")
         raise InputError(f"{self.description} has {self.count} usable {what}{skipped}; at least "
                          f"{needed}: {fix}")
 
@@ -186,6 +191,10 @@ def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,
         raise InputError(f"calibration data {path} does not exist; pass an image folder, a "
                          "video file or synthetic://shapes")
     if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise InputError(f"{path} is one image; --images takes a folder of them (frames like "
+                             "the camera's, a few hundred: put them in one folder), a video "
+                             "file or synthetic://shapes")
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise InputError(f"{path} is not a video file ({', '.join(sorted(VIDEO_SUFFIXES))})"
                              " or an image folder")
@@ -212,10 +221,16 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
 
 def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     # hidden files (.DS_Store, macOS's ._photo.jpg) and label .txt files go unmentioned
-    candidates = sorted(p for p in folder.rglob("*") if p.is_file() and not is_hidden(p, folder))
+    found = sorted(folder.rglob("*"))
+    hidden = sum(1 for p in found if is_hidden(p, folder) and p.suffix.lower() in IMAGE_SUFFIXES
+                 and p.is_file())
+    candidates = [p for p in found if not is_hidden(p, folder)]
+    broken = [f"{p.name} ({unusable_reason(p)})" for p in candidates
+              if p.is_symlink() and not p.exists()]
+    candidates = [p for p in candidates if p.is_file()]
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
-    skipped = [f"{p.name} (not an image file)" for p in candidates
-               if p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() != ".txt"]
+    skipped = broken + [f"{p.name} (not an image file)" for p in candidates
+                        if p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() != ".txt"]
     sampled_from = len(images) if len(images) > max_images else None
     unpicked: list[Path] = []
     if sampled_from is not None:
@@ -227,7 +242,7 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     for path in images:
         size = usable_image_size(path)
         if size is None:
-            skipped.append(f"{path.name} (unreadable, truncated, empty or not 8-bit)")
+            skipped.append(f"{path.name} ({unusable_reason(path)})")
         else:
             usable.append(path)
             sizes.append(size)
@@ -235,7 +250,7 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
         log.warning("skipped %d file(s) in %s: %s", len(skipped), folder,
                     "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
     return FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
-                    skipped=skipped, sampled_from=sampled_from, unpicked=unpicked)
+                    skipped=skipped, sampled_from=sampled_from, unpicked=unpicked, hidden=hidden)
 
 
 def _video_frames(path: Path, limit: int) -> Iterator[npt.NDArray[np.uint8]]:

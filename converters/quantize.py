@@ -32,6 +32,7 @@ from calibration.selection import (
     clear_loss,
     held_out_count,
     held_out_every,
+    kept_float_loss,
     needs_refinement,
     refined_tensors,
     unmeasured_agreement,
@@ -138,11 +139,9 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         stats, counted = _statistics(model, tensors, options,
                                      _progress(ready, frames.count - holding, options.progress))
     phases.lap("statistics")
-    warning = None
-    if options.method == "auto" and not held_out:
-        warning = (f"{counted} calibration frames are too few to hold every "
-                   f"{every}th back and compare range methods; using mse")
-        log.warning("%s", warning)
+    warning = _with_warning(None, f"{counted} calibration frames are too few to hold every "
+                            f"{every}th back and compare range methods; using mse"
+                            if options.method == "auto" and not held_out else None)
     chosen = "mse" if options.method == "auto" else options.method
     candidates = _Candidates(stats, counted, options.percentile)
     comparison: list[Fidelity] = []
@@ -165,6 +164,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         quantized = Int8Models(model, options.profile, excluded, tensors)(ranges)
         if judge is not None:  # did it help? judged like the candidates
             written = judge.fidelity(f"{chosen}, {len(excluded)} float", quantized)
+            warning = _with_warning(warning, _kept_float_loss(written, comparison, chosen,
+                                                              options, spec.task))
         phases.lap("keep_float")
     if not quantization_summary(quantized).get("quantized_weights"):
         stem = ("; the cpu profile keeps a 3-channel stem conv float where ONNX Runtime's int8 "
@@ -180,6 +181,20 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     return Calibrated(quantized, ranges, stats, excluded, phases.total, counted,
                       comparison, warning, written, phases, options.method,
                       decode_tail_tensors(model), options.profile, held_out, latency)
+
+
+def _kept_float_loss(written: Fidelity, comparison: list[Fidelity], chosen: str,
+                     options: CalibrateOptions, task: str) -> str | None:
+    without = next(fidelity for fidelity in comparison if fidelity.method == chosen)
+    return kept_float_loss(written, without, options.keep_float, options.profile, task)
+
+
+def _with_warning(warning: str | None, more: str | None) -> str | None:
+    """`more` logged and added to the run's `warning` (the summary's, one string)."""
+    if more is None:
+        return warning
+    log.warning("%s", more)
+    return f"{warning}; {more}" if warning else more
 
 
 def _statistics(model: onnx.ModelProto, tensors: list[str], options: CalibrateOptions,

@@ -310,8 +310,7 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
     phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
     print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
           f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
-          f"{summary['skipped']} file{'' if summary['skipped'] == 1 else 's'} skipped; "
-          "kept float: "
+          f"{_skipped(summary['skipped'])}kept float: "
           f"{', '.join(result.excluded) or 'none'}")
     if result.cpu_latency is not None:
         latency = result.cpu_latency
@@ -328,6 +327,11 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
     if slow:  # each runs the models again: seconds to minutes beyond the calibration's time
         print(f"outputs written in {summary['outputs_seconds']:.1f} s "
               f"(with the {' and the '.join(slow)})")
+
+
+def _skipped(count: int) -> str:
+    """The summary's count of files left out (named in a warning above), where there are."""
+    return f"{count} file{'' if count == 1 else 's'} skipped; " if count else ""
 
 
 def _check_outputs(args: argparse.Namespace) -> None:

@@ -172,6 +172,9 @@ def test_keep_float_model_is_judged_like_the_candidates(demo):
     assert result.written.method == f"{result.ranges.method}, 1 float"
     assert result.written.frames == 2 and result.written.sqnr_db > 10
     assert result.written not in result.comparison
+    chosen = next(f for f in result.comparison if f.method == result.ranges.method)
+    further = result.written.rank() < (chosen.rank()[0], chosen.rank()[1] - 0.2)
+    assert further == ("--keep-float 1 moved the output further" in (result.warning or ""))
 
 
 def test_keep_float_ranks_layers_by_their_effect_on_the_output(demo):

@@ -45,7 +45,15 @@ def test_mixed_folder_skips_and_names_bad_files(tmp_path, caplog):
     assert names >= {"good.jpg", "good.png", "good.bmp", "good.tiff", "good.webp", "grey.png",
                      "alpha.png"}
     assert not names & {"deep.png", "empty.jpg", "corrupt.png", "notes.csv"}
-    assert "deep.png" in caplog.text and "empty.jpg" in caplog.text
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        frames = frames_from(tmp_path, min_images=1)
+    # each file left out is named with why, and what to do where something can be done
+    assert "deep.png (16-bit; save it as 8-bit, as a camera delivers its frames)" in caplog.text
+    assert "empty.jpg (empty: 0 bytes)" in caplog.text
+    assert "truncated.jpg (truncated, damaged or not an image)" in caplog.text
+    assert "gone.jpg (a broken link)" in caplog.text
     assert not names & {"._good.jpg", "small.jpg"}  # hidden files and folders: not read
     assert ".DS_Store" not in caplog.text and "._good" not in caplog.text  # nor warned about
     inputs = list(frames.inputs(SPEC))
@@ -69,6 +77,18 @@ def test_too_few_usable_images_and_empty_folder(tmp_path):
     (empty / "labels.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # a folder of label files only
     with pytest.raises(InputError, match=r"0 usable image\(s\); .*add images \(.bmp"):
         frames_from(empty)
+    for index in range(3):  # images that only look hidden: the error says why they are not read
+        (empty / f".{index}.jpg").write_bytes((tmp_path / "good.jpg").read_bytes())
+    with pytest.raises(InputError, match=r"other files are not read\); 3 hidden image file\(s\) "
+                                         r"here \(names starting with '\.'.*rename them"):
+        frames_from(empty)
+
+
+def test_one_image_file_is_pointed_to_a_folder(tmp_path):
+    cv2.imwrite(str(tmp_path / "photo.jpg"), np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(InputError, match=r"photo.jpg is one image; --images takes a folder of "
+                                         r"them"):
+        frames_from(tmp_path / "photo.jpg")
 
 
 def test_subset_is_deterministic(tmp_path):

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from calibration.readers import frames_from
-from calibration.selection import Fidelity, best_of, clear_loss
+from calibration.selection import Fidelity, best_of, clear_loss, kept_float_loss
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.errors import InputError
 
@@ -111,6 +111,24 @@ def test_a_choice_without_enough_detections_or_frames_says_so():
     named = unmeasured_agreement(fid("minmax", -6.3, 0.0, compared=2), "detect", "minmax")
     assert named is not None and "chosen" not in named
     assert "--method minmax was compared with the others by output SQNR alone" in named
+
+
+@pytest.mark.parametrize(("written", "warned"), [
+    (fid("mse, 3 float", 9.1, 0.9), True),   # 0.5 dB further from FP32 (a corpus run's figures)
+    (fid("mse, 3 float", 9.5, 0.9), False),  # within the noise
+    (fid("mse, 3 float", 12.0, 0.9), False),  # it helped
+    (fid("mse, 3 float", 12.0, 0.8), True),  # a step less agreement outweighs the SQNR
+    (fid("mse, 3 float", 9.5, 0.0, compared=2), False),  # agreement by chance, SQNR in noise
+])
+def test_keep_float_that_moves_the_output_away_from_fp32_is_warned_about(written, warned):
+    chosen = fid("mse", 9.6, 0.9, compared=written.compared)
+    message = kept_float_loss(written, chosen, 2, "cpu", "detect")
+    assert (message is not None) == warned
+    if warned:
+        assert message.startswith("--keep-float 2 moved the output further from FP32, not "
+                                  "closer: on 16 held-out frames detection agreement")
+        assert f"output SQNR {written.sqnr_db:.1f} dB vs 9.6 dB without them" in message
+        assert "the cpu profile keeps the layers whose own SQNR is lowest" in message
 
 
 def test_a_clear_loss_quotes_agreement_only_where_it_was_measured():

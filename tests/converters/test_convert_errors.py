@@ -60,7 +60,8 @@ CASES = [
      "fits no supported head of layout 'anchor_free'"),
     ("detector", ["--labels", "a,b,c"], "3 labels were given but the model's output output0"),
     ("detector", ["--labels", "a,b", "--stride", "48"], "not divisible by the model stride 48"),
-    ("detector", [], "labels are unknown; pass --labels (a file or a comma list) with its 2 class names"),
+    ("detector", [], "labels are unknown; pass --labels (a file or a comma list) with its 2 "
+                     "class names"),
     ("detector", ["--labels", "a,b", "--input-size", "128"],
      "input is fixed at 64x64, but --input-size asks for 128x128"),
 ]

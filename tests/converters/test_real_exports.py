@@ -188,8 +188,9 @@ def test_without_labels_the_probabilities_are_the_head_and_every_candidate_is_na
     source = classifier(tmp_path / "m.onnx", extra_output=True, ending="softmax")
     result = edge("convert", source, "-o", tmp_path / "out.onnx")
     assert_refused(result, "the model's labels are unknown; pass --labels (a file or a "
-                   "comma list) with its 3 class names for output scores (probabilities), the one taken; or, for another "
-                   "output, as many as it has classes: 4 for boxes (logits)")
+                   "comma list) with its 3 class names for output scores (probabilities), the "
+                   "one taken; or, for another output, as many as it has classes: 4 for boxes "
+                   "(logits)")
     plain = classifier(tmp_path / "plain.onnx", extra_output=True, ending="none")
     result = edge("convert", plain, "-o", tmp_path / "out.onnx")
     assert_refused(result, "with its 4 class names for output boxes (logits), "
