@@ -107,3 +107,23 @@ def test_calibrate_whose_writes_fail_names_every_output_and_writes_none(demo_mod
     assert f"edge: error: cannot write {output}, {cache} (File too large)" in done.stderr
     assert output.read_bytes() == b"the previous model" and not cache.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
+
+
+def test_an_engine_cache_that_cannot_be_written_is_said_before_the_build(unwritable, tmp_path):
+    """A TensorRT build takes minutes on a Jetson; a model folder the service may not write
+    (engines are cached next to the model by default) is said before it, with the setting."""
+    from edge.errors import OutputError
+    from edge.spec import InputSpec, ModelSpec
+    from edge.tensorrt.builder import BuildOptions
+    from edge.tensorrt.engine_cache import CacheEntry, EngineKey, GpuIdentity, shape_profile
+    from edge.tensorrt.store import build_into
+
+    key = EngineKey.for_build("ab" * 32, "int8", shape_profile(1, 64, 64), "10.3.0",
+                              GpuIdentity("Orin", "8.7", 16))
+    spec = ModelSpec(task="detect", labels=("a",), head="anchor_free", output="o",
+                     input=InputSpec(name="images", width=64, height=64))
+    entry = CacheEntry.for_key(unwritable, "model", key)
+    with pytest.raises(OutputError, match=r"cannot be written into .*engines are cached next "
+                                          r"to the model unless --engine-dir \(engine_dir in "
+                                          r"the config\) names another folder"):
+        build_into(entry, tmp_path / "model.onnx", BuildOptions(), spec, key, None, "missing")

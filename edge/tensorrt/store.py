@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import ModelError
-from edge.files import require_output_directory, write_bytes_atomic
+from edge.errors import ModelError, OutputError
+from edge.files import require_output_file, write_bytes_atomic
 from edge.spec import ModelSpec, spec_from_onnx_file
 from edge.tensorrt import load_tensorrt
 from edge.tensorrt.builder import BuildOptions, engine_from_onnx
@@ -64,8 +64,13 @@ def resolve_engine(onnx_path: Path, options: BuildOptions, gpu: GpuIdentity,
 
 def build_into(entry: CacheEntry, onnx_path: Path, options: BuildOptions, spec: ModelSpec,
                key: EngineKey, free_gpu_bytes: int | None, reason: str) -> ResolvedEngine:
-
-    require_output_directory(entry.engine)
+    """Build the engine and write it with its sidecar; a cache folder that cannot be written
+    into is an error before the build (minutes on a Jetson), naming the setting to change."""
+    try:
+        require_output_file(entry.engine, "engine")
+    except OutputError as exc:
+        raise OutputError(f"{exc}; engines are cached next to the model unless --engine-dir "
+                          "(engine_dir in the config) names another folder") from exc
     built = engine_from_onnx(onnx_path, options, spec, free_gpu_bytes)
     sidecar = Sidecar(key, bytes_sha256(built.data), spec, built.seconds)
     entry.sidecar.unlink(missing_ok=True)  # never leave a sidecar describing the old engine
