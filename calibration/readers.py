@@ -150,8 +150,9 @@ class FrameSet:
         else:  # label .txt files and hidden files go unmentioned among the skipped
             fix = f"add images ({', '.join(sorted(IMAGE_SUFFIXES))}; other files are not read)"
             if self.hidden:
-                fix += (f"; {self.hidden} hidden image file(s) here (names starting with '.', "
-                        "as macOS's ._ copies) are not read either: rename them")
+                fix += (f"; {self.hidden} file(s) here with image names start with '.' and "
+                        "are not read (hidden; macOS's ._ copies hold no image): rename any "
+                        "that are images")
         raise InputError(f"{self.description} has {self.count} usable {what}{skipped}; at least "
                          f"{needed}: {fix}")
 

@@ -79,8 +79,9 @@ def test_too_few_usable_images_and_empty_folder(tmp_path):
         frames_from(empty)
     for index in range(3):  # images that only look hidden: the error says why they are not read
         (empty / f".{index}.jpg").write_bytes((tmp_path / "good.jpg").read_bytes())
-    with pytest.raises(InputError, match=r"other files are not read\); 3 hidden image file\(s\) "
-                                         r"here \(names starting with '\.'.*rename them"):
+    with pytest.raises(InputError, match=r"other files are not read\); 3 file\(s\) here with "
+                                         r"image names start with '\.' and are not read "
+                                         r"\(hidden.*rename any that are images"):
         frames_from(empty)
 
 
