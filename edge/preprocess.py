@@ -62,8 +62,10 @@ class LetterboxGeometry:
         boxes[:, [0, 2]] -= self.pad_left
         boxes[:, [1, 3]] -= self.pad_top
         boxes /= self.scale
-        np.clip(boxes[:, [0, 2]], 0, self.source_width, out=boxes[:, [0, 2]])
-        np.clip(boxes[:, [1, 3]], 0, self.source_height, out=boxes[:, [1, 3]])
+        # strided views: a list index (boxes[:, [0, 2]]) would clip a copy and drop it
+        xs, ys = boxes[:, 0::2], boxes[:, 1::2]
+        np.clip(xs, 0, self.source_width, out=xs)
+        np.clip(ys, 0, self.source_height, out=ys)
         return boxes
 
     def boxes_to_input(self, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -32,6 +32,18 @@ def test_boxes_round_trip_between_source_and_input():
     np.testing.assert_allclose(back, boxes, atol=1e-3)
 
 
+def test_boxes_reaching_into_the_pad_bars_are_clipped_to_the_source_frame():
+    """A detector's box can reach past the image into the pad bars (a face at the top edge of
+    a 512x512 photo letterboxed to 320x320 came out as y1 = -0.9); published boxes are in the
+    source frame. The clip once wrote into a copy and was lost."""
+    geometry = LetterboxGeometry.fit(1280, 720, 320, 320)  # pad bars above and below
+    boxes = np.array([[-10, 30, 400, 200], [50, 100, 250, 300], [100, 40, 120, 60]], np.float32)
+    mapped = geometry.boxes_to_source(boxes.copy())
+    # scale 1/4, 70 px bars above and below: y = (y_input - 70) * 4
+    np.testing.assert_allclose(mapped, [[0, 0, 1280, 520], [200, 120, 1000, 720],
+                                        [400, 0, 480, 0]])
+
+
 def test_letterbox_matches_the_naive_reference():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
