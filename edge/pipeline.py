@@ -99,6 +99,7 @@ class CameraWorker:
         """Ask the source and the loop to stop without waiting for them (`stop` waits), so
         several cameras wind down at once."""
         self._stop.set()
+        self._rate.stop()
         self.supervisor.request_stop()
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -54,17 +54,24 @@ class RateMeter:
 
     The rate decays once events stop (the silence since the last one counts once it is longer
     than the average gap) and is 0 after `horizon_s` without events: a dead camera must not
-    keep showing its old FPS."""
+    keep showing its old FPS. Events stopped on purpose (`stop`) keep the rate they had then:
+    the last figures a stopped daemon leaves retained are those it ran at."""
 
     def __init__(self, window: int = 60, horizon_s: float = 10.0) -> None:
         self._times: deque[float] = deque(maxlen=window)
         self._horizon_s = horizon_s
+        self._stopped_at: float | None = None
 
     def tick(self) -> None:
         self._times.append(time.monotonic())
 
+    def stop(self) -> None:
+        """From now on the rate is the one at this moment (the first call counts)."""
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
+
     def rate(self) -> float:
-        now = time.monotonic()
+        now = time.monotonic() if self._stopped_at is None else self._stopped_at
         times = [t for t in list(self._times) if now - t <= self._horizon_s]
         if len(times) < 2 or times[-1] == times[0]:
             return 0.0

@@ -69,6 +69,30 @@ def retained_camera_status(port: int, camera: str) -> dict:
         return dict([m for m in watcher.on("/status") if m.retain][-1].json())
 
 
+def test_the_stats_a_stopped_daemon_leaves_retained_keep_the_rate_it_ran_at(
+        tmp_path, mosquitto, demo_model):
+    """The last retained stats and camera status showed 50 FPS for a camera that ran at 90:
+    they were taken after the stop, and the time since the last frame counted as a camera
+    dying. Unpaced synthetic frames, so the stop outlasts many frame gaps."""
+    config = write_config(tmp_path, demo_model, mosquitto.port,
+                          {"fast": "synthetic://shapes?fps=1000&seed=3"})
+    daemon = start_daemon(config)
+    try:
+        with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+            watcher.wait_for(lambda: len(watcher.on(f"{PREFIX}/stats")) >= 3, 30,
+                             "three stats messages")
+            running = [m.json()["cameras"]["fast"]["fps"] for m in watcher.on(f"{PREFIX}/stats")]
+    finally:
+        code, err = stop(daemon, signal.SIGTERM)
+    assert code == 0, err
+    with Watcher(mosquitto.port, f"{PREFIX}/stats") as watcher:
+        watcher.wait_for(lambda: any(m.retain for m in watcher.on("/stats")), 5,
+                         "the retained stats")
+        final = watcher.on("/stats")[-1].json()["cameras"]["fast"]
+    assert final["fps"] >= 0.8 * min(running[1:]), (final, running)
+    assert retained_camera_status(mosquitto.port, "fast")["fps"] >= 0.8 * min(running[1:])
+
+
 @rtsp
 @pytest.mark.slow
 def test_rtsp_camera_comes_back_while_another_keeps_publishing(tmp_path, mosquitto, demo_model,

@@ -101,6 +101,22 @@ def test_rate_decays_to_zero_when_events_stop():
     assert meter.rate() == 0.0
 
 
+def test_a_rate_stopped_on_purpose_keeps_its_value():
+    """The last stats a stopped daemon leaves retained showed 50 FPS for a camera that ran at
+    90: they were taken after the stop, and the silence since counted as a dying camera."""
+    meter = RateMeter(horizon_s=1.0)
+    for _ in range(11):
+        meter.tick()
+        time.sleep(0.02)
+    meter.stop()
+    stopped = meter.rate()
+    assert 30 < stopped < 60, stopped
+    time.sleep(0.3)
+    assert meter.rate() == stopped
+    time.sleep(0.8)
+    assert meter.rate() == stopped
+
+
 def test_a_file_plays_once_and_ends(tmp_path):
     path = tmp_path / "clip.avi"
     write_video(path, 8)

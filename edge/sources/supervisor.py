@@ -135,6 +135,7 @@ class SourceSupervisor:
     def request_stop(self) -> None:
         """Ask the supervising thread to stop reading; `stop` waits for it."""
         self._stop.set()
+        self._rate.stop()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading; the retained status then says the camera ended with the daemon rather
