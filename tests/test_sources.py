@@ -79,6 +79,11 @@ def test_image_folder_sorted_and_unreadable_files_skipped(tmp_path, caplog):
         ("synthetic://shapes?fps=fast", "fps='fast' must be a number"),
         ("synthetic://shapes?colour=1", "unknown option"),
         ("csi://0", "GStreamer"),
+        # relative paths would be looked up where the daemon starts (a service: /)
+        ("file://clip.mp4", r"file:// takes an absolute path, after three slashes \(file:///"
+                            r"data/clip.mp4\); 'clip.mp4' is relative, .*a service's is /"),
+        ("file://data/clip.mp4?fps=5", "'data/clip.mp4' is relative"),
+        ("replay://clips/a.mp4", r"replay:// takes an absolute path, after three slashes"),
     ],
 )
 def test_bad_uris_are_clear_errors(uri, message):

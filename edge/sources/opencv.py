@@ -152,10 +152,10 @@ class ImageFolderSource(Source):
 
 def file_source(uri: SourceUri) -> Source:
     uri.reject_unknown({"loop", "fps"})
-    path = Path(uri.location)
+    path = uri.local_path()
     if not path.exists():
-        raise SourceError(f"source '{uri.text}': {path} does not exist; file:// takes an absolute "
-                          "path to a video file or an image folder, e.g. file:///data/clip.mp4")
+        raise SourceError(f"source '{uri.text}': {path} does not exist; file:// takes the path "
+                          "of a video file or an image folder, e.g. file:///data/clip.mp4")
     if path.is_dir():
         return ImageFolderSource(uri, path)
     return VideoCaptureSource(uri, str(path), cv2.CAP_ANY, loop=uri.flag("loop"),

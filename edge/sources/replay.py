@@ -30,7 +30,7 @@ class ReplaySource(Source):
         super().__init__()
         uri.reject_unknown(OPTIONS)
         self.uri = uri.text
-        self._location = uri.location
+        self._video = None if uri.location.strip("/") == "shapes" else uri.local_path()
         self._count = uri.integer("frames", 64)
         if self._count < 1:
             raise SourceError(f"source '{uri.text}': frames must be at least 1")
@@ -43,12 +43,12 @@ class ReplaySource(Source):
         self._index = 0
 
     def open(self) -> None:
-        if self._location.strip("/") == "shapes":
+        if self._video is None:
             scene = ShapeScene(seed=self._seed,
                                config=SceneConfig(width=self._size[0], height=self._size[1]))
             self._frames = [scene.next()[0].copy() for _ in range(self._count)]
         else:
-            self._frames = _decode(Path(self._location), self._count, self.uri)
+            self._frames = _decode(self._video, self._count, self.uri)
         for image in self._frames:
             image.setflags(write=False)  # shared by every read: nobody may draw on them
         self._index = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from edge.errors import SourceError
@@ -48,6 +49,17 @@ class SourceUri:
         if value not in ("0", "1", "true", "false", "yes", "no"):
             raise SourceError(f"source '{self.text}': option {key}={value!r} must be 0 or 1")
         return value in ("1", "true", "yes")
+
+    def local_path(self) -> Path:
+        """The location as a file path, which must be absolute: a relative one would be looked
+        up in whatever folder the daemon starts in (a systemd service's is /), so a config
+        that worked by hand would fail as a service."""
+        if not self.location.startswith("/"):
+            raise SourceError(
+                f"source '{self.text}': {self.scheme}:// takes an absolute path, after three "
+                f"slashes ({self.scheme}:///data/clip.mp4); '{self.location}' is relative, and "
+                "would be looked up in the folder the daemon starts in (a service's is /)")
+        return Path(self.location)
 
     def reject_unknown(self, known: set[str]) -> None:
         unknown = sorted(set(self.options) - known)
