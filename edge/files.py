@@ -125,7 +125,8 @@ def require_output_folder(path: Path, option: str) -> Path:
     parent = path.absolute().parent
     if not path.exists() and not parent.is_dir():
         raise InputError(f"{option} {path}: {parent} {_not_a_folder(parent)} another folder")
-    _require_writable(path if path.is_dir() else parent, f" (of {option} {path})")
+    folder = path if path.is_dir() else path.parent  # as given: relative stays relative
+    _require_writable(folder, f" (of {option} {path})")
     return path
 
 
