@@ -9,7 +9,9 @@ its meta (which names the frame id) before it is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from edge.client import (
     Subscriber,
 )
 from edge.concurrency import StopRequest
-from edge.errors import InputError
+from edge.files import require_output_folder
 from edge.mqtt.failures import COMMAND_LINE
 from edge.mqtt.subscriber import (
     NO_TLS_FILES,
@@ -39,6 +41,8 @@ from edge.mqtt.subscriber import (
     unique_client_id,
 )
 from edge.redact import redact_uri
+
+log = logging.getLogger(__name__)
 
 #: Detections messages kept per camera to find a saved frame's detections.
 RECENT_DETECTIONS = 64
@@ -108,13 +112,17 @@ def format_line(message: Message, events: bool) -> str | None:
 
 class FrameSaver:
     """Writes `folder/<device>/<camera>/<frame_id>.jpg` and `<frame_id>.json` (the frame's
-    meta and detections) once a frame's JPEG and its meta have both arrived."""
+    meta and detections) once a frame's JPEG and its meta have both arrived.
+
+    A folder that cannot be written into is an error at once; a write that fails later (a
+    full disk) skips that frame with one warning per cause, and the watch goes on."""
 
     def __init__(self, folder: Path) -> None:
-        if not folder.parent.is_dir():
-            raise InputError(f"--frames folder's parent {folder.parent} does not exist")
+        require_output_folder(folder, "--frames")
         self.folder = folder
         self.saved = 0
+        self.not_saved = 0
+        self._failing: str | None = None  # why frames cannot be written now
         self._jpegs: dict[tuple[str, str], bytes] = {}
         self._detections: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
 
@@ -134,15 +142,35 @@ class FrameSaver:
 
     def _write(self, key: tuple[str, str], meta: FrameMeta, jpeg: bytes) -> None:
         target = self.folder.joinpath(*key)
-        target.mkdir(parents=True, exist_ok=True)
+        image, sidecar_path = target / f"{meta.frame_id}.jpg", target / f"{meta.frame_id}.json"
         extra = meta.model_extra or {}
         detections = self._detections.get(key, {}).get(meta.frame_id, extra.get("predictions"))
-        (target / f"{meta.frame_id}.jpg").write_bytes(jpeg)
         sidecar = {"device": key[0], "camera": key[1], "frame_id": meta.frame_id,
                    "ts": meta.ts, "time": meta.time, "width": meta.width, "height": meta.height,
                    "detections": detections, "meta": meta.model_dump()}
-        (target / f"{meta.frame_id}.json").write_text(json.dumps(sidecar, indent=1))
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            image.write_bytes(jpeg)
+            sidecar_path.write_text(json.dumps(sidecar, indent=1))
+        except OSError as exc:
+            for partial in (image, sidecar_path):  # never a frame without its sidecar
+                with contextlib.suppress(OSError):
+                    partial.unlink(missing_ok=True)
+            self._failed(exc, image)
+            return
+        if self._failing is not None:
+            log.warning("--frames: saving frames in %s again (%d not saved meanwhile)",
+                        self.folder, self.not_saved)
+            self._failing = None
         self.saved += 1
+
+    def _failed(self, exc: OSError, image: Path) -> None:
+        self.not_saved += 1
+        if exc.strerror == self._failing:
+            return
+        self._failing = exc.strerror
+        log.warning("--frames: cannot save %s (%s); frames are skipped until it can write "
+                    "there again, the watch goes on", image, exc.strerror)
 
 
 #: Whether a kind's topic holds state the broker keeps (statuses, counts): its line is shown
@@ -232,7 +260,8 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
     finally:
         subscriber.stop()
     return {"messages": dict(subscriber.counts), "malformed": subscriber.invalid,
-            "frames_saved": saver.saved if saver else 0}
+            "frames_saved": saver.saved if saver else 0,
+            "frames_not_saved": saver.not_saved if saver else 0}
 
 
 #: How often the watch looks at the connection (a lost broker is said within this).

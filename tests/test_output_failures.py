@@ -4,6 +4,7 @@ files already at those paths as they were."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -127,3 +128,46 @@ def test_an_engine_cache_that_cannot_be_written_is_said_before_the_build(unwrita
                                           r"to the model unless --engine-dir \(engine_dir in "
                                           r"the config\) names another folder"):
         build_into(entry, tmp_path / "model.onnx", BuildOptions(), spec, key, None, "missing")
+
+
+def test_monitor_frames_into_an_unwritable_folder_is_refused_before_connecting(unwritable,
+                                                                                capsys):
+    """It once connected and printed one traceback per saved frame, then exited 0."""
+    assert main(["monitor", "--mqtt", "mqtt://127.0.0.1:9", "--frames", str(unwritable),
+                 "--seconds", "1"]) == 2
+    assert (f"output directory {unwritable} (of --frames {unwritable}) cannot be written "
+            "into") in capsys.readouterr().err
+
+
+def _frame_messages(frame_id: int) -> list:
+    from edge.client import parse_message
+
+    meta = {"v": 1, "camera": "gate", "frame_id": frame_id, "ts": 1.0 + frame_id,
+            "time": "2026-12-01T12:00:00Z", "width": 64, "height": 48, "detections": 0,
+            "detections_drawn": False}
+    return [parse_message("edge/+", "edge/pi/gate/frame", b"\xff\xd8jpeg\xff\xd9"),
+            parse_message("edge/+", "edge/pi/gate/frame/meta", json.dumps(meta).encode())]
+
+
+def test_monitor_frames_that_cannot_be_written_are_skipped_with_one_warning(tmp_path, caplog):
+    """A disk that fills up (here: a file where the device's folder goes) skips frames with
+    one warning; saving resumes, and says so, once it can write again."""
+    from edge.monitor import FrameSaver
+
+    saver = FrameSaver(tmp_path / "frames")
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "pi").write_text("in the way")
+    with caplog.at_level(logging.WARNING):
+        for frame_id in (1, 2, 3):
+            for message in _frame_messages(frame_id):
+                saver(message)
+        assert saver.saved == 0 and saver.not_saved == 3
+        assert caplog.text.count("--frames: cannot save") == 1
+        assert "frames are skipped until it can write there again" in caplog.text
+        (tmp_path / "frames" / "pi").unlink()
+        for message in _frame_messages(4):
+            saver(message)
+    assert saver.saved == 1
+    assert "saving frames in" in caplog.text and "again (3 not saved meanwhile)" in caplog.text
+    saved = sorted(p.name for p in (tmp_path / "frames" / "pi" / "gate").iterdir())
+    assert saved == ["4.jpg", "4.json"]
