@@ -21,7 +21,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from edge.collect import CollectedDataset, Collector
     from edge.collect.phash import HASH_BITS
     from edge.errors import EdgeError, InputError
-    from edge.files import require_output_directory
+    from edge.files import require_output_folder
     from edge.mqtt.subscriber import check_device_prefix, checked_broker_url
     from edge.redact import redact_uri
 
@@ -39,7 +39,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     checked_broker_url(args.mqtt)
     warn_of_a_password_in(args.mqtt)
     tls = tls_files(args)
-    require_output_directory(args.out)
+    require_output_folder(args.out, "--out")
     created = not args.out.exists()
     max_bytes = None if args.max_mb is None else int(args.max_mb * 1e6)
     dataset = CollectedDataset(args.out, max_bytes=max_bytes,
