@@ -130,6 +130,11 @@ def format_report(report: dict[str, Any]) -> str:
                      f"batch {spec['input']['batch'] or 'dynamic'}")
         lines.append(f"labels ({len(spec['labels'])}): {', '.join(spec['labels'][:20])}"
                      f"{' …' if len(spec['labels']) > 20 else ''}")
+        if spec["task"] == "detect":  # what `edge run` keeps unless its config says otherwise
+            post = spec["postprocess"]
+            lines.append(f"postprocess: score >= {post['score_threshold']:g}, NMS IoU "
+                         f"{post['iou_threshold']:g}, at most {post['max_detections']} "
+                         "detections a frame")
     for kind in ("inputs", "outputs"):
         for tensor in report[kind]:
             shape = [_short_dim(d) for d in tensor["shape"]]
