@@ -18,7 +18,7 @@ import numpy.typing as npt
 import onnx
 from google.protobuf.message import DecodeError
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, first_line
 from converters.fold import (
     ColourOrder,
     ImageInput,
@@ -123,18 +123,23 @@ def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
     if source.suffix.lower() == ".onnx" or _looks_like_onnx(source):
         return _plain_from_onnx(source)
     from converters.torch_loading import (  # noqa: PLC0415 - torch is optional: only PyTorch sources need it
+        checkpoint_problem,
+        damaged_archive,
         is_torchscript,
         module_class_from_spec,
         module_from_checkpoint,
         module_from_torchscript,
     )
 
+    damage = damaged_archive(source)
+    if damage is not None:
+        raise ConversionError(damage)
     if is_torchscript(source):
         return _plain_from_torch(module_from_torchscript(source), options, "torchscript")
     if options.module is None:
-        raise ConversionError(
-            f"{source} is not an ONNX or TorchScript model; for a PyTorch checkpoint "
-            "(state_dict) pass the module class with --module package.module:Class")
+        raise ConversionError(checkpoint_problem(source) or (
+            f"{source} is a PyTorch checkpoint (weights, not the network): pass the network's "
+            "class with --module package.module:Class (or path/to/file.py:Class)"))
     network = module_from_checkpoint(module_class_from_spec(options.module), source,
                                      options.module_args)
     return _plain_from_torch(network, options, "pytorch")
@@ -167,7 +172,7 @@ def _plain_from_onnx(source: Path) -> _Plain:
     try:
         session = _source_session(model)
     except ort_errors as exc:
-        raise ConversionError(f"ONNX Runtime cannot load {source}: {_first_line(exc)}; the "
+        raise ConversionError(f"ONNX Runtime cannot load {source}: {first_line(exc)}; the "
                               "source must run in ONNX Runtime on the CPU to be converted and "
                               "checked") from exc
     image = session.get_inputs()[0]
@@ -181,7 +186,7 @@ def _plain_from_onnx(source: Path) -> _Plain:
         except ort_errors as exc:
             raise ConversionError(
                 f"the source model fails on an input of shape {list(x.shape)}: "
-                f"{_first_line(exc)}; check --input-size (the size it was trained at)") from exc
+                f"{first_line(exc)}; check --input-size (the size it was trained at)") from exc
         return {name: result[:len(x)] for name, result in zip(outputs, results, strict=True)}
 
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
@@ -199,10 +204,6 @@ def _source_session(model: onnx.ModelProto) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plain:
     import torch  # noqa: PLC0415 - optional: only PyTorch sources need it
@@ -219,7 +220,8 @@ def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plai
     def run_source(x: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[Any]]:
         with torch.no_grad():
             result = reference_net(torch.from_numpy(x))
-        tensors = list(result) if isinstance(result, list | tuple) else [result]
+        tensors = (list(result.values()) if isinstance(result, dict) else
+                   list(result) if isinstance(result, list | tuple) else [result])
         return dict(zip(names, (t.numpy() for t in tensors), strict=False))
 
     return _Plain(model, run_source, kind)
@@ -267,16 +269,17 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions) -> tuple[str
     if kind == "ultralytics-onnx":
         return ()
     default, given = Normalisation(), options.normalisation
-    assumed = []
+    assumed, examples = [], []
     if given.colour_order == default.colour_order:
         assumed.append(f"{default.colour_order} channel order (--network-order)")
+        examples.append("PaddlePaddle models often BGR")
     if (tuple(given.mean), tuple(given.std)) == (tuple(default.mean), tuple(default.std)):
         assumed.append("pixels / 255 with no mean or std (--mean, --std)")
+        examples.insert(0, "ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
     if not assumed:
         return ()
     return (f"assumed the network takes {' and '.join(assumed)}; if it was trained otherwise, "
-            "pass that (ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225; "
-            "PaddlePaddle models often BGR), or its accuracy drops with no error",)
+            f"pass that ({'; '.join(examples)}), or its accuracy drops with no error",)
 
 
 def _unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ...]]

@@ -9,3 +9,10 @@ class ConversionError(EdgeError):
 
 class ParityError(ConversionError):
     """The converted model's outputs differ from the source model's beyond the tolerance."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (PyTorch's and ONNX's run to pages), or its
+    type where it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -7,6 +7,7 @@ camera preprocessing in front of it, the same way for every source format.
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, first_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,21 +46,54 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
     """Trace `network` on a float [batch, 3, height, width] input; `batch` None: dynamic.
 
     The TorchScript-based exporter is used: for CNNs it gives a flat graph of plain ONNX ops,
-    which TensorRT's parser and ONNX Runtime's fusions handle best."""
+    which TensorRT's parser and ONNX Runtime's fusions handle best. Outputs are named
+    `output0`, `output1`... in order, or by their keys where the network returns a dict."""
     import torch  # noqa: PLC0415 - only PyTorch sources need it: `edge convert model.onnx` runs without torch
 
     network = network.eval()
+    shape = f"[{batch or 1}, 3, {height}, {width}]"
     example = torch.zeros((batch or 1, 3, height, width), dtype=torch.float32)
-    dynamic_axes = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    with torch.no_grad(), torchscript_noise_muted():
+        try:  # run first: an error here is the network's, in its own words
+            names = output_names(network(example))
+        except Exception as exc:  # the user's network
+            raise ConversionError(f"the network fails on a {shape} input: "
+                                  f"{first_line(exc)}{_input_hint(str(exc))}") from exc
+    dynamic_axes = None if batch else {name: {0: "batch"} for name in (INPUT_NAME, *names)}
     with tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted():
         path = Path(scratch) / "model.onnx"
         try:
             torch.onnx.export(network, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              input_names=[INPUT_NAME], output_names=names,
                               dynamic_axes=dynamic_axes, do_constant_folding=True)
         except (RuntimeError, TypeError, ValueError) as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise ConversionError(
-                f"torch.onnx.export failed for a [{batch or 1}, 3, {height}, {width}] input: "
-                f"{message}; check --input-size and that the model runs on such an input") from exc
+            dict_output = ("; a TorchScript module that returns a dict cannot be exported: "
+                           "return a tuple, or convert the Python class with --module"
+                           if "DictConstruct" in str(exc) else "")
+            raise ConversionError(f"torch.onnx.export failed for a {shape} input: "
+                                  f"{first_line(exc)}{dict_output}") from exc
         return onnx.load(str(path))
+
+
+def output_names(result: object) -> list[str]:
+    """ONNX names for what a network returns, in the exporter's order: a dict's keys (where
+    they are names), else `output0`, `output1`..."""
+    if isinstance(result, dict):
+        keys = [str(key) for key in result]
+        if all(key.isidentifier() for key in keys):
+            return keys
+        return [f"{OUTPUT_NAME[:-1]}{index}" for index in range(len(keys))]
+    count = len(result) if isinstance(result, list | tuple) else 1
+    return [f"{OUTPUT_NAME[:-1]}{index}" for index in range(count)]
+
+
+def _input_hint(message: str) -> str:
+    """What to do about a network that fails on the input edge feeds it."""
+    channels = re.search(r"expected input.*? to have (\d+) channels, but got 3", message)
+    if channels and channels[1] != "3":
+        return (f"; the network takes {channels[1]}-channel input, and edge feeds it the "
+                "camera's 3 colour channels: wrap it in a module whose forward makes its input "
+                "from them (for grey: (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, "
+                "1)).sum(1, keepdim=True), with --network-order RGB) and convert that")
+    return "; check --input-size, and that the network runs on such an input"
+

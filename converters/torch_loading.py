@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
-import json
 import logging
+import pickle
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -26,28 +29,67 @@ def module_class_from_spec(spec: str) -> type[nn.Module]:
     if not location or not name:
         raise ConversionError(f"--module {spec!r} must look like package.module:Class or "
                               "path/to/file.py:Class")
-    if location.endswith(".py"):
-        path = Path(location)
-        if not path.is_file():
-            raise ConversionError(f"--module file {path} does not exist")
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ConversionError(f"--module file {path} cannot be imported")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules.setdefault(path.stem, module)
-        module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(location)
-        except ImportError as exc:
-            local = Path(location.replace(".", "/") + ".py")
-            hint = (f"; for the file {local} here, pass --module {local}:{name}"
-                    if local.is_file() else "")
-            raise ConversionError(f"--module: cannot import {location} ({exc}){hint}") from exc
+    module = _module_from_file(Path(location)) if location.endswith(".py") else \
+        _module_from_package(location, name)
     found = getattr(module, name, None)
     if not (inspect.isclass(found) and issubclass(found, nn.Module)):
         raise ConversionError(f"--module: {location} has no torch.nn.Module class {name!r}")
     return found
+
+
+def _module_from_file(path: Path) -> ModuleType:
+    """The file imported as a module, with its folder first on the import path (so that its
+    own `from blocks import Block` finds the file beside it)."""
+    if not path.is_file():
+        raise ConversionError(f"--module file {path} does not exist")
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConversionError(f"--module file {path} cannot be imported")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules.setdefault(path.stem, module)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        with _import_failures_named(str(path)):
+            module_spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+def _module_from_package(location: str, name: str) -> ModuleType:
+    try:
+        with _import_failures_named(location):
+            return importlib.import_module(location)
+    except ModuleNotFoundError as exc:  # `location` itself (or a package above it) is missing
+        local = Path(location.replace(".", "/") + ".py")
+        hint = (f"; for the file {local} here, pass --module {local}:{name}"
+                if local.is_file() else "; check the name, and that its folder is on "
+                "PYTHONPATH or the package is installed in this environment")
+        raise ConversionError(f"--module: cannot import {location} ({exc}){hint}") from exc
+
+
+@contextlib.contextmanager
+def _import_failures_named(location: str) -> Iterator[None]:
+    """An error raised by the module's own code while it is imported, as a ConversionError
+    naming it: a module it imports that is not installed, a syntax error, anything its top
+    level raises. A ModuleNotFoundError for `location` itself passes (the caller says how to
+    name it)."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if location == missing or location.startswith(f"{missing}."):
+            raise
+        raise ConversionError(f"--module: importing {location} failed: it imports {missing!r}, "
+                              "which is not installed in this environment; install it (pip "
+                              "install ...) where you run edge convert") from exc
+    except SyntaxError as exc:
+        raise ConversionError(f"--module: {location} has a syntax error ({exc.msg}, "
+                              f"{exc.filename} line {exc.lineno}); fix it") from exc
+    except Exception as exc:  # the module's own top-level code
+        raise ConversionError(f"--module: importing {location} failed: {type(exc).__name__}: "
+                              f"{first_line(exc)}; fix the module so it imports") from exc
 
 
 def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
@@ -60,6 +102,11 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
     except TypeError as exc:
         raise ConversionError(f"cannot construct {module_class.__name__}: {exc}; pass its "
                               "arguments with --module-args '{\"name\": value}'") from exc
+    except Exception as exc:  # the user's constructor
+        cuda = ("; conversion runs on the CPU: build the network there (no .cuda() or "
+                ".to('cuda') in __init__)" if "cuda" in str(exc).lower() else "")
+        raise ConversionError(f"constructing {module_class.__name__}(**{arguments or {}}) "
+                              f"failed: {type(exc).__name__}: {first_line(exc)}{cuda}") from exc
     expected = network.state_dict()
     state = _without_wrapper_prefix(_state_dict(checkpoint), expected)
     missing = [key for key in expected if key not in state]
@@ -111,28 +158,83 @@ def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, 
     return state
 
 
+#: Where training loops put the weights in the dicts they save (else the dict is the weights).
+_WEIGHT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
 def _state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
-    try:
-        loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile,
-            json.JSONDecodeError) as exc:
-        raise ConversionError(f"{checkpoint} is not a PyTorch checkpoint ({_first_line(exc)}); "
-                              "pass a state_dict saved with torch.save") from exc
-    for key in ("state_dict", "model_state_dict", "model"):
+    loaded = _loaded_weights(checkpoint)
+    for key in _WEIGHT_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor)
                                                for v in loaded.values()):
-        raise ConversionError(f"{checkpoint} holds no state_dict of tensors")
+        found = (f"its keys: {_listing([str(k) for k in loaded])}" if isinstance(loaded, dict)
+                 else f"it holds a {type(loaded).__name__}")
+        raise ConversionError(
+            f"{checkpoint} holds no state_dict of tensors ({found}); the weights are read from "
+            f"the file itself or from its {', '.join(repr(k) for k in _WEIGHT_KEYS)} entry: "
+            "save them with torch.save(model.state_dict(), PATH)")
     return loaded
+
+
+def _loaded_weights(checkpoint: Path) -> Any:
+    """What `torch.load` reads without running code from the file (`weights_only`): tensors,
+    dicts, lists, numbers. A whole pickled model needs its classes unpickled, which runs
+    the file's code, so it is refused with the two ways to re-save it."""
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise ConversionError(f"{checkpoint} is not a PyTorch checkpoint "
+                                  f"({first_line(exc)}); pass a state_dict saved with "
+                                  "torch.save") from exc
+        raise ConversionError(whole_model_refusal(checkpoint)) from exc
+    except Exception as exc:  # a file's content: anything torch.load raises
+        raise ConversionError(f"{checkpoint} is not a PyTorch checkpoint ({first_line(exc)}); "
+                              "pass a state_dict saved with torch.save") from exc
+
+
+def whole_model_refusal(checkpoint: Path) -> str:
+    return (f"{checkpoint} holds a whole pickled model (torch.save(model)); edge reads only "
+            "weights, since unpickling a model runs code from the file: re-save it as "
+            "torch.save(model.state_dict(), 'weights.pt') and pass its class with --module, or "
+            "as TorchScript with torch.jit.script(model).save('model.torchscript')")
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why `path` (neither ONNX nor TorchScript) cannot be converted, or None when it holds
+    weights for `--module` to load."""
+    try:
+        _loaded_weights(path)
+    except ConversionError as exc:
+        if "whole pickled model" in str(exc):
+            return str(exc)
+        return (f"{path} is not an ONNX, TorchScript or PyTorch file "
+                f"({str(exc).partition('(')[2].rpartition(')')[0]}): pass the model file that "
+                "your training or export wrote")
+    return None
+
+
+def damaged_archive(path: Path) -> str | None:
+    """A zip's header with no readable archive behind it: TorchScript and torch.save files are
+    zips, so this is one of them cut short or corrupted."""
+    with path.open("rb") as handle:
+        starts_as_zip = handle.read(4) == b"PK\x03\x04"
+    if not starts_as_zip or zipfile.is_zipfile(path):
+        return None
+    return (f"{path} is a damaged TorchScript or PyTorch archive (a zip file cut short or "
+            "corrupted): copy or export it again in full")
 
 
 def module_from_torchscript(path: Path) -> nn.Module:
     try:
         loaded: nn.Module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         return loaded.eval()
-    except (RuntimeError, ValueError) as exc:
-        raise ConversionError(f"{path} is not a TorchScript file ({_first_line(exc)})") from exc
+    except Exception as exc:  # a file's content: anything torch.jit.load raises
+        raise ConversionError(f"{path} is a TorchScript archive that does not load "
+                              f"({first_line(exc)}): it may be damaged or from a newer PyTorch; "
+                              "export it again with this PyTorch's torch.jit.script") from exc
 
 
 def is_torchscript(path: Path) -> bool:
@@ -142,7 +244,3 @@ def is_torchscript(path: Path) -> bool:
     with zipfile.ZipFile(path) as archive:
         return any("/code/" in n or n.endswith("constants.pkl") for n in archive.namelist())
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

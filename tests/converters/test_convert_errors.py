@@ -49,11 +49,11 @@ def sources(tmp_path: Path) -> dict[str, Path]:
 CASES = [
     ("wrong_checkpoint", ["--module", DEMO_MODULE, "--input-size", "320", "--labels", "a,b,c,d"],
      "does not match ShapesDetector: missing keys stem.0.0.weight"),
-    ("wrong_checkpoint", ["--input-size", "320"], "pass the module class with --module"),
+    ("wrong_checkpoint", ["--input-size", "320"], "pass the network's class with --module"),
     ("wrong_checkpoint", ["--module", "tests.converters.tiny_models:TinyClassifier",
                           "--module-args", '{"num_classes": 5}', "--input-size", "32"],
      "head.weight is [3, 16] in the checkpoint, [5, 16] in the module"),
-    ("text", ["--input-size", "320"], "is not an ONNX or TorchScript model"),
+    ("text", ["--input-size", "320"], "is not an ONNX, TorchScript or PyTorch file"),
     ("two_inputs", [], "several image-like inputs (left [1, 3, 32, 32], right [1, 3, 32, 32]); "
      "a converted model has exactly one image input: export the network with one image input"),
     ("odd_head", ["--labels", "a,b", "--head", "anchor_free"],

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,30 +19,10 @@ import pytest
 from converters.convert import ConvertOptions, convert
 from converters.errors import ConversionError
 from converters.onnx_source import opset_of
-from edge.cli import main
+from tests.converters.cli_results import Result, assert_refused
 from tests.converters.exporter_graphs import SIZE, classifier
 
 LABELS = ("a", "b", "c")
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def edge(capsys):
-    """`edge ARGS` in this process (an exception other than EdgeError fails the test, as a
-    traceback would)."""
-
-    def run(*args: str | Path) -> Result:
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
 
 
 def edge_without(module: str, *args: str | Path) -> Result:
@@ -53,13 +32,6 @@ def edge_without(module: str, *args: str | Path) -> Result:
     done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
                           text=True, timeout=300)
     return Result(done.returncode, done.stdout, done.stderr)
-
-
-def assert_refused(result: Result, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
 
 
 # -- batch as exporters write it, and --batch honoured --------------------------------------

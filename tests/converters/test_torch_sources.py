@@ -1,0 +1,233 @@
+"""PyTorch sources as users save them: whole pickled models, checkpoints without weights,
+networks that return dicts or need other input, modules that fail to import or to build.
+Each converts, or is refused with exit 2 and a message that names the problem and the fix
+(never a traceback, never advice that leads to one)."""
+
+from __future__ import annotations
+
+import textwrap
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from converters.demo_detector.model import ShapesDetector
+from tests.converters.cli_results import assert_refused
+
+NETS = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, classes=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, classes)
+        self.boxes = nn.Linear(8, 4)
+
+    def features(self, x):
+        return torch.relu(self.conv(x)).mean((2, 3))
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class DictNet(Net):
+    def forward(self, x):
+        y = self.features(x)
+        return {"scores": self.fc(y), "boxes": self.boxes(y)}
+
+
+class TupleNet(Net):
+    def forward(self, x):
+        y = self.features(x)
+        return self.fc(y), self.boxes(y)
+
+
+class GreyNet(Net):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+
+
+class CudaNet(Net):
+    def __init__(self):
+        super().__init__()
+        self.to(torch.device("cuda"))
+'''
+
+
+@pytest.fixture
+def nets(tmp_path: Path) -> Path:
+    """A module file of the user's, and the folder it is in."""
+    (tmp_path / "nets.py").write_text(NETS)
+    return tmp_path / "nets.py"
+
+
+def _weights(path: Path, network: nn.Module) -> Path:
+    torch.manual_seed(0)
+    for parameter in network.parameters():
+        nn.init.normal_(parameter, std=0.2)
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def _module(nets: Path, name: str) -> nn.Module:
+    namespace: dict[str, object] = {}
+    exec(compile(nets.read_text(), str(nets), "exec"), namespace)
+    network = namespace[name]()
+    assert isinstance(network, nn.Module)
+    return network
+
+
+def test_a_whole_pickled_model_is_refused_with_both_ways_to_resave_it(tmp_path, edge):
+    """torch.save(model) pickles the class: loading it would run the file's code. Told to pass
+    --module, the user met an UnpicklingError traceback."""
+    torch.save(ShapesDetector(), tmp_path / "whole.pt")
+    for extra in ([], ["--module", "converters.demo_detector.model:ShapesDetector"]):
+        result = edge("convert", tmp_path / "whole.pt", "--input-size", "320", "--labels",
+                      "a,b,c,d", "-o", tmp_path / "out.onnx", *extra)
+        assert_refused(result, "holds a whole pickled model (torch.save(model))",
+                       "torch.save(model.state_dict(), 'weights.pt') and pass its class with "
+                       "--module", "torch.jit.script(model).save('model.torchscript')")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_files_that_are_not_models_say_what_they_are(tmp_path, edge):
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    result = edge("convert", tmp_path / "notes.pt", "--module",
+                  "converters.demo_detector.model:ShapesDetector", "--input-size", "320",
+                  "-o", tmp_path / "out.onnx")
+    assert_refused(result, "notes.pt is not a PyTorch checkpoint (")
+    traced = torch.jit.trace(ShapesDetector().eval(), torch.zeros(1, 3, 64, 64))
+    traced.save(str(tmp_path / "model.torchscript"))
+    data = (tmp_path / "model.torchscript").read_bytes()
+    (tmp_path / "cut.torchscript").write_bytes(data[:len(data) // 2])
+    for extra in ([], ["--module", "converters.demo_detector.model:ShapesDetector"]):
+        result = edge("convert", tmp_path / "cut.torchscript", "--input-size", "320",
+                      "-o", tmp_path / "out.onnx", *extra)
+        assert_refused(result, "cut.torchscript is a damaged TorchScript or PyTorch archive "
+                       "(a zip file cut short or corrupted): copy or export it again in full")
+
+
+def test_a_checkpoint_without_weights_lists_what_it_holds(tmp_path, edge):
+    torch.save({"epoch": 3, "lr": 0.01, "optimizer": {"step": 4}}, tmp_path / "ckpt.pt")
+    result = edge("convert", tmp_path / "ckpt.pt", "--module",
+                  "converters.demo_detector.model:ShapesDetector", "--input-size", "320",
+                  "-o", tmp_path / "out.onnx")
+    assert_refused(result, "holds no state_dict of tensors (its keys: epoch, lr, optimizer); "
+                   "the weights are read from the file itself or from its 'state_dict', "
+                   "'model_state_dict', 'model' entry")
+
+
+def test_a_network_that_returns_a_dict_converts_with_its_keys_as_output_names(
+        nets, tmp_path, edge):
+    weights = _weights(tmp_path / "dict.pt", _module(nets, "DictNet"))
+    result = edge("convert", weights, "--module", f"{nets}:DictNet", "--input-size", "32",
+                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
+    assert result.returncode == 0, result.stderr
+    assert "took output scores (3 a frame) as the classify head (logits, 3 classes); not " \
+           "read: boxes (4 a frame)" in result.stdout
+    # values: the converted model on a uint8 frame against the module on the same pixels
+    frame = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), np.uint8)
+    session = ort.InferenceSession(str(tmp_path / "out.onnx"))
+    scores = session.run(["scores"], {session.get_inputs()[0].name: frame})[0]
+    network = _module(nets, "DictNet")
+    network.load_state_dict(torch.load(weights))
+    rgb = torch.from_numpy(frame[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        expected = network.eval()(rgb)["scores"].numpy()
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_tuples_outputs_are_named_in_order(nets, tmp_path, edge):
+    weights = _weights(tmp_path / "tuple.pt", _module(nets, "TupleNet"))
+    result = edge("convert", weights, "--module", f"{nets}:TupleNet", "--input-size", "32",
+                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
+    assert result.returncode == 0, result.stderr
+    assert "took output output0 (3 a frame)" in result.stdout
+    assert "not read: output1 (4 a frame)" in result.stdout
+
+
+def test_a_scripted_network_that_returns_a_dict_is_told_to_return_a_tuple(nets, tmp_path, edge):
+    torch.jit.script(_module(nets, "DictNet").eval()).save(str(tmp_path / "d.torchscript"))
+    result = edge("convert", tmp_path / "d.torchscript", "--input-size", "32", "--labels",
+                  "a,b,c", "-o", tmp_path / "out.onnx")
+    assert_refused(result, "a TorchScript module that returns a dict cannot be exported: "
+                   "return a tuple, or convert the Python class with --module")
+
+
+def test_a_grey_network_is_told_how_to_take_colour_frames(nets, tmp_path, edge):
+    weights = _weights(tmp_path / "grey.pt", _module(nets, "GreyNet"))
+    result = edge("convert", weights, "--module", f"{nets}:GreyNet", "--input-size", "32",
+                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
+    assert_refused(result, "the network fails on a [1, 3, 32, 32] input",
+                   "the network takes 1-channel input, and edge feeds it the camera's 3 colour "
+                   "channels: wrap it in a module")
+
+
+def test_a_network_that_builds_on_cuda_is_told_to_build_on_the_cpu(nets, tmp_path, edge):
+    weights = _weights(tmp_path / "n.pt", _module(nets, "Net"))
+    result = edge("convert", weights, "--module", f"{nets}:CudaNet", "--input-size", "32",
+                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
+    assert_refused(result, "constructing CudaNet(**{}) failed: ",
+                   "conversion runs on the CPU: build the network there")
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("import torch\nclass Net(torch.nn.Module)\n    pass\n", "has a syntax error ("),
+    ("import torch\n1 / 0\n", "failed: ZeroDivisionError: division by zero; fix the module"),
+    ("import not_installed_xyz\n", "it imports 'not_installed_xyz', which is not installed "
+                                   "in this environment"),
+])
+def test_a_module_that_fails_to_import_is_named(source, expected, tmp_path, edge, monkeypatch):
+    name = f"userpkg{zlib.crc32(source.encode())}"  # a package of its own: imports are cached
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "broken.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = tmp_path / "w.pt"
+    torch.save({}, weights)
+    for module in (f"{name}.broken:Net", f"{package / 'broken.py'}:Net"):
+        result = edge("convert", weights, "--module", module, "--input-size", "32",
+                      "-o", tmp_path / "out.onnx")
+        assert_refused(result, expected)
+        assert "pass --module" not in result.stderr  # no advice that leads to another failure
+
+
+def test_a_module_file_imports_the_files_beside_it(tmp_path, edge):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "blocks.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        def stem():
+            return nn.Conv2d(3, 4, 3, padding=1)
+    """))
+    (project / "model.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        from blocks import stem
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.stem = stem()
+                self.fc = nn.Linear(4, 2)
+
+            def forward(self, x):
+                return self.fc(torch.relu(self.stem(x)).mean((2, 3)))
+    """))
+    network = nn.Module()
+    network.stem = nn.Conv2d(3, 4, 3, padding=1)
+    network.fc = nn.Linear(4, 2)
+    torch.save(network.state_dict(), tmp_path / "w.pt")
+    result = edge("convert", tmp_path / "w.pt", "--module", f"{project / 'model.py'}:Net",
+                  "--input-size", "32", "--labels", "cat,dog", "-o", tmp_path / "out.onnx")
+    assert result.returncode == 0, result.stderr
