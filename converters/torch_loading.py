@@ -178,6 +178,22 @@ def _state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
+class _UnreadableCheckpointError(ConversionError):
+    def __init__(self, checkpoint: Path, cause: str) -> None:
+        super().__init__(f"{checkpoint} is not a PyTorch checkpoint ({cause}); pass a "
+                         "state_dict saved with torch.save")
+        self.cause = cause
+
+
+class _PickledModelError(ConversionError):
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(
+            f"{checkpoint} holds a whole pickled model (torch.save(model)); edge reads only "
+            "weights, since unpickling a model runs code from the file: re-save it as "
+            "torch.save(model.state_dict(), 'weights.pt') and pass its class with --module, or "
+            "as TorchScript with torch.jit.script(model).save('model.torchscript')")
+
+
 def _loaded_weights(checkpoint: Path) -> Any:
     """What `torch.load` reads without running code from the file (`weights_only`): tensors,
     dicts, lists, numbers. A whole pickled model needs its classes unpickled, which runs
@@ -185,21 +201,11 @@ def _loaded_weights(checkpoint: Path) -> Any:
     try:
         return torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):
-            raise ConversionError(f"{checkpoint} is not a PyTorch checkpoint "
-                                  f"({first_line(exc)}); pass a state_dict saved with "
-                                  "torch.save") from exc
-        raise ConversionError(whole_model_refusal(checkpoint)) from exc
+        if "Unsupported global" in str(exc):
+            raise _PickledModelError(checkpoint) from exc
+        raise _UnreadableCheckpointError(checkpoint, first_line(exc)) from exc
     except Exception as exc:  # a file's content: anything torch.load raises
-        raise ConversionError(f"{checkpoint} is not a PyTorch checkpoint ({first_line(exc)}); "
-                              "pass a state_dict saved with torch.save") from exc
-
-
-def whole_model_refusal(checkpoint: Path) -> str:
-    return (f"{checkpoint} holds a whole pickled model (torch.save(model)); edge reads only "
-            "weights, since unpickling a model runs code from the file: re-save it as "
-            "torch.save(model.state_dict(), 'weights.pt') and pass its class with --module, or "
-            "as TorchScript with torch.jit.script(model).save('model.torchscript')")
+        raise _UnreadableCheckpointError(checkpoint, first_line(exc)) from exc
 
 
 def checkpoint_problem(path: Path) -> str | None:
@@ -207,12 +213,11 @@ def checkpoint_problem(path: Path) -> str | None:
     weights for `--module` to load."""
     try:
         _loaded_weights(path)
-    except ConversionError as exc:
-        if "whole pickled model" in str(exc):
-            return str(exc)
-        return (f"{path} is not an ONNX, TorchScript or PyTorch file "
-                f"({str(exc).partition('(')[2].rpartition(')')[0]}): pass the model file that "
-                "your training or export wrote")
+    except _PickledModelError as exc:
+        return str(exc)
+    except _UnreadableCheckpointError as exc:
+        return (f"{path} is not an ONNX, TorchScript or PyTorch file ({exc.cause}): pass the "
+                "model file that your training or export wrote")
     return None
 
 
