@@ -162,21 +162,21 @@ def test_a_scripted_network_that_returns_a_dict_is_told_to_return_a_tuple(nets, 
                    "return a tuple, or convert the Python class with --module")
 
 
-def test_a_grey_network_is_told_how_to_take_colour_frames(nets, tmp_path, edge):
-    weights = _weights(tmp_path / "grey.pt", _module(nets, "GreyNet"))
-    result = edge("convert", weights, "--module", f"{nets}:GreyNet", "--input-size", "32",
+@pytest.mark.parametrize(("saved", "module", "fragments"), [
+    # a grey network: told how to take the camera's colour frames
+    ("GreyNet", "GreyNet", ("the network fails on a [1, 3, 32, 32] input",
+                            "the network takes 1-channel input, and edge feeds it the camera's "
+                            "3 colour channels: wrap it in a module")),
+    # a network that builds on CUDA: told to build on the CPU
+    ("Net", "CudaNet", ("constructing CudaNet(**{}) failed: ",
+                        "conversion runs on the CPU: build the network there")),
+])
+def test_a_network_that_fails_to_build_or_run_is_told_why(saved, module, fragments, nets,
+                                                            tmp_path, edge):
+    weights = _weights(tmp_path / "w.pt", _module(nets, saved))
+    result = edge("convert", weights, "--module", f"{nets}:{module}", "--input-size", "32",
                   "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
-    assert_refused(result, "the network fails on a [1, 3, 32, 32] input",
-                   "the network takes 1-channel input, and edge feeds it the camera's 3 colour "
-                   "channels: wrap it in a module")
-
-
-def test_a_network_that_builds_on_cuda_is_told_to_build_on_the_cpu(nets, tmp_path, edge):
-    weights = _weights(tmp_path / "n.pt", _module(nets, "Net"))
-    result = edge("convert", weights, "--module", f"{nets}:CudaNet", "--input-size", "32",
-                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
-    assert_refused(result, "constructing CudaNet(**{}) failed: ",
-                   "conversion runs on the CPU: build the network there")
+    assert_refused(result, *fragments)
 
 
 @pytest.mark.parametrize(("source", "expected"), [
