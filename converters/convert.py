@@ -362,7 +362,8 @@ def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
                     options: ConvertOptions) -> tuple[str, Head]:
     """The output read as the head, and its layout: the first output that fits one, except
     that among classifier outputs one ending in Softmax or Sigmoid comes first (MTCNN's R-Net
-    puts its box regression, [N, 4], before its face probabilities, [N, 2]). With the labels
+    puts its box regression, [N, 4], before its face probabilities, [N, 2]), and a single
+    value (a feature, a confidence) last. With the labels
     unknown and several outputs fitting, an error names each with its class count."""
     model = plain.model
     nc = len(labels) if labels else None
@@ -377,8 +378,8 @@ def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
             first_error = first_error or exc
     if not fitting:
         raise _no_head_error(plain, shapes, nc, options, first_error)
-    if all(head.task == "classify" for _, head in fitting):
-        fitting.sort(key=lambda fit: fit[1].layout != "probabilities")  # stable: else in order
+    if all(head.task == "classify" for _, head in fitting):  # stable sort: else in order
+        fitting.sort(key=lambda fit: (fit[1].layout != "probabilities", fit[1].num_classes == 1))
     if labels is None:
         raise _labels_needed(fitting)
     return fitting[0]

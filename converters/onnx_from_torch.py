@@ -7,6 +7,7 @@ camera preprocessing in front of it, the same way for every source format.
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import tempfile
 import warnings
@@ -62,10 +63,12 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
     dynamic_axes = None if batch else {name: {0: "batch"} for name in (INPUT_NAME, *names)}
     with tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted():
         path = Path(scratch) / "model.onnx"
-        try:
-            torch.onnx.export(network, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=names,
-                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+        try:  # the exporter prints its IR graph to stdout on failure: not for --json readers
+            with contextlib.redirect_stdout(io.StringIO()):
+                torch.onnx.export(network, (example,), str(path), dynamo=False,
+                                  opset_version=opset, input_names=[INPUT_NAME],
+                                  output_names=names, dynamic_axes=dynamic_axes,
+                                  do_constant_folding=True)
         except (RuntimeError, TypeError, ValueError) as exc:
             dict_output = ("; a TorchScript module that returns a dict cannot be exported: "
                            "return a tuple, or convert the Python class with --module"
@@ -92,8 +95,9 @@ def _input_hint(message: str) -> str:
     channels = re.search(r"expected input.*? to have (\d+) channels, but got 3", message)
     if channels and channels[1] != "3":
         return (f"; the network takes {channels[1]}-channel input, and edge feeds it the "
-                "camera's 3 colour channels: wrap it in a module whose forward makes its input "
-                "from them (for grey: (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, "
-                "1)).sum(1, keepdim=True), with --network-order RGB) and convert that")
+                "camera's 3 colour channels: wrap it in a module that holds it (self.net) and "
+                "makes its input from them (for grey: self.net(x[:, 0:1] * 0.299 + x[:, 1:2] "
+                "* 0.587 + x[:, 2:3] * 0.114), with --network-order RGB), and convert that with "
+                "the same checkpoint")
     return "; check --input-size, and that the network runs on such an input"
 

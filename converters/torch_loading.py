@@ -81,6 +81,13 @@ def _import_failures_named(location: str) -> Iterator[None]:
         missing = exc.name or ""
         if location == missing or location.startswith(f"{missing}."):
             raise
+        beside = _file_beside(location, missing)
+        if beside is not None:
+            raise ConversionError(
+                f"--module: importing {location} failed: it imports {missing!r}, the file "
+                f"{beside} beside it, by a name Python looks for on its path, not in the "
+                f"package: write `from .{missing} import ...` there, or pass the file: "
+                f"--module {_file_of(location)}:Class") from exc
         raise ConversionError(f"--module: importing {location} failed: it imports {missing!r}, "
                               "which is not installed in this environment; install it (pip "
                               "install ...) where you run edge convert") from exc
@@ -90,6 +97,26 @@ def _import_failures_named(location: str) -> Iterator[None]:
     except Exception as exc:  # the module's own top-level code
         raise ConversionError(f"--module: importing {location} failed: {type(exc).__name__}: "
                               f"{first_line(exc)}; fix the module so it imports") from exc
+
+
+def _file_of(location: str) -> Path | None:
+    """The file of module `location` (package.module), without importing it."""
+    try:
+        found = importlib.util.find_spec(location)
+    except (ImportError, ValueError):
+        return None
+    return Path(found.origin) if found is not None and found.origin else None
+
+
+def _file_beside(location: str, name: str) -> Path | None:
+    """`name`.py (or package `name`) in the folder of module `location`, where there is one."""
+    module_file = _file_of(location)
+    if module_file is None:
+        return None
+    for candidate in (module_file.parent / f"{name}.py", module_file.parent / name):
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
@@ -108,7 +135,8 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
         raise ConversionError(f"constructing {module_class.__name__}(**{arguments or {}}) "
                               f"failed: {type(exc).__name__}: {first_line(exc)}{cuda}") from exc
     expected = network.state_dict()
-    state = _without_wrapper_prefix(_state_dict(checkpoint), expected)
+    state = _inside_a_wrapper(_without_wrapper_prefix(_state_dict(checkpoint), expected),
+                              expected, module_class.__name__)
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
@@ -162,6 +190,35 @@ def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, 
 _WEIGHT_KEYS = ("state_dict", "model_state_dict", "model")
 
 
+def _inside_a_wrapper(state: dict[str, torch.Tensor], expected: dict[str, Any],
+                      wrapper: str) -> dict[str, torch.Tensor]:
+    """`state` with the prefix every module key has and no checkpoint key has (`net.`) put in
+    front, where that makes the keys match: the network's own weights loaded into a module
+    that wraps it (to take the camera's frames, say), without saving them again."""
+    prefix = _common_prefix(list(expected))
+    if not prefix or any(key.startswith(prefix) for key in state):
+        return state
+    prefixed = {prefix + key: value for key, value in state.items()}
+    if set(prefixed) != set(expected):
+        return state
+    log.info("the checkpoint's weights are those of %s's %s: read into it", wrapper,
+             prefix.rstrip("."))
+    return prefixed
+
+
+def _common_prefix(keys: list[str]) -> str:
+    """The dotted prefix (`net.`, `model.backbone.`) all `keys` share, or ""."""
+    if not keys:
+        return ""
+    parts = [key.split(".")[:-1] for key in keys]
+    common: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return "".join(f"{part}." for part in common)
+
+
 def _state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
     loaded = _loaded_weights(checkpoint)
     for key in _WEIGHT_KEYS:
@@ -203,9 +260,18 @@ def _loaded_weights(checkpoint: Path) -> Any:
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):
             raise _PickledModelError(checkpoint) from exc
-        raise _UnreadableCheckpointError(checkpoint, first_line(exc)) from exc
+        raise _UnreadableCheckpointError(checkpoint, _unpickling_cause(exc)) from exc
     except Exception as exc:  # a file's content: anything torch.load raises
         raise _UnreadableCheckpointError(checkpoint, first_line(exc)) from exc
+
+
+def _unpickling_cause(exc: pickle.UnpicklingError) -> str:
+    """The cause in torch's message, without its advice to load with `weights_only=False`
+    (which runs the file's code, and fails the same way on a file that is no pickle)."""
+    for line in str(exc).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.partition("WeightsUnpickler error:")[2].strip()
+    return "not a pickle of tensors"
 
 
 def checkpoint_problem(path: Path) -> str | None:

@@ -55,6 +55,23 @@ class GreyNet(Net):
         self.conv = nn.Conv2d(1, 8, 3, padding=1)
 
 
+class GreyWrap(nn.Module):
+    """What the grey network's refusal says to write."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = GreyNet()
+
+    def forward(self, x):
+        return self.net(x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114)
+
+
+class FeatureFirst(Net):
+    def forward(self, x):
+        y = self.features(x)
+        return {"feat": y.mean(1, keepdim=True), "logits": self.fc(y)}
+
+
 class CudaNet(Net):
     def __init__(self):
         super().__init__()
@@ -104,6 +121,7 @@ def test_files_that_are_not_models_say_what_they_are(tmp_path, edge):
                   "converters.demo_detector.model:ShapesDetector", "--input-size", "320",
                   "-o", tmp_path / "out.onnx")
     assert_refused(result, "notes.pt is not a PyTorch checkpoint (")
+    assert "weights_only" not in result.stderr  # torch's advice would run the file's code
     traced = torch.jit.trace(ShapesDetector().eval(), torch.zeros(1, 3, 64, 64))
     traced.save(str(tmp_path / "model.torchscript"))
     data = (tmp_path / "model.torchscript").read_bytes()
@@ -160,6 +178,32 @@ def test_a_scripted_network_that_returns_a_dict_is_told_to_return_a_tuple(nets, 
                   "a,b,c", "-o", tmp_path / "out.onnx")
     assert_refused(result, "a TorchScript module that returns a dict cannot be exported: "
                    "return a tuple, or convert the Python class with --module")
+    assert result.stdout == ""  # the exporter's IR dump kept off stdout (--json reads it)
+
+
+def test_a_single_value_output_is_not_taken_for_the_classifier(nets, tmp_path, edge):
+    weights = _weights(tmp_path / "f.pt", _module(nets, "FeatureFirst"))
+    result = edge("convert", weights, "--module", f"{nets}:FeatureFirst", "--input-size", "32",
+                  "-o", tmp_path / "out.onnx")
+    assert_refused(result, "with its 3 class names for output logits (logits), the one taken; "
+                   "or, for another output, as many as it has classes: 1 for feat (logits)")
+
+
+def test_following_the_grey_advice_converts_with_the_same_checkpoint(nets, tmp_path, edge):
+    """The wrapper holds the network as `net`: the checkpoint's keys lack the `net.` prefix
+    and are read into it, so the advice works without saving the weights again."""
+    weights = _weights(tmp_path / "grey.pt", _module(nets, "GreyNet"))
+    result = edge("convert", weights, "--module", f"{nets}:GreyWrap", "--input-size", "32",
+                  "--labels", "a,b,c", "--network-order", "RGB", "-o", tmp_path / "out.onnx")
+    assert result.returncode == 0, result.stderr
+    frame = np.random.default_rng(1).integers(0, 256, (1, 32, 32, 3), np.uint8)
+    session = ort.InferenceSession(str(tmp_path / "out.onnx"))
+    converted = session.run(None, {session.get_inputs()[0].name: frame})[0]
+    wrapper = _module(nets, "GreyWrap")
+    wrapper.net.load_state_dict(torch.load(weights))
+    rgb = torch.from_numpy(frame[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        np.testing.assert_allclose(converted, wrapper.eval()(rgb).numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(("saved", "module", "fragments"), [
@@ -199,6 +243,25 @@ def test_a_module_that_fails_to_import_is_named(source, expected, tmp_path, edge
                       "-o", tmp_path / "out.onnx")
         assert_refused(result, expected)
         assert "pass --module" not in result.stderr  # no advice that leads to another failure
+
+
+def test_a_package_module_importing_a_file_beside_it_by_plain_name_is_told_the_fix(
+        tmp_path, edge, monkeypatch):
+    """`from blocks import stem` inside a package finds blocks.py only by the package's
+    relative import; "pip install blocks" would fetch a stranger's package."""
+    package = tmp_path / "sibpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "blocks.py").write_text("")
+    (package / "model.py").write_text("from blocks import stem\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.save({}, tmp_path / "w.pt")
+    result = edge("convert", tmp_path / "w.pt", "--module", "sibpkg.model:Net",
+                  "--input-size", "32", "-o", tmp_path / "out.onnx")
+    assert_refused(result, f"it imports 'blocks', the file {package / 'blocks.py'} beside it",
+                   "write `from .blocks import ...` there, or pass the file: --module "
+                   f"{package / 'model.py'}:Class")
+    assert "pip install" not in result.stderr
 
 
 def test_a_module_file_imports_the_files_beside_it(tmp_path, edge):
