@@ -5,6 +5,8 @@ Each converts, or is refused with exit 2 and a message that names the problem an
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 import zlib
 from pathlib import Path
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 
 from converters.demo_detector.model import ShapesDetector
-from tests.converters.cli_results import assert_refused
+from tests.converters.cli_results import Result, assert_refused
 
 NETS = '''
 import torch
@@ -172,13 +174,18 @@ def test_a_tuples_outputs_are_named_in_order(nets, tmp_path, edge):
     assert "not read: output1 (4 a frame)" in result.stdout
 
 
-def test_a_scripted_network_that_returns_a_dict_is_told_to_return_a_tuple(nets, tmp_path, edge):
+def test_a_scripted_network_that_returns_a_dict_is_told_to_return_a_tuple(nets, tmp_path):
+    """A process: the exporter logged its IR graph to file descriptor 1 from C++, ahead of the
+    JSON line `--json` readers take from stdout."""
     torch.jit.script(_module(nets, "DictNet").eval()).save(str(tmp_path / "d.torchscript"))
-    result = edge("convert", tmp_path / "d.torchscript", "--input-size", "32", "--labels",
-                  "a,b,c", "-o", tmp_path / "out.onnx")
-    assert_refused(result, "a TorchScript module that returns a dict cannot be exported: "
-                   "return a tuple, or convert the Python class with --module")
-    assert result.stdout == ""  # the exporter's IR dump kept off stdout (--json reads it)
+    done = subprocess.run([sys.executable, "-m", "edge", "convert", str(tmp_path / "d.torchscript"),
+                           "--input-size", "32", "--labels", "a,b,c", "-o",
+                           str(tmp_path / "out.onnx"), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert_refused(Result(done.returncode, done.stdout, done.stderr),
+                   "a TorchScript module that returns a dict cannot be exported: return a "
+                   "tuple, or convert the Python class with --module")
+    assert done.stdout == ""
 
 
 def test_a_single_value_output_is_not_taken_for_the_classifier(nets, tmp_path, edge):
