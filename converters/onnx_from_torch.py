@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 #: Opset 17 is the newest that TensorRT 8.5 (JetPack 5) parses; TensorRT 10 reads it too.
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
-OUTPUT_NAME = "output0"
+#: Outputs are output0, output1... (Ultralytics' naming), or a returned dict's keys.
+OUTPUT_PREFIX = "output"
 #: What PyTorch warns about on every TorchScript source, which says nothing about the model:
 #: a ScriptMethod has no Python signature for the exporter to read, and `Module._apply` (the
 #: parity check's float64 copy) reads `.grad` of every parameter.
@@ -102,9 +103,9 @@ def output_names(result: object) -> list[str]:
         keys = [str(key) for key in result]
         if all(key.isidentifier() for key in keys):
             return keys
-        return [f"{OUTPUT_NAME[:-1]}{index}" for index in range(len(keys))]
+        return [f"{OUTPUT_PREFIX}{index}" for index in range(len(keys))]
     count = len(result) if isinstance(result, list | tuple) else 1
-    return [f"{OUTPUT_NAME[:-1]}{index}" for index in range(count)]
+    return [f"{OUTPUT_PREFIX}{index}" for index in range(count)]
 
 
 def _input_hint(message: str) -> str:
