@@ -223,9 +223,9 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
 def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     # hidden files (.DS_Store, macOS's ._photo.jpg) and label .txt files go unmentioned
     found = sorted(folder.rglob("*"))
-    hidden = sum(1 for p in found if is_hidden(p, folder) and p.suffix.lower() in IMAGE_SUFFIXES
-                 and p.is_file())
     candidates = [p for p in found if not is_hidden(p, folder)]
+    hidden = sum(1 for p in set(found) - set(candidates)
+                 if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     broken = [f"{p.name} ({unusable_reason(p)})" for p in candidates
               if p.is_symlink() and not p.exists()]
     candidates = [p for p in candidates if p.is_file()]

@@ -7,9 +7,7 @@ camera preprocessing in front of it, the same way for every source format.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING
 import onnx
 
 from converters.errors import ConversionError, first_line
+from edge.stdio import stdout_silenced
 
 if TYPE_CHECKING:
     from torch import nn
@@ -65,8 +64,9 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
     dynamic_axes = None if batch else {name: {0: "batch"} for name in (INPUT_NAME, *names)}
     with tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted():
         path = Path(scratch) / "model.onnx"
-        try:
-            with _native_stdout_silenced():
+        try:  # on a failure the exporter logs its whole IR graph to descriptor 1 from C++
+            # (its log switch is on whatever the setting): not ahead of --json's line
+            with stdout_silenced():
                 torch.onnx.export(network, (example,), str(path), dynamo=False,
                                   opset_version=opset, input_names=[INPUT_NAME],
                                   output_names=names, dynamic_axes=dynamic_axes,
@@ -78,22 +78,6 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
             raise ConversionError(f"torch.onnx.export failed for a {shape} input: "
                                   f"{first_line(exc)}{dict_output}") from exc
         return onnx.load(str(path))
-
-
-@contextlib.contextmanager
-def _native_stdout_silenced() -> Iterator[None]:
-    """File descriptor 1 on /dev/null: on a failure the TorchScript exporter logs its whole IR
-    graph there from C++ (its log switch is on whatever the setting), which would break the
-    JSON line `--json` readers take from stdout. The error itself is raised and said."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def output_names(result: object) -> list[str]:

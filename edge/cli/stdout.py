@@ -9,12 +9,12 @@ traceback, with 141 (128 + SIGPIPE: what a shell reports for `yes | head`).
 
 from __future__ import annotations
 
-import os
 import select
 import signal
 import sys
 
 from edge.cli.signals import SignalStop
+from edge.stdio import to_devnull
 
 PIPE_CLOSED_EXIT = 128 + signal.SIGPIPE
 
@@ -53,8 +53,4 @@ def reader_gone() -> bool:
 def silence_stdout() -> None:
     """Point stdout's descriptor at /dev/null, so that what is still buffered, and the
     interpreter's flush at exit, do not raise again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        os.close(devnull)
+    to_devnull(sys.stdout.fileno())

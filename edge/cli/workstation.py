@@ -265,10 +265,9 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
     an error or Ctrl-C leaves none of them. Returns (drift reference path, the report)."""
     cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
              if args.cache is not None else None)
-    destinations = [path for path in (args.output, args.cache, args.ranges, args.report)
-                    if path is not None]
-    if args.drift_reference:
-        destinations.append(Path(args.drift_reference))
+    destinations = [path for _, path in _output_files(args)]
+    if args.report is not None:
+        destinations.append(args.report)
     with StagedOutputs() as staged, write_failures_named(destinations):
         model = staged.file(args.output)
         write_bytes_atomic(model, result.model.SerializeToString())
@@ -334,16 +333,19 @@ def _skipped(count: int) -> str:
     return f"{count} file{'' if count == 1 else 's'} skipped; " if count else ""
 
 
+def _output_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(option, path) of every file calibrate was asked to write."""
+    outputs = [("-o", args.output), ("--cache", args.cache), ("--ranges", args.ranges),
+               ("--drift-reference", Path(args.drift_reference) if args.drift_reference
+                else None)]
+    return [(option, path) for option, path in outputs if path is not None]
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """Every file calibrate will write: its folder exists, it is not the input model, and no
     two of them are the same file (the last written would replace the others)."""
-    outputs = [("-o", args.output), ("--cache", args.cache), ("--ranges", args.ranges)]
-    if args.drift_reference:
-        outputs.append(("--drift-reference", Path(args.drift_reference)))
     written: dict[Path, str] = {}
-    for option, output in outputs:
-        if output is None:
-            continue
+    for option, output in _output_files(args):
         require_output_file(output, option)
         refuse_overwriting(output, args.model, option)
         earlier = written.setdefault(output.resolve(), option)
