@@ -8,8 +8,7 @@ metadata -> parity against the source model on the same frames.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from converters.fold import (
     image_input,
     onnx_with_preprocess,
 )
+from converters.grey import check_grey_normalisation, colour_input_model, colour_input_runner
 from converters.heads import SUPPORTED, Head, head_from_shape
 from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_spec
@@ -36,15 +36,13 @@ from converters.ultralytics import UltralyticsMetadata
 from converters.verify import (
     DEFAULT_TOLERANCE,
     Parity,
+    SourceRunner,
     check_parity,
     parity_frames,
     preprocess_by_hand,
 )
 from edge.files import write_bytes_atomic
 from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec
-
-#: Runs the source model on float64 input; returns every output by name.
-SourceRunner = Callable[[npt.NDArray[np.float64]], dict[str, npt.NDArray[Any]]]
 
 #: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
 #: PyTorch source: 1).
@@ -234,6 +232,10 @@ def _float64_copy(network: Any) -> Any:
 
 def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Converted:
     image = image_input(plain.model)
+    grey = image.channels == 1
+    if grey:
+        plain = _taking_colour(plain, image, options.normalisation)
+        image = image_input(plain.model)
     height, width = _input_size(image, plain, options)
     labels = options.labels or plain.labels
     known_stride = options.stride or plain.stride
@@ -259,23 +261,35 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     converted = onnx_with_spec(folded, spec)
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
-                     plain.notes + _assumed_preprocessing_note(plain.kind, options)
+                     plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
                      + _unread_outputs_note(output, head, shapes))
 
 
-def _assumed_preprocessing_note(kind: str, options: ConvertOptions) -> tuple[str, ...]:
+def _taking_colour(plain: _Plain, image: ImageInput, normalisation: Normalisation) -> _Plain:
+    """A grey network's source, made to take the camera's 3 channels (see converters.grey)."""
+    check_grey_normalisation(normalisation.mean, normalisation.std)
+    order = normalisation.colour_order
+    model, note = colour_input_model(plain.model, image, order)
+    return replace(plain, model=model, notes=(*plain.notes, note),
+                   run_source=colour_input_runner(plain.run_source, image.layout, order))
+
+
+def _assumed_preprocessing_note(kind: str, options: ConvertOptions,
+                                grey: bool = False) -> tuple[str, ...]:
     """A note when the network's preprocessing is the default by assumption: only Ultralytics
-    exports say theirs (RGB / 255), and a wrong guess costs accuracy without any error."""
+    exports say theirs (RGB / 255), and a wrong guess costs accuracy without any error. A
+    `grey` network has no channel order to assume."""
     if kind == "ultralytics-onnx":
         return ()
     default, given = Normalisation(), options.normalisation
     assumed, examples = [], []
-    if given.colour_order == default.colour_order:
+    if given.colour_order == default.colour_order and not grey:
         assumed.append(f"{default.colour_order} channel order (--network-order)")
         examples.append("PaddlePaddle models often BGR")
     if (tuple(given.mean), tuple(given.std)) == (tuple(default.mean), tuple(default.std)):
         assumed.append("pixels / 255 with no mean or std (--mean, --std)")
-        examples.insert(0, "ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
+        examples.insert(0, "e.g. --mean 0.5 --std 0.5" if grey else
+                        "ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
     if not assumed:
         return ()
     return (f"assumed the network takes {' and '.join(assumed)}; if it was trained otherwise, "

@@ -45,6 +45,7 @@ class ImageInput:
     height: int | None
     width: int | None
     elem_type: int
+    channels: int = 3  # or 1: a grey network (see converters.grey)
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
@@ -66,12 +67,13 @@ def image_input(model: onnx.ModelProto) -> ImageInput:
         dims = _dims(value)
         if len(dims) != 4:
             continue
-        if dims[1] == 3:
+        elem_type = value.type.tensor_type.elem_type
+        if dims[1] in (1, 3):
             images.append(ImageInput(value.name, "NCHW", dims[0], _num(dims[2]), _num(dims[3]),
-                                     value.type.tensor_type.elem_type))
-        elif dims[3] == 3:
+                                     elem_type, int(dims[1])))
+        elif dims[3] in (1, 3):
             images.append(ImageInput(value.name, "NHWC", dims[0], _num(dims[1]), _num(dims[2]),
-                                     value.type.tensor_type.elem_type))
+                                     elem_type, int(dims[3])))
     described = ", ".join(f"{v.name} {_dims(v)}" for v in inputs) or "none"
     if len(images) > 1:
         raise ConversionError(f"the model has several image-like inputs ({described}); a converted "
@@ -80,7 +82,7 @@ def image_input(model: onnx.ModelProto) -> ImageInput:
                               "the graph), then convert that")
     if not images:
         raise ConversionError(f"the model has no image-like input [N, 3, H, W] or [N, H, W, 3] "
-                              f"(inputs: {described})")
+                              f"(or 1 channel for grey; inputs: {described})")
     if len(inputs) > 1:
         raise ConversionError(f"besides the image the model has other inputs ({described}); "
                               "only single-input models can be converted: export the network "

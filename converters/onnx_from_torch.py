@@ -12,7 +12,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
@@ -45,7 +45,8 @@ def torchscript_noise_muted() -> Iterator[None]:
 
 def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int | None = 1,
                     opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Trace `network` on a float [batch, 3, height, width] input; `batch` None: dynamic.
+    """Trace `network` on a float [batch, 3, height, width] input, or [batch, 1, ...] for a
+    grey network (one that fails on 3 channels asking for 1); `batch` None: dynamic.
 
     The TorchScript-based exporter is used: for CNNs it gives a flat graph of plain ONNX ops,
     which TensorRT's parser and ONNX Runtime's fusions handle best. Outputs are named
@@ -53,14 +54,21 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
     import torch  # noqa: PLC0415 - only PyTorch sources need it: `edge convert model.onnx` runs without torch
 
     network = network.eval()
-    shape = f"[{batch or 1}, 3, {height}, {width}]"
     example = torch.zeros((batch or 1, 3, height, width), dtype=torch.float32)
     with torch.no_grad(), torchscript_noise_muted():
         try:  # run first: an error here is the network's, in its own words
             names = output_names(network(example))
         except Exception as exc:  # the user's network
-            raise ConversionError(f"the network fails on a {shape} input: "
-                                  f"{first_line(exc)}{_input_hint(str(exc))}") from exc
+            if _channels_expected(str(exc)) != 1:
+                raise ConversionError(f"the network fails on a {_shape(example)} input: "
+                                      f"{first_line(exc)}{_input_hint(str(exc))}") from exc
+            example = example[:, :1].contiguous()  # a grey network: converters.grey
+            try:
+                names = output_names(network(example))
+            except Exception as grey_exc:  # the user's network
+                raise ConversionError(f"the network fails on a {_shape(example)} input: "
+                                      f"{first_line(grey_exc)}") from grey_exc
+    shape = _shape(example)
     dynamic_axes = None if batch else {name: {0: "batch"} for name in (INPUT_NAME, *names)}
     with tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted():
         path = Path(scratch) / "model.onnx"
@@ -92,14 +100,24 @@ def output_names(result: object) -> list[str]:
     return [f"{OUTPUT_PREFIX}{index}" for index in range(count)]
 
 
-def _input_hint(message: str) -> str:
-    """What to do about a network that fails on the input edge feeds it."""
+def _shape(example: Any) -> str:
+    return str(list(example.shape))
+
+
+def _channels_expected(message: str) -> int | None:
+    """The input channels a convolution's error says it expected, given 3."""
     channels = re.search(r"expected input.*? to have (\d+) channels, but got 3", message)
-    if channels and channels[1] != "3":
-        return (f"; the network takes {channels[1]}-channel input, and edge feeds it the "
-                "camera's 3 colour channels: wrap it in a module that holds it (self.net) and "
-                "makes its input from them (for grey: self.net(x[:, 0:1] * 0.299 + x[:, 1:2] "
-                "* 0.587 + x[:, 2:3] * 0.114), with --network-order RGB), and convert that with "
-                "the same checkpoint")
+    return int(channels[1]) if channels else None
+
+
+def _input_hint(message: str) -> str:
+    """What to do about a network that fails on the input edge feeds it (grey networks are
+    run on 1 channel instead, and converted to take colour)."""
+    channels = _channels_expected(message)
+    if channels is not None and channels not in (1, 3):
+        return (f"; the network takes {channels}-channel input, and edge feeds it the "
+                "camera's 3 colour channels (or grey from them, for a 1-channel network): "
+                "wrap it in a module that holds it (self.net) and makes its input from "
+                "them, and convert that with the same checkpoint")
     return "; check --input-size, and that the network runs on such an input"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,8 @@ from edge.synthetic import ShapeScene
 DEFAULT_TOLERANCE = 1e-3
 
 Reference = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+#: Runs a source model on normalised float64 input; its outputs by name.
+SourceRunner = Callable[[npt.NDArray[np.float64]], dict[str, npt.NDArray[Any]]]
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,16 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_triple(text: str) -> tuple[float, float, float]:
+    """Three comma-separated numbers, one per channel, or one number for all three."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
+    if len(values) == 1:
+        values *= 3
     if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r} must be three numbers, e.g. 0.485,0.456,0.406")
+        raise argparse.ArgumentTypeError(f"{text!r} must be three numbers, e.g. "
+                                         "0.485,0.456,0.406, or one for every channel")
     return values[0], values[1], values[2]
 
 

@@ -629,7 +629,8 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("--network-order", choices=["RGB", "BGR"], default="RGB",
                          help="the channel order the network was trained on (default RGB)")
     convert.add_argument("--mean", type=parse_triple, default=(0.0, 0.0, 0.0),
-                         help="per-channel mean in 0..1 units, network order (default 0,0,0)")
+                         help="per-channel mean in 0..1 units, network order, or one value "
+                              "for all (a grey network's one) (default 0,0,0)")
     convert.add_argument("--std", type=parse_triple, default=(1.0, 1.0, 1.0),
                          help="per-channel std in 0..1 units (default 1,1,1: just /255)")
     convert.add_argument("--task", choices=["detect", "classify"],

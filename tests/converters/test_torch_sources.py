@@ -57,8 +57,14 @@ class GreyNet(Net):
         self.conv = nn.Conv2d(1, 8, 3, padding=1)
 
 
+class TwoChannelNet(Net):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 8, 3, padding=1)
+
+
 class GreyWrap(nn.Module):
-    """What the grey network's refusal says to write."""
+    """What the refusal of a network that takes other input says to write."""
 
     def __init__(self):
         super().__init__()
@@ -214,10 +220,11 @@ def test_following_the_grey_advice_converts_with_the_same_checkpoint(nets, tmp_p
 
 
 @pytest.mark.parametrize(("saved", "module", "fragments"), [
-    # a grey network: told how to take the camera's colour frames
-    ("GreyNet", "GreyNet", ("the network fails on a [1, 3, 32, 32] input",
-                            "the network takes 1-channel input, and edge feeds it the camera's "
-                            "3 colour channels: wrap it in a module")),
+    # a 2-channel network: told how to make its input from the camera's colour frames
+    ("TwoChannelNet", "TwoChannelNet", ("the network fails on a [1, 3, 32, 32] input",
+                                        "the network takes 2-channel input, and edge feeds it "
+                                        "the camera's 3 colour channels (or grey from them, "
+                                        "for a 1-channel network): wrap it in a module")),
     # a network that builds on CUDA: told to build on the CPU
     ("Net", "CudaNet", ("constructing CudaNet(**{}) failed: ",
                         "conversion runs on the CPU: build the network there")),

@@ -1,0 +1,185 @@
+"""Grey (1-channel) networks convert to take the camera's colour frames, computing BT.601 luma
+(folded into the first convolution where it is all that reads the input), and their converted
+outputs are those of the original network on the luma of the frame, computed here by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from converters.pixel_stem import PAIRED_SUFFIX
+from tests.converters.cli_results import assert_refused
+
+SIZE = 32
+CLASSES = 3
+
+
+def _luma(frames_bgr: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    """[N, H, W] grey in 0..255, as OpenCV's BGR2GRAY computes it, in float."""
+    b, g, r = (frames_bgr[..., i].astype(np.float64) for i in range(3))
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def _frames(count: int = 4) -> npt.NDArray[np.uint8]:
+    return np.random.default_rng(3).integers(0, 256, (count, SIZE, SIZE, 3), np.uint8)
+
+
+def _run(path: Path, feed: npt.NDArray) -> npt.NDArray[np.float32]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: feed})[0])
+
+
+def _grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = False) -> Path:
+    """input -> [Transpose] -> [Sub, Mul] -> Conv(1->8, stride 2) -> Relu -> Conv(8->8,
+    stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits [N, 3]."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.normal(0, 0.5, (8, 1, 3, 3)), "b1": rng.normal(0, 0.1, 8),
+        "w2": rng.normal(0, 0.3, (8, 8, 3, 3)), "b2": rng.normal(0, 0.1, 8),
+        "fc": rng.normal(0, 0.5, (CLASSES, 8)), "fc_b": rng.normal(0, 0.1, CLASSES),
+        "half": np.array(0.5), "two": np.array(2.0),
+    }
+    nodes, current = [], "image"
+    if nhwc:
+        nodes.append(helper.make_node("Transpose", [current], ["nchw"], perm=[0, 3, 1, 2]))
+        current = "nchw"
+    if normalise_inside:
+        nodes += [helper.make_node("Sub", [current, "half"], ["centred"]),
+                  helper.make_node("Mul", ["centred", "two"], ["scaled"])]
+        current = "scaled"
+    nodes += [
+        helper.make_node("Conv", [current, "w1", "b1"], ["c1"], kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["logits"], transB=1),
+    ]
+    shape = [1, SIZE, SIZE, 1] if nhwc else [1, 1, SIZE, SIZE]
+    graph = helper.make_graph(
+        nodes, "grey", [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, CLASSES])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(("nhwc", "normalise_inside", "luma_layer"), [
+    (False, False, None),  # the grey input feeds a conv: luma folded into its weights
+    (False, True, "Conv"),  # the input is normalised in the graph first: a 1x1 luma conv
+    (True, False, "MatMul"),  # a channels-last (Keras-style) input: a luma MatMul
+])
+def test_a_grey_onnx_network_takes_colour_frames_and_sees_their_luma(
+        nhwc, normalise_inside, luma_layer, tmp_path, edge):
+    source = _grey_classifier(tmp_path / "grey.onnx", nhwc=nhwc,
+                              normalise_inside=normalise_inside)
+    out = tmp_path / "converted.onnx"
+    result = edge("convert", source, "-o", out, "--labels", "a,b,c", "--mean", "0.4",
+                  "--std", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert ("the network takes grey (1-channel) input: it now takes the camera's 3 channels "
+            "and computes grey as 0.299 R + 0.587 G + 0.114 B") in result.stdout
+    frames = _frames()
+    grey = (_luma(frames) / 255 - 0.4) / 0.2
+    grey = grey[..., None] if nhwc else grey[:, None]
+    expected = np.concatenate([_run(source, g[None].astype(np.float32)) for g in grey])
+    converted = np.concatenate([_run(out, f[None]) for f in frames])
+    np.testing.assert_allclose(converted, expected, rtol=1e-4, atol=1e-5)
+
+    graph = onnx.load(str(out)).graph
+    luma_nodes = [n for n in graph.node if n.name.endswith("__luma")]
+    assert [n.op_type for n in luma_nodes] == ([luma_layer] if luma_layer else [])
+    if luma_layer is None:
+        initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        first = next(n for n in graph.node if n.op_type == "Conv")
+        assert initializers[first.input[1]].shape == (8, 3, 3, 3)
+        assert "w1" not in initializers  # the grey weights went with the folding
+
+
+def test_a_grey_pytorch_network_converts_without_a_wrapper(tmp_path, edge):
+    """A state_dict of a grey network (the first conv asks for 1 channel) is exported on a
+    1-channel input, then takes colour; the camera gives BGR, the network sees luma."""
+    (tmp_path / "greynet.py").write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "class GreyNet(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 8, 3, padding=1)\n"
+        "        self.fc = nn.Linear(8, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))\n")
+    namespace: dict[str, object] = {}
+    exec(compile((tmp_path / "greynet.py").read_text(), "greynet.py", "exec"), namespace)
+    network = namespace["GreyNet"]()
+    assert isinstance(network, nn.Module)
+    torch.manual_seed(0)
+    for parameter in network.parameters():
+        nn.init.normal_(parameter, std=0.3)
+    torch.save(network.state_dict(), tmp_path / "grey.pt")
+    out = tmp_path / "converted.onnx"
+    result = edge("convert", tmp_path / "grey.pt", "--module",
+                  f"{tmp_path / 'greynet.py'}:GreyNet", "--input-size", str(SIZE),
+                  "--labels", "a,b,c", "--mean", "0.5", "--std", "0.5", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "grey (1-channel) input" in result.stdout
+    assert "RGB channel order" not in result.stdout  # a grey network has no channel order
+    frames = _frames()
+    grey = torch.from_numpy((_luma(frames) / 255 - 0.5) / 0.5).float()[:, None]
+    with torch.no_grad():
+        expected = network.eval()(grey).numpy()
+    converted = np.concatenate([_run(out, f[None]) for f in frames])
+    np.testing.assert_allclose(converted, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "tensorrt"])
+def test_a_converted_grey_network_calibrates_and_agrees_with_fp32(profile, tmp_path, edge):
+    fp32 = tmp_path / "fp32.onnx"
+    assert edge("convert", _grey_classifier(tmp_path / "grey.onnx"), "-o", fp32,
+                "--labels", "a,b,c").returncode == 0
+    int8 = tmp_path / "int8.onnx"
+    result = edge("calibrate", fp32, "--images", "synthetic://shapes?seed=1", "-o", int8,
+                  "--profile", profile, "--max-images", "16", "--method", "minmax")
+    assert result.returncode == 0, result.stderr
+    if profile == "cpu":  # the luma-folded stem reads the uint8 pixels in int8 (pixel_stem)
+        graph = onnx.load(str(int8)).graph
+        assert any(o.endswith(PAIRED_SUFFIX) for n in graph.node for o in n.output)
+    frames = _frames(8)
+    reference = np.concatenate([_run(fp32, f[None]) for f in frames])
+    quantized = np.concatenate([_run(int8, f[None]) for f in frames])
+    noise = np.sum((quantized - reference) ** 2)
+    assert 10 * np.log10(np.sum(reference ** 2) / noise) > 20  # dB
+
+
+def test_a_grey_network_with_per_channel_mean_or_std_is_refused(tmp_path, edge):
+    source = _grey_classifier(tmp_path / "grey.onnx")
+    result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b,c",
+                  "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225")
+    assert_refused(result, "the network takes 1-channel (grey) input, so it has one mean and "
+                           "one std, but --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 "
+                           "differ by channel: pass one value each")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_one_mean_and_std_apply_to_every_channel_of_a_colour_network(tmp_path, edge):
+    from tests.converters.tiny_models import TinyClassifier, export_onnx
+
+    source = export_onnx(TinyClassifier(), tmp_path / "colour.onnx", SIZE, SIZE)
+    one, three = tmp_path / "one.onnx", tmp_path / "three.onnx"
+    assert edge("convert", source, "-o", one, "--labels", "a,b,c", "--mean", "0.5",
+                "--std", "0.25").returncode == 0
+    assert edge("convert", source, "-o", three, "--labels", "a,b,c", "--mean", "0.5,0.5,0.5",
+                "--std", "0.25,0.25,0.25").returncode == 0
+    frame = _frames(1)
+    np.testing.assert_array_equal(_run(one, frame), _run(three, frame))
