@@ -28,7 +28,7 @@ from converters.fold import (
 from converters.grey import check_grey_normalisation, colour_input_model, colour_input_runner
 from converters.heads import SUPPORTED, Head, head_from_shape
 from converters.labels import labels_from_paddle_metadata
-from converters.metadata import onnx_with_spec
+from converters.metadata import onnx_with_preprocessing, onnx_with_spec
 from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscript_noise_muted
 from converters.onnx_source import source_onnx_from_file
 from converters.simplify import checked_onnx, simplified_onnx
@@ -258,7 +258,8 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                         colour_order=options.camera_order),
         postprocess=options.postprocess, name=options.name or default_name,
         source=plain.kind, quantization="float")
-    converted = onnx_with_spec(folded, spec)
+    converted = onnx_with_preprocessing(onnx_with_spec(folded, spec), options.normalisation,
+                                        grey)
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
                      plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)

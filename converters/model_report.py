@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from converters.grey import LUMA_RGB
+from converters.metadata import PREPROCESSING_KEY, preprocessing_of
 from edge.errors import ModelError
 from edge.spec import SPEC_KEY, ModelSpec, read_onnx_model
 
@@ -96,6 +98,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
     return {
         "path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
         "spec": spec,
+        "preprocessing": preprocessing_of(model),
         "ir_version": model.ir_version,
         "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
@@ -105,7 +108,8 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
         "nodes": [{"name": n.name, "op": n.op_type} for n in model.graph.node],
         "quantization": quantization_summary(model),
-        "other_metadata": {k: v[:200] for k, v in props.items() if k != SPEC_KEY},
+        "other_metadata": {k: v[:200] for k, v in props.items()
+                           if k not in (SPEC_KEY, PREPROCESSING_KEY)},
     }
 
 
@@ -135,6 +139,9 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"postprocess: score >= {post['score_threshold']:g}, NMS IoU "
                          f"{post['iou_threshold']:g}, at most {post['max_detections']} "
                          "detections a frame")
+    if report["preprocessing"] is not None:
+        camera = spec["input"]["colour_order"] if spec else None
+        lines.append(f"preprocessing folded in: {_preprocessing(report['preprocessing'], camera)}")
     for kind in ("inputs", "outputs"):
         for tensor in report[kind]:
             shape = [_short_dim(d) for d in tensor["shape"]]
@@ -157,3 +164,23 @@ def format_report(report: dict[str, Any]) -> str:
                      f"per-channel), {q['quantized_biases']} int32 biases, "
                      f"{'symmetric' if q['symmetric'] else 'asymmetric'}")
     return "\n".join(lines)
+
+
+def _preprocessing(record: dict[str, Any], camera_order: str | None) -> str:
+    """`(pixel / 255 - mean) / std, mean 0.485, ... std ..., network order RGB (the camera's
+    BGR swapped)`, or for a grey network the luma it computes first."""
+    mean, std = record.get("mean") or [0.0], record.get("std") or [1.0]
+    values = "pixel / 255" if all(m == 0 for m in mean) and all(s == 1 for s in std) else (
+        f"(pixel / 255 - mean) / std, mean {_numbers(mean)}, std {_numbers(std)}")
+    if record.get("grey"):
+        r, g, b = LUMA_RGB
+        return (f"grey network: pixel = {r} R + {g} G + {b} B (BT.601 luma of the camera's "
+                f"colour), then {values}")
+    order = record.get("network_order")
+    swapped = (f" (the camera's {camera_order} swapped)"
+               if camera_order and order and camera_order != order else "")
+    return f"{values}, network order {order}{swapped}"
+
+
+def _numbers(values: list[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)

@@ -12,14 +12,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 from torch import nn
 
 from converters.pixel_stem import PAIRED_SUFFIX
 from tests.converters.cli_results import assert_refused
+from tests.converters.tiny_models import TinyClassifier, export_onnx, grey_classifier
 
 SIZE = 32
-CLASSES = 3
 
 
 def _luma(frames_bgr: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
@@ -37,45 +37,6 @@ def _run(path: Path, feed: npt.NDArray) -> npt.NDArray[np.float32]:
     return np.asarray(session.run(None, {session.get_inputs()[0].name: feed})[0])
 
 
-def _grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = False) -> Path:
-    """input -> [Transpose] -> [Sub, Mul] -> Conv(1->8, stride 2) -> Relu -> Conv(8->8,
-    stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits [N, 3]."""
-    rng = np.random.default_rng(0)
-    weights = {
-        "w1": rng.normal(0, 0.5, (8, 1, 3, 3)), "b1": rng.normal(0, 0.1, 8),
-        "w2": rng.normal(0, 0.3, (8, 8, 3, 3)), "b2": rng.normal(0, 0.1, 8),
-        "fc": rng.normal(0, 0.5, (CLASSES, 8)), "fc_b": rng.normal(0, 0.1, CLASSES),
-        "half": np.array(0.5), "two": np.array(2.0),
-    }
-    nodes, current = [], "image"
-    if nhwc:
-        nodes.append(helper.make_node("Transpose", [current], ["nchw"], perm=[0, 3, 1, 2]))
-        current = "nchw"
-    if normalise_inside:
-        nodes += [helper.make_node("Sub", [current, "half"], ["centred"]),
-                  helper.make_node("Mul", ["centred", "two"], ["scaled"])]
-        current = "scaled"
-    nodes += [
-        helper.make_node("Conv", [current, "w1", "b1"], ["c1"], kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1], strides=[2, 2]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1], strides=[2, 2]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["logits"], transB=1),
-    ]
-    shape = [1, SIZE, SIZE, 1] if nhwc else [1, 1, SIZE, SIZE]
-    graph = helper.make_graph(
-        nodes, "grey", [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, CLASSES])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, str(path))
-    return path
-
-
 @pytest.mark.parametrize(("nhwc", "normalise_inside", "luma_layer"), [
     (False, False, None),  # the grey input feeds a conv: luma folded into its weights
     (False, True, "Conv"),  # the input is normalised in the graph first: a 1x1 luma conv
@@ -83,7 +44,7 @@ def _grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool =
 ])
 def test_a_grey_onnx_network_takes_colour_frames_and_sees_their_luma(
         nhwc, normalise_inside, luma_layer, tmp_path, edge):
-    source = _grey_classifier(tmp_path / "grey.onnx", nhwc=nhwc,
+    source = grey_classifier(tmp_path / "grey.onnx", nhwc=nhwc,
                               normalise_inside=normalise_inside)
     out = tmp_path / "converted.onnx"
     result = edge("convert", source, "-o", out, "--labels", "a,b,c", "--mean", "0.4",
@@ -146,7 +107,7 @@ def test_a_grey_pytorch_network_converts_without_a_wrapper(tmp_path, edge):
 @pytest.mark.parametrize("profile", ["cpu", "tensorrt"])
 def test_a_converted_grey_network_calibrates_and_agrees_with_fp32(profile, tmp_path, edge):
     fp32 = tmp_path / "fp32.onnx"
-    assert edge("convert", _grey_classifier(tmp_path / "grey.onnx"), "-o", fp32,
+    assert edge("convert", grey_classifier(tmp_path / "grey.onnx"), "-o", fp32,
                 "--labels", "a,b,c").returncode == 0
     int8 = tmp_path / "int8.onnx"
     result = edge("calibrate", fp32, "--images", "synthetic://shapes?seed=1", "-o", int8,
@@ -163,7 +124,7 @@ def test_a_converted_grey_network_calibrates_and_agrees_with_fp32(profile, tmp_p
 
 
 def test_a_grey_network_with_per_channel_mean_or_std_is_refused(tmp_path, edge):
-    source = _grey_classifier(tmp_path / "grey.onnx")
+    source = grey_classifier(tmp_path / "grey.onnx")
     result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b,c",
                   "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225")
     assert_refused(result, "the network takes 1-channel (grey) input, so it has one mean and "
@@ -173,8 +134,6 @@ def test_a_grey_network_with_per_channel_mean_or_std_is_refused(tmp_path, edge):
 
 
 def test_one_mean_and_std_apply_to_every_channel_of_a_colour_network(tmp_path, edge):
-    from tests.converters.tiny_models import TinyClassifier, export_onnx
-
     source = export_onnx(TinyClassifier(), tmp_path / "colour.onnx", SIZE, SIZE)
     one, three = tmp_path / "one.onnx", tmp_path / "three.onnx"
     assert edge("convert", source, "-o", one, "--labels", "a,b,c", "--mean", "0.5",

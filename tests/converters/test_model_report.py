@@ -9,6 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from converters.model_report import inspect_model, quantization_summary
+from tests.converters.tiny_models import TinyClassifier, export_onnx, grey_classifier
 
 
 def qdq_model(zero_point_dtype: type, per_channel: bool) -> onnx.ModelProto:
@@ -84,3 +85,32 @@ def test_the_text_report_shortens_exporters_shape_formulas(tmp_path):
     text = format_report(report)
     assert "output y: float32 ['batch', 22, '?']" in text
     assert "input  x: float32 ['batch', 3, 'height', 'width']" in text
+
+
+def test_inspect_shows_the_preprocessing_convert_folded_in(tmp_path, edge):
+    """What mean, std and channel order the network was given, read back from the model,
+    through calibration too; a grey network's luma."""
+    colour = export_onnx(TinyClassifier(), tmp_path / "colour.onnx", 32, 32)
+    assert edge("convert", colour, "-o", tmp_path / "c.onnx", "--labels", "a,b,c", "--mean",
+                "0.485,0.456,0.406", "--std", "0.229,0.224,0.225").returncode == 0
+    result = edge("inspect", tmp_path / "c.onnx")
+    assert ("preprocessing folded in: (pixel / 255 - mean) / std, mean 0.485, 0.456, 0.406, "
+            "std 0.229, 0.224, 0.225, network order RGB (the camera's BGR swapped)\n"
+            in result.stdout)
+    assert edge("convert", colour, "-o", tmp_path / "b.onnx", "--labels", "a,b,c",
+                "--network-order", "BGR").returncode == 0
+    assert "preprocessing folded in: pixel / 255, network order BGR\n" in edge(
+        "inspect", tmp_path / "b.onnx").stdout
+
+    assert edge("convert", grey_classifier(tmp_path / "grey.onnx"), "-o", tmp_path / "g.onnx",
+                "--labels", "a,b,c", "--mean", "0.5", "--std", "0.25").returncode == 0
+    assert edge("calibrate", tmp_path / "g.onnx", "--images", "synthetic://shapes", "-o",
+                tmp_path / "g8.onnx", "--max-images", "8", "--method", "minmax").returncode == 0
+    result = edge("inspect", tmp_path / "g8.onnx", "--json")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["preprocessing"] == {"network_order": None, "grey": True, "mean": [0.5],
+                                       "std": [0.25]}
+    assert "edge.preprocessing" not in report["other_metadata"]
+    assert ("preprocessing folded in: grey network: pixel = 0.299 R + 0.587 G + 0.114 B "
+            "(BT.601 luma of the camera's colour), then (pixel / 255 - mean) / std, mean 0.5, "
+            "std 0.25\n" in edge("inspect", tmp_path / "g8.onnx").stdout)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 
@@ -65,3 +67,43 @@ def seeded(network: nn.Module, seed: int = 0) -> nn.Module:
         for parameter in network.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
     return network.eval()
+
+
+def grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = False,
+                    size: int = 32) -> Path:
+    """input -> [Transpose] -> [Sub, Mul] -> Conv(1->8, stride 2) -> Relu -> Conv(8->8,
+    stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits [N, 3]."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.normal(0, 0.5, (8, 1, 3, 3)), "b1": rng.normal(0, 0.1, 8),
+        "w2": rng.normal(0, 0.3, (8, 8, 3, 3)), "b2": rng.normal(0, 0.1, 8),
+        "fc": rng.normal(0, 0.5, (3, 8)), "fc_b": rng.normal(0, 0.1, 3),
+        "half": np.array(0.5), "two": np.array(2.0),
+    }
+    nodes, current = [], "image"
+    if nhwc:
+        nodes.append(helper.make_node("Transpose", [current], ["nchw"], perm=[0, 3, 1, 2]))
+        current = "nchw"
+    if normalise_inside:
+        nodes += [helper.make_node("Sub", [current, "half"], ["centred"]),
+                  helper.make_node("Mul", ["centred", "two"], ["scaled"])]
+        current = "scaled"
+    nodes += [
+        helper.make_node("Conv", [current, "w1", "b1"], ["c1"], kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["logits"], transB=1),
+    ]
+    shape = [1, size, size, 1] if nhwc else [1, 1, size, size]
+    graph = helper.make_graph(
+        nodes, "grey", [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
