@@ -165,7 +165,7 @@ def _plain_from_onnx(source: Path) -> _Plain:
                   RuntimeException)
     loaded = source_onnx_from_file(source)
     model = loaded.model
-    image_input(model)  # refuses several inputs before ONNX Runtime sees them
+    _check_float32(image_input(model))  # several inputs, float16: before ONNX Runtime sees them
     metadata = UltralyticsMetadata.from_onnx(model)
     try:
         session = _source_session(model)
@@ -233,7 +233,9 @@ def _float64_copy(network: Any) -> Any:
 def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Converted:
     image = image_input(plain.model)
     grey = image.channels == 1
-    if grey:
+    if grey:  # its luma weights go in the camera's order: no channel swap in front
+        options = replace(options, normalisation=replace(options.normalisation,
+                                                         colour_order=options.camera_order))
         plain = _taking_colour(plain, image, options.normalisation)
         image = image_input(plain.model)
     height, width = _input_size(image, plain, options)
@@ -264,6 +266,18 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     return Converted(converted, spec, parity, plain.kind,
                      plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
                      + _unread_outputs_note(output, head, shapes))
+
+
+def _check_float32(image: ImageInput) -> None:
+    """A half- or double-precision source is refused: the INT8 profiles quantize float32, and
+    TensorRT makes its FP16 layers itself (a uint8 input is the converted-model check's)."""
+    if image.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8):
+        return
+    kind = onnx.TensorProto.DataType.Name(image.elem_type).lower()
+    raise ConversionError(f"the model's input {image.name} is {kind}: edge converts float32 "
+                          "models (edge calibrate quantizes from float32; TensorRT builds "
+                          "its FP16 layers itself): export it in float32 (Ultralytics: "
+                          "without half=True; PyTorch: model.float() before exporting)")
 
 
 def _taking_colour(plain: _Plain, image: ImageInput, normalisation: Normalisation) -> _Plain:

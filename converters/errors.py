@@ -1,5 +1,7 @@
 """Errors specific to conversion; all are user-facing (`EdgeError`)."""
 
+import re
+
 from edge.errors import EdgeError
 
 
@@ -11,8 +13,18 @@ class ParityError(ConversionError):
     """The converted model's outputs differ from the source model's beyond the tolerance."""
 
 
+#: How the TorchScript interpreter's errors begin: the cause is their last line.
+TORCHSCRIPT_FAILURE = "The following operation failed in the TorchScript interpreter."
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (PyTorch's and ONNX's run to pages), or its
-    type where it has none."""
+    type where it has none; for an error inside TorchScript, its cause (the last line, after
+    a traceback of the scripted code)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    lines = text.splitlines()
+    if lines[0] == TORCHSCRIPT_FAILURE and len(lines) > 1:
+        return re.sub(r"^\w+(Error|Exception): ", "", lines[-1].strip())
+    return lines[0]

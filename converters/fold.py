@@ -9,6 +9,7 @@ only when it feeds a Cast.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -33,8 +34,23 @@ class Normalisation:
     def __post_init__(self) -> None:
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ConversionError("--mean and --std take three values each (one per channel)")
+        for option, values in (("--mean", self.mean), ("--std", self.std)):
+            if not all(math.isfinite(v) for v in values):
+                raise ConversionError(f"{option} {_given(values)} is not a finite number; pass "
+                                      "the network's own, in 0..1 units")
         if any(s <= 0 for s in self.std):
-            raise ConversionError(f"--std values must be positive, got {list(self.std)}")
+            raise ConversionError(f"--std must be positive, got {_given(self.std)}")
+        if any(not 0 <= m <= 1 for m in self.mean) or any(s > 1 for s in self.std):
+            raise ConversionError(
+                f"--mean {_given(self.mean)} --std {_given(self.std)}: these are in 0..1 units "
+                "(a pixel mean of 0..1; 0..255 values divided by 255: --mean 127.5 is 0.5), "
+                "so a mean lies in 0..1 and a std is at most 1")
+
+
+def _given(values: Sequence[float]) -> str:
+    """The values as the option took them: one where all channels share it."""
+    shown = values[:1] if len(set(values)) == 1 else values
+    return ",".join(f"{v:g}" for v in shown)
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,10 @@ def image_input(model: onnx.ModelProto) -> ImageInput:
                               "the graph), then convert that")
     if not images:
         raise ConversionError(f"the model has no image-like input [N, 3, H, W] or [N, H, W, 3] "
-                              f"(or 1 channel for grey; inputs: {described})")
+                              f"(or 1 channel for grey; inputs: {described}): export the "
+                              "network with an image input of 3 colour or 1 grey channel "
+                              "(one that takes other channels: wrap it to make them from "
+                              "those), then convert that")
     if len(inputs) > 1:
         raise ConversionError(f"besides the image the model has other inputs ({described}); "
                               "only single-input models can be converted: export the network "

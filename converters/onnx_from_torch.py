@@ -46,7 +46,7 @@ def torchscript_noise_muted() -> Iterator[None]:
 def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int | None = 1,
                     opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Trace `network` on a float [batch, 3, height, width] input, or [batch, 1, ...] for a
-    grey network (one that fails on 3 channels asking for 1); `batch` None: dynamic.
+    grey network (one that fails on 3 channels and runs on 1); `batch` None: dynamic.
 
     The TorchScript-based exporter is used: for CNNs it gives a flat graph of plain ONNX ops,
     which TensorRT's parser and ONNX Runtime's fusions handle best. Outputs are named
@@ -58,16 +58,8 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
     with torch.no_grad(), torchscript_noise_muted():
         try:  # run first: an error here is the network's, in its own words
             names = output_names(network(example))
-        except Exception as exc:  # the user's network
-            if _channels_expected(str(exc)) != 1:
-                raise ConversionError(f"the network fails on a {_shape(example)} input: "
-                                      f"{first_line(exc)}{_input_hint(str(exc))}") from exc
-            example = example[:, :1].contiguous()  # a grey network: converters.grey
-            try:
-                names = output_names(network(example))
-            except Exception as grey_exc:  # the user's network
-                raise ConversionError(f"the network fails on a {_shape(example)} input: "
-                                      f"{first_line(grey_exc)}") from grey_exc
+        except Exception as exc:  # noqa: BLE001 - the user's network: re-raised, named, below
+            names, example = _run_on_grey(network, example, exc)
     shape = _shape(example)
     dynamic_axes = None if batch else {name: {0: "batch"} for name in (INPUT_NAME, *names)}
     with tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted():
@@ -100,6 +92,21 @@ def output_names(result: object) -> list[str]:
     return [f"{OUTPUT_PREFIX}{index}" for index in range(count)]
 
 
+def _run_on_grey(network: nn.Module, colour: Any, failure: Exception) -> tuple[list[str], Any]:
+    """The output names and the 1-channel example of a network that failed on the 3-channel
+    `colour` one with `failure` and runs on grey (converters.grey makes it take colour);
+    otherwise the failure, named: the grey run's where the network asked for 1 channel."""
+    grey = colour[:, :1].contiguous()
+    try:
+        return output_names(network(grey)), grey
+    except Exception as grey_failure:  # noqa: BLE001 - the user's network: raised, named, below
+        if _channels_expected(str(failure)) == 1:
+            raise ConversionError(f"the network fails on a {_shape(grey)} input: "
+                                  f"{first_line(grey_failure)}{_input_hint('')}") from failure
+    raise ConversionError(f"the network fails on a {_shape(colour)} input: "
+                          f"{first_line(failure)}{_input_hint(str(failure))}") from failure
+
+
 def _shape(example: Any) -> str:
     return str(list(example.shape))
 
@@ -117,7 +124,7 @@ def _input_hint(message: str) -> str:
     if channels is not None and channels not in (1, 3):
         return (f"; the network takes {channels}-channel input, and edge feeds it the "
                 "camera's 3 colour channels (or grey from them, for a 1-channel network): "
-                "wrap it in a module that holds it (self.net) and makes its input from "
-                "them, and convert that with the same checkpoint")
+                "wrap it in a module that holds it (self.net, loaded from the same checkpoint "
+                "or with torch.jit.load) and makes its input from them, and convert that")
     return "; check --input-size, and that the network runs on such an input"
 

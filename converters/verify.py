@@ -64,6 +64,16 @@ def preprocess_by_hand(frames: npt.NDArray[np.uint8], camera_order: ColourOrder,
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)
 
 
+def _check_finite(output_name: str, ours: npt.NDArray[np.float64],
+                  theirs: npt.NDArray[np.float64]) -> None:
+    """NaN compares as no error at all: outputs that are not numbers fail the check."""
+    if np.isfinite(ours).all() and np.isfinite(theirs).all():
+        return
+    whose = "the source model's" if not np.isfinite(theirs).all() else "the converted model's"
+    raise ParityError(f"{whose} output {output_name} holds NaN or infinite values on a test "
+                      "frame; check --mean and --std, and that the source model runs in float32")
+
+
 def check_parity(converted: onnx.ModelProto, output_name: str, reference: Reference,
                  frames: npt.NDArray[np.uint8], reference_inputs: npt.NDArray[np.float64],
                  tolerance: float = DEFAULT_TOLERANCE) -> Parity:
@@ -83,6 +93,7 @@ def check_parity(converted: onnx.ModelProto, output_name: str, reference: Refere
         if ours.shape != theirs.shape:
             raise ParityError(f"converted output {output_name} has shape {list(ours.shape)} but "
                               f"the source model gives {list(theirs.shape)}")
+        _check_finite(output_name, ours, theirs)
         worst_abs = max(worst_abs, float(np.abs(ours - theirs).max()))
         scale = max(scale, float(np.abs(theirs).max()))
     parity = Parity(len(frames), worst_abs, worst_abs / max(scale, 1e-12), tolerance)

@@ -54,8 +54,8 @@ def parse_triple(text: str) -> tuple[float, float, float]:
     if len(values) == 1:
         values *= 3
     if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r} must be three numbers, e.g. "
-                                         "0.485,0.456,0.406, or one for every channel")
+        raise argparse.ArgumentTypeError(f"{text!r} must be one number (for every channel) "
+                                         "or three, e.g. 0.5 or 0.485,0.456,0.406")
     return values[0], values[1], values[2]
 
 

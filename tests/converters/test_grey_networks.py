@@ -12,10 +12,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from converters.errors import ParityError
 from converters.pixel_stem import PAIRED_SUFFIX
+from converters.verify import check_parity
 from tests.converters.cli_results import assert_refused
 from tests.converters.tiny_models import TinyClassifier, export_onnx, grey_classifier
 
@@ -142,3 +144,152 @@ def test_one_mean_and_std_apply_to_every_channel_of_a_colour_network(tmp_path, e
                 "--std", "0.25,0.25,0.25").returncode == 0
     frame = _frames(1)
     np.testing.assert_array_equal(_run(one, frame), _run(three, frame))
+
+
+def test_a_grey_network_has_no_channel_swap_in_front(tmp_path, edge):
+    """Its luma weights are written in the camera's order (BGR), whatever --network-order."""
+    out = tmp_path / "converted.onnx"
+    assert edge("convert", grey_classifier(tmp_path / "grey.onnx"), "-o", out, "--labels",
+                "a,b,c", "--network-order", "RGB").returncode == 0
+    graph = onnx.load(str(out)).graph
+    assert "Gather" not in {n.op_type for n in graph.node}
+    initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    first = next(n for n in graph.node if n.op_type == "Conv")
+    original = numpy_helper.to_array(next(
+        i for i in onnx.load(str(tmp_path / "grey.onnx")).graph.initializer if i.name == "w1"))
+    np.testing.assert_allclose(initializers[first.input[1]][:, :, 1, 1],  # the /255 folded too
+                               original[:, :, 1, 1] * [[0.114, 0.587, 0.299]] / 255, rtol=1e-5)
+
+
+class BatchNormFirst(nn.Module):
+    """A grey network whose first layer is not a convolution (its error on 3 channels names
+    BatchNorm's statistics, not channels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(1)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(self.norm(x))).mean((2, 3)))
+
+
+class GreyMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(SIZE * SIZE, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("network", [BatchNormFirst, GreyMLP])
+def test_a_grey_torchscript_network_without_a_conv_first_converts(network, tmp_path, edge):
+    torch.manual_seed(0)
+    scripted = torch.jit.script(network().eval())
+    scripted.save(str(tmp_path / "grey.torchscript"))
+    out = tmp_path / "converted.onnx"
+    result = edge("convert", tmp_path / "grey.torchscript", "--input-size", str(SIZE),
+                  "--labels", "a,b,c", "-o", out)
+    assert result.returncode == 0, result.stderr
+    frames = _frames()
+    grey = torch.from_numpy(_luma(frames) / 255).float()[:, None]
+    with torch.no_grad():
+        expected = scripted(grey).numpy()
+    converted = np.concatenate([_run(out, f[None]) for f in frames])
+    np.testing.assert_allclose(converted, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_grey_network_at_the_wrong_size_is_told_to_check_it(tmp_path, edge):
+    torch.jit.script(GreyMLP().eval()).save(str(tmp_path / "grey.torchscript"))
+    result = edge("convert", tmp_path / "grey.torchscript", "--input-size", "64",
+                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
+    assert_refused(result, "the network fails on a [1, 3, 64, 64] input: mat1 and mat2 shapes "
+                           "cannot be multiplied", "check --input-size")
+
+
+def test_a_torchscript_failure_is_named_by_its_cause(tmp_path, edge):
+    """Not by the interpreter's "The following operation failed" first line."""
+    two = nn.Sequential(nn.BatchNorm2d(2), nn.Conv2d(2, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+    two(torch.zeros(1, 2, SIZE, SIZE))
+    torch.jit.script(two.eval()).save(str(tmp_path / "two.torchscript"))
+    result = edge("convert", tmp_path / "two.torchscript", "--input-size", str(SIZE),
+                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
+    assert_refused(result, "the network fails on a [1, 3, 32, 32] input: running_mean should "
+                           "contain 3 elements not 2")
+    assert "The following operation failed" not in result.stderr
+
+
+@pytest.mark.parametrize(("mean", "std", "expected"), [
+    ("nan", "0.5", "--mean nan is not a finite number; pass the network's own, in 0..1 units"),
+    ("0.5,nan,0.5", "0.5", "--mean 0.5,nan,0.5 is not a finite number"),
+    ("0.5", "inf", "--std inf is not a finite number"),
+    ("1e400", "0.5", "--mean inf is not a finite number"),
+    ("127.5", "127.5", "--mean 127.5 --std 127.5: these are in 0..1 units"),
+    ("0", "58", "--mean 0 --std 58: these are in 0..1 units"),
+    ("0.5", "0", "--std must be positive, got 0"),
+])
+def test_a_mean_or_std_that_is_no_pixel_statistic_is_refused(mean, std, expected, tmp_path,
+                                                              edge):
+    for source in (grey_classifier(tmp_path / "grey.onnx"),
+                   export_onnx(TinyClassifier(), tmp_path / "colour.onnx", SIZE, SIZE)):
+        result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b,c",
+                      "--mean", mean, "--std", std)
+        assert_refused(result, expected)
+        assert not (tmp_path / "out.onnx").exists()
+
+
+def _nan_model() -> onnx.ModelProto:
+    """uint8 frames -> sqrt(-pixel - 1): NaN everywhere."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
+         helper.make_node("Add", ["x", "one"], ["y"]),
+         helper.make_node("Neg", ["y"], ["z"]),
+         helper.make_node("Sqrt", ["z"], ["output0"])],
+        "nan", [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, SIZE, SIZE, 3])],
+        [numpy_helper.from_array(np.array(1, np.float32), "one")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(("source_value", "whose"), [
+    (0.0, "the converted model's output output0 holds NaN or infinite values"),
+    (np.nan, "the source model's output output0 holds NaN or infinite values"),
+])
+def test_outputs_that_are_not_numbers_fail_the_parity_check(source_value, whose):
+    """NaN differs from nothing by NaN, which no tolerance comparison catches."""
+    frames = _frames(2)
+    with pytest.raises(ParityError, match=whose):
+        check_parity(_nan_model(), "output0", lambda x: np.full((1, SIZE, SIZE, 3), source_value),
+                     frames, np.zeros((2, 3, SIZE, SIZE)))
+
+
+def _pooling_model(path: Path, elem_type: int, channels: int) -> Path:
+    """image [1, C, 32, 32] -> GlobalAveragePool -> Flatten: C scores, in `elem_type`."""
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["scores"])],
+        "pool", [helper.make_tensor_value_info("image", elem_type, [1, channels, SIZE, SIZE])],
+        [helper.make_tensor_value_info("scores", elem_type, [1, channels])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize(("elem_type", "kind"), [(TensorProto.FLOAT16, "float16"),
+                                                 (TensorProto.DOUBLE, "double")])
+def test_a_half_or_double_precision_model_is_told_to_export_in_float32(elem_type, kind,
+                                                                        tmp_path, edge):
+    source = _pooling_model(tmp_path / "half.onnx", elem_type, 3)
+    result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b,c")
+    assert_refused(result, f"the model's input image is {kind}: edge converts float32 models",
+                   "export it in float32 (Ultralytics: without half=True")
+    assert "check --input-size" not in result.stderr
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_a_network_taking_other_channels_is_told_what_to_export(channels, tmp_path, edge):
+    source = _pooling_model(tmp_path / "other.onnx", TensorProto.FLOAT, channels)
+    result = edge("convert", source, "-o", tmp_path / "out.onnx", "--labels", "a,b,c")
+    assert_refused(result, f"inputs: image [1, {channels}, 32, 32]): export the network with "
+                           "an image input of 3 colour or 1 grey channel")
