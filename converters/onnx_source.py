@@ -53,10 +53,23 @@ def source_onnx_from_file(path: Path) -> SourceOnnx:
     notes: list[str] = []
     _dynamic_dims_named(model, notes)
     _constants_as_initializers(model, notes)
+    _kernel_shapes_written(model)
     model = _opset_at_least(model, MIN_OPSET, notes)
     folded = _gfl_head_folded(model, notes)
     head: HeadLayout | None = "anchor_free_transposed" if folded is not model else None
     return SourceOnnx(folded, notes, head)
+
+
+def _kernel_shapes_written(model: onnx.ModelProto) -> None:
+    """A Conv's `kernel_shape` is optional (its weight's dims say it); the rewrites that
+    re-index a conv's taps read it, so it is written where an exporter left it out."""
+    dims = {i.name: list(i.dims) for i in model.graph.initializer}
+    for node in model.graph.node:
+        weight = dims.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 \
+            else None
+        if weight is not None and len(weight) > 2 and \
+                not any(a.name == "kernel_shape" for a in node.attribute):
+            node.attribute.append(onnx.helper.make_attribute("kernel_shape", weight[2:]))
 
 
 def _loaded(path: Path) -> onnx.ModelProto:

@@ -406,3 +406,18 @@ def test_the_tensorrt_rule_check_on_our_own_output_does_not_send_the_user_back()
     assert "--exclude" in str(ours.value) and "--profile tensorrt" not in str(ours.value)
     with pytest.raises(ConversionError, match="edge calibrate --profile tensorrt"):
         check_tensorrt_qdq(model, "model.onnx")
+
+
+def test_convs_without_kernel_shape_get_the_cpu_profiles_int8_stem(tmp_path, edge):
+    """`kernel_shape` is optional in ONNX; the stem rewrite reads it, so it is written from
+    the weights (without it the stem stayed float: "not a plain convolution")."""
+    from tests.converters.tiny_models import grey_classifier
+
+    fp32 = tmp_path / "fp32.onnx"
+    source = grey_classifier(tmp_path / "m.onnx", kernel_shape=False)
+    assert edge("convert", source, "-o", fp32, "--labels", "a,b,c").returncode == 0
+    result = edge("calibrate", fp32, "--images", "synthetic://shapes", "-o", tmp_path / "q.onnx",
+                  "--profile", "cpu", "--max-images", "8", "--method", "minmax")
+    assert result.returncode == 0, result.stderr
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    assert any(o.endswith("_pairs") for n in graph.node for o in n.output)

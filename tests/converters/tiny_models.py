@@ -70,7 +70,7 @@ def seeded(network: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = False,
-                    size: int = 32) -> Path:
+                    size: int = 32, kernel_shape: bool = True) -> Path:
     """input -> [Transpose] -> [Sub, Mul] -> Conv(1->8, stride 2) -> Relu -> Conv(8->8,
     stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits [N, 3]."""
     rng = np.random.default_rng(0)
@@ -80,6 +80,7 @@ def grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = 
         "fc": rng.normal(0, 0.5, (3, 8)), "fc_b": rng.normal(0, 0.1, 3),
         "half": np.array(0.5), "two": np.array(2.0),
     }
+    kernel = {"kernel_shape": [3, 3]} if kernel_shape else {}  # optional in ONNX
     nodes, current = [], "image"
     if nhwc:
         nodes.append(helper.make_node("Transpose", [current], ["nchw"], perm=[0, 3, 1, 2]))
@@ -89,11 +90,11 @@ def grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = 
                   helper.make_node("Mul", ["centred", "two"], ["scaled"])]
         current = "scaled"
     nodes += [
-        helper.make_node("Conv", [current, "w1", "b1"], ["c1"], kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Conv", [current, "w1", "b1"], ["c1"], pads=[1, 1, 1, 1],
+                         strides=[2, 2], **kernel),
         helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1],
+                         strides=[2, 2], **kernel),
         helper.make_node("Relu", ["c2"], ["r2"]),
         helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"]),
