@@ -98,7 +98,8 @@ class _Plain:
     image_size: tuple[int, int] | None = None
     stride: int | None = None
     notes: tuple[str, ...] = ()
-    head: HeadLayout | None = None  # the head layout the source loader built, if it built one
+    #: The head layout the source says (Ultralytics' end2end) or its loader built (GFL)
+    head: HeadLayout | None = None
 
 
 def convert(source: Path, options: ConvertOptions) -> Converted:
@@ -187,10 +188,11 @@ def _plain_from_onnx(source: Path) -> _Plain:
                 f"{first_line(exc)}; check --input-size (the size it was trained at)") from exc
         return {name: result[:len(x)] for name, result in zip(outputs, results, strict=True)}
 
+    head = "end_to_end" if metadata and metadata.end_to_end else loaded.head
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
                   metadata.labels if metadata else labels_from_paddle_metadata(model),
                   metadata.image_size if metadata else None,
-                  metadata.stride if metadata else None, tuple(loaded.notes), loaded.head)
+                  metadata.stride if metadata else None, tuple(loaded.notes), head)
 
 
 def _source_session(model: onnx.ModelProto) -> Any:
@@ -473,12 +475,14 @@ def _unlabelled_head(plain: _Plain, shapes: dict[str, tuple[int, ...]], name: st
 
 
 def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:
-    """The layout to check the output against: the one the source loader built (a folded GFL
-    head), else --head, else None (recognised from the shape and label count)."""
+    """The layout to check the output against: the one the source says or its loader built (a
+    folded GFL head), else --head, else None (recognised from the shape and label count)."""
     if plain.head is not None and options.head not in (None, plain.head):
-        raise ConversionError(f"--head {options.head}: this model's output is the one edge "
-                              f"convert builds from its GFL head, {plain.head} ([N, A, 4+nc]); "
-                              "leave --head out")
+        source = ("its Ultralytics metadata says the output is final detections (end2end or "
+                  "nms=True), end_to_end ([N, K, 6])" if plain.head == "end_to_end" else
+                  f"the output is the one edge convert builds from its GFL head, {plain.head} "
+                  "([N, A, 4+nc])")
+        raise ConversionError(f"--head {options.head}: {source}; leave --head out")
     return plain.head or options.head
 
 

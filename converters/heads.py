@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from converters.errors import ConversionError
-from edge.spec import HeadLayout
+from edge.spec import END_TO_END_COLUMNS, HeadLayout
 
 SUPPORTED = ("detect: [N, 4+nc, A] (Ultralytics v8/v11), [N, A, 4+nc] (transposed), "
-             "[N, A, 5+nc] (YOLOv5 with objectness), GFL heads (PP-PicoDet: scores and box "
-             "distributions per level, decoded into the graph); classify: [N, nc]")
+             "[N, A, 5+nc] (YOLOv5 with objectness), [N, K, 6] (NMS-free end to end: YOLO26, "
+             "YOLOv10, exports with nms=True; x1 y1 x2 y2 score class), GFL heads (PP-PicoDet: "
+             "scores and box distributions per level, decoded into the graph); classify: [N, nc]")
 
 
 @dataclass(frozen=True)
@@ -68,4 +69,6 @@ def _candidates(dims: list[int | None], nc: int | None) -> list[Head]:
             found.append(Head("anchor_free_transposed", nc))
         if columns == 5 + nc:
             found.append(Head("yolov5", nc))
+        if columns == END_TO_END_COLUMNS:  # any class count: the class is one column
+            found.append(Head("end_to_end", nc))
     return [h for h in found if h.num_classes > 0]

@@ -136,9 +136,10 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{' …' if len(spec['labels']) > 20 else ''}")
         if spec["task"] == "detect":  # what `edge run` keeps unless its config says otherwise
             post = spec["postprocess"]
-            lines.append(f"postprocess: score >= {post['score_threshold']:g}, NMS IoU "
-                         f"{post['iou_threshold']:g}, at most {post['max_detections']} "
-                         "detections a frame")
+            nms = ("no NMS (the model's own selection, end to end)" if spec["head"] ==
+                   "end_to_end" else f"NMS IoU {post['iou_threshold']:g}")
+            lines.append(f"postprocess: score >= {post['score_threshold']:g}, {nms}, at most "
+                         f"{post['max_detections']} detections a frame")
     if report["preprocessing"] is not None:
         camera = spec["input"]["colour_order"] if spec else None
         lines.append(f"preprocessing folded in: {_preprocessing(report['preprocessing'], camera)}")

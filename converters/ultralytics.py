@@ -1,4 +1,5 @@
-"""Ultralytics ONNX exports carry `names`, `imgsz`, `stride` and `task` in metadata_props."""
+"""Ultralytics ONNX exports carry `names`, `imgsz`, `stride`, `task`, `end2end` and the export
+`args` in metadata_props (each a Python literal as text)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class UltralyticsMetadata:
     image_size: tuple[int, int] | None  # height, width
     stride: int | None
     task: str | None
+    #: The output is final detections, [N, K, 6] (YOLO26 and YOLOv10 by default, `end2end`;
+    #: any detector exported with `nms=True`)
+    end_to_end: bool = False
 
     @classmethod
     def from_onnx(cls, model: onnx.ModelProto) -> UltralyticsMetadata | None:
@@ -25,7 +29,17 @@ class UltralyticsMetadata:
             return None
         return cls(_labels(props.get("names")), _image_size(props.get("imgsz")),
                    int(props["stride"]) if props.get("stride", "").isdigit() else None,
-                   props.get("task"))
+                   props.get("task"), _end_to_end(props))
+
+
+def _end_to_end(props: dict[str, str]) -> bool:
+    if props.get("end2end") == "True":
+        return True
+    try:
+        args = ast.literal_eval(props.get("args", "{}"))
+    except (ValueError, SyntaxError):  # the export arguments are informative only
+        return False
+    return isinstance(args, dict) and args.get("nms") is True
 
 
 def _literal(text: str, key: str) -> object:

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from edge.detections import Detections
 from edge.errors import ModelError
 from edge.preprocess import LetterboxGeometry
-from edge.spec import ModelSpec, PostprocessSpec
+from edge.spec import END_TO_END_COLUMNS, ModelSpec, PostprocessSpec
 
 #: Candidates kept (by score) before NMS; bounds NMS cost on a noisy frame.
 MAX_CANDIDATES = 1000
@@ -34,10 +34,18 @@ def _yolov5(pred: Array) -> tuple[Array, Array]:
     return pred[:, :4], pred[:, 5:] * pred[:, 4:5]
 
 
+def _end_to_end(pred: Array) -> tuple[Array, Array]:
+    """[K, 6] -> xyxy [K, 4], the score [K, 1] (the class index is read apart: see
+    `DetectionDecoder`); for measuring a detector's boxes and scores apart."""
+    return pred[:, :4], pred[:, 4:5]
+
+
+#: How each detection layout's one-image output splits into boxes and scores.
 HEAD_DECODERS: dict[str, Callable[[Array], tuple[Array, Array]]] = {
     "anchor_free": _anchor_free,
     "anchor_free_transposed": _anchor_free_transposed,
     "yolov5": _yolov5,
+    "end_to_end": _end_to_end,
 }
 
 
@@ -129,11 +137,14 @@ class DetectionDecoder:
                 f"head layout '{spec.head}' is not a detection layout; supported: "
                 f"{', '.join(HEAD_DECODERS)}")
         self._split = HEAD_DECODERS[spec.head]
+        self._end_to_end = spec.head == "end_to_end"
         self._num_classes = spec.num_classes
         self.settings = settings or spec.postprocess
 
     def __call__(self, prediction: Array, geometry: LetterboxGeometry) -> Detections:
         """`prediction` is one batch item of the model output (batch axis removed)."""
+        if self._end_to_end:
+            return self._suppressed_already(prediction, geometry)
         centres, class_scores = self._split(prediction)
         if class_scores.shape[1] != self._num_classes:
             raise ModelError(
@@ -151,3 +162,18 @@ class DetectionDecoder:
         keep = keep[: self.settings.max_detections]
         return Detections(geometry.boxes_to_source(boxes[keep]), scores[keep],
                           class_ids[keep].astype(np.int64))
+
+    def _suppressed_already(self, rows: Array, geometry: LetterboxGeometry) -> Detections:
+        """An `end_to_end` head's [K, 6] rows: the model chose them (no NMS here, which would
+        drop its overlapping objects of one class); kept by score threshold and count."""
+        rows = rows.reshape(-1, END_TO_END_COLUMNS).astype(np.float32)
+        rows = rows[rows[:, 4] >= self.settings.score_threshold]
+        rows = rows[np.argsort(-rows[:, 4], kind="stable")[: self.settings.max_detections]]
+        class_ids = np.rint(rows[:, 5]).astype(np.int64)
+        outside = class_ids[(class_ids < 0) | (class_ids >= self._num_classes)]
+        if outside.size:
+            raise ModelError(
+                f"the model output class index {int(outside[0])}, but the spec lists "
+                f"{self._num_classes} labels; re-convert the model with matching labels")
+        return Detections(geometry.boxes_to_source(np.ascontiguousarray(rows[:, :4])),
+                          rows[:, 4].copy(), class_ids)

@@ -24,9 +24,14 @@ HeadLayout = Literal[
     "anchor_free",             # Ultralytics v8/v11: [N, 4+nc, A], cx cy w h in input pixels, scores
     "anchor_free_transposed",  # the same, [N, A, 4+nc]
     "yolov5",                  # [N, A, 5+nc], cx cy w h, objectness, class scores
+    "end_to_end",              # NMS-free (YOLO26, YOLOv10, nms=True exports): [N, K, 6],
+                               # x1 y1 x2 y2 in input pixels, score, class index; K by score
     "logits",                  # classifier: [N, nc] raw scores
     "probabilities",           # classifier: [N, nc] softmax output
 ]
+
+#: Columns of an `end_to_end` head's rows: x1 y1 x2 y2 score class.
+END_TO_END_COLUMNS = 6
 
 Quantization = Literal[
     "float",         # no Q/DQ nodes: the engine precision is a build choice (fp16/fp32)

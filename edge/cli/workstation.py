@@ -637,6 +637,7 @@ def _add_convert(commands: Any) -> None:
                          help="what the model does (default: read from the output's shape; "
                               "pass it to have a mismatch refused)")
     convert.add_argument("--head", choices=["anchor_free", "anchor_free_transposed", "yolov5",
+                                            "end_to_end",
                                             "logits", "probabilities"],
                          help="output layout (default: recognised from the output's shape "
                               "and whether it ends in Softmax/Sigmoid); for when that is "

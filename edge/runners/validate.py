@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge.errors import ModelError
-from edge.spec import ModelSpec
+from edge.spec import END_TO_END_COLUMNS, ModelSpec
 
 
 def check_io(spec: ModelSpec, inputs: Sequence[tuple[str, str, Sequence[Any]]],
@@ -36,6 +36,7 @@ def check_output_shape(spec: ModelSpec, shape: Sequence[int]) -> None:
         "anchor_free": f"[N, {4 + nc}, A]",
         "anchor_free_transposed": f"[N, A, {4 + nc}]",
         "yolov5": f"[N, A, {5 + nc}]",
+        "end_to_end": "[N, K, 6]",
         "logits": f"[N, {nc}]",
         "probabilities": f"[N, {nc}]",
     }
@@ -43,6 +44,7 @@ def check_output_shape(spec: ModelSpec, shape: Sequence[int]) -> None:
         "anchor_free": len(shape) == 3 and shape[1] == 4 + nc,
         "anchor_free_transposed": len(shape) == 3 and shape[2] == 4 + nc,
         "yolov5": len(shape) == 3 and shape[2] == 5 + nc,
+        "end_to_end": len(shape) == 3 and shape[2] == END_TO_END_COLUMNS,
         "logits": len(shape) == 2 and shape[1] == nc,
         "probabilities": len(shape) == 2 and shape[1] == nc,
     }

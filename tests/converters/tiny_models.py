@@ -108,3 +108,26 @@ def grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
     return path
+
+
+class TinyEndToEnd(nn.Module):
+    """A TinyDetector whose output is its final detections, [N, K, 6]: x1 y1 x2 y2 score class,
+    chosen as the one-to-one heads of Ultralytics YOLO26 and YOLOv10 do (the K anchors with the
+    best class score, then the K best (anchor, class) pairs among them, by score)."""
+
+    def __init__(self, num_classes: int = 3, detections: int = 20) -> None:
+        super().__init__()
+        self.detector = TinyDetector(num_classes, "anchor_free_transposed")
+        self.num_classes, self.detections = num_classes, detections
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.detector(x)  # [N, A, 4+nc]: cx cy w h in pixels, class scores
+        boxes = torch.cat([out[..., :2] - out[..., 2:4] / 2, out[..., :2] + out[..., 2:4] / 2], -1)
+        scores = out[..., 4:]
+        _, anchors = scores.amax(-1).topk(self.detections, dim=1)
+        boxes = boxes.gather(1, anchors[..., None].expand(-1, -1, 4))
+        scores = scores.gather(1, anchors[..., None].expand(-1, -1, self.num_classes))
+        best, pairs = scores.flatten(1).topk(self.detections, dim=1)
+        boxes = boxes.gather(1, (pairs // self.num_classes)[..., None].expand(-1, -1, 4))
+        classes = (pairs % self.num_classes).float()
+        return torch.cat([boxes, best[..., None], classes[..., None]], -1)

@@ -1,0 +1,119 @@
+"""NMS-free detectors (Ultralytics YOLO26 and YOLOv10 by default, any export with nms=True):
+their output is the final detections, [N, K, 6] (x1 y1 x2 y2 score class). They convert with
+no options from Ultralytics' metadata, calibrate with both profiles (the selection stays in
+float), and decode without a second NMS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from edge.postprocess import DetectionDecoder
+from edge.preprocess import LetterboxGeometry
+from edge.spec import ModelSpec, spec_from_model
+from tests.converters.cli_results import assert_refused
+from tests.converters.tiny_models import TinyEndToEnd, export_onnx
+
+SIZE = 64
+NAMES = ("person", "car", "dog")
+
+
+def _ultralytics_export(path: Path, metadata: bool = True, classes: int = 3) -> Path:
+    """What `yolo export format=onnx` writes for an end-to-end detector: its metadata too."""
+    torch.manual_seed(0)
+    props = {"names": str(dict(enumerate(NAMES[:classes]))), "imgsz": str([SIZE, SIZE]),
+             "stride": "4", "task": "detect", "end2end": "True",
+             "args": "{'batch': 1, 'half': False, 'nms': False}"} if metadata else None
+    return export_onnx(TinyEndToEnd(classes), path, SIZE, SIZE, props)
+
+
+def _spec(path: Path) -> ModelSpec:
+    return spec_from_model(onnx.load(str(path)), str(path))
+
+
+def test_an_ultralytics_end_to_end_export_converts_with_no_options(tmp_path, edge):
+    out = tmp_path / "e2e.onnx"
+    result = edge("convert", _ultralytics_export(tmp_path / "yolo26.onnx"), "-o", out)
+    assert result.returncode == 0, result.stderr
+    spec = _spec(out)
+    assert (spec.task, spec.head, spec.labels) == ("detect", "end_to_end", NAMES)
+    frame = np.random.default_rng(0).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    rows = session.run(None, {spec.input.name: frame})[0][0]
+    assert rows.shape == (20, 6)
+    assert np.all(np.diff(rows[:, 4]) <= 0)  # by score, as the model chose them
+    detections = DetectionDecoder(spec)(rows, LetterboxGeometry.fit(SIZE, SIZE, SIZE, SIZE))
+    kept = rows[rows[:, 4] >= spec.postprocess.score_threshold][:spec.postprocess.max_detections]
+    np.testing.assert_allclose(detections.boxes, np.clip(kept[:, :4], 0, SIZE), atol=1e-4)
+    np.testing.assert_array_equal(detections.class_ids, kept[:, 5].astype(np.int64))
+
+
+def test_final_detections_are_not_suppressed_again():
+    """Two overlapping people the model reported both stay (a second NMS would drop one);
+    the score threshold and the detection count still apply; boxes go to frame pixels."""
+    spec = ModelSpec.model_validate({
+        "task": "detect", "labels": list(NAMES), "head": "end_to_end", "output": "out",
+        "input": {"name": "images", "width": 64, "height": 64}})
+    rows = np.array([[10, 10, 30, 50, 0.9, 0], [12, 10, 32, 50, 0.8, 0],
+                     [40, 40, 60, 60, 0.1, 1], [0, 0, 0, 0, 0.0, 0]], np.float32)
+    geometry = LetterboxGeometry.fit(128, 64, 64, 64)  # a 2:1 frame: bars above and below
+    detections = DetectionDecoder(spec)(rows, geometry)
+    assert detections.class_ids.tolist() == [0, 0]
+    np.testing.assert_allclose(detections.scores, [0.9, 0.8])
+    np.testing.assert_allclose(detections.boxes, geometry.boxes_to_source(rows[:2, :4].copy()))
+    outside = rows.copy()
+    outside[0, 5] = 7
+    with pytest.raises(Exception, match="class index 7, but the spec lists 3 labels"):
+        DetectionDecoder(spec)(outside, geometry)
+
+
+def test_without_metadata_the_class_count_decides_or_head_is_asked_for(tmp_path, edge):
+    plain = _ultralytics_export(tmp_path / "plain.onnx", metadata=False)
+    result = edge("convert", plain, "-o", tmp_path / "a.onnx", "--labels", ",".join(NAMES))
+    assert result.returncode == 0, result.stderr
+    assert _spec(tmp_path / "a.onnx").head == "end_to_end"
+    two = _ultralytics_export(tmp_path / "two.onnx", metadata=False, classes=2)
+    assert_refused(edge("convert", two, "-o", tmp_path / "b.onnx", "--labels", "a,b"),
+                   "fits several heads (anchor_free_transposed, end_to_end); pass --head")
+    result = edge("convert", two, "-o", tmp_path / "b.onnx", "--labels", "a,b",
+                  "--head", "end_to_end")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_head_other_than_the_metadata_says_is_refused(tmp_path, edge):
+    result = edge("convert", _ultralytics_export(tmp_path / "yolo26.onnx"), "-o",
+                  tmp_path / "x.onnx", "--head", "yolov5")
+    assert_refused(result, "--head yolov5: its Ultralytics metadata says the output is final "
+                           "detections (end2end or nms=True), end_to_end ([N, K, 6]); leave "
+                           "--head out")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "tensorrt"])
+def test_an_end_to_end_detector_calibrates_with_its_selection_in_float(profile, tmp_path, edge):
+    fp32 = tmp_path / "fp32.onnx"
+    assert edge("convert", _ultralytics_export(tmp_path / "yolo26.onnx"), "-o",
+                fp32).returncode == 0
+    int8 = tmp_path / "int8.onnx"
+    result = edge("calibrate", fp32, "--images", "synthetic://shapes?seed=2", "-o", int8,
+                  "--profile", profile, "--max-images", "16")
+    assert result.returncode == 0, result.stderr
+    graph = onnx.load(str(int8)).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:  # the selection and the class column: never quantized
+        if node.op_type in ("TopK", "GatherElements", "Mod", "Div", "Concat") and \
+                node.output[0] not in ("", None):
+            assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear"
+                       for i in node.input), (profile, node.name)
+    spec = _spec(int8)
+    assert spec.head == "end_to_end"
+    assert ("postprocess: score >= 0.25, no NMS (the model's own selection, end to end), at "
+            "most 100 detections a frame\n" in edge("inspect", int8).stdout)
+    frame = np.random.default_rng(1).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
+    rows = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
+        None, {spec.input.name: frame})[0][0] for p in (fp32, int8)]
+    assert set(np.unique(rows[1][:, 5])) <= {0.0, 1.0, 2.0}  # class indices stay whole
