@@ -72,6 +72,10 @@ class RunSummary:
 
 def postprocess_settings(spec: ModelSpec, config: Config) -> PostprocessSpec:
     """The model's defaults with the config's overrides applied."""
+    if config.model.iou_threshold is not None and spec.head == "end_to_end":
+        log.warning("[model] iou_threshold has no effect on %s: its output is final "
+                    "detections (an end-to-end head, no NMS); remove it from the config",
+                    spec.name)
     overrides = {key: value for key, value in (
         ("score_threshold", config.model.score_threshold),
         ("iou_threshold", config.model.iou_threshold)) if value is not None}

@@ -117,3 +117,21 @@ def test_an_end_to_end_detector_calibrates_with_its_selection_in_float(profile, 
     rows = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
         None, {spec.input.name: frame})[0][0] for p in (fp32, int8)]
     assert set(np.unique(rows[1][:, 5])) <= {0.0, 1.0, 2.0}  # class indices stay whole
+
+
+def test_a_configured_nms_iou_is_said_to_have_no_effect_on_an_end_to_end_model(tmp_path,
+                                                                              caplog):
+    from edge.config import load_config
+    from edge.daemon import postprocess_settings
+
+    config = tmp_path / "edge.toml"
+    config.write_text('device_id = "d"\n[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n[model]\n'
+                      'path = "m.onnx"\niou_threshold = 0.6\nscore_threshold = 0.4\n'
+                      '[[cameras]]\nname = "c"\nsource = "synthetic://shapes"\n')
+    spec = ModelSpec.model_validate({
+        "task": "detect", "labels": list(NAMES), "head": "end_to_end", "output": "out",
+        "input": {"name": "images", "width": 64, "height": 64}, "name": "yolo26n"})
+    settings = postprocess_settings(spec, load_config(config))
+    assert settings.score_threshold == 0.4
+    assert ("[model] iou_threshold has no effect on yolo26n: its output is final detections"
+            in caplog.text)
