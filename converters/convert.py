@@ -41,6 +41,13 @@ from converters.verify import (
     parity_frames,
     preprocess_by_hand,
 )
+from converters.yolox_head import STRIDES as YOLOX_STRIDES
+from converters.yolox_head import (
+    Grid,
+    grid_decoded_runner,
+    holds_raw_offsets,
+    with_grid_decode,
+)
 from edge.files import write_bytes_atomic
 from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec
 
@@ -61,7 +68,8 @@ class ConvertOptions:
     camera_order: ColourOrder = "BGR"
     normalisation: Normalisation = field(default_factory=Normalisation)
     task: Literal["detect", "classify"] | None = None
-    head: HeadLayout | None = None
+    #: "yolox": a `yolov5` head whose output holds raw grid offsets (see converters.yolox_head)
+    head: HeadLayout | Literal["yolox"] | None = None
     module: str | None = None  # package.module:Class or file.py:Class, for checkpoints
     module_args: dict[str, Any] | None = None
     batch: Batch = "source"
@@ -245,8 +253,12 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     known_stride = options.stride or plain.stride
     if known_stride:  # before the source runs: a wrong size fails inside it, in its own words
         _check_stride(height, width, known_stride)
-    shapes = _output_shapes(plain, image, height, width)
+    first = _first_outputs(plain, image, height, width)
+    shapes = {name: tuple(value.shape) for name, value in first.items()}
     output, head = _recognise_head(plain, shapes, labels, options)
+    if head.layout == "yolov5" and (options.head == "yolox" or
+                                    holds_raw_offsets(first[output], height, width)):
+        plain = _grid_decoded(plain, output, shapes[output], height, width)
     if options.task is not None and head.task != options.task:
         raise ConversionError(f"--task {options.task} given, but the output {output} looks like "
                               f"a {head.task} head ({head.layout})")
@@ -379,13 +391,31 @@ def _with_batch(model: onnx.ModelProto, image: ImageInput, batch: int | None) ->
     return fixed
 
 
-def _output_shapes(plain: _Plain, image: ImageInput, height: int,
-                   width: int) -> dict[str, tuple[int, ...]]:
-    """Concrete output shapes from one run of the source on a batch-1 frame (symbolic dims in a
-    dynamic-batch export are not resolved by shape inference)."""
+def _first_outputs(plain: _Plain, image: ImageInput, height: int,
+                   width: int) -> dict[str, npt.NDArray[Any]]:
+    """The outputs of one run of the source on a batch-1 frame: their concrete shapes (symbolic
+    dims in a dynamic-batch export are not resolved by shape inference), and values."""
     shape = (1, 3, height, width) if image.layout == "NCHW" else (1, height, width, 3)
-    return {name: tuple(value.shape)
-            for name, value in plain.run_source(np.zeros(shape, np.float64)).items()}
+    return dict(plain.run_source(np.zeros(shape, np.float64)))
+
+
+def _grid_decoded(plain: _Plain, output: str, shape: tuple[int, ...], height: int,
+                  width: int) -> _Plain:
+    """The source with the grid decode appended to its raw YOLOX-style `output`."""
+    anchors = Grid.for_input(height, width).anchors
+    if shape[1] != anchors:
+        raise ConversionError(f"--head yolox: output {output} has {shape[1]} anchors, but a "
+                              f"YOLOX head at {height}x{width} has {anchors} (one a cell at "
+                              f"strides {', '.join(map(str, YOLOX_STRIDES))}); check "
+                              "--input-size, or leave --head out")
+    note = (f"output {output} holds raw grid offsets (YOLOX's export without "
+            "--decode_in_inference): appended the grid decode (strides "
+            f"{', '.join(map(str, YOLOX_STRIDES))}), so it reads as [N, A, 5+nc] in input "
+            "pixels. YOLOX's own models take BGR pixels 0..255 as they are: --network-order "
+            "BGR --std 0.00392157")
+    return replace(plain, model=with_grid_decode(plain.model, output, height, width),
+                   run_source=grid_decoded_runner(plain.run_source, output, height, width),
+                   notes=(*plain.notes, note))
 
 
 def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
@@ -460,7 +490,7 @@ def _labels_given(count: int) -> str:
 
 
 def _per_frame(shape: tuple[int, ...]) -> str:
-    """An output's shape from `_output_shapes`' batch-1 run, without that batch: `22 x 2100 a
+    """An output's shape from `_first_outputs`' batch-1 run, without that batch: `22 x 2100 a
     frame` (a dynamic-batch model has no batch of 1 to speak of)."""
     return f"{' x '.join(map(str, shape[1:])) or 'a scalar'} a frame"
 
@@ -483,7 +513,7 @@ def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:
                   f"the output is the one edge convert builds from its GFL head, {plain.head} "
                   "([N, A, 4+nc])")
         raise ConversionError(f"--head {options.head}: {source}; leave --head out")
-    return plain.head or options.head
+    return plain.head or ("yolov5" if options.head == "yolox" else options.head)
 
 
 def _ends_in_probabilities(model: onnx.ModelProto, output: str) -> bool:

@@ -637,11 +637,11 @@ def _add_convert(commands: Any) -> None:
                          help="what the model does (default: read from the output's shape; "
                               "pass it to have a mismatch refused)")
     convert.add_argument("--head", choices=["anchor_free", "anchor_free_transposed", "yolov5",
-                                            "end_to_end",
-                                            "logits", "probabilities"],
+                                            "yolox", "end_to_end", "logits", "probabilities"],
                          help="output layout (default: recognised from the output's shape "
-                              "and whether it ends in Softmax/Sigmoid); for when that is "
-                              "ambiguous")
+                              "and values and whether it ends in Softmax/Sigmoid); for when "
+                              "that is ambiguous. yolox: [N, A, 5+nc] of raw grid offsets, "
+                              "decoded in the graph")
     convert.add_argument("--module", help="for a state_dict checkpoint (.pt/.pth): the "
                                           "network's class, package.module:Class or "
                                           "file.py:Class (not needed for ONNX or TorchScript)")

@@ -131,3 +131,35 @@ class TinyEndToEnd(nn.Module):
         boxes = boxes.gather(1, (pairs // self.num_classes)[..., None].expand(-1, -1, 4))
         classes = (pairs % self.num_classes).float()
         return torch.cat([boxes, best[..., None], classes[..., None]], -1)
+
+
+class TinyYolox(nn.Module):
+    """YOLOX's head as its own ONNX export writes it (without --decode_in_inference): one anchor
+    per cell of the stride 8, 16 and 32 grids, [N, A, 5+nc] of x y offsets and log w h in
+    cells, then sigmoid objectness and class scores; `decoded`: boxes in input pixels instead
+    (what the export writes with --decode_in_inference)."""
+
+    def __init__(self, num_classes: int = 3, decoded: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1),
+                                  nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU())
+        self.down = nn.ModuleList([nn.Conv2d(8, 8, 3, 2, 1), nn.Conv2d(8, 8, 3, 2, 1)])
+        self.heads = nn.ModuleList([nn.Conv2d(8, 5 + num_classes, 1) for _ in range(3)])
+        self.decoded = decoded
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.stem(x)]
+        for down in self.down:
+            features.append(torch.relu(down(features[-1])))
+        levels = []
+        for stride, head, feature in zip((8, 16, 32), self.heads, features, strict=True):
+            y = head(feature)  # [N, 5+nc, h, w]
+            y = torch.cat([y[:, :4], y[:, 4:].sigmoid()], 1)
+            if self.decoded:
+                rows, columns = y.shape[2:]
+                gy, gx = torch.meshgrid(torch.arange(rows), torch.arange(columns), indexing="ij")
+                cells = torch.stack([gx, gy]).float()[None]
+                y = torch.cat([(y[:, :2] + cells) * stride, y[:, 2:4].exp() * stride, y[:, 4:]],
+                              1)
+            levels.append(y.flatten(2))
+        return torch.cat(levels, 2).transpose(1, 2)
