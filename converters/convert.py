@@ -26,7 +26,7 @@ from converters.fold import (
     onnx_with_preprocess,
 )
 from converters.grey import check_grey_normalisation, colour_input_model, colour_input_runner
-from converters.heads import SUPPORTED, Head, head_from_shape
+from converters.heads import SUPPORTED, Head, head_from_shape, looks_end_to_end
 from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_preprocessing, onnx_with_spec
 from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscript_noise_muted
@@ -255,7 +255,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         _check_stride(height, width, known_stride)
     first = _first_outputs(plain, image, height, width)
     shapes = {name: tuple(value.shape) for name, value in first.items()}
-    output, head = _recognise_head(plain, shapes, labels, options)
+    output, head = _recognise_head(plain, first, labels, options)
     if head.layout == "yolov5" and (options.head == "yolox" or
                                     holds_raw_offsets(first[output], height, width)):
         plain = _grid_decoded(plain, output, shapes[output], height, width)
@@ -418,7 +418,7 @@ def _grid_decoded(plain: _Plain, output: str, shape: tuple[int, ...], height: in
                    notes=(*plain.notes, note))
 
 
-def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
+def _recognise_head(plain: _Plain, first: dict[str, npt.NDArray[Any]],
                     labels: tuple[str, ...] | None,
                     options: ConvertOptions) -> tuple[str, Head]:
     """The output read as the head, and its layout: the first output that fits one, except
@@ -432,13 +432,11 @@ def _recognise_head(plain: _Plain, shapes: dict[str, tuple[int, ...]],
     first_error: ConversionError | None = None
     for name in (o.name for o in model.graph.output):
         try:
-            fitting.append((name, head_from_shape(list(shapes[name]), nc,
-                                                  _head_layout(plain, options),
-                                                  _ends_in_probabilities(model, name))))
+            fitting.append((name, _head_of(plain, options, name, first[name], nc)))
         except ConversionError as exc:
             first_error = first_error or exc
     if not fitting:
-        raise _no_head_error(plain, shapes, nc, options, first_error)
+        raise _no_head_error(plain, first, nc, options, first_error)
     if all(head.task == "classify" for _, head in fitting):  # stable sort: else in order
         fitting.sort(key=lambda fit: (fit[1].layout != "probabilities", fit[1].num_classes == 1))
     if labels is None:
@@ -459,13 +457,14 @@ def _labels_needed(fitting: list[tuple[str, Head]]) -> ConversionError:
                            f"list) with {counts}")
 
 
-def _no_head_error(plain: _Plain, shapes: dict[str, tuple[int, ...]], nc: int | None,
+def _no_head_error(plain: _Plain, first: dict[str, npt.NDArray[Any]], nc: int | None,
                    options: ConvertOptions, first_error: ConversionError | None
                    ) -> ConversionError:
     """Why no output fits: a label count no output has (naming each output's class count), or
     no output of a supported layout at all."""
+    shapes = {name: tuple(value.shape) for name, value in first.items()}
     outputs = [o.name for o in plain.model.graph.output]
-    unlabelled = {name: _unlabelled_head(plain, shapes, name, options) for name in outputs}
+    unlabelled = {name: _unlabelled_head(plain, first, name, options) for name in outputs}
     fitting = {name: head for name, head in unlabelled.items() if head is not None}
     if nc is not None and len(outputs) == 1 and fitting:
         classes = fitting[outputs[0]].num_classes
@@ -495,13 +494,21 @@ def _per_frame(shape: tuple[int, ...]) -> str:
     return f"{' x '.join(map(str, shape[1:])) or 'a scalar'} a frame"
 
 
-def _unlabelled_head(plain: _Plain, shapes: dict[str, tuple[int, ...]], name: str,
+def _unlabelled_head(plain: _Plain, first: dict[str, npt.NDArray[Any]], name: str,
                      options: ConvertOptions) -> Head | None:
     try:
-        return head_from_shape(list(shapes[name]), None, _head_layout(plain, options),
-                               _ends_in_probabilities(plain.model, name))
+        return _head_of(plain, options, name, first[name], None)
     except ConversionError:
         return None
+
+
+def _head_of(plain: _Plain, options: ConvertOptions, name: str, value: npt.NDArray[Any],
+             nc: int | None) -> Head:
+    """The head output `name` (`value` from the source's first run) fits, with `nc` classes."""
+    requested = _head_layout(plain, options)
+    return head_from_shape(list(value.shape), nc, requested,
+                           _ends_in_probabilities(plain.model, name),
+                           None if requested else looks_end_to_end(value, nc))
 
 
 def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:

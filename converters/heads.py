@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from converters.errors import ConversionError
 from edge.spec import END_TO_END_COLUMNS, HeadLayout
@@ -25,11 +29,16 @@ class Head:
 
 
 def head_from_shape(shape: Sequence[int | str | None], num_classes: int | None,
-                    requested: HeadLayout | None = None, ends_in_softmax: bool = False) -> Head:
+                    requested: HeadLayout | None = None, ends_in_softmax: bool = False,
+                    final_detections: bool | None = None) -> Head:
     """Pick the head layout that fits `shape` ([N, ...], symbolic dims allowed except where the
-    layout needs a number). With `requested` the layout is only checked."""
+    layout needs a number). With `requested` the layout is only checked. `final_detections`:
+    whether the output's values look like an end-to-end head's (`looks_end_to_end`), which
+    tells [N, K, 6] apart from two-class [N, A, 4+nc]; None: not known."""
     dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
-    candidates = _candidates(dims, num_classes)
+    candidates = [c for c in _candidates(dims, num_classes)
+                  if final_detections is None or (c.layout == "end_to_end") == final_detections
+                  or len(dims) != 3 or dims[2] != END_TO_END_COLUMNS]
     if requested is not None:
         if requested in ("logits", "probabilities") and len(dims) == 2:
             candidates = [Head(requested, c.num_classes) for c in candidates[:1]]
@@ -49,6 +58,17 @@ def head_from_shape(shape: Sequence[int | str | None], num_classes: int | None,
     if head.layout == "logits" and ends_in_softmax and requested is None:
         return Head("probabilities", head.num_classes)
     return head
+
+
+def looks_end_to_end(output: npt.NDArray[Any], num_classes: int | None) -> bool:
+    """Whether `output` ([N, K, 6] from a run of the source) holds final detections: rows by
+    descending score (column 4) and whole class indices below `num_classes` (column 5), where
+    a [N, A, 4+2] head holds a second class's scores, strictly between 0 and 1."""
+    if output.ndim != 3 or output.shape[2] != END_TO_END_COLUMNS or output.shape[1] < 2:
+        return False
+    scores, classes = output[..., 4], output[..., 5]
+    return bool(np.all(np.diff(scores, axis=1) <= 0) and np.all(classes == np.round(classes))
+                and classes.min() >= 0 and (num_classes is None or classes.max() < num_classes))
 
 
 def _candidates(dims: list[int | None], nc: int | None) -> list[Head]:

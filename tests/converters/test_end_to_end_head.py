@@ -17,7 +17,7 @@ from edge.postprocess import DetectionDecoder
 from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec, spec_from_model
 from tests.converters.cli_results import assert_refused
-from tests.converters.tiny_models import TinyEndToEnd, export_onnx
+from tests.converters.tiny_models import TinyDetector, TinyEndToEnd, export_onnx
 
 SIZE = 64
 NAMES = ("person", "car", "dog")
@@ -72,17 +72,22 @@ def test_final_detections_are_not_suppressed_again():
         DetectionDecoder(spec)(outside, geometry)
 
 
-def test_without_metadata_the_class_count_decides_or_head_is_asked_for(tmp_path, edge):
-    plain = _ultralytics_export(tmp_path / "plain.onnx", metadata=False)
-    result = edge("convert", plain, "-o", tmp_path / "a.onnx", "--labels", ",".join(NAMES))
+def test_without_metadata_the_values_tell_final_detections_from_two_class_scores(tmp_path,
+                                                                                  edge):
+    """[N, K, 6] is also a two-class [N, A, 4+nc]: rows by descending score with whole class
+    indices are final detections; a two-class detector's own output stays what it is."""
+    for classes in (3, 2):
+        plain = _ultralytics_export(tmp_path / f"plain{classes}.onnx", metadata=False,
+                                    classes=classes)
+        out = tmp_path / f"e2e{classes}.onnx"
+        result = edge("convert", plain, "-o", out, "--labels", ",".join(NAMES[:classes]))
+        assert result.returncode == 0, result.stderr
+        assert _spec(out).head == "end_to_end"
+    two = export_onnx(TinyDetector(2, "anchor_free_transposed"), tmp_path / "two.onnx", SIZE,
+                      SIZE)
+    result = edge("convert", two, "-o", tmp_path / "t.onnx", "--labels", "a,b", "--stride", "4")
     assert result.returncode == 0, result.stderr
-    assert _spec(tmp_path / "a.onnx").head == "end_to_end"
-    two = _ultralytics_export(tmp_path / "two.onnx", metadata=False, classes=2)
-    assert_refused(edge("convert", two, "-o", tmp_path / "b.onnx", "--labels", "a,b"),
-                   "fits several heads (anchor_free_transposed, end_to_end); pass --head")
-    result = edge("convert", two, "-o", tmp_path / "b.onnx", "--labels", "a,b",
-                  "--head", "end_to_end")
-    assert result.returncode == 0, result.stderr
+    assert _spec(tmp_path / "t.onnx").head == "anchor_free_transposed"
 
 
 def test_a_head_other_than_the_metadata_says_is_refused(tmp_path, edge):
