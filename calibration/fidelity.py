@@ -7,7 +7,7 @@ over every input before the ratio is taken, so one quiet frame cannot dominate.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,10 +17,8 @@ import onnxruntime as ort
 
 from calibration.stats import model_exposing
 from edge.ort_session import QDQ_IN_FLOAT
-from edge.postprocess import HEAD_DECODERS
+from edge.postprocess import HEAD_DECODERS, paired_rows
 from edge.spec import ModelSpec
-
-Split = Callable[[npt.NDArray[Any]], tuple[npt.NDArray[Any], npt.NDArray[Any]]]
 
 
 def decibels(signal: float, noise: float) -> float:
@@ -44,38 +42,42 @@ class SignalNoise:
         return decibels(signal, noise)
 
 
-def detector_parts(split: Split, reference: npt.NDArray[Any], output: npt.NDArray[Any]
+def detector_parts(head: str, reference: npt.NDArray[Any], output: npt.NDArray[Any]
                    ) -> Iterator[tuple[str, npt.NDArray[Any], npt.NDArray[Any]]]:
     """("boxes" | "scores", FP32 part, INT8 part) of each batch row of a detector's raw output
-    ([N, ...] as its head decoder `split` reads one row). Measured apart because pooled, the
-    box coordinates (hundreds of pixels) drown the class scores (0..1)."""
-    for ref_row, out_row in zip(reference, output, strict=True):
+    ([N, ...] of the `head` layout). Measured apart because pooled, the box coordinates
+    (hundreds of pixels) drown the class scores (0..1). An end-to-end head's rows are compared
+    as detections paired across the two (`paired_rows`), not by position."""
+    split = HEAD_DECODERS[head]
+    for rows in zip(reference, output, strict=True):
+        ref_row, out_row = paired_rows(*rows)[:2] if head == "end_to_end" else rows
         yield from zip(("boxes", "scores"), split(ref_row), split(out_row), strict=True)
 
 
 def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
                 inputs: Iterable[dict[str, npt.NDArray[Any]]],
-                splits: dict[str, Split] | None = None,
+                heads: Mapping[str, str] | None = None,
                 int8_kernels: bool = True) -> dict[str, float]:
     """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`; a tensor in
-    `splits` (a detector's raw output) as `"<name> boxes"` and `"<name> scores"` instead.
+    `heads` (a detector's raw output: its head layout) as `"<name> boxes"` and
+    `"<name> scores"` instead.
     `int8_kernels`: `quantized` run through ONNX Runtime's int8 kernels (a `cpu` profile
     model, as it runs), or False: as its QDQ graph defines it (a `tensorrt` profile model:
     TensorRT's arithmetic), as `calibration.selection` judges candidates."""
-    splits = splits or {}
+    heads = heads or {}
     sessions = [quantized_session(model_exposing(reference, names), 0),
                 quantized_session(model_exposing(quantized, names), 0, int8_kernels)]
     energy = SignalNoise()
     for feed in inputs:
         ours, theirs = (s.run(names, feed) for s in sessions)
         for name, ref, q in zip(names, ours, theirs, strict=True):
-            if name in splits:
-                for part, ref_part, q_part in detector_parts(splits[name], ref, q):
+            if name in heads:
+                for part, ref_part, q_part in detector_parts(heads[name], ref, q):
                     energy.add(f"{name} {part}", ref_part, q_part)
             else:
                 energy.add(name, ref, q)
     keys = [key for name in names
-            for key in ((f"{name} boxes", f"{name} scores") if name in splits else (name,))]
+            for key in ((f"{name} boxes", f"{name} scores") if name in heads else (name,))]
     return {key: energy.decibels(key) for key in keys}
 
 
@@ -126,7 +128,7 @@ def output_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
     """SQNR (dB) of each model output, INT8 vs FP32; with the `spec` of a detector, its raw
     output's boxes and class scores apart (`detector_parts`). `int8_kernels` as in
     `tensor_sqnr`."""
-    split = HEAD_DECODERS.get(spec.head) if spec is not None and spec.task == "detect" else None
-    splits = {spec.output: split} if spec is not None and split is not None else {}
+    heads = ({spec.output: spec.head} if spec is not None and spec.head in HEAD_DECODERS
+             else {})
     return tensor_sqnr(reference, quantized, [o.name for o in reference.graph.output], inputs,
-                       splits, int8_kernels)
+                       heads, int8_kernels)

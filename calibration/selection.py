@@ -242,13 +242,13 @@ class HeldOutJudge:
 
     def _scored(self, method: str, run: Run) -> Fidelity:
         energy = SignalNoise()
-        split = HEAD_DECODERS.get(self.spec.head)
+        detector = self.spec.head in HEAD_DECODERS
         agreeing = compared = found = 0.0
         for batch, reference in zip(self._batches, self._reference.result(), strict=True):
             outputs = run(self._outputs, batch)
             for index, (ref, out) in enumerate(zip(reference, outputs, strict=True)):
-                if index == self._main and split is not None:
-                    for part, ref_part, out_part in detector_parts(split, ref, out):
+                if index == self._main and detector:
+                    for part, ref_part, out_part in detector_parts(self.spec.head, ref, out):
                         energy.add(part, ref_part, out_part)
                 else:
                     energy.add("outputs", ref, out)
@@ -258,7 +258,7 @@ class HeldOutJudge:
             found += by_fp32
         agreement = agreeing / compared if compared else 1.0
         evidence = None if self.spec.task == "classify" else int(2 * max(found, compared - found))
-        if split is not None:
+        if detector:
             parts = {part: energy.decibels(part) for part in ("boxes", "scores")}
             return Fidelity(method, min(parts.values()), agreement, self.frames, int(compared),
                             parts, evidence)

@@ -541,4 +541,5 @@ def _verify(converted: onnx.ModelProto, plain: _Plain, image: ImageInput, spec: 
     def reference(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.asarray(plain.run_source(x)[spec.output], np.float64)
 
-    return check_parity(converted, spec.output, reference, frames, by_hand, options.tolerance)
+    return check_parity(converted, spec.output, reference, frames, by_hand, options.tolerance,
+                        spec.head)

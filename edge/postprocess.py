@@ -40,6 +40,44 @@ def _end_to_end(pred: Array) -> tuple[Array, Array]:
     return pred[:, :4], pred[:, 4:5]
 
 
+#: Below this score an end-to-end head's rows are its tail: near-equal scores whose order any
+#: rounding changes, so comparisons of two such outputs leave them out (`paired_rows`).
+END_TO_END_TAIL = 0.01
+
+
+def paired_rows(reference: Array, output: Array,
+                floor: float = END_TO_END_TAIL) -> tuple[Array, Array, int]:
+    """The rows of two end-to-end outputs ([K, 6] each: one image) that are one detection, as
+    two aligned [M, 6] arrays, and how many of `reference`'s rows found no partner.
+
+    Rows come ordered by score, and a tie breaks either way in two runs that round differently,
+    so position says nothing: each `reference` row scoring above the tail (`floor`, and clear
+    of either side's last row, which a tie can push out) is paired, best first, with the
+    nearest unpaired `output` row of its class above the tail (largest coordinate or score
+    difference)."""
+    reference = reference.reshape(-1, END_TO_END_COLUMNS)
+    output = output.reshape(-1, END_TO_END_COLUMNS)
+    last = max(float(rows[:, 4].min(initial=np.inf)) for rows in (reference, output))
+    cut = max(floor, last) + 1e-4  # clear of the ties at the cut
+    chosen = reference[np.argsort(-reference[:, 4], kind="stable")]
+    chosen = chosen[chosen[:, 4] > cut]
+    free = output[:, 4] > cut - 2e-4  # partners from the tail would be no detection's
+    pairs, unpaired = [], 0
+    for row in chosen:
+        candidates = np.flatnonzero(free & (np.rint(output[:, 5]) == np.rint(row[5])))
+        if candidates.size == 0:
+            unpaired += 1
+            continue
+        distance = np.abs(output[candidates] - row).max(axis=1)
+        partner = candidates[int(np.argmin(distance))]
+        free[partner] = False
+        pairs.append((row, output[partner]))
+    if not pairs:
+        empty = np.zeros((0, END_TO_END_COLUMNS), np.float32)
+        return empty, empty.copy(), unpaired
+    return (np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), unpaired)
+
+
 #: How each detection layout's one-image output splits into boxes and scores.
 HEAD_DECODERS: dict[str, Callable[[Array], tuple[Array, Array]]] = {
     "anchor_free": _anchor_free,

@@ -140,3 +140,94 @@ def test_a_configured_nms_iou_is_said_to_have_no_effect_on_an_end_to_end_model(t
     assert settings.score_threshold == 0.4
     assert ("[model] iou_threshold has no effect on yolo26n: its output is final detections"
             in caplog.text)
+
+
+def _rows() -> np.ndarray:
+    """Final detections as a model writes them: by score, a tail of near-equal low scores."""
+    rng = np.random.default_rng(4)
+    boxes = rng.uniform(0, 50, (12, 2))
+    rows = np.concatenate([boxes, boxes + 10, np.zeros((12, 2))], 1).astype(np.float32)
+    rows[:, 4] = [0.9, 0.7, 0.7, 0.5, 0.2, 0.05, 3e-5, 3e-5, 2e-5, 2e-5, 1e-5, 1e-5]
+    rows[:, 5] = [0, 1, 1, 2, 0, 1, 0, 2, 1, 0, 2, 1]
+    return rows
+
+
+def test_rows_are_paired_as_detections_whatever_their_order():
+    from edge.postprocess import paired_rows
+
+    rows = _rows()
+    shuffled = rows[[0, 2, 1, 3, 4, 5, 9, 6, 11, 7, 10, 8]]  # a tie and the tail reordered
+    reference, output, unpaired = paired_rows(rows, shuffled)
+    assert unpaired == 0 and len(reference) == 6  # the six above the tail
+    np.testing.assert_array_equal(reference, output)
+    changed = shuffled.copy()
+    changed[1, 5] = 0  # one of the tied class-1 rows reported as class 0
+    assert paired_rows(rows, changed)[2] == 1
+
+
+def _constant_model(rows: np.ndarray) -> onnx.ModelProto:
+    """uint8 frames -> `rows` [1, K, 6], whatever the frame."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+         helper.make_node("Mul", ["m", "zero"], ["z"]),
+         helper.make_node("Add", ["rows", "z"], ["output0"])],
+        "rows", [helper.make_tensor_value_info("images", TensorProto.UINT8, [1, SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, len(rows), 6])],
+        [numpy_helper.from_array(rows[None], "rows"),
+         numpy_helper.from_array(np.array(0, np.float32), "zero")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_parity_compares_final_detections_not_row_positions():
+    from converters.errors import ParityError
+    from converters.verify import check_parity
+
+    rows = _rows()
+    frames = np.zeros((2, SIZE, SIZE, 3), np.uint8)
+    inputs = np.zeros((2, 3, SIZE, SIZE))
+    shuffled = rows[[0, 2, 1, 3, 4, 5, 9, 6, 11, 7, 10, 8]]
+    parity = check_parity(_constant_model(rows), "output0", lambda x: shuffled[None], frames,
+                          inputs, head="end_to_end")
+    assert parity.max_abs_error == 0
+    with pytest.raises(ParityError):  # by position the tie and the tail differ
+        check_parity(_constant_model(rows), "output0", lambda x: shuffled[None], frames, inputs)
+    moved = shuffled.copy()
+    moved[0, :4] += 3  # the best detection's box moved by 3 px
+    with pytest.raises(ParityError, match="max abs error 3"):
+        check_parity(_constant_model(rows), "output0", lambda x: moved[None], frames, inputs,
+                     head="end_to_end")
+    lost = shuffled.copy()
+    lost[3, 5] = 1  # the class-2 detection reported as class 1
+    with pytest.raises(ParityError, match="1 of the source's have no counterpart of their "
+                                          "class, and 1 of the converted model's"):
+        check_parity(_constant_model(rows), "output0", lambda x: lost[None], frames, inputs,
+                     head="end_to_end")
+
+
+def test_calibration_measures_paired_detections():
+    from calibration.fidelity import SignalNoise, detector_parts
+
+    rows = _rows()
+    shuffled = rows[[0, 2, 1, 3, 4, 5, 9, 6, 11, 7, 10, 8]]
+    energy = SignalNoise()
+    for part, reference, output in detector_parts("end_to_end", rows[None], shuffled[None]):
+        energy.add(part, reference, output)
+    assert energy.decibels("boxes") > 200 and energy.decibels("scores") > 200  # no noise at all
+
+
+def test_rows_pushed_out_at_the_last_place_are_not_counted_missing():
+    """Where every row scores above the tail (a model that finds many objects), the K-th place
+    is the cut: a tie there puts one row in one output and another in the other."""
+    from edge.postprocess import paired_rows
+
+    rows = _rows()
+    rows[:, 4] = np.linspace(0.9, 0.3, 12)
+    rows[-1, 4] = rows[-2, 4] = 0.3
+    other = rows.copy()
+    other[-1, :4] += 20  # the other of the tied pair made the cut
+    reference, output, unpaired = paired_rows(rows, other)
+    assert unpaired == 0 and len(reference) == 10
+    np.testing.assert_array_equal(reference, output)

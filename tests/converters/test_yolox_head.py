@@ -5,8 +5,6 @@ checked here against a decode written out level by level."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime as ort
