@@ -16,7 +16,7 @@ from edge import __version__
 from edge.concurrency import StopRequest
 from edge.config import CameraConfig, Config
 from edge.drift import DriftMonitor, reference_from_config
-from edge.errors import EdgeError, SourceError
+from edge.errors import EdgeError, ModelError, SourceError
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
 from edge.homeassistant import DiscoveryPublisher
@@ -64,6 +64,8 @@ class RunSummary:
     flushed: bool
     failure: str | None = None  # why inference failed; `edge run` then exits 1
     frames_dropped: int = 0  # camera frames inference never saw (a newer one replaced them)
+    #: the model's output did not fit its spec (no restart helps): `edge run` exits 2
+    model_error: str | None = None
 
     @property
     def fps(self) -> float:
@@ -237,6 +239,12 @@ class Daemon:
         self._stalled = stalled
         return self.service.alive() and all(w.alive() for w in self.workers)
 
+    def _model_error(self) -> ModelError | None:
+        """A camera loop's: the model's output does not fit its spec (a re-converted model is
+        the fix, so the daemon stops instead of failing on every frame)."""
+        return next((w.failure for w in self.workers if isinstance(w.failure, ModelError)),
+                    None)
+
     @property
     def failure(self) -> BaseException | None:
         """Why inference failed, if it did: the daemon then stops and exits 1."""
@@ -312,8 +320,8 @@ class Daemon:
             now = time.monotonic()
             if duration is not None and now - began >= duration:
                 break
-            if self.failure is not None:
-                break  # the inference thread logged the cause; systemd restarts us (exit 1)
+            if self.failure is not None or self._model_error() is not None:
+                break  # the cause is logged; systemd restarts us (exit 1), or not (exit 2)
             # A live camera's loop never ends (its supervisor reopens it), so this holds only
             # when every camera is a file or scene that has ended or failed.
             if all(w.finished.is_set() for w in self.workers):
@@ -340,13 +348,15 @@ class Daemon:
         self.heartbeat.stopping(summary_line(self.stats()))
         self._stop_cameras(self.workers)
         self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
-        flushed = self.link.stop("failed" if self.failure else "stopped")
+        model_error = self._model_error()
+        flushed = self.link.stop("failed" if self.failure or model_error else "stopped")
         frames = sum(w.frames for w in self.workers)
         return RunSummary(frames, seconds, self.link.counters.produced, self.link.outbox_depth,
                           self.link.counters.published,
                           self.link.counters.dropped, flushed,
                           self._camera_failure if self.failure is None else str(self.failure),
-                          sum(w.frames_dropped for w in self.workers))
+                          sum(w.frames_dropped for w in self.workers),
+                          None if model_error is None else str(model_error))
 
     def _stop_cameras(self, workers: list[CameraWorker]) -> None:
         """Stop `workers` together and then the inference service: bounded by

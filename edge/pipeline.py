@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from edge.detections import Detections
 from edge.drift import DriftMonitor
-from edge.errors import InputError
+from edge.errors import InputError, ModelError
 from edge.frames import FramePublisher, FrameSample, FrameSampler
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION
@@ -161,6 +161,9 @@ class CameraWorker:
         except (InferenceError, ServiceClosedError) as exc:
             self.failure = exc if isinstance(exc, InferenceError) else None
             log.debug("camera %s: stopped by the inference service: %s", self.name, exc)
+        except ModelError as exc:  # its output does not fit its spec: every frame would fail
+            self.failure = exc
+            log.error("camera %s: %s", self.name, exc)
         except Exception as exc:  # thread boundary: a bug in one camera must not take the rest
             self.errors += 1
             self.failure = exc

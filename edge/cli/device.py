@@ -91,6 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "produced": summary.produced, "published": summary.published,
                      "queued": summary.queued, "dropped": summary.dropped,
                      "flushed": summary.flushed, "failure": summary.failure})
+    if summary.model_error is not None:
+        log.error("exiting 2, not to be restarted (re-convert the model): %s",
+                  summary.model_error)
+        return 2
     if summary.failure is not None:
         log.error("exiting 1 so that systemd restarts the daemon: %s", summary.failure)
         return 1

@@ -231,3 +231,27 @@ def test_rows_pushed_out_at_the_last_place_are_not_counted_missing():
     reference, output, unpaired = paired_rows(rows, other)
     assert unpaired == 0 and len(reference) == 10
     np.testing.assert_array_equal(reference, output)
+
+
+def test_a_model_whose_output_leaves_its_spec_stops_the_daemon_with_exit_2(tmp_path, mosquitto):
+    """A class index beyond the labels shows only at run time: the daemon names it once and
+    stops (exit 2: not restarted), no traceback, its status `failed`."""
+    import subprocess
+    import sys
+
+    from converters.convert import ConvertOptions, convert
+    from converters.metadata import onnx_with_spec
+
+    converted = convert(_ultralytics_export(tmp_path / "yolo26.onnx"), ConvertOptions())
+    spec = converted.spec.model_copy(update={"labels": ("person",)})  # 1 label, 3 classes
+    onnx.save(onnx_with_spec(converted.model, spec), str(tmp_path / "model.onnx"))
+    config = tmp_path / "edge.toml"
+    config.write_text(f'device_id = "d"\n[model]\npath = "model.onnx"\nscore_threshold = 0.01\n'
+                      '[[cameras]]\nname = "gate"\nsource = "synthetic://shapes?fps=20&seed=1"\n'
+                      f'[mqtt]\nurl = "mqtt://127.0.0.1:{mosquitto.port}"\n')
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                             "--seconds", "20"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "camera gate: the model output class index" in result.stderr
+    assert "exiting 2, not to be restarted (re-convert the model)" in result.stderr
