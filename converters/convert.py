@@ -253,9 +253,14 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     known_stride = options.stride or plain.stride
     if known_stride:  # before the source runs: a wrong size fails inside it, in its own words
         _check_stride(height, width, known_stride)
+    _check_label_count(plain, options)
     first = _first_outputs(plain, image, height, width)
     shapes = {name: tuple(value.shape) for name, value in first.items()}
     output, head = _recognise_head(plain, first, labels, options)
+    if head.layout == "end_to_end":
+        _check_class_indices(plain, image, options, output, first[output], head.num_classes,
+                             (height, width))
+        plain = replace(plain, notes=(*plain.notes, *_unused_nms_note(options)))
     if head.layout == "yolov5" and (options.head == "yolox" or
                                     holds_raw_offsets(first[output], height, width)):
         plain = _grid_decoded(plain, output, shapes[output], height, width)
@@ -280,6 +285,41 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     return Converted(converted, spec, parity, plain.kind,
                      plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
                      + _unread_outputs_note(output, head, shapes))
+
+
+def _check_label_count(plain: _Plain, options: ConvertOptions) -> None:
+    """--labels must name as many classes as the model's own metadata does (an end-to-end
+    head's class count is in no shape to check it against)."""
+    if plain.labels and options.labels and len(plain.labels) != len(options.labels):
+        raise ConversionError(f"{_labels_given(len(options.labels))} but the model's metadata "
+                              f"names {len(plain.labels)} classes ({_listed(plain.labels)}); "
+                              f"pass {len(plain.labels)} labels, or leave --labels out to use "
+                              "those")
+
+
+def _listed(labels: tuple[str, ...], shown: int = 5) -> str:
+    return ", ".join(labels[:shown]) + (", ..." if len(labels) > shown else "")
+
+
+def _check_class_indices(plain: _Plain, image: ImageInput, options: ConvertOptions, output: str,
+                         first: npt.NDArray[Any], classes: int, size: tuple[int, int]) -> None:
+    """An end-to-end head's rows carry class indices: none may pass the labels, on the first
+    run's frame or the parity frames (scenes of many shapes, to show more classes)."""
+    frames = preprocess_by_hand(parity_frames(*size), options.camera_order,
+                                options.normalisation, image.layout)
+    values = [first, *(plain.run_source(frames[i:i + 1])[output] for i in range(len(frames)))]
+    highest = int(np.rint(max(value[..., 5].max(initial=0) for value in values)))
+    if highest >= classes:
+        raise ConversionError(f"output {output} holds class index {highest}, so the model has "
+                              f"at least {highest + 1} classes, but {_labels_given(classes)}; "
+                              "pass one label for each of its classes")
+
+
+def _unused_nms_note(options: ConvertOptions) -> tuple[str, ...]:
+    if options.postprocess.iou_threshold == PostprocessSpec().iou_threshold:
+        return ()
+    return ("--iou-threshold has no effect on this model: its output is final detections (an "
+            "end-to-end head, no NMS after it)",)
 
 
 def _check_float32(image: ImageInput) -> None:
@@ -508,7 +548,7 @@ def _head_of(plain: _Plain, options: ConvertOptions, name: str, value: npt.NDArr
     requested = _head_layout(plain, options)
     return head_from_shape(list(value.shape), nc, requested,
                            _ends_in_probabilities(plain.model, name),
-                           None if requested else looks_end_to_end(value, nc))
+                           None if requested else looks_end_to_end(value))
 
 
 def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:

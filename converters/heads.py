@@ -43,6 +43,10 @@ def head_from_shape(shape: Sequence[int | str | None], num_classes: int | None,
         if requested in ("logits", "probabilities") and len(dims) == 2:
             candidates = [Head(requested, c.num_classes) for c in candidates[:1]]
         candidates = [c for c in candidates if c.layout == requested]
+    if not candidates and final_detections and num_classes is None:
+        raise ConversionError(f"the output {list(shape)} holds final detections (end_to_end: "
+                              "rows of x1 y1 x2 y2 score class, by score), whose class count "
+                              "is not in its shape: pass --labels with the model's class names")
     if not candidates:
         classes = f"{num_classes} classes" if num_classes is not None else "an unknown class count"
         raise ConversionError(
@@ -60,15 +64,15 @@ def head_from_shape(shape: Sequence[int | str | None], num_classes: int | None,
     return head
 
 
-def looks_end_to_end(output: npt.NDArray[Any], num_classes: int | None) -> bool:
+def looks_end_to_end(output: npt.NDArray[Any]) -> bool:
     """Whether `output` ([N, K, 6] from a run of the source) holds final detections: rows by
-    descending score (column 4) and whole class indices below `num_classes` (column 5), where
-    a [N, A, 4+2] head holds a second class's scores, strictly between 0 and 1."""
+    descending score (column 4) and whole class indices (column 5), where a [N, A, 4+2] head
+    holds a second class's scores, strictly between 0 and 1."""
     if output.ndim != 3 or output.shape[2] != END_TO_END_COLUMNS or output.shape[1] < 2:
         return False
     scores, classes = output[..., 4], output[..., 5]
     return bool(np.all(np.diff(scores, axis=1) <= 0) and np.all(classes == np.round(classes))
-                and classes.min() >= 0 and (num_classes is None or classes.max() < num_classes))
+                and classes.min() >= 0)
 
 
 def _candidates(dims: list[int | None], nc: int | None) -> list[Head]:

@@ -262,16 +262,26 @@ def _loaded_weights(checkpoint: Path) -> Any:
             raise _PickledModelError(checkpoint) from exc
         raise _UnreadableCheckpointError(checkpoint, _unpickling_cause(exc)) from exc
     except Exception as exc:  # a file's content: anything torch.load raises
-        raise _UnreadableCheckpointError(checkpoint, first_line(exc)) from exc
+        raise _UnreadableCheckpointError(checkpoint, _load_cause(exc)) from exc
+
+
+def _load_cause(exc: Exception) -> str:
+    """torch.load's error in words: on bytes of no format it knows it can raise a KeyError
+    whose whole message is the number it read where a magic number should be."""
+    cause = first_line(exc)
+    return "its content is no format torch.load reads" if cause.lstrip("-").isdigit() else cause
 
 
 def _unpickling_cause(exc: pickle.UnpicklingError) -> str:
     """The cause in torch's message, without its advice to load with `weights_only=False`
     (which runs the file's code, and fails the same way on a file that is no pickle)."""
-    for line in str(exc).splitlines():
-        if "WeightsUnpickler error:" in line:
-            return line.partition("WeightsUnpickler error:")[2].strip()
-    return "not a pickle of tensors"
+    after = str(exc).partition("WeightsUnpickler error:")[2]
+    cause = next((line.strip() for line in after.splitlines() if line.strip()), "")
+    if not cause or cause.startswith("Check the documentation"):
+        return "not a pickle of tensors"
+    if cause.startswith("Unsupported operand"):  # bytes that are no pickle at all
+        return f"its content is no format torch.load reads: {cause.lower()}"
+    return cause
 
 
 def checkpoint_problem(path: Path) -> str | None:

@@ -255,3 +255,36 @@ def test_a_model_whose_output_leaves_its_spec_stops_the_daemon_with_exit_2(tmp_p
     assert "Traceback" not in result.stderr
     assert "camera gate: the model output class index" in result.stderr
     assert "exiting 2, not to be restarted (re-convert the model)" in result.stderr
+
+
+def test_labels_fewer_than_the_classes_are_refused_at_conversion(tmp_path, edge):
+    exported = _ultralytics_export(tmp_path / "yolo26.onnx")
+    assert_refused(edge("convert", exported, "-o", tmp_path / "a.onnx", "--labels", "a,b"),
+                   "2 labels were given but the model's metadata names 3 classes (person, car, "
+                   "dog); pass 3 labels, or leave --labels out to use those")
+    torch.manual_seed(0)
+    network = TinyEndToEnd(3)
+    with torch.no_grad():
+        network.detector.body[-1].bias[4 + 2] += 3  # the third class shows
+    plain = export_onnx(network, tmp_path / "plain.onnx", SIZE, SIZE)
+    for extra in ((), ("--head", "end_to_end")):
+        assert_refused(edge("convert", plain, "-o", tmp_path / "b.onnx", "--labels", "a,b",
+                            *extra),
+                       "output output0 holds class index 2, so the model has at least 3 "
+                       "classes, but 2 labels were given; pass one label for each")
+    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
+
+
+def test_final_detections_without_labels_ask_for_them(tmp_path, edge):
+    plain = _ultralytics_export(tmp_path / "plain.onnx", metadata=False)
+    assert_refused(edge("convert", plain, "-o", tmp_path / "b.onnx"),
+                   "holds final detections (end_to_end: rows of x1 y1 x2 y2 score class, by "
+                   "score), whose class count is not in its shape: pass --labels")
+
+
+def test_an_nms_iou_given_to_convert_is_said_to_have_no_effect(tmp_path, edge):
+    result = edge("convert", _ultralytics_export(tmp_path / "yolo26.onnx"), "-o",
+                  tmp_path / "a.onnx", "--iou-threshold", "0.6")
+    assert result.returncode == 0, result.stderr
+    assert "note: --iou-threshold has no effect on this model: its output is final detections" \
+        in result.stdout
