@@ -40,6 +40,10 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
 DECODE_THREADS = min(2, usable_cores())
 
 
+#: How long `Prefetched.close` waits for its worker to finish the item in hand (seconds).
+CLOSE_WAIT_S = 10.0
+
+
 class Prefetched(Iterator[T]):
     """`items`, produced by a worker thread from the moment this object is made, up to `depth`
     ahead: image decoding and resizing release the GIL, so they overlap the model run and
@@ -50,8 +54,9 @@ class Prefetched(Iterator[T]):
         self._queue: Queue[tuple[bool, object]] = Queue(maxsize=depth)
         self._stop = threading.Event()
         self._finished = False
-        threading.Thread(target=self._produce, args=(items,), name="frame-prefetch",
-                         daemon=True).start()
+        self._worker = threading.Thread(target=self._produce, args=(items,),
+                                        name="frame-prefetch", daemon=True)
+        self._worker.start()
 
     def __next__(self) -> T:
         if self._finished:
@@ -71,10 +76,17 @@ class Prefetched(Iterator[T]):
         self.close()
 
     def close(self) -> None:
-        """Stop the worker (it ends at its next item) and drop what it made ahead."""
+        """Stop the worker (it ends at its next item), drop what it made ahead, and wait for
+        it: a worker still decoding in OpenCV when the interpreter exits (an error ending the
+        command) aborts the process ("terminate called without an active exception")."""
         self._finished = True
         self._stop.set()
-        while not self._queue.empty():  # unblocks a worker waiting to put
+        self._drain()  # unblocks a worker waiting to put
+        self._worker.join(CLOSE_WAIT_S)
+        self._drain()
+
+    def _drain(self) -> None:
+        while not self._queue.empty():
             self._queue.get_nowait()
 
     def _produce(self, items: Iterable[T]) -> None:

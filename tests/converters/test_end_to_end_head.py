@@ -288,3 +288,34 @@ def test_an_nms_iou_given_to_convert_is_said_to_have_no_effect(tmp_path, edge):
     assert result.returncode == 0, result.stderr
     assert "note: --iou-threshold has no effect on this model: its output is final detections" \
         in result.stdout
+
+
+def test_eval_ending_on_a_model_error_exits_2_every_time(tmp_path):
+    """The error ended the command while the frame reader was still decoding a JPEG in
+    OpenCV: the process aborted ("terminate called without an active exception", exit 134)
+    in 5 of 8 runs."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    from converters.convert import ConvertOptions, convert
+    from converters.metadata import onnx_with_spec
+
+    converted = convert(_ultralytics_export(tmp_path / "yolo26.onnx"), ConvertOptions())
+    spec = converted.spec.model_copy(update={"labels": ("person",)})
+    onnx.save(onnx_with_spec(converted.model, spec), str(tmp_path / "model.onnx"))
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(24):
+        cv2.imwrite(str(data / "images" / f"{index:03d}.jpg"),
+                    rng.integers(0, 256, (720, 1280, 3), np.uint8))
+        (data / "labels" / f"{index:03d}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (data / "data.yaml").write_text("names:\n  0: person\n")
+    for _ in range(5):
+        result = subprocess.run([sys.executable, "-m", "edge", "eval", str(tmp_path / "model.onnx"),
+                                 "--data", str(data)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "class index" in result.stderr
