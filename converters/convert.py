@@ -26,7 +26,12 @@ from converters.fold import (
     onnx_with_preprocess,
 )
 from converters.grey import check_grey_normalisation, colour_input_model, colour_input_runner
-from converters.heads import SUPPORTED, Head, head_from_shape, looks_end_to_end
+from converters.head_choice import (
+    check_class_indices,
+    check_label_count,
+    recognise_head,
+    unread_outputs_note,
+)
 from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_preprocessing, onnx_with_spec
 from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscript_noise_muted
@@ -54,9 +59,6 @@ from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec
 #: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
 #: PyTorch source: 1).
 Batch = int | None | Literal["source"]
-
-#: Ops that pass a classifier's scores through unchanged in value.
-_PASS_THROUGH = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 
 
 @dataclass(frozen=True)
@@ -253,13 +255,14 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     known_stride = options.stride or plain.stride
     if known_stride:  # before the source runs: a wrong size fails inside it, in its own words
         _check_stride(height, width, known_stride)
-    _check_label_count(plain, options)
+    check_label_count(plain.labels, options.labels)
     first = _first_outputs(plain, image, height, width)
     shapes = {name: tuple(value.shape) for name, value in first.items()}
-    output, head = _recognise_head(plain, first, labels, options)
+    output, head = recognise_head(plain.model, first, labels, _head_layout(plain, options))
     if head.layout == "end_to_end":
-        _check_class_indices(plain, image, options, output, first[output], head.num_classes,
-                             (height, width))
+        check_class_indices(output, [first[output], *_parity_outputs(plain, image, options,
+                                                                     output, (height, width))],
+                            head.num_classes)
         plain = replace(plain, notes=(*plain.notes, *_unused_nms_note(options)))
     if head.layout == "yolov5" and (options.head == "yolox" or
                                     holds_raw_offsets(first[output], height, width)):
@@ -284,35 +287,15 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
                      plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
-                     + _unread_outputs_note(output, head, shapes))
+                     + unread_outputs_note(output, head, shapes))
 
 
-def _check_label_count(plain: _Plain, options: ConvertOptions) -> None:
-    """--labels must name as many classes as the model's own metadata does (an end-to-end
-    head's class count is in no shape to check it against)."""
-    if plain.labels and options.labels and len(plain.labels) != len(options.labels):
-        raise ConversionError(f"{_labels_given(len(options.labels))} but the model's metadata "
-                              f"names {len(plain.labels)} classes ({_listed(plain.labels)}); "
-                              f"pass {len(plain.labels)} labels, or leave --labels out to use "
-                              "those")
-
-
-def _listed(labels: tuple[str, ...], shown: int = 5) -> str:
-    return ", ".join(labels[:shown]) + (", ..." if len(labels) > shown else "")
-
-
-def _check_class_indices(plain: _Plain, image: ImageInput, options: ConvertOptions, output: str,
-                         first: npt.NDArray[Any], classes: int, size: tuple[int, int]) -> None:
-    """An end-to-end head's rows carry class indices: none may pass the labels, on the first
-    run's frame or the parity frames (scenes of many shapes, to show more classes)."""
+def _parity_outputs(plain: _Plain, image: ImageInput, options: ConvertOptions, output: str,
+                    size: tuple[int, int]) -> list[npt.NDArray[Any]]:
+    """The source's `output` on each parity frame (scenes of many shapes)."""
     frames = preprocess_by_hand(parity_frames(*size), options.camera_order,
                                 options.normalisation, image.layout)
-    values = [first, *(plain.run_source(frames[i:i + 1])[output] for i in range(len(frames)))]
-    highest = int(np.rint(max(value[..., 5].max(initial=0) for value in values)))
-    if highest >= classes:
-        raise ConversionError(f"output {output} holds class index {highest}, so the model has "
-                              f"at least {highest + 1} classes, but {_labels_given(classes)}; "
-                              "pass one label for each of its classes")
+    return [plain.run_source(frames[i:i + 1])[output] for i in range(len(frames))]
 
 
 def _unused_nms_note(options: ConvertOptions) -> tuple[str, ...]:
@@ -363,18 +346,6 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions,
         return ()
     return (f"assumed the network takes {' and '.join(assumed)}; if it was trained otherwise, "
             f"pass that ({'; '.join(examples)}), or its accuracy drops with no error",)
-
-
-def _unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ...]]
-                      ) -> tuple[str, ...]:
-    """A note naming the output the spec reads and the others (kept in the graph, unread), when
-    the model has several (a face net's box regression can be as wide as a class list)."""
-    others = [f"{name} ({_per_frame(shape)})" for name, shape in shapes.items() if name != output]
-    if not others:
-        return ()
-    return (f"took output {output} ({_per_frame(shapes[output])}) as the {head.task} head "
-            f"({head.layout}, {head.num_classes} classes); not read: {', '.join(others)}. If "
-            "that is the wrong output, pass as many --labels as the right one has classes",)
 
 
 def _input_size(image: ImageInput, plain: _Plain, options: ConvertOptions) -> tuple[int, int]:
@@ -458,99 +429,6 @@ def _grid_decoded(plain: _Plain, output: str, shape: tuple[int, ...], height: in
                    notes=(*plain.notes, note))
 
 
-def _recognise_head(plain: _Plain, first: dict[str, npt.NDArray[Any]],
-                    labels: tuple[str, ...] | None,
-                    options: ConvertOptions) -> tuple[str, Head]:
-    """The output read as the head, and its layout: the first output that fits one, except
-    that among classifier outputs one ending in Softmax or Sigmoid comes first (MTCNN's R-Net
-    puts its box regression, [N, 4], before its face probabilities, [N, 2]), and a single
-    value (a feature, a confidence) last. With the labels
-    unknown and several outputs fitting, an error names each with its class count."""
-    model = plain.model
-    nc = len(labels) if labels else None
-    fitting: list[tuple[str, Head]] = []
-    first_error: ConversionError | None = None
-    for name in (o.name for o in model.graph.output):
-        try:
-            fitting.append((name, _head_of(plain, options, name, first[name], nc)))
-        except ConversionError as exc:
-            first_error = first_error or exc
-    if not fitting:
-        raise _no_head_error(plain, first, nc, options, first_error)
-    if all(head.task == "classify" for _, head in fitting):  # stable sort: else in order
-        fitting.sort(key=lambda fit: (fit[1].layout != "probabilities", fit[1].num_classes == 1))
-    if labels is None:
-        raise _labels_needed(fitting)
-    return fitting[0]
-
-
-def _labels_needed(fitting: list[tuple[str, Head]]) -> ConversionError:
-    """The labels are unknown: how many to pass, for each output that could be the head."""
-    output, head = fitting[0]
-    counts = f"its {head.num_classes} class names"
-    if len(fitting) > 1:
-        others = "; ".join(f"{other.num_classes} for {name} ({other.layout})"
-                           for name, other in fitting[1:])
-        counts += (f" for output {output} ({head.layout}), the one taken; or, for another "
-                   f"output, as many as it has classes: {others}")
-    return ConversionError(f"the model's labels are unknown; pass --labels (a file or a comma "
-                           f"list) with {counts}")
-
-
-def _no_head_error(plain: _Plain, first: dict[str, npt.NDArray[Any]], nc: int | None,
-                   options: ConvertOptions, first_error: ConversionError | None
-                   ) -> ConversionError:
-    """Why no output fits: a label count no output has (naming each output's class count), or
-    no output of a supported layout at all."""
-    shapes = {name: tuple(value.shape) for name, value in first.items()}
-    outputs = [o.name for o in plain.model.graph.output]
-    unlabelled = {name: _unlabelled_head(plain, first, name, options) for name in outputs}
-    fitting = {name: head for name, head in unlabelled.items() if head is not None}
-    if nc is not None and len(outputs) == 1 and fitting:
-        classes = fitting[outputs[0]].num_classes
-        return ConversionError(f"{_labels_given(nc)} but the model's output {outputs[0]} "
-                               f"({_per_frame(shapes[outputs[0]])}) has {classes} classes; pass "
-                               f"exactly {classes} labels")
-    if len(outputs) == 1 and first_error is not None:
-        return first_error
-    seen = "; ".join(f"{name} ({_per_frame(shapes[name])}" + (
-        f", {head.num_classes} classes)" if (head := unlabelled[name]) else ")")
-        for name in outputs)
-    if nc is not None and fitting:
-        return ConversionError(f"{_labels_given(nc)} but no output of the model has {nc} "
-                               f"classes (outputs: {seen}); pass as many labels as the output "
-                               "you want has classes")
-    return ConversionError(f"no output fits a supported head; outputs: {seen}. Supported: "
-                           f"{SUPPORTED}")
-
-
-def _labels_given(count: int) -> str:
-    return "1 label was given" if count == 1 else f"{count} labels were given"
-
-
-def _per_frame(shape: tuple[int, ...]) -> str:
-    """An output's shape from `_first_outputs`' batch-1 run, without that batch: `22 x 2100 a
-    frame` (a dynamic-batch model has no batch of 1 to speak of)."""
-    return f"{' x '.join(map(str, shape[1:])) or 'a scalar'} a frame"
-
-
-def _unlabelled_head(plain: _Plain, first: dict[str, npt.NDArray[Any]], name: str,
-                     options: ConvertOptions) -> Head | None:
-    try:
-        return _head_of(plain, options, name, first[name], None)
-    except ConversionError:
-        return None
-
-
-def _head_of(plain: _Plain, options: ConvertOptions, name: str, value: npt.NDArray[Any],
-             nc: int | None) -> Head:
-    """The head output `name` (`value` from the source's first run) fits, with `nc` classes."""
-    requested = _head_layout(plain, options)
-    return head_from_shape(list(value.shape), nc, requested,
-                           _ends_in_probabilities(plain.model, name),
-                           None if requested else looks_end_to_end(value))
-
-
 def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:
     """The layout to check the output against: the one the source says or its loader built (a
     folded GFL head), else --head, else None (recognised from the shape and label count)."""
@@ -561,15 +439,6 @@ def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:
                   "([N, A, 4+nc])")
         raise ConversionError(f"--head {options.head}: {source}; leave --head out")
     return plain.head or ("yolov5" if options.head == "yolox" else options.head)
-
-
-def _ends_in_probabilities(model: onnx.ModelProto, output: str) -> bool:
-    """Whether `output` comes from a Softmax or Sigmoid, through ops that only reshape."""
-    producers = {out: node for node in model.graph.node for out in node.output}
-    node = producers.get(output)
-    while node is not None and node.op_type in _PASS_THROUGH:
-        node = producers.get(node.input[0])
-    return node is not None and node.op_type in ("Softmax", "Sigmoid")
 
 
 def _verify(converted: onnx.ModelProto, plain: _Plain, image: ImageInput, spec: ModelSpec,
