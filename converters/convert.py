@@ -258,15 +258,19 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     check_label_count(plain.labels, options.labels)
     first = _first_outputs(plain, image, height, width)
     shapes = {name: tuple(value.shape) for name, value in first.items()}
-    output, head = recognise_head(plain.model, first, labels, _head_layout(plain, options))
+    requested = _head_layout(plain, options)
+    raw_grid = next((name for name, value in first.items()
+                     if holds_raw_offsets(value, height, width)), None)
+    # a raw YOLOX head is a yolov5 one after its decode: its columns then tell the class count
+    output, head = recognise_head(plain.model, first, labels,
+                                  requested or ("yolov5" if raw_grid else None))
     if head.layout == "end_to_end":
         check_class_indices(output, [first[output], *_parity_outputs(plain, image, options,
                                                                      output, (height, width))],
                             head.num_classes)
         plain = replace(plain, notes=(*plain.notes, *_unused_nms_note(options)))
-    if head.layout == "yolov5" and (options.head == "yolox" or
-                                    holds_raw_offsets(first[output], height, width)):
-        plain = _grid_decoded(plain, output, shapes[output], height, width)
+    if options.head == "yolox" or (head.layout == "yolov5" and output == raw_grid):
+        plain = _grid_decoded(plain, output, first[output], height, width)
     if options.task is not None and head.task != options.task:
         raise ConversionError(f"--task {options.task} given, but the output {output} looks like "
                               f"a {head.task} head ({head.layout})")
@@ -410,15 +414,21 @@ def _first_outputs(plain: _Plain, image: ImageInput, height: int,
     return dict(plain.run_source(np.zeros(shape, np.float64)))
 
 
-def _grid_decoded(plain: _Plain, output: str, shape: tuple[int, ...], height: int,
+def _grid_decoded(plain: _Plain, output: str, value: npt.NDArray[Any], height: int,
                   width: int) -> _Plain:
-    """The source with the grid decode appended to its raw YOLOX-style `output`."""
+    """The source with the grid decode appended to its raw YOLOX-style `output` (`value`: its
+    first run's)."""
     anchors = Grid.for_input(height, width).anchors
-    if shape[1] != anchors:
-        raise ConversionError(f"--head yolox: output {output} has {shape[1]} anchors, but a "
-                              f"YOLOX head at {height}x{width} has {anchors} (one a cell at "
+    if value.shape[1] != anchors:
+        raise ConversionError(f"--head yolox: output {output} has {value.shape[1]} anchors, but "
+                              f"a YOLOX head at {height}x{width} has {anchors} (one a cell at "
                               f"strides {', '.join(map(str, YOLOX_STRIDES))}); check "
                               "--input-size, or leave --head out")
+    if not holds_raw_offsets(value, height, width):
+        reach = float(np.abs(value[..., :2]).max())
+        raise ConversionError(f"--head yolox: the box centres in output {output} reach "
+                              f"{reach:.0f} px, so they are decoded already (raw offsets stay "
+                              "within a few cells); leave --head out")
     note = (f"output {output} holds raw grid offsets (YOLOX's export without "
             "--decode_in_inference): appended the grid decode (strides "
             f"{', '.join(map(str, YOLOX_STRIDES))}), so it reads as [N, A, 5+nc] in input "

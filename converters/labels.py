@@ -12,10 +12,19 @@ import onnx
 from converters.errors import ConversionError
 
 
+def _is_file(path: Path) -> bool:
+    """False also for a name the system cannot look up (a comma list of COCO's 80 class names
+    is longer than a file name may be)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def labels_from_option(value: str) -> tuple[str, ...]:
     """`labels.txt`, `labels.json` or `cat,dog,bird`."""
     path = Path(value)
-    if path.is_file():
+    if _is_file(path):
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".json":
             try:

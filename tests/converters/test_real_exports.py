@@ -421,3 +421,11 @@ def test_convs_without_kernel_shape_get_the_cpu_profiles_int8_stem(tmp_path, edg
     assert result.returncode == 0, result.stderr
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
     assert any(o.endswith("_pairs") for n in graph.node for o in n.output)
+
+
+def test_a_comma_list_longer_than_a_file_name_is_read_as_labels():
+    """COCO's 80 names on the command line: looking them up as a file raised ENAMETOOLONG."""
+    from converters.labels import labels_from_option
+
+    names = [f"class_number_{index}" for index in range(80)]
+    assert labels_from_option(",".join(names)) == tuple(names)

@@ -68,18 +68,34 @@ def test_a_decoded_export_of_the_same_anchor_count_is_left_as_it_is(tmp_path, ed
     assert not any("__grid" in n.name for n in onnx.load(str(out)).graph.node)
 
 
-def test_head_yolox_forces_the_decode_and_checks_the_anchor_count(tmp_path, edge):
+def test_head_yolox_is_refused_where_the_output_is_no_raw_yolox_head(tmp_path, edge):
     torch.manual_seed(0)
     decoded = export_onnx(TinyYolox(decoded=True), tmp_path / "decoded.onnx", SIZE, SIZE)
-    out = tmp_path / "forced.onnx"
-    result = edge("convert", decoded, "-o", out, "--labels", "a,b,c", "--head", "yolox")
-    assert result.returncode == 0, result.stderr
-    assert "appended the grid decode" in result.stdout
+    assert_refused(edge("convert", decoded, "-o", tmp_path / "x.onnx", "--labels", "a,b,c",
+                        "--head", "yolox"),
+                   "--head yolox: the box centres in output output0 reach",
+                   "px, so they are decoded already (raw offsets stay within a few cells); "
+                   "leave --head out")
     other = export_onnx(TinyDetector(3, "yolov5"), tmp_path / "v5.onnx", SIZE, SIZE)
     assert_refused(edge("convert", other, "-o", tmp_path / "x.onnx", "--labels", "a,b,c",
                         "--head", "yolox"),
                    "--head yolox: output output0 has 256 anchors, but a YOLOX head at 64x64 "
                    "has 84 (one a cell at strides 8, 16, 32)")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_raw_yolox_head_counts_its_classes_from_its_columns(tmp_path, edge):
+    """One label too many (a COCO list with __background__) would fit [N, A, 4+nc] and read
+    the raw offsets as pixels; no labels would leave two layouts to choose from."""
+    torch.manual_seed(0)
+    source = export_onnx(TinyYolox(), tmp_path / "yolox.onnx", SIZE, SIZE)
+    assert_refused(edge("convert", source, "-o", tmp_path / "x.onnx", "--labels",
+                        "__background__,a,b,c"),
+                   "4 labels were given but the model's output output0 (84 x 8 a frame) has 3 "
+                   "classes; pass exactly 3 labels")
+    assert_refused(edge("convert", source, "-o", tmp_path / "x.onnx"),
+                   "the model's labels are unknown; pass --labels (a file or a comma list) with "
+                   "its 3 class names")
 
 
 def test_a_decoded_yolox_calibrates_with_its_decode_in_float(tmp_path, edge):
