@@ -261,7 +261,14 @@ class Daemon:
                 "backend": self.backend.name, "backend_reason": self.backend.reason,
                 "host": socket.gethostname(), "started_at": rfc3339(self.started_at),
                 "ts": now, "time": rfc3339(now),
-                **({"error": f"inference failed: {self.failure}"} if self.failure else {})}
+                **self._error()}
+
+    def _error(self) -> dict[str, str]:
+        """The status's `error`: why inference failed, or why the model's output was refused."""
+        if self.failure is not None:
+            return {"error": f"inference failed: {self.failure}"}
+        model_error = self._model_error()
+        return {"error": f"model output refused: {model_error}"} if model_error else {}
 
     def stats(self) -> dict[str, Any]:
         now = time.time()

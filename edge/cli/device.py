@@ -90,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "frames_dropped": summary.frames_dropped,
                      "produced": summary.produced, "published": summary.published,
                      "queued": summary.queued, "dropped": summary.dropped,
-                     "flushed": summary.flushed, "failure": summary.failure})
+                     "flushed": summary.flushed, "failure": summary.failure,
+                     "model_error": summary.model_error})
     if summary.model_error is not None:
         log.error("exiting 2, not to be restarted (re-convert the model): %s",
                   summary.model_error)

@@ -17,6 +17,7 @@ from edge.postprocess import DetectionDecoder
 from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec, spec_from_model
 from tests.converters.cli_results import assert_refused
+from tests.mqtt_watch import retained_status
 from tests.converters.tiny_models import TinyDetector, TinyEndToEnd, export_onnx
 
 SIZE = 64
@@ -255,6 +256,9 @@ def test_a_model_whose_output_leaves_its_spec_stops_the_daemon_with_exit_2(tmp_p
     assert "Traceback" not in result.stderr
     assert "camera gate: the model output class index" in result.stderr
     assert "exiting 2, not to be restarted (re-convert the model)" in result.stderr
+    status = retained_status(mosquitto.port, "edge/d")
+    assert status["state"] == "failed"
+    assert status["error"].startswith("model output refused: the model output class index")
 
 
 def test_labels_fewer_than_the_classes_are_refused_at_conversion(tmp_path, edge):
