@@ -71,7 +71,8 @@ def looks_end_to_end(output: npt.NDArray[Any]) -> bool:
     if output.ndim != 3 or output.shape[2] != END_TO_END_COLUMNS or output.shape[1] < 2:
         return False
     scores, classes = output[..., 4], output[..., 5]
-    return bool(np.all(np.diff(scores, axis=1) <= 0) and np.all(classes == np.round(classes))
+    return bool(scores.max() > scores.min()  # all equal (saturated, say): nothing to tell by
+                and np.all(np.diff(scores, axis=1) <= 0) and np.all(classes == np.round(classes))
                 and classes.min() >= 0)
 
 

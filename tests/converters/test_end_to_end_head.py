@@ -17,8 +17,8 @@ from edge.postprocess import DetectionDecoder
 from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec, spec_from_model
 from tests.converters.cli_results import assert_refused
-from tests.mqtt_watch import retained_status
 from tests.converters.tiny_models import TinyDetector, TinyEndToEnd, export_onnx
+from tests.mqtt_watch import retained_status
 
 SIZE = 64
 NAMES = ("person", "car", "dog")
@@ -323,3 +323,17 @@ def test_eval_ending_on_a_model_error_exits_2_every_time(tmp_path):
                                  "--data", str(data)], capture_output=True, text=True, timeout=120)
         assert result.returncode == 2, result.stderr
         assert "class index" in result.stderr
+
+
+def test_values_that_tell_nothing_are_not_taken_for_final_detections():
+    """A two-class [N, A, 4+2] whose scores all saturate to 0 on the first frame is sorted and
+    whole-numbered too; rows by score with whole class indices are taken only where scores
+    differ."""
+    from converters.heads import looks_end_to_end
+
+    saturated = np.zeros((1, 300, 6), np.float32)
+    saturated[..., :4] = np.random.default_rng(0).uniform(0, 64, (1, 300, 4))
+    assert not looks_end_to_end(saturated)
+    rows = _rows()[None]
+    assert looks_end_to_end(rows)
+    assert not looks_end_to_end(rows[:, ::-1])  # not by descending score
