@@ -29,6 +29,7 @@ from converters.grey import check_grey_normalisation, colour_input_model, colour
 from converters.head_choice import (
     check_class_indices,
     check_label_count,
+    highest_class_index,
     recognise_head,
     unread_outputs_note,
 )
@@ -255,7 +256,6 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     known_stride = options.stride or plain.stride
     if known_stride:  # before the source runs: a wrong size fails inside it, in its own words
         _check_stride(height, width, known_stride)
-    check_label_count(plain.labels, options.labels)
     first = _first_outputs(plain, image, height, width)
     shapes = {name: tuple(value.shape) for name, value in first.items()}
     requested = _head_layout(plain, options)
@@ -263,11 +263,15 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                      if holds_raw_offsets(value, height, width)), None)
     # a raw YOLOX head is a yolov5 one after its decode: its columns then tell the class count
     output, head = recognise_head(plain.model, first, labels,
-                                  requested or ("yolov5" if raw_grid else None))
+                                  requested or ("yolov5" if raw_grid else None),
+                                  from_metadata=options.labels is None)
+    highest = None
     if head.layout == "end_to_end":
-        check_class_indices(output, [first[output], *_parity_outputs(plain, image, options,
-                                                                     output, (height, width))],
-                            head.num_classes)
+        highest = highest_class_index([first[output], *_parity_outputs(
+            plain, image, options, output, (height, width))])
+    check_label_count(plain.labels, options.labels, highest)
+    if highest is not None:
+        check_class_indices(output, highest, head.num_classes, options.labels is None)
         plain = replace(plain, notes=(*plain.notes, *_unused_nms_note(options)))
     if options.head == "yolox" or (head.layout == "yolov5" and output == raw_grid):
         plain = _grid_decoded(plain, output, first[output], height, width)

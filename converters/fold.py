@@ -23,6 +23,10 @@ from converters.errors import ConversionError
 ColourOrder = Literal["BGR", "RGB"]
 
 
+#: Below any std a network of 8-bit pixels is trained with (raw 0..255 values: 1/255).
+MIN_STD = 1e-4
+
+
 @dataclass(frozen=True)
 class Normalisation:
     """What the network was trained on: `(pixel / 255 - mean) / std`, channels in `colour_order`."""
@@ -40,6 +44,10 @@ class Normalisation:
                                       "the network's own, in 0..1 units")
         if any(s <= 0 for s in self.std):
             raise ConversionError(f"--std must be positive, got {_given(self.std)}")
+        if any(s < MIN_STD for s in self.std):
+            raise ConversionError(f"--std {_given(self.std)} is below {MIN_STD:g}, less than any "
+                                  "network of 8-bit pixels is trained with: one fed raw 0..255 "
+                                  "values has --std 0.00392157 (1/255)")
         if any(not 0 <= m <= 1 for m in self.mean) or any(s > 1 for s in self.std):
             raise ConversionError(
                 f"--mean {_given(self.mean)} --std {_given(self.std)}: these are in 0..1 units "

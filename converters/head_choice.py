@@ -25,12 +25,13 @@ Outputs = dict[str, npt.NDArray[Any]]
 
 
 def recognise_head(model: onnx.ModelProto, first: Outputs, labels: tuple[str, ...] | None,
-                   requested: HeadLayout | None) -> tuple[str, Head]:
+                   requested: HeadLayout | None, from_metadata: bool = False) -> tuple[str, Head]:
     """The output read as the head, and its layout (`requested`, else recognised): the first
     output that fits one, except that among classifier outputs one ending in Softmax or
     Sigmoid comes first (MTCNN's R-Net puts its box regression, [N, 4], before its face
     probabilities, [N, 2]), and a single value (a feature, a confidence) last. With the labels
-    unknown and several outputs fitting, an error names each with its class count."""
+    unknown and several outputs fitting, an error names each with its class count.
+    `from_metadata`: the labels are the model's own (its metadata's), not --labels."""
     nc = len(labels) if labels else None
     fitting: list[tuple[str, Head]] = []
     first_error: ConversionError | None = None
@@ -40,7 +41,7 @@ def recognise_head(model: onnx.ModelProto, first: Outputs, labels: tuple[str, ..
         except ConversionError as exc:
             first_error = first_error or exc
     if not fitting:
-        raise _no_head_error(model, first, nc, requested, first_error)
+        raise _no_head_error(model, first, nc, requested, first_error, from_metadata)
     if all(head.task == "classify" for _, head in fitting):  # stable sort: else in order
         fitting.sort(key=lambda fit: (fit[1].layout != "probabilities", fit[1].num_classes == 1))
     if labels is None:
@@ -48,23 +49,33 @@ def recognise_head(model: onnx.ModelProto, first: Outputs, labels: tuple[str, ..
     return fitting[0]
 
 
-def check_label_count(known: Sequence[str] | None, given: Sequence[str] | None) -> None:
+def check_label_count(known: Sequence[str] | None, given: Sequence[str] | None,
+                      highest_class: int | None = None) -> None:
     """--labels (`given`) must name as many classes as the model's own metadata (`known`)
-    does (an end-to-end head's class count is in no shape to check it against)."""
+    does (an end-to-end head's class count is in no shape to check it against), unless the
+    model writes a class index (`highest_class`) the metadata has no name for."""
+    if highest_class is not None and known and highest_class >= len(known):
+        return  # the metadata is short: `check_class_indices` holds the labels to the model
     if known and given and len(known) != len(given):
         raise ConversionError(f"{labels_given(len(given))} but the model's metadata names "
                               f"{len(known)} classes ({_listed(known)}); pass {len(known)} "
                               "labels, or leave --labels out to use those")
 
 
-def check_class_indices(output: str, values: Sequence[npt.NDArray[Any]], classes: int) -> None:
-    """An end-to-end head's rows ([N, K, 6] `values` of runs of the source) carry class
-    indices: none may pass the labels."""
-    highest = int(np.rint(max(value[..., 5].max(initial=0) for value in values)))
+def highest_class_index(values: Sequence[npt.NDArray[Any]]) -> int:
+    """The highest class index an end-to-end head's rows ([N, K, 6] `values`) hold."""
+    return int(np.rint(max(value[..., 5].max(initial=0) for value in values)))
+
+
+def check_class_indices(output: str, highest: int, classes: int,
+                        from_metadata: bool = False) -> None:
+    """An end-to-end head's class indices (`highest`: see `highest_class_index`) must not
+    pass the labels (`from_metadata`: the model's own)."""
     if highest >= classes:
+        given = (f"its metadata names {classes}" if from_metadata else labels_given(classes))
         raise ConversionError(f"output {output} holds class index {highest}, so the model has "
-                              f"at least {highest + 1} classes, but {labels_given(classes)}; "
-                              "pass one label for each of its classes")
+                              f"at least {highest + 1} classes, but {given}; pass --labels "
+                              "with one name for each of its classes")
 
 
 def unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ...]]
@@ -101,26 +112,29 @@ def _labels_needed(fitting: list[tuple[str, Head]]) -> ConversionError:
 
 
 def _no_head_error(model: onnx.ModelProto, first: Outputs, nc: int | None,
-                   requested: HeadLayout | None, first_error: ConversionError | None
-                   ) -> ConversionError:
+                   requested: HeadLayout | None, first_error: ConversionError | None,
+                   from_metadata: bool) -> ConversionError:
     """Why no output fits: a label count no output has (naming each output's class count), or
     no output of a supported layout at all."""
     shapes = {name: tuple(value.shape) for name, value in first.items()}
     outputs = [o.name for o in model.graph.output]
     unlabelled = {name: _unlabelled_head(model, first, name, requested) for name in outputs}
     fitting = {name: head for name, head in unlabelled.items() if head is not None}
+    given = (f"the model's metadata names {nc} classes" if from_metadata and nc is not None
+             else labels_given(nc or 0))
     if nc is not None and len(outputs) == 1 and fitting:
         classes = fitting[outputs[0]].num_classes
-        return ConversionError(f"{labels_given(nc)} but the model's output {outputs[0]} "
+        return ConversionError(f"{given} but the model's output {outputs[0]} "
                                f"({_per_frame(shapes[outputs[0]])}) has {classes} classes; pass "
-                               f"exactly {classes} labels")
+                               f"exactly {classes} labels" + (" with --labels" if from_metadata
+                                                              else ""))
     if len(outputs) == 1 and first_error is not None:
         return first_error
     seen = "; ".join(f"{name} ({_per_frame(shapes[name])}" + (
         f", {head.num_classes} classes)" if (head := unlabelled[name]) else ")")
         for name in outputs)
     if nc is not None and fitting:
-        return ConversionError(f"{labels_given(nc)} but no output of the model has {nc} "
+        return ConversionError(f"{given} but no output of the model has {nc} "
                                f"classes (outputs: {seen}); pass as many labels as the output "
                                "you want has classes")
     return ConversionError(f"no output fits a supported head; outputs: {seen}. Supported: "

@@ -4,12 +4,15 @@ exporters' metadata."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
 import onnx
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, first_line
+
+log = logging.getLogger(__name__)
 
 
 def _is_file(path: Path) -> bool:
@@ -22,24 +25,20 @@ def _is_file(path: Path) -> bool:
 
 
 def labels_from_option(value: str) -> tuple[str, ...]:
-    """`labels.txt`, `labels.json` or `cat,dog,bird`."""
+    """`labels.txt` (one per line, `0 person` numbering allowed), `labels.json` (a list, or
+    `{"0": "cat", ...}`), an Ultralytics dataset's `data.yaml` (its `names`), or `cat,dog,bird`."""
     path = Path(value)
     if _is_file(path):
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Windows editors begin a UTF-8 file with a byte order mark
+        text = path.read_text(encoding="utf-8-sig")
         if path.suffix == ".json":
-            try:
-                labels = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConversionError(f"labels file {path} is not valid JSON: {exc}") from exc
-            if isinstance(labels, dict):  # {"0": "cat", ...} as some exporters write
-                labels = [labels[k] for k in sorted(labels, key=int)]
-            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-                raise ConversionError(f"labels file {path} must hold a JSON list of strings")
-            found = tuple(labels)
+            found = _from_json(path, text)
+        elif path.suffix in (".yaml", ".yml"):
+            found = _from_yaml(path, text)
         else:
             found = _without_line_numbers(
-                tuple(line.strip() for line in text.splitlines() if line.strip()))
-    elif path.suffix in (".txt", ".json", ".names") or "/" in value:
+                path, tuple(line.strip() for line in text.splitlines() if line.strip()))
+    elif path.suffix in (".txt", ".json", ".names", ".yaml", ".yml") or "/" in value:
         raise ConversionError(f"labels file {value} does not exist")
     else:
         found = tuple(item.strip() for item in value.split(",") if item.strip())
@@ -51,20 +50,62 @@ def labels_from_option(value: str) -> tuple[str, ...]:
     return found
 
 
+def _from_json(path: Path, text: str) -> tuple[str, ...]:
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConversionError(f"labels file {path} is not valid JSON: {exc}") from exc
+    if isinstance(labels, dict):  # {"0": "cat", ...} as some exporters write
+        labels = [labels[k] for k in sorted(labels, key=int)]
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ConversionError(f"labels file {path} must hold a JSON list of strings")
+    return tuple(labels)
+
+
+def _from_yaml(path: Path, text: str) -> tuple[str, ...]:
+    """The `names` of an Ultralytics dataset file: a list, or a mapping from class id."""
+    try:
+        import yaml  # noqa: PLC0415 - only for .yaml labels (Ultralytics installs it)
+    except ImportError as exc:
+        raise ConversionError(f"reading {path} needs PyYAML: pip install pyyaml, or pass the "
+                              "names as a txt file, one per line") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConversionError(f"labels file {path} is not valid YAML: {first_line(exc)}") from exc
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, dict) and sorted(names) == list(range(len(names))):
+        names = [names[index] for index in range(len(names))]
+    if not isinstance(names, list) or not names:
+        raise ConversionError(f"labels file {path} has no `names:` list or mapping from class "
+                              "ids 0, 1, 2... (as an Ultralytics dataset's data.yaml has); pass "
+                              "the names as a txt file, one per line")
+    return tuple(str(name) for name in names)
+
+
 _NUMBERED = re.compile(r"(\d+)\s*[:,]?\s+(\S.*)")
 
 
-def _without_line_numbers(lines: tuple[str, ...]) -> tuple[str, ...]:
+def _without_line_numbers(path: Path, lines: tuple[str, ...]) -> tuple[str, ...]:
     """`0 person` / `1: car` lines (class id, then name, as label maps are often written) as
-    their names, when every line is numbered 0, 1, 2... or 1, 2, 3... in order; else as
-    they are."""
+    their names, when every line is numbered 0, 1, 2... or 1, 2, 3... in order; else the lines
+    as they are, with a warning where every line starts with a number (a numbered map with a
+    gap, or names such as `5 cent`: which one cannot be told)."""
     numbered = [_NUMBERED.fullmatch(line) for line in lines]
     if not all(numbered):
         return lines
     ids = [int(match.group(1)) for match in numbered if match]
     if ids not in (list(range(len(ids))), list(range(1, len(ids) + 1))):
+        log.warning("labels file %s: every line starts with a number (%s), not 0, 1, 2... in "
+                    "order, so the lines are the labels, numbers included; if they are class "
+                    "ids, a class is missing or out of place: list every class, one per line, "
+                    "in class-id order", path, _ids(ids))
         return lines
     return tuple(match.group(2).strip() for match in numbered if match)
+
+
+def _ids(ids: list[int], shown: int = 6) -> str:
+    return ", ".join(map(str, ids[:shown])) + (", ..." if len(ids) > shown else "")
 
 
 def labels_from_paddle_metadata(model: onnx.ModelProto) -> tuple[str, ...] | None:

@@ -275,7 +275,7 @@ def test_labels_fewer_than_the_classes_are_refused_at_conversion(tmp_path, edge)
         assert_refused(edge("convert", plain, "-o", tmp_path / "b.onnx", "--labels", "a,b",
                             *extra),
                        "output output0 holds class index 2, so the model has at least 3 "
-                       "classes, but 2 labels were given; pass one label for each")
+                       "classes, but 2 labels were given; pass --labels with one name for each")
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
 
 
@@ -337,3 +337,23 @@ def test_values_that_tell_nothing_are_not_taken_for_final_detections():
     rows = _rows()[None]
     assert looks_end_to_end(rows)
     assert not looks_end_to_end(rows[:, ::-1])  # not by descending score
+
+
+def test_metadata_that_names_too_few_classes_gives_way_to_labels_that_cover_them(tmp_path,
+                                                                                  edge):
+    """The model writes class 2 but its metadata names two classes: without --labels it is
+    refused with that, and --labels with three names (which the metadata's count would refuse)
+    is what fixes it."""
+    torch.manual_seed(0)
+    network = TinyEndToEnd(3)
+    with torch.no_grad():
+        network.detector.body[-1].bias[4 + 2] += 3  # the third class shows
+    source = export_onnx(network, tmp_path / "short.onnx", SIZE, SIZE, {
+        "names": "{0: 'person', 1: 'car'}", "imgsz": str([SIZE, SIZE]), "stride": "4",
+        "task": "detect", "end2end": "True"})
+    assert_refused(edge("convert", source, "-o", tmp_path / "a.onnx"),
+                   "output output0 holds class index 2, so the model has at least 3 classes, "
+                   "but its metadata names 2; pass --labels with one name for each")
+    result = edge("convert", source, "-o", tmp_path / "a.onnx", "--labels", "person,car,dog")
+    assert result.returncode == 0, result.stderr
+    assert _spec(tmp_path / "a.onnx").labels == ("person", "car", "dog")

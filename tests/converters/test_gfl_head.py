@@ -121,8 +121,8 @@ def test_a_folded_head_is_not_mistaken_for_yolov5_by_one_label_too_few(tmp_path)
 
     source = tmp_path / "picodet.onnx"
     onnx.save(picodet_like(), str(source))
-    with pytest.raises(ConversionError, match=r"2 labels were given but the model's metadata "
-                       r"names 3 classes \(text, title, figure\); pass 3 labels"):
+    with pytest.raises(ConversionError, match=r"2 labels were given but the model's output "
+                       rf"{OUTPUT} .* has 3 classes; pass exactly 3 labels"):
         convert(source, ConvertOptions(labels=LABELS[:2]))
     with pytest.raises(ConversionError, match=r"--head yolov5: .* builds from its GFL head, "
                        r"anchor_free_transposed .* leave --head out"):
@@ -142,3 +142,19 @@ def test_paddle_labels_from_metadata(text, labels):
     del model.metadata_props[:]
     model.metadata_props.add(key="character", value=text)
     assert labels_from_paddle_metadata(model) == labels
+
+
+def test_metadata_labels_that_miss_a_class_are_named_as_the_metadata(tmp_path):
+    """No --labels given: the count that does not fit is the `character` metadata's."""
+    from converters.convert import ConvertOptions, convert
+    from converters.errors import ConversionError
+
+    model = picodet_like()
+    del model.metadata_props[:]
+    model.metadata_props.add(key="character", value="text\ntitle\n")  # 2 names, 3 classes
+    source = tmp_path / "picodet.onnx"
+    onnx.save(model, str(source))
+    with pytest.raises(ConversionError, match=r"the model's metadata names 2 classes but the "
+                       rf"model's output {OUTPUT} .* has 3 classes; pass exactly 3 labels with "
+                       "--labels"):
+        convert(source, ConvertOptions())

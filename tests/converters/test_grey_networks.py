@@ -229,6 +229,8 @@ def test_a_torchscript_failure_is_named_by_its_cause(tmp_path, edge):
     ("127.5", "127.5", "--mean 127.5 --std 127.5: these are in 0..1 units"),
     ("0", "58", "--mean 0 --std 58: these are in 0..1 units"),
     ("0.5", "0", "--std must be positive, got 0"),
+    ("0", "1e-30", "--std 1e-30 is below 0.0001, less than any network of 8-bit pixels is "
+                   "trained with"),
 ])
 def test_a_mean_or_std_that_is_no_pixel_statistic_is_refused(mean, std, expected, tmp_path,
                                                               edge):

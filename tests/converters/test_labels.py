@@ -15,6 +15,8 @@ from converters.labels import labels_from_option
     ("0\n90\n180\n270\n", ("0", "90", "180", "270")),  # numbers as names stay names
     ("3 door car\n5 door car\n", ("3 door car", "5 door car")),  # not numbered in order
     ("0 person\ncar\n", ("0 person", "car")),  # not every line numbered: as written
+    ("\ufeff0 rect\r\n1 circle\r\n", ("rect", "circle")),  # Notepad's UTF-8 with a BOM
+    ("\ufeffrect\ncircle\n", ("rect", "circle")),
 ])
 def test_label_files(tmp_path, text, expected):
     path = tmp_path / "labels.txt"
@@ -30,3 +32,25 @@ def test_json_and_comma_lists_and_bad_ones(tmp_path):
         labels_from_option("cat,dog,cat")
     with pytest.raises(ConversionError, match="does not exist"):
         labels_from_option(str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize("names", ["\n  0: person\n  1: car\n  2: traffic light\n",
+                                   " [person, car, traffic light]\n"])
+def test_an_ultralytics_dataset_file_gives_its_names(tmp_path, names):
+    path = tmp_path / "data.yaml"
+    path.write_text(f"path: ../data\ntrain: images/train\nval: images/val\nnames:{names}")
+    assert labels_from_option(str(path)) == ("person", "car", "traffic light")
+
+
+def test_a_yaml_file_without_names_is_refused(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_text("path: ../data\ntrain: images\n")
+    with pytest.raises(ConversionError, match="has no `names:` list or mapping from class ids"):
+        labels_from_option(str(path))
+
+
+def test_numbered_lines_with_a_gap_are_kept_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "labels.txt"
+    path.write_text("0 rect\n2 circle\n3 tri\n")
+    assert labels_from_option(str(path)) == ("0 rect", "2 circle", "3 tri")
+    assert "every line starts with a number (0, 2, 3), not 0, 1, 2... in order" in caplog.text
