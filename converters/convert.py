@@ -262,6 +262,11 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     raw_grid = next((name for name, value in first.items()
                      if holds_raw_offsets(value, height, width)), None)
     # a raw YOLOX head is a yolov5 one after its decode: its columns then tell the class count
+    if options.head == "yolox" and not any(len(s) == 3 and s[1] > s[2] > 5  # [N, A, 5+nc]
+                                           for s in shapes.values()):
+        outputs = "; ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+        raise ConversionError(f"--head yolox: no output is a YOLOX head ([N, A, 5+nc]; "
+                              f"outputs: {outputs}); leave --head out")
     output, head = recognise_head(plain.model, first, labels,
                                   requested or ("yolov5" if raw_grid else None),
                                   from_metadata=options.labels is None)

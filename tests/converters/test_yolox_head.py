@@ -112,3 +112,12 @@ def test_a_decoded_yolox_calibrates_with_its_decode_in_float(tmp_path, edge):
     for node in graph.node:
         if "__grid" in node.name:
             assert all(producers.get(i) != "DequantizeLinear" for i in node.input), node.name
+
+
+def test_head_yolox_on_another_layout_is_told_in_its_own_words(tmp_path, edge):
+    other = export_onnx(TinyDetector(3, "anchor_free"), tmp_path / "v8.onnx", SIZE, SIZE)
+    result = edge("convert", other, "-o", tmp_path / "x.onnx", "--labels", "a,b,c",
+                  "--head", "yolox")
+    assert_refused(result, "--head yolox: no output is a YOLOX head ([N, A, 5+nc]; outputs: "
+                           "output0 [1, 7, 256]); leave --head out")
+    assert "'yolov5'" not in result.stderr
