@@ -27,27 +27,51 @@ def _is_file(path: Path) -> bool:
 def labels_from_option(value: str) -> tuple[str, ...]:
     """`labels.txt` (one per line, `0 person` numbering allowed), `labels.json` (a list, or
     `{"0": "cat", ...}`), an Ultralytics dataset's `data.yaml` (its `names`), or `cat,dog,bird`."""
+    if not value.strip():
+        raise ConversionError("--labels has no label names; pass a file with one name a line "
+                              "or a comma list")
     path = Path(value)
+    suffix = path.suffix.lower()
     if _is_file(path):
-        # utf-8-sig: Windows editors begin a UTF-8 file with a byte order mark
-        text = path.read_text(encoding="utf-8-sig")
-        if path.suffix == ".json":
+        text = _text(path)
+        if suffix == ".json":
             found = _from_json(path, text)
-        elif path.suffix in (".yaml", ".yml"):
+        elif suffix in (".yaml", ".yml"):
             found = _from_yaml(path, text)
         else:
             found = _without_line_numbers(
                 path, tuple(line.strip() for line in text.splitlines() if line.strip()))
-    elif path.suffix in (".txt", ".json", ".names", ".yaml", ".yml") or "/" in value:
+        where = f"labels file {path}"
+    elif path.is_dir():
+        raise ConversionError(f"--labels {value} is a folder; pass a labels file (one name a "
+                              "line, a JSON list or a data.yaml) or a comma list")
+    elif suffix in (".txt", ".json", ".names", ".yaml", ".yml") or "/" in value:
         raise ConversionError(f"labels file {value} does not exist")
     else:
         found = tuple(item.strip() for item in value.split(",") if item.strip())
+        where = "--labels"
     if not found:
-        raise ConversionError(f"no labels found in {value!r}; pass a file or a comma list")
+        raise ConversionError(f"{where} {'holds' if where != '--labels' else 'has'} no label "
+                              "names; pass a file with one name a line or a comma list")
     if len(set(found)) != len(found):
         repeated = sorted({x for x in found if found.count(x) > 1})
-        raise ConversionError(f"labels must be unique; repeated: {', '.join(repeated)}")
+        raise ConversionError(f"labels must be unique; repeated in {where}: "
+                              f"{', '.join(repeated)}")
     return found
+
+
+def _text(path: Path) -> str:
+    """A labels file's text: UTF-8 (a byte order mark, as Windows editors write, ignored) or
+    UTF-16 with its byte order mark (Notepad's "Unicode")."""
+    data = path.read_bytes()
+    try:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return data.decode("utf-16")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConversionError(f"labels file {path} is not UTF-8 text (byte {exc.start} cannot "
+                              "be read: Latin-1 or another encoding, or not a text file); save "
+                              "it as UTF-8") from exc
 
 
 def _from_json(path: Path, text: str) -> tuple[str, ...]:
@@ -74,7 +98,11 @@ def _from_yaml(path: Path, text: str) -> tuple[str, ...]:
     except yaml.YAMLError as exc:
         raise ConversionError(f"labels file {path} is not valid YAML: {first_line(exc)}") from exc
     names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, dict) and sorted(names) == list(range(len(names))):
+    if isinstance(names, dict) and all(isinstance(key, int) for key in names):
+        missing = sorted(set(range(max(names) + 1)) - set(names))
+        if missing:
+            raise ConversionError(f"labels file {path}: its names skip class id(s) "
+                                  f"{_ids(missing)}; name every class from 0")
         names = [names[index] for index in range(len(names))]
     if not isinstance(names, list) or not names:
         raise ConversionError(f"labels file {path} has no `names:` list or mapping from class "

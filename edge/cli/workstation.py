@@ -97,7 +97,7 @@ def _convert(args: argparse.Namespace) -> int:
         raise ConversionError("--module-args must be a JSON object")
     options = ConvertOptions(
         input_size=args.input_size,
-        labels=labels_from_option(args.labels) if args.labels else None,
+        labels=labels_from_option(args.labels) if args.labels is not None else None,
         camera_order=args.colour_order,
         normalisation=Normalisation(args.network_order, args.mean, args.std),
         task=args.task, head=args.head, module=args.module, module_args=module_args,

@@ -28,7 +28,7 @@ def test_json_and_comma_lists_and_bad_ones(tmp_path):
     (tmp_path / "l.json").write_text('{"1": "car", "0": "person"}')
     assert labels_from_option(str(tmp_path / "l.json")) == ("person", "car")
     assert labels_from_option("cat, dog,bird") == ("cat", "dog", "bird")
-    with pytest.raises(ConversionError, match="labels must be unique; repeated: cat"):
+    with pytest.raises(ConversionError, match="labels must be unique; repeated in --labels: cat"):
         labels_from_option("cat,dog,cat")
     with pytest.raises(ConversionError, match="does not exist"):
         labels_from_option(str(tmp_path / "missing.txt"))
@@ -54,3 +54,30 @@ def test_numbered_lines_with_a_gap_are_kept_with_a_warning(tmp_path, caplog):
     path.write_text("0 rect\n2 circle\n3 tri\n")
     assert labels_from_option(str(path)) == ("0 rect", "2 circle", "3 tri")
     assert "every line starts with a number (0, 2, 3), not 0, 1, 2... in order" in caplog.text
+
+
+def test_label_files_as_windows_editors_save_them(tmp_path):
+    """Notepad's "Unicode" is UTF-16 with a byte order mark; its "ANSI" (Latin-1) is refused
+    with the fix; suffixes in capitals are the same formats."""
+    (tmp_path / "utf16.txt").write_bytes("café\nniño\n".encode("utf-16"))
+    assert labels_from_option(str(tmp_path / "utf16.txt")) == ("café", "niño")
+    (tmp_path / "latin1.txt").write_bytes("café\nniño\n".encode("latin-1"))
+    with pytest.raises(ConversionError, match=r"latin1.txt is not UTF-8 text \(byte 3 cannot "
+                                              r"be read.*\); save it as UTF-8"):
+        labels_from_option(str(tmp_path / "latin1.txt"))
+    (tmp_path / "DATA.YML").write_text("nc: 2\nnames: [alpha, beta]\n")
+    assert labels_from_option(str(tmp_path / "DATA.YML")) == ("alpha", "beta")
+
+
+def test_folders_empty_files_and_gaps_are_named_as_such(tmp_path):
+    with pytest.raises(ConversionError, match="is a folder; pass a labels file"):
+        labels_from_option(str(tmp_path))
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ConversionError, match=r"labels file .*empty\.txt holds no label names"):
+        labels_from_option(str(tmp_path / "empty.txt"))
+    with pytest.raises(ConversionError, match="--labels has no label names"):
+        labels_from_option("")
+    (tmp_path / "gap.yaml").write_text("names:\n  0: a\n  2: c\n")
+    with pytest.raises(ConversionError, match="its names skip class id\\(s\\) 1; name every "
+                                              "class from 0"):
+        labels_from_option(str(tmp_path / "gap.yaml"))
