@@ -24,6 +24,14 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+def _is_dir(path: Path) -> bool:
+    """As `_is_file`, for a folder."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def labels_from_option(value: str) -> tuple[str, ...]:
     """`labels.txt` (one per line, `0 person` numbering allowed), `labels.json` (a list, or
     `{"0": "cat", ...}`), an Ultralytics dataset's `data.yaml` (its `names`), or `cat,dog,bird`."""
@@ -42,7 +50,7 @@ def labels_from_option(value: str) -> tuple[str, ...]:
             found = _without_line_numbers(
                 path, tuple(line.strip() for line in text.splitlines() if line.strip()))
         where = f"labels file {path}"
-    elif path.is_dir():
+    elif _is_dir(path):
         raise ConversionError(f"--labels {value} is a folder; pass a labels file (one name a "
                               "line, a JSON list or a data.yaml) or a comma list")
     elif suffix in (".txt", ".json", ".names", ".yaml", ".yml") or "/" in value:
