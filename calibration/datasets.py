@@ -16,6 +16,7 @@ import numpy.typing as npt
 from calibration.images import is_hidden, read_image, usable_image_size
 from calibration.readers import IMAGE_SUFFIXES
 from edge.errors import InputError
+from edge.wording import listed
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +173,10 @@ def _yolo_class_ids(root: Path, labels: Sequence[str]) -> list[int]:
     unknown = [name for name in named if name not in labels]
     if unknown:
         raise InputError(
-            f"{root} names its classes {_listed(named)}; {_listed(unknown)} "
+            f"{root} names its classes {listed(named)}; {listed(unknown)} "
             f"{'is not a label' if len(unknown) == 1 else 'are not labels'} of the model "
-            f"({_listed(labels)}): evaluate on a dataset labelled for this model")
+            f"({listed(labels)}): evaluate on a dataset labelled for this model")
     return [list(labels).index(name) for name in named]
-
-
-def _listed(names: Sequence[str], shown: int = 6) -> str:
-    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def _yolo_class_names(root: Path) -> list[str] | None:

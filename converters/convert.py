@@ -306,9 +306,16 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
 def _parity_outputs(plain: _Plain, image: ImageInput, options: ConvertOptions, output: str,
                     size: tuple[int, int]) -> list[npt.NDArray[Any]]:
     """The source's `output` on each parity frame (scenes of many shapes)."""
-    frames = preprocess_by_hand(parity_frames(*size), options.camera_order,
-                                options.normalisation, image.layout)
-    return [plain.run_source(frames[i:i + 1])[output] for i in range(len(frames))]
+    _, inputs = _parity_inputs(image, options, *size)
+    return [plain.run_source(inputs[i:i + 1])[output] for i in range(len(inputs))]
+
+
+def _parity_inputs(image: ImageInput, options: ConvertOptions, height: int, width: int
+                   ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
+    """The parity check's camera frames and the source's inputs made from them by hand."""
+    frames = parity_frames(height, width)
+    return frames, preprocess_by_hand(frames, options.camera_order, options.normalisation,
+                                      image.layout)
 
 
 def _unused_nms_note(options: ConvertOptions) -> tuple[str, ...]:
@@ -462,9 +469,7 @@ def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:
 
 def _verify(converted: onnx.ModelProto, plain: _Plain, image: ImageInput, spec: ModelSpec,
             options: ConvertOptions) -> Parity:
-    frames = parity_frames(spec.input.height, spec.input.width)
-    by_hand = preprocess_by_hand(frames, options.camera_order, options.normalisation,
-                                 image.layout)
+    frames, by_hand = _parity_inputs(image, options, spec.input.height, spec.input.width)
 
     def reference(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.asarray(plain.run_source(x)[spec.output], np.float64)

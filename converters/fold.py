@@ -40,22 +40,23 @@ class Normalisation:
             raise ConversionError("--mean and --std take three values each (one per channel)")
         for option, values in (("--mean", self.mean), ("--std", self.std)):
             if not all(math.isfinite(v) for v in values):
-                raise ConversionError(f"{option} {_given(values)} is not a finite number; pass "
-                                      "the network's own, in 0..1 units")
+                raise ConversionError(f"{option} {option_values(values)} is not a finite "
+                                      "number; pass the network's own, in 0..1 units")
+        mean, std = option_values(self.mean), option_values(self.std)
         if any(s <= 0 for s in self.std):
-            raise ConversionError(f"--std must be positive, got {_given(self.std)}")
+            raise ConversionError(f"--std must be positive, got {std}")
         if any(s < MIN_STD for s in self.std):
-            raise ConversionError(f"--std {_given(self.std)} is below {MIN_STD:g}, less than any "
+            raise ConversionError(f"--std {std} is below {MIN_STD:g}, less than any "
                                   "network of 8-bit pixels is trained with: one fed raw 0..255 "
                                   "values has --std 0.00392157 (1/255)")
         if any(not 0 <= m <= 1 for m in self.mean) or any(s > 1 for s in self.std):
             raise ConversionError(
-                f"--mean {_given(self.mean)} --std {_given(self.std)}: these are in 0..1 units "
+                f"--mean {mean} --std {std}: these are in 0..1 units "
                 "(a pixel mean of 0..1; 0..255 values divided by 255: --mean 127.5 is 0.5), "
                 "so a mean lies in 0..1 and a std is at most 1")
 
 
-def _given(values: Sequence[float]) -> str:
+def option_values(values: Sequence[float]) -> str:
     """The values as the option took them: one where all channels share it."""
     shown = values[:1] if len(set(values)) == 1 else values
     return ",".join(f"{v:g}" for v in shown)

@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from converters.errors import ConversionError
-from converters.fold import ColourOrder, ImageInput
+from converters.fold import ColourOrder, ImageInput, option_values
 from converters.verify import SourceRunner
 
 #: ITU-R BT.601 luma weights, in R, G, B order.
@@ -42,13 +42,9 @@ def check_grey_normalisation(mean: Sequence[float], std: Sequence[float]) -> Non
     """A grey network has one mean and one std: per-channel values that differ mean nothing."""
     if len(set(mean)) > 1 or len(set(std)) > 1:
         raise ConversionError(f"the network takes 1-channel (grey) input, so it has one mean "
-                              f"and one std, but --mean {_listed(mean)} --std {_listed(std)} "
-                              "differ by channel: pass one value each (e.g. --mean 0.5 --std "
-                              "0.5), those it was trained with")
-
-
-def _listed(values: Sequence[float]) -> str:
-    return ",".join(f"{v:g}" for v in values)
+                              f"and one std, but --mean {option_values(mean)} "
+                              f"--std {option_values(std)} differ by channel: pass one value "
+                              "each (e.g. --mean 0.5 --std 0.5), those it was trained with")
 
 
 def colour_input_model(model: onnx.ModelProto, image: ImageInput,

@@ -17,6 +17,7 @@ import onnx
 from converters.errors import ConversionError
 from converters.heads import SUPPORTED, Head, head_from_shape, looks_end_to_end
 from edge.spec import HeadLayout
+from edge.wording import listed
 
 #: Ops that pass a classifier's scores through unchanged in value.
 _PASS_THROUGH = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
@@ -58,7 +59,7 @@ def check_label_count(known: Sequence[str] | None, given: Sequence[str] | None,
         return  # the metadata is short: `check_class_indices` holds the labels to the model
     if known and given and len(known) != len(given):
         raise ConversionError(f"{labels_given(len(given))} but the model's metadata names "
-                              f"{len(known)} classes ({_listed(known)}); pass {len(known)} "
+                              f"{len(known)} classes ({listed(known)}); pass {len(known)} "
                               "labels, or leave --labels out to use those")
 
 
@@ -92,10 +93,6 @@ def unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ..
 
 def labels_given(count: int) -> str:
     return "1 label was given" if count == 1 else f"{count} labels were given"
-
-
-def _listed(labels: Sequence[str], shown: int = 5) -> str:
-    return ", ".join(labels[:shown]) + (", ..." if len(labels) > shown else "")
 
 
 def _labels_needed(fitting: list[tuple[str, Head]]) -> ConversionError:

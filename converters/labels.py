@@ -6,28 +6,22 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 
 from converters.errors import ConversionError, first_line
+from edge.wording import listed
 
 log = logging.getLogger(__name__)
 
 
-def _is_file(path: Path) -> bool:
-    """False also for a name the system cannot look up (a comma list of COCO's 80 class names
-    is longer than a file name may be)."""
+def _holds(check: Callable[[], bool]) -> bool:
+    """`path.is_file` or `path.is_dir`, False also for a name the system cannot look up (a
+    comma list of COCO's 80 class names is longer than a file name may be)."""
     try:
-        return path.is_file()
-    except OSError:
-        return False
-
-
-def _is_dir(path: Path) -> bool:
-    """As `_is_file`, for a folder."""
-    try:
-        return path.is_dir()
+        return check()
     except OSError:
         return False
 
@@ -40,7 +34,7 @@ def labels_from_option(value: str) -> tuple[str, ...]:
                               "or a comma list")
     path = Path(value)
     suffix = path.suffix.lower()
-    if _is_file(path):
+    if _holds(path.is_file):
         text = _text(path)
         if suffix == ".json":
             found = _from_json(path, text)
@@ -50,7 +44,7 @@ def labels_from_option(value: str) -> tuple[str, ...]:
             found = _without_line_numbers(
                 path, tuple(line.strip() for line in text.splitlines() if line.strip()))
         where = f"labels file {path}"
-    elif _is_dir(path):
+    elif _holds(path.is_dir):
         raise ConversionError(f"--labels {value} is a folder; pass a labels file (one name a "
                               "line, a JSON list or a data.yaml) or a comma list")
     elif suffix in (".txt", ".json", ".names", ".yaml", ".yml") or "/" in value:
@@ -110,7 +104,7 @@ def _from_yaml(path: Path, text: str) -> tuple[str, ...]:
         missing = sorted(set(range(max(names) + 1)) - set(names))
         if missing:
             raise ConversionError(f"labels file {path}: its names skip class id(s) "
-                                  f"{_ids(missing)}; name every class from 0")
+                                  f"{listed(missing)}; name every class from 0")
         names = [names[index] for index in range(len(names))]
     if not isinstance(names, list) or not names:
         raise ConversionError(f"labels file {path} has no `names:` list or mapping from class "
@@ -135,13 +129,11 @@ def _without_line_numbers(path: Path, lines: tuple[str, ...]) -> tuple[str, ...]
         log.warning("labels file %s: every line starts with a number (%s), not 0, 1, 2... in "
                     "order, so the lines are the labels, numbers included; if they are class "
                     "ids, a class is missing or out of place: list every class, one per line, "
-                    "in class-id order", path, _ids(ids))
+                    "in class-id order", path, listed(ids))
         return lines
     return tuple(match.group(2).strip() for match in numbered if match)
 
 
-def _ids(ids: list[int], shown: int = 6) -> str:
-    return ", ".join(map(str, ids[:shown])) + (", ..." if len(ids) > shown else "")
 
 
 def labels_from_paddle_metadata(model: onnx.ModelProto) -> tuple[str, ...] | None:

@@ -204,14 +204,15 @@ class DetectionDecoder:
     def _suppressed_already(self, rows: Array, geometry: LetterboxGeometry) -> Detections:
         """An `end_to_end` head's [K, 6] rows: the model chose them (no NMS here, which would
         drop its overlapping objects of one class); kept by score threshold and count."""
-        rows = rows.reshape(-1, END_TO_END_COLUMNS).astype(np.float32)
-        rows = rows[rows[:, 4] >= self.settings.score_threshold]
-        rows = rows[np.argsort(-rows[:, 4], kind="stable")[: self.settings.max_detections]]
-        class_ids = np.rint(rows[:, 5]).astype(np.int64)
+        rows = rows.reshape(-1, END_TO_END_COLUMNS)
+        kept = np.flatnonzero(rows[:, 4] >= self.settings.score_threshold)
+        kept = kept[np.argsort(-rows[kept, 4], kind="stable")[: self.settings.max_detections]]
+        chosen = rows[kept].astype(np.float32, copy=False)  # one gather: a new array
+        class_ids = np.rint(chosen[:, 5]).astype(np.int64)
         outside = class_ids[(class_ids < 0) | (class_ids >= self._num_classes)]
         if outside.size:
             raise ModelError(
                 f"the model output class index {int(outside[0])}, but the spec lists "
                 f"{self._num_classes} labels; re-convert the model with matching labels")
-        return Detections(geometry.boxes_to_source(np.ascontiguousarray(rows[:, :4])),
-                          rows[:, 4].copy(), class_ids)
+        return Detections(geometry.boxes_to_source(np.ascontiguousarray(chosen[:, :4])),
+                          np.ascontiguousarray(chosen[:, 4]), class_ids)

@@ -1,0 +1,10 @@
+"""Small pieces of the wording of user-facing messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def listed(items: Sequence[object], shown: int = 6) -> str:
+    """`a, b, c` - the first `shown` items, then `...` where there are more."""
+    return ", ".join(map(str, items[:shown])) + (", ..." if len(items) > shown else "")
