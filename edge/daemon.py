@@ -51,6 +51,9 @@ _CAMERA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: systemd unit's TimeoutStopSec is 30 s, the flush `mqtt.flush_timeout_s` after these).
 CAMERAS_STOP_S = 5.0
 INFERENCE_STOP_S = 10.0
+#: Starting waits at most this long (seconds) for the broker's first answer before it tells
+#: systemd it is ready; an unreachable broker delays nothing more (the link keeps retrying).
+READY_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,8 @@ class Daemon:
                         "tensorrt): ONNX Runtime's CPU usually runs its Q/DQ layout slower "
                         "than the FP32 model; for the CPU calibrate with --profile cpu, or run "
                         "the FP32 model", self.spec.name)
+        # the broker usually answers within milliseconds: the ready line then says how it went
+        self.link.connection.wait_settled(READY_WAIT_S)
         self.heartbeat.ready(summary_line(self.stats()))
 
     def run(self, stop: StopRequest, duration: float | None = None) -> RunSummary:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import threading
 
 import pytest
 
@@ -83,6 +84,17 @@ def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplo
     connection.connected()
     assert connection.state == "connected"
     assert "after 301 failed attempts" in caplog.records[-1].getMessage()
+
+
+def test_the_first_outcome_is_awaited_after_its_log_line(caplog):
+    connection = ConnectionLog("mqtt://broker:1883")
+    assert not connection.wait_settled(0.05)  # nothing yet: gives up after the timeout
+    connection.failed("connection refused: is the broker running?")
+    assert connection.wait_settled(0.0) and connection.state == "disconnected (connection refused)"
+    assert "connection refused" in caplog.text
+    connected = ConnectionLog("mqtt://broker:1883")
+    threading.Timer(0.05, connected.connected).start()
+    assert connected.wait_settled(5.0) and connected.state == "connected"
 
 
 @pytest.mark.parametrize(

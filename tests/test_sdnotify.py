@@ -144,6 +144,12 @@ summary_interval_s = 1
     assert daemon.returncode == 0, err.decode()
     ready = [m for m in messages if m.startswith("READY=1")]
     assert len(ready) == 1 and "STATUS=gate" in ready[0]
+    # the broker answers within the ready wait: the ready line says so, after the broker's
+    assert "| mqtt connected |" in ready[0], ready[0]
+    lines = err.decode().splitlines()
+    ready_line = next(i for i, line in enumerate(lines) if "ready: " in line)
+    assert "| mqtt connected |" in lines[ready_line]
+    assert any("connected to MQTT broker" in line for line in lines[:ready_line]), lines
     after_ready = messages[messages.index(ready[0]):]
     assert after_ready.count("WATCHDOG=1") >= 5, messages
     assert any(m.startswith("STATUS=gate") and "mqtt connected" in m for m in after_ready)

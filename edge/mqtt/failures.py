@@ -129,7 +129,13 @@ class ConnectionLog:
         self._cause: str | None = None
         self._logged_at = 0.0
         self._failures = 0
+        self._settled = threading.Event()
         self.state = "connecting"
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the first attempt's outcome (connected or failed),
+        so that a line written right after start says which; False if it is still pending."""
+        return self._settled.wait(timeout)
 
     def failed(self, cause: str, attempt: bool = True) -> None:
         """A connection attempt failed (`attempt`), or a live connection was lost (False: not
@@ -138,15 +144,18 @@ class ConnectionLog:
             self._failures += int(attempt)
             self.state = f"disconnected ({cause.partition(':')[0]})"
             now = self._clock()
-            if cause == self._cause and now - self._logged_at < self.REPEAT_S:
-                return
-            self._cause, self._logged_at = cause, now
+            repeated = cause == self._cause and now - self._logged_at < self.REPEAT_S
+            if not repeated:
+                self._cause, self._logged_at = cause, now
             failures = self._failures
+        if repeated:  # a repeat follows a logged failure, which set `_settled`
+            return
         if not attempt:
             log.warning("MQTT broker %s: %s; reconnecting with backoff", self._where, cause)
-            return
-        log.warning("MQTT broker %s: %s (%d failed attempt%s so far; retrying with backoff)",
-                    self._where, cause, failures, "" if failures == 1 else "s")
+        else:
+            log.warning("MQTT broker %s: %s (%d failed attempt%s so far; retrying with "
+                        "backoff)", self._where, cause, failures, "" if failures == 1 else "s")
+        self._settled.set()  # after the line: a line that waited for it comes after it
 
     def connected(self) -> None:
         with self._lock:
@@ -154,3 +163,4 @@ class ConnectionLog:
             self.state = "connected"
         log.info("connected to MQTT broker %s%s", self._where,
                  f" after {failures} failed attempts" if failures else "")
+        self._settled.set()
