@@ -131,7 +131,12 @@ def _without_line_numbers(path: Path, lines: tuple[str, ...]) -> tuple[str, ...]
                     "ids, a class is missing or out of place: list every class, one per line, "
                     "in class-id order", path, listed(ids))
         return lines
-    return tuple(match.group(2).strip() for match in numbered if match)
+    names = tuple(match.group(2).strip() for match in numbered if match)
+    if ids[:1] == [1]:
+        log.info("labels file %s numbers its classes from 1: %r is read as class 0's name; if "
+                 "the model's class 0 is a background class, add a first line `0 background`",
+                 path, names[0])
+    return names
 
 
 

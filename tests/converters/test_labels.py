@@ -56,6 +56,18 @@ def test_numbered_lines_with_a_gap_are_kept_with_a_warning(tmp_path, caplog):
     assert "every line starts with a number (0, 2, 3), not 0, 1, 2... in order" in caplog.text
 
 
+def test_lines_numbered_from_one_are_read_with_a_note(tmp_path, caplog):
+    """TensorFlow's label maps number from 1 (0 is background): said, as the name taken."""
+    caplog.set_level("INFO")
+    path = tmp_path / "labels.txt"
+    path.write_text("1 person\n2 car\n")
+    assert labels_from_option(str(path)) == ("person", "car")
+    assert "numbers its classes from 1: 'person' is read as class 0's name" in caplog.text
+    caplog.clear()
+    path.write_text("0 person\n1 car\n")
+    assert labels_from_option(str(path)) == ("person", "car") and not caplog.text
+
+
 def test_label_files_as_windows_editors_save_them(tmp_path):
     """Notepad's "Unicode" is UTF-16 with a byte order mark; its "ANSI" (Latin-1) is refused
     with the fix; suffixes in capitals are the same formats."""
