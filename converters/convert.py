@@ -39,6 +39,7 @@ from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscri
 from converters.onnx_source import source_onnx_from_file
 from converters.simplify import checked_onnx, simplified_onnx
 from converters.ultralytics import UltralyticsMetadata
+from converters.ultralytics_tasks import detector_of
 from converters.verify import (
     DEFAULT_TOLERANCE,
     Parity,
@@ -179,6 +180,11 @@ def _plain_from_onnx(source: Path) -> _Plain:
     model = loaded.model
     _check_float32(image_input(model))  # several inputs, float16: before ONNX Runtime sees them
     metadata = UltralyticsMetadata.from_onnx(model)
+    notes = tuple(loaded.notes)
+    detector = detector_of(model, metadata) if metadata else None
+    if detector is not None:
+        model, note = detector
+        notes = (*notes, note)
     try:
         session = _source_session(model)
     except ort_errors as exc:
@@ -203,7 +209,7 @@ def _plain_from_onnx(source: Path) -> _Plain:
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
                   metadata.labels if metadata else labels_from_paddle_metadata(model),
                   metadata.image_size if metadata else None,
-                  metadata.stride if metadata else None, tuple(loaded.notes), head)
+                  metadata.stride if metadata else None, notes, head)
 
 
 def _source_session(model: onnx.ModelProto) -> Any:

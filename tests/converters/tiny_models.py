@@ -46,12 +46,14 @@ class TinyClassifier(nn.Module):
 
 
 def export_onnx(network: nn.Module, path: Path, height: int, width: int,
-                metadata: dict[str, str] | None = None, input_name: str = "images") -> Path:
-    """Plain float NCHW ONNX, as a user's own export (or Ultralytics') would look."""
+                metadata: dict[str, str] | None = None, input_name: str = "images",
+                outputs: int = 1) -> Path:
+    """Plain float NCHW ONNX, as a user's own export (or Ultralytics') would look; outputs
+    named output0, output1... as Ultralytics names them."""
     torch.manual_seed(0)
     torch.onnx.export(network.eval(), (torch.zeros(1, 3, height, width),), str(path),
                       dynamo=False, opset_version=17, input_names=[input_name],
-                      output_names=["output0"])
+                      output_names=[f"output{i}" for i in range(outputs)])
     model = onnx.load(str(path))
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
@@ -131,6 +133,33 @@ class TinyEndToEnd(nn.Module):
         boxes = boxes.gather(1, (pairs // self.num_classes)[..., None].expand(-1, -1, 4))
         classes = (pairs % self.num_classes).float()
         return torch.cat([boxes, best[..., None], classes[..., None]], -1)
+
+
+class TinySegment(nn.Module):
+    """Ultralytics' segmentation head in small: the detector's rows then `extra` rows per
+    anchor ([N, 4+nc+extra, A]: 32 mask coefficients; a pose head's keypoints likewise), and
+    with `prototypes` a second output of mask prototypes [N, 32, H/4, W/4]. `end_to_end`: the
+    final detections with the extra columns after them ([N, K, 6+extra]). `sliced`: the first
+    output is not the Concat itself (a Slice must cut it)."""
+
+    def __init__(self, num_classes: int = 3, extra: int = 32, prototypes: bool = True,
+                 end_to_end: bool = False, sliced: bool = False) -> None:
+        super().__init__()
+        self.detector: nn.Module = (TinyEndToEnd(num_classes) if end_to_end
+                                    else TinyDetector(num_classes, "anchor_free"))
+        self.coefficients = nn.Conv2d(3, extra, 4, 4)
+        self.prototypes = nn.Conv2d(3, 32, 4, 4) if prototypes else None
+        self.end_to_end, self.sliced = end_to_end, sliced
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        rows = self.detector(x)
+        extra = self.coefficients(x).flatten(2)  # [N, extra, A]
+        if self.end_to_end:
+            extra = extra.transpose(1, 2)[:, :rows.shape[1]]  # [N, K, extra]
+        out = torch.cat([rows, extra], 2 if self.end_to_end else 1)
+        if self.sliced:
+            out = out * 1.0 + 0.0
+        return out if self.prototypes is None else (out, self.prototypes(x))
 
 
 class TinyYolox(nn.Module):

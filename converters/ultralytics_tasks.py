@@ -1,0 +1,143 @@
+"""Ultralytics segmentation and pose exports read as the detectors they contain.
+
+A `task=segment` export's first output is the detector's, with 32 mask coefficients after each
+anchor's classes ([N, 4+nc+32, A]; end to end, [N, K, 6+32]), and a second output holds the
+mask prototypes ([N, 32, H/4, W/4]); `task=pose` puts each anchor's keypoints where the mask
+coefficients would be. edge publishes boxes and classes, so the converted model keeps the
+detector's rows and drops the rest of the graph: the mask branch and the prototypes no longer
+run on the device. Oriented-box (`obb`) exports hold rotated boxes, which no axis-aligned box
+read from them would match: refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from converters.errors import ConversionError
+from converters.ultralytics import UltralyticsMetadata
+from converters.weights import drop_unused_initializers
+
+#: What follows the classes in each task's first output.
+EXTRA_ROWS = {"segment": "mask coefficients", "pose": "keypoints"}
+
+
+def detector_of(model: onnx.ModelProto, metadata: UltralyticsMetadata
+                ) -> tuple[onnx.ModelProto, str] | None:
+    """`model` cut down to its detector (boxes and classes) with a note saying so, for a
+    segmentation or pose export; None for a detect or classify one."""
+    task = metadata.task
+    if task in (None, "detect", "classify"):
+        return None
+    if task == "obb":
+        raise ConversionError(
+            "this is an Ultralytics oriented-box export (task=obb): its boxes are rotated, and "
+            "edge reads axis-aligned ones; export a detection model instead (a yolo11n.pt-style "
+            "checkpoint trained for task=detect)")
+    if task not in EXTRA_ROWS:
+        raise ConversionError(f"this Ultralytics export's task is {task!r}; edge converts "
+                              "detect, segment and pose exports (as detectors) and classify "
+                              "ones")
+    if not metadata.labels:
+        raise ConversionError(f"this Ultralytics {task} export names no classes in its "
+                              "metadata ('names'), so its detection rows cannot be told from "
+                              f"its {EXTRA_ROWS[task]}; export it again with Ultralytics")
+    output = model.graph.output[0].name
+    kept = 6 if metadata.end_to_end else 4 + len(metadata.labels)
+    axis = 2 if metadata.end_to_end else 1
+    dropped = [o.name for o in model.graph.output[1:]]
+    cut = _keeping_leading_rows(model, output, axis, kept)
+    where = (f"columns 0..{kept - 1}" if metadata.end_to_end else f"rows 0..{kept - 1}")
+    others = (f" and its other output{'s' if len(dropped) > 1 else ''} ({', '.join(dropped)})"
+              if dropped else "")
+    note = (f"an Ultralytics {task} export: read as its detector (boxes and classes, {where} of "
+            f"{output}); its {EXTRA_ROWS[task]}{others} are left out of the converted model "
+            "(edge publishes boxes and classes)")
+    return cut, note
+
+
+def _keeping_leading_rows(model: onnx.ModelProto, output: str, axis: int,
+                          kept: int) -> onnx.ModelProto:
+    """A copy of `model` whose only output is `output` cut to its first `kept` entries along
+    `axis`, without the nodes that only fed what was cut off. Where `output` is a Concat
+    whose first inputs make exactly those entries (as Ultralytics' heads write it), the
+    Concat takes only those, so the cut-off branch does not run at all; else a Slice."""
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    sizes = {value.name: [d.dim_value if d.HasField("dim_value") else None
+                          for d in value.type.tensor_type.shape.dim]
+             for value in (*inferred.graph.value_info, *inferred.graph.input)}
+    cut = onnx.ModelProto()
+    cut.CopyFrom(model)
+    graph = cut.graph
+    producer = next(node for node in graph.node if output in node.output)
+    leading = _leading_inputs(producer, sizes, axis, kept)
+    if leading is not None:
+        producer.input[:] = leading
+    else:
+        full = f"{output}__with_extra_rows"
+        producer.output[:] = [full if name == output else name for name in producer.output]
+        bounds = {"start": 0, "end": kept, "axis": axis}
+        graph.initializer.extend(numpy_helper.from_array(np.array([value], np.int64),
+                                                         f"{output}__cut_{name}")
+                                 for name, value in bounds.items())
+        graph.node.append(helper.make_node(
+            "Slice", [full, *(f"{output}__cut_{name}" for name in bounds)], [output],
+            name=f"{output}__cut"))
+    del graph.output[1:]
+    dims = graph.output[0].type.tensor_type.shape.dim
+    if len(dims) > axis:
+        dims[axis].Clear()
+        dims[axis].dim_value = kept
+    _drop_dead_nodes(graph)
+    return cut
+
+
+def _leading_inputs(node: onnx.NodeProto, sizes: dict[str, list[int | None]], axis: int,
+                    kept: int) -> list[str] | None:
+    """The first inputs of a Concat `node` along `axis` whose sizes add up to `kept`, or None."""
+    concat_axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+    if node.op_type != "Concat" or concat_axis not in (axis, axis - 3):  # rank 3
+        return None
+    total = 0
+    for count, name in enumerate(node.input, 1):
+        dims = sizes.get(name)
+        size = dims[axis] if dims is not None and len(dims) == 3 else None
+        if size is None:
+            return None
+        total += size
+        if total == kept:
+            return list(node.input[:count])
+        if total > kept:
+            return None
+    return None
+
+
+def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
+    """Remove the nodes none of the graph's outputs depends on, and their weights."""
+    needed = {o.name for o in graph.output}
+    live: list[onnx.NodeProto] = []
+    for node in reversed(graph.node):  # topologically sorted: consumers come after producers
+        if needed.intersection(node.output):
+            live.append(node)
+            needed.update(name for name in node.input if name)
+            needed.update(_read_by_subgraphs(node))
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    known = {name for node in graph.node for name in node.output} - {
+        o.name for o in graph.output}  # an output's shape is its own entry's (cut: changed)
+    kept_info = [v for v in graph.value_info if v.name in known]
+    del graph.value_info[:]
+    graph.value_info.extend(kept_info)
+    drop_unused_initializers(graph)
+
+
+def _read_by_subgraphs(node: onnx.NodeProto) -> set[str]:
+    """Every name the subgraphs of `node` (If, Loop, Scan) read, outer-scope ones included."""
+    names: set[str] = set()
+    for attribute in node.attribute:
+        for subgraph in (*attribute.graphs, *([attribute.g] if attribute.HasField("g") else [])):
+            for inner in subgraph.node:
+                names.update(inner.input)
+                names.update(_read_by_subgraphs(inner))
+    return names
