@@ -38,7 +38,7 @@ from converters.metadata import onnx_with_preprocessing, onnx_with_spec
 from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscript_noise_muted
 from converters.onnx_source import source_onnx_from_file
 from converters.simplify import checked_onnx, simplified_onnx
-from converters.ultralytics import UltralyticsMetadata
+from converters.ultralytics import ULTRALYTICS_CLASSIFY_RESIZE, UltralyticsMetadata
 from converters.ultralytics_tasks import detector_of
 from converters.verify import (
     DEFAULT_TOLERANCE,
@@ -56,6 +56,7 @@ from converters.yolox_head import (
     with_grid_decode,
 )
 from edge.files import write_bytes_atomic
+from edge.resizing import Resize
 from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec
 
 #: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
@@ -72,6 +73,7 @@ class ConvertOptions:
     camera_order: ColourOrder = "BGR"
     normalisation: Normalisation = field(default_factory=Normalisation)
     task: Literal["detect", "classify"] | None = None
+    resize: Resize | None = None  # None: the source's own, else letterbox
     #: "yolox": a `yolov5` head whose output holds raw grid offsets (see converters.yolox_head)
     head: HeadLayout | Literal["yolox"] | None = None
     module: str | None = None  # package.module:Class or file.py:Class, for checkpoints
@@ -110,6 +112,8 @@ class _Plain:
     image_size: tuple[int, int] | None = None
     stride: int | None = None
     notes: tuple[str, ...] = ()
+    #: How its training images were made, where the source says (Ultralytics classify)
+    resize: Resize | None = None
     #: The head layout the source says (Ultralytics' end2end) or its loader built (GFL)
     head: HeadLayout | None = None
 
@@ -203,13 +207,17 @@ def _plain_from_onnx(source: Path) -> _Plain:
             raise ConversionError(
                 f"the source model fails on an input of shape {list(x.shape)}: "
                 f"{first_line(exc)}; check --input-size (the size it was trained at)") from exc
+        if fixed is None:  # an output's first axis need not be the batch (time-major CTC)
+            return dict(zip(outputs, results, strict=True))
         return {name: result[:len(x)] for name, result in zip(outputs, results, strict=True)}
 
     head = "end_to_end" if metadata and metadata.end_to_end else loaded.head
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
                   metadata.labels if metadata else labels_from_paddle_metadata(model),
                   metadata.image_size if metadata else None,
-                  metadata.stride if metadata else None, notes, head)
+                  metadata.stride if metadata else None, notes,
+                  ULTRALYTICS_CLASSIFY_RESIZE if metadata and metadata.task == "classify"
+                  else None, head)
 
 
 def _source_session(model: onnx.ModelProto) -> Any:
@@ -295,10 +303,11 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     folded = onnx_with_preprocess(_with_batch(plain.model, image, batch), options.camera_order,
                                   options.normalisation, height, width)
     folded = simplified_onnx(folded) if options.simplify else checked_onnx(folded)
+    resize = options.resize or plain.resize or "letterbox"
     spec = ModelSpec(
         task=head.task, labels=labels, head=head.layout, output=output,  # type: ignore[arg-type]
         input=InputSpec(name=image.name, width=width, height=height, batch=batch,
-                        colour_order=options.camera_order),
+                        colour_order=options.camera_order, resize=resize),
         postprocess=options.postprocess, name=options.name or default_name,
         source=plain.kind, quantization="float")
     converted = onnx_with_preprocessing(onnx_with_spec(folded, spec), options.normalisation,
@@ -306,7 +315,8 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
                      plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
-                     + unread_outputs_note(output, head, shapes))
+                     + _source_resize_note(plain, options) + unread_outputs_note(output, head,
+                                                                                 shapes))
 
 
 def _parity_outputs(plain: _Plain, image: ImageInput, options: ConvertOptions, output: str,
@@ -368,10 +378,23 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions,
         assumed.append("pixels / 255 with no mean or std (--mean, --std)")
         examples.insert(0, "e.g. --mean 0.5 --std 0.5" if grey else
                         "ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
+    if options.resize is None:
+        assumed.append("whole frames letterboxed, centred (--resize)")
+        examples.append("trained on images resized to the input, as Keras and torchvision's "
+                        "Resize((h, w)) do: --resize stretch")
     if not assumed:
         return ()
-    return (f"assumed the network takes {' and '.join(assumed)}; if it was trained otherwise, "
-            f"pass that ({'; '.join(examples)}), or its accuracy drops with no error",)
+    takes = ", ".join(assumed[:-1]) + " and " + assumed[-1] if len(assumed) > 1 else assumed[0]
+    return (f"assumed the network takes {takes}; if it was trained otherwise, pass that "
+            f"({'; '.join(examples)}), or its accuracy drops with no error",)
+
+
+def _source_resize_note(plain: _Plain, options: ConvertOptions) -> tuple[str, ...]:
+    if options.resize is not None or plain.resize is None:
+        return ()
+    return (f"frames are made into the input by {plain.resize}, as Ultralytics' classify "
+            "predictor does (the frame's centre, its shorter side to the input's); pass "
+            "--resize letterbox to keep the whole frame",)
 
 
 def _input_size(image: ImageInput, plain: _Plain, options: ConvertOptions) -> tuple[int, int]:
@@ -454,8 +477,8 @@ def _grid_decoded(plain: _Plain, output: str, value: npt.NDArray[Any], height: i
     note = (f"output {output} holds raw grid offsets (YOLOX's export without "
             "--decode_in_inference): appended the grid decode (strides "
             f"{', '.join(map(str, YOLOX_STRIDES))}), so it reads as [N, A, 5+nc] in input "
-            "pixels. YOLOX's own models take BGR pixels 0..255 as they are: --network-order "
-            "BGR --std 0.00392157")
+            "pixels. YOLOX's own models take BGR pixels 0..255 as they are, letterboxed at the "
+            "top left: --network-order BGR --std 0.00392157 --resize letterbox-top-left")
     return replace(plain, model=with_grid_decode(plain.model, output, height, width),
                    run_source=grid_decoded_runner(plain.run_source, output, height, width),
                    notes=(*plain.notes, note))

@@ -47,6 +47,11 @@ def head_from_shape(shape: Sequence[int | str | None], num_classes: int | None,
         raise ConversionError(f"the output {list(shape)} holds final detections (end_to_end: "
                               "rows of x1 y1 x2 y2 score class, by score), whose class count "
                               "is not in its shape: pass --labels with the model's class names")
+    if not candidates and len(dims) == 4 and requested is None:
+        raise ConversionError(
+            f"the output {list(shape)} is a map ([N, C, H, W]: segmentation, a text detector "
+            "such as DBNet, depth), not a head edge decodes into detections or classes; "
+            f"supported: {SUPPORTED}")
     if not candidates:
         classes = f"{num_classes} classes" if num_classes is not None else "an unknown class count"
         raise ConversionError(

@@ -45,8 +45,10 @@ def labels_from_option(value: str) -> tuple[str, ...]:
                 path, tuple(line.strip() for line in text.splitlines() if line.strip()))
         where = f"labels file {path}"
     elif _holds(path.is_dir):
+        single = (f"; for one class named {value!r}, end it with a comma: --labels {value},"
+                  if "," not in value and "/" not in value else "")
         raise ConversionError(f"--labels {value} is a folder; pass a labels file (one name a "
-                              "line, a JSON list or a data.yaml) or a comma list")
+                              f"line, a JSON list or a data.yaml) or a comma list{single}")
     elif suffix in (".txt", ".json", ".names", ".yaml", ".yml") or "/" in value:
         raise ConversionError(f"labels file {value} does not exist")
     else:

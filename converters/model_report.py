@@ -131,7 +131,8 @@ def format_report(report: dict[str, Any]) -> str:
         size = f"{spec['input']['height']}x{spec['input']['width']} (HxW, as --input-size)"
         lines.append(f"spec: {spec['name']} — {spec['task']}, head {spec['head']} on "
                      f"{spec['output']}, input {size} {spec['input']['colour_order']} uint8, "
-                     f"batch {spec['input']['batch'] or 'dynamic'}")
+                     f"batch {spec['input']['batch'] or 'dynamic'}; frames by "
+                     f"{spec['input'].get('resize', 'letterbox')}")
         lines.append(f"labels ({len(spec['labels'])}): {', '.join(spec['labels'][:20])}"
                      f"{' …' if len(spec['labels']) > 20 else ''}")
         if spec["task"] == "detect":  # what `edge run` keeps unless its config says otherwise

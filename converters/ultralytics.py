@@ -9,6 +9,11 @@ from dataclasses import dataclass
 import onnx
 
 from converters.errors import ConversionError
+from edge.resizing import Resize
+
+#: Ultralytics' classify predictor resizes the shorter side to the input and crops the centre
+#: (`classify_transforms`); its detectors letterbox, centred, edge's default.
+ULTRALYTICS_CLASSIFY_RESIZE: Resize = "crop"
 
 
 @dataclass(frozen=True)

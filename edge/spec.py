@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge.errors import NOT_A_MODEL_FIX, ModelError
 from edge.files import require_model_file
 from edge.ort_session import session_from_onnx
+from edge.resizing import RESIZE_HELP, Resize
 
 SPEC_KEY = "edge.spec"
 SPEC_VERSION = 1
@@ -53,6 +54,7 @@ class InputSpec(_Strict):
     batch: int | None = Field(default=1, ge=1, description="None: dynamic batch")
     colour_order: Literal["BGR", "RGB"] = "BGR"
     pad_value: int = Field(default=114, ge=0, le=255)
+    resize: Resize = Field(default="letterbox", description=RESIZE_HELP)
 
 
 class PostprocessSpec(_Strict):
@@ -92,7 +94,9 @@ class ModelSpec(_Strict):
         return len(self.labels)
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        # the default resize is left out, so edge versions before it read the spec
+        return self.model_dump_json(
+            exclude={"input": {"resize"}} if self.input.resize == "letterbox" else None)
 
     @classmethod
     def from_json(cls, text: str, origin: str) -> ModelSpec:

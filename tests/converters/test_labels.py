@@ -81,9 +81,16 @@ def test_label_files_as_windows_editors_save_them(tmp_path):
     assert labels_from_option(str(tmp_path / "DATA.YML")) == ("alpha", "beta")
 
 
-def test_folders_empty_files_and_gaps_are_named_as_such(tmp_path):
+def test_folders_empty_files_and_gaps_are_named_as_such(tmp_path, monkeypatch):
     with pytest.raises(ConversionError, match="is a folder; pass a labels file"):
         labels_from_option(str(tmp_path))
+    # one class whose name is also a folder here: how to say it is a name
+    (tmp_path / "text").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConversionError, match="for one class named 'text', end it with a "
+                                              "comma: --labels text,"):
+        labels_from_option("text")
+    assert labels_from_option("text,") == ("text",)
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(ConversionError, match=r"labels file .*empty\.txt holds no label names"):
         labels_from_option(str(tmp_path / "empty.txt"))

@@ -19,6 +19,7 @@ import pytest
 from converters.convert import ConvertOptions, convert
 from converters.errors import ConversionError
 from converters.onnx_source import opset_of
+from edge.resizing import Resize
 from tests.converters.cli_results import Result, assert_refused
 from tests.converters.exporter_graphs import SIZE, classifier
 
@@ -94,8 +95,9 @@ def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_pat
 
     source = classifier(tmp_path / "m.onnx")
 
-    def note(normalisation: Normalisation) -> str:
-        notes = convert(source, ConvertOptions(labels=LABELS, normalisation=normalisation)).notes
+    def note(normalisation: Normalisation, resize: Resize | None = "letterbox") -> str:
+        notes = convert(source, ConvertOptions(labels=LABELS, normalisation=normalisation,
+                                               resize=resize)).notes
         return next((n for n in notes if n.startswith("assumed the network takes")), "")
 
     imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -107,6 +109,13 @@ def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_pat
     assert note(Normalisation("RGB", *imagenet)).startswith(
         "assumed the network takes RGB channel order (--network-order);")
     assert note(Normalisation("BGR", *imagenet)) == ""
+    assert note(Normalisation("BGR", *imagenet), resize=None).startswith(
+        "assumed the network takes whole frames letterboxed, centred (--resize); if it was "
+        "trained otherwise, pass that (trained on images resized to the input, as Keras and "
+        "torchvision's Resize((h, w)) do: --resize stretch)")
+    assert note(Normalisation(), resize=None).startswith(
+        "assumed the network takes RGB channel order (--network-order), pixels / 255 with no "
+        "mean or std (--mean, --std) and whole frames letterboxed, centred (--resize);")
 
 
 def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, edge):
@@ -322,10 +331,10 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
     rng = np.random.default_rng(0)
     for index in range(10):
         cv2.imwrite(str(small / f"{index}.png"),
-                    rng.integers(0, 256, (SIZE - 8, SIZE - 4 + index % 3, 3), np.uint8))
+                    rng.integers(0, 256, (SIZE - 16, SIZE - 16 + index % 3, 3), np.uint8))
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx")
     assert_refused(result, "all 10 images", "are smaller than the model input 32x32",
-                   "largest 30x24")
+                   "largest 18x16")
     # fewer than --min-images: the sizes are still what to fix first
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
                   "--min-images", "20")
@@ -343,7 +352,18 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
                     rng.integers(0, 256, (64, 40 + index, 3), np.uint8))
     summary = calibrated()
     assert "left out 10 image(s)" in caplog.text and ": 0.png, 1.png" in caplog.text
+    assert "upscaled more than 1.5x" in caplog.text
     assert summary["skipped"] == 10 and summary["frames"] == 10  # 11 images, 1 held out
+    # slightly smaller ones among them (crops of varying size, upscaled < 1.5x) are kept
+    caplog.clear()
+    for index in range(3):
+        cv2.imwrite(str(small / f"crop{index}.png"),
+                    rng.integers(0, 256, (SIZE - 4, SIZE - 2, 3), np.uint8))
+    summary = calibrated()
+    assert "left out 10 image(s)" in caplog.text and "crop" not in caplog.text
+    assert summary["skipped"] == 10 and summary["frames"] == 13
+    for index in range(3):
+        (small / f"crop{index}.png").unlink()
     # most of them small (a model input larger than the usual frame): all are kept
     caplog.clear()
     for index in range(10):

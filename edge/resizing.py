@@ -1,0 +1,16 @@
+"""The ways a camera frame can become a network's input (`edge convert --resize`), in a module
+of its own so that the command line names them without importing the spec's pydantic models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: How a camera frame becomes the model's input, as the network was trained:
+Resize = Literal["letterbox", "letterbox-top-left", "stretch", "crop"]
+RESIZE_HELP = (
+    "letterbox: the whole frame, aspect kept, centred between pad bars (Ultralytics); "
+    "letterbox-top-left: the same at the top-left corner, bars right and below (YOLOX, "
+    "ddddocr); stretch: the whole frame, aspect not kept (Keras, torchvision "
+    "Resize((h, w)), PaddleOCR's text classifiers); crop: aspect kept, the frame's centre "
+    "filling the input, the rest cut off (classifiers trained with a centre crop, "
+    "Ultralytics classify)")

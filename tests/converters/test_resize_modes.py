@@ -1,0 +1,90 @@
+"""`edge convert --resize`: a network trained on stretched, centre-cropped or top-left
+letterboxed images gets its input made the same way on the device, in calibration and in
+evaluation (all three take the model's letterboxer from its spec)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from calibration.readers import frames_from
+from edge.cli import main
+from edge.preprocess import letterboxer_from_spec
+from edge.spec import SPEC_KEY, spec_from_model
+from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
+
+SIZE = 32
+
+
+def _classifier(tmp_path, metadata=None):
+    return export_onnx(seeded(TinyClassifier(3)), tmp_path / "cls.onnx", SIZE, SIZE, metadata)
+
+
+def _spec_json(path) -> dict:
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return json.loads(props[SPEC_KEY])
+
+
+@pytest.mark.parametrize("resize", ["stretch", "crop", "letterbox-top-left"])
+def test_the_resize_given_is_recorded_and_shown(tmp_path, edge, resize):
+    out = tmp_path / "cls.edge.onnx"
+    result = edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c",
+                  "--resize", resize)
+    assert result.returncode == 0, result.stderr
+    assert f"frames by {resize}" in result.stdout
+    assert spec_from_model(onnx.load(str(out)), str(out)).input.resize == resize
+    assert f"frames by {resize}" in edge("inspect", out).stdout
+
+
+def test_the_default_letterbox_is_left_out_of_the_spec_for_older_readers(tmp_path, edge):
+    out = tmp_path / "cls.edge.onnx"
+    assert edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c").returncode == 0
+    assert "resize" not in _spec_json(out)["input"]
+    assert spec_from_model(onnx.load(str(out)), str(out)).input.resize == "letterbox"
+
+
+def test_an_ultralytics_classifier_is_centre_cropped_as_its_predictor_does(tmp_path, edge):
+    source = _classifier(tmp_path, {"names": "{0: 'a', 1: 'b', 2: 'c'}", "imgsz": "[32, 32]",
+                                    "stride": "1", "task": "classify"})
+    out = tmp_path / "cls.edge.onnx"
+    result = edge("convert", source, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert spec_from_model(onnx.load(str(out)), str(out)).input.resize == "crop"
+    assert "as Ultralytics' classify predictor does" in result.stdout
+    whole = tmp_path / "whole.edge.onnx"
+    result = edge("convert", source, "-o", whole, "--resize", "letterbox")
+    assert result.returncode == 0, result.stderr
+    assert spec_from_model(onnx.load(str(whole)), str(whole)).input.resize == "letterbox"
+    assert "classify predictor" not in result.stdout
+
+
+def test_an_unknown_resize_is_refused_with_the_choices(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["convert", str(_classifier(tmp_path)), "-o", str(tmp_path / "x.onnx"),
+              "--resize", "pad"])
+    assert stopped.value.code == 2
+    assert ("argument --resize: invalid choice: 'pad' (choose from 'letterbox', "
+            "'letterbox-top-left', 'stretch', 'crop')") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("resize", ["stretch", "crop"])
+def test_calibration_frames_are_made_as_the_spec_says(tmp_path, edge, resize):
+    out = tmp_path / "cls.edge.onnx"
+    edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c", "--resize", resize)
+    spec = spec_from_model(onnx.load(str(out)), str(out))
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (48, 96, 3), np.uint8) for _ in range(3)]
+    for i, image in enumerate(images):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), image)
+    inputs = [x[spec.input.name][0] for x in frames_from(tmp_path, min_images=1).inputs(spec)]
+    region = images[0] if resize == "stretch" else images[0][:, 24:72]  # the centre 48x48
+    expected = cv2.resize(np.ascontiguousarray(region), (SIZE, SIZE),
+                          interpolation=cv2.INTER_LINEAR)  # BGR in: the swap is in the graph
+    np.testing.assert_array_equal(inputs[0], expected)
+    buffer = np.zeros((1, SIZE, SIZE, 3), np.uint8)
+    letterboxer_from_spec(spec)(images[0], buffer)  # the device's: the same pixels
+    np.testing.assert_array_equal(buffer[0], expected)
