@@ -30,6 +30,8 @@ from converters.head_choice import (
     check_class_indices,
     check_label_count,
     highest_class_index,
+    labels_given,
+    per_frame,
     recognise_head,
     unread_outputs_note,
 )
@@ -39,7 +41,11 @@ from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscri
 from converters.onnx_source import source_onnx_from_file
 from converters.simplify import checked_onnx, simplified_onnx
 from converters.ultralytics import ULTRALYTICS_CLASSIFY_RESIZE, UltralyticsMetadata
-from converters.ultralytics_tasks import detector_of
+from converters.ultralytics_tasks import (
+    detector_of,
+    keeping_leading_rows,
+    segment_without_metadata,
+)
 from converters.verify import (
     DEFAULT_TOLERANCE,
     Parity,
@@ -136,7 +142,7 @@ def convert_module(network: Any, options: ConvertOptions, name: str,
 
 def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
     if source.suffix.lower() == ".onnx" or _looks_like_onnx(source):
-        return _plain_from_onnx(source)
+        return _plain_from_onnx(source, options.labels is not None)
     from converters.torch_loading import (  # noqa: PLC0415 - torch is optional: only PyTorch sources need it
         checkpoint_problem,
         damaged_archive,
@@ -168,7 +174,8 @@ def _looks_like_onnx(source: Path) -> bool:
     return len(model.graph.node) > 0
 
 
-def _plain_from_onnx(source: Path) -> _Plain:
+def _plain_from_onnx(source: Path, labels_given: bool = False) -> _Plain:
+    """`labels_given`: --labels name the classes (metadata that does not fit is then no error)."""
     from onnxruntime.capi.onnxruntime_pybind11_state import (  # noqa: PLC0415 - heavy; only the parity check needs it
         Fail,
         InvalidArgument,
@@ -185,10 +192,11 @@ def _plain_from_onnx(source: Path) -> _Plain:
     _check_float32(image_input(model))  # several inputs, float16: before ONNX Runtime sees them
     metadata = UltralyticsMetadata.from_onnx(model)
     notes = tuple(loaded.notes)
-    detector = detector_of(model, metadata) if metadata else None
+    detector = detector_of(model, metadata, labels_given) if metadata else None
     if detector is not None:
-        model, note = detector
-        notes = (*notes, note)
+        model, notes = detector.model, (*notes, detector.note)
+    labels = (None if detector is not None and not detector.names_fit
+              else metadata.labels if metadata else labels_from_paddle_metadata(model))
     try:
         session = _source_session(model)
     except ort_errors as exc:
@@ -212,8 +220,7 @@ def _plain_from_onnx(source: Path) -> _Plain:
         return {name: result[:len(x)] for name, result in zip(outputs, results, strict=True)}
 
     head = "end_to_end" if metadata and metadata.end_to_end else loaded.head
-    return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx",
-                  metadata.labels if metadata else labels_from_paddle_metadata(model),
+    return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx", labels,
                   metadata.image_size if metadata else None,
                   metadata.stride if metadata else None, notes,
                   ULTRALYTICS_CLASSIFY_RESIZE if metadata and metadata.task == "classify"
@@ -272,6 +279,11 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         _check_stride(height, width, known_stride)
     first = _first_outputs(plain, image, height, width)
     shapes = {name: tuple(value.shape) for name, value in first.items()}
+    if plain.kind == "onnx":  # no Ultralytics metadata to say it is a segmentation export
+        segment = segment_without_metadata(shapes, len(labels) if labels else None)
+        if segment is not None:
+            plain, first = _without_masks(plain, first, *segment, labels)
+            shapes = {name: tuple(value.shape) for name, value in first.items()}
     requested = _head_layout(plain, options)
     raw_grid = next((name for name, value in first.items()
                      if holds_raw_offsets(value, height, width)), None)
@@ -315,8 +327,33 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
                      plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
-                     + _source_resize_note(plain, options) + unread_outputs_note(output, head,
+                     + _resize_notes(plain, options, spec) + unread_outputs_note(output, head,
                                                                                  shapes))
+
+
+def _without_masks(plain: _Plain, first: dict[str, npt.NDArray[Any]], output: str, kept: int,
+                   prototypes: str, labels: tuple[str, ...] | None
+                   ) -> tuple[_Plain, dict[str, npt.NDArray[Any]]]:
+    """A segmentation export without its metadata, cut to its detector's `kept` rows of
+    `output` once --labels say how many classes it has (see `segment_without_metadata`)."""
+    classes, masks = kept - 4, first[output].shape[1] - kept
+    layout = (f"outputs {output} ({per_frame(first[output].shape)}) and {prototypes} "
+              f"({per_frame(first[prototypes].shape)}) look like an Ultralytics segmentation "
+              f"export without its metadata: 4 box rows, {classes} class rows and {masks} mask "
+              "coefficients, with the mask prototypes")
+    if labels is None or len(labels) != classes:
+        given = "" if labels is None else f"{labels_given(len(labels))}; "
+        raise ConversionError(f"{given}{layout}; pass --labels with its {classes} class names "
+                              "(or export it again with Ultralytics, whose metadata names them)")
+
+    def run(x: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[Any]]:
+        return {output: plain.run_source(x)[output][:, :kept]}
+
+    note = (f"{layout}: read as its detector (rows 0..{kept - 1} of {output}); the mask "
+            f"coefficients and {prototypes} are left out of the converted model")
+    cut = replace(plain, model=keeping_leading_rows(plain.model, output, 1, kept),
+                  run_source=run, notes=(*plain.notes, note))
+    return cut, {output: first[output][:, :kept]}
 
 
 def _parity_outputs(plain: _Plain, image: ImageInput, options: ConvertOptions, output: str,
@@ -389,12 +426,18 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions,
             f"({'; '.join(examples)}), or its accuracy drops with no error",)
 
 
-def _source_resize_note(plain: _Plain, options: ConvertOptions) -> tuple[str, ...]:
-    if options.resize is not None or plain.resize is None:
-        return ()
-    return (f"frames are made into the input by {plain.resize}, as Ultralytics' classify "
-            "predictor does (the frame's centre, its shorter side to the input's); pass "
-            "--resize letterbox to keep the whole frame",)
+def _resize_notes(plain: _Plain, options: ConvertOptions, spec: ModelSpec) -> tuple[str, ...]:
+    """What the resize the source implies, or a crop of a detector's frames, leaves out."""
+    if options.resize is None and plain.resize is not None:
+        return (f"frames are made into the input by {plain.resize}, as Ultralytics' classify "
+                "predictor does (the frame's centre, its shorter side to the input's); pass "
+                "--resize letterbox to keep the whole frame",)
+    if spec.input.resize == "crop" and spec.task == "detect":
+        return ("--resize crop on a detector: only the centre of each frame, in the input's "
+                f"aspect ({spec.input.width}x{spec.input.height}), is searched; objects beyond "
+                "it are not found (a detector trained on whole images wants the default, "
+                "letterbox)",)
+    return ()
 
 
 def _input_size(image: ImageInput, plain: _Plain, options: ConvertOptions) -> tuple[int, int]:

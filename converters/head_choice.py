@@ -83,10 +83,10 @@ def unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ..
                         ) -> tuple[str, ...]:
     """A note naming the output the spec reads and the others (kept in the graph, unread), when
     the model has several (a face net's box regression can be as wide as a class list)."""
-    others = [f"{name} ({_per_frame(shape)})" for name, shape in shapes.items() if name != output]
+    others = [f"{name} ({per_frame(shape)})" for name, shape in shapes.items() if name != output]
     if not others:
         return ()
-    return (f"took output {output} ({_per_frame(shapes[output])}) as the {head.task} head "
+    return (f"took output {output} ({per_frame(shapes[output])}) as the {head.task} head "
             f"({head.layout}, {head.num_classes} classes); not read: {', '.join(others)}. If "
             "that is the wrong output, pass as many --labels as the right one has classes",)
 
@@ -122,12 +122,12 @@ def _no_head_error(model: onnx.ModelProto, first: Outputs, nc: int | None,
     if nc is not None and len(outputs) == 1 and fitting:
         classes = fitting[outputs[0]].num_classes
         return ConversionError(f"{given} but the model's output {outputs[0]} "
-                               f"({_per_frame(shapes[outputs[0]])}) has {classes} classes; pass "
+                               f"({per_frame(shapes[outputs[0]])}) has {classes} classes; pass "
                                f"exactly {classes} labels" + (" with --labels" if from_metadata
                                                               else ""))
     if len(outputs) == 1 and first_error is not None:
         return first_error
-    seen = "; ".join(f"{name} ({_per_frame(shapes[name])}" + (
+    seen = "; ".join(f"{name} ({per_frame(shapes[name])}" + (
         f", {head.num_classes} classes)" if (head := unlabelled[name]) else ")")
         for name in outputs)
     if nc is not None and fitting:
@@ -138,7 +138,7 @@ def _no_head_error(model: onnx.ModelProto, first: Outputs, nc: int | None,
                            f"{SUPPORTED}")
 
 
-def _per_frame(shape: tuple[int, ...]) -> str:
+def per_frame(shape: tuple[int, ...]) -> str:
     """An output's shape from a batch-1 run, without that batch: `22 x 2100 a frame` (a
     dynamic-batch model has no batch of 1 to speak of)."""
     return f"{' x '.join(map(str, shape[1:])) or 'a scalar'} a frame"

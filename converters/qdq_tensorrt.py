@@ -48,6 +48,7 @@ class _Inserter:
     new_nodes: list[onnx.NodeProto] = field(default_factory=list)
     new_initializers: list[onnx.TensorProto] = field(default_factory=list)
     dequantized: dict[str, str] = field(default_factory=dict)
+    weights: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def activation(self, tensor: str) -> str:
         """Name of the dequantized copy of activation `tensor` (one Q/DQ pair per tensor)."""
@@ -71,9 +72,15 @@ class _Inserter:
         return dequantized
 
     def weight(self, node: onnx.NodeProto, initializer: onnx.TensorProto) -> str:
+        """Name of the dequantized int8 copy of `initializer`, the weight of `node`; a weight
+        several nodes share (a detection head applied at every level) is quantized once."""
         axis = weight_axis(node)
+        if (initializer.name, axis) in self.weights:
+            return self.weights[initializer.name, axis]
         quantized, scale = quantize_weight(numpy_helper.to_array(initializer), axis)
-        name = initializer.name
+        name = initializer.name if not any(shared == initializer.name for shared, _ in
+                                           self.weights) else f"{initializer.name}__axis{axis}"
+        self.weights[initializer.name, axis] = f"{name}__dequantized"
         self.new_initializers += [
             numpy_helper.from_array(quantized, f"{name}__int8"),
             numpy_helper.from_array(scale, f"{name}__scale"),

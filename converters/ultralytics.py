@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 
 from converters.errors import ConversionError
@@ -25,6 +26,8 @@ class UltralyticsMetadata:
     #: The output is final detections, [N, K, 6] (YOLO26 and YOLOv10 by default, `end2end`;
     #: any detector exported with `nms=True`)
     end_to_end: bool = False
+    #: A pose model's values per anchor after its classes: keypoints x values each (kpt_shape)
+    keypoint_values: int | None = None
 
     @classmethod
     def from_onnx(cls, model: onnx.ModelProto) -> UltralyticsMetadata | None:
@@ -34,7 +37,7 @@ class UltralyticsMetadata:
             return None
         return cls(_labels(props.get("names")), _image_size(props.get("imgsz")),
                    int(props["stride"]) if props.get("stride", "").isdigit() else None,
-                   props.get("task"), _end_to_end(props))
+                   props.get("task"), _end_to_end(props), _keypoint_values(props))
 
 
 def _end_to_end(props: dict[str, str]) -> bool:
@@ -45,6 +48,16 @@ def _end_to_end(props: dict[str, str]) -> bool:
     except (ValueError, SyntaxError):  # the export arguments are informative only
         return False
     return isinstance(args, dict) and args.get("nms") is True
+
+
+def _keypoint_values(props: dict[str, str]) -> int | None:
+    try:
+        shape = ast.literal_eval(props.get("kpt_shape", "None"))
+    except (ValueError, SyntaxError):  # then the class count is the metadata's alone
+        return None
+    if isinstance(shape, list | tuple) and shape and all(isinstance(d, int) for d in shape):
+        return int(np.prod(shape))
+    return None
 
 
 def _literal(text: str, key: str) -> object:

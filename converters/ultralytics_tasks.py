@@ -11,6 +11,8 @@ read from them would match: refused.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -18,15 +20,28 @@ from onnx import helper, numpy_helper
 from converters.errors import ConversionError
 from converters.ultralytics import UltralyticsMetadata
 from converters.weights import drop_unused_initializers
+from edge.wording import counted
 
 #: What follows the classes in each task's first output.
 EXTRA_ROWS = {"segment": "mask coefficients", "pose": "keypoints"}
 
 
-def detector_of(model: onnx.ModelProto, metadata: UltralyticsMetadata
-                ) -> tuple[onnx.ModelProto, str] | None:
+@dataclass(frozen=True)
+class Detector:
+    """A segmentation or pose export cut down to its detector."""
+
+    model: onnx.ModelProto
+    note: str
+    #: Whether the metadata's class names fit the output (else they are not to be used)
+    names_fit: bool = True
+
+
+def detector_of(model: onnx.ModelProto, metadata: UltralyticsMetadata,
+                labels_given: bool = False) -> Detector | None:
     """`model` cut down to its detector (boxes and classes) with a note saying so, for a
-    segmentation or pose export; None for a detect or classify one."""
+    segmentation or pose export; None for a detect or classify one. The class count comes
+    from the output's rows less the extra ones where both are known (metadata naming another
+    count is not used: refused unless `labels_given`), else from the metadata's names."""
     task = metadata.task
     if task in (None, "detect", "classify"):
         return None
@@ -39,25 +54,78 @@ def detector_of(model: onnx.ModelProto, metadata: UltralyticsMetadata
         raise ConversionError(f"this Ultralytics export's task is {task!r}; edge converts "
                               "detect, segment and pose exports (as detectors) and classify "
                               "ones")
-    if not metadata.labels:
+    output = model.graph.output[0].name
+    dropped = [o.name for o in model.graph.output[1:]]
+    named = len(metadata.labels) if metadata.labels else None
+    by_rows = None if metadata.end_to_end else _classes_by_structure(model, task, metadata)
+    classes = by_rows if by_rows is not None else named
+    if classes is None and not metadata.end_to_end:
         raise ConversionError(f"this Ultralytics {task} export names no classes in its "
                               "metadata ('names'), so its detection rows cannot be told from "
                               f"its {EXTRA_ROWS[task]}; export it again with Ultralytics")
-    output = model.graph.output[0].name
-    kept = 6 if metadata.end_to_end else 4 + len(metadata.labels)
+    kept = 6 if metadata.end_to_end else 4 + (classes or 0)
     axis = 2 if metadata.end_to_end else 1
-    dropped = [o.name for o in model.graph.output[1:]]
-    cut = _keeping_leading_rows(model, output, axis, kept)
+    cut = keeping_leading_rows(model, output, axis, kept)
     where = (f"columns 0..{kept - 1}" if metadata.end_to_end else f"rows 0..{kept - 1}")
     others = (f" and its other output{'s' if len(dropped) > 1 else ''} ({', '.join(dropped)})"
               if dropped else "")
     note = (f"an Ultralytics {task} export: read as its detector (boxes and classes, {where} of "
             f"{output}); its {EXTRA_ROWS[task]}{others} are left out of the converted model "
             "(edge publishes boxes and classes)")
-    return cut, note
+    names_fit = named is None or by_rows is None or by_rows == named
+    if by_rows is not None and not names_fit:
+        misfit = (f"metadata names {named} classes, but {output} holds {by_rows} (4 box "
+                  f"rows, {counted(by_rows, 'class row')}, then its {EXTRA_ROWS[task]}): the "
+                  "names are not used")
+        if not labels_given:
+            raise ConversionError(f"this Ultralytics {task} export's {misfit}; pass --labels "
+                                  f"with its {counted(by_rows, 'class name')}")
+        note += f". Its {misfit}"
+    return Detector(cut, note, names_fit)
 
 
-def _keeping_leading_rows(model: onnx.ModelProto, output: str, axis: int,
+def _classes_by_structure(model: onnx.ModelProto, task: str,
+                          metadata: UltralyticsMetadata) -> int | None:
+    """The class count of a segment or pose export's first output, [N, 4+nc+extra, A], from
+    its declared rows less the extra ones (the prototypes' channels, kpt_shape's values)."""
+    rows = _declared(model.graph.output[0], 1)
+    if task == "segment":
+        extra = _declared(model.graph.output[1], 1) if len(model.graph.output) > 1 else None
+    else:
+        extra = metadata.keypoint_values
+    if rows is None or extra is None:
+        return None
+    classes = rows - 4 - extra
+    if classes < 1:
+        raise ConversionError(f"this Ultralytics {task} export's first output has {rows} rows, "
+                              f"fewer than 4 box rows, a class and {extra} "
+                              f"{EXTRA_ROWS[task]}: it is no {task} head edge can read")
+    return classes
+
+
+def _declared(value: onnx.ValueInfoProto, axis: int) -> int | None:
+    dims = value.type.tensor_type.shape.dim
+    return dims[axis].dim_value if len(dims) > axis and dims[axis].dim_value > 0 else None
+
+
+def segment_without_metadata(shapes: dict[str, tuple[int, ...]],
+                             labels: int | None) -> tuple[str, int, str] | None:
+    """(output, detector rows, prototypes output) for a segmentation export that lost its
+    Ultralytics metadata: two outputs, [N, R, A] and prototypes [N, P, h, w] with R > 4 + P;
+    None when the outputs are not so, or `labels` (a count) fit the rows without the P mask
+    coefficients (the user reads them as classes)."""
+    if len(shapes) != 2:
+        return None
+    (first, rows_shape), (second, proto_shape) = shapes.items()
+    if len(rows_shape) != 3 or len(proto_shape) != 4:
+        return None
+    rows, prototypes = rows_shape[1], proto_shape[1]
+    if rows <= 4 + prototypes or rows_shape[2] <= rows or labels == rows - 4:
+        return None
+    return first, rows - prototypes, second
+
+
+def keeping_leading_rows(model: onnx.ModelProto, output: str, axis: int,
                           kept: int) -> onnx.ModelProto:
     """A copy of `model` whose only output is `output` cut to its first `kept` entries along
     `axis`, without the nodes that only fed what was cut off. Where `output` is a Concat

@@ -66,9 +66,12 @@ class LetterboxGeometry:
         if resize == "crop":
             return cls._centre_crop(source_width, source_height, input_width, input_height)
         scale = min(input_width / source_width, input_height / source_height)
-        resized_width = min(input_width, max(1, round(source_width * scale)))
-        resized_height = min(input_height, max(1, round(source_height * scale)))
         centred = resize == "letterbox"
+        # Ultralytics' centred letterbox rounds the resized size; YOLOX's top-left one (and
+        # ddddocr's, its copy) truncates it with int()
+        size = round if centred else int
+        resized_width = min(input_width, max(1, size(source_width * scale)))
+        resized_height = min(input_height, max(1, size(source_height * scale)))
         return cls(source_width, source_height, input_width, input_height, scale, scale,
                    resized_width, resized_height,
                    (input_width - resized_width) // 2 if centred else 0,

@@ -8,3 +8,8 @@ from collections.abc import Sequence
 def listed(items: Sequence[object], shown: int = 6) -> str:
     """`a, b, c` - the first `shown` items, then `...` where there are more."""
     return ", ".join(map(str, items[:shown])) + (", ..." if len(items) > shown else "")
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 image`, `2 images`: a count and its regular English plural."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -48,7 +48,13 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
 
 
 def test_counts_read_as_english():
-    from edge.cli.common import counted
+    from edge.wording import counted
 
     assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
     assert counted(1, "camera frame") == "1 camera frame"
+
+
+def test_a_threshold_of_zero_is_refused_in_words_that_exclude_it():
+    with pytest.raises(argparse.ArgumentTypeError, match="'0' must be a number above 0 and "
+                                                         "below 1"):
+        parse_fraction("0")

@@ -131,3 +131,13 @@ def test_rgb_models_get_swapped_channels():
 def test_bad_frames_are_rejected(frame):
     with pytest.raises(InputError, match="uint8"):
         Letterboxer()(frame, np.zeros((1, 32, 32, 3), np.uint8))
+
+
+def test_each_letterbox_sizes_its_image_as_its_own_training_code_did():
+    """Ultralytics rounds the resized size, YOLOX (and ddddocr) truncate it: 550x660 into 416
+    is 346.67 px wide, and 660 * (416 / 660) is 415.99999999999994 in floating point, which
+    YOLOX's `int(h * r)` makes 415."""
+    centred = LetterboxGeometry.fit(550, 660, 416, 416)
+    assert (centred.resized_width, centred.resized_height) == (347, 416)
+    top_left = LetterboxGeometry.fit(550, 660, 416, 416, "letterbox-top-left")
+    assert (top_left.resized_width, top_left.resized_height, top_left.pad_left) == (346, 415, 0)

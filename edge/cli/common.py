@@ -28,11 +28,6 @@ def print_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def counted(count: int, noun: str) -> str:
-    """`1 image`, `2 images`: a count and its regular English plural."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def parse_size(text: str) -> tuple[int, int]:
     """`640` or `480x640` (height x width)."""
     parts = text.lower().split("x")
@@ -72,7 +67,7 @@ def _number(text: str, kind: Callable[[str], _Number], accepted: Callable[[_Numb
 
 
 def parse_fraction(text: str) -> float:
-    return _number(text, float, lambda v: 0 < v < 1, "a number between 0 and 1")
+    return _number(text, float, lambda v: 0 < v < 1, "a number above 0 and below 1")
 
 
 def parse_percentile(text: str) -> float:

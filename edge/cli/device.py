@@ -9,7 +9,6 @@ from typing import Any
 
 from edge.cli.common import (
     add_tls_arguments,
-    counted,
     parse_non_negative_int,
     parse_positive_float,
     parse_positive_int,
@@ -19,6 +18,7 @@ from edge.cli.common import (
 )
 from edge.cli.signals import stop_on_signals
 from edge.cli.stdout import PIPE_CLOSED_EXIT, LinesUntilClosed
+from edge.wording import counted
 
 log = logging.getLogger("edge")
 

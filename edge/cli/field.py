@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.cli.common import counted, print_json
+from edge.cli.common import print_json
 from edge.files import StagedOutputs
+from edge.wording import counted
 
 
 def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:

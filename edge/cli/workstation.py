@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from edge.cli.common import (
-    counted,
     parse_batch,
     parse_fraction,
     parse_non_negative_int,
@@ -42,6 +41,7 @@ from edge.files import (
 )
 from edge.resizing import RESIZE_HELP, Resize
 from edge.system import usable_cores
+from edge.wording import counted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -231,7 +231,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     _check_cache_and_report(args, spec.task, spec.labels)
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
-    _leave_out_small_images(frames, spec.input.height, spec.input.width, args.images)
+    _leave_out_small_images(frames, spec.input.height, spec.input.width, spec.input.resize,
+                            args.images)
     frames.require(args.min_images)
     result = calibrate(model, spec, frames, options)
     writing = time.perf_counter()
@@ -404,51 +405,62 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
 STRAY_UPSCALE = 1.5
 
 
-def _leave_out_small_images(frames: FrameSet, height: int, width: int, folder: Path) -> None:
-    """An image smaller than the model input in both dimensions would be upscaled: its ranges
-    are those of blurred, not camera, frames (two thumbnails among 40 photos changed which
-    method `auto` chose). Those upscaled more than `STRAY_UPSCALE` (a thumbnail; crops of
-    varying size, text lines, are often a little under the input) are strays where most
-    images are not such, and are left out with a warning; where most are (a model whose input
-    is larger than the usual frame: a 608x800 layout detector on photos), every image is kept,
-    with a warning; where every image is upscaled at all, the folder is refused. The sizes
-    (width, height) are those the folder scan read from each image."""
+def _leave_out_small_images(frames: FrameSet, height: int, width: int, resize: Resize,
+                            folder: Path) -> None:
+    """An image smaller than the model input would be upscaled (in both sides for a
+    letterbox; in either for `stretch` and `crop`, which fill the input): its ranges are those
+    of blurred, not camera, frames (two thumbnails among 40 photos changed which method `auto`
+    chose). Those upscaled more than `STRAY_UPSCALE` (a thumbnail; crops of varying size, text
+    lines, are often a little under the input) are strays where most images are not such, and
+    are left out with a warning; where most are (a model whose input is larger than the usual
+    frame: a 608x800 layout detector on photos), every image is kept, with a warning; where
+    every image is upscaled at all, the folder is refused. The sizes (width, height) are those
+    the folder scan read from each image."""
     sizes = frames.sizes
-    small = [i for i, (w, h) in enumerate(sizes) if w < width and h < height]
-    strays = [i for i in small
-              if sizes[i][0] * STRAY_UPSCALE < width and sizes[i][1] * STRAY_UPSCALE < height]
+    upscale = [_upscale(size, width, height, resize) for size in sizes]
+    small = [i for i, factor in enumerate(upscale) if factor > 1]
+    strays = [i for i, factor in enumerate(upscale) if factor > STRAY_UPSCALE]
     where = (f"picked from {folder} (a --max-images sample of its {frames.sampled_from})"
              if frames.sampled_from else f"in {folder}")
-    if small and len(small) == len(sizes) and not _any_large(frames.unpicked, width, height):
+    filled = "" if resize.startswith("letterbox") else f", which --resize {resize} fills"
+    if small and len(small) == len(sizes) and not _any_large(frames.unpicked, width, height,
+                                                              resize):
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
-            f"all {len(sizes)} images {where} are smaller than the model input {width}x{height} "
-            f"(width x height; largest {largest_w}x{largest_h}); they would be upscaled, so "
-            f"the ranges would not match camera frames. Calibrate on frames from the camera "
-            f"(at least {width}x{height}), or, if the source model takes other input sizes, "
-            "convert it with a smaller --input-size")
+            f"all {len(sizes)} images {where} are smaller than the model input {width}x{height}"
+            f"{filled} (width x height; largest {largest_w}x{largest_h}); they would be "
+            "upscaled, so the ranges would not match camera frames. Calibrate on frames from "
+            f"the camera (at least {width}x{height}), or, if the source model takes other input "
+            "sizes, convert it with a smaller --input-size")
     if strays and 2 * len(strays) < len(sizes):
         names = frames.drop(strays, f"much smaller than the model input {width}x{height}")
-        log.warning("left out %d image(s) %s smaller than 2/3 of the model input %dx%d (width x "
-                    "height) in both sides, unlike most: they would be upscaled more than "
-                    "%gx: %s", len(names), where, width, height, STRAY_UPSCALE,
+        log.warning("left out %d image(s) %s smaller than the model input %dx%d (width x "
+                    "height)%s, unlike most: they would be upscaled more than %gx: %s",
+                    len(names), where, width, height, filled, STRAY_UPSCALE,
                     ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
     elif strays:
         # a sample of only small images, from a folder that has others, is judged as the
         # folder would be: most small, all kept
         log.warning("%d of the %d images %s are smaller than the model input %dx%d (width x "
-                    "height) and are upscaled: the ranges match camera frames as small as "
-                    "these", len(small), len(sizes), where, width, height)
+                    "height)%s and are upscaled: the ranges match camera frames as small as "
+                    "these", len(small), len(sizes), where, width, height, filled)
 
 
-def _any_large(paths: list[Path], width: int, height: int) -> bool:
-    """Whether any of `paths` is a usable image at least `width` wide or `height` high (read
-    until the first one: only a sample of small images makes this look at the rest)."""
+def _upscale(size: tuple[int, int], width: int, height: int, resize: Resize) -> float:
+    """How much an image of `size` (width, height) is enlarged on its way into the input."""
+    along = (width / size[0], height / size[1])
+    return min(along) if resize.startswith("letterbox") else max(along)
+
+
+def _any_large(paths: list[Path], width: int, height: int, resize: Resize) -> bool:
+    """Whether any of `paths` is a usable image that `resize` does not enlarge into the
+    `width` x `height` input (read until the first one: only a sample of small images makes
+    this look at the rest)."""
     from calibration.images import usable_image_size
 
     for path in paths:
         size = usable_image_size(path)
-        if size is not None and (size[0] >= width or size[1] >= height):
+        if size is not None and _upscale(size, width, height, resize) <= 1:
             return True
     return False
 

@@ -89,3 +89,32 @@ def test_a_softmax_reading_layer_that_feeds_learned_layers_is_quantized():
     assert distribution_integrals(model) == {"mix"}
     assert not decode_tail(model) & {"scoring", "softmax", "mix", "classifier"}
     assert {"scoring", "mix", "classifier"} <= set(quantizable_inputs(model))
+
+
+def test_a_weight_shared_by_several_layers_is_quantized_once():
+    """A detection head applied at every level with one weight (RetinaNet, FCOS) made the
+    `tensorrt` profile write that weight's int8 copy twice: an invalid graph, a traceback."""
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Conv", ["image", "stem_w"], ["p3"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["p3"], ["p4"], name="down", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Conv", ["p3", "head_w"], ["out3"], name="head_p3"),
+        helper.make_node("Conv", ["p4", "head_w"], ["out4"], name="head_p4"),
+        helper.make_node("Flatten", ["out3"], ["flat3"], name="flatten3"),
+        helper.make_node("Flatten", ["out4"], ["flat4"], name="flatten4"),
+        helper.make_node("Concat", ["flat3", "flat4"], ["scores"], name="concat", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "shared", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 80])],
+        [_initializer("stem_w", rng.normal(0, 0.3, (4, 3, 3, 3))),
+         _initializer("head_w", rng.normal(0, 0.3, (1, 4, 1, 1)))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    ranges = TensorRanges("test", 1, {name: TensorRange(-4.0, 4.0, 4.0)
+                                      for name in ("image", "p3", "p4")})
+    quantized = qdq_for_tensorrt(model, ranges)  # checked by onnx.checker inside
+    nodes_by_name = {node.name: node for node in quantized.graph.node}
+    assert nodes_by_name["head_p3"].input[1] == nodes_by_name["head_p4"].input[1] == \
+        "head_w__dequantized"
+    assert [i.name for i in quantized.graph.initializer].count("head_w__int8") == 1

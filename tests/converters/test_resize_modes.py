@@ -15,6 +15,7 @@ from calibration.readers import frames_from
 from edge.cli import main
 from edge.preprocess import letterboxer_from_spec
 from edge.spec import SPEC_KEY, spec_from_model
+from tests.converters.cli_results import assert_refused
 from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
 
 SIZE = 32
@@ -88,3 +89,24 @@ def test_calibration_frames_are_made_as_the_spec_says(tmp_path, edge, resize):
     buffer = np.zeros((1, SIZE, SIZE, 3), np.uint8)
     letterboxer_from_spec(spec)(images[0], buffer)  # the device's: the same pixels
     np.testing.assert_array_equal(buffer[0], expected)
+
+
+def test_images_a_filling_resize_would_upscale_are_judged_as_such(tmp_path, edge):
+    """Tall narrow images are no smaller than a letterbox's input, but `crop` and `stretch`
+    fill the input with them: 4x upscaled."""
+    images = tmp_path / "tall"
+    images.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(10):
+        cv2.imwrite(str(images / f"{i}.png"), rng.integers(0, 256, (64, 8, 3), np.uint8))
+    for resize in ("crop", "stretch", "letterbox"):
+        out = tmp_path / f"{resize}.onnx"
+        edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c", "--resize",
+             resize)
+        result = edge("calibrate", out, "--images", images, "-o", tmp_path / f"{resize}.q.onnx",
+                      "--method", "minmax")
+        if resize == "letterbox":
+            assert result.returncode == 0, result.stderr
+        else:
+            assert_refused(result, "all 10 images", f"which --resize {resize} fills",
+                           "largest 8x64")

@@ -21,10 +21,12 @@ NAMES = ("person", "car", "dog")
 
 
 def _export(path: Path, task: str, network: TinySegment | None = None,
-            end_to_end: bool = False) -> Path:
+            end_to_end: bool = False, names: tuple[str, ...] = NAMES,
+            metadata: bool = True, keypoints: str | None = None) -> Path:
     network = network or TinySegment()
-    props = {"names": str(dict(enumerate(NAMES))), "imgsz": str([SIZE, SIZE]), "stride": "4",
-             "task": task, **({"end2end": "True"} if end_to_end else {})}
+    props = {"names": str(dict(enumerate(names))), "imgsz": str([SIZE, SIZE]), "stride": "4",
+             "task": task, **({"end2end": "True"} if end_to_end else {}),
+             **({"kpt_shape": keypoints} if keypoints else {})} if metadata else None
     return export_onnx(network, path, SIZE, SIZE, props,
                        outputs=1 if network.prototypes is None else 2)
 
@@ -74,3 +76,58 @@ def test_an_oriented_box_export_is_refused(tmp_path, edge):
     source = _export(tmp_path / "yolo-obb.onnx", "obb", TinySegment(extra=1, prototypes=False))
     assert_refused(edge("convert", source, "-o", tmp_path / "x.onnx"),
                    "Ultralytics oriented-box export (task=obb)", "export a detection model")
+
+
+@pytest.mark.parametrize(("task", "network", "keypoints"), [
+    ("segment", TinySegment(), None),
+    ("pose", TinySegment(extra=51, prototypes=False), "[17, 3]"),
+])
+def test_metadata_naming_another_class_count_than_the_rows_hold_is_not_used(
+        tmp_path, edge, task, network, keypoints):
+    """The rows less the extra ones (the prototypes' channels, kpt_shape's values) say 3
+    classes; names of 5 would read 2 mask coefficients or keypoint values as classes."""
+    source = _export(tmp_path / "wrong-names.onnx", task, network,
+                     names=("a", "b", "c", "d", "e"), keypoints=keypoints)
+    out = tmp_path / "x.onnx"
+    assert_refused(edge("convert", source, "-o", out),
+                   f"this Ultralytics {task} export's metadata names 5 classes, but output0 holds "
+                   "3", "the names are not used; pass --labels with its 3 class names")
+    result = edge("convert", source, "-o", out, "--labels", "person,car,dog")
+    assert result.returncode == 0, result.stderr
+    assert "Its metadata names 5 classes, but output0 holds 3" in result.stdout
+    spec = spec_from_model(onnx.load(str(out)), str(out))
+    assert (spec.labels, spec.head) == (NAMES, "anchor_free")
+    frame = np.random.default_rng(1).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
+    np.testing.assert_allclose(_outputs(out, frame, True)[0],
+                               _outputs(source, frame, False)[0][ROWS], atol=1e-5)
+
+
+def test_a_segment_export_without_metadata_converts_with_its_labels(tmp_path, edge):
+    source = _export(tmp_path / "bare-seg.onnx", "segment", metadata=False)
+    out = tmp_path / "x.onnx"
+    structure = ("outputs output0 (39 x 256 a frame) and output1 (32 x 16 x 16 a frame) look "
+                 "like an Ultralytics segmentation export without its metadata: 4 box rows, 3 "
+                 "class rows and 32 mask coefficients")
+    assert_refused(edge("convert", source, "-o", out), structure,
+                   "pass --labels with its 3 class names")
+    assert_refused(edge("convert", source, "-o", out, "--labels", "a,b"),
+                   "2 labels were given", structure)
+    result = edge("convert", source, "-o", out, "--labels", "person,car,dog")
+    assert result.returncode == 0, result.stderr
+    assert "read as its detector (rows 0..6 of output0)" in result.stdout
+    model = onnx.load(str(out))
+    assert [o.name for o in model.graph.output] == ["output0"]
+    frame = np.random.default_rng(1).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
+    np.testing.assert_allclose(_outputs(out, frame, True)[0],
+                               _outputs(source, frame, False)[0][ROWS], atol=1e-5)
+    # labels for every row but the boxes: the user reads the rows as classes
+    many = ",".join(f"c{i}" for i in range(35))
+    result = edge("convert", source, "-o", tmp_path / "all-rows.onnx", "--labels", many)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cropping_a_detectors_frames_is_said_to_leave_their_sides_out(tmp_path, edge):
+    result = edge("convert", _export(tmp_path / "seg.onnx", "segment"), "-o",
+                  tmp_path / "x.onnx", "--resize", "crop")
+    assert result.returncode == 0, result.stderr
+    assert "--resize crop on a detector: only the centre of each frame" in result.stdout
