@@ -80,6 +80,7 @@ class ConvertOptions:
     normalisation: Normalisation = field(default_factory=Normalisation)
     task: Literal["detect", "classify"] | None = None
     resize: Resize | None = None  # None: the source's own, else letterbox
+    crop_fraction: float | None = None  # None: 1, all of what `resize` takes
     #: "yolox": a `yolov5` head whose output holds raw grid offsets (see converters.yolox_head)
     head: HeadLayout | Literal["yolox"] | None = None
     module: str | None = None  # package.module:Class or file.py:Class, for checkpoints
@@ -316,10 +317,16 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                                   options.normalisation, height, width)
     folded = simplified_onnx(folded) if options.simplify else checked_onnx(folded)
     resize = options.resize or plain.resize or "letterbox"
+    crop_fraction = 1.0 if options.crop_fraction is None else options.crop_fraction
+    if crop_fraction != 1.0 and resize.startswith("letterbox"):
+        raise ConversionError(f"--crop-fraction {crop_fraction:g} needs --resize stretch or "
+                              f"crop; the frames are made by {resize}, which keeps all of "
+                              "the frame")
     spec = ModelSpec(
         task=head.task, labels=labels, head=head.layout, output=output,  # type: ignore[arg-type]
         input=InputSpec(name=image.name, width=width, height=height, batch=batch,
-                        colour_order=options.camera_order, resize=resize),
+                        colour_order=options.camera_order, resize=resize,
+                        crop_fraction=crop_fraction),
         postprocess=options.postprocess, name=options.name or default_name,
         source=plain.kind, quantization="float")
     converted = onnx_with_preprocessing(onnx_with_spec(folded, spec), options.normalisation,

@@ -14,6 +14,7 @@ from onnx import TensorProto, numpy_helper
 from converters.grey import LUMA_RGB
 from converters.metadata import PREPROCESSING_KEY, preprocessing_of
 from edge.errors import ModelError
+from edge.resizing import resize_words
 from edge.spec import SPEC_KEY, ModelSpec, read_onnx_model
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
@@ -129,10 +130,12 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("spec: none (not converted; run `edge convert`)")
     else:
         size = f"{spec['input']['height']}x{spec['input']['width']} (HxW, as --input-size)"
+        made = resize_words(spec["input"].get("resize", "letterbox"),
+                            spec["input"].get("crop_fraction", 1.0))
         lines.append(f"spec: {spec['name']} — {spec['task']}, head {spec['head']} on "
                      f"{spec['output']}, input {size} {spec['input']['colour_order']} uint8, "
                      f"batch {spec['input']['batch'] or 'dynamic'}; frames by "
-                     f"{spec['input'].get('resize', 'letterbox')}")
+                     f"{made}")
         lines.append(f"labels ({len(spec['labels'])}): {', '.join(spec['labels'][:20])}"
                      f"{' …' if len(spec['labels']) > 20 else ''}")
         if spec["task"] == "detect":  # what `edge run` keeps unless its config says otherwise

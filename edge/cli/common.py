@@ -70,6 +70,10 @@ def parse_fraction(text: str) -> float:
     return _number(text, float, lambda v: 0 < v < 1, "a number above 0 and below 1")
 
 
+def parse_share(text: str) -> float:
+    return _number(text, float, lambda v: 0 < v <= 1, "a number above 0, at most 1")
+
+
 def parse_percentile(text: str) -> float:
     return _number(text, float, lambda v: 0 < v <= 100, "a percentile in (0, 100], e.g. 99.99")
 

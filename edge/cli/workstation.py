@@ -18,6 +18,7 @@ from edge.cli.common import (
     parse_percentile,
     parse_positive_float,
     parse_positive_int,
+    parse_share,
     parse_size,
     parse_triple,
     print_json,
@@ -39,7 +40,7 @@ from edge.files import (
     write_bytes_atomic,
     write_failures_named,
 )
-from edge.resizing import RESIZE_HELP, Resize
+from edge.resizing import CROP_FRACTION_HELP, RESIZE_HELP, Resize, resize_words
 from edge.system import usable_cores
 from edge.wording import counted
 
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from calibration.readers import FrameSet
     from calibration.report import Report
     from calibration.result import Calibrated
-    from edge.spec import ModelSpec
+    from edge.spec import InputSpec, ModelSpec
 
 log = logging.getLogger("edge")
 
@@ -101,8 +102,8 @@ def _convert(args: argparse.Namespace) -> int:
         labels=labels_from_option(args.labels) if args.labels is not None else None,
         camera_order=args.colour_order,
         normalisation=Normalisation(args.network_order, args.mean, args.std),
-        resize=args.resize, task=args.task, head=args.head, module=args.module,
-        module_args=module_args,
+        resize=args.resize, crop_fraction=args.crop_fraction, task=args.task, head=args.head,
+        module=args.module, module_args=module_args,
         batch=_batch_option(args.batch), opset=args.opset, stride=args.stride,
         simplify=args.simplify, verify=args.verify, tolerance=args.tolerance, name=args.name,
         postprocess=PostprocessSpec(score_threshold=args.score_threshold,
@@ -124,7 +125,7 @@ def _convert(args: argparse.Namespace) -> int:
             print(f"note: {note}")
         print(f"wrote {args.output}: {spec.task} ({spec.head}), {len(spec.labels)} labels, "
               f"input uint8 {summary['input']} {spec.input.colour_order}, frames by "
-              f"{spec.input.resize}")
+              f"{resize_words(spec.input.resize, spec.input.crop_fraction)}")
         print(converted.parity.describe() if converted.parity else "parity not checked")
     return 0
 
@@ -231,8 +232,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     _check_cache_and_report(args, spec.task, spec.labels)
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
-    _leave_out_small_images(frames, spec.input.height, spec.input.width, spec.input.resize,
-                            args.images)
+    _leave_out_small_images(frames, spec.input, args.images)
     frames.require(args.min_images)
     result = calibrate(model, spec, frames, options)
     writing = time.perf_counter()
@@ -405,8 +405,7 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
 STRAY_UPSCALE = 1.5
 
 
-def _leave_out_small_images(frames: FrameSet, height: int, width: int, resize: Resize,
-                            folder: Path) -> None:
+def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Path) -> None:
     """An image smaller than the model input would be upscaled (in both sides for a
     letterbox; in either for `stretch` and `crop`, which fill the input): its ranges are those
     of blurred, not camera, frames (two thumbnails among 40 photos changed which method `auto`
@@ -417,14 +416,14 @@ def _leave_out_small_images(frames: FrameSet, height: int, width: int, resize: R
     every image is upscaled at all, the folder is refused. The sizes (width, height) are those
     the folder scan read from each image."""
     sizes = frames.sizes
-    upscale = [_upscale(size, width, height, resize) for size in sizes]
+    width, height, resize = spec_input.width, spec_input.height, spec_input.resize
+    upscale = [_upscale(size, spec_input) for size in sizes]
     small = [i for i, factor in enumerate(upscale) if factor > 1]
     strays = [i for i, factor in enumerate(upscale) if factor > STRAY_UPSCALE]
     where = (f"picked from {folder} (a --max-images sample of its {frames.sampled_from})"
              if frames.sampled_from else f"in {folder}")
     filled = "" if resize.startswith("letterbox") else f", which --resize {resize} fills"
-    if small and len(small) == len(sizes) and not _any_large(frames.unpicked, width, height,
-                                                              resize):
+    if small and len(small) == len(sizes) and not _any_large(frames.unpicked, spec_input):
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
             f"all {len(sizes)} images {where} are smaller than the model input {width}x{height}"
@@ -446,21 +445,22 @@ def _leave_out_small_images(frames: FrameSet, height: int, width: int, resize: R
                     "these", len(small), len(sizes), where, width, height, filled)
 
 
-def _upscale(size: tuple[int, int], width: int, height: int, resize: Resize) -> float:
+def _upscale(size: tuple[int, int], spec_input: InputSpec) -> float:
     """How much an image of `size` (width, height) is enlarged on its way into the input."""
-    along = (width / size[0], height / size[1])
-    return min(along) if resize.startswith("letterbox") else max(along)
+    along = (spec_input.width / size[0], spec_input.height / size[1])
+    if spec_input.resize.startswith("letterbox"):
+        return min(along)
+    return max(along) / spec_input.crop_fraction  # only that central part fills the input
 
 
-def _any_large(paths: list[Path], width: int, height: int, resize: Resize) -> bool:
-    """Whether any of `paths` is a usable image that `resize` does not enlarge into the
-    `width` x `height` input (read until the first one: only a sample of small images makes
-    this look at the rest)."""
+def _any_large(paths: list[Path], spec_input: InputSpec) -> bool:
+    """Whether any of `paths` is a usable image not enlarged on its way into the input (read
+    until the first one: only a sample of small images makes this look at the rest)."""
     from calibration.images import usable_image_size
 
     for path in paths:
         size = usable_image_size(path)
-        if size is not None and _upscale(size, width, height, resize) <= 1:
+        if size is not None and _upscale(size, spec_input) <= 1:
             return True
     return False
 
@@ -662,6 +662,8 @@ def _add_convert(commands: Any) -> None:
                          help="how the network's training images were made from the frames, "
                               "so the device makes its input the same way: " + RESIZE_HELP +
                               " (default letterbox; crop for Ultralytics classify exports)")
+    convert.add_argument("--crop-fraction", type=parse_share, metavar="F",
+                         help=CROP_FRACTION_HELP + " (default 1: all of it)")
     convert.add_argument("--task", choices=["detect", "classify"],
                          help="what the model does (default: read from the output's shape; "
                               "pass it to have a mismatch refused)")

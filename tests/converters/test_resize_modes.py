@@ -110,3 +110,30 @@ def test_images_a_filling_resize_would_upscale_are_judged_as_such(tmp_path, edge
         else:
             assert_refused(result, "all 10 images", f"which --resize {resize} fills",
                            "largest 8x64")
+
+
+def test_a_crop_fraction_is_recorded_shown_and_refused_with_a_letterbox(tmp_path, edge):
+    out = tmp_path / "imagenet.onnx"
+    result = edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c",
+                  "--resize", "crop", "--crop-fraction", "0.875")
+    assert result.returncode == 0, result.stderr
+    assert "frames by crop of the central 0.875" in result.stdout
+    assert _spec_json(out)["input"]["crop_fraction"] == 0.875
+    assert "frames by crop of the central 0.875" in edge("inspect", out).stdout
+    plain = tmp_path / "plain.onnx"
+    edge("convert", _classifier(tmp_path), "-o", plain, "--labels", "a,b,c", "--resize", "crop")
+    assert "crop_fraction" not in _spec_json(plain)["input"]  # the default: older readers
+    assert_refused(edge("convert", _classifier(tmp_path), "-o", tmp_path / "x.onnx",
+                        "--labels", "a,b,c", "--crop-fraction", "0.875"),
+                   "--crop-fraction 0.875 needs --resize stretch or crop; the frames are made "
+                   "by letterbox, which keeps all of the frame")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.5", "nan", "x"])
+def test_a_crop_fraction_outside_0_to_1_is_refused(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as stopped:
+        main(["convert", str(_classifier(tmp_path)), "-o", str(tmp_path / "x.onnx"),
+              "--resize", "crop", "--crop-fraction", value])
+    assert stopped.value.code == 2
+    assert f"'{value}' must be a number above 0, at most 1" in capsys.readouterr().err
