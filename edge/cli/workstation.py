@@ -407,7 +407,7 @@ STRAY_UPSCALE = 1.5
 
 def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Path) -> None:
     """An image smaller than the model input would be upscaled (in both sides for a
-    letterbox; in either for `stretch` and `crop`, which fill the input): its ranges are those
+    letterbox or a stretch; in either for a crop, which keeps the aspect): its ranges are those
     of blurred, not camera, frames (two thumbnails among 40 photos changed which method `auto`
     chose). Those upscaled more than `STRAY_UPSCALE` (a thumbnail; crops of varying size, text
     lines, are often a little under the input) are strays where most images are not such, and
@@ -422,7 +422,7 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
     strays = [i for i, factor in enumerate(upscale) if factor > STRAY_UPSCALE]
     where = (f"picked from {folder} (a --max-images sample of its {frames.sampled_from})"
              if frames.sampled_from else f"in {folder}")
-    filled = "" if resize.startswith("letterbox") else f", which --resize {resize} fills"
+    filled = f", which --resize {resize} fills" if resize == "crop" else ""
     if small and len(small) == len(sizes) and not _any_large(frames.unpicked, spec_input):
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
@@ -448,9 +448,10 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
 def _upscale(size: tuple[int, int], spec_input: InputSpec) -> float:
     """How much an image of `size` (width, height) is enlarged on its way into the input."""
     along = (spec_input.width / size[0], spec_input.height / size[1])
-    if spec_input.resize.startswith("letterbox"):
-        return min(along)
-    return max(along) / spec_input.crop_fraction  # only that central part fills the input
+    # a crop keeps the aspect, so the larger factor scales both sides; a stretch enlarging one
+    # side and shrinking the other (a page into a tall layout model) makes no thumbnail
+    factor = max(along) if spec_input.resize == "crop" else min(along)
+    return factor / spec_input.crop_fraction  # only that central part fills the input
 
 
 def _any_large(paths: list[Path], spec_input: InputSpec) -> bool:
