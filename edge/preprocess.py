@@ -28,9 +28,9 @@ from edge.spec import ModelSpec
 @dataclass(frozen=True)
 class LetterboxGeometry:
     """How a source frame maps into the model input: `input = source * scale + offset`, per
-    axis; the part of the source used (`crop_*`, all of it except with `crop`) is resized into
-    the rectangle at `pad_left`, `pad_top` of `resized_width` x `resized_height` (the rest of
-    the input is pad bars).
+    axis; the part of the source used (`crop_*`: all of it for a letterbox, its centre for a
+    crop or a crop fraction) is resized into the rectangle at `pad_left`, `pad_top` of
+    `resized_width` x `resized_height` (the rest of the input is pad bars).
 
     All values are in pixels; `scale_x`, `scale_y` are model pixels per source pixel.
     """
