@@ -120,8 +120,10 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto") -
              f"({chosen.sqnr_db:.1f} dB)")
     if task == "classify":
         needed = MIN_COMPARED * held_out_every(MIN_COMPARED)
-        return (f"{chosen.frames} held-out frames are too few to measure top-1 agreement with "
-                f"FP32; {rests}; calibrate on {needed} or more images (1 in "
+        frames = ("1 held-out frame is" if chosen.frames == 1 else
+                  f"{chosen.frames} held-out frames are")
+        return (f"{frames} too few to measure top-1 agreement with FP32; {rests}; calibrate "
+                f"on {needed} or more images (1 in "
                 f"{held_out_every(MIN_COMPARED)} is held out, and {MIN_COMPARED} held-out frames "
                 "are needed) to have it checked")
     return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32's "

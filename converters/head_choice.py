@@ -17,7 +17,7 @@ import onnx
 from converters.errors import ConversionError
 from converters.heads import SUPPORTED, Head, head_from_shape, looks_end_to_end
 from edge.spec import HeadLayout
-from edge.wording import listed
+from edge.wording import counted, listed
 
 #: Ops that pass a classifier's scores through unchanged in value.
 _PASS_THROUGH = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
@@ -59,8 +59,9 @@ def check_label_count(known: Sequence[str] | None, given: Sequence[str] | None,
         return  # the metadata is short: `check_class_indices` holds the labels to the model
     if known and given and len(known) != len(given):
         raise ConversionError(f"{labels_given(len(given))} but the model's metadata names "
-                              f"{len(known)} classes ({listed(known)}); pass {len(known)} "
-                              "labels, or leave --labels out to use those")
+                              f"{counted(len(known), 'class')} ({listed(known)}); pass "
+                              f"{counted(len(known), 'label')}, or leave --labels out to use "
+                              "those")
 
 
 def highest_class_index(values: Sequence[npt.NDArray[Any]]) -> int:
@@ -117,14 +118,16 @@ def _no_head_error(model: onnx.ModelProto, first: Outputs, nc: int | None,
     outputs = [o.name for o in model.graph.output]
     unlabelled = {name: _unlabelled_head(model, first, name, requested) for name in outputs}
     fitting = {name: head for name, head in unlabelled.items() if head is not None}
-    given = (f"the model's metadata names {nc} classes" if from_metadata and nc is not None
+    given = (f"the model's metadata names {counted(nc, 'class')}" if from_metadata and
+             nc is not None
              else labels_given(nc or 0))
     if nc is not None and len(outputs) == 1 and fitting:
         classes = fitting[outputs[0]].num_classes
         return ConversionError(f"{given} but the model's output {outputs[0]} "
-                               f"({per_frame(shapes[outputs[0]])}) has {classes} classes; pass "
-                               f"exactly {classes} labels" + (" with --labels" if from_metadata
-                                                              else ""))
+                               f"({per_frame(shapes[outputs[0]])}) has "
+                               f"{counted(classes, 'class')}; pass exactly "
+                               f"{counted(classes, 'label')}"
+                               + (" with --labels" if from_metadata else ""))
     if len(outputs) == 1 and first_error is not None:
         return first_error
     seen = "; ".join(f"{name} ({per_frame(shapes[name])}" + (

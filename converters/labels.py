@@ -52,7 +52,7 @@ def labels_from_option(value: str) -> tuple[str, ...]:
     elif suffix in (".txt", ".json", ".names", ".yaml", ".yml") or "/" in value:
         raise ConversionError(f"labels file {value} does not exist")
     else:
-        found = tuple(item.strip() for item in value.split(",") if item.strip())
+        found = _comma_list(value)
         where = "--labels"
     if not found:
         raise ConversionError(f"{where} {'holds' if where != '--labels' else 'has'} no label "
@@ -62,6 +62,20 @@ def labels_from_option(value: str) -> tuple[str, ...]:
         raise ConversionError(f"labels must be unique; repeated in {where}: "
                               f"{', '.join(repeated)}")
     return found
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    """`cat,dog,bird`; one trailing comma is allowed (`text,`: one class named like a folder),
+    an empty name elsewhere is refused rather than dropped (the count would not be the one
+    typed)."""
+    items = [item.strip() for item in value.split(",")]
+    if len(items) > 1 and not items[-1]:
+        items.pop()
+    empty = [position for position, item in enumerate(items, 1) if not item]
+    if empty and len(empty) < len(items):
+        raise ConversionError(f"--labels {value} has an empty name (position "
+                              f"{', '.join(map(str, empty))}); give every class a name")
+    return tuple(item for item in items if item)
 
 
 def _text(path: Path) -> str:

@@ -73,8 +73,8 @@ def detector_of(model: onnx.ModelProto, metadata: UltralyticsMetadata,
             f"{output}); its {EXTRA_ROWS[task]}{others} are left out of the converted model "
             "(edge publishes boxes and classes)")
     names_fit = named is None or by_rows is None or by_rows == named
-    if by_rows is not None and not names_fit:
-        misfit = (f"metadata names {named} classes, but {output} holds {by_rows} (4 box "
+    if by_rows is not None and named is not None and not names_fit:
+        misfit = (f"metadata names {counted(named, 'class')}, but {output} holds {by_rows} (4 box "
                   f"rows, {counted(by_rows, 'class row')}, then its {EXTRA_ROWS[task]}): the "
                   "names are not used")
         if not labels_given:

@@ -11,5 +11,6 @@ def listed(items: Sequence[object], shown: int = 6) -> str:
 
 
 def counted(count: int, noun: str) -> str:
-    """`1 image`, `2 images`: a count and its regular English plural."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    """`1 image`, `2 images`, `3 classes`: a count and its regular English plural."""
+    plural = "es" if noun.endswith(("s", "sh", "ch", "x")) else "s"
+    return f"{count} {noun}{'' if count == 1 else plural}"

@@ -127,3 +127,25 @@ def test_a_user_without_a_password_is_warned_about(caplog, monkeypatch):
     settings = MqttConfig(url="mqtts://127.0.0.1:1", username="gate")
     MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})
     assert "mqtt.username is 'gate' but no password is given" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_port_that_accepts_but_never_speaks_mqtt_is_named(caplog):
+    """An HTTP server (or anything) on the configured port accepts the TCP connection and
+    never sends a CONNACK: paho gives up after the keepalive. That was worded as "the broker
+    closed the connection before accepting it (Keep alive timeout)"."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    port = silent.getsockname()[1]
+    link = MqttLink(MqttConfig(url=f"mqtt://127.0.0.1:{port}", keepalive_s=5),
+                    Topics("edge/t"), "edge-test", lambda state: {"state": state})
+    link.start()
+    try:
+        assert link.connection.wait_settled(20.0)
+        assert link.connection.state.startswith("disconnected (no MQTT answer")
+        assert ("something accepts connections there but does not speak MQTT; check mqtt.url: "
+                "host and port") in caplog.text
+    finally:
+        link.stop(timeout=0.5)
+        silent.close()

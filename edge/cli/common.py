@@ -70,8 +70,18 @@ def parse_fraction(text: str) -> float:
     return _number(text, float, lambda v: 0 < v < 1, "a number above 0 and below 1")
 
 
-def parse_share(text: str) -> float:
-    return _number(text, float, lambda v: 0 < v <= 1, "a number above 0, at most 1")
+def parse_crop_fraction(text: str) -> float:
+    """0.5..1 (a central part smaller than half the frame is no training preprocessing)."""
+    hint = " (a fraction: 87.5% is 0.875)" if _is_percentage(text) else ""
+    return _number(text, float, lambda v: 0.5 <= v <= 1,
+                   f"a fraction from 0.5 to 1, e.g. 0.875 for Resize(256) + CenterCrop(224){hint}")
+
+
+def _is_percentage(text: str) -> bool:
+    try:
+        return 50 <= float(text) <= 100
+    except ValueError:
+        return False
 
 
 def parse_percentile(text: str) -> float:

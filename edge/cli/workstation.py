@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -13,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from edge.cli.common import (
     parse_batch,
+    parse_crop_fraction,
     parse_fraction,
     parse_non_negative_int,
     parse_percentile,
     parse_positive_float,
     parse_positive_int,
-    parse_share,
     parse_size,
     parse_triple,
     print_json,
@@ -123,8 +124,10 @@ def _convert(args: argparse.Namespace) -> int:
     else:
         for note in converted.notes:
             print(f"note: {note}")
-        print(f"wrote {args.output}: {spec.task} ({spec.head}), {len(spec.labels)} labels, "
-              f"input uint8 {summary['input']} {spec.input.colour_order}, frames by "
+        shape = [spec.input.batch or "N", spec.input.height, spec.input.width, 3]
+        print(f"wrote {args.output}: {spec.task} ({spec.head}), "
+              f"{counted(len(spec.labels), 'label')}, input uint8 {shape} "
+              f"{spec.input.colour_order}, frames by "
               f"{resize_words(spec.input.resize, spec.input.crop_fraction)}")
         print(converted.parity.describe() if converted.parity else "parity not checked")
     return 0
@@ -422,27 +425,31 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
     strays = [i for i, factor in enumerate(upscale) if factor > STRAY_UPSCALE]
     where = (f"picked from {folder} (a --max-images sample of its {frames.sampled_from})"
              if frames.sampled_from else f"in {folder}")
-    filled = f", which --resize {resize} fills" if resize == "crop" else ""
+    fraction = spec_input.crop_fraction
+    needed = (math.ceil(width / fraction), math.ceil(height / fraction))
+    than = (f"the model input {width}x{height} (width x height)" if fraction == 1 else
+            f"{needed[0]}x{needed[1]} (width x height), what the model input {width}x{height} "
+            f"takes by {resize_words(resize, fraction)}")
+    than += " in either side" if resize == "crop" else ""
     if small and len(small) == len(sizes) and not _any_large(frames.unpicked, spec_input):
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
-            f"all {len(sizes)} images {where} are smaller than the model input {width}x{height}"
-            f"{filled} (width x height; largest {largest_w}x{largest_h}); they would be "
-            "upscaled, so the ranges would not match camera frames. Calibrate on frames from "
-            f"the camera (at least {width}x{height}), or, if the source model takes other input "
-            "sizes, convert it with a smaller --input-size")
+            f"all {len(sizes)} images {where} are smaller than {than} (largest "
+            f"{largest_w}x{largest_h}); they would be upscaled, so the ranges would not match "
+            f"camera frames. Calibrate on frames from the camera (at least "
+            f"{needed[0]}x{needed[1]}), or, if the source model takes other input sizes, "
+            "convert it with a smaller --input-size")
     if strays and 2 * len(strays) < len(sizes):
-        names = frames.drop(strays, f"much smaller than the model input {width}x{height}")
-        log.warning("left out %d image(s) %s smaller than the model input %dx%d (width x "
-                    "height)%s, unlike most: they would be upscaled more than %gx: %s",
-                    len(names), where, width, height, filled, STRAY_UPSCALE,
+        names = frames.drop(strays, f"much smaller than {than}")
+        log.warning("left out %s %s smaller than %s, unlike most: they would be upscaled more "
+                    "than %gx: %s", counted(len(names), "image"), where, than, STRAY_UPSCALE,
                     ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
     elif strays:
         # a sample of only small images, from a folder that has others, is judged as the
         # folder would be: most small, all kept
-        log.warning("%d of the %d images %s are smaller than the model input %dx%d (width x "
-                    "height)%s and are upscaled: the ranges match camera frames as small as "
-                    "these", len(small), len(sizes), where, width, height, filled)
+        log.warning("%d of the %d images %s are smaller than %s, so they are upscaled: the "
+                    "ranges match camera frames as small as these", len(small), len(sizes),
+                    where, than)
 
 
 def _upscale(size: tuple[int, int], spec_input: InputSpec) -> float:
@@ -663,7 +670,7 @@ def _add_convert(commands: Any) -> None:
                          help="how the network's training images were made from the frames, "
                               "so the device makes its input the same way: " + RESIZE_HELP +
                               " (default letterbox; crop for Ultralytics classify exports)")
-    convert.add_argument("--crop-fraction", type=parse_share, metavar="F",
+    convert.add_argument("--crop-fraction", type=parse_crop_fraction, metavar="F",
                          help=CROP_FRACTION_HELP + " (default 1: all of it)")
     convert.add_argument("--task", choices=["detect", "classify"],
                          help="what the model does (default: read from the output's shape; "

@@ -112,6 +112,9 @@ def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool
     configured (a broker that requires one closes the socket right after the handshake)."""
     if connected:
         return f"connection lost ({reason})"
+    if reason.lower().startswith("keep alive timeout"):  # paho gave up waiting for a CONNACK
+        return (f"no MQTT answer before the keepalive ran out ({reason}): something accepts "
+                f"connections there but does not speak MQTT; check {names.url}: host and port")
     hint = (f"; if it requires a client certificate, set {names.client_certificate}"
             if client_certificate is False else "")
     return f"the broker closed the connection before accepting it ({reason}){hint}"

@@ -28,6 +28,10 @@ def test_json_and_comma_lists_and_bad_ones(tmp_path):
     (tmp_path / "l.json").write_text('{"1": "car", "0": "person"}')
     assert labels_from_option(str(tmp_path / "l.json")) == ("person", "car")
     assert labels_from_option("cat, dog,bird") == ("cat", "dog", "bird")
+    assert labels_from_option("cat,dog,") == ("cat", "dog")  # one trailing comma: allowed
+    with pytest.raises(ConversionError, match=r"--labels a,,c has an empty name \(position 2\); "
+                                              "give every class a name"):
+        labels_from_option("a,,c")
     with pytest.raises(ConversionError, match="labels must be unique; repeated in --labels: cat"):
         labels_from_option("cat,dog,cat")
     with pytest.raises(ConversionError, match="does not exist"):

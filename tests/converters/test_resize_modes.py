@@ -108,8 +108,20 @@ def test_images_a_filling_resize_would_upscale_are_judged_as_such(tmp_path, edge
         if resize != "crop":
             assert result.returncode == 0, result.stderr
         else:
-            assert_refused(result, "all 10 images", f"which --resize {resize} fills",
-                           "largest 8x64")
+            assert_refused(result, "all 10 images", "smaller than the model input 32x32 "
+                           "(width x height) in either side (largest 8x64)")
+    # with a crop fraction, what the input takes is larger than the input: said so
+    fraction = tmp_path / "fraction.onnx"
+    edge("convert", _classifier(tmp_path), "-o", fraction, "--labels", "a,b,c", "--resize",
+         "crop", "--crop-fraction", "0.8")
+    squares = tmp_path / "squares"
+    squares.mkdir()
+    for i in range(10):
+        cv2.imwrite(str(squares / f"{i}.png"), rng.integers(0, 256, (36, 36, 3), np.uint8))
+    assert_refused(edge("calibrate", fraction, "--images", squares, "-o", tmp_path / "f.onnx"),
+                   "all 10 images", "are smaller than 40x40 (width x height), what the model "
+                   "input 32x32 takes by crop of the central 0.8 in either side (largest 36x36)",
+                   "Calibrate on frames from the camera (at least 40x40)")
 
 
 def test_a_crop_fraction_is_recorded_shown_and_refused_with_a_letterbox(tmp_path, edge):
@@ -130,10 +142,13 @@ def test_a_crop_fraction_is_recorded_shown_and_refused_with_a_letterbox(tmp_path
     assert not (tmp_path / "x.onnx").exists()
 
 
-@pytest.mark.parametrize("value", ["0", "1.5", "-0.5", "nan", "x"])
-def test_a_crop_fraction_outside_0_to_1_is_refused(tmp_path, capsys, value):
+@pytest.mark.parametrize("value", ["0", "1e-9", "0.4", "1.5", "-0.5", "nan", "x", "87.5"])
+def test_a_crop_fraction_outside_half_to_all_is_refused(tmp_path, capsys, value):
     with pytest.raises(SystemExit) as stopped:
         main(["convert", str(_classifier(tmp_path)), "-o", str(tmp_path / "x.onnx"),
               "--resize", "crop", "--crop-fraction", value])
     assert stopped.value.code == 2
-    assert f"'{value}' must be a number above 0, at most 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"'{value}' must be a fraction from 0.5 to 1, e.g. 0.875 for Resize(256) + " \
+           "CenterCrop(224)" in err
+    assert ("(a fraction: 87.5% is 0.875)" in err) == (value == "87.5")
