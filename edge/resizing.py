@@ -19,7 +19,6 @@ CROP_FRACTION_HELP = (
     "Resize(256) then CenterCrop(224) uses 224/256 = 0.875 of it (ImageNet classifiers)")
 
 
-
 def resize_words(resize: str, crop_fraction: float = 1.0) -> str:
     """`crop`, `stretch of the central 0.875`: how a spec's input is made, for people."""
     return resize if crop_fraction == 1 else f"{resize} of the central {crop_fraction:g}"

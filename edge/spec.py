@@ -55,7 +55,7 @@ class InputSpec(_Strict):
     colour_order: Literal["BGR", "RGB"] = "BGR"
     pad_value: int = Field(default=114, ge=0, le=255)
     resize: Resize = Field(default="letterbox", description=RESIZE_HELP)
-    crop_fraction: float = Field(default=1.0, gt=0, le=1, description=CROP_FRACTION_HELP)
+    crop_fraction: float = Field(default=1.0, ge=0.5, le=1, description=CROP_FRACTION_HELP)
 
     @model_validator(mode="after")
     def _cropping_resize(self) -> InputSpec:
