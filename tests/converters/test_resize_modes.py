@@ -152,3 +152,62 @@ def test_a_crop_fraction_outside_half_to_all_is_refused(tmp_path, capsys, value)
     assert f"'{value}' must be a fraction from 0.5 to 1, e.g. 0.875 for Resize(256) + " \
            "CenterCrop(224)" in err
     assert ("(a fraction: 87.5% is 0.875)" in err) == (value == "87.5")
+
+
+def _colour_mean_classifier(path):
+    """A 'classifier' whose scores are each colour's mean over its input (red, green, blue in
+    network order): which colour fills what the model sees wins."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["scores"])], "colour_mean",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("resize", "label"), [("crop", "red"), ("letterbox", "blue"),
+                                                ("stretch", "blue")])
+def test_edge_run_makes_the_input_as_the_spec_says(tmp_path, edge, mosquitto, resize, label):
+    """16:9 frames with a red band in the middle and blue sides: a centre crop sees mostly
+    red, the whole frame is mostly blue. The published class says which the device saw."""
+    import subprocess
+    import sys
+
+    from tests.mqtt_watch import Watcher
+
+    model = tmp_path / "colour.edge.onnx"
+    result = edge("convert", _colour_mean_classifier(tmp_path / "colour.onnx"), "-o", model,
+                  "--labels", "red,green,blue", "--resize", resize)
+    assert result.returncode == 0, result.stderr
+    frame = np.zeros((360, 640, 3), np.uint8)
+    frame[:] = (255, 0, 0)  # BGR blue
+    frame[:, 220:420] = (0, 0, 255)  # a red band, 200 of the centre square's 360 px
+    clip = tmp_path / "bands.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 360))
+    for _ in range(10):
+        writer.write(frame)
+    writer.release()
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "resize"
+[model]
+path = "{model}"
+[[cameras]]
+name = "gate"
+source = "file://{clip}?fps=0"
+[mqtt]
+url = "mqtt://127.0.0.1:{mosquitto.port}"
+""")
+    with Watcher(mosquitto.port, "edge/resize/gate/detections") as watcher:
+        run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        watcher.wait_for(lambda: len(watcher.messages) > 0, 10, "detections")
+    # the classes above the score threshold, by score: the first is the one that fills it
+    tops = {max(m.json()["detections"], key=lambda d: d["score"])["label"]
+            for m in watcher.messages}
+    assert tops == {label}
