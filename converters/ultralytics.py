@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 
-import numpy as np
 import onnx
 
 from converters.errors import ConversionError
@@ -56,7 +56,7 @@ def _keypoint_values(props: dict[str, str]) -> int | None:
     except (ValueError, SyntaxError):  # then the class count is the metadata's alone
         return None
     if isinstance(shape, list | tuple) and shape and all(isinstance(d, int) for d in shape):
-        return int(np.prod(shape))
+        return math.prod(shape)
     return None
 
 

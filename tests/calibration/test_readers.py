@@ -130,7 +130,8 @@ def _bars(buffer: np.ndarray, source_width: int, source_height: int) -> np.ndarr
     return image[~inside]
 
 
-def _video(path: Path, frames: list[np.ndarray]) -> Path:
+def write_clip(path: Path, frames: list[np.ndarray]) -> Path:
+    """`frames` as an MJPG video at `path`, 10 FPS."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10,
                              (frames[0].shape[1], frames[0].shape[0]))
     for frame in frames:
@@ -151,7 +152,7 @@ def test_pad_bars_hold_the_pad_value_in_every_input(tmp_path, kind):
             cv2.imwrite(str(tmp_path / f"{i:02d}.png"), frame)
         source: str | Path = tmp_path
     elif kind == "video":
-        source = _video(tmp_path / "clip.avi", frames)
+        source = write_clip(tmp_path / "clip.avi", frames)
     else:
         source = "synthetic://shapes?seed=3"
     frame_set = frames_from(source, max_images=12)

@@ -5,18 +5,24 @@ evaluation (all three take the model's letterboxer from its spec)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from calibration.readers import frames_from
 from edge.cli import main
 from edge.preprocess import letterboxer_from_spec
 from edge.spec import SPEC_KEY, spec_from_model
+from tests.calibration.test_readers import write_clip
 from tests.converters.cli_results import assert_refused
 from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
+from tests.mqtt_watch import Watcher
+from tests.test_daemon_mqtt import PREFIX, config_with_camera
 
 SIZE = 32
 
@@ -157,8 +163,6 @@ def test_a_crop_fraction_outside_half_to_all_is_refused(tmp_path, capsys, value)
 def _colour_mean_classifier(path):
     """A 'classifier' whose scores are each colour's mean over its input (red, green, blue in
     network order): which colour fills what the model sees wins."""
-    from onnx import TensorProto, helper
-
     graph = helper.make_graph(
         [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
          helper.make_node("Flatten", ["pooled"], ["scores"])], "colour_mean",
@@ -174,11 +178,6 @@ def _colour_mean_classifier(path):
 def test_edge_run_makes_the_input_as_the_spec_says(tmp_path, edge, mosquitto, resize, label):
     """16:9 frames with a red band in the middle and blue sides: a centre crop sees mostly
     red, the whole frame is mostly blue. The published class says which the device saw."""
-    import subprocess
-    import sys
-
-    from tests.mqtt_watch import Watcher
-
     model = tmp_path / "colour.edge.onnx"
     result = edge("convert", _colour_mean_classifier(tmp_path / "colour.onnx"), "-o", model,
                   "--labels", "red,green,blue", "--resize", resize)
@@ -186,23 +185,9 @@ def test_edge_run_makes_the_input_as_the_spec_says(tmp_path, edge, mosquitto, re
     frame = np.zeros((360, 640, 3), np.uint8)
     frame[:] = (255, 0, 0)  # BGR blue
     frame[:, 220:420] = (0, 0, 255)  # a red band, 200 of the centre square's 360 px
-    clip = tmp_path / "bands.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 360))
-    for _ in range(10):
-        writer.write(frame)
-    writer.release()
-    config = tmp_path / "edge.toml"
-    config.write_text(f"""
-device_id = "resize"
-[model]
-path = "{model}"
-[[cameras]]
-name = "gate"
-source = "file://{clip}?fps=0"
-[mqtt]
-url = "mqtt://127.0.0.1:{mosquitto.port}"
-""")
-    with Watcher(mosquitto.port, "edge/resize/gate/detections") as watcher:
+    clip = write_clip(tmp_path / "bands.avi", [frame] * 10)
+    config = config_with_camera(tmp_path, model, mosquitto.port, f"file://{clip}?fps=0")
+    with Watcher(mosquitto.port, f"{PREFIX}/gate/detections") as watcher:
         run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
