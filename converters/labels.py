@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -28,7 +29,8 @@ def _holds(check: Callable[[], bool]) -> bool:
 
 def labels_from_option(value: str) -> tuple[str, ...]:
     """`labels.txt` (one per line, `0 person` numbering allowed), `labels.json` (a list, or
-    `{"0": "cat", ...}`), an Ultralytics dataset's `data.yaml` (its `names`), or `cat,dog,bird`."""
+    `{"0": "cat", ...}` / `{"cat": 0, ...}`), an Ultralytics dataset's `data.yaml` (its
+    `names`), or `cat,dog,bird`."""
     if not value.strip():
         raise ConversionError("--labels has no label names; pass a file with one name a line "
                               "or a comma list")
@@ -93,15 +95,49 @@ def _text(path: Path) -> str:
 
 
 def _from_json(path: Path, text: str) -> tuple[str, ...]:
+    """A JSON list of names, or a mapping between class ids and names either way round:
+    `{"0": "cat"}` (index to name), `{"cat": 0}` (Keras' `class_indices`), or torchvision's
+    `imagenet_class_index.json` (`{"0": ["n01440764", "tench"]}`: the last item is the name)."""
     try:
         labels = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConversionError(f"labels file {path} is not valid JSON: {exc}") from exc
-    if isinstance(labels, dict):  # {"0": "cat", ...} as some exporters write
-        labels = [labels[k] for k in sorted(labels, key=int)]
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise ConversionError(f"labels file {path} must hold a JSON list of strings")
-    return tuple(labels)
+    if isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels):
+        return tuple(labels)
+    if isinstance(labels, dict) and labels:
+        by_id = _json_ids(labels)
+        if by_id is not None:
+            return _in_id_order(path, by_id)
+    raise ConversionError(f"labels file {path} must hold a JSON list of names, or a mapping "
+                          'from class id to name ({"0": "cat", ...}) or from name to class id '
+                          '({"cat": 0, ...}, as Keras\' class_indices)')
+
+
+def _json_ids(mapping: dict[str, Any]) -> dict[int, str] | None:
+    """Class id -> name from a JSON object keyed by ids (values names, or lists ending in
+    one) or by names (values ids); None for any other shape."""
+    if all(_is_id(key) for key in mapping):
+        names = {int(key): value[-1] if isinstance(value, list) and value else value
+                 for key, value in mapping.items()}
+        return names if all(isinstance(name, str) for name in names.values()) else None
+    if all(isinstance(value, int) and not isinstance(value, bool) and value >= 0
+           for value in mapping.values()):
+        by_id = {index: name for name, index in mapping.items()}
+        return by_id if len(by_id) == len(mapping) else None
+    return None
+
+
+def _is_id(key: str) -> bool:
+    return key.strip().isdigit()
+
+
+def _in_id_order(path: Path, names: dict[int, str]) -> tuple[str, ...]:
+    """`names` by class id 0, 1, 2...; refused when an id between is missing."""
+    missing = sorted(set(range(max(names) + 1)) - set(names))
+    if missing:
+        raise ConversionError(f"labels file {path}: its names skip class id(s) "
+                              f"{listed(missing)}; name every class from 0")
+    return tuple(names[index] for index in range(len(names)))
 
 
 def _from_yaml(path: Path, text: str) -> tuple[str, ...]:
@@ -116,12 +152,8 @@ def _from_yaml(path: Path, text: str) -> tuple[str, ...]:
     except yaml.YAMLError as exc:
         raise ConversionError(f"labels file {path} is not valid YAML: {first_line(exc)}") from exc
     names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, dict) and all(isinstance(key, int) for key in names):
-        missing = sorted(set(range(max(names) + 1)) - set(names))
-        if missing:
-            raise ConversionError(f"labels file {path}: its names skip class id(s) "
-                                  f"{listed(missing)}; name every class from 0")
-        names = [names[index] for index in range(len(names))]
+    if isinstance(names, dict) and names and all(isinstance(key, int) for key in names):
+        names = list(_in_id_order(path, {key: str(name) for key, name in names.items()}))
     if not isinstance(names, list) or not names:
         raise ConversionError(f"labels file {path} has no `names:` list or mapping from class "
                               "ids 0, 1, 2... (as an Ultralytics dataset's data.yaml has); pass "

@@ -653,10 +653,10 @@ def _add_convert(commands: Any) -> None:
                               "model records: a fixed ONNX input, Ultralytics' imgsz; PyTorch "
                               "sources need it)")
     convert.add_argument("--labels", help="class names: a file (one per line, '0 person' "
-                                          "numbering allowed; a JSON list; an Ultralytics "
-                                          "data.yaml's names) or a comma list (default: the "
-                                          "model's metadata, as Ultralytics and PaddlePaddle "
-                                          "exports carry it)")
+                                          "numbering allowed; a JSON list or id/name map; an "
+                                          "Ultralytics data.yaml's names) or a comma list "
+                                          "(default: the model's metadata, as Ultralytics "
+                                          "and PaddlePaddle exports carry it)")
     convert.add_argument("--colour-order", choices=["BGR", "RGB"], default="BGR",
                          help="the camera frames' channel order (OpenCV: BGR; default)")
     convert.add_argument("--network-order", choices=["RGB", "BGR"], default="RGB",

@@ -38,6 +38,34 @@ def test_json_and_comma_lists_and_bad_ones(tmp_path):
         labels_from_option(str(tmp_path / "missing.txt"))
 
 
+@pytest.mark.parametrize("text", [
+    '{"glioma": 0, "meningioma": 1, "pituitary": 3, "notumor": 2}',  # Keras' class_indices
+    '{"0": ["n0", "glioma"], "1": ["n1", "meningioma"], "2": ["n2", "notumor"], '
+    '"3": ["n3", "pituitary"]}',  # torchvision's imagenet_class_index.json
+    '{"3": "pituitary", "0": "glioma", "2": "notumor", "1": "meningioma"}',
+])
+def test_json_maps_either_way_round_give_names_in_class_id_order(tmp_path, text):
+    path = tmp_path / "class_indices.json"
+    path.write_text(text)
+    assert labels_from_option(str(path)) == ("glioma", "meningioma", "notumor", "pituitary")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"cat": 0, "dog": 2}', r"its names skip class id\(s\) 1; name every class from 0"),
+    ('{"cat": "x", "dog": 1}', "must hold a JSON list of names, or a mapping from class id to "
+                               "name"),
+    ('{"cat": 0, "dog": 0}', "or from name to class id"),
+    ("[1, 2]", "must hold a JSON list of names"),
+    ("{}", "must hold a JSON list of names"),
+])
+def test_json_labels_of_another_shape_are_refused_naming_the_shapes_read(tmp_path, text,
+                                                                           message):
+    path = tmp_path / "labels.json"
+    path.write_text(text)
+    with pytest.raises(ConversionError, match=message):
+        labels_from_option(str(path))
+
+
 @pytest.mark.parametrize("names", ["\n  0: person\n  1: car\n  2: traffic light\n",
                                    " [person, car, traffic light]\n"])
 def test_an_ultralytics_dataset_file_gives_its_names(tmp_path, names):
