@@ -151,6 +151,25 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
             f"{best.sqnr_db:.1f} dB; use --method {best.method} or --method auto")
 
 
+def far_from_fp32(best: Fidelity, task: str, profile: str) -> str | None:
+    """A warning when even `best`, the closest INT8 model judged (or the one written with
+    `--keep-float`), keeps agreement with FP32 under 95% on the held-out frames: a model
+    that INT8 breaks whatever its ranges, written all the same (a user may accept it), but
+    never silently. None when the agreement holds or was not measured (`unmeasured_agreement`
+    says that)."""
+    if not best.telling or best.agreement >= AGREEMENT_FLOOR:
+        return None
+    what = "top-1 agreement" if task == "classify" else "detection agreement"
+    other = ("; the tensorrt profile, which quantizes only the weighted layers' inputs, may "
+             "keep it (--profile tensorrt measures it)" if profile == "cpu" else "")
+    return (f"INT8 stays far from FP32 whatever the ranges: on {best.frames} held-out frames "
+            f"the closest model ({best.method}) keeps {what} with FP32 at "
+            f"{100 * best.agreement:.1f}% (output SQNR {_sqnr(best)}); it is written, but "
+            "check it with edge eval before deploying it; --report DIR names the layers that "
+            "lose most, --keep-float N keeps layers in float, --exclude NODE keeps named ones"
+            f"{other}")
+
+
 def kept_float_loss(written: Fidelity, chosen: Fidelity, kept: int, profile: str,
                     task: str) -> str | None:
     """A warning when the model with `kept` more layers in float (`--keep-float`) is no

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from calibration.readers import frames_from
-from calibration.selection import Fidelity, best_of, clear_loss, kept_float_loss
+from calibration.selection import Fidelity, best_of, clear_loss, far_from_fp32, kept_float_loss
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.errors import InputError
 
@@ -82,6 +82,39 @@ def test_explicit_method_that_loses_clearly_is_warned_about(demo, caplog):
     assert result.warning is not None and result.warning in caplog.text  # ... but not silently
     assert f"loses clearly to {best.method}" in result.warning
     assert f"{100 * entropy.agreement:.1f}% vs {100 * best.agreement:.1f}%" in result.warning
+
+
+@pytest.mark.parametrize(("best", "profile", "warned"), [
+    (fid("entropy+mse@3", 4.6, 0.75), "cpu", True),  # a tf2onnx VGG16's cpu profile, before
+    (fid("mse", 4.6, 0.75), "tensorrt", True),
+    (fid("mse", 30.0, 0.95), "cpu", False),
+    (fid("mse", 4.6, 0.0, compared=2), "cpu", False),  # unmeasured: unmeasured_agreement says
+])
+def test_even_the_closest_int8_model_far_from_fp32_is_warned_about(best, profile, warned):
+    message = far_from_fp32(best, "classify", profile)
+    assert (message is not None) == warned
+    if warned:
+        assert message.startswith(
+            "INT8 stays far from FP32 whatever the ranges: on 16 held-out frames the closest "
+            f"model ({best.method}) keeps top-1 agreement with FP32 at 75.0% (output SQNR "
+            "4.6 dB); it is written, but check it with edge eval before deploying it")
+        assert "--keep-float N" in message and "--report DIR" in message
+        assert ("--profile tensorrt" in message) == (profile == "cpu")
+
+
+def test_the_far_from_fp32_warning_reaches_the_summary(demo, caplog, monkeypatch):
+    """With the bar raised past what any model reaches, the run still writes its model and
+    says so in the log and the summary's `warning` (what --json prints)."""
+    import calibration.selection
+
+    monkeypatch.setattr(calibration.selection, "AGREEMENT_FLOOR", 1.01)
+    model, spec = demo
+    with caplog.at_level(logging.WARNING):
+        result = calibrate(model, spec, frames_from(FRAMES, max_images=16),
+                           CalibrateOptions(profile="tensorrt", progress=False))
+    assert result.warning is not None and "INT8 stays far from FP32" in result.warning
+    assert "INT8 stays far from FP32" in caplog.text
+    assert result.model.graph.node  # written all the same
 
 
 def test_auto_with_too_few_frames_says_it_uses_mse(demo, caplog):

@@ -22,14 +22,42 @@ def _weights(seed: int = 0) -> dict[str, np.ndarray]:
             "box_w": rng.normal(0, 0.5, (8, 4)).astype(np.float32)}
 
 
+def _dense_batchnorm(features: str, nodes: list, weights: dict[str, np.ndarray]) -> str:
+    """Keras' Dense(16) -> ReLU -> BatchNormalization, as tf2onnx writes it (MatMul, Add, Relu,
+    then a Mul and an Add by per-channel constants), reading `features` [N, 8]. The BN scales
+    span 0.1 to 30 (as a tf2onnx VGG16's do), the Dense's channels the inverse (as training
+    makes them: the BN normalises them), so the ReLU's output holds channels of very different
+    scales."""
+    rng = np.random.default_rng(3)
+    scale = (10.0 ** np.linspace(-1, 1.5, 16)).astype(np.float32)
+    rng.shuffle(scale)
+    weights["dense_w"] = (rng.normal(0, 0.5, (8, 16)) / scale).astype(np.float32)
+    weights["dense_b"] = (rng.normal(0, 0.05, (16,)) / scale).astype(np.float32)
+    weights["bn_gamma"] = scale
+    weights["bn_beta"] = rng.normal(0, 1.0, (16,)).astype(np.float32)
+    weights["fc_w"] = rng.normal(0, 0.5, (16, 3)).astype(np.float32)
+    nodes += [
+        helper.make_node("MatMul", [features, "dense_w"], ["dense"], name="dense/MatMul"),
+        helper.make_node("Add", ["dense", "dense_b"], ["dense_biased"], name="dense/BiasAdd"),
+        helper.make_node("Relu", ["dense_biased"], ["dense_relu"], name="dense/Relu"),
+        helper.make_node("Mul", ["dense_relu", "bn_gamma"], ["bn_scaled"],
+                         name="batchnorm/mul_1"),
+        helper.make_node("Add", ["bn_scaled", "bn_beta"], ["bn"], name="batchnorm/add_1")]
+    return "bn"
+
+
 def classifier(path: Path, *, batch: int | str = "N", opset: int = 17, constants: bool = False,
                ending: str = "none", extra_output: bool = False, extra_input: bool = False,
-               dynamic_weight: bool = False) -> Path:
+               dynamic_weight: bool = False, batchnorm_after_relu: bool = False) -> Path:
     """x [batch, 3, 32, 32] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> MatMul/Add ->
     `ending` ("none", "softmax", "sigmoid") -> Identity -> scores [batch, 3]; `extra_output` adds
     a box output [batch, 4] first (as MTCNN's R-Net has); `dynamic_weight` makes a second conv
-    take its weight from the activations."""
+    take its weight from the activations; `batchnorm_after_relu` puts Keras' Dense -> ReLU ->
+    BatchNorm before the last MatMul (`_dense_batchnorm`)."""
     weights = _weights()
+    bn_nodes: list = []
+    features_for_fc = (_dense_batchnorm("flat", bn_nodes, weights) if batchnorm_after_relu
+                       else "flat")
     nodes, initializers = [], []
     for name, value in weights.items():
         if constants:
@@ -53,7 +81,8 @@ def classifier(path: Path, *, batch: int | str = "N", opset: int = 17, constants
     nodes += [
         helper.make_node("GlobalAveragePool", [features], ["pooled"], name="pool"),
         helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
-        helper.make_node("MatMul", ["flat", "fc_w"], ["fc"], name="fc"),
+        *bn_nodes,
+        helper.make_node("MatMul", [features_for_fc, "fc_w"], ["fc"], name="fc"),
         helper.make_node("Add", ["fc", "fc_b"], ["logits"], name="fc_bias")]
     last = "logits"
     if ending != "none":
