@@ -62,7 +62,7 @@ from converters.yolox_head import (
     with_grid_decode,
 )
 from edge.files import write_bytes_atomic
-from edge.resizing import Resize
+from edge.resizing import DEFAULT_PAD_VALUE, Resize
 from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec
 
 #: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
@@ -81,6 +81,7 @@ class ConvertOptions:
     task: Literal["detect", "classify"] | None = None
     resize: Resize | None = None  # None: the source's own, else letterbox
     crop_fraction: float | None = None  # None: 1, all of what `resize` takes
+    pad_value: int | None = None  # None: DEFAULT_PAD_VALUE; letterboxes only
     #: "yolox": a `yolov5` head whose output holds raw grid offsets (see converters.yolox_head)
     head: HeadLayout | Literal["yolox"] | None = None
     module: str | None = None  # package.module:Class or file.py:Class, for checkpoints
@@ -322,11 +323,17 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         raise ConversionError(f"--crop-fraction {crop_fraction:g} needs --resize stretch or "
                               f"crop; the frames are made by {resize}, which keeps all of "
                               "the frame")
+    if options.pad_value is not None and not resize.startswith("letterbox"):
+        raise ConversionError(f"--pad-value {options.pad_value} needs a letterbox (--resize "
+                              f"letterbox or letterbox-top-left); {resize} fills the whole "
+                              "input, so there are no bars to pad")
     spec = ModelSpec(
         task=head.task, labels=labels, head=head.layout, output=output,  # type: ignore[arg-type]
         input=InputSpec(name=image.name, width=width, height=height, batch=batch,
                         colour_order=options.camera_order, resize=resize,
-                        crop_fraction=crop_fraction),
+                        crop_fraction=crop_fraction,
+                        pad_value=(DEFAULT_PAD_VALUE if options.pad_value is None
+                                   else options.pad_value)),
         postprocess=options.postprocess, name=options.name or default_name,
         source=plain.kind, quantization="float")
     converted = onnx_with_preprocessing(onnx_with_spec(folded, spec), options.normalisation,

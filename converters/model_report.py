@@ -14,7 +14,7 @@ from onnx import TensorProto, numpy_helper
 from converters.grey import LUMA_RGB
 from converters.metadata import PREPROCESSING_KEY, preprocessing_of
 from edge.errors import ModelError
-from edge.resizing import resize_words
+from edge.resizing import DEFAULT_PAD_VALUE, resize_words
 from edge.spec import SPEC_KEY, ModelSpec, read_onnx_model
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
@@ -131,7 +131,8 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         size = f"{spec['input']['height']}x{spec['input']['width']} (HxW, as --input-size)"
         made = resize_words(spec["input"].get("resize", "letterbox"),
-                            spec["input"].get("crop_fraction", 1.0))
+                            spec["input"].get("crop_fraction", 1.0),
+                            spec["input"].get("pad_value", DEFAULT_PAD_VALUE))
         lines.append(f"spec: {spec['name']} — {spec['task']}, head {spec['head']} on "
                      f"{spec['output']}, input {size} {spec['input']['colour_order']} uint8, "
                      f"batch {spec['input']['batch'] or 'dynamic'}; frames by "

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputError
-from edge.resizing import Resize
+from edge.resizing import DEFAULT_PAD_VALUE, Resize
 from edge.spec import ModelSpec
 
 
@@ -135,7 +135,7 @@ class Letterboxer:
     where the inference engine reads them.
     """
 
-    def __init__(self, pad_value: int = 114, swap_channels: bool = False,
+    def __init__(self, pad_value: int = DEFAULT_PAD_VALUE, swap_channels: bool = False,
                  interpolation: int = cv2.INTER_LINEAR, resize: Resize = "letterbox",
                  crop_fraction: float = 1.0) -> None:
         """`interpolation`: an OpenCV flag. INTER_LINEAR (the default, as in Ultralytics'
@@ -191,7 +191,7 @@ def letterboxer_from_spec(spec: ModelSpec, interpolation: int = cv2.INTER_LINEAR
 
 
 def letterbox(frame: npt.NDArray[np.uint8], input_width: int, input_height: int,
-              pad_value: int = 114, resize: Resize = "letterbox"
+              pad_value: int = DEFAULT_PAD_VALUE, resize: Resize = "letterbox"
               ) -> tuple[npt.NDArray[np.uint8], LetterboxGeometry]:
     """Convenience for offline use (training, calibration): a new [H, W, 3] letterboxed image."""
     buffer = np.empty((1, input_height, input_width, 3), np.uint8)

@@ -19,6 +19,20 @@ CROP_FRACTION_HELP = (
     "Resize(256) then CenterCrop(224) uses 224/256 = 0.875 of it (ImageNet classifiers)")
 
 
-def resize_words(resize: str, crop_fraction: float = 1.0) -> str:
-    """`crop`, `stretch of the central 0.875`: how a spec's input is made, for people."""
-    return resize if crop_fraction == 1 else f"{resize} of the central {crop_fraction:g}"
+#: The grey of Ultralytics' and YOLOX's letterbox bars (camera pixel levels, every channel).
+DEFAULT_PAD_VALUE = 114
+PAD_VALUE_HELP = (
+    "with a letterbox: the pixel level (0-255, every channel) the bars are filled with, as the "
+    "network's training letterbox filled them (default 114, Ultralytics' and YOLOX's grey; 0 "
+    "black, 255 white)")
+
+
+def resize_words(resize: str, crop_fraction: float = 1.0,
+                 pad_value: int = DEFAULT_PAD_VALUE) -> str:
+    """`crop`, `stretch of the central 0.875`, `letterbox padded with 255`: how a spec's input
+    is made, for people."""
+    if crop_fraction != 1:
+        return f"{resize} of the central {crop_fraction:g}"
+    if resize.startswith("letterbox") and pad_value != DEFAULT_PAD_VALUE:
+        return f"{resize} padded with {pad_value}"
+    return resize

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge.errors import NOT_A_MODEL_FIX, ModelError
 from edge.files import require_model_file
 from edge.ort_session import session_from_onnx
-from edge.resizing import CROP_FRACTION_HELP, RESIZE_HELP, Resize
+from edge.resizing import CROP_FRACTION_HELP, DEFAULT_PAD_VALUE, RESIZE_HELP, Resize
 
 SPEC_KEY = "edge.spec"
 SPEC_VERSION = 1
@@ -53,7 +53,7 @@ class InputSpec(_Strict):
     height: int = Field(gt=0)
     batch: int | None = Field(default=1, ge=1, description="None: dynamic batch")
     colour_order: Literal["BGR", "RGB"] = "BGR"
-    pad_value: int = Field(default=114, ge=0, le=255)
+    pad_value: int = Field(default=DEFAULT_PAD_VALUE, ge=0, le=255)
     resize: Resize = Field(default="letterbox", description=RESIZE_HELP)
     crop_fraction: float = Field(default=1.0, ge=0.5, le=1, description=CROP_FRACTION_HELP)
 

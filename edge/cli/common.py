@@ -77,6 +77,11 @@ def parse_crop_fraction(text: str) -> float:
                    f"a fraction from 0.5 to 1, e.g. 0.875 for Resize(256) + CenterCrop(224){hint}")
 
 
+def parse_pad_value(text: str) -> int:
+    return _number(text, int, lambda v: 0 <= v <= 255,
+                   "a pixel level, a whole number from 0 to 255 (114: Ultralytics' grey)")
+
+
 def _is_percentage(text: str) -> bool:
     try:
         return 50 <= float(text) <= 100

@@ -17,6 +17,7 @@ from edge.cli.common import (
     parse_crop_fraction,
     parse_fraction,
     parse_non_negative_int,
+    parse_pad_value,
     parse_percentile,
     parse_positive_float,
     parse_positive_int,
@@ -41,7 +42,13 @@ from edge.files import (
     write_bytes_atomic,
     write_failures_named,
 )
-from edge.resizing import CROP_FRACTION_HELP, RESIZE_HELP, Resize, resize_words
+from edge.resizing import (
+    CROP_FRACTION_HELP,
+    PAD_VALUE_HELP,
+    RESIZE_HELP,
+    Resize,
+    resize_words,
+)
 from edge.system import usable_cores
 from edge.wording import counted
 
@@ -103,7 +110,8 @@ def _convert(args: argparse.Namespace) -> int:
         labels=labels_from_option(args.labels) if args.labels is not None else None,
         camera_order=args.colour_order,
         normalisation=Normalisation(args.network_order, args.mean, args.std),
-        resize=args.resize, crop_fraction=args.crop_fraction, task=args.task, head=args.head,
+        resize=args.resize, crop_fraction=args.crop_fraction, pad_value=args.pad_value,
+        task=args.task, head=args.head,
         module=args.module, module_args=module_args,
         batch=_batch_option(args.batch), opset=args.opset, stride=args.stride,
         simplify=args.simplify, verify=args.verify, tolerance=args.tolerance, name=args.name,
@@ -128,7 +136,7 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: {spec.task} ({spec.head}), "
               f"{counted(len(spec.labels), 'label')}, input uint8 {shape} "
               f"{spec.input.colour_order}, frames by "
-              f"{resize_words(spec.input.resize, spec.input.crop_fraction)}")
+              f"{resize_words(spec.input.resize, spec.input.crop_fraction, spec.input.pad_value)}")
         print(converted.parity.describe() if converted.parity else "parity not checked")
     return 0
 
@@ -672,6 +680,8 @@ def _add_convert(commands: Any) -> None:
                               " (default letterbox; crop for Ultralytics classify exports)")
     convert.add_argument("--crop-fraction", type=parse_crop_fraction, metavar="F",
                          help=CROP_FRACTION_HELP + " (default 1: all of it)")
+    convert.add_argument("--pad-value", type=parse_pad_value, metavar="LEVEL",
+                         help=PAD_VALUE_HELP)
     convert.add_argument("--task", choices=["detect", "classify"],
                          help="what the model does (default: read from the output's shape; "
                               "pass it to have a mismatch refused)")

@@ -160,6 +160,57 @@ def test_a_crop_fraction_outside_half_to_all_is_refused(tmp_path, capsys, value)
     assert ("(a fraction: 87.5% is 0.875)" in err) == (value == "87.5")
 
 
+@pytest.mark.parametrize("resize", ["letterbox", "letterbox-top-left"])
+def test_a_pad_value_fills_the_bars_everywhere_the_input_is_made(tmp_path, edge, resize):
+    """A network trained on white-padded letterboxes (occular-deskew's orientation net) sees
+    white bars in calibration, in `edge eval` and on the device, not Ultralytics' grey."""
+    out = tmp_path / "white.onnx"
+    result = edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c",
+                  "--resize", resize, "--pad-value", "255")
+    assert result.returncode == 0, result.stderr
+    assert f"frames by {resize} padded with 255" in result.stdout
+    assert f"frames by {resize} padded with 255" in edge("inspect", out).stdout
+    spec = spec_from_model(onnx.load(str(out)), str(out))
+    assert spec.input.pad_value == 255
+    image = np.random.default_rng(4).integers(0, 200, (40, 80, 3), np.uint8)  # no 255 inside
+    (tmp_path / "frames").mkdir()
+    cv2.imwrite(str(tmp_path / "frames" / "wide.png"), image)
+    (calibration,) = [x[spec.input.name][0] for x in frames_from(tmp_path / "frames",
+                                                                 min_images=1).inputs(spec)]
+    buffer = np.zeros((1, SIZE, SIZE, 3), np.uint8)
+    letterboxer_from_spec(spec)(image, buffer)
+    for made in (calibration, buffer[0]):  # 32x16 of picture, 16 rows of bars
+        bars = made[:8] if resize == "letterbox" else made[16:]
+        assert (bars == 255).all()
+        picture = made[8:24] if resize == "letterbox" else made[:16]
+        assert picture.max() < 255
+    default = tmp_path / "grey.onnx"
+    edge("convert", _classifier(tmp_path), "-o", default, "--labels", "a,b,c")
+    assert spec_from_model(onnx.load(str(default)), str(default)).input.pad_value == 114
+    assert "padded" not in edge("inspect", default).stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--pad-value", "256"], "'256' must be a pixel level, a whole number from 0 to 255"),
+    (["--pad-value", "-1"], "'-1' must be a pixel level"),
+    (["--pad-value", "0.5"], "'0.5' must be a pixel level"),
+    (["--pad-value", "white"], "'white' must be a pixel level"),
+])
+def test_a_pad_value_that_is_no_pixel_level_is_refused(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(["convert", str(_classifier(tmp_path)), "-o", str(tmp_path / "x.onnx"), *args])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_pad_value_without_a_letterbox_is_refused(tmp_path, edge):
+    assert_refused(edge("convert", _classifier(tmp_path), "-o", tmp_path / "x.onnx",
+                        "--labels", "a,b,c", "--resize", "stretch", "--pad-value", "0"),
+                   "--pad-value 0 needs a letterbox (--resize letterbox or letterbox-top-left); "
+                   "stretch fills the whole input, so there are no bars to pad")
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def _colour_mean_classifier(path):
     """A 'classifier' whose scores are each colour's mean over its input (red, green, blue in
     network order): which colour fills what the model sees wins."""
