@@ -63,7 +63,7 @@ from converters.yolox_head import (
 )
 from edge.files import write_bytes_atomic
 from edge.resizing import DEFAULT_PAD_VALUE, Resize
-from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec
+from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec, topic_unsafe_labels
 
 #: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
 #: PyTorch source: 1).
@@ -317,6 +317,29 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     folded = onnx_with_preprocess(_with_batch(plain.model, image, batch), options.camera_order,
                                   options.normalisation, height, width)
     folded = simplified_onnx(folded) if options.simplify else checked_onnx(folded)
+    unusable = topic_unsafe_labels(labels or ())
+    if unusable:
+        raise ConversionError(unusable + ("" if options.labels else
+                                          " (these come from the model's metadata)"))
+    spec = ModelSpec(
+        task=head.task, labels=labels, head=head.layout, output=output,  # type: ignore[arg-type]
+        input=_input_spec(plain, options, image.name, (height, width), batch),
+        postprocess=options.postprocess, name=options.name or default_name,
+        source=plain.kind, quantization="float")
+    converted = onnx_with_preprocessing(onnx_with_spec(folded, spec), options.normalisation,
+                                        grey)
+    parity = _verify(converted, plain, image, spec, options) if options.verify else None
+    return Converted(converted, spec, parity, plain.kind,
+                     plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
+                     + _resize_notes(plain, options, spec) + unread_outputs_note(output, head,
+                                                                                 shapes))
+
+
+def _input_spec(plain: _Plain, options: ConvertOptions, name: str, size: tuple[int, int],
+                batch: int | None) -> InputSpec:
+    """The spec's input: `size` (height, width), `batch`, and how frames become it (the
+    options' resize, else the source's, else a letterbox; a crop fraction only where the frame
+    is cut, a pad value only where there are bars)."""
     resize = options.resize or plain.resize or "letterbox"
     crop_fraction = 1.0 if options.crop_fraction is None else options.crop_fraction
     if crop_fraction != 1.0 and resize.startswith("letterbox"):
@@ -327,22 +350,11 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         raise ConversionError(f"--pad-value {options.pad_value} needs a letterbox (--resize "
                               f"letterbox or letterbox-top-left); {resize} fills the whole "
                               "input, so there are no bars to pad")
-    spec = ModelSpec(
-        task=head.task, labels=labels, head=head.layout, output=output,  # type: ignore[arg-type]
-        input=InputSpec(name=image.name, width=width, height=height, batch=batch,
-                        colour_order=options.camera_order, resize=resize,
-                        crop_fraction=crop_fraction,
-                        pad_value=(DEFAULT_PAD_VALUE if options.pad_value is None
-                                   else options.pad_value)),
-        postprocess=options.postprocess, name=options.name or default_name,
-        source=plain.kind, quantization="float")
-    converted = onnx_with_preprocessing(onnx_with_spec(folded, spec), options.normalisation,
-                                        grey)
-    parity = _verify(converted, plain, image, spec, options) if options.verify else None
-    return Converted(converted, spec, parity, plain.kind,
-                     plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
-                     + _resize_notes(plain, options, spec) + unread_outputs_note(output, head,
-                                                                                 shapes))
+    return InputSpec(name=name, height=size[0], width=size[1], batch=batch,
+                     colour_order=options.camera_order, resize=resize,
+                     crop_fraction=crop_fraction,
+                     pad_value=DEFAULT_PAD_VALUE if options.pad_value is None
+                     else options.pad_value)
 
 
 def _without_masks(plain: _Plain, first: dict[str, npt.NDArray[Any]], output: str, kept: int,

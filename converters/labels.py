@@ -51,7 +51,8 @@ def labels_from_option(value: str) -> tuple[str, ...]:
                   if "," not in value and "/" not in value else "")
         raise ConversionError(f"--labels {value} is a folder; pass a labels file (one name a "
                               f"line, a JSON list or a data.yaml) or a comma list{single}")
-    elif suffix in (".txt", ".json", ".names", ".yaml", ".yml") or "/" in value:
+    elif suffix in (".txt", ".json", ".names", ".yaml", ".yml") or ("/" in value
+                                                                     and "," not in value):
         raise ConversionError(f"labels file {value} does not exist")
     else:
         found = _comma_list(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,22 @@ Quantization = Literal[
     "int8-qdq",      # symmetric QDQ by TensorRT's rules (`edge calibrate --profile tensorrt`)
     "int8-qdq-cpu",  # uint8 activations for ONNX Runtime's CPU kernels; TensorRT rejects it
 ]
+
+
+#: What MQTT topics cannot carry in a level: the level separator, the wildcards and NUL. A
+#: label is a level of its count topic (`<camera>/<label>/count`).
+TOPIC_RESERVED = ("/", "+", "#", "\0")
+
+
+def topic_unsafe_labels(labels: Sequence[str]) -> str | None:
+    """Why `labels` cannot be published as topic levels, naming each, or None."""
+    bad = [f"{label!r} (class {index})" for index, label in enumerate(labels)
+           if any(mark in label for mark in TOPIC_RESERVED)]
+    if not bad:
+        return None
+    return (f"label {', '.join(bad[:5])} holds / + # or NUL, which MQTT topics reserve "
+            "(edge publishes <camera>/<label>/count); name the classes without them, e.g. "
+            "with --labels")
 
 
 class _Strict(BaseModel):
@@ -95,6 +112,9 @@ class ModelSpec(_Strict):
             raise ValueError(f"head layout '{self.head}' does not fit task '{self.task}'")
         if not self.labels:
             raise ValueError("labels must not be empty")
+        unusable = topic_unsafe_labels(self.labels)
+        if unusable:
+            raise ValueError(unusable)
         return self
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from converters.errors import ConversionError
@@ -132,3 +134,35 @@ def test_folders_empty_files_and_gaps_are_named_as_such(tmp_path, monkeypatch):
     with pytest.raises(ConversionError, match="its names skip class id\\(s\\) 1; name every "
                                               "class from 0"):
         labels_from_option(str(tmp_path / "gap.yaml"))
+
+
+@pytest.mark.parametrize(("labels", "bad"), [
+    ("car,person/rider,bike", "'person/rider' (class 1)"),
+    ("car,a+b,c#d", "'a+b' (class 1), 'c#d' (class 2)"),
+])
+def test_labels_that_mqtt_topics_cannot_carry_are_refused(tmp_path, edge, labels, bad):
+    """A label is a level of its count topic (`<camera>/<label>/count`): a / would add a level,
+    + and # are wildcards a publish is refused for."""
+    from tests.converters.cli_results import assert_refused
+    from tests.converters.exporter_graphs import classifier
+
+    result = edge("convert", classifier(tmp_path / "m.onnx"), "-o", tmp_path / "x.onnx",
+                  "--labels", labels)
+    assert_refused(result, f"label {bad} holds / + # or NUL, which MQTT topics reserve "
+                           "(edge publishes <camera>/<label>/count); name the classes without "
+                           "them, e.g. with --labels")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+SPEC = {"spec_version": 1, "task": "classify", "labels": ["a", "b"], "head": "logits",
+        "output": "y", "input": {"name": "x", "width": 8, "height": 8}}
+
+
+def test_a_spec_with_such_labels_is_refused_when_read(tmp_path):
+    from edge.errors import ModelError
+    from edge.spec import ModelSpec
+
+    good = ModelSpec.from_json(json.dumps(SPEC), "m.onnx")
+    assert good.labels == ("a", "b")
+    with pytest.raises(ModelError, match=r"label 'a/b' \(class 0\) holds / \+ # or NUL"):
+        ModelSpec.from_json(json.dumps({**SPEC, "labels": ["a/b", "c"]}), "m.onnx")
