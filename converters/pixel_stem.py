@@ -181,7 +181,8 @@ def _match_convs(graph: _Graph, removed: list[onnx.NodeProto], first: onnx.NodeP
     if not np.allclose(zero, zero[0], atol=1e-4) or abs(zero[0] - round(zero[0])) > 1e-4 or \
             not 0 <= round(zero[0]) <= 255:
         raise StemMismatchError("the normalisation's mean is not one whole pixel value for all "
-                                "channels, so padding could not stay exact")
+                                "channels, so the first conv's zero padding (the pixel that "
+                                "normalises to 0) could not be given as a uint8 pixel")
     folded = weight * scale.reshape(1, 3, 1, 1)
     camera = np.empty_like(folded)
     camera[:, swap] = folded  # model channel k reads camera channel swap[k]
