@@ -137,7 +137,8 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
         cache = Path(scratch) / "ranges.json"
         save_tensors_data(tensors_data(ranges), cache)
         source, out = Path(scratch) / "model.onnx", Path(scratch) / "model.int8.onnx"
-        onnx.save(with_value_types(model), source)  # the quantizer skips untyped tensors
+        # the quantizer skips untyped tensors
+        onnx.save(with_value_types(_clear_of_quantizer_names(model)), source)
         with _quantizer_advice_muted():
             quantize_static(
                 str(source), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
@@ -153,6 +154,32 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
         _say_once(f"the stem stays float: {left_float}")
     onnx.checker.check_model(quantized)
     return quantized
+
+
+#: The suffixes ONNX Runtime's quantizer gives the initializers it adds for a tensor `T`.
+_QUANTIZER_SUFFIXES = ("_scale", "_zero_point", "_quantized")
+
+
+def _clear_of_quantizer_names(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, or a copy whose initializers named like the quantizer's own (`T_scale` and so
+    on) end in `_` instead: the quantizer adds `T_scale` for a tensor `T` without checking the
+    name is free, and a model's own `bn_scale` beside a tensor `bn` became that tensor's
+    per-channel activation scale (a model ONNX Runtime then refused to run)."""
+    clashing = {i.name for i in model.graph.initializer if i.name.endswith(_QUANTIZER_SUFFIXES)}
+    if not clashing:
+        return model
+    renamed = onnx.ModelProto()
+    renamed.CopyFrom(model)
+    graph = renamed.graph
+    for initializer in graph.initializer:
+        if initializer.name in clashing:
+            initializer.name += "_"
+    for value in graph.input:
+        if value.name in clashing:
+            value.name += "_"
+    for node in graph.node:
+        node.input[:] = [f"{name}_" if name in clashing else name for name in node.input]
+    return renamed
 
 
 def _reading_float(model: onnx.ModelProto, nodes: Collection[str]) -> None:

@@ -488,3 +488,27 @@ def test_a_batchnorm_behind_a_relu_stays_float_in_the_cpu_profile(tmp_path, monk
     quantized_before_it = int8_sqnr()
     assert with_batchnorm_float > 45.0
     assert with_batchnorm_float > quantized_before_it + 10.0
+
+
+def test_initializers_named_like_the_quantizers_own_do_not_clash(tmp_path):
+    """A model's own `bn_scale` beside a tensor `bn`: ONNX Runtime's quantizer names the
+    scale it adds for `bn` the same, and the INT8 model failed to run (a traceback)."""
+    from calibration.fidelity import output_sqnr
+    from calibration.readers import frames_from
+    from converters.quantize import CalibrateOptions, calibrate, load_float_model
+
+    source = onnx.load(str(classifier(tmp_path / "m.onnx", batchnorm_after_relu=True)))
+    for initializer in source.graph.initializer:
+        if initializer.name == "bn_gamma":
+            initializer.name = "bn_scale"
+    for node in source.graph.node:
+        node.input[:] = ["bn_scale" if name == "bn_gamma" else name for name in node.input]
+    onnx.save(source, tmp_path / "clash.onnx")
+    fp32 = tmp_path / "fp32.onnx"
+    convert(tmp_path / "clash.onnx", ConvertOptions(labels=LABELS)).write(fp32)
+    model, spec = load_float_model(fp32)
+    assert "bn_scale" in {i.name for i in model.graph.initializer}
+    int8 = calibrate(model, spec, frames_from("synthetic://shapes?seed=1", max_images=16),
+                     CalibrateOptions(profile="cpu", method="minmax", progress=False)).model
+    scored = list(frames_from("synthetic://shapes?seed=2", max_images=8).inputs(spec))
+    assert output_sqnr(model, int8, scored)["scores"] > 30.0
