@@ -17,6 +17,7 @@ import numpy.typing as npt
 import onnx
 from google.protobuf.message import DecodeError
 
+from converters.conv_affine import affine_folded_into_convs
 from converters.errors import ConversionError, first_line
 from converters.fold import (
     ColourOrder,
@@ -317,6 +318,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     folded = onnx_with_preprocess(_with_batch(plain.model, image, batch), options.camera_order,
                                   options.normalisation, height, width)
     folded = simplified_onnx(folded) if options.simplify else checked_onnx(folded)
+    folded, affine = affine_folded_into_convs(folded)
     unusable = topic_unsafe_labels(labels or ())
     if unusable:
         raise ConversionError(unusable + ("" if options.labels else
@@ -330,9 +332,16 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                                         grey)
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
-                     plain.notes + _assumed_preprocessing_note(plain.kind, options, grey)
+                     plain.notes + _folded_affine_note(affine)
+                     + _assumed_preprocessing_note(plain.kind, options, grey)
                      + _resize_notes(plain, options, spec) + unread_outputs_note(output, head,
                                                                                  shapes))
+
+
+def _folded_affine_note(count: int) -> tuple[str, ...]:
+    return ((f"folded {count} per-channel Mul/Add/Sub by constants behind convolutions (a "
+             "BatchNorm the exporter left unfused) into them, so INT8 quantizes the normalised "
+             "output",) if count else ())
 
 
 def _input_spec(plain: _Plain, options: ConvertOptions, name: str, size: tuple[int, int],

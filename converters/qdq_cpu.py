@@ -275,21 +275,22 @@ def unfolded_batchnorms(model: onnx.ModelProto) -> set[str]:
             readers.setdefault(name, []).append(node)
     kept: set[str] = set()
     for node in graph.node:
+        shift = None
         if node.op_type == "BatchNormalization":
             source = node.input[0]
         elif (node.op_type == "Mul" and len(node.input) == 2
               and sum(name in vectors for name in node.input) == 1):
             source = next(name for name in node.input if name not in vectors)
-            shift = readers.get(node.output[0], [])
-            if (len(shift) == 1 and shift[0].op_type in ("Add", "Sub")
-                    and any(name in vectors for name in shift[0].input)):
-                kept.add(shift[0].name)
+            after = readers.get(node.output[0], [])
+            if (len(after) == 1 and after[0].op_type in ("Add", "Sub")
+                    and any(name in vectors for name in after[0].input)):
+                shift = after[0].name
         else:
             continue
         before = producers.get(source)
         if before is None or before.op_type not in _BEFORE_BATCHNORM:
             continue
-        kept.add(node.name)
+        kept.update([node.name] if shift is None else [node.name, shift])
         if before.op_type in ("Relu", "Clip", "LeakyRelu") and len(readers[source]) == 1:
             kept.add(before.name)  # and a bias Add before it: the same channels, shifted
             bias = producers.get(before.input[0])

@@ -138,7 +138,7 @@ MODELS = (
         "a11876926688aaccccd3010174b14f20f2ffc4b153c0940c7059dd1633f1e7da",
         "PyTorch 2.7 (torch.onnx)", 17, "classify",
         ("--labels", "0,90,180,270", "--mean", "0.485,0.456,0.406",
-         "--std", "0.229,0.224,0.225", "--pad-value", "255"),
+         "--std", "0.229,0.224,0.225", "--resize", "letterbox", "--pad-value", "255"),
         notes="page orientation, 320x320, logits; letterboxed on white, as its package does"),
 )
 
