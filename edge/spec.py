@@ -53,7 +53,8 @@ def topic_unsafe_labels(labels: Sequence[str]) -> str | None:
            if any(mark in label for mark in TOPIC_RESERVED)]
     if not bad:
         return None
-    return (f"label {', '.join(bad[:5])} holds / + # or NUL, which MQTT topics reserve "
+    which = f"label {bad[0]} holds" if len(bad) == 1 else f"labels {', '.join(bad[:5])} hold"
+    return (f"{which} / + # or NUL, which MQTT topics reserve "
             "(edge publishes <camera>/<label>/count); name the classes without them, e.g. "
             "with --labels")
 

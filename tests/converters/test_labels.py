@@ -137,8 +137,8 @@ def test_folders_empty_files_and_gaps_are_named_as_such(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("labels", "bad"), [
-    ("car,person/rider,bike", "'person/rider' (class 1)"),
-    ("car,a+b,c#d", "'a+b' (class 1), 'c#d' (class 2)"),
+    ("car,person/rider,bike", "label 'person/rider' (class 1) holds"),
+    ("car,a+b,c#d", "labels 'a+b' (class 1), 'c#d' (class 2) hold"),
 ])
 def test_labels_that_mqtt_topics_cannot_carry_are_refused(tmp_path, edge, labels, bad):
     """A label is a level of its count topic (`<camera>/<label>/count`): a / would add a level,
@@ -148,7 +148,7 @@ def test_labels_that_mqtt_topics_cannot_carry_are_refused(tmp_path, edge, labels
 
     result = edge("convert", classifier(tmp_path / "m.onnx"), "-o", tmp_path / "x.onnx",
                   "--labels", labels)
-    assert_refused(result, f"label {bad} holds / + # or NUL, which MQTT topics reserve "
+    assert_refused(result, f"{bad} / + # or NUL, which MQTT topics reserve "
                            "(edge publishes <camera>/<label>/count); name the classes without "
                            "them, e.g. with --labels")
     assert not (tmp_path / "x.onnx").exists()
