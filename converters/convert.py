@@ -64,7 +64,7 @@ from converters.yolox_head import (
 )
 from edge.files import write_bytes_atomic
 from edge.resizing import DEFAULT_PAD_VALUE, Resize
-from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec, topic_unsafe_labels
+from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec, unusable_labels
 
 #: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
 #: PyTorch source: 1).
@@ -319,7 +319,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                                   options.normalisation, height, width)
     folded = simplified_onnx(folded) if options.simplify else checked_onnx(folded)
     folded, affine = affine_folded_into_convs(folded)
-    unusable = topic_unsafe_labels(labels or ())
+    unusable = unusable_labels(labels or ())
     if unusable:
         raise ConversionError(unusable + ("" if options.labels else
                                           " (these come from the model's metadata)"))

@@ -106,7 +106,7 @@ def _from_json(path: Path, text: str) -> tuple[str, ...]:
     if isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels):
         return tuple(labels)
     if isinstance(labels, dict) and labels:
-        by_id = _json_ids(labels)
+        by_id = _json_ids(path, labels)
         if by_id is not None:
             return _in_id_order(path, by_id)
     raise ConversionError(f"labels file {path} must hold a JSON list of names, or a mapping "
@@ -114,18 +114,29 @@ def _from_json(path: Path, text: str) -> tuple[str, ...]:
                           '({"cat": 0, ...}, as Keras\' class_indices)')
 
 
-def _json_ids(mapping: dict[str, Any]) -> dict[int, str] | None:
+def _json_ids(path: Path, mapping: dict[str, Any]) -> dict[int, str] | None:
     """Class id -> name from a JSON object keyed by ids (values names, or lists ending in
     one) or by names (values ids); None for any other shape."""
     if all(_is_id(key) for key in mapping):
-        names = {int(key): value[-1] if isinstance(value, list) and value else value
+        names = {int(key): value[1] if _is_wnid_pair(value) else value
                  for key, value in mapping.items()}
         return names if all(isinstance(name, str) for name in names.values()) else None
     if all(isinstance(value, int) and not isinstance(value, bool) and value >= 0
            for value in mapping.values()):
         by_id = {index: name for name, index in mapping.items()}
-        return by_id if len(by_id) == len(mapping) else None
+        if len(by_id) != len(mapping):
+            repeated = sorted({i for i in mapping.values()
+                               if list(mapping.values()).count(i) > 1})
+            raise ConversionError(f"labels file {path} maps several names to class id(s) "
+                                  f"{listed(repeated)}; give each class one name")
+        return by_id
     return None
+
+
+def _is_wnid_pair(value: Any) -> bool:
+    """torchvision's `[wnid, name]` entry."""
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(x, str)
+                                                               for x in value)
 
 
 def _is_id(key: str) -> bool:

@@ -18,6 +18,7 @@ from edge.errors import NOT_A_MODEL_FIX, ModelError
 from edge.files import require_model_file
 from edge.ort_session import session_from_onnx
 from edge.resizing import CROP_FRACTION_HELP, DEFAULT_PAD_VALUE, RESIZE_HELP, Resize
+from edge.wording import validation_problems
 
 SPEC_KEY = "edge.spec"
 SPEC_VERSION = 1
@@ -47,16 +48,21 @@ Quantization = Literal[
 TOPIC_RESERVED = ("/", "+", "#", "\0")
 
 
-def topic_unsafe_labels(labels: Sequence[str]) -> str | None:
-    """Why `labels` cannot be published as topic levels, naming each, or None."""
+def unusable_labels(labels: Sequence[str]) -> str | None:
+    """Why `labels` cannot name classes in topics (`<camera>/<label>/count`), naming each
+    label: an empty one, or one holding what MQTT reserves; None when all can."""
+    blank = [str(index) for index, label in enumerate(labels) if not label.strip()]
+    if blank:
+        return (f"class {', '.join(blank)} has an empty label; every class needs a name (it is "
+                "a level of MQTT topics: edge convert --labels)")
     bad = [f"{label!r} (class {index})" for index, label in enumerate(labels)
            if any(mark in label for mark in TOPIC_RESERVED)]
     if not bad:
         return None
     which = f"label {bad[0]} holds" if len(bad) == 1 else f"labels {', '.join(bad[:5])} hold"
     return (f"{which} / + # or NUL, which MQTT topics reserve "
-            "(edge publishes <camera>/<label>/count); name the classes without them, e.g. "
-            "with --labels")
+            "(edge publishes <camera>/<label>/count); name the classes without them (edge "
+            "convert --labels)")
 
 
 class _Strict(BaseModel):
@@ -113,7 +119,7 @@ class ModelSpec(_Strict):
             raise ValueError(f"head layout '{self.head}' does not fit task '{self.task}'")
         if not self.labels:
             raise ValueError("labels must not be empty")
-        unusable = topic_unsafe_labels(self.labels)
+        unusable = unusable_labels(self.labels)
         if unusable:
             raise ValueError(unusable)
         return self
@@ -143,7 +149,9 @@ class ModelSpec(_Strict):
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
-            raise ModelError(f"{origin}: invalid model spec: {exc}") from exc
+            problems = validation_problems(exc, inputs=False)
+            raise ModelError(f"{origin}: invalid model spec: {problems}; re-convert the model "
+                             "with `edge convert`") from exc
 
 
 def spec_from_onnx_file(path: Path) -> ModelSpec:

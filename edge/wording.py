@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def listed(items: Sequence[object], shown: int = 6) -> str:
@@ -14,3 +18,18 @@ def counted(count: int, noun: str) -> str:
     """`1 image`, `2 images`, `3 classes`: a count and its regular English plural."""
     plural = "es" if noun.endswith(("s", "sh", "ch", "x")) else "s"
     return f"{count} {noun}{'' if count == 1 else plural}"
+
+
+def validation_problems(error: ValidationError, whole: str = "", inputs: bool = True) -> str:
+    """pydantic's errors as one line, one `where: what` per problem (`detections.0.score:
+    Input should be a valid number (got '0.9')`), `whole` naming the object where a problem
+    is with no one field; `inputs`: quote each offending value (not where it is the whole
+    object). pydantic's own text spans lines, with the input and a link on every one."""
+    parts = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or whole
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        got = (f" (got {problem['input']!r})" if inputs and problem["type"] != "missing"
+               else "")
+        parts.append(f"{where}: {message}{got}" if where else f"{message}{got}")
+    return "; ".join(parts)

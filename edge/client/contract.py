@@ -26,6 +26,7 @@ from edge.client.models import (
 )
 from edge.errors import EdgeError
 from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS
+from edge.wording import validation_problems
 
 Content = Literal["json", "jpeg", "integer"]
 
@@ -171,14 +172,4 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
     try:
         return kind.model.model_validate(data)
     except ValidationError as exc:
-        raise PayloadError(topic, describe(exc)) from None
-
-
-def describe(exc: ValidationError) -> str:
-    """`detections.0.score: Input should be a valid number (got '0.9')`, one per problem."""
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "payload"
-        got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
-        problems.append(f"{where}: {error['msg']}{got}")
-    return "; ".join(problems)
+        raise PayloadError(topic, validation_problems(exc, "payload")) from None

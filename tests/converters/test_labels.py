@@ -56,7 +56,9 @@ def test_json_maps_either_way_round_give_names_in_class_id_order(tmp_path, text)
     ('{"cat": 0, "dog": 2}', r"its names skip class id\(s\) 1; name every class from 0"),
     ('{"cat": "x", "dog": 1}', "must hold a JSON list of names, or a mapping from class id to "
                                "name"),
-    ('{"cat": 0, "dog": 0}', "or from name to class id"),
+    ('{"cat": 0, "dog": 0}', r"maps several names to class id\(s\) 0; give each class one name"),
+    ('{"0": ["n1"], "1": ["n2", "b"]}', "must hold a JSON list of names"),  # no [wnid, name]
+    ('{"0": ["n1", "a", "x"], "1": ["n2", "b", "y"]}', "must hold a JSON list of names"),
     ("[1, 2]", "must hold a JSON list of names"),
     ("{}", "must hold a JSON list of names"),
 ])
@@ -150,7 +152,7 @@ def test_labels_that_mqtt_topics_cannot_carry_are_refused(tmp_path, edge, labels
                   "--labels", labels)
     assert_refused(result, f"{bad} / + # or NUL, which MQTT topics reserve "
                            "(edge publishes <camera>/<label>/count); name the classes without "
-                           "them, e.g. with --labels")
+                           "them (edge convert --labels)")
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -166,3 +168,36 @@ def test_a_spec_with_such_labels_is_refused_when_read(tmp_path):
     assert good.labels == ("a", "b")
     with pytest.raises(ModelError, match=r"label 'a/b' \(class 0\) holds / \+ # or NUL"):
         ModelSpec.from_json(json.dumps({**SPEC, "labels": ["a/b", "c"]}), "m.onnx")
+
+
+@pytest.mark.parametrize("text", ['["", "b", "c"]', '{"0": " ", "1": "b", "2": "c"}',
+                                  '{"": 0, "b": 1, "c": 2}'])
+def test_an_empty_label_from_a_file_is_refused(tmp_path, edge, text):
+    """An empty name would be an empty topic level (`<camera>//count`)."""
+    from tests.converters.cli_results import assert_refused
+    from tests.converters.exporter_graphs import classifier
+
+    labels = tmp_path / "labels.json"
+    labels.write_text(text)
+    result = edge("convert", classifier(tmp_path / "m.onnx"), "-o", tmp_path / "x.onnx",
+                  "--labels", labels, "--no-verify")
+    assert_refused(result, "has an empty label; every class needs a name")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"labels": ["a", "90/x"]}, "label '90/x' (class 1) holds / + # or NUL"),
+    ({"labels": ["", "b"]}, "class 0 has an empty label"),
+    ({"input": {**SPEC["input"], "pad_value": 300}},
+     "input.pad_value: Input should be less than or equal to 255"),
+])
+def test_a_bad_spec_is_refused_in_one_line_that_says_to_re_convert(change, message):
+    from edge.errors import ModelError
+    from edge.spec import ModelSpec
+
+    with pytest.raises(ModelError) as refused:
+        ModelSpec.from_json(json.dumps({**SPEC, **change}), "m.onnx")
+    text = str(refused.value)
+    assert text.startswith("m.onnx: invalid model spec: ") and message in text
+    assert text.endswith("; re-convert the model with `edge convert`")
+    assert "\n" not in text and "pydantic" not in text and "input_value" not in text
