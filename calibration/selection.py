@@ -151,23 +151,30 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
             f"{best.sqnr_db:.1f} dB; use --method {best.method} or --method auto")
 
 
-def far_from_fp32(best: Fidelity, task: str, profile: str) -> str | None:
-    """A warning when even `best`, the closest INT8 model judged (or the one written with
-    `--keep-float`), keeps agreement with FP32 under 95% on the held-out frames: a model
-    that INT8 breaks whatever its ranges, written all the same (a user may accept it), but
-    never silently. None when the agreement holds or was not measured (`unmeasured_agreement`
-    says that)."""
-    if not best.telling or best.agreement >= AGREEMENT_FLOOR:
+def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
+                  kept_float: bool = False) -> str | None:
+    """A warning when every INT8 model `judged` (each range method, the mixes, the one written
+    with `--keep-float`) keeps agreement with FP32 under 95% on the held-out frames: a model
+    INT8 breaks whatever its ranges, written all the same (a user may accept it), but never
+    silently. None when one holds, or when agreement was not measured (`unmeasured_agreement`
+    says that). `kept_float`: --keep-float was given, so it is not suggested again."""
+    measured = [fidelity for fidelity in judged if fidelity.telling]
+    if not measured:
+        return None
+    closest = max(measured, key=lambda fidelity: (fidelity.agreement, fidelity.sqnr_db))
+    if closest.agreement >= AGREEMENT_FLOOR:
         return None
     what = "top-1 agreement" if task == "classify" else "detection agreement"
+    tools = ["--report DIR names the layers that lose most",
+             *([] if kept_float else ["--keep-float N keeps layers in float"]),
+             "--exclude NODE keeps named ones"]
     other = ("; the tensorrt profile, which quantizes only the weighted layers' inputs, may "
              "keep it (--profile tensorrt measures it)" if profile == "cpu" else "")
-    return (f"INT8 stays far from FP32 whatever the ranges: on {best.frames} held-out frames "
-            f"the closest model ({best.method}) keeps {what} with FP32 at "
-            f"{100 * best.agreement:.1f}% (output SQNR {_sqnr(best)}); it is written, but "
-            "check it with edge eval before deploying it; --report DIR names the layers that "
-            "lose most, --keep-float N keeps layers in float, --exclude NODE keeps named ones"
-            f"{other}")
+    return (f"INT8 stays far from FP32 whatever the ranges: on {closest.frames} held-out "
+            f"frames the closest of the {len(judged)} models judged ({closest.method}) keeps "
+            f"{what} with FP32 at {100 * closest.agreement:.1f}% (output SQNR "
+            f"{_sqnr(closest)}); the model is written, but check it with edge eval before "
+            f"deploying it; {', '.join(tools)}{other}")
 
 
 def kept_float_loss(written: Fidelity, chosen: Fidelity, kept: int, profile: str,

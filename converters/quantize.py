@@ -168,9 +168,10 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
             warning = _with_warning(warning, _kept_float_loss(written, comparison, chosen,
                                                               options, spec.task))
         phases.lap("keep_float")
-    if comparison:  # the closest model judged, or the one written with --keep-float
-        warning = _with_warning(warning, far_from_fp32(written or best_of(comparison),
-                                                       spec.task, options.profile))
+    if comparison:
+        warning = _with_warning(warning, far_from_fp32(
+            [*comparison, *([written] if written else [])], spec.task, options.profile,
+            kept_float=bool(options.keep_float)))
     if not quantization_summary(quantized).get("quantized_weights"):
         stem = ("; the cpu profile keeps a 3-channel stem conv float where ONNX Runtime's int8 "
                 "kernel would be slower" if options.profile == "cpu" else "")

@@ -84,22 +84,32 @@ def test_explicit_method_that_loses_clearly_is_warned_about(demo, caplog):
     assert f"{100 * entropy.agreement:.1f}% vs {100 * best.agreement:.1f}%" in result.warning
 
 
-@pytest.mark.parametrize(("best", "profile", "warned"), [
-    (fid("entropy+mse@3", 4.6, 0.75), "cpu", True),  # a tf2onnx VGG16's cpu profile, before
-    (fid("mse", 4.6, 0.75), "tensorrt", True),
-    (fid("mse", 30.0, 0.95), "cpu", False),
-    (fid("mse", 4.6, 0.0, compared=2), "cpu", False),  # unmeasured: unmeasured_agreement says
+@pytest.mark.parametrize(("judged", "profile", "warned"), [
+    # a tf2onnx VGG16's cpu profile, before: every method and mix at 75%
+    ([fid("mse", 4.3, 0.75), fid("entropy+mse@3", 4.6, 0.75)], "cpu", True),
+    ([fid("mse", 4.6, 0.75)], "tensorrt", True),
+    ([fid("entropy", 4.6, 0.75), fid("mse", 30.0, 0.95)], "cpu", False),  # one method holds
+    ([fid("mse", 4.6, 0.0, compared=2)], "cpu", False),  # unmeasured: unmeasured_agreement
 ])
-def test_even_the_closest_int8_model_far_from_fp32_is_warned_about(best, profile, warned):
-    message = far_from_fp32(best, "classify", profile)
+def test_int8_far_from_fp32_whatever_the_ranges_is_warned_about(judged, profile, warned):
+    message = far_from_fp32(judged, "classify", profile)
     assert (message is not None) == warned
     if warned:
+        closest = max(judged, key=lambda f: (f.agreement, f.sqnr_db))
         assert message.startswith(
             "INT8 stays far from FP32 whatever the ranges: on 16 held-out frames the closest "
-            f"model ({best.method}) keeps top-1 agreement with FP32 at 75.0% (output SQNR "
-            "4.6 dB); it is written, but check it with edge eval before deploying it")
+            f"of the {len(judged)} models judged ({closest.method}) keeps top-1 agreement with "
+            f"FP32 at 75.0% (output SQNR {closest.sqnr_db:.1f} dB); the model is written, but "
+            "check it with edge eval before deploying it")
         assert "--keep-float N" in message and "--report DIR" in message
         assert ("--profile tensorrt" in message) == (profile == "cpu")
+
+
+def test_with_keep_float_given_it_is_not_suggested_again():
+    message = far_from_fp32([fid("mse", 4.6, 0.75), fid("mse, 1 float", 5.0, 0.8)],
+                            "classify", "cpu", kept_float=True) or ""
+    assert "closest of the 2 models judged (mse, 1 float) keeps top-1 agreement" in message
+    assert "--keep-float" not in message
 
 
 def test_the_far_from_fp32_warning_reaches_the_summary(demo, caplog, monkeypatch):
