@@ -124,6 +124,8 @@ def _convert(args: argparse.Namespace) -> int:
     summary = {"output": str(args.output), "source_kind": converted.source_kind,
                "task": spec.task, "head": spec.head, "labels": len(spec.labels),
                "input": [spec.input.batch, spec.input.height, spec.input.width, 3],
+               "resize": spec.input.resize, "crop_fraction": spec.input.crop_fraction,
+               "pad_value": spec.input.pad_value,
                "max_abs_error": converted.parity.max_abs_error if converted.parity else None,
                "max_rel_error": converted.parity.max_rel_error if converted.parity else None,
                "notes": list(converted.notes)}

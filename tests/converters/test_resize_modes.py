@@ -170,6 +170,11 @@ def test_a_pad_value_fills_the_bars_everywhere_the_input_is_made(tmp_path, edge,
     assert result.returncode == 0, result.stderr
     assert f"frames by {resize} padded with 255" in result.stdout
     assert f"frames by {resize} padded with 255" in edge("inspect", out).stdout
+    summary = json.loads(edge("convert", _classifier(tmp_path), "-o", tmp_path / "j.onnx",
+                              "--labels", "a,b,c", "--resize", resize, "--pad-value", "255",
+                              "--json").stdout.splitlines()[-1])
+    assert (summary["resize"], summary["crop_fraction"], summary["pad_value"]) == (
+        resize, 1.0, 255)
     spec = spec_from_model(onnx.load(str(out)), str(out))
     assert spec.input.pad_value == 255
     image = np.random.default_rng(4).integers(0, 200, (40, 80, 3), np.uint8)  # no 255 inside
