@@ -37,6 +37,9 @@ class Calibrated:
     held_out: list[Feed] = field(default_factory=list)
     #: The written model's latency against FP32's on this CPU (the `cpu` profile only)
     cpu_latency: LatencyComparison | None = None
+    #: Nodes of BatchNorms behind activations that the `cpu` profile keeps float by its own
+    #: rule (`converters.qdq_cpu.unfolded_batchnorms`), beside `excluded`
+    float_batchnorms: list[str] = field(default_factory=list)
 
     @property
     def int8_kernels(self) -> bool:

@@ -47,6 +47,7 @@ from converters.int8_models import (
 )
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
+from converters.qdq_cpu import unfolded_batchnorms
 from converters.qdq_tensorrt import (
     check_exclusions,
     decode_tail_tensors,
@@ -185,7 +186,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     quantized = onnx_with_spec(quantized, spec.model_copy(update={"quantization": recorded}))
     return Calibrated(quantized, ranges, stats, excluded, phases.total, counted,
                       comparison, warning, written, phases, options.method,
-                      decode_tail_tensors(model), options.profile, held_out, latency)
+                      decode_tail_tensors(model), options.profile, held_out, latency,
+                      sorted(unfolded_batchnorms(model)) if options.profile == "cpu" else [])
 
 
 def _kept_float_loss(written: Fidelity, comparison: list[Fidelity], chosen: str,

@@ -260,7 +260,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "frames": result.frames, "skipped": len(frames.skipped),
         "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
-        "kept_float": result.excluded, "cache": str(args.cache) if args.cache else None,
+        "kept_float": result.excluded, "kept_float_batchnorms": result.float_batchnorms,
+        "cache": str(args.cache) if args.cache else None,
         "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference,
         "outputs_seconds": round(outputs_seconds, 2),
         "cpu_latency": result.cpu_latency.as_dict() if result.cpu_latency else None}
@@ -327,7 +328,9 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
     print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
           f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
           f"{_skipped(summary['skipped'])}kept float: "
-          f"{', '.join(result.excluded) or 'none'}")
+          f"{', '.join(result.excluded) or 'none'}"
+          + (f", and {len(result.float_batchnorms)} node(s) of BatchNorms behind activations "
+             "(the cpu profile's rule)" if result.float_batchnorms else ""))
     if result.cpu_latency is not None:
         latency = result.cpu_latency
         print(f"INT8 on this CPU: {latency.ratio:.2f}x FP32's latency ({latency.int8_ms:.2f} "

@@ -473,8 +473,10 @@ def test_a_batchnorm_behind_a_relu_stays_float_in_the_cpu_profile(tmp_path, monk
     scored = list(frames_from("synthetic://shapes?seed=2", max_images=16).inputs(spec))
 
     def int8_sqnr() -> float:
-        int8 = calibrate(model, spec, frames, CalibrateOptions(
-            profile="cpu", method="minmax", compare=False, progress=False)).model
+        result = calibrate(model, spec, frames, CalibrateOptions(
+            profile="cpu", method="minmax", compare=False, progress=False))
+        assert result.float_batchnorms == (sorted(kept) if kept_now else [])  # said in the summary
+        int8 = result.model
         graph = int8.graph
         quantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
         assert "bn" in quantized  # after the BN, where the last layer reads it
