@@ -2,12 +2,14 @@
 
 Some exporters leave a BatchNorm, or Caffe's BatchNorm + Scale pair, as arithmetic behind the
 convolution: a Mul by one factor per output channel and an Add (or Sub) of one offset per
-channel (open-nsfw's PyTorch re-export: 53 of them). ONNX Runtime folds those into the conv
-when it runs the FP32 model, but a quantizer sees them as they are: it quantizes the conv's
-output before the BatchNorm has evened out its channels, with one scale for all of them, and
-runs the Mul and Add as extra int8 steps. Folded, the conv computes exactly the same function
-(up to float rounding, checked by the converter's parity run) and its output is the
-normalised tensor.
+channel (open-nsfw's PyTorch re-export: 53 of them, each behind an NCHW -> NHWC Transpose).
+ONNX Runtime folds such a Mul or Add right behind a conv when it runs the FP32 model (not
+behind a Transpose), but a quantizer sees them as they are: it quantizes the conv's output
+before the BatchNorm has evened out its channels, with one scale for all of them, and runs the
+Mul and Add as extra int8 steps. Folded, the conv computes the same function (up to float
+rounding, checked by the converter's parity run) and its output is the normalised tensor:
+open-nsfw's FP32 model ran 24.0 ms a frame instead of 28.2, its `cpu` INT8 model at 0.66x of
+that instead of 0.84x, 44.1 dB output SQNR instead of 34.9.
 """
 
 from __future__ import annotations

@@ -277,6 +277,10 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         image = image_input(plain.model)
     height, width = _input_size(image, plain, options)
     labels = options.labels or plain.labels
+    unusable = unusable_labels(labels or ())
+    if unusable:  # before the source runs: nothing to wait for
+        raise ConversionError(unusable + ("" if options.labels else
+                                          " (these come from the model's metadata)"))
     known_stride = options.stride or plain.stride
     if known_stride:  # before the source runs: a wrong size fails inside it, in its own words
         _check_stride(height, width, known_stride)
@@ -319,10 +323,6 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                                   options.normalisation, height, width)
     folded = simplified_onnx(folded) if options.simplify else checked_onnx(folded)
     folded, affine = affine_folded_into_convs(folded)
-    unusable = unusable_labels(labels or ())
-    if unusable:
-        raise ConversionError(unusable + ("" if options.labels else
-                                          " (these come from the model's metadata)"))
     spec = ModelSpec(
         task=head.task, labels=labels, head=head.layout, output=output,  # type: ignore[arg-type]
         input=_input_spec(plain, options, image.name, (height, width), batch),
