@@ -17,7 +17,7 @@ import numpy.typing as npt
 import onnx
 from google.protobuf.message import DecodeError
 
-from converters.conv_affine import affine_folded_into_convs
+from converters.affine_folding import affine_folded_into_layers
 from converters.errors import ConversionError, first_line
 from converters.fold import (
     ColourOrder,
@@ -322,7 +322,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     folded = onnx_with_preprocess(_with_batch(plain.model, image, batch), options.camera_order,
                                   options.normalisation, height, width)
     folded = simplified_onnx(folded) if options.simplify else checked_onnx(folded)
-    folded, affine = affine_folded_into_convs(folded)
+    folded, affine = affine_folded_into_layers(folded)
     spec = ModelSpec(
         task=head.task, labels=labels, head=head.layout, output=output,  # type: ignore[arg-type]
         input=_input_spec(plain, options, image.name, (height, width), batch),
@@ -339,9 +339,9 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
 
 
 def _folded_affine_note(count: int) -> tuple[str, ...]:
-    return ((f"folded {count} per-channel Mul/Add/Sub by constants behind convolutions (a "
-             "BatchNorm the exporter left unfused) into them, so INT8 quantizes the normalised "
-             "output",) if count else ())
+    return ((f"folded {count} per-channel Mul/Add/Sub by constants behind convolutions or "
+             "dense layers (a BatchNorm the exporter left unfused) into them, so INT8 quantizes "
+             "the normalised output",) if count else ())
 
 
 def _input_spec(plain: _Plain, options: ConvertOptions, name: str, size: tuple[int, int],
