@@ -159,6 +159,9 @@ def _gemm(lookup: _Graph, node: onnx.NodeProto) -> _Layer | None:
         return None
     out_axis = 0 if "transB" in attributes and attributes["transB"].i else 1
     bias = (node, 2) if len(node.input) > 2 and node.input[2] else None
+    if bias is not None and _per_axis(lookup.array(node.input[2]), weight.shape[out_axis], -1,
+                                      2) is None:
+        return None  # C per row, not per channel: nothing to fold into
     return _Layer(node, out_axis, bias, node, weight.shape[out_axis], -1, 2)
 
 

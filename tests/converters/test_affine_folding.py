@@ -149,3 +149,16 @@ def test_per_channel_arithmetic_behind_a_dense_layer_is_folded_into_it(layer, ta
 def test_dense_arithmetic_that_cannot_fold_stays(layer, tail, attributes):
     model = _dense(layer, tail, **attributes)
     assert affine_folded_into_layers(model)[1] == 0
+
+
+@pytest.mark.parametrize("bias", [(2, 1), (2, 5)])
+def test_a_gemm_bias_per_row_is_no_bias_to_fold_into(bias):
+    """C of one value per batch row (a fixed batch of 2) is no per-channel bias: folding a
+    shift into it crashed, or with as many outputs as rows folded wrongly."""
+    model = _dense("gemm+bias", [("Mul", _vector((5,))), ("Add", _vector((5,)))])
+    c = next(i for i in model.graph.initializer if i.name == "b")
+    c.CopyFrom(numpy_helper.from_array(RNG.normal(0, 1, bias).astype(np.float32), "b"))
+    folded, count = affine_folded_into_layers(model)
+    assert count == 0
+    x = RNG.normal(0, 1, (2, 6)).astype(np.float32)
+    np.testing.assert_allclose(_run(folded, x), _run(model, x), rtol=1e-6)
