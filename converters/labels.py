@@ -110,8 +110,9 @@ def _from_json(path: Path, text: str) -> tuple[str, ...]:
         if by_id is not None:
             return _in_id_order(path, by_id)
     raise ConversionError(f"labels file {path} must hold a JSON list of names, or a mapping "
-                          'from class id to name ({"0": "cat", ...}) or from name to class id '
-                          '({"cat": 0, ...}, as Keras\' class_indices)')
+                          'from class id to name ({"0": "cat", ...}, or to [wnid, name] pairs '
+                          "as torchvision's imagenet_class_index.json) or from name to class "
+                          'id ({"cat": 0, ...}, as Keras\' class_indices)')
 
 
 def _json_ids(path: Path, mapping: dict[str, Any]) -> dict[int, str] | None:
@@ -183,6 +184,7 @@ def _without_line_numbers(path: Path, lines: tuple[str, ...]) -> tuple[str, ...]
     gap, or names such as `5 cent`: which one cannot be told)."""
     numbered = [_NUMBERED.fullmatch(line) for line in lines]
     if not all(numbered):
+        _refuse_nameless_ids(path, lines, numbered)
         return lines
     ids = [int(match.group(1)) for match in numbered if match]
     if ids not in (list(range(len(ids))), list(range(1, len(ids) + 1))):
@@ -199,6 +201,21 @@ def _without_line_numbers(path: Path, lines: tuple[str, ...]) -> tuple[str, ...]
     return names
 
 
+
+
+def _refuse_nameless_ids(path: Path, lines: tuple[str, ...],
+                         numbered: list[re.Match[str] | None]) -> None:
+    """A label map numbered 0, 1, 2... in order whose other lines hold a class id alone
+    (`1` after `0 person`): a class without a name, refused rather than read as names."""
+    bare = {index: line.rstrip(":,").strip() for index, (line, match)
+            in enumerate(zip(lines, numbered, strict=True)) if match is None}
+    if not any(numbered) or not all(text.isdigit() for text in bare.values()):
+        return
+    ids = [int(match.group(1)) if match else int(bare[index])
+           for index, match in enumerate(numbered)]
+    if ids in (list(range(len(ids))), list(range(1, len(ids) + 1))):
+        raise ConversionError(f"labels file {path}: class id(s) {listed(list(bare.values()))} "
+                              "have no name; give every class a name")
 
 
 def labels_from_paddle_metadata(model: onnx.ModelProto) -> tuple[str, ...] | None:

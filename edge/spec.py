@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge.errors import NOT_A_MODEL_FIX, ModelError
 from edge.files import require_model_file
@@ -50,19 +57,24 @@ TOPIC_RESERVED = ("/", "+", "#", "\0")
 
 def unusable_labels(labels: Sequence[str]) -> str | None:
     """Why `labels` cannot name classes in topics (`<camera>/<label>/count`), naming each
-    label: an empty one, or one holding what MQTT reserves; None when all can."""
+    label: empty ones, repeated ones, ones holding what MQTT reserves; None when all can."""
+    problems = []
     blank = [str(index) for index, label in enumerate(labels) if not label.strip()]
     if blank:
-        return (f"class {', '.join(blank)} has an empty label; every class needs a name (it is "
-                "a level of MQTT topics: edge convert --labels)")
+        problems.append(f"class {', '.join(blank)} has an empty label; every class needs a "
+                        "name (it is a level of MQTT topics)")
+    repeated = sorted({label for label in labels if label.strip() and labels.count(label) > 1})
+    if repeated:
+        problems.append(f"label {', '.join(map(repr, repeated))} names several classes; each "
+                        "needs its own (its count topic would hold two)")
     bad = [f"{label!r} (class {index})" for index, label in enumerate(labels)
            if any(mark in label for mark in TOPIC_RESERVED)]
-    if not bad:
-        return None
-    which = f"label {bad[0]} holds" if len(bad) == 1 else f"labels {', '.join(bad[:5])} hold"
-    return (f"{which} / + # or NUL, which MQTT topics reserve "
-            "(edge publishes <camera>/<label>/count); name the classes without them (edge "
-            "convert --labels)")
+    if bad:
+        which = (f"label {bad[0]} holds" if len(bad) == 1 else
+                 f"labels {', '.join(bad[:5])} hold")
+        problems.append(f"{which} / + # or NUL, which MQTT topics reserve (edge publishes "
+                        "<camera>/<label>/count); name the classes without them")
+    return f"{'; '.join(problems)}; edge convert --labels names the classes" if problems else None
 
 
 class _Strict(BaseModel):
@@ -119,10 +131,16 @@ class ModelSpec(_Strict):
             raise ValueError(f"head layout '{self.head}' does not fit task '{self.task}'")
         if not self.labels:
             raise ValueError("labels must not be empty")
-        unusable = unusable_labels(self.labels)
+        return self
+
+    @field_validator("labels")
+    @classmethod
+    def _usable_labels(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
+        """Checked as a field, so a spec's other problems are named with these."""
+        unusable = unusable_labels(labels)
         if unusable:
             raise ValueError(unusable)
-        return self
+        return labels
 
     @property
     def num_classes(self) -> int:

@@ -152,7 +152,7 @@ def test_labels_that_mqtt_topics_cannot_carry_are_refused(tmp_path, edge, labels
                   "--labels", labels)
     assert_refused(result, f"{bad} / + # or NUL, which MQTT topics reserve "
                            "(edge publishes <camera>/<label>/count); name the classes without "
-                           "them (edge convert --labels)")
+                           "them; edge convert --labels names the classes")
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -188,6 +188,11 @@ def test_an_empty_label_from_a_file_is_refused(tmp_path, edge, text):
 @pytest.mark.parametrize(("change", "message"), [
     ({"labels": ["a", "90/x"]}, "label '90/x' (class 1) holds / + # or NUL"),
     ({"labels": ["", "b"]}, "class 0 has an empty label"),
+    ({"labels": ["a", "a"]}, "label 'a' names several classes"),  # one count topic for both
+    # every problem at once: the labels' two and the other fields'
+    ({"labels": ["a/b", "", "c"], "input": {**SPEC["input"], "pad_value": 300}, "head": None},
+     "labels: class 1 has an empty label; every class needs a name (it is a level of MQTT "
+     "topics); label 'a/b' (class 0) holds / + # or NUL"),
     ({"input": {**SPEC["input"], "pad_value": 300}},
      "input.pad_value: Input should be less than or equal to 255"),
 ])
@@ -199,5 +204,17 @@ def test_a_bad_spec_is_refused_in_one_line_that_says_to_re_convert(change, messa
         ModelSpec.from_json(json.dumps({**SPEC, **change}), "m.onnx")
     text = str(refused.value)
     assert text.startswith("m.onnx: invalid model spec: ") and message in text
+    if "head" in change:
+        assert "input.pad_value: Input should be less than or equal to 255" in text
+        assert "head: Input should be" in text
     assert text.endswith("; re-convert the model with `edge convert`")
     assert "\n" not in text and "pydantic" not in text and "input_value" not in text
+
+
+@pytest.mark.parametrize("text", ["0 a\n1 \n2 c\n", "1: a\n2:\n3: c\n"])
+def test_a_numbered_line_without_a_name_is_refused(tmp_path, text):
+    path = tmp_path / "labels.txt"
+    path.write_text(text)
+    with pytest.raises(ConversionError, match=r"class id\(s\) (1|2) have no name; give every "
+                                              "class a name"):
+        labels_from_option(str(path))
