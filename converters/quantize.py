@@ -17,7 +17,7 @@ from typing import Any
 
 import onnx
 
-from calibration.fidelity import layer_sqnr, weighted_nodes
+from calibration.fidelity import WEIGHTED_OPS, layer_sqnr, weighted_nodes
 from calibration.latency import LatencyComparison, compare_cpu_latency
 from calibration.observing import Feed
 from calibration.ranges import METHODS, TensorRanges, range_method
@@ -254,12 +254,25 @@ def _kept_float(model: onnx.ModelProto, quantized: onnx.ModelProto, ranges: Tens
         rule = "largest gain on held-out frames"
     else:
         sqnr = layer_sqnr(model, quantized, frames, limit=8, int8_kernels=options.int8_kernels)
-        worst = sorted((value, name) for name, value in sqnr.items() if name not in excluded)
+        int8 = _int8_layers(quantized)  # not a stem the profile keeps float anyway
+        worst = sorted((value, name) for name, value in sqnr.items()
+                       if name not in excluded and name in int8)
         picked = [name for _, name in worst[:options.keep_float]]
         rule = "worst layer SQNR"
+        if len(picked) < options.keep_float:
+            log.warning("--keep-float %d: the layer SQNR of only %d int8 layer(s) could be "
+                        "measured (ONNX Runtime's quantizer renames a layer whose ReLU it "
+                        "fuses); keeping those", options.keep_float, len(picked))
     log.info("--keep-float %d keeps in float (%s): %s", options.keep_float, rule,
              ", ".join(picked))
     return picked
+
+
+def _int8_layers(quantized: onnx.ModelProto) -> set[str]:
+    """The weighted layers of `quantized` that read int8 weights (a DequantizeLinear's)."""
+    dequantized = {n.output[0] for n in quantized.graph.node if n.op_type == "DequantizeLinear"}
+    return {n.name for n in quantized.graph.node
+            if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in dequantized}
 
 
 def check_options(model: onnx.ModelProto, options: CalibrateOptions) -> None:
