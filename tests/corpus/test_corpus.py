@@ -31,7 +31,7 @@ EXPECTED_NOTES = {
     "mtcnn-onet": ("from opset 12 to 13",),
     "open-nsfw-tf": ("from opset 9 to 13",),
     "open-nsfw-torch": ("Constant node(s) to initializers",
-                        "folded 212 per-channel Mul/Add/Sub by constants behind convolutions or dense"),
+                        "folded 212 per-channel Mul/Add/Sub by constants behind convolutions"),
     "ddddocr-det": ("holds raw grid offsets",),
     "captcha-slider": ("an Ultralytics segment export: read as its detector",),
 }
