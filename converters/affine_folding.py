@@ -24,6 +24,8 @@ import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
+from converters.weights import drop_unused_initializers
+
 _FOLDED_OPS = frozenset({"Mul", "Add", "Sub"})
 
 Vector = npt.NDArray[np.float32]
@@ -55,10 +57,7 @@ def affine_folded_into_layers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, 
     while _fold_one(graph):
         count += 1
     if count:
-        used = {name for node in graph.node for name in node.input}
-        kept = [i for i in graph.initializer if i.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
+        drop_unused_initializers(graph)
     return folded_model, count
 
 

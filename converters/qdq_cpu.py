@@ -24,6 +24,7 @@ from calibration.ranges import TensorRanges
 from calibration.tensor_types import with_value_types
 from converters.pixel_stem import pixel_stem
 from converters.qdq_tensorrt import check_exclusions, decode_tail
+from converters.weights import drop_unused_initializers
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +213,7 @@ def _reading_float(model: onnx.ModelProto, nodes: Collection[str]) -> None:
             break
         for node in unread:
             graph.node.remove(node)
-    read = {name for node in graph.node for name in node.input}
-    kept = [i for i in graph.initializer if i.name in read]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unused_initializers(graph)
 
 
 @functools.cache
