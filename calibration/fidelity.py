@@ -57,19 +57,23 @@ def detector_parts(head: str, reference: npt.NDArray[Any], output: npt.NDArray[A
 def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: list[str],
                 inputs: Iterable[dict[str, npt.NDArray[Any]]],
                 heads: Mapping[str, str] | None = None,
-                int8_kernels: bool = True) -> dict[str, float]:
+                int8_kernels: bool = True,
+                quantized_names: list[str] | None = None) -> dict[str, float]:
     """SQNR (dB) of each named tensor, INT8 vs FP32, accumulated over `inputs`; a tensor in
     `heads` (a detector's raw output: its head layout) as `"<name> boxes"` and
-    `"<name> scores"` instead.
+    `"<name> scores"` instead. `quantized_names`: where `quantized` holds those tensors under
+    other names (in `names`' order; default the same names).
     `int8_kernels`: `quantized` run through ONNX Runtime's int8 kernels (a `cpu` profile
     model, as it runs), or False: as its QDQ graph defines it (a `tensorrt` profile model:
     TensorRT's arithmetic), as `calibration.selection` judges candidates."""
     heads = heads or {}
+    theirs_names = quantized_names or names
     sessions = [quantized_session(model_exposing(reference, names), 0),
-                quantized_session(model_exposing(quantized, names), 0, int8_kernels)]
+                quantized_session(model_exposing(quantized, theirs_names), 0, int8_kernels)]
     energy = SignalNoise()
     for feed in inputs:
-        ours, theirs = (s.run(names, feed) for s in sessions)
+        ours, theirs = (s.run(fetched, feed) for s, fetched in zip(sessions, (names, theirs_names),
+                                                                    strict=True))
         for name, ref, q in zip(names, ours, theirs, strict=True):
             if name in heads:
                 for part, ref_part, q_part in detector_parts(heads[name], ref, q):
@@ -114,12 +118,93 @@ def layer_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,
                int8_kernels: bool = True) -> dict[str, float]:
     """SQNR (dB) of every weighted node's output (FP32 `reference`'s nodes) over the first
     `limit` inputs, by node name; low values mark the layers that suffer most from
-    quantization. `int8_kernels` as in `tensor_sqnr`."""
+    quantization. A layer whose ReLU or Clip ONNX Runtime's quantizer fused (its output then
+    carries the activation's name and holds the values before the clamp) is measured after
+    that activation, applied again to its output. `int8_kernels` as in `tensor_sqnr`."""
+    layers = layer_outputs(reference, quantized)
+    measured = _with_fused_activations(quantized, reference, layers)
+    by_tensor = tensor_sqnr(reference, measured, [ref for _, ref, _ in layers.values()],
+                            itertools.islice(inputs, limit), int8_kernels=int8_kernels,
+                            quantized_names=[ours for _, _, ours in layers.values()])
+    return {node: by_tensor[ref] for node, (_, ref, _) in layers.items()}
+
+
+#: Activations ONNX Runtime's QDQ quantizer removes behind a layer whose output it quantizes:
+#: the Q/DQ pair's range (from 0, or the Clip's bounds) clamps as the activation did.
+FUSED_ACTIVATIONS = frozenset({"Relu", "Clip"})
+#: Appended to a fused activation's output name for the copy `layer_sqnr` applies.
+REAPPLIED_SUFFIX = "_edge_reapplied"
+
+
+def layer_outputs(reference: onnx.ModelProto, quantized: onnx.ModelProto
+                  ) -> dict[str, tuple[onnx.NodeProto | None, str, str]]:
+    """node name -> (the fused activation or None, the FP32 tensor, the tensor of `quantized`
+    to compare it with) for each weighted node of `reference` that `quantized` keeps under its
+    name, with its output or its fused activation's (a Clip's with constant bounds). Other
+    layers (rewritten, say, by the `cpu` profile's pixel stem) are left out."""
     present = {o for n in quantized.graph.node for o in n.output}
-    node_of = {n.output[0]: n.name for n in weighted_nodes(reference) if n.output[0] in present}
-    by_tensor = tensor_sqnr(reference, quantized, list(node_of), itertools.islice(inputs, limit),
-                            int8_kernels=int8_kernels)
-    return {node_of[name]: value for name, value in by_tensor.items()}
+    ours = {n.name: n for n in quantized.graph.node}
+    constant = {i.name for i in reference.graph.initializer} | {
+        n.output[0] for n in reference.graph.node if n.op_type == "Constant"} | {""}
+    activation_of = {n.input[0]: n for n in reference.graph.node
+                     if n.op_type in FUSED_ACTIVATIONS and n.input
+                     and set(n.input[1:]) <= constant}  # a Clip's bounds can be copied
+    layers: dict[str, tuple[onnx.NodeProto | None, str, str]] = {}
+    for node in weighted_nodes(reference):
+        output = node.output[0]
+        if output in present:
+            layers[node.name] = (None, output, output)
+            continue
+        quantized_node = ours.get(node.name)
+        activation = activation_of.get(output)
+        if (quantized_node is not None and activation is not None
+                and quantized_node.output[0] == activation.output[0]):
+            layers[node.name] = (activation, activation.output[0],
+                                 activation.output[0] + REAPPLIED_SUFFIX)
+    return layers
+
+
+def _with_fused_activations(quantized: onnx.ModelProto, reference: onnx.ModelProto,
+                            layers: Mapping[str, tuple[onnx.NodeProto | None, str, str]]
+                            ) -> onnx.ModelProto:
+    """A copy of `quantized` in which each fused activation of `layers` is applied again to
+    its layer's output, under the name `layer_outputs` gave it; a Clip's bounds are copied
+    from `reference` (initializers or Constant nodes)."""
+    fused = [(activation, ours) for activation, _, ours in layers.values() if activation]
+    if not fused:
+        return quantized
+    measured = onnx.ModelProto()
+    measured.CopyFrom(quantized)
+    initializers = {i.name: i for i in reference.graph.initializer}
+    constants = {n.output[0]: n for n in reference.graph.node if n.op_type == "Constant"}
+    for activation, ours in fused:
+        bounds = []
+        for name in activation.input[1:]:
+            if not name:
+                bounds.append("")
+                continue
+            copied = name + REAPPLIED_SUFFIX
+            if name in initializers:
+                bound = onnx.TensorProto()
+                bound.CopyFrom(initializers[name])
+                bound.name = copied
+                measured.graph.initializer.append(bound)
+            else:  # a Constant node, copied under the new name
+                constant = onnx.NodeProto()
+                constant.CopyFrom(constants[name])
+                del constant.output[:]
+                constant.output.append(copied)
+                constant.name = copied
+                measured.graph.node.append(constant)
+            bounds.append(copied)
+        again = onnx.NodeProto()
+        again.CopyFrom(activation)
+        del again.input[:], again.output[:]
+        again.input.extend([activation.output[0], *bounds])
+        again.output.append(ours)
+        again.name = ours
+        measured.graph.node.append(again)
+    return measured
 
 
 def output_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,

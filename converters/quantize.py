@@ -261,8 +261,9 @@ def _kept_float(model: onnx.ModelProto, quantized: onnx.ModelProto, ranges: Tens
         rule = "worst layer SQNR"
         if len(picked) < options.keep_float:
             log.warning("--keep-float %d: the layer SQNR of only %d int8 layer(s) could be "
-                        "measured (ONNX Runtime's quantizer renames a layer whose ReLU it "
-                        "fuses); keeping those", options.keep_float, len(picked))
+                        "measured (a layer the profile rewrites, such as the pixel stem, has "
+                        "no FP32 output to compare); keeping those", options.keep_float,
+                        len(picked))
     log.info("--keep-float %d keeps in float (%s): %s", options.keep_float, rule,
              ", ".join(picked))
     return picked

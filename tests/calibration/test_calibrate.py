@@ -661,11 +661,13 @@ def test_keep_float_on_the_cpu_profile_spends_no_slot_on_a_layer_float_already(c
     with caplog.at_level(logging.INFO):
         result = calibrate(converted.model, converted.spec, frames_from(FRAMES, max_images=8),
                            CalibrateOptions(profile="cpu", method="minmax", compare=False,
-                                            keep_float=3, progress=False))
+                                            keep_float=2, progress=False))
     stem = "/features/features.0/Conv"
     assert stem in {n.name for n in result.model.graph.node if n.op_type == "Conv"}
     assert stem not in _int8_layers(result.model)  # float: ImageNet's mean
     assert stem not in result.excluded
-    assert len(result.excluded) == 2  # the int8 layers it could measure, and a word on that
-    assert "--keep-float 3: the layer SQNR of only 2 int8 layer(s) could be measured" in \
-        caplog.text
+    # two of the three int8 layers (/features/features.2/Conv, whose ReLU the quantizer
+    # fuses, is measured too: `tests/calibration/test_layer_sqnr.py`)
+    assert len(result.excluded) == 2 and set(result.excluded) < {
+        "/features/features.2/Conv", "/features/features.4/Conv", "/head/Gemm"}
+    assert "could be measured" not in caplog.text
