@@ -76,7 +76,7 @@ def main() -> None:
     frame = cv2.GaussianBlur(noise, (5, 5), 0).astype(np.uint8, copy=False)
     buffer = np.empty((2, TARGET, TARGET, 3), np.uint8)
     shipped = Letterboxer()
-    area = Letterboxer(interpolation=cv2.INTER_AREA)
+    area = Letterboxer(interpolation="area")
     paths: dict[str, Callable[[], object]] = {
         "naive": lambda: naive(frame),
         "letterbox_into_buffer": lambda: shipped(frame, buffer, 0),

@@ -41,7 +41,11 @@ from converters.metadata import onnx_with_preprocessing, onnx_with_spec
 from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscript_noise_muted
 from converters.onnx_source import source_onnx_from_file
 from converters.simplify import checked_onnx, simplified_onnx
-from converters.ultralytics import ULTRALYTICS_CLASSIFY_RESIZE, UltralyticsMetadata
+from converters.ultralytics import (
+    ULTRALYTICS_CLASSIFY_INTERPOLATION,
+    ULTRALYTICS_CLASSIFY_RESIZE,
+    UltralyticsMetadata,
+)
 from converters.ultralytics_tasks import (
     detector_of,
     keeping_leading_rows,
@@ -63,7 +67,13 @@ from converters.yolox_head import (
     with_grid_decode,
 )
 from edge.files import write_bytes_atomic
-from edge.resizing import DEFAULT_PAD_VALUE, Resize
+from edge.resizing import (
+    DEFAULT_INTERPOLATION,
+    DEFAULT_PAD_VALUE,
+    Interpolation,
+    Resize,
+    resize_words,
+)
 from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec, unusable_labels
 
 #: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
@@ -83,6 +93,7 @@ class ConvertOptions:
     resize: Resize | None = None  # None: the source's own, else letterbox
     crop_fraction: float | None = None  # None: 1, all of what `resize` takes
     pad_value: int | None = None  # None: DEFAULT_PAD_VALUE; letterboxes only
+    interpolation: Interpolation | None = None  # None: the source's own, else bilinear
     #: "yolox": a `yolov5` head whose output holds raw grid offsets (see converters.yolox_head)
     head: HeadLayout | Literal["yolox"] | None = None
     module: str | None = None  # package.module:Class or file.py:Class, for checkpoints
@@ -123,6 +134,7 @@ class _Plain:
     notes: tuple[str, ...] = ()
     #: How its training images were made, where the source says (Ultralytics classify)
     resize: Resize | None = None
+    interpolation: Interpolation | None = None
     #: The head layout the source says (Ultralytics' end2end) or its loader built (GFL)
     head: HeadLayout | None = None
 
@@ -223,11 +235,12 @@ def _plain_from_onnx(source: Path, labels_given: bool = False) -> _Plain:
         return {name: result[:len(x)] for name, result in zip(outputs, results, strict=True)}
 
     head = "end_to_end" if metadata and metadata.end_to_end else loaded.head
+    classify = metadata is not None and metadata.task == "classify"
     return _Plain(model, run_source, "ultralytics-onnx" if metadata else "onnx", labels,
                   metadata.image_size if metadata else None,
                   metadata.stride if metadata else None, notes,
-                  ULTRALYTICS_CLASSIFY_RESIZE if metadata and metadata.task == "classify"
-                  else None, head)
+                  ULTRALYTICS_CLASSIFY_RESIZE if classify else None,
+                  ULTRALYTICS_CLASSIFY_INTERPOLATION if classify else None, head)
 
 
 def _source_session(model: onnx.ModelProto) -> Any:
@@ -333,7 +346,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     parity = _verify(converted, plain, image, spec, options) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
                      plain.notes + _folded_affine_note(affine)
-                     + _assumed_preprocessing_note(plain.kind, options, grey)
+                     + _assumed_preprocessing_note(plain.kind, options, grey, spec.task)
                      + _resize_notes(plain, options, spec) + unread_outputs_note(output, head,
                                                                                  shapes))
 
@@ -347,8 +360,8 @@ def _folded_affine_note(count: int) -> tuple[str, ...]:
 def _input_spec(plain: _Plain, options: ConvertOptions, name: str, size: tuple[int, int],
                 batch: int | None) -> InputSpec:
     """The spec's input: `size` (height, width), `batch`, and how frames become it (the
-    options' resize, else the source's, else a letterbox; a crop fraction only where the frame
-    is cut, a pad value only where there are bars)."""
+    options' resize and interpolation, else the source's, else a bilinear letterbox; a crop
+    fraction only where the frame is cut, a pad value only where there are bars)."""
     resize = options.resize or plain.resize or "letterbox"
     crop_fraction = 1.0 if options.crop_fraction is None else options.crop_fraction
     if crop_fraction != 1.0 and resize.startswith("letterbox"):
@@ -363,7 +376,9 @@ def _input_spec(plain: _Plain, options: ConvertOptions, name: str, size: tuple[i
                      colour_order=options.camera_order, resize=resize,
                      crop_fraction=crop_fraction,
                      pad_value=DEFAULT_PAD_VALUE if options.pad_value is None
-                     else options.pad_value)
+                     else options.pad_value,
+                     interpolation=(options.interpolation or plain.interpolation
+                                    or DEFAULT_INTERPOLATION))
 
 
 def _without_masks(plain: _Plain, first: dict[str, npt.NDArray[Any]], output: str, kept: int,
@@ -434,11 +449,12 @@ def _taking_colour(plain: _Plain, image: ImageInput, normalisation: Normalisatio
                    run_source=colour_input_runner(plain.run_source, image.layout, order))
 
 
-def _assumed_preprocessing_note(kind: str, options: ConvertOptions,
-                                grey: bool = False) -> tuple[str, ...]:
+def _assumed_preprocessing_note(kind: str, options: ConvertOptions, grey: bool = False,
+                                task: str = "detect") -> tuple[str, ...]:
     """A note when the network's preprocessing is the default by assumption: only Ultralytics
     exports say theirs (RGB / 255), and a wrong guess costs accuracy without any error. A
-    `grey` network has no channel order to assume."""
+    `grey` network has no channel order to assume; a classifier's resampling is named too
+    (PIL-trained ones are common, and their answers move with it)."""
     if kind == "ultralytics-onnx":
         return ()
     default, given = Normalisation(), options.normalisation
@@ -454,6 +470,9 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions,
         assumed.append("whole frames letterboxed, centred (--resize)")
         examples.append("trained on images resized to the input, as Keras and torchvision's "
                         "Resize((h, w)) do: --resize stretch")
+    if options.interpolation is None and task == "classify":
+        assumed.append("frames resampled bilinear without antialiasing (--interpolation)")
+        examples.append("trained on PIL or torchvision images: --interpolation area")
     if not assumed:
         return ()
     takes = ", ".join(assumed[:-1]) + " and " + assumed[-1] if len(assumed) > 1 else assumed[0]
@@ -464,9 +483,10 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions,
 def _resize_notes(plain: _Plain, options: ConvertOptions, spec: ModelSpec) -> tuple[str, ...]:
     """What the resize the source implies, or a crop of a detector's frames, leaves out."""
     if options.resize is None and plain.resize is not None:
-        return (f"frames are made into the input by {plain.resize}, as Ultralytics' classify "
-                "predictor does (the frame's centre, its shorter side to the input's); pass "
-                "--resize letterbox to keep the whole frame",)
+        made = resize_words(plain.resize, interpolation=spec.input.interpolation)
+        return (f"frames are made into the input by {made}, as Ultralytics' classify "
+                "predictor does (the frame's centre, its shorter side to the input's, resized "
+                "with antialiasing); pass --resize letterbox to keep the whole frame",)
     if spec.input.resize == "crop" and spec.task == "detect":
         return ("--resize crop on a detector: only the centre of each frame, in the input's "
                 f"aspect ({spec.input.width}x{spec.input.height}), is searched; objects beyond "

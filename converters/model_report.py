@@ -14,7 +14,7 @@ from onnx import TensorProto, numpy_helper
 from converters.grey import LUMA_RGB
 from converters.metadata import PREPROCESSING_KEY, preprocessing_of
 from edge.errors import ModelError
-from edge.resizing import DEFAULT_PAD_VALUE, resize_words
+from edge.resizing import RESIZE_FIELDS, resize_words
 from edge.spec import SPEC_KEY, ModelSpec, read_onnx_model
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
@@ -130,9 +130,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("spec: none (not converted; run `edge convert`)")
     else:
         size = f"{spec['input']['height']}x{spec['input']['width']} (HxW, as --input-size)"
-        made = resize_words(spec["input"].get("resize", "letterbox"),
-                            spec["input"].get("crop_fraction", 1.0),
-                            spec["input"].get("pad_value", DEFAULT_PAD_VALUE))
+        made = resize_words(**{key: value for key, value in spec["input"].items()
+                               if key in RESIZE_FIELDS})
         lines.append(f"spec: {spec['name']} — {spec['task']}, head {spec['head']} on "
                      f"{spec['output']}, input {size} {spec['input']['colour_order']} uint8, "
                      f"batch {spec['input']['batch'] or 'dynamic'}; frames by "

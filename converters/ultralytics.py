@@ -10,11 +10,13 @@ from dataclasses import dataclass
 import onnx
 
 from converters.errors import ConversionError
-from edge.resizing import Resize
+from edge.resizing import Interpolation, Resize
 
 #: Ultralytics' classify predictor resizes the shorter side to the input and crops the centre
-#: (`classify_transforms`); its detectors letterbox, centred, edge's default.
+#: (`classify_transforms`), with torchvision's antialiased resize of a PIL image; its
+#: detectors letterbox, centred, with OpenCV's bilinear resize: edge's defaults.
 ULTRALYTICS_CLASSIFY_RESIZE: Resize = "crop"
+ULTRALYTICS_CLASSIFY_INTERPOLATION: Interpolation = "area"
 
 
 @dataclass(frozen=True)

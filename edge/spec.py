@@ -24,7 +24,15 @@ from pydantic import (
 from edge.errors import NOT_A_MODEL_FIX, ModelError
 from edge.files import require_model_file
 from edge.ort_session import session_from_onnx
-from edge.resizing import CROP_FRACTION_HELP, DEFAULT_PAD_VALUE, RESIZE_HELP, Resize
+from edge.resizing import (
+    CROP_FRACTION_HELP,
+    DEFAULT_INTERPOLATION,
+    DEFAULT_PAD_VALUE,
+    INTERPOLATION_HELP,
+    RESIZE_HELP,
+    Interpolation,
+    Resize,
+)
 from edge.wording import validation_problems
 
 SPEC_KEY = "edge.spec"
@@ -92,6 +100,8 @@ class InputSpec(_Strict):
     pad_value: int = Field(default=DEFAULT_PAD_VALUE, ge=0, le=255)
     resize: Resize = Field(default="letterbox", description=RESIZE_HELP)
     crop_fraction: float = Field(default=1.0, ge=0.5, le=1, description=CROP_FRACTION_HELP)
+    interpolation: Interpolation = Field(default=DEFAULT_INTERPOLATION,
+                                         description=INTERPOLATION_HELP)
 
     @model_validator(mode="after")
     def _cropping_resize(self) -> InputSpec:
@@ -148,7 +158,8 @@ class ModelSpec(_Strict):
 
     def to_json(self) -> str:
         # defaults of later fields are left out, so edge versions before them read the spec
-        later = {name for name, default in (("resize", "letterbox"), ("crop_fraction", 1.0))
+        later = {name for name, default in (("resize", "letterbox"), ("crop_fraction", 1.0),
+                                            ("interpolation", DEFAULT_INTERPOLATION))
                  if getattr(self.input, name) == default}
         return self.model_dump_json(exclude={"input": later} if later else None)
 

@@ -130,7 +130,7 @@ MODELS = (
         "anime-or-not", "anime-or-not==0.0.7", "anime_or_not/anime_or_not_model.onnx",
         "1feb77c3f6b40b56d01b6d67ad8a77222df990052871503289bd1e70fe85c073",
         "PyTorch 1.10 (torch.onnx, ResNet)", 10, "classify",
-        ("--labels", "not_anime,anime", "--resize", "stretch",
+        ("--labels", "not_anime,anime", "--resize", "stretch", "--interpolation", "area",
          "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"),
         notes="224x224, logits; torchvision Resize((224, 224)) and ImageNet normalisation"),
     CorpusModel(
@@ -138,8 +138,10 @@ MODELS = (
         "a11876926688aaccccd3010174b14f20f2ffc4b153c0940c7059dd1633f1e7da",
         "PyTorch 2.7 (torch.onnx)", 17, "classify",
         ("--labels", "0,90,180,270", "--mean", "0.485,0.456,0.406",
-         "--std", "0.229,0.224,0.225", "--resize", "letterbox", "--pad-value", "255"),
-        notes="page orientation, 320x320, logits; letterboxed on white, as its package does"),
+         "--std", "0.229,0.224,0.225", "--resize", "letterbox", "--pad-value", "255",
+         "--interpolation", "area"),
+        notes="page orientation, 320x320, logits; letterboxed on white with PIL's resize, as "
+              "its package does"),
 )
 
 

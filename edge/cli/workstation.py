@@ -44,8 +44,11 @@ from edge.files import (
 )
 from edge.resizing import (
     CROP_FRACTION_HELP,
+    INTERPOLATION_HELP,
     PAD_VALUE_HELP,
+    RESIZE_FIELDS,
     RESIZE_HELP,
+    Interpolation,
     Resize,
     resize_words,
 )
@@ -111,7 +114,7 @@ def _convert(args: argparse.Namespace) -> int:
         camera_order=args.colour_order,
         normalisation=Normalisation(args.network_order, args.mean, args.std),
         resize=args.resize, crop_fraction=args.crop_fraction, pad_value=args.pad_value,
-        task=args.task, head=args.head,
+        interpolation=args.interpolation, task=args.task, head=args.head,
         module=args.module, module_args=module_args,
         batch=_batch_option(args.batch), opset=args.opset, stride=args.stride,
         simplify=args.simplify, verify=args.verify, tolerance=args.tolerance, name=args.name,
@@ -125,7 +128,7 @@ def _convert(args: argparse.Namespace) -> int:
                "task": spec.task, "head": spec.head, "labels": len(spec.labels),
                "input": [spec.input.batch, spec.input.height, spec.input.width, 3],
                "resize": spec.input.resize, "crop_fraction": spec.input.crop_fraction,
-               "pad_value": spec.input.pad_value,
+               "pad_value": spec.input.pad_value, "interpolation": spec.input.interpolation,
                "max_abs_error": converted.parity.max_abs_error if converted.parity else None,
                "max_rel_error": converted.parity.max_rel_error if converted.parity else None,
                "notes": list(converted.notes)}
@@ -138,7 +141,7 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: {spec.task} ({spec.head}), "
               f"{counted(len(spec.labels), 'label')}, input uint8 {shape} "
               f"{spec.input.colour_order}, frames by "
-              f"{resize_words(spec.input.resize, spec.input.crop_fraction, spec.input.pad_value)}")
+              f"{resize_words(**spec.input.model_dump(include=set(RESIZE_FIELDS)))}")
         print(converted.parity.describe() if converted.parity else "parity not checked")
     return 0
 
@@ -687,6 +690,8 @@ def _add_convert(commands: Any) -> None:
                          help=CROP_FRACTION_HELP + " (default 1: all of it)")
     convert.add_argument("--pad-value", type=parse_pad_value, metavar="LEVEL",
                          help=PAD_VALUE_HELP)
+    convert.add_argument("--interpolation", choices=get_args(Interpolation),
+                         help=INTERPOLATION_HELP)
     convert.add_argument("--task", choices=["detect", "classify"],
                          help="what the model does (default: read from the output's shape; "
                               "pass it to have a mismatch refused)")

@@ -19,7 +19,7 @@ import pytest
 from converters.convert import ConvertOptions, convert
 from converters.errors import ConversionError
 from converters.onnx_source import opset_of
-from edge.resizing import Resize
+from edge.resizing import Interpolation, Resize
 from tests.converters.cli_results import Result, assert_refused
 from tests.converters.exporter_graphs import SIZE, classifier
 
@@ -95,9 +95,10 @@ def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_pat
 
     source = classifier(tmp_path / "m.onnx")
 
-    def note(normalisation: Normalisation, resize: Resize | None = "letterbox") -> str:
+    def note(normalisation: Normalisation, resize: Resize | None = "letterbox",
+             interpolation: Interpolation | None = "bilinear") -> str:
         notes = convert(source, ConvertOptions(labels=LABELS, normalisation=normalisation,
-                                               resize=resize)).notes
+                                               resize=resize, interpolation=interpolation)).notes
         return next((n for n in notes if n.startswith("assumed the network takes")), "")
 
     imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -116,6 +117,11 @@ def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_pat
     assert note(Normalisation(), resize=None).startswith(
         "assumed the network takes RGB channel order (--network-order), pixels / 255 with no "
         "mean or std (--mean, --std) and whole frames letterboxed, centred (--resize);")
+    # a classifier's resampling: PIL-trained ones see antialiased images
+    assert note(Normalisation("BGR", *imagenet), interpolation=None) == (
+        "assumed the network takes frames resampled bilinear without antialiasing "
+        "(--interpolation); if it was trained otherwise, pass that (trained on PIL or "
+        "torchvision images: --interpolation area), or its accuracy drops with no error")
 
 
 def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, edge):

@@ -216,7 +216,7 @@ def test_a_pad_value_without_a_letterbox_is_refused(tmp_path, edge):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def _colour_mean_classifier(path):
+def colour_mean_classifier(path):
     """A 'classifier' whose scores are each colour's mean over its input (red, green, blue in
     network order): which colour fills what the model sees wins."""
     graph = helper.make_graph(
@@ -235,7 +235,7 @@ def test_edge_run_makes_the_input_as_the_spec_says(tmp_path, edge, mosquitto, re
     """16:9 frames with a red band in the middle and blue sides: a centre crop sees mostly
     red, the whole frame is mostly blue. The published class says which the device saw."""
     model = tmp_path / "colour.edge.onnx"
-    result = edge("convert", _colour_mean_classifier(tmp_path / "colour.onnx"), "-o", model,
+    result = edge("convert", colour_mean_classifier(tmp_path / "colour.onnx"), "-o", model,
                   "--labels", "red,green,blue", "--resize", resize)
     assert result.returncode == 0, result.stderr
     frame = np.zeros((360, 640, 3), np.uint8)

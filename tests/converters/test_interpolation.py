@@ -1,0 +1,169 @@
+"""`edge convert --interpolation`: a network trained on antialiased resizes (PIL, torchvision,
+Ultralytics classify) gets its input resampled by pixel area where frames shrink, on the
+device, in calibration and in evaluation (all take the model's letterboxer from its spec)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from calibration.readers import frames_from
+from edge.cli import main
+from edge.errors import ModelError
+from edge.preprocess import Letterboxer, letterboxer_from_spec
+from edge.spec import SPEC_KEY, ModelSpec, spec_from_model
+from tests.converters.test_resize_modes import colour_mean_classifier
+from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
+from tests.mqtt_watch import Watcher
+from tests.test_daemon_mqtt import PREFIX, config_with_camera
+
+SIZE = 32
+
+
+def _classifier(tmp_path, metadata=None):
+    return export_onnx(seeded(TinyClassifier(3)), tmp_path / "cls.onnx", SIZE, SIZE, metadata)
+
+
+def _spec(path) -> ModelSpec:
+    return spec_from_model(onnx.load(str(path)), str(path))
+
+
+def _stripes(height: int, width: int) -> np.ndarray:
+    """One white column in three, the rest black: detail finer than a 6x shrink can keep,
+    whose mean level (85) is what an antialiased resize leaves."""
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[:, ::3] = 255
+    return frame
+
+
+def test_area_averages_what_a_shrink_drops_and_enlarges_bilinear():
+    """Shrunk 6x, the stripes become the grey they average to with `area`; bilinear blends
+    the two pixels nearest each sample, one black and one white, and makes them brighter
+    than they are (aliasing). Enlarging, `area` resamples as bilinear does (OpenCV's
+    INTER_AREA would be close to nearest-neighbour there)."""
+    frame = _stripes(192, 192)
+    area, bilinear = (np.zeros((1, SIZE, SIZE, 3), np.uint8) for _ in range(2))
+    Letterboxer(interpolation="area", resize="stretch")(frame, area)
+    Letterboxer(resize="stretch")(frame, bilinear)
+    assert set(np.unique(area)) == {85}  # 6 pixels, 2 white
+    assert set(np.unique(bilinear)) == {128}
+    small = np.random.default_rng(1).integers(0, 256, (16, 16, 3), np.uint8)
+    grown = np.zeros((1, SIZE, SIZE, 3), np.uint8)
+    Letterboxer(interpolation="area", resize="stretch")(small, grown)
+    np.testing.assert_array_equal(grown[0], cv2.resize(small, (SIZE, SIZE),
+                                                       interpolation=cv2.INTER_LINEAR))
+
+
+def test_area_is_recorded_shown_and_used_wherever_the_input_is_made(tmp_path, edge):
+    out = tmp_path / "area.onnx"
+    result = edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c",
+                  "--resize", "stretch", "--interpolation", "area")
+    assert result.returncode == 0, result.stderr
+    assert "frames by stretch, area resampled" in result.stdout
+    assert "--interpolation" not in result.stdout  # given: not assumed
+    assert "frames by stretch, area resampled" in edge("inspect", out).stdout
+    summary = json.loads(edge("convert", _classifier(tmp_path), "-o", tmp_path / "j.onnx",
+                              "--labels", "a,b,c", "--interpolation", "area",
+                              "--json").stdout.splitlines()[-1])
+    assert summary["interpolation"] == "area"
+    spec = _spec(out)
+    assert spec.input.interpolation == "area"
+    frame = np.random.default_rng(4).integers(0, 256, (96, 160, 3), np.uint8)
+    (tmp_path / "frames").mkdir()
+    cv2.imwrite(str(tmp_path / "frames" / "wide.png"), frame)
+    (calibration,) = [x[spec.input.name][0] for x in frames_from(tmp_path / "frames",
+                                                                 min_images=1).inputs(spec)]
+    device = np.zeros((1, SIZE, SIZE, 3), np.uint8)
+    letterboxer_from_spec(spec)(frame, device)
+    expected = cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(calibration, expected)
+    np.testing.assert_array_equal(device[0], expected)
+    assert not np.array_equal(expected, cv2.resize(frame, (SIZE, SIZE),
+                                                   interpolation=cv2.INTER_LINEAR))
+
+
+def test_bilinear_stays_the_default_and_out_of_the_spec_for_older_readers(tmp_path, edge):
+    out = tmp_path / "cls.edge.onnx"
+    result = edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c")
+    assert result.returncode == 0, result.stderr
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert "interpolation" not in json.loads(props[SPEC_KEY])["input"]
+    assert _spec(out).input.interpolation == "bilinear"
+    assert "resampled" not in edge("inspect", out).stdout
+    # a classifier's resampling is assumed, and the note says how to change it
+    assert ("frames resampled bilinear without antialiasing (--interpolation)" in result.stdout
+            and "trained on PIL or torchvision images: --interpolation area" in result.stdout)
+
+
+def test_an_ultralytics_classifier_is_resampled_as_its_predictor_does(tmp_path, edge):
+    """Ultralytics' classify predictor resizes PIL images with torchvision (antialiased)."""
+    source = _classifier(tmp_path, {"names": "{0: 'a', 1: 'b', 2: 'c'}", "imgsz": "[32, 32]",
+                                    "stride": "1", "task": "classify"})
+    out = tmp_path / "cls.edge.onnx"
+    result = edge("convert", source, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert (_spec(out).input.resize, _spec(out).input.interpolation) == ("crop", "area")
+    assert "frames are made into the input by crop, area resampled, as Ultralytics'" in \
+        result.stdout
+    plain = tmp_path / "bilinear.edge.onnx"
+    assert edge("convert", source, "-o", plain, "--interpolation", "bilinear").returncode == 0
+    assert _spec(plain).input.interpolation == "bilinear"
+
+
+def test_an_unknown_interpolation_is_refused_with_the_choices(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["convert", str(_classifier(tmp_path)), "-o", str(tmp_path / "x.onnx"),
+              "--interpolation", "cubic"])
+    assert stopped.value.code == 2
+    assert ("argument --interpolation: invalid choice: 'cubic' (choose from 'bilinear', "
+            "'area')") in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_spec_with_an_unknown_interpolation_is_refused_in_one_line():
+    spec = {"spec_version": 1, "task": "classify", "labels": ["a", "b"], "head": "logits",
+            "output": "out",
+            "input": {"name": "images", "width": 32, "height": 32, "interpolation": "lanczos"}}
+    with pytest.raises(ModelError) as refused:
+        ModelSpec.from_json(json.dumps(spec), "m.onnx")
+    text = str(refused.value)
+    assert "input.interpolation: Input should be 'bilinear' or 'area'" in text
+    assert text.endswith("re-convert the model with `edge convert`") and "\n" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("interpolation", "label"), [("area", "red"), ("bilinear", "blue")])
+def test_edge_run_resamples_as_the_spec_says(tmp_path, edge, mosquitto, interpolation, label):
+    """Frames of red 105 and blue stripes (one column in three at 255), shrunk 6x by a
+    classifier whose scores are its input's colour means: area resampling keeps the blue's
+    mean (85) under the red, bilinear blends stripe and gap into 128 and blue wins. The
+    published class says which the device did. The clip is lossless (FFV1): a JPEG would blur
+    the stripes."""
+    model = tmp_path / "colour.edge.onnx"
+    result = edge("convert", colour_mean_classifier(tmp_path / "colour.onnx"), "-o", model,
+                  "--labels", "red,green,blue", "--resize", "stretch",
+                  "--interpolation", interpolation)
+    assert result.returncode == 0, result.stderr
+    frame = np.zeros((6 * SIZE, 6 * SIZE, 3), np.uint8)
+    frame[:, ::3, 0] = 255  # BGR: blue stripes
+    frame[..., 2] = 105  # red everywhere
+    clip = tmp_path / "stripes.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), 10, frame.shape[1::-1])
+    for _ in range(10):
+        writer.write(frame)
+    writer.release()
+    config = config_with_camera(tmp_path, model, mosquitto.port, f"file://{clip}?fps=0")
+    with Watcher(mosquitto.port, f"{PREFIX}/gate/detections") as watcher:
+        run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        watcher.wait_for(lambda: len(watcher.messages) > 0, 10, "detections")
+    tops = {max(m.json()["detections"], key=lambda d: d["score"])["label"]
+            for m in watcher.messages}
+    assert tops == {label}
