@@ -5,8 +5,6 @@ device, in calibration and in evaluation (all take the model's letterboxer from 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -14,14 +12,11 @@ import onnx
 import pytest
 
 from calibration.readers import frames_from
-from edge.cli import main
 from edge.errors import ModelError
 from edge.preprocess import Letterboxer, letterboxer_from_spec
 from edge.spec import SPEC_KEY, ModelSpec, spec_from_model
-from tests.converters.test_resize_modes import colour_mean_classifier
+from tests.converters.test_resize_modes import colour_mean_classifier, top_labels_published
 from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
-from tests.mqtt_watch import Watcher
-from tests.test_daemon_mqtt import PREFIX, config_with_camera
 
 SIZE = 32
 
@@ -101,31 +96,6 @@ def test_bilinear_stays_the_default_and_out_of_the_spec_for_older_readers(tmp_pa
             and "trained on PIL or torchvision images: --interpolation area" in result.stdout)
 
 
-def test_an_ultralytics_classifier_is_resampled_as_its_predictor_does(tmp_path, edge):
-    """Ultralytics' classify predictor resizes PIL images with torchvision (antialiased)."""
-    source = _classifier(tmp_path, {"names": "{0: 'a', 1: 'b', 2: 'c'}", "imgsz": "[32, 32]",
-                                    "stride": "1", "task": "classify"})
-    out = tmp_path / "cls.edge.onnx"
-    result = edge("convert", source, "-o", out)
-    assert result.returncode == 0, result.stderr
-    assert (_spec(out).input.resize, _spec(out).input.interpolation) == ("crop", "area")
-    assert "frames are made into the input by crop, area resampled, as Ultralytics'" in \
-        result.stdout
-    plain = tmp_path / "bilinear.edge.onnx"
-    assert edge("convert", source, "-o", plain, "--interpolation", "bilinear").returncode == 0
-    assert _spec(plain).input.interpolation == "bilinear"
-
-
-def test_an_unknown_interpolation_is_refused_with_the_choices(tmp_path, capsys):
-    with pytest.raises(SystemExit) as stopped:
-        main(["convert", str(_classifier(tmp_path)), "-o", str(tmp_path / "x.onnx"),
-              "--interpolation", "cubic"])
-    assert stopped.value.code == 2
-    assert ("argument --interpolation: invalid choice: 'cubic' (choose from 'bilinear', "
-            "'area')") in capsys.readouterr().err
-    assert not (tmp_path / "x.onnx").exists()
-
-
 def test_a_spec_with_an_unknown_interpolation_is_refused_in_one_line():
     spec = {"spec_version": 1, "task": "classify", "labels": ["a", "b"], "head": "logits",
             "output": "out",
@@ -158,12 +128,4 @@ def test_edge_run_resamples_as_the_spec_says(tmp_path, edge, mosquitto, interpol
     for _ in range(10):
         writer.write(frame)
     writer.release()
-    config = config_with_camera(tmp_path, model, mosquitto.port, f"file://{clip}?fps=0")
-    with Watcher(mosquitto.port, f"{PREFIX}/gate/detections") as watcher:
-        run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
-                             capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stderr
-        watcher.wait_for(lambda: len(watcher.messages) > 0, 10, "detections")
-    tops = {max(m.json()["detections"], key=lambda d: d["score"])["label"]
-            for m in watcher.messages}
-    assert tops == {label}
+    assert top_labels_published(tmp_path, model, mosquitto.port, clip) == {label}

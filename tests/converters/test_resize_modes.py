@@ -54,28 +54,40 @@ def test_the_default_letterbox_is_left_out_of_the_spec_for_older_readers(tmp_pat
     assert spec_from_model(onnx.load(str(out)), str(out)).input.resize == "letterbox"
 
 
-def test_an_ultralytics_classifier_is_centre_cropped_as_its_predictor_does(tmp_path, edge):
+def test_an_ultralytics_classifier_is_made_as_its_predictor_does(tmp_path, edge):
+    """Centre-cropped, and resampled with antialiasing: Ultralytics' classify predictor
+    resizes PIL images with torchvision (`tests/converters/test_interpolation.py`)."""
     source = _classifier(tmp_path, {"names": "{0: 'a', 1: 'b', 2: 'c'}", "imgsz": "[32, 32]",
                                     "stride": "1", "task": "classify"})
     out = tmp_path / "cls.edge.onnx"
     result = edge("convert", source, "-o", out)
     assert result.returncode == 0, result.stderr
-    assert spec_from_model(onnx.load(str(out)), str(out)).input.resize == "crop"
-    assert "as Ultralytics' classify predictor does" in result.stdout
+    made = spec_from_model(onnx.load(str(out)), str(out)).input
+    assert (made.resize, made.interpolation) == ("crop", "area")
+    assert ("frames are made into the input by crop, area resampled, as Ultralytics' classify "
+            "predictor does") in result.stdout
     whole = tmp_path / "whole.edge.onnx"
-    result = edge("convert", source, "-o", whole, "--resize", "letterbox")
+    result = edge("convert", source, "-o", whole, "--resize", "letterbox",
+                  "--interpolation", "bilinear")
     assert result.returncode == 0, result.stderr
-    assert spec_from_model(onnx.load(str(whole)), str(whole)).input.resize == "letterbox"
+    made = spec_from_model(onnx.load(str(whole)), str(whole)).input
+    assert (made.resize, made.interpolation) == ("letterbox", "bilinear")
     assert "classify predictor" not in result.stdout
 
 
-def test_an_unknown_resize_is_refused_with_the_choices(tmp_path, capsys):
+@pytest.mark.parametrize(("option", "value", "choices"), [
+    ("--resize", "pad", "'letterbox', 'letterbox-top-left', 'stretch', 'crop'"),
+    ("--interpolation", "cubic", "'bilinear', 'area'"),
+])
+def test_an_unknown_resize_or_interpolation_is_refused_with_the_choices(tmp_path, capsys,
+                                                                        option, value, choices):
     with pytest.raises(SystemExit) as stopped:
         main(["convert", str(_classifier(tmp_path)), "-o", str(tmp_path / "x.onnx"),
-              "--resize", "pad"])
+              option, value])
     assert stopped.value.code == 2
-    assert ("argument --resize: invalid choice: 'pad' (choose from 'letterbox', "
-            "'letterbox-top-left', 'stretch', 'crop')") in capsys.readouterr().err
+    assert (f"argument {option}: invalid choice: '{value}' (choose from {choices})"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "x.onnx").exists()
 
 
 @pytest.mark.parametrize("resize", ["stretch", "crop"])
@@ -242,13 +254,18 @@ def test_edge_run_makes_the_input_as_the_spec_says(tmp_path, edge, mosquitto, re
     frame[:] = (255, 0, 0)  # BGR blue
     frame[:, 220:420] = (0, 0, 255)  # a red band, 200 of the centre square's 360 px
     clip = write_clip(tmp_path / "bands.avi", [frame] * 10)
-    config = config_with_camera(tmp_path, model, mosquitto.port, f"file://{clip}?fps=0")
-    with Watcher(mosquitto.port, f"{PREFIX}/gate/detections") as watcher:
+    assert top_labels_published(tmp_path, model, mosquitto.port, clip) == {label}
+
+
+def top_labels_published(tmp_path, model, port: int, clip) -> set[str]:
+    """The highest-scoring label of each detections message `edge run` publishes for `model`
+    on the video `clip` (through the broker on `port`): for a colour-mean classifier, the
+    colour that fills what the device made of the frames."""
+    config = config_with_camera(tmp_path, model, port, f"file://{clip}?fps=0")
+    with Watcher(port, f"{PREFIX}/gate/detections") as watcher:
         run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
         watcher.wait_for(lambda: len(watcher.messages) > 0, 10, "detections")
-    # the classes above the score threshold, by score: the first is the one that fills it
-    tops = {max(m.json()["detections"], key=lambda d: d["score"])["label"]
+    return {max(m.json()["detections"], key=lambda d: d["score"])["label"]
             for m in watcher.messages}
-    assert tops == {label}
