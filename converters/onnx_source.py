@@ -76,10 +76,16 @@ def _loaded(path: Path) -> onnx.ModelProto:
     if path.is_file() and path.stat().st_size == 0:
         raise ConversionError(f"{path} {EMPTY_FILE}")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:
         raise ConversionError(f"{path} is not an ONNX model ({exc}); the file may be cut "
                               "short or another format: copy or export it again in full") from exc
+    _refuse_missing_external_data(model, path)
+    try:
+        onnx.load_external_data_for_model(model, str(path.parent))
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        raise ConversionError(f"{path}: its weights' external data could not be read ({exc}); "
+                              "copy the model's data files beside it again in full") from exc
     if not model.graph.node:
         raise ConversionError(f"{path} is not a model: its graph has no nodes")
     try:
@@ -89,6 +95,20 @@ def _loaded(path: Path) -> onnx.ModelProto:
         raise ConversionError(f"{path} is not a valid ONNX model ({first}); the file may be "
                               "damaged: copy or export it again") from exc
     return model
+
+
+def _refuse_missing_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """A model saved with its weights in external data files (ONNX's 2 GB protobuf limit, or
+    `save_as_external_data`) is only whole with those files beside it."""
+    locations = {entry.value for tensor in model.graph.initializer
+                 if tensor.data_location == onnx.TensorProto.EXTERNAL
+                 for entry in tensor.external_data if entry.key == "location"}
+    missing = sorted(name for name in locations if not (path.parent / name).is_file())
+    if missing:
+        raise ConversionError(
+            f"{path} keeps its weights in external data file(s) {', '.join(missing)}, not found "
+            f"in {path.parent}; copy them beside the model (an exporter writes them next to "
+            "the .onnx file: they travel together)")
 
 
 def _refuse_converted(model: onnx.ModelProto, path: Path) -> None:

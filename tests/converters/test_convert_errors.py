@@ -139,3 +139,36 @@ def test_success_prints_parity_and_json(tmp_path, sources):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["head"] == "anchor_free" and summary["max_rel_error"] < 1e-5
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _with_external_weights(tmp_path: Path) -> Path:
+    """The classifier saved as an exporter saves a model over 2 GB: its weights in a data
+    file beside the .onnx."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    model = onnx.load(str(export_onnx(seeded(TinyClassifier(3)), tmp_path / "c.onnx", 32, 32)))
+    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.data", size_threshold=0)
+    return folder / "model.onnx"
+
+
+def test_weights_in_external_data_convert_and_their_absence_is_named(tmp_path):
+    source = _with_external_weights(tmp_path)
+    converted = tmp_path / "whole.onnx"
+    result = edge_convert(source, "-o", converted, "--labels", "a,b,c")
+    assert result.returncode == 0, result.stderr
+    written = onnx.load(str(converted), load_external_data=False)  # one file: weights inside
+    assert not any(t.data_location == TensorProto.EXTERNAL for t in written.graph.initializer)
+    data = source.parent / "model.data"
+    whole = data.read_bytes()
+    for damage, message in ((lambda: data.unlink(),
+                             "keeps its weights in external data file(s) model.data, not found "
+                             f"in {source.parent}; copy them beside the model"),
+                            (lambda: data.write_bytes(whole[:3000]),
+                             "its weights' external data could not be read (External data "
+                             "length")):
+        damage()
+        out = tmp_path / "out.onnx"
+        result = edge_convert(source, "-o", out, "--labels", "a,b,c")
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not out.exists()
