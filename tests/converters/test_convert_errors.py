@@ -161,7 +161,7 @@ def test_weights_in_external_data_convert_and_their_absence_is_named(tmp_path):
     assert not any(t.data_location == TensorProto.EXTERNAL for t in written.graph.initializer)
     data = source.parent / "model.data"
     whole = data.read_bytes()
-    for damage, message in ((lambda: data.unlink(),
+    for damage, message in ((data.unlink,
                              "keeps its weights in external data file(s) model.data, not found "
                              f"in {source.parent}; copy them beside the model"),
                             (lambda: data.write_bytes(whole[:3000]),
