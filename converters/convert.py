@@ -484,9 +484,12 @@ def _resize_notes(plain: _Plain, options: ConvertOptions, spec: ModelSpec) -> tu
     """What the resize the source implies, or a crop of a detector's frames, leaves out."""
     if options.resize is None and plain.resize is not None:
         made = resize_words(plain.resize, interpolation=spec.input.interpolation)
+        unlike = ("; resampled bilinear as --interpolation asks, without the antialiasing of "
+                  "the predictor's resize" if plain.interpolation not in
+                  (None, spec.input.interpolation) else "")
         return (f"frames are made into the input by {made}, as Ultralytics' classify "
                 "predictor does (the frame's centre, its shorter side to the input's, resized "
-                "with antialiasing); pass --resize letterbox to keep the whole frame",)
+                f"with antialiasing){unlike}; pass --resize letterbox to keep the whole frame",)
     if spec.input.resize == "crop" and spec.task == "detect":
         return ("--resize crop on a detector: only the centre of each frame, in the input's "
                 f"aspect ({spec.input.width}x{spec.input.height}), is searched; objects beyond "

@@ -166,17 +166,27 @@ class Letterboxer:
                                                                  source.shape[0]):
             np.copyto(roi, source)
         else:
-            shrinking = (geometry.resized_width <= source.shape[1]
-                         and geometry.resized_height <= source.shape[0])
-            # OpenCV's INTER_AREA grows an image by something close to nearest neighbour
-            flag = cv2.INTER_AREA if self._area and shrinking else cv2.INTER_LINEAR
-            written = cv2.resize(source, (geometry.resized_width, geometry.resized_height),
-                                 dst=roi, interpolation=flag)
-            if written is not None and not np.shares_memory(written, roi):
-                np.copyto(roi, written)  # OpenCV could not write in place; keep correctness
+            self._resample(source, roi)
         if self._swap_channels:
             cv2.cvtColor(roi, cv2.COLOR_BGR2RGB, dst=roi)
         return geometry
+
+    def _resample(self, source: npt.NDArray[np.uint8], roi: npt.NDArray[np.uint8]) -> None:
+        """Resize `source` into `roi` ([h, w, 3] views). With `area`, each axis that shrinks
+        is averaged by pixel area (OpenCV's INTER_AREA, which grows an image by something
+        close to nearest neighbour, so an axis that grows is resampled bilinear after it)."""
+        height, width = roi.shape[:2]
+        flag = cv2.INTER_LINEAR
+        if self._area:
+            shrunk = (min(width, source.shape[1]), min(height, source.shape[0]))
+            if shrunk == (width, height):
+                flag = cv2.INTER_AREA
+            elif shrunk != source.shape[1::-1]:  # one axis shrinks, the other grows
+                source = np.asarray(cv2.resize(source, shrunk, interpolation=cv2.INTER_AREA),
+                                    np.uint8)
+        written = cv2.resize(source, (width, height), dst=roi, interpolation=flag)
+        if written is not None and not np.shares_memory(written, roi):
+            np.copyto(roi, written)  # OpenCV could not write in place; keep correctness
 
     def _paint_bars(self, target: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> None:
         """Fill everything of `target` ([H, W, 3]) outside the resized image with the pad value."""

@@ -179,8 +179,13 @@ class ModelSpec(_Strict):
             return cls.model_validate_json(text)
         except ValidationError as exc:
             problems = validation_problems(exc, inputs=False)
-            raise ModelError(f"{origin}: invalid model spec: {problems}; re-convert the model "
-                             "with `edge convert`") from exc
+            unknown = [".".join(map(str, e["loc"])) for e in exc.errors()
+                       if e["type"] == "extra_forbidden"]
+            fix = ("; the model may come from a newer edge (fields this version does not know: "
+                   f"{', '.join(unknown)}): upgrade edge, or re-convert the model with this "
+                   "version's `edge convert`" if unknown else
+                   "; re-convert the model with `edge convert`")
+            raise ModelError(f"{origin}: invalid model spec: {problems}{fix}") from exc
 
 
 def spec_from_onnx_file(path: Path) -> ModelSpec:

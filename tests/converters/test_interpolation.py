@@ -40,14 +40,21 @@ def _stripes(height: int, width: int) -> np.ndarray:
 def test_area_averages_what_a_shrink_drops_and_enlarges_bilinear():
     """Shrunk 6x, the stripes become the grey they average to with `area`; bilinear blends
     the two pixels nearest each sample, one black and one white, and makes them brighter
-    than they are (aliasing). Enlarging, `area` resamples as bilinear does (OpenCV's
-    INTER_AREA would be close to nearest-neighbour there)."""
+    than they are (aliasing); the same where only one axis shrinks. Enlarging, `area`
+    resamples as bilinear does (OpenCV's INTER_AREA would be close to nearest-neighbour
+    there)."""
     frame = _stripes(192, 192)
     area, bilinear = (np.zeros((1, SIZE, SIZE, 3), np.uint8) for _ in range(2))
     Letterboxer(interpolation="area", resize="stretch")(frame, area)
     Letterboxer(resize="stretch")(frame, bilinear)
     assert set(np.unique(area)) == {85}  # 6 pixels, 2 white
     assert set(np.unique(bilinear)) == {128}
+    # a wide strip into a square: its width shrinks 6x (averaged), its height grows 2x
+    strip, grown = _stripes(16, 6 * SIZE), np.zeros((1, SIZE, SIZE, 3), np.uint8)
+    Letterboxer(interpolation="area", resize="stretch")(strip, grown)
+    assert set(np.unique(grown)) == {85}
+    Letterboxer(resize="stretch")(strip, grown)
+    assert set(np.unique(grown)) <= {127, 128}
     small = np.random.default_rng(1).integers(0, 256, (16, 16, 3), np.uint8)
     grown = np.zeros((1, SIZE, SIZE, 3), np.uint8)
     Letterboxer(interpolation="area", resize="stretch")(small, grown)
@@ -129,3 +136,17 @@ def test_edge_run_resamples_as_the_spec_says(tmp_path, edge, mosquitto, interpol
         writer.write(frame)
     writer.release()
     assert top_labels_published(tmp_path, model, mosquitto.port, clip) == {label}
+
+
+def test_a_spec_from_a_newer_edge_says_to_upgrade():
+    """A field this version does not know (as `interpolation` was to the version before it)
+    cannot be mended by re-converting with this version alone."""
+    spec = {"spec_version": 1, "task": "classify", "labels": ["a", "b"], "head": "logits",
+            "output": "out", "input": {"name": "images", "width": 32, "height": 32,
+                                       "sharpen": 0.5}}
+    with pytest.raises(ModelError) as refused:
+        ModelSpec.from_json(json.dumps(spec), "m.onnx")
+    assert str(refused.value) == (
+        "m.onnx: invalid model spec: input.sharpen: Extra inputs are not permitted; the model "
+        "may come from a newer edge (fields this version does not know: input.sharpen): "
+        "upgrade edge, or re-convert the model with this version's `edge convert`")

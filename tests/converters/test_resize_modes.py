@@ -66,6 +66,14 @@ def test_an_ultralytics_classifier_is_made_as_its_predictor_does(tmp_path, edge)
     assert (made.resize, made.interpolation) == ("crop", "area")
     assert ("frames are made into the input by crop, area resampled, as Ultralytics' classify "
             "predictor does") in result.stdout
+    assert "without the antialiasing" not in result.stdout
+    plain = tmp_path / "plain.edge.onnx"
+    result = edge("convert", source, "-o", plain, "--interpolation", "bilinear")
+    assert result.returncode == 0, result.stderr
+    assert ("frames are made into the input by crop, as Ultralytics' classify predictor does "
+            "(the frame's centre, its shorter side to the input's, resized with antialiasing); "
+            "resampled bilinear as --interpolation asks, without the antialiasing of the "
+            "predictor's resize") in result.stdout
     whole = tmp_path / "whole.edge.onnx"
     result = edge("convert", source, "-o", whole, "--resize", "letterbox",
                   "--interpolation", "bilinear")
