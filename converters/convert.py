@@ -96,6 +96,7 @@ class ConvertOptions:
     interpolation: Interpolation | None = None  # None: the source's own, else bilinear
     #: "yolox": a `yolov5` head whose output holds raw grid offsets (see converters.yolox_head)
     head: HeadLayout | Literal["yolox"] | None = None
+    head_output: str | None = None  # None: the output that fits a head (`recognise_head`)
     module: str | None = None  # package.module:Class or file.py:Class, for checkpoints
     module_args: dict[str, Any] | None = None
     batch: Batch = "source"
@@ -315,7 +316,8 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                               f"outputs: {outputs}); leave --head out")
     output, head = recognise_head(plain.model, first, labels,
                                   requested or ("yolov5" if raw_grid else None),
-                                  from_metadata=options.labels is None)
+                                  from_metadata=options.labels is None,
+                                  wanted=options.head_output)
     highest = None
     if head.layout == "end_to_end":
         highest = highest_class_index([first[output], *_parity_outputs(

@@ -26,28 +26,49 @@ Outputs = dict[str, npt.NDArray[Any]]
 
 
 def recognise_head(model: onnx.ModelProto, first: Outputs, labels: tuple[str, ...] | None,
-                   requested: HeadLayout | None, from_metadata: bool = False) -> tuple[str, Head]:
-    """The output read as the head, and its layout (`requested`, else recognised): the first
-    output that fits one, except that among classifier outputs one ending in Softmax or
-    Sigmoid comes first (MTCNN's R-Net puts its box regression, [N, 4], before its face
-    probabilities, [N, 2]), and a single value (a feature, a confidence) last. With the labels
-    unknown and several outputs fitting, an error names each with its class count.
+                   requested: HeadLayout | None, from_metadata: bool = False,
+                   wanted: str | None = None) -> tuple[str, Head]:
+    """The output read as the head, and its layout (`requested`, else recognised): `wanted`
+    (`--head-output`), else the first output that fits one, except that among classifier
+    outputs one ending in Softmax or Sigmoid comes first (MTCNN's R-Net puts its box
+    regression, [N, 4], before its face probabilities, [N, 2]), and a single value (a feature,
+    a confidence) last. With the labels unknown and several outputs fitting, an error names
+    each with its class count; several fitting alike (a captcha net's one classifier per
+    character) are refused without `wanted`.
     `from_metadata`: the labels are the model's own (its metadata's), not --labels."""
     nc = len(labels) if labels else None
+    names = [o.name for o in model.graph.output]
+    if wanted is not None and wanted not in names:
+        raise ConversionError(f"--head-output {wanted}: the model has no output of that name; "
+                              f"its outputs: {_outputs_seen(names, first)}")
     fitting: list[tuple[str, Head]] = []
     first_error: ConversionError | None = None
-    for name in (o.name for o in model.graph.output):
+    for name in [wanted] if wanted is not None else names:
         try:
             fitting.append((name, _head_of(model, requested, name, first[name], nc)))
         except ConversionError as exc:
             first_error = first_error or exc
     if not fitting:
+        if wanted is not None and first_error is not None:
+            raise first_error
         raise _no_head_error(model, first, nc, requested, first_error, from_metadata)
     if all(head.task == "classify" for _, head in fitting):  # stable sort: else in order
         fitting.sort(key=lambda fit: (fit[1].layout != "probabilities", fit[1].num_classes == 1))
     if labels is None:
         raise _labels_needed(fitting)
+    alike = [name for name, head in fitting if head == fitting[0][1]]
+    if len(alike) > 1:
+        head = fitting[0][1]
+        raise ConversionError(
+            f"outputs {listed(alike)} each fit the head alike ({head.task}, {head.layout}, "
+            f"{counted(head.num_classes, 'class')}), and edge reads one head a model; pass "
+            "--head-output NAME to choose it (a model that answers with all of them at once, "
+            "such as one classifier per captcha character, is not one edge runs)")
     return fitting[0]
+
+
+def _outputs_seen(names: Sequence[str], first: Outputs) -> str:
+    return ", ".join(f"{name} ({per_frame(tuple(first[name].shape))})" for name in names)
 
 
 def check_label_count(known: Sequence[str] | None, given: Sequence[str] | None,
@@ -89,7 +110,8 @@ def unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ..
         return ()
     return (f"took output {output} ({per_frame(shapes[output])}) as the {head.task} head "
             f"({head.layout}, {head.num_classes} classes); not read: {', '.join(others)}. If "
-            "that is the wrong output, pass as many --labels as the right one has classes",)
+            "that is the wrong output, pass --head-output NAME (and as many --labels as it has "
+            "classes)",)
 
 
 def labels_given(count: int) -> str:

@@ -52,6 +52,12 @@ def head_from_shape(shape: Sequence[int | str | None], num_classes: int | None,
             f"the output {list(shape)} is a map ([N, C, H, W]: segmentation, a text detector "
             "such as DBNet, depth), not a head edge decodes into detections or classes; "
             f"supported: {SUPPORTED}")
+    if (not candidates and len(dims) == 3 and requested is None and dims[1] == 1
+            and (dims[0] or 0) > 1):  # the source ran on one frame: axis 1 is the batch
+        raise ConversionError(
+            f"the output {list(shape)} looks like a sequence, time first ([T, N, C]: "
+            f"{dims[0]} steps of {dims[2]} values, as a CTC text recogniser writes), not a "
+            f"head edge decodes into detections or classes; supported: {SUPPORTED}")
     if not candidates:
         classes = f"{num_classes} classes" if num_classes is not None else "an unknown class count"
         raise ConversionError(

@@ -188,8 +188,9 @@ class ModelSpec(_Strict):
             raise ModelError(f"{origin}: invalid model spec: {problems}{fix}") from exc
 
 
-def spec_from_onnx_file(path: Path) -> ModelSpec:
+def spec_from_onnx_file(path: Path | str) -> ModelSpec:
     """The model spec from an ONNX file's metadata, with whichever reader is installed."""
+    path = Path(path)
     if importlib.util.find_spec("onnx") is None:  # the device install: ONNX Runtime alone
         require_model_file(path)
         return spec_from_session(session_from_onnx(path), str(path))

@@ -115,6 +115,7 @@ def _convert(args: argparse.Namespace) -> int:
         normalisation=Normalisation(args.network_order, args.mean, args.std),
         resize=args.resize, crop_fraction=args.crop_fraction, pad_value=args.pad_value,
         interpolation=args.interpolation, task=args.task, head=args.head,
+        head_output=args.head_output,
         module=args.module, module_args=module_args,
         batch=_batch_option(args.batch), opset=args.opset, stride=args.stride,
         simplify=args.simplify, verify=args.verify, tolerance=args.tolerance, name=args.name,
@@ -457,7 +458,7 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
             "convert it with a smaller --input-size")
     if strays and 2 * len(strays) < len(sizes):
         names = frames.drop(strays, f"much smaller than {than}")
-        log.warning("left out %s %s smaller than %s, unlike most: they would be upscaled more "
+        log.warning("skipped %s %s smaller than %s, unlike most: they would be upscaled more "
                     "than %gx: %s", counted(len(names), "image"), where, than, STRAY_UPSCALE,
                     ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
     elif strays:
@@ -701,6 +702,9 @@ def _add_convert(commands: Any) -> None:
                               "and values and whether it ends in Softmax/Sigmoid); for when "
                               "that is ambiguous. yolox: [N, A, 5+nc] of raw grid offsets, "
                               "decoded in the graph")
+    convert.add_argument("--head-output", metavar="NAME",
+                         help="the model output to read as the head (default: the one that "
+                              "fits a head; for models with several that do)")
     convert.add_argument("--module", help="for a state_dict checkpoint (.pt/.pth): the "
                                           "network's class, package.module:Class or "
                                           "file.py:Class (not needed for ONNX or TorchScript)")

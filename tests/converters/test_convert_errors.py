@@ -33,6 +33,20 @@ def two_image_inputs(path: Path) -> Path:
     return path
 
 
+class TimeFirstRecogniser(nn.Module):
+    """A CRNN's shape: conv features pooled over height, one 37-class row per column, time
+    first ([W/4, N, 37]) as CTC losses want it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(3, 8, 3, 4, 1)
+        self.classes = nn.Linear(8, 37)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        columns = self.features(x).mean(2).permute(2, 0, 1)  # [T, N, 8]
+        return self.classes(columns)
+
+
 @pytest.fixture
 def sources(tmp_path: Path) -> dict[str, Path]:
     wrong = seeded(TinyClassifier(3))
@@ -46,6 +60,7 @@ def sources(tmp_path: Path) -> dict[str, Path]:
         "detector": export_onnx(seeded(TinyDetector(2)), tmp_path / "det.onnx", 64, 64),
         "map": export_onnx(nn.Sequential(nn.Conv2d(3, 1, 3, 1, 1), nn.Sigmoid()),
                            tmp_path / "map.onnx", 32, 32),
+        "sequence": export_onnx(seeded(TimeFirstRecogniser()), tmp_path / "crnn.onnx", 32, 80),
     }
 
 
@@ -64,6 +79,9 @@ CASES = [
     ("detector", ["--labels", "a,b,c"], "3 labels were given but the model's output output0"),
     ("map", ["--labels", "text"], "the output [1, 1, 32, 32] is a map ([N, C, H, W]: "
      "segmentation, a text detector such as DBNet, depth), not a head edge decodes"),
+    ("sequence", ["--labels", ",".join(f"c{i}" for i in range(37))],
+     "the output [20, 1, 37] looks like a sequence, time first ([T, N, C]: 20 steps of 37 "
+     "values, as a CTC text recogniser writes), not a head edge decodes"),
     ("detector", ["--labels", "a,b", "--stride", "48"], "not divisible by the model stride 48"),
     ("detector", [], "labels are unknown; pass --labels (a file or a comma list) with its 2 "
                      "class names"),

@@ -14,7 +14,7 @@ import pytest
 from calibration.readers import frames_from
 from edge.errors import ModelError
 from edge.preprocess import Letterboxer, letterboxer_from_spec
-from edge.spec import SPEC_KEY, ModelSpec, spec_from_model
+from edge.spec import SPEC_KEY, ModelSpec, spec_from_model, spec_from_onnx_file
 from tests.converters.test_resize_modes import colour_mean_classifier, top_labels_published
 from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
 
@@ -76,6 +76,7 @@ def test_area_is_recorded_shown_and_used_wherever_the_input_is_made(tmp_path, ed
     assert summary["interpolation"] == "area"
     spec = _spec(out)
     assert spec.input.interpolation == "area"
+    assert spec_from_onnx_file(str(out)) == spec  # a script's str path reads it too
     frame = np.random.default_rng(4).integers(0, 256, (96, 160, 3), np.uint8)
     (tmp_path / "frames").mkdir()
     cv2.imwrite(str(tmp_path / "frames" / "wide.png"), frame)

@@ -357,7 +357,7 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
         cv2.imwrite(str(small / f"big{index}.png"),
                     rng.integers(0, 256, (64, 40 + index, 3), np.uint8))
     summary = calibrated()
-    assert "left out 10 images" in caplog.text and ": 0.png, 1.png" in caplog.text
+    assert "skipped 10 images" in caplog.text and ": 0.png, 1.png" in caplog.text
     assert "upscaled more than 1.5x" in caplog.text
     assert summary["skipped"] == 10 and summary["frames"] == 10  # 11 images, 1 held out
     # slightly smaller ones among them (crops of varying size, upscaled < 1.5x) are kept
@@ -366,7 +366,7 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
         cv2.imwrite(str(small / f"crop{index}.png"),
                     rng.integers(0, 256, (SIZE - 4, SIZE - 2, 3), np.uint8))
     summary = calibrated()
-    assert "left out 10 images" in caplog.text and "crop" not in caplog.text
+    assert "skipped 10 images" in caplog.text and "crop" not in caplog.text
     assert summary["skipped"] == 10 and summary["frames"] == 13
     for index in range(3):
         (small / f"crop{index}.png").unlink()
