@@ -49,6 +49,7 @@ from converters.ultralytics import (
 from converters.ultralytics_tasks import (
     detector_of,
     keeping_leading_rows,
+    pose_without_metadata,
     segment_without_metadata,
 )
 from converters.verify import (
@@ -302,9 +303,12 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     shapes = {name: tuple(value.shape) for name, value in first.items()}
     if plain.kind == "onnx":  # no Ultralytics metadata to say it is a segmentation export
         segment = segment_without_metadata(shapes, len(labels) if labels else None)
+        pose = pose_without_metadata(shapes, len(labels) if labels else None)
         if segment is not None:
             plain, first = _without_masks(plain, first, *segment, labels)
-            shapes = {name: tuple(value.shape) for name, value in first.items()}
+        elif pose is not None:
+            plain, first = _without_keypoints(plain, first, *pose)
+        shapes = {name: tuple(value.shape) for name, value in first.items()}
     requested = _head_layout(plain, options)
     raw_grid = next((name for name, value in first.items()
                      if holds_raw_offsets(value, height, width)), None)
@@ -398,11 +402,31 @@ def _without_masks(plain: _Plain, first: dict[str, npt.NDArray[Any]], output: st
         raise ConversionError(f"{given}{layout}; pass --labels with its {classes} class names "
                               "(or export it again with Ultralytics, whose metadata names them)")
 
+    return _detector_rows(plain, first, output, kept, (
+        f"{layout}: read as its detector (rows 0..{kept - 1} of {output}); the mask "
+        f"coefficients and {prototypes} are left out of the converted model"))
+
+
+def _without_keypoints(plain: _Plain, first: dict[str, npt.NDArray[Any]], output: str,
+                       kept: int) -> tuple[_Plain, dict[str, npt.NDArray[Any]]]:
+    """A pose export without its metadata, cut to its detector's `kept` rows of `output`
+    (`pose_without_metadata`: --labels said how many classes it has)."""
+    keypoints = first[output].shape[1] - kept
+    values = "x, y and visibility" if keypoints % 3 == 0 else "x and y"
+    return _detector_rows(plain, first, output, kept, (
+        f"output {output} ({per_frame(first[output].shape)}) with {kept - 4} class(es) looks "
+        f"like an Ultralytics pose export without its metadata: 4 box rows, {kept - 4} class "
+        f"row(s) and {keypoints} keypoint values (17 keypoints of {values}): read as its "
+        f"detector (rows 0..{kept - 1}); the keypoints are left out of the converted model"))
+
+
+def _detector_rows(plain: _Plain, first: dict[str, npt.NDArray[Any]], output: str, kept: int,
+                   note: str) -> tuple[_Plain, dict[str, npt.NDArray[Any]]]:
+    """`plain` whose only output is `output` cut to its first `kept` rows, with `note`."""
+
     def run(x: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[Any]]:
         return {output: plain.run_source(x)[output][:, :kept]}
 
-    note = (f"{layout}: read as its detector (rows 0..{kept - 1} of {output}); the mask "
-            f"coefficients and {prototypes} are left out of the converted model")
     cut = replace(plain, model=keeping_leading_rows(plain.model, output, 1, kept),
                   run_source=run, notes=(*plain.notes, note))
     return cut, {output: first[output][:, :kept]}

@@ -125,6 +125,24 @@ def segment_without_metadata(shapes: dict[str, tuple[int, ...]],
     return first, rows - prototypes, second
 
 
+#: What an Ultralytics pose export adds to each anchor's rows: 17 COCO keypoints of x, y and
+#: visibility, or of x and y (`kpt_shape` [17, 3] or [17, 2]).
+POSE_KEYPOINT_VALUES = (51, 34)
+
+
+def pose_without_metadata(shapes: dict[str, tuple[int, ...]],
+                          labels: int | None) -> tuple[str, int] | None:
+    """(output, detector rows) for a pose export that lost its Ultralytics metadata: one output
+    [N, 4+nc+K, A] where --labels give nc and K is 17 keypoints' values; None otherwise (and
+    always without labels: the rows alone cannot tell keypoints from classes)."""
+    if len(shapes) != 1 or labels is None:
+        return None
+    ((output, shape),) = shapes.items()
+    if len(shape) != 3 or shape[2] <= shape[1]:
+        return None
+    return (output, 4 + labels) if shape[1] - 4 - labels in POSE_KEYPOINT_VALUES else None
+
+
 def keeping_leading_rows(model: onnx.ModelProto, output: str, axis: int,
                           kept: int) -> onnx.ModelProto:
     """A copy of `model` whose only output is `output` cut to its first `kept` entries along

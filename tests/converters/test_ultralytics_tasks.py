@@ -131,3 +131,30 @@ def test_cropping_a_detectors_frames_is_said_to_leave_their_sides_out(tmp_path, 
                   tmp_path / "x.onnx", "--resize", "crop")
     assert result.returncode == 0, result.stderr
     assert "--resize crop on a detector: only the centre of each frame" in result.stdout
+
+
+@pytest.mark.parametrize("keypoint_values", [51, 34])
+def test_a_pose_export_without_metadata_converts_with_its_labels(tmp_path, edge,
+                                                                 keypoint_values):
+    """[N, 4+nc+K, A]: with --labels naming nc classes, the rest is 17 keypoints of 3 (or 2)
+    values, and the model reads as its detector; before, 3 labels were refused as not the
+    output's 3 + K "classes"."""
+    network = TinySegment(extra=keypoint_values, prototypes=False)
+    source = _export(tmp_path / "bare-pose.onnx", "pose", network, metadata=False)
+    out = tmp_path / "x.onnx"
+    result = edge("convert", source, "-o", out, "--labels", "person,car,dog")
+    assert result.returncode == 0, result.stderr
+    values = "x, y and visibility" if keypoint_values == 51 else "x and y"
+    assert (f"output output0 ({7 + keypoint_values} x 256 a frame) with 3 class(es) looks like "
+            "an Ultralytics pose export without its metadata: 4 box rows, 3 class row(s) and "
+            f"{keypoint_values} keypoint values (17 keypoints of {values}): read as its "
+            "detector (rows 0..6); the keypoints are left out") in result.stdout
+    spec = spec_from_model(onnx.load(str(out)), str(out))
+    assert (spec.labels, spec.head) == (NAMES, "anchor_free")
+    frame = np.random.default_rng(1).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
+    np.testing.assert_allclose(_outputs(out, frame, True)[0],
+                               _outputs(source, frame, False)[0][ROWS], atol=1e-5)
+    # labels for every row but the boxes: the user reads the rows as classes
+    many = ",".join(f"c{i}" for i in range(3 + keypoint_values))
+    result = edge("convert", source, "-o", tmp_path / "all-rows.onnx", "--labels", many)
+    assert result.returncode == 0 and "pose export" not in result.stdout, result.stderr
