@@ -561,8 +561,9 @@ def _batch(image: ImageInput, options: ConvertOptions, kind: str) -> int | None:
     raise ConversionError(
         f"the ONNX model's batch is fixed at {source_batch} by its exporter, so {wanted} cannot "
         f"be made from it; convert without --batch (batch {source_batch}), or export it again "
-        f"with a dynamic batch axis (PyTorch: dynamic_axes={{'{image.name}': {{0: 'batch'}}}}; "
-        "Ultralytics: dynamic=True)")
+        f"with a dynamic batch axis (PyTorch's torch.onnx.export: dynamic_shapes=({{0: "
+        f"torch.export.Dim('batch')}},), or with dynamo=False dynamic_axes={{'{image.name}': "
+        "{0: 'batch'}}; Ultralytics: dynamic=True)")
 
 
 def _with_batch(model: onnx.ModelProto, image: ImageInput, batch: int | None) -> onnx.ModelProto:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,13 +20,17 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else plural}"
 
 
-def validation_problems(error: ValidationError, whole: str = "", inputs: bool = True) -> str:
+def validation_problems(error: ValidationError, whole: str = "", inputs: bool = True,
+                        leaving_out: Collection[str] = ()) -> str:
     """pydantic's errors as one line, one `where: what` per problem (`detections.0.score:
     Input should be a valid number (got '0.9')`), `whole` naming the object where a problem
     is with no one field; `inputs`: quote each offending value (not where it is the whole
-    object). pydantic's own text spans lines, with the input and a link on every one."""
+    object); `leaving_out`: error types the caller words itself. pydantic's own text spans
+    lines, with the input and a link on every one."""
     parts = []
     for problem in error.errors(include_url=False):
+        if problem["type"] in leaving_out:
+            continue
         where = ".".join(str(part) for part in problem["loc"]) or whole
         message = str(problem["msg"]).removeprefix("Value error, ")
         got = (f" (got {problem['input']!r})" if inputs and problem["type"] != "missing"
