@@ -503,10 +503,11 @@ def _eval(args: argparse.Namespace) -> int:
         return cmd_field_eval(args)
     recover_model_argument(args, "edge eval needs MODEL (or --field to score a collected "
                                  "dataset)")
-    for option in ("report", "ratings"):
+    for option in ("report", "ratings", "labels"):
         if getattr(args, option) is not None:
-            raise InputError(f"--{option} goes with --field (a collected dataset); for a model's "
-                             "FP32-vs-INT8 report use `edge calibrate ... --report DIR`")
+            advice = ("for a model's FP32-vs-INT8 report use `edge calibrate ... --report DIR`"
+                      if option == "report" else "a model is scored against --data's own labels")
+            raise InputError(f"--{option} goes with --field (a collected dataset); {advice}")
     if args.drift_reference:
         require_output_file(Path(args.drift_reference), "--drift-reference")
         refuse_overwriting(Path(args.drift_reference), args.model, "--drift-reference")

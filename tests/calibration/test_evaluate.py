@@ -153,6 +153,9 @@ def test_edge_eval_refuses_field_options_and_empty_models(demo_model, tmp_path):
     for args, message in (
             ([str(demo_model), "--report", str(tmp_path / "r"), *data],
              "--report goes with --field"),
+            ([str(demo_model), "--labels", str(tmp_path / "labels"), *data],
+             "--labels goes with --field (a collected dataset); a model is scored against "
+             "--data's own labels"),
             ([str(tmp_path / "empty.onnx"), *data], "empty.onnx is empty (0 bytes)"),
             ([str(demo_model), "--data", str(tmp_path / "nowhere")],
              "nowhere does not exist; pass a YOLO folder (images/ and labels/) or a COCO JSON")):
