@@ -139,8 +139,8 @@ class Letterboxer:
                  interpolation: Interpolation = DEFAULT_INTERPOLATION,
                  resize: Resize = "letterbox", crop_fraction: float = 1.0) -> None:
         """`interpolation`: `bilinear` (OpenCV's INTER_LINEAR, as Ultralytics' letterbox) or
-        `area` (INTER_AREA where the frame shrinks on both axes, antialiased like PIL's resize,
-        INTER_LINEAR where it grows; a 1080p frame to 640x360 on one core: 4.5 ms against
+        `area` (INTER_AREA on each axis that shrinks, antialiased like PIL's resize, and
+        INTER_LINEAR on one that grows; a 1080p frame to 640x360 on one core: 4.5 ms against
         0.8, to 224x224 9 ms against 0.2). `resize`, `crop_fraction`: see
         `LetterboxGeometry.fit`."""
         self._pad_value = pad_value
