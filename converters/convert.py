@@ -49,6 +49,7 @@ from converters.ultralytics import (
 from converters.ultralytics_tasks import (
     detector_of,
     keeping_leading_rows,
+    keeping_only,
     pose_without_metadata,
     segment_without_metadata,
 )
@@ -299,16 +300,9 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     known_stride = options.stride or plain.stride
     if known_stride:  # before the source runs: a wrong size fails inside it, in its own words
         _check_stride(height, width, known_stride)
-    first = _first_outputs(plain, image, height, width)
+    plain, first = _detector_of_bare_export(plain, _first_outputs(plain, image, height, width),
+                                            labels)
     shapes = {name: tuple(value.shape) for name, value in first.items()}
-    if plain.kind == "onnx":  # no Ultralytics metadata to say it is a segmentation export
-        segment = segment_without_metadata(shapes, len(labels) if labels else None)
-        pose = pose_without_metadata(shapes, len(labels) if labels else None)
-        if segment is not None:
-            plain, first = _without_masks(plain, first, *segment, labels)
-        elif pose is not None:
-            plain, first = _without_keypoints(plain, first, *pose)
-        shapes = {name: tuple(value.shape) for name, value in first.items()}
     requested = _head_layout(plain, options)
     raw_grid = next((name for name, value in first.items()
                      if holds_raw_offsets(value, height, width)), None)
@@ -335,6 +329,8 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     if options.task is not None and head.task != options.task:
         raise ConversionError(f"--task {options.task} given, but the output {output} looks like "
                               f"a {head.task} head ({head.layout})")
+    if len(plain.model.graph.output) > 1:  # the device reads the head alone: run nothing else
+        plain = replace(plain, model=keeping_only(plain.model, output))
     if not known_stride:
         _check_stride(height, width, 32 if head.task == "detect" else 1)
     batch = _batch(image, options, plain.kind)
@@ -385,6 +381,23 @@ def _input_spec(plain: _Plain, options: ConvertOptions, name: str, size: tuple[i
                      else options.pad_value,
                      interpolation=(options.interpolation or plain.interpolation
                                     or DEFAULT_INTERPOLATION))
+
+
+def _detector_of_bare_export(plain: _Plain, first: dict[str, npt.NDArray[Any]],
+                             labels: tuple[str, ...] | None
+                             ) -> tuple[_Plain, dict[str, npt.NDArray[Any]]]:
+    """An Ultralytics segmentation or pose export without the metadata that says so, cut to
+    its detector (`first`: the source's outputs, cut alike); anything else as it is."""
+    if plain.kind != "onnx":  # Ultralytics metadata said what the export is
+        return plain, first
+    shapes = {name: tuple(value.shape) for name, value in first.items()}
+    segment = segment_without_metadata(shapes, len(labels) if labels else None)
+    if segment is not None:
+        return _without_masks(plain, first, *segment, labels)
+    pose = pose_without_metadata(shapes, len(labels) if labels else None)
+    if pose is not None:
+        return _without_keypoints(plain, first, *pose)
+    return plain, first
 
 
 def _without_masks(plain: _Plain, first: dict[str, npt.NDArray[Any]], output: str, kept: int,

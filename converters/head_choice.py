@@ -103,15 +103,16 @@ def check_class_indices(output: str, highest: int, classes: int,
 
 def unread_outputs_note(output: str, head: Head, shapes: dict[str, tuple[int, ...]]
                         ) -> tuple[str, ...]:
-    """A note naming the output the spec reads and the others (kept in the graph, unread), when
-    the model has several (a face net's box regression can be as wide as a class list)."""
+    """A note naming the output the spec reads and the others (cut from the converted model
+    with what only they need), when the model has several (a face net's box regression can be
+    as wide as a class list)."""
     others = [f"{name} ({per_frame(shape)})" for name, shape in shapes.items() if name != output]
     if not others:
         return ()
     return (f"took output {output} ({per_frame(shapes[output])}) as the {head.task} head "
-            f"({head.layout}, {head.num_classes} classes); not read: {', '.join(others)}. If "
-            "that is the wrong output, pass --head-output NAME (and as many --labels as it has "
-            "classes)",)
+            f"({head.layout}, {head.num_classes} classes); left out of the converted model: "
+            f"{', '.join(others)}. If that is the wrong output, pass --head-output NAME (and as "
+            "many --labels as it has classes)",)
 
 
 def labels_given(count: int) -> str:

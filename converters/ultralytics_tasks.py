@@ -179,6 +179,18 @@ def keeping_leading_rows(model: onnx.ModelProto, output: str, axis: int,
     return cut
 
 
+def keeping_only(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
+    """A copy of `model` whose only output is `output`, without the nodes and initializers
+    that fed only the others (a captcha net's other heads, MTCNN's box regression)."""
+    kept = onnx.ModelProto()
+    kept.CopyFrom(model)
+    wanted = [value for value in kept.graph.output if value.name == output]
+    del kept.graph.output[:]
+    kept.graph.output.extend(wanted)
+    _drop_dead_nodes(kept.graph)
+    return kept
+
+
 def _leading_inputs(node: onnx.NodeProto, sizes: dict[str, list[int | None]], axis: int,
                     kept: int) -> list[str] | None:
     """The first inputs of a Concat `node` along `axis` whose sizes add up to `kept`, or None."""

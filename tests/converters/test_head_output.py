@@ -54,8 +54,12 @@ def test_the_head_output_given_is_read_and_the_others_named(tmp_path):
     converted = convert(source, ConvertOptions(labels=DIGITS, head_output="digit_2"))
     assert (converted.spec.output, converted.spec.head) == ("digit_2", "probabilities")
     note = next(n for n in converted.notes if n.startswith("took output digit_2"))
-    assert "not read: digit_0 (10 a frame), digit_1 (10 a frame), digit_3" in note
+    assert ("left out of the converted model: digit_0 (10 a frame), digit_1 (10 a frame), "
+            "digit_3") in note
     assert note.endswith("pass --head-output NAME (and as many --labels as it has classes)")
+    # the other characters' heads do not run on the device: one Gemm is left
+    assert [o.name for o in converted.model.graph.output] == ["digit_2"]
+    assert [n.op_type for n in converted.model.graph.node].count("Gemm") == 1
     # the converted model's digit_2 is the source's, frame for frame
     frame = np.random.default_rng(1).integers(0, 256, (1, 16, 48, 3), np.uint8)
     import onnxruntime as ort

@@ -164,7 +164,11 @@ def test_the_output_matching_the_labels_is_chosen(tmp_path):
     converted = convert(source, ConvertOptions(labels=LABELS))
     assert converted.spec.output == "scores" and converted.spec.head == "probabilities"
     assert ("took output scores (3 a frame) as the classify head (probabilities, 3 classes); "
-            "not read: boxes (4 a frame)") in " ".join(converted.notes)
+            "left out of the converted model: boxes (4 a frame)") in " ".join(converted.notes)
+    # the device reads the scores alone: the box regression's nodes and weights are gone
+    assert [o.name for o in converted.model.graph.output] == ["scores"]
+    produced = {name for node in converted.model.graph.node for name in node.output}
+    assert "boxes" not in produced
 
 
 def test_without_labels_the_probabilities_are_the_head_and_every_candidate_is_named(

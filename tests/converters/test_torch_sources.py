@@ -157,8 +157,8 @@ def test_a_network_that_returns_a_dict_converts_with_its_keys_as_output_names(
     result = edge("convert", weights, "--module", f"{nets}:DictNet", "--input-size", "32",
                   "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
     assert result.returncode == 0, result.stderr
-    assert "took output scores (3 a frame) as the classify head (logits, 3 classes); not " \
-           "read: boxes (4 a frame)" in result.stdout
+    assert "took output scores (3 a frame) as the classify head (logits, 3 classes); left " \
+           "out of the converted model: boxes (4 a frame)" in result.stdout
     # values: the converted model on a uint8 frame against the module on the same pixels
     frame = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), np.uint8)
     session = ort.InferenceSession(str(tmp_path / "out.onnx"))
@@ -177,7 +177,7 @@ def test_a_tuples_outputs_are_named_in_order(nets, tmp_path, edge):
                   "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
     assert result.returncode == 0, result.stderr
     assert "took output output0 (3 a frame)" in result.stdout
-    assert "not read: output1 (4 a frame)" in result.stdout
+    assert "left out of the converted model: output1 (4 a frame)" in result.stdout
 
 
 def test_a_scripted_network_that_returns_a_dict_is_told_to_return_a_tuple(nets, tmp_path):
