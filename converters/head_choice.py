@@ -16,6 +16,7 @@ import onnx
 
 from converters.errors import ConversionError
 from converters.heads import SUPPORTED, Head, head_from_shape, looks_end_to_end
+from converters.ultralytics_tasks import POSE_KEYPOINT_VALUES
 from edge.spec import HeadLayout
 from edge.wording import counted, listed
 
@@ -128,6 +129,13 @@ def _labels_needed(fitting: list[tuple[str, Head]]) -> ConversionError:
                            for name, other in fitting[1:])
         counts += (f" for output {output} ({head.layout}), the one taken; or, for another "
                    f"output, as many as it has classes: {others}")
+    if len(fitting) == 1 and head.layout == "anchor_free":
+        if_pose = [str(head.num_classes - values) for values in POSE_KEYPOINT_VALUES
+                   if head.num_classes > values]
+        if if_pose:
+            counts += ("; or, for an Ultralytics pose export stripped of its metadata, its own "
+                       f"{' or '.join(if_pose)} class names (the 17 keypoints' values after "
+                       "them are then cut)")
     return ConversionError(f"the model's labels are unknown; pass --labels (a file or a comma "
                            f"list) with {counts}")
 

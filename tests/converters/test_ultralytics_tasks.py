@@ -133,15 +133,20 @@ def test_cropping_a_detectors_frames_is_said_to_leave_their_sides_out(tmp_path, 
     assert "--resize crop on a detector: only the centre of each frame" in result.stdout
 
 
-@pytest.mark.parametrize("keypoint_values", [51, 34])
+@pytest.mark.parametrize(("keypoint_values", "if_pose"), [(51, "3 or 20"), (34, "3")])
 def test_a_pose_export_without_metadata_converts_with_its_labels(tmp_path, edge,
-                                                                 keypoint_values):
+                                                                 keypoint_values, if_pose):
     """[N, 4+nc+K, A]: with --labels naming nc classes, the rest is 17 keypoints of 3 (or 2)
     values, and the model reads as its detector; before, 3 labels were refused as not the
     output's 3 + K "classes"."""
     network = TinySegment(extra=keypoint_values, prototypes=False)
     source = _export(tmp_path / "bare-pose.onnx", "pose", network, metadata=False)
     out = tmp_path / "x.onnx"
+    # without labels the rows cannot tell keypoints from classes: both readings are offered
+    assert_refused(edge("convert", source, "-o", out),
+                   f"pass --labels (a file or a comma list) with its {3 + keypoint_values} class "
+                   "names; or, for an Ultralytics pose export stripped of its metadata, its own "
+                   f"{if_pose} class names (the 17 keypoints' values after them are then cut)")
     result = edge("convert", source, "-o", out, "--labels", "person,car,dog")
     assert result.returncode == 0, result.stderr
     values = "x, y and visibility" if keypoint_values == 51 else "x and y"
