@@ -68,12 +68,11 @@ def tensor_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto, names: l
     TensorRT's arithmetic), as `calibration.selection` judges candidates."""
     heads = heads or {}
     theirs_names = quantized_names or names
-    sessions = [quantized_session(model_exposing(reference, names), 0),
-                quantized_session(model_exposing(quantized, theirs_names), 0, int8_kernels)]
+    fp32 = quantized_session(model_exposing(reference, names), 0)
+    int8 = quantized_session(model_exposing(quantized, theirs_names), 0, int8_kernels)
     energy = SignalNoise()
     for feed in inputs:
-        ours, theirs = (s.run(fetched, feed) for s, fetched in zip(sessions, (names, theirs_names),
-                                                                    strict=True))
+        ours, theirs = fp32.run(names, feed), int8.run(theirs_names, feed)
         for name, ref, q in zip(names, ours, theirs, strict=True):
             if name in heads:
                 for part, ref_part, q_part in detector_parts(heads[name], ref, q):

@@ -184,14 +184,14 @@ class ModelSpec(_Strict):
 def _spec_problems(error: ValidationError) -> str:
     """A spec's problems in one line, and the fix: fields or values this version does not know
     may come from a newer edge, which re-converting with this one cannot bring back."""
-    unknown = [".".join(map(str, e["loc"])) for e in error.errors()
-               if e["type"] == "extra_forbidden"]
+    errors = error.errors()
+    unknown = [".".join(map(str, e["loc"])) for e in errors if e["type"] == "extra_forbidden"]
     known = validation_problems(error, inputs=False, leaving_out={"extra_forbidden"})
     parts = [known] if known else []
     if unknown:
         parts.append(f"fields this version does not know: {', '.join(unknown)}")
     if unknown or any(e["type"] == "literal_error" and isinstance(e["input"], str)
-                      for e in error.errors()):  # a value a newer edge may write
+                      for e in errors):  # a value a newer edge may write
         return ("; ".join(parts) + "; the model may come from a newer edge: upgrade edge, or "
                 "re-convert the model with this version's `edge convert`")
     return "; ".join(parts) + "; re-convert the model with `edge convert`"

@@ -505,8 +505,9 @@ def _eval(args: argparse.Namespace) -> int:
                                  "dataset)")
     for option in ("report", "ratings", "labels"):
         if getattr(args, option) is not None:
-            advice = ("for a model's FP32-vs-INT8 report use `edge calibrate ... --report DIR`"
-                      if option == "report" else "a model is scored against --data's own labels")
+            advice = ("a model is scored against --data's own labels" if option == "labels"
+                      else "for a model's FP32-vs-INT8 report use `edge calibrate ... --report "
+                      "DIR`")
             raise InputError(f"--{option} goes with --field (a collected dataset); {advice}")
     if args.drift_reference:
         require_output_file(Path(args.drift_reference), "--drift-reference")
