@@ -511,7 +511,8 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions, grey: bool =
                         "Resize((h, w)) do: --resize stretch")
     if options.interpolation is None and task == "classify":
         assumed.append("frames resampled bilinear without antialiasing (--interpolation)")
-        examples.append("trained on PIL or torchvision images: --interpolation area")
+        examples.append("trained on PIL images, as torchvision and timm load them: "
+                        "--interpolation pil-bilinear, or pil-bicubic for timm's defaults")
     if not assumed:
         return ()
     takes = ", ".join(assumed[:-1]) + " and " + assumed[-1] if len(assumed) > 1 else assumed[0]
@@ -523,12 +524,12 @@ def _resize_notes(plain: _Plain, options: ConvertOptions, spec: ModelSpec) -> tu
     """What the resize the source implies, or a crop of a detector's frames, leaves out."""
     if options.resize is None and plain.resize is not None:
         made = resize_words(plain.resize, interpolation=spec.input.interpolation)
-        unlike = ("; resampled bilinear as --interpolation asks, without the antialiasing of "
-                  "the predictor's resize" if plain.interpolation not in
+        unlike = (f"; resampled {spec.input.interpolation} as --interpolation asks, not as the "
+                  "predictor's Pillow resize" if plain.interpolation not in
                   (None, spec.input.interpolation) else "")
         return (f"frames are made into the input by {made}, as Ultralytics' classify "
                 "predictor does (the frame's centre, its shorter side to the input's, resized "
-                f"with antialiasing){unlike}; pass --resize letterbox to keep the whole frame",)
+                f"by Pillow){unlike}; pass --resize letterbox to keep the whole frame",)
     if spec.input.resize == "crop" and spec.task == "detect":
         return ("--resize crop on a detector: only the centre of each frame, in the input's "
                 f"aspect ({spec.input.width}x{spec.input.height}), is searched; objects beyond "

@@ -13,10 +13,10 @@ from converters.errors import ConversionError
 from edge.resizing import Interpolation, Resize
 
 #: Ultralytics' classify predictor resizes the shorter side to the input and crops the centre
-#: (`classify_transforms`), with torchvision's antialiased resize of a PIL image; its
-#: detectors letterbox, centred, with OpenCV's bilinear resize: edge's defaults.
+#: (`classify_transforms`), with torchvision's resize of a PIL image (Pillow's bilinear filter);
+#: its detectors letterbox, centred, with OpenCV's bilinear resize: edge's defaults.
 ULTRALYTICS_CLASSIFY_RESIZE: Resize = "crop"
-ULTRALYTICS_CLASSIFY_INTERPOLATION: Interpolation = "area"
+ULTRALYTICS_CLASSIFY_INTERPOLATION: Interpolation = "pil-bilinear"
 
 
 @dataclass(frozen=True)

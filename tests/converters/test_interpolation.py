@@ -1,15 +1,19 @@
 """`edge convert --interpolation`: a network trained on antialiased resizes (PIL, torchvision,
-Ultralytics classify) gets its input resampled by pixel area where frames shrink, on the
-device, in calibration and in evaluation (all take the model's letterboxer from its spec)."""
+timm, Ultralytics classify) gets its input resampled by Pillow's filter, or by pixel area where
+frames shrink, on the device, in calibration and in evaluation (all take the model's
+letterboxer from its spec)."""
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 
 import cv2
 import numpy as np
 import onnx
 import pytest
+from PIL import Image
 
 from calibration.readers import frames_from
 from edge.errors import ModelError
@@ -62,20 +66,76 @@ def test_area_averages_what_a_shrink_drops_and_enlarges_bilinear():
                                                        interpolation=cv2.INTER_LINEAR))
 
 
-def test_area_is_recorded_shown_and_used_wherever_the_input_is_made(tmp_path, edge):
-    out = tmp_path / "area.onnx"
+def _pil(frame: np.ndarray, size: tuple[int, int], name: str) -> np.ndarray:
+    return np.asarray(Image.fromarray(frame).resize(size, getattr(Image.Resampling, name)))
+
+
+def _resize_then_centre_crop(frame: np.ndarray, short_side: int, crop: int,
+                             name: str) -> np.ndarray:
+    """torchvision's `Resize(short_side)` then `CenterCrop(crop)` of a PIL image, written out:
+    the shorter side to `short_side`, the longer in proportion (truncated), then the centre cut
+    at offsets rounded half to even (Python's `round`, as torchvision's)."""
+    height, width = frame.shape[:2]
+    if width <= height:
+        size = (short_side, int(short_side * height / width))
+    else:
+        size = (int(short_side * width / height), short_side)
+    resized = _pil(frame, size, name)
+    top, left = round((size[1] - crop) / 2.0), round((size[0] - crop) / 2.0)
+    return resized[top:top + crop, left:left + crop]
+
+
+@pytest.mark.parametrize("name", ["BILINEAR", "BICUBIC", "LANCZOS"])
+def test_pil_filters_resample_as_pillow_and_torchvision_do(name):
+    """A letterbox and a stretch equal Pillow's resize of the frame (BGR or RGB alike: every
+    channel is filtered the same); a centre crop with a crop fraction equals torchvision's
+    Resize then CenterCrop of the whole frame to within one level on under 1% of the values
+    (the crop is resampled from a box of fractional source pixels, whose filter centres differ
+    from the full resize's in the last float bits): the pixels around the crop take part, as
+    they do in the resize the crop is cut from."""
+    interpolation = f"pil-{name.lower()}"
+    rng = np.random.default_rng(7)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (270, 480, 3), np.uint8), (5, 5), 0)
+    boxed = np.zeros((1, 64, 64, 3), np.uint8)
+    geometry = Letterboxer(pad_value=0, interpolation=interpolation)(frame, boxed)
+    assert (geometry.resized_width, geometry.resized_height) == (64, 36)
+    np.testing.assert_array_equal(boxed[0, 14:50], _pil(frame, (64, 36), name))
+    assert not boxed[0, :14].any() and not boxed[0, 50:].any()  # the bars
+    stretched = np.zeros((1, 40, 56, 3), np.uint8)
+    Letterboxer(interpolation=interpolation, resize="stretch")(frame, stretched)
+    np.testing.assert_array_equal(stretched[0], _pil(frame, (56, 40), name))
+    for source in (frame, np.ascontiguousarray(frame.transpose(1, 0, 2))):
+        cropped = np.zeros((1, 56, 56, 3), np.uint8)
+        Letterboxer(interpolation=interpolation, resize="crop", crop_fraction=0.875)(
+            source, cropped)
+        expected = _resize_then_centre_crop(source, math.floor(56 / 0.875), 56, name)
+        difference = np.abs(cropped[0].astype(int) - expected)
+        assert difference.max() <= 1 and np.count_nonzero(difference) < 0.01 * difference.size
+        # cut from the frame and then resized, the crop's edges differ far more
+        inner = source[round(source.shape[0] * 0.0625):, round(source.shape[1] * 0.0625):]
+        assert np.abs(_pil(np.ascontiguousarray(inner), (56, 56), name).astype(int)
+                      - expected).max() > 1
+
+
+@pytest.mark.parametrize(("interpolation", "resampled"), [
+    ("area", lambda frame: cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA)),
+    ("pil-bicubic", lambda frame: _pil(frame, (SIZE, SIZE), "BICUBIC")),
+])
+def test_the_interpolation_is_recorded_shown_and_used_wherever_the_input_is_made(
+        tmp_path, edge, interpolation, resampled):
+    out = tmp_path / "resampled.onnx"
     result = edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c",
-                  "--resize", "stretch", "--interpolation", "area")
+                  "--resize", "stretch", "--interpolation", interpolation)
     assert result.returncode == 0, result.stderr
-    assert "frames by stretch, area resampled" in result.stdout
+    assert f"frames by stretch, {interpolation} resampled" in result.stdout
     assert "--interpolation" not in result.stdout  # given: not assumed
-    assert "frames by stretch, area resampled" in edge("inspect", out).stdout
+    assert f"frames by stretch, {interpolation} resampled" in edge("inspect", out).stdout
     summary = json.loads(edge("convert", _classifier(tmp_path), "-o", tmp_path / "j.onnx",
-                              "--labels", "a,b,c", "--interpolation", "area",
+                              "--labels", "a,b,c", "--interpolation", interpolation,
                               "--json").stdout.splitlines()[-1])
-    assert summary["interpolation"] == "area"
+    assert summary["interpolation"] == interpolation
     spec = _spec(out)
-    assert spec.input.interpolation == "area"
+    assert spec.input.interpolation == interpolation
     assert spec_from_onnx_file(str(out)) == spec  # a script's str path reads it too
     frame = np.random.default_rng(4).integers(0, 256, (96, 160, 3), np.uint8)
     (tmp_path / "frames").mkdir()
@@ -84,7 +144,7 @@ def test_area_is_recorded_shown_and_used_wherever_the_input_is_made(tmp_path, ed
                                                                  min_images=1).inputs(spec)]
     device = np.zeros((1, SIZE, SIZE, 3), np.uint8)
     letterboxer_from_spec(spec)(frame, device)
-    expected = cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    expected = resampled(frame)
     np.testing.assert_array_equal(calibration, expected)
     np.testing.assert_array_equal(device[0], expected)
     assert not np.array_equal(expected, cv2.resize(frame, (SIZE, SIZE),
@@ -101,7 +161,8 @@ def test_bilinear_stays_the_default_and_out_of_the_spec_for_older_readers(tmp_pa
     assert "resampled" not in edge("inspect", out).stdout
     # a classifier's resampling is assumed, and the note says how to change it
     assert ("frames resampled bilinear without antialiasing (--interpolation)" in result.stdout
-            and "trained on PIL or torchvision images: --interpolation area" in result.stdout)
+            and "trained on PIL images, as torchvision and timm load them: --interpolation "
+                "pil-bilinear, or pil-bicubic for timm's defaults" in result.stdout)
 
 
 def test_a_spec_with_an_unknown_interpolation_is_refused_in_one_line():
@@ -112,16 +173,19 @@ def test_a_spec_with_an_unknown_interpolation_is_refused_in_one_line():
         ModelSpec.from_json(json.dumps(spec), "m.onnx")
     text = str(refused.value)
     assert text == ("m.onnx: invalid model spec: input.interpolation: Input should be "
-                    "'bilinear' or 'area'; the model may come from a newer edge: upgrade edge, "
-                    "or re-convert the model with this version's `edge convert`")
+                    "'bilinear', 'area', 'pil-bilinear', 'pil-bicubic' or 'pil-lanczos'; the "
+                    "model may come from a newer edge: upgrade edge, or re-convert the model "
+                    "with this version's `edge convert`")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("interpolation", "label"), [("area", "red"), ("bilinear", "blue")])
+@pytest.mark.parametrize(("interpolation", "label"), [
+    ("area", "red"), ("pil-bilinear", "red"), ("bilinear", "blue")])
 def test_edge_run_resamples_as_the_spec_says(tmp_path, edge, mosquitto, interpolation, label):
     """Frames of red 105 and blue stripes (one column in three at 255), shrunk 6x by a
     classifier whose scores are its input's colour means: area resampling keeps the blue's
-    mean (85) under the red, bilinear blends stripe and gap into 128 and blue wins. The
+    mean (85) under the red, as Pillow's bilinear filter does (its triangle spans the
+    stripes), OpenCV's bilinear blends stripe and gap into 128 and blue wins. The
     published class says which the device did. The clip is lossless (FFV1): a JPEG would blur
     the stripes."""
     model = tmp_path / "colour.edge.onnx"
@@ -158,3 +222,11 @@ def test_a_spec_from_a_newer_edge_says_to_upgrade():
     assert str(refused.value).startswith(
         "m.onnx: invalid model spec: input.pad_value: Input should be less than or equal to "
         "255; fields this version does not know: input.sharpen; the model may come from")
+
+
+def test_a_pil_model_without_pillow_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if not installed: its import fails
+    with pytest.raises(ModelError, match=r"the model resizes frames with Pillow \(pil-bicubic, "
+                       r"as it was trained\), and Pillow cannot be imported .*; install it: "
+                       r".* -m pip install 'Pillow>=9.1'"):
+        Letterboxer(interpolation="pil-bicubic")

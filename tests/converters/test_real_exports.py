@@ -120,8 +120,9 @@ def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_pat
     # a classifier's resampling: PIL-trained ones see antialiased images
     assert note(Normalisation("BGR", *imagenet), interpolation=None) == (
         "assumed the network takes frames resampled bilinear without antialiasing "
-        "(--interpolation); if it was trained otherwise, pass that (trained on PIL or "
-        "torchvision images: --interpolation area), or its accuracy drops with no error")
+        "(--interpolation); if it was trained otherwise, pass that (trained on PIL images, as "
+        "torchvision and timm load them: --interpolation pil-bilinear, or pil-bicubic for "
+        "timm's defaults), or its accuracy drops with no error")
 
 
 def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, edge):

@@ -55,25 +55,25 @@ def test_the_default_letterbox_is_left_out_of_the_spec_for_older_readers(tmp_pat
 
 
 def test_an_ultralytics_classifier_is_made_as_its_predictor_does(tmp_path, edge):
-    """Centre-cropped, and resampled with antialiasing: Ultralytics' classify predictor
-    resizes PIL images with torchvision (`tests/converters/test_interpolation.py`)."""
+    """Centre-cropped, and resampled by Pillow's bilinear filter: Ultralytics' classify
+    predictor resizes PIL images with torchvision (`tests/edge/test_pil_resampling.py`)."""
     source = _classifier(tmp_path, {"names": "{0: 'a', 1: 'b', 2: 'c'}", "imgsz": "[32, 32]",
                                     "stride": "1", "task": "classify"})
     out = tmp_path / "cls.edge.onnx"
     result = edge("convert", source, "-o", out)
     assert result.returncode == 0, result.stderr
     made = spec_from_model(onnx.load(str(out)), str(out)).input
-    assert (made.resize, made.interpolation) == ("crop", "area")
-    assert ("frames are made into the input by crop, area resampled, as Ultralytics' classify "
-            "predictor does") in result.stdout
-    assert "without the antialiasing" not in result.stdout
+    assert (made.resize, made.interpolation) == ("crop", "pil-bilinear")
+    assert ("frames are made into the input by crop, pil-bilinear resampled, as Ultralytics' "
+            "classify predictor does") in result.stdout
+    assert "as --interpolation asks" not in result.stdout
     plain = tmp_path / "plain.edge.onnx"
     result = edge("convert", source, "-o", plain, "--interpolation", "bilinear")
     assert result.returncode == 0, result.stderr
     assert ("frames are made into the input by crop, as Ultralytics' classify predictor does "
-            "(the frame's centre, its shorter side to the input's, resized with antialiasing); "
-            "resampled bilinear as --interpolation asks, without the antialiasing of the "
-            "predictor's resize") in result.stdout
+            "(the frame's centre, its shorter side to the input's, resized by Pillow); "
+            "resampled bilinear as --interpolation asks, not as the predictor's Pillow "
+            "resize") in result.stdout
     whole = tmp_path / "whole.edge.onnx"
     result = edge("convert", source, "-o", whole, "--resize", "letterbox",
                   "--interpolation", "bilinear")
@@ -85,7 +85,8 @@ def test_an_ultralytics_classifier_is_made_as_its_predictor_does(tmp_path, edge)
 
 @pytest.mark.parametrize(("option", "value", "choices"), [
     ("--resize", "pad", "'letterbox', 'letterbox-top-left', 'stretch', 'crop'"),
-    ("--interpolation", "cubic", "'bilinear', 'area'"),
+    ("--interpolation", "cubic",
+     "'bilinear', 'area', 'pil-bilinear', 'pil-bicubic', 'pil-lanczos'"),
 ])
 def test_an_unknown_resize_or_interpolation_is_refused_with_the_choices(tmp_path, capsys,
                                                                         option, value, choices):
