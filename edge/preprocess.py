@@ -266,8 +266,11 @@ def torchvision_crop_box(source_width: int, source_height: int, input_width: int
     left = round((width - input_width) / 2.0)
     top = round((height - input_height) / 2.0)
     scale_x, scale_y = source_width / width, source_height / height
-    return (left * scale_x, top * scale_y, (left + input_width) * scale_x,
-            (top + input_height) * scale_y)
+    # within the frame: a product can pass its edge by a rounding error (which Pillow refuses),
+    # and a truncated side can fall a pixel short of the input (CenterCrop would pad)
+    return (max(0.0, left * scale_x), max(0.0, top * scale_y),
+            min(float(source_width), (left + input_width) * scale_x),
+            min(float(source_height), (top + input_height) * scale_y))
 
 
 def letterboxer_from_spec(spec: ModelSpec) -> Letterboxer:

@@ -117,6 +117,15 @@ def test_pil_filters_resample_as_pillow_and_torchvision_do(name):
                       - expected).max() > 1
 
 
+def test_a_pil_stretch_whose_box_passes_the_frame_by_a_rounding_error_is_resampled():
+    """1001 / 227 * 227 is 1001.0000000000001: Pillow refuses a box past the image, so the
+    box is kept within the frame (a stretch of the whole frame, as Pillow's plain resize)."""
+    frame = np.random.default_rng(3).integers(0, 256, (1001, 1001, 3), np.uint8)
+    out = np.zeros((1, 227, 227, 3), np.uint8)
+    Letterboxer(interpolation="pil-bilinear", resize="stretch")(frame, out)
+    np.testing.assert_array_equal(out[0], _pil(frame, (227, 227), "BILINEAR"))
+
+
 @pytest.mark.parametrize(("interpolation", "resampled"), [
     ("area", lambda frame: cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA)),
     ("pil-bicubic", lambda frame: _pil(frame, (SIZE, SIZE), "BICUBIC")),
