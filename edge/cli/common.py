@@ -158,7 +158,8 @@ def recover_model_argument(args: argparse.Namespace, missing: str) -> Path:
     `edge calibrate --exclude NODE model.onnx ...` would otherwise lose its model. When no
     MODEL was given, the first of those values that names an .onnx file is MODEL (no node is
     named like a model file, and a drift reference is JSON); a missing one then gets the
-    usual "does not exist" error. Else the error is `missing`."""
+    usual "does not exist" error. Else the error is `missing`, with that advice for the
+    options this command has."""
     if args.model is not None:
         return Path(args.model)
     excluded = getattr(args, "exclude", None) or []
@@ -169,8 +170,14 @@ def recover_model_argument(args: argparse.Namespace, missing: str) -> Path:
     elif getattr(args, "drift_reference", None) and _names_onnx(args.drift_reference):
         args.model, args.drift_reference = Path(args.drift_reference), ""
     else:
-        raise InputError(f"{missing} (give it before --exclude and --drift-reference, which "
-                         "take the words after them)")
+        greedy = [option for option, field in (("--exclude", "exclude"),
+                                                ("--drift-reference", "drift_reference"))
+                  if hasattr(args, field)]
+        if not greedy:
+            raise InputError(missing)
+        takes = ("takes what follows as its value" if len(greedy) == 1 else
+                 "take what follows as their values")
+        raise InputError(f"{missing} (give it before {' and '.join(greedy)}, which {takes})")
     return Path(args.model)
 
 

@@ -517,7 +517,9 @@ def test_model_taken_by_drift_reference_is_recovered(demo_model, tmp_path, capsy
     assert "typo.onnx does not exist" in capsys.readouterr().err
     assert main(["calibrate", "--exclude", "a", "b", "--images", FRAMES,
                  "-o", str(tmp_path / "o.onnx")]) == 2
-    assert "needs MODEL.onnx" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
+    assert ("needs MODEL.onnx, the model edge convert wrote (give it before --exclude and "
+            "--drift-reference, which take what follows as their values)"
+            in capsys.readouterr().err) and not (tmp_path / "o.onnx").exists()
 
 
 def test_a_classifier_report_on_a_flat_folder_fails_before_writing(tmp_path):

@@ -133,6 +133,9 @@ def test_eval_field_cli_writes_the_report(tmp_path):
     assert (tmp_path / "report" / "accuracy_over_time.png").stat().st_size > 1000
     missing = edge("eval", "--data", str(collected))
     assert missing.returncode == 2 and "edge eval needs MODEL" in missing.stderr
+    # eval has no --exclude: only its own greedy option is named
+    assert ("(give it before --drift-reference, which takes what follows as its value)"
+            in missing.stderr and "--exclude" not in missing.stderr)
 
 
 def test_eval_writes_the_drift_reference_next_to_the_model(tmp_path, demo_model):
