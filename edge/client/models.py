@@ -47,9 +47,11 @@ class DetectionsMessage(_Versioned):
     model: str
     width: int = Field(gt=0, description="source frame width, pixels")
     height: int = Field(gt=0, description="source frame height, pixels")
-    latency_ms: dict[str, float] = Field(description="per stage: queue, slot_wait, "
-                                                     "preprocess, batch_wait, infer, "
-                                                     "postprocess, track, total")
+    latency_ms: dict[str, float] = Field(
+        description="per stage: queue, slot_wait, preprocess, batch_wait (from the frame's "
+                    "input being ready to its batch starting: the batch before it still "
+                    "running, or other cameras' frames awaited up to batch_timeout_ms), "
+                    "infer, postprocess, track, total")
     detections: list[Detection]
 
 
