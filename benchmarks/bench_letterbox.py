@@ -7,9 +7,11 @@ hand-rolled scripts do on the CPU: resize, pad, BGR->RGB, HWC->CHW, astype(float
 contiguous copy. Ours resizes into a view of a preallocated buffer; the cast and normalisation
 run inside the model graph (on the GPU under TensorRT). Ours is timed with each resampling a
 model can ask for (`edge convert --interpolation`): OpenCV's bilinear (the default), area, and
-Pillow's bilinear, bicubic and Lanczos filters. Reported: median time per frame of each, the
-naive path's time over each of ours, and the most bytes allocated at once over 20 frames
-(tracemalloc peak; Pillow's own buffers are not Python allocations and do not show there).
+Pillow's bilinear, bicubic and Lanczos filters, and each again making a classifier's 224x224
+input from the frame's centre (`--resize crop --crop-fraction 0.875`). Reported: median time
+per frame of each, the naive path's time over each of ours, and the most bytes allocated at
+once over 20 frames (tracemalloc peak; Pillow's own buffers are not Python allocations and do
+not show there).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from edge.resizing import DEFAULT_INTERPOLATION, Interpolation
 
 SOURCE = (1920, 1080)
 TARGET = 640
+CLASSIFIER_INPUT, CROP_FRACTION = 224, 0.875
 
 
 def naive(frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -103,7 +106,21 @@ def main() -> None:
         words["letterbox_into_buffer"] = "bilinear, the default"
         print("naive / ours: " + ", ".join(f"{result[f'speedup_{name}']}x ({words[name]})"
                                            for name in ours))
+    cropping = classifier_crop_times(frame, args.repeats)
+    result["classifier_crop_224_ms"] = cropping
+    if not args.json:
+        print(f"into a {CLASSIFIER_INPUT}x{CLASSIFIER_INPUT} centre crop ({CROP_FRACTION}), "
+              "ms: " + ", ".join(f"{name} {ms}" for name, ms in cropping.items()))
     print(json.dumps(result))
+
+
+def classifier_crop_times(frame: npt.NDArray[np.uint8], repeats: int) -> dict[str, float]:
+    """Median ms of each resampling making a classifier's input from `frame`: torchvision's
+    ImageNet evaluation (`Resize(256)`, `CenterCrop(224)`)."""
+    buffer = np.empty((1, CLASSIFIER_INPUT, CLASSIFIER_INPUT, 3), np.uint8)
+    return {interpolation: round(statistics.median(timed(partial(
+        Letterboxer(interpolation=interpolation, resize="crop", crop_fraction=CROP_FRACTION),
+        frame, buffer, 0), repeats)), 3) for interpolation in get_args(Interpolation)}
 
 
 if __name__ == "__main__":
