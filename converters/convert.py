@@ -523,13 +523,15 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions, grey: bool =
 def _resize_notes(plain: _Plain, options: ConvertOptions, spec: ModelSpec) -> tuple[str, ...]:
     """What the resize the source implies, or a crop of a detector's frames, leaves out."""
     if options.resize is None and plain.resize is not None:
-        made = resize_words(plain.resize, interpolation=spec.input.interpolation)
-        unlike = (f"; resampled {spec.input.interpolation} as --interpolation asks, not as the "
-                  "predictor's Pillow resize" if plain.interpolation not in
-                  (None, spec.input.interpolation) else "")
+        unlike = plain.interpolation not in (None, spec.input.interpolation)
+        made = resize_words(plain.resize, interpolation=(DEFAULT_INTERPOLATION if unlike else
+                                                         spec.input.interpolation))
+        asked = (f"; resampled {spec.input.interpolation} as --interpolation asks, not as the "
+                 "predictor's resize" if unlike else "")
         return (f"frames are made into the input by {made}, as Ultralytics' classify "
                 "predictor does (the frame's centre, its shorter side to the input's, resized "
-                f"by Pillow){unlike}; pass --resize letterbox to keep the whole frame",)
+                f"by Pillow's bilinear filter){asked}; pass --resize letterbox to keep the "
+                "whole frame",)
     if spec.input.resize == "crop" and spec.task == "detect":
         return ("--resize crop on a detector: only the centre of each frame, in the input's "
                 f"aspect ({spec.input.width}x{spec.input.height}), is searched; objects beyond "

@@ -204,20 +204,22 @@ class Letterboxer:
     def _pil_resample(self, frame: npt.NDArray[np.uint8],
                       geometry: LetterboxGeometry) -> npt.NDArray[np.uint8]:
         """`frame` resized by Pillow into the geometry's resized image ([h, w, 3]). A crop is
-        resampled as torchvision's `Resize` of the whole frame then `CenterCrop` makes it
-        (`torchvision_crop_box`): its filter reaches past the crop's edges into the frame, as
-        it does in the resized frame that the centre crop is cut from. Pillow filters each
-        channel alike, so BGR frames need no conversion."""
+        made as torchvision's `Resize` then `CenterCrop` make it (`torchvision_resize`): the
+        whole frame resized, then its centre cut out. (Pillow's `box=` would resize the crop
+        alone, but it may run its two passes in the other order, and with bicubic's
+        overshoot clipped in between that moved values by up to 21 levels.) Pillow filters
+        each channel alike, so BGR frames need no conversion."""
         from PIL import Image  # noqa: PLC0415  (Pillow only for the models that resize with it)
 
-        size = (geometry.resized_width, geometry.resized_height)
-        box = None
-        if geometry.crop_width:
-            box = torchvision_crop_box(geometry.source_width, geometry.source_height,
-                                       geometry.input_width, geometry.input_height,
-                                       self._resize, self._crop_fraction)
         image = Image.fromarray(np.ascontiguousarray(frame))
-        return np.asarray(image.resize(size, self._pil_filter, box=box), np.uint8)
+        if not geometry.crop_width:
+            size = (geometry.resized_width, geometry.resized_height)
+            return np.asarray(image.resize(size, self._pil_filter), np.uint8)
+        (width, height), (left, top) = torchvision_resize(
+            geometry.source_width, geometry.source_height, geometry.input_width,
+            geometry.input_height, self._resize, self._crop_fraction)
+        resized = np.asarray(image.resize((width, height), self._pil_filter), np.uint8)
+        return resized[top:top + geometry.input_height, left:left + geometry.input_width]
 
     def _paint_bars(self, target: npt.NDArray[np.uint8], geometry: LetterboxGeometry) -> None:
         """Fill everything of `target` ([H, W, 3]) outside the resized image with the pad value."""
@@ -243,18 +245,16 @@ def _pil_filter(interpolation: Interpolation) -> int | None:
     return int(getattr(Image.Resampling, PIL_FILTERS[interpolation]))
 
 
-def torchvision_crop_box(source_width: int, source_height: int, input_width: int,
-                         input_height: int, resize: Resize, crop_fraction: float
-                         ) -> tuple[float, float, float, float]:
-    """The part of the source (left, top, right, bottom, in source pixels, fractional) that
-    torchvision's `Resize` then `CenterCrop` to the input keeps: `Resize(S)` for `crop` (the
+def torchvision_resize(source_width: int, source_height: int, input_width: int,
+                       input_height: int, resize: Resize, crop_fraction: float
+                       ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((width, height), (left, top)): the size torchvision's `Resize` gives the frame and
+    where `CenterCrop` then cuts the input from it, in pixels. `Resize(S)` for `crop` (the
     axis that fills the input at `S = floor(side / crop_fraction)`, the other in proportion,
-    truncated), `Resize((H, W))` for `stretch`, then the centre cut at offsets rounded as
-    `CenterCrop` rounds them. As a `box` for Pillow's resize, the output equals resizing the
-    whole frame to that size and cropping it."""
+    truncated), `Resize((H, W))` for `stretch`; the offsets rounded as `CenterCrop` rounds
+    them (half to even)."""
     if resize == "crop":
-        by_width = input_width / source_width >= input_height / source_height
-        if by_width:
+        if input_width / source_width >= input_height / source_height:
             width = math.floor(input_width / crop_fraction)
             height = int(width * source_height / source_width)
         else:
@@ -263,14 +263,11 @@ def torchvision_crop_box(source_width: int, source_height: int, input_width: int
     else:
         width = math.floor(input_width / crop_fraction)
         height = math.floor(input_height / crop_fraction)
-    left = round((width - input_width) / 2.0)
-    top = round((height - input_height) / 2.0)
-    scale_x, scale_y = source_width / width, source_height / height
-    # within the frame: a product can pass its edge by a rounding error (which Pillow refuses),
-    # and a truncated side can fall a pixel short of the input (CenterCrop would pad)
-    return (max(0.0, left * scale_x), max(0.0, top * scale_y),
-            min(float(source_width), (left + input_width) * scale_x),
-            min(float(source_height), (top + input_height) * scale_y))
+    # a side truncated a pixel short of the input (a float product just under it), where
+    # CenterCrop would pad a black line: resized to the input's instead
+    width, height = max(width, input_width), max(height, input_height)
+    return (width, height), (round((width - input_width) / 2.0),
+                             round((height - input_height) / 2.0))
 
 
 def letterboxer_from_spec(spec: ModelSpec) -> Letterboxer:
