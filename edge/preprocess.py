@@ -151,7 +151,7 @@ class Letterboxer:
         `area` (INTER_AREA on each axis that shrinks, antialiased, and INTER_LINEAR on one that
         grows) or `pil-bilinear`, `pil-bicubic`, `pil-lanczos` (Pillow's resize with that
         filter, as PIL-trained classifiers saw their images; see `_pil_resample`). A 1080p
-        frame to a 224x224 crop on one core: 0.3, 4, 6, 10 and 12 ms. `resize`, `crop_fraction`:
+        frame to a 224x224 crop on one core: 0.2, 3, 10, 16 and 25 ms. `resize`, `crop_fraction`:
         see `LetterboxGeometry.fit`."""
         self._pad_value = pad_value
         self._resize: Resize = resize

@@ -38,8 +38,8 @@ INTERPOLATION_HELP = (
     "PIL images (classifiers trained that way, Ultralytics classify; with a crop fraction, "
     "as Resize then CenterCrop); area: each input pixel the mean of the frame pixels it "
     "covers when shrinking, bilinear when enlarging (antialiased, close to PIL's bilinear). "
-    "On one core, a 1080p frame to a 224x224 crop: bilinear 0.3 ms, area 4, pil-bilinear 6, "
-    "pil-bicubic 10, pil-lanczos 12 ms")
+    "On one core, a 1080p frame to a 224x224 crop: bilinear 0.2 ms, area 3, pil-bilinear 10, "
+    "pil-bicubic 16, pil-lanczos 25 ms")
 
 #: Pillow's resampling filter of each `pil-` interpolation, by Pillow's name.
 PIL_FILTERS = {"pil-bilinear": "BILINEAR", "pil-bicubic": "BICUBIC", "pil-lanczos": "LANCZOS"}
