@@ -16,6 +16,7 @@ starts, so the daemon's memory is its own.
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -38,6 +39,10 @@ from edge.timing import percentiles_of
 log = logging.getLogger(__name__)
 
 WARMUP_S = 1.0
+#: A load average of this share of the CPUs before measuring gets a warning.
+BUSY_SHARE = 0.5
+#: A ratio above this is the backend-alone phase slowed down, not a loop faster than its backend.
+FASTER_THAN_ALONE = 1.05
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     spec_from_onnx_file(options.model)
     if options.mqtt:
         require_broker(options.mqtt)
+    load = warn_if_busy()
     broker = _broker(options.mqtt)
     try:
         config = bench_config(options, options.mqtt or (broker.url if broker else ""))
@@ -88,8 +94,32 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
               "broker": options.mqtt or ("mosquitto" if isinstance(broker, LocalMosquitto)
                                          else "embedded")}
     result["ratio"] = round(result["pipeline_fps"] / result["inference_fps"], 3)
+    result["load_average_before"] = round(load, 2)
+    warn_if_faster_than_alone(result["ratio"])
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
+
+
+def warn_if_busy() -> float:
+    """The 1-minute load average before measuring, with a warning when other work already
+    keeps half the CPUs this process may use busy: every figure is then lower, and the two
+    phases are not slowed alike."""
+    load = os.getloadavg()[0]
+    cpus = len(os.sched_getaffinity(0))
+    if load >= max(1.0, BUSY_SHARE * cpus):
+        log.warning("this machine is busy (load average %.1f on %d CPU(s)): the figures will be "
+                    "lower than on an idle machine, and the ratio less meaningful", load, cpus)
+    return load
+
+
+def warn_if_faster_than_alone(ratio: float) -> None:
+    """A loop cannot outrun its own backend: a ratio above 1 means the backend-alone phase
+    was slowed down, and says so."""
+    if ratio > FASTER_THAN_ALONE:
+        log.warning("the whole loop ran faster than the backend alone (ratio %.2f): the "
+                    "backend-alone phase was slowed down, by other work on this machine or by "
+                    "its inference threads contending for the cores (compare --threads 1)",
+                    ratio)
 
 
 def require_broker(url: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
 import sys
 import threading
@@ -191,6 +193,30 @@ def test_bench_reports_backend_alone_and_whole_loop(demo_model):
         figures["pipeline_fps"] / figures["inference_fps"], abs=2e-3)
     assert {"preprocess", "infer", "postprocess", "total"} <= set(figures["latency_ms"])
     assert figures["published"] > 0 and figures["peak_rss_mb"] > 0
+
+
+def test_bench_warns_when_the_machine_is_busy_or_the_ratio_cannot_be(monkeypatch, caplog):
+    """A helper's `edge bench` beside other work measured the loop at 1.43x its backend alone:
+    both figures were slowed, not alike. The load before measuring and a ratio above 1 say
+    so."""
+    from edge import bench
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(bench.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    with caplog.at_level(logging.WARNING, logger="edge.bench"):
+        assert bench.warn_if_busy() == 0.2
+        bench.warn_if_faster_than_alone(1.0)
+    assert not caplog.records
+    monkeypatch.setattr(bench.os, "getloadavg", lambda: (cpus + 1.9, 1.0, 1.0))
+    with caplog.at_level(logging.WARNING, logger="edge.bench"):
+        bench.warn_if_busy()
+        bench.warn_if_faster_than_alone(1.43)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"this machine is busy (load average {cpus + 1.9:.1f} on {cpus} CPU(s)): the figures "
+        "will be lower than on an idle machine, and the ratio less meaningful",
+        "the whole loop ran faster than the backend alone (ratio 1.43): the backend-alone "
+        "phase was slowed down, by other work on this machine or by its inference threads "
+        "contending for the cores (compare --threads 1)"]
 
 
 def test_bench_warns_once_that_a_batch_1_model_ignores_max_batch(demo_model):
