@@ -104,6 +104,10 @@ def test_pil_filters_resample_as_pillow_and_torchvision_do(name):
     stretched = np.zeros((1, 40, 56, 3), np.uint8)
     Letterboxer(interpolation=interpolation, resize="stretch")(frame, stretched)
     np.testing.assert_array_equal(stretched[0], _pil(frame, (56, 40), name))
+    # Resize((45, 64)) then CenterCrop((40, 56)): 64 = floor(56 / 0.875), 45 = floor(40 / 0.875)
+    Letterboxer(interpolation=interpolation, resize="stretch", crop_fraction=0.875)(
+        frame, stretched)
+    np.testing.assert_array_equal(stretched[0], _pil(frame, (64, 45), name)[2:42, 4:60])
     noise = rng.integers(0, 256, (300, 256, 3), np.uint8)
     for source in (frame, np.ascontiguousarray(frame.transpose(1, 0, 2)), noise):
         for fraction in (0.875, 1.0):
