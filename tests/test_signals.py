@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -186,3 +188,62 @@ def test_sigterm_while_onnxruntime_loads_exits_143_not_missing_or_traceback(tmp_
         assert "edge: interrupted" in done.stderr
         assert "Traceback" not in done.stderr and "not installed" not in done.stderr
         assert not (tmp_path / "out.onnx").exists()
+
+
+def _daemon_config(tmp_path, model, port: int) -> str:
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "hangup"
+[model]
+path = "{model}"
+threads = 1
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=10&seed=1"
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+""")
+    return str(config)
+
+
+@pytest.mark.slow
+def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosquitto,
+                                                                  demo_model):
+    """The terminal or ssh session of a daemon started by hand goes away: SIGHUP's default
+    ended `edge run` at once (exit 129, no summary, no `stopped` status, the outbox lost; an
+    operator's check). It now stops as SIGTERM does. Started under `nohup` (SIGHUP ignored),
+    the daemon keeps running through a hangup."""
+    from tests.mqtt_watch import Watcher
+
+    command = [sys.executable, "-m", "edge", "run", "--json", "--config",
+               _daemon_config(tmp_path, demo_model, mosquitto.port)]
+    with Watcher(mosquitto.port, "edge/hangup/#") as watcher:
+        daemon = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            watcher.wait_for(lambda: len(watcher.on("/gate/detections")) >= 5, 60,
+                             "detections")
+        finally:
+            daemon.send_signal(signal.SIGHUP)
+            out, err = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, err.decode()
+        assert "received SIGHUP; stopping" in err.decode()
+        summary = json.loads(out.decode().strip().splitlines()[-1])
+        assert summary["published"] == summary["produced"] > 0
+        watcher.wait_for(lambda: watcher.on("/status")[-1].json()["state"] == "stopped", 10,
+                         "the stopped status")
+
+        ignoring = subprocess.Popen(["nohup", *command], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        try:
+            seen = len(watcher.on("/gate/detections"))
+            watcher.wait_for(lambda: len(watcher.on("/gate/detections")) >= seen + 5, 60,
+                             "detections under nohup")
+            ignoring.send_signal(signal.SIGHUP)
+            seen = len(watcher.on("/gate/detections"))
+            watcher.wait_for(lambda: len(watcher.on("/gate/detections")) >= seen + 10, 30,
+                             "detections after the hangup")
+            assert ignoring.poll() is None
+        finally:
+            ignoring.send_signal(signal.SIGTERM)
+            _, err = ignoring.communicate(timeout=30)
+        assert ignoring.returncode == 0 and "SIGHUP" not in err.decode(), err.decode()

@@ -13,6 +13,10 @@ calibrate, eval...): the exception unwinds, so temporary files are removed on th
 stop is requested, further SIGTERM/SIGINT are ignored: the stop is bounded, and a second signal
 during the interpreter's teardown (when Python puts the default handlers back) killed the
 process after its clean stop, so scripts saw 143 or 130.
+
+SIGHUP (the terminal or ssh session of a daemon started by hand went away) is a stop like
+SIGTERM: its default ended the process at once, exit 129, with no summary, no `stopped` status
+and the outbox lost. Where SIGHUP is ignored (`nohup edge run ...`), it stays ignored.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 class SignalStop:
-    """A `StopRequest` set by SIGTERM or SIGINT (or `set()`), with no lock anywhere."""
+    """A `StopRequest` set by SIGTERM, SIGINT or SIGHUP (or `set()`), with no lock anywhere."""
 
     def __init__(self, starting: bool) -> None:
         self._signal: str | None = None
@@ -82,7 +86,12 @@ class SignalStop:
             signal.signal(each, signal.SIG_IGN)
 
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _hangup_ignored() -> bool:
+    """SIGHUP set to be ignored before edge started (`nohup`): it must stay so."""
+    return signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
 
 
 @contextlib.contextmanager
@@ -106,6 +115,8 @@ def signals_interrupt() -> Iterator[None]:
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupted)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
+    if not _hangup_ignored():
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _raise_interrupted)
     try:
         yield
         if _received:
@@ -135,9 +146,10 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 
 
 def stop_on_signals(starting: bool = False) -> SignalStop:
-    """A stop request that SIGTERM and SIGINT set from now on (call on the main thread);
-    `starting`: until `started()`, they interrupt instead."""
+    """A stop request that SIGTERM, SIGINT and SIGHUP (unless ignored) set from now on (call
+    on the main thread); `starting`: until `started()`, they interrupt instead."""
     stop = SignalStop(starting)
     for each in SIGNALS:
-        signal.signal(each, stop._handle)
+        if each != signal.SIGHUP or not _hangup_ignored():
+            signal.signal(each, stop._handle)
     return stop
