@@ -19,14 +19,25 @@ def make_link(port: int, outbox_size: int = 1000) -> MqttLink:
     return MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})
 
 
-def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto):
+def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto, caplog):
+    """And says so when it starts dropping (once an outage; an operator saw 128 messages
+    dropped with no word until the exit summary) and, once the broker is back, how many."""
     link = make_link(mosquitto.port, outbox_size=5)
-    for frame_id in range(1, 9):  # not started yet: the broker is out of reach
-        link.publish_detections("cam", {"frame_id": frame_id})
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+        for frame_id in range(1, 9):  # not started yet: the broker is out of reach
+            link.publish_detections("cam", {"frame_id": frame_id})
     assert link.outbox_depth == 5 and link.counters.dropped == 3
-    with Watcher(mosquitto.port, "edge/t/cam/detections") as watcher:
+    assert [r.getMessage() for r in caplog.records] == [
+        "the MQTT outbox reached its limit with 5 messages waiting for the broker: the oldest "
+        "are dropped from now on (mqtt.outbox_size; on disk also outbox_max_mb and "
+        "outbox_max_age_s)"]
+    caplog.clear()
+    with Watcher(mosquitto.port, "edge/t/cam/detections") as watcher, \
+            caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
         link.start()
         assert link.flush(10), "outbox not flushed"
+        assert [r.getMessage() for r in caplog.records] == [
+            "3 messages were dropped while the broker was away (the outbox's limit)"]
         watcher.wait_for(lambda: len(watcher.messages) == 5, 5, "5 messages")
         assert [m.json()["frame_id"] for m in watcher.messages] == [4, 5, 6, 7, 8]
         assert link.counters.published == 5

@@ -80,6 +80,9 @@ class MqttLink:
         self._stopping = False
         self._refused = False  # paho thread only
         self._stopped = False
+        #: counters.dropped when the outbox last filled up, None while it has room: one warning
+        #: an outage, and how many it cost once the broker is back
+        self._dropped_before_overflow: int | None = None
         self.counters = LinkCounters()
         self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
@@ -234,9 +237,17 @@ class MqttLink:
 
     def _enqueue(self, message: Message) -> None:
         with self._cond:
-            self.counters.dropped += self._outbox.put(message)
+            dropped = self._outbox.put(message)
             self.counters.produced += 1
             self._cond.notify_all()
+            overflowing = dropped and self._dropped_before_overflow is None
+            if overflowing:
+                self._dropped_before_overflow = self.counters.dropped
+            self.counters.dropped += dropped
+        if overflowing:
+            log.warning("the MQTT outbox reached its limit with %d messages waiting for the "
+                        "broker: the oldest are dropped from now on (mqtt.outbox_size; on disk "
+                        "also outbox_max_mb and outbox_max_age_s)", self._outbox.depth)
 
     def _send_loop(self) -> None:
         next_sync = time.monotonic() + SYNC_S
@@ -304,6 +315,11 @@ class MqttLink:
             self._connected = True
             self.counters.connects += 1
             self._cond.notify_all()
+            before, self._dropped_before_overflow = self._dropped_before_overflow, None
+            lost = 0 if before is None else self.counters.dropped - before
+        if lost:
+            log.warning("%d messages were dropped while the broker was away (the outbox's "
+                        "limit)", lost)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:` block: the exception is still current
