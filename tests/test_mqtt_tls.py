@@ -82,13 +82,20 @@ def test_client_certificate_and_password_deliver_detections(tls_broker, pki, cap
         ({"certfile": None, "keyfile": None},
          r"closed the connection before accepting it .*set mqtt\.certfile and mqtt\.keyfile"),
         ({"password": "wrong-" + SECRET}, r"not authorized .*check mqtt\.username"),
+        # the daemon said only "closed the connection before accepting it (Unspecified
+        # error)" where `edge monitor` hinted at TLS (an operator's check)
+        ({"url": "plain"}, r"closed the connection before any MQTT answer .*: is it an MQTT "
+                           r"port\? a TLS listener wants mqtts:// in mqtt\.url"),
     ],
-    ids=["wrong-ca", "no-client-certificate", "wrong-password"],
+    ids=["wrong-ca", "no-client-certificate", "wrong-password", "plain-url-on-a-tls-port"],
 )
 def test_connection_failures_are_logged_once_with_their_cause(tls_broker, pki, caplog, changes,
                                                               cause):
     if changes.get("ca_file") == "other":
         changes["ca_file"] = pki.other_ca
+    if changes.get("url") == "plain":
+        changes.update(url=f"mqtt://localhost:{tls_broker.tls_port}", ca_file=None,
+                       certfile=None, keyfile=None)
     link = link_for(tls_settings(tls_broker, pki, **changes))
     link.start()
     try:

@@ -109,12 +109,17 @@ def lost_reason(reason: ReasonCode) -> str:
 def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None,
                           names: SettingNames = CONFIG_KEYS) -> str:
     """A disconnect -> a cause; `client_certificate`: None without TLS, else whether one is
-    configured (a broker that requires one closes the socket right after the handshake)."""
+    configured (a broker that requires one closes the socket right after the handshake).
+    Without TLS, a socket closed before any answer is most often a TLS listener: it drops a
+    client that does not start a handshake."""
     if connected:
         return f"connection lost ({reason})"
     if reason.lower().startswith("keep alive timeout"):  # paho gave up waiting for a CONNACK
         return (f"no MQTT answer before the keepalive ran out ({reason}): something accepts "
                 f"connections there but does not speak MQTT; check {names.url}: host and port")
+    if client_certificate is None:
+        return (f"the broker closed the connection before any MQTT answer ({reason}): is it "
+                f"an MQTT port? a TLS listener wants mqtts:// in {names.url}")
     hint = (f"; if it requires a client certificate, set {names.client_certificate}"
             if client_certificate is False else "")
     return f"the broker closed the connection before accepting it ({reason}){hint}"

@@ -263,11 +263,9 @@ class BrokerSubscription:
         with self._lock:
             stopped = self._stopped
         if self.connects == 0:
-            certificate = self._files.certfile is not None
-            self._failed(cause_from_disconnect(str(reason), False, certificate, self._names)
-                         if self.tls else
-                         f"{self.host}:{self.port} closed the connection before any MQTT "
-                         "answer (is it an MQTT port? mqtts:// needs a TLS listener)")
+            certificate = (self._files.certfile is not None) if self.tls else None
+            self._failed(f"{self.host}:{self.port}: " + cause_from_disconnect(
+                str(reason), False, certificate, self._names))
         elif was_connected and not stopped:
             self.lost_reason, self.lost_at = lost_reason(reason), time.time()
             self._failed(cause_from_disconnect(self.lost_reason, True, None, self._names),
