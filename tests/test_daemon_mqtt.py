@@ -12,7 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from pydantic import BaseModel
 
+from edge.client import parse_message
 from edge.detections import Detections
 from edge.synthetic import ShapeScene
 from edge.synthetic.replay import ReplayScorer
@@ -56,6 +58,19 @@ def stop(process: subprocess.Popen[bytes], sig: int) -> tuple[int, str]:
     return process.returncode, err.decode()
 
 
+def undocumented(model: BaseModel, at: str = "") -> list[str]:
+    """Fields of a parsed payload, nested ones included, that its model does not declare."""
+    found = [f"{at}{name}" for name in model.model_extra or {}]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        values = (value.values() if isinstance(value, dict) else
+                  value if isinstance(value, list) else [value])
+        for each in values:
+            if isinstance(each, BaseModel):
+                found += undocumented(each, f"{at}{name}.")
+    return found
+
+
 @pytest.mark.slow
 def test_detections_match_truth_and_status_follows_lifecycle(tmp_path, mosquitto, demo_model):
     daemon = start_daemon(write_config(tmp_path, demo_model, mosquitto.port))
@@ -71,6 +86,14 @@ def test_detections_match_truth_and_status_follows_lifecycle(tmp_path, mosquitto
     finally:
         code, err = stop(daemon, signal.SIGTERM)
     assert code == 0, err
+    # every field the daemon publishes is in the contract's models (docs/asyncapi.yaml); an
+    # operator's check found a dozen that subscribers could only guess at
+    kinds = set()
+    for received in watcher.messages:
+        parsed = parse_message(PREFIX, received.topic, received.payload, received.retain)
+        kinds.add(parsed.kind)
+        assert undocumented(parsed.payload) == [], (received.topic, undocumented(parsed.payload))
+    assert {"detections", "status", "camera_status", "stats", "frame", "frame_meta"} <= kinds
 
     scorer = ReplayScorer(seed=2)
     for message in messages:

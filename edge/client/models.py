@@ -52,6 +52,9 @@ class DetectionsMessage(_Versioned):
                     "input being ready to its batch starting: the batch before it still "
                     "running, or other cameras' frames awaited up to batch_timeout_ms), "
                     "infer, postprocess, track, total")
+    batch: int | None = Field(default=None, ge=1,
+                              description="frames of all cameras run in the inference batch "
+                                          "this frame was in")
     detections: list[Detection]
 
 
@@ -68,26 +71,52 @@ class DeviceStatus(_Versioned):
     ts: float | None = None
     time: str | None = None
     backend: str | None = None
+    backend_reason: str | None = Field(default=None,
+                                       description="why this backend was chosen (auto)")
+    host: str | None = Field(default=None, description="the device's host name")
     camera_states: dict[str, str] | None = Field(default=None,
                                                  description="camera -> its status state")
+    error: str | None = Field(default=None,
+                              description="why inference failed, or why the model's output "
+                                          "was refused (absent while all is well)")
 
 
 class CameraStatus(_Payload):
     """`<prefix>/<camera>/status` (retained): the camera's source state."""
 
     state: Literal["starting", "streaming", "reconnecting", "ended", "failed"]
+    camera: str | None = None
     reason: str | None = None
-    since: str | None = None
-    attempts: int | None = Field(default=None, ge=0)
-    fps: float | None = None
+    since: str | None = Field(default=None, description="in this state since, RFC 3339 UTC")
+    since_ts: float | None = Field(default=None,
+                                   description="in this state since, seconds since the epoch")
+    attempts: int | None = Field(default=None, ge=0,
+                                 description="reconnect attempts in this state")
+    fps: float | None = Field(default=None, description="frames a second the source delivers")
 
 
 class CameraStats(_Payload):
-    frames: int = Field(ge=0)
-    fps: float
-    dropped: int = Field(ge=0)
+    frames: int = Field(ge=0, description="frames processed")
+    fps: float = Field(description="frames processed a second")
+    dropped: int = Field(ge=0, description="camera frames replaced by a newer one before "
+                                           "inference took them")
+    errors: int | None = Field(default=None, ge=0,
+                               description="failures of the camera's loop (it then stops)")
+    bad_frames: int | None = Field(default=None, ge=0,
+                                   description="frames skipped as unusable (not uint8 [H, W, 3])")
+    state: str | None = Field(default=None, description="the camera's status state")
+    reason: str | None = None
+    attempts: int | None = Field(default=None, ge=0)
+    reconnects: int | None = Field(default=None, ge=0,
+                                   description="times the source was reopened")
+    source_fps: float | None = Field(default=None,
+                                     description="frames a second the source delivers")
     latency_ms: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="per stage: percentiles p50, p90, p99")
+    sampling: dict[str, JsonValue] | None = Field(
+        default=None, description="frames sampled per reason, refused by the limits, and the "
+                                  "audit draw")
+    drift: str | None = Field(default=None, description="the drift monitor's state, if on")
 
 
 class DeviceStats(_Versioned):
@@ -96,9 +125,14 @@ class DeviceStats(_Versioned):
     ts: float
     time: str
     uptime_s: float
+    backend: str | None = None
     cameras: dict[str, CameraStats]
+    inference: dict[str, JsonValue] | None = Field(
+        default=None, description="the shared inference service: batches, their sizes, state")
     mqtt: dict[str, JsonValue]
     memory_rss_mb: float | None = None
+    temperatures_c: dict[str, float] | None = Field(
+        default=None, description="thermal zone -> degrees C (empty where none is readable)")
 
 
 class FrameMeta(_Versioned):
@@ -108,10 +142,27 @@ class FrameMeta(_Versioned):
     frame_id: int
     ts: float
     time: str
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+    width: int = Field(gt=0, description="source frame width: the detections' pixels")
+    height: int = Field(gt=0, description="source frame height")
+    model: str | None = None
+    image_width: int | None = Field(default=None, gt=0,
+                                    description="the JPEG's width (frames.max_height)")
+    image_height: int | None = Field(default=None, gt=0, description="the JPEG's height")
+    bytes: int | None = Field(default=None, ge=0, description="the JPEG's size")
+    clean_bytes: int | None = Field(default=None, ge=0,
+                                    description="the undrawn JPEG's size on `.../frame/clean` "
+                                                "(with frames.draw)")
     detections: int = Field(ge=0, description="number of detections in the frame")
     detections_drawn: bool
+    reasons: list[str] | None = Field(default=None,
+                                      description="why the frame was sampled")
+    predictions: list[Detection] | None = Field(default=None,
+                                                description="the frame's detections")
+    below_threshold: list[Detection] | None = Field(
+        default=None, description="detections the uncertainty band saw under the score "
+                                  "threshold (not published as detections)")
+    labels: list[str] | None = Field(default=None, description="the model's labels")
+    published_at: str | None = Field(default=None, description="RFC 3339 UTC")
 
 
 class SnapshotRef(_Payload):
