@@ -70,8 +70,8 @@ log = logging.getLogger("edge")
 DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6
 
 #: Third-party modules the workstation commands need, all from the `convert` extra (protobuf
-#: comes with onnx, Pillow with matplotlib). A missing module outside this set is a bug and is
-#: not disguised.
+#: comes with onnx; Pillow, a core dependency, also with matplotlib, so installing the extra
+#: brings a missing one back). A missing module outside this set is a bug and is not disguised.
 CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "matplotlib",
                          "tqdm", "PIL"}
 
