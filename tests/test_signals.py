@@ -217,8 +217,12 @@ def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosqu
 
     command = [sys.executable, "-m", "edge", "run", "--json", "--config",
                _daemon_config(tmp_path, demo_model, mosquitto.port)]
+    # as from a terminal, whatever this test process inherited (CI run under nohup ignores it)
+    from_a_terminal = [sys.executable, "-c", "import os, signal, sys; signal.signal("
+                       "signal.SIGHUP, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
     with Watcher(mosquitto.port, "edge/hangup/#") as watcher:
-        daemon = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        daemon = subprocess.Popen([*from_a_terminal, *command], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
         try:
             watcher.wait_for(lambda: len(watcher.on("/gate/detections")) >= 5, 60,
                              "detections")
