@@ -240,14 +240,15 @@ class MqttLink:
             dropped = self._outbox.put(message)
             self.counters.produced += 1
             self._cond.notify_all()
-            overflowing = dropped and self._dropped_before_overflow is None
+            overflowing = dropped > 0 and self._dropped_before_overflow is None
             if overflowing:
                 self._dropped_before_overflow = self.counters.dropped
             self.counters.dropped += dropped
-        if overflowing:
+            depth = self._outbox.depth
+        if overflowing:  # logged outside the lock: a handler may be slow
             log.warning("the MQTT outbox reached its limit with %d messages waiting for the "
                         "broker: the oldest are dropped from now on (mqtt.outbox_size; on disk "
-                        "also outbox_max_mb and outbox_max_age_s)", self._outbox.depth)
+                        "also outbox_max_mb and outbox_max_age_s)", depth)
 
     def _send_loop(self) -> None:
         next_sync = time.monotonic() + SYNC_S
