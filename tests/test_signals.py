@@ -190,22 +190,6 @@ def test_sigterm_while_onnxruntime_loads_exits_143_not_missing_or_traceback(tmp_
         assert not (tmp_path / "out.onnx").exists()
 
 
-def _daemon_config(tmp_path, model, port: int) -> str:
-    config = tmp_path / "edge.toml"
-    config.write_text(f"""
-device_id = "hangup"
-[model]
-path = "{model}"
-threads = 1
-[[cameras]]
-name = "gate"
-source = "synthetic://shapes?fps=10&seed=1"
-[mqtt]
-url = "mqtt://127.0.0.1:{port}"
-""")
-    return str(config)
-
-
 @pytest.mark.slow
 def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosquitto,
                                                                   demo_model):
@@ -213,14 +197,15 @@ def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosqu
     ended `edge run` at once (exit 129, no summary, no `stopped` status, the outbox lost; an
     operator's check). It now stops as SIGTERM does. Started under `nohup` (SIGHUP ignored),
     the daemon keeps running through a hangup."""
-    from tests.mqtt_watch import Watcher
+    from tests.mqtt_watch import Watcher, retained_status
+    from tests.test_daemon_mqtt import PREFIX, write_config
 
     command = [sys.executable, "-m", "edge", "run", "--json", "--config",
-               _daemon_config(tmp_path, demo_model, mosquitto.port)]
+               str(write_config(tmp_path, demo_model, mosquitto.port))]
     # as from a terminal, whatever this test process inherited (CI run under nohup ignores it)
     from_a_terminal = [sys.executable, "-c", "import os, signal, sys; signal.signal("
                        "signal.SIGHUP, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
-    with Watcher(mosquitto.port, "edge/hangup/#") as watcher:
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
         daemon = subprocess.Popen([*from_a_terminal, *command], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
         try:
@@ -233,8 +218,8 @@ def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosqu
         assert "received SIGHUP; stopping" in err.decode()
         summary = json.loads(out.decode().strip().splitlines()[-1])
         assert summary["published"] == summary["produced"] > 0
-        watcher.wait_for(lambda: watcher.on("/status")[-1].json()["state"] == "stopped", 10,
-                         "the stopped status")
+        stopped = retained_status(mosquitto.port, PREFIX)
+        assert stopped["state"] == "stopped", stopped
 
         ignoring = subprocess.Popen(["nohup", *command], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
