@@ -68,18 +68,13 @@ def test_an_ultralytics_classifier_is_made_as_its_predictor_does(tmp_path, edge)
             "classify predictor does") in result.stdout
     assert "as --interpolation asks" not in result.stdout
     plain = tmp_path / "plain.edge.onnx"
-    result = edge("convert", source, "-o", plain, "--interpolation", "bilinear")
-    assert result.returncode == 0, result.stderr
-    assert ("frames are made into the input by crop, as Ultralytics' classify predictor does "
-            "(the frame's centre, its shorter side to the input's, resized by Pillow's bilinear "
-            "filter); resampled bilinear as --interpolation asks, not as the predictor's "
-            "resize") in result.stdout
-    result = edge("convert", source, "-o", plain, "--interpolation", "pil-bicubic")
-    assert result.returncode == 0, result.stderr
-    assert ("frames are made into the input by crop, as Ultralytics' classify predictor does "
-            "(the frame's centre, its shorter side to the input's, resized by Pillow's bilinear "
-            "filter); resampled pil-bicubic as --interpolation asks, not as the predictor's "
-            "resize") in result.stdout
+    for other in ("bilinear", "pil-bicubic"):
+        result = edge("convert", source, "-o", plain, "--interpolation", other)
+        assert result.returncode == 0, result.stderr
+        assert ("frames are made into the input by crop, as Ultralytics' classify predictor "
+                "does (the frame's centre, its shorter side to the input's, resized by Pillow's "
+                f"bilinear filter); resampled {other} as --interpolation asks, not as the "
+                "predictor's resize") in result.stdout
     whole = tmp_path / "whole.edge.onnx"
     result = edge("convert", source, "-o", whole, "--resize", "letterbox",
                   "--interpolation", "bilinear")
