@@ -190,6 +190,18 @@ def test_sigterm_while_onnxruntime_loads_exits_143_not_missing_or_traceback(tmp_
         assert not (tmp_path / "out.onnx").exists()
 
 
+def _signalled(process: subprocess.Popen[bytes], signum: int) -> tuple[bytes, bytes]:
+    """Its output once `signum` ended it; killed if it did not within 30 s (a daemon that
+    ignored the signal must not outlive the test)."""
+    process.send_signal(signum)
+    try:
+        return process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+
+
 @pytest.mark.slow
 def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosquitto,
                                                                   demo_model):
@@ -212,8 +224,7 @@ def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosqu
             watcher.wait_for(lambda: len(watcher.on("/gate/detections")) >= 5, 60,
                              "detections")
         finally:
-            daemon.send_signal(signal.SIGHUP)
-            out, err = daemon.communicate(timeout=30)
+            out, err = _signalled(daemon, signal.SIGHUP)
         assert daemon.returncode == 0, err.decode()
         assert "received SIGHUP; stopping" in err.decode()
         summary = json.loads(out.decode().strip().splitlines()[-1])
@@ -233,6 +244,5 @@ def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosqu
                              "detections after the hangup")
             assert ignoring.poll() is None
         finally:
-            ignoring.send_signal(signal.SIGTERM)
-            _, err = ignoring.communicate(timeout=30)
+            _, err = _signalled(ignoring, signal.SIGTERM)
         assert ignoring.returncode == 0 and "SIGHUP" not in err.decode(), err.decode()
