@@ -95,6 +95,36 @@ class CameraStatus(_Payload):
     fps: float | None = Field(default=None, description="frames a second the source delivers")
 
 
+class AuditDraw(_Payload):
+    frames: int = Field(ge=0, description="frames the audit draw saw")
+    drawn: int = Field(ge=0, description="frames it sampled")
+
+
+class SamplingStats(_Payload):
+    """What a camera's frame sampling did (`frames` settings)."""
+
+    sampled: dict[str, int] = Field(description="frames sampled per reason (interval, "
+                                                "detection, uncertain, rare, count_change, "
+                                                "audit, snapshot)")
+    refused: int = Field(ge=0, description="samples the per minute, hour and day limits "
+                                           "refused")
+    over_budget: int = Field(ge=0, description="samples not sent: the hour's byte budget "
+                                               "would have been overrun")
+    audit: AuditDraw
+
+
+class InferenceStats(_Payload):
+    """The inference service every camera shares."""
+
+    backend: str
+    runners: int = Field(ge=0, description="inference engines loaded (one a model)")
+    max_batch: int = Field(ge=1)
+    batches: int = Field(ge=0, description="batches run")
+    batch_sizes: dict[str, int] = Field(description="batch size -> batches of that size")
+    mean_batch: float = Field(ge=0)
+    state: Literal["running", "failed", "stopped"]
+
+
 class CameraStats(_Payload):
     frames: int = Field(ge=0, description="frames processed")
     fps: float = Field(description="frames processed a second")
@@ -113,9 +143,7 @@ class CameraStats(_Payload):
                                      description="frames a second the source delivers")
     latency_ms: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="per stage: percentiles p50, p90, p99")
-    sampling: dict[str, JsonValue] | None = Field(
-        default=None, description="frames sampled per reason, refused by the limits, and the "
-                                  "audit draw")
+    sampling: SamplingStats | None = None
     drift: str | None = Field(default=None, description="the drift monitor's state, if on")
 
 
@@ -127,8 +155,7 @@ class DeviceStats(_Versioned):
     uptime_s: float
     backend: str | None = None
     cameras: dict[str, CameraStats]
-    inference: dict[str, JsonValue] | None = Field(
-        default=None, description="the shared inference service: batches, their sizes, state")
+    inference: InferenceStats | None = None
     mqtt: dict[str, JsonValue]
     memory_rss_mb: float | None = None
     temperatures_c: dict[str, float] | None = Field(
@@ -226,6 +253,9 @@ class CommandReply(_Payload):
 
     ok: bool
     error: str | None = None
+    cameras: list[str] | None = Field(default=None,
+                                      description="the cameras the command applied to, or "
+                                                  "(with an error) the device's cameras")
 
 
 class Jpeg(_Payload):
