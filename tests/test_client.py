@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -118,8 +119,11 @@ def test_bad_urls_are_input_errors(url):
 def test_bad_kinds_and_prefix_are_input_errors():
     with pytest.raises(InputError, match=r"unknown message kind.*known: status"):
         Subscriber("mqtt://h", kinds=["detection"])
-    with pytest.raises(InputError, match="prefix 'edge/#'"):
-        Subscriber("mqtt://h", prefix="edge/#")
+    for prefix in ("edge/#", "edge/gate+", "edge/+/cam1", "+/+", "edge/", "edge//gate"):
+        with pytest.raises(InputError, match=f"prefix '{re.escape(prefix)}'"):
+            Subscriber("mqtt://h", prefix=prefix)
+    for prefix in ("edge/+", "edge/gate-01", "site/edge/+"):
+        assert Subscriber("mqtt://h", prefix=prefix).prefix == prefix
 
 
 def _publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:

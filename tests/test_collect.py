@@ -200,6 +200,11 @@ UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
      r"--duplicate-distance must be -1 \(keep every frame\) or 0 to 256"),
     ([*UNREACHABLE, "--prefix", "edge/#"],
      r"prefix 'edge/#': use edge/<device_id> for one device or edge/\+"),
+    # a `+` inside a level: paho's thread raised on the filter and the broker was then
+    # reported unreachable; a `+` before the device level read camera topics as devices
+    ([*UNREACHABLE, "--prefix", "edge/gate+"],
+     r"prefix 'edge/gate\+': .*'\+' only as the whole last level, no '#'"),
+    ([*UNREACHABLE, "--prefix", "edge/+/cam1"], r"prefix 'edge/\+/cam1': use edge/<device_id>"),
     ([*UNREACHABLE, "--seconds", "30"],
      r"could not reach the MQTT broker at mqtt://127.0.0.1:1: connection refused: is the "
      r"broker running"),

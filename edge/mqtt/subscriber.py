@@ -83,10 +83,15 @@ def unique_client_id(role: str) -> str:
 
 def check_device_prefix(prefix: str) -> str:
     """A subscriber's topic prefix: `edge/<device_id>` for one device or `edge/+` for every
-    device (a `+` level is fine, `#` or a trailing `/` is not); InputError otherwise."""
-    if "#" in prefix or not prefix or prefix.endswith("/"):
+    device. The device is its last level, so `+` may stand only for that whole level; `#`, a
+    `+` elsewhere or inside a level (`edge/gate+`: an invalid filter that paho's thread
+    raised on, and the tool then reported the broker unreachable) and empty levels are an
+    InputError."""
+    *base, device = prefix.split("/")
+    if ("#" in prefix or not all([*base, device]) or any("+" in level for level in base)
+            or ("+" in device and device != "+")):
         raise InputError(f"prefix {prefix!r}: use edge/<device_id> for one device or edge/+ "
-                         "for every device")
+                         "for every device ('+' only as the whole last level, no '#')")
     return prefix
 
 
