@@ -52,10 +52,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     reached = threading.Event()
 
     def connected() -> None:
-        reached.set()
-        if not args.json:
-            print(f"connected to {redact_uri(args.mqtt)}, collecting from {args.prefix}",
-                  flush=True)
+        reached.set()  # said with --json too, as edge monitor does: the JSON line comes last
+        print(f"connected to {redact_uri(args.mqtt)}, collecting from {args.prefix}",
+              flush=True)
 
     try:
         collector.run(args.seconds, stop, on_connected=connected)

@@ -92,7 +92,10 @@ class CameraStatus(_Payload):
                                    description="in this state since, seconds since the epoch")
     attempts: int | None = Field(default=None, ge=0,
                                  description="reconnect attempts in this state")
-    fps: float | None = Field(default=None, description="frames a second the source delivers")
+    fps: float | None = Field(default=None,
+                              description="frames a second the source delivered when the state "
+                                          "changed (0 for a camera that just started "
+                                          "streaming; the stats topic has the current rate)")
 
 
 class AuditDraw(_Payload):
