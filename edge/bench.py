@@ -34,6 +34,7 @@ from edge.runners.base import Runner
 from edge.service import batch_capacity, runner_rows
 from edge.sources import source_from_uri
 from edge.spec import spec_from_onnx_file
+from edge.system import usable_cores
 from edge.timing import percentiles_of
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def warn_if_busy() -> float:
     keeps half the CPUs this process may use busy: every figure is then lower, and the two
     phases are not slowed alike."""
     load = os.getloadavg()[0]
-    cpus = len(os.sched_getaffinity(0))
+    cpus = usable_cores()
     if load >= max(1.0, BUSY_SHARE * cpus):
         log.warning("this machine is busy (load average %.1f on %d CPU(s)): the figures will be "
                     "lower than on an idle machine, and the ratio less meaningful", load, cpus)

@@ -172,14 +172,14 @@ class Letterboxer:
         self._paint_bars(target, geometry)
         roi = target[geometry.pad_top:geometry.pad_top + geometry.resized_height,
                      geometry.pad_left:geometry.pad_left + geometry.resized_width]
-        source = geometry.source_region(frame)
         if self._pil_filter is not None:
             np.copyto(roi, self._pil_resample(frame, geometry))
-        elif (geometry.resized_width, geometry.resized_height) == (source.shape[1],
-                                                                   source.shape[0]):
-            np.copyto(roi, source)
         else:
-            self._resample(source, roi)
+            source = geometry.source_region(frame)
+            if (geometry.resized_width, geometry.resized_height) == source.shape[1::-1]:
+                np.copyto(roi, source)
+            else:
+                self._resample(source, roi)
         if self._swap_channels:
             cv2.cvtColor(roi, cv2.COLOR_BGR2RGB, dst=roi)
         return geometry
