@@ -25,6 +25,9 @@ ColourOrder = Literal["BGR", "RGB"]
 
 #: Below any std a network of 8-bit pixels is trained with (raw 0..255 values: 1/255).
 MIN_STD = 1e-4
+#: Above any std in 0..1 units: pixels divided by 256 (dlib's convention) are 1.00390625, and
+#: a std given in 0..255 units by mistake is far larger (ImageNet's 58.395, 127.5 for -1..1).
+MAX_STD = 2.0
 
 
 @dataclass(frozen=True)
@@ -49,17 +52,18 @@ class Normalisation:
             raise ConversionError(f"--std {std} is below {MIN_STD:g}, less than any "
                                   "network of 8-bit pixels is trained with: one fed raw 0..255 "
                                   "values has --std 0.00392157 (1/255)")
-        if any(not 0 <= m <= 1 for m in self.mean) or any(s > 1 for s in self.std):
+        if any(not 0 <= m <= 1 for m in self.mean) or any(s > MAX_STD for s in self.std):
             raise ConversionError(
                 f"--mean {mean} --std {std}: these are in 0..1 units "
                 "(a pixel mean of 0..1; 0..255 values divided by 255: --mean 127.5 is 0.5), "
-                "so a mean lies in 0..1 and a std is at most 1")
+                f"so a mean lies in 0..1 and a std is at most {MAX_STD:g} (pixels / 256: "
+                "--std 1.00390625)")
 
 
 def option_values(values: Sequence[float]) -> str:
     """The values as the option took them: one where all channels share it."""
     shown = values[:1] if len(set(values)) == 1 else values
-    return ",".join(f"{v:g}" for v in shown)
+    return ",".join(f"{v:.10g}" for v in shown)
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,9 @@ def test_a_torchscript_failure_is_named_by_its_cause(tmp_path, edge):
     ("1e400", "0.5", "--mean inf is not a finite number"),
     ("127.5", "127.5", "--mean 127.5 --std 127.5: these are in 0..1 units"),
     ("0", "58", "--mean 0 --std 58: these are in 0..1 units"),
+    ("0.5", "2.5", "--mean 0.5 --std 2.5: these are in 0..1 units (a pixel mean of 0..1; "
+                   "0..255 values divided by 255: --mean 127.5 is 0.5), so a mean lies in 0..1 "
+                   "and a std is at most 2"),
     ("0.5", "0", "--std must be positive, got 0"),
     ("0", "1e-30", "--std 1e-30 is below 0.0001, less than any network of 8-bit pixels is "
                    "trained with"),
@@ -240,6 +243,24 @@ def test_a_mean_or_std_that_is_no_pixel_statistic_is_refused(mean, std, expected
                       "--mean", mean, "--std", std)
         assert_refused(result, expected)
         assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_network_fed_pixels_over_256_converts_exactly(tmp_path, edge):
+    """dlib's convention, (pixel - mean) / 256, is a std just above 1 in 0..1 units; typed with
+    more digits than six, it is folded and quoted as typed."""
+    source = grey_classifier(tmp_path / "grey.onnx")
+    out = tmp_path / "converted.onnx"
+    result = edge("convert", source, "-o", out, "--labels", "a,b,c", "--mean", "0.481498",
+                  "--std", "1.00390625")
+    assert result.returncode == 0, result.stderr
+    frames = _frames()
+    grey = (_luma(frames) - 0.481498 * 255) / 256
+    expected = np.concatenate([_run(source, g[None, None].astype(np.float32)) for g in grey])
+    np.testing.assert_allclose(np.concatenate([_run(out, f[None]) for f in frames]), expected,
+                               rtol=1e-4, atol=1e-4)
+    refused = edge("convert", source, "-o", out, "--labels", "a,b,c", "--mean", "0.481498",
+                   "--std", "1.00390625,1.00390625,1.003922")
+    assert_refused(refused, "--mean 0.481498 --std 1.00390625,1.00390625,1.003922")
 
 
 def _nan_model() -> onnx.ModelProto:
