@@ -98,6 +98,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
     initializer_names = {i.name for i in model.graph.initializer}
     return {
         "path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        "external_data": _external_data(model, path.parent),
         "spec": spec,
         "preprocessing": preprocessing_of(model),
         "ir_version": model.ir_version,
@@ -114,6 +115,18 @@ def inspect_model(path: Path) -> dict[str, Any]:
     }
 
 
+def _external_data(model: onnx.ModelProto, folder: Path) -> list[dict[str, Any]]:
+    """The files beside the model that hold its external weights (PyTorch writes models past
+    2 GB, and some exporters any model, so): each `location` with its size in bytes, None
+    where the file is missing."""
+    locations = {entry.value for tensor in model.graph.initializer
+                 if tensor.data_location == TensorProto.EXTERNAL
+                 for entry in tensor.external_data if entry.key == "location"}
+    return [{"location": location,
+             "bytes": (folder / location).stat().st_size if (folder / location).is_file()
+             else None} for location in sorted(locations)]
+
+
 #: Symbolic dims longer than this are exporters' shape formulas (a YOLOv8's anchor count comes
 #: out as 400 characters of floor()): the text report shows `?`, --json the whole formula.
 SHORT_DIM = 24
@@ -124,7 +137,12 @@ def _short_dim(dim: Any) -> Any:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{report['path']}  ({report['bytes'] / 1e6:.2f} MB, sha256 {report['sha256'][:16]}…)"]
+    external = "".join(
+        f" + {item['location']} " + (f"{item['bytes'] / 1e6:.2f} MB" if item["bytes"] is not None
+                                     else "MISSING")
+        for item in report["external_data"])
+    lines = [f"{report['path']}  ({report['bytes'] / 1e6:.2f} MB{external}, sha256 "
+             f"{report['sha256'][:16]}…)"]
     spec = report["spec"]
     if spec is None:
         lines.append("spec: none (not converted; run `edge convert`)")
@@ -152,7 +170,8 @@ def format_report(report: dict[str, Any]) -> str:
             shape = [_short_dim(d) for d in tensor["shape"]]
             lines.append(f"{kind[:-1]:6s} {tensor['name']}: {tensor['dtype']} {shape}")
     opsets = ", ".join(f"{domain} {version}" for domain, version in report["opsets"].items())
-    lines.append(f"parameters: {report['parameters']:,}; opsets {opsets}")
+    producer = f"; made by {report['producer']}" if report["producer"] else ""
+    lines.append(f"parameters: {report['parameters']:,}; opsets {opsets}{producer}")
     lines.append("ops: " + ", ".join(f"{op} {n}" for op, n in report["ops"].items()))
     q = report["quantization"]
     if not q["quantized"]:

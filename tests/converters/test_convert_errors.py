@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from converters.errors import ConversionError
+from converters.model_report import format_report, inspect_model
 from tests.converters.tiny_models import TinyClassifier, TinyDetector, export_onnx, seeded
 
 DEMO_MODULE = "converters.demo_detector.model:ShapesDetector"
@@ -168,6 +169,17 @@ def _with_external_weights(tmp_path: Path) -> Path:
     onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True,
                     all_tensors_to_one_file=True, location="model.data", size_threshold=0)
     return folder / "model.onnx"
+
+
+def test_inspect_counts_the_external_data_file_and_names_a_missing_one(tmp_path):
+    source = _with_external_weights(tmp_path)
+    data = source.parent / "model.data"
+    report = inspect_model(source)
+    assert report["external_data"] == [{"location": "model.data",
+                                        "bytes": data.stat().st_size}]
+    assert f" + model.data {data.stat().st_size / 1e6:.2f} MB, sha256" in format_report(report)
+    data.unlink()
+    assert " + model.data MISSING, sha256" in format_report(inspect_model(source))
 
 
 def test_weights_in_external_data_convert_and_their_absence_is_named(tmp_path):

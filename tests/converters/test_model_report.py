@@ -59,7 +59,7 @@ def test_inspect_cli_json_and_errors(demo_model, tmp_path):
     assert json.loads(ok.stdout.strip().splitlines()[-1])["spec"]["task"] == "detect"
     text = subprocess.run([sys.executable, "-m", "edge", "inspect", str(demo_model)],
                           capture_output=True, text=True, timeout=60)
-    assert "; opsets ai.onnx 17\n" in text.stdout  # not a Python dict
+    assert "; opsets ai.onnx 17; made by pytorch " in text.stdout  # not a Python dict
     assert ("postprocess: score >= 0.25, NMS IoU 0.45, at most 100 detections a frame\n"
             in text.stdout)
     (tmp_path / "junk.onnx").write_text("junk")
