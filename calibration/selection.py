@@ -16,6 +16,7 @@ scores 12.5 dB, F1 0.81. Held-out photos often hold too few detections for F1 to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +36,14 @@ from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec
 from edge.system import usable_cores
 
-MAX_HELD_OUT = 8
+#: At most this many calibration frames are held back to judge: one frame more or less in
+#: agreement is 6 points of 16 (of 8, 12.5 points: the ranking's 5-point steps were flips of
+#: single frames); judging costs up to 7 runs a frame, so the cap bounds it for large sets.
+MAX_HELD_OUT = 16
+#: Held-out frames of a dynamic-batch model run as batches of at most this many input pixels
+#: (four 640x640 frames): batching saves a small model's per-run overhead, and a large one's
+#: activations grow with the batch for nothing.
+BATCH_PIXELS = 4 * 640 * 640
 AGREEMENT_FLOOR = 0.95  # below this an explicitly chosen method "loses clearly"
 SQNR_MARGIN_DB = 6.0  # ... as it does this far below the best method's output SQNR
 DETECTION_IOU = 0.5
@@ -45,6 +53,8 @@ MIN_COMPARED = 8  # less evidence than this (frames, or detections; see Fidelity
 REFINE_BELOW_SQNR_DB = 20.0
 REFINE_BELOW_AGREEMENT = 0.95
 REFINED_LAYERS = 3
+#: One-sided 95% confidence: how far below a measured agreement the true one may lie.
+CONFIDENCE_Z = 1.645
 
 Run = Callable[[list[str], Feed], list[npt.NDArray[Any]]]  # ONNX Runtime's session.run
 
@@ -92,11 +102,49 @@ def best_of(candidates: Sequence[Fidelity]) -> Fidelity:
 def needs_refinement(best: Fidelity) -> bool:
     """Whether the best whole-model method still loses enough that mixing methods per tensor
     is worth its cost (one INT8 model and one judgement per alternative method)."""
-    # A detector's class scores sit far below 20 dB for every method (YOLOv8n: 1-13 dB) and
-    # per-tensor mixes measured no better there (+0.1 dB); its boxes keep the old trigger.
-    sqnr = best.parts_db.get("boxes", best.sqnr_db)
-    return sqnr < REFINE_BELOW_SQNR_DB or (best.telling and
-                                           best.agreement < REFINE_BELOW_AGREEMENT)
+    return _low_sqnr(best) or (best.telling and best.agreement < REFINE_BELOW_AGREEMENT)
+
+
+def _low_sqnr(fidelity: Fidelity) -> bool:
+    """Output SQNR under 20 dB, where INT8 noise starts to change answers. A detector's class
+    scores sit far below 20 dB for every method (YOLOv8n: 1-13 dB) and per-tensor mixes
+    measured no better there (+0.1 dB): its boxes are what is weighed."""
+    return fidelity.parts_db.get("boxes", fidelity.sqnr_db) < REFINE_BELOW_SQNR_DB
+
+
+def agreement_lower_bound(agreement: float, samples: int) -> float:
+    """The lowest agreement that `agreement` measured on `samples` frames (or detections)
+    leaves plausible at one-sided 95% confidence (Wilson's score interval): 8 of 8 frames
+    agreeing allow 75%, 60 of 60 allow 96%."""
+    if samples <= 0:
+        return 0.0
+    z2 = CONFIDENCE_Z ** 2
+    centre = agreement + z2 / (2 * samples)
+    spread = CONFIDENCE_Z * math.sqrt(agreement * (1 - agreement) / samples
+                                      + z2 / (4 * samples ** 2))
+    return max(0.0, (centre - spread) / (1 + z2 / samples))
+
+
+def thin_agreement(chosen: Fidelity, task: str) -> str | None:
+    """A warning when `chosen` was measured to agree with FP32 on too few held-out frames (or
+    detections) to vouch for 95%, while its output SQNR is low enough for INT8 to change
+    answers: an 81-class classifier at 19 dB agreed on 8 of 8 held-out faces and on 92% of
+    101. None when the agreement was not measured (`unmeasured_agreement` says so), is high
+    SQNR, or rests on enough evidence."""
+    if not chosen.telling or not _low_sqnr(chosen):
+        return None
+    samples = chosen.compared if chosen.evidence is None else chosen.evidence // 2
+    lowest = agreement_lower_bound(chosen.agreement, samples)
+    if lowest >= AGREEMENT_FLOOR:
+        return None
+    what, evidence = (("top-1 agreement", f"{samples} held-out frames") if task == "classify"
+                      else ("detection agreement", f"{chosen.compared} detections in "
+                            f"{chosen.frames} held-out frames (FP32's and INT8's together)"))
+    return (f"{chosen.method}'s {what} with FP32, {100 * chosen.agreement:.1f}%, rests on "
+            f"{evidence} at {_sqnr(chosen)} output SQNR: on other images it "
+            f"may agree less (as little as {100 * lowest:.0f}% fits these at 95% confidence); "
+            "check the INT8 model on labelled images before deploying it (edge eval with "
+            "--data, or --report DIR --eval-data DIR here)")
 
 
 def refined_tensors(model: onnx.ModelProto, layer_sqnr: dict[str, float],
@@ -229,7 +277,9 @@ class HeldOutJudge:
         self.int8_kernels = int8_kernels
         self.frames = len(feeds)
         # one batch per core, so the FP32 reference runs on all of them
-        self._batches = _batched(feeds, usable_cores()) if spec.input.batch is None else feeds
+        self._batches = (_batched(feeds, batches_for(len(feeds), spec.input.width *
+                                                     spec.input.height))
+                         if spec.input.batch is None else feeds)
         self._outputs = [o.name for o in reference.graph.output]
         self._main = self._outputs.index(spec.output) if spec.output in self._outputs else 0
         # run in the background: the first candidate is built meanwhile
@@ -352,7 +402,8 @@ class SharedSession:
 def held_out_every(frames: int) -> int:
     """Every how many calibration frames one is held back (at most `MAX_HELD_OUT` in all): 1 in
     8 for small sets, 1 in 16 from 128 frames on (judging costs five model runs per held-out
-    frame: 16% more model runs than statistics alone for 256 frames)."""
+    frame, up to eight with the per-tensor mixes: 33-53% more runs than statistics alone
+    for 128-256 frames, 16-27% for 512)."""
     return 8 if frames < 128 else 16
 
 
@@ -360,6 +411,14 @@ def held_out_count(frames: int) -> int:
     """How many of `frames` calibration frames are held back (`held_out_every`, at most
     `MAX_HELD_OUT`)."""
     return min(MAX_HELD_OUT, frames // held_out_every(frames))
+
+
+def batches_for(frames: int, pixels: int) -> int:
+    """How many batches `frames` held-out frames of `pixels` each run in: one per core, more
+    where a batch would pass `BATCH_PIXELS` (a 1280x1280 YOLO26n judged 3 frames a batch, two
+    batches side by side, and peaked at 3.8 GB against 1.7 GB for its statistics)."""
+    per_batch = max(1, BATCH_PIXELS // max(1, pixels))
+    return max(usable_cores(), -(-frames // per_batch))
 
 
 def _batched(feeds: list[Feed], parts: int) -> list[Feed]:

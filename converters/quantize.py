@@ -36,6 +36,7 @@ from calibration.selection import (
     kept_float_loss,
     needs_refinement,
     refined_tensors,
+    thin_agreement,
     unmeasured_agreement,
 )
 from calibration.stats import StatsCollector, TensorStats, float_tensors
@@ -360,7 +361,8 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str,
     else:
         chosen = next(f for f in comparison if f.method == requested)
     warnings = [w for w in (clear_loss(chosen, best, task),
-                            unmeasured_agreement(chosen, task, requested)) if w]
+                            unmeasured_agreement(chosen, task, requested),
+                            thin_agreement(chosen, task)) if w]
     for warning in warnings:
         log.warning("%s", warning)
     return chosen.method, "; ".join(warnings) or None

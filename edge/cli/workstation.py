@@ -323,8 +323,8 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
         role = result.role(fidelity)
         chosen = f"  <- {role}" if role else ""
         parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
-        agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}%"
-                     if fidelity.telling else
+        agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}% "
+                     f"({fidelity.compared} {unit})" if fidelity.telling else
                      f"agreement not measured ({fidelity.compared} {unit})")
         print(f"  {fidelity.method:{width}s} {agreement}  output SQNR "
               f"{fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}{chosen}")

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 
 import pytest
 
 from calibration.readers import frames_from
-from calibration.selection import Fidelity, best_of, clear_loss, far_from_fp32, kept_float_loss
+from calibration.selection import (
+    Fidelity,
+    agreement_lower_bound,
+    batches_for,
+    best_of,
+    clear_loss,
+    far_from_fp32,
+    held_out_count,
+    kept_float_loss,
+    thin_agreement,
+)
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.errors import InputError
 
@@ -156,6 +167,47 @@ def test_a_choice_without_enough_detections_or_frames_says_so():
     assert "--method minmax was compared with the others by output SQNR alone" in named
 
 
+@pytest.mark.parametrize(("agreement", "samples", "lowest"), [
+    (1.0, 8, 0.747), (1.0, 16, 0.855), (1.0, 60, 0.957), (0.875, 8, 0.589), (0.5, 100, 0.419),
+    (1.0, 0, 0.0),
+])
+def test_the_agreement_lower_bound_is_wilsons_one_sided_95_percent(agreement, samples, lowest):
+    assert agreement_lower_bound(agreement, samples) == pytest.approx(lowest, abs=0.002)
+
+
+def test_agreement_on_too_few_frames_at_low_sqnr_is_warned_about():
+    """An 81-class classifier at 19.2 dB agreed on 8 of 8 held-out frames (92% of 101 in all):
+    the figure cannot vouch for 95%. High SQNR, enough frames, unmeasured agreement (its own
+    warning) or a detector whose boxes hold are left alone."""
+    warning = thin_agreement(Fidelity("percentile", 19.2, 1.0, 8, 8), "classify")
+    assert warning == (
+        "percentile's top-1 agreement with FP32, 100.0%, rests on 8 held-out frames at 19.2 dB "
+        "output SQNR: on other images it may agree less (as little as 75% fits these at 95% "
+        "confidence); check the INT8 model on labelled images before deploying it (edge eval "
+        "with --data, or --report DIR --eval-data DIR here)")
+    assert thin_agreement(Fidelity("mse", 31.0, 1.0, 8, 8), "classify") is None
+    assert thin_agreement(Fidelity("mse", 19.2, 1.0, 64, 64), "classify") is None
+    assert thin_agreement(Fidelity("mse", 19.2, 1.0, 3, 3), "classify") is None
+    boxes_hold = Fidelity("mse", 15.0, 1.0, 6, 12, {"boxes": 55.5, "scores": 15.0}, 12)
+    assert thin_agreement(boxes_hold, "detect") is None
+    boxes_drift = Fidelity("mse", 12.0, 0.9, 6, 20, {"boxes": 18.0, "scores": 12.0}, 22)
+    detector = thin_agreement(boxes_drift, "detect") or ""
+    assert detector.startswith("mse's detection agreement with FP32, 90.0%, rests on 20 "
+                               "detections in 6 held-out frames (FP32's and INT8's together) "
+                               "at 12.0 dB (boxes 18.0, scores 12.0) output SQNR: on other "
+                               "images it may agree less (as little as 67% fits")
+    assert held_out_count(101) == 12 and held_out_count(128) == 8
+    assert held_out_count(256) == held_out_count(5000) == 16
+
+
+def test_held_out_batches_keep_large_inputs_to_a_frame_each(monkeypatch):
+    monkeypatch.setattr("calibration.selection.usable_cores", lambda: 2)
+    assert batches_for(8, 320 * 320) == 2  # one a core
+    assert batches_for(16, 640 * 640) == 4  # four 640x640 frames a batch
+    assert batches_for(6, 1280 * 1280) == 6  # a 1280x1280 frame alone
+    assert batches_for(1, 1280 * 1280) == 2  # _batched makes no empty batch of the second
+
+
 @pytest.mark.parametrize(("written", "warned"), [
     (fid("mse, 3 float", 9.5, 0.9), True),   # 0.1 dB further from FP32 (a corpus run's figures)
     (fid("mse, 3 float", 9.6, 0.9), True),   # no closer: float layers for nothing
@@ -214,6 +266,17 @@ def test_cli_json_reports_the_comparison(demo_model, tmp_path):
     assert list(phases) == ["statistics", "ranges_and_judging"]
     assert all(s >= 0 for s in phases.values())
     assert sum(phases.values()) <= summary["seconds"] + 0.05  # rounded to 10 ms each
+
+
+def test_the_printed_comparison_gives_the_evidence_behind_each_agreement(demo_model, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "edge", "calibrate", str(demo_model), "--images",
+                          FRAMES, "--max-images", "16", "-o", str(tmp_path / "int8.onnx")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    table = [line for line in run.stdout.splitlines() if "output SQNR" in line]
+    assert len(table) == 4
+    assert all(re.search(r"agreement with FP32 +\d+\.\d% \(\d+ detections\)  output SQNR",
+                         line) for line in table), table
 
 
 def test_candidates_judged_side_by_side_score_as_one_at_a_time(demo):
