@@ -52,6 +52,7 @@ def source_onnx_from_file(path: Path) -> SourceOnnx:
     _refuse_converted(model, path)
     notes: list[str] = []
     _dynamic_dims_named(model, notes)
+    _contradicted_shapes_cleared(model, notes)
     _constants_as_initializers(model, notes)
     _kernel_shapes_written(model)
     model = _opset_at_least(model, MIN_OPSET, notes)
@@ -158,6 +159,57 @@ def _dynamic_dims_named(model: onnx.ModelProto, notes: list[str]) -> None:
                  "dynamic batch)"
                  if any(marker.split("=")[0].endswith("[0]") for marker in renamed) else "")
         notes.append(f"read dim_value <= 0 as a dynamic axis: {', '.join(renamed)}{batch}")
+
+
+def _contradicted_shapes_cleared(model: onnx.ModelProto, notes: list[str]) -> None:
+    """Declared output shapes the graph contradicts are replaced by those ONNX infers (and
+    every intermediate `value_info`, only a hint, is dropped): paddle2onnx declares some
+    outputs as scalars (rank 0) that its Softmax computes as [N, 2], and ONNX's strict
+    shape inference, which every later check runs, refuses the graph."""
+    try:
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        return
+    except onnx.shape_inference.InferenceError:
+        pass
+    except ValueError:  # past protobuf's 2 GB: later steps say what they cannot do
+        return
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.graph.value_info[:]
+    for output in bare.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(bare).graph.output}
+    cleared: list[str] = []
+    for output in model.graph.output:
+        declared = _shape_words(output)
+        found = inferred.get(output.name)
+        if found is None or not found.type.tensor_type.HasField("shape"):
+            continue
+        computed = _shape_words(found)
+        if not _shapes_agree(output, found):
+            output.type.CopyFrom(found.type)
+            cleared.append(f"{output.name} {declared} where the graph computes {computed}")
+    if cleared:
+        del model.graph.value_info[:]
+        notes.append(f"replaced the output shape the exporter declared, which the graph "
+                     f"contradicts: {'; '.join(cleared)}")
+
+
+def _shape_words(value: onnx.ValueInfoProto) -> str:
+    dims = value.type.tensor_type.shape.dim
+    # ONNX names the dims it cannot know unk__0, unk__1...
+    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else
+                           "?" if not d.dim_param or d.dim_param.startswith("unk__")
+                           else d.dim_param for d in dims) + "]"
+
+
+def _shapes_agree(declared: onnx.ValueInfoProto, inferred: onnx.ValueInfoProto) -> bool:
+    """Same rank, and no fixed dim that differs (a named or unknown dim agrees with any)."""
+    ours = declared.type.tensor_type.shape.dim
+    theirs = inferred.type.tensor_type.shape.dim
+    return len(ours) == len(theirs) and all(
+        not (a.HasField("dim_value") and b.HasField("dim_value") and a.dim_value != b.dim_value)
+        for a, b in zip(ours, theirs, strict=True))
 
 
 def _constants_as_initializers(model: onnx.ModelProto, notes: list[str]) -> None:

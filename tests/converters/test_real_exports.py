@@ -88,6 +88,25 @@ def test_old_opsets_are_upgraded_with_a_note(tmp_path, opset):
     assert f"upgraded the model from opset {opset} to 13" in " ".join(converted.notes)
 
 
+def test_an_output_declared_as_a_scalar_takes_the_shape_the_graph_computes(tmp_path):
+    """paddle2onnx (PP-OCRv5's text-line classifier) declares its Softmax output with rank 0;
+    ONNX's strict shape inference refused the converted graph."""
+    source = classifier(tmp_path / "m.onnx", ending="softmax", opset=14)
+    model = onnx.load(str(source))
+    del model.graph.output[0].type.tensor_type.shape.dim[:]  # rank 0, the shape field kept
+    onnx.save(model, str(source))
+    converted = convert(source, ConvertOptions(labels=LABELS, resize="stretch"))
+    assert ("replaced the output shape the exporter declared, which the graph contradicts: "
+            "scores [] where the graph computes [N, 3]") in converted.notes
+    frame = np.random.default_rng(5).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
+    ours = ort.InferenceSession(converted.model.SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    theirs = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    pixels = frame[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255  # RGB, /255
+    np.testing.assert_allclose(ours.run(None, {ours.get_inputs()[0].name: frame})[0],
+                               theirs.run(None, {"x": pixels})[0], rtol=1e-5, atol=1e-6)
+
+
 def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_path):
     """Only Ultralytics exports say their preprocessing; for the others /255 RGB is a guess,
     and a wrong one costs accuracy with no error."""
