@@ -40,6 +40,9 @@ class Calibrated:
     #: Nodes of BatchNorms behind activations that the `cpu` profile keeps float by its own
     #: rule (`converters.qdq_cpu.unfolded_batchnorms`), beside `excluded`
     float_batchnorms: list[str] = field(default_factory=list)
+    #: The `cpu` profile's stem conv where it stays float (its int8 form did not apply; the
+    #: log says why), beside `excluded`
+    float_stem: str | None = None
 
     @property
     def int8_kernels(self) -> bool:

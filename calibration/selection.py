@@ -53,6 +53,8 @@ MIN_COMPARED = 8  # less evidence than this (frames, or detections; see Fidelity
 REFINE_BELOW_SQNR_DB = 20.0
 REFINE_BELOW_AGREEMENT = 0.95
 REFINED_LAYERS = 3
+LABELLED_CHECK = ("check the INT8 model on labelled images before deploying it (edge eval "
+                  "with --data, or --report DIR --eval-data DIR here)")
 #: One-sided 95% confidence: how far below a measured agreement the true one may lie.
 CONFIDENCE_Z = 1.645
 
@@ -109,7 +111,11 @@ def _low_sqnr(fidelity: Fidelity) -> bool:
     """Output SQNR under 20 dB, where INT8 noise starts to change answers. A detector's class
     scores sit far below 20 dB for every method (YOLOv8n: 1-13 dB) and per-tensor mixes
     measured no better there (+0.1 dB): its boxes are what is weighed."""
-    return fidelity.parts_db.get("boxes", fidelity.sqnr_db) < REFINE_BELOW_SQNR_DB
+    return _weighed_sqnr(fidelity) < REFINE_BELOW_SQNR_DB
+
+
+def _weighed_sqnr(fidelity: Fidelity) -> float:
+    return fidelity.parts_db.get("boxes", fidelity.sqnr_db)
 
 
 def agreement_lower_bound(agreement: float, samples: int) -> float:
@@ -143,8 +149,7 @@ def thin_agreement(chosen: Fidelity, task: str) -> str | None:
     return (f"{chosen.method}'s {what} with FP32, {100 * chosen.agreement:.1f}%, rests on "
             f"{evidence} at {_sqnr(chosen)} output SQNR: on other images it "
             f"may agree less (as little as {100 * lowest:.0f}% fits these at 95% confidence); "
-            "check the INT8 model on labelled images before deploying it (edge eval with "
-            "--data, or --report DIR --eval-data DIR here)")
+            f"{LABELLED_CHECK}")
 
 
 def refined_tensors(model: onnx.ModelProto, layer_sqnr: dict[str, float],
@@ -166,6 +171,9 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto") -
              f"{chosen.sqnr_db:.1f} dB)" if requested == "auto" else
              f"--method {requested} was compared with the others by output SQNR alone "
              f"({chosen.sqnr_db:.1f} dB)")
+    boxes = " (boxes)" if "boxes" in chosen.parts_db else ""
+    low = (f"; at {_weighed_sqnr(chosen):.1f} dB{boxes}, under 20 dB, INT8 may well change "
+           f"answers: {LABELLED_CHECK}" if _low_sqnr(chosen) else "")
     if task == "classify":
         needed = MIN_COMPARED * held_out_every(MIN_COMPARED)
         frames = ("1 held-out frame is" if chosen.frames == 1 else
@@ -173,11 +181,11 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto") -
         return (f"{frames} too few to measure top-1 agreement with FP32; {rests}; calibrate "
                 f"on {needed} or more images (1 in "
                 f"{held_out_every(MIN_COMPARED)} is held out, and {MIN_COMPARED} held-out frames "
-                "are needed) to have it checked")
+                f"are needed) to have it checked{low}")
     return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32's "
             f"and {chosen.method}'s INT8 model's together), too few to measure detection "
             f"agreement with FP32; {rests}; calibrate with frames that show the objects the "
-            "model detects to have it checked")
+            f"model detects to have it checked{low}")
 
 
 def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:

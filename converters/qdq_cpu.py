@@ -157,6 +157,24 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
     return quantized
 
 
+def float_stem(quantized: onnx.ModelProto) -> str | None:
+    """The name of the first conv behind the image input when its weights stay float (the
+    `cpu` profile's stem where its int8 form does not apply: `pixel_stem` logs why), else
+    None."""
+    graph = quantized.graph
+    float_weights = {i.name for i in graph.initializer
+                     if i.data_type == onnx.TensorProto.FLOAT}
+    initializers = {i.name for i in graph.initializer}
+    reached = {i.name for i in graph.input if i.name not in initializers}
+    for node in graph.node:  # topological order
+        if not reached.intersection(node.input):
+            continue
+        if node.op_type == "Conv":
+            return node.name if len(node.input) > 1 and node.input[1] in float_weights else None
+        reached.update(node.output)
+    return None
+
+
 #: The suffixes ONNX Runtime's quantizer gives the initializers it adds for a tensor `T`.
 _QUANTIZER_SUFFIXES = ("_scale", "_zero_point", "_quantized")
 

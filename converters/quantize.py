@@ -48,7 +48,7 @@ from converters.int8_models import (
 )
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
-from converters.qdq_cpu import unfolded_batchnorms
+from converters.qdq_cpu import float_stem, unfolded_batchnorms
 from converters.qdq_tensorrt import (
     check_exclusions,
     decode_tail_tensors,
@@ -188,7 +188,13 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     return Calibrated(quantized, ranges, stats, excluded, phases.total, counted,
                       comparison, warning, written, phases, options.method,
                       decode_tail_tensors(model), options.profile, held_out, latency,
-                      sorted(unfolded_batchnorms(model)) if options.profile == "cpu" else [])
+                      sorted(unfolded_batchnorms(model)) if options.profile == "cpu" else [],
+                      _float_stem(quantized, excluded, options.profile))
+
+
+def _float_stem(quantized: onnx.ModelProto, excluded: list[str], profile: str) -> str | None:
+    stem = float_stem(quantized) if profile == "cpu" else None
+    return stem if stem not in excluded else None
 
 
 def _kept_float_loss(written: Fidelity, comparison: list[Fidelity], chosen: str,

@@ -265,6 +265,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "tensors": len(result.ranges.ranges), "seconds": round(result.seconds, 2),
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
         "kept_float": result.excluded, "kept_float_batchnorms": result.float_batchnorms,
+        "kept_float_stem": result.float_stem,
         "cache": str(args.cache) if args.cache else None,
         "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference,
         "outputs_seconds": round(outputs_seconds, 2),
@@ -316,16 +317,16 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
 def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
                        summary: dict[str, Any]) -> None:
     """The comparison table and what was written, for a person reading the terminal."""
-    unit = "frames" if task == "classify" else "detections"
+    unit = "frame" if task == "classify" else "detection"
     written = [result.written] if result.written else []
     width = max([10, *(len(f.method) for f in result.comparison + written)])
     for fidelity in result.comparison + written:
         role = result.role(fidelity)
         chosen = f"  <- {role}" if role else ""
         parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
-        agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}% "
-                     f"({fidelity.compared} {unit})" if fidelity.telling else
-                     f"agreement not measured ({fidelity.compared} {unit})")
+        evidence = f"{fidelity.compared} {unit}{'' if fidelity.compared == 1 else 's'}"
+        agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}% ({evidence})"
+                     if fidelity.telling else f"agreement not measured ({evidence})")
         print(f"  {fidelity.method:{width}s} {agreement}  output SQNR "
               f"{fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}{chosen}")
     phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
@@ -334,7 +335,9 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
           f"{_skipped(summary['skipped'])}kept float: "
           f"{', '.join(result.excluded) or 'none'}"
           + (f", and {len(result.float_batchnorms)} node(s) of BatchNorms behind activations "
-             "(the cpu profile's rule)" if result.float_batchnorms else ""))
+             "(the cpu profile's rule)" if result.float_batchnorms else "")
+          + (f", and the stem conv {result.float_stem} (its int8 form did not apply: logged "
+             "why)" if result.float_stem else ""))
     if result.cpu_latency is not None:
         latency = result.cpu_latency
         print(f"INT8 on this CPU: {latency.ratio:.2f}x FP32's latency ({latency.int8_ms:.2f} "

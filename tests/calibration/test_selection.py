@@ -165,6 +165,22 @@ def test_a_choice_without_enough_detections_or_frames_says_so():
     named = unmeasured_agreement(fid("minmax", -6.3, 0.0, compared=2), "detect", "minmax")
     assert named is not None and "chosen" not in named
     assert "--method minmax was compared with the others by output SQNR alone" in named
+    assert "change answers" not in classifier  # 30 dB
+
+
+def test_unmeasured_agreement_at_low_sqnr_asks_for_a_labelled_check():
+    """A PP-OCRv4 text-direction classifier, 7 held-out frames, 17.8 dB: INT8 changed 1 answer
+    in 7 on other strips, and only the few frames were mentioned."""
+    from calibration.selection import unmeasured_agreement
+
+    classifier = unmeasured_agreement(Fidelity("mse+minmax@3", 17.8, 1.0, 7, 7), "classify")
+    assert classifier is not None and classifier.endswith(
+        "to have it checked; at 17.8 dB, under 20 dB, INT8 may well change answers: check the "
+        "INT8 model on labelled images before deploying it (edge eval with --data, or --report "
+        "DIR --eval-data DIR here)")
+    boxes_low = Fidelity("mse", 5.0, 1.0, 8, 2, {"boxes": 18.0, "scores": 5.0}, 2)
+    assert "; at 18.0 dB (boxes), under 20 dB, INT8 may well change answers" in (
+        unmeasured_agreement(boxes_low, "detect") or "")
 
 
 @pytest.mark.parametrize(("agreement", "samples", "lowest"), [

@@ -471,6 +471,27 @@ def test_convs_without_kernel_shape_get_the_cpu_profiles_int8_stem(tmp_path, edg
     assert result.returncode == 0, result.stderr
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
     assert any(o.endswith("_pairs") for n in graph.node for o in n.output)
+    assert "and the stem conv" not in result.stdout
+
+
+def test_a_float_stem_is_named_in_the_summary(tmp_path, edge):
+    """A mean of 0.5 (127.5 pixel levels) has no int8 stem form: the log said the stem stays
+    float while the summary said "kept float: none"."""
+    from tests.converters.tiny_models import grey_classifier
+
+    fp32 = tmp_path / "fp32.onnx"
+    source = grey_classifier(tmp_path / "m.onnx")
+    assert edge("convert", source, "-o", fp32, "--labels", "a,b,c", "--mean", "0.5",
+                "--std", "0.5").returncode == 0
+    args = ("calibrate", fp32, "--images", "synthetic://shapes", "-o", tmp_path / "q.onnx",
+            "--profile", "cpu", "--max-images", "8", "--method", "minmax")
+    text = edge(*args)
+    assert text.returncode == 0, text.stderr
+    stem = next(n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv")
+    assert (f"kept float: none, and the stem conv {stem} (its int8 form did not apply: logged "
+            "why)") in text.stdout
+    summary = json.loads(edge(*args, "--json").stdout.strip().splitlines()[-1])
+    assert summary["kept_float_stem"] == stem and summary["kept_float"] == []
 
 
 def test_a_comma_list_longer_than_a_file_name_is_read_as_labels():
