@@ -78,8 +78,20 @@ def parse_crop_fraction(text: str) -> float:
 
 
 def parse_pad_value(text: str) -> int:
+    """A uint8 level: the bars are painted into the uint8 frame buffer the model reads. A
+    normalised zero (mean 0.5: 127.5) is one the user rounds, and is told so."""
+    hint = ""
+    try:
+        level = float(text)
+        if 0 < level < 1:
+            hint = f"; in 0..1 units, {text} is level {round(level * 255 + 1e-9)}"
+        elif 1 < level < 255 and not level.is_integer():
+            hint = (f"; the bars are uint8 levels in the frame the model reads: pass "
+                    f"{round(level + 1e-9)} for {text}")
+    except ValueError:
+        pass
     return _number(text, int, lambda v: 0 <= v <= 255,
-                   "a pixel level, a whole number from 0 to 255 (114: Ultralytics' grey)")
+                   f"a pixel level, a whole number from 0 to 255 (114: Ultralytics' grey){hint}")
 
 
 def _is_percentage(text: str) -> bool:

@@ -220,7 +220,11 @@ def test_a_pad_value_fills_the_bars_everywhere_the_input_is_made(tmp_path, edge,
 @pytest.mark.parametrize(("args", "message"), [
     (["--pad-value", "256"], "'256' must be a pixel level, a whole number from 0 to 255"),
     (["--pad-value", "-1"], "'-1' must be a pixel level"),
-    (["--pad-value", "0.5"], "'0.5' must be a pixel level"),
+    (["--pad-value", "0.5"], "'0.5' must be a pixel level, a whole number from 0 to 255 (114: "
+                             "Ultralytics' grey); in 0..1 units, 0.5 is level 128"),
+    (["--pad-value", "127.5"], "'127.5' must be a pixel level, a whole number from 0 to 255 "
+                               "(114: Ultralytics' grey); the bars are uint8 levels in the frame "
+                               "the model reads: pass 128 for 127.5"),
     (["--pad-value", "white"], "'white' must be a pixel level"),
 ])
 def test_a_pad_value_that_is_no_pixel_level_is_refused(tmp_path, capsys, args, message):
