@@ -72,6 +72,7 @@ from edge.files import write_bytes_atomic
 from edge.resizing import (
     DEFAULT_INTERPOLATION,
     DEFAULT_PAD_VALUE,
+    PADDED_RESIZES,
     Interpolation,
     Resize,
     resize_words,
@@ -366,14 +367,14 @@ def _input_spec(plain: _Plain, options: ConvertOptions, name: str, size: tuple[i
     fraction only where the frame is cut, a pad value only where there are bars)."""
     resize = options.resize or plain.resize or "letterbox"
     crop_fraction = 1.0 if options.crop_fraction is None else options.crop_fraction
-    if crop_fraction != 1.0 and resize.startswith("letterbox"):
+    if crop_fraction != 1.0 and resize in PADDED_RESIZES:
         raise ConversionError(f"--crop-fraction {crop_fraction:g} needs --resize stretch or "
                               f"crop; the frames are made by {resize}, which keeps all of "
                               "the frame")
-    if options.pad_value is not None and not resize.startswith("letterbox"):
-        raise ConversionError(f"--pad-value {options.pad_value} needs a letterbox (--resize "
-                              f"letterbox or letterbox-top-left); {resize} fills the whole "
-                              "input, so there are no bars to pad")
+    if options.pad_value is not None and resize not in PADDED_RESIZES:
+        raise ConversionError(f"--pad-value {options.pad_value} needs bars (--resize "
+                              f"letterbox, letterbox-top-left or text-line); {resize} fills "
+                              "the whole input, so there are no bars to pad")
     return InputSpec(name=name, height=size[0], width=size[1], batch=batch,
                      colour_order=options.camera_order, resize=resize,
                      crop_fraction=crop_fraction,

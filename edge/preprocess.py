@@ -73,6 +73,8 @@ class LetterboxGeometry:
         if resize == "stretch":
             return cls._centre(source_width, source_height, input_width, input_height,
                                source_width * crop_fraction, source_height * crop_fraction)
+        if resize == "text-line":
+            return cls._text_line(source_width, source_height, input_width, input_height)
         if resize == "crop":
             scale = max(input_width / source_width, input_height / source_height)
             return cls._centre(source_width, source_height, input_width, input_height,
@@ -89,6 +91,18 @@ class LetterboxGeometry:
                    resized_width, resized_height,
                    (input_width - resized_width) // 2 if centred else 0,
                    (input_height - resized_height) // 2 if centred else 0)
+
+    @classmethod
+    def _text_line(cls, source_width: int, source_height: int, input_width: int,
+                   input_height: int) -> LetterboxGeometry:
+        """PaddleOCR's text-line rule (`resize_norm_img`): the height scaled to the input's,
+        the width in proportion rounded up, at most the input's (a longer line is squeezed);
+        the bar on the right."""
+        ratio = source_width / float(source_height)
+        resized_width = min(input_width, math.ceil(input_height * ratio))
+        return cls(source_width, source_height, input_width, input_height,
+                   resized_width / source_width, input_height / source_height, resized_width,
+                   input_height, 0, 0)
 
     @classmethod
     def _centre(cls, source_width: int, source_height: int, input_width: int,

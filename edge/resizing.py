@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Literal
 
 #: How a camera frame becomes the model's input, as the network was trained:
-Resize = Literal["letterbox", "letterbox-top-left", "stretch", "crop"]
+Resize = Literal["letterbox", "letterbox-top-left", "stretch", "crop", "text-line"]
 RESIZE_HELP = (
     "letterbox: the whole frame, aspect kept, centred between pad bars (Ultralytics); "
     "letterbox-top-left: the same at the top-left corner, bars right and below (YOLOX, "
     "ddddocr); stretch: the whole frame, aspect not kept (Keras, torchvision "
-    "Resize((h, w)), PaddleOCR's text classifiers); crop: aspect kept, the frame's centre "
-    "filling the input, the rest cut off (classifiers trained with a centre crop, "
-    "Ultralytics classify)")
+    "Resize((h, w)), PaddleOCR v5's text-line orientation); crop: aspect kept, the frame's "
+    "centre filling the input, the rest cut off (classifiers trained with a centre crop, "
+    "Ultralytics classify); text-line: the frame's height filling the input's, aspect kept, a "
+    "bar on the right, a frame too wide for that squeezed to the input's width (PaddleOCR's "
+    "48-high text-direction classifiers and recognisers: --pad-value 128, their normalised 0)")
+#: The resizes that leave bars around the frame (a pad value applies; no crop fraction).
+PADDED_RESIZES = frozenset({"letterbox", "letterbox-top-left", "text-line"})
 CROP_FRACTION_HELP = (
     "with stretch or crop: the central part of the frame that is used, as torchvision's "
     "Resize(256) then CenterCrop(224) uses 224/256 = 0.875 of it (ImageNet classifiers)")
@@ -22,7 +26,8 @@ CROP_FRACTION_HELP = (
 #: The grey of Ultralytics' and YOLOX's letterbox bars (camera pixel levels, every channel).
 DEFAULT_PAD_VALUE = 114
 PAD_VALUE_HELP = (
-    "with a letterbox: the pixel level (0-255, every channel) the bars are filled with, as the "
+    "with a letterbox or text-line: the pixel level (0-255, every channel) the bars are filled "
+    "with, as the "
     "network's training letterbox filled them (default 114, Ultralytics' and YOLOX's grey; 0 "
     "black, 255 white)")
 
@@ -57,7 +62,7 @@ def resize_words(resize: str = "letterbox", crop_fraction: float = 1.0,
     words = resize
     if crop_fraction != 1:
         words = f"{resize} of the central {crop_fraction:g}"
-    elif resize.startswith("letterbox") and pad_value != DEFAULT_PAD_VALUE:
+    elif resize in PADDED_RESIZES and pad_value != DEFAULT_PAD_VALUE:
         words = f"{resize} padded with {pad_value}"
     if interpolation != DEFAULT_INTERPOLATION:
         words += f", {interpolation} resampled"

@@ -29,6 +29,7 @@ from edge.resizing import (
     DEFAULT_INTERPOLATION,
     DEFAULT_PAD_VALUE,
     INTERPOLATION_HELP,
+    PADDED_RESIZES,
     RESIZE_HELP,
     Interpolation,
     Resize,
@@ -105,9 +106,9 @@ class InputSpec(_Strict):
 
     @model_validator(mode="after")
     def _cropping_resize(self) -> InputSpec:
-        if self.crop_fraction != 1.0 and self.resize.startswith("letterbox"):
+        if self.crop_fraction != 1.0 and self.resize in PADDED_RESIZES:
             raise ValueError(f"crop_fraction {self.crop_fraction:g} needs resize stretch or "
-                             f"crop, not {self.resize} (a letterbox keeps the whole frame)")
+                             f"crop, not {self.resize} (it keeps the whole frame)")
         return self
 
 

