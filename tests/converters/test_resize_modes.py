@@ -87,7 +87,7 @@ def test_an_ultralytics_classifier_is_made_as_its_predictor_does(tmp_path, edge)
 
 
 @pytest.mark.parametrize(("option", "value", "choices"), [
-    ("--resize", "pad", "'letterbox', 'letterbox-top-left', 'stretch', 'crop'"),
+    ("--resize", "pad", "'letterbox', 'letterbox-top-left', 'stretch', 'crop', 'text-line'"),
     ("--interpolation", "cubic",
      "'bilinear', 'area', 'pil-bilinear', 'pil-bicubic', 'pil-lanczos'"),
 ])
