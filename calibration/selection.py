@@ -38,7 +38,7 @@ from edge.system import usable_cores
 
 #: At most this many calibration frames are held back to judge: one frame more or less in
 #: agreement is 6 points of 16 (of 8, 12.5 points: the ranking's 5-point steps were flips of
-#: single frames); judging costs up to 7 runs a frame, so the cap bounds it for large sets.
+#: single frames); judging costs up to 8 runs a frame, so the cap bounds it for large sets.
 MAX_HELD_OUT = 16
 #: Held-out frames of a dynamic-batch model run as batches of at most this many input pixels
 #: (four 640x640 frames): batching saves a small model's per-run overhead, and a large one's

@@ -52,7 +52,7 @@ def source_onnx_from_file(path: Path) -> SourceOnnx:
     _refuse_converted(model, path)
     notes: list[str] = []
     _dynamic_dims_named(model, notes)
-    _contradicted_shapes_cleared(model, notes)
+    _contradicted_output_shapes_replaced(model, notes)
     _constants_as_initializers(model, notes)
     _kernel_shapes_written(model)
     model = _opset_at_least(model, MIN_OPSET, notes)
@@ -161,7 +161,7 @@ def _dynamic_dims_named(model: onnx.ModelProto, notes: list[str]) -> None:
         notes.append(f"read dim_value <= 0 as a dynamic axis: {', '.join(renamed)}{batch}")
 
 
-def _contradicted_shapes_cleared(model: onnx.ModelProto, notes: list[str]) -> None:
+def _contradicted_output_shapes_replaced(model: onnx.ModelProto, notes: list[str]) -> None:
     """Declared output shapes the graph contradicts are replaced by those ONNX infers (and
     every intermediate `value_info`, only a hint, is dropped): paddle2onnx declares some
     outputs as scalars (rank 0) that its Softmax computes as [N, 2], and ONNX's strict
@@ -179,7 +179,7 @@ def _contradicted_shapes_cleared(model: onnx.ModelProto, notes: list[str]) -> No
     for output in bare.graph.output:
         output.type.tensor_type.ClearField("shape")
     inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(bare).graph.output}
-    cleared: list[str] = []
+    replaced: list[str] = []
     for output in model.graph.output:
         declared = _shape_words(output)
         found = inferred.get(output.name)
@@ -188,11 +188,11 @@ def _contradicted_shapes_cleared(model: onnx.ModelProto, notes: list[str]) -> No
         computed = _shape_words(found)
         if not _shapes_agree(output, found):
             output.type.CopyFrom(found.type)
-            cleared.append(f"{output.name} {declared} where the graph computes {computed}")
-    if cleared:
+            replaced.append(f"{output.name} {declared} where the graph computes {computed}")
+    if replaced:
         del model.graph.value_info[:]
         notes.append(f"replaced the output shape the exporter declared, which the graph "
-                     f"contradicts: {'; '.join(cleared)}")
+                     f"contradicts: {'; '.join(replaced)}")
 
 
 def _shape_words(value: onnx.ValueInfoProto) -> str:
