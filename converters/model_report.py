@@ -11,8 +11,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from converters.errors import ConversionError
 from converters.grey import LUMA_RGB
 from converters.metadata import PREPROCESSING_KEY, preprocessing_of
+from converters.ultralytics import UltralyticsMetadata
 from edge.errors import ModelError
 from edge.resizing import RESIZE_FIELDS, resize_words
 from edge.spec import SPEC_KEY, ModelSpec, read_onnx_model
@@ -99,6 +101,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
     return {
         "path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
         "external_data": _external_data(model, path.parent),
+        "ultralytics": _ultralytics_export(model),
         "spec": spec,
         "preprocessing": preprocessing_of(model),
         "ir_version": model.ir_version,
@@ -113,6 +116,22 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "other_metadata": {k: v[:200] for k, v in props.items()
                            if k not in (SPEC_KEY, PREPROCESSING_KEY)},
     }
+
+
+def _ultralytics_export(model: onnx.ModelProto) -> dict[str, Any] | None:
+    """What an Ultralytics export's metadata says (`edge convert` reads it), None for other
+    models; `error` where the metadata cannot be read."""
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        metadata = UltralyticsMetadata.from_onnx(model)
+    except ConversionError as exc:
+        return {"version": props.get("version"), "error": str(exc)}
+    if metadata is None:
+        return None
+    return {"version": props.get("version"), "task": metadata.task,
+            "image_size": list(metadata.image_size) if metadata.image_size else None,
+            "labels": len(metadata.labels) if metadata.labels is not None else None,
+            "end_to_end": metadata.end_to_end}
 
 
 def _external_data(model: onnx.ModelProto, folder: Path) -> list[dict[str, Any]]:
@@ -146,6 +165,8 @@ def format_report(report: dict[str, Any]) -> str:
     spec = report["spec"]
     if spec is None:
         lines.append("spec: none (not converted; run `edge convert`)")
+        if report["ultralytics"] is not None:
+            lines.append(_ultralytics_line(report["ultralytics"]))
     else:
         size = f"{spec['input']['height']}x{spec['input']['width']} (HxW, as --input-size)"
         made = resize_words(**{key: value for key, value in spec["input"].items()
@@ -188,6 +209,21 @@ def format_report(report: dict[str, Any]) -> str:
                      f"per-channel), {q['quantized_biases']} int32 biases, "
                      f"{'symmetric' if q['symmetric'] else 'asymmetric'}")
     return "\n".join(lines)
+
+
+def _ultralytics_line(export: dict[str, Any]) -> str:
+    """`source: an Ultralytics 8.4.8 detect export (input 1024x1024, 11 class names): ...`."""
+    version = f" {export['version']}" if export.get("version") else ""
+    if "error" in export:
+        return (f"source: an Ultralytics{version} export whose metadata is unreadable "
+                f"({export['error']}); pass --labels and --input-size to `edge convert`")
+    size = export["image_size"]
+    held = ", ".join(part for part in (
+        f"input {size[0]}x{size[1]}" if size else "",
+        f"{export['labels']} class names" if export["labels"] is not None else "",
+        "end-to-end detections" if export["end_to_end"] else "") if part)
+    return (f"source: an Ultralytics{version} {export['task'] or ''} export ({held}): "
+            "`edge convert` reads its metadata, no options needed").replace("  ", " ")
 
 
 def _preprocessing(record: dict[str, Any], camera_order: str | None) -> str:

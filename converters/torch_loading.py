@@ -8,6 +8,7 @@ import importlib.util
 import inspect
 import logging
 import pickle
+import shlex
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -243,7 +244,15 @@ class _UnreadableCheckpointError(ConversionError):
 
 
 class _PickledModelError(ConversionError):
-    def __init__(self, checkpoint: Path) -> None:
+    def __init__(self, checkpoint: Path, unpickling: str) -> None:
+        """`unpickling`: torch.load's refusal, which names the first class it met."""
+        if "ultralytics" in unpickling:
+            super().__init__(
+                f"{checkpoint} is an Ultralytics checkpoint (a pickled model: edge does not "
+                "unpickle models, which runs code from the file); export it to ONNX with "
+                f"Ultralytics, `yolo export model={shlex.quote(str(checkpoint))} format=onnx`, "
+                "and convert the .onnx it writes: it carries the labels and input size")
+            return
         super().__init__(
             f"{checkpoint} holds a whole pickled model (torch.save(model)); edge reads only "
             "weights, since unpickling a model runs code from the file: re-save it as "
@@ -259,7 +268,7 @@ def _loaded_weights(checkpoint: Path) -> Any:
         return torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):
-            raise _PickledModelError(checkpoint) from exc
+            raise _PickledModelError(checkpoint, str(exc)) from exc
         raise _UnreadableCheckpointError(checkpoint, _unpickling_cause(exc)) from exc
     except Exception as exc:  # a file's content: anything torch.load raises
         raise _UnreadableCheckpointError(checkpoint, _load_cause(exc)) from exc

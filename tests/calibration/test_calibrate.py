@@ -673,3 +673,22 @@ def test_keep_float_on_the_cpu_profile_spends_no_slot_on_a_layer_float_already(c
     assert len(result.excluded) == 2 and set(result.excluded) < {
         "/features/features.2/Conv", "/features/features.4/Conv", "/head/Gemm"}
     assert "could be measured" not in caplog.text
+
+
+def test_a_folder_of_few_frames_is_calibrated_with_a_warning(demo_model, tmp_path):
+    """36 pages calibrated a document-layout detector in silence, its method judged on 4."""
+    import cv2
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for index, image in enumerate(frames_from("synthetic://shapes?seed=3",
+                                              max_images=12).images()):
+        cv2.imwrite(str(folder / f"{index}.jpg"), image)
+    result = edge("calibrate", demo_model, "--images", folder, "-o", tmp_path / "q.onnx")
+    assert result.returncode == 0, result.stderr
+    assert (f"{folder} has 12 usable frames: ranges from 128 or more camera frames are "
+            "steadier, and the range methods are judged on the 1 in 8 held back (1 here); the "
+            "model is calibrated all the same") in result.stderr
+    capped = edge("calibrate", demo_model, "--images", folder, "-o", tmp_path / "c.onnx",
+                  "--max-images", "12")
+    assert capped.returncode == 0 and "usable frames" not in capped.stderr  # as asked

@@ -114,3 +114,24 @@ def test_inspect_shows_the_preprocessing_convert_folded_in(tmp_path, edge):
     assert ("preprocessing folded in: grey network: pixel = 0.299 R + 0.587 G + 0.114 B "
             "(BT.601 luma of the camera's colour), then (pixel / 255 - mean) / std, mean 0.5, "
             "std 0.25\n" in edge("inspect", tmp_path / "g8.onnx").stdout)
+
+
+def test_inspect_names_an_ultralytics_export_that_convert_reads_as_it_is(tmp_path):
+    """A raw export said only "spec: none"; its metadata already holds what convert needs."""
+    from converters.model_report import format_report
+
+    metadata = {"author": "Ultralytics", "version": "8.4.8", "task": "detect",
+                "names": "{0: 'text', 1: 'title', 10: 'table', 2: 'list'}", "imgsz": "[32, 32]"}
+    export = export_onnx(TinyClassifier(), tmp_path / "yolo.onnx", 32, 32, metadata)
+    report = inspect_model(export)
+    assert report["ultralytics"] == {"version": "8.4.8", "task": "detect",
+                                     "image_size": [32, 32], "labels": 4, "end_to_end": False}
+    assert ("source: an Ultralytics 8.4.8 detect export (input 32x32, 4 class names): "
+            "`edge convert` reads its metadata, no options needed") in format_report(report)
+    broken = export_onnx(TinyClassifier(), tmp_path / "broken.onnx", 32, 32,
+                         {**metadata, "names": "{0: 'text'"})
+    assert ("source: an Ultralytics 8.4.8 export whose metadata is unreadable (Ultralytics "
+            "metadata 'names' is unreadable") in format_report(inspect_model(broken))
+    plain = export_onnx(TinyClassifier(), tmp_path / "plain.onnx", 32, 32)
+    assert inspect_model(plain)["ultralytics"] is None
+    assert "source:" not in format_report(inspect_model(plain))

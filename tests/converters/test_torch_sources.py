@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import types
 import zlib
 from pathlib import Path
 
@@ -121,6 +122,32 @@ def test_a_whole_pickled_model_is_refused_with_both_ways_to_resave_it(tmp_path, 
                        "torch.save(model.state_dict(), 'weights.pt') and pass its class with "
                        "--module", "torch.jit.script(model).save('model.torchscript')")
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_an_ultralytics_checkpoint_is_told_to_export_to_onnx(tmp_path, edge, monkeypatch):
+    """A YOLO `best.pt` pickles Ultralytics' model classes: the way on is Ultralytics' own
+    ONNX export, not a state_dict with a --module only Ultralytics has. (The pickle is made
+    here with a stand-in class under Ultralytics' module name; nothing is unpickled.)"""
+    tasks = types.ModuleType("ultralytics.nn.tasks")
+
+    class DetectionModel(nn.Module):
+        pass
+
+    DetectionModel.__module__, DetectionModel.__qualname__ = tasks.__name__, "DetectionModel"
+    tasks.DetectionModel = DetectionModel  # type: ignore[attr-defined]
+    names = ("ultralytics", "ultralytics.nn", tasks.__name__)
+    for name in names[:-1]:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, tasks.__name__, tasks)
+    torch.save({"model": DetectionModel(), "epoch": -1}, tmp_path / "best.pt")
+    for name in names:
+        monkeypatch.delitem(sys.modules, name)
+    result = edge("convert", tmp_path / "best.pt", "-o", tmp_path / "out.onnx")
+    assert_refused(result, f"{tmp_path / 'best.pt'} is an Ultralytics checkpoint (a pickled "
+                   "model: edge does not unpickle models, which runs code from the file); "
+                   f"export it to ONNX with Ultralytics, `yolo export model={tmp_path}/best.pt "
+                   "format=onnx`, and convert the .onnx it writes")
+    assert "--module" not in result.stderr and not (tmp_path / "out.onnx").exists()
 
 
 def test_files_that_are_not_models_say_what_they_are(tmp_path, edge):
