@@ -354,6 +354,14 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                                                                                  shapes))
 
 
+def _default_pad(resize: str, normalisation: Normalisation) -> int:
+    """Ultralytics' grey for a letterbox; for a text line the network's normalised 0 (its
+    mean in pixel levels), as PaddleOCR pads its normalised lines with zeros."""
+    if resize != "text-line":
+        return DEFAULT_PAD_VALUE
+    return round(255 * sum(normalisation.mean) / len(normalisation.mean) + 1e-9)
+
+
 def _folded_affine_note(count: int) -> tuple[str, ...]:
     return ((f"folded {count} per-channel Mul/Add/Sub by constants behind convolutions or "
              "dense layers (a BatchNorm the exporter left unfused) into them, so INT8 quantizes "
@@ -378,8 +386,8 @@ def _input_spec(plain: _Plain, options: ConvertOptions, name: str, size: tuple[i
     return InputSpec(name=name, height=size[0], width=size[1], batch=batch,
                      colour_order=options.camera_order, resize=resize,
                      crop_fraction=crop_fraction,
-                     pad_value=DEFAULT_PAD_VALUE if options.pad_value is None
-                     else options.pad_value,
+                     pad_value=_default_pad(resize, options.normalisation)
+                     if options.pad_value is None else options.pad_value,
                      interpolation=(options.interpolation or plain.interpolation
                                     or DEFAULT_INTERPOLATION))
 
@@ -533,12 +541,21 @@ def _resize_notes(plain: _Plain, options: ConvertOptions, spec: ModelSpec) -> tu
                 "predictor does (the frame's centre, its shorter side to the input's, resized "
                 f"by Pillow's bilinear filter){asked}; pass --resize letterbox to keep the "
                 "whole frame",)
+    notes: tuple[str, ...] = ()
+    if spec.input.resize == "text-line" and options.pad_value is None:
+        notes += (f"the text-line bar is padded with {spec.input.pad_value}, the network's "
+                  "normalised 0 (255 x its --mean), as PaddleOCR pads its lines; pass "
+                  "--pad-value to change it",)
+    if spec.input.resize == "text-line" and spec.task == "detect":
+        notes += ("--resize text-line on a detector: frames are made as PaddleOCR makes text "
+                  "lines (the height to the input's, a bar on the right); a detector trained on "
+                  "whole images wants the default, letterbox",)
     if spec.input.resize == "crop" and spec.task == "detect":
-        return ("--resize crop on a detector: only the centre of each frame, in the input's "
-                f"aspect ({spec.input.width}x{spec.input.height}), is searched; objects beyond "
-                "it are not found (a detector trained on whole images wants the default, "
-                "letterbox)",)
-    return ()
+        notes += ("--resize crop on a detector: only the centre of each frame, in the input's "
+                  f"aspect ({spec.input.width}x{spec.input.height}), is searched; objects "
+                  "beyond it are not found (a detector trained on whole images wants the "
+                  "default, letterbox)",)
+    return notes
 
 
 def _input_size(image: ImageInput, plain: _Plain, options: ConvertOptions) -> tuple[int, int]:

@@ -109,7 +109,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "inputs": [_tensor_info(v) for v in model.graph.input if v.name not in initializer_names],
         "outputs": [_tensor_info(v) for v in model.graph.output],
-        "parameters": int(sum(np.prod(i.dims) for i in model.graph.initializer)),
+        "parameters": _parameters(model),
         "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
         "nodes": [{"name": n.name, "op": n.op_type} for n in model.graph.node],
         "quantization": quantization_summary(model),
@@ -134,16 +134,30 @@ def _ultralytics_export(model: onnx.ModelProto) -> dict[str, Any] | None:
             "end_to_end": metadata.end_to_end}
 
 
+def _parameters(model: onnx.ModelProto) -> int:
+    """Values in the initializers and in tensor-valued Constant nodes (paddle2onnx keeps every
+    weight in one)."""
+    constants = (a.t for node in model.graph.node if node.op_type == "Constant"
+                 for a in node.attribute if a.name == "value")
+    return int(sum(np.prod(t.dims) for t in (*model.graph.initializer, *constants)))
+
+
 def _external_data(model: onnx.ModelProto, folder: Path) -> list[dict[str, Any]]:
     """The files beside the model that hold its external weights (PyTorch writes models past
-    2 GB, and some exporters any model, so): each `location` with its size in bytes, None
-    where the file is missing."""
-    locations = {entry.value for tensor in model.graph.initializer
-                 if tensor.data_location == TensorProto.EXTERNAL
-                 for entry in tensor.external_data if entry.key == "location"}
-    return [{"location": location,
+    2 GB, and some exporters any model, so): each `location` with its size in bytes (None
+    where the file is missing) and the bytes the model reads from it (`needed`: past the
+    size, the file is cut short)."""
+    needed: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        end = int(entries.get("offset", 0) or 0) + int(entries.get("length", 0) or 0)
+        location = entries.get("location", "")
+        needed[location] = max(needed.get(location, 0), end)
+    return [{"location": location, "needed": end,
              "bytes": (folder / location).stat().st_size if (folder / location).is_file()
-             else None} for location in sorted(locations)]
+             else None} for location, end in sorted(needed.items())]
 
 
 #: Symbolic dims longer than this are exporters' shape formulas (a YOLOv8's anchor count comes
@@ -156,10 +170,8 @@ def _short_dim(dim: Any) -> Any:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    external = "".join(
-        f" + {item['location']} " + (f"{item['bytes'] / 1e6:.2f} MB" if item["bytes"] is not None
-                                     else "MISSING")
-        for item in report["external_data"])
+    external = "".join(f" + {item['location']} {_external_size(item)}"
+                       for item in report["external_data"])
     lines = [f"{report['path']}  ({report['bytes'] / 1e6:.2f} MB{external}, sha256 "
              f"{report['sha256'][:16]}…)"]
     spec = report["spec"]
@@ -209,6 +221,16 @@ def format_report(report: dict[str, Any]) -> str:
                      f"per-channel), {q['quantized_biases']} int32 biases, "
                      f"{'symmetric' if q['symmetric'] else 'asymmetric'}")
     return "\n".join(lines)
+
+
+def _external_size(item: dict[str, Any]) -> str:
+    """`44.76 MB`, `MISSING`, or `20.00 MB, CUT SHORT: the model reads 44.76 MB from it`."""
+    if item["bytes"] is None:
+        return "MISSING"
+    size = f"{item['bytes'] / 1e6:.2f} MB"
+    if item["bytes"] < item["needed"]:
+        size += f", CUT SHORT: the model reads {item['needed'] / 1e6:.2f} MB from it"
+    return size
 
 
 def _ultralytics_line(export: dict[str, Any]) -> str:

@@ -15,7 +15,8 @@ RESIZE_HELP = (
     "centre filling the input, the rest cut off (classifiers trained with a centre crop, "
     "Ultralytics classify); text-line: the frame's height filling the input's, aspect kept, a "
     "bar on the right, a frame too wide for that squeezed to the input's width (PaddleOCR's "
-    "48-high text-direction classifiers and recognisers: --pad-value 128, their normalised 0)")
+    "48-high text-direction classifiers and recognisers; the bar is the network's normalised "
+    "0 unless --pad-value says otherwise)")
 #: The resizes that leave bars around the frame (a pad value applies; no crop fraction).
 PADDED_RESIZES = frozenset({"letterbox", "letterbox-top-left", "text-line"})
 CROP_FRACTION_HELP = (

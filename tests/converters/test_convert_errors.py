@@ -175,9 +175,13 @@ def test_inspect_counts_the_external_data_file_and_names_a_missing_one(tmp_path)
     source = _with_external_weights(tmp_path)
     data = source.parent / "model.data"
     report = inspect_model(source)
-    assert report["external_data"] == [{"location": "model.data",
-                                        "bytes": data.stat().st_size}]
-    assert f" + model.data {data.stat().st_size / 1e6:.2f} MB, sha256" in format_report(report)
+    size = data.stat().st_size
+    assert report["external_data"] == [{"location": "model.data", "bytes": size,
+                                        "needed": size}]
+    assert f" + model.data {size / 1e6:.2f} MB, sha256" in format_report(report)
+    data.write_bytes(data.read_bytes()[:3000])
+    assert (f" + model.data 0.00 MB, CUT SHORT: the model reads {size / 1e6:.2f} MB from it, "
+            "sha256") in format_report(inspect_model(source))
     data.unlink()
     assert " + model.data MISSING, sha256" in format_report(inspect_model(source))
 

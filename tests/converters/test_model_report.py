@@ -135,3 +135,12 @@ def test_inspect_names_an_ultralytics_export_that_convert_reads_as_it_is(tmp_pat
     plain = export_onnx(TinyClassifier(), tmp_path / "plain.onnx", 32, 32)
     assert inspect_model(plain)["ultralytics"] is None
     assert "source:" not in format_report(inspect_model(plain))
+
+
+def test_parameters_count_weights_held_in_constant_nodes(tmp_path):
+    """paddle2onnx keeps every weight in a Constant node: `parameters: 0` before."""
+    from tests.converters.exporter_graphs import classifier
+
+    in_nodes = inspect_model(classifier(tmp_path / "constants.onnx", constants=True))
+    as_initializers = inspect_model(classifier(tmp_path / "plain.onnx"))
+    assert in_nodes["parameters"] == as_initializers["parameters"] > 0

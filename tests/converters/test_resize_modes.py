@@ -167,6 +167,13 @@ def test_text_line_frames_are_made_as_paddleocr_makes_them(tmp_path, edge, caplo
                           "--method", "minmax", "--min-images", "4")
     assert calibrated.returncode == 0, calibrated.stderr
     assert "calibrating on 6 frames" in caplog.text and "smaller than" not in caplog.text
+    # the bar defaults to the network's normalised 0, as PaddleOCR pads its normalised lines
+    for mean, level in (("0.5", 128), ("0.2,0.3,0.4", 77), ("0", 0)):
+        result = edge("convert", source, "-o", tmp_path / "d.onnx", "--labels", "a,b,c",
+                      "--resize", "text-line", "--mean", mean)
+        assert (f"note: the text-line bar is padded with {level}, the network's normalised 0 "
+                "(255 x its --mean), as PaddleOCR pads its lines") in result.stdout
+        assert _spec_json(tmp_path / "d.onnx")["input"]["pad_value"] == level
     assert_refused(edge("convert", source, "-o", tmp_path / "x.onnx", "--labels", "a,b,c",
                         "--resize", "text-line", "--crop-fraction", "0.9"),
                    "--crop-fraction 0.9 needs --resize stretch or crop; the frames are made by "

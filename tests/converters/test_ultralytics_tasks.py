@@ -131,6 +131,11 @@ def test_cropping_a_detectors_frames_is_said_to_leave_their_sides_out(tmp_path, 
                   tmp_path / "x.onnx", "--resize", "crop")
     assert result.returncode == 0, result.stderr
     assert "--resize crop on a detector: only the centre of each frame" in result.stdout
+    lines = edge("convert", _export(tmp_path / "seg.onnx", "segment"), "-o",
+                 tmp_path / "y.onnx", "--resize", "text-line")
+    assert lines.returncode == 0, lines.stderr
+    assert ("--resize text-line on a detector: frames are made as PaddleOCR makes text lines"
+            in lines.stdout)
 
 
 @pytest.mark.parametrize(("keypoint_values", "if_pose"), [(51, "3 or 20"), (34, "3")])
