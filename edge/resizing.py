@@ -28,9 +28,9 @@ CROP_FRACTION_HELP = (
 DEFAULT_PAD_VALUE = 114
 PAD_VALUE_HELP = (
     "with a letterbox or text-line: the pixel level (0-255, every channel) the bars are filled "
-    "with, as the "
-    "network's training letterbox filled them (default 114, Ultralytics' and YOLOX's grey; 0 "
-    "black, 255 white)")
+    "with, as the network's training images were padded (a letterbox's default 114, "
+    "Ultralytics' and YOLOX's grey; a text line's, the network's normalised 0, 255 x --mean; "
+    "0 black, 255 white)")
 
 
 #: How pixels are resampled (`edge convert --interpolation`):
