@@ -161,10 +161,12 @@ def refined_tensors(model: onnx.ModelProto, layer_sqnr: dict[str, float],
     return list(dict.fromkeys(tensors))[:REFINED_LAYERS]
 
 
-def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto") -> str | None:
+def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto",
+                         folder_images: int | None = None) -> str | None:
     """A warning when the held-out frames held too few frames (classify) or detections
     (detect) for the agreement figure to mean anything, so the choice (or, for an explicit
-    `requested` method, its check) rests on output SQNR."""
+    `requested` method, its check) rests on output SQNR. `folder_images`: the folder's image
+    count where --max-images picked fewer (then raising it is the way to more frames)."""
     if chosen.telling:
         return None
     rests = (f"the range method was chosen by output SQNR alone ({chosen.method}, "
@@ -178,8 +180,10 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto") -
         needed = MIN_COMPARED * held_out_every(MIN_COMPARED)
         frames = ("1 held-out frame is" if chosen.frames == 1 else
                   f"{chosen.frames} held-out frames are")
-        return (f"{frames} too few to measure top-1 agreement with FP32; {rests}; calibrate "
-                f"on {needed} or more images (1 in "
+        more = (f"raise --max-images to {needed} or more (the folder has {folder_images} "
+                "images)" if folder_images and folder_images >= needed else
+                f"calibrate on {needed} or more images")
+        return (f"{frames} too few to measure top-1 agreement with FP32; {rests}; {more} (1 in "
                 f"{held_out_every(MIN_COMPARED)} is held out, and {MIN_COMPARED} held-out frames "
                 f"are needed) to have it checked{low}")
     return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32's "

@@ -151,8 +151,9 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     judge = None
     if held_out:
         judge = HeldOutJudge(model, spec, held_out, int8_kernels=options.int8_kernels)
-        chosen, models, comparison, warning = _judged(model, spec, judge, held_out, candidates,
-                                                      quantize, shared, options)
+        chosen, models, comparison, warning = _judged(
+            model, spec.task, judge, held_out, candidates, quantize, shared, options,
+            frames.sampled_from)
         phases.lap("ranges_and_judging")
     else:
         candidates.add(chosen)
@@ -339,13 +340,13 @@ class _Candidates(dict[str, TensorRanges]):
         return self[method]
 
 
-def _judged(model: onnx.ModelProto, spec: ModelSpec, judge: HeldOutJudge, held_out: list[Feed],
+def _judged(model: onnx.ModelProto, task: str, judge: HeldOutJudge, held_out: list[Feed],
             candidates: _Candidates, quantize: Int8Models, shared: SharedSession | None,
-            options: CalibrateOptions
+            options: CalibrateOptions, folder_images: int | None
             ) -> tuple[str, dict[str, onnx.ModelProto], list[Fidelity], str | None]:
     """Every method's INT8 model judged on the held-out frames, each method's ranges and model
     made while the ones before it are judged: the method to keep, the models by method, the
-    comparison and, for an explicit method that loses clearly, the warning."""
+    comparison and what to warn about (`_chosen`)."""
     judged = judge.judged(METHODS, lambda method: quantize(candidates.add(method)), shared)
     models = {name: quantized for name, (quantized, _) in judged.items()}
     comparison = [fidelity for _, fidelity in judged.values()]
@@ -353,13 +354,15 @@ def _judged(model: onnx.ModelProto, spec: ModelSpec, judge: HeldOutJudge, held_o
     if options.method == "auto" and needs_refinement(best):
         _refine(model, candidates, models, best.method, comparison, judge, held_out, quantize,
                 shared)
-    chosen, warning = _chosen(options.method, comparison, spec.task)  # mixes included
+    chosen, warning = _chosen(options.method, comparison, task, folder_images)  # mixes too
     return chosen, models, comparison, warning
 
 
-def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str, str | None]:
+def _chosen(requested: str, comparison: list[Fidelity], task: str,
+            folder_images: int | None = None) -> tuple[str, str | None]:
     """The method to keep and what the user should be warned about (logged): an explicit method
-    that loses clearly, or held-out frames too poor to measure agreement on."""
+    that loses clearly, or held-out frames too poor to measure agreement on. `folder_images`:
+    how many images the folder held where --max-images picked fewer."""
     best = best_of(comparison)
     if requested == "auto":
         log.info("range method %s chosen on %d held-out frames", best.method, best.frames)
@@ -367,7 +370,7 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str) -> tuple[str,
     else:
         chosen = next(f for f in comparison if f.method == requested)
     warnings = [w for w in (clear_loss(chosen, best, task),
-                            unmeasured_agreement(chosen, task, requested),
+                            unmeasured_agreement(chosen, task, requested, folder_images),
                             thin_agreement(chosen, task)) if w]
     for warning in warnings:
         log.warning("%s", warning)

@@ -160,6 +160,12 @@ def test_a_choice_without_enough_detections_or_frames_says_so():
     classifier = unmeasured_agreement(Fidelity("mse", 30.0, 1.0, 3, 3), "classify") or ""
     assert "top-1" in classifier and "calibrate on 64 or more images" in classifier
     assert "--max-images" not in classifier  # it only caps the count: raising it adds nothing
+    capped = unmeasured_agreement(Fidelity("mse", 30.0, 1.0, 5, 5), "classify",
+                                  folder_images=90) or ""
+    assert "raise --max-images to 64 or more (the folder has 90 images)" in capped
+    small = unmeasured_agreement(Fidelity("mse", 30.0, 1.0, 5, 5), "classify",
+                                 folder_images=50) or ""  # a cap, but the folder is small too
+    assert "calibrate on 64 or more images" in small and "--max-images" not in small
     assert unmeasured_agreement(fid("mse", 4.2, 0.9, compared=40), "detect") is None
     # a method the user named was not chosen by SQNR: only compared by it
     named = unmeasured_agreement(fid("minmax", -6.3, 0.0, compared=2), "detect", "minmax")

@@ -567,3 +567,22 @@ def test_initializers_named_like_the_quantizers_own_do_not_clash(tmp_path):
                      CalibrateOptions(profile="cpu", method="minmax", progress=False)).model
     scored = list(frames_from("synthetic://shapes?seed=2", max_images=8).inputs(spec))
     assert output_sqnr(model, int8, scored)["scores"] > 30.0
+
+
+def test_too_few_held_out_frames_under_a_max_images_cap_say_to_raise_it(tmp_path, edge):
+    """A folder of 70 images calibrated with --max-images 16 holds 2 frames back: the way to
+    more is the cap, not more images."""
+    fp32 = tmp_path / "fp32.onnx"
+    assert edge("convert", classifier(tmp_path / "m.onnx"), "-o", fp32, "--labels",
+                ",".join(LABELS), "--resize", "stretch").returncode == 0
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(8)
+    for index in range(70):
+        cv2.imwrite(str(folder / f"{index}.png"), rng.integers(0, 256, (SIZE, SIZE, 3), np.uint8))
+    result = edge("calibrate", fp32, "--images", folder, "-o", tmp_path / "q.onnx",
+                  "--max-images", "16", "--json")
+    assert result.returncode == 0, result.stderr
+    warning = json.loads(result.stdout.strip().splitlines()[-1])["warning"]
+    assert "2 held-out frames are too few to measure top-1 agreement" in warning
+    assert "raise --max-images to 64 or more (the folder has 70 images)" in warning
