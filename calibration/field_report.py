@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from calibration.field import Estimate, FieldReport
-from edge.errors import MissingDependencyError
+from calibration.plotting import pyplot
 
 
 def require_plotting() -> None:
     """MissingDependencyError (naming the install command) before any work, when the report
     could not be drawn."""
-    _pyplot()
+    pyplot("the field-accuracy report")
 
 
 def write_field_report(folder: Path, report: FieldReport, source: Path) -> Path:
@@ -24,19 +23,8 @@ def write_field_report(folder: Path, report: FieldReport, source: Path) -> Path:
     return index
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib  # noqa: PLC0415 - optional, slow to import
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415 - as above
-    except ImportError as exc:
-        raise MissingDependencyError("matplotlib", "convert", "the field-accuracy report") from exc
-    return plt
-
-
 def _plot_over_time(folder: Path, report: FieldReport) -> str:
-    plt = _pyplot()
+    plt = pyplot("the field-accuracy report")
     days = list(report.per_day)
     figure, axis = plt.subplots(figsize=(max(5.0, len(days) * 0.9), 3.4))
     for key, colour in (("precision", "#4477aa"), ("recall", "#228833"), ("map50", "#cc6677")):

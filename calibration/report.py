@@ -16,10 +16,10 @@ import onnx
 from calibration.datasets import dataset_from
 from calibration.evaluate import Accuracy, evaluate_models, scene_frames
 from calibration.fidelity import layer_sqnr, output_sqnr
+from calibration.plotting import pyplot
 from calibration.readers import FrameSet, frames_from
 from calibration.result import Calibrated
 from calibration.stats import TensorStats
-from edge.errors import MissingDependencyError
 from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
 
@@ -41,17 +41,6 @@ PROFILE_SCORING = {
     "tensorrt": "as TensorRT computes it (its Q/DQ in float, the same on every CPU)",
     "cpu": "through ONNX Runtime's int8 kernels on this CPU, as it runs there",
 }
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib  # noqa: PLC0415 - optional, slow to import
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415 - as above
-    except ImportError as exc:
-        raise MissingDependencyError("matplotlib", "convert", "the calibration report") from exc
-    return plt
 
 
 @dataclass(frozen=True)
@@ -122,7 +111,7 @@ def _first(frames: FrameSet, spec: ModelSpec,
 
 def _plot_histograms(folder: Path, layers: list[tuple[str, str]],
                      result: Calibrated) -> list[tuple[str, str]]:
-    plt = _pyplot()
+    plt = pyplot("the calibration report")
     written: list[tuple[str, str]] = []  # (file, the layer whose input it shows)
     for node, tensor in layers:
         stats: TensorStats | None = result.stats.get(tensor)
@@ -165,7 +154,7 @@ def plotted_bins(stats: TensorStats) -> tuple[npt.NDArray[np.int64], float]:
 
 
 def _plot_class_ap(folder: Path, fp32: Accuracy, int8: Accuracy) -> str:
-    plt = _pyplot()
+    plt = pyplot("the calibration report")
     labels = list(fp32.per_class_ap50)
     x = np.arange(len(labels))
     figure, axis = plt.subplots(figsize=(max(5, len(labels) * 0.8), 3.2))
@@ -189,12 +178,13 @@ def _plot_class_ap(folder: Path, fp32: Accuracy, int8: Accuracy) -> str:
 def _comparison(result: Calibrated) -> list[str]:
     if not result.comparison:
         return []
-    lines = ["", f"## Range methods on {result.comparison[0].frames} held-out frames", "",
+    frames = result.comparison[0].frames
+    lines = ["", f"## Range methods on {frames} held-out frame{'' if frames == 1 else 's'}", "",
              "| method | agreement with FP32 | output SQNR (dB; a detector's weaker part) | |",
              "|---|---|---|---|"]
     written = [result.written] if result.written else []
     lines += [f"| {f.method} | "
-              f"{f'{100 * f.agreement:.1f}%' if f.telling else f'not measured ({f.compared})'} | "
+              f"{f'{100 * f.agreement:.1f}%' if f.telling else 'not measured'} ({f.behind}) | "
               f"{f.sqnr_db:.1f}"
               f"{''.join(f', {part} {db:.1f}' for part, db in f.parts_db.items())} | "
               f"{result.role(f)} |"

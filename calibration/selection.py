@@ -89,6 +89,15 @@ class Fidelity:
         agreement = round(self.agreement * 20) / 20 if self.telling else 1.0
         return agreement, self.sqnr_db
 
+    @property
+    def behind(self) -> str:
+        """What the agreement was counted on, for people: `8 frames`, or for a detector
+        `70 detections, FP32's and INT8's` (both sides' detections, as F1 counts them)."""
+        if self.evidence is None:
+            return f"{self.compared} frame{'' if self.compared == 1 else 's'}"
+        return (f"{self.compared} detection{'' if self.compared == 1 else 's'}, FP32's and "
+                "INT8's")
+
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "output_sqnr_db": round(self.sqnr_db, 2),
                 "agreement": round(self.agreement, 4) if self.telling else None,

@@ -282,7 +282,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        _print_calibration(args, result, spec.task, summary)
+        _print_calibration(args, result, summary)
     return 0
 
 
@@ -320,19 +320,17 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
     return reference, report
 
 
-def _print_calibration(args: argparse.Namespace, result: Calibrated, task: str,
+def _print_calibration(args: argparse.Namespace, result: Calibrated,
                        summary: dict[str, Any]) -> None:
     """The comparison table and what was written, for a person reading the terminal."""
-    unit = "frame" if task == "classify" else "detection"
     written = [result.written] if result.written else []
     width = max([10, *(len(f.method) for f in result.comparison + written)])
     for fidelity in result.comparison + written:
         role = result.role(fidelity)
         chosen = f"  <- {role}" if role else ""
         parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
-        evidence = f"{fidelity.compared} {unit}{'' if fidelity.compared == 1 else 's'}"
-        agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}% ({evidence})"
-                     if fidelity.telling else f"agreement not measured ({evidence})")
+        agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}% ({fidelity.behind})"
+                     if fidelity.telling else f"agreement not measured ({fidelity.behind})")
         print(f"  {fidelity.method:{width}s} {agreement}  output SQNR "
               f"{fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}{chosen}")
     phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())

@@ -272,7 +272,8 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     # scored on a scene calibration never saw, named so `edge eval --data` can score it again
     assert "Evaluated on `synthetic://shapes?seed=10011` (100 images)" in index
     assert "INT8 as TensorRT computes it (its Q/DQ in float" in index
-    assert "## Range methods on 1 held-out frames" in index and "| entropy |" in index
+    assert "## Range methods on 1 held-out frame\n" in index and "| entropy |" in index
+    assert "detections, FP32's and INT8's) |" in index  # the evidence, as the terminal's table
     entropy_row = next(line for line in index.splitlines() if line.startswith("| entropy |"))
     assert entropy_row.endswith("| requested |"), entropy_row  # --method named it: not chosen
     assert "| chosen |" not in index
@@ -692,3 +693,12 @@ def test_a_folder_of_few_frames_is_calibrated_with_a_warning(demo_model, tmp_pat
     capped = edge("calibrate", demo_model, "--images", folder, "-o", tmp_path / "c.onnx",
                   "--max-images", "12")
     assert capped.returncode == 0 and "usable frames" not in capped.stderr  # as asked
+
+
+def test_report_plots_leave_matplotlibs_info_lines_out_of_the_log():
+    """`edge eval --field --report` printed six of matplotlib's INFO lines about categorical
+    units."""
+    from calibration.plotting import pyplot
+
+    pyplot("a test report")
+    assert logging.getLogger("matplotlib").getEffectiveLevel() == logging.WARNING

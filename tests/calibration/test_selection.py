@@ -297,8 +297,8 @@ def test_the_printed_comparison_gives_the_evidence_behind_each_agreement(demo_mo
     assert run.returncode == 0, run.stderr
     table = [line for line in run.stdout.splitlines() if "output SQNR" in line]
     assert len(table) == 4
-    assert all(re.search(r"agreement with FP32 +\d+\.\d% \(\d+ detections\)  output SQNR",
-                         line) for line in table), table
+    assert all(re.search(r"agreement with FP32 +\d+\.\d% \(\d+ detections, FP32's and "
+                         r"INT8's\)  output SQNR", line) for line in table), table
 
 
 def test_candidates_judged_side_by_side_score_as_one_at_a_time(demo):
