@@ -77,7 +77,8 @@ class ImageInput:
     channels: int = 3  # or 1: a grey network (see converters.grey)
 
 
-def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
+def value_dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
+    """A tensor's declared dims: numbers, named dims, None where neither is given."""
     dims: list[int | str | None] = []
     for d in value.type.tensor_type.shape.dim:
         if d.HasField("dim_value"):
@@ -93,7 +94,7 @@ def image_input(model: onnx.ModelProto) -> ImageInput:
     inputs = [v for v in model.graph.input if v.name not in initializers]
     images = []
     for value in inputs:
-        dims = _dims(value)
+        dims = value_dims(value)
         if len(dims) != 4:
             continue
         elem_type = value.type.tensor_type.elem_type
@@ -103,7 +104,7 @@ def image_input(model: onnx.ModelProto) -> ImageInput:
         elif dims[3] in (1, 3):
             images.append(ImageInput(value.name, "NHWC", dims[0], _num(dims[1]), _num(dims[2]),
                                      elem_type, int(dims[3])))
-    described = ", ".join(f"{v.name} {_dims(v)}" for v in inputs) or "none"
+    described = ", ".join(f"{v.name} {value_dims(v)}" for v in inputs) or "none"
     if len(images) > 1:
         raise ConversionError(f"the model has several image-like inputs ({described}); a converted "
                               "model has exactly one image input: export the network with one "

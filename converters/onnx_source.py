@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper, version_converter
 
 from converters.errors import ConversionError
+from converters.fold import value_dims
 from converters.gfl_head import fold_gfl_head, gfl_levels
 from converters.model_report import quantization_summary
 from edge.errors import EMPTY_FILE, ModelError
@@ -196,19 +197,16 @@ def _contradicted_output_shapes_replaced(model: onnx.ModelProto, notes: list[str
 
 
 def _shape_words(value: onnx.ValueInfoProto) -> str:
-    dims = value.type.tensor_type.shape.dim
     # ONNX names the dims it cannot know unk__0, unk__1...
-    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else
-                           "?" if not d.dim_param or d.dim_param.startswith("unk__")
-                           else d.dim_param for d in dims) + "]"
+    return "[" + ", ".join("?" if dim is None or str(dim).startswith("unk__") else str(dim)
+                           for dim in value_dims(value)) + "]"
 
 
 def _shapes_agree(declared: onnx.ValueInfoProto, inferred: onnx.ValueInfoProto) -> bool:
     """Same rank, and no fixed dim that differs (a named or unknown dim agrees with any)."""
-    ours = declared.type.tensor_type.shape.dim
-    theirs = inferred.type.tensor_type.shape.dim
+    ours, theirs = value_dims(declared), value_dims(inferred)
     return len(ours) == len(theirs) and all(
-        not (a.HasField("dim_value") and b.HasField("dim_value") and a.dim_value != b.dim_value)
+        not (isinstance(a, int) and isinstance(b, int) and a != b)
         for a, b in zip(ours, theirs, strict=True))
 
 

@@ -216,7 +216,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from calibration.readers import frames_from
-    from calibration.selection import held_out_count
+    from calibration.selection import held_out_count, held_out_every
     from converters.quantize import (
         CalibrateOptions,
         calibrate,
@@ -254,9 +254,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     frames.require(args.min_images)
     if frames.count < FEW_FRAMES <= args.max_images:
         log.warning("%s has %d usable frames: ranges from 128 or more camera frames are "
-                    "steadier, and the range methods are judged on the 1 in 8 held back (%d "
+                    "steadier, and the range methods are judged on the 1 in %d held back (%d "
                     "here); the model is calibrated all the same", args.images, frames.count,
-                    held_out_count(frames.count))
+                    held_out_every(frames.count), held_out_count(frames.count))
     result = calibrate(model, spec, frames, options)
     writing = time.perf_counter()
     reference, report = _write_calibration_outputs(args, result, spec, frames)
