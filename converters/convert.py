@@ -110,6 +110,9 @@ class ConvertOptions:
     tolerance: float = DEFAULT_TOLERANCE
     name: str | None = None
     postprocess: PostprocessSpec = field(default_factory=PostprocessSpec)
+    #: The preprocessing options the user gave (`network_order`, `mean`, `std`), so a default
+    #: passed on purpose is not reported as an assumption.
+    stated: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -505,12 +508,13 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions, grey: bool =
     (PIL-trained ones are common, and their answers move with it)."""
     if kind == "ultralytics-onnx":
         return ()
-    default, given = Normalisation(), options.normalisation
+    default, given, stated = Normalisation(), options.normalisation, options.stated
     assumed, examples = [], []
-    if given.colour_order == default.colour_order and not grey:
+    if given.colour_order == default.colour_order and not grey and "network_order" not in stated:
         assumed.append(f"{default.colour_order} channel order (--network-order)")
         examples.append("PaddlePaddle models often BGR")
-    if (tuple(given.mean), tuple(given.std)) == (tuple(default.mean), tuple(default.std)):
+    if (tuple(given.mean), tuple(given.std)) == (tuple(default.mean), tuple(default.std)) \
+            and not stated & {"mean", "std"}:
         assumed.append("pixels / 255 with no mean or std (--mean, --std)")
         examples.insert(0, "e.g. --mean 0.5 --std 0.5" if grey else
                         "ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")

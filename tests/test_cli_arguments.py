@@ -47,6 +47,37 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
     assert result.returncode == 2 and "must be" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["convert", "m.onnx", "-o", "o.onnx", "--mean", "0.485,0.456"],
+     "edge convert: error: argument --mean: '0.485,0.456' must be one number (for every "
+     "channel) or three, e.g. 0.5 or 0.485,0.456,0.406 (edge convert --help lists the "
+     "options)\n"),
+    (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--max-images", "x"],
+     "edge calibrate: error: argument --max-images: 'x' must be a whole number >= 1 "
+     "(edge calibrate --help lists the options)\n"),
+])
+def test_a_bad_option_value_is_said_in_one_line(argv, message, capsys):
+    """The message names the option and what it takes; a screen of usage above it buried it
+    (a user check: `--mean 0.485,0.456`)."""
+    from edge.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == message
+
+
+def test_missing_arguments_keep_the_usage(capsys):
+    from edge.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["convert", "m.onnx"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: edge convert ")
+    assert err.endswith("edge convert: error: the following arguments are required: -o/--output\n")
+
+
 def test_counts_read_as_english():
     from edge.wording import counted
 

@@ -23,6 +23,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from edge import __version__
 from edge.cli import bench, collect, device, workstation
@@ -31,8 +32,20 @@ from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option value said in one line: the message names the option and
+    what it takes, and a screen of usage above it would bury it. Missing or unknown
+    arguments keep the usage, which is what they need."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument ") and ": " in message:
+            self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the "
+                         "options)\n")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edge", description="Edge inference runtime: camera -> CNN -> MQTT.")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
     parser.add_argument("--log-level", default="INFO",

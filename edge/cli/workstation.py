@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from calibration.readers import FrameSet
     from calibration.report import Report
     from calibration.result import Calibrated
+    from converters.fold import Normalisation
     from edge.spec import InputSpec, ModelSpec
 
 log = logging.getLogger("edge")
@@ -93,10 +94,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
         return _convert(args)
 
 
+def _normalisation(args: argparse.Namespace) -> Normalisation:
+    """--network-order, --mean and --std, each its default where not given."""
+    from converters.fold import Normalisation
+
+    default = Normalisation()
+    return Normalisation(args.network_order or default.colour_order,
+                         args.mean if args.mean is not None else default.mean,
+                         args.std if args.std is not None else default.std)
+
+
 def _convert(args: argparse.Namespace) -> int:
     from converters.convert import ConvertOptions, convert
     from converters.errors import ConversionError
-    from converters.fold import Normalisation
     from converters.labels import labels_from_option
     from edge.spec import PostprocessSpec
 
@@ -112,7 +122,9 @@ def _convert(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         labels=labels_from_option(args.labels) if args.labels is not None else None,
         camera_order=args.colour_order,
-        normalisation=Normalisation(args.network_order, args.mean, args.std),
+        normalisation=_normalisation(args),
+        stated=frozenset(name for name in ("network_order", "mean", "std")
+                         if getattr(args, name) is not None),
         resize=args.resize, crop_fraction=args.crop_fraction, pad_value=args.pad_value,
         interpolation=args.interpolation, task=args.task, head=args.head,
         head_output=args.head_output,
@@ -690,12 +702,12 @@ def _add_convert(commands: Any) -> None:
                                           "and PaddlePaddle exports carry it)")
     convert.add_argument("--colour-order", choices=["BGR", "RGB"], default="BGR",
                          help="the camera frames' channel order (OpenCV: BGR; default)")
-    convert.add_argument("--network-order", choices=["RGB", "BGR"], default="RGB",
+    convert.add_argument("--network-order", choices=["RGB", "BGR"],
                          help="the channel order the network was trained on (default RGB)")
-    convert.add_argument("--mean", type=parse_triple, default=(0.0, 0.0, 0.0),
+    convert.add_argument("--mean", type=parse_triple,
                          help="per-channel mean in 0..1 units, network order, or one value "
                               "for all (a grey network's one) (default 0,0,0)")
-    convert.add_argument("--std", type=parse_triple, default=(1.0, 1.0, 1.0),
+    convert.add_argument("--std", type=parse_triple,
                          help="per-channel std in 0..1 units (default 1,1,1: just /255)")
     convert.add_argument("--resize", choices=get_args(Resize),
                          help="how the network's training images were made from the frames, "

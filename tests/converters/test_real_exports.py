@@ -144,6 +144,22 @@ def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_pat
         "timm's defaults), or its accuracy drops with no error")
 
 
+def test_defaults_given_on_the_command_line_are_not_called_assumed(tmp_path, edge):
+    """`--network-order RGB --mean 0 --std 1` are the defaults, passed on purpose: the note
+    names only what was left out (a user check found all three listed as assumed)."""
+    source = classifier(tmp_path / "m.onnx")
+    stated = edge("convert", source, "-o", tmp_path / "stated.onnx", "--labels", "a,b,c",
+                  "--network-order", "RGB", "--mean", "0", "--std", "1", "--resize", "letterbox",
+                  "--interpolation", "bilinear")
+    assert stated.returncode == 0, stated.stderr
+    assert "assumed the network takes" not in stated.stdout
+    order_only = edge("convert", source, "-o", tmp_path / "order.onnx", "--labels", "a,b,c",
+                      "--mean", "0", "--resize", "letterbox", "--interpolation", "bilinear")
+    assert order_only.returncode == 0, order_only.stderr
+    assert "note: assumed the network takes RGB channel order (--network-order); if it was " \
+           "trained otherwise" in order_only.stdout
+
+
 def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, edge):
     """The issue's classifier: batch -1, opset 11, weights in Constant nodes, Softmax."""
     source = classifier(tmp_path / "m.onnx", batch=-1, opset=11, constants=True,
