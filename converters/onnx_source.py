@@ -21,6 +21,7 @@ from onnx import numpy_helper, version_converter
 from converters.errors import ConversionError
 from converters.fold import value_dims
 from converters.gfl_head import fold_gfl_head, gfl_levels
+from converters.graph_order import sort_nodes
 from converters.model_report import quantization_summary
 from edge.errors import EMPTY_FILE, ModelError
 from edge.spec import SPEC_KEY, HeadLayout, spec_from_model
@@ -49,9 +50,9 @@ class SourceOnnx:
 
 def source_onnx_from_file(path: Path) -> SourceOnnx:
     """Load `path`, refuse what cannot be converted, and normalise the rest (see module doc)."""
-    model = _loaded(path)
-    _refuse_converted(model, path)
     notes: list[str] = []
+    model = _loaded(path, notes)
+    _refuse_converted(model, path)
     _dynamic_dims_named(model, notes)
     _contradicted_output_shapes_replaced(model, notes)
     _constants_as_initializers(model, notes)
@@ -74,7 +75,7 @@ def _kernel_shapes_written(model: onnx.ModelProto) -> None:
             node.attribute.append(onnx.helper.make_attribute("kernel_shape", weight[2:]))
 
 
-def _loaded(path: Path) -> onnx.ModelProto:
+def _loaded(path: Path, notes: list[str]) -> onnx.ModelProto:
     if path.is_file() and path.stat().st_size == 0:
         raise ConversionError(f"{path} {EMPTY_FILE}")
     try:
@@ -90,6 +91,11 @@ def _loaded(path: Path) -> onnx.ModelProto:
                               "copy the model's data files beside it again in full") from exc
     if not model.graph.node:
         raise ConversionError(f"{path} is not a model: its graph has no nodes")
+    moved = sort_nodes(model.graph)
+    if moved:
+        notes.append(f"put the graph's nodes in topological order, as ONNX requires ({moved} "
+                     "came before the nodes that make their inputs; ONNX Runtime sorts them "
+                     "for itself)")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:

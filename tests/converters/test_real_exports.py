@@ -298,6 +298,78 @@ def test_a_model_quantized_elsewhere_is_refused_by_convert(tmp_path, edge, how):
         assert "1 int32 biases" in line, line  # the conv's (QLinearConv)
 
 
+def _unsorted(source: Path, path: Path) -> Path:
+    """`source` with its last node moved to the front, as paddle2onnx left two nodes of a
+    PaddleDetection model ahead of the nodes that make their inputs."""
+    model = onnx.load(str(source))
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend([nodes[-1], *nodes[:-1]])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_graph_out_of_topological_order_is_sorted_with_a_note(tmp_path, edge):
+    """ONNX's checker refuses it and ONNX Runtime runs it (it sorts for itself): it was called
+    damaged, and its user told to copy it again."""
+    source = classifier(tmp_path / "m.onnx", ending="softmax")
+    unsorted = _unsorted(source, tmp_path / "unsorted.onnx")
+    with pytest.raises(onnx.checker.ValidationError, match="topologically sorted"):
+        onnx.checker.check_model(onnx.load(str(unsorted)))
+    result = edge("convert", unsorted, "-o", tmp_path / "out.onnx", "--labels", "a,b,c")
+    assert result.returncode == 0, result.stderr
+    assert ("note: put the graph's nodes in topological order, as ONNX requires (1 came before "
+            "the nodes that make their inputs; ONNX Runtime sorts them for itself)"
+            in result.stdout)
+    frame = np.random.default_rng(3).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
+    outputs = []
+    for model in (source, unsorted):
+        converted = convert(model, ConvertOptions(labels=LABELS, resize="letterbox",
+                                                  interpolation="bilinear")).model
+        session = ort.InferenceSession(converted.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {session.get_inputs()[0].name: frame})[0])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_an_unsorted_dynamically_quantized_model_is_refused_as_quantized(tmp_path, edge):
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantized = tmp_path / "q.onnx"
+    quantize_dynamic(str(classifier(tmp_path / "m.onnx", batch=1)), str(quantized))
+    result = edge("convert", _unsorted(quantized, tmp_path / "unsorted.onnx"), "-o",
+                  tmp_path / "out.onnx", "--labels", "a,b,c")
+    assert_refused(result, "is dynamically quantized", "takes the float (FP32) export")
+
+
+def test_a_subgraph_reading_an_outer_name_comes_after_its_maker():
+    from onnx import TensorProto, helper
+
+    from converters.graph_order import sort_nodes
+
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
+    branch = helper.make_graph([helper.make_node("Identity", ["made"], ["out"], name="inner")],
+                               "branch", [], [out])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["chosen"], name="if", then_branch=branch,
+                          else_branch=branch),
+         helper.make_node("Relu", ["x"], ["made"], name="maker")], "outer", [], [])
+    assert sort_nodes(graph) == 1
+    assert [n.name for n in graph.node] == ["maker", "if"]
+
+
+def test_a_cycle_is_left_for_the_checker_to_name():
+    from onnx import helper
+
+    from converters.graph_order import sort_nodes
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["b"], ["a"], name="first"),
+         helper.make_node("Relu", ["a"], ["b"], name="second")], "cycle", [], [])
+    assert sort_nodes(graph) == 0
+    assert [n.name for n in graph.node] == ["first", "second"]
+
+
 def test_a_converted_model_without_its_spec_is_refused(tmp_path, edge):
     converted = convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).model
     del converted.metadata_props[:]
