@@ -56,6 +56,7 @@ from converters.qdq_tensorrt import (
 )
 from edge.errors import InputError, ModelError
 from edge.spec import ModelSpec, read_onnx_model, spec_from_model
+from edge.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +366,8 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str,
     how many images the folder held where --max-images picked fewer."""
     best = best_of(comparison)
     if requested == "auto":
-        log.info("range method %s chosen on %d held-out frames", best.method, best.frames)
+        log.info("range method %s chosen on %s", best.method,
+                 counted(best.frames, "held-out frame"))
         chosen = best
     else:
         chosen = next(f for f in comparison if f.method == requested)

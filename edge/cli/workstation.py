@@ -445,6 +445,9 @@ FEW_FRAMES = 64
 #: A calibration image among larger ones is left out when it would be upscaled more than this
 #: (a thumbnail, not a camera frame).
 STRAY_UPSCALE = 1.5
+#: Text lines enlarged more than this to the input's height, where most are, get a warning:
+#: PaddleOCR's crops are often a little under its 48 px lines, rarely under half.
+TEXT_LINE_UPSCALE = 2.0
 
 
 def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Path) -> None:
@@ -459,6 +462,9 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
     the folder scan read from each image."""
     sizes = frames.sizes
     width, height, resize = spec_input.width, spec_input.height, spec_input.resize
+    if resize == "text-line":
+        _warn_of_small_text_lines(frames, height, folder)
+        return
     upscale = [_upscale(size, spec_input) for size in sizes]
     small = [i for i, factor in enumerate(upscale) if factor > 1]
     strays = [i for i, factor in enumerate(upscale) if factor > STRAY_UPSCALE]
@@ -491,10 +497,22 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
                     where, than)
 
 
+def _warn_of_small_text_lines(frames: FrameSet, height: int, folder: Path) -> None:
+    """Text crops are enlarged to the line height as a rule, so none is left out; where most
+    are enlarged more than `TEXT_LINE_UPSCALE` (icons, thumbnails, another model's folder),
+    the ranges are those of blurred strokes, and a warning says so."""
+    smallest = math.ceil(height / TEXT_LINE_UPSCALE)
+    small = [size for size in frames.sizes if size[1] < smallest]
+    if small and 2 * len(small) >= len(frames.sizes):
+        log.warning("%d of the %d images in %s are under %d px high, so text-line enlarges them "
+                    "more than %gx to the model's %d px lines: the ranges match text that "
+                    "small and blurred; if the model reads a text detector's crops, calibrate "
+                    "on such crops", len(small), len(frames.sizes), folder, smallest,
+                    TEXT_LINE_UPSCALE, height)
+
+
 def _upscale(size: tuple[int, int], spec_input: InputSpec) -> float:
     """How much an image of `size` (width, height) is enlarged on its way into the input."""
-    if spec_input.resize == "text-line":  # text crops are enlarged to the line height as a rule
-        return 1.0
     along = (spec_input.width / size[0], spec_input.height / size[1])
     # a crop keeps the aspect, so the larger factor scales both sides; a stretch enlarging one
     # side and shrinking the other (a page into a tall layout model) makes no thumbnail

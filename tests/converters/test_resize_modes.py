@@ -180,6 +180,29 @@ def test_text_line_frames_are_made_as_paddleocr_makes_them(tmp_path, edge, caplo
                    "text-line, which keeps all of the frame")
 
 
+def test_text_lines_mostly_enlarged_past_twice_are_warned_about(tmp_path, edge, caplog):
+    """Text crops are kept however small (PaddleOCR enlarges them to its lines), but a folder
+    of mostly tiny images (icons, another model's thumbnails) was calibrated in silence."""
+    source = export_onnx(seeded(TinyClassifier(3)), tmp_path / "lines.onnx", 16, 64)
+    out = tmp_path / "lines.edge.onnx"
+    edge("convert", source, "-o", out, "--labels", "a,b,c", "--resize", "text-line")
+    rng = np.random.default_rng(8)
+    for count, folder in ((6, "tiny"), (3, "some")):
+        (tmp_path / folder).mkdir()
+        for i in range(8):
+            shape = (7, 30, 3) if i < count else (14, 60, 3)  # 7 px: enlarged 2.3x to 16
+            cv2.imwrite(str(tmp_path / folder / f"{i}.png"), rng.integers(0, 256, shape, np.uint8))
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            result = edge("calibrate", out, "--images", tmp_path / folder, "-o",
+                          tmp_path / f"{folder}.q.onnx", "--method", "minmax", "--min-images",
+                          "4")
+        assert result.returncode == 0, result.stderr
+        warned = (f"{count} of the 8 images in {tmp_path / folder} are under 8 px high, so "
+                  "text-line enlarges them more than 2x to the model's 16 px lines")
+        assert (warned in caplog.text) == (folder == "tiny"), caplog.text
+
+
 def test_images_a_filling_resize_would_upscale_are_judged_as_such(tmp_path, edge):
     """Tall narrow images are no smaller than a letterbox's input, but `crop` fills the input
     with their width: 4x upscaled (a stretch shrinks their height: no thumbnail)."""
