@@ -71,10 +71,11 @@ class CpuRescaling:
         self._first: tuple[onnx.ModelProto, TensorRanges] | None = None
         self._rewrite: _Rewriter | None = None
         self.exact: bool | None = None  # whether models are rewritten copies (None: not checked)
+        self._said: set[str] = set()  # what the builds logged: said once for all of them
 
     def __call__(self, ranges: TensorRanges) -> onnx.ModelProto:
         if self._first is None:
-            built = qdq_for_cpu(self.model, ranges, self.exclude)
+            built = qdq_for_cpu(self.model, ranges, self.exclude, self._said)
             self._first = built, ranges
             return built
         if self.exact is None:
@@ -82,7 +83,7 @@ class CpuRescaling:
             self.exact = self._rewrite is not None
         if self._rewrite is not None and set(ranges.ranges) == set(self._first[1].ranges):
             return self._rewrite(ranges)
-        return qdq_for_cpu(self.model, ranges, self.exclude)
+        return qdq_for_cpu(self.model, ranges, self.exclude, self._said)
 
     def _checked_rewriter(self, first: onnx.ModelProto, ranges: TensorRanges
                           ) -> _Rewriter | None:
@@ -98,7 +99,7 @@ class CpuRescaling:
             log.debug("building each cpu-profile model in full (%s: %s)", type(exc).__name__, exc)
             return None
         if rewritten.SerializeToString() != \
-                qdq_for_cpu(self.model, moved, self.exclude).SerializeToString():
+                qdq_for_cpu(self.model, moved, self.exclude, self._said).SerializeToString():
             log.debug("building each cpu-profile model in full (rewriting the ranges' values "
                       "did not reproduce ONNX Runtime's build)")
             return None

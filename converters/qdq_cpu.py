@@ -10,7 +10,6 @@ stem is then rebuilt as int8 convolutions that read the uint8 camera pixels dire
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import tempfile
 from collections.abc import Collection, Iterator
@@ -123,14 +122,17 @@ def _quantizer_advice_muted() -> Iterator[None]:
 
 
 def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
-                exclude: Collection[str] = ()) -> onnx.ModelProto:
+                exclude: Collection[str] = (), said: set[str] | None = None) -> onnx.ModelProto:
+    """`model` quantized for ONNX Runtime's int8 kernels with `ranges`. `said`: what earlier
+    builds of the same model logged (one calibration builds several), not logged again and
+    added to; None: log everything."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static  # noqa: PLC0415 - heavy
     from onnxruntime.quantization.calibrate import save_tensors_data  # noqa: PLC0415 - heavy
 
     check_exclusions(model, exclude)
     batchnorms = unfolded_batchnorms(model)
     if batchnorms:
-        _say_once(f"kept float: {len(batchnorms)} node(s) of BatchNorms behind an activation "
+        _say(said, f"kept float: {len(batchnorms)} node(s) of BatchNorms behind an activation "
                   "or layer (the tensor before such a BN holds channels of very different "
                   f"scales): {', '.join(sorted(batchnorms))}")
     activation_type, weight_type = quant_types()
@@ -152,7 +154,7 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
     _reading_float(quantized, batchnorms)
     left_float = pixel_stem(quantized, keep_float=exclude)
     if left_float:
-        _say_once(f"the stem stays float: {left_float}")
+        _say(said, f"the stem stays float: {left_float}")
     onnx.checker.check_model(quantized)
     return quantized
 
@@ -234,10 +236,14 @@ def _reading_float(model: onnx.ModelProto, nodes: Collection[str]) -> None:
     drop_unused_initializers(graph)
 
 
-@functools.cache
-def _say_once(message: str) -> None:
-    """Log `message` the first time only: one calibration builds several models of one
-    layout, and each build would repeat it."""
+def _say(said: set[str] | None, message: str) -> None:
+    """Log `message` unless it is in `said` (then add it). A set per calibration, not one per
+    process: a second calibration in the same process (the Python API, a notebook) said
+    nothing of its float stem."""
+    if said is not None:
+        if message in said:
+            return
+        said.add(message)
     log.info("%s", message)
 
 

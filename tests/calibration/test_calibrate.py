@@ -122,6 +122,21 @@ def test_cpu_profile_stem_on_converted_models(normalisation, batch, stem_on_pixe
     assert session.run(None, {"images": frame})[0].shape[0] == frame.shape[0]
 
 
+def test_each_calibration_in_one_process_says_why_its_stem_stays_float(caplog):
+    """The reason was logged once per process: a second calibration (the Python API, a
+    notebook, or a test that ran before) said nothing of its float stem."""
+    imagenet = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    converted = convert_module(seeded(TinyDetector()), ConvertOptions(
+        input_size=(64, 96), labels=("a", "b"), normalisation=imagenet, batch=1, stride=4),
+        "tiny")
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="converters.qdq_cpu"):
+            calibrate(converted.model, converted.spec, frames_from(FRAMES, max_images=4),
+                      CalibrateOptions(profile="cpu", progress=False))
+        assert caplog.text.count("the stem stays float") == 1, caplog.text
+
+
 def test_validator_catches_per_tensor_violations(tensorrt_int8):
     broken = onnx.ModelProto()
     broken.CopyFrom(tensorrt_int8.model)
