@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from calibration.images import is_hidden, read_image, usable_image_size
 from calibration.readers import IMAGE_SUFFIXES
+from calibration.yolo_layout import YoloLayout, yolo_layout
 from edge.errors import InputError
 from edge.wording import listed
 
@@ -56,13 +57,13 @@ def dataset_layout(path: Path, task: str) -> str:
         return "coco"
     if task == "classify" and path.is_dir():
         return "folders"
-    if (path / "labels").is_dir():
+    if yolo_layout(path) is not None:
         return "yolo"
     if task == "classify":
         raise InputError(f"{path} is neither one folder of images per label nor a COCO JSON "
                          "file, which a classifier is scored on")
-    raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders) nor a "
-                     "COCO JSON file, which a detector is scored on")
+    raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders, or its "
+                     "data.yaml) nor a COCO JSON file, which a detector is scored on")
 
 
 def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> None:
@@ -72,10 +73,11 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
     annotations and only the model's categories; class folders named after its labels (no
     image is decoded)."""
     if layout == "yolo":
-        pairs = _yolo_pairs(path)
+        split = _yolo_split(path)
+        pairs = split.pairs()
         if not pairs:
-            raise _no_labelled_images(path, f" (no images in {_yolo_image_dir(path)})")
-        classes = len(_yolo_class_ids(path, labels))
+            raise _no_labelled_images(path, f" (no images in {split.images})")
+        classes = len(_yolo_class_ids(path, split, labels))
         objects = [row for _, label in pairs for row in _yolo_rows(label, classes)]
         if not objects:
             raise _no_objects(path)
@@ -123,30 +125,29 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     return dataset
 
 
-def _yolo_image_dir(root: Path) -> Path:
-    return root / "images" if (root / "images").is_dir() else root
-
-
-def _yolo_pairs(root: Path) -> list[tuple[Path, Path]]:
-    """(image, label file) of every image of a YOLO dataset, in order; the label file may be
-    missing (an image without objects)."""
-    image_dir = _yolo_image_dir(root)
-    return [(image, root / "labels" / image.relative_to(image_dir).with_suffix(".txt"))
-            for image in sorted(p for p in image_dir.rglob("*")
-                                if p.suffix.lower() in IMAGE_SUFFIXES)]
+def _yolo_split(path: Path) -> YoloLayout:
+    split = yolo_layout(path)
+    if split is None:  # dataset_layout said it was one
+        raise _no_labelled_images(path)
+    return split
 
 
 def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
-    class_ids = _yolo_class_ids(root, labels)
+    split = _yolo_split(root)
+    if split.chosen:
+        log.info("%s", split.chosen)
+    class_ids = _yolo_class_ids(root, split, labels)
     if class_ids != list(range(len(labels))):
         log.info("%s lists the model's classes in another order or in part: paired by name",
                  root)
-    items, skipped = [], 0
-    for image_path, label_path in _yolo_pairs(root):
+    items, skipped, unlabelled = [], 0, 0
+    pairs = split.pairs()
+    for image_path, label_path in pairs:
         size = usable_image_size(image_path)  # a JPEG's header, not a decode
         if size is None:
             skipped += 1
             continue
+        unlabelled += not label_path.is_file()
         width, height = size
         rows = _yolo_rows(label_path, len(class_ids))
         boxes = np.zeros((len(rows), 4), np.float32)
@@ -157,17 +158,28 @@ def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
                                    np.array([class_ids[int(r[0])] for r in rows], np.int64),
                                    np.zeros(len(rows), bool)))
     if skipped:
-        log.warning("skipped %d unreadable image(s) in %s", skipped, _yolo_image_dir(root))
+        log.warning("skipped %d unreadable image(s) in %s", skipped, split.images)
+    if unlabelled:
+        log.warning("%d of the %d images in %s have no label file in %s: scored as images "
+                    "without objects (YOLO's background images); if they show objects, their "
+                    "label files are missing and every detection on them counts as false",
+                    unlabelled, len(items), split.images, split.labels)
+    orphans = split.orphans(pairs)
+    if orphans:
+        log.warning("%d label file(s) in %s have no image in %s, so are not scored: %s",
+                    len(orphans), split.labels, split.images,
+                    ", ".join(p.name for p in orphans[:3]) + (" ..." if len(orphans) > 3 else ""))
     return Dataset("yolo", items, skipped)
 
 
-def _yolo_class_ids(root: Path, labels: Sequence[str]) -> list[int]:
+def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> list[int]:
     """The model's class id for each class id of the dataset at `root`: the same id, or, where
     the dataset names its classes (`data.yaml`, `classes.txt`), the model's label of that name
     (a dataset may list them in another order, or only some). A name the model does not have
     is an error, as a COCO category or a class folder is: scored by id, another model's
     dataset would read as a model that finds nothing."""
-    named = _yolo_class_names(root)
+    named = _yolo_class_names(split.declared or split.root / "data.yaml",
+                              split.root / "classes.txt")
     if named is None or list(named) == list(labels):
         return list(range(len(labels)))
     unknown = [name for name in named if name not in labels]
@@ -179,10 +191,9 @@ def _yolo_class_ids(root: Path, labels: Sequence[str]) -> list[int]:
     return [list(labels).index(name) for name in named]
 
 
-def _yolo_class_names(root: Path) -> list[str] | None:
-    """The class names a YOLO dataset declares (`data.yaml` `names`, or `classes.txt`), in
+def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
+    """The class names a YOLO dataset declares (its data.yaml's `names`, or a classes.txt), in
     class-id order; None when it declares none (or PyYAML is missing for data.yaml)."""
-    yaml_path, text_path = root / "data.yaml", root / "classes.txt"
     if yaml_path.is_file() and importlib.util.find_spec("yaml") is not None:
         import yaml  # noqa: PLC0415 - optional: only to cross-check the names
 
@@ -216,6 +227,10 @@ def _yolo_rows(path: Path, num_classes: int) -> list[tuple[float, ...]]:
         if not 0 <= values[0] < num_classes:
             raise InputError(f"{path}:{number}: class {int(values[0])} is not one of the "
                              f"{num_classes} classes (0..{num_classes - 1})")
+        if not all(0.0 <= value <= 1.0 for value in values[1:]):
+            raise InputError(f"{path}:{number}: box {' '.join(parts[1:5])} is outside 0..1; "
+                             "YOLO labels give cx cy w h as fractions of the image's width and "
+                             "height (pixel values: divide them by those)")
         rows.append(values)
     return rows
 

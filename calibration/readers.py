@@ -232,8 +232,15 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
                     synthetic_config=config, count=count)
 
 
+#: A labelled dataset's files beside its images (YOLO labels and data.yaml, COCO and Label
+#: Studio JSON, `edge collect`'s manifests): calibrating on a dataset folder is expected, so
+#: they go unsaid.
+DATASET_SUFFIXES = (".txt", ".yaml", ".yml", ".json", ".jsonl", ".csv")
+
+
 def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
-    # hidden files (.DS_Store, macOS's ._photo.jpg) and label .txt files go unmentioned
+    # hidden files (.DS_Store, macOS's ._photo.jpg) and a labelled dataset's own files (label
+    # .txt files, its data.yaml, COCO .json annotations) go unmentioned
     found = sorted(folder.rglob("*"))
     candidates = [p for p in found if not is_hidden(p, folder)]
     hidden = sum(1 for p in set(found) - set(candidates)
@@ -243,7 +250,7 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     candidates = [p for p in candidates if p.is_file()]
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = broken + [f"{p.name} (not an image file)" for p in candidates
-                        if p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() != ".txt"]
+                        if p.suffix.lower() not in (*IMAGE_SUFFIXES, *DATASET_SUFFIXES)]
     sampled_from = len(images) if len(images) > max_images else None
     unpicked: list[Path] = []
     if sampled_from is not None:

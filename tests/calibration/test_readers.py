@@ -62,6 +62,19 @@ def test_mixed_folder_skips_and_names_bad_files(tmp_path, caplog):
                for i in inputs)
 
 
+def test_a_labelled_datasets_own_files_go_unmentioned(tmp_path, caplog):
+    """Calibrating on an `edge collect` or YOLO dataset folder warned of its data.yaml on
+    every run (a user check); a file of another kind is still named."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((48, 64, 3), np.uint8))
+    for name in ("data.yaml", "classes.txt", "manifest.jsonl", "manifest.csv",
+                 "annotations.coco.json", "report.pdf"):
+        (tmp_path / name).write_text("x\n")
+    with caplog.at_level(logging.WARNING):
+        frames_from(tmp_path, min_images=1)
+    assert "skipped 1 file" in caplog.text and "report.pdf (not an image file)" in caplog.text
+    assert "data.yaml" not in caplog.text and "manifest" not in caplog.text
+
+
 def test_too_few_usable_images_and_empty_folder(tmp_path):
     mixed_folder(tmp_path)
     with pytest.raises(InputError, match=r"usable image.*at least 50 are needed: add more, "

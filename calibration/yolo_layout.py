@@ -1,0 +1,135 @@
+"""Where a YOLO dataset's images and label files are, as Ultralytics lays them out.
+
+`--data` may name the dataset folder (`images/` and `labels/`, with or without split folders
+such as `images/val`), its `data.yaml` (or a folder holding one), or one split's image folder
+(`DIR/images/val`). A split's labels are where Ultralytics looks for them: the image path with
+its last `images` folder read as `labels`. Only one split is scored: the one `data.yaml`'s
+`val` names, else a `val` (or Roboflow's `valid`) split folder; scoring training images with
+the rest would flatter the model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calibration.readers import IMAGE_SUFFIXES
+from edge.errors import InputError
+from edge.wording import listed
+
+log = logging.getLogger(__name__)
+
+#: Split folders' names as Ultralytics and Roboflow write them; the first present is scored.
+VALIDATION_SPLITS = ("val", "valid", "validation")
+OTHER_SPLITS = ("train", "test")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class YoloLayout:
+    """One YOLO split: `images` and the `labels` folder that mirrors it, of the dataset in
+    `root` (where its data.yaml or classes.txt names the classes); `chosen`, which split was
+    picked and why, for the log (None: the folder holds one); `declared`, the dataset file
+    that named the split, where one did."""
+
+    root: Path
+    images: Path
+    labels: Path
+    chosen: str | None = None
+    declared: Path | None = None
+
+    def pairs(self) -> list[tuple[Path, Path]]:
+        """(image, label file) of every image, in order; the label file may be missing (an
+        image without objects, in YOLO's convention)."""
+        return [(image, self.labels / image.relative_to(self.images).with_suffix(".txt"))
+                for image in sorted(p for p in self.images.rglob("*")
+                                    if p.suffix.lower() in IMAGE_SUFFIXES)]
+
+    def orphans(self, pairs: list[tuple[Path, Path]]) -> list[Path]:
+        """Label files of `labels` that no image of `pairs` reads (classes.txt aside)."""
+        read = {label for _, label in pairs}
+        return sorted(p for p in self.labels.rglob("*.txt")
+                      if p not in read and not (p.parent == self.labels
+                                                and p.name == "classes.txt"))
+
+
+def yolo_layout(path: Path) -> YoloLayout | None:
+    """The YOLO split `path` names, None when it names no YOLO dataset; an error when it names
+    one whose split cannot be told (several and no `val`) or whose `data.yaml` points nowhere."""
+    if path.is_file():
+        return _declared(path) if path.suffix.lower() in YAML_SUFFIXES else None
+    if not path.is_dir():
+        return None
+    yaml_path = next((path / f"data{suffix}" for suffix in YAML_SUFFIXES
+                      if (path / f"data{suffix}").is_file()), None)
+    if yaml_path is not None and "val" in _yaml(yaml_path):
+        return _declared(yaml_path)
+    if path.parent.name == "images" and (path.parent.parent / "labels" / path.name).is_dir():
+        return YoloLayout(path.parent.parent, path, path.parent.parent / "labels" / path.name)
+    if not (path / "labels").is_dir():
+        return None
+    return _split_of(path, path / "images" if (path / "images").is_dir() else path)
+
+
+def _split_of(root: Path, images: Path) -> YoloLayout:
+    """The dataset folder's one split: the images themselves, or the validation split folder
+    where `images` holds split folders instead."""
+    splits = sorted(p.name for p in images.iterdir()
+                    if p.is_dir() and p.name in (*VALIDATION_SPLITS, *OTHER_SPLITS))
+    if not splits or any(p.suffix.lower() in IMAGE_SUFFIXES for p in images.iterdir()):
+        return YoloLayout(root, images, root / "labels")
+    validation = next((name for name in VALIDATION_SPLITS if name in splits), None)
+    if validation is None:
+        raise InputError(f"{root} holds the splits {listed(splits)} and no val split; pass the "
+                         f"one to score, e.g. --data {images / splits[-1]}")
+    chosen = (f"{root} holds the splits {listed(splits)}: scoring {validation} "
+              f"({images / validation}); --data {images / splits[0]} scores another")
+    return YoloLayout(root, images / validation, root / "labels" / validation, chosen)
+
+
+def _declared(yaml_path: Path) -> YoloLayout:
+    """The split a `data.yaml` names as `val`, its folder relative to the file's `path` (itself
+    relative to the file's folder)."""
+    content = _yaml(yaml_path)
+    split = content.get("val")
+    if not isinstance(split, str):
+        raise InputError(f"{yaml_path} names no val split (a 'val: images/val' line): pass the "
+                         "dataset folder, or the split's image folder, as --data")
+    images = yaml_path.parent / str(content.get("path") or "") / split
+    if not images.is_dir() and (yaml_path.parent / split).is_dir():
+        images = yaml_path.parent / split  # an absolute `path` the dataset was moved from
+    if not images.is_dir():
+        raise InputError(f"{yaml_path}: its val split {split} is not a folder of images "
+                         f"({images}); fix the file's 'path' and 'val', or pass the split's "
+                         "image folder as --data")
+    return YoloLayout(yaml_path.parent, images, _labels_beside(images, yaml_path),
+                      f"{yaml_path}: scoring its val split ({images})", yaml_path)
+
+
+def _labels_beside(images: Path, yaml_path: Path) -> Path:
+    """The label folder of an image folder: its path with the last `images` read as `labels`
+    (Ultralytics' rule)."""
+    parts = list(images.resolve().parts)
+    if "images" not in parts:
+        raise InputError(f"{yaml_path}: its val split {images} has no 'images' folder in its "
+                         "path, so its labels cannot be found the way Ultralytics finds them "
+                         "(images/... beside labels/...)")
+    index = len(parts) - 1 - parts[::-1].index("images")
+    parts[index] = "labels"
+    return Path(*parts)
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    """A data.yaml's content (empty where PyYAML is missing or the file holds no mapping)."""
+    if importlib.util.find_spec("yaml") is None:
+        return {}
+    import yaml  # noqa: PLC0415 - optional: Ultralytics' dataset files
+
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path} could not be read as YAML ({exc})") from exc
+    return content if isinstance(content, dict) else {}
