@@ -167,8 +167,12 @@ def _batch_option(value: int | str | None) -> int | Literal["source"] | None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from edge.tensorrt.calibration_cache import looks_like_cache
+
     if args.model.suffix in (".engine", ".plan"):
         return _inspect_engine(args)
+    if looks_like_cache(args.model):
+        return _inspect_cache(args)
     with _needs_convert_extra("edge inspect"):
         from converters.model_report import format_report, inspect_model
 
@@ -177,6 +181,30 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         print(format_report(report))
+    return 0
+
+
+def _inspect_cache(args: argparse.Namespace) -> int:
+    """A TensorRT calibration cache (`edge calibrate --cache`): its TensorRT version, how many
+    tensors it scales and over what range."""
+    from edge.tensorrt.calibration_cache import CalibrationCache, trt_version_text
+
+    cache = CalibrationCache.read(args.model)
+    amax = [127.0 * scale for scale in cache.scales.values()]
+    report = {"calibration_cache": str(args.model), "trt_version": trt_version_text(cache.version),
+              "algorithm": cache.algorithm, "tensors": len(cache.scales),
+              "amax_min": round(min(amax), 6) if amax else None,
+              "amax_max": round(max(amax), 6) if amax else None}
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"{args.model}: TensorRT calibration cache for TensorRT {report['trt_version']} "
+          f"({cache.algorithm}), {counted(len(cache.scales), 'tensor')}")
+    if amax:
+        print(f"ranges: the tensors' largest |x| (scale x 127) from {min(amax):.4g} to "
+              f"{max(amax):.4g}")
+    print("read by `edge build-engine MODEL --cache FILE` with the FP32 model it was made from "
+          "(implicit quantization, TensorRT 8.5-10.x)")
     return 0
 
 

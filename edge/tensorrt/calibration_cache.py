@@ -37,6 +37,23 @@ def trt_version_number(version: str) -> int:
     return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
 
 
+def trt_version_text(number: int) -> str:
+    """8601 -> '8.6.1'; 100300 -> '10.3.0' (`trt_version_number` backwards)."""
+    if number >= 100000:
+        return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
+    return f"{number // 1000}.{number // 100 % 10}.{number % 100}"
+
+
+def looks_like_cache(path: Path) -> bool:
+    """Whether `path` starts with a TensorRT calibration cache's header line."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(200)
+    except OSError:
+        return False
+    return HEADER.match(first.decode("ascii", "replace").strip()) is not None
+
+
 def scale_to_hex(scale: float) -> str:
     return format(struct.unpack(">I", struct.pack(">f", scale))[0], "x")
 

@@ -18,7 +18,33 @@ from edge.errors import InputError
     [("8.5.3", 8503), ("8.6.1", 8601), ("10.3.0", 100300), ("10.13.2", 101302), ("10.0", 100000)],
 )
 def test_version_numbers(version, number):
+    from edge.tensorrt.calibration_cache import trt_version_text
+
     assert trt_version_number(version) == number
+    assert trt_version_text(number) == ".".join([*version.split("."), "0"][:3])
+
+
+def test_inspect_reads_a_calibration_cache(tmp_path):
+    """`edge inspect` on a cache `edge calibrate --cache` wrote called it a cut-short ONNX
+    model and told its user to copy it again (a user check)."""
+    import json
+    import subprocess
+    import sys
+
+    cache = tmp_path / "net.cache"
+    CalibrationCache.from_scales({"a": 2 / 127, "b": 0.5}, "8.6.1", ("images", 1.0)).write(cache)
+    shown = subprocess.run([sys.executable, "-m", "edge", "inspect", str(cache)],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[:2] == [
+        f"{cache}: TensorRT calibration cache for TensorRT 8.6.1 (EntropyCalibration2), 3 tensors",
+        "ranges: the tensors' largest |x| (scale x 127) from 2 to 127"]
+    report = json.loads(subprocess.run(
+        [sys.executable, "-m", "edge", "inspect", str(cache), "--json"], capture_output=True,
+        text=True, timeout=60).stdout)
+    assert report == {"calibration_cache": str(cache), "trt_version": "8.6.1",
+                      "algorithm": "EntropyCalibration2", "tensors": 3, "amax_min": 2.0,
+                      "amax_max": 127.0}
 
 
 @pytest.mark.parametrize(
