@@ -210,7 +210,7 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
               result: Calibrated, eval_data: Path | str) -> str:
     lines = ["# INT8 calibration report", "",
              f"`{result.profile}` profile, method `{result.ranges.method}`, {result.frames} "
-             f"calibration frames, {len(result.ranges.ranges)} calibrated tensors, "
+             f"calibration frames, {result.tensors_words}, "
              f"{result.seconds:.1f} s. Evaluated on `{eval_data}` ({fp32.images} images); "
              f"INT8 {PROFILE_SCORING[result.profile]}.", ""]
     if fp32.task == "detect":

@@ -50,6 +50,24 @@ class Calibrated:
         there) rather than as its QDQ graph computes (`tensorrt`: TensorRT's arithmetic)."""
         return self.profile == "cpu"
 
+    @property
+    def quantized_activations(self) -> int:
+        """How many activations the written model quantizes (each read through a
+        QuantizeLinear); `ranges` may hold more: a TensorRT cache, asked for, needs every
+        float tensor's range."""
+        constants = {i.name for i in self.model.graph.initializer}
+        return len({node.input[0] for node in self.model.graph.node
+                    if node.op_type == "QuantizeLinear" and node.input[0] not in constants})
+
+    @property
+    def tensors_words(self) -> str:
+        """`68 calibrated tensors, 25 quantized in the model` (more are calibrated than
+        quantized where a TensorRT cache was asked for)."""
+        quantized = self.quantized_activations
+        calibrated = len(self.ranges.ranges)
+        return (f"{calibrated} calibrated tensors" if quantized == calibrated else
+                f"{calibrated} calibrated tensors, {quantized} quantized in the model")
+
     def role(self, fidelity: Fidelity) -> str:
         """What `fidelity`'s row is in a comparison table: the written model, the method kept
         ("chosen" by `auto`, else "requested"), or '' for the others."""

@@ -280,6 +280,12 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     tail = decode_tail_tensors(onnx.load(demo_model))
     cached = {line.split(":")[0] for line in cache[1:]}
     assert tail and not tail & cached
+    # every float tensor calibrated for the cache, fewer quantized in the model: both said
+    model = onnx.load(tmp_path / "int8.onnx")
+    quantized = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert summary["quantized_tensors"] == len(quantized) < summary["tensors"]
+    assert (f"{summary['tensors']} calibrated tensors, {len(quantized)} quantized in the "
+            "model") in (tmp_path / "report" / "index.md").read_text()
     assert "ranges" in json.loads((tmp_path / "ranges.json").read_text())
     index = (tmp_path / "report" / "index.md").read_text()
     assert "| map50 |" in index and "INT8 layers with the lowest SQNR" in index
