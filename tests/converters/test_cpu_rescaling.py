@@ -41,7 +41,7 @@ def test_rewritten_models_are_byte_identical_to_full_builds(demo_ranges, monkeyp
     builds: list[str] = []
     build = cpu_rescaling.qdq_for_cpu
     monkeypatch.setattr(cpu_rescaling, "qdq_for_cpu",
-                        lambda m, r, e: builds.append(r.method) or build(m, r, e))
+                        lambda m, r, e, said: builds.append(r.method) or build(m, r, e, said))
     rescaling = CpuRescaling(model, [])
     first = rescaling(ranges[0])
     assert rescaling.exact is None and builds == ["minmax"]  # one model: one build
