@@ -812,8 +812,8 @@ def _add_convert(commands: Any) -> None:
     inspect = commands.add_parser("inspect", help="show a model's spec, tensors, ops and "
                                                   "quantization")
     inspect.add_argument("model", type=Path,
-                         help="an ONNX model (any: converted or not) or a TensorRT engine "
-                              "edge built")
+                         help="an ONNX model (any: converted or not), a TensorRT engine "
+                              "edge built, or a calibration cache (edge calibrate --cache)")
     inspect.add_argument("--json", action="store_true",
                          help="everything as one JSON object (node names for --exclude)")
     inspect.set_defaults(handler=cmd_inspect)

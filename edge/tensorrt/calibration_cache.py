@@ -9,6 +9,7 @@ TensorRT writes the hex without leading zeros, so readers accept short forms suc
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from edge.files import write_bytes_atomic
 
 HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 ALGORITHM = "EntropyCalibration2"
+#: The calibrators whose caches TensorRT writes and reads (`IInt8Calibrator`'s kinds).
+ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration",
+              "LegacyCalibration")
 
 
 def trt_version_number(version: str) -> int:
@@ -51,7 +55,7 @@ def looks_like_cache(path: Path) -> bool:
             first = handle.readline(200)
     except OSError:
         return False
-    return HEADER.match(first.decode("ascii", "replace").strip()) is not None
+    return first.startswith(b"TRT-")
 
 
 def scale_to_hex(scale: float) -> str:
@@ -97,6 +101,12 @@ class CalibrationCache:
             raise InputError(f"{origin}: line 1 is not a TensorRT cache header like "
                              f"TRT-100300-{ALGORITHM}")
         version, algorithm = int(header.group(1)), header.group(2)
+        if algorithm not in ALGORITHMS:
+            raise InputError(f"{origin}: line 1 names the calibrator {algorithm}, which TensorRT "
+                             f"does not have ({', '.join(ALGORITHMS)})")
+        if not text.endswith("\n"):
+            raise InputError(f"{origin} ends in the middle of a line: the file is cut short; "
+                             "copy it again in full, or recalibrate with `edge calibrate --cache`")
         if expected_version is not None and version != expected_version:
             raise InputError(f"{origin}: the cache was written for TensorRT version number "
                              f"{version}, not {expected_version}; recalibrate with "
@@ -109,10 +119,16 @@ class CalibrationCache:
             try:
                 if not separator or not name.strip():
                     raise ValueError("expected 'name: hex'")
-                scales[name.strip()] = hex_to_scale(value.strip())
+                scale = hex_to_scale(value.strip())
+                if not math.isfinite(scale) or scale < 0:
+                    raise ValueError(f"scale {scale} is not a finite non-negative number")
+                scales[name.strip()] = scale
             except ValueError as exc:
                 raise InputError(f"{origin}: line {number} is malformed ({exc}): "
                                  f"{line[:80]!r}") from exc
+        if not scales:
+            raise InputError(f"{origin} holds a header and no tensor scales; recalibrate with "
+                             "`edge calibrate --cache`")
         return cls(version, algorithm, scales)
 
     @classmethod

@@ -45,6 +45,10 @@ def test_inspect_reads_a_calibration_cache(tmp_path):
     assert report == {"calibration_cache": str(cache), "trt_version": "8.6.1",
                       "algorithm": "EntropyCalibration2", "tensors": 3, "amax_min": 2.0,
                       "amax_max": 127.0}
+    cache.write_text("TRT-abc-EntropyCalibration2\nimages: 3f800000\n")  # not an ONNX model
+    bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(cache)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "line 1 is not a TensorRT cache header" in bad.stderr
 
 
 @pytest.mark.parametrize(
@@ -85,6 +89,14 @@ def test_round_trip_with_the_input_scale():
         ("TRT-100300-EntropyCalibration2\nconv1 3f800000\n", "line 2 is malformed"),
         ("TRT-100300-EntropyCalibration2\na: 0\nconv1: xyz\n", "line 3 is malformed"),
         ("TRT-100300-EntropyCalibration2\nconv1: 1ffffffff\n", "line 2 is malformed"),
+        # damaged files `edge inspect` took for caches (a user check)
+        ("TRT-100300-EntropyCalibration2\nconv1: 3f800000\nconv2: 3", "is cut short"),
+        ("TRT-100300-EntropyCalibration2\n", "holds a header and no tensor scales"),
+        ("TRT-100300-EntropyCalibration2\nconv1: 7fc00000\n",
+         r"line 2 is malformed \(scale nan is not a finite non-negative number\)"),
+        ("TRT-100300-EntropyCalibration2\nconv1: bf800000\n", "scale -1.0 is not a finite"),
+        ("TRT-100300-FooCalibration\nconv1: 3f800000\n",
+         "names the calibrator FooCalibration, which TensorRT does not have"),
     ],
 )
 def test_bad_caches_name_the_line(text, message):
