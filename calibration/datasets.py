@@ -115,7 +115,7 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     elif layout == "folders":
         dataset = _folders(path, labels)
     else:
-        dataset = _yolo(path, labels)
+        dataset = _yolo(path, labels, max_images)
     if not dataset.items:
         raise _no_class_folders(path) if layout == "folders" else _no_labelled_images(path)
     if task != "classify" and not any((~item.difficult).any() for item in dataset.items):
@@ -132,7 +132,10 @@ def _yolo_split(path: Path) -> YoloLayout:
     return split
 
 
-def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
+def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> Dataset:
+    """The split `root` names, its first `max_images` readable images (all: None), with
+    warnings about what among those does not fit (a missing label file) and about label
+    files without an image."""
     split = _yolo_split(root)
     if split.chosen:
         log.info("%s", split.chosen)
@@ -143,6 +146,8 @@ def _yolo(root: Path, labels: Sequence[str]) -> Dataset:
     items, skipped, unlabelled = [], 0, 0
     pairs = split.pairs()
     for image_path, label_path in pairs:
+        if max_images is not None and len(items) >= max_images:
+            break
         size = usable_image_size(image_path)  # a JPEG's header, not a decode
         if size is None:
             skipped += 1
@@ -178,8 +183,11 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
     (a dataset may list them in another order, or only some). A name the model does not have
     is an error, as a COCO category or a class folder is: scored by id, another model's
     dataset would read as a model that finds nothing."""
-    named = _yolo_class_names(split.declared or split.root / "data.yaml",
-                              split.root / "classes.txt")
+    # a Roboflow split's folder (valid/) has its data.yaml one level up
+    declared = split.declared or next(
+        (folder / "data.yaml" for folder in (split.root, split.root.parent)
+         if (folder / "data.yaml").is_file()), split.root / "data.yaml")
+    named = _yolo_class_names(declared, split.root / "classes.txt")
     if named is None or list(named) == list(labels):
         return list(range(len(labels)))
     unknown = [name for name in named if name not in labels]

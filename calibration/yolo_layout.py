@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,42 +70,77 @@ def yolo_layout(path: Path) -> YoloLayout | None:
         return _declared(yaml_path)
     if path.parent.name == "images" and (path.parent.parent / "labels" / path.name).is_dir():
         return YoloLayout(path.parent.parent, path, path.parent.parent / "labels" / path.name)
-    if not (path / "labels").is_dir():
-        return None
-    return _split_of(path, path / "images" if (path / "images").is_dir() else path)
+    if path.name == "images" and (path.parent / "labels").is_dir():  # Roboflow's valid/images
+        return YoloLayout(path.parent, path, path.parent / "labels")
+    if (path / "labels").is_dir():
+        return _split_of(path, path / "images" if (path / "images").is_dir() else path)
+    return _split_folder_of(path)
 
 
 def _split_of(root: Path, images: Path) -> YoloLayout:
     """The dataset folder's one split: the images themselves, or the validation split folder
-    where `images` holds split folders instead."""
+    where `images` holds split folders instead (Ultralytics: images/val, labels/val)."""
     splits = sorted(p.name for p in images.iterdir()
                     if p.is_dir() and p.name in (*VALIDATION_SPLITS, *OTHER_SPLITS))
     if not splits or any(p.suffix.lower() in IMAGE_SUFFIXES for p in images.iterdir()):
         return YoloLayout(root, images, root / "labels")
+    split, chosen = _validation(root, splits, lambda name: images / name)
+    return YoloLayout(root, images / split, root / "labels" / split, chosen)
+
+
+def _split_folder_of(root: Path) -> YoloLayout | None:
+    """Roboflow's layout without its data.yaml: split folders each holding images/ and
+    labels/ (valid/images, valid/labels); None where `root` holds none."""
+    splits = sorted(p.name for p in root.iterdir()
+                    if p.name in (*VALIDATION_SPLITS, *OTHER_SPLITS)
+                    and (p / "images").is_dir() and (p / "labels").is_dir())
+    if not splits:
+        return None
+    split, chosen = _validation(root, splits, lambda name: root / name / "images")
+    return YoloLayout(root, root / split / "images", root / split / "labels", chosen)
+
+
+def _validation(root: Path, splits: list[str], images_of: Callable[[str], Path]
+                ) -> tuple[str, str]:
+    """(the validation split among `splits`, the log line that says it was chosen); an error
+    naming the split to pass where there is none."""
     validation = next((name for name in VALIDATION_SPLITS if name in splits), None)
     if validation is None:
+        suggested = "test" if "test" in splits else splits[0]
         raise InputError(f"{root} holds the splits {listed(splits)} and no val split; pass the "
-                         f"one to score, e.g. --data {images / splits[-1]}")
-    chosen = (f"{root} holds the splits {listed(splits)}: scoring {validation} "
-              f"({images / validation}); --data {images / splits[0]} scores another")
-    return YoloLayout(root, images / validation, root / "labels" / validation, chosen)
+                         f"one to score instead, e.g. {images_of(suggested)}")
+    others = [name for name in splits if name != validation]
+    another = f"; pass {images_of(others[0])} to score another" if others else ""
+    return validation, (f"{root} holds the splits {listed(splits)}: scoring {validation} "
+                        f"({images_of(validation)}){another}")
 
 
 def _declared(yaml_path: Path) -> YoloLayout:
-    """The split a `data.yaml` names as `val`, its folder relative to the file's `path` (itself
-    relative to the file's folder)."""
+    """The split a `data.yaml` names as `val`: its folder relative to the file's `path`
+    (itself relative to the file's folder), or, as Ultralytics retries, without a leading
+    `../` (Roboflow's exports write `val: ../valid/images`)."""
     content = _yaml(yaml_path)
     split = content.get("val")
+    if isinstance(split, list) and len(split) == 1:
+        split = split[0]
+    if isinstance(split, list):
+        raise InputError(f"{yaml_path} names {len(split)} val folders; pass the one to score "
+                         "(a split's image folder) instead")
     if not isinstance(split, str):
-        raise InputError(f"{yaml_path} names no val split (a 'val: images/val' line): pass the "
-                         "dataset folder, or the split's image folder, as --data")
-    images = yaml_path.parent / str(content.get("path") or "") / split
-    if not images.is_dir() and (yaml_path.parent / split).is_dir():
-        images = yaml_path.parent / split  # an absolute `path` the dataset was moved from
+        raise InputError(f"{yaml_path} names no val split (a 'val: images/val' line); pass the "
+                         "dataset folder, or the split's image folder, instead")
+    base = yaml_path.parent / str(content.get("path") or "")
+    tries = [base / split, yaml_path.parent / split]  # the second: moved from an absolute path
+    if split.startswith("../"):
+        tries += [base / split[3:], yaml_path.parent / split[3:]]
+    images = next((path for path in tries if path.is_dir()), tries[0])
+    if images.is_file():
+        raise InputError(f"{yaml_path}: its val split {split} is a list of image files; pass "
+                         "the folder that holds the split's images instead")
     if not images.is_dir():
         raise InputError(f"{yaml_path}: its val split {split} is not a folder of images "
                          f"({images}); fix the file's 'path' and 'val', or pass the split's "
-                         "image folder as --data")
+                         "image folder instead")
     return YoloLayout(yaml_path.parent, images, _labels_beside(images, yaml_path),
                       f"{yaml_path}: scoring its val split ({images})", yaml_path)
 

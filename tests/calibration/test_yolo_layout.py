@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_of_several_splits_only_val_is_scored(tmp_path, caplog):
         dataset = dataset_from(root, LABELS, "detect")
     assert [item.path.parent for item in dataset.items] == [root / "images" / "val"] * 3
     assert (f"{root} holds the splits train, val: scoring val ({root / 'images' / 'val'}); "
-            f"--data {root / 'images' / 'train'} scores another") in caplog.text
+            f"pass {root / 'images' / 'train'} to score another") in caplog.text
     # one split's image folder, as data.yaml names it, scores that split
     train = dataset_from(root / "images" / "train", LABELS, "detect")
     assert {item.path.parent for item in train.items} == {root / "images" / "train"}
@@ -70,13 +71,50 @@ def test_a_dataset_moved_from_its_absolute_path_is_still_found(tmp_path):
 
 @pytest.mark.parametrize(("splits", "yaml", "message"), [
     ({"train": 2, "test": 2}, None,
-     "holds the splits test, train and no val split; pass the one to score, e.g. --data "),
+     "holds the splits test, train and no val split; pass the one to score instead, e.g. "
+     ".*images/test$"),
     ({"train": 2}, "path: .\ntrain: images/train\nval: images/val\n",
      "its val split images/val is not a folder of images"),
 ])
 def test_a_split_that_cannot_be_told_or_found_is_refused(tmp_path, splits, yaml, message):
     root = split_dataset(tmp_path / "d", splits, yaml)
     with pytest.raises(InputError, match=message):
+        dataset_from(root, LABELS, "detect")
+
+
+def roboflow(root: Path, yaml: bool) -> Path:
+    """Roboflow's export: train/images, valid/images (each beside its labels/), and a data.yaml
+    whose splits are `../train/images` and `../valid/images`."""
+    for seed, (split, frames) in enumerate({"train": 4, "valid": 3}.items()):
+        write_yolo_dataset(root / split, frames=frames, seed=seed + 1)
+    if yaml:
+        (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 4\n"
+                                        "names: ['circle', 'square', 'triangle', 'star']\n")
+    return root
+
+
+@pytest.mark.parametrize("yaml", [True, False])
+def test_roboflow_exports_score_their_valid_split(tmp_path, yaml):
+    """Refused before: `../valid/images` pointed outside the folder (Ultralytics retries it
+    without the `../`), and without data.yaml the split folders were not recognised."""
+    root = roboflow(tmp_path / "rf", yaml)
+    for data in (root, root / "valid" / "images"):
+        dataset = dataset_from(data, LABELS, "detect")
+        assert {item.path.parent for item in dataset.items} == {root / "valid" / "images"}
+        assert len(dataset.items) == 3
+
+
+def test_val_as_a_one_entry_list_is_read_and_as_a_file_list_is_refused(tmp_path):
+    root = split_dataset(tmp_path / "d", {"val": 2}, "val: [images/val]\n")
+    assert len(dataset_from(root, LABELS, "detect").items) == 2
+    (root / "val.txt").write_text("images/val/000000.png\n")
+    (root / "data.yaml").write_text("val: val.txt\n")
+    with pytest.raises(InputError, match=re.escape(
+            "its val split val.txt is a list of image files; pass the folder that holds the "
+            "split's images instead")):
+        dataset_from(root, LABELS, "detect")
+    (root / "data.yaml").write_text("val: [images/val, images/train]\n")
+    with pytest.raises(InputError, match="names 2 val folders; pass the one to score"):
         dataset_from(root, LABELS, "detect")
 
 
@@ -103,6 +141,10 @@ def test_images_without_label_files_and_labels_without_images_are_said(tmp_path,
             f"{tmp_path / 'labels'}: scored as images without objects") in caplog.text
     assert (f"1 label file(s) in {tmp_path / 'labels'} have no image in "
             f"{tmp_path / 'images'}, so are not scored: {labels[-1].name}") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert len(dataset_from(tmp_path, LABELS, "detect", max_images=2).items) == 2
+    assert f"1 of the 2 images in {tmp_path / 'images'} have no label file" in caplog.text
 
 
 @pytest.mark.parametrize("row", ["1 1.5 0.5 0.2 0.2", "0 0.5 0.5 -0.1 0.2", "2 120 80 30 40"])
