@@ -10,6 +10,7 @@ is refused with a message that names the file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,12 @@ def _kernel_shapes_written(model: onnx.ModelProto) -> None:
             node.attribute.append(onnx.helper.make_attribute("kernel_shape", weight[2:]))
 
 
+#: ONNX's checker on an input no earlier node makes: "... input 'x' of node: \nname: conv
+#: OpType: Conv\n is not output of any previous nodes."
+UNMADE_INPUT = re.compile(r"input '(?P<input>[^']*)' of node:\s*name:\s*(?P<node>\S*)\s+"
+                          r"OpType:\s*(?P<op>\S+)")
+
+
 def _loaded(path: Path, notes: list[str]) -> onnx.ModelProto:
     if path.is_file() and path.stat().st_size == 0:
         raise ConversionError(f"{path} {EMPTY_FILE}")
@@ -99,8 +106,14 @@ def _loaded(path: Path, notes: list[str]) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConversionError(f"{path} is not a valid ONNX model ({first}); the file may be "
+        unmade = UNMADE_INPUT.search(str(exc))
+        if unmade:  # the nodes were sorted above: what is left is a name nothing makes
+            raise ConversionError(
+                f"{path} is not a valid ONNX model: node {unmade['node']} ({unmade['op']}) "
+                f"reads {unmade['input']}, which no node, input or initializer makes (or only "
+                "a cycle of nodes does); the graph is broken: export it again") from exc
+        said = " ".join(str(exc).split())
+        raise ConversionError(f"{path} is not a valid ONNX model ({said}); the file may be "
                               "damaged: copy or export it again") from exc
     return model
 

@@ -332,6 +332,21 @@ def test_a_graph_out_of_topological_order_is_sorted_with_a_note(tmp_path, edge):
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
+def test_an_input_nothing_makes_is_named_not_called_unsorted(tmp_path, edge):
+    """The checker's "must be topologically sorted" was cut at its first line, which dropped the
+    node and read as the sorting `edge convert` now does itself (a user re-check)."""
+    model = onnx.load(str(classifier(tmp_path / "m.onnx")))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.input[0] = "nowhere"
+    onnx.save(model, str(tmp_path / "broken.onnx"))
+    result = edge("convert", tmp_path / "broken.onnx", "-o", tmp_path / "out.onnx", "--labels",
+                  "a,b,c")
+    assert_refused(result, "is not a valid ONNX model: node relu (Relu) reads nowhere, which "
+                           "no node, input or initializer makes (or only a cycle of nodes "
+                           "does); the graph is broken: export it again")
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_an_unsorted_dynamically_quantized_model_is_refused_as_quantized(tmp_path, edge):
     from onnxruntime.quantization import quantize_dynamic
 
