@@ -232,10 +232,10 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
                     synthetic_config=config, count=count)
 
 
-#: A labelled dataset's files beside its images (YOLO labels and data.yaml, COCO and Label
-#: Studio JSON, `edge collect`'s manifests): calibrating on a dataset folder is expected, so
-#: they go unsaid.
-DATASET_SUFFIXES = (".txt", ".yaml", ".yml", ".json", ".jsonl", ".csv")
+#: A labelled dataset's files beside its images (YOLO labels, data.yaml and Ultralytics'
+#: label .cache, Pascal VOC's XML, COCO and Label Studio JSON, `edge collect`'s manifests):
+#: calibrating on a dataset folder is expected, so they go unsaid.
+DATASET_SUFFIXES = (".txt", ".yaml", ".yml", ".json", ".jsonl", ".csv", ".xml", ".cache")
 
 
 def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:

@@ -254,7 +254,8 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
             f"{100 * closest.agreement:.1f}%")
     highest = agreement_upper_bound(closest.agreement, closest.samples)
     if highest >= AGREEMENT_FLOOR:  # one answer in 11 is 9 points: chance may be all it is
-        return (f"INT8 may change answers: {kept} ({closest.behind}; output SQNR "
+        behind = f"{closest.behind}; " if closest.evidence is not None else ""
+        return (f"INT8 may change answers: {kept} ({behind}output SQNR "
                 f"{_sqnr(closest)}), too few to tell whether it keeps {AGREEMENT_FLOOR:.0%} on "
                 f"other images (up to {100 * highest:.0f}% fits these at 95% confidence); "
                 f"{LABELLED_CHECK}")

@@ -314,6 +314,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "kept_float": result.excluded, "kept_float_batchnorms": result.float_batchnorms,
         "kept_float_stem": result.float_stem,
         "cache": str(args.cache) if args.cache else None,
+        "cache_tensors": (len(result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec).scales)
+                          if args.cache else None),
         "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference,
         "outputs_seconds": round(outputs_seconds, 2),
         "cpu_latency": result.cpu_latency.as_dict() if result.cpu_latency else None}
@@ -390,7 +392,9 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated,
     for key, what in (("cache", "TensorRT calibration cache"), ("ranges", "ranges"),
                       ("drift_reference", "drift reference")):
         if summary[key]:
-            print(f"wrote {what} {summary[key]}")
+            scales = (f" ({summary['cache_tensors']} tensor scales: the input's and every float "
+                      "activation's but the decode tail's)" if key == "cache" else "")
+            print(f"wrote {what} {summary[key]}{scales}")
     if args.report:
         print(f"report: {summary['report']}")
     slow = [what for what, asked in (("drift reference", summary["drift_reference"]),

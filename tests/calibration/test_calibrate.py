@@ -280,6 +280,7 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     tail = decode_tail_tensors(onnx.load(demo_model))
     cached = {line.split(":")[0] for line in cache[1:]}
     assert tail and not tail & cached
+    assert summary["cache_tensors"] == len(cache) - 1  # as `edge inspect` counts it
     # every float tensor calibrated for the cache, fewer quantized in the model: both said
     model = onnx.load(tmp_path / "int8.onnx")
     quantized = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}

@@ -67,7 +67,7 @@ def test_a_labelled_datasets_own_files_go_unmentioned(tmp_path, caplog):
     every run (a user check); a file of another kind is still named."""
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((48, 64, 3), np.uint8))
     for name in ("data.yaml", "classes.txt", "manifest.jsonl", "manifest.csv",
-                 "annotations.coco.json", "report.pdf"):
+                 "annotations.coco.json", "a.xml", "labels.cache", "report.pdf"):
         (tmp_path / name).write_text("x\n")
     with caplog.at_level(logging.WARNING):
         frames_from(tmp_path, min_images=1)

@@ -213,9 +213,9 @@ def test_one_answer_changed_in_a_few_frames_is_not_called_far_from_fp32():
                              Fidelity("mse", 19.8, 10 / 11, 11, 11)], "classify", "cpu") or ""
     assert message == (
         "INT8 may change answers: on 11 held-out frames the closest of the 2 models judged "
-        "(percentile) keeps top-1 agreement with FP32 at 90.9% (11 frames; output SQNR 20.3 "
-        "dB), too few to tell whether it keeps 95% on other images (up to 98% fits these at "
-        "95% confidence); check the INT8 model on labelled images before deploying it (edge "
+        "(percentile) keeps top-1 agreement with FP32 at 90.9% (output SQNR 20.3 dB), too few "
+        "to tell whether it keeps 95% on other images (up to 98% fits these at 95% "
+        "confidence); check the INT8 model on labelled images before deploying it (edge "
         "eval with --data, or --report DIR --eval-data DIR here)")
 
 
