@@ -513,11 +513,14 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions, grey: bool =
     if given.colour_order == default.colour_order and not grey and "network_order" not in stated:
         assumed.append(f"{default.colour_order} channel order (--network-order)")
         examples.append("PaddlePaddle models often BGR")
-    if (tuple(given.mean), tuple(given.std)) == (tuple(default.mean), tuple(default.std)) \
-            and not stated & {"mean", "std"}:
+    default_mean = tuple(given.mean) == tuple(default.mean) and "mean" not in stated
+    default_std = tuple(given.std) == tuple(default.std) and "std" not in stated
+    if default_mean and default_std:
         assumed.append("pixels / 255 with no mean or std (--mean, --std)")
         examples.insert(0, "e.g. --mean 0.5 --std 0.5" if grey else
                         "ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
+    elif default_mean or default_std:  # one given, the other left at its default
+        assumed.append("no mean (--mean)" if default_mean else "a std of 1 (--std)")
     if options.resize is None:
         assumed.append("whole frames letterboxed, centred (--resize)")
         examples.append("trained on images resized to the input, as Keras and torchvision's "

@@ -154,10 +154,16 @@ def test_defaults_given_on_the_command_line_are_not_called_assumed(tmp_path, edg
     assert stated.returncode == 0, stated.stderr
     assert "assumed the network takes" not in stated.stdout
     order_only = edge("convert", source, "-o", tmp_path / "order.onnx", "--labels", "a,b,c",
-                      "--mean", "0", "--resize", "letterbox", "--interpolation", "bilinear")
+                      "--mean", "0", "--std", "1", "--resize", "letterbox", "--interpolation",
+                      "bilinear")
     assert order_only.returncode == 0, order_only.stderr
     assert "note: assumed the network takes RGB channel order (--network-order); if it was " \
            "trained otherwise" in order_only.stdout
+    mean_only = edge("convert", source, "-o", tmp_path / "mean.onnx", "--labels", "a,b,c",
+                     "--network-order", "RGB", "--mean", "0.485,0.456,0.406", "--resize",
+                     "letterbox", "--interpolation", "bilinear")
+    assert "note: assumed the network takes a std of 1 (--std); if it was trained otherwise" \
+        in mean_only.stdout
 
 
 def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, edge):
