@@ -1,17 +1,17 @@
 """Where a YOLO dataset's images and label files are, as Ultralytics lays them out.
 
-`--data` may name the dataset folder (`images/` and `labels/`, with or without split folders
-such as `images/val`), its `data.yaml` (or a folder holding one), or one split's image folder
-(`DIR/images/val`). A split's labels are where Ultralytics looks for them: the image path with
-its last `images` folder read as `labels`. Only one split is scored: the one `data.yaml`'s
-`val` names, else a `val` (or Roboflow's `valid`) split folder; scoring training images with
-the rest would flatter the model.
+The path given (`edge eval --data`, `edge calibrate --eval-data`) may name the dataset
+folder (`images/` and `labels/`, with or without split folders such as `images/val`), its
+`data.yaml` (or a folder holding one), or one split's image folder (`DIR/images/val`,
+Roboflow's `valid/images`). A split's labels are where Ultralytics looks for them: the image
+path with its last `images` folder read as `labels`. Only one split is scored: the one
+`data.yaml`'s `val` names, else a `val` (or Roboflow's `valid`) split folder; scoring training
+images with the rest would flatter the model.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +20,6 @@ from typing import Any
 from calibration.readers import IMAGE_SUFFIXES
 from edge.errors import InputError
 from edge.wording import listed
-
-log = logging.getLogger(__name__)
 
 #: Split folders' names as Ultralytics and Roboflow write them; the first present is scored.
 VALIDATION_SPLITS = ("val", "valid", "validation")
