@@ -143,7 +143,8 @@ def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> D
     if class_ids != list(range(len(labels))):
         log.info("%s lists the model's classes in another order or in part: paired by name",
                  root)
-    items, skipped, unlabelled = [], 0, 0
+    items: list[LabelledImage] = []
+    skipped = unlabelled = 0
     pairs = split.pairs()
     for image_path, label_path in pairs:
         if max_images is not None and len(items) >= max_images:
