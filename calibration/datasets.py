@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from calibration.images import is_hidden, read_image, usable_image_size
 from calibration.readers import IMAGE_SUFFIXES
-from calibration.yolo_layout import YoloLayout, yolo_layout
+from calibration.yolo_layout import YoloLayout, dataset_yaml, yolo_layout
 from edge.errors import InputError
 from edge.wording import listed
 
@@ -204,12 +204,13 @@ def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
     """The class names a YOLO dataset declares (its data.yaml's `names`, or a classes.txt), in
     class-id order; None when it declares none (or PyYAML is missing for data.yaml)."""
     if yaml_path.is_file() and importlib.util.find_spec("yaml") is not None:
-        import yaml  # noqa: PLC0415 - optional: only to cross-check the names
-
         try:
-            names = (yaml.safe_load(yaml_path.read_text()) or {}).get("names")
-        except (yaml.YAMLError, AttributeError):
+            content = dataset_yaml(yaml_path) or {}
+        except InputError:  # only to cross-check the names: unread, they are not checked
             return None
+        if not isinstance(content, dict):
+            return None
+        names = content.get("names")
         if isinstance(names, dict):
             return [str(names[key]) for key in sorted(names)]
         if isinstance(names, list):

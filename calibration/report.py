@@ -22,6 +22,7 @@ from calibration.result import Calibrated
 from calibration.stats import TensorStats
 from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
+from edge.wording import counted
 
 WORST_LAYERS = 5
 #: The files a report writes into its folder (a rewritten report removes its old plots).
@@ -178,8 +179,8 @@ def _plot_class_ap(folder: Path, fp32: Accuracy, int8: Accuracy) -> str:
 def _comparison(result: Calibrated) -> list[str]:
     if not result.comparison:
         return []
-    frames = result.comparison[0].frames
-    lines = ["", f"## Range methods on {frames} held-out frame{'' if frames == 1 else 's'}", "",
+    lines = ["", f"## Range methods on {counted(result.comparison[0].frames, 'held-out frame')}",
+             "",
              "| method | agreement with FP32 | output SQNR (dB; a detector's weaker part) | |",
              "|---|---|---|---|"]
     written = [result.written] if result.written else []

@@ -35,6 +35,7 @@ from edge.postprocess import HEAD_DECODERS, decoder_from_spec
 from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec
 from edge.system import usable_cores
+from edge.wording import counted
 
 #: At most this many calibration frames are held back to judge: one frame more or less in
 #: agreement is 6 points of 16 (of 8, 12.5 points: the ranking's 5-point steps were flips of
@@ -94,9 +95,8 @@ class Fidelity:
         """What the agreement was counted on, for people: `8 frames`, or for a detector
         `70 detections, FP32's and INT8's` (both sides' detections, as F1 counts them)."""
         if self.evidence is None:
-            return f"{self.compared} frame{'' if self.compared == 1 else 's'}"
-        return (f"{self.compared} detection{'' if self.compared == 1 else 's'}, FP32's and "
-                "INT8's")
+            return counted(self.compared, "frame")
+        return f"{counted(self.compared, 'detection')}, FP32's and INT8's"
 
     @property
     def samples(self) -> int:

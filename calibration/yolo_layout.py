@@ -59,13 +59,14 @@ def yolo_layout(path: Path) -> YoloLayout | None:
     """The YOLO split `path` names, None when it names no YOLO dataset; an error when it names
     one whose split cannot be told (several and no `val`) or whose `data.yaml` points nowhere."""
     if path.is_file():
-        return _declared(path) if path.suffix.lower() in YAML_SUFFIXES else None
+        return _declared(path, _yaml(path)) if path.suffix.lower() in YAML_SUFFIXES else None
     if not path.is_dir():
         return None
     yaml_path = next((path / f"data{suffix}" for suffix in YAML_SUFFIXES
                       if (path / f"data{suffix}").is_file()), None)
-    if yaml_path is not None and "val" in _yaml(yaml_path):
-        return _declared(yaml_path)
+    content = _yaml(yaml_path) if yaml_path is not None else {}
+    if yaml_path is not None and "val" in content:
+        return _declared(yaml_path, content)
     if path.parent.name == "images" and (path.parent.parent / "labels" / path.name).is_dir():
         return YoloLayout(path.parent.parent, path, path.parent.parent / "labels" / path.name)
     if path.name == "images" and (path.parent / "labels").is_dir():  # Roboflow's valid/images
@@ -113,11 +114,10 @@ def _validation(root: Path, splits: list[str], images_of: Callable[[str], Path]
                         f"({images_of(validation)}){another}")
 
 
-def _declared(yaml_path: Path) -> YoloLayout:
+def _declared(yaml_path: Path, content: dict[str, Any]) -> YoloLayout:
     """The split a `data.yaml` names as `val`: its folder relative to the file's `path`
     (itself relative to the file's folder), or, as Ultralytics retries, without a leading
-    `../` (Roboflow's exports write `val: ../valid/images`)."""
-    content = _yaml(yaml_path)
+    `../` (Roboflow's exports write `val: ../valid/images`). `content`: the file's."""
     split = content.get("val")
     if isinstance(split, list) and len(split) == 1:
         split = split[0]
@@ -158,12 +158,18 @@ def _labels_beside(images: Path, yaml_path: Path) -> Path:
 
 def _yaml(path: Path) -> dict[str, Any]:
     """A data.yaml's content (empty where PyYAML is missing or the file holds no mapping)."""
+    content = dataset_yaml(path)
+    return content if isinstance(content, dict) else {}
+
+
+def dataset_yaml(path: Path) -> Any:
+    """What a dataset's YAML file holds (None where PyYAML is missing); an error naming the
+    file where it cannot be read as YAML."""
     if importlib.util.find_spec("yaml") is None:
-        return {}
+        return None
     import yaml  # noqa: PLC0415 - optional: Ultralytics' dataset files
 
     try:
-        content = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{path} could not be read as YAML ({exc})") from exc
-    return content if isinstance(content, dict) else {}

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from calibration.result import Calibrated
     from converters.fold import Normalisation
     from edge.spec import InputSpec, ModelSpec
+    from edge.tensorrt.calibration_cache import CalibrationCache
 
 log = logging.getLogger("edge")
 
@@ -189,20 +190,19 @@ def _inspect_cache(args: argparse.Namespace) -> int:
     tensors it scales and over what range."""
     from edge.tensorrt.calibration_cache import CalibrationCache, trt_version_text
 
-    cache = CalibrationCache.read(args.model)
+    cache = CalibrationCache.read(args.model)  # refused where it holds no scales
     amax = [127.0 * scale for scale in cache.scales.values()]
+    smallest, largest = min(amax), max(amax)
     report = {"calibration_cache": str(args.model), "trt_version": trt_version_text(cache.version),
               "algorithm": cache.algorithm, "tensors": len(cache.scales),
-              "amax_min": round(min(amax), 6) if amax else None,
-              "amax_max": round(max(amax), 6) if amax else None}
+              "amax_min": round(smallest, 6), "amax_max": round(largest, 6)}
     if args.json:
         print_json(report)
         return 0
     print(f"{args.model}: TensorRT calibration cache for TensorRT {report['trt_version']} "
           f"({cache.algorithm}), {counted(len(cache.scales), 'tensor')}")
-    if amax:
-        print(f"ranges: the tensors' largest |x| (scale x 127) from {min(amax):.4g} to "
-              f"{max(amax):.4g}")
+    print(f"ranges: the tensors' largest |x| (scale x 127) from {smallest:.4g} to "
+          f"{largest:.4g}")
     print("read by `edge build-engine MODEL --cache FILE` with the FP32 model it was made from "
           "(implicit quantization, TensorRT 8.5-10.x)")
     return 0
@@ -299,7 +299,9 @@ def _calibrate(args: argparse.Namespace) -> int:
                     held_out_every(frames.count), held_out_count(frames.count))
     result = calibrate(model, spec, frames, options)
     writing = time.perf_counter()
-    reference, report = _write_calibration_outputs(args, result, spec, frames)
+    cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
+             if args.cache is not None else None)
+    reference, report = _write_calibration_outputs(args, result, spec, frames, cache)
     outputs_seconds = time.perf_counter() - writing
     summary: dict[str, Any] = {
         "output": str(args.output), "profile": args.profile, "method": result.ranges.method,
@@ -314,8 +316,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "kept_float": result.excluded, "kept_float_batchnorms": result.float_batchnorms,
         "kept_float_stem": result.float_stem,
         "cache": str(args.cache) if args.cache else None,
-        "cache_tensors": (len(result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec).scales)
-                          if args.cache else None),
+        "cache_tensors": len(cache.scales) if cache is not None else None,
         "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference,
         "outputs_seconds": round(outputs_seconds, 2),
         "cpu_latency": result.cpu_latency.as_dict() if result.cpu_latency else None}
@@ -330,13 +331,12 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spec: ModelSpec,
-                               frames: FrameSet) -> tuple[str | None, Report | None]:
+                               frames: FrameSet, cache: CalibrationCache | None
+                               ) -> tuple[str | None, Report | None]:
     """The INT8 model and whichever of the drift reference, TensorRT cache, ranges and report
     were asked for, staged beside their destinations and published together once the last
     is made (the drift reference and the report run the INT8 model: seconds to minutes), so
     an error or Ctrl-C leaves none of them. Returns (drift reference path, the report)."""
-    cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
-             if args.cache is not None else None)
     destinations = [path for _, path in _output_files(args)]
     if args.report is not None:
         destinations.append(args.report)
