@@ -78,6 +78,31 @@ def test_missing_arguments_keep_the_usage(capsys):
     assert err.endswith("edge convert: error: the following arguments are required: -o/--output\n")
 
 
+def test_an_unknown_option_gets_the_usage_of_its_command(capsys):
+    """argparse hands a subcommand's unknown arguments up to `edge`, whose usage lists no
+    option of `edge convert` (a user check)."""
+    from edge.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["convert", "m.onnx", "-o", "o.onnx", "--bogus", "1"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: edge convert ") and "--network-order" in err
+    assert err.endswith("edge convert: error: unrecognized arguments: --bogus 1\n")
+
+
+def test_a_refusal_after_parsing_names_its_command(tmp_path, capsys):
+    """Refusals that come after parsing start as argparse's own do: `edge calibrate: error:`."""
+    from edge.cli import main
+
+    missing = tmp_path / "missing.onnx"
+    code = main(["calibrate", str(missing), "--images", str(tmp_path), "-o",
+                 str(tmp_path / "o.onnx")])
+    assert code == 2
+    assert capsys.readouterr().err.startswith(
+        f"edge calibrate: error: model file {missing} does not exist")
+
+
 def test_counts_read_as_english():
     from edge.wording import counted
 

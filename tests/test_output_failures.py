@@ -89,7 +89,7 @@ def test_convert_whose_write_fails_names_the_output_and_keeps_the_old_file(sourc
                          limit=1000)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    assert f"edge: error: cannot write {output} (File too large)" in done.stderr
+    assert f"edge convert: error: cannot write {output} (File too large)" in done.stderr
     assert "files already at those paths keep their content" in done.stderr
     assert output.read_bytes() == b"the previous model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "out.onnx"]
@@ -105,7 +105,7 @@ def test_calibrate_whose_writes_fail_names_every_output_and_writes_none(demo_mod
                          limit=100_000)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    assert f"edge: error: cannot write {output}, {cache} (File too large)" in done.stderr
+    assert f"edge calibrate: error: cannot write {output}, {cache} (File too large)" in done.stderr
     assert output.read_bytes() == b"the previous model" and not cache.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
 

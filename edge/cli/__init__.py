@@ -55,19 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_command(commands)
     workstation.add_commands(commands)
     collect.add_commands(commands)
+    for command_parser in commands.choices.values():  # whose usage and name its errors carry
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    command: argparse.ArgumentParser = args.command_parser
+    if unknown:  # argparse would print the top-level usage, which lists no option of a command
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         with signals_interrupt():  # commands that handle signals themselves replace it
             return int(args.handler(args))
-    except EdgeError as exc:
-        print(f"edge: error: {exc}", file=sys.stderr)
+    except EdgeError as exc:  # prefixed as argparse prefixes the command's own errors
+        print(f"{command.prog}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         if not reader_gone():  # a connection of the command's, not its output

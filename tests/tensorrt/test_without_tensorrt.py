@@ -46,7 +46,7 @@ def test_selftest_exits_2_naming_tensorrt():
     result = edge("selftest", "--hardware")
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr
     if not gpu_present():  # installing TensorRT would not help: says so first
-        assert result.stderr.startswith("edge: error: no NVIDIA GPU here")
+        assert result.stderr.startswith("edge selftest: error: no NVIDIA GPU here")
         assert "pip install tensorrt" not in result.stderr
 
 
