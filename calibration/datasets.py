@@ -6,7 +6,7 @@ import importlib.util
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class Dataset:
     kind: str  # "yolo", "coco" or "folders"
     items: list[LabelledImage]
     skipped: int = 0
+    #: The folder of the images scored where it is narrower than the path given: a YOLO
+    #: dataset's split (`data/images/val`). None: the path given.
+    split: Path | None = None
 
     def images(self) -> Iterator[tuple[LabelledImage, npt.NDArray[np.uint8]]]:
         for item in self.items:
@@ -121,7 +124,7 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     if task != "classify" and not any((~item.difficult).any() for item in dataset.items):
         raise _no_objects(path)
     if max_images is not None:
-        return Dataset(dataset.kind, dataset.items[:max_images], dataset.skipped)
+        return replace(dataset, items=dataset.items[:max_images])
     return dataset
 
 
@@ -175,7 +178,7 @@ def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> D
         log.warning("%d label file(s) in %s have no image in %s, so are not scored: %s",
                     len(orphans), split.labels, split.images,
                     ", ".join(p.name for p in orphans[:3]) + (" ..." if len(orphans) > 3 else ""))
-    return Dataset("yolo", items, skipped)
+    return Dataset("yolo", items, skipped, split.images)
 
 
 def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> list[int]:

@@ -63,7 +63,7 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
                  spec: ModelSpec, eval_data: Path | str, frames: FrameSet) -> Report:
     """Evaluate both models, plot, and write `folder/index.md`."""
     folder.mkdir(parents=True, exist_ok=True)
-    fp32, int8 = _accuracies(fp32_path, int8_path, spec, eval_data)
+    fp32, int8, evaluated_on = _accuracies(fp32_path, int8_path, spec, eval_data)
     reference = onnx.load(str(fp32_path))
     measured_on = result.held_out or list(_first(frames, spec, OUTPUT_SQNR_FRAMES))
     sqnr_outputs = output_sqnr(reference, result.model, measured_on, spec, result.int8_kernels)
@@ -76,18 +76,21 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)
     bars = _plot_class_ap(folder, fp32, int8) if fp32.task == "detect" else None
     index = folder / "index.md"
-    index.write_text(_markdown(fp32, int8, sqnr_outputs, worst, plots, bars, result, eval_data))
-    return Report(index, str(eval_data), fp32, int8)
+    index.write_text(_markdown(fp32, int8, sqnr_outputs, worst, plots, bars, result,
+                               evaluated_on))
+    return Report(index, evaluated_on, fp32, int8)
 
 
 def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,
-                eval_data: Path | str) -> tuple[Accuracy, Accuracy]:
+                eval_data: Path | str) -> tuple[Accuracy, Accuracy, str]:
+    """Both models' accuracy on `eval_data`, and what was scored: the data, or the split of a
+    YOLO dataset that was chosen (`data/images/val`, not the training images beside it)."""
     if str(eval_data).startswith("synthetic://"):
-        frames = scene_frames(str(eval_data))
-    else:
-        frames = dataset_from(Path(eval_data), spec.labels, spec.task).images()
-    fp32, int8 = evaluate_models([fp32_path, int8_path], frames)
-    return fp32, int8
+        fp32, int8 = evaluate_models([fp32_path, int8_path], scene_frames(str(eval_data)))
+        return fp32, int8, str(eval_data)
+    dataset = dataset_from(Path(eval_data), spec.labels, spec.task)
+    fp32, int8 = evaluate_models([fp32_path, int8_path], dataset.images())
+    return fp32, int8, str(dataset.split or eval_data)
 
 
 def evaluation_data(images: Path | str) -> Path | str:

@@ -62,6 +62,15 @@ CONFIDENCE_Z = 1.645
 Run = Callable[[list[str], Feed], list[npt.NDArray[Any]]]  # ONNX Runtime's session.run
 
 
+def labelled_check(labelled: str | None) -> str:
+    """What the warnings ask for: a check on labelled images, or, where the report is to
+    score both models on `labelled` (--eval-data) already, a look at its figures."""
+    if labelled is None:
+        return LABELLED_CHECK
+    return (f"compare FP32's and INT8's accuracy on {labelled} in the report before deploying "
+            "the INT8 model")
+
+
 @dataclass(frozen=True)
 class Fidelity:
     """How close one candidate INT8 model stays to FP32 on the held-out frames."""
@@ -155,12 +164,12 @@ def _wilson_bound(agreement: float, samples: int, side: float) -> float:
     return (centre + side * spread) / (1 + z2 / samples)
 
 
-def thin_agreement(chosen: Fidelity, task: str) -> str | None:
+def thin_agreement(chosen: Fidelity, task: str, labelled: str | None = None) -> str | None:
     """A warning when `chosen` was measured to agree with FP32 on too few held-out frames (or
     detections) to vouch for 95%, while its output SQNR is low enough for INT8 to change
     answers: an 81-class classifier at 19 dB agreed on 8 of 8 held-out faces and on 92% of
     101. None when the agreement was not measured (`unmeasured_agreement` says so), is high
-    SQNR, or rests on enough evidence."""
+    SQNR, or rests on enough evidence. `labelled`: see `labelled_check`."""
     if not chosen.telling or not _low_sqnr(chosen):
         return None
     samples = chosen.samples
@@ -173,7 +182,7 @@ def thin_agreement(chosen: Fidelity, task: str) -> str | None:
     return (f"{chosen.method}'s {what} with FP32, {100 * chosen.agreement:.1f}%, rests on "
             f"{evidence} at {_sqnr(chosen)} output SQNR: on other images it "
             f"may agree less (as little as {100 * lowest:.0f}% fits these at 95% confidence); "
-            f"{LABELLED_CHECK}")
+            f"{labelled_check(labelled)}")
 
 
 def refined_tensors(model: onnx.ModelProto, layer_sqnr: dict[str, float],
@@ -186,11 +195,13 @@ def refined_tensors(model: onnx.ModelProto, layer_sqnr: dict[str, float],
 
 
 def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto",
-                         folder_images: int | None = None) -> str | None:
+                         folder_images: int | None = None, labelled: str | None = None
+                         ) -> str | None:
     """A warning when the held-out frames held too few frames (classify) or detections
     (detect) for the agreement figure to mean anything, so the choice (or, for an explicit
     `requested` method, its check) rests on output SQNR. `folder_images`: the folder's image
-    count where --max-images picked fewer (then raising it is the way to more frames)."""
+    count where --max-images picked fewer (then raising it is the way to more frames);
+    `labelled`: see `labelled_check`."""
     if chosen.telling:
         return None
     rests = (f"the range method was chosen by output SQNR alone ({chosen.method}, "
@@ -199,7 +210,7 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto",
              f"({chosen.sqnr_db:.1f} dB)")
     boxes = " (boxes)" if "boxes" in chosen.parts_db else ""
     low = (f"; at {_weighed_sqnr(chosen):.1f} dB{boxes}, under 20 dB, INT8 may well change "
-           f"answers: {LABELLED_CHECK}" if _low_sqnr(chosen) else "")
+           f"answers: {labelled_check(labelled)}" if _low_sqnr(chosen) else "")
     if task == "classify":
         needed = MIN_COMPARED * held_out_every(MIN_COMPARED)
         frames = ("1 held-out frame is" if chosen.frames == 1 else
@@ -236,12 +247,13 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
 
 
 def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
-                  kept_float: bool = False) -> str | None:
+                  kept_float: bool = False, labelled: str | None = None) -> str | None:
     """A warning when every INT8 model `judged` (each range method, the mixes, the one written
     with `--keep-float`) keeps agreement with FP32 under 95% on the held-out frames: a model
     INT8 breaks whatever its ranges, written all the same (a user may accept it), but never
     silently. None when one holds, or when agreement was not measured (`unmeasured_agreement`
-    says that). `kept_float`: --keep-float was given, so it is not suggested again."""
+    says that). `kept_float`: --keep-float was given, so it is not suggested again;
+    `labelled`: see `labelled_check`."""
     measured = [fidelity for fidelity in judged if fidelity.telling]
     if not measured:
         return None
@@ -258,15 +270,16 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
         return (f"INT8 may change answers: {kept} ({behind}output SQNR "
                 f"{_sqnr(closest)}), too few to tell whether it keeps {AGREEMENT_FLOOR:.0%} on "
                 f"other images (up to {100 * highest:.0f}% fits these at 95% confidence); "
-                f"{LABELLED_CHECK}")
+                f"{labelled_check(labelled)}")
     tools = ["--report DIR names the layers that lose most",
              *([] if kept_float else ["--keep-float N keeps layers in float"]),
              "--exclude NODE keeps named ones"]
     other = ("; the tensorrt profile, which quantizes only the weighted layers' inputs, may "
              "keep it (--profile tensorrt measures it)" if profile == "cpu" else "")
+    check = ("check it with edge eval before deploying it" if labelled is None
+             else labelled_check(labelled))
     return (f"INT8 stays far from FP32 whatever the ranges: {kept} (output SQNR "
-            f"{_sqnr(closest)}); the model is written, but check it with edge eval before "
-            f"deploying it; {', '.join(tools)}{other}")
+            f"{_sqnr(closest)}); the model is written, but {check}; {', '.join(tools)}{other}")
 
 
 def kept_float_loss(written: Fidelity, chosen: Fidelity, kept: int, profile: str,

@@ -77,6 +77,9 @@ class CalibrateOptions:
     threads: int = 0
     progress: bool = True
     compare: bool = True  # judge every method on held-out frames (auto always does)
+    #: The labelled data the report scores both models on (--eval-data), which the warnings
+    #: then point to instead of asking for a check on labelled images.
+    labelled_data: str | None = None
 
     @property
     def int8_kernels(self) -> bool:
@@ -175,7 +178,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     if comparison:
         warning = _with_warning(warning, far_from_fp32(
             [*comparison, *([written] if written else [])], spec.task, options.profile,
-            kept_float=bool(options.keep_float)))
+            kept_float=bool(options.keep_float), labelled=options.labelled_data))
     if not quantization_summary(quantized).get("quantized_weights"):
         stem = ("; the cpu profile keeps a 3-channel stem conv float where ONNX Runtime's int8 "
                 "kernel would be slower" if options.profile == "cpu" else "")
@@ -355,15 +358,18 @@ def _judged(model: onnx.ModelProto, task: str, judge: HeldOutJudge, held_out: li
     if options.method == "auto" and needs_refinement(best):
         _refine(model, candidates, models, best.method, comparison, judge, held_out, quantize,
                 shared)
-    chosen, warning = _chosen(options.method, comparison, task, folder_images)  # mixes too
+    chosen, warning = _chosen(options.method, comparison, task, folder_images,  # mixes too
+                              options.labelled_data)
     return chosen, models, comparison, warning
 
 
 def _chosen(requested: str, comparison: list[Fidelity], task: str,
-            folder_images: int | None = None) -> tuple[str, str | None]:
+            folder_images: int | None = None, labelled: str | None = None
+            ) -> tuple[str, str | None]:
     """The method to keep and what the user should be warned about (logged): an explicit method
     that loses clearly, or held-out frames too poor to measure agreement on. `folder_images`:
-    how many images the folder held where --max-images picked fewer."""
+    how many images the folder held where --max-images picked fewer; `labelled`: the data
+    the report scores on (`labelled_check`)."""
     best = best_of(comparison)
     if requested == "auto":
         log.info("range method %s chosen on %s", best.method,
@@ -372,8 +378,9 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str,
     else:
         chosen = next(f for f in comparison if f.method == requested)
     warnings = [w for w in (clear_loss(chosen, best, task),
-                            unmeasured_agreement(chosen, task, requested, folder_images),
-                            thin_agreement(chosen, task)) if w]
+                            unmeasured_agreement(chosen, task, requested, folder_images,
+                                                 labelled),
+                            thin_agreement(chosen, task, labelled)) if w]
     for warning in warnings:
         log.warning("%s", warning)
     return chosen.method, "; ".join(warnings) or None

@@ -9,6 +9,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -288,6 +289,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                                threads=threads, progress=not args.json)
     check_options(model, options)  # before a single image is read
     _check_cache_and_report(args, spec.task, spec.labels)
+    options = replace(options, labelled_data=_report_data(args))  # checked just above
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
     _leave_out_small_images(frames, spec.input, args.images)
@@ -350,11 +352,10 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
         if args.ranges is not None:
             result.ranges.save(staged.file(args.ranges))
         report: Report | None = None
-        if args.report is not None:
-            from calibration.report import REPORT_FILES, evaluation_data, write_report
+        evaluation = _report_data(args)
+        if evaluation is not None:
+            from calibration.report import REPORT_FILES, write_report
 
-            evaluation = (args.eval_data if args.eval_data is not None
-                          else evaluation_data(args.images))
             log.info("writing the report: FP32 and INT8 scored on %s (seconds to minutes)",
                      evaluation)
             report = write_report(staged.folder(args.report, REPORT_FILES), args.model, model,
@@ -427,6 +428,18 @@ def _check_outputs(args: argparse.Namespace) -> None:
         earlier = written.setdefault(output.resolve(), option)
         if earlier != option:
             raise InputError(f"{earlier} and {option} both name {output}; give each its own file")
+
+
+def _report_data(args: argparse.Namespace) -> str | None:
+    """The labelled data --report scores both models on: --eval-data, else --images (a
+    synthetic:// scene at a seed calibration never saw); None without --report."""
+    if args.report is None:
+        return None
+    if args.eval_data is not None:
+        return str(args.eval_data)
+    from calibration.report import evaluation_data
+
+    return str(evaluation_data(args.images))
 
 
 def _check_cache_and_report(args: argparse.Namespace, task: str,

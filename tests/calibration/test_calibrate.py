@@ -413,6 +413,27 @@ def test_a_report_scores_the_synthetic_scene_eval_data_names(demo_model, tmp_pat
     assert row.split("|")[3].strip() == f"{map50:.4f}"  # the INT8 column
 
 
+def test_a_report_on_a_yolo_dataset_names_the_split_it_scored(demo_model, tmp_path):
+    """A dataset with train and val splits is scored on val alone, and the report's header
+    and `evaluated_on` name that split's folder, not the dataset's (a user check)."""
+    import shutil
+
+    from edge.synthetic.dataset import write_yolo_dataset
+
+    for split, seed in (("train", 1), ("val", 2)):
+        write_yolo_dataset(tmp_path / split, frames=3, seed=seed)
+        for kind in ("images", "labels"):
+            shutil.move(tmp_path / split / kind, tmp_path / "data" / kind / split)
+    result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "8",
+                  "--min-images", "4", "--method", "minmax", "-o", tmp_path / "int8.onnx",
+                  "--report", tmp_path / "report", "--eval-data", tmp_path / "data", "--json")
+    assert result.returncode == 0, result.stderr
+    val = tmp_path / "data" / "images" / "val"
+    scored = json.loads(result.stdout.strip().splitlines()[-1])["report_accuracy"]
+    assert scored["evaluated_on"] == str(val) and scored["int8"]["images"] == 3
+    assert f"Evaluated on `{val}` (3 images)" in (tmp_path / "report" / "index.md").read_text()
+
+
 def test_cli_refuses_to_overwrite_its_input_and_names_a_folder_passed_as_model(demo_model,
                                                                                 tmp_path):
     model = tmp_path / "model.onnx"

@@ -22,6 +22,7 @@ from calibration.selection import (
     held_out_count,
     kept_float_loss,
     thin_agreement,
+    unmeasured_agreement,
 )
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.errors import InputError
@@ -217,6 +218,22 @@ def test_one_answer_changed_in_a_few_frames_is_not_called_far_from_fp32():
         "to tell whether it keeps 95% on other images (up to 98% fits these at 95% "
         "confidence); check the INT8 model on labelled images before deploying it (edge "
         "eval with --data, or --report DIR --eval-data DIR here)")
+
+
+def test_with_a_report_on_labelled_data_the_warnings_point_to_it():
+    """`--report DIR --eval-data DATA` scores both models on DATA already: asking for
+    `--report DIR --eval-data DIR` again read as if it had not been given (a user check)."""
+    thin = Fidelity("percentile", 19.2, 1.0, 8, 8)
+    unmeasured = Fidelity("mse", 17.8, 1.0, 7, 7)
+    close_call = [Fidelity("percentile", 20.3, 10 / 11, 11, 11)]
+    far = [Fidelity("mse", 8.0, 0.5, 16, 16)]
+    pointed = "compare FP32's and INT8's accuracy on data/ in the report before deploying"
+    for warning in (thin_agreement(thin, "classify", "data/"),
+                    unmeasured_agreement(unmeasured, "classify", labelled="data/"),
+                    far_from_fp32(close_call, "classify", "cpu", labelled="data/"),
+                    far_from_fp32(far, "classify", "cpu", labelled="data/")):
+        assert warning is not None and pointed in warning and "--eval-data" not in warning
+    assert "check it with edge eval" in (far_from_fp32(far, "classify", "cpu") or "")
 
 
 def test_agreement_on_too_few_frames_at_low_sqnr_is_warned_about():
