@@ -210,7 +210,8 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto",
              f"({chosen.sqnr_db:.1f} dB)")
     boxes = " (boxes)" if "boxes" in chosen.parts_db else ""
     low = (f"; at {_weighed_sqnr(chosen):.1f} dB{boxes}, under 20 dB, INT8 may well change "
-           f"answers: {labelled_check(labelled)}" if _low_sqnr(chosen) else "")
+           f"answers: {labelled_check(labelled)}" if _low_sqnr(chosen) else
+           f"; {labelled_check(labelled)}" if labelled is not None else "")
     if task == "classify":
         needed = MIN_COMPARED * held_out_every(MIN_COMPARED)
         frames = ("1 held-out frame is" if chosen.frames == 1 else

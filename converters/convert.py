@@ -40,6 +40,7 @@ from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_preprocessing, onnx_with_spec
 from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscript_noise_muted
 from converters.onnx_source import source_onnx_from_file
+from converters.pooled_head import flattened_output, pooled_scores
 from converters.simplify import checked_onnx, simplified_onnx
 from converters.ultralytics import (
     ULTRALYTICS_CLASSIFY_INTERPOLATION,
@@ -78,6 +79,7 @@ from edge.resizing import (
     resize_words,
 )
 from edge.spec import HeadLayout, InputSpec, ModelSpec, PostprocessSpec, unusable_labels
+from edge.wording import listed
 
 #: A fixed batch size, None for a dynamic batch, or "source": what an ONNX source has (a
 #: PyTorch source: 1).
@@ -306,6 +308,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         _check_stride(height, width, known_stride)
     plain, first = _detector_of_bare_export(plain, _first_outputs(plain, image, height, width),
                                             labels)
+    plain, first = _pooled_scores_flattened(plain, first)
     shapes = {name: tuple(value.shape) for name, value in first.items()}
     requested = _head_layout(plain, options)
     raw_grid = next((name for name, value in first.items()
@@ -455,6 +458,30 @@ def _detector_rows(plain: _Plain, first: dict[str, npt.NDArray[Any]], output: st
     cut = replace(plain, model=keeping_leading_rows(plain.model, output, 1, kept),
                   run_source=run, notes=(*plain.notes, note))
     return cut, {output: first[output][:, :kept]}
+
+
+def _pooled_scores_flattened(plain: _Plain, first: dict[str, npt.NDArray[Any]]
+                             ) -> tuple[_Plain, dict[str, npt.NDArray[Any]]]:
+    """`plain` with each output of scores on a 1x1 map ([N, C, 1, 1]) flattened to [N, C] in
+    the graph (`converters.pooled_head`), and `first` and the source's outputs alike."""
+    pooled = [name for name, value in first.items() if pooled_scores(value.shape)]
+    if not pooled:
+        return plain, first
+    model = plain.model
+    for name in pooled:
+        model = flattened_output(model, name)
+
+    def run(x: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[Any]]:
+        outputs = plain.run_source(x)
+        return {name: value.reshape(len(value), -1) if name in pooled else value
+                for name, value in outputs.items()}
+
+    note = (f"flattened {listed(pooled)} ({', '.join(per_frame(first[n].shape) for n in pooled)}"
+            f": scores on a 1x1 map, as networks ending in a global pool or 1x1 convolution "
+            "without a Flatten write them) to one row of scores a frame")
+    flattened = {name: value.reshape(len(value), -1) if name in pooled else value
+                 for name, value in first.items()}
+    return replace(plain, model=model, run_source=run, notes=(*plain.notes, note)), flattened
 
 
 def _parity_outputs(plain: _Plain, image: ImageInput, options: ConvertOptions, output: str,

@@ -3,7 +3,8 @@
 Real exporters disagree on details that later steps trip over: paddle2onnx and keras2onnx mark
 a dynamic batch as `dim_value = -1` (or 0); paddle2onnx holds every weight in a `Constant` node,
 where the quantizers look for initializers; many exporters still write opset 9-12, below the
-per-channel DequantizeLinear (opset 13) both INT8 profiles need. Each of these is fixed here,
+per-channel DequantizeLinear (opset 13) both INT8 profiles need, and the oldest (IR version 3)
+list every weight among the graph inputs. Each of these is fixed here,
 once, and said in a note; a file that is not a model, or is a model this tool wrote already,
 is refused with a message that names the file.
 """
@@ -54,6 +55,7 @@ def source_onnx_from_file(path: Path) -> SourceOnnx:
     notes: list[str] = []
     model = _loaded(path, notes)
     _refuse_converted(model, path)
+    _initializers_out_of_inputs(model, notes)
     _dynamic_dims_named(model, notes)
     _contradicted_output_shapes_replaced(model, notes)
     _constants_as_initializers(model, notes)
@@ -62,6 +64,23 @@ def source_onnx_from_file(path: Path) -> SourceOnnx:
     folded = _gfl_head_folded(model, notes)
     head: HeadLayout | None = "anchor_free_transposed" if folded is not model else None
     return SourceOnnx(folded, notes, head)
+
+
+def _initializers_out_of_inputs(model: onnx.ModelProto, notes: list[str]) -> None:
+    """Weights listed among the graph inputs as well (IR version 3 required it: Caffe2's and
+    early PyTorch exports) -> weights only, at IR version 4 or later. Every later step adds
+    initializers of its own (the colour swap, the scaling), which IR 3 would require as inputs
+    too, and TensorRT would take such inputs for the network's."""
+    weights = {i.name for i in model.graph.initializer}
+    listed = [i for i in model.graph.input if i.name in weights]
+    if not listed:
+        return
+    kept = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.ir_version = max(model.ir_version, 4)
+    notes.append(f"took the {len(listed)} weights the exporter also listed as graph inputs "
+                 "out of the inputs (as ONNX's IR version 3 required)")
 
 
 def _kernel_shapes_written(model: onnx.ModelProto) -> None:
@@ -246,8 +265,7 @@ def _constants_as_initializers(model: onnx.ModelProto, notes: list[str]) -> None
     del graph.node[:]
     graph.node.extend(kept)
     graph.initializer.extend(moved)
-    # Before IR 4 every initializer must also be a graph input.
-    model.ir_version = max(model.ir_version, 4)
+    model.ir_version = max(model.ir_version, 4)  # before IR 4 each would be an input too
     notes.append(f"moved {len(moved)} Constant node(s) to initializers")
 
 

@@ -233,6 +233,12 @@ def test_with_a_report_on_labelled_data_the_warnings_point_to_it():
                     far_from_fp32(close_call, "classify", "cpu", labelled="data/"),
                     far_from_fp32(far, "classify", "cpu", labelled="data/")):
         assert warning is not None and pointed in warning and "--eval-data" not in warning
+    # agreement unmeasured at a high SQNR: no labelled check asked for, but the report's named
+    detector = unmeasured_agreement(Fidelity("entropy", 25.8, 1.0, 2, 0), "detect",
+                                    labelled="data/")
+    assert detector is not None and detector.endswith(
+        "to have it checked; compare FP32's and INT8's accuracy on data/ in the report before "
+        "deploying the INT8 model")
     assert "check it with edge eval" in (far_from_fp32(far, "classify", "cpu") or "")
 
 

@@ -1,6 +1,7 @@
 """Tiny ONNX graphs written the way real third-party exporters write them: batch as -1, 0 or a
 name; weights in Constant nodes (paddle2onnx); opset 9-12 (tf2onnx, keras2onnx); a Softmax or
-Sigmoid behind an Identity; several outputs (MTCNN); a second input."""
+Sigmoid behind an Identity; several outputs (MTCNN); a second input; IR version 3 with every
+weight among the graph inputs and scores on a 1x1 map (onnx-caffe2)."""
 
 from __future__ import annotations
 
@@ -104,5 +105,33 @@ def classifier(path: Path, *, batch: int | str = "N", opset: int = 17, constants
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="exporter-stand-in")
     model.ir_version = 7 if opset < 15 else 8
+    onnx.save(model, str(path))
+    return path
+
+
+def caffe2_classifier(path: Path) -> Path:
+    """x [1, 3, 32, 32] -> Conv -> Relu -> 1x1 Conv to 3 channels -> GlobalAveragePool ->
+    Softmax -> scores [1, 3, 1, 1], as onnx-caffe2 wrote the model zoo's SqueezeNet: IR
+    version 3, opset 9, every weight listed among the graph inputs too, no Flatten."""
+    rng = np.random.default_rng(5)
+    weights = {"conv_w": rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32),
+               "conv_b": rng.normal(0, 0.1, (8,)).astype(np.float32),
+               "score_w": rng.normal(0, 0.5, (3, 8, 1, 1)).astype(np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["data_0", "conv_w", "conv_b"], ["conv"], name="conv1",
+                         pads=[1] * 4),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu1"),
+        helper.make_node("Conv", ["relu", "score_w"], ["scores_map"], name="conv10"),
+        helper.make_node("GlobalAveragePool", ["scores_map"], ["pooled"], name="pool10"),
+        helper.make_node("Softmax", ["pooled"], ["softmaxout_1"], name="softmax", axis=1)]
+    inputs = [helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [1, 3, SIZE, SIZE]),
+              *(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape))
+                for name, value in weights.items())]
+    outputs = [helper.make_tensor_value_info("softmaxout_1", TensorProto.FLOAT, [1, 3, 1, 1])]
+    graph = helper.make_graph(nodes, "squeezenet", inputs, outputs,
+                              [numpy_helper.from_array(v, n) for n, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)],
+                              producer_name="onnx-caffe2")
+    model.ir_version = 3
     onnx.save(model, str(path))
     return path

@@ -21,7 +21,7 @@ from converters.errors import ConversionError
 from converters.onnx_source import opset_of
 from edge.resizing import Interpolation, Resize
 from tests.converters.cli_results import Result, assert_refused
-from tests.converters.exporter_graphs import SIZE, classifier
+from tests.converters.exporter_graphs import SIZE, caffe2_classifier, classifier
 
 LABELS = ("a", "b", "c")
 
@@ -188,6 +188,50 @@ def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, 
         for node in graph.node:  # the cpu profile keeps a 3-channel stem conv float
             if node.op_type in ops:
                 assert producers.get(node.input[1]) == "DequantizeLinear", (profile, node.name)
+
+
+# -- IR version 3 (onnx-caffe2, the ONNX model zoo's oldest files) ------------------------
+
+def test_an_ir3_model_with_its_weights_among_the_inputs_and_pooled_scores_converts(tmp_path):
+    """A user check: the model zoo's SqueezeNet and ResNet-50 as onnx-caffe2 wrote them were
+    refused with the name of a tensor edge adds itself ("..._pre_swap_index in initializer but
+    not in graph input"), then, with --no-simplify as advised, again; and scores on a 1x1 map,
+    [N, nc, 1, 1], were called a segmentation map."""
+    source = caffe2_classifier(tmp_path / "squeezenet.onnx")
+    converted = convert(source, ConvertOptions(labels=LABELS, resize="stretch"))
+    notes = " ".join(converted.notes)
+    assert ("took the 3 weights the exporter also listed as graph inputs out of the inputs (as "
+            "ONNX's IR version 3 required)") in notes
+    assert "flattened softmaxout_1 (3 x 1 x 1 a frame: scores on a 1x1 map" in notes
+    assert converted.spec.head == "probabilities" and converted.spec.output == "softmaxout_1"
+    assert [i.name for i in converted.model.graph.input] == [converted.spec.input.name]
+    frame = np.random.default_rng(6).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
+    ours = ort.InferenceSession(converted.model.SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    theirs = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    pixels = frame[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255  # RGB, /255
+    scores = ours.run(None, {ours.get_inputs()[0].name: frame})[0]
+    assert scores.shape == (1, 3)
+    np.testing.assert_allclose(scores, theirs.run(None, {"data_0": pixels})[0].reshape(1, 3),
+                               rtol=1e-5, atol=1e-6)
+
+
+MODEL_ZOO_LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+@pytest.mark.parametrize("name", ["light_densenet121", "light_inception_v1", "light_inception_v2",
+                                  "light_resnet50", "light_shufflenet", "light_squeezenet"])
+def test_the_model_zoos_caffe2_exports_that_onnx_ships_convert(tmp_path, name):
+    """Model-zoo architectures the onnx wheel ships as onnx-caffe2 wrote them (IR 3, opset 9;
+    constant weights, so only the conversion is checked: parity with the source). Its AlexNet,
+    VGG-19 and ZFNet-512 convert too, in 5-18 s each for their dense layers' 0.2-0.5 GB."""
+    source = MODEL_ZOO_LIGHT / f"{name}.onnx"
+    if not source.is_file():
+        pytest.skip(f"this onnx wheel has no {source}")
+    labels = tuple(f"class{i}" for i in range(1000))
+    converted = convert(source, ConvertOptions(labels=labels))
+    assert converted.spec.task == "classify" and converted.spec.num_classes == 1000
+    assert converted.parity is not None and converted.parity.ok
 
 
 # -- Softmax / Sigmoid endings ------------------------------------------------------------
