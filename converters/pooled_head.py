@@ -30,6 +30,9 @@ def flattened_output(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
     for node in graph.node:
         node.output[:] = [pooled if name == output else name for name in node.output]
         node.input[:] = [pooled if name == output else name for name in node.input]
+    for value in graph.value_info:  # a shape an exporter recorded for the 4-D value
+        if value.name == output:
+            value.name = pooled
     graph.node.append(helper.make_node("Flatten", [pooled], [output], name=f"{output}__flatten",
                                        axis=1))
     declared = next(o for o in graph.output if o.name == output)

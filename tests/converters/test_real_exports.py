@@ -216,6 +216,30 @@ def test_an_ir3_model_with_its_weights_among_the_inputs_and_pooled_scores_conver
                                rtol=1e-5, atol=1e-6)
 
 
+def test_flattening_pooled_scores_keeps_what_else_reads_them():
+    """Another node reading the 4-D scores reads them under their new name; the output
+    becomes [N, C] with the same values."""
+    from onnx import TensorProto, helper
+
+    from converters.pooled_head import flattened_output
+
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["scores"]),
+             helper.make_node("Neg", ["scores"], ["negated"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 4, 4])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 5, 1, 1]),
+         helper.make_tensor_value_info("negated", TensorProto.FLOAT, [2, 5, 1, 1])],
+        value_info=[helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 5, 1, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    flat = flattened_output(model, "scores")
+    onnx.shape_inference.infer_shapes(flat, strict_mode=True)  # no shape contradicts another
+    x = np.random.default_rng(1).normal(size=(2, 5, 4, 4)).astype(np.float32)
+    scores, negated = ort.InferenceSession(flat.SerializeToString(),
+                                           providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(scores, x.mean(axis=(2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(negated, -x.mean(axis=(2, 3), keepdims=True), rtol=1e-6)
+
+
 MODEL_ZOO_LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
