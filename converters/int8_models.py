@@ -16,7 +16,7 @@ import onnx
 
 from calibration.fidelity import weighted_nodes
 from calibration.ranges import TensorRange, TensorRanges
-from calibration.selection import HeldOutJudge, SharedSession
+from calibration.selection import HeldOutJudge, Rank, SharedSession
 from converters.cpu_rescaling import CpuRescaling
 from converters.qdq_cpu import cpu_quantized_nodes
 from converters.qdq_rules import check_tensorrt_qdq
@@ -96,7 +96,7 @@ def float_layers_by_output_gain(model: onnx.ModelProto, ranges: TensorRanges, ju
     layers = [node.name for node in weighted_nodes(model) if node.name not in excluded]
     built = ((layer, qdq_for_tensorrt(model, ranges, [*excluded, layer])) for layer in layers)
 
-    def ranked(candidate: tuple[str, onnx.ModelProto]) -> tuple[tuple[float, float], str]:
+    def ranked(candidate: tuple[str, onnx.ModelProto]) -> tuple[Rank, str]:
         layer, quantized = candidate
         return judge.fidelity(layer, quantized, 1).rank(), layer
 

@@ -78,17 +78,39 @@ def test_missing_arguments_keep_the_usage(capsys):
     assert err.endswith("edge convert: error: the following arguments are required: -o/--output\n")
 
 
-def test_an_unknown_option_gets_the_usage_of_its_command(capsys):
-    """argparse hands a subcommand's unknown arguments up to `edge`, whose usage lists no
-    option of `edge convert` (a user check)."""
+@pytest.mark.parametrize(("argv", "message"), [
+    (["convert", "m.onnx", "-o", "o.onnx", "--bogus", "1"],
+     "edge convert: error: unrecognized arguments: --bogus 1 (edge convert --help lists the "
+     "options)\n"),
+    (["convert", "m.onnx", "-o", "o.onnx", "--lables", "a,b"],
+     "edge convert: error: unrecognized arguments: --lables a,b; --lables is not an option of "
+     "edge convert: did you mean --labels? (edge convert --help lists the options)\n"),
+    (["inspect", "a.onnx", "b.onnx"],
+     "edge inspect: error: unrecognized arguments: b.onnx (edge inspect --help lists the "
+     "options)\n"),
+])
+def test_an_unknown_argument_is_said_in_one_line_by_its_command(argv, message, capsys):
+    """argparse handed a subcommand's unknown arguments up to `edge`, whose usage lists no
+    option of `edge convert`; a misspelt option is named with the one meant (user checks)."""
     from edge.cli import main
 
     with pytest.raises(SystemExit) as exited:
-        main(["convert", "m.onnx", "-o", "o.onnx", "--bogus", "1"])
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == message
+
+
+def test_a_missing_argument_names_the_misspelt_option_meant_for_it(capsys):
+    """`--imagse photos` left --images missing, and the message never named the typo."""
+    from edge.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["calibrate", "m.onnx", "--imagse", "photos", "-o", "o.onnx"])
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: edge convert ") and "--network-order" in err
-    assert err.endswith("edge convert: error: unrecognized arguments: --bogus 1\n")
+    assert err.startswith("usage: edge calibrate ")
+    assert err.endswith("edge calibrate: error: the following arguments are required: --images; "
+                        "--imagse is not an option of edge calibrate: did you mean --images?\n")
 
 
 def test_a_refusal_after_parsing_names_its_command(tmp_path, capsys):

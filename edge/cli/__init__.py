@@ -20,6 +20,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import argparse
+import difflib
 import logging
 import sys
 from collections.abc import Sequence
@@ -33,15 +34,40 @@ from edge.errors import EdgeError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a bad option value said in one line: the message names the option and
-    what it takes, and a screen of usage above it would bury it. Missing or unknown
-    arguments keep the usage, which is what they need."""
+    """argparse, with a bad option value or an unknown argument said in one line: the message
+    names the option and what it takes (or the option meant, for a misspelt one), and a
+    screen of usage above it would bury it. Missing arguments keep the usage, which is what
+    they need, and name a misspelt option among those given (`--imagse` for `--images`)."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
+        hint = f" ({self.prog} --help lists the options)\n"
         if message.startswith("argument ") and ": " in message:
-            self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the "
-                         "options)\n")
+            self.exit(2, f"{self.prog}: error: {message}{hint}")
+        if message.startswith("unrecognized arguments: "):
+            unknown = message.removeprefix("unrecognized arguments: ").split()
+            self.exit(2, f"{self.prog}: error: {message}{self._meant(unknown)}{hint}")
+        if message.startswith("the following arguments are required"):
+            message += self._meant(getattr(self, "_given", []))
         super().error(message)
+
+    def _meant(self, given: Sequence[str]) -> str:
+        """`; --lables is not an option: did you mean --labels?` for the first option among
+        `given` that this command lacks, where one of its own is close; else nothing."""
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        for token in given:
+            name = token.split("=", 1)[0]
+            if not name.startswith("--") or any(o.startswith(name) for o in known):
+                continue  # a value, or an option (or argparse's abbreviation of one)
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            if close:
+                return f"; {name} is not an option of {self.prog}: did you mean {close[0]}?"
+        return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
