@@ -9,6 +9,7 @@ import inspect
 import logging
 import pickle
 import shlex
+import struct
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -274,11 +275,18 @@ def _loaded_weights(checkpoint: Path) -> Any:
         raise _UnreadableCheckpointError(checkpoint, _load_cause(exc)) from exc
 
 
+#: What the unpickler raises from inside on bytes that only start like a pickle (a text
+#: file's "a,b": APPEND on an empty stack, "pop from empty list"): no cause a user can act on.
+_UNPICKLER_INTERNALS = (IndexError, KeyError, EOFError, TypeError, AttributeError, struct.error)
+
+
 def _load_cause(exc: Exception) -> str:
-    """torch.load's error in words: on bytes of no format it knows it can raise a KeyError
-    whose whole message is the number it read where a magic number should be."""
-    cause = first_line(exc)
-    return "its content is no format torch.load reads" if cause.lstrip("-").isdigit() else cause
+    """torch.load's error in words: on bytes of no format it knows it raises the unpickler's
+    own errors (a KeyError whose whole message is the number it read where a magic number
+    should be, an IndexError from an empty stack), which say nothing to a user."""
+    if isinstance(exc, _UNPICKLER_INTERNALS):
+        return "its content is no format torch.load reads"
+    return first_line(exc)
 
 
 def _unpickling_cause(exc: pickle.UnpicklingError) -> str:

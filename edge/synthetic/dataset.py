@@ -53,7 +53,7 @@ def write_yolo_dataset(out: Path | str, frames: int, seed: int = 0, frame_step: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m edge.synthetic.dataset", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--frames", type=int, default=500)

@@ -337,12 +337,14 @@ def test_a_module_file_imports_the_files_beside_it(tmp_path, edge):
     assert result.returncode == 0, result.stderr
 
 
-def test_bytes_of_no_known_format_are_not_named_by_a_number(tmp_path, edge):
+@pytest.mark.parametrize("content", [bytes(range(7, 250)) * 40, b"a,b\n"])
+def test_bytes_of_no_known_format_are_not_named_by_a_number(tmp_path, edge, content):
     """torch.load's message for them is its advice on weights_only, the cause lines below it
-    (or, on other bytes, a KeyError whose message is the number read as a magic number)."""
+    (or, on other bytes, a KeyError whose message is the number read as a magic number, or
+    for a text file's "a,b" the unpickler's "pop from empty list": a user check)."""
     junk = tmp_path / "model.torchscript"
-    junk.write_bytes(bytes(range(7, 250)) * 40)
+    junk.write_bytes(content)
     result = edge("convert", junk, "-o", tmp_path / "out.onnx", "--input-size", "32")
     assert_refused(result, f"{junk} is not an ONNX, TorchScript or PyTorch file (its content is "
                            "no format torch.load reads")
-    assert "()" not in result.stderr
+    assert "()" not in result.stderr and "pop from" not in result.stderr
