@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,8 @@ from edge.errors import InputError
 from edge.wording import listed
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,16 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
         raise _no_class_folders(path) if layout == "folders" else _no_labelled_images(path)
     if task != "classify" and not any((~item.difficult).any() for item in dataset.items):
         raise _no_objects(path)
-    if max_images is not None:
-        return replace(dataset, items=dataset.items[:max_images])
-    return dataset
+    return replace(dataset, items=spread(dataset.items, max_images))
+
+
+def spread(items: Sequence[T], count: int | None) -> list[T]:
+    """`count` of `items` evenly spaced over all of them, in order (all of them: None, or as
+    many or more): `--max-images` then scores every class folder and every part of a sorted
+    split, where the first `count` were one class's images alone (a user check)."""
+    if count is None or count >= len(items):
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round()]
 
 
 def _yolo_split(path: Path) -> YoloLayout:
@@ -136,9 +145,9 @@ def _yolo_split(path: Path) -> YoloLayout:
 
 
 def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> Dataset:
-    """The split `root` names, its first `max_images` readable images (all: None), with
-    warnings about what among those does not fit (a missing label file) and about label
-    files without an image."""
+    """The split `root` names, `max_images` of its images spread over it (`spread`; all:
+    None) less the unreadable ones, with warnings about what among those does not fit (a
+    missing label file) and about label files without an image."""
     split = _yolo_split(root)
     if split.chosen:
         log.info("%s", split.chosen)
@@ -149,9 +158,7 @@ def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> D
     items: list[LabelledImage] = []
     skipped = unlabelled = 0
     pairs = split.pairs()
-    for image_path, label_path in pairs:
-        if max_images is not None and len(items) >= max_images:
-            break
+    for image_path, label_path in spread(pairs, max_images):
         size = usable_image_size(image_path)  # a JPEG's header, not a decode
         if size is None:
             skipped += 1

@@ -733,7 +733,9 @@ def _add_calibrate(commands: Any) -> None:
                           help="YOLO dataset folder, COCO JSON, class folders, or "
                                "synthetic://shapes?seed=N (the demo's scene; 100 frames unless "
                                "--max-images)")
-    evaluate.add_argument("--max-images", type=parse_positive_int)
+    evaluate.add_argument("--max-images", type=parse_positive_int,
+                          help="score at most this many images, spread evenly over the data "
+                               "(every class folder, every part of a split)")
     evaluate.add_argument("--threads", type=parse_non_negative_int, default=0)
     evaluate.add_argument("--json", action="store_true")
     add_eval_arguments(evaluate)

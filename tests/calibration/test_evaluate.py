@@ -228,6 +228,31 @@ def test_classifier_top1_on_class_folders(tmp_path, caplog):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
 
 
+def test_max_images_spreads_over_every_class_folder_and_the_whole_split(tmp_path):
+    """`edge eval --max-images N` scored the first N images: on class folders, the first
+    class's alone (a user check: 20 stars of a sorted dataset, the other classes unscored)."""
+    import cv2
+
+    from calibration.datasets import spread
+
+    assert spread(list(range(10)), 4) == [0, 3, 6, 9]
+    assert spread(list(range(10)), 1) == [0]
+    assert spread(list(range(3)), 5) == [0, 1, 2] and spread([1, 2], None) == [1, 2]
+    for label in ("cat", "dog", "owl"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(10):
+            cv2.imwrite(str(tmp_path / "data" / label / f"{i}.png"),
+                        np.full((8, 8, 3), i, np.uint8))
+    dataset = dataset_from(tmp_path / "data", ("cat", "dog", "owl"), "classify", max_images=6)
+    assert sorted(int(item.class_ids[0]) for item in dataset.items) == [0, 0, 1, 1, 2, 2]
+    write_yolo_dataset(tmp_path / "yolo", frames=9, seed=3)
+    names = [item.path.name for item in
+             dataset_from(tmp_path / "yolo", ("circle", "square", "triangle", "star"), "detect",
+                          max_images=3).items]
+    every = sorted(p.name for p in (tmp_path / "yolo" / "images").iterdir())
+    assert names == [every[0], every[4], every[8]]
+
+
 def test_one_scoring_loop_serves_demo_eval_and_selftest(demo_model):
     """The demo detector's held-out evaluation and the hardware selftest's scoring are the same
     loop: on the same frames they report the same mAP@0.5, and the selftest's stage times are
