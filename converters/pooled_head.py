@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import onnx
 from onnx import helper
 
+from converters.graph_names import rename_value
+
 
 def pooled_scores(shape: Sequence[int]) -> bool:
     """Whether an output of `shape` (from a run) holds several values a frame on a 1x1 map:
@@ -27,12 +29,7 @@ def flattened_output(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
     flat.CopyFrom(model)
     graph = flat.graph
     pooled = f"{output}__pooled"
-    for node in graph.node:
-        node.output[:] = [pooled if name == output else name for name in node.output]
-        node.input[:] = [pooled if name == output else name for name in node.input]
-    for value in graph.value_info:  # a shape an exporter recorded for the 4-D value
-        if value.name == output:
-            value.name = pooled
+    rename_value(graph, output, pooled)
     graph.node.append(helper.make_node("Flatten", [pooled], [output], name=f"{output}__flatten",
                                        axis=1))
     declared = next(o for o in graph.output if o.name == output)

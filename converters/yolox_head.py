@@ -20,6 +20,7 @@ import numpy.typing as npt
 import onnx
 from onnx import helper, numpy_helper
 
+from converters.graph_names import rename_value
 from converters.verify import SourceRunner
 
 #: The strides of YOLOX's three levels, finest first.
@@ -71,9 +72,7 @@ def with_grid_decode(model: onnx.ModelProto, output: str, height: int,
     decoded.CopyFrom(model)
     graph = decoded.graph
     raw = f"{output}__raw_grid"
-    for node in graph.node:
-        node.output[:] = [raw if name == output else name for name in node.output]
-        node.input[:] = [raw if name == output else name for name in node.input]
+    rename_value(graph, output, raw)
     prefix = f"{output}__grid"
     constants: dict[str, npt.NDArray[Any]] = {
         "cells": grid.cells[None], "strides": grid.strides[None], "axis": np.array([2], np.int64)}

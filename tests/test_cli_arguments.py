@@ -55,30 +55,8 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
     (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--max-images", "x"],
      "edge calibrate: error: argument --max-images: 'x' must be a whole number >= 1 "
      "(edge calibrate --help lists the options)\n"),
-])
-def test_a_bad_option_value_is_said_in_one_line(argv, message, capsys):
-    """The message names the option and what it takes; a screen of usage above it buried it
-    (a user check: `--mean 0.485,0.456`)."""
-    from edge.cli import main
-
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    assert exited.value.code == 2
-    assert capsys.readouterr().err == message
-
-
-def test_missing_arguments_keep_the_usage(capsys):
-    from edge.cli import main
-
-    with pytest.raises(SystemExit) as exited:
-        main(["convert", "m.onnx"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("usage: edge convert ")
-    assert err.endswith("edge convert: error: the following arguments are required: -o/--output\n")
-
-
-@pytest.mark.parametrize(("argv", "message"), [
+    # argparse handed a subcommand's unknown arguments up to `edge`, whose usage lists no
+    # option of `edge convert`; a misspelt option is named with the one meant (user checks)
     (["convert", "m.onnx", "-o", "o.onnx", "--bogus", "1"],
      "edge convert: error: unrecognized arguments: --bogus 1 (edge convert --help lists the "
      "options)\n"),
@@ -89,25 +67,31 @@ def test_missing_arguments_keep_the_usage(capsys):
      "edge inspect: error: unrecognized arguments: b.onnx (edge inspect --help lists the "
      "options)\n"),
 ])
-def test_an_unknown_argument_is_said_in_one_line_by_its_command(argv, message, capsys):
-    """argparse handed a subcommand's unknown arguments up to `edge`, whose usage lists no
-    option of `edge convert`; a misspelt option is named with the one meant (user checks)."""
+def test_a_bad_option_value_or_an_unknown_argument_is_said_in_one_line(argv, message, capsys):
+    """The message names the option and what it takes; a screen of usage above it buried it
+    (a user check: `--mean 0.485,0.456`)."""
+    assert _refused(argv, capsys) == message
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What `edge ARGV` writes to stderr as argparse refuses it with exit 2."""
     from edge.cli import main
 
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2
-    assert capsys.readouterr().err == message
+    return capsys.readouterr().err
+
+
+def test_missing_arguments_keep_the_usage(capsys):
+    err = _refused(["convert", "m.onnx"], capsys)
+    assert err.startswith("usage: edge convert ")
+    assert err.endswith("edge convert: error: the following arguments are required: -o/--output\n")
 
 
 def test_a_missing_argument_names_the_misspelt_option_meant_for_it(capsys):
     """`--imagse photos` left --images missing, and the message never named the typo."""
-    from edge.cli import main
-
-    with pytest.raises(SystemExit) as exited:
-        main(["calibrate", "m.onnx", "--imagse", "photos", "-o", "o.onnx"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
+    err = _refused(["calibrate", "m.onnx", "--imagse", "photos", "-o", "o.onnx"], capsys)
     assert err.startswith("usage: edge calibrate ")
     assert err.endswith("edge calibrate: error: the following arguments are required: --images; "
                         "--imagse is not an option of edge calibrate: did you mean --images?\n")
