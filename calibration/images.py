@@ -1,4 +1,9 @@
-"""Image files -> BGR frames, decoded in full.
+"""Image files -> BGR frames, decoded in full and turned upright.
+
+A phone stores a portrait photo as landscape pixels with an EXIF orientation tag; it is
+decoded as `cv2.imread` reads it (and Ultralytics, whose labels are drawn on the upright
+image, and the device's image-folder source), turned by the tag, and its size read from the
+header is the upright one too.
 
 Calibration frames are decoded at full size, as the device decodes its camera frames, so the
 letterbox sees the same pixels and the ranges are those of the frames the device will see.
@@ -13,7 +18,7 @@ reduced; 128 into a YOLOv8n: the same 5.3-5.7 s, inference-bound).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -22,14 +27,23 @@ import numpy.typing as npt
 # Start-of-frame markers (baseline, progressive, lossless...): C0-CF less DHT, JPG and DAC.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RSTn, SOI, EOI
+_APP1 = 0xE1  # where a JPEG keeps its EXIF block
+_ORIENTATION_TAG = 0x0112
+#: EXIF orientations that turn the image a quarter: its width and height trade places.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+#: As `cv2.imread` decodes (turned upright by EXIF, greys and alpha as three channels), but
+#: keeping 16 bits so that such a file can be named as what it is.
+_DECODE = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
 
 
 def jpeg_size(data: bytes | npt.NDArray[np.uint8]) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame header, or None when `data` is not a JPEG
-    or its header is cut short."""
+    """(width, height) of a JPEG as it is shown, upright (its start-of-frame header's, traded
+    where its EXIF orientation turns it a quarter), or None when `data` is not a JPEG or its
+    header is cut short."""
     raw = data.tobytes() if isinstance(data, np.ndarray) else data
     if raw[:2] != b"\xff\xd8":
         return None
+    orientation = 1
     index = 2
     while index + 4 <= len(raw):
         if raw[index] != 0xFF:
@@ -44,9 +58,35 @@ def jpeg_size(data: bytes | npt.NDArray[np.uint8]) -> tuple[int, int] | None:
                 return None
             height = int.from_bytes(raw[index + 5:index + 7], "big")
             width = int.from_bytes(raw[index + 7:index + 9], "big")
-            return (width, height) if width and height else None
+            if not (width and height):
+                return None
+            return (height, width) if orientation in _QUARTER_TURNS else (width, height)
         else:
-            index += 2 + int.from_bytes(raw[index + 2:index + 4], "big")
+            length = int.from_bytes(raw[index + 2:index + 4], "big")
+            if marker == _APP1:
+                orientation = exif_orientation(raw[index + 4:index + 2 + length]) or orientation
+            index += 2 + length
+    return None
+
+
+def exif_orientation(segment: bytes) -> int | None:
+    """The orientation (1-8) an APP1 segment's EXIF block records, or None where it holds
+    none (XMP, say) or is cut short: `Exif\\0\\0`, a TIFF header (II or MM byte order), then
+    the first directory's 12-byte entries."""
+    if segment[:6] != b"Exif\x00\x00" or segment[6:8] not in (b"II", b"MM"):
+        return None
+    tiff = segment[6:]
+    order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
+    directory = int.from_bytes(tiff[4:8], order)
+    if directory + 2 > len(tiff):
+        return None
+    for entry in range(int.from_bytes(tiff[directory:directory + 2], order)):
+        start = directory + 2 + 12 * entry
+        if start + 12 > len(tiff):
+            return None
+        if int.from_bytes(tiff[start:start + 2], order) == _ORIENTATION_TAG:
+            value = int.from_bytes(tiff[start + 8:start + 10], order)  # a SHORT, left-aligned
+            return value if 1 <= value <= 8 else None
     return None
 
 
@@ -62,7 +102,7 @@ def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
     data = _file_bytes(path)
     if data is None:
         return None
-    return _bgr(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
+    return _bgr(cv2.imdecode(data, _DECODE))
 
 
 def usable_image_size(path: Path) -> tuple[int, int] | None:
@@ -79,7 +119,7 @@ def usable_image_size(path: Path) -> tuple[int, int] | None:
             return size
         image = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8)
         return size if image is not None and image.size > 0 else None
-    decoded = _bgr(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
+    decoded = _bgr(cv2.imdecode(data, _DECODE))
     return None if decoded is None else (decoded.shape[1], decoded.shape[0])
 
 
@@ -94,7 +134,7 @@ def unusable_reason(path: Path) -> str:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    decoded = cv2.imdecode(data, _DECODE)
     if decoded is not None and decoded.size and decoded.dtype != np.uint8:
         bits = 8 * decoded.dtype.itemsize
         return f"{bits}-bit; save it as 8-bit, as a camera delivers its frames"

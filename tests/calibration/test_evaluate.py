@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -89,6 +90,30 @@ def test_edge_eval_on_a_yolo_dataset(demo_model, tmp_path):
     accuracy = json.loads(result.stdout.strip().splitlines()[-1])
     assert accuracy["images"] == 20 and accuracy["map50"] > 0.9
     assert set(accuracy["per_class_ap50"]) <= {"circle", "square", "triangle", "star"}
+
+
+def test_phone_photos_stored_sideways_score_as_upright_ones(demo_model, tmp_path):
+    """Labels are drawn on the upright photo (as Ultralytics reads it, EXIF orientation
+    applied); the same frames stored turned a quarter with orientation 6, as a phone writes
+    a portrait photo, score as the upright ones."""
+    from calibration.evaluate import evaluate
+    from tests.calibration.test_images import _with_orientation
+
+    write_yolo_dataset(tmp_path / "upright", frames=6, seed=5, image_format="jpg")
+    stored = tmp_path / "stored"
+    (stored / "images").mkdir(parents=True)
+    (tmp_path / "upright" / "labels").rename(stored / "labels")
+    for path in sorted((tmp_path / "upright" / "images").iterdir()):
+        upright = cv2.imread(str(path))
+        sideways = cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)  # 6: turn it back CW
+        (stored / "images" / path.name).write_bytes(_with_orientation(sideways, 6, "II"))
+        cv2.imwrite(str(path), upright, [cv2.IMWRITE_JPEG_QUALITY, 100])  # the same encoder
+    (tmp_path / "upright" / "labels").symlink_to(stored / "labels")
+    labels = ("circle", "square", "triangle", "star")
+    upright = evaluate(demo_model, dataset_from(tmp_path / "upright", labels, "detect"))
+    sideways = evaluate(demo_model, dataset_from(stored, labels, "detect"))
+    assert upright.map50 > 0.9
+    assert sideways.map50 == pytest.approx(upright.map50, abs=0.02)
 
 
 def test_edge_eval_names_the_classes_left_out_of_map(demo_model, tmp_path):
