@@ -64,7 +64,7 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     """Evaluate both models, plot, and write `folder/index.md`."""
     folder.mkdir(parents=True, exist_ok=True)
     fp32, int8, evaluated_on = _accuracies(fp32_path, int8_path, spec, eval_data)
-    reference = onnx.load(str(fp32_path))
+    reference = onnx.load(str(fp32_path), format="protobuf")
     measured_on = result.held_out or list(_first(frames, spec, OUTPUT_SQNR_FRAMES))
     sqnr_outputs = output_sqnr(reference, result.model, measured_on, spec, result.int8_kernels)
     sqnr_layers = layer_sqnr(reference, result.model, measured_on, limit=len(measured_on),

@@ -192,7 +192,7 @@ def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
 
 def _looks_like_onnx(source: Path) -> bool:
     try:
-        model = onnx.load(str(source), load_external_data=False)
+        model = onnx.load(str(source), format="protobuf", load_external_data=False)
     except (DecodeError, OSError, ValueError, RuntimeError):
         return False
     return len(model.graph.node) > 0

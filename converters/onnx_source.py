@@ -105,7 +105,7 @@ def _loaded(path: Path, notes: list[str]) -> onnx.ModelProto:
     if path.is_file() and path.stat().st_size == 0:
         raise ConversionError(f"{path} {EMPTY_FILE}")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:
         raise ConversionError(f"{path} is not an ONNX model ({exc}); the file may be cut "
                               "short or another format: copy or export it again in full") from exc

@@ -296,8 +296,8 @@ def _unpickling_cause(exc: pickle.UnpicklingError) -> str:
     cause = next((line.strip() for line in after.splitlines() if line.strip()), "")
     if not cause or cause.startswith("Check the documentation"):
         return "not a pickle of tensors"
-    if cause.startswith("Unsupported operand"):  # bytes that are no pickle at all
-        return f"its content is no format torch.load reads: {cause.lower()}"
+    if cause.startswith("Unsupported operand"):  # bytes that are no pickle at all: the
+        return "its content is no format torch.load reads"  # byte it stopped at says nothing
     return cause
 
 

@@ -215,7 +215,9 @@ def read_onnx_model(path: Path, external_data: bool = False) -> Any:
 
     require_model_file(path)
     try:
-        model = onnx.load(str(path), load_external_data=external_data)
+        # protobuf whatever the name: onnx reads a `.json` path as JSON (a traceback on a
+        # JSON file, and a model `edge convert -o m.json` wrote could not be read back)
+        model = onnx.load(str(path), format="protobuf", load_external_data=external_data)
     except (DecodeError, OSError, ValueError) as exc:
         raise ModelError(f"{path} is not an ONNX model ({exc}); {NOT_A_MODEL_FIX}") from exc
     if not model.graph.node:  # protobuf reads an empty or foreign file as an empty model

@@ -53,9 +53,11 @@ def sources(tmp_path: Path) -> dict[str, Path]:
     wrong = seeded(TinyClassifier(3))
     torch.save(wrong.state_dict(), tmp_path / "classifier.pt")
     (tmp_path / "notes.txt").write_text("not a model at all")
+    (tmp_path / "settings.json").write_text('{"graph": 3}')
     return {
         "wrong_checkpoint": tmp_path / "classifier.pt",
         "text": tmp_path / "notes.txt",
+        "json": tmp_path / "settings.json",
         "two_inputs": two_image_inputs(tmp_path / "two.onnx"),
         "odd_head": export_onnx(seeded(TinyClassifier(3)), tmp_path / "odd.onnx", 32, 32),
         "detector": export_onnx(seeded(TinyDetector(2)), tmp_path / "det.onnx", 64, 64),
@@ -73,6 +75,9 @@ CASES = [
                           "--module-args", '{"num_classes": 5}', "--input-size", "32"],
      "head.weight is [3, 16] in the checkpoint, [5, 16] in the module"),
     ("text", ["--input-size", "320"], "is not an ONNX, TorchScript or PyTorch file"),
+    # onnx reads a .json path as JSON: a 52-line traceback (a user check)
+    ("json", ["--labels", "a,b"], "settings.json is not an ONNX, TorchScript or PyTorch file "
+     "(its content is no format torch.load reads)"),
     ("two_inputs", [], "several image-like inputs (left [1, 3, 32, 32], right [1, 3, 32, 32]); "
      "a converted model has exactly one image input: export the network with one image input"),
     ("odd_head", ["--labels", "a,b", "--head", "anchor_free"],
@@ -206,3 +211,16 @@ def test_weights_in_external_data_convert_and_their_absence_is_named(tmp_path):
         result = edge_convert(source, "-o", out, "--labels", "a,b,c")
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_a_model_written_under_any_name_reads_back_and_json_is_no_model(tmp_path, sources):
+    """`-o model.json` wrote protobuf that `edge inspect` then parsed as JSON; a JSON file
+    given as a model was a traceback."""
+    out = tmp_path / "model.json"
+    done = edge_convert(sources["odd_head"], "-o", out, "--labels", "a,b,c")
+    assert done.returncode == 0, done.stderr
+    assert inspect_model(out)["spec"]["labels"] == ["a", "b", "c"]
+    inspected = subprocess.run([sys.executable, "-m", "edge", "inspect", str(sources["json"])],
+                               capture_output=True, text=True, timeout=120)
+    assert inspected.returncode == 2 and "Traceback" not in inspected.stderr
+    assert f"{sources['json']} is not an ONNX model" in inspected.stderr
