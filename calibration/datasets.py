@@ -125,7 +125,22 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
         raise _no_class_folders(path) if layout == "folders" else _no_labelled_images(path)
     if task != "classify" and not any((~item.difficult).any() for item in dataset.items):
         raise _no_objects(path)
+    if layout != "yolo":  # a YOLO split is spread before its images are read
+        _say_spread(len(dataset.items), max_images, path)
     return replace(dataset, items=spread(dataset.items, max_images))
+
+
+def _say_spread(available: int, count: int | None, where: Path) -> None:
+    if count is not None and count < available:
+        log.info("scoring %d of the %d images in %s, spread evenly over them (--max-images)",
+                 count, available, where)
+
+
+def scored_images(path: Path, task: str) -> Path:
+    """Where the images `dataset_from(path, ...)` scores are, for people: a YOLO dataset's
+    chosen split (`data/images/val`), else `path` itself."""
+    split = yolo_layout(path) if dataset_layout(path, task) == "yolo" else None
+    return split.images if split is not None else path
 
 
 def spread(items: Sequence[T], count: int | None) -> list[T]:
@@ -158,6 +173,7 @@ def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> D
     items: list[LabelledImage] = []
     skipped = unlabelled = 0
     pairs = split.pairs()
+    _say_spread(len(pairs), max_images, split.images)
     for image_path, label_path in spread(pairs, max_images):
         size = usable_image_size(image_path)  # a JPEG's header, not a decode
         if size is None:

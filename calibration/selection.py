@@ -228,7 +228,9 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto",
         return (f"{frames} too few to measure top-1 agreement with FP32; {rests}; {more} (1 in "
                 f"{held_out_every(MIN_COMPARED)} is held out, and {MIN_COMPARED} held-out frames "
                 f"are needed) to have it checked{low}")
-    return (f"the {chosen.frames} held-out frames hold {chosen.compared} detections (FP32's "
+    held = ("the 1 held-out frame holds" if chosen.frames == 1 else
+            f"the {chosen.frames} held-out frames hold")
+    return (f"{held} {chosen.compared} detections (FP32's "
             f"and {chosen.method}'s INT8 model's together), too few to measure detection "
             f"agreement with FP32; {rests}; calibrate with frames that show the objects the "
             f"model detects to have it checked{low}")

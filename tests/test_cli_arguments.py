@@ -66,6 +66,13 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
     (["inspect", "a.onnx", "b.onnx"],
      "edge inspect: error: unrecognized arguments: b.onnx (edge inspect --help lists the "
      "options)\n"),
+    (["calibrat", "m.onnx"],
+     "edge: error: argument COMMAND: invalid choice: 'calibrat' (choose from 'demo', 'run', "
+     "'monitor', 'build-engine', 'selftest', 'bench', 'convert', 'inspect', 'calibrate', "
+     "'eval', 'collect'); did you mean calibrate? (edge --help lists the options)\n"),
+    (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--profile", "tensort"],
+     "edge calibrate: error: argument --profile: invalid choice: 'tensort' (choose from "
+     "'tensorrt', 'cpu'); did you mean tensorrt? (edge calibrate --help lists the options)\n"),
 ])
 def test_a_bad_option_value_or_an_unknown_argument_is_said_in_one_line(argv, message, capsys):
     """The message names the option and what it takes; a screen of usage above it buried it
@@ -95,6 +102,10 @@ def test_a_missing_argument_names_the_misspelt_option_meant_for_it(capsys):
     assert err.startswith("usage: edge calibrate ")
     assert err.endswith("edge calibrate: error: the following arguments are required: --images; "
                         "--imagse is not an option of edge calibrate: did you mean --images?\n")
+    # an option nothing is like is still named (`--frames` read as `--ranges` once)
+    assert _refused(["calibrate", "m.onnx", "--frames", "photos", "-o", "o.onnx"],
+                    capsys).endswith("required: --images; --frames is not an option of edge "
+                                     "calibrate\n")
 
 
 def test_a_refusal_after_parsing_names_its_command(tmp_path, capsys):

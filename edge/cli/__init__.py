@@ -22,6 +22,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 import argparse
 import difflib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -32,12 +33,18 @@ from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
 
+#: argparse's words for a value outside an option's (or the command's) choices.
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)")
+#: How alike a misspelt name and the one meant are (difflib's ratio): `--lables` and
+#: `--labels` 0.88, `--dta` and `--data` 0.91; `--frames` and `--ranges`, unrelated, 0.75.
+_ALIKE = 0.8
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with a bad option value or an unknown argument said in one line: the message
-    names the option and what it takes (or the option meant, for a misspelt one), and a
-    screen of usage above it would bury it. Missing arguments keep the usage, which is what
-    they need, and name a misspelt option among those given (`--imagse` for `--images`)."""
+    names the option and what it takes (or the name meant, for a misspelt option, choice or
+    command), and a screen of usage above it would bury it. Missing arguments keep the usage,
+    which is what they need, and name an unknown option given instead (`--imagse`)."""
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None
@@ -48,26 +55,39 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         hint = f" ({self.prog} --help lists the options)\n"
         if message.startswith("argument ") and ": " in message:
-            self.exit(2, f"{self.prog}: error: {message}{hint}")
+            self.exit(2, f"{self.prog}: error: {message}{_choice_meant(message)}{hint}")
         if message.startswith("unrecognized arguments: "):
             unknown = message.removeprefix("unrecognized arguments: ").split()
             self.exit(2, f"{self.prog}: error: {message}{self._meant(unknown)}{hint}")
         if message.startswith("the following arguments are required"):
-            message += self._meant(getattr(self, "_given", []))
+            message += self._meant(getattr(self, "_given", []), unmatched=True)
         super().error(message)
 
-    def _meant(self, given: Sequence[str]) -> str:
-        """`; --lables is not an option: did you mean --labels?` for the first option among
-        `given` that this command lacks, where one of its own is close; else nothing."""
+    def _meant(self, given: Sequence[str], unmatched: bool = False) -> str:
+        """`; --lables is not an option of edge convert: did you mean --labels?` for the first
+        option among `given` that this command lacks, where one of its own is alike (or, with
+        `unmatched`, whether or not); else nothing."""
         known = [o for o in self._option_string_actions if o.startswith("--")]
         for token in given:
             name = token.split("=", 1)[0]
             if not name.startswith("--") or any(o.startswith(name) for o in known):
                 continue  # a value, or an option (or argparse's abbreviation of one)
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-            if close:
-                return f"; {name} is not an option of {self.prog}: did you mean {close[0]}?"
+            close = difflib.get_close_matches(name, known, n=1, cutoff=_ALIKE)
+            if close or unmatched:
+                meant = f": did you mean {close[0]}?" if close else ""
+                return f"; {name} is not an option of {self.prog}{meant}"
         return ""
+
+
+def _choice_meant(message: str) -> str:
+    """`; did you mean calibrate?` for argparse's invalid choice of a misspelt name (a command,
+    a --profile), else nothing."""
+    invalid = _INVALID_CHOICE.search(message)
+    if invalid is None:
+        return ""
+    choices = re.findall(r"'([^']*)'", invalid["choices"])
+    close = difflib.get_close_matches(invalid["value"], choices, n=1, cutoff=_ALIKE)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -289,7 +289,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                                threads=threads, progress=not args.json)
     check_options(model, options)  # before a single image is read
     _check_cache_and_report(args, spec.task, spec.labels)
-    options = replace(options, labelled_data=_report_data(args))  # checked just above
+    options = replace(options, labelled_data=_scored_by_report(args, spec.task))
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
     _leave_out_small_images(frames, spec.input, args.images)
@@ -440,6 +440,18 @@ def _report_data(args: argparse.Namespace) -> str | None:
     from calibration.report import evaluation_data
 
     return str(evaluation_data(args.images))
+
+
+def _scored_by_report(args: argparse.Namespace, task: str) -> str | None:
+    """What the report scores, as the warnings name it: the split of a YOLO dataset
+    (`data/images/val`), the data itself, or None without --report. After
+    `_check_cache_and_report`, which refuses what cannot be scored."""
+    data = _report_data(args)
+    if data is None or data.startswith("synthetic://"):
+        return data
+    from calibration.datasets import scored_images
+
+    return str(scored_images(Path(data), task))
 
 
 def _check_cache_and_report(args: argparse.Namespace, task: str,

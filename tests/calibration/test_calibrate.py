@@ -432,6 +432,9 @@ def test_a_report_on_a_yolo_dataset_names_the_split_it_scored(demo_model, tmp_pa
     scored = json.loads(result.stdout.strip().splitlines()[-1])["report_accuracy"]
     assert scored["evaluated_on"] == str(val) and scored["int8"]["images"] == 3
     assert f"Evaluated on `{val}` (3 images)" in (tmp_path / "report" / "index.md").read_text()
+    from calibration.datasets import scored_images  # what the warnings name, the same split
+
+    assert scored_images(tmp_path / "data", "detect") == val
 
 
 def test_cli_refuses_to_overwrite_its_input_and_names_a_folder_passed_as_model(demo_model,

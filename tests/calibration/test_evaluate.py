@@ -253,7 +253,7 @@ def test_classifier_top1_on_class_folders(tmp_path, caplog):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
 
 
-def test_max_images_spreads_over_every_class_folder_and_the_whole_split(tmp_path):
+def test_max_images_spreads_over_every_class_folder_and_the_whole_split(tmp_path, caplog):
     """`edge eval --max-images N` scored the first N images: on class folders, the first
     class's alone (a user check: 20 stars of a sorted dataset, the other classes unscored)."""
     import cv2
@@ -268,8 +268,12 @@ def test_max_images_spreads_over_every_class_folder_and_the_whole_split(tmp_path
         for i in range(10):
             cv2.imwrite(str(tmp_path / "data" / label / f"{i}.png"),
                         np.full((8, 8, 3), i, np.uint8))
-    dataset = dataset_from(tmp_path / "data", ("cat", "dog", "owl"), "classify", max_images=6)
+    with caplog.at_level(logging.INFO):
+        dataset = dataset_from(tmp_path / "data", ("cat", "dog", "owl"), "classify",
+                               max_images=6)
     assert sorted(int(item.class_ids[0]) for item in dataset.items) == [0, 0, 1, 1, 2, 2]
+    assert (f"scoring 6 of the 30 images in {tmp_path / 'data'}, spread evenly over them "
+            "(--max-images)") in caplog.text
     write_yolo_dataset(tmp_path / "yolo", frames=9, seed=3)
     names = [item.path.name for item in
              dataset_from(tmp_path / "yolo", ("circle", "square", "triangle", "star"), "detect",

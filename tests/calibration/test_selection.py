@@ -240,6 +240,8 @@ def test_with_a_report_on_labelled_data_the_warnings_point_to_it():
     # agreement unmeasured at a high SQNR: no labelled check asked for, but the report's named
     detector = unmeasured_agreement(Fidelity("entropy", 25.8, 1.0, 2, 0), "detect",
                                     labelled="data/")
+    one = unmeasured_agreement(Fidelity("entropy", 25.8, 1.0, 1, 0), "detect") or ""
+    assert one.startswith("the 1 held-out frame holds 0 detections")
     assert detector is not None and detector.endswith(
         "to have it checked; compare FP32's and INT8's accuracy on data/ in the report before "
         "deploying the INT8 model")
