@@ -127,7 +127,9 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
         raise _no_objects(path)
     if layout != "yolo":  # a YOLO split is spread before its images are read
         _say_spread(len(dataset.items), max_images, path)
-    return replace(dataset, items=spread(dataset.items, max_images))
+    picked = (spread_over_classes(dataset.items, max_images) if layout == "folders"
+              else spread(dataset.items, max_images))
+    return replace(dataset, items=picked)
 
 
 def _say_spread(available: int, count: int | None, where: Path) -> None:
@@ -141,6 +143,30 @@ def scored_images(path: Path, task: str) -> Path:
     chosen split (`data/images/val`), else `path` itself."""
     split = yolo_layout(path) if dataset_layout(path, task) == "yolo" else None
     return split.images if split is not None else path
+
+
+def spread_over_classes(items: Sequence[LabelledImage], count: int | None
+                        ) -> list[LabelledImage]:
+    """`count` of a class-folder dataset's `items`: at least one image of every folder (of
+    `count` folders spread over them, where there are more), the rest shared in proportion
+    to the folders' sizes; each share `spread` over its folder, in folder order. Spread alone,
+    a folder of one image among two of twenty was never scored (a user check)."""
+    if count is None or count >= len(items):
+        return list(items)
+    folders: dict[int, list[LabelledImage]] = {}
+    for item in items:
+        folders.setdefault(int(item.class_ids[0]), []).append(item)
+    groups = list(folders.values())
+    if count < len(groups):
+        return [group[0] for group in spread(groups, count)]
+    spare = [len(group) - 1 for group in groups]
+    exact = [(count - len(groups)) * n / sum(spare) for n in spare]
+    shares = [1 + int(e) for e in exact]
+    by_remainder = sorted(range(len(groups)), key=lambda i: int(exact[i]) - exact[i])
+    for i in by_remainder[:count - sum(shares)]:  # the largest remainders
+        shares[i] += 1
+    return [item for group, share in zip(groups, shares, strict=True)
+            for item in spread(group, share)]
 
 
 def spread(items: Sequence[T], count: int | None) -> list[T]:
@@ -219,10 +245,10 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
         return list(range(len(labels)))
     unknown = [name for name in named if name not in labels]
     if unknown:
-        raise InputError(
-            f"{root} names its classes {listed(named)}; {listed(unknown)} "
-            f"{'is not a label' if len(unknown) == 1 else 'are not labels'} of the model "
-            f"({listed(labels)}): evaluate on a dataset labelled for this model")
+        which = ("none of them is a label" if len(unknown) == len(named) > 1 else
+                 f"{listed(unknown)} {'is not a label' if len(unknown) == 1 else 'are not labels'}")
+        raise InputError(f"{root} names its classes {listed(named)}; {which} of the model "
+                         f"({listed(labels)}): evaluate on a dataset labelled for this model")
     return [list(labels).index(name) for name in named]
 
 

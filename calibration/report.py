@@ -25,6 +25,8 @@ from edge.spec import ModelSpec
 from edge.wording import counted
 
 WORST_LAYERS = 5
+#: INT8 this many points of top-1 or mAP@0.5 below FP32 on the report's data is warned about.
+ACCURACY_LOSS_POINTS = 2.0
 #: The files a report writes into its folder (a rewritten report removes its old plots).
 REPORT_FILES = ("index.md", "hist_*.png", "class_ap.png")
 #: Calibration frames the written model's output and layer SQNR are measured on where none
@@ -57,6 +59,22 @@ class Report:
         """The accuracies for `edge calibrate --json`."""
         return {"evaluated_on": self.evaluated_on, "fp32": self.fp32.as_dict(),
                 "int8": self.int8.as_dict()}
+
+    def accuracy_lost(self) -> str | None:
+        """A warning when INT8 scores more than `ACCURACY_LOSS_POINTS` below FP32 on the
+        labelled data (top-1, or a detector's mAP@0.5): written in the report's table only,
+        a model that lost 68 points reached the terminal as "report: R/index.md"."""
+        metric, fp32, int8 = (("top-1", self.fp32.top1, self.int8.top1)
+                              if self.fp32.task == "classify" else
+                              ("mAP@0.5", self.fp32.map50, self.int8.map50))
+        if fp32 is None or int8 is None or 100 * (fp32 - int8) <= ACCURACY_LOSS_POINTS:
+            return None
+        return (f"INT8 scores {metric} {int8:.3f} against FP32's {fp32:.3f} on "
+                f"{counted(self.int8.images, 'labelled image')} of {self.evaluated_on} "
+                f"({100 * (int8 - fp32):.1f} points): the report names the layers that lose "
+                "most; calibrate on more frames like the deployment's, keep layers in float "
+                "(--keep-float N, --exclude NODE), try the other --profile, or deploy the FP32 "
+                "model")
 
 
 def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibrated,
@@ -233,7 +251,7 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
     else:
         lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
     lines += _comparison(result) + _latency(result)
-    frames = (f"the {len(result.held_out)} held-out frames" if result.held_out else
+    frames = (f"the {counted(len(result.held_out), 'held-out frame')}" if result.held_out else
               f"the first {OUTPUT_SQNR_FRAMES} calibration frames (none were held out)")
     lines += ["", f"## Output SQNR of the written model (dB, higher is better; on {frames}; "
               "a detector's boxes and class scores apart)", ""]

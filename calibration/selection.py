@@ -182,9 +182,11 @@ def thin_agreement(chosen: Fidelity, task: str, labelled: str | None = None) -> 
     lowest = agreement_lower_bound(chosen.agreement, samples)
     if lowest >= AGREEMENT_FLOOR:
         return None
-    what, evidence = (("top-1 agreement", f"{samples} held-out frames") if task == "classify"
-                      else ("detection agreement", f"{chosen.compared} detections in "
-                            f"{chosen.frames} held-out frames (FP32's and INT8's together)"))
+    what, evidence = (("top-1 agreement", counted(samples, "held-out frame"))
+                      if task == "classify" else
+                      ("detection agreement", f"{counted(chosen.compared, 'detection')} in "
+                       f"{counted(chosen.frames, 'held-out frame')} (FP32's and INT8's "
+                       "together)"))
     return (f"{chosen.method}'s {what} with FP32, {100 * chosen.agreement:.1f}%, rests on "
             f"{evidence} at {_sqnr(chosen)} output SQNR: on other images it "
             f"may agree less (as little as {100 * lowest:.0f}% fits these at 95% confidence); "
@@ -230,7 +232,7 @@ def unmeasured_agreement(chosen: Fidelity, task: str, requested: str = "auto",
                 f"are needed) to have it checked{low}")
     held = ("the 1 held-out frame holds" if chosen.frames == 1 else
             f"the {chosen.frames} held-out frames hold")
-    return (f"{held} {chosen.compared} detections (FP32's "
+    return (f"{held} {counted(chosen.compared, 'detection')} (FP32's "
             f"and {chosen.method}'s INT8 model's together), too few to measure detection "
             f"agreement with FP32; {rests}; calibrate with frames that show the objects the "
             f"model detects to have it checked{low}")
@@ -250,8 +252,9 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
     what = "top-1 agreement" if task == "classify" else "detection agreement"
     agreement = (f"{what} with FP32 {100 * chosen.agreement:.1f}% vs "
                  f"{100 * best.agreement:.1f}%, " if chosen.telling and best.telling else "")
-    return (f"--method {chosen.method} loses clearly to {best.method} on {chosen.frames} "
-            f"held-out frames: {agreement}output SQNR {chosen.sqnr_db:.1f} dB vs "
+    return (f"--method {chosen.method} loses clearly to {best.method} on "
+            f"{counted(chosen.frames, 'held-out frame')}: {agreement}output SQNR "
+            f"{chosen.sqnr_db:.1f} dB vs "
             f"{best.sqnr_db:.1f} dB; use --method {best.method} or --method auto")
 
 
@@ -270,7 +273,8 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
     if closest.agreement >= AGREEMENT_FLOOR:
         return None
     what = "top-1 agreement" if task == "classify" else "detection agreement"
-    kept = (f"on {closest.frames} held-out frames the closest of the {len(judged)} models "
+    kept = (f"on {counted(closest.frames, 'held-out frame')} the closest of the "
+            f"{len(judged)} models "
             f"judged ({closest.method}) keeps {what} with FP32 at "
             f"{100 * closest.agreement:.1f}%")
     highest = agreement_upper_bound(closest.agreement, closest.samples)
@@ -306,8 +310,9 @@ def kept_float_loss(written: Fidelity, chosen: Fidelity, kept: int, profile: str
     why = ("the cpu profile keeps the layers whose own SQNR is lowest, and each float layer "
            "between int8 ones adds a quantize and a dequantize step" if profile == "cpu" else
            "each layer was picked for what it did in float alone")
-    return (f"--keep-float {kept} did not bring the output closer to FP32: on {written.frames} "
-            f"held-out frames {agreement}output SQNR {_sqnr(written)} vs {_sqnr(chosen)} "
+    return (f"--keep-float {kept} did not bring the output closer to FP32: on "
+            f"{counted(written.frames, 'held-out frame')} {agreement}output SQNR "
+            f"{_sqnr(written)} vs {_sqnr(chosen)} "
             f"without them ({why}); try a smaller --keep-float, or none")
 
 

@@ -305,12 +305,15 @@ def _calibrate(args: argparse.Namespace) -> int:
              if args.cache is not None else None)
     reference, report = _write_calibration_outputs(args, result, spec, frames, cache)
     outputs_seconds = time.perf_counter() - writing
+    lost = report.accuracy_lost() if report is not None else None
+    if lost is not None:
+        log.warning("%s", lost)
     summary: dict[str, Any] = {
         "output": str(args.output), "profile": args.profile, "method": result.ranges.method,
         "requested_method": args.method,
         "methods": [fidelity.as_dict() for fidelity in result.comparison],
         "written": result.written.as_dict() if result.written else None,
-        "warning": result.warning,
+        "warning": "; ".join(w for w in (result.warning, lost) if w) or None,
         "frames": result.frames, "skipped": len(frames.skipped),
         "tensors": len(result.ranges.ranges), "quantized_tensors": result.quantized_activations,
         "seconds": round(result.seconds, 2),
@@ -747,7 +750,7 @@ def _add_calibrate(commands: Any) -> None:
                                "--max-images)")
     evaluate.add_argument("--max-images", type=parse_positive_int,
                           help="score at most this many images, spread evenly over the data "
-                               "(every class folder, every part of a split)")
+                               "(every part of a split, every class folder)")
     evaluate.add_argument("--threads", type=parse_non_negative_int, default=0)
     evaluate.add_argument("--json", action="store_true")
     add_eval_arguments(evaluate)

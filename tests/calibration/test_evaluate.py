@@ -162,13 +162,15 @@ def test_declared_class_names_pair_classes_by_name_or_are_refused(tmp_path):
     assert any(len(item.class_ids) for item in as_written.items)
     # another model's classes: refused, like a COCO category or a class folder it lacks
     with pytest.raises(InputError, match=re.escape(
-            "circle, square, triangle, star are not labels of the model (person, car): "
-            "evaluate on a dataset labelled")):
+            "names its classes circle, square, triangle, star; none of them is a label of the "
+            "model (person, car): evaluate on a dataset labelled")):
         dataset_from(tmp_path, ("person", "car"), "detect")
     from calibration.datasets import require_labelled_content
 
-    with pytest.raises(InputError, match="are not labels of the model"):
+    with pytest.raises(InputError, match="none of them is a label of the model"):
         require_labelled_content(tmp_path, "yolo", ("person", "car"))
+    with pytest.raises(InputError, match=re.escape("star is not a label of the model")):
+        dataset_from(tmp_path, ("circle", "square", "triangle"), "detect")
 
 
 def test_edge_eval_refuses_field_options_and_empty_models(demo_model, tmp_path):
@@ -274,6 +276,18 @@ def test_max_images_spreads_over_every_class_folder_and_the_whole_split(tmp_path
     assert sorted(int(item.class_ids[0]) for item in dataset.items) == [0, 0, 1, 1, 2, 2]
     assert (f"scoring 6 of the 30 images in {tmp_path / 'data'}, spread evenly over them "
             "(--max-images)") in caplog.text
+    # a folder of one image among folders of twenty is scored too, the rest in proportion
+    (tmp_path / "data" / "owl").rename(tmp_path / "owls")
+    (tmp_path / "data" / "owl").mkdir()
+    (tmp_path / "owls" / "0.png").rename(tmp_path / "data" / "owl" / "0.png")
+    for label in ("cat", "dog"):
+        for i in range(10, 20):
+            cv2.imwrite(str(tmp_path / "data" / label / f"{i}.png"),
+                        np.full((8, 8, 3), i, np.uint8))
+    for count, expected in ((10, [0] * 5 + [1] * 4 + [2]), (3, [0, 1, 2]), (2, [0, 2])):
+        picked = dataset_from(tmp_path / "data", ("cat", "dog", "owl"), "classify",
+                              max_images=count).items
+        assert sorted(int(item.class_ids[0]) for item in picked) == expected
     write_yolo_dataset(tmp_path / "yolo", frames=9, seed=3)
     names = [item.path.name for item in
              dataset_from(tmp_path / "yolo", ("circle", "square", "triangle", "star"), "detect",

@@ -31,3 +31,24 @@ def test_a_narrow_histogram_is_plotted_bin_for_bin():
     stats.update(np.float32([0.0, 0.5, 1.0, 1.0]))
     counts, width = plotted_bins(stats)
     assert width == stats.bin_width and counts.sum() == 4 and counts[-1] == 2
+
+
+def test_an_int8_model_that_loses_accuracy_on_the_reports_data_is_warned_about(tmp_path):
+    """A helper's report showed INT8 at mAP@0.5 0.321 against FP32's 1.000, and the terminal
+    said only where the report was."""
+    from calibration.evaluate import Accuracy
+    from calibration.report import Report
+
+    def report(task: str, fp32: float, int8: float) -> Report:
+        key = "top1" if task == "classify" else "map50"
+        return Report(tmp_path / "index.md", "data/images/val",
+                      Accuracy(task, 20, **{key: fp32}), Accuracy(task, 20, **{key: int8}))
+
+    lost = report("detect", 1.0, 0.3214).accuracy_lost()
+    assert lost is not None and lost.startswith(
+        "INT8 scores mAP@0.5 0.321 against FP32's 1.000 on 20 labelled images of "
+        "data/images/val (-67.9 points): the report names the layers that lose most")
+    assert "top-1 0.850 against FP32's 0.950" in (report("classify", 0.95, 0.85).accuracy_lost()
+                                                   or "")
+    assert report("detect", 0.95, 0.935).accuracy_lost() is None  # 1.5 points: within 2
+    assert report("classify", 0.9, 0.95).accuracy_lost() is None
