@@ -80,6 +80,16 @@ def test_a_bad_option_value_or_an_unknown_argument_is_said_in_one_line(argv, mes
     assert _refused(argv, capsys) == message
 
 
+@pytest.mark.parametrize(("argv", "meant"), [
+    (["evla", "m.onnx"], "eval"),  # letters swapped
+    (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--profile", "TensorRT"],
+     "tensorrt"),  # another case
+    (["convert", "m.onnx", "-o", "o.onnx", "--resize", "letter"], "letterbox"),  # begun
+])
+def test_a_misspelt_name_is_matched_by_its_letters_or_its_start(argv, meant, capsys):
+    assert f"; did you mean {meant}? (" in _refused(argv, capsys)
+
+
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     """What `edge ARGV` writes to stderr as argparse refuses it with exit 2."""
     from edge.cli import main

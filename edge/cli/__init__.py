@@ -72,9 +72,9 @@ class _Parser(argparse.ArgumentParser):
             name = token.split("=", 1)[0]
             if not name.startswith("--") or any(o.startswith(name) for o in known):
                 continue  # a value, or an option (or argparse's abbreviation of one)
-            close = difflib.get_close_matches(name, known, n=1, cutoff=_ALIKE)
+            close = _alike(name, known)
             if close or unmatched:
-                meant = f": did you mean {close[0]}?" if close else ""
+                meant = f": did you mean {close}?" if close else ""
                 return f"; {name} is not an option of {self.prog}{meant}"
         return ""
 
@@ -85,9 +85,21 @@ def _choice_meant(message: str) -> str:
     invalid = _INVALID_CHOICE.search(message)
     if invalid is None:
         return ""
-    choices = re.findall(r"'([^']*)'", invalid["choices"])
-    close = difflib.get_close_matches(invalid["value"], choices, n=1, cutoff=_ALIKE)
-    return f"; did you mean {close[0]}?" if close else ""
+    close = _alike(invalid["value"], re.findall(r"'([^']*)'", invalid["choices"]))
+    return f"; did you mean {close}?" if close else ""
+
+
+def _alike(name: str, names: Sequence[str]) -> str | None:
+    """The one of `names` that `name` misspells: the same letters in another case or order
+    (`TensorRT`, `evla`), the only one it begins (`onnx`), or one `_ALIKE` by difflib."""
+    folded = sorted(name.lower())
+    same_letters = [n for n in names if sorted(n.lower()) == folded]
+    begun = [n for n in names if n.startswith(name)]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=_ALIKE)
+    for found in (same_letters, begun if len(begun) == 1 else [], close):
+        if found:
+            return found[0]
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
