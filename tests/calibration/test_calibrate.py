@@ -302,7 +302,7 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     assert " boxes`: " in index and " scores`: " in index  # the written model's, apart
     # measured on the frames the table's rows were judged on, in the profile's arithmetic:
     # the written (requested) model's figures are its row's
-    assert "on the 1 held-out frames;" in index
+    assert "on the 1 held-out frame;" in index
     entropy = next(m for m in summary["methods"] if m["method"] == "entropy")
     for part in ("boxes", "scores"):
         line = next(line for line in index.splitlines() if f" {part}`: " in line)
