@@ -40,9 +40,6 @@ class Dataset:
     kind: str  # "yolo", "coco" or "folders"
     items: list[LabelledImage]
     skipped: int = 0
-    #: The folder of the images scored where it is narrower than the path given: a YOLO
-    #: dataset's split (`data/images/val`). None: the path given.
-    split: Path | None = None
 
     def images(self) -> Iterator[tuple[LabelledImage, npt.NDArray[np.uint8]]]:
         for item in self.items:
@@ -227,7 +224,7 @@ def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> D
         log.warning("%d label file(s) in %s have no image in %s, so are not scored: %s",
                     len(orphans), split.labels, split.images,
                     ", ".join(p.name for p in orphans[:3]) + (" ..." if len(orphans) > 3 else ""))
-    return Dataset("yolo", items, skipped, split.images)
+    return Dataset("yolo", items, skipped)
 
 
 def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> list[int]:

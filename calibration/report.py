@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
-from calibration.datasets import dataset_from
+from calibration.datasets import dataset_from, scored_images
 from calibration.evaluate import Accuracy, evaluate_models, scene_frames
 from calibration.fidelity import layer_sqnr, output_sqnr
 from calibration.plotting import pyplot
@@ -108,7 +108,7 @@ def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,
         return fp32, int8, str(eval_data)
     dataset = dataset_from(Path(eval_data), spec.labels, spec.task)
     fp32, int8 = evaluate_models([fp32_path, int8_path], dataset.images())
-    return fp32, int8, str(dataset.split or eval_data)
+    return fp32, int8, str(scored_images(Path(eval_data), spec.task))
 
 
 def evaluation_data(images: Path | str) -> Path | str:

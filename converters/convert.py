@@ -471,17 +471,15 @@ def _pooled_scores_flattened(plain: _Plain, first: dict[str, npt.NDArray[Any]]
     for name in pooled:
         model = flattened_output(model, name)
 
-    def run(x: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[Any]]:
-        outputs = plain.run_source(x)
+    def flat(outputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         return {name: value.reshape(len(value), -1) if name in pooled else value
                 for name, value in outputs.items()}
 
     note = (f"flattened {listed(pooled)} ({', '.join(per_frame(first[n].shape) for n in pooled)}"
             f": scores on a 1x1 map, as networks ending in a global pool or 1x1 convolution "
             "without a Flatten write them) to one row of scores a frame")
-    flattened = {name: value.reshape(len(value), -1) if name in pooled else value
-                 for name, value in first.items()}
-    return replace(plain, model=model, run_source=run, notes=(*plain.notes, note)), flattened
+    return (replace(plain, model=model, run_source=lambda x: flat(plain.run_source(x)),
+                    notes=(*plain.notes, note)), flat(first))
 
 
 def _parity_outputs(plain: _Plain, image: ImageInput, options: ConvertOptions, output: str,

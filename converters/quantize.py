@@ -77,7 +77,7 @@ class CalibrateOptions:
     threads: int = 0
     progress: bool = True
     compare: bool = True  # judge every method on held-out frames (auto always does)
-    #: The labelled data the report scores both models on (--eval-data), which the warnings
+    #: The labelled data the report scores both models on (its split), which the warnings
     #: then point to instead of asking for a check on labelled images.
     labelled_data: str | None = None
 
