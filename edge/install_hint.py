@@ -13,7 +13,6 @@ import importlib.util
 import json
 import shlex
 import sys
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -41,6 +40,9 @@ def _installed_from() -> tuple[str | None, bool]:
     """(the local folder or file pip installed this distribution from, whether editable):
     PEP 610's direct_url.json, or the checkout whose own metadata (an .egg-info beside
     pyproject.toml) was found first; (None, False) when installed from an index."""
+    # here, on the way to a message: imported at start it cost every command 20 ms
+    from importlib import metadata  # noqa: PLC0415
+
     try:
         distribution = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
