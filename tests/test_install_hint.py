@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import shlex
@@ -56,5 +57,5 @@ def test_installed_from_a_wheel_a_folder_or_elsewhere(tmp_path, monkeypatch, ori
         def read_text(self, name: str) -> str | None:
             return recorded if name == "direct_url.json" else None
 
-    monkeypatch.setattr(edge.install_hint.metadata, "distribution", lambda name: Installed())
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Installed())
     assert install_command("demo") == expected.format(pip=PIP, tmp=tmp_path)
