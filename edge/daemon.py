@@ -69,6 +69,9 @@ class RunSummary:
     frames_dropped: int = 0  # camera frames inference never saw (a newer one replaced them)
     #: the model's output did not fit its spec (no restart helps): `edge run` exits 2
     model_error: str | None = None
+    #: retained state values (counts, discovery configs) the broker acknowledged, outside the
+    #: outbox's figures above
+    states_sent: int = 0
 
     @property
     def fps(self) -> float:
@@ -191,11 +194,15 @@ class Daemon:
                                        retain=True)
 
     def _republish_camera_statuses(self) -> None:
-        """After a (re)connect: what changed while the broker was away was dropped."""
+        """After a (re)connect: what changed while the broker was away was dropped; the counts
+        were kept, but a broker without persistence forgets retained values when it restarts."""
         with self._status_lock:
             for status in self.camera_statuses():
                 self.link.publish_json(self.topics.camera_status(status.camera),
                                        status.payload(), qos=1, retain=True)
+        for worker in self.workers:
+            if worker.tracking is not None:
+                worker.tracking.republish_counts()
 
     def _tracking(self, name: str) -> CameraTracking | None:
         """The camera's tracker, events and counts; its zones are checked here (ConfigError
@@ -368,7 +375,8 @@ class Daemon:
                           self.link.counters.dropped, flushed,
                           self._camera_failure if self.failure is None else str(self.failure),
                           sum(w.frames_dropped for w in self.workers),
-                          None if model_error is None else str(model_error))
+                          None if model_error is None else str(model_error),
+                          self.link.counters.states_sent)
 
     def _stop_cameras(self, workers: list[CameraWorker]) -> None:
         """Stop `workers` together and then the inference service: bounded by

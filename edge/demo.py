@@ -126,7 +126,8 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
         daemon.start()
         summary = daemon.run(stop, duration=seconds)
         deadline = time.monotonic() + 5.0
-        while sum(subscriber.counts.values()) < summary.published and \
+        sent = summary.published + summary.states_sent  # counts are retained states
+        while sum(subscriber.counts.values()) < sent and \
                 time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
@@ -135,7 +136,7 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
     camera = daemon.workers[0].stats()
     return DemoSummary(
         frames=summary.frames, seconds=round(summary.seconds, 2), fps=round(summary.fps, 2),
-        published=summary.published, received=sum(subscriber.counts.values()),
+        published=sent, received=sum(subscriber.counts.values()),
         precision=round(precision, 4), recall=round(recall, 4),
         dropped_frames=camera["dropped"], model=str(model), backend=daemon.backend.name,
         broker=broker_name,

@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -38,15 +38,21 @@ MIN_SCORES = 5
 SNAPSHOT_MARGIN = 0.25
 
 
+#: How a message goes out: through the outbox (at least once, in order with detections), as a
+#: retained state (its latest value at least once: `edge.mqtt.states`), or best effort (only
+#: while connected).
+Delivery = Literal["outbox", "state", "best-effort"]
+
+
 @dataclass(frozen=True)
 class Outgoing:
-    """One message to publish. `queued`: through the outbox (at least once), else best effort."""
+    """One message to publish."""
 
     topic: str
     payload: bytes
     qos: int
     retain: bool
-    queued: bool
+    delivery: Delivery
 
 
 @dataclass
@@ -177,7 +183,7 @@ class EventEngine:
             "zones": list(zones), "entered_zones": list(life.entered),
             "snapshot": self._snapshot_field(life), "ts": ts, "time": rfc3339(ts)}
         self.events_sent += 1
-        out.append(Outgoing(self.topics.events(self.camera), _json(payload), 1, False, True))
+        out.append(Outgoing(self.topics.events(self.camera), _json(payload), 1, False, "outbox"))
         return out
 
     def _snapshot_field(self, life: _Life) -> dict[str, Any] | None:
@@ -195,7 +201,7 @@ class EventEngine:
                                self.settings.snapshot_quality)
         life.published_score = best.score
         topic = self.topics.event_snapshot(self.camera, life.event_id)
-        out = [Outgoing(topic, jpeg, 0, True, False)]
+        out = [Outgoing(topic, jpeg, 0, True, "best-effort")]
         with self._retained_lock:
             if topic not in self._retained:
                 self._retained.append(topic)
@@ -215,7 +221,7 @@ class EventEngine:
     def _cleared_beyond_limit(self) -> list[Outgoing]:
         cleared = []
         while len(self._retained) > RETAINED_SNAPSHOTS:
-            cleared.append(Outgoing(self._retained.popleft(), b"", 0, True, False))
+            cleared.append(Outgoing(self._retained.popleft(), b"", 0, True, "best-effort"))
         return cleared
 
     def _label(self, class_id: int) -> str:
@@ -239,8 +245,15 @@ class EventEngine:
                 counts[self.topics.count(self.camera, label, name)] += 1
         previous = self._counts or {}
         self._counts = counts
-        return [Outgoing(topic, str(n).encode(), 1, True, True)
+        return [Outgoing(topic, str(n).encode(), 1, True, "state")
                 for topic, n in counts.items() if previous.get(topic) != n]
+
+    def current_counts(self) -> list[Outgoing]:
+        """Every count as it stands (none before the first frame), to set again after a
+        reconnect: a broker without persistence forgets retained values when it restarts.
+        Safe from another thread: each frame replaces the counts whole."""
+        counts = self._counts or {}
+        return [Outgoing(topic, str(n).encode(), 1, True, "state") for topic, n in counts.items()]
 
     def finish(self, ended: Sequence[TrackedObject], ts: float) -> list[Outgoing]:
         """`end` for every object still alive (the camera stopped) and zero counts."""

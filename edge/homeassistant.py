@@ -92,9 +92,10 @@ def stale_topics(current: Iterable[str], retained: Iterable[str]) -> list[str]:
 
 
 class DiscoveryPublisher:
-    """Publishes the configs through the daemon's link (retained, QoS 1, the outbox) on every
-    connect (a broker without persistence forgets retained messages when it restarts) and, on a
-    thread of its own, clears stale ones of earlier configs once at start."""
+    """Publishes the configs through the daemon's link (retained states, QoS 1:
+    `MqttLink.publish_state`) on every connect (a broker without persistence forgets retained
+    messages when it restarts) and, on a thread of its own, clears stale ones of earlier
+    configs once at start."""
 
     def __init__(self, config: Config, labels: Sequence[str], model: str, link: Any,
                  password: str | None) -> None:
@@ -110,16 +111,16 @@ class DiscoveryPublisher:
         self._thread.start()
 
     def publish(self) -> None:
-        """Queue every config (the daemon calls this on each connect)."""
+        """Set every config (the daemon calls this on each connect): retained states, which
+        wait beside the outbox (a 1000-label model makes 2000 configs)."""
         for topic, payload in self.configs.items():
-            self._link.publish_queued(topic, json.dumps(payload, separators=(",", ":")).encode(),
-                                      1, True)
+            self._link.publish_state(topic, json.dumps(payload, separators=(",", ":")).encode(), 1)
 
     def _clean(self) -> None:
         try:
             self.cleared = stale_topics(self.configs, self._retained())
             for topic in self.cleared:
-                self._link.publish_queued(topic, b"", 1, True)
+                self._link.publish_state(topic, b"", 1)
             if self.cleared:
                 log.info("removed %d Home Assistant entities no longer in the config",
                          len(self.cleared))

@@ -28,12 +28,15 @@ class Watcher:
     port: int
     topic_filter: str
     messages: list[Received] = field(default_factory=list)
+    #: 1, or 0 for more than ~1000 retained messages: Mosquitto holds at most 1000 QoS 1
+    #: messages a subscriber beyond those in flight (max_queued_messages) and drops the rest
+    qos: int = 1
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *a: c.subscribe(self.topic_filter, qos=1)
+        self.client.on_connect = lambda c, *a: c.subscribe(self.topic_filter, qos=self.qos)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
 

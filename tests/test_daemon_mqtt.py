@@ -267,6 +267,82 @@ url = "mqtt://127.0.0.1:{mosquitto.port}"
         assert boxes == {(0.0, 0.0, 640.0, 480.0)}
 
 
+@pytest.mark.slow
+def test_a_1000_class_classifier_sets_its_counts_and_discovery_beside_the_outbox(tmp_path,
+                                                                                 mosquitto):
+    """An ImageNet classifier's first frame set a retained zero count for each of its 1000
+    labels, and Home Assistant discovery two configs a label: through the 1000-message outbox
+    they dropped its oldest messages and warned of a broker fault. They are retained states
+    now, one latest value a topic beside the outbox, and all reach the broker."""
+    from converters.convert import ConvertOptions, convert
+    from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
+
+    labels = tuple(f"class{i}" for i in range(1000))
+    source = export_onnx(seeded(TinyClassifier(1000, softmax=True)), tmp_path / "c.onnx", 64, 64)
+    convert(source, ConvertOptions(labels=labels)).write(tmp_path / "model.onnx")
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "test-gate"
+[model]
+path = "model.onnx"
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=20&seed=1"
+[mqtt]
+url = "mqtt://127.0.0.1:{mosquitto.port}"
+[homeassistant]
+enabled = true
+""")
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                             "--seconds", "3", "--json"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "outbox reached its limit" not in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["dropped"] == 0 and summary["produced"] == summary["published"] > 10
+    with Watcher(mosquitto.port, f"{PREFIX}/gate/+/count") as counts, \
+            Watcher(mosquitto.port, "homeassistant/#", qos=0) as discovery:  # joining now
+        counts.wait_for(lambda: len(counts.messages) >= 1000, 10, "1000 retained counts")
+        discovery.wait_for(lambda: len(discovery.messages) >= 2003, 10, "2003 configs")
+    assert {m.topic for m in counts.messages} == {f"{PREFIX}/gate/{label}/count"
+                                                  for label in labels}
+    assert {m.payload for m in counts.messages} == {b"0"}  # the camera stopped: nothing there
+    assert all(m.retain for m in counts.messages + discovery.messages)
+    assert len({m.topic for m in discovery.messages}) == 2003  # 2 a label, 3 for the device
+
+
+@pytest.mark.slow
+def test_counts_are_set_again_after_the_broker_restarts_without_them(tmp_path, mosquitto,
+                                                                     demo_model):
+    """A broker without persistence forgets retained values when it restarts: the camera
+    statuses and discovery configs were set again on reconnect, the counts were not (a late
+    subscriber saw none until one changed)."""
+    from edge.spec import spec_from_onnx_file
+
+    topics = {f"{PREFIX}/gate/{label}/count" for label in spec_from_onnx_file(demo_model).labels}
+    daemon = start_daemon(write_config(tmp_path, demo_model, mosquitto.port))
+    try:
+        assert _retained_topics(mosquitto.port, f"{PREFIX}/gate/+/count", topics, 30) == topics
+        mosquitto.stop()
+        mosquitto.start()  # `persistence false`: every retained value is gone
+        assert _retained_topics(mosquitto.port, f"{PREFIX}/gate/+/count", topics, 30) == topics
+    finally:
+        code, err = stop(daemon, signal.SIGTERM)
+    assert code == 0, err
+
+
+def _retained_topics(port: int, topic_filter: str, wanted: set[str], timeout: float) -> set[str]:
+    """The topics under `topic_filter` holding retained values, read by a new subscriber every
+    second until they are `wanted` (or `timeout` s passed)."""
+    deadline = time.monotonic() + timeout
+    found: set[str] = set()
+    while time.monotonic() < deadline and found != wanted:
+        with Watcher(port, topic_filter) as late:
+            time.sleep(1.0)
+            found = {m.topic for m in late.messages if m.retain}
+    return found
+
+
 def test_stopping_with_a_stuck_backend_is_bounded_whatever_the_camera_count(
         mosquitto, demo_model, monkeypatch, caplog):
     """A backend that never returns, under three cameras: stopping waits `CAMERAS_STOP_S` for

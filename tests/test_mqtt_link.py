@@ -46,6 +46,48 @@ def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto, cap
     assert retained_status(mosquitto.port, "edge/t")["state"] == "stopped"
 
 
+def test_retained_states_wait_beside_the_outbox_one_latest_value_a_topic(mosquitto, caplog):
+    """A 1000-class classifier's zero counts (one a label) filled the 1000-message outbox and
+    dropped the detections before them: states now wait outside it, and a value replaced
+    while the broker was away is never sent."""
+    link = make_link(mosquitto.port, outbox_size=5)
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+        for frame_id in range(1, 6):
+            link.publish_detections("cam", {"frame_id": frame_id})
+        for label in range(1000):
+            link.publish_state(f"edge/t/cam/c{label}/count", b"0", 1)
+        for count in (b"1", b"2", b"0", b"3"):  # the broker away: only the last one matters
+            link.publish_state("edge/t/cam/c7/count", count, 1)
+    assert (link.outbox_depth, link.counters.dropped, link.states_waiting) == (5, 0, 1000)
+    assert link.stats()["states_waiting"] == 1000
+    assert caplog.records == []  # nothing dropped, nothing to warn about
+    link.start()
+    try:
+        assert link.flush(20), "outbox and states not flushed"
+        assert (link.counters.published, link.counters.states_sent) == (5, 1000)
+        with Watcher(mosquitto.port, "edge/t/cam/#") as late:  # a subscriber joining now
+            late.wait_for(lambda: len(late.on("/count")) == 1000, 10, "1000 retained counts")
+            values = {m.topic: m.payload for m in late.on("/count") if m.retain}
+        assert len(values) == 1000 and values["edge/t/cam/c7/count"] == b"3"
+        assert {v for topic, v in values.items() if topic != "edge/t/cam/c7/count"} == {b"0"}
+        link.publish_state("edge/t/cam/c7/count", b"0", 1)  # connected: sent as it comes
+        assert link.flush(5) and link.counters.states_sent == 1001
+    finally:
+        assert link.stop()
+    assert link.stats()["dropped"] == 0
+
+
+def test_states_the_broker_never_got_are_counted_at_stop(stopped_mosquitto, caplog):
+    link = make_link(stopped_mosquitto.port)
+    link.start()
+    for label in ("cat", "dog"):
+        link.publish_state(f"edge/t/cam/{label}/count", b"0", 1)
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+        assert not link.stop(timeout=0.3)
+    assert "2 retained values (counts, discovery configs) not sent before stopping; the broker " \
+           "keeps the values sent before" in [r.getMessage() for r in caplog.records]
+
+
 def test_commands_get_replies(mosquitto):
     link = make_link(mosquitto.port)
     link.on_command("ping", lambda payload: {"ok": True, "echo": payload.decode()})

@@ -149,14 +149,19 @@ def test_zone_contains_points_even_odd():
 
 
 class _Recorder:
+    """Records (topic, payload, qos, retain, delivery) as the link would be asked."""
+
     def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes, int, bool, bool]] = []
+        self.messages: list[tuple[str, bytes, int, bool, str]] = []
 
     def publish_queued(self, topic, payload, qos, retain):
-        self.messages.append((topic, payload, qos, retain, True))
+        self.messages.append((topic, payload, qos, retain, "outbox"))
+
+    def publish_state(self, topic, payload, qos):
+        self.messages.append((topic, payload, qos, True, "state"))
 
     def publish_best_effort(self, topic, payload, qos=0, retain=False):
-        self.messages.append((topic, payload, qos, retain, False))
+        self.messages.append((topic, payload, qos, retain, "best-effort"))
         return True
 
 
@@ -187,13 +192,14 @@ def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
     assert end["end"] == pytest.approx(1000.0 + 24 * 0.1, abs=1e-3)
     assert end["snapshot"]["topic"] == f"edge/d/gate/events/{end['id']}/snapshot"
     snapshots = [m for m in recorder.messages if m[0].endswith("/snapshot")]
-    assert snapshots and all(m[1][:2] == b"\xff\xd8" and m[3] and not m[4] for m in snapshots)
+    assert snapshots and all(m[1][:2] == b"\xff\xd8" and m[3] and m[4] == "best-effort"
+                             for m in snapshots)
     counts = {m[0]: int(m[1]) for m in recorder.messages if m[0].endswith("/count")}
     assert counts["edge/d/gate/triangle/count"] == 0
     assert counts["edge/d/gate/left/triangle/count"] == 0
     left = [int(m[1]) for m in recorder.messages if m[0] == "edge/d/gate/left/triangle/count"]
     assert left == [0, 1, 0]  # published on change only
-    assert all(m[3] and m[4] and m[2] == 1 for m in recorder.messages if m[0].endswith("count"))
+    assert all(m[2:] == (1, True, "state") for m in recorder.messages if m[0].endswith("count"))
     assert events[0]["start"] == pytest.approx(1000.0)  # first seen, not when reported
     assert events[0]["ts"] == pytest.approx(1000.4)  # reported with its fifth detection
 

@@ -120,6 +120,8 @@ def _tracking(zones, unplaced):
     class Sink:
         def publish_queued(self, *args): ...
 
+        def publish_state(self, *args): ...
+
         def publish_best_effort(self, *args, **kwargs):
             return True
 

@@ -80,18 +80,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
     log.info("stopped after %s (%.1f FPS; %s dropped, replaced by newer ones); messages: %d "
-             "produced = %d published + %d queued + %d dropped%s",
-             counted(summary.frames, "frame"), summary.fps,
+             "produced = %d published + %d queued + %d dropped%s; %s (counts, discovery "
+             "configs)", counted(summary.frames, "frame"), summary.fps,
              counted(summary.frames_dropped, "camera frame"), summary.produced,
              summary.published, summary.queued, summary.dropped,
-             "" if summary.flushed else "; the outbox could not be flushed before exit")
+             "" if summary.flushed else "; the outbox could not be flushed before exit",
+             counted(summary.states_sent, "retained value") + " set")
     if args.json:  # "dropped": messages, as in the line above
         print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
                      "frames_dropped": summary.frames_dropped,
                      "produced": summary.produced, "published": summary.published,
                      "queued": summary.queued, "dropped": summary.dropped,
-                     "flushed": summary.flushed, "failure": summary.failure,
-                     "model_error": summary.model_error})
+                     "states_sent": summary.states_sent, "flushed": summary.flushed,
+                     "failure": summary.failure, "model_error": summary.model_error})
     if summary.model_error is not None:
         log.error("exiting 2, not to be restarted (re-convert the model): %s",
                   summary.model_error)

@@ -5,8 +5,9 @@ SQLite on disk to survive restarts; oldest dropped and counted when full); a sen
 hands them to paho while connected, keeping at most `WINDOW` unacknowledged. paho resends
 unacknowledged QoS 1 messages after a reconnect, and the disk outbox deletes a message only
 once the broker acknowledged it, so detections are delivered at least once across a broker
-outage and across a daemon restart. Frames and stats are best effort: published only while
-connected.
+outage and across a daemon restart. Retained state topics (counts, discovery configs) wait
+beside the outbox, one latest value per topic (`edge.mqtt.states`), and are sent the same way.
+Frames and stats are best effort: published only while connected.
 
 Every message put in the outbox is accounted for: published + queued + dropped = produced
 (produced counts what a disk outbox held at start as well). On stop, what is still queued after
@@ -40,8 +41,10 @@ from edge.mqtt.failures import (
     lost_reason,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
+from edge.mqtt.states import RetainedStates
 from edge.mqtt.sweep import RetainedSweep
 from edge.mqtt.topics import Topics
+from edge.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ class LinkCounters:
     dropped: int = 0  # outbox full or too old, or left in a memory outbox at stop
     kept: int = 0  # left in the disk outbox at stop, for the next start
     connects: int = 0
+    states_sent: int = 0  # retained state values acknowledged (outside the outbox's counts)
 
 
 class MqttLink:
@@ -75,7 +79,8 @@ class MqttLink:
         self.topics = topics
         self._status = status
         self._cond = threading.Condition()
-        self._in_flight: dict[int, tuple[mqtt.MQTTMessageInfo, int]] = {}  # mid -> (info, key)
+        #: mid -> (info, outbox key; None for a retained state)
+        self._in_flight: dict[int, tuple[mqtt.MQTTMessageInfo, int | None]] = {}
         self._connected = False
         self._stopping = False
         self._refused = False  # paho thread only
@@ -89,6 +94,7 @@ class MqttLink:
         self._sweeps: list[RetainedSweep] = []
         self._client = self._make_client(client_id)
         self._outbox: Outbox = outbox_from_config(settings)
+        self._states = RetainedStates()
         self.counters.recovered = self.counters.produced = self._outbox.depth
         if self.counters.recovered:
             log.info("the disk outbox %s holds %d messages from an earlier run; sending them "
@@ -135,10 +141,11 @@ class MqttLink:
         self._sender.start()
 
     def stop(self, final_state: str = "stopped", timeout: float | None = None) -> bool:
-        """Flush the outbox (up to `timeout`, default `flush_timeout_s`), publish the final
-        retained status, then disconnect cleanly (so the broker does not send the Last Will).
+        """Flush the outbox and the retained states (up to `timeout`, default
+        `flush_timeout_s`), publish the final retained status, then disconnect cleanly (so the
+        broker does not send the Last Will).
 
-        Returns True when every queued message was acknowledged."""
+        Returns True when every queued message and state was acknowledged."""
         timeout = self.settings.flush_timeout_s if timeout is None else timeout
         flushed = self.flush(timeout)
         with self._cond:
@@ -157,6 +164,7 @@ class MqttLink:
             self.counters.kept = self._outbox.durable
             lost = self._outbox.depth - self.counters.kept
             self.counters.dropped += lost
+            unsent_states = self._states.waiting
             self._outbox.sync()
             self._outbox.close()
             self._stopped = True
@@ -166,13 +174,16 @@ class MqttLink:
         if lost:
             log.warning("%d messages were not delivered before stopping and are dropped (kept "
                         "in memory only)", lost)
+        if unsent_states:
+            log.warning("%s (counts, discovery configs) not sent before stopping; the broker "
+                        "keeps the values sent before", counted(unsent_states, "retained value"))
         return flushed
 
     def flush(self, timeout: float) -> bool:
-        """Wait until the outbox is empty and everything sent is acknowledged."""
+        """Wait until the outbox and the retained states are sent and acknowledged."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._outbox.waiting or self._prune_in_flight():
+            while self._outbox.waiting or self._states.waiting or self._prune_in_flight():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -187,7 +198,10 @@ class MqttLink:
             self._acknowledged(self._in_flight.pop(mid)[1])
         return len(self._in_flight)
 
-    def _acknowledged(self, key: int) -> None:
+    def _acknowledged(self, key: int | None) -> None:
+        if key is None:
+            self.counters.states_sent += 1
+            return
         self._outbox.ack(key)
         self.counters.published += 1
 
@@ -209,7 +223,14 @@ class MqttLink:
                 "outbox_depth": self.outbox_depth, "produced": counters.produced,
                 "published": counters.published, "dropped": counters.dropped,
                 "recovered": counters.recovered, "kept": counters.kept,
-                "connects": counters.connects}
+                "connects": counters.connects, "states_waiting": self.states_waiting,
+                "states_sent": counters.states_sent}
+
+    @property
+    def states_waiting(self) -> int:
+        """Retained state values set and not yet handed to paho."""
+        with self._cond:
+            return self._states.waiting
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -222,6 +243,14 @@ class MqttLink:
                        retain: bool = False) -> None:
         """Queue any message through the outbox (events, counts: at least once; never blocks)."""
         self._enqueue(Message(topic, payload, qos, retain))
+
+    def publish_state(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Set a retained state topic (a count, a discovery config): its latest value is sent
+        at least once, a value replaced before it went out not at all; never blocks, never
+        takes room in the outbox."""
+        with self._cond:
+            self._states.set(topic, payload, qos)
+            self._cond.notify_all()
 
     def publish_json(self, topic: str, payload: dict[str, Any], qos: int = 0,
                      retain: bool = False) -> bool:
@@ -259,11 +288,16 @@ class MqttLink:
             with self._cond:
                 if self._stopping:
                     return
-                if not (self._connected and self._outbox.waiting
+                if not (self._connected and (self._outbox.waiting or self._states.waiting)
                         and self._prune_in_flight() < WINDOW):
                     self._cond.wait(0.1)
                     continue
-                batch = self._outbox.take(WINDOW - len(self._in_flight))
+                # detections first; the window's rest to the retained states
+                batch: list[tuple[int | None, Message]] = list(
+                    self._outbox.take(WINDOW - len(self._in_flight)))
+                batch += [(None, Message(state.topic, state.payload, state.qos, True))
+                          for state in self._states.take(WINDOW - len(self._in_flight)
+                                                         - len(batch))]
             for key, message in batch:
                 info = self._client.publish(message.topic, message.payload, qos=message.qos,
                                             retain=message.retain)

@@ -38,6 +38,8 @@ class Publisher(Protocol):
 
     def publish_queued(self, topic: str, payload: bytes, qos: int, retain: bool) -> None: ...
 
+    def publish_state(self, topic: str, payload: bytes, qos: int) -> None: ...
+
     def publish_best_effort(self, topic: str, payload: bytes, qos: int = 0,
                             retain: bool = False) -> bool: ...
 
@@ -118,11 +120,17 @@ class CameraTracking:
         """End every live object (the camera stopped) and publish zero counts."""
         self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
 
+    def republish_counts(self) -> None:
+        """Set every count again (the daemon calls this after each reconnect)."""
+        self._publish(self.events.current_counts())
+
     def _publish(self, messages: list[Outgoing]) -> None:
         for message in messages:
-            if message.queued:
+            if message.delivery == "outbox":
                 self._publisher.publish_queued(message.topic, message.payload, message.qos,
                                                message.retain)
+            elif message.delivery == "state":
+                self._publisher.publish_state(message.topic, message.payload, message.qos)
             else:
                 self._publisher.publish_best_effort(message.topic, message.payload, message.qos,
                                                     message.retain)
