@@ -73,6 +73,18 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
     (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--profile", "tensort"],
      "edge calibrate: error: argument --profile: invalid choice: 'tensort' (choose from "
      "'tensorrt', 'cpu'); did you mean tensorrt? (edge calibrate --help lists the options)\n"),
+    # argparse took `--max-image` for --max-images: a script with it would break the day
+    # another option starting alike came
+    (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--max-image", "8"],
+     "edge calibrate: error: unrecognized arguments: --max-image 8; --max-image is not an "
+     "option of edge calibrate: did you mean --max-images? (edge calibrate --help lists the "
+     "options)\n"),
+    # ... and where an abbreviation's value was then taken for the command, it is named
+    (["--log", "DEBUG", "inspect", "m.onnx"],
+     "edge: error: argument COMMAND: invalid choice: 'DEBUG' (choose from 'demo', 'run', "
+     "'monitor', 'build-engine', 'selftest', 'bench', 'convert', 'inspect', 'calibrate', "
+     "'eval', 'collect'); --log is not an option of edge: did you mean --log-level? (edge "
+     "--help lists the options)\n"),
 ])
 def test_a_bad_option_value_or_an_unknown_argument_is_said_in_one_line(argv, message, capsys):
     """The message names the option and what it takes; a screen of usage above it buried it

@@ -25,7 +25,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from edge import __version__
 from edge.cli import bench, collect, device, workstation
@@ -44,7 +44,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with a bad option value or an unknown argument said in one line: the message
     names the option and what it takes (or the name meant, for a misspelt option, choice or
     command), and a screen of usage above it would bury it. Missing arguments keep the usage,
-    which is what they need, and name an unknown option given instead (`--imagse`)."""
+    which is what they need, and name an unknown option given instead (`--imagse`).
+
+    Abbreviated options are refused (with the full name suggested): `--max-image` would work
+    until a later release adds another option that starts alike, and command lines live on in
+    scripts and systemd units."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None
@@ -55,13 +63,24 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         hint = f" ({self.prog} --help lists the options)\n"
         if message.startswith("argument ") and ": " in message:
-            self.exit(2, f"{self.prog}: error: {message}{_choice_meant(message)}{hint}")
+            meant = self._taken_as_value(message) or _choice_meant(message)
+            self.exit(2, f"{self.prog}: error: {message}{meant}{hint}")
         if message.startswith("unrecognized arguments: "):
             unknown = message.removeprefix("unrecognized arguments: ").split()
             self.exit(2, f"{self.prog}: error: {message}{self._meant(unknown)}{hint}")
         if message.startswith("the following arguments are required"):
             message += self._meant(getattr(self, "_given", []), unmatched=True)
         super().error(message)
+
+    def _taken_as_value(self, message: str) -> str:
+        """For an invalid choice given right after an unknown option (`edge --log DEBUG run`:
+        DEBUG taken for the command), that option named with the one meant; else nothing."""
+        invalid = _INVALID_CHOICE.search(message)
+        given = getattr(self, "_given", [])
+        if invalid is None or invalid["value"] not in given[1:]:
+            return ""
+        before = given.index(invalid["value"], 1) - 1
+        return self._meant(given[before:before + 1], unmatched=True)
 
     def _meant(self, given: Sequence[str], unmatched: bool = False) -> str:
         """`; --lables is not an option of edge convert: did you mean --labels?` for the first
@@ -70,8 +89,8 @@ class _Parser(argparse.ArgumentParser):
         known = [o for o in self._option_string_actions if o.startswith("--")]
         for token in given:
             name = token.split("=", 1)[0]
-            if not name.startswith("--") or any(o.startswith(name) for o in known):
-                continue  # a value, or an option (or argparse's abbreviation of one)
+            if not name.startswith("--") or name in known:
+                continue  # a value, or an option
             close = _alike(name, known)
             if close or unmatched:
                 meant = f": did you mean {close}?" if close else ""
