@@ -251,7 +251,8 @@ class EventEngine:
     def current_counts(self) -> list[Outgoing]:
         """Every count as it stands (none before the first frame), to set again after a
         reconnect: a broker without persistence forgets retained values when it restarts.
-        Safe from another thread: each frame replaces the counts whole."""
+        Safe from another thread: each frame replaces the counts whole (the caller orders
+        this against `update`'s messages: `CameraTracking`)."""
         counts = self._counts or {}
         return [Outgoing(topic, str(n).encode(), 1, True, "state") for topic, n in counts.items()]
 

@@ -241,7 +241,7 @@ class MqttLink:
 
     def publish_queued(self, topic: str, payload: bytes, qos: int = 1,
                        retain: bool = False) -> None:
-        """Queue any message through the outbox (events, counts: at least once; never blocks)."""
+        """Queue any message through the outbox (events: at least once; never blocks)."""
         self._enqueue(Message(topic, payload, qos, retain))
 
     def publish_state(self, topic: str, payload: bytes, qos: int = 1) -> None:

@@ -11,6 +11,7 @@ whole frame costs about as much as tracking itself, so only one frame per
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -68,6 +69,9 @@ class CameraTracking:
         self._scaled = not unplaced
         self.events = EventEngine(camera, topics, labels, zones, settings)
         self._publisher = publisher
+        #: held while messages are made and handed on: the daemon's `republish_counts` must
+        #: not set a count older than one this camera's thread set meanwhile
+        self._publishing = threading.Lock()
         self._ring: list[npt.NDArray[np.uint8]] = []
         self._ring_ids = [-1] * HELD_FRAMES
         self._next = 0
@@ -101,9 +105,9 @@ class CameraTracking:
         if not self._scaled:
             self._scale_zones(frame_size)
         ids = self.tracker.update(detections, ts)
-        messages = self.events.update(frame_id, ts, self.tracker.objects, self.tracker.ended,
-                                      self._held(frame_id))
-        self._publish(messages)
+        with self._publishing:
+            self._publish(self.events.update(frame_id, ts, self.tracker.objects,
+                                             self.tracker.ended, self._held(frame_id)))
         self.seconds += time.perf_counter() - began
         self.frames += 1
         return ids
@@ -118,11 +122,14 @@ class CameraTracking:
 
     def close(self, ts: float | None = None) -> None:
         """End every live object (the camera stopped) and publish zero counts."""
-        self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
+        with self._publishing:
+            self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
 
     def republish_counts(self) -> None:
-        """Set every count again (the daemon calls this after each reconnect)."""
-        self._publish(self.events.current_counts())
+        """Set every count again (the daemon calls this after each reconnect, from its own
+        thread)."""
+        with self._publishing:
+            self._publish(self.events.current_counts())
 
     def _publish(self, messages: list[Outgoing]) -> None:
         for message in messages:
