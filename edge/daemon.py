@@ -194,15 +194,11 @@ class Daemon:
                                        retain=True)
 
     def _republish_camera_statuses(self) -> None:
-        """After a (re)connect: what changed while the broker was away was dropped; the counts
-        were kept, but a broker without persistence forgets retained values when it restarts."""
+        """After a (re)connect: what changed while the broker was away was dropped."""
         with self._status_lock:
             for status in self.camera_statuses():
                 self.link.publish_json(self.topics.camera_status(status.camera),
                                        status.payload(), qos=1, retain=True)
-        for worker in self.workers:
-            if worker.tracking is not None:
-                worker.tracking.republish_counts()
 
     def _tracking(self, name: str) -> CameraTracking | None:
         """The camera's tracker, events and counts; its zones are checked here (ConfigError
@@ -319,6 +315,7 @@ class Daemon:
             raise
         self.link.start()
         if self.discovery is not None:
+            self.discovery.publish()
             self.discovery.start()
         log.info("running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
                  self.backend.reason, ", ".join(w.name for w in self.workers))
@@ -352,8 +349,6 @@ class Daemon:
             if self.link.counters.connects != connects:
                 connects = self.link.counters.connects
                 self._republish_camera_statuses()
-                if self.discovery is not None:  # a broker without persistence forgot them
-                    self.discovery.publish()
             if now >= next_stats:
                 self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
                 next_stats = now + self.config.stats.interval_s

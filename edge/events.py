@@ -248,14 +248,6 @@ class EventEngine:
         return [Outgoing(topic, str(n).encode(), 1, True, "state")
                 for topic, n in counts.items() if previous.get(topic) != n]
 
-    def current_counts(self) -> list[Outgoing]:
-        """Every count as it stands (none before the first frame), to set again after a
-        reconnect: a broker without persistence forgets retained values when it restarts.
-        Safe from another thread: each frame replaces the counts whole (the caller orders
-        this against `update`'s messages: `CameraTracking`)."""
-        counts = self._counts or {}
-        return [Outgoing(topic, str(n).encode(), 1, True, "state") for topic, n in counts.items()]
-
     def finish(self, ended: Sequence[TrackedObject], ts: float) -> list[Outgoing]:
         """`end` for every object still alive (the camera stopped) and zero counts."""
         return self.update(0, ts, [], ended, None)

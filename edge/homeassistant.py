@@ -92,10 +92,10 @@ def stale_topics(current: Iterable[str], retained: Iterable[str]) -> list[str]:
 
 
 class DiscoveryPublisher:
-    """Publishes the configs through the daemon's link (retained states, QoS 1:
-    `MqttLink.publish_state`) on every connect (a broker without persistence forgets retained
-    messages when it restarts) and, on a thread of its own, clears stale ones of earlier
-    configs once at start."""
+    """Sets the configs as retained states of the daemon's link (QoS 1:
+    `MqttLink.publish_state`, which sets them again on every connect, since a broker without
+    persistence forgets retained messages when it restarts) and, on a thread of its own,
+    clears stale ones of earlier configs once at start."""
 
     def __init__(self, config: Config, labels: Sequence[str], model: str, link: Any,
                  password: str | None) -> None:
@@ -111,8 +111,8 @@ class DiscoveryPublisher:
         self._thread.start()
 
     def publish(self) -> None:
-        """Set every config (the daemon calls this on each connect): retained states, which
-        wait beside the outbox (a 1000-label model makes 2000 configs)."""
+        """Set every config (once, at start): retained states, which wait beside the outbox
+        (a 1000-label model makes 2000 configs)."""
         for topic, payload in self.configs.items():
             self._link.publish_state(topic, json.dumps(payload, separators=(",", ":")).encode(), 1)
 
@@ -139,7 +139,9 @@ class DiscoveryPublisher:
                     found.append(topic)
 
         reader = BrokerSubscription(
-            mqtt.url, [(f"{self._config.homeassistant.prefix}/+/{node}/+/config", 1)], receive,
+            # QoS 0: Mosquitto holds at most 1000 QoS 1 messages a subscriber beyond those in
+            # flight (max_queued_messages) and drops the rest: 2000 configs of 1000 labels
+            mqtt.url, [(f"{self._config.homeassistant.prefix}/+/{node}/+/config", 0)], receive,
             client_id=f"{node}-discovery", username=mqtt.username, password=self._password,
             ca_file=str(mqtt.ca_file) if mqtt.ca_file else None)
         reader.start()

@@ -81,10 +81,8 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
      "options)\n"),
     # ... and where an abbreviation's value was then taken for the command, it is named
     (["--log", "DEBUG", "inspect", "m.onnx"],
-     "edge: error: argument COMMAND: invalid choice: 'DEBUG' (choose from 'demo', 'run', "
-     "'monitor', 'build-engine', 'selftest', 'bench', 'convert', 'inspect', 'calibrate', "
-     "'eval', 'collect'); --log is not an option of edge: did you mean --log-level? (edge "
-     "--help lists the options)\n"),
+     "edge: error: --log is not an option of edge: did you mean --log-level? ('DEBUG', after "
+     "it, was read as COMMAND; edge --help lists the options)\n"),
 ])
 def test_a_bad_option_value_or_an_unknown_argument_is_said_in_one_line(argv, message, capsys):
     """The message names the option and what it takes; a screen of usage above it buried it
@@ -153,3 +151,11 @@ def test_a_threshold_of_zero_is_refused_in_words_that_exclude_it():
     with pytest.raises(argparse.ArgumentTypeError, match="'0' must be a number above 0 and "
                                                          "below 1"):
         parse_fraction("0")
+
+
+def test_the_log_level_is_taken_in_either_case():
+    """The config's `[log] level` is lowercase (`debug`); the option refused it."""
+    from edge.cli import build_parser
+
+    assert build_parser().parse_args(["--log-level", "debug", "inspect", "m.onnx"]).log_level \
+        == "DEBUG"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -280,7 +281,34 @@ def test_a_1000_class_classifier_sets_its_counts_and_discovery_beside_the_outbox
     labels = tuple(f"class{i}" for i in range(1000))
     source = export_onnx(seeded(TinyClassifier(1000, softmax=True)), tmp_path / "c.onnx", 64, 64)
     convert(source, ConvertOptions(labels=labels)).write(tmp_path / "model.onnx")
-    config = tmp_path / "edge.toml"
+    summary = _run_for_3_s(tmp_path, mosquitto.port, "[homeassistant]\nenabled = true")
+    assert summary["dropped"] == 0 and summary["produced"] == summary["published"] > 10
+    # each value once: 1000 zero counts (unchanged at the stop), 2003 configs
+    assert summary["states_sent"] == 3003
+    # subscribers joining now, the counts at QoS 1 as the contract has them
+    with Watcher(mosquitto.port, f"{PREFIX}/gate/+/count") as counts, \
+            Watcher(mosquitto.port, "homeassistant/#", qos=0) as discovery:
+        counts.wait_for(lambda: len(counts.messages) >= 1000, 10, "1000 retained counts")
+        discovery.wait_for(lambda: len(discovery.messages) >= 2003, 10, "2003 configs")
+    assert {m.topic for m in counts.messages} == {f"{PREFIX}/gate/{label}/count"
+                                                  for label in labels}
+    assert {m.payload for m in counts.messages} == {b"0"}  # the camera stopped: nothing there
+    assert all(m.retain for m in counts.messages + discovery.messages)
+    assert len({m.topic for m in discovery.messages}) == 2003  # 2 a label, 3 for the device
+    # one label in Home Assistant from now on: the 1998 others' configs are cleared (the
+    # sweep that finds them read 1015 of 2003 at QoS 1, Mosquitto dropping the rest)
+    _run_for_3_s(tmp_path, mosquitto.port,
+                 '[homeassistant]\nenabled = true\nlabels = ["class0"]')
+    with Watcher(mosquitto.port, "homeassistant/#", qos=0) as discovery:
+        time.sleep(1.0)
+    assert sorted(m.topic.split("/")[-2] for m in discovery.messages if m.payload) == [
+        "connectivity", "gate_class0_count", "gate_class0_occupancy", "gate_fps", "gate_frame"]
+
+
+def _run_for_3_s(folder: Path, port: int, more: str) -> dict[str, Any]:
+    """`edge run --seconds 3 --json` on `folder`/model.onnx and a synthetic camera, `more`
+    added to the config: its summary, after checking it exited 0 with no outbox overflow."""
+    config = folder / "edge.toml"
     config.write_text(f"""
 device_id = "test-gate"
 [model]
@@ -289,26 +317,15 @@ path = "model.onnx"
 name = "gate"
 source = "synthetic://shapes?fps=20&seed=1"
 [mqtt]
-url = "mqtt://127.0.0.1:{mosquitto.port}"
-[homeassistant]
-enabled = true
+url = "mqtt://127.0.0.1:{port}"
+{more}
 """)
     result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                              "--seconds", "3", "--json"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "outbox reached its limit" not in result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["dropped"] == 0 and summary["produced"] == summary["published"] > 10
-    with Watcher(mosquitto.port, f"{PREFIX}/gate/+/count") as counts, \
-            Watcher(mosquitto.port, "homeassistant/#", qos=0) as discovery:  # joining now
-        counts.wait_for(lambda: len(counts.messages) >= 1000, 10, "1000 retained counts")
-        discovery.wait_for(lambda: len(discovery.messages) >= 2003, 10, "2003 configs")
-    assert {m.topic for m in counts.messages} == {f"{PREFIX}/gate/{label}/count"
-                                                  for label in labels}
-    assert {m.payload for m in counts.messages} == {b"0"}  # the camera stopped: nothing there
-    assert all(m.retain for m in counts.messages + discovery.messages)
-    assert len({m.topic for m in discovery.messages}) == 2003  # 2 a label, 3 for the device
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 @pytest.mark.slow

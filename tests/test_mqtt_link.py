@@ -10,6 +10,7 @@ import pytest
 from edge.config import MqttConfig
 from edge.mqtt.failures import ConnectionLog, cause_from_exception
 from edge.mqtt.link import MqttLink
+from edge.mqtt.states import RetainedStates
 from edge.mqtt.topics import Topics
 from tests.mqtt_watch import Watcher, retained_status
 
@@ -77,6 +78,20 @@ def test_retained_states_wait_beside_the_outbox_one_latest_value_a_topic(mosquit
     assert link.stats()["dropped"] == 0
 
 
+def test_states_wait_once_a_topic_and_all_again_after_a_reconnect():
+    states = RetainedStates()
+    states.set("a", b"1", 1)
+    states.set("b", b"1", 1)
+    states.set("a", b"2", 1)  # replaces the waiting value, keeps its place
+    assert [(s.topic, s.payload) for s in states.take(10)] == [("a", b"2"), ("b", b"1")]
+    assert states.waiting == 0 and states.take(10) == []
+    states.set("c", b"", 1)  # clears c on the broker: sent, but not set again later
+    states.set("b", b"3", 1)
+    assert [s.topic for s in states.take(1)] == ["c"]
+    states.set_all_again()  # connected anew: every latest value waits again
+    assert [(s.topic, s.payload) for s in states.take(10)] == [("b", b"3"), ("a", b"2")]
+
+
 def test_states_the_broker_never_got_are_counted_at_stop(stopped_mosquitto, caplog):
     link = make_link(stopped_mosquitto.port)
     link.start()
@@ -134,6 +149,12 @@ def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplo
     assert "(1 failed attempt so far" in warnings[0]
     assert "unreachable" in warnings[1] and "connection refused" in warnings[2]
     assert connection.state == "disconnected (connection refused)"
+    connection.failed("connection lost (closed without an MQTT reason: the broker stopped or "
+                      "the network dropped)", attempt=False)
+    # the journal's summary line: `mqtt disconnected (connection lost (closed ...` was cut
+    # inside the parentheses and left them open
+    assert connection.state == ("disconnected (connection lost (closed without an MQTT "
+                                "reason))")
     connection.connected()
     assert connection.state == "connected"
     assert "after 301 failed attempts" in caplog.records[-1].getMessage()

@@ -63,8 +63,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         hint = f" ({self.prog} --help lists the options)\n"
         if message.startswith("argument ") and ": " in message:
-            meant = self._taken_as_value(message) or _choice_meant(message)
-            self.exit(2, f"{self.prog}: error: {message}{meant}{hint}")
+            taken = self._taken_as_value(message)
+            if taken:
+                self.exit(2, f"{self.prog}: error: {taken}; {self.prog} --help lists the "
+                             "options)\n")
+            self.exit(2, f"{self.prog}: error: {message}{_choice_meant(message)}{hint}")
         if message.startswith("unrecognized arguments: "):
             unknown = message.removeprefix("unrecognized arguments: ").split()
             self.exit(2, f"{self.prog}: error: {message}{self._meant(unknown)}{hint}")
@@ -74,13 +77,18 @@ class _Parser(argparse.ArgumentParser):
 
     def _taken_as_value(self, message: str) -> str:
         """For an invalid choice given right after an unknown option (`edge --log DEBUG run`:
-        DEBUG taken for the command), that option named with the one meant; else nothing."""
+        DEBUG taken for the command), `--log is not an option of edge: did you mean
+        --log-level? ('DEBUG', after it, was read as COMMAND` (the caller closes it); else
+        nothing."""
         invalid = _INVALID_CHOICE.search(message)
         given = getattr(self, "_given", [])
         if invalid is None or invalid["value"] not in given[1:]:
             return ""
-        before = given.index(invalid["value"], 1) - 1
-        return self._meant(given[before:before + 1], unmatched=True)
+        at = given.index(invalid["value"], 1)
+        meant = self._meant(given[at - 1:at], unmatched=True)
+        argument = message.removeprefix("argument ").partition(":")[0]
+        return (f"{meant.removeprefix('; ')} ({invalid['value']!r}, after it, was read as "
+                f"{argument}" if meant else "")
 
     def _meant(self, given: Sequence[str], unmatched: bool = False) -> str:
         """`; --lables is not an option of edge convert: did you mean --labels?` for the first
@@ -125,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge", description="Edge inference runtime: camera -> CNN -> MQTT.")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    parser.add_argument("--log-level", default="INFO",
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     device.add_commands(commands)

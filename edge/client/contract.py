@@ -100,11 +100,13 @@ KINDS: tuple[Kind, ...] = (
     Kind("snapshot", ("{camera}", "events", "{event_id}", "snapshot"), Jpeg, "jpeg", True, 0,
          "JPEG of an event's object at its best-scoring frame; the newest "
          f"{RETAINED_SNAPSHOTS} per camera stay retained, older ones are cleared (across "
-         "restarts too)"),
+         "restarts too); best effort, so a broker without persistence forgets them when it "
+         "restarts"),
     Kind("count", ("{camera}", "{label}", "count"), Count, "integer", True, 1,
-         "Objects of a label present now in the camera's view"),
+         "Objects of a label present now in the camera's view (sent on change, its latest "
+         "value at least once and again after every reconnect)"),
     Kind("zone_count", ("{camera}", "{zone}", "{label}", "count"), Count, "integer", True, 1,
-         "Objects of a label present now in a zone"),
+         "Objects of a label present now in a zone (as the camera's counts)"),
     Kind("command_reply", ("cmd", "{command}", "reply"), CommandReply, "json", False, 1,
          "The device's reply to a command sent on `<prefix>/cmd/<command>`"),
 )

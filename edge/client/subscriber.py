@@ -59,7 +59,11 @@ class Subscriber:
         self.counts: Counter[str] = Counter()  # per kind
         self.invalid = 0
         self.overflow = 0  # iterator style: messages dropped because nobody read them
-        filters = [(kind.filter(prefix), kind.qos) for kind in KINDS if kind.name in wanted]
+        # retained kinds at QoS 0: their current values come again on every (re)connect, and
+        # Mosquitto holds at most 1000 QoS 1 messages a subscriber beyond those in flight
+        # (max_queued_messages), dropping the rest of 1000 labels' retained counts unsaid
+        filters = [(kind.filter(prefix), 0 if kind.retained else kind.qos)
+                   for kind in KINDS if kind.name in wanted]
         self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
                                              share_group=share_group, ca_file=ca_file,
                                              certfile=certfile, keyfile=keyfile,

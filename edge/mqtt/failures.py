@@ -98,6 +98,14 @@ def cause_from_reason(reason: str, names: SettingNames = CONFIG_KEYS) -> str:
     return f"refused by the broker ({reason})"
 
 
+def headline(cause: str) -> str:
+    """A cause's words before its explanation, for a one-line state: `connection refused: is
+    the broker running...` -> `connection refused`; `connection lost (closed without an MQTT
+    reason: ...)` -> `connection lost (closed without an MQTT reason)`, parentheses closed."""
+    head = cause.partition(":")[0]
+    return head + ")" * (head.count("(") - head.count(")"))
+
+
 def lost_reason(reason: ReasonCode) -> str:
     """Why a live connection ended, in words: the broker's reason, or for a socket that just
     closed (paho's "Unspecified error") what usually closes one."""
@@ -150,7 +158,7 @@ class ConnectionLog:
         counted among the attempts)."""
         with self._lock:
             self._failures += int(attempt)
-            self.state = f"disconnected ({cause.partition(':')[0]})"
+            self.state = f"disconnected ({headline(cause)})"
             now = self._clock()
             repeated = cause == self._cause and now - self._logged_at < self.REPEAT_S
             if not repeated:

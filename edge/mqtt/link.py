@@ -6,7 +6,8 @@ hands them to paho while connected, keeping at most `WINDOW` unacknowledged. pah
 unacknowledged QoS 1 messages after a reconnect, and the disk outbox deletes a message only
 once the broker acknowledged it, so detections are delivered at least once across a broker
 outage and across a daemon restart. Retained state topics (counts, discovery configs) wait
-beside the outbox, one latest value per topic (`edge.mqtt.states`), and are sent the same way.
+beside the outbox, one latest value per topic (`edge.mqtt.states`), are sent the same way and
+are set again on every connect.
 Frames and stats are best effort: published only while connected.
 
 Every message put in the outbox is accounted for: published + queued + dropped = produced
@@ -246,8 +247,9 @@ class MqttLink:
 
     def publish_state(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Set a retained state topic (a count, a discovery config): its latest value is sent
-        at least once, a value replaced before it went out not at all; never blocks, never
-        takes room in the outbox."""
+        at least once and again after every reconnect, a value replaced before it went out
+        not at all; never blocks, never takes room in the outbox. An empty payload clears the
+        topic on the broker."""
         with self._cond:
             self._states.set(topic, payload, qos)
             self._cond.notify_all()
@@ -349,6 +351,7 @@ class MqttLink:
         with self._cond:
             self._connected = True
             self.counters.connects += 1
+            self._states.set_all_again()  # a broker without persistence forgot them
             self._cond.notify_all()
             before, self._dropped_before_overflow = self._dropped_before_overflow, None
             lost = 0 if before is None else self.counters.dropped - before

@@ -11,7 +11,6 @@ whole frame costs about as much as tracking itself, so only one frame per
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -69,9 +68,6 @@ class CameraTracking:
         self._scaled = not unplaced
         self.events = EventEngine(camera, topics, labels, zones, settings)
         self._publisher = publisher
-        #: held while messages are made and handed on: the daemon's `republish_counts` must
-        #: not set a count older than one this camera's thread set meanwhile
-        self._publishing = threading.Lock()
         self._ring: list[npt.NDArray[np.uint8]] = []
         self._ring_ids = [-1] * HELD_FRAMES
         self._next = 0
@@ -105,9 +101,9 @@ class CameraTracking:
         if not self._scaled:
             self._scale_zones(frame_size)
         ids = self.tracker.update(detections, ts)
-        with self._publishing:
-            self._publish(self.events.update(frame_id, ts, self.tracker.objects,
-                                             self.tracker.ended, self._held(frame_id)))
+        messages = self.events.update(frame_id, ts, self.tracker.objects, self.tracker.ended,
+                                      self._held(frame_id))
+        self._publish(messages)
         self.seconds += time.perf_counter() - began
         self.frames += 1
         return ids
@@ -122,14 +118,7 @@ class CameraTracking:
 
     def close(self, ts: float | None = None) -> None:
         """End every live object (the camera stopped) and publish zero counts."""
-        with self._publishing:
-            self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
-
-    def republish_counts(self) -> None:
-        """Set every count again (the daemon calls this after each reconnect, from its own
-        thread)."""
-        with self._publishing:
-            self._publish(self.events.current_counts())
+        self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
 
     def _publish(self, messages: list[Outgoing]) -> None:
         for message in messages:
