@@ -179,9 +179,16 @@ class FrameSaver:
 _RETAINED_KINDS = {kind.name: kind.retained for kind in KINDS}
 
 
+def _nothing_counted(message: Message) -> bool:
+    """A zero count: not worth a line until the label has been seen (a 1000-class
+    classifier's retained counts were 1000 lines of `count 0` on connecting)."""
+    return isinstance(message.payload, Count) and message.payload.count == 0
+
+
 class _Console:
     """The monitor's lines, one writer at a time: "connected" first, then each message's line
-    (a retained topic's only when it changed), with its frame saved.
+    (a retained topic's only when it changed, a count from its first nonzero value on), with
+    its frame saved.
 
     Messages may arrive before the SUBACK (MQTT 3.1.1 allows it; amqtt, the demo's broker,
     does it): they wait in a list until "connected" is printed. Waiting on paho's network
@@ -228,7 +235,8 @@ class _Console:
     def _show(self, message: Message) -> None:
         line = None if self._quiet else format_line(message, self._events)
         if line is not None and _RETAINED_KINDS.get(message.kind, False):
-            if self._state_lines.get(message.topic) == line:
+            shown = self._state_lines.get(message.topic)
+            if shown == line or (shown is None and _nothing_counted(message)):
                 line = None
             else:
                 self._state_lines[message.topic] = line

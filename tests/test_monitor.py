@@ -299,8 +299,11 @@ def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
         for state in ("starting", "streaming", "streaming", "reconnecting", "streaming"):
             publish.single("edge/pi/gate/status", json.dumps({"state": state}), qos=1,
                            hostname="127.0.0.1", port=mosquitto.port)
-        for count in (1, 1, 2):
+        for count in (0, 1, 1, 2, 0):  # a zero is news once the label was seen
             publish.single("edge/pi/gate/circle/count", str(count), qos=1,
+                           hostname="127.0.0.1", port=mosquitto.port)
+        for label in ("star", "triangle"):  # labels never seen: their zeros are not shown
+            publish.single(f"edge/pi/gate/{label}/count", "0", qos=1, retain=True,
                            hostname="127.0.0.1", port=mosquitto.port)
         publish.single("edge/pi/yard/status", json.dumps({"state": "streaming"}), qos=1,
                        hostname="127.0.0.1", port=mosquitto.port)
@@ -308,4 +311,4 @@ def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
     assert [line for line in lines if " camera " in line or " count " in line] == [
         "[pi] gate camera starting", "[pi] gate camera streaming", "[pi] gate camera reconnecting",
         "[pi] gate camera streaming", "[pi] gate circle count 1", "[pi] gate circle count 2",
-        "[pi] yard camera streaming"]
+        "[pi] gate circle count 0", "[pi] yard camera streaming"]
