@@ -257,16 +257,21 @@ class Daemon:
         return self.service.error
 
     def _status(self, state: str) -> dict[str, Any]:
+        """The device status payload. "offline" is the Last Will, set at each connect and sent
+        by the broker whenever the daemon is gone: it carries no camera states and no time,
+        which would be those of the connect (a killed daemon's read `"camera_states":
+        {"gate": "starting"}`)."""
+        static = {"v": CONTRACT_VERSION, "state": state, "version": __version__,
+                  "model": self.model_name, "cameras": [c.name for c in self.config.cameras],
+                  "backend": self.backend.name, "backend_reason": self.backend.reason,
+                  "host": socket.gethostname(), "started_at": rfc3339(self.started_at)}
+        if state == "offline":
+            return static
         now = time.time()
         cameras = {s.camera: s.state for s in self.camera_statuses()}
         if state == "online" and any(s not in HEALTHY_CAMERA_STATES for s in cameras.values()):
-            state = "degraded"
-        return {"v": CONTRACT_VERSION, "state": state, "version": __version__,
-                "model": self.model_name,
-                "cameras": [c.name for c in self.config.cameras], "camera_states": cameras,
-                "backend": self.backend.name, "backend_reason": self.backend.reason,
-                "host": socket.gethostname(), "started_at": rfc3339(self.started_at),
-                "ts": now, "time": rfc3339(now),
+            static["state"] = "degraded"
+        return {**static, "camera_states": cameras, "ts": now, "time": rfc3339(now),
                 **self._error()}
 
     def _error(self) -> dict[str, str]:

@@ -22,6 +22,7 @@ from edge.config import Config
 from edge.errors import ConfigError
 from edge.mqtt.subscriber import BrokerSubscription
 from edge.mqtt.topics import Topics
+from edge.wording import not_labels_of_the_model
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
     wanted = list(settings.labels) or list(labels)
     unknown = [label for label in wanted if label not in labels]
     if unknown:
-        raise ConfigError(f"homeassistant.labels: {', '.join(unknown)} are not detected by the "
-                          f"model; its labels are: {', '.join(labels)}")
+        raise ConfigError(f"homeassistant.labels: {not_labels_of_the_model(unknown, labels)}")
     device = {"ids": [node], "name": f"edge {config.device_id}", "mf": "edge-runtime",
               "mdl": model, "sw": __version__}
     availability = [{"t": topics.status, "pl_avail": "online", "pl_not_avail": "offline",

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+
+
+#: Labels listed in a message about labels a model lacks; a 1000-class model's whole list made
+#: a 6000-character line.
+LABELS_SHOWN = 20
+
+
+def not_labels_of_the_model(unknown: Sequence[str], labels: Sequence[str]) -> str:
+    """`dog is not a label of the model (did you mean dogs?); its 3 labels: ...`: the alike
+    label for each unknown one where there is one, and the model's labels (the first
+    `LABELS_SHOWN` of a long list)."""
+    verb = "is not a label" if len(unknown) == 1 else "are not labels"
+    alike = [found for name in unknown
+             for found in difflib.get_close_matches(name, labels, n=1, cutoff=0.8)]
+    meant = f" (did you mean {', '.join(alike)}?)" if alike else ""
+    return (f"{', '.join(unknown)} {verb} of the model{meant}; its "
+            f"{counted(len(labels), 'label')}: {listed(labels, LABELS_SHOWN)}")
 
 
 def listed(items: Sequence[object], shown: int = 6) -> str:

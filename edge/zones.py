@@ -16,6 +16,7 @@ import numpy.typing as npt
 from edge.errors import ConfigError
 from edge.objects_config import ZoneConfig
 from edge.sources.uri import SourceUri
+from edge.wording import not_labels_of_the_model
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,7 @@ def zones_from_config(camera: str, zones: Sequence[ZoneConfig], labels: Sequence
                               "around its outline")
         unknown = [label for label in zone.labels if label not in labels]
         if unknown:
-            raise ConfigError(f"{where}: label(s) {', '.join(unknown)} are not detected by the "
-                              f"model; its labels are: {', '.join(labels)}")
+            raise ConfigError(f"{where}: labels: {not_labels_of_the_model(unknown, labels)}")
         if zone.units == "normalised" and ((points < 0) | (points > 1)).any():
             raise ConfigError(f"{where}: normalised coordinates must lie between 0 and 1; use "
                               "units = \"pixels\" for pixel coordinates")

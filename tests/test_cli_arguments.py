@@ -79,6 +79,11 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
      "edge calibrate: error: unrecognized arguments: --max-image 8; --max-image is not an "
      "option of edge calibrate: did you mean --max-images? (edge calibrate --help lists the "
      "options)\n"),
+    # edge's own option after the command (a user check: nothing said where it goes)
+    (["inspect", "m.onnx", "--log-level", "debug"],
+     "edge inspect: error: unrecognized arguments: --log-level debug; --log-level is an option "
+     "of edge itself: give it before the command (edge --log-level ... inspect ...) (edge "
+     "inspect --help lists the options)\n"),
     # ... and where an abbreviation's value was then taken for the command, it is named
     (["--log", "DEBUG", "inspect", "m.onnx"],
      "edge: error: --log is not an option of edge: did you mean --log-level? ('DEBUG', after "

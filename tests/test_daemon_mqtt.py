@@ -138,6 +138,11 @@ def test_sigkill_leaves_the_last_will_offline(tmp_path, mosquitto, demo_model):
     while (state := retained_status(mosquitto.port, PREFIX)["state"]) != "offline":
         assert time.monotonic() < deadline, f"status stayed {state}"
         time.sleep(0.2)
+    # set at connect, the Last Will holds no camera states or time of its own (a killed
+    # daemon's said its camera was "starting")
+    will = retained_status(mosquitto.port, PREFIX)
+    assert will["cameras"] == ["gate"] and will["model"]
+    assert not {"camera_states", "ts", "time"} & set(will)
 
 
 @pytest.mark.slow

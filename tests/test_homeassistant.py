@@ -141,11 +141,22 @@ def test_entities_of_removed_cameras_and_labels_are_stale():
 
 def test_a_label_the_model_lacks_is_a_config_error_listing_the_labels():
     with pytest.raises(ConfigError, match=re.escape(
-            "homeassistant.labels: dog are not detected by the model; its labels are: circle, "
+            "homeassistant.labels: dog is not a label of the model; its 4 labels: circle, "
             "square, triangle")):
         discovery_configs(_config(homeassistant={"enabled": True, "labels": ["dog"]}), LABELS,
                           "m")
     assert node_id("a.b c") == "edge_a_b_c"
+
+
+def test_a_1000_label_model_is_not_listed_whole_and_a_near_label_is_named():
+    """A missing label of a 1000-class model was a 6000-character line of every label."""
+    labels = ["person", *(f"c{i}" for i in range(999))]
+    with pytest.raises(ConfigError) as refused:
+        discovery_configs(_config(homeassistant={"enabled": True, "labels": ["persn"]}),
+                          labels, "m")
+    assert str(refused.value) == (
+        "homeassistant.labels: persn is not a label of the model (did you mean person?); its "
+        "1000 labels: person, " + ", ".join(f"c{i}" for i in range(19)) + ", ...")
 
 
 def _retained(port: int) -> dict[str, bytes]:

@@ -4,6 +4,7 @@ import errno
 import logging
 import socket
 import threading
+import time
 
 import pytest
 
@@ -15,8 +16,8 @@ from edge.mqtt.topics import Topics
 from tests.mqtt_watch import Watcher, retained_status
 
 
-def make_link(port: int, outbox_size: int = 1000) -> MqttLink:
-    settings = MqttConfig(url=f"mqtt://127.0.0.1:{port}", outbox_size=outbox_size)
+def make_link(port: int, outbox_size: int = 1000, **settings: float) -> MqttLink:
+    settings = MqttConfig(url=f"mqtt://127.0.0.1:{port}", outbox_size=outbox_size, **settings)
     return MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})
 
 
@@ -76,6 +77,28 @@ def test_retained_states_wait_beside_the_outbox_one_latest_value_a_topic(mosquit
     finally:
         assert link.stop()
     assert link.stats()["dropped"] == 0
+
+
+def test_a_broker_back_while_the_link_waits_to_retry_still_gets_the_messages_at_stop(
+        stopped_mosquitto, caplog):
+    """paho waits up to reconnect_max_s between attempts: a broker back 10 s before the stop
+    got nothing, and the memory outbox dropped what waited for it (a user check: 279
+    messages)."""
+    link = make_link(stopped_mosquitto.port, reconnect_min_s=30, reconnect_max_s=30)
+    link.start()
+    assert link.connection.wait_settled(5) and not link.connected  # refused: next try in 30 s
+    for frame_id in range(1, 4):
+        link.publish_detections("cam", {"frame_id": frame_id})
+    link.publish_state("edge/t/cam/circle/count", b"2", 1)
+    stopped_mosquitto.start()
+    with Watcher(stopped_mosquitto.port, "edge/t/cam/#") as watcher:
+        began = time.monotonic()
+        assert link.stop(timeout=5), "not flushed"
+        assert time.monotonic() - began < 5
+        watcher.wait_for(lambda: len(watcher.messages) == 4, 5, "3 detections and a count")
+    assert [m.json()["frame_id"] for m in watcher.on("/detections")] == [1, 2, 3]
+    assert [m.payload for m in watcher.on("/count")] == [b"2"]
+    assert (link.counters.published, link.counters.dropped, link.counters.states_sent) == (3, 0, 1)
 
 
 def test_states_wait_once_a_topic_and_all_again_after_a_reconnect():

@@ -36,8 +36,8 @@ def _config(zones):
     ({"name": "norm2", "points": [[0, 0], [1.2, 0], [1, 1]], "units": "normalised"}, None,
      "zone 'norm2': normalised coordinates must lie between 0 and 1"),
     ({"name": "dogs", "points": SQUARE, "labels": ["dog", "circle"]}, (640, 480),
-     "zone 'dogs': label(s) dog are not detected by the model; its labels are: circle, "
-     "square, triangle, star"),
+     "zone 'dogs': labels: dog is not a label of the model; its 4 labels: circle, square, "
+     "triangle, star"),
 ])
 def test_bad_zones_name_the_zone(zone, size, message):
     config = _config([zone])
@@ -93,7 +93,7 @@ url = "mqtt://127.0.0.1:9"
     ('name = "far"\npoints = [[0, 0], [400, 0], [400, 100]]',
      "camera 'gate', zone 'far': the polygon reaches outside the 320x240 frame"),
     ('name = "dogs"\npoints = [[0, 0], [10, 0], [10, 10]]\nlabels = ["dog"]',
-     "zone 'dogs': label(s) dog are not detected by the model; its labels are: circle, square, "
+     "zone 'dogs': labels: dog is not a label of the model; its 4 labels: circle, square, "
      "triangle, star"),
 ])
 def test_edge_run_with_a_bad_zone_exits_2_naming_it(tmp_path, demo_model, zone, message):

@@ -50,6 +50,9 @@ class _Parser(argparse.ArgumentParser):
     until a later release adds another option that starts alike, and command lines live on in
     scripts and systemd units."""
 
+    #: A command's: `edge`'s own options, which go before the command (`--log-level`).
+    outer_options: Sequence[str] = ()
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
@@ -99,6 +102,9 @@ class _Parser(argparse.ArgumentParser):
             name = token.split("=", 1)[0]
             if not name.startswith("--") or name in known:
                 continue  # a value, or an option
+            if name in self.outer_options:
+                return (f"; {name} is an option of edge itself: give it before the command "
+                        f"(edge {name} ... {self.prog.removeprefix('edge ')} ...)")
             close = _alike(name, known)
             if close or unmatched:
                 meant = f": did you mean {close}?" if close else ""
@@ -140,8 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_command(commands)
     workstation.add_commands(commands)
     collect.add_commands(commands)
+    outer = [name for name in parser._option_string_actions
+             if name.startswith("--") and name != "--help"]
     for command_parser in commands.choices.values():  # whose usage and name its errors carry
         command_parser.set_defaults(command_parser=command_parser)
+        if isinstance(command_parser, _Parser):
+            command_parser.outer_options = outer
     return parser
 
 

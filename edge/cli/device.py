@@ -79,9 +79,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop.started()  # from here a signal asks the running daemon for a clean stop
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
-    log.info("stopped after %s (%.1f FPS; %s dropped, replaced by newer ones); messages: %d "
-             "produced = %d published + %d queued + %d dropped%s; %s (counts, discovery "
-             "configs)", counted(summary.frames, "frame"), summary.fps,
+    log.info("stopped after %s (%.1f FPS over the %.0f s run; %s dropped, replaced by newer "
+             "ones); messages: %d produced = %d published + %d queued + %d dropped%s; %s "
+             "(counts, discovery configs)", counted(summary.frames, "frame"), summary.fps,
+             summary.seconds,
              counted(summary.frames_dropped, "camera frame"), summary.produced,
              summary.published, summary.queued, summary.dropped,
              "" if summary.flushed else "; the outbox could not be flushed before exit",

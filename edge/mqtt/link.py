@@ -148,7 +148,10 @@ class MqttLink:
 
         Returns True when every queued message and state was acknowledged."""
         timeout = self.settings.flush_timeout_s if timeout is None else timeout
-        flushed = self.flush(timeout)
+        deadline = time.monotonic() + timeout
+        if timeout > 0 and not self._connected and self._undelivered():
+            self._attempt_now()
+        flushed = self.flush(max(0.0, deadline - time.monotonic()))
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -179,6 +182,25 @@ class MqttLink:
             log.warning("%s (counts, discovery configs) not sent before stopping; the broker "
                         "keeps the values sent before", counted(unsent_states, "retained value"))
         return flushed
+
+    def _undelivered(self) -> bool:
+        with self._cond:
+            return bool(self._outbox.waiting or self._states.waiting or self._in_flight)
+
+    def _attempt_now(self) -> None:
+        """One connection attempt at once, for the flush at stop: between attempts paho waits
+        up to `reconnect_max_s` (30 s by default), so a broker back a moment before the stop
+        never saw what waited, and a memory outbox dropped it. Its loop is stopped for the
+        attempt (it checks every second) and started again either way; the attempt comes out
+        of the flush's time (a host that never answers holds it for paho's 5 s connect
+        timeout at most)."""
+        self._client.loop_stop()
+        try:
+            self._client.reconnect()
+        except (OSError, ValueError) as exc:  # still away: the flush waits as before
+            log.debug("no connection at stop either (%s)", exc)
+        finally:
+            self._client.loop_start()
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox and the retained states are sent and acknowledged."""
