@@ -365,6 +365,11 @@ class Daemon:
     def stop(self, seconds: float) -> RunSummary:
         self._stopping = True
         self.heartbeat.stopping(summary_line(self.stats()))
+        for status in self.camera_statuses():  # before the stop sets them all "ended"
+            worker = next(w for w in self.workers if w.name == status.camera)
+            if worker.frames == 0:  # the run's summary would show only 0 frames
+                log.warning("camera %s never delivered a frame (%s%s)", status.camera,
+                            status.state, f": {status.reason}" if status.reason else "")
         self._stop_cameras(self.workers)
         self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
         model_error = self._model_error()

@@ -333,6 +333,20 @@ url = "mqtt://127.0.0.1:{port}"
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+def test_a_camera_that_never_delivered_a_frame_is_named_at_the_stop(tmp_path, mosquitto,
+                                                                    demo_model):
+    """`edge run --seconds 8` on a camera never reached exited 0 with `"frames": 0` and no word
+    of the camera (a user check)."""
+    config = write_config(tmp_path, demo_model, mosquitto.port)
+    config.write_text(config.read_text().replace(
+        'source = "synthetic://shapes?fps=10&seed=2"', 'source = "rtsp://127.0.0.1:1/cam"'))
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                             "--seconds", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING edge.daemon: camera gate never delivered a frame (reconnecting: source " \
+           "'rtsp://127.0.0.1:1/cam' could not be opened by OpenCV" in result.stderr
+
+
 @pytest.mark.slow
 def test_counts_are_set_again_after_the_broker_restarts_without_them(tmp_path, mosquitto,
                                                                      demo_model):
