@@ -249,17 +249,7 @@ def test_converted_models_run_with_no_labels_or_size_in_the_config(tmp_path, mos
             "stride": "4"})
         options, names = ConvertOptions(), {"person", "bicycle", "car"}
     convert(source, options).write(tmp_path / "model.onnx")
-    config = tmp_path / "edge.toml"
-    config.write_text(f"""
-device_id = "test-gate"
-[model]
-path = "model.onnx"
-[[cameras]]
-name = "gate"
-source = "synthetic://shapes?fps=20&seed=1"
-[mqtt]
-url = "mqtt://127.0.0.1:{mosquitto.port}"
-""")
+    config = _converted_model_config(tmp_path, mosquitto.port)
     with Watcher(mosquitto.port, f"{PREFIX}/gate/detections") as watcher:
         result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                                  "--seconds", "3", "--json"],
@@ -310,9 +300,9 @@ def test_a_1000_class_classifier_sets_its_counts_and_discovery_beside_the_outbox
         "connectivity", "gate_class0_count", "gate_class0_occupancy", "gate_fps", "gate_frame"]
 
 
-def _run_for_3_s(folder: Path, port: int, more: str) -> dict[str, Any]:
-    """`edge run --seconds 3 --json` on `folder`/model.onnx and a synthetic camera, `more`
-    added to the config: its summary, after checking it exited 0 with no outbox overflow."""
+def _converted_model_config(folder: Path, port: int, more: str = "") -> Path:
+    """`folder`/edge.toml: `folder`/model.onnx (the config names neither labels nor size) on
+    a synthetic camera at 20 fps, `more` added."""
     config = folder / "edge.toml"
     config.write_text(f"""
 device_id = "test-gate"
@@ -325,6 +315,13 @@ source = "synthetic://shapes?fps=20&seed=1"
 url = "mqtt://127.0.0.1:{port}"
 {more}
 """)
+    return config
+
+
+def _run_for_3_s(folder: Path, port: int, more: str) -> dict[str, Any]:
+    """`edge run --seconds 3 --json` on `_converted_model_config`: its summary, after checking
+    it exited 0 with no outbox overflow."""
+    config = _converted_model_config(folder, port, more)
     result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                              "--seconds", "3", "--json"], capture_output=True, text=True,
                             timeout=120)
