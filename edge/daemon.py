@@ -72,6 +72,8 @@ class RunSummary:
     #: retained state values (counts, discovery configs) the broker acknowledged, outside the
     #: outbox's figures above
     states_sent: int = 0
+    #: cameras that delivered no frame in the whole run (a camera never reached)
+    never_streamed: tuple[str, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -365,9 +367,11 @@ class Daemon:
     def stop(self, seconds: float) -> RunSummary:
         self._stopping = True
         self.heartbeat.stopping(summary_line(self.stats()))
+        never_streamed = []
         for status in self.camera_statuses():  # before the stop sets them all "ended"
             worker = next(w for w in self.workers if w.name == status.camera)
             if worker.frames == 0:  # the run's summary would show only 0 frames
+                never_streamed.append(status.camera)
                 log.warning("camera %s never delivered a frame (%s%s)", status.camera,
                             status.state, f": {status.reason}" if status.reason else "")
         self._stop_cameras(self.workers)
@@ -381,7 +385,7 @@ class Daemon:
                           self._camera_failure if self.failure is None else str(self.failure),
                           sum(w.frames_dropped for w in self.workers),
                           None if model_error is None else str(model_error),
-                          self.link.counters.states_sent)
+                          self.link.counters.states_sent, tuple(never_streamed))
 
     def _stop_cameras(self, workers: list[CameraWorker]) -> None:
         """Stop `workers` together and then the inference service: bounded by

@@ -16,14 +16,16 @@ LABELS_SHOWN = 20
 
 
 def not_labels_of_the_model(unknown: Sequence[str], labels: Sequence[str]) -> str:
-    """`dog is not a label of the model (did you mean dogs?); its 3 labels: ...`: the alike
-    label for each unknown one where there is one, and the model's labels (the first
-    `LABELS_SHOWN` of a long list)."""
+    """`Dog is not a label of the model (Dog: did you mean dog?); its 3 labels: ...`: the
+    alike label (in any case) for each unknown one that has one, and the model's labels; long
+    lists cut to their first `LABELS_SHOWN`."""
     verb = "is not a label" if len(unknown) == 1 else "are not labels"
-    alike = [found for name in unknown
-             for found in difflib.get_close_matches(name, labels, n=1, cutoff=0.8)]
-    meant = f" (did you mean {', '.join(alike)}?)" if alike else ""
-    return (f"{', '.join(unknown)} {verb} of the model{meant}; its "
+    by_folded = {label.lower(): label for label in labels}
+    alike = {name: by_folded[found[0]] for name in unknown
+             if (found := difflib.get_close_matches(name.lower(), by_folded, n=1, cutoff=0.8))}
+    meant = (" (" + "; ".join(f"{name}: did you mean {label}?" for name, label in alike.items())
+             + ")" if alike else "")
+    return (f"{listed(unknown, LABELS_SHOWN)} {verb} of the model{meant}; its "
             f"{counted(len(labels), 'label')}: {listed(labels, LABELS_SHOWN)}")
 
 

@@ -92,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "frames_dropped": summary.frames_dropped,
                      "produced": summary.produced, "published": summary.published,
                      "queued": summary.queued, "dropped": summary.dropped,
-                     "states_sent": summary.states_sent, "flushed": summary.flushed,
+                     "states_sent": summary.states_sent,
+                     "never_streamed": list(summary.never_streamed), "flushed": summary.flushed,
                      "failure": summary.failure, "model_error": summary.model_error})
     if summary.model_error is not None:
         log.error("exiting 2, not to be restarted (re-convert the model): %s",
