@@ -368,9 +368,8 @@ class Daemon:
         self._stopping = True
         self.heartbeat.stopping(summary_line(self.stats()))
         never_streamed = []
-        for status in self.camera_statuses():  # before the stop sets them all "ended"
-            worker = next(w for w in self.workers if w.name == status.camera)
-            if worker.frames == 0:  # the run's summary would show only 0 frames
+        for worker, status in zip(self.workers, self.camera_statuses(), strict=True):
+            if worker.frames == 0:  # before the stop sets every state "ended"
                 never_streamed.append(status.camera)
                 log.warning("camera %s never delivered a frame (%s%s)", status.camera,
                             status.state, f": {status.reason}" if status.reason else "")

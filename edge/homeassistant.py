@@ -21,7 +21,7 @@ from edge import __version__
 from edge.config import Config
 from edge.errors import ConfigError
 from edge.mqtt.subscriber import BrokerSubscription
-from edge.mqtt.topics import Topics
+from edge.mqtt.topics import RETAINED_READ_QOS, Topics
 from edge.wording import not_labels_of_the_model
 
 log = logging.getLogger(__name__)
@@ -139,9 +139,9 @@ class DiscoveryPublisher:
                     found.append(topic)
 
         reader = BrokerSubscription(
-            # QoS 0: Mosquitto holds at most 1000 QoS 1 messages a subscriber beyond those in
-            # flight (max_queued_messages) and drops the rest: 2000 configs of 1000 labels
-            mqtt.url, [(f"{self._config.homeassistant.prefix}/+/{node}/+/config", 0)], receive,
+            mqtt.url,
+            [(f"{self._config.homeassistant.prefix}/+/{node}/+/config", RETAINED_READ_QOS)],
+            receive,
             client_id=f"{node}-discovery", username=mqtt.username, password=self._password,
             ca_file=str(mqtt.ca_file) if mqtt.ca_file else None)
         reader.start()

@@ -21,6 +21,7 @@ from edge.client.contract import KIND_NAMES, KINDS, Message, PayloadError, parse
 from edge.errors import InputError
 from edge.mqtt.failures import PYTHON_CLIENT, SettingNames
 from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix
+from edge.mqtt.topics import RETAINED_READ_QOS
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,7 @@ class Subscriber:
         self.counts: Counter[str] = Counter()  # per kind
         self.invalid = 0
         self.overflow = 0  # iterator style: messages dropped because nobody read them
-        # retained kinds at QoS 0: their current values come again on every (re)connect, and
-        # Mosquitto holds at most 1000 QoS 1 messages a subscriber beyond those in flight
-        # (max_queued_messages), dropping the rest of 1000 labels' retained counts unsaid
-        filters = [(kind.filter(prefix), 0 if kind.retained else kind.qos)
+        filters = [(kind.filter(prefix), RETAINED_READ_QOS if kind.retained else kind.qos)
                    for kind in KINDS if kind.name in wanted]
         self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
                                              share_group=share_group, ca_file=ca_file,

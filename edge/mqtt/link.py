@@ -184,8 +184,10 @@ class MqttLink:
         return flushed
 
     def _undelivered(self) -> bool:
+        """Whether anything queued or set waits to be sent or acknowledged."""
         with self._cond:
-            return bool(self._outbox.waiting or self._states.waiting or self._in_flight)
+            return bool(self._outbox.waiting or self._states.waiting
+                        or self._prune_in_flight())
 
     def _attempt_now(self) -> None:
         """One connection attempt at once, for the flush at stop: between attempts paho waits
@@ -206,7 +208,7 @@ class MqttLink:
         """Wait until the outbox and the retained states are sent and acknowledged."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._outbox.waiting or self._states.waiting or self._prune_in_flight():
+            while self._undelivered():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

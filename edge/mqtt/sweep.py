@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from edge.mqtt.topics import RETAINED_READ_QOS
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +40,7 @@ class RetainedSweep:
     def begin(self, client: mqtt.Client) -> None:
         self.begun = self._gathering = True
         self._last = time.monotonic()
-        client.subscribe(self.topic_filter, qos=0)
+        client.subscribe(self.topic_filter, qos=RETAINED_READ_QOS)
         threading.Thread(target=self._finish_when_quiet, args=(client,),
                          name="mqtt-retained-sweep", daemon=True).start()
 
