@@ -3,9 +3,10 @@ gir1.2-gst-rtsp-server-1.0) serving a live H.264 test pattern at rtsp://127.0.0.
 
 It runs as its own process under the system Python (/usr/bin/python3), which imports PyGObject
 from Debian's python3-gi; the venv cannot. `RtspServer` starts, stops and restarts it on one port
-so a test can take a camera's stream away and bring it back.
+so a test can take a camera's stream away and bring it back. With a user and password it asks
+for them as cameras do (Digest, or Basic).
 
-    /usr/bin/python3 tests/rtsp_server.py PORT [WIDTH HEIGHT FPS]
+    /usr/bin/python3 tests/rtsp_server.py PORT [WIDTH HEIGHT FPS [USER PASSWORD digest|basic]]
 """
 
 from __future__ import annotations
@@ -40,10 +41,14 @@ def missing_reason() -> str | None:
 class RtspServer:
     """The server as a subprocess; `url` stays the same across stop/start."""
 
-    def __init__(self, port: int, width: int = 320, height: int = 240, fps: int = 15) -> None:
+    def __init__(self, port: int, width: int = 320, height: int = 240, fps: int = 15,
+                 credentials: tuple[str, str] | None = None, method: str = "digest") -> None:
+        """`credentials`: (user, password) the server asks for, by `method`."""
         self.port = port
         self.url = f"rtsp://127.0.0.1:{port}/cam"
         self._args = [str(width), str(height), str(fps)]
+        if credentials is not None:
+            self._args += [*credentials, method]
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> None:
@@ -79,12 +84,14 @@ class RtspServer:
         return self._process is not None and self._process.poll() is None
 
 
-def serve(port: int, width: int, height: int, fps: int) -> None:  # pragma: no cover - subprocess
+def serve(port: int, width: int, height: int, fps: int,  # pragma: no cover - subprocess
+          credentials: list[str]) -> None:
     import gi
 
     gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtsp", "1.0")
     gi.require_version("GstRtspServer", "1.0")
-    from gi.repository import GLib, Gst, GstRtspServer
+    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -96,6 +103,21 @@ def serve(port: int, width: int, height: int, fps: int) -> None:  # pragma: no c
         f"framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
         "threads=1 ! rtph264pay name=pay0 pt=96 config-interval=1 )")
     factory.set_shared(True)
+    if credentials:
+        user, password, method = credentials
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "viewer")
+        auth = GstRtspServer.RTSPAuth()
+        if method == "digest":
+            auth.add_digest(user, password, token)
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        else:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role("viewer", "media.factory.access", True)
+        permissions.add_permission_for_role("viewer", "media.factory.construct", True)
+        factory.set_permissions(permissions)
     server.get_mount_points().add_factory("/cam", factory)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on port {port}")
@@ -104,4 +126,4 @@ def serve(port: int, width: int, height: int, fps: int) -> None:  # pragma: no c
 
 if __name__ == "__main__":  # pragma: no cover - subprocess
     size = [int(a) for a in sys.argv[2:5]] or [320, 240, 15]
-    serve(int(sys.argv[1]), *size)
+    serve(int(sys.argv[1]), size[0], size[1], size[2], sys.argv[5:8])

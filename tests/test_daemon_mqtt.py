@@ -333,18 +333,27 @@ def _run_for_3_s(folder: Path, port: int, more: str) -> dict[str, Any]:
 def test_a_camera_that_never_delivered_a_frame_is_named_at_the_stop(tmp_path, mosquitto,
                                                                     demo_model):
     """`edge run --seconds 8` on a camera never reached exited 0 with `"frames": 0` and no word
-    of the camera (a user check)."""
+    of the camera (a user check). A timed run is a trial, so it now exits 1 naming the camera
+    and why; a service stopped by SIGTERM still exits 0 (systemd would count it a failure)."""
     config = write_config(tmp_path, demo_model, mosquitto.port)
     config.write_text(config.read_text().replace(
         'source = "synthetic://shapes?fps=10&seed=2"', 'source = "rtsp://127.0.0.1:1/cam"'))
     result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                              "--seconds", "2", "--json"], capture_output=True, text=True,
                             timeout=60)
-    assert result.returncode == 0, result.stderr  # it may come later: the daemon keeps trying
+    assert result.returncode == 1, result.stderr
     assert "WARNING edge.daemon: camera gate never delivered a frame (reconnecting: source " \
-           "'rtsp://127.0.0.1:1/cam' could not be opened by OpenCV" in result.stderr
+           "'rtsp://127.0.0.1:1/cam' could not be opened: 127.0.0.1:1 refused the connection" \
+           in result.stderr
+    assert "ERROR edge: exiting 1: camera gate delivered no frame in the 2 s run" \
+           in result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["frames"], summary["never_streamed"]) == (0, ["gate"])
+    service = start_daemon(config)
+    time.sleep(3)
+    code, err = stop(service, signal.SIGTERM)
+    assert code == 0, err
+    assert "camera gate never delivered a frame" in err and "exiting 1" not in err
 
 
 @pytest.mark.slow

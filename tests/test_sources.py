@@ -131,8 +131,8 @@ def test_frame_buffers_are_recycled():
 
 def test_a_stream_whose_server_never_answers_says_how_long_it_waited(monkeypatch):
     """A server that accepts the connection and never answers (a hung camera, a wrong port
-    behind a proxy) is given up after FFmpeg's open timeout, and the error says so; a refused
-    connection fails at once, without that note."""
+    behind a proxy) is given up after FFmpeg's open timeout, and the error says so and what the
+    server did; a refused connection fails at once, without that note, named refused."""
     import socket
 
     from edge.sources import opencv
@@ -140,11 +140,13 @@ def test_a_stream_whose_server_never_answers_says_how_long_it_waited(monkeypatch
     monkeypatch.setattr(opencv, "LIVE_TIMEOUT_MS", 1500)
     with socket.create_server(("127.0.0.1", 0)) as silent:
         source = source_from_uri(f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x")
-        with pytest.raises(SourceError, match=r"could not be opened by OpenCV \(no answer "
-                                              r"within 1.5 s\); check that"):
+        with pytest.raises(SourceError, match=r"could not be opened \(no answer within 1.5 "
+                                              r"s\): 127.0.0.1:\d+ took the connection but "
+                                              r"did not answer an RTSP request"):
             source.open()
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
     refused = source_from_uri(f"rtsp://127.0.0.1:{port}/x")
-    with pytest.raises(SourceError, match=r"could not be opened by OpenCV; check that"):
+    with pytest.raises(SourceError, match=rf"could not be opened: 127.0.0.1:{port} refused the "
+                                          r"connection: nothing listens on that port"):
         refused.open()

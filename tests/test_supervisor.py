@@ -279,9 +279,11 @@ def test_a_camera_still_opening_a_silent_stream_stops_at_once():
 
 def test_a_camera_whose_open_hangs_past_stall_s_is_named_with_the_source(monkeypatch):
     """The stall timer, not OpenCV's open timeout, may end an attempt still opening a silent
-    stream; its warning said only "no frame for 10 s", without the source or what to check."""
+    stream; its warning said only "no frame for 10 s", without the source or what to check.
+    Now it names the source and what its server did (asked by `edge.sources.rtsp_probe`)."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
-        uri = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x"
+        port = silent.getsockname()[1]
+        uri = f"rtsp://127.0.0.1:{port}/x"
         supervisor, recorder = supervise(uri, stall_s=1, reconnect_max_s=1)
         monkeypatch.setattr(supervisor_module, "FIRST_FRAME_S", 1.0)
         supervisor.start()
@@ -290,6 +292,6 @@ def test_a_camera_whose_open_hangs_past_stall_s_is_named_with_the_source(monkeyp
         finally:
             supervisor.stop()
     reason = next(s.reason for s in recorder.statuses if s.state == "reconnecting")
-    assert reason.startswith(f"source '{uri}' did not open within 1 s (a stream server that "
-                             "accepts the connection and never answers"), reason
+    assert reason.startswith(f"source '{uri}' did not open within 1 s: 127.0.0.1:{port} took "
+                             "the connection but did not answer an RTSP request"), reason
 

@@ -19,6 +19,7 @@ import numpy as np
 from edge.errors import SourceError
 from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
+from edge.sources.rtsp_probe import diagnose_rtsp
 from edge.sources.uri import SourceUri
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,7 @@ class VideoCaptureSource(Source):
         started = time.monotonic()
         capture = cv2.VideoCapture(self._target, self._backend, self._timeouts())
         if not capture.isOpened():
-            # a stream whose server accepted the connection but never answered
-            waited = bool(self._timeouts()) and (time.monotonic() - started
-                                                  >= 0.9 * LIVE_TIMEOUT_MS / 1e3)
-            why = f" (no answer within {LIVE_TIMEOUT_MS / 1e3:g} s)" if waited else ""
-            raise SourceError(f"source '{self.uri}' could not be opened by OpenCV{why}; "
-                              f"{CHECK_UNOPENED}")
+            raise SourceError(self._unopened(time.monotonic() - started))
         if self._size[0] and self._size[1]:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self._size[1])
@@ -72,6 +68,17 @@ class VideoCaptureSource(Source):
         self.fps = own_fps if self._requested_fps is None else (self._requested_fps or None)
         self._pacer = Pacer(self.fps)
         self._capture = capture
+
+    def _unopened(self, seconds: float) -> str:
+        """Why the capture did not open: for a stream, what its server answers (OpenCV itself
+        says only that it could not)."""
+        # a stream whose server accepted the connection but never answered
+        waited = bool(self._timeouts()) and seconds >= 0.9 * LIVE_TIMEOUT_MS / 1e3
+        why = f" (no answer within {LIVE_TIMEOUT_MS / 1e3:g} s)" if waited else ""
+        diagnosis = diagnose_rtsp(self.uri) if self._backend == cv2.CAP_FFMPEG else None
+        if diagnosis is not None:
+            return f"source '{self.uri}' could not be opened{why}: {diagnosis}"
+        return f"source '{self.uri}' could not be opened by OpenCV{why}; {CHECK_UNOPENED}"
 
     def _timeouts(self) -> list[int]:
         """FFmpeg's limits on a blocking open and read of a stream (its default is 30 s). The

@@ -25,6 +25,7 @@ from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import source_from_uri
 from edge.sources.base import CHECK_UNOPENED, LatestFrame, Source
+from edge.sources.rtsp_probe import diagnose_rtsp
 from edge.timing import RateMeter, rfc3339
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ LOG_REPEAT_S = 300.0
 #: stream probes it first (about 2 s with FFmpeg here) and a stream starts at a key frame, so a
 #: short `stall_s` would otherwise abandon every attempt before it could deliver anything.
 FIRST_FRAME_S = 10.0
+#: How long the supervisor asks a stream's server why an open stalled (seconds).
+STALLED_PROBE_S = 2.0
 
 CameraState = Literal["starting", "streaming", "reconnecting", "ended", "failed"]
 #: The states in which a camera does not make its device `degraded`: streaming, or opening for
@@ -226,17 +229,24 @@ class SourceSupervisor:
                 with self._lock:
                     attempt.abandoned = True
                 if stalled and not attempt.error and reader.is_alive():
-                    attempt.error = (
-                        f"no frame for {limit:g} s" if attempt.opened else
-                        f"source '{redact_uri(self.uri)}' did not open within {limit:g} s (a "
-                        "stream server that accepts the connection and never answers, or a "
-                        f"device that hangs); {CHECK_UNOPENED}")
+                    attempt.error = (f"no frame for {limit:g} s" if attempt.opened else
+                                     self._open_stalled(limit))
                 if attempt.opened:  # a read that returns soon closes the source itself
                     reader.join(0.5 if stalled else 2.0)
                 # else it is inside open(), which nothing interrupts (a stream server that
                 # never answers holds it for its 10 s): the thread closes what that opens
                 break
         return attempt
+
+    def _open_stalled(self, limit: float) -> str:
+        """Why an open took past `limit` seconds: for a stream, what its server answers (asked
+        within `STALLED_PROBE_S`, while the supervisor would wait to retry anyway)."""
+        shown = redact_uri(self.uri)
+        diagnosis = diagnose_rtsp(self.uri, STALLED_PROBE_S)
+        if diagnosis is not None:
+            return f"source '{shown}' did not open within {limit:g} s: {diagnosis}"
+        return (f"source '{shown}' did not open within {limit:g} s (a stream server that accepts "
+                f"the connection and never answers, or a device that hangs); {CHECK_UNOPENED}")
 
     def _read(self, attempt: _Attempt) -> None:
         source = attempt.source
