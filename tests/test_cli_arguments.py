@@ -164,3 +164,14 @@ def test_the_log_level_is_taken_in_either_case():
 
     assert build_parser().parse_args(["--log-level", "debug", "inspect", "m.onnx"]).log_level \
         == "DEBUG"
+
+
+def test_a_bad_log_level_is_named_as_it_was_typed(capsys):
+    """It was echoed upper-cased (`invalid choice: 'VERBOSE'` for `verbose`)."""
+    from edge.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--log-level", "verbose", "inspect", "m.onnx"])
+    assert exited.value.code == 2
+    assert "argument --log-level: invalid level 'verbose' (choose from DEBUG, INFO, WARNING, " \
+           "ERROR, in either case)" in capsys.readouterr().err

@@ -166,6 +166,26 @@ def test_monitor_says_when_the_broker_goes_away_and_when_it_is_back(mosquitto):
     assert "Unspecified error" not in lines[1], lines  # paho's words for a closed socket
 
 
+@pytest.mark.slow
+def test_a_watch_tries_the_broker_again_at_most_every_reconnect_max_s(mosquitto, monkeypatch):
+    """paho doubles its wait between attempts up to the subscriber's maximum; at 30 s a
+    broker back after a restart of a minute was seen up to 30 s late. Here the maximum is 2 s
+    and the broker is away 10 s: the attempts (at 1, 3, 5, 7, 9, 11 s) find it within 3 s of
+    its return, where doubling alone (1, 3, 7, 15 s) would wait 5."""
+    from edge.mqtt import subscriber
+
+    monkeypatch.setattr(subscriber, "RECONNECT_MAX_S", 2)
+    with watching(mosquitto.url) as lines:
+        mosquitto.stop()
+        wait_for_line(lines, "; reconnecting")
+        time.sleep(10)
+        mosquitto.start()
+        back = time.monotonic()
+        wait_for_line(lines, f"reconnected to {mosquitto.url}", timeout=10)
+        seen_after = time.monotonic() - back
+    assert seen_after < 3.0, (seen_after, lines)
+
+
 def test_reconnected_is_said_before_what_the_new_connection_brings(mosquitto, monkeypatch):
     """The watch looked at the connection every 0.5 s, so messages of the new connection were
     printed before "reconnected"; and an outage shorter than that went unsaid. Here the watch

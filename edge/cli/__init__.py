@@ -135,12 +135,24 @@ def _alike(name: str, names: Sequence[str]) -> str | None:
     return None
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(text: str) -> str:
+    """`--log-level` in either case (a config's `[log] level` is lower case); a bad one is
+    named as it was typed."""
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid level {text!r} (choose from "
+                                         f"{', '.join(LOG_LEVELS)}, in either case)")
+    return text.upper()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge", description="Edge inference runtime: camera -> CNN -> MQTT.")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    parser.add_argument("--log-level", default="INFO", type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", type=_log_level, metavar="LEVEL",
+                        help=f"{', '.join(LOG_LEVELS)}, in either case (default INFO)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     device.add_commands(commands)
     bench.add_command(commands)

@@ -49,6 +49,12 @@ UNSUPPORTED_PROTOCOL = 0x84
 Receiver = Callable[[str, bytes, bool], None]
 
 
+#: The longest wait between a subscriber's reconnect attempts (seconds). A person watching
+#: `edge monitor` wants the broker's return seen soon, and a few watchers add no load worth
+#: sparing; the daemon's link waits up to its `mqtt.reconnect_max_s` (30 s by default).
+RECONNECT_MAX_S = 10
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     """PEM files of an mqtts:// connection: the CA that signed the broker's certificate
@@ -164,7 +170,7 @@ class BrokerSubscription:
                                  "matching the certificate") from None
         if username:
             client.username_pw_set(username, password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
