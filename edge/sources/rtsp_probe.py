@@ -150,9 +150,9 @@ def _explained(answer: Answer, target: RtspTarget) -> str:
     if answer.status == 200:
         video = _video_codec(answer.body)
         described = f"a {video} video stream" if video else "a stream without video"
-        return (f"{where} describes {described} (RTSP 200 OK), so the failure came after the "
-                "handshake: FFmpeg could not set up or decode the media (RTP over UDP blocked "
-                "on the way, or a codec this OpenCV lacks)")
+        return (f"{where} describes {described} (RTSP 200 OK), so the failure came later, "
+                "setting up or decoding its media; FFmpeg's own lines on stderr name it (a "
+                "transport the network blocks, a codec this OpenCV lacks)")
     if answer.status == 401:
         if target.user is None:
             return (f"{where} asks for a user name and password (401 Unauthorized): give them "
