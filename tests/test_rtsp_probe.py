@@ -66,6 +66,16 @@ def test_a_host_name_that_does_not_resolve_is_named():
     assert said is not None and "'camera-7.invalid' does not resolve" in said
 
 
+def test_a_name_server_that_does_not_answer_is_given_up_within_the_timeout(monkeypatch):
+    """The system resolver has no timeout to give; the probe must not wait out its retries
+    (the supervisor asks it while it would only wait to retry anyway, and a stop waits)."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: time.sleep(5))
+    started = time.monotonic()
+    said = diagnose_rtsp("rtsp://camera-7.example/stream", timeout=1.0)
+    assert time.monotonic() - started < 2.0
+    assert said is not None and "'camera-7.example' did not resolve within 1 s" in said
+
+
 # -- small socket servers ---------------------------------------------------------------------
 
 Handler = Callable[[socket.socket], None]
@@ -132,6 +142,18 @@ def test_a_server_that_takes_the_connection_and_never_answers(serve):
     assert time.monotonic() - started < 2.0, "the probe must keep to its timeout"
     assert said is not None and "took the connection but did not answer" in said
     assert "within 1 s" in said
+
+
+def test_every_address_of_the_host_is_tried_before_it_is_called_refused(serve, monkeypatch):
+    """A name that resolves to two addresses (as `localhost` to ::1 and 127.0.0.1) with the
+    camera listening on the second: the first one's refusal is not the answer."""
+    port = serve(lambda connection: connection.close())
+    both = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: both)
+    said = diagnose_rtsp(f"rtsp://camera.lan:{port}/cam")
+    assert said is not None and "refused" not in said
+    assert f"camera.lan:{port} closed the connection during the RTSP handshake" in said
 
 
 def test_a_server_that_is_not_rtsp_is_named_with_what_it_said(serve):

@@ -17,8 +17,10 @@ import os
 import re
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 #: Seconds the whole probe may take (connecting and every answer).
@@ -94,6 +96,10 @@ class _NotRtspError(Exception):
     """The server answered something that is not RTSP (its first bytes)."""
 
 
+class _UnresolvedError(Exception):
+    """The host name did not resolve in time."""
+
+
 class _SilentError(Exception):
     """The server took the connection but did not answer a request in time."""
 
@@ -109,6 +115,10 @@ def diagnose_rtsp(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     except socket.gaierror as exc:
         return (f"the host name {target.host!r} does not resolve ({exc.strerror}): check the "
                 "camera's address, or use its IP address")
+    except _UnresolvedError:
+        return (f"the host name {target.host!r} did not resolve within {timeout:g} s (no "
+                "answer from the name server): check the network's DNS, or use the camera's "
+                "IP address")
     except ConnectionRefusedError:
         return (f"{target.address} refused the connection: nothing listens on that port (the "
                 f"camera's RTSP port is usually {DEFAULT_PORTS[target.scheme]}; check its "
@@ -238,8 +248,8 @@ class _RtspConnection:
     def _connect(self) -> None:
         if self._socket is not None:
             self._socket.close()
-        raw = socket.create_connection((self._target.host, self._target.port),
-                                       self._remaining(TimeoutError))
+        raw = self._connected(_addresses(self._target.host, self._target.port,
+                                         self._remaining(_UnresolvedError)))
         if self._target.scheme == "rtsps":
             # the probe only asks where the handshake stops; cameras' certificates are
             # mostly self-signed, and FFmpeg does not verify them by default either
@@ -248,6 +258,23 @@ class _RtspConnection:
             context.verify_mode = ssl.CERT_NONE
             raw = context.wrap_socket(raw, server_hostname=self._target.host)
         self._socket = raw
+
+    def _connected(self, addresses: list[tuple[int, tuple[Any, ...]]]) -> socket.socket:
+        """A socket connected to the first of `addresses` that takes the connection; where none
+        does, a refusal ranks before a timeout (`localhost` is ::1 and 127.0.0.1, and a server
+        that listens on one of them is there)."""
+        failures: list[OSError] = []
+        for family, address in addresses:
+            connection = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                connection.settimeout(self._remaining(TimeoutError))
+                connection.connect(address)
+                return connection
+            except OSError as exc:
+                connection.close()
+                failures.append(exc)
+        refused = [exc for exc in failures if isinstance(exc, ConnectionRefusedError)]
+        raise (refused or failures or [TimeoutError()])[0]
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Answer:
         for attempt in range(2):
@@ -314,6 +341,30 @@ class _RtspConnection:
 
 class _ClosedError(Exception):
     """The server closed the connection before answering."""
+
+
+def _addresses(host: str, port: int, timeout: float) -> list[tuple[int, tuple[Any, ...]]]:
+    """(family, socket address) of each address `host` resolves to, within `timeout` seconds
+    (the system's resolver has no timeout of its own to give; a resolver that does not
+    answer would otherwise hold the probe for its own retries)."""
+    found: list[tuple[int, tuple[Any, ...]]] = []
+    failed: list[OSError] = []
+
+    def resolve() -> None:
+        try:
+            found.extend((info[0], info[4]) for info in
+                         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            failed.append(exc)
+
+    resolver = threading.Thread(target=resolve, name="rtsp-probe-dns", daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if resolver.is_alive():
+        raise _UnresolvedError
+    if failed:
+        raise failed[0]
+    return found
 
 
 def _first_bytes(data: bytes) -> str:
