@@ -373,6 +373,9 @@ class Daemon:
                 never_streamed.append(status.camera)
                 log.warning("camera %s never delivered a frame (%s%s)", status.camera,
                             status.state, f": {status.reason}" if status.reason else "")
+            elif status.state == "reconnecting":  # its status is "ended" once stopped
+                log.warning("camera %s was down at the stop, for its last %.0f s (%s)",
+                            status.camera, max(0.0, time.time() - status.since), status.reason)
         self._stop_cameras(self.workers)
         self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
         model_error = self._model_error()

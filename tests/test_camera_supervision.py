@@ -140,6 +140,29 @@ def test_rtsp_camera_comes_back_while_another_keeps_publishing(tmp_path, mosquit
 
 @rtsp
 @pytest.mark.slow
+def test_a_timed_run_names_a_camera_that_was_down_at_its_end(tmp_path, mosquitto, demo_model,
+                                                             rtsp_server):
+    """A camera that streamed and then went for good left no word at the end of a timed trial
+    (exit 0, `never_streamed` empty: a user check): the stop now says it was down, for how
+    long, and why."""
+    rtsp_server.start()
+    config = write_config(tmp_path, demo_model, mosquitto.port, {"street": rtsp_server.url})
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        daemon = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config",
+                                   str(config), "--seconds", "12"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        watcher.wait_for(lambda: detections_of(watcher, "street") >= 3, 30, "detections")
+        rtsp_server.stop()
+        _, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err
+    down = re.search(r"WARNING edge.daemon: camera street was down at the stop, for its last "
+                     r"(\d+) s \((.*)\)$", err, re.MULTILINE)
+    assert down is not None, err
+    assert 2 <= int(down[1]) <= 12 and "refused the connection" in down[2], down[0]
+
+
+@rtsp
+@pytest.mark.slow
 def test_lone_rtsp_camera_unreachable_at_start_waits_for_its_server(tmp_path, mosquitto,
                                                                    demo_model, rtsp_server):
     """With its only camera unreachable the daemon neither exits nor stops retrying."""

@@ -53,6 +53,20 @@ def test_what_is_no_rtsp_url_gets_no_diagnosis(url):
     assert diagnose_rtsp(url) is None
 
 
+@pytest.mark.parametrize(("password", "said"), [
+    ("pa/ss", "a raw /, which ends the host part for FFmpeg"),
+    ("pa#ss?x", "a raw ? #, which ends the host part for FFmpeg (it then reads a wrong host or "
+                "port): write ? as %3F, # as %23 there"),
+])
+def test_a_raw_slash_question_or_hash_in_the_credentials_is_named_without_asking(password,
+                                                                                 said):
+    """FFmpeg ends the host at them (`Port missing in uri`) where the probe, reading up to the
+    last @, would connect fine and blame the media (a user check). Said without the network."""
+    diagnosis = diagnose_rtsp(f"rtsp://admin:{password}@127.0.0.1:1/cam")
+    assert diagnosis is not None and said in diagnosis
+    assert password not in diagnosis and "refused" not in diagnosis
+
+
 def test_a_port_nothing_listens_on_is_named_refused():
     port = free_port()
     said = diagnose_rtsp(f"rtsp://admin:hunter2@127.0.0.1:{port}/cam")
@@ -69,7 +83,7 @@ def test_a_host_name_that_does_not_resolve_is_named():
 def test_a_name_server_that_does_not_answer_is_given_up_within_the_timeout(monkeypatch):
     """The system resolver has no timeout to give; the probe must not wait out its retries
     (the supervisor asks it while it would only wait to retry anyway, and a stop waits)."""
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: time.sleep(5))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: time.sleep(5) or [])
     started = time.monotonic()
     said = diagnose_rtsp("rtsp://camera-7.example/stream", timeout=1.0)
     assert time.monotonic() - started < 2.0
@@ -153,7 +167,7 @@ def test_every_address_of_the_host_is_tried_before_it_is_called_refused(serve, m
     monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: both)
     said = diagnose_rtsp(f"rtsp://camera.lan:{port}/cam")
     assert said is not None and "refused" not in said
-    assert f"camera.lan:{port} closed the connection during the RTSP handshake" in said
+    assert f"camera.lan:{port} closed the connection without answering an RTSP request" in said
 
 
 def test_a_server_that_is_not_rtsp_is_named_with_what_it_said(serve):
@@ -212,6 +226,51 @@ def test_a_camera_serving_too_many_viewers_says_so(serve):
     assert said is not None and "503 Service Unavailable" in said and "other viewers" in said
 
 
+def test_a_camera_that_speaks_only_sha256_digest_is_named_as_unreadable_by_ffmpeg(serve):
+    """FFmpeg answers MD5 Digest and Basic only; the probe said "wrong password" (a user
+    check)."""
+    def camera(connection: socket.socket) -> None:
+        for _, headers in requests_of(connection):
+            answer(connection, headers["cseq"], "200 OK" if "accept" not in headers else
+                   "401 Unauthorized", 'WWW-Authenticate: Digest realm="cam", nonce="n1", '
+                   "algorithm=SHA-256")
+
+    port = serve(camera)
+    said = diagnose_rtsp(f"rtsp://u:Sekr1t@127.0.0.1:{port}/cam")
+    assert said is not None and "refused" not in said and "Sekr1t" not in said
+    assert "asks for an authentication FFmpeg (in OpenCV) does not speak (Digest with " \
+           "SHA-256; it answers Basic and MD5 Digest)" in said
+
+
+def test_digest_md5_sess_is_chosen_over_basic_as_ffmpeg_chooses(serve):
+    seen: list[str] = []
+
+    def camera(connection: socket.socket) -> None:
+        for line, headers in requests_of(connection):
+            if "accept" not in headers:
+                answer(connection, headers["cseq"], "200 OK")
+                continue
+            given = headers.get("authorization", "")
+            if not given:
+                answer(connection, headers["cseq"], "401 Unauthorized",
+                       'WWW-Authenticate: Basic realm="cam"',
+                       'WWW-Authenticate: Digest realm="cam", nonce="n2", algorithm=MD5-sess')
+                continue
+            fields = dict(re.findall(r'(\w+)="?([^",]+)"?', given.partition(" ")[2]))
+            md5 = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731
+            first = md5(f"{md5('u:cam:' + PASSWORD)}:n2:{fields['cnonce']}")
+            url = line.split(" ")[1]
+            right = fields["response"] == md5(f"{first}:n2:{md5('DESCRIBE:' + url)}")
+            seen.append(given.split(" ")[0] if right else "wrong")
+            answer(connection, headers["cseq"], "200 OK" if right else "401 Unauthorized",
+                   body=SDP)
+
+    port = serve(camera)
+    said = diagnose_rtsp(f"rtsp://u:{QUOTED_PASSWORD}@127.0.0.1:{port}/cam")
+    assert seen == ["Digest"]
+    assert said is not None and "(RTSP 200 OK)" in said
+
+
 # -- GStreamer's RTSP server -----------------------------------------------------------------
 
 
@@ -241,6 +300,9 @@ def test_each_fixable_cause_is_named_by_a_real_server(guarded_server):
     assert missing is not None and "path /stream1" in missing and "404 Not Found" in missing
     right = diagnose_rtsp(with_credentials(guarded_server, f"admin:{QUOTED_PASSWORD}@"))
     assert right is not None and "describes a H264 video stream (RTSP 200 OK)" in right
+    alone = diagnose_rtsp(with_credentials(guarded_server, "admin@"))
+    assert alone is not None
+    assert "refused the user name in the URL, given without a password (401" in alone
 
 
 @rtsp
@@ -275,3 +337,17 @@ def test_a_camera_source_that_cannot_open_says_why_and_opens_with_the_right_pass
         assert cv2.mean(frame.image)[:3] != (0.0, 0.0, 0.0)
     finally:
         right.close()
+
+
+@rtsp
+def test_a_scheme_written_in_capitals_streams(guarded_server):
+    """Schemes are case-insensitive; FFmpeg failed on `RTSP://` without a word (a user
+    check)."""
+    source = source_from_uri(f"RTSP://admin:{QUOTED_PASSWORD}@127.0.0.1:{guarded_server.port}"
+                             "/cam")
+    source.open()
+    try:
+        frame = source.read()
+        assert frame is not None and frame.image.shape == (240, 320, 3)
+    finally:
+        source.close()

@@ -103,9 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.failure is not None:
         log.error("exiting 1 so that systemd restarts the daemon: %s", summary.failure)
         return 1
-    if args.seconds is not None and summary.never_streamed:
-        # a timed run is a trial: a script must see a camera that never worked (a stopped
-        # service still exits 0, or systemd would count every stop a failure)
+    if args.seconds is not None and stop.received is None and summary.never_streamed:
+        # a timed run is a trial: a script must see a camera that never worked (a run that a
+        # signal stopped still exits 0, or systemd would count every stop a failure)
         log.error("exiting 1: %s delivered no frame in the %g s run (the reason is above)",
                   _cameras(summary.never_streamed), args.seconds)
         return 1
@@ -207,7 +207,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--config", type=Path, required=True, help="TOML config file")
     run.add_argument("--seconds", type=parse_positive_float, default=None,
                      help="stop after this long; exit 1 if a camera delivered no frame in that "
-                          "time")
+                          "time (a signal before then stops it with 0, as ever)")
     run.add_argument("--json", action="store_true", help="end with one JSON summary line")
     run.add_argument("--no-build", action="store_true",
                      help="TensorRT: a missing or stale engine is an error instead of a build")

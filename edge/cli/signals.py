@@ -61,6 +61,11 @@ class SignalStop:
     def set(self) -> None:
         self._requested = True
 
+    @property
+    def received(self) -> str | None:
+        """The signal that asked for the stop (`SIGTERM`...), None while none has."""
+        return self._signal
+
     def is_set(self) -> bool:
         if self._requested and self._signal is not None and not self._said:
             self._said = True  # logged here, on the thread that waits: never in the handler

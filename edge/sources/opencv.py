@@ -177,7 +177,10 @@ def v4l2_source(uri: SourceUri) -> Source:
 
 
 def rtsp_source(uri: SourceUri) -> Source:
-    return VideoCaptureSource(uri, uri.text, cv2.CAP_FFMPEG, fps=0.0, live=True)
+    # the scheme in lower case: FFmpeg fails on `RTSP://` without a word, and schemes are
+    # case-insensitive (RFC 3986)
+    target = uri.scheme + uri.text[uri.text.index("://"):]
+    return VideoCaptureSource(uri, target, cv2.CAP_FFMPEG, fps=0.0, live=True)
 
 
 def csi_source(uri: SourceUri) -> Source:

@@ -5,16 +5,12 @@ cause is in FFmpeg's own lines on stderr, if anywhere. The causes a person can f
 each shows at one step of the handshake, so the probe takes those steps itself, each bounded by
 a timeout: the host name resolved, a TCP (TLS for rtsps) connection, an RTSP `OPTIONS`, then a
 `DESCRIBE` of the URL's path, with the URL's user name and password where the server asks for
-them (Basic or Digest, RFC 2617). What it finds is one sentence for the camera's status and the
+them (`edge.sources.rtsp_auth`). What it finds is one sentence for the camera's status and the
 log, naming host, port and path but never the credentials.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-import re
 import socket
 import ssl
 import threading
@@ -23,13 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from edge.sources.rtsp_auth import Challenge, authorization, chosen
+
 #: Seconds the whole probe may take (connecting and every answer).
 PROBE_TIMEOUT_S = 3.0
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
 #: An answer's status line and headers; a longer head is not an RTSP server's.
 MAX_HEAD_BYTES = 16_384
 MAX_BODY_BYTES = 65_536
-_AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+#: Characters that end a URL's authority for FFmpeg: raw in a user name or password, the
+#: host it reads is wrong (`Port missing in uri`).
+URL_DELIMITERS = "/?#"
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class RtspTarget:
     path: str
     user: str | None
     password: str | None
+    unencoded: str = ""  # URL_DELIMITERS written raw in the user name or password
 
     @classmethod
     def parse(cls, text: str) -> RtspTarget | None:
@@ -54,17 +55,19 @@ class RtspTarget:
         if not separator or scheme not in DEFAULT_PORTS:
             return None
         user = password = None
+        unencoded = ""
         if "@" in rest:
             credentials, _, rest = rest.rpartition("@")
             name, colon, secret = credentials.partition(":")
             user, password = unquote(name), unquote(secret) if colon else None
+            unencoded = "".join(c for c in URL_DELIMITERS if c in credentials)
         authority, slash, tail = rest.partition("/")
         host, port = _host_and_port(authority, DEFAULT_PORTS[scheme])
         if not host or port is None:
             return None
         url = f"{scheme}://{authority}{slash}{tail}"
         path = "/" + tail.partition("?")[0] if slash else "/"
-        return cls(scheme, host, port, url, path, user, password)
+        return cls(scheme, host, port, url, path, user, password, unencoded)
 
     @property
     def address(self) -> str:
@@ -90,10 +93,15 @@ class Answer:
     reason: str
     headers: dict[str, str]
     body: bytes
+    challenges: tuple[Challenge, ...] = ()  # every WWW-Authenticate, in order
 
 
 class _NotRtspError(Exception):
     """The server answered something that is not RTSP (its first bytes)."""
+
+
+class _HungUpError(Exception):
+    """The server closed the connection at the first request, twice, without an answer."""
 
 
 class _UnresolvedError(Exception):
@@ -110,6 +118,11 @@ def diagnose_rtsp(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     target = RtspTarget.parse(text)
     if target is None:
         return None
+    if target.unencoded:
+        raw = " ".join(target.unencoded)
+        encoded = ", ".join(f"{c} as %{ord(c):02X}" for c in target.unencoded)
+        return (f"the user name or password in the URL holds a raw {raw}, which ends the host "
+                f"part for FFmpeg (it then reads a wrong host or port): write {encoded} there")
     try:
         return _diagnosed(target, timeout)
     except socket.gaierror as exc:
@@ -133,6 +146,9 @@ def diagnose_rtsp(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     except ssl.SSLError as exc:
         return (f"the TLS handshake with {target.address} failed ({exc.reason or exc}); "
                 "rtsps:// needs the camera's RTSP-over-TLS port, rtsp:// the plain one")
+    except _HungUpError:
+        return (f"{target.address} closed the connection without answering an RTSP request; "
+                f"is that the camera's RTSP port? (usually {DEFAULT_PORTS[target.scheme]})")
     except _NotRtspError as exc:
         return (f"{target.address} answered, but not as an RTSP server (it began {exc}); is "
                 f"that the camera's RTSP port? (usually {DEFAULT_PORTS[target.scheme]})")
@@ -144,14 +160,23 @@ def diagnose_rtsp(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
 
 def _diagnosed(target: RtspTarget, timeout: float) -> str:
     with _RtspConnection(target, time.monotonic() + timeout) as connection:
-        connection.request("OPTIONS", target.url)
+        try:
+            connection.request("OPTIONS", target.url)
+        except ConnectionError:
+            raise _HungUpError from None
         answer = connection.request("DESCRIBE", target.url, {"Accept": "application/sdp"})
-        if answer.status == 401 and target.user is not None:
-            challenge = answer.headers.get("www-authenticate", "")
-            authorization = _authorization(challenge, target)
-            if authorization is not None:
-                answer = connection.request("DESCRIBE", target.url, {
-                    "Accept": "application/sdp", "Authorization": authorization})
+        if answer.status != 401 or target.user is None:
+            return _explained(answer, target)
+        challenge = chosen(answer.challenges)
+        if challenge is None or not challenge.answerable:
+            offered = ", ".join(c.describe() for c in answer.challenges) or "nothing named"
+            return (f"{target.address} path {target.path} asks for an authentication FFmpeg "
+                    f"(in OpenCV) does not speak ({offered}; it answers Basic and MD5 Digest): "
+                    "allow one of those in the camera's settings")
+        answer = connection.request("DESCRIBE", target.url, {
+            "Accept": "application/sdp",
+            "Authorization": authorization(challenge, target.user, target.password or "",
+                                           "DESCRIBE", target.url)})
     return _explained(answer, target)
 
 
@@ -167,6 +192,9 @@ def _explained(answer: Answer, target: RtspTarget) -> str:
         if target.user is None:
             return (f"{where} asks for a user name and password (401 Unauthorized): give them "
                     f"in the URL, before the host: USER:PASSWORD@{target.address}")
+        if target.password is None:
+            return (f"{where} refused the user name in the URL, given without a password (401 "
+                    f"Unauthorized): add it, USER:PASSWORD@{target.address}")
         return (f"{where} refused the user name and password in the URL (401 Unauthorized): "
                 "check them, and write any @ : / % in them percent-encoded (%40 %3A %2F %25)")
     if answer.status == 403:
@@ -190,42 +218,6 @@ def _video_codec(sdp: bytes) -> str | None:
             encoding = line.partition(" ")[2].partition("/")[0]
             return encoding or None
     return "video" if b"m=video" in sdp else None
-
-
-def _authorization(challenge: str, target: RtspTarget) -> str | None:
-    """The Authorization header answering `challenge` (a WWW-Authenticate value; Digest
-    preferred where several are offered) with the target's credentials."""
-    user, password = target.user or "", target.password or ""
-    scheme, _, params_text = challenge.strip().partition(" ")
-    if scheme.lower() == "basic":
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return f"Basic {token}"
-    if scheme.lower() != "digest":
-        return None
-    params = {m[1].lower(): m[2] if m[2] or not m[3] else m[3]
-              for m in _AUTH_PARAM.finditer(params_text)}
-    realm, nonce = params.get("realm", ""), params.get("nonce", "")
-    if params.get("algorithm", "MD5").upper() != "MD5":
-        return None
-    first = _md5(f"{user}:{realm}:{password}")
-    second = _md5(f"DESCRIBE:{target.url}")
-    fields = {"username": user, "realm": realm, "nonce": nonce, "uri": target.url}
-    if "auth" in params.get("qop", "").split(","):
-        cnonce = os.urandom(8).hex()
-        response = _md5(f"{first}:{nonce}:00000001:{cnonce}:auth:{second}")
-        fields.update(qop="auth", nc="00000001", cnonce=cnonce)
-    else:
-        response = _md5(f"{first}:{nonce}:{second}")
-    fields["response"] = response
-    if "opaque" in params:
-        fields["opaque"] = params["opaque"]
-    unquoted = {"qop", "nc"}
-    return "Digest " + ", ".join(f"{k}={v}" if k in unquoted else f'{k}="{v}"'
-                                 for k, v in fields.items())
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 class _RtspConnection:
@@ -311,16 +303,20 @@ class _RtspConnection:
         if len(parts) < 2 or not parts[1].isdigit():
             raise _NotRtspError(_first_bytes(head))
         headers = {}
+        challenges = []
         for line in header_lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
+            if name.strip().lower() == "www-authenticate":
+                challenges.append(Challenge.parse(value))
         length = min(int(headers.get("content-length", "0") or 0), MAX_BODY_BYTES)
         while len(body) < length:
             chunk = self._receive()
             if not chunk:
                 break
             body += chunk
-        return Answer(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body)
+        return Answer(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body,
+                      tuple(challenges))
 
     def _receive(self) -> bytes:
         assert self._socket is not None
