@@ -90,6 +90,20 @@ def test_a_name_server_that_does_not_answer_is_given_up_within_the_timeout(monke
     assert said is not None and "'camera-7.example' did not resolve within 1 s" in said
 
 
+def test_a_host_that_drops_the_connection_attempt_is_named_silent_within_the_timeout():
+    """As a camera that is off or behind a firewall: the SYN goes unanswered (here a listener
+    whose backlog of one is full, so the kernel drops further attempts)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        port = full.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), 1):
+            started = time.monotonic()
+            said = diagnose_rtsp(f"rtsp://127.0.0.1:{port}/cam", timeout=1.0)
+            took = time.monotonic() - started
+    assert took < 2.0
+    assert said == (f"127.0.0.1:{port} did not answer within 1 s (the camera switched off, on "
+                    "another network, or a firewall in the way)")
+
+
 # -- small socket servers ---------------------------------------------------------------------
 
 Handler = Callable[[socket.socket], None]
