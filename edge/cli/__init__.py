@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from edge import __version__
-from edge.cli import bench, collect, device, workstation
+from edge.cli import bench, collect, device, probe, workstation
 from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"{', '.join(LOG_LEVELS)}, in either case (default INFO)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     device.add_commands(commands)
+    probe.add_command(commands)
     bench.add_command(commands)
     workstation.add_commands(commands)
     collect.add_commands(commands)

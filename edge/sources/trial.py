@@ -1,0 +1,135 @@
+"""A source tried as `edge probe` tries it: opened, a few frames read, and what came said.
+
+Commissioning a camera is mostly finding out whether its URL works, at what size and rate, and
+if not, why; the daemon would only say so once it runs. A trial opens the source as the daemon
+does (`edge.sources`), reads `frames` frames within `timeout_s`, and reports the frame size,
+the rate measured over the second half of the frames (an RTSP stream hands over a burst of
+buffered frames first), how long the first frame took, and the last frame itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import SourceError
+from edge.redact import redact_text, redact_uri
+from edge.sources import source_from_uri
+from edge.sources.base import CHECK_UNOPENED
+from edge.sources.rtsp_probe import diagnose_rtsp
+
+#: How long a stream's server is asked why a trial's open is overdue (seconds).
+OVERDUE_PROBE_S = 2.0
+
+
+@dataclass
+class SourceTrial:
+    """What a trial of one source found. `error`: why it failed (redacted), None when it
+    delivered every frame asked for."""
+
+    name: str
+    source: str  # redacted
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int = 0
+    fps: float | None = None  # measured
+    declared_fps: float | None = None  # what the source says it delivers
+    first_frame_s: float | None = None  # from the start of the open
+    last_frame: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "ok": self.error is None,
+                "error": self.error, "width": self.width, "height": self.height,
+                "frames": self.frames, "fps": _rounded(self.fps),
+                "declared_fps": _rounded(self.declared_fps),
+                "first_frame_s": _rounded(self.first_frame_s)}
+
+    def describe(self) -> str:
+        """One line: the size and rates, or why it failed."""
+        if self.error is not None and not self.frames:
+            return f"{self.name}: {self.source}: FAILED: {self.error}"
+        declared = (f" (the source declares {self.declared_fps:g})"
+                    if self.declared_fps else "")
+        rate = f"{self.fps:.1f} fps{declared}" if self.fps else "a rate not measured"
+        line = (f"{self.name}: {self.source}: {self.width}x{self.height} at {rate}, "
+                f"{self.frames} frames, the first after {self.first_frame_s:.1f} s")
+        return line if self.error is None else f"{line}; then FAILED: {self.error}"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def checked_source(text: str) -> None:
+    """Raise SourceError for a URI no source can be made of (unknown scheme or option, a
+    missing file): bad input, as `edge run` refuses it at start."""
+    source_from_uri(text).close()
+
+
+def try_source(name: str, text: str, frames: int, timeout_s: float) -> SourceTrial:
+    """Open the source at URI `text` and read `frames` frames from it, within `timeout_s`
+    seconds in all. A source that hangs (a device, a stream that never answers) is left to
+    its own thread, which ends with the process."""
+    trial = SourceTrial(name, redact_uri(text))
+    reader = threading.Thread(target=_read, args=(trial, text, frames),
+                              name=f"probe-{name}", daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    if reader.is_alive():
+        trial.error = _overdue(trial, text, frames, timeout_s)
+    return trial
+
+
+def _overdue(trial: SourceTrial, text: str, frames: int, timeout_s: float) -> str:
+    """Why a trial still waits after `timeout_s`: for a stream that has not opened, what its
+    server answers."""
+    if trial.first_frame_s is not None:
+        return f"no frame for the rest of the {timeout_s:g} s ({trial.frames} of {frames} read)"
+    diagnosis = diagnose_rtsp(text, OVERDUE_PROBE_S)
+    if diagnosis is not None:
+        return f"no frame within {timeout_s:g} s: {diagnosis}"
+    return f"no frame within {timeout_s:g} s (still opening); {CHECK_UNOPENED}"
+
+
+def _read(trial: SourceTrial, text: str, frames: int) -> None:
+    started = time.monotonic()
+    times: list[float] = []
+    try:
+        source = source_from_uri(text)
+        try:
+            source.open()
+            while len(times) < frames:
+                frame = source.read()
+                if frame is None:  # a file or a scene may end; a live source should not
+                    if source.live or not times:
+                        trial.error = f"the source ended after {len(times)} frames"
+                    break
+                times.append(time.monotonic())
+                if trial.first_frame_s is None:
+                    trial.first_frame_s = times[0] - started
+                    trial.height, trial.width = frame.image.shape[:2]
+                trial.last_frame = frame.image.copy()
+                frame.release()
+                trial.frames = len(times)
+            trial.declared_fps = source.fps
+        finally:
+            source.close()
+    except SourceError as exc:
+        trial.error = redact_text(str(exc))
+    trial.fps = _measured_fps(times)
+
+
+def _measured_fps(times: list[float]) -> float | None:
+    """Frames per second from the median interval between the frames of the second half of
+    `times` (monotonic seconds of each frame): the median, as the few frames of a burst that
+    reach the second half would otherwise raise the rate."""
+    intervals = np.diff(times[len(times) // 2:])
+    if not len(intervals) or float(np.median(intervals)) <= 0:
+        return None
+    return 1.0 / float(np.median(intervals))

@@ -1,0 +1,145 @@
+"""`edge probe`: camera sources tried as a person commissioning them would, against a real
+GStreamer RTSP server (tests/rtsp_server.py), the synthetic scene and files."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.broker import free_port
+from tests.rtsp_server import RtspServer, missing_reason
+
+rtsp = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
+PASSWORD = "pa@ss"
+
+
+def probe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge", "probe", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def summary(result: subprocess.CompletedProcess[str]) -> dict:
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture
+def guarded_server() -> RtspServer:
+    server = RtspServer(free_port(), fps=15, credentials=("admin", PASSWORD))
+    server.start()
+    yield server
+    server.stop()
+
+
+@rtsp
+@pytest.mark.slow
+def test_a_camera_and_the_scene_are_measured_and_their_last_frames_saved(tmp_path,
+                                                                          guarded_server):
+    camera = f"rtsp://admin:pa%40ss@127.0.0.1:{guarded_server.port}/cam"
+    result = probe(camera, "synthetic://shapes?fps=10", "--frames", "20", "--save",
+                   str(tmp_path / "frames"), "--json")
+    assert result.returncode == 0, result.stderr
+    streamed, scene = summary(result)["sources"]
+    assert (streamed["ok"], streamed["width"], streamed["height"], streamed["frames"]) == \
+        (True, 320, 240, 20)
+    assert 12 <= streamed["fps"] <= 18, streamed  # a 15 fps stream, measured
+    assert 0 < streamed["first_frame_s"] < 10
+    assert (scene["width"], scene["height"], scene["declared_fps"]) == (640, 480, 10)
+    assert 9 <= scene["fps"] <= 11
+    assert streamed["source"] == f"rtsp://REDACTED@127.0.0.1:{guarded_server.port}/cam"
+    assert "pa%40ss" not in result.stdout + result.stderr
+    assert f"source 1: rtsp://REDACTED@127.0.0.1:{guarded_server.port}/cam: 320x240 at " \
+           in result.stdout
+    saved = cv2.imread(str(tmp_path / "frames" / "source-1.jpg"))
+    assert saved is not None and saved.shape == (240, 320, 3)
+    assert float(np.std(saved)) > 5  # a picture, not a blank
+    assert cv2.imread(str(tmp_path / "frames" / "source-2.jpg")).shape == (480, 640, 3)
+
+
+@rtsp
+def test_a_config_with_a_refused_password_exits_1_saying_why_for_that_camera(tmp_path,
+                                                                             guarded_server):
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+[model]
+path = "model.onnx"
+[[cameras]]
+name = "gate"
+source = "rtsp://admin:hunter2@127.0.0.1:{guarded_server.port}/cam"
+[[cameras]]
+name = "yard"
+source = "synthetic://shapes?fps=15"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+""")
+    result = probe("--config", str(config), "--frames", "5", "--json")
+    assert result.returncode == 1, result.stderr
+    gate, yard = summary(result)["sources"]
+    assert (gate["name"], gate["ok"], yard["ok"]) == ("gate", False, True)
+    assert "refused the user name and password in the URL (401 Unauthorized)" in gate["error"]
+    assert result.stdout.startswith("gate: rtsp://REDACTED@127.0.0.1:")
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_stream_that_never_answers_is_given_up_at_the_timeout_with_why():
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        result = probe(f"rtsp://127.0.0.1:{port}/cam", "--timeout", "2", "--json")
+        took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert took < 10, "the trial must not wait out FFmpeg's 10 s open timeout"
+    (trial,) = summary(result)["sources"]
+    assert trial["error"].startswith(f"no frame within 2 s: 127.0.0.1:{port} took the "
+                                     "connection but did not answer an RTSP request")
+
+
+def test_a_video_file_shorter_than_the_frames_asked_for_is_fine(tmp_path):
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for index in range(6):
+        writer.write(np.full((120, 160, 3), 40 * index, np.uint8))
+    writer.release()
+    result = probe(f"file://{clip}?fps=0", "--frames", "30", "--json")
+    assert result.returncode == 0, result.stderr
+    (trial,) = summary(result)["sources"]
+    assert (trial["frames"], trial["width"], trial["height"], trial["error"]) == \
+        (6, 160, 120, None)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "give the sources to try (edge probe rtsp://camera/stream ...) or --config"),
+    (["synthetic://shapes", "--config", "edge.toml"], "give the sources to try or --config, "
+                                                      "not both"),
+    (["gopher://camera/1"], "unknown scheme 'gopher://'"),
+    (["file:///no/such/clip.mp4"], "/no/such/clip.mp4 does not exist"),
+    (["synthetic://shapes?colour=red"], "unknown option(s) colour"),
+    (["synthetic://shapes", "--frames", "0"], "argument --frames"),
+    (["--config", "/no/such/edge.toml"], "cannot read config /no/such/edge.toml"),
+])
+def test_bad_input_exits_2_naming_it(args, message):
+    result = probe(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_save_into_a_file_is_refused_before_any_source_is_opened(tmp_path):
+    taken = tmp_path / "frames"
+    taken.write_text("not a folder")
+    result = probe("synthetic://shapes", "--save", str(taken))
+    assert result.returncode == 2
+    assert f"--save {taken} is a file" in result.stderr
+
+
+def test_the_command_is_listed_with_what_it_does():
+    listed = subprocess.run([sys.executable, "-m", "edge", "--help"], capture_output=True,
+                            text=True, timeout=30).stdout
+    assert "probe" in listed and "try camera sources" in listed
+    assert Path(sys.executable).exists()
