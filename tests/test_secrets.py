@@ -84,8 +84,9 @@ def test_config_errors_never_echo_a_secret(tmp_path, demo_model, mqtt):
 def test_a_camera_uri_with_credentials_is_redacted_in_logs(tmp_path, demo_model):
     """A live camera that cannot be reached is retried, and logged, while the daemon runs."""
     result = edge_run(tmp_path, config_text(demo_model, 'url = "mqtt://127.0.0.1:9"', CAMERA), 2)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # a timed run whose camera never streamed
     assert "rtsp://REDACTED@127.0.0.1:9/live?token=REDACTED" in result.stderr
+    assert "127.0.0.1:9 refused the connection" in result.stderr  # edge asked, no secret sent
     assert_no_secret(result.stdout + result.stderr)
 
 
@@ -100,7 +101,7 @@ def test_runs_with_secrets_print_and_publish_none(tmp_path, demo_model):
                f'keyfile = "{pki.client_key}"')
         refused = edge_run(tmp_path, config_text(demo_model, tls, CAMERA), 4,
                            env={"EDGE_MQTT_PASSWORD": WRONG_PASSWORD})
-        assert refused.returncode == 0, refused.stderr
+        assert refused.returncode == 1, refused.stderr  # the camera never streamed
         assert "not authorized" in refused.stderr
         assert_no_secret(refused.stdout + refused.stderr)
 
@@ -111,7 +112,8 @@ def test_runs_with_secrets_print_and_publish_none(tmp_path, demo_model):
             accepted = edge_run(tmp_path, config_text(
                 demo_model, tls + f'\npassword_file = "{secret_file}"', CAMERA), 5)
             watcher.wait_for(lambda: bool(watcher.on("/stats")), 10, "stats")
-        assert accepted.returncode == 0, accepted.stderr
+        assert accepted.returncode == 1, accepted.stderr  # the camera never streamed
+        assert "exiting 1: camera door delivered no frame" in accepted.stderr
         assert "connected to MQTT broker mqtts://localhost" in accepted.stderr
         assert_no_secret(accepted.stdout + accepted.stderr)
         assert "/status" in "".join(m.topic for m in watcher.messages)
