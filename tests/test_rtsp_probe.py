@@ -365,3 +365,35 @@ def test_a_scheme_written_in_capitals_streams(guarded_server):
         assert frame is not None and frame.image.shape == (240, 320, 3)
     finally:
         source.close()
+
+
+@rtsp
+def test_a_camera_that_never_answers_does_not_hold_up_another_cameras_open(guarded_server):
+    """OpenCV's FFmpeg backend opens one stream at a time in the whole process: a silent
+    camera's open (FFmpeg's 10 s) held every other camera's back, at every reconnect attempt
+    (a user check: a healthy camera named failed). Its server is now asked first, unlocked."""
+    opened: dict[str, float] = {}
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        sources = {"silent": f"rtsp://127.0.0.1:{silent.getsockname()[1]}/cam",
+                   "healthy": with_credentials(guarded_server, f"admin:{QUOTED_PASSWORD}@")}
+        started = time.monotonic()
+
+        def open_one(name: str) -> None:
+            source = source_from_uri(sources[name])
+            try:
+                source.open()
+                opened[name] = time.monotonic() - started
+            except SourceError:
+                opened[name] = -(time.monotonic() - started)
+            finally:
+                source.close()
+
+        threads = [threading.Thread(target=open_one, args=(name,)) for name in
+                   ("silent", "healthy")]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.2)  # the silent one first, as when it is the first camera
+        for thread in threads:
+            thread.join(30)
+    assert -5 < opened["silent"] < 0, opened  # refused by the pre-check in 3 s
+    assert 0 < opened["healthy"] < 6, opened  # not after the silent one's 10 s

@@ -19,7 +19,7 @@ import numpy as np
 from edge.errors import SourceError
 from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
-from edge.sources.rtsp_probe import diagnose_rtsp
+from edge.sources.rtsp_probe import diagnose_rtsp, unreachable_rtsp
 from edge.sources.uri import SourceUri
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class VideoCaptureSource(Source):
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
             raise SourceError(f"source '{self.uri}': device {self._target} does not exist; list "
                               "cameras with `v4l2-ctl --list-devices`")
+        if self._backend == cv2.CAP_FFMPEG:  # a stream: its server asked first, unlocked
+            unreachable = unreachable_rtsp(self.uri)
+            if unreachable is not None:
+                raise SourceError(f"source '{self.uri}' could not be opened: {unreachable}")
         started = time.monotonic()
         capture = cv2.VideoCapture(self._target, self._backend, self._timeouts())
         if not capture.isOpened():

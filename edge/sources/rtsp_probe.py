@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -115,6 +116,20 @@ class _SilentError(Exception):
 def diagnose_rtsp(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     """Why the stream at URL `text` does not open, as one sentence, found within `timeout`
     seconds, or None where `text` is no rtsp(s) URL. Secrets never appear in it."""
+    return _probe(text, timeout, _diagnosed)
+
+
+def unreachable_rtsp(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the server of URL `text` cannot be talked to (as `diagnose_rtsp` words it), or None
+    when it answers an RTSP request within `timeout` seconds (and where `text` is no rtsp(s)
+    URL). Asked before OpenCV opens a stream: its FFmpeg backend opens one stream at a time in
+    the whole process, so a camera that never answers held every other camera's open for
+    FFmpeg's whole timeout."""
+    return _probe(text, timeout, _answering)
+
+
+def _probe(text: str, timeout: float,
+           step: Callable[[RtspTarget, float], str | None]) -> str | None:
     target = RtspTarget.parse(text)
     if target is None:
         return None
@@ -124,7 +139,7 @@ def diagnose_rtsp(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         return (f"the user name or password in the URL holds a raw {raw}, which ends the host "
                 f"part for FFmpeg (it then reads a wrong host or port): write {encoded} there")
     try:
-        return _diagnosed(target, timeout)
+        return step(target, timeout)
     except socket.gaierror as exc:
         return (f"the host name {target.host!r} does not resolve ({exc.strerror}): check the "
                 "camera's address, or use its IP address")
@@ -158,12 +173,21 @@ def diagnose_rtsp(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         return f"{target.address} could not be reached ({exc.strerror or exc})"
 
 
+def _answering(target: RtspTarget, timeout: float) -> None:
+    with _RtspConnection(target, time.monotonic() + timeout) as connection:
+        _options(connection, target)
+
+
+def _options(connection: _RtspConnection, target: RtspTarget) -> None:
+    try:
+        connection.request("OPTIONS", target.url)
+    except ConnectionError:
+        raise _HungUpError from None
+
+
 def _diagnosed(target: RtspTarget, timeout: float) -> str:
     with _RtspConnection(target, time.monotonic() + timeout) as connection:
-        try:
-            connection.request("OPTIONS", target.url)
-        except ConnectionError:
-            raise _HungUpError from None
+        _options(connection, target)
         answer = connection.request("DESCRIBE", target.url, {"Accept": "application/sdp"})
         if answer.status != 401 or target.user is None:
             return _explained(answer, target)
@@ -196,7 +220,8 @@ def _explained(answer: Answer, target: RtspTarget) -> str:
             return (f"{where} refused the user name in the URL, given without a password (401 "
                     f"Unauthorized): add it, USER:PASSWORD@{target.address}")
         return (f"{where} refused the user name and password in the URL (401 Unauthorized): "
-                "check them, and write any @ : / % in them percent-encoded (%40 %3A %2F %25)")
+                "check them, and write any @ : / ? # % in them percent-encoded (%40 %3A %2F "
+                "%3F %23 %25)")
     if answer.status == 403:
         return f"{where}: the camera forbids this user that stream (403 Forbidden)"
     if answer.status == 404:
