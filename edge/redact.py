@@ -16,8 +16,11 @@ REDACTED = "REDACTED"
 SECRET_OPTIONS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "signature")
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/?#@\s]*)@")
-#: A URI inside text: up to white space or a quote (messages quote URIs with ' or ").
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+#: A URI inside text: a quoted one up to its closing quote (messages quote URIs with ' or ",
+#: and a password may hold a space), else up to white space or a quote.
+_URI = re.compile(r"(?<=')[A-Za-z][A-Za-z0-9+.-]*://[^']+(?=')"
+                  r'|(?<=")[A-Za-z][A-Za-z0-9+.-]*://[^"]+(?=")'
+                  r"|[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def is_secret_name(name: str) -> bool:

@@ -39,6 +39,16 @@ def test_redact_text_hides_passwords_of_uris_inside_messages():
                                  "\"rtsp://REDACTED@cam\"")
 
 
+def test_a_quoted_uri_is_redacted_to_its_closing_quote_a_password_with_a_space_too():
+    """A password holding a space was shown from the space on (a user check of `edge
+    probe`): the URI was taken to end at white space."""
+    text = ("source 'rtsp://admin:Zq9 secret@cam:554/cam' could not be opened; "
+            "\"mqtts://edge:a b c@broker\" refused; bare rtsp://u:p@h/x ends at the space")
+    assert redact_text(text) == ("source 'rtsp://REDACTED@cam:554/cam' could not be opened; "
+                                 "\"mqtts://REDACTED@broker\" refused; bare "
+                                 "rtsp://REDACTED@h/x ends at the space")
+
+
 def test_edge_errors_never_show_a_uri_secret():
     error = SourceError("source 'rtsp://admin:hunter2@cam/live' could not be opened")
     assert str(error) == "source 'rtsp://REDACTED@cam/live' could not be opened"

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.cli.common import parse_positive_float, parse_positive_int, print_json
+from edge.errors import SourceError
+
+if TYPE_CHECKING:
+    from edge.sources.trial import SourceTrial
 
 #: Seconds a trial may take by default: FFmpeg's open timeout for a stream (10 s) and the
 #: frames after it.
@@ -15,11 +22,10 @@ DEFAULT_TIMEOUT_S = 15.0
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    import cv2
-
+    from edge.cli.signals import stop_on_signals
     from edge.config import load_config
     from edge.errors import InputError
-    from edge.files import require_output_folder, write_bytes_atomic
+    from edge.files import require_output_folder
     from edge.sources.trial import checked_source, try_source
 
     if args.sources and args.config:
@@ -34,23 +40,45 @@ def cmd_probe(args: argparse.Namespace) -> int:
         checked_source(text)  # what is malformed is refused before anything is opened
     if args.save is not None:
         require_output_folder(args.save, "--save")
+    stop = stop_on_signals()  # Ctrl-C and SIGTERM end every trial at its next frame
     with ThreadPoolExecutor(len(named), thread_name_prefix="probe") as pool:
-        trials = list(pool.map(lambda pair: try_source(pair[0], pair[1], args.frames,
-                                                       args.timeout),
-                               named))
-    for trial in trials:
-        print(trial.describe(), flush=True)
-        if args.save is not None and trial.last_frame is not None:
-            args.save.mkdir(exist_ok=True)
-            saved = args.save / f"{_file_name(trial.name)}.jpg"
-            ok, jpeg = cv2.imencode(".jpg", trial.last_frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            if ok:
-                write_bytes_atomic(saved, jpeg.tobytes())
-                print(f"  its last frame: {saved}", flush=True)
+        running = {pool.submit(try_source, name, text, args.frames, args.timeout, stop): index
+                   for index, (name, text) in enumerate(named)}
+        trials: list[SourceTrial | None] = [None] * len(named)
+        for done in as_completed(running):  # each line as soon as its source is tried
+            trial = trials[running[done]] = done.result()
+            print(trial.describe(), flush=True)
+            if args.save is not None and trial.last_frame is not None:
+                print(f"  its last frame: {_saved(trial, args.save)}", flush=True)
+    tried = [trial for trial in trials if trial is not None]
     if args.json:
-        print_json({"sources": [trial.as_dict() for trial in trials],
-                    "ok": all(trial.error is None for trial in trials)})
-    return 0 if all(trial.error is None for trial in trials) else 1
+        print_json({"sources": [trial.as_dict() for trial in tried],
+                    "ok": all(trial.error is None for trial in tried)})
+    code = (128 + signal.Signals[stop.received].value if stop.received else
+            0 if all(trial.error is None for trial in tried) else 1)
+    if any(trial.stuck for trial in tried):
+        # a reader still inside OpenCV (a device that hangs opening): the interpreter's
+        # teardown would abort under it, so leave at once, everything printed and written
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _saved(trial: SourceTrial, folder: Path) -> Path:
+    """The trial's last frame as `folder/<name>.jpg` (JPEG quality 90), written atomically."""
+    import cv2
+
+    from edge.files import write_bytes_atomic
+
+    assert trial.last_frame is not None
+    folder.mkdir(exist_ok=True)
+    saved = folder / f"{_file_name(trial.name)}.jpg"
+    ok, jpeg = cv2.imencode(".jpg", trial.last_frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise SourceError(f"the last frame of {trial.name} could not be encoded as JPEG")
+    write_bytes_atomic(saved, jpeg.tobytes())
+    return saved
 
 
 def _file_name(name: str) -> str:
@@ -63,8 +91,10 @@ def add_command(commands: Any) -> None:
         description="Opens each source as `edge run` would, reads --frames frames, and says "
                     "its frame size, the frame rate measured, how long the first frame took, "
                     "or why it failed (for RTSP, what the camera's server answered). Sources "
-                    "are tried side by side. Exit 0 when every source delivered its frames, 1 "
-                    "when one did not, 2 for a malformed source or option.")
+                    "are tried side by side, each line printed as its source is done (OpenCV "
+                    "opens one stream at a time, so a few seconds each). Exit 0 when every "
+                    "source delivered its frames, 1 when one did not, 2 for a malformed source "
+                    "or option, 130/143 on Ctrl-C/SIGTERM (what was found so far printed).")
     probe.add_argument("sources", nargs="*", metavar="SOURCE",
                        help="source URIs as a config's cameras.source (rtsp://..., "
                             "v4l2:///dev/video0, file:///path, synthetic://shapes)")
@@ -73,9 +103,11 @@ def add_command(commands: Any) -> None:
                        help="frames to read from each source (default 30)")
     probe.add_argument("--timeout", type=parse_positive_float, default=DEFAULT_TIMEOUT_S,
                        help=f"seconds each source may take in all (default "
-                            f"{DEFAULT_TIMEOUT_S:g})")
+                            f"{DEFAULT_TIMEOUT_S:g}); a stream still opening then is asked why "
+                            "for up to 2 s more")
     probe.add_argument("--save", type=Path, metavar="DIR",
-                       help="save each source's last frame as DIR/<camera>.jpg (to check "
-                            "what it sees, and draw zones on)")
+                       help="save each source's last frame as DIR/<camera>.jpg (a config's "
+                            "camera names; source-N.jpg for sources given here), to check what "
+                            "it sees and draw zones on")
     probe.add_argument("--json", action="store_true", help="end with one JSON summary line")
     probe.set_defaults(handler=cmd_probe)

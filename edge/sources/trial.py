@@ -17,14 +17,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge.concurrency import StopRequest
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import source_from_uri
 from edge.sources.base import CHECK_UNOPENED
 from edge.sources.rtsp_probe import diagnose_rtsp
+from edge.wording import counted
 
 #: How long a stream's server is asked why a trial's open is overdue (seconds).
 OVERDUE_PROBE_S = 2.0
+#: How often a trial looks at its reader and at the stop request (seconds).
+POLL_S = 0.1
+#: How long a reader told to stop may take to return from the frame it waits for (seconds).
+READ_RETURN_S = 2.0
+#: A live source's rate is measured over at least this long (seconds): an RTSP stream first
+#: hands over a burst of buffered frames (12-13 of a 10 fps stream here) in a few ms.
+MIN_LIVE_SPAN_S = 0.3
 
 
 @dataclass
@@ -42,6 +51,8 @@ class SourceTrial:
     declared_fps: float | None = None  # what the source says it delivers
     first_frame_s: float | None = None  # from the start of the open
     last_frame: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
+    live: bool = False
+    stuck: bool = False  # its reader is still inside the source (a hung device's open)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "ok": self.error is None,
@@ -56,9 +67,11 @@ class SourceTrial:
             return f"{self.name}: {self.source}: FAILED: {self.error}"
         declared = (f" (the source declares {self.declared_fps:g})"
                     if self.declared_fps else "")
-        rate = f"{self.fps:.1f} fps{declared}" if self.fps else "a rate not measured"
+        rate = (f"{self.fps:.1f} fps{declared}" if self.fps else
+                "a rate not measured (too few frames after the first burst: ask for 20 or "
+                "more --frames)" if self.live else "a rate not measured")
         line = (f"{self.name}: {self.source}: {self.width}x{self.height} at {rate}, "
-                f"{self.frames} frames, the first after {self.first_frame_s:.1f} s")
+                f"{counted(self.frames, 'frame')}, the first after {self.first_frame_s:.1f} s")
         return line if self.error is None else f"{line}; then FAILED: {self.error}"
 
 
@@ -72,43 +85,58 @@ def checked_source(text: str) -> None:
     source_from_uri(text).close()
 
 
-def try_source(name: str, text: str, frames: int, timeout_s: float) -> SourceTrial:
+def try_source(name: str, text: str, frames: int, timeout_s: float,
+               stop: StopRequest | None = None) -> SourceTrial:
     """Open the source at URI `text` and read `frames` frames from it, within `timeout_s`
-    seconds in all. A source that hangs (a device, a stream that never answers) is left to
-    its own thread, which ends with the process."""
+    seconds in all, or until `stop` is set. A reader still reading then stops at its next
+    frame and closes the source; one stuck opening a device is left to its thread
+    (`SourceTrial.stuck`)."""
     trial = SourceTrial(name, redact_uri(text))
-    reader = threading.Thread(target=_read, args=(trial, text, frames),
+    enough = threading.Event()
+    reader = threading.Thread(target=_read, args=(trial, text, frames, enough),
                               name=f"probe-{name}", daemon=True)
     reader.start()
-    reader.join(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while reader.is_alive() and time.monotonic() < deadline and not (stop and stop.is_set()):
+        reader.join(POLL_S)
+    if not reader.is_alive():
+        return trial
+    enough.set()
+    reader.join(READ_RETURN_S)  # a stream's next frame, or FFmpeg's read timeout far later
+    interrupted = stop is not None and stop.is_set()
     if reader.is_alive():
-        trial.error = _overdue(trial, text, frames, timeout_s)
+        trial.stuck = True
+        trial.error = "interrupted" if interrupted else _overdue(trial, text, timeout_s)
+    elif trial.error is None:
+        trial.error = ("interrupted" if interrupted else
+                       f"{trial.frames} of {frames} frames within {timeout_s:g} s")
     return trial
 
 
-def _overdue(trial: SourceTrial, text: str, frames: int, timeout_s: float) -> str:
+def _overdue(trial: SourceTrial, text: str, timeout_s: float) -> str:
     """Why a trial still waits after `timeout_s`: for a stream that has not opened, what its
     server answers."""
     if trial.first_frame_s is not None:
-        return f"no frame for the rest of the {timeout_s:g} s ({trial.frames} of {frames} read)"
+        return f"no frame for the last {READ_RETURN_S:g} s of the {timeout_s:g} s"
     diagnosis = diagnose_rtsp(text, OVERDUE_PROBE_S)
     if diagnosis is not None:
         return f"no frame within {timeout_s:g} s: {diagnosis}"
     return f"no frame within {timeout_s:g} s (still opening); {CHECK_UNOPENED}"
 
 
-def _read(trial: SourceTrial, text: str, frames: int) -> None:
+def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event) -> None:
     started = time.monotonic()
     times: list[float] = []
     try:
         source = source_from_uri(text)
+        trial.live = source.live
         try:
             source.open()
-            while len(times) < frames:
+            while len(times) < frames and not enough.is_set():
                 frame = source.read()
                 if frame is None:  # a file or a scene may end; a live source should not
                     if source.live or not times:
-                        trial.error = f"the source ended after {len(times)} frames"
+                        trial.error = f"the source ended after {counted(len(times), 'frame')}"
                     break
                 times.append(time.monotonic())
                 if trial.first_frame_s is None:
@@ -117,19 +145,23 @@ def _read(trial: SourceTrial, text: str, frames: int) -> None:
                 trial.last_frame = frame.image.copy()
                 frame.release()
                 trial.frames = len(times)
+                trial.fps = _measured_fps(times, source.live)
             trial.declared_fps = source.fps
         finally:
             source.close()
     except SourceError as exc:
         trial.error = redact_text(str(exc))
-    trial.fps = _measured_fps(times)
 
 
-def _measured_fps(times: list[float]) -> float | None:
+def _measured_fps(times: list[float], live: bool) -> float | None:
     """Frames per second from the median interval between the frames of the second half of
     `times` (monotonic seconds of each frame): the median, as the few frames of a burst that
-    reach the second half would otherwise raise the rate."""
-    intervals = np.diff(times[len(times) // 2:])
+    reach the second half would otherwise raise the rate. None where too few frames came, or
+    where a live source's second half spans under `MIN_LIVE_SPAN_S` (its burst, so far)."""
+    half = times[len(times) // 2:]
+    intervals = np.diff(half)
     if not len(intervals) or float(np.median(intervals)) <= 0:
+        return None
+    if live and half[-1] - half[0] < MIN_LIVE_SPAN_S:
         return None
     return 1.0 / float(np.median(intervals))
