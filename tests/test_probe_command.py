@@ -185,3 +185,18 @@ def test_ctrl_c_ends_a_probe_at_once_with_what_was_found():
     assert process.returncode == 130, err
     (trial,) = json.loads(out.strip().splitlines()[-1])["sources"]
     assert trial["error"] == "interrupted" and trial["frames"] >= 5
+
+
+def test_a_frame_that_cannot_be_saved_is_said_and_fails_the_probe(tmp_path):
+    """--save is checked at start; a folder taken away meanwhile (here a file put in its
+    place) must not end the command with a traceback."""
+    folder = tmp_path / "frames"
+    process = subprocess.Popen([sys.executable, "-m", "edge", "probe", "--frames", "30",
+                                "synthetic://shapes?fps=10", "--save", str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    folder.write_text("taken")
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1, err
+    assert f"its last frame could not be saved in {folder}: " in out
+    assert "Traceback" not in err

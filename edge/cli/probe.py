@@ -45,17 +45,23 @@ def cmd_probe(args: argparse.Namespace) -> int:
         running = {pool.submit(try_source, name, text, args.frames, args.timeout, stop): index
                    for index, (name, text) in enumerate(named)}
         trials: list[SourceTrial | None] = [None] * len(named)
+        unsaved = 0
         for done in as_completed(running):  # each line as soon as its source is tried
             trial = trials[running[done]] = done.result()
             print(trial.describe(), flush=True)
             if args.save is not None and trial.last_frame is not None:
-                print(f"  its last frame: {_saved(trial, args.save)}", flush=True)
+                try:
+                    print(f"  its last frame: {_saved(trial, args.save)}", flush=True)
+                except OSError as exc:  # a full disk, a folder taken away meanwhile
+                    unsaved += 1
+                    print(f"  its last frame could not be saved in {args.save}: "
+                          f"{exc.strerror or exc}", flush=True)
     tried = [trial for trial in trials if trial is not None]
     if args.json:
         print_json({"sources": [trial.as_dict() for trial in tried],
                     "ok": all(trial.error is None for trial in tried)})
     code = (128 + signal.Signals[stop.received].value if stop.received else
-            0 if all(trial.error is None for trial in tried) else 1)
+            0 if all(trial.error is None for trial in tried) and not unsaved else 1)
     if any(trial.stuck for trial in tried):
         # a reader still inside OpenCV (a device that hangs opening): the interpreter's
         # teardown would abort under it, so leave at once, everything printed and written
