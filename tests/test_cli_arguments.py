@@ -68,8 +68,9 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
      "options)\n"),
     (["calibrat", "m.onnx"],
      "edge: error: argument COMMAND: invalid choice: 'calibrat' (choose from 'demo', 'run', "
-     "'monitor', 'build-engine', 'selftest', 'bench', 'convert', 'inspect', 'calibrate', "
-     "'eval', 'collect'); did you mean calibrate? (edge --help lists the options)\n"),
+     "'monitor', 'build-engine', 'selftest', 'probe', 'bench', 'convert', 'inspect', "
+     "'calibrate', 'eval', 'collect'); did you mean calibrate? (edge --help lists the "
+     "options)\n"),
     (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--profile", "tensort"],
      "edge calibrate: error: argument --profile: invalid choice: 'tensort' (choose from "
      "'tensorrt', 'cpu'); did you mean tensorrt? (edge calibrate --help lists the options)\n"),
