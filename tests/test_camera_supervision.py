@@ -214,6 +214,8 @@ def test_bad_supervision_settings_are_config_errors_naming_the_key(tmp_path, dem
         ("gopher://camera/1", "unknown scheme"),
         ("synthetic://shapes?colour=red", "unknown option"),
         ("file:///no/such/clip.mp4", "does not exist"),
+        ("rtsp://camera:port/live", "the host or port is not one FFmpeg can read"),
+        ("rtsp://[fe80::1/live", "is not a valid URI (Invalid IPv6 URL)"),
     ],
 )
 def test_certain_source_errors_exit_2_naming_the_camera(tmp_path, demo_model, source, message):

@@ -124,6 +124,10 @@ def test_a_video_file_shorter_than_the_frames_asked_for_is_fine(tmp_path):
     (["file:///no/such/clip.mp4"], "/no/such/clip.mp4 does not exist"),
     (["synthetic://shapes?colour=red"], "unknown option(s) colour"),
     (["synthetic://shapes", "--frames", "0"], "argument --frames"),
+    (["rtsp://[::1/cam"], "is not a valid URI (Invalid IPv6 URL); an IPv6 host is written in "
+                          "brackets"),
+    (["rtsp://admin:pw@127.0.0.1:notaport/cam"], "the host or port is not one FFmpeg can read "
+                                                 "(a port is a number from 1 to 65535)"),
     (["--config", "/no/such/edge.toml"], "cannot read config /no/such/edge.toml"),
 ])
 def test_bad_input_exits_2_naming_it(args, message):
@@ -169,7 +173,8 @@ def test_a_rate_from_a_burst_of_buffered_frames_is_not_given(guarded_server):
     assert result.returncode == 0, result.stderr
     (trial,) = summary(result)["sources"]
     assert trial["fps"] is None, trial
-    assert "a rate not measured (too few frames after the first burst" in result.stdout
+    assert "a rate not measured (too few frames after the burst a stream starts with: ask " \
+           "for more --frames)" in result.stdout
 
 
 def test_ctrl_c_ends_a_probe_at_once_with_what_was_found():

@@ -68,8 +68,8 @@ class SourceTrial:
         declared = (f" (the source declares {self.declared_fps:g})"
                     if self.declared_fps else "")
         rate = (f"{self.fps:.1f} fps{declared}" if self.fps else
-                "a rate not measured (too few frames after the first burst: ask for 20 or "
-                "more --frames)" if self.live else "a rate not measured")
+                "a rate not measured (too few frames after the burst a stream starts with: "
+                "ask for more --frames)" if self.live else "a rate not measured")
         line = (f"{self.name}: {self.source}: {self.width}x{self.height} at {rate}, "
                 f"{counted(self.frames, 'frame')}, the first after {self.first_frame_s:.1f} s")
         return line if self.error is None else f"{line}; then FAILED: {self.error}"

@@ -19,7 +19,11 @@ class SourceUri:
 
     @classmethod
     def parse(cls, text: str) -> SourceUri:
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:  # an unclosed [IPv6 host
+            raise SourceError(f"source '{text}' is not a valid URI ({exc}); an IPv6 host is "
+                              "written in brackets, e.g. rtsp://[fe80::1]:554/stream") from None
         if not parts.scheme or "://" not in text:
             raise SourceError(f"source '{text}' is not a URI; write it as scheme://location, e.g. "
                               "v4l2:///dev/video0, file:///path/clip.mp4, synthetic://shapes")
