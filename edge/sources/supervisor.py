@@ -39,6 +39,17 @@ FIRST_FRAME_S = 10.0
 #: How long the supervisor asks a stream's server why an open stalled (seconds).
 STALLED_PROBE_S = 2.0
 
+def open_stalled(uri: str, limit: float) -> str:
+    """Why the open of source `uri` took past `limit` seconds: for a stream, what its server
+    answers (asked within `STALLED_PROBE_S`, while the caller would wait anyway)."""
+    shown = redact_uri(uri)
+    diagnosis = diagnose_rtsp(uri, STALLED_PROBE_S)
+    if diagnosis is not None:
+        return f"source '{shown}' did not open within {limit:g} s: {diagnosis}"
+    return (f"source '{shown}' did not open within {limit:g} s (a stream server that accepts "
+            f"the connection and never answers, or a device that hangs); {CHECK_UNOPENED}")
+
+
 CameraState = Literal["starting", "streaming", "reconnecting", "ended", "failed"]
 #: The states in which a camera does not make its device `degraded`: streaming, or opening for
 #: the first time (at most `max(stall_s, FIRST_FRAME_S)`: a first attempt that fails makes it
@@ -230,23 +241,13 @@ class SourceSupervisor:
                     attempt.abandoned = True
                 if stalled and not attempt.error and reader.is_alive():
                     attempt.error = (f"no frame for {limit:g} s" if attempt.opened else
-                                     self._open_stalled(limit))
+                                     open_stalled(self.uri, limit))
                 if attempt.opened:  # a read that returns soon closes the source itself
                     reader.join(0.5 if stalled else 2.0)
                 # else it is inside open(), which nothing interrupts (a stream server that
                 # never answers holds it for its 10 s): the thread closes what that opens
                 break
         return attempt
-
-    def _open_stalled(self, limit: float) -> str:
-        """Why an open took past `limit` seconds: for a stream, what its server answers (asked
-        within `STALLED_PROBE_S`, while the supervisor would wait to retry anyway)."""
-        shown = redact_uri(self.uri)
-        diagnosis = diagnose_rtsp(self.uri, STALLED_PROBE_S)
-        if diagnosis is not None:
-            return f"source '{shown}' did not open within {limit:g} s: {diagnosis}"
-        return (f"source '{shown}' did not open within {limit:g} s (a stream server that accepts "
-                f"the connection and never answers, or a device that hangs); {CHECK_UNOPENED}")
 
     def _read(self, attempt: _Attempt) -> None:
         source = attempt.source

@@ -21,12 +21,9 @@ from edge.concurrency import StopRequest
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import source_from_uri
-from edge.sources.base import CHECK_UNOPENED
-from edge.sources.rtsp_probe import diagnose_rtsp
+from edge.sources.supervisor import open_stalled
 from edge.wording import counted
 
-#: How long a stream's server is asked why a trial's open is overdue (seconds).
-OVERDUE_PROBE_S = 2.0
 #: How often a trial looks at its reader and at the stop request (seconds).
 POLL_S = 0.1
 #: How long a reader told to stop may take to return from the frame it waits for (seconds).
@@ -114,14 +111,10 @@ def try_source(name: str, text: str, frames: int, timeout_s: float,
 
 
 def _overdue(trial: SourceTrial, text: str, timeout_s: float) -> str:
-    """Why a trial still waits after `timeout_s`: for a stream that has not opened, what its
-    server answers."""
+    """Why a trial still waits after `timeout_s`."""
     if trial.first_frame_s is not None:
         return f"no frame for the last {READ_RETURN_S:g} s of the {timeout_s:g} s"
-    diagnosis = diagnose_rtsp(text, OVERDUE_PROBE_S)
-    if diagnosis is not None:
-        return f"no frame within {timeout_s:g} s: {diagnosis}"
-    return f"no frame within {timeout_s:g} s (still opening); {CHECK_UNOPENED}"
+    return open_stalled(text, timeout_s)
 
 
 def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event) -> None:
@@ -142,15 +135,24 @@ def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event) -
                 if trial.first_frame_s is None:
                     trial.first_frame_s = times[0] - started
                     trial.height, trial.width = frame.image.shape[:2]
-                trial.last_frame = frame.image.copy()
+                _keep(trial, frame.image)
                 frame.release()
                 trial.frames = len(times)
-                trial.fps = _measured_fps(times, source.live)
             trial.declared_fps = source.fps
         finally:
+            trial.fps = _measured_fps(times, source.live)
             source.close()
     except SourceError as exc:
         trial.error = redact_text(str(exc))
+
+
+def _keep(trial: SourceTrial, image: npt.NDArray[np.uint8]) -> None:
+    """`image` as the trial's last frame, copied into the one kept before where it fits (the
+    source's own buffer goes back to its pool)."""
+    if trial.last_frame is not None and trial.last_frame.shape == image.shape:
+        np.copyto(trial.last_frame, image)
+    else:
+        trial.last_frame = image.copy()
 
 
 def _measured_fps(times: list[float], live: bool) -> float | None:
