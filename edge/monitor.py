@@ -4,7 +4,8 @@ Every line starts with `[<device>]`, so a fleet (`edge/+`) reads clearly. By def
 detections message is a line; `--events` shows tracked objects' events instead. `--frames DIR`
 keeps sampled JPEGs as `DIR/<device>/<camera>/<frame_id>.jpg`, each with a JSON sidecar of that
 frame's detections: a frame and its `frame/meta` arrive as two messages, so the JPEG waits for
-its meta (which names the frame id) before it is written.
+its meta (which names the frame id) before it is written, and then for that frame's detections
+message (the device queues detections and sends sampled frames at once, so they can come first).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,15 @@ log = logging.getLogger(__name__)
 
 #: Detections messages kept per camera to find a saved frame's detections.
 RECENT_DETECTIONS = 64
+#: Seconds a saved frame waits for its detections message before it is written without it.
+PENDING_MAX_S = 2.0
+
+
+@dataclass(frozen=True)
+class _PendingFrame:
+    meta: FrameMeta
+    jpeg: bytes
+    arrived: float  # time.monotonic()
 
 
 def format_detections(device: str, message: DetectionsMessage) -> str:
@@ -112,10 +123,15 @@ def format_line(message: Message, events: bool) -> str | None:
 
 class FrameSaver:
     """Writes `folder/<device>/<camera>/<frame_id>.jpg` and `<frame_id>.json` (the frame's
-    meta and detections) once a frame's JPEG and its meta have both arrived.
+    meta and detections) once a frame's JPEG and its meta have both arrived, and its
+    detections message (the one with track ids) too when the meta counts any.
 
-    A folder that cannot be written into is an error at once; a write that fails later (a
-    full disk) skips that frame with one warning per cause, and the watch goes on."""
+    A frame whose detections message has not come yet waits, one per camera, until it comes,
+    a later frame's detections or sampled frame show that it will not, `PENDING_MAX_S`
+    passes, or the watch ends (`flush`); it is then written with the meta's own
+    `predictions`. A folder that cannot be written into is an error at once; a write that
+    fails later (a full disk) skips that frame with one warning per cause, and the watch goes
+    on."""
 
     def __init__(self, folder: Path) -> None:
         require_output_folder(folder, "--frames")
@@ -125,6 +141,7 @@ class FrameSaver:
         self._failing: str | None = None  # why frames cannot be written now
         self._jpegs: dict[tuple[str, str], bytes] = {}
         self._detections: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+        self._pending: dict[tuple[str, str], _PendingFrame] = {}
 
     def __call__(self, message: Message) -> None:
         key = (message.device, message.camera or "")
@@ -137,20 +154,48 @@ class FrameSaver:
                                         for d in payload.detections]
             while len(recent) > RECENT_DETECTIONS:
                 del recent[next(iter(recent))]
+            pending = self._pending.get(key)
+            if pending is not None and payload.frame_id >= pending.meta.frame_id:
+                self._write_pending(key)
         elif isinstance(payload, FrameMeta) and key in self._jpegs:
-            self._write(key, payload, self._jpegs.pop(key))
+            self._write_pending(key)
+            frame = _PendingFrame(payload, self._jpegs.pop(key), time.monotonic())
+            if payload.detections == 0 or payload.frame_id in self._detections.get(key, {}):
+                self._write(key, frame)
+            else:
+                self._pending[key] = frame
+        self._write_overdue()
 
-    def _write(self, key: tuple[str, str], meta: FrameMeta, jpeg: bytes) -> None:
+    def flush(self) -> None:
+        """Write the frames still waiting for their detections (the watch is ending)."""
+        for key in list(self._pending):
+            self._write_pending(key)
+
+    def _write_overdue(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, frame in self._pending.items()
+                    if now - frame.arrived > PENDING_MAX_S]:
+            self._write_pending(key)
+
+    def _write_pending(self, key: tuple[str, str]) -> None:
+        frame = self._pending.pop(key, None)
+        if frame is not None:
+            self._write(key, frame)
+
+    def _write(self, key: tuple[str, str], frame: _PendingFrame) -> None:
+        meta = frame.meta
         target = self.folder.joinpath(*key)
         image, sidecar_path = target / f"{meta.frame_id}.jpg", target / f"{meta.frame_id}.json"
-        extra = meta.model_extra or {}
-        detections = self._detections.get(key, {}).get(meta.frame_id, extra.get("predictions"))
+        detections = self._detections.get(key, {}).get(meta.frame_id)
+        if detections is None and meta.predictions is not None:
+            detections = [d.model_dump(exclude_none=True) for d in meta.predictions]
         sidecar = {"device": key[0], "camera": key[1], "frame_id": meta.frame_id,
                    "ts": meta.ts, "time": meta.time, "width": meta.width, "height": meta.height,
-                   "detections": detections, "meta": meta.model_dump()}
+                   "detections": [] if meta.detections == 0 else detections,
+                   "meta": meta.model_dump()}
         try:
             target.mkdir(parents=True, exist_ok=True)
-            image.write_bytes(jpeg)
+            image.write_bytes(frame.jpeg)
             sidecar_path.write_text(json.dumps(sidecar, indent=1))
         except OSError as exc:
             for partial in (image, sidecar_path):  # never a frame without its sidecar
@@ -267,6 +312,8 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         _watch_connection(stop, seconds, console.connection_changed)
     finally:
         subscriber.stop()
+        if saver is not None:
+            saver.flush()
     return {"messages": dict(subscriber.counts), "malformed": subscriber.invalid,
             "frames_saved": saver.saved if saver else 0,
             "frames_not_saved": saver.not_saved if saver else 0}

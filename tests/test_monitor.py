@@ -332,3 +332,79 @@ def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
         "[pi] gate camera starting", "[pi] gate camera streaming", "[pi] gate camera reconnecting",
         "[pi] gate camera streaming", "[pi] gate circle count 1", "[pi] gate circle count 2",
         "[pi] gate circle count 0", "[pi] yard camera streaming"]
+
+
+def _sampled_frame(frame_id: int, objects: int, topic: str = "edge/pi/gate") -> list:
+    """A sampled frame as the device sends it: the JPEG, then its meta (with `predictions`)."""
+    from edge.client import parse_message
+
+    predictions = [{"label": "person", "class_id": 0, "score": 0.9, "box": [1, 2, 30, 40]}]
+    meta = {"v": 1, "camera": "gate", "frame_id": frame_id, "ts": 1.0 + frame_id,
+            "time": "2026-12-01T12:00:00Z", "width": 64, "height": 48, "detections": objects,
+            "detections_drawn": False, "predictions": predictions[:objects]}
+    return [parse_message("edge/+", f"{topic}/frame", b"\xff\xd8jpeg\xff\xd9"),
+            parse_message("edge/+", f"{topic}/frame/meta", json.dumps(meta).encode())]
+
+
+def _detections(frame_id: int, objects: int) -> object:
+    from edge.client import parse_message
+
+    message = {"v": 1, "ts": 1.0 + frame_id, "time": "2026-12-01T12:00:00Z",
+               "frame_id": frame_id, "camera": "gate", "model": "det", "width": 64,
+               "height": 48, "latency_ms": {"total": 5.0},
+               "detections": [{"label": "person", "class_id": 0, "score": 0.9,
+                               "box": [1, 2, 30, 40], "track_id": 7}][:objects]}
+    return parse_message("edge/+", "edge/pi/gate/detections", json.dumps(message).encode())
+
+
+def _sidecar(tmp_path, frame_id: int) -> dict:
+    return json.loads((tmp_path / "frames" / "pi" / "gate" / f"{frame_id}.json").read_text())
+
+
+def test_a_frame_that_arrives_before_its_detections_waits_for_them(tmp_path):
+    """The device queues detections and sends sampled frames at once, so a frame can come
+    first (CI saw it): its sidecar still holds the detections message's objects, track ids
+    included, not None."""
+    saver = monitor_module.FrameSaver(tmp_path / "frames")
+    for message in _sampled_frame(5, objects=1):
+        saver(message)
+    assert saver.saved == 0  # waiting for frame 5's detections
+    saver(_detections(5, objects=1))
+    assert saver.saved == 1
+    assert _sidecar(tmp_path, 5)["detections"] == [
+        {"label": "person", "class_id": 0, "score": 0.9, "box": [1.0, 2.0, 30.0, 40.0],
+         "track_id": 7}]
+
+
+def test_a_frame_whose_detections_never_come_is_saved_with_the_metas_predictions(tmp_path):
+    """Its detections message lost (a later frame's came, the watch ended, or time passed):
+    the sidecar holds the meta's own `predictions`, never None."""
+    saver = monitor_module.FrameSaver(tmp_path / "frames")
+    for message in _sampled_frame(5, objects=1):
+        saver(message)
+    saver(_detections(6, objects=0))  # a later frame's: frame 5's is not coming
+    for message in _sampled_frame(9, objects=1):
+        saver(message)
+    assert saver.saved == 1
+    saver.flush()  # the watch ends
+    assert saver.saved == 2
+    for frame_id in (5, 9):
+        assert _sidecar(tmp_path, frame_id)["detections"] == [
+            {"label": "person", "class_id": 0, "score": 0.9, "box": [1.0, 2.0, 30.0, 40.0]}]
+
+
+def test_a_frame_waits_for_its_detections_at_most_pending_max_s(tmp_path, monkeypatch):
+    monkeypatch.setattr(monitor_module, "PENDING_MAX_S", 0.0)
+    saver = monitor_module.FrameSaver(tmp_path / "frames")
+    for message in _sampled_frame(5, objects=1):
+        saver(message)
+    time.sleep(0.01)
+    saver(_detections(4, objects=0))  # any message looks at the waiting frames
+    assert saver.saved == 1 and _sidecar(tmp_path, 5)["detections"][0]["label"] == "person"
+
+
+def test_a_frame_without_objects_is_written_at_once(tmp_path):
+    saver = monitor_module.FrameSaver(tmp_path / "frames")
+    for message in _sampled_frame(3, objects=0):
+        saver(message)
+    assert saver.saved == 1 and _sidecar(tmp_path, 3)["detections"] == []
