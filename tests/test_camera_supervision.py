@@ -159,6 +159,10 @@ def test_a_timed_run_names_a_camera_that_was_down_at_its_end(tmp_path, mosquitto
                      r"(\d+) s \((.*)\)$", err, re.MULTILINE)
     assert down is not None, err
     assert 2 <= int(down[1]) <= 12 and "refused the connection" in down[2], down[0]
+    ended = retained_camera_status(mosquitto.port, "street")  # what a watcher reads afterwards
+    assert ended["state"] == "ended" and ended["attempts"] >= 1
+    assert ended["reason"].startswith("the daemon stopped while the camera was down (since ")
+    assert ended["reason"].endswith(down[2]), ended["reason"]
 
 
 @rtsp

@@ -295,3 +295,41 @@ def test_a_camera_whose_open_hangs_past_stall_s_is_named_with_the_source(monkeyp
     assert reason.startswith(f"source '{uri}' did not open within 1 s: 127.0.0.1:{port} took "
                              "the connection but did not answer an RTSP request"), reason
 
+
+
+def _closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        return int(server.getsockname()[1])
+
+
+def test_a_camera_down_at_the_stop_keeps_its_cause_in_the_ended_status():
+    """The retained status is what a remote watcher reads after the stop: "ended: the daemon
+    stopped" alone hid that the camera had been down, since when, and why."""
+    port = _closed_port()
+    supervisor, recorder = supervise(f"rtsp://127.0.0.1:{port}/stream", reconnect_max_s=1)
+    supervisor.start()
+    try:
+        recorder.wait_for("reconnecting", 10)
+        time.sleep(1.5)  # a second attempt
+    finally:
+        supervisor.stop()
+    down = [s for s in recorder.statuses if s.state == "reconnecting"][-1]
+    ended = recorder.last()
+    assert ended.state == "ended" and ended.attempts == down.attempts >= 1
+    assert ended.reason.startswith(
+        f"the daemon stopped while the camera was down (since {down.payload()['since']}, "
+        f"{down.attempts} attempt"), ended.reason
+    assert ended.reason.endswith(f"to reopen it): {down.reason}")
+    assert f"127.0.0.1:{port}" in ended.reason and "refused" in ended.reason
+
+
+def test_a_camera_stopped_while_it_opens_says_it_never_streamed(monkeypatch):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
+        supervisor, recorder = supervise(f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x")
+        monkeypatch.setattr(supervisor_module, "FIRST_FRAME_S", 30.0)
+        supervisor.start()
+        time.sleep(0.5)
+        supervisor.stop()
+    assert recorder.states() == ["starting", "ended"]
+    assert recorder.last().reason == \
+        "the daemon stopped before the camera delivered its first frame"

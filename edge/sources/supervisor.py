@@ -27,6 +27,7 @@ from edge.sources import source_from_uri
 from edge.sources.base import CHECK_UNOPENED, LatestFrame, Source
 from edge.sources.rtsp_probe import diagnose_rtsp
 from edge.timing import RateMeter, rfc3339
+from edge.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,18 @@ class CameraStatus:
         return {"camera": self.camera, "state": self.state, "reason": self.reason,
                 "since": rfc3339(self.since), "since_ts": self.since, "attempts": self.attempts,
                 "fps": round(self.fps, 2)}
+
+
+def stopped_reason(last: CameraStatus) -> str:
+    """The `ended` status's reason when the daemon stops a camera in state `last`: a camera
+    that was down says since when and why, one still opening says it never streamed, so the
+    retained status a remote watcher reads after the stop still shows the cause."""
+    if last.state == "reconnecting":
+        return (f"the daemon stopped while the camera was down (since {rfc3339(last.since)}, "
+                f"{counted(last.attempts, 'attempt')} to reopen it): {last.reason}")
+    if last.state == "starting":
+        return "the daemon stopped before the camera delivered its first frame"
+    return "the daemon stopped"
 
 
 @dataclass(frozen=True)
@@ -153,13 +166,15 @@ class SourceSupervisor:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading; the retained status then says the camera ended with the daemon rather
-        than showing it streaming."""
+        than showing it streaming, and, for a camera that was down or had not streamed yet,
+        why (`stopped_reason`): that status stays on the broker until the next start."""
         self.request_stop()
         if self._thread.ident is None:  # never started
             return
         self._thread.join(timeout)
-        if self.status().state not in ("ended", "failed"):
-            self._set("ended", "the daemon stopped", 0)
+        last = self.status()
+        if last.state not in ("ended", "failed"):
+            self._set("ended", stopped_reason(last), last.attempts)
 
     def alive(self) -> bool:
         """The supervising thread runs (or has ended as it should)."""
