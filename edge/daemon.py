@@ -189,18 +189,31 @@ class Daemon:
         with self._status_lock:
             self.link.publish_json(self.topics.camera_status(status.camera), status.payload(),
                                    qos=1, retain=True)
-            states = {s.camera: s.state for s in self.camera_statuses()}
-            if states != self._published_states and not self._stopping:
-                self._published_states = states
-                self.link.publish_json(self.topics.status, self._status("online"), qos=1,
-                                       retain=True)
+            if not self._stopping:
+                self._publish_device_status(changed_only=True)
 
-    def _republish_camera_statuses(self) -> None:
-        """After a (re)connect: what changed while the broker was away was dropped."""
+    def _republish_statuses(self) -> None:
+        """After a (re)connect: what changed while the broker was away was dropped, and the
+        device status the connect itself sent may have been built just before a camera's
+        state changed (CI saw a lone camera's device stay `online` while it reconnected)."""
         with self._status_lock:
             for status in self.camera_statuses():
                 self.link.publish_json(self.topics.camera_status(status.camera),
                                        status.payload(), qos=1, retain=True)
+            if not self._stopping:
+                self._publish_device_status(changed_only=False)
+
+    def _publish_device_status(self, changed_only: bool) -> None:
+        """The retained device status with the cameras' states now; with `changed_only`, only
+        when those differ from the last ones handed to the broker. States are remembered only
+        once handed over: a change dropped while the link was down is sent after the next
+        connect. The caller holds `_status_lock`."""
+        states = {s.camera: s.state for s in self.camera_statuses()}
+        if changed_only and states == self._published_states:
+            return
+        if self.link.publish_json(self.topics.status, self._status("online"), qos=1,
+                                  retain=True):
+            self._published_states = states
 
     def _tracking(self, name: str) -> CameraTracking | None:
         """The camera's tracker, events and counts; its zones are checked here (ConfigError
@@ -355,7 +368,7 @@ class Daemon:
                 break
             if self.link.counters.connects != connects:
                 connects = self.link.counters.connects
-                self._republish_camera_statuses()
+                self._republish_statuses()
             if now >= next_stats:
                 self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
                 next_stats = now + self.config.stats.interval_s

@@ -1,0 +1,61 @@
+"""The retained device status follows its cameras' states, in-process against a real Mosquitto."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.config import config_from_dict
+from edge.daemon import Daemon
+from tests.mqtt_watch import retained_status
+
+
+def test_a_camera_that_goes_down_while_the_broker_connects_makes_the_device_degraded(
+        mosquitto, demo_model: Path) -> None:
+    """The connect's own status is built first and sent a moment later; a camera that changes
+    state in between had its device status dropped (the link was not up yet) but remembered as
+    sent, so the device stayed `online` while its only camera reconnected (seen in CI). The
+    connect is held open here until the camera is down, which makes that moment certain; the
+    camera's server accepts the connection and never answers, so it is still opening when the
+    broker connects."""
+    with socket.create_server(("127.0.0.1", 0)) as silent_server:
+        _run_until_reconnecting(mosquitto.port, demo_model, silent_server.getsockname()[1])
+
+
+def _run_until_reconnecting(broker_port: int, model: Path, camera_port: int) -> None:
+    config = config_from_dict({
+        "device_id": "dev1", "model": {"path": str(model), "threads": 1},
+        "cameras": [{"name": "street", "source": f"rtsp://127.0.0.1:{camera_port}/live",
+                     "stall_s": 1, "reconnect_max_s": 1}],
+        "mqtt": {"url": f"mqtt://127.0.0.1:{broker_port}"}}, "test")
+    daemon = Daemon(config)
+    build_status = daemon.link._status
+
+    def status_then_camera_down(state: str) -> dict[str, Any]:
+        payload = build_status(state)
+        if state == "online":
+            deadline = time.monotonic() + 20
+            while (daemon.camera_statuses()[0].state != "reconnecting"
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+        return payload
+
+    daemon.link._status = status_then_camera_down  # type: ignore[method-assign]
+    stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(stop,))
+    daemon.start()
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while daemon.link.counters.connects == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the run loop's after-connect work comes round every 0.2 s
+        status = retained_status(broker_port, "edge/dev1")
+    finally:
+        stop.set()
+        runner.join(30)
+    assert status["state"] == "degraded", status
+    assert status["camera_states"] == {"street": "reconnecting"}
