@@ -108,7 +108,9 @@ def test_rtsp_camera_comes_back_while_another_keeps_publishing(tmp_path, mosquit
             rtsp_server.stop()
             watcher.wait_for(lambda: "reconnecting" in camera_states(watcher, "street"), 10,
                              "street reconnecting")
-            assert retained_status(mosquitto.port, PREFIX)["state"] == "degraded"
+            # sent just after the camera's status, on the same connection
+            watcher.wait_for(lambda: retained_status(mosquitto.port, PREFIX)["state"]
+                             == "degraded", 2, "the device degraded")
             yard_before, street_before = detections_of(watcher, "yard"), detections_of(
                 watcher, "street")
             time.sleep(10)
