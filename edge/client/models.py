@@ -91,7 +91,10 @@ class CameraStatus(_Payload):
     since_ts: float | None = Field(default=None,
                                    description="in this state since, seconds since the epoch")
     attempts: int | None = Field(default=None, ge=0,
-                                 description="reconnect attempts in this state")
+                                 description="reopen attempts since the camera last streamed "
+                                             "(0 while it streams; an `ended` camera that "
+                                             "the daemon stopped while it was down keeps its "
+                                             "count, and its reason says why it was down)")
     fps: float | None = Field(default=None,
                               description="frames a second the source delivered when the state "
                                           "changed (0 for a camera that just started "
