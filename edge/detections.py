@@ -38,9 +38,11 @@ class Detections:
     def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
-    def to_payload(self, labels: Sequence[str]) -> list[dict[str, Any]]:
-        """JSON-ready list per MQTT contract v1 (boxes rounded to 0.1 px, scores to 1e-4)."""
-        return [
+    def to_payload(self, labels: Sequence[str],
+                   track_ids: npt.NDArray[np.int64] | None = None) -> list[dict[str, Any]]:
+        """JSON-ready list per MQTT contract v1 (boxes rounded to 0.1 px, scores to 1e-4);
+        with `track_ids` (int64 [K], 0: not tracked) each item also has its `track_id`."""
+        items = [
             {
                 "label": labels[int(c)] if 0 <= int(c) < len(labels) else str(int(c)),
                 "class_id": int(c),
@@ -49,6 +51,10 @@ class Detections:
             }
             for box, s, c in zip(self.boxes, self.scores, self.class_ids, strict=True)
         ]
+        if track_ids is not None:
+            for item, track_id in zip(items, track_ids.tolist(), strict=True):
+                item["track_id"] = track_id
+        return items
 
     @classmethod
     def from_payload(cls, items: Sequence[dict[str, Any]]) -> Detections:

@@ -32,6 +32,7 @@ class FrameSample:
     detections: Detections
     reasons: tuple[str, ...] = ("interval",)
     below: Detections = field(default_factory=Detections.empty)  # under the threshold, not drawn
+    track_ids: npt.NDArray[np.int64] | None = None  # [K] for `detections` when tracking is on
 
 
 class FrameSampler(SamplingPolicy):
@@ -145,7 +146,7 @@ class FramePublisher:
                 "clean_bytes": len(clean) if clean is not None else None,
                 "detections_drawn": self.settings.draw, "detections": len(sample.detections),
                 "reasons": list(sample.reasons),
-                "predictions": sample.detections.to_payload(self._labels),
+                "predictions": sample.detections.to_payload(self._labels, sample.track_ids),
                 "below_threshold": sample.below.to_payload(self._labels),
                 "labels": list(self._labels),
                 "published_at": rfc3339(time.time())}

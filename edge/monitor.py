@@ -124,7 +124,9 @@ def format_line(message: Message, events: bool) -> str | None:
 class FrameSaver:
     """Writes `folder/<device>/<camera>/<frame_id>.jpg` and `<frame_id>.json` (the frame's
     meta and detections) once a frame's JPEG and its meta have both arrived, and its
-    detections message (the one with track ids) too when the meta counts any.
+    detections message (the one with track ids) too when the meta counts any. Frame ids start
+    at 1 with each run of the device: a name already taken (an earlier run's frame) gets the
+    capture time in milliseconds, `<frame_id>_<ms>.jpg`, so no frame is written over.
 
     A frame whose detections message has not come yet waits, one per camera, until it comes,
     a later frame's detections or sampled frame show that it will not, `PENDING_MAX_S`
@@ -140,7 +142,9 @@ class FrameSaver:
         self.not_saved = 0
         self._failing: str | None = None  # why frames cannot be written now
         self._jpegs: dict[tuple[str, str], bytes] = {}
-        self._detections: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+        #: per camera: frame id -> (capture time, detections) of its recent detections messages
+        self._detections: dict[tuple[str, str],
+                               dict[int, tuple[float, list[dict[str, Any]]]]] = {}
         self._pending: dict[tuple[str, str], _PendingFrame] = {}
 
     def __call__(self, message: Message) -> None:
@@ -150,17 +154,20 @@ class FrameSaver:
             self._jpegs[key] = payload.data
         elif isinstance(payload, DetectionsMessage):
             recent = self._detections.setdefault(key, {})
-            recent[payload.frame_id] = [d.model_dump(exclude_none=True)
-                                        for d in payload.detections]
+            restarted = bool(recent) and payload.frame_id < max(recent)
+            if restarted:  # the device counts from 1 again: its earlier ids mean other frames
+                recent.clear()
+            recent[payload.frame_id] = (payload.ts, [d.model_dump(exclude_none=True)
+                                                     for d in payload.detections])
             while len(recent) > RECENT_DETECTIONS:
                 del recent[next(iter(recent))]
             pending = self._pending.get(key)
-            if pending is not None and payload.frame_id >= pending.meta.frame_id:
+            if pending is not None and (restarted or payload.frame_id >= pending.meta.frame_id):
                 self._write_pending(key)
         elif isinstance(payload, FrameMeta) and key in self._jpegs:
             self._write_pending(key)
             frame = _PendingFrame(payload, self._jpegs.pop(key), time.monotonic())
-            if payload.detections == 0 or payload.frame_id in self._detections.get(key, {}):
+            if payload.detections == 0 or self._detections_of(key, payload) is not None:
                 self._write(key, frame)
             else:
                 self._pending[key] = frame
@@ -182,11 +189,20 @@ class FrameSaver:
         if frame is not None:
             self._write(key, frame)
 
+    def _detections_of(self, key: tuple[str, str], meta: FrameMeta) -> list[dict[str, Any]] | None:
+        """The detections message of the frame `meta` describes, if it came: same id and
+        capture time (a restarted device's frame 5 is not its previous run's)."""
+        ts, detections = self._detections.get(key, {}).get(meta.frame_id, (None, None))
+        return detections if ts is not None and abs(ts - meta.ts) < 1e-3 else None
+
     def _write(self, key: tuple[str, str], frame: _PendingFrame) -> None:
         meta = frame.meta
         target = self.folder.joinpath(*key)
-        image, sidecar_path = target / f"{meta.frame_id}.jpg", target / f"{meta.frame_id}.json"
-        detections = self._detections.get(key, {}).get(meta.frame_id)
+        stem = str(meta.frame_id)
+        if (target / f"{stem}.jpg").exists():  # a restarted device counts from 1 again
+            stem = f"{stem}_{round(meta.ts * 1000)}"
+        image, sidecar_path = target / f"{stem}.jpg", target / f"{stem}.json"
+        detections = self._detections_of(key, meta)
         if detections is None and meta.predictions is not None:
             detections = [d.model_dump(exclude_none=True) for d in meta.predictions]
         sidecar = {"device": key[0], "camera": key[1], "frame_id": meta.frame_id,

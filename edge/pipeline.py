@@ -34,7 +34,7 @@ from edge.service import InferenceError, InferenceService, ServiceClosedError, T
 from edge.sources.base import Frame
 from edge.sources.supervisor import SourceSupervisor
 from edge.timing import RateMeter, StageTimes, rfc3339
-from edge.tracking.camera import CameraTracking, with_track_ids
+from edge.tracking.camera import CameraTracking
 
 log = logging.getLogger(__name__)
 
@@ -235,17 +235,17 @@ class CameraWorker:
         reasons = self.sampler.reasons(job.ts, detections, below)  # every frame: audit, counts
         if reasons and job.sample is not None:
             self.frame_publisher.submit(FrameSample(self.name, job.frame_id, job.ts, job.sample,
-                                                    detections, tuple(reasons), below))
+                                                    detections, tuple(reasons), below,
+                                                    track_ids))
         self.frames += 1
         self._rate.tick()
 
     def _payload(self, job: _InFlight, detections: Detections, latency: dict[str, float],
                  track_ids: npt.NDArray[np.int64] | None) -> dict[str, Any]:
-        items = detections.to_payload(self.spec.labels)
         return {
             "v": CONTRACT_VERSION, "ts": job.ts, "time": rfc3339(job.ts),
             "frame_id": job.frame_id, "camera": self.name, "model": self.spec.name,
             "width": job.geometry.source_width, "height": job.geometry.source_height,
             "latency_ms": latency, "batch": job.ticket.batch_size,
-            "detections": items if track_ids is None else with_track_ids(items, track_ids),
+            "detections": detections.to_payload(self.spec.labels, track_ids),
         }

@@ -62,6 +62,10 @@ def test_monitor_sees_every_kind_of_message_and_saves_frames(tmp_path, mosquitto
     assert sidecar["frame_id"] == int(saved[0].stem) and sidecar["device"] == "test-gate"
     assert isinstance(sidecar["detections"], list) and sidecar["detections"]
     assert {"label", "score", "box", "track_id"} <= set(sidecar["detections"][0])
+    for jpeg in saved:  # the frame's meta names the same tracks as its detections message
+        sidecar = json.loads(jpeg.with_suffix(".json").read_text())
+        assert [p["track_id"] for p in sidecar["meta"]["predictions"]] == \
+            [d["track_id"] for d in sidecar["detections"]], sidecar
 
 
 def test_a_quiet_monitor_still_says_its_connection_state(tmp_path, mosquitto):
@@ -334,31 +338,54 @@ def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
         "[pi] gate circle count 0", "[pi] yard camera streaming"]
 
 
-def _sampled_frame(frame_id: int, objects: int, topic: str = "edge/pi/gate") -> list:
+def _sampled_frame(frame_id: int, objects: int, topic: str = "edge/pi/gate",
+                   run_began: float = 1.0, jpeg: bytes = b"\xff\xd8jpeg\xff\xd9") -> list:
     """A sampled frame as the device sends it: the JPEG, then its meta (with `predictions`)."""
     from edge.client import parse_message
 
     predictions = [{"label": "person", "class_id": 0, "score": 0.9, "box": [1, 2, 30, 40]}]
-    meta = {"v": 1, "camera": "gate", "frame_id": frame_id, "ts": 1.0 + frame_id,
+    meta = {"v": 1, "camera": "gate", "frame_id": frame_id, "ts": run_began + frame_id,
             "time": "2026-12-01T12:00:00Z", "width": 64, "height": 48, "detections": objects,
             "detections_drawn": False, "predictions": predictions[:objects]}
-    return [parse_message("edge/+", f"{topic}/frame", b"\xff\xd8jpeg\xff\xd9"),
+    return [parse_message("edge/+", f"{topic}/frame", jpeg),
             parse_message("edge/+", f"{topic}/frame/meta", json.dumps(meta).encode())]
 
 
-def _detections(frame_id: int, objects: int) -> object:
+def _detections(frame_id: int, objects: int, run_began: float = 1.0,
+                track_id: int = 7) -> object:
     from edge.client import parse_message
 
-    message = {"v": 1, "ts": 1.0 + frame_id, "time": "2026-12-01T12:00:00Z",
+    message = {"v": 1, "ts": run_began + frame_id, "time": "2026-12-01T12:00:00Z",
                "frame_id": frame_id, "camera": "gate", "model": "det", "width": 64,
                "height": 48, "latency_ms": {"total": 5.0},
                "detections": [{"label": "person", "class_id": 0, "score": 0.9,
-                               "box": [1, 2, 30, 40], "track_id": 7}][:objects]}
+                               "box": [1, 2, 30, 40], "track_id": track_id}][:objects]}
     return parse_message("edge/+", "edge/pi/gate/detections", json.dumps(message).encode())
 
 
-def _sidecar(tmp_path, frame_id: int) -> dict:
+def _sidecar(tmp_path, frame_id: int | str) -> dict:
     return json.loads((tmp_path / "frames" / "pi" / "gate" / f"{frame_id}.json").read_text())
+
+
+def test_a_restarted_devices_frames_neither_overwrite_nor_borrow_the_earlier_runs(tmp_path):
+    """Frame ids start at 1 with each run of the device: its second run's frame 1 is saved
+    beside the first run's (named with its capture time), with its own detections, though the
+    first run's frame 1 detections are still remembered and its meta comes before them."""
+    saver = monitor_module.FrameSaver(tmp_path / "frames")
+    saver(_detections(1, objects=1, run_began=1000.0, track_id=7))
+    for message in _sampled_frame(1, objects=1, run_began=1000.0, jpeg=b"\xff\xd8first"):
+        saver(message)
+    for message in _sampled_frame(1, objects=1, run_began=2000.0, jpeg=b"\xff\xd8second"):
+        saver(message)
+    assert saver.saved == 1  # the second run's frame 1 waits for its own detections
+    saver(_detections(1, objects=1, run_began=2000.0, track_id=3))
+    assert saver.saved == 2
+    folder = tmp_path / "frames" / "pi" / "gate"
+    assert sorted(p.name for p in folder.glob("*.jpg")) == ["1.jpg", "1_2001000.jpg"]
+    assert (folder / "1.jpg").read_bytes() == b"\xff\xd8first"
+    assert (folder / "1_2001000.jpg").read_bytes() == b"\xff\xd8second"
+    assert _sidecar(tmp_path, 1)["detections"][0]["track_id"] == 7
+    assert _sidecar(tmp_path, "1_2001000")["detections"][0]["track_id"] == 3
 
 
 def test_a_frame_that_arrives_before_its_detections_waits_for_them(tmp_path):

@@ -3,6 +3,7 @@ server (GStreamer's, tests/rtsp_server.py) that is stopped, frozen and restarted
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -19,6 +20,7 @@ from edge.errors import SourceError
 from edge.sources import LatestFrame
 from edge.sources import supervisor as supervisor_module
 from edge.sources.supervisor import Backoff, CameraStatus, SourceSupervisor
+from edge.sources.synthetic import SyntheticSource
 from edge.timing import RateMeter
 from tests.rtsp_server import missing_reason
 from tests.test_sources import write_video
@@ -31,6 +33,7 @@ class Recorder:
         self.statuses: list[CameraStatus] = []
         self.latest = LatestFrame()
         self.frames: list[float] = []  # arrival times (monotonic)
+        self.frame_ids: list[int] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
@@ -44,6 +47,7 @@ class Recorder:
             frame = self.latest.take(timeout=0.1)
             if frame is not None:
                 self.frames.append(time.monotonic())
+                self.frame_ids.append(frame.frame_id)
                 frame.release()
 
     def states(self) -> list[str]:
@@ -141,6 +145,28 @@ def test_an_endless_scene_reports_its_fps_and_ends_with_the_daemon():
     assert recorder.last().reason == "the daemon stopped"
 
 
+def test_frame_ids_go_on_across_reopens(monkeypatch):
+    """Each reopen makes a new source, whose own ids start at 1: a camera's frame ids started
+    again after every reconnect, and `edge monitor --frames` (files named by frame id) then
+    wrote a later frame over an earlier one. Here a 5-frame scene taken for a live camera
+    ends, and is reopened, three times."""
+    monkeypatch.setattr(SyntheticSource, "live", True)
+    supervisor, recorder = supervise("synthetic://shapes?fps=50&frames=5&width=320&height=240",
+                                     reconnect_max_s=0.1)
+    supervisor.start()
+    try:
+        deadline = time.monotonic() + 10
+        while supervisor.reconnects < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        supervisor.stop()
+    assert supervisor.reconnects >= 3
+    ids = recorder.frame_ids
+    assert len(ids) >= 15 and ids[0] == 1
+    assert all(later > earlier for earlier, later in itertools.pairwise(ids)), ids
+    assert ids[-1] == supervisor.last_frame_id <= supervisor.frames
+
+
 def test_a_finite_source_that_breaks_mid_run_fails_for_good(tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 40, 3), 50 * i, np.uint8))
@@ -220,6 +246,8 @@ def test_rtsp_camera_comes_back_after_the_server_stops_and_restarts(rtsp_server)
     finally:
         supervisor.stop()
     assert back <= 7 and supervisor.reconnects == 1
+    ids = recorder.frame_ids  # the reopened stream's frames go on from the last id
+    assert all(later > earlier for earlier, later in itertools.pairwise(ids))
     assert recorder.states()[:3] == ["starting", "streaming", "reconnecting"]
 
 

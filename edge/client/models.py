@@ -42,7 +42,9 @@ class DetectionsMessage(_Versioned):
 
     ts: float = Field(description="capture time, seconds since the epoch")
     time: str = Field(description="capture time, RFC 3339 UTC")
-    frame_id: int
+    frame_id: int = Field(description="the camera's frame number: from 1 at each start of the "
+                                      "device, going on across the camera's reconnects; a "
+                                      "gap is frames dropped before inference")
     camera: str
     model: str
     width: int = Field(gt=0, description="source frame width, pixels")

@@ -111,6 +111,9 @@ class _Attempt:
     source: Source
     opened: bool  # its source's open() has returned
     progress: float  # time.monotonic() of the last frame (or of the start)
+    #: added to its source's frame ids (which start at 1 with each source): the camera's last
+    #: frame id before this attempt
+    id_offset: int = 0
     abandoned: bool = False
     ended: bool = False  # the source reported its end (None from read)
     delivered: bool = False  # a frame arrived: from then on `stall_s` applies
@@ -142,6 +145,7 @@ class SourceSupervisor:
         self._status = CameraStatus(camera, "starting", "", time.time(), 0, 0.0)
         self._logged_reason, self._logged_at = "", 0.0
         self.frames = 0
+        self.last_frame_id = 0  # ids go on across reopens: 1, 2, ... for the whole run
         self.reconnects = 0
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name=f"source-{camera}",
@@ -243,7 +247,8 @@ class SourceSupervisor:
 
     def _run(self, source: Source, opened: bool) -> _Attempt:
         """Read `source` on a new thread until it ends, fails, stalls or the daemon stops."""
-        attempt = _Attempt(source, opened, time.monotonic())
+        with self._lock:
+            attempt = _Attempt(source, opened, time.monotonic(), self.last_frame_id)
         reader = threading.Thread(target=self._read, args=(attempt,),
                                   name=f"capture-{self.camera}", daemon=True)
         reader.start()
@@ -283,6 +288,8 @@ class SourceSupervisor:
                     if attempt.abandoned:
                         frame.release()
                         return
+                    frame.frame_id += attempt.id_offset
+                    self.last_frame_id = frame.frame_id
                     self.latest.put(frame)
                     attempt.progress = time.monotonic()
                     attempt.delivered = True

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -135,10 +135,3 @@ class CameraTracking:
         """Mean milliseconds per `update` so far."""
         return self.seconds / self.frames * 1e3 if self.frames else 0.0
 
-
-def with_track_ids(items: list[dict[str, Any]],
-                   track_ids: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
-    """Add `track_id` to each detection of a payload (contract v1: additive; 0: not tracked)."""
-    for item, track_id in zip(items, track_ids.tolist(), strict=True):
-        item["track_id"] = track_id
-    return items
