@@ -64,6 +64,24 @@ def test_a_port_that_is_not_mqtt_is_named(not_mqtt):
     assert failure is not None and "closed the connection before any MQTT answer" in failure
 
 
+def test_a_server_that_takes_the_connection_and_says_nothing_is_named():
+    """A web or RTSP server waits for its own request: paho's attempt only times out, which
+    said "no answer within 10 s" whatever the port was."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        subscription = BrokerSubscription(f"mqtt://127.0.0.1:{port}", [("edge/+/status", 1)],
+                                          lambda *_: None)
+        subscription.start()
+        try:
+            failure = subscription.subscription_failure(1.0)
+        finally:
+            subscription.stop()
+    assert failure == (f"127.0.0.1:{port} took the connection but gave no MQTT answer within "
+                       "1 s (is it an MQTT port? a web or RTSP server waits like this)")
+    assert failure_fix(failure) == ("check --mqtt: host and port (mqtt:// defaults to 1883, "
+                                    "mqtts:// to 8883)")
+
+
 def test_tls_to_a_plain_port_is_named(not_mqtt):
     failure = failure_of(f"mqtts://127.0.0.1:{not_mqtt}")
     # the reset comes as an SSL EOF or as a connection reset, as the timing falls

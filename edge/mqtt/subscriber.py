@@ -190,7 +190,7 @@ class BrokerSubscription:
         a connection was lost, this waits for the reconnect's grant."""
         deadline = time.monotonic() + timeout
         if not self._answered.wait(timeout):
-            return f"no answer within {timeout:g} s"
+            return _unanswered(self.host, self.port, timeout)
         if self.connects == 0 and self._failure:
             return self._failure
         # connected before (a reconnect may be under way): wait for this connection's grant
@@ -315,6 +315,19 @@ def checked_tls_files(files: TlsFiles, names: SettingNames = COMMAND_LINE) -> Tl
         if path is not None and not os.path.isfile(path):
             raise InputError(f"{path} is not a file ({names.client_certificate})")
     return files
+
+
+def _unanswered(host: str, port: int, waited: float) -> str:
+    """Why nothing answered a connection attempt for `waited` seconds: a server that takes the
+    TCP connection and then says nothing (a web or RTSP server waits for its own kind of
+    request) is told apart from a host that lets no connection through."""
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            pass
+    except OSError as exc:
+        return f"no answer within {waited:g} s ({host}:{port}: {exc.strerror or exc})"
+    return (f"{host}:{port} took the connection but gave no MQTT answer within {waited:g} s "
+            "(is it an MQTT port? a web or RTSP server waits like this)")
 
 
 def _socket_failure(host: str, port: int, tls: bool) -> str:
