@@ -340,10 +340,22 @@ def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
     one of `labels`."""
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p, root))
     unknown = [f.name for f in folders if f.name not in labels]
+    if unknown and _names_a_yolo_dataset(root):
+        raise InputError(f"{root} is a YOLO detection dataset (images/ and labels/); a "
+                         "classifier is scored on one folder of images per label "
+                         f"({root}/<label>/*.jpg, the labels being {', '.join(labels[:6])}"
+                         f"{', ...' if len(labels) > 6 else ''}) or a COCO JSON file")
     if unknown:
         raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model "
                          f"({', '.join(labels)}); name each class folder after its label")
     return folders
+
+
+def _names_a_yolo_dataset(root: Path) -> bool:
+    try:
+        return yolo_layout(root) is not None
+    except InputError:  # a YOLO dataset's own fault, said when one is scored as such
+        return True
 
 
 def _folders(root: Path, labels: Sequence[str]) -> Dataset:

@@ -27,6 +27,11 @@ from edge.wording import counted
 WORST_LAYERS = 5
 #: INT8 this many points of top-1 or mAP@0.5 below FP32 on the report's data is warned about.
 ACCURACY_LOSS_POINTS = 2.0
+#: ... and this many points of a detector's precision or recall at its score threshold (one
+#: operating point, coarser than mAP on a small set): mAP ranks scores and holds when INT8
+#: lowers every score, while the device, which publishes only what passes the threshold,
+#: loses the objects.
+OPERATING_POINT_LOSS_POINTS = 5.0
 #: The files a report writes into its folder (a rewritten report removes its old plots).
 REPORT_FILES = ("index.md", "hist_*.png", "class_ap.png")
 #: Calibration frames the written model's output and layer SQNR are measured on where none
@@ -62,19 +67,34 @@ class Report:
 
     def accuracy_lost(self) -> str | None:
         """A warning when INT8 scores more than `ACCURACY_LOSS_POINTS` below FP32 on the
-        labelled data (top-1, or a detector's mAP@0.5): written in the report's table only,
-        a model that lost 68 points reached the terminal as "report: R/index.md"."""
-        metric, fp32, int8 = (("top-1", self.fp32.top1, self.int8.top1)
-                              if self.fp32.task == "classify" else
-                              ("mAP@0.5", self.fp32.map50, self.int8.map50))
-        if fp32 is None or int8 is None or 100 * (fp32 - int8) <= ACCURACY_LOSS_POINTS:
+        labelled data (top-1, or a detector's mAP@0.5), or a detector's precision or recall at
+        its score threshold more than `OPERATING_POINT_LOSS_POINTS` below: written in the
+        report's table only, a model that lost 68 points reached the terminal as "report:
+        R/index.md", and one whose recall at the threshold fell from 1.00 to 0.25 with mAP
+        unchanged was not warned about at all."""
+        losses = [_loss(metric, fp32, int8, limit) for metric, fp32, int8, limit in (
+            [("top-1", self.fp32.top1, self.int8.top1, ACCURACY_LOSS_POINTS)]
+            if self.fp32.task == "classify" else
+            [("mAP@0.5", self.fp32.map50, self.int8.map50, ACCURACY_LOSS_POINTS),
+             ("recall at the score threshold", self.fp32.recall, self.int8.recall,
+              OPERATING_POINT_LOSS_POINTS),
+             ("precision at the score threshold", self.fp32.precision, self.int8.precision,
+              OPERATING_POINT_LOSS_POINTS)])]
+        said = [loss for loss in losses if loss is not None]
+        if not said:
             return None
-        return (f"INT8 scores {metric} {int8:.3f} against FP32's {fp32:.3f} on "
-                f"{counted(self.int8.images, 'labelled image')} of {self.evaluated_on} "
-                f"({100 * (int8 - fp32):.1f} points): the report names the layers that lose "
-                "most; calibrate on more frames like the deployment's, keep layers in float "
-                "(--keep-float N, --exclude NODE), try the other --profile, or deploy the FP32 "
-                "model")
+        return (f"INT8 scores {', '.join(said)} on "
+                f"{counted(self.int8.images, 'labelled image')} of {self.evaluated_on}: the "
+                "report names the layers that lose most; calibrate on more frames like the "
+                "deployment's, keep layers in float (--keep-float N, --exclude NODE), try the "
+                "other --profile, or deploy the FP32 model")
+
+
+def _loss(metric: str, fp32: float | None, int8: float | None, limit: float) -> str | None:
+    """`metric`'s loss from FP32 to INT8 in words, if it is more than `limit` points."""
+    if fp32 is None or int8 is None or 100 * (fp32 - int8) <= limit:
+        return None
+    return f"{metric} {int8:.3f} against FP32's {fp32:.3f} ({100 * (int8 - fp32):.1f} points)"
 
 
 def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibrated,
@@ -93,10 +113,10 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
     plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)
     bars = _plot_class_ap(folder, fp32, int8) if fp32.task == "detect" else None
-    index = folder / "index.md"
-    index.write_text(_markdown(fp32, int8, sqnr_outputs, worst, plots, bars, result,
-                               evaluated_on))
-    return Report(index, evaluated_on, fp32, int8)
+    report = Report(folder / "index.md", evaluated_on, fp32, int8)
+    report.index.write_text(_markdown(fp32, int8, sqnr_outputs, worst, plots, bars, result,
+                                      evaluated_on, report.accuracy_lost()))
+    return report
 
 
 def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,
@@ -229,7 +249,7 @@ def _latency(result: Calibrated) -> list[str]:
 
 def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
               worst: list[tuple[str, float]], plots: list[tuple[str, str]], bars: str | None,
-              result: Calibrated, eval_data: Path | str) -> str:
+              result: Calibrated, eval_data: Path | str, lost: str | None) -> str:
     lines = ["# INT8 calibration report", "",
              f"`{result.profile}` profile, method `{result.ranges.method}`, {result.frames} "
              f"calibration frames, {result.tensors_words}, "
@@ -240,6 +260,7 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
         for key in ("map50", "map50_95", "precision", "recall"):
             a, b = getattr(fp32, key), getattr(int8, key)
             lines.append(f"| {key} | {a:.4f} | {b:.4f} | {100 * (b - a):+.2f} pt |")
+        lines += ["", f"**Warning:** {lost}"] if lost else []
         lines += ["", "## Per-class AP@0.5", "", "| class | FP32 | INT8 |", "|---|---|---|"]
         lines += [f"| {k} | {v:.4f} | {int8.per_class_ap50.get(k, 0.0):.4f} |"
                   for k, v in fp32.per_class_ap50.items()]
@@ -250,6 +271,7 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
             lines += ["", f"![per-class AP]({bars})"]
     else:
         lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
+        lines += ["", f"**Warning:** {lost}"] if lost else []
     lines += _comparison(result) + _latency(result)
     frames = (f"the {counted(len(result.held_out), 'held-out frame')}" if result.held_out else
               f"the first {OUTPUT_SQNR_FRAMES} calibration frames (none were held out)")

@@ -59,3 +59,31 @@ def test_installed_from_a_wheel_a_folder_or_elsewhere(tmp_path, monkeypatch, ori
 
     monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Installed())
     assert install_command("demo") == expected.format(pip=PIP, tmp=tmp_path)
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect", "calibrate", "eval"])
+def test_a_workstation_commands_help_says_when_its_extra_is_missing(monkeypatch, capsys,
+                                                                   command):
+    """In the quick start's `.[cpu,demo]` install, `edge convert --help` printed the whole
+    help and exited 0; only running it said what to install."""
+    from edge.cli import build_parser
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("onnx", "torch") else real(name, *a))
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"\nNot installed here: edge {command} needs the 'convert' extra; "
+                        f"install it with:\n  {PIP} torch==2.13.0 && {PIP} -e "
+                        f"'{CHECKOUT}[convert]'  # {edge.install_hint.TORCH_NOTE}\n")
+
+
+def test_a_commands_help_says_nothing_of_an_extra_that_is_installed(capsys):
+    from edge.cli import build_parser
+
+    for command in ("convert", "run"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        assert "Not installed here" not in capsys.readouterr().out

@@ -21,6 +21,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import argparse
 import difflib
+import importlib.util
 import logging
 import re
 import sys
@@ -32,6 +33,7 @@ from edge.cli import bench, collect, device, probe, workstation
 from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
+from edge.install_hint import install_command
 
 #: argparse's words for a value outside an option's (or the command's) choices.
 _INVALID_CHOICE = re.compile(r"invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)")
@@ -52,10 +54,22 @@ class _Parser(argparse.ArgumentParser):
 
     #: A command's: `edge`'s own options, which go before the command (`--log-level`).
     outer_options: Sequence[str] = ()
+    #: A command's: the extra it needs beyond the core install, and a module that extra
+    #: brings. Its help then says when that is missing here: `--help` printed everything and
+    #: exited 0, and only running the command said what to install.
+    needs_extra: tuple[str, str] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.needs_extra is None or importlib.util.find_spec(self.needs_extra[1]):
+            return text
+        extra = self.needs_extra[0]
+        return (f"{text}\nNot installed here: {self.prog} needs the '{extra}' extra; install "
+                f"it with:\n  {install_command(extra)}\n")
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None
@@ -161,10 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_commands(commands)
     outer = [name for name in parser._option_string_actions
              if name.startswith("--") and name != "--help"]
-    for command_parser in commands.choices.values():  # whose usage and name its errors carry
+    for name, command_parser in commands.choices.items():  # whose usage and name its errors carry
         command_parser.set_defaults(command_parser=command_parser)
         if isinstance(command_parser, _Parser):
             command_parser.outer_options = outer
+            if name in workstation.CONVERT_EXTRA_COMMANDS:
+                command_parser.needs_extra = ("convert", "onnx")
     return parser
 
 

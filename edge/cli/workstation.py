@@ -77,6 +77,8 @@ DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6
 #: brings a missing one back). A missing module outside this set is a bug and is not disguised.
 CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "matplotlib",
                          "tqdm", "PIL"}
+#: The commands that need that extra (their `--help` says when it is missing).
+CONVERT_EXTRA_COMMANDS = ("convert", "inspect", "calibrate", "eval")
 
 
 @contextlib.contextmanager

@@ -290,6 +290,8 @@ def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     assert "ranges" in json.loads((tmp_path / "ranges.json").read_text())
     index = (tmp_path / "report" / "index.md").read_text()
     assert "| map50 |" in index and "INT8 layers with the lowest SQNR" in index
+    # an accuracy loss is said where the figures are too, not on the terminal only
+    assert ("**Warning:** INT8 scores" in index) == ("INT8 scores" in (summary["warning"] or ""))
     assert "`tensorrt` profile, method `entropy`" in index
     # scored on a scene calibration never saw, named so `edge eval --data` can score it again
     assert "Evaluated on `synthetic://shapes?seed=10011` (100 images)" in index

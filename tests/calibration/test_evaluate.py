@@ -255,6 +255,21 @@ def test_classifier_top1_on_class_folders(tmp_path, caplog):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
 
 
+def test_a_yolo_dataset_given_for_a_classifier_is_named_as_one(tmp_path):
+    """A user check: `edge eval` of a classifier on a YOLO folder said "folders images, labels
+    are not labels of the model", as if two class folders were misnamed."""
+    import cv2
+
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "labels").mkdir()
+    cv2.imwrite(str(tmp_path / "data" / "images" / "a.png"), np.zeros((40, 40, 3), np.uint8))
+    (tmp_path / "data" / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(InputError, match=re.escape(
+            f"{tmp_path / 'data'} is a YOLO detection dataset (images/ and labels/); a "
+            "classifier is scored on one folder of images per label (")):
+        dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
+
+
 def test_max_images_spreads_over_every_class_folder_and_the_whole_split(tmp_path, caplog):
     """`edge eval --max-images N` scored the first N images: on class folders, the first
     class's alone (a user check: 20 stars of a sorted dataset, the other classes unscored)."""

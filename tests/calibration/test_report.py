@@ -46,9 +46,30 @@ def test_an_int8_model_that_loses_accuracy_on_the_reports_data_is_warned_about(t
 
     lost = report("detect", 1.0, 0.3214).accuracy_lost()
     assert lost is not None and lost.startswith(
-        "INT8 scores mAP@0.5 0.321 against FP32's 1.000 on 20 labelled images of "
-        "data/images/val (-67.9 points): the report names the layers that lose most")
+        "INT8 scores mAP@0.5 0.321 against FP32's 1.000 (-67.9 points) on 20 labelled images "
+        "of data/images/val: the report names the layers that lose most")
     assert "top-1 0.850 against FP32's 0.950" in (report("classify", 0.95, 0.85).accuracy_lost()
                                                    or "")
     assert report("detect", 0.95, 0.935).accuracy_lost() is None  # 1.5 points: within 2
     assert report("classify", 0.9, 0.95).accuracy_lost() is None
+
+
+def test_a_detector_whose_int8_scores_fall_under_its_threshold_is_warned_about(tmp_path):
+    """A helper's YOLOv8n: mAP@0.5 1.000 both ways (every INT8 score lower, the ranking the
+    same), recall at the score threshold 1.00 -> 0.25: the device would publish a quarter of
+    the objects, and nothing said so."""
+    from calibration.evaluate import Accuracy
+    from calibration.report import Report
+
+    def report(fp32: tuple[float, float], int8: tuple[float, float]) -> Report:
+        return Report(tmp_path / "index.md", "val",
+                      Accuracy("detect", 8, map50=1.0, precision=fp32[0], recall=fp32[1]),
+                      Accuracy("detect", 8, map50=1.0, precision=int8[0], recall=int8[1]))
+
+    assert report((1.0, 1.0), (0.5, 0.25)).accuracy_lost() == (
+        "INT8 scores recall at the score threshold 0.250 against FP32's 1.000 (-75.0 points), "
+        "precision at the score threshold 0.500 against FP32's 1.000 (-50.0 points) on 8 "
+        "labelled images of val: the report names the layers that lose most; calibrate on "
+        "more frames like the deployment's, keep layers in float (--keep-float N, --exclude "
+        "NODE), try the other --profile, or deploy the FP32 model")
+    assert report((0.9, 0.9), (0.86, 0.87)).accuracy_lost() is None  # 4 and 3 points: within 5
