@@ -208,11 +208,11 @@ class Daemon:
         when those differ from the last ones handed to the broker. States are remembered only
         once handed over: a change dropped while the link was down is sent after the next
         connect. The caller holds `_status_lock`."""
-        states = {s.camera: s.state for s in self.camera_statuses()}
+        status = self._status("online")
+        states = status["camera_states"]
         if changed_only and states == self._published_states:
             return
-        if self.link.publish_json(self.topics.status, self._status("online"), qos=1,
-                                  retain=True):
+        if self.link.publish_json(self.topics.status, status, qos=1, retain=True):
             self._published_states = states
 
     def _tracking(self, name: str) -> CameraTracking | None:

@@ -154,7 +154,8 @@ class FrameSaver:
             self._jpegs[key] = payload.data
         elif isinstance(payload, DetectionsMessage):
             recent = self._detections.setdefault(key, {})
-            restarted = bool(recent) and payload.frame_id < max(recent)
+            # ids rise within a run and `recent` keeps their order: its last key is the highest
+            restarted = bool(recent) and payload.frame_id < next(reversed(recent))
             if restarted:  # the device counts from 1 again: its earlier ids mean other frames
                 recent.clear()
             recent[payload.frame_id] = (payload.ts, [d.model_dump(exclude_none=True)

@@ -321,23 +321,29 @@ def _unanswered(host: str, port: int, waited: float) -> str:
     """Why nothing answered a connection attempt for `waited` seconds: a server that takes the
     TCP connection and then says nothing (a web or RTSP server waits for its own kind of
     request) is told apart from a host that lets no connection through."""
-    try:
-        with socket.create_connection((host, port), timeout=2.0):
-            pass
-    except OSError as exc:
-        return f"no answer within {waited:g} s ({host}:{port}: {exc.strerror or exc})"
+    refusal = _tcp_refusal(host, port, timeout=2.0)
+    if refusal is not None:
+        return f"no answer within {waited:g} s ({refusal})"
     return (f"{host}:{port} took the connection but gave no MQTT answer within {waited:g} s "
             "(is it an MQTT port? a web or RTSP server waits like this)")
+
+
+def _tcp_refusal(host: str, port: int, timeout: float) -> str | None:
+    """The operating system's answer to a plain TCP connection to `host:port`, None where it
+    connects (paho does not say why its own attempt failed)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
 
 
 def _socket_failure(host: str, port: int, tls: bool) -> str:
     """Why a connection attempt failed (paho does not say): the operating system's answer to
     a plain TCP connection, or, where that connects, the MQTT or TLS layer."""
-    try:
-        with socket.create_connection((host, port), timeout=3.0):
-            pass
-    except OSError as exc:
-        return f"{host}:{port}: {exc.strerror or exc}"
+    refusal = _tcp_refusal(host, port, timeout=3.0)
+    if refusal is not None:
+        return refusal
     layer = "TLS handshake or MQTT" if tls else "MQTT"
     return (f"{host}:{port} accepts TCP connections but the {layer} connection failed (is it an "
             "MQTT port? with mqtts://, check the CA file)")
