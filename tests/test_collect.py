@@ -123,19 +123,61 @@ def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
     frames = list(scene_frames(4))
     for frame_id, image, truth in frames[:3]:
         dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
-    # A crash: an image written without its row, and a torn last manifest line.
-    (out / "images" / "dev1_gate_99999999.jpg").write_bytes(b"partial")
+    assert not list(out.rglob(".*"))  # no partial file stays behind a complete write
+    # A crash: an image and label written without their row, and a torn last manifest line.
+    (out / "images" / ".dev1_gate_99999999.jpg.partial").write_bytes(b"partial")
+    (out / "labels" / ".dev1_gate_99999999.txt.partial").write_text("0 0.5 0.5 0.1 0.1\n")
     with (out / "manifest.jsonl").open("a") as handle:
         handle.write('{"id": "dev1_gate_0000')
     resumed = CollectedDataset(out, duplicate_distance=0)
     assert resumed.counts.resumed == 3 and len(resumed.rows) == 3
-    assert not (out / "images" / "dev1_gate_99999999.jpg").exists()
+    assert not list(out.rglob("*.partial"))
     frame_id, image, truth = frames[0]
     assert not resumed.add(sample_of(frame_id + 1, image, []))  # its hash was remembered
     frame_id, image, truth = frames[3]
     assert resumed.add(sample_of(frame_id, image, truth.boxes.tolist()))
     lines = (out / "manifest.jsonl").read_text().splitlines()
     assert [json.loads(line)["frame_id"] for line in lines] == [f[0] for f in frames]
+    listed = sorted(Path(json.loads(line)["file"]).name for line in lines)
+    assert sorted(p.name for p in (out / "images").iterdir()) == listed
+
+
+def test_a_row_written_before_its_image_was_renamed_is_dropped_on_resume(tmp_path):
+    """A crash between the manifest row and the rename: the row names no file, so it goes,
+    with the partial image it was for."""
+    out = tmp_path / "out"
+    dataset = CollectedDataset(out, duplicate_distance=-1)
+    (frame_id, image, truth), (later, other, _) = list(scene_frames(2))
+    dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    name = dataset.rows[0]["id"]
+    (out / "images" / f"{name}.jpg").rename(out / "images" / f".{name}.jpg.partial")
+    resumed = CollectedDataset(out)
+    assert resumed.rows == [] and not list((out / "images").iterdir())
+    assert resumed.add(sample_of(later, other, []))
+
+
+def test_files_edge_collect_did_not_write_are_never_deleted(tmp_path, caplog):
+    """A user's photo and a YOLO split folder put into a collect folder: they were deleted on
+    the next run (as a crash's leftovers), and the subfolder raised IsADirectoryError."""
+    out = tmp_path / "out"
+    dataset = CollectedDataset(out, duplicate_distance=-1)
+    (frame_id, image, truth), (later, other, _) = list(scene_frames(2))
+    dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    (out / "images" / "photo1.jpg").write_bytes(b"my photo")
+    (out / "labels" / "photo1.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (out / "images" / "train").mkdir()
+    (out / "images" / "train" / "p2.jpg").write_bytes(b"my split")
+    with caplog.at_level("WARNING"):
+        resumed = CollectedDataset(out, duplicate_distance=-1)
+    assert "2 entries are not in manifest.jsonl (photo1.jpg, train): left as they are" in \
+        caplog.text
+    assert resumed.add(sample_of(later, other, []))
+    resumed.export()
+    assert (out / "images" / "photo1.jpg").read_bytes() == b"my photo"
+    assert (out / "labels" / "photo1.txt").read_text() == "0 0.5 0.5 0.1 0.1\n"
+    assert (out / "images" / "train" / "p2.jpg").read_bytes() == b"my split"
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    assert [image["file_name"] for image in coco["images"]] == [r["file"] for r in resumed.rows]
 
 
 def test_allowance_and_reserved_free_space_stop_with_a_clear_error(tmp_path):
@@ -221,6 +263,31 @@ def test_collect_cli_bad_input_exits_2(tmp_path, args, expected):
     assert re.search(expected, result.stderr), result.stderr
     assert not (tmp_path / "o").exists()  # a run that never started leaves no dataset
     assert "images in" not in result.stdout  # and no summary of nothing
+
+
+def test_a_folder_of_the_users_own_files_is_refused_and_left_as_it_was(tmp_path):
+    """`--out` pointed at a folder of photos, labels and exports that edge collect did not
+    write: every file not in a manifest was deleted (and the exports rewritten), before the
+    broker was even reached, a wrong password's exit 2 included."""
+    out = tmp_path / "mine"
+    (out / "images").mkdir(parents=True)
+    (out / "labels").mkdir()
+    (out / "images" / "photo1.jpg").write_bytes(b"my photo")
+    (out / "labels" / "photo1.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (out / "annotations.coco.json").write_text('{"mine": 1}')
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    result = run_collect_cli("--mqtt", "mqtt://127.0.0.1:1", "--out", str(out), "--seconds", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.search(r"--out .*mine already holds files that edge collect did not write "
+                     r"\(annotations.coco.json, images/, labels/\) and no manifest.jsonl; "
+                     r"collect into a new or empty folder", result.stderr), result.stderr
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".DS_Store").write_bytes(b"")
+    CollectedDataset(empty)  # an empty folder (hidden files aside) is taken
+    assert (empty / "manifest.jsonl").is_file()
+
 
 
 def test_two_collectors_on_one_broker_keep_their_own_sessions(tmp_path, mosquitto):

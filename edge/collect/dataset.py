@@ -8,10 +8,16 @@
     out/annotations.coco.json                    COCO (pycocotools loads it), scores kept
     out/label-studio.json                        Label Studio import (tasks with predictions)
 
-Order of writes per image: image, then label, then the manifest row (flushed and fsynced). A
-crash or a full disk leaves at worst an image or label without a row; resuming deletes those, so
-what the manifest lists is always complete. The exports are rewritten atomically from the
-manifest at the end (and every `EXPORT_EVERY` images), so they are never half-written.
+Order of writes per image: image and label under hidden `.<name>.partial` names, the manifest
+row (flushed and fsynced), then both renamed to their names. A crash or a full disk leaves at
+worst partial files, which resuming deletes, or a row whose image was never renamed, which
+resuming drops, so what the manifest lists is always complete. The exports are rewritten
+atomically from the manifest at the end (and every `EXPORT_EVERY` images), so they are never
+half-written.
+
+The folder is edge collect's: a new or empty one, or one with the `manifest.jsonl` an earlier
+run wrote first (and is resumed). A folder that holds anything else is refused before anything
+is written, and files in `images/` that the manifest does not list are never deleted.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from edge.files import write_bytes_atomic
 log = logging.getLogger(__name__)
 
 EXPORT_EVERY = 50
+MANIFEST = "manifest.jsonl"
+#: What an image or label is written as until its manifest row is on disk.
+PARTIAL = ".partial"
 #: Near-duplicates are looked for among this many recent images of the same camera.
 RECENT = 256
 MANIFEST_FIELDS = ("id", "file", "device", "camera", "frame_id", "time", "ts", "model",
@@ -82,8 +91,10 @@ class CollectedDataset:
     def __post_init__(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"--out {self.root} is a file; choose a folder")
+        _refuse_a_folder_of_others(self.root)
         for folder in (self.root / "images", self.root / "labels"):
             folder.mkdir(parents=True, exist_ok=True)
+        (self.root / MANIFEST).touch()  # the folder is marked as ours before any image
         self.labels: list[str] | None = None
         self.rows: list[dict[str, Any]] = []
         self._ids: set[str] = set()
@@ -94,18 +105,25 @@ class CollectedDataset:
     # -- resume ----------------------------------------------------------------------------
 
     def _resume(self) -> None:
-        manifest = self.root / "manifest.jsonl"
-        if manifest.is_file():
+        manifest = self.root / MANIFEST
+        if manifest.stat().st_size:
             self.rows = _complete_rows(manifest, self.root)
             _write_lines(manifest, self.rows)  # drop a torn last line and rows without files
         classes = self.root / "classes.txt"
         if self.rows and classes.is_file():
             self.labels = classes.read_text().splitlines()
+        for folder in (self.root / "images", self.root / "labels"):
+            for partial in folder.glob(f".*{PARTIAL}"):  # written before a crash, never listed
+                partial.unlink()
         listed = {row["file"] for row in self.rows}
-        for orphan in (self.root / "images").iterdir():
-            if f"images/{orphan.name}" not in listed:  # written before a crash, never listed
-                orphan.unlink()
-                (self.root / "labels" / f"{orphan.stem}.txt").unlink(missing_ok=True)
+        unlisted = sorted(path.name for path in (self.root / "images").iterdir()
+                          if f"images/{path.name}" not in listed)
+        if unlisted:
+            one = len(unlisted) == 1
+            log.warning("%s: %d %s not in %s (%s): left as %s, and the exports list only "
+                        "what edge collect wrote", self.root / "images", len(unlisted),
+                        "entry is" if one else "entries are", MANIFEST, _some(unlisted),
+                        "it is" if one else "they are")
         for row in self.rows:
             self._ids.add(row["id"])
             self._remember(row["device"], row["camera"], int(row["phash"], 16))
@@ -201,22 +219,25 @@ class CollectedDataset:
     def _write(self, row: dict[str, Any], jpeg: bytes) -> None:
         image_path = self.root / row["file"]
         label_path = self.root / "labels" / f"{row['id']}.txt"
+        partials = [path.with_name(f".{path.name}{PARTIAL}") for path in (image_path, label_path)]
         try:
-            image_path.write_bytes(jpeg)
-            label_path.write_text(yolo_lines(row))
-            with (self.root / "manifest.jsonl").open("a", encoding="utf-8") as handle:
+            partials[0].write_bytes(jpeg)
+            partials[1].write_text(yolo_lines(row))
+            with (self.root / MANIFEST).open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row, separators=(",", ":")) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
-            image_path.unlink(missing_ok=True)
-            label_path.unlink(missing_ok=True)
+            for partial in partials:
+                partial.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self._rewrite_manifest()
                 raise DiskFullError(
                     f"the disk holding {self.root} is full; {len(self.rows)} images are "
                     "collected and consistent; free space and rerun to resume") from exc
             raise
+        os.replace(partials[0], image_path)
+        os.replace(partials[1], label_path)
         self.rows.append(row)
         self._ids.add(row["id"])
         self.counts.written += 1
@@ -225,10 +246,10 @@ class CollectedDataset:
     def _rewrite_manifest(self) -> None:
         """After a failed append the manifest may end in a torn line: rewrite what is listed."""
         try:
-            _write_lines(self.root / "manifest.jsonl", self.rows)
+            _write_lines(self.root / MANIFEST, self.rows)
         except OSError:
             log.warning("could not rewrite %s; the next run drops its torn last line",
-                        self.root / "manifest.jsonl")
+                        self.root / MANIFEST)
 
     # -- exports ---------------------------------------------------------------------------
 
@@ -327,6 +348,27 @@ def csv_from_rows(rows: list[dict[str, Any]]) -> str:
                          len(row["objects"]) if name == "objects" else row[name]
                          for name in MANIFEST_FIELDS])
     return buffer.getvalue()
+
+
+def _refuse_a_folder_of_others(root: Path) -> None:
+    """InputError when `root` holds anything but hidden files and has no manifest: a folder
+    of the user's own (photos, a YOLO dataset, exports of something else), whose files a
+    dataset written into it would mix with, overwrite or leave unlisted."""
+    if not root.is_dir() or (root / MANIFEST).is_file():
+        return
+    present = sorted(path.name + ("/" if path.is_dir() else "") for path in root.iterdir()
+                     if not path.name.startswith("."))
+    if present:
+        raise InputError(
+            f"--out {root} already holds files that edge collect did not write "
+            f"({_some(present)}) and no {MANIFEST}; collect into a new or empty folder (a "
+            f"folder an earlier edge collect wrote, with its {MANIFEST}, is resumed)")
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """`a, b, c and 4 more`."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _complete_rows(manifest: Path, root: Path) -> list[dict[str, Any]]:
