@@ -98,3 +98,88 @@ def test_a_phone_photo_is_read_upright_with_its_upright_size(tmp_path, orientati
     assert usable_image_size(path) == (image.shape[1], image.shape[0])
     assert np.abs(image.astype(int) - upright.astype(int)).max() <= 8  # decoders' rounding
     assert image.shape[:2] == ((80, 40) if orientation in (6, 8) else (40, 80))
+
+
+def _camera_like(width: int, height: int) -> np.ndarray:
+    """Smooth gradients with noise and sharp edges: what JPEG's subsampling and IDCT round
+    differently when decoders differ."""
+    rng = np.random.default_rng(width * height)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], -1).astype(np.int16)
+    image += rng.integers(-20, 21, image.shape, dtype=np.int16)
+    image[height // 3:height // 2, width // 4:width // 2] = (250, 10, 30)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _encoded(image: np.ndarray, *flags: int) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, list(flags))
+    assert ok
+    return data.tobytes()
+
+
+@pytest.mark.parametrize("flags", [
+    (),  # 4:2:0, as cameras write
+    (cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444),
+    (cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422),
+    (cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+    (cv2.IMWRITE_JPEG_QUALITY, 30),
+    (cv2.IMWRITE_JPEG_RST_INTERVAL, 4),
+], ids=["420", "444", "422", "progressive", "quality30", "restarts"])
+@pytest.mark.parametrize("size", [(1280, 720), (333, 201)])
+def test_jpegs_decode_to_opencvs_pixels_exactly(tmp_path, flags, size):
+    """The fast JPEG path must not move a calibration range: its pixels are OpenCV's own."""
+    path = tmp_path / "frame.jpg"
+    path.write_bytes(_encoded(_camera_like(*size), *flags))
+    expected = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = read_image(path)
+    assert image is not None and image.dtype == np.uint8 and image.flags.c_contiguous
+    assert np.array_equal(image, expected)
+
+
+def test_a_grey_jpeg_decodes_to_three_equal_channels_as_opencv_does(tmp_path):
+    path = tmp_path / "grey.jpg"
+    path.write_bytes(_encoded(cv2.cvtColor(_camera_like(160, 90), cv2.COLOR_BGR2GRAY)))
+    image = read_image(path)
+    assert image is not None and image.shape == (90, 160, 3)
+    assert np.array_equal(image, cv2.imread(str(path), cv2.IMREAD_COLOR))
+    assert np.array_equal(image[..., 0], image[..., 2])
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_turned_as_opencv_turns_it(tmp_path, orientation):
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(_with_orientation(_camera_like(96, 40), orientation, "II"))
+    image = read_image(path)
+    assert image is not None
+    assert np.array_equal(image, cv2.imread(str(path), cv2.IMREAD_COLOR))
+
+
+def test_a_cmyk_jpeg_decodes_to_opencvs_pixels(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(_camera_like(128, 96)[..., ::-1]).convert("CMYK").save(path)
+    image = read_image(path)
+    assert image is not None and np.array_equal(image, cv2.imread(str(path), cv2.IMREAD_COLOR))
+
+
+def test_a_damaged_jpeg_is_left_to_opencv(tmp_path, monkeypatch):
+    """Strict decoding refuses what libjpeg only warns about (damaged scan data): the frame is
+    then read as OpenCV reads it, as before; a good JPEG never reaches OpenCV."""
+    import calibration.images as images
+
+    calls = []
+    imdecode = cv2.imdecode
+    monkeypatch.setattr(images.cv2, "imdecode", lambda *a: calls.append(1) or imdecode(*a))
+    good = tmp_path / "good.jpg"
+    good.write_bytes(_encoded(_camera_like(128, 96)))
+    assert read_image(good) is not None and calls == []
+
+    damaged = tmp_path / "damaged.jpg"
+    data = bytearray(good.read_bytes())
+    scan = data.index(b"\xff\xda") + 40
+    data[scan:scan + 30] = bytes(range(30))
+    damaged.write_bytes(bytes(data))
+    image = read_image(damaged)
+    assert calls
+    assert image is not None and np.array_equal(image, cv2.imread(str(damaged), cv2.IMREAD_COLOR))
