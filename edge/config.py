@@ -182,9 +182,13 @@ class MqttConfig(_Section):
     @field_validator("password_file")
     @classmethod
     def _private_file(cls, path: Path | None) -> Path | None:
-        if path is not None and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("mqtt.password_file %s can be read by other users; restrict it with "
-                        "`chmod 600 %s`", path, path)
+        """Warned about when every user may read it. Group access is the documented set-up
+        (root:edge, mode 0640: the service's user reads a file it cannot change), so it is
+        not: `chmod 600` on that root-owned file locked the service out."""
+        if path is not None and path.stat().st_mode & stat.S_IRWXO:
+            log.warning("mqtt.password_file %s can be read by every user; restrict it with "
+                        "`chmod o-rwx %s` (root:edge with mode 0640, or mode 0600 owned by "
+                        "the daemon's user)", path, path)
         return path
 
     @model_validator(mode="after")

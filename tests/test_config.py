@@ -173,7 +173,7 @@ def test_password_sources_inline_file_and_environment(tmp_path, caplog):
     with_file = load_config(mqtt_config(
         tmp_path, f'url = "mqtt://h"\nusername = "u"\npassword_file = "{secret_file}"'))
     assert with_file.mqtt.password_value({"EDGE_MQTT_PASSWORD": "env"}) == "from-file"
-    assert "can be read by other users" not in caplog.text
+    assert "can be read by every user" not in caplog.text
     from_env = load_config(mqtt_config(tmp_path, 'url = "mqtt://h"\nusername = "u"'))
     assert from_env.mqtt.password_value({"EDGE_MQTT_PASSWORD": "env"}) == "env"
     assert from_env.mqtt.password_value({}) is None
@@ -189,8 +189,20 @@ def test_a_world_readable_password_file_warns(tmp_path, caplog):
     secret_file.chmod(0o644)
     load_config(mqtt_config(
         tmp_path, f'url = "mqtt://h"\nusername = "u"\npassword_file = "{secret_file}"'))
-    assert f"chmod 600 {secret_file}" in caplog.text
+    assert f"can be read by every user; restrict it with `chmod o-rwx {secret_file}`" in \
+        caplog.text
     assert "from-file" not in caplog.text
+
+
+def test_a_password_file_for_the_services_group_is_not_warned_about(tmp_path, caplog):
+    """The documented set-up, root:edge with mode 0640, was told to `chmod 600`, which
+    locks the service's user out of a root-owned file (exit 2, and no restart)."""
+    secret_file = tmp_path / "password"
+    secret_file.write_text("from-file\n")
+    secret_file.chmod(0o640)
+    load_config(mqtt_config(
+        tmp_path, f'url = "mqtt://h"\nusername = "u"\npassword_file = "{secret_file}"'))
+    assert "password_file" not in caplog.text
 
 
 def test_tls_client_certificate_settings_load(tmp_path):
