@@ -27,8 +27,15 @@ from typing import Any
 from edge.broker import EmbeddedBroker, LocalMosquitto, mosquitto_binary
 from edge.config import Config, config_from_dict
 from edge.daemon import Daemon
-from edge.mqtt.subscriber import BrokerSubscription, unique_client_id
+from edge.mqtt.subscriber import (
+    NO_TLS_FILES,
+    BrokerSubscription,
+    TlsFiles,
+    unique_client_id,
+)
+from edge.mqtt.url import broker_from_url
 from edge.preprocess import letterboxer_from_spec
+from edge.redact import redact_uri
 from edge.runners import BackendChoice, choose_backend, runner_from_config
 from edge.runners.base import Runner
 from edge.service import batch_capacity, runner_rows
@@ -54,13 +61,16 @@ class BenchOptions:
     threads: int = 0
     backend: str = "auto"
     mqtt: str | None = None
+    tls: TlsFiles = NO_TLS_FILES  # of --mqtt's mqtts:// broker
     max_batch: int | None = None
     batch_timeout_ms: float = 4.0
     source: str = "replay://shapes?frames=16"
 
 
 def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
-    """The daemon config of the whole-loop phase: N replay cameras, one model, one broker."""
+    """The daemon config of the whole-loop phase: N replay cameras, one model, one broker
+    (a user in `mqtt_url` logs in with the URL's password or $EDGE_MQTT_PASSWORD, as `edge
+    monitor` does; `options.tls` the mqtts:// files)."""
     separator = "&" if "?" in options.source else "?"
     cameras = [{"name": f"cam{i}", "source": f"{options.source}{separator}seed={i + 1}"}
                for i in range(options.cameras)]
@@ -69,8 +79,13 @@ def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
                              "batch_timeout_ms": float(options.batch_timeout_ms)}
     if options.max_batch is not None:
         model["max_batch"] = options.max_batch
+    broker = broker_from_url(mqtt_url)
+    mqtt = {"url": broker.address, "username": broker.username, "password": broker.password,
+            "ca_file": options.tls.ca_file, "certfile": options.tls.certfile,
+            "keyfile": options.tls.keyfile}
     return config_from_dict({"device_id": "bench", "model": model, "cameras": cameras,
-                             "mqtt": {"url": mqtt_url}}, "edge bench")
+                             "mqtt": {key: value for key, value in mqtt.items()
+                                      if value is not None}}, "edge bench")
 
 
 def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> dict[str, Any]:
@@ -78,7 +93,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     is a ModelError before anything starts."""
     spec_from_onnx_file(options.model)
     if options.mqtt:
-        require_broker(options.mqtt)
+        require_broker(options.mqtt, options.tls)
     load = warn_if_busy()
     broker = _broker(options.mqtt)
     try:
@@ -92,8 +107,8 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
             broker.stop()
     result = {"model": str(options.model), "backend": choice.name,
               "threads": options.threads, "cameras": options.cameras, **alone, **loop,
-              "broker": options.mqtt or ("mosquitto" if isinstance(broker, LocalMosquitto)
-                                         else "embedded")}
+              "broker": redact_uri(options.mqtt) if options.mqtt else (
+                  "mosquitto" if isinstance(broker, LocalMosquitto) else "embedded")}
     result["ratio"] = round(result["pipeline_fps"] / result["inference_fps"], 3)
     result["load_average_before"] = round(load, 2)
     warn_if_faster_than_alone(result["ratio"])
@@ -123,12 +138,14 @@ def warn_if_faster_than_alone(ratio: float) -> None:
                     ratio)
 
 
-def require_broker(url: str) -> None:
+def require_broker(url: str, tls: TlsFiles = NO_TLS_FILES) -> None:
     """--mqtt: the broker answers before anything is measured; else an EdgeError that says why
     (the daemon would queue every message, and the figures would be of a loop that published
     nothing)."""
     probe = BrokerSubscription(url, [("edge-bench/probe", 0)], lambda *_: None,
-                               client_id=unique_client_id("bench-probe"), log_first_failure=False)
+                               client_id=unique_client_id("bench-probe"),
+                               ca_file=tls.ca_file, certfile=tls.certfile, keyfile=tls.keyfile,
+                               log_first_failure=False)
     probe.start()
     try:
         probe.wait_until_subscribed()

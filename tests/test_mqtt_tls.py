@@ -3,6 +3,7 @@ connection failure is logged once with its cause."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -185,3 +186,38 @@ def test_the_python_subscriber_logs_why_it_cannot_connect(tls_broker, pki, caplo
         time.sleep(2.5)  # retries with the same cause are not logged again
     warnings = [r.getMessage() for r in caplog.records if "TLS verification" in r.getMessage()]
     assert len(warnings) == 1 and "check ca_file=" in warnings[0]
+
+
+def test_bench_publishes_to_a_tls_broker_with_a_login(tls_broker, pki, demo_model):
+    """`edge bench --mqtt` told a user to "check --ca-file", which bench did not have, and
+    refused a user in the URL with advice for a config file it does not read."""
+    url = f"mqtts://edge@localhost:{tls_broker.tls_port}"  # type: ignore[attr-defined]
+    command = [sys.executable, "-m", "edge", "bench", str(demo_model), "--seconds", "1",
+               "--threads", "1", "--json", "--mqtt", url, "--ca-file", str(pki.ca),
+               "--certfile", str(pki.client_cert), "--keyfile", str(pki.client_key)]
+    with Watcher(tls_broker.port, "edge/bench/+/detections") as watcher:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "EDGE_MQTT_PASSWORD": SECRET})
+        assert result.returncode == 0, result.stderr
+        watcher.wait_for(lambda: len(watcher.messages) > 0, 10, "bench detections over TLS")
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["broker"] == f"mqtts://REDACTED@localhost:{tls_broker.tls_port}"  # type: ignore[attr-defined]
+    assert summary["published"] > 0 and summary["dropped_messages"] == 0
+    assert SECRET not in result.stdout + result.stderr
+    wrong = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "EDGE_MQTT_PASSWORD": "wrong"})
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert re.search(r"not authori[sz]ed", wrong.stderr), wrong.stderr
+    no_broker = subprocess.run([*command[:9], "--ca-file", str(pki.ca)], capture_output=True,
+                               text=True, timeout=60)
+    assert no_broker.returncode == 2
+    assert "--ca-file, --certfile and --keyfile are for TLS: give an mqtts:// broker URL" in \
+        no_broker.stderr
+
+
+def test_tls_files_that_do_not_load_are_named_without_the_ones_not_given(tls_broker, pki):
+    """A key given as --ca-file read `(--ca-file KEY, --certfile and --keyfile None None)`."""
+    result = monitor_cli(tls_broker, "--ca-file", pki.server_key)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"the TLS files (--ca-file {pki.server_key}) do not load: " in result.stderr
+    assert "None" not in result.stderr and "the key matching" not in result.stderr

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli.common import (
+    add_tls_arguments,
     parse_non_negative_float,
     parse_non_negative_int,
     parse_positive_float,
     parse_positive_int,
     print_json,
+    tls_files,
+    warn_of_a_password_in,
 )
 
 
@@ -20,8 +23,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edge.system import tune_malloc
 
     tune_malloc()  # as `edge run` does
+    if args.mqtt:
+        warn_of_a_password_in(args.mqtt)
+    tls = tls_files(args)
     options = BenchOptions(model=args.model, cameras=args.cameras, seconds=args.seconds,
-                           threads=args.threads, backend=args.backend, mqtt=args.mqtt,
+                           threads=args.threads, backend=args.backend, mqtt=args.mqtt, tls=tls,
                            max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms)
     result = run_bench(options, echo=print if not args.json else (lambda line: None))
     if args.json:
@@ -49,7 +55,10 @@ def add_command(commands: Any) -> None:
     bench.add_argument("--threads", type=parse_non_negative_int, default=0,
                        help="inference threads (0: auto)")
     bench.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
-    bench.add_argument("--mqtt", metavar="URL", help="publish to this broker")
+    bench.add_argument("--mqtt", metavar="URL",
+                       help="publish to this broker: mqtt[s]://[user@]host[:port], the password "
+                            "in $EDGE_MQTT_PASSWORD")
+    add_tls_arguments(bench)
     bench.add_argument("--max-batch", type=parse_positive_int, default=None,
                        help="frames of different cameras run together (model.max_batch)")
     bench.add_argument("--batch-timeout-ms", type=parse_non_negative_float, default=4.0)

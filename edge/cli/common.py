@@ -158,7 +158,7 @@ def tls_files(args: argparse.Namespace) -> TlsFiles:
         if path is not None and not Path(path).is_file():
             raise InputError(f"--{option.replace('_', '-')} {path} is not a file")
     given = any(getattr(args, option) is not None for option in ("ca_file", "certfile", "keyfile"))
-    if given and not args.mqtt.lower().startswith("mqtts://"):
+    if given and not (args.mqtt or "").lower().startswith("mqtts://"):
         raise InputError("--ca-file, --certfile and --keyfile are for TLS: give an mqtts:// "
                          "broker URL")
     return TlsFiles(args.ca_file, args.certfile, args.keyfile)

@@ -164,10 +164,12 @@ class BrokerSubscription:
                 client.tls_set(ca_certs=files.ca_file, certfile=files.certfile,
                                keyfile=files.keyfile, cert_reqs=ssl.CERT_REQUIRED)
             except (OSError, ssl.SSLError) as exc:
-                raise InputError(f"the TLS files ({self._names.ca_file} {files.ca_file}, "
-                                 f"{self._names.client_certificate} {files.certfile} "
-                                 f"{files.keyfile}) do not load: {exc}; give PEM files, the key "
-                                 "matching the certificate") from None
+                given = ([f"{self._names.ca_file} {files.ca_file}"] if files.ca_file else []) + (
+                    [f"{self._names.client_certificate} {files.certfile} {files.keyfile}"]
+                    if files.certfile else [])
+                matching = ", the key matching the certificate" if files.certfile else ""
+                raise InputError(f"the TLS files ({', '.join(given) or 'the system CAs'}) do "
+                                 f"not load: {exc}; give PEM files{matching}") from None
         if username:
             client.username_pw_set(username, password)
         client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)

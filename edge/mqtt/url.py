@@ -20,6 +20,12 @@ class BrokerUrl:
     username: str | None = None
     password: str | None = None
 
+    @property
+    def address(self) -> str:
+        """`mqtt[s]://host:port`, without the user info (what a config's `mqtt.url` takes)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
 
 def broker_from_url(url: str) -> BrokerUrl:
     """Parse a broker URL; raises ValueError saying what is expected, never quoting the URL.
