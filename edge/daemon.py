@@ -390,9 +390,13 @@ class Daemon:
                 log.warning("camera %s was down at the stop, for its last %.0f s (%s)",
                             status.camera, max(0.0, time.time() - status.since), status.reason)
         self._stop_cameras(self.workers)
-        self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
         model_error = self._model_error()
-        flushed = self.link.stop("failed" if self.failure or model_error else "stopped")
+        # the last retained stats are sent once the outbox is flushed, so that they count
+        # what the run summary counts (sent before it, they said `outbox 10` for good)
+        flushed = self.link.stop(
+            "failed" if self.failure or model_error else "stopped",
+            last_words=lambda: self.link.publish_json(self.topics.stats, self.stats(), qos=0,
+                                                      retain=True))
         frames = sum(w.frames for w in self.workers)
         return RunSummary(frames, seconds, self.link.counters.produced, self.link.outbox_depth,
                           self.link.counters.published,

@@ -87,7 +87,10 @@ def format_status(device: str, status: DeviceStatus) -> str:
             f"since {status.started_at}")
 
 
-def format_stats(device: str, stats: DeviceStats) -> str:
+def format_stats(device: str, stats: DeviceStats, retained: bool = False) -> str:
+    """A stats line; `retained`: the broker kept it from before this watch began (maybe from
+    the device's previous run, which a line right after its new status read as live), so
+    it says when it was sent."""
     cameras = []
     for name, camera in stats.cameras.items():
         if camera.frames == 0:
@@ -98,7 +101,7 @@ def format_stats(device: str, stats: DeviceStats) -> str:
         cameras.append(f"{name} {camera.fps:.1f} fps, {timing}, dropped {camera.dropped}")
     return (f"[{device}] stats: {'; '.join(cameras) or 'no cameras'}; outbox "
             f"{stats.mqtt.get('outbox_depth', '?')}, memory {stats.memory_rss_mb} MB, "
-            f"up {stats.uptime_s} s")
+            f"up {stats.uptime_s} s" + (f" (retained, as of {stats.time})" if retained else ""))
 
 
 def format_line(message: Message, events: bool) -> str | None:
@@ -107,7 +110,7 @@ def format_line(message: Message, events: bool) -> str | None:
     if isinstance(payload, DeviceStatus):
         return format_status(device, payload)
     if isinstance(payload, DeviceStats):
-        return format_stats(device, payload)
+        return format_stats(device, payload, message.retained)
     if isinstance(payload, CameraStatus):
         reason = f": {payload.reason}" if payload.reason else ""
         return f"[{device}] {message.camera} camera {payload.state}{reason}"

@@ -122,6 +122,12 @@ def test_detections_match_truth_and_status_follows_lifecycle(tmp_path, mosquitto
     status = retained_status(mosquitto.port, PREFIX)
     assert status["state"] == "stopped"
     assert status["cameras"] == ["gate"] and status["model"] == "shapes-detector"
+    # the last stats are those after the flush, as the run summary counts (they said
+    # `outbox 10` while the summary said 0 queued)
+    with Watcher(mosquitto.port, f"{PREFIX}/stats") as late:
+        late.wait_for(lambda: bool(late.messages), 5, "the retained stats")
+    last = late.messages[-1].json()["mqtt"]
+    assert last["outbox_depth"] == 0 and last["produced"] == last["published"] > 60, last
 
 
 @pytest.mark.slow

@@ -313,6 +313,10 @@ def test_a_stats_line_says_which_cameras_have_no_frames_yet():
     assert format_stats("pi", stats) == (
         "[pi] stats: gate no frames yet; yard 9.8 fps, infer p50 4.2 ms, dropped 1; "
         "outbox 0, memory 210.0 MB, up 0.5 s")
+    # kept by the broker from before the watch (maybe from the device's previous run, shown
+    # right after its new status as if live): it says when it was sent
+    assert format_stats("pi", stats, retained=True).endswith(
+        "up 0.5 s (retained, as of 2026-12-01T03:00:00Z)")
 
 
 def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):

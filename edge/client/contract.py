@@ -81,7 +81,8 @@ KINDS: tuple[Kind, ...] = (
          "Device status, republished on every (re)connect; the broker publishes `offline` as "
          "the device's Last Will"),
     Kind("stats", ("stats",), DeviceStats, "json", True, 0,
-         "Periodic device statistics: FPS, latency percentiles, drops, outbox, memory"),
+         "Periodic device statistics: FPS, latency percentiles, drops, outbox, memory; "
+         "the last one, at a clean stop, once the outbox is flushed"),
     Kind("detections", ("{camera}", "detections"), DetectionsMessage, "json", False, 1,
          "Detections of one frame (at least once, through the outbox)"),
     Kind("camera_status", ("{camera}", "status"), CameraStatus, "json", True, 1,

@@ -141,9 +141,11 @@ class MqttLink:
         self._client.loop_start()
         self._sender.start()
 
-    def stop(self, final_state: str = "stopped", timeout: float | None = None) -> bool:
+    def stop(self, final_state: str = "stopped", timeout: float | None = None,
+             last_words: Callable[[], object] | None = None) -> bool:
         """Flush the outbox and the retained states (up to `timeout`, default
-        `flush_timeout_s`), publish the final retained status, then disconnect cleanly (so the
+        `flush_timeout_s`), call `last_words` (the daemon's last stats, which then count the
+        flushed outbox), publish the final retained status, then disconnect cleanly (so the
         broker does not send the Last Will).
 
         Returns True when every queued message and state was acknowledged."""
@@ -152,6 +154,8 @@ class MqttLink:
         if timeout > 0 and not self._connected and self._undelivered():
             self._attempt_now()
         flushed = self.flush(max(0.0, deadline - time.monotonic()))
+        if last_words is not None:
+            last_words()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
