@@ -203,6 +203,9 @@ class MqttConfig(_Section):
             raise ValueError("certfile and keyfile go together: give both, or neither")
         if self.password is not None and self.password_file is not None:
             raise ValueError("password and password_file are alternatives: keep one")
+        if self.password == "":
+            raise ValueError("password is empty (the broker refuses it as 'not authorized'): "
+                             "set it, or leave it out for password_file or $EDGE_MQTT_PASSWORD")
         if (self.password is not None or self.password_file is not None) and not self.username:
             raise ValueError("a password needs a username: set mqtt.username")
         return self

@@ -232,3 +232,11 @@ def test_source_numbers_are_finite(value):
     expected = rf"option fps={value!r} must be a number >= 0 \(finite\)"
     with pytest.raises(SourceError, match=expected):
         source_from_uri(f"synthetic://shapes?fps={value}")
+
+
+def test_an_empty_inline_password_is_a_config_error(tmp_path):
+    """`password = ""` was taken, and the broker then answered 'not authorized' at every
+    attempt."""
+    with pytest.raises(ConfigError, match=r"mqtt: password is empty .*"
+                                          r"password_file or \$EDGE_MQTT_PASSWORD"):
+        load_config(mqtt_config(tmp_path, 'url = "mqtt://h"\nusername = "u"\npassword = ""'))
