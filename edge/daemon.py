@@ -74,6 +74,8 @@ class RunSummary:
     states_sent: int = 0
     #: cameras that delivered no frame in the whole run (a camera never reached)
     never_streamed: tuple[str, ...] = ()
+    #: whether the MQTT broker was connected at least once in the run
+    broker_reached: bool = True
 
     @property
     def fps(self) -> float:
@@ -404,7 +406,8 @@ class Daemon:
                           self._camera_failure if self.failure is None else str(self.failure),
                           sum(w.frames_dropped for w in self.workers),
                           None if model_error is None else str(model_error),
-                          self.link.counters.states_sent, tuple(never_streamed))
+                          self.link.counters.states_sent, tuple(never_streamed),
+                          self.link.counters.connects > 0)
 
     def _stop_cameras(self, workers: list[CameraWorker]) -> None:
         """Stop `workers` together and then the inference service: bounded by

@@ -435,3 +435,22 @@ def test_stopping_with_a_stuck_backend_is_bounded_whatever_the_camera_count(
     assert retained_status(mosquitto.port, PREFIX)["state"] == "stopped"
     assert summary.published >= 3 and summary.queued == 0
     assert all(not worker.alive() or worker.finished.is_set() for worker in daemon.workers)
+
+
+def test_a_timed_run_that_never_reached_its_broker_exits_1(tmp_path, demo_model):
+    """`edge run --seconds 8` against a broker that refused every connection exited 0 with
+    every message dropped: a trial run a script checks must fail, as a camera that never
+    streamed does."""
+    from edge.broker import free_port
+
+    port = free_port()
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config",
+                             str(write_config(tmp_path, demo_model, port)), "--seconds", "3",
+                             "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert (f"exiting 1: the MQTT broker mqtt://127.0.0.1:{port} was never reached in the 3 s "
+            "run, so nothing was published") in result.stderr
+    assert "connection refused" in result.stderr and "Traceback" not in result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["broker_reached"] is False and summary["published"] == 0
+    assert summary["never_streamed"] == []  # the camera itself worked

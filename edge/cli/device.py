@@ -19,6 +19,7 @@ from edge.cli.common import (
 )
 from edge.cli.signals import stop_on_signals
 from edge.cli.stdout import PIPE_CLOSED_EXIT, LinesUntilClosed
+from edge.redact import redact_uri
 from edge.wording import counted
 
 log = logging.getLogger("edge")
@@ -94,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "produced": summary.produced, "published": summary.published,
                      "queued": summary.queued, "dropped": summary.dropped,
                      "states_sent": summary.states_sent,
-                     "never_streamed": list(summary.never_streamed), "flushed": summary.flushed,
+                     "never_streamed": list(summary.never_streamed),
+                     "broker_reached": summary.broker_reached, "flushed": summary.flushed,
                      "failure": summary.failure, "model_error": summary.model_error})
     if summary.model_error is not None:
         log.error("exiting 2, not to be restarted (re-convert the model): %s",
@@ -103,11 +105,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.failure is not None:
         log.error("exiting 1 so that systemd restarts the daemon: %s", summary.failure)
         return 1
-    if args.seconds is not None and stop.received is None and summary.never_streamed:
-        # a timed run is a trial: a script must see a camera that never worked (a run that a
-        # signal stopped still exits 0, or systemd would count every stop a failure)
+    # a timed run is a trial: a script must see a camera or a broker that never worked (a run
+    # that a signal stopped still exits 0, or systemd would count every stop a failure)
+    trial = args.seconds is not None and stop.received is None
+    if trial and summary.never_streamed:
         log.error("exiting 1: %s delivered no frame in the %g s run (the reason is above)",
                   _cameras(summary.never_streamed), args.seconds)
+        return 1
+    if trial and not summary.broker_reached:
+        log.error("exiting 1: the MQTT broker %s was never reached in the %g s run, so "
+                  "nothing was published (the reason is above)", redact_uri(config.mqtt.url),
+                  args.seconds)
         return 1
     return 0
 
@@ -206,8 +214,9 @@ def add_commands(commands: Any) -> None:
                                           "flushed, exit 0) or until every source ends.")
     run.add_argument("--config", type=Path, required=True, help="TOML config file")
     run.add_argument("--seconds", type=parse_positive_float, default=None,
-                     help="stop after this long; exit 1 if a camera delivered no frame in that "
-                          "time (a signal before then stops it with 0, as ever)")
+                     help="stop after this long; exit 1 if a camera delivered no frame or the "
+                          "broker was never reached in that time (a signal before then stops "
+                          "it with 0, as ever)")
     run.add_argument("--json", action="store_true", help="end with one JSON summary line")
     run.add_argument("--no-build", action="store_true",
                      help="TensorRT: a missing or stale engine is an error instead of a build")
