@@ -16,7 +16,7 @@ reduced; 128 into a YOLOv8n: the same 5.3-5.7 s, inference-bound).
 
 JPEGs are decoded by libjpeg-turbo's TurboJPEG interface (simplejpeg): the same pixels as
 `cv2.imdecode` (the same library underneath, at its exact IDCT and smooth upsampling) in
-about 55% of its time on camera frames (OpenCV 5.1: 5.7 ms against 3.2 ms a 720p-1080p
+about 60% of its time on camera frames (OpenCV 5.1: 5.9 ms against 3.6 ms a 720p-1080p
 frame). What it refuses or only decodes with a warning (CMYK, 12-bit samples, damaged data)
 is left to OpenCV, which decides as it always did.
 """
