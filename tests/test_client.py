@@ -142,6 +142,26 @@ def test_iterator_style_raises_invalid_messages_and_keeps_going(mosquitto):
         assert client.get(timeout=0.2) is None
 
 
+def test_a_cleared_retained_value_is_neither_a_message_nor_invalid(mosquitto, caplog):
+    """The daemon clears event snapshots past the newest per camera with empty retained
+    payloads: `edge monitor` warned "payload is not a JPEG" for each and counted them as
+    malformed. An empty payload where a message is never retained stays invalid."""
+    snapshot = "edge/d/gate/events/1796287954290-119/snapshot"
+    with Subscriber(mosquitto.url, "edge/+", ["snapshot", "detections"],
+                    on_invalid="raise") as client:
+        assert client.wait_subscribed(10)
+        _publish(mosquitto.port, snapshot, b"\xff\xd8jpeg", retain=True)
+        _publish(mosquitto.port, snapshot, b"", retain=True)  # cleared
+        _publish(mosquitto.port, "edge/d/gate/detections", b"")
+        first = client.get(timeout=5)
+        assert first is not None and first.kind == "snapshot"
+        with pytest.raises(PayloadError, match="edge/d/gate/detections: payload is not JSON"):
+            client.get(timeout=5)
+        assert client.get(timeout=0.3) is None
+    assert client.cleared == 1 and client.invalid == 1
+    assert "not a JPEG" not in caplog.text
+
+
 def test_callback_style_skips_invalid_messages_with_a_warning(mosquitto, caplog):
     received: list[Message] = []
     failing = {"count": 0}

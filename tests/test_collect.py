@@ -387,6 +387,26 @@ class FramePublisherSlack:
         return daemon.workers[0].frame_publisher.dropped
 
 
+def test_a_file_of_the_users_with_a_name_collect_would_use_is_not_written_over(tmp_path):
+    """Images copied in from another collection, named as collect names its own, were
+    replaced with new frames and their hand-written labels with the model's predictions."""
+    out = tmp_path / "out"
+    dataset = CollectedDataset(out, duplicate_distance=-1)
+    (first, image, _), (second, other, truth) = list(scene_frames(2))
+    dataset.add(sample_of(first, image, []))
+    stem = f"dev1_gate_{second:08d}"
+    (out / "images" / f"{stem}.jpg").write_bytes(b"my photo")
+    (out / "labels" / f"{stem}.txt").write_text("2 0.5 0.5 0.3 0.3\n")
+    (out / "labels" / f"{stem}_{int((1_700_000_000.0 + second) * 1000)}.txt").write_text("x\n")
+    assert dataset.add(sample_of(second, other, truth.boxes.tolist()))
+    assert (out / "images" / f"{stem}.jpg").read_bytes() == b"my photo"
+    assert (out / "labels" / f"{stem}.txt").read_text() == "2 0.5 0.5 0.3 0.3\n"
+    written = dataset.rows[-1]["id"]
+    assert written == f"{stem}_{int((1_700_000_000.0 + second) * 1000)}_2"
+    assert (out / "images" / f"{written}.jpg").is_file()
+    assert (out / "labels" / f"{written}.txt").read_text() == yolo_lines(dataset.rows[-1])
+
+
 def test_a_restarted_device_reusing_frame_ids_does_not_overwrite_images(tmp_path):
     dataset = CollectedDataset(tmp_path / "out", duplicate_distance=-1)
     (_, first, _), (_, second, _) = list(scene_frames(2))

@@ -142,14 +142,32 @@ def parse_message(prefix: str, topic: str, payload: bytes, retained: bool = Fals
     CONTRACT_VERSION; returns None-free: a topic outside the contract is a PayloadError too."""
     count, device_at = prefix_levels(prefix)
     levels = topic.split("/")
-    rest = levels[count:]
+    matched = _kind_of(levels[count:])
+    if matched is None:
+        raise PayloadError(topic, "not a topic of contract v1")
+    kind, params = matched
+    model = _validate(kind, topic, payload, params)
+    return Message(kind.name, topic, levels[device_at], params.get("camera"), model, retained,
+                   params.get("event_id"))
+
+
+def is_clearing(prefix: str, topic: str, payload: bytes) -> bool:
+    """Whether this is a retained value being cleared, not a message: an empty payload on a
+    retained kind's topic (MQTT's way to delete a retained message; the daemon clears event
+    snapshots past the newest per camera, and counts and frames it no longer publishes)."""
+    if payload:
+        return False
+    matched = _kind_of(topic.split("/")[prefix_levels(prefix)[0]:])
+    return matched is not None and matched[0].retained
+
+
+def _kind_of(levels: list[str]) -> tuple[Kind, dict[str, str]] | None:
+    """The kind of a topic's levels after the prefix, with its parameters."""
     for kind in KINDS:
-        params = kind.match(rest)
+        params = kind.match(levels)
         if params is not None:
-            model = _validate(kind, topic, payload, params)
-            return Message(kind.name, topic, levels[device_at], params.get("camera"), model,
-                           retained, params.get("event_id"))
-    raise PayloadError(topic, "not a topic of contract v1")
+            return kind, params
+    return None
 
 
 def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) -> BaseModel:

@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Literal
 
-from edge.client.contract import KIND_NAMES, KINDS, Message, PayloadError, parse_message
+from edge.client.contract import (
+    KIND_NAMES,
+    KINDS,
+    Message,
+    PayloadError,
+    is_clearing,
+    parse_message,
+)
 from edge.errors import InputError
 from edge.mqtt.failures import PYTHON_CLIENT, SettingNames
 from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix
@@ -59,6 +66,7 @@ class Subscriber:
         self._stopped = threading.Event()
         self.counts: Counter[str] = Counter()  # per kind
         self.invalid = 0
+        self.cleared = 0  # retained values cleared (empty payloads): not messages, not invalid
         self.overflow = 0  # iterator style: messages dropped because nobody read them
         filters = [(kind.filter(prefix), RETAINED_READ_QOS if kind.retained else kind.qos)
                    for kind in KINDS if kind.name in wanted]
@@ -121,6 +129,9 @@ class Subscriber:
     # -- network thread --------------------------------------------------------------------
 
     def _receive(self, topic: str, payload: bytes, retained: bool) -> None:
+        if is_clearing(self.prefix, topic, payload):
+            self.cleared += 1
+            return
         try:
             message = parse_message(self.prefix, topic, payload, retained)
         except PayloadError as error:

@@ -104,6 +104,8 @@ class Collector:
     # -- paho's thread ---------------------------------------------------------------------
 
     def _message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if not payload:  # a retained frame being cleared, not a frame
+            return
         kind = next(k for k in ("/frame/meta", "/frame/clean", "/frame") if topic.endswith(k))
         device_prefix, _, camera = topic[:-len(kind)].rpartition("/")
         device = device_prefix.rpartition("/")[2] or device_prefix

@@ -181,8 +181,12 @@ class CollectedDataset:
         meta = sample.meta
         frame_id = int(meta["frame_id"])
         stem = f"{sample.device}_{sample.camera}_{frame_id:08d}"
-        if stem in self._ids:  # a restarted device counts its frames from the start again
+        if self._taken(stem):  # a restarted device counts its frames from the start again
             stem = f"{stem}_{int(float(meta['ts']) * 1000)}"
+        base, copy = stem, 1
+        while self._taken(stem):  # a name a file of the user's (or an earlier copy) holds
+            copy += 1
+            stem = f"{base}_{copy}"
         # Detections are in source pixels; the JPEG may have been downsized (frames.max_height).
         scale_x = width / float(meta.get("width") or width)
         scale_y = height / float(meta.get("height") or height)
@@ -201,6 +205,12 @@ class CollectedDataset:
                 "bytes": len(sample.jpeg), "phash": f"{phash:064x}",
                 "objects": scaled(meta.get("predictions", [])),
                 "below": scaled(meta.get("below_threshold", []))}
+
+    def _taken(self, stem: str) -> bool:
+        """Whether an image or label of that name is listed, or is on disk: a file put into
+        the folder by hand (or copied from another collection) is never written over."""
+        return (stem in self._ids or (self.root / "images" / f"{stem}.jpg").exists()
+                or (self.root / "labels" / f"{stem}.txt").exists())
 
     def _check_room(self, size: int) -> None:
         if self.max_bytes is not None and self.counts.bytes + size > self.max_bytes:
