@@ -246,3 +246,40 @@ def test_a_port_that_accepts_but_never_speaks_mqtt_is_named(caplog):
     finally:
         link.stop(timeout=0.5)
         silent.close()
+
+
+def test_two_clients_with_one_client_id_are_named_as_the_likely_cause(mosquitto, caplog):
+    """Two daemons with one device_id take the session from each other every few seconds;
+    each loss read "closed without an MQTT reason: the broker stopped or the network
+    dropped", which sent a user looking at the network."""
+    caplog.set_level(logging.WARNING)
+    first = make_link(mosquitto.port, reconnect_min_s=1, reconnect_max_s=1)
+    second = make_link(mosquitto.port, reconnect_min_s=1, reconnect_max_s=1)
+    first.start()
+    second.start()
+    try:
+        deadline = time.monotonic() + 20
+        while "same client id" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        first.stop(timeout=0)
+        second.stop(timeout=0)
+    assert "is another client connected with the same client id 'edge-test'?" in caplog.text
+    assert "each device needs its own device_id, or mqtt.client_id" in caplog.text
+
+
+def test_a_single_loss_after_a_long_session_gets_no_takeover_hint(mosquitto, caplog):
+    caplog.set_level(logging.WARNING)
+    link = make_link(mosquitto.port, reconnect_min_s=1, reconnect_max_s=1)
+    link.start()
+    try:
+        assert link.connection.wait_settled(5)
+        link._connected_at -= 60  # a session that lasted a minute
+        mosquitto.stop()
+        mosquitto.start()
+        deadline = time.monotonic() + 10
+        while link.counters.connects < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        link.stop(timeout=0)
+    assert "connection lost" in caplog.text and "same client id" not in caplog.text

@@ -114,6 +114,20 @@ def lost_reason(reason: ReasonCode) -> str:
     return str(reason)
 
 
+#: A connection the broker closes this soon after accepting it, twice running, is most likely
+#: taken over: MQTT lets one session per client id, and a second client with the same id
+#: (two devices with one device_id) makes the broker close the first, which reconnects and
+#: closes the second, every few seconds, each loss reading as a network fault.
+SHORT_SESSION_S = 10.0
+
+
+def taken_over_hint(client_id: str) -> str:
+    """What a connection closed again and again soon after connecting most likely means."""
+    return (f"; it closed within {SHORT_SESSION_S:g} s of connecting twice running: is "
+            f"another client connected with the same client id {client_id!r}? (each device "
+            "needs its own device_id, or mqtt.client_id)")
+
+
 def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None,
                           names: SettingNames = CONFIG_KEYS) -> str:
     """A disconnect -> a cause; `client_certificate`: None without TLS, else whether one is

@@ -35,11 +35,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.config import MqttConfig
 from edge.errors import ConfigError
 from edge.mqtt.failures import (
+    SHORT_SESSION_S,
     ConnectionLog,
     cause_from_disconnect,
     cause_from_exception,
     cause_from_reason,
     lost_reason,
+    taken_over_hint,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
 from edge.mqtt.states import RetainedStates
@@ -85,6 +87,9 @@ class MqttLink:
         self._connected = False
         self._stopping = False
         self._refused = False  # paho thread only
+        self._client_id = client_id
+        self._connected_at = 0.0  # monotonic; paho thread only, as the two below
+        self._short_sessions = 0  # live connections in a row the broker closed soon after
         self._stopped = False
         #: counters.dropped when the outbox last filled up, None while it has room: one warning
         #: an outage, and how many it cost once the broker is back
@@ -370,6 +375,7 @@ class MqttLink:
             self.connection.failed(cause_from_reason(str(reason)))
             return
         self.connection.connected()
+        self._connected_at = time.monotonic()
         client.publish(self.topics.status, self._json(self._status("online")), qos=1, retain=True)
         for name in self._commands:
             client.subscribe(self.topics.command(name), qos=1)
@@ -401,8 +407,13 @@ class MqttLink:
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             certificate = (self.settings.certfile is not None) if self.settings.tls else None
             said = lost_reason(reason) if was_connected else str(reason)
-            self.connection.failed(cause_from_disconnect(said, was_connected, certificate),
-                                   attempt=not was_connected)
+            cause = cause_from_disconnect(said, was_connected, certificate)
+            if was_connected:
+                short = time.monotonic() - self._connected_at < SHORT_SESSION_S
+                self._short_sessions = self._short_sessions + 1 if short else 0
+                if self._short_sessions >= 2:
+                    cause += taken_over_hint(self._client_id)
+            self.connection.failed(cause, attempt=not was_connected)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:
