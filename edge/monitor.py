@@ -31,9 +31,11 @@ from edge.client import (
     FrameMeta,
     Jpeg,
     Message,
+    PayloadError,
     Subscriber,
 )
 from edge.concurrency import StopRequest
+from edge.errors import InputError
 from edge.files import require_output_folder
 from edge.mqtt.failures import COMMAND_LINE
 from edge.mqtt.subscriber import (
@@ -319,7 +321,13 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
     pass; returns counts per kind."""
     saver = FrameSaver(frames) if frames is not None else None
     console = _Console(echo, events, saver, quiet)
+
+    def invalid(error: PayloadError) -> None:
+        if subscriber.misplaced is None:  # a prefix a level off ends the watch with its fix
+            log.warning("skipping a message: %s", error)
+
     subscriber = Subscriber(url, prefix, share_group=share_group, callback=console.message,
+                            on_invalid="raise", on_error=invalid,
                             client_id=unique_client_id("monitor"), ca_file=tls.ca_file,
                             certfile=tls.certfile, keyfile=tls.keyfile, log_first_failure=False,
                             log_failures=False, names=COMMAND_LINE)  # it says them itself
@@ -329,7 +337,13 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         subscriber.connection.wait_until_subscribed()
         console.connected(f"connected to {redact_uri(url)}, watching {prefix}")
         console.watch(_ConnectionLines(subscriber.connection, url))
-        _watch_connection(stop, seconds, console.connection_changed)
+
+        def check() -> None:
+            console.connection_changed()
+            if subscriber.misplaced is not None:
+                raise InputError(f"--prefix {prefix}: {subscriber.misplaced}")
+
+        _watch_connection(stop, seconds, check)
     finally:
         subscriber.stop()
         if saver is not None:

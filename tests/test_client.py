@@ -285,3 +285,40 @@ def test_every_topic_of_a_live_run_parses_with_zero_validation_errors(tmp_path, 
     assert all(e.end is not None and e.end >= e.start for e in ends)
     assert any(e.entered_zones == ["left"] for e in events)
     assert any(e.entered_zones == [] for e in events)  # the zone is the left half, no more
+
+
+STATUS = {"v": 1, "state": "online", "version": "0.1", "model": "m", "cameras": ["gate"],
+          "started_at": "2026-12-03T08:00:00Z", "camera_states": {"gate": "streaming"}}
+
+
+@pytest.mark.parametrize(("prefix", "fix"), [
+    ("edge", r"the prefix 'edge' stops before the device level; use edge/\+ for every device "
+             r"or edge/d1 for this one"),
+    ("edge/d1/gate", r"the prefix 'edge/d1/gate' goes a level past the device \('gate'\); "
+                     r"use edge/d1"),
+])
+def test_a_prefix_a_level_off_is_named_and_nothing_is_read_under_a_wrong_kind(mosquitto, caplog,
+                                                                            prefix, fix):
+    """`edge` (the device level left out) read a device's status as a camera's and its
+    counts as zone counts; `edge/d1/gate` (a camera added) read the zone as a camera."""
+    _publish(mosquitto.port, "edge/d1/status", _bytes(STATUS), retain=True)
+    _publish(mosquitto.port, "edge/d1/gate/status",
+             _bytes({"v": 1, "camera": "gate", "state": "streaming",
+                     "since": "2026-12-03T08:00:00Z"}), retain=True)
+    received: list[Message] = []
+    with Subscriber(mosquitto.url, prefix, callback=received.append) as client:
+        assert client.wait_subscribed(10)
+        deadline = time.monotonic() + 5
+        while client.misplaced is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _publish(mosquitto.port, "edge/d1/gate/count/star", b"3")
+        _publish(mosquitto.port, "edge/d1/gate/left/count/star", b"2")
+        time.sleep(0.5)
+    assert client.misplaced is not None and re.search(fix, client.misplaced), client.misplaced
+    assert [m.kind for m in received if m.kind in ("count", "zone_count")] == []
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelname == "ERROR" and r.name == "edge.client.subscriber"]
+    assert len(errors) == 1 and re.search(fix, errors[0])
+    assert "skipping a message" not in caplog.text
+    for topic in ("edge/d1/status", "edge/d1/gate/status"):
+        _publish(mosquitto.port, topic, b"", retain=True)

@@ -286,6 +286,28 @@ def test_monitor_with_a_bad_or_unreachable_broker_exits_2(url, message):
     assert "Traceback" not in result.stderr
 
 
+def test_monitor_with_a_prefix_a_level_off_exits_2_with_the_fix(mosquitto):
+    """`--prefix edge` printed "watching edge" and then only warnings that read a device's
+    status as a camera's."""
+    status = {"v": 1, "state": "online", "version": "0.1", "model": "det", "cameras": ["gate"],
+              "started_at": "2026-12-03T08:00:00Z"}
+    publish.single("edge/gate-01/status", json.dumps(status), qos=1, retain=True,
+                   hostname="127.0.0.1", port=mosquitto.port)
+    try:
+        result = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt",
+                                 mosquitto.url, "--prefix", "edge", "--seconds", "10"],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        publish.single("edge/gate-01/status", b"", qos=1, retain=True, hostname="127.0.0.1",
+                       port=mosquitto.port)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("--prefix edge: edge/gate-01/status is device gate-01's status message: the prefix "
+            "'edge' stops before the device level; use edge/+ for every device or edge/gate-01 "
+            "for this one") in result.stderr
+    assert "skipping a message" not in result.stderr
+    assert result.stderr.count("stops before the device level") == 1, result.stderr
+
+
 def test_a_status_names_the_cameras_that_are_not_streaming():
     status = DeviceStatus(v=1, state="degraded", version="0.1", model="det",
                           cameras=["gate", "yard"], started_at="2026-12-01T03:00:00Z",

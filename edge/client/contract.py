@@ -151,6 +151,31 @@ def parse_message(prefix: str, topic: str, payload: bytes, retained: bool = Fals
                    params.get("event_id"))
 
 
+def misplaced_prefix(prefix: str, topic: str, payload: bytes) -> str | None:
+    """What is wrong with `prefix` when `topic` breaks the contract under it but is a valid
+    message under the prefix one level deeper (`edge` for `edge/+`: the device level left out)
+    or shallower (`edge/gate-01/yard`: a camera added), with the fix; else None. A prefix one
+    level off splits every topic at the wrong level: a device's status read as a camera's,
+    its counts as zone counts."""
+    levels = prefix.split("/")
+    tried = [("deeper", f"{prefix}/+")] if "+" not in levels else []
+    if len(levels) > 1 and levels[-1] != "+":
+        tried.append(("shallower", "/".join(levels[:-1])))
+    for which, other in tried:
+        try:
+            message = parse_message(other, topic, payload)
+        except PayloadError:
+            continue
+        if which == "deeper":
+            return (f"{topic} is device {message.device}'s {message.kind} message: the prefix "
+                    f"{prefix!r} stops before the device level; use {other} for every device "
+                    f"or {prefix}/{message.device} for this one")
+        return (f"{topic} is device {message.device}'s {message.kind} message: the prefix "
+                f"{prefix!r} goes a level past the device ({levels[-1]!r}); use {other} (a "
+                "prefix names a device, or + for all; a camera's messages carry its name)")
+    return None
+
+
 def is_clearing(prefix: str, topic: str, payload: bytes) -> bool:
     """Whether this is a retained value being cleared, not a message: an empty payload on a
     retained kind's topic (MQTT's way to delete a retained message; the daemon clears event

@@ -23,6 +23,7 @@ from edge.client.contract import (
     Message,
     PayloadError,
     is_clearing,
+    misplaced_prefix,
     parse_message,
 )
 from edge.errors import InputError
@@ -67,6 +68,9 @@ class Subscriber:
         self.counts: Counter[str] = Counter()  # per kind
         self.invalid = 0
         self.cleared = 0  # retained values cleared (empty payloads): not messages, not invalid
+        #: why the prefix is a level off (`misplaced_prefix`), once a message showed it: from
+        #: then on every message is invalid, none is delivered under a wrong kind
+        self.misplaced: str | None = None
         self.overflow = 0  # iterator style: messages dropped because nobody read them
         filters = [(kind.filter(prefix), RETAINED_READ_QOS if kind.retained else kind.qos)
                    for kind in KINDS if kind.name in wanted]
@@ -132,14 +136,23 @@ class Subscriber:
         if is_clearing(self.prefix, topic, payload):
             self.cleared += 1
             return
+        if self.misplaced is not None:  # said once; no message is read under wrong kinds
+            self.invalid += 1
+            if self.on_invalid == "raise":
+                self._deliver_error(PayloadError(topic, self.misplaced))
+            return
         try:
             message = parse_message(self.prefix, topic, payload, retained)
-        except PayloadError as error:
+        except PayloadError as invalid:
             self.invalid += 1
-            if self.on_invalid == "warn":
-                log.warning("skipping a message: %s", error)
-            else:
+            self.misplaced = misplaced_prefix(self.prefix, topic, payload)
+            error = invalid if self.misplaced is None else PayloadError(topic, self.misplaced)
+            if self.on_invalid == "raise":
                 self._deliver_error(error)
+            elif self.misplaced is not None:
+                log.error("the prefix does not fit the topics: %s", self.misplaced)
+            else:
+                log.warning("skipping a message: %s", error)
             return
         self.counts[message.kind] += 1
         if self._callback is None:
