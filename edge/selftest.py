@@ -93,8 +93,8 @@ def daemon_scores(model: Path, backend: str, seconds: float, url: str,
 
 def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = None,
                       daemon_seconds: float = 10.0) -> dict[str, Any]:
+    from edge.gpu.presence import GPU_DEVICE_NODES, gpu_present
     from edge.gpu.select import gpu_memory
-    from edge.runners import GPU_DEVICE_NODES, gpu_present
     from edge.tensorrt import TensorRTUnavailableError, load_tensorrt
 
     try:  # the clearest errors first: no TensorRT, then no GPU (exit 2)

@@ -5,26 +5,18 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from edge.config import ModelConfig
+from edge.gpu.presence import gpu_present
 from edge.gpu.select import available_adapters
 from edge.runners.base import Runner
 
 log = logging.getLogger(__name__)
 
-#: Device nodes that exist when an NVIDIA GPU (discrete or Jetson's integrated one) is present.
-GPU_DEVICE_NODES = ("/dev/nvidia0", "/dev/nvhost-ctrl", "/dev/nvgpu/igpu0/ctrl")
-
-
 @dataclass(frozen=True)
 class BackendChoice:
     name: str
     reason: str
-
-
-def gpu_present() -> bool:
-    return any(Path(node).exists() for node in GPU_DEVICE_NODES)
 
 
 def choose_backend(model: ModelConfig) -> BackendChoice:
