@@ -7,6 +7,7 @@ camera preprocessing in front of it, the same way for every source format.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 import tempfile
 import warnings
@@ -54,6 +55,7 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
     import torch  # noqa: PLC0415 - only PyTorch sources need it: `edge convert model.onnx` runs without torch
 
     network = network.eval()
+    _require_one_input(network)
     example = torch.zeros((batch or 1, 3, height, width), dtype=torch.float32)
     with torch.no_grad(), torchscript_noise_muted():
         try:  # run first: an error here is the network's, in its own words
@@ -78,6 +80,25 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
             raise ConversionError(f"torch.onnx.export failed for a {shape} input: "
                                   f"{first_line(exc)}{dict_output}") from exc
         return onnx.load(str(path))
+
+
+def _require_one_input(network: nn.Module) -> None:
+    """ConversionError when `forward` needs more than one argument: run on one image it
+    failed with "missing 1 required positional argument", and the advice was --input-size.
+    A TorchScript module, whose forward has no Python signature, is left to its run."""
+    try:
+        parameters = inspect.signature(network.forward).parameters.values()
+    except (TypeError, ValueError):
+        return
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p.name for p in parameters
+                if p.kind in positional and p.default is inspect.Parameter.empty]
+    if len(required) > 1:
+        raise ConversionError(
+            f"the network's forward takes {len(required)} inputs ({', '.join(required)}); a "
+            "converted model has exactly one image input: wrap the network in a module whose "
+            "forward(image) calls it with the others fixed (constants, or computed from the "
+            "image), and convert that")
 
 
 def output_names(result: object) -> list[str]:

@@ -303,14 +303,17 @@ def _unpickling_cause(exc: pickle.UnpicklingError) -> str:
 
 def checkpoint_problem(path: Path) -> str | None:
     """Why `path` (neither ONNX nor TorchScript) cannot be converted, or None when it holds
-    weights for `--module` to load."""
+    weights for `--module` to load (a file of optimizer state alone is named as one before
+    --module is asked for)."""
     try:
-        _loaded_weights(path)
+        _state_dict(path)
     except _PickledModelError as exc:
         return str(exc)
     except _UnreadableCheckpointError as exc:
         return (f"{path} is not an ONNX, TorchScript or PyTorch file ({exc.cause}): pass the "
                 "model file that your training or export wrote")
+    except ConversionError as exc:  # no weights in it
+        return str(exc)
     return None
 
 

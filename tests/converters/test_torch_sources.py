@@ -81,6 +81,11 @@ class FeatureFirst(Net):
         return {"feat": y.mean(1, keepdim=True), "logits": self.fc(y)}
 
 
+class TwoInputNet(Net):
+    def forward(self, x, y):
+        return self.fc(self.features(x) + self.features(y))
+
+
 class CudaNet(Net):
     def __init__(self):
         super().__init__()
@@ -168,14 +173,18 @@ def test_files_that_are_not_models_say_what_they_are(tmp_path, edge):
                        "(a zip file cut short or corrupted): copy or export it again in full")
 
 
-def test_a_checkpoint_without_weights_lists_what_it_holds(tmp_path, edge):
+@pytest.mark.parametrize("module", [["--module", "converters.demo_detector.model:ShapesDetector"],
+                                    []])
+def test_a_checkpoint_without_weights_lists_what_it_holds(tmp_path, edge, module):
+    """Without --module it was first told to give one, and only then that no weights are
+    there."""
     torch.save({"epoch": 3, "lr": 0.01, "optimizer": {"step": 4}}, tmp_path / "ckpt.pt")
-    result = edge("convert", tmp_path / "ckpt.pt", "--module",
-                  "converters.demo_detector.model:ShapesDetector", "--input-size", "320",
+    result = edge("convert", tmp_path / "ckpt.pt", *module, "--input-size", "320",
                   "-o", tmp_path / "out.onnx")
     assert_refused(result, "holds no state_dict of tensors (its keys: epoch, lr, optimizer); "
                    "the weights are read from the file itself or from its 'state_dict', "
                    "'model_state_dict', 'model' entry")
+    assert "--module" not in result.stderr
 
 
 def test_a_network_that_returns_a_dict_converts_with_its_keys_as_output_names(
@@ -252,6 +261,9 @@ def test_following_the_grey_advice_converts_with_the_same_checkpoint(nets, tmp_p
                                         "the network takes 2-channel input, and edge feeds it "
                                         "the camera's 3 colour channels (or grey from them, "
                                         "for a 1-channel network): wrap it in a module")),
+    # a network of two inputs: told to wrap it, not to check --input-size
+    ("Net", "TwoInputNet", ("the network's forward takes 2 inputs (x, y); a converted model "
+                            "has exactly one image input: wrap the network in a module",)),
     # a network that builds on CUDA: told to build on the CPU
     ("Net", "CudaNet", ("constructing CudaNet(**{}) failed: ",
                         "conversion runs on the CPU: build the network there")),
