@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,11 @@ def run() -> NoReturn:
     except KeyboardInterrupt:
         print("\nedge: interrupted", file=sys.stderr, flush=True)
         os._exit(130)  # no teardown of modules that stopped half-imported
+    # The command has finished and said so: a SIGTERM or Ctrl-C during the interpreter's
+    # teardown (a few tenths of a second after `edge convert` with PyTorch loaded) killed it
+    # with 143 or 130, so a script saw a finished conversion as failed.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
 
 

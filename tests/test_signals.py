@@ -246,3 +246,27 @@ def test_a_hangup_stops_edge_run_cleanly_unless_nohup_ignores_it(tmp_path, mosqu
         finally:
             _, err = _signalled(ignoring, signal.SIGTERM)
         assert ignoring.returncode == 0 and "SIGHUP" not in err.decode(), err.decode()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_after_the_command_has_finished_does_not_fail_it(tmp_path, signum):
+    """`timeout 2 edge convert ...` exited 143 four times in four after the converted model
+    and its parity line were written: the signal landed in the interpreter's teardown."""
+    flag = tmp_path / "tearing-down"
+    code = textwrap.dedent(f"""
+        import atexit, time
+        import edge.cli
+        edge.cli.main = lambda: 0  # a command that has finished
+        atexit.register(lambda: (open({str(flag)!r}, "w").close(), time.sleep(3)))
+        from edge.__main__ import run
+        run()
+    """)
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert flag.exists()
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
