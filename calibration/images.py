@@ -18,7 +18,9 @@ JPEGs are decoded by libjpeg-turbo's TurboJPEG interface (simplejpeg): the same 
 `cv2.imdecode` (the same library underneath, at its exact IDCT and smooth upsampling) in
 about 60% of its time on camera frames (OpenCV 5.1: 5.9 ms against 3.6 ms a 720p-1080p
 frame). What it refuses or only decodes with a warning (CMYK, 12-bit samples, damaged data)
-is left to OpenCV, which decides as it always did.
+is left to OpenCV, which decides as it always did; so is every JPEG where simplejpeg is not
+installed (the `convert` extra installs it; a device's `jetson` install, whose self-test reads
+images here, need not).
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-import simplejpeg
+
+try:  # the convert extra installs it; a device's install (the jetson extra) may not
+    import simplejpeg
+except ImportError:
+    simplejpeg = None
 
 # Start-of-frame markers (baseline, progressive, lossless...): C0-CF less DHT, JPG and DAC.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -127,7 +133,7 @@ def _decoded(data: npt.NDArray[np.uint8]) -> npt.NDArray[Any] | None:
     """`data` decoded as `cv2.imdecode(data, _DECODE)` decodes it, JPEGs faster (see the
     module's docstring)."""
     header = _jpeg_header(data[:_HEADER_SEARCH].tobytes())
-    if header is not None:
+    if header is not None and simplejpeg is not None:
         try:  # strict: a warning (damaged data, say) is an error, and OpenCV decides
             decoded = simplejpeg.decode_jpeg(data, colorspace="BGR")
         except ValueError:

@@ -76,7 +76,7 @@ DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6
 #: comes with onnx; Pillow, a core dependency, also with matplotlib, so installing the extra
 #: brings a missing one back). A missing module outside this set is a bug and is not disguised.
 CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "matplotlib",
-                         "tqdm", "PIL", "simplejpeg"}
+                         "tqdm", "PIL"}
 #: The commands that need that extra (their `--help` says when it is missing).
 CONVERT_EXTRA_COMMANDS = ("convert", "inspect", "calibrate", "eval")
 

@@ -183,3 +183,20 @@ def test_a_damaged_jpeg_is_left_to_opencv(tmp_path, monkeypatch):
     image = read_image(damaged)
     assert calls
     assert image is not None and np.array_equal(image, cv2.imread(str(damaged), cv2.IMREAD_COLOR))
+
+
+def test_without_simplejpeg_opencv_decodes_the_same_pixels(tmp_path, monkeypatch):
+    """A device's install (the jetson extra, whose hardware self-test reads images here) has
+    no simplejpeg: it failed with ModuleNotFoundError; now OpenCV decodes every JPEG."""
+    import calibration.images as images
+
+    paths = []
+    for index, orientation in enumerate((1, 6, 8)):
+        path = tmp_path / f"{index}.jpg"
+        path.write_bytes(_with_orientation(_camera_like(96, 40), orientation, "II"))
+        paths.append(path)
+    fast = [read_image(path) for path in paths]
+    monkeypatch.setattr(images, "simplejpeg", None)
+    for path, expected in zip(paths, fast, strict=True):
+        image = read_image(path)
+        assert image is not None and np.array_equal(image, expected)
