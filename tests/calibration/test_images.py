@@ -188,7 +188,7 @@ def test_a_damaged_jpeg_is_left_to_opencv(tmp_path, monkeypatch):
 def test_without_simplejpeg_opencv_decodes_the_same_pixels(tmp_path, monkeypatch):
     """A device's install (the jetson extra, whose hardware self-test reads images here) has
     no simplejpeg: it failed with ModuleNotFoundError; now OpenCV decodes every JPEG."""
-    import calibration.images as images
+    from calibration import images
 
     paths = []
     for index, orientation in enumerate((1, 6, 8)):
