@@ -343,8 +343,8 @@ def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
     if unknown and _names_a_yolo_dataset(root):
         raise InputError(f"{root} is a YOLO detection dataset (images/ and labels/); a "
                          "classifier is scored on one folder of images per label "
-                         f"({root}/<label>/*.jpg, the labels being {', '.join(labels[:6])}"
-                         f"{', ...' if len(labels) > 6 else ''}) or a COCO JSON file")
+                         f"({root}/<label>/*.jpg, the labels being {listed(labels)}) or a "
+                         "COCO JSON file")
     if unknown:
         raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model "
                          f"({', '.join(labels)}); name each class folder after its label")

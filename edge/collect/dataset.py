@@ -40,6 +40,7 @@ import numpy as np
 from edge.collect.phash import dhash, hamming
 from edge.errors import InputError
 from edge.files import write_bytes_atomic
+from edge.wording import listed
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,14 @@ class CollectedDataset:
         for folder in (self.root / "images", self.root / "labels"):
             for partial in folder.glob(f".*{PARTIAL}"):  # written before a crash, never listed
                 partial.unlink()
-        listed = {row["file"] for row in self.rows}
+        in_manifest = {row["file"] for row in self.rows}
         unlisted = sorted(path.name for path in (self.root / "images").iterdir()
-                          if f"images/{path.name}" not in listed)
+                          if f"images/{path.name}" not in in_manifest)
         if unlisted:
             one = len(unlisted) == 1
             log.warning("%s: %d %s not in %s (%s): left as %s, and the exports list only "
                         "what edge collect wrote", self.root / "images", len(unlisted),
-                        "entry is" if one else "entries are", MANIFEST, _some(unlisted),
+                        "entry is" if one else "entries are", MANIFEST, listed(unlisted, 3),
                         "it is" if one else "they are")
         for row in self.rows:
             self._ids.add(row["id"])
@@ -371,14 +372,8 @@ def _refuse_a_folder_of_others(root: Path) -> None:
     if present:
         raise InputError(
             f"--out {root} already holds files that edge collect did not write "
-            f"({_some(present)}) and no {MANIFEST}; collect into a new or empty folder (a "
+            f"({listed(present, 3)}) and no {MANIFEST}; collect into a new or empty folder (a "
             f"folder an earlier edge collect wrote, with its {MANIFEST}, is resumed)")
-
-
-def _some(names: list[str], shown: int = 3) -> str:
-    """`a, b, c and 4 more`."""
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def _complete_rows(manifest: Path, root: Path) -> list[dict[str, Any]]:
