@@ -197,13 +197,16 @@ class Daemon:
     def _republish_statuses(self) -> None:
         """After a (re)connect: what changed while the broker was away was dropped, and the
         device status the connect itself sent may have been built just before a camera's
-        state changed (CI saw a lone camera's device stay `online` while it reconnected)."""
+        state changed (CI saw a lone camera's device stay `online` while it reconnected), so
+        it is sent again when the cameras' states differ from those it carried."""
         with self._status_lock:
             for status in self.camera_statuses():
                 self.link.publish_json(self.topics.camera_status(status.camera),
                                        status.payload(), qos=1, retain=True)
             if not self._stopping:
-                self._publish_device_status(changed_only=False)
+                sent = self.link.connect_status
+                self._published_states = (sent or {}).get("camera_states", {})
+                self._publish_device_status(changed_only=True)
 
     def _publish_device_status(self, changed_only: bool) -> None:
         """The retained device status with the cameras' states now; with `changed_only`, only

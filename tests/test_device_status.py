@@ -10,7 +10,7 @@ from typing import Any
 
 from edge.config import config_from_dict
 from edge.daemon import Daemon
-from tests.mqtt_watch import retained_status
+from tests.mqtt_watch import Watcher, retained_status
 
 
 def test_a_camera_that_goes_down_while_the_broker_connects_makes_the_device_degraded(
@@ -59,3 +59,53 @@ def _run_until_reconnecting(broker_port: int, model: Path, camera_port: int) -> 
         runner.join(30)
     assert status["state"] == "degraded", status
     assert status["camera_states"] == {"street": "reconnecting"}
+
+
+def test_a_reconnect_sends_the_device_status_once_when_no_camera_changed(
+        mosquitto, demo_model: Path) -> None:
+    """The connect sends the device status, and the daemon's after-connect pass sent it again
+    with the same camera states: every subscriber saw it twice. The second connect is held
+    until a subscriber is listening, so both would reach it."""
+    config = config_from_dict({
+        "device_id": "dev2", "model": {"path": str(demo_model), "threads": 1},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes?fps=10&seed=1"}],
+        "mqtt": {"url": mosquitto.url}}, "test")
+    daemon = Daemon(config)
+    build_status = daemon.link._status
+    listening = threading.Event()
+
+    def status_once_listened_to(state: str) -> dict[str, Any]:
+        if state == "online" and daemon.link.counters.connects >= 1:
+            listening.wait(20)
+        return build_status(state)
+
+    daemon.link._status = status_once_listened_to  # type: ignore[method-assign]
+    stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(stop,))
+    daemon.start()
+    runner.start()
+    try:
+        _wait(lambda: daemon.link.counters.connects == 1
+              and daemon.camera_statuses()[0].state == "streaming", "streaming")
+        time.sleep(0.5)  # the run loop's after-connect pass comes round every 0.2 s
+        mosquitto.stop()
+        _wait(lambda: not daemon.link.connected, "the link to notice the broker went")
+        mosquitto.start()
+        with Watcher(mosquitto.port, "edge/dev2/status") as watcher:
+            listening.set()
+            _wait(lambda: daemon.link.counters.connects == 2, "the reconnect")
+            time.sleep(1.5)
+            statuses = [m.json() for m in watcher.on("/status")]
+    finally:
+        listening.set()
+        stop.set()
+        runner.join(30)
+    assert [s["camera_states"] for s in statuses] == [{"gate": "streaming"}], statuses
+    assert statuses[0]["state"] == "online"
+
+
+def _wait(condition: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

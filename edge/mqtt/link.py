@@ -98,6 +98,8 @@ class MqttLink:
         self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
         self._sweeps: list[RetainedSweep] = []
+        #: the status payload the latest connect sent, set before `counters.connects` moves
+        self.connect_status: dict[str, Any] | None = None
         self._client = self._make_client(client_id)
         self._outbox: Outbox = outbox_from_config(settings)
         self._states = RetainedStates()
@@ -376,7 +378,9 @@ class MqttLink:
             return
         self.connection.connected()
         self._connected_at = time.monotonic()
-        client.publish(self.topics.status, self._json(self._status("online")), qos=1, retain=True)
+        status = self._status("online")
+        self.connect_status = status
+        client.publish(self.topics.status, self._json(status), qos=1, retain=True)
         for name in self._commands:
             client.subscribe(self.topics.command(name), qos=1)
         for sweep in self._sweeps:
