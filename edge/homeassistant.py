@@ -49,8 +49,8 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
     device = {"ids": [node], "name": f"edge {config.device_id}", "mf": "edge-runtime",
               "mdl": model, "sw": __version__}
     availability = [{"t": topics.status, "pl_avail": "online", "pl_not_avail": "offline",
-                     "val_tpl": "{{ 'offline' if value_json.state in ['offline', 'stopped'] "
-                                "else 'online' }}"}]
+                     "val_tpl": "{{ 'offline' if value_json.state in "
+                                "['offline', 'stopped', 'failed'] else 'online' }}"}]
 
     def entity(component: str, object_id: str, name: str, **fields: Any) -> None:
         payload = {"name": name, "uniq_id": f"{node}_{object_id}", "obj_id": f"{node}_{object_id}",

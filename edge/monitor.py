@@ -84,6 +84,8 @@ def format_status(device: str, status: DeviceStatus) -> str:
     idle = [f"{camera} {state}" for camera, state in (status.camera_states or {}).items()
             if state != "streaming"]
     why = f" ({', '.join(idle)})" if status.state in ("online", "degraded") and idle else ""
+    if status.error:
+        why += f" ({status.error})"
     return (f"[{device}] {status.state}{why}: model {status.model} on "
             f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, "
             f"since {status.started_at}")

@@ -116,11 +116,13 @@ def test_unique_ids_are_stable_and_templates_render_like_home_assistant():
     assert first == discovery_configs(_config(), LABELS, "shapes")
     connectivity = first["homeassistant/binary_sensor/edge_gate_01/connectivity/config"]
     states = {state: _render(connectivity["val_tpl"], json.dumps({"state": state}))
-              for state in ("online", "degraded", "offline", "stopped")}
-    assert states == {"online": "ON", "degraded": "ON", "offline": "OFF", "stopped": "OFF"}
+              for state in ("online", "degraded", "offline", "stopped", "failed")}
+    assert states == {"online": "ON", "degraded": "ON", "offline": "OFF", "stopped": "OFF",
+                      "failed": "OFF"}
     availability = first["homeassistant/sensor/edge_gate_01/gate_fps/config"]["avty"][0]
     assert _render(availability["val_tpl"], '{"state": "degraded"}') == "online"
     assert _render(availability["val_tpl"], '{"state": "offline"}') == "offline"
+    assert _render(availability["val_tpl"], '{"state": "failed"}') == "offline"
     occupancy = first["homeassistant/binary_sensor/edge_gate_01/gate_door_star_occupancy/config"]
     assert occupancy["stat_t"] == "edge/gate.01/gate/door/star/count"
     assert [_render(occupancy["val_tpl"], n) for n in ("0", "2")] == ["OFF", "ON"]

@@ -324,6 +324,10 @@ def test_a_status_names_the_cameras_that_are_not_streaming():
     assert format_status("pi", starting).startswith("[pi] online (yard starting): model det")
     stopped = status.model_copy(update={"state": "stopped"})
     assert format_status("pi", stopped).startswith("[pi] stopped: model det")
+    failed = status.model_copy(update={"state": "failed",
+                                       "error": "inference failed: CUDA error 700"})
+    assert format_status("pi", failed).startswith(
+        "[pi] failed (inference failed: CUDA error 700): model det")
 
 
 def test_a_stats_line_says_which_cameras_have_no_frames_yet():

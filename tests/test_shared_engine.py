@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from edge.cli import main as edge_main
+from edge.client import DeviceStatus, parse_message
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.detections import Detections
@@ -145,6 +146,9 @@ url = "mqtt://127.0.0.1:{mosquitto.port}"
     assert "illegal memory access" in summary["failure"]
     status = retained_status(mosquitto.port, "edge/shared")
     assert status["state"] == "failed" and "illegal memory access" in status["error"]
+    # in the contract: subscribers (edge monitor, the Python client) see it as it is
+    parsed = parse_message("edge/+", "edge/shared/status", json.dumps(status).encode())
+    assert isinstance(parsed.payload, DeviceStatus) and parsed.payload.state == "failed"
 
 
 def fixed_batch_model(tmp_path: Path, batch: int) -> Path:

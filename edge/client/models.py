@@ -62,10 +62,11 @@ class DetectionsMessage(_Versioned):
 
 class DeviceStatus(_Versioned):
     """`<prefix>/status` (retained): online, degraded (a camera stopped streaming: it is
-    reconnecting, ended or failed; one still starting is not counted), offline (the Last Will)
-    or stopped."""
+    reconnecting, ended or failed; one still starting is not counted), offline (the Last Will),
+    stopped, or failed (inference failed or the model's output was refused: `error` says why;
+    the daemon has exited 1 and its service manager restarts it)."""
 
-    state: Literal["online", "degraded", "offline", "stopped"]
+    state: Literal["online", "degraded", "offline", "stopped", "failed"]
     version: str
     model: str
     cameras: list[str]
