@@ -232,7 +232,8 @@ class CameraWorker:
         if self.drift is not None:
             self.drift.observe_detections(job.ts, detections, job.geometry.source_width,
                                           job.geometry.source_height)
-        reasons = self.sampler.reasons(job.ts, detections, below)  # every frame: audit, counts
+        # every frame: audit, counts
+        reasons = self.sampler.reasons(job.ts, detections, below, job.sample is not None)
         if reasons and job.sample is not None:
             self.frame_publisher.submit(FrameSample(self.name, job.frame_id, job.ts, job.sample,
                                                     detections, tuple(reasons), below,

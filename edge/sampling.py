@@ -182,15 +182,18 @@ class SamplingPolicy:
             or s.count_change or s.audit_rate > 0)
 
     def reasons(self, now: float, detections: Detections,
-                below: Detections | None = None) -> list[str]:
+                below: Detections | None = None, copied: bool = True) -> list[str]:
         """Every policy's verdict on this frame, then the limits; [] means do not sample.
         `below`: the frame's detections under the threshold (see `split`), which only the
-        uncertainty band looks at.
+        uncertainty band looks at. `copied`: whether the loop kept this frame's pixels
+        (`wants_copy`); a frame it did not keep takes nothing (no snapshot request, interval
+        or limit), so a snapshot asked for after its pixels were let go goes to the next frame
+        instead of being answered by none.
 
         Call once per frame, in frame order: the audit draw, class frequencies and the object
         count are updated on every call."""
         found = self._policy_reasons(now, detections, below)
-        if not found:
+        if not found or not copied:
             return []
         if "snapshot" not in found and not self.limiter.take_sample(now):
             return []

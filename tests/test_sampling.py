@@ -111,6 +111,19 @@ def test_interval_and_snapshot():
     assert p.reasons(110.0, dets()) == ["interval"]
 
 
+def test_a_snapshot_asked_for_after_a_frame_let_its_pixels_go_is_taken_by_the_next():
+    """The MQTT thread's request can land between a frame's `wants_copy` (no copy kept) and
+    its `reasons`: it was cleared there, acknowledged, and no frame was ever published."""
+    p = policy(FramesConfig(interval_s=10))
+    assert p.reasons(100.0, dets()) == ["interval"]
+    assert not p.wants_copy(101.0)  # the frame's pixels are let go
+    p.request_snapshot()  # ... then the command arrives
+    assert p.reasons(101.0, dets(), copied=False) == []
+    assert p.wants_copy(102.0)
+    assert p.reasons(102.0, dets()) == ["snapshot"]
+    assert p.sampled["snapshot"] == 1
+
+
 def test_audit_sample_size_matches_its_rate_within_the_binomial_interval():
     rate, frames = 0.05, 4000
     p = policy(audit_rate=rate, seed=7)
