@@ -60,26 +60,52 @@ def zones_from_config(camera: str, zones: Sequence[ZoneConfig], labels: Sequence
 
     `frame_size` (width, height) is the camera's frame size when known before the first frame;
     normalised zones need it to be converted (None: convert later with `zones_for_frame`).
-    Raises ConfigError naming the camera and zone: polygon self-intersecting or outside the
-    frame, or a label the model does not have (the message lists the model's labels)."""
+    Raises ConfigError naming the camera and zone: a polygon `zone_outlines` refuses or
+    outside the frame, or a label the model does not have (the message lists the model's
+    labels)."""
     resolved = []
+    for zone, outline in zip(zones, zone_outlines(camera, zones), strict=True):
+        unknown = [label for label in zone.labels if label not in labels]
+        if unknown:
+            raise ConfigError(f"camera {camera!r}, zone {zone.name!r}: labels: "
+                              f"{not_labels_of_the_model(unknown, labels)}")
+        class_ids = frozenset(labels.index(label) for label in zone.labels) or None
+        resolved.append(Zone(zone.name, outline.polygon, class_ids))
+    if frame_size is None:
+        return resolved
+    return zones_for_frame(camera, zones, resolved, frame_size)
+
+
+def zone_outlines(camera: str, zones: Sequence[ZoneConfig]) -> list[Zone]:
+    """Every zone's polygon in its own units, for every label. Raises ConfigError naming the
+    camera and zone for a polygon that crosses itself or encloses no area, normalised
+    coordinates outside 0..1, and pixel coordinates that all lie within 0..1 (a zone under
+    a pixel wide, which counts nothing: `units = "normalised"` left out)."""
+    outlines = []
     for zone in zones:
         where = f"camera {camera!r}, zone {zone.name!r}"
         points = np.array(zone.points, np.float64)
         if _self_intersecting(points):
             raise ConfigError(f"{where}: the polygon crosses itself; list its points in order "
                               "around its outline")
-        unknown = [label for label in zone.labels if label not in labels]
-        if unknown:
-            raise ConfigError(f"{where}: labels: {not_labels_of_the_model(unknown, labels)}")
+        if _area(points) == 0:
+            raise ConfigError(f"{where}: the polygon encloses no area (its points lie on one "
+                              "line); give at least three corners of the region to count in")
         if zone.units == "normalised" and ((points < 0) | (points > 1)).any():
             raise ConfigError(f"{where}: normalised coordinates must lie between 0 and 1; use "
                               "units = \"pixels\" for pixel coordinates")
-        class_ids = frozenset(labels.index(label) for label in zone.labels) or None
-        resolved.append(Zone(zone.name, points, class_ids))
-    if frame_size is None:
-        return resolved
-    return zones_for_frame(camera, zones, resolved, frame_size)
+        if zone.units == "pixels" and ((points >= 0) & (points <= 1)).all():
+            raise ConfigError(f"{where}: every point lies between 0 and 1, read as pixels (the "
+                              "default units): a zone under one pixel wide; add units = "
+                              "\"normalised\" for fractions of the frame")
+        outlines.append(Zone(zone.name, points))
+    return outlines
+
+
+def _area(points: npt.NDArray[np.float64]) -> float:
+    """The area enclosed by the closed polygon [V, 2] (shoelace formula), in its units squared."""
+    x, y = points[:, 0], points[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
 
 
 def zones_for_frame(camera: str, zones: Sequence[ZoneConfig], resolved: Sequence[Zone],

@@ -116,6 +116,34 @@ def test_a_video_file_shorter_than_the_frames_asked_for_is_fine(tmp_path):
         (6, 160, 120, None)
 
 
+def test_a_configs_pixel_zone_outside_the_frame_measured_fails_the_probe_naming_it(tmp_path):
+    """A stream's size is known only once it streams, so `edge run` can only log such a zone;
+    the probe the README recommends for drawing zones checks them against what it measured."""
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for index in range(4):
+        writer.write(np.full((120, 160, 3), 40 * index, np.uint8))
+    writer.release()
+    config = tmp_path / "edge.toml"
+    zones = {"inside": "[[10, 10], [150, 10], [150, 110]]",
+             "door": "[[10, 10], [150, 10], [150, 200]]"}
+    config.write_text("device_id = \"d\"\n[model]\npath = \"m.onnx\"\n"
+                      f"[[cameras]]\nname = \"gate\"\nsource = \"file://{clip}?fps=0\"\n"
+                      + "".join(f"[[cameras.zones]]\nname = \"{name}\"\npoints = {points}\n"
+                                for name, points in zones.items()))
+    result = probe("--config", str(config), "--frames", "4", "--json")
+    assert result.returncode == 1, result.stderr
+    said = ("camera 'gate', zone 'door': the polygon reaches outside the 160x120 frame; use "
+            "pixel coordinates within it")
+    assert f"  {said}" in result.stdout
+    (trial,) = summary(result)["sources"]
+    assert trial["zones_error"].startswith(said) and trial["frames"] == 4
+    config.write_text(config.read_text().replace("[150, 200]", "[80, 10]"))  # on one line
+    flat = probe("--config", str(config), "--frames", "4")
+    assert flat.returncode == 2, flat.stderr
+    assert "zone 'door': the polygon encloses no area" in flat.stderr
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ([], "give the sources to try (edge probe rtsp://camera/stream ...) or --config"),
     (["synthetic://shapes", "--config", "edge.toml"], "give the sources to try or --config, "

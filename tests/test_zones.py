@@ -35,6 +35,13 @@ def _config(zones):
      "zone 'neg': the polygon reaches outside"),
     ({"name": "norm2", "points": [[0, 0], [1.2, 0], [1, 1]], "units": "normalised"}, None,
      "zone 'norm2': normalised coordinates must lie between 0 and 1"),
+    ({"name": "line", "points": [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]], "units": "normalised"},
+     (640, 480), "zone 'line': the polygon encloses no area (its points lie on one line)"),
+    ({"name": "flat", "points": [[10, 10], [50, 10], [100, 10]]}, None,
+     "zone 'flat': the polygon encloses no area"),
+    ({"name": "tiny", "points": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}, (640, 480),
+     "zone 'tiny': every point lies between 0 and 1, read as pixels (the default units): a "
+     "zone under one pixel wide; add units = \"normalised\""),
     ({"name": "dogs", "points": SQUARE, "labels": ["dog", "circle"]}, (640, 480),
      "zone 'dogs': labels: dog is not a label of the model; its 4 labels: circle, square, "
      "triangle, star"),

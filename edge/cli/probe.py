@@ -14,6 +14,7 @@ from edge.cli.common import parse_positive_float, parse_positive_int, print_json
 from edge.errors import SourceError
 
 if TYPE_CHECKING:
+    from edge.objects_config import ZoneConfig
     from edge.sources.trial import SourceTrial
 
 #: Seconds a trial may take by default: FFmpeg's open timeout for a stream (10 s) and the
@@ -27,17 +28,22 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from edge.errors import InputError
     from edge.files import require_output_folder
     from edge.sources.trial import checked_source, try_source
+    from edge.zones import zone_outlines
 
     if args.sources and args.config:
         raise InputError("give the sources to try or --config, not both")
     if not args.sources and not args.config:
         raise InputError("give the sources to try (edge probe rtsp://camera/stream ...) or "
                          "--config edge.toml for its cameras")
-    named = ([(camera.name, camera.source) for camera in load_config(args.config).cameras]
-             if args.config else [(f"source {i}", text) for i, text in
-                                  enumerate(args.sources, 1)])
+    cameras = load_config(args.config).cameras if args.config else []
+    named = ([(camera.name, camera.source) for camera in cameras] if args.config else
+             [(f"source {i}", text) for i, text in enumerate(args.sources, 1)])
     for _, text in named:
         checked_source(text)  # what is malformed is refused before anything is opened
+    zones = {camera.name: camera.zones for camera in cameras if camera.zones}
+    for name, camera_zones in zones.items():
+        zone_outlines(name, camera_zones)  # as is a zone that no frame size could fit
+    misplaced: dict[str, str] = {}
     if args.save is not None:
         require_output_folder(args.save, "--save")
     stop = stop_on_signals()  # Ctrl-C and SIGTERM end every trial at its next frame
@@ -49,6 +55,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         for done in as_completed(running):  # each line as soon as its source is tried
             trial = trials[running[done]] = done.result()
             print(trial.describe(), flush=True)
+            problem = _zones_problem(trial, zones.get(trial.name, []))
+            if problem is not None:
+                misplaced[trial.name] = problem
+                print(f"  {problem}", flush=True)
             if args.save is not None and trial.last_frame is not None:
                 try:
                     print(f"  its last frame: {_saved(trial, args.save)}", flush=True)
@@ -57,11 +67,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
                     print(f"  its last frame could not be saved in {args.save}: "
                           f"{exc.strerror or exc}", flush=True)
     tried = [trial for trial in trials if trial is not None]
+    ok = all(trial.error is None for trial in tried) and not misplaced
     if args.json:
-        print_json({"sources": [trial.as_dict() for trial in tried],
-                    "ok": all(trial.error is None for trial in tried)})
+        print_json({"sources": [{**trial.as_dict(), **({"zones_error": misplaced[trial.name]}
+                                                        if trial.name in misplaced else {})}
+                                for trial in tried], "ok": ok})
     code = (128 + signal.Signals[stop.received].value if stop.received else
-            0 if all(trial.error is None for trial in tried) and not unsaved else 1)
+            0 if ok and not unsaved else 1)
     if any(trial.stuck for trial in tried):
         # a reader still inside OpenCV (a device that hangs opening): the interpreter's
         # teardown would abort under it, so leave at once, everything printed and written
@@ -69,6 +81,22 @@ def cmd_probe(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _zones_problem(trial: SourceTrial, zones: list[ZoneConfig]) -> str | None:
+    """Why the camera's `zones` do not fit the frames its trial measured, if they do not (a
+    stream's size is known only once it streams, so `edge run` can say so only then)."""
+    from edge.errors import ConfigError
+    from edge.zones import zone_outlines, zones_for_frame
+
+    if not zones or trial.width is None or trial.height is None:
+        return None
+    try:
+        zones_for_frame(trial.name, zones, zone_outlines(trial.name, zones),
+                        (trial.width, trial.height))
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _saved(trial: SourceTrial, folder: Path) -> Path:
@@ -99,8 +127,9 @@ def add_command(commands: Any) -> None:
                     "or why it failed (for RTSP, what the camera's server answered). Sources "
                     "are tried side by side, each line printed as its source is done (OpenCV "
                     "opens one stream at a time, so a few seconds each). Exit 0 when every "
-                    "source delivered its frames, 1 when one did not, 2 for a malformed source "
-                    "or option, 130/143 on Ctrl-C/SIGTERM (what was found so far printed).")
+                    "source delivered its frames, 1 when one did not (or, with --config, its zones "
+                    "do not fit the frames measured), 2 for a malformed source, zone or option, "
+                    "130/143 on Ctrl-C/SIGTERM (what was found so far printed).")
     probe.add_argument("sources", nargs="*", metavar="SOURCE",
                        help="source URIs as a config's cameras.source (rtsp://..., "
                             "v4l2:///dev/video0, file:///path, synthetic://shapes)")
