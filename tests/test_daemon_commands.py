@@ -37,6 +37,11 @@ url = "mqtt://127.0.0.1:{mosquitto.port}"
                 watcher.wait_for(lambda n=number: len(watcher.on("/cmd/snapshot/reply")) >= n,
                                  15, f"reply {number}")
             replies = watcher.on("/cmd/snapshot/reply")
+            for name in ("reboot", "reboot", "x" * 5000):
+                watcher.client.publish(f"edge/cmd/cmd/{name}", b"", qos=1)
+            watcher.wait_for(lambda: len(watcher.on("/reply")) == len(requests) + 3, 15,
+                             "the unknown commands' replies")
+            unknown = [r.json() for r in watcher.on("/reply") if "/snapshot/" not in r.topic]
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
@@ -48,3 +53,7 @@ url = "mqtt://127.0.0.1:{mosquitto.port}"
                                                 "camera name", "cameras": ["gate"]}
     assert answers[3] == {"ok": False, "error": "no camera named 'door'", "cameras": ["gate"]}
     assert answers[4] == answers[5] == {"ok": True, "cameras": ["gate"]}
+    error = "no command 'reboot'; this device takes: snapshot"
+    assert unknown[:2] == [{"ok": False, "error": error}] * 2
+    assert unknown[2]["error"] == f"no command '{'x' * 64}...'; this device takes: snapshot"
+    assert err.decode().count(error) == 1  # logged once a name

@@ -56,6 +56,8 @@ WINDOW = 100
 
 #: How often the sender makes the disk outbox durable against a power cut (seconds).
 SYNC_S = 1.0
+#: Characters of an unknown command's name its reply and log line repeat, at most.
+MAX_NAME_SHOWN = 64
 
 
 @dataclass
@@ -97,6 +99,7 @@ class MqttLink:
         self.counters = LinkCounters()
         self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
+        self._unknown_commands: set[str] = set()  # paho thread only
         self._sweeps: list[RetainedSweep] = []
         #: the status payload the latest connect sent, set before `counters.connects` moves
         self.connect_status: dict[str, Any] | None = None
@@ -362,11 +365,22 @@ class MqttLink:
         if any(sweep.offer(message) for sweep in self._sweeps):
             return
         name = self.topics.command_name(message.topic)
-        handler = self._commands.get(name or "")
-        if handler is None:
+        if name is None:
             return
-        reply = handler(bytes(message.payload))
-        self.publish_json(self.topics.command_reply(name or ""), reply, qos=1)
+        handler = self._commands.get(name)
+        reply = (handler(bytes(message.payload)) if handler is not None
+                 else self._unknown_command(name))
+        self.publish_json(self.topics.command_reply(name), reply, qos=1)
+
+    def _unknown_command(self, name: str) -> dict[str, Any]:
+        """The reply to a command this device does not serve, said in the log once a name."""
+        served = ", ".join(sorted(self._commands))
+        shown = name if len(name) <= MAX_NAME_SHOWN else f"{name[:MAX_NAME_SHOWN]}..."
+        error = f"no command {shown!r}; this device takes: {served}"
+        if name not in self._unknown_commands:
+            self._unknown_commands.add(name)
+            log.warning("MQTT command %s: %s", self.topics.command(name), error)
+        return {"ok": False, "error": error}
 
     # -- paho callbacks (run on paho's network thread) ---------------------------------------
 
@@ -381,8 +395,8 @@ class MqttLink:
         status = self._status("online")
         self.connect_status = status
         client.publish(self.topics.status, self._json(status), qos=1, retain=True)
-        for name in self._commands:
-            client.subscribe(self.topics.command(name), qos=1)
+        if self._commands:  # every name, so that one this device lacks is answered
+            client.subscribe(self.topics.command("+"), qos=1)
         for sweep in self._sweeps:
             if not sweep.begun:
                 sweep.begin(client)
