@@ -98,7 +98,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     broker = _broker(options.mqtt)
     try:
         config = bench_config(options, options.mqtt or (broker.url if broker else ""))
-        choice = choose_backend(config.model)
+        choice = choose_backend(config.model, "--backend")
         echo(f"backend {choice.name}: {choice.reason}")
         alone = backend_alone(config, choice, options.seconds / 3, echo)
         loop = whole_loop(config, options, echo)
@@ -111,7 +111,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
                   "mosquitto" if isinstance(broker, LocalMosquitto) else "embedded")}
     result["ratio"] = round(result["pipeline_fps"] / result["inference_fps"], 3)
     result["load_average_before"] = round(load, 2)
-    warn_if_faster_than_alone(result["ratio"])
+    warn_if_faster_than_alone(result["ratio"], options.threads)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
@@ -128,14 +128,16 @@ def warn_if_busy() -> float:
     return load
 
 
-def warn_if_faster_than_alone(ratio: float) -> None:
+def warn_if_faster_than_alone(ratio: float, threads: int) -> None:
     """A loop cannot outrun its own backend: a ratio above 1 means the backend-alone phase
-    was slowed down, and says so."""
-    if ratio > FASTER_THAN_ALONE:
-        log.warning("the whole loop ran faster than the backend alone (ratio %.2f): the "
-                    "backend-alone phase was slowed down, by other work on this machine or by "
-                    "its inference threads contending for the cores (compare --threads 1)",
-                    ratio)
+    was slowed down, and says so (with `threads` inference threads)."""
+    if ratio <= FASTER_THAN_ALONE:
+        return
+    cause = ("by other work on this machine (run it again on an idle one)" if threads == 1 else
+             "by other work on this machine or by its inference threads contending for the "
+             "cores (compare --threads 1)")
+    log.warning("the whole loop ran faster than the backend alone (ratio %.2f): the "
+                "backend-alone phase was slowed down, %s", ratio, cause)
 
 
 def require_broker(url: str, tls: TlsFiles = NO_TLS_FILES) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import stat
 import sys
@@ -432,12 +433,37 @@ def describe_errors(exc: ValidationError) -> str:
         elif error["type"] == "missing":
             message = "required key is missing"
         else:
-            text = error["msg"]
+            text = _in_words(error)
             if error["type"] == "value_error":  # our validators' own words, without pydantic's
                 text = text.removeprefix("Value error, ")
             message = f"{text}{_shown_input(error['loc'], error.get('input'))}"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
+
+
+def _in_words(error: Any) -> str:
+    """pydantic's message, or for a name pattern, a number's bounds or a list's length what
+    the value must be instead of the rule it broke (`String should match pattern '^[A-Za-z0-9_
+    -]{1,64}$'`)."""
+    context = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "string_pattern_mismatch":
+        match = re.fullmatch(r"\^\[([^\]]*)\]\{(\d+),(\d+)\}\$", str(context.get("pattern", "")))
+        if match:
+            characters, low, high = match.groups()
+            extra = " ".join(c for c in "_.-/" if c in characters)
+            return (f"use {low} to {high} characters: letters, digits and {extra} (no spaces; "
+                    "it is part of MQTT topics)")
+    bounds = {"less_than_equal": "at most", "greater_than_equal": "at least",
+              "less_than": "less than", "greater_than": "more than"}
+    if kind in bounds and len(context) == 1:
+        bound = next(iter(context.values()))
+        return f"must be {bounds[kind]} {bound:g}" if isinstance(bound, (int, float)) else \
+            f"must be {bounds[kind]} {bound}"
+    if kind == "too_short" and "min_length" in context:
+        return (f"needs at least {context['min_length']} items; "
+                f"got {context.get('actual_length', 'fewer')}")
+    return str(error["msg"])
 
 
 def _shown_input(loc: tuple[int | str, ...], value: object) -> str:

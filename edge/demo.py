@@ -28,6 +28,7 @@ from edge.daemon import Daemon
 from edge.detections import Detections
 from edge.errors import EdgeError, InputError
 from edge.monitor import format_detections
+from edge.mqtt.subscriber import checked_broker_url
 from edge.spec import spec_from_onnx_file
 from edge.synthetic.mot import TrackingScorer
 from edge.synthetic.replay import ReplayScorer
@@ -74,6 +75,8 @@ def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: fl
     the camera loop is about to start (before it, there is nothing to score)."""
     model = model or bundled_model()
     check_demo_model(model)
+    if mqtt_url:
+        checked_broker_url(mqtt_url)  # the option's words, not a config's
     broker = None if mqtt_url else EmbeddedBroker().start()
     url = mqtt_url or (broker.url if broker else "")
     if broker is not None:  # on a free port: say where, so it can be watched

@@ -161,6 +161,15 @@ def test_demo_with_an_unreachable_broker_exits_2():
     assert "connection refused" in result.stderr and "WARNING" not in result.stderr  # once
 
 
+def test_demo_with_a_url_that_is_no_broker_url_names_the_option_once():
+    result = subprocess.run(
+        [sys.executable, "-m", "edge", "demo", "--mqtt", "tcp://127.0.0.1:18831"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("edge demo: error: broker URL: expected mqtt://host[:port] "
+                                     "or mqtts://host[:port]")
+
+
 @pytest.mark.slow
 def test_demo_runs_an_int8_calibration_of_the_bundled_detector(demo_model, tmp_path):
     model, spec = load_float_model(demo_model)

@@ -209,18 +209,21 @@ def test_bench_warns_when_the_machine_is_busy_or_the_ratio_cannot_be(monkeypatch
     monkeypatch.setattr(bench.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
     with caplog.at_level(logging.WARNING, logger="edge.bench"):
         assert bench.warn_if_busy() == 0.2
-        bench.warn_if_faster_than_alone(1.0)
+        bench.warn_if_faster_than_alone(1.0, 0)
     assert not caplog.records
     monkeypatch.setattr(bench.os, "getloadavg", lambda: (cpus + 1.9, 1.0, 1.0))
     with caplog.at_level(logging.WARNING, logger="edge.bench"):
         bench.warn_if_busy()
-        bench.warn_if_faster_than_alone(1.43)
+        bench.warn_if_faster_than_alone(1.43, 0)
+        bench.warn_if_faster_than_alone(1.43, 1)  # nothing to compare with: it is 1
     assert [r.getMessage() for r in caplog.records] == [
         f"this machine is busy (load average {cpus + 1.9:.1f} on {cpus} CPU(s)): the figures "
         "will be lower than on an idle machine, and the ratio less meaningful",
         "the whole loop ran faster than the backend alone (ratio 1.43): the backend-alone "
         "phase was slowed down, by other work on this machine or by its inference threads "
-        "contending for the cores (compare --threads 1)"]
+        "contending for the cores (compare --threads 1)",
+        "the whole loop ran faster than the backend alone (ratio 1.43): the backend-alone "
+        "phase was slowed down, by other work on this machine (run it again on an idle one)"]
 
 
 def test_bench_warns_once_that_a_batch_1_model_ignores_max_batch(demo_model):

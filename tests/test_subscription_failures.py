@@ -105,7 +105,7 @@ def closed_broker(tmp_path) -> Iterator[Mosquitto]:
 
 def test_a_broker_that_refuses_the_client_says_why_and_what_to_do(closed_broker):
     failure = failure_of(closed_broker.url)
-    assert failure == ("not authorized (Not authorized): check the user (USER@ before the host "
+    assert failure == ("not authorized: check the user (USER@ before the host "
                        "in --mqtt) and the password ($EDGE_MQTT_PASSWORD)")
     assert failure_fix(failure) is None  # the cause says what to do
     assert "check --mqtt" in (failure_fix("127.0.0.1:1: Connection refused") or "")

@@ -238,7 +238,7 @@ def test_a_track_whose_median_score_stays_low_is_tracked_but_never_reported():
 @pytest.mark.parametrize("settings, message", [
     ({"low_score": 0.6, "high_score": 0.5}, "low_score must be below high_score"),
     ({"new_track_score": 0.4}, "new_track_score must be at least high_score"),
-    ({"max_disappeared": 0}, "greater than or equal to 1"),
+    ({"max_disappeared": 0}, "max_disappeared: must be at least 1; got 0"),
 ])
 def test_inconsistent_tracking_settings_are_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -266,8 +266,9 @@ def add_commands(commands: Any) -> None:
     build.set_defaults(handler=cmd_build_engine)
 
     selftest = commands.add_parser("selftest", help="hardware acceptance test (TensorRT + GPU)")
-    selftest.add_argument("--hardware", action="store_true", required=True,
-                          help="build the demo INT8 engine (also from a calibration cache "
+    selftest.add_argument("--hardware", action="store_true",
+                          help="the test it runs (the default, so optional): build the demo "
+                               "INT8 engine (also from a calibration cache "
                                "on TensorRT 8.5-10), rebuild a corrupted one, run the daemon "
                                "on two cameras with it; compare with ONNX Runtime FP32")
     selftest.add_argument("--frames", type=parse_positive_int, default=300)

@@ -94,7 +94,8 @@ def _said(exc: BaseException) -> str:
 def cause_from_reason(reason: str, names: SettingNames = CONFIG_KEYS) -> str:
     """A CONNACK refusal -> a cause."""
     if "authori" in reason.lower() or "user name or password" in reason.lower():
-        return f"not authorized ({reason}): check {names.login}"
+        said = "" if reason.lower() == "not authorized" else f" ({reason})"
+        return f"not authorized{said}: check {names.login}"
     return f"refused by the broker ({reason})"
 
 

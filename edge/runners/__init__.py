@@ -19,10 +19,11 @@ class BackendChoice:
     reason: str
 
 
-def choose_backend(model: ModelConfig) -> BackendChoice:
-    """Which backend runs `model`, and why (reported in status and stats)."""
+def choose_backend(model: ModelConfig, requested_in: str = "the config") -> BackendChoice:
+    """Which backend runs `model`, and why (reported in status and stats); `requested_in`
+    names where a backend other than auto was asked for."""
     if model.backend != "auto":
-        return BackendChoice(model.backend, "requested in the config")
+        return BackendChoice(model.backend, f"requested in {requested_in}")
     if importlib.util.find_spec("tensorrt") is None:
         return BackendChoice("onnxruntime", "auto: TensorRT is not installed, using ONNX Runtime "
                                             "on the CPU")

@@ -49,10 +49,11 @@ def test_build_engine_exits_2_naming_tensorrt(demo_model):
         assert "pip install tensorrt" not in result.stderr
 
 
-def test_selftest_exits_2_naming_tensorrt():
+@pytest.mark.parametrize("args", [["--hardware"], []])  # the only test, so the default
+def test_selftest_exits_2_naming_tensorrt(args):
     from edge.gpu.presence import gpu_present
 
-    result = edge("selftest", "--hardware")
+    result = edge("selftest", *args)
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr
     if not gpu_present():  # installing TensorRT would not help: says so first
         assert result.stderr.startswith("edge selftest: error: no NVIDIA GPU here")
