@@ -96,6 +96,14 @@ class CameraConfig(_Section):
 
     _unique_zones = field_validator("zones")(unique_zone_names)
 
+    @field_validator("name")
+    @classmethod
+    def _not_the_commands_level(cls, name: str) -> str:
+        if name == "cmd":  # <prefix>/cmd/<x> is a command to the device, <x> any name
+            raise ValueError("camera name 'cmd' is the commands' topic level (<prefix>/cmd/"
+                             "<command>); choose another")
+        return name
+
 
 class MqttConfig(_Section):
     url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts:// (TLS); "

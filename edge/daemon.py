@@ -39,6 +39,7 @@ from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
 from edge.timing import rfc3339
 from edge.tracking.camera import CameraTracking
+from edge.wording import counted, listed
 from edge.zones import frame_size_from_uri, zones_from_config
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ INFERENCE_STOP_S = 10.0
 #: Starting waits at most this long (seconds) for the broker's first answer before it tells
 #: systemd it is ready; an unreachable broker delays nothing more (the link keeps retrying).
 READY_WAIT_S = 1.0
+#: The retained state topics under the prefix that belong to a camera (its status and drift,
+#: its counts per label and per zone and label): swept at the first connect, so that those
+#: this config no longer keeps are cleared.
+STATE_TOPIC_LEVELS = ("+/status", "+/drift", "+/+/count", "+/+/+/count")
+#: Topics a log line names at most.
+LISTED_TOPICS = 6
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,8 @@ class Daemon:
             raise
         self.link.on_command("snapshot", self._snapshot)
         self.link.sweep_retained(self.topics.event_snapshot("+", "+"), self._adopt_snapshots)
+        for levels in STATE_TOPIC_LEVELS:
+            self.link.sweep_retained(f"{self.topics.prefix}/{levels}", self._clear_stale_state)
         self.discovery = DiscoveryPublisher(
             config, self.spec.labels, self.model_name, self.link,
             config.mqtt.password_value(os.environ)) if config.homeassistant.enabled else None
@@ -254,6 +263,23 @@ class Daemon:
         if topics:
             log.info("%d event snapshots were retained by earlier runs; %d cleared",
                      len(topics), cleared)
+
+    def _clear_stale_state(self, topics: list[str]) -> None:
+        """Clear the retained camera statuses, drift states and counts that earlier runs left
+        and this one does not keep: those of cameras removed from the config, of zones or
+        labels it no longer has, of drift or tracking turned off. Left, they read as live
+        (a removed camera `streaming` for ever in `edge monitor` and dashboards)."""
+        kept = {self.topics.camera_status(w.name) for w in self.workers}
+        kept |= {self.topics.drift(w.name) for w in self.workers if w.drift is not None}
+        for worker in self.workers:
+            if worker.tracking is not None:
+                kept |= set(worker.tracking.events.count_topics)
+        stale = [topic for topic in topics if topic not in kept]
+        for topic in stale:
+            self.link.publish_state(topic, b"")
+        if stale:
+            log.info("cleared %s that earlier runs left retained and this config no longer "
+                     "keeps: %s", counted(len(stale), "topic"), listed(stale, LISTED_TOPICS))
 
     def alive(self) -> bool:
         """Every camera loop and the inference thread are alive and no loop is stuck (systemd's

@@ -89,7 +89,7 @@ class EventEngine:
         self.settings = settings
         self._lives: dict[int, _Life] = {}
         self._counts: dict[str, int] | None = None
-        self._zero_counts = self._count_topics()
+        self.count_topics = self._count_topics()
         self._retained: deque[str] = deque()  # snapshot topics, oldest first
         self._retained_lock = threading.Lock()  # adopt_retained runs on another thread
         self.events_sent = 0
@@ -228,6 +228,8 @@ class EventEngine:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
 
     def _count_topics(self) -> dict[str, int]:
+        """Every count topic this camera keeps (per label, and per zone and label it counts)
+        -> 0."""
         counts = {self.topics.count(self.camera, label): 0 for label in self.labels}
         for zone in self.zones:
             for c, label in enumerate(self.labels):
@@ -237,7 +239,7 @@ class EventEngine:
 
     def _count_messages(self, objects: Sequence[TrackedObject],
                         inside: Sequence[list[str]]) -> list[Outgoing]:
-        counts = dict(self._zero_counts)
+        counts = dict(self.count_topics)
         for item, zones in zip(objects, inside, strict=True):
             label = self._label(item.class_id)
             counts[self.topics.count(self.camera, label)] += 1

@@ -53,6 +53,8 @@ def test_valid_config_loads_with_defaults_and_resolves_the_model_path(tmp_path):
          r"cameras\.0\.name: use 1 to 64 characters: letters, digits and _ - \(no spaces; it is "
          r"part of MQTT topics\); got 'gate/1'"),
         (("device_id = ", "device_id = \"my dev\"\nx = "), r"device_id: .*digits and _ \. -"),
+        (('name = "gate"', 'name = "cmd"'), r"cameras\.0\.name: camera name 'cmd' is the "
+                                            r"commands' topic level"),
         (('path = "model.onnx"', ""), r"model\.path: required key is missing"),
         (("[[cameras]]\nname = \"gate\"\nsource = \"synthetic://shapes?fps=15&seed=1\"", ""),
          r"cameras: required key is missing"),

@@ -362,10 +362,9 @@ class MqttLink:
         self._sweeps.append(RetainedSweep(topic_filter, on_topics, quiet_s))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if any(sweep.offer(message) for sweep in self._sweeps):
-            return
-        name = self.topics.command_name(message.topic)
+        name = self.topics.command_name(message.topic)  # first: `+/status` matches cmd/status
         if name is None:
+            any(sweep.offer(message) for sweep in self._sweeps)
             return
         handler = self._commands.get(name)
         reply = (handler(bytes(message.payload)) if handler is not None

@@ -1,0 +1,56 @@
+"""Retained state that a config no longer keeps is cleared at the next run, against a real
+Mosquitto: a removed camera's status and counts, a removed zone's counts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.config import config_from_dict
+from edge.daemon import Daemon
+from tests.mqtt_watch import Watcher
+
+ZONE = {"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "units": "normalised"}
+
+
+def test_a_removed_cameras_and_zones_retained_state_is_cleared_at_the_next_run(
+        mosquitto, demo_model: Path) -> None:
+    _run(mosquitto.port, demo_model, [_camera("gate", [ZONE]), _camera("yard", [])])
+    before = _retained(mosquitto.port)
+    assert {"edge/st/gate/status", "edge/st/yard/status", "edge/st/yard/circle/count",
+            "edge/st/gate/left/circle/count"} <= before
+    _run(mosquitto.port, demo_model, [_camera("gate", [])])
+    after = _retained(mosquitto.port)
+    assert "edge/st/gate/status" in after and "edge/st/gate/circle/count" in after
+    gone = before - after
+    assert {t for t in before if "/yard/" in t or "/left/" in t} <= gone
+    assert all("/yard/" in t or "/left/" in t for t in gone), gone
+
+
+def _camera(name: str, zones: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": name, "source": "synthetic://shapes?fps=10&seed=1", "zones": zones}
+
+
+def _run(port: int, model: Path, cameras: list[dict[str, Any]]) -> None:
+    """One daemon run of about 2 s, stopped as SIGTERM stops it."""
+    config = config_from_dict({"device_id": "st", "model": {"path": str(model), "threads": 1},
+                               "cameras": cameras, "mqtt": {"url": f"mqtt://127.0.0.1:{port}"}},
+                              "test")
+    daemon = Daemon(config)
+    stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(stop,))
+    daemon.start()
+    runner.start()
+    time.sleep(3.0)  # connected, the sweeps' 1 s of quiet passed, counts sent
+    stop.set()
+    runner.join(30)
+    assert not runner.is_alive()
+
+
+def _retained(port: int) -> set[str]:
+    """The topics under edge/st that hold a retained value, as a late subscriber sees them."""
+    with Watcher(port, "edge/st/#", qos=0) as watcher:
+        time.sleep(1.0)
+        return {m.topic for m in watcher.messages if m.retain and m.payload}
