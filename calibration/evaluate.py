@@ -67,6 +67,10 @@ class Accuracy:
     per_class_ap50_95: dict[str, float] = field(default_factory=dict)
     precision: float | None = None
     recall: float | None = None
+    #: Detection: the ground-truth objects recall counts, and the detections at the score
+    #: threshold precision counts.
+    objects: int | None = None
+    detections: int | None = None
     top1: float | None = None
     #: Detection: the model's classes without a ground-truth object in the data, left out of
     #: mAP (COCO's rule: their AP is undefined).
@@ -130,6 +134,7 @@ class _DetectionAp:
     def accuracy(self, images: int) -> Accuracy:
         ap = self._ranked.average_precision()
         precision, recall = self._at_threshold.precision_recall()
+        _, detections, objects = self._at_threshold.counts()
         present = np.flatnonzero(~np.isnan(ap[:, 0]))
         return Accuracy(
             "detect", images,
@@ -138,6 +143,7 @@ class _DetectionAp:
             per_class_ap50={self._labels[c]: round(float(ap[c, 0]), 4) for c in present},
             per_class_ap50_95={self._labels[c]: round(float(ap[c].mean()), 4) for c in present},
             precision=round(precision, 4), recall=round(recall, 4),
+            objects=objects, detections=detections,
             unscored_classes=[self._labels[c] for c in np.flatnonzero(np.isnan(ap[:, 0]))])
 
 

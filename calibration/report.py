@@ -72,14 +72,17 @@ class Report:
         report's table only, a model that lost 68 points reached the terminal as "report:
         R/index.md", and one whose recall at the threshold fell from 1.00 to 0.25 with mAP
         unchanged was not warned about at all."""
-        losses = [_loss(metric, fp32, int8, limit) for metric, fp32, int8, limit in (
-            [("top-1", self.fp32.top1, self.int8.top1, ACCURACY_LOSS_POINTS)]
+        objects, detections = self.int8.objects, self.int8.detections
+        losses = [_loss(metric, fp32, int8, limit, of) for metric, fp32, int8, limit, of in (
+            [("top-1", self.fp32.top1, self.int8.top1, ACCURACY_LOSS_POINTS, None)]
             if self.fp32.task == "classify" else
-            [("mAP@0.5", self.fp32.map50, self.int8.map50, ACCURACY_LOSS_POINTS),
+            [("mAP@0.5", self.fp32.map50, self.int8.map50, ACCURACY_LOSS_POINTS, None),
              ("recall at the score threshold", self.fp32.recall, self.int8.recall,
-              OPERATING_POINT_LOSS_POINTS),
+              _beyond_one(OPERATING_POINT_LOSS_POINTS, objects),
+              None if objects is None else counted(objects, "object")),
              ("precision at the score threshold", self.fp32.precision, self.int8.precision,
-              OPERATING_POINT_LOSS_POINTS)])]
+              _beyond_one(OPERATING_POINT_LOSS_POINTS, detections),
+              None if detections is None else counted(detections, "detection"))])]
         said = [loss for loss in losses if loss is not None]
         if not said:
             return None
@@ -90,11 +93,22 @@ class Report:
                 "other --profile, or deploy the FP32 model")
 
 
-def _loss(metric: str, fp32: float | None, int8: float | None, limit: float) -> str | None:
-    """`metric`'s loss from FP32 to INT8 in words, if it is more than `limit` points."""
-    if fp32 is None or int8 is None or 100 * (fp32 - int8) <= limit:
+def _beyond_one(points: float, count: int | None) -> float:
+    """`points`, or the points one of `count` objects (or detections) weighs where that is
+    more: on a small labelled set one object missed is no loss worth a warning (1 of 10
+    objects is 10 points of recall)."""
+    return max(points, 100.0 / count) if count else points
+
+
+def _loss(metric: str, fp32: float | None, int8: float | None, limit: float,
+          of: str | None = None) -> str | None:
+    """`metric`'s loss from FP32 to INT8 in words, if it is more than `limit` points; `of`:
+    what INT8's figure counts (`12 objects`)."""
+    if fp32 is None or int8 is None or 100 * (fp32 - int8) <= limit + 1e-9:
         return None
-    return f"{metric} {int8:.3f} against FP32's {fp32:.3f} ({100 * (int8 - fp32):.1f} points)"
+    counts = "" if of is None else f" of {of}"
+    return (f"{metric} {int8:.3f}{counts} against FP32's {fp32:.3f} "
+            f"({100 * (int8 - fp32):.1f} points)")
 
 
 def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibrated,

@@ -75,14 +75,18 @@ class DetectionScorer:
 
     def precision_recall(self, iou_index: int = 0) -> tuple[float, float]:
         """Precision and recall of everything added (at the detector's own score threshold)."""
-        _, _, outcomes = self._collected()
-        column = outcomes[:, iou_index] if outcomes.size else np.zeros(0, np.int8)
-        true_pos = int((column == 1).sum())
-        counted = int((column >= 0).sum())
-        total_gt = int(self._gt_counts.sum())
+        true_pos, counted, total_gt = self.counts(iou_index)
         precision = true_pos / counted if counted else (1.0 if total_gt == 0 else 0.0)
         recall = true_pos / total_gt if total_gt else 1.0
         return precision, recall
+
+    def counts(self, iou_index: int = 0) -> tuple[int, int, int]:
+        """(true positives, detections counted, ground-truth objects) of everything added:
+        what precision and recall are ratios of (difficult objects and the detections matched
+        to them count in neither)."""
+        _, _, outcomes = self._collected()
+        column = outcomes[:, iou_index] if outcomes.size else np.zeros(0, np.int8)
+        return int((column == 1).sum()), int((column >= 0).sum()), int(self._gt_counts.sum())
 
     def average_precision(self) -> npt.NDArray[np.float64]:
         """AP [num_classes, num_iou_thresholds], COCO 101-point interpolation; NaN for classes

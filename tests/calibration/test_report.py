@@ -73,3 +73,24 @@ def test_a_detector_whose_int8_scores_fall_under_its_threshold_is_warned_about(t
         "more frames like the deployment's, keep layers in float (--keep-float N, --exclude "
         "NODE), try the other --profile, or deploy the FP32 model")
     assert report((0.9, 0.9), (0.86, 0.87)).accuracy_lost() is None  # 4 and 3 points: within 5
+
+
+def test_one_object_of_a_small_labelled_set_is_no_operating_point_loss(tmp_path):
+    """On 10 objects one missed is 10 points of recall: warned about, it told a user whose INT8
+    model lost nothing measurable to look for layers to keep in float."""
+    from calibration.evaluate import Accuracy
+    from calibration.report import Report
+
+    def lost(int8_recall: float, objects: int) -> str | None:
+        return Report(tmp_path / "index.md", "val",
+                      Accuracy("detect", 5, map50=1.0, precision=1.0, recall=1.0,
+                               objects=objects, detections=objects),
+                      Accuracy("detect", 5, map50=1.0, precision=1.0, recall=int8_recall,
+                               objects=objects, detections=round(objects * int8_recall))
+                      ).accuracy_lost()
+
+    assert lost(0.9, 10) is None  # one object
+    assert (lost(0.8, 10) or "").startswith(
+        "INT8 scores recall at the score threshold 0.800 of 10 objects against FP32's 1.000 "
+        "(-20.0 points) on 5 labelled images")
+    assert lost(0.94, 100) is not None  # 6 objects of 100: past the 5 points
