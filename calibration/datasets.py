@@ -17,7 +17,7 @@ from calibration.images import is_hidden, read_image, usable_image_size
 from calibration.readers import IMAGE_SUFFIXES
 from calibration.yolo_layout import YoloLayout, dataset_yaml, yolo_layout
 from edge.errors import InputError
-from edge.wording import listed
+from edge.wording import counted, listed
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
         data, _ = _coco_file(path, labels)
         if not data.get("images") or not data.get("annotations"):
             raise InputError(f"{path} lists no images or no annotations")
+        _coco(path, labels)  # every entry checked (no image is decoded)
     elif layout == "folders" and not any(_folder_images(folder)
                                          for folder in _class_folders(path, labels)):
         raise _no_class_folders(path)
@@ -312,27 +313,56 @@ def _coco_file(path: Path, labels: Sequence[str]) -> tuple[dict[str, Any], dict[
 
 
 def _coco(path: Path, labels: Sequence[str]) -> Dataset:
+    """The images of COCO file `path` with their objects. InputError naming the entry and the
+    field for an image without id or file name, an annotation without a known image or
+    category or with a box that is not [x, y, width, height]; images whose file is missing are
+    left out with a warning (their objects with them), as a YOLO image without its label."""
     data, categories = _coco_file(path, labels)
-    try:
-        images = {i["id"]: i for i in data["images"]}
-        annotations = data.get("annotations", [])
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{path} is not a COCO annotation file ({exc})") from exc
     class_of = {cid: labels.index(name) for cid, name in categories.items()}
-    per_image: dict[int, list[dict[str, object]]] = {i: [] for i in images}
-    for annotation in annotations:
-        per_image.setdefault(annotation["image_id"], []).append(annotation)
+    images: dict[Any, Path] = {}
+    for index, image in enumerate(_entries(path, data, "images")):
+        if "id" not in image or not isinstance(image.get("file_name"), str):
+            lacking = "id" if "id" not in image else "file_name"
+            raise InputError(f"{path}: images[{index}] has no {lacking}; every COCO image "
+                             "needs its id and file_name")
+        images[image["id"]] = path.parent / image["file_name"]
+    objects: dict[Any, list[tuple[list[float], int, bool]]] = {i: [] for i in images}
+    for index, annotation in enumerate(_entries(path, data, "annotations")):
+        where = f"{path}: annotations[{index}]"
+        if annotation.get("image_id") not in images:
+            raise InputError(f"{where}: image_id {annotation.get('image_id')!r} is not the id of "
+                             "an entry of images")
+        if annotation.get("category_id") not in class_of:
+            raise InputError(f"{where}: category_id {annotation.get('category_id')!r} is not "
+                             "the id of an entry of categories")
+        box = annotation.get("bbox")
+        if (not isinstance(box, list) or len(box) != 4
+                or not all(isinstance(v, (int, float)) for v in box) or min(box[2:]) < 0):
+            raise InputError(f"{where}: bbox {box!r} is not [x, y, width, height] in pixels")
+        objects[annotation["image_id"]].append(
+            (box, class_of[annotation["category_id"]], bool(annotation.get("iscrowd", 0))))
+    missing = [image_id for image_id, file in images.items() if not file.is_file()]
+    if missing:
+        log.warning("%s of %s not there (%s): left out, with %s", counted(len(missing), "image"),
+                    path, listed([images[i].name for i in missing], 3),
+                    counted(sum(len(objects[i]) for i in missing), "object"))
     items = []
-    for image_id, image in sorted(images.items()):
-        objects = per_image.get(image_id, [])
-        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],  # type: ignore[index]
-                           a["bbox"][1] + a["bbox"][3]] for a in objects],  # type: ignore[index]
+    for image_id in sorted(set(images) - set(missing), key=str):
+        found = objects[image_id]
+        boxes = np.array([[x, y, x + w, y + h] for (x, y, w, h), _, _ in found],
                          np.float32).reshape(-1, 4)
-        items.append(LabelledImage(
-            path.parent / str(image["file_name"]), boxes,
-            np.array([class_of[a["category_id"]] for a in objects], np.int64),
-            np.array([bool(a.get("iscrowd", 0)) for a in objects], bool)))
-    return Dataset("coco", items)
+        items.append(LabelledImage(images[image_id], boxes,
+                                   np.array([c for _, c, _ in found], np.int64),
+                                   np.array([crowd for _, _, crowd in found], bool)))
+    return Dataset("coco", items, skipped=len(missing))
+
+
+def _entries(path: Path, data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """COCO file `path`'s list `key` (absent: empty), every entry an object."""
+    entries = data.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError(f"{path}: '{key}' is not a list of objects, as COCO gives it")
+    return entries
 
 
 def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:

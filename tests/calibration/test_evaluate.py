@@ -214,6 +214,56 @@ def test_coco_json_dataset(tmp_path):
     assert dataset.items[0].class_ids.tolist() == [3]
 
 
+SHAPES = ("circle", "square", "triangle", "star")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c["annotations"][0].pop("bbox"), "annotations[0]: bbox None is not [x, y, width, "
+                                                "height] in pixels"),
+    (lambda c: c["annotations"][0].update(bbox=[1, 2, 3]), "annotations[0]: bbox [1, 2, 3] is "
+                                                           "not [x, y, width, height]"),
+    (lambda c: c["images"][0].pop("file_name"), "images[0] has no file_name; every COCO image "
+                                                "needs its id and file_name"),
+    (lambda c: c["images"][0].pop("id"), "images[0] has no id"),
+    (lambda c: c["annotations"][0].pop("image_id"), "annotations[0]: image_id None is not the "
+                                                    "id of an entry of images"),
+    (lambda c: c["annotations"][0].update(category_id=99), "annotations[0]: category_id 99 is "
+                                                           "not the id of an entry of categories"),
+    (lambda c: c.update(annotations={"a": 1}), "'annotations' is not a list of objects"),
+])
+def test_a_coco_file_with_a_bad_entry_is_refused_naming_it(tmp_path, change, message):
+    """Each of these was a KeyError or IndexError traceback (exit 1), after calibration had
+    run when the file was `edge calibrate --eval-data`."""
+    from calibration.datasets import require_labelled_content
+
+    write_yolo_dataset(tmp_path, frames=2, seed=1)
+    image = sorted((tmp_path / "images").iterdir())[0]
+    coco = {"images": [{"id": 1, "file_name": f"images/{image.name}"}],
+            "categories": [{"id": 3, "name": "star"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 30, 40]}]}
+    change(coco)
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    with pytest.raises(InputError, match=re.escape(message)):
+        require_labelled_content(tmp_path / "ann.json", "coco", SHAPES)
+
+
+def test_a_coco_image_whose_file_is_missing_is_left_out_with_a_warning(tmp_path, caplog):
+    write_yolo_dataset(tmp_path, frames=2, seed=1)
+    image = sorted((tmp_path / "images").iterdir())[0]
+    coco = {"images": [{"id": 1, "file_name": f"images/{image.name}"},
+                       {"id": 2, "file_name": "images/gone.jpg"}],
+            "categories": [{"id": 3, "name": "star"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 30, 40]},
+                            {"id": 2, "image_id": 2, "category_id": 3, "bbox": [5, 5, 9, 9]},
+                            {"id": 3, "image_id": 2, "category_id": 3, "bbox": [9, 9, 9, 9]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    with caplog.at_level(logging.WARNING):
+        dataset = dataset_from(tmp_path / "ann.json", SHAPES, "detect")
+    assert [item.path.name for item in dataset.items] == [image.name]
+    assert f"1 image of {tmp_path / 'ann.json'} not there (gone.jpg): left out, with 2 " \
+           "objects" in caplog.text
+
+
 def test_classifier_top1_on_class_folders(tmp_path, caplog):
     import cv2
 
