@@ -176,6 +176,9 @@ def read_manifest(collected: Path) -> list[dict[str, Any]]:
         raise InputError(f"{collected} is a file; field accuracy reads the folder `edge collect` "
                          "wrote (it holds manifest.jsonl, classes.txt and labels/)")
     path = collected / "manifest.jsonl"
+    if not collected.exists():
+        raise InputError(f"{collected} does not exist; field accuracy reads a folder written "
+                         "by `edge collect` (its --out)")
     if not path.is_file():
         raise InputError(f"{collected} has no manifest.jsonl; field accuracy reads a folder "
                          "written by `edge collect`")
@@ -206,7 +209,8 @@ def detections_from_row(row: dict[str, Any]) -> Detections:
 
 def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
     """A CSV of `image_id,verdict` (match/miss): the share of matches with its interval, and
-    the ids that are not in the dataset (listed, skipped)."""
+    the ids that are not in the dataset (listed, skipped). An image rated twice alike counts
+    once; one rated both ways is refused, naming both lines."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             records = list(csv.DictReader(handle))
@@ -217,9 +221,11 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
     if records and not {"image_id", "verdict"} <= set(records[0]):
         raise InputError(f"{path}: expected the columns image_id and verdict (match or miss); "
                          f"found {', '.join(records[0])}")
-    matches = total = 0
     unknown: list[str] = []
+    verdicts: dict[str, tuple[bool, int]] = {}  # image id -> (match, its line)
     for number, record in enumerate(records, start=2):
+        if record["image_id"] is None or record["verdict"] is None:
+            raise InputError(f"{path}:{number}: expected image_id,verdict (match or miss)")
         image_id, verdict = record["image_id"].strip(), record["verdict"].strip().lower()
         if image_id not in known:
             unknown.append(image_id)
@@ -227,8 +233,12 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
         if verdict not in VERDICTS:
             raise InputError(f"{path}:{number}: verdict {record['verdict']!r} is not match or "
                              "miss")
-        matches += int(VERDICTS[verdict])
-        total += 1
+        earlier = verdicts.setdefault(image_id, (VERDICTS[verdict], number))
+        if earlier[0] != VERDICTS[verdict]:
+            raise InputError(f"{path}:{number}: {image_id} is rated {verdict} here and "
+                             f"{'match' if earlier[0] else 'miss'} on line {earlier[1]}; keep "
+                             "the one that is right")
+    matches, total = sum(match for match, _ in verdicts.values()), len(verdicts)
     if unknown:
         log.warning("%s: %d rated image id(s) are not in the dataset, skipped: %s", path,
                     len(unknown), ", ".join(unknown[:20]) + (" …" if len(unknown) > 20 else ""))

@@ -61,9 +61,10 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     o = report.overall
+    left_out = (f" ({counted(report.unlabelled, 'collected image')} not among the corrected "
+                "labels, left out)" if report.unlabelled else "")
     print(f"field accuracy over {counted(report.images, 'image')}: precision "
-          f"{o.precision:.4f}  recall {o.recall:.4f}  AP@0.5 {o.map50:.4f} "
-          f"({report.unlabelled} without labels)")
+          f"{o.precision:.4f}  recall {o.recall:.4f}  AP@0.5 {o.map50:.4f}{left_out}")
     for label, ap in o.per_class_ap50.items():
         print(f"  {label:12s} precision {o.per_class_precision.get(label, 0.0):.4f}  recall "
               f"{o.per_class_recall.get(label, 0.0):.4f}  AP@0.5 {ap:.4f}")

@@ -602,6 +602,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     if args.field:
+        if args.model is not None:
+            raise InputError(f"--field scores the predictions a device recorded, not a model: "
+                             f"leave {args.model} out (or --field, to score that model on "
+                             "--data's labels)")
         if isinstance(args.data, str):
             raise InputError(f"--field scores a folder written by `edge collect`, not "
                              f"{args.data}; pass that folder as --data")

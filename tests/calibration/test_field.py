@@ -90,6 +90,9 @@ def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_pat
     assert (estimate.successes, estimate.trials, estimate.value) == (3, 4, 0.75)
     assert unknown == ["ghost"]
     assert "ghost" in caplog.text
+    ratings.write_text("image_id,verdict\na,match\na,yes\nb,miss\n")  # a rated twice alike
+    estimate, _ = rated_precision(ratings, {"a", "b"})
+    assert (estimate.successes, estimate.trials) == (1, 2)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -98,6 +101,9 @@ def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_pat
     ("image_id,verdict\n", r"rates no image of the dataset \(it has no rows\)"),
     ("", r"rates no image of the dataset \(it has no rows\)"),
     ("image_id,verdict\nghost,match\n", r"all 1 rated ids are unknown"),
+    ("image_id,verdict\na,match\nb\n", r"r\.csv:3: expected image_id,verdict \(match or miss\)"),
+    ("image_id,verdict\na,match\na,miss\n", r"r\.csv:3: a is rated miss here and match on line "
+                                         r"2; keep the one that is right"),
     (b"\xff\xd8\xff\xe0 not text", r"is not a CSV file"),
 ])
 def test_bad_ratings(tmp_path, text, expected):
@@ -111,6 +117,8 @@ def test_bad_ratings(tmp_path, text, expected):
 def test_field_needs_a_collected_folder(tmp_path):
     with pytest.raises(InputError, match=r"has no manifest\.jsonl; .* written by `edge collect`"):
         field_accuracy(tmp_path)
+    with pytest.raises(InputError, match=r"nosuch does not exist; field accuracy reads a folder"):
+        field_accuracy(tmp_path / "nosuch")
 
 
 def edge(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,6 +139,10 @@ def test_eval_field_cli_writes_the_report(tmp_path):
     index = (tmp_path / "report" / "index.md").read_text()
     assert "2026-11-29" in index and "accuracy_over_time.png" in index
     assert (tmp_path / "report" / "accuracy_over_time.png").stat().st_size > 1000
+    with_model = edge("eval", "model.onnx", "--field", "--data", str(collected))
+    assert with_model.returncode == 2
+    assert "--field scores the predictions a device recorded, not a model: leave model.onnx " \
+           "out" in with_model.stderr
     missing = edge("eval", "--data", str(collected))
     assert missing.returncode == 2 and "edge eval needs MODEL" in missing.stderr
     # eval has no --exclude: only its own greedy option is named
