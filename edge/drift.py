@@ -256,6 +256,7 @@ class DriftMonitor:
         self._bucket_end: float | None = None
         self._started: float | None = None
         self.state = "warming_up"
+        self._drifted: list[str] = []  # the statistics the last alert logged
         self.last: dict[str, Any] | None = None
 
     def observe_image(self, ts: float, image: npt.NDArray[np.uint8]) -> None:
@@ -313,9 +314,9 @@ class DriftMonitor:
                    "frames": window.frames if window is not None else self._frames_so_far(),
                    "scores": outputs, "input": inputs, "drifted": drifted,
                    "ts": now, "time": rfc3339(now)}
-        if state != self.state:
+        if state != self.state or (state == "alert" and drifted != self._drifted):
             self._log_change(state, drifted, outputs, inputs)
-            self.state = state
+            self.state, self._drifted = state, drifted
         self.last = payload
         self._publish(payload)
         return payload
@@ -338,10 +339,11 @@ class DriftMonitor:
                     inputs: dict[str, float | None]) -> None:
         values = {**{f"scores.{k}": v for k, v in outputs.items()},
                   **{f"input.{k}": v for k, v in inputs.items()}}
-        if state == "alert":
-            log.warning("camera %s: drift alert (%s above %g): %s", self.camera,
+        if state == "alert":  # the statistics past the threshold, again when they change
+            was = f" (was {', '.join(self._drifted)})" if self.state == "alert" else ""
+            log.warning("camera %s: drift alert (%s above %g): %s%s", self.camera,
                         self.settings.metric, self.settings.threshold,
-                        ", ".join(f"{name} {values[name]}" for name in drifted))
+                        ", ".join(f"{name} {values[name]}" for name in drifted), was)
         elif self.state == "alert":
             log.info("camera %s: drift back to %s", self.camera, state)
 

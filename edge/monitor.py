@@ -27,6 +27,7 @@ from edge.client import (
     DetectionsMessage,
     DeviceStats,
     DeviceStatus,
+    Drift,
     Event,
     FrameMeta,
     Jpeg,
@@ -108,6 +109,20 @@ def format_stats(device: str, stats: DeviceStats, retained: bool = False) -> str
             f"up {stats.uptime_s} s" + (f" (retained, as of {stats.time})" if retained else ""))
 
 
+def format_drift(device: str, drift: Drift) -> str:
+    """A camera's drift state; in alert, the statistics past the threshold with their values
+    (so an alert whose cause changes, or grows, shows again)."""
+    line = f"[{device}] {drift.camera} drift {drift.state.replace('_', ' ')}"
+    if drift.state != "alert":
+        return line
+    values = {**{f"scores.{k}": v for k, v in drift.scores.items()},
+              **{f"input.{k}": v for k, v in drift.input.items()}}
+    drifted = ", ".join(f"{name} {values[name]:.2f}" if values.get(name) is not None else name
+                        for name in drift.drifted)
+    return (f"{line}: {drifted} ({drift.metric.upper()} over {drift.window_s:g} s, threshold "
+            f"{drift.threshold:g})")
+
+
 def format_line(message: Message, events: bool) -> str | None:
     """The console line of a message, or None for kinds not shown in this mode."""
     device, payload = message.device, message.payload
@@ -122,6 +137,8 @@ def format_line(message: Message, events: bool) -> str | None:
         return format_event(device, payload)
     if isinstance(payload, DetectionsMessage) and not events:
         return format_detections(device, payload)
+    if isinstance(payload, Drift):
+        return format_drift(device, payload)
     if isinstance(payload, Count) and events:
         where = f"{payload.zone}/" if payload.zone else ""
         return f"[{device}] {message.camera} {where}{payload.label} count {payload.count}"

@@ -16,7 +16,7 @@ from paho.mqtt import publish
 
 from edge import monitor as monitor_module
 from edge.client.models import DeviceStats, DeviceStatus
-from edge.monitor import format_stats, format_status, run_monitor
+from edge.monitor import format_drift, format_line, format_stats, format_status, run_monitor
 from tests.test_daemon_mqtt import write_config
 
 
@@ -328,6 +328,24 @@ def test_a_status_names_the_cameras_that_are_not_streaming():
                                        "error": "inference failed: CUDA error 700"})
     assert format_status("pi", failed).startswith(
         "[pi] failed (inference failed: CUDA error 700): model det")
+
+
+def test_a_drift_state_is_a_line_naming_what_drifted_in_an_alert():
+    """The monitor showed no drift at all: an alert reached the operator only as a count in
+    its --json summary."""
+    from edge.client import Drift, parse_message
+
+    ok = Drift(v=1, camera="gate", state="ok", window_s=300, metric="psi", threshold=0.25,
+               frames=4500, scores={"all_classes": 0.03}, input={"brightness": 0.01},
+               drifted=[], ts=0.0, time="2026-12-01T03:00:00Z")
+    assert format_drift("pi", ok) == "[pi] gate drift ok"
+    alert = ok.model_copy(update={"state": "alert", "input": {"brightness": 10.5, "contrast": 11},
+                                  "drifted": ["input.brightness", "input.contrast"]})
+    assert format_drift("pi", alert) == ("[pi] gate drift alert: input.brightness 10.50, "
+                                         "input.contrast 11.00 (PSI over 300 s, threshold 0.25)")
+    message = parse_message("edge/+", "edge/pi/gate/drift", alert.model_dump_json().encode())
+    assert format_line(message, events=False) == format_line(message, events=True) == \
+        format_drift("pi", alert)
 
 
 def test_a_stats_line_says_which_cameras_have_no_frames_yet():
