@@ -137,6 +137,11 @@ class SamplingPolicy:
             raise ConfigError(f"sampling.rare_labels: {', '.join(unknown)} not among the model's "
                               f"labels ({', '.join(self.labels)}); fix the names or remove them")
         self.limiter = RateLimiter(self.sampling.limits)
+        # the audit draw has count caps of its own: samples for other reasons (a rare label in
+        # view for minutes) would otherwise use up the caps and thin the audit sample exactly
+        # when the scene is busy, the uniform sample field accuracy rests on
+        self.audit_limiter = RateLimiter(self.sampling.limits)
+        self._last_seen: dict[str, float] = {}  # uncertain, rare: when last sampled
         self._rng = np.random.default_rng(self.sampling.seed)
         self._rare_ids = {self.labels.index(name) for name in self.sampling.rare_labels}
         self._class_counts = np.zeros(len(self.labels), np.int64)
@@ -152,7 +157,8 @@ class SamplingPolicy:
         """Samples per reason, what the limits refused, and the audit draw (frames, drawn)."""
         return {"sampled": dict(self.sampled), "refused": self.limiter.refused,
                 "over_budget": self.limiter.over_budget,
-                "audit": {"frames": self.audit.frames, "drawn": self.audit.drawn}}
+                "audit": {"frames": self.audit.frames, "drawn": self.audit.drawn,
+                          "refused": self.audit_limiter.refused}}
 
     @property
     def decode_threshold(self) -> float:
@@ -172,9 +178,11 @@ class SamplingPolicy:
         """Whether the loop should keep this frame's pixels until its detections are known."""
         if self._snapshot.is_set():
             return True
+        f, s = self.frames, self.sampling
+        if s.audit_rate > 0 and self.audit_limiter.allows_sample(now):
+            return True
         if not self.limiter.allows_sample(now):
             return False
-        f, s = self.frames, self.sampling
         return bool(
             (f.interval_s and now - self._last_interval >= f.interval_s)
             or (f.on_detection and now - self._last_detection >= f.min_gap_s)
@@ -195,16 +203,29 @@ class SamplingPolicy:
         found = self._policy_reasons(now, detections, below)
         if not found or not copied:
             return []
-        if "snapshot" not in found and not self.limiter.take_sample(now):
+        if "audit" in found and not self.audit_limiter.take_sample(now):
+            found.remove("audit")
+        elif "audit" in found:  # taken on its own caps; the other reasons ride along
+            self.sampled.update(found)
+            self._taken(now, found)
+            return found
+        if not found or ("snapshot" not in found and not self.limiter.take_sample(now)):
             return []
+        self.sampled.update(found)
+        self._taken(now, found)
+        return found
+
+    def _taken(self, now: float, found: list[str]) -> None:
+        """Start the waits of the reasons a sample was taken for."""
         if "snapshot" in found:
             self._snapshot.clear()
         if "interval" in found:
             self._last_interval = now
         if "detection" in found:
             self._last_detection = now
-        self.sampled.update(found)
-        return found
+        for reason in ("uncertain", "rare"):
+            if reason in found:
+                self._last_seen[reason] = now
 
     def _policy_reasons(self, now: float, detections: Detections,
                         below: Detections | None) -> list[str]:
@@ -220,8 +241,11 @@ class SamplingPolicy:
                 uncertain(detections, s.uncertain_band)
                 or (below is not None and uncertain(below, s.uncertain_band))):
             found.append("uncertain")
-        if self._rare(detections):
+        if self._rare(detections):  # counts every frame's classes: called whatever the gap
             found.append("rare")
+        # a rare object or an uncertain one stays in view for many frames: one sample each
+        # `min_gap_s`, as for detections, not every frame until the caps are used up
+        found = [r for r in found if now - self._last_seen.get(r, -float("inf")) >= f.min_gap_s]
         if s.count_change and self._counts.changed(len(detections)):
             found.append("count_change")
         if s.audit_rate > 0:

@@ -152,7 +152,26 @@ def test_rate_limits_hold_in_every_sliding_window(limits, fps, seconds, windows)
                    for t in stamps)
         assert most <= limit
         assert most == limit  # the limit is reached, not just respected
-    assert p.limiter.refused > 0
+    assert p.audit_limiter.refused > 0 and p.stats()["audit"]["refused"] > 0
+
+
+def test_a_rare_label_in_view_is_sampled_once_a_min_gap_s_not_every_frame():
+    p = policy(FramesConfig(interval_s=0, min_gap_s=2), rare_labels=["star"])
+    sampled = [t for i in range(200) if p.reasons(t := i / 10, dets((3, 0.9)))]
+    assert sampled == [float(t) for t in range(0, 20, 2)]  # 20 s at 10 fps: every 2 s
+
+
+def test_other_reasons_never_thin_the_audit_sample():
+    """A rare label in view for minutes used up a shared per-minute cap in under a second, and
+    the audit draws of the rest of each minute were refused: the sample field accuracy takes
+    as uniform held only the frames of quiet minutes."""
+    p = policy(rare_labels=["star"], audit_rate=0.05, seed=3, limits={"per_minute": 5})
+    reasons = [p.reasons(i / 10, dets((3, 0.9))) for i in range(10 * 600)]  # 10 min, 10 fps
+    audit = sum("audit" in r for r in reasons)
+    rare_only = sum(r == ["rare"] for r in reasons)
+    assert audit == p.audit.drawn - p.audit_limiter.refused
+    assert 45 <= audit <= 50  # its own 5 a minute (300 drawn), not what rare left over
+    assert rare_only >= 40  # and rare kept its own
 
 
 def test_byte_budget_per_hour_holds():

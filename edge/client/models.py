@@ -107,6 +107,9 @@ class CameraStatus(_Payload):
 class AuditDraw(_Payload):
     frames: int = Field(ge=0, description="frames the audit draw saw")
     drawn: int = Field(ge=0, description="frames it sampled")
+    refused: int = Field(default=0, ge=0, description="draws the per minute, hour and day limits "
+                                                      "refused (the audit sample has caps of its "
+                                                      "own, apart from the other reasons')")
 
 
 class SamplingStats(_Payload):
@@ -116,7 +119,7 @@ class SamplingStats(_Payload):
                                                 "detection, uncertain, rare, count_change, "
                                                 "audit, snapshot)")
     refused: int = Field(ge=0, description="samples the per minute, hour and day limits "
-                                           "refused")
+                                           "refused (those drawn for the audit: audit.refused)")
     over_budget: int = Field(ge=0, description="samples not sent: the hour's byte budget "
                                                "would have been overrun")
     audit: AuditDraw
