@@ -11,6 +11,7 @@ from typing import Any
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from tests.mqtt_watch import Watcher, retained_status
+from tests.running_daemon import running
 
 
 def test_a_camera_that_goes_down_while_the_broker_connects_makes_the_device_degraded(
@@ -44,19 +45,12 @@ def _run_until_reconnecting(broker_port: int, model: Path, camera_port: int) -> 
         return payload
 
     daemon.link._status = status_then_camera_down  # type: ignore[method-assign]
-    stop = threading.Event()
-    runner = threading.Thread(target=daemon.run, args=(stop,))
-    daemon.start()
-    runner.start()
-    try:
+    with running(daemon):
         deadline = time.monotonic() + 30
         while daemon.link.counters.connects == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(1.0)  # the run loop's after-connect work comes round every 0.2 s
         status = retained_status(broker_port, "edge/dev1")
-    finally:
-        stop.set()
-        runner.join(30)
     assert status["state"] == "degraded", status
     assert status["camera_states"] == {"street": "reconnecting"}
 
@@ -80,26 +74,21 @@ def test_a_reconnect_sends_the_device_status_once_when_no_camera_changed(
         return build_status(state)
 
     daemon.link._status = status_once_listened_to  # type: ignore[method-assign]
-    stop = threading.Event()
-    runner = threading.Thread(target=daemon.run, args=(stop,))
-    daemon.start()
-    runner.start()
-    try:
-        _wait(lambda: daemon.link.counters.connects == 1
-              and daemon.camera_statuses()[0].state == "streaming", "streaming")
-        time.sleep(0.5)  # the run loop's after-connect pass comes round every 0.2 s
-        mosquitto.stop()
-        _wait(lambda: not daemon.link.connected, "the link to notice the broker went")
-        mosquitto.start()
-        with Watcher(mosquitto.port, "edge/dev2/status") as watcher:
-            listening.set()
-            _wait(lambda: daemon.link.counters.connects == 2, "the reconnect")
-            time.sleep(1.5)
-            statuses = [m.json() for m in watcher.on("/status")]
-    finally:
-        listening.set()
-        stop.set()
-        runner.join(30)
+    with running(daemon):
+        try:
+            _wait(lambda: daemon.link.counters.connects == 1
+                  and daemon.camera_statuses()[0].state == "streaming", "streaming")
+            time.sleep(0.5)  # the run loop's after-connect pass comes round every 0.2 s
+            mosquitto.stop()
+            _wait(lambda: not daemon.link.connected, "the link to notice the broker went")
+            mosquitto.start()
+            with Watcher(mosquitto.port, "edge/dev2/status") as watcher:
+                listening.set()
+                _wait(lambda: daemon.link.counters.connects == 2, "the reconnect")
+                time.sleep(1.5)
+                statuses = [m.json() for m in watcher.on("/status")]
+        finally:
+            listening.set()  # a failed wait must not hold the stop's reconnect
     assert [s["camera_states"] for s in statuses] == [{"gate": "streaming"}], statuses
     assert statuses[0]["state"] == "online"
 

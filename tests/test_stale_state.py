@@ -3,7 +3,6 @@ Mosquitto: a removed camera's status and counts, a removed zone's counts."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from tests.mqtt_watch import Watcher
+from tests.running_daemon import running
 
 ZONE = {"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "units": "normalised"}
 
@@ -38,15 +38,8 @@ def _run(port: int, model: Path, cameras: list[dict[str, Any]]) -> None:
     config = config_from_dict({"device_id": "st", "model": {"path": str(model), "threads": 1},
                                "cameras": cameras, "mqtt": {"url": f"mqtt://127.0.0.1:{port}"}},
                               "test")
-    daemon = Daemon(config)
-    stop = threading.Event()
-    runner = threading.Thread(target=daemon.run, args=(stop,))
-    daemon.start()
-    runner.start()
-    time.sleep(3.0)  # connected, the sweeps' 1 s of quiet passed, counts sent
-    stop.set()
-    runner.join(30)
-    assert not runner.is_alive()
+    with running(Daemon(config)):
+        time.sleep(3.0)  # connected, the sweeps' 1 s of quiet passed, counts sent
 
 
 def _retained(port: int) -> set[str]:
