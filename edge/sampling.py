@@ -204,12 +204,12 @@ class SamplingPolicy:
         if not found or not copied:
             return []
         if "audit" in found and not self.audit_limiter.take_sample(now):
-            found.remove("audit")
-        elif "audit" in found:  # taken on its own caps; the other reasons ride along
-            self.sampled.update(found)
-            self._taken(now, found)
-            return found
-        if not found or ("snapshot" not in found and not self.limiter.take_sample(now)):
+            found.remove("audit")  # over the audit's own caps; the other reasons may still be
+        if not found:
+            return []
+        # a frame drawn for the audit is taken on the audit's caps, the other reasons riding
+        # along; a snapshot asked for is taken whatever the limits
+        if "audit" not in found and "snapshot" not in found and not self.limiter.take_sample(now):
             return []
         self.sampled.update(found)
         self._taken(now, found)

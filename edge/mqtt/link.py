@@ -364,7 +364,9 @@ class MqttLink:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         name = self.topics.command_name(message.topic)  # first: `+/status` matches cmd/status
         if name is None:
-            any(sweep.offer(message) for sweep in self._sweeps)
+            for sweep in self._sweeps:
+                if sweep.offer(message):  # a retained message under one of their filters
+                    break
             return
         handler = self._commands.get(name)
         reply = (handler(bytes(message.payload)) if handler is not None
