@@ -82,7 +82,7 @@ def test_client_certificate_and_password_deliver_detections(tls_broker, pki, cap
         ({"ca_file": "other"}, r"TLS verification failed: .*check mqtt\.ca_file"),
         ({"certfile": None, "keyfile": None},
          r"closed the connection before accepting it .*set mqtt\.certfile and mqtt\.keyfile"),
-        ({"password": "wrong-" + SECRET}, r"not authorized .*check mqtt\.username"),
+        ({"password": "wrong-" + SECRET}, r"not authorized: check mqtt\.username"),
         # the daemon said only "closed the connection before accepting it (Unspecified
         # error)" where `edge monitor` hinted at TLS (an operator's check)
         ({"url": "plain"}, r"closed the connection before any MQTT answer .*: is it an MQTT "
