@@ -135,6 +135,9 @@ class Daemon:
             raise
         self.link.on_command("snapshot", self._snapshot)
         self.link.sweep_retained(self.topics.event_snapshot("+", "+"), self._adopt_snapshots)
+        self._stale_lock = threading.Lock()  # the sweeps end on threads of their own
+        self._stale_cleared: list[str] = []
+        self._stale_sweeps_left = len(STATE_TOPIC_LEVELS)
         for levels in STATE_TOPIC_LEVELS:
             self.link.sweep_retained(f"{self.topics.prefix}/{levels}", self._clear_stale_state)
         self.discovery = DiscoveryPublisher(
@@ -260,9 +263,12 @@ class Daemon:
             for topic in stale:
                 self.link.publish_best_effort(topic, b"", qos=0, retain=True)
             cleared += len(stale)
+        gone = sorted(camera for camera in found if camera not in events)
         if topics:
-            log.info("%d event snapshots were retained by earlier runs; %d cleared",
-                     len(topics), cleared)
+            log.info("%d event snapshots were retained by earlier runs; %d cleared%s",
+                     len(topics), cleared,
+                     f" (all those of {', '.join(gone)}, which no longer publish them)"
+                     if gone else "")
 
     def _clear_stale_state(self, topics: list[str]) -> None:
         """Clear the retained camera statuses, drift states and counts that earlier runs left
@@ -277,9 +283,14 @@ class Daemon:
         stale = [topic for topic in topics if topic not in kept]
         for topic in stale:
             self.link.publish_state(topic, b"")
-        if stale:
-            log.info("cleared %s that earlier runs left retained and this config no longer "
-                     "keeps: %s", counted(len(stale), "topic"), listed(stale, LISTED_TOPICS))
+        with self._stale_lock:  # one line once every sweep is done, not one a sweep
+            self._stale_cleared += stale
+            self._stale_sweeps_left -= 1
+            if self._stale_sweeps_left or not self._stale_cleared:
+                return
+            cleared = sorted(self._stale_cleared)
+        log.info("cleared %s that earlier runs left retained and this config no longer keeps: "
+                 "%s", counted(len(cleared), "topic"), listed(cleared, LISTED_TOPICS))
 
     def alive(self) -> bool:
         """Every camera loop and the inference thread are alive and no loop is stuck (systemd's

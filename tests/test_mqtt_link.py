@@ -181,6 +181,9 @@ def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplo
     connection.connected()
     assert connection.state == "connected"
     assert "after 301 failed attempts" in caplog.records[-1].getMessage()
+    connection.failed("connection refused")
+    connection.connected()
+    assert caplog.records[-1].getMessage().endswith("after 1 failed attempt")
 
 
 def test_the_first_outcome_is_awaited_after_its_log_line(caplog):

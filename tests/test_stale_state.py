@@ -3,6 +3,7 @@ Mosquitto: a removed camera's status and counts, a removed zone's counts."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -16,17 +17,27 @@ ZONE = {"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "units":
 
 
 def test_a_removed_cameras_and_zones_retained_state_is_cleared_at_the_next_run(
-        mosquitto, demo_model: Path) -> None:
+        mosquitto, demo_model: Path, caplog) -> None:
     _run(mosquitto.port, demo_model, [_camera("gate", [ZONE]), _camera("yard", [])])
     before = _retained(mosquitto.port)
     assert {"edge/st/gate/status", "edge/st/yard/status", "edge/st/yard/circle/count",
             "edge/st/gate/left/circle/count"} <= before
-    _run(mosquitto.port, demo_model, [_camera("gate", [])])
+    with caplog.at_level(logging.INFO, logger="edge.daemon"):
+        _run(mosquitto.port, demo_model, [_camera("gate", [])])
     after = _retained(mosquitto.port)
+    said = [r.getMessage() for r in caplog.records if "no longer keeps" in r.getMessage()]
+    assert len(said) == 1, said  # one line for the four sweeps
+    assert said[0].startswith(f"cleared {len(before - after) - _snapshots(before - after)} "
+                              "topics that earlier runs left retained")
     assert "edge/st/gate/status" in after and "edge/st/gate/circle/count" in after
     gone = before - after
     assert {t for t in before if "/yard/" in t or "/left/" in t} <= gone
     assert all("/yard/" in t or "/left/" in t for t in gone), gone
+
+
+def _snapshots(topics: set[str]) -> int:
+    """How many of `topics` are event snapshots (cleared by a sweep of their own)."""
+    return sum(t.endswith("/snapshot") for t in topics)
 
 
 def _camera(name: str, zones: list[dict[str, Any]]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edge.redact import redact_text
+from edge.wording import counted
 
 if TYPE_CHECKING:
     from paho.mqtt.reasoncodes import ReasonCode
@@ -193,5 +194,5 @@ class ConnectionLog:
             failures, self._failures, self._cause = self._failures, 0, None
             self.state = "connected"
         log.info("connected to MQTT broker %s%s", self._where,
-                 f" after {failures} failed attempts" if failures else "")
+                 f" after {counted(failures, 'failed attempt')}" if failures else "")
         self._settled.set()
