@@ -466,8 +466,8 @@ def _in_words(error: Any) -> str:
               "less_than": "less than", "greater_than": "more than"}
     if kind in bounds and len(context) == 1:
         bound = next(iter(context.values()))
-        return f"must be {bounds[kind]} {bound:g}" if isinstance(bound, (int, float)) else \
-            f"must be {bounds[kind]} {bound}"
+        shown = f"{bound:g}" if isinstance(bound, (int, float)) else bound
+        return f"must be {bounds[kind]} {shown}"
     if kind == "too_short" and "min_length" in context:
         return (f"needs at least {context['min_length']} items; "
                 f"got {context.get('actual_length', 'fewer')}")

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.client.models import drift_statistics
 from edge.config import DriftConfig
 from edge.detections import Detections
 from edge.errors import ModelError
@@ -337,8 +338,7 @@ class DriftMonitor:
 
     def _log_change(self, state: str, drifted: list[str], outputs: dict[str, float | None],
                     inputs: dict[str, float | None]) -> None:
-        values = {**{f"scores.{k}": v for k, v in outputs.items()},
-                  **{f"input.{k}": v for k, v in inputs.items()}}
+        values = drift_statistics(outputs, inputs)
         if state == "alert":  # the statistics past the threshold, again when they change
             was = f" (was {', '.join(self._drifted)})" if self.state == "alert" else ""
             log.warning("camera %s: drift alert (%s above %g): %s%s", self.camera,

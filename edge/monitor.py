@@ -115,8 +115,7 @@ def format_drift(device: str, drift: Drift) -> str:
     line = f"[{device}] {drift.camera} drift {drift.state.replace('_', ' ')}"
     if drift.state != "alert":
         return line
-    values = {**{f"scores.{k}": v for k, v in drift.scores.items()},
-              **{f"input.{k}": v for k, v in drift.input.items()}}
+    values = drift.statistics
     drifted = ", ".join(f"{name} {values[name]:.2f}" if values.get(name) is not None else name
                         for name in drift.drifted)
     return (f"{line}: {drifted} ({drift.metric.upper()} over {drift.window_s:g} s, threshold "

@@ -29,6 +29,8 @@ from edge.errors import ConfigError
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
 REASONS = ("snapshot", "interval", "detection", "uncertain", "rare", "count_change", "audit")
+#: Reasons that hold for as long as what caused them stays in view: one sample per min_gap_s.
+GAPPED = ("uncertain", "rare")
 
 
 class SlidingCounts:
@@ -141,13 +143,11 @@ class SamplingPolicy:
         # view for minutes) would otherwise use up the caps and thin the audit sample exactly
         # when the scene is busy, the uniform sample field accuracy rests on
         self.audit_limiter = RateLimiter(self.sampling.limits)
-        self._last_seen: dict[str, float] = {}  # uncertain, rare: when last sampled
+        self._last_taken: dict[str, float] = {}  # reason -> when a sample was last taken for it
         self._rng = np.random.default_rng(self.sampling.seed)
         self._rare_ids = {self.labels.index(name) for name in self.sampling.rare_labels}
         self._class_counts = np.zeros(len(self.labels), np.int64)
         self._counts = _CountTracker(self.sampling.count_steady_frames)
-        self._last_interval = -float("inf")
-        self._last_detection = -float("inf")
         self._snapshot = threading.Event()
 
     def request_snapshot(self) -> None:
@@ -184,8 +184,8 @@ class SamplingPolicy:
         if not self.limiter.allows_sample(now):
             return False
         return bool(
-            (f.interval_s and now - self._last_interval >= f.interval_s)
-            or (f.on_detection and now - self._last_detection >= f.min_gap_s)
+            (f.interval_s and self._waited("interval", now, f.interval_s))
+            or (f.on_detection and self._waited("detection", now, f.min_gap_s))
             or s.uncertain_band is not None or s.rare_labels or s.rare_below is not None
             or s.count_change or s.audit_rate > 0)
 
@@ -219,13 +219,11 @@ class SamplingPolicy:
         """Start the waits of the reasons a sample was taken for."""
         if "snapshot" in found:
             self._snapshot.clear()
-        if "interval" in found:
-            self._last_interval = now
-        if "detection" in found:
-            self._last_detection = now
-        for reason in ("uncertain", "rare"):
-            if reason in found:
-                self._last_seen[reason] = now
+        self._last_taken.update(dict.fromkeys(found, now))
+
+    def _waited(self, reason: str, now: float, gap: float) -> bool:
+        """Whether `gap` seconds have passed since a sample was last taken for `reason`."""
+        return now - self._last_taken.get(reason, -float("inf")) >= gap
 
     def _policy_reasons(self, now: float, detections: Detections,
                         below: Detections | None) -> list[str]:
@@ -233,9 +231,9 @@ class SamplingPolicy:
         found: list[str] = []
         if self._snapshot.is_set():
             found.append("snapshot")
-        if f.interval_s and now - self._last_interval >= f.interval_s:
+        if f.interval_s and self._waited("interval", now, f.interval_s):
             found.append("interval")
-        if f.on_detection and len(detections) and now - self._last_detection >= f.min_gap_s:
+        if f.on_detection and len(detections) and self._waited("detection", now, f.min_gap_s):
             found.append("detection")
         if s.uncertain_band is not None and (
                 uncertain(detections, s.uncertain_band)
@@ -245,7 +243,7 @@ class SamplingPolicy:
             found.append("rare")
         # a rare object or an uncertain one stays in view for many frames: one sample each
         # `min_gap_s`, as for detections, not every frame until the caps are used up
-        found = [r for r in found if now - self._last_seen.get(r, -float("inf")) >= f.min_gap_s]
+        found = [r for r in found if r not in GAPPED or self._waited(r, now, f.min_gap_s)]
         if s.count_change and self._counts.changed(len(detections)):
             found.append("count_change")
         if s.audit_rate > 0:

@@ -259,6 +259,18 @@ class Drift(_Versioned):
     ts: float
     time: str
 
+    @property
+    def statistics(self) -> dict[str, float | None]:
+        """Every statistic by the name `drifted` gives it (`scores.<name>`, `input.<name>`)."""
+        return drift_statistics(self.scores, self.input)
+
+
+def drift_statistics(scores: dict[str, float | None], inputs: dict[str, float | None]
+                     ) -> dict[str, float | None]:
+    """A drift state's statistics by the names its `drifted` list gives them."""
+    return {**{f"scores.{k}": v for k, v in scores.items()},
+            **{f"input.{k}": v for k, v in inputs.items()}}
+
 
 class CommandReply(_Payload):
     """`<prefix>/cmd/<command>/reply`: the device's answer to a command."""
