@@ -101,6 +101,24 @@ def test_a_broker_back_while_the_link_waits_to_retry_still_gets_the_messages_at_
     assert (link.counters.published, link.counters.dropped, link.counters.states_sent) == (3, 0, 1)
 
 
+def test_a_broker_still_refusing_at_stop_is_not_waited_for(stopped_mosquitto, caplog):
+    """The attempt at stop is refused: nothing can arrive, so the stop does not wait out
+    flush_timeout_s (a `--seconds 3` trial against a stopped broker took 10 s); what waited
+    is counted as dropped."""
+    link = make_link(stopped_mosquitto.port, flush_timeout_s=30)
+    link.start()
+    assert link.connection.wait_settled(5) and not link.connected
+    for frame_id in range(1, 4):
+        link.publish_detections("cam", {"frame_id": frame_id})
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+        assert not link.stop()
+    assert time.monotonic() - began < 10  # paho's loop takes up to 1 s to stop, twice
+    assert (link.counters.published, link.counters.dropped) == (0, 3)
+    assert "3 messages were not delivered before stopping and are dropped (kept in memory " \
+           "only)" in [r.getMessage() for r in caplog.records]
+
+
 def test_states_wait_once_a_topic_and_all_again_after_a_reconnect():
     states = RetainedStates()
     states.set("a", b"1", 1)
