@@ -176,3 +176,15 @@ def test_a_bad_log_level_is_named_as_it_was_typed(capsys):
     assert exited.value.code == 2
     assert "argument --log-level: invalid level 'verbose' (choose from DEBUG, INFO, WARNING, " \
            "ERROR, in either case)" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_says_what_it_is_for():
+    """`edge build-engine --help` listed --workspace-mb, --engine-dir and --gpu-memory bare."""
+    from edge.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {action.option_strings[0] if action.option_strings else action.dest}"
+            for name, parser in commands.choices.items() for action in parser._actions
+            if not action.help and not isinstance(action, argparse._HelpAction)]
+    assert bare == []

@@ -49,18 +49,22 @@ def add_command(commands: Any) -> None:
                     "broker (Mosquitto when installed, else the embedded one). ratio = "
                     "pipeline_fps / inference_fps at batch 1.")
     bench.add_argument("model", type=Path, metavar="MODEL.onnx", help="a converted model")
-    bench.add_argument("--cameras", type=parse_positive_int, default=1)
+    bench.add_argument("--cameras", type=parse_positive_int, default=1,
+                       help="replay cameras the whole loop runs side by side (default 1)")
     bench.add_argument("--seconds", type=parse_positive_float, default=10.0,
                        help="measuring time of the whole loop (the backend alone gets a third)")
     bench.add_argument("--threads", type=parse_non_negative_int, default=0,
                        help="inference threads (0: auto)")
-    bench.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    bench.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto",
+                       help="auto: TensorRT on a machine with it and a GPU, else ONNX Runtime")
     bench.add_argument("--mqtt", metavar="URL",
                        help="publish to this broker: mqtt[s]://[user@]host[:port], the password "
                             "in $EDGE_MQTT_PASSWORD")
     add_tls_arguments(bench)
     bench.add_argument("--max-batch", type=parse_positive_int, default=None,
                        help="frames of different cameras run together (model.max_batch)")
-    bench.add_argument("--batch-timeout-ms", type=parse_non_negative_float, default=4.0)
+    bench.add_argument("--batch-timeout-ms", type=parse_non_negative_float, default=4.0,
+                       help="how long a ready frame waits for other cameras' frames "
+                            "(model.batch_timeout_ms; default 4)")
     bench.add_argument("--json", action="store_true", help="end with one JSON line")
     bench.set_defaults(handler=cmd_bench)

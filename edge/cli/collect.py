@@ -88,7 +88,8 @@ def add_commands(commands: Any) -> None:
                     "layout `edge eval --data` reads), COCO JSON, Label Studio import JSON and "
                     "a manifest. Near-duplicates are skipped; rerunning resumes.")
     collect.add_argument("--mqtt", required=True, metavar="URL", help="broker URL")
-    collect.add_argument("--out", required=True, type=Path, metavar="DIR")
+    collect.add_argument("--out", required=True, type=Path, metavar="DIR",
+                         help="dataset folder (made if missing; an existing one is resumed)")
     collect.add_argument("--prefix", default="edge/+",
                          help="topic prefix; edge/+ collects from every device (default)")
     add_tls_arguments(collect)
@@ -105,5 +106,5 @@ def add_commands(commands: Any) -> None:
                          help="Label Studio task image URL before images/<name>.jpg (default: "
                               "Label Studio local files with the dataset folder as document "
                               "root)")
-    collect.add_argument("--json", action="store_true")
+    collect.add_argument("--json", action="store_true", help="end with one JSON summary line")
     collect.set_defaults(handler=cmd_collect)

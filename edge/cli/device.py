@@ -249,20 +249,26 @@ def add_commands(commands: Any) -> None:
         "build-engine", help="build (or reuse) the TensorRT engine for a converted model",
         description="Engines are cached next to the model (or --engine-dir), keyed by the ONNX "
                     "sha256, precision, shapes, TensorRT version and GPU; a stale one is rebuilt.")
-    build.add_argument("model", type=Path, metavar="MODEL.onnx")
+    build.add_argument("model", type=Path, metavar="MODEL.onnx",
+                       help="a converted model (`edge convert`, or `edge calibrate` for INT8)")
     build.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], default="auto",
                        help="auto: int8 for a QDQ model, else fp16")
     build.add_argument("--cache", type=Path,
                        help="INT8 from an FP32 model + calibration cache (TensorRT 8.5-10.x)")
-    build.add_argument("--workspace-mb", type=parse_positive_int, default=1024)
+    build.add_argument("--workspace-mb", type=parse_positive_int, default=1024,
+                       help="GPU memory TensorRT may use for its tactics while building, in MB "
+                            "(default 1024)")
     build.add_argument("--timing-cache", type=Path, help="persisted timing cache (faster rebuilds)")
     build.add_argument("--max-batch", type=parse_positive_int, default=8,
                        help="for dynamic-batch models")
     build.add_argument("--dla-core", type=int, default=-1, help="Jetson DLA core (GPU fallback)")
-    build.add_argument("--engine-dir", type=Path)
-    build.add_argument("--gpu-memory", choices=["auto", "cuda-python", "pycuda"], default="auto")
+    build.add_argument("--engine-dir", type=Path, metavar="DIR",
+                       help="where engines are cached (default: next to the model)")
+    build.add_argument("--gpu-memory", choices=["auto", "cuda-python", "pycuda"], default="auto",
+                       help="the library that allocates GPU buffers (auto: cuda-python when "
+                            "installed, else pycuda)")
     build.add_argument("--force", action="store_true", help="rebuild even if a match is cached")
-    build.add_argument("--json", action="store_true")
+    build.add_argument("--json", action="store_true", help="print the result as one JSON line")
     build.set_defaults(handler=cmd_build_engine)
 
     selftest = commands.add_parser("selftest", help="hardware acceptance test (TensorRT + GPU)")
@@ -271,8 +277,11 @@ def add_commands(commands: Any) -> None:
                                "INT8 engine (also from a calibration cache "
                                "on TensorRT 8.5-10), rebuild a corrupted one, run the daemon "
                                "on two cameras with it; compare with ONNX Runtime FP32")
-    selftest.add_argument("--frames", type=parse_positive_int, default=300)
+    selftest.add_argument("--frames", type=parse_positive_int, default=300,
+                          help="synthetic frames each engine and ONNX Runtime are scored and "
+                               "timed on (default 300)")
     selftest.add_argument("--daemon-seconds", type=parse_positive_float, default=10.0,
                           help="how long the daemon runs two synthetic cameras on the engine")
-    selftest.add_argument("--json", action="store_true")
+    selftest.add_argument("--json", action="store_true",
+                          help="print the results as one JSON line")
     selftest.set_defaults(handler=cmd_selftest)

@@ -757,8 +757,11 @@ def _add_calibrate(commands: Any) -> None:
     evaluate.add_argument("--max-images", type=parse_positive_int,
                           help="score at most this many images, spread evenly over the data "
                                "(every part of a split, every class folder)")
-    evaluate.add_argument("--threads", type=parse_non_negative_int, default=0)
-    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--threads", type=parse_non_negative_int, default=0,
+                          help="inference threads (default 0: ONNX Runtime's choice, one a "
+                               "core)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print the result as one JSON line")
     add_eval_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
