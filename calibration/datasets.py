@@ -64,8 +64,17 @@ def dataset_layout(path: Path, task: str) -> str:
     if task == "classify":
         raise InputError(f"{path} is neither one folder of images per label nor a COCO JSON "
                          "file, which a classifier is scored on")
+    folders = _image_folders(path) if path.is_dir() else []
+    looks = (f"; its folders of images ({listed([f.name for f in folders])}) are the layout "
+             "that scores a classifier, and this model is a detector" if folders else "")
     raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders, or its "
-                     "data.yaml) nor a COCO JSON file, which a detector is scored on")
+                     f"data.yaml) nor a COCO JSON file, which a detector is scored on{looks}")
+
+
+def _image_folders(root: Path) -> list[Path]:
+    """The visible folders of `root` that hold images (class folders, by their look)."""
+    return [p for p in sorted(root.iterdir())
+            if p.is_dir() and not is_hidden(p, root) and _folder_images(p)]
 
 
 def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> None:

@@ -124,7 +124,9 @@ def require_output_folder(path: Path, option: str) -> Path:
         raise InputError(f"{option} {path} is a file; {option} names the folder to write into")
     parent = path.absolute().parent
     if not path.exists() and not parent.is_dir():
-        raise InputError(f"{option} {path}: {parent} {_not_a_folder(parent)} another folder")
+        shown = path.parent if str(path.parent) != "." else parent  # as given, like -o's
+        raise InputError(f"output directory {shown} (of {option} {path}) "
+                         f"{_not_a_folder(parent)} another folder")
     folder = path if path.is_dir() else path.parent  # as given: relative stays relative
     _require_writable(folder, f" (of {option} {path})")
     return path

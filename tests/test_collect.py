@@ -233,7 +233,8 @@ UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
 @pytest.mark.parametrize(("args", "expected"), [
     (["--mqtt", "http://x", "--out", "{tmp}/o", "--seconds", "1"], r"mqtt://host"),
     (["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/no/such/o", "--seconds", "1"],
-     r"--out .*no/such/o: .*no/such does not exist; create it or choose another folder"),
+     r"output directory .*no/such \(of --out .*no/such/o\) does not exist; create it or "
+     r"choose another folder"),
     (["--mqtt", "mqtt://127.0.0.1:1", "--out", "/proc/o", "--seconds", "1"],
      r"output directory /proc \(of --out /proc/o\) cannot be written into"),
     ([*UNREACHABLE, "--max-mb", "0"], r"--max-mb must be positive"),

@@ -377,9 +377,10 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
          "--eval-data: source 'synthetic://shapes?bad=1': unknown option(s) bad"),
         (["--images", "{tmp}", "--report", "{tmp}/r"], "without --eval-data, reads --images"),
         (["--images", FRAMES, "--report", "{tmp}/typo/r"],
-         "--report {tmp}/typo/r: {tmp}/typo does not exist; create it"),
+         "output directory {tmp}/typo (of --report {tmp}/typo/r) does not exist; create it"),
         (["--images", FRAMES, "--report", "{tmp}/a.txt/r"],
-         "--report {tmp}/a.txt/r: {tmp}/a.txt is a file, not a folder; choose another folder"),
+         "output directory {tmp}/a.txt (of --report {tmp}/a.txt/r) is a file, not a folder; "
+         "choose another folder"),
         (["--images", FRAMES, "-o", "{tmp}/a.txt/int8.onnx"],
          "output directory {tmp}/a.txt (of -o {tmp}/a.txt/int8.onnx) is a file, not a folder"),
         (["--images", FRAMES, "--trt-version", "10.3.0"], "add --cache FILE or leave"),

@@ -94,3 +94,19 @@ def test_one_object_of_a_small_labelled_set_is_no_operating_point_loss(tmp_path)
         "INT8 scores recall at the score threshold 0.800 of 10 objects against FP32's 1.000 "
         "(-20.0 points) on 5 labelled images")
     assert lost(0.94, 100) is not None  # 6 objects of 100: past the 5 points
+
+
+def test_one_image_of_a_small_labelled_set_is_no_top1_loss(tmp_path):
+    """A helper's 40 labelled photos: one image's top class changed (2.5 points) was warned
+    about, while a detector's one missed object of 5 (20 points) was not."""
+    from calibration.evaluate import Accuracy
+    from calibration.report import Report
+
+    def lost(fp32: float, int8: float, images: int) -> str | None:
+        return Report(tmp_path / "index.md", "val", Accuracy("classify", images, top1=fp32),
+                      Accuracy("classify", images, top1=int8)).accuracy_lost()
+
+    assert lost(0.325, 0.300, 40) is None  # one image of 40
+    assert (lost(0.325, 0.275, 40) or "").startswith(
+        "INT8 scores top-1 0.275 against FP32's 0.325 (-5.0 points) on 40 labelled images")
+    assert lost(0.95, 0.92, 100) is not None  # 3 images of 100: past the 2 points

@@ -156,3 +156,22 @@ def test_boxes_outside_0_to_1_are_refused_with_file_and_line(tmp_path, row):
             f"{label}:2: box {' '.join(row.split()[1:])} is outside 0..1; YOLO labels give cx "
             "cy w h as fractions of the image's width and height")):
         dataset_from(tmp_path, LABELS, "detect")
+
+
+def test_class_folders_given_to_a_detector_are_named_as_a_classifiers_layout(tmp_path):
+    """A helper passed a classifier's class folders to a detector: the error listed what a
+    detector is scored on, not what the folder looked like."""
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "1.jpg").write_bytes(b"")
+    (tmp_path / "notes").mkdir()  # no images: not a class folder
+    with pytest.raises(InputError) as raised:
+        dataset_layout(tmp_path, "detect")
+    assert str(raised.value) == (
+        f"{tmp_path} is neither a YOLO dataset (images/ and labels/ folders, or its data.yaml) "
+        "nor a COCO JSON file, which a detector is scored on; its folders of images (cat, dog) "
+        "are the layout that scores a classifier, and this model is a detector")
+    (tmp_path / "cat" / "1.jpg").unlink()
+    (tmp_path / "dog" / "1.jpg").unlink()
+    with pytest.raises(InputError, match=r"which a detector is scored on$"):
+        dataset_layout(tmp_path, "detect")
