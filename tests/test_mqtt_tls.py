@@ -77,6 +77,27 @@ def test_client_certificate_and_password_deliver_detections(tls_broker, pki, cap
 
 
 @pytest.mark.parametrize(
+    "changes",
+    [{"ca_file": "other"}, {"certfile": None, "keyfile": None}, {"password": "wrong-" + SECRET}],
+    ids=["wrong-ca", "no-client-certificate", "wrong-password"],
+)
+def test_a_broker_that_refuses_the_attempt_at_stop_is_not_waited_for(tls_broker, pki, changes):
+    """A wrong password or a missing client certificate is answered after the TCP and TLS
+    handshakes: the stop waited out flush_timeout_s (6 s a SIGTERM, an operator's check)."""
+    if changes.get("ca_file") == "other":
+        changes["ca_file"] = pki.other_ca
+    link = link_for(tls_settings(tls_broker, pki, flush_timeout_s=30, reconnect_min_s=30,
+                                 reconnect_max_s=30, **changes))
+    link.start()
+    assert link.connection.wait_settled(15) and not link.connected
+    link.publish_detections("cam", {"frame_id": 1})
+    began = time.monotonic()
+    assert not link.stop()
+    assert time.monotonic() - began < 10  # paho's loop takes up to 1 s to stop, twice
+    assert (link.counters.published, link.counters.dropped) == (0, 1)
+
+
+@pytest.mark.parametrize(
     ("changes", "cause"),
     [
         ({"ca_file": "other"}, r"TLS verification failed: .*check mqtt\.ca_file"),

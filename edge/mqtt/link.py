@@ -89,6 +89,7 @@ class MqttLink:
         self._connected = False
         self._stopping = False
         self._refused = False  # paho thread only
+        self._failed_attempts = 0  # connection attempts that failed, ever (under _cond)
         self._client_id = client_id
         self._connected_at = 0.0  # monotonic; paho thread only, as the two below
         self._short_sessions = 0  # live connections in a row the broker closed soon after
@@ -161,10 +162,12 @@ class MqttLink:
         Returns True when every queued message and state was acknowledged."""
         timeout = self.settings.flush_timeout_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        if timeout > 0 and not self._connected and self._undelivered() \
-                and not self._attempt_now():
-            deadline = time.monotonic()  # refused or unreachable now: waiting delivers nothing
-        flushed = self.flush(max(0.0, deadline - time.monotonic()))
+        failed_before: int | None = None  # the attempt at stop: its failure ends the wait
+        if timeout > 0 and not self._connected and self._undelivered():
+            failed_before = self._failed_attempts
+            if not self._attempt_now():
+                deadline = time.monotonic()  # refused or unreachable: waiting delivers nothing
+        flushed = self._flush(max(0.0, deadline - time.monotonic()), failed_before)
         if last_words is not None:
             last_words()
         with self._cond:
@@ -214,7 +217,8 @@ class MqttLink:
 
         Returns False when the broker is still out of reach (refused, unreachable, timed
         out): the stop then does not wait out `flush_timeout_s` for nothing (a `--seconds 3`
-        trial against a stopped broker took 10 s)."""
+        trial against a stopped broker took 10 s). A broker that answers and then refuses
+        (not authorized, a client certificate it requires) ends the wait when it does."""
         self._client.loop_stop()
         try:
             self._client.reconnect()
@@ -227,14 +231,27 @@ class MqttLink:
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox and the retained states are sent and acknowledged."""
+        return self._flush(timeout)
+
+    def _flush(self, timeout: float, failed_before: int | None = None) -> bool:
+        """`flush`, given up early, disconnected, once more than `failed_before` connection
+        attempts have failed."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._undelivered():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
+                if failed_before is not None and not self._connected \
+                        and self._failed_attempts > failed_before:
+                    return False
                 self._cond.wait(min(remaining, 0.1))
             return True
+
+    def _attempt_failed(self) -> None:
+        with self._cond:
+            self._failed_attempts += 1
+            self._cond.notify_all()
 
     def _prune_in_flight(self) -> int:
         """Count acknowledged messages whose callback raced their registration; call with the
@@ -397,6 +414,7 @@ class MqttLink:
         if reason.is_failure:
             self._refused = True
             self.connection.failed(cause_from_reason(str(reason)))
+            self._attempt_failed()
             return
         self.connection.connected()
         self._connected_at = time.monotonic()
@@ -424,6 +442,7 @@ class MqttLink:
         exc = sys.exc_info()[1]
         self.connection.failed(cause_from_exception(exc, tls=self.settings.tls) if exc is not None
                                else "connection failed")
+        self._attempt_failed()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Any) -> None:
@@ -440,6 +459,8 @@ class MqttLink:
                 if self._short_sessions >= 2:
                     cause += taken_over_hint(self._client_id)
             self.connection.failed(cause, attempt=not was_connected)
+        if not was_connected:
+            self._attempt_failed()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:
