@@ -27,6 +27,8 @@ from typing import Any
 from edge.broker import EmbeddedBroker, LocalMosquitto, mosquitto_binary
 from edge.config import Config, config_from_dict
 from edge.daemon import Daemon
+from edge.errors import EdgeError
+from edge.mqtt.clearing import clear_retained
 from edge.mqtt.subscriber import (
     NO_TLS_FILES,
     BrokerSubscription,
@@ -43,6 +45,7 @@ from edge.sources import source_from_uri
 from edge.spec import spec_from_onnx_file
 from edge.system import usable_cores
 from edge.timing import percentiles_of
+from edge.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,13 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
         choice = choose_backend(config.model, "--backend")
         echo(f"backend {choice.name}: {choice.reason}")
         alone = backend_alone(config, choice, options.seconds / 3, echo)
-        loop = whole_loop(config, options, echo)
+        cleared: int | None = None
+        try:
+            loop = whole_loop(config, options, echo)
+        finally:
+            if options.mqtt:
+                cleared = _clear_what_the_run_left(options.mqtt, options.tls,
+                                                   config.topic_prefix, echo)
     finally:
         if broker is not None:
             broker.stop()
@@ -109,6 +118,8 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
               "threads": options.threads, "cameras": options.cameras, **alone, **loop,
               "broker": redact_uri(options.mqtt) if options.mqtt else (
                   "mosquitto" if isinstance(broker, LocalMosquitto) else "embedded")}
+    if cleared is not None:
+        result["retained_cleared"] = cleared
     result["ratio"] = round(result["pipeline_fps"] / result["inference_fps"], 3)
     result["load_average_before"] = round(load, 2)
     warn_if_faster_than_alone(result["ratio"], options.threads)
@@ -153,6 +164,21 @@ def require_broker(url: str, tls: TlsFiles = NO_TLS_FILES) -> None:
         probe.wait_until_subscribed()
     finally:
         probe.stop()
+
+
+def _clear_what_the_run_left(url: str, tls: TlsFiles, prefix: str,
+                             echo: Callable[[str], None]) -> int | None:
+    """--mqtt: the run's retained device and camera status, counts, stats and snapshots are
+    cleared from the broker, so a benchmark leaves no device behind for `edge monitor` or Home
+    Assistant (runs added up to 140 snapshots a camera). Returns how many, None if the broker
+    did not take it."""
+    try:
+        cleared = clear_retained(url, f"{prefix}/#", tls)
+    except EdgeError as exc:
+        log.warning("the run's retained messages under %s stay on the broker: %s", prefix, exc)
+        return None
+    echo(f"cleared the {counted(cleared, 'retained message')} the run left under {prefix}/")
+    return cleared
 
 
 def _broker(url: str | None) -> LocalMosquitto | EmbeddedBroker | None:

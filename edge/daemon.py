@@ -388,7 +388,7 @@ class Daemon:
                         "the FP32 model", self.spec.name)
         # the broker usually answers within milliseconds: the ready line then says how it went
         self.link.connection.wait_settled(READY_WAIT_S)
-        self.heartbeat.ready(summary_line(self.stats()))
+        self.heartbeat.ready(summary_line(self.stats(), rates=False))
 
     def run(self, stop: StopRequest, duration: float | None = None) -> RunSummary:
         """Serve until `stop` is set, `duration` seconds pass, or every source has ended."""

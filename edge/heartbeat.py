@@ -21,11 +21,12 @@ log = logging.getLogger("edge")
 STATUS_S = 10.0
 
 
-def summary_line(stats: dict[str, Any]) -> str:
+def summary_line(stats: dict[str, Any], rates: bool = True) -> str:
     """`gate 14.9 fps streaming, door 0.0 fps reconnecting | mqtt connected | outbox 0 queued,
-    1200 published, 0 dropped` from `Daemon.stats()`."""
+    1200 published, 0 dropped` from `Daemon.stats()`; without the `rates` at start, when a
+    camera's first frames say nothing of its rate (one read 183.6 fps, the next 0.0)."""
     cameras = ", ".join(
-        " ".join(part for part in (name, f"{camera.get('fps', 0.0):.1f} fps",
+        " ".join(part for part in (name, f"{camera.get('fps', 0.0):.1f} fps" if rates else "",
                                    str(camera.get("state", ""))) if part)
         for name, camera in stats.get("cameras", {}).items())
     mqtt = stats.get("mqtt", {})

@@ -224,6 +224,7 @@ def test_bench_publishes_to_a_tls_broker_with_a_login(tls_broker, pki, demo_mode
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["broker"] == f"mqtts://REDACTED@localhost:{tls_broker.tls_port}"  # type: ignore[attr-defined]
     assert summary["published"] > 0 and summary["dropped_messages"] == 0
+    assert summary["retained_cleared"] >= 3  # with the same login and TLS files
     assert SECRET not in result.stdout + result.stderr
     wrong = subprocess.run(command, capture_output=True, text=True, timeout=60,
                            env={**os.environ, "EDGE_MQTT_PASSWORD": "wrong"})

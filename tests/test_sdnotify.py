@@ -107,6 +107,10 @@ def test_summary_line_of_several_cameras():
              "mqtt": {"connected": False, "queued": 40, "published": 3, "dropped": 1}}
     assert summary_line(stats) == ("gate 15.0 fps streaming, door 0.0 fps reconnecting | mqtt "
                                    "disconnected | outbox 40 queued, 3 published, 1 dropped")
+    # at start a camera's first frames say nothing of its rate
+    assert summary_line(stats, rates=False) == (
+        "gate streaming, door reconnecting | mqtt disconnected | outbox 40 queued, 3 published, "
+        "1 dropped")
 
 
 @pytest.mark.slow

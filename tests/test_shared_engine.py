@@ -263,3 +263,9 @@ def test_bench_publishes_to_the_broker_it_is_given(mosquitto):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["broker"] == mosquitto.url and figures["published"] > 0
     assert "refused the subscription" not in result.stderr
+    # what the run retained (status, stats, counts, snapshots) is gone: runs left up to 140
+    # snapshots a camera, and a device `bench` for every later `edge monitor`
+    assert figures["retained_cleared"] >= 3  # status, stats, cam0's status at least
+    with Watcher(mosquitto.port, "edge/#") as late:
+        time.sleep(1.0)
+        assert [m.topic for m in late.messages if m.retain] == []

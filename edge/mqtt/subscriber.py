@@ -209,6 +209,14 @@ class BrokerSubscription:
             raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)}: "
                             f"{failure}" + (f"; {fix}" if fix else ""))
 
+    def publish(self, topic: str, payload: bytes, qos: int = 1,
+                retain: bool = False) -> mqtt.MQTTMessageInfo:
+        """Publish on this connection (a tool that clears what it read, as `edge bench` does
+        with the retained messages its run left)."""
+        with self._lock:
+            client = self._client
+        return client.publish(topic, payload, qos=qos, retain=retain)
+
     def stop(self) -> None:
         with self._lock:
             self._stopped = True

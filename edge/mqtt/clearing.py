@@ -1,0 +1,71 @@
+"""Clearing what a run left retained on a broker: a tool's own topics, not a device's.
+
+A broker sends every retained message that matches a subscription right after its SUBACK, with
+the retain flag set; an empty retained message on a topic removes the one kept there. So the
+topics are gathered until none has arrived for `quiet_s`, then each is cleared, and the
+clearing waits for the broker's acknowledgements (QoS 1).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from edge.errors import EdgeError
+from edge.mqtt.subscriber import NO_TLS_FILES, BrokerSubscription, TlsFiles, unique_client_id
+from edge.redact import redact_uri
+
+
+def clear_retained(url: str, topic_filter: str, tls: TlsFiles = NO_TLS_FILES,
+                   quiet_s: float = 1.0, timeout: float = 10.0) -> int:
+    """Remove every retained message under `topic_filter` from the broker at `url` (its login
+    and `tls` files as `edge monitor` takes them); returns how many there were. An EdgeError
+    names the broker when it cannot be reached or does not acknowledge within `timeout`
+    seconds."""
+    topics: set[str] = set()
+    lock = threading.Lock()
+    last = [time.monotonic()]
+
+    def receive(topic: str, payload: bytes, retain: bool) -> None:
+        with lock:
+            last[0] = time.monotonic()
+            if retain and payload:
+                topics.add(topic)
+
+    subscription = BrokerSubscription(url, [(topic_filter, 1)], receive,
+                                      client_id=unique_client_id("clear"), ca_file=tls.ca_file,
+                                      certfile=tls.certfile, keyfile=tls.keyfile,
+                                      log_first_failure=False)
+    subscription.start()
+    try:
+        subscription.wait_until_subscribed()
+        with lock:
+            last[0] = time.monotonic()  # retained messages follow the grant
+        deadline = time.monotonic() + timeout
+        while (left := _quiet_left(lock, last, quiet_s)) > 0 and time.monotonic() < deadline:
+            time.sleep(left)
+        with lock:
+            found = sorted(topics)
+        sent = [subscription.publish(topic, b"", qos=1, retain=True) for topic in found]
+        if not all(_acknowledged(info, deadline) for info in sent):
+            raise EdgeError(f"the MQTT broker at {redact_uri(url)} did not acknowledge "
+                            f"clearing the retained messages under {topic_filter} within "
+                            f"{timeout:g} s")
+    finally:
+        subscription.stop()
+    return len(found)
+
+
+def _quiet_left(lock: threading.Lock, last: list[float], quiet_s: float) -> float:
+    with lock:
+        return last[0] + quiet_s - time.monotonic()
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo, deadline: float) -> bool:
+    try:
+        info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+    except (ValueError, RuntimeError):  # not queued, or the connection went
+        return False
+    return info.is_published()
