@@ -24,11 +24,10 @@ from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, Topics
 from edge.pipeline import LOOP_STALL_S, CameraWorker
 from edge.postprocess import decoder_from_spec
-from edge.redact import redact_text
 from edge.runners import Runner, choose_backend, runner_from_config
 from edge.sdnotify import notifier_from_environ
 from edge.service import InferenceService, batch_capacity, runner_rows
-from edge.sources import probe_frame_size
+from edge.sources import camera_error, probe_frame_size
 from edge.sources.supervisor import (
     HEALTHY_CAMERA_STATES,
     CameraState,
@@ -459,8 +458,3 @@ class Daemon:
         for worker in workers:
             worker.stop(max(0.0, deadline - time.monotonic()))
         self.service.close(INFERENCE_STOP_S)
-
-
-def camera_error(index: int, name: str, exc: SourceError) -> SourceError:
-    """A source error at start, naming where it is in the config and which camera it is."""
-    return SourceError(f"cameras.{index}.source (camera '{name}'): {redact_text(str(exc))}")

@@ -164,6 +164,25 @@ def test_bad_input_exits_2_naming_it(args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_configs_missing_or_empty_source_is_refused_naming_the_camera_as_edge_run_does(
+        tmp_path):
+    """An operator's `--config` with a missing clip said only the source; an empty image
+    folder was refused by `edge run` only once the other cameras streamed."""
+    empty = tmp_path / "stills"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    config = tmp_path / "edge.toml"
+    for source, said in [(f"file://{tmp_path}/no/clip.mp4", "no/clip.mp4 does not exist"),
+                         (f"file://{empty}?fps=5", f"folder {empty} holds no images")]:
+        config.write_text("device_id = \"d\"\n[model]\npath = \"m.onnx\"\n"
+                          "[[cameras]]\nname = \"gate\"\nsource = \"synthetic://shapes\"\n"
+                          f"[[cameras]]\nname = \"stills\"\nsource = \"{source}\"\n")
+        result = probe("--config", str(config))
+        assert result.returncode == 2, result.stderr
+        assert f"cameras.1.source (camera 'stills'): source '{source}': " in result.stderr
+        assert said in result.stderr and result.stdout == ""  # no camera was tried
+
+
 def test_save_into_a_file_is_refused_before_any_source_is_opened(tmp_path):
     taken = tmp_path / "frames"
     taken.write_text("not a folder")

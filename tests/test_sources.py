@@ -99,8 +99,17 @@ def test_corrupt_video_and_empty_folder(tmp_path):
         source_from_uri(f"file://{corrupt}").open()
     empty = tmp_path / "empty"
     empty.mkdir()
+    # refused when the source is made, as a missing file is: `edge run` refused it only once
+    # the other cameras streamed
+    with pytest.raises(SourceError, match=r"holds no images .*; put the images there or point "
+                                          r"file:// at a folder that holds them"):
+        source_from_uri(f"file://{empty}")
+    image = empty / "1.jpg"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    source = source_from_uri(f"file://{empty}")
+    image.unlink()  # gone before the camera opens it
     with pytest.raises(SourceError, match="holds no images"):
-        source_from_uri(f"file://{empty}").open()
+        source.open()
 
 
 def test_latest_frame_keeps_only_the_newest_and_counts_drops():

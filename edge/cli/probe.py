@@ -27,6 +27,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.errors import InputError
     from edge.files import require_output_folder
+    from edge.sources import camera_error
     from edge.sources.trial import checked_source, try_source
     from edge.zones import zone_outlines
 
@@ -38,8 +39,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     cameras = load_config(args.config).cameras if args.config else []
     named = ([(camera.name, camera.source) for camera in cameras] if args.config else
              [(f"source {i}", text) for i, text in enumerate(args.sources, 1)])
-    for _, text in named:
-        checked_source(text)  # what is malformed is refused before anything is opened
+    for index, (name, text) in enumerate(named):
+        try:  # what is malformed is refused before anything is opened
+            checked_source(text)
+        except SourceError as exc:
+            raise camera_error(index, name, exc) if args.config else exc from None
     zones = {camera.name: camera.zones for camera in cameras if camera.zones}
     for name, camera_zones in zones.items():
         zone_outlines(name, camera_zones)  # as is a zone that no frame size could fit

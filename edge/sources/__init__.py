@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from edge.errors import SourceError
+from edge.redact import redact_text
 from edge.sources.base import Frame, FramePool, LatestFrame, Source
 from edge.sources.opencv import csi_source, file_source, rtsp_source, v4l2_source
 from edge.sources.replay import ReplaySource
@@ -29,6 +30,11 @@ def source_from_uri(text: str) -> Source:
         raise SourceError(f"source '{text}': unknown scheme '{uri.scheme}://'; supported: "
                           f"{', '.join(s + '://' for s in SOURCE_KINDS)}")
     return SOURCE_KINDS[uri.scheme](uri)
+
+
+def camera_error(index: int, name: str, exc: SourceError) -> SourceError:
+    """A source error at start, naming where it is in the config and which camera it is."""
+    return SourceError(f"cameras.{index}.source (camera '{name}'): {redact_text(str(exc))}")
 
 
 def probe_frame_size(text: str) -> tuple[int, int] | None:

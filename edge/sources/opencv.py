@@ -136,11 +136,9 @@ class ImageFolderSource(Source):
         self._pacer = Pacer(self.fps)
 
     def open(self) -> None:
-        self._paths = sorted(p for p in self._folder.iterdir()
-                             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self._paths = folder_images(self._folder)
         if not self._paths:
-            raise SourceError(f"source '{self.uri}': folder {self._folder} holds no images "
-                              f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise no_images_error(self.uri, self._folder)
         self._index = 0
         self._pacer = Pacer(self.fps)
 
@@ -161,6 +159,18 @@ class ImageFolderSource(Source):
             f"source '{self.uri}': none of the images in {self._folder} could be read")
 
 
+def folder_images(folder: Path) -> list[Path]:
+    """The image files in `folder`, sorted by name (the order a folder source plays them)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def no_images_error(uri: str, folder: Path) -> SourceError:
+    return SourceError(f"source '{uri}': folder {folder} holds no images "
+                       f"({', '.join(sorted(IMAGE_SUFFIXES))}); put the images there or point "
+                       "file:// at a folder that holds them")
+
+
 def file_source(uri: SourceUri) -> Source:
     uri.reject_unknown({"loop", "fps"})
     path = uri.local_path()
@@ -168,6 +178,8 @@ def file_source(uri: SourceUri) -> Source:
         raise SourceError(f"source '{uri.text}': {path} does not exist; file:// takes the path "
                           "of a video file or an image folder, e.g. file:///data/clip.mp4")
     if path.is_dir():
+        if not folder_images(path):  # refused at start, as a missing file is
+            raise no_images_error(uri.text, path)
         return ImageFolderSource(uri, path)
     return VideoCaptureSource(uri, str(path), cv2.CAP_ANY, loop=uri.flag("loop"),
                               fps=uri.number("fps", None))
