@@ -428,7 +428,23 @@ def load_config(path: Path) -> Config:
     mqtt = data.get("mqtt")
     if isinstance(mqtt, dict) and isinstance(mqtt.get("outbox_path"), str):
         mqtt["outbox_path"] = str(path.parent / Path(mqtt["outbox_path"]).expanduser())
-    return config_from_dict(data, str(path))
+    config = config_from_dict(data, str(path))
+    if config.mqtt.password is not None:
+        _warn_if_readable_by_all(path)
+    return config
+
+
+def _warn_if_readable_by_all(path: Path) -> None:
+    """A config holding the broker's password is warned about when every user may read it,
+    as a `password_file` is."""
+    try:
+        readable = bool(path.stat().st_mode & stat.S_IROTH)
+    except OSError:  # read a moment ago; a stat that fails now says nothing of its mode
+        return
+    if readable:
+        log.warning("mqtt.password is written in %s, which every user can read; move it to "
+                    "mqtt.password_file (root:edge, mode 0640) or $EDGE_MQTT_PASSWORD, or "
+                    "restrict the config with `chmod o-rwx %s`", path, path)
 
 
 def describe_errors(exc: ValidationError) -> str:

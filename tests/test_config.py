@@ -200,6 +200,22 @@ def test_a_world_readable_password_file_warns(tmp_path, caplog):
     assert "from-file" not in caplog.text
 
 
+def test_a_password_written_in_a_world_readable_config_warns(tmp_path, caplog):
+    """A world-readable password_file was warned about, the same password written in a
+    world-readable config was not (an operator's check)."""
+    path = mqtt_config(tmp_path, 'url = "mqtt://h"\nusername = "u"\npassword = "inline-pw"')
+    path.chmod(0o644)
+    load_config(path)
+    assert (f"mqtt.password is written in {path}, which every user can read; move it to "
+            "mqtt.password_file (root:edge, mode 0640) or $EDGE_MQTT_PASSWORD, or restrict the "
+            f"config with `chmod o-rwx {path}`") in caplog.text
+    assert "inline-pw" not in caplog.text
+    caplog.clear()
+    path.chmod(0o640)
+    load_config(path)
+    assert "every user can read" not in caplog.text
+
+
 def test_a_password_file_for_the_services_group_is_not_warned_about(tmp_path, caplog):
     """The documented set-up, root:edge with mode 0640, was told to `chmod 600`, which
     locks the service's user out of a root-owned file (exit 2, and no restart)."""
