@@ -54,6 +54,8 @@ WARMUP_S = 1.0
 BUSY_SHARE = 0.5
 #: A ratio above this is the backend-alone phase slowed down, not a loop faster than its backend.
 FASTER_THAN_ALONE = 1.05
+#: A ratio below this with ONNX Runtime's default threads gets a hint to compare fewer threads.
+CONTENDED_RATIO = 0.8
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     result["ratio"] = round(result["pipeline_fps"] / result["inference_fps"], 3)
     result["load_average_before"] = round(load, 2)
     warn_if_faster_than_alone(result["ratio"], options.threads)
+    hint_if_threads_contend(result["ratio"], options.threads, choice.name)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
@@ -149,6 +152,19 @@ def warn_if_faster_than_alone(ratio: float, threads: int) -> None:
              "cores (compare --threads 1)")
     log.warning("the whole loop ran faster than the backend alone (ratio %.2f): the "
                 "backend-alone phase was slowed down, %s", ratio, cause)
+
+
+def hint_if_threads_contend(ratio: float, threads: int, backend: str) -> None:
+    """A low ratio with ONNX Runtime's default threads (one a core) is often its threads
+    contending with the cameras' letterboxing and decoding for the same cores: on 2 cores, 3
+    cameras kept 0.52 of the backend's FPS (244 FPS) by default and 0.98 (263 FPS, more in
+    all) with one thread. Says so, since `model.threads` is the fix."""
+    if ratio >= CONTENDED_RATIO or threads != 0 or backend != "onnxruntime":
+        return
+    log.warning("the whole loop kept %.2f of the backend's FPS: ONNX Runtime's default threads "
+                "(one a core, %d here) contend with the cameras' own work for the cores; "
+                "compare --threads 1 (model.threads in the config), which can be faster in "
+                "all", ratio, usable_cores())
 
 
 def require_broker(url: str, tls: TlsFiles = NO_TLS_FILES) -> None:
