@@ -82,6 +82,8 @@ class RunSummary:
     never_streamed: tuple[str, ...] = ()
     #: whether the MQTT broker was connected at least once in the run
     broker_reached: bool = True
+    #: of `produced`: what a disk outbox held from an earlier run at start
+    recovered: int = 0
 
     @property
     def fps(self) -> float:
@@ -446,7 +448,7 @@ class Daemon:
                           sum(w.frames_dropped for w in self.workers),
                           None if model_error is None else str(model_error),
                           self.link.counters.states_sent, tuple(never_streamed),
-                          self.link.counters.connects > 0)
+                          self.link.counters.connects > 0, self.link.counters.recovered)
 
     def _stop_cameras(self, workers: list[CameraWorker]) -> None:
         """Stop `workers` together and then the inference service: bounded by

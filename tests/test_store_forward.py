@@ -110,6 +110,9 @@ def test_sigkill_during_an_outage_loses_no_detection(tmp_path, stopped_mosquitto
     assert recovered is not None and int(recovered.group(1)) >= len(before), log
     assert summary["produced"] == summary["published"] + summary["queued"] + summary["dropped"]
     assert summary["produced"] >= len(before) + 10 and summary["dropped"] == 0
+    # the summary says how much of what it produced came from the run before
+    assert summary["recovered"] == int(recovered.group(1))
+    assert f"{summary['produced']} produced ({summary['recovered']} from an earlier run) = " in log
 
 
 @pytest.mark.slow

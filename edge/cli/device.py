@@ -81,18 +81,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop.started()  # from here a signal asks the running daemon for a clean stop
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
-    log.info("stopped after %s (%.1f FPS over the %.0f s run; %s dropped, replaced by newer "
-             "ones); messages: %d produced = %d published + %d queued + %d dropped%s; %s "
+    log.info("stopped after %s (%.1f FPS over the %.*f s run; %s dropped, replaced by newer "
+             "ones); messages: %d produced%s = %d published + %d queued + %d dropped%s; %s "
              "(counts, discovery configs)", counted(summary.frames, "frame"), summary.fps,
-             summary.seconds,
+             1 if summary.seconds < 10 else 0, summary.seconds,  # not "over the 0 s run"
              counted(summary.frames_dropped, "camera frame"), summary.produced,
+             f" ({summary.recovered} from an earlier run)" if summary.recovered else "",
              summary.published, summary.queued, summary.dropped,
              "" if summary.flushed else "; the outbox could not be flushed before exit",
              counted(summary.states_sent, "retained value") + " set")
     if args.json:  # "dropped": messages, as in the line above
         print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
                      "frames_dropped": summary.frames_dropped,
-                     "produced": summary.produced, "published": summary.published,
+                     "produced": summary.produced, "recovered": summary.recovered,
+                     "published": summary.published,
                      "queued": summary.queued, "dropped": summary.dropped,
                      "states_sent": summary.states_sent,
                      "never_streamed": list(summary.never_streamed),
