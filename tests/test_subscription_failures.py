@@ -117,6 +117,9 @@ def test_a_user_in_the_url_takes_the_password_from_the_environment(closed_broker
     assert failure_of(url) is not None
     monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret")
     assert failure_of(url) is None
+    monkeypatch.delenv("EDGE_MQTT_PASSWORD")  # an operator's check: "not authorized" alone
+    assert failure_of(url) == ("not authorized: the user 'viewer' came without a password, and "
+                               "$EDGE_MQTT_PASSWORD is not set; set it to that user's password")
 
 
 def test_monitor_says_how_to_give_credentials(closed_broker):

@@ -246,7 +246,12 @@ class BrokerSubscription:
             return
         if reason.is_failure:
             self._refused = True  # the disconnect that follows is this failure, not another
-            self._failed(cause_from_reason(str(reason), self._names))
+            cause = cause_from_reason(str(reason), self._names)
+            _, user, secret = self._settings
+            if user and secret is None and cause.startswith("not authorized"):
+                cause = (f"not authorized: the user {user!r} came without a password, and "
+                         f"${PASSWORD_ENV} is not set; set it to that user's password")
+            self._failed(cause)
             return
         if self._log_failures and self._connection_log.state.startswith("disconnected"):
             self._connection_log.connected()
