@@ -138,7 +138,9 @@ def warn_if_busy() -> float:
     cpus = usable_cores()
     if load >= max(1.0, BUSY_SHARE * cpus):
         log.warning("this machine is busy (load average %.1f on %d CPU(s)): the figures will be "
-                    "lower than on an idle machine, and the ratio less meaningful", load, cpus)
+                    "lower than on an idle machine, and the ratio less meaningful (the load "
+                    "average decays over a minute or so: a run just before counts too)",
+                    load, cpus)
     return load
 
 

@@ -218,7 +218,8 @@ def test_bench_warns_when_the_machine_is_busy_or_the_ratio_cannot_be(monkeypatch
         bench.warn_if_faster_than_alone(1.43, 1)  # nothing to compare with: it is 1
     assert [r.getMessage() for r in caplog.records] == [
         f"this machine is busy (load average {cpus + 1.9:.1f} on {cpus} CPU(s)): the figures "
-        "will be lower than on an idle machine, and the ratio less meaningful",
+        "will be lower than on an idle machine, and the ratio less meaningful (the load "
+        "average decays over a minute or so: a run just before counts too)",
         "the whole loop ran faster than the backend alone (ratio 1.43): the backend-alone "
         "phase was slowed down, by other work on this machine or by its inference threads "
         "contending for the cores (compare --threads 1)",
