@@ -118,7 +118,7 @@ def test_a_user_in_the_url_takes_the_password_from_the_environment(closed_broker
     monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret")
     assert failure_of(url) is None
     monkeypatch.delenv("EDGE_MQTT_PASSWORD")  # an operator's check: "not authorized" alone
-    assert failure_of(url) == ("not authorized: the user 'viewer' came without a password, and "
+    assert failure_of(url) == ("not authorized: the user came without a password, and "
                                "$EDGE_MQTT_PASSWORD is not set; set it to that user's password")
 
 

@@ -87,7 +87,9 @@ def add_commands(commands: Any) -> None:
                     "images with the model's detections as pre-annotations: YOLO txt (the "
                     "layout `edge eval --data` reads), COCO JSON, Label Studio import JSON and "
                     "a manifest. Near-duplicates are skipped; rerunning resumes.")
-    collect.add_argument("--mqtt", required=True, metavar="URL", help="broker URL")
+    collect.add_argument("--mqtt", required=True, metavar="URL",
+                         help="mqtt[s]://[user@]host[:port] (1883, or 8883 for mqtts://), the "
+                              "password in $EDGE_MQTT_PASSWORD")
     collect.add_argument("--out", required=True, type=Path, metavar="DIR",
                          help="dataset folder (made if missing; an existing one is resumed)")
     collect.add_argument("--prefix", default="edge/+",

@@ -227,7 +227,8 @@ def add_commands(commands: Any) -> None:
     monitor = commands.add_parser(
         "monitor", help="watch devices' status, detections, stats and frames over MQTT")
     monitor.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL",
-                         help="mqtt://host[:port] (1883) or mqtts://host[:port] (8883)")
+                         help="mqtt[s]://[user@]host[:port] (1883, or 8883 for mqtts://), "
+                              "the password in $EDGE_MQTT_PASSWORD")
     monitor.add_argument("--prefix", default="edge/+",
                          help="topic prefix; edge/+ watches every device (default)")
     add_tls_arguments(monitor)

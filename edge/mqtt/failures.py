@@ -196,3 +196,13 @@ class ConnectionLog:
         log.info("connected to MQTT broker %s%s", self._where,
                  f" after {counted(failures, 'failed attempt')}" if failures else "")
         self._settled.set()
+
+
+def tcp_refusal(host: str, port: int, timeout: float) -> str | None:
+    """The operating system's answer to a plain TCP connection to `host:port`, None where it
+    connects (paho does not say why its own attempt failed)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"

@@ -42,6 +42,7 @@ from edge.mqtt.failures import (
     cause_from_reason,
     lost_reason,
     taken_over_hint,
+    tcp_refusal,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
 from edge.mqtt.states import RetainedStates
@@ -218,7 +219,13 @@ class MqttLink:
         Returns False when the broker is still out of reach (refused, unreachable, timed
         out): the stop then does not wait out `flush_timeout_s` for nothing (a `--seconds 3`
         trial against a stopped broker took 10 s). A broker that answers and then refuses
-        (not authorized, a client certificate it requires) ends the wait when it does."""
+        (not authorized, a client certificate it requires) ends the wait when it does. A port
+        that refuses a plain TCP connection is not tried further: paho's loop takes up to a
+        second to stop."""
+        refusal = tcp_refusal(self.settings.host, self.settings.port, timeout=1.0)
+        if refusal is not None:
+            log.debug("no connection at stop either (%s)", refusal)
+            return False
         self._client.loop_stop()
         try:
             self._client.reconnect()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import socket
 import ssl
 import sys
 import threading
@@ -36,6 +35,7 @@ from edge.mqtt.failures import (
     cause_from_exception,
     cause_from_reason,
     lost_reason,
+    tcp_refusal,
 )
 from edge.mqtt.url import PASSWORD_ENV, BrokerUrl, broker_from_url
 from edge.redact import redact_uri
@@ -249,7 +249,7 @@ class BrokerSubscription:
             cause = cause_from_reason(str(reason), self._names)
             _, user, secret = self._settings
             if user and secret is None and cause.startswith("not authorized"):
-                cause = (f"not authorized: the user {user!r} came without a password, and "
+                cause = (f"not authorized: the user came without a password, and "
                          f"${PASSWORD_ENV} is not set; set it to that user's password")
             self._failed(cause)
             return
@@ -336,27 +336,17 @@ def _unanswered(host: str, port: int, waited: float) -> str:
     """Why nothing answered a connection attempt for `waited` seconds: a server that takes the
     TCP connection and then says nothing (a web or RTSP server waits for its own kind of
     request) is told apart from a host that lets no connection through."""
-    refusal = _tcp_refusal(host, port, timeout=2.0)
+    refusal = tcp_refusal(host, port, timeout=2.0)
     if refusal is not None:
         return f"no answer within {waited:g} s ({refusal})"
     return (f"{host}:{port} took the connection but gave no MQTT answer within {waited:g} s "
             "(is it an MQTT port? a web or RTSP server waits like this)")
 
 
-def _tcp_refusal(host: str, port: int, timeout: float) -> str | None:
-    """The operating system's answer to a plain TCP connection to `host:port`, None where it
-    connects (paho does not say why its own attempt failed)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"{host}:{port}: {exc.strerror or exc}"
-
-
 def _socket_failure(host: str, port: int, tls: bool) -> str:
     """Why a connection attempt failed (paho does not say): the operating system's answer to
     a plain TCP connection, or, where that connects, the MQTT or TLS layer."""
-    refusal = _tcp_refusal(host, port, timeout=3.0)
+    refusal = tcp_refusal(host, port, timeout=3.0)
     if refusal is not None:
         return refusal
     layer = "TLS handshake or MQTT" if tls else "MQTT"
