@@ -380,8 +380,16 @@ class Daemon:
         if self.discovery is not None:
             self.discovery.publish()
             self.discovery.start()
-        log.info("running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
-                 self.backend.reason, ", ".join(w.name for w in self.workers))
+        log.log(logging.WARNING if self.backend.fixable else logging.INFO,
+                "running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
+                self.backend.reason, ", ".join(w.name for w in self.workers))
+        if self.config.model.precision != "auto" and self.backend.name == "onnxruntime":
+            log.warning("model.precision %r is a TensorRT setting: ONNX Runtime runs %s as it "
+                        "was converted (%s), so this run does not show what a TensorRT device "
+                        "would make of that precision (check it there with `edge build-engine "
+                        "MODEL --precision %s`)", self.config.model.precision, self.spec.name,
+                        "INT8 Q/DQ" if self.spec.quantization else "float",
+                        self.config.model.precision)
         if self.spec.quantization == "int8-qdq" and self.backend.name == "onnxruntime":
             log.warning("%s was calibrated for TensorRT (edge calibrate --profile "
                         "tensorrt): ONNX Runtime's CPU usually runs its Q/DQ layout slower "

@@ -10,6 +10,7 @@ object (`--json`: one line) a Jetson owner can paste into an issue.
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from calibration.evaluate import StageTimes, accuracy_from_runner
 from edge import __version__
 from edge.demo import bundled_model
 from edge.errors import EdgeError
+from edge.install_hint import install_command
 from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
 from edge.synthetic import labelled_frames
@@ -105,7 +107,9 @@ def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = 
         raise TensorRTUnavailableError(
             f"no NVIDIA GPU here (none of {', '.join(GPU_DEVICE_NODES)}), and {exc.state}: "
             "the hardware self-test is for a Jetson or a machine with an NVIDIA GPU (TensorRT "
-            "alone would not help); on this one `edge demo` checks the ONNX Runtime path") from exc
+            "alone would not help); on this one `edge demo` checks the ONNX Runtime path"
+            + ("" if importlib.util.find_spec("motmetrics") else
+               f" (it needs the demo extra: {install_command('demo')})")) from exc
     version = TrtVersion.parse(trt.__version__)
     probe = gpu_memory("auto")
     info, adapter = probe.device(), probe.name

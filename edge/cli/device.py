@@ -179,9 +179,15 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
+    from edge.errors import EdgeError
     from edge.selftest import hardware_selftest
 
-    result = hardware_selftest(args.frames, daemon_seconds=args.daemon_seconds)
+    try:
+        result = hardware_selftest(args.frames, daemon_seconds=args.daemon_seconds)
+    except EdgeError as exc:
+        if args.json:  # `--json | tail -n 1 > selftest.json` gets why, not an empty file
+            print_json({"passed": False, "error": str(exc)})
+        raise
     if args.json:
         print_json(result)
     else:
@@ -255,7 +261,8 @@ def add_commands(commands: Any) -> None:
     build.add_argument("model", type=Path, metavar="MODEL.onnx",
                        help="a converted model (`edge convert`, or `edge calibrate` for INT8)")
     build.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], default="auto",
-                       help="auto: int8 for a QDQ model, else fp16")
+                       help="auto: int8 for a QDQ model, else fp16 (fp32 on TensorRT 11, "
+                            "which builds strongly typed networks)")
     build.add_argument("--cache", type=Path,
                        help="INT8 from an FP32 model + calibration cache (TensorRT 8.5-10.x)")
     build.add_argument("--workspace-mb", type=parse_positive_int, default=1024,

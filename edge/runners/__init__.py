@@ -10,6 +10,7 @@ from edge.config import ModelConfig
 from edge.gpu.presence import gpu_present
 from edge.gpu.select import available_adapters
 from edge.runners.base import Runner
+from edge.tensorrt import INSTALL_HINT
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 class BackendChoice:
     name: str
     reason: str
+    #: the reason is a set-up to fix (a GPU that TensorRT would use, TensorRT not found), not
+    #: a machine that has no better backend: logged as a warning
+    fixable: bool = False
 
 
 def choose_backend(model: ModelConfig, requested_in: str = "the config") -> BackendChoice:
@@ -25,6 +29,11 @@ def choose_backend(model: ModelConfig, requested_in: str = "the config") -> Back
     if model.backend != "auto":
         return BackendChoice(model.backend, f"requested in {requested_in}")
     if importlib.util.find_spec("tensorrt") is None:
+        if gpu_present():  # a Jetson whose venv cannot see JetPack's TensorRT, say
+            return BackendChoice("onnxruntime", "auto: this machine has an NVIDIA GPU but "
+                                                "TensorRT is not installed for this Python "
+                                                f"({INSTALL_HINT}), using ONNX Runtime on the "
+                                                "CPU", fixable=True)
         return BackendChoice("onnxruntime", "auto: TensorRT is not installed, using ONNX Runtime "
                                             "on the CPU")
     if not gpu_present():
@@ -32,7 +41,8 @@ def choose_backend(model: ModelConfig, requested_in: str = "the config") -> Back
                                             "found, using ONNX Runtime on the CPU")
     if not available_adapters():  # the real modules, not the `cuda` namespace
         return BackendChoice("onnxruntime", "auto: TensorRT is installed but neither cuda-python "
-                                            "nor pycuda is, using ONNX Runtime on the CPU")
+                                            "nor pycuda is, using ONNX Runtime on the CPU",
+                             fixable=True)
     return BackendChoice("tensorrt", "auto: TensorRT and an NVIDIA GPU are present")
 
 

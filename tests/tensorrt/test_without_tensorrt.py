@@ -55,6 +55,7 @@ def test_selftest_exits_2_naming_tensorrt(args):
 
     result = edge("selftest", *args)
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr
+    assert result.stdout == ""
     if not gpu_present():  # installing TensorRT would not help: says so first
         assert result.stderr.startswith("edge selftest: error: no NVIDIA GPU here")
         assert "pip install tensorrt" not in result.stderr
@@ -73,3 +74,51 @@ def test_run_with_backend_tensorrt_exits_2(tmp_path, demo_model):
     assert result.returncode == 2
     assert "TensorRT is not installed" in result.stderr or "cuda-python or pycuda" in \
         result.stderr
+
+
+def test_auto_on_a_gpu_machine_without_tensorrt_says_how_to_get_it(demo_model, monkeypatch):
+    """A Jetson whose venv cannot see JetPack's TensorRT ran on the CPU with an INFO line and
+    no fix (an operator's reading of the code)."""
+    from edge import runners
+
+    monkeypatch.setattr(runners, "gpu_present", lambda: True)
+    choice = choose_backend(ModelConfig(path=demo_model))
+    assert choice.name == "onnxruntime" and choice.fixable
+    assert "has an NVIDIA GPU but TensorRT is not installed for this Python" in choice.reason
+    assert "python3-libnvinfer" in choice.reason and "--system-site-packages" in choice.reason
+    monkeypatch.setattr(runners, "gpu_present", lambda: False)
+    assert not choose_backend(ModelConfig(path=demo_model)).fixable  # nothing better here
+
+
+def test_a_tensorrt_precision_on_onnxruntime_is_said_to_be_ignored(demo_model, mosquitto,
+                                                                   caplog):
+    """`precision = "fp16"` on a Q/DQ model is refused on TensorRT; on a CPU box it ran
+    without a word, so a config tried there failed on the device."""
+    import logging
+
+    from edge.config import config_from_dict
+    from edge.daemon import Daemon
+    from tests.running_daemon import running
+
+    config = config_from_dict({
+        "device_id": "d", "model": {"path": str(demo_model), "precision": "fp16"},
+        "cameras": [{"name": "c", "source": "synthetic://shapes?fps=30&seed=1"}],
+        "mqtt": {"url": mosquitto.url}}, "test")
+    with caplog.at_level(logging.WARNING, logger="edge.daemon"), running(Daemon(config)):
+        pass
+    assert ("model.precision 'fp16' is a TensorRT setting: ONNX Runtime runs shapes-detector "
+            "as it was converted (float), so this run does not show what a TensorRT device "
+            "would make of that precision (check it there with `edge build-engine MODEL "
+            "--precision fp16`)") in caplog.text
+
+
+def test_selftest_json_refused_still_ends_with_a_json_line():
+    """The README's `edge selftest --hardware --json | tail -n 1 > selftest.json` left an
+    empty file to attach to an issue."""
+    import json
+
+    result = edge("selftest", "--hardware", "--json")
+    assert result.returncode == 2
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["passed"] is False and "TensorRT is not installed" in line["error"]
+    assert line["error"] in result.stderr  # said on stderr as every refusal is
