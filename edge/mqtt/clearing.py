@@ -2,19 +2,20 @@
 
 A broker sends every retained message that matches a subscription right after its SUBACK, with
 the retain flag set; an empty retained message on a topic removes the one kept there. So the
-topics are gathered until none has arrived for `quiet_s`, then each is cleared, and the
-clearing waits for the broker's acknowledgements (QoS 1).
+topics are gathered until none has arrived for `quiet_s` (`RetainedTopics`, as the daemon's
+sweeps gather theirs), then each is cleared, and the clearing waits for the broker's
+acknowledgements (QoS 1).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 import paho.mqtt.client as mqtt
 
 from edge.errors import EdgeError
 from edge.mqtt.subscriber import NO_TLS_FILES, BrokerSubscription, TlsFiles, unique_client_id
+from edge.mqtt.sweep import RetainedTopics
 from edge.redact import redact_uri
 
 
@@ -24,30 +25,17 @@ def clear_retained(url: str, topic_filter: str, tls: TlsFiles = NO_TLS_FILES,
     and `tls` files as `edge monitor` takes them); returns how many there were. An EdgeError
     names the broker when it cannot be reached or does not acknowledge within `timeout`
     seconds."""
-    topics: set[str] = set()
-    lock = threading.Lock()
-    last = [time.monotonic()]
-
-    def receive(topic: str, payload: bytes, retain: bool) -> None:
-        with lock:
-            last[0] = time.monotonic()
-            if retain and payload:
-                topics.add(topic)
-
-    subscription = BrokerSubscription(url, [(topic_filter, 1)], receive,
+    gathered = RetainedTopics()
+    subscription = BrokerSubscription(url, [(topic_filter, 1)], gathered.offer,
                                       client_id=unique_client_id("clear"), ca_file=tls.ca_file,
                                       certfile=tls.certfile, keyfile=tls.keyfile,
                                       log_first_failure=False)
     subscription.start()
     try:
         subscription.wait_until_subscribed()
-        with lock:
-            last[0] = time.monotonic()  # retained messages follow the grant
+        gathered.restart_clock()  # retained messages follow the grant
         deadline = time.monotonic() + timeout
-        while (left := _quiet_left(lock, last, quiet_s)) > 0 and time.monotonic() < deadline:
-            time.sleep(left)
-        with lock:
-            found = sorted(topics)
+        found = gathered.when_quiet(quiet_s, deadline)
         sent = [subscription.publish(topic, b"", qos=1, retain=True) for topic in found]
         if not all(_acknowledged(info, deadline) for info in sent):
             raise EdgeError(f"the MQTT broker at {redact_uri(url)} did not acknowledge "
@@ -56,11 +44,6 @@ def clear_retained(url: str, topic_filter: str, tls: TlsFiles = NO_TLS_FILES,
     finally:
         subscription.stop()
     return len(found)
-
-
-def _quiet_left(lock: threading.Lock, last: list[float], quiet_s: float) -> float:
-    with lock:
-        return last[0] + quiet_s - time.monotonic()
 
 
 def _acknowledged(info: mqtt.MQTTMessageInfo, deadline: float) -> bool:

@@ -164,6 +164,12 @@ class ConnectionLog:
         self._settled = threading.Event()
         self.state = "connecting"
 
+    @property
+    def failed_attempts(self) -> int:
+        """Connection attempts that failed since the last successful one."""
+        with self._lock:
+            return self._failures
+
     def wait_settled(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the first attempt's outcome (connected or failed),
         so that a line written right after start says which; False if it is still pending."""

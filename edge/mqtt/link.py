@@ -90,7 +90,6 @@ class MqttLink:
         self._connected = False
         self._stopping = False
         self._refused = False  # paho thread only
-        self._failed_attempts = 0  # connection attempts that failed, ever (under _cond)
         self._client_id = client_id
         self._connected_at = 0.0  # monotonic; paho thread only, as the two below
         self._short_sessions = 0  # live connections in a row the broker closed soon after
@@ -165,7 +164,7 @@ class MqttLink:
         deadline = time.monotonic() + timeout
         failed_before: int | None = None  # the attempt at stop: its failure ends the wait
         if timeout > 0 and not self._connected and self._undelivered():
-            failed_before = self._failed_attempts
+            failed_before = self.connection.failed_attempts
             if not self._attempt_now():
                 deadline = time.monotonic()  # refused or unreachable: waiting delivers nothing
         flushed = self._flush(max(0.0, deadline - time.monotonic()), failed_before)
@@ -242,7 +241,7 @@ class MqttLink:
 
     def _flush(self, timeout: float, failed_before: int | None = None) -> bool:
         """`flush`, given up early, disconnected, once more than `failed_before` connection
-        attempts have failed."""
+        attempts have failed (the connection log's count; a refusal is seen within 0.1 s)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._undelivered():
@@ -250,15 +249,10 @@ class MqttLink:
                 if remaining <= 0:
                     return False
                 if failed_before is not None and not self._connected \
-                        and self._failed_attempts > failed_before:
+                        and self.connection.failed_attempts > failed_before:
                     return False
                 self._cond.wait(min(remaining, 0.1))
             return True
-
-    def _attempt_failed(self) -> None:
-        with self._cond:
-            self._failed_attempts += 1
-            self._cond.notify_all()
 
     def _prune_in_flight(self) -> int:
         """Count acknowledged messages whose callback raced their registration; call with the
@@ -421,7 +415,6 @@ class MqttLink:
         if reason.is_failure:
             self._refused = True
             self.connection.failed(cause_from_reason(str(reason)))
-            self._attempt_failed()
             return
         self.connection.connected()
         self._connected_at = time.monotonic()
@@ -449,7 +442,6 @@ class MqttLink:
         exc = sys.exc_info()[1]
         self.connection.failed(cause_from_exception(exc, tls=self.settings.tls) if exc is not None
                                else "connection failed")
-        self._attempt_failed()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Any) -> None:
@@ -466,8 +458,6 @@ class MqttLink:
                 if self._short_sessions >= 2:
                     cause += taken_over_hint(self._client_id)
             self.connection.failed(cause, attempt=not was_connected)
-        if not was_connected:
-            self._attempt_failed()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:

@@ -21,6 +21,41 @@ from edge.mqtt.topics import RETAINED_READ_QOS
 log = logging.getLogger(__name__)
 
 
+class RetainedTopics:
+    """The topics of the retained, non-empty messages offered, gathered until none has
+    arrived for a while (the broker sends them right after its SUBACK); thread-safe."""
+
+    def __init__(self) -> None:
+        self._topics: set[str] = set()
+        self._lock = threading.Lock()
+        self._last = time.monotonic()
+        self._open = True
+
+    def restart_clock(self) -> None:
+        """Count the quiet from now (the subscription was just granted)."""
+        with self._lock:
+            self._last = time.monotonic()
+
+    def offer(self, topic: str, payload: bytes, retain: bool) -> None:
+        with self._lock:
+            if not self._open:
+                return
+            self._last = time.monotonic()
+            if retain and payload:
+                self._topics.add(topic)
+
+    def when_quiet(self, quiet_s: float, deadline: float = float("inf")) -> list[str]:
+        """Wait until nothing has been offered for `quiet_s` (or until the monotonic
+        `deadline`), then stop gathering and return the topics, sorted."""
+        while True:
+            with self._lock:
+                left = min(self._last + quiet_s, deadline) - time.monotonic()
+                if left <= 0:
+                    self._open = False
+                    return sorted(self._topics)
+            time.sleep(left)
+
+
 class RetainedSweep:
     """One pass over the retained messages under `topic_filter`: `begin(client)` on the first
     connection, `offer(message)` for every message; `on_topics(topics)` runs once, on the
@@ -31,15 +66,12 @@ class RetainedSweep:
         self.topic_filter = topic_filter
         self._on_topics = on_topics
         self._quiet_s = quiet_s
-        self._topics: list[str] = []
-        self._lock = threading.Lock()
-        self._last = 0.0
-        self._gathering = False
+        self._gathered = RetainedTopics()
         self.begun = False
 
     def begin(self, client: mqtt.Client) -> None:
-        self.begun = self._gathering = True
-        self._last = time.monotonic()
+        self.begun = True
+        self._gathered.restart_clock()
         client.subscribe(self.topic_filter, qos=RETAINED_READ_QOS)
         threading.Thread(target=self._finish_when_quiet, args=(client,),
                          name="mqtt-retained-sweep", daemon=True).start()
@@ -48,23 +80,11 @@ class RetainedSweep:
         """Whether the message was the sweep's (then nobody else should handle it)."""
         if not mqtt.topic_matches_sub(self.topic_filter, message.topic):
             return False
-        with self._lock:
-            if not self._gathering:
-                return True
-            self._last = time.monotonic()
-            if message.retain and message.payload:
-                self._topics.append(message.topic)
+        self._gathered.offer(message.topic, bytes(message.payload), bool(message.retain))
         return True
 
     def _finish_when_quiet(self, client: mqtt.Client) -> None:
-        while True:
-            with self._lock:
-                left = self._last + self._quiet_s - time.monotonic()
-                if left <= 0:
-                    self._gathering = False
-                    topics = sorted(set(self._topics))
-                    break
-            time.sleep(left)
+        topics = self._gathered.when_quiet(self._quiet_s)
         client.unsubscribe(self.topic_filter)
         log.debug("%d retained messages under %s", len(topics), self.topic_filter)
         try:
