@@ -35,16 +35,22 @@ import numpy.typing as npt
 from edge.client.models import drift_statistics
 from edge.config import DriftConfig
 from edge.detections import Detections
-from edge.errors import ModelError
-from edge.files import write_bytes_atomic
+from edge.errors import InputError, ModelError
+from edge.files import same_file, write_bytes_atomic
 from edge.tensorrt.engine_cache import file_sha256
 from edge.timing import rfc3339
 
 log = logging.getLogger(__name__)
 
 PROFILE_VERSION = 1
+#: A model's own profile is `<model file name>` + SUFFIX, beside it.
+SUFFIX = ".drift.json"
 BUCKETS = 6
 MIN_COUNT = 50
+#: Windows shorter than this are warned about. On the synthetic scene, against a reference of
+#: 300 frames over 150 s, 30 s and 60 s windows alerted with nothing changed (all classes'
+#: scores PSI 0.29-0.46, contrast up to 1.7); 120 s windows stayed under 0.11.
+SHORT_WINDOW_S = 120.0
 #: Brightness and contrast are measured on every PIXEL_STEP-th row and column.
 PIXEL_STEP = 8
 
@@ -182,7 +188,22 @@ class DriftReference:
 
 
 def default_reference_path(model: Path) -> Path:
-    return model.with_name(model.name + ".drift.json")
+    return model.with_name(model.name + SUFFIX)
+
+
+def refuse_another_models_profile(path: Path, model: Path) -> None:
+    """Refuse writing `model`'s profile to `path` where `path` is another model file's default
+    profile (`<other>.drift.json` beside an existing `<other>`): the daemon reads it for that
+    model, and the profile it holds would be lost."""
+    if not path.name.endswith(SUFFIX):
+        return
+    owner = path.with_name(path.name[:-len(SUFFIX)])
+    if not owner.is_file() or same_file(owner, model):
+        return
+    raise InputError(
+        f"--drift-reference {path} is {owner}'s own profile path (the daemon reads it for that "
+        f"model); writing {model.name}'s profile there would replace it. Leave PATH out to "
+        f"write {default_reference_path(model)}, or name another file")
 
 
 def reference_for_model(path: Path, model: Path) -> DriftReference:
@@ -211,7 +232,13 @@ def reference_from_config(settings: DriftConfig, model: Path) -> DriftReference 
         raise ModelError(f"drift reference {path} does not exist; write it with `edge eval "
                          f"{model} --data DATA --drift-reference {path}` or set drift.enabled "
                          "= \"off\"")
-    return reference_for_model(path, model)
+    reference = reference_for_model(path, model)
+    if settings.window_s < SHORT_WINDOW_S:
+        log.warning("drift.window_s = %g s: a window this short holds one stretch of the scene "
+                    "(its light, the few objects then in view) and reads as drift against a "
+                    "reference taken over minutes with nothing wrong; use %g s or more (the "
+                    "default is 300)", settings.window_s, SHORT_WINDOW_S)
+    return reference
 
 
 def compare(reference: DriftStats, window: DriftStats, labels: Sequence[str],

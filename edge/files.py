@@ -135,11 +135,14 @@ def require_output_folder(path: Path, option: str) -> Path:
 def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:
     """Refuse an output path that names the input file: the result would replace its own
     source."""
-    same = output.resolve() == source.resolve() or (
-        output.exists() and source.exists() and os.path.samefile(output, source))
-    if same:
+    if same_file(output, source):
         raise InputError(f"{option} {output} is the input model itself; write the result to "
                          "another file")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name one file (the same path, or links to one file)."""
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
 
 
 def require_model_file(path: Path) -> None:

@@ -75,10 +75,14 @@ class RateLimiter:
     def take_sample(self, now: float) -> bool:
         """Count a sample if the limits allow it."""
         if not self.allows_sample(now):
-            self.refused += 1
-            return False
+            return self.refuse()
         self._samples.add(now)
         return True
+
+    def refuse(self) -> bool:
+        """Count a sample the limits refused; False."""
+        self.refused += 1
+        return False
 
     def spend_bytes(self, now: float, size: int) -> bool:
         """Spend `size` bytes of this hour's budget; False (nothing spent) when it would overrun."""
@@ -201,11 +205,12 @@ class SamplingPolicy:
         Call once per frame, in frame order: the audit draw, class frequencies and the object
         count are updated on every call."""
         found = self._policy_reasons(now, detections, below)
+        if "audit" in found and not (self.audit_limiter.take_sample(now) if copied
+                                     else self.audit_limiter.refuse()):
+            # over the audit's own caps (a frame not copied was over them when it arrived), so
+            # every draw is sampled or refused; the other reasons may still be
+            found.remove("audit")
         if not found or not copied:
-            return []
-        if "audit" in found and not self.audit_limiter.take_sample(now):
-            found.remove("audit")  # over the audit's own caps; the other reasons may still be
-        if not found:
             return []
         # a frame drawn for the audit is taken on the audit's caps, the other reasons riding
         # along; a snapshot asked for is taken whatever the limits

@@ -187,11 +187,22 @@ def test_allowance_and_reserved_free_space_stop_with_a_clear_error(tmp_path):
                                              r"images"):
         capped.add(sample_of(frames[0][0], frames[0][1], []))
     free = shutil.disk_usage(tmp_path).free
-    reserved = CollectedDataset(tmp_path / "reserved", min_free_bytes=free + 10**9)
     with pytest.raises(DiskFullError, match=r"MB free, below the .* to keep free "
                                              r"\(--min-free-mb\)"):
-        reserved.add(sample_of(frames[0][0], frames[0][1], []))
+        CollectedDataset(tmp_path / "reserved", min_free_bytes=free + 10**9)  # said at once
     assert not list((tmp_path / "reserved" / "images").iterdir())
+
+
+def test_a_resumed_dataset_already_past_its_allowance_is_refused_before_any_frame(tmp_path):
+    """--max-mb below what a resumed folder holds waited for the next sampled frame (minutes
+    under [sampling.limits]) before saying so."""
+    first = CollectedDataset(tmp_path / "ds", duplicate_distance=-1)
+    for frame_id, image, _ in scene_frames(2):
+        assert first.add(sample_of(frame_id, image, []))
+    held = first.counts.bytes
+    with pytest.raises(DiskFullError, match=r"reached its allowance of .* with 2 images"):
+        CollectedDataset(tmp_path / "ds", max_bytes=held - 1)
+    assert len(CollectedDataset(tmp_path / "ds", max_bytes=held).rows) == 2  # kept, resumable
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"),
@@ -239,6 +250,8 @@ UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
      r"output directory /proc \(of --out /proc/o\) cannot be written into"),
     ([*UNREACHABLE, "--max-mb", "0"], r"--max-mb must be positive"),
     ([*UNREACHABLE, "--min-free-mb", "-3"], r"--min-free-mb must be 0 or more"),
+    ([*UNREACHABLE, "--min-free-mb", "1e12"],  # before the broker is tried
+     r"MB free, below the 1000000000000.0 MB to keep free \(--min-free-mb\)"),
     ([*UNREACHABLE, "--duplicate-distance", "999"],
      r"--duplicate-distance must be -1 \(keep every frame\) or 0 to 256"),
     ([*UNREACHABLE, "--prefix", "edge/#"],

@@ -20,8 +20,9 @@ from edge.drift import (
     psi,
     reference_for_model,
     reference_from_config,
+    refuse_another_models_profile,
 )
-from edge.errors import ModelError, SourceError
+from edge.errors import InputError, ModelError, SourceError
 from edge.postprocess import decoder_from_spec
 from edge.preprocess import letterboxer_from_spec
 from edge.runners.onnxruntime import OrtRunner
@@ -112,6 +113,46 @@ def test_reference_from_config(tmp_path, demo_model):
         reference_from_config(DriftConfig(enabled="on"), model)
     with pytest.raises(ModelError, match=r"elsewhere\.json does not exist"):
         reference_from_config(DriftConfig(reference=tmp_path / "elsewhere.json"), model)
+
+
+def test_a_window_under_two_minutes_is_warned_about_at_start(tmp_path, demo_model, reference,
+                                                              caplog):
+    """30 s windows alerted on the unchanged synthetic scene for minutes (contrast PSI 1.7,
+    all classes' scores 0.3) against a reference of 300 frames over 150 s."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(demo_model.read_bytes())
+    reference.save(default_reference_path(model))
+    with caplog.at_level(logging.WARNING, logger="edge.drift"):
+        assert reference_from_config(DriftConfig(), model) is not None
+        assert reference_from_config(DriftConfig(window_s=120), model) is not None
+        assert not caplog.records
+        assert reference_from_config(DriftConfig(window_s=30), model) is not None
+    assert [r.getMessage() for r in caplog.records] == [
+        "drift.window_s = 30 s: a window this short holds one stretch of the scene (its "
+        "light, the few objects then in view) and reads as drift against a reference taken "
+        "over minutes with nothing wrong; use 120 s or more (the default is 300)"]
+
+
+def test_a_profile_path_of_another_model_is_refused_and_its_profile_kept(tmp_path, demo_model,
+                                                                        reference):
+    """`--drift-reference shapes.onnx.drift.json` while profiling x.onnx replaced shapes.onnx's
+    profile; the daemon then refused to start shapes.onnx."""
+    shapes, other = tmp_path / "shapes.onnx", tmp_path / "x.onnx"
+    shapes.write_bytes(demo_model.read_bytes())
+    other.write_bytes(demo_model.read_bytes() + b"\0")
+    profile = default_reference_path(shapes)
+    reference.save(profile)
+    before = profile.read_bytes()
+    with pytest.raises(InputError, match=r"--drift-reference .*shapes\.onnx\.drift\.json is "
+                                         r".*shapes\.onnx's own profile path .* writing x\.onnx's "
+                                         r"profile there would replace it\. Leave PATH out to "
+                                         r"write .*x\.onnx\.drift\.json"):
+        refuse_another_models_profile(profile, other)
+    assert profile.read_bytes() == before
+    refuse_another_models_profile(profile, shapes)  # the model's own profile: rewritten
+    refuse_another_models_profile(default_reference_path(other), other)
+    refuse_another_models_profile(tmp_path / "gate.json", other)  # any other name
+    refuse_another_models_profile(tmp_path / "gone.onnx.drift.json", other)  # no such model
 
 
 @pytest.mark.parametrize(("uri", "expected"), [

@@ -174,6 +174,26 @@ def test_other_reasons_never_thin_the_audit_sample():
     assert rare_only >= 40  # and rare kept its own
 
 
+def test_every_audit_draw_is_sampled_or_counted_refused_as_the_loop_copies_frames():
+    """The loop keeps a frame's pixels only while `wants_copy` says so; a frame drawn for the
+    audit whose pixels were let go (its caps already full when it arrived) was counted in
+    `drawn` and nowhere else (189 drawn, 100 sampled, 18 refused in one run)."""
+    p = policy(FramesConfig(interval_s=0, min_gap_s=2), rare_labels=["star"], audit_rate=0.5,
+               seed=5, limits={"per_minute": 6})
+    taken = copies_refused = 0
+    for i in range(10 * 300):  # 5 minutes at 10 fps, a rare object in view throughout
+        now = i / 10
+        copied = p.wants_copy(now)
+        copies_refused += not copied
+        taken += "audit" in p.reasons(now, dets((3, 0.9)), copied=copied)
+    audit = p.stats()["audit"]
+    assert copies_refused > 1000  # both caps full for most of each minute
+    assert taken == p.sampled["audit"] == 30  # 6 a minute
+    assert p.sampled["rare"] >= 30
+    assert audit["drawn"] == taken + audit["refused"]
+    assert abs(audit["drawn"] - 1500) < 100
+
+
 def test_byte_budget_per_hour_holds():
     p = policy(limits={"bytes_per_hour": 100_000})
     spent = [(t, 30_000) for t in np.arange(0, 7200, 60.0) if p.limiter.spend_bytes(t, 30_000)]

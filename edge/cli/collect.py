@@ -42,10 +42,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
     require_output_folder(args.out, "--out")
     created = not args.out.exists()
     max_bytes = None if args.max_mb is None else int(args.max_mb * 1e6)
-    dataset = CollectedDataset(args.out, max_bytes=max_bytes,
-                               min_free_bytes=int(args.min_free_mb * 1e6),
-                               duplicate_distance=args.duplicate_distance,
-                               image_url_prefix=args.image_url_prefix)
+    try:
+        dataset = CollectedDataset(args.out, max_bytes=max_bytes,
+                                   min_free_bytes=int(args.min_free_mb * 1e6),
+                                   duplicate_distance=args.duplicate_distance,
+                                   image_url_prefix=args.image_url_prefix)
+    except EdgeError:
+        if created:  # a disk limit passed already: no empty dataset left behind
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     collector = Collector(args.mqtt, args.prefix, dataset, tls=tls)
     stop = stop_on_signals()
 

@@ -430,6 +430,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for option, output in _output_files(args):
         require_output_file(output, option)
         refuse_overwriting(output, args.model, option)
+        if option == "--drift-reference":
+            from edge.drift import refuse_another_models_profile
+
+            refuse_another_models_profile(output, args.output)
         earlier = written.setdefault(output.resolve(), option)
         if earlier != option:
             raise InputError(f"{earlier} and {option} both name {output}; give each its own file")
@@ -621,6 +625,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.drift_reference:
         require_output_file(Path(args.drift_reference), "--drift-reference")
         refuse_overwriting(Path(args.drift_reference), args.model, "--drift-reference")
+        from edge.drift import refuse_another_models_profile
+
+        refuse_another_models_profile(Path(args.drift_reference), args.model)
     from edge.runners.onnxruntime import OrtRunner
 
     with OrtRunner.from_path(args.model, slots=1) as runner:

@@ -102,6 +102,7 @@ class CollectedDataset:
         self._recent: dict[tuple[str, str], deque[int]] = {}
         self._since_export = 0
         self._resume()
+        self._check_room(0)  # a limit already passed is said now, not at the first frame
 
     # -- resume ----------------------------------------------------------------------------
 

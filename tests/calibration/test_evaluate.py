@@ -526,6 +526,19 @@ def test_edge_eval_refuses_bad_synthetic_data(demo_model, data, extra, message):
     assert "Traceback" not in result.stderr
 
 
+def test_edge_eval_keeps_another_models_drift_profile(demo_model, tmp_path):
+    shapes = tmp_path / "shapes.onnx"
+    shapes.write_bytes(demo_model.read_bytes())
+    profile = tmp_path / "shapes.onnx.drift.json"
+    profile.write_text("shapes.onnx's profile")
+    result = subprocess.run([sys.executable, "-m", "edge", "eval", str(demo_model), "--data",
+                             "synthetic://shapes", "--drift-reference", str(profile)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"--drift-reference {profile} is {shapes}'s own profile path" in result.stderr
+    assert profile.read_text() == "shapes.onnx's profile"
+
+
 def test_edge_eval_refuses_a_synthetic_scene_for_another_model(tmp_path):
     """The scene holds the demo's four shapes: a model of other classes is not scored on it
     (its class ids would be paired with the wrong names)."""
