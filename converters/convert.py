@@ -38,7 +38,12 @@ from converters.head_choice import (
 )
 from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_preprocessing, onnx_with_spec
-from converters.onnx_from_torch import DEFAULT_OPSET, onnx_from_torch, torchscript_noise_muted
+from converters.onnx_from_torch import (
+    DEFAULT_OPSET,
+    onnx_from_torch,
+    torchscript_noise_muted,
+    traced_branch_advice,
+)
 from converters.onnx_source import source_onnx_from_file
 from converters.pooled_head import flattened_output, pooled_scores
 from converters.simplify import checked_onnx, simplified_onnx
@@ -146,6 +151,8 @@ class _Plain:
     interpolation: Interpolation | None = None
     #: The head layout the source says (Ultralytics' end2end) or its loader built (GFL)
     head: HeadLayout | None = None
+    #: A traced PyTorch network's tracer warnings (`converters.onnx_from_torch.Exported`)
+    tracer_warnings: tuple[str, ...] = ()
 
 
 def convert(source: Path, options: ConvertOptions) -> Converted:
@@ -270,7 +277,8 @@ def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plai
                               "--input-size HEIGHTxWIDTH (or one number for a square)")
     height, width = options.input_size
     batch = 1 if options.batch == "source" else options.batch
-    model = onnx_from_torch(network, height, width, batch=batch, opset=options.opset)
+    exported = onnx_from_torch(network, height, width, batch=batch, opset=options.opset)
+    model = exported.model
     reference_net = _float64_copy(network)
     names = [o.name for o in model.graph.output]
 
@@ -281,7 +289,11 @@ def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plai
                    list(result) if isinstance(result, list | tuple) else [result])
         return dict(zip(names, (t.numpy() for t in tensors), strict=False))
 
-    return _Plain(model, run_source, kind)
+    traced = exported.tracer_warnings
+    notes = (f"tracing warned: {traced[0]}{f' (and {len(traced) - 1} more)' if traced[1:] else ''}"
+             "; the graph keeps what that line did for this input size (fine for shapes; for a "
+             "branch on values, script the network)",) if traced else ()
+    return _Plain(model, run_source, kind, notes=notes, tracer_warnings=traced)
 
 
 def _float64_copy(network: Any) -> Any:
@@ -697,5 +709,6 @@ def _verify(converted: onnx.ModelProto, plain: _Plain, image: ImageInput, spec: 
     def reference(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.asarray(plain.run_source(x)[spec.output], np.float64)
 
+    advice = (traced_branch_advice(plain.tracer_warnings) if plain.tracer_warnings else None)
     return check_parity(converted, spec.output, reference, frames, by_hand, options.tolerance,
-                        spec.head)
+                        spec.head, advice)

@@ -12,6 +12,7 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,19 @@ def torchscript_noise_muted() -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class Exported:
+    """The exported graph, and what the tracer warned about: each warning's message and the
+    line of the network's code it came from (`Converting a tensor to a Python boolean might
+    cause the trace to be incorrect ... (net.py:42)`). A warned-about line is Python that ran on
+    a tensor's value, so the graph keeps what it did for the example input."""
+
+    model: onnx.ModelProto
+    tracer_warnings: tuple[str, ...] = ()
+
+
 def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int | None = 1,
-                    opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+                    opset: int = DEFAULT_OPSET) -> Exported:
     """Trace `network` on a float [batch, 3, height, width] input, or [batch, 1, ...] for a
     grey network (one that fails on 3 channels and runs on 1); `batch` None: dynamic.
 
@@ -64,7 +76,10 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
             names, example = _run_on_grey(network, example, exc)
     shape = _shape(example)
     dynamic_axes = None if batch else {name: {0: "batch"} for name in (INPUT_NAME, *names)}
-    with tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted():
+    with (tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted(),
+          warnings.catch_warnings(record=True) as caught):
+        # recorded wherever they are otherwise ignored, and said once, below, as ours
+        warnings.simplefilter("always", _tracer_warning())
         path = Path(scratch) / "model.onnx"
         try:  # on a failure the exporter logs its whole IR graph to descriptor 1 from C++
             # (its log switch is on whatever the setting): not ahead of --json's line
@@ -79,26 +94,88 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
                            if "DictConstruct" in str(exc) else "")
             raise ConversionError(f"torch.onnx.export failed for a {shape} input: "
                                   f"{first_line(exc)}{dict_output}") from exc
-        return onnx.load(str(path))
+        exported = Exported(onnx.load(str(path)), _tracer_warnings(caught))
+    for other in caught:  # the rest, as they would have been shown
+        if not issubclass(other.category, _tracer_warning()):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    _require_an_input_read(exported, shape)
+    return exported
+
+
+def _tracer_warning() -> type[Warning]:
+    """PyTorch's TracerWarning (public as torch.jit.TracerWarning, which its stubs do not
+    export)."""
+    import torch  # noqa: PLC0415 - only PyTorch sources need it
+
+    warning: type[Warning] = torch.jit.TracerWarning  # type: ignore[attr-defined]
+    return warning
+
+
+def _tracer_warnings(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
+    """Each distinct tracer warning's first sentence, with the file and line of the network's
+    code it came from (PyTorch's own lines, which it ignores itself, are left out)."""
+    import torch  # noqa: PLC0415 - only PyTorch sources need it
+
+    torch_folder = Path(torch.__file__).parent
+    said: dict[str, None] = {}
+    for warning in caught:
+        if (issubclass(warning.category, _tracer_warning())
+                and not Path(warning.filename).is_relative_to(torch_folder)):
+            sentence = str(warning.message).split(". ")[0].strip().rstrip(".")
+            said[f"{sentence} ({Path(warning.filename).name}:{warning.lineno})"] = None
+    return tuple(said)
+
+
+def _require_an_input_read(exported: Exported, shape: str) -> None:
+    """ConversionError when the traced graph has no input: what forward computed outside
+    torch operations became a constant, and the graph gives the example's output whatever
+    the image."""
+    initializers = {i.name for i in exported.model.graph.initializer}
+    if any(i.name not in initializers for i in exported.model.graph.input):
+        return
+    warned = (f" (PyTorch warned: {exported.tracer_warnings[0]})"
+              if exported.tracer_warnings else "")
+    raise ConversionError(
+        f"tracing the network on a {shape} input made a graph that does not read its input"
+        f"{warned}: forward takes its result out of PyTorch (.numpy(), .item(), .tolist()) and "
+        "tracing kept the example's values as constants; keep forward in torch operations, or "
+        "script it (torch.jit.script(model).save('net.torchscript')) and convert that file")
+
+
+def traced_branch_advice(tracer_warnings: tuple[str, ...]) -> str:
+    """What to say where a traced graph differs from its network: the first line of the
+    network's Python that the tracer warned about, and how to keep its branches."""
+    return (f"tracing followed one path through the network's Python code (PyTorch warned: "
+            f"{tracer_warnings[0]}), so the graph keeps what that line did for the example "
+            "input: script the network (torch.jit.script(model).save('net.torchscript'), then "
+            "convert that file) or write the branch as tensor operations (torch.where)")
 
 
 def _require_one_input(network: nn.Module) -> None:
     """ConversionError when `forward` needs more than one argument: run on one image it
-    failed with "missing 1 required positional argument", and the advice was --input-size.
-    A TorchScript module, whose forward has no Python signature, is left to its run."""
-    try:
-        parameters = inspect.signature(network.forward).parameters.values()
-    except (TypeError, ValueError):
-        return
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    required = [p.name for p in parameters
-                if p.kind in positional and p.default is inspect.Parameter.empty]
+    failed with "missing 1 required positional argument", and the advice was --input-size."""
+    required = _required_arguments(network)
     if len(required) > 1:
         raise ConversionError(
             f"the network's forward takes {len(required)} inputs ({', '.join(required)}); a "
             "converted model has exactly one image input: wrap the network in a module whose "
             "forward(image) calls it with the others fixed (constants, or computed from the "
             "image), and convert that")
+
+
+def _required_arguments(network: nn.Module) -> list[str]:
+    """The arguments `forward` needs: from its Python signature, or a TorchScript module's
+    schema (which has no Python signature; its first argument is `self`)."""
+    schema = getattr(network.forward, "schema", None)
+    if schema is not None:
+        return [a.name for a in schema.arguments[1:] if not a.has_default_value()]
+    try:
+        parameters = inspect.signature(network.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters
+            if p.kind in positional and p.default is inspect.Parameter.empty]
 
 
 def output_names(result: object) -> list[str]:
@@ -147,5 +224,14 @@ def _input_hint(message: str) -> str:
                 "camera's 3 colour channels (or grey from them, for a 1-channel network): "
                 "wrap it in a module that holds it (self.net, loaded from the same checkpoint "
                 "or with torch.jit.load) and makes its input from them, and convert that")
+    if _CUDA_ONLY.search(message):
+        return ("; edge convert runs the network on the CPU: take the device-specific calls "
+                "out of its code (.cuda(), device='cuda': make new tensors on x.device) and "
+                "convert it again")
     return "; check --input-size, and that the network runs on such an input"
+
+
+#: PyTorch's errors where a network insists on a GPU (the CPU-only wheel, or no driver).
+_CUDA_ONLY = re.compile(r"not compiled with CUDA|NVIDIA driver|CUDA (error|driver)|"
+                        r"on the same device|cuda:\d|device='cuda'|device=cuda", re.IGNORECASE)
 

@@ -35,7 +35,13 @@ def module_class_from_spec(spec: str) -> type[nn.Module]:
         _module_from_package(location, name)
     found = getattr(module, name, None)
     if not (inspect.isclass(found) and issubclass(found, nn.Module)):
-        raise ConversionError(f"--module: {location} has no torch.nn.Module class {name!r}")
+        defined = sorted(key for key, value in vars(module).items()
+                         if inspect.isclass(value) and issubclass(value, nn.Module)
+                         and value.__module__ == module.__name__)
+        there = (f"; its classes: {_listing(defined)}" if defined
+                 else "; it defines none")
+        raise ConversionError(f"--module: {location} has no torch.nn.Module class "
+                              f"{name!r}{there}")
     return found
 
 
@@ -268,13 +274,26 @@ def _loaded_weights(checkpoint: Path) -> Any:
     try:
         return torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        if "Unsupported global" not in str(exc):
+            raise _UnreadableCheckpointError(checkpoint, _unpickling_cause(exc)) from exc
+        if _saved_by_torch(checkpoint):
             raise _PickledModelError(checkpoint, str(exc)) from exc
-        raise _UnreadableCheckpointError(checkpoint, _unpickling_cause(exc)) from exc
+        raise _UnreadableCheckpointError(checkpoint, NO_FORMAT) from exc
     except Exception as exc:  # a file's content: anything torch.load raises
         raise _UnreadableCheckpointError(checkpoint, _load_cause(exc)) from exc
 
 
+def _saved_by_torch(path: Path) -> bool:
+    """Whether `path` starts as torch.save writes: a zip archive (since PyTorch 1.6) or a
+    binary pickle (protocol 2 or later, the legacy format). A text file can read as an old
+    text pickle (a line starting with `c` is its GLOBAL opcode: "cat\ndog" names a class
+    `dog` in a module `at`), which is no model."""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+    return start == b"PK" or start[:1] == b"\x80"
+
+
+NO_FORMAT = "its content is no format torch.load reads"
 #: What the unpickler raises from inside on bytes that only start like a pickle (a text
 #: file's "a,b": APPEND on an empty stack, "pop from empty list"): no cause a user can act on.
 _UNPICKLER_INTERNALS = (IndexError, KeyError, EOFError, TypeError, AttributeError, struct.error)
@@ -285,7 +304,7 @@ def _load_cause(exc: Exception) -> str:
     own errors (a KeyError whose whole message is the number it read where a magic number
     should be, an IndexError from an empty stack), which say nothing to a user."""
     if isinstance(exc, _UNPICKLER_INTERNALS):
-        return "its content is no format torch.load reads"
+        return NO_FORMAT
     return first_line(exc)
 
 
@@ -297,7 +316,7 @@ def _unpickling_cause(exc: pickle.UnpicklingError) -> str:
     if not cause or cause.startswith("Check the documentation"):
         return "not a pickle of tensors"
     if cause.startswith("Unsupported operand"):  # bytes that are no pickle at all: the
-        return "its content is no format torch.load reads"  # byte it stopped at says nothing
+        return NO_FORMAT  # byte it stopped at says nothing
     return cause
 
 

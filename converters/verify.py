@@ -92,10 +92,12 @@ def _same_detections(output_name: str, ours: npt.NDArray[np.float64],
 
 def check_parity(converted: onnx.ModelProto, output_name: str, reference: Reference,
                  frames: npt.NDArray[np.uint8], reference_inputs: npt.NDArray[np.float64],
-                 tolerance: float = DEFAULT_TOLERANCE, head: str | None = None) -> Parity:
+                 tolerance: float = DEFAULT_TOLERANCE, head: str | None = None,
+                 advice: str | None = None) -> Parity:
     """Run both, frame by frame (a model with a fixed batch B > 1 gets B copies of the frame);
-    raise ParityError beyond `tolerance`. An end-to-end `head`'s rows are compared as the
-    detections they are (`paired_rows`): their order among near-equal scores is rounding's."""
+    raise ParityError beyond `tolerance`, with `advice` where the cause is known (else which
+    options to check). An end-to-end `head`'s rows are compared as the detections they are
+    (`paired_rows`): their order among near-equal scores is rounding's."""
     import onnxruntime as ort  # noqa: PLC0415 - heavy; only the parity check needs it
 
     session = ort.InferenceSession(converted.SerializeToString(),
@@ -118,6 +120,6 @@ def check_parity(converted: onnx.ModelProto, output_name: str, reference: Refere
     parity = Parity(len(frames), worst_abs, worst_abs / max(scale, 1e-12), tolerance)
     if not parity.ok:
         raise ParityError(f"the converted model does not match the source model: "
-                          f"{parity.describe()}; check --colour-order, --mean and --std, or "
-                          "raise --tolerance if the difference is expected")
+                          f"{parity.describe()}; " + (advice or "check --colour-order, --mean "
+                          "and --std, or raise --tolerance if the difference is expected"))
     return parity

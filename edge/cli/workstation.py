@@ -154,7 +154,7 @@ def _convert(args: argparse.Namespace) -> int:
     else:
         for note in converted.notes:
             print(f"note: {note}")
-        shape = [spec.input.batch or "N", spec.input.height, spec.input.width, 3]
+        shape = [spec.input.batch or "batch", spec.input.height, spec.input.width, 3]
         print(f"wrote {args.output}: {spec.task} ({spec.head}), "
               f"{counted(len(spec.labels), 'label')}, input uint8 {shape} "
               f"{spec.input.colour_order}, frames by "

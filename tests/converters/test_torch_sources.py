@@ -90,6 +90,33 @@ class CudaNet(Net):
     def __init__(self):
         super().__init__()
         self.to(torch.device("cuda"))
+
+
+class CudaInForward(Net):
+    def forward(self, x):
+        return super().forward(x.cuda())
+
+
+class ValueBranch(Net):
+    def forward(self, x):
+        y = self.features(x)
+        if x.mean() > 0.01:  # not on the all-zero example the trace runs, on camera frames
+            y = y * 2
+        return self.fc(y)
+
+
+class NumpyRoundTrip(Net):
+    def forward(self, x):
+        y = torch.from_numpy(self.features(x).numpy().copy())
+        return self.fc(y)
+
+
+class ShapeLoop(Net):
+    def forward(self, x):
+        y = self.conv(x)
+        for _ in range(int(y.shape[2] // 16)):
+            y = y + 0.01
+        return self.fc(torch.relu(y).mean((2, 3)))
 '''
 
 
@@ -267,6 +294,22 @@ def test_following_the_grey_advice_converts_with_the_same_checkpoint(nets, tmp_p
     # a network that builds on CUDA: told to build on the CPU
     ("Net", "CudaNet", ("constructing CudaNet(**{}) failed: ",
                         "conversion runs on the CPU: build the network there")),
+    # ... or that moves its input there: told to take the call out, not to check --input-size
+    ("Net", "CudaInForward", ("the network fails on a [1, 3, 32, 32] input: ",
+                              "edge convert runs the network on the CPU: take the "
+                              "device-specific calls out of its code (.cuda(), device='cuda'")),
+    # a branch on a tensor's value: tracing kept one side, told to script it, not to raise
+    # --tolerance (which would write a model wrong on other frames)
+    ("Net", "ValueBranch", ("the converted model does not match the source model: ",
+                            "tracing followed one path through the network's Python code "
+                            "(PyTorch warned: Converting a tensor to a Python boolean might "
+                            "cause the trace to be incorrect (nets.py:",
+                            "script the network (torch.jit.script(model)")),
+    # a numpy round trip: the graph lost its input; told why, not to export an image input
+    ("Net", "NumpyRoundTrip", ("tracing the network on a [1, 3, 32, 32] input made a graph "
+                               "that does not read its input (PyTorch warned: Converting a "
+                               "tensor to a NumPy array",
+                               "keep forward in torch operations, or script it")),
 ])
 def test_a_network_that_fails_to_build_or_run_is_told_why(saved, module, fragments, nets,
                                                             tmp_path, edge):
@@ -274,6 +317,37 @@ def test_a_network_that_fails_to_build_or_run_is_told_why(saved, module, fragmen
     result = edge("convert", weights, "--module", f"{nets}:{module}", "--input-size", "32",
                   "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
     assert_refused(result, *fragments)
+    assert "--tolerance" not in result.stderr and "image-like input" not in result.stderr
+
+
+def test_a_shape_computed_in_python_converts_with_a_note(nets, tmp_path, edge):
+    """Tracer warnings on shapes are harmless at a fixed input size: said once, as a note."""
+    weights = _weights(tmp_path / "w.pt", _module(nets, "ShapeLoop"))
+    result = edge("convert", weights, "--module", f"{nets}:ShapeLoop", "--input-size", "32",
+                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
+    assert result.returncode == 0, result.stderr
+    assert ("note: tracing warned: Converting a tensor to a Python integer might cause the "
+            "trace to be incorrect (nets.py:") in result.stdout
+    assert "TracerWarning" not in result.stderr  # PyTorch's own, raw, not printed as well
+
+
+def test_a_scripted_network_of_two_inputs_is_told_to_wrap_it(nets, tmp_path, edge):
+    scripted = torch.jit.script(_module(nets, "TwoInputNet").eval())
+    scripted.save(str(tmp_path / "two.torchscript"))
+    result = edge("convert", tmp_path / "two.torchscript", "--input-size", "32",
+                  "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
+    assert_refused(result, "the network's forward takes 2 inputs (x, y); a converted model "
+                           "has exactly one image input: wrap the network in a module")
+    assert "--input-size" not in result.stderr
+
+
+def test_a_missing_class_lists_those_the_module_defines(nets, tmp_path, edge):
+    weights = _weights(tmp_path / "w.pt", _module(nets, "Net"))
+    result = edge("convert", weights, "--module", f"{nets}:Nett", "--input-size", "32",
+                  "-o", tmp_path / "out.onnx")
+    assert_refused(result, f"--module: {nets} has no torch.nn.Module class 'Nett'; its "
+                           "classes: CudaInForward, CudaNet, DictNet, FeatureFirst, GreyNet, "
+                           "GreyWrap, Net, NumpyRoundTrip (+5 more)")
 
 
 @pytest.mark.parametrize(("source", "expected"), [
@@ -349,7 +423,8 @@ def test_a_module_file_imports_the_files_beside_it(tmp_path, edge):
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("content", [bytes(range(7, 250)) * 40, b"a,b\n"])
+@pytest.mark.parametrize("content", [bytes(range(7, 250)) * 40, b"a,b\n",
+                                     b"cat\ndog\n"])  # "c": a text pickle's GLOBAL opcode
 def test_bytes_of_no_known_format_are_not_named_by_a_number(tmp_path, edge, content):
     """torch.load's message for them is its advice on weights_only, the cause lines below it
     (or, on other bytes, a KeyError whose message is the number read as a magic number, or
