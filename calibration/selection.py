@@ -258,6 +258,12 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
             f"{best.sqnr_db:.1f} dB; use --method {best.method} or --method auto")
 
 
+#: Output SQNR above which INT8's changed answers are near-ties rather than INT8 error: 40 dB
+#: is noise at 1% of the outputs' amplitude, so an answer it changes was about that close to
+#: another (a score at the threshold, two classes scored alike).
+NEAR_TIE_SQNR_DB = 40.0
+
+
 def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
                   kept_float: bool = False, labelled: str | None = None) -> str | None:
     """A warning when every INT8 model `judged` (each range method, the mixes, the one written
@@ -291,8 +297,12 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
              "keep it (--profile tensorrt measures it)" if profile == "cpu" else "")
     check = ("check it with edge eval before deploying it" if labelled is None
              else labelled_check(labelled))
+    ties = (f"; at {closest.sqnr_db:.0f} dB the outputs barely move, so the answers that "
+            "change were near-ties (scores at the threshold, or classes scored alike, as in an "
+            "untrained model)" if closest.sqnr_db >= NEAR_TIE_SQNR_DB else "")
     return (f"INT8 stays far from FP32 whatever the ranges: {kept} (output SQNR "
-            f"{_sqnr(closest)}); the model is written, but {check}; {', '.join(tools)}{other}")
+            f"{_sqnr(closest)}){ties}; the model is written, but {check}; "
+            f"{', '.join(tools)}{other}")
 
 
 def kept_float_loss(written: Fidelity, chosen: Fidelity, kept: int, profile: str,

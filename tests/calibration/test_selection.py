@@ -122,6 +122,17 @@ def test_int8_far_from_fp32_whatever_the_ranges_is_warned_about(judged, profile,
         assert ("--profile tensorrt" in message) == (profile == "cpu")
 
 
+def test_changed_answers_at_a_high_output_sqnr_are_said_to_be_near_ties():
+    """An untrained detector, scores all near 0.5: 72% agreement at 70 dB read as INT8 being
+    far from FP32, next to a figure that says it is not."""
+    message = far_from_fp32([fid("mse", 70.2, 0.72)], "detect", "tensorrt") or ""
+    assert ("keeps detection agreement with FP32 at 72.0% (output SQNR 70.2 dB); at 70 dB the "
+            "outputs barely move, so the answers that change were near-ties (scores at the "
+            "threshold, or classes scored alike, as in an untrained model); the model is "
+            "written") in message
+    assert "near-ties" not in (far_from_fp32([fid("mse", 25.0, 0.72)], "detect", "cpu") or "")
+
+
 def test_with_keep_float_given_it_is_not_suggested_again():
     message = far_from_fp32([fid("mse", 4.6, 0.75), fid("mse, 1 float", 5.0, 0.8)],
                             "classify", "cpu", kept_float=True) or ""
