@@ -29,6 +29,7 @@ from edge.detections import Detections
 from edge.errors import EdgeError, InputError
 from edge.monitor import format_detections
 from edge.mqtt.subscriber import checked_broker_url
+from edge.mqtt.url import broker_from_url
 from edge.spec import spec_from_onnx_file
 from edge.synthetic.mot import TrackingScorer
 from edge.synthetic.replay import ReplayScorer
@@ -91,6 +92,17 @@ def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: fl
             broker.stop()
 
 
+def _daemon_login(url: str) -> dict[str, str]:
+    """The daemon's `mqtt` settings for `--mqtt URL`: a user in the URL (`mqtt://user@host`,
+    the password in $EDGE_MQTT_PASSWORD, as the subscriber tools take them) goes to
+    `username` (and `password`, where the URL holds one), since a config's URL has none."""
+    broker = broker_from_url(url)
+    if broker.username is None:
+        return {"url": url}
+    login = {"url": broker.address, "username": broker.username}
+    return login | ({"password": broker.password} if broker.password is not None else {})
+
+
 def check_demo_model(path: Path) -> None:
     spec = spec_from_onnx_file(path)
     if spec.task != "detect" or tuple(spec.labels) != SHAPE_LABELS:
@@ -108,10 +120,11 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
         "model": {"path": str(model), "backend": "auto", "threads": threads},
         "cameras": [{"name": DEMO_CAMERA,
                      "source": f"synthetic://shapes?fps={fps:g}&seed={seed}"}],
-        "mqtt": {"url": url, "client_id": f"edge-demo-{int(time.time() * 1000) % 100000}"},
+        "mqtt": {**_daemon_login(url),
+                 "client_id": f"edge-demo-{int(time.time() * 1000) % 100000}"},
         "frames": {"interval_s": 5.0},
         "stats": {"interval_s": 5.0},
-    }, "edge demo")
+    }, "the demo's settings")
     watcher = _Watcher(seed, echo)
     subscriber = Subscriber(url, config.topic_prefix, ["detections", "event", "count"],
                             callback=watcher, client_id=f"edge-demo-watch-{id(watcher) % 100000}",

@@ -192,9 +192,16 @@ def default_reference_path(model: Path) -> Path:
 
 
 def refuse_another_models_profile(path: Path, model: Path) -> None:
-    """Refuse writing `model`'s profile to `path` where `path` is another model file's default
-    profile (`<other>.drift.json` beside an existing `<other>`): the daemon reads it for that
-    model, and the profile it holds would be lost."""
+    """Refuse writing `model`'s profile to `path` where that would lose another file: a model
+    (`--drift-reference shapes.onnx` read as "the reference model"), any existing file that
+    is no drift profile, or another model file's default profile (`<other>.drift.json`
+    beside an existing `<other>`, which the daemon reads for that model)."""
+    if path.suffix.lower() in (".onnx", ".engine") or (path.is_file()
+                                                       and not _is_a_profile(path)):
+        raise InputError(
+            f"--drift-reference {path} names a model or a file that is no drift profile; it "
+            f"takes the profile to write (JSON): leave PATH out to write "
+            f"{default_reference_path(model)}, or name a new .json file")
     if not path.name.endswith(SUFFIX):
         return
     owner = path.with_name(path.name[:-len(SUFFIX)])
@@ -204,6 +211,14 @@ def refuse_another_models_profile(path: Path, model: Path) -> None:
         f"--drift-reference {path} is {owner}'s own profile path (the daemon reads it for that "
         f"model); writing {model.name}'s profile there would replace it. Leave PATH out to "
         f"write {default_reference_path(model)}, or name another file")
+
+
+def _is_a_profile(path: Path) -> bool:
+    try:
+        DriftReference.load(path)
+    except ModelError:
+        return False
+    return True
 
 
 def reference_for_model(path: Path, model: Path) -> DriftReference:

@@ -210,7 +210,13 @@ class SamplingPolicy:
             # over the audit's own caps (a frame not copied was over them when it arrived), so
             # every draw is sampled or refused; the other reasons may still be
             found.remove("audit")
-        if not found or not copied:
+        if not copied:
+            # the loop let the pixels go because the caps were full when the frame came: a
+            # sample a policy asks for is refused (a snapshot waits for the next frame)
+            if any(reason != "snapshot" for reason in found):
+                self.limiter.refuse()
+            return []
+        if not found:
             return []
         # a frame drawn for the audit is taken on the audit's caps, the other reasons riding
         # along; a snapshot asked for is taken whatever the limits

@@ -200,7 +200,9 @@ def test_a_resumed_dataset_already_past_its_allowance_is_refused_before_any_fram
     for frame_id, image, _ in scene_frames(2):
         assert first.add(sample_of(frame_id, image, []))
     held = first.counts.bytes
-    with pytest.raises(DiskFullError, match=r"reached its allowance of .* with 2 images"):
+    with pytest.raises(DiskFullError, match=r"reached its allowance of .* with 2 images; "
+                                             r"raise --max-mb \(a rerun with it resumes this "
+                                             r"folder\)"):
         CollectedDataset(tmp_path / "ds", max_bytes=held - 1)
     assert len(CollectedDataset(tmp_path / "ds", max_bytes=held).rows) == 2  # kept, resumable
 
@@ -251,7 +253,8 @@ UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
     ([*UNREACHABLE, "--max-mb", "0"], r"--max-mb must be positive"),
     ([*UNREACHABLE, "--min-free-mb", "-3"], r"--min-free-mb must be 0 or more"),
     ([*UNREACHABLE, "--min-free-mb", "1e12"],  # before the broker is tried
-     r"MB free, below the 1000000000000.0 MB to keep free \(--min-free-mb\)"),
+     r"MB free, below the 1000000000000.0 MB to keep free \(--min-free-mb\); free space or "
+     r"lower --min-free-mb$"),
     ([*UNREACHABLE, "--duplicate-distance", "999"],
      r"--duplicate-distance must be -1 \(keep every frame\) or 0 to 256"),
     ([*UNREACHABLE, "--prefix", "edge/#"],

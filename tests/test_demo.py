@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import getpass
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -12,8 +14,11 @@ import pytest
 
 from calibration.readers import frames_from
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
+from edge.broker import free_port
 from edge.demo import run_demo
 from edge.spec import InputSpec, ModelSpec
+from tests.conftest import Mosquitto
+from tests.mqtt_tls import password_file
 from tests.onnx_graphs import constant_head_model
 from tests.terminal import edge_at_a_terminal
 
@@ -46,6 +51,36 @@ def test_demo_cli_json_against_mosquitto(mosquitto):
     assert summary["precision"] >= 0.9 and summary["recall"] >= 0.9
     assert {"idf1", "mota", "id_switches"} <= set(summary["tracking"])
     assert summary["latency_ms_p50"]["track"] < 5.0
+
+
+def test_demo_logs_in_to_a_broker_that_wants_a_password(tmp_path):
+    """`--mqtt mqtt://user@host` was turned into the daemon's config as it was, which refuses
+    user info in a URL ("set mqtt.username and mqtt.password_file", options the demo has
+    not): the demo could not use a broker that wants a login at all."""
+    port = free_port()
+    config = tmp_path / "closed.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+                      f"user {getpass.getuser()}\n"
+                      f"password_file {password_file(tmp_path, 'demo', 's3cret')}\n")
+    broker = Mosquitto(port, config)
+    broker.start()
+    try:
+        for password in ("s3cret", "wrong"):
+            result = subprocess.run(
+                [sys.executable, "-m", "edge", "demo", "--seconds", "2", "--fps", "10",
+                 "--threads", "1", "--mqtt", f"mqtt://demo@127.0.0.1:{port}", "--json"],
+                capture_output=True, text=True, timeout=120,
+                env={**os.environ, "EDGE_MQTT_PASSWORD": password})
+            if password == "wrong":
+                assert result.returncode == 2, result.stderr
+                assert "not authorized: check the user" in result.stderr
+                continue
+            assert result.returncode == 0, result.stderr
+            summary = json.loads(result.stdout.strip().splitlines()[-1])
+            assert summary["received"] == summary["published"] > 0
+    finally:
+        broker.stop()
+    assert "s3cret" not in result.stderr
 
 
 @pytest.mark.slow

@@ -153,6 +153,12 @@ def test_a_profile_path_of_another_model_is_refused_and_its_profile_kept(tmp_pat
     refuse_another_models_profile(default_reference_path(other), other)
     refuse_another_models_profile(tmp_path / "gate.json", other)  # any other name
     refuse_another_models_profile(tmp_path / "gone.onnx.drift.json", other)  # no such model
+    for model_or_not_a_profile in (shapes, tmp_path / "new.onnx", tmp_path / "notes.json"):
+        (tmp_path / "notes.json").write_text("{}")
+        with pytest.raises(InputError, match=r"names a model or a file that is no drift "
+                                             r"profile; .* leave PATH out to write "
+                                             r".*x\.onnx\.drift\.json, or name a new \.json"):
+            refuse_another_models_profile(model_or_not_a_profile, other)
 
 
 @pytest.mark.parametrize(("uri", "expected"), [

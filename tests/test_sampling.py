@@ -174,7 +174,7 @@ def test_other_reasons_never_thin_the_audit_sample():
     assert rare_only >= 40  # and rare kept its own
 
 
-def test_every_audit_draw_is_sampled_or_counted_refused_as_the_loop_copies_frames():
+def test_every_refusal_is_counted_as_the_loop_copies_frames():
     """The loop keeps a frame's pixels only while `wants_copy` says so; a frame drawn for the
     audit whose pixels were let go (its caps already full when it arrived) was counted in
     `drawn` and nowhere else (189 drawn, 100 sampled, 18 refused in one run)."""
@@ -188,6 +188,10 @@ def test_every_audit_draw_is_sampled_or_counted_refused_as_the_loop_copies_frame
         taken += "audit" in p.reasons(now, dets((3, 0.9)), copied=copied)
     audit = p.stats()["audit"]
     assert copies_refused > 1000  # both caps full for most of each minute
+    # ... and the rare object's samples they refused are counted (2 were, of thousands): all
+    # those frames but the 2 s after each sample, when the rare object was not due
+    assert audit["refused"] > 0
+    assert copies_refused - 20 * 30 <= p.stats()["refused"] <= copies_refused + 30
     assert taken == p.sampled["audit"] == 30  # 6 a minute
     assert p.sampled["rare"] >= 30
     assert audit["drawn"] == taken + audit["refused"]

@@ -31,6 +31,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # Ctrl-C or SIGTERM while it starts interrupts it (130, 143); once the camera runs, it
     # ends the run early, like --seconds passing: the summary scores what ran, exit 0
     stop = stop_on_signals(starting=True)
+    if args.mqtt:
+        warn_of_a_password_in(args.mqtt)
     lines = LinesUntilClosed(stop)
     echo = lines if not args.quiet else (lambda line: None)
     summary = run_demo(args.seconds, args.mqtt, seed=args.seed, fps=args.fps,
@@ -204,7 +206,9 @@ def add_commands(commands: Any) -> None:
                     "detections against the scene's ground truth.")
     demo.add_argument("--seconds", type=parse_positive_float, default=20.0,
                       help="how long to run (default 20)")
-    demo.add_argument("--mqtt", metavar="URL", help="use this broker instead of the embedded one")
+    demo.add_argument("--mqtt", metavar="URL",
+                      help="use this broker instead of the embedded one (mqtt[s]://[user@]host"
+                           "[:port]; a user's password in $EDGE_MQTT_PASSWORD)")
     demo.add_argument("--seed", type=int, default=1, help="scene seed (default 1)")
     demo.add_argument("--fps", type=parse_positive_float, default=15.0,
                       help="camera frame rate (default 15)")

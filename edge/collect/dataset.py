@@ -218,15 +218,16 @@ class CollectedDataset:
         if self.max_bytes is not None and self.counts.bytes + size > self.max_bytes:
             raise DiskFullError(
                 f"{self.root} reached its allowance of {self.max_bytes / 1e6:.1f} MB "
-                f"(--max-mb) with {len(self.rows)} images; raise it or collect into another "
-                "folder (rerunning resumes this one)")
+                f"(--max-mb) with {len(self.rows)} images; raise --max-mb (a rerun with it "
+                "resumes this folder) or collect into another folder")
         free = shutil.disk_usage(self.root).free
         if free - size < self.min_free_bytes:
+            kept = (f"{len(self.rows)} images are collected and consistent; free space (or "
+                    "lower --min-free-mb) and rerun to resume" if self.rows
+                    else "free space or lower --min-free-mb")
             raise DiskFullError(
                 f"the disk holding {self.root} has {free / 1e6:.1f} MB free, below the "
-                f"{self.min_free_bytes / 1e6:.1f} MB to keep free (--min-free-mb); "
-                f"{len(self.rows)} images are collected and consistent; free space and rerun "
-                "to resume")
+                f"{self.min_free_bytes / 1e6:.1f} MB to keep free (--min-free-mb); {kept}")
 
     def _write(self, row: dict[str, Any], jpeg: bytes) -> None:
         image_path = self.root / row["file"]

@@ -364,6 +364,8 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
         (["--images", FRAMES, "--drift-reference", "{tmp}/no/d.json"], "(of --drift-reference"),
         (["--images", FRAMES, "--drift-reference", "{tmp}/a.txt.drift.json"],
          "--drift-reference {tmp}/a.txt.drift.json is {tmp}/a.txt's own profile path"),
+        (["--images", FRAMES, "--drift-reference", "{tmp}/a.txt"],
+         "--drift-reference {tmp}/a.txt names a model or a file that is no drift profile"),
         (["--images", FRAMES, "--cache", "{tmp}/int8.onnx"], "-o and --cache both name"),
         (["--images", FRAMES, "--max-images", "1"], "--max-images 1 is below --min-images 2"),
         (["--images", FRAMES, "--percentile", "101"], "must be a percentile in (0, 100]"),

@@ -526,17 +526,27 @@ def test_edge_eval_refuses_bad_synthetic_data(demo_model, data, extra, message):
     assert "Traceback" not in result.stderr
 
 
-def test_edge_eval_keeps_another_models_drift_profile(demo_model, tmp_path):
+def test_edge_eval_keeps_another_models_drift_profile_and_models(demo_model, tmp_path):
+    """--drift-reference naming another model's profile, or a model (read as "the reference
+    model"), wrote the new profile over it."""
+    from calibration.drift_reference import drift_reference_from_images
+    from edge.synthetic.scene import ShapeScene
+
     shapes = tmp_path / "shapes.onnx"
     shapes.write_bytes(demo_model.read_bytes())
     profile = tmp_path / "shapes.onnx.drift.json"
-    profile.write_text("shapes.onnx's profile")
-    result = subprocess.run([sys.executable, "-m", "edge", "eval", str(demo_model), "--data",
-                             "synthetic://shapes", "--drift-reference", str(profile)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
-    assert f"--drift-reference {profile} is {shapes}'s own profile path" in result.stderr
-    assert profile.read_text() == "shapes.onnx's profile"
+    scene = ShapeScene(seed=1)
+    drift_reference_from_images(shapes, (scene.next()[0] for _ in range(4)), "scene",
+                                threads=1).save(profile)
+    kept = {path: path.read_bytes() for path in (shapes, profile)}
+    for target, message in ((profile, f"is {shapes}'s own profile path"),
+                            (shapes, "names a model or a file that is no drift profile")):
+        result = subprocess.run([sys.executable, "-m", "edge", "eval", str(demo_model),
+                                 "--data", "synthetic://shapes", "--drift-reference",
+                                 str(target)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert f"--drift-reference {target} {message}" in result.stderr
+    assert {path: path.read_bytes() for path in kept} == kept
 
 
 def test_edge_eval_refuses_a_synthetic_scene_for_another_model(tmp_path):
