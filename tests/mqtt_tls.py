@@ -79,3 +79,14 @@ def password_file(folder: Path, user: str, password: str) -> Path:
                    capture_output=True, timeout=30)
     path.chmod(0o644)  # mosquitto drops to its own user before reading it
     return path
+
+
+def login_mosquitto(folder: Path, user: str, password: str) -> Mosquitto:
+    """A plain Mosquitto on a free port that lets in only `user` with `password` (not
+    started)."""
+    port = free_port()
+    config = folder / "login.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+                      f"user {getpass.getuser()}\n"
+                      f"password_file {password_file(folder, user, password)}\n")
+    return Mosquitto(port, config)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -14,11 +13,9 @@ import pytest
 
 from calibration.readers import frames_from
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
-from edge.broker import free_port
 from edge.demo import run_demo
 from edge.spec import InputSpec, ModelSpec
-from tests.conftest import Mosquitto
-from tests.mqtt_tls import password_file
+from tests.mqtt_tls import login_mosquitto
 from tests.onnx_graphs import constant_head_model
 from tests.terminal import edge_at_a_terminal
 
@@ -57,13 +54,9 @@ def test_demo_logs_in_to_a_broker_that_wants_a_password(tmp_path):
     """`--mqtt mqtt://user@host` was turned into the daemon's config as it was, which refuses
     user info in a URL ("set mqtt.username and mqtt.password_file", options the demo has
     not): the demo could not use a broker that wants a login at all."""
-    port = free_port()
-    config = tmp_path / "closed.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
-                      f"user {getpass.getuser()}\n"
-                      f"password_file {password_file(tmp_path, 'demo', 's3cret')}\n")
-    broker = Mosquitto(port, config)
+    broker = login_mosquitto(tmp_path, "demo", "s3cret")
     broker.start()
+    port = broker.port
     try:
         for password in ("s3cret", "wrong"):
             result = subprocess.run(

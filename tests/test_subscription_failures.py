@@ -3,7 +3,6 @@ real Mosquitto), instead of after the whole connect timeout."""
 
 from __future__ import annotations
 
-import getpass
 import logging
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 from edge.broker import free_port
 from edge.mqtt.subscriber import BrokerSubscription, failure_fix
 from tests.conftest import Mosquitto
-from tests.mqtt_tls import password_file
+from tests.mqtt_tls import login_mosquitto
 
 TIMEOUT_S = 20.0  # far longer than any answer below takes: a wait that runs out fails the test
 
@@ -92,12 +91,7 @@ def test_tls_to_a_plain_port_is_named(not_mqtt):
 @pytest.fixture
 def closed_broker(tmp_path) -> Iterator[Mosquitto]:
     """A Mosquitto that lets in only user `viewer` with password `s3cret`."""
-    port = free_port()
-    config = tmp_path / "closed.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
-                      f"user {getpass.getuser()}\n"
-                      f"password_file {password_file(tmp_path, 'viewer', 's3cret')}\n")
-    broker = Mosquitto(port, config)
+    broker = login_mosquitto(tmp_path, "viewer", "s3cret")
     broker.start()
     yield broker
     broker.stop()
