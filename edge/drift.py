@@ -299,6 +299,7 @@ class DriftMonitor:
         self._bucket_end: float | None = None
         self._started: float | None = None
         self.state = "warming_up"
+        self._said_too_few = False  # a whole window held fewer than min_frames: said once
         self._drifted: list[str] = []  # the statistics the last alert logged
         self.last: dict[str, Any] | None = None
 
@@ -335,7 +336,15 @@ class DriftMonitor:
 
     def evaluate(self, now: float) -> dict[str, Any]:
         window = self.window()
-        full = len(self._buckets) == BUCKETS and window.frames >= self.settings.min_frames
+        whole = len(self._buckets) == BUCKETS
+        if whole and window.frames < self.settings.min_frames and not self._said_too_few:
+            self._said_too_few = True
+            log.warning("camera %s: drift is not judged: a whole %g s window held %d frames "
+                        "(%.1f FPS), fewer than drift.min_frames = %d; lower min_frames or "
+                        "lengthen window_s", self.camera, self.settings.window_s,
+                        window.frames, window.frames / self.settings.window_s,
+                        self.settings.min_frames)
+        full = whole and window.frames >= self.settings.min_frames
         return self._publish_state(now, window if full else None)
 
     def _publish_state(self, now: float, window: DriftStats | None) -> dict[str, Any]:

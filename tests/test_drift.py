@@ -133,6 +133,22 @@ def test_a_window_under_two_minutes_is_warned_about_at_start(tmp_path, demo_mode
         "over minutes with nothing wrong; use 120 s or more (the default is 300)"]
 
 
+def test_a_window_that_cannot_hold_min_frames_is_said_once(reference, caplog):
+    """`min_frames = 100000` with 300 s windows at 15 FPS stayed warming_up for ever, without
+    a word."""
+    published: list[dict[str, object]] = []
+    monitor = DriftMonitor("gate", DriftConfig(window_s=120, min_frames=5000), reference,
+                           published.append)
+    image = np.full((48, 64, 3), 90, np.uint8)
+    with caplog.at_level(logging.WARNING, logger="edge.drift"):
+        for index in range(3 * 120 * 10):  # three windows at 10 FPS
+            monitor.observe_image(1000.0 + index / 10, image)
+    assert {p["state"] for p in published} == {"warming_up"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "camera gate: drift is not judged: a whole 120 s window held 1200 frames (10.0 FPS), "
+        "fewer than drift.min_frames = 5000; lower min_frames or lengthen window_s"]
+
+
 def test_a_profile_path_of_another_model_is_refused_and_its_profile_kept(tmp_path, demo_model,
                                                                         reference):
     """`--drift-reference shapes.onnx.drift.json` while profiling x.onnx replaced shapes.onnx's
