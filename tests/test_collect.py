@@ -220,7 +220,7 @@ def test_a_really_full_disk_stops_cleanly_and_keeps_the_dataset_consistent(tmp_p
         written = 0
         # Either the free-space check before a write or ENOSPC during one stops it.
         with pytest.raises(DiskFullError, match=r"(is full|MB free, below).* \d+ images are "
-                                                 r"collected and consistent; free space and"):
+                                                 r"collected and consistent; free space"):
             for frame_id, image, truth in scene_frames(40, step=7):
                 dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
                 written += 1
