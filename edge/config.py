@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
+from edge.mqtt.topics import topic_prefix_problem
 from edge.mqtt.url import PASSWORD_ENV, broker_from_url
 from edge.objects_config import (
     HomeAssistantConfig,
@@ -158,12 +159,9 @@ class MqttConfig(_Section):
     def _valid_prefix(cls, prefix: str | None) -> str | None:
         if prefix is None:
             return None
-        if any(char in prefix for char in "#+\0") or prefix.startswith("$"):
-            raise ValueError("a topic prefix cannot hold the wildcards # or +, NUL, or start "
-                             "with $; e.g. edge/gate-01")
-        if not prefix or prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
-            raise ValueError("a topic prefix needs non-empty levels and no leading or trailing "
-                             "/; e.g. edge/gate-01")
+        problem = topic_prefix_problem(prefix)
+        if problem is not None:
+            raise ValueError(f"{problem}; e.g. edge/gate-01")
         return prefix
 
     @field_validator("ca_file", "certfile", "keyfile", "password_file")

@@ -19,7 +19,7 @@ from edge.drift import DriftMonitor, reference_from_config
 from edge.errors import EdgeError, ModelError, SourceError
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
-from edge.homeassistant import DiscoveryPublisher
+from edge.homeassistant import DiscoveryPublisher, remove_discovery
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, Topics
 from edge.pipeline import LOOP_STALL_S, CameraWorker
@@ -102,6 +102,21 @@ def postprocess_settings(spec: ModelSpec, config: Config) -> PostprocessSpec:
     return spec.postprocess.model_copy(update=overrides)
 
 
+def warn_what_tracking_off_idles(config: Config) -> None:
+    """Zones and Home Assistant's counts work on tracked objects: with tracking off they count
+    nothing, which the config alone would not say."""
+    if config.tracking.enabled:
+        return
+    zoned = [camera.name for camera in config.cameras if camera.zones]
+    if zoned:
+        log.warning("the zones of camera%s %s count tracked objects, and tracking.enabled is "
+                    "false: they count nothing; set it to true (or remove the zones)",
+                    "s" if len(zoned) > 1 else "", ", ".join(zoned))
+    if config.homeassistant.enabled:
+        log.warning("Home Assistant gets no count or occupancy entities while tracking.enabled "
+                    "is false (only connectivity, frame and FPS); set it to true for counts")
+
+
 class Daemon:
     """Everything is built (and every input checked) in the constructor; `start` opens the
     cameras and connects; `stop` publishes status `stopped` and flushes the outbox."""
@@ -141,9 +156,13 @@ class Daemon:
         self._stale_sweeps_left = len(STATE_TOPIC_LEVELS)
         for levels in STATE_TOPIC_LEVELS:
             self.link.sweep_retained(f"{self.topics.prefix}/{levels}", self._clear_stale_state)
-        self.discovery = DiscoveryPublisher(
-            config, self.spec.labels, self.model_name, self.link,
-            config.mqtt.password_value(os.environ)) if config.homeassistant.enabled else None
+        self.discovery: DiscoveryPublisher | None = None
+        if config.homeassistant.enabled:
+            self.discovery = DiscoveryPublisher(config, self.spec.labels, self.model_name,
+                                                self.link, config.mqtt.password_value(os.environ))
+        else:
+            remove_discovery(config, self.link)
+        warn_what_tracking_off_idles(config)
         self.heartbeat = Heartbeat(notifier_from_environ(os.environ),
                                    config.log.summary_interval_s)
 

@@ -5,7 +5,9 @@ Home Assistant's documented abbreviations (`stat_t`, `uniq_id`, `dev`, ...). Eve
 connectivity sensor follows the device's status topic through `avty`, so a device that goes
 offline (its Last Will) shows as unavailable instead of showing stale counts. An entity whose
 camera, label or zone left the config is removed by an empty retained config: at start the
-daemon reads back the retained configs of its own node and clears the ones it no longer makes.
+daemon reads back the retained configs of its own node and clears the ones it no longer makes
+(all of them when discovery is turned off). Count and occupancy entities need tracking: with
+`tracking.enabled = false` only the connectivity, frame and FPS entities are made.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
         entity("sensor", f"{name}_fps", f"{name} FPS", stat_t=topics.stats,
                val_tpl=f"{{{{ value_json.cameras['{name}'].fps }}}}", unit_of_meas="fps",
                stat_cla="measurement", ent_cat="diagnostic")
+        if not config.tracking.enabled:
+            continue  # counts come from tracked objects: these entities would never get a value
         places: list[tuple[str | None, Iterable[str]]] = [(None, wanted)]
         places += [(z.name, [w for w in wanted if not z.labels or w in z.labels])
                    for z in camera.zones]
@@ -83,6 +87,27 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
                        stat_t=count_topic, dev_cla="occupancy",
                        val_tpl="{{ 'ON' if value | int > 0 else 'OFF' }}")
     return configs
+
+
+def config_filter(config: Config) -> str:
+    """The topic filter of every discovery config this device's node may have left retained."""
+    return f"{config.homeassistant.prefix}/+/{node_id(config.device_id)}/+/config"
+
+
+def remove_discovery(config: Config, link: Any) -> None:
+    """With discovery off, have the link remove the entities earlier runs published once it is
+    connected: their configs are retained, and Home Assistant would keep showing them. Quiet
+    when the broker holds none or refuses the read (a broker that never served Home
+    Assistant may not let this client read its prefix)."""
+
+    def clear(topics: list[str]) -> None:
+        for topic in topics:
+            link.publish_state(topic, b"", 1)
+        if topics:
+            log.info("removed %d Home Assistant entities that earlier runs published "
+                     "(homeassistant.enabled is false)", len(topics))
+
+    link.sweep_retained(config_filter(config), clear)
 
 
 def stale_topics(current: Iterable[str], retained: Iterable[str]) -> list[str]:
@@ -140,7 +165,7 @@ class DiscoveryPublisher:
 
         reader = BrokerSubscription(
             mqtt.url,
-            [(f"{self._config.homeassistant.prefix}/+/{node}/+/config", RETAINED_READ_QOS)],
+            [(config_filter(self._config), RETAINED_READ_QOS)],
             receive,
             client_id=f"{node}-discovery", username=mqtt.username, password=self._password,
             ca_file=str(mqtt.ca_file) if mqtt.ca_file else None)

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edge.mqtt.topics import topic_prefix_problem
+
 #: Topic levels a zone may not be named, so every topic under a camera stays unambiguous.
 RESERVED_ZONE_NAMES = frozenset({"detections", "events", "frame", "status", "count"})
 
@@ -90,3 +92,11 @@ class HomeAssistantConfig(_Section):
     labels: list[str] = Field(default_factory=list,
                               description="labels that get count and occupancy entities; "
                                           "empty: every label of the model")
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, prefix: str) -> str:
+        problem = topic_prefix_problem(prefix)
+        if problem is not None:
+            raise ValueError(f"{problem}; Home Assistant's default is homeassistant")
+        return prefix

@@ -1,8 +1,8 @@
 """Zones: named polygons per camera, and which tracked objects stand in each.
 
 An object is in a zone when the bottom centre of its box (where it touches the ground, for a
-camera looking down at a scene) lies inside the polygon, as in Frigate; the box centre would put
-a tall person standing outside a doorway "in" it.
+camera looking down at a scene) lies inside the polygon or on its outline, as in Frigate; the
+box centre would put a tall person standing outside a doorway "in" it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from edge.errors import ConfigError
 from edge.objects_config import ZoneConfig
 from edge.sources.uri import SourceUri
 from edge.wording import not_labels_of_the_model
+
+#: How near an edge (pixels) a point counts as on it: float rounding of scaled normalised
+#: zones, far below any box coordinate's precision.
+ON_OUTLINE_PX = 1e-6
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,11 @@ class Zone:
     class_ids: frozenset[int] | None = None
 
     def contains(self, points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
-        """Whether each point [K, 2] lies inside (even-odd rule) -> bool [K]."""
+        """Whether each point [K, 2] lies inside (even-odd rule) or on the outline -> bool [K].
+
+        The outline counts as inside: boxes are clipped to the frame, so an object cut off by
+        the frame's bottom edge has its anchor exactly on that edge, and a zone drawn to the
+        edge of the frame must count it."""
         x, y = points[:, 0:1], points[:, 1:2]  # [K, 1] against [1, V] edges
         x1, y1 = self.polygon[:, 0], self.polygon[:, 1]
         x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
@@ -42,7 +50,18 @@ class Zone:
         with np.errstate(divide="ignore", invalid="ignore"):
             at_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
         inside: npt.NDArray[np.bool_] = (np.sum(crosses & (x < at_x), axis=1) % 2) == 1
-        return inside
+        return inside | self._on_outline(x, y)
+
+    def _on_outline(self, x: npt.NDArray[np.floating],
+                    y: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
+        """Whether each point (x, y: [K, 1]) lies within ON_OUTLINE_PX of an edge -> [K]."""
+        x1, y1 = self.polygon[:, 0], self.polygon[:, 1]
+        dx, dy = np.roll(x1, -1) - x1, np.roll(y1, -1) - y1
+        length_sq = dx * dx + dy * dy  # > 0: consecutive points are distinct (area > 0)
+        along = np.clip(((x - x1) * dx + (y - y1) * dy) / np.maximum(length_sq, 1e-300), 0, 1)
+        gap_sq = (x - x1 - along * dx) ** 2 + (y - y1 - along * dy) ** 2
+        on: npt.NDArray[np.bool_] = np.any(gap_sq <= ON_OUTLINE_PX ** 2, axis=1)
+        return on
 
     def counts(self, class_id: int) -> bool:
         return self.class_ids is None or class_id in self.class_ids

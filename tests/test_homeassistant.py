@@ -19,6 +19,7 @@ import jinja2
 import pytest
 
 from edge.config import config_from_dict
+from edge.daemon import warn_what_tracking_off_idles
 from edge.errors import ConfigError
 from edge.homeassistant import discovery_configs, node_id, stale_topics
 from edge.mqtt.subscriber import BrokerSubscription
@@ -176,7 +177,34 @@ def _retained(port: int) -> dict[str, bytes]:
     return found
 
 
-def _run(tmp_path: Path, model: Path, port: int, zones: str) -> None:
+def test_without_tracking_no_count_entity_is_advertised_and_the_config_says_why(caplog):
+    config = _config(tracking={"enabled": False})
+    configs = discovery_configs(config, LABELS, "shapes")
+    assert sorted(topic.split("/")[3] for topic in configs) == [
+        "connectivity", "gate_fps", "gate_frame", "yard_fps", "yard_frame"]
+    warn_what_tracking_off_idles(config)
+    assert [r.getMessage() for r in caplog.records] == [
+        "the zones of camera gate count tracked objects, and tracking.enabled is false: they "
+        "count nothing; set it to true (or remove the zones)",
+        "Home Assistant gets no count or occupancy entities while tracking.enabled is false "
+        "(only connectivity, frame and FPS); set it to true for counts"]
+    caplog.clear()
+    warn_what_tracking_off_idles(_config())
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("prefix, message", [
+    ("/ha/", "a topic prefix needs non-empty levels and no leading or trailing /"),
+    ("ha/", "a topic prefix needs non-empty levels"), ("ha//x", "a topic prefix needs"),
+    ("ha/#", "use 1 to 64 characters"), ("$SYS", "use 1 to 64 characters")])
+def test_a_discovery_prefix_with_an_empty_level_or_wildcard_is_refused(prefix, message):
+    with pytest.raises(ConfigError, match=re.escape(f"homeassistant.prefix: {message}")):
+        _config(homeassistant={"enabled": True, "prefix": prefix})
+    assert _config(homeassistant={"enabled": True, "prefix": "my/ha"}).homeassistant.prefix \
+        == "my/ha"
+
+
+def _run(tmp_path: Path, model: Path, port: int, zones: str, enabled: bool = True) -> None:
     config = tmp_path / "edge.toml"
     config.write_text(f"""
 device_id = "ha"
@@ -190,7 +218,7 @@ source = "synthetic://shapes?fps=5&seed=1"
 [mqtt]
 url = "mqtt://127.0.0.1:{port}"
 [homeassistant]
-enabled = true
+enabled = {str(enabled).lower()}
 labels = ["star"]
 """)
     run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
@@ -210,6 +238,8 @@ def test_daemon_publishes_discovery_and_removes_what_left_the_config(tmp_path, m
     second = _retained(mosquitto.port)
     assert not any("door" in topic for topic in second)  # cleared by empty retained configs
     assert set(second) == {t for t in first if "door" not in t}
+    _run(tmp_path, demo_model, mosquitto.port, zone, enabled=False)
+    assert _retained(mosquitto.port) == {}  # discovery off: every entity removed
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from edge.errors import ConfigError
 from edge.mqtt.topics import Topics
 from edge.objects_config import TrackingConfig, ZoneConfig
 from edge.tracking.camera import CameraTracking
-from edge.zones import zones_for_frame, zones_from_config
+from edge.zones import anchor_points, zones_for_frame, zones_from_config
 
 LABELS = ("circle", "square", "triangle", "star")
 SQUARE = [[10, 10], [100, 10], [100, 100], [10, 100]]
@@ -72,6 +72,23 @@ def test_normalised_zone_is_scaled_to_the_frame():
     scaled = zones_for_frame("gate", [config], zones, (640, 480))[0]
     np.testing.assert_allclose(scaled.polygon[2], [320, 480])
     assert scaled.class_ids == frozenset({3}) and scaled.counts(3) and not scaled.counts(0)
+
+
+def test_a_box_cut_off_by_the_frame_edge_is_inside_a_zone_drawn_to_that_edge():
+    whole = ZoneConfig(name="whole", points=[[0, 0], [1, 0], [1, 1], [0, 1]], units="normalised")
+    left = ZoneConfig(name="left", points=[[0, 0], [0.5, 0], [0.5, 1], [0, 1]],
+                      units="normalised")
+    configs = [whole, left]
+    frame, right = zones_for_frame("gate", configs, zones_from_config("gate", configs, LABELS,
+                                                                      None), (640, 480))
+    # boxes clipped to the frame: bottom edge, bottom-left corner, on the zone's right edge,
+    # well inside, and in the right half only
+    boxes = np.array([[100, 300, 200, 480], [0, 400, 0, 480], [300, 10, 340, 200],
+                      [50, 50, 90, 90], [400, 300, 640, 480]], np.float32)
+    anchors = anchor_points(boxes)
+    assert frame.contains(anchors).tolist() == [True, True, True, True, True]
+    assert right.contains(anchors).tolist() == [True, True, True, True, False]
+    assert not frame.contains(np.array([[320.0, 480.01], [-0.01, 100.0]])).any()
 
 
 def _run_with_zone(tmp_path, model, zone: str,

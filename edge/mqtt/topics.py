@@ -16,6 +16,16 @@ RETAINED_SNAPSHOTS = 50
 RETAINED_READ_QOS = 0
 
 
+def topic_prefix_problem(prefix: str) -> str | None:
+    """What keeps `prefix` from starting topic names, or None: wildcards, NUL, a leading $
+    (the broker's own topics) or an empty level."""
+    if any(char in prefix for char in "#+\0") or prefix.startswith("$"):
+        return "a topic prefix cannot hold the wildcards # or +, NUL, or start with $"
+    if not prefix or prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+        return "a topic prefix needs non-empty levels and no leading or trailing /"
+    return None
+
+
 @dataclass(frozen=True)
 class Topics:
     prefix: str
