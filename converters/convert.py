@@ -558,6 +558,8 @@ def _assumed_preprocessing_note(kind: str, options: ConvertOptions, grey: bool =
                         "ImageNet-trained: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
     elif default_mean or default_std:  # one given, the other left at its default
         assumed.append("no mean (--mean)" if default_mean else "a std of 1 (--std)")
+        examples.append("give --mean too, 0 if it has none" if default_mean else
+                        "give --std too, 1 if it has none")
     if options.resize is None:
         assumed.append("whole frames letterboxed, centred (--resize)")
         examples.append("trained on images resized to the input, as Keras and torchvision's "
@@ -606,8 +608,14 @@ def _input_size(image: ImageInput, plain: _Plain, options: ConvertOptions) -> tu
     size = options.input_size or plain.image_size
     if image.height is not None and image.width is not None:
         if size is not None and size != (image.height, image.width):
-            raise ConversionError(f"the model's input is fixed at {image.height}x{image.width}, "
-                                  f"but --input-size asks for {size[0]}x{size[1]}")
+            fixed, wanted = f"{image.height}x{image.width}", f"{size[0]}x{size[1]}"
+            if options.input_size is None:
+                raise ConversionError(f"the model's input is fixed at {fixed}, but its "
+                                      f"metadata says {wanted}; export it again")
+            raise ConversionError(
+                f"the model's input is fixed at {fixed}, but --input-size asks for {wanted}: "
+                f"leave --input-size out to convert it at {fixed}, or export it again at "
+                f"{wanted} (or with a dynamic height and width) to run it at {wanted}")
         return image.height, image.width
     if size is None:
         raise ConversionError(f"the model's input {image.name} has no fixed size; pass "
@@ -684,7 +692,8 @@ def _grid_decoded(plain: _Plain, output: str, value: npt.NDArray[Any], height: i
             "--decode_in_inference): appended the grid decode (strides "
             f"{', '.join(map(str, YOLOX_STRIDES))}), so it reads as [N, A, 5+nc] in input "
             "pixels. YOLOX's own models take BGR pixels 0..255 as they are, letterboxed at the "
-            "top left: --network-order BGR --std 0.00392157 --resize letterbox-top-left")
+            "top left: --network-order BGR --mean 0 --std 0.00392157 --resize "
+            "letterbox-top-left")
     return replace(plain, model=with_grid_decode(plain.model, output, height, width),
                    run_source=grid_decoded_runner(plain.run_source, output, height, width),
                    notes=(*plain.notes, note))

@@ -16,7 +16,7 @@ import onnx
 
 from calibration.fidelity import weighted_nodes
 from calibration.ranges import TensorRange, TensorRanges
-from calibration.selection import HeldOutJudge, Rank, SharedSession
+from calibration.selection import Fidelity, HeldOutJudge, SharedSession, best_of
 from converters.cpu_rescaling import CpuRescaling
 from converters.qdq_cpu import cpu_quantized_nodes
 from converters.qdq_rules import check_tensorrt_qdq
@@ -96,11 +96,16 @@ def float_layers_by_output_gain(model: onnx.ModelProto, ranges: TensorRanges, ju
     layers = [node.name for node in weighted_nodes(model) if node.name not in excluded]
     built = ((layer, qdq_for_tensorrt(model, ranges, [*excluded, layer])) for layer in layers)
 
-    def ranked(candidate: tuple[str, onnx.ModelProto]) -> tuple[Rank, str]:
+    def judged(candidate: tuple[str, onnx.ModelProto]) -> Fidelity:
         layer, quantized = candidate
-        return judge.fidelity(layer, quantized, 1).rank(), layer
+        return judge.fidelity(layer, quantized, 1)
 
     with ThreadPoolExecutor(usable_cores(), thread_name_prefix="keep-float") as pool:
         # models are built on this thread, at most two per core ahead of judging (memory)
-        scores = list(in_order(pool, ranked, built, 2 * usable_cores()))
-    return [name for _, name in sorted(scores, reverse=True)[:count]]
+        left = list(in_order(pool, judged, built, 2 * usable_cores()))
+    kept: list[str] = []
+    while left and len(kept) < count:  # best first, by the rule that picks range methods
+        best = best_of(left)
+        left.remove(best)
+        kept.append(best.method)
+    return kept

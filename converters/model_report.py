@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from converters.ultralytics import UltralyticsMetadata
 from edge.errors import ModelError
 from edge.resizing import RESIZE_FIELDS, resize_words
 from edge.spec import SPEC_KEY, ModelSpec, read_onnx_model
+from edge.wording import counted
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
                  "MatMulInteger", "QGemm", "QLinearGlobalAveragePool", "QLinearConcat"}
@@ -110,7 +112,11 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "inputs": [_tensor_info(v) for v in model.graph.input if v.name not in initializer_names],
         "outputs": [_tensor_info(v) for v in model.graph.output],
         "parameters": _parameters(model),
-        "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
+        # subgraphs' nodes too: a model whose layers sit in If/Loop branches (silero-vad's
+        # spox export) otherwise reads as 5 ops and 1 parameter
+        "ops": dict(Counter(n.op_type for g in graphs_within(model.graph)
+                            for n in g.node).most_common()),
+        "subgraphs": sum(1 for _ in graphs_within(model.graph)) - 1,
         "nodes": [{"name": n.name, "op": n.op_type} for n in model.graph.node],
         "quantization": quantization_summary(model),
         "other_metadata": {k: v[:200] for k, v in props.items()
@@ -134,12 +140,25 @@ def _ultralytics_export(model: onnx.ModelProto) -> dict[str, Any] | None:
             "end_to_end": metadata.end_to_end}
 
 
+def graphs_within(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """`graph` and every subgraph its nodes hold (If branches, Loop and Scan bodies), nested
+    ones included."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in (*([attribute.g] if attribute.HasField("g") else []),
+                             *attribute.graphs):
+                yield from graphs_within(subgraph)
+
+
 def _parameters(model: onnx.ModelProto) -> int:
     """Values in the initializers and in tensor-valued Constant nodes (paddle2onnx keeps every
-    weight in one)."""
-    constants = (a.t for node in model.graph.node if node.op_type == "Constant"
+    weight in one), subgraphs' included."""
+    graphs = list(graphs_within(model.graph))
+    constants = (a.t for graph in graphs for node in graph.node if node.op_type == "Constant"
                  for a in node.attribute if a.name == "value")
-    return int(sum(np.prod(t.dims) for t in (*model.graph.initializer, *constants)))
+    initializers = (t for graph in graphs for t in graph.initializer)
+    return int(sum(np.prod(t.dims) for t in (*initializers, *constants)))
 
 
 def _external_data(model: onnx.ModelProto, folder: Path) -> list[dict[str, Any]]:
@@ -205,7 +224,9 @@ def format_report(report: dict[str, Any]) -> str:
     opsets = ", ".join(f"{domain} {version}" for domain, version in report["opsets"].items())
     producer = f"; made by {report['producer']}" if report["producer"] else ""
     lines.append(f"parameters: {report['parameters']:,}; opsets {opsets}{producer}")
-    lines.append("ops: " + ", ".join(f"{op} {n}" for op, n in report["ops"].items()))
+    within = (f" (with the nodes of {counted(report['subgraphs'], 'subgraph')})"
+              if report["subgraphs"] else "")
+    lines.append(f"ops{within}: " + ", ".join(f"{op} {n}" for op, n in report["ops"].items()))
     q = report["quantization"]
     if not q["quantized"]:
         lines.append("quantization: none (float)")

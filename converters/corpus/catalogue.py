@@ -111,7 +111,7 @@ MODELS = (
         "ddddocr-det", "ddddocr==1.6.1", "ddddocr/common_det.onnx",
         "6faa8ea85a8c1a634e5050c4a138fca10f30194e0d7abbe9ade1fcd423af6ed6",
         "PyTorch 1.9 (YOLOX-style)", 11, "detect",
-        ("--labels", "text,", "--network-order", "BGR", "--std", "0.00392157",
+        ("--labels", "text,", "--network-order", "BGR", "--mean", "0", "--std", "0.00392157",
          "--resize", "letterbox-top-left"),
         notes="character detector, 416x416, raw grid head (decoded in the package), BGR "
               "0..255, letterboxed at the top left"),

@@ -16,6 +16,7 @@ import pytest
 from onnx import numpy_helper
 
 from calibration.readers import frames_from
+from calibration.selection import closer_than
 from converters.convert import ConvertOptions, convert_module
 from converters.demo_detector.evaluate import evaluate_onnx
 from converters.errors import ConversionError
@@ -189,7 +190,7 @@ def test_keep_float_model_is_judged_like_the_candidates(demo):
     assert result.written.frames == 2 and result.written.sqnr_db > 10
     assert result.written not in result.comparison
     chosen = next(f for f in result.comparison if f.method == result.ranges.method)
-    closer = result.written.rank() > chosen.rank()
+    closer = closer_than(result.written, chosen)
     assert closer != ("--keep-float 1 did not bring the output closer" in (result.warning or ""))
 
 
@@ -198,7 +199,7 @@ def test_keep_float_ranks_layers_by_their_effect_on_the_output(demo):
     alone, bring the output closest to FP32: exactly the best of one model per layer."""
     from calibration.fidelity import weighted_nodes
     from calibration.ranges import TensorRanges, range_method
-    from calibration.selection import HeldOutJudge
+    from calibration.selection import HeldOutJudge, best_of
     from calibration.stats import StatsCollector
     from converters.int8_models import float_layers_by_output_gain
     from converters.qdq_tensorrt import qdq_for_tensorrt
@@ -212,10 +213,11 @@ def test_keep_float_ranks_layers_by_their_effect_on_the_output(demo):
     judge = HeldOutJudge(model, spec, feeds, int8_kernels=False)
     first = next(n.name for n in model.graph.node if n.op_type == "Conv")
     chosen = float_layers_by_output_gain(model, ranges, judge, [first], 2)
-    each = sorted(((judge.fidelity(n.name, qdq_for_tensorrt(model, ranges, [first, n.name]),
-                                   1).rank(), n.name)
-                   for n in weighted_nodes(model) if n.name != first), reverse=True)
-    assert chosen == [name for _, name in each[:2]] and first not in chosen
+    each = [judge.fidelity(n.name, qdq_for_tensorrt(model, ranges, [first, n.name]), 1)
+            for n in weighted_nodes(model) if n.name != first]
+    best = best_of(each)
+    second = best_of([f for f in each if f is not best])
+    assert chosen == [best.method, second.method] and first not in chosen
 
 
 @pytest.mark.parametrize("profile", ["tensorrt", "cpu"])

@@ -92,7 +92,9 @@ CASES = [
     ("detector", [], "labels are unknown; pass --labels (a file or a comma list) with its 2 "
                      "class names"),
     ("detector", ["--labels", "a,b", "--input-size", "128"],
-     "input is fixed at 64x64, but --input-size asks for 128x128"),
+     "input is fixed at 64x64, but --input-size asks for 128x128: leave --input-size out to "
+     "convert it at 64x64, or export it again at 128x128 (or with a dynamic height and width) "
+     "to run it at 128x128"),
 ]
 
 

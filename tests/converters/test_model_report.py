@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from converters.model_report import inspect_model, quantization_summary
+from converters.model_report import format_report, inspect_model, quantization_summary
 from tests.converters.tiny_models import TinyClassifier, export_onnx, grey_classifier
 
 
@@ -50,6 +50,39 @@ def test_inspect_the_bundled_model(demo_model):
     assert report["outputs"][0]["shape"] == [1, 8, 2100]
     assert report["ops"]["Conv"] > 10 and report["quantization"] == {"quantized": False,
                                                                      "format": "none"}
+
+
+def test_inspect_counts_the_layers_inside_if_branches(tmp_path):
+    """silero-vad's export holds its layers in If branches: 1 parameter and 5 ops, it read."""
+
+    def branch(name: str, channels: int) -> onnx.GraphProto:
+        weight = numpy_helper.from_array(np.ones((channels, 3, 3, 3), np.float32), f"{name}_w")
+        nested = helper.make_graph(
+            [helper.make_node("Relu", ["x"], [f"{name}_inner"])], f"{name}_nested", [],
+            [helper.make_tensor_value_info(f"{name}_inner", TensorProto.FLOAT, None)])
+        nodes = [helper.make_node("Conv", ["x", f"{name}_w"], [f"{name}_c"]),
+                 helper.make_node("Constant", [], [f"{name}_k"], value=numpy_helper.from_array(
+                     np.ones(5, np.float32))),
+                 helper.make_node("If", ["flag"], [f"{name}_y"], then_branch=nested,
+                                  else_branch=nested)]
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(
+            f"{name}_c", TensorProto.FLOAT, None)], initializer=[weight])
+
+    graph = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["y"], then_branch=branch("a", 4),
+                          else_branch=branch("b", 2))], "vad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+         helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.ones(1, np.float32), "one")])
+    path = tmp_path / "vad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    report = inspect_model(path)
+    assert report["parameters"] == 1 + 4 * 27 + 5 + 2 * 27 + 5
+    assert report["ops"] == {"If": 3, "Relu": 4, "Conv": 2, "Constant": 2}
+    assert report["subgraphs"] == 6
+    assert "ops (with the nodes of 6 subgraphs): Relu 4, If 3, Conv 2, Constant 2" in \
+        format_report(report)
 
 
 def test_inspect_cli_json_and_errors(demo_model, tmp_path):

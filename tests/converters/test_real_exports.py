@@ -129,6 +129,10 @@ def test_assumed_preprocessing_is_said_for_sources_that_do_not_record_it(tmp_pat
     assert note(Normalisation("RGB", *imagenet)).startswith(
         "assumed the network takes RGB channel order (--network-order);")
     assert note(Normalisation("BGR", *imagenet)) == ""
+    # one of mean and std given (YOLOX's raw pixels): the other is named, with how to state it
+    assert note(Normalisation("BGR", (0.0,) * 3, (1 / 255,) * 3)) == (
+        "assumed the network takes no mean (--mean); if it was trained otherwise, pass that "
+        "(give --mean too, 0 if it has none), or its accuracy drops with no error")
     assert note(Normalisation("BGR", *imagenet), resize=None).startswith(
         "assumed the network takes whole frames letterboxed, centred (--resize); if it was "
         "trained otherwise, pass that (trained on images resized to the input, as Keras and "
