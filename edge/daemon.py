@@ -19,7 +19,7 @@ from edge.drift import DriftMonitor, reference_from_config
 from edge.errors import EdgeError, ModelError, SourceError
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
-from edge.homeassistant import DiscoveryPublisher, remove_discovery
+from edge.homeassistant import DiscoveryPublisher, remove_elsewhere
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, Topics
 from edge.pipeline import LOOP_STALL_S, CameraWorker
@@ -160,8 +160,7 @@ class Daemon:
         if config.homeassistant.enabled:
             self.discovery = DiscoveryPublisher(config, self.spec.labels, self.model_name,
                                                 self.link, config.mqtt.password_value(os.environ))
-        else:
-            remove_discovery(config, self.link)
+        remove_elsewhere(config, self.link)
         warn_what_tracking_off_idles(config)
         self.heartbeat = Heartbeat(notifier_from_environ(os.environ),
                                    config.log.summary_interval_s)
@@ -255,14 +254,16 @@ class Daemon:
     def _tracking(self, name: str) -> CameraTracking | None:
         """The camera's tracker, events and counts; its zones are checked here (ConfigError
         naming the zone) against the frame size the source URI promises or a local file has;
-        a stream's zones are checked on its first frame."""
-        if not self.config.tracking.enabled:
-            return None
+        a stream's zones are checked on its first frame. With tracking off the zones count
+        nothing but are checked all the same, so that turning it on later does not bring up
+        an error that was in the config all along."""
         camera = next(c for c in self.config.cameras if c.name == name)
         size = frame_size_from_uri(camera.source)
         if size is None and any(zone.units == "pixels" for zone in camera.zones):
             size = probe_frame_size(camera.source)  # a local file: checked now, not later
         zones = zones_from_config(name, camera.zones, self.spec.labels, size)
+        if not self.config.tracking.enabled:
+            return None
         return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,
                               [] if size else camera.zones, self.link)
 

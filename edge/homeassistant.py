@@ -12,10 +12,12 @@ daemon reads back the retained configs of its own node and clears the ones it no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -35,8 +37,31 @@ Configs = dict[str, dict[str, Any]]
 
 
 def node_id(device_id: str) -> str:
-    """Home Assistant's node ids allow letters, digits, _ and - only."""
-    return "edge_" + re.sub(r"[^A-Za-z0-9_-]", "_", device_id)
+    """Home Assistant's node ids allow letters, digits, _ and - only: a device id with other
+    characters (a `.`) also gets a digest of itself, so that `gate.01` and `gate_01` stay two
+    devices instead of overwriting (and, with discovery off, removing) each other's entities."""
+    safe = _safe_level(device_id)
+    return f"edge_{safe}" if safe == device_id else f"edge_{safe}_{_digest(device_id)}"
+
+
+def _safe_level(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+def object_ids(entities: Sequence[tuple[str, ...]]) -> list[str]:
+    """Each entity's object id from the parts that name it (camera, zone, label, kind): the
+    parts joined by `_`, in the characters Home Assistant allows. Names may hold `_` and
+    labels any character, so two entities can come out alike (camera `gate` zone `a` and
+    camera `gate_a`; labels `traffic light` and `traffic_light`): those get a digest of their
+    exact parts too, so none silently takes another's place."""
+    joined = ["_".join(_safe_level(part) for part in parts) for parts in entities]
+    seen = Counter(joined)
+    return [base if seen[base] == 1 else f"{base}_{_digest(chr(31).join(parts))}"
+            for base, parts in zip(joined, entities, strict=True)]
 
 
 def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Configs:
@@ -54,21 +79,21 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
                      "val_tpl": "{{ 'offline' if value_json.state in "
                                 "['offline', 'stopped', 'failed'] else 'online' }}"}]
 
-    def entity(component: str, object_id: str, name: str, **fields: Any) -> None:
-        payload = {"name": name, "uniq_id": f"{node}_{object_id}", "obj_id": f"{node}_{object_id}",
-                   "dev": device, **fields}
+    entities: list[tuple[str, tuple[str, ...], dict[str, Any]]] = []
+
+    def entity(component: str, parts: tuple[str, ...], name: str, **fields: Any) -> None:
+        payload = {"name": name, "dev": device, **fields}
         if component != "binary_sensor" or fields.get("dev_cla") != "connectivity":
             payload["avty"] = availability
-        configs[f"{settings.prefix}/{component}/{node}/{object_id}/config"] = payload
+        entities.append((component, parts, payload))
 
-    configs: Configs = {}
-    entity("binary_sensor", "connectivity", "Connectivity", stat_t=topics.status,
+    entity("binary_sensor", ("connectivity",), "Connectivity", stat_t=topics.status,
            val_tpl="{{ 'ON' if value_json.state in ['online', 'degraded'] else 'OFF' }}",
            dev_cla="connectivity", ent_cat="diagnostic")
     for camera in config.cameras:
         name = camera.name
-        entity("camera", f"{name}_frame", f"{name} frame", t=topics.frame(name))
-        entity("sensor", f"{name}_fps", f"{name} FPS", stat_t=topics.stats,
+        entity("camera", (name, "frame"), f"{name} frame", t=topics.frame(name))
+        entity("sensor", (name, "fps"), f"{name} FPS", stat_t=topics.stats,
                val_tpl=f"{{{{ value_json.cameras['{name}'].fps }}}}", unit_of_meas="fps",
                stat_cla="measurement", ent_cat="diagnostic")
         if not config.tracking.enabled:
@@ -78,36 +103,80 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
                    for z in camera.zones]
         for zone, zone_labels in places:
             for label in zone_labels:
-                object_id = "_".join(p for p in (name, zone, label) if p)
-                title = " ".join(p for p in (name, zone, label) if p)
+                where = tuple(p for p in (name, zone, label) if p)
+                title = " ".join(where)
                 count_topic = topics.count(name, label, zone)
-                entity("sensor", f"{object_id}_count", f"{title} count", stat_t=count_topic,
+                entity("sensor", (*where, "count"), f"{title} count", stat_t=count_topic,
                        unit_of_meas="objects", stat_cla="measurement", ic="mdi:counter")
-                entity("binary_sensor", f"{object_id}_occupancy", f"{title} occupancy",
+                entity("binary_sensor", (*where, "occupancy"), f"{title} occupancy",
                        stat_t=count_topic, dev_cla="occupancy",
                        val_tpl="{{ 'ON' if value | int > 0 else 'OFF' }}")
+    configs: Configs = {}
+    for (component, _, payload), object_id in zip(
+            entities, object_ids([parts for _, parts, _ in entities]), strict=True):
+        unique = f"{node}_{object_id}"
+        configs[f"{settings.prefix}/{component}/{node}/{object_id}/config"] = {
+            "name": payload.pop("name"), "uniq_id": unique, "obj_id": unique, **payload}
     return configs
 
 
+#: The components this module makes entities of.
+COMPONENTS = frozenset({"binary_sensor", "camera", "sensor"})
+
+
 def config_filter(config: Config) -> str:
-    """The topic filter of every discovery config this device's node may have left retained."""
+    """The topic filter of the discovery configs this device's node may have left retained
+    under this run's discovery prefix."""
     return f"{config.homeassistant.prefix}/+/{node_id(config.device_id)}/+/config"
 
 
-def remove_discovery(config: Config, link: Any) -> None:
-    """With discovery off, have the link remove the entities earlier runs published once it is
-    connected: their configs are retained, and Home Assistant would keep showing them. Quiet
-    when the broker holds none or refuses the read (a broker that never served Home
-    Assistant may not let this client read its prefix)."""
+def other_prefix_filters(config: Config) -> list[str]:
+    """Topic filters for this node's discovery configs under any prefix of one or two levels
+    (an earlier run's prefix need not be this one's), and under this run's own when it is
+    longer (with discovery off, every prefix is another)."""
+    node = node_id(config.device_id)
+    filters = [f"+/+/{node}/+/config", f"+/+/+/{node}/+/config"]
+    if not config.homeassistant.enabled and config.homeassistant.prefix.count("/") > 1:
+        filters.append(config_filter(config))
+    return filters
 
-    def clear(topics: list[str]) -> None:
+
+def ours(topic: str, node: str) -> bool:
+    """Whether `topic` is a discovery config topic of `node` (a wildcard filter may find
+    another system's topic that fits it)."""
+    levels = topic.split("/")
+    return (len(levels) >= 5 and levels[-1] == "config" and levels[-3] == node
+            and levels[-4] in COMPONENTS)
+
+
+def discovery_prefix(topic: str) -> str:
+    """`<prefix>/<component>/<node>/<object>/config` -> `<prefix>`."""
+    return topic.rsplit("/", 4)[0]
+
+
+def remove_elsewhere(config: Config, link: Any) -> None:
+    """Have the link remove, once connected, the entities of this node that earlier runs
+    published under another discovery prefix than this run's (`homeassistant.prefix`
+    changed), or under any prefix when discovery is off: their configs are retained, and Home
+    Assistant would keep showing them. Quiet when there are none or the broker refuses the
+    read (one that never served Home Assistant may not let this client read there); what
+    this run's own prefix holds is `DiscoveryPublisher`'s."""
+    node = node_id(config.device_id)
+    current = config.homeassistant.prefix if config.homeassistant.enabled else None
+    why = ("homeassistant.enabled is false" if current is None
+           else f"the discovery prefix is now {current}")
+
+    def clear(found: list[str]) -> None:
+        topics = [t for t in found if ours(t, node) and discovery_prefix(t) != current]
         for topic in topics:
             link.publish_state(topic, b"", 1)
         if topics:
-            log.info("removed %d Home Assistant entities that earlier runs published "
-                     "(homeassistant.enabled is false)", len(topics))
+            log.info("removed %d Home Assistant entities that earlier runs published under %s "
+                     "(%s)", len(topics), ", ".join(sorted({discovery_prefix(t)
+                                                           for t in topics})), why)
 
-    link.sweep_retained(config_filter(config), clear)
+    for topic_filter in other_prefix_filters(config):
+        link.sweep_retained(topic_filter, clear)
 
 
 def stale_topics(current: Iterable[str], retained: Iterable[str]) -> list[str]:
@@ -125,6 +194,11 @@ class DiscoveryPublisher:
     def __init__(self, config: Config, labels: Sequence[str], model: str, link: Any,
                  password: str | None) -> None:
         self.configs = discovery_configs(config, labels, model)
+        prefix, data = config.homeassistant.prefix, config.topic_prefix
+        if data == prefix or data.startswith(f"{prefix}/"):
+            log.warning("homeassistant.prefix %r holds this device's own topics (%s/...): Home "
+                        "Assistant reads everything under its discovery prefix, frames "
+                        "included; use its default, homeassistant", prefix, data)
         self._config = config
         self._link = link
         self._password = password
@@ -159,7 +233,7 @@ class DiscoveryPublisher:
         lock = threading.Lock()
 
         def receive(topic: str, payload: bytes, retained: bool) -> None:
-            if retained and payload:
+            if retained and payload and ours(topic, node):
                 with lock:
                     found.append(topic)
 
@@ -168,7 +242,9 @@ class DiscoveryPublisher:
             [(config_filter(self._config), RETAINED_READ_QOS)],
             receive,
             client_id=f"{node}-discovery", username=mqtt.username, password=self._password,
-            ca_file=str(mqtt.ca_file) if mqtt.ca_file else None)
+            ca_file=str(mqtt.ca_file) if mqtt.ca_file else None,
+            certfile=str(mqtt.certfile) if mqtt.certfile else None,
+            keyfile=str(mqtt.keyfile) if mqtt.keyfile else None)
         reader.start()
         try:
             failure = reader.subscription_failure(30.0)

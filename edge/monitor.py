@@ -81,15 +81,21 @@ def format_event(device: str, event: Event) -> str:
 
 def format_status(device: str, status: DeviceStatus) -> str:
     """A device status line naming, while the device is up, the cameras that are not streaming
-    and what they are doing instead (starting, reconnecting, ...)."""
+    and what they are doing instead (starting, reconnecting, ...), and since when it is up
+    (or, stopped, when it stopped)."""
     idle = [f"{camera} {state}" for camera, state in (status.camera_states or {}).items()
             if state != "streaming"]
     why = f" ({', '.join(idle)})" if status.state in ("online", "degraded") and idle else ""
     if status.error:
         why += f" ({status.error})"
+    if status.state in ("online", "degraded"):
+        when = f"since {status.started_at}"
+    elif status.state in ("stopped", "failed") and status.time:
+        when = f"at {status.time}, up since {status.started_at}"
+    else:  # the Last Will's time is its connect's: when the device went is not known
+        when = f"up since {status.started_at}"
     return (f"[{device}] {status.state}{why}: model {status.model} on "
-            f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, "
-            f"since {status.started_at}")
+            f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, {when}")
 
 
 def format_stats(device: str, stats: DeviceStats, retained: bool = False) -> str:

@@ -103,7 +103,7 @@ def zone_outlines(camera: str, zones: Sequence[ZoneConfig]) -> list[Zone]:
     outlines = []
     for zone in zones:
         where = f"camera {camera!r}, zone {zone.name!r}"
-        points = np.array(zone.points, np.float64)
+        points = _without_repeats(np.array(zone.points, np.float64))
         if _self_intersecting(points):
             raise ConfigError(f"{where}: the polygon crosses itself; list its points in order "
                               "around its outline")
@@ -119,6 +119,17 @@ def zone_outlines(camera: str, zones: Sequence[ZoneConfig]) -> list[Zone]:
                               "\"normalised\" for fractions of the frame")
         outlines.append(Zone(zone.name, points))
     return outlines
+
+
+def _without_repeats(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The outline [V, 2] without a point that repeats the one before it, nor a last point
+    that repeats the first: drawing tools often close a polygon that way, and a repeat is no
+    corner (it read as an edge crossing its neighbour)."""
+    kept = np.concatenate([[True], (points[1:] != points[:-1]).any(axis=1)])
+    distinct: npt.NDArray[np.float64] = points[kept]
+    if len(distinct) > 1 and (distinct[-1] == distinct[0]).all():
+        distinct = distinct[:-1]
+    return distinct
 
 
 def _area(points: npt.NDArray[np.float64]) -> float:

@@ -54,7 +54,7 @@ TOPIC = re.compile(r"^(?P<prefix>[^/]+)/(?P<component>[a-z_]+)/(?P<node>[A-Za-z0
 
 
 def _config(**sections):
-    data = {"device_id": "gate.01", "model": {"path": "m.onnx"},
+    data = {"device_id": "gate_01", "model": {"path": "m.onnx"},
             "cameras": [{"name": "gate", "source": "synthetic://shapes", "zones": [
                 {"name": "door", "points": [[0, 0], [10, 0], [10, 10]], "labels": ["star"]}]},
                 {"name": "yard", "source": "synthetic://shapes"}],
@@ -104,7 +104,7 @@ def test_every_config_follows_the_documented_discovery_schema():
         device = entity["device"]
         assert set(device) <= DEVICE_KEYS and device["identifiers"] == ["edge_gate_01"]
         for item in entity.get("availability", []):
-            assert item["topic"] == "edge/gate.01/status"
+            assert item["topic"] == "edge/gate_01/status"
             assert {"payload_available", "payload_not_available"} <= set(item)
     names = {TOPIC.match(t)["object"] for t in configs}
     assert {"connectivity", "gate_frame", "gate_fps", "gate_star_count", "gate_door_star_count",
@@ -125,7 +125,7 @@ def test_unique_ids_are_stable_and_templates_render_like_home_assistant():
     assert _render(availability["val_tpl"], '{"state": "offline"}') == "offline"
     assert _render(availability["val_tpl"], '{"state": "failed"}') == "offline"
     occupancy = first["homeassistant/binary_sensor/edge_gate_01/gate_door_star_occupancy/config"]
-    assert occupancy["stat_t"] == "edge/gate.01/gate/door/star/count"
+    assert occupancy["stat_t"] == "edge/gate_01/gate/door/star/count"
     assert [_render(occupancy["val_tpl"], n) for n in ("0", "2")] == ["OFF", "ON"]
     fps = first["homeassistant/sensor/edge_gate_01/gate_fps/config"]
     stats = json.dumps({"cameras": {"gate": {"fps": 14.9}}})
@@ -148,7 +148,30 @@ def test_a_label_the_model_lacks_is_a_config_error_listing_the_labels():
             "square, triangle")):
         discovery_configs(_config(homeassistant={"enabled": True, "labels": ["dog"]}), LABELS,
                           "m")
-    assert node_id("a.b c") == "edge_a_b_c"
+
+
+
+def test_devices_and_entities_whose_names_differ_only_in_separators_stay_apart():
+    """A user check: camera `gate` with zone `a` and a camera `gate_a` made one entity id (the
+    zone's counts were silently dropped), and devices `gate.01` and `gate_01` one node (with
+    discovery off, one removed the other's entities)."""
+    assert node_id("gate_01") == "edge_gate_01"
+    assert node_id("gate.01").startswith("edge_gate_01_") and node_id("gate.01") != node_id(
+        "gate_01") and node_id("gate.01") == node_id("gate.01")
+    config = _config(cameras=[
+        {"name": "gate", "source": "synthetic://shapes", "zones": [
+            {"name": "a", "points": [[0, 0], [10, 0], [10, 10]]}]},
+        {"name": "gate_a", "source": "synthetic://shapes"}])
+    labels = ["circle", "traffic light", "traffic_light"]
+    configs = discovery_configs(config, labels, "m")
+    assert len(configs) == 1 + 2 * 2 + 2 * 3 * 3  # connectivity, frame + fps, 3 places x 3
+    states = [payload.get("stat_t") for payload in configs.values()
+              if payload["name"].endswith(" count")]
+    assert len(set(states)) == 9 and "edge/gate_01/gate/a/circle/count" in states
+    assert len({payload["uniq_id"] for payload in configs.values()}) == len(configs)
+    for topic in configs:
+        assert TOPIC.match(topic), topic  # Home Assistant's object id characters only
+    assert "homeassistant/sensor/edge_gate_01/gate_fps/config" in configs  # no clash: as before
 
 
 def test_a_1000_label_model_is_not_listed_whole_and_a_near_label_is_named():
@@ -166,9 +189,9 @@ def test_a_1000_label_model_is_not_listed_whole_and_a_near_label_is_named():
                           ["dog", "cat"], "m")
 
 
-def _retained(port: int) -> dict[str, bytes]:
+def _retained(port: int, topic_filter: str = "homeassistant/#") -> dict[str, bytes]:
     found: dict[str, bytes] = {}
-    reader = BrokerSubscription(f"mqtt://127.0.0.1:{port}", [("homeassistant/#", 1)],
+    reader = BrokerSubscription(f"mqtt://127.0.0.1:{port}", [(topic_filter, 1)],
                                 lambda t, p, r: found.__setitem__(t, p))
     reader.start()
     assert reader.subscribed.wait(10)
@@ -193,6 +216,19 @@ def test_without_tracking_no_count_entity_is_advertised_and_the_config_says_why(
     assert not caplog.records
 
 
+def test_a_discovery_prefix_over_the_devices_own_topics_is_warned_about(caplog):
+    from edge.homeassistant import DiscoveryPublisher
+
+    DiscoveryPublisher(_config(homeassistant={"enabled": True, "prefix": "edge"}), LABELS, "m",
+                       None, None)
+    assert ("homeassistant.prefix 'edge' holds this device's own topics (edge/gate_01/...): "
+            "Home Assistant reads everything under its discovery prefix, frames included; use "
+            "its default, homeassistant") in caplog.text
+    caplog.clear()
+    DiscoveryPublisher(_config(), LABELS, "m", None, None)
+    assert not caplog.records
+
+
 @pytest.mark.parametrize("prefix, message", [
     ("/ha/", "a topic prefix needs non-empty levels and no leading or trailing /"),
     ("ha/", "a topic prefix needs non-empty levels"), ("ha//x", "a topic prefix needs"),
@@ -204,7 +240,8 @@ def test_a_discovery_prefix_with_an_empty_level_or_wildcard_is_refused(prefix, m
         == "my/ha"
 
 
-def _run(tmp_path: Path, model: Path, port: int, zones: str, enabled: bool = True) -> None:
+def _run(tmp_path: Path, model: Path, port: int, zones: str, enabled: bool = True,
+         prefix: str = "homeassistant") -> str:
     config = tmp_path / "edge.toml"
     config.write_text(f"""
 device_id = "ha"
@@ -219,11 +256,13 @@ source = "synthetic://shapes?fps=5&seed=1"
 url = "mqtt://127.0.0.1:{port}"
 [homeassistant]
 enabled = {str(enabled).lower()}
+prefix = "{prefix}"
 labels = ["star"]
 """)
     run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                           "--seconds", "3"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+    return run.stderr
 
 
 @pytest.mark.slow
@@ -238,8 +277,17 @@ def test_daemon_publishes_discovery_and_removes_what_left_the_config(tmp_path, m
     second = _retained(mosquitto.port)
     assert not any("door" in topic for topic in second)  # cleared by empty retained configs
     assert set(second) == {t for t in first if "door" not in t}
-    _run(tmp_path, demo_model, mosquitto.port, zone, enabled=False)
-    assert _retained(mosquitto.port) == {}  # discovery off: every entity removed
+    # a new discovery prefix: the entities under the old one are removed, and said to be
+    log = _run(tmp_path, demo_model, mosquitto.port, "", prefix="my/ha")
+    assert _retained(mosquitto.port) == {}
+    assert set(_retained(mosquitto.port, "my/ha/#")) == {
+        topic.replace("homeassistant/", "my/ha/", 1) for topic in second}
+    assert (f"removed {len(second)} Home Assistant entities that earlier runs published under "
+            "homeassistant (the discovery prefix is now my/ha)") in log
+    log = _run(tmp_path, demo_model, mosquitto.port, zone, enabled=False)
+    left = _retained(mosquitto.port, "#")  # discovery off: every config removed
+    assert left and not [topic for topic in left if topic.endswith("/config")]
+    assert "(homeassistant.enabled is false)" in log
 
 
 @pytest.mark.slow

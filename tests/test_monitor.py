@@ -319,6 +319,12 @@ def test_a_status_names_the_cameras_that_are_not_streaming():
     online = status.model_copy(update={"state": "online",
                                        "camera_states": {"gate": "streaming", "yard": "streaming"}})
     assert format_status("pi", online).startswith("[pi] online: model det")
+    # a user check: a stop read "since" the start
+    stopped = online.model_copy(update={"state": "stopped", "time": "2026-12-01T05:00:00Z"})
+    assert format_status("pi", stopped).endswith(
+        "cameras gate, yard, at 2026-12-01T05:00:00Z, up since 2026-12-01T03:00:00Z")
+    offline = online.model_copy(update={"state": "offline", "time": "2026-12-01T03:00:01Z"})
+    assert format_status("pi", offline).endswith(", up since 2026-12-01T03:00:00Z")
     starting = online.model_copy(update={"camera_states": {"gate": "streaming",
                                                            "yard": "starting"}})
     assert format_status("pi", starting).startswith("[pi] online (yard starting): model det")

@@ -42,6 +42,8 @@ def _config(zones):
     ({"name": "tiny", "points": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}, (640, 480),
      "zone 'tiny': every point lies between 0 and 1, read as pixels (the default units): a "
      "zone under one pixel wide; add units = \"normalised\""),
+    ({"name": "same", "points": [[10, 10]] * 4}, (640, 480), "zone 'same': the polygon "
+     "encloses no area"),
     ({"name": "dogs", "points": SQUARE, "labels": ["dog", "circle"]}, (640, 480),
      "zone 'dogs': labels: dog is not a label of the model; its 4 labels: circle, square, "
      "triangle, star"),
@@ -74,6 +76,16 @@ def test_normalised_zone_is_scaled_to_the_frame():
     assert scaled.class_ids == frozenset({3}) and scaled.counts(3) and not scaled.counts(0)
 
 
+@pytest.mark.parametrize("points", [
+    [*SQUARE, SQUARE[0]],  # closed, as drawing tools export it
+    [SQUARE[0], SQUARE[1], SQUARE[1], SQUARE[2], SQUARE[3]],  # a repeated corner
+])
+def test_a_repeated_point_is_no_corner(points):
+    config = ZoneConfig(name="door", points=points)
+    zone = zones_from_config("gate", [config], LABELS, (640, 480))[0]
+    np.testing.assert_array_equal(zone.polygon, np.array(SQUARE, np.float64))
+
+
 def test_a_box_cut_off_by_the_frame_edge_is_inside_a_zone_drawn_to_that_edge():
     whole = ZoneConfig(name="whole", points=[[0, 0], [1, 0], [1, 1], [0, 1]], units="normalised")
     left = ZoneConfig(name="left", points=[[0, 0], [0.5, 0], [0.5, 1], [0, 1]],
@@ -92,8 +104,8 @@ def test_a_box_cut_off_by_the_frame_edge_is_inside_a_zone_drawn_to_that_edge():
 
 
 def _run_with_zone(tmp_path, model, zone: str,
-                   source: str = "synthetic://shapes?fps=5&width=320&height=240"
-                   ) -> subprocess.CompletedProcess[str]:
+                   source: str = "synthetic://shapes?fps=5&width=320&height=240",
+                   tracking: bool = True) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "edge.toml"
     config.write_text(f"""
 device_id = "z"
@@ -106,6 +118,8 @@ source = "{source}"
 {zone}
 [mqtt]
 url = "mqtt://127.0.0.1:9"
+[tracking]
+enabled = {str(tracking).lower()}
 """)
     return subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                            "--seconds", "1"], capture_output=True, text=True, timeout=60)
@@ -120,8 +134,12 @@ url = "mqtt://127.0.0.1:9"
      "zone 'dogs': labels: dog is not a label of the model; its 4 labels: circle, square, "
      "triangle, star"),
 ])
-def test_edge_run_with_a_bad_zone_exits_2_naming_it(tmp_path, demo_model, zone, message):
-    result = _run_with_zone(tmp_path, demo_model, zone)
+@pytest.mark.parametrize("tracking", [True, False])
+def test_edge_run_with_a_bad_zone_exits_2_naming_it(tmp_path, demo_model, zone, message,
+                                                    tracking):
+    """With tracking off too: the zones count nothing then, but an operator who turns it on
+    later should not meet an error that was in the config all along."""
+    result = _run_with_zone(tmp_path, demo_model, zone, tracking=tracking)
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr
 
