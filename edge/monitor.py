@@ -137,7 +137,10 @@ def format_line(message: Message, events: bool) -> str | None:
         return format_stats(device, payload, message.retained)
     if isinstance(payload, CameraStatus):
         reason = f": {payload.reason}" if payload.reason else ""
-        return f"[{device}] {message.camera} camera {payload.state}{reason}"
+        # retained: from before this watch began, perhaps from a device that died since (its
+        # Last Will marks only the device offline), so it says since when
+        kept = (f" (retained, since {payload.since or '?'})" if message.retained else "")
+        return f"[{device}] {message.camera} camera {payload.state}{reason}{kept}"
     if isinstance(payload, Event) and events:
         return format_event(device, payload)
     if isinstance(payload, DetectionsMessage) and not events:
@@ -146,7 +149,8 @@ def format_line(message: Message, events: bool) -> str | None:
         return format_drift(device, payload)
     if isinstance(payload, Count) and events:
         where = f"{payload.zone}/" if payload.zone else ""
-        return f"[{device}] {message.camera} {where}{payload.label} count {payload.count}"
+        kept = " (retained)" if message.retained else ""
+        return f"[{device}] {message.camera} {where}{payload.label} count {payload.count}{kept}"
     return None
 
 

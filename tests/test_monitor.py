@@ -369,6 +369,21 @@ def test_a_stats_line_says_which_cameras_have_no_frames_yet():
         "up 0.5 s (retained, as of 2026-12-01T03:00:00Z)")
 
 
+def test_retained_camera_states_and_counts_say_so():
+    """A user check: after a `kill -9` only the device status turns offline (its Last Will);
+    the retained `streaming` and counts then read as live right after it."""
+    from edge.client import parse_message
+
+    status = json.dumps({"state": "streaming", "since": "2026-12-01T03:00:00Z"}).encode()
+    assert format_line(parse_message("edge/+", "edge/pi/gate/status", status, True),
+                       False) == ("[pi] gate camera streaming (retained, since "
+                                  "2026-12-01T03:00:00Z)")
+    assert format_line(parse_message("edge/+", "edge/pi/gate/status", status), False) == \
+        "[pi] gate camera streaming"
+    assert format_line(parse_message("edge/+", "edge/pi/gate/door/circle/count", b"2", True),
+                       True) == "[pi] gate door/circle count 2 (retained)"
+
+
 def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
     """A daemon republishes its cameras' retained statuses on every (re)connect, and amqtt
     delivers a new subscriber's retained counts twice; the watch shows a retained topic's line
