@@ -226,12 +226,30 @@ class MqttConfig(_Section):
             return self.password
         if self.password_file is not None:
             try:
-                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+                password = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"mqtt.password_file {self.password_file}: cannot read it "
                                   f"({exc}); make it a UTF-8 text file the daemon can read") \
                     from exc
+            if "\n" in password:  # the whole text would be sent, and refused as "not authorized"
+                raise ConfigError(f"mqtt.password_file {self.password_file} holds more than one "
+                                  "line; leave only the password in it")
+            return password
         return environ.get(PASSWORD_ENV)
+
+    def ignored_password_env(self, environ: Mapping[str, str]) -> str | None:
+        """A warning when $EDGE_MQTT_PASSWORD is set but the config's password or password
+        file is used instead (an operator who changed the password in /etc/edge/edge.env and
+        left an old password_file in place is never told otherwise); None else."""
+        if not self.username or not environ.get(PASSWORD_ENV):
+            return None
+        used = ("mqtt.password" if self.password is not None else
+                f"mqtt.password_file {self.password_file}" if self.password_file is not None
+                else None)
+        if used is None:
+            return None
+        return (f"${PASSWORD_ENV} is set but {used} is used: the config's password comes "
+                f"first; remove one of them")
 
     @property
     def display_url(self) -> str:

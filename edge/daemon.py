@@ -14,9 +14,9 @@ from typing import Any
 
 from edge import __version__
 from edge.concurrency import StopRequest
-from edge.config import CameraConfig, Config
+from edge.config import CameraConfig, Config, ModelConfig
 from edge.drift import DriftMonitor, reference_from_config
-from edge.errors import EdgeError, ModelError, SourceError
+from edge.errors import EdgeError, InputError, ModelError, SourceError
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
 from edge.homeassistant import DiscoveryPublisher, remove_elsewhere
@@ -36,6 +36,7 @@ from edge.sources.supervisor import (
 )
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
+from edge.tensorrt.precision import ANY_TRT_VERSION, precision_for
 from edge.timing import rfc3339
 from edge.tracking.camera import CameraTracking
 from edge.wording import counted, listed
@@ -102,6 +103,34 @@ def postprocess_settings(spec: ModelSpec, config: Config) -> PostprocessSpec:
     return spec.postprocess.model_copy(update=overrides)
 
 
+def unused_tensorrt_settings(model: ModelConfig, spec: ModelSpec) -> list[str]:
+    """What to say of the `[model]` settings only TensorRT reads, on a run with ONNX Runtime:
+    each is ignored, and a precision the model's spec rules out on every TensorRT device
+    (an INT8 QDQ model asked for fp16, a `cpu`-profile model) is said to be refused there
+    rather than left to a check that cannot pass."""
+    warnings = []
+    ignored = [f"{name} = {value!r}" for name, value, default in (
+        ("dla_core", model.dla_core, -1), ("gpu_memory", model.gpu_memory, "auto"),
+        ("workspace_mb", model.workspace_mb, 1024)) if value != default]
+    if ignored:
+        warnings.append(f"model.{', model.'.join(ignored)}: TensorRT settings, which ONNX "
+                        "Runtime does not use; this run ignores them")
+    if model.precision == "auto":
+        return warnings
+    try:
+        precision_for(spec.quantization or "float", model.precision, ANY_TRT_VERSION,
+                      model.path)
+    except (InputError, ModelError) as exc:
+        return [*warnings, f"model.precision {model.precision!r}: a TensorRT device refuses "
+                           f"this model with it ({exc}); ONNX Runtime runs the model as it is"]
+    return [*warnings, f"model.precision {model.precision!r} is a TensorRT setting: ONNX Runtime "
+                       f"runs {spec.name} as it was converted ("
+                       f"{'INT8 Q/DQ' if spec.quantization not in (None, 'float') else 'float'}),"
+                       " so this run does not show what a TensorRT device would make of that "
+                       "precision (check it there with `edge build-engine MODEL --precision "
+                       f"{model.precision}`)"]
+
+
 def warn_what_tracking_off_idles(config: Config) -> None:
     """Zones and Home Assistant's counts work on tracked objects: with tracking off they count
     nothing, which the config alone would not say."""
@@ -162,6 +191,9 @@ class Daemon:
                                                 self.link, config.mqtt.password_value(os.environ))
         remove_elsewhere(config, self.link)
         warn_what_tracking_off_idles(config)
+        ignored = config.mqtt.ignored_password_env(os.environ)
+        if ignored is not None:
+            log.warning("%s", ignored)
         self.heartbeat = Heartbeat(notifier_from_environ(os.environ),
                                    config.log.summary_interval_s)
 
@@ -403,13 +435,9 @@ class Daemon:
         log.log(logging.WARNING if self.backend.fixable else logging.INFO,
                 "running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
                 self.backend.reason, ", ".join(w.name for w in self.workers))
-        if self.config.model.precision != "auto" and self.backend.name == "onnxruntime":
-            log.warning("model.precision %r is a TensorRT setting: ONNX Runtime runs %s as it "
-                        "was converted (%s), so this run does not show what a TensorRT device "
-                        "would make of that precision (check it there with `edge build-engine "
-                        "MODEL --precision %s`)", self.config.model.precision, self.spec.name,
-                        "INT8 Q/DQ" if self.spec.quantization else "float",
-                        self.config.model.precision)
+        if self.backend.name == "onnxruntime":
+            for warning in unused_tensorrt_settings(self.config.model, self.spec):
+                log.warning("%s", warning)
         if self.spec.quantization == "int8-qdq" and self.backend.name == "onnxruntime":
             log.warning("%s was calibrated for TensorRT (edge calibrate --profile "
                         "tensorrt): ONNX Runtime's CPU usually runs its Q/DQ layout slower "

@@ -5,7 +5,7 @@ file). Its message names the thing and says how to fix it; the CLI prints it wit
 traceback and exits with code 2. Any other exception is a bug.
 """
 
-from edge.install_hint import install_command
+from edge.install_hint import install_command, install_packages
 from edge.redact import redact_text
 
 
@@ -49,9 +49,13 @@ class OutputError(EdgeError):
 class MissingDependencyError(EdgeError):
     """An optional library is not installed; the message names the extra that provides it."""
 
-    def __init__(self, module: str, extra: str, purpose: str) -> None:
+    def __init__(self, module: str, extra: str, purpose: str, alone: str | None = None) -> None:
+        """`alone`: the pip requirements that suffice for `purpose` where the extra brings
+        much more (a device user's `edge inspect` needs onnx, not torch's gigabytes)."""
+        install = (f"for {purpose} alone, install it with: {install_packages(alone)}; for "
+                   f"every command of the '{extra}' extra: " if alone else "install it with: ")
         super().__init__(
             f"{purpose} needs the Python module '{module}', which is not installed; "
-            f"install it with: {install_command(extra)}")
+            f"{install}{install_command(extra)}")
         self.module = module
         self.extra = extra

@@ -36,6 +36,12 @@ def install_command(extra: str) -> str:
     return command
 
 
+def install_packages(requirements: str) -> str:
+    """A shell line that installs `requirements` (shell-quoted already) into this
+    interpreter's environment."""
+    return f"{shlex.quote(sys.executable)} -m pip install {requirements}"
+
+
 def _installed_from() -> tuple[str | None, bool]:
     """(the local folder or file pip installed this distribution from, whether editable):
     PEP 610's direct_url.json, or the checkout whose own metadata (an .egg-info beside

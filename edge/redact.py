@@ -12,8 +12,13 @@ import re
 
 REDACTED = "REDACTED"
 
-#: Query option names whose values are secrets (matched case-insensitively, as substrings).
-SECRET_OPTIONS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "signature")
+#: Query option names whose values are secrets (matched case-insensitively, as substrings):
+#: `sig` is Azure's SAS signature and covers AWS's `X-Amz-Signature`; `session` an id that logs
+#: a viewer in.
+SECRET_OPTIONS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "sig",
+                  "session", "cookie")
+#: Short names that are secrets only whole (as substrings they are parts of common words).
+SECRET_NAMES = frozenset({"p", "pw", "sid"})
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/?#@\s]*)@")
 #: A URI inside text: a quoted one up to its closing quote (messages quote URIs with ' or ",
@@ -26,7 +31,7 @@ _URI = re.compile(r"(?<=')[A-Za-z][A-Za-z0-9+.-]*://[^']+(?=')"
 def is_secret_name(name: str) -> bool:
     """Whether a config key or query option named `name` holds a secret."""
     lowered = name.lower()
-    return any(part in lowered for part in SECRET_OPTIONS)
+    return lowered in SECRET_NAMES or any(part in lowered for part in SECRET_OPTIONS)
 
 
 def redact_uri(uri: str) -> str:

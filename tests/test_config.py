@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,20 @@ def test_password_sources_inline_file_and_environment(tmp_path, caplog):
         tmp_path, 'url = "mqtt://h"\nusername = "u"\npassword = "inline-pw"'))
     assert inline.mqtt.password_value({"EDGE_MQTT_PASSWORD": "env"}) == "inline-pw"
     assert "inline-pw" not in repr(inline)
+    # a user check: the environment's password was ignored without a word
+    assert with_file.mqtt.ignored_password_env({"EDGE_MQTT_PASSWORD": "env"}) == (
+        f"$EDGE_MQTT_PASSWORD is set but mqtt.password_file {secret_file} is used: the config's "
+        "password comes first; remove one of them")
+    assert inline.mqtt.ignored_password_env({"EDGE_MQTT_PASSWORD": "env"}).startswith(
+        "$EDGE_MQTT_PASSWORD is set but mqtt.password is used")
+    assert with_file.mqtt.ignored_password_env({}) is None
+    assert from_env.mqtt.ignored_password_env({"EDGE_MQTT_PASSWORD": "env"}) is None
+    # ... and a file of two lines was sent whole, refused as "not authorized"
+    secret_file.write_text("from-file\r\nsecond line\n")
+    with pytest.raises(ConfigError, match=re.escape(
+            f"mqtt.password_file {secret_file} holds more than one line; leave only the "
+            "password in it")):
+        with_file.mqtt.password_value({})
 
 
 def test_a_world_readable_password_file_warns(tmp_path, caplog):

@@ -25,6 +25,11 @@ from edge.redact import redact_text, redact_uri
         ("v4l2:///dev/video0?width=640", "v4l2:///dev/video0?width=640"),
         ("file:///clip.mp4?key=abc", "file:///clip.mp4?key=REDACTED"),
         ("synthetic://shapes?fps=15&seed=1", "synthetic://shapes?fps=15&seed=1"),
+        # a user check: Azure SAS's sig, a session id and a bare p= went out in clear
+        ("https://a.blob.core.windows.net/c/x.mp4?sv=2022&sig=hunter2",
+         "https://a.blob.core.windows.net/c/x.mp4?sv=2022&sig=REDACTED"),
+        ("rtsp://cam/s?session=hunter2&u=admin&p=hunter2&sid=x&speed=2",
+         "rtsp://cam/s?session=REDACTED&u=admin&p=REDACTED&sid=REDACTED&speed=2"),
     ],
 )
 def test_redact_uri(uri, expected):

@@ -147,8 +147,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
     from edge.tensorrt import load_tensorrt
+    from edge.tensorrt.precision import check_engine_request
 
-    trt = load_tensorrt()  # before anything else: the clearest error on a machine without it
+    check_engine_request(args.model, args.precision, calibration_cache=args.cache is not None)
+    trt = load_tensorrt()
     from edge.gpu.select import gpu_memory
     from edge.tensorrt.builder import BuildOptions
     from edge.tensorrt.precision import engine_precision

@@ -79,6 +79,11 @@ CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "m
                          "tqdm", "PIL"}
 #: The commands that need that extra (their `--help` says when it is missing).
 CONVERT_EXTRA_COMMANDS = ("convert", "inspect", "calibrate", "eval")
+#: Those that need only onnx beside the device's onnxruntime and OpenCV (no torch; PyYAML
+#: reads a dataset's data.yaml): a device with the `cpu` extra can inspect, calibrate and
+#: evaluate a converted model with them.
+ONNX_ONLY_COMMANDS = ("edge inspect", "edge calibrate", "edge eval")
+ONNX_ALONE = "'onnx>=1.15' 'ml_dtypes<0.7' 'pyyaml>=6'"
 
 
 @contextlib.contextmanager
@@ -90,7 +95,8 @@ def _needs_convert_extra(command: str) -> Iterator[None]:
         top = (exc.name or "").partition(".")[0]
         if top not in CONVERT_EXTRA_MODULES:
             raise
-        raise MissingDependencyError(top, "convert", command) from exc
+        alone = ONNX_ALONE if top == "onnx" and command in ONNX_ONLY_COMMANDS else None
+        raise MissingDependencyError(top, "convert", command, alone) from exc
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from edge.gpu.select import gpu_memory
 from edge.runners.tensorrt import TrtRunner
 from edge.tensorrt import load_tensorrt
 from edge.tensorrt.builder import BuildOptions
-from edge.tensorrt.precision import engine_precision
+from edge.tensorrt.precision import check_engine_request, engine_precision
 from edge.tensorrt.store import resolve_engine
 from edge.tensorrt.versions import TrtVersion
 
@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 
 def trt_runner_from_config(model: ModelConfig, max_batch: int = 1) -> TrtRunner:
     """`max_batch`: the optimization profile of a dynamic-batch model covers 1..max_batch."""
-    trt = load_tensorrt()  # the clearest error first on a machine without it
     if model.path.suffix.lower() != ".onnx":
         raise ModelError(f"model.path {model.path} must be the converted .onnx model; the engine "
                          "is built from it and cached (model.engine_dir)")
+    check_engine_request(model.path, model.precision)  # the model's problems before TensorRT's
+    trt = load_tensorrt()
     precision = engine_precision(model.path, model.precision, TrtVersion.parse(trt.__version__))
     memory = gpu_memory(model.gpu_memory)
     info = memory.device()

@@ -89,6 +89,24 @@ def computes_in(precision: str, trt_version: str) -> str:
     }.get(precision, f"unknown precision {precision!r}: rebuild the engine")
 
 
+#: A TensorRT version without the strongly-typed rule: what `engine_precision` refuses on it
+#: is refused on every version.
+ANY_TRT_VERSION = TrtVersion.parse("10.0")
+
+
+def check_engine_request(onnx_path: Path, requested: str,
+                         calibration_cache: bool = False) -> None:
+    """Refuse, before TensorRT is even loaded, what `engine_precision` refuses on every
+    TensorRT version: a missing model or one without a spec, a `cpu`-profile model, an INT8
+    model asked for another precision, a float one asked for int8 without a cache. A machine
+    without TensorRT then names the model's problem first (its own message would hide it
+    until TensorRT is installed); only the TensorRT 11 fp16 rule waits for the version."""
+    if not onnx_path.is_file():
+        raise InputError(f"model {onnx_path} does not exist" if not onnx_path.exists() else
+                         f"model {onnx_path} is not a file; pass the converted .onnx model")
+    engine_precision(onnx_path, requested, ANY_TRT_VERSION, calibration_cache)
+
+
 def engine_precision(onnx_path: Path, requested: str, version: TrtVersion,
                      calibration_cache: bool = False) -> Precision:
     """The precision to build `onnx_path` in, from its spec; with a calibration cache: int8."""

@@ -49,6 +49,26 @@ def test_build_engine_exits_2_naming_tensorrt(demo_model):
         assert "pip install tensorrt" not in result.stderr
 
 
+def test_the_models_own_problem_comes_before_tensorrts(tmp_path, demo_model):
+    """A user check: a missing model, one without a spec, and an INT8 model asked for fp16
+    all read "TensorRT is not installed", so the typo came up only once TensorRT was in."""
+    unconverted = tmp_path / "raw.onnx"
+    unconverted.write_bytes(b"not a model")
+    for args, message in [
+        ([str(tmp_path / "nope.onnx")], f"model {tmp_path / 'nope.onnx'} does not exist"),
+        ([str(unconverted)], f"{unconverted} is not an ONNX model"),
+        ([str(demo_model), "--precision", "int8"], "is a float model: an INT8 engine needs"),
+    ]:
+        result = edge("build-engine", *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "TensorRT is not installed" not in result.stderr
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[model]\npath = "{tmp_path / "nope.onnx"}"\nbackend = "tensorrt"\n'
+                      '[[cameras]]\nname = "c"\nsource = "synthetic://shapes"\n')
+    result = edge("run", "--config", str(config), "--no-build")
+    assert result.returncode == 2 and "does not exist" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("args", [["--hardware"], []])  # the only test, so the default
 def test_selftest_exits_2_naming_tensorrt(args):
     from edge.gpu.presence import gpu_present
@@ -110,6 +130,27 @@ def test_a_tensorrt_precision_on_onnxruntime_is_said_to_be_ignored(demo_model, m
             "as it was converted (float), so this run does not show what a TensorRT device "
             "would make of that precision (check it there with `edge build-engine MODEL "
             "--precision fp16`)") in caplog.text
+
+
+def test_tensorrt_settings_on_onnxruntime_say_what_the_device_would_do(demo_model):
+    """A user check: an INT8 QDQ model with `precision = "fp16"` was told to check a build
+    that cannot pass, and `dla_core` or `gpu_memory` went by without a word."""
+    from edge.daemon import unused_tensorrt_settings
+    from edge.spec import spec_from_onnx_file
+
+    spec = spec_from_onnx_file(demo_model)
+    qdq = spec.model_copy(update={"quantization": "int8-qdq"})
+    config = ModelConfig(path=demo_model, precision="fp16", dla_core=0, gpu_memory="pycuda")
+    ignored, refused = unused_tensorrt_settings(config, qdq)
+    assert ignored == ("model.dla_core = 0, model.gpu_memory = 'pycuda': TensorRT settings, "
+                       "which ONNX Runtime does not use; this run ignores them")
+    assert refused.startswith(
+        "model.precision 'fp16': a TensorRT device refuses this model with it (")
+    assert "is an INT8 QDQ model and builds as int8 only" in refused
+    cpu = spec.model_copy(update={"quantization": "int8-qdq-cpu"})
+    assert "was calibrated with --profile cpu" in unused_tensorrt_settings(
+        ModelConfig(path=demo_model, precision="int8"), cpu)[0]
+    assert unused_tensorrt_settings(ModelConfig(path=demo_model), spec) == []
 
 
 def test_selftest_json_refused_still_ends_with_a_json_line():
