@@ -113,16 +113,19 @@ def unused_tensorrt_settings(model: ModelConfig, spec: ModelSpec) -> list[str]:
         ("dla_core", model.dla_core, -1), ("gpu_memory", model.gpu_memory, "auto"),
         ("workspace_mb", model.workspace_mb, 1024)) if value != default]
     if ignored:
-        warnings.append(f"model.{', model.'.join(ignored)}: TensorRT settings, which ONNX "
-                        "Runtime does not use; this run ignores them")
+        warnings.append(f"model.{', model.'.join(ignored)}: "
+                        f"{'TensorRT settings' if len(ignored) > 1 else 'a TensorRT setting'}, "
+                        f"which ONNX Runtime does not use; this run ignores "
+                        f"{'them' if len(ignored) > 1 else 'it'}")
     if model.precision == "auto":
         return warnings
     try:
         precision_for(spec.quantization or "float", model.precision, ANY_TRT_VERSION,
                       model.path)
     except (InputError, ModelError) as exc:
+        said = str(exc).replace("--precision", "model.precision")  # a config, not a command line
         return [*warnings, f"model.precision {model.precision!r}: a TensorRT device refuses "
-                           f"this model with it ({exc}); ONNX Runtime runs the model as it is"]
+                           f"this model with it ({said}); ONNX Runtime runs the model as it is"]
     return [*warnings, f"model.precision {model.precision!r} is a TensorRT setting: ONNX Runtime "
                        f"runs {spec.name} as it was converted ("
                        f"{'INT8 Q/DQ' if spec.quantization not in (None, 'float') else 'float'}),"

@@ -26,6 +26,7 @@ from edge.config import Config
 from edge.errors import ConfigError
 from edge.mqtt.subscriber import BrokerSubscription
 from edge.mqtt.topics import RETAINED_READ_QOS, Topics
+from edge.objects_config import MAX_PREFIX_LEVELS
 from edge.wording import not_labels_of_the_model
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,21 @@ def _digest(text: str) -> str:
 def object_ids(entities: Sequence[tuple[str, ...]]) -> list[str]:
     """Each entity's object id from the parts that name it (camera, zone, label, kind): the
     parts joined by `_`, in the characters Home Assistant allows. Names may hold `_` and
-    labels any character, so two entities can come out alike (camera `gate` zone `a` and
-    camera `gate_a`; labels `traffic light` and `traffic_light`): those get a digest of their
-    exact parts too, so none silently takes another's place."""
+    labels any character, so two entities can come out alike, here or in Home Assistant's
+    entity ids (camera `gate` zone `a` and camera `gate_a`; labels `traffic light`,
+    `traffic_light` and `Traffic-light`): those get a digest of their exact parts too, so none
+    silently takes another's place."""
     joined = ["_".join(_safe_level(part) for part in parts) for parts in entities]
-    seen = Counter(joined)
-    return [base if seen[base] == 1 else f"{base}_{_digest(chr(31).join(parts))}"
+    seen = Counter(_as_entity_id(base) for base in joined)
+    return [base if seen[_as_entity_id(base)] == 1 else
+            f"{base}_{_digest(chr(31).join(parts))}"
             for base, parts in zip(joined, entities, strict=True)]
+
+
+def _as_entity_id(object_id: str) -> str:
+    """What Home Assistant makes of an object id in the entity id: lower case, `-` as `_`
+    (`Traffic-light` and `traffic_light` would come out alike there)."""
+    return object_id.lower().replace("-", "_")
 
 
 def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Configs:
@@ -131,14 +140,11 @@ def config_filter(config: Config) -> str:
 
 
 def other_prefix_filters(config: Config) -> list[str]:
-    """Topic filters for this node's discovery configs under any prefix of one or two levels
-    (an earlier run's prefix need not be this one's), and under this run's own when it is
-    longer (with discovery off, every prefix is another)."""
+    """Topic filters for this node's discovery configs under any prefix (an earlier run's
+    need not be this one's): one a prefix length, up to `MAX_PREFIX_LEVELS`."""
     node = node_id(config.device_id)
-    filters = [f"+/+/{node}/+/config", f"+/+/+/{node}/+/config"]
-    if not config.homeassistant.enabled and config.homeassistant.prefix.count("/") > 1:
-        filters.append(config_filter(config))
-    return filters
+    return ["/".join(["+"] * (levels + 1) + [node, "+", "config"])
+            for levels in range(1, MAX_PREFIX_LEVELS + 1)]
 
 
 def ours(topic: str, node: str) -> bool:
@@ -195,10 +201,11 @@ class DiscoveryPublisher:
                  password: str | None) -> None:
         self.configs = discovery_configs(config, labels, model)
         prefix, data = config.homeassistant.prefix, config.topic_prefix
-        if data == prefix or data.startswith(f"{prefix}/"):
-            log.warning("homeassistant.prefix %r holds this device's own topics (%s/...): Home "
-                        "Assistant reads everything under its discovery prefix, frames "
-                        "included; use its default, homeassistant", prefix, data)
+        if data == prefix or data.startswith(f"{prefix}/") or prefix.startswith(f"{data}/"):
+            log.warning("homeassistant.prefix %r overlaps this device's own topics (%s/...): "
+                        "Home Assistant reads everything under its discovery prefix, frames "
+                        "included, and the device's topics would share levels with the "
+                        "discovery configs; use its default, homeassistant", prefix, data)
         self._config = config
         self._link = link
         self._password = password

@@ -85,6 +85,11 @@ class TrackingConfig(_Section):
         return self
 
 
+#: Levels a discovery prefix may have: the daemon looks under every prefix up to this long for
+#: the entities an earlier run left under another one.
+MAX_PREFIX_LEVELS = 4
+
+
 class HomeAssistantConfig(_Section):
     enabled: bool = Field(default=False, description="publish Home Assistant MQTT discovery")
     prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_/-]{1,64}$",
@@ -97,6 +102,9 @@ class HomeAssistantConfig(_Section):
     @classmethod
     def _valid_prefix(cls, prefix: str) -> str:
         problem = topic_prefix_problem(prefix)
+        if problem is None and prefix.count("/") >= MAX_PREFIX_LEVELS:
+            problem = (f"a discovery prefix of more than {MAX_PREFIX_LEVELS} levels (its "
+                       "entities could not be found again once it changed)")
         if problem is not None:
             raise ValueError(f"{problem}; Home Assistant's default is homeassistant")
         return prefix

@@ -145,7 +145,8 @@ def zones_for_frame(camera: str, zones: Sequence[ZoneConfig], resolved: Sequence
     width, height = frame_size
     out = []
     for config, zone in zip(zones, resolved, strict=True):
-        polygon = zone.polygon * (width, height) if config.units == "normalised" else zone.polygon
+        polygon = (zone.polygon * (width, height) if config.units == "normalised"
+                   else _to_the_edge(zone.polygon, width, height))
         if (polygon < 0).any() or (polygon[:, 0] > width).any() or (polygon[:, 1] > height).any():
             raise ConfigError(
                 f"camera {camera!r}, zone {config.name!r}: the polygon reaches outside the "
@@ -153,6 +154,20 @@ def zones_for_frame(camera: str, zones: Sequence[ZoneConfig], resolved: Sequence
                 "\"normalised\" with coordinates from 0 to 1")
         out.append(Zone(zone.name, polygon, zone.class_ids))
     return out
+
+
+def _to_the_edge(polygon: npt.NDArray[np.float64], width: int,
+                 height: int) -> npt.NDArray[np.float64]:
+    """Pixel points on the last column or row (x = width - 1, y = height - 1) moved onto the
+    frame's edge (width, height): image editors and `edge probe --save` number pixels from 0
+    to height - 1, so a zone drawn "to the bottom" ends at 479 of 480, while a box cut off by
+    the frame ends at 480 and its anchor would fall just outside."""
+    moved = polygon.copy()
+    moved[:, 0] = np.where((moved[:, 0] >= width - 1) & (moved[:, 0] <= width), width,
+                           moved[:, 0])
+    moved[:, 1] = np.where((moved[:, 1] >= height - 1) & (moved[:, 1] <= height), height,
+                           moved[:, 1])
+    return moved
 
 
 def _self_intersecting(points: npt.NDArray[np.float64]) -> bool:

@@ -162,13 +162,15 @@ def test_devices_and_entities_whose_names_differ_only_in_separators_stay_apart()
         {"name": "gate", "source": "synthetic://shapes", "zones": [
             {"name": "a", "points": [[0, 0], [10, 0], [10, 10]]}]},
         {"name": "gate_a", "source": "synthetic://shapes"}])
-    labels = ["circle", "traffic light", "traffic_light"]
+    # Home Assistant lowercases entity ids and reads - as _: those alike there differ here
+    labels = ["circle", "traffic light", "traffic_light", "Traffic-light"]
     configs = discovery_configs(config, labels, "m")
-    assert len(configs) == 1 + 2 * 2 + 2 * 3 * 3  # connectivity, frame + fps, 3 places x 3
+    assert len(configs) == 1 + 2 * 2 + 2 * 3 * 4  # connectivity, frame + fps, 3 places x 4
     states = [payload.get("stat_t") for payload in configs.values()
               if payload["name"].endswith(" count")]
-    assert len(set(states)) == 9 and "edge/gate_01/gate/a/circle/count" in states
-    assert len({payload["uniq_id"] for payload in configs.values()}) == len(configs)
+    assert len(set(states)) == 12 and "edge/gate_01/gate/a/circle/count" in states
+    assert len({payload["uniq_id"].lower().replace("-", "_")
+                for payload in configs.values()}) == len(configs)
     for topic in configs:
         assert TOPIC.match(topic), topic  # Home Assistant's object id characters only
     assert "homeassistant/sensor/edge_gate_01/gate_fps/config" in configs  # no clash: as before
@@ -221,9 +223,14 @@ def test_a_discovery_prefix_over_the_devices_own_topics_is_warned_about(caplog):
 
     DiscoveryPublisher(_config(homeassistant={"enabled": True, "prefix": "edge"}), LABELS, "m",
                        None, None)
-    assert ("homeassistant.prefix 'edge' holds this device's own topics (edge/gate_01/...): "
-            "Home Assistant reads everything under its discovery prefix, frames included; use "
-            "its default, homeassistant") in caplog.text
+    assert ("homeassistant.prefix 'edge' overlaps this device's own topics (edge/gate_01/...): "
+            "Home Assistant reads everything under its discovery prefix, frames included, and "
+            "the device's topics would share levels with the discovery configs; use its "
+            "default, homeassistant") in caplog.text
+    caplog.clear()
+    DiscoveryPublisher(_config(homeassistant={"enabled": True, "prefix": "edge/gate_01/gate"}),
+                       LABELS, "m", None, None)  # inside them: a user check found it unsaid
+    assert "homeassistant.prefix 'edge/gate_01/gate' overlaps" in caplog.text
     caplog.clear()
     DiscoveryPublisher(_config(), LABELS, "m", None, None)
     assert not caplog.records
@@ -232,7 +239,8 @@ def test_a_discovery_prefix_over_the_devices_own_topics_is_warned_about(caplog):
 @pytest.mark.parametrize("prefix, message", [
     ("/ha/", "a topic prefix needs non-empty levels and no leading or trailing /"),
     ("ha/", "a topic prefix needs non-empty levels"), ("ha//x", "a topic prefix needs"),
-    ("ha/#", "use 1 to 64 characters"), ("$SYS", "use 1 to 64 characters")])
+    ("ha/#", "use 1 to 64 characters"), ("$SYS", "use 1 to 64 characters"),
+    ("a/b/c/d/e", "a discovery prefix of more than 4 levels")])
 def test_a_discovery_prefix_with_an_empty_level_or_wildcard_is_refused(prefix, message):
     with pytest.raises(ConfigError, match=re.escape(f"homeassistant.prefix: {message}")):
         _config(homeassistant={"enabled": True, "prefix": prefix})

@@ -101,6 +101,12 @@ def test_a_box_cut_off_by_the_frame_edge_is_inside_a_zone_drawn_to_that_edge():
     assert frame.contains(anchors).tolist() == [True, True, True, True, True]
     assert right.contains(anchors).tolist() == [True, True, True, True, False]
     assert not frame.contains(np.array([[320.0, 480.01], [-0.01, 100.0]])).any()
+    # drawn in pixels to the last row and column, as image editors number them (0..479): a
+    # user check found the cut-off box outside it
+    band = ZoneConfig(name="band", points=[[0, 400], [639, 400], [639, 479], [0, 479]])
+    drawn = zones_from_config("gate", [band], LABELS, (640, 480))[0]
+    np.testing.assert_array_equal(drawn.polygon[:, 1], [400, 400, 480, 480])
+    assert drawn.contains(anchor_points(boxes[[0, 4]])).tolist() == [True, True]
 
 
 def _run_with_zone(tmp_path, model, zone: str,

@@ -149,7 +149,7 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     from edge.tensorrt import load_tensorrt
     from edge.tensorrt.precision import check_engine_request
 
-    check_engine_request(args.model, args.precision, calibration_cache=args.cache is not None)
+    check_engine_request(args.model, args.precision, calibration_cache=args.cache)
     trt = load_tensorrt()
     from edge.gpu.select import gpu_memory
     from edge.tensorrt.builder import BuildOptions

@@ -95,7 +95,7 @@ ANY_TRT_VERSION = TrtVersion.parse("10.0")
 
 
 def check_engine_request(onnx_path: Path, requested: str,
-                         calibration_cache: bool = False) -> None:
+                         calibration_cache: Path | None = None) -> None:
     """Refuse, before TensorRT is even loaded, what `engine_precision` refuses on every
     TensorRT version: a missing model or one without a spec, a `cpu`-profile model, an INT8
     model asked for another precision, a float one asked for int8 without a cache. A machine
@@ -104,7 +104,10 @@ def check_engine_request(onnx_path: Path, requested: str,
     if not onnx_path.is_file():
         raise InputError(f"model {onnx_path} does not exist" if not onnx_path.exists() else
                          f"model {onnx_path} is not a file; pass the converted .onnx model")
-    engine_precision(onnx_path, requested, ANY_TRT_VERSION, calibration_cache)
+    if calibration_cache is not None and not calibration_cache.is_file():
+        raise InputError(f"calibration cache {calibration_cache} is not a file; `edge "
+                         "calibrate` writes one with --cache FILE")
+    engine_precision(onnx_path, requested, ANY_TRT_VERSION, calibration_cache is not None)
 
 
 def engine_precision(onnx_path: Path, requested: str, version: TrtVersion,

@@ -58,6 +58,8 @@ def test_the_models_own_problem_comes_before_tensorrts(tmp_path, demo_model):
         ([str(tmp_path / "nope.onnx")], f"model {tmp_path / 'nope.onnx'} does not exist"),
         ([str(unconverted)], f"{unconverted} is not an ONNX model"),
         ([str(demo_model), "--precision", "int8"], "is a float model: an INT8 engine needs"),
+        ([str(demo_model), "--cache", str(tmp_path / "none.cache")],
+         f"calibration cache {tmp_path / 'none.cache'} is not a file"),
     ]:
         result = edge("build-engine", *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
@@ -146,7 +148,10 @@ def test_tensorrt_settings_on_onnxruntime_say_what_the_device_would_do(demo_mode
                        "which ONNX Runtime does not use; this run ignores them")
     assert refused.startswith(
         "model.precision 'fp16': a TensorRT device refuses this model with it (")
-    assert "is an INT8 QDQ model and builds as int8 only" in refused
+    assert "is an INT8 QDQ model and builds as int8 only; use model.precision int8" in refused
+    assert unused_tensorrt_settings(ModelConfig(path=demo_model, dla_core=1), spec) == [
+        "model.dla_core = 1: a TensorRT setting, which ONNX Runtime does not use; this run "
+        "ignores it"]
     cpu = spec.model_copy(update={"quantization": "int8-qdq-cpu"})
     assert "was calibrated with --profile cpu" in unused_tensorrt_settings(
         ModelConfig(path=demo_model, precision="int8"), cpu)[0]
