@@ -10,6 +10,7 @@ from typing import Any
 
 from edge.cli.common import (
     add_tls_arguments,
+    failed_with_json,
     print_json,
     tls_files,
     warn_of_a_password_in,
@@ -63,11 +64,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     try:
         collector.run(args.seconds, stop, on_connected=connected)
-    except EdgeError:
+    except EdgeError as exc:
         if not reached.is_set():  # never connected: leave no empty dataset behind, no summary
             if created:
                 shutil.rmtree(args.out, ignore_errors=True)
             raise
+        if args.json:  # what was kept, with why it stopped
+            return failed_with_json("edge collect", exc, collector.summary())
         _print_summary(collector.summary(), args)
         raise
     _print_summary(collector.summary(), args)

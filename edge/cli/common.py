@@ -28,6 +28,14 @@ def print_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def failed_with_json(prog: str, error: Exception, payload: dict[str, Any]) -> int:
+    """Exit 2 for a --json command whose last line is its own report (`payload`) with the
+    error added: said on stderr as every command's error is, and the JSON line last."""
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    print_json({**payload, "error": str(error), "exit_code": 2})
+    return 2
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """`640` or `480x640` (height x width)."""
     parts = text.lower().split("x")

@@ -10,6 +10,7 @@ from typing import Any
 
 from edge.cli.common import (
     add_tls_arguments,
+    failed_with_json,
     parse_non_negative_int,
     parse_positive_float,
     parse_positive_int,
@@ -189,9 +190,10 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     try:
         result = hardware_selftest(args.frames, daemon_seconds=args.daemon_seconds)
     except EdgeError as exc:
-        if args.json:  # `--json | tail -n 1 > selftest.json` gets why, not an empty file
-            print_json({"passed": False, "error": str(exc)})
-        raise
+        if not args.json:
+            raise
+        # `--json | tail -n 1 > selftest.json` gets why, in the report's own shape
+        return failed_with_json("edge selftest", exc, {"passed": False})
     if args.json:
         print_json(result)
     else:

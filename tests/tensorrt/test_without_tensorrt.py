@@ -158,6 +158,22 @@ def test_tensorrt_settings_on_onnxruntime_say_what_the_device_would_do(demo_mode
     assert unused_tensorrt_settings(ModelConfig(path=demo_model), spec) == []
 
 
+def test_any_json_command_that_fails_ends_with_a_json_line(tmp_path, demo_model):
+    """A user check: `build-engine --json` and `run --json` printed nothing on stdout when
+    they failed, so a script reading the last line found none."""
+    import json
+
+    config = tmp_path / "edge.toml"
+    config.write_text('[model]\npath = "nope.onnx"\n[[cameras]]\nname = "c"\n'
+                      'source = "synthetic://shapes"\n')
+    for args in (["build-engine", str(demo_model), "--json"],
+                 ["run", "--config", str(config), "--json"]):
+        result = edge(*args)
+        assert result.returncode == 2, result.stderr
+        last = json.loads(result.stdout.strip().splitlines()[-1])
+        assert last["exit_code"] == 2 and last["error"] in result.stderr
+
+
 def test_selftest_json_refused_still_ends_with_a_json_line():
     """The README's `edge selftest --hardware --json | tail -n 1 > selftest.json` left an
     empty file to attach to an issue."""
