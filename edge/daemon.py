@@ -109,9 +109,9 @@ def unused_tensorrt_settings(model: ModelConfig, spec: ModelSpec) -> list[str]:
     (an INT8 QDQ model asked for fp16, a `cpu`-profile model) is said to be refused there
     rather than left to a check that cannot pass."""
     warnings = []
-    ignored = [f"{name} = {value!r}" for name, value, default in (
-        ("dla_core", model.dla_core, -1), ("gpu_memory", model.gpu_memory, "auto"),
-        ("workspace_mb", model.workspace_mb, 1024)) if value != default]
+    ignored = [f"{name} = {getattr(model, name)!r}"
+               for name in ("dla_core", "gpu_memory", "workspace_mb")
+               if getattr(model, name) != ModelConfig.model_fields[name].default]
     if ignored:
         warnings.append(f"model.{', model.'.join(ignored)}: "
                         f"{'TensorRT settings' if len(ignored) > 1 else 'a TensorRT setting'}, "
