@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 from edge import __version__
 from edge.cli import bench, collect, device, probe, workstation
-from edge.cli.common import print_json
+from edge.cli.common import failed_with_json
 from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
@@ -197,9 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with signals_interrupt():  # commands that handle signals themselves replace it
             return int(args.handler(args))
     except EdgeError as exc:  # prefixed as argparse prefixes the command's own errors
-        print(f"{command.prog}: error: {exc}", file=sys.stderr)
         if getattr(args, "json", False):  # a script reading the last line learns why too
-            print_json({"error": str(exc), "exit_code": 2})
+            return failed_with_json(command.prog, exc, {})
+        print(f"{command.prog}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         if not reader_gone():  # a connection of the command's, not its output
