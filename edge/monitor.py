@@ -79,10 +79,12 @@ def format_event(device: str, event: Event) -> str:
             f"score {event.top_score:.2f}{zones}{entered} {seen:.1f} s")
 
 
-def format_status(device: str, status: DeviceStatus) -> str:
+def format_status(device: str, status: DeviceStatus, retained: bool = False) -> str:
     """A device status line naming, while the device is up, the cameras that are not streaming
     and what they are doing instead (starting, reconnecting, ...), and since when it is up
-    (or, stopped, when it stopped)."""
+    (or, stopped, when it stopped); `retained`: the broker kept it from before this watch
+    began, marked as the other retained lines are (an `online` one is the device's word
+    until its Last Will replaces it, a keepalive after it goes)."""
     idle = [f"{camera} {state}" for camera, state in (status.camera_states or {}).items()
             if state != "streaming"]
     why = f" ({', '.join(idle)})" if status.state in ("online", "degraded") and idle else ""
@@ -94,8 +96,9 @@ def format_status(device: str, status: DeviceStatus) -> str:
         when = f"at {status.time}, up since {status.started_at}"
     else:  # the Last Will's time is its connect's: when the device went is not known
         when = f"up since {status.started_at}"
+    kept = " (retained)" if retained else ""
     return (f"[{device}] {status.state}{why}: model {status.model} on "
-            f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, {when}")
+            f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, {when}{kept}")
 
 
 def format_stats(device: str, stats: DeviceStats, retained: bool = False) -> str:
@@ -132,7 +135,7 @@ def format_line(message: Message, events: bool) -> str | None:
     """The console line of a message, or None for kinds not shown in this mode."""
     device, payload = message.device, message.payload
     if isinstance(payload, DeviceStatus):
-        return format_status(device, payload)
+        return format_status(device, payload, message.retained)
     if isinstance(payload, DeviceStats):
         return format_stats(device, payload, message.retained)
     if isinstance(payload, CameraStatus):

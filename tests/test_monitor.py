@@ -319,6 +319,9 @@ def test_a_status_names_the_cameras_that_are_not_streaming():
     online = status.model_copy(update={"state": "online",
                                        "camera_states": {"gate": "streaming", "yard": "streaming"}})
     assert format_status("pi", online).startswith("[pi] online: model det")
+    # a user check: a retained status was the one line from before the watch not marked so
+    assert format_status("pi", online, retained=True).endswith(
+        "since 2026-12-01T03:00:00Z (retained)")
     # a user check: a stop read "since" the start
     stopped = online.model_copy(update={"state": "stopped", "time": "2026-12-01T05:00:00Z"})
     assert format_status("pi", stopped).endswith(
