@@ -4,10 +4,12 @@ An object's life is one `new`, rate-limited `update`s (only when its zones or to
 and one `end` once it has gone unseen for `max_disappeared` frames. A track becomes an object
 only once it has `MIN_SCORES` detections and the median of its recent scores reaches
 `event_score`, as Frigate does: a false detection that survives a few frames is tracked, but
-never reported. The `new` event's `start` is when the track was first seen. Each event carries
-the object's best snapshot so far; the JPEG itself goes to a retained topic per event, and only
-the newest `RETAINED_SNAPSHOTS` stay retained per camera, so the broker's store stays bounded
-(across restarts too: the daemon hands over what earlier runs left, see `adopt_retained`).
+never reported. The `new` event's `start` is when the track was first seen; the event itself
+waits, at most two `snapshot_interval_s`, for a frame the camera held for snapshots, so that
+it carries one. Each event carries the object's best snapshot so far; the JPEG itself goes to
+a retained topic per event, and only the newest `RETAINED_SNAPSHOTS` stay retained per camera,
+so the broker's store stays bounded (across restarts too: the daemon hands over what earlier
+runs left, see `adopt_retained`).
 Counts (objects present now, per label and per zone and label) are retained and sent on change.
 Events and counts are at-least-once (the outbox); snapshots are best effort, like frames.
 """
@@ -66,7 +68,8 @@ class _Snapshot:
 @dataclass
 class _Life:
     event_id: str
-    start: float
+    start: float  # first seen
+    reported_at: float  # when the track became an object
     last_seen: float
     zones: list[str] = field(default_factory=list)
     entered: list[str] = field(default_factory=list)
@@ -75,6 +78,7 @@ class _Life:
     sent_top: float = 0.0
     best: _Snapshot | None = None
     published_score: float = -1.0  # score of the snapshot on the topic
+    announced: bool = False  # its `new` event sent
 
 
 class EventEngine:
@@ -108,10 +112,14 @@ class EventEngine:
                 self._keep_snapshot(life, item, frame_id, image)
             if life is None:
                 life = self._begin(item, ts, frame_id, image)
-                out += self._event("new", item, life, zones, ts, None)
-                continue
             if item.disappeared == 0:
                 life.last_seen = ts
+            if not life.announced:
+                if self._awaits_view(life, ts):
+                    self._note_zones(life, zones)
+                else:
+                    out += self._announce(item, life, zones, ts)
+                continue
             changed = zones != life.sent_zones or item.top_score > life.sent_top
             if changed and ts - life.sent_at >= self.settings.update_interval_s:
                 out += self._event("update", item, life, zones, ts, None)
@@ -120,6 +128,8 @@ class EventEngine:
         for item in ended:
             life = self._lives.pop(item.track_id, None)
             if life is not None:
+                if not life.announced:  # gone before a held frame showed it
+                    out += self._announce(item, life, life.zones, ts)
                 out += self._event("end", item, life, life.zones, ts, life.last_seen)
         out += self._count_messages(confirmed, inside)
         return out
@@ -134,11 +144,24 @@ class EventEngine:
     def _begin(self, item: TrackedObject, ts: float, frame_id: int,
                image: npt.NDArray[np.uint8] | None) -> _Life:
         start = item.first_ts or ts
-        life = _Life(f"{int(start * 1000)}-{item.track_id}", start, ts)
+        life = _Life(f"{int(start * 1000)}-{item.track_id}", start, ts, ts)
         self._lives[item.track_id] = life
         if image is not None and self.settings.snapshots:
             life.best = self._crop(image, item, frame_id)
         return life
+
+    def _awaits_view(self, life: _Life, ts: float) -> bool:
+        """Whether a new object's `new` event waits for a held frame to cut its snapshot from
+        (one frame in `snapshot_interval_s` is held, so the frame that makes a track an
+        object is mostly not one); at most two intervals, then it goes without."""
+        interval = self.settings.snapshot_interval_s
+        return (self.settings.snapshots and life.best is None
+                and ts - life.reported_at < 2 * interval)
+
+    def _announce(self, item: TrackedObject, life: _Life, zones: list[str],
+                  ts: float) -> list[Outgoing]:
+        life.announced = True
+        return self._event("new", item, life, zones, ts, None)
 
     def _keep_snapshot(self, life: _Life | None, item: TrackedObject, frame_id: int,
                        image: npt.NDArray[np.uint8]) -> None:

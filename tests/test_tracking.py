@@ -204,6 +204,55 @@ def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
     assert events[0]["ts"] == pytest.approx(1000.4)  # reported with its fifth detection
 
 
+@pytest.mark.parametrize("first_frame", range(5))
+def test_a_new_event_at_25_fps_carries_a_snapshot_whatever_frame_made_it_an_object(first_frame):
+    """A user check: most `new` events had `snapshot: null`, since one frame in
+    `snapshot_interval_s` (0.2 s, every fifth frame at 25 fps) is held and the fifth detection
+    that makes a track an object mostly falls on another one."""
+    recorder = _Recorder()
+    camera = CameraTracking("gate", TrackingConfig(max_disappeared=5), Topics("edge/d"), ["a"],
+                            [], [], recorder)
+    image = np.full((200, 300, 3), 90, np.uint8)
+    frames = range(first_frame + 40)
+    for frame in frames:
+        ts = 1000.0 + frame * 0.04  # 25 fps
+        camera.hold(frame, image, ts)
+        seen = first_frame <= frame < first_frame + 30
+        detections = _detections([[40, 40, 90, 120]], [0.8], [0]) if seen else \
+            Detections.empty()
+        camera.update(frame, ts, detections, (300, 200))
+    events = _events(recorder.messages)
+    assert [e["type"] for e in events] == ["new", "end"]
+    new = events[0]
+    assert new["snapshot"] is not None
+    assert new["snapshot"]["topic"] == f"edge/d/gate/events/{new['id']}/snapshot"
+    fifth_detection = 1000.0 + (first_frame + 4) * 0.04
+    assert fifth_detection <= new["ts"] <= fifth_detection + 0.2 + 1e-6
+    assert new["start"] == pytest.approx(1000.0 + first_frame * 0.04)
+    snapshot = next(m for m in recorder.messages if m[0] == new["snapshot"]["topic"])
+    assert snapshot[1][:2] == b"\xff\xd8"
+    assert events[1]["snapshot"] == new["snapshot"]  # no better view came
+
+
+def test_an_object_gone_before_a_held_frame_still_gets_its_new_and_end_events():
+    settings = TrackingConfig(max_disappeared=1, snapshot_interval_s=10)
+    recorder = _Recorder()
+    camera = CameraTracking("gate", settings, Topics("edge/d"), ["a"], [], [], recorder)
+    image = np.zeros((100, 100, 3), np.uint8)
+    camera.hold(0, image, 0.0)  # held; the next one is 10 s away
+    camera.update(0, 0.0, Detections.empty(), (100, 100))
+    for frame in range(1, 12):
+        ts = frame * 0.04
+        camera.hold(frame, image, ts)
+        detections = _detections([[10, 10, 40, 40]], [0.9], [0]) if frame <= 8 else \
+            Detections.empty()
+        camera.update(frame, ts, detections, (100, 100))
+    events = _events(recorder.messages)
+    assert [e["type"] for e in events] == ["new", "end"]
+    assert events[0]["snapshot"] is None and events[1]["snapshot"] is None
+    assert events[1]["end"] == pytest.approx(8 * 0.04)
+
+
 def test_old_snapshots_are_cleared_so_the_broker_store_stays_bounded():
     engine = EventEngine("c", Topics("p"), ["a"], [], TrackingConfig(max_disappeared=1))
     tracker = ByteTracker(TrackerSettings(max_disappeared=1, min_hits=2))

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 #: Frames held at once: the one being inferred and the one letterboxed meanwhile (the loop
 #: holds frame N+1 before it finishes frame N, and never N+2).
 HELD_FRAMES = 2
+#: Capture times `snapshot_interval_s` apart that fall short of it by rounding (1000.4 - 1000.2
+#: is 0.19999999999993) still hold a frame: else one frame too many waits, every time.
+TIMESTAMP_SLACK_S = 1e-3
 
 
 class Publisher(Protocol):
@@ -78,7 +81,8 @@ class CameraTracking:
         """Copy the frame (BGR [H, W, 3], captured at `ts` s) into the ring when snapshots are
         on and the last held frame is `snapshot_interval_s` old; no allocation after the
         first frame."""
-        if not self._settings.snapshots or ts - self._held_at < self._settings.snapshot_interval_s:
+        due = self._held_at + self._settings.snapshot_interval_s - TIMESTAMP_SLACK_S
+        if not self._settings.snapshots or ts < due:
             return
         self._held_at = ts
         if not self._ring or self._ring[0].shape != image.shape:
