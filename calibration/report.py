@@ -122,8 +122,8 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibra
     sqnr_outputs = output_sqnr(reference, result.model, measured_on, spec, result.int8_kernels)
     sqnr_layers = layer_sqnr(reference, result.model, measured_on, limit=len(measured_on),
                              int8_kernels=result.int8_kernels)
-    quantized = {name: value for name, value in sqnr_layers.items()
-                 if name not in result.excluded}  # those kept float are listed apart
+    kept_float = set(result.kept_float)  # listed apart
+    quantized = {name: value for name, value in sqnr_layers.items() if name not in kept_float}
     worst = sorted(quantized.items(), key=lambda item: item[1])[:WORST_LAYERS]
     inputs_of = {n.name: n.input[0] for n in reference.graph.node if n.input}
     plots = _plot_histograms(folder, [(name, inputs_of[name]) for name, _ in worst], result)
@@ -297,6 +297,6 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
               "output against FP32's, on the same frames)", ""]
     lines += [f"- `{name}`: {value:.1f} dB" for name, value in worst]
     lines += [""] + [f"![|x| at the input of {node}]({name})" for name, node in plots]
-    if result.excluded:
-        lines += ["", "Kept in float: " + ", ".join(f"`{n}`" for n in result.excluded)]
+    if result.kept_float:
+        lines += ["", "Kept in float: " + ", ".join(f"`{n}`" for n in result.kept_float)]
     return "\n".join(lines) + "\n"

@@ -45,6 +45,13 @@ class Calibrated:
     float_stem: str | None = None
 
     @property
+    def kept_float(self) -> list[str]:
+        """Every weighted node the written model keeps float: `excluded`, then the `cpu`
+        profile's own (`float_batchnorms`, `float_stem`)."""
+        return [*self.excluded, *self.float_batchnorms,
+                *([self.float_stem] if self.float_stem else [])]
+
+    @property
     def int8_kernels(self) -> bool:
         """Whether the model is scored through ONNX Runtime's int8 kernels (`cpu`, as it runs
         there) rather than as its QDQ graph computes (`tensorrt`: TensorRT's arithmetic)."""

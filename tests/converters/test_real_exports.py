@@ -676,6 +676,17 @@ def test_a_float_stem_is_named_in_the_summary(tmp_path, edge):
             "why)") in text.stdout
     summary = json.loads(edge(*args, "--json").stdout.strip().splitlines()[-1])
     assert summary["kept_float_stem"] == stem and summary["kept_float"] == []
+    # a user check: the report listed the float stem among "the INT8 layers" (at 357 dB)
+    for number, label in enumerate("abc"):
+        (tmp_path / "val" / label).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "val" / label / "1.png"),
+                    np.full((40, 40, 3), 80 * number, np.uint8))
+    reported = edge(*args, "--report", tmp_path / "report", "--eval-data", tmp_path / "val")
+    assert reported.returncode == 0, reported.stderr
+    index = (tmp_path / "report" / "index.md").read_text()
+    listed = index.split("INT8 layers with the lowest SQNR")[1].split("\n\n")[1].splitlines()
+    assert listed and not any(f"`{stem}`" in line for line in listed), listed
+    assert f"Kept in float: `{stem}`" in index
 
 
 def test_a_comma_list_longer_than_a_file_name_is_read_as_labels():
