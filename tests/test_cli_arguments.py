@@ -116,6 +116,29 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [
+    ["convert", "m.onnx", "--input-size", "64", "--mean", "0.1,0.2", "-o", "o.onnx", "--json"],
+    ["convert", "m.onnx", "--input-size", "64", "--json"],  # -o missing: usage, then JSON
+    ["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--profile", "gpu", "--json"],
+    ["eval", "m.onnx", "--json", "--nope"],  # unknown, after --json
+])
+def test_a_refused_json_command_line_ends_with_its_errors_json_line(argv, capsys):
+    """A user check: errors in the options themselves left stdout empty under --json, where
+    every other failure ends with `{"error": ..., "exit_code": 2}`."""
+    import json
+
+    from edge.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["exit_code"] == 2 and last["error"] and last["error"] in err
+    assert last["error"].startswith(("argument ", "the following arguments", "unrecognized"))
+    assert len(out.splitlines()) == 1
+
+
 def test_missing_arguments_keep_the_usage(capsys):
     err = _refused(["convert", "m.onnx"], capsys)
     assert err.startswith("usage: edge convert ")
