@@ -21,6 +21,7 @@ from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
 from edge.sources.rtsp_probe import RtspTarget, diagnose_rtsp, unreachable_rtsp
 from edge.sources.uri import SourceUri
+from edge.sources.v4l2_probe import diagnose_v4l2
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ class VideoCaptureSource(Source):
 
     def open(self) -> None:
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
-            raise SourceError(f"source '{self.uri}': device {self._target} does not exist; list "
-                              "cameras with `v4l2-ctl --list-devices`")
+            raise SourceError(f"source '{self.uri}': {diagnose_v4l2(str(self._target))}")
         if self._backend == cv2.CAP_FFMPEG:  # a stream: its server asked first, unlocked
             unreachable = unreachable_rtsp(self.uri)
             if unreachable is not None:
@@ -63,7 +63,10 @@ class VideoCaptureSource(Source):
         ok, first = capture.read()
         if not ok or first is None or first.ndim != 3:
             capture.release()
-            raise SourceError(f"source '{self.uri}' opened but no frame could be decoded; the "
+            camera = diagnose_v4l2(str(self._target)) if self._backend == cv2.CAP_V4L2 else None
+            raise SourceError(f"source '{self.uri}' opened but no frame could be decoded: "
+                              f"{camera}" if camera else
+                              f"source '{self.uri}' opened but no frame could be decoded; the "
                               "file may be corrupt or the stream may use an unsupported codec")
         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._shape = first.shape
@@ -79,7 +82,8 @@ class VideoCaptureSource(Source):
         # a stream whose server accepted the connection but never answered
         waited = bool(self._timeouts()) and seconds >= 0.9 * LIVE_TIMEOUT_MS / 1e3
         why = f" (no answer within {LIVE_TIMEOUT_MS / 1e3:g} s)" if waited else ""
-        diagnosis = diagnose_rtsp(self.uri) if self._backend == cv2.CAP_FFMPEG else None
+        diagnosis = (diagnose_rtsp(self.uri) if self._backend == cv2.CAP_FFMPEG else
+                     diagnose_v4l2(str(self._target)) if self._backend == cv2.CAP_V4L2 else None)
         if diagnosis is not None:
             return f"source '{self.uri}' could not be opened{why}: {diagnosis}"
         return f"source '{self.uri}' could not be opened by OpenCV{why}; {CHECK_UNOPENED}"
