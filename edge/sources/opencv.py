@@ -63,11 +63,8 @@ class VideoCaptureSource(Source):
         ok, first = capture.read()
         if not ok or first is None or first.ndim != 3:
             capture.release()
-            camera = diagnose_v4l2(str(self._target)) if self._backend == cv2.CAP_V4L2 else None
-            raise SourceError(f"source '{self.uri}' opened but no frame could be decoded: "
-                              f"{camera}" if camera else
-                              f"source '{self.uri}' opened but no frame could be decoded; the "
-                              "file may be corrupt or the stream may use an unsupported codec")
+            raise SourceError(f"source '{self.uri}' opened but no frame could be decoded"
+                              f"{self._no_frame_why()}")
         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._shape = first.shape
         self._first = first if not self._seekable(capture) else None
@@ -75,6 +72,13 @@ class VideoCaptureSource(Source):
         self.fps = own_fps if self._requested_fps is None else (self._requested_fps or None)
         self._pacer = Pacer(self.fps)
         self._capture = capture
+
+    def _no_frame_why(self) -> str:
+        if self._backend != cv2.CAP_V4L2:
+            return "; the file may be corrupt or the stream may use an unsupported codec"
+        camera = diagnose_v4l2(str(self._target))
+        return (f": {camera}" if camera else "; the camera may not support the width, height "
+                "or fps asked for (`v4l2-ctl --list-formats-ext` lists what it does)")
 
     def _unopened(self, seconds: float) -> str:
         """Why the capture did not open: for a stream, what its server answers (OpenCV itself
