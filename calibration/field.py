@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 Z95 = 1.959964
 VERDICTS = {"match": True, "correct": True, "yes": True, "1": True, "true": True,
             "miss": False, "wrong": False, "no": False, "0": False, "false": False}
+#: How messages and the README name them.
+VERDICT_WORDS = "match or miss; correct/wrong, yes/no, true/false and 1/0 alike"
 
 
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -211,28 +213,31 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
     """A CSV of `image_id,verdict` (match/miss): the share of matches with its interval, and
     the ids that are not in the dataset (listed, skipped). An image rated twice alike counts
     once; one rated both ways is refused, naming both lines."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
+    try:  # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, skipinitialspace=True)
+            header = reader.fieldnames or []
+            records = list(reader)
     except OSError as exc:
         raise InputError(f"cannot read ratings {path}: {exc.strerror}") from exc
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path} is not a CSV file of image_id,verdict rows ({exc})") from exc
-    if records and not {"image_id", "verdict"} <= set(records[0]):
-        raise InputError(f"{path}: expected the columns image_id and verdict (match or miss); "
-                         f"found {', '.join(records[0])}")
+    if not {"image_id", "verdict"} <= set(header):  # a first row of data is no header either
+        found = f"found {', '.join(header)}" if header else "the file is empty"
+        raise InputError(f"{path}: expected a header line of the columns image_id and verdict "
+                         f"({VERDICT_WORDS}); {found}")
     unknown: list[str] = []
     verdicts: dict[str, tuple[bool, int]] = {}  # image id -> (match, its line)
     for number, record in enumerate(records, start=2):
         if record["image_id"] is None or record["verdict"] is None:
-            raise InputError(f"{path}:{number}: expected image_id,verdict (match or miss)")
+            raise InputError(f"{path}:{number}: expected image_id,verdict ({VERDICT_WORDS})")
         image_id, verdict = record["image_id"].strip(), record["verdict"].strip().lower()
         if image_id not in known:
             unknown.append(image_id)
             continue
         if verdict not in VERDICTS:
-            raise InputError(f"{path}:{number}: verdict {record['verdict']!r} is not match or "
-                             "miss")
+            raise InputError(f"{path}:{number}: verdict {record['verdict']!r} is not "
+                             f"{VERDICT_WORDS}")
         earlier = verdicts.setdefault(image_id, (VERDICTS[verdict], number))
         if earlier[0] != VERDICTS[verdict]:
             raise InputError(f"{path}:{number}: {image_id} is rated {verdict} here and "

@@ -93,15 +93,24 @@ def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_pat
     ratings.write_text("image_id,verdict\na,match\na,yes\nb,miss\n")  # a rated twice alike
     estimate, _ = rated_precision(ratings, {"a", "b"})
     assert (estimate.successes, estimate.trials) == (1, 2)
+    # a user check: Excel's "CSV UTF-8" starts with a byte-order mark, and a space may follow
+    # the comma; the header read "found \ufeffimage_id, verdict", the same on a terminal
+    ratings.write_bytes(b"\xef\xbb\xbfimage_id, verdict\r\na, match\r\nb, miss\r\n")
+    estimate, _ = rated_precision(ratings, {"a", "b"})
+    assert (estimate.successes, estimate.trials) == (1, 2)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("image,rating\na,match\n", r"expected the columns image_id and verdict"),
-    ("image_id,verdict\na,perhaps\n", r":2: verdict 'perhaps' is not match or miss"),
+    ("image,rating\na,match\n", r"expected a header line of the columns image_id and verdict"),
+    ("image_id,verdict\na,perhaps\n", r":2: verdict 'perhaps' is not match or miss; "
+                                      r"correct/wrong, yes/no, true/false and 1/0 alike"),
     ("image_id,verdict\n", r"rates no image of the dataset \(it has no rows\)"),
-    ("", r"rates no image of the dataset \(it has no rows\)"),
+    ("", r"expected a header line .*; the file is empty"),
+    # a user check: no header (its first row read as one), or a header alone, was "no rows"
+    ("a,match\n", r"image_id and verdict \(match or miss; .*\); found a, match"),
+    ("id,result\n", r"; found id, result"),
     ("image_id,verdict\nghost,match\n", r"all 1 rated ids are unknown"),
-    ("image_id,verdict\na,match\nb\n", r"r\.csv:3: expected image_id,verdict \(match or miss\)"),
+    ("image_id,verdict\na,match\nb\n", r"r\.csv:3: expected image_id,verdict \(match or miss;"),
     ("image_id,verdict\na,match\na,miss\n", r"r\.csv:3: a is rated miss here and match on line "
                                          r"2; keep the one that is right"),
     (b"\xff\xd8\xff\xe0 not text", r"is not a CSV file"),
