@@ -72,9 +72,11 @@ class Scores:
     precision: float
     recall: float
     map50: float
-    per_class_ap50: dict[str, float]
-    per_class_precision: dict[str, float]
-    per_class_recall: dict[str, float]
+    #: Per class seen (predicted or labelled); None where undefined: precision of a class
+    #: never predicted, recall and AP of one never labelled (0/0, not a score of 0).
+    per_class_ap50: dict[str, float | None]
+    per_class_precision: dict[str, float | None]
+    per_class_recall: dict[str, float | None]
 
 
 @dataclass
@@ -122,16 +124,23 @@ class _Tally:
         precision, recall = self.scorer.precision_recall()
         ap = self.scorer.average_precision()[:, 0]
         present = ~np.isnan(ap)
-        named = self.labels
         counted = self.true_pos + self.false_pos
+        seen = [int(c) for c in np.flatnonzero(present | (counted > 0) | (self.ground_truth > 0))]
         return Scores(
             self.images, round(precision, 4), round(recall, 4),
             round(float(ap[present].mean()), 4) if present.any() else 0.0,
-            {named[int(c)]: round(float(ap[c]), 4) for c in np.flatnonzero(present)},
-            {named[int(c)]: round(float(self.true_pos[c] / counted[c]), 4)
-             for c in np.flatnonzero(counted)},
-            {named[int(c)]: round(float(self.true_pos[c] / self.ground_truth[c]), 4)
-             for c in np.flatnonzero(self.ground_truth)})
+            {self.labels[c]: round(float(ap[c]), 4) if present[c] else None for c in seen},
+            {self.labels[c]: _share(self.true_pos[c], counted[c]) for c in seen},
+            {self.labels[c]: _share(self.true_pos[c], self.ground_truth[c]) for c in seen})
+
+
+def figure(value: float | None) -> str:
+    """A score as the terminal and the report show it: four decimals, `n/a` where undefined."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(float(part / whole), 4) if whole else None
 
 
 def field_accuracy(collected: Path, corrected: Path | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from calibration.field import Estimate, FieldReport
+from calibration.field import Estimate, FieldReport, figure
 from calibration.plotting import pyplot
 
 
@@ -62,10 +62,9 @@ def _markdown(report: FieldReport, source: Path, plot: str) -> str:
               for day, s in report.per_day.items()]
     lines += ["", f"![accuracy over time]({plot})", "", "## Per class (all days)", "",
               "| class | precision | recall | AP@0.5 |", "|---|---|---|---|"]
-    for label in sorted(set(o.per_class_ap50) | set(o.per_class_precision)):
-        lines.append(f"| {label} | {o.per_class_precision.get(label, float('nan')):.4f} | "
-                     f"{o.per_class_recall.get(label, float('nan')):.4f} | "
-                     f"{o.per_class_ap50.get(label, float('nan')):.4f} |")
+    for label, ap in o.per_class_ap50.items():
+        lines.append(f"| {label} | {figure(o.per_class_precision[label])} | "
+                     f"{figure(o.per_class_recall[label])} | {figure(ap)} |")
     if report.audit:
         lines += ["", "## Audit sample (unbiased, Wilson 95 % intervals)", ""]
         lines += [f"- {name}: {_interval(estimate)}" for name, estimate in report.audit.items()]

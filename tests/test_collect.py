@@ -459,7 +459,7 @@ def test_collect_cli_stops_at_its_allowance_with_exit_2_and_a_consistent_dataset
         stop.set()
         runner.join(10)
     assert collect.returncode == 2, stderr
-    assert "reached its allowance of 0.1 MB (--max-mb)" in stderr and "Traceback" not in stderr
+    assert "reached its allowance of 0.12 MB (--max-mb)" in stderr and "Traceback" not in stderr
     assert stdout.startswith(f"connected to {mosquitto.url}, collecting from edge/+\n")
     summary = json.loads(stdout.splitlines()[-1])
     rows = (out / "manifest.jsonl").read_text().splitlines()

@@ -37,7 +37,7 @@ def add_drift_reference_argument(parser: argparse.ArgumentParser, frames: str) -
 
 
 def cmd_field_eval(args: argparse.Namespace) -> int:
-    from calibration.field import field_accuracy
+    from calibration.field import field_accuracy, figure
     from edge.errors import InputError
 
     if args.drift_reference is not None:
@@ -66,8 +66,8 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
     print(f"field accuracy over {counted(report.images, 'image')}: precision "
           f"{o.precision:.4f}  recall {o.recall:.4f}  AP@0.5 {o.map50:.4f}{left_out}")
     for label, ap in o.per_class_ap50.items():
-        print(f"  {label:12s} precision {o.per_class_precision.get(label, 0.0):.4f}  recall "
-              f"{o.per_class_recall.get(label, 0.0):.4f}  AP@0.5 {ap:.4f}")
+        print(f"  {label:12s} precision {figure(o.per_class_precision[label])}  recall "
+              f"{figure(o.per_class_recall[label])}  AP@0.5 {figure(ap)}")
     for day, scores in report.per_day.items():
         print(f"  {day}  precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
               f"AP@0.5 {scores.map50:.4f}  ({scores.images} images)")

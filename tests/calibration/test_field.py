@@ -71,8 +71,14 @@ def test_field_accuracy_per_day_and_audit_interval(tmp_path):
     day1, day2 = report.per_day["2026-11-28"], report.per_day["2026-11-29"]
     assert (day1.precision, day1.recall, day1.images) == (0.5, 0.5, 2)
     assert (day2.precision, day2.recall, day2.images) == (0.5, 1.0, 1)
-    assert report.overall.per_class_precision == {"circle": 0.5, "square": 0.0, "triangle": 1.0}
-    assert report.overall.per_class_recall == {"circle": 1.0, "triangle": 1.0, "star": 0.0}
+    # every class seen, None where undefined (a user check: a class never predicted read
+    # "precision 0.0000" on the terminal, nan in the report, and was left out of --json)
+    assert report.overall.per_class_precision == {"circle": 0.5, "square": 0.0, "triangle": 1.0,
+                                                  "star": None}
+    assert report.overall.per_class_recall == {"circle": 1.0, "square": None, "triangle": 1.0,
+                                               "star": 0.0}
+    assert report.overall.per_class_ap50["square"] is None
+    assert report.overall.per_class_ap50["star"] == 0.0
     audit = report.audit["precision"]
     assert (audit.successes, audit.trials, audit.value) == (1, 2, 0.5)
     assert (audit.low, audit.high) == pytest.approx(wilson(1, 2), abs=1e-4)
@@ -145,7 +151,9 @@ def test_eval_field_cli_writes_the_report(tmp_path):
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["overall"]["precision"] == 0.5 and summary["unknown_rated"] == ["nope"]
     assert summary["ratings"]["trials"] == 1
+    assert summary["overall"]["per_class_precision"]["star"] is None  # never predicted
     index = (tmp_path / "report" / "index.md").read_text()
+    assert "| star | n/a | 0.0000 | 0.0000 |" in index and "nan" not in index
     assert "2026-11-29" in index and "accuracy_over_time.png" in index
     assert (tmp_path / "report" / "accuracy_over_time.png").stat().st_size > 1000
     with_model = edge("eval", "model.onnx", "--field", "--data", str(collected))
@@ -192,6 +200,8 @@ def test_cli_prints_per_class_scores_and_checks_the_report_dependency_first(tmp_
                             str(collected)], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "  circle       precision 0.5000  recall 1.0000" in shown.stdout
+    assert "  star         precision n/a  recall 0.0000  AP@0.5 0.0000" in shown.stdout
+    assert "  square       precision 0.0000  recall n/a  AP@0.5 n/a" in shown.stdout
     assert "audit sample precision" in shown.stdout and "(Wilson 95%)" in shown.stdout
     code = ("import sys; sys.modules['matplotlib'] = None\nfrom edge.cli import main\n"
             "sys.exit(main(sys.argv[1:]))")
