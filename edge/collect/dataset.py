@@ -217,7 +217,7 @@ class CollectedDataset:
     def _check_room(self, size: int) -> None:
         if self.max_bytes is not None and self.counts.bytes + size > self.max_bytes:
             raise DiskFullError(
-                f"{self.root} reached its allowance of {self.max_bytes / 1e6:g} MB "
+                f"{self.root} reached its allowance of {_megabytes(self.max_bytes)} MB "
                 f"(--max-mb) with {len(self.rows)} images; raise --max-mb (a rerun with it "
                 "resumes this folder) or collect into another folder")
         free = shutil.disk_usage(self.root).free
@@ -227,7 +227,7 @@ class CollectedDataset:
                     else "free space or lower --min-free-mb")
             raise DiskFullError(
                 f"the disk holding {self.root} has {free / 1e6:.1f} MB free, below the "
-                f"{self.min_free_bytes / 1e6:g} MB to keep free (--min-free-mb); {kept}")
+                f"{_megabytes(self.min_free_bytes)} MB to keep free (--min-free-mb); {kept}")
 
     def _write(self, row: dict[str, Any], jpeg: bytes) -> None:
         image_path = self.root / row["file"]
@@ -394,3 +394,8 @@ def _complete_rows(manifest: Path, root: Path) -> list[dict[str, Any]]:
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
     write_bytes_atomic(path, text.encode())
+
+
+def _megabytes(size: int) -> str:
+    """An allowance in MB as it was given (`0.05`, `500`), not rounded to a tenth."""
+    return f"{size / 1e6:f}".rstrip("0").rstrip(".")
