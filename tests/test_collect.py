@@ -253,7 +253,7 @@ UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
     ([*UNREACHABLE, "--max-mb", "0"], r"--max-mb must be positive"),
     ([*UNREACHABLE, "--min-free-mb", "-3"], r"--min-free-mb must be 0 or more"),
     ([*UNREACHABLE, "--min-free-mb", "1e12"],  # before the broker is tried
-     r"MB free, below the 1000000000000.0 MB to keep free \(--min-free-mb\); free space or "
+     r"MB free, below the 1000000000000 MB to keep free \(--min-free-mb\); free space or "
      r"lower --min-free-mb$"),
     ([*UNREACHABLE, "--duplicate-distance", "999"],
      r"--duplicate-distance must be -1 \(keep every frame\) or 0 to 256"),
