@@ -7,6 +7,9 @@ from pathlib import Path
 from calibration.field import Estimate, FieldReport, figure
 from calibration.plotting import pyplot
 
+#: The first line of `index.md`: what tells an earlier report, to write over, from other files.
+REPORT_HEADING = "# Field accuracy"
+
 
 def require_plotting() -> None:
     """MissingDependencyError (naming the install command) before any work, when the report
@@ -52,7 +55,7 @@ def _interval(estimate: Estimate) -> str:
 
 def _markdown(report: FieldReport, source: Path, plot: str) -> str:
     o = report.overall
-    lines = ["# Field accuracy", "",
+    lines = [REPORT_HEADING, "",
              f"Recorded predictions of the deployed model vs corrected labels in `{source}`: "
              f"{report.images} images ({report.unlabelled} without corrected labels left out). "
              "IoU 0.5; AP@0.5 ranks only what the device published (above its threshold).", "",

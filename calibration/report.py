@@ -24,6 +24,8 @@ from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
 from edge.wording import counted
 
+#: The first line of `index.md`: what tells an earlier report, to write over, from other files.
+REPORT_HEADING = "# INT8 calibration report"
 WORST_LAYERS = 5
 #: INT8 this many points of top-1 or mAP@0.5 below FP32 on the report's data is warned about.
 ACCURACY_LOSS_POINTS = 2.0
@@ -265,7 +267,7 @@ def _latency(result: Calibrated) -> list[str]:
 def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
               worst: list[tuple[str, float]], plots: list[tuple[str, str]], bars: str | None,
               result: Calibrated, eval_data: Path | str, lost: str | None) -> str:
-    lines = ["# INT8 calibration report", "",
+    lines = [REPORT_HEADING, "",
              f"`{result.profile}` profile, method `{result.ranges.method}`, {result.frames} "
              f"calibration frames, {result.tensors_words}, "
              f"{result.seconds:.1f} s. Evaluated on `{eval_data}` ({fp32.images} images); "

@@ -132,6 +132,27 @@ def require_output_folder(path: Path, option: str) -> Path:
     return path
 
 
+def require_report_folder(path: Path, heading: str, option: str = "--report") -> Path:
+    """`require_output_folder` for a report written as `path/index.md` starting with `heading`:
+    an index.md there that is not an earlier report of that kind (a user's notes, another
+    report) is refused rather than written over."""
+    require_output_folder(path, option)
+    index = path / "index.md"
+    if index.is_file():
+        try:
+            with index.open(encoding="utf-8", errors="replace") as handle:
+                first = handle.readline().rstrip("\n")
+        except OSError as exc:
+            raise InputError(f"{option} {path}: cannot read its index.md ({exc.strerror})") \
+                from exc
+        if first != heading:
+            raise InputError(f"{option} {path} holds an index.md that does not start "
+                             f"'{heading}' as an earlier report of this kind does, and writing "
+                             "the report would replace it; name another folder, or move that "
+                             "file away")
+    return path
+
+
 def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:
     """Refuse an output path that names the input file: the result would replace its own
     source."""

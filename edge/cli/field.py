@@ -44,10 +44,10 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
         raise InputError("--drift-reference needs a model run on the images; --field scores "
                          "recorded predictions, so leave one of them out")
     if args.report is not None:
-        from calibration.field_report import require_plotting
-        from edge.files import require_output_folder
+        from calibration.field_report import REPORT_HEADING, require_plotting
+        from edge.files import require_report_folder
 
-        require_output_folder(args.report, "--report")
+        require_report_folder(args.report, REPORT_HEADING)
         require_plotting()
     report = field_accuracy(args.data, args.labels, args.ratings)
     summary = report.as_dict()

@@ -39,7 +39,7 @@ from edge.files import (
     StagedOutputs,
     refuse_overwriting,
     require_output_file,
-    require_output_folder,
+    require_report_folder,
     write_bytes_atomic,
     write_failures_named,
 )
@@ -486,7 +486,9 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
                          "--eval-data out")
     if args.report is None:
         return
-    require_output_folder(args.report, "--report")
+    from calibration.report import REPORT_HEADING
+
+    require_report_folder(args.report, REPORT_HEADING)
     evaluation = args.eval_data if args.eval_data is not None else args.images
     if isinstance(args.eval_data, str):  # a synthetic:// scene: its URI checked now
         from calibration.readers import frames_from

@@ -481,6 +481,20 @@ def test_a_report_on_labels_without_objects_fails_before_calibrating(demo_model,
     assert not (tmp_path / "int8.onnx").exists() and not (tmp_path / "report").exists()
 
 
+def test_a_report_folder_holding_another_index_md_is_refused_before_calibrating(demo_model,
+                                                                                tmp_path):
+    """A user check (of `edge eval --field --report`): a folder's own index.md was replaced."""
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "index.md").write_text("# Field accuracy\n")  # another kind
+    result = edge("calibrate", demo_model, "--images", FRAMES, "-o", tmp_path / "int8.onnx",
+                  "--report", tmp_path / "report")
+    assert result.returncode == 2, result.stderr
+    assert ("holds an index.md that does not start '# INT8 calibration report' as an earlier "
+            "report of this kind does") in result.stderr
+    assert not (tmp_path / "int8.onnx").exists()
+    assert (tmp_path / "report" / "index.md").read_text() == "# Field accuracy\n"
+
+
 @pytest.mark.parametrize(("signal_name", "exit_code"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_interrupted_calibration_writes_nothing(tmp_path, signal_name, exit_code):
     """Ctrl-C or SIGTERM (`timeout`, CI, systemd) during the statistics pass: exit 128 + the

@@ -154,6 +154,19 @@ def test_eval_field_cli_writes_the_report(tmp_path):
     assert summary["overall"]["per_class_precision"]["star"] is None  # never predicted
     index = (tmp_path / "report" / "index.md").read_text()
     assert "| star | n/a | 0.0000 | 0.0000 |" in index and "nan" not in index
+    again = edge("eval", "--field", "--data", str(collected), "--report", str(tmp_path / "report"))
+    assert again.returncode == 0, again.stderr  # an earlier report is written over
+    # a user check: a folder's own index.md was replaced without a word
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "index.md").write_text("# my notes\n")
+    refused = edge("eval", "--field", "--data", str(collected), "--report", str(notes))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert (f"--report {notes} holds an index.md that does not start '# Field accuracy' as "
+            "an earlier report of this kind does, and writing the report would replace it; "
+            "name another folder, or move that file away") in refused.stderr
+    assert (notes / "index.md").read_text() == "# my notes\n"
+    assert [p.name for p in notes.iterdir()] == ["index.md"]
     assert "2026-11-29" in index and "accuracy_over_time.png" in index
     assert (tmp_path / "report" / "accuracy_over_time.png").stat().st_size > 1000
     with_model = edge("eval", "model.onnx", "--field", "--data", str(collected))
