@@ -75,7 +75,10 @@ def test_a_workstation_commands_help_says_when_its_extra_is_missing(monkeypatch,
         build_parser().parse_args([command, "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    assert out.endswith(f"\nNot installed here: edge {command} needs the 'convert' extra; "
+    what_for = (" to score a model or write --report (--field alone runs without it)"
+                if command == "eval" else "")
+    assert out.endswith(f"\nNot installed here: edge {command} needs the 'convert' extra"
+                        f"{what_for}; "
                         f"install it with:\n  {PIP} torch==2.13.0 && {PIP} -e "
                         f"'{CHECKOUT}[convert]'  # {edge.install_hint.TORCH_NOTE}\n")
 

@@ -79,6 +79,10 @@ CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "m
                          "tqdm", "PIL"}
 #: The commands that need that extra (their `--help` says when it is missing).
 CONVERT_EXTRA_COMMANDS = ("convert", "inspect", "calibrate", "eval")
+#: Where only part of such a command needs it, which part (a user check: `edge eval --help`
+#: said the whole command needed it, and `--field` runs without).
+CONVERT_EXTRA_FOR = {"eval": " to score a model or write --report (--field alone runs "
+                             "without it)"}
 #: Those that need only onnx beside the device's onnxruntime and OpenCV (no torch; PyYAML
 #: reads a dataset's data.yaml): a device with the `cpu` extra can inspect, calibrate and
 #: evaluate a converted model with them.
