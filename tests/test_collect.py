@@ -322,6 +322,26 @@ def test_two_collectors_on_one_broker_keep_their_own_sessions(tmp_path, mosquitt
         second.stop()
 
 
+@pytest.mark.parametrize("warn_after_s", [0.5, 60.0])
+def test_a_prefix_that_matches_no_frame_is_warned_about_once(tmp_path, mosquitto, caplog,
+                                                            monkeypatch, warn_after_s):
+    """A user check: `--prefix edge/dev1/cam/frame` (a topic pasted in) or a device that is
+    not there collected nothing and exited 0 without a word."""
+    import edge.collect
+
+    monkeypatch.setattr(edge.collect, "NO_FRAMES_WARNING_S", warn_after_s)
+    collector = Collector(mosquitto.url, "edge/dev1/cam/frame", CollectedDataset(tmp_path / "o"))
+    with caplog.at_level("WARNING", logger="edge.collect"):
+        collector.run(1.5, threading.Event())
+    said = [r.getMessage() for r in caplog.records if "no sampled frame came" in r.getMessage()]
+    assert len(said) == 1, said
+    assert re.fullmatch(r"no sampled frame came under edge/dev1/cam/frame in [012] s \(its "
+                        r"topics are edge/dev1/cam/frame/<camera>/frame/meta\); check that "
+                        r"--prefix names devices \(edge/\+ for every one, edge/<device> for "
+                        r"one, not a camera or a topic\) and that they sample frames "
+                        r"\(frames.interval_s or \[sampling\] in their config\)", said[0])
+
+
 def replay_truths(seed: int, frame_ids: list[int]):
     scene = ShapeScene(seed=seed)
     for frame_id in sorted(frame_ids):

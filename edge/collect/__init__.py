@@ -32,6 +32,10 @@ from edge.mqtt.subscriber import (
 
 log = logging.getLogger(__name__)
 
+#: Seconds after connecting with no sampled frame before a warning that the prefix may match
+#: nothing (devices sample one frame every 10 s by default).
+NO_FRAMES_WARNING_S = 60.0
+
 __all__ = ["CollectCounts", "CollectedDataset", "Collector", "DiskFullError", "Sample"]
 
 
@@ -87,14 +91,30 @@ class Collector:
         try:
             self.subscription.wait_until_subscribed(connect_timeout_s)
             on_connected()
+            connected = time.monotonic()
+            warned = False
             while not stop.is_set() and not self.stopped.is_set():
-                if seconds is not None and time.monotonic() - began >= seconds:
+                now = time.monotonic()
+                if seconds is not None and now - began >= seconds:
                     break
+                if not warned and not self.received and now - connected >= NO_FRAMES_WARNING_S:
+                    warned = True
+                    log.warning(self._nothing_under_the_prefix(now - connected))
                 stop.wait(0.1)
+            if not warned and not self.received:
+                log.warning(self._nothing_under_the_prefix(time.monotonic() - connected))
         finally:
             self.stop()
         if self.error is not None:
             raise self.error
+
+    def _nothing_under_the_prefix(self, seconds: float) -> str:
+        """A prefix that names a camera or a topic, or a device that is not there, is a valid
+        filter that matches nothing: said, rather than an empty dataset and exit 0."""
+        return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s (its topics "
+                f"are {self.prefix}/<camera>/frame/meta); check that --prefix names devices "
+                "(edge/+ for every one, edge/<device> for one, not a camera or a topic) and "
+                "that they sample frames (frames.interval_s or [sampling] in their config)")
 
     def summary(self) -> dict[str, Any]:
         return {"out": str(self.dataset.root), "images": len(self.dataset.rows),
