@@ -110,11 +110,18 @@ def test_dataset_layouts_load_in_pycocotools_and_edge_eval(tmp_path):
 def test_near_duplicates_are_skipped_per_camera(tmp_path):
     dataset = CollectedDataset(tmp_path / "out")
     (_, image, _), (_, other, _) = list(scene_frames(2, step=60))
-    assert dataset.add(sample_of(1, image, []))
-    assert not dataset.add(sample_of(2, image, []))  # the same picture again
-    assert dataset.add(sample_of(3, image, [], camera="yard"))  # another camera's is kept
-    assert dataset.add(sample_of(4, other, []))
+    interval = ("interval",)
+    assert dataset.add(sample_of(1, image, [], reasons=interval))
+    assert not dataset.add(sample_of(2, image, [], reasons=interval))  # the same picture again
+    assert dataset.add(sample_of(3, image, [], camera="yard", reasons=interval))  # another camera
+    assert dataset.add(sample_of(4, other, [], reasons=interval))
     assert dataset.counts.duplicates == 1 and len(dataset.rows) == 3
+    # a user check: near-duplicate audit frames were skipped (16 of 26 in one run), so the
+    # audit sample `edge eval --field` scores was no longer the unbiased draw it stands for
+    assert dataset.add(sample_of(5, image, [], reasons=("audit",)))
+    assert dataset.add(sample_of(6, image, [], reasons=("interval", "audit")))
+    assert not dataset.add(sample_of(7, image, [], reasons=interval))
+    assert dataset.counts.duplicates == 2 and len(dataset.rows) == 5
 
 
 def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
@@ -133,7 +140,8 @@ def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
     assert resumed.counts.resumed == 3 and len(resumed.rows) == 3
     assert not list(out.rglob("*.partial"))
     frame_id, image, truth = frames[0]
-    assert not resumed.add(sample_of(frame_id + 1, image, []))  # its hash was remembered
+    again = sample_of(frame_id + 1, image, [], reasons=("interval",))
+    assert not resumed.add(again)  # its hash was remembered
     frame_id, image, truth = frames[3]
     assert resumed.add(sample_of(frame_id, image, truth.boxes.tolist()))
     lines = (out / "manifest.jsonl").read_text().splitlines()

@@ -151,8 +151,11 @@ class CollectedDataset:
         image = np.asarray(decoded, np.uint8)
         phash = dhash(image)
         recent = self._recent.get((sample.device, sample.camera), ())
-        if self.duplicate_distance >= 0 and any(hamming(phash, h) <= self.duplicate_distance
-                                                for h in recent):
+        # an audit frame is kept whatever it looks like: the audit sample is an unbiased
+        # draw of what the camera saw, repeats included, and `edge eval --field` scores it so
+        audit = "audit" in sample.meta.get("reasons", ())
+        if not audit and self.duplicate_distance >= 0 and any(
+                hamming(phash, h) <= self.duplicate_distance for h in recent):
             self.counts.duplicates += 1
             return False
         row = self._row(sample, image.shape[1], image.shape[0], phash)
