@@ -110,7 +110,8 @@ def add_commands(commands: Any) -> None:
                          help="stop when the disk has less free space (default 100)")
     collect.add_argument("--duplicate-distance", type=int, default=6,
                          help="skip a frame whose 256-bit perceptual hash is within this many "
-                              "bits of a recent one from the same camera (-1 keeps all; "
+                              "bits of a recent one from the same camera (audit samples are "
+                              "always kept; -1 keeps all; "
                               "default 6)")
     collect.add_argument("--image-url-prefix", default="/data/local-files/?d=",
                          help="Label Studio task image URL before images/<name>.jpg (default: "
