@@ -77,6 +77,9 @@ def _with(path: str, value: object) -> dict:
                                         "upgrade edge-runtime"),
     (b"{not json", PayloadError, "edge/d1/gate/detections: payload is not JSON"),
     (b"[1, 2]", PayloadError, "payload: expected a JSON object; got list"),
+    (b'{"v": 1, "camera": "g\xe9"}', PayloadError,
+     "payload is not UTF-8 text (byte 0xe9 at offset 21)"),
+    (b"[" * 200_000, PayloadError, "payload is JSON nested too deeply to read"),
 ])
 def test_contract_violations_name_topic_and_field(payload, error, message):
     raw = payload if isinstance(payload, bytes) else _bytes(payload)
@@ -124,6 +127,15 @@ def test_bad_kinds_and_prefix_are_input_errors():
             Subscriber("mqtt://h", prefix=prefix)
     for prefix in ("edge/+", "edge/gate-01", "site/edge/+"):
         assert Subscriber("mqtt://h", prefix=prefix).prefix == prefix
+
+
+def test_tls_files_with_a_plain_mqtt_url_are_refused_not_ignored(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read")
+    with pytest.raises(InputError, match=r"ca_file= given, but the URL is mqtt:// \(no TLS\)"):
+        Subscriber("mqtt://h", ca_file=str(ca))
+    with pytest.raises(InputError, match=r"certfile= and keyfile= given, but the URL is mqtt://"):
+        Subscriber("mqtt://h", certfile=str(ca), keyfile=str(ca))
 
 
 def _publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:
@@ -322,3 +334,96 @@ def test_a_prefix_a_level_off_is_named_and_nothing_is_read_under_a_wrong_kind(mo
     assert "skipping a message" not in caplog.text
     for topic in ("edge/d1/status", "edge/d1/gate/status"):
         _publish(mosquitto.port, topic, b"", retain=True)
+
+
+def test_a_message_too_deep_to_parse_is_skipped_and_later_ones_still_arrive(mosquitto, caplog):
+    """`[[[[...` raised RecursionError inside paho's network thread, which ended it: the
+    subscriber (and `edge monitor`) then received nothing more, without a word."""
+    received: list[Message] = []
+    with Subscriber(mosquitto.url, "edge/d1", ["detections"], callback=received.append) as client:
+        assert client.wait_subscribed(10)
+        _publish(mosquitto.port, "edge/d1/gate/detections", b"[" * 200_000)
+        _publish(mosquitto.port, "edge/d1/gate/detections", _bytes(DETECTIONS))
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert [m.payload.frame_id for m in received] == [7]
+    assert client.invalid == 1 and client.connection.unhandled == 0
+    assert "nested too deeply" in caplog.text
+
+
+def test_a_receiver_that_raises_does_not_end_the_network_thread(mosquitto, caplog):
+    from edge.mqtt.subscriber import BrokerSubscription
+
+    topics: list[str] = []
+
+    def receiver(topic: str, payload: bytes, retained: bool) -> None:
+        topics.append(topic)
+        if payload == b"boom":
+            raise ValueError("a bug")
+
+    connection = BrokerSubscription(mosquitto.url, [("t/#", 1)], receiver)
+    connection.start()
+    try:
+        assert connection.subscription_failure(10) is None
+        for payload in (b"boom", b"boom", b"ok"):
+            _publish(mosquitto.port, "t/x", payload)
+        deadline = time.monotonic() + 5
+        while len(topics) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        connection.stop()
+    assert len(topics) == 3 and connection.unhandled == 2
+    assert caplog.text.count("could not be handled") == 1
+
+
+def test_a_malformed_device_status_under_the_right_prefix_is_only_invalid(mosquitto, caplog):
+    """`{"state": "failed"}` on edge/d1/status is a valid camera status one level up (device
+    `edge`, camera `d1`): it was taken for a prefix a level off, and from then on every
+    message was dropped. It names no camera, so it is one invalid message, skipped."""
+    _publish(mosquitto.port, "edge/d1/status", _bytes({"state": "failed"}), retain=True)
+    received: list[Message] = []
+    try:
+        with Subscriber(mosquitto.url, "edge/d1", callback=received.append) as client:
+            assert client.wait_subscribed(10)
+            _publish(mosquitto.port, "edge/d1/gate/detections", _bytes(DETECTIONS))
+            deadline = time.monotonic() + 5
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        _publish(mosquitto.port, "edge/d1/status", b"", retain=True)
+    assert client.misplaced is None and client.invalid == 1
+    assert [m.kind for m in received] == ["detections"]
+    assert "skipping a message: edge/d1/status: v: Field required" in caplog.text
+
+
+@pytest.mark.parametrize("mqtt5", [True, False])
+def test_a_persistent_session_gets_what_was_published_while_it_was_away(mosquitto, mqtt5):
+    """By default a subscriber that reconnects after the daemon published misses those
+    messages; with a client id and a session expiry the broker queues them for it."""
+    def connect(persistent: bool) -> Subscriber:
+        client = Subscriber(mosquitto.url, "edge/d1", ["detections"], client_id=f"watch-{mqtt5}",
+                            session_expiry_s=60 if persistent else 0, mqtt5=mqtt5).start()
+        assert client.wait_subscribed(10)
+        return client
+
+    for persistent in (False, True):
+        connect(persistent).stop()
+        _publish(mosquitto.port, "edge/d1/gate/detections",
+                 _bytes({**DETECTIONS, "frame_id": 100 + persistent}))
+        client = connect(persistent)
+        try:
+            message = client.get(timeout=1.5)
+        finally:
+            client.stop()
+        if persistent:
+            assert message is not None and message.payload.frame_id == 101
+        else:
+            assert message is None
+
+
+def test_a_persistent_session_needs_a_client_id():
+    with pytest.raises(InputError, match=r"a persistent session .* needs a fixed client id"):
+        Subscriber("mqtt://h", session_expiry_s=60)
+    with pytest.raises(InputError, match="session expiry -1 s"):
+        Subscriber("mqtt://h", client_id="me", session_expiry_s=-1)

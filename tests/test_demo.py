@@ -194,8 +194,8 @@ def test_demo_with_a_url_that_is_no_broker_url_names_the_option_once():
         [sys.executable, "-m", "edge", "demo", "--mqtt", "tcp://127.0.0.1:18831"],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("edge demo: error: broker URL: expected mqtt://host[:port] "
-                                     "or mqtts://host[:port]")
+    assert result.stderr.strip() == ("edge demo: error: broker URL 'tcp://127.0.0.1:18831': "
+                                     "expected mqtt://host[:port] or mqtts://host[:port]")
 
 
 @pytest.mark.slow

@@ -277,7 +277,8 @@ def test_a_monitor_whose_reader_goes_away_ends_quietly_with_141(mosquitto):
 @pytest.mark.parametrize("url, message", [
     ("mqtt://127.0.0.1:9", "could not reach the MQTT broker at mqtt://127.0.0.1:9"),
     ("mqtts://127.0.0.1", "could not reach the MQTT broker"),  # 8883: nothing listens there
-    ("http://broker", "broker URL: expected mqtt://host[:port] or mqtts://host[:port]"),
+    ("http://broker", "broker URL 'http://broker': expected mqtt://host[:port] or "
+                      "mqtts://host[:port]"),
 ])
 def test_monitor_with_a_bad_or_unreachable_broker_exits_2(url, message):
     result = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt", url,

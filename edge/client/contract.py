@@ -156,7 +156,9 @@ def misplaced_prefix(prefix: str, topic: str, payload: bytes) -> str | None:
     message under the prefix one level deeper (`edge` for `edge/+`: the device level left out)
     or shallower (`edge/gate-01/yard`: a camera added), with the fix; else None. A prefix one
     level off splits every topic at the wrong level: a device's status read as a camera's,
-    its counts as zone counts."""
+    its counts as zone counts. A camera's status counts only when it names the camera its
+    topic does: one field, `state`, makes a valid one, so a device's malformed status under
+    the right prefix would otherwise pass for a camera's one level up."""
     levels = prefix.split("/")
     tried = [("deeper", f"{prefix}/+")] if "+" not in levels else []
     if len(levels) > 1 and levels[-1] != "+":
@@ -166,6 +168,8 @@ def misplaced_prefix(prefix: str, topic: str, payload: bytes) -> str | None:
             message = parse_message(other, topic, payload)
         except PayloadError:
             continue
+        if not _names_itself(message):
+            continue
         if which == "deeper":
             return (f"{topic} is device {message.device}'s {message.kind} message: the prefix "
                     f"{prefix!r} stops before the device level; use {other} for every device "
@@ -174,6 +178,13 @@ def misplaced_prefix(prefix: str, topic: str, payload: bytes) -> str | None:
                 f"{prefix!r} goes a level past the device ({levels[-1]!r}); use {other} (a "
                 "prefix names a device, or + for all; a camera's messages carry its name)")
     return None
+
+
+def _names_itself(message: Message) -> bool:
+    """Whether a message read under another prefix agrees with its topic where it can say."""
+    if isinstance(message.payload, CameraStatus):
+        return message.payload.camera == message.camera
+    return True
 
 
 def is_clearing(prefix: str, topic: str, payload: bytes) -> bool:
@@ -206,9 +217,17 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
             raise PayloadError(topic, f"count: expected a non-negative integer; got {text!r}")
         return Count(count=int(text), label=params["label"], zone=params.get("zone"))
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(topic, f"payload is not UTF-8 text (byte 0x{payload[exc.start]:02x} "
+                                  f"at offset {exc.start}); the contract's JSON is UTF-8") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise PayloadError(topic, f"payload is not JSON ({exc})") from None
+    except RecursionError:  # `[[[[...`: deeper than the parser's stack, no payload of ours
+        raise PayloadError(topic, "payload is JSON nested too deeply to read (no message of "
+                                  "the contract nests more than a few levels)") from None
     if not isinstance(data, dict):
         raise PayloadError(topic, f"payload: expected a JSON object; got {type(data).__name__}")
     version = data.get("v")

@@ -45,7 +45,7 @@ class Subscriber:
                  certfile: str | None = None, keyfile: str | None = None,
                  queue_size: int = 10_000, log_first_failure: bool = True,
                  log_failures: bool = True, names: SettingNames = PYTHON_CLIENT,
-                 mqtt5: bool = True) -> None:
+                 mqtt5: bool = True, session_expiry_s: int = 0) -> None:
         """`kinds`: names from `edge.client.contract.KINDS` (default: every topic). With
         mqtts://, `ca_file` is the CA that signed the broker's certificate (default: the
         system's) and `certfile`/`keyfile` a client certificate (PEM). A failed connection is
@@ -53,7 +53,17 @@ class Subscriber:
         you call `wait_subscribed` and report the first failure yourself; `log_failures`
         False: you report every change, `connection.last_failure` says why; `names`: what the
         advice calls the settings; `mqtt5` False: MQTT 3.1.1 from the start, for a broker
-        that speaks nothing newer)."""
+        that speaks nothing newer).
+
+        Delivery: by default each connection starts a fresh session, so what the devices
+        publish while this subscriber is away (restarting, or its network down) is missed;
+        retained topics (statuses, counts, snapshots) are read again on reconnect, but
+        detections, events and command replies are not. With a fixed `client_id` and
+        `session_expiry_s` > 0 the broker keeps the subscriptions that long after a disconnect
+        and queues those QoS 1 messages for the next connection under that id (up to the
+        broker's queue limit, mosquitto's `max_queued_messages`); frames (QoS 0) are not
+        queued. Two subscribers must not share one client id: each would take the session
+        from the other."""
         wanted = list(kinds)
         unknown = sorted(set(wanted) - set(KIND_NAMES))
         if unknown:
@@ -79,7 +89,7 @@ class Subscriber:
                                              certfile=certfile, keyfile=keyfile,
                                              log_first_failure=log_first_failure,
                                              log_failures=log_failures, names=names,
-                                             mqtt5=mqtt5)
+                                             mqtt5=mqtt5, session_expiry_s=session_expiry_s)
 
     # -- lifecycle -------------------------------------------------------------------------
 

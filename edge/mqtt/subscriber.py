@@ -23,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -78,7 +79,7 @@ def checked_broker_url(url: str) -> BrokerUrl:
     try:
         return broker_from_url(url)
     except ValueError as exc:
-        raise InputError(f"broker URL: {exc}") from None
+        raise InputError(f"broker URL {redact_uri(url)!r}: {exc}") from None
 
 
 def unique_client_id(role: str) -> str:
@@ -113,7 +114,7 @@ class BrokerSubscription:
                  password: str | None = None, *, certfile: str | None = None,
                  keyfile: str | None = None, log_first_failure: bool = True,
                  log_failures: bool = True, names: SettingNames = COMMAND_LINE,
-                 mqtt5: bool = True) -> None:
+                 mqtt5: bool = True, session_expiry_s: int = 0) -> None:
         """`username`/`password` override the URL's user info; a user without a password takes
         it from $EDGE_MQTT_PASSWORD, as the daemon does. `ca_file`, `certfile` and `keyfile`
         (PEM) are used with mqtts://. Failed attempts are logged once per cause (`last_failure`
@@ -121,8 +122,17 @@ class BrokerSubscription:
         waits for the first subscription and reports why it failed itself (a command-line tool
         that then exits); `log_failures` False: the caller says every change itself.
         `mqtt5` False: MQTT 3.1.1 from the first attempt, for a broker known to speak nothing
-        newer (no MQTT 5 attempt, so no shared subscriptions)."""
+        newer (no MQTT 5 attempt, so no shared subscriptions). `session_expiry_s` > 0 (with a
+        fixed `client_id`): a persistent session, which the broker keeps that long after a
+        disconnect, queueing the QoS 1 messages that match it for the next connection (MQTT
+        3.1.1 has no expiry: the broker keeps it until its own limit)."""
         broker = checked_broker_url(url)
+        if session_expiry_s < 0:
+            raise InputError(f"session expiry {session_expiry_s} s: give 0 (a fresh session "
+                             "each connection) or the seconds the broker keeps it")
+        if session_expiry_s and not client_id:
+            raise InputError("a persistent session (session expiry > 0) needs a fixed client "
+                             "id: the broker finds the session by it at the next connection")
         if share_group is not None and not share_group.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"share group {share_group!r}: use letters, digits, _ and - only")
         self.url, self.host, self.port = url, broker.host, broker.port
@@ -131,17 +141,19 @@ class BrokerSubscription:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.connects = 0
+        self.unhandled = 0  # messages whose receiver raised: skipped
         self._answered = threading.Event()  # the first attempt subscribed or failed
         self._failure = ""  # why the first attempt failed
         self._retired: mqtt.Client | None = None  # the MQTT 5 client a downgrade replaces
         self.protocol = mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311
+        self.session_expiry_s = session_expiry_s
         user = username or broker.username
         secret = password if username else broker.password
         if user and secret is None:
             secret = os.environ.get(PASSWORD_ENV)
         self.tls = broker.tls
         self._names = names
-        self._files = checked_tls_files(TlsFiles(ca_file, certfile, keyfile), names)
+        self._files = checked_tls_files(TlsFiles(ca_file, certfile, keyfile), names, broker.tls)
         self._settings = (client_id, user, secret)
         self._log_first_failure = log_first_failure
         self._log_failures = log_failures
@@ -156,8 +168,10 @@ class BrokerSubscription:
 
     def _make_client(self) -> mqtt.Client:
         client_id, username, password = self._settings
+        persistent = self.session_expiry_s > 0
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=self.protocol)
+                             protocol=self.protocol,
+                             clean_session=None if self.protocol == mqtt.MQTTv5 else not persistent)
         if self.tls:
             files = self._files
             try:
@@ -181,7 +195,13 @@ class BrokerSubscription:
         return client
 
     def start(self) -> None:
-        self._client.connect_async(self.host, self.port, keepalive=30)
+        if self.protocol == mqtt.MQTTv5 and self.session_expiry_s > 0:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self.session_expiry_s
+            self._client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
+                                       properties=properties)
+        else:
+            self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()
 
     def subscription_failure(self, timeout: float) -> str | None:
@@ -307,7 +327,14 @@ class BrokerSubscription:
         self._answered.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._receiver(message.topic, bytes(message.payload), bool(message.retain))
+        try:
+            self._receiver(message.topic, bytes(message.payload), bool(message.retain))
+        except Exception:  # thread boundary: an escaping error ends paho's network thread,
+            # and with it every later message, without a word
+            self.unhandled += 1
+            if self.unhandled == 1:
+                log.exception("a message on %s could not be handled; it is skipped (later "
+                              "ones that fail alike are counted, not logged)", message.topic)
 
 
 def failure_fix(failure: str) -> str | None:
@@ -318,9 +345,18 @@ def failure_fix(failure: str) -> str | None:
     return "check --mqtt: host and port (mqtt:// defaults to 1883, mqtts:// to 8883)"
 
 
-def checked_tls_files(files: TlsFiles, names: SettingNames = COMMAND_LINE) -> TlsFiles:
+def checked_tls_files(files: TlsFiles, names: SettingNames = COMMAND_LINE,
+                      tls: bool = True) -> TlsFiles:
     """`files`, each given one a file, and the client certificate with its key or neither
-    (errors in `names`' terms)."""
+    (errors in `names`' terms); none at all for a plain mqtt:// URL (`tls` False), where they
+    would be ignored and the data travel unencrypted."""
+    given = [name for name, path in ((names.ca_file, files.ca_file),
+                                     (names.client_certificate, files.certfile or files.keyfile))
+             if path is not None]
+    if given and not tls:
+        raise InputError(f"{' and '.join(given)} given, but {names.url} is mqtt:// (no TLS): "
+                         "the files would be ignored and the data travel in plaintext; use "
+                         "mqtts://")
     if (files.certfile is None) != (files.keyfile is None):
         raise InputError(f"{names.client_certificate} go together: the client certificate and "
                          "its private key (PEM)")
