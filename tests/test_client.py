@@ -80,6 +80,7 @@ def _with(path: str, value: object) -> dict:
     (b'{"v": 1, "camera": "g\xe9"}', PayloadError,
      "payload is not UTF-8 text (byte 0xe9 at offset 21)"),
     (b"[" * 200_000, PayloadError, "payload is JSON nested too deeply to read"),
+    (b'{"v": ' + b"1" * 5000 + b"}", PayloadError, "payload is not JSON (Exceeds the limit"),
 ])
 def test_contract_violations_name_topic_and_field(payload, error, message):
     raw = payload if isinstance(payload, bytes) else _bytes(payload)
@@ -97,6 +98,8 @@ def test_additive_fields_are_kept_not_rejected():
 
 @pytest.mark.parametrize("topic, payload, message", [
     ("edge/d1/gate/star/count", b"-1", "count: expected a non-negative integer; got '-1'"),
+    ("edge/d1/gate/star/count", b"1" * 5000, "count: expected a non-negative integer"),
+    ("edge/d1/gate/star/count", "²".encode(), "count: expected a non-negative integer"),
     ("edge/d1/gate/frame", b"PNG", "payload is not a JPEG"),
     ("edge/d1/gate/elsewhere/x/y/z", b"{}", "not a topic of contract v1"),
 ])

@@ -330,6 +330,19 @@ def test_two_collectors_on_one_broker_keep_their_own_sessions(tmp_path, mosquitt
         second.stop()
 
 
+def test_a_frame_meta_that_is_no_json_object_is_counted_unpaired(tmp_path):
+    """`[[[[...` raised RecursionError on paho's thread, a list AttributeError: neither may
+    reach it. Each is one unpaired sample; a good pair after them is still collected."""
+    collector = Collector("mqtt://127.0.0.1:1", "edge/+", CollectedDataset(tmp_path / "o"))
+    for payload in (b"[" * 200_000, b"[1]", b"\xff\xfe", b"1" * 5000):
+        collector._message("edge/d1/gate/frame", b"\xff\xd8jpeg", False)
+        collector._message("edge/d1/gate/frame/meta", payload, False)
+    assert collector.unpaired == 4 and collector.received == 0
+    collector._message("edge/d1/gate/frame", b"\xff\xd8jpeg", False)
+    collector._message("edge/d1/gate/frame/meta", json.dumps({"bytes": 6}).encode(), False)
+    assert collector.received == 1 and collector._queue.get_nowait().jpeg == b"\xff\xd8jpeg"
+
+
 @pytest.mark.parametrize("warn_after_s", [0.5, 60.0])
 def test_a_prefix_that_matches_no_frame_is_warned_about_once(tmp_path, mosquitto, caplog,
                                                             monkeypatch, warn_after_s):

@@ -30,6 +30,9 @@ from edge.wording import validation_problems
 
 Content = Literal["json", "jpeg", "integer"]
 
+#: the most digits a count payload may have (any real count has a few; int() refuses 4,300+)
+COUNT_DIGITS = 18
+
 
 class PayloadError(EdgeError):
     """A message does not follow the contract; the message names the topic and the field."""
@@ -213,7 +216,7 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
         return Jpeg(data=payload)
     if kind.content == "integer":
         text = payload.decode("ascii", errors="replace").strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit() and len(text) <= COUNT_DIGITS):
             raise PayloadError(topic, f"count: expected a non-negative integer; got {text!r}")
         return Count(count=int(text), label=params["label"], zone=params.get("zone"))
     try:
@@ -223,7 +226,7 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
                                   f"at offset {exc.start}); the contract's JSON is UTF-8") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or a number past int()'s digit limit
         raise PayloadError(topic, f"payload is not JSON ({exc})") from None
     except RecursionError:  # `[[[[...`: deeper than the parser's stack, no payload of ours
         raise PayloadError(topic, "payload is JSON nested too deeply to read (no message of "

@@ -134,7 +134,9 @@ class Collector:
             return
         try:
             meta = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's stack
+            meta = None
+        if not isinstance(meta, dict):
             self.unpaired += 1
             return
         self.received += 1
