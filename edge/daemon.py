@@ -17,6 +17,7 @@ from edge.concurrency import StopRequest
 from edge.config import CameraConfig, Config, ModelConfig
 from edge.drift import DriftMonitor, reference_from_config
 from edge.errors import EdgeError, InputError, ModelError, SourceError
+from edge.files import require_model_file
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
 from edge.homeassistant import DiscoveryPublisher, remove_elsewhere
@@ -154,6 +155,10 @@ class Daemon:
     cameras and connects; `stop` publishes status `stopped` and flushes the outbox."""
 
     def __init__(self, config: Config) -> None:
+        try:  # first, so that the error names the config key the file came from
+            require_model_file(config.model.path)
+        except ModelError as exc:
+            raise ModelError(f"model.path: {exc}") from None
         self.config = config
         self._stalled: set[str] = set()  # cameras whose loop is stuck, as last logged
         self.backend = choose_backend(config.model)

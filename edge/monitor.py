@@ -300,6 +300,7 @@ class _Console:
         self._lock = threading.Lock()
         self._early: list[Message] | None = []
         self._state_lines: dict[str, str] = {}  # topic -> the line last shown for it
+        self._outages = CameraOutages()
         self._connection: _ConnectionLines | None = None
 
     def message(self, message: Message) -> None:
@@ -332,6 +333,8 @@ class _Console:
 
     def _show(self, message: Message) -> None:
         line = None if self._quiet else format_line(message, self._events)
+        outage = (self._outages.update(message.topic, message.payload)
+                  if isinstance(message.payload, CameraStatus) else "")
         if line is not None and _RETAINED_KINDS.get(message.kind, False):
             shown = self._state_lines.get(message.topic)
             if shown == line or (shown is None and _nothing_counted(message)):
@@ -339,7 +342,7 @@ class _Console:
             else:
                 self._state_lines[message.topic] = line
         if line is not None:
-            self._echo(line)
+            self._echo(line + outage)
         if self._saver is not None:
             self._saver(message)
 
@@ -386,6 +389,25 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
 
 #: How often the watch looks at the connection (a lost broker is said within this).
 CONNECTION_POLL_S = 0.5
+
+
+class CameraOutages:
+    """When each camera seen going down in this watch went down, so that the line of its
+    return says how long it was away: "streaming" alone left the reader to scroll back."""
+
+    def __init__(self) -> None:
+        self._down: dict[str, float] = {}  # status topic -> since_ts of its first down state
+
+    def update(self, topic: str, status: CameraStatus) -> str:
+        """What to add to the line of `status`: the outage it ends, if this watch saw it."""
+        if status.state in ("reconnecting", "failed"):
+            if status.since_ts is not None:
+                self._down.setdefault(topic, status.since_ts)
+            return ""
+        went_down = self._down.pop(topic, None)
+        if status.state != "streaming" or went_down is None or status.since_ts is None:
+            return ""
+        return f" (back after {max(0.0, status.since_ts - went_down):.0f} s down)"
 
 
 class _ConnectionLines:

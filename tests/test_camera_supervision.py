@@ -217,7 +217,8 @@ def test_bad_supervision_settings_are_config_errors_naming_the_key(tmp_path, dem
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("gopher://camera/1", "unknown scheme"),
+        ("gopher://camera/1", "unknown scheme 'gopher://'; supported: synthetic://"),
+        ("rtps://camera/1", "unknown scheme 'rtps://'; did you mean rtsp://? supported:"),
         ("synthetic://shapes?colour=red", "unknown option"),
         ("file:///no/such/clip.mp4", "does not exist"),
         ("rtsp://camera:port/live", "the host or port is not one FFmpeg can read"),
@@ -232,6 +233,17 @@ def test_certain_source_errors_exit_2_naming_the_camera(tmp_path, demo_model, so
     assert result.returncode == 2, result.stderr
     assert "cameras.1.source" in result.stderr and "'street'" in result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_model_exits_2_naming_the_config_key(tmp_path, demo_model):
+    config = write_config(tmp_path, demo_model, 1, {"yard": "synthetic://shapes?fps=5"})
+    config.write_text(config.read_text().replace(str(demo_model), str(tmp_path / "nope.onnx")))
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().endswith(
+        f"error: model.path: model file {tmp_path / 'nope.onnx'} does not exist; check the "
+        "path, or make a model with `edge convert`"), result.stderr
 
 
 @pytest.mark.slow

@@ -508,3 +508,32 @@ def test_a_frame_without_objects_is_written_at_once(tmp_path):
     for message in _sampled_frame(3, objects=0):
         saver(message)
     assert saver.saved == 1 and _sidecar(tmp_path, 3)["detections"] == []
+
+
+def test_a_camera_that_comes_back_says_how_long_it_was_down():
+    """A user check: after an outage the line read only "camera streaming"."""
+    from edge.client import parse_message
+
+    lines: list[str] = []
+    console = monitor_module._Console(lines.append, events=False, saver=None)
+    console.connected("connected")
+
+    def status(state: str, since_ts: float, retained: bool = False) -> None:
+        payload = {"camera": "gate", "state": state, "reason": "" if state == "streaming"
+                   else "the stream ended", "since_ts": since_ts, "attempts": 0}
+        console.message(parse_message("edge/+", "edge/d1/gate/status",
+                                      json.dumps(payload).encode(), retained))
+
+    status("streaming", 100.0, retained=True)
+    status("reconnecting", 200.0)
+    status("reconnecting", 204.0)  # another cause: still the same outage
+    status("streaming", 247.4)
+    status("streaming", 300.0)  # a status seen twice is shown once; no outage to speak of
+    status("failed", 400.0)
+    status("ended", 401.0)
+    assert lines == ["connected",
+                     "[d1] gate camera streaming (retained, since ?)",
+                     "[d1] gate camera reconnecting: the stream ended",
+                     "[d1] gate camera streaming (back after 47 s down)",
+                     "[d1] gate camera failed: the stream ended",
+                     "[d1] gate camera ended: the stream ended"]

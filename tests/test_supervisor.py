@@ -288,6 +288,37 @@ def test_rtsp_stream_that_freezes_is_abandoned_after_stall_s_and_reopened(rtsp_s
         supervisor.stop()
 
 
+def test_a_frozen_stream_whose_read_times_out_with_stall_s_is_no_sign_of_life(rtsp_server,
+                                                                             monkeypatch):
+    """A user check: with FFmpeg's read timeout as long as `stall_s` (both 10 s by default),
+    each timed-out read of a frozen stream handed over a frame its decoder still held, which
+    reset the stall timer: the camera read "streaming" at 0 fps for ~30 s, its stale frames
+    went out as new detections, and it was then reopened as "the stream ended"."""
+    from edge.sources import opencv
+
+    monkeypatch.setattr(opencv, "LIVE_TIMEOUT_MS", 2000)
+    rtsp_server.start()
+    supervisor, recorder = supervise(rtsp_server.url, stall_s=2, reconnect_max_s=1)
+    supervisor.start()
+    try:
+        recorder.wait_for("streaming", 15)
+        time.sleep(1.0)
+        frozen_at, frozen_frames = len(recorder.statuses), len(recorder.frames)
+        os.kill(rtsp_server.pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            waited = recorder.wait_for("reconnecting", 8, after=frozen_at)
+            late = [t - frozen for t in recorder.frames[frozen_frames:] if t - frozen > 0.5]
+        finally:
+            os.kill(rtsp_server.pid, signal.SIGCONT)
+        recorder.wait_for("streaming", 15, after=frozen_at + 1)
+    finally:
+        supervisor.stop()
+    assert recorder.statuses[frozen_at].reason == "no frame for 2 s"
+    assert 1.5 <= waited <= 3.5, waited
+    assert late == []  # nothing the frozen stream's decoder still held went out as new
+
+
 def test_a_camera_still_opening_a_silent_stream_stops_at_once():
     """A stop while OpenCV waits on a server that accepted the connection and never answers:
     that open() cannot be interrupted, so the supervisor no longer waits 2 s on it (a daemon's

@@ -99,9 +99,9 @@ class CameraStatus(_Payload):
                                              "the daemon stopped while it was down keeps its "
                                              "count, and its reason says why it was down)")
     fps: float | None = Field(default=None,
-                              description="frames a second the source delivered when the state "
-                                          "changed (0 for a camera that just started "
-                                          "streaming; the stats topic has the current rate)")
+                              description="frames a second the source delivered up to the change "
+                                          "(null while starting or streaming: the stats topic "
+                                          "has the current rate)")
 
 
 class AuditDraw(_Payload):

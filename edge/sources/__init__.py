@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 
 from edge.errors import SourceError
@@ -27,9 +28,19 @@ def source_from_uri(text: str) -> Source:
     """Build (but do not open) the source a URI names."""
     uri = SourceUri.parse(text)
     if uri.scheme not in SOURCE_KINDS:
-        raise SourceError(f"source '{text}': unknown scheme '{uri.scheme}://'; supported: "
+        close = _likely_meant(uri.scheme.lower())
+        guess = f"did you mean {close}://? " if close else ""
+        raise SourceError(f"source '{text}': unknown scheme '{uri.scheme}://'; {guess}supported: "
                           f"{', '.join(s + '://' for s in SOURCE_KINDS)}")
     return SOURCE_KINDS[uri.scheme](uri)
+
+
+def _likely_meant(scheme: str) -> str | None:
+    """The known scheme a mistyped one most likely meant: the same letters in another order
+    (`rtps`: two swapped) first, else the closest spelling."""
+    swapped = [known for known in SOURCE_KINDS if sorted(known) == sorted(scheme)]
+    close = swapped or difflib.get_close_matches(scheme, SOURCE_KINDS, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def camera_error(index: int, name: str, exc: SourceError) -> SourceError:

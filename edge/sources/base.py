@@ -119,6 +119,10 @@ class Source(ABC):
     #: A camera or stream (rtsp, v4l2, csi) that its supervisor reopens when it fails, stalls or
     #: ends; a file or a synthetic scene is not live and ends for good.
     live: bool = False
+    #: How long one read may block before the source gives up on it (FFmpeg's read timeout
+    #: on a stream; None: no such limit). A read that took that long returns a frame its
+    #: decoder still held, or nothing, not a new frame: the supervisor takes it as a stall.
+    read_timeout_s: float | None = None
 
     def __init__(self) -> None:
         self.pool = FramePool()

@@ -39,6 +39,8 @@ class VideoCaptureSource(Source):
         self.live = live
         self._target = target
         self._backend = backend
+        if live and backend == cv2.CAP_FFMPEG:
+            self.read_timeout_s = LIVE_TIMEOUT_MS / 1e3
         self._loop = loop
         self._requested_fps = fps
         self._size = (uri.integer("width", 0), uri.integer("height", 0))
@@ -96,7 +98,7 @@ class VideoCaptureSource(Source):
         """FFmpeg's limits on a blocking open and read of a stream (its default is 30 s). The
         supervisor gives up on a stalled reader sooner; this bound lets the abandoned read return
         and release the stream. Other backends reject these parameters."""
-        if not self.live or self._backend != cv2.CAP_FFMPEG:
+        if self.read_timeout_s is None:
             return []
         return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, LIVE_TIMEOUT_MS,
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, LIVE_TIMEOUT_MS]

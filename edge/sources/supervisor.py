@@ -37,6 +37,9 @@ LOG_REPEAT_S = 300.0
 #: stream probes it first (about 2 s with FFmpeg here) and a stream starts at a key frame, so a
 #: short `stall_s` would otherwise abandon every attempt before it could deliver anything.
 FIRST_FRAME_S = 10.0
+#: A read that blocked this share of the source's read timeout timed out (FFmpeg's interrupt
+#: check runs between its socket waits, so the read returns a little before or after it).
+READ_TIMEOUT_SHARE = 0.95
 #: How long the supervisor asks a stream's server why an open stalled (seconds).
 STALLED_PROBE_S = 2.0
 
@@ -73,9 +76,12 @@ class CameraStatus:
     fps: float
 
     def payload(self) -> dict[str, Any]:
+        """The retained message. `fps` is the rate the camera ran at up to a change away from
+        streaming; a camera starting or just streaming has no rate yet, and a retained 0 would
+        read as a stalled one for as long as it streams (the stats topic has the live rate)."""
         return {"camera": self.camera, "state": self.state, "reason": self.reason,
                 "since": rfc3339(self.since), "since_ts": self.since, "attempts": self.attempts,
-                "fps": round(self.fps, 2)}
+                "fps": None if self.state in HEALTHY_CAMERA_STATES else round(self.fps, 2)}
 
 
 def stopped_reason(last: CameraStatus) -> str:
@@ -254,7 +260,7 @@ class SourceSupervisor:
         reader.start()
         while reader.is_alive():
             reader.join(min(0.25, self.stall_s / 4))
-            limit = self.stall_s if attempt.delivered else max(self.stall_s, FIRST_FRAME_S)
+            limit = self._stall_limit(attempt)
             stalled = self.live and time.monotonic() - attempt.progress > limit
             if self._stop.is_set() or stalled:
                 with self._lock:
@@ -280,7 +286,17 @@ class SourceSupervisor:
                 if source.paced_by_consumer and not self.latest.wait_empty(timeout=0.5):
                     attempt.progress = time.monotonic()  # waiting on the loop is no stall
                     continue
+                began = time.monotonic()
                 frame = source.read()
+                blocked = time.monotonic() - began
+                if self.live and self._timed_out(attempt, blocked):
+                    # a frame the decoder still held (FFmpeg hands one over at each read
+                    # timeout of a frozen stream): no progress, or the stall would never show
+                    if frame is not None:
+                        frame.release()
+                        continue
+                    attempt.error = f"no frame for {blocked:.0f} s"  # no end of the stream
+                    return
                 if frame is None:
                     attempt.ended = True
                     return
@@ -307,6 +323,17 @@ class SourceSupervisor:
             attempt.error = redact_text(f"internal error: {exc!r}")
         finally:
             source.close()
+
+    def _stall_limit(self, attempt: _Attempt) -> float:
+        """Seconds without a frame after which an attempt has stalled."""
+        return self.stall_s if attempt.delivered else max(self.stall_s, FIRST_FRAME_S)
+
+    def _timed_out(self, attempt: _Attempt, blocked: float) -> bool:
+        """Whether a read that blocked `blocked` seconds waited past the stall limit or past
+        the source's own read timeout, so that what it returned is no sign of life."""
+        timeout = attempt.source.read_timeout_s
+        return blocked > self._stall_limit(attempt) or (
+            timeout is not None and blocked >= READ_TIMEOUT_SHARE * timeout)
 
     def _finish(self, attempt: _Attempt) -> None:
         if attempt.ended and not attempt.error:
