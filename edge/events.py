@@ -10,7 +10,8 @@ it carries one. Each event carries the object's best snapshot so far; the JPEG i
 a retained topic per event, and only the newest `RETAINED_SNAPSHOTS` stay retained per camera,
 so the broker's store stays bounded (across restarts too: the daemon hands over what earlier
 runs left, see `adopt_retained`).
-Counts (objects present now, per label and per zone and label) are retained and sent on change.
+Counts (objects present now, per label and per zone and label) are retained and sent on change;
+an object counts from its `new` event to its `end`.
 Events and counts are at-least-once (the outbox); snapshots are best effort, like frames.
 """
 
@@ -131,7 +132,10 @@ class EventEngine:
                 if not life.announced:  # gone before a held frame showed it
                     out += self._announce(item, life, life.zones, ts)
                 out += self._event("end", item, life, life.zones, ts, life.last_seen)
-        out += self._count_messages(confirmed, inside)
+        # counted from the `new` event on, so no count announces an object its event has not
+        counted = [(item, zones) for item, zones in zip(confirmed, inside, strict=True)
+                   if item.track_id in self._lives and self._lives[item.track_id].announced]
+        out += self._count_messages([item for item, _ in counted], [z for _, z in counted])
         return out
 
     def _reported(self, item: TrackedObject) -> bool:

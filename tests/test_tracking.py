@@ -232,6 +232,11 @@ def test_a_new_event_at_25_fps_carries_a_snapshot_whatever_frame_made_it_an_obje
     snapshot = next(m for m in recorder.messages if m[0] == new["snapshot"]["topic"])
     assert snapshot[1][:2] == b"\xff\xd8"
     assert events[1]["snapshot"] == new["snapshot"]  # no better view came
+    # the count follows the event: it went out up to 0.4 s before it, naming an object
+    # nobody had heard of yet
+    order = [m[0].rsplit("/", 1)[1] + ("" if m[0].endswith("events") else f"={int(m[1])}")
+             for m in recorder.messages if m[0].endswith(("/events", "/a/count"))]
+    assert order == ["count=0", "events", "count=1", "events", "count=0"], order
 
 
 def test_an_object_gone_before_a_held_frame_still_gets_its_new_and_end_events():
