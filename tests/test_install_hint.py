@@ -6,6 +6,7 @@ import importlib.metadata
 import importlib.util
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def test_installed_from_a_wheel_a_folder_or_elsewhere(tmp_path, monkeypatch, ori
     assert install_command("demo") == expected.format(pip=PIP, tmp=tmp_path)
 
 
-@pytest.mark.parametrize("command", ["convert", "inspect", "calibrate", "eval"])
+@pytest.mark.parametrize("command", ["convert", "inspect", "calibrate"])
 def test_a_workstation_commands_help_says_when_its_extra_is_missing(monkeypatch, capsys,
                                                                    command):
     """In the quick start's `.[cpu,demo]` install, `edge convert --help` printed the whole
@@ -75,10 +76,7 @@ def test_a_workstation_commands_help_says_when_its_extra_is_missing(monkeypatch,
         build_parser().parse_args([command, "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    what_for = (" to score a model or write --report (--field alone runs without it)"
-                if command == "eval" else "")
-    assert out.endswith(f"\nNot installed here: edge {command} needs the 'convert' extra"
-                        f"{what_for}; "
+    assert out.endswith(f"\nNot installed here: edge {command} needs the 'convert' extra; "
                         f"install it with:\n  {PIP} torch==2.13.0 && {PIP} -e "
                         f"'{CHECKOUT}[convert]'  # {edge.install_hint.TORCH_NOTE}\n")
 
@@ -90,3 +88,16 @@ def test_a_commands_help_says_nothing_of_an_extra_that_is_installed(capsys):
         with pytest.raises(SystemExit):
             build_parser().parse_args([command, "--help"])
         assert "Not installed here" not in capsys.readouterr().out
+
+
+def test_eval_scores_a_model_without_onnx_or_torch(demo_model):
+    """A user check: `edge eval --help` said it needed the convert extra; it runs on a device
+    with the `cpu` extra alone."""
+    script = ("import sys; sys.modules['onnx'] = sys.modules['torch'] = None\n"
+              "from edge.cli import main\n"
+              "sys.exit(main(['eval', sys.argv[1], '--data', 'synthetic://shapes?seed=5', "
+              "'--max-images', '40', '--json']))")
+    result = subprocess.run([sys.executable, "-c", script, str(demo_model)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["map50"] > 0.9

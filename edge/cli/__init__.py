@@ -55,11 +55,10 @@ class _Parser(argparse.ArgumentParser):
 
     #: A command's: `edge`'s own options, which go before the command (`--log-level`).
     outer_options: Sequence[str] = ()
-    #: A command's: the extra it needs beyond the core install, a module that extra brings,
-    #: and what for where only part of the command needs it. Its help then says when that is
-    #: missing here: `--help` printed everything and exited 0, and only running the command
-    #: said what to install.
-    needs_extra: tuple[str, str, str] | None = None
+    #: A command's: the extra it needs beyond the core install, and a module that extra
+    #: brings. Its help then says when that is missing here: `--help` printed everything and
+    #: exited 0, and only running the command said what to install.
+    needs_extra: tuple[str, str] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
@@ -69,9 +68,9 @@ class _Parser(argparse.ArgumentParser):
         text = super().format_help()
         if self.needs_extra is None or importlib.util.find_spec(self.needs_extra[1]):
             return text
-        extra, _, what_for = self.needs_extra
-        return (f"{text}\nNot installed here: {self.prog} needs the '{extra}' extra{what_for}; "
-                f"install it with:\n  {install_command(extra)}\n")
+        extra = self.needs_extra[0]
+        return (f"{text}\nNot installed here: {self.prog} needs the '{extra}' extra; install "
+                f"it with:\n  {install_command(extra)}\n")
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None
@@ -198,8 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(command_parser, _Parser):
             command_parser.outer_options = outer
             if name in workstation.CONVERT_EXTRA_COMMANDS:
-                command_parser.needs_extra = (
-                    "convert", "onnx", workstation.CONVERT_EXTRA_FOR.get(name, ""))
+                command_parser.needs_extra = ("convert", "onnx")
     return parser
 
 
