@@ -261,8 +261,13 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
 
 def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
     """The class names a YOLO dataset declares (its data.yaml's `names`, or a classes.txt), in
-    class-id order; None when it declares none (or PyYAML is missing for data.yaml)."""
-    if yaml_path.is_file() and importlib.util.find_spec("yaml") is not None:
+    class-id order; None when it declares none (or PyYAML is missing for data.yaml, which is
+    said: the class ids are then taken for the model's own, unchecked)."""
+    if yaml_path.is_file() and importlib.util.find_spec("yaml") is None:
+        log.warning("%s is not read (PyYAML is not installed): the labels' class ids are taken "
+                    "for the model's, unchecked; `pip install 'pyyaml>=6'` to match them by "
+                    "name", yaml_path)
+    elif yaml_path.is_file():
         try:
             content = dataset_yaml(yaml_path) or {}
         except InputError:  # only to cross-check the names: unread, they are not checked
