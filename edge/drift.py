@@ -128,7 +128,15 @@ class DriftStats:
             if values.shape != getattr(stats, name).shape:
                 raise ValueError(f"{name} has shape {values.shape}, expected "
                                  f"{getattr(stats, name).shape}")
+            if (values < 0).any():
+                raise ValueError(f"{name} holds negative counts")
             setattr(stats, name, values)
+        if stats.frames < 1:
+            raise ValueError(f"it profiles {stats.frames} frames")
+        for name in ("brightness", "contrast"):  # one count a frame each
+            if int(getattr(stats, name).sum()) != stats.frames:
+                raise ValueError(f"{name} counts {int(getattr(stats, name).sum())} frames, "
+                                 f"not its {stats.frames}")
         return stats
 
 

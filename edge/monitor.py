@@ -118,17 +118,19 @@ def format_stats(device: str, stats: DeviceStats, retained: bool = False) -> str
             f"up {stats.uptime_s} s" + (f" (retained, as of {stats.time})" if retained else ""))
 
 
-def format_drift(device: str, drift: Drift) -> str:
+def format_drift(device: str, drift: Drift, retained: bool = False) -> str:
     """A camera's drift state; in alert, the statistics past the threshold with their values
-    (so an alert whose cause changes, or grows, shows again)."""
+    (so an alert whose cause changes, or grows, shows again); `retained`: kept by the broker
+    from before this watch began, so it says as of when."""
     line = f"[{device}] {drift.camera} drift {drift.state.replace('_', ' ')}"
+    kept = f" (retained, as of {drift.time})" if retained else ""
     if drift.state != "alert":
-        return line
+        return line + kept
     values = drift.statistics
     drifted = ", ".join(f"{name} {values[name]:.2f}" if values.get(name) is not None else name
                         for name in drift.drifted)
     return (f"{line}: {drifted} ({drift.metric.upper()} over {drift.window_s:g} s, threshold "
-            f"{drift.threshold:g})")
+            f"{drift.threshold:g}){kept}")
 
 
 def format_line(message: Message, events: bool) -> str | None:
@@ -149,7 +151,7 @@ def format_line(message: Message, events: bool) -> str | None:
     if isinstance(payload, DetectionsMessage) and not events:
         return format_detections(device, payload)
     if isinstance(payload, Drift):
-        return format_drift(device, payload)
+        return format_drift(device, payload, message.retained)
     if isinstance(payload, Count) and events:
         where = f"{payload.zone}/" if payload.zone else ""
         kept = " (retained)" if message.retained else ""

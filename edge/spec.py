@@ -23,6 +23,7 @@ from pydantic import (
 
 from edge.errors import NOT_A_MODEL_FIX, ModelError
 from edge.files import require_model_file
+from edge.mqtt.topics import MAX_DETECTIONS
 from edge.ort_session import session_from_onnx
 from edge.resizing import (
     CROP_FRACTION_HELP,
@@ -115,7 +116,7 @@ class InputSpec(_Strict):
 class PostprocessSpec(_Strict):
     score_threshold: float = Field(default=0.25, gt=0, lt=1)
     iou_threshold: float = Field(default=0.45, gt=0, le=1)
-    max_detections: int = Field(default=100, gt=0)
+    max_detections: int = Field(default=100, gt=0, le=MAX_DETECTIONS)
 
 
 class ModelSpec(_Strict):

@@ -41,11 +41,12 @@ def counted(count: int, noun: str) -> str:
 
 
 def validation_problems(error: ValidationError, whole: str = "", inputs: bool = True,
-                        leaving_out: Collection[str] = ()) -> str:
+                        leaving_out: Collection[str] = (), most: int | None = None) -> str:
     """pydantic's errors as one line, one `where: what` per problem (`detections.0.score:
     Input should be a valid number (got '0.9')`), `whole` naming the object where a problem
     is with no one field; `inputs`: quote each offending value (not where it is the whole
-    object); `leaving_out`: error types the caller words itself. pydantic's own text spans
+    object), cut to `QUOTED_CHARS`; `leaving_out`: error types the caller words itself;
+    `most`: the problems listed, then how many more there are. pydantic's own text spans
     lines, with the input and a link on every one."""
     parts = []
     for problem in error.errors(include_url=False):
@@ -53,7 +54,18 @@ def validation_problems(error: ValidationError, whole: str = "", inputs: bool = 
             continue
         where = ".".join(str(part) for part in problem["loc"]) or whole
         message = str(problem["msg"]).removeprefix("Value error, ")
-        got = (f" (got {problem['input']!r})" if inputs and problem["type"] != "missing"
-               else "")
+        got = (f" (got {_quoted(problem['input'])})"
+               if inputs and problem["type"] != "missing" else "")
         parts.append(f"{where}: {message}{got}" if where else f"{message}{got}")
+    if most is not None and len(parts) > most:
+        parts[most:] = [f"and {counted(len(parts) - most, 'more problem')}"]
     return "; ".join(parts)
+
+
+#: The most characters of an offending value an error quotes.
+QUOTED_CHARS = 80
+
+
+def _quoted(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= QUOTED_CHARS else f"{text[:QUOTED_CHARS - 3]}..."

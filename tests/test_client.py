@@ -80,13 +80,36 @@ def _with(path: str, value: object) -> dict:
     (b'{"v": 1, "camera": "g\xe9"}', PayloadError,
      "payload is not UTF-8 text (byte 0xe9 at offset 21)"),
     (b"[" * 200_000, PayloadError, "payload is JSON nested too deeply to read"),
-    (b'{"v": ' + b"1" * 5000 + b"}", PayloadError, "payload is not JSON (Exceeds the limit"),
+    (b"{\"v\": " + b"1" * 5000 + b"}", PayloadError, "payload holds an integer of over 4,300"),
 ])
 def test_contract_violations_name_topic_and_field(payload, error, message):
     raw = payload if isinstance(payload, bytes) else _bytes(payload)
     with pytest.raises(error) as caught:
         parse_message("edge/+", "edge/d1/gate/detections", raw)
     assert message in str(caught.value) and caught.value.topic == "edge/d1/gate/detections"
+
+
+def test_a_huge_malformed_payload_is_refused_quickly_in_a_few_words():
+    """A user check: an 8 MB list of bad detections held every subscriber for a minute, took
+    gigabytes and made a 164 MB warning line."""
+    listed = _bytes({**DETECTIONS, "detections": [{"a": 1}] * 300_000})  # 2.7 MB
+    oversized = b" " * (5 * 2**20)
+    said = {}
+    for name, payload in (("listed", listed), ("oversized", oversized)):
+        began = time.perf_counter()
+        with pytest.raises(PayloadError) as caught:
+            parse_message("edge/+", "edge/d1/gate/detections", payload)
+        assert time.perf_counter() - began < 2.0  # a bound on runaway work, not a benchmark
+        said[name] = str(caught.value)
+    assert said["listed"] == ("edge/d1/gate/detections: detections: List should have at most "
+                              "10000 items after validation, not 300000 (got [{'a': 1}, "
+                              "{'a': 1}, {'a': 1}, {'a': 1}, {'a': 1}, {'a': 1}, {'a': 1}, "
+                              "{'a': ...)")
+    assert said["oversized"] == ("edge/d1/gate/detections: payload is 5.0 MiB; no JSON message "
+                                 "of the contract comes near 4 MiB")
+    problems = _bytes({"v": 1, "detections": [{"a": 1}] * 3})
+    with pytest.raises(PayloadError, match=r"; and \d+ more problems$"):
+        parse_message("edge/+", "edge/d1/gate/detections", problems)
 
 
 def test_additive_fields_are_kept_not_rejected():
@@ -430,3 +453,28 @@ def test_a_persistent_session_needs_a_client_id():
         Subscriber("mqtt://h", session_expiry_s=60)
     with pytest.raises(InputError, match="session expiry -1 s"):
         Subscriber("mqtt://h", client_id="me", session_expiry_s=-1)
+
+
+def test_a_persistent_session_gets_again_what_was_received_but_not_taken(mosquitto):
+    """A user check: a message that had reached the client when it stopped, but that the
+    application had not taken yet, was acknowledged on arrival and so lost for good."""
+    def subscriber() -> Subscriber:
+        client = Subscriber(mosquitto.url, "edge/d1", ["detections"], client_id="taker",
+                            session_expiry_s=60).start()
+        assert client.wait_subscribed(10)
+        return client
+
+    client = subscriber()
+    for frame_id in (1, 2, 3):
+        _publish(mosquitto.port, "edge/d1/gate/detections",
+                 _bytes({**DETECTIONS, "frame_id": frame_id}))
+    first = client.get(timeout=5)
+    time.sleep(0.5)  # 2 and 3 have arrived, and wait in the client's queue
+    client.stop()
+    assert first is not None and first.payload.frame_id == 1
+    client = subscriber()
+    try:
+        again = [client.get(timeout=5), client.get(timeout=5), client.get(timeout=0.5)]
+    finally:
+        client.stop()
+    assert [m.payload.frame_id if m else None for m in again] == [2, 3, None]

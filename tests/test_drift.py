@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -101,6 +102,22 @@ def test_malformed_reference_profiles_are_refused(tmp_path, text, expected):
     path = tmp_path / "m.onnx.drift.json"
     path.write_text(text)
     with pytest.raises(ModelError, match=expected):
+        DriftReference.load(path)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"brightness": [-5] * 16}, r"\(brightness holds negative counts\)"),
+    ({"frames": 0, "brightness": [0] * 16, "contrast": [0] * 16}, r"\(it profiles 0 frames\)"),
+    ({"frames": 301}, r"\(brightness counts 300 frames, not its 301\)"),
+])
+def test_hand_damaged_reference_counts_are_refused(tmp_path, reference, change, expected):
+    """A user check: negative bins (then compared as a flat histogram: a false alert) and a
+    profile of 0 frames were taken without a word."""
+    path = tmp_path / "m.onnx.drift.json"
+    reference.save(path)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "stats": {**data["stats"], **change}}))
+    with pytest.raises(ModelError, match=f"is not a drift reference profile {expected}"):
         DriftReference.load(path)
 
 

@@ -356,6 +356,10 @@ def test_a_drift_state_is_a_line_naming_what_drifted_in_an_alert():
     message = parse_message("edge/+", "edge/pi/gate/drift", alert.model_dump_json().encode())
     assert format_line(message, events=False) == format_line(message, events=True) == \
         format_drift("pi", alert)
+    # a user check: a drift state the broker kept from before the watch was not marked so
+    kept = parse_message("edge/+", "edge/pi/gate/drift", ok.model_dump_json().encode(), True)
+    assert format_line(kept, events=False) == \
+        "[pi] gate drift ok (retained, as of 2026-12-01T03:00:00Z)"
 
 
 def test_a_stats_line_says_which_cameras_have_no_frames_yet():

@@ -32,6 +32,11 @@ Content = Literal["json", "jpeg", "integer"]
 
 #: the most digits a count payload may have (any real count has a few; int() refuses 4,300+)
 COUNT_DIGITS = 18
+#: The largest JSON payload read (bytes). A detections message at MAX_DETECTIONS is ~1.5 MB;
+#: a larger payload is refused unread, so no single message can hold up the subscriber.
+MAX_JSON_BYTES = 4 * 2**20
+#: The problems an invalid payload's error lists (then how many more).
+PROBLEMS_SAID = 5
 
 
 class PayloadError(EdgeError):
@@ -219,6 +224,9 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
         if not (text.isascii() and text.isdigit() and len(text) <= COUNT_DIGITS):
             raise PayloadError(topic, f"count: expected a non-negative integer; got {text!r}")
         return Count(count=int(text), label=params["label"], zone=params.get("zone"))
+    if len(payload) > MAX_JSON_BYTES:
+        raise PayloadError(topic, f"payload is {len(payload) / 2**20:.1f} MiB; no JSON message "
+                                  f"of the contract comes near {MAX_JSON_BYTES / 2**20:g} MiB")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -226,8 +234,11 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
                                   f"at offset {exc.start}); the contract's JSON is UTF-8") from None
     try:
         data = json.loads(text)
-    except ValueError as exc:  # JSONDecodeError, or a number past int()'s digit limit
+    except json.JSONDecodeError as exc:
         raise PayloadError(topic, f"payload is not JSON ({exc})") from None
+    except ValueError:  # an integer past int()'s limit on digits
+        raise PayloadError(topic, "payload holds an integer of over 4,300 digits (no field of "
+                                  "the contract comes near that)") from None
     except RecursionError:  # `[[[[...`: deeper than the parser's stack, no payload of ours
         raise PayloadError(topic, "payload is JSON nested too deeply to read (no message of "
                                   "the contract nests more than a few levels)") from None
@@ -240,4 +251,5 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
     try:
         return kind.model.model_validate(data)
     except ValidationError as exc:
-        raise PayloadError(topic, validation_problems(exc, "payload")) from None
+        raise PayloadError(topic, validation_problems(exc, "payload", most=PROBLEMS_SAID)
+                           ) from None

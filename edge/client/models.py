@@ -9,13 +9,23 @@ existing fields may have changed meaning.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from edge.mqtt.topics import CONTRACT_VERSION
+from edge.mqtt.topics import CONTRACT_VERSION, MAX_DETECTIONS
 
 Box = list[float]
+#: The most entries any other list or mapping of a payload may hold. Far above what a device
+#: sends (a label list of 21k ImageNet classes fits), it bounds the work one malformed payload
+#: makes: a longer list fails at once instead of item by item (a user check: an 8 MB list of
+#: bad detections held every subscriber for a minute and made a 164 MB warning).
+MAX_ITEMS = 100_000
+
+_Item = TypeVar("_Item")
+#: A list or a string-keyed mapping of at most MAX_ITEMS entries.
+Items = Annotated[list[_Item], Field(max_length=MAX_ITEMS)]
+Keyed = Annotated[dict[str, _Item], Field(max_length=MAX_ITEMS)]
 
 
 class _Payload(BaseModel):
@@ -37,6 +47,10 @@ class Detection(_Payload):
                                  description="the tracked object; 0 or absent: not tracked")
 
 
+#: A frame's detections: at most MAX_DETECTIONS.
+DetectionList = Annotated[list[Detection], Field(max_length=MAX_DETECTIONS)]
+
+
 class DetectionsMessage(_Versioned):
     """`<prefix>/<camera>/detections`: one message per processed frame."""
 
@@ -49,7 +63,7 @@ class DetectionsMessage(_Versioned):
     model: str
     width: int = Field(gt=0, description="source frame width, pixels")
     height: int = Field(gt=0, description="source frame height, pixels")
-    latency_ms: dict[str, float] = Field(
+    latency_ms: Keyed[float] = Field(
         description="per stage: queue, slot_wait, preprocess, batch_wait (from the frame's "
                     "input being ready to its batch starting: the batch before it still "
                     "running, or other cameras' frames awaited up to batch_timeout_ms), "
@@ -57,7 +71,7 @@ class DetectionsMessage(_Versioned):
     batch: int | None = Field(default=None, ge=1,
                               description="frames of all cameras run in the inference batch "
                                           "this frame was in")
-    detections: list[Detection]
+    detections: DetectionList
 
 
 class DeviceStatus(_Versioned):
@@ -69,7 +83,7 @@ class DeviceStatus(_Versioned):
     state: Literal["online", "degraded", "offline", "stopped", "failed"]
     version: str
     model: str
-    cameras: list[str]
+    cameras: Items[str]
     started_at: str
     ts: float | None = None
     time: str | None = None
@@ -77,7 +91,7 @@ class DeviceStatus(_Versioned):
     backend_reason: str | None = Field(default=None,
                                        description="why this backend was chosen (auto)")
     host: str | None = Field(default=None, description="the device's host name")
-    camera_states: dict[str, str] | None = Field(default=None,
+    camera_states: Keyed[str] | None = Field(default=None,
                                                  description="camera -> its status state")
     error: str | None = Field(default=None,
                               description="why inference failed, or why the model's output "
@@ -115,7 +129,7 @@ class AuditDraw(_Payload):
 class SamplingStats(_Payload):
     """What a camera's frame sampling did (`frames` settings)."""
 
-    sampled: dict[str, int] = Field(description="frames sampled per reason (interval, "
+    sampled: Keyed[int] = Field(description="frames sampled per reason (interval, "
                                                 "detection, uncertain, rare, count_change, "
                                                 "audit, snapshot)")
     refused: int = Field(ge=0, description="samples the per minute, hour and day limits "
@@ -132,7 +146,7 @@ class InferenceStats(_Payload):
     runners: int = Field(ge=0, description="inference engines loaded (one a model)")
     max_batch: int = Field(ge=1)
     batches: int = Field(ge=0, description="batches run")
-    batch_sizes: dict[str, int] = Field(description="batch size -> batches of that size")
+    batch_sizes: Keyed[int] = Field(description="batch size -> batches of that size")
     mean_batch: float = Field(ge=0)
     state: Literal["running", "failed", "stopped"]
 
@@ -153,7 +167,7 @@ class CameraStats(_Payload):
                                    description="times the source was reopened")
     source_fps: float | None = Field(default=None,
                                      description="frames a second the source delivers")
-    latency_ms: dict[str, dict[str, float]] = Field(
+    latency_ms: Keyed[dict[str, float]] = Field(
         default_factory=dict, description="per stage: percentiles p50, p90, p99")
     sampling: SamplingStats | None = None
     drift: str | None = Field(default=None, description="the drift monitor's state, if on")
@@ -166,11 +180,11 @@ class DeviceStats(_Versioned):
     time: str
     uptime_s: float
     backend: str | None = None
-    cameras: dict[str, CameraStats]
+    cameras: Keyed[CameraStats]
     inference: InferenceStats | None = None
-    mqtt: dict[str, JsonValue]
+    mqtt: Keyed[JsonValue]
     memory_rss_mb: float | None = None
-    temperatures_c: dict[str, float] | None = Field(
+    temperatures_c: Keyed[float] | None = Field(
         default=None, description="thermal zone -> degrees C (empty where none is readable)")
 
 
@@ -193,14 +207,14 @@ class FrameMeta(_Versioned):
                                                 "(with frames.draw)")
     detections: int = Field(ge=0, description="number of detections in the frame")
     detections_drawn: bool
-    reasons: list[str] | None = Field(default=None,
+    reasons: Items[str] | None = Field(default=None,
                                       description="why the frame was sampled")
-    predictions: list[Detection] | None = Field(default=None,
+    predictions: DetectionList | None = Field(default=None,
                                                 description="the frame's detections")
-    below_threshold: list[Detection] | None = Field(
+    below_threshold: DetectionList | None = Field(
         default=None, description="detections the uncertainty band saw under the score "
                                   "threshold (not published as detections)")
-    labels: list[str] | None = Field(default=None, description="the model's labels")
+    labels: Items[str] | None = Field(default=None, description="the model's labels")
     published_at: str | None = Field(default=None, description="RFC 3339 UTC")
 
 
@@ -227,8 +241,8 @@ class Event(_Versioned):
     box: Box = Field(min_length=4, max_length=4)
     start: float = Field(description="first seen, seconds since the epoch")
     end: float | None = Field(description="last seen (end events), seconds since the epoch")
-    zones: list[str] = Field(description="zones the object is in now")
-    entered_zones: list[str] = Field(description="every zone the object has been in")
+    zones: Items[str] = Field(description="zones the object is in now")
+    entered_zones: Items[str] = Field(description="every zone the object has been in")
     snapshot: SnapshotRef | None
     ts: float
     time: str
@@ -253,9 +267,9 @@ class Drift(_Versioned):
     metric: Literal["psi", "kl"]
     threshold: float
     frames: int = Field(ge=0)
-    scores: dict[str, float | None] = Field(description="per statistic of the model's outputs")
-    input: dict[str, float | None] = Field(description="per statistic of the frames")
-    drifted: list[str]
+    scores: Keyed[float | None] = Field(description="per statistic of the model's outputs")
+    input: Keyed[float | None] = Field(description="per statistic of the frames")
+    drifted: Items[str]
     ts: float
     time: str
 
@@ -277,7 +291,7 @@ class CommandReply(_Payload):
 
     ok: bool
     error: str | None = None
-    cameras: list[str] | None = Field(default=None,
+    cameras: Items[str] | None = Field(default=None,
                                       description="the cameras the command applied to, or "
                                                   "(with an error) the device's cameras")
 

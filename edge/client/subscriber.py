@@ -62,8 +62,10 @@ class Subscriber:
         `session_expiry_s` > 0 the broker keeps the subscriptions that long after a disconnect
         and queues those QoS 1 messages for the next connection under that id (up to the
         broker's queue limit, mosquitto's `max_queued_messages`); frames (QoS 0) are not
-        queued. Two subscribers must not share one client id: each would take the session
-        from the other."""
+        queued. The iterator style then acknowledges a message to the broker only when `get`
+        hands it over, so what was received and not yet taken at `stop` comes again next
+        time (the callback style, when the callback returns). Two subscribers must not share
+        one client id: each would take the session from the other."""
         wanted = list(kinds)
         unknown = sorted(set(wanted) - set(KIND_NAMES))
         if unknown:
@@ -73,7 +75,10 @@ class Subscriber:
         self.on_invalid = on_invalid
         self._callback = callback
         self._on_error = on_error
-        self._queue: queue.Queue[Message | PayloadError] = queue.Queue(queue_size)
+        #: each with the function that acknowledges it to the broker once it is taken (with a
+        #: persistent session: see `session_expiry_s`), else None
+        self._queue: queue.Queue[tuple[Message | PayloadError, Callable[[], None] | None]] = \
+            queue.Queue(queue_size)
         self._stopped = threading.Event()
         self.counts: Counter[str] = Counter()  # per kind
         self.invalid = 0
@@ -89,7 +94,8 @@ class Subscriber:
                                              certfile=certfile, keyfile=keyfile,
                                              log_first_failure=log_first_failure,
                                              log_failures=log_failures, names=names,
-                                             mqtt5=mqtt5, session_expiry_s=session_expiry_s)
+                                             mqtt5=mqtt5, session_expiry_s=session_expiry_s,
+                                             manual_ack=session_expiry_s > 0 and callback is None)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -125,9 +131,11 @@ class Subscriber:
             if wait <= 0:
                 return None
             try:
-                item = self._queue.get(timeout=wait)
+                item, ack = self._queue.get(timeout=wait)
             except queue.Empty:
                 continue
+            if ack is not None:
+                ack()
             if isinstance(item, PayloadError):
                 raise item
             return item
@@ -182,7 +190,10 @@ class Subscriber:
             log.error("invalid message: %s", error)
 
     def _put(self, item: Message | PayloadError) -> None:
+        ack = self.connection.defer_ack() if self.connection.manual_ack else None
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait((item, ack))
         except queue.Full:
             self.overflow += 1
+            if ack is not None:  # dropped, as without a persistent session
+                ack()

@@ -10,6 +10,7 @@ does not speak MQTT 5 (amqtt, old brokers) is retried once with MQTT 3.1.1.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -114,7 +115,8 @@ class BrokerSubscription:
                  password: str | None = None, *, certfile: str | None = None,
                  keyfile: str | None = None, log_first_failure: bool = True,
                  log_failures: bool = True, names: SettingNames = COMMAND_LINE,
-                 mqtt5: bool = True, session_expiry_s: int = 0) -> None:
+                 mqtt5: bool = True, session_expiry_s: int = 0,
+                 manual_ack: bool = False) -> None:
         """`username`/`password` override the URL's user info; a user without a password takes
         it from $EDGE_MQTT_PASSWORD, as the daemon does. `ca_file`, `certfile` and `keyfile`
         (PEM) are used with mqtts://. Failed attempts are logged once per cause (`last_failure`
@@ -125,7 +127,11 @@ class BrokerSubscription:
         newer (no MQTT 5 attempt, so no shared subscriptions). `session_expiry_s` > 0 (with a
         fixed `client_id`): a persistent session, which the broker keeps that long after a
         disconnect, queueing the QoS 1 messages that match it for the next connection (MQTT
-        3.1.1 has no expiry: the broker keeps it until its own limit)."""
+        3.1.1 has no expiry: the broker keeps it until its own limit). `manual_ack`: a QoS 1
+        message is acknowledged to the broker only once handled, not as it arrives: a
+        receiver that hands it on calls `defer_ack` and, later, the function that returns
+        (any other is acknowledged when the receiver returns); what was received and not yet
+        handled is then sent again at the next connection of a persistent session."""
         broker = checked_broker_url(url)
         if session_expiry_s < 0:
             raise InputError(f"session expiry {session_expiry_s} s: give 0 (a fresh session "
@@ -147,6 +153,8 @@ class BrokerSubscription:
         self._retired: mqtt.Client | None = None  # the MQTT 5 client a downgrade replaces
         self.protocol = mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311
         self.session_expiry_s = session_expiry_s
+        self.manual_ack = manual_ack
+        self._pending_ack: Callable[[], None] | None = None  # the message being received
         user = username or broker.username
         secret = password if username else broker.password
         if user and secret is None:
@@ -171,7 +179,8 @@ class BrokerSubscription:
         persistent = self.session_expiry_s > 0
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=self.protocol,
-                             clean_session=None if self.protocol == mqtt.MQTTv5 else not persistent)
+                             clean_session=None if self.protocol == mqtt.MQTTv5 else not persistent,
+                             manual_ack=self.manual_ack)
         if self.tls:
             files = self._files
             try:
@@ -327,6 +336,8 @@ class BrokerSubscription:
         self._answered.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self.manual_ack:
+            self._pending_ack = functools.partial(_acknowledge, client, message.mid, message.qos)
         try:
             self._receiver(message.topic, bytes(message.payload), bool(message.retain))
         except Exception:  # thread boundary: an escaping error ends paho's network thread,
@@ -335,6 +346,27 @@ class BrokerSubscription:
             if self.unhandled == 1:
                 log.exception("a message on %s could not be handled; it is skipped (later "
                               "ones that fail alike are counted, not logged)", message.topic)
+        finally:
+            ack, self._pending_ack = self._pending_ack, None
+            if ack is not None:  # not handed on: handled
+                ack()
+
+    def defer_ack(self) -> Callable[[], None]:
+        """Called by a receiver (with `manual_ack`) that hands the message it is receiving on:
+        the function that acknowledges it, to call once it has been handled."""
+        ack, self._pending_ack = self._pending_ack, None
+        return ack if ack is not None else _nothing_to_acknowledge
+
+
+def _acknowledge(client: mqtt.Client, mid: int, qos: int) -> None:
+    """A received message's PUBACK (QoS 1); QoS 0 has none. Over a connection that has
+    since dropped it goes nowhere, and the broker sends the message again."""
+    if qos > 0:
+        client.ack(mid, qos)
+
+
+def _nothing_to_acknowledge() -> None:
+    pass
 
 
 def failure_fix(failure: str) -> str | None:

@@ -9,6 +9,9 @@ CONTRACT_VERSION = 1
 #: Event snapshots kept retained per camera; older ones are cleared with an empty retained
 #: message (by the run that published them, or by the next run that finds them).
 RETAINED_SNAPSHOTS = 50
+#: The most detections one frame's message carries (a model's `max_detections` is bounded by
+#: it): subscribers refuse a longer list at once.
+MAX_DETECTIONS = 10_000
 #: The QoS retained topics are read at (sweeps, a subscriber's retained kinds): their values
 #: come again on every (re)connect, and Mosquitto holds at most 1000 QoS 1 messages a
 #: subscriber beyond those in flight (max_queued_messages), dropping the rest unsaid (1000
