@@ -285,7 +285,7 @@ def whole_loop(config: Config, options: BenchOptions,
     per_camera = {name: round((last[name] - first[name]) / elapsed, 2) for name in last}
     total = sum(per_camera.values())
     echo(f"whole loop, {options.cameras} camera(s): {total:.1f} FPS "
-         f"({', '.join(f'{k} {v}' for k, v in per_camera.items())})")
+         f"({', '.join(f'{k} {v:.1f}' for k, v in per_camera.items())})")
     frames = sum(size * count for size, count in sizes.items())
     batches = sum(sizes.values())
     return {"pipeline_fps": round(total, 2), "per_camera_fps": per_camera,

@@ -64,7 +64,9 @@ class DetectionsMessage(_Versioned):
     width: int = Field(gt=0, description="source frame width, pixels")
     height: int = Field(gt=0, description="source frame height, pixels")
     latency_ms: Keyed[float] = Field(
-        description="per stage: queue, slot_wait, preprocess, batch_wait (from the frame's "
+        description="per stage: queue (from capture to the camera loop taking the frame), "
+                    "slot_wait (waiting for a free input row of the shared engine), "
+                    "preprocess (letterboxing into it), batch_wait (from the frame's "
                     "input being ready to its batch starting: the batch before it still "
                     "running, or other cameras' frames awaited up to batch_timeout_ms), "
                     "infer, postprocess, track, total")
