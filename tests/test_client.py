@@ -455,6 +455,85 @@ def test_a_persistent_session_needs_a_client_id():
         Subscriber("mqtt://h", client_id="me", session_expiry_s=-1)
 
 
+@pytest.mark.parametrize("expiry", [2**32, 1.5, "60", None])
+def test_a_session_expiry_mqtt_cannot_carry_is_refused_before_connecting(expiry):
+    """A user check: these reached paho's network thread and ended it (struct.error,
+    TypeError), so the subscriber never connected, without a word."""
+    with pytest.raises(InputError, match=r"session expiry .* \(at most 4294967295\)"):
+        Subscriber("mqtt://h", client_id="me", session_expiry_s=expiry)
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5])
+def test_a_queue_size_below_one_is_refused(size):
+    with pytest.raises(InputError, match=f"queue size {size}: give a whole number"):
+        Subscriber("mqtt://h", queue_size=size)
+
+
+def _publish_many(port: int, topic: str, payloads: list[bytes]) -> None:
+    publish.multiple([{"topic": topic, "payload": p, "qos": 1} for p in payloads],
+                     hostname="127.0.0.1", port=port)
+
+
+@pytest.mark.parametrize(("mqtt5", "queue_size"), [(True, 5), (False, 20)])
+def test_a_slow_reader_of_a_persistent_session_loses_no_message(mosquitto, mqtt5, queue_size,
+                                                                caplog):
+    """A user check: a persistent session whose application fell behind lost messages in
+    silence (the full queue dropped them, and acknowledged them to the broker). The network
+    thread now waits for room, so the broker holds the rest (mosquitto 2.0.11 does not keep
+    to the Receive Maximum the subscriber asks for: that alone is not enough)."""
+    with Subscriber(mosquitto.url, "edge/d1", ["detections"], client_id=f"slow-{mqtt5}",
+                    session_expiry_s=60, mqtt5=mqtt5, queue_size=queue_size) as client:
+        assert client.wait_subscribed(10)
+        _publish_many(mosquitto.port, "edge/d1/gate/detections",
+                      [_bytes({**DETECTIONS, "frame_id": i}) for i in range(60)])
+        time.sleep(1.0)  # as many as the broker sends have arrived
+        taken = []
+        while (message := client.get(timeout=2)) is not None:
+            taken.append(message.payload.frame_id)
+    assert taken == list(range(60)) and client.overflow == 0
+    assert "dropped" not in caplog.text
+
+
+def test_a_persistent_session_that_stops_with_a_full_queue_gets_the_rest_next_time(mosquitto):
+    def subscriber() -> Subscriber:
+        client = Subscriber(mosquitto.url, "edge/d1", ["detections"], client_id="full",
+                            session_expiry_s=60, queue_size=2).start()
+        assert client.wait_subscribed(10)
+        return client
+
+    client = subscriber()
+    _publish_many(mosquitto.port, "edge/d1/gate/detections",
+                  [_bytes({**DETECTIONS, "frame_id": i}) for i in range(10)])
+    time.sleep(1.0)  # the queue is full and the network thread waits for room
+    started = time.monotonic()
+    client.stop()
+    assert time.monotonic() - started < 3
+    client = subscriber()
+    try:
+        taken = []
+        while (message := client.get(timeout=2)) is not None:
+            taken.append(message.payload.frame_id)
+    finally:
+        client.stop()
+    assert taken == list(range(10))
+
+
+def test_a_full_queue_drops_new_messages_and_says_so(mosquitto, caplog):
+    with Subscriber(mosquitto.url, "edge/d1", ["detections"], queue_size=3) as client:
+        assert client.wait_subscribed(10)
+        _publish_many(mosquitto.port, "edge/d1/gate/detections",
+                      [_bytes({**DETECTIONS, "frame_id": i}) for i in range(10)])
+        time.sleep(1.0)
+        taken = [client.get(timeout=2) for _ in range(3)]
+        _publish(mosquitto.port, "edge/d1/gate/detections",
+                 _bytes({**DETECTIONS, "frame_id": 10}))
+        last = client.get(timeout=5)
+    assert [m.payload.frame_id if m else None for m in taken] == [0, 1, 2]
+    assert last is not None and last.payload.frame_id == 10 and client.overflow == 7
+    assert caplog.text.count("the queue of 3 is full, new messages are dropped") == 1
+    assert "7 message(s) dropped while the queue was full" in caplog.text
+
+
 def test_a_persistent_session_gets_again_what_was_received_but_not_taken(mosquitto):
     """A user check: a message that had reached the client when it stopped, but that the
     application had not taken yet, was acknowledged on arrival and so lost for good."""

@@ -28,7 +28,12 @@ from edge.client.contract import (
 )
 from edge.errors import InputError
 from edge.mqtt.failures import PYTHON_CLIENT, SettingNames
-from edge.mqtt.subscriber import BrokerSubscription, check_device_prefix
+from edge.mqtt.subscriber import (
+    MAX_RECEIVE_MAXIMUM,
+    BrokerSubscription,
+    check_device_prefix,
+    check_session_expiry,
+)
 from edge.mqtt.topics import RETAINED_READ_QOS
 
 log = logging.getLogger(__name__)
@@ -65,18 +70,32 @@ class Subscriber:
         queued. The iterator style then acknowledges a message to the broker only when `get`
         hands it over, so what was received and not yet taken at `stop` comes again next
         time (the callback style, when the callback returns). Two subscribers must not share
-        one client id: each would take the session from the other."""
+        one client id: each would take the session from the other.
+
+        `queue_size`: how many messages the iterator style holds for you. When you take them
+        more slowly than they come, newer ones are dropped (counted in `overflow`, logged once
+        per burst); with a persistent session, QoS 1 messages are not: the subscriber stops
+        reading from the broker until you take some, and the broker holds the rest of the
+        session's messages (it is also asked to send at most `queue_size` unacknowledged,
+        MQTT 5 Receive Maximum). Stopped too long (1.5x the 30 s keep-alive), the broker
+        drops the connection; the subscriber reconnects and is sent again what it had not
+        acknowledged."""
         wanted = list(kinds)
         unknown = sorted(set(wanted) - set(KIND_NAMES))
         if unknown:
             raise InputError(f"unknown message kind(s) {', '.join(unknown)}; known: "
                              f"{', '.join(KIND_NAMES)}")
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise InputError(f"queue size {queue_size!r}: give a whole number of messages, 1 "
+                             "or more")
         self.prefix = check_device_prefix(prefix)
         self.on_invalid = on_invalid
         self._callback = callback
         self._on_error = on_error
         #: each with the function that acknowledges it to the broker once it is taken (with a
         #: persistent session: see `session_expiry_s`), else None
+        persistent_queue = check_session_expiry(session_expiry_s) > 0 and callback is None
+        self.queue_size = queue_size
         self._queue: queue.Queue[tuple[Message | PayloadError, Callable[[], None] | None]] = \
             queue.Queue(queue_size)
         self._stopped = threading.Event()
@@ -87,6 +106,8 @@ class Subscriber:
         #: then on every message is invalid, none is delivered under a wrong kind
         self.misplaced: str | None = None
         self.overflow = 0  # iterator style: messages dropped because nobody read them
+        self._dropped_before = 0  # `overflow` when the current burst of drops began
+        self._dropping = False
         filters = [(kind.filter(prefix), RETAINED_READ_QOS if kind.retained else kind.qos)
                    for kind in KINDS if kind.name in wanted]
         self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
@@ -95,7 +116,10 @@ class Subscriber:
                                              log_first_failure=log_first_failure,
                                              log_failures=log_failures, names=names,
                                              mqtt5=mqtt5, session_expiry_s=session_expiry_s,
-                                             manual_ack=session_expiry_s > 0 and callback is None)
+                                             manual_ack=persistent_queue,
+                                             receive_maximum=(min(queue_size,
+                                                                  MAX_RECEIVE_MAXIMUM)
+                                                              if persistent_queue else 0))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -190,10 +214,34 @@ class Subscriber:
             log.error("invalid message: %s", error)
 
     def _put(self, item: Message | PayloadError) -> None:
+        """Queue `item` for `get`. A message the broker waits to have acknowledged (persistent
+        session, QoS 1) waits for room: the network thread stops reading, so the broker holds
+        the rest of the session's messages; any other is dropped when the queue is full."""
         ack = self.connection.defer_ack() if self.connection.manual_ack else None
         try:
             self._queue.put_nowait((item, ack))
         except queue.Full:
-            self.overflow += 1
-            if ack is not None:  # dropped, as without a persistent session
-                ack()
+            if ack is None:
+                self._overflowed()
+                return
+            log.warning("the application is not taking messages (get) as fast as they come: "
+                        "the queue of %d is full; the broker holds the session's messages "
+                        "until it has room", self.queue_size)
+            while not self._stopped.is_set():
+                try:
+                    self._queue.put((item, ack), timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+        if self._dropping:
+            self._dropping = False
+            log.warning("%d message(s) dropped while the queue was full",
+                        self.overflow - self._dropped_before)
+
+    def _overflowed(self) -> None:
+        self.overflow += 1
+        if not self._dropping:
+            self._dropping, self._dropped_before = True, self.overflow - 1
+            log.warning("the application is not taking messages (get) as fast as they come: "
+                        "the queue of %d is full, new messages are dropped until it has room",
+                        self.queue_size)

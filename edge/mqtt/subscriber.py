@@ -73,6 +73,8 @@ NO_TLS_FILES = TlsFiles()
 
 #: How long a command-line subscriber waits for the broker's first SUBACK.
 CONNECT_TIMEOUT_S = 10.0
+MAX_SESSION_EXPIRY_S = 2**32 - 1  # MQTT 5: a four-byte integer (this value: never expires)
+MAX_RECEIVE_MAXIMUM = 2**16 - 1  # MQTT 5: a two-byte integer
 
 
 def checked_broker_url(url: str) -> BrokerUrl:
@@ -103,6 +105,17 @@ def check_device_prefix(prefix: str) -> str:
     return prefix
 
 
+def check_session_expiry(seconds: int) -> int:
+    """`seconds`, a session expiry MQTT can carry (paho's network thread dies on one it
+    cannot encode, and with it the connection, without a word)."""
+    if (isinstance(seconds, bool) or not isinstance(seconds, int)
+            or not 0 <= seconds <= MAX_SESSION_EXPIRY_S):
+        raise InputError(f"session expiry {seconds!r} s: give 0 (a fresh session each "
+                         "connection) or the whole seconds the broker keeps it (at most "
+                         f"{MAX_SESSION_EXPIRY_S})")
+    return seconds
+
+
 class BrokerSubscription:
     """Subscribes `filters` [(filter, qos)] and passes every message to `receiver` on paho's
     network thread; `connected` is set while connected, `subscribed` once the broker granted
@@ -116,7 +129,7 @@ class BrokerSubscription:
                  keyfile: str | None = None, log_first_failure: bool = True,
                  log_failures: bool = True, names: SettingNames = COMMAND_LINE,
                  mqtt5: bool = True, session_expiry_s: int = 0,
-                 manual_ack: bool = False) -> None:
+                 manual_ack: bool = False, receive_maximum: int = 0) -> None:
         """`username`/`password` override the URL's user info; a user without a password takes
         it from $EDGE_MQTT_PASSWORD, as the daemon does. `ca_file`, `certfile` and `keyfile`
         (PEM) are used with mqtts://. Failed attempts are logged once per cause (`last_failure`
@@ -131,11 +144,14 @@ class BrokerSubscription:
         message is acknowledged to the broker only once handled, not as it arrives: a
         receiver that hands it on calls `defer_ack` and, later, the function that returns
         (any other is acknowledged when the receiver returns); what was received and not yet
-        handled is then sent again at the next connection of a persistent session."""
+        handled is then sent again at the next connection of a persistent session.
+        `receive_maximum` (MQTT 5, 1-65535; 0: the broker's default): how many QoS 1 messages
+        the broker sends before it waits for their acknowledgements."""
         broker = checked_broker_url(url)
-        if session_expiry_s < 0:
-            raise InputError(f"session expiry {session_expiry_s} s: give 0 (a fresh session "
-                             "each connection) or the seconds the broker keeps it")
+        check_session_expiry(session_expiry_s)
+        if not 0 <= receive_maximum <= MAX_RECEIVE_MAXIMUM:
+            raise InputError(f"receive maximum {receive_maximum}: give 1-{MAX_RECEIVE_MAXIMUM} "
+                             "messages, or 0 for the broker's default")
         if session_expiry_s and not client_id:
             raise InputError("a persistent session (session expiry > 0) needs a fixed client "
                              "id: the broker finds the session by it at the next connection")
@@ -154,6 +170,7 @@ class BrokerSubscription:
         self.protocol = mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311
         self.session_expiry_s = session_expiry_s
         self.manual_ack = manual_ack
+        self.receive_maximum = receive_maximum
         self._pending_ack: Callable[[], None] | None = None  # the message being received
         user = username or broker.username
         secret = password if username else broker.password
@@ -204,10 +221,15 @@ class BrokerSubscription:
         return client
 
     def start(self) -> None:
-        if self.protocol == mqtt.MQTTv5 and self.session_expiry_s > 0:
+        if self.protocol == mqtt.MQTTv5 and (self.session_expiry_s or self.receive_maximum):
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = self.session_expiry_s
-            self._client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
+            if self.session_expiry_s:
+                properties.SessionExpiryInterval = self.session_expiry_s
+            if self.receive_maximum:
+                properties.ReceiveMaximum = self.receive_maximum
+            self._client.connect_async(self.host, self.port, keepalive=30,
+                                       clean_start=(False if self.session_expiry_s
+                                                    else mqtt.MQTT_CLEAN_START_FIRST_ONLY),
                                        properties=properties)
         else:
             self._client.connect_async(self.host, self.port, keepalive=30)
@@ -336,7 +358,7 @@ class BrokerSubscription:
         self._answered.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if self.manual_ack:
+        if self.manual_ack and message.qos > 0:
             self._pending_ack = functools.partial(_acknowledge, client, message.mid, message.qos)
         try:
             self._receiver(message.topic, bytes(message.payload), bool(message.retain))
@@ -351,22 +373,17 @@ class BrokerSubscription:
             if ack is not None:  # not handed on: handled
                 ack()
 
-    def defer_ack(self) -> Callable[[], None]:
+    def defer_ack(self) -> Callable[[], None] | None:
         """Called by a receiver (with `manual_ack`) that hands the message it is receiving on:
-        the function that acknowledges it, to call once it has been handled."""
+        the function that acknowledges it (its PUBACK), to call once it has been handled; None
+        for a QoS 0 message, which has no acknowledgement. Over a connection that has since
+        dropped the PUBACK goes nowhere, and the broker sends the message again."""
         ack, self._pending_ack = self._pending_ack, None
-        return ack if ack is not None else _nothing_to_acknowledge
+        return ack
 
 
 def _acknowledge(client: mqtt.Client, mid: int, qos: int) -> None:
-    """A received message's PUBACK (QoS 1); QoS 0 has none. Over a connection that has
-    since dropped it goes nowhere, and the broker sends the message again."""
-    if qos > 0:
-        client.ack(mid, qos)
-
-
-def _nothing_to_acknowledge() -> None:
-    pass
+    client.ack(mid, qos)
 
 
 def failure_fix(failure: str) -> str | None:
