@@ -335,11 +335,16 @@ STATUS = {"v": 1, "state": "online", "version": "0.1", "model": "m", "cameras": 
     ("edge/d1/gate", r"the prefix 'edge/d1/gate' goes a level past the device \('gate'\); "
                      r"use edge/d1"),
 ])
+@pytest.mark.parametrize("device_state", ["online", "failed"])
 def test_a_prefix_a_level_off_is_named_and_nothing_is_read_under_a_wrong_kind(mosquitto, caplog,
-                                                                            prefix, fix):
+                                                                            prefix, fix,
+                                                                            device_state):
     """`edge` (the device level left out) read a device's status as a camera's and its
-    counts as zone counts; `edge/d1/gate` (a camera added) read the zone as a camera."""
-    _publish(mosquitto.port, "edge/d1/status", _bytes(STATUS), retain=True)
+    counts as zone counts; `edge/d1/gate` (a camera added) read the zone as a camera. A
+    device's `failed` status is a valid camera status but for the device's own fields: a
+    user check saw `edge monitor --prefix edge` show "d1 camera failed"."""
+    _publish(mosquitto.port, "edge/d1/status",
+             _bytes({**STATUS, "state": device_state, "error": "inference failed"}), retain=True)
     _publish(mosquitto.port, "edge/d1/gate/status",
              _bytes({"v": 1, "camera": "gate", "state": "streaming",
                      "since": "2026-12-03T08:00:00Z"}), retain=True)
@@ -360,6 +365,17 @@ def test_a_prefix_a_level_off_is_named_and_nothing_is_read_under_a_wrong_kind(mo
     assert "skipping a message" not in caplog.text
     for topic in ("edge/d1/status", "edge/d1/gate/status"):
         _publish(mosquitto.port, topic, b"", retain=True)
+
+
+@pytest.mark.parametrize(("payload", "problem"), [
+    ({"camera": "yard", "state": "streaming"},
+     "camera: 'yard', but the topic is the status of camera 'gate'"),
+    ({**STATUS, "state": "failed"}, r"a device's status \(cameras, model, started_at, "
+                                    r"version\) on the status topic of camera 'gate'"),
+])
+def test_a_camera_status_of_another_camera_is_refused(payload, problem):
+    with pytest.raises(PayloadError, match=problem):
+        parse_message("edge/d1", "edge/d1/gate/status", _bytes(payload))
 
 
 def test_a_message_too_deep_to_parse_is_skipped_and_later_ones_still_arrive(mosquitto, caplog):

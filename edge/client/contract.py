@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -37,6 +37,10 @@ COUNT_DIGITS = 18
 MAX_JSON_BYTES = 4 * 2**20
 #: The problems an invalid payload's error lists (then how many more).
 PROBLEMS_SAID = 5
+#: What only a device's status has: on a camera's status topic they show a prefix a level off.
+DEVICE_STATUS_FIELDS = frozenset(
+    name for name, field in DeviceStatus.model_fields.items()
+    if field.is_required() and name not in CameraStatus.model_fields and name != "v")
 
 
 class PayloadError(EdgeError):
@@ -224,6 +228,20 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
         if not (text.isascii() and text.isdigit() and len(text) <= COUNT_DIGITS):
             raise PayloadError(topic, f"count: expected a non-negative integer; got {text!r}")
         return Count(count=int(text), label=params["label"], zone=params.get("zone"))
+    data = _json_object(topic, payload)
+    try:
+        model = kind.model.model_validate(data)
+    except ValidationError as exc:
+        raise PayloadError(topic, validation_problems(exc, "payload", most=PROBLEMS_SAID)
+                           ) from None
+    if isinstance(model, CameraStatus):
+        _check_names_its_camera(topic, model, data, params["camera"])
+    return model
+
+
+def _json_object(topic: str, payload: bytes) -> dict[str, Any]:
+    """A JSON payload's object, refused with the reason when it is none the contract sends
+    (too large, not UTF-8, not JSON, nested past reason, a newer contract version)."""
     if len(payload) > MAX_JSON_BYTES:
         raise PayloadError(topic, f"payload is {len(payload) / 2**20:.1f} MiB; no JSON message "
                                   f"of the contract comes near {MAX_JSON_BYTES / 2**20:g} MiB")
@@ -248,8 +266,18 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
     if isinstance(version, int) and version > CONTRACT_VERSION:
         raise FutureVersionError(topic, f"v: contract version {version} is newer than this "
                                         f"client's ({CONTRACT_VERSION}); upgrade edge-runtime")
-    try:
-        return kind.model.model_validate(data)
-    except ValidationError as exc:
-        raise PayloadError(topic, validation_problems(exc, "payload", most=PROBLEMS_SAID)
-                           ) from None
+    return data
+
+
+def _check_names_its_camera(topic: str, status: CameraStatus, data: dict[str, Any],
+                            camera: str) -> None:
+    """A camera's status must be of the camera its topic names: a device's status read
+    under a prefix a level too short lands on a camera's status topic, and one that says
+    `failed` is a valid camera status but for its own fields."""
+    if status.camera is not None and status.camera != camera:
+        raise PayloadError(topic, f"camera: {status.camera!r}, but the topic is the status "
+                                  f"of camera {camera!r}")
+    device_fields = sorted(DEVICE_STATUS_FIELDS & data.keys())
+    if status.camera is None and device_fields:
+        raise PayloadError(topic, f"a device's status ({', '.join(device_fields)}) on the "
+                                  f"status topic of camera {camera!r}")
