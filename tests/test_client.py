@@ -573,3 +573,20 @@ def test_a_persistent_session_gets_again_what_was_received_but_not_taken(mosquit
     finally:
         client.stop()
     assert [m.payload.frame_id if m else None for m in again] == [2, 3, None]
+
+
+def test_two_subscribers_with_one_client_id_are_named_as_the_likely_cause(mosquitto, caplog):
+    """A user check: two subscribers given one client id took the connection from each other
+    every second, each loss logged as "the broker stopped or the network dropped"."""
+    first = Subscriber(mosquitto.url, "edge/d1", ["detections"], client_id="twin").start()
+    second = Subscriber(mosquitto.url, "edge/d1", ["detections"], client_id="twin").start()
+    try:
+        deadline = time.monotonic() + 20
+        while "same client id" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        first.stop()
+        second.stop()
+    assert "is another client connected with the same client id 'twin'? (each running " \
+           "subscriber needs its own client_id=)" in caplog.text
+

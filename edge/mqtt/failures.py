@@ -40,20 +40,23 @@ class SettingNames:
     client_certificate: str
     url: str
     login: str
+    own_client_id: str  # who needs a client id of its own
 
 
 #: The daemon's config keys.
 CONFIG_KEYS = SettingNames("mqtt.ca_file", "mqtt.certfile and mqtt.keyfile", "mqtt.url",
                            "mqtt.username and the password (mqtt.password_file or "
-                           "EDGE_MQTT_PASSWORD)")
+                           "EDGE_MQTT_PASSWORD)",
+                           "each device needs its own device_id, or mqtt.client_id")
 #: The subscriber tools' options (`edge monitor`, `edge collect`).
 COMMAND_LINE = SettingNames("--ca-file", "--certfile and --keyfile", "--mqtt",
                             "the user (USER@ before the host in --mqtt) and the password "
-                            "($EDGE_MQTT_PASSWORD)")
+                            "($EDGE_MQTT_PASSWORD)", "each running tool needs its own client id")
 #: The Python client's arguments (`edge.client.Subscriber`).
 PYTHON_CLIENT = SettingNames("ca_file=", "certfile= and keyfile=", "the URL",
                              "the user (USER@ before the host in the URL) and the password "
-                             "($EDGE_MQTT_PASSWORD)")
+                             "($EDGE_MQTT_PASSWORD)",
+                             "each running subscriber needs its own client_id=")
 
 
 def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS,
@@ -123,11 +126,11 @@ def lost_reason(reason: ReasonCode) -> str:
 SHORT_SESSION_S = 10.0
 
 
-def taken_over_hint(client_id: str) -> str:
+def taken_over_hint(client_id: str, names: SettingNames = CONFIG_KEYS) -> str:
     """What a connection closed again and again soon after connecting most likely means."""
     return (f"; it closed within {SHORT_SESSION_S:g} s of connecting twice running: is "
-            f"another client connected with the same client id {client_id!r}? (each device "
-            "needs its own device_id, or mqtt.client_id)")
+            f"another client connected with the same client id {client_id!r}? "
+            f"({names.own_client_id})")
 
 
 def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None,
