@@ -305,7 +305,7 @@ def test_a_frozen_stream_whose_read_times_out_with_stall_s_is_no_sign_of_life(rt
         time.sleep(1.0)
         frozen_at, frozen_frames = len(recorder.statuses), len(recorder.frames)
         os.kill(rtsp_server.pid, signal.SIGSTOP)
-        frozen = time.monotonic()
+        frozen, frozen_wall = time.monotonic(), time.time()
         try:
             waited = recorder.wait_for("reconnecting", 8, after=frozen_at)
             late = [t - frozen for t in recorder.frames[frozen_frames:] if t - frozen > 0.5]
@@ -316,6 +316,8 @@ def test_a_frozen_stream_whose_read_times_out_with_stall_s_is_no_sign_of_life(rt
         supervisor.stop()
     assert recorder.statuses[frozen_at].reason == "no frame for 2 s"
     assert 1.5 <= waited <= 3.5, waited
+    # down since the last frame (one came < 0.5 s before the freeze), not since the stall showed
+    assert -0.5 < recorder.statuses[frozen_at].since - frozen_wall < 0.5
     assert late == []  # nothing the frozen stream's decoder still held went out as new
 
 

@@ -106,7 +106,9 @@ class CameraStatus(_Payload):
     state: Literal["starting", "streaming", "reconnecting", "ended", "failed"]
     camera: str | None = None
     reason: str | None = None
-    since: str | None = Field(default=None, description="in this state since, RFC 3339 UTC")
+    since: str | None = Field(default=None, description="in this state since, RFC 3339 UTC (a "
+                                                       "camera that was streaming: since its "
+                                                       "last frame)")
     since_ts: float | None = Field(default=None,
                                    description="in this state since, seconds since the epoch")
     attempts: int | None = Field(default=None, ge=0,

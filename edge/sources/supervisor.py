@@ -220,7 +220,11 @@ class SourceSupervisor:
                 attempts = self._attempts_after(attempt, attempts)
                 reason = self._reason(attempt)
                 self._log_retry(reason, attempts)
-                self._set("reconnecting", reason, attempts)
+                # a camera that streamed is down since its last frame, not since the stall
+                # showed (`stall_s` later), so an outage's length reads right
+                down_since = (time.time() - (time.monotonic() - attempt.progress)
+                              if attempt.delivered else None)
+                self._set("reconnecting", reason, attempts, down_since)
                 if self._stop.wait(self.backoff.delay(attempts, self._rng)):
                     break
                 source, opened = source_from_uri(self.uri), False
@@ -351,13 +355,18 @@ class SourceSupervisor:
 
     # -- state -----------------------------------------------------------------------------
 
-    def _set(self, state: CameraState, reason: str, attempts: int) -> None:
+    def _set(self, state: CameraState, reason: str, attempts: int,
+             since: float | None = None) -> None:
+        """`since` (time.time()): when a new state began, where earlier than now."""
         with self._notify_lock:
             with self._lock:
                 old = self._status
                 if (old.state, old.reason, old.attempts) == (state, reason, attempts):
                     return
-                since = old.since if old.state == state else time.time()
+                if old.state == state:
+                    since = old.since
+                elif since is None:
+                    since = time.time()
                 self._status = CameraStatus(self.camera, state, reason, since, attempts, 0.0)
             self._notify_locked()
 
