@@ -436,7 +436,7 @@ def test_a_malformed_device_status_under_the_right_prefix_is_only_invalid(mosqui
         _publish(mosquitto.port, "edge/d1/status", b"", retain=True)
     assert client.misplaced is None and client.invalid == 1
     assert [m.kind for m in received] == ["detections"]
-    assert "skipping a message: edge/d1/status: v: Field required" in caplog.text
+    assert "skipping a message: edge/d1/status (retained): v: Field required" in caplog.text
 
 
 @pytest.mark.parametrize("mqtt5", [True, False])

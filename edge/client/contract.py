@@ -46,9 +46,9 @@ DEVICE_STATUS_FIELDS = frozenset(
 class PayloadError(EdgeError):
     """A message does not follow the contract; the message names the topic and the field."""
 
-    def __init__(self, topic: str, problem: str) -> None:
-        super().__init__(f"{topic}: {problem}")
-        self.topic = topic
+    def __init__(self, topic: str, problem: str, retained: bool = False) -> None:
+        super().__init__(f"{topic}{' (retained)' if retained else ''}: {problem}")
+        self.topic, self.problem, self.retained = topic, problem, retained
 
 
 class FutureVersionError(PayloadError):
@@ -156,9 +156,15 @@ def parse_message(prefix: str, topic: str, payload: bytes, retained: bool = Fals
     levels = topic.split("/")
     matched = _kind_of(levels[count:])
     if matched is None:
-        raise PayloadError(topic, "not a topic of contract v1")
+        raise PayloadError(topic, "not a topic of contract v1", retained)
     kind, params = matched
-    model = _validate(kind, topic, payload, params)
+    try:
+        model = _validate(kind, topic, payload, params)
+    except PayloadError as error:
+        if not retained:
+            raise
+        # a retained one stays on the broker, read again at every connection, until cleared
+        raise type(error)(topic, error.problem, retained=True) from None
     return Message(kind.name, topic, levels[device_at], params.get("camera"), model, retained,
                    params.get("event_id"))
 
