@@ -373,11 +373,14 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         subscriber.connection.wait_until_subscribed()
         console.connected(f"connected to {redact_uri(url)}, watching {prefix}")
         console.watch(_ConnectionLines(subscriber.connection, url))
+        silence = _Silence(prefix, echo)
 
         def check() -> None:
             console.connection_changed()
             if subscriber.misplaced is not None:
                 raise InputError(f"--prefix {prefix}: {subscriber.misplaced}")
+            silence.check(sum(subscriber.counts.values()) + subscriber.invalid
+                          + subscriber.cleared, subscriber.connection.subscribed.is_set())
 
         _watch_connection(stop, seconds, check)
     finally:
@@ -391,6 +394,32 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
 
 #: How often the watch looks at the connection (a lost broker is said within this).
 CONNECTION_POLL_S = 0.5
+#: A watch that received nothing at all for this long says what that usually means.
+SILENCE_HINT_S = 5.0
+
+
+class _Silence:
+    """One line when nothing at all arrived under the prefix for `SILENCE_HINT_S`: a daemon
+    leaves its status retained, so a prefix that names a device that ever ran shows it at
+    once; a prefix a level off that matches no topic would otherwise look like a quiet site."""
+
+    def __init__(self, prefix: str, echo: Callable[[str], None]) -> None:
+        self._prefix, self._echo = prefix, echo
+        self._started = time.monotonic()
+        self._said = False
+
+    def check(self, received: int, subscribed: bool) -> None:
+        """`received`: messages so far; `subscribed`: the subscriptions stand (the time
+        without them does not count)."""
+        if not subscribed:
+            self._started = time.monotonic()
+        if self._said or received or time.monotonic() - self._started < SILENCE_HINT_S:
+            return
+        self._said = True
+        self._echo(f"nothing under {self._prefix} after {SILENCE_HINT_S:g} s: a daemon leaves "
+                   "its status retained there, so a prefix that names a device that ran "
+                   "shows it at once; check --prefix (edge/<device_id>, edge/+ for every "
+                   "device, or the daemon's mqtt.prefix)")
 
 
 class CameraOutages:

@@ -541,3 +541,32 @@ def test_a_camera_that_comes_back_says_how_long_it_was_down():
                      "[d1] gate camera streaming (back after 47 s down)",
                      "[d1] gate camera failed: the stream ended",
                      "[d1] gate camera ended: the stream ended"]
+
+
+def test_a_watch_that_receives_nothing_says_what_that_usually_means(mosquitto, monkeypatch):
+    """A user check: `--prefix edge/<device>/<camera>` (a level too deep) matches none of the
+    daemon's topics, and the watch showed nothing, without a word, for as long as it ran."""
+    monkeypatch.setattr(monitor_module, "SILENCE_HINT_S", 1.0)
+    lines: list[str] = []
+    stop = threading.Event()
+    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "edge/d1/gate", 3.0, None),
+                             kwargs={"echo": lines.append, "stop": stop})
+    watch.start()
+    watch.join(15)
+    assert lines[1:] == ["nothing under edge/d1/gate after 1 s: a daemon leaves its status "
+                         "retained there, so a prefix that names a device that ran shows it "
+                         "at once; check --prefix (edge/<device_id>, edge/+ for every device, "
+                         "or the daemon's mqtt.prefix)"], lines
+
+
+def test_a_watch_that_receives_something_says_nothing_of_silence(mosquitto, monkeypatch):
+    monkeypatch.setattr(monitor_module, "SILENCE_HINT_S", 1.0)
+    publish.single("edge/d1/gate/circle/count", "2", qos=1, retain=True, hostname="127.0.0.1",
+                   port=mosquitto.port)
+    lines: list[str] = []
+    try:
+        run_monitor(mosquitto.url, "edge/d1", 2.5, None, echo=lines.append, events=True)
+    finally:
+        publish.single("edge/d1/gate/circle/count", "", qos=1, retain=True,
+                       hostname="127.0.0.1", port=mosquitto.port)
+    assert len(lines) == 2 and "circle count 2" in lines[1], lines

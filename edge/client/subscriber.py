@@ -106,8 +106,8 @@ class Subscriber:
         #: then on every message is invalid, none is delivered under a wrong kind
         self.misplaced: str | None = None
         self.overflow = 0  # iterator style: messages dropped because nobody read them
-        self._dropped_before = 0  # `overflow` when the current burst of drops began
-        self._dropping = False
+        self._full = False  # the queue has been full since the last message that fitted
+        self._dropped_before = 0  # `overflow` when it filled
         filters = [(kind.filter(prefix), RETAINED_READ_QOS if kind.retained else kind.qos)
                    for kind in KINDS if kind.name in wanted]
         self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
@@ -130,6 +130,7 @@ class Subscriber:
     def stop(self) -> None:
         self._stopped.set()
         self.connection.stop()
+        self._queue_has_room()  # the last burst's drops, said
 
     def __enter__(self) -> Subscriber:
         return self.start()
@@ -222,26 +223,29 @@ class Subscriber:
             self._queue.put_nowait((item, ack))
         except queue.Full:
             if ack is None:
-                self._overflowed()
+                self._queue_full("new messages are dropped until it has room")
+                self.overflow += 1
                 return
-            log.warning("the application is not taking messages (get) as fast as they come: "
-                        "the queue of %d is full; the broker holds the session's messages "
-                        "until it has room", self.queue_size)
+            self._queue_full("the broker holds the session's messages until it has room")
             while not self._stopped.is_set():
                 try:
                     self._queue.put((item, ack), timeout=0.2)
-                    break
+                    return
                 except queue.Full:
                     continue
-        if self._dropping:
-            self._dropping = False
-            log.warning("%d message(s) dropped while the queue was full",
-                        self.overflow - self._dropped_before)
+            return
+        self._queue_has_room()
 
-    def _overflowed(self) -> None:
-        self.overflow += 1
-        if not self._dropping:
-            self._dropping, self._dropped_before = True, self.overflow - 1
+    def _queue_full(self, consequence: str) -> None:
+        """Said once a burst: the queue stays full until a message fits at once again."""
+        if not self._full:
+            self._full, self._dropped_before = True, self.overflow
             log.warning("the application is not taking messages (get) as fast as they come: "
-                        "the queue of %d is full, new messages are dropped until it has room",
-                        self.queue_size)
+                        "the queue of %d is full; %s", self.queue_size, consequence)
+
+    def _queue_has_room(self) -> None:
+        if self._full:
+            self._full = False
+            dropped = self.overflow - self._dropped_before
+            if dropped:
+                log.warning("%d message(s) dropped while the queue was full", dropped)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -28,6 +29,7 @@ log = logging.getLogger("edge.mqtt")
 
 #: paho's reason for a connection that ended without an MQTT DISCONNECT (the socket closed)
 NO_MQTT_REASON = 0x80
+NO_REASON_WORDS = "closed without an MQTT reason: the broker stopped or the network dropped"
 
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
 
@@ -115,7 +117,7 @@ def lost_reason(reason: ReasonCode) -> str:
     """Why a live connection ended, in words: the broker's reason, or for a socket that just
     closed (paho's "Unspecified error") what usually closes one."""
     if reason.value == NO_MQTT_REASON:
-        return "closed without an MQTT reason: the broker stopped or the network dropped"
+        return NO_REASON_WORDS
     return str(reason)
 
 
@@ -126,11 +128,30 @@ def lost_reason(reason: ReasonCode) -> str:
 SHORT_SESSION_S = 10.0
 
 
-def taken_over_hint(client_id: str, names: SettingNames = CONFIG_KEYS) -> str:
-    """What a connection closed again and again soon after connecting most likely means."""
-    return (f"; it closed within {SHORT_SESSION_S:g} s of connecting twice running: is "
-            f"another client connected with the same client id {client_id!r}? "
-            f"({names.own_client_id})")
+class ShortSessions:
+    """Why each live connection was lost, in words, naming a takeover where the losses
+    point to one: a connection lost within `SHORT_SESSION_S` of connecting, twice running,
+    under a fixed client id. One per client; called from its network thread only."""
+
+    def __init__(self, client_id: str, names: SettingNames = CONFIG_KEYS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client_id, self._names, self._clock = client_id, names, clock
+        self.connected_at = 0.0  # clock() of the last connect
+        self._running = 0  # losses in a row that came soon after connecting
+
+    def connected(self) -> None:
+        self.connected_at = self._clock()
+
+    def lost(self, reason: str) -> str:
+        """The cause of a live connection's loss; `reason`: `lost_reason`'s words."""
+        short = self._clock() - self.connected_at < SHORT_SESSION_S
+        self._running = self._running + 1 if short else 0
+        if self._running < 2 or not self._client_id:
+            return f"connection lost ({reason})"
+        said = "the broker giving no reason" if reason == NO_REASON_WORDS else reason
+        return (f"connection lost within {SHORT_SESSION_S:g} s of connecting, twice running "
+                f"({said}): is another client connected with the same client id "
+                f"{self._client_id!r}? ({self._names.own_client_id})")
 
 
 def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None,
@@ -164,6 +185,12 @@ class ConnectionLog:
         self._cause: str | None = None
         self._logged_at = 0.0
         self._failures = 0
+        # a connection that keeps being lost soon after connecting (a takeover: every second)
+        # is said once per `REPEAT_S`, its reconnects with it, not twice a second
+        self._connected_at = -math.inf
+        self._lost: str | None = None
+        self._lost_logged_at = 0.0
+        self._unsaid_loss = False
         self._settled = threading.Event()
         self.state = "connecting"
 
@@ -185,9 +212,16 @@ class ConnectionLog:
             self._failures += int(attempt)
             self.state = f"disconnected ({headline(cause)})"
             now = self._clock()
-            repeated = cause == self._cause and now - self._logged_at < self.REPEAT_S
-            if not repeated:
-                self._cause, self._logged_at = cause, now
+            if not attempt:
+                repeated = (cause == self._lost and now - self._lost_logged_at < self.REPEAT_S
+                            and now - self._connected_at < SHORT_SESSION_S)
+                self._unsaid_loss = repeated
+                if not repeated:
+                    self._lost, self._lost_logged_at = cause, now
+            else:
+                repeated = cause == self._cause and now - self._logged_at < self.REPEAT_S
+                if not repeated:
+                    self._cause, self._logged_at = cause, now
             failures = self._failures
         if repeated:  # a repeat follows a logged failure, which set `_settled`
             return
@@ -202,8 +236,11 @@ class ConnectionLog:
         with self._lock:
             failures, self._failures, self._cause = self._failures, 0, None
             self.state = "connected"
-        log.info("connected to MQTT broker %s%s", self._where,
-                 f" after {counted(failures, 'failed attempt')}" if failures else "")
+            self._connected_at = self._clock()
+            unsaid, self._unsaid_loss = self._unsaid_loss, False
+        log.log(logging.DEBUG if unsaid and not failures else logging.INFO,
+                "connected to MQTT broker %s%s", self._where,
+                f" after {counted(failures, 'failed attempt')}" if failures else "")
         self._settled.set()
 
 

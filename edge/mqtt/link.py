@@ -35,13 +35,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.config import MqttConfig
 from edge.errors import ConfigError
 from edge.mqtt.failures import (
-    SHORT_SESSION_S,
     ConnectionLog,
+    ShortSessions,
     cause_from_disconnect,
     cause_from_exception,
     cause_from_reason,
     lost_reason,
-    taken_over_hint,
     tcp_refusal,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
@@ -91,8 +90,7 @@ class MqttLink:
         self._stopping = False
         self._refused = False  # paho thread only
         self._client_id = client_id
-        self._connected_at = 0.0  # monotonic; paho thread only, as the two below
-        self._short_sessions = 0  # live connections in a row the broker closed soon after
+        self._sessions = ShortSessions(client_id)  # paho thread only
         self._stopped = False
         #: counters.dropped when the outbox last filled up, None while it has room: one warning
         #: an outage, and how many it cost once the broker is back
@@ -417,7 +415,7 @@ class MqttLink:
             self.connection.failed(cause_from_reason(str(reason)))
             return
         self.connection.connected()
-        self._connected_at = time.monotonic()
+        self._sessions.connected()
         status = self._status("online")
         self.connect_status = status
         client.publish(self.topics.status, self._json(status), qos=1, retain=True)
@@ -450,13 +448,8 @@ class MqttLink:
         refused, self._refused = self._refused, False
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             certificate = (self.settings.certfile is not None) if self.settings.tls else None
-            said = lost_reason(reason) if was_connected else str(reason)
-            cause = cause_from_disconnect(said, was_connected, certificate)
-            if was_connected:
-                short = time.monotonic() - self._connected_at < SHORT_SESSION_S
-                self._short_sessions = self._short_sessions + 1 if short else 0
-                if self._short_sessions >= 2:
-                    cause += taken_over_hint(self._client_id)
+            cause = (self._sessions.lost(lost_reason(reason)) if was_connected else
+                     cause_from_disconnect(str(reason), False, certificate))
             self.connection.failed(cause, attempt=not was_connected)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,

@@ -31,14 +31,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.errors import EdgeError, InputError
 from edge.mqtt.failures import (
     COMMAND_LINE,
-    SHORT_SESSION_S,
     ConnectionLog,
     SettingNames,
+    ShortSessions,
     cause_from_disconnect,
     cause_from_exception,
     cause_from_reason,
     lost_reason,
-    taken_over_hint,
     tcp_refusal,
 )
 from edge.mqtt.url import PASSWORD_ENV, BrokerUrl, broker_from_url
@@ -188,8 +187,7 @@ class BrokerSubscription:
         self.lost_reason: str | None = None  # why the broker dropped the last live connection
         self.lost_at = 0.0  # ... and when (time.time())
         self._refused = False  # the broker's CONNACK refused the current attempt
-        self._connected_at = 0.0  # time.monotonic() of the last CONNACK
-        self._short_sessions = 0  # live connections lost soon after connecting, running
+        self._sessions = ShortSessions(client_id, names)  # paho thread only
         self._connection_log = ConnectionLog(redact_uri(url))
         self._lock = threading.Lock()
         self._stopped = False
@@ -247,6 +245,9 @@ class BrokerSubscription:
         a connection was lost, this waits for the reconnect's grant."""
         deadline = time.monotonic() + timeout
         if not self._answered.wait(timeout):
+            if self.connected.is_set():
+                return (f"connected, but the broker did not grant the subscriptions within "
+                        f"{timeout:g} s")
             return _unanswered(self.host, self.port, timeout)
         if self.connects == 0 and self._failure:
             return self._failure
@@ -311,8 +312,13 @@ class BrokerSubscription:
         if self._log_failures and self._connection_log.state.startswith("disconnected"):
             self._connection_log.connected()
         self.connects += 1
-        self._connected_at = time.monotonic()
+        self._sessions.connected()
         self.connected.set()
+        if self.session_expiry_s > 0 and flags.session_present:
+            # the broker kept the subscriptions, and sends what it queued for them first: a
+            # receiver that waits for room would hold the SUBACK back behind those
+            self.subscribed.set()
+            self._answered.set()
         client.subscribe(list(self.filters))
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
@@ -350,12 +356,7 @@ class BrokerSubscription:
                 str(reason), False, certificate, self._names))
         elif was_connected and not stopped:
             self.lost_reason, self.lost_at = lost_reason(reason), time.time()
-            cause = cause_from_disconnect(self.lost_reason, True, None, self._names)
-            short = time.monotonic() - self._connected_at < SHORT_SESSION_S
-            self._short_sessions = self._short_sessions + 1 if short else 0
-            if self._short_sessions >= 2 and self._settings[0]:
-                cause += taken_over_hint(self._settings[0], self._names)
-            self._failed(cause, attempt=False)
+            self._failed(self._sessions.lost(self.lost_reason), attempt=False)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
