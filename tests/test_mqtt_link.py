@@ -9,7 +9,12 @@ import time
 import pytest
 
 from edge.config import MqttConfig
-from edge.mqtt.failures import ConnectionLog, cause_from_exception
+from edge.mqtt.failures import (
+    NO_REASON_WORDS,
+    ConnectionLog,
+    ShortSessions,
+    cause_from_exception,
+)
 from edge.mqtt.link import MqttLink
 from edge.mqtt.states import RetainedStates
 from edge.mqtt.topics import Topics
@@ -202,6 +207,36 @@ def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplo
     connection.failed("connection refused")
     connection.connected()
     assert caplog.records[-1].getMessage().endswith("after 1 failed attempt")
+
+
+def test_a_connection_lost_soon_after_each_connect_is_said_once_per_few_minutes(caplog):
+    """Two clients on one id take the connection from each other every second: each loss
+    and each reconnect was a line, two a second for as long as both ran."""
+    caplog.set_level(logging.INFO)
+    now = [0.0]
+    connection = ConnectionLog("mqtt://broker:1883", clock=lambda: now[0])
+    sessions = ShortSessions("gate-01", clock=lambda: now[0])
+    for second in range(0, 400):
+        now[0] = float(second)
+        connection.connected()
+        sessions.connected()
+        now[0] += 0.5
+        connection.failed(sessions.lost(NO_REASON_WORDS), attempt=False)
+    lines = [r.getMessage() for r in caplog.records]
+    losses = [line for line in lines if "connection lost" in line]
+    # the first loss, the first that names a takeover, the same again after REPEAT_S
+    assert len(losses) == 3, losses
+    assert "same client id 'gate-01'" not in losses[0]
+    assert losses[1] == losses[2] and "within 10 s of connecting, twice running (the broker " \
+        "giving no reason): is another client connected with the same client id 'gate-01'? " \
+        "(each device needs its own device_id, or mqtt.client_id)" in losses[1]
+    assert sum(line.startswith("connected to") for line in lines) == 4  # one after each
+    caplog.clear()
+    now[0] += 60  # a connection that lasted a minute: its loss is said again
+    connection.failed(sessions.lost(NO_REASON_WORDS), attempt=False)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"MQTT broker mqtt://broker:1883: connection lost ({NO_REASON_WORDS}); reconnecting "
+        "with backoff"]
 
 
 def test_the_first_outcome_is_awaited_after_its_log_line(caplog):

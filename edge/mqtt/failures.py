@@ -154,14 +154,13 @@ class ShortSessions:
                 f"{self._client_id!r}? ({self._names.own_client_id})")
 
 
-def cause_from_disconnect(reason: str, connected: bool, client_certificate: bool | None,
+def cause_from_disconnect(reason: str, client_certificate: bool | None,
                           names: SettingNames = CONFIG_KEYS) -> str:
-    """A disconnect -> a cause; `client_certificate`: None without TLS, else whether one is
+    """A disconnect before the broker accepted the connection -> a cause (a live one's loss:
+    `ShortSessions.lost`); `client_certificate`: None without TLS, else whether one is
     configured (a broker that requires one closes the socket right after the handshake).
     Without TLS, a socket closed before any answer is most often a TLS listener: it drops a
     client that does not start a handshake."""
-    if connected:
-        return f"connection lost ({reason})"
     if reason.lower().startswith("keep alive timeout"):  # paho gave up waiting for a CONNACK
         return (f"no MQTT answer before the keepalive ran out ({reason}): something accepts "
                 f"connections there but does not speak MQTT; check {names.url}: host and port")

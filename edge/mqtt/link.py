@@ -449,7 +449,7 @@ class MqttLink:
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             certificate = (self.settings.certfile is not None) if self.settings.tls else None
             cause = (self._sessions.lost(lost_reason(reason)) if was_connected else
-                     cause_from_disconnect(str(reason), False, certificate))
+                     cause_from_disconnect(str(reason), certificate))
             self.connection.failed(cause, attempt=not was_connected)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,

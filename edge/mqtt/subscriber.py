@@ -353,7 +353,7 @@ class BrokerSubscription:
         if self.connects == 0:
             certificate = (self._files.certfile is not None) if self.tls else None
             self._failed(f"{self.host}:{self.port}: " + cause_from_disconnect(
-                str(reason), False, certificate, self._names))
+                str(reason), certificate, self._names))
         elif was_connected and not stopped:
             self.lost_reason, self.lost_at = lost_reason(reason), time.time()
             self._failed(self._sessions.lost(self.lost_reason), attempt=False)
