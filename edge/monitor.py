@@ -416,10 +416,13 @@ class _Silence:
         if self._said or received or time.monotonic() - self._started < SILENCE_HINT_S:
             return
         self._said = True
+        levels = len(self._prefix.split("/"))
+        deeper = (f"; {self._prefix} has {levels} levels, a daemon's default prefix 2"
+                  if levels > 2 else "")
         self._echo(f"nothing under {self._prefix} after {SILENCE_HINT_S:g} s: a daemon leaves "
                    "its status retained there, so a prefix that names a device that ran "
                    "shows it at once; check --prefix (edge/<device_id>, edge/+ for every "
-                   "device, or the daemon's mqtt.prefix)")
+                   f"device, or the daemon's mqtt.prefix){deeper}")
 
 
 class CameraOutages:

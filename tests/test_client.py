@@ -544,6 +544,25 @@ def test_a_persistent_session_that_stops_with_a_full_queue_gets_the_rest_next_ti
     assert taken == list(range(100))
 
 
+def test_a_reader_that_only_just_keeps_up_makes_one_burst_not_one_a_message(caplog):
+    """A user check: each message taken freed one place, filled at once, which ended the
+    burst: 4-5 warnings a burst, each with a count of its own."""
+    client = Subscriber("mqtt://127.0.0.1:1", "edge/d1", ["detections"], queue_size=4)
+    message = parse_message("edge/d1", "edge/d1/gate/detections", _bytes(DETECTIONS))
+    for _ in range(7):  # 4 fit, 3 dropped
+        client._put(message)
+    for _ in range(3):  # the reader frees one place, filled at once, then one more is dropped
+        client.get(timeout=1)
+        client._put(message)
+        client._put(message)
+    assert caplog.text.count("is full") == 1 and "dropped while" not in caplog.text
+    for _ in range(3):  # caught up by half the queue: the burst is over
+        client.get(timeout=1)
+    client._put(message)
+    assert client.overflow == 6 and caplog.text.count("is full") == 1
+    assert caplog.text.count("6 message(s) dropped while the queue was full") == 1
+
+
 def test_a_full_queue_drops_new_messages_and_says_so(mosquitto, caplog):
     with Subscriber(mosquitto.url, "edge/d1", ["detections"], queue_size=3) as client:
         assert client.wait_subscribed(10)

@@ -556,7 +556,8 @@ def test_a_watch_that_receives_nothing_says_what_that_usually_means(mosquitto, m
     assert lines[1:] == ["nothing under edge/d1/gate after 1 s: a daemon leaves its status "
                          "retained there, so a prefix that names a device that ran shows it "
                          "at once; check --prefix (edge/<device_id>, edge/+ for every device, "
-                         "or the daemon's mqtt.prefix)"], lines
+                         "or the daemon's mqtt.prefix); edge/d1/gate has 3 levels, a "
+                         "daemon's default prefix 2"], lines
 
 
 def test_a_watch_that_receives_something_says_nothing_of_silence(mosquitto, monkeypatch):

@@ -234,10 +234,12 @@ class Subscriber:
                 except queue.Full:
                     continue
             return
-        self._queue_has_room()
+        if self._queue.qsize() <= max(1, self.queue_size // 2):
+            self._queue_has_room()
 
     def _queue_full(self, consequence: str) -> None:
-        """Said once a burst: the queue stays full until a message fits at once again."""
+        """Said once a burst: one that ends when the reader has caught up by half the queue
+        (a reader that only just keeps up frees one place at a time, each filled at once)."""
         if not self._full:
             self._full, self._dropped_before = True, self.overflow
             log.warning("the application is not taking messages (get) as fast as they come: "
