@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import socket
 import ssl
 import threading
@@ -121,17 +120,20 @@ def lost_reason(reason: ReasonCode) -> str:
     return str(reason)
 
 
-#: A connection the broker closes this soon after accepting it, twice running, is most likely
-#: taken over: MQTT lets one session per client id, and a second client with the same id
-#: (two devices with one device_id) makes the broker close the first, which reconnects and
-#: closes the second, every few seconds, each loss reading as a network fault.
+#: A connection the broker closes this soon after accepting it, `TAKEOVER_RUN` times running,
+#: each time accepted again at the first attempt, is most likely taken over: MQTT lets one
+#: session per client id, and a second client with the same id (two devices with one
+#: device_id) makes the broker close the first, which reconnects and closes the second, every
+#: second or so, each loss reading as a network fault. A broker that went away refuses the
+#: next attempt, which ends the run.
 SHORT_SESSION_S = 10.0
+TAKEOVER_RUN = 3
 
 
 class ShortSessions:
     """Why each live connection was lost, in words, naming a takeover where the losses
-    point to one: a connection lost within `SHORT_SESSION_S` of connecting, twice running,
-    under a fixed client id. One per client; called from its network thread only."""
+    point to one (see `SHORT_SESSION_S`), under a fixed client id. One per client; called
+    from its network thread only."""
 
     def __init__(self, client_id: str, names: SettingNames = CONFIG_KEYS,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -139,19 +141,31 @@ class ShortSessions:
         self.connected_at = 0.0  # clock() of the last connect
         self._running = 0  # losses in a row that came soon after connecting
 
+    @property
+    def taken_over(self) -> bool:
+        """The last loss was worded as a takeover."""
+        return bool(self._client_id) and self._running >= TAKEOVER_RUN
+
     def connected(self) -> None:
         self.connected_at = self._clock()
+
+    def attempt_failed(self) -> None:
+        """A connection attempt failed: the broker was away, not taken by another client."""
+        self._running = 0
 
     def lost(self, reason: str) -> str:
         """The cause of a live connection's loss; `reason`: `lost_reason`'s words."""
         short = self._clock() - self.connected_at < SHORT_SESSION_S
         self._running = self._running + 1 if short else 0
-        if self._running < 2 or not self._client_id:
+        if not self.taken_over:
             return f"connection lost ({reason})"
         said = "the broker giving no reason" if reason == NO_REASON_WORDS else reason
-        return (f"connection lost within {SHORT_SESSION_S:g} s of connecting, twice running "
-                f"({said}): is another client connected with the same client id "
-                f"{self._client_id!r}? ({self._names.own_client_id})")
+        return (f"connection lost within {SHORT_SESSION_S:g} s of connecting, {TAKEOVER_RUN} "
+                f"times running or more, each time accepted again at once ({said}): is another "
+                "client "
+                f"connected with the same client id {self._client_id!r}? "
+                f"({self._names.own_client_id}; a broker restarting again and again looks "
+                "the same)")
 
 
 def cause_from_disconnect(reason: str, client_certificate: bool | None,
@@ -184,9 +198,8 @@ class ConnectionLog:
         self._cause: str | None = None
         self._logged_at = 0.0
         self._failures = 0
-        # a connection that keeps being lost soon after connecting (a takeover: every second)
-        # is said once per `REPEAT_S`, its reconnects with it, not twice a second
-        self._connected_at = -math.inf
+        # a takeover (`ShortSessions`: the connection lost every second or so) is said once
+        # per `REPEAT_S`, its reconnects with it, not twice a second
         self._lost: str | None = None
         self._lost_logged_at = 0.0
         self._unsaid_loss = False
@@ -204,20 +217,21 @@ class ConnectionLog:
         so that a line written right after start says which; False if it is still pending."""
         return self._settled.wait(timeout)
 
-    def failed(self, cause: str, attempt: bool = True) -> None:
+    def failed(self, cause: str, attempt: bool = True, taken_over: bool = False) -> None:
         """A connection attempt failed (`attempt`), or a live connection was lost (False: not
-        counted among the attempts)."""
+        counted among the attempts); `taken_over`: the loss is one of a takeover's."""
         with self._lock:
             self._failures += int(attempt)
             self.state = f"disconnected ({headline(cause)})"
             now = self._clock()
             if not attempt:
-                repeated = (cause == self._lost and now - self._lost_logged_at < self.REPEAT_S
-                            and now - self._connected_at < SHORT_SESSION_S)
+                repeated = (taken_over and cause == self._lost
+                            and now - self._lost_logged_at < self.REPEAT_S)
                 self._unsaid_loss = repeated
                 if not repeated:
                     self._lost, self._lost_logged_at = cause, now
             else:
+                self._lost = None  # the broker went away: the next loss is news
                 repeated = cause == self._cause and now - self._logged_at < self.REPEAT_S
                 if not repeated:
                     self._cause, self._logged_at = cause, now
@@ -235,7 +249,6 @@ class ConnectionLog:
         with self._lock:
             failures, self._failures, self._cause = self._failures, 0, None
             self.state = "connected"
-            self._connected_at = self._clock()
             unsaid, self._unsaid_loss = self._unsaid_loss, False
         log.log(logging.DEBUG if unsaid and not failures else logging.INFO,
                 "connected to MQTT broker %s%s", self._where,

@@ -412,7 +412,7 @@ class MqttLink:
                     properties: Any) -> None:
         if reason.is_failure:
             self._refused = True
-            self.connection.failed(cause_from_reason(str(reason)))
+            self._attempt_failed(cause_from_reason(str(reason)))
             return
         self.connection.connected()
         self._sessions.connected()
@@ -438,8 +438,8 @@ class MqttLink:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:` block: the exception is still current
         exc = sys.exc_info()[1]
-        self.connection.failed(cause_from_exception(exc, tls=self.settings.tls) if exc is not None
-                               else "connection failed")
+        self._attempt_failed(cause_from_exception(exc, tls=self.settings.tls) if exc is not None
+                             else "connection failed")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Any) -> None:
@@ -448,9 +448,15 @@ class MqttLink:
         refused, self._refused = self._refused, False
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             certificate = (self.settings.certfile is not None) if self.settings.tls else None
-            cause = (self._sessions.lost(lost_reason(reason)) if was_connected else
-                     cause_from_disconnect(str(reason), certificate))
-            self.connection.failed(cause, attempt=not was_connected)
+            if was_connected:
+                self.connection.failed(self._sessions.lost(lost_reason(reason)), attempt=False,
+                                       taken_over=self._sessions.taken_over)
+            else:
+                self._attempt_failed(cause_from_disconnect(str(reason), certificate))
+
+    def _attempt_failed(self, cause: str) -> None:
+        self._sessions.attempt_failed()
+        self.connection.failed(cause)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:

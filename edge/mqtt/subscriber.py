@@ -332,13 +332,15 @@ class BrokerSubscription:
         answers `subscription_failure` (and is logged unless the caller reports it itself);
         later ones are logged once per cause."""
         self.last_failure = cause
+        if attempt:
+            self._sessions.attempt_failed()
         if not self._answered.is_set():
             self._failure = cause
             self._answered.set()
             if not self._log_first_failure:
                 return
         if self._log_failures:
-            self._connection_log.failed(cause, attempt)
+            self._connection_log.failed(cause, attempt, self._sessions.taken_over)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Properties | None) -> None:
