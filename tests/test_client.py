@@ -139,8 +139,10 @@ def test_one_url_parser_with_tls_default_port(url, host, port, tls):
     assert (broker.host, broker.port, broker.tls) == (host, port, tls)
 
 
-@pytest.mark.parametrize("url", ["http://broker", "mqtt://", "mqtt://h:notaport", "broker:1883"])
+@pytest.mark.parametrize("url", ["http://broker", "mqtt://", "mqtt://h:notaport", "broker:1883",
+                                 "mqtt://127.0.0.1:", "mqtt://h:70000"])
 def test_bad_urls_are_input_errors(url):
+    """`mqtt://127.0.0.1:` (the port left out) was taken as 1883, in silence (a user check)."""
     with pytest.raises(InputError, match="broker URL"):
         Subscriber(url)
 
