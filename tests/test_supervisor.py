@@ -236,6 +236,8 @@ def test_rtsp_camera_comes_back_after_the_server_stops_and_restarts(rtsp_server)
         rtsp_server.stop()
         stopped_at = len(recorder.statuses)
         recorder.wait_for("reconnecting", 5, after=stopped_at)
+        # a camera that is down delivers nothing (a user check: 8, then 3 fps while down)
+        assert supervisor.stats()["source_fps"] == 0.0
         time.sleep(10)
         assert supervisor.status().fps == 0.0 and supervisor.status().state == "reconnecting"
         assert recorder.last().attempts >= 3  # backoff capped at 2 s: several tries in 10 s
@@ -245,6 +247,7 @@ def test_rtsp_camera_comes_back_after_the_server_stops_and_restarts(rtsp_server)
         assert supervisor.status().fps > 5
     finally:
         supervisor.stop()
+    assert supervisor.stats()["source_fps"] > 5  # stopped while streaming: the rate it ran at
     assert back <= 7 and supervisor.reconnects == 1
     ids = recorder.frame_ids  # the reopened stream's frames go on from the last id
     assert all(later > earlier for earlier, later in itertools.pairwise(ids))

@@ -153,6 +153,7 @@ class SourceSupervisor:
         self.frames = 0
         self.last_frame_id = 0  # ids go on across reopens: 1, 2, ... for the whole run
         self.reconnects = 0
+        self._stopped_streaming = False  # `stop` found it streaming: its rate is kept
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name=f"source-{camera}",
                                         daemon=True)
@@ -183,6 +184,7 @@ class SourceSupervisor:
             return
         self._thread.join(timeout)
         last = self.status()
+        self._stopped_streaming = last.state == "streaming"
         if last.state not in ("ended", "failed"):
             self._set("ended", stopped_reason(last), last.attempts)
 
@@ -201,9 +203,14 @@ class SourceSupervisor:
                             status.attempts, self.fps())
 
     def stats(self) -> dict[str, Any]:
+        """`source_fps`: the live rate of a streaming camera (or the one it ran at when the
+        daemon stopped it); 0 for one that is down or not streaming yet."""
         status = self.status()
+        delivering = status.state == "streaming" or (status.state == "ended"
+                                                     and self._stopped_streaming)
         return {"state": status.state, "reason": status.reason, "attempts": status.attempts,
-                "reconnects": self.reconnects, "source_fps": round(status.fps, 2)}
+                "reconnects": self.reconnects,
+                "source_fps": round(self.fps(), 2) if delivering else 0.0}
 
     # -- supervising thread ----------------------------------------------------------------
 
