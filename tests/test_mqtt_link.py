@@ -145,8 +145,14 @@ def test_states_the_broker_never_got_are_counted_at_stop(stopped_mosquitto, capl
         link.publish_state(f"edge/t/cam/{label}/count", b"0", 1)
     with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
         assert not link.stop(timeout=0.3)
-    assert "2 retained values (counts, discovery configs) not sent before stopping; the broker " \
-           "keeps the values sent before" in [r.getMessage() for r in caplog.records]
+    said = [r.getMessage() for r in caplog.records]
+    assert "2 retained values (camera statuses, counts, discovery configs) not sent before " \
+           "stopping; the broker keeps the values sent before" in said
+    # a user check: a stop while the broker was down left no word that the broker would go
+    # on showing the device as crashed (offline) and its cameras streaming
+    assert "the broker was out of reach at the stop: the device's 'stopped' status was not " \
+           "sent, so the broker keeps its Last Will (offline) and the states sent before, as " \
+           "after a crash" in said
 
 
 def test_commands_get_replies(mosquitto):

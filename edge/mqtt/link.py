@@ -173,7 +173,8 @@ class MqttLink:
             self._cond.notify_all()
         if self._sender.is_alive():
             self._sender.join(timeout=2.0)
-        if self._connected:
+        said_final = self._connected
+        if said_final:
             info = self._client.publish(self.topics.status, self._json(self._status(final_state)),
                                         qos=1, retain=True)
             info.wait_for_publish(1.0)
@@ -195,8 +196,13 @@ class MqttLink:
             log.warning("%d messages were not delivered before stopping and are dropped (kept "
                         "in memory only)", lost)
         if unsent_states:
-            log.warning("%s (counts, discovery configs) not sent before stopping; the broker "
-                        "keeps the values sent before", counted(unsent_states, "retained value"))
+            log.warning("%s (camera statuses, counts, discovery configs) not sent before "
+                        "stopping; the broker keeps the values sent before",
+                        counted(unsent_states, "retained value"))
+        if not said_final:
+            log.warning("the broker was out of reach at the stop: the device's %r status was "
+                        "not sent, so the broker keeps its Last Will (offline) and the states "
+                        "sent before, as after a crash", final_state)
         return flushed
 
     def _undelivered(self) -> bool:
