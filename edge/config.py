@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -10,7 +11,7 @@ import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -383,7 +384,8 @@ class Config(_Section):
             try:
                 self.sampling_for(camera)
             except ValidationError as exc:
-                raise ValueError(f"cameras.{index}.sampling:\n{describe_errors(exc)}") from None
+                raise ValueError(f"cameras.{index}.sampling:\n"
+                                 f"{describe_errors(exc, SamplingConfig)}") from None
         return self
 
     def sampling_for(self, camera: CameraConfig) -> SamplingConfig:
@@ -413,7 +415,7 @@ def config_from_dict(data: dict[str, Any], origin: str) -> Config:
     try:
         return Config.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: invalid config:\n{describe_errors(exc)}") from exc
+        raise ConfigError(f"{origin}: invalid config:\n{describe_errors(exc, Config)}") from exc
 
 
 def _json_value(value: object) -> str:
@@ -463,13 +465,16 @@ def _warn_if_readable_by_all(path: Path) -> None:
                     "restrict the config with `chmod o-rwx %s`", path, path)
 
 
-def describe_errors(exc: ValidationError) -> str:
-    """One line per problem: `  cameras.0.source: expected ...; got ...`."""
+def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per problem: `  cameras.0.source: expected ...; got ...`; with the `model`
+    that was validated, an unknown key gets the known one it most likely meant."""
     lines = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         if error["type"] == "extra_forbidden":
-            message = "unknown key; remove it or check its spelling"
+            meant = _meant_key(model, error["loc"]) if model is not None else None
+            message = (f"unknown key; did you mean {meant}?" if meant else
+                       "unknown key; remove it or check its spelling")
         elif error["type"] == "missing":
             message = "required key is missing"
         else:
@@ -479,6 +484,33 @@ def describe_errors(exc: ValidationError) -> str:
             message = f"{text}{_shown_input(error['loc'], error.get('input'))}"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
+
+
+def _meant_key(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None:
+    """The key of `model` at `loc`'s section closest to its last part (`stal_s` ->
+    `stall_s`), if one is close."""
+    section: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = section.model_fields.get(part) if section is not None else None
+        section = _section_type(field.annotation) if field is not None else None
+    if section is None:
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1,
+                                      cutoff=0.7)
+    return close[0] if close else None
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds: itself, or inside a list or an optional."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _section_type(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def _in_words(error: Any) -> str:

@@ -59,7 +59,14 @@ def test_valid_config_loads_with_defaults_and_resolves_the_model_path(tmp_path):
         (('path = "model.onnx"', ""), r"model\.path: required key is missing"),
         (("[[cameras]]\nname = \"gate\"\nsource = \"synthetic://shapes?fps=15&seed=1\"", ""),
          r"cameras: required key is missing"),
-        (("device_id", "colour = 1\ndevice_id"), r"colour: unknown key"),
+        (("device_id", "colour = 1\ndevice_id"), r"colour: unknown key; remove it or check"),
+        # a misspelt key gets the one it most likely meant (a user check)
+        (('name = "gate"', 'name = "gate"\nstal_s = 5'),
+         r"cameras\.0\.stal_s: unknown key; did you mean stall_s\?"),
+        (("[mqtt]", "[mqtt]\nreconect_max_s = 5"),
+         r"mqtt\.reconect_max_s: unknown key; did you mean reconnect_max_s\?"),
+        (("device_id = ", "device-id = \"x\"\ndevice_id = "),
+         r"device-id: unknown key; did you mean device_id\?"),
     ],
 )
 def test_bad_configs_name_the_key_and_what_was_expected(tmp_path, change, expected):
