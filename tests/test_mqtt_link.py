@@ -215,6 +215,16 @@ def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplo
     assert caplog.records[-1].getMessage().endswith("after 1 failed attempt")
 
 
+def _up_then_lost(connection: ConnectionLog, sessions: ShortSessions, now: list[float],
+                  up_s: float) -> None:
+    """A connection that lasts `up_s` on the clock `now`, then is closed without a reason."""
+    connection.connected()
+    sessions.connected()
+    now[0] += up_s
+    connection.failed(sessions.lost(NO_REASON_WORDS), attempt=False,
+                      taken_over=sessions.taken_over)
+
+
 def test_a_connection_lost_soon_after_each_connect_is_said_once_per_few_minutes(caplog):
     """Two clients on one id take the connection from each other every second: each loss
     and each reconnect was a line, two a second for as long as both ran."""
@@ -224,11 +234,7 @@ def test_a_connection_lost_soon_after_each_connect_is_said_once_per_few_minutes(
     sessions = ShortSessions("gate-01", clock=lambda: now[0])
     for second in range(0, 400):
         now[0] = float(second)
-        connection.connected()
-        sessions.connected()
-        now[0] += 0.5
-        connection.failed(sessions.lost(NO_REASON_WORDS), attempt=False,
-                          taken_over=sessions.taken_over)
+        _up_then_lost(connection, sessions, now, 0.5)
     lines = [r.getMessage() for r in caplog.records]
     losses = [line for line in lines if "connection lost" in line]
     # two plain losses, then a takeover's once every REPEAT_S
@@ -252,11 +258,7 @@ def test_a_broker_that_restarts_often_is_neither_a_takeover_nor_hidden(caplog):
     sessions = ShortSessions("gate-01", clock=lambda: now[0])
     for start in range(0, 60, 4):  # up 3 s, lost, one refused attempt, back
         now[0] = float(start)
-        connection.connected()
-        sessions.connected()
-        now[0] += 3
-        connection.failed(sessions.lost(NO_REASON_WORDS), attempt=False,
-                          taken_over=sessions.taken_over)
+        _up_then_lost(connection, sessions, now, 3.0)
         now[0] += 0.5
         sessions.attempt_failed()
         connection.failed("connection refused: is the broker running?")
