@@ -164,7 +164,10 @@ def test_a_timed_run_names_a_camera_that_was_down_at_its_end(tmp_path, mosquitto
     ended = retained_camera_status(mosquitto.port, "street")  # what a watcher reads afterwards
     assert ended["state"] == "ended" and ended["attempts"] >= 1
     assert ended["reason"].startswith("the daemon stopped while the camera was down (since ")
-    assert ended["reason"].endswith(down[2]), ended["reason"]
+    # the last cause, then how the outage began
+    began = ended["reason"].removesuffix(")").rpartition(" (before that: ")
+    assert began[0].endswith(down[2]) and began[2] in ("the stream ended",
+                                                        "no frame for 10 s"), ended["reason"]
 
 
 @rtsp

@@ -397,3 +397,27 @@ def test_a_camera_stopped_while_it_opens_says_it_never_streamed(monkeypatch):
     assert recorder.states() == ["starting", "ended"]
     assert recorder.last().reason == \
         "the daemon stopped before the camera delivered its first frame"
+
+
+def test_a_camera_down_at_the_stop_names_the_first_cause_of_its_outage_too(monkeypatch):
+    """A user check: a camera refused with 401 for its whole run, whose server then died,
+    ended with "refused the connection" alone: the credentials problem was gone."""
+    monkeypatch.setattr(supervisor_module, "FIRST_FRAME_S", 1.0)
+    silent = socket.create_server(("127.0.0.1", 0))  # takes connections, never answers
+    port = silent.getsockname()[1]
+    supervisor, recorder = supervise(f"rtsp://127.0.0.1:{port}/x", stall_s=1,
+                                     reconnect_max_s=1)
+    supervisor.start()
+    try:
+        recorder.wait_for("reconnecting", 10)
+        first = recorder.last().reason
+        silent.close()  # now the port refuses
+        deadline = time.monotonic() + 15
+        while "refused" not in recorder.last().reason and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        supervisor.stop()
+        silent.close()
+    last_down = [s for s in recorder.statuses if s.state == "reconnecting"][-1]
+    assert "refused" in last_down.reason and "refused" not in first
+    assert recorder.last().reason.endswith(f": {last_down.reason} (before that: {first})")

@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,6 +59,8 @@ CameraState = Literal["starting", "streaming", "reconnecting", "ended", "failed"
 #: the first time (at most `max(stall_s, FIRST_FRAME_S)`: a first attempt that fails makes it
 #: `reconnecting`), so every start does not flash `degraded` at whoever alerts on it.
 HEALTHY_CAMERA_STATES: frozenset[str] = frozenset({"starting", "streaming"})
+#: The earlier causes of an outage a stop's reason names beside the last one.
+EARLIER_CAUSES = 2
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,17 @@ class CameraStatus:
                 "fps": None if self.state in HEALTHY_CAMERA_STATES else round(self.fps, 2)}
 
 
-def stopped_reason(last: CameraStatus) -> str:
+def stopped_reason(last: CameraStatus, causes: Sequence[str] = ()) -> str:
     """The `ended` status's reason when the daemon stops a camera in state `last`: a camera
-    that was down says since when and why, one still opening says it never streamed, so the
+    that was down says since when and why (`causes`: the distinct causes of its outage, in
+    order, the first kept when a later one replaced it: a 401 for the whole run, then
+    "refused" once the camera died), one still opening says it never streamed, so the
     retained status a remote watcher reads after the stop still shows the cause."""
     if last.state == "reconnecting":
+        earlier = [cause for cause in causes if cause != last.reason][:EARLIER_CAUSES]
+        before = f" (before that: {'; '.join(earlier)})" if earlier else ""
         return (f"the daemon stopped while the camera was down (since {rfc3339(last.since)}, "
-                f"{counted(last.attempts, 'attempt')} to reopen it): {last.reason}")
+                f"{counted(last.attempts, 'attempt')} to reopen it): {last.reason}{before}")
     if last.state == "starting":
         return "the daemon stopped before the camera delivered its first frame"
     return "the daemon stopped"
@@ -154,6 +160,7 @@ class SourceSupervisor:
         self.last_frame_id = 0  # ids go on across reopens: 1, 2, ... for the whole run
         self.reconnects = 0
         self._stopped_streaming = False  # `stop` found it streaming: its rate is kept
+        self._outage_causes: list[str] = []  # distinct, in order, since it last streamed
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name=f"source-{camera}",
                                         daemon=True)
@@ -185,8 +192,10 @@ class SourceSupervisor:
         self._thread.join(timeout)
         last = self.status()
         self._stopped_streaming = last.state == "streaming"
+        with self._lock:
+            causes = list(self._outage_causes)
         if last.state not in ("ended", "failed"):
-            self._set("ended", stopped_reason(last), last.attempts)
+            self._set("ended", stopped_reason(last, causes), last.attempts)
 
     def alive(self) -> bool:
         """The supervising thread runs (or has ended as it should)."""
@@ -226,6 +235,11 @@ class SourceSupervisor:
                     return
                 attempts = self._attempts_after(attempt, attempts)
                 reason = self._reason(attempt)
+                with self._lock:
+                    if reason not in self._outage_causes:
+                        self._outage_causes.append(reason)
+                        if len(self._outage_causes) > EARLIER_CAUSES + 2:
+                            del self._outage_causes[1]  # the first cause stays
                 self._log_retry(reason, attempts)
                 # a camera that streamed is down since its last frame, not since the stall
                 # showed (`stall_s` later), so an outage's length reads right
@@ -323,6 +337,8 @@ class SourceSupervisor:
                     self._rate.tick()
                     self.frames += 1
                     streaming = self._status.state == "streaming"
+                    if not streaming:
+                        self._outage_causes.clear()
                 if not streaming:
                     self._logged_reason = ""
                     log.info("camera %s: streaming from %s", self.camera, redact_uri(self.uri))
