@@ -92,10 +92,11 @@ class Subscriber:
         self.on_invalid = on_invalid
         self._callback = callback
         self._on_error = on_error
-        #: each with the function that acknowledges it to the broker once it is taken (with a
-        #: persistent session: see `session_expiry_s`), else None
+        # a persistent session's iterator acknowledges a message only once it is taken
         persistent_queue = check_session_expiry(session_expiry_s) > 0 and callback is None
         self.queue_size = queue_size
+        #: each with the function that acknowledges it to the broker once it is taken (with a
+        #: persistent session: see `session_expiry_s`), else None
         self._queue: queue.Queue[tuple[Message | PayloadError, Callable[[], None] | None]] = \
             queue.Queue(queue_size)
         self._stopped = threading.Event()

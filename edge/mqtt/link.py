@@ -89,7 +89,6 @@ class MqttLink:
         self._connected = False
         self._stopping = False
         self._refused = False  # paho thread only
-        self._client_id = client_id
         self._sessions = ShortSessions(client_id)  # paho thread only
         self._stopped = False
         #: counters.dropped when the outbox last filled up, None while it has room: one warning
@@ -453,11 +452,11 @@ class MqttLink:
             was_connected, self._connected = self._connected, False
         refused, self._refused = self._refused, False
         if not self._stopping and not refused:  # a refused CONNACK was logged already
-            certificate = (self.settings.certfile is not None) if self.settings.tls else None
             if was_connected:
                 self.connection.failed(self._sessions.lost(lost_reason(reason)), attempt=False,
                                        taken_over=self._sessions.taken_over)
             else:
+                certificate = (self.settings.certfile is not None) if self.settings.tls else None
                 self._attempt_failed(cause_from_disconnect(str(reason), certificate))
 
     def _attempt_failed(self, cause: str) -> None:
