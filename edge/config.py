@@ -133,8 +133,9 @@ class MqttConfig(_Section):
     outbox_path: Path = Field(default=Path("/var/lib/edge/outbox.sqlite"),
                                     description="SQLite file of the disk outbox")
     outbox_size: int = Field(default=1000, ge=1, le=10_000_000,
-                             description="detection messages kept while the broker is away; "
-                                         "the oldest are dropped (and counted) beyond this")
+                             description="detection and event messages kept while the broker is "
+                                         "away; beyond this the oldest detections are dropped "
+                                         "(and counted), events only when no detection is left")
     outbox_max_mb: float = Field(default=64.0, gt=0, le=100_000,
                                  description="payload bytes kept, at most (oldest dropped)")
     outbox_max_age_s: float = Field(default=7 * 86400.0, gt=0,

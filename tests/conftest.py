@@ -37,9 +37,15 @@ class Mosquitto:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def log(self) -> Path:
+        """Mosquitto's own log (a file: a pipe nobody reads would stall a chatty broker)."""
+        return self.config.with_suffix(".log")
+
     def start(self) -> None:
-        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)],
+                                            stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -47,7 +53,7 @@ class Mosquitto:
                     return
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {self.process.stderr!r}") from None
+                    raise RuntimeError(f"mosquitto exited: {self.log.read_text()}") from None
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening within 10 s")
 

@@ -36,21 +36,59 @@ def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto, cap
     assert link.outbox_depth == 5 and link.counters.dropped == 3
     assert [r.getMessage() for r in caplog.records] == [
         "the MQTT outbox reached its limit with 5 messages waiting for the broker: the oldest "
-        "are dropped from now on (mqtt.outbox_size; on disk also outbox_max_mb and "
-        "outbox_max_age_s)"]
+        "detections are dropped from now on, events only once no detection is left to drop "
+        "(mqtt.outbox_size; on disk also outbox_max_mb and outbox_max_age_s)"]
     caplog.clear()
     with Watcher(mosquitto.port, "edge/t/cam/detections") as watcher, \
             caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
         link.start()
         assert link.flush(10), "outbox not flushed"
         assert [r.getMessage() for r in caplog.records] == [
-            "3 messages were dropped while the broker was away (the outbox's limit)"]
+            "3 messages were dropped while the broker was away (the outbox's limit), no "
+            "event among them"]
         watcher.wait_for(lambda: len(watcher.messages) == 5, 5, "5 messages")
         assert [m.json()["frame_id"] for m in watcher.messages] == [4, 5, 6, 7, 8]
         assert link.counters.published == 5
         assert retained_status(mosquitto.port, "edge/t")["state"] == "online"
         assert link.stop("stopped")
     assert retained_status(mosquitto.port, "edge/t")["state"] == "stopped"
+
+
+@pytest.mark.parametrize("outbox", ["memory", "disk"])
+def test_an_outage_longer_than_the_outbox_keeps_the_events(mosquitto, caplog, tmp_path, outbox):
+    """A night without the broker: the detections of every frame push the outbox over its
+    limit, and the few events (what an operator looks back for) must not go with them."""
+    link = make_link(mosquitto.port, outbox_size=10, outbox=outbox,
+                     outbox_path=tmp_path / "outbox.sqlite")
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+        for frame_id in range(1, 101):
+            link.publish_detections("cam", {"frame_id": frame_id})
+            if frame_id % 20 == 0:
+                link.publish_event("edge/t/cam/events", b'{"id": "%d"}' % frame_id)
+    assert (link.outbox_depth, link.counters.dropped, link.counters.events_dropped) == \
+        (10, 95, 0)
+    assert len(caplog.records) == 1, "one warning: no event was dropped"
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+        for n in range(101, 109):  # more events than room beside them: the oldest go
+            link.publish_event("edge/t/cam/events", b'{"id": "%d"}' % n)
+    assert (link.counters.dropped, link.counters.events_dropped) == (103, 3)
+    assert caplog.records[-1].getMessage() == (
+        "the MQTT outbox holds only events now: the oldest events are dropped as well (raise "
+        "mqtt.outbox_size to keep a longer outage's events)")
+    caplog.clear()
+    with Watcher(mosquitto.port, "edge/t/cam/#") as watcher, \
+            caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+        link.start()
+        assert link.flush(10), "outbox not flushed"
+        watcher.wait_for(lambda: len(watcher.messages) == 10, 5, "10 messages")
+        assert [m.topic for m in watcher.messages] == ["edge/t/cam/events"] * 10
+        assert [m.json()["id"] for m in watcher.messages] == \
+            ["80", "100", *map(str, range(101, 109))], "what was kept, in the order put"
+        assert [r.getMessage() for r in caplog.records] == [
+            "103 messages were dropped while the broker was away (the outbox's limit), 3 "
+            "events among them"]
+        assert link.stats()["events_dropped"] == 3
+        assert link.stop("stopped")
 
 
 def test_retained_states_wait_beside_the_outbox_one_latest_value_a_topic(mosquitto, caplog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -11,11 +12,22 @@ import pytest
 
 from edge.config import MqttConfig
 from edge.errors import ConfigError
-from edge.mqtt.outbox import DiskOutbox, FallbackOutbox, MemoryOutbox, Message, outbox_from_config
+from edge.mqtt.outbox import (
+    DiskOutbox,
+    Dropped,
+    FallbackOutbox,
+    MemoryOutbox,
+    Message,
+    outbox_from_config,
+)
 
 
 def message(n: int, size: int = 10) -> Message:
     return Message("edge/t/cam/detections", str(n).encode().ljust(size, b" "), 1)
+
+
+def event(n: int) -> Message:
+    return Message("edge/t/cam/events", str(n).encode(), 1, precious=True)
 
 
 def numbers(batch: list[tuple[int, Message]]) -> list[int]:
@@ -30,17 +42,77 @@ def disk(tmp_path: Path, max_messages: int = 100, max_bytes: int = 10**6,
 @pytest.mark.parametrize("kind", ["memory", "disk"])
 def test_bounded_by_count_oldest_dropped_and_counted(tmp_path, kind):
     outbox = MemoryOutbox(5) if kind == "memory" else disk(tmp_path, max_messages=5)
-    dropped = sum(outbox.put(message(n)) for n in range(8))
+    dropped = sum(outbox.put(message(n)).count for n in range(8))
     assert (dropped, outbox.depth, outbox.waiting) == (3, 5, 5)
     taken = outbox.take(2)
     assert numbers(taken) == [3, 4]
     assert (outbox.depth, outbox.waiting) == (5, 3)
     # taken messages are the broker's now: never dropped to make room
-    assert sum(outbox.put(message(n)) for n in range(8, 12)) == 4
+    assert sum(outbox.put(message(n)).count for n in range(8, 12)) == 4
     assert numbers(outbox.take(10)) == [9, 10, 11]
     for key, _ in taken:
         outbox.ack(key)
     assert outbox.depth == 3
+    outbox.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk"])
+def test_a_full_outbox_drops_detections_before_events_and_keeps_the_order(tmp_path, kind):
+    outbox = MemoryOutbox(6) if kind == "memory" else disk(tmp_path, max_messages=6)
+    # an outage: a detection a frame, an event now and then
+    put = [event(n) if n % 5 == 0 else message(n) for n in range(20)]
+    dropped = [outbox.put(m) for m in put]
+    assert sum(d.count for d in dropped) == 14 and sum(d.precious for d in dropped) == 0
+    taken = outbox.take(10)
+    assert numbers(taken) == [0, 5, 10, 15, 18, 19], "every event, in the order put"
+    assert [m.precious for _, m in taken] == [True, True, True, True, False, False]
+    for key, _ in taken:
+        outbox.ack(key)
+    # only events waiting: the oldest event goes, and a detection put then is dropped itself
+    for n in range(100, 106):
+        outbox.put(event(n))
+    assert outbox.put(event(106)) == Dropped(1, 1)
+    assert outbox.put(message(107)) == Dropped(1, 0)
+    assert numbers(outbox.take(10)) == list(range(101, 107))
+    outbox.close()
+
+
+def test_a_disk_outbox_from_before_precious_messages_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("""CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT
+        NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,
+        retain INTEGER NOT NULL DEFAULT 0)""")
+    old.executemany("INSERT INTO outbox (created, topic, payload, qos, retain) "
+                    "VALUES (?, 'edge/t/cam/detections', ?, 1, 0)",
+                    [(time.time(), str(n).encode()) for n in range(3)])
+    old.commit()
+    old.close()
+    outbox = DiskOutbox(path, 4, 10**6, 3600)
+    assert outbox.depth == 3
+    outbox.put(event(3))
+    assert outbox.put(message(4)) == Dropped(1, 0)  # the oldest detection, not the event
+    taken = outbox.take(10)
+    assert numbers(taken) == [1, 2, 3, 4]
+    assert [m.precious for _, m in taken] == [False, False, True, False]
+    outbox.close()
+    # a daemon of the old version (naming its columns) still writes to the upgraded file
+    older = sqlite3.connect(path)
+    older.execute("INSERT INTO outbox (created, topic, payload, qos, retain) "
+                  "VALUES (?, 'edge/t/cam/detections', ?, 1, 0)", (time.time(), b"5"))
+    older.commit()
+    older.close()
+    reopened = DiskOutbox(path, 10, 10**6, 3600)
+    assert numbers(reopened.take(10)) == [1, 2, 3, 4, 5]
+    reopened.close()
+
+
+def test_the_disk_outbox_drops_through_an_index(tmp_path):
+    outbox = disk(tmp_path)
+    plan = outbox._db.execute("EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE id > 0 "
+                              "ORDER BY precious, id LIMIT 1").fetchall()
+    assert any("outbox_drop_order" in row[-1] for row in plan), plan
+    assert not any("TEMP B-TREE" in row[-1] for row in plan), plan
     outbox.close()
 
 
@@ -61,7 +133,7 @@ def test_disk_outbox_survives_reopening_and_resends_what_was_not_acknowledged(tm
 
 def test_disk_outbox_bounded_by_bytes_and_age(tmp_path):
     outbox = disk(tmp_path, max_bytes=100)
-    dropped = sum(outbox.put(message(n, size=30)) for n in range(5))
+    dropped = sum(outbox.put(message(n, size=30)).count for n in range(5))
     assert dropped == 2 and outbox.depth == 3
     assert numbers(outbox.take(10)) == [2, 3, 4]
     outbox.close()
@@ -70,7 +142,7 @@ def test_disk_outbox_bounded_by_bytes_and_age(tmp_path):
     aged.put(message(0))
     aged.put(message(1))
     time.sleep(1.3)  # past the age and past the age-check interval
-    assert aged.put(message(2)) == 2
+    assert aged.put(message(2)).count == 2
     assert numbers(aged.take(10)) == [2]
     aged.close()
 

@@ -154,7 +154,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.messages: list[tuple[str, bytes, int, bool, str]] = []
 
-    def publish_queued(self, topic, payload, qos, retain):
+    def publish_event(self, topic, payload, qos, retain):
         self.messages.append((topic, payload, qos, retain, "outbox"))
 
     def publish_state(self, topic, payload, qos):

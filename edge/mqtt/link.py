@@ -1,8 +1,9 @@
 """The daemon's MQTT link: owns the topic prefix, the connection and the detection outbox.
 
-Publishing never blocks the caller. Detection messages go into a bounded outbox (memory, or
-SQLite on disk to survive restarts; oldest dropped and counted when full); a sender thread
-hands them to paho while connected, keeping at most `WINDOW` unacknowledged. paho resends
+Publishing never blocks the caller. Detection and event messages go into a bounded outbox
+(memory, or SQLite on disk to survive restarts; when full, the oldest detections are dropped and
+counted, events only once no detection is left to drop); a sender thread hands them to paho
+while connected, keeping at most `WINDOW` unacknowledged. paho resends
 unacknowledged QoS 1 messages after a reconnect, and the disk outbox deletes a message only
 once the broker acknowledged it, so detections are delivered at least once across a broker
 outage and across a daemon restart. Retained state topics (counts, discovery configs) wait
@@ -66,6 +67,7 @@ class LinkCounters:
     recovered: int = 0  # of produced: held by the disk outbox at start
     published: int = 0  # acknowledged by the broker (QoS 1) or sent (QoS 0)
     dropped: int = 0  # outbox full or too old, or left in a memory outbox at stop
+    events_dropped: int = 0  # of those the outbox's limits dropped: events
     kept: int = 0  # left in the disk outbox at stop, for the next start
     connects: int = 0
     states_sent: int = 0  # retained state values acknowledged (outside the outbox's counts)
@@ -94,6 +96,7 @@ class MqttLink:
         #: counters.dropped when the outbox last filled up, None while it has room: one warning
         #: an outage, and how many it cost once the broker is back
         self._dropped_before_overflow: int | None = None
+        self._events_dropped_before_overflow = 0  # counters.events_dropped then
         self.counters = LinkCounters()
         self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
@@ -289,6 +292,7 @@ class MqttLink:
                 "outbox": self.settings.outbox, "queued": self.outbox_depth,
                 "outbox_depth": self.outbox_depth, "produced": counters.produced,
                 "published": counters.published, "dropped": counters.dropped,
+                "events_dropped": counters.events_dropped,
                 "recovered": counters.recovered, "kept": counters.kept,
                 "connects": counters.connects, "states_waiting": self.states_waiting,
                 "states_sent": counters.states_sent}
@@ -306,10 +310,11 @@ class MqttLink:
         self._enqueue(Message(self.topics.detections(camera), self._json(payload),
                               self.settings.qos))
 
-    def publish_queued(self, topic: str, payload: bytes, qos: int = 1,
-                       retain: bool = False) -> None:
-        """Queue any message through the outbox (events: at least once; never blocks)."""
-        self._enqueue(Message(topic, payload, qos, retain))
+    def publish_event(self, topic: str, payload: bytes, qos: int = 1,
+                      retain: bool = False) -> None:
+        """Queue an event message: at least once, in order with the detections; a full
+        outbox drops detections before events (never blocks)."""
+        self._enqueue(Message(topic, payload, qos, retain, precious=True))
 
     def publish_state(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Set a retained state topic (a count, a discovery config): its latest value is sent
@@ -337,15 +342,24 @@ class MqttLink:
             dropped = self._outbox.put(message)
             self.counters.produced += 1
             self._cond.notify_all()
-            overflowing = dropped > 0 and self._dropped_before_overflow is None
+            overflowing = dropped.count > 0 and self._dropped_before_overflow is None
             if overflowing:
                 self._dropped_before_overflow = self.counters.dropped
-            self.counters.dropped += dropped
+                self._events_dropped_before_overflow = self.counters.events_dropped
+            first_events = (dropped.precious > 0 and self._events_dropped_before_overflow
+                            == self.counters.events_dropped)
+            self.counters.dropped += dropped.count
+            self.counters.events_dropped += dropped.precious
             depth = self._outbox.depth
-        if overflowing:  # logged outside the lock: a handler may be slow
+        # logged outside the lock: a handler may be slow
+        if overflowing:
             log.warning("the MQTT outbox reached its limit with %d messages waiting for the "
-                        "broker: the oldest are dropped from now on (mqtt.outbox_size; on disk "
-                        "also outbox_max_mb and outbox_max_age_s)", depth)
+                        "broker: the oldest detections are dropped from now on, events only "
+                        "once no detection is left to drop (mqtt.outbox_size; on disk also "
+                        "outbox_max_mb and outbox_max_age_s)", depth)
+        if first_events:
+            log.warning("the MQTT outbox holds only events now: the oldest events are dropped "
+                        "as well (raise mqtt.outbox_size to keep a longer outage's events)")
 
     def _send_loop(self) -> None:
         next_sync = time.monotonic() + SYNC_S
@@ -436,9 +450,12 @@ class MqttLink:
             self._cond.notify_all()
             before, self._dropped_before_overflow = self._dropped_before_overflow, None
             lost = 0 if before is None else self.counters.dropped - before
+            events_lost = self.counters.events_dropped - self._events_dropped_before_overflow
+            self._events_dropped_before_overflow = self.counters.events_dropped
         if lost:
             log.warning("%d messages were dropped while the broker was away (the outbox's "
-                        "limit)", lost)
+                        "limit)%s", lost, f", {counted(events_lost, 'event')} among them"
+                        if events_lost else ", no event among them")
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:` block: the exception is still current

@@ -1,9 +1,12 @@
 """Where detection messages wait for the broker: in memory, or on disk across restarts.
 
 Both outboxes are bounded: beyond `outbox_size` messages (and, on disk, `outbox_max_mb` of
-payload or `outbox_max_age_s` of age) the oldest messages not yet handed to the broker are
-dropped and counted. Messages handed to paho are "taken" and stay counted as queued until the
-broker acknowledges them (`ack`), so published + queued + dropped always adds up to produced.
+payload) the oldest routine messages (detections) not yet handed to the broker are dropped and
+counted; precious ones (events: an object's `new` and `end` are few and are what an operator
+looks back for) only when no routine message waits. Messages older than `outbox_max_age_s`
+(disk only) are dropped whatever they are. Messages go out in the order they were put.
+Messages handed to paho are "taken" and stay counted as queued until the broker acknowledges
+them (`ack`), so published + queued + dropped always adds up to produced.
 
 The disk outbox is SQLite in WAL mode. `put` commits before it returns, so a message survives a
 crash or a SIGKILL of the daemon from then on; with `synchronous=NORMAL` a commit is not
@@ -35,7 +38,13 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL DEFAULT 0)"""
+    retain INTEGER NOT NULL DEFAULT 0,
+    precious INTEGER NOT NULL DEFAULT 0)"""
+#: Outboxes written before `precious` existed gain it (their messages are routine); a daemon
+#: of that age names its columns when it inserts, so it still writes to an upgraded file.
+_ADD_PRECIOUS = "ALTER TABLE outbox ADD COLUMN precious INTEGER NOT NULL DEFAULT 0"
+#: What a full outbox drops first: routine messages, oldest first.
+_BY_DROP_ORDER = "CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (precious, id)"
 
 
 @dataclass(frozen=True)
@@ -44,13 +53,27 @@ class Message:
     payload: bytes
     qos: int
     retain: bool = False
+    #: kept over routine messages when the outbox is full
+    precious: bool = False
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Messages a `put` dropped to make room, and how many of them were precious."""
+
+    count: int = 0
+    precious: int = 0
+
+    def __add__(self, other: Dropped) -> Dropped:
+        return Dropped(self.count + other.count, self.precious + other.precious)
 
 
 class Outbox(Protocol):
     """Not thread-safe: the link calls it with its lock held."""
 
-    def put(self, message: Message) -> int:
-        """Queue `message`; returns how many older messages were dropped to make room."""
+    def put(self, message: Message) -> Dropped:
+        """Queue `message`; returns what was dropped to make room (`message` itself when it
+        is routine and only precious messages wait)."""
 
     def take(self, limit: int) -> list[tuple[int, Message]]:
         """Up to `limit` of the oldest messages not yet taken, with keys for `ack`."""
@@ -78,27 +101,35 @@ class Outbox(Protocol):
 
 
 class MemoryOutbox:
-    """A bounded deque; what is taken is paho's to resend, so `ack` only counts."""
+    """Two FIFOs, routine and precious, merged by arrival when taken; what is taken is paho's
+    to resend, so `ack` only counts."""
 
     def __init__(self, max_messages: int) -> None:
-        self._messages: deque[Message] = deque()
+        self._routine: deque[tuple[int, Message]] = deque()  # (arrival, message)
+        self._precious: deque[tuple[int, Message]] = deque()
         self._max = max_messages
         self._taken = 0
-        self._next_key = 0
+        self._arrivals = 0
 
-    def put(self, message: Message) -> int:
-        dropped = 0
-        while self._messages and len(self._messages) + self._taken >= self._max:
-            self._messages.popleft()
-            dropped += 1
-        self._messages.append(message)
-        return dropped
+    def put(self, message: Message) -> Dropped:
+        self._arrivals += 1
+        (self._precious if message.precious else self._routine).append((self._arrivals, message))
+        count = precious = 0
+        while self.waiting > 1 and self.depth > self._max:
+            if self._routine:
+                self._routine.popleft()
+            else:
+                self._precious.popleft()
+                precious += 1
+            count += 1
+        return Dropped(count, precious)
 
     def take(self, limit: int) -> list[tuple[int, Message]]:
-        batch = []
-        for _ in range(min(limit, len(self._messages))):
-            self._next_key += 1
-            batch.append((self._next_key, self._messages.popleft()))
+        batch: list[tuple[int, Message]] = []
+        while len(batch) < limit and (self._routine or self._precious):
+            older = self._precious if not self._routine or (
+                self._precious and self._precious[0][0] < self._routine[0][0]) else self._routine
+            batch.append(older.popleft())
         self._taken += len(batch)
         return batch
 
@@ -107,7 +138,7 @@ class MemoryOutbox:
 
     @property
     def depth(self) -> int:
-        return len(self._messages) + self._taken
+        return self.waiting + self._taken
 
     @property
     def durable(self) -> int:
@@ -115,7 +146,7 @@ class MemoryOutbox:
 
     @property
     def waiting(self) -> int:
-        return len(self._messages)
+        return len(self._routine) + len(self._precious)
 
     def sync(self) -> None:
         return None
@@ -139,6 +170,10 @@ class DiskOutbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+            if "precious" not in columns:
+                self._db.execute(_ADD_PRECIOUS)
+            self._db.execute(_BY_DROP_ORDER)
             self._db.execute("BEGIN IMMEDIATE")  # proves the file is writable now, not later
             self._db.execute("COMMIT")
             row = self._db.execute(
@@ -153,47 +188,50 @@ class DiskOutbox:
         self._next_age_check = 0.0
         self._wal_fd: int | None = None
 
-    def put(self, message: Message) -> int:
+    def put(self, message: Message) -> Dropped:
         now = time.time()
-        self._db.execute("INSERT INTO outbox (created, topic, payload, qos, retain) "
-                         "VALUES (?, ?, ?, ?, ?)", (now, message.topic, message.payload,
-                                                    message.qos, int(message.retain)))
+        self._db.execute("INSERT INTO outbox (created, topic, payload, qos, retain, precious) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (now, message.topic, message.payload, message.qos, int(message.retain),
+                          int(message.precious)))
         self._count += 1
         self._bytes += len(message.payload)
         return self._enforce_limits(now)
 
-    def _enforce_limits(self, now: float) -> int:
-        dropped = 0
+    def _enforce_limits(self, now: float) -> Dropped:
+        dropped = Dropped()
         if now >= self._next_age_check:
             self._next_age_check = now + self.AGE_CHECK_S
             dropped += self._drop("id > ? AND created < ?", (self._cursor, now - self._max_age_s))
         while self._count - len(self._taken) > 1 and (
                 self._count > self._max_messages or self._bytes > self._max_bytes):
             excess = max(1, self._count - self._max_messages)
-            removed = self._drop("id IN (SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT ?)",
-                                 (self._cursor, excess))
+            removed = self._drop("id IN (SELECT id FROM outbox WHERE id > ? "
+                                 "ORDER BY precious, id LIMIT ?)", (self._cursor, excess))
             dropped += removed
-            if removed == 0:
+            if removed.count == 0:
                 break
         return dropped
 
-    def _drop(self, where: str, args: tuple[float, ...]) -> int:
-        row = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox "
-                               f"WHERE {where}", args).fetchone()
+    def _drop(self, where: str, args: tuple[float, ...]) -> Dropped:
+        row = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), "
+                               f"COALESCE(SUM(precious), 0) FROM outbox WHERE {where}",
+                               args).fetchone()
         if not row[0]:
-            return 0
+            return Dropped()
         self._db.execute(f"DELETE FROM outbox WHERE {where}", args)
         self._count -= int(row[0])
         self._bytes -= int(row[1])
-        return int(row[0])
+        return Dropped(int(row[0]), int(row[2]))
 
     def take(self, limit: int) -> list[tuple[int, Message]]:
-        rows = self._db.execute("SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? "
-                                "ORDER BY id LIMIT ?", (self._cursor, limit)).fetchall()
+        rows = self._db.execute(
+            "SELECT id, topic, payload, qos, retain, precious FROM outbox WHERE id > ? "
+            "ORDER BY id LIMIT ?", (self._cursor, limit)).fetchall()
         batch = []
-        for key, topic, payload, qos, retain in rows:
+        for key, topic, payload, qos, retain, precious in rows:
             self._taken[key] = len(payload)
-            batch.append((key, Message(topic, bytes(payload), qos, bool(retain))))
+            batch.append((key, Message(topic, bytes(payload), qos, bool(retain), bool(precious))))
         if rows:
             self._cursor = rows[-1][0]
         return batch
@@ -257,7 +295,7 @@ class FallbackOutbox:
                 self.disk.close()
             self.disk = None
 
-    def put(self, message: Message) -> int:
+    def put(self, message: Message) -> Dropped:
         if self.disk is not None and self._writable:
             try:
                 return self.disk.put(message)

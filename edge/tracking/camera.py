@@ -39,7 +39,7 @@ TIMESTAMP_SLACK_S = 1e-3
 class Publisher(Protocol):
     """What the camera needs of the MQTT link (`edge.mqtt.link.MqttLink`)."""
 
-    def publish_queued(self, topic: str, payload: bytes, qos: int, retain: bool) -> None: ...
+    def publish_event(self, topic: str, payload: bytes, qos: int, retain: bool) -> None: ...
 
     def publish_state(self, topic: str, payload: bytes, qos: int) -> None: ...
 
@@ -127,7 +127,7 @@ class CameraTracking:
     def _publish(self, messages: list[Outgoing]) -> None:
         for message in messages:
             if message.delivery == "outbox":
-                self._publisher.publish_queued(message.topic, message.payload, message.qos,
+                self._publisher.publish_event(message.topic, message.payload, message.qos,
                                                message.retain)
             elif message.delivery == "state":
                 self._publisher.publish_state(message.topic, message.payload, message.qos)
