@@ -111,6 +111,8 @@ def test_summary_line_of_several_cameras():
     assert summary_line(stats, rates=False) == (
         "gate streaming, door reconnecting | mqtt disconnected | outbox 40 queued, 3 published, "
         "1 dropped")
+    stats["mqtt"] |= {"dropped": 900, "events_dropped": 2}  # the outbox held only events
+    assert summary_line(stats).endswith("900 dropped (2 events)")
 
 
 @pytest.mark.slow
