@@ -72,6 +72,19 @@ class RateMeter:
 
     def rate(self) -> float:
         now = time.monotonic() if self._stopped_at is None else self._stopped_at
+        return self._rate_at(now)
+
+    def rate_up_to_last(self) -> float:
+        """The rate as of the last event, without the silence since: what a source that has
+        gone quiet ran at (0 with fewer than two events)."""
+        times = list(self._times)
+        return self._rate_at(times[-1]) if times else 0.0
+
+    def clear(self) -> None:
+        """Forget the events so far: a rate after an outage must not span it."""
+        self._times.clear()
+
+    def _rate_at(self, now: float) -> float:
         times = [t for t in list(self._times) if now - t <= self._horizon_s]
         if len(times) < 2 or times[-1] == times[0]:
             return 0.0

@@ -103,6 +103,10 @@ def test_rate_decays_to_zero_when_events_stop():
     assert meter.rate() < steady / 2  # 10 events over ~0.5 s instead of ~0.2 s
     time.sleep(0.8)
     assert meter.rate() == 0.0
+    # what the source ran at before it went quiet stays readable
+    assert meter.rate_up_to_last() == pytest.approx(steady, rel=0.2)
+    meter.clear()
+    assert meter.rate_up_to_last() == 0.0
 
 
 def test_a_rate_stopped_on_purpose_keeps_its_value():
@@ -239,8 +243,13 @@ def test_rtsp_camera_comes_back_after_the_server_stops_and_restarts(rtsp_server)
         # a camera that is down delivers nothing (a user check: 8, then 3 fps while down)
         assert supervisor.stats()["source_fps"] == 0.0
         time.sleep(10)
-        assert supervisor.status().fps == 0.0 and supervisor.status().state == "reconnecting"
+        assert supervisor.status().state == "reconnecting"
         assert recorder.last().attempts >= 3  # backoff capped at 2 s: several tries in 10 s
+        # the retained status says the rate the camera ran at, in every republication (it
+        # fell across them: 15.2, 7.9, 5.7 ... 3.1, 0.0)
+        down = [s for s in recorder.statuses[stopped_at:] if s.state == "reconnecting"]
+        assert len(down) >= 3 and len({s.fps for s in down}) == 1, down
+        assert down[0].fps > 5 and supervisor.status().fps == down[0].fps
         rtsp_server.start()
         back = recorder.wait_for("streaming", 2 + 5, after=stopped_at)
         time.sleep(1.5)

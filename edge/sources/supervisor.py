@@ -206,8 +206,12 @@ class SourceSupervisor:
         return self._rate.rate()
 
     def status(self) -> CameraStatus:
+        """The current status; `fps` is the live rate while starting or streaming, else the
+        rate up to the change (the same in every status of one outage)."""
         with self._lock:
             status = self._status
+        if status.state not in HEALTHY_CAMERA_STATES:
+            return status
         return CameraStatus(self.camera, status.state, status.reason, status.since,
                             status.attempts, self.fps())
 
@@ -219,7 +223,7 @@ class SourceSupervisor:
                                                      and self._stopped_streaming)
         return {"state": status.state, "reason": status.reason, "attempts": status.attempts,
                 "reconnects": self.reconnects,
-                "source_fps": round(self.fps(), 2) if delivering else 0.0}
+                "source_fps": round(status.fps, 2) if delivering else 0.0}
 
     # -- supervising thread ----------------------------------------------------------------
 
@@ -390,7 +394,13 @@ class SourceSupervisor:
                     since = old.since
                 elif since is None:
                     since = time.time()
-                self._status = CameraStatus(self.camera, state, reason, since, attempts, 0.0)
+                fps = 0.0
+                if state not in HEALTHY_CAMERA_STATES:
+                    leaving = old.state in HEALTHY_CAMERA_STATES
+                    fps = self._rate.rate_up_to_last() if leaving else old.fps
+                    if leaving:  # the next streaming's rate starts afresh
+                        self._rate.clear()
+                self._status = CameraStatus(self.camera, state, reason, since, attempts, fps)
             self._notify_locked()
 
     def _notify(self) -> None:
