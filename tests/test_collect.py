@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -148,6 +149,31 @@ def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
     assert [json.loads(line)["frame_id"] for line in lines] == [f[0] for f in frames]
     listed = sorted(Path(json.loads(line)["file"]).name for line in lines)
     assert sorted(p.name for p in (out / "images").iterdir()) == listed
+
+
+def test_exports_a_killed_run_left_behind_are_caught_up_at_resume(tmp_path, caplog):
+    """After a kill -9 the exports listed the images up to the last export (every 50) until
+    the next 50 or the end of the next run; a resume that then failed left them so."""
+    out = tmp_path / "out"
+    dataset = CollectedDataset(out, duplicate_distance=-1)
+    frames = list(scene_frames(3))
+    dataset.add(sample_of(frames[0][0], frames[0][1], frames[0][2].boxes.tolist()))
+    dataset.export()
+    for frame_id, image, truth in frames[1:]:  # then killed: no export
+        dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    assert len(coco["images"]) == 1
+    with caplog.at_level(logging.INFO):
+        resumed = CollectedDataset(out, duplicate_distance=-1)
+    assert "the exports did not list every image" in caplog.text
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    assert [image["file_name"] for image in coco["images"]] == [r["file"] for r in resumed.rows]
+    assert len(resumed.rows) == 3
+    assert len((out / "manifest.csv").read_text().splitlines()) == 1 + 3
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # up to date now: not rewritten again
+        CollectedDataset(out, duplicate_distance=-1)
+    assert "exports did not list" not in caplog.text
 
 
 def test_a_row_written_before_its_image_was_renamed_is_dropped_on_resume(tmp_path):

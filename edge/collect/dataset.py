@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 EXPORT_EVERY = 50
 MANIFEST = "manifest.jsonl"
+#: Files rewritten from the manifest by `export`.
+EXPORTS = ("annotations.coco.json", "label-studio.json", "manifest.csv", "data.yaml")
 #: What an image or label is written as until its manifest row is on disk.
 PARTIAL = ".partial"
 #: Near-duplicates are looked for among this many recent images of the same camera.
@@ -95,6 +97,7 @@ class CollectedDataset:
         _refuse_a_folder_of_others(self.root)
         for folder in (self.root / "images", self.root / "labels"):
             folder.mkdir(parents=True, exist_ok=True)
+        exports_lag = self._exports_lag()  # before the touch below changes the manifest's time
         (self.root / MANIFEST).touch()  # the folder is marked as ours before any image
         self.labels: list[str] | None = None
         self.rows: list[dict[str, Any]] = []
@@ -103,6 +106,20 @@ class CollectedDataset:
         self._since_export = 0
         self._resume()
         self._check_room(0)  # a limit already passed is said now, not at the first frame
+        if self.rows and exports_lag:
+            log.info("%s: the exports did not list every image of %s (the run before was "
+                     "killed): rewritten", self.root, MANIFEST)
+            self.export()
+
+    def _exports_lag(self) -> bool:
+        """Whether the manifest changed after the exports were last written: a run killed
+        between two exports (every `EXPORT_EVERY` images, and at the end)."""
+        manifest = self.root / MANIFEST
+        if not manifest.is_file():
+            return False
+        written = [(self.root / name).stat().st_mtime_ns for name in EXPORTS
+                   if (self.root / name).is_file()]
+        return len(written) < len(EXPORTS) or min(written) < manifest.stat().st_mtime_ns
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -273,7 +290,7 @@ class CollectedDataset:
         """Rewrite COCO, Label Studio, the CSV manifest and data.yaml from the manifest."""
         self._since_export = 0
         labels = self.labels or []
-        outputs = {
+        outputs = {  # in the order of EXPORTS
             "annotations.coco.json": json.dumps(coco_from_rows(self.rows, labels)),
             "label-studio.json": json.dumps(label_studio_from_rows(self.rows,
                                                                    self.image_url_prefix)),
