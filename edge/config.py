@@ -166,6 +166,14 @@ class MqttConfig(_Section):
             raise ValueError(f"{problem}; e.g. edge/gate-01")
         return prefix
 
+    @field_validator("outbox_path", mode="before")
+    @classmethod
+    def _named_file(cls, path: object) -> object:
+        if isinstance(path, str) and not path.strip():
+            raise ValueError("is empty; give the SQLite file to keep the outbox in, e.g. "
+                             "/var/lib/edge/outbox.sqlite")
+        return path
+
     @field_validator("ca_file", "certfile", "keyfile", "password_file")
     @classmethod
     def _readable_file(cls, path: Path | None) -> Path | None:
@@ -445,7 +453,8 @@ def load_config(path: Path) -> Config:
     if isinstance(model, dict) and isinstance(model.get("path"), str):
         model["path"] = str(path.parent / Path(model["path"]).expanduser())
     mqtt = data.get("mqtt")
-    if isinstance(mqtt, dict) and isinstance(mqtt.get("outbox_path"), str):
+    if isinstance(mqtt, dict) and isinstance(mqtt.get("outbox_path"), str) \
+            and mqtt["outbox_path"].strip():  # an empty one is refused, not made the folder
         mqtt["outbox_path"] = str(path.parent / Path(mqtt["outbox_path"]).expanduser())
     config = config_from_dict(data, str(path))
     if config.mqtt.password is not None:

@@ -108,6 +108,9 @@ def mqtt_config(tmp_path: Path, lines: str) -> Path:
         ('url = "mqtt://h"\noutbox_max_age_s = inf', r"mqtt\.outbox_max_age_s: .*finite"),
         ('url = "mqtt://h"\noutbox = "cloud"', r"mqtt\.outbox: .*'memory' or 'disk'"),
         ('url = "mqtt://h"\noutbox_max_mb = 0', r"mqtt\.outbox_max_mb: must be more than 0; got 0"),
+        # an empty path was taken as the config's folder, and named as that in the error
+        ('url = "mqtt://h"\noutbox = "disk"\noutbox_path = " "',
+         r"mqtt\.outbox_path: is empty; give the SQLite file .* e\.g\. /var/lib/edge/outbox"),
         # the topic prefix
         ('url = "mqtt://h"\nprefix = "edge/#"', r"mqtt\.prefix: .*wildcards"),
         ('url = "mqtt://h"\nprefix = "edge/+/x"', r"mqtt\.prefix: .*wildcards"),

@@ -86,25 +86,55 @@ def test_a_disk_outbox_from_before_precious_messages_is_upgraded_in_place(tmp_pa
     old.executemany("INSERT INTO outbox (created, topic, payload, qos, retain) "
                     "VALUES (?, 'edge/t/cam/detections', ?, 1, 0)",
                     [(time.time(), str(n).encode()) for n in range(3)])
+    old.execute("INSERT INTO outbox (created, topic, payload, qos, retain) "
+                "VALUES (?, 'edge/t/cam/events', ?, 1, 0)", (time.time(), b"3"))
+    old.commit()
+    outbox = DiskOutbox(path, 5, 10**6, 3600, precious_topics="edge/t/%/events")
+    assert outbox.depth == 4
+    outbox.put(event(4))
+    # the oldest detection goes, not the event the old version wrote
+    assert outbox.put(message(5)) == Dropped(1, 0)
+    taken = outbox.take(10)
+    assert numbers(taken) == [1, 2, 3, 4, 5]
+    assert [m.precious for _, m in taken] == [False, False, True, True, False]
+    outbox.close()
+    # a daemon of the old version (naming its columns) still writes to the upgraded file; its
+    # events are marked when this version opens the file again (a downgrade and back)
+    old.executemany("INSERT INTO outbox (created, topic, payload, qos, retain) "
+                    "VALUES (?, ?, ?, 1, 0)", [(time.time(), "edge/t/cam/detections", b"6"),
+                                               (time.time(), "edge/t/cam/events", b"7")])
     old.commit()
     old.close()
-    outbox = DiskOutbox(path, 4, 10**6, 3600)
-    assert outbox.depth == 3
-    outbox.put(event(3))
-    assert outbox.put(message(4)) == Dropped(1, 0)  # the oldest detection, not the event
-    taken = outbox.take(10)
-    assert numbers(taken) == [1, 2, 3, 4]
-    assert [m.precious for _, m in taken] == [False, False, True, False]
-    outbox.close()
-    # a daemon of the old version (naming its columns) still writes to the upgraded file
-    older = sqlite3.connect(path)
-    older.execute("INSERT INTO outbox (created, topic, payload, qos, retain) "
-                  "VALUES (?, 'edge/t/cam/detections', ?, 1, 0)", (time.time(), b"5"))
-    older.commit()
-    older.close()
-    reopened = DiskOutbox(path, 10, 10**6, 3600)
-    assert numbers(reopened.take(10)) == [1, 2, 3, 4, 5]
+    reopened = DiskOutbox(path, 10, 10**6, 3600, precious_topics="edge/t/%/events")
+    taken = reopened.take(10)
+    assert numbers(taken) == [1, 2, 3, 4, 5, 6, 7]
+    assert [m.precious for _, m in taken][-2:] == [False, True]
     reopened.close()
+
+
+def test_outbox_files_that_cannot_hold_an_outbox_are_named_with_the_fix(tmp_path):
+    """A helper's check: a corrupt file was told to use 'a writable path on a disk with free
+    space', and a folder got SQLite's 'unable to open database file'."""
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not sqlite at all " * 300)
+    with pytest.raises(ConfigError, match=r"garbage.sqlite: not a readable outbox \(file is not "
+                                          r"a database\).*move it aside"):
+        outbox_from_config(MqttConfig(outbox="disk", outbox_path=garbage))
+    damaged = tmp_path / "damaged.sqlite"
+    outbox = DiskOutbox(damaged, 1000, 10**8, 3600)
+    for n in range(300):
+        outbox.put(message(n, size=500))
+    outbox.close()
+    data = bytearray(damaged.read_bytes())
+    data[4096:4096 + 16384] = b"\xff" * 16384  # pages in the middle overwritten
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=r"damaged.sqlite: not a readable outbox .*malformed"):
+        outbox_from_config(MqttConfig(outbox="disk", outbox_path=damaged))
+    folder = tmp_path / "outbox.sqlite"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"outbox.sqlite is a folder; give the SQLite file .* "
+                                          r"e\.g\. .*outbox.sqlite/outbox.sqlite"):
+        outbox_from_config(MqttConfig(outbox="disk", outbox_path=folder))
 
 
 def test_the_disk_outbox_drops_through_an_index(tmp_path):

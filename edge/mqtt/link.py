@@ -105,7 +105,8 @@ class MqttLink:
         #: the status payload the latest connect sent, set before `counters.connects` moves
         self.connect_status: dict[str, Any] | None = None
         self._client = self._make_client(client_id)
-        self._outbox: Outbox = outbox_from_config(settings)
+        # events an older version left in a disk outbox are kept over detections too
+        self._outbox: Outbox = outbox_from_config(settings, self.topics.events("%"))
         self._states = RetainedStates()
         self.counters.recovered = self.counters.produced = self._outbox.depth
         if self.counters.recovered:

@@ -40,9 +40,11 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS outbox (
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL DEFAULT 0,
     precious INTEGER NOT NULL DEFAULT 0)"""
-#: Outboxes written before `precious` existed gain it (their messages are routine); a daemon
-#: of that age names its columns when it inserts, so it still writes to an upgraded file.
+#: Outboxes written before `precious` existed gain it; a daemon of that age names its columns
+#: when it inserts, so it still writes to an upgraded file (its events as routine: `_MARK`).
 _ADD_PRECIOUS = "ALTER TABLE outbox ADD COLUMN precious INTEGER NOT NULL DEFAULT 0"
+#: Marks as precious the messages on `precious_topics` that a version without the column wrote.
+_MARK = "UPDATE outbox SET precious = 1 WHERE precious = 0 AND topic LIKE ?"
 #: What a full outbox drops first: routine messages, oldest first.
 _BY_DROP_ORDER = "CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (precious, id)"
 
@@ -161,7 +163,10 @@ class DiskOutbox:
     #: Age limits are enforced at most this often (seconds): a DELETE per message is wasteful.
     AGE_CHECK_S = 1.0
 
-    def __init__(self, path: Path, max_messages: int, max_bytes: int, max_age_s: float) -> None:
+    def __init__(self, path: Path, max_messages: int, max_bytes: int, max_age_s: float,
+                 precious_topics: str | None = None) -> None:
+        """`precious_topics`: an SQL LIKE pattern of the topics whose messages are precious
+        when a version that did not mark them wrote them (upgrades and downgrades)."""
         self.path = path
         self._max_messages, self._max_bytes, self._max_age_s = max_messages, max_bytes, max_age_s
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +178,8 @@ class DiskOutbox:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
             if "precious" not in columns:
                 self._db.execute(_ADD_PRECIOUS)
+            if precious_topics is not None:
+                self._db.execute(_MARK, (precious_topics,))
             self._db.execute(_BY_DROP_ORDER)
             self._db.execute("BEGIN IMMEDIATE")  # proves the file is writable now, not later
             self._db.execute("COMMIT")
@@ -358,17 +365,32 @@ class FallbackOutbox:
             self.disk.close()
 
 
-def outbox_from_config(settings: MqttConfig) -> Outbox:
+def outbox_from_config(settings: MqttConfig, precious_topics: str | None = None) -> Outbox:
     """The configured outbox; a disk outbox that cannot be opened and written is a ConfigError
-    naming `mqtt.outbox_path`."""
+    naming `mqtt.outbox_path`. `precious_topics`: see `DiskOutbox`."""
     memory = MemoryOutbox(settings.outbox_size)
     if settings.outbox == "memory":
         return memory
+    path = settings.outbox_path
+    if path.is_dir():
+        raise ConfigError(f"mqtt.outbox_path {path} is a folder; give the SQLite file to keep "
+                          f"the outbox in, e.g. {path / 'outbox.sqlite'}")
     try:
-        disk = DiskOutbox(settings.outbox_path, settings.outbox_size,
-                          int(settings.outbox_max_mb * 1024 * 1024), settings.outbox_max_age_s)
+        disk = DiskOutbox(path, settings.outbox_size, int(settings.outbox_max_mb * 1024 * 1024),
+                          settings.outbox_max_age_s, precious_topics)
+    except sqlite3.DatabaseError as exc:
+        if not any(sign in str(exc) for sign in ("not a database", "malformed")):
+            raise _cannot_open(path, exc) from exc
+        raise ConfigError(f"mqtt.outbox_path {path}: not a readable outbox ({exc}): another "
+                          "program's file, or one damaged (a disk failure); move it aside (what "
+                          "it held is then not sent) and start again, or give another path")\
+            from exc
     except (sqlite3.Error, OSError) as exc:
-        raise ConfigError(f"mqtt.outbox_path {settings.outbox_path}: cannot open the disk "
-                          f"outbox ({exc}); give a writable path on a disk with free space, "
-                          "or set mqtt.outbox = \"memory\"") from exc
+        raise _cannot_open(path, exc) from exc
     return FallbackOutbox(disk, memory)
+
+
+def _cannot_open(path: Path, exc: Exception) -> ConfigError:
+    return ConfigError(f"mqtt.outbox_path {path}: cannot open the disk outbox ({exc}); give a "
+                       "writable path on a disk with free space, or set mqtt.outbox = "
+                       "\"memory\"")
