@@ -86,6 +86,8 @@ class RunSummary:
     broker_reached: bool = True
     #: of `produced`: what a disk outbox held from an earlier run at start
     recovered: int = 0
+    #: of `dropped`: events the outbox's limits dropped (after every detection waiting)
+    events_dropped: int = 0
 
     @property
     def fps(self) -> float:
@@ -512,7 +514,8 @@ class Daemon:
                           sum(w.frames_dropped for w in self.workers),
                           None if model_error is None else str(model_error),
                           self.link.counters.states_sent, tuple(never_streamed),
-                          self.link.counters.connects > 0, self.link.counters.recovered)
+                          self.link.counters.connects > 0, self.link.counters.recovered,
+                          self.link.counters.events_dropped)
 
     def _stop_cameras(self, workers: list[CameraWorker]) -> None:
         """Stop `workers` together and then the inference service: bounded by

@@ -444,9 +444,13 @@ def test_a_timed_run_that_never_reached_its_broker_exits_1(tmp_path, demo_model)
     from edge.broker import free_port
 
     port = free_port()
-    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config",
-                             str(write_config(tmp_path, demo_model, port)), "--seconds", "3",
-                             "--json"], capture_output=True, text=True, timeout=60)
+    config = write_config(tmp_path, demo_model, port)
+    # an outbox of 2: the run's events push each other out once no detection is left to drop
+    config.write_text(config.read_text().replace("reconnect_min_s", "outbox_size = 2\n"
+                                                                    "reconnect_min_s"))
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                             "--seconds", "3", "--json"],
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stderr
     assert (f"exiting 1: the MQTT broker mqtt://127.0.0.1:{port} was never reached in the 3 s "
             "run, so nothing was published") in result.stderr
@@ -454,3 +458,6 @@ def test_a_timed_run_that_never_reached_its_broker_exits_1(tmp_path, demo_model)
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["broker_reached"] is False and summary["published"] == 0
     assert summary["never_streamed"] == []  # the camera itself worked
+    assert summary["dropped"] == summary["produced"] > 20  # a memory outbox, never sent
+    events = summary["events_dropped"]
+    assert events > 0 and f"{summary['dropped']} dropped ({events} event" in result.stderr

@@ -85,12 +85,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon.start()
     summary = daemon.run(stop, duration=args.seconds)
     log.info("stopped after %s (%.1f FPS over the %.*f s run; %s dropped, replaced by newer "
-             "ones); messages: %d produced%s = %d published + %d queued + %d dropped%s; %s "
+             "ones); messages: %d produced%s = %d published + %d queued + %d dropped%s%s; %s "
              "(counts, discovery configs)", counted(summary.frames, "frame"), summary.fps,
              1 if summary.seconds < 10 else 0, summary.seconds,  # not "over the 0 s run"
              counted(summary.frames_dropped, "camera frame"), summary.produced,
              f" ({summary.recovered} from an earlier run)" if summary.recovered else "",
              summary.published, summary.queued, summary.dropped,
+             f" ({counted(summary.events_dropped, 'event')})" if summary.events_dropped else "",
              "" if summary.flushed else "; the outbox could not be flushed before exit",
              counted(summary.states_sent, "retained value") + " set")
     if args.json:  # "dropped": messages, as in the line above
@@ -99,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "produced": summary.produced, "recovered": summary.recovered,
                      "published": summary.published,
                      "queued": summary.queued, "dropped": summary.dropped,
+                     "events_dropped": summary.events_dropped,
                      "states_sent": summary.states_sent,
                      "never_streamed": list(summary.never_streamed),
                      "broker_reached": summary.broker_reached, "flushed": summary.flushed,
