@@ -96,7 +96,7 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
         data, _ = _coco_file(path, labels)
         if not data.get("images") or not data.get("annotations"):
             raise InputError(f"{path} lists no images or no annotations")
-        _coco(path, labels)  # every entry checked (no image is decoded)
+        _coco(path, labels, path.parent)  # every entry checked (no image is decoded)
     elif layout == "folders" and not any(_folder_images(folder)
                                          for folder in _class_folders(path, labels)):
         raise _no_class_folders(path)
@@ -119,11 +119,12 @@ def _no_objects(path: Path) -> InputError:
 
 
 def dataset_from(path: Path, labels: Sequence[str], task: str,
-                 max_images: int | None = None) -> Dataset:
-    """Detect the layout at `path` and load it against the model's `labels`."""
+                 max_images: int | None = None, images_root: Path | None = None) -> Dataset:
+    """Detect the layout at `path` and load it against the model's `labels`. `images_root`:
+    the folder a COCO file's `file_name`s are relative to (default: the file's own)."""
     layout = dataset_layout(path, task)
     if layout == "coco":
-        dataset = _coco(path, labels)
+        dataset = _coco(path, labels, images_root or path.parent)
     elif layout == "folders":
         dataset = _folders(path, labels)
     else:
@@ -326,7 +327,7 @@ def _coco_file(path: Path, labels: Sequence[str]) -> tuple[dict[str, Any], dict[
     return data, categories
 
 
-def _coco(path: Path, labels: Sequence[str]) -> Dataset:
+def _coco(path: Path, labels: Sequence[str], root: Path) -> Dataset:
     """The images of COCO file `path` with their objects. InputError naming the entry and the
     field for an image without id or file name, an annotation without a known image or
     category or with a box that is not [x, y, width, height]; images whose file is missing are
@@ -339,7 +340,7 @@ def _coco(path: Path, labels: Sequence[str]) -> Dataset:
             lacking = "id" if "id" not in image else "file_name"
             raise InputError(f"{path}: images[{index}] has no {lacking}; every COCO image "
                              "needs its id and file_name")
-        images[image["id"]] = path.parent / image["file_name"]
+        images[image["id"]] = root / image["file_name"]
     objects: dict[Any, list[tuple[list[float], int, bool]]] = {i: [] for i in images}
     for index, annotation in enumerate(_entries(path, data, "annotations")):
         where = f"{path}: annotations[{index}]"

@@ -13,7 +13,6 @@ own, with its interval.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections import defaultdict
@@ -25,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.datasets import LabelledImage, dataset_from
+from edge.collect.manifest import manifest_rows
 from edge.detections import Detections
 from edge.errors import InputError
 from edge.metrics import DetectionScorer, match_frame
@@ -152,7 +152,7 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
         collected = collected.parent
     rows = read_manifest(collected)
     labels = _labels_of(collected)
-    truths = _truths(corrected or collected, labels)
+    truths = _truths(corrected or collected, labels, collected)
     overall = _Tally(labels)
     per_day: defaultdict[str, _Tally] = defaultdict(lambda: _Tally(labels))
     audit = _Tally(labels)
@@ -193,13 +193,7 @@ def read_manifest(collected: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"{collected} has no manifest.jsonl; field accuracy reads a folder "
                          "written by `edge collect`")
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line: `edge collect` drops it when it resumes
-    return rows
+    return manifest_rows(path)
 
 
 def _labels_of(collected: Path) -> tuple[str, ...]:
@@ -209,8 +203,11 @@ def _labels_of(collected: Path) -> tuple[str, ...]:
     return tuple(name for name in classes.read_text().splitlines() if name)
 
 
-def _truths(corrected: Path, labels: tuple[str, ...]) -> dict[str, LabelledImage]:
-    dataset = dataset_from(corrected, labels, "detect")
+def _truths(corrected: Path, labels: tuple[str, ...], collected: Path
+            ) -> dict[str, LabelledImage]:
+    """The corrected labels by image id; a COCO file's images are the collected folder's,
+    wherever the file is (a labelling tool's export is saved anywhere)."""
+    dataset = dataset_from(corrected, labels, "detect", images_root=collected)
     return {item.path.stem: item for item in dataset.items}
 
 

@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 
 from calibration.datasets import dataset_from
+from calibration.field import field_accuracy
 from edge.collect import Collector
 from edge.collect.dataset import CollectedDataset, DiskFullError, Sample, yolo_lines
 from edge.collect.phash import dhash, hamming
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.detections import Detections
+from edge.errors import InputError
 from edge.metrics import DetectionScorer
 from edge.mqtt.subscriber import BrokerSubscription
 from edge.synthetic.scene import SHAPE_LABELS, ShapeScene
@@ -176,6 +178,65 @@ def test_exports_a_killed_run_left_behind_are_caught_up_at_resume(tmp_path, capl
     assert "exports did not list" not in caplog.text
 
 
+@pytest.mark.parametrize("damage", ["not json at all", '{"id": "x"}', "[1, 2]",
+                                    '{"id": "dev1_gate_00000001", "file": 7}'])
+def test_a_damaged_row_inside_the_manifest_is_refused_not_dropped(tmp_path, damage):
+    """A helper's check: a row replaced in the middle of manifest.jsonl was taken for a torn
+    write; the resume dropped it and took its image out of every export for good (and a row
+    without "file" was a KeyError). Only the last line can be torn."""
+    out = tmp_path / "out"
+    dataset = CollectedDataset(out, duplicate_distance=-1)
+    for frame_id, image, truth in scene_frames(3):
+        dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    dataset.export()
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([lines[0], damage, lines[2]]) + "\n")
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    with pytest.raises(InputError, match=r"manifest.jsonl:2: .*; the file was edited or "
+                                         r"damaged: restore the line .* or delete it"):
+        CollectedDataset(out, duplicate_distance=-1)
+    with pytest.raises(InputError, match=r"manifest.jsonl:2: "):
+        field_accuracy(out)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+def test_a_torn_last_row_is_dropped_with_a_warning_by_eval_and_resume(tmp_path, caplog):
+    out = tmp_path / "out"
+    dataset = CollectedDataset(out, duplicate_distance=-1)
+    for frame_id, image, truth in scene_frames(2):
+        dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    with (out / "manifest.jsonl").open("a") as handle:
+        handle.write('{"id": "dev1_gate_0000')
+    with caplog.at_level(logging.WARNING):
+        assert field_accuracy(out).images == 2
+    assert "manifest.jsonl:3: torn last row (an interrupted write) dropped" in caplog.text
+    assert len(CollectedDataset(out, duplicate_distance=-1).rows) == 2
+
+
+def test_exports_follow_the_images_by_time_as_well_as_by_count(tmp_path, monkeypatch):
+    """A slow camera (6 samples a minute) gave a labeller no export for 8 minutes: they came
+    every 50 images only."""
+    out = tmp_path / "out"
+    dataset = CollectedDataset(out, duplicate_distance=-1)
+    frames = list(scene_frames(4))
+    coco = out / "annotations.coco.json"
+
+    def exported() -> int:
+        return len(json.loads(coco.read_text())["images"]) if coco.is_file() else 0
+
+    dataset.add(sample_of(frames[0][0], frames[0][1], []))
+    assert exported() == 1 and (out / "data.yaml").is_file(), "the first image at once"
+    dataset.add(sample_of(frames[1][0], frames[1][1], []))
+    assert exported() == 1
+    monkeypatch.setattr("edge.collect.dataset.EXPORT_INTERVAL_S", 0.2)
+    time.sleep(0.3)
+    dataset.export_if_due()  # what the writer does between samples
+    assert exported() == 2
+    dataset.export_if_due()  # nothing new: not rewritten
+    assert exported() == 2
+
+
 def test_a_row_written_before_its_image_was_renamed_is_dropped_on_resume(tmp_path):
     """A crash between the manifest row and the rename: the row names no file, so it goes,
     with the partial image it was for."""
@@ -284,8 +345,15 @@ UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
      r"choose another folder"),
     (["--mqtt", "mqtt://127.0.0.1:1", "--out", "/proc/o", "--seconds", "1"],
      r"output directory /proc \(of --out /proc/o\) cannot be written into"),
-    ([*UNREACHABLE, "--max-mb", "0"], r"--max-mb must be positive"),
-    ([*UNREACHABLE, "--min-free-mb", "-3"], r"--min-free-mb must be 0 or more"),
+    ([*UNREACHABLE, "--max-mb", "0"], r"--max-mb: '0' must be a number > 0"),
+    # not a number: a traceback (NaN to an int) or, for --seconds, a run that never ends
+    ([*UNREACHABLE, "--max-mb", "nan"], r"--max-mb: 'nan' must be a number > 0"),
+    ([*UNREACHABLE, "--max-mb", "inf"], r"--max-mb: 'inf' must be a number > 0"),
+    ([*UNREACHABLE, "--seconds", "nan"], r"--seconds: 'nan' must be a number > 0"),
+    ([*UNREACHABLE, "--min-free-mb", "nan"], r"--min-free-mb: 'nan' must be a number >= 0"),
+    ([*UNREACHABLE, "--max-mb", "1e-7"], r"--max-mb 1e-07 is below 0.001 MB, less than one "
+                                         r"sampled frame"),
+    ([*UNREACHABLE, "--min-free-mb", "-3"], r"--min-free-mb: '-3' must be a number >= 0"),
     ([*UNREACHABLE, "--min-free-mb", "1e12"],  # before the broker is tried
      r"MB free, below the 1000000000000 MB to keep free \(--min-free-mb\); free space or "
      r"lower --min-free-mb$"),

@@ -11,10 +11,15 @@ from typing import Any
 from edge.cli.common import (
     add_tls_arguments,
     failed_with_json,
+    parse_non_negative_float,
+    parse_positive_float,
     print_json,
     tls_files,
     warn_of_a_password_in,
 )
+
+#: The smallest --max-mb taken: a sampled JPEG is seldom under 5 kB.
+MIN_ALLOWANCE_MB = 0.001
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -26,12 +31,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from edge.mqtt.subscriber import check_device_prefix, checked_broker_url
     from edge.redact import redact_uri
 
-    if args.max_mb is not None and args.max_mb <= 0:
-        raise InputError(f"--max-mb must be positive, got {args.max_mb:g}")
-    if args.seconds is not None and args.seconds <= 0:
-        raise InputError(f"--seconds must be positive, got {args.seconds:g}")
-    if args.min_free_mb < 0:
-        raise InputError(f"--min-free-mb must be 0 or more, got {args.min_free_mb:g}")
+    if args.max_mb is not None and args.max_mb < MIN_ALLOWANCE_MB:
+        raise InputError(f"--max-mb {args.max_mb:g} is below {MIN_ALLOWANCE_MB:g} MB, less "
+                         "than one sampled frame; give the megabytes the images may take")
     if not -1 <= args.duplicate_distance <= HASH_BITS:
         raise InputError(f"--duplicate-distance must be -1 (keep every frame) or 0 to "
                          f"{HASH_BITS} (bits of the perceptual hash), got "
@@ -103,10 +105,11 @@ def add_commands(commands: Any) -> None:
     collect.add_argument("--prefix", default="edge/+",
                          help="topic prefix; edge/+ collects from every device (default)")
     add_tls_arguments(collect)
-    collect.add_argument("--seconds", type=float, help="stop after this long (default: until "
-                                                       "interrupted)")
-    collect.add_argument("--max-mb", type=float, help="stop when the images reach this size")
-    collect.add_argument("--min-free-mb", type=float, default=100.0,
+    collect.add_argument("--seconds", type=parse_positive_float,
+                         help="stop after this long (default: until interrupted)")
+    collect.add_argument("--max-mb", type=parse_positive_float,
+                         help="stop when the images reach this size")
+    collect.add_argument("--min-free-mb", type=parse_non_negative_float, default=100.0,
                          help="stop when the disk has less free space (default 100)")
     collect.add_argument("--duplicate-distance", type=int, default=6,
                          help="skip a frame whose 256-bit perceptual hash is within this many "

@@ -21,8 +21,9 @@ def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
                           help="field accuracy: --data is a folder written by `edge collect`; "
                                "its recorded predictions are scored against corrected labels")
     evaluate.add_argument("--labels", type=Path, metavar="PATH",
-                          help="with --field: the corrected labels (YOLO folder or COCO JSON; "
-                               "default: the --data folder's own labels/)")
+                          help="with --field: the corrected labels (YOLO folder, or COCO JSON "
+                               "whose file names are relative to --data; default: the --data "
+                               "folder's own labels/)")
     evaluate.add_argument("--ratings", type=Path, metavar="CSV",
                           help="with --field: image_id,verdict (match/miss) ratings")
     evaluate.add_argument("--report", type=Path, metavar="DIR",

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
@@ -31,6 +32,9 @@ from edge.mqtt.subscriber import (
 )
 
 log = logging.getLogger(__name__)
+
+#: How often the writer, waiting for samples, checks whether the exports are due (seconds).
+EXPORT_CHECK_S = 1.0
 
 #: Seconds after connecting with no sampled frame before a warning that the prefix may match
 #: nothing (devices sample one frame every 10 s by default).
@@ -166,15 +170,27 @@ class Collector:
     # -- writer thread ---------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        while (sample := self._queue.get()) is not None:
-            if self.error is not None:
-                continue
+        while True:
             try:
-                self.dataset.add(sample)
-            except DiskFullError as exc:
-                self.error = exc
-                self.stopped.set()
-            except Exception:  # thread boundary: one bad message must not end the collection
-                log.exception("could not add frame %s of %s/%s to the dataset",
-                              sample.meta.get("frame_id"), sample.device, sample.camera)
+                sample = self._queue.get(timeout=EXPORT_CHECK_S)
+            except queue.Empty:  # a pause between samples: export those added, when due
+                self._writing(self.dataset.export_if_due, "refresh the exports")
+                continue
+            if sample is None:
+                return
+            self._writing(partial(self.dataset.add, sample),
+                          f"add frame {sample.meta.get('frame_id')} of {sample.device}/"
+                          f"{sample.camera} to the dataset")
+
+    def _writing(self, write: Callable[[], object], what: str) -> None:
+        """Run `write` unless the disk is full already; a full disk stops the collection."""
+        if self.error is not None:
+            return
+        try:
+            write()
+        except DiskFullError as exc:
+            self.error = exc
+            self.stopped.set()
+        except Exception:  # thread boundary: one bad message must not end the collection
+            log.exception("could not %s", what)
 

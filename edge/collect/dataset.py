@@ -12,8 +12,8 @@ Order of writes per image: image and label under hidden `.<name>.partial` names,
 row (flushed and fsynced), then both renamed to their names. A crash or a full disk leaves at
 worst partial files, which resuming deletes, or a row whose image was never renamed, which
 resuming drops, so what the manifest lists is always complete. The exports are rewritten
-atomically from the manifest at the end (and every `EXPORT_EVERY` images), so they are never
-half-written.
+atomically from the manifest with the first image, every `EXPORT_EVERY` images or
+`EXPORT_INTERVAL_S` seconds, and at the end, so they are never half-written.
 
 The folder is edge collect's: a new or empty one, or one with the `manifest.jsonl` an earlier
 run wrote first (and is resumed). A folder that holds anything else is refused before anything
@@ -27,8 +27,10 @@ import errno
 import io
 import json
 import logging
+import math
 import os
 import shutil
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.collect.manifest import MANIFEST, manifest_rows
 from edge.collect.phash import dhash, hamming
 from edge.errors import InputError
 from edge.files import write_bytes_atomic
@@ -45,7 +48,9 @@ from edge.wording import listed
 log = logging.getLogger(__name__)
 
 EXPORT_EVERY = 50
-MANIFEST = "manifest.jsonl"
+#: ... or once this many seconds passed with new images (a labeller opening the folder of a
+#: slow camera, 6 samples a minute, saw no export for 8 minutes).
+EXPORT_INTERVAL_S = 30.0
 #: Files rewritten from the manifest by `export`.
 EXPORTS = ("annotations.coco.json", "label-studio.json", "manifest.csv", "data.yaml")
 #: What an image or label is written as until its manifest row is on disk.
@@ -103,7 +108,8 @@ class CollectedDataset:
         self.rows: list[dict[str, Any]] = []
         self._ids: set[str] = set()
         self._recent: dict[tuple[str, str], deque[int]] = {}
-        self._since_export = 0
+        self._since_export = 0  # images added since the last export
+        self._exported_at = -math.inf  # time.monotonic() of the last export
         self._resume()
         self._check_room(0)  # a limit already passed is said now, not at the first frame
         if self.rows and exports_lag:
@@ -180,9 +186,16 @@ class CollectedDataset:
         self._write(row, sample.jpeg)
         self._remember(sample.device, sample.camera, phash)
         self._since_export += 1
-        if self._since_export >= EXPORT_EVERY:
-            self.export()
+        self.export_if_due()
         return True
+
+    def export_if_due(self) -> None:
+        """`export` when images were added since the last one and `EXPORT_EVERY` of them, or
+        `EXPORT_INTERVAL_S` seconds, have passed (the first image's export is due at once)."""
+        if self._since_export and (
+                self._since_export >= EXPORT_EVERY
+                or time.monotonic() - self._exported_at >= EXPORT_INTERVAL_S):
+            self.export()
 
     def _labels_fit(self, labels: Any, sample: Sample) -> bool:
         if not isinstance(labels, list) or not labels:
@@ -289,6 +302,7 @@ class CollectedDataset:
     def export(self) -> None:
         """Rewrite COCO, Label Studio, the CSV manifest and data.yaml from the manifest."""
         self._since_export = 0
+        self._exported_at = time.monotonic()
         labels = self.labels or []
         outputs = {  # in the order of EXPORTS
             "annotations.coco.json": json.dumps(coco_from_rows(self.rows, labels)),
@@ -399,16 +413,8 @@ def _refuse_a_folder_of_others(root: Path) -> None:
 
 
 def _complete_rows(manifest: Path, root: Path) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("%s:%d: torn row (interrupted write) dropped", manifest, number)
-            continue
-        if (root / row["file"]).is_file():
-            rows.append(row)
-    return rows
+    """The rows of `manifest` whose image is on disk."""
+    return [row for row in manifest_rows(manifest) if (root / row["file"]).is_file()]
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from calibration.datasets import dataset_from
 from calibration.field import field_accuracy, rated_precision, wilson
 from edge.collect.dataset import CollectedDataset, Sample
 from edge.drift import reference_for_model
@@ -87,6 +88,27 @@ def test_field_accuracy_per_day_and_audit_interval(tmp_path):
     assert by_manifest.overall == report.overall
     with pytest.raises(InputError, match=r"classes\.txt is a file; field accuracy reads"):
         field_accuracy(tmp_path / "c" / "classes.txt")
+
+
+def test_corrected_coco_labels_saved_outside_the_folder_are_found(tmp_path):
+    """A labelling tool's COCO export saved beside the folder, as people do: its file names
+    were taken relative to the file, "156 images not there" and then "no usable labelled
+    images"."""
+    collected = make_collected(tmp_path / "c")
+    truth = dataset_from(collected, SHAPE_LABELS, "detect")
+    images = [{"id": n, "file_name": f"images/{item.path.name}", "width": 640, "height": 480}
+              for n, item in enumerate(truth.items)]
+    annotations = [{"id": len(images) * 100 + k, "image_id": n, "category_id": int(label) + 1,
+                    "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+                   for n, item in enumerate(truth.items)
+                   for k, ((x1, y1, x2, y2), label) in enumerate(
+                       zip(item.boxes, item.class_ids, strict=True))]
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(SHAPE_LABELS)]
+    export = tmp_path / "exports" / "corrected.json"
+    export.parent.mkdir()
+    export.write_text(json.dumps({"images": images, "annotations": annotations,
+                                  "categories": categories}))
+    assert field_accuracy(collected, export).overall == field_accuracy(collected).overall
 
 
 def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_path, caplog):
