@@ -299,7 +299,9 @@ def test_a_resumed_dataset_already_past_its_allowance_is_refused_before_any_fram
                                              r"raise --max-mb \(a rerun with it resumes this "
                                              r"folder\)"):
         CollectedDataset(tmp_path / "ds", max_bytes=held - 1)
-    assert len(CollectedDataset(tmp_path / "ds", max_bytes=held).rows) == 2  # kept, resumable
+    with pytest.raises(DiskFullError, match=r"reached its allowance"):  # exactly at it: no room
+        CollectedDataset(tmp_path / "ds", max_bytes=held)
+    assert len(CollectedDataset(tmp_path / "ds", max_bytes=held + 1).rows) == 2  # kept
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"),

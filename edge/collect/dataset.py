@@ -111,10 +111,11 @@ class CollectedDataset:
         self._since_export = 0  # images added since the last export
         self._exported_at = -math.inf  # time.monotonic() of the last export
         self._resume()
-        self._check_room(0)  # a limit already passed is said now, not at the first frame
+        # a limit reached already (no byte left for an image) is said now, not at a frame
+        self._check_room(1)
         if self.rows and exports_lag:
-            log.info("%s: the exports did not list every image of %s (the run before was "
-                     "killed): rewritten", self.root, MANIFEST)
+            log.info("%s: the exports did not list every image of %s (a run was interrupted "
+                     "between two exports): rewritten", self.root, MANIFEST)
             self.export()
 
     def _exports_lag(self) -> bool:
