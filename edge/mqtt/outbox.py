@@ -1,4 +1,4 @@
-"""Where detection messages wait for the broker: in memory, or on disk across restarts.
+"""Where detection and event messages wait for the broker: in memory, or on disk across restarts.
 
 Both outboxes are bounded: beyond `outbox_size` messages (and, on disk, `outbox_max_mb` of
 payload) the oldest routine messages (detections) not yet handed to the broker are dropped and
