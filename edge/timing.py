@@ -85,9 +85,18 @@ class RateMeter:
         self._times.clear()
 
     def _rate_at(self, now: float) -> float:
+        """Events a second as of `now`: the lower of the rate over the window (the silence
+        since the last event counted, so it decays) and the rate over its later half, which
+        leaves out a burst at its start, as when a stream that just opened delivers the
+        frames its server buffered (a 15 fps camera read 34 fps a second after reconnecting).
+        Not a median gap: frames that come in pairs would read at half their rate."""
         times = [t for t in list(self._times) if now - t <= self._horizon_s]
         if len(times) < 2 or times[-1] == times[0]:
             return 0.0
         span = times[-1] - times[0]
         gaps = len(times) - 1
-        return gaps / max(span, now - times[0] - span / gaps)
+        over_window = gaps / max(span, now - times[0] - span / gaps)
+        later = times[len(times) // 2:]
+        if len(later) < 2 or later[-1] == later[0]:
+            return over_window
+        return min(over_window, (len(later) - 1) / (later[-1] - later[0]))

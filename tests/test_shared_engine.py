@@ -209,22 +209,25 @@ def test_bench_warns_when_the_machine_is_busy_or_the_ratio_cannot_be(monkeypatch
     monkeypatch.setattr(bench.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
     with caplog.at_level(logging.WARNING, logger="edge.bench"):
         assert bench.warn_if_busy() == 0.2
-        bench.warn_if_faster_than_alone(1.0, 0)
+        bench.warn_if_faster_than_alone(100.0, 100.0, 100.0, 1, 0)
+        # three cameras batched: faster than batch 1, not than batch 3 (a helper's check)
+        bench.warn_if_faster_than_alone(248.7, 226.7, 260.9, 3, 1)
     assert not caplog.records
     monkeypatch.setattr(bench.os, "getloadavg", lambda: (cpus + 1.9, 1.0, 1.0))
     with caplog.at_level(logging.WARNING, logger="edge.bench"):
         bench.warn_if_busy()
-        bench.warn_if_faster_than_alone(1.43, 0)
-        bench.warn_if_faster_than_alone(1.43, 1)  # nothing to compare with: it is 1
+        bench.warn_if_faster_than_alone(143.0, 100.0, 100.0, 1, 0)
+        bench.warn_if_faster_than_alone(280.0, 226.7, 260.9, 3, 1)
     assert [r.getMessage() for r in caplog.records] == [
         f"this machine is busy (load average {cpus + 1.9:.1f} on {cpus} CPU(s)): the figures "
         "will be lower than on an idle machine, and the ratio less meaningful (the load "
         "average decays over a minute or so: a run just before counts too)",
-        "the whole loop ran faster than the backend alone (ratio 1.43): the backend-alone "
-        "phase was slowed down, by other work on this machine or by its inference threads "
-        "contending for the cores (compare --threads 1)",
-        "the whole loop ran faster than the backend alone (ratio 1.43): the backend-alone "
-        "phase was slowed down, by other work on this machine (run it again on an idle one)"]
+        "the whole loop ran faster than the backend alone (143.0 against 100.0 FPS at batch "
+        "1): the backend-alone phase was slowed down, by other work on this machine or by its "
+        "inference threads contending for the cores (compare --threads 1)",
+        "the whole loop ran faster than the backend alone (280.0 against 260.9 FPS at batch "
+        "3): the backend-alone phase was slowed down, by other work on this machine (run it "
+        "again on an idle one)"]
 
 
 def test_bench_hints_at_fewer_threads_when_the_loop_keeps_little_of_the_backend(caplog):

@@ -109,6 +109,29 @@ def test_rate_decays_to_zero_when_events_stop():
     assert meter.rate_up_to_last() == 0.0
 
 
+def test_a_burst_at_the_start_does_not_raise_the_rate(monkeypatch):
+    """A stream that just opened delivers what its server buffered at once, then its own rate:
+    a 15 fps camera read 34 fps a second after reconnecting."""
+    clock = [100.0]
+    monkeypatch.setattr("edge.timing.time.monotonic", lambda: clock[0])
+    meter = RateMeter()
+    for _ in range(11):  # the burst: 2 ms apart
+        meter.tick()
+        clock[0] += 0.002
+    for _ in range(15):  # a second at 15 fps
+        clock[0] += 1 / 15
+        meter.tick()
+    assert meter.rate() == pytest.approx(15.0, rel=0.05)
+    assert meter.rate_up_to_last() == pytest.approx(15.0, rel=0.05)
+    paired = RateMeter()  # frames that come two at a time keep their rate
+    monkeypatch.setattr("edge.timing.time.monotonic", lambda: clock[0])
+    for _ in range(21):
+        for gap in (0.001, 2 / 30 - 0.001):
+            clock[0] += gap
+            paired.tick()
+    assert paired.rate() == pytest.approx(30.0, rel=0.05)
+
+
 def test_a_rate_stopped_on_purpose_keeps_its_value():
     """The last stats a stopped daemon leaves retained showed 50 FPS for a camera that ran at
     90: they were taken after the stop, and the silence since counted as a dying camera."""
