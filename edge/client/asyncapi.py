@@ -57,7 +57,8 @@ def asyncapi_document() -> dict[str, Any]:
                                "payload": _payload(kind)}
     channels["command"] = {
         "address": "edge/{device}/cmd/{command}", "title": "command",
-        "description": "Commands to the device (payload: a camera name or empty); one the "
+        "description": "Commands to the device: `snapshot` publishes the next frame of the camera "
+                       "named in the payload, or of every camera when it is empty; one the "
                        "device does not take is answered ok false, naming those it takes",
         "parameters": {"device": {"description": _PARAMETERS["device"]},
                        "command": {"description": _PARAMETERS["command"]}},
