@@ -18,8 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from latency import interleaved_latencies_ms
-
+from calibration.latency import interleaved_latencies_ms
 from converters.corpus.catalogue import models_named
 from converters.corpus.fetch import fetch_corpus
 from converters.corpus.run import PROFILES, Agreement, CorpusResult, run_model

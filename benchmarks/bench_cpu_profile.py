@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import onnx
-from latency import interleaved_latencies_ms
+
+from calibration.latency import interleaved_latencies_ms
 
 if TYPE_CHECKING:
     from edge.spec import ModelSpec

@@ -2,8 +2,8 @@
 
 The `cpu` profile exists to be faster on ONNX Runtime's CPU provider, and it is not always:
 its int8 kernels pay for quantizing and requantizing every activation, which a small model's
-few multiply-adds do not earn back (the corpus's 24x24 and 48x48 MTCNN nets ran 1.5-2x
-slower in INT8, a 48x192 text-direction classifier 1.4x; a YOLOv8n 0.54-0.68x). Both models
+few multiply-adds do not earn back (in the latest corpus run the 24x24 and 48x48 MTCNN nets
+ran 1.2-1.6x slower in INT8, a 48x192 text-direction classifier 1.15x; a YOLOv8n 0.44x). Both models
 run one frame at a time on one thread, taking turns in blocks, so a change in the machine's
 speed reaches both alike; the first block of each warms up and is not counted.
 """
@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 
 from calibration.fidelity import quantized_session
 from calibration.observing import Feed
@@ -74,6 +76,25 @@ def compare_cpu_latency(reference: onnx.ModelProto, quantized: onnx.ModelProto, 
     repeats = max(1, int(blocks / (rounds + 1)))
     medians = interleaved_medians_ms(runs, rounds, repeats)
     return LatencyComparison(medians["fp32"], medians["int8"], rounds * repeats)
+
+
+def interleaved_latencies_ms(models: Mapping[str, str | bytes], rounds: int = 6,
+                             repeats: int = 100, frame_shape: tuple[int, ...] = (1, 320, 320, 3)
+                             ) -> dict[str, float]:
+    """Median single-frame latency (ms) of each model (a path, or serialized bytes) taking a
+    uint8 frame of `frame_shape`, on ONNX Runtime's CPU provider with one thread, measured as
+    `interleaved_medians_ms` does (the benchmarks' side-by-side figures)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    frame = np.random.default_rng(0).integers(0, 256, frame_shape, np.uint8)
+
+    def runner(model: str | bytes) -> Run:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        return _runner(session, {session.get_inputs()[0].name: frame})
+
+    return interleaved_medians_ms({key: runner(model) for key, model in models.items()},
+                                  rounds, repeats)
 
 
 def interleaved_medians_ms(runs: Mapping[str, Run], rounds: int, repeats: int
