@@ -199,7 +199,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _inspect_cache(args: argparse.Namespace) -> int:
     """A TensorRT calibration cache (`edge calibrate --cache`): its TensorRT version, how many
     tensors it scales and over what range."""
-    from edge.tensorrt.calibration_cache import CalibrationCache, trt_version_text
+    from edge.tensorrt.calibration_cache import ALGORITHM, CalibrationCache, trt_version_text
 
     cache = CalibrationCache.read(args.model)  # refused where it holds no scales
     amax = [127.0 * scale for scale in cache.scales.values()]
@@ -210,8 +210,11 @@ def _inspect_cache(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return 0
+    # edge calibrate writes the header TensorRT reads for every method it chose the ranges by
+    header = (f"header {cache.algorithm}, whatever method chose the ranges"
+              if cache.algorithm == ALGORITHM else cache.algorithm)
     print(f"{args.model}: TensorRT calibration cache for TensorRT {report['trt_version']} "
-          f"({cache.algorithm}), {counted(len(cache.scales), 'tensor')}")
+          f"({header}), {counted(len(cache.scales), 'tensor')}")
     print(f"ranges: the tensors' largest |x| (scale x 127) from {smallest:.4g} to "
           f"{largest:.4g}")
     print("read by `edge build-engine MODEL --cache FILE` with the FP32 model it was made from "

@@ -37,7 +37,8 @@ def test_inspect_reads_a_calibration_cache(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[:2] == [
-        f"{cache}: TensorRT calibration cache for TensorRT 8.6.1 (EntropyCalibration2), 3 tensors",
+        f"{cache}: TensorRT calibration cache for TensorRT 8.6.1 (header EntropyCalibration2, "
+        "whatever method chose the ranges), 3 tensors",
         "ranges: the tensors' largest |x| (scale x 127) from 2 to 127"]
     report = json.loads(subprocess.run(
         [sys.executable, "-m", "edge", "inspect", str(cache), "--json"], capture_output=True,
