@@ -46,6 +46,7 @@ from edge.mqtt.subscriber import (
     unique_client_id,
 )
 from edge.redact import redact_uri
+from edge.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,18 @@ def format_stats(device: str, stats: DeviceStats, retained: bool = False) -> str
         timing = f"infer p50 {infer} ms" if infer is not None else "no inference timed yet"
         cameras.append(f"{name} {camera.fps:.1f} fps, {timing}, dropped {camera.dropped}")
     return (f"[{device}] stats: {'; '.join(cameras) or 'no cameras'}; outbox "
-            f"{stats.mqtt.get('outbox_depth', '?')}, memory {stats.memory_rss_mb} MB, "
-            f"up {stats.uptime_s} s" + (f" (retained, as of {stats.time})" if retained else ""))
+            f"{stats.mqtt.get('outbox_depth', '?')}{_messages_dropped(stats.mqtt)}, memory "
+            f"{stats.memory_rss_mb} MB, up {stats.uptime_s} s"
+            + (f" (retained, as of {stats.time})" if retained else ""))
+
+
+def _messages_dropped(mqtt: dict[str, Any]) -> str:
+    """`, 938 messages dropped (8 events)` where the outbox dropped any this run, else ''."""
+    dropped, events = mqtt.get("dropped", 0), mqtt.get("events_dropped", 0)
+    if not isinstance(dropped, int) or dropped <= 0:
+        return ""
+    among = f" ({counted(events, 'event')})" if isinstance(events, int) and events > 0 else ""
+    return f", {counted(dropped, 'message')} dropped{among}"
 
 
 def format_drift(device: str, drift: Drift, retained: bool = False) -> str:

@@ -375,6 +375,10 @@ def test_a_stats_line_says_which_cameras_have_no_frames_yet():
     # right after its new status as if live): it says when it was sent
     assert format_stats("pi", stats, retained=True).endswith(
         "up 0.5 s (retained, as of 2026-12-01T03:00:00Z)")
+    # an outbox that dropped messages says so, and how many were events
+    dropped = stats.model_copy(update={"mqtt": {"outbox_depth": 50, "dropped": 938,
+                                                "events_dropped": 8}})
+    assert "; outbox 50, 938 messages dropped (8 events), memory" in format_stats("pi", dropped)
 
 
 def test_retained_camera_states_and_counts_say_so():
