@@ -175,6 +175,7 @@ def test_exports_a_killed_run_left_behind_are_caught_up_at_resume(tmp_path, capl
     caplog.clear()
     with caplog.at_level(logging.INFO):  # up to date now: not rewritten again
         CollectedDataset(out, duplicate_distance=-1)
+        CollectedDataset(out, duplicate_distance=-1)  # a resume alone changes nothing
     assert "exports did not list" not in caplog.text
 
 

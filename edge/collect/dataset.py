@@ -102,8 +102,9 @@ class CollectedDataset:
         _refuse_a_folder_of_others(self.root)
         for folder in (self.root / "images", self.root / "labels"):
             folder.mkdir(parents=True, exist_ok=True)
-        exports_lag = self._exports_lag()  # before the touch below changes the manifest's time
-        (self.root / MANIFEST).touch()  # the folder is marked as ours before any image
+        exports_lag = self._exports_lag()
+        if not (self.root / MANIFEST).exists():  # the folder is marked as ours before any image
+            (self.root / MANIFEST).touch()
         self.labels: list[str] | None = None
         self.rows: list[dict[str, Any]] = []
         self._ids: set[str] = set()
@@ -133,8 +134,12 @@ class CollectedDataset:
     def _resume(self) -> None:
         manifest = self.root / MANIFEST
         if manifest.stat().st_size:
-            self.rows = _complete_rows(manifest, self.root)
-            _write_lines(manifest, self.rows)  # drop a torn last line and rows without files
+            self.rows = [row for row in manifest_rows(manifest)
+                         if (self.root / row["file"]).is_file()]
+            lines = sum(1 for line in manifest.read_text(encoding="utf-8").splitlines()
+                        if line.strip())
+            if len(self.rows) < lines:  # a torn last line, or rows whose image never landed
+                _write_lines(manifest, self.rows)
         classes = self.root / "classes.txt"
         if self.rows and classes.is_file():
             self.labels = classes.read_text().splitlines()
@@ -411,11 +416,6 @@ def _refuse_a_folder_of_others(root: Path) -> None:
             f"--out {root} already holds files that edge collect did not write "
             f"({listed(present, 3)}) and no {MANIFEST}; collect into a new or empty folder (a "
             f"folder an earlier edge collect wrote, with its {MANIFEST}, is resumed)")
-
-
-def _complete_rows(manifest: Path, root: Path) -> list[dict[str, Any]]:
-    """The rows of `manifest` whose image is on disk."""
-    return [row for row in manifest_rows(manifest) if (root / row["file"]).is_file()]
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
