@@ -346,7 +346,7 @@ class DriftConfig(_Section):
                                                                     "statistic drifts")
     metric: Literal["psi", "kl"] = "psi"
     alert_on: list[Literal["input", "scores", "counts", "classes"]] = Field(
-        default=["input", "scores"],
+        default=["input", "scores"], min_length=1,
         description="statistics that raise alerts (all are reported): input brightness and "
                     "contrast, scores of all classes together, counts (detections per frame, "
                     "box sizes), classes (each class's scores); counts and classes need "
@@ -543,7 +543,8 @@ def _in_words(error: Any) -> str:
         shown = f"{bound:g}" if isinstance(bound, (int, float)) else bound
         return f"must be {bounds[kind]} {shown}"
     if kind == "too_short" and "min_length" in context:
-        return (f"needs at least {context['min_length']} items; "
+        least = int(context["min_length"])
+        return (f"needs at least {least} {'item' if least == 1 else 'items'}; "
                 f"got {context.get('actual_length', 'fewer')}")
     return str(error["msg"])
 

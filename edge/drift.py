@@ -51,6 +51,9 @@ MIN_COUNT = 50
 #: 300 frames over 150 s, 30 s and 60 s windows alerted with nothing changed (all classes'
 #: scores PSI 0.29-0.46, contrast up to 1.7); 120 s windows stayed under 0.11.
 SHORT_WINDOW_S = 120.0
+#: References profiling fewer frames than this are warned about (a 5-frame one was taken
+#: silently).
+FEW_REFERENCE_FRAMES = 200
 #: Brightness and contrast are measured on every PIXEL_STEP-th row and column.
 PIXEL_STEP = 8
 
@@ -180,11 +183,22 @@ class DriftReference:
         write_bytes_atomic(path, json.dumps(data, indent=1).encode())
 
     @classmethod
-    def load(cls, path: Path) -> DriftReference:
+    def load(cls, path: Path, model: Path | None = None) -> DriftReference:
+        """The profile at `path`; ModelError saying why it is none, and how to write one (for
+        `model` where it is known)."""
+        if path.is_dir():
+            raise ModelError(f"drift reference {path} is a folder; give the profile's JSON "
+                             f"file (`<model>{SUFFIX}` by default)")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
             if data.get("v") != PROFILE_VERSION:
                 raise ValueError(f"version {data.get('v')!r}, this edge reads {PROFILE_VERSION}")
+            missing = [key for key in ("model_sha256", "model_name", "labels", "stats")
+                       if key not in data]
+            if missing:
+                raise ValueError(f"no {', '.join(repr(key) for key in missing)}")
             return cls(str(data["model_sha256"]), str(data["model_name"]),
                        tuple(data["labels"]), DriftStats.from_dict(data["stats"]),
                        str(data.get("source", "")))
@@ -192,7 +206,8 @@ class DriftReference:
             raise ModelError(f"cannot read drift reference {path}: {exc.strerror}") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path} is not a drift reference profile ({exc}); write one with "
-                             "`edge eval MODEL --data DATA --drift-reference`") from exc
+                             f"`edge eval {model or 'MODEL'} --data DATA --drift-reference "
+                             f"{path}`") from exc
 
 
 def default_reference_path(model: Path) -> Path:
@@ -231,7 +246,7 @@ def _is_a_profile(path: Path) -> bool:
 
 def reference_for_model(path: Path, model: Path) -> DriftReference:
     """Load `path` and refuse it when it was made with another model (sha256 of the file)."""
-    reference = DriftReference.load(path)
+    reference = DriftReference.load(path, model)
     digest = file_sha256(model)
     if reference.model_sha256 != digest:
         raise ModelError(
@@ -256,6 +271,11 @@ def reference_from_config(settings: DriftConfig, model: Path) -> DriftReference 
                          f"{model} --data DATA --drift-reference {path}` or set drift.enabled "
                          "= \"off\"")
     reference = reference_for_model(path, model)
+    if reference.stats.frames < FEW_REFERENCE_FRAMES:
+        log.warning("drift reference %s profiles %d frames: a profile of so few reads as "
+                    "drift with nothing wrong (its own chance); write it from hundreds of "
+                    "frames over minutes of the camera's usual scenes", path,
+                    reference.stats.frames)
     if settings.window_s < SHORT_WINDOW_S:
         log.warning("drift.window_s = %g s: a window this short holds one stretch of the scene "
                     "(its light, the few objects then in view) and reads as drift against a "

@@ -94,15 +94,36 @@ def test_reference_round_trips_and_refuses_another_models_profile(tmp_path, demo
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("not json", r"is not a drift reference profile"),
+    ("not json", r"is not a drift reference profile \(Expecting value.*edge eval m\.onnx "
+                 r"--data DATA --drift-reference .*m\.onnx\.drift\.json"),
     ('{"v": 7}', r"version 7"),
-    ('{"v": 1, "model_sha256": "x"}', r"is not a drift reference profile"),
+    # a helper's check: "('list' object has no attribute 'get')" and "('model_sha256')"
+    ("[]", r"is not a drift reference profile \(a JSON list, not an object\)"),
+    ('{"v": 1, "model_sha256": "x"}',
+     r"is not a drift reference profile \(no 'model_name', 'labels', 'stats'\)"),
 ])
 def test_malformed_reference_profiles_are_refused(tmp_path, text, expected):
     path = tmp_path / "m.onnx.drift.json"
     path.write_text(text)
     with pytest.raises(ModelError, match=expected):
-        DriftReference.load(path)
+        DriftReference.load(path, Path("m.onnx"))
+
+
+def test_a_reference_that_is_a_folder_is_named_so(tmp_path):
+    with pytest.raises(ModelError, match=r"drift reference .* is a folder; give the profile's "
+                                         r"JSON file"):
+        DriftReference.load(tmp_path)
+
+
+def test_a_reference_of_few_frames_is_warned_about(tmp_path, demo_model, caplog):
+    """A 5-frame profile was taken without a word (the README asks for hundreds)."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(demo_model.read_bytes())
+    drift_reference_from_images(demo_model, scene_images(1, 5, 15), "scene",
+                                threads=1).save(default_reference_path(model))
+    with caplog.at_level(logging.WARNING, logger="edge.drift"):
+        assert reference_from_config(DriftConfig(), model) is not None
+    assert "profiles 5 frames: a profile of so few reads as drift" in caplog.text
 
 
 @pytest.mark.parametrize(("change", "expected"), [

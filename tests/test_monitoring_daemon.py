@@ -124,6 +124,8 @@ def test_a_reference_from_another_model_is_refused(tmp_path, mosquitto, model_wi
 @pytest.mark.parametrize(("drift", "expected"), [
     ('enabled = "on"', r"drift reference .*\.drift\.json does not exist; write it with `edge eval"),
     ('reference = "missing.json"', r"missing\.json does not exist"),
+    # no statistic to alert on: drift that can never alert, taken silently (a helper's check)
+    ("alert_on = []", r"drift\.alert_on: needs at least 1 item; got 0"),
 ])
 def test_edge_run_exits_2_without_the_reference_it_was_told_to_use(tmp_path, demo_model, drift,
                                                                     expected):
