@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.sdnotify import Notifier
-from edge.wording import counted
+from edge.wording import events_among
 
 log = logging.getLogger("edge")
 
@@ -32,10 +32,9 @@ def summary_line(stats: dict[str, Any], rates: bool = True) -> str:
         for name, camera in stats.get("cameras", {}).items())
     mqtt = stats.get("mqtt", {})
     state = mqtt.get("state") or ("connected" if mqtt.get("connected") else "disconnected")
-    events = mqtt.get("events_dropped", 0)
     return (f"{cameras or 'no cameras'} | mqtt {state} | outbox {mqtt.get('queued', 0)} queued, "
             f"{mqtt.get('published', 0)} published, {mqtt.get('dropped', 0)} dropped"
-            + (f" ({counted(events, 'event')})" if events else ""))
+            + events_among(mqtt.get("events_dropped", 0)))
 
 
 class Heartbeat:

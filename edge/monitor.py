@@ -46,7 +46,7 @@ from edge.mqtt.subscriber import (
     unique_client_id,
 )
 from edge.redact import redact_uri
-from edge.wording import counted
+from edge.wording import counted, events_among
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,7 @@ def _messages_dropped(mqtt: dict[str, Any]) -> str:
     dropped, events = mqtt.get("dropped", 0), mqtt.get("events_dropped", 0)
     if not isinstance(dropped, int) or dropped <= 0:
         return ""
-    among = f" ({counted(events, 'event')})" if isinstance(events, int) and events > 0 else ""
-    return f", {counted(dropped, 'message')} dropped{among}"
+    return f", {counted(dropped, 'message')} dropped{events_among(events)}"
 
 
 def format_drift(device: str, drift: Drift, retained: bool = False) -> str:

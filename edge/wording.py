@@ -40,6 +40,12 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else plural}"
 
 
+def events_among(count: object) -> str:
+    """` (8 events)` after a count of dropped messages with `count` events among them; ''
+    where none were (or the figure is not a count)."""
+    return f" ({counted(count, 'event')})" if isinstance(count, int) and count > 0 else ""
+
+
 def validation_problems(error: ValidationError, whole: str = "", inputs: bool = True,
                         leaving_out: Collection[str] = (), most: int | None = None) -> str:
     """pydantic's errors as one line, one `where: what` per problem (`detections.0.score:

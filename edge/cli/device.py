@@ -21,7 +21,7 @@ from edge.cli.common import (
 from edge.cli.signals import stop_on_signals
 from edge.cli.stdout import PIPE_CLOSED_EXIT, LinesUntilClosed
 from edge.redact import redact_uri
-from edge.wording import counted
+from edge.wording import counted, events_among
 
 log = logging.getLogger("edge")
 
@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
              counted(summary.frames_dropped, "camera frame"), summary.produced,
              f" ({summary.recovered} from an earlier run)" if summary.recovered else "",
              summary.published, summary.queued, summary.dropped,
-             f" ({counted(summary.events_dropped, 'event')})" if summary.events_dropped else "",
+             events_among(summary.events_dropped),
              "" if summary.flushed else "; the outbox could not be flushed before exit",
              counted(summary.states_sent, "retained value") + " set")
     if args.json:  # "dropped": messages, as in the line above

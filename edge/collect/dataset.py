@@ -51,7 +51,7 @@ EXPORT_EVERY = 50
 #: ... or once this many seconds passed with new images (a labeller opening the folder of a
 #: slow camera, 6 samples a minute, saw no export for 8 minutes).
 EXPORT_INTERVAL_S = 30.0
-#: Files rewritten from the manifest by `export`.
+#: Files rewritten from the manifest by `export`, in the order it writes them.
 EXPORTS = ("annotations.coco.json", "label-studio.json", "manifest.csv", "data.yaml")
 #: What an image or label is written as until its manifest row is on disk.
 PARTIAL = ".partial"
@@ -310,16 +310,13 @@ class CollectedDataset:
         self._since_export = 0
         self._exported_at = time.monotonic()
         labels = self.labels or []
-        outputs = {  # in the order of EXPORTS
-            "annotations.coco.json": json.dumps(coco_from_rows(self.rows, labels)),
-            "label-studio.json": json.dumps(label_studio_from_rows(self.rows,
-                                                                   self.image_url_prefix)),
-            "manifest.csv": csv_from_rows(self.rows),
-            "data.yaml": "path: .\ntrain: images\nval: images\nnames:\n" + "".join(
-                f"  {i}: {name}\n" for i, name in enumerate(labels)),
-        }
+        texts = (json.dumps(coco_from_rows(self.rows, labels)),
+                 json.dumps(label_studio_from_rows(self.rows, self.image_url_prefix)),
+                 csv_from_rows(self.rows),
+                 "path: .\ntrain: images\nval: images\nnames:\n" + "".join(
+                     f"  {i}: {name}\n" for i, name in enumerate(labels)))
         try:
-            for name, text in outputs.items():
+            for name, text in zip(EXPORTS, texts, strict=True):
                 write_bytes_atomic(self.root / name, text.encode())
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
