@@ -460,6 +460,81 @@ def test_a_prefix_that_matches_no_frame_is_warned_about_once(tmp_path, mosquitto
                         r"\(frames.interval_s or \[sampling\] in their config\)", said[0])
 
 
+DEVICE_STATUS = {"v": 1, "state": "online", "version": "0.1", "model": "m",
+                 "cameras": ["gate"], "started_at": "2026-12-03T08:00:00Z"}
+
+
+def retain_statuses(port: int, device: str, device_state: str) -> list[str]:
+    """A running device's retained statuses (its own and its camera's); the topics, to clear."""
+    from paho.mqtt import publish
+
+    statuses = {f"edge/{device}/status": {**DEVICE_STATUS, "state": device_state},
+                f"edge/{device}/gate/status": {"v": 1, "camera": "gate", "state": "streaming"}}
+    for topic, status in statuses.items():
+        publish.single(topic, json.dumps(status), qos=1, retain=True, hostname="127.0.0.1",
+                       port=port)
+    return list(statuses)
+
+
+def clear_retained(port: int, topics: list[str]) -> None:
+    from paho.mqtt import publish
+
+    for topic in topics:
+        publish.single(topic, b"", qos=1, retain=True, hostname="127.0.0.1", port=port)
+
+
+@pytest.mark.parametrize(("prefix", "fix"), [
+    ("edge", r"--prefix edge: edge/pf1/status is device pf1's status message: the prefix 'edge' "
+             r"stops before the device level; use edge/\+ for every device or edge/pf1 for "
+             r"this one"),
+    ("edge/pf1/gate", r"--prefix edge/pf1/gate: edge/pf1/gate/status is device pf1's "
+                      r"camera_status message: the prefix 'edge/pf1/gate' goes a level past "
+                      r"the device \('gate'\); use edge/pf1"),
+])
+@pytest.mark.parametrize("device_state", ["online", "failed"])
+def test_collect_with_a_prefix_a_level_off_exits_2_with_the_fix(tmp_path, mosquitto, prefix,
+                                                                fix, device_state):
+    """A user check: a camera-level --prefix waited its minute and then said only that no
+    frame came, where `edge monitor` names the fix. The retained statuses show it at once;
+    the folder it made is not left behind empty."""
+    topics = retain_statuses(mosquitto.port, "pf1", device_state)
+    out = tmp_path / "o"
+    try:
+        began = time.monotonic()
+        result = run_collect_cli("--mqtt", mosquitto.url, "--out", str(out), "--prefix",
+                                 prefix, "--seconds", "30")
+        took = time.monotonic() - began
+    finally:
+        clear_retained(mosquitto.port, topics)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(fix, result.stderr), result.stderr
+    assert "no sampled frame came" not in result.stderr
+    assert took < 20 and not out.exists()
+
+
+def test_a_device_that_samples_no_frame_is_named_in_the_warning(tmp_path, mosquitto, caplog,
+                                                               monkeypatch):
+    """The right prefix, a device there, no frame sampled: the warning says the device is
+    there (and its state), not to check the prefix."""
+    import edge.collect
+
+    monkeypatch.setattr(edge.collect, "NO_FRAMES_WARNING_S", 0.5)
+    topics = retain_statuses(mosquitto.port, "pf2", "online")
+    try:
+        collector = Collector(mosquitto.url, "edge/pf2", CollectedDataset(tmp_path / "o"))
+        with caplog.at_level("WARNING", logger="edge.collect"):
+            collector.run(1.5, threading.Event())
+    finally:
+        clear_retained(mosquitto.port, topics)
+    said = [r.getMessage() for r in caplog.records if "no sampled frame came" in r.getMessage()]
+    assert len(said) == 1, said
+    assert re.fullmatch(r"no sampled frame came under edge/pf2 in [012] s, though its devices "
+                        r"are there: pf2 \(online\); check that they sample frames "
+                        r"\(frames.interval_s or \[sampling\] in their config\) and run",
+                        said[0])
+    assert collector.error is None and collector.devices == {"pf2": "online"}
+
+
 def replay_truths(seed: int, frame_ids: list[int]):
     scene = ShapeScene(seed=seed)
     for frame_id in sorted(frame_ids):

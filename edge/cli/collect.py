@@ -67,7 +67,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         collector.run(args.seconds, stop, on_connected=connected)
     except EdgeError as exc:
-        if not reached.is_set():  # never connected: leave no empty dataset behind, no summary
+        if not reached.is_set() or not collector.dataset.rows:
+            # never connected, or a --prefix a level off: leave no empty dataset behind
             if created:
                 shutil.rmtree(args.out, ignore_errors=True)
             raise

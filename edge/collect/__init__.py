@@ -1,7 +1,9 @@
 """`edge collect`: sampled frames from one device or a fleet -> a dataset for labelling.
 
 Subscribes to `<prefix>/+/frame`, `frame/clean` and `frame/meta` (prefix may hold `+`, e.g.
-`edge/+` for every device). A device publishes a sample's JPEG(s) before its meta on one
+`edge/+` for every device), and to the retained statuses: they show which devices are there,
+and a prefix a level off (a camera or the device level left out) ends the run with its fix, as
+`edge monitor`'s does, rather than a quiet empty dataset. A device publishes a sample's JPEG(s) before its meta on one
 connection, so the meta pairs with the latest JPEG of its camera; the sizes in the meta confirm
 the pair (a frame lost on the way, QoS 0, leaves a mismatch that is counted and skipped).
 Writing happens on one worker thread, off paho's network thread.
@@ -19,9 +21,10 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+from edge.client.contract import PayloadError, misplaced_prefix, parse_message
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.concurrency import StopRequest
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InputError
 from edge.mqtt.subscriber import (
     CONNECT_TIMEOUT_S,
     NO_TLS_FILES,
@@ -57,10 +60,12 @@ class Collector:
         self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=256)
         self.unpaired = 0
         self.received = 0
+        self.devices: dict[str, str] = {}  # device -> the state its retained status says
         self.error: EdgeError | None = None
         self.stopped = threading.Event()
         filters = [(f"{prefix}/+/frame", 0), (f"{prefix}/+/frame/clean", 0),
-                   (f"{prefix}/+/frame/meta", 0)]
+                   (f"{prefix}/+/frame/meta", 0), (f"{prefix}/status", 0),
+                   (f"{prefix}/+/status", 0)]
         self.subscription = BrokerSubscription(
             url, filters, self._message, client_id=client_id or unique_client_id("collect"),
             ca_file=tls.ca_file, certfile=tls.certfile, keyfile=tls.keyfile,
@@ -105,7 +110,7 @@ class Collector:
                     warned = True
                     log.warning(self._nothing_under_the_prefix(now - connected))
                 stop.wait(0.1)
-            if not warned and not self.received:
+            if not warned and not self.received and self.error is None:
                 log.warning(self._nothing_under_the_prefix(time.monotonic() - connected))
         finally:
             self.stop()
@@ -115,6 +120,11 @@ class Collector:
     def _nothing_under_the_prefix(self, seconds: float) -> str:
         """A prefix that names a camera or a topic, or a device that is not there, is a valid
         filter that matches nothing: said, rather than an empty dataset and exit 0."""
+        if self.devices:
+            there = ", ".join(f"{device} ({state})" for device, state in sorted(self.devices.items()))
+            return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s, though its "
+                    f"devices are there: {there}; check that they sample frames "
+                    "(frames.interval_s or [sampling] in their config) and run")
         return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s (its topics "
                 f"are {self.prefix}/<camera>/frame/meta); check that --prefix names devices "
                 "(edge/+ for every one, edge/<device> for one, not a camera or a topic) and "
@@ -129,6 +139,9 @@ class Collector:
 
     def _message(self, topic: str, payload: bytes, retained: bool) -> None:
         if not payload:  # a retained frame being cleared, not a frame
+            return
+        if topic.endswith("/status"):
+            self._status(topic, payload)
             return
         kind = next(k for k in ("/frame/meta", "/frame/clean", "/frame") if topic.endswith(k))
         device_prefix, _, camera = topic[:-len(kind)].rpartition("/")
@@ -154,6 +167,20 @@ class Collector:
             self.unpaired += 1
             log.warning("the dataset writer is behind; a sample from %s/%s was dropped",
                         device, camera)
+
+    def _status(self, topic: str, payload: bytes) -> None:
+        """A device's status names it as present; one that reads right only under a prefix a
+        level deeper or shallower stops the run with the fix."""
+        try:
+            message = parse_message(self.prefix, topic, payload)
+        except PayloadError:
+            misplaced = misplaced_prefix(self.prefix, topic, payload)
+            if misplaced is not None and self.error is None:
+                self.error = InputError(f"--prefix {self.prefix}: {misplaced}")
+                self.stopped.set()
+            return
+        if message.kind == "status":
+            self.devices[message.device] = str(getattr(message.payload, "state", "?"))
 
     def _pair(self, device: str, camera: str, meta: dict[str, Any]) -> bytes | None:
         """The clean JPEG this meta describes, or None."""
