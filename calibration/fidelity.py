@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 
 from calibration.stats import model_exposing
-from edge.ort_session import QDQ_IN_FLOAT
+from edge.ort_session import QDQ_IN_FLOAT, intra_op_threads
 from edge.postprocess import HEAD_DECODERS, paired_rows
 from edge.spec import ModelSpec
 
@@ -92,7 +92,7 @@ def quantized_session(model: onnx.ModelProto, threads: int, int8_kernels: bool =
     VNNI a `tensorrt` profile classifier measured 6.5 dB output SQNR through them and 11.5 dB
     as the graph defines it."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = intra_op_threads(threads)
     options.log_severity_level = 3
     if not int8_kernels:  # weights are dequantized once, when the session is built
         options.add_session_config_entry(*QDQ_IN_FLOAT)

@@ -32,6 +32,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from edge.ort_session import intra_op_threads
+
 log = logging.getLogger(__name__)
 
 NCHWC_DOMAIN = "com.microsoft.nchwc"
@@ -103,7 +105,7 @@ def _options(threads: int, optimize: bool, saved_at: Path | None = None) -> ort.
     """Session options: full optimisation (its optimised graph saved at `saved_at`, if given),
     or none, for a graph that is ONNX Runtime's optimised one already."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = intra_op_threads(threads)
     options.log_severity_level = 3
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)

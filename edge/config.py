@@ -63,8 +63,9 @@ class ModelConfig(_Section):
     dla_core: int = Field(default=-1, ge=-1, le=3, description="Jetson DLA core; -1: GPU only")
     gpu_memory: Literal["auto", "cuda-python", "pycuda"] = "auto"
     threads: int = Field(default=0, ge=0, le=256,
-                         description="inference threads of the one shared runner; 0 lets the "
-                                     "backend choose")
+                         description="inference threads of the one shared runner; 0: one a "
+                                     "physical core this process may run on (ONNX Runtime; "
+                                     "not pinned to cores)")
     max_batch: int | None = Field(
         default=None, ge=1, le=64,
         description="frames of different cameras run together, at most this many; default: the "

@@ -11,6 +11,7 @@ from typing import Any
 
 from edge.errors import NOT_A_MODEL_FIX, MissingDependencyError, ModelError
 from edge.files import require_model_file
+from edge.system import physical_cores
 
 
 def import_onnxruntime() -> Any:
@@ -32,20 +33,29 @@ def _load_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(state, name) for name in names if hasattr(state, name))
 
 
+def intra_op_threads(threads: int) -> int:
+    """ONNX Runtime's `intra_op_num_threads` for `threads` (0: choose): one a physical core
+    this process may run on, as ONNX Runtime chooses, but given explicitly. Left to choose,
+    it pins each of its threads to a core, which a service's syscall filter (systemd's
+    `@resources`, as edge.service sets) or a container's cpuset refuses with an error line
+    per thread at every start; threads it is given are not pinned."""
+    return threads if threads > 0 else physical_cores()
+
+
 #: The session setting that computes a QDQ model's quantize/dequantize pairs in float, as its
 #: graph defines them, instead of fusing them into ONNX Runtime's int8 kernels.
 QDQ_IN_FLOAT = ("session.disable_quant_qdq", "1")
 
 
 def session_from_onnx(path: Path, threads: int = 0, qdq_in_float: bool = False) -> Any:
-    """An ONNX Runtime CPU session for `path`; `threads` 0 lets ONNX Runtime choose.
+    """An ONNX Runtime CPU session for `path`; `threads` 0: one a physical core.
     `qdq_in_float`: a QDQ model's quantize/dequantize pairs computed in float as the graph
     defines them (the arithmetic TensorRT implements, the same on every CPU), instead of fused
     into ONNX Runtime's int8 kernels, which round differently from CPU to CPU."""
     require_model_file(path)
     ort = import_onnxruntime()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = intra_op_threads(threads)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     if qdq_in_float:

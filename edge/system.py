@@ -58,6 +58,21 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def physical_cores(cpus: Path = Path("/sys/devices/system/cpu")) -> int:
+    """Physical cores among those this process may run on: hyper-threads of one core count
+    once (their `topology/thread_siblings_list` is the same). Every usable CPU counts where
+    the topology is not readable."""
+    usable = os.sched_getaffinity(0)
+    cores: set[str] = set()
+    for cpu in usable:
+        try:
+            siblings = (cpus / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text()
+        except OSError:
+            return len(usable)
+        cores.add(siblings.strip())
+    return max(1, len(cores))
+
+
 def available_memory_bytes(meminfo: Path = Path("/proc/meminfo"),
                            cgroups: Path = Path("/proc/self/cgroup"),
                            cgroup_root: Path = CGROUP_ROOT) -> int | None:

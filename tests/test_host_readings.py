@@ -46,3 +46,35 @@ def test_a_cgroup_v1_memory_limit_counts_too(tmp_path):
 def test_this_machine_has_some_memory_available():
     available = available_memory_bytes()
     assert available is not None and available > 0
+
+
+def fake_topology(root, siblings: dict[int, str]):
+    for cpu, listed in siblings.items():
+        folder = root / f"cpu{cpu}" / "topology"
+        folder.mkdir(parents=True)
+        (folder / "thread_siblings_list").write_text(listed + "\n")
+    return root
+
+
+def test_physical_cores_count_hyper_threads_of_one_core_once(tmp_path, monkeypatch):
+    """`threads = 0` becomes this count, given to ONNX Runtime explicitly (so it pins
+    nothing): one a core, as its own default, among the CPUs this process may use."""
+    import os
+
+    from edge import system
+
+    topology = fake_topology(tmp_path, {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert system.physical_cores(topology) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2})  # a cpuset of one core
+    assert system.physical_cores(topology) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 4})  # cpu4 unreadable
+    assert system.physical_cores(topology) == 3
+
+
+def test_a_session_left_to_choose_gets_its_threads_explicitly(monkeypatch):
+    from edge import ort_session
+
+    monkeypatch.setattr(ort_session, "physical_cores", lambda: 6)
+    assert ort_session.intra_op_threads(0) == 6
+    assert ort_session.intra_op_threads(3) == 3

@@ -80,3 +80,46 @@ def test_unit_keeps_cameras_gpu_network_and_state():
     assert unit["StateDirectory"] == ["edge"] and unit["ProtectSystem"] == ["strict"]
     # the disk outbox's default path lives in the state directory
     assert str(MqttConfig().outbox_path).startswith("/var/lib/edge/")
+
+
+def resource_syscalls() -> list[str]:
+    """The syscalls of the `@resources` group the unit filters out (systemd's own list)."""
+    assert any("@resources" in value.split()
+               for value in directives()["SystemCallFilter"]), "the unit no longer filters it"
+    listed = subprocess.run(["systemd-analyze", "syscall-filter", "@resources"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    names = [line.strip() for line in listed.splitlines()
+             if line.strip() and not line.strip().startswith(("@", "#"))]
+    assert "sched_setaffinity" in names, listed
+    return names
+
+
+@needs_systemd_analyze
+@pytest.mark.skipif(shutil.which("strace") is None,
+                    reason="strace not present (.ci/run installs it)")
+def test_the_example_config_runs_under_the_units_syscall_filter_without_an_error(tmp_path,
+                                                                               mosquitto):
+    """A user check: under `SystemCallFilter=~@resources` (EPERM), ONNX Runtime left to
+    choose its threads (`threads = 0`, as the example sets) logged a red error line per
+    thread at every start, failing to pin them to cores. strace makes those syscalls fail
+    as the filter does; the run must stay free of errors."""
+    config = (ROOT / "systemd" / "edge.example.toml").read_text()
+    config = (config.replace("/var/lib/edge/models/shapes.onnx",
+                             str(ROOT / "edge" / "models" / "shapes.onnx"))
+              .replace("v4l2:///dev/video0?width=1280&height=720", "synthetic://shapes?fps=10")
+              .replace("mqtt://127.0.0.1:1883", mosquitto.url))
+    assert "threads = 0 " in config
+    path = tmp_path / "edge.toml"
+    path.write_text(config)
+    denied = ",".join(name for name in resource_syscalls() if name != "set_mempolicy_home_node")
+    edge = Path(sys.executable).parent / "edge"
+    result = subprocess.run(["strace", "-f", "-o", str(tmp_path / "trace"), "-e",
+                             f"inject={denied}:error=EPERM", str(edge), "run", "--config",
+                             str(path), "--seconds", "3"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    refused = [line for line in (tmp_path / "trace").read_text().splitlines()
+               if "(INJECTED)" in line]
+    assert not [line for line in refused if "sched_setaffinity(" in line], refused
+    assert "[E:onnxruntime" not in result.stderr and " ERROR " not in result.stderr, result.stderr
+    assert "published" in result.stderr  # the stop line: it ran

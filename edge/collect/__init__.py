@@ -3,9 +3,10 @@
 Subscribes to `<prefix>/+/frame`, `frame/clean` and `frame/meta` (prefix may hold `+`, e.g.
 `edge/+` for every device), and to the retained statuses: they show which devices are there,
 and a prefix a level off (a camera or the device level left out) ends the run with its fix, as
-`edge monitor`'s does, rather than a quiet empty dataset. A device publishes a sample's JPEG(s) before its meta on one
-connection, so the meta pairs with the latest JPEG of its camera; the sizes in the meta confirm
-the pair (a frame lost on the way, QoS 0, leaves a mismatch that is counted and skipped).
+`edge monitor`'s does, rather than a quiet empty dataset. A device publishes a sample's JPEG(s)
+before its meta on one connection, so the meta pairs with the latest JPEG of its camera; the
+sizes in the meta confirm the pair (a frame lost on the way, QoS 0, leaves a mismatch that is
+counted and skipped).
 Writing happens on one worker thread, off paho's network thread.
 """
 
@@ -121,7 +122,8 @@ class Collector:
         """A prefix that names a camera or a topic, or a device that is not there, is a valid
         filter that matches nothing: said, rather than an empty dataset and exit 0."""
         if self.devices:
-            there = ", ".join(f"{device} ({state})" for device, state in sorted(self.devices.items()))
+            there = ", ".join(f"{device} ({state})"
+                              for device, state in sorted(self.devices.items()))
             return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s, though its "
                     f"devices are there: {there}; check that they sample frames "
                     "(frames.interval_s or [sampling] in their config) and run")
