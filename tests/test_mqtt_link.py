@@ -186,8 +186,32 @@ def test_states_the_broker_never_got_are_counted_at_stop(stopped_mosquitto, capl
     said = [r.getMessage() for r in caplog.records]
     assert "2 retained values (camera statuses, counts, discovery configs) not sent before " \
            "stopping; the broker keeps the values sent before" in said
-    # a user check: a stop while the broker was down left no word that the broker would go
-    # on showing the device as crashed (offline) and its cameras streaming
+    # a user check: a run that never connected registered no Last Will: the broker keeps
+    # what an earlier run left (its `stopped` status), not `offline`
+    assert "the broker was never reached in this run: the device's 'stopped' status was not " \
+           "sent, and the broker keeps the status and states an earlier run left, if any" in said
+    assert not [line for line in said if "Last Will" in line]
+
+
+def test_a_stop_after_the_broker_went_away_says_it_keeps_the_last_will(mosquitto, caplog):
+    """A stop while the broker is down, after this run had connected: the broker shows the
+    Last Will (offline) and the states sent before, as after a crash."""
+    link = make_link(mosquitto.port)
+    link.start()
+    deadline = time.monotonic() + 10
+    while not link.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert link.connected
+    mosquitto.stop()
+    try:
+        deadline = time.monotonic() + 10
+        while link.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+            link.stop(timeout=0.3)  # nothing was queued: all that waited was delivered
+    finally:
+        mosquitto.start()
+    said = [r.getMessage() for r in caplog.records]
     assert "the broker was out of reach at the stop: the device's 'stopped' status was not " \
            "sent, so the broker keeps its Last Will (offline) and the states sent before, as " \
            "after a crash" in said

@@ -202,10 +202,14 @@ class MqttLink:
             log.warning("%s (camera statuses, counts, discovery configs) not sent before "
                         "stopping; the broker keeps the values sent before",
                         counted(unsent_states, "retained value"))
-        if not said_final:
+        if not said_final and self.counters.connects:
             log.warning("the broker was out of reach at the stop: the device's %r status was "
                         "not sent, so the broker keeps its Last Will (offline) and the states "
                         "sent before, as after a crash", final_state)
+        elif not said_final:  # no connection, so no Last Will either
+            log.warning("the broker was never reached in this run: the device's %r status was "
+                        "not sent, and the broker keeps the status and states an earlier run "
+                        "left, if any", final_state)
         return flushed
 
     def _undelivered(self) -> bool:

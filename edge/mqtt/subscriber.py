@@ -354,8 +354,7 @@ class BrokerSubscription:
             stopped = self._stopped
         if self.connects == 0:
             certificate = (self._files.certfile is not None) if self.tls else None
-            self._failed(f"{self.host}:{self.port}: " + cause_from_disconnect(
-                str(reason), certificate, self._names))
+            self._failed(cause_from_disconnect(str(reason), certificate, self._names))
         elif was_connected and not stopped:
             self.lost_reason, self.lost_at = lost_reason(reason), time.time()
             self._failed(self._sessions.lost(self.lost_reason), attempt=False)
@@ -401,7 +400,7 @@ def _acknowledge(client: mqtt.Client, mid: int, qos: int) -> None:
 def failure_fix(failure: str) -> str | None:
     """What to do about a `subscription_failure`, for a command-line user; None where the cause
     carries its own advice (TLS, login)."""
-    if "; " in failure or ": check " in failure:
+    if "; " in failure or ": check " in failure or "mqtts://" in failure:
         return None
     return "check --mqtt: host and port (mqtt:// defaults to 1883, mqtts:// to 8883)"
 
@@ -436,7 +435,7 @@ def _unanswered(host: str, port: int, waited: float) -> str:
     refusal = tcp_refusal(host, port, timeout=2.0)
     if refusal is not None:
         return f"no answer within {waited:g} s ({refusal})"
-    return (f"{host}:{port} took the connection but gave no MQTT answer within {waited:g} s "
+    return (f"something took the connection but gave no MQTT answer within {waited:g} s "
             "(is it an MQTT port? a web or RTSP server waits like this)")
 
 
