@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from edge import __version__
 from edge.cli import bench, collect, device, probe, workstation
 from edge.cli.common import failed_with_json, print_json
+from edge.cli.extras import RUNTIME_MODULES, command_extra, require_runtime
 from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
@@ -55,10 +56,10 @@ class _Parser(argparse.ArgumentParser):
 
     #: A command's: `edge`'s own options, which go before the command (`--log-level`).
     outer_options: Sequence[str] = ()
-    #: A command's: the extra it needs beyond the core install, and a module that extra
-    #: brings. Its help then says when that is missing here: `--help` printed everything and
+    #: A command's: the extra it needs beyond the core install, and modules that extra
+    #: brings. Its help then says when one is missing here: `--help` printed everything and
     #: exited 0, and only running the command said what to install.
-    needs_extra: tuple[str, str] | None = None
+    needs_extra: tuple[str, tuple[str, ...]] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
@@ -66,7 +67,8 @@ class _Parser(argparse.ArgumentParser):
 
     def format_help(self) -> str:
         text = super().format_help()
-        if self.needs_extra is None or importlib.util.find_spec(self.needs_extra[1]):
+        if self.needs_extra is None or all(importlib.util.find_spec(module)
+                                           for module in self.needs_extra[1]):
             return text
         extra = self.needs_extra[0]
         return (f"{text}\nNot installed here: {self.prog} needs the '{extra}' extra; install "
@@ -196,8 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
         command_parser.set_defaults(command_parser=command_parser)
         if isinstance(command_parser, _Parser):
             command_parser.outer_options = outer
+            extra = command_extra(name)
             if name in workstation.CONVERT_EXTRA_COMMANDS:
-                command_parser.needs_extra = ("convert", "onnx")
+                command_parser.needs_extra = ("convert", ("onnx", *RUNTIME_MODULES))
+            elif extra is not None:
+                command_parser.needs_extra = (extra, RUNTIME_MODULES)
     return parser
 
 
@@ -210,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        require_runtime(args.command)
         with signals_interrupt():  # commands that handle signals themselves replace it
             return int(args.handler(args))
     except EdgeError as exc:  # prefixed as argparse prefixes the command's own errors

@@ -6,14 +6,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from edge.cli.common import print_json
 from edge.files import StagedOutputs
 from edge.wording import counted
+
+if TYPE_CHECKING:  # the command line loads on the client install, which has no numpy
+    import numpy as np
+    import numpy.typing as npt
 
 
 def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:

@@ -1,0 +1,45 @@
+"""Which extra each command needs beyond the plain install.
+
+A plain `pip install` is the MQTT client: paho-mqtt and pydantic, enough for `edge monitor`
+and `edge.client` on a laptop or a dashboard host. Every other command runs cameras, models or
+images and needs the runtime's libraries (NumPy, OpenCV, SciPy, Pillow), which the `cpu`,
+`jetson` and `convert` extras bring; a missing one is an exit-2 error with the command that
+installs the extra, never a ModuleNotFoundError traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from edge.errors import MissingDependencyError
+
+#: Commands the plain install runs.
+CLIENT_COMMANDS = frozenset({"monitor"})
+#: The runtime's modules (the `runtime` extra, which the others include), by import name.
+RUNTIME_MODULES = ("numpy", "cv2", "scipy", "PIL")
+#: Commands whose extras are not `cpu`: the workstation's, the Jetson's TensorRT ones, and the
+#: demo (its embedded broker and tracking metrics).
+COMMAND_EXTRAS = {"convert": "convert", "inspect": "convert", "calibrate": "convert",
+                  "build-engine": "jetson", "selftest": "jetson", "demo": "cpu,demo"}
+
+
+def command_extra(command: str) -> str | None:
+    """The extra `command` needs (None: the plain install runs it)."""
+    if command in CLIENT_COMMANDS:
+        return None
+    return COMMAND_EXTRAS.get(command, "cpu")
+
+
+def missing_runtime_module() -> str | None:
+    """The first runtime module not installed here, or None."""
+    return next((name for name in RUNTIME_MODULES if importlib.util.find_spec(name) is None),
+                None)
+
+
+def require_runtime(command: str) -> None:
+    """MissingDependencyError naming the extra when `command` needs the runtime's libraries
+    and one is not installed."""
+    extra = command_extra(command)
+    module = missing_runtime_module() if extra is not None else None
+    if extra is not None and module is not None:
+        raise MissingDependencyError(module, extra, f"edge {command}")
