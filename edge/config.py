@@ -29,6 +29,7 @@ from edge.objects_config import (
     HomeAssistantConfig,
     TrackingConfig,
     ZoneConfig,
+    label_names,
     unique_zone_names,
 )
 from edge.redact import REDACTED, redact_text, redact_uri
@@ -311,6 +312,7 @@ class SamplingConfig(_Section):
         default=None, description="[low, high] score band, e.g. around the threshold: a frame "
                                   "with a detection scored inside it is sampled ('uncertain')")
     rare_labels: list[str] = Field(default=[], description="labels always worth a sample")
+    _label_names = field_validator("rare_labels")(label_names)
     rare_below: float | None = Field(
         default=None, gt=0, lt=1, description="also rare: labels making up less than this "
                                               "fraction of this camera's detections so far")
@@ -398,6 +400,11 @@ class Config(_Section):
                                  f"{describe_errors(exc, SamplingConfig)}") from None
         return self
 
+    def sampling_key(self, camera: CameraConfig) -> str:
+        """Where `sampling_for(camera)`'s settings are set, for messages about them."""
+        return (f"cameras.{self.cameras.index(camera)}.sampling" if camera.sampling
+                else "sampling")
+
     def sampling_for(self, camera: CameraConfig) -> SamplingConfig:
         """[sampling] with the camera's overrides applied (validated as a whole)."""
         if not camera.sampling:
@@ -449,7 +456,17 @@ def load_config(path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        hint = ("; a key or table is given twice, or a camera's [[cameras.zones]] or "
+                "[cameras.sampling] comes before the [[cameras]] it belongs to"
+                if "overwrite" in str(exc) or "declare" in str(exc) else "")
+        raise ConfigError(f"{path}: not valid TOML: {exc}{hint}") from exc
+    cameras = data.get("cameras")
+    if isinstance(cameras, dict):  # `[cameras]`, or `[[cameras.zones]]` before any camera
+        tables = ", ".join(f"[cameras.{key}]" for key in cameras if isinstance(cameras[key],
+                                                                             (dict, list)))
+        raise ConfigError(f"{path}: cameras is a table ({tables or '[cameras]'}), not a list "
+                          "of cameras: each camera starts with [[cameras]] (two brackets), and "
+                          "its [[cameras.zones]] and [cameras.sampling] follow that line")
     model = data.get("model")
     if isinstance(model, dict) and isinstance(model.get("path"), str):
         model["path"] = str(path.parent / Path(model["path"]).expanduser())

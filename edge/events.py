@@ -274,8 +274,13 @@ class EventEngine:
                 counts[self.topics.count(self.camera, label, name)] += 1
         previous = self._counts or {}
         self._counts = counts
+        changed = [(topic, n) for topic, n in counts.items() if previous.get(topic) != n]
+        # Counts that fall go first, zones before their camera, then those that rise, the
+        # camera before its zones: a subscriber never sees a zone hold more than its camera.
+        falling = [(t, n) for t, n in reversed(changed) if n < previous.get(t, 0)]
+        rising = [(t, n) for t, n in changed if n >= previous.get(t, 0)]
         return [Outgoing(topic, str(n).encode(), 1, True, "state")
-                for topic, n in counts.items() if previous.get(topic) != n]
+                for topic, n in falling + rising]
 
     def finish(self, ended: Sequence[TrackedObject], ts: float) -> list[Outgoing]:
         """`end` for every object still alive (the camera stopped) and zero counts."""

@@ -40,8 +40,9 @@ class FrameSampler(SamplingPolicy):
     policies (see edge.sampling)."""
 
     def __init__(self, settings: FramesConfig, sampling: SamplingConfig | None = None,
-                 labels: Sequence[str] = (), threshold: float = 0.0) -> None:
-        super().__init__(settings, sampling or SamplingConfig(), labels, threshold)
+                 labels: Sequence[str] = (), threshold: float = 0.0,
+                 key: str = "sampling") -> None:
+        super().__init__(settings, sampling or SamplingConfig(), labels, threshold, key=key)
 
 
 class FramePublisher:

@@ -68,9 +68,10 @@ def object_ids(entities: Sequence[tuple[str, ...]]) -> list[str]:
 
 
 def _as_entity_id(object_id: str) -> str:
-    """What Home Assistant makes of an object id in the entity id: lower case, `-` as `_`
-    (`Traffic-light` and `traffic_light` would come out alike there)."""
-    return object_id.lower().replace("-", "_")
+    """What Home Assistant makes of an object id in the entity id, as its slugify does: lower
+    case, `-` as `_`, no `_` twice running or at either end (`Traffic-light` and
+    `traffic_light` come out alike there, as do `a__b` and `a_b`)."""
+    return re.sub(r"_+", "_", object_id.lower().replace("-", "_")).strip("_")
 
 
 def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Configs:
@@ -124,8 +125,13 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
     for (component, _, payload), object_id in zip(
             entities, object_ids([parts for _, parts, _ in entities]), strict=True):
         unique = f"{node}_{object_id}"
+        # default_entity_id names the entity in Home Assistant 2025.10 and later (object_id
+        # stopped working in 2026.4); obj_id, for the versions before, is dropped by the later
+        # ones, which drop the keys they do not know.
         configs[f"{settings.prefix}/{component}/{node}/{object_id}/config"] = {
-            "name": payload.pop("name"), "uniq_id": unique, "obj_id": unique, **payload}
+            "name": payload.pop("name"), "uniq_id": unique,
+            "default_entity_id": f"{component}.{_as_entity_id(unique)}", "obj_id": unique,
+            **payload}
     return configs
 
 

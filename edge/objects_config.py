@@ -24,6 +24,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+def label_names(names: list[str]) -> list[str]:
+    """A list of the model's labels as a config gives it: no empty name, none twice (a
+    duplicate or a stray `""` left in an edit would otherwise pass without a word)."""
+    if any(not name.strip() for name in names):
+        raise ValueError(f"{names!r} holds an empty label name; remove it")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(map(repr, twice))} listed twice; list each label once")
+    return names
+
+
 class ZoneConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
                       description="used in topics: letters, digits, _ and - only")
@@ -34,6 +45,7 @@ class ZoneConfig(_Section):
                                       "height")
     labels: list[str] = Field(default_factory=list,
                               description="labels counted in this zone; empty: every label")
+    _label_names = field_validator("labels")(label_names)
 
     @field_validator("name")
     @classmethod
@@ -97,6 +109,7 @@ class HomeAssistantConfig(_Section):
     labels: list[str] = Field(default_factory=list,
                               description="labels that get count and occupancy entities; "
                                           "empty: every label of the model")
+    _label_names = field_validator("labels")(label_names)
 
     @field_validator("prefix")
     @classmethod

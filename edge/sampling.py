@@ -25,6 +25,7 @@ import numpy.typing as npt
 from edge.config import FramesConfig, SamplingConfig, SamplingLimits
 from edge.detections import Detections
 from edge.errors import ConfigError
+from edge.wording import not_labels_of_the_model
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
@@ -133,6 +134,7 @@ class SamplingPolicy:
     sampling: SamplingConfig
     labels: Sequence[str]
     threshold: float = 0.0  # the operating score threshold: detections below it are not published
+    key: str = "sampling"  # where the settings come from, for messages (cameras.0.sampling)
     limiter: RateLimiter = field(init=False)
     audit: AuditCounts = field(default_factory=AuditCounts)
     sampled: Counter[str] = field(default_factory=Counter)
@@ -140,8 +142,9 @@ class SamplingPolicy:
     def __post_init__(self) -> None:
         unknown = [name for name in self.sampling.rare_labels if name not in self.labels]
         if unknown:
-            raise ConfigError(f"sampling.rare_labels: {', '.join(unknown)} not among the model's "
-                              f"labels ({', '.join(self.labels)}); fix the names or remove them")
+            raise ConfigError(f"{self.key}.rare_labels: "
+                              f"{not_labels_of_the_model(unknown, self.labels)}; fix the names "
+                              "or remove them")
         self.limiter = RateLimiter(self.sampling.limits)
         # the audit draw has count caps of its own: samples for other reasons (a rare label in
         # view for minutes) would otherwise use up the caps and thin the audit sample exactly

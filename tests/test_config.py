@@ -85,8 +85,33 @@ def test_duplicate_camera_names_are_rejected(tmp_path):
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.toml")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="not valid TOML") as raised:
         load_config(write(tmp_path, "[model\n"))
+    assert "given twice" not in str(raised.value)  # no hint where none fits
+    with pytest.raises(ConfigError, match=r"Cannot overwrite a value .*; a key or table is given "
+                                          r"twice"):
+        load_config(write(tmp_path, 'device_id = "a"\ndevice_id = "b"\n'))
+
+
+ZONE = '[[cameras.zones]]\nname = "a"\npoints = [[0, 0], [9, 0], [9, 9]]\n'
+CAMERA = '[[cameras]]\nname = "gate"\nsource = "synthetic://shapes"\n'
+
+
+@pytest.mark.parametrize(("tables", "problem"), [
+    (ZONE, r"cameras is a table \(\[cameras.zones\]\), not a list of cameras: each camera "
+           r"starts with \[\[cameras\]\] \(two brackets\), and its \[\[cameras.zones\]\] and "
+           r"\[cameras.sampling\] follow that line$"),
+    (CAMERA.replace("[[cameras]]", "[cameras]"), r"cameras is a table \(\[cameras\]\), not a "
+                                                 r"list of cameras"),
+    (ZONE + CAMERA, r"not valid TOML: Cannot overwrite a value \(at line \d+, column \d+\); a "
+                    r"key or table is given twice, or a camera's \[\[cameras.zones\]\] or "
+                    r"\[cameras.sampling\] comes before the \[\[cameras\]\] it belongs to$"),
+])
+def test_a_cameras_table_out_of_place_is_named(tmp_path, tables, problem):
+    """A user check: a zone placed before any [[cameras]] read "cameras: Input should be a
+    valid array", and with a camera after it a bare TOML error."""
+    with pytest.raises(ConfigError, match=problem):
+        load_config(write(tmp_path, '[model]\npath = "m.onnx"\n' + tables))
 
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

@@ -30,12 +30,15 @@ ABBREVIATIONS = {
     "payload_available", "pl_not_avail": "payload_not_available", "stat_cla": "state_class",
     "stat_t": "state_topic", "t": "topic", "uniq_id": "unique_id", "unit_of_meas":
     "unit_of_measurement", "val_tpl": "value_template",
+    "default_entity_id": "default_entity_id",  # has no abbreviation
 }
 DEVICE_ABBREVIATIONS = {"ids": "identifiers", "name": "name", "mf": "manufacturer",
                         "mdl": "model", "sw": "sw_version"}
 COMMON = {"availability", "availability_mode", "device", "enabled_by_default", "entity_category",
           "icon", "json_attributes_template", "json_attributes_topic", "name", "object_id",
-          "qos", "unique_id", "encoding"}
+          "default_entity_id", "qos", "unique_id", "encoding"}
+#: Home Assistant's valid entity id: lower-case letters, digits and single `_` inside each part.
+ENTITY_ID = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)$")
 PLATFORMS = {
     "sensor": ({"state_topic"}, COMMON | {"device_class", "expire_after", "force_update",
                                           "state_class", "unit_of_measurement", "value_template",
@@ -171,6 +174,8 @@ def test_devices_and_entities_whose_names_differ_only_in_separators_stay_apart()
     assert len(set(states)) == 12 and "edge/gate_01/gate/a/circle/count" in states
     assert len({payload["uniq_id"].lower().replace("-", "_")
                 for payload in configs.values()}) == len(configs)
+    entity_ids = [payload["default_entity_id"] for payload in configs.values()]
+    assert len(set(entity_ids)) == len(configs)
     for topic in configs:
         assert TOPIC.match(topic), topic  # Home Assistant's object id characters only
     assert "homeassistant/sensor/edge_gate_01/gate_fps/config" in configs  # no clash: as before
@@ -329,3 +334,24 @@ enabled = true
     finally:
         _, stderr = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, stderr
+
+
+@pytest.mark.parametrize("labels", [["circle", "person.", "hard--hat", "_x_", "Traffic-light",
+                                     "traffic light"]])
+def test_every_entity_gets_a_valid_default_entity_id(labels):
+    """A user check: Home Assistant deprecated `object_id` in 2025.10 and stopped reading it in
+    2026.4; `default_entity_id` ("sensor.<object id>") names the entity now, and one that is
+    not a valid entity id (`__`, a leading or trailing `_`) would fail the whole config."""
+    config = _config(device_id="Gate-01.b", cameras=[
+        {"name": "gate", "source": "synthetic://shapes", "zones": [
+            {"name": "a", "points": [[0, 0], [10, 0], [10, 10]]}]},
+        {"name": "gate_a", "source": "synthetic://shapes"}])
+    configs = discovery_configs(config, labels, "m")
+    for topic, payload in configs.items():
+        component = TOPIC.match(topic)["component"]
+        entity_id = payload["default_entity_id"]
+        assert ENTITY_ID.match(entity_id) and entity_id.startswith(f"{component}."), entity_id
+        assert payload["obj_id"] == payload["uniq_id"]  # Home Assistant before 2025.10
+    assert len({p["default_entity_id"] for p in configs.values()}) == len(configs)
+    assert configs["homeassistant/camera/edge_Gate-01_b_b5c4bc/gate_frame/config"][
+        "default_entity_id"] == "camera.edge_gate_01_b_b5c4bc_gate_frame"

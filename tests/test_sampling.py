@@ -67,8 +67,41 @@ def test_camera_overrides_merge_over_the_global_section():
 
 
 def test_rare_labels_must_be_model_labels():
-    with pytest.raises(ConfigError, match=r"rare_labels: hexagon not among the model's labels"):
+    with pytest.raises(ConfigError, match=r"^sampling.rare_labels: hexagon is not a label of the "
+                                          r"model; its 4 labels: circle, square, triangle, "
+                                          r"star; fix the names or remove them$"):
         policy(rare_labels=["hexagon"])
+
+
+def test_a_cameras_own_rare_labels_are_named_as_its_key(demo_model):
+    """A user check: `[cameras.sampling] rare_labels = ["Circle"]` was refused as
+    `sampling.rare_labels`, a table the config did not have."""
+    from edge.daemon import Daemon
+
+    config = config_from_dict({
+        **BASE, "model": {"path": str(demo_model)},
+        "cameras": [{"name": "a", "source": "synthetic://shapes"},
+                    {"name": "b", "source": "synthetic://shapes",
+                     "sampling": {"rare_labels": ["Circle"]}}]}, "test")
+    with pytest.raises(ConfigError, match=r"^cameras.1.sampling.rare_labels: Circle is not a "
+                                          r"label of the model \(Circle: did you mean "
+                                          r"circle\?\)"):
+        Daemon(config)
+
+
+@pytest.mark.parametrize(("labels", "problem"), [
+    (["circle", ""], r"\['circle', ''\] holds an empty label name; remove it"),
+    (["circle", "star", "circle"], r"'circle' listed twice; list each label once"),
+])
+def test_label_lists_refuse_empty_and_repeated_names(labels, problem):
+    """A user check: `labels = ["circle", "circle", ""]` in a zone read "labels:  is not a
+    label"; the duplicate alone passed without a word."""
+    for section in ({"sampling": {"rare_labels": labels}},
+                    {"homeassistant": {"labels": labels}},
+                    {"cameras": [{"name": "a", "source": "synthetic://shapes", "zones": [
+                        {"name": "z", "points": [[0, 0], [9, 0], [9, 9]], "labels": labels}]}]}):
+        with pytest.raises(ConfigError, match=problem):
+            config_from_dict({**BASE, **section}, "test")
 
 
 @pytest.mark.parametrize(("detections", "expected"), [

@@ -204,6 +204,32 @@ def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
     assert events[0]["ts"] == pytest.approx(1000.4)  # reported with its fifth detection
 
 
+def test_a_zone_never_reads_more_than_its_camera_in_the_order_counts_are_sent():
+    """A user check: when an object inside a zone vanished, the camera's count fell a
+    millisecond before the zone's, so for that moment the zone held more than the camera."""
+    settings = TrackingConfig(max_disappeared=2)
+    zone = Zone("left", np.array([[0, 0], [150, 0], [150, 200], [0, 200]], float))
+    recorder = _Recorder()
+    camera = CameraTracking("gate", settings, Topics("edge/d"), SHAPE_LABELS, [zone], [],
+                            recorder)
+    image = np.zeros((200, 300, 3), np.uint8)
+    for t in range(20):  # two objects inside the zone; both vanish at frame 10
+        camera.hold(t + 1, image, 1000.0 + t * 0.1)
+        boxes = [[20, 50, 50, 80], [60, 100, 90, 130]] if t < 10 else []
+        detections = (_detections(boxes, [0.8, 0.8], [2, 2]) if boxes
+                      else Detections.empty())
+        camera.update(t + 1, 1000.0 + t * 0.1, detections, (300, 200))
+    seen = {"edge/d/gate/triangle/count": 0, "edge/d/gate/left/triangle/count": 0}
+    applied = []
+    for topic, payload, *_ in recorder.messages:
+        if topic in seen:
+            seen[topic] = int(payload)
+            applied.append((seen["edge/d/gate/triangle/count"],
+                            seen["edge/d/gate/left/triangle/count"]))
+    assert (2, 2) in applied and applied[-1] == (0, 0), applied
+    assert all(zone_count <= camera_count for camera_count, zone_count in applied), applied
+
+
 @pytest.mark.parametrize("first_frame", range(5))
 def test_a_new_event_at_25_fps_carries_a_snapshot_whatever_frame_made_it_an_object(first_frame):
     """A user check: most `new` events had `snapshot: null`, since one frame in
