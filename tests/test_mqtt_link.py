@@ -429,3 +429,28 @@ def test_a_single_loss_after_a_long_session_gets_no_takeover_hint(mosquitto, cap
     finally:
         link.stop(timeout=0)
     assert "connection lost" in caplog.text and "same client id" not in caplog.text
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_a_stop_right_after_start_waits_for_the_first_connection(mosquitto, attempt):
+    """A user check: a camera that failed within 0.1 s of the start stopped the daemon while
+    its first connection was being accepted; the stop reconnected over it, the broker saw the
+    connection drop and sent the Last Will (`offline` between `degraded` and `stopped`), and
+    the camera's `failed` status never arrived."""
+    with Watcher(mosquitto.port, "edge/t/#") as watcher:
+        link = make_link(mosquitto.port)
+        link.start()
+        link.publish_state("edge/t/cam/status", b'{"state": "failed"}', 1)
+        assert link.stop(timeout=5.0)
+        time.sleep(0.5)
+    states = [m.json()["state"] for m in watcher.on("edge/t/status")]
+    assert "offline" not in states and states[-1] == "stopped", states
+    assert [m.json()["state"] for m in watcher.on("edge/t/cam/status")] == ["failed"]
+    publish_clear(mosquitto.port, ["edge/t/status", "edge/t/cam/status"])  # for the next
+
+
+def publish_clear(port: int, topics: list[str]) -> None:
+    from paho.mqtt import publish
+
+    for topic in topics:
+        publish.single(topic, b"", qos=1, retain=True, hostname="127.0.0.1", port=port)

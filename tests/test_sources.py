@@ -67,6 +67,59 @@ def test_image_folder_sorted_and_unreadable_files_skipped(tmp_path, caplog):
     frames = read_all(f"file://{tmp_path}?fps=0")
     assert [int(f[1][0, 0, 0]) for f in frames] == [0, 50, 100]
     assert "skipping unreadable image" in caplog.text
+    caplog.clear()  # looped: said once a file, not on every pass (a user saw it 3 times a second)
+    looped = read_all(f"file://{tmp_path}?fps=0&loop=1", limit=12)
+    assert [int(f[1][0, 0, 0]) for f in looped] == [0, 50, 100] * 4
+    assert caplog.text.count("skipping unreadable image") == 1
+
+
+def test_a_folder_of_which_no_image_reads_is_refused_at_start(tmp_path):
+    """A user check: it ran, failed the camera and exited 1 "so that systemd restarts the
+    daemon", which would have restarted it every 5 s for good; an empty folder was exit 2."""
+    for name in ("a.jpg", "b.png", "c.jpg", "d.jpg"):
+        (tmp_path / name).write_text("not an image")
+    with pytest.raises(SourceError, match=r"none of the 4 images in .* could be read \(a.jpg, "
+                                          r"b.png, c.jpg, \.\.\.\); they are damaged or no "
+                                          r"images: replace them"):
+        source_from_uri(f"file://{tmp_path}?loop=1")
+
+
+def test_an_empty_or_cut_short_video_is_named_as_such(tmp_path):
+    """A user check: both read "could not be opened by OpenCV; check that the device or
+    stream exists and that you may read it", of a file that exists and is readable."""
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    with pytest.raises(SourceError, match=r"zero.mp4 is empty \(0 bytes\): the recording or "
+                                          r"copy did not finish"):
+        source_from_uri(f"file://{tmp_path}/zero.mp4")
+    whole = tmp_path / "whole.mp4"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for i in range(30):
+        writer.write(np.full((120, 160, 3), i * 8, np.uint8))
+    writer.release()
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[:len(data) // 2])  # no index (moov) at the end
+    with pytest.raises(SourceError, match=r"OpenCV could not read .*cut.mp4 as a video; it may "
+                                          r"be cut short"):
+        source_from_uri(f"file://{tmp_path}/cut.mp4").open()
+
+
+def test_percent_escapes_in_a_file_path_are_decoded(tmp_path):
+    """What a file manager's "copy as URI" writes; a path that exists as written wins."""
+    path = tmp_path / "clip é 1.avi"
+    write_video(path, 3)
+    assert len(read_all(f"file://{tmp_path}/clip%20%C3%A9%201.avi?fps=0")) == 3
+    assert len(read_all(f"file://{path}?fps=0")) == 3
+    literal = tmp_path / "100%25.avi"  # exists as written: not read as 100%.avi
+    write_video(literal, 2)
+    write_video(tmp_path / "100%.avi", 4)
+    assert len(read_all(f"file://{literal}?fps=0")) == 2
+    with pytest.raises(SourceError, match=r"a '#' in a URI starts a fragment, so the path would "
+                                          r"end at .*/clip; write a '#' of the file's name as "
+                                          r"%23"):
+        source_from_uri(f"file://{tmp_path}/clip#2.avi")
+    hashed = tmp_path / "clip#2.avi"
+    write_video(hashed, 5)
+    assert len(read_all(f"file://{tmp_path}/clip%232.avi?fps=0")) == 5
 
 
 @pytest.mark.parametrize(
@@ -95,7 +148,8 @@ def test_bad_uris_are_clear_errors(uri, message):
 def test_corrupt_video_and_empty_folder(tmp_path):
     corrupt = tmp_path / "broken.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
-    with pytest.raises(SourceError, match=r"could not be opened|no frame could be decoded"):
+    with pytest.raises(SourceError, match=r"could not read .* as a video|no frame could be "
+                                          r"decoded"):
         source_from_uri(f"file://{corrupt}").open()
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from edge.errors import SourceError
 from edge.redact import redact_uri
@@ -26,6 +27,12 @@ from edge.sources.v4l2_probe import diagnose_v4l2
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+#: Why a video file that exists does not open, and what to do.
+UNREADABLE_VIDEO = ("it may be cut short (a recording stopped before it was finished: an MP4 "
+                    "without its index, FFmpeg's 'moov atom not found') or use a codec this "
+                    "OpenCV lacks; check it with `ffprobe`, copy or record it again, or convert "
+                    "it to H.264 MP4")
+EMPTY_VIDEO = "is empty (0 bytes): the recording or copy did not finish; copy or record it again"
 LIVE_TIMEOUT_MS = 10_000
 
 
@@ -92,6 +99,9 @@ class VideoCaptureSource(Source):
                      diagnose_v4l2(str(self._target)) if self._backend == cv2.CAP_V4L2 else None)
         if diagnosis is not None:
             return f"source '{self.uri}' could not be opened{why}: {diagnosis}"
+        if self._backend == cv2.CAP_ANY and Path(str(self._target)).is_file():
+            return (f"source '{self.uri}': OpenCV could not read {self._target} as a video; "
+                    f"{UNREADABLE_VIDEO}")
         return f"source '{self.uri}' could not be opened by OpenCV{why}; {CHECK_UNOPENED}"
 
     def _timeouts(self) -> list[int]:
@@ -142,6 +152,7 @@ class ImageFolderSource(Source):
         self._loop = uri.flag("loop")
         self.fps = uri.number("fps", 10.0) or None
         self._paths: list[Path] = []
+        self._unreadable: set[Path] = set()  # said once each, skipped on every later pass
         self._index = 0
         self._pacer = Pacer(self.fps)
 
@@ -160,19 +171,34 @@ class ImageFolderSource(Source):
                 self._index = 0
             path = self._paths[self._index]
             self._index += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is not None and image.dtype == np.uint8:
+            if path in self._unreadable:
+                continue
+            image = read_image(path)
+            if image is not None:
                 self._pacer.wait()
-                return self._frame(np.asarray(image, np.uint8))
+                return self._frame(image)
+            self._unreadable.add(path)
             log.warning("source %s: skipping unreadable image %s", redact_uri(self.uri), path)
-        raise SourceError(
-            f"source '{self.uri}': none of the images in {self._folder} could be read")
+        raise unreadable_folder_error(self.uri, self._folder, self._paths)
 
 
 def folder_images(folder: Path) -> list[Path]:
     """The image files in `folder`, sorted by name (the order a folder source plays them)."""
     return sorted(p for p in folder.iterdir()
                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
+    """A BGR uint8 image from `path`, or None where it cannot be decoded as one."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return np.asarray(image, np.uint8) if image is not None and image.dtype == np.uint8 else None
+
+
+def unreadable_folder_error(uri: str, folder: Path, paths: list[Path]) -> SourceError:
+    return SourceError(f"source '{uri}': none of the {len(paths)} images in {folder} could be "
+                       f"read ({', '.join(p.name for p in paths[:3])}"
+                       f"{', ...' if len(paths) > 3 else ''}); they are damaged or no images: "
+                       "replace them, or point file:// at a folder of readable ones")
 
 
 def no_images_error(uri: str, folder: Path) -> SourceError:
@@ -187,10 +213,15 @@ def file_source(uri: SourceUri) -> Source:
     if not path.exists():
         raise SourceError(f"source '{uri.text}': {path} does not exist; file:// takes the path "
                           "of a video file or an image folder, e.g. file:///data/clip.mp4")
-    if path.is_dir():
-        if not folder_images(path):  # refused at start, as a missing file is
+    if path.is_dir():  # refused at start, as a missing file is, when nothing could play
+        images = folder_images(path)
+        if not images:
             raise no_images_error(uri.text, path)
+        if all(read_image(image) is None for image in images):  # stops at the first it reads
+            raise unreadable_folder_error(uri.text, path, images)
         return ImageFolderSource(uri, path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise SourceError(f"source '{uri.text}': {path} {EMPTY_VIDEO}")
     return VideoCaptureSource(uri, str(path), cv2.CAP_ANY, loop=uri.flag("loop"),
                               fps=uri.number("fps", None))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from edge.errors import SourceError
 
@@ -16,6 +16,7 @@ class SourceUri:
     scheme: str
     location: str  # host + path, e.g. "shapes", "/dev/video0", "/data/clip.mp4"
     options: dict[str, str]
+    fragment: str = ""  # after a `#`: no source takes one
 
     @classmethod
     def parse(cls, text: str) -> SourceUri:
@@ -28,7 +29,7 @@ class SourceUri:
             raise SourceError(f"source '{text}' is not a URI; write it as scheme://location, e.g. "
                               "v4l2:///dev/video0, file:///path/clip.mp4, synthetic://shapes")
         return cls(text, parts.scheme.lower(), parts.netloc + parts.path,
-                   dict(parse_qsl(parts.query, keep_blank_values=True)))
+                   dict(parse_qsl(parts.query, keep_blank_values=True)), parts.fragment)
 
     def number(self, key: str, default: float | None, minimum: float = 0.0) -> float | None:
         if key not in self.options:
@@ -63,7 +64,14 @@ class SourceUri:
                 f"source '{self.text}': {self.scheme}:// takes an absolute path, after three "
                 f"slashes ({self.scheme}:///data/clip.mp4); '{self.location}' is relative, and "
                 "would be looked up in the folder the daemon starts in (a service's is /)")
-        return Path(self.location)
+        if self.fragment:
+            raise SourceError(f"source '{self.text}': a '#' in a URI starts a fragment, so the "
+                              f"path would end at {self.location}; write a '#' of the file's "
+                              "name as %23")
+        # Percent-escapes (%20, %C3%A9: what a file manager's "copy as URI" writes) are
+        # decoded, unless the path exists as written.
+        literal, decoded = Path(self.location), Path(unquote(self.location))
+        return literal if literal.exists() or not decoded.exists() else decoded
 
     def reject_unknown(self, known: set[str]) -> None:
         unknown = sorted(set(self.options) - known)
