@@ -252,3 +252,27 @@ def test_a_frame_that_cannot_be_saved_is_said_and_fails_the_probe(tmp_path):
     assert process.returncode == 1, err
     assert f"its last frame could not be saved in {folder}: " in out
     assert "Traceback" not in err
+
+
+def test_a_folder_of_mixed_sizes_is_named_and_its_pixel_zones_checked_on_each(tmp_path):
+    """A user check: a folder of 640x480 and 1280x720 images read "640x480 at 5.0 fps", and a
+    pixel zone that fits only the larger frames passed."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, (width, height) in (("a.jpg", (640, 480)), ("b.jpg", (1280, 720)),
+                                  ("c.jpg", (640, 480))):
+        cv2.imwrite(str(folder / name), np.full((height, width, 3), 90, np.uint8))
+    result = probe(f"file://{folder}?fps=20", "--frames", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    assert summary(result)["sources"][0]["sizes"] == [[640, 480], [1280, 720]]
+    assert ("640x480 at 20.0 fps (the source declares 20), 3 frames, the first after "
+            in result.stdout)
+    assert ('; frames of other sizes too (1280x720): zones in pixels fit one size only; give '
+            'them in units = "normalised"') in result.stdout
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[model]\npath = "m.onnx"\n[[cameras]]\nname = "gate"\nsource = '
+                      f'"file://{folder}?fps=20"\n[[cameras.zones]]\nname = "far"\n'
+                      'points = [[700, 500], [1200, 500], [1200, 700]]\n')
+    zoned = probe("--config", str(config), "--frames", "3", "--json")
+    assert zoned.returncode == 1, zoned.stderr
+    assert "far" in summary(zoned)["sources"][0]["zones_error"]

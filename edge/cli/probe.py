@@ -93,11 +93,11 @@ def _zones_problem(trial: SourceTrial, zones: list[ZoneConfig]) -> str | None:
     from edge.errors import ConfigError
     from edge.zones import zone_outlines, zones_for_frame
 
-    if not zones or trial.width is None or trial.height is None:
+    if not zones:
         return None
     try:
-        zones_for_frame(trial.name, zones, zone_outlines(trial.name, zones),
-                        (trial.width, trial.height))
+        for size in trial.sizes:  # a folder's images may differ in size
+            zones_for_frame(trial.name, zones, zone_outlines(trial.name, zones), size)
     except ConfigError as exc:
         return str(exc)
     return None

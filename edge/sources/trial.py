@@ -41,8 +41,9 @@ class SourceTrial:
     name: str
     source: str  # redacted
     error: str | None = None
-    width: int | None = None
+    width: int | None = None  # the first frame's
     height: int | None = None
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) each, in order
     frames: int = 0
     fps: float | None = None  # measured
     declared_fps: float | None = None  # what the source says it delivers
@@ -54,8 +55,8 @@ class SourceTrial:
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "ok": self.error is None,
                 "error": self.error, "width": self.width, "height": self.height,
-                "frames": self.frames, "fps": _rounded(self.fps),
-                "declared_fps": _rounded(self.declared_fps),
+                "sizes": [list(size) for size in self.sizes], "frames": self.frames,
+                "fps": _rounded(self.fps), "declared_fps": _rounded(self.declared_fps),
                 "first_frame_s": _rounded(self.first_frame_s)}
 
     def describe(self) -> str:
@@ -69,6 +70,10 @@ class SourceTrial:
                 "ask for more --frames)" if self.live else "a rate not measured")
         line = (f"{self.name}: {self.source}: {self.width}x{self.height} at {rate}, "
                 f"{counted(self.frames, 'frame')}, the first after {self.first_frame_s:.1f} s")
+        if len(self.sizes) > 1:
+            others = ", ".join(f"{w}x{h}" for w, h in self.sizes[1:])
+            line += (f"; frames of other sizes too ({others}): zones in pixels fit one size "
+                     "only; give them in units = \"normalised\"")
         return line if self.error is None else f"{line}; then FAILED: {self.error}"
 
 
@@ -135,6 +140,9 @@ def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event) -
                 if trial.first_frame_s is None:
                     trial.first_frame_s = times[0] - started
                     trial.height, trial.width = frame.image.shape[:2]
+                height, width = frame.image.shape[:2]
+                if (width, height) not in trial.sizes:
+                    trial.sizes.append((width, height))
                 _keep(trial, frame.image)
                 frame.release()
                 trial.frames = len(times)
