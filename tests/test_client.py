@@ -157,6 +157,47 @@ def test_bad_kinds_and_prefix_are_input_errors():
         assert Subscriber("mqtt://h", prefix=prefix).prefix == prefix
 
 
+def test_one_kind_may_be_a_string_and_on_invalid_is_checked():
+    """A user check: kinds="event" was split into letters ("unknown message kind(s) e, n,
+    t, v"); on_invalid="bogus" was taken, and acted as "warn"."""
+    assert sorted(Subscriber("mqtt://h", kinds="event").connection.filters) == [
+        ("edge/+/+/events", 1), ("edge/+/+/status", 0), ("edge/+/status", 0)]
+    with pytest.raises(InputError, match=r"on_invalid='bogus': give 'warn' .* or 'raise'"):
+        Subscriber("mqtt://h", on_invalid="bogus")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("on_invalid", ["warn", "raise"])
+def test_a_prefix_a_level_off_is_named_whatever_kinds_are_asked_for(mosquitto, caplog,
+                                                                    on_invalid):
+    """A user check: with kinds=["detections", "event"] and prefix "edge", the subscription
+    matched no topic and the client said nothing. The statuses are read to check the prefix;
+    a valid one is not delivered, not being asked for."""
+    _publish(mosquitto.port, "edge/d2/status", _bytes(STATUS), retain=True)
+    errors: list[PayloadError] = []
+    try:
+        with Subscriber(mosquitto.url, "edge", kinds=["detections", "event"],
+                        on_invalid=on_invalid, callback=lambda m: None,
+                        on_error=errors.append) as wrong:
+            assert wrong.wait_subscribed(10)
+            deadline = time.monotonic() + 5
+            while wrong.misplaced is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        received: list[Message] = []
+        with Subscriber(mosquitto.url, "edge/d2", kinds=["event"],
+                        callback=received.append) as right:
+            assert right.wait_subscribed(10)
+            time.sleep(0.5)
+    finally:
+        _publish(mosquitto.port, "edge/d2/status", b"", retain=True)
+    assert wrong.misplaced is not None and "the prefix 'edge' stops before the device level; " \
+        "use edge/+ for every device or edge/d2 for this one" in wrong.misplaced
+    if on_invalid == "raise":
+        assert [str(e.problem) for e in errors] == [wrong.misplaced]
+    else:
+        assert "the prefix does not fit the topics" in caplog.text and not errors
+    assert right.misplaced is None and received == [] and not right.counts and not right.invalid
+
+
 def test_tls_files_with_a_plain_mqtt_url_are_refused_not_ignored(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("not read")

@@ -121,3 +121,11 @@ def test_every_other_command_names_its_extra_with_exit_2(client_site, command, e
     helped = edge_command(client_site, command[0], "--help")
     assert helped.returncode == 0
     assert f"Not installed here: edge {command[0]} needs the '{extra}' extra" in helped.stdout
+
+
+def test_the_asyncapi_generator_names_pyyaml_on_the_plain_install(client_site):
+    """A user check: `python -m edge.client.asyncapi` was a ModuleNotFoundError traceback."""
+    result = run_client(client_site, "import runpy; runpy.run_module('edge.client.asyncapi', "
+                                     "run_name='__main__')")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "the AsyncAPI generator needs PyYAML: pip install 'pyyaml>=6'" in result.stderr

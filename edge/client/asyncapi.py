@@ -11,6 +11,7 @@ documents cannot drift from the code:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -132,9 +133,15 @@ def main() -> None:
     parser.add_argument("--write", action="store_true",
                         help="write docs/asyncapi.yaml and README.md's table (else: print)")
     args = parser.parse_args()
+    if importlib.util.find_spec("yaml") is None:
+        parser.exit(2, "the AsyncAPI generator needs PyYAML: pip install 'pyyaml>=6' (in the "
+                       "dev extra)\n")
     if not args.write:
         print(asyncapi_yaml())
         return
+    if not README_PATH.is_file() or not ASYNCAPI_PATH.parent.is_dir():
+        parser.exit(2, f"--write updates a checkout's docs/asyncapi.yaml and README.md; "
+                       f"{ROOT} is no checkout (an installed package): run it from one\n")
     ASYNCAPI_PATH.write_text(asyncapi_yaml(), encoding="utf-8")
     README_PATH.write_text(readme_with_table(README_PATH.read_text(encoding="utf-8")),
                            encoding="utf-8")

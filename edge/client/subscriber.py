@@ -42,7 +42,8 @@ OnInvalid = Literal["warn", "raise"]
 
 
 class Subscriber:
-    def __init__(self, url: str, prefix: str = "edge/+", kinds: Iterable[str] = KIND_NAMES,
+    def __init__(self, url: str, prefix: str = "edge/+",
+                 kinds: Iterable[str] | str = KIND_NAMES,
                  *, share_group: str | None = None, on_invalid: OnInvalid = "warn",
                  callback: Callable[[Message], None] | None = None,
                  on_error: Callable[[PayloadError], None] | None = None,
@@ -51,7 +52,8 @@ class Subscriber:
                  queue_size: int = 10_000, log_first_failure: bool = True,
                  log_failures: bool = True, names: SettingNames = PYTHON_CLIENT,
                  mqtt5: bool = True, session_expiry_s: int = 0) -> None:
-        """`kinds`: names from `edge.client.contract.KINDS` (default: every topic). With
+        """`kinds`: names from `edge.client.contract.KINDS` (default: every topic; one name
+        alone may be given as a string). With
         mqtts://, `ca_file` is the CA that signed the broker's certificate (default: the
         system's) and `certfile`/`keyfile` a client certificate (PEM). A failed connection is
         logged with its cause, once per cause, while it retries (`log_first_failure` False:
@@ -80,7 +82,7 @@ class Subscriber:
         MQTT 5 Receive Maximum). Stopped too long (1.5x the 30 s keep-alive), the broker
         drops the connection; the subscriber reconnects and is sent again what it had not
         acknowledged."""
-        wanted = list(kinds)
+        wanted = [kinds] if isinstance(kinds, str) else list(kinds)
         unknown = sorted(set(wanted) - set(KIND_NAMES))
         if unknown:
             raise InputError(f"unknown message kind(s) {', '.join(unknown)}; known: "
@@ -88,6 +90,10 @@ class Subscriber:
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise InputError(f"queue size {queue_size!r}: give a whole number of messages, 1 "
                              "or more")
+        if on_invalid not in ("warn", "raise"):
+            raise InputError(f"on_invalid={on_invalid!r}: give 'warn' (log a message that "
+                             "breaks the contract and go on) or 'raise' (hand it to you as a "
+                             "PayloadError)")
         self.prefix = check_device_prefix(prefix)
         self.on_invalid = on_invalid
         self._callback = callback
@@ -109,8 +115,12 @@ class Subscriber:
         self.overflow = 0  # iterator style: messages dropped because nobody read them
         self._full = False  # the queue has been full since the last message that fitted
         self._dropped_before = 0  # `overflow` when it filled
+        # A prefix a level off shows in the devices' retained statuses, read for that alone
+        # where `kinds` leaves them out: a filtered subscription under such a prefix matches
+        # no topic at all, and nothing would say so.
+        self._probing = {"status", "camera_status"} - set(wanted)
         filters = [(kind.filter(prefix), RETAINED_READ_QOS if kind.retained else kind.qos)
-                   for kind in KINDS if kind.name in wanted]
+                   for kind in KINDS if kind.name in wanted or kind.name in self._probing]
         self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
                                              share_group=share_group, ca_file=ca_file,
                                              certfile=certfile, keyfile=keyfile,
@@ -177,6 +187,9 @@ class Subscriber:
     # -- network thread --------------------------------------------------------------------
 
     def _receive(self, topic: str, payload: bytes, retained: bool) -> None:
+        if self._probing and topic.endswith("/status"):
+            self._probe(topic, payload)
+            return
         if is_clearing(self.prefix, topic, payload):
             self.cleared += 1
             return
@@ -206,6 +219,22 @@ class Subscriber:
             self._callback(message)
         except Exception:  # thread boundary: a bug in user code must not stop the subscriber
             log.exception("the subscriber callback failed on %s", topic)
+
+    def _probe(self, topic: str, payload: bytes) -> None:
+        """A status read only to check the prefix: a valid one (or one cleared) is dropped;
+        one that reads right a level off sets `misplaced`, said as any message under it."""
+        if self.misplaced is not None or not payload:
+            return
+        try:
+            parse_message(self.prefix, topic, payload)
+        except PayloadError:
+            self.misplaced = misplaced_prefix(self.prefix, topic, payload)
+            if self.misplaced is None:
+                return  # a malformed status, of a kind not asked for: not yours to see
+            if self.on_invalid == "raise":
+                self._deliver_error(PayloadError(topic, self.misplaced))
+            else:
+                log.error("the prefix does not fit the topics: %s", self.misplaced)
 
     def _deliver_error(self, error: PayloadError) -> None:
         if self._callback is None:
