@@ -45,6 +45,15 @@ def node_id(device_id: str) -> str:
     return f"edge_{safe}" if safe == device_id else f"edge_{safe}_{_digest(device_id)}"
 
 
+def entity_node(device_id: str) -> str:
+    """How this device's entity ids start: Home Assistant's are lower case with `_` only, so a
+    device id it would change (`gate-01`, `GATE_01`, `gate.01`) gets a digest of itself, and
+    devices that differ only there (`gate-01`, `gate_01`) keep entity ids of their own instead
+    of taking `_2` suffixes in the order they start."""
+    slug = _as_entity_id(_safe_level(device_id))
+    return f"edge_{slug}" if slug == device_id else f"edge_{slug}_{_digest(device_id)}"
+
+
 def _safe_level(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
@@ -78,6 +87,7 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
     """Every entity's config topic -> payload for this daemon config and model's `labels`."""
     settings = config.homeassistant
     node = node_id(config.device_id)
+    entities_of = entity_node(config.device_id)
     topics = Topics(config.topic_prefix)
     wanted = list(settings.labels) or list(labels)
     unknown = [label for label in wanted if label not in labels]
@@ -130,7 +140,8 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
         # ones, which drop the keys they do not know.
         configs[f"{settings.prefix}/{component}/{node}/{object_id}/config"] = {
             "name": payload.pop("name"), "uniq_id": unique,
-            "default_entity_id": f"{component}.{_as_entity_id(unique)}", "obj_id": unique,
+            "default_entity_id": f"{component}.{_as_entity_id(f'{entities_of}_{object_id}')}",
+            "obj_id": unique,
             **payload}
     return configs
 

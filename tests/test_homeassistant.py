@@ -355,3 +355,17 @@ def test_every_entity_gets_a_valid_default_entity_id(labels):
     assert len({p["default_entity_id"] for p in configs.values()}) == len(configs)
     assert configs["homeassistant/camera/edge_Gate-01_b_b5c4bc/gate_frame/config"][
         "default_entity_id"] == "camera.edge_gate_01_b_b5c4bc_gate_frame"
+
+
+def test_devices_alike_in_entity_ids_keep_their_own():
+    """A user check: `gate-01`, `gate_01` and `GATE-01` all made
+    `sensor.edge_gate_01_gate_circle_count`; Home Assistant would have suffixed `_2`, `_3` in
+    the order the devices started."""
+    made = {device: discovery_configs(_config(device_id=device), ["circle"], "m")
+            for device in ("gate-01", "gate_01", "GATE-01")}
+    counts = {device: next(p["default_entity_id"] for p in configs.values()
+                           if p["name"] == "gate circle count")
+              for device, configs in made.items()}
+    assert counts["gate_01"] == "sensor.edge_gate_01_gate_circle_count"  # as it was
+    assert len(set(counts.values())) == 3, counts
+    assert all(ENTITY_ID.match(entity_id) for entity_id in counts.values())

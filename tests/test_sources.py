@@ -60,6 +60,26 @@ def test_video_file_plays_once_or_loops(tmp_path):
     assert len(looped) == 15 and [f[0] for f in looped] == list(range(1, 16))
 
 
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_a_short_video_plays_every_frame_once_or_looped(tmp_path, count):
+    """A user check: a 1-frame video delivered no frame, looped or not ("never delivered a
+    frame"; probe: "the source ended after 0 frames"): seeking back to its first frame, after
+    the frame `open` reads, reads nothing."""
+    path = tmp_path / "short.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for i in range(count):
+        writer.write(np.full((120, 160, 3), 40 * (i + 1), np.uint8))
+    writer.release()
+    levels = [40 * (i + 1) for i in range(count)]
+    once = [int(f[1][0, 0, 0]) for f in read_all(f"file://{path}?fps=0")]
+    assert len(once) == count
+    assert all(abs(a - b) <= 6 for a, b in zip(once, levels, strict=True)), once
+    looped = [int(f[1][0, 0, 0]) for f in read_all(f"file://{path}?fps=0&loop=1", limit=11)]
+    expected = (levels * 11)[:11]
+    assert len(looped) == 11
+    assert all(abs(a - b) <= 6 for a, b in zip(looped, expected, strict=True)), looped
+
+
 def test_image_folder_sorted_and_unreadable_files_skipped(tmp_path, caplog):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((50, 60, 3), i * 50, np.uint8))

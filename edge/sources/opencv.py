@@ -53,6 +53,7 @@ class VideoCaptureSource(Source):
         self._size = (uri.integer("width", 0), uri.integer("height", 0))
         self.fps = fps
         self._capture: cv2.VideoCapture | None = None
+        self._first: npt.NDArray[np.uint8] | None = None  # the frame `open` read, served first
         self._pacer = Pacer(None)
 
     def open(self) -> None:
@@ -74,9 +75,14 @@ class VideoCaptureSource(Source):
             capture.release()
             raise SourceError(f"source '{self.uri}' opened but no frame could be decoded"
                               f"{self._no_frame_why()}")
-        capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        # Served as the first frame, of a file too: rewinding a 1-frame video to read it again
+        # reads nothing (OpenCV's FFmpeg backend). On a stream the seek to 0 stays: it skips
+        # what the server buffered while connecting (without it `edge probe` measured a
+        # 15 fps RTSP camera on that burst, too fast to rate).
+        if not self._seekable(capture):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._shape = first.shape
-        self._first = first if not self._seekable(capture) else None
+        self._first = np.asarray(first, np.uint8)
         own_fps = capture.get(cv2.CAP_PROP_FPS) or None
         self.fps = own_fps if self._requested_fps is None else (self._requested_fps or None)
         self._pacer = Pacer(self.fps)
@@ -121,20 +127,29 @@ class VideoCaptureSource(Source):
         if self._capture is None:
             raise SourceError(f"source '{self.uri}' was read before open()")
         self._pacer.wait()
-        if self._first is not None:  # live stream: serve the probe frame instead of losing it
+        if self._first is not None:  # the frame `open` read
             probe, self._first = self._first, None
             return self._frame(np.asarray(probe, np.uint8))
         buffer = self.pool.take(*self._shape[:2])
         ok, image = self._capture.read(buffer)
         if not ok and self._loop and self._seekable(self._capture):
-            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, image = self._capture.read(buffer)
+            ok, image = self._rewound().read(buffer)
         if not ok or image is None:
             self.pool.give_back(buffer)
             return None
         if image is not buffer:
             self._shape = image.shape
         return self._frame(np.asarray(image, np.uint8))
+
+    def _rewound(self) -> cv2.VideoCapture:
+        """The capture at the file's first frame again; opened anew where seeking back reads
+        nothing (a 1-frame video)."""
+        assert self._capture is not None
+        self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        if self._capture.get(cv2.CAP_PROP_FRAME_COUNT) <= 1:
+            self._capture.release()
+            self._capture = cv2.VideoCapture(self._target, self._backend)
+        return self._capture
 
     def close(self) -> None:
         if self._capture is not None:
