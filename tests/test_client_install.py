@@ -105,8 +105,8 @@ print(sorted(m for m in ("numpy", "cv2", "scipy", "PIL") if m in sys.modules))
 @pytest.mark.parametrize(("command", "extra"), [
     (["run", "--config", "edge.toml"], "cpu"),
     (["demo", "--seconds", "1"], "cpu,demo"),
-    (["probe", "synthetic://shapes"], "cpu"),
-    (["collect", "--mqtt", "mqtt://127.0.0.1:1", "--out", "dataset"], "cpu"),
+    (["probe", "synthetic://shapes"], "runtime"),
+    (["collect", "--mqtt", "mqtt://127.0.0.1:1", "--out", "dataset"], "runtime"),
     (["eval", "model.onnx", "--data", "val"], "cpu"),
     (["convert", "model.onnx", "-o", "out.onnx"], "convert"),
     (["build-engine", "model.onnx"], "jetson"),

@@ -133,6 +133,9 @@ def test_percent_escapes_in_a_file_path_are_decoded(tmp_path):
     write_video(literal, 2)
     write_video(tmp_path / "100%.avi", 4)
     assert len(read_all(f"file://{literal}?fps=0")) == 2
+    with pytest.raises(SourceError, match=r"nope%20x.avi does not exist \(nor .*/nope x.avi, "
+                                          r"its %-escapes decoded\)"):
+        source_from_uri(f"file://{tmp_path}/nope%20x.avi")
     with pytest.raises(SourceError, match=r"a '#' in a URI starts a fragment, so the path would "
                                           r"end at .*/clip; write a '#' of the file's name as "
                                           r"%23"):

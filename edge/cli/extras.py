@@ -17,10 +17,12 @@ from edge.errors import MissingDependencyError
 CLIENT_COMMANDS = frozenset({"monitor"})
 #: The runtime's modules (the `runtime` extra, which the others include), by import name.
 RUNTIME_MODULES = ("numpy", "cv2", "scipy", "PIL")
-#: Commands whose extras are not `cpu`: the workstation's, the Jetson's TensorRT ones, and the
-#: demo (its embedded broker and tracking metrics).
+#: Commands whose extras are not `cpu`: the workstation's, the Jetson's TensorRT ones, the
+#: demo (its embedded broker and tracking metrics), and those that run no model (`runtime`
+#: alone: a laptop collecting a fleet's frames needs no ONNX Runtime).
 COMMAND_EXTRAS = {"convert": "convert", "inspect": "convert", "calibrate": "convert",
-                  "build-engine": "jetson", "selftest": "jetson", "demo": "cpu,demo"}
+                  "build-engine": "jetson", "selftest": "jetson", "demo": "cpu,demo",
+                  "collect": "runtime", "probe": "runtime"}
 
 
 def command_extra(command: str) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import cv2
 import numpy as np
@@ -226,8 +227,10 @@ def file_source(uri: SourceUri) -> Source:
     uri.reject_unknown({"loop", "fps"})
     path = uri.local_path()
     if not path.exists():
-        raise SourceError(f"source '{uri.text}': {path} does not exist; file:// takes the path "
-                          "of a video file or an image folder, e.g. file:///data/clip.mp4")
+        decoded = unquote(str(path))
+        nor = f" (nor {decoded}, its %-escapes decoded)" if decoded != str(path) else ""
+        raise SourceError(f"source '{uri.text}': {path} does not exist{nor}; file:// takes the "
+                          "path of a video file or an image folder, e.g. file:///data/clip.mp4")
     if path.is_dir():  # refused at start, as a missing file is, when nothing could play
         images = folder_images(path)
         if not images:
