@@ -212,11 +212,6 @@ class ConnectionLog:
         with self._lock:
             return self._failures
 
-    @property
-    def settled(self) -> bool:
-        """Whether the first attempt has its outcome (False while it is under way)."""
-        return self._settled.is_set()
-
     def wait_settled(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the first attempt's outcome (connected or failed),
         so that a line written right after start says which; False if it is still pending."""

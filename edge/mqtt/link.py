@@ -166,10 +166,12 @@ class MqttLink:
         failed_before: int | None = None  # the attempt at stop: its failure ends the wait
         if timeout > 0 and not self._connected and self._undelivered():
             failed_before = self.connection.failed_attempts
-            # A first attempt under way (a stop right after the start) is waited for: one made
-            # over it would drop a connection the broker may be accepting, uncleanly, and the
-            # broker would send the Last Will.
-            if self.connection.settled and not self._attempt_now():
+            # Only a link that is down is tried again at once: the first attempt under way (a
+            # stop right after the start), or a connection whose acceptance is being handled,
+            # is waited for; an attempt made over either would drop a connection the broker
+            # has accepted, uncleanly, and the broker would send the Last Will.
+            down = self.connection.state.startswith("disconnected")
+            if down and not self._attempt_now():
                 deadline = time.monotonic()  # refused or unreachable: waiting delivers nothing
         flushed = self._flush(max(0.0, deadline - time.monotonic()), failed_before)
         if last_words is not None:
