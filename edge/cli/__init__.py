@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 from edge import __version__
 from edge.cli import bench, collect, device, probe, workstation
 from edge.cli.common import failed_with_json, print_json
-from edge.cli.extras import RUNTIME_MODULES, command_extra, require_runtime
+from edge.cli.extras import command_extra, extra_modules, require_runtime
 from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
@@ -199,10 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(command_parser, _Parser):
             command_parser.outer_options = outer
             extra = command_extra(name)
-            if name in workstation.CONVERT_EXTRA_COMMANDS:
-                command_parser.needs_extra = ("convert", ("onnx", *RUNTIME_MODULES))
-            elif extra is not None:
-                command_parser.needs_extra = (extra, RUNTIME_MODULES)
+            if extra is not None:
+                command_parser.needs_extra = (extra, extra_modules(extra))
     return parser
 
 

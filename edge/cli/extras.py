@@ -17,9 +17,10 @@ from edge.errors import MissingDependencyError
 CLIENT_COMMANDS = frozenset({"monitor"})
 #: The runtime's modules (the `runtime` extra, which the others include), by import name.
 RUNTIME_MODULES = ("numpy", "cv2", "scipy", "PIL")
-#: Commands whose extras are not `cpu`: the workstation's, the Jetson's TensorRT ones, the
-#: demo (its embedded broker and tracking metrics), and those that run no model (`runtime`
-#: alone: a laptop collecting a fleet's frames needs no ONNX Runtime).
+#: Commands whose extras are not `cpu`: the workstation's (`edge eval` is not one: it scores
+#: with ONNX Runtime and OpenCV alone, so a device with the `cpu` extra runs it), the Jetson's
+#: TensorRT ones, the demo (its embedded broker and tracking metrics), and those that run no
+#: model (`runtime` alone: a laptop collecting a fleet's frames needs no ONNX Runtime).
 COMMAND_EXTRAS = {"convert": "convert", "inspect": "convert", "calibrate": "convert",
                   "build-engine": "jetson", "selftest": "jetson", "demo": "cpu,demo",
                   "collect": "runtime", "probe": "runtime"}
@@ -32,6 +33,11 @@ def command_extra(command: str) -> str | None:
     return COMMAND_EXTRAS.get(command, "cpu")
 
 
+def extra_modules(extra: str) -> tuple[str, ...]:
+    """Modules that tell whether `extra` is installed here (for a command's `--help`)."""
+    return ("onnx", *RUNTIME_MODULES) if extra == "convert" else RUNTIME_MODULES
+
+
 def missing_runtime_module() -> str | None:
     """The first runtime module not installed here, or None."""
     return next((name for name in RUNTIME_MODULES if importlib.util.find_spec(name) is None),
@@ -42,6 +48,8 @@ def require_runtime(command: str) -> None:
     """MissingDependencyError naming the extra when `command` needs the runtime's libraries
     and one is not installed."""
     extra = command_extra(command)
-    module = missing_runtime_module() if extra is not None else None
-    if extra is not None and module is not None:
+    if extra is None:
+        return
+    module = missing_runtime_module()
+    if module is not None:
         raise MissingDependencyError(module, extra, f"edge {command}")

@@ -77,10 +77,6 @@ DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6
 #: brings a missing one back). A missing module outside this set is a bug and is not disguised.
 CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "matplotlib",
                          "tqdm", "PIL"}
-#: The commands that need that extra (their `--help` says when it is missing). `edge eval`
-#: does not: it scores with ONNX Runtime and OpenCV alone, so a device with the `cpu` extra
-#: runs it (a user check: its help said it needed the extra).
-CONVERT_EXTRA_COMMANDS = ("convert", "inspect", "calibrate")
 #: Those that need only onnx beside the device's onnxruntime and OpenCV (no torch; PyYAML
 #: reads a dataset's data.yaml): a device with the `cpu` extra can inspect, calibrate and
 #: evaluate a converted model with them.

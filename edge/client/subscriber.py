@@ -203,13 +203,12 @@ class Subscriber:
         except PayloadError as invalid:
             self.invalid += 1
             self.misplaced = misplaced_prefix(self.prefix, topic, payload)
-            error = invalid if self.misplaced is None else PayloadError(topic, self.misplaced)
-            if self.on_invalid == "raise":
-                self._deliver_error(error)
-            elif self.misplaced is not None:
-                log.error("the prefix does not fit the topics: %s", self.misplaced)
+            if self.misplaced is not None:
+                self._say_misplaced(topic)
+            elif self.on_invalid == "raise":
+                self._deliver_error(invalid)
             else:
-                log.warning("skipping a message: %s", error)
+                log.warning("skipping a message: %s", invalid)
             return
         self.counts[message.kind] += 1
         if self._callback is None:
@@ -229,12 +228,16 @@ class Subscriber:
             parse_message(self.prefix, topic, payload)
         except PayloadError:
             self.misplaced = misplaced_prefix(self.prefix, topic, payload)
-            if self.misplaced is None:
-                return  # a malformed status, of a kind not asked for: not yours to see
-            if self.on_invalid == "raise":
-                self._deliver_error(PayloadError(topic, self.misplaced))
-            else:
-                log.error("the prefix does not fit the topics: %s", self.misplaced)
+            if self.misplaced is not None:  # else a malformed status, of a kind not asked for
+                self._say_misplaced(topic)
+
+    def _say_misplaced(self, topic: str) -> None:
+        """`misplaced`, found at `topic`: handed over with on_invalid="raise", else logged."""
+        assert self.misplaced is not None
+        if self.on_invalid == "raise":
+            self._deliver_error(PayloadError(topic, self.misplaced))
+        else:
+            log.error("the prefix does not fit the topics: %s", self.misplaced)
 
     def _deliver_error(self, error: PayloadError) -> None:
         if self._callback is None:

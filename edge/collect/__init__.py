@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from edge.client.contract import PayloadError, misplaced_prefix, parse_message
+from edge.client.models import DeviceStatus
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.concurrency import StopRequest
 from edge.errors import EdgeError, InputError
@@ -181,8 +182,8 @@ class Collector:
                 self.error = InputError(f"--prefix {self.prefix}: {misplaced}")
                 self.stopped.set()
             return
-        if message.kind == "status":
-            self.devices[message.device] = str(getattr(message.payload, "state", "?"))
+        if isinstance(message.payload, DeviceStatus):
+            self.devices[message.device] = message.payload.state
 
     def _pair(self, device: str, camera: str, meta: dict[str, Any]) -> bytes | None:
         """The clean JPEG this meta describes, or None."""
