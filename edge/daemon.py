@@ -170,7 +170,11 @@ class Daemon:
                              config.mqtt.client_id or f"edge-{config.device_id}", self._status)
         self.service = self._service()
         self._status_lock = threading.Lock()  # camera statuses reach the broker in order
+        # What the broker got last, and on which connection (the link's connect count) it
+        # was handed over: after a connect only what it lacks is sent again.
         self._published_states: dict[str, CameraState] = {}
+        self._device_status_connection = 0
+        self._camera_status_sent: dict[str, tuple[int, dict[str, Any]]] = {}
         self._stopping = False
         self._started_at = time.monotonic()  # start() sets it again
         self._camera_failure: str | None = None
@@ -263,36 +267,54 @@ class Daemon:
         """Retained camera status on every change; the device status when a camera's state
         changes (`degraded` while any camera has stopped streaming)."""
         with self._status_lock:
-            self.link.publish_json(self.topics.camera_status(status.camera), status.payload(),
-                                   qos=1, retain=True)
+            self._publish_camera_status(status)
             if not self._stopping:
                 self._publish_device_status(changed_only=True)
 
     def _republish_statuses(self) -> None:
-        """After a (re)connect: what changed while the broker was away was dropped, and the
-        device status the connect itself sent may have been built just before a camera's
-        state changed (CI saw a lone camera's device stay `online` while it reconnected), so
-        it is sent again when the cameras' states differ from those it carried."""
+        """After a (re)connect, what the broker lacks: statuses that changed while it was
+        away were dropped, and those handed over on an earlier connection may have been lost
+        with it. Those sent on this connection (the cameras that started streaming after the
+        connect) are not sent twice. The device status the connect itself sent may have been
+        built just before a camera's state changed (CI saw a lone camera's device stay
+        `online` while it reconnected), so unless one was sent after it, it is sent again
+        when the cameras' states differ from those it carried."""
         with self._status_lock:
+            connection = self.link.counters.connects
             for status in self.camera_statuses():
-                self.link.publish_json(self.topics.camera_status(status.camera),
-                                       status.payload(), qos=1, retain=True)
+                if self._camera_status_sent.get(status.camera) != (connection,
+                                                                    status.payload()):
+                    self._publish_camera_status(status)
             if not self._stopping:
-                sent = self.link.connect_status
-                self._published_states = (sent or {}).get("camera_states", {})
+                if self._device_status_connection != connection:
+                    sent = self.link.connect_status
+                    self._published_states = (sent or {}).get("camera_states", {})
                 self._publish_device_status(changed_only=True)
+
+    def _publish_camera_status(self, status: CameraStatus) -> None:
+        """The camera's retained status, remembered with the connection it was handed to.
+        The caller holds `_status_lock`."""
+        connection = self.link.counters.connects  # read first: a reconnect between only
+        payload = status.payload()                # makes the record older, never newer
+        if self.link.publish_json(self.topics.camera_status(status.camera), payload, qos=1,
+                                  retain=True):
+            self._camera_status_sent[status.camera] = (connection, payload)
+        else:
+            self._camera_status_sent.pop(status.camera, None)
 
     def _publish_device_status(self, changed_only: bool) -> None:
         """The retained device status with the cameras' states now; with `changed_only`, only
         when those differ from the last ones handed to the broker. States are remembered only
         once handed over: a change dropped while the link was down is sent after the next
         connect. The caller holds `_status_lock`."""
+        connection = self.link.counters.connects
         status = self._status("online")
         states = status["camera_states"]
         if changed_only and states == self._published_states:
             return
         if self.link.publish_json(self.topics.status, status, qos=1, retain=True):
             self._published_states = states
+            self._device_status_connection = connection
 
     def _tracking(self, name: str) -> CameraTracking | None:
         """The camera's tracker, events and counts; its zones are checked here (ConfigError

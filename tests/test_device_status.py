@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,35 @@ def test_a_reconnect_sends_the_device_status_once_when_no_camera_changed(
             listening.set()  # a failed wait must not hold the stop's reconnect
     assert [s["camera_states"] for s in statuses] == [{"gate": "streaming"}], statuses
     assert statuses[0]["state"] == "online"
+
+
+def test_a_start_sends_each_status_once_a_change(mosquitto, demo_model: Path) -> None:
+    """At the start the cameras begin streaming just after the connect; the after-connect
+    pass sent their statuses and the device's again with nothing changed (each subscriber
+    saw `online` three times, `streaming` twice). The subscriber listens before the daemon
+    starts, so every publication reaches it."""
+    config = config_from_dict({
+        "device_id": "dev3", "model": {"path": str(demo_model), "threads": 1},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes?fps=10&seed=1"},
+                    {"name": "yard", "source": "synthetic://shapes?fps=10&seed=2"}],
+        "mqtt": {"url": mosquitto.url}}, "test")
+    with Watcher(mosquitto.port, "edge/dev3/#") as watcher:
+        daemon = Daemon(config)
+        with running(daemon):
+            _wait(lambda: daemon.link.counters.connects == 1 and all(
+                s.state == "streaming" for s in daemon.camera_statuses()), "streaming")
+            time.sleep(1.0)  # the run loop's after-connect pass comes round every 0.2 s
+            device = [m.json() for m in watcher.on("/dev3/status")]
+            cameras = {name: [m.json() for m in watcher.on(f"/{name}/status")]
+                       for name in ("gate", "yard")}
+    assert device[0]["camera_states"] == {"gate": "starting", "yard": "starting"}, device
+    assert device[-1]["camera_states"] == {"gate": "streaming", "yard": "streaming"}
+    changes = [status["camera_states"] for status in device]
+    assert all(a != b for a, b in pairwise(changes)), changes
+    assert len(changes) <= 3, changes  # starting, one streaming, both streaming
+    for name, statuses in cameras.items():  # `starting` too when the pass came first
+        assert [s["state"] for s in statuses] in (["streaming"], ["starting", "streaming"]), \
+            (name, statuses)
 
 
 def _wait(condition: Any, what: str, timeout: float = 20.0) -> None:
