@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,11 +283,18 @@ class TensorRanges:
 
     @classmethod
     def from_stats(cls, stats: dict[str, TensorStats], method: RangeMethod,
-                   frames: int) -> TensorRanges:
-        """Ranges of every tensor; the searches run on all cores (numpy releases the GIL in
+                   frames: int, full_range: Collection[str] = ()) -> TensorRanges:
+        """Ranges of every tensor, those named in `full_range` with their whole observed range
+        (minmax) whatever the method; the searches run on all cores (numpy releases the GIL in
         them: 2x faster on 2 cores for the entropy method)."""
+        kept = set(full_range)
+
+        def amax(item: tuple[str, TensorStats]) -> float:
+            name, tensor = item
+            return tensor.abs_max if name in kept else method.amax(tensor)
+
         with ThreadPoolExecutor(usable_cores()) as pool:
-            amaxes = list(pool.map(method.amax, stats.values()))
+            amaxes = list(pool.map(amax, stats.items()))
         return cls(method.name, frames, {
             name: TensorRange(s.minimum if s.count else 0.0, s.maximum if s.count else 0.0,
                               amax)

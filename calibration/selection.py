@@ -86,6 +86,9 @@ class Fidelity:
     #: disagreeing instead of escaping with too few detections to count. None (a classifier):
     #: `compared`, its frames.
     evidence: int | None = None
+    #: Its main output is the same on every held-out frame while FP32's differ: the model
+    #: answers regardless of what it sees (clipped logits give one fixed answer).
+    constant: bool = False
 
     @property
     def telling(self) -> bool:
@@ -118,6 +121,7 @@ class Fidelity:
                 "agreement": round(self.agreement, 4) if self.telling else None,
                 "agreement_measured": self.telling,
                 "frames": self.frames, "compared": self.compared,
+                "constant_output": self.constant,
                 **{f"{part}_sqnr_db": round(db, 2) for part, db in self.parts_db.items()}}
 
 
@@ -128,7 +132,8 @@ def best_of(candidates: Sequence[Fidelity]) -> Fidelity:
     weighs every output; fixed 5-point steps split 97.9% from 95.7% (one detection of 47)
     and let a method 5 dB worse in SQNR win, which labelled images then showed worse too
     (mAP@0.5 0.940 vs 0.961, a user check on a YOLOX). The first of equals wins."""
-    holding = [candidate for candidate in candidates if candidate.holds_floor] or candidates
+    answering = [candidate for candidate in candidates if not candidate.constant] or candidates
+    holding = [candidate for candidate in answering if candidate.holds_floor] or answering
     top = max(holding, key=_agreement)
     tied = [candidate for candidate in holding if ties(candidate, top)]
     return max(tied, key=lambda candidate: candidate.sqnr_db)
@@ -269,6 +274,11 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
     are quoted only where both were measured."""
     if chosen.method == best.method:
         return None
+    if chosen.constant and not best.constant:
+        return (f"--method {chosen.method}'s INT8 model gives the same output on every one of "
+                f"the {counted(chosen.frames, 'held-out frame')}, where FP32's differ: it "
+                f"answers the same whatever it sees; use --method {best.method} or --method "
+                "auto")
     low_agreement = (chosen.telling and chosen.agreement < AGREEMENT_FLOOR
                      and best.agreement > chosen.agreement)
     low_sqnr = chosen.sqnr_db <= best.sqnr_db - SQNR_MARGIN_DB
@@ -428,8 +438,10 @@ class HeldOutJudge:
         energy = SignalNoise()
         detector = self.spec.head in HEAD_DECODERS
         agreeing = compared = found = 0.0
+        answers: list[npt.NDArray[Any]] = []
         for batch, reference in zip(self._batches, self._reference.result(), strict=True):
             outputs = run(self._outputs, batch)
+            answers.append(outputs[self._main])
             for index, (ref, out) in enumerate(zip(reference, outputs, strict=True)):
                 if index == self._main and detector:
                     for part, ref_part, out_part in detector_parts(self.spec.head, ref, out):
@@ -442,12 +454,15 @@ class HeldOutJudge:
             found += by_fp32
         agreement = agreeing / compared if compared else 1.0
         evidence = None if self.spec.task == "classify" else int(2 * max(found, compared - found))
+        constant = (_same_rows(np.concatenate(answers))
+                    and not _same_rows(np.concatenate([r[self._main]
+                                                       for r in self._reference.result()])))
         if detector:
             parts = {part: energy.decibels(part) for part in ("boxes", "scores")}
             return Fidelity(method, min(parts.values()), agreement, self.frames, int(compared),
-                            parts, evidence)
+                            parts, evidence, constant)
         return Fidelity(method, energy.decibels("outputs"), agreement, self.frames,
-                        int(compared), evidence=evidence)
+                        int(compared), evidence=evidence, constant=constant)
 
     def _reference_outputs(self, reference: onnx.ModelProto) -> list[list[npt.NDArray[Any]]]:
         """FP32's outputs for every held-out batch, the batches side by side, one thread each."""
@@ -503,6 +518,12 @@ class SharedSession:
         model = template()
         self._inputs = set(self._varying(model))
         return quantized_session(with_inputs_for(model, self._inputs), 1, int8_kernels)
+
+
+def _same_rows(output: npt.NDArray[Any]) -> bool:
+    """Whether every frame's row of `output` ([frames, ...]) is that of the first; one frame
+    is not a sample that could tell."""
+    return len(output) > 1 and bool(np.all(output == output[:1]))
 
 
 def held_out_every(frames: int) -> int:

@@ -194,7 +194,7 @@ def _dynamic_dims_named(model: onnx.ModelProto, notes: list[str]) -> None:
                 if value.name in inputs:
                     renamed.append(f"{value.name}[{index}]={marker}")
     if renamed:
-        batch = (" (the batch axis then takes what --batch says: by default the source's "
+        batch = (" (the batch axis then takes what --batch says; without it, the source's "
                  "dynamic batch)"
                  if any(marker.split("=")[0].endswith("[0]") for marker in renamed) else "")
         notes.append(f"read dim_value <= 0 as a dynamic axis: {', '.join(renamed)}{batch}")

@@ -115,6 +115,22 @@ def decode_tail_tensors(model: onnx.ModelProto) -> frozenset[str]:
     return frozenset(out for node in model.graph.node if node.name in tail for out in node.output)
 
 
+def head_outputs(model: onnx.ModelProto) -> frozenset[str]:
+    """The activations the last weighted layers hand to the decode tail or to the graph's
+    outputs: logits, score logits, box distributions. They are the model's answers before
+    decoding, where a confident frame is an outlier by design, so every range method keeps
+    their whole observed range: entropy cut a 2-class classifier's logits from +-5.9 to +-2
+    (every frame then read 0.875), and a YOLOv8n's score logits so that every anchor scored
+    0.10 or more (`cpu` profile, which quantizes the outputs of its layers; the `tensorrt`
+    profile quantizes layer inputs only and never reads these ranges)."""
+    tail = decode_tail(model)
+    outputs = {o.name for o in model.graph.output}
+    read_by_tail = {name for node in model.graph.node if node.name in tail
+                    for name in node.input}
+    return frozenset(out for node in model.graph.node if node.name not in tail
+                     for out in node.output if out in read_by_tail or out in outputs)
+
+
 def distribution_integrals(model: onnx.ModelProto) -> set[str]:
     """Names of the weighted layers that read a Softmax's probabilities (through layout ops
     at most): a detection head's distribution integral, like YOLOv8's DFL, a 1x1 conv with the

@@ -52,6 +52,7 @@ from converters.qdq_cpu import float_stem, unfolded_batchnorms
 from converters.qdq_tensorrt import (
     check_exclusions,
     decode_tail_tensors,
+    head_outputs,
     quantizable_inputs,
 )
 from edge.errors import InputError, ModelError
@@ -150,7 +151,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
                             f"{every}th back and compare range methods; using mse"
                             if options.method == "auto" and not held_out else None)
     chosen = "mse" if options.method == "auto" else options.method
-    candidates = _Candidates(stats, counted, options.percentile)
+    candidates = _Candidates(stats, counted, options.percentile, head_outputs(model))
     comparison: list[Fidelity] = []
     judge = None
     if held_out:
@@ -334,13 +335,16 @@ class _Phases(dict[str, float]):
 class _Candidates(dict[str, TensorRanges]):
     """Range methods' ranges by method name, each made from the statistics when added."""
 
-    def __init__(self, stats: dict[str, TensorStats], frames: int, percentile: float) -> None:
+    def __init__(self, stats: dict[str, TensorStats], frames: int, percentile: float,
+                 full_range: frozenset[str]) -> None:
+        """`full_range`: the tensors every method gives their whole range (`head_outputs`)."""
         super().__init__()
         self._stats, self._frames, self._percentile = stats, frames, percentile
+        self._full_range = full_range
 
     def add(self, method: str) -> TensorRanges:
         self[method] = TensorRanges.from_stats(self._stats, range_method(method, self._percentile),
-                                               self._frames)
+                                               self._frames, self._full_range)
         return self[method]
 
 

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from calibration.readers import frames_from
@@ -525,3 +526,34 @@ def test_a_detector_that_loses_every_detection_is_measured_as_disagreeing(demo):
     assert same.telling and same.agreement == 1.0
     assert lost.compared == found and lost.telling and lost.agreement == 0.0
     assert best_of([lost, same]).method == "mse"
+
+
+def test_an_int8_model_that_answers_the_same_on_every_frame_is_named_and_never_chosen(demo):
+    """Entropy once cut a classifier's logits so that every frame read 0.875 / 0.125: at 15.8
+    dB of output SQNR on near-certain probabilities, and top-1 agreeing where every held-out
+    frame had the same class, nothing else showed it."""
+    import onnxruntime as ort
+
+    from calibration.selection import HeldOutJudge
+
+    model, spec = demo
+    feeds = list(frames_from("synthetic://shapes?seed=12", max_images=3).inputs(spec))
+    judge = HeldOutJudge(model, spec, feeds)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    first = session.run(None, feeds[0])
+
+    def fixed(outputs, batch):  # the first frame's answer, whatever the frame
+        rows = len(next(iter(batch.values())))
+        return [np.repeat(value[:1], rows, axis=0) for value in first]
+
+    faithful = judge._scored("mse", session.run)
+    constant = judge._scored("entropy", fixed)
+    assert constant.constant and not faithful.constant
+    assert constant.as_dict()["constant_output"] is True
+    ahead = Fidelity("entropy", faithful.sqnr_db + 20, 1.0, 3, 3, constant=True)
+    assert best_of([ahead, faithful]).method == "mse"
+    message = clear_loss(ahead, faithful, "classify")
+    assert message is not None and "same output on every one of the 3 held-out frames" in message
+    assert "use --method mse" in message
+    one = HeldOutJudge(model, spec, feeds[:1])._scored("entropy", fixed)
+    assert not one.constant, "one frame cannot tell"

@@ -8,10 +8,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from calibration.ranges import TensorRange, TensorRanges
+from calibration.ranges import TensorRange, TensorRanges, range_method
+from calibration.stats import TensorStats
 from converters.qdq_tensorrt import (
     decode_tail,
     distribution_integrals,
+    head_outputs,
     qdq_for_tensorrt,
     quantizable_inputs,
 )
@@ -118,3 +120,27 @@ def test_a_weight_shared_by_several_layers_is_quantized_once():
     assert nodes_by_name["head_p3"].input[1] == nodes_by_name["head_p4"].input[1] == \
         "head_w__dequantized"
     assert [i.name for i in quantized.graph.initializer].count("head_w__int8") == 1
+
+
+def test_the_head_outputs_are_what_the_last_learned_layers_hand_on():
+    """The box distributions a DFL tail reads, and the logits a graph output is; not the
+    tensors between learned layers, nor those inside the tail."""
+    assert head_outputs(dfl_head()) == {"box"}
+    assert head_outputs(attention_in_the_middle()) == {"logits"}
+
+
+def test_every_range_method_keeps_the_head_outputs_whole_range():
+    """Entropy clipped a classifier's logits to +-2 of +-5.9 and every frame then read the
+    same; a tensor named in `full_range` keeps its observed range under any method."""
+    rng = np.random.default_rng(3)
+    stats = {}
+    for name in ("a1", "box"):
+        tensor = TensorStats(name)
+        tensor.update(rng.laplace(0, 0.3, 200_000).astype(np.float32) * (8.0 if name == "box"
+                                                                         else 1.0))
+        stats[name] = tensor
+    clipped = TensorRanges.from_stats(stats, range_method("entropy"), 1)
+    kept = TensorRanges.from_stats(stats, range_method("entropy"), 1, head_outputs(dfl_head()))
+    assert clipped.ranges["box"].amax < stats["box"].abs_max
+    assert kept.ranges["box"].amax == stats["box"].abs_max
+    assert kept.ranges["a1"] == clipped.ranges["a1"]
