@@ -178,6 +178,7 @@ class Daemon:
         self._stopping = False
         self._started_at = time.monotonic()  # start() sets it again
         self._camera_failure: str | None = None
+        self._start_error: str | None = None
         self.workers: list[CameraWorker] = []
         try:
             self.spec = self.service.spec
@@ -286,9 +287,6 @@ class Daemon:
                                                                     status.payload()):
                     self._publish_camera_status(status)
             if not self._stopping:
-                if self._device_status_connection != connection:
-                    sent = self.link.connect_status
-                    self._published_states = (sent or {}).get("camera_states", {})
                 self._publish_device_status(changed_only=True)
 
     def _publish_camera_status(self, status: CameraStatus) -> None:
@@ -308,6 +306,10 @@ class Daemon:
         once handed over: a change dropped while the link was down is sent after the next
         connect. The caller holds `_status_lock`."""
         connection = self.link.counters.connects
+        if connection and self._device_status_connection != connection:
+            # nothing sent since this connection's own status, which the broker holds last
+            sent = self.link.connect_status
+            self._published_states = (sent or {}).get("camera_states", {})
         status = self._status("online")
         states = status["camera_states"]
         if changed_only and states == self._published_states:
@@ -418,7 +420,10 @@ class Daemon:
                 **self._error()}
 
     def _error(self) -> dict[str, str]:
-        """The status's `error`: why inference failed, or why the model's output was refused."""
+        """The status's `error`: why a camera could not start, why inference failed, or why
+        the model's output was refused."""
+        if self._start_error is not None:
+            return {"error": f"start failed: {self._start_error}"}
         if self.failure is not None:
             return {"error": f"inference failed: {self.failure}"}
         model_error = self._model_error()
@@ -449,7 +454,13 @@ class Daemon:
         return {"ok": True, "cameras": [w.name for w in cameras]}
 
     def start(self) -> None:
+        """Connect to the broker, then start the cameras: a local file is opened here, and
+        OpenCV opens one stream at a time, so a file camera waited out an RTSP camera's
+        open (3 s), while the other cameras' detections filled an outbox that a restart had
+        brought back full, with the broker up all along. A camera that cannot start stops
+        the daemon with its status `failed` and the reason, the outbox flushed first."""
         self._started_at = time.monotonic()
+        self.link.start()
         started: list[CameraWorker] = []
         try:
             for index, worker in enumerate(self.workers):
@@ -458,10 +469,11 @@ class Daemon:
                 except SourceError as exc:
                     raise camera_error(index, worker.name, exc) from exc
                 started.append(worker)
-        except EdgeError:
+        except EdgeError as exc:
+            self._start_error = str(exc)
             self._stop_cameras(started)
+            self.link.stop("failed")
             raise
-        self.link.start()
         if self.discovery is not None:
             self.discovery.publish()
             self.discovery.start()

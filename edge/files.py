@@ -167,7 +167,18 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def require_model_file(path: Path) -> None:
-    """An error naming `path` when it is a folder, missing or empty."""
+    """An error naming `path` when it is a folder, missing, empty or not readable by this
+    process's user (under systemd the daemon runs as its own user, which a model copied in as
+    root may not be readable by)."""
+    try:
+        with path.open("rb"):
+            pass
+    except PermissionError:
+        raise ModelError(f"model file {path} cannot be read by {running_user()}: permission "
+                         "denied; give that user read access to it and its folders (chmod "
+                         "a+r FILE, or chown it to the service's user)") from None
+    except OSError:
+        pass  # missing, a folder: said below
     if path.is_dir():
         raise ModelError(f"model {path} is a folder; pass the .onnx file that `edge convert` or "
                          "`edge calibrate` wrote")
@@ -176,6 +187,17 @@ def require_model_file(path: Path) -> None:
                          "with `edge convert`")
     if path.stat().st_size == 0:
         raise ModelError(f"model file {path} {EMPTY_FILE}")
+
+
+def running_user() -> str:
+    """This process's user, by name where the system knows it: `user edge (uid 998)`."""
+    uid = os.getuid()
+    try:
+        import pwd  # noqa: PLC0415 - POSIX only
+
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

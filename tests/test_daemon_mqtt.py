@@ -461,3 +461,22 @@ def test_a_timed_run_that_never_reached_its_broker_exits_1(tmp_path, demo_model)
     assert summary["dropped"] == summary["produced"] > 20  # a memory outbox, never sent
     events = summary["events_dropped"]
     assert events > 0 and f"{summary['dropped']} dropped ({events} event" in result.stderr
+
+
+def test_a_camera_that_cannot_start_leaves_a_failed_status_that_says_why(tmp_path, mosquitto,
+                                                                         demo_model):
+    """The broker is connected before the cameras start (a file camera's open once waited
+    out an RTSP camera's, while the outbox filled): a camera that then cannot start ends the
+    run with exit 2 and the retained status `failed`, its error naming the camera."""
+    broken = tmp_path / "clip.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    config = config_with_camera(tmp_path, demo_model, mosquitto.port, f"file://{broken}")
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    status = retained_status(mosquitto.port, PREFIX)
+    assert status["state"] == "failed", status
+    assert status["error"].startswith("start failed: "), status
+    assert "gate" in status["error"] and str(broken) in status["error"], status
+    parse_message(PREFIX, f"{PREFIX}/status", json.dumps(status).encode())  # the contract

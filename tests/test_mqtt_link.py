@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import socket
 import threading
 import time
@@ -391,6 +392,50 @@ def test_a_port_that_accepts_but_never_speaks_mqtt_is_named(caplog):
     finally:
         link.stop(timeout=0.5)
         silent.close()
+
+
+def test_a_silent_port_is_named_soon_and_not_waited_for_at_stop(caplog, monkeypatch):
+    """A user check: mqtt.url on an RTSP server's port said nothing until the keepalive ran
+    out (28 s into the run), and a 4 s trial run waited its flush timeout on it and ended
+    with "the reason is above" above no reason. The keepalive's end of the attempt is then
+    counted, not said a second time."""
+    monkeypatch.setattr("edge.mqtt.link.FIRST_ANSWER_S", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        link = MqttLink(MqttConfig(url=f"mqtt://127.0.0.1:{port}", keepalive_s=5,
+                                   flush_timeout_s=10),
+                        Topics("edge/t"), "edge-test", lambda state: {"state": state})
+        link.start()
+        try:
+            assert link.connection.wait_settled(5.0)
+            assert link.connection.state.startswith("connecting (something took the "
+                                                    "connection but gave no MQTT answer")
+            assert ("gave no MQTT answer within 1 s (is it an MQTT port? a web or RTSP server "
+                    "waits like this); check mqtt.url: host and port") in caplog.text
+            deadline = time.monotonic() + 15
+            while link.connection.failed_attempts == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert link.connection.failed_attempts >= 1, "the keepalive ended the attempt"
+            said = [r for r in caplog.records if "MQTT answer" in r.getMessage()]
+            assert len(said) == 1, [r.getMessage() for r in said]
+        finally:
+            began = time.monotonic()
+            link.stop()
+            stopping = time.monotonic() - began
+    assert stopping < 5, f"the stop waited {stopping:.1f} s for a broker that never answered"
+
+    monkeypatch.undo()  # FIRST_ANSWER_S as shipped: the stop says it first
+    caplog.clear()
+    fresh = MqttLink(MqttConfig(url=f"mqtt://127.0.0.1:{port}", flush_timeout_s=10),
+                     Topics("edge/t"), "edge-test", lambda state: {"state": state})
+    with socket.create_server(("127.0.0.1", port)):  # silent again, stopped after 2.5 s
+        fresh.start()
+        time.sleep(2.5)
+        fresh.publish_event("edge/t/x", b"{}")  # queued: the old stop waited for it
+        began = time.monotonic()
+        fresh.stop()
+        assert time.monotonic() - began < 5
+    assert re.search(r"gave no MQTT answer within [23] s", caplog.text)  # said at the stop
 
 
 def test_two_clients_with_one_client_id_are_named_as_the_likely_cause(mosquitto, caplog):

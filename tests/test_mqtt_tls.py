@@ -104,12 +104,15 @@ def test_a_broker_that_refuses_the_attempt_at_stop_is_not_waited_for(tls_broker,
         ({"certfile": None, "keyfile": None},
          r"closed the connection before accepting it .*set mqtt\.certfile and mqtt\.keyfile"),
         ({"password": "wrong-" + SECRET}, r"not authorized: check mqtt\.username"),
+        ({"username": None, "password": None},
+         r"not authorized: the broker wants a login and none is given; set mqtt\.username"),
         # the daemon said only "closed the connection before accepting it (Unspecified
         # error)" where `edge monitor` hinted at TLS (an operator's check)
         ({"url": "plain"}, r"closed the connection before any MQTT answer .*: is it an MQTT "
                            r"port\? a TLS listener wants mqtts:// in mqtt\.url"),
     ],
-    ids=["wrong-ca", "no-client-certificate", "wrong-password", "plain-url-on-a-tls-port"],
+    ids=["wrong-ca", "no-client-certificate", "wrong-password", "no-login",
+         "plain-url-on-a-tls-port"],
 )
 def test_connection_failures_are_logged_once_with_their_cause(tls_broker, pki, caplog, changes,
                                                               cause):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -178,15 +179,35 @@ def test_disk_outbox_bounded_by_bytes_and_age(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "path",
-    [lambda tmp: tmp / "a-file" / "outbox.sqlite",  # the parent is a regular file
-     lambda tmp: Path("/proc/edge-outbox/outbox.sqlite")],  # a read-only file system
+    ("path", "why"),
+    [(lambda tmp: tmp / "a-file" / "outbox.sqlite",  # the parent is a regular file
+      r"\(.*a-file is a file, not a folder\)"),  # not "[Errno 17] File exists"
+     (lambda tmp: Path("/proc/edge-outbox/outbox.sqlite"), "")],  # a read-only file system
     ids=["parent-is-a-file", "read-only"])
-def test_an_outbox_path_that_cannot_be_written_is_a_config_error(tmp_path, path):
+def test_an_outbox_path_that_cannot_be_written_is_a_config_error(tmp_path, path, why):
     (tmp_path / "a-file").write_text("x")
     settings = MqttConfig(outbox="disk", outbox_path=path(tmp_path))
-    with pytest.raises(ConfigError, match=r"mqtt\.outbox_path .*cannot open the disk outbox"):
+    expected = r"mqtt\.outbox_path .*cannot open the disk outbox " + why
+    with pytest.raises(ConfigError, match=expected):
         outbox_from_config(settings)
+
+
+def test_an_outbox_folder_this_user_may_not_write_in_is_said_so(tmp_path, monkeypatch):
+    """SQLite says only "unable to open database file" (a user check as a service user);
+    the refusal is simulated, as root (CI) may write anywhere."""
+    from edge.mqtt import outbox as outbox_module
+
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    monkeypatch.setattr(outbox_module.os, "access", lambda p, mode: Path(p) != folder)
+    assert re.fullmatch(r"(user \S+ \()?uid \d+\)? may not write in .*/outbox",
+                        outbox_module._why_unwritable(folder / "outbox.sqlite") or "")
+    (folder / "outbox.sqlite").write_bytes(b"")
+    monkeypatch.setattr(outbox_module.os, "access", lambda p, mode: Path(p) == folder)
+    assert (outbox_module._why_unwritable(folder / "outbox.sqlite") or "").endswith(
+        f"may not read and write {folder / 'outbox.sqlite'}")
+    monkeypatch.undo()
+    assert outbox_module._why_unwritable(folder / "outbox.sqlite") is None
 
 
 def test_a_full_disk_at_run_time_falls_back_to_memory_and_says_so_once(tmp_path, caplog):

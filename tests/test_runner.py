@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +78,25 @@ def test_missing_and_non_model_files(tmp_path):
                                           r"file may be cut short .* the \.onnx that `edge "
                                           r"convert`"):
         OrtRunner.from_path(junk)
+
+
+def test_a_model_this_user_cannot_read_is_said_to_be_unreadable(tmp_path, monkeypatch):
+    """Not "not an ONNX model ... export it again": a model copied in as root, which the
+    service's user may not read, is a permission to change (a user check under systemd).
+    The refusal is simulated: root, as in CI, reads any file."""
+    path = constant_head_model(tmp_path / "root-only.onnx", (1, 8, 10), spec=None)
+    opened = Path.open
+
+    def refused(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refused)
+    with pytest.raises(ModelError, match=r"root-only\.onnx cannot be read by (user \S+ \()?uid "
+                                          r"\d+\)?: permission denied; give that user read "
+                                          r"access .*chmod a\+r"):
+        OrtRunner.from_path(path)
 
 
 def test_model_without_spec_is_rejected(tmp_path):

@@ -102,8 +102,11 @@ def closed_broker(tmp_path) -> Iterator[Mosquitto]:
 
 def test_a_broker_that_refuses_the_client_says_why_and_what_to_do(closed_broker):
     failure = failure_of(closed_broker.url)
-    assert failure == ("not authorized: check the user (USER@ before the host "
-                       "in --mqtt) and the password ($EDGE_MQTT_PASSWORD)")
+    assert failure == ("not authorized: the broker wants a login and none is given; set the "
+                       "user (USER@ before the host in --mqtt) and the password "
+                       "($EDGE_MQTT_PASSWORD)")
+    with_user = failure_of(f"mqtt://viewer:wrong@127.0.0.1:{closed_broker.port}")
+    assert (with_user or "").startswith("not authorized: check the user (USER@"), with_user
     assert failure_fix(failure) is None  # the cause says what to do
     assert "check --mqtt" in (failure_fix("127.0.0.1:1: Connection refused") or "")
 

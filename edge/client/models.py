@@ -79,8 +79,9 @@ class DetectionsMessage(_Versioned):
 class DeviceStatus(_Versioned):
     """`<prefix>/status` (retained): online, degraded (a camera stopped streaming: it is
     reconnecting, ended or failed; one still starting is not counted), offline (the Last Will),
-    stopped, or failed (inference failed or the model's output was refused: `error` says why;
-    the daemon has exited 1 and its service manager restarts it)."""
+    stopped, or failed (a camera could not start, inference failed, or the model's output was
+    refused: `error` says why; the daemon has exited, 1 after an inference failure, which its
+    service manager restarts, else 2: a fix is needed first)."""
 
     state: Literal["online", "degraded", "offline", "stopped", "failed"]
     version: str
@@ -96,8 +97,9 @@ class DeviceStatus(_Versioned):
     camera_states: Keyed[str] | None = Field(default=None,
                                                  description="camera -> its status state")
     error: str | None = Field(default=None,
-                              description="why inference failed, or why the model's output "
-                                          "was refused (absent while all is well)")
+                              description="why a camera could not start, why inference "
+                                          "failed, or why the model's output was refused "
+                                          "(absent while all is well)")
 
 
 class CameraStatus(_Payload):

@@ -96,10 +96,14 @@ def _said(exc: BaseException) -> str:
         type(exc).__name__
 
 
-def cause_from_reason(reason: str, names: SettingNames = CONFIG_KEYS) -> str:
-    """A CONNACK refusal -> a cause."""
+def cause_from_reason(reason: str, names: SettingNames = CONFIG_KEYS,
+                      login_given: bool = True) -> str:
+    """A CONNACK refusal -> a cause; `login_given`: whether a user name was sent."""
     if "authori" in reason.lower() or "user name or password" in reason.lower():
         said = "" if reason.lower() == "not authorized" else f" ({reason})"
+        if not login_given:
+            return (f"not authorized{said}: the broker wants a login and none is given; set "
+                    f"{names.login}")
         return f"not authorized{said}: check {names.login}"
     return f"refused by the broker ({reason})"
 
@@ -245,6 +249,16 @@ class ConnectionLog:
                         "backoff)", self._where, cause, failures, "" if failures == 1 else "s")
         self._settled.set()  # after the line: a line that waited for it comes after it
 
+    def unanswered(self, cause: str) -> None:
+        """The first attempt has had no answer for a while (`cause` says what is there): said
+        now, not when the keepalive ends the attempt, which, failing with the same `cause`,
+        is then counted without a second line."""
+        with self._lock:
+            self.state = f"connecting ({headline(cause)})"
+            self._cause, self._logged_at = cause, self._clock()
+        log.warning("MQTT broker %s: %s", self._where, cause)
+        self._settled.set()
+
     def connected(self) -> None:
         with self._lock:
             failures, self._failures, self._cause = self._failures, 0, None
@@ -264,3 +278,14 @@ def tcp_refusal(host: str, port: int, timeout: float) -> str | None:
             return None
     except OSError as exc:
         return f"{host}:{port}: {exc.strerror or exc}"
+
+
+def unanswered(host: str, port: int, waited: float) -> str:
+    """Why nothing answered a connection attempt for `waited` seconds: a server that takes the
+    TCP connection and then says nothing (a web or RTSP server waits for its own kind of
+    request) is told apart from a host that lets no connection through."""
+    refusal = tcp_refusal(host, port, timeout=2.0)
+    if refusal is not None:
+        return f"no answer within {waited:.0f} s ({refusal})"
+    return (f"something took the connection but gave no MQTT answer within {waited:.0f} s "
+            "(is it an MQTT port? a web or RTSP server waits like this)")

@@ -43,6 +43,7 @@ from edge.mqtt.failures import (
     cause_from_reason,
     lost_reason,
     tcp_refusal,
+    unanswered,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
 from edge.mqtt.states import RetainedStates
@@ -59,6 +60,12 @@ WINDOW = 100
 SYNC_S = 1.0
 #: Characters of an unknown command's name its reply and log line repeat, at most.
 MAX_NAME_SHOWN = 64
+#: A broker answers a connect within milliseconds. A first attempt silent this long (seconds)
+#: is said then, with what is on that port (a web or RTSP server takes the connection and
+#: waits for its own kind of request), not when the keepalive ends it 30 s or more later ...
+FIRST_ANSWER_S = 10.0
+#: ... and at a stop this long after the start, without waiting out the flush timeout.
+UNANSWERED_AT_STOP_S = 2.0
 
 
 @dataclass
@@ -113,6 +120,11 @@ class MqttLink:
             log.info("the disk outbox %s holds %d messages from an earlier run; sending them "
                      "first", settings.outbox_path, self.counters.recovered)
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+        self._answer_check = threading.Timer(FIRST_ANSWER_S, self._say_unanswered)
+        self._answer_check.daemon = True
+        self._started = time.monotonic()
+        #: what `_say_unanswered` said: the keepalive's end of that attempt fails with it
+        self._unanswered_cause: str | None = None
 
     def _make_client(self, client_id: str) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -145,13 +157,27 @@ class MqttLink:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect in the background; an unreachable broker is retried with backoff, forever."""
+        """Connect in the background; an unreachable broker is retried with backoff, forever.
+        A first attempt with no answer in `FIRST_ANSWER_S` is said then, with what is there."""
         self._client.will_set(self.topics.status, self._json(self._status("offline")), qos=1,
                               retain=True)
+        self._started = time.monotonic()
         self._client.connect_async(self.settings.host, self.settings.port,
                                    keepalive=self.settings.keepalive_s)
         self._client.loop_start()
         self._sender.start()
+        self._answer_check.start()
+
+    def _say_unanswered(self) -> bool:
+        """Say why the first attempt has had no answer, if it has had none; whether it said."""
+        if self.connection.wait_settled(0) or self._stopping:
+            return False
+        waited = time.monotonic() - self._started
+        cause = (f"{unanswered(self.settings.host, self.settings.port, waited)}; check mqtt.url: "
+                 "host and port")
+        self._unanswered_cause = cause
+        self.connection.unanswered(cause)
+        return True
 
     def stop(self, final_state: str = "stopped", timeout: float | None = None,
              last_words: Callable[[], object] | None = None) -> bool:
@@ -163,8 +189,14 @@ class MqttLink:
         Returns True when every queued message and state was acknowledged."""
         timeout = self.settings.flush_timeout_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        self._answer_check.cancel()
+        if timeout > 0 and time.monotonic() - self._started >= UNANSWERED_AT_STOP_S:
+            self._say_unanswered()
+        silent = self._unanswered_cause is not None and not self._connected
+        if silent:
+            deadline = time.monotonic()  # a port that takes connections and never answers
         failed_before: int | None = None  # the attempt at stop: its failure ends the wait
-        if timeout > 0 and not self._connected and self._undelivered():
+        if timeout > 0 and not self._connected and self._undelivered() and not silent:
             failed_before = self.connection.failed_attempts
             # Only a link that is down is tried again at once: the first attempt under way (a
             # stop right after the start), or a connection whose acceptance is being handled,
@@ -174,6 +206,7 @@ class MqttLink:
             if down and not self._attempt_now():
                 deadline = time.monotonic()  # refused or unreachable: waiting delivers nothing
         flushed = self._flush(max(0.0, deadline - time.monotonic()), failed_before)
+        self._await_first_answer(deadline)
         if last_words is not None:
             last_words()
         with self._cond:
@@ -222,6 +255,19 @@ class MqttLink:
         with self._cond:
             return bool(self._outbox.waiting or self._states.waiting
                         or self._prune_in_flight())
+
+    def _await_first_answer(self, deadline: float) -> None:
+        """A stop right after the start, with nothing to flush: the first connect may be under
+        way, and accepted after the stop looked, it would leave its `online` retained for a
+        daemon that is gone (no final status, a clean disconnect, so no Last Will either).
+        Its outcome is waited for, up to `deadline`."""
+        if self._connected or not self.connection.wait_settled(
+                max(0.0, deadline - time.monotonic())):
+            return
+        with self._cond:  # `connected` is said first, then the link marked connected
+            self._cond.wait_for(lambda: self._connected
+                                or self.connection.state.startswith("disconnected"),
+                                timeout=max(0.0, min(1.0, deadline - time.monotonic())))
 
     def _attempt_now(self) -> bool:
         """One connection attempt at once, for the flush at stop: between attempts paho waits
@@ -441,7 +487,8 @@ class MqttLink:
                     properties: Any) -> None:
         if reason.is_failure:
             self._refused = True
-            self._attempt_failed(cause_from_reason(str(reason)))
+            self._attempt_failed(cause_from_reason(
+                str(reason), login_given=bool(self.settings.username)))
             return
         self.connection.connected()
         self._sessions.connected()
@@ -484,7 +531,10 @@ class MqttLink:
                                        taken_over=self._sessions.taken_over)
             else:
                 certificate = (self.settings.certfile is not None) if self.settings.tls else None
-                self._attempt_failed(cause_from_disconnect(str(reason), certificate))
+                cause = cause_from_disconnect(str(reason), certificate)
+                if self._unanswered_cause is not None and "keepalive" in cause:
+                    cause = self._unanswered_cause  # said already: counted, not said again
+                self._attempt_failed(cause)
 
     def _attempt_failed(self, cause: str) -> None:
         self._sessions.attempt_failed()

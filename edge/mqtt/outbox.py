@@ -29,6 +29,7 @@ from typing import Protocol
 
 from edge.config import MqttConfig
 from edge.errors import ConfigError
+from edge.files import running_user
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,23 @@ def outbox_from_config(settings: MqttConfig, precious_topics: str | None = None)
 
 
 def _cannot_open(path: Path, exc: Exception) -> ConfigError:
-    return ConfigError(f"mqtt.outbox_path {path}: cannot open the disk outbox ({exc}); give a "
-                       "writable path on a disk with free space, or set mqtt.outbox = "
-                       "\"memory\"")
+    return ConfigError(f"mqtt.outbox_path {path}: cannot open the disk outbox "
+                       f"({_why_unwritable(path) or exc}); give a writable path on a disk with "
+                       "free space, or set mqtt.outbox = \"memory\"")
+
+
+def _why_unwritable(path: Path) -> str | None:
+    """What SQLite's and the OS's words leave unclear ("unable to open database file",
+    "File exists"): a file where a folder should be, or a folder or file this user may not
+    write; None when neither is the case."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None:
+        return None
+    if existing != path and not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    folder = existing if existing != path else path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{running_user()} may not write in {folder}"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"{running_user()} may not read and write {path}"
+    return None

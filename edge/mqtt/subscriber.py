@@ -39,6 +39,7 @@ from edge.mqtt.failures import (
     cause_from_reason,
     lost_reason,
     tcp_refusal,
+    unanswered,
 )
 from edge.mqtt.url import PASSWORD_ENV, BrokerUrl, broker_from_url
 from edge.redact import redact_uri
@@ -248,7 +249,7 @@ class BrokerSubscription:
             if self.connected.is_set():
                 return (f"connected, but the broker did not grant the subscriptions within "
                         f"{timeout:g} s")
-            return _unanswered(self.host, self.port, timeout)
+            return unanswered(self.host, self.port, timeout)
         if self.connects == 0 and self._failure:
             return self._failure
         # connected before (a reconnect may be under way): wait for this connection's grant
@@ -302,8 +303,8 @@ class BrokerSubscription:
             return
         if reason.is_failure:
             self._refused = True  # the disconnect that follows is this failure, not another
-            cause = cause_from_reason(str(reason), self._names)
             _, user, secret = self._settings
+            cause = cause_from_reason(str(reason), self._names, login_given=bool(user))
             if user and secret is None and cause.startswith("not authorized"):
                 cause = (f"not authorized: the user came without a password, and "
                          f"${PASSWORD_ENV} is not set; set it to that user's password")
@@ -426,17 +427,6 @@ def checked_tls_files(files: TlsFiles, names: SettingNames = COMMAND_LINE,
         if path is not None and not os.path.isfile(path):
             raise InputError(f"{path} is not a file ({names.client_certificate})")
     return files
-
-
-def _unanswered(host: str, port: int, waited: float) -> str:
-    """Why nothing answered a connection attempt for `waited` seconds: a server that takes the
-    TCP connection and then says nothing (a web or RTSP server waits for its own kind of
-    request) is told apart from a host that lets no connection through."""
-    refusal = tcp_refusal(host, port, timeout=2.0)
-    if refusal is not None:
-        return f"no answer within {waited:g} s ({refusal})"
-    return (f"something took the connection but gave no MQTT answer within {waited:g} s "
-            "(is it an MQTT port? a web or RTSP server waits like this)")
 
 
 def _socket_failure(host: str, port: int, tls: bool) -> str:
