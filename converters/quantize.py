@@ -28,6 +28,7 @@ from calibration.selection import (
     Fidelity,
     HeldOutJudge,
     SharedSession,
+    all_flat,
     best_of,
     clear_loss,
     far_from_fp32,
@@ -381,7 +382,7 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str,
         chosen = best
     else:
         chosen = next(f for f in comparison if f.method == requested)
-    warnings = [w for w in (clear_loss(chosen, best, task),
+    warnings = [w for w in (clear_loss(chosen, best, task), all_flat(comparison),
                             unmeasured_agreement(chosen, task, requested, folder_images,
                                                  labelled),
                             thin_agreement(chosen, task, labelled)) if w]

@@ -472,6 +472,8 @@ class Daemon:
         except EdgeError as exc:
             self._start_error = str(exc)
             self._stop_cameras(started)
+            if self.link.wait_connected(READY_WAIT_S):  # the failed camera's status too
+                self._republish_statuses()
             self.link.stop("failed")
             raise
         if self.discovery is not None:

@@ -479,4 +479,7 @@ def test_a_camera_that_cannot_start_leaves_a_failed_status_that_says_why(tmp_pat
     assert status["state"] == "failed", status
     assert status["error"].startswith("start failed: "), status
     assert "gate" in status["error"] and str(broken) in status["error"], status
+    assert status["camera_states"] == {"gate": "failed"}, status  # not still "starting"
+    camera = retained_status(mosquitto.port, f"{PREFIX}/gate")
+    assert camera["state"] == "failed" and str(broken) in camera["reason"], camera
     parse_message(PREFIX, f"{PREFIX}/status", json.dumps(status).encode())  # the contract

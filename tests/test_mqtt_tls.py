@@ -93,7 +93,9 @@ def test_a_broker_that_refuses_the_attempt_at_stop_is_not_waited_for(tls_broker,
     link.publish_detections("cam", {"frame_id": 1})
     began = time.monotonic()
     assert not link.stop()
-    assert time.monotonic() - began < 10  # paho's loop takes up to 1 s to stop, twice
+    # paho's loop takes up to 1 s to stop, twice; a refused login is not tried again at all
+    # (the config cannot have changed: a user check saw 2 s more on every stop)
+    assert time.monotonic() - began < (3 if "password" in changes else 10)
     assert (link.counters.published, link.counters.dropped) == (0, 1)
 
 

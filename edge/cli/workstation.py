@@ -387,7 +387,7 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated,
         parts = ", ".join(f"{part} {db:.1f}" for part, db in fidelity.parts_db.items())
         agreement = (f"agreement with FP32 {100 * fidelity.agreement:5.1f}% ({fidelity.behind})"
                      if fidelity.telling else f"agreement not measured ({fidelity.behind})")
-        constant = ", the same output on every frame" if fidelity.constant else ""
+        constant = ", nearly the same output on every frame" if fidelity.constant else ""
         print(f"  {fidelity.method:{width}s} {agreement}  output SQNR "
               f"{fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}{constant}{chosen}")
     phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())

@@ -98,6 +98,7 @@ class MqttLink:
         self._connected = False
         self._stopping = False
         self._refused = False  # paho thread only
+        self._login_refused = False  # the latest attempt's CONNACK refused it
         self._sessions = ShortSessions(client_id)  # paho thread only
         self._stopped = False
         #: counters.dropped when the outbox last filled up, None while it has room: one warning
@@ -192,11 +193,14 @@ class MqttLink:
         self._answer_check.cancel()
         if timeout > 0 and time.monotonic() - self._started >= UNANSWERED_AT_STOP_S:
             self._say_unanswered()
-        silent = self._unanswered_cause is not None and not self._connected
-        if silent:
-            deadline = time.monotonic()  # a port that takes connections and never answers
+        # a port that takes connections and never answers, or a broker that refused this
+        # login (the config cannot have changed since): trying again delivers nothing
+        hopeless = not self._connected and (self._unanswered_cause is not None
+                                            or self._login_refused)
+        if hopeless:
+            deadline = time.monotonic()
         failed_before: int | None = None  # the attempt at stop: its failure ends the wait
-        if timeout > 0 and not self._connected and self._undelivered() and not silent:
+        if timeout > 0 and not self._connected and self._undelivered() and not hopeless:
             failed_before = self.connection.failed_attempts
             # Only a link that is down is tried again at once: the first attempt under way (a
             # stop right after the start), or a connection whose acceptance is being handled,
@@ -206,7 +210,7 @@ class MqttLink:
             if down and not self._attempt_now():
                 deadline = time.monotonic()  # refused or unreachable: waiting delivers nothing
         flushed = self._flush(max(0.0, deadline - time.monotonic()), failed_before)
-        self._await_first_answer(deadline)
+        self.wait_connected(max(0.0, deadline - time.monotonic()))
         if last_words is not None:
             last_words()
         with self._cond:
@@ -256,18 +260,19 @@ class MqttLink:
             return bool(self._outbox.waiting or self._states.waiting
                         or self._prune_in_flight())
 
-    def _await_first_answer(self, deadline: float) -> None:
-        """A stop right after the start, with nothing to flush: the first connect may be under
-        way, and accepted after the stop looked, it would leave its `online` retained for a
-        daemon that is gone (no final status, a clean disconnect, so no Last Will either).
-        Its outcome is waited for, up to `deadline`."""
-        if self._connected or not self.connection.wait_settled(
-                max(0.0, deadline - time.monotonic())):
-            return
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the first connect's outcome; whether the link is
+        connected. A stop right after the start, with nothing to flush, waits for it: a
+        connect accepted after the stop looked would leave its `online` retained for a daemon
+        that is gone (no final status, a clean disconnect, so no Last Will either)."""
+        deadline = time.monotonic() + timeout
+        if self._connected or not self.connection.wait_settled(timeout):
+            return self._connected
         with self._cond:  # `connected` is said first, then the link marked connected
             self._cond.wait_for(lambda: self._connected
                                 or self.connection.state.startswith("disconnected"),
                                 timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            return self._connected
 
     def _attempt_now(self) -> bool:
         """One connection attempt at once, for the flush at stop: between attempts paho waits
@@ -486,10 +491,11 @@ class MqttLink:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Any) -> None:
         if reason.is_failure:
-            self._refused = True
+            self._refused = self._login_refused = True
             self._attempt_failed(cause_from_reason(
                 str(reason), login_given=bool(self.settings.username)))
             return
+        self._login_refused = False
         self.connection.connected()
         self._sessions.connected()
         status = self._status("online")

@@ -173,7 +173,11 @@ class SourceSupervisor:
         """Start supervising. A finite source is opened here, so a file that cannot be read is a
         SourceError at start, as before; a live one is opened on the thread (and retried)."""
         if not self.live:
-            self.source.open()
+            try:
+                self.source.open()
+            except SourceError as exc:  # the daemon stops; its status says which camera
+                self._set("failed", redact_text(str(exc)), 0)
+                raise
         self._notify()
         self._thread.start()
 

@@ -16,6 +16,7 @@ from calibration.selection import (
     Fidelity,
     agreement_lower_bound,
     agreement_upper_bound,
+    all_flat,
     batches_for,
     best_of,
     clear_loss,
@@ -546,14 +547,38 @@ def test_an_int8_model_that_answers_the_same_on_every_frame_is_named_and_never_c
         rows = len(next(iter(batch.values())))
         return [np.repeat(value[:1], rows, axis=0) for value in first]
 
+    def nearly_fixed(outputs, batch):  # FP32's answers shrunk 20x towards the first's
+        results = session.run(outputs, batch)
+        return [first_value[:1] + (value - first_value[:1]) / 20
+                for value, first_value in zip(results, first, strict=True)]
+
     faithful = judge._scored("mse", session.run)
     constant = judge._scored("entropy", fixed)
-    assert constant.constant and not faithful.constant
+    nearly = judge._scored("percentile", nearly_fixed)
+    assert faithful.variation_kept == pytest.approx(1.0)
+    assert constant.variation_kept == 0.0 and constant.constant and not faithful.constant
+    assert nearly.variation_kept == pytest.approx(1 / 400, rel=1e-3) and nearly.constant
     assert constant.as_dict()["constant_output"] is True
-    ahead = Fidelity("entropy", faithful.sqnr_db + 20, 1.0, 3, 3, constant=True)
+    ahead = Fidelity("entropy", faithful.sqnr_db + 20, 1.0, 3, 3, variation_kept=0.004)
     assert best_of([ahead, faithful]).method == "mse"
     message = clear_loss(ahead, faithful, "classify")
-    assert message is not None and "same output on every one of the 3 held-out frames" in message
+    assert message is not None and ("nearly the same output on every one of the 3 held-out "
+                                    "frames (0.4% of FP32's frame-to-frame variance)") in message
     assert "use --method mse" in message
     one = HeldOutJudge(model, spec, feeds[:1])._scored("entropy", fixed)
     assert not one.constant, "one frame cannot tell"
+
+
+def test_when_every_candidate_answers_alike_the_warning_points_to_preprocessing():
+    """A user check: open-nsfw-tf converted with the assumed preprocessing (its own is BGR,
+    mean-subtracted) kept 0.4% of FP32's variance under the `cpu` profile's best method, and
+    `auto` chose it without a word (19.6 dB output SQNR)."""
+    flat = [Fidelity(m, db, 1.0, 5, 5, variation_kept=kept)
+            for m, db, kept in (("minmax", 19.6, 0.004), ("entropy", 12.0, 0.0))]
+    message = all_flat(flat)
+    assert message is not None
+    assert message.startswith("every INT8 candidate gives nearly the same output on every one "
+                              "of the 5 held-out frames (the closest, minmax, keeps 0.4%")
+    assert "--network-order, --mean, --std, --resize" in message and "--keep-float" in message
+    assert all_flat([*flat, Fidelity("mse", 18.0, 1.0, 5, 5, variation_kept=0.9)]) is None
+    assert all_flat([Fidelity("mse", 18.0, 1.0, 1, 1)]) is None  # one frame: not measured
