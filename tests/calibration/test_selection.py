@@ -529,15 +529,22 @@ def test_a_detector_that_loses_every_detection_is_measured_as_disagreeing(demo):
     assert best_of([lost, same]).method == "mse"
 
 
-def test_an_int8_model_that_answers_the_same_on_every_frame_is_named_and_never_chosen(demo):
+def test_an_int8_model_that_answers_the_same_on_every_frame_is_named_and_never_chosen(
+        tmp_path, demo):
     """Entropy once cut a classifier's logits so that every frame read 0.875 / 0.125: at 15.8
     dB of output SQNR on near-certain probabilities, and top-1 agreeing where every held-out
-    frame had the same class, nothing else showed it."""
+    frame had the same class, nothing else showed it. A detector is not measured so (most of
+    its output is empty anchors)."""
     import onnxruntime as ort
 
     from calibration.selection import HeldOutJudge
+    from converters.convert import ConvertOptions, convert
+    from edge.spec import spec_from_model
+    from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
 
-    model, spec = demo
+    source = export_onnx(seeded(TinyClassifier(3, softmax=True)), tmp_path / "c.onnx", 32, 32)
+    model = convert(source, ConvertOptions(labels=("a", "b", "c"))).model
+    spec = spec_from_model(model, "classifier")
     feeds = list(frames_from("synthetic://shapes?seed=12", max_images=3).inputs(spec))
     judge = HeldOutJudge(model, spec, feeds)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -567,6 +574,20 @@ def test_an_int8_model_that_answers_the_same_on_every_frame_is_named_and_never_c
     assert "use --method mse" in message
     one = HeldOutJudge(model, spec, feeds[:1])._scored("entropy", fixed)
     assert not one.constant, "one frame cannot tell"
+    detector, detector_spec = demo
+    detector_feeds = list(frames_from("synthetic://shapes?seed=12", max_images=3)
+                          .inputs(detector_spec))
+    blind = HeldOutJudge(detector, detector_spec, detector_feeds)
+    assert blind._scored("entropy", lambda outputs, batch: [
+        np.zeros_like(value) for value in session_outputs(detector, outputs, batch)
+    ]).variation_kept is None
+
+
+def session_outputs(model, outputs, batch):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(outputs, batch)
 
 
 def test_when_every_candidate_answers_alike_the_warning_points_to_preprocessing():
