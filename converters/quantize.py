@@ -49,6 +49,7 @@ from converters.int8_models import (
 )
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
+from converters.onnx_source import MIN_OPSET, opset_of
 from converters.qdq_cpu import float_stem, unfolded_batchnorms
 from converters.qdq_tensorrt import (
     check_exclusions,
@@ -97,6 +98,10 @@ def load_float_model(path: Path) -> tuple[onnx.ModelProto, ModelSpec]:
     spec = spec_from_model(model, str(path))
     if quantization_summary(model)["quantized"]:
         raise ModelError(f"{path} is already quantized; calibrate the FP32 model it came from")
+    if opset_of(model) < MIN_OPSET:
+        raise ModelError(f"{path} uses ONNX opset {opset_of(model)}; INT8's per-channel "
+                         f"weights need opset {MIN_OPSET}: convert it again with `edge "
+                         f"convert` (its default opset, or --opset {MIN_OPSET} or later)")
     return model, spec
 
 

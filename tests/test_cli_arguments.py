@@ -52,6 +52,14 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
      "edge convert: error: argument --mean: '0.485,0.456' must be one number (for every "
      "channel) or three, e.g. 0.5 or 0.485,0.456,0.406 (edge convert --help lists the "
      "options)\n"),
+    # user checks: --opset 9-12 wrote a model calibrate crashed on (per-channel INT8 needs
+    # 13), and --input-size 100000 was PyTorch's allocation traceback
+    (["convert", "m.pt", "-o", "o.onnx", "--opset", "12"],
+     "edge convert: error: argument --opset: '12' must be an opset of 13 or later (INT8's "
+     "per-channel weights need 13) (edge convert --help lists the options)\n"),
+    (["convert", "m.pt", "-o", "o.onnx", "--input-size", "100000"],
+     "edge convert: error: argument --input-size: '100000' is larger than a model input can "
+     "be: at most 16384 pixels a side (edge convert --help lists the options)\n"),
     (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--max-images", "x"],
      "edge calibrate: error: argument --max-images: 'x' must be a whole number >= 1 "
      "(edge calibrate --help lists the options)\n"),

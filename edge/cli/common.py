@@ -36,8 +36,13 @@ def failed_with_json(prog: str, error: Exception, payload: dict[str, Any]) -> in
     return 2
 
 
+#: The largest model input side `parse_size` takes (pixels): past it the example tensor alone
+#: is gigabytes (`--input-size 100000` was a PyTorch allocation traceback).
+MAX_INPUT_SIDE = 16384
+
+
 def parse_size(text: str) -> tuple[int, int]:
-    """`640` or `480x640` (height x width)."""
+    """`640` or `480x640` (height x width), each side 1..MAX_INPUT_SIDE."""
     parts = text.lower().split("x")
     try:
         values = [int(p) for p in parts]
@@ -45,7 +50,21 @@ def parse_size(text: str) -> tuple[int, int]:
         values = []
     if len(values) not in (1, 2) or min(values, default=0) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; use 640 or HEIGHTxWIDTH")
+    if max(values) > MAX_INPUT_SIDE:
+        raise argparse.ArgumentTypeError(f"{text!r} is larger than a model input can be: at "
+                                         f"most {MAX_INPUT_SIDE} pixels a side")
     return (values[0], values[-1])
+
+
+#: The oldest opset `edge convert` exports to: INT8's per-channel weights (DequantizeLinear's
+#: `axis`) need 13, and calibrating an opset 12 export failed in ONNX's checker.
+MIN_OPSET = 13
+
+
+def parse_opset(text: str) -> int:
+    return _number(text, int, lambda v: v >= MIN_OPSET,
+                   f"an opset of {MIN_OPSET} or later (INT8's per-channel weights need "
+                   f"{MIN_OPSET})")
 
 
 def parse_triple(text: str) -> tuple[float, float, float]:

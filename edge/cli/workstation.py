@@ -18,6 +18,7 @@ from edge.cli.common import (
     parse_crop_fraction,
     parse_fraction,
     parse_non_negative_int,
+    parse_opset,
     parse_pad_value,
     parse_percentile,
     parse_positive_float,
@@ -846,8 +847,9 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("--batch", type=parse_batch,
                          help="batch size or 'dynamic' (default: what an ONNX source has; 1 for "
                               "PyTorch)")
-    convert.add_argument("--opset", type=parse_positive_int, default=17,
-                         help="ONNX opset for PyTorch exports (default 17: TensorRT 8.5 parses it)")
+    convert.add_argument("--opset", type=parse_opset, default=17,
+                         help="ONNX opset for PyTorch exports, 13 or later (default 17: "
+                              "TensorRT 8.5 parses it)")
     convert.add_argument("--stride", type=parse_positive_int,
                          help="largest network stride (input sides must divide by it; default "
                               "32 for detectors)")

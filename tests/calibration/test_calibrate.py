@@ -242,6 +242,17 @@ def test_unknown_exclusions_fail_before_any_work(demo, profile):
                                                         progress=False))
 
 
+def test_a_model_exported_below_opset_13_is_refused_with_the_fix(demo_model, tmp_path):
+    """`edge convert --opset 12` once wrote such a model (the option now starts at 13), and
+    calibrating it was ONNX's checker's traceback on DequantizeLinear's `axis`."""
+    model = onnx.load(demo_model)
+    next(o for o in model.opset_import if o.domain in ("", "ai.onnx")).version = 12
+    onnx.save(model, tmp_path / "old.onnx")
+    with pytest.raises(ModelError, match=r"old\.onnx uses ONNX opset 12; INT8's per-channel "
+                                         r"weights need opset 13: convert it again"):
+        load_float_model(tmp_path / "old.onnx")
+
+
 def test_already_quantized_and_unconverted_models(tensorrt_int8, tmp_path):
     onnx.save(tensorrt_int8.model, tmp_path / "int8.onnx")
     with pytest.raises(ModelError, match="already quantized"):
