@@ -50,6 +50,9 @@ def _module_from_file(path: Path) -> ModuleType:
     own `from blocks import Block` finds the file beside it)."""
     if not path.is_file():
         raise ConversionError(f"--module file {path} does not exist")
+    package = _package_of(path.resolve())
+    if package is not None and not _taken(*package):
+        return _module_in_package(path, *package)
     module_spec = importlib.util.spec_from_file_location(path.stem, path)
     if module_spec is None or module_spec.loader is None:
         raise ConversionError(f"--module file {path} cannot be imported")
@@ -63,6 +66,40 @@ def _module_from_file(path: Path) -> ModuleType:
     finally:
         sys.path.remove(folder)
     return module
+
+
+def _package_of(path: Path) -> tuple[Path, str] | None:
+    """For a file inside a package (its folder has an `__init__.py`): the folder above the
+    outermost package and the file's dotted name (`mypkg/models/net.py` -> `mypkg.models.net`),
+    as `python -m` would import it; None for a plain folder."""
+    folder, parts = path.parent, [path.stem]
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return None if len(parts) == 1 else (folder, ".".join(parts))
+
+
+def _taken(root: Path, dotted: str) -> bool:
+    """Whether the package's name is already imported from elsewhere (a user's `converters/`
+    beside edge's own): the file is then imported alone, as a plain file is."""
+    loaded = sys.modules.get(dotted.split(".", maxsplit=1)[0])
+    where = getattr(loaded, "__path__", None) or []
+    return loaded is not None and all(Path(p).resolve().parent != root for p in where)
+
+
+def _module_in_package(path: Path, root: Path, dotted: str) -> ModuleType:
+    """The file imported by its dotted name, with the folder above its package first on the
+    import path, so that its relative (`from .blocks import`) and package (`from mypkg.blocks
+    import`) imports work, and its folder after it (`from blocks import`, as for a plain
+    file)."""
+    added = [str(root), str(path.resolve().parent)]
+    sys.path[:0] = added
+    try:
+        with _import_failures_named(dotted):
+            return importlib.import_module(dotted)
+    finally:
+        for folder in added:
+            sys.path.remove(folder)
 
 
 def _module_from_package(location: str, name: str) -> ModuleType:
@@ -191,6 +228,15 @@ def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, 
             log.info("the checkpoint's keys start with %r (saved from a DataParallel or "
                      "compiled model); reading them without it", prefix)
             return {k[len(prefix):]: v for k, v in state.items()}
+    # a training wrapper's attribute (a Lightning module's `self.model`): stripped only where
+    # the keys then match the module's exactly
+    prefix = _common_prefix(list(state))
+    if prefix and not any(k.startswith(prefix) for k in expected):
+        stripped = {k[len(prefix):]: v for k, v in state.items()}
+        if set(stripped) == set(expected):
+            log.info("the checkpoint's keys all start with %r (the attribute a training "
+                     "wrapper kept the network in); reading them without it", prefix)
+            return stripped
     return state
 
 
@@ -231,6 +277,10 @@ def _state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
     loaded = _loaded_weights(checkpoint)
     for key in _WEIGHT_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            others = [str(k) for k, v in loaded.items() if k != key and isinstance(v, dict)]
+            if others:  # which one was read is not obvious: an EMA copy, a second model
+                log.info("read the weights in the checkpoint's %r entry (it also holds %s)",
+                         key, ", ".join(repr(other) for other in others))
             loaded = loaded[key]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor)
                                                for v in loaded.values()):
@@ -261,10 +311,12 @@ class _PickledModelError(ConversionError):
                 "and convert the .onnx it writes: it carries the labels and input size")
             return
         super().__init__(
-            f"{checkpoint} holds a whole pickled model (torch.save(model)); edge reads only "
-            "weights, since unpickling a model runs code from the file: re-save it as "
-            "torch.save(model.state_dict(), 'weights.pt') and pass its class with --module, or "
-            "as TorchScript with torch.jit.script(model).save('model.torchscript')")
+            f"{checkpoint} holds a whole pickled model (torch.save(model), or a training "
+            "checkpoint that keeps the model object under a key, as YOLOv5's {'model': ...}); "
+            "edge reads only weights, since unpickling a model runs code from the file: re-save "
+            "it as torch.save(model.state_dict(), 'weights.pt') (for a checkpoint, "
+            "ckpt['model'].state_dict()) and pass its class with --module, or as TorchScript "
+            "with torch.jit.script(model).save('model.torchscript')")
 
 
 def _loaded_weights(checkpoint: Path) -> Any:

@@ -127,6 +127,29 @@ def test_checkpoint_of_a_wrapped_model_and_a_module_named_like_a_file(tmp_path, 
         module_class_from_spec("tiny:Net")
 
 
+def test_a_lightning_checkpoint_loads_and_says_which_entry_and_prefix_it_read(tmp_path, caplog):
+    """A user check: {'state_dict': {'model.c1.weight': ...}} listed every key as missing
+    and unexpected; and of a dict with both 'model' and 'state_dict', one was read silently."""
+    from converters.torch_loading import module_from_checkpoint
+
+    network = seeded(TinyClassifier(3))
+    weights = {f"model.{k}": v for k, v in network.state_dict().items()}
+    torch.save({"state_dict": weights, "optimizer_states": {"lr": 0.1}, "epoch": 3},
+               tmp_path / "lightning.ckpt")
+    with caplog.at_level("INFO"):
+        loaded = module_from_checkpoint(TinyClassifier, tmp_path / "lightning.ckpt",
+                                        {"num_classes": 3})
+    frame = torch.rand(1, 3, 32, 32)
+    assert torch.equal(loaded(frame), network.eval()(frame))
+    assert "read the weights in the checkpoint's 'state_dict' entry (it also holds " \
+           "'optimizer_states')" in caplog.text
+    assert "keys all start with 'model.'" in caplog.text
+    other = {f"other.{k}": v for k, v in seeded(TinyClassifier(4)).state_dict().items()}
+    torch.save(other, tmp_path / "four.pt")  # a prefix that does not make the keys match
+    with pytest.raises(ConversionError, match="does not match TinyClassifier"):
+        module_from_checkpoint(TinyClassifier, tmp_path / "four.pt", {"num_classes": 3})
+
+
 def test_missing_output_directory(tmp_path, sources):
     result = edge_convert(sources["detector"], "-o", tmp_path / "nowhere" / "m.onnx",
                           "--labels", "a,b")

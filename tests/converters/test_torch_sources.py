@@ -151,10 +151,18 @@ def test_a_whole_pickled_model_is_refused_with_both_ways_to_resave_it(tmp_path, 
     for extra in ([], ["--module", "converters.demo_detector.model:ShapesDetector"]):
         result = edge("convert", tmp_path / "whole.pt", "--input-size", "320", "--labels",
                       "a,b,c,d", "-o", tmp_path / "out.onnx", *extra)
-        assert_refused(result, "holds a whole pickled model (torch.save(model))",
-                       "torch.save(model.state_dict(), 'weights.pt') and pass its class with "
-                       "--module", "torch.jit.script(model).save('model.torchscript')")
+        assert_refused(result, "holds a whole pickled model (torch.save(model)",
+                       "torch.save(model.state_dict(), 'weights.pt') (for a checkpoint, "
+                       "ckpt['model'].state_dict()) and pass its class with --module",
+                       "torch.jit.script(model).save('model.torchscript')")
     assert not (tmp_path / "out.onnx").exists()
+    # YOLOv5's checkpoints keep the model object under 'model' (a user check was told to save
+    # model.state_dict(), of an object it did not have)
+    torch.save({"model": ShapesDetector(), "epoch": 3}, tmp_path / "yolov5-style.pt")
+    result = edge("convert", tmp_path / "yolov5-style.pt", "--input-size", "320", "--labels",
+                  "a,b,c,d", "-o", tmp_path / "out.onnx")
+    assert_refused(result, "a training checkpoint that keeps the model object under a key",
+                   "ckpt['model'].state_dict()")
 
 
 def test_an_ultralytics_checkpoint_is_told_to_export_to_onnx(tmp_path, edge, monkeypatch):
@@ -421,6 +429,45 @@ def test_a_module_file_imports_the_files_beside_it(tmp_path, edge):
     network.fc = nn.Linear(4, 2)
     torch.save(network.state_dict(), tmp_path / "w.pt")
     result = edge("convert", tmp_path / "w.pt", "--module", f"{project / 'model.py'}:Net",
+                  "--input-size", "32", "--labels", "cat,dog", "-o", tmp_path / "out.onnx")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("name", "imports"), [
+    ("relpkg", "from .blocks import stem"), ("abspkg", "from abspkg.blocks import stem")])
+def test_a_module_file_inside_a_package_imports_as_the_package_does(tmp_path, edge, name,
+                                                                    imports):
+    """A user check: `--module mypkg/net.py:Net` whose file imports from its own package was
+    told its package "is not installed" (or "attempted relative import with no known parent
+    package"); it is imported as `python -m` would, by its dotted name."""
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "blocks.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        def stem():
+            return nn.Conv2d(3, 4, 3, padding=1)
+    """))
+    (package / "net.py").write_text(textwrap.dedent(f"""
+        import torch
+        from torch import nn
+        {imports}
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.stem = stem()
+                self.fc = nn.Linear(4, 2)
+
+            def forward(self, x):
+                return self.fc(torch.relu(self.stem(x)).mean((2, 3)))
+    """))
+    network = nn.Module()
+    network.stem = nn.Conv2d(3, 4, 3, padding=1)
+    network.fc = nn.Linear(4, 2)
+    torch.save(network.state_dict(), tmp_path / "w.pt")
+    result = edge("convert", tmp_path / "w.pt", "--module", f"{package / 'net.py'}:Net",
                   "--input-size", "32", "--labels", "cat,dog", "-o", tmp_path / "out.onnx")
     assert result.returncode == 0, result.stderr
 
