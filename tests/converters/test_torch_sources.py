@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import types
 import zlib
 from pathlib import Path
@@ -401,36 +400,48 @@ def test_a_package_module_importing_a_file_beside_it_by_plain_name_is_told_the_f
     assert "pip install" not in result.stderr
 
 
-def test_a_module_file_imports_the_files_beside_it(tmp_path, edge):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "blocks.py").write_text(textwrap.dedent("""
-        from torch import nn
+_BLOCKS = """
+from torch import nn
 
-        def stem():
-            return nn.Conv2d(3, 4, 3, padding=1)
-    """))
-    (project / "model.py").write_text(textwrap.dedent("""
-        import torch
-        from torch import nn
-        from blocks import stem
+def stem():
+    return nn.Conv2d(3, 4, 3, padding=1)
+"""
 
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.stem = stem()
-                self.fc = nn.Linear(4, 2)
+_NET = """
+import torch
+from torch import nn
+{imports}
 
-            def forward(self, x):
-                return self.fc(torch.relu(self.stem(x)).mean((2, 3)))
-    """))
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = stem()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.stem(x)).mean((2, 3)))
+"""
+
+
+def _converts_with_its_blocks(folder: Path, imports: str, edge) -> None:
+    """`folder`/net.py, whose Net takes its stem from `folder`/blocks.py by `imports`,
+    converts from a state_dict with `--module folder/net.py:Net`."""
+    (folder / "blocks.py").write_text(_BLOCKS)
+    (folder / "net.py").write_text(_NET.format(imports=imports))
     network = nn.Module()
     network.stem = nn.Conv2d(3, 4, 3, padding=1)
     network.fc = nn.Linear(4, 2)
-    torch.save(network.state_dict(), tmp_path / "w.pt")
-    result = edge("convert", tmp_path / "w.pt", "--module", f"{project / 'model.py'}:Net",
-                  "--input-size", "32", "--labels", "cat,dog", "-o", tmp_path / "out.onnx")
+    weights = folder.parent / f"{folder.name}.pt"
+    torch.save(network.state_dict(), weights)
+    result = edge("convert", weights, "--module", f"{folder / 'net.py'}:Net", "--input-size",
+                  "32", "--labels", "cat,dog", "-o", folder.parent / f"{folder.name}.onnx")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_module_file_imports_the_files_beside_it(tmp_path, edge):
+    project = tmp_path / "project"
+    project.mkdir()
+    _converts_with_its_blocks(project, "from blocks import stem", edge)
 
 
 @pytest.mark.parametrize(("name", "imports"), [
@@ -443,33 +454,7 @@ def test_a_module_file_inside_a_package_imports_as_the_package_does(tmp_path, ed
     package = tmp_path / name
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "blocks.py").write_text(textwrap.dedent("""
-        from torch import nn
-
-        def stem():
-            return nn.Conv2d(3, 4, 3, padding=1)
-    """))
-    (package / "net.py").write_text(textwrap.dedent(f"""
-        import torch
-        from torch import nn
-        {imports}
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.stem = stem()
-                self.fc = nn.Linear(4, 2)
-
-            def forward(self, x):
-                return self.fc(torch.relu(self.stem(x)).mean((2, 3)))
-    """))
-    network = nn.Module()
-    network.stem = nn.Conv2d(3, 4, 3, padding=1)
-    network.fc = nn.Linear(4, 2)
-    torch.save(network.state_dict(), tmp_path / "w.pt")
-    result = edge("convert", tmp_path / "w.pt", "--module", f"{package / 'net.py'}:Net",
-                  "--input-size", "32", "--labels", "cat,dog", "-o", tmp_path / "out.onnx")
-    assert result.returncode == 0, result.stderr
+    _converts_with_its_blocks(package, imports, edge)
 
 
 @pytest.mark.parametrize("content", [bytes(range(7, 250)) * 40, b"a,b\n",
