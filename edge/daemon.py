@@ -270,7 +270,7 @@ class Daemon:
         with self._status_lock:
             self._publish_camera_status(status)
             if not self._stopping:
-                self._publish_device_status(changed_only=True)
+                self._publish_device_status()
 
     def _republish_statuses(self) -> None:
         """After a (re)connect, what the broker lacks: statuses that changed while it was
@@ -287,7 +287,7 @@ class Daemon:
                                                                     status.payload()):
                     self._publish_camera_status(status)
             if not self._stopping:
-                self._publish_device_status(changed_only=True)
+                self._publish_device_status()
 
     def _publish_camera_status(self, status: CameraStatus) -> None:
         """The camera's retained status, remembered with the connection it was handed to.
@@ -300,9 +300,9 @@ class Daemon:
         else:
             self._camera_status_sent.pop(status.camera, None)
 
-    def _publish_device_status(self, changed_only: bool) -> None:
-        """The retained device status with the cameras' states now; with `changed_only`, only
-        when those differ from the last ones handed to the broker. States are remembered only
+    def _publish_device_status(self) -> None:
+        """The retained device status with the cameras' states now, when those differ from the
+        last ones handed to the broker. States are remembered only
         once handed over: a change dropped while the link was down is sent after the next
         connect. The caller holds `_status_lock`."""
         connection = self.link.counters.connects
@@ -312,7 +312,7 @@ class Daemon:
             self._published_states = (sent or {}).get("camera_states", {})
         status = self._status("online")
         states = status["camera_states"]
-        if changed_only and states == self._published_states:
+        if states == self._published_states:
             return
         if self.link.publish_json(self.topics.status, status, qos=1, retain=True):
             self._published_states = states
