@@ -173,7 +173,8 @@ def convert_module(network: Any, options: ConvertOptions, name: str,
 
 def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
     if source.suffix.lower() == ".onnx" or _looks_like_onnx(source):
-        return _plain_from_onnx(source, options.labels is not None)
+        return _with_module_unused(_plain_from_onnx(source, options.labels is not None),
+                                   options, "an ONNX file")
     from converters.torch_loading import (  # noqa: PLC0415 - torch is optional: only PyTorch sources need it
         checkpoint_problem,
         damaged_archive,
@@ -187,7 +188,9 @@ def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
     if damage is not None:
         raise ConversionError(damage)
     if is_torchscript(source):
-        return _plain_from_torch(module_from_torchscript(source), options, "torchscript")
+        return _with_module_unused(
+            _plain_from_torch(module_from_torchscript(source), options, "torchscript"),
+            options, "a TorchScript file")
     if options.module is None:
         raise ConversionError(checkpoint_problem(source) or (
             f"{source} is a PyTorch checkpoint (weights, not the network): pass the network's "
@@ -195,6 +198,19 @@ def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
     network = module_from_checkpoint(module_class_from_spec(options.module), source,
                                      options.module_args)
     return _plain_from_torch(network, options, "pytorch")
+
+
+def _with_module_unused(plain: _Plain, options: ConvertOptions, holder: str) -> _Plain:
+    """`plain` with a note that --module was not used, where it was given: `holder` carries
+    its own network, and the class was not what got converted."""
+    given = " and ".join(name for name, value in (("--module", options.module),
+                                                  ("--module-args", options.module_args))
+                         if value is not None)
+    if not given:
+        return plain
+    return replace(plain, notes=(
+        *plain.notes, f"{given} not used: {holder} holds its own network (--module names "
+        "the class of a state_dict checkpoint's network)"))
 
 
 def _looks_like_onnx(source: Path) -> bool:

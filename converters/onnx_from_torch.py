@@ -89,17 +89,32 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
                                   output_names=names, dynamic_axes=dynamic_axes,
                                   do_constant_folding=True)
         except (RuntimeError, TypeError, ValueError) as exc:
-            dict_output = ("; a TorchScript module that returns a dict cannot be exported: "
-                           "return a tuple, or convert the Python class with --module"
-                           if "DictConstruct" in str(exc) else "")
             raise ConversionError(f"torch.onnx.export failed for a {shape} input: "
-                                  f"{first_line(exc)}{dict_output}") from exc
+                                  f"{first_line(exc)}{_export_advice(str(exc))}") from exc
         exported = Exported(onnx.load(str(path)), _tracer_warnings(caught))
     for other in caught:  # the rest, as they would have been shown
         if not issubclass(other.category, _tracer_warning()):
             warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     _require_an_input_read(exported, shape)
     return exported
+
+
+#: PyTorch's words for an operator it has no ONNX form of at the opset asked for
+_UNSUPPORTED_OPERATOR = re.compile(r"Exporting the operator '([^']+)' to ONNX opset version "
+                                   r"\d+ is not supported")
+
+
+def _export_advice(message: str) -> str:
+    """What to do about the exporter's failure `message`, where that is known; else ''."""
+    if "DictConstruct" in message:
+        return ("; a TorchScript module that returns a dict cannot be exported: return a "
+                "tuple, or convert the Python class with --module")
+    unsupported = _UNSUPPORTED_OPERATOR.search(message)
+    if unsupported:
+        return ("; write that step of forward with operations ONNX has, or move it after "
+                "the network (into code that reads the model's outputs), then convert again; a "
+                f"later --opset helps only where a newer ONNX added {unsupported.group(1)}")
+    return ""
 
 
 def _tracer_warning() -> type[Warning]:

@@ -111,6 +111,12 @@ class NumpyRoundTrip(Net):
         return self.fc(y)
 
 
+class HistogramNet(Net):
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return self.fc(y.mean((2, 3))) + torch.histc(y, bins=3)
+
+
 class ShapeLoop(Net):
     def forward(self, x):
         y = self.conv(x)
@@ -264,6 +270,32 @@ def test_a_scripted_network_that_returns_a_dict_is_told_to_return_a_tuple(nets, 
                    "tuple, or convert the Python class with --module")
     lines = done.stdout.splitlines()  # the error's JSON line alone, no IR graph ahead of it
     assert len(lines) == 1 and json.loads(lines[0])["exit_code"] == 2
+
+
+def test_an_operator_onnx_lacks_is_named_with_what_to_do(nets, tmp_path, edge):
+    weights = _weights(tmp_path / "h.pt", _module(nets, "HistogramNet"))
+    result = edge("convert", str(weights), "--module", f"{nets}:HistogramNet",
+                  "--input-size", "32", "--labels", "a,b,c", "-o", str(tmp_path / "out.onnx"))
+    assert_refused(result, "Exporting the operator 'aten::histc' to ONNX opset version 17 is "
+                   "not supported; write that step of forward with operations ONNX has, or "
+                   "move it after the network (into code that reads the model's outputs), then "
+                   "convert again; a later --opset helps only where a newer ONNX added "
+                   "aten::histc")
+
+
+@pytest.mark.parametrize("options", [["--module", "nets.py:Net"],
+                                     ["--module", "nets.py:Net", "--module-args", "{}"]])
+def test_module_options_a_scripted_file_does_not_use_are_said_to_be_unused(
+        nets, tmp_path, edge, options):
+    """A TorchScript file holds its network: the class named is not what got converted."""
+    network = _module(nets, "Net").eval()
+    torch.jit.script(network).save(str(tmp_path / "n.torchscript"))
+    result = edge("convert", str(tmp_path / "n.torchscript"), *options, "--input-size", "32",
+                  "--labels", "a,b,c", "-o", str(tmp_path / "out.onnx"), "--json")
+    assert result.returncode == 0, result.stderr
+    given = " and ".join(option for option in options if option.startswith("--"))
+    assert (f"{given} not used: a TorchScript file holds its own network (--module names the "
+            "class of a state_dict checkpoint's network)") in json.loads(result.stdout)["notes"]
 
 
 def test_a_single_value_output_is_not_taken_for_the_classifier(nets, tmp_path, edge):
