@@ -193,6 +193,25 @@ def _yolo_split(path: Path) -> YoloLayout:
     return split
 
 
+def label_files_only(path: Path) -> Path | None:
+    """The folder of YOLO label files at `path` when it holds those and no images (a
+    labelling tool's export of corrected labels without its images: `labels/*.txt` or the
+    `*.txt` themselves, maybe with a classes.txt or data.yaml); else None."""
+    if not path.is_dir() or any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
+        return None
+    folder = path / "labels" if (path / "labels").is_dir() else path
+    return folder if any(p.name != "classes.txt" for p in folder.rglob("*.txt")) else None
+
+
+def labels_for_images(images: Path, label_folder: Path, labels: Sequence[str]) -> Dataset:
+    """The images of the folder `images` that have a label file in `label_folder` (paired by
+    name, as a YOLO split pairs them), labelled by it; the class names are those of the label
+    folder's dataset (its or its parent's classes.txt or data.yaml), else the model's."""
+    root = label_folder.parent if label_folder.name == "labels" else label_folder
+    split = YoloLayout(root, images, label_folder)
+    return _yolo_split_items(split, labels, root, only_labelled=True)
+
+
 def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> Dataset:
     """The split `root` names, `max_images` of its images spread over it (`spread`; all:
     None) less the unreadable ones, with warnings about what among those does not fit (a
@@ -200,13 +219,22 @@ def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> D
     split = _yolo_split(root)
     if split.chosen:
         log.info("%s", split.chosen)
-    class_ids = _yolo_class_ids(root, split, labels)
+    return _yolo_split_items(split, labels, root, max_images)
+
+
+def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
+                      max_images: int | None = None, only_labelled: bool = False) -> Dataset:
+    """`_yolo` of one split (`given`: the path that named it, for messages); `only_labelled`:
+    an image without a label file is left out (its labels were not given) instead of scored
+    as one without objects."""
+    class_ids = _yolo_class_ids(given, split, labels)
     if class_ids != list(range(len(labels))):
         log.info("%s lists the model's classes in another order or in part: paired by name",
-                 root)
+                 given)
     items: list[LabelledImage] = []
     skipped = unlabelled = 0
-    pairs = split.pairs()
+    pairs = [(image, label) for image, label in split.pairs()
+             if label.is_file() or not only_labelled]
     _say_spread(len(pairs), max_images, split.images)
     for image_path, label_path in spread(pairs, max_images):
         size = usable_image_size(image_path)  # a JPEG's header, not a decode

@@ -12,17 +12,13 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.evaluate import letterboxed_outputs
-from edge.drift import DriftReference, DriftStats
+from edge.drift import FEW_REFERENCE_FRAMES, DriftReference, DriftStats
 from edge.errors import InputError
 from edge.postprocess import decoder_from_spec
 from edge.runners.onnxruntime import OrtRunner
 from edge.tensorrt.engine_cache import file_sha256
 
 log = logging.getLogger(__name__)
-
-#: Frames below which a reference is warned about (a window's histograms need that many to
-#: compare; `benchmarks/check_drift.py` uses 300 frames over 5 minutes without a false alarm).
-MIN_REFERENCE_FRAMES = 100
 
 
 def drift_reference_from_images(model: Path, images: Iterable[npt.NDArray[np.uint8]],
@@ -42,10 +38,10 @@ def drift_reference_from_images(model: Path, images: Iterable[npt.NDArray[np.uin
             stats.add_detections(detections, image.shape[1], image.shape[0])
     if stats.frames == 0:
         raise InputError(f"no frames in {source} to build a drift reference from")
-    if stats.frames < MIN_REFERENCE_FRAMES:
+    if stats.frames < FEW_REFERENCE_FRAMES:
         log.warning("the drift reference comes from %d frames of %s; with fewer than %d frames "
                     "covering the camera's usual scenes (minutes of them, such as the "
                     "calibration set), normal frames can read as drift", stats.frames, source,
-                    MIN_REFERENCE_FRAMES)
+                    FEW_REFERENCE_FRAMES)
     return DriftReference(file_sha256(model), spec.name or (published or model).stem,
                           tuple(spec.labels), stats, source)

@@ -17,13 +17,18 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from calibration.datasets import LabelledImage, dataset_from
+from calibration.datasets import (
+    LabelledImage,
+    dataset_from,
+    label_files_only,
+    labels_for_images,
+)
 from edge.collect.manifest import manifest_rows
 from edge.detections import Detections
 from edge.errors import InputError
@@ -88,6 +93,9 @@ class FieldReport:
     ratings: Estimate | None = None
     unknown_rated: list[str] = field(default_factory=list)
     unlabelled: int = 0
+    #: Collected images drawn for the audit, and how many of them were scored (labelled)
+    audit_collected: int = 0
+    audit_scored: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,6 +142,12 @@ class _Tally:
             {self.labels[c]: _share(self.true_pos[c], self.ground_truth[c]) for c in seen})
 
 
+def audit_words(report: FieldReport) -> str:
+    """How many collected images the audit drew and how many of those were scored."""
+    return (f"{report.audit_collected} of the {report.images + report.unlabelled} collected "
+            f"images, {report.audit_scored} of them with corrected labels (scored)")
+
+
 def figure(value: float | None) -> str:
     """A score as the terminal and the report show it: four decimals, `n/a` where undefined."""
     return "n/a" if value is None else f"{value:.4f}"
@@ -151,6 +165,10 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
     if collected.name == "manifest.jsonl" and collected.is_file():
         collected = collected.parent
     rows = read_manifest(collected)
+    if not rows:
+        raise InputError(f"{collected / 'manifest.jsonl'} lists no images: nothing was "
+                         "collected into it yet (run `edge collect --out` on it), or it was "
+                         "emptied (an earlier copy of the file lists them)")
     labels = _labels_of(collected)
     truths = _truths(corrected or collected, labels, collected)
     overall = _Tally(labels)
@@ -172,11 +190,11 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
                          f"corrected labels in {corrected or collected}")
     report = FieldReport(overall.images, overall.scores(),
                          {day: tally.scores() for day, tally in sorted(per_day.items())},
-                         unlabelled=unlabelled)
+                         unlabelled=unlabelled, audit_scored=audit.images,
+                         audit_collected=sum("audit" in row.get("reasons", []) for row in rows))
     if audit.images:
         tp, fp, gt = (int(a.sum()) for a in (audit.true_pos, audit.false_pos, audit.ground_truth))
-        report.audit = {"precision": Estimate.of(tp, tp + fp), "recall": Estimate.of(tp, gt),
-                        "images": Estimate.of(audit.images, len(rows))}
+        report.audit = {"precision": Estimate.of(tp, tp + fp), "recall": Estimate.of(tp, gt)}
     if ratings is not None:
         report.ratings, report.unknown_rated = rated_precision(ratings, {r["id"] for r in rows})
     return report
@@ -205,14 +223,33 @@ def _labels_of(collected: Path) -> tuple[str, ...]:
 
 def _truths(corrected: Path, labels: tuple[str, ...], collected: Path
             ) -> dict[str, LabelledImage]:
-    """The corrected labels by image id; a COCO file's images are the collected folder's,
-    wherever the file is (a labelling tool's export is saved anywhere)."""
-    dataset = dataset_from(corrected, labels, "detect", images_root=collected)
+    """The corrected labels by image id; a COCO file's images, and those of a folder of YOLO
+    label files alone, are the collected folder's, wherever the labels are (a labelling
+    tool's export is saved anywhere)."""
+    label_files = label_files_only(corrected) if corrected != collected else None
+    if label_files is not None:
+        dataset = labels_for_images(collected / "images", label_files, labels)
+    else:
+        dataset = dataset_from(corrected, labels, "detect", images_root=collected)
     return {item.path.stem: item for item in dataset.items}
 
 
 def detections_from_row(row: dict[str, Any]) -> Detections:
     return Detections.from_payload(row.get("objects", []))
+
+
+#: The key under which csv.DictReader puts a row's fields beyond the header's
+_EXTRA = "\x00extra"
+
+
+def _image_id(rated: str, known: set[str]) -> str:
+    """The manifest id a rating names: the id itself, or the image's file name or path
+    (`images/dev_cam_00000001.jpg`), as people rating image files write it."""
+    if rated in known:
+        return rated
+    name = PurePosixPath(rated.replace("\\", "/")).name
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return stem if stem in known else rated
 
 
 def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
@@ -221,7 +258,7 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
     once; one rated both ways is refused, naming both lines."""
     try:  # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle, skipinitialspace=True)
+            reader = csv.DictReader(handle, skipinitialspace=True, restkey=_EXTRA)
             header = reader.fieldnames or []
             records = list(reader)
     except OSError as exc:
@@ -235,9 +272,13 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
     unknown: list[str] = []
     verdicts: dict[str, tuple[bool, int]] = {}  # image id -> (match, its line)
     for number, record in enumerate(records, start=2):
-        if record["image_id"] is None or record["verdict"] is None:
-            raise InputError(f"{path}:{number}: expected image_id,verdict ({VERDICT_WORDS})")
-        image_id, verdict = record["image_id"].strip(), record["verdict"].strip().lower()
+        if record["image_id"] is None or record["verdict"] is None or _EXTRA in record:
+            extra = (f"; found {len(header) + len(record[_EXTRA])} fields, the header has "
+                     f"{len(header)}" if _EXTRA in record else "")
+            raise InputError(f"{path}:{number}: expected image_id,verdict ({VERDICT_WORDS})"
+                             f"{extra}")
+        image_id = _image_id(record["image_id"].strip(), known)
+        verdict = record["verdict"].strip().lower()
         if image_id not in known:
             unknown.append(image_id)
             continue
@@ -250,11 +291,15 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
                              f"{'match' if earlier[0] else 'miss'} on line {earlier[1]}; keep "
                              "the one that is right")
     matches, total = sum(match for match, _ in verdicts.values()), len(verdicts)
+    example = f", e.g. {min(known)}" if known else ""
     if unknown:
-        log.warning("%s: %d rated image id(s) are not in the dataset, skipped: %s", path,
-                    len(unknown), ", ".join(unknown[:20]) + (" …" if len(unknown) > 20 else ""))
+        log.warning("%s: %d rated image id(s) are not in the dataset, skipped: %s (an id is "
+                    "the manifest's: the image's file name without .jpg%s)", path,
+                    len(unknown), ", ".join(unknown[:20]) + (" …" if len(unknown) > 20 else ""),
+                    example)
     if total == 0:
         found = f"all {len(unknown)} rated ids are unknown" if unknown else "it has no rows"
         raise InputError(f"{path} rates no image of the dataset ({found}); expected image_id,"
-                         "verdict rows (match or miss) for images the dataset holds")
+                         "verdict rows (match or miss) for images the dataset holds, each "
+                         f"named by its manifest id (the image's file name without .jpg{example})")
     return Estimate.of(matches, total), unknown

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from calibration.field import Estimate, FieldReport, figure
+from calibration.field import Estimate, FieldReport, audit_words, figure
 from calibration.plotting import pyplot
 
 #: The first line of `index.md`: what tells an earlier report, to write over, from other files.
@@ -68,8 +68,9 @@ def _markdown(report: FieldReport, source: Path, plot: str) -> str:
     for label, ap in o.per_class_ap50.items():
         lines.append(f"| {label} | {figure(o.per_class_precision[label])} | "
                      f"{figure(o.per_class_recall[label])} | {figure(ap)} |")
-    if report.audit:
-        lines += ["", "## Audit sample (unbiased, Wilson 95 % intervals)", ""]
+    if report.audit_collected:
+        lines += ["", "## Audit sample (unbiased, Wilson 95 % intervals)", "",
+                  f"- images: {audit_words(report)}"]
         lines += [f"- {name}: {_interval(estimate)}" for name, estimate in report.audit.items()]
     if report.ratings is not None:
         lines += ["", "## Match/miss ratings", "", f"- precision: {_interval(report.ratings)}"]

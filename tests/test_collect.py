@@ -530,9 +530,27 @@ def test_a_device_that_samples_no_frame_is_named_in_the_warning(tmp_path, mosqui
     assert len(said) == 1, said
     assert re.fullmatch(r"no sampled frame came under edge/pf2 in [012] s, though its devices "
                         r"are there: pf2 \(online\); check that they sample frames "
-                        r"\(frames.interval_s or \[sampling\] in their config\) and run",
+                        r"\(frames.interval_s or \[sampling\] in their config\) and run, and "
+                        r"that \[sampling.limits\] leaves room \(their stats' sampling "
+                        r"`refused` and `over_budget` count samples the caps held back\)",
                         said[0])
     assert collector.error is None and collector.devices == {"pf2": "online"}
+
+
+def test_a_run_that_collects_nothing_leaves_no_empty_dataset_it_made(tmp_path, mosquitto):
+    """A user check: a run under a prefix no device samples left a new folder of empty
+    exports. One it made is removed; a folder that was there stays."""
+    made, given = tmp_path / "made", tmp_path / "given"
+    given.mkdir()
+    said = {}
+    for out in (made, given):
+        result = run_collect_cli("--mqtt", mosquitto.url, "--out", str(out), "--prefix",
+                                 "edge/nodevice", "--seconds", "1")
+        assert result.returncode == 0 and "0 images in" in result.stdout, result.stderr
+        said[out] = result.stdout
+    assert not made.exists() and (given / "manifest.jsonl").is_file()
+    assert f"{made}, made by this run, was removed: it would hold no image" in said[made]
+    assert "removed" not in said[given]
 
 
 def replay_truths(seed: int, frame_ids: list[int]):

@@ -76,7 +76,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
             return failed_with_json("edge collect", exc, collector.summary())
         _print_summary(collector.summary(), args)
         raise
-    _print_summary(collector.summary(), args)
+    summary = collector.summary()
+    if created and not collector.dataset.rows:  # nothing came: no empty dataset left behind
+        shutil.rmtree(args.out, ignore_errors=True)
+        summary["removed"] = True
+    _print_summary(summary, args)
     return 0
 
 
@@ -88,6 +92,8 @@ def _print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
               f"{summary['resumed']} from before; skipped {summary['duplicates']} "
               f"near-duplicates, {summary['unpaired']} unpaired, "
               f"{summary['other_labels']} from models with other labels)")
+        if summary.get("removed"):
+            print(f"{args.out}, made by this run, was removed: it would hold no image")
 
 
 def add_commands(commands: Any) -> None:

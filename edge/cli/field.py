@@ -22,7 +22,8 @@ def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
                           help="field accuracy: --data is a folder written by `edge collect`; "
                                "its recorded predictions are scored against corrected labels")
     evaluate.add_argument("--labels", type=Path, metavar="PATH",
-                          help="with --field: the corrected labels (YOLO folder, or COCO JSON "
+                          help="with --field: the corrected labels (a YOLO folder, its label "
+                               "files alone, paired by name with --data's images, or COCO JSON "
                                "whose file names are relative to --data; default: the --data "
                                "folder's own labels/)")
     evaluate.add_argument("--ratings", type=Path, metavar="CSV",
@@ -39,7 +40,7 @@ def add_drift_reference_argument(parser: argparse.ArgumentParser, frames: str) -
 
 
 def cmd_field_eval(args: argparse.Namespace) -> int:
-    from calibration.field import field_accuracy, figure
+    from calibration.field import audit_words, field_accuracy, figure
     from edge.errors import InputError
 
     if args.drift_reference is not None:
@@ -73,9 +74,10 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
     for day, scores in report.per_day.items():
         print(f"  {day}  precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
               f"AP@0.5 {scores.map50:.4f}  ({scores.images} images)")
+    if report.audit_collected:
+        print(f"  audit sample: {audit_words(report)}")
     for name, estimate in report.audit.items():
-        what = "share of the images" if name == "images" else name
-        print(f"  audit sample {what} {estimate.value:.4f} "
+        print(f"  audit sample {name} {estimate.value:.4f} "
               f"[{estimate.low:.4f}, {estimate.high:.4f}] (Wilson 95%)")
     if report.ratings is not None:
         r = report.ratings

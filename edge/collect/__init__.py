@@ -127,7 +127,9 @@ class Collector:
                               for device, state in sorted(self.devices.items()))
             return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s, though its "
                     f"devices are there: {there}; check that they sample frames "
-                    "(frames.interval_s or [sampling] in their config) and run")
+                    "(frames.interval_s or [sampling] in their config) and run, and that "
+                    "[sampling.limits] leaves room (their stats' sampling `refused` and "
+                    "`over_budget` count samples the caps held back)")
         return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s (its topics "
                 f"are {self.prefix}/<camera>/frame/meta); check that --prefix names devices "
                 "(edge/+ for every one, edge/<device> for one, not a camera or a topic) and "

@@ -84,6 +84,7 @@ def test_field_accuracy_per_day_and_audit_interval(tmp_path):
     assert (audit.successes, audit.trials, audit.value) == (1, 2, 0.5)
     assert (audit.low, audit.high) == pytest.approx(wilson(1, 2), abs=1e-4)
     assert report.audit["recall"].trials == 1
+    assert (report.audit_collected, report.audit_scored) == (1, 1)
     by_manifest = field_accuracy(tmp_path / "c" / "manifest.jsonl")  # names its folder too
     assert by_manifest.overall == report.overall
     with pytest.raises(InputError, match=r"classes\.txt is a file; field accuracy reads"):
@@ -109,6 +110,77 @@ def test_corrected_coco_labels_saved_outside_the_folder_are_found(tmp_path):
     export.write_text(json.dumps({"images": images, "annotations": annotations,
                                   "categories": categories}))
     assert field_accuracy(collected, export).overall == field_accuracy(collected).overall
+
+
+@pytest.mark.parametrize("layout", ["labels", "flat"])
+def test_corrected_label_files_alone_are_paired_with_the_collected_images(tmp_path, layout):
+    """A user check: a folder of corrected YOLO label files without the images (a labelling
+    tool's export) was refused: "neither a YOLO dataset ... nor a COCO JSON file", or, as
+    labels/ with a classes.txt, "holds no usable labelled images". Its files are paired by
+    name with the collected images; an image without one was not corrected, so is left out
+    (not scored as an empty frame), and the audit counts say how many were scored."""
+    collected = make_collected(tmp_path / "c")
+    corrected = tmp_path / "corrected"
+    folder = corrected / "labels" if layout == "labels" else corrected
+    folder.mkdir(parents=True)
+    # frames 1 and 3 corrected: the square on frame 2's empty ground is not counted
+    for frame_id in (1, 3):
+        name = f"dev1_gate_{frame_id:08d}.txt"
+        shutil.copy(collected / "labels" / name, folder / name)
+    (corrected / "classes.txt").write_text("\n".join(LABELS) + "\n")
+    report = field_accuracy(collected, corrected)
+    assert (report.images, report.unlabelled) == (2, 1)
+    # frame 1 TP; frame 3 TP + FP (circle wrong); frame 2's FP and missed star left out
+    assert (report.overall.precision, report.overall.recall) == (pytest.approx(0.6667), 1.0)
+    assert (report.audit_collected, report.audit_scored) == (1, 1)
+    # a folder whose label files name no collected image is said so, not scored as empty
+    for path in folder.glob("dev1_*.txt"):
+        path.rename(path.with_name("other_" + path.name))
+    with pytest.raises(InputError, match=r"none of the 3 images in .*manifest\.jsonl has "
+                                         r"corrected labels in .*corrected"):
+        field_accuracy(collected, corrected)
+
+
+def test_audit_share_counts_the_collected_audit_images(tmp_path):
+    """A user check: with labels for some images only, the audit line read "share of the
+    images 0.0079 [0.0014, 0.0436]", the scored audit images over every collected image."""
+    collected = make_collected(tmp_path / "c")
+    (collected / "labels" / "dev1_gate_00000003.txt").unlink()  # the audit frame: now empty
+    corrected = tmp_path / "corrected"
+    corrected.mkdir()
+    shutil.copy(collected / "labels" / "dev1_gate_00000001.txt", corrected)
+    report = field_accuracy(collected, corrected)
+    assert (report.images, report.audit_collected, report.audit_scored) == (1, 1, 0)
+    assert report.audit == {}
+    shown = edge("eval", "--field", "--data", str(collected), "--labels", str(corrected))
+    assert shown.returncode == 0, shown.stderr
+    assert ("  audit sample: 1 of the 3 collected images, 0 of them with corrected labels "
+            "(scored)") in shown.stdout.splitlines()
+    assert "share of the images" not in shown.stdout
+
+
+def test_an_empty_manifest_is_said_to_list_no_images(tmp_path):
+    collected = make_collected(tmp_path / "c")
+    (collected / "manifest.jsonl").write_text("")
+    with pytest.raises(InputError, match=r"manifest\.jsonl lists no images: nothing was "
+                                         r"collected into it yet"):
+        field_accuracy(collected)
+
+
+def test_ratings_name_images_by_id_or_by_file_name(tmp_path, caplog):
+    """A user check: rating image files (`x.jpg`, `images/x.jpg`) read as unknown ids, and
+    the message did not say what an id is."""
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("image_id,verdict\nimages/a.jpg,match\nb.jpg,miss\nc,match\n"
+                       "ghost.jpg,miss\n")
+    estimate, unknown = rated_precision(ratings, {"a", "b", "c"})
+    assert (estimate.successes, estimate.trials) == (2, 3) and unknown == ["ghost.jpg"]
+    assert ("(an id is the manifest's: the image's file name without .jpg, e.g. a)"
+            in caplog.text)
+    ratings.write_text("image_id,verdict\nghost,match\n")
+    with pytest.raises(InputError, match=r"each named by its manifest id \(the image's file "
+                                         r"name without \.jpg, e\.g\. a\)"):
+        rated_precision(ratings, {"a", "b"})
 
 
 def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_path, caplog):
@@ -139,6 +211,9 @@ def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_pat
     ("id,result\n", r"; found id, result"),
     ("image_id,verdict\nghost,match\n", r"all 1 rated ids are unknown"),
     ("image_id,verdict\na,match\nb\n", r"r\.csv:3: expected image_id,verdict \(match or miss;"),
+    # a user check: a row of too many fields was taken, its extra field dropped
+    ("image_id,verdict\na,match,extra\n", r"r\.csv:2: expected image_id,verdict \(.*\); found "
+                                         r"3 fields, the header has 2"),
     ("image_id,verdict\na,match\na,miss\n", r"r\.csv:3: a is rated miss here and match on line "
                                          r"2; keep the one that is right"),
     (b"\xff\xd8\xff\xe0 not text", r"is not a CSV file"),
@@ -213,6 +288,10 @@ def test_eval_writes_the_drift_reference_next_to_the_model(tmp_path, demo_model)
     assert summary["drift_reference"] == str(tmp_path / "shapes.onnx.drift.json")
     reference = reference_for_model(Path(summary["drift_reference"]), model)
     assert reference.stats.frames == 12 and reference.labels == tuple(LABELS)
+    # said when it is written, with the bound the daemon warns at (a user check: a 100-frame
+    # profile was written silently, then warned about at the daemon's start)
+    assert ("the drift reference comes from 12 frames of " in result.stderr
+            and "with fewer than 200 frames" in result.stderr), result.stderr
 
 
 def test_calibrate_writes_the_drift_reference_of_its_output(tmp_path, demo_model):
