@@ -7,6 +7,9 @@ from typing import Any
 
 from edge.errors import MissingDependencyError
 
+#: pyproject's `convert` extra requires this version of matplotlib
+MATPLOTLIB_REQUIREMENT = ">=3.7"
+
 
 def pyplot(report: str) -> Any:
     """`matplotlib.pyplot` on the Agg backend (files only), or the install command naming
@@ -18,6 +21,8 @@ def pyplot(report: str) -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415 - as above
     except ImportError as exc:
-        raise MissingDependencyError("matplotlib", "convert", report) from exc
+        # matplotlib alone draws it: a device scoring its field accuracy needs no PyTorch
+        raise MissingDependencyError("matplotlib", "convert", report,
+                                     alone=f"'matplotlib{MATPLOTLIB_REQUIREMENT}'") from exc
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     return plt

@@ -324,4 +324,18 @@ def test_cli_prints_per_class_scores_and_checks_the_report_dependency_first(tmp_
                               str(collected), "--report", str(report)],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "pip install" in refused.stderr
+    # a user check: the command given was PyTorch's and the convert extra's, for a chart
+    assert ("for the field-accuracy report alone, install it with: "
+            f"{sys.executable} -m pip install 'matplotlib>=3.7'; for every command of the "
+            "'convert' extra") in refused.stderr
     assert "field accuracy over" not in refused.stdout and not report.exists()
+
+
+def test_the_report_s_matplotlib_requirement_is_the_convert_extra_s():
+    import tomllib
+
+    from calibration.plotting import MATPLOTLIB_REQUIREMENT
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert f"matplotlib{MATPLOTLIB_REQUIREMENT}" in project["project"]["optional-dependencies"][
+        "convert"]
