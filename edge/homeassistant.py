@@ -24,6 +24,7 @@ from typing import Any
 from edge import __version__
 from edge.config import Config
 from edge.errors import ConfigError
+from edge.mqtt.failures import CONFIG_KEYS
 from edge.mqtt.subscriber import BrokerSubscription
 from edge.mqtt.topics import RETAINED_READ_QOS, Topics
 from edge.objects_config import MAX_PREFIX_LEVELS
@@ -268,7 +269,10 @@ class DiscoveryPublisher:
             client_id=f"{node}-discovery", username=mqtt.username, password=self._password,
             ca_file=str(mqtt.ca_file) if mqtt.ca_file else None,
             certfile=str(mqtt.certfile) if mqtt.certfile else None,
-            keyfile=str(mqtt.keyfile) if mqtt.keyfile else None)
+            keyfile=str(mqtt.keyfile) if mqtt.keyfile else None,
+            # the daemon's link logs the broker's failures already; this one is said below,
+            # in the config's terms (a user check: it advised --mqtt, which edge run has not)
+            log_first_failure=False, log_failures=False, names=CONFIG_KEYS)
         reader.start()
         try:
             failure = reader.subscription_failure(30.0)

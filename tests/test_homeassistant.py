@@ -23,6 +23,7 @@ from edge.daemon import warn_what_tracking_off_idles
 from edge.errors import ConfigError
 from edge.homeassistant import discovery_configs, node_id, stale_topics
 from edge.mqtt.subscriber import BrokerSubscription
+from tests.mqtt_tls import login_mosquitto
 
 ABBREVIATIONS = {
     "avty": "availability", "dev": "device", "dev_cla": "device_class", "ent_cat":
@@ -369,3 +370,37 @@ def test_devices_alike_in_entity_ids_keep_their_own():
     assert counts["gate_01"] == "sensor.edge_gate_01_gate_circle_count"  # as it was
     assert len(set(counts.values())) == 3, counts
     assert all(ENTITY_ID.match(entity_id) for entity_id in counts.values())
+
+
+def test_a_refused_login_is_advised_in_the_config_s_terms(tmp_path, demo_model, monkeypatch):
+    """A user check: with discovery on, a broker that refused the daemon's login got advice
+    for `edge monitor` ("USER@ before the host in --mqtt") from the discovery's reader, which
+    breaks the config if followed (user info in mqtt.url is refused)."""
+    broker = login_mosquitto(tmp_path, "edge", "s3cret")
+    broker.start()
+    try:
+        config = tmp_path / "edge.toml"
+        config.write_text(f"""
+device_id = "ha"
+[model]
+path = "{demo_model}"
+threads = 1
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=5&seed=1"
+[mqtt]
+url = "mqtt://127.0.0.1:{broker.port}"
+username = "edge"
+[homeassistant]
+enabled = true
+""")
+        monkeypatch.setenv("EDGE_MQTT_PASSWORD", "wrong")
+        run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                              "--seconds", "3"], capture_output=True, text=True, timeout=120)
+    finally:
+        broker.stop()
+    assert "Traceback" not in run.stderr
+    assert "--mqtt" not in run.stderr and "USER@" not in run.stderr, run.stderr
+    assert re.search(r"Home Assistant discovery: could not read the retained configs from "
+                     r"\S+ \(not authorized.*: check mqtt\.username and the password "
+                     r"\(mqtt\.password_file or EDGE_MQTT_PASSWORD\)\)", run.stderr), run.stderr
