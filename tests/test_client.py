@@ -81,6 +81,15 @@ def _with(path: str, value: object) -> dict:
      "payload is not UTF-8 text (byte 0xe9 at offset 21)"),
     (b"[" * 200_000, PayloadError, "payload is JSON nested too deeply to read"),
     (b"{\"v\": " + b"1" * 5000 + b"}", PayloadError, "payload holds an integer of over 4,300"),
+    # user checks: NaN and Infinity (not JSON; Python's json writes and reads them), a box
+    # with its corners swapped and a payload of another camera than its topic's were taken
+    (_with("ts", float("nan")), PayloadError, "ts: Input should be a finite number (got nan)"),
+    (_with("detections.0.score", float("inf")), PayloadError,
+     "detections.0.score: Input should be a finite number"),
+    (_with("detections.0.box", [10, 10, 5, 50]), PayloadError,
+     "detections.0.box: x2 < x1 or y2 < y1: expected x1 y1 x2 y2, top-left corner first "
+     "(got [10, 10, 5, 50])"),
+    (_with("camera", "lot"), PayloadError, "camera: 'lot', but the topic is of camera 'gate'"),
 ])
 def test_contract_violations_name_topic_and_field(payload, error, message):
     raw = payload if isinstance(payload, bytes) else _bytes(payload)
@@ -121,7 +130,9 @@ def test_additive_fields_are_kept_not_rejected():
 
 @pytest.mark.parametrize("topic, payload, message", [
     ("edge/d1/gate/star/count", b"-1", "count: expected a non-negative integer; got '-1'"),
-    ("edge/d1/gate/star/count", b"1" * 5000, "count: expected a non-negative integer"),
+    # a user check: too long a count was said not to be a non-negative integer
+    ("edge/d1/gate/star/count", b"1" * 5000,
+     r"count: an integer of 5000 digits, past any count \(the contract's have at most 18\)"),
     ("edge/d1/gate/star/count", "²".encode(), "count: expected a non-negative integer"),
     ("edge/d1/gate/frame", b"PNG", "payload is not a JPEG"),
     ("edge/d1/gate/elsewhere/x/y/z", b"{}", "not a topic of contract v1"),

@@ -231,8 +231,11 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
         return Jpeg(data=payload)
     if kind.content == "integer":
         text = payload.decode("ascii", errors="replace").strip()
-        if not (text.isascii() and text.isdigit() and len(text) <= COUNT_DIGITS):
+        if not (text.isascii() and text.isdigit()):
             raise PayloadError(topic, f"count: expected a non-negative integer; got {text!r}")
+        if len(text) > COUNT_DIGITS:
+            raise PayloadError(topic, f"count: an integer of {len(text)} digits, past any count "
+                                      f"(the contract's have at most {COUNT_DIGITS})")
         return Count(count=int(text), label=params["label"], zone=params.get("zone"))
     data = _json_object(topic, payload)
     try:
@@ -240,8 +243,12 @@ def _validate(kind: Kind, topic: str, payload: bytes, params: dict[str, str]) ->
     except ValidationError as exc:
         raise PayloadError(topic, validation_problems(exc, "payload", most=PROBLEMS_SAID)
                            ) from None
+    named = getattr(model, "camera", None)  # detections, events...: the camera they are of
     if isinstance(model, CameraStatus):
         _check_names_its_camera(topic, model, data, params["camera"])
+    elif isinstance(named, str) and "camera" in params and named != params["camera"]:
+        raise PayloadError(topic, f"camera: {named!r}, but the topic is of camera "
+                                  f"{params['camera']!r}")
     return model
 
 

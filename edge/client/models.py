@@ -11,11 +11,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from edge.mqtt.topics import CONTRACT_VERSION, MAX_DETECTIONS
 
-Box = list[float]
+
+def _corners_in_order(box: list[float]) -> list[float]:
+    if box[2] < box[0] or box[3] < box[1]:
+        raise ValueError("x2 < x1 or y2 < y1: expected x1 y1 x2 y2, top-left corner first")
+    return box
+
+
+#: x1 y1 x2 y2 in source-frame pixels
+Box = Annotated[list[float], Field(min_length=4, max_length=4), AfterValidator(_corners_in_order)]
 #: The most entries any other list or mapping of a payload may hold. Far above what a device
 #: sends (a label list of 21k ImageNet classes fits), it bounds the work one malformed payload
 #: makes: a longer list fails at once instead of item by item (a user check: an 8 MB list of
@@ -29,7 +37,9 @@ Keyed = Annotated[dict[str, _Item], Field(max_length=MAX_ITEMS)]
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    # NaN and Infinity are not JSON (RFC 8259), though Python's json reads them; a NaN `ts`
+    # would also defeat de-duplication by (device, camera, frame_id, ts): NaN != NaN
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, allow_inf_nan=False)
 
 
 class _Versioned(_Payload):
@@ -42,7 +52,7 @@ class Detection(_Payload):
     label: str
     class_id: int = Field(ge=0)
     score: float = Field(ge=0, le=1)
-    box: Box = Field(min_length=4, max_length=4)
+    box: Box
     track_id: int | None = Field(default=None, ge=0,
                                  description="the tracked object; 0 or absent: not tracked")
 
@@ -230,7 +240,7 @@ class SnapshotRef(_Payload):
     topic: str
     frame_id: int
     score: float = Field(ge=0, le=1)
-    box: Box = Field(min_length=4, max_length=4)
+    box: Box
 
 
 class Event(_Versioned):
@@ -244,7 +254,7 @@ class Event(_Versioned):
     class_id: int = Field(ge=0)
     score: float = Field(ge=0, le=1)
     top_score: float = Field(ge=0, le=1)
-    box: Box = Field(min_length=4, max_length=4)
+    box: Box
     start: float = Field(description="first seen, seconds since the epoch")
     end: float | None = Field(description="last seen (end events), seconds since the epoch")
     zones: Items[str] = Field(description="zones the object is in now")
