@@ -1,15 +1,15 @@
 """Object events and counts of one camera, from its tracker's state after every frame.
 
-An object's life is one `new`, rate-limited `update`s (only when its zones or top score changed)
-and one `end` once it has gone unseen for `max_disappeared` frames. A track becomes an object
-only once it has `MIN_SCORES` detections and the median of its recent scores reaches
-`event_score`, as Frigate does: a false detection that survives a few frames is tracked, but
-never reported. The `new` event's `start` is when the track was first seen; the event itself
-waits, at most two `snapshot_interval_s`, for a frame the camera held for snapshots, so that
-it carries one. Each event carries the object's best snapshot so far; the JPEG itself goes to
-a retained topic per event, and only the newest `RETAINED_SNAPSHOTS` stay retained per camera,
-so the broker's store stays bounded (across restarts too: the daemon hands over what earlier
-runs left, see `adopt_retained`).
+An object's life is one `new`, rate-limited `update`s (only on a frame that saw it, when its
+zones or top score changed) and one `end` once it has gone unseen for `max_disappeared` frames.
+A track becomes an object only once it has `MIN_SCORES` detections and the median of its recent
+scores reaches `event_score`, as Frigate does: a false detection that survives a few frames is
+tracked, but never reported. The `new` event's `start` is when the track was first seen; the
+event itself waits, at most two `snapshot_interval_s`, for a frame the camera held for
+snapshots, so that it carries one. Each event carries the object's best snapshot so far; the
+JPEG itself goes to a retained topic per event, and only the newest `RETAINED_SNAPSHOTS` stay
+retained per camera, so the broker's store stays bounded (across restarts too: the daemon hands
+over what earlier runs left, see `adopt_retained`).
 Counts (objects present now, per label and per zone and label) are retained and sent on change;
 an object counts from its `new` event to its `end`.
 Events and counts are at-least-once (the outbox); snapshots are best effort, like frames.
@@ -121,7 +121,10 @@ class EventEngine:
                 else:
                     out += self._announce(item, life, zones, ts)
                 continue
-            changed = zones != life.sent_zones or item.top_score > life.sent_top
+            # only what this frame saw is news: a track unseen since holds its last box (a
+            # user check: updates came after the object's last sighting, as its age went back)
+            changed = item.disappeared == 0 and (zones != life.sent_zones
+                                                 or item.top_score > life.sent_top)
             if changed and ts - life.sent_at >= self.settings.update_interval_s:
                 out += self._event("update", item, life, zones, ts, None)
             else:

@@ -138,11 +138,12 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
         unique = f"{node}_{object_id}"
         # default_entity_id names the entity in Home Assistant 2025.10 and later (object_id
         # stopped working in 2026.4); obj_id, for the versions before, is dropped by the later
-        # ones, which drop the keys they do not know.
+        # ones, which drop the keys they do not know. Both make the same entity id (a user
+        # check: obj_id was the unique id, so `gate-01` got another id before 2025.10).
+        entity = f"{entities_of}_{object_id}"
         configs[f"{settings.prefix}/{component}/{node}/{object_id}/config"] = {
             "name": payload.pop("name"), "uniq_id": unique,
-            "default_entity_id": f"{component}.{_as_entity_id(f'{entities_of}_{object_id}')}",
-            "obj_id": unique,
+            "default_entity_id": f"{component}.{_as_entity_id(entity)}", "obj_id": entity,
             **payload}
     return configs
 

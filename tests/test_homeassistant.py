@@ -352,7 +352,9 @@ def test_every_entity_gets_a_valid_default_entity_id(labels):
         component = TOPIC.match(topic)["component"]
         entity_id = payload["default_entity_id"]
         assert ENTITY_ID.match(entity_id) and entity_id.startswith(f"{component}."), entity_id
-        assert payload["obj_id"] == payload["uniq_id"]  # Home Assistant before 2025.10
+        # Home Assistant before 2025.10 makes the entity id of obj_id, by its slugify
+        slug = re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", payload["obj_id"].lower())).strip("_")
+        assert entity_id == f"{component}.{slug}", (entity_id, payload["obj_id"])
     assert len({p["default_entity_id"] for p in configs.values()}) == len(configs)
     assert configs["homeassistant/camera/edge_Gate-01_b_b5c4bc/gate_frame/config"][
         "default_entity_id"] == "camera.edge_gate_01_b_b5c4bc_gate_frame"

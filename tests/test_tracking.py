@@ -204,6 +204,34 @@ def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
     assert events[0]["ts"] == pytest.approx(1000.4)  # reported with its fifth detection
 
 
+def test_no_update_event_follows_the_last_frame_that_saw_the_object():
+    """A user check: 14 of 230 updates came after their object's last sighting, with the box
+    and score of then, while the track waited out max_disappeared (its age on `edge monitor
+    --events` then went back at the `end`): a change seen inside the rate limit's interval
+    was sent once the interval was over, whether or not the object was still there. Here its
+    score rises on every frame, and it is lost between two updates."""
+    settings = TrackingConfig(max_disappeared=20, update_interval_s=0.5)
+    recorder = _Recorder()
+    camera = CameraTracking("gate", settings, Topics("edge/d"), SHAPE_LABELS, [], [],
+                            recorder)
+    image = np.zeros((200, 300, 3), np.uint8)
+    last_seen = 0.0
+    for t in range(60):
+        ts = 1000.0 + t * 0.1
+        camera.hold(t + 1, image, ts)
+        box = [10 + 4 * t, 50, 40 + 4 * t, 80] if t < 27 else None
+        if box:
+            last_seen = ts
+        detections = _detections([box], [0.8 + t / 200], [2]) if box else Detections.empty()
+        camera.update(t + 1, ts, detections, (300, 200))
+    events = _events(recorder.messages)
+    assert [e["type"] for e in events].count("end") == 1
+    updates = [e for e in events if e["type"] == "update"]
+    assert len(updates) >= 2 and all(e["ts"] <= last_seen + 1e-6 for e in updates), \
+        [e["ts"] for e in updates]
+    assert events[-1]["end"] == pytest.approx(last_seen)
+
+
 def test_a_zone_never_reads_more_than_its_camera_in_the_order_counts_are_sent():
     """A user check: when an object inside a zone vanished, the camera's count fell a
     millisecond before the zone's, so for that moment the zone held more than the camera."""
