@@ -140,10 +140,10 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
         # stopped working in 2026.4); obj_id, for the versions before, is dropped by the later
         # ones, which drop the keys they do not know. Both make the same entity id (a user
         # check: obj_id was the unique id, so `gate-01` got another id before 2025.10).
-        entity = f"{entities_of}_{object_id}"
+        named = f"{entities_of}_{object_id}"
         configs[f"{settings.prefix}/{component}/{node}/{object_id}/config"] = {
             "name": payload.pop("name"), "uniq_id": unique,
-            "default_entity_id": f"{component}.{_as_entity_id(entity)}", "obj_id": entity,
+            "default_entity_id": f"{component}.{_as_entity_id(named)}", "obj_id": named,
             **payload}
     return configs
 
