@@ -166,6 +166,12 @@ def test_bad_kinds_and_prefix_are_input_errors():
             Subscriber("mqtt://h", prefix=prefix)
     for prefix in ("edge/+", "edge/gate-01", "site/edge/+"):
         assert Subscriber("mqtt://h", prefix=prefix).prefix == prefix
+    # a user check: an empty level got the general advice, without naming what made it
+    for prefix, named in (("/edge/gate-01", "a leading '/' (an empty first level)"),
+                          ("edge//gate", "'//' (an empty level between)"),
+                          ("edge/gate/", "a trailing '/' (an empty last level)")):
+        with pytest.raises(InputError, match=re.escape(f"prefix '{prefix}' has {named}: use")):
+            Subscriber("mqtt://h", prefix=prefix)
 
 
 def test_one_kind_may_be_a_string_and_on_invalid_is_checked():

@@ -120,6 +120,12 @@ def test_a_user_in_the_url_takes_the_password_from_the_environment(closed_broker
     monkeypatch.delenv("EDGE_MQTT_PASSWORD")  # an operator's check: "not authorized" alone
     assert failure_of(url) == ("not authorized: the user came without a password, and "
                                "$EDGE_MQTT_PASSWORD is not set; set it to that user's password")
+    # a user check: the password set, the user left out of the URL: it went unsent, unsaid
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret")
+    assert failure_of(closed_broker.url) == (
+        "not authorized: the broker wants a login and none is given; set the user (USER@ "
+        "before the host in --mqtt) and the password ($EDGE_MQTT_PASSWORD); "
+        "$EDGE_MQTT_PASSWORD is set, but is sent only with a user")
 
 
 def test_monitor_says_how_to_give_credentials(closed_broker):

@@ -102,9 +102,20 @@ def check_device_prefix(prefix: str) -> str:
     *base, device = prefix.split("/")
     if ("#" in prefix or not all([*base, device]) or any("+" in level for level in base)
             or ("+" in device and device != "+")):
-        raise InputError(f"prefix {prefix!r}: use edge/<device_id> for one device or edge/+ "
-                         "for every device ('+' only as the whole last level, no '#')")
+        raise InputError(f"prefix {prefix!r}{_empty_levels(prefix)}: use edge/<device_id> for "
+                         "one device or edge/+ for every device ('+' only as the whole last "
+                         "level, no '#')")
     return prefix
+
+
+def _empty_levels(prefix: str) -> str:
+    """What makes a level of `prefix` empty, in words ('' when none is): a leading or trailing
+    `/`, or two running, as a path-like prefix gets them."""
+    said = [words for found, words in (
+        (prefix.startswith("/"), "a leading '/' (an empty first level)"),
+        (prefix.endswith("/") and prefix != "/", "a trailing '/' (an empty last level)"),
+        ("//" in prefix, "'//' (an empty level between)")) if found]
+    return f" has {' and '.join(said)}" if said else ""
 
 
 def check_session_expiry(seconds: int) -> int:
@@ -308,6 +319,9 @@ class BrokerSubscription:
             if user and secret is None and cause.startswith("not authorized"):
                 cause = (f"not authorized: the user came without a password, and "
                          f"${PASSWORD_ENV} is not set; set it to that user's password")
+            elif not user and os.environ.get(PASSWORD_ENV) and cause.startswith("not author"):
+                # a user check: the password set in the environment went unsent, unsaid
+                cause += f"; ${PASSWORD_ENV} is set, but is sent only with a user"
             self._failed(cause)
             return
         if self._log_failures and self._connection_log.state.startswith("disconnected"):
