@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -13,10 +12,11 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from calibration.images import is_hidden, read_image, usable_image_size
+from calibration.images import is_hidden, read_image, unusable_reason, usable_image_size
 from calibration.readers import IMAGE_SUFFIXES
 from calibration.yolo_layout import YoloLayout, dataset_yaml, yolo_layout
 from edge.errors import InputError
+from edge.text_files import read_text
 from edge.wording import counted, listed
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,31 @@ class Dataset:
     skipped: int = 0
 
     def images(self) -> Iterator[tuple[LabelledImage, npt.NDArray[np.uint8]]]:
+        """Each item with its decoded image; those that do not decode are left out, and named
+        with why and what they held once the last is read (a user check: a truncated JPEG's
+        object, or a whole class folder of damaged files, dropped out of the score unsaid)."""
+        unreadable: list[LabelledImage] = []
         for item in self.items:
             image = read_image(item.path)
-            if image is not None:
+            if image is None:
+                unreadable.append(item)
+            else:
                 yield item, image
+        if unreadable:
+            say_unreadable([item.path for item in unreadable], self._held(unreadable))
+
+    def _held(self, items: Sequence[LabelledImage]) -> str:
+        """What `items` would have been scored on, in words."""
+        if self.kind == "folders":  # one folder a label
+            return "labels " + listed(sorted({i.path.parent.name for i in items}))
+        return counted(sum(int((~i.difficult).sum()) for i in items), "object")
+
+
+def say_unreadable(paths: Sequence[Path], held: str) -> None:
+    """Warn that the images at `paths` are not scored, naming a few with why."""
+    named = [f"{path.name} ({unusable_reason(path)})" for path in paths[:3]]
+    log.warning("%s not scored, with %s: %s%s", counted(len(paths), "unreadable image"), held,
+                "; ".join(named), " ..." if len(paths) > 3 else "")
 
 
 def dataset_layout(path: Path, task: str) -> str:
@@ -89,7 +110,8 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
         if not pairs:
             raise _no_labelled_images(path, f" (no images in {split.images})")
         classes = len(_yolo_class_ids(path, split, labels))
-        objects = [row for _, label in pairs for row in _yolo_rows(label, classes)]
+        keypoints = _declares_keypoints(split)
+        objects = [row for _, label in pairs for row in _yolo_rows(label, classes, keypoints)]
         if not objects:
             raise _no_objects(path)
     elif layout == "coco":
@@ -228,22 +250,25 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
     an image without a label file is left out (its labels were not given) instead of scored
     as one without objects."""
     class_ids = _yolo_class_ids(given, split, labels)
+    keypoints = _declares_keypoints(split)
     if class_ids != list(range(len(labels))):
         log.info("%s lists the model's classes in another order or in part: paired by name",
                  given)
     items: list[LabelledImage] = []
-    skipped = unlabelled = 0
+    unlabelled = lost_objects = 0
+    skipped: list[Path] = []
     pairs = [(image, label) for image, label in split.pairs()
              if label.is_file() or not only_labelled]
     _say_spread(len(pairs), max_images, split.images)
     for image_path, label_path in spread(pairs, max_images):
         size = usable_image_size(image_path)  # a JPEG's header, not a decode
         if size is None:
-            skipped += 1
+            skipped.append(image_path)
+            lost_objects += len(_yolo_rows(label_path, len(class_ids), keypoints))
             continue
         unlabelled += not label_path.is_file()
         width, height = size
-        rows = _yolo_rows(label_path, len(class_ids))
+        rows = _yolo_rows(label_path, len(class_ids), keypoints)
         boxes = np.zeros((len(rows), 4), np.float32)
         for i, (_, cx, cy, w, h) in enumerate(rows):
             boxes[i] = ((cx - w / 2) * width, (cy - h / 2) * height,
@@ -252,7 +277,7 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
                                    np.array([class_ids[int(r[0])] for r in rows], np.int64),
                                    np.zeros(len(rows), bool)))
     if skipped:
-        log.warning("skipped %d unreadable image(s) in %s", skipped, split.images)
+        say_unreadable(skipped, counted(lost_objects, "object"))
     if unlabelled:
         log.warning("%d of the %d images in %s have no label file in %s: scored as images "
                     "without objects (YOLO's background images); if they show objects, their "
@@ -263,7 +288,7 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
         log.warning("%d label file(s) in %s have no image in %s, so are not scored: %s",
                     len(orphans), split.labels, split.images,
                     ", ".join(p.name for p in orphans[:3]) + (" ..." if len(orphans) > 3 else ""))
-    return Dataset("yolo", items, skipped)
+    return Dataset("yolo", items, len(skipped))
 
 
 def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> list[int]:
@@ -272,11 +297,7 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
     (a dataset may list them in another order, or only some). A name the model does not have
     is an error, as a COCO category or a class folder is: scored by id, another model's
     dataset would read as a model that finds nothing."""
-    # a Roboflow split's folder (valid/) has its data.yaml one level up
-    declared = split.declared or next(
-        (folder / "data.yaml" for folder in (split.root, split.root.parent)
-         if (folder / "data.yaml").is_file()), split.root / "data.yaml")
-    named = _yolo_class_names(declared, split.root / "classes.txt")
+    named = _yolo_class_names(_dataset_file(split), split.root / "classes.txt")
     if named is None or list(named) == list(labels):
         return list(range(len(labels)))
     unknown = [name for name in named if name not in labels]
@@ -288,70 +309,123 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
     return [list(labels).index(name) for name in named]
 
 
+def _dataset_file(split: YoloLayout) -> Path:
+    """The data.yaml that describes `split`'s dataset (a Roboflow split's folder, valid/, has
+    it one level up); where there is none, the path one would have."""
+    return split.declared or next(
+        (folder / "data.yaml" for folder in (split.root, split.root.parent)
+         if (folder / "data.yaml").is_file()), split.root / "data.yaml")
+
+
 def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
     """The class names a YOLO dataset declares (its data.yaml's `names`, or a classes.txt), in
-    class-id order; None when it declares none (or PyYAML is missing for data.yaml, which is
-    said: the class ids are then taken for the model's own, unchecked)."""
-    if yaml_path.is_file() and importlib.util.find_spec("yaml") is None:
-        log.warning("%s is not read (PyYAML is not installed): the labels' class ids are taken "
-                    "for the model's, unchecked; `pip install 'pyyaml>=6'` to match them by "
-                    "name", yaml_path)
-    elif yaml_path.is_file():
-        try:
-            content = dataset_yaml(yaml_path) or {}
-        except InputError:  # only to cross-check the names: unread, they are not checked
-            return None
-        if not isinstance(content, dict):
-            return None
-        names = content.get("names")
-        if isinstance(names, dict):
-            return [str(names[key]) for key in sorted(names)]
-        if isinstance(names, list):
-            return [str(name) for name in names]
+    class-id order; None when it declares none."""
+    content = _yaml_content(yaml_path)
+    names = content.get("names")
+    if isinstance(names, dict):
+        return [str(names[key]) for key in sorted(names)]
+    if isinstance(names, list):
+        return [str(name) for name in names]
     if text_path.is_file():
-        return [line.strip() for line in text_path.read_text().splitlines() if line.strip()]
+        return [line.strip() for line in read_text(text_path, "class names file").splitlines()
+                if line.strip()]
     return None
 
 
-def _yolo_rows(path: Path, num_classes: int) -> list[tuple[float, ...]]:
+def _yaml_content(yaml_path: Path) -> dict[str, Any]:
+    """A dataset's data.yaml as a mapping; empty where there is none or it holds no mapping
+    (PyYAML missing is an error: `dataset_yaml`)."""
+    if not yaml_path.is_file():
+        return {}
+    try:
+        content = dataset_yaml(yaml_path)
+    except InputError:  # only to cross-check the names: unread, they are not checked
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _yolo_rows(path: Path, num_classes: int, keypoints: bool = False
+               ) -> list[tuple[float, ...]]:
+    """(class, cx, cy, w, h) of each line of YOLO label file `path` (none where it is
+    missing). A line of more than six values is a segment's polygon (class x1 y1 x2 y2 ...),
+    read as its bounding box as Ultralytics reads it, unless the dataset declares keypoints
+    (`kpt_shape`: class cx cy w h, then the keypoints); a sixth value alone (a confidence some
+    tools add) is ignored."""
     if not path.is_file():
         return []
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "label file").splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{path}:{number}"
         parts = line.split()
         try:
-            values = tuple(float(p) for p in parts[:5])
+            values = tuple(float(p) for p in parts)
             if len(parts) < 5 or values[0] != int(values[0]):
                 raise ValueError
         except ValueError:
-            raise InputError(f"{path}:{number}: expected 'class cx cy w h', got {line!r}") from None
+            raise InputError(f"{where}: expected 'class cx cy w h', got {line!r}") from None
         if not 0 <= values[0] < num_classes:
-            raise InputError(f"{path}:{number}: class {int(values[0])} is not one of the "
+            raise InputError(f"{where}: class {int(values[0])} is not one of the "
                              f"{num_classes} classes (0..{num_classes - 1})")
-        if not all(0.0 <= value <= 1.0 for value in values[1:]):
-            raise InputError(f"{path}:{number}: box {' '.join(parts[1:5])} is outside 0..1; "
-                             "YOLO labels give cx cy w h as fractions of the image's width and "
-                             "height (pixel values: divide them by those)")
-        rows.append(values)
+        polygon = len(values) > 6 and not keypoints
+        if polygon and len(values) % 2 == 0:
+            raise InputError(f"{where}: {len(values) - 1} coordinates after the class: a "
+                             "segment's polygon is x y pairs (class x1 y1 x2 y2 ...), a box "
+                             "'class cx cy w h'")
+        read = values[1:] if polygon else values[1:5]
+        if not all(0.0 <= value <= 1.0 for value in read):
+            what = "polygon" if polygon else f"box {' '.join(parts[1:5])}"
+            raise InputError(f"{where}: {what} is outside 0..1; YOLO labels give "
+                             f"{'x y' if polygon else 'cx cy w h'} as fractions of the image's "
+                             "width and height (pixel values: divide them by those)")
+        box = _polygon_box(read) if polygon else read
+        if min(box[2:]) <= 0:
+            raise InputError(f"{where}: the object's box has no area (width {box[2]:g}, "
+                             f"height {box[3]:g}); give its size, or remove the line")
+        rows.append((values[0], *box))
     return rows
+
+
+def _polygon_box(points: Sequence[float]) -> tuple[float, float, float, float]:
+    """cx cy w h of the bounding box of x y pairs."""
+    xs, ys = points[0::2], points[1::2]
+    return ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs),
+            max(ys) - min(ys))
+
+
+def _declares_keypoints(split: YoloLayout) -> bool:
+    """Whether `split`'s dataset is a pose dataset (its data.yaml's `kpt_shape`)."""
+    return "kpt_shape" in _yaml_content(_dataset_file(split))
 
 
 def _coco_file(path: Path, labels: Sequence[str]) -> tuple[dict[str, Any], dict[Any, str]]:
     """A COCO annotation file's content and its categories (id -> name), every one a label of
     the model."""
     try:
-        data = json.loads(path.read_text())
-        categories = {c["id"]: c["name"] for c in data["categories"]}
-        if not isinstance(data.get("images", []), list):
-            raise TypeError("'images' is not a list")
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{path} is not a COCO annotation file ({exc})") from exc
+        data = json.loads(read_text(path, "COCO file"))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not a COCO annotation file (not JSON: {exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
+        raise InputError(f"{path} is not a COCO annotation file: it has no 'categories' list "
+                         "(each entry's id and name: the model's labels)")
+    for key in ("images", "annotations"):
+        if key not in data:
+            raise InputError(f"{path} is not a COCO annotation file: it has no '{key}' list")
+    categories: dict[Any, str] = {}
+    for index, category in enumerate(_entries(path, data, "categories")):
+        if "id" not in category or not isinstance(category.get("name"), str):
+            lacking = "id" if "id" not in category else "name"
+            raise InputError(f"{path}: categories[{index}] has no {lacking}; every COCO "
+                             "category needs its id and name")
+        categories[category["id"]] = category["name"]
     unknown = sorted({n for n in categories.values() if n not in labels})
     if unknown:
         raise InputError(f"{path}: categories {', '.join(unknown)} are not labels of the model "
-                         f"({', '.join(labels)})")
+                         f"({', '.join(labels)}); name each category after its label, or "
+                         "evaluate on a dataset labelled for this model")
     return data, categories
 
 
@@ -363,12 +437,15 @@ def _coco(path: Path, labels: Sequence[str], root: Path) -> Dataset:
     data, categories = _coco_file(path, labels)
     class_of = {cid: labels.index(name) for cid, name in categories.items()}
     images: dict[Any, Path] = {}
+    sizes: dict[Any, tuple[int, int]] = {}  # width, height where the file gives them
     for index, image in enumerate(_entries(path, data, "images")):
         if "id" not in image or not isinstance(image.get("file_name"), str):
             lacking = "id" if "id" not in image else "file_name"
             raise InputError(f"{path}: images[{index}] has no {lacking}; every COCO image "
                              "needs its id and file_name")
         images[image["id"]] = root / image["file_name"]
+        if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
+            sizes[image["id"]] = (image["width"], image["height"])
     objects: dict[Any, list[tuple[list[float], int, bool]]] = {i: [] for i in images}
     for index, annotation in enumerate(_entries(path, data, "annotations")):
         where = f"{path}: annotations[{index}]"
@@ -382,6 +459,7 @@ def _coco(path: Path, labels: Sequence[str], root: Path) -> Dataset:
         if (not isinstance(box, list) or len(box) != 4
                 or not all(isinstance(v, (int, float)) for v in box) or min(box[2:]) < 0):
             raise InputError(f"{where}: bbox {box!r} is not [x, y, width, height] in pixels")
+        _require_a_box_in(sizes.get(annotation["image_id"]), box, where)
         objects[annotation["image_id"]].append(
             (box, class_of[annotation["category_id"]], bool(annotation.get("iscrowd", 0))))
     missing = [image_id for image_id, file in images.items() if not file.is_file()]
@@ -398,6 +476,27 @@ def _coco(path: Path, labels: Sequence[str], root: Path) -> Dataset:
                                    np.array([c for _, c, _ in found], np.int64),
                                    np.array([crowd for _, _, crowd in found], bool)))
     return Dataset("coco", items, skipped=len(missing))
+
+
+#: How far past its image's edge a COCO box may reach, as a fraction of the image's side
+#: (labelling tools round outlines drawn to the edge outwards); beyond, it is a wrong box.
+COCO_EDGE_SLACK = 0.02
+
+
+def _require_a_box_in(size: tuple[int, int] | None, box: list[float], where: str) -> None:
+    """An error naming the annotation whose box has no area, or lies past its image (of
+    `size`, width and height, where known)."""
+    x, y, width, height = box
+    if width <= 0 or height <= 0:
+        raise InputError(f"{where}: bbox {box!r} has no area (width {width:g}, height "
+                         f"{height:g}); give the object's size, or remove the annotation")
+    if size is None:
+        return
+    slack_x, slack_y = (max(2.0, side * COCO_EDGE_SLACK) for side in size)
+    if x < -slack_x or y < -slack_y or x + width > size[0] + slack_x \
+            or y + height > size[1] + slack_y:
+        raise InputError(f"{where}: bbox {box!r} lies past its {size[0]}x{size[1]} image; "
+                         "COCO boxes are [x, y, width, height] in the image's pixels")
 
 
 def _entries(path: Path, data: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -433,6 +532,11 @@ def _names_a_yolo_dataset(root: Path) -> bool:
 
 def _folders(root: Path, labels: Sequence[str]) -> Dataset:
     folders = _class_folders(root, labels)
+    empty = [folder.name for folder in folders if not _folder_images(folder)]
+    if empty and len(empty) < len(folders):
+        log.warning("the class %s %s no image: %s not scored", "folders" if empty[1:] else
+                    "folder", f"{listed(empty)} hold" if empty[1:] else f"{empty[0]} holds",
+                    "those labels are" if empty[1:] else "that label is")
     items = [LabelledImage(image, np.zeros((1, 4), np.float32),
                            np.array([labels.index(folder.name)], np.int64), np.zeros(1, bool))
              for folder in folders for image in _folder_images(folder)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,8 @@ ACCURACY_LOSS_POINTS = 2.0
 #: lowers every score, while the device, which publishes only what passes the threshold,
 #: loses the objects.
 OPERATING_POINT_LOSS_POINTS = 5.0
-#: The files a report writes into its folder (a rewritten report removes its old plots).
-REPORT_FILES = ("index.md", "hist_*.png", "class_ap.png")
+#: The plots a report writes into its folder besides its index.md.
+_PLOT_NAME = re.compile(r"\]\(((?:hist_\d+|class_ap)\.png)\)")
 #: Calibration frames the written model's output and layer SQNR are measured on where none
 #: were held out (else on the held-out frames, as the range methods were judged).
 OUTPUT_SQNR_FRAMES = 8
@@ -51,6 +52,18 @@ PROFILE_SCORING = {
     "tensorrt": "as TensorRT computes it (its Q/DQ in float, the same on every CPU)",
     "cpu": "through ONNX Runtime's int8 kernels on this CPU, as it runs there",
 }
+
+
+def earlier_report_files(folder: Path) -> tuple[str, ...]:
+    """The files an earlier report in `folder` wrote: its index.md and the plots it shows,
+    which a rewritten report replaces or removes; files of the same look that it does not
+    show are the user's, and kept (a user check: a `hist_9.png` of theirs was deleted)."""
+    index = folder / "index.md"
+    try:
+        text = index.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ("index.md",)
+    return ("index.md", *dict.fromkeys(_PLOT_NAME.findall(text)))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from calibration.readers import IMAGE_SUFFIXES
-from edge.errors import InputError
+from edge.errors import InputError, MissingDependencyError
+from edge.text_files import read_text
 from edge.wording import listed
 
 #: Split folders' names as Ultralytics and Roboflow write them; the first present is scored.
@@ -157,19 +158,20 @@ def _labels_beside(images: Path, yaml_path: Path) -> Path:
 
 
 def _yaml(path: Path) -> dict[str, Any]:
-    """A data.yaml's content (empty where PyYAML is missing or the file holds no mapping)."""
+    """A data.yaml's content (empty where the file holds no mapping)."""
     content = dataset_yaml(path)
     return content if isinstance(content, dict) else {}
 
 
 def dataset_yaml(path: Path) -> Any:
-    """What a dataset's YAML file holds (None where PyYAML is missing); an error naming the
-    file where it cannot be read as YAML."""
+    """What a dataset's YAML file holds; an error naming the file where it cannot be read as
+    YAML, or where PyYAML is missing (a user check: read as holding nothing, a dataset's class
+    names went unchecked and its val split unfound, and the scores were silently wrong)."""
     if importlib.util.find_spec("yaml") is None:
-        return None
+        raise MissingDependencyError("yaml", "cpu", f"reading {path}", alone="'pyyaml>=6'")
     import yaml  # noqa: PLC0415 - optional: Ultralytics' dataset files
 
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(read_text(path, "dataset file"))
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{path} could not be read as YAML ({exc})") from exc

@@ -13,6 +13,8 @@ from typing import Any
 import onnx
 
 from converters.errors import ConversionError, first_line
+from edge.errors import InputError
+from edge.text_files import read_text
 from edge.wording import listed
 
 log = logging.getLogger(__name__)
@@ -82,17 +84,11 @@ def _comma_list(value: str) -> tuple[str, ...]:
 
 
 def _text(path: Path) -> str:
-    """A labels file's text: UTF-8 (a byte order mark, as Windows editors write, ignored) or
-    UTF-16 with its byte order mark (Notepad's "Unicode")."""
-    data = path.read_bytes()
+    """A labels file's text (see `edge.text_files`), its encoding error as the converter's."""
     try:
-        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            return data.decode("utf-16")
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConversionError(f"labels file {path} is not UTF-8 text (byte {exc.start} cannot "
-                              "be read: Latin-1 or another encoding, or not a text file); save "
-                              "it as UTF-8") from exc
+        return read_text(path, "labels file")
+    except InputError as exc:
+        raise ConversionError(str(exc)) from exc
 
 
 def _from_json(path: Path, text: str) -> tuple[str, ...]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 
 import cv2
 import numpy as np
+import pytest
 
 from calibration.datasets import dataset_from
+from edge.errors import MissingDependencyError
 
 
 def _yolo_folder(root, names_yaml: str):
@@ -20,16 +23,20 @@ def _yolo_folder(root, names_yaml: str):
     return root
 
 
-def test_a_data_yaml_left_unread_without_pyyaml_is_said(tmp_path, monkeypatch, caplog):
-    """Without PyYAML the names were skipped in silence, and class ids taken unchecked."""
+def test_a_data_yaml_without_pyyaml_is_an_error_naming_the_install(tmp_path, monkeypatch):
+    """Without PyYAML the names were skipped in silence, then with a warning, and class ids
+    taken unchecked: a user check scored class 0 as another model's label (mAP 0.5 where
+    1.0 was right, exit 0), and a Roboflow data.yaml read as naming no val split."""
     folder = _yolo_folder(tmp_path / "ds", "names: [b, a]\n")
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "yaml" else real(name, *a))
-    with caplog.at_level(logging.WARNING, logger="calibration.datasets"):
-        dataset_from(folder, ["a", "b"], "detect", None)
-    assert f"{folder / 'data.yaml'} is not read (PyYAML is not installed)" in caplog.text
-    assert "`pip install 'pyyaml>=6'` to match them by name" in caplog.text
+    for given in (folder, folder / "data.yaml"):
+        with pytest.raises(MissingDependencyError, match=re.escape(
+                f"reading {folder / 'data.yaml'} needs the Python module 'yaml', which is not "
+                f"installed; for reading {folder / 'data.yaml'} alone, install it with: ")
+                + r".* -m pip install 'pyyaml>=6'"):
+            dataset_from(given, ["a", "b"], "detect", None)
 
 
 def test_a_data_yaml_read_with_pyyaml_says_nothing(tmp_path, caplog):

@@ -367,11 +367,12 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
         report: Report | None = None
         evaluation = _report_data(args)
         if evaluation is not None:
-            from calibration.report import REPORT_FILES, write_report
+            from calibration.report import earlier_report_files, write_report
 
             log.info("writing the report: FP32 and INT8 scored on %s (seconds to minutes)",
                      evaluation)
-            report = write_report(staged.folder(args.report, REPORT_FILES), args.model, model,
+            owned = earlier_report_files(args.report)
+            report = write_report(staged.folder(args.report, owned), args.model, model,
                                   result, spec, evaluation, frames)
         staged.publish()
     return reference, report

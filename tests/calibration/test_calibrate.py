@@ -782,3 +782,27 @@ def test_report_plots_leave_matplotlibs_info_lines_out_of_the_log():
 
     pyplot("a test report")
     assert logging.getLogger("matplotlib").getEffectiveLevel() == logging.WARNING
+
+
+def test_a_rewritten_report_removes_only_the_plots_the_earlier_one_showed(tmp_path):
+    """A user check: a rerun deleted every `hist_*.png` in the folder, a file of the user's
+    named like one too; only those the earlier index.md shows are the report's own."""
+    from calibration.report import earlier_report_files
+    from edge.files import StagedOutputs
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "index.md").write_text("# INT8 calibration report\n\n![a](hist_0.png)\n"
+                                     "![b](hist_1.png)\n![per-class AP](class_ap.png)\n")
+    for name in ("hist_0.png", "hist_1.png", "class_ap.png", "hist_9.png"):
+        (report / name).write_text("old")
+    owned = earlier_report_files(report)
+    assert owned == ("index.md", "hist_0.png", "hist_1.png", "class_ap.png")
+    with StagedOutputs() as staged:
+        folder = staged.folder(report, owned)
+        for name in ("index.md", "hist_0.png"):
+            (folder / name).write_text("new")
+        staged.publish()
+    assert {p.name: p.read_text() for p in report.iterdir()} == {
+        "index.md": "new", "hist_0.png": "new", "hist_9.png": "old"}
+    assert earlier_report_files(tmp_path / "none") == ("index.md",)

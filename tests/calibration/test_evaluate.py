@@ -482,7 +482,8 @@ def test_a_yolo_dataset_sizes_jpegs_from_their_headers_and_skips_unreadable_ones
         dataset = dataset_from(tmp_path / "data", ("circle", "square", "triangle", "star"),
                                "detect")
     assert len(dataset.items) == 3 and dataset.skipped == 1
-    assert "skipped 1 unreadable image(s)" in caplog.text
+    assert ("1 unreadable image not scored, with 1 object: 000009.jpg (truncated, damaged or "
+            "not an image)") in caplog.text
     for item in dataset.items:
         height, width = cv2.imread(str(item.path)).shape[:2]
         rows = np.loadtxt(item.path.parent.parent / "labels" / f"{item.path.stem}.txt",

@@ -110,8 +110,8 @@ def test_label_files_as_windows_editors_save_them(tmp_path):
     (tmp_path / "utf16.txt").write_bytes("café\nniño\n".encode("utf-16"))
     assert labels_from_option(str(tmp_path / "utf16.txt")) == ("café", "niño")
     (tmp_path / "latin1.txt").write_bytes("café\nniño\n".encode("latin-1"))
-    with pytest.raises(ConversionError, match=r"latin1.txt is not UTF-8 text \(byte 3 cannot "
-                                              r"be read.*\); save it as UTF-8"):
+    with pytest.raises(ConversionError, match=r"latin1.txt is not UTF-8 text \(byte 3 is 0xe9: "
+                                              r"Latin-1 .*\); save it as UTF-8"):
         labels_from_option(str(tmp_path / "latin1.txt"))
     (tmp_path / "DATA.YML").write_text("nc: 2\nnames: [alpha, beta]\n")
     assert labels_from_option(str(tmp_path / "DATA.YML")) == ("alpha", "beta")

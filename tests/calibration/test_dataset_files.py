@@ -1,0 +1,153 @@
+"""Labelled datasets as other tools write them: label files in other encodings, segment
+polygons, pose datasets, boxes without area or past their image, images that do not decode,
+empty class folders. Each is read as its tool meant it or refused naming the file and line,
+and nothing drops out of a score unsaid."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from calibration.datasets import dataset_from
+from edge.errors import InputError
+
+LABELS = ("circle", "square")
+
+
+def _yolo(root: Path, lines: str | bytes, yaml: str | None = None) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    cv2.imwrite(str(root / "images" / "a.jpg"), np.full((100, 200, 3), 120, np.uint8))
+    label = root / "labels" / "a.txt"
+    label.write_bytes(lines if isinstance(lines, bytes) else lines.encode())
+    if yaml is not None:
+        (root / "data.yaml").write_text(yaml)
+    return root
+
+
+@pytest.mark.parametrize("content", [
+    b"\xef\xbb\xbf1 0.5 0.5 0.2 0.4\r\n",  # UTF-8 with a byte order mark, CRLF
+    "1 0.5 0.5 0.2 0.4\n".encode("utf-16"),  # Notepad's "Unicode"
+])
+def test_label_files_as_windows_tools_save_them_are_read(tmp_path, content):
+    """User checks: a byte order mark read as part of the class ("expected 'class cx cy w
+    h', got '\\ufeff1 ...'"), and UTF-16 was a UnicodeDecodeError traceback."""
+    item = dataset_from(_yolo(tmp_path / "d", content), LABELS, "detect").items[0]
+    assert item.class_ids.tolist() == [1]
+    np.testing.assert_allclose(item.boxes, [[80, 30, 120, 70]])
+
+
+def test_files_in_another_encoding_are_refused_naming_them(tmp_path):
+    folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4\n")
+    (folder / "labels" / "a.txt").write_bytes("1 0.5 0.5 0.2 0.4 # café\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"label file .*a\.txt is not UTF-8 text \(byte 23 is "
+                                         r"0xe9: Latin-1 .*\); save it as UTF-8"):
+        dataset_from(folder, LABELS, "detect")
+    (folder / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    (folder / "data.yaml").write_bytes("names: [circle, squ\xe9re]\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"dataset file .*data\.yaml is not UTF-8 text"):
+        dataset_from(folder, LABELS, "detect")
+    coco = tmp_path / "c.json"
+    coco.write_bytes(json.dumps({"images": [], "annotations": [], "categories": [
+        {"id": 1, "name": "c\xedrcle"}]}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(InputError, match=r"COCO file .*c\.json is not UTF-8 text"):
+        dataset_from(coco, LABELS, "detect")
+
+
+def test_a_segment_polygon_is_read_as_its_bounding_box(tmp_path):
+    """A user check: Ultralytics' segment labels (class x1 y1 x2 y2 ...) were read as
+    'class cx cy w h' from their first two points, silently."""
+    folder = _yolo(tmp_path / "d", "0 0.2 0.3 0.6 0.3 0.5 0.9 0.3 0.7\n")
+    item = dataset_from(folder, LABELS, "detect").items[0]
+    np.testing.assert_allclose(item.boxes, [[40, 30, 120, 90]], atol=1e-4)
+    (folder / "labels" / "a.txt").write_text("0 0.2 0.3 0.6 0.3 0.5 0.9 0.3\n")
+    with pytest.raises(InputError, match=r"a\.txt:1: 7 coordinates after the class: a "
+                                         r"segment's polygon is x y pairs"):
+        dataset_from(folder, LABELS, "detect")
+
+
+def test_a_pose_dataset_s_keypoints_follow_its_box(tmp_path):
+    folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4 0.45 0.4 2 0.55 0.4 2\n",
+                   "names: [circle, square]\nkpt_shape: [2, 3]\n")
+    item = dataset_from(folder, LABELS, "detect").items[0]
+    np.testing.assert_allclose(item.boxes, [[80, 30, 120, 70]])
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("1 0.5 0.5 0 0.1", r"a\.txt:1: the object's box has no area \(width 0, height 0\.1\); "
+                        r"give its size, or remove the line"),
+    ("0 0.2 0.3 0.2 0.6 0.2 0.9 0.2 0.5", r"box has no area \(width 0, height 0\.6\)"),
+])
+def test_a_yolo_box_without_area_is_refused(tmp_path, line, message):
+    """A user check: a zero-width box was taken as an object no detection can match, and
+    recall dropped silently."""
+    with pytest.raises(InputError, match=message):
+        dataset_from(_yolo(tmp_path / "d", line + "\n"), LABELS, "detect")
+
+
+def _coco(tmp_path: Path, box: list[float], **image: object) -> Path:
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((100, 200, 3), 120, np.uint8))
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", **image}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": box}],
+        "categories": [{"id": 1, "name": "circle"}]}))
+    return path
+
+
+@pytest.mark.parametrize(("box", "image", "message"), [
+    ([10, 10, 0, 5], {}, r"annotations\[0\]: bbox \[10, 10, 0, 5\] has no area \(width 0, "
+                         r"height 5\); give the object's size, or remove the annotation"),
+    ([10, 10, 5000, 5], {"width": 200, "height": 100},
+     r"annotations\[0\]: bbox \[10, 10, 5000, 5\] lies past its 200x100 image"),
+])
+def test_a_coco_box_without_area_or_past_its_image_is_refused(tmp_path, box, image, message):
+    with pytest.raises(InputError, match=message):
+        dataset_from(_coco(tmp_path, box, **image), LABELS, "detect")
+
+
+def test_a_coco_box_drawn_to_the_edge_and_rounded_out_is_taken(tmp_path):
+    dataset = dataset_from(_coco(tmp_path, [0, 0, 201, 100.5], width=200, height=100),
+                           LABELS, "detect")
+    assert len(dataset.items) == 1
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ({"images": [], "annotations": []}, r"it has no 'categories' list"),
+    ({"images": [], "categories": [{"id": 1, "name": "circle"}]}, r"it has no 'annotations' list"),
+    ({"annotations": [], "categories": [{"id": 1, "name": "circle"}]}, r"it has no 'images' list"),
+    ({"images": [], "annotations": [], "categories": [{"id": 1}]},
+     r"categories\[0\] has no name; every COCO category needs its id and name"),
+    ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "Circle"}]},
+     r"categories Circle are not labels of the model \(circle, square\); name each category "
+     r"after its label"),
+])
+def test_a_coco_file_missing_a_part_says_which(tmp_path, content, message):
+    """A user check: these read as Python's internals ("('categories')", "('name')")."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(InputError, match=message):
+        dataset_from(path, LABELS, "detect")
+
+
+def test_unreadable_images_and_empty_class_folders_are_named(tmp_path, caplog):
+    """User checks: a classifier's images that did not decode (a whole class folder of them)
+    and an empty class folder left the score without a word: "top-1 1.0000 over 10
+    images"."""
+    for label, count in (("circle", 2), ("square", 0)):
+        (tmp_path / label).mkdir()
+        for n in range(count):
+            cv2.imwrite(str(tmp_path / label / f"{n}.png"), np.full((32, 32, 3), 9, np.uint8))
+    (tmp_path / "circle" / "bad.jpg").write_bytes(b"\xff\xd8 cut")
+    with caplog.at_level(logging.WARNING):
+        dataset = dataset_from(tmp_path, LABELS, "classify")
+        read = list(dataset.images())
+    assert len(read) == 2
+    assert "the class folder square holds no image: that label is not scored" in caplog.text
+    assert ("1 unreadable image not scored, with labels circle: bad.jpg (truncated, damaged or "
+            "not an image)") in caplog.text
