@@ -146,7 +146,7 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     the folder a COCO file's `file_name`s are relative to (default: the file's own)."""
     layout = dataset_layout(path, task)
     if layout == "coco":
-        dataset = _coco(path, labels, images_root or path.parent)
+        dataset = _coco(path, labels, images_root)
     elif layout == "folders":
         dataset = _folders(path, labels)
     else:
@@ -188,6 +188,9 @@ def spread_over_classes(items: Sequence[LabelledImage], count: int | None
         folders.setdefault(int(item.class_ids[0]), []).append(item)
     groups = list(folders.values())
     if count < len(groups):
+        log.warning("--max-images %d is fewer than the %d class folders: %d of them scored, one "
+                    "image each; give at least %d to score every class", count, len(groups),
+                    count, len(groups))
         return [group[0] for group in spread(groups, count)]
     spare = [len(group) - 1 for group in groups]
     exact = [(count - len(groups)) * n / sum(spare) for n in spare]
@@ -429,7 +432,7 @@ def _coco_file(path: Path, labels: Sequence[str]) -> tuple[dict[str, Any], dict[
     return data, categories
 
 
-def _coco(path: Path, labels: Sequence[str], root: Path) -> Dataset:
+def _coco(path: Path, labels: Sequence[str], given_root: Path | None) -> Dataset:
     """The images of COCO file `path` with their objects. InputError naming the entry and the
     field for an image without id or file name, an annotation without a known image or
     category or with a box that is not [x, y, width, height]; images whose file is missing are
@@ -438,11 +441,14 @@ def _coco(path: Path, labels: Sequence[str], root: Path) -> Dataset:
     class_of = {cid: labels.index(name) for cid, name in categories.items()}
     images: dict[Any, Path] = {}
     sizes: dict[Any, tuple[int, int]] = {}  # width, height where the file gives them
-    for index, image in enumerate(_entries(path, data, "images")):
+    entries = _entries(path, data, "images")
+    for index, image in enumerate(entries):
         if "id" not in image or not isinstance(image.get("file_name"), str):
             lacking = "id" if "id" not in image else "file_name"
             raise InputError(f"{path}: images[{index}] has no {lacking}; every COCO image "
                              "needs its id and file_name")
+    root = given_root or _coco_image_root(path, [image["file_name"] for image in entries])
+    for image in entries:
         images[image["id"]] = root / image["file_name"]
         if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
             sizes[image["id"]] = (image["width"], image["height"])
@@ -464,8 +470,9 @@ def _coco(path: Path, labels: Sequence[str], root: Path) -> Dataset:
             (box, class_of[annotation["category_id"]], bool(annotation.get("iscrowd", 0))))
     missing = [image_id for image_id, file in images.items() if not file.is_file()]
     if missing:
-        log.warning("%s of %s not there (%s): left out, with %s", counted(len(missing), "image"),
-                    path, listed([images[i].name for i in missing], 3),
+        log.warning("%s of %s not there (%s, looked for under %s): left out, with %s",
+                    counted(len(missing), "image"), path,
+                    listed([images[i].name for i in missing], 3), root,
                     counted(sum(len(objects[i]) for i in missing), "object"))
     items = []
     for image_id in sorted(set(images) - set(missing), key=str):
@@ -476,6 +483,20 @@ def _coco(path: Path, labels: Sequence[str], root: Path) -> Dataset:
                                    np.array([c for _, c, _ in found], np.int64),
                                    np.array([crowd for _, _, crowd in found], bool)))
     return Dataset("coco", items, skipped=len(missing))
+
+
+def _coco_image_root(path: Path, file_names: Sequence[str]) -> Path:
+    """The folder COCO file `path`'s `file_name`s are relative to: its own, or where an export
+    keeps the images beside its annotations (`images/` next to the file, or the folder above
+    an `annotations/` one, or its `images/`), whichever holds the most of them."""
+    folder = path.parent
+    candidates = list(dict.fromkeys((folder, folder / "images", folder.parent,
+                                     folder.parent / "images")))
+    found = [sum((root / name).is_file() for name in file_names) for root in candidates]
+    best = candidates[found.index(max(found))]
+    if best != folder and max(found):
+        log.info("the images of %s are under %s", path, best)
+    return best
 
 
 #: How far past its image's edge a COCO box may reach, as a fraction of the image's side

@@ -151,3 +151,36 @@ def test_unreadable_images_and_empty_class_folders_are_named(tmp_path, caplog):
     assert "the class folder square holds no image: that label is not scored" in caplog.text
     assert ("1 unreadable image not scored, with labels circle: bad.jpg (truncated, damaged or "
             "not an image)") in caplog.text
+
+
+@pytest.mark.parametrize("annotations", ["ann.json", "annotations/ann.json"])
+def test_a_coco_file_finds_its_images_where_exports_keep_them(tmp_path, annotations, caplog):
+    """A user check: a COCO file beside an images/ folder, or in annotations/ beside it, read
+    every image as "not there" and then "holds no usable labelled images", without saying
+    where it looked."""
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.full((100, 200, 3), 120, np.uint8))
+    path = tmp_path / annotations
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "gone.jpg"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]}],
+        "categories": [{"id": 1, "name": "circle"}]}))
+    with caplog.at_level(logging.INFO):
+        dataset = dataset_from(path, LABELS, "detect")
+    assert [item.path for item in dataset.items] == [tmp_path / "images" / "a.jpg"]
+    assert (f"1 image of {path} not there (gone.jpg, looked for under {tmp_path / 'images'}): "
+            "left out, with 0 objects") in caplog.text
+
+
+def test_fewer_images_asked_for_than_class_folders_is_said(tmp_path, caplog):
+    """A user check: `--max-images 1` over two class folders scored one image in silence."""
+    for label in LABELS:
+        (tmp_path / label).mkdir()
+        for n in range(3):
+            cv2.imwrite(str(tmp_path / label / f"{n}.png"), np.full((8, 8, 3), n, np.uint8))
+    with caplog.at_level(logging.WARNING):
+        dataset = dataset_from(tmp_path, LABELS, "classify", max_images=1)
+    assert len(dataset.items) == 1
+    assert ("--max-images 1 is fewer than the 2 class folders: 1 of them scored, one image "
+            "each; give at least 2 to score every class") in caplog.text
