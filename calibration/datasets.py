@@ -40,6 +40,7 @@ class Dataset:
     kind: str  # "yolo", "coco" or "folders"
     items: list[LabelledImage]
     skipped: int = 0
+    labels: tuple[str, ...] = ()  # the model's, by class id (for messages)
 
     def images(self) -> Iterator[tuple[LabelledImage, npt.NDArray[np.uint8]]]:
         """Each item with its decoded image; those that do not decode are left out, and named
@@ -57,8 +58,8 @@ class Dataset:
 
     def _held(self, items: Sequence[LabelledImage]) -> str:
         """What `items` would have been scored on, in words."""
-        if self.kind == "folders":  # one folder a label
-            return "labels " + listed(sorted({i.path.parent.name for i in items}))
+        if self.kind == "folders":
+            return "labels " + listed(sorted({self.labels[int(i.class_ids[0])] for i in items}))
         return counted(sum(int((~i.difficult).sum()) for i in items), "object")
 
 
@@ -118,8 +119,8 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
         data, _ = _coco_file(path, labels)
         if not data.get("images") or not data.get("annotations"):
             raise InputError(f"{path} lists no images or no annotations")
-        _coco(path, labels, path.parent)  # every entry checked (no image is decoded)
-    elif layout == "folders" and not any(_folder_images(folder)
+        _coco(path, labels, None)  # every entry checked (no image is decoded)
+    elif layout == "folders" and not any(_class_images(folder)
                                          for folder in _class_folders(path, labels)):
         raise _no_class_folders(path)
 
@@ -230,11 +231,17 @@ def label_files_only(path: Path) -> Path | None:
 
 def labels_for_images(images: Path, label_folder: Path, labels: Sequence[str]) -> Dataset:
     """The images of the folder `images` that have a label file in `label_folder` (paired by
-    name, as a YOLO split pairs them), labelled by it; the class names are those of the label
-    folder's dataset (its or its parent's classes.txt or data.yaml), else the model's."""
+    name, the label file anywhere below the folder), labelled by it; the class names are
+    those of the label folder's dataset (its or its parent's classes.txt or data.yaml), else
+    the model's."""
     root = label_folder.parent if label_folder.name == "labels" else label_folder
     split = YoloLayout(root, images, label_folder)
-    return _yolo_split_items(split, labels, root, only_labelled=True)
+    # by name, wherever below the folder: exports keep them in labels/train/ or CVAT's
+    # obj_train_data/ (a user check: paired by relative path, none was found)
+    by_name = {path.stem: path for path in sorted(label_folder.rglob("*.txt"))
+               if path.name != "classes.txt"}
+    pairs = [(image, by_name[image.stem]) for image, _ in split.pairs() if image.stem in by_name]
+    return _yolo_split_items(split, labels, root, pairs=pairs)
 
 
 def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> Dataset:
@@ -248,10 +255,10 @@ def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> D
 
 
 def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
-                      max_images: int | None = None, only_labelled: bool = False) -> Dataset:
-    """`_yolo` of one split (`given`: the path that named it, for messages); `only_labelled`:
-    an image without a label file is left out (its labels were not given) instead of scored
-    as one without objects."""
+                      max_images: int | None = None,
+                      pairs: list[tuple[Path, Path]] | None = None) -> Dataset:
+    """`_yolo` of one split (`given`: the path that named it, for messages); `pairs`: (image,
+    label file) to read instead of the split's own (`YoloLayout.pairs`)."""
     class_ids = _yolo_class_ids(given, split, labels)
     keypoints = _declares_keypoints(split)
     if class_ids != list(range(len(labels))):
@@ -260,8 +267,7 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
     items: list[LabelledImage] = []
     unlabelled = lost_objects = 0
     skipped: list[Path] = []
-    pairs = [(image, label) for image, label in split.pairs()
-             if label.is_file() or not only_labelled]
+    pairs = split.pairs() if pairs is None else pairs
     _say_spread(len(pairs), max_images, split.images)
     for image_path, label_path in spread(pairs, max_images):
         size = usable_image_size(image_path)  # a JPEG's header, not a decode
@@ -485,16 +491,30 @@ def _coco(path: Path, labels: Sequence[str], given_root: Path | None) -> Dataset
     return Dataset("coco", items, skipped=len(missing))
 
 
+#: File names of a COCO file looked up in each candidate folder to choose its image folder.
+COCO_ROOT_SAMPLE = 64
+
+
 def _coco_image_root(path: Path, file_names: Sequence[str]) -> Path:
-    """The folder COCO file `path`'s `file_name`s are relative to: its own, or where an export
-    keeps the images beside its annotations (`images/` next to the file, or the folder above
-    an `annotations/` one, or its `images/`), whichever holds the most of them."""
+    """The folder COCO file `path`'s `file_name`s are relative to: its own, or where exports
+    keep the images beside the annotations: `images/` next to the file, the folder above an
+    `annotations/` one, or a folder in that or in its `images/` (COCO's own `val2017/`,
+    Ultralytics' `images/val2017/`), whichever holds the most of them (a sample of them: the
+    search costs a few hundred look-ups). Where none holds any, every folder searched is said."""
     folder = path.parent
-    candidates = list(dict.fromkeys((folder, folder / "images", folder.parent,
-                                     folder.parent / "images")))
-    found = [sum((root / name).is_file() for name in file_names) for root in candidates]
+    above = [folder.parent, folder.parent / "images"]
+    candidates = [folder, folder / "images", *above]
+    candidates += [child for root in above if root.is_dir() for child in sorted(root.iterdir())
+                   if child.is_dir() and child != folder and not child.name.startswith(".")]
+    candidates = list(dict.fromkeys(candidates))
+    sample = list(file_names[:COCO_ROOT_SAMPLE])
+    found = [sum((root / name).is_file() for name in sample) for root in candidates]
+    if sample and not max(found):
+        log.warning("none of the images %s names (%s) is in %s", path, listed(sample, 3),
+                    listed([str(root) for root in candidates if root.is_dir()], 8))
+        return folder
     best = candidates[found.index(max(found))]
-    if best != folder and max(found):
+    if best != folder:
         log.info("the images of %s are under %s", path, best)
     return best
 
@@ -553,20 +573,27 @@ def _names_a_yolo_dataset(root: Path) -> bool:
 
 def _folders(root: Path, labels: Sequence[str]) -> Dataset:
     folders = _class_folders(root, labels)
-    empty = [folder.name for folder in folders if not _folder_images(folder)]
+    empty = [folder.name for folder in folders if not _class_images(folder)]
     if empty and len(empty) < len(folders):
         log.warning("the class %s %s no image: %s not scored", "folders" if empty[1:] else
                     "folder", f"{listed(empty)} hold" if empty[1:] else f"{empty[0]} holds",
                     "those labels are" if empty[1:] else "that label is")
     items = [LabelledImage(image, np.zeros((1, 4), np.float32),
                            np.array([labels.index(folder.name)], np.int64), np.zeros(1, bool))
-             for folder in folders for image in _folder_images(folder)]
+             for folder in folders for image in _class_images(folder)]
     loose = _folder_images(root)
     if loose and items:
         log.warning("%d image(s) directly in %s (%s) are in no class folder, so not scored; "
                     "move each into the folder of its label", len(loose), root,
                     ", ".join(p.name for p in loose[:3]) + (", ..." if len(loose) > 3 else ""))
-    return Dataset("folders", items)
+    return Dataset("folders", items, labels=tuple(labels))
+
+
+def _class_images(folder: Path) -> list[Path]:
+    """The images of a class folder, its subfolders' too, as torchvision's ImageFolder reads
+    them (a user check: images in `<label>/<batch>/` were "no image" and not scored)."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))
 
 
 def _folder_images(folder: Path) -> list[Path]:

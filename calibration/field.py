@@ -29,6 +29,7 @@ from calibration.datasets import (
     label_files_only,
     labels_for_images,
 )
+from calibration.yolo_layout import yolo_layout
 from edge.collect.manifest import manifest_rows
 from edge.detections import Detections
 from edge.errors import InputError
@@ -227,6 +228,10 @@ def _truths(corrected: Path, labels: tuple[str, ...], collected: Path
     label files alone, are the collected folder's, wherever the labels are (a labelling
     tool's export is saved anywhere)."""
     label_files = label_files_only(corrected) if corrected != collected else None
+    if label_files is None and corrected.is_dir() and yolo_layout(corrected) is None:
+        raise InputError(f"--labels {corrected} holds no label files; give the corrected "
+                         "labels: a folder of YOLO label files (a .txt per image, named as the "
+                         "image), a YOLO dataset or a COCO JSON file")
     if label_files is not None:
         dataset = labels_for_images(collected / "images", label_files, labels)
     else:

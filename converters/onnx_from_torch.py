@@ -101,7 +101,7 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
 
 #: PyTorch's words for an operator it has no ONNX form of at the opset asked for
 _UNSUPPORTED_OPERATOR = re.compile(r"Exporting the operator '([^']+)' to ONNX opset version "
-                                   r"\d+ is not supported")
+                                   r"(\d+) is not supported")
 
 
 def _export_advice(message: str) -> str:
@@ -111,10 +111,20 @@ def _export_advice(message: str) -> str:
                 "tuple, or convert the Python class with --module")
     unsupported = _UNSUPPORTED_OPERATOR.search(message)
     if unsupported:
+        operator, opset = unsupported.group(1), int(unsupported.group(2))
+        later = (f"; a later --opset (up to {_last_opset()}) helps only where a newer ONNX "
+                 f"added {operator}" if opset < _last_opset() else "")
         return ("; write that step of forward with operations ONNX has, or move it after "
-                "the network (into code that reads the model's outputs), then convert again; a "
-                f"later --opset helps only where a newer ONNX added {unsupported.group(1)}")
+                "the network (into code that reads the model's outputs), then convert "
+                f"again{later}")
     return ""
+
+
+def _last_opset() -> int:
+    """The last opset PyTorch's TorchScript-based exporter writes (20 in PyTorch 2.x)."""
+    from torch.onnx import _constants  # noqa: PLC0415 - only PyTorch sources need it
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
 
 
 def _tracer_warning() -> type[Warning]:

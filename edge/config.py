@@ -250,11 +250,15 @@ class MqttConfig(_Section):
         return environ.get(PASSWORD_ENV)
 
     def ignored_password_env(self, environ: Mapping[str, str]) -> str | None:
-        """A warning when $EDGE_MQTT_PASSWORD is set but the config's password or password
-        file is used instead (an operator who changed the password in /etc/edge/edge.env and
-        left an old password_file in place is never told otherwise); None else."""
-        if not self.username or not environ.get(PASSWORD_ENV):
+        """A warning when $EDGE_MQTT_PASSWORD is set but not used: no mqtt.username to send it
+        with, or the config's password or password file used instead (an operator who changed
+        the password in /etc/edge/edge.env and left an old password_file in place is never
+        told otherwise); None else."""
+        if not environ.get(PASSWORD_ENV):
             return None
+        if not self.username:  # a user check: a login the broker then refused, unexplained
+            return (f"${PASSWORD_ENV} is set but mqtt.username is not: the password goes only "
+                    "with a user name; set mqtt.username, or unset the variable")
         used = ("mqtt.password" if self.password is not None else
                 f"mqtt.password_file {self.password_file}" if self.password_file is not None
                 else None)

@@ -231,6 +231,11 @@ def test_password_sources_inline_file_and_environment(tmp_path, caplog):
         "$EDGE_MQTT_PASSWORD is set but mqtt.password is used")
     assert with_file.mqtt.ignored_password_env({}) is None
     assert from_env.mqtt.ignored_password_env({"EDGE_MQTT_PASSWORD": "env"}) is None
+    anonymous = load_config(mqtt_config(tmp_path, 'url = "mqtt://h"'))
+    assert anonymous.mqtt.ignored_password_env({"EDGE_MQTT_PASSWORD": "env"}) == (
+        "$EDGE_MQTT_PASSWORD is set but mqtt.username is not: the password goes only with a "
+        "user name; set mqtt.username, or unset the variable")
+    assert anonymous.mqtt.ignored_password_env({}) is None
     # ... and a file of two lines was sent whole, refused as "not authorized"
     secret_file.write_text("from-file\r\nsecond line\n")
     with pytest.raises(ConfigError, match=re.escape(

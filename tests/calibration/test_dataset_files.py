@@ -153,13 +153,19 @@ def test_unreadable_images_and_empty_class_folders_are_named(tmp_path, caplog):
             "not an image)") in caplog.text
 
 
-@pytest.mark.parametrize("annotations", ["ann.json", "annotations/ann.json"])
-def test_a_coco_file_finds_its_images_where_exports_keep_them(tmp_path, annotations, caplog):
-    """A user check: a COCO file beside an images/ folder, or in annotations/ beside it, read
-    every image as "not there" and then "holds no usable labelled images", without saying
-    where it looked."""
-    (tmp_path / "images").mkdir()
-    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.full((100, 200, 3), 120, np.uint8))
+@pytest.mark.parametrize(("annotations", "images"), [
+    ("ann.json", "images"), ("annotations/ann.json", "images"),
+    ("annotations/instances_val2017.json", "val2017"),  # COCO's own download
+    ("annotations/instances_val2017.json", "images/val2017"),  # Ultralytics' coco.yaml
+])
+def test_a_coco_file_finds_its_images_where_exports_keep_them(tmp_path, annotations, images,
+                                                             caplog):
+    """User checks: a COCO file beside an images/ folder, in annotations/ beside it, or in
+    COCO's own layout read every image as "not there" and then "holds no usable labelled
+    images", without saying where it looked."""
+    (tmp_path / images).mkdir(parents=True)
+    (tmp_path / "train2017").mkdir()  # another split's folder, not chosen
+    cv2.imwrite(str(tmp_path / images / "a.jpg"), np.full((100, 200, 3), 120, np.uint8))
     path = tmp_path / annotations
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps({
@@ -168,9 +174,23 @@ def test_a_coco_file_finds_its_images_where_exports_keep_them(tmp_path, annotati
         "categories": [{"id": 1, "name": "circle"}]}))
     with caplog.at_level(logging.INFO):
         dataset = dataset_from(path, LABELS, "detect")
-    assert [item.path for item in dataset.items] == [tmp_path / "images" / "a.jpg"]
-    assert (f"1 image of {path} not there (gone.jpg, looked for under {tmp_path / 'images'}): "
+    assert [item.path for item in dataset.items] == [tmp_path / images / "a.jpg"]
+    assert (f"1 image of {path} not there (gone.jpg, looked for under {tmp_path / images}): "
             "left out, with 0 objects") in caplog.text
+
+
+def test_a_coco_file_whose_images_are_nowhere_names_every_folder_searched(tmp_path, caplog):
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "pictures").mkdir()
+    path = tmp_path / "annotations" / "ann.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]}],
+        "categories": [{"id": 1, "name": "circle"}]}))
+    with caplog.at_level(logging.WARNING), pytest.raises(InputError, match="no usable labelled"):
+        dataset_from(path, LABELS, "detect")
+    assert (f"none of the images {path} names (a.jpg) is in {tmp_path / 'annotations'}, "
+            f"{tmp_path}, {tmp_path / 'pictures'}") in caplog.text
 
 
 def test_fewer_images_asked_for_than_class_folders_is_said(tmp_path, caplog):
@@ -184,3 +204,18 @@ def test_fewer_images_asked_for_than_class_folders_is_said(tmp_path, caplog):
     assert len(dataset.items) == 1
     assert ("--max-images 1 is fewer than the 2 class folders: 1 of them scored, one image "
             "each; give at least 2 to score every class") in caplog.text
+
+
+def test_a_class_folder_s_subfolders_are_read(tmp_path, caplog):
+    """A user check: images in `<label>/<batch>/` read as an empty class folder, as
+    torchvision's ImageFolder reads them."""
+    for label in LABELS:
+        (tmp_path / label / "batch1").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / label / "batch1" / "0.png"), np.full((8, 8, 3), 5, np.uint8))
+    (tmp_path / "square" / "batch1" / "bad.png").write_bytes(b"\x89PNG cut")
+    with caplog.at_level(logging.WARNING):
+        dataset = dataset_from(tmp_path, LABELS, "classify")
+        read = list(dataset.images())
+    assert sorted(int(item.class_ids[0]) for item, _ in read) == [0, 1]
+    assert "holds no image" not in caplog.text
+    assert "1 unreadable image not scored, with labels square: bad.png" in caplog.text

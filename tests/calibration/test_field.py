@@ -112,7 +112,7 @@ def test_corrected_coco_labels_saved_outside_the_folder_are_found(tmp_path):
     assert field_accuracy(collected, export).overall == field_accuracy(collected).overall
 
 
-@pytest.mark.parametrize("layout", ["labels", "flat"])
+@pytest.mark.parametrize("layout", ["labels", "flat", "labels/train", "obj_train_data"])
 def test_corrected_label_files_alone_are_paired_with_the_collected_images(tmp_path, layout):
     """A user check: a folder of corrected YOLO label files without the images (a labelling
     tool's export) was refused: "neither a YOLO dataset ... nor a COCO JSON file", or, as
@@ -121,7 +121,7 @@ def test_corrected_label_files_alone_are_paired_with_the_collected_images(tmp_pa
     (not scored as an empty frame), and the audit counts say how many were scored."""
     collected = make_collected(tmp_path / "c")
     corrected = tmp_path / "corrected"
-    folder = corrected / "labels" if layout == "labels" else corrected
+    folder = corrected if layout == "flat" else corrected / layout  # as exporters nest them
     folder.mkdir(parents=True)
     # frames 1 and 3 corrected: the square on frame 2's empty ground is not counted
     for frame_id in (1, 3):
@@ -138,6 +138,20 @@ def test_corrected_label_files_alone_are_paired_with_the_collected_images(tmp_pa
         path.rename(path.with_name("other_" + path.name))
     with pytest.raises(InputError, match=r"none of the 3 images in .*manifest\.jsonl has "
                                          r"corrected labels in .*corrected"):
+        field_accuracy(collected, corrected)
+
+
+@pytest.mark.parametrize("content", [[], ["classes.txt"]])
+def test_a_labels_folder_without_label_files_says_so(tmp_path, content):
+    """A user check: an empty --labels folder read as "neither a YOLO dataset (images/ and
+    labels/ folders...) nor a COCO JSON file", as if images were needed beside the labels."""
+    collected = make_collected(tmp_path / "c")
+    corrected = tmp_path / "corrected"
+    corrected.mkdir()
+    for name in content:
+        (corrected / name).write_text("\n".join(LABELS) + "\n")
+    with pytest.raises(InputError, match=r"--labels .*corrected holds no label files; give the "
+                                         r"corrected labels: a folder of YOLO label files"):
         field_accuracy(collected, corrected)
 
 
