@@ -254,8 +254,9 @@ def test_a_discovery_prefix_with_an_empty_level_or_wildcard_is_refused(prefix, m
         == "my/ha"
 
 
-def _run(tmp_path: Path, model: Path, port: int, zones: str, enabled: bool = True,
-         prefix: str = "homeassistant") -> str:
+def _config_file(tmp_path: Path, model: Path, port: int, zones: str = "", enabled: bool = True,
+            prefix: str = "homeassistant", mqtt: str = "") -> Path:
+    """A daemon config of one synthetic camera with discovery (`mqtt`: more [mqtt] lines)."""
     config = tmp_path / "edge.toml"
     config.write_text(f"""
 device_id = "ha"
@@ -268,13 +269,24 @@ source = "synthetic://shapes?fps=5&seed=1"
 {zones}
 [mqtt]
 url = "mqtt://127.0.0.1:{port}"
+{mqtt}
 [homeassistant]
 enabled = {str(enabled).lower()}
 prefix = "{prefix}"
 labels = ["star"]
 """)
-    run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
-                          "--seconds", "3"], capture_output=True, text=True, timeout=120)
+    return config
+
+
+def _daemon(config: Path, seconds: int = 3) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                           "--seconds", str(seconds)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def _run(tmp_path: Path, model: Path, port: int, zones: str, enabled: bool = True,
+         prefix: str = "homeassistant") -> str:
+    run = _daemon(_config_file(tmp_path, model, port, zones, enabled, prefix))
     assert run.returncode == 0, run.stderr
     return run.stderr
 
@@ -307,22 +319,8 @@ def test_daemon_publishes_discovery_and_removes_what_left_the_config(tmp_path, m
 @pytest.mark.slow
 def test_discovery_is_published_again_after_the_broker_forgot_it(tmp_path, mosquitto,
                                                                 demo_model):
-    config = tmp_path / "edge.toml"
-    config.write_text(f"""
-device_id = "ha"
-[model]
-path = "{demo_model}"
-threads = 1
-[[cameras]]
-name = "gate"
-source = "synthetic://shapes?fps=5&seed=1"
-[mqtt]
-url = "mqtt://127.0.0.1:{mosquitto.port}"
-reconnect_min_s = 0.5
-reconnect_max_s = 1
-[homeassistant]
-enabled = true
-""")
+    config = _config_file(tmp_path, demo_model, mosquitto.port,
+                          mqtt="reconnect_min_s = 0.5\nreconnect_max_s = 1")
     daemon = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config),
                                "--seconds", "12"], stderr=subprocess.PIPE, text=True)
     try:
@@ -381,24 +379,8 @@ def test_a_refused_login_is_advised_in_the_config_s_terms(tmp_path, demo_model, 
     broker = login_mosquitto(tmp_path, "edge", "s3cret")
     broker.start()
     try:
-        config = tmp_path / "edge.toml"
-        config.write_text(f"""
-device_id = "ha"
-[model]
-path = "{demo_model}"
-threads = 1
-[[cameras]]
-name = "gate"
-source = "synthetic://shapes?fps=5&seed=1"
-[mqtt]
-url = "mqtt://127.0.0.1:{broker.port}"
-username = "edge"
-[homeassistant]
-enabled = true
-""")
         monkeypatch.setenv("EDGE_MQTT_PASSWORD", "wrong")
-        run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
-                              "--seconds", "3"], capture_output=True, text=True, timeout=120)
+        run = _daemon(_config_file(tmp_path, demo_model, broker.port, mqtt='username = "edge"'))
     finally:
         broker.stop()
     assert "Traceback" not in run.stderr
