@@ -260,8 +260,8 @@ def test_a_coco_image_whose_file_is_missing_is_left_out_with_a_warning(tmp_path,
     with caplog.at_level(logging.WARNING):
         dataset = dataset_from(tmp_path / "ann.json", SHAPES, "detect")
     assert [item.path.name for item in dataset.items] == [image.name]
-    assert f"1 image of {tmp_path / 'ann.json'} not there (gone.jpg): left out, with 2 " \
-           "objects" in caplog.text
+    assert (f"1 image of {tmp_path / 'ann.json'} not there (gone.jpg, looked for under "
+            f"{tmp_path}): left out, with 2 objects") in caplog.text
 
 
 def test_classifier_top1_on_class_folders(tmp_path, caplog):
