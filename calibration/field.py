@@ -145,8 +145,12 @@ class _Tally:
 
 def audit_words(report: FieldReport) -> str:
     """How many collected images the audit drew and how many of those were scored."""
-    return (f"{report.audit_collected} of the {report.images + report.unlabelled} collected "
-            f"images, {report.audit_scored} of them with corrected labels (scored)")
+    collected = report.images + report.unlabelled
+    if not report.audit_collected:  # said, rather than a line left out (a user check)
+        return (f"none of the {collected} collected images (the devices drew none: "
+                "[sampling] audit_rate)")
+    return (f"{report.audit_collected} of the {collected} collected images, "
+            f"{report.audit_scored} of them with corrected labels (scored)")
 
 
 def figure(value: float | None) -> str:

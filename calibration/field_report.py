@@ -68,10 +68,9 @@ def _markdown(report: FieldReport, source: Path, plot: str) -> str:
     for label, ap in o.per_class_ap50.items():
         lines.append(f"| {label} | {figure(o.per_class_precision[label])} | "
                      f"{figure(o.per_class_recall[label])} | {figure(ap)} |")
-    if report.audit_collected:
-        lines += ["", "## Audit sample (unbiased, Wilson 95 % intervals)", "",
-                  f"- images: {audit_words(report)}"]
-        lines += [f"- {name}: {_interval(estimate)}" for name, estimate in report.audit.items()]
+    lines += ["", "## Audit sample (unbiased, Wilson 95 % intervals)", "",
+              f"- images: {audit_words(report)}"]
+    lines += [f"- {name}: {_interval(estimate)}" for name, estimate in report.audit.items()]
     if report.ratings is not None:
         lines += ["", "## Match/miss ratings", "", f"- precision: {_interval(report.ratings)}"]
         if report.unknown_rated:

@@ -692,3 +692,15 @@ def test_two_subscribers_with_one_client_id_are_named_as_the_likely_cause(mosqui
     assert sum("connection lost" in line for line in lines) <= 6, lines
     assert sum(line.startswith("connected to") for line in lines) <= 8, lines
 
+
+
+def test_an_event_that_ends_before_it_starts_is_refused():
+    """A user check: `end` before `start` parsed; the daemon's objects are last seen after
+    they are first seen, so such an event is not one of its."""
+    event = {"v": 1, "type": "end", "id": "1-1", "track_id": 1, "camera": "gate",
+             "label": "circle", "class_id": 0, "score": 0.5, "top_score": 0.6,
+             "box": [1, 1, 2, 2], "start": 10.0, "end": 12.0, "zones": [], "entered_zones": [],
+             "snapshot": None, "ts": 12.5, "time": "2026-12-05T00:00:00Z"}
+    assert parse_message("edge/+", "edge/d1/gate/events", _bytes(event)).kind == "event"
+    with pytest.raises(PayloadError, match=r"end 5\.0 is before start 10\.0"):
+        parse_message("edge/+", "edge/d1/gate/events", _bytes({**event, "end": 5.0}))

@@ -74,8 +74,7 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
     for day, scores in report.per_day.items():
         print(f"  {day}  precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
               f"AP@0.5 {scores.map50:.4f}  ({scores.images} images)")
-    if report.audit_collected:
-        print(f"  audit sample: {audit_words(report)}")
+    print(f"  audit sample: {audit_words(report)}")
     for name, estimate in report.audit.items():
         print(f"  audit sample {name} {estimate.value:.4f} "
               f"[{estimate.low:.4f}, {estimate.high:.4f}] (Wilson 95%)")

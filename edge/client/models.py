@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from edge.mqtt.topics import CONTRACT_VERSION, MAX_DETECTIONS
 
@@ -262,6 +262,13 @@ class Event(_Versioned):
     snapshot: SnapshotRef | None
     ts: float
     time: str
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Event:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}: an object is last "
+                             "seen after it is first seen")
+        return self
 
 
 class Count(_Payload):

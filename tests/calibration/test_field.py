@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import binomtest
 
 from calibration.datasets import dataset_from
-from calibration.field import field_accuracy, rated_precision, wilson
+from calibration.field import audit_words, field_accuracy, rated_precision, wilson
 from edge.collect.dataset import CollectedDataset, Sample
 from edge.drift import reference_for_model
 from edge.errors import InputError
@@ -171,6 +171,17 @@ def test_audit_share_counts_the_collected_audit_images(tmp_path):
     assert ("  audit sample: 1 of the 3 collected images, 0 of them with corrected labels "
             "(scored)") in shown.stdout.splitlines()
     assert "share of the images" not in shown.stdout
+
+
+def test_a_dataset_without_audit_samples_says_so(tmp_path):
+    """A user check: with no audit sample collected, the audit line was left out."""
+    collected = make_collected(tmp_path / "c")
+    manifest = collected / "manifest.jsonl"
+    manifest.write_text(manifest.read_text().replace('"audit"', '"interval"'))
+    report = field_accuracy(collected)
+    assert (report.audit_collected, report.audit) == (0, {})
+    assert audit_words(report) == ("none of the 3 collected images (the devices drew none: "
+                                   "[sampling] audit_rate)")
 
 
 def test_an_empty_manifest_is_said_to_list_no_images(tmp_path):
