@@ -18,8 +18,12 @@ def read_text(path: Path, what: str) -> str:
     try:
         if data[:2] in _UTF16_MARKS:
             return data.decode("utf-16")
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start} is "
                          f"0x{data[exc.start]:02x}: Latin-1 or another encoding, or not a text "
                          "file); save it as UTF-8") from exc
+    if "\x00" in text:  # valid UTF-8, but no text file of ours holds a NUL
+        raise InputError(f"{what} {path} holds NUL bytes (byte {text.index(chr(0))}): UTF-16 "
+                         "without a byte order mark, or not a text file; save it as UTF-8")
+    return text

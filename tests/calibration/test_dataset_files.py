@@ -219,3 +219,11 @@ def test_a_class_folder_s_subfolders_are_read(tmp_path, caplog):
     assert sorted(int(item.class_ids[0]) for item, _ in read) == [0, 1]
     assert "holds no image" not in caplog.text
     assert "1 unreadable image not scored, with labels square: bad.png" in caplog.text
+
+
+def test_a_utf16_file_without_its_byte_order_mark_is_named_as_such(tmp_path):
+    """A user check: it read as a malformed line ("got '3\\x00 \\x000\\x00...'")."""
+    folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4\n".encode("utf-16-le"))
+    with pytest.raises(InputError, match=r"label file .*a\.txt holds NUL bytes \(byte 1\): "
+                                         r"UTF-16 without a byte order mark"):
+        dataset_from(folder, LABELS, "detect")
