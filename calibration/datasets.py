@@ -103,8 +103,10 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
     """A cheap look before any work that needs the data, with the errors `dataset_from` would
     give at the end of it: a YOLO dataset with images and at least one labelled object, every
     label line well formed and of one of the model's `labels`; a COCO file with images,
-    annotations and only the model's categories; class folders named after its labels (no
-    image is decoded)."""
+    annotations and only the model's categories; class folders named after its labels; and
+    one image that decodes (read until one does: a set of files that all fail was refused
+    only after the calibration, a user check)."""
+    images: list[Path] = []
     if layout == "yolo":
         split = _yolo_split(path)
         pairs = split.pairs()
@@ -115,14 +117,21 @@ def require_labelled_content(path: Path, layout: str, labels: Sequence[str]) -> 
         objects = [row for _, label in pairs for row in _yolo_rows(label, classes, keypoints)]
         if not objects:
             raise _no_objects(path)
+        images = [image for image, _ in pairs]
     elif layout == "coco":
         data, _ = _coco_file(path, labels)
         if not data.get("images") or not data.get("annotations"):
             raise InputError(f"{path} lists no images or no annotations")
-        _coco(path, labels, None)  # every entry checked (no image is decoded)
-    elif layout == "folders" and not any(_class_images(folder)
-                                         for folder in _class_folders(path, labels)):
-        raise _no_class_folders(path)
+        images = [item.path for item in _coco(path, labels, None).items]  # every entry checked
+    elif layout == "folders":
+        images = [image for folder in _class_folders(path, labels)
+                  for image in _class_images(folder)]
+        if not images:
+            raise _no_class_folders(path)
+    if images and not any(usable_image_size(image) for image in images):
+        raise _no_labelled_images(path, f" (none of its {counted(len(images), 'image')} "
+                                        f"decodes: {images[0].name} is "
+                                        f"{unusable_reason(images[0])})")
 
 
 def _no_labelled_images(path: Path, detail: str = "") -> InputError:

@@ -227,3 +227,17 @@ def test_a_utf16_file_without_its_byte_order_mark_is_named_as_such(tmp_path):
     with pytest.raises(InputError, match=r"label file .*a\.txt holds NUL bytes \(byte 1\): "
                                          r"UTF-16 without a byte order mark"):
         dataset_from(folder, LABELS, "detect")
+
+
+def test_the_look_before_the_work_finds_a_dataset_of_which_no_image_decodes(tmp_path):
+    """A user check: `edge calibrate --report --eval-data` of such a set was refused only after
+    calibrating (seconds here, minutes on a large model)."""
+    from calibration.datasets import require_labelled_content
+
+    folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4\n")
+    require_labelled_content(folder, "yolo", LABELS)  # one decodes: taken
+    (folder / "images" / "a.jpg").write_bytes(b"\xff\xd8 cut short")
+    with pytest.raises(InputError, match=r"holds no usable labelled images \(none of its 1 "
+                                         r"image decodes: a\.jpg is truncated, damaged or not "
+                                         r"an image\)"):
+        require_labelled_content(folder, "yolo", LABELS)
