@@ -39,7 +39,6 @@ from converters.head_choice import (
 from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_preprocessing, onnx_with_spec
 from converters.onnx_from_torch import (
-    DEFAULT_OPSET,
     onnx_from_torch,
     torchscript_noise_muted,
     traced_branch_advice,
@@ -75,6 +74,7 @@ from converters.yolox_head import (
     with_grid_decode,
 )
 from edge.files import write_bytes_atomic
+from edge.opsets import DEFAULT_OPSET
 from edge.resizing import (
     DEFAULT_INTERPOLATION,
     DEFAULT_PAD_VALUE,

@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from converters.errors import ConversionError, first_line
+from edge.opsets import DEFAULT_OPSET
 from edge.stdio import stdout_silenced
 
 if TYPE_CHECKING:
     from torch import nn
 
-#: Opset 17 is the newest that TensorRT 8.5 (JetPack 5) parses; TensorRT 10 reads it too.
-DEFAULT_OPSET = 17
 INPUT_NAME = "images"
 #: Outputs are output0, output1... (Ultralytics' naming), or a returned dict's keys.
 OUTPUT_PREFIX = "output"

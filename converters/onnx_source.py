@@ -26,6 +26,7 @@ from converters.gfl_head import fold_gfl_head, gfl_levels
 from converters.graph_order import sort_nodes
 from converters.model_report import quantization_summary
 from edge.errors import EMPTY_FILE, ModelError
+from edge.opsets import MIN_OPSET
 from edge.spec import SPEC_KEY, HeadLayout, spec_from_model
 
 #: What to do with a model `edge convert` wrote, by its spec's quantization.
@@ -34,9 +35,6 @@ _USE_AS_IT_IS = {
     "int8-qdq": "`edge run`, `edge build-engine`; it is INT8 already",
     "int8-qdq-cpu": "`edge run` on ONNX Runtime; it is INT8 for the CPU already",
 }
-
-#: Per-channel QuantizeLinear/DequantizeLinear (axis) needs opset 13.
-MIN_OPSET = 13
 
 
 @dataclass

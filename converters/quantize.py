@@ -49,7 +49,7 @@ from converters.int8_models import (
 )
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
-from converters.onnx_source import MIN_OPSET, opset_of
+from converters.onnx_source import opset_of
 from converters.qdq_cpu import float_stem, unfolded_batchnorms
 from converters.qdq_tensorrt import (
     check_exclusions,
@@ -58,6 +58,7 @@ from converters.qdq_tensorrt import (
     quantizable_inputs,
 )
 from edge.errors import InputError, ModelError
+from edge.opsets import MIN_OPSET
 from edge.spec import ModelSpec, read_onnx_model, spec_from_model
 from edge.wording import counted
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from edge.errors import InputError
+from edge.opsets import MIN_OPSET
 
 if TYPE_CHECKING:
     from edge.mqtt.subscriber import TlsFiles
@@ -56,12 +57,9 @@ def parse_size(text: str) -> tuple[int, int]:
     return (values[0], values[-1])
 
 
-#: The oldest opset `edge convert` exports to: INT8's per-channel weights (DequantizeLinear's
-#: `axis`) need 13, and calibrating an opset 12 export failed in ONNX's checker.
-MIN_OPSET = 13
-
-
 def parse_opset(text: str) -> int:
+    """An opset `edge convert` may export to: calibrating an opset 12 export failed in
+    ONNX's checker."""
     return _number(text, int, lambda v: v >= MIN_OPSET,
                    f"an opset of {MIN_OPSET} or later (INT8's per-channel weights need "
                    f"{MIN_OPSET})")

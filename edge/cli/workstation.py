@@ -44,6 +44,7 @@ from edge.files import (
     write_bytes_atomic,
     write_failures_named,
 )
+from edge.opsets import DEFAULT_OPSET, MIN_OPSET
 from edge.resizing import (
     CROP_FRACTION_HELP,
     INTERPOLATION_HELP,
@@ -848,9 +849,9 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("--batch", type=parse_batch,
                          help="batch size or 'dynamic' (default: what an ONNX source has; 1 for "
                               "PyTorch)")
-    convert.add_argument("--opset", type=parse_opset, default=17,
-                         help="ONNX opset for PyTorch exports, 13 or later (default 17: "
-                              "TensorRT 8.5 parses it)")
+    convert.add_argument("--opset", type=parse_opset, default=DEFAULT_OPSET,
+                         help=f"ONNX opset for PyTorch exports, {MIN_OPSET} or later (default "
+                              f"{DEFAULT_OPSET}: TensorRT 8.5 parses it)")
     convert.add_argument("--stride", type=parse_positive_int,
                          help="largest network stride (input sides must divide by it; default "
                               "32 for detectors)")
