@@ -581,15 +581,16 @@ def _names_a_yolo_dataset(root: Path) -> bool:
 
 
 def _folders(root: Path, labels: Sequence[str]) -> Dataset:
-    folders = _class_folders(root, labels)
-    empty = [folder.name for folder in folders if not _class_images(folder)]
-    if empty and len(empty) < len(folders):
-        log.warning("the class %s %s no image: %s not scored", "folders" if empty[1:] else
-                    "folder", f"{listed(empty)} hold" if empty[1:] else f"{empty[0]} holds",
-                    "those labels are" if empty[1:] else "that label is")
+    images_of = {folder: _class_images(folder) for folder in _class_folders(root, labels)}
+    empty = [folder.name for folder, images in images_of.items() if not images]
+    if empty and len(empty) < len(images_of):
+        one = len(empty) == 1
+        log.warning("the class %s no image: %s not scored",
+                    f"folder {empty[0]} holds" if one else f"folders {listed(empty)} hold",
+                    "that label is" if one else "those labels are")
     items = [LabelledImage(image, np.zeros((1, 4), np.float32),
                            np.array([labels.index(folder.name)], np.int64), np.zeros(1, bool))
-             for folder in folders for image in _class_images(folder)]
+             for folder, images in images_of.items() for image in images]
     loose = _folder_images(root)
     if loose and items:
         log.warning("%d image(s) directly in %s (%s) are in no class folder, so not scored; "

@@ -110,9 +110,9 @@ def _export_advice(message: str) -> str:
                 "tuple, or convert the Python class with --module")
     unsupported = _UNSUPPORTED_OPERATOR.search(message)
     if unsupported:
-        operator, opset = unsupported.group(1), int(unsupported.group(2))
-        later = (f"; a later --opset (up to {_last_opset()}) helps only where a newer ONNX "
-                 f"added {operator}" if opset < _last_opset() else "")
+        operator, opset, last = unsupported.group(1), int(unsupported.group(2)), _last_opset()
+        later = (f"; a later --opset (up to {last}) helps only where a newer ONNX added "
+                 f"{operator}" if opset < last else "")
         return ("; write that step of forward with operations ONNX has, or move it after "
                 "the network (into code that reads the model's outputs), then convert "
                 f"again{later}")

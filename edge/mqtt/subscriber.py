@@ -319,7 +319,7 @@ class BrokerSubscription:
             if user and secret is None and cause.startswith("not authorized"):
                 cause = (f"not authorized: the user came without a password, and "
                          f"${PASSWORD_ENV} is not set; set it to that user's password")
-            elif not user and os.environ.get(PASSWORD_ENV) and cause.startswith("not author"):
+            elif not user and os.environ.get(PASSWORD_ENV) and cause.startswith("not authorized"):
                 # a user check: the password set in the environment went unsent, unsaid
                 cause += f"; ${PASSWORD_ENV} is set, but is sent only with a user"
             self._failed(cause)
