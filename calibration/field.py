@@ -34,6 +34,7 @@ from edge.collect.manifest import manifest_rows
 from edge.detections import Detections
 from edge.errors import InputError
 from edge.metrics import DetectionScorer, match_frame
+from edge.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +73,23 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Scores:
-    """Precision and recall at the device's threshold, AP@0.5 over what it published."""
+    """Precision and recall at the device's threshold, AP@0.5 over what it published, with
+    what each is a share of: `detections` published (precision's denominator) and labelled
+    `objects` (recall's; difficult ones left out)."""
 
     images: int
     precision: float
     recall: float
     map50: float
+    objects: int
+    detections: int
     #: Per class seen (predicted or labelled); None where undefined: precision of a class
     #: never predicted, recall and AP of one never labelled (0/0, not a score of 0).
     per_class_ap50: dict[str, float | None]
     per_class_precision: dict[str, float | None]
     per_class_recall: dict[str, float | None]
+    per_class_objects: dict[str, int]
+    per_class_detections: dict[str, int]
 
 
 @dataclass
@@ -138,9 +145,12 @@ class _Tally:
         return Scores(
             self.images, round(precision, 4), round(recall, 4),
             round(float(ap[present].mean()), 4) if present.any() else 0.0,
+            int(self.ground_truth.sum()), int(counted.sum()),
             {self.labels[c]: round(float(ap[c]), 4) if present[c] else None for c in seen},
             {self.labels[c]: _share(self.true_pos[c], counted[c]) for c in seen},
-            {self.labels[c]: _share(self.true_pos[c], self.ground_truth[c]) for c in seen})
+            {self.labels[c]: _share(self.true_pos[c], self.ground_truth[c]) for c in seen},
+            {self.labels[c]: int(self.ground_truth[c]) for c in seen},
+            {self.labels[c]: int(counted[c]) for c in seen})
 
 
 def audit_words(report: FieldReport) -> str:
@@ -151,6 +161,13 @@ def audit_words(report: FieldReport) -> str:
                 "[sampling] audit_rate)")
     return (f"{report.audit_collected} of the {collected} collected images, "
             f"{report.audit_scored} of them with corrected labels (scored)")
+
+
+def counts(scores: Scores, label: str | None = None) -> str:
+    """What a line of scores is a share of: "1 object, 2 detections" (of `label`, or all)."""
+    objects = scores.objects if label is None else scores.per_class_objects[label]
+    detections = scores.detections if label is None else scores.per_class_detections[label]
+    return f"{counted(objects, 'object')}, {counted(detections, 'detection')}"
 
 
 def figure(value: float | None) -> str:

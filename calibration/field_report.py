@@ -59,15 +59,19 @@ def _markdown(report: FieldReport, source: Path, plot: str) -> str:
              f"Recorded predictions of the deployed model vs corrected labels in `{source}`: "
              f"{report.images} images ({report.unlabelled} without corrected labels left out). "
              "IoU 0.5; AP@0.5 ranks only what the device published (above its threshold).", "",
-             "| | precision | recall | AP@0.5 | images |", "|---|---|---|---|---|",
-             f"| all | {o.precision:.4f} | {o.recall:.4f} | {o.map50:.4f} | {o.images} |"]
-    lines += [f"| {day} | {s.precision:.4f} | {s.recall:.4f} | {s.map50:.4f} | {s.images} |"
-              for day, s in report.per_day.items()]
+             "Precision is a share of the detections, recall of the labelled objects.", "",
+             "| | precision | recall | AP@0.5 | images | objects | detections |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {day} | {s.precision:.4f} | {s.recall:.4f} | {s.map50:.4f} | {s.images} | "
+              f"{s.objects} | {s.detections} |"
+              for day, s in {"all": o, **report.per_day}.items()]
     lines += ["", f"![accuracy over time]({plot})", "", "## Per class (all days)", "",
-              "| class | precision | recall | AP@0.5 |", "|---|---|---|---|"]
+              "| class | precision | recall | AP@0.5 | objects | detections |",
+              "|---|---|---|---|---|---|"]
     for label, ap in o.per_class_ap50.items():
         lines.append(f"| {label} | {figure(o.per_class_precision[label])} | "
-                     f"{figure(o.per_class_recall[label])} | {figure(ap)} |")
+                     f"{figure(o.per_class_recall[label])} | {figure(ap)} | "
+                     f"{o.per_class_objects[label]} | {o.per_class_detections[label]} |")
     lines += ["", "## Audit sample (unbiased, Wilson 95 % intervals)", "",
               f"- images: {audit_words(report)}"]
     lines += [f"- {name}: {_interval(estimate)}" for name, estimate in report.audit.items()]

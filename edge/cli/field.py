@@ -40,7 +40,7 @@ def add_drift_reference_argument(parser: argparse.ArgumentParser, frames: str) -
 
 
 def cmd_field_eval(args: argparse.Namespace) -> int:
-    from calibration.field import audit_words, field_accuracy, figure
+    from calibration.field import audit_words, counts, field_accuracy, figure
     from edge.errors import InputError
 
     if args.drift_reference is not None:
@@ -67,13 +67,16 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
     left_out = (f" ({counted(report.unlabelled, 'collected image')} not among the corrected "
                 "labels, left out)" if report.unlabelled else "")
     print(f"field accuracy over {counted(report.images, 'image')}: precision "
-          f"{o.precision:.4f}  recall {o.recall:.4f}  AP@0.5 {o.map50:.4f}{left_out}")
+          f"{o.precision:.4f}  recall {o.recall:.4f}  AP@0.5 {o.map50:.4f}  ({counts(o)})"
+          f"{left_out}")
     for label, ap in o.per_class_ap50.items():
         print(f"  {label:12s} precision {figure(o.per_class_precision[label])}  recall "
-              f"{figure(o.per_class_recall[label])}  AP@0.5 {figure(ap)}")
+              f"{figure(o.per_class_recall[label])}  AP@0.5 {figure(ap)}  "
+              f"({counts(o, label)})")
     for day, scores in report.per_day.items():
         print(f"  {day}  precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
-              f"AP@0.5 {scores.map50:.4f}  ({scores.images} images)")
+              f"AP@0.5 {scores.map50:.4f}  ({counted(scores.images, 'image')}, "
+              f"{counts(scores)})")
     print(f"  audit sample: {audit_words(report)}")
     for name, estimate in report.audit.items():
         print(f"  audit sample {name} {estimate.value:.4f} "

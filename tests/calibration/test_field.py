@@ -72,6 +72,13 @@ def test_field_accuracy_per_day_and_audit_interval(tmp_path):
     day1, day2 = report.per_day["2026-11-28"], report.per_day["2026-11-29"]
     assert (day1.precision, day1.recall, day1.images) == (0.5, 0.5, 2)
     assert (day2.precision, day2.recall, day2.images) == (0.5, 1.0, 1)
+    # what each share is of (a user check: the report gave no counts beside its figures)
+    assert (report.overall.objects, report.overall.detections) == (3, 4)
+    assert (day1.objects, day1.detections, day2.objects, day2.detections) == (2, 2, 1, 2)
+    assert report.overall.per_class_objects == {"circle": 1, "square": 0, "triangle": 1,
+                                                "star": 1}
+    assert report.overall.per_class_detections == {"circle": 2, "square": 1, "triangle": 1,
+                                                   "star": 0}
     # every class seen, None where undefined (a user check: a class never predicted read
     # "precision 0.0000" on the terminal, nan in the report, and was left out of --json)
     assert report.overall.per_class_precision == {"circle": 0.5, "square": 0.0, "triangle": 1.0,
@@ -275,7 +282,9 @@ def test_eval_field_cli_writes_the_report(tmp_path):
     assert summary["ratings"]["trials"] == 1
     assert summary["overall"]["per_class_precision"]["star"] is None  # never predicted
     index = (tmp_path / "report" / "index.md").read_text()
-    assert "| star | n/a | 0.0000 | 0.0000 |" in index and "nan" not in index
+    assert "| star | n/a | 0.0000 | 0.0000 | 1 | 0 |" in index and "nan" not in index
+    assert "| all | 0.5000 | 0.6667 | " in index and " | 3 | 3 | 4 |" in index
+    assert "| 2026-11-28 | 0.5000 | 0.5000 | " in index and " | 2 | 2 | 2 |" in index
     again = edge("eval", "--field", "--data", str(collected), "--report", str(tmp_path / "report"))
     assert again.returncode == 0, again.stderr  # an earlier report is written over
     # a user check: a folder's own index.md was replaced without a word
@@ -340,7 +349,10 @@ def test_cli_prints_per_class_scores_and_checks_the_report_dependency_first(tmp_
     assert shown.returncode == 0, shown.stderr
     assert "  circle       precision 0.5000  recall 1.0000" in shown.stdout
     assert "  star         precision n/a  recall 0.0000  AP@0.5 0.0000" in shown.stdout
-    assert "  square       precision 0.0000  recall n/a  AP@0.5 n/a" in shown.stdout
+    assert "  square       precision 0.0000  recall n/a  AP@0.5 n/a  (0 objects, 1 detection)" \
+        in shown.stdout
+    assert "(3 objects, 4 detections)" in shown.stdout.splitlines()[0]
+    assert "(1 image, 1 object, 2 detections)" in shown.stdout
     assert "audit sample precision" in shown.stdout and "(Wilson 95%)" in shown.stdout
     code = ("import sys; sys.modules['matplotlib'] = None\nfrom edge.cli import main\n"
             "sys.exit(main(sys.argv[1:]))")
