@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -72,6 +73,11 @@ class Accuracy:
     objects: int | None = None
     detections: int | None = None
     top1: float | None = None
+    #: Classification, per true class present in the data: its images, the share of them
+    #: the model got right, and what the others were taken for (label -> images, most first).
+    per_class_images: dict[str, int] = field(default_factory=dict)
+    per_class_top1: dict[str, float] = field(default_factory=dict)
+    per_class_mistaken_for: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Detection: the model's classes without a ground-truth object in the data, left out of
     #: mAP (COCO's rule: their AP is undefined).
     unscored_classes: list[str] = field(default_factory=list)
@@ -101,18 +107,37 @@ class _Scorer(Protocol):
 
 
 class _TopOne:
+    """Top-1 over every image and per true class, with what each class was mistaken for."""
+
     def __init__(self, spec: ModelSpec) -> None:
+        self._labels = spec.labels
         self._decode = decoder_from_spec(spec, spec.postprocess.model_copy(
             update={"score_threshold": 1e-9, "max_detections": 1}))
-        self._hits = 0
+        self._answers: Counter[tuple[int, int]] = Counter()  # (true, predicted or -1): images
 
     def add(self, output: npt.NDArray[np.float32], geometry: LetterboxGeometry,
             truth: Truth) -> None:
         found = self._decode(output, geometry)
-        self._hits += int(len(found) > 0 and found.class_ids[0] == truth.class_ids[0])
+        predicted = int(found.class_ids[0]) if len(found) else -1
+        self._answers[int(truth.class_ids[0]), predicted] += 1
 
     def accuracy(self, images: int) -> Accuracy:
-        return Accuracy("classify", images, top1=round(self._hits / max(images, 1), 4))
+        hits = sum(n for (true, predicted), n in self._answers.items() if true == predicted)
+        per_class: dict[int, int] = Counter()
+        mistaken: dict[int, Counter[str]] = {}
+        for (true, predicted), n in self._answers.items():
+            per_class[true] += n
+            if predicted != true:
+                taken_for = self._labels[predicted] if predicted >= 0 else "nothing"
+                mistaken.setdefault(true, Counter())[taken_for] += n
+        classes = sorted(per_class)
+        return Accuracy(
+            "classify", images, top1=round(hits / max(images, 1), 4),
+            per_class_images={self._labels[c]: per_class[c] for c in classes},
+            per_class_top1={self._labels[c]: round(self._answers[c, c] / per_class[c], 4)
+                            for c in classes},
+            per_class_mistaken_for={self._labels[c]: dict(mistaken[c].most_common())
+                                    for c in classes if c in mistaken})
 
 
 class _DetectionAp:

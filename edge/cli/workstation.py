@@ -56,7 +56,7 @@ from edge.resizing import (
     resize_words,
 )
 from edge.system import usable_cores
-from edge.wording import counted
+from edge.wording import counted, listed
 
 if TYPE_CHECKING:
     import numpy as np
@@ -667,6 +667,13 @@ def _eval(args: argparse.Namespace) -> int:
 def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
     if accuracy.task == "classify":
         print(f"top-1 {accuracy.top1:.4f} over {counted(accuracy.images, 'image')}")
+        for label, images in accuracy.per_class_images.items():
+            mistaken = accuracy.per_class_mistaken_for.get(label, {})
+            taken = "; taken for " + listed([f"{other} ({n})" for other, n in mistaken.items()],
+                                            3) if mistaken else ""
+            right = images - sum(mistaken.values())
+            print(f"  {label:20s} top-1 {accuracy.per_class_top1[label]:.4f} ({right} of "
+                  f"{counted(images, 'image')}{taken})")
         return
     print(f"mAP@0.5 {accuracy.map50:.4f}  mAP@0.5:0.95 {accuracy.map50_95:.4f}  "
           f"precision {accuracy.precision:.4f}  recall {accuracy.recall:.4f} "

@@ -628,6 +628,36 @@ def test_a_classifier_report_on_a_flat_folder_fails_before_writing(tmp_path):
     assert not (tmp_path / "report").exists()
 
 
+def test_a_classifier_report_shows_top1_per_class(tmp_path):
+    """A user check: the report gave top-1 over all images only, where INT8 often costs one
+    class alone."""
+    import cv2
+
+    from converters.convert import convert
+    from tests.converters.tiny_models import TinyClassifier, export_onnx
+
+    source = export_onnx(seeded(TinyClassifier(2, softmax=True)), tmp_path / "c.onnx", 32, 32)
+    convert(source, ConvertOptions(labels=("dark", "bright"))).write(tmp_path / "cls.onnx")
+    for label, value in (("dark", 20), ("bright", 220)):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(8):
+            cv2.imwrite(str(tmp_path / "data" / label / f"{i}.png"),
+                        np.full((40, 40, 3), value + 3 * i, np.uint8))
+    result = edge("calibrate", tmp_path / "cls.onnx", "--images", tmp_path / "data", "-o",
+                  tmp_path / "int8.onnx", "--min-images", "8", "--report", tmp_path / "report",
+                  "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])["report_accuracy"]
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert "## Per-class top-1\n\n| class | images | FP32 | INT8 | change |" in index
+    for label in ("dark", "bright"):
+        fp32 = summary["fp32"]["per_class_top1"][label]
+        int8 = summary["int8"]["per_class_top1"][label]
+        assert summary["fp32"]["per_class_images"][label] == 8
+        assert (f"| {label} | 8 | {fp32:.4f} | {int8:.4f} | {100 * (int8 - fp32):+.2f} pt |"
+                in index)
+
+
 def _classifier_with_a_contrib_op(path: Path) -> Path:
     """Conv -> com.microsoft Gelu -> GlobalAveragePool -> Flatten -> Gemm: ONNX's shape
     inference cannot type anything after the Gelu."""

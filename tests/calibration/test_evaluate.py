@@ -287,12 +287,22 @@ def test_classifier_top1_on_class_folders(tmp_path, caplog):
     from edge.preprocess import letterbox
 
     hits = 0
+    answers: dict[str, list[str]] = {"dark": [], "bright": []}
     for item in dataset.items:  # the same images through the source network, by hand
         image = letterbox(cv2.imread(str(item.path)), 32, 32)[0][..., ::-1] / 255.0
         with torch.no_grad():
             scores = network.double()(torch.from_numpy(image.transpose(2, 0, 1)[None].copy()))
         hits += int(int(scores.argmax()) == int(item.class_ids[0]))
+        answers[("dark", "bright")[int(item.class_ids[0])]].append(
+            ("dark", "bright")[int(scores.argmax())])
     assert accuracy.top1 == pytest.approx(hits / 6)
+    # per true class, with what it was taken for (a user check: top-1 overall only)
+    assert accuracy.per_class_images == {"dark": 3, "bright": 3}
+    for label, other in (("dark", "bright"), ("bright", "dark")):
+        right = answers[label].count(label)
+        assert accuracy.per_class_top1[label] == pytest.approx(right / 3, abs=1e-4)
+        expected = {other: 3 - right} if right < 3 else None
+        assert accuracy.per_class_mistaken_for.get(label) == expected
     (tmp_path / "data" / ".thumbs").mkdir()  # hidden: no class
     cv2.imwrite(str(tmp_path / "data" / "loose.png"), np.full((40, 40, 3), 99, np.uint8))
     with caplog.at_level(logging.WARNING):
@@ -563,3 +573,37 @@ def test_edge_eval_refuses_a_synthetic_scene_for_another_model(tmp_path):
                              "synthetic://shapes"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "the synthetic scene holds circle, square, triangle, star" in result.stderr
+
+
+def test_classifier_accuracy_per_class_names_what_each_class_was_taken_for(capsys):
+    from types import SimpleNamespace
+
+    from calibration.evaluate import _TopOne
+    from edge.cli.workstation import _print_accuracy
+    from edge.preprocess import LetterboxGeometry
+    from edge.spec import InputSpec, ModelSpec
+
+    spec = ModelSpec(task="classify", labels=("cat", "dog", "fox"), head="logits",
+                     output="out", input=InputSpec(name="in", width=8, height=8))
+    scorer = _TopOne(spec)
+    geometry = LetterboxGeometry.fit(8, 8, 8, 8)
+    # (true class, predicted class): cat 2 of 4 right (once a dog, once a fox), dog 1 of 1,
+    # fox 0 of 2 (both taken for dogs)
+    for true, predicted in ((0, 0), (0, 0), (0, 1), (0, 2), (1, 1), (2, 1), (2, 1)):
+        scores = np.full(3, -4.0, np.float32)
+        scores[predicted] = 4.0
+        scorer.add(scores, geometry, SimpleNamespace(class_ids=np.array([true])))
+    accuracy = scorer.accuracy(7)
+    assert accuracy.top1 == pytest.approx(3 / 7, abs=1e-4)
+    assert accuracy.per_class_images == {"cat": 4, "dog": 1, "fox": 2}
+    assert accuracy.per_class_top1 == {"cat": 0.5, "dog": 1.0, "fox": 0.0}
+    assert accuracy.per_class_mistaken_for == {"cat": {"dog": 1, "fox": 1}, "fox": {"dog": 2}}
+    assert accuracy.as_dict()["per_class_mistaken_for"]["fox"] == {"dog": 2}  # --json
+    _print_accuracy(accuracy, "class folders")
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == "top-1 0.4286 over 7 images"
+    assert shown[1].split() == ["cat", "top-1", "0.5000", "(2", "of", "4", "images;", "taken",
+                                "for", "dog", "(1),", "fox", "(1))"]
+    assert shown[2].split() == ["dog", "top-1", "1.0000", "(1", "of", "1", "image)"]
+    assert shown[3].split() == ["fox", "top-1", "0.0000", "(0", "of", "2", "images;", "taken",
+                                "for", "dog", "(2))"]
