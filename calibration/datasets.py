@@ -297,10 +297,11 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
     if skipped:
         say_unreadable(skipped, counted(lost_objects, "object"))
     if unlabelled:
-        log.warning("%d of the %d images in %s have no label file in %s: scored as images "
+        log.warning("%d of the %d images in %s %s no label file in %s: scored as images "
                     "without objects (YOLO's background images); if they show objects, their "
                     "label files are missing and every detection on them counts as false",
-                    unlabelled, len(items), split.images, split.labels)
+                    unlabelled, len(items), split.images, "has" if unlabelled == 1 else "have",
+                    split.labels)
     orphans = split.orphans(pairs)
     if orphans:
         log.warning("%d label file(s) in %s have no image in %s, so are not scored: %s",
@@ -441,7 +442,8 @@ def _coco_file(path: Path, labels: Sequence[str]) -> tuple[dict[str, Any], dict[
         categories[category["id"]] = category["name"]
     unknown = sorted({n for n in categories.values() if n not in labels})
     if unknown:
-        raise InputError(f"{path}: categories {', '.join(unknown)} are not labels of the model "
+        named = _are_not_labels("category", "categories", unknown)
+        raise InputError(f"{path}: {named} of the model "
                          f"({', '.join(labels)}); name each category after its label, or "
                          "evaluate on a dataset labelled for this model")
     return data, categories
@@ -568,7 +570,7 @@ def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
                          f"({root}/<label>/*.jpg, the labels being {listed(labels)}) or a "
                          "COCO JSON file")
     if unknown:
-        raise InputError(f"{root}: folders {', '.join(unknown)} are not labels of the model "
+        raise InputError(f"{root}: {_are_not_labels('folder', 'folders', unknown)} of the model "
                          f"({', '.join(labels)}); name each class folder after its label")
     return folders
 
@@ -609,3 +611,11 @@ def _class_images(folder: Path) -> list[Path]:
 def _folder_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir()
                   if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))
+
+
+
+def _are_not_labels(noun: str, plural: str, names: Sequence[str]) -> str:
+    """`folders a, b are not labels` or, for one name, `folder a is not a label`."""
+    if len(names) == 1:
+        return f"{noun} {names[0]} is not a label"
+    return f"{plural} {', '.join(names)} are not labels"

@@ -58,7 +58,7 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Estimate:
-    value: float
+    value: float | None  # None for 0 trials
     low: float
     high: float
     successes: int
@@ -67,8 +67,13 @@ class Estimate:
     @classmethod
     def of(cls, successes: int, trials: int) -> Estimate:
         low, high = wilson(successes, trials)
-        value = successes / trials if trials else float("nan")
-        return cls(round(value, 4), round(low, 4), round(high, 4), successes, trials)
+        value = successes / trials if trials else None
+        return cls(None if value is None else round(value, 4), round(low, 4), round(high, 4),
+                   successes, trials)
+
+
+#: What each audit estimate is a share of.
+AUDIT_DENOMINATORS = {"precision": "detection", "recall": "object"}
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,9 @@ class Scores:
     `objects` (recall's; difficult ones left out)."""
 
     images: int
-    precision: float
-    recall: float
-    map50: float
+    precision: float | None  # None where it is a share of nothing (0 detections)
+    recall: float | None  # ... of 0 objects
+    map50: float | None  # ... where no class has an object
     objects: int
     detections: int
     #: Per class seen (predicted or labelled); None where undefined: precision of a class
@@ -137,14 +142,15 @@ class _Tally:
         self.images += 1
 
     def scores(self) -> Scores:
-        precision, recall = self.scorer.precision_recall()
         ap = self.scorer.average_precision()[:, 0]
         present = ~np.isnan(ap)
         counted = self.true_pos + self.false_pos
         seen = [int(c) for c in np.flatnonzero(present | (counted > 0) | (self.ground_truth > 0))]
+        true_pos = int(self.true_pos.sum())
         return Scores(
-            self.images, round(precision, 4), round(recall, 4),
-            round(float(ap[present].mean()), 4) if present.any() else 0.0,
+            self.images, _share(true_pos, int(counted.sum())),
+            _share(true_pos, int(self.ground_truth.sum())),
+            round(float(ap[present].mean()), 4) if present.any() else None,
             int(self.ground_truth.sum()), int(counted.sum()),
             {self.labels[c]: round(float(ap[c]), 4) if present[c] else None for c in seen},
             {self.labels[c]: _share(self.true_pos[c], counted[c]) for c in seen},

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from calibration.field import Estimate, FieldReport, audit_words, figure
 from calibration.plotting import pyplot
+from edge.wording import counted
 
 #: The first line of `index.md`: what tells an earlier report, to write over, from other files.
 REPORT_HEADING = "# Field accuracy"
@@ -31,7 +33,8 @@ def _plot_over_time(folder: Path, report: FieldReport) -> str:
     days = list(report.per_day)
     figure, axis = plt.subplots(figsize=(max(5.0, len(days) * 0.9), 3.4))
     for key, colour in (("precision", "#4477aa"), ("recall", "#228833"), ("map50", "#cc6677")):
-        axis.plot(days, [getattr(report.per_day[d], key) for d in days], marker="o",
+        values = [getattr(report.per_day[d], key) for d in days]
+        axis.plot(days, [math.nan if v is None else v for v in values], marker="o",
                   color=colour, label=key.replace("map50", "AP@0.5"))
     for key, colour in (("precision", "#4477aa"), ("recall", "#228833")):
         estimate = report.audit.get(key)
@@ -49,7 +52,7 @@ def _plot_over_time(folder: Path, report: FieldReport) -> str:
 
 
 def _interval(estimate: Estimate) -> str:
-    return (f"{estimate.value:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] "
+    return (f"{figure(estimate.value)} [{estimate.low:.4f}, {estimate.high:.4f}] "
             f"({estimate.successes}/{estimate.trials})")
 
 
@@ -62,7 +65,8 @@ def _markdown(report: FieldReport, source: Path, plot: str) -> str:
              "Precision is a share of the detections, recall of the labelled objects.", "",
              "| | precision | recall | AP@0.5 | images | objects | detections |",
              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {day} | {s.precision:.4f} | {s.recall:.4f} | {s.map50:.4f} | {s.images} | "
+    lines += [f"| {day} | {figure(s.precision)} | {figure(s.recall)} | {figure(s.map50)} | "
+              f"{s.images} | "
               f"{s.objects} | {s.detections} |"
               for day, s in {"all": o, **report.per_day}.items()]
     lines += ["", f"![accuracy over time]({plot})", "", "## Per class (all days)", "",
@@ -78,6 +82,6 @@ def _markdown(report: FieldReport, source: Path, plot: str) -> str:
     if report.ratings is not None:
         lines += ["", "## Match/miss ratings", "", f"- precision: {_interval(report.ratings)}"]
         if report.unknown_rated:
-            lines.append(f"- skipped {len(report.unknown_rated)} unknown image ids: "
+            lines.append(f"- skipped {counted(len(report.unknown_rated), 'unknown image id')}: "
                          + ", ".join(f"`{i}`" for i in report.unknown_rated[:20]))
     return "\n".join(lines) + "\n"

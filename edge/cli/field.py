@@ -40,7 +40,13 @@ def add_drift_reference_argument(parser: argparse.ArgumentParser, frames: str) -
 
 
 def cmd_field_eval(args: argparse.Namespace) -> int:
-    from calibration.field import audit_words, counts, field_accuracy, figure
+    from calibration.field import (
+        AUDIT_DENOMINATORS,
+        audit_words,
+        counts,
+        field_accuracy,
+        figure,
+    )
     from edge.errors import InputError
 
     if args.drift_reference is not None:
@@ -64,27 +70,30 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     o = report.overall
-    left_out = (f" ({counted(report.unlabelled, 'collected image')} not among the corrected "
-                "labels, left out)" if report.unlabelled else "")
+    left_out = (f"; {counted(report.unlabelled, 'collected image')} not among the corrected "
+                "labels, left out" if report.unlabelled else "")
     print(f"field accuracy over {counted(report.images, 'image')}: precision "
-          f"{o.precision:.4f}  recall {o.recall:.4f}  AP@0.5 {o.map50:.4f}  ({counts(o)})"
-          f"{left_out}")
+          f"{figure(o.precision)}  recall {figure(o.recall)}  AP@0.5 {figure(o.map50)}  "
+          f"({counts(o)}{left_out})")
     for label, ap in o.per_class_ap50.items():
         print(f"  {label:12s} precision {figure(o.per_class_precision[label])}  recall "
               f"{figure(o.per_class_recall[label])}  AP@0.5 {figure(ap)}  "
               f"({counts(o, label)})")
     for day, scores in report.per_day.items():
-        print(f"  {day}  precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
-              f"AP@0.5 {scores.map50:.4f}  ({counted(scores.images, 'image')}, "
+        print(f"  {day}  precision {figure(scores.precision)}  recall "
+              f"{figure(scores.recall)}  AP@0.5 {figure(scores.map50)}  "
+              f"({counted(scores.images, 'image')}, "
               f"{counts(scores)})")
     print(f"  audit sample: {audit_words(report)}")
     for name, estimate in report.audit.items():
-        print(f"  audit sample {name} {estimate.value:.4f} "
-              f"[{estimate.low:.4f}, {estimate.high:.4f}] (Wilson 95%)")
+        print(f"  audit sample {name} {figure(estimate.value)} "
+              f"[{estimate.low:.4f}, {estimate.high:.4f}] (Wilson 95%; {estimate.successes} of "
+              f"{counted(estimate.trials, AUDIT_DENOMINATORS[name])})")
     if report.ratings is not None:
         r = report.ratings
-        print(f"  rated precision {r.value:.4f} [{r.low:.4f}, {r.high:.4f}] from {r.trials} "
-              f"ratings; {len(report.unknown_rated)} unknown image ids skipped")
+        unknown = counted(len(report.unknown_rated), "unknown image id")
+        print(f"  rated precision {figure(r.value)} [{r.low:.4f}, {r.high:.4f}] from "
+              f"{counted(r.trials, 'rating')}; {unknown} skipped")
     if args.report is not None:
         print(f"report: {summary['report']}")
     return 0

@@ -56,7 +56,7 @@ from edge.resizing import (
     resize_words,
 )
 from edge.system import usable_cores
-from edge.wording import counted, listed
+from edge.wording import counted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -669,9 +669,8 @@ def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
         print(f"top-1 {accuracy.top1:.4f} over {counted(accuracy.images, 'image')}")
         for label, images in accuracy.per_class_images.items():
             mistaken = accuracy.per_class_mistaken_for.get(label, {})
-            taken = "; taken for " + listed([f"{other} ({n})" for other, n in mistaken.items()],
-                                            3) if mistaken else ""
             right = images - sum(mistaken.values())
+            taken = f"; taken for {_taken_for(mistaken)}" if mistaken else ""
             print(f"  {label:20s} top-1 {accuracy.per_class_top1[label]:.4f} ({right} of "
                   f"{counted(images, 'image')}{taken})")
         return
@@ -682,6 +681,17 @@ def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
         print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap50_95[label]:.4f}")
     if accuracy.unscored_classes:
         print(f"  not in mAP (no ground-truth objects): {', '.join(accuracy.unscored_classes)}")
+
+
+def _taken_for(mistaken: dict[str, int], shown: int = 3) -> str:
+    """`b (4), c (3), d (2), 2 other classes (2)`: what a class's images were taken for, the
+    most frequent first, with how many images each (the rest summed, so the counts add up)."""
+    items = list(mistaken.items())
+    named = [f"{other} ({images})" for other, images in items[:shown]]
+    if len(items) > shown:
+        named.append(f"{counted(len(items) - shown, 'other class')} "
+                     f"({sum(images for _, images in items[shown:])})")
+    return ", ".join(named)
 
 
 def _require_scene_model(what: str, model: Path, task: str, labels: Sequence[str]) -> None:

@@ -203,7 +203,7 @@ def test_coco_json_dataset(tmp_path):
             "categories": [{"id": 3, "name": "star"}, {"id": 9, "name": "hexagon"}],
             "annotations": []}
     (tmp_path / "ann.json").write_text(json.dumps(coco))
-    with pytest.raises(InputError, match="categories hexagon are not labels"):
+    with pytest.raises(InputError, match="category hexagon is not a label of the model"):
         dataset_from(tmp_path / "ann.json", ("circle", "square", "triangle", "star"), "detect")
     coco["categories"] = coco["categories"][:1]
     coco["annotations"] = [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 30, 40]}]
@@ -311,7 +311,7 @@ def test_classifier_top1_on_class_folders(tmp_path, caplog):
     assert "1 image(s) directly in" in caplog.text and "loose.png" in caplog.text
     (tmp_path / "data" / "cat").mkdir()
     with pytest.raises(InputError, match=re.escape(
-            "folders cat are not labels of the model (dark, bright); name each class folder")):
+            "folder cat is not a label of the model (dark, bright); name each class folder")):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
 
 
@@ -578,7 +578,7 @@ def test_edge_eval_refuses_a_synthetic_scene_for_another_model(tmp_path):
 def test_classifier_accuracy_per_class_names_what_each_class_was_taken_for(capsys):
     from types import SimpleNamespace
 
-    from calibration.evaluate import _TopOne
+    from calibration.evaluate import Accuracy, _TopOne
     from edge.cli.workstation import _print_accuracy
     from edge.preprocess import LetterboxGeometry
     from edge.spec import InputSpec, ModelSpec
@@ -607,3 +607,11 @@ def test_classifier_accuracy_per_class_names_what_each_class_was_taken_for(capsy
     assert shown[2].split() == ["dog", "top-1", "1.0000", "(1", "of", "1", "image)"]
     assert shown[3].split() == ["fox", "top-1", "0.0000", "(0", "of", "2", "images;", "taken",
                                 "for", "dog", "(2))"]
+
+    many = Accuracy("classify", 13, top1=2 / 13, per_class_images={"a": 13},
+                    per_class_top1={"a": 0.1538}, per_class_mistaken_for={
+                        "a": {"b": 4, "c": 3, "d": 2, "e": 1, "f": 1}})
+    _print_accuracy(many, "class folders")
+    # a user check: "..." hid two images, so the counts shown did not add up to 13
+    assert ("(2 of 13 images; taken for b (4), c (3), d (2), 2 other classes (2))"
+            in capsys.readouterr().out)

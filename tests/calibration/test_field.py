@@ -353,7 +353,9 @@ def test_cli_prints_per_class_scores_and_checks_the_report_dependency_first(tmp_
         in shown.stdout
     assert "(3 objects, 4 detections)" in shown.stdout.splitlines()[0]
     assert "(1 image, 1 object, 2 detections)" in shown.stdout
-    assert "audit sample precision" in shown.stdout and "(Wilson 95%)" in shown.stdout
+    assert ("audit sample precision 0.5000 [0.0945, 0.9055] (Wilson 95%; 1 of 2 detections)"
+            in shown.stdout)
+    assert "audit sample recall 1.0000 [0.2065, 1.0000] (Wilson 95%; 1 of 1 object)" in shown.stdout
     code = ("import sys; sys.modules['matplotlib'] = None\nfrom edge.cli import main\n"
             "sys.exit(main(sys.argv[1:]))")
     report = tmp_path / "report"
@@ -376,3 +378,35 @@ def test_the_report_s_matplotlib_requirement_is_the_convert_extra_s():
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert f"matplotlib{MATPLOTLIB_REQUIREMENT}" in project["project"]["optional-dependencies"][
         "convert"]
+
+
+def test_a_share_of_nothing_is_n_a_everywhere_and_json_stays_json(tmp_path):
+    """A user check: with 0 detections and 0 objects precision read 1.0000 overall, 0.0000 where
+    objects were missed, n/a per class; the audit's 0-of-0 share was NaN in --json (not
+    JSON) and `nan` on the terminal and in the report."""
+    collected = make_collected(tmp_path / "c")
+    # frame 3 (the audit frame): corrected to hold nothing, and its two detections removed
+    (collected / "labels" / "dev1_gate_00000003.txt").write_text("")
+    manifest = collected / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[2]["objects"] = []
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = field_accuracy(collected)
+    day2 = report.per_day["2026-11-29"]
+    assert (day2.precision, day2.recall, day2.map50, day2.objects, day2.detections) == (
+        None, None, None, 0, 0)
+    assert report.audit["precision"].value is None and report.audit["recall"].value is None
+    result = edge("eval", "--field", "--data", str(collected), "--json", "--report",
+                  str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1], parse_constant=pytest.fail)
+    assert summary["per_day"]["2026-11-29"]["precision"] is None
+    assert summary["audit"]["precision"]["value"] is None
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert "| 2026-11-29 | n/a | n/a | n/a | 1 | 0 | 0 |" in index and "nan" not in index
+    assert "- precision: n/a [0.0000, 1.0000] (0/0)" in index
+    shown = edge("eval", "--field", "--data", str(collected)).stdout
+    assert "  2026-11-29  precision n/a  recall n/a  AP@0.5 n/a  (1 image, 0 objects, " \
+        "0 detections)" in shown
+    assert "audit sample precision n/a [0.0000, 1.0000] (Wilson 95%; 0 of 0 detections)" in shown
+    assert "nan" not in shown

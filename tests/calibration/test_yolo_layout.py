@@ -137,14 +137,14 @@ def test_images_without_label_files_and_labels_without_images_are_said(tmp_path,
     with caplog.at_level(logging.WARNING):
         dataset = dataset_from(tmp_path, LABELS, "detect")
     assert len(dataset.items) == 5 and len(dataset.items[0].boxes) == 0
-    assert (f"1 of the 5 images in {tmp_path / 'images'} have no label file in "
+    assert (f"1 of the 5 images in {tmp_path / 'images'} has no label file in "
             f"{tmp_path / 'labels'}: scored as images without objects") in caplog.text
     assert (f"1 label file(s) in {tmp_path / 'labels'} have no image in "
             f"{tmp_path / 'images'}, so are not scored: {labels[-1].name}") in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert len(dataset_from(tmp_path, LABELS, "detect", max_images=2).items) == 2
-    assert f"1 of the 2 images in {tmp_path / 'images'} have no label file" in caplog.text
+    assert f"1 of the 2 images in {tmp_path / 'images'} has no label file" in caplog.text
 
 
 @pytest.mark.parametrize("row", ["1 1.5 0.5 0.2 0.2", "0 0.5 0.5 -0.1 0.2", "2 120 80 30 40"])
