@@ -613,7 +613,6 @@ def _folder_images(folder: Path) -> list[Path]:
                   if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))
 
 
-
 def _are_not_labels(noun: str, plural: str, names: Sequence[str]) -> str:
     """`folders a, b are not labels` or, for one name, `folder a is not a label`."""
     if len(names) == 1:

@@ -66,8 +66,7 @@ def _markdown(report: FieldReport, source: Path, plot: str) -> str:
              "| | precision | recall | AP@0.5 | images | objects | detections |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {day} | {figure(s.precision)} | {figure(s.recall)} | {figure(s.map50)} | "
-              f"{s.images} | "
-              f"{s.objects} | {s.detections} |"
+              f"{s.images} | {s.objects} | {s.detections} |"
               for day, s in {"all": o, **report.per_day}.items()]
     lines += ["", f"![accuracy over time]({plot})", "", "## Per class (all days)", "",
               "| class | precision | recall | AP@0.5 | objects | detections |",

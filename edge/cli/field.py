@@ -82,8 +82,7 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
     for day, scores in report.per_day.items():
         print(f"  {day}  precision {figure(scores.precision)}  recall "
               f"{figure(scores.recall)}  AP@0.5 {figure(scores.map50)}  "
-              f"({counted(scores.images, 'image')}, "
-              f"{counts(scores)})")
+              f"({counted(scores.images, 'image')}, {counts(scores)})")
     print(f"  audit sample: {audit_words(report)}")
     for name, estimate in report.audit.items():
         print(f"  audit sample {name} {figure(estimate.value)} "
