@@ -17,7 +17,7 @@ from calibration.readers import IMAGE_SUFFIXES
 from calibration.yolo_layout import YoloLayout, dataset_yaml, yolo_layout
 from edge.errors import InputError
 from edge.text_files import read_text
-from edge.wording import counted, listed
+from edge.wording import counted, listed, not_labels_of_the_model
 
 log = logging.getLogger(__name__)
 
@@ -442,10 +442,10 @@ def _coco_file(path: Path, labels: Sequence[str]) -> tuple[dict[str, Any], dict[
         categories[category["id"]] = category["name"]
     unknown = sorted({n for n in categories.values() if n not in labels})
     if unknown:
-        named = _are_not_labels("category", "categories", unknown)
-        raise InputError(f"{path}: {named} of the model "
-                         f"({', '.join(labels)}); name each category after its label, or "
-                         "evaluate on a dataset labelled for this model")
+        noun = "category" if len(unknown) == 1 else "categories"
+        raise InputError(f"{path}: {noun} {not_labels_of_the_model(unknown, labels)}; name "
+                         "each category after its label, or evaluate on a dataset labelled "
+                         "for this model")
     return data, categories
 
 
@@ -570,8 +570,9 @@ def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
                          f"({root}/<label>/*.jpg, the labels being {listed(labels)}) or a "
                          "COCO JSON file")
     if unknown:
-        raise InputError(f"{root}: {_are_not_labels('folder', 'folders', unknown)} of the model "
-                         f"({', '.join(labels)}); name each class folder after its label")
+        noun = "folder" if len(unknown) == 1 else "folders"
+        raise InputError(f"{root}: {noun} {not_labels_of_the_model(unknown, labels)}; name "
+                         "each class folder after its label")
     return folders
 
 
@@ -611,10 +612,3 @@ def _class_images(folder: Path) -> list[Path]:
 def _folder_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir()
                   if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))
-
-
-def _are_not_labels(noun: str, plural: str, names: Sequence[str]) -> str:
-    """`folders a, b are not labels` or, for one name, `folder a is not a label`."""
-    if len(names) == 1:
-        return f"{noun} {names[0]} is not a label"
-    return f"{plural} {', '.join(names)} are not labels"

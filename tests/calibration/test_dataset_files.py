@@ -124,11 +124,11 @@ def test_a_coco_box_drawn_to_the_edge_and_rounded_out_is_taken(tmp_path):
     ({"images": [], "annotations": [], "categories": [{"id": 1}]},
      r"categories\[0\] has no name; every COCO category needs its id and name"),
     ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "Circle"}]},
-     r"category Circle is not a label of the model \(circle, square\); name each category "
-     r"after its label"),
+     r"category Circle is not a label of the model \(Circle: did you mean circle\?\); its 2 "
+     r"labels: circle, square; name each category after its label"),
     ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "Circle"},
                                                       {"id": 2, "name": "Box"}]},
-     r"categories Box, Circle are not labels of the model \(circle, square\)"),
+     r"categories Box, Circle are not labels of the model \(Circle: did you mean circle\?\)"),
 ])
 def test_a_coco_file_missing_a_part_says_which(tmp_path, content, message):
     """A user check: these read as Python's internals ("('categories')", "('name')")."""

@@ -311,7 +311,13 @@ def test_classifier_top1_on_class_folders(tmp_path, caplog):
     assert "1 image(s) directly in" in caplog.text and "loose.png" in caplog.text
     (tmp_path / "data" / "cat").mkdir()
     with pytest.raises(InputError, match=re.escape(
-            "folder cat is not a label of the model (dark, bright); name each class folder")):
+            "folder cat is not a label of the model; its 2 labels: dark, bright; name each "
+            "class folder after its label")):
+        dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
+    (tmp_path / "data" / "cat").rmdir()
+    (tmp_path / "data" / "Dark").mkdir()  # a user check: a case slip got no hint
+    with pytest.raises(InputError, match=re.escape(
+            "folder Dark is not a label of the model (Dark: did you mean dark?)")):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
 
 
