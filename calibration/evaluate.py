@@ -122,8 +122,7 @@ class _TopOne:
         self._answers[int(truth.class_ids[0]), predicted] += 1
 
     def accuracy(self, images: int) -> Accuracy:
-        hits = sum(n for (true, predicted), n in self._answers.items() if true == predicted)
-        per_class: dict[int, int] = Counter()
+        per_class: Counter[int] = Counter()
         mistaken: dict[int, Counter[str]] = {}
         for (true, predicted), n in self._answers.items():
             per_class[true] += n
@@ -131,6 +130,7 @@ class _TopOne:
                 taken_for = self._labels[predicted] if predicted >= 0 else "nothing"
                 mistaken.setdefault(true, Counter())[taken_for] += n
         classes = sorted(per_class)
+        hits = sum(self._answers[c, c] for c in classes)
         return Accuracy(
             "classify", images, top1=round(hits / max(images, 1), 4),
             per_class_images={self._labels[c]: per_class[c] for c in classes},

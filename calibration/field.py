@@ -144,19 +144,18 @@ class _Tally:
     def scores(self) -> Scores:
         ap = self.scorer.average_precision()[:, 0]
         present = ~np.isnan(ap)
-        counted = self.true_pos + self.false_pos
-        seen = [int(c) for c in np.flatnonzero(present | (counted > 0) | (self.ground_truth > 0))]
-        true_pos = int(self.true_pos.sum())
+        detected = self.true_pos + self.false_pos
+        seen = [int(c) for c in np.flatnonzero(present | (detected > 0) | (self.ground_truth > 0))]
+        true_pos, detections = int(self.true_pos.sum()), int(detected.sum())
+        objects = int(self.ground_truth.sum())
         return Scores(
-            self.images, _share(true_pos, int(counted.sum())),
-            _share(true_pos, int(self.ground_truth.sum())),
-            round(float(ap[present].mean()), 4) if present.any() else None,
-            int(self.ground_truth.sum()), int(counted.sum()),
+            self.images, _share(true_pos, detections), _share(true_pos, objects),
+            round(float(ap[present].mean()), 4) if present.any() else None, objects, detections,
             {self.labels[c]: round(float(ap[c]), 4) if present[c] else None for c in seen},
-            {self.labels[c]: _share(self.true_pos[c], counted[c]) for c in seen},
+            {self.labels[c]: _share(self.true_pos[c], detected[c]) for c in seen},
             {self.labels[c]: _share(self.true_pos[c], self.ground_truth[c]) for c in seen},
             {self.labels[c]: int(self.ground_truth[c]) for c in seen},
-            {self.labels[c]: int(counted[c]) for c in seen})
+            {self.labels[c]: int(detected[c]) for c in seen})
 
 
 def audit_words(report: FieldReport) -> str:

@@ -304,10 +304,10 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
         lines += ["", f"**Warning:** {lost}"] if lost else []
         lines += ["", "## Per-class top-1", "", "| class | images | FP32 | INT8 | change |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {k} | {fp32.per_class_images[k]} | {v:.4f} | "
-                  f"{int8.per_class_top1.get(k, 0.0):.4f} | "
-                  f"{100 * (int8.per_class_top1.get(k, 0.0) - v):+.2f} pt |"
-                  for k, v in fp32.per_class_top1.items()]
+        for label, before in fp32.per_class_top1.items():
+            after = int8.per_class_top1.get(label, 0.0)  # both scored on the same images
+            lines.append(f"| {label} | {fp32.per_class_images[label]} | {before:.4f} | "
+                         f"{after:.4f} | {100 * (after - before):+.2f} pt |")
     lines += _comparison(result) + _latency(result)
     frames = (f"the {counted(len(result.held_out), 'held-out frame')}" if result.held_out else
               f"the first {OUTPUT_SQNR_FRAMES} calibration frames (none were held out)")
