@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import re
@@ -33,6 +32,7 @@ from edge.objects_config import (
     unique_zone_names,
 )
 from edge.redact import REDACTED, redact_text, redact_uri
+from edge.wording import likely_meant
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -519,8 +519,8 @@ def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None) 
 
 
 def _meant_key(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None:
-    """The key of `model` at `loc`'s section closest to its last part (`stal_s` ->
-    `stall_s`), if one is close."""
+    """The key of `model` at `loc`'s section that its last part most likely misspells (`stal_s`
+    -> `stall_s`, `qso` -> `qos`), if one is alike."""
     section: type[BaseModel] | None = model
     for part in loc[:-1]:
         if isinstance(part, int):
@@ -529,9 +529,7 @@ def _meant_key(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None
         section = _section_type(field.annotation) if field is not None else None
     if section is None:
         return None
-    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1,
-                                      cutoff=0.7)
-    return close[0] if close else None
+    return likely_meant(str(loc[-1]), list(section.model_fields), cutoff=0.7)
 
 
 def _section_type(annotation: Any) -> type[BaseModel] | None:

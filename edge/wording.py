@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 #: Labels listed in a message about labels a model lacks; a 1000-class model's whole list made
 #: a 6000-character line.
 LABELS_SHOWN = 20
+#: How alike a misspelt name and the one meant are (difflib's ratio): `--lables` and
+#: `--labels` 0.88, `--dta` and `--data` 0.91; `--frames` and `--ranges`, unrelated, 0.75.
+ALIKE = 0.8
 
 
 def not_labels_of_the_model(unknown: Sequence[str], labels: Sequence[str]) -> str:
@@ -27,6 +30,22 @@ def not_labels_of_the_model(unknown: Sequence[str], labels: Sequence[str]) -> st
              + ")" if alike else "")
     return (f"{listed(unknown, LABELS_SHOWN)} {verb} of the model{meant}; its "
             f"{counted(len(labels), 'label')}: {listed(labels, LABELS_SHOWN)}")
+
+
+def likely_meant(name: str, names: Collection[str], cutoff: float = ALIKE) -> str | None:
+    """The one of `names` that `name` most likely misspells: the same letters in another case
+    or order (`TensorRT`, `qso` for `qos`, `rtps`), else the only one it begins (`onnx`),
+    else the closest by difflib at `cutoff` or above (`stal_s` for `stall_s`); None where none
+    is alike. Two swapped letters of a short word score too low for difflib alone (`qso`
+    against `qos`: 0.67)."""
+    folded = sorted(name.lower())
+    same_letters = [known for known in names if sorted(known.lower()) == folded]
+    begun = [known for known in names if known.startswith(name)]
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=cutoff)
+    for found in (same_letters, begun if len(begun) == 1 else [], close):
+        if found:
+            return found[0]
+    return None
 
 
 def listed(items: Sequence[object], shown: int = 6) -> str:

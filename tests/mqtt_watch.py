@@ -18,6 +18,7 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
+    arrived: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.payload)

@@ -67,6 +67,8 @@ def test_valid_config_loads_with_defaults_and_resolves_the_model_path(tmp_path):
          r"mqtt\.reconect_max_s: unknown key; did you mean reconnect_max_s\?"),
         (("device_id = ", "device-id = \"x\"\ndevice_id = "),
          r"device-id: unknown key; did you mean device_id\?"),
+        # two letters swapped in a short key score under difflib's cutoff (a user check)
+        (("[mqtt]", "[mqtt]\nqso = 1"), r"mqtt\.qso: unknown key; did you mean qos\?"),
     ],
 )
 def test_bad_configs_name_the_key_and_what_was_expected(tmp_path, change, expected):

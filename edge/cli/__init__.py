@@ -20,7 +20,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import argparse
-import difflib
 import importlib.util
 import logging
 import re
@@ -36,12 +35,10 @@ from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
 from edge.install_hint import install_command
+from edge.wording import likely_meant
 
 #: argparse's words for a value outside an option's (or the command's) choices.
 _INVALID_CHOICE = re.compile(r"invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)")
-#: How alike a misspelt name and the one meant are (difflib's ratio): `--lables` and
-#: `--labels` 0.88, `--dta` and `--data` 0.91; `--frames` and `--ranges`, unrelated, 0.75.
-_ALIKE = 0.8
 
 
 class _Parser(argparse.ArgumentParser):
@@ -138,7 +135,7 @@ class _Parser(argparse.ArgumentParser):
             if name in self.outer_options:
                 return (f"; {name} is an option of edge itself: give it before the command "
                         f"(edge {name} ... {self.prog.removeprefix('edge ')} ...)")
-            close = _alike(name, known)
+            close = likely_meant(name, known)
             if close or unmatched:
                 meant = f": did you mean {close}?" if close else ""
                 return f"; {name} is not an option of {self.prog}{meant}"
@@ -151,21 +148,8 @@ def _choice_meant(message: str) -> str:
     invalid = _INVALID_CHOICE.search(message)
     if invalid is None:
         return ""
-    close = _alike(invalid["value"], re.findall(r"'([^']*)'", invalid["choices"]))
+    close = likely_meant(invalid["value"], re.findall(r"'([^']*)'", invalid["choices"]))
     return f"; did you mean {close}?" if close else ""
-
-
-def _alike(name: str, names: Sequence[str]) -> str | None:
-    """The one of `names` that `name` misspells: the same letters in another case or order
-    (`TensorRT`, `evla`), the only one it begins (`onnx`), or one `_ALIKE` by difflib."""
-    folded = sorted(name.lower())
-    same_letters = [n for n in names if sorted(n.lower()) == folded]
-    begun = [n for n in names if n.startswith(name)]
-    close = difflib.get_close_matches(name, names, n=1, cutoff=_ALIKE)
-    for found in (same_letters, begun if len(begun) == 1 else [], close):
-        if found:
-            return found[0]
-    return None
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -516,8 +516,9 @@ class MqttLink:
             events_lost = self.counters.events_dropped - self._events_dropped_before_overflow
             self._events_dropped_before_overflow = self.counters.events_dropped
         if lost:
-            log.warning("%d messages were dropped while the broker was away (the outbox's "
-                        "limit)%s", lost, f", {counted(events_lost, 'event')} among them"
+            log.warning("%s dropped while the broker was away (the outbox's limit)%s",
+                        f"{counted(lost, 'message')} {'was' if lost == 1 else 'were'}",
+                        f", {counted(events_lost, 'event')} among them"
                         if events_lost else ", no event among them")
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 from edge.errors import SourceError
@@ -12,6 +11,7 @@ from edge.sources.opencv import csi_source, file_source, rtsp_source, v4l2_sourc
 from edge.sources.replay import ReplaySource
 from edge.sources.synthetic import SyntheticSource
 from edge.sources.uri import SourceUri
+from edge.wording import likely_meant
 
 SOURCE_KINDS: dict[str, Callable[[SourceUri], Source]] = {
     "synthetic": SyntheticSource,
@@ -28,19 +28,11 @@ def source_from_uri(text: str) -> Source:
     """Build (but do not open) the source a URI names."""
     uri = SourceUri.parse(text)
     if uri.scheme not in SOURCE_KINDS:
-        close = _likely_meant(uri.scheme.lower())
+        close = likely_meant(uri.scheme.lower(), SOURCE_KINDS, cutoff=0.6)
         guess = f"did you mean {close}://? " if close else ""
         raise SourceError(f"source '{text}': unknown scheme '{uri.scheme}://'; {guess}supported: "
                           f"{', '.join(s + '://' for s in SOURCE_KINDS)}")
     return SOURCE_KINDS[uri.scheme](uri)
-
-
-def _likely_meant(scheme: str) -> str | None:
-    """The known scheme a mistyped one most likely meant: the same letters in another order
-    (`rtps`: two swapped) first, else the closest spelling."""
-    swapped = [known for known in SOURCE_KINDS if sorted(known) == sorted(scheme)]
-    close = swapped or difflib.get_close_matches(scheme, SOURCE_KINDS, n=1, cutoff=0.6)
-    return close[0] if close else None
 
 
 def camera_error(index: int, name: str, exc: SourceError) -> SourceError:

@@ -55,7 +55,7 @@ def tracker_settings_from_config(settings: TrackingConfig) -> TrackerSettings:
 
 class CameraTracking:
     """`hold(frame_id, image, ts)` then `update(frame_id, ts, detections, frame_size)` per
-    frame; `close()` when the camera stops."""
+    frame; `close()` when the camera stops or its source goes down."""
 
     def __init__(self, camera: str, settings: TrackingConfig, topics: Topics,
                  labels: Sequence[str], zones: Sequence[Zone],
@@ -120,9 +120,13 @@ class CameraTracking:
         except ConfigError as exc:  # the frame is not the size the config was checked for
             log.error("%s; counting in the zones as given", exc)
 
-    def close(self, ts: float | None = None) -> None:
-        """End every live object (the camera stopped) and publish zero counts."""
-        self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
+    def close(self, ts: float | None = None) -> int:
+        """End every live object and publish zero counts: the camera stopped, or its source
+        went down (the next frame then starts tracking afresh). Returns how many objects
+        ended."""
+        ended = self.tracker.finish()
+        self._publish(self.events.finish(ended, ts or time.time()))
+        return len(ended)
 
     def _publish(self, messages: list[Outgoing]) -> None:
         for message in messages:
