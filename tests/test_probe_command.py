@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 
 from edge.broker import free_port
+from edge.sources import trial as trial_module
+from edge.sources.trial import try_source
 from tests.rtsp_server import RtspServer, missing_reason
+from tests.scenes import SlowScene
 
 rtsp = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 PASSWORD = "pa@ss"
@@ -208,7 +211,21 @@ def test_frames_that_do_not_fit_the_timeout_are_counted_and_measured(guarded_ser
     assert "terminate called" not in result.stderr
     (trial,) = summary(result)["sources"]
     assert 20 <= trial["frames"] < 1000 and 12 <= trial["fps"] <= 18, trial
-    assert trial["error"] == f"{trial['frames']} of 1000 frames within 4 s"
+    assert trial["error"] == (f"{trial['frames']} of 1000 frames within 4 s; raise --timeout or "
+                              "ask for fewer --frames")
+
+
+def test_a_stream_that_opens_after_the_timeout_is_said_to_need_a_longer_one(monkeypatch):
+    """A user check: `--timeout 2` on a stream that took 1.9-3.8 s to open said only "0 of 30
+    frames within 2 s", though its server answered and it was still opening."""
+    monkeypatch.setattr(trial_module, "source_from_uri",
+                        lambda text: SlowScene("synthetic://shapes?fps=30", 1.5))
+    trial = try_source("gate", "rtsp://127.0.0.1:8554/cam", 30, 0.5)
+    assert trial.frames == 0 and trial.opened_s is not None and trial.opened_s >= 1.5
+    assert trial.error == (f"0 of 30 frames within 0.5 s: the source took "
+                           f"{trial.opened_s:.1f} s to open, so the time was up before its "
+                           "first frame; raise --timeout")
+    assert trial.describe().endswith(f"FAILED: {trial.error}")
 
 
 @rtsp

@@ -5,8 +5,8 @@ and on its return a star's track took a circle and a count read 5 of 3 objects).
 
 from __future__ import annotations
 
+import itertools
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -14,28 +14,13 @@ import pytest
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.sources import supervisor as supervisor_module
-from edge.sources.synthetic import SyntheticSource
-from edge.sources.uri import SourceUri
 from tests.mqtt_watch import Received, Watcher
 from tests.running_daemon import running
+from tests.scenes import SlowScene
 
 PREFIX = "edge/outage"
 FIRST_STREAM_FRAMES = 60  # 3 s at 20 fps
 DOWN_S = 2.0  # the reopened camera's open takes this long: the camera is away meanwhile
-
-
-class _LiveScene(SyntheticSource):
-    """The demo scene as a live camera: its end is an outage the supervisor reopens it from."""
-
-    live = True
-
-    def __init__(self, uri: str, opening_s: float) -> None:
-        super().__init__(SourceUri.parse(uri))
-        self._opening_s = opening_s
-
-    def open(self) -> None:
-        time.sleep(self._opening_s)
-        super().open()
 
 
 @pytest.fixture
@@ -46,14 +31,14 @@ def camera_that_drops_out(monkeypatch: pytest.MonkeyPatch) -> None:
     built = []
     lock = threading.Lock()
 
-    def source(uri: str) -> _LiveScene:
+    def source(uri: str) -> SlowScene:
         with lock:
             built.append(uri)
             first = len(built) == 1
         if first:
-            return _LiveScene(f"synthetic://shapes?fps=20&seed=1&frames={FIRST_STREAM_FRAMES}",
+            return SlowScene(f"synthetic://shapes?fps=20&seed=1&frames={FIRST_STREAM_FRAMES}",
                               0.0)
-        return _LiveScene("synthetic://shapes?fps=20&seed=2", DOWN_S)
+        return SlowScene("synthetic://shapes?fps=20&seed=2", DOWN_S)
 
     monkeypatch.setattr(supervisor_module, "source_from_uri", source)
 
@@ -96,7 +81,7 @@ def _back(watcher: Watcher) -> Received | None:
     """The first detections message after the outage (a gap of over a second in frame
     times), None before it."""
     messages = _detections(watcher)
-    for earlier, later in zip(messages, messages[1:]):
+    for earlier, later in itertools.pairwise(messages):
         if later.json()["ts"] - earlier.json()["ts"] > 1.0:
             return later
     return None

@@ -48,6 +48,7 @@ class SourceTrial:
     fps: float | None = None  # measured
     declared_fps: float | None = None  # what the source says it delivers
     first_frame_s: float | None = None  # from the start of the open
+    opened_s: float | None = None  # how long the open took, once it returned
     last_frame: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
     live: bool = False
     stuck: bool = False  # its reader is still inside the source (a hung device's open)
@@ -110,9 +111,19 @@ def try_source(name: str, text: str, frames: int, timeout_s: float,
         trial.stuck = True
         trial.error = "interrupted" if interrupted else _overdue(trial, text, timeout_s)
     elif trial.error is None:
-        trial.error = ("interrupted" if interrupted else
-                       f"{trial.frames} of {frames} frames within {timeout_s:g} s")
+        trial.error = "interrupted" if interrupted else _too_few(trial, frames, timeout_s)
     return trial
+
+
+def _too_few(trial: SourceTrial, frames: int, timeout_s: float) -> str:
+    """Why a trial that ended at its timeout has fewer frames than asked for, and what to do:
+    a stream may take seconds to open (1.9-3.8 s measured for a local RTSP server), which a
+    short --timeout ends before its first frame."""
+    said = f"{trial.frames} of {frames} frames within {timeout_s:g} s"
+    if trial.frames == 0 and trial.opened_s is not None and trial.opened_s >= timeout_s:
+        return (f"{said}: the source took {trial.opened_s:.1f} s to open, so the time was up "
+                "before its first frame; raise --timeout")
+    return f"{said}; raise --timeout or ask for fewer --frames"
 
 
 def _overdue(trial: SourceTrial, text: str, timeout_s: float) -> str:
@@ -130,6 +141,7 @@ def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event) -
         trial.live = source.live
         try:
             source.open()
+            trial.opened_s = time.monotonic() - started
             while len(times) < frames and not enough.is_set():
                 frame = source.read()
                 if frame is None:  # a file or a scene may end; a live source should not
