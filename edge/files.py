@@ -75,8 +75,11 @@ def _require_writable(folder: Path, given: str) -> None:
             pass
     except OSError as exc:
         fix = _WRITE_FIXES.get(exc.errno or 0, "choose another output path")
+        # a folder that exists, yet no file made in it does: a virtual file system's (/proc)
+        why = ("no file can be made there: a virtual file system, as /proc is"
+               if exc.errno == errno.ENOENT and folder.is_dir() else exc.strerror)
         raise OutputError(f"output directory {folder}{given} cannot be written into "
-                          f"({exc.strerror}); {fix}") from exc
+                          f"({why}); {fix}") from exc
 
 
 @contextlib.contextmanager

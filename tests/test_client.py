@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from paho.mqtt import publish
 
+import edge.client as edge_client
 from edge.client import (
     KINDS,
     DetectionsMessage,
@@ -181,6 +182,22 @@ def test_one_kind_may_be_a_string_and_on_invalid_is_checked():
         ("edge/+/+/events", 1), ("edge/+/+/status", 0), ("edge/+/status", 0)]
     with pytest.raises(InputError, match=r"on_invalid='bogus': give 'warn' .* or 'raise'"):
         Subscriber("mqtt://h", on_invalid="bogus")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"kinds": []}, r"kinds is empty: this subscriber would receive nothing; give one or more "
+                    r"of status, "),
+    ({"kinds": 5}, r"kinds=5: give message kind names, one as a string or several in a list"),
+    ({"callback": 5}, r"callback=5 is not callable: give a function that takes one argument"),
+    ({"on_error": "log"}, r"on_error='log' is not callable"),
+])
+def test_arguments_that_would_fail_later_are_refused_at_once(arguments, message):
+    """A user check: kinds=[] was taken and the subscriber never yielded a message; callback=5
+    was taken and failed with a traceback on every message; kinds=5 was a bare TypeError.
+    `InputError` comes with `edge.client`, so a program catches it from there."""
+    with pytest.raises(edge_client.InputError, match=message):
+        Subscriber("mqtt://h", **arguments)
+    assert edge_client.InputError is InputError and issubclass(InputError, edge_client.EdgeError)
 
 
 @pytest.mark.parametrize("on_invalid", ["warn", "raise"])

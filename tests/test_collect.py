@@ -347,7 +347,8 @@ UNREACHABLE = ["--mqtt", "mqtt://127.0.0.1:1", "--out", "{tmp}/o"]
      r"output directory .*no/such \(of --out .*no/such/o\) does not exist; create it or "
      r"choose another folder"),
     (["--mqtt", "mqtt://127.0.0.1:1", "--out", "/proc/o", "--seconds", "1"],
-     r"output directory /proc \(of --out /proc/o\) cannot be written into"),
+     r"output directory /proc \(of --out /proc/o\) cannot be written into \(no file can be "
+     r"made there: a virtual file system, as /proc is\); choose another output path"),
     ([*UNREACHABLE, "--max-mb", "0"], r"--max-mb: '0' must be a number > 0"),
     # not a number: a traceback (NaN to an int) or, for --seconds, a run that never ends
     ([*UNREACHABLE, "--max-mb", "nan"], r"--max-mb: 'nan' must be a number > 0"),

@@ -30,10 +30,11 @@ from edge.client.models import (
     SnapshotRef,
 )
 from edge.client.subscriber import Subscriber
+from edge.errors import EdgeError, InputError
 
 __all__ = [
     "KINDS", "KIND_NAMES", "CameraStats", "CameraStatus", "CommandReply", "Count", "Detection",
-    "DetectionsMessage", "DeviceStats", "DeviceStatus", "Drift", "Event", "FrameMeta",
-    "FutureVersionError", "Jpeg", "Message", "PayloadError", "SnapshotRef", "Subscriber",
-    "parse_message",
+    "DetectionsMessage", "DeviceStats", "DeviceStatus", "Drift", "EdgeError", "Event",
+    "FrameMeta", "FutureVersionError", "InputError", "Jpeg", "Message", "PayloadError",
+    "SnapshotRef", "Subscriber", "parse_message",
 ]

@@ -82,11 +82,11 @@ class Subscriber:
         MQTT 5 Receive Maximum). Stopped too long (1.5x the 30 s keep-alive), the broker
         drops the connection; the subscriber reconnects and is sent again what it had not
         acknowledged."""
-        wanted = [kinds] if isinstance(kinds, str) else list(kinds)
-        unknown = sorted(set(wanted) - set(KIND_NAMES))
-        if unknown:
-            raise InputError(f"unknown message kind(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(KIND_NAMES)}")
+        wanted = _checked_kinds(kinds)
+        for name, function in (("callback", callback), ("on_error", on_error)):
+            if function is not None and not callable(function):
+                raise InputError(f"{name}={function!r} is not callable: give a function that "
+                                 "takes one argument, or None")
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise InputError(f"queue size {queue_size!r}: give a whole number of messages, 1 "
                              "or more")
@@ -284,3 +284,21 @@ class Subscriber:
             dropped = self.overflow - self._dropped_before
             if dropped:
                 log.warning("%d message(s) dropped while the queue was full", dropped)
+
+
+def _checked_kinds(kinds: Iterable[str] | str) -> list[str]:
+    """`kinds` as a list of known kind names; an unknown name, none at all (a subscriber that
+    would never yield a message) or something that is no list of names is an InputError."""
+    known = ", ".join(KIND_NAMES)
+    try:
+        wanted = [kinds] if isinstance(kinds, str) else list(kinds)
+    except TypeError:
+        raise InputError(f"kinds={kinds!r}: give message kind names, one as a string or "
+                         f"several in a list; known: {known}") from None
+    if not wanted:
+        raise InputError(f"kinds is empty: this subscriber would receive nothing; give one or "
+                         f"more of {known} (or leave kinds out for every one)")
+    unknown = sorted({str(name) for name in wanted} - set(KIND_NAMES))
+    if unknown:
+        raise InputError(f"unknown message kind(s) {', '.join(unknown)}; known: {known}")
+    return wanted
