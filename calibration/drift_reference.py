@@ -41,7 +41,9 @@ def drift_reference_from_images(model: Path, images: Iterable[npt.NDArray[np.uin
     if stats.frames < FEW_REFERENCE_FRAMES:
         log.warning("the drift reference comes from %d frames of %s; with fewer than %d frames "
                     "covering the camera's usual scenes (minutes of them, such as the "
-                    "calibration set), normal frames can read as drift", stats.frames, source,
-                    FEW_REFERENCE_FRAMES)
+                    "calibration set), normal frames can read as drift: give it more (a "
+                    "larger folder or video, or a higher --max-images where that capped them; "
+                    "synthetic://shapes makes 100 unless --max-images asks for more)",
+                    stats.frames, source, FEW_REFERENCE_FRAMES)
     return DriftReference(file_sha256(model), spec.name or (published or model).stem,
                           tuple(spec.labels), stats, source)

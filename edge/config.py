@@ -562,6 +562,10 @@ def _in_words(error: Any) -> str:
         bound = next(iter(context.values()))
         shown = f"{bound:g}" if isinstance(bound, (int, float)) else bound
         return f"must be {bounds[kind]} {shown}"
+    if kind == "literal_error" and isinstance(error.get("input"), bool):
+        # TOML's true/false where the key takes words: `enabled = true` for "on"
+        return (f"takes one of {context.get('expected', 'its words')}, in quotes (a TOML true "
+                "or false is none of them)")
     if kind == "too_short" and "min_length" in context:
         least = int(context["min_length"])
         return (f"needs at least {least} {'item' if least == 1 else 'items'}; "
@@ -578,4 +582,6 @@ def _shown_input(loc: tuple[int | str, ...], value: object) -> str:
         return f"; got {REDACTED}"
     if isinstance(value, str):
         return f"; got {redact_text(redact_uri(value) if '://' in value else value)!r}"
+    if isinstance(value, bool):  # as the config wrote it
+        return f"; got {str(value).lower()}"
     return f"; got {value!r}"

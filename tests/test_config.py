@@ -69,6 +69,10 @@ def test_valid_config_loads_with_defaults_and_resolves_the_model_path(tmp_path):
          r"device-id: unknown key; did you mean device_id\?"),
         # two letters swapped in a short key score under difflib's cutoff (a user check)
         (("[mqtt]", "[mqtt]\nqso = 1"), r"mqtt\.qso: unknown key; did you mean qos\?"),
+        # TOML's true where words are taken read "got True", as Python writes it (a user check)
+        (("[mqtt]", "[drift]\nenabled = true\n[mqtt]"),
+         r"drift\.enabled: takes one of 'auto', 'on' or 'off', in quotes \(a TOML true or "
+         r"false is none of them\); got true$"),
     ],
 )
 def test_bad_configs_name_the_key_and_what_was_expected(tmp_path, change, expected):
@@ -129,7 +133,7 @@ def mqtt_config(tmp_path: Path, lines: str) -> Path:
     [
         # strict types: no string-typed numbers, no booleans as numbers, no nan/inf
         ('url = "mqtt://h"\nkeepalive_s = "30"', r"mqtt\.keepalive_s: .*valid integer; got '30'"),
-        ('url = "mqtt://h"\nqos = true', r"mqtt\.qos: .*valid integer; got True"),
+        ('url = "mqtt://h"\nqos = true', r"mqtt\.qos: .*valid integer; got true"),
         ('url = "mqtt://h"\ntls_insecure = 1', r"mqtt\.tls_insecure: .*valid boolean; got 1"),
         ('url = "mqtt://h"\nreconnect_max_s = nan', r"mqtt\.reconnect_max_s: .*finite"),
         ('url = "mqtt://h"\noutbox_max_age_s = inf', r"mqtt\.outbox_max_age_s: .*finite"),

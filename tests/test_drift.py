@@ -218,6 +218,10 @@ def test_a_profile_path_of_another_model_is_refused_and_its_profile_kept(tmp_pat
 @pytest.mark.parametrize(("uri", "expected"), [
     ("synthetic://shapes?shift=foggy", r"unknown shift 'foggy'; use one of dark, covered"),
     ("synthetic://shapes?shift=dark&shift_after=x", r"shift_after"),
+    # a user check: shift_after alone ran the plain scene without a word
+    ("synthetic://shapes?shift_after=5", r"shift_after says from which frame the scene "
+                                         r"shifts, but no shift= says how; add shift= with one "
+                                         r"of dark, covered"),
 ])
 def test_bad_shift_options(uri, expected):
     with pytest.raises(SourceError, match=expected):

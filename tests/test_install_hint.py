@@ -101,3 +101,21 @@ def test_eval_scores_a_model_without_onnx_or_torch(demo_model):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["map50"] > 0.9
+
+
+@pytest.mark.parametrize("module", ["motmetrics", "amqtt"])
+def test_the_demo_without_its_extra_exits_2_before_starting_anything(monkeypatch, capsys,
+                                                                     module):
+    """A user check in a `jetson` venv: `edge demo` started its embedded broker and printed
+    how to watch it, then stopped for want of motmetrics."""
+    from edge.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == module else real(name, *a))
+    assert main(["demo", "--seconds", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"edge demo: error: edge demo needs the Python module "
+                                   f"'{module}', which is not installed; install it with: ")
+    assert captured.err.rstrip().endswith("[cpu,demo]'"), captured.err

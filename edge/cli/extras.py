@@ -33,23 +33,25 @@ def command_extra(command: str) -> str | None:
     return COMMAND_EXTRAS.get(command, "cpu")
 
 
+#: Modules of an extra beyond the runtime's that its commands import whatever they are asked
+#: (the demo's embedded broker and tracking metrics): checked before the command starts
+#: anything, as the runtime's are (`edge demo` had started its broker and printed how to
+#: watch it when the missing metrics module stopped it).
+EXTRA_OWN_MODULES = {"convert": ("onnx",), "cpu,demo": ("amqtt", "motmetrics")}
+
+
 def extra_modules(extra: str) -> tuple[str, ...]:
-    """Modules that tell whether `extra` is installed here (for a command's `--help`)."""
-    return ("onnx", *RUNTIME_MODULES) if extra == "convert" else RUNTIME_MODULES
-
-
-def missing_runtime_module() -> str | None:
-    """The first runtime module not installed here, or None."""
-    return next((name for name in RUNTIME_MODULES if importlib.util.find_spec(name) is None),
-                None)
+    """Modules that tell whether `extra` is installed here: the runtime's, then its own."""
+    return (*RUNTIME_MODULES, *EXTRA_OWN_MODULES.get(extra, ()))
 
 
 def require_runtime(command: str) -> None:
-    """MissingDependencyError naming the extra when `command` needs the runtime's libraries
-    and one is not installed."""
+    """MissingDependencyError naming the extra when `command` needs a module of it (the
+    runtime's libraries, or the extra's own) that is not installed."""
     extra = command_extra(command)
     if extra is None:
         return
-    module = missing_runtime_module()
+    module = next((name for name in extra_modules(extra)
+                   if importlib.util.find_spec(name) is None), None)
     if module is not None:
         raise MissingDependencyError(module, extra, f"edge {command}")

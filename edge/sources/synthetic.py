@@ -57,6 +57,10 @@ def _shift_from(uri: SourceUri) -> SceneShift | None:
     """`shift=dark|covered|noise|shape` from frame `shift_after` on (default 0: at once)."""
     kind = uri.options.get("shift")
     if kind is None:
+        if "shift_after" in uri.options:
+            raise SourceError(f"source '{uri.text}': shift_after says from which frame the "
+                              f"scene shifts, but no shift= says how; add shift= with one of "
+                              f"{', '.join(SHIFTS)}, or leave shift_after out")
         return None
     if kind not in SHIFTS:
         raise SourceError(f"source '{uri.text}': unknown shift {kind!r}; use one of "

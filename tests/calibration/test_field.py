@@ -325,7 +325,9 @@ def test_eval_writes_the_drift_reference_next_to_the_model(tmp_path, demo_model)
     # said when it is written, with the bound the daemon warns at (a user check: a 100-frame
     # profile was written silently, then warned about at the daemon's start)
     assert ("the drift reference comes from 12 frames of " in result.stderr
-            and "with fewer than 200 frames" in result.stderr), result.stderr
+            and "with fewer than 200 frames" in result.stderr
+            and "give it more (a larger folder or video, or a higher --max-images"
+            in result.stderr), result.stderr
 
 
 def test_calibrate_writes_the_drift_reference_of_its_output(tmp_path, demo_model):
