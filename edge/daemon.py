@@ -202,8 +202,10 @@ class Daemon:
             self.link.sweep_retained(f"{self.topics.prefix}/{levels}", self._clear_stale_state)
         self.discovery: DiscoveryPublisher | None = None
         if config.homeassistant.enabled:
-            self.discovery = DiscoveryPublisher(config, self.spec.labels, self.model_name,
-                                                self.link, config.mqtt.password_value(os.environ))
+            self.discovery = DiscoveryPublisher(
+                config, self.spec.labels, self.model_name, self.link,
+                config.mqtt.password_value(os.environ),
+                drift=any(worker.drift is not None for worker in self.workers))
         remove_elsewhere(config, self.link)
         warn_what_tracking_off_idles(config)
         ignored = config.mqtt.ignored_password_env(os.environ)

@@ -84,8 +84,20 @@ def _as_entity_id(object_id: str) -> str:
     return re.sub(r"_+", "_", object_id.lower().replace("-", "_")).strip("_")
 
 
-def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Configs:
-    """Every entity's config topic -> payload for this daemon config and model's `labels`."""
+#: A drift entity's state: `ON` (a problem) on an alert, `OFF` when judged fine, and unknown
+#: (`None`, as Home Assistant reads it) while the first window fills or is too thin to judge.
+DRIFT_STATE = ("{{ 'ON' if value_json.state == 'alert' else 'OFF' if value_json.state == 'ok' "
+               "else 'None' }}")
+#: ... and its attributes: what drifted, over which window and how many frames.
+DRIFT_ATTRIBUTES = ("{{ {'drift': value_json.state, 'drifted': value_json.drifted, "
+                    "'window_s': value_json.window_s, 'frames': value_json.frames} | tojson }}")
+
+
+def discovery_configs(config: Config, labels: Sequence[str], model: str,
+                      drift: bool = False) -> Configs:
+    """Every entity's config topic -> payload for this daemon config and model's `labels`;
+    `drift`: drift monitoring runs (the model has a reference), so each camera gets a drift
+    entity."""
     settings = config.homeassistant
     node = node_id(config.device_id)
     entities_of = entity_node(config.device_id)
@@ -117,6 +129,10 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str) -> Conf
         entity("sensor", (name, "fps"), f"{name} FPS", stat_t=topics.stats,
                val_tpl=f"{{{{ value_json.cameras['{name}'].fps }}}}", unit_of_meas="fps",
                stat_cla="measurement", ent_cat="diagnostic")
+        if drift:
+            entity("binary_sensor", (name, "drift"), f"{name} drift", stat_t=topics.drift(name),
+                   dev_cla="problem", val_tpl=DRIFT_STATE, json_attr_t=topics.drift(name),
+                   json_attr_tpl=DRIFT_ATTRIBUTES, ent_cat="diagnostic")
         if not config.tracking.enabled:
             continue  # counts come from tracked objects: these entities would never get a value
         places: list[tuple[str | None, Iterable[str]]] = [(None, wanted)]
@@ -217,8 +233,8 @@ class DiscoveryPublisher:
     clears stale ones of earlier configs once at start."""
 
     def __init__(self, config: Config, labels: Sequence[str], model: str, link: Any,
-                 password: str | None) -> None:
-        self.configs = discovery_configs(config, labels, model)
+                 password: str | None, drift: bool = False) -> None:
+        self.configs = discovery_configs(config, labels, model, drift)
         prefix, data = config.homeassistant.prefix, config.topic_prefix
         if data == prefix or data.startswith(f"{prefix}/") or prefix.startswith(f"{data}/"):
             log.warning("homeassistant.prefix %r overlaps this device's own topics (%s/...): "

@@ -32,6 +32,7 @@ ABBREVIATIONS = {
     "stat_t": "state_topic", "t": "topic", "uniq_id": "unique_id", "unit_of_meas":
     "unit_of_measurement", "val_tpl": "value_template",
     "default_entity_id": "default_entity_id",  # has no abbreviation
+    "json_attr_t": "json_attributes_topic", "json_attr_tpl": "json_attributes_template",
 }
 DEVICE_ABBREVIATIONS = {"ids": "identifiers", "name": "name", "mf": "manufacturer",
                         "mdl": "model", "sw": "sw_version"}
@@ -51,7 +52,7 @@ PLATFORMS = {
 }
 DEVICE_KEYS = {"identifiers", "connections", "name", "manufacturer", "model", "sw_version",
                "hw_version", "suggested_area", "configuration_url", "via_device"}
-DEVICE_CLASSES = {"sensor": {None}, "binary_sensor": {"connectivity", "occupancy"},
+DEVICE_CLASSES = {"sensor": {None}, "binary_sensor": {"connectivity", "occupancy", "problem"},
                   "camera": {None}}
 TOPIC = re.compile(r"^(?P<prefix>[^/]+)/(?P<component>[a-z_]+)/(?P<node>[A-Za-z0-9_-]+)/"
                    r"(?P<object>[A-Za-z0-9_-]+)/config$")
@@ -93,8 +94,9 @@ def _render(template: str, payload: str) -> str:
                                                              value_json=value_json)
 
 
-def test_every_config_follows_the_documented_discovery_schema():
-    configs = discovery_configs(_config(), LABELS, "shapes")
+@pytest.mark.parametrize("drift", [False, True])
+def test_every_config_follows_the_documented_discovery_schema(drift):
+    configs = discovery_configs(_config(), LABELS, "shapes", drift)
     unique_ids = set()
     for topic, payload in configs.items():
         match = TOPIC.match(topic)
@@ -114,6 +116,25 @@ def test_every_config_follows_the_documented_discovery_schema():
     assert {"connectivity", "gate_frame", "gate_fps", "gate_star_count", "gate_door_star_count",
             "gate_door_star_occupancy", "yard_circle_occupancy"} <= names
     assert "gate_door_circle_count" not in names  # the zone counts stars only
+    assert {"gate_drift", "yard_drift"} <= names if drift else not any("drift" in n
+                                                                       for n in names)
+
+
+def test_a_drift_entity_is_a_problem_on_an_alert_and_unknown_while_warming_up():
+    """A user check: with drift monitoring on, Home Assistant had no entity for it, so an
+    alert reached nobody who watched the device there."""
+    configs = discovery_configs(_config(), LABELS, "shapes", drift=True)
+    drift = configs["homeassistant/binary_sensor/edge_gate_01/gate_drift/config"]
+    assert drift["stat_t"] == drift["json_attr_t"] == "edge/gate_01/gate/drift"
+    assert drift["dev_cla"] == "problem" and drift["avty"]
+    payload = {"v": 1, "camera": "gate", "state": "alert", "window_s": 300.0, "frames": 2990,
+               "drifted": ["input.brightness"], "scores": {}, "input": {"brightness": 0.8}}
+    states = {state: _render(drift["val_tpl"], json.dumps({**payload, "state": state}))
+              for state in ("alert", "ok", "warming_up")}
+    assert states == {"alert": "ON", "ok": "OFF", "warming_up": "None"}  # None: unknown
+    attributes = json.loads(_render(drift["json_attr_tpl"], json.dumps(payload)))
+    assert attributes == {"drift": "alert", "drifted": ["input.brightness"], "window_s": 300.0,
+                          "frames": 2990}
 
 
 def test_unique_ids_are_stable_and_templates_render_like_home_assistant():
@@ -299,6 +320,7 @@ def test_daemon_publishes_discovery_and_removes_what_left_the_config(tmp_path, m
     first = _retained(mosquitto.port)
     assert "homeassistant/sensor/edge_ha/gate_door_star_count/config" in first
     assert all(json.loads(p)["dev"]["ids"] == ["edge_ha"] for p in first.values())
+    assert not any("drift" in topic for topic in first)  # the model has no drift reference
     _run(tmp_path, demo_model, mosquitto.port, "")
     second = _retained(mosquitto.port)
     assert not any("door" in topic for topic in second)  # cleared by empty retained configs

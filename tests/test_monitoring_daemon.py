@@ -93,14 +93,19 @@ def test_limits_and_byte_budget_hold_on_the_wire(mosquitto, demo_model):
 def test_a_night_scene_raises_a_retained_drift_alert(mosquitto, model_with_reference):
     settings = config(model_with_reference, mosquitto.url,
                       "synthetic://shapes?fps=15&seed=1&shift=dark&shift_after=60",
-                      drift={"window_s": 4.5, "min_frames": 40})
-    with Recorder(mosquitto.url, ["edge/dev1/+/drift"]) as recorder:
+                      drift={"window_s": 4.5, "min_frames": 40},
+                      homeassistant={"enabled": True})
+    with Recorder(mosquitto.url, ["edge/dev1/+/drift", "homeassistant/+/+/+/config"]
+                  ) as recorder:
         daemon = Daemon(settings)
         daemon.start()
         daemon.run(threading.Event(), duration=11.0)
     states = [json.loads(m)["state"] for m in recorder.of("/gate/drift")]
     assert states[0] == "warming_up"
     assert "alert" in states, states
+    # Home Assistant gets the camera's drift as a problem sensor (see test_homeassistant)
+    (entity,) = [json.loads(m) for m in recorder.of("/gate_drift/config")]
+    assert entity["stat_t"] == "edge/dev1/gate/drift" and entity["dev_cla"] == "problem"
     with Recorder(mosquitto.url, ["edge/dev1/+/drift"]) as late:  # subscribed after the run
         deadline = time.monotonic() + 5
         while not late.of("/gate/drift") and time.monotonic() < deadline:
