@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import threading
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -55,8 +56,20 @@ def entity_node(device_id: str) -> str:
     return f"edge_{slug}" if slug == device_id else f"edge_{slug}_{_digest(device_id)}"
 
 
+#: Latin letters that Unicode does not decompose into a base letter and a mark.
+_LATIN_LETTERS = str.maketrans({"ß": "ss", "Æ": "AE", "æ": "ae", "Ø": "O", "ø": "o",
+                                "Œ": "OE", "œ": "oe", "Đ": "D", "đ": "d", "Ł": "L", "ł": "l",
+                                "Þ": "Th", "þ": "th", "ı": "i"})
+
+
 def _safe_level(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+    """`text` in the characters node and object ids allow: accented letters as their base
+    letter (`café` -> `cafe`, `Straße` -> `Strasse`, `Øl` -> `Ol`, as Home Assistant's own
+    slugs read them),
+    anything else as `_` (`人` -> `_`; `object_ids` then tells such ids apart by digest)."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_LATIN_LETTERS))
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return re.sub(r"[^A-Za-z0-9_-]", "_", letters)
 
 
 def _digest(text: str) -> str:

@@ -380,6 +380,22 @@ def test_every_entity_gets_a_valid_default_entity_id(labels):
         "default_entity_id"] == "camera.edge_gate_01_b_b5c4bc_gate_frame"
 
 
+def test_accented_labels_keep_their_letters_in_entity_ids_and_others_stay_apart():
+    """A user check: every non-ASCII letter became `_`, so `café` counted as `caf`; now as
+    Home Assistant's own slugs read them. Letters of other scripts have no ASCII form here:
+    they stay `_`, and a digest keeps two such labels apart."""
+    labels = ["café", "Straße", "Øl", "猫", "犬"]
+    configs = discovery_configs(_config(cameras=[{"name": "gate", "source": "synthetic://shapes"}]),
+                                labels, "m")
+    counts = {payload["name"]: payload["default_entity_id"] for payload in configs.values()
+              if payload["name"].endswith(" count")}
+    assert counts["gate café count"] == "sensor.edge_gate_01_gate_cafe_count"
+    assert counts["gate Straße count"] == "sensor.edge_gate_01_gate_strasse_count"
+    assert counts["gate Øl count"] == "sensor.edge_gate_01_gate_ol_count"
+    cat, dog = counts["gate 猫 count"], counts["gate 犬 count"]
+    assert cat != dog and all(ENTITY_ID.match(i) for i in (cat, dog)), (cat, dog)
+
+
 def test_devices_alike_in_entity_ids_keep_their_own():
     """A user check: `gate-01`, `gate_01` and `GATE-01` all made
     `sensor.edge_gate_01_gate_circle_count`; Home Assistant would have suffixed `_2`, `_3` in
