@@ -271,6 +271,20 @@ def test_a_frame_that_cannot_be_saved_is_said_and_fails_the_probe(tmp_path):
     assert "Traceback" not in err
 
 
+def test_a_rate_nothing_declared_is_called_the_sources_default_pace(tmp_path):
+    """A user check: a folder without fps= read "(the source declares 10)": a folder declares
+    nothing; 10 is the pace it keeps unless fps= asks for another."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        cv2.imwrite(str(folder / name), np.full((48, 64, 3), 90, np.uint8))
+    result = probe(f"file://{folder}", "synthetic://shapes?fps=20", "--frames", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "at 10.0 fps (its default pace, 10; fps= sets another)" in result.stdout
+    assert "(fps= asks for 20)" in result.stdout and "declares" not in result.stdout
+    assert [s["fps_origin"] for s in summary(result)["sources"]] == ["default", "asked"]
+
+
 def test_a_folder_of_mixed_sizes_is_named_and_its_pixel_zones_checked_on_each(tmp_path):
     """A user check: a folder of 640x480 and 1280x720 images read "640x480 at 5.0 fps", and a
     pixel zone that fits only the larger frames passed."""
@@ -282,8 +296,7 @@ def test_a_folder_of_mixed_sizes_is_named_and_its_pixel_zones_checked_on_each(tm
     result = probe(f"file://{folder}?fps=20", "--frames", "3", "--json")
     assert result.returncode == 0, result.stderr
     assert summary(result)["sources"][0]["sizes"] == [[640, 480], [1280, 720]]
-    assert ("640x480 at 20.0 fps (the source declares 20), 3 frames, the first after "
-            in result.stdout)
+    assert "640x480 at 20.0 fps (fps= asks for 20), 3 frames, the first after " in result.stdout
     assert ('; frames of other sizes too (1280x720): zones in pixels fit one size only; give '
             'them in units = "normalised"') in result.stdout
     config = tmp_path / "edge.toml"

@@ -10,6 +10,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -114,6 +115,9 @@ class Source(ABC):
     uri: str
     #: Frames per second the source delivers, when known (None: as fast as it can).
     fps: float | None
+    #: Where `fps` comes from: the stream or file says so ("declared"), the URI's fps= asks for
+    #: it ("asked"), or it is the pace the source keeps by default (a folder, the scene).
+    fps_origin: Literal["declared", "asked", "default"] = "declared"
     #: True: the capture thread waits until the loop took the previous frame (no drops).
     paced_by_consumer: bool = False
     #: A camera or stream (rtsp, v4l2, csi) that its supervisor reopens when it fails, stalls or

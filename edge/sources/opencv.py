@@ -51,6 +51,8 @@ class VideoCaptureSource(Source):
             self.read_timeout_s = LIVE_TIMEOUT_MS / 1e3
         self._loop = loop
         self._requested_fps = fps
+        if fps is not None:
+            self.fps_origin = "asked"
         self._size = (uri.integer("width", 0), uri.integer("height", 0))
         self.fps = fps
         self._capture: cv2.VideoCapture | None = None
@@ -167,6 +169,7 @@ class ImageFolderSource(Source):
         self._folder = folder
         self._loop = uri.flag("loop")
         self.fps = uri.number("fps", 10.0) or None
+        self.fps_origin = "asked" if "fps" in uri.options else "default"
         self._paths: list[Path] = []
         self._unreadable: set[Path] = set()  # said once each, skipped on every later pass
         self._index = 0

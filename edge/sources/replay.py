@@ -38,6 +38,7 @@ class ReplaySource(Source):
         self._size = (uri.integer("width", 640), uri.integer("height", 480))
         rate = uri.number("fps", 0.0)
         self.fps = rate or None
+        self.fps_origin = "asked"  # without fps=, none: as fast as it is read
         self._pacer = Pacer(self.fps)
         self._frames: list[npt.NDArray[np.uint8]] = []
         self._index = 0

@@ -23,6 +23,7 @@ class SyntheticSource(Source):
         uri.reject_unknown(OPTIONS)
         self.uri = uri.text
         self.fps = uri.number("fps", 15.0)
+        self.fps_origin = "asked" if "fps" in uri.options else "default"
         self.seed = uri.integer("seed", 0)
         self.config = SceneConfig(width=uri.integer("width", 640),
                                   height=uri.integer("height", 480))

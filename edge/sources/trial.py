@@ -46,7 +46,8 @@ class SourceTrial:
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) each, in order
     frames: int = 0
     fps: float | None = None  # measured
-    declared_fps: float | None = None  # what the source says it delivers
+    declared_fps: float | None = None  # what the source delivers by its own account
+    fps_origin: str = "declared"  # `Source.fps_origin`: declared, asked (fps=) or default
     first_frame_s: float | None = None  # from the start of the open
     opened_s: float | None = None  # how long the open took, once it returned
     last_frame: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
@@ -58,13 +59,14 @@ class SourceTrial:
                 "error": self.error, "width": self.width, "height": self.height,
                 "sizes": [list(size) for size in self.sizes], "frames": self.frames,
                 "fps": _rounded(self.fps), "declared_fps": _rounded(self.declared_fps),
+                "fps_origin": self.fps_origin,
                 "first_frame_s": _rounded(self.first_frame_s)}
 
     def describe(self) -> str:
         """One line: the size and rates, or why it failed."""
         if self.error is not None and not self.frames:
             return f"{self.name}: {self.source}: FAILED: {self.error}"
-        declared = (f" (the source declares {self.declared_fps:g})"
+        declared = (f" ({_pace_words(self.declared_fps, self.fps_origin)})"
                     if self.declared_fps else "")
         rate = (f"{self.fps:.1f} fps{declared}" if self.fps else
                 "a rate not measured (too few frames after the burst a stream starts with: "
@@ -76,6 +78,17 @@ class SourceTrial:
             line += (f"; frames of other sizes too ({others}): zones in pixels fit one size "
                      "only; give them in units = \"normalised\"")
         return line if self.error is None else f"{line}; then FAILED: {self.error}"
+
+
+def _pace_words(fps: float, origin: str) -> str:
+    """What a source's own rate is: `the source declares 25` (a stream's or a file's),
+    `fps=5 asks for 5`, or `its default pace, 10; fps= sets another` (a folder's, the
+    scene's: it declares nothing)."""
+    if origin == "asked":
+        return f"fps= asks for {fps:g}"
+    if origin == "default":
+        return f"its default pace, {fps:g}; fps= sets another"
+    return f"the source declares {fps:g}"
 
 
 def _rounded(value: float | None) -> float | None:
@@ -158,7 +171,7 @@ def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event) -
                 _keep(trial, frame.image)
                 frame.release()
                 trial.frames = len(times)
-            trial.declared_fps = source.fps
+            trial.declared_fps, trial.fps_origin = source.fps, source.fps_origin
         finally:
             trial.fps = _measured_fps(times, source.live)
             source.close()
