@@ -363,6 +363,13 @@ def _yaml_content(yaml_path: Path) -> dict[str, Any]:
     return content if isinstance(content, dict) else {}
 
 
+#: Said where a long label line fails as a polygon: a pose dataset's lines (class cx cy w h,
+#: then keypoints with visibility flags 0..2) read as polygons without the data.yaml that
+#: declares `kpt_shape`.
+POSE_HINT = ("; a pose label (class cx cy w h, then its keypoints) is read as one only with "
+             "the dataset's data.yaml, which declares kpt_shape")
+
+
 def _yolo_rows(path: Path, num_classes: int, keypoints: bool = False
                ) -> list[tuple[float, ...]]:
     """(class, cx, cy, w, h) of each line of YOLO label file `path` (none where it is
@@ -391,13 +398,14 @@ def _yolo_rows(path: Path, num_classes: int, keypoints: bool = False
         if polygon and len(values) % 2 == 0:
             raise InputError(f"{where}: {len(values) - 1} coordinates after the class: a "
                              "segment's polygon is x y pairs (class x1 y1 x2 y2 ...), a box "
-                             "'class cx cy w h'")
+                             f"'class cx cy w h'{POSE_HINT}")
         read = values[1:] if polygon else values[1:5]
         if not all(0.0 <= value <= 1.0 for value in read):
             what = "polygon" if polygon else f"box {' '.join(parts[1:5])}"
             raise InputError(f"{where}: {what} is outside 0..1; YOLO labels give "
                              f"{'x y' if polygon else 'cx cy w h'} as fractions of the image's "
-                             "width and height (pixel values: divide them by those)")
+                             "width and height (pixel values: divide them by those)"
+                             f"{POSE_HINT if polygon else ''}")
         box = _polygon_box(read) if polygon else read
         if min(box[2:]) <= 0:
             raise InputError(f"{where}: the object's box has no area (width {box[2]:g}, "

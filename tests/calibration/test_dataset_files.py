@@ -76,6 +76,14 @@ def test_a_pose_dataset_s_keypoints_follow_its_box(tmp_path):
                    "names: [circle, square]\nkpt_shape: [2, 3]\n")
     item = dataset_from(folder, LABELS, "detect").items[0]
     np.testing.assert_allclose(item.boxes, [[80, 30, 120, 70]])
+    # without the data.yaml that declares kpt_shape, the line fails as a polygon (visibility
+    # 2 is outside 0..1): the error says what makes it a pose label
+    (folder / "data.yaml").unlink()
+    with pytest.raises(InputError, match=r"a\.txt:1: polygon is outside 0\.\.1; .*; a pose "
+                                         r"label \(class cx cy w h, then its keypoints\) is "
+                                         r"read as one only with the dataset's data\.yaml, "
+                                         r"which declares kpt_shape"):
+        dataset_from(folder, LABELS, "detect")
 
 
 @pytest.mark.parametrize(("line", "message"), [
