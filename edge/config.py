@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -384,6 +385,13 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     sampling: SamplingConfig = SamplingConfig()
     drift: DriftConfig = DriftConfig()
+    #: Where the config came from (its file), as its errors name it; set by `config_from_dict`.
+    _origin: str = PrivateAttr(default="")
+
+    def key(self, name: str) -> str:
+        """`edge.toml: cameras.0.source`: config key `name` as an error about its value names
+        it, after the config's file, as validation errors do."""
+        return f"{self._origin}: {name}" if self._origin else name
 
     @field_validator("cameras")
     @classmethod
@@ -434,9 +442,11 @@ def config_from_dict(data: dict[str, Any], origin: str) -> Config:
     except TypeError as exc:
         raise ConfigError(f"{origin}: invalid config: {exc}") from exc
     try:
-        return Config.model_validate_json(text, strict=True)
+        config = Config.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: invalid config:\n{describe_errors(exc, Config)}") from exc
+    config._origin = origin
+    return config
 
 
 def _json_value(value: object) -> str:

@@ -160,7 +160,7 @@ class Daemon:
         try:  # first, so that the error names the config key the file came from
             require_model_file(config.model.path)
         except ModelError as exc:
-            raise ModelError(f"model.path: {exc}") from None
+            raise ModelError(f"{config.key('model.path')}: {exc}") from None
         self.config = config
         self._stalled: set[str] = set()  # cameras whose loop is stuck, as last logged
         self.backend = choose_backend(config.model)
@@ -247,7 +247,8 @@ class Daemon:
                                           stall_s=camera.stall_s,
                                           reconnect_max_s=camera.reconnect_max_s)
         except SourceError as exc:
-            raise camera_error(index, camera.name, exc) from exc
+            raise camera_error(self.config.key(f"cameras.{index}.source"), camera.name,
+                               exc) from exc
         settings = postprocess_settings(self.spec, self.config)
         sampler = FrameSampler(self.config.frames, self.config.sampling_for(camera),
                                self.spec.labels, settings.score_threshold,
@@ -469,7 +470,8 @@ class Daemon:
                 try:
                     worker.start()
                 except SourceError as exc:
-                    raise camera_error(index, worker.name, exc) from exc
+                    raise camera_error(self.config.key(f"cameras.{index}.source"),
+                                       worker.name, exc) from exc
                 started.append(worker)
         except EdgeError as exc:
             self._start_error = str(exc)

@@ -285,6 +285,12 @@ class EventEngine:
         return [Outgoing(topic, str(n).encode(), 1, True, "state")
                 for topic, n in falling + rising]
 
+    @property
+    def objects(self) -> int:
+        """Objects alive that are reported: each has had, or is about to have, its `new`
+        event, and gets an `end` (tracks not yet reported get neither)."""
+        return len(self._lives)
+
     def finish(self, ended: Sequence[TrackedObject], ts: float) -> list[Outgoing]:
         """`end` for every object still alive (the camera stopped) and zero counts."""
         return self.update(0, ts, [], ended, None)

@@ -190,8 +190,8 @@ class CameraWorker:
             return
         ended = self.tracking.close()
         if ended:
-            log.info("camera %s: its source went down: %s ended, counts set to 0", self.name,
-                     counted(ended, "tracked object"))
+            log.info("camera %s: its source went down: %s ended (end events sent), counts "
+                     "set to 0", self.name, counted(ended, "object"))
 
     def _submit(self, frame: Frame) -> _InFlight:
         """Letterbox `frame` into a claimed row of the service's filling batch and commit it;

@@ -234,7 +234,8 @@ def test_certain_source_errors_exit_2_naming_the_camera(tmp_path, demo_model, so
     result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
-    assert "cameras.1.source" in result.stderr and "'street'" in result.stderr
+    # named as validation errors name a key: after the config's file (a user check)
+    assert f"error: {config}: cameras.1.source (camera 'street'): " in result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
@@ -245,7 +246,8 @@ def test_a_missing_model_exits_2_naming_the_config_key(tmp_path, demo_model):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().endswith(
-        f"error: model.path: model file {tmp_path / 'nope.onnx'} does not exist; check the "
+        f"error: {config}: model.path: model file {tmp_path / 'nope.onnx'} does not exist; "
+        "check the "
         "path, or make a model with `edge convert`"), result.stderr
 
 

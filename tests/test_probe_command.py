@@ -182,7 +182,8 @@ def test_a_configs_missing_or_empty_source_is_refused_naming_the_camera_as_edge_
                           f"[[cameras]]\nname = \"stills\"\nsource = \"{source}\"\n")
         result = probe("--config", str(config))
         assert result.returncode == 2, result.stderr
-        assert f"cameras.1.source (camera 'stills'): source '{source}': " in result.stderr
+        assert (f"error: {config}: cameras.1.source (camera 'stills'): source '{source}': "
+                in result.stderr)
         assert said in result.stderr and result.stdout == ""  # no camera was tried
 
 

@@ -6,6 +6,7 @@ and on its return a star's track took a circle and a count read 5 of 3 objects).
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from pathlib import Path
 
@@ -44,13 +45,15 @@ def camera_that_drops_out(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_camera_that_goes_down_ends_its_objects_and_starts_afresh_when_back(
-        mosquitto, demo_model: Path, camera_that_drops_out: None) -> None:
+        mosquitto, demo_model: Path, camera_that_drops_out: None,
+        caplog: pytest.LogCaptureFixture) -> None:
     config = config_from_dict(
         {"device_id": "outage", "model": {"path": str(demo_model), "threads": 1},
          "cameras": [{"name": "gate", "source": "synthetic://shapes", "reconnect_max_s": 1}],
          "mqtt": {"url": f"mqtt://127.0.0.1:{mosquitto.port}"}, "frames": {"interval_s": 0}},
         "test")
-    with Watcher(mosquitto.port, f"{PREFIX}/gate/#") as watcher, running(Daemon(config)):
+    with Watcher(mosquitto.port, f"{PREFIX}/gate/#") as watcher, running(Daemon(config)), \
+            caplog.at_level(logging.INFO, logger="edge.pipeline"):
         watcher.wait_for(lambda: _back(watcher) is not None
                          and len(_detections(watcher)) >= FIRST_STREAM_FRAMES + 40, 40,
                          "two seconds of detections after the outage")
@@ -64,6 +67,10 @@ def test_a_camera_that_goes_down_ends_its_objects_and_starts_afresh_when_back(
     ended_in_outage = {e["track_id"] for e in events
                        if e["type"] == "end" and e["ts"] < back.json()["ts"]}
     assert ended_in_outage == before
+    # said once, counting the objects whose end was sent (not tracks never reported)
+    said = [r.getMessage() for r in caplog.records if "its source went down" in r.getMessage()]
+    assert said == [f"camera gate: its source went down: {len(before)} object"
+                    f"{'' if len(before) == 1 else 's'} ended (end events sent), counts set to 0"]
     counts_when_back = {}
     for message in watcher.messages:
         if message.arrived >= back.arrived:

@@ -14,6 +14,7 @@ from edge.cli.common import parse_positive_float, parse_positive_int, print_json
 from edge.errors import SourceError
 
 if TYPE_CHECKING:
+    from edge.config import Config
     from edge.objects_config import ZoneConfig
     from edge.sources.trial import SourceTrial
 
@@ -27,8 +28,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.errors import InputError
     from edge.files import require_output_folder
-    from edge.sources import camera_error
-    from edge.sources.trial import checked_source, try_source
+    from edge.sources.trial import try_source
     from edge.zones import zone_outlines
 
     if args.sources and args.config:
@@ -36,14 +36,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if not args.sources and not args.config:
         raise InputError("give the sources to try (edge probe rtsp://camera/stream ...) or "
                          "--config edge.toml for its cameras")
-    cameras = load_config(args.config).cameras if args.config else []
-    named = ([(camera.name, camera.source) for camera in cameras] if args.config else
-             [(f"source {i}", text) for i, text in enumerate(args.sources, 1)])
-    for index, (name, text) in enumerate(named):
-        try:  # what is malformed is refused before anything is opened
-            checked_source(text)
-        except SourceError as exc:
-            raise camera_error(index, name, exc) if args.config else exc from None
+    config = load_config(args.config) if args.config else None
+    named = _checked_sources(args.sources, config)
+    cameras = config.cameras if config is not None else []
     zones = {camera.name: camera.zones for camera in cameras if camera.zones}
     for name, camera_zones in zones.items():
         zone_outlines(name, camera_zones)  # as is a zone that no frame size could fit
@@ -86,6 +81,26 @@ def cmd_probe(args: argparse.Namespace) -> int:
         os._exit(code)
     return code
 
+
+def _checked_sources(sources: list[str], config: Config | None) -> list[tuple[str, str]]:
+    """(name, source URI) of each source to try: `sources` (the command line's), or the
+    cameras of `config`; what is malformed is refused before anything is opened, a camera's
+    naming its config key, as `edge run` does."""
+    from edge.sources import camera_error
+    from edge.sources.trial import checked_source
+
+    if config is None:
+        named = [(f"source {i}", text) for i, text in enumerate(sources, 1)]
+        for _, text in named:
+            checked_source(text)
+        return named
+    for index, camera in enumerate(config.cameras):
+        try:
+            checked_source(camera.source)
+        except SourceError as exc:
+            raise camera_error(config.key(f"cameras.{index}.source"), camera.name,
+                               exc) from None
+    return [(camera.name, camera.source) for camera in config.cameras]
 
 def _zones_problem(trial: SourceTrial, zones: list[ZoneConfig]) -> str | None:
     """Why the camera's `zones` do not fit the frames its trial measured, if they do not (a

@@ -35,9 +35,10 @@ def source_from_uri(text: str) -> Source:
     return SOURCE_KINDS[uri.scheme](uri)
 
 
-def camera_error(index: int, name: str, exc: SourceError) -> SourceError:
-    """A source error at start, naming where it is in the config and which camera it is."""
-    return SourceError(f"cameras.{index}.source (camera '{name}'): {redact_text(str(exc))}")
+def camera_error(key: str, name: str, exc: SourceError) -> SourceError:
+    """A source error at start, naming where it is in the config (`key`, as `Config.key`
+    names `cameras.N.source`) and which camera it is."""
+    return SourceError(f"{key} (camera '{name}'): {redact_text(str(exc))}")
 
 
 def probe_frame_size(text: str) -> tuple[int, int] | None:

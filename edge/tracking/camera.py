@@ -122,11 +122,11 @@ class CameraTracking:
 
     def close(self, ts: float | None = None) -> int:
         """End every live object and publish zero counts: the camera stopped, or its source
-        went down (the next frame then starts tracking afresh). Returns how many objects
-        ended."""
-        ended = self.tracker.finish()
-        self._publish(self.events.finish(ended, ts or time.time()))
-        return len(ended)
+        went down (the next frame then starts tracking afresh). Returns how many objects got
+        their `end` event (a track not yet reported as an object gets none)."""
+        reported = self.events.objects
+        self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
+        return reported
 
     def _publish(self, messages: list[Outgoing]) -> None:
         for message in messages:
