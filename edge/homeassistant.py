@@ -65,8 +65,8 @@ _LATIN_LETTERS = str.maketrans({"ß": "ss", "Æ": "AE", "æ": "ae", "Ø": "O", "
 def _safe_level(text: str) -> str:
     """`text` in the characters node and object ids allow: accented letters as their base
     letter (`café` -> `cafe`, `Straße` -> `Strasse`, `Øl` -> `Ol`, as Home Assistant's own
-    slugs read them),
-    anything else as `_` (`人` -> `_`; `object_ids` then tells such ids apart by digest)."""
+    slugs read them), anything else as `_` (`人` -> `_`; `object_ids` then tells such ids
+    apart by digest)."""
     decomposed = unicodedata.normalize("NFKD", text.translate(_LATIN_LETTERS))
     letters = "".join(c for c in decomposed if not unicodedata.combining(c))
     return re.sub(r"[^A-Za-z0-9_-]", "_", letters)

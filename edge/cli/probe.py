@@ -102,6 +102,7 @@ def _checked_sources(sources: list[str], config: Config | None) -> list[tuple[st
                                exc) from None
     return [(camera.name, camera.source) for camera in config.cameras]
 
+
 def _zones_problem(trial: SourceTrial, zones: list[ZoneConfig]) -> str | None:
     """Why the camera's `zones` do not fit the frames its trial measured, if they do not (a
     stream's size is known only once it streams, so `edge run` can say so only then)."""

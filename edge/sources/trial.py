@@ -82,8 +82,8 @@ class SourceTrial:
 
 def _pace_words(fps: float, origin: str) -> str:
     """What a source's own rate is: `the source declares 25` (a stream's or a file's),
-    `fps=5 asks for 5`, or `its default pace, 10; fps= sets another` (a folder's, the
-    scene's: it declares nothing)."""
+    `fps= asks for 5` (the URI's fps=5), or `its default pace, 10; fps= sets another` (a
+    folder's, the scene's: it declares nothing)."""
     if origin == "asked":
         return f"fps= asks for {fps:g}"
     if origin == "default":
