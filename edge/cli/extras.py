@@ -33,11 +33,13 @@ def command_extra(command: str) -> str | None:
     return COMMAND_EXTRAS.get(command, "cpu")
 
 
-#: Modules of an extra beyond the runtime's that its commands import whatever they are asked
-#: (the demo's embedded broker and tracking metrics): checked before the command starts
-#: anything, as the runtime's are (`edge demo` had started its broker and printed how to
-#: watch it when the missing metrics module stopped it).
+#: Modules of an extra beyond the runtime's, by import name (what a command's --help checks).
 EXTRA_OWN_MODULES = {"convert": ("onnx",), "cpu,demo": ("amqtt", "motmetrics")}
+#: Extras whose own modules are checked before the command starts anything, as the runtime's
+#: are: the demo's (it had started its broker and printed how to watch it when the missing
+#: metrics module stopped it). The workstation's commands check theirs themselves, with advice
+#: of their own (a device's `edge calibrate` needs ONNX alone, not PyTorch).
+CHECKED_AT_START = frozenset({"cpu,demo"})
 
 
 def extra_modules(extra: str) -> tuple[str, ...]:
@@ -46,12 +48,12 @@ def extra_modules(extra: str) -> tuple[str, ...]:
 
 
 def require_runtime(command: str) -> None:
-    """MissingDependencyError naming the extra when `command` needs a module of it (the
-    runtime's libraries, or the extra's own) that is not installed."""
+    """MissingDependencyError naming the extra when `command` needs a module of it that is
+    not installed: the runtime's libraries, and the extra's own where `CHECKED_AT_START`."""
     extra = command_extra(command)
     if extra is None:
         return
-    module = next((name for name in extra_modules(extra)
-                   if importlib.util.find_spec(name) is None), None)
+    needed = extra_modules(extra) if extra in CHECKED_AT_START else RUNTIME_MODULES
+    module = next((name for name in needed if importlib.util.find_spec(name) is None), None)
     if module is not None:
         raise MissingDependencyError(module, extra, f"edge {command}")
