@@ -38,13 +38,16 @@ def test_demo_with_embedded_broker_scores_against_ground_truth():
 
 @pytest.mark.slow
 def test_demo_cli_json_against_mosquitto(mosquitto):
-    result = subprocess.run(
-        [sys.executable, "-m", "edge", "demo", "--seconds", "5", "--fps", "10", "--threads", "1",
-         "--mqtt", mosquitto.url, "--json"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    """Twice on one broker: the second run's subscriber is sent the counts the first left
+    retained, which it counted as received (a user check: 179 received of 175 published)."""
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-m", "edge", "demo", "--seconds", "5", "--fps", "10", "--threads",
+             "1", "--mqtt", mosquitto.url, "--json"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert summary["received"] == summary["published"] > 0
     assert {"frames", "fps", "published", "received", "precision", "recall"} <= set(summary)
-    assert summary["received"] == summary["published"] > 0
     assert summary["precision"] >= 0.9 and summary["recall"] >= 0.9
     assert {"idf1", "mota", "id_switches"} <= set(summary["tracking"])
     assert summary["latency_ms_p50"]["track"] < 5.0
