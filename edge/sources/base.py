@@ -105,6 +105,9 @@ class LatestFrame:
         return self._closed
 
 
+#: Where a source's `fps` comes from (`Source.fps_origin`).
+FpsOrigin = Literal["declared", "asked", "default"]
+
 #: What to check about a source that does not open (or hangs opening).
 CHECK_UNOPENED = "check that the device or stream exists and that you may read it"
 
@@ -117,7 +120,7 @@ class Source(ABC):
     fps: float | None
     #: Where `fps` comes from: the stream or file says so ("declared"), the URI's fps= asks for
     #: it ("asked"), or it is the pace the source keeps by default (a folder, the scene).
-    fps_origin: Literal["declared", "asked", "default"] = "declared"
+    fps_origin: FpsOrigin = "declared"
     #: True: the capture thread waits until the loop took the previous frame (no drops).
     paced_by_consumer: bool = False
     #: A camera or stream (rtsp, v4l2, csi) that its supervisor reopens when it fails, stalls or

@@ -21,6 +21,7 @@ from edge.concurrency import StopRequest
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import source_from_uri
+from edge.sources.base import FpsOrigin
 from edge.sources.supervisor import open_stalled
 from edge.wording import counted
 
@@ -47,7 +48,7 @@ class SourceTrial:
     frames: int = 0
     fps: float | None = None  # measured
     declared_fps: float | None = None  # what the source delivers by its own account
-    fps_origin: str = "declared"  # `Source.fps_origin`: declared, asked (fps=) or default
+    fps_origin: FpsOrigin = "declared"  # `Source.fps_origin`: declared, asked (fps=), default
     first_frame_s: float | None = None  # from the start of the open
     opened_s: float | None = None  # how long the open took, once it returned
     last_frame: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
@@ -80,7 +81,7 @@ class SourceTrial:
         return line if self.error is None else f"{line}; then FAILED: {self.error}"
 
 
-def _pace_words(fps: float, origin: str) -> str:
+def _pace_words(fps: float, origin: FpsOrigin) -> str:
     """What a source's own rate is: `the source declares 25` (a stream's or a file's),
     `fps= asks for 5` (the URI's fps=5), or `its default pace, 10; fps= sets another` (a
     folder's, the scene's: it declares nothing)."""
