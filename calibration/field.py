@@ -30,6 +30,7 @@ from calibration.datasets import (
     labels_for_images,
 )
 from calibration.yolo_layout import yolo_layout
+from edge.collect.dataset import pre_annotations
 from edge.collect.manifest import manifest_rows
 from edge.detections import Detections
 from edge.errors import InputError
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 Z95 = 1.959964
 VERDICTS = {"match": True, "correct": True, "yes": True, "1": True, "true": True,
             "miss": False, "wrong": False, "no": False, "0": False, "false": False}
+#: What --labels takes, as its errors say.
+CORRECTED_LABELS = ("give the corrected labels: a folder of YOLO label files (a .txt per image, "
+                    "named as the image), a YOLO dataset or a COCO JSON file")
 #: How messages and the README name them.
 VERDICT_WORDS = "match or miss; correct/wrong, yes/no, true/false and 1/0 alike"
 
@@ -106,6 +110,10 @@ class FieldReport:
     ratings: Estimate | None = None
     unknown_rated: list[str] = field(default_factory=list)
     unlabelled: int = 0
+    #: Listed images no longer in images/ (deleted by hand), left out
+    missing_images: int = 0
+    #: Scored images whose labels are still the device's pre-annotations, box for box
+    unchanged: int = 0
     #: Collected images drawn for the audit, and how many of them were scored (labelled)
     audit_collected: int = 0
     audit_scored: int = 0
@@ -168,6 +176,21 @@ def audit_words(report: FieldReport) -> str:
             f"{report.audit_scored} of them with corrected labels (scored)")
 
 
+def left_out_words(report: FieldReport) -> list[str]:
+    """The collected images the scores leave out, and why, one phrase each."""
+    return [words for count, words in (
+        (report.unlabelled, f"{counted(report.unlabelled, 'collected image')} not among the "
+                            "corrected labels"),
+        (report.missing_images, f"{counted(report.missing_images, 'listed image')} gone from "
+                                "images/")) if count]
+
+
+def unchanged_words(report: FieldReport) -> str:
+    """How many scored images still hold the device's own detections as their labels."""
+    return (f"{report.unchanged} of the {counted(report.images, 'scored image')} unchanged "
+            "(labels as the device detected them: not corrected, or the model was right)")
+
+
 def counts(scores: Scores, label: str | None = None) -> str:
     """What a line of scores is a share of: "1 object, 2 detections" (of `label`, or all)."""
     objects = scores.objects if label is None else scores.per_class_objects[label]
@@ -201,13 +224,17 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
     overall = _Tally(labels)
     per_day: defaultdict[str, _Tally] = defaultdict(lambda: _Tally(labels))
     audit = _Tally(labels)
-    unlabelled = 0
+    unlabelled = missing = unchanged = 0
     for row in rows:
         truth = truths.get(row["id"])
         if truth is None:
-            unlabelled += 1
+            if (collected / row["file"]).is_file():
+                unlabelled += 1
+            else:
+                missing += 1
             continue
         predicted = detections_from_row(row)
+        unchanged += as_pre_annotated(truth, row)
         overall.add(predicted, truth)
         per_day[str(row.get("time", ""))[:10] or "unknown"].add(predicted, truth)
         if "audit" in row.get("reasons", []):
@@ -217,14 +244,40 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
                          f"corrected labels in {corrected or collected}")
     report = FieldReport(overall.images, overall.scores(),
                          {day: tally.scores() for day, tally in sorted(per_day.items())},
-                         unlabelled=unlabelled, audit_scored=audit.images,
+                         unlabelled=unlabelled, missing_images=missing, unchanged=unchanged,
+                         audit_scored=audit.images,
                          audit_collected=sum("audit" in row.get("reasons", []) for row in rows))
+    if unchanged == overall.images:
+        log.warning("all %s scored still hold the device's own detections as their labels: "
+                    "if nobody has corrected them yet, these figures score the model against "
+                    "itself; correct the labels (labels/, or --labels from a labelling tool) "
+                    "first", counted(unchanged, "image"))
     if audit.images:
         tp, fp, gt = (int(a.sum()) for a in (audit.true_pos, audit.false_pos, audit.ground_truth))
         report.audit = {"precision": Estimate.of(tp, tp + fp), "recall": Estimate.of(tp, gt)}
     if ratings is not None:
         report.ratings, report.unknown_rated = rated_precision(ratings, {r["id"] for r in rows})
     return report
+
+
+def as_pre_annotated(truth: LabelledImage, row: dict[str, Any],
+                     tolerance_px: float = 1.0) -> bool:
+    """Whether `truth` holds the device's own detections of `row`, as `edge collect` wrote
+    them for labelling, to within `tolerance_px`: labels nobody corrected, or an image the
+    model got exactly right."""
+    expected = pre_annotations(row)
+    if len(expected) != len(truth.class_ids):
+        return False
+    unmatched = list(zip(truth.class_ids.tolist(), truth.boxes, strict=True))
+    for class_id, box in expected:
+        found = next((i for i, (other_class, other_box) in enumerate(unmatched)
+                      if other_class == class_id
+                      and float(np.abs(other_box - np.asarray(box)).max()) <= tolerance_px),
+                     None)
+        if found is None:
+            return False
+        unmatched.pop(found)
+    return True
 
 
 def read_manifest(collected: Path) -> list[dict[str, Any]]:
@@ -253,11 +306,11 @@ def _truths(corrected: Path, labels: tuple[str, ...], collected: Path
     """The corrected labels by image id; a COCO file's images, and those of a folder of YOLO
     label files alone, are the collected folder's, wherever the labels are (a labelling
     tool's export is saved anywhere)."""
+    if corrected != collected and not corrected.exists():
+        raise InputError(f"--labels {corrected} does not exist; {CORRECTED_LABELS}")
     label_files = label_files_only(corrected) if corrected != collected else None
     if label_files is None and corrected.is_dir() and yolo_layout(corrected) is None:
-        raise InputError(f"--labels {corrected} holds no label files; give the corrected "
-                         "labels: a folder of YOLO label files (a .txt per image, named as the "
-                         "image), a YOLO dataset or a COCO JSON file")
+        raise InputError(f"--labels {corrected} holds no label files; {CORRECTED_LABELS}")
     if label_files is not None:
         dataset = labels_for_images(collected / "images", label_files, labels)
     else:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from calibration.field import Estimate, FieldReport, audit_words, figure
+from calibration.field import (
+    Estimate,
+    FieldReport,
+    audit_words,
+    figure,
+    left_out_words,
+    unchanged_words,
+)
 from calibration.plotting import pyplot
 from edge.wording import counted
 
@@ -32,9 +39,13 @@ def _plot_over_time(folder: Path, report: FieldReport) -> str:
     plt = pyplot("the field-accuracy report")
     days = list(report.per_day)
     figure, axis = plt.subplots(figsize=(max(5.0, len(days) * 0.9), 3.4))
-    for key, colour in (("precision", "#4477aa"), ("recall", "#228833"), ("map50", "#cc6677")):
+    # a marker each, largest first and hollow: series of equal value still all show
+    for key, colour, marker, size in (("precision", "#4477aa", "o", 10),
+                                      ("recall", "#228833", "s", 7),
+                                      ("map50", "#cc6677", "^", 5)):
         values = [getattr(report.per_day[d], key) for d in days]
-        axis.plot(days, [math.nan if v is None else v for v in values], marker="o",
+        axis.plot(days, [math.nan if v is None else v for v in values], marker=marker,
+                  markersize=size, markerfacecolor="none", markeredgewidth=1.5,
                   color=colour, label=key.replace("map50", "AP@0.5"))
     for key, colour in (("precision", "#4477aa"), ("recall", "#228833")):
         estimate = report.audit.get(key)
@@ -60,7 +71,8 @@ def _markdown(report: FieldReport, source: Path, plot: str) -> str:
     o = report.overall
     lines = [REPORT_HEADING, "",
              f"Recorded predictions of the deployed model vs corrected labels in `{source}`: "
-             f"{report.images} images ({report.unlabelled} without corrected labels left out). "
+             f"{report.images} images ({'; '.join(left_out_words(report) or ['none'])} "
+             f"left out; {unchanged_words(report)}). "
              "IoU 0.5; AP@0.5 ranks only what the device published (above its threshold).", "",
              "Precision is a share of the detections, recall of the labelled objects.", "",
              "| | precision | recall | AP@0.5 | images | objects | detections |",

@@ -411,6 +411,11 @@ STATUS = {"v": 1, "state": "online", "version": "0.1", "model": "m", "cameras": 
              r"or edge/d1 for this one"),
     ("edge/d1/gate", r"the prefix 'edge/d1/gate' goes a level past the device \('gate'\); "
                      r"use edge/d1"),
+    # a user check: a level that names no camera matched no topic at all, and went unsaid
+    ("edge/d1/yard", r"edge/d1/status is device d1's status message: the prefix "
+                     r"'edge/d1/yard' goes a level past the device \('yard'\); use edge/d1"),
+    ("+", r"the prefix '\+' stops before the device level; use edge/\+ for every device or "
+          r"edge/d1 for this one"),
 ])
 @pytest.mark.parametrize("device_state", ["online", "failed"])
 def test_a_prefix_a_level_off_is_named_and_nothing_is_read_under_a_wrong_kind(mosquitto, caplog,

@@ -133,7 +133,7 @@ def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
     frames = list(scene_frames(4))
     for frame_id, image, truth in frames[:3]:
         dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
-    assert not list(out.rglob(".*"))  # no partial file stays behind a complete write
+    assert not list(out.rglob(".*.partial"))  # no partial file stays behind a complete write
     # A crash: an image and label written without their row, and a torn last manifest line.
     (out / "images" / ".dev1_gate_99999999.jpg.partial").write_bytes(b"partial")
     (out / "labels" / ".dev1_gate_99999999.txt.partial").write_text("0 0.5 0.5 0.1 0.1\n")
@@ -151,6 +151,55 @@ def test_resume_keeps_what_was_listed_and_drops_torn_writes(tmp_path):
     assert [json.loads(line)["frame_id"] for line in lines] == [f[0] for f in frames]
     listed = sorted(Path(json.loads(line)["file"]).name for line in lines)
     assert sorted(p.name for p in (out / "images").iterdir()) == listed
+
+
+def test_an_image_deleted_by_hand_is_said_when_its_row_is_dropped(tmp_path, caplog):
+    """A user check: a resume after `rm images/<one>.jpg` dropped its row (the device's
+    recorded predictions) from the manifest and every export without a word."""
+    out = tmp_path / "out"
+    dataset = CollectedDataset(out, duplicate_distance=-1)
+    for frame_id, image, truth in scene_frames(3):
+        dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    dataset.export()
+    dataset.close()
+    gone = dataset.rows[1]
+    (out / gone["file"]).unlink()
+    with caplog.at_level("WARNING", logger="edge.collect.dataset"):
+        resumed = CollectedDataset(out)
+    said = [r.getMessage() for r in caplog.records if "gone from images/" in r.getMessage()]
+    assert said == [f"{out}: 1 listed image gone from images/ ({gone['id']}): its row is "
+                    "dropped from manifest.jsonl and the exports; its label file in labels/ is "
+                    "kept (delete it too if the image is gone for good)"]
+    assert [row["id"] for row in resumed.rows] == [dataset.rows[0]["id"], dataset.rows[2]["id"]]
+    assert (out / "labels" / f"{gone['id']}.txt").is_file()
+
+
+def test_a_resumed_run_keeps_the_label_studio_prefix_an_earlier_run_was_given(tmp_path,
+                                                                            caplog):
+    """A user check: a rerun without --image-url-prefix rewrote label-studio.json with the
+    default prefix, breaking the URLs of tasks imported from it."""
+    out = tmp_path / "out"
+    frames = list(scene_frames(3))
+
+    def add_one(dataset: CollectedDataset, index: int) -> list[str]:
+        frame_id, image, truth = frames[index]
+        dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+        dataset.export()
+        dataset.close()
+        return [task["data"]["image"] for task in
+                json.loads((out / "label-studio.json").read_text())]
+
+    urls = add_one(CollectedDataset(out, image_url_prefix="http://nas/ds/"), 0)
+    assert urls == [f"http://nas/ds/images/dev1_gate_{frames[0][0]:08d}.jpg"]
+    urls = add_one(CollectedDataset(out), 1)
+    assert all(url.startswith("http://nas/ds/images/") for url in urls) and len(urls) == 2
+    with caplog.at_level("INFO", logger="edge.collect.dataset"):
+        urls = add_one(CollectedDataset(out, image_url_prefix="/data/local-files/?d="), 2)
+    assert all(url.startswith("/data/local-files/?d=images/") for url in urls), urls
+    assert ("label-studio.json: image URLs now start with /data/local-files/?d= (they started "
+            "with http://nas/ds/)") in caplog.text
+    fresh = CollectedDataset(tmp_path / "fresh")
+    assert fresh.url_prefix == "/data/local-files/?d="
 
 
 def test_exports_a_killed_run_left_behind_are_caught_up_at_resume(tmp_path, caplog):
@@ -406,9 +455,9 @@ def test_a_folder_of_the_users_own_files_is_refused_and_left_as_it_was(tmp_path)
                      r"collect into a new or empty folder", result.stderr), result.stderr
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
     empty = tmp_path / "empty"
-    empty.mkdir()
+    (empty / "images").mkdir(parents=True)  # made ahead of the run (a user check: refused)
     (empty / ".DS_Store").write_bytes(b"")
-    CollectedDataset(empty)  # an empty folder (hidden files aside) is taken
+    CollectedDataset(empty)  # an empty folder (hidden files, empty folders aside) is taken
     assert (empty / "manifest.jsonl").is_file()
 
 
@@ -491,6 +540,13 @@ def clear_retained(port: int, topics: list[str]) -> None:
     ("edge/pf1/gate", r"--prefix edge/pf1/gate: edge/pf1/gate/status is device pf1's "
                       r"camera_status message: the prefix 'edge/pf1/gate' goes a level past "
                       r"the device \('gate'\); use edge/pf1"),
+    # user checks: a level that names no camera, and `+` alone, ran on with exit 0
+    ("edge/pf1/yard", r"--prefix edge/pf1/yard: edge/pf1/(gate/)?status is device pf1's "
+                      r"(camera_)?status message: the prefix 'edge/pf1/yard' goes a level past "
+                      r"the device \('yard'\); use edge/pf1"),
+    ("+", r"--prefix \+: edge/pf1/status is device pf1's status message: the prefix '\+' "
+          r"stops before the device level; use edge/\+ for every device or edge/pf1 for this "
+          r"one"),
 ])
 @pytest.mark.parametrize("device_state", ["online", "failed"])
 def test_collect_with_a_prefix_a_level_off_exits_2_with_the_fix(tmp_path, mosquitto, prefix,
@@ -536,6 +592,53 @@ def test_a_device_that_samples_no_frame_is_named_in_the_warning(tmp_path, mosqui
                         r"`refused` and `over_budget` count samples the caps held back\)",
                         said[0])
     assert collector.error is None and collector.devices == {"pf2": "online"}
+
+
+def test_a_device_that_is_not_there_has_the_devices_beside_it_named(tmp_path, mosquitto,
+                                                                    caplog):
+    """A user check: `--prefix edge/gate-02` while only gate-01 runs warned to check the
+    prefix without naming the device that is there."""
+    topics = retain_statuses(mosquitto.port, "pf3", "online")
+    try:
+        collector = Collector(mosquitto.url, "edge/pf4", CollectedDataset(tmp_path / "o"))
+        with caplog.at_level("WARNING", logger="edge.collect"):
+            collector.run(1.0, threading.Event())
+    finally:
+        clear_retained(mosquitto.port, topics)
+    said = [r.getMessage() for r in caplog.records if "no sampled frame came" in r.getMessage()]
+    assert len(said) == 1, said
+    assert re.fullmatch(r"no sampled frame came under edge/pf4 in [01] s and no device's "
+                        r"status is there; the devices under edge/\+ are pf3 \(online\): "
+                        r"--prefix edge/<device> for one of them, edge/\+ for every one",
+                        said[0])
+    assert collector.devices == {} and collector.beside == {"pf3": "online"}
+    assert collector.error is None
+
+
+def test_a_second_collect_into_a_folder_being_collected_into_is_refused(tmp_path, mosquitto):
+    """A user check: two runs into one folder both exited 0, each deleting the other's
+    unfinished files at its start (tracebacks), the manifest listing 23 rows of 16 images."""
+    out = tmp_path / "ds"
+    first = subprocess.Popen([sys.executable, "-m", "edge", "collect", "--mqtt", mosquitto.url,
+                              "--out", str(out), "--seconds", "20"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        lock = out / ".edge-collect.lock"
+        deadline = time.monotonic() + 20
+        while not (lock.is_file() and lock.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = run_collect_cli("--mqtt", mosquitto.url, "--out", str(out), "--seconds", "1")
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+    assert re.search(rf"--out {re.escape(str(out))} is being collected into by another edge "
+                     rf"collect \(process {first.pid}\); stop that one first or collect into "
+                     r"another folder", second.stderr), second.stderr
+    assert first.returncode == 0
+    # the lock went with the first run: the folder is resumed by the next one
+    resumed = CollectedDataset(out)
+    resumed.close()
 
 
 def test_a_run_that_collects_nothing_leaves_no_empty_dataset_it_made(tmp_path, mosquitto):

@@ -123,9 +123,10 @@ def add_commands(commands: Any) -> None:
                               "bits of a recent one from the same camera (audit samples are "
                               "always kept; -1 keeps all; "
                               "default 6)")
-    collect.add_argument("--image-url-prefix", default="/data/local-files/?d=",
+    collect.add_argument("--image-url-prefix",
                          help="Label Studio task image URL before images/<name>.jpg (default: "
-                              "Label Studio local files with the dataset folder as document "
-                              "root)")
+                              "the one a resumed folder's label-studio.json has, else Label "
+                              "Studio local files with the dataset folder as document root, "
+                              "/data/local-files/?d=)")
     collect.add_argument("--json", action="store_true", help="end with one JSON summary line")
     collect.set_defaults(handler=cmd_collect)

@@ -46,6 +46,8 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
         counts,
         field_accuracy,
         figure,
+        left_out_words,
+        unchanged_words,
     )
     from edge.errors import InputError
 
@@ -70,8 +72,7 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     o = report.overall
-    left_out = (f"; {counted(report.unlabelled, 'collected image')} not among the corrected "
-                "labels, left out" if report.unlabelled else "")
+    left_out = "".join(f"; {words}, left out" for words in left_out_words(report))
     print(f"field accuracy over {counted(report.images, 'image')}: precision "
           f"{figure(o.precision)}  recall {figure(o.recall)}  AP@0.5 {figure(o.map50)}  "
           f"({counts(o)}{left_out})")
@@ -83,6 +84,7 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
         print(f"  {day}  precision {figure(scores.precision)}  recall "
               f"{figure(scores.recall)}  AP@0.5 {figure(scores.map50)}  "
               f"({counted(scores.images, 'image')}, {counts(scores)})")
+    print(f"  pre-annotations: {unchanged_words(report)}")
     print(f"  audit sample: {audit_words(report)}")
     for name, estimate in report.audit.items():
         print(f"  audit sample {name} {figure(estimate.value)} "

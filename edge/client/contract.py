@@ -176,9 +176,15 @@ def misplaced_prefix(prefix: str, topic: str, payload: bytes) -> str | None:
     level off splits every topic at the wrong level: a device's status read as a camera's,
     its counts as zone counts. A camera's status counts only when it names the camera its
     topic does: one field, `state`, makes a valid one, so a device's malformed status under
-    the right prefix would otherwise pass for a camera's one level up."""
+    the right prefix would otherwise pass for a camera's one level up. A `+` in the prefix
+    stands for the topic's own level in the fix (`+` alone, for devices under `edge/`: use
+    `edge/+`)."""
     levels = prefix.split("/")
-    tried = [("deeper", f"{prefix}/+")] if "+" not in levels else []
+    topic_levels = topic.split("/")
+    # the prefix as this topic fills it in: its `+` replaced by the topic's level there
+    concrete = "/".join(topic_level if level == "+" else level
+                        for level, topic_level in zip(levels, topic_levels, strict=False))
+    tried = [("deeper", f"{concrete}/+")]
     if len(levels) > 1 and levels[-1] != "+":
         tried.append(("shallower", "/".join(levels[:-1])))
     for which, other in tried:
@@ -191,11 +197,22 @@ def misplaced_prefix(prefix: str, topic: str, payload: bytes) -> str | None:
         if which == "deeper":
             return (f"{topic} is device {message.device}'s {message.kind} message: the prefix "
                     f"{prefix!r} stops before the device level; use {other} for every device "
-                    f"or {prefix}/{message.device} for this one")
+                    f"or {concrete}/{message.device} for this one")
         return (f"{topic} is device {message.device}'s {message.kind} message: the prefix "
                 f"{prefix!r} goes a level past the device ({levels[-1]!r}); use {other} (a "
                 "prefix names a device, or + for all; a camera's messages carry its name)")
     return None
+
+
+def level_check_filters(prefix: str) -> list[str]:
+    """Filters beside a subscription's own that show `prefix` to be a level too deep even
+    where nothing under it exists: the status of the device one level up (`edge/gate-01/
+    status` for `edge/gate-01/yard`, a level that names no camera, so no topic of the device
+    is under it). Read with `misplaced_prefix`; a prefix ending in `+` has none."""
+    levels = prefix.split("/")
+    if len(levels) < 2 or levels[-1] == "+":
+        return []
+    return ["/".join([*levels[:-1], "status"])]
 
 
 def _names_itself(message: Message) -> bool:

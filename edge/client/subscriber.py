@@ -23,6 +23,7 @@ from edge.client.contract import (
     Message,
     PayloadError,
     is_clearing,
+    level_check_filters,
     misplaced_prefix,
     parse_message,
 )
@@ -121,6 +122,7 @@ class Subscriber:
         self._probing = {"status", "camera_status"} - set(wanted)
         filters = [(kind.filter(prefix), RETAINED_READ_QOS if kind.retained else kind.qos)
                    for kind in KINDS if kind.name in wanted or kind.name in self._probing]
+        filters += [(check, RETAINED_READ_QOS) for check in level_check_filters(prefix)]
         self.connection = BrokerSubscription(url, filters, self._receive, client_id=client_id,
                                              share_group=share_group, ca_file=ca_file,
                                              certfile=certfile, keyfile=keyfile,
@@ -187,7 +189,10 @@ class Subscriber:
     # -- network thread --------------------------------------------------------------------
 
     def _receive(self, topic: str, payload: bytes, retained: bool) -> None:
-        if self._probing and topic.endswith("/status"):
+        # a status read for the prefix's sake alone: of a kind not asked for, or above the
+        # prefix (`level_check_filters`), where no message of it can be
+        if ((self._probing and topic.endswith("/status"))
+                or topic.count("/") <= self.prefix.count("/")):
             self._probe(topic, payload)
             return
         if is_clearing(self.prefix, topic, payload):

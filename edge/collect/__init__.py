@@ -22,7 +22,12 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
-from edge.client.contract import PayloadError, misplaced_prefix, parse_message
+from edge.client.contract import (
+    PayloadError,
+    level_check_filters,
+    misplaced_prefix,
+    parse_message,
+)
 from edge.client.models import DeviceStatus
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.concurrency import StopRequest
@@ -63,11 +68,17 @@ class Collector:
         self.unpaired = 0
         self.received = 0
         self.devices: dict[str, str] = {}  # device -> the state its retained status says
+        #: devices beside the one a prefix names (`edge/gate-02` while only gate-01 is
+        #: there), named when nothing comes: device -> its state
+        self.beside: dict[str, str] = {}
         self.error: EdgeError | None = None
         self.stopped = threading.Event()
         filters = [(f"{prefix}/+/frame", 0), (f"{prefix}/+/frame/clean", 0),
                    (f"{prefix}/+/frame/meta", 0), (f"{prefix}/status", 0),
                    (f"{prefix}/+/status", 0)]
+        filters += [(check, 0) for check in level_check_filters(prefix)]
+        if _names_one_device(prefix):
+            filters.append((f"{prefix.rpartition('/')[0]}/+/status", 0))
         self.subscription = BrokerSubscription(
             url, filters, self._message, client_id=client_id or unique_client_id("collect"),
             ca_file=tls.ca_file, certfile=tls.certfile, keyfile=tls.keyfile,
@@ -90,6 +101,8 @@ class Collector:
                 raise
             log.warning("the exports in %s could not be refreshed on the full disk; "
                         "manifest.jsonl lists every complete image", self.dataset.root)
+        finally:
+            self.dataset.close()
 
     def run(self, seconds: float | None, stop: StopRequest,
             on_connected: Callable[[], None] = lambda: None,
@@ -130,6 +143,13 @@ class Collector:
                     "(frames.interval_s or [sampling] in their config) and run, and that "
                     "[sampling.limits] leaves room (their stats' sampling `refused` and "
                     "`over_budget` count samples the caps held back)")
+        if self.beside:
+            base = self.prefix.rpartition("/")[0]
+            there = ", ".join(f"{device} ({state})"
+                              for device, state in sorted(self.beside.items()))
+            return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s and no "
+                    f"device's status is there; the devices under {base}/+ are {there}: "
+                    f"--prefix {base}/<device> for one of them, {base}/+ for every one")
         return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s (its topics "
                 f"are {self.prefix}/<camera>/frame/meta); check that --prefix names devices "
                 "(edge/+ for every one, edge/<device> for one, not a camera or a topic) and "
@@ -184,8 +204,13 @@ class Collector:
                 self.error = InputError(f"--prefix {self.prefix}: {misplaced}")
                 self.stopped.set()
             return
-        if isinstance(message.payload, DeviceStatus):
+        if not isinstance(message.payload, DeviceStatus):
+            return
+        # parse_message reads levels by position: a sibling's status parses as well
+        if topic.rpartition("/")[0] == self.prefix or not _names_one_device(self.prefix):
             self.devices[message.device] = message.payload.state
+        else:
+            self.beside[message.device] = message.payload.state
 
     def _pair(self, device: str, camera: str, meta: dict[str, Any]) -> bytes | None:
         """The clean JPEG this meta describes, or None."""
@@ -226,3 +251,9 @@ class Collector:
         except Exception:  # thread boundary: one bad message must not end the collection
             log.exception("could not %s", what)
 
+
+
+def _names_one_device(prefix: str) -> bool:
+    """Whether `prefix` names one device under a base (`edge/gate-01`), not every one."""
+    base, _, device = prefix.rpartition("/")
+    return bool(base) and device != "+"

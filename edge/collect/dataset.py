@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import fcntl
 import io
 import json
 import logging
@@ -43,7 +44,7 @@ from edge.collect.manifest import MANIFEST, manifest_rows
 from edge.collect.phash import dhash, hamming
 from edge.errors import InputError
 from edge.files import write_bytes_atomic
-from edge.wording import listed
+from edge.wording import counted, listed
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ EXPORT_INTERVAL_S = 30.0
 EXPORTS = ("annotations.coco.json", "label-studio.json", "manifest.csv", "data.yaml")
 #: What an image or label is written as until its manifest row is on disk.
 PARTIAL = ".partial"
+#: Label Studio's local-files URL, the folder its document root.
+LOCAL_FILES = "/data/local-files/?d="
+#: Held (a POSIX lock) by the run writing into the folder, with its process id inside.
+LOCK = ".edge-collect.lock"
 #: Near-duplicates are looked for among this many recent images of the same camera.
 RECENT = 256
 MANIFEST_FIELDS = ("id", "file", "device", "camera", "frame_id", "time", "ts", "model",
@@ -93,13 +98,17 @@ class CollectedDataset:
     max_bytes: int | None = None
     min_free_bytes: int = 0
     duplicate_distance: int = 6  # of 256 bits; < 0 keeps every frame
-    image_url_prefix: str = "/data/local-files/?d="  # Label Studio: prefix + images/<name>.jpg
+    #: Label Studio: prefix + images/<name>.jpg; None: as the folder's label-studio.json has
+    #: it (a resumed run keeps the prefix an earlier one was given), else LOCAL_FILES
+    image_url_prefix: str | None = None
     counts: CollectCounts = field(default_factory=CollectCounts)
 
     def __post_init__(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"--out {self.root} is a file; choose a folder")
         _refuse_a_folder_of_others(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_against_other_writers(self.root)
         for folder in (self.root / "images", self.root / "labels"):
             folder.mkdir(parents=True, exist_ok=True)
         exports_lag = self._exports_lag()
@@ -112,12 +121,20 @@ class CollectedDataset:
         self._since_export = 0  # images added since the last export
         self._exported_at = -math.inf  # time.monotonic() of the last export
         self._resume()
+        #: the prefix label-studio.json's image URLs get
+        self.url_prefix = self._label_studio_prefix(self.image_url_prefix)
         # a limit reached already (no byte left for an image) is said now, not at a frame
         self._check_room(1)
         if self.rows and exports_lag:
             log.info("%s: the exports did not list every image of %s (a run was interrupted "
                      "between two exports): rewritten", self.root, MANIFEST)
             self.export()
+
+    def close(self) -> None:
+        """Let another run write into the folder (the lock is the process's until then)."""
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
 
     def _exports_lag(self) -> bool:
         """Whether the manifest changed after the exports were last written: a run killed
@@ -134,8 +151,9 @@ class CollectedDataset:
     def _resume(self) -> None:
         manifest = self.root / MANIFEST
         if manifest.stat().st_size:
-            self.rows = [row for row in manifest_rows(manifest)
-                         if (self.root / row["file"]).is_file()]
+            listed_rows = manifest_rows(manifest)
+            self.rows = [row for row in listed_rows if (self.root / row["file"]).is_file()]
+            self._say_removed_images(listed_rows)
             lines = sum(1 for line in manifest.read_text(encoding="utf-8").splitlines()
                         if line.strip())
             if len(self.rows) < lines:  # a torn last line, or rows whose image never landed
@@ -162,6 +180,48 @@ class CollectedDataset:
         self.counts.resumed = len(self.rows)
         if self.rows:
             log.info("resuming %s: %d images already collected", self.root, len(self.rows))
+
+    def _say_removed_images(self, rows: list[dict[str, Any]]) -> None:
+        """Warn of listed images deleted by hand (their label file is there; a crash before an
+        image's rename leaves neither): their rows leave the manifest and the exports."""
+        removed = [row["id"] for row in rows if not (self.root / row["file"]).is_file()
+                   and (self.root / "labels" / f"{row['id']}.txt").is_file()]
+        if removed:
+            one = len(removed) == 1
+            log.warning("%s: %s gone from images/ (%s): %s dropped from %s and the exports; "
+                        "%s in labels/ %s kept (delete %s too if the %s gone for good)",
+                        self.root, counted(len(removed), "listed image"), listed(removed, 3),
+                        "its row is" if one else "their rows are", MANIFEST,
+                        "its label file" if one else "their label files",
+                        "is" if one else "are", "it" if one else "them",
+                        "image is" if one else "images are")
+
+    def _label_studio_prefix(self, given: str | None) -> str:
+        """The image URL prefix of the Label Studio export: `given`, else the one the
+        folder's export has (rewriting it with the default would break its imported tasks),
+        else LOCAL_FILES."""
+        earlier = self._exported_prefix()
+        if given is None:
+            return LOCAL_FILES if earlier is None else earlier
+        if earlier is not None and earlier != given:
+            log.info("label-studio.json: image URLs now start with %s (they started with %s)",
+                     given, earlier)
+        return given
+
+    def _exported_prefix(self) -> str | None:
+        """The URL prefix of label-studio.json's first task, or None (no export, or none
+        that reads as `edge collect`'s)."""
+        if not self.rows:
+            return None
+        try:
+            tasks = json.loads((self.root / "label-studio.json").read_text(encoding="utf-8"))
+            image = tasks[0]["data"]["image"]
+        except (OSError, ValueError, LookupError, TypeError):
+            return None
+        file = self.rows[0]["file"]
+        if not isinstance(image, str) or not image.endswith(file):
+            return None
+        return image[:-len(file)]
 
     def _remember(self, device: str, camera: str, phash: int) -> None:
         self._recent.setdefault((device, camera), deque(maxlen=RECENT)).append(phash)
@@ -311,7 +371,7 @@ class CollectedDataset:
         self._exported_at = time.monotonic()
         labels = self.labels or []
         texts = (json.dumps(coco_from_rows(self.rows, labels)),
-                 json.dumps(label_studio_from_rows(self.rows, self.image_url_prefix)),
+                 json.dumps(label_studio_from_rows(self.rows, self.url_prefix)),
                  csv_from_rows(self.rows),
                  "path: .\ntrain: images\nval: images\nnames:\n" + "".join(
                      f"  {i}: {name}\n" for i, name in enumerate(labels)))
@@ -334,15 +394,22 @@ def yolo_lines(row: dict[str, Any]) -> str:
     coordinates outside 0..1. The model's scores stay in the manifest, COCO and Label Studio.
     """
     width, height = row["width"], row["height"]
-    lines = []
+    return "".join(f"{class_id} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                   f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}\n"
+                   for class_id, (x1, y1, x2, y2) in pre_annotations(row))
+
+
+def pre_annotations(row: dict[str, Any]) -> list[tuple[int, tuple[float, float, float, float]]]:
+    """A row's detections as its label file holds them: (class id, x1 y1 x2 y2 in pixels),
+    boxes clipped to the frame, those left with no area dropped."""
+    width, height = row["width"], row["height"]
+    kept = []
     for obj in row["objects"]:
         x1, x2 = (min(max(v, 0.0), width) for v in (obj["box"][0], obj["box"][2]))
         y1, y2 = (min(max(v, 0.0), height) for v in (obj["box"][1], obj["box"][3]))
-        if x2 <= x1 or y2 <= y1:
-            continue
-        lines.append(f"{obj['class_id']} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
-    return "".join(line + "\n" for line in lines)
+        if x2 > x1 and y2 > y1:
+            kept.append((int(obj["class_id"]), (x1, y1, x2, y2)))
+    return kept
 
 
 def coco_from_rows(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
@@ -401,18 +468,47 @@ def csv_from_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def _refuse_a_folder_of_others(root: Path) -> None:
-    """InputError when `root` holds anything but hidden files and has no manifest: a folder
-    of the user's own (photos, a YOLO dataset, exports of something else), whose files a
-    dataset written into it would mix with, overwrite or leave unlisted."""
+    """InputError when `root` holds anything but hidden files and empty folders and has no
+    manifest: a folder of the user's own (photos, a YOLO dataset, exports of something
+    else), whose files a dataset written into it would mix with, overwrite or leave
+    unlisted."""
     if not root.is_dir() or (root / MANIFEST).is_file():
         return
     present = sorted(path.name + ("/" if path.is_dir() else "") for path in root.iterdir()
-                     if not path.name.startswith("."))
+                     if not path.name.startswith(".") and not _empty_folder(path))
     if present:
         raise InputError(
             f"--out {root} already holds files that edge collect did not write "
             f"({listed(present, 3)}) and no {MANIFEST}; collect into a new or empty folder (a "
             f"folder an earlier edge collect wrote, with its {MANIFEST}, is resumed)")
+
+
+def _empty_folder(path: Path) -> bool:
+    """An empty folder (`images/` made ahead of a run) holds nothing to mix with."""
+    return path.is_dir() and not path.is_symlink() and next(path.iterdir(), None) is None
+
+
+def _lock_against_other_writers(root: Path) -> int:
+    """Lock `root` for this process's writes (the descriptor holding the lock): a second
+    `edge collect` into it would delete the first's unfinished files at its resume and list
+    images twice. The lock goes with the process, so one killed leaves none behind."""
+    path = root / LOCK
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.read(handle, 32).decode(errors="replace").strip()
+        os.close(handle)
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        raise InputError(
+            f"--out {root} is being collected into by another edge collect"
+            f"{f' (process {holder})' if holder.isdigit() else ''}; stop that one first or "
+            "collect into another folder (two runs into one folder would list images twice)"
+        ) from None
+    os.ftruncate(handle, 0)
+    os.write(handle, str(os.getpid()).encode())
+    return handle
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -16,7 +16,7 @@ from scipy.stats import binomtest
 
 from calibration.datasets import dataset_from
 from calibration.field import audit_words, field_accuracy, rated_precision, wilson
-from edge.collect.dataset import CollectedDataset, Sample
+from edge.collect.dataset import CollectedDataset, Sample, yolo_lines
 from edge.drift import reference_for_model
 from edge.errors import InputError
 from edge.synthetic.dataset import write_yolo_dataset
@@ -92,6 +92,8 @@ def test_field_accuracy_per_day_and_audit_interval(tmp_path):
     assert (audit.low, audit.high) == pytest.approx(wilson(1, 2), abs=1e-4)
     assert report.audit["recall"].trials == 1
     assert (report.audit_collected, report.audit_scored) == (1, 1)
+    # frame 1's corrected label is the prediction as recorded; 2 and 3 were changed
+    assert (report.unchanged, report.missing_images, report.unlabelled) == (1, 0, 0)
     by_manifest = field_accuracy(tmp_path / "c" / "manifest.jsonl")  # names its folder too
     assert by_manifest.overall == report.overall
     with pytest.raises(InputError, match=r"classes\.txt is a file; field accuracy reads"):
@@ -160,6 +162,51 @@ def test_a_labels_folder_without_label_files_says_so(tmp_path, content):
     with pytest.raises(InputError, match=r"--labels .*corrected holds no label files; give the "
                                          r"corrected labels: a folder of YOLO label files"):
         field_accuracy(collected, corrected)
+
+
+def test_a_listed_image_deleted_by_hand_is_left_out_as_gone_not_as_unlabelled(tmp_path):
+    """A user check: with an image removed from images/ and its label file still there, the
+    summary said "1 collected image not among the corrected labels": the other way round."""
+    collected = make_collected(tmp_path / "c")
+    (collected / "images" / "dev1_gate_00000002.jpg").unlink()
+    report = field_accuracy(collected)
+    assert (report.images, report.missing_images, report.unlabelled) == (2, 1, 0)
+    shown = edge("eval", "--field", "--data", str(collected))
+    assert shown.returncode == 0, shown.stderr
+    first = shown.stdout.splitlines()[0]
+    assert first.endswith("; 1 listed image gone from images/, left out)"), first
+    assert "not among the corrected labels" not in shown.stdout
+
+
+def test_labels_nobody_corrected_are_counted_and_warned_about(tmp_path, caplog):
+    """A user check: right after `edge collect`, `edge eval --field` gave precision and
+    recall 1.0 "with corrected labels", the device's pre-annotations scored against
+    themselves, and nothing said so."""
+    collected = make_collected(tmp_path / "c")
+    for row in map(json.loads, (collected / "manifest.jsonl").read_text().splitlines()):
+        (collected / "labels" / f"{row['id']}.txt").write_text(yolo_lines(row))
+    with caplog.at_level("WARNING", logger="calibration.field"):
+        report = field_accuracy(collected)
+    assert (report.overall.precision, report.overall.recall, report.unchanged) == (1.0, 1.0, 3)
+    assert ("all 3 images scored still hold the device's own detections as their labels: if "
+            "nobody has corrected them yet, these figures score the model against itself"
+            in caplog.text)
+    shown = edge("eval", "--field", "--data", str(collected))
+    assert ("  pre-annotations: 3 of the 3 scored images unchanged (labels as the device "
+            "detected them: not corrected, or the model was right)") in shown.stdout.splitlines()
+    # one box moved by 2 px is a correction
+    label = collected / "labels" / "dev1_gate_00000001.txt"
+    class_id, cx, *rest = label.read_text().split()
+    label.write_text(" ".join([class_id, f"{float(cx) + 2 / 200:.6f}", *rest]) + "\n")
+    caplog.clear()
+    assert field_accuracy(collected).unchanged == 2 and "score the model" not in caplog.text
+
+
+def test_a_labels_path_that_does_not_exist_is_named_as_labels(tmp_path):
+    collected = make_collected(tmp_path / "c")
+    with pytest.raises(InputError, match=r"^--labels .*nolabels does not exist; give the "
+                                         r"corrected labels: a folder of YOLO label files"):
+        field_accuracy(collected, tmp_path / "nolabels")
 
 
 def test_audit_share_counts_the_collected_audit_images(tmp_path):
