@@ -335,7 +335,8 @@ class Daemon:
         if not self.config.tracking.enabled:
             return None
         return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,
-                              [] if size else camera.zones, self.link)
+                              [] if size else camera.zones, self.link,
+                              classifier=self.spec.task == "classify")
 
     def _adopt_snapshots(self, topics: list[str]) -> None:
         """Bound the snapshots earlier runs left retained: each camera that publishes

@@ -363,11 +363,11 @@ def test_a_really_full_disk_stops_cleanly_and_keeps_the_dataset_consistent(tmp_p
                       ).returncode != 0:
         pytest.skip("tmpfs cannot be mounted here")
     try:
-        dataset = CollectedDataset(mount / "out", duplicate_distance=-1)
         written = 0
         # Either the free-space check before a write or ENOSPC during one stops it.
         with pytest.raises(DiskFullError, match=r"(is full|MB free, below).* \d+ images are "
-                                                 r"collected and consistent; free space"):
+                                                 r"collected and consistent; free space"), \
+                CollectedDataset(mount / "out", duplicate_distance=-1) as dataset:
             for frame_id, image, truth in scene_frames(40, step=7):
                 dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
                 written += 1

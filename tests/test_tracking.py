@@ -106,6 +106,24 @@ def test_the_same_object_detected_under_two_labels_starts_no_second_track():
     assert ids.tolist() == [1, 0] and len(tracker.objects) == 1
 
 
+def test_class_aware_tracks_a_classifier_s_classes_apart():
+    """A classifier's boxes are all the frame: a class change is another object, and two
+    classes above the threshold on one frame are two (class-agnostic, the second was dropped
+    as a duplicate and the first track took every class in turn)."""
+    tracker = ByteTracker(TrackerSettings(min_hits=2, max_disappeared=2, class_aware=True))
+    frame = [0, 0, 640, 480]
+    for _ in range(3):
+        ids = tracker.update(_detections([frame, frame], [0.9, 0.7], [0, 2]))
+    assert ids.tolist() == [1, 2]
+    assert [(o.track_id, o.class_id) for o in tracker.objects] == [(1, 0), (2, 2)]
+    ended = []
+    for _ in range(4):
+        ids = tracker.update(_detections([frame], [0.9], [1]))
+        ended += [(o.track_id, o.class_id) for o in tracker.ended]
+    assert ids.tolist() == [3] and ended == [(1, 0), (2, 2)]
+    assert [(o.track_id, o.class_id) for o in tracker.objects] == [(3, 1)]
+
+
 def _score_scene(frames: int, miss_rate: float) -> dict[str, float]:
     scene, tracker = ShapeScene(seed=1), ByteTracker()
     accumulator = mm.MOTAccumulator(auto_id=True)

@@ -410,7 +410,8 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated,
                       ("drift_reference", "drift reference")):
         if summary[key]:
             scales = (f" ({summary['cache_tensors']} tensor scales: the input's and every float "
-                      "activation's but the decode tail's)" if key == "cache" else "")
+                      "activation's up to the last weighted layers; what follows them stays "
+                      "float)" if key == "cache" else "")
             print(f"wrote {what} {summary[key]}{scales}")
     if args.report:
         print(f"report: {summary['report']}")

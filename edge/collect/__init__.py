@@ -4,10 +4,10 @@ Subscribes to `<prefix>/+/frame`, `frame/clean` and `frame/meta` (prefix may hol
 `edge/+` for every device), and to the retained statuses: under the prefix, they show which
 devices are there; one level up and beside the device a prefix names, a prefix a level off (a
 level added or the device level left out) or a device that is not there. A prefix a level off
-ends the run with its fix, as `edge monitor`'s does, rather than a quiet empty dataset. A device publishes a sample's JPEG(s)
-before its meta on one connection, so the meta pairs with the latest JPEG of its camera; the
-sizes in the meta confirm the pair (a frame lost on the way, QoS 0, leaves a mismatch that is
-counted and skipped).
+ends the run with its fix, as `edge monitor`'s does, rather than a quiet empty dataset.
+A device publishes a sample's JPEG(s) before its meta on one connection, so the meta pairs with
+the latest JPEG of its camera; the sizes in the meta confirm the pair (a frame lost on the way,
+QoS 0, leaves a mismatch that is counted and skipped).
 Writing happens on one worker thread, off paho's network thread.
 """
 

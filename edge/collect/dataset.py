@@ -136,6 +136,12 @@ class CollectedDataset:
             os.close(self._lock)
             self._lock = -1
 
+    def __enter__(self) -> CollectedDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _exports_lag(self) -> bool:
         """Whether the manifest changed after the exports were last written: a run killed
         between two exports (every `EXPORT_EVERY` images, and at the end)."""

@@ -13,6 +13,11 @@ the same class wins a tie: a detector that calls one object a circle on one fram
 on the next must not split it into two objects. A track's class is the score-weighted vote of
 its detections. A box that lies on a box already matched this frame (`duplicate_iou`) starts no
 track: it is the same object detected twice under two labels, which class-aware NMS keeps.
+
+A classifier's detections all have the frame as their box, so where they are says nothing and
+their class is everything: with `class_aware`, a detection matches only a track of its class
+and a box of another class is no duplicate. Each class present is then one object: its `new`
+when the class appears, its `end` once the class has gone unseen for `max_disappeared` frames.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class TrackerSettings:
     min_hits: int = 3  # consecutive frames before a new track is confirmed
     duplicate_iou: float = 0.6  # an unmatched box overlapping a matched one this much is a copy
     class_change_cost: float = 0.2  # added to 1 - IoU when a detection's class differs
+    class_aware: bool = False  # match only within a class (a classifier's whole-frame boxes)
 
 
 @dataclass
@@ -125,6 +131,8 @@ class ByteTracker:
         ious = iou_matrix(predicted, detections.boxes[candidates])
         classes = np.array([self.objects[r].class_id for r in rows])
         changed = classes[:, None] != detections.class_ids[candidates][None, :]
+        if self.settings.class_aware:  # below any min_iou: never a pair
+            ious = np.where(changed, 0.0, ious)
         pairs_r, pairs_c = linear_sum_assignment(1.0 - ious + self.settings.class_change_cost
                                                  * changed)
         good = ious[pairs_r, pairs_c] >= min_iou
@@ -144,7 +152,9 @@ class ByteTracker:
         taken = list(np.flatnonzero(owner >= 0))
         kept = []
         for d in candidates[np.argsort(-detections.scores[candidates], kind="stable")]:
-            if taken and iou_matrix(detections.boxes[d:d + 1], detections.boxes[taken]).max() \
+            rivals = [t for t in taken if not self.settings.class_aware
+                      or detections.class_ids[t] == detections.class_ids[d]]
+            if rivals and iou_matrix(detections.boxes[d:d + 1], detections.boxes[rivals]).max() \
                     >= self.settings.duplicate_iou:
                 continue
             kept.append(d)

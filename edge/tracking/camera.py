@@ -47,10 +47,11 @@ class Publisher(Protocol):
                             retain: bool = False) -> bool: ...
 
 
-def tracker_settings_from_config(settings: TrackingConfig) -> TrackerSettings:
+def tracker_settings_from_config(settings: TrackingConfig,
+                                 class_aware: bool = False) -> TrackerSettings:
     return TrackerSettings(high_score=settings.high_score, low_score=settings.low_score,
                            new_track_score=settings.new_track_score,
-                           max_disappeared=settings.max_disappeared)
+                           max_disappeared=settings.max_disappeared, class_aware=class_aware)
 
 
 class CameraTracking:
@@ -59,12 +60,14 @@ class CameraTracking:
 
     def __init__(self, camera: str, settings: TrackingConfig, topics: Topics,
                  labels: Sequence[str], zones: Sequence[Zone],
-                 unplaced: Sequence[ZoneConfig], publisher: Publisher) -> None:
+                 unplaced: Sequence[ZoneConfig], publisher: Publisher,
+                 classifier: bool = False) -> None:
         """`zones` come from `edge.zones.zones_from_config`; `unplaced`: their configs when
         the frame size was not known then (normalised zones are scaled, and every zone is
-        checked against the frame, on the first frame), else empty."""
+        checked against the frame, on the first frame), else empty. `classifier`: the model
+        classifies whole frames, so each class present is tracked as one object."""
         self.camera = camera
-        self.tracker = ByteTracker(tracker_settings_from_config(settings))
+        self.tracker = ByteTracker(tracker_settings_from_config(settings, classifier))
         self._settings = settings
         self._held_at = -float("inf")
         self._zone_configs = list(unplaced)
