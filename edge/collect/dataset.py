@@ -109,6 +109,14 @@ class CollectedDataset:
         _refuse_a_folder_of_others(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_against_other_writers(self.root)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        """Make the folder's layout and resume what it holds."""
         for folder in (self.root / "images", self.root / "labels"):
             folder.mkdir(parents=True, exist_ok=True)
         exports_lag = self._exports_lag()
@@ -221,10 +229,10 @@ class CollectedDataset:
             return None
         try:
             tasks = json.loads((self.root / "label-studio.json").read_text(encoding="utf-8"))
-            image = tasks[0]["data"]["image"]
+            image, image_id = tasks[0]["data"]["image"], tasks[0]["data"]["edge_id"]
         except (OSError, ValueError, LookupError, TypeError):
             return None
-        file = self.rows[0]["file"]
+        file = f"images/{image_id}.jpg"
         if not isinstance(image, str) or not image.endswith(file):
             return None
         return image[:-len(file)]
