@@ -93,12 +93,12 @@ class Report:
               _beyond_one(ACCURACY_LOSS_POINTS, self.int8.images), None)]
             if self.fp32.task == "classify" else
             [("mAP@0.5", self.fp32.map50, self.int8.map50, ACCURACY_LOSS_POINTS, None),
-             ("recall at the score threshold", self.fp32.recall, self.int8.recall,
+             ("recall (at the model's score threshold)", self.fp32.recall, self.int8.recall,
               _beyond_one(OPERATING_POINT_LOSS_POINTS, objects),
-              None if objects is None else counted(objects, "object")),
-             ("precision at the score threshold", self.fp32.precision, self.int8.precision,
-              _beyond_one(OPERATING_POINT_LOSS_POINTS, detections),
-              None if detections is None else counted(detections, "detection"))])]
+              None if objects is None else counted(objects, "labelled object")),
+             ("precision (at the model's score threshold)", self.fp32.precision,
+              self.int8.precision, _beyond_one(OPERATING_POINT_LOSS_POINTS, detections),
+              None if detections is None else f"INT8's {counted(detections, 'detection')}")])]
         said = [loss for loss in losses if loss is not None]
         if not said:
             return None
@@ -119,12 +119,12 @@ def _beyond_one(points: float, count: int | None) -> float:
 def _loss(metric: str, fp32: float | None, int8: float | None, limit: float,
           of: str | None = None) -> str | None:
     """`metric`'s loss from FP32 to INT8 in words, if it is more than `limit` points; `of`:
-    what INT8's figure counts (`12 objects`)."""
+    what INT8's figure is a share of (`12 labelled objects`)."""
     if fp32 is None or int8 is None or 100 * (fp32 - int8) <= limit + 1e-9:
         return None
-    counts = "" if of is None else f" of {of}"
-    return (f"{metric} {int8:.3f}{counts} against FP32's {fp32:.3f} "
-            f"({100 * (int8 - fp32):.1f} points)")
+    counts = "" if of is None else f"; of {of}"
+    return (f"{metric} {int8:.3f} against FP32's {fp32:.3f} "
+            f"({100 * (int8 - fp32):.1f} points{counts})")
 
 
 def write_report(folder: Path, fp32_path: Path, int8_path: Path, result: Calibrated,

@@ -151,6 +151,9 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
                 calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
                 reduce_range=REDUCED_WEIGHT_RANGE)
         quantized = uint8_input_chain_first(onnx.load(str(out)))
+    # the quantizer signs the model as its own; `edge inspect` names who made the network
+    quantized.producer_name, quantized.producer_version = (model.producer_name,
+                                                           model.producer_version)
     _reading_float(quantized, batchnorms)
     left_float = pixel_stem(quantized, keep_float=exclude)
     if left_float:

@@ -771,7 +771,9 @@ def _add_calibrate(commands: Any) -> None:
     calibrate.add_argument("--ranges", type=Path, metavar="FILE",
                            help="also write the ranges as JSON")
     calibrate.add_argument("--report", type=Path, metavar="DIR",
-                           help="write an FP32-vs-INT8 accuracy report (Markdown + PNG)")
+                           help="write an FP32-vs-INT8 accuracy report (Markdown + PNG), both "
+                                "models scored on labelled data: --eval-data (--images only "
+                                "where they are labelled, or a synthetic scene)")
     calibrate.add_argument("--eval-data", type=_eval_data, metavar="DATA",
                            help="labelled data for the report: a YOLO dataset folder, a COCO "
                                 "JSON file, (classifiers) one folder of images per label, or "
@@ -836,7 +838,8 @@ def _add_convert(commands: Any) -> None:
                          help="per-channel mean in 0..1 units, network order, or one value "
                               "for all (a grey network's one) (default 0,0,0)")
     convert.add_argument("--std", type=parse_triple,
-                         help="per-channel std in 0..1 units (default 1,1,1: just /255)")
+                         help="per-channel std in 0..1 units, network order, or one value "
+                              "for all (default 1,1,1: just /255)")
     convert.add_argument("--resize", choices=get_args(Resize),
                          help="how the network's training images were made from the frames, "
                               "so the device makes its input the same way: " + RESIZE_HELP +

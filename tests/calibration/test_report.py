@@ -67,8 +67,9 @@ def test_a_detector_whose_int8_scores_fall_under_its_threshold_is_warned_about(t
                       Accuracy("detect", 8, map50=1.0, precision=int8[0], recall=int8[1]))
 
     assert report((1.0, 1.0), (0.5, 0.25)).accuracy_lost() == (
-        "INT8 scores recall at the score threshold 0.250 against FP32's 1.000 (-75.0 points), "
-        "precision at the score threshold 0.500 against FP32's 1.000 (-50.0 points) on 8 "
+        "INT8 scores recall (at the model's score threshold) 0.250 against FP32's 1.000 (-75.0 "
+        "points), precision (at the model's score threshold) 0.500 against FP32's 1.000 (-50.0 "
+        "points) on 8 "
         "labelled images of val: the report names the layers that lose most; calibrate on "
         "more frames like the deployment's, keep layers in float (--keep-float N, --exclude "
         "NODE), try the other --profile, or deploy the FP32 model")
@@ -91,8 +92,8 @@ def test_one_object_of_a_small_labelled_set_is_no_operating_point_loss(tmp_path)
 
     assert lost(0.9, 10) is None  # one object
     assert (lost(0.8, 10) or "").startswith(
-        "INT8 scores recall at the score threshold 0.800 of 10 objects against FP32's 1.000 "
-        "(-20.0 points) on 5 labelled images")
+        "INT8 scores recall (at the model's score threshold) 0.800 against FP32's 1.000 "
+        "(-20.0 points; of 10 labelled objects) on 5 labelled images")
     assert lost(0.94, 100) is not None  # 6 objects of 100: past the 5 points
 
 

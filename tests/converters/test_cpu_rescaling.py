@@ -89,3 +89,12 @@ def test_every_model_is_built_in_full_when_rewriting_is_not_exact(demo_ranges, m
     assert rescaling(ranges[2]).SerializeToString() == \
         qdq_for_cpu(model, ranges[2]).SerializeToString()
     assert rescaling.exact is False
+
+
+def test_the_int8_model_keeps_the_network_s_producer(demo_ranges):
+    """A user check: after `--profile cpu`, `edge inspect` said "made by onnx.quantize", the
+    network's exporter lost (the `tensorrt` profile kept it)."""
+    model, _, ranges = demo_ranges
+    quantized = qdq_for_cpu(model, ranges[0])
+    assert (quantized.producer_name, quantized.producer_version) == \
+        (model.producer_name, model.producer_version) != ("onnx.quantize", "0.1.0")
