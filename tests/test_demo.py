@@ -153,10 +153,14 @@ def test_a_demo_whose_reader_goes_away_ends_early_and_quietly():
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
 
 
-def test_a_signal_while_the_demo_starts_interrupts_it():
+@pytest.mark.parametrize("json_line", [False, True])
+def test_a_signal_while_the_demo_starts_interrupts_it(json_line):
+    """With --json, the last line says so (a user check: a script piping `--json` got
+    nothing from an early Ctrl-C)."""
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers MQTT
         process = _demo_process("--seconds", "60", "--mqtt",
-                                f"mqtt://127.0.0.1:{silent.getsockname()[1]}")
+                                f"mqtt://127.0.0.1:{silent.getsockname()[1]}",
+                                *(["--json"] if json_line else []))
         try:
             silent.settimeout(60)
             connection, _ = silent.accept()  # the demo waits for its broker: still starting
@@ -168,6 +172,11 @@ def test_a_signal_while_the_demo_starts_interrupts_it():
     assert process.returncode == 130, stderr
     assert "edge: interrupted" in stderr and "Traceback" not in stderr
     assert "frames" not in stdout  # no summary of a run that never ran
+    if json_line:
+        assert json.loads(stdout.splitlines()[-1]) == {
+            "error": "interrupted (SIGINT) before the command finished", "exit_code": 130}
+    else:
+        assert stdout == ""
 
 
 def test_a_demo_too_short_to_score_tracking_says_so():

@@ -156,9 +156,10 @@ def test_percent_escapes_in_a_file_path_are_decoded(tmp_path):
         ("synthetic://shapes?fps=fast", "fps='fast' must be a number"),
         ("synthetic://shapes?colour=1", "unknown option"),
         ("csi://0", "GStreamer"),
-        # relative paths would be looked up where the daemon starts (a service: /)
+        # relative paths would be looked up where the daemon starts (the service's folder)
         ("file://clip.mp4", r"file:// takes an absolute path, after three slashes \(file:///"
-                            r"data/clip.mp4\); 'clip.mp4' is relative, .*a service's is /"),
+                            r"data/clip.mp4\); 'clip.mp4' is relative, .*edge.service.s is "
+                            r"/var/lib/edge"),
         ("file://data/clip.mp4?fps=5", "'data/clip.mp4' is relative"),
         ("replay://clips/a.mp4", r"replay:// takes an absolute path, after three slashes"),
     ],

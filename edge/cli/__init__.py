@@ -20,6 +20,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import re
@@ -211,14 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         silence_stdout()
         return PIPE_CLOSED_EXIT
     except KeyboardInterrupt as exc:
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
         print("\nedge: interrupted", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading the last line learns why too
+            with contextlib.suppress(OSError):
+                print_json({"error": f"interrupted ({exc or 'SIGINT'}) before the command "
+                                     "finished", "exit_code": code})
         sys.stdout.flush()
         sys.stderr.flush()
         # Leave at once: interpreter teardown with native work still running on background
         # threads (an ONNX Runtime session being made) can abort the process. Every output is
         # written atomically (calibrate's staged and published together), so nothing
         # half-written is left behind.
-        os._exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -241,7 +241,8 @@ def add_commands(commands: Any) -> None:
     run.set_defaults(handler=cmd_run)
 
     monitor = commands.add_parser(
-        "monitor", help="watch devices' status, detections, stats and frames over MQTT")
+        "monitor", help="watch devices' status, detections and stats over MQTT (and save "
+                        "their sampled frames)")
     monitor.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL",
                          help="mqtt[s]://[user@]host[:port] (1883, or 8883 for mqtts://), "
                               "the password in $EDGE_MQTT_PASSWORD")

@@ -131,7 +131,8 @@ def readme_with_table(readme: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true",
-                        help="write docs/asyncapi.yaml and README.md's table (else: print)")
+                        help="write docs/asyncapi.yaml and README.md's table (else: print "
+                             "the YAML)")
     args = parser.parse_args()
     if importlib.util.find_spec("yaml") is None:
         parser.exit(2, "the AsyncAPI generator needs PyYAML: pip install 'pyyaml>=6' (in the "

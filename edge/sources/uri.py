@@ -57,13 +57,14 @@ class SourceUri:
 
     def local_path(self) -> Path:
         """The location as a file path, which must be absolute: a relative one would be looked
-        up in whatever folder the daemon starts in (a systemd service's is /), so a config
-        that worked by hand would fail as a service."""
+        up in whatever folder the daemon starts in (edge.service's is /var/lib/edge), so a
+        config that worked by hand would fail as a service."""
         if not self.location.startswith("/"):
             raise SourceError(
                 f"source '{self.text}': {self.scheme}:// takes an absolute path, after three "
                 f"slashes ({self.scheme}:///data/clip.mp4); '{self.location}' is relative, and "
-                "would be looked up in the folder the daemon starts in (a service's is /)")
+                "would be looked up in the folder the daemon starts in (edge.service's is "
+                "/var/lib/edge, its WorkingDirectory)")
         if self.fragment:
             raise SourceError(f"source '{self.text}': a '#' in a URI starts a fragment, so the "
                               f"path would end at {self.location}; write a '#' of the file's "
