@@ -569,6 +569,21 @@ def test_collect_with_a_prefix_a_level_off_exits_2_with_the_fix(tmp_path, mosqui
     assert took < 20 and not out.exists()
 
 
+def no_frame_warnings(mosquitto, tmp_path: Path, caplog, running: str, prefix: str,
+                      seconds: float) -> tuple[Collector, list[str]]:
+    """A collector run under `prefix` while device `running` has its retained statuses on
+    the broker and samples nothing; the collector and its "no sampled frame" warnings."""
+    topics = retain_statuses(mosquitto.port, running, "online")
+    try:
+        collector = Collector(mosquitto.url, prefix, CollectedDataset(tmp_path / "o"))
+        with caplog.at_level("WARNING", logger="edge.collect"):
+            collector.run(seconds, threading.Event())
+    finally:
+        clear_retained(mosquitto.port, topics)
+    return collector, [r.getMessage() for r in caplog.records
+                       if "no sampled frame came" in r.getMessage()]
+
+
 def test_a_device_that_samples_no_frame_is_named_in_the_warning(tmp_path, mosquitto, caplog,
                                                                monkeypatch):
     """The right prefix, a device there, no frame sampled: the warning says the device is
@@ -576,14 +591,7 @@ def test_a_device_that_samples_no_frame_is_named_in_the_warning(tmp_path, mosqui
     import edge.collect
 
     monkeypatch.setattr(edge.collect, "NO_FRAMES_WARNING_S", 0.5)
-    topics = retain_statuses(mosquitto.port, "pf2", "online")
-    try:
-        collector = Collector(mosquitto.url, "edge/pf2", CollectedDataset(tmp_path / "o"))
-        with caplog.at_level("WARNING", logger="edge.collect"):
-            collector.run(1.5, threading.Event())
-    finally:
-        clear_retained(mosquitto.port, topics)
-    said = [r.getMessage() for r in caplog.records if "no sampled frame came" in r.getMessage()]
+    collector, said = no_frame_warnings(mosquitto, tmp_path, caplog, "pf2", "edge/pf2", 1.5)
     assert len(said) == 1, said
     assert re.fullmatch(r"no sampled frame came under edge/pf2 in [012] s, though its devices "
                         r"are there: pf2 \(online\); check that they sample frames "
@@ -598,14 +606,7 @@ def test_a_device_that_is_not_there_has_the_devices_beside_it_named(tmp_path, mo
                                                                     caplog):
     """A user check: `--prefix edge/gate-02` while only gate-01 runs warned to check the
     prefix without naming the device that is there."""
-    topics = retain_statuses(mosquitto.port, "pf3", "online")
-    try:
-        collector = Collector(mosquitto.url, "edge/pf4", CollectedDataset(tmp_path / "o"))
-        with caplog.at_level("WARNING", logger="edge.collect"):
-            collector.run(1.0, threading.Event())
-    finally:
-        clear_retained(mosquitto.port, topics)
-    said = [r.getMessage() for r in caplog.records if "no sampled frame came" in r.getMessage()]
+    collector, said = no_frame_warnings(mosquitto, tmp_path, caplog, "pf3", "edge/pf4", 1.0)
     assert len(said) == 1, said
     assert re.fullmatch(r"no sampled frame came under edge/pf4 in [01] s and no device's "
                         r"status is there; the devices under edge/\+ are pf3 \(online\): "
