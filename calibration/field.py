@@ -173,7 +173,7 @@ def audit_words(report: FieldReport) -> str:
         return (f"none of the {collected} collected images (the devices drew none: "
                 "[sampling] audit_rate)")
     return (f"{report.audit_collected} of the {collected} collected images, "
-            f"{report.audit_scored} of them with corrected labels (scored)")
+            f"{report.audit_scored} of them with labels (scored)")
 
 
 def left_out_words(report: FieldReport) -> list[str]:
@@ -246,7 +246,9 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
                          {day: tally.scores() for day, tally in sorted(per_day.items())},
                          unlabelled=unlabelled, missing_images=missing, unchanged=unchanged,
                          audit_scored=audit.images,
-                         audit_collected=sum("audit" in row.get("reasons", []) for row in rows))
+                         audit_collected=sum("audit" in row.get("reasons", [])
+                                             and (collected / row["file"]).is_file()
+                                             for row in rows))
     if unchanged == overall.images:
         log.warning("all %s scored still hold the device's own detections as their labels: "
                     "if nobody has corrected them yet, these figures score the model against "

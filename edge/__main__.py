@@ -26,9 +26,13 @@ def run() -> NoReturn:
         from edge.cli import main  # noqa: PLC0415 - guarded too
 
         code = main()  # which handles Ctrl-C itself once the command runs
-    except KeyboardInterrupt:
-        print("\nedge: interrupted", file=sys.stderr, flush=True)
-        os._exit(130)  # no teardown of modules that stopped half-imported
+    except KeyboardInterrupt as exc:
+        from edge.interruption import say_interrupted  # noqa: PLC0415 - standard library only
+
+        code = getattr(exc, "exit_code", 130)  # edge.cli.signals.Interrupted's, if it is one
+        # the arguments may not be parsed yet: a --json anywhere asks for the JSON line
+        say_interrupted(code, str(exc) or "SIGINT", "--json" in sys.argv[1:])
+        os._exit(code)  # no teardown of modules that stopped half-imported
     # The command has finished and said so: a SIGTERM or Ctrl-C during the interpreter's
     # teardown (a few tenths of a second after `edge convert` with PyTorch loaded) killed it
     # with 143 or 130, so a script saw a finished conversion as failed.

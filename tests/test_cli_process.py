@@ -3,6 +3,7 @@ moment, its exit code, a clean end."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,7 +77,10 @@ def test_python_m_edge_is_the_executable():
     assert "missing.onnx" in done.stderr
 
 
-def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback():
+@pytest.mark.parametrize("json_line", [False, True])
+def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback(json_line):
+    """With --json the last line says so (a user check: Ctrl-C in the first 0.15 s of
+    `edge demo --json` left stdout empty)."""
     interrupting_import = textwrap.dedent("""
         import sys
         class Interrupting:
@@ -87,10 +91,15 @@ def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback():
         from edge.__main__ import run
         run()
     """)
-    done = subprocess.run([sys.executable, "-c", interrupting_import], capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-c", interrupting_import, "demo",
+                           *(["--json"] if json_line else [])], capture_output=True, text=True)
     assert done.returncode == 130
     assert done.stderr.strip() == "edge: interrupted"
+    if json_line:
+        assert json.loads(done.stdout) == {
+            "error": "interrupted (SIGINT) before the command finished", "exit_code": 130}
+    else:
+        assert done.stdout == ""
 
 
 def test_ctrl_c_while_the_arguments_are_parsed_exits_130_without_a_traceback():

@@ -20,7 +20,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import argparse
-import contextlib
 import importlib.util
 import logging
 import re
@@ -36,6 +35,7 @@ from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
 from edge.install_hint import install_command
+from edge.interruption import say_interrupted
 from edge.wording import likely_meant
 
 #: argparse's words for a value outside an option's (or the command's) choices.
@@ -213,13 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return PIPE_CLOSED_EXIT
     except KeyboardInterrupt as exc:
         code = exc.exit_code if isinstance(exc, Interrupted) else 130
-        print("\nedge: interrupted", file=sys.stderr)
-        if getattr(args, "json", False):  # a script reading the last line learns why too
-            with contextlib.suppress(OSError):
-                print_json({"error": f"interrupted ({exc or 'SIGINT'}) before the command "
-                                     "finished", "exit_code": code})
-        sys.stdout.flush()
-        sys.stderr.flush()
+        say_interrupted(code, str(exc) or "SIGINT", getattr(args, "json", False))
         # Leave at once: interpreter teardown with native work still running on background
         # threads (an ONNX Runtime session being made) can abort the process. Every output is
         # written atomically (calibrate's staged and published together), so nothing

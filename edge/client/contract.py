@@ -198,9 +198,11 @@ def misplaced_prefix(prefix: str, topic: str, payload: bytes) -> str | None:
             return (f"{topic} is device {message.device}'s {message.kind} message: the prefix "
                     f"{prefix!r} stops before the device level; use {other} for every device "
                     f"or {concrete}/{message.device} for this one")
+        every = "/".join([*levels[:-2], "+"])
         return (f"{topic} is device {message.device}'s {message.kind} message: the prefix "
                 f"{prefix!r} goes a level past the device ({levels[-1]!r}); use {other} (a "
-                "prefix names a device, or + for all; a camera's messages carry its name)")
+                f"prefix names a device, or {every} for every one; a camera's messages carry "
+                "its name)")
     return None
 
 

@@ -176,6 +176,10 @@ def test_a_listed_image_deleted_by_hand_is_left_out_as_gone_not_as_unlabelled(tm
     first = shown.stdout.splitlines()[0]
     assert first.endswith("; 1 listed image gone from images/, left out)"), first
     assert "not among the corrected labels" not in shown.stdout
+    # a gone audit image is no audit image the scores lack (a user check: "68 of the 92")
+    (collected / "images" / "dev1_gate_00000003.jpg").unlink()
+    report = field_accuracy(collected)
+    assert (report.images, report.missing_images, report.audit_collected) == (1, 2, 0)
 
 
 def test_labels_nobody_corrected_are_counted_and_warned_about(tmp_path, caplog):
@@ -222,7 +226,7 @@ def test_audit_share_counts_the_collected_audit_images(tmp_path):
     assert report.audit == {}
     shown = edge("eval", "--field", "--data", str(collected), "--labels", str(corrected))
     assert shown.returncode == 0, shown.stderr
-    assert ("  audit sample: 1 of the 3 collected images, 0 of them with corrected labels "
+    assert ("  audit sample: 1 of the 3 collected images, 0 of them with labels "
             "(scored)") in shown.stdout.splitlines()
     assert "share of the images" not in shown.stdout
 
