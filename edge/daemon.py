@@ -3,12 +3,14 @@ runs them. One runner serves every camera (see `edge.service`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -467,12 +469,14 @@ class Daemon:
         self.link.start()
         started: list[CameraWorker] = []
         try:
+            # every file first: a broken clip fails the start before another camera has
+            # published (a user check: one camera's detections and counts went out first)
             for index, worker in enumerate(self.workers):
-                try:
+                with self._camera_error_of(index, worker):
+                    worker.supervisor.open()
+            for index, worker in enumerate(self.workers):
+                with self._camera_error_of(index, worker):
                     worker.start()
-                except SourceError as exc:
-                    raise camera_error(self.config.key(f"cameras.{index}.source"),
-                                       worker.name, exc) from exc
                 started.append(worker)
         except EdgeError as exc:
             self._start_error = str(exc)
@@ -498,6 +502,15 @@ class Daemon:
         # the broker usually answers within milliseconds: the ready line then says how it went
         self.link.connection.wait_settled(READY_WAIT_S)
         self.heartbeat.ready(summary_line(self.stats(), rates=False))
+
+    @contextlib.contextmanager
+    def _camera_error_of(self, index: int, worker: CameraWorker) -> Iterator[None]:
+        """A SourceError inside as the config error of camera `index`'s source."""
+        try:
+            yield
+        except SourceError as exc:
+            raise camera_error(self.config.key(f"cameras.{index}.source"), worker.name,
+                               exc) from exc
 
     def run(self, stop: StopRequest, duration: float | None = None) -> RunSummary:
         """Serve until `stop` is set, `duration` seconds pass, or every source has ended."""

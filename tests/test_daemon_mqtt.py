@@ -220,6 +220,32 @@ def test_truncated_video_ends_the_camera_cleanly(tmp_path, mosquitto, demo_model
     assert retained_status(mosquitto.port, PREFIX)["state"] == "stopped"
 
 
+def test_a_broken_clip_fails_the_start_before_another_camera_publishes(tmp_path, mosquitto,
+                                                                       demo_model):
+    """A user check: with a good clip as the first camera and a truncated one as the second,
+    the first camera's detections, counts and a frame went out before the second ended the run.
+    Every file is opened before any camera starts: exit 2, the retained status `failed`
+    naming the broken camera, and no detection published."""
+    good = scene_video(tmp_path / "good.avi", 40, seed=7)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(scene_video(tmp_path / "whole.mp4", 20, seed=8).read_bytes()[:2000])
+    config = config_with_camera(tmp_path, demo_model, mosquitto.port, f"file://{good}")
+    config.write_text(config.read_text().replace("[mqtt]", f"""[[cameras]]
+name = "yard"
+source = "file://{broken}"
+[mqtt]""", 1))
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                                capture_output=True, text=True, timeout=120)
+        watcher.wait_for(lambda: retained_status(mosquitto.port, PREFIX)["state"] == "failed",
+                         10, "the failed status")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "cameras.1.source (camera 'yard')" in result.stderr, result.stderr
+    assert watcher.on("/detections") == [] and watcher.on("/frame") == []
+    status = retained_status(mosquitto.port, PREFIX)
+    assert status["camera_states"]["yard"] == "failed", status
+
+
 def test_run_summary_counts_the_camera_frames_inference_never_saw(tmp_path, demo_model,
                                                                    mosquitto):
     """A 40-frame video read as fast as it decodes: the frames run plus the frames a newer one

@@ -162,6 +162,10 @@ def test_percent_escapes_in_a_file_path_are_decoded(tmp_path):
                             r"/var/lib/edge"),
         ("file://data/clip.mp4?fps=5", "'data/clip.mp4' is relative"),
         ("replay://clips/a.mp4", r"replay:// takes an absolute path, after three slashes"),
+        ("replay:///no/such/clip.mp4", r"/no/such/clip.mp4 does not exist; replay:// takes"),
+        # a user check: a folder "does not exist"
+        ("replay:///tmp", r"/tmp is a folder; replay:// takes replay://shapes or replay:///path"
+                          r"/to/video \(a folder of images is file:///tmp\)"),
     ],
 )
 def test_bad_uris_are_clear_errors(uri, message):

@@ -65,6 +65,10 @@ class ReplaySource(Source):
 
 
 def _decode(path: Path, count: int, uri: str) -> list[npt.NDArray[np.uint8]]:
+    if path.is_dir():
+        raise SourceError(f"source '{uri}': {path} is a folder; replay:// takes "
+                          f"replay://shapes or replay:///path/to/video (a folder of images is "
+                          f"file://{path})")
     if not path.is_file():
         raise SourceError(f"source '{uri}': {path} does not exist; replay:// takes "
                           "replay://shapes or replay:///path/to/video")

@@ -162,6 +162,7 @@ class SourceSupervisor:
         self._stopped_streaming = False  # `stop` found it streaming: its rate is kept
         self._outage_causes: list[str] = []  # distinct, in order, since it last streamed
         self.finished = threading.Event()
+        self._opened = False  # a finite source's open() has returned (`open`)
         self._thread = threading.Thread(target=self._supervise, name=f"source-{camera}",
                                         daemon=True)
 
@@ -169,15 +170,24 @@ class SourceSupervisor:
     def live(self) -> bool:
         return self.source.live
 
+    def open(self) -> None:
+        """Open a finite source (a file), so that one that cannot be read is a SourceError, and
+        the camera's status `failed`, before any camera starts; a live one is opened on the
+        thread (and retried). Once only; `start` opens it if this was not called."""
+        if self.live or self._opened:
+            return
+        try:
+            self.source.open()
+        except SourceError as exc:  # the daemon stops; its status says which camera
+            self._set("failed", redact_text(str(exc)), 0)
+            raise
+        self._opened = True
+
     def start(self) -> None:
-        """Start supervising. A finite source is opened here, so a file that cannot be read is a
-        SourceError at start, as before; a live one is opened on the thread (and retried)."""
-        if not self.live:
-            try:
-                self.source.open()
-            except SourceError as exc:  # the daemon stops; its status says which camera
-                self._set("failed", redact_text(str(exc)), 0)
-                raise
+        """Start supervising. A finite source is opened here unless `open` did it, so a file
+        that cannot be read is a SourceError at start; a live one is opened on the thread (and
+        retried)."""
+        self.open()
         self._notify()
         self._thread.start()
 
