@@ -480,6 +480,9 @@ class Daemon:
                 started.append(worker)
         except EdgeError as exc:
             self._start_error = str(exc)
+            for worker in self.workers:  # opened files of cameras that never started
+                if worker not in started:
+                    worker.supervisor.stop()
             self._stop_cameras(started)
             if self.link.wait_connected(READY_WAIT_S):  # the failed camera's status too
                 self._republish_statuses()

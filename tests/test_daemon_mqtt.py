@@ -243,7 +243,9 @@ source = "file://{broken}"
     assert "cameras.1.source (camera 'yard')" in result.stderr, result.stderr
     assert watcher.on("/detections") == [] and watcher.on("/frame") == []
     status = retained_status(mosquitto.port, PREFIX)
-    assert status["camera_states"]["yard"] == "failed", status
+    assert status["camera_states"] == {"gate": "ended", "yard": "failed"}, status
+    gate = retained_status(mosquitto.port, f"{PREFIX}/gate")
+    assert gate["reason"] == "the daemon stopped before the camera delivered its first frame"
 
 
 def test_run_summary_counts_the_camera_frames_inference_never_saw(tmp_path, demo_model,

@@ -202,6 +202,9 @@ class SourceSupervisor:
         why (`stopped_reason`): that status stays on the broker until the next start."""
         self.request_stop()
         if self._thread.ident is None:  # never started
+            if self._opened:  # opened (`open`) while another camera failed to
+                self.source.close()
+                self._set("ended", stopped_reason(self.status()), 0)
             return
         self._thread.join(timeout)
         last = self.status()
