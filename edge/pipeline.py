@@ -155,6 +155,8 @@ class CameraWorker:
                     self._finish(pending)
                     pending = None
                     if self._latest.closed:
+                        if not self._stop.is_set():  # its source ended: no rate from now on
+                            self._rate.clear()
                         break
                     continue
                 job = self._submit(frame)

@@ -93,6 +93,29 @@ def test_the_stats_a_stopped_daemon_leaves_retained_keep_the_rate_it_ran_at(
     assert retained_camera_status(mosquitto.port, "fast")["fps"] >= 0.8 * min(running[1:])
 
 
+def test_a_camera_whose_source_ended_reads_0_fps_at_once_while_another_runs(
+        tmp_path, mosquitto, demo_model):
+    """A user check: a clip that had ended still read 8.5 fps, then 8.3, in the stats while
+    the other cameras ran (the rate decays over 10 s)."""
+    config = write_config(tmp_path, demo_model, mosquitto.port, {
+        "short": "synthetic://shapes?fps=10&seed=3&frames=15",
+        "long": "synthetic://shapes?fps=10&seed=4"})
+    daemon = start_daemon(config)
+    try:
+        with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+            watcher.wait_for(lambda: "ended" in camera_states(watcher, "short"), 30,
+                             "the short camera's end")
+            ended_at = len(watcher.on(f"{PREFIX}/stats"))
+            watcher.wait_for(lambda: len(watcher.on(f"{PREFIX}/stats")) >= ended_at + 2, 10,
+                             "two stats messages after the end")
+            after = [m.json()["cameras"] for m in watcher.on(f"{PREFIX}/stats")][ended_at + 1:]
+    finally:
+        code, err = stop(daemon, signal.SIGTERM)
+    assert code == 0, err
+    assert [cameras["short"]["fps"] for cameras in after] == [0.0] * len(after), after
+    assert all(cameras["long"]["fps"] > 5 for cameras in after), after
+
+
 @rtsp
 @pytest.mark.slow
 def test_rtsp_camera_comes_back_while_another_keeps_publishing(tmp_path, mosquitto, demo_model,
