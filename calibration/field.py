@@ -224,14 +224,13 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
     overall = _Tally(labels)
     per_day: defaultdict[str, _Tally] = defaultdict(lambda: _Tally(labels))
     audit = _Tally(labels)
+    gone = {row["id"] for row in rows if not (collected / row["file"]).is_file()}
     unlabelled = missing = unchanged = 0
     for row in rows:
         truth = truths.get(row["id"])
         if truth is None:
-            if (collected / row["file"]).is_file():
-                unlabelled += 1
-            else:
-                missing += 1
+            missing += row["id"] in gone
+            unlabelled += row["id"] not in gone
             continue
         predicted = detections_from_row(row)
         unchanged += as_pre_annotated(truth, row)
@@ -247,8 +246,7 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
                          unlabelled=unlabelled, missing_images=missing, unchanged=unchanged,
                          audit_scored=audit.images,
                          audit_collected=sum("audit" in row.get("reasons", [])
-                                             and (collected / row["file"]).is_file()
-                                             for row in rows))
+                                             and row["id"] not in gone for row in rows))
     if unchanged == overall.images:
         log.warning("all %s scored still hold the device's own detections as their labels: "
                     "if nobody has corrected them yet, these figures score the model against "

@@ -167,7 +167,9 @@ class CollectedDataset:
         if manifest.stat().st_size:
             listed_rows = manifest_rows(manifest)
             self.rows = [row for row in listed_rows if (self.root / row["file"]).is_file()]
-            self._say_removed_images(listed_rows)
+            if len(self.rows) < len(listed_rows):
+                kept = {row["id"] for row in self.rows}
+                self._say_removed_images([row for row in listed_rows if row["id"] not in kept])
             lines = sum(1 for line in manifest.read_text(encoding="utf-8").splitlines()
                         if line.strip())
             if len(self.rows) < lines:  # a torn last line, or rows whose image never landed
@@ -195,11 +197,12 @@ class CollectedDataset:
         if self.rows:
             log.info("resuming %s: %d images already collected", self.root, len(self.rows))
 
-    def _say_removed_images(self, rows: list[dict[str, Any]]) -> None:
-        """Warn of listed images deleted by hand (their label file is there; a crash before an
-        image's rename leaves neither): their rows leave the manifest and the exports."""
-        removed = [row["id"] for row in rows if not (self.root / row["file"]).is_file()
-                   and (self.root / "labels" / f"{row['id']}.txt").is_file()]
+    def _say_removed_images(self, gone: list[dict[str, Any]]) -> None:
+        """Warn of the listed images `gone` that were deleted by hand (their label file is
+        there; a crash before an image's rename leaves neither): their rows leave the manifest
+        and the exports."""
+        removed = [row["id"] for row in gone
+                   if (self.root / "labels" / f"{row['id']}.txt").is_file()]
         if removed:
             one = len(removed) == 1
             log.warning("%s: %s gone from images/ (%s): %s dropped from %s and the exports; "
