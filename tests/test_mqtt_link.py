@@ -47,6 +47,10 @@ def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto, cap
             caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
         link.start()
         assert link.flush(10), "outbox not flushed"
+        # said on the link's thread once the connection is up: it can follow the flush
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert [r.getMessage() for r in caplog.records] == [
             f"{dropped_words} while the broker was away (the outbox's limit), no event among "
             "them"]
