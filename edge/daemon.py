@@ -547,16 +547,19 @@ class Daemon:
     def stop(self, seconds: float) -> RunSummary:
         self._stopping = True
         self.heartbeat.stopping(summary_line(self.stats()))
+        statuses = self.camera_statuses()  # before the stop sets every state "ended"
+        # Named once the cameras have stopped: one still opening at the stop can deliver its
+        # first frame while it stops (and log "streaming"), and then it did deliver.
+        self._stop_cameras(self.workers)
         never_streamed = []
-        for worker, status in zip(self.workers, self.camera_statuses(), strict=True):
-            if worker.frames == 0:  # before the stop sets every state "ended"
+        for worker, status in zip(self.workers, statuses, strict=True):
+            if worker.supervisor.frames == 0:
                 never_streamed.append(status.camera)
                 log.warning("camera %s never delivered a frame (%s%s)", status.camera,
                             status.state, f": {status.reason}" if status.reason else "")
             elif status.state == "reconnecting":  # its status is "ended" once stopped
                 log.warning("camera %s was down at the stop, for its last %.0f s (%s)",
                             status.camera, max(0.0, time.time() - status.since), status.reason)
-        self._stop_cameras(self.workers)
         model_error = self._model_error()
         # the last retained stats are sent once the outbox is flushed, so that they count
         # what the run summary counts (sent before it, they said `outbox 10` for good)

@@ -185,9 +185,9 @@ def test_bad_config_exits_2_with_the_reason(tmp_path, demo_model, edit, message)
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def scene_video(path: Path, frames: int, seed: int) -> Path:
-    """An MJPG AVI of the synthetic scene, 640x480 at 25 FPS."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
+def scene_video(path: Path, frames: int, seed: int, fps: float = 25) -> Path:
+    """An MJPG AVI of the synthetic scene, 640x480 at `fps` (25 unless asked)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
     scene = ShapeScene(seed=seed)
     for _ in range(frames):
         writer.write(scene.next()[0])
@@ -248,22 +248,33 @@ source = "file://{broken}"
     assert gate["reason"] == "the daemon stopped before the camera delivered its first frame"
 
 
-def test_run_summary_counts_the_camera_frames_inference_never_saw(tmp_path, demo_model,
-                                                                   mosquitto):
-    """A 40-frame video read as fast as it decodes: the frames run plus the frames a newer one
-    replaced account for all 40, in the summary and in the last stats message alike (the
-    summary's `dropped` counts messages)."""
-    clip = scene_video(tmp_path / "clip.avi", 40, seed=8)
-    config = config_with_camera(tmp_path, demo_model, mosquitto.port, f"file://{clip}?fps=0")
+def test_a_clip_at_fps_0_loses_no_frame_and_one_at_its_own_rate_counts_those_it_drops(
+        tmp_path, demo_model, mosquitto):
+    """Two 40-frame clips: `gate` read with fps=0 has every frame inferred (ids 1-40, none
+    dropped: the capture waits for the model); `yard` plays at its own 1000 FPS, faster than
+    the model, so newer frames replace waiting ones, as with a live camera. The frames run plus
+    the frames dropped account for all 80, in the summary and the last stats message alike
+    (the summary's `dropped` counts messages)."""
+    every = scene_video(tmp_path / "every.avi", 40, seed=8)
+    fast = scene_video(tmp_path / "fast.avi", 40, seed=9, fps=1000)
+    config = config_with_camera(tmp_path, demo_model, mosquitto.port, f"file://{every}?fps=0")
+    config.write_text(config.read_text().replace("[mqtt]", f"""[[cameras]]
+name = "yard"
+source = "file://{fast}"
+[mqtt]""", 1))
     with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
         result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                                  "--json"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         watcher.wait_for(lambda: bool(watcher.on("/stats")), 5, "stats")
+        watcher.wait_for(lambda: len(watcher.on("gate/detections")) == 40, 5, "gate's 40")
+    ids = sorted(m.json()["frame_id"] for m in watcher.on("gate/detections"))
+    assert ids == list(range(1, 41))
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["frames"] + summary["frames_dropped"] == 40
+    assert summary["frames"] + summary["frames_dropped"] == 80
     cameras = watcher.on("/stats")[-1].json()["cameras"]
-    assert sum(c["dropped"] for c in cameras.values()) == summary["frames_dropped"]
+    assert cameras["gate"]["dropped"] == 0
+    assert 0 < cameras["yard"]["dropped"] == summary["frames_dropped"]
     dropped = summary["frames_dropped"]
     assert f"{dropped} camera frame{'' if dropped == 1 else 's'} dropped" in result.stderr
 
@@ -463,6 +474,39 @@ def test_stopping_with_a_stuck_backend_is_bounded_whatever_the_camera_count(
     assert retained_status(mosquitto.port, PREFIX)["state"] == "stopped"
     assert summary.published >= 3 and summary.queued == 0
     assert all(not worker.alive() or worker.finished.is_set() for worker in daemon.workers)
+
+
+def test_a_camera_that_streamed_to_a_model_that_never_answered_is_not_said_to_be_silent(
+        mosquitto, demo_model, monkeypatch, caplog):
+    """A camera streaming from the start into a backend stuck from its first batch: no frame
+    was inferred, but the camera delivered. The stop said "camera cam never delivered a frame
+    (streaming)" and named it in `never_streamed`; the camera is named by what it delivered."""
+    import edge.daemon
+    from edge.config import config_from_dict
+    from edge.daemon import Daemon
+    from tests.stuck_runner import StuckRunner
+
+    monkeypatch.setattr(edge.daemon, "CAMERAS_STOP_S", 1.0)
+    monkeypatch.setattr(edge.daemon, "INFERENCE_STOP_S", 1.0)
+    config = config_from_dict({"device_id": "test-gate", "cameras": [
+        {"name": "cam", "source": "synthetic://shapes?fps=20&seed=1"}],
+        "model": {"path": str(demo_model), "threads": 1},
+        "mqtt": {"url": mosquitto.url}}, "test")
+    daemon = Daemon(config)
+    runner = StuckRunner(daemon)
+    runner.hang()
+    try:
+        daemon.start()
+        assert runner.stuck.wait(20), "the runner was never asked"
+        deadline = time.monotonic() + 10
+        while daemon.workers[0].supervisor.frames < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        summary = daemon.stop(1.0)
+    finally:
+        runner.release()
+    assert summary.frames == 0 and daemon.workers[0].supervisor.frames >= 5
+    assert summary.never_streamed == ()
+    assert "never delivered a frame" not in caplog.text
 
 
 def test_a_timed_run_that_never_reached_its_broker_exits_1(tmp_path, demo_model):

@@ -29,7 +29,8 @@ from tests.test_sources import write_video
 class Recorder:
     """Collects every status the supervisor reports and drains the hand-off like a camera loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_s: float = 0.0) -> None:
+        self.hold_s = hold_s  # how long each frame keeps the "loop" busy (a slow model)
         self.statuses: list[CameraStatus] = []
         self.latest = LatestFrame()
         self.frames: list[float] = []  # arrival times (monotonic)
@@ -49,6 +50,7 @@ class Recorder:
                 self.frames.append(time.monotonic())
                 self.frame_ids.append(frame.frame_id)
                 frame.release()
+                time.sleep(self.hold_s)
 
     def states(self) -> list[str]:
         with self._lock:
@@ -68,8 +70,9 @@ class Recorder:
         raise AssertionError(f"no {state!r} within {timeout} s; saw {self.states()}")
 
 
-def supervise(uri: str, **kwargs: float) -> tuple[SourceSupervisor, Recorder]:
-    recorder = Recorder()
+def supervise(uri: str, hold_s: float = 0.0,
+              **kwargs: float) -> tuple[SourceSupervisor, Recorder]:
+    recorder = Recorder(hold_s)
     supervisor = SourceSupervisor("cam", uri, recorder.latest, recorder,
                                   rng=random.Random(0), **kwargs)
     return supervisor, recorder
@@ -159,6 +162,33 @@ def test_a_file_plays_once_and_ends(tmp_path):
     assert recorder.states() == ["starting", "streaming", "ended"]
     assert recorder.last().reason == "end of the source" and recorder.last().attempts == 0
     assert supervisor.frames == 8 and recorder.latest.closed
+
+
+@pytest.mark.parametrize("kind", ["clip", "folder"])
+def test_a_recording_at_fps_0_waits_for_a_slow_model_and_at_a_rate_drops(tmp_path, kind):
+    """fps=0: every frame reaches a loop that takes 30 ms a frame, in order; the same recording
+    at 500 FPS delivers all of them too, but the loop sees only some (newer ones replaced the
+    waiting one, as with a live camera)."""
+    if kind == "clip":
+        write_video(tmp_path / "clip.avi", 12)
+        target = tmp_path / "clip.avi"
+    else:
+        for i in range(12):
+            cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((40, 60, 3), i * 10, np.uint8))
+        target = tmp_path
+    seen = {}
+    for fps in (0, 500):
+        supervisor, recorder = supervise(f"file://{target}?fps={fps}", hold_s=0.03)
+        supervisor.start()
+        assert supervisor.finished.wait(10)
+        supervisor.stop()
+        deadline = time.monotonic() + 2
+        while recorder._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert supervisor.frames == 12
+        seen[fps] = recorder.frame_ids
+    assert seen[0] == list(range(1, 13))
+    assert len(seen[500]) < 12 and seen[500] == sorted(seen[500])
 
 
 def test_an_endless_scene_reports_its_fps_and_ends_with_the_daemon():

@@ -1,6 +1,7 @@
 """Sources read through OpenCV: video files, image folders, V4L2 cameras, RTSP, CSI (GStreamer).
 
-    file:///data/clip.mp4?loop=1&fps=0   video file (fps=0: as fast as possible; default: its own)
+    file:///data/clip.mp4?loop=1&fps=0   video file (fps=0: every frame, as fast as the model
+                                         takes them; default: its own rate)
     file:///data/images?fps=5&loop=1     folder of images, sorted by name
     v4l2:///dev/video0?width=1280&height=720&fps=30
     rtsp://user:pass@camera/stream
@@ -89,6 +90,9 @@ class VideoCaptureSource(Source):
         own_fps = capture.get(cv2.CAP_PROP_FPS) or None
         self.fps = own_fps if self._requested_fps is None else (self._requested_fps or None)
         self._pacer = Pacer(self.fps)
+        # A recording read as fast as it goes loses nothing: the capture waits for the model
+        # instead of replacing frames it had no time for (a camera cannot wait: it drops).
+        self.paced_by_consumer = not self.live and self.fps is None
         self._capture = capture
 
     def _no_frame_why(self) -> str:
@@ -170,6 +174,7 @@ class ImageFolderSource(Source):
         self._loop = uri.flag("loop")
         self.fps = uri.number("fps", 10.0) or None
         self.fps_origin = "asked" if "fps" in uri.options else "default"
+        self.paced_by_consumer = self.fps is None  # fps=0: every image, as the model takes them
         self._paths: list[Path] = []
         self._unreadable: set[Path] = set()  # said once each, skipped on every later pass
         self._index = 0

@@ -2,9 +2,9 @@
 into memory once, then served in a loop as fast as the camera loop takes them.
 
 For benchmarks (`edge bench`): the camera is never the bottleneck and costs nothing per frame,
-so what is measured is the daemon's own loop. Unlike an unpaced file source, a replayed frame is
-never dropped: the capture thread waits until the loop has taken the previous one
-(`paced_by_consumer`), instead of spinning and replacing frames nobody read.
+so what is measured is the daemon's own loop, not decoding. As with `file://...?fps=0`, a
+replayed frame is never dropped: the capture thread waits until the loop has taken the previous
+one (`paced_by_consumer`), instead of spinning and replacing frames nobody read.
 """
 
 from __future__ import annotations
