@@ -120,6 +120,10 @@ def test_the_example_config_runs_under_the_units_syscall_filter_without_an_error
     assert result.returncode == 0, result.stderr
     refused = [line for line in (tmp_path / "trace").read_text().splitlines()
                if "(INJECTED)" in line]
-    assert not [line for line in refused if "sched_setaffinity(" in line], refused
+    # A pool thread is pinned by its id (pthread_setaffinity_np); ONNX Runtime 1.32's import
+    # also moves one thread of its own across the cores to read them (the calling thread: 0),
+    # which gives up quietly when refused.
+    assert not [line for line in refused if "sched_setaffinity(" in line
+                and "sched_setaffinity(0," not in line], refused
     assert "[E:onnxruntime" not in result.stderr and " ERROR " not in result.stderr, result.stderr
     assert "published" in result.stderr  # the stop line: it ran
