@@ -491,7 +491,23 @@ def load_config(path: Path) -> Config:
     config = config_from_dict(data, str(path))
     if config.mqtt.password is not None:
         _warn_if_readable_by_all(path)
+    _warn_of_shared_sources(config)
     return config
+
+
+def _warn_of_shared_sources(config: Config) -> None:
+    """Cameras that read one source are warned about: each opens and decodes it on its own
+    (a stream twice over the network, where many cameras allow few clients), and it is most
+    often a camera block copied without its source changed."""
+    by_source: dict[str, list[str]] = {}
+    for camera in config.cameras:
+        by_source.setdefault(camera.source.strip(), []).append(camera.name)
+    for source, names in by_source.items():
+        if len(names) > 1:
+            quoted = [f"'{name}'" for name in names]
+            log.warning("cameras %s and %s read the same source %s: each opens and decodes it "
+                        "on its own; give each camera its own source, unless that is meant",
+                        ", ".join(quoted[:-1]), quoted[-1], redact_uri(source))
 
 
 def _warn_if_readable_by_all(path: Path) -> None:

@@ -323,3 +323,22 @@ def test_an_empty_inline_password_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"mqtt: password is empty .*"
                                           r"password_file or \$EDGE_MQTT_PASSWORD"):
         load_config(mqtt_config(tmp_path, 'url = "mqtt://h"\nusername = "u"\npassword = ""'))
+
+
+def test_cameras_reading_one_source_are_warned_about_with_its_password_hidden(tmp_path,
+                                                                            caplog):
+    """A user check: two cameras on one source were accepted without a word (a camera block
+    copied without its source changed; each opens and decodes the stream)."""
+    stream = "rtsp://admin:s3cret@10.0.0.5/stream1"
+    text = VALID.replace('source = "synthetic://shapes?fps=15&seed=1"', f'source = "{stream}"')
+    text = text.replace("[mqtt]", f'[[cameras]]\nname = "yard"\nsource = "{stream}"\n'
+                                  '[[cameras]]\nname = "door"\nsource = "rtsp://10.0.0.6/s"\n'
+                                  "[mqtt]")
+    config = load_config(write(tmp_path, text))
+    assert [c.name for c in config.cameras] == ["gate", "yard", "door"]  # accepted
+    assert ("cameras 'gate' and 'yard' read the same source rtsp://REDACTED@10.0.0.5/stream1: "
+            "each opens and decodes it on its own") in caplog.text, caplog.text
+    assert "s3cret" not in caplog.text and "door" not in caplog.text
+    caplog.clear()
+    load_config(write(tmp_path, VALID))
+    assert "the same source" not in caplog.text
