@@ -260,13 +260,20 @@ class MqttConfig(_Section):
         if not self.username:  # a user check: a login the broker then refused, unexplained
             return (f"${PASSWORD_ENV} is set but mqtt.username is not: the password goes only "
                     "with a user name; set mqtt.username, or unset the variable")
-        used = ("mqtt.password" if self.password is not None else
-                f"mqtt.password_file {self.password_file}" if self.password_file is not None
-                else None)
+        used = self.password_source({})
         if used is None:
             return None
         return (f"${PASSWORD_ENV} is set but {used} is used: the config's password comes "
                 f"first; remove one of them")
+
+    def password_source(self, environ: Mapping[str, str]) -> str | None:
+        """Where `password_value` takes the password from, as the config names it; None
+        where no password is sent."""
+        if not self.username:
+            return None
+        return ("mqtt.password" if self.password is not None else
+                f"mqtt.password_file {self.password_file}" if self.password_file is not None
+                else f"${PASSWORD_ENV}" if environ.get(PASSWORD_ENV) else None)
 
     @property
     def display_url(self) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from edge import __version__
 from edge.config import Config
 from edge.errors import ConfigError
-from edge.mqtt.failures import CONFIG_KEYS
+from edge.mqtt.failures import config_names
 from edge.mqtt.subscriber import BrokerSubscription
 from edge.mqtt.topics import RETAINED_READ_QOS, Topics
 from edge.objects_config import MAX_PREFIX_LEVELS
@@ -302,7 +302,7 @@ class DiscoveryPublisher:
             keyfile=str(mqtt.keyfile) if mqtt.keyfile else None,
             # the daemon's link logs the broker's failures already; this one is said below,
             # in the config's terms (a user check: it advised --mqtt, which edge run has not)
-            log_first_failure=False, log_failures=False, names=CONFIG_KEYS)
+            log_first_failure=False, log_failures=False, names=config_names(mqtt))
         reader.start()
         try:
             failure = reader.subscription_failure(30.0)

@@ -424,5 +424,5 @@ def test_a_refused_login_is_advised_in_the_config_s_terms(tmp_path, demo_model, 
     assert "Traceback" not in run.stderr
     assert "--mqtt" not in run.stderr and "USER@" not in run.stderr, run.stderr
     assert re.search(r"Home Assistant discovery: could not read the retained configs from "
-                     r"\S+ \(not authorized.*: check mqtt\.username and the password "
-                     r"\(mqtt\.password_file or EDGE_MQTT_PASSWORD\)\)", run.stderr), run.stderr
+                     r"\S+ \(not authorized.*: check the user 'edge' and the password "
+                     r"\(\$EDGE_MQTT_PASSWORD\)\)", run.stderr), run.stderr

@@ -367,6 +367,19 @@ def test_connection_errors_become_causes(error, cause):
     assert cause_from_exception(error).startswith(cause)
 
 
+def test_a_host_name_the_certificate_does_not_cover_reads_as_one_sentence():
+    """A user check: "certificate is not valid for '127.0.0.1'.; check ..." (OpenSSL's full
+    stop before ours)."""
+    import ssl
+
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    error.verify_message = "Hostname mismatch, certificate is not valid for '127.0.0.1'."
+    assert cause_from_exception(error) == (
+        "TLS verification failed: Hostname mismatch, certificate is not valid for '127.0.0.1'; "
+        "check mqtt.ca_file (the CA that signed the broker's certificate) and the host name in "
+        "mqtt.url")
+
+
 def test_a_password_over_plain_mqtt_is_warned_about(caplog):
     settings = MqttConfig(url="mqtt://127.0.0.1:1", username="u", password="pw-3e1")
     MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})

@@ -105,7 +105,10 @@ def test_a_broker_that_refuses_the_attempt_at_stop_is_not_waited_for(tls_broker,
         ({"ca_file": "other"}, r"TLS verification failed: .*check mqtt\.ca_file"),
         ({"certfile": None, "keyfile": None},
          r"closed the connection before accepting it .*set mqtt\.certfile and mqtt\.keyfile"),
-        ({"password": "wrong-" + SECRET}, r"not authorized: check mqtt\.username"),
+        # the user and where its password came from (a user check: the advice named
+        # every place but the one the password was in)
+        ({"password": "wrong-" + SECRET},
+         r"not authorized: check the user '\w+' and the password \(mqtt\.password\)"),
         ({"username": None, "password": None},
          r"not authorized: the broker wants a login and none is given; set mqtt\.username"),
         # the daemon said only "closed the connection before accepting it (Unspecified

@@ -106,7 +106,7 @@ def test_a_broker_that_refuses_the_client_says_why_and_what_to_do(closed_broker)
                        "user (USER@ before the host in --mqtt) and the password "
                        "($EDGE_MQTT_PASSWORD)")
     with_user = failure_of(f"mqtt://viewer:wrong@127.0.0.1:{closed_broker.port}")
-    assert (with_user or "").startswith("not authorized: check the user (USER@"), with_user
+    assert with_user == "not authorized: check the user 'viewer' and the password (in --mqtt)"
     assert failure_fix(failure) is None  # the cause says what to do
     assert "check --mqtt" in (failure_fix("127.0.0.1:1: Connection refused") or "")
 
@@ -114,7 +114,8 @@ def test_a_broker_that_refuses_the_client_says_why_and_what_to_do(closed_broker)
 def test_a_user_in_the_url_takes_the_password_from_the_environment(closed_broker, monkeypatch):
     url = f"mqtt://viewer@127.0.0.1:{closed_broker.port}"
     monkeypatch.setenv("EDGE_MQTT_PASSWORD", "wrong")
-    assert failure_of(url) is not None
+    assert failure_of(url) == ("not authorized: check the user 'viewer' and the password "
+                               "($EDGE_MQTT_PASSWORD)")
     monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret")
     assert failure_of(url) is None
     monkeypatch.delenv("EDGE_MQTT_PASSWORD")  # an operator's check: "not authorized" alone
@@ -126,6 +127,21 @@ def test_a_user_in_the_url_takes_the_password_from_the_environment(closed_broker
         "not authorized: the broker wants a login and none is given; set the user (USER@ "
         "before the host in --mqtt) and the password ($EDGE_MQTT_PASSWORD); "
         "$EDGE_MQTT_PASSWORD is set, but is sent only with a user")
+
+
+def test_a_password_in_the_url_comes_before_the_environments_which_is_said(
+        closed_broker, monkeypatch, caplog):
+    """A user check: a wrong password in the URL, the right one in $EDGE_MQTT_PASSWORD: the URL's
+    was sent without a word, and "not authorized" blamed $EDGE_MQTT_PASSWORD."""
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret")
+    failure = failure_of(f"mqtt://viewer:wrong@127.0.0.1:{closed_broker.port}")
+    assert failure == "not authorized: check the user 'viewer' and the password (in --mqtt)"
+    assert "$EDGE_MQTT_PASSWORD is set but not used: the password in --mqtt comes first" \
+        in caplog.text
+    assert "s3cret" not in caplog.text and "wrong" not in caplog.text
+    caplog.clear()
+    assert failure_of(f"mqtt://viewer:s3cret@127.0.0.1:{closed_broker.port}") is None
+    assert "not used" not in caplog.text  # the same password twice
 
 
 def test_monitor_says_how_to_give_credentials(closed_broker):

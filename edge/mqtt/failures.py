@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from edge.redact import redact_text
@@ -23,6 +24,8 @@ from edge.wording import counted
 
 if TYPE_CHECKING:
     from paho.mqtt.reasoncodes import ReasonCode
+
+    from edge.config import MqttConfig
 
 log = logging.getLogger("edge.mqtt")
 
@@ -69,7 +72,8 @@ def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS,
     if tls and isinstance(exc, ConnectionResetError | BrokenPipeError | ssl.SSLEOFError):
         return f"the server hung up during the TLS handshake ({_said(exc)}): {hung_up}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS verification failed: {exc.verify_message}; check {names.ca_file} (the CA "
+        return (f"TLS verification failed: {str(exc.verify_message).rstrip('.')}; check "
+                f"{names.ca_file} (the CA "
                 f"that signed the broker's certificate) and the host name in {names.url}")
     if isinstance(exc, ssl.SSLError):
         reason = str(exc.reason)
@@ -94,6 +98,23 @@ def cause_from_exception(exc: BaseException, names: SettingNames = CONFIG_KEYS,
 def _said(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or \
         type(exc).__name__
+
+
+def naming_the_login(names: SettingNames, user: str, password_from: str | None) -> SettingNames:
+    """`names` whose login advice names the user sent and where its password came from (a
+    wrong password in a URL was blamed on $EDGE_MQTT_PASSWORD, which held the right one);
+    `password_from` None: no password was sent."""
+    source = f"the password ({password_from})" if password_from else "its password"
+    return replace(names, login=f"the user {user!r} and {source}")
+
+
+def config_names(settings: MqttConfig) -> SettingNames:
+    """The daemon's config keys, the login advice naming its user and where the password
+    came from."""
+    if not settings.username:
+        return CONFIG_KEYS
+    return naming_the_login(CONFIG_KEYS, settings.username,
+                            settings.password_source(os.environ))
 
 
 def cause_from_reason(reason: str, names: SettingNames = CONFIG_KEYS,

@@ -41,6 +41,7 @@ from edge.mqtt.failures import (
     cause_from_disconnect,
     cause_from_exception,
     cause_from_reason,
+    config_names,
     lost_reason,
     tcp_refusal,
     unanswered,
@@ -99,6 +100,7 @@ class MqttLink:
         self._stopping = False
         self._refused = False  # paho thread only
         self._login_refused = False  # the latest attempt's CONNACK refused it
+        self._names = config_names(settings)
         self._sessions = ShortSessions(client_id)  # paho thread only
         self._stopped = False
         #: counters.dropped when the outbox last filled up, None while it has room: one warning
@@ -493,7 +495,7 @@ class MqttLink:
         if reason.is_failure:
             self._refused = self._login_refused = True
             self._attempt_failed(cause_from_reason(
-                str(reason), login_given=bool(self.settings.username)))
+                str(reason), self._names, login_given=bool(self.settings.username)))
             return
         self._login_refused = False
         self.connection.connected()

@@ -38,6 +38,7 @@ from edge.mqtt.failures import (
     cause_from_exception,
     cause_from_reason,
     lost_reason,
+    naming_the_login,
     tcp_refusal,
     unanswered,
 )
@@ -187,10 +188,17 @@ class BrokerSubscription:
         self._pending_ack: Callable[[], None] | None = None  # the message being received
         user = username or broker.username
         secret = password if username else broker.password
-        if user and secret is None:
-            secret = os.environ.get(PASSWORD_ENV)
+        password_from = None if secret is None else f"in {names.url}"
+        if user and secret is None and os.environ.get(PASSWORD_ENV):
+            secret, password_from = os.environ[PASSWORD_ENV], f"${PASSWORD_ENV}"
+        elif not username and secret is not None \
+                and os.environ.get(PASSWORD_ENV, secret) != secret:
+            log.warning("$%s is set but not used: the password %s comes first", PASSWORD_ENV,
+                        password_from)
         self.tls = broker.tls
-        self._names = names
+        # the caller's own names where it gave the login (`username`/`password`: a config's)
+        self._names = names if username or not user else naming_the_login(names, user,
+                                                                          password_from)
         self._files = checked_tls_files(TlsFiles(ca_file, certfile, keyfile), names, broker.tls)
         self._settings = (client_id, user, secret)
         self._log_first_failure = log_first_failure
