@@ -90,6 +90,8 @@ class RunSummary:
     recovered: int = 0
     #: of `dropped`: events the outbox's limits dropped (after every detection waiting)
     events_dropped: int = 0
+    #: another daemon publishes as this device and started first: `edge run` exits 2
+    gave_way: str | None = None
 
     @property
     def fps(self) -> float:
@@ -277,16 +279,20 @@ class Daemon:
             if not self._stopping:
                 self._publish_device_status()
 
-    def _republish_statuses(self) -> None:
+    def _republish_statuses(self, every: bool = False) -> None:
         """After a (re)connect, what the broker lacks: statuses that changed while it was
         away were dropped, and those handed over on an earlier connection may have been lost
         with it. Those sent on this connection (the cameras that started streaming after the
         connect) are not sent twice. The device status the connect itself sent may have been
         built just before a camera's state changed (CI saw a lone camera's device stay
         `online` while it reconnected), so unless one was sent after it, it is sent again
-        when the cameras' states differ from those it carried."""
+        when the cameras' states differ from those it carried. `every`: all of them, over
+        those another daemon publishing as this device sent (edge.mqtt.rivals)."""
         with self._status_lock:
             connection = self.link.counters.connects
+            if every:
+                self._camera_status_sent.clear()
+                self._published_states, self._device_status_connection = {}, connection
             for status in self.camera_statuses():
                 if self._camera_status_sent.get(status.camera) != (connection,
                                                                     status.payload()):
@@ -518,13 +524,15 @@ class Daemon:
     def run(self, stop: StopRequest, duration: float | None = None) -> RunSummary:
         """Serve until `stop` is set, `duration` seconds pass, or every source has ended."""
         began = self._started_at  # frames count from start(), so time does too
-        next_stats, connects = time.monotonic(), 0
+        next_stats, connects, reclaims = time.monotonic(), 0, 0
         while not stop.is_set():
             now = time.monotonic()
             if duration is not None and now - began >= duration:
                 break
             if self.failure is not None or self._model_error() is not None:
                 break  # the cause is logged; systemd restarts us (exit 1), or not (exit 2)
+            if self._gives_way() is not None:
+                break  # said by the link; exit 2
             # A live camera's loop never ends (its supervisor reopens it), so this holds only
             # when every camera is a file or scene that has ended or failed.
             if all(w.finished.is_set() for w in self.workers):
@@ -536,6 +544,9 @@ class Daemon:
             if self.link.counters.connects != connects:
                 connects = self.link.counters.connects
                 self._republish_statuses()
+            if self.link.counters.reclaims != reclaims:
+                reclaims = self.link.counters.reclaims
+                self._republish_statuses(every=True)
             if now >= next_stats:
                 self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
                 next_stats = now + self.config.stats.interval_s
@@ -563,8 +574,9 @@ class Daemon:
         model_error = self._model_error()
         # the last retained stats are sent once the outbox is flushed, so that they count
         # what the run summary counts (sent before it, they said `outbox 10` for good)
+        rival = self._gives_way()
         flushed = self.link.stop(
-            "failed" if self.failure or model_error else "stopped",
+            None if rival else "failed" if self.failure or model_error else "stopped",
             last_words=lambda: self.link.publish_json(self.topics.stats, self.stats(), qos=0,
                                                       retain=True))
         frames = sum(w.frames for w in self.workers)
@@ -576,7 +588,15 @@ class Daemon:
                           None if model_error is None else str(model_error),
                           self.link.counters.states_sent, tuple(never_streamed),
                           self.link.counters.connects > 0, self.link.counters.recovered,
-                          self.link.counters.events_dropped)
+                          self.link.counters.events_dropped, rival)
+
+    def _gives_way(self) -> str | None:
+        """Why this daemon stops for another that publishes as this device and started first
+        (see edge.mqtt.rivals); None while there is none."""
+        rival = self.link.rival
+        if rival is None or not rival.came_first:
+            return None
+        return f"{rival.describe(self.config.topic_prefix)}; give each device its own device_id"
 
     def _stop_cameras(self, workers: list[CameraWorker]) -> None:
         """Stop `workers` together and then the inference service: bounded by

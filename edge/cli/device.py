@@ -105,6 +105,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "never_streamed": list(summary.never_streamed),
                      "broker_reached": summary.broker_reached, "flushed": summary.flushed,
                      "failure": summary.failure, "model_error": summary.model_error})
+    if summary.gave_way is not None:
+        log.error("exiting 2, not to be restarted: %s", summary.gave_way)
+        return 2
     if summary.model_error is not None:
         log.error("exiting 2, not to be restarted (re-convert the model): %s",
                   summary.model_error)

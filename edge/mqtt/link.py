@@ -36,6 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.config import MqttConfig
 from edge.errors import ConfigError
 from edge.mqtt.failures import (
+    SHORT_SESSION_S,
     ConnectionLog,
     ShortSessions,
     cause_from_disconnect,
@@ -47,6 +48,7 @@ from edge.mqtt.failures import (
     unanswered,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
+from edge.mqtt.rivals import Rival, RivalWatch
 from edge.mqtt.states import RetainedStates
 from edge.mqtt.sweep import RetainedSweep
 from edge.mqtt.topics import Topics
@@ -67,6 +69,11 @@ MAX_NAME_SHOWN = 64
 FIRST_ANSWER_S = 10.0
 #: ... and at a stop this long after the start, without waiting out the flush timeout.
 UNANSWERED_AT_STOP_S = 2.0
+#: How long after a rival that started later is told to stop this daemon sets its retained
+#: values again, over those the rival sent before it stopped (s).
+RECLAIM_AFTER_S = 3.0
+#: How long a stop waits for paho's thread to send the DISCONNECT (s).
+DISCONNECT_WAIT_S = 1.0
 
 
 @dataclass
@@ -79,6 +86,8 @@ class LinkCounters:
     kept: int = 0  # left in the disk outbox at stop, for the next start
     connects: int = 0
     states_sent: int = 0  # retained state values acknowledged (outside the outbox's counts)
+    #: times the retained values were set again after a rival daemon's (edge.mqtt.rivals)
+    reclaims: int = 0
 
 
 class MqttLink:
@@ -102,6 +111,7 @@ class MqttLink:
         self._login_refused = False  # the latest attempt's CONNACK refused it
         self._names = config_names(settings)
         self._sessions = ShortSessions(client_id)  # paho thread only
+        self._rivals = RivalWatch({})  # set up at start(), with this daemon's identity
         self._stopped = False
         #: counters.dropped when the outbox last filled up, None while it has room: one warning
         #: an outage, and how many it cost once the broker is back
@@ -164,6 +174,7 @@ class MqttLink:
         A first attempt with no answer in `FIRST_ANSWER_S` is said then, with what is there."""
         self._client.will_set(self.topics.status, self._json(self._status("offline")), qos=1,
                               retain=True)
+        self._rivals = RivalWatch(self._status("offline"))
         self._started = time.monotonic()
         self._client.connect_async(self.settings.host, self.settings.port,
                                    keepalive=self.settings.keepalive_s)
@@ -182,12 +193,13 @@ class MqttLink:
         self.connection.unanswered(cause)
         return True
 
-    def stop(self, final_state: str = "stopped", timeout: float | None = None,
+    def stop(self, final_state: str | None = "stopped", timeout: float | None = None,
              last_words: Callable[[], object] | None = None) -> bool:
         """Flush the outbox and the retained states (up to `timeout`, default
         `flush_timeout_s`), call `last_words` (the daemon's last stats, which then count the
         flushed outbox), publish the final retained status, then disconnect cleanly (so the
-        broker does not send the Last Will).
+        broker does not send the Last Will). `final_state` None: no last stats and no final
+        status (the topics belong to another daemon: see `rival`).
 
         Returns True when every queued message and state was acknowledged."""
         timeout = self.settings.flush_timeout_s if timeout is None else timeout
@@ -213,7 +225,7 @@ class MqttLink:
                 deadline = time.monotonic()  # refused or unreachable: waiting delivers nothing
         flushed = self._flush(max(0.0, deadline - time.monotonic()), failed_before)
         self.wait_connected(max(0.0, deadline - time.monotonic()))
-        if last_words is not None:
+        if last_words is not None and final_state is not None:
             last_words()
         with self._cond:
             self._stopping = True
@@ -221,11 +233,16 @@ class MqttLink:
         if self._sender.is_alive():
             self._sender.join(timeout=2.0)
         said_final = self._connected
-        if said_final:
+        if said_final and final_state is not None:
             info = self._client.publish(self.topics.status, self._json(self._status(final_state)),
                                         qos=1, retain=True)
             info.wait_for_publish(1.0)
         self._client.disconnect()
+        if said_final or final_state is None:
+            # paho's thread writes the DISCONNECT: stopped first, it closes the socket
+            # without, and the broker sends the Last Will (`offline`) for a clean stop
+            with self._cond:
+                self._cond.wait_for(lambda: not self._connected, timeout=DISCONNECT_WAIT_S)
         self._client.loop_stop()
         with self._cond:  # paho's thread is gone: no acknowledgement can race this
             self._prune_in_flight()
@@ -246,15 +263,19 @@ class MqttLink:
             log.warning("%s (camera statuses, counts, discovery configs) not sent before "
                         "stopping; the broker keeps the values sent before",
                         counted(unsent_states, "retained value"))
-        if not said_final and self.counters.connects:
+        if final_state is not None and not said_final:
+            self._say_final_status_unsent(final_state)
+        return flushed
+
+    def _say_final_status_unsent(self, final_state: str) -> None:
+        if self.counters.connects:
             log.warning("the broker was out of reach at the stop: the device's %r status was "
                         "not sent, so the broker keeps its Last Will (offline) and the states "
                         "sent before, as after a crash", final_state)
-        elif not said_final:  # no connection, so no Last Will either
+        else:  # no connection, so no Last Will either
             log.warning("the broker was never reached in this run: the device's %r status was "
                         "not sent, and the broker keeps the status and states an earlier run "
                         "left, if any", final_state)
-        return flushed
 
     def _undelivered(self) -> bool:
         """Whether anything queued or set waits to be sent or acknowledged."""
@@ -385,6 +406,8 @@ class MqttLink:
         not at all; never blocks, never takes room in the outbox. An empty payload clears the
         topic on the broker."""
         with self._cond:
+            if self.giving_way:
+                return
             self._states.set(topic, payload, qos)
             self._cond.notify_all()
 
@@ -395,7 +418,7 @@ class MqttLink:
 
     def publish_best_effort(self, topic: str, payload: bytes, qos: int = 0,
                             retain: bool = False) -> bool:
-        if not self._connected:
+        if not self._connected or (retain and self.giving_way):
             return False
         return self._client.publish(topic, payload, qos=qos, retain=retain).rc == \
             mqtt.MQTT_ERR_SUCCESS
@@ -467,6 +490,9 @@ class MqttLink:
         self._sweeps.append(RetainedSweep(topic_filter, on_topics, quiet_s))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topics.status:
+            self._rival_found(self._rivals.offer(bytes(message.payload), bool(message.retain)))
+            return
         name = self.topics.command_name(message.topic)  # first: `+/status` matches cmd/status
         if name is None:
             for sweep in self._sweeps:
@@ -500,6 +526,8 @@ class MqttLink:
         self._login_refused = False
         self.connection.connected()
         self._sessions.connected()
+        if self._rivals.enabled:  # before `online`: the status there now is another's, if any
+            client.subscribe(self.topics.status, qos=1)
         status = self._status("online")
         self.connect_status = status
         client.publish(self.topics.status, self._json(status), qos=1, retain=True)
@@ -533,9 +561,12 @@ class MqttLink:
                        properties: Any) -> None:
         with self._cond:
             was_connected, self._connected = self._connected, False
+            self._cond.notify_all()
         refused, self._refused = self._refused, False
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             if was_connected:
+                if time.monotonic() - self._sessions.connected_at < SHORT_SESSION_S:
+                    self._rivals.short_session_lost()
                 self.connection.failed(self._sessions.lost(lost_reason(reason)), attempt=False,
                                        taken_over=self._sessions.taken_over)
             else:
@@ -544,6 +575,44 @@ class MqttLink:
                 if self._unanswered_cause is not None and "keepalive" in cause:
                     cause = self._unanswered_cause  # said already: counted, not said again
                 self._attempt_failed(cause)
+
+    def _rival_found(self, rival: Rival | None) -> None:
+        """Say a newly confirmed rival. The one that came first is left to stop this daemon
+        (`rival`); one that came later hears this daemon's status again, live, and gives way."""
+        if rival is None:
+            return
+        said = rival.describe(self.topics.prefix)
+        if rival.came_first:
+            log.error("%s; this one stops: give each device its own device_id", said)
+            with self._cond:  # the topics are the other's: nothing more is set there
+                self._states = RetainedStates()
+            return
+        log.warning("%s; it is told so and stops: give each device its own device_id", said)
+        self._client.publish(self.topics.status, self._json(self._status("online")), qos=1,
+                             retain=True)
+        reclaim = threading.Timer(RECLAIM_AFTER_S, self._reclaim)
+        reclaim.daemon = True
+        reclaim.start()
+
+    def _reclaim(self) -> None:
+        """Set every retained value again (the daemon its statuses: `counters.reclaims`)."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._states.set_all_again()
+            self.counters.reclaims += 1
+            self._cond.notify_all()
+
+    @property
+    def giving_way(self) -> bool:
+        """A rival that started first is confirmed: this daemon publishes no retained value."""
+        rival = self._rivals.confirmed
+        return rival is not None and rival.came_first
+
+    @property
+    def rival(self) -> Rival | None:
+        """Another daemon publishing as this device, once confirmed (see edge.mqtt.rivals)."""
+        return self._rivals.confirmed
 
     def _attempt_failed(self, cause: str) -> None:
         self._sessions.attempt_failed()

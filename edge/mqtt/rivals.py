@@ -1,0 +1,116 @@
+"""Another daemon publishing as this device: two devices given one `device_id` (a cloned SD
+card's config, a trial run beside the service).
+
+Each overwrites the other's retained status and counts, and where they also share the client
+id (`edge-<device_id>`), the broker drops one connection for the other every few seconds,
+each loss reading as a network fault. The daemon subscribes to its own status topic and knows
+itself by its host and start time (`host`, `started_at` in the status). Only a running daemon
+can put its status there after this one has put its own:
+
+- a status from another host or start that arrives live (not retained) in a running state:
+  the other daemon publishes now (each with a client id of its own);
+- the other's status found retained at `SEEN_AT` connects of this daemon, with a connection
+  lost soon after connecting: a takeover (one client id), the broker sending the other's Last
+  Will as it drops it. A status left by a run that has ended is found at one connect at most
+  (this daemon's `online` replaces it), however the clocks are set.
+
+The daemon that started later gives way (`edge run` exits 2, which systemd does not restart);
+the other keeps running and says so once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Status states of a daemon that is running (its connection up).
+LIVE_STATES = ("online", "degraded")
+#: Connects at which another daemon's status must be found retained (with a short session).
+SEEN_AT = 2
+#: How recent the short session must be when the other's status is found again (s).
+CONFIRM_WITHIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class Rival:
+    """The other daemon, as its status names it."""
+
+    host: str
+    started_at: str  # RFC 3339, as the status says it
+    came_first: bool  # it started before this daemon: this one gives way
+
+    def describe(self, prefix: str) -> str:
+        order = "before" if self.came_first else "after"
+        return (f"another edge daemon publishes as this device, under {prefix}/ (host "
+                f"{self.host!r}, started {self.started_at}, {order} this one): each overwrites "
+                "the other's status and counts, and with one client id the broker drops one "
+                "connection for the other every few seconds")
+
+
+class RivalWatch:
+    """Statuses on this device's own topic -> a confirmed `Rival`, once. Called from the MQTT
+    client's network thread only."""
+
+    def __init__(self, own: Mapping[str, Any], clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self._host, self._started_at = own.get("host"), own.get("started_at")
+        self._clock = clock
+        self._seen: dict[tuple[str, str], int] = {}  # retained sightings (one a connect)
+        self._short_loss_at: float | None = None
+        self.confirmed: Rival | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this daemon's status names it (host and start), so others can be told."""
+        return isinstance(self._host, str) and isinstance(self._started_at, str)
+
+    def offer(self, payload: bytes, retained: bool) -> Rival | None:
+        """A status message on this device's topic (retained: the one found at a connect);
+        the rival it confirms, the first time only."""
+        rival = self._rival_in(payload, retained)
+        if rival is None or self.confirmed is not None:
+            return None
+        if not retained:
+            return self._confirm(rival)
+        key = (rival.host, rival.started_at)
+        self._seen[key] = self._seen.get(key, 0) + 1
+        return self._confirmed_by_takeover(rival)
+
+    def short_session_lost(self) -> None:
+        """A connection the broker closed soon after accepting it."""
+        self._short_loss_at = self._clock()
+
+    def _confirmed_by_takeover(self, rival: Rival) -> Rival | None:
+        recent = (self._short_loss_at is not None
+                  and self._clock() - self._short_loss_at <= CONFIRM_WITHIN_S)
+        if recent and self._seen[(rival.host, rival.started_at)] >= SEEN_AT:
+            return self._confirm(rival)
+        return None
+
+    def _confirm(self, rival: Rival) -> Rival:
+        self.confirmed = rival
+        return rival
+
+    def _rival_in(self, payload: bytes, retained: bool) -> Rival | None:
+        if not self.enabled:
+            return None
+        try:
+            status = json.loads(payload)
+        except (UnicodeDecodeError, ValueError):
+            return None
+        if not isinstance(status, dict):
+            return None
+        host, started_at = status.get("host"), status.get("started_at")
+        if not isinstance(host, str) or not isinstance(started_at, str):
+            return None
+        if (host, started_at) == (self._host, self._started_at):
+            return None  # this daemon's own, now or from an earlier connection
+        if not retained and status.get("state") not in LIVE_STATES:
+            return None  # a stop or a Last Will, said live: it is going or gone
+        assert isinstance(self._host, str) and isinstance(self._started_at, str)
+        # RFC 3339 in UTC with fixed digits sorts as time; the host breaks a tie
+        came_first = (started_at, host) < (self._started_at, self._host)
+        return Rival(host, started_at, came_first)
