@@ -587,8 +587,8 @@ def _in_words(error: Any) -> str:
         if match:
             characters, low, high = match.groups()
             extra = " ".join(c for c in "_.-/" if c in characters)
-            return (f"use {low} to {high} characters: letters, digits and {extra} (no spaces; "
-                    "it is part of MQTT topics)")
+            return (f"use {low} to {high} characters: letters a-z and A-Z (no accented "
+                    f"ones), digits and {extra} (no spaces; it is part of MQTT topics)")
     bounds = {"less_than_equal": "at most", "greater_than_equal": "at least",
               "less_than": "less than", "greater_than": "more than"}
     if kind in bounds and len(context) == 1:

@@ -253,7 +253,7 @@ def reference_for_model(path: Path, model: Path) -> DriftReference:
             f"drift reference {path} was made with model sha256 "
             f"{reference.model_sha256[:12]}… ({reference.model_name}), but {model} has sha256 "
             f"{digest[:12]}…; write a new one with `edge eval {model} --data DATA "
-            "--drift-reference`")
+            f"--drift-reference {path}`")
     return reference
 
 

@@ -51,8 +51,10 @@ def test_valid_config_loads_with_defaults_and_resolves_the_model_path(tmp_path):
         (("[mqtt]", "[mqtt]\nqos = 7"), r"mqtt\.qos: must be at most 1; got 7"),
         (('url = "mqtt://127.0.0.1:1883"', 'url = "http://x"'), r"mqtt\.url: .*mqtt://host"),
         (('name = "gate"', 'name = "gate/1"'),
-         r"cameras\.0\.name: use 1 to 64 characters: letters, digits and _ - \(no spaces; it is "
-         r"part of MQTT topics\); got 'gate/1'"),
+         r"cameras\.0\.name: use 1 to 64 characters: letters a-z and A-Z \(no accented ones\), "
+         r"digits and _ - \(no spaces; it is part of MQTT topics\); got 'gate/1'"),
+        # a user check: "letters" refused 'café' (a model's labels may hold accents)
+        (('name = "gate"', 'name = "café"'), r"cameras\.0\.name: .*\(no accented ones\)"),
         (("device_id = ", "device_id = \"my dev\"\nx = "), r"device_id: .*digits and _ \. -"),
         (('name = "gate"', 'name = "cmd"'), r"cameras\.0\.name: camera name 'cmd' is the "
                                             r"commands' topic level"),

@@ -122,8 +122,12 @@ def test_a_reference_from_another_model_is_refused(tmp_path, mosquitto, model_wi
     changed.doc_string = "fine-tuned again"  # another model: another sha256
     onnx.save(changed, str(other))
     shutil.copy(default_reference_path(model_with_reference), default_reference_path(other))
-    with pytest.raises(ModelError, match=r"was made with model sha256 .* but .*other\.onnx"):
+    with pytest.raises(ModelError, match=r"was made with model sha256 .* but .*other\.onnx") as \
+            raised:
         Daemon(config(other, mosquitto.url, "synthetic://shapes"))
+    # the fix writes the profile the config reads (a user check: the path was left out)
+    assert str(raised.value).endswith(
+        f"--data DATA --drift-reference {default_reference_path(other)}`")
 
 
 @pytest.mark.parametrize(("drift", "expected"), [
