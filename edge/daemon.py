@@ -594,7 +594,7 @@ class Daemon:
         """Why this daemon stops for another that publishes as this device and started first
         (see edge.mqtt.rivals); None while there is none."""
         rival = self.link.rival
-        if rival is None or not rival.came_first:
+        if rival is None:
             return None
         return f"{rival.describe(self.config.topic_prefix)}; give each device its own device_id"
 

@@ -606,13 +606,13 @@ class MqttLink:
     @property
     def giving_way(self) -> bool:
         """A rival that started first is confirmed: this daemon publishes no retained value."""
-        rival = self._rivals.confirmed
-        return rival is not None and rival.came_first
+        return self._rivals.gives_way_to is not None
 
     @property
     def rival(self) -> Rival | None:
-        """Another daemon publishing as this device, once confirmed (see edge.mqtt.rivals)."""
-        return self._rivals.confirmed
+        """Another daemon publishing as this device that started first, once confirmed: this
+        one gives way to it (see edge.mqtt.rivals)."""
+        return self._rivals.gives_way_to
 
     def _attempt_failed(self, cause: str) -> None:
         self._sessions.attempt_failed()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 #: Status states of a daemon that is running (its connection up).
@@ -41,26 +41,30 @@ class Rival:
     host: str
     started_at: str  # RFC 3339, as the status says it
     came_first: bool  # it started before this daemon: this one gives way
+    taken_over: bool = False  # told by takeovers: the two share a client id
 
     def describe(self, prefix: str) -> str:
         order = "before" if self.came_first else "after"
+        shared = ("; they share a client id, so the broker drops one connection for the other "
+                  "every few seconds" if self.taken_over else "")
         return (f"another edge daemon publishes as this device, under {prefix}/ (host "
                 f"{self.host!r}, started {self.started_at}, {order} this one): each overwrites "
-                "the other's status and counts, and with one client id the broker drops one "
-                "connection for the other every few seconds")
+                f"the other's status and counts{shared}")
 
 
 class RivalWatch:
-    """Statuses on this device's own topic -> a confirmed `Rival`, once. Called from the MQTT
-    client's network thread only."""
+    """Statuses on this device's own topic -> each rival, once confirmed. Called from the
+    MQTT client's network thread only."""
 
     def __init__(self, own: Mapping[str, Any], clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self._host, self._started_at = own.get("host"), own.get("started_at")
         self._clock = clock
         self._seen: dict[tuple[str, str], int] = {}  # retained sightings (one a connect)
+        self._confirmed: set[tuple[str, str]] = set()
         self._short_loss_at: float | None = None
-        self.confirmed: Rival | None = None
+        #: the first confirmed rival that started before this daemon: it gives way to that one
+        self.gives_way_to: Rival | None = None
 
     @property
     def enabled(self) -> bool:
@@ -69,29 +73,28 @@ class RivalWatch:
 
     def offer(self, payload: bytes, retained: bool) -> Rival | None:
         """A status message on this device's topic (retained: the one found at a connect);
-        the rival it confirms, the first time only."""
+        the rival it confirms, the first time for each (a service meets every trial run)."""
         rival = self._rival_in(payload, retained)
-        if rival is None or self.confirmed is not None:
+        if rival is None or (rival.host, rival.started_at) in self._confirmed:
             return None
         if not retained:
             return self._confirm(rival)
         key = (rival.host, rival.started_at)
         self._seen[key] = self._seen.get(key, 0) + 1
-        return self._confirmed_by_takeover(rival)
+        recent = (self._short_loss_at is not None
+                  and self._clock() - self._short_loss_at <= CONFIRM_WITHIN_S)
+        if recent and self._seen[key] >= SEEN_AT:
+            return self._confirm(replace(rival, taken_over=True))
+        return None
 
     def short_session_lost(self) -> None:
         """A connection the broker closed soon after accepting it."""
         self._short_loss_at = self._clock()
 
-    def _confirmed_by_takeover(self, rival: Rival) -> Rival | None:
-        recent = (self._short_loss_at is not None
-                  and self._clock() - self._short_loss_at <= CONFIRM_WITHIN_S)
-        if recent and self._seen[(rival.host, rival.started_at)] >= SEEN_AT:
-            return self._confirm(rival)
-        return None
-
     def _confirm(self, rival: Rival) -> Rival:
-        self.confirmed = rival
+        self._confirmed.add((rival.host, rival.started_at))
+        if rival.came_first and self.gives_way_to is None:
+            self.gives_way_to = rival
         return rival
 
     def _rival_in(self, payload: bytes, retained: bool) -> Rival | None:
