@@ -95,7 +95,10 @@ class RateMeter:
             return 0.0
         span = times[-1] - times[0]
         gaps = len(times) - 1
-        over_window = gaps / max(span, now - times[0] - span / gaps)
+        # over a tenth of the horizon at least: a few frames close together (what a stream
+        # that just reopened hands over first) say nothing of the rate (a 15 fps camera read
+        # 57 fps in the stats sent as it came back), so a rate this young reads low, not high
+        over_window = gaps / max(span, now - times[0] - span / gaps, self._horizon_s / 10)
         later = times[len(times) // 2:]
         if len(later) < 2 or later[-1] == later[0]:
             return over_window

@@ -243,3 +243,11 @@ def test_a_stream_whose_server_never_answers_is_given_up_before_ffmpeg_is_asked(
     with pytest.raises(SourceError, match=rf"could not be opened: 127.0.0.1:{port} refused the "
                                           r"connection: nothing listens on that port"):
         refused.open()
+
+
+def test_a_cameras_rate_is_asked_for_only_with_fps_in_its_uri():
+    """A user check: `edge probe --json` said `fps_origin: asked` for a plain RTSP URL (the
+    camera's own unpaced reading was taken for an fps= asked for)."""
+    assert source_from_uri("rtsp://127.0.0.1:1/cam").fps_origin == "declared"
+    assert source_from_uri("v4l2:///dev/video0").fps_origin == "declared"
+    assert source_from_uri("v4l2:///dev/video0?fps=30").fps_origin == "asked"

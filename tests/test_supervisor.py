@@ -135,6 +135,19 @@ def test_a_burst_at_the_start_does_not_raise_the_rate(monkeypatch):
     assert paired.rate() == pytest.approx(30.0, rel=0.05)
 
 
+def test_a_few_frames_at_once_read_no_faster_than_a_tenth_of_the_horizon_allows(monkeypatch):
+    """A user check: the stats sent as a 15 fps stream came back read 57 fps (its first
+    frames, handed over at once); a rate over less than a tenth of the horizon reads low."""
+    clock = [100.0]
+    monkeypatch.setattr("edge.timing.time.monotonic", lambda: clock[0])
+    meter = RateMeter()  # a 10 s horizon: 1 s at least
+    for _ in range(6):
+        meter.tick()
+        clock[0] += 0.01
+    clock[0] += 0.05
+    assert meter.rate() == pytest.approx(5.0)  # 5 gaps over 1 s, not over 0.1 s
+
+
 def test_a_rate_stopped_on_purpose_keeps_its_value():
     """The last stats a stopped daemon leaves retained showed 50 FPS for a camera that ran at
     90: they were taken after the stop, and the silence since counted as a dying camera."""
@@ -443,10 +456,12 @@ def test_a_camera_down_at_the_stop_keeps_its_cause_in_the_ended_status():
     down = [s for s in recorder.statuses if s.state == "reconnecting"][-1]
     ended = recorder.last()
     assert ended.state == "ended" and ended.attempts == down.attempts >= 1
+    # it never streamed: not "down", nothing "reopened" (a user check)
     assert ended.reason.startswith(
-        f"the daemon stopped while the camera was down (since {down.payload()['since']}, "
-        f"{down.attempts} attempt"), ended.reason
-    assert ended.reason.endswith(f"to reopen it): {down.reason}")
+        f"the daemon stopped before the camera delivered its first frame ({down.attempts} "
+        f"attempt"), ended.reason
+    assert ended.reason.endswith(
+        f"to open it, failing since {down.payload()['since']}): {down.reason}")
     assert f"127.0.0.1:{port}" in ended.reason and "refused" in ended.reason
 
 

@@ -179,8 +179,9 @@ class CameraStats(_Payload):
     state: str | None = Field(default=None, description="the camera's status state")
     reason: str | None = None
     attempts: int | None = Field(default=None, ge=0)
-    reconnects: int | None = Field(default=None, ge=0,
-                                   description="times the source was reopened")
+    reconnects: int | None = Field(
+        default=None, ge=0,
+        description="times the stream was lost after streaming (its outages, each reopened)")
     source_fps: float | None = Field(default=None,
                                      description="frames a second the source delivers")
     latency_ms: Keyed[dict[str, float]] = Field(

@@ -52,7 +52,7 @@ class VideoCaptureSource(Source):
             self.read_timeout_s = LIVE_TIMEOUT_MS / 1e3
         self._loop = loop
         self._requested_fps = fps
-        if fps is not None:
+        if "fps" in uri.options:  # a camera's own fps=0.0 (unpaced) is not asked for
             self.fps_origin = "asked"
         self._size = (uri.integer("width", 0), uri.integer("height", 0))
         self.fps = fps

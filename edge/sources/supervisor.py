@@ -86,15 +86,21 @@ class CameraStatus:
                 "fps": None if self.state in HEALTHY_CAMERA_STATES else round(self.fps, 2)}
 
 
-def stopped_reason(last: CameraStatus, causes: Sequence[str] = ()) -> str:
+def stopped_reason(last: CameraStatus, causes: Sequence[str] = (), delivered: bool = True
+                   ) -> str:
     """The `ended` status's reason when the daemon stops a camera in state `last`: a camera
     that was down says since when and why (`causes`: the distinct causes of its outage, in
     order, the first kept when a later one replaced it: a 401 for the whole run, then
     "refused" once the camera died), one still opening says it never streamed, so the
-    retained status a remote watcher reads after the stop still shows the cause."""
+    retained status a remote watcher reads after the stop still shows the cause. `delivered`:
+    whether the camera delivered a frame in this run (one that never did was not "reopened")."""
     if last.state == "reconnecting":
         earlier = [cause for cause in causes if cause != last.reason][:EARLIER_CAUSES]
         before = f" (before that: {'; '.join(earlier)})" if earlier else ""
+        if not delivered:
+            return (f"the daemon stopped before the camera delivered its first frame "
+                    f"({counted(last.attempts, 'attempt')} to open it, failing since "
+                    f"{rfc3339(last.since)}): {last.reason}{before}")
         return (f"the daemon stopped while the camera was down (since {rfc3339(last.since)}, "
                 f"{counted(last.attempts, 'attempt')} to reopen it): {last.reason}{before}")
     if last.state == "starting":
@@ -212,7 +218,7 @@ class SourceSupervisor:
         with self._lock:
             causes = list(self._outage_causes)
         if last.state not in ("ended", "failed"):
-            self._set("ended", stopped_reason(last, causes), last.attempts)
+            self._set("ended", stopped_reason(last, causes, self.frames > 0), last.attempts)
 
     def alive(self) -> bool:
         """The supervising thread runs (or has ended as it should)."""
