@@ -15,7 +15,7 @@ can put its status there after this one has put its own:
   (this daemon's `online` replaces it), however the clocks are set.
 
 The daemon that started later gives way (`edge run` exits 2, which systemd does not restart);
-the other keeps running and says so once.
+the other keeps running and says so once for each (a service meets every trial run).
 """
 
 from __future__ import annotations
