@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -49,8 +50,17 @@ def test_opencvs_own_warnings_are_off_unless_the_user_wants_them():
 
 def test_the_executable_exits_with_mains_code(monkeypatch):
     monkeypatch.setattr(edge.cli, "main", lambda: 3)
-    with pytest.raises(SystemExit) as exited:
-        edge.__main__.run()
+    # `run` ignores SIGTERM and SIGINT for the interpreter's teardown and hooks the imports:
+    # left so, every later test's child process inherited the ignored signals (a SIGTERM
+    # test's child then restored SIG_IGN, not SIG_DFL)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    handlers = {each: signal.getsignal(each) for each in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(SystemExit) as exited:
+            edge.__main__.run()
+    finally:
+        for each, handler in handlers.items():
+            signal.signal(each, handler)
     assert exited.value.code == 3
 
 

@@ -58,6 +58,9 @@ class _Parser(argparse.ArgumentParser):
     #: brings. Its help then says when one is missing here: `--help` printed everything and
     #: exited 0, and only running the command said what to install.
     needs_extra: tuple[str, tuple[str, ...]] | None = None
+    #: A command's: fields its `--json` line carries on every failure, a refused command line
+    #: included (`edge selftest`: `"passed": false`, as its README section promises).
+    json_error_fields: tuple[tuple[str, Any], ...] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
@@ -85,7 +88,7 @@ class _Parser(argparse.ArgumentParser):
         if status == 2 and message and self._wants_json():
             sys.stderr.write(message)
             error = message.removeprefix(f"{self.prog}: error: ").strip()
-            print_json({"error": error, "exit_code": 2})
+            print_json({**dict(self.json_error_fields), "error": error, "exit_code": 2})
             sys.exit(2)
         super().exit(status, message)
 

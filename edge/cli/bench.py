@@ -47,14 +47,18 @@ def add_command(commands: Any) -> None:
         description="Measures, in one run, the backend alone (batch 1 and the daemon's batch) "
                     "and the whole daemon loop with N replay cameras publishing to a real MQTT "
                     "broker (Mosquitto when installed, else the embedded one). ratio = "
-                    "pipeline_fps / inference_fps at batch 1.")
+                    "pipeline_fps / inference_fps at batch 1. Each phase is measured after a "
+                    "1 s warm-up; the latency percentiles are over each camera's last 300 "
+                    "frames, and published and dropped_messages count the whole run, warm-up "
+                    "included.")
     bench.add_argument("model", type=Path, metavar="MODEL.onnx", help="a converted model")
     bench.add_argument("--cameras", type=parse_positive_int, default=1,
                        help="replay cameras the whole loop runs side by side (default 1)")
     bench.add_argument("--seconds", type=parse_positive_float, default=10.0,
-                       help="measuring time of the whole loop (the backend alone gets a third)")
+                       help="measuring time of the whole loop (the backend alone gets a "
+                            "third; default 10)")
     bench.add_argument("--threads", type=parse_non_negative_int, default=0,
-                       help="inference threads (0: auto)")
+                       help="inference threads (default 0: auto, one a physical core)")
     bench.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto",
                        help="auto: TensorRT on a machine with it and a GPU, else ONNX Runtime")
     bench.add_argument("--mqtt", metavar="URL",
@@ -62,7 +66,9 @@ def add_command(commands: Any) -> None:
                             "in $EDGE_MQTT_PASSWORD")
     add_tls_arguments(bench)
     bench.add_argument("--max-batch", type=parse_positive_int, default=None,
-                       help="frames of different cameras run together (model.max_batch)")
+                       help="frames of different cameras run together (model.max_batch; "
+                            "default: the cameras, up to 8, for a dynamic-batch model, else the "
+                            "model's batch)")
     bench.add_argument("--batch-timeout-ms", type=parse_non_negative_float, default=4.0,
                        help="how long a ready frame waits for other cameras' frames "
                             "(model.batch_timeout_ms; default 4)")

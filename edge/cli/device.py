@@ -296,6 +296,7 @@ def add_commands(commands: Any) -> None:
     build.set_defaults(handler=cmd_build_engine)
 
     selftest = commands.add_parser("selftest", help="hardware acceptance test (TensorRT + GPU)")
+    selftest.json_error_fields = (("passed", False),)
     selftest.add_argument("--hardware", action="store_true",
                           help="the test it runs (the default, so optional): build the demo "
                                "INT8 engine (also from a calibration cache "
@@ -305,7 +306,8 @@ def add_commands(commands: Any) -> None:
                           help="synthetic frames each engine and ONNX Runtime are scored and "
                                "timed on (default 300)")
     selftest.add_argument("--daemon-seconds", type=parse_positive_float, default=10.0,
-                          help="how long the daemon runs two synthetic cameras on the engine")
+                          help="how long the daemon runs two synthetic cameras on the engine "
+                               "(default 10)")
     selftest.add_argument("--json", action="store_true",
                           help="print the results as one JSON line")
     selftest.set_defaults(handler=cmd_selftest)

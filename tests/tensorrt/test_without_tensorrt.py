@@ -184,3 +184,8 @@ def test_selftest_json_refused_still_ends_with_a_json_line():
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["passed"] is False and "TensorRT is not installed" in line["error"]
     assert line["error"] in result.stderr  # said on stderr as every refusal is
+    # a refused command line too (a user check: `--frames 0` gave a line without `passed`)
+    refused = edge("selftest", "--hardware", "--json", "--frames", "0")
+    assert refused.returncode == 2
+    line = json.loads(refused.stdout.strip().splitlines()[-1])
+    assert line["passed"] is False and line["exit_code"] == 2 and "--frames" in line["error"]
