@@ -238,11 +238,11 @@ class MqttLink:
                                         qos=1, retain=True)
             info.wait_for_publish(1.0)
         self._client.disconnect()
-        if said_final or final_state is None:
-            # paho's thread writes the DISCONNECT: stopped first, it closes the socket
-            # without, and the broker sends the Last Will (`offline`) for a clean stop
-            with self._cond:
-                self._cond.wait_for(lambda: not self._connected, timeout=DISCONNECT_WAIT_S)
+        # paho's thread writes the DISCONNECT (at once where there is no connection): stopped
+        # first, it closes the socket without, and the broker sends the Last Will (`offline`)
+        # for a clean stop
+        with self._cond:
+            self._cond.wait_for(lambda: not self._connected, timeout=DISCONNECT_WAIT_S)
         self._client.loop_stop()
         with self._cond:  # paho's thread is gone: no acknowledgement can race this
             self._prune_in_flight()
