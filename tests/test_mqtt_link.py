@@ -520,3 +520,32 @@ def publish_clear(port: int, topics: list[str]) -> None:
 
     for topic in topics:
         publish.single(topic, b"", qos=1, retain=True, hostname="127.0.0.1", port=port)
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_a_clean_stop_under_a_stream_of_messages_leaves_stopped(mosquitto, attempt):
+    """Closing a socket with bytes unread sends a TCP reset, and a broker that gets the reset
+    before it has read the DISCONNECT drops it and sends the Last Will: a daemon stopped while
+    messages arrived (a command, its own status, an unsubscription's answer) left `offline`
+    retained after a clean stop. The stop reads what is left until the broker closes."""
+    link = make_link(mosquitto.port)
+    link.on_command("ping", lambda payload: {"ok": True})
+    link.start()
+    flooding = threading.Event()
+    with Watcher(mosquitto.port, "edge/t/status") as watcher:
+        watcher.wait_for(lambda: link.connected, 5, "link connected")
+
+        def flood() -> None:
+            while not flooding.is_set():
+                watcher.client.publish("edge/t/cmd/ping", b"{}", qos=0)
+                time.sleep(0)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            time.sleep(0.2)
+            assert link.stop(timeout=5.0)
+        finally:
+            flooding.set()
+            flooder.join(5)
+    assert retained_status(mosquitto.port, "edge/t")["state"] == "stopped"

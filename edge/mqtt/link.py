@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import ssl
 import sys
 import threading
@@ -35,6 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttConfig
 from edge.errors import ConfigError
+from edge.mqtt.closing import drain_until_closed
 from edge.mqtt.failures import (
     SHORT_SESSION_S,
     ConnectionLog,
@@ -562,6 +564,12 @@ class MqttLink:
         with self._cond:
             was_connected, self._connected = self._connected, False
             self._cond.notify_all()
+        ours = self._stopping and not flags.is_disconnect_packet_from_server
+        sock = client.socket()
+        if ours and isinstance(sock, socket.socket):
+            # paho closes the socket when this returns: nothing unread may be left in it, or
+            # the close is a reset that can cost the broker the DISCONNECT (edge.mqtt.closing)
+            drain_until_closed(sock)
         refused, self._refused = self._refused, False
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             if was_connected:
