@@ -28,6 +28,7 @@ from edge.broker import EmbeddedBroker, LocalMosquitto, mosquitto_binary
 from edge.config import Config, config_from_dict
 from edge.daemon import Daemon
 from edge.errors import EdgeError
+from edge.kept_warnings import warnings_kept
 from edge.mqtt.clearing import clear_retained
 from edge.mqtt.subscriber import (
     NO_TLS_FILES,
@@ -36,6 +37,7 @@ from edge.mqtt.subscriber import (
     unique_client_id,
 )
 from edge.mqtt.url import broker_from_url
+from edge.ort_session import intra_op_threads
 from edge.preprocess import letterboxer_from_spec
 from edge.redact import redact_uri
 from edge.runners import BackendChoice, choose_backend, runner_from_config
@@ -94,11 +96,18 @@ def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
 
 
 def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> dict[str, Any]:
-    """Both phases; returns the figures (the `--json` line). A missing or unconverted model
-    is a ModelError before anything starts."""
+    """Both phases; returns the figures (the `--json` line), with the warnings logged on the
+    way. A missing or unconverted model is a ModelError before anything starts."""
     spec_from_onnx_file(options.model)
     if options.mqtt:
         require_broker(options.mqtt, options.tls)
+    with warnings_kept() as warnings:
+        result = _measure(options, echo)
+    result["warnings"] = warnings
+    return result
+
+
+def _measure(options: BenchOptions, echo: Callable[[str], None]) -> dict[str, Any]:
     load = warn_if_busy()
     broker = _broker(options.mqtt)
     try:
@@ -116,8 +125,13 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     finally:
         if broker is not None:
             broker.stop()
+    cpu_threads = choice.name == "onnxruntime"
     result = {"model": str(options.model), "backend": choice.name,
-              "threads": options.threads, "cameras": options.cameras, **alone, **loop,
+              # the inference threads in use (--threads 0 chooses one a physical core); a
+              # TensorRT engine has none to choose
+              "threads": intra_op_threads(options.threads) if cpu_threads else None,
+              "threads_chosen": "auto" if options.threads == 0 else "asked",
+              "cameras": options.cameras, **alone, **loop,
               "broker": redact_uri(options.mqtt) if options.mqtt else (
                   "mosquitto" if isinstance(broker, LocalMosquitto) else "embedded")}
     if cleared is not None:
@@ -171,9 +185,9 @@ def hint_if_threads_contend(ratio: float, threads: int, backend: str) -> None:
     if ratio >= CONTENDED_RATIO or threads != 0 or backend != "onnxruntime":
         return
     log.warning("the whole loop kept %.2f of the backend's FPS: ONNX Runtime's default threads "
-                "(one a core, %d here) contend with the cameras' own work for the cores; "
-                "compare --threads 1 (model.threads in the config), which can be faster in "
-                "all", ratio, usable_cores())
+                "(one a physical core, %d here) contend with the cameras' own work for the "
+                "cores; compare --threads 1 (model.threads in the config), which can be faster "
+                "in all", ratio, intra_op_threads(0))
 
 
 def require_broker(url: str, tls: TlsFiles = NO_TLS_FILES) -> None:

@@ -23,6 +23,7 @@ from edge.errors import ConfigError
 from edge.runners import onnxruntime as ort_module
 from edge.spec import InputSpec, ModelSpec
 from edge.synthetic.replay import ReplayScorer
+from edge.system import physical_cores
 from tests.mqtt_watch import Watcher, retained_status
 from tests.onnx_graphs import constant_head_model
 
@@ -197,6 +198,8 @@ def test_bench_reports_backend_alone_and_whole_loop(demo_model):
         figures["pipeline_fps"] / figures["inference_fps"], abs=2e-3)
     assert {"preprocess", "infer", "postprocess", "total"} <= set(figures["latency_ms"])
     assert figures["published"] > 0 and figures["peak_rss_mb"] > 0
+    assert figures["threads"] == 1 and figures["threads_chosen"] == "asked"
+    assert isinstance(figures["warnings"], list)
 
 
 def test_bench_warns_when_the_machine_is_busy_or_the_ratio_cannot_be(monkeypatch, caplog):
@@ -242,7 +245,7 @@ def test_bench_hints_at_fewer_threads_when_the_loop_keeps_little_of_the_backend(
         bench.hint_if_threads_contend(0.95, 0, "onnxruntime")
     assert [r.getMessage() for r in caplog.records] == [
         "the whole loop kept 0.52 of the backend's FPS: ONNX Runtime's default threads (one a "
-        f"core, {len(os.sched_getaffinity(0))} here) contend with the cameras' own work for the "
+        f"physical core, {physical_cores()} here) contend with the cameras' own work for the "
         "cores; compare --threads 1 (model.threads in the config), which can be faster in all"]
 
 
@@ -250,8 +253,11 @@ def test_bench_warns_once_that_a_batch_1_model_ignores_max_batch(demo_model):
     result = edge_cli("bench", str(demo_model), "--cameras", "2", "--max-batch", "4",
                       "--seconds", "1", "--threads", "1", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["max_batch"] == 1
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["max_batch"] == 1
     assert result.stderr.count("fixed batch of 1") == 1
+    # a script reads the JSON line: the warning is there too, once
+    assert sum("fixed batch of 1" in line for line in figures["warnings"]) == 1
 
 
 @pytest.mark.parametrize(
