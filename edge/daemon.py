@@ -24,7 +24,7 @@ from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
 from edge.homeassistant import DiscoveryPublisher, remove_elsewhere
 from edge.mqtt.link import MqttLink
-from edge.mqtt.topics import CONTRACT_VERSION, Topics
+from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS, Topics
 from edge.pipeline import LOOP_STALL_S, CameraWorker
 from edge.postprocess import decoder_from_spec
 from edge.runners import Runner, choose_backend, runner_from_config
@@ -198,12 +198,17 @@ class Daemon:
             self.service.close()
             raise
         self.link.on_command("snapshot", self._snapshot)
-        self.link.sweep_retained(self.topics.event_snapshot("+", "+"), self._adopt_snapshots)
+        self.link.sweep_retained(self.topics.event_snapshot("+", "+"), self._adopt_snapshots,
+                                 refusal_costs="the event snapshots earlier runs retained are "
+                                 f"not found, so more than {RETAINED_SNAPSHOTS} a camera can "
+                                 "stay retained")
         self._stale_lock = threading.Lock()  # the sweeps end on threads of their own
         self._stale_cleared: list[str] = []
         self._stale_sweeps_left = len(STATE_TOPIC_LEVELS)
         for levels in STATE_TOPIC_LEVELS:
-            self.link.sweep_retained(f"{self.topics.prefix}/{levels}", self._clear_stale_state)
+            self.link.sweep_retained(f"{self.topics.prefix}/{levels}", self._clear_stale_state,
+                                     refusal_costs="what earlier runs retained there for "
+                                     "cameras and classes no longer configured stays")
         self.discovery: DiscoveryPublisher | None = None
         if config.homeassistant.enabled:
             self.discovery = DiscoveryPublisher(

@@ -50,6 +50,7 @@ from edge.mqtt.failures import (
     unanswered,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
+from edge.mqtt.permissions import ECHO_WAIT_S, BrokerPermissions
 from edge.mqtt.rivals import Rival, RivalWatch
 from edge.mqtt.states import RetainedStates
 from edge.mqtt.sweep import RetainedSweep
@@ -114,6 +115,7 @@ class MqttLink:
         self._names = config_names(settings)
         self._sessions = ShortSessions(client_id)  # paho thread only
         self._rivals = RivalWatch({})  # set up at start(), with this daemon's identity
+        self._permissions = BrokerPermissions(settings.display_url, topics.prefix)
         self._stopped = False
         #: counters.dropped when the outbox last filled up, None while it has room: one warning
         #: an outage, and how many it cost once the broker is back
@@ -163,6 +165,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     @staticmethod
@@ -485,15 +488,19 @@ class MqttLink:
         self._commands[name] = handler
 
     def sweep_retained(self, topic_filter: str, on_topics: Callable[[list[str]], None],
-                       quiet_s: float = 1.0) -> None:
+                       quiet_s: float = 1.0, refusal_costs: str | None = None) -> None:
         """Once connected, hand `on_topics` the topics under `topic_filter` that hold retained
         messages (what earlier runs left), gathered until none arrives for `quiet_s`.
-        Register before `start`."""
-        self._sweeps.append(RetainedSweep(topic_filter, on_topics, quiet_s))
+        `refusal_costs`: what is lost if the broker refuses the subscription, said then
+        (None: a refusal is not said). Register before `start`."""
+        self._sweeps.append(RetainedSweep(topic_filter, on_topics, quiet_s, refusal_costs))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topics.status:
-            self._rival_found(self._rivals.offer(bytes(message.payload), bool(message.retain)))
+            payload = bytes(message.payload)
+            if self._rivals.is_own(payload):
+                self._permissions.status_echoed()
+            self._rival_found(self._rivals.offer(payload, bool(message.retain)))
             return
         name = self.topics.command_name(message.topic)  # first: `+/status` matches cmd/status
         if name is None:
@@ -528,16 +535,29 @@ class MqttLink:
         self._login_refused = False
         self.connection.connected()
         self._sessions.connected()
+        permissions = self._permissions
         if self._rivals.enabled:  # before `online`: the status there now is another's, if any
-            client.subscribe(self.topics.status, qos=1)
+            permissions.subscribing(client.subscribe(self.topics.status, qos=1)[1],
+                                    self.topics.status, "another daemon publishing as this "
+                                    "device would go unnoticed")
         status = self._status("online")
         self.connect_status = status
         client.publish(self.topics.status, self._json(status), qos=1, retain=True)
+        if self._rivals.enabled:
+            permissions.connected()
+            echo_check = threading.Timer(ECHO_WAIT_S, self._check_echo,
+                                         args=(self.counters.connects + 1,))
+            echo_check.daemon = True
+            echo_check.start()
         if self._commands:  # every name, so that one this device lacks is answered
-            client.subscribe(self.topics.command("+"), qos=1)
+            permissions.subscribing(client.subscribe(self.topics.command("+"), qos=1)[1],
+                                    self.topics.command("+"), "commands sent to this device "
+                                    "get no reply")
         for sweep in self._sweeps:
             if not sweep.begun:
-                sweep.begin(client)
+                mid = sweep.begin(client)
+                if sweep.refusal_costs is not None:
+                    permissions.subscribing(mid, sweep.topic_filter, sweep.refusal_costs)
         with self._cond:
             self._connected = True
             self.counters.connects += 1
@@ -552,6 +572,17 @@ class MqttLink:
                         f"{counted(lost, 'message')} {'was' if lost == 1 else 'were'}",
                         f", {counted(events_lost, 'event')} among them"
                         if events_lost else ", no event among them")
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Any) -> None:
+        self._permissions.suback(mid, reason_codes)
+
+    def _check_echo(self, connection: int) -> None:
+        """`ECHO_WAIT_S` after connect number `connection`: its status should be back."""
+        with self._cond:
+            current = (self._connected and not self._stopping
+                       and self.counters.connects == connection)
+        self._permissions.check_echo(self.topics.status, current, ECHO_WAIT_S)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:` block: the exception is still current

@@ -97,18 +97,17 @@ class RivalWatch:
             self.gives_way_to = rival
         return rival
 
+    def is_own(self, payload: bytes) -> bool:
+        """Whether a status is this daemon's (now, or from an earlier connection)."""
+        status = _status_in(payload)
+        return (self.enabled and status is not None
+                and (status["host"], status["started_at"]) == (self._host, self._started_at))
+
     def _rival_in(self, payload: bytes, retained: bool) -> Rival | None:
-        if not self.enabled:
+        status = _status_in(payload)
+        if not self.enabled or status is None:
             return None
-        try:
-            status = json.loads(payload)
-        except (UnicodeDecodeError, ValueError):
-            return None
-        if not isinstance(status, dict):
-            return None
-        host, started_at = status.get("host"), status.get("started_at")
-        if not isinstance(host, str) or not isinstance(started_at, str):
-            return None
+        host, started_at = status["host"], status["started_at"]
         if (host, started_at) == (self._host, self._started_at):
             return None  # this daemon's own, now or from an earlier connection
         if not retained and status.get("state") not in LIVE_STATES:
@@ -117,3 +116,15 @@ class RivalWatch:
         # RFC 3339 in UTC with fixed digits sorts as time; the host breaks a tie
         came_first = (started_at, host) < (self._started_at, self._host)
         return Rival(host, started_at, came_first)
+
+
+def _status_in(payload: bytes) -> dict[str, Any] | None:
+    """A status payload that names its daemon (a string `host` and `started_at`), else None."""
+    try:
+        status = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if (not isinstance(status, dict) or not isinstance(status.get("host"), str)
+            or not isinstance(status.get("started_at"), str)):
+        return None
+    return status

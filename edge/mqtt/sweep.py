@@ -62,19 +62,23 @@ class RetainedSweep:
     sweep's own thread."""
 
     def __init__(self, topic_filter: str, on_topics: Callable[[list[str]], None],
-                 quiet_s: float = 1.0) -> None:
+                 quiet_s: float = 1.0, refusal_costs: str | None = None) -> None:
         self.topic_filter = topic_filter
+        self.refusal_costs = refusal_costs  # what a refused subscription loses (None: unsaid)
         self._on_topics = on_topics
         self._quiet_s = quiet_s
         self._gathered = RetainedTopics()
         self.begun = False
 
-    def begin(self, client: mqtt.Client) -> None:
+    def begin(self, client: mqtt.Client) -> int | None:
+        """Subscribe and start gathering; returns the subscription's message id (None where
+        paho could not send it)."""
         self.begun = True
         self._gathered.restart_clock()
-        client.subscribe(self.topic_filter, qos=RETAINED_READ_QOS)
+        _, mid = client.subscribe(self.topic_filter, qos=RETAINED_READ_QOS)
         threading.Thread(target=self._finish_when_quiet, args=(client,),
                          name="mqtt-retained-sweep", daemon=True).start()
+        return mid
 
     def offer(self, message: mqtt.MQTTMessage) -> bool:
         """Whether the message was the sweep's (then nobody else should handle it)."""
