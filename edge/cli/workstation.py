@@ -183,6 +183,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return _inspect_engine(args)
     if looks_like_cache(args.model):
         return _inspect_cache(args)
+    if args.model.suffix == ".cache" and args.model.is_file():
+        raise InputError(f"{args.model} is not a TensorRT calibration cache: its first line "
+                         "would be a header like TRT-100300-EntropyCalibration2, as `edge "
+                         "calibrate --cache` writes (a TensorRT timing cache, also .cache, is "
+                         "binary and holds no ranges); edge inspect takes a calibration cache, "
+                         "an .onnx model or an .engine")
     with _needs_convert_extra("edge inspect"):
         from converters.model_report import format_report, inspect_model
 

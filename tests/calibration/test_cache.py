@@ -50,6 +50,14 @@ def test_inspect_reads_a_calibration_cache(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(cache)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "line 1 is not a TensorRT cache header" in bad.stderr
+    # a .cache that is no calibration cache was called a cut-short ONNX model (a user check)
+    for junk in (b"hello\n", bytes(range(256))):  # text, and binary as a timing cache is
+        cache.write_bytes(junk)
+        bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(cache)],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "ONNX" not in bad.stderr, bad.stderr
+        assert f"{cache} is not a TensorRT calibration cache: its first line would be a " \
+               "header like TRT-100300-EntropyCalibration2" in bad.stderr
 
 
 @pytest.mark.parametrize(
