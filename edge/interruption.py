@@ -20,3 +20,18 @@ def say_interrupted(exit_code: int, signal_name: str, json_line: bool) -> None:
     with contextlib.suppress(OSError):
         sys.stdout.flush()
     sys.stderr.flush()
+
+
+def interruption_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or signal (as KeyboardInterrupt) that `exc` was raised while handling, if
+    any. A signal's exception can land anywhere, inside threading's own lock handling too,
+    whose clean-up then fails with an error of its own (`RuntimeError: release unlocked lock`
+    as `edge demo` started its MQTT thread): what happened is the interruption."""
+    seen: set[int] = set()
+    cause = exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None

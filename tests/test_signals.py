@@ -270,3 +270,31 @@ def test_a_signal_after_the_command_has_finished_does_not_fail_it(tmp_path, sign
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
+
+
+def test_an_error_in_the_interruptions_own_unwinding_still_exits_with_the_signal():
+    """In CI, Ctrl-C as `edge demo` started its MQTT thread landed inside threading's own lock
+    handling, whose clean-up then failed (`RuntimeError: release unlocked lock`): a traceback
+    and exit 1, not 130 and the --json line."""
+    result = run_python("""
+        import os, signal, sys, time
+        import edge.cli.device as device
+        from edge.cli.signals import stop_on_signals
+
+        def starting(args):
+            stop_on_signals(starting=True)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            finally:
+                raise RuntimeError("release unlocked lock")
+
+        device.cmd_demo = starting
+        sys.argv = ["edge", "demo", "--json"]
+        from edge.__main__ import run
+        run()
+    """)
+    assert result.returncode == 130, result.stderr
+    assert "edge: interrupted" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "error": "interrupted (SIGINT) before the command finished", "exit_code": 130}

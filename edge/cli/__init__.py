@@ -35,7 +35,7 @@ from edge.cli.signals import Interrupted, signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
 from edge.install_hint import install_command
-from edge.interruption import say_interrupted
+from edge.interruption import interruption_behind, say_interrupted
 from edge.wording import likely_meant
 
 #: argparse's words for a value outside an option's (or the command's) choices.
@@ -204,24 +204,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         require_runtime(args.command)
         with signals_interrupt():  # commands that handle signals themselves replace it
             return int(args.handler(args))
-    except EdgeError as exc:  # prefixed as argparse prefixes the command's own errors
-        if getattr(args, "json", False):  # a script reading the last line learns why too
-            return failed_with_json(command.prog, exc, {})
-        print(f"{command.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        if not reader_gone():  # a connection of the command's, not its output
-            raise
-        silence_stdout()
-        return PIPE_CLOSED_EXIT
     except KeyboardInterrupt as exc:
-        code = exc.exit_code if isinstance(exc, Interrupted) else 130
-        say_interrupted(code, str(exc) or "SIGINT", getattr(args, "json", False))
-        # Leave at once: interpreter teardown with native work still running on background
-        # threads (an ONNX Runtime session being made) can abort the process. Every output is
-        # written atomically (calibrate's staged and published together), so nothing
-        # half-written is left behind.
-        os._exit(code)
+        _leave_interrupted(exc, args)
+    except Exception as exc:
+        interruption = interruption_behind(exc)
+        if interruption is not None:  # an error in the interruption's own unwinding
+            _leave_interrupted(interruption, args)
+        if isinstance(exc, EdgeError):  # prefixed as argparse prefixes the command's own
+            if getattr(args, "json", False):  # a script reading the last line learns why too
+                return failed_with_json(command.prog, exc, {})
+            print(f"{command.prog}: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, BrokenPipeError) and reader_gone():  # not a connection of its own
+            silence_stdout()
+            return PIPE_CLOSED_EXIT
+        raise
+
+
+def _leave_interrupted(exc: KeyboardInterrupt, args: argparse.Namespace) -> NoReturn:
+    code = exc.exit_code if isinstance(exc, Interrupted) else 130
+    say_interrupted(code, str(exc) or "SIGINT", getattr(args, "json", False))
+    # Leave at once: interpreter teardown with native work still running on background
+    # threads (an ONNX Runtime session being made) can abort the process. Every output is
+    # written atomically (calibrate's staged and published together), so nothing half-written
+    # is left behind.
+    os._exit(code)
 
 
 if __name__ == "__main__":
