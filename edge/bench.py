@@ -194,7 +194,7 @@ def require_broker(url: str, tls: TlsFiles = NO_TLS_FILES) -> None:
     """--mqtt: the broker answers before anything is measured; else an EdgeError that says why
     (the daemon would queue every message, and the figures would be of a loop that published
     nothing)."""
-    probe = BrokerSubscription(url, [("edge-bench/probe", 0)], lambda *_: None,
+    probe = BrokerSubscription(url, [("edge/bench/probe", 0)], lambda *_: None,
                                client_id=unique_client_id("bench-probe"),
                                ca_file=tls.ca_file, certfile=tls.certfile, keyfile=tls.keyfile,
                                log_first_failure=False)

@@ -17,9 +17,10 @@ import json
 import logging
 import re
 import threading
+import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from edge import __version__
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the broker's retained configs when looking for stale entities.
 RETAINED_WAIT_S = 1.0
+#: Seconds the stale-entity check waits, once connected, for this run's configs to be handed
+#: to the broker (a counts topic that changes all the time can keep states waiting).
+CONFIGS_SENT_WAIT_S = 30.0
 
 Configs = dict[str, dict[str, Any]]
 
@@ -272,7 +276,15 @@ class DiscoveryPublisher:
 
     def _clean(self) -> None:
         try:
-            self.cleared = stale_topics(self.configs, self._retained())
+            # read once the link is connected (a broker it cannot reach or that refuses it is
+            # said by the link: once) and this run's configs are on the broker: then a read
+            # that finds none of them is one the broker's ACL keeps from this client
+            _wait_for(lambda: self._link.connected, float("inf"), poll_s=0.5)
+            handed = _wait_for(lambda: not self._link.states_waiting, CONFIGS_SENT_WAIT_S)
+            retained, seen = self._retained()
+            if handed and self.configs and not seen & set(self.configs):
+                self._say_unreadable()
+            self.cleared = stale_topics(self.configs, retained)
             for topic in self.cleared:
                 self._link.publish_state(topic, b"", 1)
             if self.cleared:
@@ -281,16 +293,31 @@ class DiscoveryPublisher:
         finally:
             self.done.set()
 
-    def _retained(self) -> list[str]:
+    def _say_unreadable(self) -> None:
+        user = self._config.mqtt.username
+        who = f"the user {user!r}" if user else "this client"
+        log.warning("Home Assistant discovery: none of this device's %d configs came back from "
+                    "the broker under %s: its ACL does not let %s read there (Mosquitto's "
+                    "acl_file keeps such messages without a word), so the entities of earlier "
+                    "configs cannot be found and are not removed; allow it to read %s in the "
+                    "broker's ACL", len(self.configs), self._config.homeassistant.prefix, who,
+                    config_filter(self._config))
+
+    def _retained(self) -> tuple[list[str], set[str]]:
+        """The config topics of this node the broker holds retained, and every config topic
+        of it read at all (retained, or live as the link sets this run's)."""
         mqtt = self._config.mqtt
         node = node_id(self._config.device_id)
         found: list[str] = []
+        seen: set[str] = set()
         lock = threading.Lock()
 
         def receive(topic: str, payload: bytes, retained: bool) -> None:
-            if retained and payload and ours(topic, node):
+            if payload and ours(topic, node):
                 with lock:
-                    found.append(topic)
+                    seen.add(topic)
+                    if retained:
+                        found.append(topic)
 
         reader = BrokerSubscription(
             mqtt.url,
@@ -310,9 +337,19 @@ class DiscoveryPublisher:
                 log.warning("Home Assistant discovery: could not read the retained configs from "
                             "%s (%s); stale entities are not removed this time", mqtt.url,
                             failure)
-                return []
+                return [], set(self.configs)  # said: no second line of it
             threading.Event().wait(RETAINED_WAIT_S)
         finally:
             reader.stop()
         with lock:
-            return list(found)
+            return list(found), set(seen)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, poll_s: float = 0.1) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True

@@ -383,7 +383,7 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         subscriber.connection.wait_until_subscribed()
         console.connected(f"connected to {redact_uri(url)}, watching {prefix}")
         console.watch(_ConnectionLines(subscriber.connection, url))
-        silence = _Silence(prefix, echo)
+        silence = _Silence(prefix, echo, subscriber.connection.user)
 
         def check() -> None:
             console.connection_changed()
@@ -413,8 +413,10 @@ class _Silence:
     leaves its status retained, so a prefix that names a device that ever ran shows it at
     once; a prefix a level off that matches no topic would otherwise look like a quiet site."""
 
-    def __init__(self, prefix: str, echo: Callable[[str], None]) -> None:
+    def __init__(self, prefix: str, echo: Callable[[str], None], user: str | None = None
+                 ) -> None:
         self._prefix, self._echo = prefix, echo
+        self._user = user  # logged in as: the broker's ACL may keep the topics from it
         self._started = time.monotonic()
         self._said = False
 
@@ -429,10 +431,12 @@ class _Silence:
         levels = len(self._prefix.split("/"))
         deeper = (f"; {self._prefix} has {levels} levels, a daemon's default prefix 2"
                   if levels > 2 else "")
+        acl = (f"; or the broker's ACL does not let the user {self._user!r} read there "
+               "(Mosquitto's acl_file keeps such messages without a word)" if self._user else "")
         self._echo(f"nothing under {self._prefix} after {SILENCE_HINT_S:g} s: a daemon leaves "
                    "its status retained there, so a prefix that names a device that ran "
                    "shows it at once; check --prefix (edge/<device_id>, edge/+ for every "
-                   f"device, or the daemon's mqtt.prefix){deeper}")
+                   f"device, or the daemon's mqtt.prefix){deeper}{acl}")
 
 
 class CameraOutages:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,11 +24,12 @@ from tests.conftest import Mosquitto, free_port
 DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 
 
-def broker_with(tmp_path: Path, lines: list[str]) -> Mosquitto:
+def broker_with(tmp_path: Path, lines: list[str], anonymous: bool = True) -> Mosquitto:
     port = free_port()
     config = tmp_path / "mosquitto.conf"
     # `user`: files under pytest's 0700 tmp folders stay readable once mosquitto drops root
-    config.write_text("\n".join([f"listener {port} 127.0.0.1", "allow_anonymous true",
+    config.write_text("\n".join([f"listener {port} 127.0.0.1",
+                                 f"allow_anonymous {str(anonymous).lower()}",
                                  "persistence false", f"user {getpass.getuser()}",
                                  *lines]) + "\n")
     broker = Mosquitto(port, config)
@@ -90,13 +93,12 @@ def test_refused_subscriptions_are_said_once_with_their_cost_and_fix(tmp_path, c
     finally:
         broker.stop()
     where = f"mqtt://127.0.0.1:{broker.port}"
+    # the status came back: no word of it
     assert sorted(broker_lines(caplog)) == [
-        f"MQTT broker {where} refused the subscription to edge/t/+/status (Unspecified error): "
-        "stale camera statuses stay; allow this client to subscribe to edge/t/# in the "
-        "broker's ACL",
-        f"MQTT broker {where} refused the subscription to edge/t/cmd/+ (Unspecified error): "
-        "commands sent to this device get no reply; allow this client to subscribe to edge/t/# "
-        "in the broker's ACL"]  # the status came back: no word of it
+        f"MQTT broker {where} refused the subscription to edge/t/+/status: stale camera "
+        "statuses stay; allow this client to subscribe to edge/t/# in the broker's ACL",
+        f"MQTT broker {where} refused the subscription to edge/t/cmd/+: commands sent to this "
+        "device get no reply; allow this client to subscribe to edge/t/# in the broker's ACL"]
 
 
 def test_a_refused_status_subscription_is_said_and_not_again_as_a_missing_echo(
@@ -110,8 +112,8 @@ def test_a_refused_status_subscription_is_said_and_not_again_as_a_missing_echo(
         broker.stop()
     lines = broker_lines(caplog)
     assert len(lines) == 1, lines
-    assert "refused the subscription to edge/t/status (Unspecified error): another daemon " \
-           "publishing as this device would go unnoticed" in lines[0]
+    assert "refused the subscription to edge/t/status: another daemon publishing as this " \
+           "device would go unnoticed" in lines[0]
 
 
 @pytest.mark.parametrize("rules", [
@@ -133,8 +135,10 @@ def test_a_status_the_acl_drops_silently_is_said_once(tmp_path, caplog, monkeypa
         f"MQTT broker mqtt://127.0.0.1:{broker.port}: this device's status (edge/t/status), "
         "published 0.5 s ago, has not come back though this client subscribes to it: the "
         "broker's ACL denies this client publishing or reading it (Mosquitto acknowledges "
-        "what its ACL drops). Published messages the ACL denies never reach monitors or Home "
-        "Assistant; allow this client readwrite on edge/t/# in the broker's ACL"]
+        "what its ACL drops, and keeps what a client may not read without a word). Either what "
+        "it publishes there never reaches monitors or Home Assistant, or it cannot read its own "
+        "topics (commands go unanswered, what earlier runs retained is not cleared); allow "
+        "this client readwrite on edge/t/# in the broker's ACL"]
 
 
 def test_a_broker_that_lets_the_device_read_and_write_its_topics_gets_no_word(
@@ -147,3 +151,89 @@ def test_a_broker_that_lets_the_device_read_and_write_its_topics_gets_no_word(
     finally:
         broker.stop()
     assert broker_lines(caplog) == []
+
+
+def test_a_monitor_the_broker_refuses_every_subscription_exits_2_naming_the_acl(tmp_path):
+    """A viewer with no read rights watched with `edge monitor`: a generic warning, then the
+    hint to check --prefix (the prefix was right), and exit 0."""
+    broker = dynsec_broker(tmp_path, ["other/#"])
+    try:
+        watch = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt", broker.url,
+                                "--prefix", "edge/t", "--seconds", "3"],
+                               capture_output=True, text=True, timeout=60)
+    finally:
+        broker.stop()
+    assert watch.returncode == 2, watch.stderr
+    assert watch.stderr.strip().splitlines()[-1].startswith(
+        f"edge monitor: error: the MQTT broker at {broker.url} refused the subscriptions to "
+        "edge/t/"), watch.stderr
+    assert watch.stderr.rstrip().endswith(
+        "its ACL does not let a client without a login read there; allow it to read them in "
+        "the broker's ACL"), watch.stderr
+    assert "--prefix" not in watch.stderr
+
+
+def test_a_silent_watch_with_a_login_names_the_acl_too(tmp_path, monkeypatch):
+    """Mosquitto's acl_file grants the subscriptions and then delivers nothing: the watch's
+    hint named only --prefix, which was right."""
+    from edge import monitor as monitor_module
+    from tests.mqtt_tls import password_file
+
+    monkeypatch.setattr(monitor_module, "SILENCE_HINT_S", 1.0)
+    passwords = password_file(tmp_path, "viewer", "s3cret")
+    (tmp_path / "acl").write_text("user viewer\ntopic read other/#\n")
+    broker = broker_with(tmp_path, [f"password_file {passwords}",
+                                    f"acl_file {tmp_path / 'acl'}"], anonymous=False)
+    lines: list[str] = []
+    try:
+        monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret")
+        monitor_module.run_monitor(f"mqtt://viewer@127.0.0.1:{broker.port}", "edge/t", 2.0,
+                                   None, echo=lines.append)
+    finally:
+        broker.stop()
+    assert lines[1:] == [
+        "nothing under edge/t after 1 s: a daemon leaves its status retained there, so a "
+        "prefix that names a device that ran shows it at once; check --prefix (edge/<device_id>, "
+        "edge/+ for every device, or the daemon's mqtt.prefix); or the broker's ACL does not "
+        "let the user 'viewer' read there (Mosquitto's acl_file keeps such messages without a "
+        "word)"], lines
+
+
+@pytest.mark.parametrize("discovery_rule", ["write", "readwrite"])
+def test_discovery_configs_the_device_may_not_read_back_are_said(tmp_path, demo_model,
+                                                                 discovery_rule):
+    """A device allowed to write Home Assistant's prefix but not read it (a helper's ACL):
+    the entities of an earlier config stayed, and nothing said why."""
+    broker = acl_file_broker(tmp_path, ["topic readwrite edge/#",
+                                        f"topic {discovery_rule} homeassistant/#"])
+    config = tmp_path / "edge.toml"
+    config.write_text(f"""
+device_id = "ha"
+[model]
+path = "{demo_model}"
+threads = 1
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=5&seed=1"
+[mqtt]
+url = "mqtt://127.0.0.1:{broker.port}"
+[homeassistant]
+enabled = true
+labels = ["star"]
+""")
+    try:
+        run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                              "--seconds", "4"], capture_output=True, text=True, timeout=120)
+    finally:
+        broker.stop()
+    assert run.returncode == 0, run.stderr
+    said = [line for line in run.stderr.splitlines() if "Home Assistant discovery" in line]
+    if discovery_rule == "readwrite":
+        assert said == [], said
+        return
+    assert len(said) == 1, run.stderr
+    assert said[0].endswith(
+        "configs came back from the broker under homeassistant: its ACL does not let this "
+        "client read there (Mosquitto's acl_file keeps such messages without a word), so the "
+        "entities of earlier configs cannot be found and are not removed; allow it to read "
+        "homeassistant/+/edge_ha/+/config in the broker's ACL"), said

@@ -51,9 +51,10 @@ class BrokerPermissions:
         if topic_filter in self._refused:
             return
         self._refused.add(topic_filter)
-        log.warning("MQTT broker %s refused the subscription to %s (%s): %s; allow this client "
-                    "to subscribe to %s/# in the broker's ACL", self._where, topic_filter,
-                    _reasons(reason_codes), costs, self._prefix)
+        # MQTT 3.1.1 has one refusal code (0x80), which paho calls "Unspecified error"
+        log.warning("MQTT broker %s refused the subscription to %s: %s; allow this client to "
+                    "subscribe to %s/# in the broker's ACL", self._where, topic_filter, costs,
+                    self._prefix)
 
     def connected(self) -> None:
         """A connect published the status: it is expected back."""
@@ -73,10 +74,9 @@ class BrokerPermissions:
         log.warning("MQTT broker %s: this device's status (%s), published %g s ago, has not "
                     "come back though this client subscribes to it: the broker's ACL denies "
                     "this client publishing or reading it (Mosquitto acknowledges what its ACL "
-                    "drops). Published messages the ACL denies never reach monitors or Home "
-                    "Assistant; allow this client readwrite on %s/# in the broker's ACL",
+                    "drops, and keeps what a client may not read without a word). Either what "
+                    "it publishes there never reaches monitors or Home Assistant, or it cannot "
+                    "read its own topics (commands go unanswered, what earlier runs retained "
+                    "is not cleared); allow this client readwrite on %s/# in the broker's ACL",
                     self._where, status_topic, waited_s, self._prefix)
 
-
-def _reasons(reason_codes: Sequence[ReasonCode]) -> str:
-    return ", ".join(sorted({str(code) for code in reason_codes if code.is_failure}))

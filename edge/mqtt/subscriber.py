@@ -207,6 +207,8 @@ class BrokerSubscription:
         self.lost_reason: str | None = None  # why the broker dropped the last live connection
         self.lost_at = 0.0  # ... and when (time.time())
         self._refused = False  # the broker's CONNACK refused the current attempt
+        self._reached = False  # a CONNACK came: the broker answered, refusing or not
+        self._all_refused: str | None = None  # why, when the broker refused every filter
         self._sessions = ShortSessions(client_id, names)  # paho thread only
         self._connection_log = ConnectionLog(redact_uri(url))
         self._lock = threading.Lock()
@@ -273,7 +275,7 @@ class BrokerSubscription:
             return self._failure
         # connected before (a reconnect may be under way): wait for this connection's grant
         if self.subscribed.wait(max(0.0, deadline - time.monotonic())):
-            return None
+            return self._all_refused
         return f"not subscribed again within {timeout:g} s"
 
     def wait_until_subscribed(self, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -282,8 +284,14 @@ class BrokerSubscription:
         failure = self.subscription_failure(timeout)
         if failure is not None:
             fix = failure_fix(failure)
-            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(self.url)}: "
-                            f"{failure}" + (f"; {fix}" if fix else ""))
+            url = redact_uri(self.url)
+            if not self._reached:
+                said = f"could not reach the MQTT broker at {url}: {failure}"
+            elif failure.startswith("refused the subscription"):
+                said = f"the MQTT broker at {url} {failure}"
+            else:  # it answered: a refused login, say
+                said = f"the MQTT broker at {url}: {failure}"
+            raise EdgeError(said + (f"; {fix}" if fix else ""))
 
     def publish(self, topic: str, payload: bytes, qos: int = 1,
                 retain: bool = False) -> mqtt.MQTTMessageInfo:
@@ -314,6 +322,7 @@ class BrokerSubscription:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Properties | None) -> None:
+        self._reached = True
         if reason.is_failure and reason.value == UNSUPPORTED_PROTOCOL \
                 and self.protocol == mqtt.MQTTv5:
             log.info("broker %s:%d does not speak MQTT 5; using MQTT 3.1.1", self.host, self.port)
@@ -385,11 +394,26 @@ class BrokerSubscription:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
         refused = [f for (f, _), r in zip(self.filters, reasons, strict=False) if r.is_failure]
-        if refused:
-            log.warning("broker %s:%d refused the subscription(s) %s", self.host, self.port,
-                        ", ".join(refused))
+        said = self._refusal(refused) if refused else None
+        everything = len(refused) == len(self.filters)
+        self._all_refused = said if everything else None  # nothing to read: the caller says it
+        if said is not None and not everything:
+            log.warning("broker %s:%d %s", self.host, self.port, said)
         self.subscribed.set()
         self._answered.set()
+
+    @property
+    def user(self) -> str | None:
+        """The user this client logs in as (None: no login)."""
+        return self._settings[1]
+
+    def _refusal(self, refused: Sequence[str]) -> str:
+        user = self.user
+        who = f"the user {user!r}" if user else "a client without a login"
+        several = len(refused) > 1
+        return (f"refused the subscription{'s' if several else ''} to {', '.join(refused)}: "
+                f"its ACL does not let {who} read there; allow it to read "
+                f"{'them' if several else 'that'} in the broker's ACL")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self.manual_ack and message.qos > 0:
