@@ -282,7 +282,9 @@ class DiscoveryPublisher:
             _wait_for(lambda: self._link.connected, float("inf"), poll_s=0.5)
             handed = _wait_for(lambda: not self._link.states_waiting, CONFIGS_SENT_WAIT_S)
             retained, seen = self._retained()
-            if handed and self.configs and not seen & set(self.configs):
+            # a daemon giving way to another publishing as this device sets none of its own
+            if handed and self.configs and not seen & set(self.configs) \
+                    and not self._link.giving_way:
                 self._say_unreadable()
             self.cleared = stale_topics(self.configs, retained)
             for topic in self.cleared:
