@@ -726,3 +726,72 @@ def test_an_event_that_ends_before_it_starts_is_refused():
     assert parse_message("edge/+", "edge/d1/gate/events", _bytes(event)).kind == "event"
     with pytest.raises(PayloadError, match=r"end 5\.0 is before start 10\.0"):
         parse_message("edge/+", "edge/d1/gate/events", _bytes({**event, "end": 5.0}))
+
+
+def test_a_stray_message_that_reads_right_a_level_off_does_not_end_the_reading(mosquitto,
+                                                                               caplog):
+    """A helper's check: one message another client put on a camera's status topic, in the
+    shape of a device's status, was taken for a prefix a level off; every later message of
+    every subscriber that saw it was then dropped. After messages that read right, it is a
+    stray one; before any, one that then reads right here and nowhere a level off clears it."""
+    stray = _bytes({**STATUS, "state": "online"})
+    with Subscriber(mosquitto.url, "edge/+", ["detections"]) as client:
+        assert client.wait_subscribed(10)
+        _publish(mosquitto.port, "edge/d1/gate/detections", _bytes(DETECTIONS))
+        assert client.get(timeout=5) is not None
+        _publish(mosquitto.port, "edge/d1/gate/status", stray)  # live, after one read right
+        _publish(mosquitto.port, "edge/d1/gate/detections", _bytes({**DETECTIONS, "frame_id": 8}))
+        message = client.get(timeout=5)
+        assert message is not None and message.payload.frame_id == 8
+        assert client.misplaced is None
+    assert "the prefix does not fit" not in caplog.text
+    caplog.clear()
+    _publish(mosquitto.port, "edge/d1/gate/status", stray, retain=True)  # before any
+    try:
+        with Subscriber(mosquitto.url, "edge/+", ["detections"]) as client:
+            assert client.wait_subscribed(10)
+            deadline = time.monotonic() + 5
+            while client.misplaced is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.misplaced is not None  # said: it reads as device gate's status
+            _publish(mosquitto.port, "edge/d1/gate/detections", _bytes(DETECTIONS))
+            message = client.get(timeout=5)
+            assert message is not None and message.device == "d1"
+            assert client.misplaced is None
+    finally:
+        _publish(mosquitto.port, "edge/d1/gate/status", b"", retain=True)
+    assert "edge/d1/gate/detections reads right under edge/+: the prefix fits, and the " \
+           "message taken to say otherwise was a stray one; reading on" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["status", "camera_status"])
+def test_one_status_kind_asked_for_is_delivered(mosquitto, kind):
+    """A helper's check: kinds with one of the two status kinds delivered neither (every
+    status went to the prefix check made for the kind not asked for)."""
+    topics = {"status": ("edge/d1/status", _bytes(STATUS)),
+              "camera_status": ("edge/d1/gate/status",
+                                _bytes({"v": 1, "camera": "gate", "state": "streaming"}))}
+    for topic, payload in topics.values():
+        _publish(mosquitto.port, topic, payload, retain=True)
+    try:
+        with Subscriber(mosquitto.url, "edge/+", [kind]) as client:
+            assert client.wait_subscribed(10)
+            message = client.get(timeout=5)
+            assert message is not None and message.kind == kind
+            assert client.get(timeout=0.5) is None  # the other kind is not delivered
+            assert client.misplaced is None and client.invalid == 0
+    finally:
+        for topic, _ in topics.values():
+            _publish(mosquitto.port, topic, b"", retain=True)
+
+
+def test_the_iterator_goes_on_after_an_invalid_message_it_raised(mosquitto):
+    """The docstring said: iterate again to go on; `next` on the same iterator ended it."""
+    with Subscriber(mosquitto.url, "edge/+", ["detections"], on_invalid="raise") as client:
+        assert client.wait_subscribed(10)
+        _publish(mosquitto.port, "edge/a/gate/detections", b"{bad")
+        _publish(mosquitto.port, "edge/b/gate/detections", _bytes(DETECTIONS))
+        iterator = iter(client)
+        with pytest.raises(PayloadError):
+            next(iterator)
+        assert next(iterator).device == "b"

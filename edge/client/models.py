@@ -236,7 +236,8 @@ class FrameMeta(_Versioned):
 
 
 class SnapshotRef(_Payload):
-    """Where an event's best frame is (a retained JPEG) and what it shows."""
+    """Where an event's snapshot is (a retained JPEG: a crop of the object's best frame) and
+    what it shows (`box`: the object in the source frame's pixels)."""
 
     topic: str
     frame_id: int

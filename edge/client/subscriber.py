@@ -72,7 +72,8 @@ class Subscriber:
         broker's queue limit, mosquitto's `max_queued_messages`); frames (QoS 0) are not
         queued. The iterator style then acknowledges a message to the broker only when `get`
         hands it over, so what was received and not yet taken at `stop` comes again next
-        time (the callback style, when the callback returns). Two subscribers must not share
+        time (the callback style, once the callback returns or raises: a callback that
+        raises is logged, and its message is not sent again). Two subscribers must not share
         one client id: each would take the session from the other.
 
         `queue_size`: how many messages the iterator style holds for you. When you take them
@@ -110,8 +111,9 @@ class Subscriber:
         self.counts: Counter[str] = Counter()  # per kind
         self.invalid = 0
         self.cleared = 0  # retained values cleared (empty payloads): not messages, not invalid
-        #: why the prefix is a level off (`misplaced_prefix`), once a message showed it: from
-        #: then on every message is invalid, none is delivered under a wrong kind
+        #: why the prefix is a level off (`misplaced_prefix`), once a message showed it before
+        #: any read right: from then on every message is invalid, none is delivered under a
+        #: wrong kind, until one reads right here and nowhere a level off
         self.misplaced: str | None = None
         self.overflow = 0  # iterator style: messages dropped because nobody read them
         self._full = False  # the queue has been full since the last message that fitted
@@ -180,41 +182,53 @@ class Subscriber:
         return None
 
     def __iter__(self) -> Iterator[Message]:
-        while True:
-            message = self.get()
-            if message is None:
-                return
-            yield message
+        return self
+
+    def __next__(self) -> Message:
+        """The next message; StopIteration once stopped. A PayloadError (`on_invalid="raise"`)
+        leaves the iterator as it was: `next` again, or a new `for`, goes on."""
+        message = self.get()
+        if message is None:
+            raise StopIteration
+        return message
 
     # -- network thread --------------------------------------------------------------------
 
     def _receive(self, topic: str, payload: bytes, retained: bool) -> None:
         # a status read for the prefix's sake alone: of a kind not asked for, or above the
         # prefix (`level_check_filters`), where no message of it can be
-        if ((self._probing and topic.endswith("/status"))
-                or topic.count("/") <= self.prefix.count("/")):
+        below = topic.count("/") - self.prefix.count("/")
+        status_kind = {1: "status", 2: "camera_status"}.get(below)
+        if below <= 0 or (topic.endswith("/status") and status_kind in self._probing):
             self._probe(topic, payload)
             return
         if is_clearing(self.prefix, topic, payload):
             self.cleared += 1
             return
-        if self.misplaced is not None:  # said once; no message is read under wrong kinds
-            self.invalid += 1
-            if self.on_invalid == "raise":
-                self._deliver_error(PayloadError(topic, self.misplaced))
-            return
-        try:
-            message = parse_message(self.prefix, topic, payload, retained)
-        except PayloadError as invalid:
-            self.invalid += 1
-            self.misplaced = misplaced_prefix(self.prefix, topic, payload)
-            if self.misplaced is not None:
-                self._say_misplaced(topic)
-            elif self.on_invalid == "raise":
-                self._deliver_error(invalid)
-            else:
-                log.warning("skipping a message: %s", invalid)
-            return
+        if self.misplaced is not None:  # no message is read under wrong kinds ...
+            message = self._read_right_only_here(topic, payload, retained)
+            if message is None:
+                self.invalid += 1
+                if self.on_invalid == "raise":
+                    self._deliver_error(PayloadError(topic, self.misplaced))
+                return
+            # ... but one that reads right here and nowhere a level off shows the prefix fits
+            log.warning("%s reads right under %s: the prefix fits, and the message taken to "
+                        "say otherwise was a stray one; reading on", topic, self.prefix)
+            self.misplaced = None
+        else:
+            try:
+                message = parse_message(self.prefix, topic, payload, retained)
+            except PayloadError as invalid:
+                self.invalid += 1
+                self._judge_prefix(topic, payload)
+                if self.misplaced is not None:
+                    self._say_misplaced(topic)
+                elif self.on_invalid == "raise":
+                    self._deliver_error(invalid)
+                else:
+                    log.warning("skipping a message: %s", invalid)
+                return
         self.counts[message.kind] += 1
         if self._callback is None:
             self._put(message)
@@ -232,9 +246,26 @@ class Subscriber:
         try:
             parse_message(self.prefix, topic, payload)
         except PayloadError:
-            self.misplaced = misplaced_prefix(self.prefix, topic, payload)
+            self._judge_prefix(topic, payload)
             if self.misplaced is not None:  # else a malformed status, of a kind not asked for
                 self._say_misplaced(topic)
+
+    def _judge_prefix(self, topic: str, payload: bytes) -> None:
+        """Set `misplaced` where a message that breaks the contract here reads right a level
+        off, while no message has read right under the prefix: after one has, it is a stray
+        message (another client's), which must not end the subscriber's reading."""
+        if not self.counts:
+            self.misplaced = misplaced_prefix(self.prefix, topic, payload)
+
+    def _read_right_only_here(self, topic: str, payload: bytes, retained: bool
+                              ) -> Message | None:
+        """The message, where it reads right under the prefix and under no prefix a level off
+        (proof that the prefix fits); else None."""
+        try:
+            message = parse_message(self.prefix, topic, payload, retained)
+        except PayloadError:
+            return None
+        return message if misplaced_prefix(self.prefix, topic, payload) is None else None
 
     def _say_misplaced(self, topic: str) -> None:
         """`misplaced`, found at `topic`: handed over with on_invalid="raise", else logged."""
