@@ -77,6 +77,7 @@ def _with(path: str, value: object) -> dict:
     (_with("v", 2), FutureVersionError, "v: contract version 2 is newer than this client's (1); "
                                         "upgrade edge-runtime"),
     (b"{not json", PayloadError, "edge/d1/gate/detections: payload is not JSON"),
+    (b" ", PayloadError, "edge/d1/gate/detections: payload is empty"),
     (b"[1, 2]", PayloadError, "payload: expected a JSON object; got list"),
     (b'{"v": 1, "camera": "g\xe9"}', PayloadError,
      "payload is not UTF-8 text (byte 0xe9 at offset 21)"),
@@ -270,7 +271,8 @@ def test_a_cleared_retained_value_is_neither_a_message_nor_invalid(mosquitto, ca
         _publish(mosquitto.port, "edge/d/gate/detections", b"")
         first = client.get(timeout=5)
         assert first is not None and first.kind == "snapshot"
-        with pytest.raises(PayloadError, match="edge/d/gate/detections: payload is not JSON"):
+        with pytest.raises(PayloadError, match="edge/d/gate/detections: payload is empty; "
+                                               "every message of this kind is a JSON object"):
             client.get(timeout=5)
         assert client.get(timeout=0.3) is None
     assert client.cleared == 1 and client.invalid == 1

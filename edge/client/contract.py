@@ -282,6 +282,9 @@ def _json_object(topic: str, payload: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise PayloadError(topic, f"payload is not UTF-8 text (byte 0x{payload[exc.start]:02x} "
                                   f"at offset {exc.start}); the contract's JSON is UTF-8") from None
+    if not text.strip():  # a retained value cleared on a kind that is never retained, say
+        raise PayloadError(topic, "payload is empty; every message of this kind is a JSON "
+                                  "object")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
