@@ -20,6 +20,7 @@ from edge.config import MqttConfig
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import Topics
 from tests.conftest import Mosquitto, free_port
+from tests.test_homeassistant import _config_file as discovery_config_file
 
 DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 
@@ -206,21 +207,7 @@ def test_discovery_configs_the_device_may_not_read_back_are_said(tmp_path, demo_
     the entities of an earlier config stayed, and nothing said why."""
     broker = acl_file_broker(tmp_path, ["topic readwrite edge/#",
                                         f"topic {discovery_rule} homeassistant/#"])
-    config = tmp_path / "edge.toml"
-    config.write_text(f"""
-device_id = "ha"
-[model]
-path = "{demo_model}"
-threads = 1
-[[cameras]]
-name = "gate"
-source = "synthetic://shapes?fps=5&seed=1"
-[mqtt]
-url = "mqtt://127.0.0.1:{broker.port}"
-[homeassistant]
-enabled = true
-labels = ["star"]
-""")
+    config = discovery_config_file(tmp_path, demo_model, broker.port)
     try:
         run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
                               "--seconds", "4"], capture_output=True, text=True, timeout=120)
