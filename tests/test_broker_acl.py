@@ -70,32 +70,35 @@ def daemon_like_link(port: int) -> MqttLink:
     return link
 
 
-def run_link(link: MqttLink, seconds: float) -> None:
-    link.start()
+@pytest.fixture(autouse=True)
+def short_echo_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status expected back 0.5 s after a connect, not 5 s."""
+    monkeypatch.setattr(edge.mqtt.link, "ECHO_WAIT_S", 0.5)
+
+
+def link_warnings(broker: Mosquitto, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Run a daemon-like link on `broker` for 1.5 s, stop both; the link's broker warnings."""
+    link = daemon_like_link(broker.port)
     try:
-        time.sleep(seconds)
-        assert link.connected
+        with caplog.at_level(logging.WARNING):
+            link.start()
+            try:
+                time.sleep(1.5)
+                assert link.connected
+            finally:
+                link.stop(timeout=2.0)
     finally:
-        link.stop(timeout=2.0)
-
-
-def broker_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+        broker.stop()
     return [r.getMessage() for r in caplog.records
             if r.levelno >= logging.WARNING and "MQTT broker" in r.getMessage()]
 
 
-def test_refused_subscriptions_are_said_once_with_their_cost_and_fix(tmp_path, caplog,
-                                                                     monkeypatch):
-    monkeypatch.setattr(edge.mqtt.link, "ECHO_WAIT_S", 0.5)
+def test_refused_subscriptions_are_said_once_with_their_cost_and_fix(tmp_path, caplog):
     broker = dynsec_broker(tmp_path, ["edge/t/status"])
-    try:
-        with caplog.at_level(logging.WARNING):
-            run_link(daemon_like_link(broker.port), 1.5)
-    finally:
-        broker.stop()
+    lines = link_warnings(broker, caplog)
     where = f"mqtt://127.0.0.1:{broker.port}"
     # the status came back: no word of it
-    assert sorted(broker_lines(caplog)) == [
+    assert sorted(lines) == [
         f"MQTT broker {where} refused the subscription to edge/t/+/status: stale camera "
         "statuses stay; allow this client to subscribe to edge/t/# in the broker's ACL",
         f"MQTT broker {where} refused the subscription to edge/t/cmd/+: commands sent to this "
@@ -103,15 +106,9 @@ def test_refused_subscriptions_are_said_once_with_their_cost_and_fix(tmp_path, c
 
 
 def test_a_refused_status_subscription_is_said_and_not_again_as_a_missing_echo(
-        tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(edge.mqtt.link, "ECHO_WAIT_S", 0.5)
+        tmp_path, caplog):
     broker = dynsec_broker(tmp_path, ["edge/t/cmd/+", "edge/t/+/status"])
-    try:
-        with caplog.at_level(logging.WARNING):
-            run_link(daemon_like_link(broker.port), 1.5)
-    finally:
-        broker.stop()
-    lines = broker_lines(caplog)
+    lines = link_warnings(broker, caplog)
     assert len(lines) == 1, lines
     assert "refused the subscription to edge/t/status: another daemon publishing as this " \
            "device would go unnoticed" in lines[0]
@@ -121,18 +118,13 @@ def test_a_refused_status_subscription_is_said_and_not_again_as_a_missing_echo(
     ["topic write edge/#", "topic read edge/t/cmd/#", "topic read edge/t/+/status"],
     ["topic read edge/#", "topic write edge/t/cmd/#", "topic write edge/t/+/status"]],
     ids=["status-unreadable", "status-unwritable"])
-def test_a_status_the_acl_drops_silently_is_said_once(tmp_path, caplog, monkeypatch, rules):
+def test_a_status_the_acl_drops_silently_is_said_once(tmp_path, caplog, rules):
     """Mosquitto's acl_file grants every subscription and acknowledges every publication,
     then drops what the client may not read or write: only the status not coming back
     tells."""
-    monkeypatch.setattr(edge.mqtt.link, "ECHO_WAIT_S", 0.5)
     broker = acl_file_broker(tmp_path, rules)
-    try:
-        with caplog.at_level(logging.WARNING):
-            run_link(daemon_like_link(broker.port), 1.5)
-    finally:
-        broker.stop()
-    assert broker_lines(caplog) == [
+    lines = link_warnings(broker, caplog)
+    assert lines == [
         f"MQTT broker mqtt://127.0.0.1:{broker.port}: this device's status (edge/t/status), "
         "published 0.5 s ago, has not come back though this client subscribes to it: the "
         "broker's ACL denies this client publishing or reading it (Mosquitto acknowledges "
@@ -143,15 +135,10 @@ def test_a_status_the_acl_drops_silently_is_said_once(tmp_path, caplog, monkeypa
 
 
 def test_a_broker_that_lets_the_device_read_and_write_its_topics_gets_no_word(
-        tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(edge.mqtt.link, "ECHO_WAIT_S", 0.5)
+        tmp_path, caplog):
     broker = acl_file_broker(tmp_path, ["topic readwrite edge/#"])
-    try:
-        with caplog.at_level(logging.WARNING):
-            run_link(daemon_like_link(broker.port), 1.5)
-    finally:
-        broker.stop()
-    assert broker_lines(caplog) == []
+    lines = link_warnings(broker, caplog)
+    assert lines == []
 
 
 def test_a_monitor_the_broker_refuses_every_subscription_exits_2_naming_the_acl(tmp_path):
