@@ -151,7 +151,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
         excluded = _effective_exclusions(model, options)
         quantize = Int8Models(model, options.profile, excluded, tensors)
         shared = quantize.shared_session() if judging else None
-        stats, counted = _statistics(model, tensors, options,
+        stats, counted = _statistics(model, tensors, options, frames.count - holding,
                                      _progress(ready, frames.count - holding, options.progress))
     phases.lap("statistics")
     warning = _with_warning(None, f"{counted} calibration frames are too few to hold every "
@@ -225,12 +225,12 @@ def _with_warning(warning: str | None, more: str | None) -> str | None:
 
 
 def _statistics(model: onnx.ModelProto, tensors: list[str], options: CalibrateOptions,
-                frames: Iterable[Feed]) -> tuple[dict[str, TensorStats], int]:
-    """(the statistics of `tensors` over `frames`, how many frames). The statistics session
-    goes when this returns, and with it ONNX Runtime's arena for the observed activations
-    (every float tensor of an 800x608 PP-PicoDet, two frames in flight: 2 GB), before any
-    candidate is judged."""
-    collector = StatsCollector(model, tensors, options.threads)
+                count: int, frames: Iterable[Feed]) -> tuple[dict[str, TensorStats], int]:
+    """(the statistics of `tensors` over `frames`, `count` of them expected; how many there
+    were). The statistics session goes when this returns, and with it ONNX Runtime's arena for
+    the observed activations (every float tensor of an 800x608 PP-PicoDet, two frames in
+    flight: 2 GB), before any candidate is judged."""
+    collector = StatsCollector(model, tensors, options.threads, count)
     return collector.collect(frames), collector.frames
 
 

@@ -196,6 +196,41 @@ def test_a_batch_sample_owns_its_values_and_keeps_min_max_and_count_of_all():
     assert not np.shares_memory(whole.magnitudes, small)
 
 
+def test_the_histogram_sample_a_frame_shrinks_past_64_frames_to_a_floor():
+    """Up to 64 frames every frame gives 64 k values; past that the set's total stays at
+    64 x 64 k (4 M), down to 16 k a frame from 256 frames on; unknown: 64 k."""
+    from calibration.stats import histogram_sample
+
+    assert [histogram_sample(n) for n in (None, 0, 1, 64, 65, 128, 200, 256, 1000)] == [
+        65536, 65536, 65536, 65536, 64527, 32768, 20971, 16384, 16384]
+
+
+def test_a_collector_told_its_frame_count_samples_that_much_a_frame(demo_model):
+    """The demo detector's largest tensor (over 64 k values a frame) reaches the histogram as
+    the sample `histogram_sample` sets for the frame count; min, max and count see every
+    value."""
+    from calibration.readers import frames_from
+    from calibration.stats import StatsCollector, histogram_sample, sample_stride
+    from converters.quantize import CalibrateOptions, load_float_model, tensors_to_observe
+
+    model, spec = load_float_model(demo_model)
+    tensors = tensors_to_observe(model, CalibrateOptions(profile="cpu"))
+    feeds = list(frames_from("synthetic://shapes?seed=2", max_images=3).inputs(spec))
+    told = StatsCollector(model, tensors, frames=256)
+    stats = told.collect(iter(feeds))
+    default = StatsCollector(model, tensors).collect(iter(feeds))
+    assert told.sample_values == histogram_sample(256) == 16384
+    largest = max(tensors, key=lambda name: stats[name].count)
+    per_frame = stats[largest].count // 3
+    assert per_frame > 65536
+    taken = len(range(0, per_frame, sample_stride(per_frame, 16384)))
+    assert stats[largest].histogram.sum() == 3 * taken
+    assert default[largest].histogram.sum() > 3 * 32768
+    for name in tensors:
+        assert (stats[name].minimum, stats[name].maximum, stats[name].count) == (
+            default[name].minimum, default[name].maximum, default[name].count)
+
+
 @pytest.mark.parametrize("reduce_above", [None, 0])
 def test_large_runs_hand_the_fold_samples_small_ones_activations(demo_model, monkeypatch,
                                                                   reduce_above):
