@@ -25,7 +25,7 @@ from edge.client import (
 from edge.errors import InputError
 from edge.mqtt.url import broker_from_url
 
-DETECTIONS = {"v": 1, "ts": 1.5, "time": "2026-11-29T07:14:51.123Z", "frame_id": 7,
+DETECTIONS = {"v": 1, "ts": 1.5, "time": "1970-01-01T00:00:01.500Z", "frame_id": 7,
               "camera": "gate", "model": "m", "width": 640, "height": 480,
               "latency_ms": {"total": 5.0},
               "detections": [{"label": "star", "class_id": 3, "score": 0.9,
@@ -724,10 +724,60 @@ def test_an_event_that_ends_before_it_starts_is_refused():
     event = {"v": 1, "type": "end", "id": "1-1", "track_id": 1, "camera": "gate",
              "label": "circle", "class_id": 0, "score": 0.5, "top_score": 0.6,
              "box": [1, 1, 2, 2], "start": 10.0, "end": 12.0, "zones": [], "entered_zones": [],
-             "snapshot": None, "ts": 12.5, "time": "2026-12-05T00:00:00Z"}
+             "snapshot": None, "ts": 12.5, "time": "1970-01-01T00:00:12.500Z"}
     assert parse_message("edge/+", "edge/d1/gate/events", _bytes(event)).kind == "event"
     with pytest.raises(PayloadError, match=r"end 5\.0 is before start 10\.0"):
         parse_message("edge/+", "edge/d1/gate/events", _bytes({**event, "end": 5.0}))
+
+
+@pytest.mark.parametrize(("time", "said"), [
+    ("yesterday", "is no RFC 3339 date and time"),
+    ("1970-01-01T00:00:01.500", "is no RFC 3339 date and time"),  # no offset: local or UTC?
+    ("1970-01-01T01:00:01.500+01:00", "is not UTC"),
+    ("1970-13-01T00:00:01.500Z", "is no valid time"),
+    ("1970-01-01T03:00:01.500Z", "ts and time are 10800.000 s apart"),  # local time marked Z
+])
+def test_a_time_that_is_no_utc_moment_or_not_the_ts_is_refused(time, said):
+    """A user check: any `time` string parsed. Every `time` is RFC 3339 UTC and states the
+    moment `ts` states (the device writes one from the other)."""
+    with pytest.raises(PayloadError, match=said):
+        parse_message("edge/+", "edge/d1/gate/detections", _bytes({**DETECTIONS, "time": time}))
+    good = parse_message("edge/+", "edge/d1/gate/detections",
+                         _bytes({**DETECTIONS, "time": "1970-01-01T00:00:01.9Z"}))
+    assert good.payload.time == "1970-01-01T00:00:01.9Z"
+    status = {"v": 1, "state": "online", "version": "1", "model": "m", "cameras": ["gate"],
+              "started_at": time, "ts": 1.5, "time": "1970-01-01T00:00:01.500Z"}
+    if "apart" not in said:
+        with pytest.raises(PayloadError, match=said):
+            parse_message("edge/+", "edge/d1/status", _bytes(status))
+    camera = {"state": "streaming", "since": "1970-01-01T00:00:01.500Z", "since_ts": 9000.0}
+    with pytest.raises(PayloadError, match="since_ts and since are"):
+        parse_message("edge/+", "edge/d1/gate/status", _bytes(camera))
+
+
+def test_a_box_outside_the_source_frame_is_refused():
+    """A user check: boxes past the frame parsed. Boxes are in the source frame's pixels (the
+    device clips them to it); one past it by more than a pixel, such as a box left in the
+    model input's pixels, is a device bug, and the error says where."""
+    def detections(box: list[float]) -> bytes:
+        return _bytes({**DETECTIONS, "detections": [
+            {**DETECTIONS["detections"][0]}, {**DETECTIONS["detections"][0], "box": box}]})
+
+    for box in ([0, 0, 640, 480], [-0.5, -0.5, 640.5, 480.5]):  # the frame, and rounding
+        parse_message("edge/+", "edge/d1/gate/detections", detections(box))
+    for box in ([0, 0, 641.5, 100], [0, 0, 100, 482], [-2, 0, 100, 100]):
+        with pytest.raises(PayloadError, match=r"detections\[1\]\.box .* reaches outside "
+                                               r"the 640x480 frame"):
+            parse_message("edge/+", "edge/d1/gate/detections", detections(box))
+    meta = {"v": 1, "camera": "gate", "frame_id": 3, "ts": 1.5,
+            "time": "1970-01-01T00:00:01.500Z", "width": 64, "height": 48, "detections": 1,
+            "detections_drawn": False,
+            "predictions": [{"label": "a", "class_id": 0, "score": 0.9, "box": [1, 2, 30, 40]}]}
+    parse_message("edge/+", "edge/d1/gate/frame/meta", _bytes(meta))
+    with pytest.raises(PayloadError, match=r"below_threshold\[0\]\.box"):
+        parse_message("edge/+", "edge/d1/gate/frame/meta", _bytes(
+            {**meta, "below_threshold": [{"label": "a", "class_id": 0, "score": 0.2,
+                                          "box": [1, 2, 320, 320]}]}))
 
 
 def test_a_stray_message_that_reads_right_a_level_off_does_not_end_the_reading(mosquitto,

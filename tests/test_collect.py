@@ -29,6 +29,7 @@ from edge.errors import InputError
 from edge.metrics import DetectionScorer
 from edge.mqtt.subscriber import BrokerSubscription
 from edge.synthetic.scene import SHAPE_LABELS, ShapeScene
+from edge.timing import rfc3339
 
 LABELS = list(SHAPE_LABELS)
 
@@ -41,7 +42,7 @@ def sample_of(frame_id: int, image: np.ndarray, boxes: list[list[float]], *,
     height = source_height or image.shape[0]
     width = round(image.shape[1] * height / image.shape[0])
     meta = {"frame_id": frame_id, "ts": 1_700_000_000.0 + frame_id,
-            "time": "2026-11-29T10:00:00Z", "model": "shapes", "width": width,
+            "time": rfc3339(1_700_000_000.0 + frame_id), "model": "shapes", "width": width,
             "height": height, "reasons": list(reasons), "labels": LABELS,
             "predictions": [{"label": LABELS[i % 4], "class_id": i % 4, "score": 0.5 + 0.1 * i,
                              "box": box} for i, box in enumerate(boxes)]}

@@ -17,6 +17,7 @@ from paho.mqtt import publish
 from edge import monitor as monitor_module
 from edge.client.models import DeviceStats, DeviceStatus
 from edge.monitor import format_drift, format_line, format_stats, format_status, run_monitor
+from edge.timing import rfc3339
 from tests.test_daemon_mqtt import write_config
 
 
@@ -347,7 +348,7 @@ def test_a_drift_state_is_a_line_naming_what_drifted_in_an_alert():
 
     ok = Drift(v=1, camera="gate", state="ok", window_s=300, metric="psi", threshold=0.25,
                frames=4500, scores={"all_classes": 0.03}, input={"brightness": 0.01},
-               drifted=[], ts=0.0, time="2026-12-01T03:00:00Z")
+               drifted=[], ts=1796094000.0, time="2026-12-01T03:00:00Z")
     assert format_drift("pi", ok) == "[pi] gate drift ok"
     alert = ok.model_copy(update={"state": "alert", "input": {"brightness": 10.5, "contrast": 11},
                                   "drifted": ["input.brightness", "input.contrast"]})
@@ -363,7 +364,7 @@ def test_a_drift_state_is_a_line_naming_what_drifted_in_an_alert():
 
 
 def test_a_stats_line_says_which_cameras_have_no_frames_yet():
-    stats = DeviceStats(v=1, ts=0.0, time="2026-12-01T03:00:00Z", uptime_s=0.5, cameras={
+    stats = DeviceStats(v=1, ts=1796094000.0, time="2026-12-01T03:00:00Z", uptime_s=0.5, cameras={
         "gate": {"frames": 0, "fps": 0.0, "dropped": 0},
         "yard": {"frames": 40, "fps": 9.8, "dropped": 1,
                  "latency_ms": {"infer": {"p50": 4.2, "p90": 5.0}}}},
@@ -426,7 +427,7 @@ def _sampled_frame(frame_id: int, objects: int, topic: str = "edge/pi/gate",
 
     predictions = [{"label": "person", "class_id": 0, "score": 0.9, "box": [1, 2, 30, 40]}]
     meta = {"v": 1, "camera": "gate", "frame_id": frame_id, "ts": run_began + frame_id,
-            "time": "2026-12-01T12:00:00Z", "width": 64, "height": 48, "detections": objects,
+            "time": rfc3339(run_began + frame_id), "width": 64, "height": 48, "detections": objects,
             "detections_drawn": False, "predictions": predictions[:objects]}
     return [parse_message("edge/+", f"{topic}/frame", jpeg),
             parse_message("edge/+", f"{topic}/frame/meta", json.dumps(meta).encode())]
@@ -436,7 +437,7 @@ def _detections(frame_id: int, objects: int, run_began: float = 1.0,
                 track_id: int = 7) -> object:
     from edge.client import parse_message
 
-    message = {"v": 1, "ts": run_began + frame_id, "time": "2026-12-01T12:00:00Z",
+    message = {"v": 1, "ts": run_began + frame_id, "time": rfc3339(run_began + frame_id),
                "frame_id": frame_id, "camera": "gate", "model": "det", "width": 64,
                "height": 48, "latency_ms": {"total": 5.0},
                "detections": [{"label": "person", "class_id": 0, "score": 0.9,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge.cli import main
+from edge.timing import rfc3339
 from tests.converters.exporter_graphs import classifier
 
 FRAMES = "synthetic://shapes?seed=11"
@@ -143,7 +144,7 @@ def _frame_messages(frame_id: int) -> list:
     from edge.client import parse_message
 
     meta = {"v": 1, "camera": "gate", "frame_id": frame_id, "ts": 1.0 + frame_id,
-            "time": "2026-12-01T12:00:00Z", "width": 64, "height": 48, "detections": 0,
+            "time": rfc3339(1.0 + frame_id), "width": 64, "height": 48, "detections": 0,
             "detections_drawn": False}
     return [parse_message("edge/+", "edge/pi/gate/frame", b"\xff\xd8jpeg\xff\xd9"),
             parse_message("edge/+", "edge/pi/gate/frame/meta", json.dumps(meta).encode())]

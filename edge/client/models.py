@@ -9,9 +9,20 @@ existing fields may have changed meaning.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    model_validator,
+)
 
 from edge.mqtt.topics import CONTRACT_VERSION, MAX_DETECTIONS
 
@@ -24,6 +35,54 @@ def _corners_in_order(box: list[float]) -> list[float]:
 
 #: x1 y1 x2 y2 in source-frame pixels
 Box = Annotated[list[float], Field(min_length=4, max_length=4), AfterValidator(_corners_in_order)]
+#: How far a box may reach past the frame's edges, pixels: the device clips boxes to the frame,
+#: and another implementation's rounding may put an edge a fraction beyond it.
+BOX_MARGIN_PX = 1.0
+#: How far apart a payload's `ts` and `time` may be, seconds: both are the same moment (the
+#: device writes `time` from `ts`, to the millisecond).
+TIME_TOLERANCE_S = 1.0
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_utc(text: str) -> str:
+    example = "expected RFC 3339 UTC, like 2026-11-29T07:14:51.123Z"
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is no RFC 3339 date and time with its offset; {example}")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is no valid time ({exc}); {example}") from None
+    if moment.utcoffset():
+        raise ValueError(f"{text!r} is not UTC; {example}")
+    return text
+
+
+#: A moment as RFC 3339 UTC text: `2026-11-29T07:14:51.123Z`.
+Time = Annotated[str, AfterValidator(_rfc3339_utc),
+                 WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+def _same_moment(ts: float | None, time: str | None, fields: str) -> None:
+    """`ts` (seconds since the epoch) and `time` (RFC 3339, already checked) state the same
+    moment, where both are given."""
+    if ts is None or time is None:
+        return
+    apart = abs(datetime.fromisoformat(time).timestamp() - ts)
+    if apart > TIME_TOLERANCE_S:
+        raise ValueError(f"{fields} are {apart:.3f} s apart, and both state the same moment "
+                         "(a `time` in local time marked UTC is hours off)")
+
+
+def _boxes_in_frame(detections: Iterable[Detection], width: int, height: int,
+                    field: str) -> None:
+    """Every box inside the `width` x `height` source frame (give or take `BOX_MARGIN_PX`)."""
+    for index, detection in enumerate(detections):
+        x1, y1, x2, y2 = detection.box
+        if (min(x1, y1) < -BOX_MARGIN_PX or x2 > width + BOX_MARGIN_PX
+                or y2 > height + BOX_MARGIN_PX):
+            raise ValueError(f"{field}[{index}].box {detection.box} reaches outside the "
+                             f"{width}x{height} frame: boxes are in source-frame pixels "
+                             "(a box in the model input's pixels would be a device bug)")
 #: The most entries any other list or mapping of a payload may hold. Far above what a device
 #: sends (a label list of 21k ImageNet classes fits), it bounds the work one malformed payload
 #: makes: a longer list fails at once instead of item by item (a user check: an 8 MB list of
@@ -65,7 +124,7 @@ class DetectionsMessage(_Versioned):
     """`<prefix>/<camera>/detections`: one message per processed frame."""
 
     ts: float = Field(description="capture time, seconds since the epoch")
-    time: str = Field(description="capture time, RFC 3339 UTC")
+    time: Time = Field(description="capture time, RFC 3339 UTC")
     frame_id: int = Field(description="the camera's frame number: from 1 at each start of the "
                                       "device, going on across the camera's reconnects; a "
                                       "gap is frames dropped before inference")
@@ -85,6 +144,12 @@ class DetectionsMessage(_Versioned):
                                           "this frame was in")
     detections: DetectionList
 
+    @model_validator(mode="after")
+    def _consistent(self) -> DetectionsMessage:
+        _same_moment(self.ts, self.time, "ts and time")
+        _boxes_in_frame(self.detections, self.width, self.height, "detections")
+        return self
+
 
 class DeviceStatus(_Versioned):
     """`<prefix>/status` (retained): online, degraded (a camera stopped streaming: it is
@@ -97,9 +162,9 @@ class DeviceStatus(_Versioned):
     version: str
     model: str
     cameras: Items[str]
-    started_at: str
+    started_at: Time
     ts: float | None = None
-    time: str | None = None
+    time: Time | None = None
     backend: str | None = None
     backend_reason: str | None = Field(default=None,
                                        description="why this backend was chosen (auto)")
@@ -111,6 +176,11 @@ class DeviceStatus(_Versioned):
                                           "failed, or why the model's output was refused "
                                           "(absent while all is well)")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceStatus:
+        _same_moment(self.ts, self.time, "ts and time")
+        return self
+
 
 class CameraStatus(_Payload):
     """`<prefix>/<camera>/status` (retained): the camera's source state."""
@@ -118,9 +188,9 @@ class CameraStatus(_Payload):
     state: Literal["starting", "streaming", "reconnecting", "ended", "failed"]
     camera: str | None = None
     reason: str | None = None
-    since: str | None = Field(default=None, description="in this state since, RFC 3339 UTC (a "
-                                                       "camera that was streaming: since its "
-                                                       "last frame)")
+    since: Time | None = Field(default=None, description="in this state since, RFC 3339 UTC (a "
+                                                        "camera that was streaming: since its "
+                                                        "last frame)")
     since_ts: float | None = Field(default=None,
                                    description="in this state since, seconds since the epoch")
     attempts: int | None = Field(default=None, ge=0,
@@ -132,6 +202,11 @@ class CameraStatus(_Payload):
                               description="frames a second the source delivered up to the change "
                                           "(null while starting or streaming: the stats topic "
                                           "has the current rate)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CameraStatus:
+        _same_moment(self.since_ts, self.since, "since_ts and since")
+        return self
 
 
 class AuditDraw(_Payload):
@@ -194,7 +269,7 @@ class DeviceStats(_Versioned):
     """`<prefix>/stats` (retained, periodic)."""
 
     ts: float
-    time: str
+    time: Time
     uptime_s: float
     backend: str | None = None
     cameras: Keyed[CameraStats]
@@ -204,6 +279,11 @@ class DeviceStats(_Versioned):
     temperatures_c: Keyed[float] | None = Field(
         default=None, description="thermal zone -> degrees C (empty where none is readable)")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceStats:
+        _same_moment(self.ts, self.time, "ts and time")
+        return self
+
 
 class FrameMeta(_Versioned):
     """`<prefix>/<camera>/frame/meta`: about the last sampled frame on `.../frame`."""
@@ -211,7 +291,7 @@ class FrameMeta(_Versioned):
     camera: str
     frame_id: int
     ts: float
-    time: str
+    time: Time
     width: int = Field(gt=0, description="source frame width: the detections' pixels")
     height: int = Field(gt=0, description="source frame height")
     model: str | None = None
@@ -232,7 +312,14 @@ class FrameMeta(_Versioned):
         default=None, description="detections the uncertainty band saw under the score "
                                   "threshold (not published as detections)")
     labels: Items[str] | None = Field(default=None, description="the model's labels")
-    published_at: str | None = Field(default=None, description="RFC 3339 UTC")
+    published_at: Time | None = Field(default=None, description="RFC 3339 UTC")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FrameMeta:
+        _same_moment(self.ts, self.time, "ts and time")
+        _boxes_in_frame(self.predictions or (), self.width, self.height, "predictions")
+        _boxes_in_frame(self.below_threshold or (), self.width, self.height, "below_threshold")
+        return self
 
 
 class SnapshotRef(_Payload):
@@ -263,13 +350,14 @@ class Event(_Versioned):
     entered_zones: Items[str] = Field(description="every zone the object has been in")
     snapshot: SnapshotRef | None
     ts: float
-    time: str
+    time: Time
 
     @model_validator(mode="after")
     def _ends_after_it_starts(self) -> Event:
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}: an object is last "
                              "seen after it is first seen")
+        _same_moment(self.ts, self.time, "ts and time")
         return self
 
 
@@ -296,7 +384,12 @@ class Drift(_Versioned):
     input: Keyed[float | None] = Field(description="per statistic of the frames")
     drifted: Items[str]
     ts: float
-    time: str
+    time: Time
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Drift:
+        _same_moment(self.ts, self.time, "ts and time")
+        return self
 
     @property
     def statistics(self) -> dict[str, float | None]:
