@@ -86,9 +86,18 @@ def dataset_layout(path: Path, task: str) -> str:
     if task == "classify":
         raise InputError(f"{path} is neither one folder of images per label nor a COCO JSON "
                          "file, which a classifier is scored on")
+    loose = _folder_images(path) if path.is_dir() else []
     folders = _image_folders(path) if path.is_dir() else []
-    looks = (f"; its folders of images ({listed([f.name for f in folders])}) are the layout "
-             "that scores a classifier, and this model is a detector" if folders else "")
+    if loose:  # frames as a camera or calibration left them
+        looks = (f"; it holds {counted(len(loose), 'image')} and no labels. Label them to score "
+                 "the model (a labelling tool's YOLO export: images/ and labels/ folders); "
+                 "edge calibrate already compares INT8 with FP32 on frames without labels")
+    elif folders:
+        looks = (f"; its folders of images ({listed([f.name for f in folders])}) are the "
+                 "layout that scores a classifier, and this model is a detector: pass its "
+                 "labelled boxes (YOLO or COCO)")
+    else:
+        looks = ""
     raise InputError(f"{path} is neither a YOLO dataset (images/ and labels/ folders, or its "
                      f"data.yaml) nor a COCO JSON file, which a detector is scored on{looks}")
 

@@ -323,13 +323,15 @@ NEAR_TIE_SQNR_DB = 40.0
 
 
 def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
-                  kept_float: bool = False, labelled: str | None = None) -> str | None:
+                  kept_float: bool = False, labelled: str | None = None,
+                  said: str | None = None) -> str | None:
     """A warning when every INT8 model `judged` (each range method, the mixes, the one written
     with `--keep-float`) keeps agreement with FP32 under 95% on the held-out frames: a model
     INT8 breaks whatever its ranges, written all the same (a user may accept it), but never
     silently. None when one holds, or when agreement was not measured (`unmeasured_agreement`
     says that). `kept_float`: --keep-float was given, so it is not suggested again;
-    `labelled`: see `labelled_check`."""
+    `labelled`: see `labelled_check`; `said`: the run's warnings so far (a check they ask for
+    already is not asked for again)."""
     measured = [fidelity for fidelity in judged if fidelity.telling]
     if not measured:
         return None
@@ -337,10 +339,17 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
     if closest.agreement >= AGREEMENT_FLOOR:
         return None
     what = "top-1 agreement" if task == "classify" else "detection agreement"
-    kept = (f"on {counted(closest.frames, 'held-out frame')} the closest of the "
-            f"{len(judged)} models "
-            f"judged ({closest.method}) keeps {what} with FP32 at "
-            f"{100 * closest.agreement:.1f}%")
+    evidence = "frames" if task == "classify" else "detections"
+    if len(measured) == len(judged):
+        which = f"the closest of the {len(judged)} models judged ({closest.method})"
+    elif len(measured) == 1:  # the others' agreement is unknown, not low
+        which = (f"{closest.method}, the only one of the {len(judged)} models judged with "
+                 f"enough {evidence} to measure,")
+    else:
+        which = (f"the closest of the {len(measured)} of {len(judged)} models judged with "
+                 f"enough {evidence} to measure ({closest.method})")
+    kept = (f"on {counted(closest.frames, 'held-out frame')} {which} keeps {what} with FP32 "
+            f"at {100 * closest.agreement:.1f}%")
     highest = agreement_upper_bound(closest.agreement, closest.samples)
     if highest >= AGREEMENT_FLOOR:  # one answer in 11 is 9 points: chance may be all it is
         behind = f"{closest.behind}; " if closest.evidence is not None else ""
@@ -348,19 +357,21 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
                 f"{_sqnr(closest)}), too few to tell whether it keeps {AGREEMENT_FLOOR:.0%} on "
                 f"other images (up to {100 * highest:.0f}% fits these at 95% confidence); "
                 f"{labelled_check(labelled)}")
-    tools = ["--report DIR names the layers that lose most",
+    tools = [*([] if labelled else ["--report DIR names the layers that lose most"]),
              *([] if kept_float else ["--keep-float N keeps layers in float"]),
              "--exclude NODE keeps named ones"]
     other = ("; the tensorrt profile, which quantizes only the weighted layers' inputs, may "
              "keep it (--profile tensorrt measures it)" if profile == "cpu" else "")
-    check = ("check it with edge eval before deploying it" if labelled is None
-             else labelled_check(labelled))
+    check = ("but check it with edge eval before deploying it" if labelled is None
+             else "" if labelled_check(labelled) in (said or "")
+             else f"so {labelled_check(labelled)}")
     ties = (f"; at {closest.sqnr_db:.0f} dB the outputs barely move, so the answers that "
             "change were near-ties (scores at the threshold, or classes scored alike, as in an "
             "untrained model)" if closest.sqnr_db >= NEAR_TIE_SQNR_DB else "")
-    return (f"INT8 stays far from FP32 whatever the ranges: {kept} (output SQNR "
-            f"{_sqnr(closest)}){ties}; the model is written, but {check}; "
-            f"{', '.join(tools)}{other}")
+    where = ("whatever the ranges" if len(measured) == len(judged)
+             else "wherever its agreement could be measured")
+    return (f"INT8 stays far from FP32 {where}: {kept} (output SQNR {_sqnr(closest)}){ties}; "
+            f"the model is written{f', {check}' if check else ''}; {', '.join(tools)}{other}")
 
 
 def kept_float_helped(written: Fidelity, chosen: Fidelity) -> bool:
@@ -586,18 +597,21 @@ def all_flat(judged: Sequence[Fidelity]) -> str | None:
             "(--keep-float N)")
 
 
-def held_out_every(frames: int) -> int:
-    """Every how many calibration frames one is held back (at most `MAX_HELD_OUT` in all): 1 in
-    8 for small sets, 1 in 16 from 128 frames on (judging costs five model runs per held-out
-    frame, up to eight with the per-tensor mixes: 33-53% more runs than statistics alone
-    for 128-256 frames, 16-27% for 512)."""
-    return 8 if frames < 128 else 16
-
-
 def held_out_count(frames: int) -> int:
-    """How many of `frames` calibration frames are held back (`held_out_every`, at most
-    `MAX_HELD_OUT`)."""
-    return min(MAX_HELD_OUT, frames // held_out_every(frames))
+    """How many of `frames` calibration frames are held back to judge the range methods: 1 in
+    8 up to 8 (64 frames), 8 up to 128 frames, then 1 in 16 up to `MAX_HELD_OUT` (256 frames
+    on). Judging costs five model runs per held-out frame, up to eight with the per-tensor
+    mixes (33-53% more runs than statistics alone for 128-256 frames, 16-27% for 512); and
+    never fewer for more frames (a user check: 1 in 8 below 128 frames and 1 in 16 from 128
+    on held 15 of 127 frames back and 8 of 128)."""
+    return min(MAX_HELD_OUT, max(frames // 16, min(8, frames // 8)))
+
+
+def held_out_every(frames: int) -> int:
+    """Every how many calibration frames one is held back: `held_out_count` spread over the
+    whole set (8 where it is too small to hold one back)."""
+    count = held_out_count(frames)
+    return frames // count if count else 8
 
 
 def batches_for(frames: int, pixels: int) -> int:

@@ -142,8 +142,10 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     every = held_out_every(frames.count)
     feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
     holding = held_out_count(frames.count) if judging else 0
-    log.info("calibrating on %d frames (%s profile, method %s): %d for the statistics%s",
-             frames.count, options.profile, options.method, frames.count - holding,
+    log.info("calibrating on %d frames%s (%s profile, method %s): %d for the statistics%s",
+             frames.count, f", a --max-images sample of the folder's {frames.sampled_from} "
+             "images" if frames.sampled_from else "", options.profile, options.method,
+             frames.count - holding,
              f", {holding} held out to judge the range methods" if holding else "")
     # frames are decoded from here on, while the models and sessions below are made
     with Prefetched(feeds, FRAMES_AHEAD) as ready:
@@ -186,7 +188,7 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     if comparison:
         warning = _with_warning(warning, far_from_fp32(
             [*comparison, *([written] if written else [])], spec.task, options.profile,
-            kept_float=bool(options.keep_float), labelled=options.labelled_data))
+            kept_float=bool(options.keep_float), labelled=options.labelled_data, said=warning))
     if not quantization_summary(quantized).get("quantized_weights"):
         stem = ("; the cpu profile keeps a 3-channel stem conv float where ONNX Runtime's int8 "
                 "kernel would be slower" if options.profile == "cpu" else "")

@@ -332,6 +332,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "written": result.written.as_dict() if result.written else None,
         "warning": "; ".join(w for w in (result.warning, lost) if w) or None,
         "frames": result.frames, "skipped": len(frames.skipped),
+        "sampled_from": frames.sampled_from,
         "tensors": len(result.ranges.ranges), "quantized_tensors": result.quantized_activations,
         "seconds": round(result.seconds, 2),
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
@@ -765,9 +766,9 @@ def _add_calibrate(commands: Any) -> None:
     calibrate.add_argument("--keep-float", type=parse_non_negative_int, default=0, metavar="N",
                            help="also keep N layers in float: those that, each in float alone, "
                                 "bring the output closest to FP32 on the held-out frames "
-                                "(tensorrt profile: one INT8 model per layer, about 10 s for a "
-                                "YOLOv8n); on the cpu profile, the N layers with the lowest "
-                                "SQNR (default %(default)s)")
+                                "(tensorrt profile: one INT8 model per layer, 10-20 s for a "
+                                "YOLOv8n on 2 cores); on the cpu profile, the N layers with "
+                                "the lowest SQNR (default %(default)s)")
     calibrate.add_argument("--cache", type=Path, metavar="FILE",
                            help="also write a TensorRT calibration cache, to build the FP32 model "
                                 "as int8 (`edge build-engine --cache`; TensorRT 8.5-10)")

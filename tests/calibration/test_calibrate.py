@@ -271,6 +271,29 @@ def edge(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=600)
 
 
+def test_a_max_images_sample_of_a_larger_folder_is_said(demo_model, tmp_path):
+    """A user check: a 650-image folder logged only "calibrating on 500 frames"; the images
+    --max-images left out were said nowhere."""
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(frames_from("synthetic://shapes?seed=3", max_images=12)
+                                  .images()):
+        cv2.imwrite(str(folder / f"{index:02d}.jpg"), frame)
+    result = edge("calibrate", demo_model, "--images", folder, "--max-images", "9",
+                  "--min-images", "4", "-o", tmp_path / "int8.onnx", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "calibrating on 9 frames, a --max-images sample of the folder's 12 images" \
+        in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["sampled_from"] == 12 and summary["frames"] == 8  # 1 of 9 held out
+    whole = edge("calibrate", demo_model, "--images", folder, "--min-images", "4",
+                 "-o", tmp_path / "all.onnx", "--json")
+    assert json.loads(whole.stdout.strip().splitlines()[-1])["sampled_from"] is None
+    assert "a --max-images sample" not in whole.stderr
+
+
 def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "8",
                   "--min-images", "4", "-o", tmp_path / "int8.onnx", "--cache",

@@ -170,7 +170,14 @@ def test_class_folders_given_to_a_detector_are_named_as_a_classifiers_layout(tmp
     assert str(raised.value) == (
         f"{tmp_path} is neither a YOLO dataset (images/ and labels/ folders, or its data.yaml) "
         "nor a COCO JSON file, which a detector is scored on; its folders of images (cat, dog) "
-        "are the layout that scores a classifier, and this model is a detector")
+        "are the layout that scores a classifier, and this model is a detector: pass its "
+        "labelled boxes (YOLO or COCO)")
+    (tmp_path / "frame.jpg").write_bytes(b"")  # a user check: loose frames, one camera's folder
+    with pytest.raises(InputError, match=r"scored on; it holds 1 image and no labels\. Label "
+                                         r"them to score the model .*edge calibrate already "
+                                         r"compares INT8 with FP32 on frames without labels$"):
+        dataset_layout(tmp_path, "detect")
+    (tmp_path / "frame.jpg").unlink()
     (tmp_path / "cat" / "1.jpg").unlink()
     (tmp_path / "dog" / "1.jpg").unlink()
     with pytest.raises(InputError, match=r"which a detector is scored on$"):
