@@ -274,7 +274,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from calibration.readers import frames_from
-    from calibration.selection import held_out_count, held_out_every
+    from calibration.selection import held_out_count
     from converters.quantize import (
         CalibrateOptions,
         calibrate,
@@ -313,9 +313,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     frames.require(args.min_images)
     if frames.count < FEW_FRAMES <= args.max_images:
         log.warning("%s has %d usable frames: ranges from 128 or more camera frames are "
-                    "steadier, and the range methods are judged on the 1 in %d held back (%d "
-                    "here); the model is calibrated all the same", args.images, frames.count,
-                    held_out_every(frames.count), held_out_count(frames.count))
+                    "steadier, and the range methods are judged on only %s held back; the "
+                    "model is calibrated all the same", args.images, frames.count,
+                    counted(held_out_count(frames.count), "frame"))
     result = calibrate(model, spec, frames, options)
     writing = time.perf_counter()
     cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
