@@ -198,11 +198,11 @@ def test_a_batch_sample_owns_its_values_and_keeps_min_max_and_count_of_all():
 
 def test_the_histogram_sample_a_frame_shrinks_past_64_frames_to_a_floor():
     """Up to 64 frames every frame gives 64 k values; past that the set's total stays at
-    64 x 64 k (4 M), down to 16 k a frame from 256 frames on; unknown: 64 k."""
+    64 x 64 k (4 M), down to 32 k a frame from 128 frames on; unknown: 64 k."""
     from calibration.stats import histogram_sample
 
-    assert [histogram_sample(n) for n in (None, 0, 1, 64, 65, 128, 200, 256, 1000)] == [
-        65536, 65536, 65536, 65536, 64527, 32768, 20971, 16384, 16384]
+    assert [histogram_sample(n) for n in (None, 0, 1, 64, 65, 100, 128, 256, 1000)] == [
+        65536, 65536, 65536, 65536, 64527, 41943, 32768, 32768, 32768]
 
 
 def test_a_collector_told_its_frame_count_samples_that_much_a_frame(demo_model):
@@ -219,12 +219,12 @@ def test_a_collector_told_its_frame_count_samples_that_much_a_frame(demo_model):
     told = StatsCollector(model, tensors, frames=256)
     stats = told.collect(iter(feeds))
     default = StatsCollector(model, tensors).collect(iter(feeds))
-    assert told.sample_values == histogram_sample(256) == 16384
+    assert told.sample_values == histogram_sample(256) == 32768
     largest = max(tensors, key=lambda name: stats[name].count)
     per_frame = stats[largest].count // 3
     assert per_frame > 65536
-    taken = len(range(0, per_frame, sample_stride(per_frame, 16384)))
-    assert stats[largest].histogram.sum() == 3 * taken
+    taken = len(range(0, per_frame, sample_stride(per_frame, 32768)))
+    assert stats[largest].histogram.sum() == 3 * taken <= 3 * 32768
     assert default[largest].histogram.sum() > 3 * 32768
     for name in tensors:
         assert (stats[name].minimum, stats[name].maximum, stats[name].count) == (
