@@ -742,9 +742,11 @@ def test_a_time_that_is_no_utc_moment_or_not_the_ts_is_refused(time, said):
     moment `ts` states (the device writes one from the other)."""
     with pytest.raises(PayloadError, match=said):
         parse_message("edge/+", "edge/d1/gate/detections", _bytes({**DETECTIONS, "time": time}))
-    good = parse_message("edge/+", "edge/d1/gate/detections",
-                         _bytes({**DETECTIONS, "time": "1970-01-01T00:00:01.9Z"}))
-    assert good.payload.time == "1970-01-01T00:00:01.9Z"
+    for fine in ("1970-01-01T00:00:01.9Z", "1970-01-01t00:00:01.5z",  # RFC 3339 lets t, z be
+                 "1970-01-01T00:00:01+00:00", "1970-01-01 00:00:01.123456789Z"):  # lower case
+        good = parse_message("edge/+", "edge/d1/gate/detections",
+                             _bytes({**DETECTIONS, "time": fine}))
+        assert good.payload.time == fine
     status = {"v": 1, "state": "online", "version": "1", "model": "m", "cameras": ["gate"],
               "started_at": time, "ts": 1.5, "time": "1970-01-01T00:00:01.500Z"}
     if "apart" not in said:

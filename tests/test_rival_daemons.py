@@ -49,12 +49,22 @@ def test_a_live_status_of_another_daemon_is_a_rival_at_once_and_said_once():
     # one start to the millisecond: the host names break the tie, the same way on both
     tie = RivalWatch(OWN).offer(status(started_at=OWN["started_at"]), False)
     assert tie is not None and not tie.came_first  # "gate-a" < "gate-b"
+    # starts compared as moments, not as text ("...00Z" sorts after "...00.500Z")
+    whole = RivalWatch({"host": "gate-a", "started_at": "2026-12-05T10:00:00.500Z"})
+    first = whole.offer(status(started_at="2026-12-05T10:00:00Z"), False)
+    assert first is not None and first.came_first
+    lower = RivalWatch(OWN).offer(status(started_at="2026-12-05t09:00:00z"), False)
+    assert lower is not None and lower.came_first  # RFC 3339 lets t and z be lower case
 
 
 @pytest.mark.parametrize("payload", [
     status(host=OWN["host"], started_at=OWN["started_at"]),  # its own echo
     status(state="offline"), status(state="stopped"), status(state="failed"),  # going, gone
     b"not json", b"[1]", b"", json.dumps({"state": "online"}).encode(),  # no host or start
+    # a user check: a status published by hand with a malformed start, "2026-12-05 10:00:00"
+    # sorting before the daemon's own, made it give way (exit 2) to a daemon that did not exist
+    status(started_at="2026-12-05 09:00:00"), status(started_at="yesterday"),
+    status(started_at="2026-12-05T09:00:00"), status(started_at="2026-12-05T09:00:00+01:00"),
 ])
 def test_what_is_no_rival_said_live(payload):
     watch = RivalWatch(OWN)

@@ -9,9 +9,7 @@ existing fields may have changed meaning.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
@@ -25,6 +23,7 @@ from pydantic import (
 )
 
 from edge.mqtt.topics import CONTRACT_VERSION, MAX_DETECTIONS
+from edge.rfc3339 import utc_seconds
 
 
 def _corners_in_order(box: list[float]) -> list[float]:
@@ -41,19 +40,10 @@ BOX_MARGIN_PX = 1.0
 #: How far apart a payload's `ts` and `time` may be, seconds: both are the same moment (the
 #: device writes `time` from `ts`, to the millisecond).
 TIME_TOLERANCE_S = 1.0
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def _rfc3339_utc(text: str) -> str:
-    example = "expected RFC 3339 UTC, like 2026-11-29T07:14:51.123Z"
-    if not _RFC3339.fullmatch(text):
-        raise ValueError(f"{text[:40]!r} is no RFC 3339 date and time with its offset; {example}")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is no valid time ({exc}); {example}") from None
-    if moment.utcoffset():
-        raise ValueError(f"{text!r} is not UTC; {example}")
+    utc_seconds(text)  # its ValueError says what is wrong
     return text
 
 
@@ -67,10 +57,10 @@ def _same_moment(ts: float | None, time: str | None, fields: str) -> None:
     moment, where both are given."""
     if ts is None or time is None:
         return
-    apart = abs(datetime.fromisoformat(time).timestamp() - ts)
+    apart = abs(utc_seconds(time) - ts)
     if apart > TIME_TOLERANCE_S:
         raise ValueError(f"{fields} are {apart:.3f} s apart, and both state the same moment "
-                         "(a `time` in local time marked UTC is hours off)")
+                         "(a local time marked UTC is hours off)")
 
 
 def _boxes_in_frame(detections: Iterable[Detection], width: int, height: int,
@@ -83,6 +73,8 @@ def _boxes_in_frame(detections: Iterable[Detection], width: int, height: int,
             raise ValueError(f"{field}[{index}].box {detection.box} reaches outside the "
                              f"{width}x{height} frame: boxes are in source-frame pixels "
                              "(a box in the model input's pixels would be a device bug)")
+
+
 #: The most entries any other list or mapping of a payload may hold. Far above what a device
 #: sends (a label list of 21k ImageNet classes fits), it bounds the work one malformed payload
 #: makes: a longer list fails at once instead of item by item (a user check: an 8 MB list of

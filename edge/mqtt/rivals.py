@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from edge.rfc3339 import utc_seconds
+
 #: Status states of a daemon that is running (its connection up).
 LIVE_STATES = ("online", "degraded")
 #: Connects at which another daemon's status must be found retained (with a short session).
@@ -69,7 +71,7 @@ class RivalWatch:
     @property
     def enabled(self) -> bool:
         """Whether this daemon's status names it (host and start), so others can be told."""
-        return isinstance(self._host, str) and isinstance(self._started_at, str)
+        return isinstance(self._host, str) and _is_utc_time(self._started_at)
 
     def offer(self, payload: bytes, retained: bool) -> Rival | None:
         """A status message on this device's topic (retained: the one found at a connect);
@@ -113,18 +115,33 @@ class RivalWatch:
         if not retained and status.get("state") not in LIVE_STATES:
             return None  # a stop or a Last Will, said live: it is going or gone
         assert isinstance(self._host, str) and isinstance(self._started_at, str)
-        # RFC 3339 in UTC with fixed digits sorts as time; the host breaks a tie
-        came_first = (started_at, host) < (self._started_at, self._host)
+        # the start times as moments (their text need not sort as time: `42Z` and `42.9Z`);
+        # the host breaks a tie
+        came_first = ((utc_seconds(started_at), host)
+                      < (utc_seconds(self._started_at), self._host))
         return Rival(host, started_at, came_first)
 
 
 def _status_in(payload: bytes) -> dict[str, Any] | None:
-    """A status payload that names its daemon (a string `host` and `started_at`), else None."""
+    """A status payload that names its daemon (a string `host` and an RFC 3339 UTC
+    `started_at`, as the contract has it), else None: a user check published this device's
+    status with `started_at` "2026-12-05 21:23:42", which sorted before the daemon's own, and
+    the daemon gave way to a daemon that did not exist."""
     try:
         status = json.loads(payload)
     except (UnicodeDecodeError, ValueError):
         return None
-    if (not isinstance(status, dict) or not isinstance(status.get("host"), str)
-            or not isinstance(status.get("started_at"), str)):
+    if not isinstance(status, dict) or not isinstance(status.get("host"), str):
         return None
-    return status
+    return status if _is_utc_time(status["started_at"]) else None
+
+
+def _is_utc_time(value: Any) -> bool:
+    """Whether `value` is an RFC 3339 UTC date-time."""
+    if not isinstance(value, str):
+        return False
+    try:
+        utc_seconds(value)
+    except ValueError:
+        return False
+    return True
