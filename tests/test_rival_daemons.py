@@ -65,6 +65,7 @@ def test_a_live_status_of_another_daemon_is_a_rival_at_once_and_said_once():
     # sorting before the daemon's own, made it give way (exit 2) to a daemon that did not exist
     status(started_at="2026-12-05 09:00:00"), status(started_at="yesterday"),
     status(started_at="2026-12-05T09:00:00"), status(started_at="2026-12-05T09:00:00+01:00"),
+    json.dumps({"state": "online", "host": "gate-b"}).encode(),  # a host and no start
 ])
 def test_what_is_no_rival_said_live(payload):
     watch = RivalWatch(OWN)

@@ -133,7 +133,7 @@ def _status_in(payload: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(status, dict) or not isinstance(status.get("host"), str):
         return None
-    return status if _is_utc_time(status["started_at"]) else None
+    return status if _is_utc_time(status.get("started_at")) else None
 
 
 def _is_utc_time(value: Any) -> bool:
