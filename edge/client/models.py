@@ -97,6 +97,15 @@ class _Versioned(_Payload):
     v: int = Field(ge=1, le=CONTRACT_VERSION, description="contract version")
 
 
+class _Timed(_Versioned):
+    """A payload stamped with `ts` and `time`: both, where given, state the same moment."""
+
+    @model_validator(mode="after")
+    def _time_is_ts(self) -> _Timed:
+        _same_moment(getattr(self, "ts", None), getattr(self, "time", None), "ts and time")
+        return self
+
+
 class Detection(_Payload):
     """One detected object; `box` is x1 y1 x2 y2 in source-frame pixels."""
 
@@ -112,7 +121,7 @@ class Detection(_Payload):
 DetectionList = Annotated[list[Detection], Field(max_length=MAX_DETECTIONS)]
 
 
-class DetectionsMessage(_Versioned):
+class DetectionsMessage(_Timed):
     """`<prefix>/<camera>/detections`: one message per processed frame."""
 
     ts: float = Field(description="capture time, seconds since the epoch")
@@ -137,13 +146,12 @@ class DetectionsMessage(_Versioned):
     detections: DetectionList
 
     @model_validator(mode="after")
-    def _consistent(self) -> DetectionsMessage:
-        _same_moment(self.ts, self.time, "ts and time")
+    def _boxes_inside(self) -> DetectionsMessage:
         _boxes_in_frame(self.detections, self.width, self.height, "detections")
         return self
 
 
-class DeviceStatus(_Versioned):
+class DeviceStatus(_Timed):
     """`<prefix>/status` (retained): online, degraded (a camera stopped streaming: it is
     reconnecting, ended or failed; one still starting is not counted), offline (the Last Will),
     stopped, or failed (a camera could not start, inference failed, or the model's output was
@@ -167,11 +175,6 @@ class DeviceStatus(_Versioned):
                               description="why a camera could not start, why inference "
                                           "failed, or why the model's output was refused "
                                           "(absent while all is well)")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DeviceStatus:
-        _same_moment(self.ts, self.time, "ts and time")
-        return self
 
 
 class CameraStatus(_Payload):
@@ -257,7 +260,7 @@ class CameraStats(_Payload):
     drift: str | None = Field(default=None, description="the drift monitor's state, if on")
 
 
-class DeviceStats(_Versioned):
+class DeviceStats(_Timed):
     """`<prefix>/stats` (retained, periodic)."""
 
     ts: float
@@ -271,13 +274,8 @@ class DeviceStats(_Versioned):
     temperatures_c: Keyed[float] | None = Field(
         default=None, description="thermal zone -> degrees C (empty where none is readable)")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> DeviceStats:
-        _same_moment(self.ts, self.time, "ts and time")
-        return self
 
-
-class FrameMeta(_Versioned):
+class FrameMeta(_Timed):
     """`<prefix>/<camera>/frame/meta`: about the last sampled frame on `.../frame`."""
 
     camera: str
@@ -307,8 +305,7 @@ class FrameMeta(_Versioned):
     published_at: Time | None = Field(default=None, description="RFC 3339 UTC")
 
     @model_validator(mode="after")
-    def _consistent(self) -> FrameMeta:
-        _same_moment(self.ts, self.time, "ts and time")
+    def _boxes_inside(self) -> FrameMeta:
         _boxes_in_frame(self.predictions or (), self.width, self.height, "predictions")
         _boxes_in_frame(self.below_threshold or (), self.width, self.height, "below_threshold")
         return self
@@ -324,7 +321,7 @@ class SnapshotRef(_Payload):
     box: Box
 
 
-class Event(_Versioned):
+class Event(_Timed):
     """`<prefix>/<camera>/events`: an object's `new`, rate-limited `update`s and `end`."""
 
     type: Literal["new", "update", "end"]
@@ -349,7 +346,6 @@ class Event(_Versioned):
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}: an object is last "
                              "seen after it is first seen")
-        _same_moment(self.ts, self.time, "ts and time")
         return self
 
 
@@ -362,7 +358,7 @@ class Count(_Payload):
     zone: str | None = None
 
 
-class Drift(_Versioned):
+class Drift(_Timed):
     """`<prefix>/<camera>/drift` (retained): the camera's inputs and outputs against the model's
     reference profile."""
 
@@ -377,11 +373,6 @@ class Drift(_Versioned):
     drifted: Items[str]
     ts: float
     time: Time
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Drift:
-        _same_moment(self.ts, self.time, "ts and time")
-        return self
 
     @property
     def statistics(self) -> dict[str, float | None]:
