@@ -61,8 +61,11 @@ def test_four_cameras_share_one_runner_and_get_their_own_detections(
         mosquitto, demo_model, count_runners, model):
     """Each camera's detections are scored against its own scene: a row mixed up between
     cameras in a batch would wreck precision and recall."""
-    config = config_from_dict(daemon_config(model or demo_model, mosquitto.port, 4),
-                              "test")
+    # Each camera is paced on its own clock at 20 fps, so their frames may stay any phase
+    # apart for the whole run; a 30 ms wait (under the 50 ms frame period) makes batching
+    # certain whatever phases the cameras start at (4 ms, the default, left it to chance).
+    config = config_from_dict(daemon_config(model or demo_model, mosquitto.port, 4,
+                                            batch_timeout_ms=30.0), "test")
     daemon = Daemon(config)
     with Watcher(mosquitto.port, "edge/shared/#") as watcher:
         daemon.start()
