@@ -153,9 +153,11 @@ def test_one_url_parser_with_tls_default_port(url, host, port, tls):
 
 
 @pytest.mark.parametrize("url", ["http://broker", "mqtt://", "mqtt://h:notaport", "broker:1883",
-                                 "mqtt://127.0.0.1:", "mqtt://h:70000"])
+                                 "mqtt://127.0.0.1:", "mqtt://h:70000", "mqtt://h:0",
+                                 "mqtts://h:00"])
 def test_bad_urls_are_input_errors(url):
-    """`mqtt://127.0.0.1:` (the port left out) was taken as 1883, in silence (a user check)."""
+    """`mqtt://127.0.0.1:` (the port left out) was taken as 1883, in silence, and port 0 was
+    tried for ever (user checks)."""
     with pytest.raises(InputError, match="broker URL"):
         Subscriber(url)
 

@@ -210,6 +210,14 @@ def test_secrets_are_never_echoed_by_validation(tmp_path):
         assert "mqtt" in str(caught.value)
 
 
+@pytest.mark.parametrize("url", ["mqtt://127.0.0.1:0", "mqtts://broker:00",
+                                 "mqtt://broker:65536"])
+def test_a_port_no_broker_can_listen_on_is_a_config_error(tmp_path, url):
+    """A user check: `:0` passed, and the daemon retried a port nothing listens on for ever."""
+    with pytest.raises(ConfigError, match=r"mqtt\.url: .*port from 1 to 65535"):
+        load_config(mqtt_config(tmp_path, f'url = "{url}"'))
+
+
 def test_user_info_in_the_url_is_rejected_and_points_to_the_alternatives(tmp_path):
     with pytest.raises(ConfigError, match=r"mqtt\.url: .*user info .*password_file") as caught:
         load_config(mqtt_config(tmp_path, 'url = "mqtts://edge:pw@broker"'))

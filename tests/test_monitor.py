@@ -280,6 +280,9 @@ def test_a_monitor_whose_reader_goes_away_ends_quietly_with_141(mosquitto):
     ("mqtts://127.0.0.1", "could not reach the MQTT broker"),  # 8883: nothing listens there
     ("http://broker", "broker URL 'http://broker': expected mqtt://host[:port] or "
                       "mqtts://host[:port]"),
+    # a user check: port 0 was tried, and refused, as if a broker could listen there
+    ("mqtt://127.0.0.1:0", "bad port in the broker URL; expected mqtt://host[:port] or "
+                           "mqtts://host[:port] with a port from 1 to 65535"),
 ])
 def test_monitor_with_a_bad_or_unreachable_broker_exits_2(url, message):
     result = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt", url,

@@ -45,6 +45,8 @@ def broker_from_url(url: str) -> BrokerUrl:
         port = parts.port
         if port is None and location.endswith(":"):  # `host:`, which urllib reads as no port
             raise ValueError
+        if port == 0:  # urllib takes it; no broker listens there, and `or` would skip it
+            raise ValueError
     except ValueError:
         raise ValueError("bad port in the broker URL; expected mqtt://host[:port] or "
                          "mqtts://host[:port] with a port from 1 to 65535") from None
