@@ -3,6 +3,7 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import signal
 import socket
 import threading
 import time
@@ -202,9 +203,10 @@ def test_states_the_broker_never_got_are_counted_at_stop(stopped_mosquitto, capl
     assert not [line for line in said if "Last Will" in line]
 
 
-def test_a_stop_after_the_broker_went_away_says_it_keeps_the_last_will(mosquitto, caplog):
-    """A stop while the broker is down, after this run had connected: the broker shows the
-    Last Will (offline) and the states sent before, as after a crash."""
+def test_a_stop_after_the_broker_went_away_says_what_the_broker_keeps(mosquitto, caplog):
+    """A stop while the broker is down, after this run had connected: a broker that saw the
+    connection drop shows the Last Will (offline); one that went down itself (as here) sends
+    none and reads `online` (a user check: the line promised `offline` in this case too)."""
     link = make_link(mosquitto.port)
     link.start()
     deadline = time.monotonic() + 10
@@ -221,9 +223,14 @@ def test_a_stop_after_the_broker_went_away_says_it_keeps_the_last_will(mosquitto
     finally:
         mosquitto.start()
     said = [r.getMessage() for r in caplog.records]
-    assert "the broker was out of reach at the stop: the device's 'stopped' status was not " \
-           "sent, so the broker keeps its Last Will (offline) and the states sent before, as " \
-           "after a crash" in said
+    assert ("the broker was out of reach at the stop: the device's 'stopped' status was not "
+            "sent. A broker that saw this connection drop has published its Last Will "
+            "(offline); one that itself stopped or restarted sends no Will, so its retained "
+            "status reads 'online' until this device connects again. It keeps the states sent "
+            "before either way, as after a crash") in said
+    with Watcher(mosquitto.port, "edge/t/status") as watcher:  # the restarted broker
+        time.sleep(1.0)
+        assert not [m for m in watcher.messages if m.json()["state"] == "offline"]
 
 
 def test_commands_get_replies(mosquitto):
@@ -413,6 +420,33 @@ def test_a_port_that_accepts_but_never_speaks_mqtt_is_named(caplog):
     finally:
         link.stop(timeout=0.5)
         silent.close()
+
+
+@pytest.mark.slow
+def test_a_broker_that_hangs_is_not_blamed_on_the_url(mosquitto, caplog):
+    """A user check: a broker stopped with SIGSTOP (hung, as the kernel still accepts
+    connections) read "something accepts connections there but does not speak MQTT; check
+    mqtt.url" though it had answered at that URL for minutes."""
+    link = make_link(mosquitto.port, keepalive_s=5)
+    link.start()
+    assert link.wait_connected(10.0)
+    assert mosquitto.process is not None
+    mosquitto.process.send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 30
+        while link.connection.failed_attempts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert link.connection.failed_attempts >= 1
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+        link.stop(timeout=0.5)
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert ("connection lost (Keep alive timeout: the broker stopped answering, or the network "
+            "dropped in silence)") in said
+    assert ("no MQTT answer before the keepalive ran out (Keep alive timeout): the broker "
+            "accepts connections but does not answer, though it did earlier in this run: is it "
+            "hung, overloaded or starting?") in said
+    assert "does not speak MQTT" not in said
 
 
 def test_a_silent_port_is_named_soon_and_not_waited_for_at_stop(caplog, monkeypatch):

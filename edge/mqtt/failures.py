@@ -142,7 +142,14 @@ def lost_reason(reason: ReasonCode) -> str:
     closed (paho's "Unspecified error") what usually closes one."""
     if reason.value == NO_MQTT_REASON:
         return NO_REASON_WORDS
+    if _keepalive_ran_out(str(reason)):
+        return f"{reason}: the broker stopped answering, or the network dropped in silence"
     return str(reason)
+
+
+def _keepalive_ran_out(reason: str) -> bool:
+    """paho's reason when no packet came within 1.5 keepalives (a CONNACK, or a PINGRESP)."""
+    return reason.lower().startswith("keep alive timeout")
 
 
 #: A connection the broker closes this soon after accepting it, `TAKEOVER_RUN` times running,
@@ -194,13 +201,19 @@ class ShortSessions:
 
 
 def cause_from_disconnect(reason: str, client_certificate: bool | None,
-                          names: SettingNames = CONFIG_KEYS) -> str:
+                          names: SettingNames = CONFIG_KEYS, answered_before: bool = False
+                          ) -> str:
     """A disconnect before the broker accepted the connection -> a cause (a live one's loss:
     `ShortSessions.lost`); `client_certificate`: None without TLS, else whether one is
-    configured (a broker that requires one closes the socket right after the handshake).
-    Without TLS, a socket closed before any answer is most often a TLS listener: it drops a
-    client that does not start a handshake."""
-    if reason.lower().startswith("keep alive timeout"):  # paho gave up waiting for a CONNACK
+    configured (a broker that requires one closes the socket right after the handshake);
+    `answered_before`: the broker accepted a connection earlier in this run, so its address
+    is right. Without TLS, a socket closed before any answer is most often a TLS listener: it
+    drops a client that does not start a handshake."""
+    if _keepalive_ran_out(reason):  # paho gave up waiting for a CONNACK
+        if answered_before:  # a stopped (SIGSTOP), hung or swamped broker; the kernel accepts
+            return (f"no MQTT answer before the keepalive ran out ({reason}): the broker "
+                    "accepts connections but does not answer, though it did earlier in this "
+                    "run: is it hung, overloaded or starting?")
         return (f"no MQTT answer before the keepalive ran out ({reason}): something accepts "
                 f"connections there but does not speak MQTT; check {names.url}: host and port")
     if client_certificate is None:

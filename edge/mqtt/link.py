@@ -274,9 +274,13 @@ class MqttLink:
 
     def _say_final_status_unsent(self, final_state: str) -> None:
         if self.counters.connects:
+            # Which of the two cannot be told from here: a loss reads the same either way.
             log.warning("the broker was out of reach at the stop: the device's %r status was "
-                        "not sent, so the broker keeps its Last Will (offline) and the states "
-                        "sent before, as after a crash", final_state)
+                        "not sent. A broker that saw this connection drop has published its "
+                        "Last Will (offline); one that itself stopped or restarted sends no "
+                        "Will, so its retained status reads 'online' until this device "
+                        "connects again. It keeps the states sent before either way, as after "
+                        "a crash", final_state)
         else:  # no connection, so no Last Will either
             log.warning("the broker was never reached in this run: the device's %r status was "
                         "not sent, and the broker keeps the status and states an earlier run "
@@ -610,7 +614,8 @@ class MqttLink:
                                        taken_over=self._sessions.taken_over)
             else:
                 certificate = (self.settings.certfile is not None) if self.settings.tls else None
-                cause = cause_from_disconnect(str(reason), certificate)
+                cause = cause_from_disconnect(str(reason), certificate,
+                                              answered_before=self.counters.connects > 0)
                 if self._unanswered_cause is not None and "keepalive" in cause:
                     cause = self._unanswered_cause  # said already: counted, not said again
                 self._attempt_failed(cause)
