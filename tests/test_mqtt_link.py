@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from edge.mqtt.failures import (
 from edge.mqtt.link import MqttLink
 from edge.mqtt.states import RetainedStates
 from edge.mqtt.topics import Topics
+from tests.conftest import Mosquitto
 from tests.mqtt_watch import Watcher, retained_status
 
 
@@ -422,6 +424,17 @@ def test_a_port_that_accepts_but_never_speaks_mqtt_is_named(caplog):
         silent.close()
 
 
+def hang(broker: Mosquitto) -> None:
+    """Stop `broker` with SIGSTOP and wait until it is stopped (the signal is asynchronous)."""
+    assert broker.process is not None
+    broker.process.send_signal(signal.SIGSTOP)
+    stat = Path(f"/proc/{broker.process.pid}/stat")
+    deadline = time.monotonic() + 5
+    while stat.read_text().rpartition(")")[2].split()[0] != "T":
+        assert time.monotonic() < deadline, "the broker did not stop"
+        time.sleep(0.01)
+
+
 @pytest.mark.slow
 def test_a_broker_that_hangs_is_not_blamed_on_the_url(mosquitto, caplog):
     """A user check: a broker stopped with SIGSTOP (hung, as the kernel still accepts
@@ -430,8 +443,7 @@ def test_a_broker_that_hangs_is_not_blamed_on_the_url(mosquitto, caplog):
     link = make_link(mosquitto.port, keepalive_s=5)
     link.start()
     assert link.wait_connected(10.0)
-    assert mosquitto.process is not None
-    mosquitto.process.send_signal(signal.SIGSTOP)
+    hang(mosquitto)
     try:
         deadline = time.monotonic() + 30
         while link.connection.failed_attempts == 0 and time.monotonic() < deadline:
@@ -447,6 +459,28 @@ def test_a_broker_that_hangs_is_not_blamed_on_the_url(mosquitto, caplog):
             "accepts connections but does not answer, though it did earlier in this run: is it "
             "hung, overloaded or starting?") in said
     assert "does not speak MQTT" not in said
+
+
+def test_a_stop_does_not_wait_on_a_hung_broker_past_the_flush(mosquitto, caplog):
+    """A user check: a broker hung (SIGSTOP) just before the stop kept a 5 s flush waiting 7 s:
+    the final status and the DISCONNECT were each awaited 1 s more though nothing had been
+    acknowledged in the whole flush."""
+    link = make_link(mosquitto.port, flush_timeout_s=1.0)
+    link.start()
+    assert link.wait_connected(10.0)
+    hang(mosquitto)
+    try:
+        for frame_id in range(1, 4):
+            link.publish_detections("cam", {"frame_id": frame_id})
+        began = time.monotonic()
+        assert not link.stop()
+        took = time.monotonic() - began
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+    # the flush's 1 s, 0.1 s each for the status and the DISCONNECT, up to 0.5 s for the
+    # broker to close the socket; awaiting both in full took 2.5 s at least
+    assert 1.0 <= took < 2.4, took
+    assert (link.counters.published, link.counters.dropped) == (0, 3)
 
 
 def test_a_silent_port_is_named_soon_and_not_waited_for_at_stop(caplog, monkeypatch):

@@ -77,6 +77,11 @@ UNANSWERED_AT_STOP_S = 2.0
 RECLAIM_AFTER_S = 3.0
 #: How long a stop waits for paho's thread to send the DISCONNECT (s).
 DISCONNECT_WAIT_S = 1.0
+#: How long a stop waits for the broker to acknowledge the final status (s).
+FINAL_STATUS_WAIT_S = 1.0
+#: Each of those two waits where the broker acknowledged nothing during the flush (s): the
+#: packets are still written, for a broker that wakes up to read them.
+UNANSWERED_WAIT_S = 0.1
 
 
 @dataclass
@@ -108,6 +113,7 @@ class MqttLink:
         self._cond = threading.Condition()
         #: mid -> (info, outbox key; None for a retained state)
         self._in_flight: dict[int, tuple[mqtt.MQTTMessageInfo, int | None]] = {}
+        self._acked_at = 0.0  # time.monotonic() of the broker's latest acknowledgement
         self._connected = False
         self._stopping = False
         self._refused = False  # paho thread only
@@ -228,7 +234,11 @@ class MqttLink:
             down = self.connection.state.startswith("disconnected")
             if down and not self._attempt_now():
                 deadline = time.monotonic()  # refused or unreachable: waiting delivers nothing
+        flush_began = time.monotonic()
         flushed = self._flush(max(0.0, deadline - time.monotonic()), failed_before)
+        # a broker that acknowledged nothing in the whole flush (hung, or a network that
+        # dropped in silence) will not take the final status either: it is sent, not awaited
+        answering = flushed or self._acked_at >= flush_began
         self.wait_connected(max(0.0, deadline - time.monotonic()))
         if last_words is not None and final_state is not None:
             last_words()
@@ -237,18 +247,7 @@ class MqttLink:
             self._cond.notify_all()
         if self._sender.is_alive():
             self._sender.join(timeout=2.0)
-        said_final = self._connected
-        if said_final and final_state is not None:
-            info = self._client.publish(self.topics.status, self._json(self._status(final_state)),
-                                        qos=1, retain=True)
-            info.wait_for_publish(1.0)
-        self._client.disconnect()
-        # paho's thread writes the DISCONNECT (at once where there is no connection): stopped
-        # first, it closes the socket without, and the broker sends the Last Will (`offline`)
-        # for a clean stop
-        with self._cond:
-            self._cond.wait_for(lambda: not self._connected, timeout=DISCONNECT_WAIT_S)
-        self._client.loop_stop()
+        said_final = self._disconnect(final_state, answering)
         with self._cond:  # paho's thread is gone: no acknowledgement can race this
             self._prune_in_flight()
             self.counters.kept = self._outbox.durable
@@ -271,6 +270,25 @@ class MqttLink:
         if final_state is not None and not said_final:
             self._say_final_status_unsent(final_state)
         return flushed
+
+    def _disconnect(self, final_state: str | None, answering: bool) -> bool:
+        """Send the final status where connected, disconnect cleanly and stop paho's thread;
+        whether the status was sent. `answering`: the broker acknowledged something during
+        the flush; one that did not gets both packets without being waited for."""
+        said_final = self._connected
+        if said_final and final_state is not None:
+            info = self._client.publish(self.topics.status, self._json(self._status(final_state)),
+                                        qos=1, retain=True)
+            info.wait_for_publish(FINAL_STATUS_WAIT_S if answering else UNANSWERED_WAIT_S)
+        self._client.disconnect()
+        # paho's thread writes the DISCONNECT (at once where there is no connection): stopped
+        # first, it closes the socket without, and the broker sends the Last Will (`offline`)
+        # for a clean stop
+        with self._cond:
+            self._cond.wait_for(lambda: not self._connected,
+                                timeout=DISCONNECT_WAIT_S if answering else UNANSWERED_WAIT_S)
+        self._client.loop_stop()
+        return said_final
 
     def _say_final_status_unsent(self, final_state: str) -> None:
         if self.counters.connects:
@@ -668,6 +686,7 @@ class MqttLink:
             entry = self._in_flight.pop(mid, None)
             if entry is not None:
                 self._acknowledged(entry[1])
+                self._acked_at = time.monotonic()
             self._cond.notify_all()
 
 
