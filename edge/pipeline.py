@@ -133,9 +133,13 @@ class CameraWorker:
         return self._latest.dropped
 
     def stats(self) -> dict[str, Any]:
-        return {"frames": self.frames, "fps": round(self._rate.rate(), 2),
+        """`fps`: frames a second through the model, 0 while the camera is down (the rate
+        decays over 10 s once frames stop, and "7.8 fps reconnecting" reads as a contradiction)."""
+        source = self.supervisor.stats()
+        down = source["state"] in ("starting", "reconnecting", "failed")
+        return {"frames": self.frames, "fps": 0.0 if down else round(self._rate.rate(), 2),
                 "dropped": self._latest.dropped, "errors": self.errors,
-                "bad_frames": self.bad_frames, **self.supervisor.stats(),
+                "bad_frames": self.bad_frames, **source,
                 "latency_ms": self.times.percentiles(), "sampling": self.sampler.stats(),
                 "drift": self.drift.state if self.drift is not None else None}
 

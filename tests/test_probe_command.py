@@ -58,6 +58,9 @@ def test_a_camera_and_the_scene_are_measured_and_their_last_frames_saved(tmp_pat
     assert 0 < streamed["first_frame_s"] < 10
     assert (scene["width"], scene["height"], scene["declared_fps"]) == (640, 480, 10)
     assert 9 <= scene["fps"] <= 11
+    # a user check: the stream states no rate, and its origin read "declared"
+    assert (streamed["declared_fps"], streamed["fps_origin"]) == (None, None)
+    assert scene["fps_origin"] == "asked"
     assert streamed["source"] == f"rtsp://REDACTED@127.0.0.1:{guarded_server.port}/cam"
     assert "pa%40ss" not in result.stdout + result.stderr
     assert f"source 1: rtsp://REDACTED@127.0.0.1:{guarded_server.port}/cam: 320x240 at " \

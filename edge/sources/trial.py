@@ -48,7 +48,8 @@ class SourceTrial:
     frames: int = 0
     fps: float | None = None  # measured
     declared_fps: float | None = None  # what the source delivers by its own account
-    fps_origin: FpsOrigin = "declared"  # `Source.fps_origin`: declared, asked (fps=), default
+    #: `Source.fps_origin` (declared, asked with fps=, default) of `declared_fps`; None with it
+    fps_origin: FpsOrigin | None = None
     first_frame_s: float | None = None  # from the start of the open
     opened_s: float | None = None  # how long the open took, once it returned
     last_frame: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
@@ -68,7 +69,7 @@ class SourceTrial:
         if self.error is not None and not self.frames:
             return f"{self.name}: {self.source}: FAILED: {self.error}"
         declared = (f" ({_pace_words(self.declared_fps, self.fps_origin)})"
-                    if self.declared_fps else "")
+                    if self.declared_fps and self.fps_origin else "")
         rate = (f"{self.fps:.1f} fps{declared}" if self.fps else
                 "a rate not measured (too few frames after the burst a stream starts with: "
                 "ask for more --frames)" if self.live else "a rate not measured")
@@ -172,7 +173,8 @@ def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event) -
                 _keep(trial, frame.image)
                 frame.release()
                 trial.frames = len(times)
-            trial.declared_fps, trial.fps_origin = source.fps, source.fps_origin
+            trial.declared_fps = source.fps
+            trial.fps_origin = source.fps_origin if source.fps else None
         finally:
             trial.fps = _measured_fps(times, source.live)
             source.close()
