@@ -404,9 +404,12 @@ class Config(_Section):
     @classmethod
     def _unique_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
         names = [c.name for c in cameras]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
+        repeated = [
+            f"{name!r} at " + " and ".join(f"cameras.{i}" for i, n in enumerate(names) if n == name)
+            for name in dict.fromkeys(n for n in names if names.count(n) > 1)]
+        if repeated:
+            raise ValueError(f"camera names must be unique (each names its topics): "
+                             f"{'; '.join(repeated)}; rename all but one")
         return cameras
 
     @model_validator(mode="after")

@@ -249,7 +249,7 @@ def test_bad_supervision_settings_are_config_errors_naming_the_key(tmp_path, dem
         ("rtps://camera/1", "unknown scheme 'rtps://'; did you mean rtsp://? supported:"),
         ("synthetic://shapes?colour=red", "unknown option"),
         ("file:///no/such/clip.mp4", "does not exist"),
-        ("rtsp://camera:port/live", "the host or port is not one FFmpeg can read"),
+        ("rtsp://camera:port/live", "its port 'port' is not a number from 1 to 65535"),
         ("rtsp://[fe80::1/live", "is not a valid URI (Invalid IPv6 URL)"),
     ],
 )

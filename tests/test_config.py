@@ -84,10 +84,13 @@ def test_bad_configs_name_the_key_and_what_was_expected(tmp_path, change, expect
         load_config(write(tmp_path, text))
 
 
-def test_duplicate_camera_names_are_rejected(tmp_path):
+def test_duplicate_camera_names_are_rejected_naming_where_and_the_fix(tmp_path):
+    """A user check: "repeated: cam1" named neither the entries nor what to do."""
     text = VALID + '[[cameras]]\nname = "gate"\nsource = "synthetic://shapes"\n'
-    with pytest.raises(ConfigError, match="repeated: gate"):
+    with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text))
+    assert "cameras: camera names must be unique (each names its topics): 'gate' at cameras.0 " \
+           "and cameras.1; rename all but one" in str(caught.value)
 
 
 def test_missing_and_malformed_files(tmp_path):

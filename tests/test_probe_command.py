@@ -160,8 +160,15 @@ def test_a_configs_pixel_zone_outside_the_frame_measured_fails_the_probe_naming_
     (["synthetic://shapes", "--frames", "0"], "argument --frames"),
     (["rtsp://[::1/cam"], "is not a valid URI (Invalid IPv6 URL); an IPv6 host is written in "
                           "brackets"),
-    (["rtsp://admin:pw@127.0.0.1:notaport/cam"], "the host or port is not one FFmpeg can read "
-                                                 "(a port is a number from 1 to 65535)"),
+    (["rtsp://admin:pw@127.0.0.1:notaport/cam"], "its port 'notaport' is not a number from 1 "
+                                                 "to 65535; write it as rtsp://192.168.1.20:554/"
+                                                 "stream"),
+    # a user check: a missing host was told about port ranges
+    (["rtsp:///cam"], "it names no host; write it as rtsp://192.168.1.20:554/stream"),
+    (["rtsp://:554/cam"], "it names no host"),
+    (["rtsp://127.0.0.1:0/cam"], "its port '0' is not a number from 1 to 65535"),
+    (["rtsps://[::1]:70000/cam"], "its port '70000' is not a number from 1 to 65535; write it "
+                                  "as rtsps://192.168.1.20:554/stream"),
     (["--config", "/no/such/edge.toml"], "cannot read config /no/such/edge.toml"),
 ])
 def test_bad_input_exits_2_naming_it(args, message):

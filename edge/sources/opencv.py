@@ -263,9 +263,9 @@ def rtsp_source(uri: SourceUri) -> Source:
     # the scheme in lower case: FFmpeg fails on `RTSP://` without a word, and schemes are
     # case-insensitive (RFC 3986)
     target = uri.scheme + uri.text[uri.text.index("://"):]
-    if RtspTarget.parse(target) is None:
-        raise SourceError(f"source '{uri.text}': the host or port is not one FFmpeg can read "
-                          "(a port is a number from 1 to 65535), e.g. "
+    problem = RtspTarget.problem(target)
+    if problem is not None:
+        raise SourceError(f"source '{uri.text}': {problem}; write it as "
                           f"{uri.scheme}://192.168.1.20:554/stream, with any user name and "
                           "password before the host")
     return VideoCaptureSource(uri, target, cv2.CAP_FFMPEG, fps=0.0, live=True)

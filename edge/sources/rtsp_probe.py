@@ -74,6 +74,21 @@ class RtspTarget:
     def address(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
+    @classmethod
+    def problem(cls, text: str) -> str | None:
+        """What keeps `text` from parsing (`parse`), in words: no host, or which port is bad;
+        None when it parses. Never quotes the credentials."""
+        if cls.parse(text) is not None:
+            return None
+        rest = text.partition("://")[2].rpartition("@")[2]
+        host, port = _host_and_port(rest.partition("/")[0], 554)
+        if not host:
+            return "it names no host"
+        if port is None:
+            port_text = rest.partition("/")[0].rpartition("]")[2].partition(":")[2]
+            return f"its port {port_text!r} is not a number from 1 to 65535"
+        return "it is not an rtsp:// or rtsps:// URL"
+
 
 def _host_and_port(authority: str, default: int) -> tuple[str, int | None]:
     if authority.startswith("["):  # [IPv6]:port
