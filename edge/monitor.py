@@ -445,17 +445,25 @@ class CameraOutages:
 
     def __init__(self) -> None:
         self._down: dict[str, float] = {}  # status topic -> since_ts of its first down state
+        self._streamed: set[str] = set()  # status topics this watch has seen streaming
 
     def update(self, topic: str, status: CameraStatus) -> str:
-        """What to add to the line of `status`: the outage it ends, if this watch saw it."""
+        """What to add to the line of `status`: the outage it ends, if this watch saw it;
+        "back" only for a camera this watch saw streaming before (one down since its
+        daemon's start never was)."""
         if status.state in ("reconnecting", "failed"):
             if status.since_ts is not None:
                 self._down.setdefault(topic, status.since_ts)
             return ""
         went_down = self._down.pop(topic, None)
-        if status.state != "streaming" or went_down is None or status.since_ts is None:
+        if status.state != "streaming":
             return ""
-        return f" (back after {max(0.0, status.since_ts - went_down):.0f} s down)"
+        back = topic in self._streamed
+        self._streamed.add(topic)
+        if went_down is None or status.since_ts is None:
+            return ""
+        return (f" ({'back' if back else 'up'} after "
+                f"{max(0.0, status.since_ts - went_down):.0f} s down)")
 
 
 class _ConnectionLines:

@@ -530,10 +530,11 @@ def test_a_camera_that_comes_back_says_how_long_it_was_down():
     console = monitor_module._Console(lines.append, events=False, saver=None)
     console.connected("connected")
 
-    def status(state: str, since_ts: float, retained: bool = False) -> None:
-        payload = {"camera": "gate", "state": state, "reason": "" if state == "streaming"
+    def status(state: str, since_ts: float, retained: bool = False, camera: str = "gate"
+               ) -> None:
+        payload = {"camera": camera, "state": state, "reason": "" if state == "streaming"
                    else "the stream ended", "since_ts": since_ts, "attempts": 0}
-        console.message(parse_message("edge/+", "edge/d1/gate/status",
+        console.message(parse_message("edge/+", f"edge/d1/{camera}/status",
                                       json.dumps(payload).encode(), retained))
 
     status("streaming", 100.0, retained=True)
@@ -543,12 +544,17 @@ def test_a_camera_that_comes_back_says_how_long_it_was_down():
     status("streaming", 300.0)  # a status seen twice is shown once; no outage to speak of
     status("failed", 400.0)
     status("ended", 401.0)
+    # a user check: a camera down from its daemon's start read "back after 24 s down"
+    status("reconnecting", 500.0, camera="yard")
+    status("streaming", 524.0, camera="yard")
     assert lines == ["connected",
                      "[d1] gate camera streaming (retained, since ?)",
                      "[d1] gate camera reconnecting: the stream ended",
                      "[d1] gate camera streaming (back after 47 s down)",
                      "[d1] gate camera failed: the stream ended",
-                     "[d1] gate camera ended: the stream ended"]
+                     "[d1] gate camera ended: the stream ended",
+                     "[d1] yard camera reconnecting: the stream ended",
+                     "[d1] yard camera streaming (up after 24 s down)"]
 
 
 def test_a_watch_that_receives_nothing_says_what_that_usually_means(mosquitto, monkeypatch):
