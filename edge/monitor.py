@@ -35,6 +35,7 @@ from edge.client import (
     PayloadError,
     Subscriber,
 )
+from edge.client.contract import prefix_levels
 from edge.concurrency import StopRequest
 from edge.errors import InputError
 from edge.files import require_output_folder
@@ -96,7 +97,9 @@ def format_status(device: str, status: DeviceStatus, retained: bool = False) -> 
     elif status.state in ("stopped", "failed") and status.time:
         when = f"at {status.time}, up since {status.started_at}"
     else:  # the Last Will's time is its connect's: when the device went is not known
-        when = f"up since {status.started_at}"
+        when = f"started at {status.started_at}"
+        if retained:  # "up since" read as a device still up (a user check)
+            when += ", gone since before this watch (a Last Will carries no time)"
     kept = " (retained)" if retained else ""
     return (f"[{device}] {status.state}{why}: model {status.model} on "
             f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, {when}{kept}")
@@ -167,6 +170,24 @@ def format_line(message: Message, events: bool) -> str | None:
         kept = " (retained)" if message.retained else ""
         return f"[{device}] {message.camera} {where}{payload.label} count {payload.count}{kept}"
     return None
+
+
+def _free_stem(folder: Path, frame_id: int, ts: float) -> str:
+    """`<frame_id>`, or where a `.jpg` or a `.json` of that name is there already (a restarted
+    device counts from 1 again) `<frame_id>_<capture ms>`, then `_2`, `_3`...: never a file
+    of an earlier watch overwritten."""
+    def taken(stem: str) -> bool:
+        return any((folder / f"{stem}{suffix}").exists() for suffix in (".jpg", ".json"))
+
+    stem = str(frame_id)
+    if not taken(stem):
+        return stem
+    stem = f"{frame_id}_{round(ts * 1000)}"
+    candidate, number = stem, 1
+    while taken(candidate):
+        number += 1
+        candidate = f"{stem}_{number}"
+    return candidate
 
 
 class FrameSaver:
@@ -247,9 +268,7 @@ class FrameSaver:
     def _write(self, key: tuple[str, str], frame: _PendingFrame) -> None:
         meta = frame.meta
         target = self.folder.joinpath(*key)
-        stem = str(meta.frame_id)
-        if (target / f"{stem}.jpg").exists():  # a restarted device counts from 1 again
-            stem = f"{stem}_{round(meta.ts * 1000)}"
+        stem = _free_stem(target, meta.frame_id, meta.ts)
         image, sidecar_path = target / f"{stem}.jpg", target / f"{stem}.json"
         detections = self._detections_of(key, meta)
         if detections is None and meta.predictions is not None:
@@ -324,6 +343,14 @@ class _Console:
                 self._connection.update(self._echo)
             self._show(message)
 
+    def cleared(self, device: str, topic: str, what: str) -> None:
+        """A retained value the device removed: said where this watch showed a line for it
+        (a count of a zone renamed away stayed the last word on it), not for every old
+        event snapshot the device clears."""
+        with self._lock:
+            if self._state_lines.pop(topic, None) is not None and not self._quiet:
+                self._echo(f"[{device}] {what} cleared (the device no longer publishes it)")
+
     def watch(self, connection: _ConnectionLines) -> None:
         """From now on `connection`'s changes are said, by `connection_changed` or before the
         next message, whichever comes first."""
@@ -372,8 +399,14 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         if subscriber.misplaced is None:  # a prefix a level off ends the watch with its fix
             log.warning("skipping a message: %s", error)
 
+    levels, device_at = prefix_levels(prefix)
+
+    def cleared(topic: str) -> None:
+        parts = topic.split("/")
+        console.cleared(parts[device_at], topic, "/".join(parts[levels:]))
+
     subscriber = Subscriber(url, prefix, share_group=share_group, callback=console.message,
-                            on_invalid="raise", on_error=invalid,
+                            on_invalid="raise", on_error=invalid, on_cleared=cleared,
                             client_id=unique_client_id("monitor"), ca_file=tls.ca_file,
                             certfile=tls.certfile, keyfile=tls.keyfile, log_first_failure=False,
                             log_failures=False, names=COMMAND_LINE)  # it says them itself

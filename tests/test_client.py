@@ -557,6 +557,18 @@ def test_a_persistent_session_needs_a_client_id():
         Subscriber("mqtt://h", client_id="me", session_expiry_s=-1)
 
 
+def test_a_persistent_session_for_qos_0_kinds_alone_is_warned_about(caplog):
+    """A user check: a session for frames was taken without a word, though a broker queues
+    no QoS 0 message for it."""
+    Subscriber("mqtt://h", kinds=["frame", "frame_meta"], client_id="me", session_expiry_s=60)
+    assert "session_expiry_s=60 keeps nothing for kinds frame, frame_meta: they are QoS 0" \
+        in caplog.text
+    caplog.clear()
+    Subscriber("mqtt://h", kinds=["frame", "event"], client_id="me", session_expiry_s=60)
+    Subscriber("mqtt://h", kinds=["frame"])
+    assert "keeps nothing" not in caplog.text
+
+
 @pytest.mark.parametrize("expiry", [2**32, 1.5, "60", None])
 def test_a_session_expiry_mqtt_cannot_carry_is_refused_before_connecting(expiry):
     """A user check: these reached paho's network thread and ended it (struct.error,

@@ -332,7 +332,11 @@ def test_a_status_names_the_cameras_that_are_not_streaming():
     assert format_status("pi", stopped).endswith(
         "cameras gate, yard, at 2026-12-01T05:00:00Z, up since 2026-12-01T03:00:00Z")
     offline = online.model_copy(update={"state": "offline", "time": "2026-12-01T03:00:01Z"})
-    assert format_status("pi", offline).endswith(", up since 2026-12-01T03:00:00Z")
+    assert format_status("pi", offline).endswith(", started at 2026-12-01T03:00:00Z")
+    # a user check: a retained Last Will read "up since" its start
+    assert format_status("pi", offline, retained=True).endswith(
+        ", started at 2026-12-01T03:00:00Z, gone since before this watch (a Last Will carries "
+        "no time) (retained)")
     starting = online.model_copy(update={"camera_states": {"gate": "streaming",
                                                            "yard": "starting"}})
     assert format_status("pi", starting).startswith("[pi] online (yard starting): model det")
@@ -473,6 +477,23 @@ def test_a_restarted_devices_frames_neither_overwrite_nor_borrow_the_earlier_run
     assert _sidecar(tmp_path, "1_2001000")["detections"][0]["track_id"] == 3
 
 
+def test_a_saved_frame_never_overwrites_a_file_of_either_kind(tmp_path):
+    """A user check: a `<frame_id>.json` left without its `.jpg` was overwritten, as the
+    check looked at the `.jpg` alone; a capture-time name taken too gets a number."""
+    folder = tmp_path / "frames" / "pi" / "gate"
+    folder.mkdir(parents=True)
+    (folder / "1.json").write_text('{"old": 1}')
+    (folder / "1_2001000.jpg").write_bytes(b"older")
+    saver = monitor_module.FrameSaver(tmp_path / "frames")
+    for message in _sampled_frame(1, objects=0, run_began=2000.0, jpeg=b"\xff\xd8new"):
+        saver(message)
+    assert saver.saved == 1
+    assert (folder / "1.json").read_text() == '{"old": 1}'
+    assert (folder / "1_2001000.jpg").read_bytes() == b"older"
+    assert (folder / "1_2001000_2.jpg").read_bytes() == b"\xff\xd8new"
+    assert _sidecar(tmp_path, "1_2001000_2")["frame_id"] == 1
+
+
 def test_a_frame_that_arrives_before_its_detections_waits_for_them(tmp_path):
     """The device queues detections and sends sampled frames at once, so a frame can come
     first (CI saw it): its sidecar still holds the detections message's objects, track ids
@@ -585,3 +606,37 @@ def test_a_watch_that_receives_something_says_nothing_of_silence(mosquitto, monk
         publish.single("edge/d1/gate/circle/count", "", qos=1, retain=True,
                        hostname="127.0.0.1", port=mosquitto.port)
     assert len(lines) == 2 and "circle count 2" in lines[1], lines
+
+
+def test_a_count_the_device_clears_is_said_while_snapshots_cleared_are_not(mosquitto):
+    """A user check: a zone renamed away had its retained count cleared by the daemon, and the
+    watch said nothing, so `door/star count 3` stayed its last word on it. An old event's
+    snapshot, cleared as a matter of course, is no news."""
+    def send(topic: str, payload: str) -> None:
+        publish.single(topic, payload, qos=1, retain=True, hostname="127.0.0.1",
+                       port=mosquitto.port)
+
+    lines: list[str] = []
+    stop = threading.Event()
+    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "edge/+", None, None),
+                             kwargs={"echo": lines.append, "stop": stop, "events": True})
+    watch.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        send("edge/d1/gate/door/star/count", "3")
+        send("edge/d1/gate/events/1-7/snapshot", "\xff\xd8")
+        time.sleep(0.5)
+        send("edge/d1/gate/door/star/count", "")
+        send("edge/d1/gate/events/1-7/snapshot", "")
+        deadline = time.monotonic() + 5
+        while not any("cleared" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        watch.join(15)
+    assert lines[1:] == ["[d1] gate door/star count 3",
+                         "[d1] gate/door/star/count cleared (the device no longer publishes "
+                         "it)"], lines

@@ -52,7 +52,8 @@ class Subscriber:
                  certfile: str | None = None, keyfile: str | None = None,
                  queue_size: int = 10_000, log_first_failure: bool = True,
                  log_failures: bool = True, names: SettingNames = PYTHON_CLIENT,
-                 mqtt5: bool = True, session_expiry_s: int = 0) -> None:
+                 mqtt5: bool = True, session_expiry_s: int = 0,
+                 on_cleared: Callable[[str], None] | None = None) -> None:
         """`kinds`: names from `edge.client.contract.KINDS` (default: every topic; one name
         alone may be given as a string). With
         mqtts://, `ca_file` is the CA that signed the broker's certificate (default: the
@@ -75,6 +76,10 @@ class Subscriber:
         time (the callback style, once the callback returns or raises: a callback that
         raises is logged, and its message is not sent again). Two subscribers must not share
         one client id: each would take the session from the other.
+
+        `on_cleared`: called on the network thread with the topic of each retained value
+        cleared (an empty payload: a count, camera status or drift state the device no
+        longer publishes, an old event's snapshot), which is no message of any kind.
 
         `queue_size`: how many messages the iterator style holds for you. When you take them
         more slowly than they come, newer ones are dropped (counted in `overflow`, logged once
@@ -100,8 +105,14 @@ class Subscriber:
         self.on_invalid = on_invalid
         self._callback = callback
         self._on_error = on_error
+        self._on_cleared = on_cleared
         # a persistent session's iterator acknowledges a message only once it is taken
         persistent_queue = check_session_expiry(session_expiry_s) > 0 and callback is None
+        if session_expiry_s > 0 and all(kind.qos == 0 for kind in KINDS if kind.name in wanted):
+            log.warning("session_expiry_s=%d keeps nothing for kinds %s: they are QoS 0, which "
+                        "a broker does not queue for a session while its subscriber is away; "
+                        "leave session_expiry_s out for them", session_expiry_s,
+                        ", ".join(sorted(wanted)))
         self.queue_size = queue_size
         #: each with the function that acknowledges it to the broker once it is taken (with a
         #: persistent session: see `session_expiry_s`), else None
@@ -203,7 +214,7 @@ class Subscriber:
             self._probe(topic, payload)
             return
         if is_clearing(self.prefix, topic, payload):
-            self.cleared += 1
+            self._cleared(topic)
             return
         if self.misplaced is not None:  # no message is read under wrong kinds ...
             message = self._read_right_only_here(topic, payload, retained)
@@ -237,6 +248,14 @@ class Subscriber:
             self._callback(message)
         except Exception:  # thread boundary: a bug in user code must not stop the subscriber
             log.exception("the subscriber callback failed on %s", topic)
+
+    def _cleared(self, topic: str) -> None:
+        self.cleared += 1
+        if self._on_cleared is not None:
+            try:
+                self._on_cleared(topic)
+            except Exception:  # thread boundary, as for the callback
+                log.exception("the subscriber's on_cleared failed on %s", topic)
 
     def _probe(self, topic: str, payload: bytes) -> None:
         """A status read only to check the prefix: a valid one (or one cleared) is dropped;
