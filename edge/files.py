@@ -190,6 +190,21 @@ def require_model_file(path: Path) -> None:
                          "with `edge convert`")
     if path.stat().st_size == 0:
         raise ModelError(f"model file {path} {EMPTY_FILE}")
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head == b"ftrt" or path.suffix.lower() in TENSORRT_ENGINE_SUFFIXES:
+        raise ModelError(f"{path} is a TensorRT engine, which edge builds itself: give the .onnx "
+                         "model it was built from (what `edge convert` or `edge calibrate` "
+                         "wrote); on a Jetson the daemon builds its engine from it and caches "
+                         "it (model.engine_dir), or `edge build-engine MODEL.onnx` does")
+    if head == b"TRT-":
+        raise ModelError(f"{path} is a TensorRT calibration cache, not a model: give the .onnx "
+                         "model; a cache goes with it to `edge build-engine MODEL.onnx --cache "
+                         "FILE`")
+
+
+#: What TensorRT's serialized engines are commonly named (trtexec --saveEngine, Ultralytics).
+TENSORRT_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def running_user() -> str:

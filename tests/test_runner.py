@@ -12,7 +12,7 @@ from edge.errors import ModelError
 from edge.postprocess import DetectionDecoder
 from edge.preprocess import Letterboxer
 from edge.runners.onnxruntime import OrtRunner
-from edge.spec import InputSpec, ModelSpec
+from edge.spec import InputSpec, ModelSpec, spec_from_onnx_file
 from edge.synthetic import SHAPE_LABELS, ShapeScene
 from tests.onnx_graphs import constant_head_model
 
@@ -78,6 +78,25 @@ def test_missing_and_non_model_files(tmp_path):
                                           r"file may be cut short .* the \.onnx that `edge "
                                           r"convert`"):
         OrtRunner.from_path(junk)
+
+
+@pytest.mark.parametrize("name, content, said", [
+    ("yolo.engine", b"\x01\x02junk", "is a TensorRT engine, which edge builds itself: give the "
+                                      ".onnx model it was built from"),
+    ("yolo.bin", b"ftrt\x00\x00junk", "is a TensorRT engine"),  # its magic, whatever its name
+    ("yolo.cache", b"TRT-100300-EntropyCalibration2\nimages: 3c010a14\n",
+     "is a TensorRT calibration cache, not a model: give the .onnx model; a cache goes with it "
+     "to `edge build-engine MODEL.onnx --cache FILE`"),
+])
+def test_tensorrt_files_given_as_the_model_are_named(tmp_path, name, content, said):
+    """A user check: an engine given as model.path read "is not an ONNX model ... copy or
+    export it again in full", the wrong fix for a file that is whole."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match=re.escape(said)):
+        OrtRunner.from_path(path)
+    with pytest.raises(ModelError, match=re.escape(said)):
+        spec_from_onnx_file(path)
 
 
 def test_a_model_this_user_cannot_read_is_said_to_be_unreadable(tmp_path, monkeypatch):

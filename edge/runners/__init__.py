@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass
 
 from edge.config import ModelConfig
+from edge.errors import InputError
 from edge.gpu.presence import gpu_present
 from edge.gpu.select import available_adapters
 from edge.runners.base import Runner
-from edge.tensorrt import INSTALL_HINT
+from edge.tensorrt import INSTALL_HINT, TensorRTUnavailableError, load_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,12 @@ def choose_backend(model: ModelConfig, requested_in: str = "the config") -> Back
     if not gpu_present():
         return BackendChoice("onnxruntime", "auto: TensorRT is installed but no NVIDIA GPU was "
                                             "found, using ONNX Runtime on the CPU")
+    try:  # installed is not loadable: a JetPack missing libnvinfer, an unsupported version
+        load_tensorrt()
+    except (TensorRTUnavailableError, InputError) as exc:
+        state = exc.state if isinstance(exc, TensorRTUnavailableError) and exc.state else exc
+        return BackendChoice("onnxruntime", f"auto: this machine has an NVIDIA GPU but {state}, "
+                                            "using ONNX Runtime on the CPU", fixable=True)
     if not available_adapters():  # the real modules, not the `cuda` namespace
         return BackendChoice("onnxruntime", "auto: TensorRT is installed but neither cuda-python "
                                             "nor pycuda is, using ONNX Runtime on the CPU",

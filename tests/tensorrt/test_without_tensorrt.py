@@ -112,6 +112,27 @@ def test_auto_on_a_gpu_machine_without_tensorrt_says_how_to_get_it(demo_model, m
     assert not choose_backend(ModelConfig(path=demo_model)).fixable  # nothing better here
 
 
+def test_auto_falls_back_where_tensorrt_is_installed_but_cannot_load(demo_model, monkeypatch,
+                                                                     tmp_path):
+    """A user check: a Jetson whose TensorRT package is there without libnvinfer exited 2 on
+    `auto` (which systemd does not restart), though ONNX Runtime could run the model."""
+    from edge import runners
+
+    package = tmp_path / "tensorrt"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        'raise ImportError("libnvinfer.so.10: cannot open shared object file")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    monkeypatch.setattr(runners, "gpu_present", lambda: True)
+    monkeypatch.setattr("edge.tensorrt.gpu_present", lambda: True)
+    choice = choose_backend(ModelConfig(path=demo_model))
+    assert choice.name == "onnxruntime" and choice.fixable
+    assert choice.reason == ("auto: this machine has an NVIDIA GPU but TensorRT cannot be loaded "
+                             "(libnvinfer.so.10: cannot open shared object file), using ONNX "
+                             "Runtime on the CPU")
+
+
 def test_a_tensorrt_precision_on_onnxruntime_is_said_to_be_ignored(demo_model, mosquitto,
                                                                    caplog):
     """`precision = "fp16"` on a Q/DQ model is refused on TensorRT; on a CPU box it ran
