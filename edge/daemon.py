@@ -47,6 +47,9 @@ from edge.zones import frame_size_from_uri, zones_from_config
 
 log = logging.getLogger(__name__)
 
+#: A model's `quantization` as the start's log line says it.
+QUANTIZATION_WORDS = {"float": "a float model", "int8-qdq": "INT8 Q/DQ, tensorrt profile",
+                      "int8-qdq-cpu": "INT8 Q/DQ, cpu profile"}
 #: What `cmd/snapshot` accepts: nothing (every camera) or one camera name.
 _CAMERA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Stopping waits this long for the cameras to publish their frames in flight, all cameras
@@ -502,8 +505,10 @@ class Daemon:
         if self.discovery is not None:
             self.discovery.publish()
             self.discovery.start()
+        # which precision runs: an FP32 model and its INT8 one share their name (a user check)
         log.log(logging.WARNING if self.backend.fixable else logging.INFO,
-                "running %s on %s (%s) for cameras %s", self.spec.name, self.backend.name,
+                "running %s (%s) on %s (%s) for cameras %s", self.spec.name,
+                QUANTIZATION_WORDS[self.spec.quantization or "float"], self.backend.name,
                 self.backend.reason, ", ".join(w.name for w in self.workers))
         if self.backend.name == "onnxruntime":
             for warning in unused_tensorrt_settings(self.config.model, self.spec):

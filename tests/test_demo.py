@@ -237,10 +237,12 @@ def test_a_tensorrt_profile_model_on_onnx_runtime_gets_a_hint(demo_model, tmp_pa
                                       progress=False)).model
     path = tmp_path / "shapes.trt.onnx"
     onnx.save(int8, path)
-    with caplog.at_level(logging.WARNING, logger="edge.daemon"):
+    with caplog.at_level(logging.INFO, logger="edge.daemon"):
         summary = run_demo(seconds=2, threads=1, echo=lambda line: None, model=path)
     assert summary.frames > 0 and summary.published == summary.received
     assert "calibrated for TensorRT" in caplog.text and "--profile cpu" in caplog.text
+    # a user check: nothing said which precision ran, and both models share their name
+    assert "running shapes-detector (INT8 Q/DQ, tensorrt profile) on onnxruntime" in caplog.text
 
 
 

@@ -155,7 +155,9 @@ def test_percent_escapes_in_a_file_path_are_decoded(tmp_path):
         ("synthetic://cubes", "unknown synthetic scene"),
         ("synthetic://shapes?fps=fast", "fps='fast' must be a number"),
         ("synthetic://shapes?colour=1", "unknown option"),
-        ("csi://0", "GStreamer"),
+        # a user check: the fix left pip's OpenCV in the venv, ahead of JetPack's
+        ("csi://0", r"this OpenCV \(/.*cv2\) has no GStreamer support .* `pip uninstall "
+                    r"opencv-python-headless` and `pip install 'numpy<2'`"),
         # relative paths would be looked up where the daemon starts (the service's folder)
         ("file://clip.mp4", r"file:// takes an absolute path, after three slashes \(file:///"
                             r"data/clip.mp4\); 'clip.mp4' is relative, .*edge.service.s is "

@@ -275,9 +275,11 @@ def csi_source(uri: SourceUri) -> Source:
     uri.reject_unknown({"width", "height", "fps"})
     if "GStreamer:                   YES" not in cv2.getBuildInformation():
         raise SourceError(
-            f"source '{uri.text}': this OpenCV has no GStreamer support (pip's opencv-python "
-            "never has); use JetPack's OpenCV (`sudo apt install python3-opencv` and a venv "
-            "with --system-site-packages) for CSI cameras")
+            f"source '{uri.text}': this OpenCV ({Path(cv2.__file__).parent}) has no GStreamer "
+            "support (pip's opencv-python never has); CSI cameras need JetPack's: `sudo apt "
+            "install python3-opencv`, a venv made with --system-site-packages, and in it `pip "
+            "uninstall opencv-python-headless` and `pip install 'numpy<2'` (JetPack's OpenCV "
+            "is built against NumPy 1)")
     width, height = uri.integer("width", 1920), uri.integer("height", 1080)
     fps = uri.integer("fps", 30)
     sensor = uri.location.strip("/") or "0"
