@@ -4,8 +4,9 @@ Roboflow-style active learning on the device. Each policy looks at one frame's d
 says why the frame is worth labelling (`interval`, `detection`, `snapshot`, `uncertain`, `rare`,
 `count_change`, `audit`); a frame is sampled when any policy fires and the rate limits allow it.
 The audit draw is made for every frame before any limit, so the audit sample stays an unbiased
-Bernoulli sample of the frames the camera saw (as long as the limits rarely bite); its draws
-and its hits are counted for the accuracy estimate's interval.
+Bernoulli sample of the frames the camera saw (as long as the limits rarely bite: a cap that
+refuses draws is warned about once); its draws and its hits are counted for the accuracy
+estimate's interval.
 
 Decisions need the frame's detections, which the loop only knows after inference; the loop keeps
 a copy of the pixels while `wants_copy` says a sample may still be taken (not rate-limited).
@@ -13,6 +14,7 @@ a copy of the pixels while `wants_copy` says a sample may still be taken (not ra
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -26,6 +28,8 @@ from edge.config import FramesConfig, SamplingConfig, SamplingLimits
 from edge.detections import Detections
 from edge.errors import ConfigError
 from edge.wording import not_labels_of_the_model
+
+log = logging.getLogger(__name__)
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
@@ -156,6 +160,7 @@ class SamplingPolicy:
         self._class_counts = np.zeros(len(self.labels), np.int64)
         self._counts = _CountTracker(self.sampling.count_steady_frames)
         self._snapshot = threading.Event()
+        self._audit_capped_said = False
 
     def request_snapshot(self) -> None:
         self._snapshot.set()
@@ -213,6 +218,7 @@ class SamplingPolicy:
             # over the audit's own caps (a frame not copied was over them when it arrived), so
             # every draw is sampled or refused; the other reasons may still be
             found.remove("audit")
+            self._say_audit_capped()
         if not copied:
             # the loop let the pixels go because the caps were full when the frame came: a
             # sample a policy asks for is refused (a snapshot waits for the next frame)
@@ -228,6 +234,22 @@ class SamplingPolicy:
         self.sampled.update(found)
         self._taken(now, found)
         return found
+
+    def _say_audit_capped(self) -> None:
+        """Once: a cap that refuses audit draws takes each period's first draws and none
+        after, so the audit sample bunches at the start of each period (a user check)."""
+        if self._audit_capped_said:
+            return
+        self._audit_capped_said = True
+        caps = ", ".join(f"{name} {value}" for name, value in (
+            ("per_minute", self.sampling.limits.per_minute),
+            ("per_hour", self.sampling.limits.per_hour),
+            ("per_day", self.sampling.limits.per_day)) if value is not None)
+        log.warning("%s: audit draws (audit_rate %g) reached the caps (%s.limits: %s): past a "
+                    "cap each period's first draws are kept and the rest dropped, so the audit "
+                    "sample is no longer spread evenly over the frames; lower audit_rate to at "
+                    "most a cap over the frames its period brings (per_minute / (fps x 60))",
+                    self.key, self.sampling.audit_rate, self.key, caps)
 
     def _taken(self, now: float, found: list[str]) -> None:
         """Start the waits of the reasons a sample was taken for."""

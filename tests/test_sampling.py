@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -186,6 +187,28 @@ def test_rate_limits_hold_in_every_sliding_window(limits, fps, seconds, windows)
         assert most <= limit
         assert most == limit  # the limit is reached, not just respected
     assert p.audit_limiter.refused > 0 and p.stats()["audit"]["refused"] > 0
+
+
+def test_audit_draws_a_cap_refuses_are_warned_about_once(caplog):
+    """A user check: audit_rate 0.05 at 10 fps under per_minute 6 filled each minute's caps in
+    its first third, three frames in a row among them: no longer an even sample, unsaid."""
+    p = policy(audit_rate=0.05, seed=2, limits={"per_minute": 6})
+    with caplog.at_level(logging.WARNING, logger="edge.sampling"):
+        for i in range(3 * 600):
+            p.reasons(i / 10, dets())
+    said = [r.getMessage() for r in caplog.records]
+    assert p.audit_limiter.refused > 0 and len(said) == 1, said
+    assert said[0] == ("sampling: audit draws (audit_rate 0.05) reached the caps "
+                       "(sampling.limits: per_minute 6): past a cap each period's first draws "
+                       "are kept and the rest dropped, so the audit sample is no longer spread "
+                       "evenly over the frames; lower audit_rate to at most a cap over the "
+                       "frames its period brings (per_minute / (fps x 60))")
+    caplog.clear()
+    quiet = policy(audit_rate=0.005, seed=2, limits={"per_minute": 6})
+    with caplog.at_level(logging.WARNING, logger="edge.sampling"):
+        for i in range(3 * 600):
+            quiet.reasons(i / 10, dets())
+    assert quiet.audit_limiter.refused == 0 and not caplog.records
 
 
 def test_a_rare_label_in_view_is_sampled_once_a_min_gap_s_not_every_frame():
