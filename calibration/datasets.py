@@ -272,6 +272,16 @@ def _yolo(root: Path, labels: Sequence[str], max_images: int | None = None) -> D
     return _yolo_split_items(split, labels, root, max_images)
 
 
+def listed_yolo_images(root: Path, labels: Sequence[str], images: Sequence[Path]) -> Dataset:
+    """The YOLO dataset at `root` read for `images` alone (files of its images folder), each
+    with its label file or, without one, no objects: a folder others also put files into,
+    such as one `edge collect` writes, whose own list of images is elsewhere (its manifest)."""
+    split = _yolo_split(root)
+    pairs = [(image, split.labels / image.relative_to(split.images).with_suffix(".txt"))
+             for image in images]
+    return _yolo_split_items(split, labels, root, pairs=pairs)
+
+
 def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
                       max_images: int | None = None,
                       pairs: list[tuple[Path, Path]] | None = None) -> Dataset:

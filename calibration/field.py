@@ -28,6 +28,7 @@ from calibration.datasets import (
     dataset_from,
     label_files_only,
     labels_for_images,
+    listed_yolo_images,
 )
 from calibration.yolo_layout import yolo_layout
 from edge.collect.dataset import pre_annotations
@@ -220,7 +221,8 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
                          "collected into it yet (run `edge collect --out` on it), or it was "
                          "emptied (an earlier copy of the file lists them)")
     labels = _labels_of(collected)
-    truths = _truths(corrected or collected, labels, collected)
+    listed = [collected / row["file"] for row in rows if (collected / row["file"]).is_file()]
+    truths = _truths(corrected or collected, labels, collected, listed)
     overall = _Tally(labels)
     per_day: defaultdict[str, _Tally] = defaultdict(lambda: _Tally(labels))
     audit = _Tally(labels)
@@ -301,11 +303,13 @@ def _labels_of(collected: Path) -> tuple[str, ...]:
     return tuple(name for name in classes.read_text().splitlines() if name)
 
 
-def _truths(corrected: Path, labels: tuple[str, ...], collected: Path
+def _truths(corrected: Path, labels: tuple[str, ...], collected: Path, listed: list[Path]
             ) -> dict[str, LabelledImage]:
     """The corrected labels by image id; a COCO file's images, and those of a folder of YOLO
     label files alone, are the collected folder's, wherever the labels are (a labelling
-    tool's export is saved anywhere)."""
+    tool's export is saved anywhere). `listed`: the manifest's images that are there; in the
+    collected folder itself only those are read (files put into images/ by hand are no part
+    of the dataset, and were warned about as unlabelled images scored as empty)."""
     if corrected != collected and not corrected.exists():
         raise InputError(f"--labels {corrected} does not exist; {CORRECTED_LABELS}")
     label_files = label_files_only(corrected) if corrected != collected else None
@@ -313,6 +317,8 @@ def _truths(corrected: Path, labels: tuple[str, ...], collected: Path
         raise InputError(f"--labels {corrected} holds no label files; {CORRECTED_LABELS}")
     if label_files is not None:
         dataset = labels_for_images(collected / "images", label_files, labels)
+    elif corrected == collected and yolo_layout(collected) is not None:
+        dataset = listed_yolo_images(collected, labels, listed)
     else:
         dataset = dataset_from(corrected, labels, "detect", images_root=collected)
     return {item.path.stem: item for item in dataset.items}

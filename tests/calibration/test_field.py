@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -180,6 +181,19 @@ def test_a_listed_image_deleted_by_hand_is_left_out_as_gone_not_as_unlabelled(tm
     (collected / "images" / "dev1_gate_00000003.jpg").unlink()
     report = field_accuracy(collected)
     assert (report.images, report.missing_images, report.audit_collected) == (1, 2, 0)
+
+
+def test_an_image_put_into_images_by_hand_is_neither_scored_nor_said_to_be(tmp_path, caplog):
+    """A user check: a foreign image in images/ (kept, never listed, as the README says) was
+    warned about as "1 of the 4 images ... has no label file: scored as images without
+    objects", though the field report left it out."""
+    collected = make_collected(tmp_path / "c")
+    shutil.copy(collected / "images" / "dev1_gate_00000002.jpg",
+                collected / "images" / "foreign.jpg")
+    with caplog.at_level(logging.WARNING):
+        report = field_accuracy(collected)
+    assert (report.images, report.unlabelled, report.missing_images) == (3, 0, 0)
+    assert "no label file" not in caplog.text, caplog.text
 
 
 def test_labels_nobody_corrected_are_counted_and_warned_about(tmp_path, caplog):
