@@ -247,8 +247,8 @@ class SamplingPolicy:
             ("per_day", self.sampling.limits.per_day)) if value is not None)
         log.warning("%s: audit draws (audit_rate %g) reached the caps (%s.limits: %s): past a "
                     "cap each period's first draws are kept and the rest dropped, so the audit "
-                    "sample is no longer spread evenly over the frames; lower audit_rate to at "
-                    "most a cap over the frames its period brings (per_minute / (fps x 60))",
+                    "sample is no longer spread evenly over the frames; lower audit_rate well "
+                    "under a cap over the frames its period brings (per_minute / (fps x 60))",
                     self.key, self.sampling.audit_rate, self.key, caps)
 
     def _taken(self, now: float, found: list[str]) -> None:

@@ -201,7 +201,7 @@ def test_audit_draws_a_cap_refuses_are_warned_about_once(caplog):
     assert said[0] == ("sampling: audit draws (audit_rate 0.05) reached the caps "
                        "(sampling.limits: per_minute 6): past a cap each period's first draws "
                        "are kept and the rest dropped, so the audit sample is no longer spread "
-                       "evenly over the frames; lower audit_rate to at most a cap over the "
+                       "evenly over the frames; lower audit_rate well under a cap over the "
                        "frames its period brings (per_minute / (fps x 60))")
     caplog.clear()
     quiet = policy(audit_rate=0.005, seed=2, limits={"per_minute": 6})
