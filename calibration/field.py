@@ -221,12 +221,12 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
                          "collected into it yet (run `edge collect --out` on it), or it was "
                          "emptied (an earlier copy of the file lists them)")
     labels = _labels_of(collected)
-    listed = [collected / row["file"] for row in rows if (collected / row["file"]).is_file()]
+    gone = {row["id"] for row in rows if not (collected / row["file"]).is_file()}
+    listed = [collected / row["file"] for row in rows if row["id"] not in gone]
     truths = _truths(corrected or collected, labels, collected, listed)
     overall = _Tally(labels)
     per_day: defaultdict[str, _Tally] = defaultdict(lambda: _Tally(labels))
     audit = _Tally(labels)
-    gone = {row["id"] for row in rows if not (collected / row["file"]).is_file()}
     unlabelled = missing = unchanged = 0
     for row in rows:
         truth = truths.get(row["id"])

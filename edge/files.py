@@ -173,9 +173,10 @@ def require_model_file(path: Path) -> None:
     """An error naming `path` when it is a folder, missing, empty or not readable by this
     process's user (under systemd the daemon runs as its own user, which a model copied in as
     root may not be readable by)."""
+    head = b""
     try:
-        with path.open("rb"):
-            pass
+        with path.open("rb") as file:
+            head = file.read(4)
     except PermissionError:
         raise ModelError(f"model file {path} cannot be read by {running_user()}: permission "
                          "denied; give that user read access to it and its folders (chmod "
@@ -190,8 +191,6 @@ def require_model_file(path: Path) -> None:
                          "with `edge convert`")
     if path.stat().st_size == 0:
         raise ModelError(f"model file {path} {EMPTY_FILE}")
-    with path.open("rb") as file:
-        head = file.read(4)
     if head == b"ftrt" or path.suffix.lower() in TENSORRT_ENGINE_SUFFIXES:
         raise ModelError(f"{path} is a TensorRT engine, which edge builds itself: give the .onnx "
                          "model it was built from (what `edge convert` or `edge calibrate` "

@@ -42,15 +42,20 @@ def choose_backend(model: ModelConfig, requested_in: str = "the config") -> Back
                                             "found, using ONNX Runtime on the CPU")
     try:  # installed is not loadable: a JetPack missing libnvinfer, an unsupported version
         load_tensorrt()
-    except (TensorRTUnavailableError, InputError) as exc:
-        state = exc.state if isinstance(exc, TensorRTUnavailableError) and exc.state else exc
-        return BackendChoice("onnxruntime", f"auto: this machine has an NVIDIA GPU but {state}, "
-                                            "using ONNX Runtime on the CPU", fixable=True)
+    except TensorRTUnavailableError as exc:
+        return _tensorrt_unusable(exc.state or str(exc))
+    except InputError as exc:
+        return _tensorrt_unusable(str(exc))
     if not available_adapters():  # the real modules, not the `cuda` namespace
         return BackendChoice("onnxruntime", "auto: TensorRT is installed but neither cuda-python "
                                             "nor pycuda is, using ONNX Runtime on the CPU",
                              fixable=True)
     return BackendChoice("tensorrt", "auto: TensorRT and an NVIDIA GPU are present")
+
+
+def _tensorrt_unusable(cause: str) -> BackendChoice:
+    return BackendChoice("onnxruntime", f"auto: this machine has an NVIDIA GPU but {cause}, "
+                                        "using ONNX Runtime on the CPU", fixable=True)
 
 
 def runner_from_config(model: ModelConfig, choice: BackendChoice, max_batch: int = 1) -> Runner:

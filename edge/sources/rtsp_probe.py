@@ -49,12 +49,25 @@ class RtspTarget:
 
     @classmethod
     def parse(cls, text: str) -> RtspTarget | None:
-        """None for anything but an rtsp(s) URL with a host. The credentials end at the last
+        """None for anything but an rtsp(s) URL with a host and a valid port."""
+        read = cls._read(text)
+        return read if isinstance(read, RtspTarget) else None
+
+    @classmethod
+    def problem(cls, text: str) -> str | None:
+        """What keeps `text` from parsing (`parse`), in words: no host, or which port is bad;
+        None when it parses. Never quotes the credentials."""
+        read = cls._read(text)
+        return read if isinstance(read, str) else None
+
+    @classmethod
+    def _read(cls, text: str) -> RtspTarget | str:
+        """The URL taken apart, or what is wrong with it. The credentials end at the last
         `@` before the path, as `edge.redact` cuts them: a password may hold `/` or `@`."""
         scheme, separator, rest = text.partition("://")
         scheme = scheme.lower()
         if not separator or scheme not in DEFAULT_PORTS:
-            return None
+            return "it is not an rtsp:// or rtsps:// URL"
         user = password = None
         unencoded = ""
         if "@" in rest:
@@ -64,8 +77,11 @@ class RtspTarget:
             unencoded = "".join(c for c in URL_DELIMITERS if c in credentials)
         authority, slash, tail = rest.partition("/")
         host, port = _host_and_port(authority, DEFAULT_PORTS[scheme])
-        if not host or port is None:
-            return None
+        if not host:
+            return "it names no host"
+        if port is None:
+            port_text = authority.rpartition("]")[2].partition(":")[2]
+            return f"its port {port_text!r} is not a number from 1 to 65535"
         url = f"{scheme}://{authority}{slash}{tail}"
         path = "/" + tail.partition("?")[0] if slash else "/"
         return cls(scheme, host, port, url, path, user, password, unencoded)
@@ -74,20 +90,6 @@ class RtspTarget:
     def address(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-    @classmethod
-    def problem(cls, text: str) -> str | None:
-        """What keeps `text` from parsing (`parse`), in words: no host, or which port is bad;
-        None when it parses. Never quotes the credentials."""
-        if cls.parse(text) is not None:
-            return None
-        rest = text.partition("://")[2].rpartition("@")[2]
-        host, port = _host_and_port(rest.partition("/")[0], 554)
-        if not host:
-            return "it names no host"
-        if port is None:
-            port_text = rest.partition("/")[0].rpartition("]")[2].partition(":")[2]
-            return f"its port {port_text!r} is not a number from 1 to 65535"
-        return "it is not an rtsp:// or rtsps:// URL"
 
 
 def _host_and_port(authority: str, default: int) -> tuple[str, int | None]:
