@@ -43,13 +43,16 @@ class Calibrated:
     #: The `cpu` profile's stem conv where it stays float (its int8 form did not apply; the
     #: log says why), beside `excluded`
     float_stem: str | None = None
+    #: Depthwise and other narrow convs past the stem that the `cpu` profile keeps float by its
+    #: own rule (`converters.qdq_cpu.narrow_convs`: no faster in int8), beside `excluded`
+    float_narrow_convs: list[str] = field(default_factory=list)
 
     @property
     def kept_float(self) -> list[str]:
         """Every weighted node the written model keeps float: `excluded`, then the `cpu`
-        profile's own (`float_batchnorms`, `float_stem`)."""
+        profile's own (`float_batchnorms`, `float_stem`, `float_narrow_convs`)."""
         return [*self.excluded, *self.float_batchnorms,
-                *([self.float_stem] if self.float_stem else [])]
+                *([self.float_stem] if self.float_stem else []), *self.float_narrow_convs]
 
     @property
     def int8_kernels(self) -> bool:

@@ -357,7 +357,9 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
                 f"{_sqnr(closest)}), too few to tell whether it keeps {AGREEMENT_FLOOR:.0%} on "
                 f"other images (up to {100 * highest:.0f}% fits these at 95% confidence); "
                 f"{labelled_check(labelled)}")
-    tools = [*([] if labelled else ["--report DIR names the layers that lose most"]),
+    # the report scores on labelled images: without them --report alone is refused
+    tools = [*([] if labelled else ["--report DIR --eval-data DIR (labelled images) names "
+                                    "the layers that lose most"]),
              *([] if kept_float else ["--keep-float N keeps layers in float"]),
              "--exclude NODE keeps named ones"]
     other = ("; the tensorrt profile, which quantizes only the weighted layers' inputs, may "

@@ -166,17 +166,36 @@ def float_stem(quantized: onnx.ModelProto) -> str | None:
     """The name of the first conv behind the image input when its weights stay float (the
     `cpu` profile's stem where its int8 form does not apply: `pixel_stem` logs why), else
     None."""
-    graph = quantized.graph
-    float_weights = {i.name for i in graph.initializer
+    stem = _first_conv(quantized)
+    return stem if stem in _float_convs(quantized) else None
+
+
+def float_narrow_convs(model: onnx.ModelProto, quantized: onnx.ModelProto,
+                       excluded: Collection[str]) -> list[str]:
+    """The `narrow_convs` of `model` past the stem (depthwise ones, mostly) whose weights stay
+    float in `quantized`, the `cpu` profile's build of it, by that profile's rule alone: not
+    the stem (`float_stem` names it), not the decode tail, not `excluded`."""
+    said = set(excluded) | decode_tail(model) | {_first_conv(model)}
+    return sorted((narrow_convs(model) & _float_convs(quantized)) - said)
+
+
+def _float_convs(model: onnx.ModelProto) -> set[str]:
+    """Conv nodes whose weight is a float initializer (not dequantized from int8)."""
+    float_weights = {i.name for i in model.graph.initializer
                      if i.data_type == onnx.TensorProto.FLOAT}
-    initializers = {i.name for i in graph.initializer}
-    reached = {i.name for i in graph.input if i.name not in initializers}
-    for node in graph.node:  # topological order
-        if not reached.intersection(node.input):
-            continue
-        if node.op_type == "Conv":
-            return node.name if len(node.input) > 1 and node.input[1] in float_weights else None
-        reached.update(node.output)
+    return {n.name for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1
+            and n.input[1] in float_weights}
+
+
+def _first_conv(model: onnx.ModelProto) -> str | None:
+    """The name of the first conv behind the image input: the stem."""
+    initializers = {i.name for i in model.graph.initializer}
+    reached = {i.name for i in model.graph.input if i.name not in initializers}
+    for node in model.graph.node:  # topological order
+        if reached.intersection(node.input):
+            if node.op_type == "Conv":
+                return str(node.name)
+            reached.update(node.output)
     return None
 
 

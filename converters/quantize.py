@@ -50,7 +50,7 @@ from converters.int8_models import (
 from converters.metadata import onnx_with_spec
 from converters.model_report import quantization_summary
 from converters.onnx_source import opset_of
-from converters.qdq_cpu import float_stem, unfolded_batchnorms
+from converters.qdq_cpu import float_narrow_convs, float_stem, unfolded_batchnorms
 from converters.qdq_tensorrt import (
     check_exclusions,
     decode_tail_tensors,
@@ -204,7 +204,9 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
                       comparison, warning, written, phases, options.method,
                       decode_tail_tensors(model), options.profile, held_out, latency,
                       sorted(unfolded_batchnorms(model)) if options.profile == "cpu" else [],
-                      _float_stem(quantized, excluded, options.profile))
+                      _float_stem(quantized, excluded, options.profile),
+                      float_narrow_convs(model, quantized, excluded)
+                      if options.profile == "cpu" else [])
 
 
 def _float_stem(quantized: onnx.ModelProto, excluded: list[str], profile: str) -> str | None:

@@ -338,6 +338,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
         "kept_float": result.excluded, "kept_float_batchnorms": result.float_batchnorms,
         "kept_float_stem": result.float_stem,
+        "kept_float_narrow_convs": result.float_narrow_convs,
         "cache": str(args.cache) if args.cache else None,
         "cache_tensors": len(cache.scales) if cache is not None else None,
         "ranges": str(args.ranges) if args.ranges else None, "drift_reference": reference,
@@ -408,7 +409,10 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated,
           + (f", and {len(result.float_batchnorms)} node(s) of BatchNorms behind activations "
              "(the cpu profile's rule)" if result.float_batchnorms else "")
           + (f", and the stem conv {result.float_stem} (its int8 form did not apply: logged "
-             "why)" if result.float_stem else ""))
+             "why)" if result.float_stem else "")
+          + (f", and {counted(len(result.float_narrow_convs), 'depthwise or narrow conv')} "
+             "(the cpu profile's rule: ONNX Runtime's int8 kernels are no faster for them)"
+             if result.float_narrow_convs else ""))
     if result.cpu_latency is not None:
         latency = result.cpu_latency
         print(f"INT8 on this CPU: {latency.ratio:.2f}x FP32's latency ({latency.int8_ms:.2f} "

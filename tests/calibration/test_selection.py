@@ -133,7 +133,9 @@ def test_int8_far_from_fp32_whatever_the_ranges_is_warned_about(judged, profile,
             f"of the {len(judged)} models judged ({closest.method}) keeps top-1 agreement with "
             f"FP32 at 75.0% (output SQNR {closest.sqnr_db:.1f} dB); the model is written, but "
             "check it with edge eval before deploying it")
-        assert "--keep-float N" in message and "--report DIR" in message
+        assert "--keep-float N" in message
+        # a user check: --report DIR alone is refused without labelled images
+        assert "--report DIR --eval-data DIR (labelled images) names the layers" in message
         assert ("--profile tensorrt" in message) == (profile == "cpu")
 
 

@@ -658,6 +658,38 @@ def test_convs_without_kernel_shape_get_the_cpu_profiles_int8_stem(tmp_path, edg
     assert "and the stem conv" not in result.stdout
 
 
+def test_the_depthwise_convs_the_cpu_profile_keeps_float_are_counted_in_the_summary(
+        tmp_path, edge):
+    """A user check: a PicoDet's `cpu` model said "kept float: none, and the stem conv ..."
+    while 37 depthwise convs stayed float by the profile's rule, said nowhere but in the docs."""
+    from tests.converters.tiny_models import grey_classifier
+
+    fp32 = tmp_path / "fp32.onnx"
+    source = grey_classifier(tmp_path / "m.onnx", depthwise=True)
+    assert edge("convert", source, "-o", fp32, "--labels", "a,b,c").returncode == 0
+    depthwise = [n.name for n in onnx.load(str(fp32)).graph.node
+                 if n.op_type == "Conv" and any(a.name == "group" and a.i == 8
+                                                for a in n.attribute)]
+    assert len(depthwise) == 1
+    args = ["calibrate", fp32, "--images", "synthetic://shapes", "-o", tmp_path / "q.onnx",
+            "--max-images", "8", "--method", "minmax"]
+    cpu = edge(*args, "--profile", "cpu")
+    assert cpu.returncode == 0, cpu.stderr
+    assert ("and 1 depthwise or narrow conv (the cpu profile's rule: ONNX Runtime's int8 "
+            "kernels are no faster for them)") in cpu.stdout
+    summary = json.loads(edge(*args, "--profile", "cpu", "--json").stdout.strip()
+                         .splitlines()[-1])
+    # the 1-channel stem is narrow too, but is the stem, named on its own where it stays float
+    assert summary["kept_float_narrow_convs"] == depthwise and summary["kept_float"] == []
+    quantized = onnx.load(str(tmp_path / "q.onnx")).graph
+    weights = {i.name: i.data_type for i in quantized.initializer}
+    stem = [summary["kept_float_stem"]] if summary["kept_float_stem"] else []
+    assert [n.name for n in quantized.node if n.op_type == "Conv"
+            and weights.get(n.input[1]) == onnx.TensorProto.FLOAT] == stem + depthwise
+    tensorrt = json.loads(edge(*args, "--json").stdout.strip().splitlines()[-1])
+    assert tensorrt["kept_float_narrow_convs"] == []  # TensorRT's int8 takes them
+
+
 def test_a_float_stem_is_named_in_the_summary(tmp_path, edge):
     """A mean of 0.5 (127.5 pixel levels) has no int8 stem form: the log said the stem stays
     float while the summary said "kept float: none"."""

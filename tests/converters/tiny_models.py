@@ -72,15 +72,18 @@ def seeded(network: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = False,
-                    size: int = 32, kernel_shape: bool = True) -> Path:
-    """input -> [Transpose] -> [Sub, Mul] -> Conv(1->8, stride 2) -> Relu -> Conv(8->8,
-    stride 2) -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits [N, 3]."""
+                    size: int = 32, kernel_shape: bool = True, depthwise: bool = False
+                    ) -> Path:
+    """input -> [Transpose] -> [Sub, Mul] -> Conv(1->8, stride 2) -> Relu -> [depthwise
+    Conv(8->8, 8 groups) -> Relu] -> Conv(8->8, stride 2) -> Relu -> GlobalAveragePool ->
+    Flatten -> Gemm -> logits [N, 3]."""
     rng = np.random.default_rng(0)
     weights = {
         "w1": rng.normal(0, 0.5, (8, 1, 3, 3)), "b1": rng.normal(0, 0.1, 8),
         "w2": rng.normal(0, 0.3, (8, 8, 3, 3)), "b2": rng.normal(0, 0.1, 8),
         "fc": rng.normal(0, 0.5, (3, 8)), "fc_b": rng.normal(0, 0.1, 3),
         "half": np.array(0.5), "two": np.array(2.0),
+        "wd": rng.normal(0, 0.5, (8, 1, 3, 3)), "bd": rng.normal(0, 0.1, 8),
     }
     kernel = {"kernel_shape": [3, 3]} if kernel_shape else {}  # optional in ONNX
     nodes, current = [], "image"
@@ -95,8 +98,11 @@ def grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = 
         helper.make_node("Conv", [current, "w1", "b1"], ["c1"], pads=[1, 1, 1, 1],
                          strides=[2, 2], **kernel),
         helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1],
-                         strides=[2, 2], **kernel),
+        *([helper.make_node("Conv", ["r1", "wd", "bd"], ["cd"], pads=[1, 1, 1, 1], group=8,
+                            **kernel),
+           helper.make_node("Relu", ["cd"], ["rd"])] if depthwise else []),
+        helper.make_node("Conv", ["rd" if depthwise else "r1", "w2", "b2"], ["c2"],
+                         pads=[1, 1, 1, 1], strides=[2, 2], **kernel),
         helper.make_node("Relu", ["c2"], ["r2"]),
         helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"]),
@@ -106,7 +112,8 @@ def grey_classifier(path: Path, *, nhwc: bool = False, normalise_inside: bool = 
     graph = helper.make_graph(
         nodes, "grey", [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()
+         if depthwise or k not in ("wd", "bd")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
     return path
