@@ -420,8 +420,12 @@ def test_the_printed_comparison_gives_the_evidence_behind_each_agreement(demo_mo
     assert run.returncode == 0, run.stderr
     table = [line for line in run.stdout.splitlines() if "output SQNR" in line]
     assert len(table) == 4
-    assert all(re.search(r"agreement with FP32 +\d+\.\d% \(\d+ detections, FP32's and "
-                         r"INT8's\)  output SQNR", line) for line in table), table
+    # a user check: a bare total ("15 detections, FP32's and INT8's") read as FP32's own count
+    # changing from one method's row to the next
+    counts = [re.search(r"agreement with FP32 +\d+\.\d% \((\d+) FP32 and \d+ INT8 "
+                        r"detections?\)  output SQNR", line) for line in table]
+    assert all(counts), table
+    assert len({match.group(1) for match in counts if match}) == 1  # FP32's: one count
 
 
 def test_candidates_judged_side_by_side_score_as_one_at_a_time(demo):
