@@ -360,7 +360,10 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         check_class_indices(output, highest, head.num_classes, options.labels is None)
         plain = replace(plain, notes=(*plain.notes, *_unused_nms_note(options)))
     if options.head == "yolox" or (head.layout == "yolov5" and output == raw_grid):
-        plain = _grid_decoded(plain, output, first[output], height, width)
+        preprocessing_given = (options.resize is not None or bool(
+            {"network_order", "mean", "std"} & set(options.stated)))
+        plain = _grid_decoded(plain, output, first[output], height, width,
+                              preprocessing_given)
     if options.task is not None and head.task != options.task:
         raise ConversionError(f"--task {options.task} given, but the output {output} looks like "
                               f"a {head.task} head ({head.layout})")
@@ -690,9 +693,11 @@ def _first_outputs(plain: _Plain, image: ImageInput, height: int,
 
 
 def _grid_decoded(plain: _Plain, output: str, value: npt.NDArray[Any], height: int,
-                  width: int) -> _Plain:
+                  width: int, preprocessing_given: bool = False) -> _Plain:
     """The source with the grid decode appended to its raw YOLOX-style `output` (`value`: its
-    first run's)."""
+    first run's). Unless `preprocessing_given` (any of --network-order, --mean, --std,
+    --resize), its note says how YOLOX's own models take their pixels, as advice beside the
+    preprocessing assumed (a user read it as applied, next to the note saying what was)."""
     anchors = Grid.for_input(height, width).anchors
     if value.shape[1] != anchors:
         raise ConversionError(f"--head yolox: output {output} has {value.shape[1]} anchors, but "
@@ -707,9 +712,12 @@ def _grid_decoded(plain: _Plain, output: str, value: npt.NDArray[Any], height: i
     note = (f"output {output} holds raw grid offsets (YOLOX's export without "
             "--decode_in_inference): appended the grid decode (strides "
             f"{', '.join(map(str, YOLOX_STRIDES))}), so it reads as [N, A, 5+nc] in input "
-            "pixels. YOLOX's own models take BGR pixels 0..255 as they are, letterboxed at the "
-            "top left: --network-order BGR --mean 0 --std 0.00392157 --resize "
-            "letterbox-top-left")
+            "pixels")
+    if not preprocessing_given:
+        note += (". YOLOX's own models take BGR pixels 0..255 as they are, letterboxed at the "
+                 "top left, which is not what is assumed here (the note on the assumed "
+                 "preprocessing says what is): for one of them, convert again with "
+                 "--network-order BGR --mean 0 --std 0.00392157 --resize letterbox-top-left")
     return replace(plain, model=with_grid_decode(plain.model, output, height, width),
                    run_source=grid_decoded_runner(plain.run_source, output, height, width),
                    notes=(*plain.notes, note))

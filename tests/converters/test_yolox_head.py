@@ -47,6 +47,16 @@ def test_a_yolox_export_with_raw_grid_offsets_gets_its_decode(tmp_path, edge):
     assert ("note: output output0 holds raw grid offsets (YOLOX's export without "
             "--decode_in_inference): appended the grid decode (strides 8, 16, 32)"
             in result.stdout)
+    # a user check: YOLOX's own preprocessing read as applied, next to the assumed note
+    assert ("YOLOX's own models take BGR pixels 0..255 as they are, letterboxed at the top "
+            "left, which is not what is assumed here" in result.stdout)
+    assert "note: assumed the network takes RGB channel order" in result.stdout
+    given = edge("convert", source, "-o", tmp_path / "yolox-own.onnx", "--labels", "a,b,c",
+                 "--network-order", "BGR", "--mean", "0", "--std", "0.00392157", "--resize",
+                 "letterbox-top-left")
+    assert given.returncode == 0, given.stderr
+    assert "appended the grid decode" in given.stdout
+    assert "YOLOX's own models" not in given.stdout and "assumed" not in given.stdout
     spec = spec_from_model(onnx.load(str(out)), str(out))
     assert (spec.head, spec.output) == ("yolov5", "output0")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
