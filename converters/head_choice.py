@@ -15,6 +15,7 @@ import numpy.typing as npt
 import onnx
 
 from converters.errors import ConversionError
+from converters.gfl_head import OUTPUT as GFL_OUTPUT
 from converters.heads import SUPPORTED, Head, head_from_shape, looks_end_to_end
 from converters.ultralytics_tasks import POSE_KEYPOINT_VALUES
 from edge.spec import HeadLayout
@@ -154,7 +155,10 @@ def _no_head_error(model: onnx.ModelProto, first: Outputs, nc: int | None,
              else labels_given(nc or 0))
     if nc is not None and len(outputs) == 1 and fitting:
         classes = fitting[outputs[0]].num_classes
-        return ConversionError(f"{given} but the model's output {outputs[0]} "
+        # a user check: the name alone meant nothing beside the model's own outputs
+        output = (f"output {outputs[0]}, the one edge convert builds from its GFL head's "
+                  "outputs," if outputs[0] == GFL_OUTPUT else f"model's output {outputs[0]}")
+        return ConversionError(f"{given} but the {output} "
                                f"({per_frame(shapes[outputs[0]])}) has "
                                f"{counted(classes, 'class')}; pass exactly "
                                f"{counted(classes, 'label')}"

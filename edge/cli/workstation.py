@@ -160,7 +160,8 @@ def _convert(args: argparse.Namespace) -> int:
     else:
         for note in converted.notes:
             print(f"note: {note}")
-        shape = [spec.input.batch or "batch", spec.input.height, spec.input.width, 3]
+        shape = (f"[{spec.input.batch or 'batch'}, {spec.input.height}, {spec.input.width}, "
+                 "3]")  # not a Python list's text, ['batch', ...] (a user check)
         print(f"wrote {args.output}: {spec.task} ({spec.head}), "
               f"{counted(len(spec.labels), 'label')}, input uint8 {shape} "
               f"{spec.input.colour_order}, frames by "

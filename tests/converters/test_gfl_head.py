@@ -121,8 +121,10 @@ def test_a_folded_head_is_not_mistaken_for_yolov5_by_one_label_too_few(tmp_path)
 
     source = tmp_path / "picodet.onnx"
     onnx.save(picodet_like(), str(source))
-    with pytest.raises(ConversionError, match=r"2 labels were given but the model's output "
-                       rf"{OUTPUT} .* has 3 classes; pass exactly 3 labels"):
+    # a user check: the output's name alone meant nothing beside the model's own outputs
+    with pytest.raises(ConversionError, match=r"2 labels were given but the output "
+                       rf"{OUTPUT}, the one edge convert builds from its GFL head's outputs, "
+                       r".* has 3 classes; pass exactly 3 labels"):
         convert(source, ConvertOptions(labels=LABELS[:2]))
     with pytest.raises(ConversionError, match=r"--head yolov5: .* builds from its GFL head, "
                        r"anchor_free_transposed .* leave --head out"):
@@ -155,6 +157,7 @@ def test_metadata_labels_that_miss_a_class_are_named_as_the_metadata(tmp_path):
     source = tmp_path / "picodet.onnx"
     onnx.save(model, str(source))
     with pytest.raises(ConversionError, match=r"the model's metadata names 2 classes but the "
-                       rf"model's output {OUTPUT} .* has 3 classes; pass exactly 3 labels with "
+                       rf"output {OUTPUT}, the one edge convert builds from its GFL head's "
+                       r"outputs, .* has 3 classes; pass exactly 3 labels with "
                        "--labels"):
         convert(source, ConvertOptions())

@@ -77,6 +77,9 @@ def test_batch_flags_on_the_command_line(tmp_path, edge):
         result = edge("convert", source, "-o", out, "--labels", "a,b,c", *flag, "--json")
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout.splitlines()[-1])["input"][0] == expected
+    # a user check: the summary showed a Python list's text, ['batch', 32, 32, 3]
+    printed = edge("convert", source, "-o", tmp_path / "printed.onnx", "--labels", "a,b,c")
+    assert f"input uint8 [batch, {SIZE}, {SIZE}, 3] BGR" in printed.stdout, printed.stdout
 
 
 # -- opset < 13 and Constant weights: upgraded, moved, and both INT8 profiles work ----------
