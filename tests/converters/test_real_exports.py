@@ -540,6 +540,31 @@ def test_a_fixed_batch_above_one_is_refused_by_calibrate(tmp_path, edge):
     assert_refused(result, "has a fixed batch of 4", "--batch dynamic")
 
 
+def test_images_a_stretch_enlarges_along_one_side_are_kept_and_said(tmp_path, edge, caplog):
+    """A user check: 640x480 photos into a 608x800 stretch model (1.67x in height) calibrated
+    without a word, while images smaller in both sides are refused."""
+    fp32 = tmp_path / "fp32.onnx"
+    convert(classifier(tmp_path / "m.onnx"),
+            ConvertOptions(labels=LABELS, resize="stretch")).write(fp32)
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(10):  # 40x16: 0.8x in width, 2x in height
+        cv2.imwrite(str(wide / f"{index}.png"), rng.integers(0, 256, (16, 40, 3), np.uint8))
+    args = ("calibrate", fp32, "--images", wide, "-o", tmp_path / "int8.onnx",
+            "--method", "minmax", "--json")
+    result = edge(*args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["skipped"] == 0
+    assert (f"10 images in {wide} are enlarged more than 1.5x along one side (up to 2.0x) by "
+            f"the stretch into the model input {SIZE}x{SIZE} (width x height)") in caplog.text
+    caplog.clear()
+    for index in range(10):  # 40x30: enlarged 1.07x in height, under the bar
+        cv2.imwrite(str(wide / f"{index}.png"), rng.integers(0, 256, (30, 40, 3), np.uint8))
+    assert edge(*args).returncode == 0
+    assert "along one side" not in caplog.text
+
+
 def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edge, caplog):
     fp32 = tmp_path / "fp32.onnx"
     convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
