@@ -80,7 +80,29 @@ def test_clear_loss_thresholds(chosen, best, warned):
     assert (message is not None) == warned
     if warned:
         assert f"--method {chosen.method} loses clearly to {best.method}" in message
+        assert f"use --method {best.method} or --method auto" in message
         assert "top-1 agreement" in message and "output SQNR" in message
+
+
+def test_a_loss_by_output_sqnr_alone_says_the_answers_held():
+    """A user check: "loses clearly to minmax ...: detection agreement with FP32 100.0% vs
+    98.7%, output SQNR 27.9 dB vs 34.1 dB" read as contradicting itself."""
+    chosen = Fidelity("mse", 27.9, 1.0, 9, 76, evidence=76, found=38)
+    best = Fidelity("minmax", 34.1, 0.987, 9, 77, evidence=78, found=38)
+    message = clear_loss(chosen, best, "detect") or ""
+    assert message == (
+        "--method mse loses clearly to minmax in output SQNR on 9 held-out frames: 27.9 dB vs "
+        "34.1 dB (6.2 dB lower); its detection agreement holds (detection agreement with FP32 "
+        "100.0% vs 98.7%), so the answers have not changed yet on these frames, but its outputs "
+        "stray further from FP32's; use --method minmax or --method auto")
+    unmeasured = clear_loss(Fidelity("mse", 27.9, 1.0, 9, 2, evidence=2), best, "detect") or ""
+    assert unmeasured == ("--method mse loses clearly to minmax in output SQNR on 9 held-out "
+                          "frames: 27.9 dB vs 34.1 dB (6.2 dB lower); use --method minmax or "
+                          "--method auto")
+    lost = clear_loss(Fidelity("entropy", 20.0, 0.5, 16, 16), Fidelity("mse", 30.0, 1.0, 16, 16),
+                      "classify") or ""
+    assert lost.startswith("--method entropy loses clearly to mse on 16 held-out frames: top-1 "
+                           "agreement with FP32 50.0% vs 100.0%, output SQNR 20.0 dB vs 30.0 dB")
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +408,7 @@ def test_a_clear_loss_quotes_agreement_only_where_it_was_measured():
     message = clear_loss(fid("minmax", -6.3, 0.0, compared=2), fid("mse", 4.2, 1.0, compared=2),
                          "detect")
     assert message is not None and "agreement" not in message
-    assert "output SQNR -6.3 dB vs 4.2 dB" in message
+    assert "in output SQNR on 16 held-out frames: -6.3 dB vs 4.2 dB (10.5 dB lower)" in message
 
 
 def test_unknown_method_fails_before_any_work(demo):
