@@ -33,6 +33,10 @@ class LabelledImage:
     boxes: npt.NDArray[np.float32]
     class_ids: npt.NDArray[np.int64]
     difficult: npt.NDArray[np.bool_]
+    #: The model's classes the dataset labels, where it names only some (its data.yaml's
+    #: `names`, its COCO categories); None: every class. The others' detections say nothing
+    #: about the model and are not scored.
+    labelled_classes: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +296,7 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
     if class_ids != list(range(len(labels))):
         log.info("%s lists the model's classes in another order or in part: paired by name",
                  given)
+    labelled = _labelled_classes(class_ids, labels)
     items: list[LabelledImage] = []
     unlabelled = lost_objects = 0
     skipped: list[Path] = []
@@ -312,7 +317,7 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
                         (cx + w / 2) * width, (cy + h / 2) * height)
         items.append(LabelledImage(image_path, boxes,
                                    np.array([class_ids[int(r[0])] for r in rows], np.int64),
-                                   np.zeros(len(rows), bool)))
+                                   np.zeros(len(rows), bool), labelled))
     if skipped:
         say_unreadable(skipped, counted(lost_objects, "object"))
     if unlabelled:
@@ -345,6 +350,13 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
         raise InputError(f"{root} names its classes {listed(named)}; {which} of the model "
                          f"({listed(labels)}): evaluate on a dataset labelled for this model")
     return [list(labels).index(name) for name in named]
+
+
+def _labelled_classes(class_ids: Sequence[int], labels: Sequence[str]) -> frozenset[int] | None:
+    """The model's class ids a dataset labels (`class_ids`: the model's id of each of its
+    classes), or None where it labels every one."""
+    named = frozenset(class_ids)
+    return None if len(named) == len(labels) else named
 
 
 def _dataset_file(split: YoloLayout) -> Path:
@@ -525,7 +537,8 @@ def _coco(path: Path, labels: Sequence[str], given_root: Path | None) -> Dataset
                          np.float32).reshape(-1, 4)
         items.append(LabelledImage(images[image_id], boxes,
                                    np.array([c for _, c, _ in found], np.int64),
-                                   np.array([crowd for _, _, crowd in found], bool)))
+                                   np.array([crowd for _, _, crowd in found], bool),
+                                   _labelled_classes(list(class_of.values()), labels)))
     return Dataset("coco", items, skipped=len(missing))
 
 

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from calibration.datasets import Dataset
 from calibration.readers import Prefetched, frames_from
+from edge.detections import Detections
 from edge.errors import EdgeError
 from edge.metrics import DetectionScorer
 from edge.postprocess import decoder_from_spec
@@ -46,7 +47,8 @@ SCENE_FRAMES = 100
 
 class Truth(Protocol):
     """What a frame holds: boxes float32 [K, 4] x1 y1 x2 y2 in source pixels, class ids [K],
-    `difficult` [K] objects neither required nor penalised."""
+    `difficult` [K] objects neither required nor penalised. A dataset's truth may also say
+    which classes it labels (`LabelledImage.labelled_classes`; absent: every class)."""
 
     @property
     def boxes(self) -> npt.NDArray[np.float32]: ...
@@ -79,8 +81,11 @@ class Accuracy:
     per_class_top1: dict[str, float] = field(default_factory=dict)
     per_class_mistaken_for: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Detection: the model's classes without a ground-truth object in the data, left out of
-    #: mAP (COCO's rule: their AP is undefined).
+    #: mAP (COCO's rule: their AP is undefined); their detections count as false in precision.
     unscored_classes: list[str] = field(default_factory=list)
+    #: Detection: the model's classes the data does not label at all (a dataset naming only
+    #: some): their detections are left out of mAP and precision, which they say nothing of.
+    unlabelled_classes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,13 +153,19 @@ class _DetectionAp:
         self._operating = decoder_from_spec(spec)
         self._ranked = DetectionScorer(spec.num_classes, COCO_IOUS)
         self._at_threshold = DetectionScorer(spec.num_classes)
+        self._unlabelled: set[int] = set()
 
     def add(self, output: npt.NDArray[np.float32], geometry: LetterboxGeometry,
             truth: Truth) -> None:
-        self._ranked.add(self._ranking(output, geometry), truth.boxes, truth.class_ids,
-                         truth.difficult)
-        self._at_threshold.add(self._operating(output, geometry), truth.boxes, truth.class_ids,
-                               truth.difficult)
+        # a dataset that names only some classes says nothing of the others' detections (a
+        # user check: a dataset without "star" cut precision from 0.95 to 0.72)
+        labelled: frozenset[int] | None = getattr(truth, "labelled_classes", None)
+        ranked, operating = self._ranking(output, geometry), self._operating(output, geometry)
+        if labelled is not None:
+            self._unlabelled.update(set(range(len(self._labels))) - labelled)
+            ranked, operating = _of_classes(ranked, labelled), _of_classes(operating, labelled)
+        self._ranked.add(ranked, truth.boxes, truth.class_ids, truth.difficult)
+        self._at_threshold.add(operating, truth.boxes, truth.class_ids, truth.difficult)
 
     def accuracy(self, images: int) -> Accuracy:
         ap = self._ranked.average_precision()
@@ -169,7 +180,15 @@ class _DetectionAp:
             per_class_ap50_95={self._labels[c]: round(float(ap[c].mean()), 4) for c in present},
             precision=round(precision, 4), recall=round(recall, 4),
             objects=objects, detections=detections,
-            unscored_classes=[self._labels[c] for c in np.flatnonzero(np.isnan(ap[:, 0]))])
+            unscored_classes=[self._labels[c] for c in np.flatnonzero(np.isnan(ap[:, 0]))
+                              if c not in self._unlabelled],
+            unlabelled_classes=[self._labels[c] for c in sorted(self._unlabelled)])
+
+
+def _of_classes(found: Detections, classes: frozenset[int]) -> Detections:
+    """The detections in `found` of `classes` alone."""
+    keep = np.isin(found.class_ids, list(classes))
+    return Detections(found.boxes[keep], found.scores[keep], found.class_ids[keep])
 
 
 class _LetterboxedRun:

@@ -297,6 +297,9 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
         if fp32.unscored_classes:
             lines += ["", "Not in mAP (no ground-truth objects): "
                       + ", ".join(fp32.unscored_classes)]
+        if fp32.unlabelled_classes:
+            lines += ["", "Not labelled in the data (their detections not scored, in mAP or "
+                      "precision): " + ", ".join(fp32.unlabelled_classes)]
         if bars:
             lines += ["", f"![per-class AP]({bars})"]
     else:

@@ -713,6 +713,9 @@ def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
         print(f"  {label:20s} AP@0.5 {ap:.4f}  AP@0.5:0.95 {accuracy.per_class_ap50_95[label]:.4f}")
     if accuracy.unscored_classes:
         print(f"  not in mAP (no ground-truth objects): {', '.join(accuracy.unscored_classes)}")
+    if accuracy.unlabelled_classes:
+        print("  not labelled in the data (their detections not scored, in mAP or precision): "
+              f"{', '.join(accuracy.unlabelled_classes)}")
 
 
 def _taken_for(mistaken: dict[str, int], shown: int = 3) -> str:

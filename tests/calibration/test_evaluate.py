@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 
@@ -114,6 +115,39 @@ def test_phone_photos_stored_sideways_score_as_upright_ones(demo_model, tmp_path
     sideways = evaluate(demo_model, dataset_from(stored, labels, "detect"))
     assert upright.map50 > 0.9
     assert sideways.map50 == pytest.approx(upright.map50, abs=0.02)
+
+
+def test_classes_a_dataset_does_not_label_are_not_scored(demo_model, tmp_path):
+    """A user check: a dataset naming circle, square and triangle (no star) scored the model's
+    star detections as false positives, precision 0.72 against 0.95 with stars labelled."""
+    from calibration.evaluate import evaluate
+
+    labels = ("circle", "square", "triangle", "star")
+    write_yolo_dataset(tmp_path / "full", frames=24, seed=5)  # circles, squares, triangles
+    full = evaluate(demo_model, dataset_from(tmp_path / "full", labels, "detect"))
+    partial = tmp_path / "partial"
+    shutil.copytree(tmp_path / "full", partial)
+    triangles = 0
+    for label_file in (partial / "labels").glob("*.txt"):
+        lines = label_file.read_text().splitlines()
+        triangles += sum(line.split()[0] == "2" for line in lines)
+        label_file.write_text("".join(f"{line}\n" for line in lines if line.split()[0] != "2"))
+    (partial / "classes.txt").unlink()
+    (partial / "data.yaml").write_text(f"path: {partial}\ntrain: images\nval: images\n"
+                                       "names:\n  0: circle\n  1: square\n")
+    assert triangles > 0
+    scored = evaluate(demo_model, dataset_from(partial, labels, "detect"))
+    assert scored.unlabelled_classes == ["triangle", "star"] and not scored.unscored_classes
+    assert scored.objects == (full.objects or 0) - triangles
+    assert (scored.detections or 0) < (full.detections or 0)  # the triangles' are left out
+    assert full.precision is not None and scored.precision is not None
+    assert scored.precision >= full.precision - 0.02 and scored.precision > 0.9
+    assert scored.per_class_ap50 == {k: v for k, v in full.per_class_ap50.items()
+                                     if k in ("circle", "square")}
+    text = subprocess.run([sys.executable, "-m", "edge", "eval", str(demo_model), "--data",
+                           str(partial)], capture_output=True, text=True, timeout=300).stdout
+    assert ("not labelled in the data (their detections not scored, in mAP or precision): "
+            "triangle, star") in text
 
 
 def test_edge_eval_names_the_classes_left_out_of_map(demo_model, tmp_path):
