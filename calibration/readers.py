@@ -23,6 +23,7 @@ import numpy.typing as npt
 from calibration.images import is_hidden, read_image, unusable_reason, usable_image_size
 from edge.concurrency import in_order
 from edge.errors import InputError
+from edge.interruption import raise_if_interrupted
 from edge.preprocess import letterboxer_from_spec
 from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
@@ -61,6 +62,7 @@ class Prefetched(Iterator[T]):
     def __next__(self) -> T:
         if self._finished:
             raise StopIteration
+        raise_if_interrupted()  # a Ctrl-C a finalizer swallowed ends the loop at the next item
         more, value = self._queue.get()
         if not more:
             self._finished = True

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from edge.errors import EMPTY_FILE, InputError, ModelError, OutputError
+from edge.interruption import raise_if_interrupted
 
 #: What to do about a write that failed, by its errno (the ones a user's setup causes).
 _WRITE_FIXES = {
@@ -229,6 +230,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        raise_if_interrupted()  # one a finalizer swallowed: `path` stays as it was
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -281,6 +283,7 @@ class StagedOutputs:
     def publish(self) -> None:
         """Move every staged file into place (each an atomic rename, in the order staged); a
         Ctrl-C or SIGTERM meanwhile takes effect once all are in place."""
+        raise_if_interrupted()  # one a finalizer swallowed: nothing is put in place
         with _signals_held():
             self._moved_into_place()
 

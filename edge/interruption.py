@@ -5,7 +5,32 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM as an exception (`edge.cli.signals`); `exit_code` is 128 + the
+    signal's number, as a shell reports it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+#: The signals whose `Interrupted` a command's handler raised (`edge.cli.signals.
+#: signals_interrupt`), in order. One that landed where Python only reports it and goes on (a
+#: finalizer that garbage collection ran) is still here, so what would write an output stops
+#: instead (`raise_if_interrupted`).
+RECEIVED: list[int] = []
+
+
+def raise_if_interrupted() -> None:
+    """`Interrupted` for the first signal received, if any: called before an output is put in
+    place, and between frames, so a Ctrl-C that a finalizer swallowed still ends the command
+    with nothing written (a user check: all outputs written, then exit 130)."""
+    if RECEIVED:
+        raise Interrupted(RECEIVED[0])
 
 
 def say_interrupted(exit_code: int, signal_name: str, json_line: bool) -> None:

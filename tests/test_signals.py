@@ -81,7 +81,8 @@ def test_a_signal_while_starting_interrupts_with_the_shells_exit_code():
     at once as "interrupted", exit 143 (it was killed silently: no line, exit -15)."""
     result = run_python("""
         import os, signal, sys, time
-        from edge.cli.signals import Interrupted, stop_on_signals
+        from edge.cli.signals import stop_on_signals
+        from edge.interruption import Interrupted
         stop = stop_on_signals(starting=True)
         try:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -103,7 +104,8 @@ def test_sigterm_interrupts_a_command_like_ctrl_c_and_unwinds():
     result = run_python("""
         import os, signal, tempfile, time
         from pathlib import Path
-        from edge.cli.signals import Interrupted, signals_interrupt, stop_on_signals
+        from edge.cli.signals import signals_interrupt, stop_on_signals
+        from edge.interruption import Interrupted
         folder = None
         try:
             with signals_interrupt(), tempfile.TemporaryDirectory() as folder:
@@ -135,7 +137,8 @@ def test_a_signal_whose_exception_was_swallowed_or_wrapped_still_ends_the_comman
                                                                                    printed):
     result = run_python(f"""
         import os, signal, time
-        from edge.cli.signals import Interrupted, signals_interrupt
+        from edge.cli.signals import signals_interrupt
+        from edge.interruption import Interrupted
         try:
             with signals_interrupt():
                 try:
@@ -159,6 +162,48 @@ def test_a_signal_whose_exception_was_swallowed_or_wrapped_still_ends_the_comman
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [*printed, "nothing pending",
                                           "without a signal: missing"]
+
+
+def test_a_signal_a_finalizer_swallowed_publishes_nothing_and_prints_no_traceback(tmp_path):
+    """A user check: Ctrl-C landing in a garbage collector's finalizer printed "Exception
+    ignored in: ... Traceback ... Interrupted: SIGINT", then the command wrote every output and
+    exited 130. Now nothing is printed for it, the next output to be put in place (staged or
+    a single atomic write) raises it instead, and nothing is written."""
+    result = run_python(f"""
+        import gc, os, signal, time
+        from pathlib import Path
+        from edge.cli.signals import signals_interrupt
+        from edge.files import StagedOutputs, write_bytes_atomic
+        from edge.interruption import Interrupted
+
+        class Finalized:
+            def __del__(self):  # the signal lands here: Python reports it and goes on
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
+
+        out = Path({str(tmp_path)!r})
+        for how in ("staged", "atomic"):
+            try:
+                with signals_interrupt():
+                    cycle = Finalized()
+                    cycle.me = cycle
+                    del cycle
+                    gc.collect()
+                    print("carried on", how)
+                    if how == "staged":
+                        with StagedOutputs() as staged:
+                            staged.file(out / "model.onnx").write_bytes(b"int8")
+                            staged.publish()
+                    else:
+                        write_bytes_atomic(out / "model.onnx", b"int8")
+                    print("published")
+            except Interrupted as exc:
+                print("interrupted", exc.exit_code, sorted(p.name for p in out.iterdir()))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["carried on staged", "interrupted 130 []",
+                                          "carried on atomic", "interrupted 130 []"]
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_sigterm_while_onnxruntime_loads_exits_143_not_missing_or_traceback(tmp_path):

@@ -31,11 +31,11 @@ from edge import __version__
 from edge.cli import bench, collect, device, probe, workstation
 from edge.cli.common import failed_with_json, print_json
 from edge.cli.extras import command_extra, extra_modules, require_runtime
-from edge.cli.signals import Interrupted, signals_interrupt
+from edge.cli.signals import signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
 from edge.install_hint import install_command
-from edge.interruption import interruption_behind, say_interrupted
+from edge.interruption import Interrupted, interruption_behind, say_interrupted
 from edge.wording import likely_meant
 
 #: argparse's words for a value outside an option's (or the command's) choices.

@@ -24,25 +24,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
+
+from edge.interruption import RECEIVED, Interrupted
 
 log = logging.getLogger("edge")
 
 #: How often `SignalStop.wait` looks at the flag: the longest a stop waits to be noticed.
 POLL_S = 0.05
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM as an exception: during a command's start-up, or throughout one that
-    has no stop of its own (`signals_interrupt`); `exit_code` is 128 + the signal's number, as
-    a shell reports it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.exit_code = 128 + signum
 
 
 class SignalStop:
@@ -108,15 +102,18 @@ def signals_interrupt() -> Iterator[None]:
     which ignores further signals). Only the main thread can install handlers; elsewhere a
     no-op.
 
-    A handler's exception can land where Python only prints it ("Exception ignored in": a
-    finalizer that garbage collection runs) and the command then carries on; a signal that
-    was received but never ended the command ends it when the block does, so a finished
-    command interrupted in such a moment still exits 130 or 143, not 0. Any other exception
-    leaving the block after a signal is the signal's too (it broke an import, say)."""
+    A handler's exception can land where Python only reports it and goes on (a finalizer that
+    garbage collection runs); that report is not printed (it read as a traceback), and the
+    signal stays received: an output about to be put in place, or the next frame read, raises
+    it instead (`edge.interruption.raise_if_interrupted`), and the block's end does for a
+    command that writes nothing, so it exits 130 or 143, not 0. Any other exception leaving
+    the block after a signal is the signal's too (it broke an import, say)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _received.clear()
+    RECEIVED.clear()
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_about_interrupts(unraisable)
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupted)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
@@ -124,30 +121,37 @@ def signals_interrupt() -> Iterator[None]:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _raise_interrupted)
     try:
         yield
-        if _received:
-            raise Interrupted(_received[0])
+        if RECEIVED:
+            raise Interrupted(RECEIVED[0])
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
         # The signal's exception can come out as another: ONNX Runtime's native module,
         # interrupted while it loads, raises "ImportError: initialization failed" from it
         # (then an exit 1 with a traceback, or "onnxruntime is not installed")
-        if _received:
-            raise Interrupted(_received[0]) from exc
+        if RECEIVED:
+            raise Interrupted(RECEIVED[0]) from exc
         raise
     finally:
+        sys.unraisablehook = unraisable
         for each, handler in previous.items():
             if signal.getsignal(each) is _raise_interrupted:
                 signal.signal(each, handler)
 
 
-#: The signals `signals_interrupt` turned into exceptions, in order.
-_received: list[int] = []
-
-
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    _received.append(signum)
+    RECEIVED.append(signum)
     raise Interrupted(signum)
+
+
+def _quiet_about_interrupts(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """`hook`, except for an `Interrupted` that Python could not raise (it is received, and
+    raised where it can be): not a traceback for the user."""
+    def reporting(unraisable: Any) -> object:
+        if isinstance(unraisable.exc_value, Interrupted):
+            return None
+        return hook(unraisable)
+    return reporting
 
 
 def stop_on_signals(starting: bool = False) -> SignalStop:
