@@ -335,7 +335,8 @@ class SamplingConfig(_Section):
     audit_rate: float = Field(default=0.0, ge=0, lt=1,
                               description="unbiased random sample of frames for accuracy "
                                           "estimates (fraction of frames)")
-    seed: int | None = Field(default=None, description="audit random seed (tests)")
+    seed: int | None = Field(default=None, description="audit random seed, for repeatable "
+                                                      "draws (each camera its own from it)")
     limits: SamplingLimits = SamplingLimits()
 
     @field_validator("uncertain_band")

@@ -264,7 +264,7 @@ class Daemon:
         settings = postprocess_settings(self.spec, self.config)
         sampler = FrameSampler(self.config.frames, self.config.sampling_for(camera),
                                self.spec.labels, settings.score_threshold,
-                               self.config.sampling_key(camera))
+                               self.config.sampling_key(camera), camera.name)
         frames = FramePublisher(self.config.frames, self.link, self.spec.labels, sampler.limiter,
                                 self.spec.name or self.config.model.path.name)
         # Decoded down to the uncertainty band's floor; the worker publishes what reaches the

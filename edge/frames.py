@@ -41,8 +41,9 @@ class FrameSampler(SamplingPolicy):
 
     def __init__(self, settings: FramesConfig, sampling: SamplingConfig | None = None,
                  labels: Sequence[str] = (), threshold: float = 0.0,
-                 key: str = "sampling") -> None:
-        super().__init__(settings, sampling or SamplingConfig(), labels, threshold, key=key)
+                 key: str = "sampling", camera: str = "") -> None:
+        super().__init__(settings, sampling or SamplingConfig(), labels, threshold, key=key,
+                         camera=camera)
 
 
 class FramePublisher:

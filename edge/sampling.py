@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,15 @@ class _CountTracker:
         return not first
 
 
+def audit_seed(seed: int | None, camera: str) -> int | list[int] | None:
+    """The audit draw's seed for `camera`: `[sampling] seed` set for every camera gave each
+    the same draws, so cameras running alike were audited on the same frames (a user check);
+    the camera's name now makes its own stream of it. None: fresh entropy, as without a seed."""
+    if seed is None or not camera:
+        return seed
+    return [seed, zlib.crc32(camera.encode())]
+
+
 @dataclass
 class SamplingPolicy:
     """Decides the reasons to sample one camera's frames; not thread-safe except
@@ -139,6 +149,8 @@ class SamplingPolicy:
     labels: Sequence[str]
     threshold: float = 0.0  # the operating score threshold: detections below it are not published
     key: str = "sampling"  # where the settings come from, for messages (cameras.0.sampling)
+    #: The camera sampled: with a `seed`, each camera draws its own audit frames from it
+    camera: str = ""
     limiter: RateLimiter = field(init=False)
     audit: AuditCounts = field(default_factory=AuditCounts)
     sampled: Counter[str] = field(default_factory=Counter)
@@ -155,7 +167,7 @@ class SamplingPolicy:
         # when the scene is busy, the uniform sample field accuracy rests on
         self.audit_limiter = RateLimiter(self.sampling.limits)
         self._last_taken: dict[str, float] = {}  # reason -> when a sample was last taken for it
-        self._rng = np.random.default_rng(self.sampling.seed)
+        self._rng = np.random.default_rng(audit_seed(self.sampling.seed, self.camera))
         self._rare_ids = {self.labels.index(name) for name in self.sampling.rare_labels}
         self._class_counts = np.zeros(len(self.labels), np.int64)
         self._counts = _CountTracker(self.sampling.count_steady_frames)
