@@ -118,14 +118,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     # a timed run is a trial: a script must see a camera or a broker that never worked (a run
     # that a signal stopped still exits 0, or systemd would count every stop a failure)
     trial = args.seconds is not None and stop.received is None
+    # the run's own length: a file source that ends first ends it (a user check: "in the 5 s
+    # run" after a clip ended at 1.8 s)
+    ran = f"{summary.seconds:.{1 if summary.seconds < 10 else 0}f} s run"
     if trial and summary.never_streamed:
-        log.error("exiting 1: %s delivered no frame in the %g s run (the reason is above)",
-                  _cameras(summary.never_streamed), args.seconds)
+        log.error("exiting 1: %s delivered no frame in the %s (the reason is above)",
+                  _cameras(summary.never_streamed), ran)
         return 1
     if trial and not summary.broker_reached:
-        log.error("exiting 1: the MQTT broker %s was never reached in the %g s run, so "
-                  "nothing was published (the reason is above)", redact_uri(config.mqtt.url),
-                  args.seconds)
+        log.error("exiting 1: the MQTT broker %s was never reached in the %s, so nothing was "
+                  "published (the reason is above)", redact_uri(config.mqtt.url), ran)
         return 1
     return 0
 
