@@ -39,7 +39,7 @@ from edge.sources.supervisor import (
 )
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
-from edge.tensorrt.precision import ANY_TRT_VERSION, precision_for
+from edge.tensorrt.precision import ANY_TRT_VERSION, graph_has_qdq, precision_for
 from edge.timing import rfc3339
 from edge.tracking.camera import CameraTracking
 from edge.wording import counted, listed
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 #: A model's `quantization` as the start's log line says it.
 QUANTIZATION_WORDS = {"float": "a float model", "int8-qdq": "INT8 Q/DQ, tensorrt profile",
                       "int8-qdq-cpu": "INT8 Q/DQ, cpu profile"}
+#: ... where the spec says float and the graph holds Q/DQ nodes (a user check: a model that
+#: ONNX Runtime's quantizer made from the converted one was said to be "a float model").
+QUANTIZED_ELSEWHERE = "INT8 Q/DQ, quantized outside edge calibrate"
 #: What `cmd/snapshot` accepts: nothing (every camera) or one camera name.
 _CAMERA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Stopping waits this long for the cameras to publish their frames in flight, all cameras
@@ -506,10 +509,19 @@ class Daemon:
             self.discovery.publish()
             self.discovery.start()
         # which precision runs: an FP32 model and its INT8 one share their name (a user check)
+        quantized_elsewhere = (self.spec.quantization in (None, "float")
+                               and graph_has_qdq(self.config.model.path))
         log.log(logging.WARNING if self.backend.fixable else logging.INFO,
                 "running %s (%s) on %s (%s) for cameras %s", self.spec.name,
-                QUANTIZATION_WORDS[self.spec.quantization or "float"], self.backend.name,
+                QUANTIZED_ELSEWHERE if quantized_elsewhere
+                else QUANTIZATION_WORDS[self.spec.quantization or "float"], self.backend.name,
                 self.backend.reason, ", ".join(w.name for w in self.workers))
+        if quantized_elsewhere:
+            log.warning("%s's spec says it is a float model, but its graph holds Q/DQ nodes: it "
+                        "was quantized after edge convert by another tool. ONNX Runtime runs it "
+                        "as it is; TensorRT refuses it. Quantize the FP32 model with edge "
+                        "calibrate instead: it judges the ranges against FP32 and records the "
+                        "quantization", self.config.model.path)
         if self.backend.name == "onnxruntime":
             for warning in unused_tensorrt_settings(self.config.model, self.spec):
                 log.warning("%s", warning)

@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 from calibration.readers import frames_from
+from converters.metadata import onnx_with_spec
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
 from edge.demo import run_demo
 from edge.spec import InputSpec, ModelSpec
@@ -243,6 +244,22 @@ def test_a_tensorrt_profile_model_on_onnx_runtime_gets_a_hint(demo_model, tmp_pa
     assert "calibrated for TensorRT" in caplog.text and "--profile cpu" in caplog.text
     # a user check: nothing said which precision ran, and both models share their name
     assert "running shapes-detector (INT8 Q/DQ, tensorrt profile) on onnxruntime" in caplog.text
+    # a user check: a model quantized after edge convert by another tool keeps the spec's
+    # "float", and was said to be "a float model"
+    elsewhere = tmp_path / "shapes.elsewhere.onnx"
+    onnx.save(onnx_with_spec(int8, spec.model_copy(update={"quantization": "float"})),
+              elsewhere)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edge.daemon"):
+        run_demo(seconds=1, threads=1, echo=lambda line: None, model=elsewhere)
+    assert ("running shapes-detector (INT8 Q/DQ, quantized outside edge calibrate) on "
+            "onnxruntime") in caplog.text
+    assert "spec says it is a float model, but its graph holds Q/DQ nodes" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edge.daemon"):
+        run_demo(seconds=1, threads=1, echo=lambda line: None, model=demo_model)
+    assert "running shapes-detector (a float model)" in caplog.text
+    assert "Q/DQ nodes" not in caplog.text
 
 
 
