@@ -325,8 +325,8 @@ def clear_loss(chosen: Fidelity, best: Fidelity, task: str) -> str | None:
                 f"{agreement + ', ' if agreement else ''}{sqnr}; {advice}")
     # by output SQNR alone: its answers held (a user check read "100.0% vs 98.7%" beside
     # "loses clearly" as the warning contradicting itself)
-    held = (f"; its {what} holds ({agreement}), so the answers have not changed yet on these "
-            "frames, but its outputs stray further from FP32's" if agreement else "")
+    held = (f"; its answers held on these frames ({agreement}), but its outputs stray further "
+            "from FP32's" if agreement else "")
     return (f"--method {chosen.method} loses clearly to {best.method} in output SQNR on {on}: "
             f"{chosen.sqnr_db:.1f} dB vs {best.sqnr_db:.1f} dB "
             f"({best.sqnr_db - chosen.sqnr_db:.1f} dB lower){held}; {advice}")

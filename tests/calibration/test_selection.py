@@ -92,9 +92,9 @@ def test_a_loss_by_output_sqnr_alone_says_the_answers_held():
     message = clear_loss(chosen, best, "detect") or ""
     assert message == (
         "--method mse loses clearly to minmax in output SQNR on 9 held-out frames: 27.9 dB vs "
-        "34.1 dB (6.2 dB lower); its detection agreement holds (detection agreement with FP32 "
-        "100.0% vs 98.7%), so the answers have not changed yet on these frames, but its outputs "
-        "stray further from FP32's; use --method minmax or --method auto")
+        "34.1 dB (6.2 dB lower); its answers held on these frames (detection agreement with "
+        "FP32 100.0% vs 98.7%), but its outputs stray further from FP32's; use --method minmax "
+        "or --method auto")
     unmeasured = clear_loss(Fidelity("mse", 27.9, 1.0, 9, 2, evidence=2), best, "detect") or ""
     assert unmeasured == ("--method mse loses clearly to minmax in output SQNR on 9 held-out "
                           "frames: 27.9 dB vs 34.1 dB (6.2 dB lower); use --method minmax or "
