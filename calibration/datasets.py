@@ -373,7 +373,14 @@ def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
     content = _yaml_content(yaml_path)
     names = content.get("names")
     if isinstance(names, dict):
-        return [str(names[key]) for key in sorted(names)]
+        if set(names) != set(range(len(names))):
+            # a user check: `{0: circle, 1: square, 3: star}` read as three names, then each
+            # label line of class 3 was "not one of the 3 classes (0..2)"
+            raise InputError(f"{yaml_path}: its names use class ids "
+                             f"{', '.join(sorted(map(str, names)))}; a YOLO dataset's ids run 0.."
+                             f"{len(names) - 1} (Ultralytics refuses such a file too): "
+                             "renumber the names, and the label files' class ids with them")
+        return [str(names[key]) for key in range(len(names))]
     if isinstance(names, list):
         return [str(name) for name in names]
     if text_path.is_file():

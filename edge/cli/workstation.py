@@ -355,6 +355,25 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kept_float(result: Calibrated) -> str:
+    """`kept float: ...`: the layers asked for (--exclude, --keep-float), then those the `cpu`
+    profile keeps by its own rules (a user check: "kept float: none, and the stem conv ...,
+    and 13 depthwise convs" read as a contradiction)."""
+    rules = [
+        *([f"{len(result.float_batchnorms)} node(s) of BatchNorms behind activations"]
+          if result.float_batchnorms else []),
+        *([f"the stem conv {result.float_stem} (its int8 form did not apply: logged why)"]
+          if result.float_stem else []),
+        *([f"{counted(len(result.float_narrow_convs), 'depthwise or narrow conv')} (ONNX "
+           "Runtime's int8 kernels are no faster for them)"] if result.float_narrow_convs
+          else [])]
+    asked = ", ".join(result.excluded)
+    if not rules:
+        return f"kept float: {asked or 'none'}"
+    by_rule = f"by the cpu profile's rules, {'; '.join(rules)}"
+    return f"kept float: {asked}; and {by_rule}" if asked else f"kept float {by_rule}"
+
+
 def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spec: ModelSpec,
                                frames: FrameSet, cache: CalibrationCache | None
                                ) -> tuple[str | None, Report | None]:
@@ -405,15 +424,7 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated,
     phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
     print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
           f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
-          f"{_skipped(summary['skipped'])}kept float: "
-          f"{', '.join(result.excluded) or 'none'}"
-          + (f", and {len(result.float_batchnorms)} node(s) of BatchNorms behind activations "
-             "(the cpu profile's rule)" if result.float_batchnorms else "")
-          + (f", and the stem conv {result.float_stem} (its int8 form did not apply: logged "
-             "why)" if result.float_stem else "")
-          + (f", and {counted(len(result.float_narrow_convs), 'depthwise or narrow conv')} "
-             "(the cpu profile's rule: ONNX Runtime's int8 kernels are no faster for them)"
-             if result.float_narrow_convs else ""))
+          f"{_skipped(summary['skipped'])}{_kept_float(result)}")
     if result.cpu_latency is not None:
         latency = result.cpu_latency
         print(f"INT8 on this CPU: {latency.ratio:.2f}x FP32's latency ({latency.int8_ms:.2f} "

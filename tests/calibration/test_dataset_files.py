@@ -42,6 +42,25 @@ def test_label_files_as_windows_tools_save_them_are_read(tmp_path, content):
     np.testing.assert_allclose(item.boxes, [[80, 30, 120, 70]])
 
 
+def test_data_yaml_names_with_a_gap_in_their_ids_are_refused_naming_the_file(tmp_path):
+    """A user check: `names: {0: circle, 1: square, 3: star}` was read as three names, then
+    each label line of class 3 was "not one of the 3 classes (0..2)", though data.yaml names
+    it. YOLO's ids run 0..n-1 (Ultralytics refuses such a file too): said so, naming it."""
+    labels = ("circle", "square", "triangle", "star")
+    root = _yolo(tmp_path / "d", "3 0.5 0.5 0.2 0.4\n",
+                 "names:\n  0: circle\n  1: square\n  3: star\n")
+    with pytest.raises(InputError) as refused:
+        dataset_from(root, labels, "detect")
+    assert str(refused.value) == (
+        f"{root / 'data.yaml'}: its names use class ids 0, 1, 3; a YOLO dataset's ids run 0..2 "
+        "(Ultralytics refuses such a file too): renumber the names, and the label files' "
+        "class ids with them")
+    # ids 0..n-1 in any order are read by id
+    (root / "data.yaml").write_text("names:\n  1: star\n  0: circle\n")
+    (root / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    assert dataset_from(root, labels, "detect").items[0].class_ids.tolist() == [3]  # star
+
+
 def test_files_in_another_encoding_are_refused_naming_them(tmp_path):
     folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4\n")
     (folder / "labels" / "a.txt").write_bytes("1 0.5 0.5 0.2 0.4 # café\n".encode("latin-1"))
