@@ -177,7 +177,7 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
     except Exception as exc:  # the user's constructor
         cuda = ("; conversion runs on the CPU: build the network there (no .cuda() or "
                 ".to('cuda') in __init__)" if "cuda" in str(exc).lower() else "")
-        raise ConversionError(f"constructing {module_class.__name__}(**{arguments or {}}) "
+        raise ConversionError(f"constructing {_call(module_class.__name__, arguments)} "
                               f"failed: {type(exc).__name__}: {first_line(exc)}{cuda}") from exc
     expected = network.state_dict()
     state = _inside_a_wrapper(_without_wrapper_prefix(_state_dict(checkpoint), expected),
@@ -194,9 +194,10 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
                if tuple(state[key].shape) != tuple(value.shape)]
     if resized:
         raise ConversionError(
-            f"checkpoint {checkpoint} does not match {module_class.__name__}"
-            f"(**{arguments or {}}): {_listing(resized, 3)}. Check --module-args (the class "
-            "count, widths) against what the checkpoint was trained with")
+            f"checkpoint {checkpoint} does not match "
+            f"{_call(module_class.__name__, arguments)}: {_listing(resized, 3)}. Check "
+            "--module-args (the class count, widths) against what the checkpoint was trained "
+            "with")
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -204,6 +205,12 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
         raise ConversionError(f"checkpoint {checkpoint} does not match "
                               f"{module_class.__name__}: {' '.join(first[1:3]).strip()}") from exc
     return network.eval()
+
+
+def _call(name: str, arguments: dict[str, Any] | None) -> str:
+    """How the class was called, as Python reads it: `Net()`, `Net(classes=5, width=32)` (a
+    user check: `Net(**{})` read as leaked internals)."""
+    return f"{name}({', '.join(f'{key}={value!r}' for key, value in (arguments or {}).items())})"
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:

@@ -201,10 +201,20 @@ def require_model_file(path: Path) -> None:
         raise ModelError(f"{path} is a TensorRT calibration cache, not a model: give the .onnx "
                          "model; a cache goes with it to `edge build-engine MODEL.onnx --cache "
                          "FILE`")
+    if head == ZIP_MAGIC or head.startswith(PICKLE_PROTOCOL_2):
+        # a user check: a checkpoint given to edge calibrate read as an ONNX file cut short
+        raise ModelError(f"{path} is a PyTorch file (a checkpoint or TorchScript), not an ONNX "
+                         f"model: convert it first, `edge convert {path} --module FILE.py:Class "
+                         "--input-size N -o MODEL.onnx` (TorchScript needs no --module), and "
+                         "give the .onnx it writes")
 
 
 #: What TensorRT's serialized engines are commonly named (trtexec --saveEngine, Ultralytics).
 TENSORRT_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+#: How PyTorch's files begin: torch.save and TorchScript write zip archives (PyTorch 1.6 on),
+#: older torch.save a pickle (protocol 2). An ONNX file begins with its ir_version field, 0x08.
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTOCOL_2 = b"\x80\x02"
 
 
 def running_user() -> str:

@@ -99,6 +99,27 @@ def test_tensorrt_files_given_as_the_model_are_named(tmp_path, name, content, sa
         spec_from_onnx_file(path)
 
 
+@pytest.mark.parametrize("kind", ["state_dict", "torchscript", "legacy"])
+def test_pytorch_files_given_as_the_model_say_to_convert_them(tmp_path, kind):
+    """A user check: `edge calibrate net.pt` read "is not an ONNX model (... Wire format was
+    corrupt); the file may be cut short ...: copy or export it again in full" for a whole,
+    valid checkpoint."""
+    torch = pytest.importorskip("torch")
+    network = torch.nn.Conv2d(3, 4, 3)
+    path = tmp_path / "net.pt"
+    if kind == "torchscript":
+        torch.jit.trace(network, torch.zeros(1, 3, 8, 8)).save(str(path))
+    else:
+        torch.save(network.state_dict(), path, _use_new_zipfile_serialization=kind != "legacy")
+    said = (f"{path} is a PyTorch file (a checkpoint or TorchScript), not an ONNX model: "
+            f"convert it first, `edge convert {path} --module FILE.py:Class --input-size N -o "
+            "MODEL.onnx` (TorchScript needs no --module), and give the .onnx it writes")
+    with pytest.raises(ModelError, match=re.escape(said)):
+        OrtRunner.from_path(path)
+    with pytest.raises(ModelError, match=re.escape(said)):
+        spec_from_onnx_file(path)
+
+
 def test_a_model_this_user_cannot_read_is_said_to_be_unreadable(tmp_path, monkeypatch):
     """Not "not an ONNX model ... export it again": a model copied in as root, which the
     service's user may not read, is a permission to change (a user check under systemd).

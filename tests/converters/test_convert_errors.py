@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,8 @@ CASES = [
     ("wrong_checkpoint", ["--input-size", "320"], "pass the network's class with --module"),
     ("wrong_checkpoint", ["--module", "tests.converters.tiny_models:TinyClassifier",
                           "--module-args", '{"num_classes": 5}', "--input-size", "32"],
-     "head.weight is [3, 16] in the checkpoint, [5, 16] in the module"),
+     "does not match TinyClassifier(num_classes=5): head.weight is [3, 16] in the checkpoint, "
+     "[5, 16] in the module"),
     ("text", ["--input-size", "320"], "is not an ONNX, TorchScript or PyTorch file"),
     # onnx reads a .json path as JSON: a 52-line traceback (a user check)
     ("json", ["--labels", "a,b"], "settings.json is not an ONNX, TorchScript or PyTorch file "
@@ -148,6 +150,12 @@ def test_a_lightning_checkpoint_loads_and_says_which_entry_and_prefix_it_read(tm
     torch.save(other, tmp_path / "four.pt")  # a prefix that does not make the keys match
     with pytest.raises(ConversionError, match="does not match TinyClassifier"):
         module_from_checkpoint(TinyClassifier, tmp_path / "four.pt", {"num_classes": 3})
+    # a user check: without --module-args the class's call read `TinyClassifier(**{})`
+    torch.save(seeded(TinyClassifier(4)).state_dict(), tmp_path / "four-classes.pt")
+    with pytest.raises(ConversionError, match=re.escape(
+            "does not match TinyClassifier(): head.weight is [4, 16] in the checkpoint, "
+            "[3, 16] in the module")):
+        module_from_checkpoint(TinyClassifier, tmp_path / "four-classes.pt", None)
 
 
 def test_missing_output_directory(tmp_path, sources):

@@ -338,7 +338,7 @@ def test_following_the_grey_advice_converts_with_the_same_checkpoint(nets, tmp_p
     ("Net", "TwoInputNet", ("the network's forward takes 2 inputs (x, y); a converted model "
                             "has exactly one image input: wrap the network in a module",)),
     # a network that builds on CUDA: told to build on the CPU
-    ("Net", "CudaNet", ("constructing CudaNet(**{}) failed: ",
+    ("Net", "CudaNet", ("constructing CudaNet() failed: ",
                         "conversion runs on the CPU: build the network there")),
     # ... or that moves its input there: told to take the call out, not to check --input-size
     ("Net", "CudaInForward", ("the network fails on a [1, 3, 32, 32] input: ",
