@@ -377,7 +377,8 @@ def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
             # a user check: `{0: circle, 1: square, 3: star}` read as three names, then each
             # label line of class 3 was "not one of the 3 classes (0..2)"
             raise InputError(f"{yaml_path}: its names use class ids "
-                             f"{', '.join(sorted(map(str, names)))}; a YOLO dataset's ids run 0.."
+                             f"{', '.join(map(str, sorted(names, key=_numeric_first)))}; "
+                             "a YOLO dataset's ids run 0.."
                              f"{len(names) - 1} (Ultralytics refuses such a file too): "
                              "renumber the names, and the label files' class ids with them")
         return [str(names[key]) for key in range(len(names))]
@@ -387,6 +388,14 @@ def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
         return [line.strip() for line in read_text(text_path, "class names file").splitlines()
                 if line.strip()]
     return None
+
+
+def _numeric_first(key: object) -> tuple[bool, float, str]:
+    """A sort key for a YAML mapping's keys: numbers in their order (11 after 2), then the
+    rest by their text."""
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        return (False, float(key), str(key))
+    return (True, 0.0, str(key))
 
 
 def _yaml_content(yaml_path: Path) -> dict[str, Any]:
