@@ -1,5 +1,6 @@
-"""What a command interrupted by Ctrl-C or SIGTERM says on its way out. Standard library only:
-`edge.__main__` says it when the interrupt comes while the command line's own modules load."""
+"""A command interrupted by Ctrl-C or SIGTERM: the exception, the signals received, and what it
+says on its way out. Standard library only: `edge.__main__` says it when the interrupt comes
+while the command line's own modules load."""
 
 from __future__ import annotations
 

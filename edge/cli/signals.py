@@ -134,6 +134,7 @@ def signals_interrupt() -> Iterator[None]:
         raise
     finally:
         sys.unraisablehook = unraisable
+        RECEIVED.clear()  # raised by now: nothing after the block is stopped by it
         for each, handler in previous.items():
             if signal.getsignal(each) is _raise_interrupted:
                 signal.signal(each, handler)
