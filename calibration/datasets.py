@@ -546,6 +546,7 @@ def _coco(path: Path, labels: Sequence[str], given_root: Path | None) -> Dataset
                     counted(len(missing), "image"), path,
                     listed([images[i].name for i in missing], 3), root,
                     counted(sum(len(objects[i]) for i in missing), "object"))
+    labelled = _labelled_classes(list(class_of.values()), labels)
     items = []
     for image_id in sorted(set(images) - set(missing), key=str):
         found = objects[image_id]
@@ -554,7 +555,7 @@ def _coco(path: Path, labels: Sequence[str], given_root: Path | None) -> Dataset
         items.append(LabelledImage(images[image_id], boxes,
                                    np.array([c for _, c, _ in found], np.int64),
                                    np.array([crowd for _, _, crowd in found], bool),
-                                   _labelled_classes(list(class_of.values()), labels)))
+                                   labelled))
     return Dataset("coco", items, skipped=len(missing))
 
 

@@ -153,7 +153,7 @@ class _DetectionAp:
         self._operating = decoder_from_spec(spec)
         self._ranked = DetectionScorer(spec.num_classes, COCO_IOUS)
         self._at_threshold = DetectionScorer(spec.num_classes)
-        self._unlabelled: set[int] = set()
+        self._labelled: set[frozenset[int]] = set()  # the truths' labelled classes, as given
 
     def add(self, output: npt.NDArray[np.float32], geometry: LetterboxGeometry,
             truth: Truth) -> None:
@@ -162,7 +162,7 @@ class _DetectionAp:
         labelled: frozenset[int] | None = getattr(truth, "labelled_classes", None)
         ranked, operating = self._ranking(output, geometry), self._operating(output, geometry)
         if labelled is not None:
-            self._unlabelled.update(set(range(len(self._labels))) - labelled)
+            self._labelled.add(labelled)
             ranked, operating = _of_classes(ranked, labelled), _of_classes(operating, labelled)
         self._ranked.add(ranked, truth.boxes, truth.class_ids, truth.difficult)
         self._at_threshold.add(operating, truth.boxes, truth.class_ids, truth.difficult)
@@ -172,6 +172,8 @@ class _DetectionAp:
         precision, recall = self._at_threshold.precision_recall()
         _, detections, objects = self._at_threshold.counts()
         present = np.flatnonzero(~np.isnan(ap[:, 0]))
+        every = set(range(len(self._labels)))
+        unlabelled = set().union(*(every - labelled for labelled in self._labelled))
         return Accuracy(
             "detect", images,
             map50=round(float(ap[present, 0].mean()), 4) if present.size else 0.0,
@@ -181,8 +183,8 @@ class _DetectionAp:
             precision=round(precision, 4), recall=round(recall, 4),
             objects=objects, detections=detections,
             unscored_classes=[self._labels[c] for c in np.flatnonzero(np.isnan(ap[:, 0]))
-                              if c not in self._unlabelled],
-            unlabelled_classes=[self._labels[c] for c in sorted(self._unlabelled)])
+                              if c not in unlabelled],
+            unlabelled_classes=[self._labels[c] for c in sorted(unlabelled)])
 
 
 def _of_classes(found: Detections, classes: frozenset[int]) -> Detections:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from calibration.fidelity import weighted_nodes
 from calibration.ranges import TensorRanges
 from calibration.tensor_types import with_value_types
 from converters.pixel_stem import pixel_stem
@@ -181,10 +182,7 @@ def float_narrow_convs(model: onnx.ModelProto, quantized: onnx.ModelProto,
 
 def _float_convs(model: onnx.ModelProto) -> set[str]:
     """Conv nodes whose weight is a float initializer (not dequantized from int8)."""
-    float_weights = {i.name for i in model.graph.initializer
-                     if i.data_type == onnx.TensorProto.FLOAT}
-    return {n.name for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1
-            and n.input[1] in float_weights}
+    return {n.name for n in weighted_nodes(model) if n.op_type == "Conv"}
 
 
 def _first_conv(model: onnx.ModelProto) -> str | None:
