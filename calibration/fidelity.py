@@ -15,6 +15,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
+from calibration.layers import weighted_nodes
 from calibration.stats import model_exposing
 from edge.ort_session import QDQ_IN_FLOAT, intra_op_threads
 from edge.postprocess import HEAD_DECODERS, paired_rows
@@ -98,18 +99,6 @@ def quantized_session(model: onnx.ModelProto, threads: int, int8_kernels: bool =
         options.add_session_config_entry(*QDQ_IN_FLOAT)
     return ort.InferenceSession(model.SerializeToString(), options,
                                 providers=["CPUExecutionProvider"])
-
-
-#: Ops whose second input, when an initializer, is a layer's weights.
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-
-
-def weighted_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """Conv, Gemm and MatMul nodes whose second input is a float weight initializer (not, say,
-    a Gather's int64 indices, whose output is no activation)."""
-    weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
-    return [n for n in model.graph.node
-            if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in weights]
 
 
 def layer_sqnr(reference: onnx.ModelProto, quantized: onnx.ModelProto,

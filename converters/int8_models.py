@@ -14,7 +14,7 @@ from typing import Literal
 
 import onnx
 
-from calibration.fidelity import weighted_nodes
+from calibration.layers import weighted_nodes
 from calibration.ranges import TensorRange, TensorRanges
 from calibration.selection import Fidelity, HeldOutJudge, SharedSession, best_of
 from converters.cpu_rescaling import CpuRescaling

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from calibration.layers import weighted_nodes
 from converters.errors import ConversionError
 from converters.grey import LUMA_RGB
 from converters.metadata import PREPROCESSING_KEY, preprocessing_of
@@ -86,6 +87,9 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
         "quantized_weights": len(weight_scales),
         "per_channel_weights": per_channel,
         "quantized_biases": len(biases),
+        # weighted layers that read float weights: kept float by the profile, --exclude or
+        # --keep-float (a detector's box decoding, a stem conv, depthwise convs)
+        "float_layers": [node.name or node.output[0] for node in weighted_nodes(model)],
         # DynamicQuantizeLinear computes a zero point for every tensor at run time
         "symmetric": not dynamic and zero_points_all_zero == with_zero_point,
     }
@@ -241,7 +245,21 @@ def format_report(report: dict[str, Any]) -> str:
                      f", {q['quantized_weights']} quantized weights ({q['per_channel_weights']} "
                      f"per-channel), {q['quantized_biases']} int32 biases, "
                      f"{'symmetric' if q['symmetric'] else 'asymmetric'}")
+        lines.append(_float_layers_line(q["float_layers"]))
     return "\n".join(lines)
+
+
+#: The text report names this many float layers at most (--json names all).
+NAMED_FLOAT_LAYERS = 8
+
+
+def _float_layers_line(names: list[str]) -> str:
+    """`float layers: none`, or `float layers (2): a, b`, the first `NAMED_FLOAT_LAYERS`."""
+    if not names:
+        return "float layers: none (every Conv, Gemm and MatMul reads INT8 weights)"
+    more = len(names) - NAMED_FLOAT_LAYERS
+    rest = f" and {more} more (--json lists them)" if more > 0 else ""
+    return f"float layers ({len(names)}): {', '.join(names[:NAMED_FLOAT_LAYERS])}{rest}"
 
 
 def _external_size(item: dict[str, Any]) -> str:

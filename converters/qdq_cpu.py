@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from calibration.fidelity import weighted_nodes
+from calibration.layers import weighted_nodes
 from calibration.ranges import TensorRanges
 from calibration.tensor_types import with_value_types
 from converters.pixel_stem import pixel_stem

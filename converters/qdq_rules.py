@@ -7,8 +7,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from calibration.layers import WEIGHTED_OPS
 from converters.errors import ConversionError
-from converters.qdq_tensorrt import POOLING_OPS, WEIGHTED_OPS, weight_axis
+from converters.qdq_tensorrt import POOLING_OPS, weight_axis
 
 #: Ops a dequantized activation may feed under TensorRT's placement rules.
 QUANTIZED_CONSUMERS = WEIGHTED_OPS | POOLING_OPS | {"Add"}

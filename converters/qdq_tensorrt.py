@@ -17,11 +17,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from calibration.layers import WEIGHTED_OPS
 from calibration.ranges import TensorRanges
 from converters.errors import ConversionError
 from converters.weights import drop_unused_initializers, quantize_weight
 
-WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 POOLING_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 #: Ops whose output a following Add can be fused into by TensorRT.
 FUSIBLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}

@@ -17,8 +17,9 @@ from typing import Any
 
 import onnx
 
-from calibration.fidelity import WEIGHTED_OPS, layer_sqnr, weighted_nodes
+from calibration.fidelity import layer_sqnr
 from calibration.latency import LatencyComparison, compare_cpu_latency
+from calibration.layers import WEIGHTED_OPS, weighted_nodes
 from calibration.observing import Feed
 from calibration.ranges import METHODS, TensorRanges, range_method
 from calibration.readers import FrameSet, Prefetched

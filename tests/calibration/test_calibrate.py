@@ -198,7 +198,7 @@ def test_keep_float_model_is_judged_like_the_candidates(demo):
 def test_keep_float_ranks_layers_by_their_effect_on_the_output(demo):
     """--keep-float (tensorrt profile, held-out frames) keeps the layers that, each in float
     alone, bring the output closest to FP32: exactly the best of one model per layer."""
-    from calibration.fidelity import weighted_nodes
+    from calibration.layers import weighted_nodes
     from calibration.ranges import TensorRanges, range_method
     from calibration.selection import HeldOutJudge, best_of
     from calibration.stats import StatsCollector

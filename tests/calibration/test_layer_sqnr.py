@@ -13,8 +13,8 @@ from calibration.fidelity import (
     layer_outputs,
     layer_sqnr,
     quantized_session,
-    weighted_nodes,
 )
+from calibration.layers import weighted_nodes
 from calibration.readers import frames_from
 from calibration.stats import model_exposing
 from converters.convert import ConvertOptions, convert_module

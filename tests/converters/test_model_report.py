@@ -43,6 +43,24 @@ def test_quantization_is_recognised():
     assert cpu_style["activation_types"] == ["uint8"] and cpu_style["per_channel_weights"] == 0
 
 
+def test_inspect_names_the_layers_left_float(tmp_path):
+    """An INT8 model's report names the weighted layers that still read float weights (the
+    text report the first few), not only how many weights are quantized."""
+    model = qdq_model(np.int8, per_channel=True)
+    assert quantization_summary(model)["float_layers"] == []
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32),
+                                                           "head_w"))
+    model.graph.node.append(helper.make_node("Conv", ["y", "head_w"], ["z"], name="head"))
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    onnx.save(model, tmp_path / "mixed.onnx")
+    report = inspect_model(tmp_path / "mixed.onnx")
+    assert report["quantization"]["float_layers"] == ["head"]
+    assert report["quantization"]["quantized_weights"] == 1
+    assert "\nfloat layers (1): head" in format_report(report)
+    onnx.save(qdq_model(np.int8, per_channel=True), tmp_path / "all.onnx")
+    assert "float layers: none" in format_report(inspect_model(tmp_path / "all.onnx"))
+
+
 def test_inspect_the_bundled_model(demo_model):
     report = inspect_model(demo_model)
     assert report["spec"]["labels"] == ["circle", "square", "triangle", "star"]
