@@ -215,6 +215,33 @@ def test_an_endless_scene_reports_its_fps_and_ends_with_the_daemon():
     assert recorder.last().reason == "the daemon stopped"
 
 
+def test_a_camera_is_streaming_before_its_first_frame_is_handed_on():
+    """`edge monitor` showed a camera's first detections before its `streaming` status: the
+    frame went to the camera loop first, the status after it."""
+    handed_on: list[int] = []
+
+    class Watching(Recorder):
+        def __call__(self, status: CameraStatus) -> None:
+            if status.state == "streaming":
+                handed_on.append(supervisor.frames + len(self.frame_ids) +
+                                 int(self.latest.ready()))
+            super().__call__(status)
+
+    recorder = Watching()
+    supervisor = SourceSupervisor("cam", "synthetic://shapes?fps=50&width=320&height=240",
+                                  recorder.latest, recorder, rng=random.Random(0))
+    supervisor.start()
+    try:
+        recorder.wait_for("streaming", 5)
+        deadline = time.monotonic() + 5
+        while not recorder.frame_ids and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        supervisor.stop()
+    assert handed_on == [0]
+    assert recorder.frame_ids[0] == 1
+
+
 def test_frame_ids_go_on_across_reopens(monkeypatch):
     """Each reopen makes a new source, whose own ids start at 1: a camera's frame ids started
     again after every reconnect, and `edge monitor --frames` (files named by frame id) then

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import source_from_uri
-from edge.sources.base import CHECK_UNOPENED, LatestFrame, Source
+from edge.sources.base import CHECK_UNOPENED, Frame, LatestFrame, Source
 from edge.sources.rtsp_probe import diagnose_rtsp
 from edge.timing import RateMeter, rfc3339
 from edge.wording import counted
@@ -352,24 +352,8 @@ class SourceSupervisor:
                 if frame is None:
                     attempt.ended = True
                     return
-                with self._lock:
-                    if attempt.abandoned:
-                        frame.release()
-                        return
-                    frame.frame_id += attempt.id_offset
-                    self.last_frame_id = frame.frame_id
-                    self.latest.put(frame)
-                    attempt.progress = time.monotonic()
-                    attempt.delivered = True
-                    self._rate.tick()
-                    self.frames += 1
-                    streaming = self._status.state == "streaming"
-                    if not streaming:
-                        self._outage_causes.clear()
-                if not streaming:
-                    self._logged_reason = ""
-                    log.info("camera %s: streaming from %s", self.camera, redact_uri(self.uri))
-                    self._set("streaming", "", 0)
+                if not self._deliver(attempt, frame):
+                    return
         except SourceError as exc:
             attempt.error = redact_text(str(exc))
         except Exception as exc:  # thread boundary: a reader bug is this attempt's failure
@@ -377,6 +361,34 @@ class SourceSupervisor:
             attempt.error = redact_text(f"internal error: {exc!r}")
         finally:
             source.close()
+
+    def _deliver(self, attempt: _Attempt, frame: Frame) -> bool:
+        """Hand `frame` to the camera loop; False (the frame released) once `attempt` is
+        abandoned. A camera's first frame is announced (`streaming`) before it is handed on,
+        so that its detections never reach a subscriber ahead of that status."""
+        with self._lock:
+            if attempt.abandoned:
+                frame.release()
+                return False
+            streaming = self._status.state == "streaming"
+            if not streaming:
+                self._outage_causes.clear()
+        if not streaming:
+            self._logged_reason = ""
+            log.info("camera %s: streaming from %s", self.camera, redact_uri(self.uri))
+            self._set("streaming", "", 0, unless_abandoned=attempt)
+        with self._lock:
+            if attempt.abandoned:
+                frame.release()
+                return False
+            frame.frame_id += attempt.id_offset
+            self.last_frame_id = frame.frame_id
+            self.latest.put(frame)
+            attempt.progress = time.monotonic()
+            attempt.delivered = True
+            self._rate.tick()
+            self.frames += 1
+        return True
 
     def _stall_limit(self, attempt: _Attempt) -> float:
         """Seconds without a frame after which an attempt has stalled."""
@@ -406,10 +418,14 @@ class SourceSupervisor:
     # -- state -----------------------------------------------------------------------------
 
     def _set(self, state: CameraState, reason: str, attempts: int,
-             since: float | None = None) -> None:
-        """`since` (time.time()): when a new state began, where earlier than now."""
+             since: float | None = None, unless_abandoned: _Attempt | None = None) -> None:
+        """`since` (time.time()): when a new state began, where earlier than now.
+        `unless_abandoned`: a reader's attempt; nothing changes once the supervisor has given
+        it up (the state it then sets stays)."""
         with self._notify_lock:
             with self._lock:
+                if unless_abandoned is not None and unless_abandoned.abandoned:
+                    return
                 old = self._status
                 if (old.state, old.reason, old.attempts) == (state, reason, attempts):
                     return
