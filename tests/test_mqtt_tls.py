@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from edge.config import MqttConfig
-from edge.errors import ConfigError
+from edge.errors import ConfigError, InputError
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import Topics
 from tests.conftest import Mosquitto
@@ -251,3 +251,61 @@ def test_tls_files_that_do_not_load_are_named_without_the_ones_not_given(tls_bro
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"the TLS files (--ca-file {pki.server_key}) do not load: " in result.stderr
     assert "None" not in result.stderr and "the key matching" not in result.stderr
+
+
+def encrypted_copy(key: Path, folder: Path) -> Path:
+    """`key` encrypted with a passphrase (PKCS#8, AES-256), as a security policy may want it."""
+    encrypted = folder / f"{key.stem}-encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:not-asked",
+                    "-out", str(encrypted)], check=True, capture_output=True, timeout=60)
+    return encrypted
+
+
+def test_an_encrypted_client_key_is_refused_at_once_without_a_passphrase_prompt(tls_broker, pki,
+                                                                                 tmp_path):
+    """OpenSSL asked for the passphrase on the terminal: `edge run` with stdin a pipe waited
+    for ever before logging a word, and with stdin closed said `[Errno 22] Invalid argument`
+    under two stray prompts. Here stdin stays an open pipe that never answers."""
+    key = encrypted_copy(pki.client_key, tmp_path)
+    with pytest.raises(ConfigError, match=r"mqtt\.keyfile: .*-encrypted\.key holds an encrypted "
+                                          r"\(passphrase-protected\) private key.*openssl pkey"):
+        link_for(tls_settings(tls_broker, pki, keyfile=key))
+    url = f"mqtts://edge@localhost:{tls_broker.tls_port}"  # type: ignore[attr-defined]
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "edge", "monitor", "--mqtt", url, "--seconds", "1", "--ca-file",
+         str(pki.ca), "--certfile", str(pki.client_cert), "--keyfile", str(key)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "EDGE_MQTT_PASSWORD": SECRET})
+    try:
+        stdout, stderr = _wait_open(monitor)
+    finally:
+        monitor.kill()
+    assert monitor.returncode == 2, stderr
+    assert "pass phrase" not in stdout + stderr and "Traceback" not in stderr
+    assert f"--certfile and --keyfile: {key} holds an encrypted (passphrase-protected)" in stderr
+
+
+def _wait_open(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Wait for `process` with its stdin left open (communicate would close it)."""
+    process.wait(timeout=30)
+    assert process.stdout is not None and process.stderr is not None
+    return process.stdout.read(), process.stderr.read()
+
+
+def test_a_tls_file_this_user_cannot_read_is_named(pki, monkeypatch):
+    """`edge monitor` said `the TLS files (...) do not load: [Errno 13] Permission denied`
+    without saying which. Simulated: root, as in CI, reads any file."""
+    from edge.mqtt import subscriber
+    from edge.mqtt.subscriber import TlsFiles, checked_tls_files
+
+    def refused(path: str, *args: Any, **kwargs: Any) -> Any:
+        if str(path) == str(pki.client_key):
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(subscriber, "open", refused, raising=False)
+    files = TlsFiles(str(pki.ca), str(pki.client_cert), str(pki.client_key))
+    with pytest.raises(InputError, match=rf"--certfile and --keyfile: cannot read "
+                                         rf"{re.escape(str(pki.client_key))} \(Permission "
+                                         r"denied\); give a file this user can read"):
+        checked_tls_files(files)

@@ -54,6 +54,7 @@ from edge.mqtt.permissions import ECHO_WAIT_S, BrokerPermissions
 from edge.mqtt.rivals import Rival, RivalWatch
 from edge.mqtt.states import RetainedStates
 from edge.mqtt.sweep import RetainedSweep
+from edge.mqtt.tls import EncryptedKeyError, decrypt_it, load_client_certificate
 from edge.mqtt.topics import Topics
 from edge.wording import counted
 
@@ -700,9 +701,12 @@ def tls_context_from_config(settings: MqttConfig) -> ssl.SSLContext:
         raise ConfigError(f"mqtt.ca_file {settings.ca_file}: cannot load it as CA "
                           f"certificates ({exc}); give a PEM bundle") from exc
     if settings.certfile is not None:
+        keyfile = str(settings.keyfile) if settings.keyfile else None
         try:
-            context.load_cert_chain(str(settings.certfile),
-                                    str(settings.keyfile) if settings.keyfile else None)
+            load_client_certificate(context, str(settings.certfile), keyfile)
+        except EncryptedKeyError:
+            raise ConfigError(f"mqtt.keyfile: {decrypt_it(keyfile, str(settings.certfile))}"
+                              ) from None
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(f"mqtt.certfile {settings.certfile} / mqtt.keyfile "
                               f"{settings.keyfile}: cannot load the client certificate and its "

@@ -42,6 +42,7 @@ from edge.mqtt.failures import (
     tcp_refusal,
     unanswered,
 )
+from edge.mqtt.tls import EncryptedKeyError, decrypt_it, load_client_certificate
 from edge.mqtt.url import PASSWORD_ENV, BrokerUrl, broker_from_url
 from edge.redact import redact_uri
 
@@ -225,8 +226,12 @@ class BrokerSubscription:
         if self.tls:
             files = self._files
             try:
-                client.tls_set(ca_certs=files.ca_file, certfile=files.certfile,
-                               keyfile=files.keyfile, cert_reqs=ssl.CERT_REQUIRED)
+                context = ssl.create_default_context(cafile=files.ca_file)
+                if files.certfile is not None:
+                    load_client_certificate(context, files.certfile, files.keyfile)
+            except EncryptedKeyError:
+                raise InputError(f"{self._names.client_certificate}: "
+                                 f"{decrypt_it(files.keyfile, files.certfile or '')}") from None
             except (OSError, ssl.SSLError) as exc:
                 given = ([f"{self._names.ca_file} {files.ca_file}"] if files.ca_file else []) + (
                     [f"{self._names.client_certificate} {files.certfile} {files.keyfile}"]
@@ -234,6 +239,7 @@ class BrokerSubscription:
                 matching = ", the key matching the certificate" if files.certfile else ""
                 raise InputError(f"the TLS files ({', '.join(given) or 'the system CAs'}) do "
                                  f"not load: {exc}; give PEM files{matching}") from None
+            client.tls_set_context(context)
         if username:
             client.username_pw_set(username, password)
         client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
@@ -472,7 +478,23 @@ def checked_tls_files(files: TlsFiles, names: SettingNames = COMMAND_LINE,
     for path in (files.certfile, files.keyfile):
         if path is not None and not os.path.isfile(path):
             raise InputError(f"{path} is not a file ({names.client_certificate})")
+    for name, path in ((names.ca_file, files.ca_file),
+                       (names.client_certificate, files.certfile),
+                       (names.client_certificate, files.keyfile)):
+        if path is not None:
+            _require_readable(path, name)
     return files
+
+
+def _require_readable(path: str, name: str) -> None:
+    """An InputError naming `path` (given as `name`) where this user cannot read it: loading
+    it later would say only "Permission denied"."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read {path} ({exc.strerror}); give a file this user "
+                         "can read") from None
 
 
 def _socket_failure(host: str, port: int, tls: bool) -> str:
