@@ -177,6 +177,26 @@ def test_a_file_plays_once_and_ends(tmp_path):
     assert supervisor.frames == 8 and recorder.latest.closed
 
 
+def test_a_file_cut_short_says_so_when_it_ends(tmp_path, caplog):
+    """A recording cut off (an interrupted copy) ended like a whole one, "end of the source",
+    after half its frames: its header's count tells the two apart."""
+    path = tmp_path / "clip.avi"
+    write_video(path, 24)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    supervisor, recorder = supervise(f"file://{path}?fps=0")
+    supervisor.start()
+    assert supervisor.finished.wait(10)
+    supervisor.stop()
+    assert recorder.states() == ["starting", "streaming", "ended"]
+    assert 0 < supervisor.frames < 20
+    assert recorder.last().reason == (
+        f"end of the source, after {supervisor.frames} of the 24 frames its header announces: "
+        "the file is cut short or damaged (an interrupted copy or recording?)")
+    assert any(r.levelno == logging.WARNING and "ended after" in r.getMessage()
+               for r in caplog.records)
+
+
 @pytest.mark.parametrize("kind", ["clip", "folder"])
 def test_a_recording_at_fps_0_waits_for_a_slow_model_and_at_a_rate_drops(tmp_path, kind):
     """fps=0: every frame reaches a loop that takes 30 ms a frame, in order; the same recording

@@ -130,6 +130,10 @@ class Source(ABC):
     #: on a stream; None: no such limit). A read that took that long returns a frame its
     #: decoder still held, or nothing, not a new frame: the supervisor takes it as a stall.
     read_timeout_s: float | None = None
+    #: Set where a file ended well short of the frames its header announces (a recording cut
+    #: off by a full disk or an interrupted copy): says by how much. None: it did not, or the
+    #: source cannot tell.
+    ended_short: str | None = None
 
     def __init__(self) -> None:
         self.pool = FramePool()

@@ -36,6 +36,9 @@ UNREADABLE_VIDEO = ("it may be cut short (a recording stopped before it was fini
                     "it to H.264 MP4")
 EMPTY_VIDEO = "is empty (0 bytes): the recording or copy did not finish; copy or record it again"
 LIVE_TIMEOUT_MS = 10_000
+#: A file that ends more than this share of its announced frames early is said to be cut
+#: short (an AVI cut in half read 23 of its 50).
+SHORT_END_SHARE = 0.1
 
 
 class VideoCaptureSource(Source):
@@ -58,6 +61,8 @@ class VideoCaptureSource(Source):
         self.fps = fps
         self._capture: cv2.VideoCapture | None = None
         self._first: npt.NDArray[np.uint8] | None = None  # the frame `open` read, served first
+        self._announced = 0  # frames a file's header announces (0: a stream, or unknown)
+        self._read_this_pass = 0  # frames read since the file's start (it may loop)
         self._pacer = Pacer(None)
 
     def open(self) -> None:
@@ -87,6 +92,8 @@ class VideoCaptureSource(Source):
             capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._shape = first.shape
         self._first = np.asarray(first, np.uint8)
+        self._announced = 0 if self.live else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        self._read_this_pass = 0
         own_fps = capture.get(cv2.CAP_PROP_FPS) or None
         self.fps = own_fps if self._requested_fps is None else (self._requested_fps or None)
         self._pacer = Pacer(self.fps)
@@ -136,17 +143,31 @@ class VideoCaptureSource(Source):
         self._pacer.wait()
         if self._first is not None:  # the frame `open` read
             probe, self._first = self._first, None
+            self._read_this_pass += 1
             return self._frame(np.asarray(probe, np.uint8))
         buffer = self.pool.take(*self._shape[:2])
         ok, image = self._capture.read(buffer)
+        if not ok:
+            self._check_the_length()
         if not ok and self._loop and self._seekable(self._capture):
             ok, image = self._rewound().read(buffer)
+            self._read_this_pass = 0
         if not ok or image is None:
             self.pool.give_back(buffer)
             return None
+        self._read_this_pass += 1
         if image is not buffer:
             self._shape = image.shape
         return self._frame(np.asarray(image, np.uint8))
+
+    def _check_the_length(self) -> None:
+        """At a file's end: `ended_short` where it read well under the frames its header
+        announces (a header's count may be an estimate from the duration, a few frames off)."""
+        announced, read = self._announced, self._read_this_pass
+        if self.ended_short is None and announced - read > max(2, SHORT_END_SHARE * announced):
+            self.ended_short = (f"after {read} of the {announced} frames its header announces: "
+                                "the file is cut short or damaged (an interrupted copy or "
+                                "recording?)")
 
     def _rewound(self) -> cv2.VideoCapture:
         """The capture at the file's first frame again; opened anew where seeking back reads

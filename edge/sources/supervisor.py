@@ -403,8 +403,13 @@ class SourceSupervisor:
 
     def _finish(self, attempt: _Attempt) -> None:
         if attempt.ended and not attempt.error:
-            log.info("camera %s: source %s ended", self.camera, redact_uri(self.uri))
-            self._set("ended", "end of the source", 0)
+            short = attempt.source.ended_short
+            if short is None:
+                log.info("camera %s: source %s ended", self.camera, redact_uri(self.uri))
+                self._set("ended", "end of the source", 0)
+                return
+            log.warning("camera %s: source %s ended %s", self.camera, redact_uri(self.uri), short)
+            self._set("ended", f"end of the source, {short}", 0)
         else:
             log.error("camera %s: %s", self.camera, attempt.error)
             self._set("failed", attempt.error, 0)
