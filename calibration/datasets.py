@@ -86,6 +86,8 @@ def dataset_layout(path: Path, task: str) -> str:
     if task == "classify" and path.is_dir():
         return "folders"
     if yolo_layout(path) is not None:
+        if task == "classify":  # its data.yaml: boxes, of several classes an image
+            raise _detection_data_for_a_classifier(path)
         return "yolo"
     if task == "classify":
         raise InputError(f"{path} is neither one folder of images per label nor a COCO JSON "
@@ -170,6 +172,8 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     layout = dataset_layout(path, task)
     if layout == "coco":
         dataset = _coco(path, labels, images_root)
+        if task == "classify":
+            dataset = _one_class_an_image(dataset, path, labels)
     elif layout == "folders":
         dataset = _folders(path, labels)
     else:
@@ -183,6 +187,24 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
     picked = (spread_over_classes(dataset.items, max_images) if layout == "folders"
               else spread(dataset.items, max_images))
     return replace(dataset, items=picked)
+
+
+def _one_class_an_image(dataset: Dataset, path: Path, labels: Sequence[str]) -> Dataset:
+    """A COCO file read for a classifier: every image has one category, the one top-1 is
+    scored against; images with none are left out (said), one with several is an error."""
+    mixed = next((item for item in dataset.items if len(set(item.class_ids.tolist())) > 1),
+                 None)
+    if mixed is not None:
+        names = sorted({labels[int(i)] for i in mixed.class_ids})
+        raise InputError(f"{path}: image {mixed.path.name} has annotations of "
+                         f"{counted(len(names), 'category')} ({listed(names)}); a classifier is "
+                         "scored on one category an image (a detector's COCO file has boxes "
+                         "of several)")
+    unlabelled = [item.path.name for item in dataset.items if not len(item.class_ids)]
+    if unlabelled:
+        log.warning("%s: %s without an annotation, so without a category, not scored: %s",
+                    path, counted(len(unlabelled), "image"), listed(unlabelled))
+    return replace(dataset, items=[item for item in dataset.items if len(item.class_ids)])
 
 
 def _say_spread(available: int, count: int | None, where: Path) -> None:
@@ -622,15 +644,20 @@ def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p, root))
     unknown = [f.name for f in folders if f.name not in labels]
     if unknown and _names_a_yolo_dataset(root):
-        raise InputError(f"{root} is a YOLO detection dataset (images/ and labels/); a "
-                         "classifier is scored on one folder of images per label "
-                         f"({root}/<label>/*.jpg, the labels being {listed(labels)}) or a "
-                         "COCO JSON file")
+        raise _detection_data_for_a_classifier(root, labels)
     if unknown:
         noun = "folder" if len(unknown) == 1 else "folders"
         raise InputError(f"{root}: {noun} {not_labels_of_the_model(unknown, labels)}; name "
                          "each class folder after its label")
     return folders
+
+
+def _detection_data_for_a_classifier(path: Path, labels: Sequence[str] = ()) -> InputError:
+    folder = path if path.is_dir() else path.parent
+    named = f", the labels being {listed(labels)}" if labels else ""
+    return InputError(f"{path} is a YOLO detection dataset (images/ and labels/); a classifier "
+                      f"is scored on one folder of images per label ({folder}/<label>/*.jpg"
+                      f"{named}) or a COCO JSON file")
 
 
 def _names_a_yolo_dataset(root: Path) -> bool:

@@ -54,9 +54,14 @@ def listed(items: Sequence[object], shown: int = 6) -> str:
 
 
 def counted(count: int, noun: str) -> str:
-    """`1 image`, `2 images`, `3 classes`: a count and its regular English plural."""
+    """`1 image`, `2 images`, `3 classes`, `2 categories`: a count and its regular English
+    plural."""
+    if count == 1:
+        return f"{count} {noun}"
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u", ""):
+        return f"{count} {noun[:-1]}ies"
     plural = "es" if noun.endswith(("s", "sh", "ch", "x")) else "s"
-    return f"{count} {noun}{'' if count == 1 else plural}"
+    return f"{count} {noun}{plural}"
 
 
 def events_among(count: object) -> str:

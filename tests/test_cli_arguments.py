@@ -182,6 +182,8 @@ def test_counts_read_as_english():
 
     assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
     assert counted(1, "camera frame") == "1 camera frame"
+    assert [counted(2, noun) for noun in ("class", "category", "day")] == [
+        "2 classes", "2 categories", "2 days"]
 
 
 def test_a_threshold_of_zero_is_refused_in_words_that_exclude_it():

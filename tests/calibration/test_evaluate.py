@@ -368,6 +368,16 @@ def test_a_yolo_dataset_given_for_a_classifier_is_named_as_one(tmp_path):
             f"{tmp_path / 'data'} is a YOLO detection dataset (images/ and labels/); a "
             "classifier is scored on one folder of images per label (")):
         dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
+    # its data.yaml, named as the classes: scored as one class an image (each image's first
+    # box), 0% top-1 on a user's detection set, and an IndexError on an image without boxes
+    (tmp_path / "data" / "data.yaml").write_text(
+        "path: .\ntrain: images\nval: images\nnames: {0: dark, 1: bright}\n")
+    (tmp_path / "data" / "labels" / "a.txt").write_text("")
+    with pytest.raises(InputError, match=re.escape(
+            f"{tmp_path / 'data' / 'data.yaml'} is a YOLO detection dataset (images/ and "
+            f"labels/); a classifier is scored on one folder of images per label "
+            f"({tmp_path / 'data'}/<label>/*.jpg) or a COCO JSON file")):
+        dataset_from(tmp_path / "data" / "data.yaml", ("dark", "bright"), "classify")
 
 
 def test_max_images_spreads_over_every_class_folder_and_the_whole_split(tmp_path, caplog):
@@ -655,3 +665,33 @@ def test_classifier_accuracy_per_class_names_what_each_class_was_taken_for(capsy
     # a user check: "..." hid two images, so the counts shown did not add up to 13
     assert ("(2 of 13 images; taken for b (4), c (3), d (2), 2 other classes (2))"
             in capsys.readouterr().out)
+
+
+def test_a_coco_file_read_for_a_classifier_gives_each_image_one_category(tmp_path, caplog):
+    """An image without an annotation ended a classifier's `edge eval` in an IndexError (top-1
+    took every image's first class); one with boxes of several categories was scored as its
+    first. Now the first is left out, said, and the second refused, named."""
+    import cv2
+
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((40, 40, 3), np.uint8))
+    images = [{"id": i, "file_name": n, "width": 40, "height": 40}
+              for i, n in enumerate(("a.png", "b.png", "c.png"), start=1)]
+    annotations = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+                   {"id": 2, "image_id": 3, "category_id": 2, "bbox": [0, 0, 40, 40]}]
+    categories = [{"id": 1, "name": "dark"}, {"id": 2, "name": "bright"}]
+    path = tmp_path / "classes.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": categories}))
+    dataset = dataset_from(path, ("dark", "bright"), "classify")
+    assert [(item.path.name, item.class_ids.tolist()) for item in dataset.items] == [
+        ("a.png", [0]), ("c.png", [1])]
+    assert "1 image without an annotation, so without a category, not scored: b.png" in \
+        caplog.text
+    annotations.append({"id": 3, "image_id": 3, "category_id": 1, "bbox": [0, 0, 5, 5]})
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": categories}))
+    with pytest.raises(InputError, match=re.escape(
+            "image c.png has annotations of 2 categories (bright, dark); a classifier is scored "
+            "on one category an image")):
+        dataset_from(path, ("dark", "bright"), "classify")
