@@ -18,6 +18,8 @@ from edge.wording import counted
 
 #: The first line of `index.md`: what tells an earlier report, to write over, from other files.
 REPORT_HEADING = "# Field accuracy"
+#: The files the report writes beside its index.md.
+REPORT_PLOTS = ("accuracy_over_time.png",)
 
 
 def require_plotting() -> None:
@@ -57,9 +59,9 @@ def _plot_over_time(folder: Path, report: FieldReport) -> str:
     axis.tick_params(axis="x", rotation=30)
     axis.legend(fontsize=7, loc="lower left")
     figure.tight_layout()
-    figure.savefig(folder / "accuracy_over_time.png", dpi=110)
+    figure.savefig(folder / REPORT_PLOTS[0], dpi=110)
     plt.close(figure)
-    return "accuracy_over_time.png"
+    return REPORT_PLOTS[0]
 
 
 def _interval(estimate: Estimate) -> str:

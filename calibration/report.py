@@ -37,6 +37,8 @@ ACCURACY_LOSS_POINTS = 2.0
 OPERATING_POINT_LOSS_POINTS = 5.0
 #: The plots a report writes into its folder besides its index.md.
 _PLOT_NAME = re.compile(r"\]\(((?:hist_\d+|class_ap)\.png)\)")
+#: The files a report may write beside its index.md (at most one histogram a worst layer).
+REPORT_PLOTS = ("class_ap.png", *(f"hist_{i}.png" for i in range(WORST_LAYERS)))
 #: Calibration frames the written model's output and layer SQNR are measured on where none
 #: were held out (else on the held-out frames, as the range methods were judged).
 OUTPUT_SQNR_FRAMES = 8

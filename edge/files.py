@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -136,25 +137,39 @@ def require_output_folder(path: Path, option: str) -> Path:
     return path
 
 
-def require_report_folder(path: Path, heading: str, option: str = "--report") -> Path:
-    """`require_output_folder` for a report written as `path/index.md` starting with `heading`:
-    an index.md there that is not an earlier report of that kind (a user's notes, another
-    report) is refused rather than written over."""
+def require_report_folder(path: Path, heading: str, option: str = "--report",
+                          plots: Collection[str] = ()) -> Path:
+    """`require_output_folder` for a report written as `path/index.md` starting with `heading`,
+    with the files `plots` beside it: an index.md there that is not an earlier report of that
+    kind (a user's notes, another report), or a file named as one of `plots` that no earlier
+    report there shows (a user's own), is refused rather than written over."""
     require_output_folder(path, option)
     index = path / "index.md"
+    earlier = ""
     if index.is_file():
         try:
-            with index.open(encoding="utf-8", errors="replace") as handle:
-                first = handle.readline().rstrip("\n")
+            earlier = index.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise InputError(f"{option} {path}: cannot read its index.md ({exc.strerror})") \
                 from exc
-        if first != heading:
+        if earlier.split("\n", 1)[0].rstrip("\r") != heading:
             raise InputError(f"{option} {path} holds an index.md that does not start "
                              f"'{heading}' as an earlier report of this kind does, and writing "
                              "the report would replace it; name another folder, or move that "
                              "file away")
+    shown = set(_LINKED_FILE.findall(earlier))
+    theirs = sorted(name for name in plots if name not in shown and (path / name).exists())
+    if theirs:
+        one = len(theirs) == 1
+        raise InputError(f"{option} {path} holds {', '.join(theirs)}, named as the report's "
+                         f"plots are, which no earlier report there shows: writing the report "
+                         f"would replace {'it' if one else 'them'}; name another folder, or "
+                         f"move {'that file' if one else 'those files'} away")
     return path
+
+
+#: A file a markdown report links to, beside it: `![...](hist_0.png)`.
+_LINKED_FILE = re.compile(r"\]\(([^)/\s]+)\)")
 
 
 def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:

@@ -55,10 +55,10 @@ def cmd_field_eval(args: argparse.Namespace) -> int:
         raise InputError("--drift-reference needs a model run on the images; --field scores "
                          "recorded predictions, so leave one of them out")
     if args.report is not None:
-        from calibration.field_report import REPORT_HEADING, require_plotting
+        from calibration.field_report import REPORT_HEADING, REPORT_PLOTS, require_plotting
         from edge.files import require_report_folder
 
-        require_report_folder(args.report, REPORT_HEADING)
+        require_report_folder(args.report, REPORT_HEADING, plots=REPORT_PLOTS)
         require_plotting()
     report = field_accuracy(args.data, args.labels, args.ratings)
     summary = report.as_dict()

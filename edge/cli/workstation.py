@@ -515,9 +515,9 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
                          "--eval-data out")
     if args.report is None:
         return
-    from calibration.report import REPORT_HEADING
+    from calibration.report import REPORT_HEADING, REPORT_PLOTS
 
-    require_report_folder(args.report, REPORT_HEADING)
+    require_report_folder(args.report, REPORT_HEADING, plots=REPORT_PLOTS)
     evaluation = args.eval_data if args.eval_data is not None else args.images
     if isinstance(args.eval_data, str):  # a synthetic:// scene: its URI checked now
         from calibration.readers import frames_from

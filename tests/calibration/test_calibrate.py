@@ -531,6 +531,34 @@ def test_a_report_folder_holding_another_index_md_is_refused_before_calibrating(
     assert (tmp_path / "report" / "index.md").read_text() == "# Field accuracy\n"
 
 
+def test_a_report_folder_holding_a_plot_of_the_users_is_refused_before_calibrating(tmp_path):
+    """A user check: a folder with no earlier report but a `hist_0.png` of the user's had it
+    replaced by a histogram, without a word. The plot names an earlier report shows are its
+    own; the others are the user's."""
+    from calibration.report import REPORT_HEADING, REPORT_PLOTS
+    from edge.files import require_report_folder
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "notes.txt").write_text("mine")
+    require_report_folder(report, REPORT_HEADING, plots=REPORT_PLOTS)  # not named as a plot
+    (report / "hist_0.png").write_text("mine")
+    (report / "class_ap.png").write_text("mine")
+    with pytest.raises(InputError, match=re.escape(
+            f"--report {report} holds class_ap.png, hist_0.png, named as the report's plots "
+            "are, which no earlier report there shows: writing the report would replace them; "
+            "name another folder, or move those files away")):
+        require_report_folder(report, REPORT_HEADING, plots=REPORT_PLOTS)
+    (report / "index.md").write_text(f"{REPORT_HEADING}\n\n![a](hist_0.png)\n")
+    with pytest.raises(InputError, match=r"holds class_ap\.png, named as the report's plots "
+                                         r"are, .* replace it; .* move that file away"):
+        require_report_folder(report, REPORT_HEADING, plots=REPORT_PLOTS)
+    (report / "class_ap.png").unlink()
+    assert require_report_folder(report, REPORT_HEADING, plots=REPORT_PLOTS) == report
+    (report / "hist_9.png").write_text("mine")  # a name no report writes: left alone
+    assert require_report_folder(report, REPORT_HEADING, plots=REPORT_PLOTS) == report
+
+
 @pytest.mark.parametrize(("signal_name", "exit_code"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_interrupted_calibration_writes_nothing(tmp_path, signal_name, exit_code):
     """Ctrl-C or SIGTERM (`timeout`, CI, systemd) during the statistics pass: exit 128 + the
