@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,16 +45,20 @@ class Dataset:
     items: list[LabelledImage]
     skipped: int = 0
     labels: tuple[str, ...] = ()  # the model's, by class id (for messages)
+    #: The images the last pass of `images()` could not decode (left out of the score)
+    unreadable: list[Path] = field(default_factory=list)
 
     def images(self) -> Iterator[tuple[LabelledImage, npt.NDArray[np.uint8]]]:
         """Each item with its decoded image; those that do not decode are left out, and named
         with why and what they held once the last is read (a user check: a truncated JPEG's
         object, or a whole class folder of damaged files, dropped out of the score unsaid)."""
         unreadable: list[LabelledImage] = []
+        self.unreadable.clear()
         for item in self.items:
             image = read_image(item.path)
             if image is None:
                 unreadable.append(item)
+                self.unreadable.append(item.path)
             else:
                 yield item, image
         if unreadable:
@@ -67,9 +71,15 @@ class Dataset:
         return counted(sum(int((~i.difficult).sum()) for i in items), "object")
 
 
+def shown_path(path: Path) -> str:
+    """`270/readme.jpg`: an image with its folder, which a class folder's image needs to be
+    found (a name alone may be in any of them)."""
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def say_unreadable(paths: Sequence[Path], held: str) -> None:
     """Warn that the images at `paths` are not scored, naming a few with why."""
-    named = [f"{path.name} ({unusable_reason(path)})" for path in paths[:3]]
+    named = [f"{shown_path(path)} ({unusable_reason(path)})" for path in paths[:3]]
     log.warning("%s not scored, with %s: %s%s", counted(len(paths), "unreadable image"), held,
                 "; ".join(named), " ..." if len(paths) > 3 else "")
 

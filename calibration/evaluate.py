@@ -16,14 +16,14 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from calibration.datasets import Dataset
+from calibration.datasets import Dataset, shown_path
 from calibration.readers import Prefetched, frames_from
 from edge.detections import Detections
 from edge.errors import EdgeError
@@ -34,6 +34,7 @@ from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
 from edge.spec import ModelSpec, spec_from_onnx_file
 from edge.synthetic import labelled_frames
+from edge.wording import counted, listed
 
 COCO_IOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 T = TypeVar("T")
@@ -82,10 +83,14 @@ class Accuracy:
     per_class_mistaken_for: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Detection: the model's classes without a ground-truth object in the data, left out of
     #: mAP (COCO's rule: their AP is undefined); their detections count as false in precision.
+    #: Classification: the labels without an image in the data (an empty class folder).
     unscored_classes: list[str] = field(default_factory=list)
     #: Detection: the model's classes the data does not label at all (a dataset naming only
     #: some): their detections are left out of mAP and precision, which they say nothing of.
     unlabelled_classes: list[str] = field(default_factory=list)
+    #: The data's images that could not be decoded, left out of every figure above
+    #: (`folder/name`).
+    unreadable_images: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,7 +147,9 @@ class _TopOne:
             per_class_top1={self._labels[c]: round(self._answers[c, c] / per_class[c], 4)
                             for c in classes},
             per_class_mistaken_for={self._labels[c]: dict(mistaken[c].most_common())
-                                    for c in classes if c in mistaken})
+                                    for c in classes if c in mistaken},
+            unscored_classes=[label for c, label in enumerate(self._labels)
+                              if c not in per_class])
 
 
 class _DetectionAp:
@@ -252,7 +259,25 @@ def accuracies_from_runners(runners: Sequence[Runner],
 
 def evaluate(model: Path, dataset: Dataset, threads: int = 0) -> Accuracy:
     """Accuracy of the ONNX model at `model` on `dataset` (ONNX Runtime, CPU)."""
-    return evaluate_models([model], dataset.images(), threads)[0]
+    (accuracy,) = evaluate_models([model], dataset.images(), threads)
+    return with_unreadable(accuracy, dataset)
+
+
+def unscored_labels(accuracy: Accuracy, shown: int = 20) -> str:
+    """A classifier's labels without an image, in words: `2 labels: 180, 270`."""
+    return f"{counted(len(accuracy.unscored_classes), 'label')}: " \
+           f"{listed(accuracy.unscored_classes, shown)}"
+
+
+def unreadable_images(accuracy: Accuracy, shown: int = 20) -> str:
+    """The images that could not be decoded, in words: `1 image: 270/readme.jpg`."""
+    return f"{counted(len(accuracy.unreadable_images), 'image')}: " \
+           f"{listed(accuracy.unreadable_images, shown)}"
+
+
+def with_unreadable(accuracy: Accuracy, dataset: Dataset) -> Accuracy:
+    """`accuracy` naming the images of `dataset` its pass could not decode."""
+    return replace(accuracy, unreadable_images=[shown_path(p) for p in dataset.unreadable])
 
 
 def evaluate_models(models: Sequence[Path], frames: Iterable[tuple[Truth, npt.NDArray[np.uint8]]],

@@ -15,7 +15,14 @@ import numpy.typing as npt
 import onnx
 
 from calibration.datasets import dataset_from, scored_images
-from calibration.evaluate import Accuracy, evaluate_models, scene_frames
+from calibration.evaluate import (
+    Accuracy,
+    evaluate_models,
+    scene_frames,
+    unreadable_images,
+    unscored_labels,
+    with_unreadable,
+)
 from calibration.fidelity import layer_sqnr, output_sqnr
 from calibration.plotting import pyplot
 from calibration.readers import FrameSet, frames_from
@@ -160,7 +167,8 @@ def _accuracies(fp32_path: Path, int8_path: Path, spec: ModelSpec,
         return fp32, int8, str(eval_data)
     dataset = dataset_from(Path(eval_data), spec.labels, spec.task)
     fp32, int8 = evaluate_models([fp32_path, int8_path], dataset.images())
-    return fp32, int8, str(scored_images(Path(eval_data), spec.task))
+    return (with_unreadable(fp32, dataset), with_unreadable(int8, dataset),
+            str(scored_images(Path(eval_data), spec.task)))
 
 
 def evaluation_data(images: Path | str) -> Path | str:
@@ -313,6 +321,10 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
             after = int8.per_class_top1.get(label, 0.0)  # both scored on the same images
             lines.append(f"| {label} | {fp32.per_class_images[label]} | {before:.4f} | "
                          f"{after:.4f} | {100 * (after - before):+.2f} pt |")
+        if fp32.unscored_classes:
+            lines += ["", f"Not scored, no image in the data: {unscored_labels(fp32)}"]
+    if fp32.unreadable_images:
+        lines += ["", f"Not scored, unreadable: {unreadable_images(fp32)}"]
     lines += _comparison(result) + _latency(result)
     frames = (f"the {counted(len(result.held_out), 'held-out frame')}" if result.held_out else
               f"the first {OUTPUT_SQNR_FRAMES} calibration frames (none were held out)")

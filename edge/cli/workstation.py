@@ -716,6 +716,11 @@ def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
             taken = f"; taken for {_taken_for(mistaken)}" if mistaken else ""
             print(f"  {label:20s} top-1 {accuracy.per_class_top1[label]:.4f} ({right} of "
                   f"{counted(images, 'image')}{taken})")
+        if accuracy.unscored_classes:
+            from calibration.evaluate import unscored_labels
+
+            print(f"  not scored, no image in the data: {unscored_labels(accuracy)}")
+        _print_unreadable(accuracy)
         return
     print(f"mAP@0.5 {accuracy.map50:.4f}  mAP@0.5:0.95 {accuracy.map50_95:.4f}  "
           f"precision {accuracy.precision:.4f}  recall {accuracy.recall:.4f} "
@@ -727,6 +732,14 @@ def _print_accuracy(accuracy: Accuracy, kind: str) -> None:
     if accuracy.unlabelled_classes:
         print("  not labelled in the data (their detections not scored, in mAP or precision): "
               f"{', '.join(accuracy.unlabelled_classes)}")
+    _print_unreadable(accuracy)
+
+
+def _print_unreadable(accuracy: Accuracy) -> None:
+    if accuracy.unreadable_images:
+        from calibration.evaluate import unreadable_images
+
+        print(f"  not scored, unreadable: {unreadable_images(accuracy)}")
 
 
 def _taken_for(mistaken: dict[str, int], shown: int = 3) -> str:

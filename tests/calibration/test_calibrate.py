@@ -709,6 +709,24 @@ def test_a_classifier_report_shows_top1_per_class(tmp_path):
         assert summary["fp32"]["per_class_images"][label] == 8
         assert (f"| {label} | 8 | {fp32:.4f} | {int8:.4f} | {100 * (int8 - fp32):+.2f} pt |"
                 in index)
+    # labels without an image and images that do not decode are named (a user check: in the
+    # terminal's log only)
+    (tmp_path / "eval" / "dark").mkdir(parents=True)
+    (tmp_path / "eval" / "bright").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "eval" / "dark" / f"{i}.png"),
+                    np.full((40, 40, 3), 25 + i, np.uint8))
+    (tmp_path / "eval" / "dark" / "notes.jpg").write_text("not an image")
+    again = edge("calibrate", tmp_path / "cls.onnx", "--images", tmp_path / "data", "-o",
+                 tmp_path / "int8.onnx", "--min-images", "8", "--report", tmp_path / "partial",
+                 "--eval-data", tmp_path / "eval", "--json")
+    assert again.returncode == 0, again.stderr
+    partial = json.loads(again.stdout.splitlines()[-1])["report_accuracy"]["int8"]
+    assert partial["unscored_classes"] == ["bright"] and partial["images"] == 3
+    assert partial["unreadable_images"] == ["dark/notes.jpg"]
+    index = (tmp_path / "partial" / "index.md").read_text()
+    assert "\nNot scored, no image in the data: 1 label: bright\n" in index
+    assert "\nNot scored, unreadable: 1 image: dark/notes.jpg\n" in index
 
 
 def _classifier_with_a_contrib_op(path: Path) -> Path:

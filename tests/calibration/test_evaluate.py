@@ -316,6 +316,7 @@ def test_classifier_top1_on_class_folders(tmp_path, caplog):
     dataset = dataset_from(tmp_path / "data", ("dark", "bright"), "classify")
     accuracy = evaluate(tmp_path / "cls.onnx", dataset)
     assert accuracy.task == "classify" and accuracy.images == 6
+    assert accuracy.unscored_classes == [] and accuracy.unreadable_images == []
     import torch
 
     from edge.preprocess import letterbox
@@ -542,8 +543,8 @@ def test_a_yolo_dataset_sizes_jpegs_from_their_headers_and_skips_unreadable_ones
         dataset = dataset_from(tmp_path / "data", ("circle", "square", "triangle", "star"),
                                "detect")
     assert len(dataset.items) == 3 and dataset.skipped == 1
-    assert ("1 unreadable image not scored, with 1 object: 000009.jpg (truncated, damaged or "
-            "not an image)") in caplog.text
+    assert ("1 unreadable image not scored, with 1 object: images/000009.jpg (truncated, "
+            "damaged or not an image)") in caplog.text
     for item in dataset.items:
         height, width = cv2.imread(str(item.path)).shape[:2]
         rows = np.loadtxt(item.path.parent.parent / "labels" / f"{item.path.stem}.txt",
@@ -695,3 +696,40 @@ def test_a_coco_file_read_for_a_classifier_gives_each_image_one_category(tmp_pat
             "image c.png has annotations of 2 categories (bright, dark); a classifier is scored "
             "on one category an image")):
         dataset_from(path, ("dark", "bright"), "classify")
+
+
+def test_a_classifiers_unscored_labels_and_unreadable_images_are_named(tmp_path, caplog,
+                                                                        capsys):
+    """A user check: an empty class folder and an unreadable image were warned about in the
+    log only; the accuracy (`--json`, the report) said nothing of either, and the warning
+    named the image without its class folder."""
+    import cv2
+
+    from calibration.evaluate import evaluate
+    from converters.convert import ConvertOptions, convert
+    from edge.cli.workstation import _print_accuracy
+    from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
+
+    source = export_onnx(seeded(TinyClassifier(3)), tmp_path / "c.onnx", 32, 32)
+    convert(source, ConvertOptions(labels=("dark", "bright", "grey"))).write(
+        tmp_path / "cls.onnx")
+    for label in ("dark", "bright", "grey"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "data" / "dark" / f"{i}.png"), np.full((40, 40, 3), 20,
+                                                                          np.uint8))
+    (tmp_path / "data" / "dark" / "notes.jpg").write_text("not an image")
+    cv2.imwrite(str(tmp_path / "data" / "bright" / "0.png"), np.full((40, 40, 3), 230,
+                                                                     np.uint8))
+    dataset = dataset_from(tmp_path / "data", ("dark", "bright", "grey"), "classify")
+    with caplog.at_level(logging.WARNING):
+        accuracy = evaluate(tmp_path / "cls.onnx", dataset)
+    assert accuracy.images == 3 and sum(accuracy.per_class_images.values()) == 3
+    assert accuracy.unscored_classes == ["grey"]
+    assert accuracy.unreadable_images == ["dark/notes.jpg"]
+    assert "dark/notes.jpg (truncated, damaged or not an image)" in caplog.text
+    assert accuracy.as_dict()["unscored_classes"] == ["grey"]  # --json
+    _print_accuracy(accuracy, "class folders")
+    shown = capsys.readouterr().out
+    assert "  not scored, no image in the data: 1 label: grey\n" in shown
+    assert "  not scored, unreadable: 1 image: dark/notes.jpg\n" in shown
