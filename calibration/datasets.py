@@ -47,6 +47,11 @@ class Dataset:
     labels: tuple[str, ...] = ()  # the model's, by class id (for messages)
     #: The images the last pass of `images()` could not decode (left out of the score)
     unreadable: list[Path] = field(default_factory=list)
+    root: Path | None = None  # the folder image paths are shown relative to
+
+    def shown(self, path: Path) -> str:
+        """`path` as people find it: relative to the dataset's folder (`270/readme.jpg`)."""
+        return shown_path(path, self.root)
 
     def images(self) -> Iterator[tuple[LabelledImage, npt.NDArray[np.uint8]]]:
         """Each item with its decoded image; those that do not decode are left out, and named
@@ -62,7 +67,8 @@ class Dataset:
             else:
                 yield item, image
         if unreadable:
-            say_unreadable([item.path for item in unreadable], self._held(unreadable))
+            say_unreadable([item.path for item in unreadable], self._held(unreadable),
+                           self.root)
 
     def _held(self, items: Sequence[LabelledImage]) -> str:
         """What `items` would have been scored on, in words."""
@@ -71,15 +77,17 @@ class Dataset:
         return counted(sum(int((~i.difficult).sum()) for i in items), "object")
 
 
-def shown_path(path: Path) -> str:
-    """`270/readme.jpg`: an image with its folder, which a class folder's image needs to be
-    found (a name alone may be in any of them)."""
+def shown_path(path: Path, root: Path | None) -> str:
+    """`270/readme.jpg`: an image relative to the dataset's `root` (a name alone may be in any
+    class folder), or with its own folder where it lies outside."""
+    if root is not None and path.is_relative_to(root):
+        return str(path.relative_to(root))
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
-def say_unreadable(paths: Sequence[Path], held: str) -> None:
+def say_unreadable(paths: Sequence[Path], held: str, root: Path | None) -> None:
     """Warn that the images at `paths` are not scored, naming a few with why."""
-    named = [f"{shown_path(path)} ({unusable_reason(path)})" for path in paths[:3]]
+    named = [f"{shown_path(path, root)} ({unusable_reason(path)})" for path in paths[:3]]
     log.warning("%s not scored, with %s: %s%s", counted(len(paths), "unreadable image"), held,
                 "; ".join(named), " ..." if len(paths) > 3 else "")
 
@@ -196,7 +204,13 @@ def dataset_from(path: Path, labels: Sequence[str], task: str,
         _say_spread(len(dataset.items), max_images, path)
     picked = (spread_over_classes(dataset.items, max_images) if layout == "folders"
               else spread(dataset.items, max_images))
-    return replace(dataset, items=picked)
+    return replace(dataset, items=picked, root=dataset_folder(path))
+
+
+def dataset_folder(path: Path) -> Path:
+    """The folder of the dataset at `path`: itself, or the folder of its data.yaml or COCO
+    file."""
+    return path if path.is_dir() else path.parent
 
 
 def _one_class_an_image(dataset: Dataset, path: Path, labels: Sequence[str]) -> Dataset:
@@ -351,7 +365,7 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
                                    np.array([class_ids[int(r[0])] for r in rows], np.int64),
                                    np.zeros(len(rows), bool), labelled))
     if skipped:
-        say_unreadable(skipped, counted(lost_objects, "object"))
+        say_unreadable(skipped, counted(lost_objects, "object"), dataset_folder(given))
     if unlabelled:
         log.warning("%d of the %d images in %s %s no label file in %s: scored as images "
                     "without objects (YOLO's background images); if they show objects, their "

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from calibration.datasets import Dataset, shown_path
+from calibration.datasets import Dataset
 from calibration.readers import Prefetched, frames_from
 from edge.detections import Detections
 from edge.errors import EdgeError
@@ -277,7 +277,7 @@ def unreadable_images(accuracy: Accuracy, shown: int = 20) -> str:
 
 def with_unreadable(accuracy: Accuracy, dataset: Dataset) -> Accuracy:
     """`accuracy` naming the images of `dataset` its pass could not decode."""
-    return replace(accuracy, unreadable_images=[shown_path(p) for p in dataset.unreadable])
+    return replace(accuracy, unreadable_images=[dataset.shown(p) for p in dataset.unreadable])
 
 
 def evaluate_models(models: Sequence[Path], frames: Iterable[tuple[Truth, npt.NDArray[np.uint8]]],

@@ -179,8 +179,9 @@ def test_unreadable_images_and_empty_class_folders_are_named(tmp_path, caplog):
         read = list(dataset.images())
     assert len(read) == 2
     assert "the class folder square holds no image: that label is not scored" in caplog.text
-    assert ("1 unreadable image not scored, with labels circle: bad.jpg (truncated, damaged or "
-            "not an image)") in caplog.text
+    assert ("1 unreadable image not scored, with labels circle: circle/bad.jpg (truncated, "
+            "damaged or not an image)") in caplog.text
+    assert dataset.unreadable == [tmp_path / "circle" / "bad.jpg"]
 
 
 @pytest.mark.parametrize(("annotations", "images"), [
@@ -248,7 +249,8 @@ def test_a_class_folder_s_subfolders_are_read(tmp_path, caplog):
         read = list(dataset.images())
     assert sorted(int(item.class_ids[0]) for item, _ in read) == [0, 1]
     assert "holds no image" not in caplog.text
-    assert "1 unreadable image not scored, with labels square: bad.png" in caplog.text
+    assert "1 unreadable image not scored, with labels square: square/batch1/bad.png" in \
+        caplog.text
 
 
 def test_a_utf16_file_without_its_byte_order_mark_is_named_as_such(tmp_path):
