@@ -88,8 +88,8 @@ class Accuracy:
     #: Detection: the model's classes the data does not label at all (a dataset naming only
     #: some): their detections are left out of mAP and precision, which they say nothing of.
     unlabelled_classes: list[str] = field(default_factory=list)
-    #: The data's images that could not be decoded, left out of every figure above
-    #: (`folder/name`).
+    #: The data's images that could not be decoded, left out of every figure above (paths
+    #: relative to the dataset's folder: `270/readme.jpg`).
     unreadable_images: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
