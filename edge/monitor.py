@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,9 @@ def format_status(device: str, status: DeviceStatus, retained: bool = False) -> 
         when = f"at {status.time}, up since {status.started_at}"
     else:  # the Last Will's time is its connect's: when the device went is not known
         when = f"started at {status.started_at}"
-        if retained:  # "up since" read as a device still up (a user check)
-            when += ", gone since before this watch (a Last Will carries no time)"
+        if retained:  # "up since" read as a device still up (a user check); "gone since
+            # before this watch" was wrong for one that went while the watch was reconnecting
+            when += ", gone at a time its Last Will does not carry"
     kept = " (retained)" if retained else ""
     return (f"[{device}] {status.state}{why}: model {status.model} on "
             f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, {when}{kept}")
@@ -375,11 +376,16 @@ class _Console:
         outage = (self._outages.update(message.topic, message.payload)
                   if isinstance(message.payload, CameraStatus) else "")
         if line is not None and _RETAINED_KINDS.get(message.kind, False):
+            # the value itself, not how it came: after a reconnect the broker hands over a
+            # retained value this watch showed live (the Last Will it saw the device leave
+            # printed a second time, 25 s later, as if gone before the watch began)
+            value = (format_line(replace(message, retained=False), self._events) or line) \
+                if message.retained else line
             shown = self._state_lines.get(message.topic)
-            if shown == line or (shown is None and _nothing_counted(message)):
+            if shown == value or (shown is None and _nothing_counted(message)):
                 line = None
             else:
-                self._state_lines[message.topic] = line
+                self._state_lines[message.topic] = value
         if line is not None:
             self._echo(line + outage)
         if self._saver is not None:

@@ -335,8 +335,8 @@ def test_a_status_names_the_cameras_that_are_not_streaming():
     assert format_status("pi", offline).endswith(", started at 2026-12-01T03:00:00Z")
     # a user check: a retained Last Will read "up since" its start
     assert format_status("pi", offline, retained=True).endswith(
-        ", started at 2026-12-01T03:00:00Z, gone since before this watch (a Last Will carries "
-        "no time) (retained)")
+        ", started at 2026-12-01T03:00:00Z, gone at a time its Last Will does not carry "
+        "(retained)")
     starting = online.model_copy(update={"camera_states": {"gate": "streaming",
                                                            "yard": "starting"}})
     assert format_status("pi", starting).startswith("[pi] online (yard starting): model det")
@@ -425,6 +425,33 @@ def test_a_retained_topic_published_again_unchanged_is_shown_once(mosquitto):
         "[pi] gate camera starting", "[pi] gate camera streaming", "[pi] gate camera reconnecting",
         "[pi] gate camera streaming", "[pi] gate circle count 1", "[pi] gate circle count 2",
         "[pi] gate circle count 0", "[pi] yard camera streaming"]
+
+
+def test_a_retained_value_shown_live_is_not_shown_again_after_a_reconnect():
+    """A user check: the monitor saw a device's Last Will live as the broker stopped; after
+    the reconnect the broker handed it over again, retained, and the monitor printed it a
+    second time as "gone since before this watch", 25 s after showing it go. One that went
+    while the watch was away is shown, without claiming when it went."""
+    from edge.client import parse_message
+    from edge.monitor import _Console
+
+    lines: list[str] = []
+    console = _Console(lines.append, events=False, saver=None)
+    console.connected("connected")
+    will = json.dumps({"v": 1, "state": "offline", "version": "0.1", "model": "det",
+                       "cameras": ["gate"], "started_at": "2026-12-01T03:00:00Z",
+                       "backend": "onnxruntime"}).encode()
+    console.message(parse_message("edge/+", "edge/pi/status", will))
+    console.message(parse_message("edge/+", "edge/pi/status", will, retained=True))
+    assert lines == ["connected", "[pi] offline: model det on onnxruntime, cameras gate, "
+                                  "started at 2026-12-01T03:00:00Z"]
+    online = will.replace(b'"offline"', b'"online"')
+    console.message(parse_message("edge/+", "edge/pi/status", online))
+    console.message(parse_message("edge/+", "edge/pi/status", will, retained=True))
+    assert lines[2:] == [
+        "[pi] online: model det on onnxruntime, cameras gate, since 2026-12-01T03:00:00Z",
+        "[pi] offline: model det on onnxruntime, cameras gate, started at "
+        "2026-12-01T03:00:00Z, gone at a time its Last Will does not carry (retained)"]
 
 
 def _sampled_frame(frame_id: int, objects: int, topic: str = "edge/pi/gate",
