@@ -240,6 +240,7 @@ def test_a_damaged_row_inside_the_manifest_is_refused_not_dropped(tmp_path, dama
     for frame_id, image, truth in scene_frames(3):
         dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
     dataset.export()
+    dataset.close()
     manifest = out / "manifest.jsonl"
     lines = manifest.read_text().splitlines()
     manifest.write_text("\n".join([lines[0], damage, lines[2]]) + "\n")
@@ -638,9 +639,13 @@ def test_a_second_collect_into_a_folder_being_collected_into_is_refused(tmp_path
                      rf"collect \(process {first.pid}\); stop that one first or collect into "
                      r"another folder", second.stderr), second.stderr
     assert first.returncode == 0
-    # the lock went with the first run: the folder is resumed by the next one
+    # the lock went with the first run, its file too (a user check: a hidden file left behind
+    # in the dataset): the folder is resumed by the next one
+    assert not lock.exists()
     resumed = CollectedDataset(out)
+    assert lock.read_text() == str(os.getpid())
     resumed.close()
+    assert not lock.exists()
 
 
 def test_a_run_that_collects_nothing_leaves_no_empty_dataset_it_made(tmp_path, mosquitto):
@@ -812,3 +817,22 @@ def test_yolo_labels_clip_boxes_to_the_frame_and_drop_those_outside():
         {"class_id": 2, "box": [-10.0, 10.0, 30.0, 60.0], "score": 0.9},
         {"class_id": 1, "box": [120.0, 0.0, 140.0, 10.0], "score": 0.8}]}
     assert yolo_lines(row) == "2 0.150000 0.600000 0.300000 0.800000\n"
+
+
+def test_a_lock_file_removed_under_a_waiting_run_is_not_taken_for_the_lock(tmp_path):
+    """A run's close removes its lock file: a run that had opened that file just before
+    would lock a file no one else can see, so the lock is taken on the path's own file."""
+    from edge.collect.dataset import LOCK, _lock_against_other_writers, _same_file
+
+    path = tmp_path / LOCK
+    path.write_text("")
+    stale = os.open(path, os.O_RDWR)
+    path.unlink()
+    path.write_text("")
+    try:
+        assert not _same_file(stale, path)
+        handle = _lock_against_other_writers(tmp_path)
+        assert _same_file(handle, path) and path.read_text() == str(os.getpid())
+        os.close(handle)
+    finally:
+        os.close(stale)

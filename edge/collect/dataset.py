@@ -22,6 +22,7 @@ is written, and files in `images/` that the manifest does not list are never del
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import fcntl
@@ -139,8 +140,11 @@ class CollectedDataset:
             self.export()
 
     def close(self) -> None:
-        """Let another run write into the folder (the lock is the process's until then)."""
+        """Let another run write into the folder (the lock is the process's until then); the
+        lock file goes with it (a run killed leaves it, unlocked and harmless)."""
         if self._lock >= 0:
+            with contextlib.suppress(OSError):  # unlinked while still locked: see the lock's
+                (self.root / LOCK).unlink()
             os.close(self._lock)
             self._lock = -1
 
@@ -510,22 +514,38 @@ def _lock_against_other_writers(root: Path) -> int:
     `edge collect` into it would delete the first's unfinished files at its resume and list
     images twice. The lock goes with the process, so one killed leaves none behind."""
     path = root / LOCK
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.read(handle, 32).decode(errors="replace").strip()
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(handle, 32).decode(errors="replace").strip()
+            os.close(handle)
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            raise InputError(
+                f"--out {root} is being collected into by another edge collect"
+                f"{f' (process {holder})' if holder.isdigit() else ''}; stop that one first "
+                "or collect into another folder (two runs into one folder would list images "
+                "twice)") from None
+        # a run that ended removed the file it had locked: a lock on that file, opened just
+        # before, would lock nothing another run can see, so the path's own file is locked
+        if _same_file(handle, path):
+            break
         os.close(handle)
-        if exc.errno not in (errno.EACCES, errno.EAGAIN):
-            raise
-        raise InputError(
-            f"--out {root} is being collected into by another edge collect"
-            f"{f' (process {holder})' if holder.isdigit() else ''}; stop that one first or "
-            "collect into another folder (two runs into one folder would list images twice)"
-        ) from None
     os.ftruncate(handle, 0)
     os.write(handle, str(os.getpid()).encode())
     return handle
+
+
+def _same_file(handle: int, path: Path) -> bool:
+    """Whether the open file `handle` is the one at `path` now."""
+    try:
+        here = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle)
+    return (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
