@@ -310,7 +310,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     options = replace(options, labelled_data=_scored_by_report(args, spec.task))
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
-    _leave_out_small_images(frames, spec.input, args.images)
+    _leave_out_small_images(frames, spec.input, args.images, args.allow_upscale)
     frames.require(args.min_images)
     if frames.count < FEW_FRAMES <= args.max_images:
         log.warning("%s has %d usable frames: ranges from 128 or more camera frames are "
@@ -554,7 +554,8 @@ STRAY_UPSCALE = 1.5
 TEXT_LINE_UPSCALE = 2.0
 
 
-def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Path) -> None:
+def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Path,
+                            allow_upscale: bool = False) -> None:
     """An image smaller than the model input would be upscaled (in both sides for a
     letterbox or a stretch; in either for a crop, which keeps the aspect): its ranges are those
     of blurred, not camera, frames (two thumbnails among 40 photos changed which method `auto`
@@ -562,8 +563,9 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
     lines, are often a little under the input) are strays where most images are not such, and
     are left out with a warning; where most are (a model whose input is larger than the usual
     frame: a 608x800 layout detector on photos), every image is kept, with a warning; where
-    every image is upscaled at all, the folder is refused. The sizes (width, height) are those
-    the folder scan read from each image."""
+    every image is upscaled at all, the folder is refused. `allow_upscale` (the frames the
+    model will see are that small too): every image is kept, with a warning. The sizes (width,
+    height) are those the folder scan read from each image."""
     sizes = frames.sizes
     width, height, resize = spec_input.width, spec_input.height, spec_input.resize
     if resize == "text-line":
@@ -580,15 +582,20 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
             f"{needed[0]}x{needed[1]} (width x height), what the model input {width}x{height} "
             f"takes by {resize_words(resize, fraction)}")
     than += " in either side" if resize == "crop" else ""
-    if small and len(small) == len(sizes) and not _any_large(frames.unpicked, spec_input):
+    if small and allow_upscale:
+        log.warning("%d of the %d images %s are smaller than %s, so they are upscaled "
+                    "(--allow-upscale): the ranges match frames as small as these",
+                    len(small), len(sizes), where, than)
+    elif small and len(small) == len(sizes) and not _any_large(frames.unpicked, spec_input):
         largest_w, largest_h = max(sizes, key=lambda size: size[0] * size[1])
         raise InputError(
             f"all {len(sizes)} images {where} are smaller than {than} (largest "
             f"{largest_w}x{largest_h}); they would be upscaled, so the ranges would not match "
             f"camera frames. Calibrate on frames from the camera (at least "
-            f"{needed[0]}x{needed[1]}), or, if the source model takes other input sizes, "
-            "convert it with a smaller --input-size")
-    if strays and 2 * len(strays) < len(sizes):
+            f"{needed[0]}x{needed[1]}); if the source model takes other input sizes, convert "
+            "it with a smaller --input-size; or, where the frames the model will see are this "
+            "small too (its application enlarges them as well), pass --allow-upscale")
+    elif strays and 2 * len(strays) < len(sizes):
         names = frames.drop(strays, f"much smaller than {than}")
         log.warning("skipped %s %s smaller than %s, unlike most: they would be upscaled more "
                     "than %gx: %s", counted(len(names), "image"), where, than, STRAY_UPSCALE,
@@ -808,6 +815,12 @@ def _add_calibrate(commands: Any) -> None:
                                 "larger folder, a video's first ones (default %(default)s)")
     calibrate.add_argument("--min-images", type=parse_positive_int, default=8,
                            help="refuse to calibrate on fewer usable frames (default %(default)s)")
+    calibrate.add_argument("--allow-upscale", action="store_true",
+                           help="calibrate on images smaller than the model input, every one "
+                                "kept and upscaled, where the frames the model will see are "
+                                "that small too (document scans into a large input); by "
+                                "default a folder of only such images is refused and a few "
+                                "among larger ones are left out")
     calibrate.add_argument("--seed", type=int, default=0,
                            help="which random subset of a folder larger than --max-images "
                                 "(default %(default)s)")

@@ -576,7 +576,17 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
                     rng.integers(0, 256, (SIZE - 16, SIZE - 16 + index % 3, 3), np.uint8))
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx")
     assert_refused(result, "all 10 images", "are smaller than the model input 32x32",
-                   "largest 18x16")
+                   "largest 18x16", "pass --allow-upscale")
+    # a user check: a package that enlarges its document scans into a 1280 input had no way
+    # to calibrate on those scans
+    caplog.clear()
+    allowed = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
+                   "--allow-upscale", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout.strip().splitlines()[-1])["skipped"] == 0
+    assert ("10 of the 10 images in " in caplog.text and "so they are upscaled "
+            "(--allow-upscale)" in caplog.text)
+    (tmp_path / "int8.onnx").unlink()
     # fewer than --min-images: the sizes are still what to fix first
     result = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "int8.onnx",
                   "--min-images", "20")
@@ -596,6 +606,9 @@ def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edg
     assert "skipped 10 images" in caplog.text and ": 0.png, 1.png" in caplog.text
     assert "upscaled more than 1.5x" in caplog.text
     assert summary["skipped"] == 10 and summary["frames"] == 10  # 11 images, 1 held out
+    kept = edge("calibrate", fp32, "--images", small, "-o", tmp_path / "all.onnx",
+                "--method", "minmax", "--allow-upscale", "--json")
+    assert json.loads(kept.stdout.strip().splitlines()[-1])["skipped"] == 0, kept.stderr
     # slightly smaller ones among them (crops of varying size, upscaled < 1.5x) are kept
     caplog.clear()
     for index in range(3):
