@@ -61,9 +61,13 @@ class RateMeter:
         self._times: deque[float] = deque(maxlen=window)
         self._horizon_s = horizon_s
         self._stopped_at: float | None = None
+        self._began: float | None = None  # the first event's time, since the last `clear`
 
     def tick(self) -> None:
-        self._times.append(time.monotonic())
+        now = time.monotonic()
+        if self._began is None:
+            self._began = now
+        self._times.append(now)
 
     def stop(self) -> None:
         """From now on the rate is the one at this moment (the first call counts)."""
@@ -83,6 +87,7 @@ class RateMeter:
     def clear(self) -> None:
         """Forget the events so far: a rate after an outage must not span it."""
         self._times.clear()
+        self._began = None
 
     def _rate_at(self, now: float) -> float:
         """Events a second as of `now`: the lower of the rate over the window (the silence
@@ -95,10 +100,14 @@ class RateMeter:
             return 0.0
         span = times[-1] - times[0]
         gaps = len(times) - 1
-        # over a tenth of the horizon at least: a few frames close together (what a stream
-        # that just reopened hands over first) say nothing of the rate (a 15 fps camera read
-        # 57 fps in the stats sent as it came back), so a rate this young reads low, not high
-        over_window = gaps / max(span, now - times[0] - span / gaps, self._horizon_s / 10)
+        # while the events began less than a tenth of the horizon ago, over that tenth at
+        # least: a few frames close together (what a stream that just reopened hands over
+        # first) say nothing of the rate (a 15 fps camera read 57 fps in the stats sent as it
+        # came back), so a rate this young reads low, not high. Past it, the window alone: a
+        # floor for good capped a 400 fps recording at 59 fps (its 60 events' rate over 1 s)
+        young = self._began is not None and now - self._began < self._horizon_s / 10
+        floor = self._horizon_s / 10 if young else 0.0
+        over_window = gaps / max(span, now - times[0] - span / gaps, floor)
         later = times[len(times) // 2:]
         if len(later) < 2 or later[-1] == later[0]:
             return over_window

@@ -148,6 +148,29 @@ def test_a_few_frames_at_once_read_no_faster_than_a_tenth_of_the_horizon_allows(
     assert meter.rate() == pytest.approx(5.0)  # 5 gaps over 1 s, not over 0.1 s
 
 
+def test_a_source_faster_than_the_window_reads_its_rate_once_past_its_first_moments(
+        monkeypatch):
+    """A user check: a replay camera at 400 fps read 59.0 fps in every stats message, the
+    60-event window's rate over the tenth of the horizon that was meant for young rates
+    only."""
+    clock = [100.0]
+    monkeypatch.setattr("edge.timing.time.monotonic", lambda: clock[0])
+    meter = RateMeter()  # 60 events, a 10 s horizon
+    for _ in range(200):  # half a second at 400 fps: young, read low
+        clock[0] += 1 / 400
+        meter.tick()
+    assert meter.rate() <= 60
+    for _ in range(600):  # 1.5 s more
+        clock[0] += 1 / 400
+        meter.tick()
+    assert meter.rate() == pytest.approx(400.0, rel=0.02)
+    meter.clear()  # an outage: young again
+    meter.tick()
+    clock[0] += 0.0025
+    meter.tick()
+    assert meter.rate() <= 1.0
+
+
 def test_a_rate_stopped_on_purpose_keeps_its_value():
     """The last stats a stopped daemon leaves retained showed 50 FPS for a camera that ran at
     90: they were taken after the stop, and the silence since counted as a dying camera."""
