@@ -39,6 +39,7 @@ from edge.sources.supervisor import (
 )
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
+from edge.tensorrt import TensorRTUnavailableError
 from edge.tensorrt.precision import ANY_TRT_VERSION, graph_has_qdq, precision_for
 from edge.timing import rfc3339
 from edge.tracking.camera import CameraTracking
@@ -178,7 +179,10 @@ class Daemon:
         self.topics = Topics(config.topic_prefix)
         self.link = MqttLink(config.mqtt, self.topics,
                              config.mqtt.client_id or f"edge-{config.device_id}", self._status)
-        self.service = self._service()
+        try:
+            self.service = self._service()
+        except (TensorRTUnavailableError, ModelError) as exc:
+            raise self._model_error_named(exc) from None
         self._status_lock = threading.Lock()  # camera statuses reach the broker in order
         # What the broker got last, and on which connection (the link's connect count) it
         # was handed over: after a connect only what it lacks is sent again.
@@ -242,6 +246,18 @@ class Daemon:
                 self.link.publish_json(topic, payload, qos=1, retain=True)
 
             worker.drift = DriftMonitor(worker.name, self.config.drift, reference, publish)
+
+    def _model_error_named(self, exc: EdgeError) -> EdgeError:
+        """`exc`, raised as the model's runner loaded, naming the config key to fix as the
+        config's own errors do: `model.backend` where TensorRT is not there to ask for,
+        `model.path` where the model does not load."""
+        if isinstance(exc, TensorRTUnavailableError):
+            return TensorRTUnavailableError(f"{self.config.key('model.backend')} = "
+                                            f"{self.config.model.backend!r}: {exc}", exc.state)
+        said = str(exc)
+        if said.startswith("model.path"):  # named already
+            said = said[len("model.path"):].lstrip(": ")
+        return ModelError(f"{self.config.key('model.path')}: {said}")
 
     def _service(self) -> InferenceService:
         """The one runner, created on (and only ever called from) the inference thread."""

@@ -96,6 +96,18 @@ def test_run_with_backend_tensorrt_exits_2(tmp_path, demo_model):
     assert result.returncode == 2
     assert "TensorRT is not installed" in result.stderr or "cuda-python or pycuda" in \
         result.stderr
+    if "TensorRT is not installed" in result.stderr:  # the key to change named, as a config
+        # error's is (a user check)
+        assert f"{config}: model.backend = 'tensorrt': TensorRT is not installed" in \
+            result.stderr
+    # a model file that does not load names its key too
+    (tmp_path / "model.txt").write_text("not a model")
+    config.write_text(f'[model]\npath = "{tmp_path / "model.txt"}"\n'
+                      '[[cameras]]\nname = "c"\nsource = "synthetic://shapes"\n')
+    result = edge("run", "--config", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f"{config}: model.path: {tmp_path / 'model.txt'} is not an ONNX model ONNX Runtime "
+            "can load") in result.stderr
 
 
 def test_auto_on_a_gpu_machine_without_tensorrt_says_how_to_get_it(demo_model, monkeypatch):
