@@ -149,7 +149,11 @@ def test_percent_escapes_in_a_file_path_are_decoded(tmp_path):
     ("uri", "message"),
     [
         ("gopher://camera", "unknown scheme 'gopher://'"),
-        ("/dev/video0", "is not a URI"),
+        ("/dev/video0", r"is not a URI; a camera device is written v4l2:///dev/video0$"),
+        # a user check: a clip's path given bare got only the generic examples
+        ("/data/my clip.mp4", r"is not a URI; a file or folder is written "
+                              r"file:///data/my%20clip\.mp4 \(file:// and the absolute path"),
+        ("camera1", r"is not a URI; write it as scheme://location, e\.g\. v4l2:///dev/video0"),
         ("file:///no/such/clip.mp4", "does not exist"),
         ("v4l2:///dev/video99", "does not exist"),
         ("synthetic://cubes", "unknown synthetic scene"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from edge.errors import SourceError
 
@@ -26,8 +26,7 @@ class SourceUri:
             raise SourceError(f"source '{text}' is not a valid URI ({exc}); an IPv6 host is "
                               "written in brackets, e.g. rtsp://[fe80::1]:554/stream") from None
         if not parts.scheme or "://" not in text:
-            raise SourceError(f"source '{text}' is not a URI; write it as scheme://location, e.g. "
-                              "v4l2:///dev/video0, file:///path/clip.mp4, synthetic://shapes")
+            raise SourceError(f"source '{text}' is not a URI; {_written_as_uri(text)}")
         return cls(text, parts.scheme.lower(), parts.netloc + parts.path,
                    dict(parse_qsl(parts.query, keep_blank_values=True)), parts.fragment)
 
@@ -79,3 +78,17 @@ class SourceUri:
         if unknown:
             raise SourceError(f"source '{self.text}': unknown option(s) {', '.join(unknown)}; "
                               f"{self.scheme}:// accepts {', '.join(sorted(known)) or 'none'}")
+
+
+def _written_as_uri(text: str) -> str:
+    """How to write `text`, which is no URI, as one: a device or a path given bare gets its
+    own URI (a user check: a clip's path got only the generic examples)."""
+    if text.startswith("/dev/video"):
+        return f"a camera device is written v4l2://{text}"
+    path = Path(text).expanduser()
+    if text.startswith(("/", "./", "../", "~")) or path.exists():
+        uri = "file://" + quote(str(path.resolve()))
+        return (f"a file or folder is written {uri} (file:// and the absolute path, '%20' for "
+                "a space)")
+    return ("write it as scheme://location, e.g. v4l2:///dev/video0, file:///path/clip.mp4, "
+            "synthetic://shapes")
