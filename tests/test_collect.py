@@ -253,6 +253,65 @@ def test_a_damaged_row_inside_the_manifest_is_refused_not_dropped(tmp_path, dama
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
+@pytest.mark.parametrize(("edit", "problem"), [
+    # a user check: a traceback (ValueError in Detections.from_payload), exit 1
+    (lambda row: row["objects"].insert(0, {"label": "dog", "class_id": 1, "score": 0.5,
+                                           "box": [1, 2]}),
+     r"objects\[0\] 'box' is \[1, 2\], not \[x1, y1, x2, y2\] in pixels"),
+    (lambda row: row["objects"].insert(0, {"label": "dog", "class_id": 1, "score": 2,
+                                           "box": [1, 2, 3, 4]}),
+     r"objects\[0\] 'score' is 2, not between 0 and 1"),
+    # ... and rows accepted as they were: a frame id "x", an image counted as an audit draw,
+    # a per-day row named "yesterday"
+    (lambda row: row.update(frame_id="x"), r"'frame_id' is 'x'"),
+    (lambda row: row.update(reasons="audit"), r"'reasons' is 'audit'"),
+    (lambda row: row.update(time="yesterday"),
+     r"'time': 'yesterday' is no RFC 3339 date .*UTC, like 2026-11-29T07:14:51\.123Z"),
+])
+def test_a_row_whose_fields_were_edited_wrong_is_refused_naming_the_field(tmp_path, edit,
+                                                                          problem):
+    out = tmp_path / "out"
+    with CollectedDataset(out, duplicate_distance=-1) as dataset:
+        for frame_id, image, truth in scene_frames(3):
+            dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    row = json.loads(lines[1])
+    edit(row)
+    manifest.write_text("\n".join([lines[0], json.dumps(row), lines[2]]) + "\n")
+    with pytest.raises(InputError, match=rf"manifest.jsonl:2: {problem}; the file was edited "
+                                         r"or damaged"):
+        field_accuracy(out)
+    result = subprocess.run([sys.executable, "-m", "edge", "eval", "--field", "--data",
+                             str(out), "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["exit_code"] == 2
+
+
+def test_a_row_twice_or_a_class_past_classes_txt_is_refused(tmp_path):
+    """A user check: a row copied twice into the manifest counted its image twice (112
+    images scored of 111); a class id past classes.txt would end in an IndexError."""
+    out = tmp_path / "out"
+    with CollectedDataset(out, duplicate_distance=-1) as dataset:
+        for frame_id, image, truth in scene_frames(3):
+            dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([*lines, lines[1]]) + "\n")
+    row_id = json.loads(lines[1])["id"]
+    with pytest.raises(InputError, match=rf"manifest.jsonl:4: the row of '{row_id}' again "
+                                         r"\(line 2 holds it too\), which would count its "
+                                         r"image twice; .* delete one of the two lines"):
+        field_accuracy(out)
+    row = json.loads(lines[1])
+    row["objects"][0]["class_id"] = len(SHAPE_LABELS)
+    manifest.write_text("\n".join([lines[0], json.dumps(row), lines[2]]) + "\n")
+    with pytest.raises(InputError, match=rf"the row of '{row_id}': objects\[0\] 'class_id' is "
+                                         rf"{len(SHAPE_LABELS)}, past the {len(SHAPE_LABELS)} "
+                                         r"classes of classes.txt"):
+        field_accuracy(out)
+
+
 def test_a_torn_last_row_is_dropped_with_a_warning_by_eval_and_resume(tmp_path, caplog):
     out = tmp_path / "out"
     dataset = CollectedDataset(out, duplicate_distance=-1)

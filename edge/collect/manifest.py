@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 from edge.errors import InputError
+from edge.rfc3339 import utc_seconds
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +20,13 @@ MANIFEST = "manifest.jsonl"
 ROW_KEYS: dict[str, type | tuple[type, ...]] = {
     "id": str, "file": str, "device": str, "camera": str, "width": int, "height": int,
     "bytes": int, "phash": str, "objects": list}
+#: Keys a row may hold (rows of earlier versions lack some), with the type of each.
+OPTIONAL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "frame_id": int, "time": str, "ts": (int, float), "model": str, "reasons": list,
+    "below": list}
+#: Keys of each detection in a row's `objects` (and `below`), with the type of each.
+OBJECT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "label": str, "class_id": int, "score": (int, float), "box": list}
 
 
 def manifest_rows(manifest: Path) -> list[dict[str, Any]]:
@@ -31,6 +40,7 @@ def manifest_rows(manifest: Path) -> list[dict[str, Any]]:
         raise InputError(f"{manifest}: not UTF-8 text (byte {exc.start}); it was damaged or "
                          "replaced: restore it from a backup") from exc
     rows = []
+    line_of: dict[str, int] = {}  # row id -> its line
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -39,7 +49,12 @@ def manifest_rows(manifest: Path) -> list[dict[str, Any]]:
         except (ValueError, RecursionError):
             row = None
         problem = _row_problem(row)
+        if problem is None and row["id"] in line_of:
+            raise InputError(f"{manifest}:{number}: the row of {row['id']!r} again (line "
+                             f"{line_of[row['id']]} holds it too), which would count its "
+                             "image twice; the file was edited: delete one of the two lines")
         if problem is None:
+            line_of[row["id"]] = number
             rows.append(row)
         elif row is None and number == len(lines):
             log.warning("%s:%d: torn last row (an interrupted write) dropped", manifest, number)
@@ -58,6 +73,44 @@ def _row_problem(row: object) -> str | None:
     if not isinstance(row, dict):
         return f"a JSON {type(row).__name__}, not a row"
     for key, kind in ROW_KEYS.items():
-        if not isinstance(row.get(key), kind) or isinstance(row.get(key), bool):
+        if not _is(row.get(key), kind):
             return f"no {key!r}" if key not in row else f"{key!r} is {row[key]!r}"
+    for key, kind in OPTIONAL_KEYS.items():
+        if key in row and not _is(row[key], kind):
+            return f"{key!r} is {row[key]!r}"
+    if not all(isinstance(reason, str) for reason in row.get("reasons", [])):
+        return f"'reasons' is {row['reasons']!r}, not a list of names"
+    if row.get("time"):
+        try:
+            utc_seconds(row["time"])
+        except ValueError as exc:
+            return f"'time': {exc}"
+    for key in ("objects", "below"):
+        for index, item in enumerate(row.get(key, [])):
+            problem = _object_problem(item)
+            if problem is not None:
+                return f"{key}[{index}] {problem}"
     return None
+
+
+def _object_problem(item: object) -> str | None:
+    """Why `item` is not a detection as rows hold them, or None."""
+    if not isinstance(item, dict):
+        return f"is {item!r}, not an object"
+    for key, kind in OBJECT_KEYS.items():
+        if not _is(item.get(key), kind):
+            return f"has no {key!r}" if key not in item else f"{key!r} is {item[key]!r}"
+    box, score = item["box"], item["score"]
+    if len(box) != 4 or not all(_is(value, (int, float)) and math.isfinite(value)
+                                for value in box):
+        return f"'box' is {box!r}, not [x1, y1, x2, y2] in pixels"
+    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+        return f"'score' is {score!r}, not between 0 and 1"
+    if item["class_id"] < 0:
+        return f"'class_id' is {item['class_id']!r}"
+    return None
+
+
+def _is(value: object, kind: type | tuple[type, ...]) -> bool:
+    """`isinstance`, where a JSON true or false is no number."""
+    return isinstance(value, kind) and not isinstance(value, bool)
