@@ -253,6 +253,15 @@ def test_a_damaged_row_inside_the_manifest_is_refused_not_dropped(tmp_path, dama
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
+def three_collected_rows(out: Path) -> tuple[Path, list[str]]:
+    """A dataset of three scene frames collected into `out`: its manifest and its lines."""
+    with CollectedDataset(out, duplicate_distance=-1) as dataset:
+        for frame_id, image, truth in scene_frames(3):
+            dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+    manifest = out / "manifest.jsonl"
+    return manifest, manifest.read_text().splitlines()
+
+
 @pytest.mark.parametrize(("edit", "problem"), [
     # a user check: a traceback (ValueError in Detections.from_payload), exit 1
     (lambda row: row["objects"].insert(0, {"label": "dog", "class_id": 1, "score": 0.5,
@@ -271,11 +280,7 @@ def test_a_damaged_row_inside_the_manifest_is_refused_not_dropped(tmp_path, dama
 def test_a_row_whose_fields_were_edited_wrong_is_refused_naming_the_field(tmp_path, edit,
                                                                           problem):
     out = tmp_path / "out"
-    with CollectedDataset(out, duplicate_distance=-1) as dataset:
-        for frame_id, image, truth in scene_frames(3):
-            dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
-    manifest = out / "manifest.jsonl"
-    lines = manifest.read_text().splitlines()
+    manifest, lines = three_collected_rows(out)
     row = json.loads(lines[1])
     edit(row)
     manifest.write_text("\n".join([lines[0], json.dumps(row), lines[2]]) + "\n")
@@ -292,11 +297,7 @@ def test_a_row_twice_or_a_class_past_classes_txt_is_refused(tmp_path):
     """A user check: a row copied twice into the manifest counted its image twice (112
     images scored of 111); a class id past classes.txt would end in an IndexError."""
     out = tmp_path / "out"
-    with CollectedDataset(out, duplicate_distance=-1) as dataset:
-        for frame_id, image, truth in scene_frames(3):
-            dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
-    manifest = out / "manifest.jsonl"
-    lines = manifest.read_text().splitlines()
+    manifest, lines = three_collected_rows(out)
     manifest.write_text("\n".join([*lines, lines[1]]) + "\n")
     row_id = json.loads(lines[1])["id"]
     with pytest.raises(InputError, match=rf"manifest.jsonl:4: the row of '{row_id}' again "
