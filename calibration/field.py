@@ -221,7 +221,6 @@ def field_accuracy(collected: Path, corrected: Path | None = None,
                          "collected into it yet (run `edge collect --out` on it), or it was "
                          "emptied (an earlier copy of the file lists them)")
     labels = _labels_of(collected)
-    _require_known_classes(rows, labels, collected / "manifest.jsonl")
     gone = {row["id"] for row in rows if not (collected / row["file"]).is_file()}
     listed = [collected / row["file"] for row in rows if row["id"] not in gone]
     truths = _truths(corrected or collected, labels, collected, listed)
@@ -294,21 +293,8 @@ def read_manifest(collected: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"{collected} has no manifest.jsonl; field accuracy reads a folder "
                          "written by `edge collect`")
-    return manifest_rows(path)
-
-
-def _require_known_classes(rows: list[dict[str, Any]], labels: tuple[str, ...],
-                           manifest: Path) -> None:
-    """Every detection a row holds is of one of `labels` (classes.txt): an edited class id past
-    them would end the scoring in an IndexError."""
-    for row in rows:
-        for index, item in enumerate(row["objects"]):
-            if item["class_id"] >= len(labels):
-                raise InputError(
-                    f"{manifest}: the row of {row['id']!r}: objects[{index}] 'class_id' is "
-                    f"{item['class_id']}, past the {len(labels)} classes of classes.txt (0 to "
-                    f"{len(labels) - 1}); the file was edited or damaged: restore the line or "
-                    "delete it (its image then leaves the dataset)")
+    classes = collected / "classes.txt"  # its rows' detections are checked against it
+    return manifest_rows(path, _labels_of(collected) if classes.is_file() else None)
 
 
 def _labels_of(collected: Path) -> tuple[str, ...]:

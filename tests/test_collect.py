@@ -272,6 +272,8 @@ def three_collected_rows(out: Path) -> tuple[Path, list[str]]:
      r"objects\[0\] 'score' is 2, not between 0 and 1"),
     # ... and rows accepted as they were: a frame id "x", an image counted as an audit draw,
     # a per-day row named "yesterday"
+    (lambda row: row["objects"][0].update(box=[300, 300, 100, 100]),
+     r"objects\[0\] 'box' is \[300, 300, 100, 100\], not \[x1, y1, x2, y2\] in pixels"),
     (lambda row: row.update(frame_id="x"), r"'frame_id' is 'x'"),
     (lambda row: row.update(reasons="audit"), r"'reasons' is 'audit'"),
     (lambda row: row.update(time="yesterday"),
@@ -307,9 +309,19 @@ def test_a_row_twice_or_a_class_past_classes_txt_is_refused(tmp_path):
     row = json.loads(lines[1])
     row["objects"][0]["class_id"] = len(SHAPE_LABELS)
     manifest.write_text("\n".join([lines[0], json.dumps(row), lines[2]]) + "\n")
-    with pytest.raises(InputError, match=rf"the row of '{row_id}': objects\[0\] 'class_id' is "
-                                         rf"{len(SHAPE_LABELS)}, past the {len(SHAPE_LABELS)} "
-                                         r"classes of classes.txt"):
+    # a user check: named without its line, and a resume took it into the COCO export (a
+    # category id the export does not define)
+    past = (rf"manifest.jsonl:2: objects\[0\] 'class_id' is {len(SHAPE_LABELS)} \(classes.txt "
+            rf"holds {len(SHAPE_LABELS)}: 0 to {len(SHAPE_LABELS) - 1}\); the file was edited")
+    with pytest.raises(InputError, match=past):
+        field_accuracy(out)
+    with pytest.raises(InputError, match=past):
+        CollectedDataset(out, duplicate_distance=-1)
+    row["objects"][0]["class_id"] = 0  # and a label that is not that class's
+    row["objects"][0]["label"] = "dog"
+    manifest.write_text("\n".join([lines[0], json.dumps(row), lines[2]]) + "\n")
+    with pytest.raises(InputError, match=rf"manifest.jsonl:2: objects\[0\] 'label' is 'dog', "
+                                         rf"but class 0 is '{SHAPE_LABELS[0]}' in classes.txt"):
         field_accuracy(out)
 
 

@@ -597,8 +597,9 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
             "small too (its application enlarges them as well), pass --allow-upscale")
     elif strays and 2 * len(strays) < len(sizes):
         names = frames.drop(strays, f"much smaller than {than}")
-        log.warning("skipped %s %s smaller than %s, unlike most: they would be upscaled more "
-                    "than %gx: %s", counted(len(names), "image"), where, than, STRAY_UPSCALE,
+        log.warning("skipped %s %s smaller than %s that would be upscaled more than %gx, "
+                    "where most would not be (thumbnails among frames; --allow-upscale keeps "
+                    "them): %s", counted(len(names), "image"), where, than, STRAY_UPSCALE,
                     ", ".join(names[:10]) + (" …" if len(names) > 10 else ""))
     elif strays:
         # a sample of only small images, from a folder that has others, is judged as the

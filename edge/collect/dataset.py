@@ -168,8 +168,10 @@ class CollectedDataset:
 
     def _resume(self) -> None:
         manifest = self.root / MANIFEST
+        classes = self.root / "classes.txt"
         if manifest.stat().st_size:
-            listed_rows = manifest_rows(manifest)
+            listed_rows = manifest_rows(manifest, classes.read_text().splitlines()
+                                        if classes.is_file() else None)
             self.rows = [row for row in listed_rows if (self.root / row["file"]).is_file()]
             if len(self.rows) < len(listed_rows):
                 kept = {row["id"] for row in self.rows}
@@ -178,7 +180,6 @@ class CollectedDataset:
                         if line.strip())
             if len(self.rows) < lines:  # a torn last line, or rows whose image never landed
                 _write_lines(manifest, self.rows)
-        classes = self.root / "classes.txt"
         if self.rows and classes.is_file():
             self.labels = classes.read_text().splitlines()
         for folder in (self.root / "images", self.root / "labels"):

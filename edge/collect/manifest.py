@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,12 @@ OBJECT_KEYS: dict[str, type | tuple[type, ...]] = {
     "label": str, "class_id": int, "score": (int, float), "box": list}
 
 
-def manifest_rows(manifest: Path) -> list[dict[str, Any]]:
-    """The rows of `manifest` (`MANIFEST`, one JSON object a line). A torn last line, what a
-    crash or a full disk leaves of an interrupted append, is dropped with a warning; any other
-    line that is not a row is an InputError naming it (an edit or a damaged file: dropping it
-    would take its image out of every export at the next resume)."""
+def manifest_rows(manifest: Path, labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of `manifest` (`MANIFEST`, one JSON object a line), their detections of
+    `labels` (the dataset's classes.txt, where it has one). A torn last line, what a crash or a
+    full disk leaves of an interrupted append, is dropped with a warning; any other line that
+    is not a row is an InputError naming it (an edit or a damaged file: dropping it would take
+    its image out of every export at the next resume)."""
     try:
         lines = manifest.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
@@ -48,7 +50,7 @@ def manifest_rows(manifest: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except (ValueError, RecursionError):
             row = None
-        problem = _row_problem(row)
+        problem = _row_problem(row, labels)
         if problem is None and row["id"] in line_of:
             raise InputError(f"{manifest}:{number}: the row of {row['id']!r} again (line "
                              f"{line_of[row['id']]} holds it too), which would count its "
@@ -66,7 +68,7 @@ def manifest_rows(manifest: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _row_problem(row: object) -> str | None:
+def _row_problem(row: object, labels: Sequence[str] | None) -> str | None:
     """Why `row` (a parsed line, None when not JSON) is not a manifest row, or None."""
     if row is None:
         return "not JSON"
@@ -87,14 +89,14 @@ def _row_problem(row: object) -> str | None:
             return f"'time': {exc}"
     for key in ("objects", "below"):
         for index, item in enumerate(row.get(key, [])):
-            problem = _object_problem(item)
+            problem = _object_problem(item, labels)
             if problem is not None:
                 return f"{key}[{index}] {problem}"
     return None
 
 
-def _object_problem(item: object) -> str | None:
-    """Why `item` is not a detection as rows hold them, or None."""
+def _object_problem(item: object, labels: Sequence[str] | None) -> str | None:
+    """Why `item` is not a detection of `labels` (None: of any) as rows hold them, or None."""
     if not isinstance(item, dict):
         return f"is {item!r}, not an object"
     for key, kind in OBJECT_KEYS.items():
@@ -102,12 +104,17 @@ def _object_problem(item: object) -> str | None:
             return f"has no {key!r}" if key not in item else f"{key!r} is {item[key]!r}"
     box, score = item["box"], item["score"]
     if len(box) != 4 or not all(_is(value, (int, float)) and math.isfinite(value)
-                                for value in box):
+                                for value in box) or box[2] < box[0] or box[3] < box[1]:
         return f"'box' is {box!r}, not [x1, y1, x2, y2] in pixels"
     if not (math.isfinite(score) and 0.0 <= score <= 1.0):
         return f"'score' is {score!r}, not between 0 and 1"
-    if item["class_id"] < 0:
-        return f"'class_id' is {item['class_id']!r}"
+    class_id = item["class_id"]
+    if class_id < 0 or (labels is not None and class_id >= len(labels)):
+        known = f" (classes.txt holds {len(labels)}: 0 to {len(labels) - 1})" if labels else ""
+        return f"'class_id' is {class_id!r}{known}"
+    if labels is not None and item["label"] != labels[class_id]:
+        return (f"'label' is {item['label']!r}, but class {class_id} is {labels[class_id]!r} "
+                "in classes.txt")
     return None
 
 
