@@ -74,7 +74,7 @@ from converters.yolox_head import (
     with_grid_decode,
 )
 from edge.files import write_bytes_atomic
-from edge.opsets import DEFAULT_OPSET
+from edge.opsets import DEFAULT_OPSET, MIN_OPSET
 from edge.resizing import (
     DEFAULT_INTERPOLATION,
     DEFAULT_PAD_VALUE,
@@ -202,15 +202,18 @@ def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
 
 def _with_module_unused(plain: _Plain, options: ConvertOptions, holder: str) -> _Plain:
     """`plain` with a note that --module was not used, where it was given: `holder` carries
-    its own network, and the class was not what got converted."""
+    its own network, and the class was not what got converted; for an ONNX file, that
+    --opset was not used either (a user check: `--opset 99` passed without a word)."""
     given = " and ".join(name for name, value in (("--module", options.module),
                                                   ("--module-args", options.module_args))
                          if value is not None)
-    if not given:
-        return plain
-    return replace(plain, notes=(
-        *plain.notes, f"{given} not used: {holder} holds its own network (--module names "
-        "the class of a state_dict checkpoint's network)"))
+    notes = [f"{given} not used: {holder} holds its own network (--module names the class of "
+             "a state_dict checkpoint's network)"] if given else []
+    if "opset" in options.stated and holder == "an ONNX file":
+        notes.append(f"--opset {options.opset} not used: it sets the opset of a PyTorch "
+                     "network's export, and an ONNX file keeps its own (one below "
+                     f"{MIN_OPSET} is upgraded to {MIN_OPSET})")
+    return replace(plain, notes=(*plain.notes, *notes)) if notes else plain
 
 
 def _looks_like_onnx(source: Path) -> bool:

@@ -133,13 +133,13 @@ def _convert(args: argparse.Namespace) -> int:
         labels=labels_from_option(args.labels) if args.labels is not None else None,
         camera_order=args.colour_order,
         normalisation=_normalisation(args),
-        stated=frozenset(name for name in ("network_order", "mean", "std")
+        stated=frozenset(name for name in ("network_order", "mean", "std", "opset")
                          if getattr(args, name) is not None),
         resize=args.resize, crop_fraction=args.crop_fraction, pad_value=args.pad_value,
         interpolation=args.interpolation, task=args.task, head=args.head,
         head_output=args.head_output,
         module=args.module, module_args=module_args,
-        batch=_batch_option(args.batch), opset=args.opset, stride=args.stride,
+        batch=_batch_option(args.batch), opset=args.opset or DEFAULT_OPSET, stride=args.stride,
         simplify=args.simplify, verify=args.verify, tolerance=args.tolerance, name=args.name,
         postprocess=PostprocessSpec(score_threshold=args.score_threshold,
                                     iou_threshold=args.iou_threshold))
@@ -332,7 +332,10 @@ def _calibrate(args: argparse.Namespace) -> int:
         "methods": [fidelity.as_dict() for fidelity in result.comparison],
         "written": result.written.as_dict() if result.written else None,
         "warning": "; ".join(w for w in (result.warning, lost) if w) or None,
-        "frames": result.frames, "skipped": len(frames.skipped),
+        # the statistics' frames, and those held back to judge the methods (a user check:
+        # 23 here against the log's "calibrating on 26 frames")
+        "frames": result.frames, "held_out": len(result.held_out),
+        "skipped": len(frames.skipped),
         "sampled_from": frames.sampled_from,
         "tensors": len(result.ranges.ranges), "quantized_tensors": result.quantized_activations,
         "seconds": round(result.seconds, 2),
@@ -942,7 +945,7 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument("--batch", type=parse_batch,
                          help="batch size or 'dynamic' (default: what an ONNX source has; 1 for "
                               "PyTorch)")
-    convert.add_argument("--opset", type=parse_opset, default=DEFAULT_OPSET,
+    convert.add_argument("--opset", type=parse_opset, default=None,
                          help=f"ONNX opset for PyTorch exports, {MIN_OPSET} or later (default "
                               f"{DEFAULT_OPSET}: TensorRT 8.5 parses it)")
     convert.add_argument("--stride", type=parse_positive_int,

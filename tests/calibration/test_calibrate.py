@@ -288,6 +288,7 @@ def test_a_max_images_sample_of_a_larger_folder_is_said(demo_model, tmp_path):
         in result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["sampled_from"] == 12 and summary["frames"] == 8  # 1 of 9 held out
+    assert summary["held_out"] == 1
     whole = edge("calibrate", demo_model, "--images", folder, "--min-images", "4",
                  "-o", tmp_path / "all.onnx", "--json")
     assert json.loads(whole.stdout.strip().splitlines()[-1])["sampled_from"] is None

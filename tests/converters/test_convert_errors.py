@@ -257,3 +257,20 @@ def test_a_model_written_under_any_name_reads_back_and_json_is_no_model(tmp_path
                                capture_output=True, text=True, timeout=120)
     assert inspected.returncode == 2 and "Traceback" not in inspected.stderr
     assert f"{sources['json']} is not an ONNX model" in inspected.stderr
+
+
+def test_an_opset_asked_of_an_onnx_source_is_said_to_be_unused(tmp_path):
+    """A user check: `--opset 99` (or 13) on an ONNX file passed without a word, the output
+    keeping the file's own opset 17."""
+    import json
+
+    source = export_onnx(seeded(TinyClassifier(3)), tmp_path / "c.onnx", 32, 32)
+    asked = edge_convert(source, "--opset", "99", "--labels", "a,b,c", "-o",
+                         tmp_path / "asked.onnx", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert ("--opset 99 not used: it sets the opset of a PyTorch network's export, and an ONNX "
+            "file keeps its own (one below 13 is upgraded to 13)") in \
+        json.loads(asked.stdout.strip().splitlines()[-1])["notes"]
+    plain = edge_convert(source, "--labels", "a,b,c", "-o", tmp_path / "plain.onnx", "--json")
+    assert not any("--opset" in note
+                   for note in json.loads(plain.stdout.strip().splitlines()[-1])["notes"])
