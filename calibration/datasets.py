@@ -58,14 +58,13 @@ class Dataset:
         with why and what they held once the last is read (a user check: a truncated JPEG's
         object, or a whole class folder of damaged files, dropped out of the score unsaid)."""
         unreadable: list[LabelledImage] = []
-        self.unreadable.clear()
         for item in self.items:
             image = read_image(item.path)
             if image is None:
                 unreadable.append(item)
-                self.unreadable.append(item.path)
             else:
                 yield item, image
+        self.unreadable[:] = [item.path for item in unreadable]
         if unreadable:
             say_unreadable([item.path for item in unreadable], self._held(unreadable),
                            self.root)
@@ -677,10 +676,10 @@ def _class_folders(root: Path, labels: Sequence[str]) -> list[Path]:
 
 
 def _detection_data_for_a_classifier(path: Path, labels: Sequence[str] = ()) -> InputError:
-    folder = path if path.is_dir() else path.parent
     named = f", the labels being {listed(labels)}" if labels else ""
     return InputError(f"{path} is a YOLO detection dataset (images/ and labels/); a classifier "
-                      f"is scored on one folder of images per label ({folder}/<label>/*.jpg"
+                      f"is scored on one folder of images per label "
+                      f"({dataset_folder(path)}/<label>/*.jpg"
                       f"{named}) or a COCO JSON file")
 
 

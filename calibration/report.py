@@ -28,6 +28,7 @@ from calibration.plotting import pyplot
 from calibration.readers import FrameSet, frames_from
 from calibration.result import Calibrated
 from calibration.stats import TensorStats
+from edge.files import files_shown
 from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
 from edge.wording import counted
@@ -43,7 +44,7 @@ ACCURACY_LOSS_POINTS = 2.0
 #: loses the objects.
 OPERATING_POINT_LOSS_POINTS = 5.0
 #: The plots a report writes into its folder besides its index.md.
-_PLOT_NAME = re.compile(r"\]\(((?:hist_\d+|class_ap)\.png)\)")
+_PLOT_NAME = re.compile(r"(?:hist_\d+|class_ap)\.png")
 #: The files a report may write beside its index.md (at most one histogram a worst layer).
 REPORT_PLOTS = ("class_ap.png", *(f"hist_{i}.png" for i in range(WORST_LAYERS)))
 #: Calibration frames the written model's output and layer SQNR are measured on where none
@@ -72,7 +73,7 @@ def earlier_report_files(folder: Path) -> tuple[str, ...]:
         text = index.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ("index.md",)
-    return ("index.md", *dict.fromkeys(_PLOT_NAME.findall(text)))
+    return ("index.md", *(name for name in files_shown(text) if _PLOT_NAME.fullmatch(name)))
 
 
 @dataclass(frozen=True)

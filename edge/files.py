@@ -157,7 +157,7 @@ def require_report_folder(path: Path, heading: str, option: str = "--report",
                              f"'{heading}' as an earlier report of this kind does, and writing "
                              "the report would replace it; name another folder, or move that "
                              "file away")
-    shown = set(_LINKED_FILE.findall(earlier))
+    shown = set(files_shown(earlier))
     theirs = sorted(name for name in plots if name not in shown and (path / name).exists())
     if theirs:
         one = len(theirs) == 1
@@ -170,6 +170,11 @@ def require_report_folder(path: Path, heading: str, option: str = "--report",
 
 #: A file a markdown report links to, beside it: `![...](hist_0.png)`.
 _LINKED_FILE = re.compile(r"\]\(([^)/\s]+)\)")
+
+
+def files_shown(markdown: str) -> list[str]:
+    """The files beside a markdown report that it links to, each once, in order."""
+    return list(dict.fromkeys(_LINKED_FILE.findall(markdown)))
 
 
 def refuse_overwriting(output: Path, source: Path, option: str = "-o") -> None:
