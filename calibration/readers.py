@@ -16,11 +16,11 @@ from pathlib import Path
 from queue import Queue
 from typing import TypeVar
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from calibration.images import is_hidden, read_image, unusable_reason, usable_image_size
+from calibration.video_frames import VideoPick, pick_frames, picked_frames
 from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.interruption import raise_if_interrupted
@@ -110,6 +110,7 @@ class FrameSet:
     paths: list[Path] = field(default_factory=list)  # image folders
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each path
     video: Path | None = None
+    video_pick: VideoPick | None = None  # the video's frames read
     synthetic_seed: int | None = None
     synthetic_config: SceneConfig = field(default_factory=SceneConfig)
     count: int = 0
@@ -125,8 +126,8 @@ class FrameSet:
     def images(self) -> Iterator[npt.NDArray[np.uint8]]:
         """Source frames, BGR uint8 [h, w, 3], in a fixed order (a folder's decoded on
         `DECODE_THREADS` threads)."""
-        if self.video is not None:
-            yield from _video_frames(self.video, self.count)
+        if self.video is not None and self.video_pick is not None:
+            yield from picked_frames(self.video, self.video_pick)
         elif self.synthetic_seed is not None:
             scene = ShapeScene(seed=self.synthetic_seed, config=self.synthetic_config)
             for _ in range(self.count):
@@ -213,8 +214,11 @@ def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise InputError(f"{path} is not a video file ({', '.join(sorted(VIDEO_SUFFIXES))})"
                              " or an image folder")
-        count = sum(1 for _ in _video_frames(path, max_images))
-        frames = FrameSet(f"video {path}", video=path, count=count)
+        pick = pick_frames(path, max_images)
+        if pick.spread:
+            log.info("%s: %d frames spread over its %d (one in %.3g)", path, pick.count,
+                     pick.total, pick.total / pick.count)
+        frames = FrameSet(f"video {path}", video=path, video_pick=pick, count=pick.count)
     else:
         frames = _folder(path, max_images, seed)
     frames.require(min_images)
@@ -273,15 +277,3 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
                     "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
     return FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
                     skipped=skipped, sampled_from=sampled_from, unpicked=unpicked, hidden=hidden)
-
-
-def _video_frames(path: Path, limit: int) -> Iterator[npt.NDArray[np.uint8]]:
-    capture = cv2.VideoCapture(str(path))
-    try:
-        for _ in range(limit):
-            ok, image = capture.read()
-            if not ok or image is None:
-                return
-            yield np.asarray(image, np.uint8)
-    finally:
-        capture.release()

@@ -41,6 +41,16 @@ LIVE_TIMEOUT_MS = 10_000
 SHORT_END_SHARE = 0.1
 
 
+def cut_short(announced: int, read: int) -> str | None:
+    """Why a video file that ended after `read` of the `announced` frames its header gives is
+    cut short, or None where the two are close (a header's count may be an estimate from the
+    duration, a few frames off)."""
+    if announced - read <= max(2, SHORT_END_SHARE * announced):
+        return None
+    return (f"after {read} of the {announced} frames its header announces: the file is cut "
+            "short or damaged (an interrupted copy or recording?)")
+
+
 class VideoCaptureSource(Source):
     """Anything `cv2.VideoCapture` opens. Frames are decoded into recycled buffers."""
 
@@ -163,11 +173,8 @@ class VideoCaptureSource(Source):
     def _check_the_length(self) -> None:
         """At a file's end: `ended_short` where it read well under the frames its header
         announces (a header's count may be an estimate from the duration, a few frames off)."""
-        announced, read = self._announced, self._read_this_pass
-        if self.ended_short is None and announced - read > max(2, SHORT_END_SHARE * announced):
-            self.ended_short = (f"after {read} of the {announced} frames its header announces: "
-                                "the file is cut short or damaged (an interrupted copy or "
-                                "recording?)")
+        if self.ended_short is None:
+            self.ended_short = cut_short(self._announced, self._read_this_pass)
 
     def _rewound(self) -> cv2.VideoCapture:
         """The capture at the file's first frame again; opened anew where seeking back reads

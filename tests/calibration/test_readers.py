@@ -127,6 +127,67 @@ def test_video_and_synthetic_sources(tmp_path):
         frames_from(tmp_path / "missing")
 
 
+def _grey_clip(path: Path, frames: int) -> Path:
+    """An MJPG clip whose frame i is flat grey 4 * i (JPEG keeps a flat frame's value)."""
+    return write_clip(path, [np.full((48, 64, 3), 4 * i, np.uint8) for i in range(frames)])
+
+
+def _frame_numbers(frames) -> list[int]:
+    return [round(float(image.mean()) / 4) for image in frames.images()]
+
+
+def test_video_frames_are_spread_over_the_whole_clip_not_its_start(tmp_path, caplog):
+    clip = _grey_clip(tmp_path / "clip.avi", 60)
+    with caplog.at_level(logging.INFO):
+        frames = frames_from(clip, max_images=6)
+    assert frames.count == 6
+    assert _frame_numbers(frames) == [5, 15, 25, 35, 45, 55]  # the middle of each tenth...
+    assert "6 frames spread over its 60" in caplog.text
+    shorter = frames_from(clip, max_images=100)  # fewer than asked: every one, in order
+    assert shorter.count == 60 and _frame_numbers(shorter) == list(range(60))
+
+
+def _numbered(index: int) -> np.ndarray:
+    """A flat frame whose blue and green say `index` (< 3600) to within JPEG's rounding."""
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[..., 0], frame[..., 1] = 4 * (index % 60), 4 * (index // 60)
+    return frame
+
+
+def _number(image: np.ndarray) -> int:
+    blue, green = (round(float(image[..., channel].mean()) / 4) for channel in (0, 1))
+    return blue + 60 * green
+
+
+def test_frames_far_apart_are_the_picked_ones_when_reached_by_seeking(tmp_path):
+    clip = write_clip(tmp_path / "long.avi", [_numbered(i) for i in range(400)])
+    frames = frames_from(clip, max_images=4)  # 100 frames apart: seeks are tried and timed
+    assert [_number(image) for image in frames.images()] == [50, 150, 250, 350]
+
+
+def test_a_video_cut_short_is_calibrated_on_what_it_holds_with_a_warning(tmp_path, caplog):
+    clip = _grey_clip(tmp_path / "clip.avi", 50)
+    data = clip.read_bytes()
+    clip.write_bytes(data[:len(data) // 2])  # its header still announces 50 frames
+    with caplog.at_level(logging.WARNING):
+        frames = frames_from(clip, max_images=8)
+    assert "after" in caplog.text and "of the 50 frames its header announces" in caplog.text
+    assert "cut short" in caplog.text
+    numbers = _frame_numbers(frames)
+    assert len(numbers) == frames.count == 8
+    readable = int(re.search(r"after (\d+) of the 50", caplog.text).group(1))
+    assert 10 < readable < 40
+    assert numbers == sorted(numbers) and numbers[-1] >= readable * 3 // 4  # over all it holds
+
+
+def test_a_file_that_is_no_video_is_refused_by_name(tmp_path):
+    fake = tmp_path / "clip.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(InputError, match=r"clip.mp4 has 0 usable frame.*check that the video "
+                                         r"plays"):
+        frames_from(fake)
+
+
 PAD_SPEC = ModelSpec(task="detect", labels=("a",), head="anchor_free", output="o",
                      input=InputSpec(name="images", width=64, height=64, pad_value=114))
 
