@@ -25,6 +25,7 @@ from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.interruption import raise_if_interrupted
 from edge.preprocess import letterboxer_from_spec
+from edge.sources.opencv import EMPTY_VIDEO, UNREADABLE_VIDEO
 from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
 from edge.synthetic.scene import SceneConfig, ShapeScene
@@ -122,6 +123,17 @@ class FrameSet:
     unpicked: list[Path] = field(default_factory=list)
     #: Image files of a folder that are hidden (.DS_Store, macOS's ._photo.jpg): not read
     hidden: int = 0
+    #: What was warned about the source as a whole (a video cut short), else None
+    warning: str | None = None
+
+    @property
+    def picked_from(self) -> str | None:
+        """How the frames were picked from a source that holds more, in words, else None."""
+        if self.sampled_from:
+            return f"a --max-images sample of the folder's {self.sampled_from} images"
+        if self.video_pick is not None and self.video_pick.spread:
+            return f"spread over the video's {self.video_pick.total} frames"
+        return None
 
     def images(self) -> Iterator[npt.NDArray[np.uint8]]:
         """Source frames, BGR uint8 [h, w, 3], in a fixed order (a folder's decoded on
@@ -161,7 +173,7 @@ class FrameSet:
         if self.count:
             fix = "add more, or lower --min-images"
         elif self.video is not None:
-            fix = "check that the video plays (OpenCV could read no frame of it)"
+            fix = f"OpenCV could read no frame of it: not a video, or {UNREADABLE_VIDEO}"
         else:  # label .txt files and hidden files go unmentioned among the skipped
             fix = f"add images ({', '.join(sorted(IMAGE_SUFFIXES))}; other files are not read)"
             if self.hidden:
@@ -214,11 +226,14 @@ def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise InputError(f"{path} is not a video file ({', '.join(sorted(VIDEO_SUFFIXES))})"
                              " or an image folder")
+        if path.stat().st_size == 0:
+            raise InputError(f"video {path} {EMPTY_VIDEO}")
         pick = pick_frames(path, max_images)
         if pick.spread:
             log.info("%s: %d frames spread over its %d (one in %.3g)", path, pick.count,
                      pick.total, pick.total / pick.count)
-        frames = FrameSet(f"video {path}", video=path, video_pick=pick, count=pick.count)
+        frames = FrameSet(f"video {path}", video=path, video_pick=pick, count=pick.count,
+                          warning=pick.cut_short)
     else:
         frames = _folder(path, max_images, seed)
     frames.require(min_images)

@@ -34,6 +34,8 @@ class VideoPick:
 
     frames: tuple[int, ...]
     total: int
+    #: Why the video holds fewer frames than its header announces, where it does
+    cut_short: str | None = None
 
     @property
     def count(self) -> int:
@@ -72,8 +74,9 @@ def pick_frames(path: Path, count: int) -> VideoPick:
     total = _counted(path)
     short = cut_short(announced, total)
     if short is not None:
-        log.warning("%s ended %s; calibrating on the frames it holds", path, short)
-    return VideoPick(spread_indices(total, count), total)
+        short = f"{path} ended {short}; calibrating on the frames it holds"
+        log.warning("%s", short)
+    return VideoPick(spread_indices(total, count), total, short)
 
 
 def picked_frames(path: Path, pick: VideoPick) -> Iterator[npt.NDArray[np.uint8]]:

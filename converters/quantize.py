@@ -144,8 +144,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     feeds = _holding_out(frames.inputs(spec), held_out, every) if judging else frames.inputs(spec)
     holding = held_out_count(frames.count) if judging else 0
     log.info("calibrating on %d frames%s (%s profile, method %s): %d for the statistics%s",
-             frames.count, f", a --max-images sample of the folder's {frames.sampled_from} "
-             "images" if frames.sampled_from else "", options.profile, options.method,
+             frames.count, f", {frames.picked_from}" if frames.picked_from else "",
+             options.profile, options.method,
              frames.count - holding,
              f", {holding} held out to judge the range methods" if holding else "")
     # frames are decoded from here on, while the models and sessions below are made

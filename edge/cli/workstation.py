@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -84,6 +85,8 @@ CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "m
 #: evaluate a converted model with them.
 ONNX_ONLY_COMMANDS = ("edge inspect", "edge calibrate", "edge eval")
 ONNX_ALONE = "'onnx>=1.15' 'ml_dtypes<0.7' 'pyyaml>=6'"
+#: FFmpeg's log level that prints nothing (libavutil's AV_LOG_QUIET).
+AV_LOG_QUIET = -8
 
 
 @contextlib.contextmanager
@@ -274,6 +277,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    # FFmpeg's own lines on a damaged video ("moov atom not found", twice) repeat what the
+    # command says of it; read once, when OpenCV first opens a video. A user's setting wins.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", str(AV_LOG_QUIET))
     from calibration.readers import frames_from
     from calibration.selection import held_out_count
     from converters.quantize import (
@@ -331,12 +337,13 @@ def _calibrate(args: argparse.Namespace) -> int:
         "requested_method": args.method,
         "methods": [fidelity.as_dict() for fidelity in result.comparison],
         "written": result.written.as_dict() if result.written else None,
-        "warning": "; ".join(w for w in (result.warning, lost) if w) or None,
+        "warning": "; ".join(w for w in (frames.warning, result.warning, lost) if w) or None,
         # the statistics' frames, and those held back to judge the methods (a user check:
         # 23 here against the log's "calibrating on 26 frames")
         "frames": result.frames, "held_out": len(result.held_out),
         "skipped": len(frames.skipped),
         "sampled_from": frames.sampled_from,
+        "video_frames": frames.video_pick.total if frames.video_pick else None,
         "tensors": len(result.ranges.ranges), "quantized_tensors": result.quantized_activations,
         "seconds": round(result.seconds, 2),
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},
@@ -816,7 +823,8 @@ def _add_calibrate(commands: Any) -> None:
                                 "percent (default %(default)s)")
     calibrate.add_argument("--max-images", type=parse_positive_int, default=500,
                            help="use at most this many frames: a random subset (--seed) of a "
-                                "larger folder, a video's first ones (default %(default)s)")
+                                "larger folder, spread evenly over a longer video (default "
+                                "%(default)s)")
     calibrate.add_argument("--min-images", type=parse_positive_int, default=8,
                            help="refuse to calibrate on fewer usable frames (default %(default)s)")
     calibrate.add_argument("--allow-upscale", action="store_true",

@@ -295,6 +295,47 @@ def test_a_max_images_sample_of_a_larger_folder_is_said(demo_model, tmp_path):
     assert "a --max-images sample" not in whole.stderr
 
 
+def test_a_video_is_calibrated_on_frames_spread_over_it_and_a_cut_one_said_in_json(
+        demo_model, tmp_path):
+    """A user check: the video's cut-short warning reached the log but not --json's
+    `warning`, and --help still said a video gave its first frames."""
+    from tests.calibration.test_readers import write_clip
+
+    scene = list(frames_from("synthetic://shapes?seed=4", max_images=40).images())
+    clip = write_clip(tmp_path / "clip.avi", scene)
+    whole = edge("calibrate", demo_model, "--images", clip, "--max-images", "10", "--min-images",
+                 "4", "-o", tmp_path / "whole.onnx", "--json")
+    assert whole.returncode == 0, whole.stderr
+    assert "calibrating on 10 frames, spread over the video's 40 frames" in whole.stderr
+    summary = json.loads(whole.stdout.strip().splitlines()[-1])
+    assert summary["video_frames"] == 40 and "cut short" not in (summary["warning"] or "")
+    data = clip.read_bytes()
+    clip.write_bytes(data[:len(data) // 2])
+    cut = edge("calibrate", demo_model, "--images", clip, "--max-images", "10", "--min-images",
+               "4", "-o", tmp_path / "cut.onnx", "--json")
+    assert cut.returncode == 0, cut.stderr
+    summary = json.loads(cut.stdout.strip().splitlines()[-1])
+    assert f"{clip} ended after " in summary["warning"] and "cut short" in summary["warning"]
+    assert 4 < summary["video_frames"] < 36
+    assert "overread" not in cut.stderr  # FFmpeg's own line; the command says it
+    assert "spread evenly over a longer video" in edge("calibrate", "--help").stdout
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty (0 bytes): the recording or copy did not finish"),
+    (b"not a video at all", "OpenCV could read no frame of it: not a video, or it may be cut "
+                            "short"),
+])
+def test_an_unreadable_video_is_refused_saying_why(demo_model, tmp_path, content, message):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(content)
+    result = edge("calibrate", demo_model, "--images", video, "-o", tmp_path / "int8.onnx")
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "[mov," not in result.stderr  # FFmpeg's own "moov atom not found", twice before
+    assert not (tmp_path / "int8.onnx").exists()
+
+
 def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "8",
                   "--min-images", "4", "-o", tmp_path / "int8.onnx", "--cache",
