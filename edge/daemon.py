@@ -168,10 +168,7 @@ class Daemon:
     cameras and connects; `stop` publishes status `stopped` and flushes the outbox."""
 
     def __init__(self, config: Config) -> None:
-        try:  # first, so that the error names the config key the file came from
-            require_model_file(config.model.path)
-        except ModelError as exc:
-            raise ModelError(f"{config.key('model.path')}: {exc}") from None
+        require_model_file(config.model.path, config.key("model.path"))  # first: its key named
         self.config = config
         self._stalled: set[str] = set()  # cameras whose loop is stuck, as last logged
         self.backend = choose_backend(config.model)

@@ -190,10 +190,16 @@ def same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
 
 
-def require_model_file(path: Path) -> None:
+def require_model_file(path: Path, key: str | None = None) -> None:
     """An error naming `path` when it is a folder, missing, empty or not readable by this
     process's user (under systemd the daemon runs as its own user, which a model copied in as
-    root may not be readable by)."""
+    root may not be readable by); `key`: the config key that gave it, named first."""
+    if key is not None:
+        try:
+            require_model_file(path)
+        except ModelError as exc:
+            raise ModelError(f"{key}: {exc}") from None
+        return
     head = b""
     try:
         with path.open("rb") as file:

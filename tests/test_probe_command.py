@@ -4,18 +4,21 @@ GStreamer RTSP server (tests/rtsp_server.py), the synthetic scene and files."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from edge.broker import free_port
+from edge.demo import bundled_model
 from edge.sources import trial as trial_module
 from edge.sources.trial import try_source
 from tests.rtsp_server import RtspServer, missing_reason
@@ -28,6 +31,11 @@ PASSWORD = "pa@ss"
 def probe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge", "probe", *args], capture_output=True,
                           text=True, timeout=timeout)
+
+
+def with_model(folder: Path, name: str = "m.onnx") -> None:
+    """The demo model at `folder/name`, where a config's relative `model.path` finds it."""
+    shutil.copyfile(bundled_model(), folder / name)
 
 
 def summary(result: subprocess.CompletedProcess[str]) -> dict:
@@ -75,6 +83,7 @@ def test_a_camera_and_the_scene_are_measured_and_their_last_frames_saved(tmp_pat
 def test_a_config_with_a_refused_password_exits_1_saying_why_for_that_camera(tmp_path,
                                                                              guarded_server):
     config = tmp_path / "edge.toml"
+    with_model(tmp_path, "model.onnx")
     config.write_text(f"""
 [model]
 path = "model.onnx"
@@ -131,6 +140,7 @@ def test_a_configs_pixel_zone_outside_the_frame_measured_fails_the_probe_naming_
         writer.write(np.full((120, 160, 3), 40 * index, np.uint8))
     writer.release()
     config = tmp_path / "edge.toml"
+    with_model(tmp_path)
     zones = {"inside": "[[10, 10], [150, 10], [150, 110]]",
              "door": "[[10, 10], [150, 10], [150, 200]]"}
     config.write_text("device_id = \"d\"\n[model]\npath = \"m.onnx\"\n"
@@ -185,6 +195,7 @@ def test_a_configs_missing_or_empty_source_is_refused_naming_the_camera_as_edge_
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
     config = tmp_path / "edge.toml"
+    with_model(tmp_path)
     for source, said in [(f"file://{tmp_path}/no/clip.mp4", "no/clip.mp4 does not exist"),
                          (f"file://{empty}?fps=5", f"folder {empty} holds no images")]:
         config.write_text("device_id = \"d\"\n[model]\npath = \"m.onnx\"\n"
@@ -195,6 +206,24 @@ def test_a_configs_missing_or_empty_source_is_refused_naming_the_camera_as_edge_
         assert (f"error: {config}: cameras.1.source (camera 'stills'): source '{source}': "
                 in result.stderr)
         assert said in result.stderr and result.stdout == ""  # no camera was tried
+
+
+def test_a_configs_missing_model_is_refused_before_any_camera_as_edge_run_does(tmp_path):
+    """A user check: `edge probe --config`, the check systemd/README.md runs before installing,
+    passed a config whose model.path did not exist; `edge run` then exited 2 under systemd."""
+    config = tmp_path / "edge.toml"
+    config.write_text('device_id = "d"\n[model]\npath = "models/m.onnx"\n'
+                      '[[cameras]]\nname = "gate"\nsource = "synthetic://shapes"\n')
+    result = probe("--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert (f"{config}: model.path: model file {tmp_path}/models/m.onnx does not exist; check "
+            "the path, or make a model with `edge convert`") in result.stderr
+    assert result.stdout == ""  # no camera was tried
+    (tmp_path / "models").mkdir()
+    with_model(tmp_path / "models")
+    fine = probe("--config", str(config), "--frames", "3")
+    assert fine.returncode == 0, fine.stderr
+    assert fine.stdout.startswith("gate: synthetic://shapes")
 
 
 def test_save_into_a_file_is_refused_before_any_source_is_opened(tmp_path):
@@ -311,6 +340,7 @@ def test_a_folder_of_mixed_sizes_is_named_and_its_pixel_zones_checked_on_each(tm
     assert ('; frames of other sizes too (1280x720): zones in pixels fit one size only; give '
             'them in units = "normalised"') in result.stdout
     config = tmp_path / "edge.toml"
+    with_model(tmp_path)
     config.write_text(f'[model]\npath = "m.onnx"\n[[cameras]]\nname = "gate"\nsource = '
                       f'"file://{folder}?fps=20"\n[[cameras.zones]]\nname = "far"\n'
                       'points = [[700, 500], [1200, 500], [1200, 700]]\n')

@@ -27,7 +27,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from edge.cli.signals import stop_on_signals
     from edge.config import load_config
     from edge.errors import InputError
-    from edge.files import require_output_folder
+    from edge.files import require_model_file, require_output_folder
     from edge.sources.trial import try_source
     from edge.zones import zone_outlines
 
@@ -37,6 +37,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise InputError("give the sources to try (edge probe rtsp://camera/stream ...) or "
                          "--config edge.toml for its cameras")
     config = load_config(args.config) if args.config else None
+    if config is not None:  # as `edge run` would refuse it, before the cameras are tried
+        require_model_file(config.model.path, config.key("model.path"))
     named = _checked_sources(args.sources, config)
     cameras = config.cameras if config is not None else []
     zones = {camera.name: camera.zones for camera in cameras if camera.zones}
