@@ -27,7 +27,7 @@ from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.detections import Detections
 from edge.errors import EdgeError, InputError
-from edge.monitor import format_detections
+from edge.monitor import DETECTIONS_LEGEND, format_detections
 from edge.mqtt.subscriber import checked_broker_url
 from edge.mqtt.url import broker_from_url
 from edge.spec import spec_from_onnx_file
@@ -172,6 +172,7 @@ class _Watcher:
         #: Messages of this run: a broker's retained ones from earlier runs (their counts,
         #: sent as the subscription starts) are not (a user check: 179 received of 175 sent).
         self.received = 0
+        self._explained = False  # the lines' legend is said before the first
 
     def __call__(self, message: Message) -> None:
         if message.retained:
@@ -184,6 +185,9 @@ class _Watcher:
             track_ids = np.array([d.track_id or 0 for d in payload.detections], np.int64)
             self.tracking.add(payload.frame_id, detections.boxes, detections.class_ids,
                               track_ids)
+            if not self._explained:
+                self._echo(DETECTIONS_LEGEND)
+                self._explained = True
             self._echo(format_detections(message.device, payload))
         elif isinstance(payload, Event):
             self.events.append(payload.model_dump())

@@ -64,6 +64,12 @@ class _PendingFrame:
     arrived: float  # time.monotonic()
 
 
+#: What a `format_detections` line holds, said once before the first.
+DETECTIONS_LEGEND = ("each line: [device] camera, frame number, milliseconds from the frame's "
+                     "capture to its detections, then each object's label, #track id (once the "
+                     "tracker follows it) and score")
+
+
 def format_detections(device: str, message: DetectionsMessage) -> str:
     objects = ", ".join(
         f"{d.label}{f' #{d.track_id}' if d.track_id else ''} {d.score:.2f}"

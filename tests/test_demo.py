@@ -14,7 +14,9 @@ import pytest
 from calibration.readers import frames_from
 from converters.metadata import onnx_with_spec
 from converters.quantize import CalibrateOptions, calibrate, load_float_model
+from edge.cli.device import events_beyond_objects
 from edge.demo import run_demo
+from edge.monitor import DETECTIONS_LEGEND
 from edge.spec import InputSpec, ModelSpec
 from tests.mqtt_tls import login_mosquitto
 from tests.onnx_graphs import constant_head_model
@@ -29,7 +31,8 @@ def test_demo_with_embedded_broker_scores_against_ground_truth():
     assert summary.published == summary.received > 0
     assert summary.precision >= 0.9 and summary.recall >= 0.9
     assert summary.broker == "embedded"
-    assert "demo frame" in lines[0] and len(lines) >= summary.frames - summary.dropped_frames
+    assert lines[0] == DETECTIONS_LEGEND and "demo frame" in lines[1]
+    assert len(lines) - 1 >= summary.frames - summary.dropped_frames
     assert summary.tracking["idf1"] >= 0.9 and summary.tracking["mota"] >= 0.9
     events = summary.events  # one new and one end per object the scene showed
     assert events["appearances"] >= 2 and events["matched"] == events["appearances"]
@@ -191,6 +194,32 @@ def test_a_demo_too_short_to_score_tracking_says_so():
     url = result.stderr.split("embedded MQTT broker at ")[1].split(";")[0]
     assert f"edge monitor --mqtt {url}" in result.stderr
     assert "IDF1" not in result.stdout  # no 0.000 for what was never measured
+
+
+def test_the_demos_lines_are_explained_once_and_its_end_says_what_stays():
+    """A user check: the milliseconds and the #3 on each line were explained nowhere, nor that
+    the demo leaves nothing behind."""
+    result = subprocess.run([sys.executable, "-m", "edge", "demo", "--seconds", "2",
+                             "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == DETECTIONS_LEGEND and lines.count(DETECTIONS_LEGEND) == 1
+    assert lines[1].startswith("[demo] demo frame     1 ")
+    assert lines[-1].startswith("nothing was written to disk; the embedded broker")
+
+
+@pytest.mark.parametrize("events, said", [
+    ({"new": 5, "matched": 5, "unmatched_tracks": 0}, ""),
+    ({"new": 14, "matched": 13, "unmatched_tracks": 1},
+     "; 1 new beyond one per object: 1 track that followed no scene object (a false detection, "
+     "tracked)"),
+    ({"new": 8, "matched": 5, "unmatched_tracks": 1},
+     "; 3 new beyond one per object: 1 track that followed no scene object (a false detection, "
+     "tracked), 2 from objects in view too briefly to score or followed by two tracks in turn"),
+])
+def test_new_events_beyond_one_per_object_are_accounted_for(events, said):
+    """A user check: "5 of 5 scene objects ... (6 new, 6 end)" left the sixth unexplained."""
+    assert events_beyond_objects(events) == said
 
 
 def test_demo_with_an_unreachable_broker_exits_2():

@@ -59,10 +59,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"tracking IDF1 {tracking['idf1']:.3f}  MOTA {tracking['mota']:.3f}  identity "
                   f"switches {tracking['id_switches']}; events: {events['matched']} of "
                   f"{events['appearances']} scene objects with one new and one end "
-                  f"({events['new']} new, {events['end']} end)")
+                  f"({events['new']} new, {events['end']} end{events_beyond_objects(events)})")
         print("latency p50 (ms): " + ", ".join(
             f"{stage} {value}" for stage, value in summary.latency_ms_p50.items()))
+        if summary.broker == "embedded":
+            print("nothing was written to disk; the embedded broker, and what it held, went "
+                  "with the demo (`edge run` with a config runs your cameras and broker)")
     return 0
+
+
+def events_beyond_objects(events: dict[str, int]) -> str:
+    """The `new` events beyond one per scene object, said apart: tracks that followed no
+    scene object (a false detection, tracked), and the rest (an object in view too briefly
+    to be scored, or followed by two tracks in turn)."""
+    extra = events["new"] - events["matched"]
+    if extra <= 0:
+        return ""
+    unmatched = events.get("unmatched_tracks", 0)
+    said = [f"{counted(unmatched, 'track')} that followed no scene object (a false detection, "
+            "tracked)"] if unmatched else []
+    if extra > unmatched:
+        said.append(f"{extra - unmatched} from objects in view too briefly to score or "
+                    "followed by two tracks in turn")
+    return f"; {extra} new beyond one per object: {', '.join(said)}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
