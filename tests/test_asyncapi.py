@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import yaml
@@ -30,6 +32,24 @@ def test_readme_topic_table_is_generated_from_the_document():
     assert table.strip() == topic_table(), (
         "README.md's topic table disagrees with edge.client; run `python -m "
         "edge.client.asyncapi --write`")
+
+
+def test_each_topic_names_the_kind_a_subscriber_asks_for():
+    """A user check: the table gave topics and models, and `kinds=` took other names (`event`
+    for the events topic, `camera_status`...), found only in the source."""
+    rows = {row.split(" | ")[0].strip("| `"): row.split(" | ")[1]
+            for row in topic_table().splitlines()[2:]}
+    assert rows["<prefix>/<camera>/events"] == "`event`"
+    assert rows["<prefix>/<camera>/status"] == "`camera_status`"
+    assert rows["<prefix>/cmd/<command>"] == "-"  # the device's input: no subscriber kind
+    assert {row.strip("`") for row in rows.values()} - {"-"} == {kind.name for kind in KINDS}
+
+
+def test_the_printed_document_is_the_written_one_byte_for_byte():
+    """A user check: the printed YAML ended in one more blank line than docs/asyncapi.yaml."""
+    printed = subprocess.run([sys.executable, "-m", "edge.client.asyncapi"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    assert printed == ASYNCAPI_PATH.read_text(encoding="utf-8")
 
 
 def _resolve(document: dict[str, Any], ref: str) -> Any:

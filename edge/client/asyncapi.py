@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,12 @@ def asyncapi_yaml() -> str:
 
 
 def topic_table() -> str:
-    """The README's markdown table of topics, from the same document."""
+    """The README's markdown table of topics, from the same document; `kind` is the name
+    `Subscriber(kinds=...)` takes and `Message.kind` holds."""
     document = asyncapi_document()
-    rows = ["| topic | direction | retained | QoS | content | what |", "|---|---|---|---|---|---|"]
+    kinds = {kind.name for kind in KINDS}
+    rows = ["| topic | kind | direction | retained | QoS | content | what |",
+            "|---|---|---|---|---|---|---|"]
     for operation in document["operations"].values():
         name = operation["channel"]["$ref"].rsplit("/", 1)[-1]
         channel, message = document["channels"][name], document["components"]["messages"][name]
@@ -116,7 +120,9 @@ def topic_table() -> str:
         address = channel["address"].replace("edge/{device}", "<prefix>")
         address = re.sub(r"\{(\w+)\}", r"<\1>", address)
         payload = message["payload"].get("$ref", "").rsplit("/", 1)[-1] or message["contentType"]
-        rows.append(f"| `{address}` | {'out' if operation['action'] == 'send' else 'in'} | "
+        kind = f"`{name}`" if name in kinds else "-"
+        direction = "out" if operation["action"] == "send" else "in"
+        rows.append(f"| `{address}` | {kind} | {direction} | "
                     f"{'yes' if mqtt['retain'] else 'no'} | {mqtt['qos']} | {payload} | "
                     f"{channel['description']} |")
     return "\n".join(rows)
@@ -138,7 +144,7 @@ def main() -> None:
         parser.exit(2, "the AsyncAPI generator needs PyYAML: pip install 'pyyaml>=6' (in the "
                        "dev extra)\n")
     if not args.write:
-        print(asyncapi_yaml())
+        sys.stdout.write(asyncapi_yaml())  # as --write writes it, byte for byte
         return
     if not README_PATH.is_file() or not ASYNCAPI_PATH.parent.is_dir():
         parser.exit(2, f"--write updates a checkout's docs/asyncapi.yaml and README.md; "
