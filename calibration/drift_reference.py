@@ -43,7 +43,8 @@ def drift_reference_from_images(model: Path, images: Iterable[npt.NDArray[np.uin
                     "covering the camera's usual scenes (minutes of them, such as the "
                     "calibration set), normal frames can read as drift: give it more (a "
                     "larger folder or video, or a higher --max-images where that capped them; "
-                    "synthetic://shapes makes 100 unless --max-images asks for more)",
+                    "synthetic://shapes makes as many frames as --max-images asks: 100 by "
+                    "default for edge eval)",
                     stats.frames, source, FEW_REFERENCE_FRAMES)
     return DriftReference(file_sha256(model), spec.name or (published or model).stem,
                           tuple(spec.labels), stats, source)
