@@ -23,6 +23,7 @@ from edge.files import require_model_file
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
 from edge.homeassistant import DiscoveryPublisher, remove_elsewhere
+from edge.keeping_up import WINDOW_S, Counts, KeepingUp, behind_warning, caught_up_line
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS, Topics
 from edge.pipeline import LOOP_STALL_S, CameraWorker
@@ -171,6 +172,7 @@ class Daemon:
         require_model_file(config.model.path, config.key("model.path"))  # first: its key named
         self.config = config
         self._stalled: set[str] = set()  # cameras whose loop is stuck, as last logged
+        self._keeping_up = KeepingUp(max(WINDOW_S, config.stats.interval_s))
         self.backend = choose_backend(config.model)
         self.started_at = time.time()
         self.topics = Topics(config.topic_prefix)
@@ -469,10 +471,23 @@ class Daemon:
         now = time.time()
         return {"v": CONTRACT_VERSION, "ts": now, "time": rfc3339(now),
                 "uptime_s": round(now - self.started_at, 1), "backend": self.backend.name,
-                "cameras": {w.name: w.stats() for w in self.workers},
+                "cameras": {w.name: {**w.stats(), "keeping_up": self._keeping_up.keeping_up(w.name)}
+                            for w in self.workers},
                 "inference": self.service.stats(),
                 "mqtt": self.link.stats(),
                 "memory_rss_mb": memory_rss_mb(), "temperatures_c": temperatures_c()}
+
+    def _note_load(self, now: float) -> None:
+        """Says when cameras fall behind (drop a large share of their frames: the device has
+        more work than it can do) and when they catch up again (edge.keeping_up)."""
+        change = self._keeping_up.observe(now, {w.name: Counts(w.frames, w.frames_dropped)
+                                                for w in self.workers})
+        if change.fell_behind:
+            stats = {w.name: w.stats() for w in self.workers if w.name in change.fell_behind}
+            log.warning("%s", behind_warning(change.fell_behind, stats,
+                                             self._keeping_up.window_s))
+        if change.caught_up:
+            log.info("%s", caught_up_line(change.caught_up))
 
     def _snapshot(self, payload: bytes) -> dict[str, Any]:
         text = payload[:100].decode(errors="replace").strip()
@@ -583,6 +598,7 @@ class Daemon:
                 reclaims = self.link.counters.reclaims
                 self._republish_statuses(every=True)
             if now >= next_stats:
+                self._note_load(now)
                 self.link.publish_json(self.topics.stats, self.stats(), qos=0, retain=True)
                 next_stats = now + self.config.stats.interval_s
             self.heartbeat.tick(self.alive(), self.stats)

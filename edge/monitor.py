@@ -123,7 +123,9 @@ def format_stats(device: str, stats: DeviceStats, retained: bool = False) -> str
             continue
         infer = camera.latency_ms.get("infer", {}).get("p50")
         timing = f"infer p50 {infer} ms" if infer is not None else "no inference timed yet"
-        cameras.append(f"{name} {camera.fps:.1f} fps, {timing}, dropped {camera.dropped}")
+        behind = " (not keeping up)" if camera.keeping_up is False else ""
+        cameras.append(f"{name} {camera.fps:.1f} fps{behind}, {timing}, dropped "
+                       f"{camera.dropped}")
     return (f"[{device}] stats: {'; '.join(cameras) or 'no cameras'}; outbox "
             f"{stats.mqtt.get('outbox_depth', '?')}{_messages_dropped(stats.mqtt)}, memory "
             f"{stats.memory_rss_mb} MB, up {stats.uptime_s} s"

@@ -118,6 +118,7 @@ def test_detections_match_truth_and_status_follows_lifecycle(tmp_path, mosquitto
     assert meta["detections_drawn"] is True and meta["camera"] == "gate"
     stats = watcher.on("/stats")[-1]
     assert stats.json()["cameras"]["gate"]["frames"] > 0
+    assert stats.json()["cameras"]["gate"]["keeping_up"] is None  # under a 30 s window
     assert stats.json()["backend"] == "onnxruntime"
 
     status = retained_status(mosquitto.port, PREFIX)

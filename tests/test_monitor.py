@@ -387,6 +387,18 @@ def test_a_stats_line_says_which_cameras_have_no_frames_yet():
     dropped = stats.model_copy(update={"mqtt": {"outbox_depth": 50, "dropped": 938,
                                                 "events_dropped": 8}})
     assert "; outbox 50, 938 messages dropped (8 events), memory" in format_stats("pi", dropped)
+    # a camera the device cannot keep up with says so (a user check: 80% of the frames
+    # dropped, and the line gave only the numbers)
+    behind = DeviceStats(v=1, ts=1796094000.0, time="2026-12-01T03:00:00Z", uptime_s=65.0,
+                         cameras={"c1": {"frames": 419, "fps": 7.0, "dropped": 1676,
+                                         "keeping_up": False,
+                                         "latency_ms": {"infer": {"p50": 6.04}}},
+                                  "c2": {"frames": 900, "fps": 15.0, "dropped": 0,
+                                         "keeping_up": True}},
+                         mqtt={"outbox_depth": 0}, memory_rss_mb=560.0)
+    assert format_stats("pi", behind).startswith(
+        "[pi] stats: c1 7.0 fps (not keeping up), infer p50 6.04 ms, dropped 1676; c2 15.0 fps, "
+        "no inference timed yet, dropped 0; ")
 
 
 def test_retained_camera_states_and_counts_say_so():

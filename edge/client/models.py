@@ -258,6 +258,11 @@ class CameraStats(_Payload):
         default_factory=dict, description="per stage: percentiles p50, p90, p99")
     sampling: SamplingStats | None = None
     drift: str | None = Field(default=None, description="the drift monitor's state, if on")
+    keeping_up: bool | None = Field(
+        default=None, description="false while the camera drops a quarter or more of the frames "
+                                  "its source delivers over the last 30 s (the device has more "
+                                  "work than it can do), true once it drops at most 5%; null "
+                                  "before 30 s of frames")
 
 
 class DeviceStats(_Timed):

@@ -1,0 +1,121 @@
+"""Whether the device keeps up with its cameras.
+
+A camera's newest frame replaces one that inference has not taken yet (`LatestFrame`), so a
+device with more work than its cores can do drops frames instead of falling behind in time:
+it stays responsive, and without a word it processes a fraction of what its cameras deliver
+(a user check: 8 cameras at 60 FPS on 2 cores, 7 FPS each processed, 80% of frames dropped,
+latency 295 ms, the device `online` and nothing logged). A camera whose dropped share of the
+frames its source delivered stays at or above `BEHIND_SHARE` over `WINDOW_S` is behind; it is
+caught up again once the share falls to `CAUGHT_UP_SHARE` (a stream's opening burst, a few
+frames a reconnect, stays far below both).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: Seconds of frames a camera's share is measured over.
+WINDOW_S = 30.0
+#: Dropped share of the delivered frames from which a camera is behind...
+BEHIND_SHARE = 0.25
+#: ... and up to which it has caught up again (between the two, it stays as it was).
+CAUGHT_UP_SHARE = 0.05
+#: Fewer delivered frames over a window say nothing (a camera that is down, or just started).
+MIN_DELIVERED = 30
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A camera's running totals: frames processed, frames dropped."""
+
+    frames: int
+    dropped: int
+
+
+@dataclass(frozen=True)
+class Change:
+    """Cameras that fell behind or caught up at one observation, with each behind camera's
+    dropped share over the window (0..1)."""
+
+    fell_behind: dict[str, float]
+    caught_up: list[str]
+
+
+class KeepingUp:
+    """Fed every camera's running totals now and then (`observe`), says which are behind."""
+
+    def __init__(self, window_s: float = WINDOW_S) -> None:
+        self.window_s = window_s
+        self._samples: dict[str, deque[tuple[float, Counts]]] = {}
+        self._behind: dict[str, float] = {}
+
+    def observe(self, now: float, cameras: Mapping[str, Counts]) -> Change:
+        """Record the totals at `now` (monotonic seconds); returns what changed."""
+        fell, caught = {}, []
+        for name, counts in cameras.items():
+            samples = self._samples.setdefault(name, deque())
+            samples.append((now, counts))
+            while len(samples) > 2 and now - samples[1][0] >= self.window_s:
+                samples.popleft()  # the oldest kept is the last one a full window back
+            share = self._share(samples)
+            if share is None:
+                continue
+            if name not in self._behind and share >= BEHIND_SHARE:
+                fell[name] = self._behind[name] = share
+            elif name in self._behind and share <= CAUGHT_UP_SHARE:
+                del self._behind[name]
+                caught.append(name)
+            elif name in self._behind:
+                self._behind[name] = share
+        return Change(fell, caught)
+
+    def keeping_up(self, name: str) -> bool | None:
+        """False while camera `name` is behind, True once a window showed it keeping up,
+        None before that."""
+        if name in self._behind:
+            return False
+        samples = self._samples.get(name)
+        return None if not samples or self._share(samples) is None else True
+
+    def behind(self) -> dict[str, float]:
+        """Each behind camera's dropped share over its last window."""
+        return dict(self._behind)
+
+    def _share(self, samples: deque[tuple[float, Counts]]) -> float | None:
+        (first_at, first), (last_at, last) = samples[0], samples[-1]
+        if last_at - first_at < self.window_s:
+            return None
+        dropped = last.dropped - first.dropped
+        delivered = last.frames - first.frames + dropped
+        return dropped / delivered if delivered >= MIN_DELIVERED else None
+
+
+def behind_warning(shares: Mapping[str, float], stats: Mapping[str, Mapping[str, Any]],
+                   window_s: float) -> str:
+    """The warning for cameras that fell behind: each one's processed and delivered rates,
+    its dropped share (`shares`, 0..1) and latency (from its `stats`), and what to change."""
+    cameras = []
+    for name, share in shares.items():
+        camera = stats.get(name, {})
+        total = camera.get("latency_ms", {}).get("total", {}).get("p50")
+        latency = f", latency p50 {total:.0f} ms" if total is not None else ""
+        cameras.append(f"{name} processed {camera.get('fps', 0.0):.1f} of the "
+                       f"{camera.get('source_fps', 0.0):.1f} frames a second its source "
+                       f"delivers ({100 * share:.0f}% dropped{latency})")
+    which = "camera {} is" if len(shares) == 1 else "cameras {} are"
+    return (f"{which.format(', '.join(shares))} not keeping up over the last {window_s:.0f} s: "
+            f"{'; '.join(cameras)}. The device has more work than it can do, and drops "
+            "frames rather than fall behind: give it fewer cameras or frames (a lower fps= on "
+            "a source), a faster model (an INT8 one from `edge calibrate`, a smaller input), "
+            "or, for a model with a dynamic batch, model.max_batch (`edge bench` measures "
+            "what this device takes)")
+
+
+def caught_up_line(names: Sequence[str]) -> str:
+    """The line for cameras that keep up again."""
+    if len(names) == 1:
+        return f"camera {names[0]} keeps up with its source again"
+    return f"cameras {', '.join(names)} keep up with their sources again"
