@@ -102,6 +102,9 @@ class CameraWorker:
         several cameras wind down at once."""
         self._stop.set()
         self._rate.stop()
+        # closed first: a frame the source hands over while it stops is not counted dropped
+        # (each camera gained one at every stop, "replaced by newer ones" though none came)
+        self._latest.close()
         self.supervisor.request_stop()
 
     def stop(self, timeout: float = 5.0) -> None:

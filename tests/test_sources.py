@@ -213,6 +213,14 @@ def test_latest_frame_keeps_only_the_newest_and_counts_drops():
     assert slot.take(timeout=0.01) is None
     slot.close()
     assert slot.closed
+    # a frame handed over once the loop stopped taking is released, not counted as dropped
+    late = source.read()
+    assert late is not None
+    buffer = late.image.ctypes.data
+    slot.put(late)
+    assert slot.dropped == 3 and slot.take(timeout=0.01) is None
+    again = source.read()  # its buffer went back to the pool, the next frame's
+    assert again is not None and again.image.ctypes.data == buffer
 
 
 def test_frame_buffers_are_recycled():

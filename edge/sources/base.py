@@ -70,7 +70,12 @@ class LatestFrame:
         self.dropped = 0
 
     def put(self, frame: Frame) -> None:
+        """Hand `frame` on; once closed (the loop stopped taking), it is released uncounted:
+        no newer frame replaced it, the camera stopped."""
         with self._cond:
+            if self._closed:
+                frame.release()
+                return
             if self._frame is not None:
                 self._frame.release()
                 self.dropped += 1
