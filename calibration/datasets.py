@@ -356,6 +356,14 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
         unlabelled += not label_path.is_file()
         width, height = size
         rows = _yolo_rows(label_path, len(class_ids), keypoints)
+        foreign = next((int(r[0]) for r in rows if class_ids[int(r[0])] == UNKNOWN_CLASS), None)
+        if foreign is not None:
+            name = (_yolo_class_names(_dataset_file(split), split.root / "classes.txt")
+                    or [])[foreign]
+            raise InputError(f"{label_path}: class {foreign}, "
+                             f"{not_labels_of_the_model([name], labels)}; evaluate on a "
+                             "dataset labelled for this model, or leave that class's objects "
+                             "out of it")
         boxes = np.zeros((len(rows), 4), np.float32)
         for i, (_, cx, cy, w, h) in enumerate(rows):
             boxes[i] = ((cx - w / 2) * width, (cy - h / 2) * height,
@@ -379,6 +387,10 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
     return Dataset("yolo", items, len(skipped))
 
 
+#: A dataset class id's model class where the model has no label of that name.
+UNKNOWN_CLASS = -1
+
+
 def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> list[int]:
     """The model's class id for each class id of the dataset at `root`: the same id, or, where
     the dataset names its classes (`data.yaml`, `classes.txt`), the model's label of that name
@@ -389,18 +401,22 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
     if named is None or list(named) == list(labels):
         return list(range(len(labels)))
     unknown = [name for name in named if name not in labels]
-    if unknown:
-        which = ("none of them is a label" if len(unknown) == len(named) > 1 else
-                 f"{listed(unknown)} {'is not a label' if len(unknown) == 1 else 'are not labels'}")
-        raise InputError(f"{root} names its classes {listed(named)}; {which} of the model "
-                         f"({listed(labels)}): evaluate on a dataset labelled for this model")
-    return [list(labels).index(name) for name in named]
+    if unknown and len(unknown) == len(named) > 1:
+        raise InputError(f"{root} names its classes {listed(named)}; none of them is a label "
+                         f"of the model ({listed(labels)}): evaluate on a dataset labelled for "
+                         "this model")
+    if unknown:  # an export's extra class that no object has is no reason to refuse it
+        log.warning("%s also names %s, not %s of the model (%s): read as long as no label "
+                    "line has %s", root, listed(unknown),
+                    "a label" if len(unknown) == 1 else "labels", listed(labels),
+                    "it" if len(unknown) == 1 else "them")
+    return [list(labels).index(name) if name in labels else UNKNOWN_CLASS for name in named]
 
 
 def _labelled_classes(class_ids: Sequence[int], labels: Sequence[str]) -> frozenset[int] | None:
     """The model's class ids a dataset labels (`class_ids`: the model's id of each of its
     classes), or None where it labels every one."""
-    named = frozenset(class_ids)
+    named = frozenset(class_id for class_id in class_ids if class_id != UNKNOWN_CLASS)
     return None if len(named) == len(labels) else named
 
 
@@ -418,6 +434,8 @@ def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
     content = _yaml_content(yaml_path)
     names = content.get("names")
     if isinstance(names, dict):
+        # quoted ids ("0": circle) are the same ids, as Ultralytics reads them
+        names = {_class_id(key): name for key, name in names.items()}
         if set(names) != set(range(len(names))):
             # a user check: `{0: circle, 1: square, 3: star}` read as three names, then each
             # label line of class 3 was "not one of the 3 classes (0..2)"
@@ -433,6 +451,14 @@ def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
         return [line.strip() for line in read_text(text_path, "class names file").splitlines()
                 if line.strip()]
     return None
+
+
+def _class_id(key: object) -> object:
+    """A data.yaml `names` key as a class id: a whole number written as text ("0") is that
+    number; anything else stays as it is (and is refused as no id)."""
+    if isinstance(key, str) and key.strip().isdigit():
+        return int(key.strip())
+    return key
 
 
 def _numeric_first(key: object) -> tuple[bool, float, str]:
@@ -540,6 +566,15 @@ def _coco_file(path: Path, labels: Sequence[str]) -> tuple[dict[str, Any], dict[
             raise InputError(f"{path}: categories[{index}] has no {lacking}; every COCO "
                              "category needs its id and name")
         categories[category["id"]] = category["name"]
+    used = {a.get("category_id") for a in _entries(path, data, "annotations")}
+    unused = sorted(name for key, name in categories.items()
+                    if name not in labels and key not in used)
+    if unused:  # a Roboflow export's supercategory (id 0), a class never drawn
+        log.warning("%s: %s %s, which no annotation uses and the model has no label for, "
+                    "left out", path, "category" if len(unused) == 1 else "categories",
+                    listed(unused))
+        categories = {key: name for key, name in categories.items()
+                      if name in labels or key in used}
     unknown = sorted({n for n in categories.values() if n not in labels})
     if unknown:
         noun = "category" if len(unknown) == 1 else "categories"
@@ -649,8 +684,9 @@ def _require_a_box_in(size: tuple[int, int] | None, box: list[float], where: str
     slack_x, slack_y = (max(2.0, side * COCO_EDGE_SLACK) for side in size)
     if x < -slack_x or y < -slack_y or x + width > size[0] + slack_x \
             or y + height > size[1] + slack_y:
-        raise InputError(f"{where}: bbox {box!r} lies past its {size[0]}x{size[1]} image; "
-                         "COCO boxes are [x, y, width, height] in the image's pixels")
+        raise InputError(f"{where}: bbox {box!r} lies past its {size[0]}x{size[1]} image (the "
+                         "size its images entry gives); COCO boxes are [x, y, width, height] "
+                         "in the image's pixels, and that size is the image's own")
 
 
 def _entries(path: Path, data: dict[str, Any], key: str) -> list[dict[str, Any]]:

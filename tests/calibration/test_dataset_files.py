@@ -61,6 +61,19 @@ def test_data_yaml_names_with_a_gap_in_their_ids_are_refused_naming_the_file(tmp
     assert dataset_from(root, labels, "detect").items[0].class_ids.tolist() == [3]  # star
 
 
+def test_data_yaml_names_under_quoted_ids_are_read_as_those_ids(tmp_path):
+    """A user check: `"0": circle` ... was refused as "its names use class ids 0, 1, 2, 3; a YOLO
+    dataset's ids run 0..3", which contradicts itself (Ultralytics reads them as ids)."""
+    labels = ("circle", "square", "triangle", "star")
+    root = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4\n",
+                 'names:\n  "1": star\n  "0": circle\n')
+    assert dataset_from(root, labels, "detect").items[0].class_ids.tolist() == [3]  # star
+    (root / "data.yaml").write_text('names:\n  "0": circle\n  "one": star\n')
+    with pytest.raises(InputError, match="its names use class ids 0, one; a YOLO dataset's "
+                                         r"ids run 0\.\.1"):
+        dataset_from(root, labels, "detect")
+
+
 def test_files_in_another_encoding_are_refused_naming_them(tmp_path):
     folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4\n")
     (folder / "labels" / "a.txt").write_bytes("1 0.5 0.5 0.2 0.4 # café\n".encode("latin-1"))
@@ -150,11 +163,12 @@ def test_a_coco_box_drawn_to_the_edge_and_rounded_out_is_taken(tmp_path):
     ({"annotations": [], "categories": [{"id": 1, "name": "circle"}]}, r"it has no 'images' list"),
     ({"images": [], "annotations": [], "categories": [{"id": 1}]},
      r"categories\[0\] has no name; every COCO category needs its id and name"),
-    ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "Circle"}]},
+    ({"images": [], "annotations": [{"category_id": 1}],
+      "categories": [{"id": 1, "name": "Circle"}]},
      r"category Circle is not a label of the model \(Circle: did you mean circle\?\); its 2 "
      r"labels: circle, square; name each category after its label"),
-    ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "Circle"},
-                                                      {"id": 2, "name": "Box"}]},
+    ({"images": [], "annotations": [{"category_id": 1}, {"category_id": 2}],
+      "categories": [{"id": 1, "name": "Circle"}, {"id": 2, "name": "Box"}]},
      r"categories Box, Circle are not labels of the model \(Circle: did you mean circle\?\)"),
 ])
 def test_a_coco_file_missing_a_part_says_which(tmp_path, content, message):
@@ -163,6 +177,33 @@ def test_a_coco_file_missing_a_part_says_which(tmp_path, content, message):
     path.write_text(json.dumps(content))
     with pytest.raises(InputError, match=message):
         dataset_from(path, LABELS, "detect")
+
+
+def test_categories_and_names_no_object_has_are_left_out_with_a_warning(tmp_path, caplog):
+    """A user check: a Roboflow COCO export's supercategory (`{"id": 0, "name":
+    "shapes-AbCd"}`), which no annotation uses, refused the whole file as "not a label of the
+    model"; so did a data.yaml naming one class more than the model has."""
+    path = _coco(tmp_path, [10, 10, 20, 20])
+    coco = json.loads(path.read_text())
+    coco["categories"] += [{"id": 0, "name": "shapes-AbCd", "supercategory": "none"}]
+    path.write_text(json.dumps(coco))
+    with caplog.at_level(logging.WARNING):
+        dataset = dataset_from(path, LABELS, "detect")
+    assert [item.class_ids.tolist() for item in dataset.items] == [[0]]
+    assert (f"{path}: category shapes-AbCd, which no annotation uses and the model has no "
+            "label for, left out") in caplog.text
+    caplog.clear()
+    root = _yolo(tmp_path / "y", "1 0.5 0.5 0.2 0.4\n", "names: [circle, square, hexagon]\n")
+    with caplog.at_level(logging.WARNING):
+        dataset = dataset_from(root, LABELS, "detect")
+    assert dataset.items[0].class_ids.tolist() == [1]
+    assert ("also names hexagon, not a label of the model (circle, square): read as long as "
+            "no label line has it") in caplog.text
+    (root / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.4\n2 0.3 0.3 0.1 0.1\n")
+    with pytest.raises(InputError, match=r"a\.txt: class 2, hexagon is not a label of the "
+                                         r"model; its 2 labels: circle, square; evaluate on a "
+                                         "dataset labelled for this model"):
+        dataset_from(root, LABELS, "detect")
 
 
 def test_unreadable_images_and_empty_class_folders_are_named(tmp_path, caplog):
