@@ -337,6 +337,13 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
     """`_yolo` of one split (`given`: the path that named it, for messages); `pairs`: (image,
     label file) to read instead of the split's own (`YoloLayout.pairs`)."""
     class_ids = _yolo_class_ids(given, split, labels)
+    if UNKNOWN_CLASS in class_ids:
+        named = _yolo_class_names(_dataset_file(split), split.root / "classes.txt") or []
+        unknown = [name for name in named if name not in labels]
+        log.warning("%s also names %s, not %s of the model (%s): read as long as no label "
+                    "line has %s", given, listed(unknown),
+                    "a label" if len(unknown) == 1 else "labels", listed(labels),
+                    "it" if len(unknown) == 1 else "them")
     keypoints = _declares_keypoints(split)
     if class_ids != list(range(len(labels))):
         log.info("%s lists the model's classes in another order or in part: paired by name",
@@ -405,11 +412,7 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
         raise InputError(f"{root} names its classes {listed(named)}; none of them is a label "
                          f"of the model ({listed(labels)}): evaluate on a dataset labelled for "
                          "this model")
-    if unknown:  # an export's extra class that no object has is no reason to refuse it
-        log.warning("%s also names %s, not %s of the model (%s): read as long as no label "
-                    "line has %s", root, listed(unknown),
-                    "a label" if len(unknown) == 1 else "labels", listed(labels),
-                    "it" if len(unknown) == 1 else "them")
+    # an export's extra class that no object has is no reason to refuse it: its objects are
     return [list(labels).index(name) if name in labels else UNKNOWN_CLASS for name in named]
 
 
