@@ -402,8 +402,9 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
     """The model's class id for each class id of the dataset at `root`: the same id, or, where
     the dataset names its classes (`data.yaml`, `classes.txt`), the model's label of that name
     (a dataset may list them in another order, or only some). A name the model does not have
-    is an error, as a COCO category or a class folder is: scored by id, another model's
-    dataset would read as a model that finds nothing."""
+    is `UNKNOWN_CLASS`, whose objects are refused where a label line has one (as a COCO
+    category is), and names none of which the model has are an error: scored by id, another
+    model's dataset would read as a model that finds nothing."""
     named = _yolo_class_names(_dataset_file(split), split.root / "classes.txt")
     if named is None or list(named) == list(labels):
         return list(range(len(labels)))
@@ -412,7 +413,7 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
         raise InputError(f"{root} names its classes {listed(named)}; none of them is a label "
                          f"of the model ({listed(labels)}): evaluate on a dataset labelled for "
                          "this model")
-    # an export's extra class that no object has is no reason to refuse it: its objects are
+    # an export's extra class that no object has is no reason to refuse the dataset
     return [list(labels).index(name) if name in labels else UNKNOWN_CLASS for name in named]
 
 
