@@ -338,7 +338,7 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
     label file) to read instead of the split's own (`YoloLayout.pairs`)."""
     class_ids = _yolo_class_ids(given, split, labels)
     if UNKNOWN_CLASS in class_ids:
-        named = _yolo_class_names(_dataset_file(split), split.root / "classes.txt") or []
+        named = _split_class_names(split) or []
         unknown = [name for name in named if name not in labels]
         log.warning("%s also names %s, not %s of the model (%s): read as long as no label "
                     "line has %s", given, listed(unknown),
@@ -365,8 +365,7 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
         rows = _yolo_rows(label_path, len(class_ids), keypoints)
         foreign = next((int(r[0]) for r in rows if class_ids[int(r[0])] == UNKNOWN_CLASS), None)
         if foreign is not None:
-            name = (_yolo_class_names(_dataset_file(split), split.root / "classes.txt")
-                    or [])[foreign]
+            name = (_split_class_names(split) or [])[foreign]
             raise InputError(f"{label_path}: class {foreign}, "
                              f"{not_labels_of_the_model([name], labels)}; evaluate on a "
                              "dataset labelled for this model, or leave that class's objects "
@@ -405,7 +404,7 @@ def _yolo_class_ids(root: Path, split: YoloLayout, labels: Sequence[str]) -> lis
     is `UNKNOWN_CLASS`, whose objects are refused where a label line has one (as a COCO
     category is), and names none of which the model has are an error: scored by id, another
     model's dataset would read as a model that finds nothing."""
-    named = _yolo_class_names(_dataset_file(split), split.root / "classes.txt")
+    named = _split_class_names(split)
     if named is None or list(named) == list(labels):
         return list(range(len(labels)))
     unknown = [name for name in named if name not in labels]
@@ -430,6 +429,11 @@ def _dataset_file(split: YoloLayout) -> Path:
     return split.declared or next(
         (folder / "data.yaml" for folder in (split.root, split.root.parent)
          if (folder / "data.yaml").is_file()), split.root / "data.yaml")
+
+
+def _split_class_names(split: YoloLayout) -> list[str] | None:
+    """The class names `split`'s dataset declares (`_yolo_class_names`)."""
+    return _yolo_class_names(_dataset_file(split), split.root / "classes.txt")
 
 
 def _yolo_class_names(yaml_path: Path, text_path: Path) -> list[str] | None:
