@@ -110,8 +110,7 @@ class FrameSet:
     description: str
     paths: list[Path] = field(default_factory=list)  # image folders
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each path
-    video: Path | None = None
-    video_pick: VideoPick | None = None  # the video's frames read
+    video: VideoPick | None = None  # a video's frames read
     synthetic_seed: int | None = None
     synthetic_config: SceneConfig = field(default_factory=SceneConfig)
     count: int = 0
@@ -123,23 +122,25 @@ class FrameSet:
     unpicked: list[Path] = field(default_factory=list)
     #: Image files of a folder that are hidden (.DS_Store, macOS's ._photo.jpg): not read
     hidden: int = 0
-    #: What was warned about the source as a whole (a video cut short), else None
-    warning: str | None = None
+    @property
+    def warning(self) -> str | None:
+        """What was warned about the source as a whole (a video cut short), else None."""
+        return self.video.cut_short if self.video is not None else None
 
     @property
     def picked_from(self) -> str | None:
         """How the frames were picked from a source that holds more, in words, else None."""
         if self.sampled_from:
             return f"a --max-images sample of the folder's {self.sampled_from} images"
-        if self.video_pick is not None and self.video_pick.spread:
-            return f"spread over the video's {self.video_pick.total} frames"
+        if self.video is not None and self.video.spread:
+            return f"spread over the video's {self.video.total} frames"
         return None
 
     def images(self) -> Iterator[npt.NDArray[np.uint8]]:
         """Source frames, BGR uint8 [h, w, 3], in a fixed order (a folder's decoded on
         `DECODE_THREADS` threads)."""
-        if self.video is not None and self.video_pick is not None:
-            yield from picked_frames(self.video, self.video_pick)
+        if self.video is not None:
+            yield from picked_frames(self.video)
         elif self.synthetic_seed is not None:
             scene = ShapeScene(seed=self.synthetic_seed, config=self.synthetic_config)
             for _ in range(self.count):
@@ -232,8 +233,7 @@ def frames_from(source: str | Path, max_images: int = 500, seed: int = 0,
         if pick.spread:
             log.info("%s: %d frames spread over its %d (one in %.3g)", path, pick.count,
                      pick.total, pick.total / pick.count)
-        frames = FrameSet(f"video {path}", video=path, video_pick=pick, count=pick.count,
-                          warning=pick.cut_short)
+        frames = FrameSet(f"video {path}", video=pick, count=pick.count)
     else:
         frames = _folder(path, max_images, seed)
     frames.require(min_images)

@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VideoPick:
-    """Which frames of a video calibration reads: `frames`, indices from 0 ascending, out of
-    the `total` the video holds."""
+    """Which frames of the video at `path` calibration reads: `frames`, indices from 0
+    ascending, out of the `total` the video holds."""
 
+    path: Path
     frames: tuple[int, ...]
     total: int
     #: Why the video holds fewer frames than its header announces, where it does
@@ -64,7 +65,7 @@ def pick_frames(path: Path, count: int) -> VideoPick:
         if announced > count:
             picked = spread_indices(announced, count)
             if _reaches(capture, picked[-1]):
-                return VideoPick(picked, announced)
+                return VideoPick(path, picked, announced)
             log.info("%s: no frame %d, though its header announces %d frames; counting them",
                      path, picked[-1], announced)
         elif announced == 0 and capture.isOpened():
@@ -76,12 +77,13 @@ def pick_frames(path: Path, count: int) -> VideoPick:
     if short is not None:
         short = f"{path} ended {short}; calibrating on the frames it holds"
         log.warning("%s", short)
-    return VideoPick(spread_indices(total, count), total, short)
+    return VideoPick(path, spread_indices(total, count), total, short)
 
 
-def picked_frames(path: Path, pick: VideoPick) -> Iterator[npt.NDArray[np.uint8]]:
+def picked_frames(pick: VideoPick) -> Iterator[npt.NDArray[np.uint8]]:
     """The picked frames, BGR uint8 [h, w, 3], in order. A video that ends before the last of
     them (damaged since it was picked) yields fewer, with a warning."""
+    path = pick.path
     capture = cv2.VideoCapture(str(path))
     try:
         walker = _Walker(capture)

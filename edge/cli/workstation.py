@@ -343,7 +343,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "frames": result.frames, "held_out": len(result.held_out),
         "skipped": len(frames.skipped),
         "sampled_from": frames.sampled_from,
-        "video_frames": frames.video_pick.total if frames.video_pick else None,
+        "video_frames": frames.video.total if frames.video else None,
         "tensors": len(result.ranges.ranges), "quantized_tensors": result.quantized_activations,
         "seconds": round(result.seconds, 2),
         "phase_seconds": {name: round(seconds, 2) for name, seconds in result.phases.items()},

@@ -169,9 +169,9 @@ class CollectedDataset:
     def _resume(self) -> None:
         manifest = self.root / MANIFEST
         classes = self.root / "classes.txt"
+        labels = classes.read_text().splitlines() if classes.is_file() else None
         if manifest.stat().st_size:
-            listed_rows = manifest_rows(manifest, classes.read_text().splitlines()
-                                        if classes.is_file() else None)
+            listed_rows = manifest_rows(manifest, labels)
             self.rows = [row for row in listed_rows if (self.root / row["file"]).is_file()]
             if len(self.rows) < len(listed_rows):
                 kept = {row["id"] for row in self.rows}
@@ -180,8 +180,8 @@ class CollectedDataset:
                         if line.strip())
             if len(self.rows) < lines:  # a torn last line, or rows whose image never landed
                 _write_lines(manifest, self.rows)
-        if self.rows and classes.is_file():
-            self.labels = classes.read_text().splitlines()
+        if self.rows and labels is not None:
+            self.labels = labels
         for folder in (self.root / "images", self.root / "labels"):
             for partial in folder.glob(f".*{PARTIAL}"):  # written before a crash, never listed
                 partial.unlink()
