@@ -37,6 +37,33 @@ class LabelledImage:
     #: `names`, its COCO categories); None: every class. The others' detections say nothing
     #: about the model and are not scored.
     labelled_classes: frozenset[int] | None = None
+    #: The image's size, width and height, as its labels give it (a COCO images entry's);
+    #: None where they give none (YOLO labels are fractions of the image's size).
+    labelled_size: tuple[int, int] | None = None
+
+    def on_image(self, width: int, height: int) -> LabelledImage:
+        """This item with its boxes in the pixels of its image as decoded, `width` x `height`:
+        scaled where that is its `labelled_size` resized (the same shape within
+        `RESIZED_SHAPE_TOLERANCE`), as for images resized after labelling (Ultralytics'
+        COCO converter divides the boxes by the size the entry gives); as given otherwise."""
+        if self.labelled_size is None or not _resized(self.labelled_size, (width, height)):
+            return self
+        scale = np.array([width / self.labelled_size[0], height / self.labelled_size[1]] * 2,
+                         np.float32)
+        return replace(self, boxes=self.boxes * scale, labelled_size=(width, height))
+
+
+#: How far (a fraction) the aspect ratios of an image and of the size its labels give may
+#: differ for the image to count as that size resized (the sides rounded to whole pixels).
+RESIZED_SHAPE_TOLERANCE = 0.01
+
+
+def _resized(labelled: tuple[int, int], decoded: tuple[int, int]) -> bool:
+    """Whether an image of size `decoded` is one of size `labelled` resized, not the same."""
+    if labelled == decoded or min(*labelled, *decoded) <= 0:
+        return False
+    ratio = (decoded[0] / labelled[0]) / (decoded[1] / labelled[1])
+    return abs(ratio - 1.0) <= RESIZED_SHAPE_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -58,16 +85,48 @@ class Dataset:
         with why and what they held once the last is read (a user check: a truncated JPEG's
         object, or a whole class folder of damaged files, dropped out of the score unsaid)."""
         unreadable: list[LabelledImage] = []
+        resized: list[tuple[LabelledImage, tuple[int, int]]] = []
+        misshapen: list[tuple[LabelledImage, tuple[int, int]]] = []
         for item in self.items:
             image = read_image(item.path)
             if image is None:
                 unreadable.append(item)
-            else:
-                yield item, image
+                continue
+            size = (image.shape[1], image.shape[0])
+            placed = item.on_image(*size)
+            if placed is not item:
+                resized.append((item, size))
+            elif item.labelled_size not in (None, size):
+                misshapen.append((item, size))
+            yield placed, image
         self.unreadable[:] = [item.path for item in unreadable]
         if unreadable:
             say_unreadable([item.path for item in unreadable], self._held(unreadable),
                            self.root)
+        self._say_sizes(resized, misshapen)
+
+    def _say_sizes(self, resized: Sequence[tuple[LabelledImage, tuple[int, int]]],
+                   misshapen: Sequence[tuple[LabelledImage, tuple[int, int]]]) -> None:
+        """Warn about images (with their decoded sizes) that are not the size their labels
+        give: `resized` ones, whose boxes were scaled, and `misshapen` ones, taken as given."""
+        if resized:
+            log.warning("%s of another size than their COCO entries give (%s): their boxes "
+                        "are scaled to the image, as for images resized after labelling",
+                        counted(len(resized), "image"),
+                        self._sizes_named(resized))
+        if misshapen:
+            log.warning("%s of another shape than their COCO entries give (%s): their boxes are "
+                        "taken as they are, in the image's pixels as decoded (turned upright by "
+                        "its EXIF orientation, as the device sees it); if they were drawn on "
+                        "another size of the image, fix the entries' width and height",
+                        counted(len(misshapen), "image"),
+                        self._sizes_named(misshapen))
+
+    def _sizes_named(self, items: Sequence[tuple[LabelledImage, tuple[int, int]]]) -> str:
+        named = [f"{self.shown(item.path)}: {size[0]}x{size[1]}, its entry "
+                 f"{item.labelled_size[0]}x{item.labelled_size[1]}"
+                 for item, size in items[:3] if item.labelled_size is not None]
+        return "; ".join(named) + ("; ..." if len(items) > 3 else "")
 
     def _held(self, items: Sequence[LabelledImage]) -> str:
         """What `items` would have been scored on, in words."""
@@ -643,7 +702,7 @@ def _coco(path: Path, labels: Sequence[str], given_root: Path | None) -> Dataset
         items.append(LabelledImage(images[image_id], boxes,
                                    np.array([c for _, c, _ in found], np.int64),
                                    np.array([crowd for _, _, crowd in found], bool),
-                                   labelled))
+                                   labelled, sizes.get(image_id)))
     return Dataset("coco", items, skipped=len(missing))
 
 

@@ -314,3 +314,21 @@ def test_the_look_before_the_work_finds_a_dataset_of_which_no_image_decodes(tmp_
                                          r"image decodes: a\.jpg is truncated, damaged or not "
                                          r"an image\)"):
         require_labelled_content(folder, "yolo", LABELS)
+
+
+def test_a_coco_image_of_another_shape_than_its_entry_keeps_its_boxes_and_is_named(tmp_path,
+                                                                                   caplog):
+    """An entry giving 100x200 for a 200x100 image (a phone photo's stored size, say, where
+    the image reads turned upright) is no resize: its boxes are taken as they are, and said."""
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.full((100, 200, 3), 120, np.uint8))
+    (tmp_path / "ann.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 200}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 30, 40]}],
+        "categories": [{"id": 1, "name": "square"}]}))
+    with caplog.at_level(logging.WARNING):
+        ((item, image),) = list(dataset_from(tmp_path / "ann.json", LABELS, "detect").images())
+    assert image.shape == (100, 200, 3)
+    np.testing.assert_array_equal(item.boxes, [[10, 20, 40, 60]])
+    assert ("1 image of another shape than their COCO entries give (images/a.jpg: 200x100, its "
+            "entry 100x200): their boxes are taken as they are") in caplog.text

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -733,3 +734,59 @@ def test_a_classifiers_unscored_labels_and_unreadable_images_are_named(tmp_path,
     shown = capsys.readouterr().out
     assert "  not scored, no image in the data: 1 label: grey\n" in shown
     assert "  not scored, unreadable: 1 image: dark/notes.jpg\n" in shown
+
+
+def _coco_of(folder: Path, labels: Path, size: tuple[int, int]) -> dict:
+    """A COCO file for the images in `folder` from the YOLO labels in `labels`, its entries
+    giving `size` and its boxes in the pixels of an image of that size."""
+    coco: dict = {"images": [], "annotations": [],
+                  "categories": [{"id": i, "name": n} for i, n in enumerate(SHAPES)]}
+    width, height = size
+    for number, image in enumerate(sorted(folder.iterdir()), 1):
+        coco["images"].append({"id": number, "file_name": image.name, "width": size[0],
+                               "height": size[1]})
+        for line in (labels / f"{image.stem}.txt").read_text().split("\n"):
+            if line:
+                class_id, cx, cy, w, h = (float(v) for v in line.split())
+                coco["annotations"].append({
+                    "id": len(coco["annotations"]) + 1, "image_id": number,
+                    "category_id": int(class_id), "bbox": [(cx - w / 2) * width,
+                                                           (cy - h / 2) * height,
+                                                           w * width, h * height]})
+    return coco
+
+
+def test_coco_images_resized_after_labelling_score_as_if_relabelled(demo_model, tmp_path,
+                                                                     caplog):
+    """A user check: a COCO file whose entries give the size the images were labelled at,
+    1920x1080 say, beside images since resized to 1280x720, was scored with the boxes where
+    they lay on the larger image. The boxes are scaled to the image, as Ultralytics' converter
+    does (it divides them by the entry's size), and said; the score equals that of the same
+    boxes converted by hand."""
+    from calibration.evaluate import evaluate
+
+    write_yolo_dataset(tmp_path / "full", frames=8, seed=6)
+    (tmp_path / "images").mkdir()
+    for image in sorted((tmp_path / "full" / "images").iterdir()):
+        full = cv2.imread(str(image))
+        cv2.imwrite(str(tmp_path / "images" / image.name),
+                    cv2.resize(full, (full.shape[1] // 2, full.shape[0] // 2),
+                               interpolation=cv2.INTER_AREA))
+    height, width = full.shape[:2]
+    labels = tmp_path / "full" / "labels"
+    (tmp_path / "as_labelled.json").write_text(json.dumps(
+        _coco_of(tmp_path / "images", labels, (width, height))))
+    (tmp_path / "by_hand.json").write_text(json.dumps(
+        _coco_of(tmp_path / "images", labels, (width // 2, height // 2))))
+    with caplog.at_level(logging.WARNING):
+        resized = evaluate(demo_model, dataset_from(tmp_path / "as_labelled.json", SHAPES,
+                                                    "detect")).as_dict()
+    by_hand = evaluate(demo_model, dataset_from(tmp_path / "by_hand.json", SHAPES,
+                                                "detect")).as_dict()
+    assert by_hand["map50"] > 0.5  # the detector still finds the shapes at half size
+    assert {k: v for k, v in resized.items() if "ms" not in k} == \
+        {k: v for k, v in by_hand.items() if "ms" not in k}
+    assert (f"8 images of another size than their COCO entries give (images/000001.png: "
+            f"{width // 2}x{height // 2}, its entry {width}x{height}; images/000002.png") in caplog.text
+    assert "their boxes are scaled to the image, as for images resized after labelling" in \
+        caplog.text
