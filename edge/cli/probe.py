@@ -28,6 +28,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.errors import InputError
     from edge.files import require_model_file, require_output_folder
+    from edge.sources.opencv import quiet_ffmpeg
     from edge.sources.trial import try_source
     from edge.zones import zone_outlines
 
@@ -36,6 +37,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if not args.sources and not args.config:
         raise InputError("give the sources to try (edge probe rtsp://camera/stream ...) or "
                          "--config edge.toml for its cameras")
+    quiet_ffmpeg()  # each source's failure is said, with why and the fix
     config = load_config(args.config) if args.config else None
     if config is not None:  # as `edge run` would refuse it, before the cameras are tried
         require_model_file(config.model.path, config.key("model.path"))

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -85,8 +84,6 @@ CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "m
 #: evaluate a converted model with them.
 ONNX_ONLY_COMMANDS = ("edge inspect", "edge calibrate", "edge eval")
 ONNX_ALONE = "'onnx>=1.15' 'ml_dtypes<0.7' 'pyyaml>=6'"
-#: FFmpeg's log level that prints nothing (libavutil's AV_LOG_QUIET).
-AV_LOG_QUIET = -8
 
 
 @contextlib.contextmanager
@@ -277,9 +274,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    # FFmpeg's own lines on a damaged video ("moov atom not found", twice) repeat what the
-    # command says of it; read once, when OpenCV first opens a video. A user's setting wins.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", str(AV_LOG_QUIET))
+    from edge.sources.opencv import quiet_ffmpeg
+
+    quiet_ffmpeg()  # its lines on a damaged video repeat what the command says of it
     from calibration.readers import frames_from
     from calibration.selection import held_out_count
     from converters.quantize import (

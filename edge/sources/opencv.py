@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -39,6 +40,17 @@ LIVE_TIMEOUT_MS = 10_000
 #: A file that ends more than this share of its announced frames early is said to be cut
 #: short (an AVI cut in half read 23 of its 50).
 SHORT_END_SHARE = 0.1
+
+
+#: FFmpeg's log level that prints nothing (libavutil's AV_LOG_QUIET).
+AV_LOG_QUIET = -8
+
+
+def quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own lines ("moov atom not found", "401 Unauthorized") off the terminal of
+    a command that says what failed itself; OpenCV reads the setting when it first opens a
+    video, so call this before. A user's own OPENCV_FFMPEG_LOGLEVEL wins."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", str(AV_LOG_QUIET))
 
 
 def cut_short(announced: int, read: int) -> str | None:
