@@ -207,8 +207,10 @@ def test_states_the_broker_never_got_are_counted_at_stop(stopped_mosquitto, capl
 
 def test_a_stop_after_the_broker_went_away_says_what_the_broker_keeps(mosquitto, caplog):
     """A stop while the broker is down, after this run had connected: a broker that saw the
-    connection drop shows the Last Will (offline); one that went down itself (as here) sends
-    none and reads `online` (a user check: the line promised `offline` in this case too)."""
+    connection drop, or shut down cleanly (as here), published the Last Will (offline); one
+    that crashed comes back with the status it last saved (user checks: the line first
+    promised `offline` in every case, then said a broker that stopped sends no Will, which
+    Mosquitto does at a clean shutdown, retained where it persists)."""
     link = make_link(mosquitto.port)
     link.start()
     deadline = time.monotonic() + 10
@@ -226,13 +228,39 @@ def test_a_stop_after_the_broker_went_away_says_what_the_broker_keeps(mosquitto,
         mosquitto.start()
     said = [r.getMessage() for r in caplog.records]
     assert ("the broker was out of reach at the stop: the device's 'stopped' status was not "
-            "sent. A broker that saw this connection drop has published its Last Will "
-            "(offline); one that itself stopped or restarted sends no Will, so its retained "
-            "status reads 'online' until this device connects again. It keeps the states sent "
-            "before either way, as after a crash") in said
-    with Watcher(mosquitto.port, "edge/t/status") as watcher:  # the restarted broker
+            "sent. A broker that saw this connection drop, or that shut down cleanly, has "
+            "published its Last Will (offline); one that crashed sent none and comes back with "
+            "the retained status it last saved ('online', or nothing without persistence) until "
+            "this device connects again. The states sent before stay retained as the broker "
+            "kept them") in said
+    with Watcher(mosquitto.port, "edge/t/status") as watcher:  # restarted, persisting nothing
         time.sleep(1.0)
-        assert not [m for m in watcher.messages if m.json()["state"] == "offline"]
+        assert not watcher.messages
+
+
+def test_a_broker_that_shuts_down_cleanly_keeps_the_last_will_retained(tmp_path):
+    """What the stop warning and the README say of a clean broker shutdown (Mosquitto's
+    restart or upgrade), with persistence on: the Will of a device still connected is
+    published, retained, and read after the restart, though the device never said it."""
+    from edge.broker import free_port
+
+    port = free_port()
+    config = tmp_path / "persisting.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                      f"persistence_location {tmp_path}/\nuser root\n")
+    broker = Mosquitto(port, config)
+    broker.start()
+    link = make_link(port)
+    try:
+        link.start()
+        assert link.wait_connected(10)
+        assert retained_status(port, "edge/t")["state"] == "online"
+        broker.stop()  # SIGTERM: a clean shutdown
+        broker.start()
+        assert retained_status(port, "edge/t")["state"] == "offline"
+    finally:
+        link.stop(timeout=0.3)
+        broker.stop()
 
 
 def test_commands_get_replies(mosquitto):

@@ -293,13 +293,14 @@ class MqttLink:
 
     def _say_final_status_unsent(self, final_state: str) -> None:
         if self.counters.connects:
-            # Which of the two cannot be told from here: a loss reads the same either way.
+            # Which of these cannot be told from here: a loss reads the same every way.
             log.warning("the broker was out of reach at the stop: the device's %r status was "
-                        "not sent. A broker that saw this connection drop has published its "
-                        "Last Will (offline); one that itself stopped or restarted sends no "
-                        "Will, so its retained status reads 'online' until this device "
-                        "connects again. It keeps the states sent before either way, as after "
-                        "a crash", final_state)
+                        "not sent. A broker that saw this connection drop, or that shut down "
+                        "cleanly, has published its Last Will (offline); one that crashed sent "
+                        "none and comes back with the retained status it last saved ('online', "
+                        "or nothing without persistence) until this device connects again. "
+                        "The states sent before stay retained as the broker kept them",
+                        final_state)
         else:  # no connection, so no Last Will either
             log.warning("the broker was never reached in this run: the device's %r status was "
                         "not sent, and the broker keeps the status and states an earlier run "
