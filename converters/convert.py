@@ -614,6 +614,13 @@ def _resize_notes(plain: _Plain, options: ConvertOptions, spec: ModelSpec) -> tu
         notes += (f"the text-line bar is padded with {spec.input.pad_value}, the network's "
                   "normalised 0 (255 x its --mean), as PaddleOCR pads its lines; pass "
                   "--pad-value to change it",)
+    if spec.input.resize == "text-line" and spec.input.width <= spec.input.height:
+        notes += (f"--resize text-line into a {spec.input.height}x{spec.input.width} input (HxW), "
+                  "no wider than high: PaddleOCR's text-line models take wide inputs (48x192 "
+                  "for its direction classifiers, 48x320 and wider for its recognisers), and a "
+                  "line wider than the input is squeezed to its width; check the image shape "
+                  "the package's own code uses (its cls_image_shape or rec_image_shape) and "
+                  "pass that as --input-size",)
     if spec.input.resize == "text-line" and spec.task == "detect":
         notes += ("--resize text-line on a detector: frames are made as PaddleOCR makes text "
                   "lines (the height to the input's, a bar on the right); a detector trained on "

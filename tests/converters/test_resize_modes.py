@@ -49,6 +49,23 @@ def test_the_resize_given_is_recorded_and_shown(tmp_path, edge, resize):
     assert f"frames by {resize}" in edge("inspect", out).stdout
 
 
+def test_a_text_line_resize_into_an_input_no_wider_than_high_is_noted(tmp_path, edge):
+    """A user check: `--input-size 224 --resize text-line` on PaddleOCR's direction classifier
+    (its package uses 48x192; the ONNX input's height and width are dynamic) was converted
+    without a word, the parity check comparing the same wrong size on both sides."""
+    result = edge("convert", _classifier(tmp_path), "-o", tmp_path / "sq.onnx", "--labels",
+                  "a,b,c", "--resize", "text-line")
+    assert result.returncode == 0, result.stderr
+    assert (f"note: --resize text-line into a {SIZE}x{SIZE} input (HxW), no wider than high: "
+            "PaddleOCR's text-line models take wide inputs (48x192 for its direction "
+            "classifiers") in result.stdout
+    assert "pass that as --input-size" in result.stdout
+    wide = export_onnx(seeded(TinyClassifier(3)), tmp_path / "wide.onnx", 16, 64)
+    result = edge("convert", wide, "-o", tmp_path / "w.onnx", "--labels", "a,b,c", "--resize",
+                  "text-line")
+    assert result.returncode == 0 and "no wider than high" not in result.stdout
+
+
 def test_the_default_letterbox_is_left_out_of_the_spec_for_older_readers(tmp_path, edge):
     out = tmp_path / "cls.edge.onnx"
     assert edge("convert", _classifier(tmp_path), "-o", out, "--labels", "a,b,c").returncode == 0
