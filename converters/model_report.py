@@ -15,6 +15,7 @@ from onnx import TensorProto, numpy_helper
 from calibration.layers import weighted_nodes
 from converters.errors import ConversionError
 from converters.grey import LUMA_RGB
+from converters.heads import head_from_shape
 from converters.metadata import PREPROCESSING_KEY, preprocessing_of
 from converters.ultralytics import UltralyticsMetadata
 from edge.errors import ModelError
@@ -104,17 +105,23 @@ def inspect_model(path: Path) -> dict[str, Any]:
     spec = ModelSpec.from_json(props[SPEC_KEY], str(path)).model_dump(mode="json") \
         if SPEC_KEY in props else None
     initializer_names = {i.name for i in model.graph.initializer}
+    inputs = [_tensor_info(v) for v in model.graph.input if v.name not in initializer_names]
+    outputs = [_tensor_info(v) for v in model.graph.output]
+    ultralytics = _ultralytics_export(model)
     return {
         "path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
         "external_data": _external_data(model, path.parent),
-        "ultralytics": _ultralytics_export(model),
+        "ultralytics": ultralytics,
         "spec": spec,
+        "to_convert": (_conversion_outline(inputs[0]["shape"], [o["shape"] for o in outputs])
+                       if spec is None and ultralytics is None and inputs and outputs
+                       else None),
         "preprocessing": preprocessing_of(model),
         "ir_version": model.ir_version,
         "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "inputs": [_tensor_info(v) for v in model.graph.input if v.name not in initializer_names],
-        "outputs": [_tensor_info(v) for v in model.graph.output],
+        "inputs": inputs,
+        "outputs": outputs,
         "parameters": _parameters(model),
         # subgraphs' nodes too: a model whose layers sit in If/Loop branches (silero-vad's
         # spox export) otherwise reads as 5 ops and 1 parameter
@@ -202,6 +209,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("spec: none (not converted; run `edge convert`)")
         if report["ultralytics"] is not None:
             lines.append(_ultralytics_line(report["ultralytics"]))
+        elif report["to_convert"]:
+            lines.append(f"to convert: {report['to_convert']}")
     else:
         size = f"{spec['input']['height']}x{spec['input']['width']} (HxW, as --input-size)"
         made = resize_words(**{key: value for key, value in spec["input"].items()
@@ -285,6 +294,40 @@ def _ultralytics_line(export: dict[str, Any]) -> str:
         "end-to-end detections" if export["end_to_end"] else "") if part)
     return (f"source: an Ultralytics{version} {export['task'] or ''} export ({held}): "
             "`edge convert` reads its metadata, no options needed").replace("  ", " ")
+
+
+def _conversion_outline(input_shape: list[Any], output_shapes: list[list[Any]]) -> str:
+    """What `edge convert` will need for a model that is neither converted nor an Ultralytics
+    export, from its first input's shape and its outputs' (a head among several is chosen
+    on a run of the model, which inspecting does not do): `NCHW input, its height and width
+    dynamic: pass --input-size HxW ...; the output ['?', 2] reads as a classifier of 2 classes:
+    pass --labels with 2 names`."""
+    dims = [d if isinstance(d, int) and d > 0 else None for d in input_shape]
+    parts = []
+    if len(dims) == 4:
+        channels_first = dims[1] in (1, 3)
+        layout = "NCHW" if channels_first else "NHWC" if dims[3] in (1, 3) else None
+        height, width = (dims[2], dims[3]) if channels_first or layout is None else \
+            (dims[1], dims[2])
+        size = (f"its size {height}x{width} (HxW) fixed" if height and width else
+                "its height and width dynamic: pass --input-size HxW, the size the model's "
+                "own code feeds it")
+        parts.append(f"{layout + ' ' if layout else ''}input, {size}")
+    if len(output_shapes) > 1:
+        parts.append(f"{len(output_shapes)} outputs: `edge convert` runs the model once to "
+                     "tell which is its head")
+        return "; ".join(parts)
+    output_shape = [d if isinstance(d, int) and d > 0 else "?" for d in output_shapes[0]]
+    try:
+        head = head_from_shape(output_shape, None)
+    except ConversionError as exc:
+        parts.append(f"{exc}".split("; supported:")[0])
+    else:
+        what = (f"a classifier of {head.num_classes} classes" if head.task == "classify" else
+                f"a detector ({head.layout} head) of {head.num_classes} classes")
+        parts.append(f"the output {output_shape} reads as {what}: pass --labels with "
+                     f"{head.num_classes} names")
+    return "; ".join(parts)
 
 
 def _preprocessing(record: dict[str, Any], camera_order: str | None) -> str:

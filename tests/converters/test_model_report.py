@@ -195,3 +195,37 @@ def test_parameters_count_weights_held_in_constant_nodes(tmp_path):
     in_nodes = inspect_model(classifier(tmp_path / "constants.onnx", constants=True))
     as_initializers = inspect_model(classifier(tmp_path / "plain.onnx"))
     assert in_nodes["parameters"] == as_initializers["parameters"] > 0
+
+
+def test_inspect_outlines_what_convert_needs_for_a_plain_model(tmp_path, edge):
+    """A user check: `edge inspect` on PaddleOCR's text-direction classifier said only
+    "spec: none" beside its raw shapes, though `edge convert` would need --input-size (its
+    height and width dynamic) and two labels."""
+    plain = export_onnx(TinyClassifier(3), tmp_path / "plain.onnx", 32, 48)
+    report = inspect_model(plain)
+    assert report["to_convert"] == ("NCHW input, its size 32x48 (HxW) fixed; the output [1, 3] "
+                                    "reads as a classifier of 3 classes: pass --labels with 3 "
+                                    "names")
+    model = onnx.load(str(plain))
+    for axis, name in ((0, "batch"), (2, "height"), (3, "width")):
+        model.graph.input[0].type.tensor_type.shape.dim[axis].dim_param = name
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.save(model, tmp_path / "dynamic.onnx")
+    text = edge("inspect", tmp_path / "dynamic.onnx").stdout
+    assert ("to convert: NCHW input, its height and width dynamic: pass --input-size HxW, the "
+            "size the model's own code feeds it; the output ['?', 3] reads as a classifier of 3 "
+            "classes: pass --labels with 3 names") in text
+    model.graph.output.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1, 3]))
+    model.graph.node.append(helper.make_node("Identity", [model.graph.output[0].name],
+                                             ["extra"]))
+    assert inspect_model_of(model, tmp_path)["to_convert"].endswith(
+        "2 outputs: `edge convert` runs the model once to tell which is its head")
+    converted = tmp_path / "converted.onnx"
+    assert edge("convert", plain, "-o", converted, "--labels", "a,b,c").returncode == 0
+    assert inspect_model(converted)["to_convert"] is None
+    assert "to convert:" not in edge("inspect", converted).stdout
+
+
+def inspect_model_of(model: onnx.ModelProto, folder) -> dict:
+    onnx.save(model, folder / "model.onnx")
+    return inspect_model(folder / "model.onnx")
