@@ -23,6 +23,7 @@ from edge.sources import trial as trial_module
 from edge.sources.trial import try_source
 from tests.rtsp_server import RtspServer, missing_reason
 from tests.scenes import SlowScene
+from tests.test_sources import write_cut_short_mp4
 
 rtsp = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 PASSWORD = "pa@ss"
@@ -352,14 +353,7 @@ def test_a_folder_of_mixed_sizes_is_named_and_its_pixel_zones_checked_on_each(tm
 def test_a_cut_short_video_is_said_once_without_ffmpeg_s_own_line(tmp_path):
     """A user check: after the probe's own line naming the video cut short, FFmpeg's "[mov,mp4,
     ...] moov atom not found" followed on stderr, saying the same in its words."""
-    whole = tmp_path / "whole.mp4"
-    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
-    for i in range(30):
-        writer.write(np.full((120, 160, 3), i * 8, np.uint8))
-    writer.release()
-    data = whole.read_bytes()
-    (tmp_path / "cut.mp4").write_bytes(data[:len(data) // 2])  # no index (moov) at the end
-    result = probe(f"file://{tmp_path}/cut.mp4")
+    result = probe(f"file://{write_cut_short_mp4(tmp_path)}")
     assert result.returncode == 1
     assert "cut.mp4 as a video; it may be cut short" in result.stdout + result.stderr
     assert "moov atom not found" not in result.stderr, result.stderr

@@ -39,6 +39,19 @@ def write_video(path: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
+def write_cut_short_mp4(folder: Path) -> Path:
+    """`folder/cut.mp4`: the first half of a 30-frame MP4, so without its index (moov), as a
+    recording stopped before it was finished."""
+    whole = folder / "whole.mp4"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for i in range(30):
+        writer.write(np.full((120, 160, 3), i * 8, np.uint8))
+    writer.release()
+    data = whole.read_bytes()
+    (folder / "cut.mp4").write_bytes(data[:len(data) // 2])
+    return folder / "cut.mp4"
+
+
 def test_synthetic_source_is_the_seeded_scene_with_truth():
     frames = read_all("synthetic://shapes?fps=0&seed=4&frames=5")
     assert [f[0] for f in frames] == [1, 2, 3, 4, 5]
@@ -111,16 +124,10 @@ def test_an_empty_or_cut_short_video_is_named_as_such(tmp_path):
     with pytest.raises(SourceError, match=r"zero.mp4 is empty \(0 bytes\): the recording or "
                                           r"copy did not finish"):
         source_from_uri(f"file://{tmp_path}/zero.mp4")
-    whole = tmp_path / "whole.mp4"
-    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
-    for i in range(30):
-        writer.write(np.full((120, 160, 3), i * 8, np.uint8))
-    writer.release()
-    data = whole.read_bytes()
-    (tmp_path / "cut.mp4").write_bytes(data[:len(data) // 2])  # no index (moov) at the end
+    cut = write_cut_short_mp4(tmp_path)
     with pytest.raises(SourceError, match=r"OpenCV could not read .*cut.mp4 as a video; it may "
                                           r"be cut short"):
-        source_from_uri(f"file://{tmp_path}/cut.mp4").open()
+        source_from_uri(f"file://{cut}").open()
 
 
 def test_percent_escapes_in_a_file_path_are_decoded(tmp_path):

@@ -787,6 +787,7 @@ def test_coco_images_resized_after_labelling_score_as_if_relabelled(demo_model, 
     assert {k: v for k, v in resized.items() if "ms" not in k} == \
         {k: v for k, v in by_hand.items() if "ms" not in k}
     assert (f"8 images of another size than their COCO entries give (images/000001.png: "
-            f"{width // 2}x{height // 2}, its entry {width}x{height}; images/000002.png") in caplog.text
+            f"{width // 2}x{height // 2}, its entry {width}x{height}; images/000002.png") \
+        in caplog.text
     assert "their boxes are scaled to the image, as for images resized after labelling" in \
         caplog.text
