@@ -205,20 +205,38 @@ class DriftReference:
         except OSError as exc:
             raise ModelError(f"cannot read drift reference {path}: {exc.strerror}") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            write = (writing_command(model, path) if model is not None else
+                     f"`edge eval MODEL --data DATA --drift-reference {path}`")
             raise ModelError(f"{path} is not a drift reference profile ({exc}); write one with "
-                             f"`edge eval {model or 'MODEL'} --data DATA --drift-reference "
-                             f"{path}`") from exc
+                             f"{write}") from exc
 
 
 def default_reference_path(model: Path) -> Path:
     return model.with_name(model.name + SUFFIX)
 
 
+def writing_command(model: Path, path: Path) -> str:
+    """The `edge eval` command that writes `model`'s profile for a daemon that reads `path`:
+    to `path` where `refuse_another_models_profile` lets it, else to the model's own profile
+    path, which drift.reference must then name (or be left out for). A user check: the fix
+    suggested for another model's profile was a command that refuses to replace it."""
+    try:
+        refuse_another_models_profile(path, model)
+    except InputError:
+        return (f"`edge eval {model} --data DATA --drift-reference` (it writes "
+                f"{default_reference_path(model)}; set drift.reference to that path, or leave "
+                "it out)")
+    return f"`edge eval {model} --data DATA --drift-reference {path}`"
+
+
 def refuse_another_models_profile(path: Path, model: Path) -> None:
     """Refuse writing `model`'s profile to `path` where that would lose another file: a model
     (`--drift-reference shapes.onnx` read as "the reference model"), any existing file that
     is no drift profile, or another model file's default profile (`<other>.drift.json`
-    beside an existing `<other>`, which the daemon reads for that model)."""
+    beside an existing `<other>`, which the daemon reads for that model). The model's own
+    profile path may be written over, damaged or not."""
+    if path == default_reference_path(model):
+        return
     if path.suffix.lower() in (".onnx", ".engine") or (path.is_file()
                                                        and not _is_a_profile(path)):
         raise InputError(
@@ -252,8 +270,7 @@ def reference_for_model(path: Path, model: Path) -> DriftReference:
         raise ModelError(
             f"drift reference {path} was made with model sha256 "
             f"{reference.model_sha256[:12]}… ({reference.model_name}), but {model} has sha256 "
-            f"{digest[:12]}…; write a new one with `edge eval {model} --data DATA "
-            f"--drift-reference {path}`")
+            f"{digest[:12]}…; write a new one with {writing_command(model, path)}")
     return reference
 
 
@@ -267,9 +284,8 @@ def reference_from_config(settings: DriftConfig, model: Path) -> DriftReference 
         if settings.enabled == "auto" and settings.reference is None:
             log.info("no drift reference %s; drift monitoring is off", path)
             return None
-        raise ModelError(f"drift reference {path} does not exist; write it with `edge eval "
-                         f"{model} --data DATA --drift-reference {path}` or set drift.enabled "
-                         "= \"off\"")
+        raise ModelError(f"drift reference {path} does not exist; write it with "
+                         f"{writing_command(model, path)} or set drift.enabled = \"off\"")
     reference = reference_for_model(path, model)
     if reference.stats.frames < FEW_REFERENCE_FRAMES:
         log.warning("drift reference %s profiles %d frames: a profile of so few reads as "
@@ -281,7 +297,21 @@ def reference_from_config(settings: DriftConfig, model: Path) -> DriftReference 
                     "(its light, the few objects then in view) and reads as drift against a "
                     "reference taken over minutes with nothing wrong; use %g s or more (the "
                     "default is 300)", settings.window_s, SHORT_WINDOW_S)
+    log.info("drift: each camera's last %g s compared with %s (%d frames%s) by %s, alert "
+             "above %g", settings.window_s, path, reference.stats.frames,
+             f" of {reference.source}" if reference.source else "", settings.metric,
+             settings.threshold)
     return reference
+
+
+def _largest(values: dict[str, float | None]) -> str:
+    """`scores.circle 0.08`: the largest of the judged statistics, `none judged` where none
+    was."""
+    judged = {name: value for name, value in values.items() if value is not None}
+    if not judged:
+        return "none judged"
+    name = max(judged, key=lambda key: judged[key])
+    return f"{name} {judged[name]:.3g}"
 
 
 def compare(reference: DriftStats, window: DriftStats, labels: Sequence[str],
@@ -425,4 +455,8 @@ class DriftMonitor:
                         ", ".join(f"{name} {values[name]}" for name in drifted), was)
         elif self.state == "alert":
             log.info("camera %s: drift back to %s", self.camera, state)
+        elif state == "ok":  # the first whole window judged
+            log.info("camera %s: drift ok over its first %g s window (the largest %s: %s)",
+                     self.camera, self.settings.window_s, self.settings.metric,
+                     _largest(values))
 

@@ -20,7 +20,7 @@ import pytest
 from calibration.datasets import dataset_from
 from calibration.field import field_accuracy
 from edge.collect import Collector
-from edge.collect.dataset import CollectedDataset, DiskFullError, Sample, yolo_lines
+from edge.collect.dataset import EXPORTS, CollectedDataset, DiskFullError, Sample, yolo_lines
 from edge.collect.phash import dhash, hamming
 from edge.config import config_from_dict
 from edge.daemon import Daemon
@@ -217,7 +217,9 @@ def test_exports_a_killed_run_left_behind_are_caught_up_at_resume(tmp_path, capl
     assert len(coco["images"]) == 1
     with caplog.at_level(logging.INFO):
         resumed = CollectedDataset(out, duplicate_distance=-1)
-    assert "the exports did not list every image" in caplog.text
+    assert ("annotations.coco.json, label-studio.json, manifest.csv did not match "
+            "manifest.jsonl (a run interrupted between two exports, or files edited by hand): "
+            "rewritten") in caplog.text
     coco = json.loads((out / "annotations.coco.json").read_text())
     assert [image["file_name"] for image in coco["images"]] == [r["file"] for r in resumed.rows]
     assert len(resumed.rows) == 3
@@ -226,7 +228,37 @@ def test_exports_a_killed_run_left_behind_are_caught_up_at_resume(tmp_path, capl
     with caplog.at_level(logging.INFO):  # up to date now: not rewritten again
         CollectedDataset(out, duplicate_distance=-1)
         CollectedDataset(out, duplicate_distance=-1)  # a resume alone changes nothing
-    assert "exports did not list" not in caplog.text
+    assert "did not match" not in caplog.text
+
+
+def test_a_copied_dataset_resumes_without_rewriting_its_exports(tmp_path, caplog):
+    """A user check: `cp -r dataset copy` (new file times) then `edge collect --out copy` said
+    "the exports did not list every image (a run was interrupted ...)": rewritten, though the
+    exports listed every image; so did a dataset whose image was deleted by hand, beside the
+    warning that names the deletion."""
+    out = tmp_path / "out"
+    with CollectedDataset(out, duplicate_distance=-1) as dataset:
+        for frame_id, image, truth in scene_frames(3):
+            dataset.add(sample_of(frame_id, image, truth.boxes.tolist()))
+        dataset.export()
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, copy_function=shutil.copy)  # times not kept, as `cp -r`
+    os.utime(copy / "manifest.jsonl")  # newer than every export
+    exported = {name: (copy / name).read_bytes() for name in EXPORTS}
+    with caplog.at_level(logging.INFO):
+        CollectedDataset(copy, duplicate_distance=-1).close()
+    assert "did not match" not in caplog.text
+    assert {name: (copy / name).read_bytes() for name in EXPORTS} == exported
+    gone = sorted((copy / "images").iterdir())[1]
+    gone.unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        resumed = CollectedDataset(copy, duplicate_distance=-1)
+    assert f"1 listed image gone from images/ ({gone.stem})" in caplog.text
+    assert "did not match" not in caplog.text  # the deletion's warning says it all
+    coco = json.loads((copy / "annotations.coco.json").read_text())
+    assert [image["file_name"] for image in coco["images"]] == [r["file"] for r in resumed.rows]
+    assert len(resumed.rows) == 2
 
 
 @pytest.mark.parametrize("damage", ["not json at all", '{"id": "x"}', "[1, 2]",

@@ -94,7 +94,7 @@ def test_reference_round_trips_and_refuses_another_models_profile(tmp_path, demo
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("not json", r"is not a drift reference profile \(Expecting value.*edge eval m\.onnx "
+    ("not json", r"is not a drift reference profile \(Expecting value.*edge eval .*m\.onnx "
                  r"--data DATA --drift-reference .*m\.onnx\.drift\.json"),
     ('{"v": 7}', r"version 7"),
     # a helper's check: "('list' object has no attribute 'get')" and "('model_sha256')"
@@ -106,7 +106,8 @@ def test_malformed_reference_profiles_are_refused(tmp_path, text, expected):
     path = tmp_path / "m.onnx.drift.json"
     path.write_text(text)
     with pytest.raises(ModelError, match=expected):
-        DriftReference.load(path, Path("m.onnx"))
+        DriftReference.load(path, tmp_path / "m.onnx")
+    refuse_another_models_profile(path, tmp_path / "m.onnx")  # so the command it gives works
 
 
 def test_a_reference_that_is_a_folder_is_named_so(tmp_path):
@@ -164,6 +165,13 @@ def test_a_window_under_two_minutes_is_warned_about_at_start(tmp_path, demo_mode
         assert reference_from_config(DriftConfig(), model) is not None
         assert reference_from_config(DriftConfig(window_s=120), model) is not None
         assert not caplog.records
+    with caplog.at_level(logging.INFO, logger="edge.drift"):  # a user check: not said at all
+        reference_from_config(DriftConfig(window_s=120), model)
+    assert caplog.records[-1].getMessage() == (
+        f"drift: each camera's last 120 s compared with {default_reference_path(model)} (300 "
+        "frames of scene) by psi, alert above 0.25")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edge.drift"):
         assert reference_from_config(DriftConfig(window_s=30), model) is not None
     assert [r.getMessage() for r in caplog.records] == [
         "drift.window_s = 30 s: a window this short holds one stretch of the scene (its "
@@ -185,6 +193,33 @@ def test_a_window_that_cannot_hold_min_frames_is_said_once(reference, caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "camera gate: drift is not judged: a whole 120 s window held 1200 frames (10.0 FPS), "
         "fewer than drift.min_frames = 5000; lower min_frames or lengthen window_s"]
+
+
+def test_the_fix_given_for_another_models_profile_is_a_command_that_works(tmp_path,
+                                                                          demo_model, reference):
+    """A user check: `drift.reference` naming another model's profile was refused at start
+    with `edge eval <model> --data DATA --drift-reference <that profile>` as the fix, which
+    refuses to replace it. The fix writes the model's own profile, for drift.reference to name
+    or be left out for; a profile missing or damaged at a path another model owns is told
+    the same."""
+    shapes, other = tmp_path / "shapes.onnx", tmp_path / "x.onnx"
+    shapes.write_bytes(demo_model.read_bytes())
+    other.write_bytes(demo_model.read_bytes() + b"\0")
+    profile = default_reference_path(shapes)
+    reference.save(profile)
+    with pytest.raises(ModelError) as refused:
+        reference_for_model(profile, other)
+    assert str(refused.value).endswith(
+        f"write a new one with `edge eval {other} --data DATA --drift-reference` (it writes "
+        f"{default_reference_path(other)}; set drift.reference to that path, or leave it out)")
+    refuse_another_models_profile(default_reference_path(other), other)  # the command works
+    profile.write_text("damaged")
+    with pytest.raises(ModelError, match=r"write one with `edge eval .*x\.onnx --data DATA "
+                                         r"--drift-reference` \(it writes .*x\.onnx\.drift"):
+        reference_for_model(profile, other)
+    with pytest.raises(ModelError, match=r"write it with `edge eval .*x\.onnx --data DATA "
+                                         r"--drift-reference` \(it writes"):
+        reference_from_config(DriftConfig(enabled="on", reference=tmp_path / "m.onnx"), other)
 
 
 def test_a_profile_path_of_another_model_is_refused_and_its_profile_kept(tmp_path, demo_model,
@@ -292,6 +327,15 @@ def test_normal_scene_stays_ok_and_a_night_scene_alerts_within_the_window(demo_m
     assert "was " not in warnings[0]
     for message, earlier in zip(warnings[1:], changes, strict=False):
         assert message.endswith(f"(was {', '.join(earlier)})")
+    # a user check: a camera judged fine said nothing, though the README says each change is
+    # logged once: warming_up -> ok is said, with the largest statistic that window
+    first_ok = next(p for p in published if p["state"] == "ok")
+    values = {**{f"scores.{k}": v for k, v in first_ok["scores"].items()},
+              **{f"input.{k}": v for k, v in first_ok["input"].items()}}
+    largest = max((name for name in values if values[name] is not None), key=values.get)
+    said = [r.getMessage() for r in caplog.records if "drift ok" in r.getMessage()]
+    assert said == [f"camera gate: drift ok over its first 60 s window (the largest psi: "
+                    f"{largest} {values[largest]:.3g})"]
 
 
 @pytest.mark.parametrize(("shift", "brightness", "contrast"), [

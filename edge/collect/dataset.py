@@ -120,7 +120,6 @@ class CollectedDataset:
         """Make the folder's layout and resume what it holds."""
         for folder in (self.root / "images", self.root / "labels"):
             folder.mkdir(parents=True, exist_ok=True)
-        exports_lag = self._exports_lag()
         if not (self.root / MANIFEST).exists():  # the folder is marked as ours before any image
             (self.root / MANIFEST).touch()
         self.labels: list[str] | None = None
@@ -129,14 +128,17 @@ class CollectedDataset:
         self._recent: dict[tuple[str, str], deque[int]] = {}
         self._since_export = 0  # images added since the last export
         self._exported_at = -math.inf  # time.monotonic() of the last export
+        self._removed_by_hand = False  # listed images deleted from images/ (said apart)
         self._resume()
         #: the prefix label-studio.json's image URLs get
         self.url_prefix = self._label_studio_prefix(self.image_url_prefix)
         # a limit reached already (no byte left for an image) is said now, not at a frame
         self._check_room(1)
-        if self.rows and exports_lag:
-            log.info("%s: the exports did not list every image of %s (a run was interrupted "
-                     "between two exports): rewritten", self.root, MANIFEST)
+        stale = self._stale_exports() if self.rows else []
+        if stale:
+            if not self._removed_by_hand:  # whose warning says the exports follow
+                log.info("%s: %s did not match %s (a run interrupted between two exports, or "
+                         "files edited by hand): rewritten", self.root, listed(stale), MANIFEST)
             self.export()
 
     def close(self) -> None:
@@ -154,15 +156,13 @@ class CollectedDataset:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _exports_lag(self) -> bool:
-        """Whether the manifest changed after the exports were last written: a run killed
-        between two exports (every `EXPORT_EVERY` images, and at the end)."""
-        manifest = self.root / MANIFEST
-        if not manifest.is_file():
-            return False
-        written = [(self.root / name).stat().st_mtime_ns for name in EXPORTS
-                   if (self.root / name).is_file()]
-        return len(written) < len(EXPORTS) or min(written) < manifest.stat().st_mtime_ns
+    def _stale_exports(self) -> list[str]:
+        """The exports whose files are not what the manifest makes of them now: missing or
+        behind after a run killed between two exports (every `EXPORT_EVERY` images, and at the
+        end), or edited by hand. Compared by content: a copied folder's files have new times
+        (a user check: a copy read as an interrupted run)."""
+        return [name for name, text in self._export_texts().items()
+                if not _holds(self.root / name, text.encode())]
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -209,6 +209,7 @@ class CollectedDataset:
         removed = [row["id"] for row in gone
                    if (self.root / "labels" / f"{row['id']}.txt").is_file()]
         if removed:
+            self._removed_by_hand = True
             one = len(removed) == 1
             log.warning("%s: %s gone from images/ (%s): %s dropped from %s and the exports; "
                         "%s in labels/ %s kept (delete %s too if the %s gone for good)",
@@ -387,18 +388,22 @@ class CollectedDataset:
 
     # -- exports ---------------------------------------------------------------------------
 
-    def export(self) -> None:
-        """Rewrite COCO, Label Studio, the CSV manifest and data.yaml from the manifest."""
-        self._since_export = 0
-        self._exported_at = time.monotonic()
+    def _export_texts(self) -> dict[str, str]:
+        """Each export's file name and text, from the manifest's rows."""
         labels = self.labels or []
         texts = (json.dumps(coco_from_rows(self.rows, labels)),
                  json.dumps(label_studio_from_rows(self.rows, self.url_prefix)),
                  csv_from_rows(self.rows),
                  "path: .\ntrain: images\nval: images\nnames:\n" + "".join(
                      f"  {i}: {name}\n" for i, name in enumerate(labels)))
+        return dict(zip(EXPORTS, texts, strict=True))
+
+    def export(self) -> None:
+        """Rewrite COCO, Label Studio, the CSV manifest and data.yaml from the manifest."""
+        self._since_export = 0
+        self._exported_at = time.monotonic()
         try:
-            for name, text in zip(EXPORTS, texts, strict=True):
+            for name, text in self._export_texts().items():
                 write_bytes_atomic(self.root / name, text.encode())
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -407,6 +412,14 @@ class CollectedDataset:
                 f"the disk holding {self.root} is full; the exports (COCO, Label Studio) keep "
                 f"their previous content, the manifest lists {len(self.rows)} complete images; "
                 "free space and rerun to resume") from exc
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` holds exactly `data`."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def yolo_lines(row: dict[str, Any]) -> str:
