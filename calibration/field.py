@@ -36,7 +36,7 @@ from edge.collect.manifest import manifest_rows
 from edge.detections import Detections
 from edge.errors import InputError
 from edge.metrics import DetectionScorer, match_frame
-from edge.wording import counted
+from edge.wording import counted, listed
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +361,7 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
         raise InputError(f"{path}: expected a header line of the columns image_id and verdict "
                          f"({VERDICT_WORDS}); {found}")
     unknown: list[str] = []
+    repeated: list[str] = []  # `id (lines 3 and 9)`: rated again alike
     verdicts: dict[str, tuple[bool, int]] = {}  # image id -> (match, its line)
     for number, record in enumerate(records, start=2):
         if record["image_id"] is None or record["verdict"] is None or _EXTRA in record:
@@ -381,6 +382,11 @@ def rated_precision(path: Path, known: set[str]) -> tuple[Estimate, list[str]]:
             raise InputError(f"{path}:{number}: {image_id} is rated {verdict} here and "
                              f"{'match' if earlier[0] else 'miss'} on line {earlier[1]}; keep "
                              "the one that is right")
+        if earlier[1] != number:
+            repeated.append(f"{image_id} (lines {earlier[1]} and {number})")
+    if repeated:
+        log.warning("%s: %s rated again alike, counted once: %s", path,
+                    counted(len(repeated), "image"), listed(repeated, 5))
     matches, total = sum(match for match, _ in verdicts.values()), len(verdicts)
     example = f", e.g. {min(known)}" if known else ""
     if unknown:

@@ -288,8 +288,12 @@ def test_ratings_give_a_precision_with_its_interval_and_list_unknown_ids(tmp_pat
     assert unknown == ["ghost"]
     assert "ghost" in caplog.text
     ratings.write_text("image_id,verdict\na,match\na,yes\nb,miss\n")  # a rated twice alike
+    caplog.clear()
     estimate, _ = rated_precision(ratings, {"a", "b"})
     assert (estimate.successes, estimate.trials) == (1, 2)
+    # a user check: 3 rows read as "2 ratings" without a word
+    assert f"{ratings}: 1 image rated again alike, counted once: a (lines 2 and 3)" in \
+        caplog.text
     # a user check: Excel's "CSV UTF-8" starts with a byte-order mark, and a space may follow
     # the comma; the header read "found \ufeffimage_id, verdict", the same on a terminal
     ratings.write_bytes(b"\xef\xbb\xbfimage_id, verdict\r\na, match\r\nb, miss\r\n")
