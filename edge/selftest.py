@@ -167,9 +167,14 @@ def _engines(qdq_path: Path, cache_path: Path | None, folder: Path, frames: int,
     def engine_map(model: Path, options: BuildOptions) -> tuple[Any, float, dict[str, float],
                                                                  float]:
         memory = gpu_memory("auto")
-        resolved = resolve_engine(model, options, memory.device().identity, folder,
-                                  free_gpu_bytes=memory.free_bytes())
-        with TrtRunner(resolved.data, resolved.sidecar.spec, memory) as runner:
+        try:
+            resolved = resolve_engine(model, options, memory.device().identity, folder,
+                                      free_gpu_bytes=memory.free_bytes())
+            runner = TrtRunner(resolved.data, resolved.sidecar.spec, memory)
+        except BaseException:
+            memory.close()  # else pycuda's context stays pushed on this thread
+            raise
+        with runner:
             return (resolved, *_score(runner, frames, seed))
 
     built, trt_map, stages, fps = engine_map(qdq_path, BuildOptions(precision="int8"))

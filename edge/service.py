@@ -273,6 +273,8 @@ class InferenceService:
                 self._error = exc
                 self._cond.notify_all()
         finally:
+            with self._cond:  # the slots' pinned inputs go with their CUDA context, below
+                self._inputs = []
             runner.close()
 
     def _next_batch(self) -> _Batch | None:

@@ -63,20 +63,26 @@ class TrtRunner(Runner):
         self._memory = memory
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = tensorrt_object(trt.Runtime, self._logger, trt.__version__)
-        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
-        if self._engine is None:
-            raise ModelError("TensorRT could not deserialize the engine: it was built by another "
-                             "TensorRT version or for another GPU; rebuild it "
-                             "(`edge build-engine`)")
-        info = memory.device()
-        self.plan: BufferPlan = plan_buffers(io_tensors(trt, self._engine),
-                                             self.max_batch, info.integrated, slots)
-        if spec.output not in {b.name for b in self.plan.outputs}:
-            raise ModelError(f"the engine has no output {spec.output}; its sidecar does not "
-                             "match it; rebuild the engine")
-        check_output_shape(spec, next(b.shape for b in self.plan.outputs
-                                      if b.name == spec.output))
-        self._slots = [self._make_slot() for _ in range(slots)]
+        self._slots: list[_Slot] = []
+        try:
+            self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+            if self._engine is None:
+                raise ModelError("TensorRT could not deserialize the engine: it was built by "
+                                 "another TensorRT version or for another GPU; rebuild it "
+                                 "(`edge build-engine`)")
+            info = memory.device()
+            self.plan: BufferPlan = plan_buffers(io_tensors(trt, self._engine),
+                                                 self.max_batch, info.integrated, slots)
+            if spec.output not in {b.name for b in self.plan.outputs}:
+                raise ModelError(f"the engine has no output {spec.output}; its sidecar does not "
+                                 "match it; rebuild the engine")
+            check_output_shape(spec, next(b.shape for b in self.plan.outputs
+                                          if b.name == spec.output))
+            for _ in range(slots):
+                self._slots.append(self._make_slot())
+        except BaseException:
+            self._release_tensorrt()  # the caller still owns `memory` and closes it
+            raise
         log.info("TensorRT %s engine on %s (%s memory, %s): %d MB host, %d MB device",
                  trt.__version__, info.identity.name, memory.name,
                  "zero-copy" if info.integrated else "copied",
@@ -146,8 +152,20 @@ class TrtRunner(Runner):
         return result
 
     def close(self) -> None:
+        self._finish_in_flight()  # in its own frame: no slot stays referenced from here
+        self._release_tensorrt()
+        self._memory.close()
+
+    def _finish_in_flight(self) -> None:
         for index, state in enumerate(self._slots):
             if state.in_flight:
                 self.wait(index)
+
+    def _release_tensorrt(self) -> None:
+        """Drop the execution contexts, then the engine, then the runtime, while the CUDA
+        context is still current: left to the garbage collector, TensorRT frees the engine's
+        device memory later, on whatever thread, after pycuda's context is popped and
+        detached ("Cuda Runtime (invalid argument)" in deallocate, or a crash at exit)."""
         self._slots.clear()
-        self._memory.close()
+        self._engine = None
+        self._runtime = None

@@ -7,13 +7,14 @@ import logging
 
 from edge.config import ModelConfig
 from edge.errors import ModelError
+from edge.gpu.memory import GpuMemory
 from edge.gpu.select import gpu_memory
 from edge.runners.tensorrt import TrtRunner
 from edge.tensorrt import load_tensorrt
 from edge.tensorrt.builder import BuildOptions
 from edge.tensorrt.precision import check_engine_request, engine_precision
 from edge.tensorrt.store import resolve_engine
-from edge.tensorrt.versions import TrtVersion
+from edge.tensorrt.versions import Precision, TrtVersion
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,17 @@ def trt_runner_from_config(model: ModelConfig, max_batch: int = 1) -> TrtRunner:
     trt = load_tensorrt()
     precision = engine_precision(model.path, model.precision, TrtVersion.parse(trt.__version__))
     memory = gpu_memory(model.gpu_memory)
+    try:
+        return _runner(model, precision, max_batch, memory)
+    except BaseException:
+        # pycuda's context is current on this thread until closed here: a thread that ends
+        # with it pushed aborts the process ("context stack was not empty")
+        memory.close()
+        raise
+
+
+def _runner(model: ModelConfig, precision: Precision, max_batch: int, memory: GpuMemory
+            ) -> TrtRunner:
     info = memory.device()
     options = BuildOptions(precision=precision,
                            workspace_mb=model.workspace_mb, dla_core=model.dla_core,
@@ -37,9 +49,8 @@ def trt_runner_from_config(model: ModelConfig, max_batch: int = 1) -> TrtRunner:
         return TrtRunner(resolved.data, resolved.sidecar.spec, memory, max_batch=max_batch)
     except ModelError as exc:
         if resolved.built or not model.build_engine:
-            memory.close()
             raise
         log.warning("cached engine %s is unusable (%s); rebuilding", resolved.entry.engine, exc)
-        rebuilt = resolve_engine(model.path, options, info.identity, model.engine_dir,
-                                 free_gpu_bytes=memory.free_bytes(), force=True)
-        return TrtRunner(rebuilt.data, rebuilt.sidecar.spec, memory, max_batch=max_batch)
+    rebuilt = resolve_engine(model.path, options, info.identity, model.engine_dir,
+                             free_gpu_bytes=memory.free_bytes(), force=True)
+    return TrtRunner(rebuilt.data, rebuilt.sidecar.spec, memory, max_batch=max_batch)

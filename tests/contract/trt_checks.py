@@ -8,10 +8,12 @@ Every check runs our real modules; the `broken` checks run deliberately broken c
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib.util
 import sys
 import threading
 import types
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +304,59 @@ def test_foreign_engine_is_a_model_error(monkeypatch):
     fake(monkeypatch)
     with pytest.raises(ModelError, match="rebuild it"):
         TrtRunner(b"built elsewhere", tiny_spec("int8-qdq"), HostMemory(True))
+
+
+class ClosingMemory(HostMemory):
+    """HostMemory that records, when closed, which of the TensorRT objects `watched` (weak
+    references) were still alive: with pycuda, `close` pops and detaches the CUDA context, and
+    an engine freed after that frees its device memory with no context current."""
+
+    def __init__(self, integrated: bool) -> None:
+        super().__init__(integrated)
+        self.watched: list[weakref.ref[Any]] = []
+        self.alive_at_close: list[bool] | None = None
+
+    def close(self) -> None:
+        gc.collect()
+        self.alive_at_close = [ref() is not None for ref in self.watched]
+        super().close()
+
+
+def test_the_runner_releases_tensorrt_before_the_cuda_context(monkeypatch):
+    """A user-side audit: close() dropped the execution contexts but left the engine and the
+    runtime to the garbage collector, after pycuda's context was gone (TensorRT's
+    "deallocate ... Cuda Runtime (invalid argument)", a crash at exit)."""
+    from edge.runners.tensorrt import TrtRunner
+
+    fake(monkeypatch)
+    memory = ClosingMemory(True)
+    runner = TrtRunner(MAGIC, tiny_spec("int8-qdq"), memory)
+    runner.infer(0)
+    memory.watched = [weakref.ref(runner._engine), weakref.ref(runner._runtime),
+                      *(weakref.ref(slot.context) for slot in runner._slots)]
+    runner.close()  # the runner object itself stays referenced here, as the service keeps it
+    assert memory.alive_at_close == [False] * len(memory.watched)
+
+
+def test_a_runner_that_fails_to_start_closes_its_cuda_context(monkeypatch, tmp_path):
+    """A failed start (here no cached engine with build_engine = false) left pycuda's context
+    pushed on the inference thread, whose end then aborts the process ("context stack was not
+    empty") instead of the exit 2 that names the setting."""
+    from edge.config import ModelConfig
+    from edge.runners import tensorrt_loader
+
+    fake(monkeypatch)
+    made: list[ClosingMemory] = []
+
+    def memory(*args: Any, **kwargs: Any) -> ClosingMemory:
+        made.append(ClosingMemory(True))
+        return made[-1]
+
+    monkeypatch.setattr(tensorrt_loader, "gpu_memory", memory)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True)
+    with pytest.raises(ModelError, match="no usable TensorRT engine"):
+        tensorrt_loader.trt_runner_from_config(ModelConfig(path=model, build_engine=False))
+    assert len(made) == 1 and made[0].alive_at_close == []  # closed
 
 
 # -- callbacks from C++ through the real trampolines ----------------------------------------
