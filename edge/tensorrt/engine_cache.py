@@ -38,16 +38,24 @@ class EngineKey:
     compute_capability: str
     sm_count: int
     dla_core: int = -1
+    #: sha256 of the calibration cache an implicit-INT8 engine took its scales from; '' for
+    #: none (a QDQ model's scales are in the ONNX, whose hash is `onnx_sha256`). A cache made
+    #: again for the same model made the old engine read as usable.
+    calibration_sha256: str = ""
 
     @classmethod
     def for_build(cls, onnx_sha256: str, precision: str, shape_profile: str,
-                  trt_version: str, gpu: GpuIdentity, dla_core: int = -1) -> EngineKey:
+                  trt_version: str, gpu: GpuIdentity, dla_core: int = -1,
+                  calibration_sha256: str = "") -> EngineKey:
         return cls(onnx_sha256, precision, shape_profile, trt_version, gpu.name,
-                   gpu.compute_capability, gpu.sm_count, dla_core)
+                   gpu.compute_capability, gpu.sm_count, dla_core, calibration_sha256)
 
     @property
     def digest(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
+        parts = asdict(self)
+        if not parts["calibration_sha256"]:  # as keys were before it: their engines' names
+            del parts["calibration_sha256"]
+        text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def differences(self, cached: EngineKey) -> list[str]:

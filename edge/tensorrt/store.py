@@ -46,7 +46,9 @@ def resolve_engine(onnx_path: Path, options: BuildOptions, gpu: GpuIdentity,
     key = EngineKey.for_build(
         file_sha256(onnx_path), options.precision,
         shape_profile(spec.input.batch, spec.input.height, spec.input.width, options.max_batch),
-        str(trt.__version__), gpu, options.dla_core)
+        str(trt.__version__), gpu, options.dla_core,
+        file_sha256(options.calibration_cache)
+        if options.calibration_cache is not None and options.calibration_cache.is_file() else "")
     folder = cache_dir or onnx_path.parent
     entry = CacheEntry.for_key(folder, onnx_path.stem, key)
     verdict = check_entry(entry, key)

@@ -235,6 +235,28 @@ def test_build_from_a_calibration_cache(monkeypatch, tmp_path, capfd):
     assert "Exception caught" not in capfd.readouterr().err
 
 
+@pytest.mark.skipif(not VERSION.supports_calibrators, reason="no calibrators on TensorRT 11")
+def test_an_engine_is_rebuilt_for_a_new_calibration_cache(monkeypatch, tmp_path):
+    """An audit: recalibrating and building again with the new cache reused the engine built
+    from the old one ("reused"), its scales the old ones."""
+    from edge.tensorrt.builder import BuildOptions
+    from edge.tensorrt.calibration_cache import CalibrationCache
+    from edge.tensorrt.store import resolve_engine
+
+    _, recorder = fake(monkeypatch)
+    cache = tmp_path / "tiny.cache"
+    CalibrationCache.from_scales({"nchw": 0.5}, str(VERSION), ("images", 1.0)).write(cache)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=False)
+    gpu = GpuIdentity("Contract GPU", "8.7", 16)
+    options = BuildOptions(precision="int8", calibration_cache=cache)
+    assert resolve_engine(model, options, gpu).built
+    assert not resolve_engine(model, options, gpu).built
+    CalibrationCache.from_scales({"nchw": 0.25}, str(VERSION), ("images", 1.0)).write(cache)
+    again = resolve_engine(model, options, gpu)
+    assert again.built and "calibration_sha256" in again.reason
+    assert len(recorder.builds) == 2
+
+
 @pytest.mark.skipif(VERSION.supports_calibrators, reason="TensorRT 8.5-10 have calibrators")
 def test_calibration_cache_refused_on_11(monkeypatch, tmp_path):
     from edge.tensorrt.builder import BuildOptions, engine_from_onnx

@@ -129,3 +129,19 @@ def test_inspect_says_what_the_engine_computes_in_and_catches_an_edited_sidecar(
     report = inspect()
     assert not report["intact"] and report["key"]["precision"] == "fp16"
     assert not check_entry(entry, KEY).usable
+
+
+def test_an_engine_built_from_another_calibration_cache_is_stale(tmp_path):
+    """An audit: `edge build-engine m.onnx --cache new.cache` after recalibrating reused the
+    engine built from old.cache (the key had the ONNX's hash, not the cache's). Keys without a
+    cache keep the digest they had, so engines built before are still found by name."""
+    assert KEY.digest == "eedca0d5db74b64c"  # as before the calibration part existed
+    old, new = (EngineKey.for_build(KEY.onnx_sha256, "int8", KEY.shape_profile, "10.3.0", ORIN,
+                                    calibration_sha256=digest) for digest in ("11" * 32, "22" * 32))
+    assert len({KEY.digest, old.digest, new.digest}) == 3
+    entry = store(tmp_path, old)
+    verdict = check_entry(CacheEntry.for_key(tmp_path, "shapes", new), new)
+    assert not verdict.usable
+    assert check_entry(entry, old).usable
+    assert new.differences(old) == [f"calibration_sha256: engine has {'11' * 32!r}, needed "
+                                    f"{'22' * 32!r}"]
