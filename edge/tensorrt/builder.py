@@ -13,7 +13,7 @@ from edge.errors import InputError, ModelError
 from edge.files import write_bytes_atomic
 from edge.spec import ModelSpec
 from edge.tensorrt import TensorRTUnavailableError, load_tensorrt
-from edge.tensorrt.calibrator import calibrator_from_cache
+from edge.tensorrt.calibrator import calibrator_from_cache, refuse_a_cache_of_another_model
 from edge.tensorrt.precision import precision_for, quantization_of
 from edge.tensorrt.versions import BuildPlan, Precision, Quantization, TrtVersion, build_plan
 
@@ -79,6 +79,8 @@ def engine_from_onnx(onnx_path: Path, options: BuildOptions, spec: ModelSpec,
     version = TrtVersion.parse(trt.__version__)
     quantization = _plan_quantization(onnx_path, spec, options, version)
     plan = build_plan(version, options.precision, quantization, dla=options.dla_core >= 0)
+    if plan.uses_calibration_cache and options.calibration_cache is not None:
+        refuse_a_cache_of_another_model(options.calibration_cache, onnx_path)
     batch = spec.input.batch
     workspace = options.workspace_mb << 20
     if free_gpu_bytes is not None and workspace > free_gpu_bytes:

@@ -15,6 +15,29 @@ from edge.tensorrt.calibration_cache import CalibrationCache, trt_version_number
 log = logging.getLogger(__name__)
 
 
+#: The share of a calibration cache's tensors that must be tensors of the model it builds:
+#: TensorRT's own caches also name tensors its ONNX parser adds ("(Unnamed Layer* 12)..."),
+#: ours only the model's; a cache of another model or export matches few or none.
+MIN_CACHE_COVERAGE = 0.5
+
+
+def refuse_a_cache_of_another_model(cache_path: Path, onnx_path: Path) -> None:
+    """InputError where most of the tensors `cache_path` scales are not in the ONNX model at
+    `onnx_path` (names looked up in its bytes: no onnx needed on the device). TensorRT builds
+    such tensors without INT8 scales, in FP16, warning "Missing scale" per tensor, and the
+    engine still reads as INT8 (an audit)."""
+    names = list(CalibrationCache.read(cache_path).scales)
+    model = onnx_path.read_bytes()
+    missing = [name for name in names if name.encode() not in model]
+    if names and len(missing) > (1.0 - MIN_CACHE_COVERAGE) * len(names):
+        raise InputError(
+            f"calibration cache {cache_path} scales {len(names)} tensors, {len(missing)} of "
+            f"them not in {onnx_path} (e.g. {', '.join(missing[:3])}): it was made for another "
+            "model, or another export of this one, and TensorRT would build those tensors "
+            f"without INT8 scales; make one for this model with `edge calibrate {onnx_path} "
+            "--images DIR -o OUT.onnx --cache OUT.cache`")
+
+
 class CacheServer:
     """The calibrator's logic, independent of TensorRT's base class."""
 

@@ -236,6 +236,28 @@ def test_build_from_a_calibration_cache(monkeypatch, tmp_path, capfd):
 
 
 @pytest.mark.skipif(not VERSION.supports_calibrators, reason="no calibrators on TensorRT 11")
+def test_a_calibration_cache_of_another_model_is_refused(monkeypatch, tmp_path):
+    """An audit: a cache whose tensors the network does not have built every layer without
+    INT8 scales (FP16, a "Missing scale" warning each), and the engine still read as INT8."""
+    from edge.tensorrt.builder import BuildOptions, engine_from_onnx
+    from edge.tensorrt.calibration_cache import CalibrationCache
+
+    _, recorder = fake(monkeypatch)
+    cache = tmp_path / "other.cache"
+    CalibrationCache.from_scales({"/model.0/conv/Conv_output_0": 0.5, "/model.1/act": 0.2},
+                                 str(VERSION), ("input", 1.0)).write(cache)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=False)
+    # "input" is found in the model's bytes (its spec's JSON): a lenient look-up, 2 of 3 left
+    with pytest.raises(InputError, match=r"other\.cache scales 3 tensors, 2 of them not in "
+                                         r".*tiny\.onnx \(e\.g\. /model\.0/conv/"
+                                         r"Conv_output_0, /model\.1/act\): it was made for "
+                                         r"another model"):
+        engine_from_onnx(model, BuildOptions(precision="int8", calibration_cache=cache),
+                         tiny_spec("float"))
+    assert recorder.builds == []
+
+
+@pytest.mark.skipif(not VERSION.supports_calibrators, reason="no calibrators on TensorRT 11")
 def test_an_engine_is_rebuilt_for_a_new_calibration_cache(monkeypatch, tmp_path):
     """An audit: recalibrating and building again with the new cache reused the engine built
     from the old one ("reused"), its scales the old ones."""

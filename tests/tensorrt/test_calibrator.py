@@ -53,3 +53,24 @@ def test_tensorrt_subclass_forwards_to_the_server(cache_file):
     assert calibrator.get_batch(["images"]) is None
     with pytest.raises(InputError, match="no INT8 calibrators"):
         calibrator_from_cache(types.SimpleNamespace(), cache_file, "11.0.0")
+
+
+def test_a_cache_made_for_the_model_passes_and_another_models_is_refused(tmp_path, demo_model):
+    """The cache `edge calibrate --cache` writes names the model's own tensors; one of another
+    export (renamed tensors) names few of them, and TensorRT would build those in FP16."""
+    import onnx
+
+    from edge.tensorrt.calibrator import refuse_a_cache_of_another_model
+
+    graph = onnx.load(str(demo_model)).graph
+    own = {node.output[0]: TensorRange(0, 4, 3.0) for node in graph.node[:10]}
+    cache = tmp_path / "own.cache"
+    cache_from_ranges(TensorRanges("entropy", 8, own), "10.3.0",
+                      (graph.input[0].name, 1.0)).write(cache)
+    refuse_a_cache_of_another_model(cache, demo_model)
+    renamed = {f"/backbone/stage{i}/Conv_output_0": TensorRange(0, 4, 3.0) for i in range(10)}
+    cache_from_ranges(TensorRanges("entropy", 8, {**renamed, **dict(list(own.items())[:3])}),
+                      "10.3.0", (graph.input[0].name, 1.0)).write(cache)
+    with pytest.raises(InputError, match=r"own\.cache scales 14 tensors, 10 of them not in "
+                                         r".*\(e\.g\. /backbone/stage0/Conv_output_0"):
+        refuse_a_cache_of_another_model(cache, demo_model)
