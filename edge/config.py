@@ -57,6 +57,11 @@ class ModelConfig(_Section):
         default="auto", description="TensorRT engine precision, decided from the model's spec; "
                                     "auto: int8 for a QDQ model, else fp16 (fp32 on TensorRT 11, "
                                     "which builds strongly typed networks)")
+    calibration_cache: Path | None = Field(
+        default=None, description="TensorRT 8.5-10: the calibration cache (`edge calibrate "
+                                  "--cache`) an int8 engine of a float model takes its scales "
+                                  "from, as `edge build-engine --cache` does (relative paths: "
+                                  "to the config's folder)")
     engine_dir: Path | None = Field(default=None, description="engine cache folder; default: "
                                                               "next to the model")
     build_engine: bool = Field(default=True, description="build a missing or stale engine at "
@@ -493,8 +498,10 @@ def load_config(path: Path) -> Config:
                           "of cameras: each camera starts with [[cameras]] (two brackets), and "
                           "its [[cameras.zones]] and [cameras.sampling] follow that line")
     model = data.get("model")
-    if isinstance(model, dict) and isinstance(model.get("path"), str):
-        model["path"] = str(path.parent / Path(model["path"]).expanduser())
+    if isinstance(model, dict):
+        for key in ("path", "calibration_cache"):
+            if isinstance(model.get(key), str):
+                model[key] = str(path.parent / Path(model[key]).expanduser())
     mqtt = data.get("mqtt")
     if isinstance(mqtt, dict) and isinstance(mqtt.get("outbox_path"), str) \
             and mqtt["outbox_path"].strip():  # an empty one is refused, not made the folder

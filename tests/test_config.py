@@ -84,6 +84,14 @@ def test_bad_configs_name_the_key_and_what_was_expected(tmp_path, change, expect
         load_config(write(tmp_path, text))
 
 
+def test_a_calibration_cache_is_found_beside_the_config_as_the_model_is(tmp_path):
+    assert load_config(write(tmp_path, VALID)).model.calibration_cache is None
+    text = VALID.replace('path = "model.onnx"', 'path = "model.onnx"\n'
+                                                'calibration_cache = "model.cache"')
+    assert text != VALID
+    assert load_config(write(tmp_path, text)).model.calibration_cache == tmp_path / "model.cache"
+
+
 def test_duplicate_camera_names_are_rejected_naming_where_and_the_fix(tmp_path):
     """A user check: "repeated: cam1" named neither the entries nor what to do."""
     text = VALID + '[[cameras]]\nname = "gate"\nsource = "synthetic://shapes"\n'

@@ -24,9 +24,11 @@ def trt_runner_from_config(model: ModelConfig, max_batch: int = 1) -> TrtRunner:
     if model.path.suffix.lower() != ".onnx":
         raise ModelError(f"model.path {model.path} must be the converted .onnx model; the engine "
                          "is built from it and cached (model.engine_dir)")
-    check_engine_request(model.path, model.precision)  # the model's problems before TensorRT's
+    # the model's problems before TensorRT's
+    check_engine_request(model.path, model.precision, model.calibration_cache)
     trt = load_tensorrt()
-    precision = engine_precision(model.path, model.precision, TrtVersion.parse(trt.__version__))
+    precision = engine_precision(model.path, model.precision, TrtVersion.parse(trt.__version__),
+                                 calibration_cache=model.calibration_cache is not None)
     memory = gpu_memory(model.gpu_memory)
     try:
         return _runner(model, precision, max_batch, memory)
@@ -40,7 +42,7 @@ def trt_runner_from_config(model: ModelConfig, max_batch: int = 1) -> TrtRunner:
 def _runner(model: ModelConfig, precision: Precision, max_batch: int, memory: GpuMemory
             ) -> TrtRunner:
     info = memory.device()
-    options = BuildOptions(precision=precision,
+    options = BuildOptions(precision=precision, calibration_cache=model.calibration_cache,
                            workspace_mb=model.workspace_mb, dla_core=model.dla_core,
                            max_batch=max_batch)
     resolved = resolve_engine(model.path, options, info.identity, model.engine_dir,

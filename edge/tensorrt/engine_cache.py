@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,36 @@ def check_entry(entry: CacheEntry, wanted: EngineKey) -> Verdict:
         return Verdict(False, f"engine {entry.engine.name} does not match its sidecar "
                               "(truncated or replaced)")
     return Verdict(True, "cached engine matches")
+
+
+def profile_rows(profile: str) -> int | None:
+    """The most rows a dynamic-batch `shape_profile` takes; None for a fixed shape."""
+    parts = profile.split()
+    return int(parts[parts.index("max") + 1].split("x")[0]) if "max" in parts else None
+
+
+def covering_entry(folder: Path, stem: str, wanted: EngineKey) -> CacheEntry | None:
+    """A usable cached engine that differs from `wanted` only in being built for more rows of a
+    dynamic batch (`edge build-engine`'s --max-batch 8, where the daemon asks for one row per
+    camera): its profile covers the rows. Of several, the one for the fewest rows."""
+    rows = profile_rows(wanted.shape_profile)
+    if rows is None:
+        return None
+    _, height, width, _ = wanted.shape_profile.split()[1].split("x")
+    found: list[tuple[int, CacheEntry]] = []
+    for sidecar_path in sorted(folder.glob(f"{stem}.{wanted.precision}.*.json")):
+        try:
+            key = Sidecar.read(sidecar_path).key
+        except ModelError:
+            continue
+        held = profile_rows(key.shape_profile)
+        if held is None or held <= rows or key != replace(
+                wanted, shape_profile=shape_profile(None, int(height), int(width), held)):
+            continue
+        entry = CacheEntry(sidecar_path.with_suffix(".engine"), sidecar_path)
+        if check_entry(entry, key).usable:
+            found.append((held, entry))
+    return min(found, key=lambda pair: pair[0])[1] if found else None
 
 
 def find_stale(folder: Path, stem: str, precision: str, wanted: EngineKey) -> list[str]:

@@ -66,9 +66,9 @@ def precision_for(quantization: Quantization, requested: str, version: TrtVersio
     if requested == "int8":
         raise InputError(f"{model} is a float model: an INT8 engine needs its QDQ version "
                          "(`edge calibrate MODEL.onnx --images DIR -o MODEL.int8.onnx --profile "
-                         "tensorrt`) or, on TensorRT 8.5-10, an engine built from a calibration "
-                         "cache (`edge build-engine MODEL.onnx --cache FILE --precision int8`, "
-                         "which the daemon then reuses)")
+                         "tensorrt`) or, on TensorRT 8.5-10, a calibration cache (`edge "
+                         "build-engine MODEL.onnx --cache FILE`; for the daemon, "
+                         "model.calibration_cache = FILE)")
     if requested == "fp16" and version.strongly_typed_only:
         raise InputError(f"TensorRT {version} builds strongly typed networks: {model} declares "
                          "float32, so an 'fp16' engine would compute in fp32. Convert the ONNX "

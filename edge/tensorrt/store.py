@@ -18,8 +18,10 @@ from edge.tensorrt.engine_cache import (
     Sidecar,
     bytes_sha256,
     check_entry,
+    covering_entry,
     file_sha256,
     find_stale,
+    profile_rows,
     shape_profile,
 )
 
@@ -55,6 +57,13 @@ def resolve_engine(onnx_path: Path, options: BuildOptions, gpu: GpuIdentity,
     if verdict.usable and not force:
         return ResolvedEngine(entry.engine.read_bytes(), Sidecar.read(entry.sidecar), entry,
                               False, verdict.reason)
+    covering = None if force else covering_entry(folder, onnx_path.stem, key)
+    if covering is not None:
+        sidecar = Sidecar.read(covering.sidecar)
+        held = profile_rows(sidecar.key.shape_profile)
+        return ResolvedEngine(covering.engine.read_bytes(), sidecar, covering, False,
+                              f"cached engine for up to {held} rows a batch covers the "
+                              f"{options.max_batch} needed")
     stale = find_stale(folder, onnx_path.stem, options.precision, key)
     reason = "; ".join([verdict.reason if not force else "rebuild forced", *stale])
     if not build:

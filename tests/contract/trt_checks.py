@@ -187,6 +187,26 @@ def test_dynamic_batch_gets_a_profile(monkeypatch, tmp_path):
                                              (4, SIZE, SIZE, 3)]}]
 
 
+def test_the_daemon_runs_an_engine_built_for_more_rows(monkeypatch, tmp_path):
+    """An audit: `edge build-engine` (--max-batch 8 by default) then the daemon with two
+    cameras (two rows) rebuilt the engine: the one built for 8 rows now serves 2."""
+    from edge.config import ModelConfig
+    from edge.runners import tensorrt_loader
+    from edge.tensorrt.builder import BuildOptions
+    from edge.tensorrt.store import resolve_engine
+
+    _, recorder = fake(monkeypatch, DYNAMIC)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True, batch=None)
+    gpu = GpuIdentity("Contract GPU", "8.7", 16)
+    assert resolve_engine(model, BuildOptions(precision="int8", max_batch=8), gpu).built
+    monkeypatch.setattr(tensorrt_loader, "gpu_memory", lambda *a, **k: HostMemory(False))
+    with tensorrt_loader.trt_runner_from_config(ModelConfig(path=model, build_engine=False),
+                                                max_batch=2) as runner:
+        runner.submit(0, 2)
+        assert np.all(runner.wait(0) == 0.5) and runner.max_batch == 2
+    assert len(recorder.builds) == 1
+
+
 def test_dla_build_sets_the_real_properties(monkeypatch, tmp_path):
     from edge.tensorrt.builder import BuildOptions, engine_from_onnx
 
@@ -233,6 +253,36 @@ def test_build_from_a_calibration_cache(monkeypatch, tmp_path, capfd):
     assert build["calibrator"] and build["flags"] == ["FP16", "INT8"]
     assert recorder.trampoline_errors == []
     assert "Exception caught" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not VERSION.supports_calibrators, reason="no calibrators on TensorRT 11")
+def test_the_daemon_runs_the_engine_build_engine_made_from_a_cache(monkeypatch, tmp_path):
+    """An audit: the README's `edge build-engine MODEL --cache FILE` for a float model gave an
+    engine the daemon could not ask for (`precision = "int8"` was exit 2, `auto` an fp16
+    key): `model.calibration_cache` names the cache, and the engine built with it is run."""
+    from edge.config import ModelConfig
+    from edge.runners import tensorrt_loader
+    from edge.tensorrt.builder import BuildOptions
+    from edge.tensorrt.calibration_cache import CalibrationCache
+    from edge.tensorrt.store import resolve_engine
+
+    _, recorder = fake(monkeypatch)
+    cache = tmp_path / "tiny.cache"
+    CalibrationCache.from_scales({"nchw": 0.5}, str(VERSION), ("images", 1.0)).write(cache)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=False, recorded="float")
+    gpu = GpuIdentity("Contract GPU", "8.7", 16)
+    built = resolve_engine(model, BuildOptions(precision="int8", calibration_cache=cache), gpu)
+    assert built.built and built.sidecar.key.precision == "int8"
+    monkeypatch.setattr(tensorrt_loader, "gpu_memory", lambda *a, **k: HostMemory(True))
+    for precision in ("auto", "int8"):
+        config = ModelConfig(path=model, precision=precision, calibration_cache=cache,
+                             build_engine=False)
+        with tensorrt_loader.trt_runner_from_config(config) as runner:
+            assert np.all(runner.infer(0) == 0.5)
+    assert len(recorder.builds) == 1
+    with pytest.raises(InputError, match=r"a float model: an INT8 engine needs .* for the daemon, "
+                                         r"model\.calibration_cache = FILE"):
+        tensorrt_loader.trt_runner_from_config(ModelConfig(path=model, precision="int8"))
 
 
 @pytest.mark.skipif(not VERSION.supports_calibrators, reason="no calibrators on TensorRT 11")

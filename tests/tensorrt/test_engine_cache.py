@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from edge.tensorrt.engine_cache import (
     GpuIdentity,
     Sidecar,
     check_entry,
+    covering_entry,
     file_sha256,
     find_stale,
     shape_profile,
@@ -145,3 +147,29 @@ def test_an_engine_built_from_another_calibration_cache_is_stale(tmp_path):
     assert check_entry(entry, old).usable
     assert new.differences(old) == [f"calibration_sha256: engine has {'11' * 32!r}, needed "
                                     f"{'22' * 32!r}"]
+
+
+def test_a_dynamic_batch_engine_built_for_more_rows_covers_fewer(tmp_path):
+    """An audit: `edge build-engine` builds a dynamic-batch model for up to 8 rows, the daemon
+    asks for one row per camera (2 here), and rebuilt for minutes at start (or, with
+    build_engine = false, refused to start). An engine whose profile covers the rows is used;
+    of several, the one for the fewest rows."""
+    def key(rows: int, size: int = 320) -> EngineKey:
+        return EngineKey.for_build(KEY.onnx_sha256, "int8", shape_profile(None, size, size, rows),
+                                   "10.3.0", ORIN)
+
+    assert covering_entry(tmp_path, "shapes", key(2)) is None
+    store(tmp_path, key(8))
+    assert covering_entry(tmp_path, "shapes", key(2)) == CacheEntry.for_key(tmp_path, "shapes",
+                                                                            key(8))
+    store(tmp_path, key(4))
+    assert covering_entry(tmp_path, "shapes", key(2)) == CacheEntry.for_key(tmp_path, "shapes",
+                                                                            key(4))
+    assert covering_entry(tmp_path, "shapes", key(16)) is None  # more rows than any holds
+    assert covering_entry(tmp_path, "shapes", key(2, size=640)) is None  # another input size
+    assert covering_entry(tmp_path, "shapes", KEY) is None  # a fixed batch: exact keys only
+    other_gpu = replace(key(2), gpu_name="Xavier")
+    assert covering_entry(tmp_path, "shapes", other_gpu) is None
+    CacheEntry.for_key(tmp_path, "shapes", key(4)).engine.write_bytes(b"torn")
+    assert covering_entry(tmp_path, "shapes", key(2)) == CacheEntry.for_key(tmp_path, "shapes",
+                                                                            key(8))
