@@ -55,7 +55,9 @@ class TrtRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, engine_bytes: bytes, spec: ModelSpec, memory: GpuMemory,
-                 slots: int = 2, max_batch: int = 1) -> None:
+                 slots: int = 2, max_batch: int = 1, dla_core: int = -1) -> None:
+        """`dla_core`: the Jetson DLA core the engine was built for (its key's), -1 for the
+        GPU; the runtime must be told before it deserializes such an engine."""
         trt = load_tensorrt()
         self.spec = spec
         self.slots = slots
@@ -63,6 +65,8 @@ class TrtRunner(Runner):
         self._memory = memory
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = tensorrt_object(trt.Runtime, self._logger, trt.__version__)
+        if dla_core >= 0:
+            self._runtime.DLA_core = dla_core
         self._slots: list[_Slot] = []
         try:
             self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)

@@ -48,11 +48,13 @@ def _runner(model: ModelConfig, precision: Precision, max_batch: int, memory: Gp
     resolved = resolve_engine(model.path, options, info.identity, model.engine_dir,
                               build=model.build_engine, free_gpu_bytes=memory.free_bytes())
     try:
-        return TrtRunner(resolved.data, resolved.sidecar.spec, memory, max_batch=max_batch)
+        return TrtRunner(resolved.data, resolved.sidecar.spec, memory, max_batch=max_batch,
+                         dla_core=model.dla_core)
     except ModelError as exc:
         if resolved.built or not model.build_engine:
             raise
         log.warning("cached engine %s is unusable (%s); rebuilding", resolved.entry.engine, exc)
     rebuilt = resolve_engine(model.path, options, info.identity, model.engine_dir,
                              free_gpu_bytes=memory.free_bytes(), force=True)
-    return TrtRunner(rebuilt.data, rebuilt.sidecar.spec, memory, max_batch=max_batch)
+    return TrtRunner(rebuilt.data, rebuilt.sidecar.spec, memory, max_batch=max_batch,
+                     dla_core=model.dla_core)

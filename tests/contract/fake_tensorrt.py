@@ -40,6 +40,8 @@ class Recorder:
     builds: list[dict[str, Any]] = field(default_factory=list)
     executions: int = 0
     trampoline_errors: list[str] = field(default_factory=list)
+    #: the runtime's DLA core (-1: never set) at each deserialization
+    deserialized_on_dla: list[int] = field(default_factory=list)
 
 
 def _trampoline(base: Any, method: str, target: Any, *args: Any) -> Any:
@@ -169,9 +171,12 @@ def _runtime(world: World, tensors: list[Io], recorder: Recorder) -> None:
     real, behaviour = world.trt, world.behaviour
     by_name = {t.name: t for t in tensors}
     behaviour["Runtime", "__init__"] = lambda this, logger: None
-    behaviour["Runtime", "deserialize_cuda_engine"] = lambda this, serialized_engine: (
-        world.new("ICudaEngine", num_io_tensors=len(tensors))
-        if bytes(serialized_engine).startswith(MAGIC) else None)  # None: a foreign engine
+    def deserialize(this: Any, serialized_engine: Any) -> Any:
+        recorder.deserialized_on_dla.append(state(this).get("DLA_core", -1))
+        return (world.new("ICudaEngine", num_io_tensors=len(tensors))
+                if bytes(serialized_engine).startswith(MAGIC) else None)  # None: foreign
+
+    behaviour["Runtime", "deserialize_cuda_engine"] = deserialize
     behaviour["ICudaEngine", "get_tensor_name"] = lambda this, index: tensors[index].name
     behaviour["ICudaEngine", "get_tensor_mode"] = lambda this, name: (
         real.TensorIOMode.INPUT if by_name[name].is_input else real.TensorIOMode.OUTPUT)

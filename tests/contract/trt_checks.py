@@ -218,6 +218,22 @@ def test_dla_build_sets_the_real_properties(monkeypatch, tmp_path):
     assert build["dla_core"] == 1 and build["device_type"] == real_trt.DeviceType.DLA
 
 
+def test_a_dla_engine_is_deserialized_on_its_dla_core(monkeypatch, tmp_path):
+    """An audit: the builder set the DLA core, the runtime never did (its default -1), so an
+    engine built for `dla_core = 1` was not deserialized for that core."""
+    from edge.config import ModelConfig
+    from edge.runners import tensorrt_loader
+
+    _, recorder = fake(monkeypatch)
+    model = tiny_model(tmp_path / "tiny.onnx", qdq=True)
+    monkeypatch.setattr(tensorrt_loader, "gpu_memory", lambda *a, **k: HostMemory(True))
+    for core in (1, -1):
+        with tensorrt_loader.trt_runner_from_config(ModelConfig(path=model, dla_core=core)):
+            pass
+    assert recorder.deserialized_on_dla == [1, -1]
+    assert [build["dla_core"] for build in recorder.builds] == [1, -1]
+
+
 def test_precision_is_honest(monkeypatch, tmp_path):
     from edge.tensorrt.builder import BuildOptions, engine_from_onnx
     from edge.tensorrt.precision import engine_precision
