@@ -137,7 +137,10 @@ class CudaPythonMemory(GpuMemory):
                    self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream)
 
     def event(self) -> Any:
-        event = self._call(self._rt.cudaEventCreate)
+        # blocking sync: the waiting thread sleeps instead of spinning on a core the cameras'
+        # letterboxing needs (a Jetson has 6-12 of them); no timing, which it never reads
+        event = self._call(self._rt.cudaEventCreateWithFlags,
+                           self._rt.cudaEventBlockingSync | self._rt.cudaEventDisableTiming)
         self._events.append(event)
         return event
 

@@ -110,8 +110,9 @@ class PycudaMemory(GpuMemory):
             self._cuda.memcpy_dtoh_async(destination, source, self._stream(stream))
 
     def event(self) -> Any:
-        with self._errors("creating an event"):
-            return self._cuda.Event()
+        with self._errors("creating an event"):  # sleeps while waited on, as in cuda_python
+            return self._cuda.Event(self._cuda.event_flags.BLOCKING_SYNC
+                                    | self._cuda.event_flags.DISABLE_TIMING)
 
     def record(self, event: Any, stream: int) -> None:
         with self._errors("recording an event"):

@@ -69,7 +69,7 @@ class Recording:
                                              totalGlobalMem=8 << 30)
         if name == "cudaMemGetInfo":
             return ok, 6 << 30, 8 << 30
-        if name in ("cudaStreamCreate", "cudaEventCreate"):
+        if name in ("cudaStreamCreate", "cudaEventCreateWithFlags"):
             return ok, len(self.calls)
         if name in ("cudaDriverGetVersion", "cudaRuntimeGetVersion", "cudaGetErrorName"):
             return getattr(self.real, name)(*args)  # answered without a driver
@@ -125,12 +125,14 @@ def test_every_call_binds_to_the_real_signature(monkeypatch):
                                                     else (host, used["device"]))
             assert bound["count"] == used["pinned"].array.nbytes
             assert int(bound["stream"]) == used["stream"]
+        if name == "cudaEventCreateWithFlags":  # an audit: default events spin while waited on
+            assert bound["flags"] == REAL.cudaEventBlockingSync | REAL.cudaEventDisableTiming
         # The real binding must accept our argument types; cuda-python < 12.6 without libcuda
         # raises RuntimeError after converting them.
         with contextlib.suppress(RuntimeError):
             function(*args)
     assert {"cudaSetDevice", "cudaSetDeviceFlags", "cudaHostAlloc", "cudaHostGetDevicePointer",
-            "cudaMalloc", "cudaMemcpyAsync", "cudaStreamCreate", "cudaEventCreate",
+            "cudaMalloc", "cudaMemcpyAsync", "cudaStreamCreate", "cudaEventCreateWithFlags",
             "cudaEventRecord", "cudaEventSynchronize", "cudaMemGetInfo", "cudaStreamDestroy",
             "cudaFree", "cudaFreeHost", "cudaEventDestroy"} <= seen
 

@@ -72,6 +72,7 @@ def test_extraction_finds_what_the_adapter_uses():
     used = names_used()
     assert {"init", "Device", "make_context", "MAP_HOST", "pagelocked_empty", "DEVICEMAP",
             "get_device_pointer", "memcpy_htod_async", "Stream", "handle", "Event", "record",
+            "event_flags", "BLOCKING_SYNC", "DISABLE_TIMING",
             "synchronize", "get_current", "pop", "detach", "Error"} <= used
 
 
