@@ -39,6 +39,15 @@ def io_tensors(trt: Any, engine: Any) -> list[IoTensor]:
     return tensors
 
 
+def _set_input_shape(context: Any, name: str, shape: tuple[int, ...]) -> None:
+    """TensorRT answers False, and logs why, for a shape outside the engine's profile: said
+    here, rather than as the execute_async_v3 failure that follows."""
+    if not context.set_input_shape(name, shape):
+        raise ModelError(f"the engine takes no {list(shape)} {name} (outside its optimization "
+                         "profile; see the TensorRT log above); rebuild it for these rows "
+                         "(`edge build-engine --max-batch N`, or let the daemon build it)")
+
+
 @dataclass
 class _Slot:
     context: Any
@@ -97,7 +106,7 @@ class TrtRunner(Runner):
         slot = _Slot(context, self._memory.stream(), self._memory.event())
         image = self.plan.input
         if -1 in self._engine.get_tensor_shape(image.name):
-            context.set_input_shape(image.name, image.shape)
+            _set_input_shape(context, image.name, image.shape)
         for buffer in self.plan.buffers:
             host = self._memory.host_buffer(buffer.shape, buffer.dtype, mapped=buffer.mapped)
             slot.host[buffer.name] = host
@@ -128,7 +137,7 @@ class TrtRunner(Runner):
         rows = self._rows(batch)
         image = self.plan.input
         if self.spec.input.batch is None:
-            state.context.set_input_shape(image.name, (rows, *image.shape[1:]))
+            _set_input_shape(state.context, image.name, (rows, *image.shape[1:]))
         state.rows = rows
         if not image.mapped:
             self._memory.copy_to_device(state.device[image.name],

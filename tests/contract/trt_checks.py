@@ -408,6 +408,20 @@ def test_runner_dynamic_batch_half_output(monkeypatch):
         assert output.dtype == np.float32 and np.all(output == 0.5)
 
 
+def test_rows_outside_the_profile_are_a_model_error(monkeypatch):
+    """An audit: set_input_shape's False was ignored, so rows outside the engine's profile
+    surfaced as "execute_async_v3 failed"."""
+    from edge.runners.tensorrt import TrtRunner
+
+    module, _ = fake(monkeypatch, DYNAMIC)
+    within = module.world.behaviour["IExecutionContext", "set_input_shape"]
+    module.world.behaviour["IExecutionContext", "set_input_shape"] = (
+        lambda this, name, shape: within(this, name, shape) and next(iter(shape)) <= 2)
+    with pytest.raises(ModelError, match=r"the engine takes no \[4, 32, 32, 3\] images \("
+                                         r"outside its optimization profile"):
+        TrtRunner(MAGIC, tiny_spec("int8-qdq", batch=None), HostMemory(False), max_batch=4)
+
+
 def test_foreign_engine_is_a_model_error(monkeypatch):
     from edge.runners.tensorrt import TrtRunner
 
