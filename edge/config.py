@@ -86,6 +86,23 @@ class ModelConfig(_Section):
     iou_threshold: float | None = Field(default=None, gt=0, le=1,
                                         description="NMS IoU; overrides the model's default")
 
+    @field_validator("calibration_cache")
+    @classmethod
+    def _cache_is_a_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            made = "a folder" if path.is_dir() else "not there"
+            raise ValueError(f"{path} is {made}: give the calibration cache `edge calibrate "
+                             "--cache FILE` wrote, or remove the key")
+        return path
+
+    @field_validator("engine_dir")
+    @classmethod
+    def _engine_dir_is_a_folder(cls, path: Path | None) -> Path | None:
+        if path is not None and path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file: give the folder engines are cached in (made "
+                             "when missing)")
+        return path
+
 
 class CameraConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
@@ -233,6 +250,14 @@ class MqttConfig(_Section):
                              "set it, or leave it out for password_file or $EDGE_MQTT_PASSWORD")
         if (self.password is not None or self.password_file is not None) and not self.username:
             raise ValueError("a password needs a username: set mqtt.username")
+        if "outbox_path" in self.model_fields_set and self.outbox == "memory":
+            raise ValueError('outbox_path is set, but outbox = "memory" keeps waiting messages '
+                             'in memory (lost at a restart): set outbox = "disk" to keep them '
+                             "in outbox_path, or remove outbox_path")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(f"reconnect_min_s ({self.reconnect_min_s:g}) is more than "
+                             f"reconnect_max_s ({self.reconnect_max_s:g}): the wait starts at "
+                             "the first and doubles up to the second")
         return self
 
     def password_value(self, environ: Mapping[str, str]) -> str | None:
@@ -475,7 +500,7 @@ def _json_value(value: object) -> str:
 def load_config(path: Path) -> Config:
     """Read and validate a TOML config; relative model paths are resolved against its folder."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Notepad's UTF-8 starts with a BOM
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}; pass an existing TOML "
                           "file with --config") from exc

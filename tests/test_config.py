@@ -89,7 +89,36 @@ def test_a_calibration_cache_is_found_beside_the_config_as_the_model_is(tmp_path
     text = VALID.replace('path = "model.onnx"', 'path = "model.onnx"\n'
                                                 'calibration_cache = "model.cache"')
     assert text != VALID
+    with pytest.raises(ConfigError, match=r"model\.calibration_cache: .*model\.cache is not "
+                                          r"there: give the calibration cache"):
+        load_config(write(tmp_path, text))  # a user check: accepted without a word
+    (tmp_path / "model.cache").write_text("TRT-100300-EntropyCalibration2\n")
     assert load_config(write(tmp_path, text)).model.calibration_cache == tmp_path / "model.cache"
+
+
+@pytest.mark.parametrize(("after", "lines", "expected"), [
+    # user checks: each was accepted without a word
+    ("[mqtt]\n", 'outbox_path = "ob.sqlite"\n',
+     r'outbox_path is set, but outbox = "memory" keeps waiting messages in memory .* set '
+     r'outbox = "disk"'),
+    ("[mqtt]\n", "reconnect_min_s = 60\nreconnect_max_s = 5\n",
+     r"reconnect_min_s \(60\) is more than reconnect_max_s \(5\)"),
+    ("[model]\n", 'engine_dir = "{tmp}/edge.toml"\n',
+     r"model\.engine_dir: .*edge\.toml is a file: give the folder engines are cached in"),
+])
+def test_settings_that_cannot_mean_what_they_say_are_refused(tmp_path, after, lines, expected):
+    text = VALID.replace(after, after + lines.replace("{tmp}", str(tmp_path)))
+    assert text != VALID
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, text))
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """A user check: Notepad's UTF-8 (a BOM first) read as "not valid TOML: Invalid statement
+    (at line 1, column 1)"."""
+    path = tmp_path / "edge.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
+    assert load_config(path).device_id == "gate-01"
 
 
 def test_duplicate_camera_names_are_rejected_naming_where_and_the_fix(tmp_path):

@@ -70,8 +70,8 @@ def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto, cap
 def test_an_outage_longer_than_the_outbox_keeps_the_events(mosquitto, caplog, tmp_path, outbox):
     """A night without the broker: the detections of every frame push the outbox over its
     limit, and the few events (what an operator looks back for) must not go with them."""
-    link = make_link(mosquitto.port, outbox_size=10, outbox=outbox,
-                     outbox_path=tmp_path / "outbox.sqlite")
+    on_disk = {"outbox_path": tmp_path / "outbox.sqlite"} if outbox == "disk" else {}
+    link = make_link(mosquitto.port, outbox_size=10, outbox=outbox, **on_disk)
     with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
         for frame_id in range(1, 101):
             link.publish_detections("cam", {"frame_id": frame_id})

@@ -35,7 +35,7 @@ url = "mqtt://127.0.0.1:{port}"
 reconnect_min_s = 0.5
 reconnect_max_s = 1
 outbox = "{outbox}"
-outbox_path = "state/outbox.sqlite"
+{'outbox_path = "state/outbox.sqlite"' if outbox == "disk" else ""}
 flush_timeout_s = 1
 [frames]
 interval_s = 0
