@@ -177,6 +177,9 @@ def test_a_configs_pixel_zone_outside_the_frame_measured_fails_the_probe_naming_
     # a user check: a missing host was told about port ranges
     (["rtsp:///cam"], "it names no host; write it as rtsp://192.168.1.20:554/stream"),
     (["rtsp://:554/cam"], "it names no host"),
+    # a user check: tried, then "does not resolve", exit 1 (and the daemon retried it forever)
+    (["rtsp://cam host/stream"], "its host 'cam host' holds a space, which no host name or "
+                                 "address has; write it as rtsp://192.168.1.20:554/stream"),
     (["rtsp://127.0.0.1:0/cam"], "its port '0' is not a number from 1 to 65535"),
     (["rtsps://[::1]:70000/cam"], "its port '70000' is not a number from 1 to 65535; write it "
                                   "as rtsps://192.168.1.20:554/stream"),

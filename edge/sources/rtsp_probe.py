@@ -79,6 +79,8 @@ class RtspTarget:
         host, port = _host_and_port(authority, DEFAULT_PORTS[scheme])
         if not host:
             return "it names no host"
+        if any(c.isspace() for c in host):  # a user check: read as a host that does not resolve
+            return f"its host {host!r} holds a space, which no host name or address has"
         if port is None:
             port_text = authority.rpartition("]")[2].partition(":")[2]
             return f"its port {port_text!r} is not a number from 1 to 65535"
