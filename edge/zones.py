@@ -117,8 +117,19 @@ def zone_outlines(camera: str, zones: Sequence[ZoneConfig]) -> list[Zone]:
             raise ConfigError(f"{where}: every point lies between 0 and 1, read as pixels (the "
                               "default units): a zone under one pixel wide; add units = "
                               "\"normalised\" for fractions of the frame")
+        if zone.units == "pixels" and _area(points) < MIN_PIXEL_ZONE_AREA:
+            beyond = sorted({f"{v:g}" for v in points.ravel() if v > 1})
+            raise ConfigError(f"{where}: the polygon encloses {_area(points):.2g} square pixels "
+                              "(read as pixels, the default units), too small to hold an "
+                              "object; if its points are fractions of the frame, add units = "
+                              f"\"normalised\" and correct {', '.join(beyond)}, above 1")
         outlines.append(Zone(zone.name, points))
     return outlines
+
+
+#: The least area (square pixels) of a zone given in pixels: one smaller is a typo in
+#: fractions of the frame (a user check: 1.4 for 0.4 made a 0.3 px² zone, in silence).
+MIN_PIXEL_ZONE_AREA = 16.0
 
 
 def _without_repeats(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

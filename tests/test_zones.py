@@ -42,6 +42,11 @@ def _config(zones):
     ({"name": "tiny", "points": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}, (640, 480),
      "zone 'tiny': every point lies between 0 and 1, read as pixels (the default units): a "
      "zone under one pixel wide; add units = \"normalised\""),
+    # a user check: one fraction mistyped (1.4 for 0.4) made a zone of 0.3 square pixels
+    ({"name": "typo", "points": [[0.1, 0.5], [1.4, 0.5], [0.4, 1.0]]}, (640, 480),
+     "zone 'typo': the polygon encloses 0.33 square pixels (read as pixels, the default "
+     "units), too small to hold an object; if its points are fractions of the frame, add "
+     "units = \"normalised\" and correct 1.4, above 1"),
     ({"name": "same", "points": [[10, 10]] * 4}, (640, 480), "zone 'same': the polygon "
      "encloses no area"),
     ({"name": "dogs", "points": SQUARE, "labels": ["dog", "circle"]}, (640, 480),
