@@ -583,7 +583,10 @@ def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None) 
             if error["type"] == "value_error":  # our validators' own words, without pydantic's
                 text = text.removeprefix("Value error, ")
             message = f"{text}{_shown_input(error['loc'], error.get('input'))}"
-        lines.append(f"  {where}: {message}")
+        # a check across sections names its own keys (a user check: "(top level):
+        # cameras.0.sampling: ...")
+        own = not error["loc"] and error["type"] == "value_error"
+        lines.append(f"  {message}" if own else f"  {where}: {message}")
     return "\n".join(lines)
 
 

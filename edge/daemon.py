@@ -235,7 +235,12 @@ class Daemon:
     def _attach_monitoring(self) -> None:
         """When the model has a reference profile, each camera's drift monitor (retained on
         `<prefix>/<camera>/drift`)."""
-        reference = reference_from_config(self.config.drift, self.config.model.path)
+        drift = self.config.drift
+        try:
+            reference = reference_from_config(drift, self.config.model.path)
+        except ModelError as exc:  # named by its key, as the config's own errors are
+            key = "drift.reference" if drift.reference is not None else "drift.enabled"
+            raise ModelError(f"{self.config.key(key)}: {exc}") from exc
         if reference is None:
             return
         for worker in self.workers:

@@ -392,3 +392,14 @@ def test_cameras_reading_one_source_are_warned_about_with_its_password_hidden(tm
     caplog.clear()
     load_config(write(tmp_path, VALID))
     assert "the same source" not in caplog.text
+
+
+def test_a_cameras_sampling_error_is_named_by_its_key_alone(tmp_path):
+    """A user check: "(top level): cameras.0.sampling:" before the key's own lines."""
+    text = VALID.replace('source = "synthetic://shapes?fps=15&seed=1"\n',
+                         'source = "synthetic://shapes?fps=15&seed=1"\n'
+                         '[cameras.sampling]\nuncertain_band = [0.4, 0.1]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert "(top level)" not in str(caught.value)
+    assert "\n  cameras.0.sampling:\n  uncertain_band: " in str(caught.value)

@@ -131,8 +131,11 @@ def test_a_reference_from_another_model_is_refused(tmp_path, mosquitto, model_wi
 
 
 @pytest.mark.parametrize(("drift", "expected"), [
-    ('enabled = "on"', r"drift reference .*\.drift\.json does not exist; write it with `edge eval"),
-    ('reference = "missing.json"', r"missing\.json does not exist"),
+    # named by the key to fix, as the config's own errors are (a user check: neither named)
+    ('enabled = "on"', r"edge\.toml: drift\.enabled: drift reference .*\.drift\.json does not "
+                       r"exist; write it with `edge eval"),
+    ('reference = "missing.json"', r"edge\.toml: drift\.reference: drift reference "
+                                   r".*missing\.json does not exist"),
     # no statistic to alert on: drift that can never alert, taken silently (a helper's check)
     ("alert_on = []", r"drift\.alert_on: needs at least 1 item; got 0"),
 ])
