@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge import __version__
@@ -118,21 +119,28 @@ def postprocess_settings(spec: ModelSpec, config: Config) -> PostprocessSpec:
     return spec.postprocess.model_copy(update=overrides)
 
 
+def _toml_value(value: object) -> str:
+    """`'/data/m.cache'`, `2`: a setting's value as the config writes it."""
+    return f"'{value}'" if isinstance(value, (str, Path)) else repr(value)
+
+
 def unused_tensorrt_settings(model: ModelConfig, spec: ModelSpec) -> list[str]:
     """What to say of the `[model]` settings only TensorRT reads, on a run with ONNX Runtime:
     each is ignored, and a precision the model's spec rules out on every TensorRT device
     (an INT8 QDQ model asked for fp16, a `cpu`-profile model) is said to be refused there
     rather than left to a check that cannot pass."""
     warnings = []
-    ignored = [f"{name} = {getattr(model, name)!r}"
-               for name in ("dla_core", "gpu_memory", "workspace_mb")
+    ignored = [f"{name} = {_toml_value(getattr(model, name))}"
+               for name in ("dla_core", "gpu_memory", "workspace_mb", "calibration_cache",
+                            "engine_dir")
                if getattr(model, name) != ModelConfig.model_fields[name].default]
     if ignored:
         warnings.append(f"model.{', model.'.join(ignored)}: "
                         f"{'TensorRT settings' if len(ignored) > 1 else 'a TensorRT setting'}, "
                         f"which ONNX Runtime does not use; this run ignores "
                         f"{'them' if len(ignored) > 1 else 'it'}")
-    if model.precision == "auto":
+    if model.precision == "auto" or (model.calibration_cache is not None
+                                     and model.precision == "int8"):
         return warnings
     try:
         precision_for(spec.quantization or "float", model.precision, ANY_TRT_VERSION,

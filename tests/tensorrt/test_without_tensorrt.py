@@ -189,6 +189,12 @@ def test_tensorrt_settings_on_onnxruntime_say_what_the_device_would_do(demo_mode
     assert "was calibrated with --profile cpu" in unused_tensorrt_settings(
         ModelConfig(path=demo_model, precision="int8"), cpu)[0]
     assert unused_tensorrt_settings(ModelConfig(path=demo_model), spec) == []
+    # a user check: a calibration cache named for a run on ONNX Runtime went by without a word
+    cache = demo_model.parent / "shapes.onnx"  # any file: the config checks it is one
+    with_cache = ModelConfig(path=demo_model, precision="int8", calibration_cache=cache)
+    assert unused_tensorrt_settings(with_cache, spec) == [
+        f"model.calibration_cache = '{cache}': a TensorRT setting, which ONNX Runtime does not "
+        "use; this run ignores it"]  # and int8 from a cache is no refusal on a TensorRT device
 
 
 def test_any_json_command_that_fails_ends_with_a_json_line(tmp_path, demo_model):
