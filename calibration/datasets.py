@@ -684,7 +684,8 @@ def _coco(path: Path, labels: Sequence[str], given_root: Path | None) -> Dataset
         if (not isinstance(box, list) or len(box) != 4
                 or not all(isinstance(v, (int, float)) for v in box) or min(box[2:]) < 0):
             raise InputError(f"{where}: bbox {box!r} is not [x, y, width, height] in pixels")
-        _require_a_box_in(sizes.get(annotation["image_id"]), box, where)
+        _require_a_box_in(sizes.get(annotation["image_id"]), box, where,
+                          images[annotation["image_id"]])
         objects[annotation["image_id"]].append(
             (box, class_of[annotation["category_id"]], bool(annotation.get("iscrowd", 0))))
     missing = [image_id for image_id, file in images.items() if not file.is_file()]
@@ -739,21 +740,37 @@ def _coco_image_root(path: Path, file_names: Sequence[str]) -> Path:
 COCO_EDGE_SLACK = 0.02
 
 
-def _require_a_box_in(size: tuple[int, int] | None, box: list[float], where: str) -> None:
+def _require_a_box_in(size: tuple[int, int] | None, box: list[float], where: str,
+                      image: Path) -> None:
     """An error naming the annotation whose box has no area, or lies past its image (of
-    `size`, width and height, where known)."""
-    x, y, width, height = box
+    `size`, width and height, as its entry gives them, where it does). A box within the
+    image file's own size is let through: the entry's size is what is wrong, and the image
+    is named for it when read (`Dataset.images`)."""
+    width, height = box[2:]
     if width <= 0 or height <= 0:
         raise InputError(f"{where}: bbox {box!r} has no area (width {width:g}, height "
                          f"{height:g}); give the object's size, or remove the annotation")
-    if size is None:
+    if size is None or not _past(box, size):
         return
+    real = usable_image_size(image) if image.is_file() else None
+    if real is not None and real != size:
+        if not _past(box, real):  # a user check: an entry with width and height swapped
+            return
+        file_size = f"; the file is {real[0]}x{real[1]}"
+    else:
+        file_size = ""
+    raise InputError(f"{where}: bbox {box!r} lies past its {size[0]}x{size[1]} image (the "
+                     f"size its images entry gives{file_size}); COCO boxes are [x, y, width, "
+                     "height] in the image's pixels, and that size is the image's own")
+
+
+def _past(box: list[float], size: tuple[int, int]) -> bool:
+    """Whether COCO box `box` reaches past an image of `size` by more than the slack
+    labelling tools leave (`COCO_EDGE_SLACK`)."""
+    x, y, width, height = box
     slack_x, slack_y = (max(2.0, side * COCO_EDGE_SLACK) for side in size)
-    if x < -slack_x or y < -slack_y or x + width > size[0] + slack_x \
-            or y + height > size[1] + slack_y:
-        raise InputError(f"{where}: bbox {box!r} lies past its {size[0]}x{size[1]} image (the "
-                         "size its images entry gives); COCO boxes are [x, y, width, height] "
-                         "in the image's pixels, and that size is the image's own")
+    return bool(x < -slack_x or y < -slack_y or x + width > size[0] + slack_x
+                or y + height > size[1] + slack_y)
 
 
 def _entries(path: Path, data: dict[str, Any], key: str) -> list[dict[str, Any]]:

@@ -456,7 +456,13 @@ class DriftMonitor:
         elif self.state == "alert":
             log.info("camera %s: drift back to %s", self.camera, state)
         elif state == "ok":  # the first whole window judged
-            log.info("camera %s: drift ok over its first %g s window (the largest %s: %s)",
-                     self.camera, self.settings.window_s, self.settings.metric,
-                     _largest(values))
+            # of the statistics it alerts on (a user check: a per-class score above the
+            # threshold, not alerted on by default, read as "ok" beside it)
+            watched = {**{f"scores.{k}": v for k, v in outputs.items()
+                          if self._alerts_on("scores", k)},
+                       **{f"input.{k}": v for k, v in inputs.items()
+                          if self._alerts_on("input", k)}}
+            log.info("camera %s: drift ok over its first %g s window (the largest %s it "
+                     "alerts on: %s)", self.camera, self.settings.window_s,
+                     self.settings.metric, _largest(watched))
 

@@ -111,8 +111,12 @@ def zone_outlines(camera: str, zones: Sequence[ZoneConfig]) -> list[Zone]:
             raise ConfigError(f"{where}: the polygon encloses no area (its points lie on one "
                               "line); give at least three corners of the region to count in")
         if zone.units == "normalised" and ((points < 0) | (points > 1)).any():
-            raise ConfigError(f"{where}: normalised coordinates must lie between 0 and 1; use "
-                              "units = \"pixels\" for pixel coordinates")
+            outside = sorted({f"{v:g}" for v in points.ravel() if not 0 <= v <= 1})
+            raise ConfigError(f"{where}: normalised coordinates must lie between 0 and 1 "
+                              f"({', '.join(outside)} "
+                              f"{'does' if len(outside) == 1 else 'do'} not); correct "
+                              f"{'it' if len(outside) == 1 else 'them'}, or use units = "
+                              "\"pixels\" for pixel coordinates")
         if zone.units == "pixels" and ((points >= 0) & (points <= 1)).all():
             raise ConfigError(f"{where}: every point lies between 0 and 1, read as pixels (the "
                               "default units): a zone under one pixel wide; add units = "

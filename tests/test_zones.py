@@ -34,7 +34,8 @@ def _config(zones):
     ({"name": "neg", "points": [[-1, 10], [70, 10], [70, 100]]}, (640, 480),
      "zone 'neg': the polygon reaches outside"),
     ({"name": "norm2", "points": [[0, 0], [1.2, 0], [1, 1]], "units": "normalised"}, None,
-     "zone 'norm2': normalised coordinates must lie between 0 and 1"),
+     "zone 'norm2': normalised coordinates must lie between 0 and 1 (1.2 does not); correct "
+     "it"),
     ({"name": "line", "points": [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]], "units": "normalised"},
      (640, 480), "zone 'line': the polygon encloses no area (its points lie on one line)"),
     ({"name": "flat", "points": [[10, 10], [50, 10], [100, 10]]}, None,

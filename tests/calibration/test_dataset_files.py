@@ -332,3 +332,29 @@ def test_a_coco_image_of_another_shape_than_its_entry_keeps_its_boxes_and_is_nam
     np.testing.assert_array_equal(item.boxes, [[10, 20, 40, 60]])
     assert ("1 image of another shape than their COCO entries give (images/a.jpg: 200x100, its "
             "entry 100x200): their boxes are taken as they are") in caplog.text
+
+
+def test_a_swapped_coco_entry_is_named_whichever_way_its_boxes_lie(tmp_path, caplog):
+    """A user check: an entry giving 100x200 for a 200x100 image was refused as "lies past its
+    100x200 image" where a box lay beyond 100 px across, and taken with a warning where none
+    did: the box is checked against the file's own size, and the image named either way; a
+    box past both is refused naming both sizes."""
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.full((100, 200, 3), 120, np.uint8))
+
+    def coco(box: list[int]) -> Path:
+        (tmp_path / "ann.json").write_text(json.dumps({
+            "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 200}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": box}],
+            "categories": [{"id": 1, "name": "square"}]}))
+        return tmp_path / "ann.json"
+
+    with caplog.at_level(logging.WARNING):
+        ((item, _),) = list(dataset_from(coco([150, 20, 30, 40]), LABELS, "detect").images())
+    np.testing.assert_array_equal(item.boxes, [[150, 20, 180, 60]])
+    assert ("1 image of another shape than their COCO entries give (images/a.jpg: 200x100, its "
+            "entry 100x200)") in caplog.text
+    with pytest.raises(InputError, match=r"annotations\[0\]: bbox \[150, 20, 30, 140\] lies past "
+                                         r"its 100x200 image \(the size its images entry gives; "
+                                         r"the file is 200x100\)"):
+        dataset_from(coco([150, 20, 30, 140]), LABELS, "detect")
