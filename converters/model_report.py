@@ -16,12 +16,13 @@ from calibration.layers import weighted_nodes
 from converters.errors import ConversionError
 from converters.grey import LUMA_RGB
 from converters.heads import head_from_shape
+from converters.labels import labels_from_paddle_metadata
 from converters.metadata import PREPROCESSING_KEY, preprocessing_of
 from converters.ultralytics import UltralyticsMetadata
 from edge.errors import ModelError
 from edge.resizing import RESIZE_FIELDS, resize_words
 from edge.spec import SPEC_KEY, ModelSpec, read_onnx_model
-from edge.wording import counted
+from edge.wording import counted, listed
 
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "ConvInteger",
                  "MatMulInteger", "QGemm", "QLinearGlobalAveragePool", "QLinearConcat"}
@@ -113,7 +114,8 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "external_data": _external_data(model, path.parent),
         "ultralytics": ultralytics,
         "spec": spec,
-        "to_convert": (_conversion_outline(inputs[0]["shape"], [o["shape"] for o in outputs])
+        "to_convert": (_conversion_outline(inputs[0]["shape"], [o["shape"] for o in outputs],
+                                           labels_from_paddle_metadata(model))
                        if spec is None and ultralytics is None and inputs and outputs
                        else None),
         "preprocessing": preprocessing_of(model),
@@ -296,12 +298,13 @@ def _ultralytics_line(export: dict[str, Any]) -> str:
             "`edge convert` reads its metadata, no options needed").replace("  ", " ")
 
 
-def _conversion_outline(input_shape: list[Any], output_shapes: list[list[Any]]) -> str:
+def _conversion_outline(input_shape: list[Any], output_shapes: list[list[Any]],
+                        labels: tuple[str, ...] | None = None) -> str:
     """What `edge convert` will need for a model that is neither converted nor an Ultralytics
     export, from its first input's shape and its outputs' (a head among several is chosen
     on a run of the model, which inspecting does not do): `NCHW input, its height and width
     dynamic: pass --input-size HxW ...; the output ['?', 2] reads as a classifier of 2 classes:
-    pass --labels with 2 names`."""
+    pass --labels with 2 names`. `labels`: those its metadata gives, which convert reads."""
     dims = [d if isinstance(d, int) and d > 0 else None for d in input_shape]
     parts = []
     if len(dims) == 4:
@@ -325,8 +328,10 @@ def _conversion_outline(input_shape: list[Any], output_shapes: list[list[Any]]) 
     else:
         what = (f"a classifier of {head.num_classes} classes" if head.task == "classify" else
                 f"a detector ({head.layout} head) of {head.num_classes} classes")
-        parts.append(f"the output {output_shape} reads as {what}: pass --labels with "
-                     f"{head.num_classes} names")
+        named = (f"its metadata names them ({listed(list(labels), 8)}), as convert reads them"
+                 if labels is not None and len(labels) == head.num_classes else
+                 f"pass --labels with {head.num_classes} names")
+        parts.append(f"the output {output_shape} reads as {what}: {named}")
     return "; ".join(parts)
 
 

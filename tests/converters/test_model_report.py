@@ -220,6 +220,13 @@ def test_inspect_outlines_what_convert_needs_for_a_plain_model(tmp_path, edge):
                                              ["extra"]))
     assert inspect_model_of(model, tmp_path)["to_convert"].endswith(
         "2 outputs: `edge convert` runs the model once to tell which is its head")
+    # PaddlePaddle's exports name their classes in metadata, which convert reads (a user
+    # check: inspect asked for --labels that convert did not need)
+    paddle = onnx.load(str(plain))
+    paddle.metadata_props.add(key="character", value="0\n90\n180")
+    assert inspect_model_of(paddle, tmp_path)["to_convert"].endswith(
+        "reads as a classifier of 3 classes: its metadata names them (0, 90, 180), as convert "
+        "reads them")
     converted = tmp_path / "converted.onnx"
     assert edge("convert", plain, "-o", converted, "--labels", "a,b,c").returncode == 0
     assert inspect_model(converted)["to_convert"] is None
