@@ -12,7 +12,13 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from calibration.images import is_hidden, read_image, unusable_reason, usable_image_size
+from calibration.images import (
+    is_hidden,
+    read_image,
+    shown_path,
+    unusable_reason,
+    usable_image_size,
+)
 from calibration.readers import IMAGE_SUFFIXES
 from calibration.yolo_layout import YoloLayout, dataset_yaml, yolo_layout
 from edge.errors import InputError
@@ -133,14 +139,6 @@ class Dataset:
         if self.kind == "folders":
             return "labels " + listed(sorted({self.labels[int(i.class_ids[0])] for i in items}))
         return counted(sum(int((~i.difficult).sum()) for i in items), "object")
-
-
-def shown_path(path: Path, root: Path | None) -> str:
-    """`270/readme.jpg`: an image relative to the dataset's `root` (a name alone may be in any
-    class folder), or with its own folder where it lies outside."""
-    if root is not None and path.is_relative_to(root):
-        return str(path.relative_to(root))
-    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def say_unreadable(paths: Sequence[Path], held: str, root: Path | None) -> None:

@@ -120,6 +120,15 @@ def is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def shown_path(path: Path, root: Path | None) -> str:
+    """`270/readme.jpg`: an image relative to the folder it was found in, `root` (a dataset's,
+    a calibration set's: a name alone may be in any class folder), or with its own folder
+    where it lies outside."""
+    if root is not None and path.is_relative_to(root):
+        return str(path.relative_to(root))
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
     """BGR uint8 [H, W, 3], or None for anything that is not a usable 8-bit image (corrupt,
     truncated, empty, 16-bit, not an image). Grey images are expanded to three channels."""

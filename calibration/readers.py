@@ -19,7 +19,13 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from calibration.images import is_hidden, read_image, unusable_reason, usable_image_size
+from calibration.images import (
+    is_hidden,
+    read_image,
+    shown_path,
+    unusable_reason,
+    usable_image_size,
+)
 from calibration.video_frames import VideoPick, pick_frames, picked_frames
 from edge.concurrency import in_order
 from edge.errors import InputError
@@ -122,6 +128,10 @@ class FrameSet:
     unpicked: list[Path] = field(default_factory=list)
     #: Image files of a folder that are hidden (.DS_Store, macOS's ._photo.jpg): not read
     hidden: int = 0
+    #: The folder the images are named relative to (`0/photo.jpg`, `90/photo.jpg`: a name
+    #: alone repeats across class folders, a user check)
+    root: Path | None = None
+
     @property
     def warning(self) -> str | None:
         """What was warned about the source as a whole (a video cut short), else None."""
@@ -156,7 +166,7 @@ class FrameSet:
         """Leave out the folder images at `indices` (of `paths`), each counted as skipped for
         `reason`; returns their names."""
         dropped = set(indices)
-        names = [self.paths[i].name for i in sorted(dropped)]
+        names = [shown_path(self.paths[i], self.root) for i in sorted(dropped)]
         self.skipped += [f"{name} ({reason})" for name in names]
         self.paths = [p for i, p in enumerate(self.paths) if i not in dropped]
         self.sizes = [size for i, size in enumerate(self.sizes) if i not in dropped]
@@ -266,11 +276,11 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     candidates = [p for p in found if not is_hidden(p, folder)]
     hidden = sum(1 for p in set(found) - set(candidates)
                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    broken = [f"{p.name} ({unusable_reason(p)})" for p in candidates
+    broken = [f"{shown_path(p, folder)} ({unusable_reason(p)})" for p in candidates
               if p.is_symlink() and not p.exists()]
     candidates = [p for p in candidates if p.is_file()]
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
-    skipped = broken + [f"{p.name} (not an image file)" for p in candidates
+    skipped = broken + [f"{shown_path(p, folder)} (not an image file)" for p in candidates
                         if p.suffix.lower() not in (*IMAGE_SUFFIXES, *DATASET_SUFFIXES)]
     sampled_from = len(images) if len(images) > max_images else None
     unpicked: list[Path] = []
@@ -283,7 +293,7 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     for path in images:
         size = usable_image_size(path)
         if size is None:
-            skipped.append(f"{path.name} ({unusable_reason(path)})")
+            skipped.append(f"{shown_path(path, folder)} ({unusable_reason(path)})")
         else:
             usable.append(path)
             sizes.append(size)
@@ -291,4 +301,6 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
         log.warning("skipped %d file(s) in %s: %s", len(skipped), folder,
                     "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
     return FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
-                    skipped=skipped, sampled_from=sampled_from, unpicked=unpicked, hidden=hidden)
+                    skipped=skipped, sampled_from=sampled_from, unpicked=unpicked, hidden=hidden,
+                    root=folder)
+

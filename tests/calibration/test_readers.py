@@ -75,6 +75,19 @@ def test_a_labelled_datasets_own_files_go_unmentioned(tmp_path, caplog):
     assert "data.yaml" not in caplog.text and "manifest" not in caplog.text
 
 
+def test_skipped_files_in_subfolders_are_named_with_their_folder(tmp_path, caplog):
+    """A user check: a class-folder calibration set skipped "mpl_logo2.png, mpl_logo2.png,
+    mpl_logo2.png, mpl_logo2.png", one in each folder, none telling which."""
+    for folder in ("0", "90"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "a.png"), np.zeros((48, 64, 3), np.uint8))
+        (tmp_path / folder / "logo.png").write_bytes(b"\x89PNG cut")
+    with caplog.at_level(logging.WARNING):
+        frames_from(tmp_path, min_images=1)
+    assert "skipped 2 file(s)" in caplog.text
+    assert "0/logo.png (" in caplog.text and "90/logo.png (" in caplog.text
+
+
 def test_too_few_usable_images_and_empty_folder(tmp_path):
     mixed_folder(tmp_path)
     with pytest.raises(InputError, match=r"usable image.*at least 50 are needed: add more, "
