@@ -19,6 +19,7 @@ from calibration.evaluate import (
     Accuracy,
     evaluate_models,
     scene_frames,
+    top1_agreement,
     unreadable_images,
     unscored_labels,
     with_unreadable,
@@ -43,6 +44,9 @@ ACCURACY_LOSS_POINTS = 2.0
 #: lowers every score, while the device, which publishes only what passes the threshold,
 #: loses the objects.
 OPERATING_POINT_LOSS_POINTS = 5.0
+#: A classifier's INT8 model that gives FP32's top-1 answer on fewer of the labelled images
+#: than this is warned about, whatever its accuracy (answers changed both ways cancel out).
+TOP1_AGREEMENT_FLOOR = 0.95
 #: The plots a report writes into its folder besides its index.md.
 _PLOT_NAME = re.compile(r"(?:hist_\d+|class_ap)\.png")
 #: The files a report may write beside its index.md (at most one histogram a worst layer).
@@ -110,13 +114,26 @@ class Report:
               self.int8.precision, _beyond_one(OPERATING_POINT_LOSS_POINTS, detections),
               None if detections is None else f"INT8's {counted(detections, 'detection')}")])]
         said = [loss for loss in losses if loss is not None]
-        if not said:
+        changed = self._answers_changed()
+        if not said and changed is None:
             return None
-        return (f"INT8 scores {', '.join(said)} on "
-                f"{counted(self.int8.images, 'labelled image')} of {self.evaluated_on}: the "
-                "report names the layers that lose most; calibrate on more frames like the "
-                "deployment's, keep layers in float (--keep-float N, --exclude NODE), try the "
-                "other --profile, or deploy the FP32 model")
+        fixes = ("the report names the layers that lose most; calibrate on more frames like the "
+                 "deployment's, keep layers in float (--keep-float N, --exclude NODE), try the "
+                 "other --profile, or deploy the FP32 model")
+        scored = f"{counted(self.int8.images, 'labelled image')} of {self.evaluated_on}"
+        lost = [f"INT8 scores {', '.join(said)} on {scored}"] if said else []
+        return f"{'; '.join([*lost, *([changed] if changed else [])])}: {fixes}"
+
+    def _answers_changed(self) -> str | None:
+        """`INT8 gives FP32's top-1 answer on only 97 of the 120 labelled images of val
+        (80.8%: ...)`, for a classifier under `TOP1_AGREEMENT_FLOOR`."""
+        agreement = top1_agreement(self.fp32, self.int8)
+        if agreement is None or agreement >= TOP1_AGREEMENT_FLOOR:
+            return None
+        images = len(self.fp32.answers)
+        return (f"INT8 gives FP32's top-1 answer on only {round(agreement * images)} of the "
+                f"{images} labelled images of {self.evaluated_on} ({100 * agreement:.1f}%: "
+                "answers changed both ways, which top-1 alone does not show)")
 
 
 def _beyond_one(points: float, count: int | None) -> float:
@@ -314,7 +331,11 @@ def _markdown(fp32: Accuracy, int8: Accuracy, outputs: dict[str, float],
         if bars:
             lines += ["", f"![per-class AP]({bars})"]
     else:
-        lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}"]
+        agreement = top1_agreement(fp32, int8)
+        same = (f"; INT8 gives FP32's answer on {round((agreement or 0.0) * fp32.images)} of "
+                f"the {fp32.images} images ({100 * (agreement or 0.0):.1f}%)"
+                if agreement is not None else "")
+        lines += [f"Top-1: FP32 {fp32.top1:.4f}, INT8 {int8.top1:.4f}{same}"]
         lines += ["", f"**Warning:** {lost}"] if lost else []
         lines += ["", "## Per-class top-1", "", "| class | images | FP32 | INT8 | change |",
                   "|---|---|---|---|---|"]

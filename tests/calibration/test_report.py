@@ -111,3 +111,24 @@ def test_one_image_of_a_small_labelled_set_is_no_top1_loss(tmp_path):
     assert (lost(0.325, 0.275, 40) or "").startswith(
         "INT8 scores top-1 0.275 against FP32's 0.325 (-5.0 points) on 40 labelled images")
     assert lost(0.95, 0.92, 100) is not None  # 3 images of 100: past the 2 points
+
+
+def test_a_classifier_whose_int8_answers_change_is_warned_about_whatever_its_top1(tmp_path):
+    """A user check: FP32 and INT8 both at top-1 0.6917 on 120 labelled images, the report
+    "+0.00", while INT8 gave FP32's answer on 97 of them (per-class changes of -6.67 and +6.67
+    cancelling out)."""
+    from calibration.evaluate import Accuracy, top1_agreement
+    from calibration.report import Report
+
+    fp32 = Accuracy("classify", 120, top1=0.6917, answers=tuple([0, 1, 2, 3] * 30))
+    changed = tuple([1, 0, 2, 3] * 5 + [0, 1, 2, 3] * 25)  # 10 of 120 answers swapped
+    int8 = Accuracy("classify", 120, top1=0.6917, answers=changed)
+    assert top1_agreement(fp32, int8) == 110 / 120
+    lost = Report(tmp_path / "index.md", "val", fp32, int8).accuracy_lost()
+    assert lost is not None and lost.startswith(
+        "INT8 gives FP32's top-1 answer on only 110 of the 120 labelled images of val (91.7%: "
+        "answers changed both ways, which top-1 alone does not show): the report names the "
+        "layers")
+    kept = Accuracy("classify", 120, top1=0.6917, answers=tuple([0, 1, 2, 3] * 29 + [1, 0, 2, 3]))
+    assert Report(tmp_path / "index.md", "val", fp32, kept).accuracy_lost() is None  # 118
+    assert fp32 == Accuracy("classify", 120, top1=0.6917)  # answers are not a figure
