@@ -303,4 +303,3 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     return FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
                     skipped=skipped, sampled_from=sampled_from, unpicked=unpicked, hidden=hidden,
                     root=folder)
-
