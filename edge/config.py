@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -582,7 +583,8 @@ def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None) 
             text = _in_words(error)
             if error["type"] == "value_error":  # our validators' own words, without pydantic's
                 text = text.removeprefix("Value error, ")
-            message = f"{text}{_shown_input(error['loc'], error.get('input'))}"
+            message = (f"{text}{_shown_input(error['loc'], error.get('input'))}"
+                       f"{_meant_value(error)}")
         # a check across sections names its own keys (a user check: "(top level):
         # cameras.0.sampling: ...")
         own = not error["loc"] and error["type"] == "value_error"
@@ -613,6 +615,17 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def _meant_value(error: Any) -> str:
+    """`: did you mean 'normalised'?` after a word the key does not take but one it takes is
+    like (a user check: `units = "normalized"`), else ''."""
+    given = error.get("input")
+    if error["type"] != "literal_error" or not isinstance(given, str):
+        return ""
+    words = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
+    meant = difflib.get_close_matches(given.lower(), words, n=1, cutoff=0.7)
+    return f": did you mean {meant[0]!r}?" if meant and meant[0] != given else ""
 
 
 def _in_words(error: Any) -> str:

@@ -403,3 +403,22 @@ def test_a_cameras_sampling_error_is_named_by_its_key_alone(tmp_path):
         load_config(write(tmp_path, text))
     assert "(top level)" not in str(caught.value)
     assert "\n  cameras.0.sampling:\n  uncertain_band: " in str(caught.value)
+
+
+def test_a_word_a_key_does_not_take_gets_the_one_it_most_likely_meant(tmp_path):
+    """A user check: `units = "normalized"` (the US spelling) got the list of words alone."""
+    text = VALID.replace('source = "synthetic://shapes?fps=15&seed=1"\n',
+                         'source = "synthetic://shapes?fps=15&seed=1"\n[[cameras.zones]]\n'
+                         'name = "door"\npoints = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]\n'
+                         'units = "normalized"\n')
+    text = text.replace('path = "model.onnx"', 'path = "model.onnx"\nbackend = "TensorRT"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    said = str(caught.value)
+    assert ("cameras.0.zones.0.units: Input should be 'pixels' or 'normalised'; got "
+            "'normalized': did you mean 'normalised'?") in said
+    assert "got 'TensorRT': did you mean 'tensorrt'?" in said
+    far = VALID.replace('path = "model.onnx"', 'path = "model.onnx"\nbackend = "cuda"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, far))
+    assert "got 'cuda'" in str(caught.value) and "did you mean" not in str(caught.value)
