@@ -458,10 +458,8 @@ class DriftMonitor:
         elif state == "ok":  # the first whole window judged
             # of the statistics it alerts on (a user check: a per-class score above the
             # threshold, not alerted on by default, read as "ok" beside it)
-            watched = {**{f"scores.{k}": v for k, v in outputs.items()
-                          if self._alerts_on("scores", k)},
-                       **{f"input.{k}": v for k, v in inputs.items()
-                          if self._alerts_on("input", k)}}
+            watched = {name: value for name, value in values.items()
+                       if self._alerts_on(*name.split(".", 1))}
             log.info("camera %s: drift ok over its first %g s window (the largest %s it "
                      "alerts on: %s)", self.camera, self.settings.window_s,
                      self.settings.metric, _largest(watched))

@@ -134,12 +134,13 @@ class CollectedDataset:
         self.url_prefix = self._label_studio_prefix(self.image_url_prefix)
         # a limit reached already (no byte left for an image) is said now, not at a frame
         self._check_room(1)
-        stale = self._stale_exports() if self.rows else []
+        texts = self._export_texts() if self.rows else {}
+        stale = [name for name, text in texts.items() if not _holds(self.root / name, text)]
         if stale:
             if not self._removed_by_hand:  # whose warning says the exports follow
                 log.info("%s: %s did not match %s (a run interrupted between two exports, or "
                          "files edited by hand): rewritten", self.root, listed(stale), MANIFEST)
-            self.export()
+            self._write_exports(texts)
 
     def close(self) -> None:
         """Let another run write into the folder (the lock is the process's until then); the
@@ -155,14 +156,6 @@ class CollectedDataset:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _stale_exports(self) -> list[str]:
-        """The exports whose files are not what the manifest makes of them now: missing or
-        behind after a run killed between two exports (every `EXPORT_EVERY` images, and at the
-        end), or edited by hand. Compared by content: a copied folder's files have new times
-        (a user check: a copy read as an interrupted run)."""
-        return [name for name, text in self._export_texts().items()
-                if not _holds(self.root / name, text.encode())]
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -388,23 +381,30 @@ class CollectedDataset:
 
     # -- exports ---------------------------------------------------------------------------
 
-    def _export_texts(self) -> dict[str, str]:
-        """Each export's file name and text, from the manifest's rows."""
+    def _export_texts(self) -> dict[str, bytes]:
+        """Each export's file name and content, from the manifest's rows. At a resume, the
+        files that differ from these are rewritten: missing or behind after a run killed
+        between two exports (every `EXPORT_EVERY` images, and at the end), or edited by hand;
+        compared by content, as a copied folder's files have new times (a user check: a copy
+        read as an interrupted run)."""
         labels = self.labels or []
         texts = (json.dumps(coco_from_rows(self.rows, labels)),
                  json.dumps(label_studio_from_rows(self.rows, self.url_prefix)),
                  csv_from_rows(self.rows),
                  "path: .\ntrain: images\nval: images\nnames:\n" + "".join(
                      f"  {i}: {name}\n" for i, name in enumerate(labels)))
-        return dict(zip(EXPORTS, texts, strict=True))
+        return {name: text.encode() for name, text in zip(EXPORTS, texts, strict=True)}
 
     def export(self) -> None:
         """Rewrite COCO, Label Studio, the CSV manifest and data.yaml from the manifest."""
+        self._write_exports(self._export_texts())
+
+    def _write_exports(self, exports: dict[str, bytes]) -> None:
         self._since_export = 0
         self._exported_at = time.monotonic()
         try:
-            for name, text in self._export_texts().items():
-                write_bytes_atomic(self.root / name, text.encode())
+            for name, data in exports.items():
+                write_bytes_atomic(self.root / name, data)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
