@@ -309,9 +309,13 @@ def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plai
         return dict(zip(names, (t.numpy() for t in tensors), strict=False))
 
     traced = exported.tracer_warnings
-    notes = (f"tracing warned: {traced[0]}{f' (and {len(traced) - 1} more)' if traced[1:] else ''}"
-             "; the graph keeps what that line did for this input size (fine for shapes; for a "
-             "branch on values, script the network)",) if traced else ()
+    more = f" (and {len(traced) - 1} more)" if traced[1:] else ""
+    notes: tuple[str, ...] = (
+        f"tracing warned: {traced[0]}{more}; the graph keeps what that line did for this input "
+        "size (fine for shapes; for a branch on values, script the network)",) if traced else ()
+    if image_input(model).layout == "NHWC":
+        notes += (f"the network runs on channels-last input [N, {height}, {width}, 3] (not on "
+                  "[N, 3, H, W]): exported and fed that way",)
     return _Plain(model, run_source, kind, notes=notes, tracer_warnings=traced)
 
 

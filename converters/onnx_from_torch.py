@@ -1,7 +1,8 @@
 """Export a PyTorch module (eager or TorchScript) to a plain ONNX graph.
 
-The exported graph takes the network's own float NCHW input; `converters.fold` then puts the
-camera preprocessing in front of it, the same way for every source format.
+The exported graph takes the network's own float NCHW (or channels-last) input;
+`converters.fold` then puts the camera preprocessing in front of it, the same way for every
+source format.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class Exported:
 def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int | None = 1,
                     opset: int = DEFAULT_OPSET) -> Exported:
     """Trace `network` on a float [batch, 3, height, width] input, or [batch, 1, ...] for a
-    grey network (one that fails on 3 channels and runs on 1); `batch` None: dynamic.
+    grey network (one that fails on 3 channels and runs on 1), or [batch, height, width, 3]
+    for a channels-last one (one that fails on both and runs on that); `batch` None: dynamic.
 
     The TorchScript-based exporter is used: for CNNs it gives a flat graph of plain ONNX ops,
     which TensorRT's parser and ONNX Runtime's fusions handle best. Outputs are named
@@ -72,7 +74,7 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
         try:  # run first: an error here is the network's, in its own words
             names = output_names(network(example))
         except Exception as exc:  # noqa: BLE001 - the user's network: re-raised, named, below
-            names, example = _run_on_grey(network, example, exc)
+            names, example = _run_in_another_layout(network, example, exc)
     shape = _shape(example)
     dynamic_axes = None if batch else {name: {0: "batch"} for name in (INPUT_NAME, *names)}
     with (tempfile.TemporaryDirectory() as scratch, torch.no_grad(), torchscript_noise_muted(),
@@ -214,10 +216,13 @@ def output_names(result: object) -> list[str]:
     return [f"{OUTPUT_PREFIX}{index}" for index in range(count)]
 
 
-def _run_on_grey(network: nn.Module, colour: Any, failure: Exception) -> tuple[list[str], Any]:
-    """The output names and the 1-channel example of a network that failed on the 3-channel
-    `colour` one with `failure` and runs on grey (converters.grey makes it take colour);
-    otherwise the failure, named: the grey run's where the network asked for 1 channel."""
+def _run_in_another_layout(network: nn.Module, colour: Any,
+                           failure: Exception) -> tuple[list[str], Any]:
+    """The output names and example of a network that failed on the 3-channel NCHW `colour`
+    example with `failure`: the 1-channel one where it runs on grey (converters.grey makes it
+    take colour), else the channels-last [N, H, W, 3] one where it runs on that (a network
+    that permutes its input itself; converters.fold feeds it NHWC); otherwise the failure,
+    named: the grey run's where the network asked for 1 channel."""
     grey = colour[:, :1].contiguous()
     try:
         return output_names(network(grey)), grey
@@ -225,6 +230,11 @@ def _run_on_grey(network: nn.Module, colour: Any, failure: Exception) -> tuple[l
         if _channels_expected(str(failure)) == 1:
             raise ConversionError(f"the network fails on a {_shape(grey)} input: "
                                   f"{first_line(grey_failure)}{_input_hint('')}") from failure
+    channels_last = colour.permute(0, 2, 3, 1).contiguous()
+    try:
+        return output_names(network(channels_last)), channels_last
+    except Exception:  # noqa: BLE001 - not a channels-last network: the NCHW failure is named
+        pass
     raise ConversionError(f"the network fails on a {_shape(colour)} input: "
                           f"{first_line(failure)}{_input_hint(str(failure))}") from failure
 

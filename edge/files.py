@@ -60,6 +60,25 @@ def require_output_file(path: Path, option: str = "-o") -> Path:
     return directory
 
 
+def require_onnx_name(path: Path, option: str = "-o") -> None:
+    """InputError where a model is to be written under a name not ending in .onnx: edge (and
+    the daemon's TensorRT runner) tell model files by their extension, so an ONNX model named
+    `model.pt` would be read as PyTorch's and one named `model` refused."""
+    if path.suffix.lower() != ".onnx":
+        raise InputError(f"{option} {path}: the model written is ONNX, and model files are "
+                         "told by their extension (a .pt is read as PyTorch's, the TensorRT "
+                         f"runner takes only .onnx); name it {_onnx_name(path)}")
+
+
+def _onnx_name(path: Path) -> Path:
+    """`path` with .onnx for an extension of a model format, .onnx added to any other name."""
+    model_suffixes = (".pt", ".pth", ".torchscript", ".engine", ".plan", ".trt", ".tflite",
+                      ".pb")
+    if path.suffix.lower() in model_suffixes:
+        return path.with_suffix(".onnx")
+    return path.with_name(path.name + ".onnx")
+
+
 def _file_folder(path: Path, option: str) -> Path:
     directory = require_output_directory(path, option)
     if path.is_dir():

@@ -39,6 +39,7 @@ from edge.errors import EdgeError, InputError, MissingDependencyError
 from edge.files import (
     StagedOutputs,
     refuse_overwriting,
+    require_onnx_name,
     require_output_file,
     require_report_folder,
     write_bytes_atomic,
@@ -121,6 +122,7 @@ def _convert(args: argparse.Namespace) -> int:
     from edge.spec import PostprocessSpec
 
     require_output_file(args.output)
+    require_onnx_name(args.output)
     refuse_overwriting(args.output, args.source)
     try:
         module_args = json.loads(args.module_args) if args.module_args else None
@@ -466,8 +468,9 @@ def _output_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Every file calibrate will write: its folder exists, it is not the input model, and no
-    two of them are the same file (the last written would replace the others)."""
+    """Every file calibrate will write: its folder exists, it is not the input model, no two
+    of them are the same file (the last written would replace the others), and the model's
+    name ends in .onnx."""
     written: dict[Path, str] = {}
     for option, output in _output_files(args):
         require_output_file(output, option)
@@ -479,6 +482,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         earlier = written.setdefault(output.resolve(), option)
         if earlier != option:
             raise InputError(f"{earlier} and {option} both name {output}; give each its own file")
+    require_onnx_name(args.output)
 
 
 def _report_data(args: argparse.Namespace) -> str | None:

@@ -451,6 +451,11 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
         (["--images", FRAMES, "--percentile", "101"], "must be a percentile in (0, 100]"),
         # outputs that are folders, and options used only after calibrating, fail at once
         (["--images", FRAMES, "-o", "{tmp}"], "is a folder; name the file to write"),
+        # an ONNX model under another format's name: the daemon's TensorRT runner refuses it
+        (["--images", FRAMES, "-o", "{tmp}/int8.pt"], "-o {tmp}/int8.pt: the model written is "
+         "ONNX, and model files are told by their extension (a .pt is read as PyTorch's, the "
+         "TensorRT runner takes only .onnx); name it {tmp}/int8.onnx"),
+        (["--images", FRAMES, "-o", "{tmp}/int8"], "name it {tmp}/int8.onnx"),
         (["--images", FRAMES, "--ranges", "{tmp}"], "--ranges {tmp} is a folder"),
         (["--images", "/no/such/folder", "--trt-version", "7.0", "--cache", "{tmp}/c.cache"],
          "older than 8.5"),

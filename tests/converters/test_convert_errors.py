@@ -178,6 +178,24 @@ def test_output_that_is_the_source_and_a_folder_as_source_are_refused(tmp_path, 
     assert inspect.returncode == 2 and "is a folder; pass a model file" in inspect.stderr
 
 
+@pytest.mark.parametrize(("name", "meant"), [("m.pt", "m.onnx"), ("m.engine", "m.onnx"),
+                                            ("m", "m.onnx"), ("m.v2", "m.v2.onnx")])
+def test_an_output_not_named_onnx_is_refused_with_the_name_to_give(name, meant, tmp_path,
+                                                                    sources):
+    """A user check: `-o x.pt` wrote an ONNX model that edge inspect and calibrate took and
+    the TensorRT runner refuses; a .pt given to them is PyTorch's."""
+    out = tmp_path / "out"
+    out.mkdir()
+    result = edge_convert(sources["detector"], "-o", out / name, "--labels", "a,b")
+    assert result.returncode == 2
+    assert (f"-o {out / name}: the model written is ONNX, and model files are told by "
+            f"their extension") in result.stderr
+    assert f"name it {out / meant}" in result.stderr
+    assert list(out.iterdir()) == []
+    assert edge_convert(sources["detector"], "-o", out / "M.ONNX", "--labels", "a,b",
+                        "--stride", "4").returncode == 0
+
+
 def test_existing_output_survives_a_failed_conversion(tmp_path, sources):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"previous artifact")
@@ -246,13 +264,14 @@ def test_weights_in_external_data_convert_and_their_absence_is_named(tmp_path):
         assert "Traceback" not in result.stderr and not out.exists()
 
 
-def test_a_model_written_under_any_name_reads_back_and_json_is_no_model(tmp_path, sources):
-    """`-o model.json` wrote protobuf that `edge inspect` then parsed as JSON; a JSON file
-    given as a model was a traceback."""
-    out = tmp_path / "model.json"
+def test_a_model_renamed_by_hand_reads_back_and_json_is_no_model(tmp_path, sources):
+    """A converted model the user renamed `model.json` was parsed as JSON by `edge inspect`; a
+    JSON file given as a model was a traceback. (`-o model.json` itself is refused.)"""
+    out = tmp_path / "model.onnx"
     done = edge_convert(sources["odd_head"], "-o", out, "--labels", "a,b,c")
     assert done.returncode == 0, done.stderr
-    assert inspect_model(out)["spec"]["labels"] == ["a", "b", "c"]
+    renamed = out.rename(tmp_path / "model.json")
+    assert inspect_model(renamed)["spec"]["labels"] == ["a", "b", "c"]
     inspected = subprocess.run([sys.executable, "-m", "edge", "inspect", str(sources["json"])],
                                capture_output=True, text=True, timeout=120)
     assert inspected.returncode == 2 and "Traceback" not in inspected.stderr

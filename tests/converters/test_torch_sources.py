@@ -81,6 +81,11 @@ class FeatureFirst(Net):
         return {"feat": y.mean(1, keepdim=True), "logits": self.fc(y)}
 
 
+class ChannelsLast(Net):
+    def forward(self, x):
+        return super().forward(x.permute(0, 3, 1, 2))
+
+
 class TwoInputNet(Net):
     def forward(self, x, y):
         return self.fc(self.features(x) + self.features(y))
@@ -257,6 +262,28 @@ def test_a_tuples_outputs_are_named_in_order(nets, tmp_path, edge):
     assert "left out of the converted model: output1 (4 a frame)" in result.stdout
 
 
+def test_a_channels_last_network_converts_and_is_fed_height_by_width_by_colour(
+        nets, tmp_path, edge):
+    """A network that permutes its [N, H, W, 3] input itself fails on [N, 3, H, W]: it is
+    exported on channels-last input (not told to check --input-size), and sees the frame's
+    pixels where they are (a 32x48 frame, so a swapped height and width would not run)."""
+    weights = _weights(tmp_path / "nhwc.pt", _module(nets, "ChannelsLast"))
+    out = tmp_path / "out.onnx"
+    result = edge("convert", weights, "--module", f"{nets}:ChannelsLast", "--input-size",
+                  "32x48", "--labels", "a,b,c", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert ("the network runs on channels-last input [N, 32, 48, 3] (not on [N, 3, H, W]): "
+            "exported and fed that way") in result.stdout
+    frame = np.random.default_rng(2).integers(0, 256, (1, 32, 48, 3), np.uint8)
+    session = ort.InferenceSession(str(out))
+    converted = session.run(None, {session.get_inputs()[0].name: frame})[0]
+    network = _module(nets, "ChannelsLast")
+    network.load_state_dict(torch.load(weights))
+    rgb = torch.from_numpy(frame[..., ::-1].copy()).float() / 255
+    with torch.no_grad():
+        np.testing.assert_allclose(converted, network.eval()(rgb).numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_a_scripted_network_that_returns_a_dict_is_told_to_return_a_tuple(nets, tmp_path):
     """A process: the exporter logged its IR graph to file descriptor 1 from C++, ahead of the
     JSON line `--json` readers take from stdout."""
@@ -392,8 +419,8 @@ def test_a_missing_class_lists_those_the_module_defines(nets, tmp_path, edge):
     result = edge("convert", weights, "--module", f"{nets}:Nett", "--input-size", "32",
                   "-o", tmp_path / "out.onnx")
     assert_refused(result, f"--module: {nets} has no torch.nn.Module class 'Nett'; its "
-                           "classes: CudaInForward, CudaNet, DictNet, FeatureFirst, GreyNet, "
-                           "GreyWrap, HistogramNet, Net (+6 more)")
+                           "classes: ChannelsLast, CudaInForward, CudaNet, DictNet, FeatureFirst, "
+                           "GreyNet, GreyWrap, HistogramNet (+7 more)")
 
 
 @pytest.mark.parametrize(("source", "expected"), [
