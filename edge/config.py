@@ -603,7 +603,25 @@ def _meant_key(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None
         section = _section_type(field.annotation) if field is not None else None
     if section is None:
         return None
-    return likely_meant(str(loc[-1]), list(section.model_fields), cutoff=0.7)
+    key = str(loc[-1])
+    return (likely_meant(key, list(section.model_fields), cutoff=0.7)
+            or _KEYS_OF_OTHER_TOOLS.get((section.__name__, key.lower())))
+
+
+#: (section, key) -> this config's key, for names other camera tools' configs use (Frigate's
+#: mqtt host/port/user, a stream's url): unlike any key here, so no spelling hint finds them.
+_BROKER_URL = "url (mqtt://HOST:PORT, mqtts:// for TLS)"
+_KEYS_OF_OTHER_TOOLS = {
+    ("MqttConfig", "host"): _BROKER_URL, ("MqttConfig", "hostname"): _BROKER_URL,
+    ("MqttConfig", "broker"): _BROKER_URL, ("MqttConfig", "server"): _BROKER_URL,
+    ("MqttConfig", "port"): _BROKER_URL, ("MqttConfig", "tls"): _BROKER_URL,
+    ("MqttConfig", "user"): "username", ("MqttConfig", "topic_prefix"): "prefix",
+    ("MqttConfig", "tls_ca_certs"): "ca_file", ("MqttConfig", "tls_client_cert"): "certfile",
+    ("MqttConfig", "tls_client_key"): "keyfile",
+    **{("CameraConfig", key): "source" for key in (
+        "url", "uri", "rtsp", "rtsp_url", "stream", "input", "path", "device", "src")},
+    ("CameraConfig", "id"): "name",
+}
 
 
 def _section_type(annotation: Any) -> type[BaseModel] | None:

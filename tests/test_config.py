@@ -69,6 +69,12 @@ def test_valid_config_loads_with_defaults_and_resolves_the_model_path(tmp_path):
          r"mqtt\.reconect_max_s: unknown key; did you mean reconnect_max_s\?"),
         (("device_id = ", "device-id = \"x\"\ndevice_id = "),
          r"device-id: unknown key; did you mean device_id\?"),
+        # keys other camera tools' configs use (Frigate's mqtt host and port, a stream url)
+        (("[mqtt]", "[mqtt]\nhost = \"10.0.0.2\""),
+         r"mqtt\.host: unknown key; did you mean url \(mqtt://HOST:PORT, mqtts:// for TLS\)\?"),
+        (("[mqtt]", "[mqtt]\nuser = \"cam\""), r"mqtt\.user: unknown key; did you mean username\?"),
+        (('source = "synthetic', 'url = "synthetic'),
+         r"cameras\.0\.url: unknown key; did you mean source\?"),
         # two letters swapped in a short key score under difflib's cutoff (a user check)
         (("[mqtt]", "[mqtt]\nqso = 1"), r"mqtt\.qso: unknown key; did you mean qos\?"),
         # TOML's true where words are taken read "got True", as Python writes it (a user check)
