@@ -236,12 +236,14 @@ class SamplingPolicy:
             # sample a policy asks for is refused (a snapshot waits for the next frame)
             if any(reason != "snapshot" for reason in found):
                 self.limiter.refuse()
+                self._wait_after_refusal(now, found)
             return []
         if not found:
             return []
         # a frame drawn for the audit is taken on the audit's caps, the other reasons riding
         # along; a snapshot asked for is taken whatever the limits
         if "audit" not in found and "snapshot" not in found and not self.limiter.take_sample(now):
+            self._wait_after_refusal(now, found)
             return []
         self.sampled.update(found)
         self._taken(now, found)
@@ -262,6 +264,13 @@ class SamplingPolicy:
                     "sample is no longer spread evenly over the frames; lower audit_rate well "
                     "under a cap over the frames its period brings (per_minute / (fps x 60))",
                     self.key, self.sampling.audit_rate, self.key, caps)
+
+    def _wait_after_refusal(self, now: float, found: list[str]) -> None:
+        """Start the waits of the reasons of a sample the limits refused, as a taken one's
+        (a snapshot asked for waits for the next frame): the interval sample refused is that
+        interval's one, counted once, not again on every frame until the caps lift (a user
+        check: `refused` grew 15 a second at 15 fps under per_minute 6)."""
+        self._last_taken.update(dict.fromkeys((r for r in found if r != "snapshot"), now))
 
     def _taken(self, now: float, found: list[str]) -> None:
         """Start the waits of the reasons a sample was taken for."""

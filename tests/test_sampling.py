@@ -258,14 +258,26 @@ def test_every_refusal_is_counted_as_the_loop_copies_frames():
         taken += "audit" in p.reasons(now, dets((3, 0.9)), copied=copied)
     audit = p.stats()["audit"]
     assert copies_refused > 1000  # both caps full for most of each minute
-    # ... and the rare object's samples they refused are counted (2 were, of thousands): all
-    # those frames but the 2 s after each sample, when the rare object was not due
+    # ... and the rare object's samples they refused are counted (2 were, of thousands): one
+    # each min_gap_s of those frames, as the rare object was due, not one every frame
     assert audit["refused"] > 0
-    assert copies_refused - 20 * 30 <= p.stats()["refused"] <= copies_refused + 30
+    assert copies_refused / 20 - 30 <= p.stats()["refused"] <= copies_refused / 20 + 1
     assert taken == p.sampled["audit"] == 30  # 6 a minute
     assert p.sampled["rare"] >= 30
     assert audit["drawn"] == taken + audit["refused"]
     assert abs(audit["drawn"] - 1500) < 100
+
+
+def test_an_interval_sample_the_caps_refuse_is_counted_once_not_every_frame():
+    """A user check: interval_s 5 under per_minute 6 at 15 fps: each minute's last 30 s of
+    interval samples are refused, and `refused` grew by 15 a second (every frame while the
+    cap held) instead of the 6 samples a minute it withheld."""
+    p = policy(FramesConfig(interval_s=5), limits={"per_minute": 6})
+    for i in range(15 * 600):  # 10 minutes at 15 fps
+        now = i / 15
+        p.reasons(now, dets(), copied=p.wants_copy(now))
+    assert p.sampled["interval"] == 60  # at 0, 5 ... 25 s of each minute
+    assert p.stats()["refused"] == 60  # those at 30, 35 ... 55 s
 
 
 def test_byte_budget_per_hour_holds():
