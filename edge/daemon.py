@@ -630,8 +630,8 @@ class Daemon:
         for worker, status in zip(self.workers, statuses, strict=True):
             if worker.supervisor.frames == 0:
                 never_streamed.append(status.camera)
-                log.warning("camera %s never delivered a frame (%s%s)", status.camera,
-                            status.state, f": {status.reason}" if status.reason else "")
+                log.warning("camera %s never delivered a frame (%s)", status.camera,
+                            _why_no_frame(status.state, status.reason, seconds))
             elif status.state == "reconnecting":  # its status is "ended" once stopped
                 log.warning("camera %s was down at the stop, for its last %.0f s (%s)",
                             status.camera, max(0.0, time.time() - status.since), status.reason)
@@ -672,3 +672,16 @@ class Daemon:
         for worker in workers:
             worker.stop(max(0.0, deadline - time.monotonic()))
         self.service.close(INFERENCE_STOP_S)
+
+
+def _why_no_frame(state: str, reason: str | None, seconds: float) -> str:
+    """Why a camera delivered no frame in a run of `seconds`: its state and the reason it
+    gave, or, for one still opening without an error, that (a user check: a 3 s trial said
+    "(starting)", and the exit line pointed to it for the reason)."""
+    if reason:
+        return f"{state}: {reason}"
+    if state == "starting":
+        return (f"still opening {seconds:.0f} s after the start, without an error: an RTSP "
+                "camera can take several seconds to send its first frame; give a trial run "
+                "longer (--seconds 15)")
+    return state

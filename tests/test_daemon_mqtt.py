@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -430,6 +431,25 @@ def test_a_camera_that_never_delivered_a_frame_is_named_at_the_stop(tmp_path, mo
     code, err = stop(stopped, signal.SIGTERM)
     assert code == 0, err
     assert "camera gate never delivered a frame" in err and "exiting 1" not in err
+
+
+def test_a_camera_still_opening_at_the_end_of_a_trial_is_told_to_run_longer(
+        tmp_path, mosquitto, demo_model):
+    """A user check: an RTSP camera still opening when a 3 s trial ended was named with
+    "(starting)" alone, and the exit line pointed there for the reason."""
+    silent = socket.create_server(("127.0.0.1", 0))  # takes the connection, never answers
+    config = write_config(tmp_path, demo_model, mosquitto.port)
+    config.write_text(config.read_text().replace(
+        'source = "synthetic://shapes?fps=10&seed=2"',
+        f'source = "rtsp://127.0.0.1:{silent.getsockname()[1]}/cam"'))
+    with silent:
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                                 "--seconds", "2"], capture_output=True, text=True, timeout=90)
+    assert result.returncode == 1, result.stderr
+    assert ("camera gate never delivered a frame (still opening 2 s after the start, without "
+            "an error: an RTSP camera can take several seconds to send its first frame; give "
+            "a trial run longer (--seconds 15))") in result.stderr
+    assert "exiting 1: camera gate delivered no frame in the 2." in result.stderr
 
 
 @pytest.mark.slow
