@@ -19,8 +19,8 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,10 @@ class BenchOptions:
     max_batch: int | None = None
     batch_timeout_ms: float = 4.0
     source: str = "replay://shapes?frames=16"
+    #: The rest of a daemon config's model section (precision, engine_dir, dla_core...), for
+    #: `edge bench --config`: the keys above are the options'.
+    model_settings: Mapping[str, Any] = field(default_factory=dict)
+    config: Path | None = None
 
 
 def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
@@ -81,7 +85,8 @@ def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
     separator = "&" if "?" in options.source else "?"
     cameras = [{"name": f"cam{i}", "source": f"{options.source}{separator}seed={i + 1}"}
                for i in range(options.cameras)]
-    model: dict[str, Any] = {"path": str(options.model), "backend": options.backend,
+    model: dict[str, Any] = {**options.model_settings, "path": str(options.model),
+                             "backend": options.backend,
                              "threads": options.threads,
                              "batch_timeout_ms": float(options.batch_timeout_ms)}
     if options.max_batch is not None:
@@ -126,7 +131,9 @@ def _measure(options: BenchOptions, echo: Callable[[str], None]) -> dict[str, An
         if broker is not None:
             broker.stop()
     cpu_threads = choice.name == "onnxruntime"
-    result = {"model": str(options.model), "backend": choice.name,
+    result = {"model": str(options.model),
+              **({"config": str(options.config)} if options.config else {}),
+              "backend": choice.name,
               # the inference threads in use (--threads 0 chooses one a physical core); a
               # TensorRT engine has none to choose
               "threads": intra_op_threads(options.threads) if cpu_threads else None,

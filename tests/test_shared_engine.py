@@ -252,6 +252,36 @@ def test_bench_hints_at_fewer_threads_when_the_loop_keeps_little_of_the_backend(
         "cores; compare --threads 1 (model.threads in the config), which can be faster in all"]
 
 
+def test_bench_measures_a_config_with_its_model_settings_and_camera_count(tmp_path):
+    """A user check: `edge bench --config edge.toml` was refused; a deployer measures the
+    model their config runs, with its settings and as many cameras, options given winning."""
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[model]\npath = "{DYNAMIC_MODEL}"\nthreads = 1\nmax_batch = 2\n'
+                      + "".join(f'[[cameras]]\nname = "c{i}"\nsource = "synthetic://shapes"\n'
+                                for i in range(3)))
+    result = edge_cli("bench", "--config", str(config), "--seconds", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (figures["config"], figures["model"]) == (str(config), str(DYNAMIC_MODEL))
+    assert (figures["cameras"], figures["max_batch"]) == (3, 2)
+    assert (figures["threads"], figures["threads_chosen"]) == (1, "asked")
+    assert set(figures["per_camera_fps"]) == {"cam0", "cam1", "cam2"}
+    given = edge_cli("bench", "--config", str(config), "--cameras", "1", "--max-batch", "1",
+                     "--seconds", "1")
+    assert given.returncode == 0, given.stderr
+    assert (f"from {config}: model {DYNAMIC_MODEL}, 1 camera replayed (--cameras) with its "
+            "model settings; broker a local one (not the config's)") in given.stdout
+    assert "whole loop, 1 camera(s)" in given.stdout
+    neither = edge_cli("bench", "--seconds", "1")
+    assert neither.returncode == 2 and "Traceback" not in neither.stderr
+    assert ("give the model to measure (edge bench MODEL.onnx) or a daemon config to take it "
+            "and its settings from (--config FILE)") in neither.stderr
+    config.write_text(config.read_text().replace("threads = 1", "thread = 1"))
+    typo = edge_cli("bench", "--config", str(config), "--seconds", "1")
+    assert typo.returncode == 2 and "model.thread: unknown key; did you mean threads?" \
+        in typo.stderr
+
+
 def test_bench_warns_once_that_a_batch_1_model_ignores_max_batch(demo_model):
     result = edge_cli("bench", str(demo_model), "--cameras", "2", "--max-batch", "4",
                       "--seconds", "1", "--threads", "1", "--json")
