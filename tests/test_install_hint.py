@@ -103,6 +103,19 @@ def test_eval_scores_a_model_without_onnx_or_torch(demo_model):
     assert json.loads(result.stdout.splitlines()[-1])["map50"] > 0.9
 
 
+def test_the_demo_on_a_broker_of_ones_own_needs_no_embedded_broker(mosquitto):
+    """A user check: `edge demo --mqtt URL` was refused for want of amqtt, the embedded
+    broker it does not start."""
+    script = ("import sys; sys.modules['amqtt'] = None\n"
+              "from edge.cli import main\n"
+              "sys.exit(main(['demo', '--seconds', '2', '--mqtt', sys.argv[1], '--json']))")
+    result = subprocess.run([sys.executable, "-c", script, mosquitto.url],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["frames"] > 0 and summary["received"] > 0
+
+
 @pytest.mark.parametrize("module", ["motmetrics", "amqtt"])
 def test_the_demo_without_its_extra_exits_2_before_starting_anything(monkeypatch, capsys,
                                                                      module):

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 from edge import __version__
 from edge.cli import bench, collect, device, probe, workstation
 from edge.cli.common import failed_with_json, print_json
-from edge.cli.extras import command_extra, extra_modules, require_runtime
+from edge.cli.extras import command_extra, extra_modules, modules_unneeded, require_runtime
 from edge.cli.signals import signals_interrupt
 from edge.cli.stdout import PIPE_CLOSED_EXIT, reader_gone, silence_stdout
 from edge.errors import EdgeError
@@ -201,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        require_runtime(args.command)
+        require_runtime(args.command,
+                        modules_unneeded(args.command, getattr(args, "mqtt", None)))
         with signals_interrupt():  # commands that handle signals themselves replace it
             return int(args.handler(args))
     except KeyboardInterrupt as exc:

@@ -10,6 +10,7 @@ installs the extra, never a ModuleNotFoundError traceback.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Collection
 
 from edge.errors import MissingDependencyError
 
@@ -47,13 +48,22 @@ def extra_modules(extra: str) -> tuple[str, ...]:
     return (*RUNTIME_MODULES, *EXTRA_OWN_MODULES.get(extra, ()))
 
 
-def require_runtime(command: str) -> None:
+def require_runtime(command: str, unneeded: Collection[str] = ()) -> None:
     """MissingDependencyError naming the extra when `command` needs a module of it that is
-    not installed: the runtime's libraries, and the extra's own where `CHECKED_AT_START`."""
+    not installed: the runtime's libraries, and the extra's own where `CHECKED_AT_START`, but
+    those its options make `unneeded` (`modules_unneeded`)."""
     extra = command_extra(command)
     if extra is None:
         return
     needed = extra_modules(extra) if extra in CHECKED_AT_START else RUNTIME_MODULES
-    module = next((name for name in needed if importlib.util.find_spec(name) is None), None)
+    module = next((name for name in needed
+                   if name not in unneeded and importlib.util.find_spec(name) is None), None)
     if module is not None:
         raise MissingDependencyError(module, extra, f"edge {command}")
+
+
+def modules_unneeded(command: str, mqtt: str | None) -> frozenset[str]:
+    """Modules of a command's extra that its options leave unused: the demo's embedded
+    broker (amqtt) where --mqtt names a broker (a user check: `edge demo --mqtt URL` was
+    refused for want of amqtt)."""
+    return frozenset({"amqtt"}) if command == "demo" and mqtt else frozenset()
