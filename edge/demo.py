@@ -130,7 +130,7 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
                             callback=watcher, client_id=f"edge-demo-watch-{id(watcher) % 100000}",
                             log_first_failure=False,  # a failure is this command's error
                             log_failures=False,  # later ones: the daemon's link says them
-                            mqtt5=mqtt5)
+                            mqtt5=mqtt5, silence_hint_s=None)  # its own daemon's prefix
     subscriber.start()
     try:
         failure = subscriber.connection.subscription_failure(10.0)

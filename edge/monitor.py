@@ -40,6 +40,7 @@ from edge.concurrency import StopRequest
 from edge.errors import InputError
 from edge.files import require_output_folder
 from edge.mqtt.failures import COMMAND_LINE
+from edge.mqtt.silence import SilenceHint
 from edge.mqtt.subscriber import (
     NO_TLS_FILES,
     BrokerSubscription,
@@ -423,14 +424,16 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
                             on_invalid="raise", on_error=invalid, on_cleared=cleared,
                             client_id=unique_client_id("monitor"), ca_file=tls.ca_file,
                             certfile=tls.certfile, keyfile=tls.keyfile, log_first_failure=False,
-                            log_failures=False, names=COMMAND_LINE)  # it says them itself
+                            log_failures=False, names=COMMAND_LINE,  # it says them itself
+                            silence_hint_s=None)  # ... and its silence, on stdout
     stop = stop or threading.Event()
     subscriber.start()
     try:
         subscriber.connection.wait_until_subscribed()
         console.connected(f"connected to {redact_uri(url)}, watching {prefix}")
         console.watch(_ConnectionLines(subscriber.connection, url))
-        silence = _Silence(prefix, echo, subscriber.connection.user)
+        silence = SilenceHint(prefix, echo, after_s=SILENCE_HINT_S,
+                              user=subscriber.connection.user)
 
         def check() -> None:
             console.connection_changed()
@@ -453,37 +456,6 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
 CONNECTION_POLL_S = 0.5
 #: A watch that received nothing at all for this long says what that usually means.
 SILENCE_HINT_S = 5.0
-
-
-class _Silence:
-    """One line when nothing at all arrived under the prefix for `SILENCE_HINT_S`: a daemon
-    leaves its status retained, so a prefix that names a device that ever ran shows it at
-    once; a prefix a level off that matches no topic would otherwise look like a quiet site."""
-
-    def __init__(self, prefix: str, echo: Callable[[str], None], user: str | None = None
-                 ) -> None:
-        self._prefix, self._echo = prefix, echo
-        self._user = user  # logged in as: the broker's ACL may keep the topics from it
-        self._started = time.monotonic()
-        self._said = False
-
-    def check(self, received: int, subscribed: bool) -> None:
-        """`received`: messages so far; `subscribed`: the subscriptions stand (the time
-        without them does not count)."""
-        if not subscribed:
-            self._started = time.monotonic()
-        if self._said or received or time.monotonic() - self._started < SILENCE_HINT_S:
-            return
-        self._said = True
-        levels = len(self._prefix.split("/"))
-        deeper = (f"; {self._prefix} has {levels} levels, a daemon's default prefix 2"
-                  if levels > 2 else "")
-        acl = (f"; or the broker's ACL does not let the user {self._user!r} read there "
-               "(Mosquitto's acl_file keeps such messages without a word)" if self._user else "")
-        self._echo(f"nothing under {self._prefix} after {SILENCE_HINT_S:g} s: a daemon leaves "
-                   "its status retained there, so a prefix that names a device that ran "
-                   "shows it at once; check --prefix (edge/<device_id>, edge/+ for every "
-                   f"device, or the daemon's mqtt.prefix){deeper}{acl}")
 
 
 class CameraOutages:

@@ -74,7 +74,8 @@ def daemon_scores(model: Path, backend: str, seconds: float, url: str,
         "mqtt": {"url": url}, "frames": {"interval_s": 60.0}}, "edge selftest")
     subscriber = Subscriber(url, config.topic_prefix, ["detections"], callback=received,
                             client_id=f"edge-selftest-watch-{backend}",  # not the daemon's
-                            log_first_failure=False)
+                            log_first_failure=False,
+                            silence_hint_s=None)  # its own daemon: a TensorRT build is silent
     subscriber.start()
     try:
         if not subscriber.wait_subscribed(10.0):

@@ -144,6 +144,17 @@ def test_non_json_kinds_and_unknown_topics(topic, payload, message):
         parse_message("edge/+", topic, payload)
 
 
+@pytest.mark.parametrize(("prefix", "topic"), [
+    ("edge/d2", "edge/d1/gate/detections"), ("edge/+", "other/d1/gate/detections"),
+    ("site/edge/+", "edge/d1/gate/detections")])
+def test_a_topic_outside_the_prefix_is_refused_however_right_its_payload(prefix, topic):
+    """A user check: `parse_message("edge/dev-b", "edge/dev-a/status", ...)` returned
+    device dev-a's status, and `edge/+` took `other/...` as a device's."""
+    assert parse_message("edge/d1", "edge/d1/gate/detections", _bytes(DETECTIONS)).device == "d1"
+    with pytest.raises(PayloadError, match=re.escape(f"{topic}: not under the prefix {prefix}")):
+        parse_message(prefix, topic, _bytes(DETECTIONS))
+
+
 @pytest.mark.parametrize("url, host, port, tls", [
     ("mqtt://broker", "broker", 1883, False), ("mqtts://broker", "broker", 8883, True),
     ("mqtts://broker:9999", "broker", 9999, True), ("mqtt://u:p%40ss@h:1", "h", 1, False)])
@@ -279,6 +290,26 @@ def test_a_cleared_retained_value_is_neither_a_message_nor_invalid(mosquitto, ca
         assert client.get(timeout=0.3) is None
     assert client.cleared == 1 and client.invalid == 1
     assert "not a JPEG" not in caplog.text
+
+
+def test_a_subscriber_that_hears_nothing_says_what_that_usually_means(mosquitto, caplog):
+    """A user check: a subscriber to a device id that never ran waited without a word for
+    as long as it ran (`edge monitor` says so after 5 s); one that hears anything, a device's
+    retained status, says nothing of silence."""
+    _publish(mosquitto.port, "edge/d1/gate/star/count", b"2", retain=True)
+    try:
+        with (caplog.at_level("WARNING", logger="edge.client.subscriber"),
+              Subscriber(mosquitto.url, "edge/nope", silence_hint_s=1.0) as quiet,
+              Subscriber(mosquitto.url, "edge/d1", silence_hint_s=1.0) as heard):
+            assert quiet.get(timeout=2.5) is None
+            assert heard.get(timeout=0.1) is not None
+    finally:
+        _publish(mosquitto.port, "edge/d1/gate/star/count", b"", retain=True)
+    said = [r.getMessage() for r in caplog.records if "nothing under" in r.getMessage()]
+    assert said == ["nothing under edge/nope after 1 s: a daemon leaves its status retained "
+                    "there, so a prefix that names a device that ran shows it at once; check "
+                    "the prefix (edge/<device_id>, edge/+ for every device, or the daemon's "
+                    "mqtt.prefix)"], said
 
 
 def test_callback_style_skips_invalid_messages_with_a_warning(mosquitto, caplog):

@@ -154,6 +154,11 @@ def parse_message(prefix: str, topic: str, payload: bytes, retained: bool = Fals
     CONTRACT_VERSION; returns None-free: a topic outside the contract is a PayloadError too."""
     count, device_at = prefix_levels(prefix)
     levels = topic.split("/")
+    if len(levels) <= count or any(level not in ("+", under)
+                                   for level, under in zip(prefix.split("/"), levels,
+                                                           strict=False)):
+        # a user check: `edge/dev-a/status` read under `edge/dev-b` as dev-a's status
+        raise PayloadError(topic, f"not under the prefix {prefix}", retained)
     matched = _kind_of(levels[count:])
     if matched is None:
         raise PayloadError(topic, "not a topic of contract v1", retained)

@@ -29,6 +29,7 @@ from edge.client.contract import (
 )
 from edge.errors import InputError
 from edge.mqtt.failures import PYTHON_CLIENT, SettingNames
+from edge.mqtt.silence import SilenceHint
 from edge.mqtt.subscriber import (
     MAX_RECEIVE_MAXIMUM,
     BrokerSubscription,
@@ -38,6 +39,10 @@ from edge.mqtt.subscriber import (
 from edge.mqtt.topics import RETAINED_READ_QOS
 
 log = logging.getLogger(__name__)
+
+#: Seconds of nothing at all under the prefix before a warning says what it usually means.
+SILENCE_HINT_S = 10.0
+SILENCE_POLL_S = 0.5
 
 OnInvalid = Literal["warn", "raise"]
 
@@ -53,7 +58,8 @@ class Subscriber:
                  queue_size: int = 10_000, log_first_failure: bool = True,
                  log_failures: bool = True, names: SettingNames = PYTHON_CLIENT,
                  mqtt5: bool = True, session_expiry_s: int = 0,
-                 on_cleared: Callable[[str], None] | None = None) -> None:
+                 on_cleared: Callable[[str], None] | None = None,
+                 silence_hint_s: float | None = SILENCE_HINT_S) -> None:
         """`kinds`: names from `edge.client.contract.KINDS` (default: every topic; one name
         alone may be given as a string). With
         mqtts://, `ca_file` is the CA that signed the broker's certificate (default: the
@@ -76,6 +82,11 @@ class Subscriber:
         time (the callback style, once the callback returns or raises: a callback that
         raises is logged, and its message is not sent again). Two subscribers must not share
         one client id: each would take the session from the other.
+
+        `silence_hint_s`: nothing at all arriving under the prefix for that long once
+        subscribed is logged as a warning that says what it usually means (a device leaves
+        its status retained, so a prefix naming a device that ran shows it at once: a device
+        id that never ran, or a prefix a level off, shows nothing); None: not said.
 
         `on_cleared`: called on the network thread with the topic of each retained value
         cleared (an empty payload: a count, camera status or drift state the device no
@@ -126,6 +137,10 @@ class Subscriber:
         #: any read right: from then on every message is invalid, none is delivered under a
         #: wrong kind, until one reads right here and nowhere a level off
         self.misplaced: str | None = None
+        self.heard = 0  # every message under the prefix, whatever it was
+        self._silence = (SilenceHint(prefix, log.warning, after_s=silence_hint_s,
+                                     setting="the prefix")
+                         if silence_hint_s is not None else None)
         self.overflow = 0  # iterator style: messages dropped because nobody read them
         self._full = False  # the queue has been full since the last message that fitted
         self._dropped_before = 0  # `overflow` when it filled
@@ -151,7 +166,15 @@ class Subscriber:
 
     def start(self) -> Subscriber:
         self.connection.start()
+        if self._silence is not None:
+            threading.Thread(target=self._hint_silence, name="edge-subscriber-silence",
+                             daemon=True).start()
         return self
+
+    def _hint_silence(self) -> None:
+        assert self._silence is not None
+        while not self._silence.done and not self._stopped.wait(SILENCE_POLL_S):
+            self._silence.check(self.heard, self.connection.subscribed.is_set())
 
     def stop(self) -> None:
         self._stopped.set()
@@ -206,6 +229,7 @@ class Subscriber:
     # -- network thread --------------------------------------------------------------------
 
     def _receive(self, topic: str, payload: bytes, retained: bool) -> None:
+        self.heard += 1
         # a status read for the prefix's sake alone: of a kind not asked for, or above the
         # prefix (`level_check_filters`), where no message of it can be
         below = topic.count("/") - self.prefix.count("/")

@@ -1,0 +1,45 @@
+"""A hint when nothing at all arrives under a subscriber's prefix.
+
+A daemon leaves its status retained under its prefix, so a prefix that names a device that ever
+ran shows it at once; one a level off, or a device id that never ran, matches no topic, and a
+watch would otherwise look like a quiet site for as long as it ran.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class SilenceHint:
+    """Says once, through `say`, that nothing arrived under `prefix` within `after_s` seconds
+    of standing subscriptions; `setting` is what the advice calls the prefix (`--prefix`, or
+    `the prefix` for the library) and `user` the login, whose ACL may keep the topics from it."""
+
+    def __init__(self, prefix: str, say: Callable[[str], None], *, after_s: float,
+                 setting: str = "--prefix", user: str | None = None) -> None:
+        self._prefix, self._say, self._after_s = prefix, say, after_s
+        self._setting, self._user = setting, user
+        self._started = time.monotonic()
+        self.done = False  # said, or something arrived: nothing more to check
+
+    def check(self, received: int, subscribed: bool) -> None:
+        """`received`: messages so far (invalid and cleared ones too); `subscribed`: the
+        subscriptions stand (the time without them does not count)."""
+        if not subscribed:
+            self._started = time.monotonic()
+        if self.done or received:
+            self.done = True
+            return
+        if time.monotonic() - self._started < self._after_s:
+            return
+        self.done = True
+        levels = len(self._prefix.split("/"))
+        deeper = (f"; {self._prefix} has {levels} levels, a daemon's default prefix 2"
+                  if levels > 2 else "")
+        acl = (f"; or the broker's ACL does not let the user {self._user!r} read there "
+               "(Mosquitto's acl_file keeps such messages without a word)" if self._user else "")
+        self._say(f"nothing under {self._prefix} after {self._after_s:g} s: a daemon leaves "
+                  "its status retained there, so a prefix that names a device that ran "
+                  f"shows it at once; check {self._setting} (edge/<device_id>, edge/+ for "
+                  f"every device, or the daemon's mqtt.prefix){deeper}{acl}")
