@@ -45,9 +45,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The model options of `edge bench` and the config keys they stand for.
-_MODEL_OPTIONS = {"threads": "threads", "backend": "backend", "max_batch": "max_batch",
-                  "batch_timeout_ms": "batch_timeout_ms"}
+#: The options of `edge bench` named as the config's model keys they stand for.
+_MODEL_OPTIONS = ("threads", "backend", "max_batch", "batch_timeout_ms")
 _DEFAULTS = {"cameras": 1, "threads": 0, "backend": "auto", "max_batch": None,
              "batch_timeout_ms": 4.0}
 
@@ -70,7 +69,7 @@ def _options(args: argparse.Namespace, echo: Callable[[str], None]) -> BenchOpti
     config = load_config(args.config)
     section = config.model
     from_config = {"cameras": len(config.cameras),
-                   **{option: getattr(section, key) for option, key in _MODEL_OPTIONS.items()}}
+                   **{key: getattr(section, key) for key in _MODEL_OPTIONS}}
     settings = {**from_config, **given}
     model = args.model or section.path
     echo(f"from {args.config}: model {model}{'' if args.model is None else ' (given)'}, "
@@ -79,7 +78,7 @@ def _options(args: argparse.Namespace, echo: Callable[[str], None]) -> BenchOpti
          f"broker {'--mqtt' if args.mqtt else 'a local one'} (not the config's)")
     return BenchOptions(model=model, seconds=args.seconds, mqtt=args.mqtt, tls=tls_files(args),
                         model_settings=section.model_dump(
-                            exclude={"path", *_MODEL_OPTIONS.values()}, exclude_defaults=True),
+                            exclude={"path", *_MODEL_OPTIONS}, exclude_defaults=True),
                         config=args.config, **settings)
 
 
