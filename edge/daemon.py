@@ -42,7 +42,12 @@ from edge.sources.supervisor import (
 from edge.spec import ModelSpec, PostprocessSpec
 from edge.system import memory_rss_mb, temperatures_c
 from edge.tensorrt import TensorRTUnavailableError
-from edge.tensorrt.precision import ANY_TRT_VERSION, graph_has_qdq, precision_for
+from edge.tensorrt.precision import (
+    ANY_TRT_VERSION,
+    check_calibration_cache,
+    graph_has_qdq,
+    precision_for,
+)
 from edge.timing import rfc3339
 from edge.tracking.camera import CameraTracking
 from edge.wording import counted, listed
@@ -139,22 +144,30 @@ def unused_tensorrt_settings(model: ModelConfig, spec: ModelSpec) -> list[str]:
                         f"{'TensorRT settings' if len(ignored) > 1 else 'a TensorRT setting'}, "
                         f"which ONNX Runtime does not use; this run ignores "
                         f"{'them' if len(ignored) > 1 else 'it'}")
-    if model.precision == "auto" or (model.calibration_cache is not None
-                                     and model.precision == "int8"):
+    if model.calibration_cache is not None:
+        try:
+            check_calibration_cache(model.calibration_cache, model.path)
+        except (InputError, ModelError) as exc:
+            warnings.append(f"model.calibration_cache: {exc} (a TensorRT device refuses it)")
+    if model.precision == "auto":
         return warnings
-    try:
-        precision_for(spec.quantization or "float", model.precision, ANY_TRT_VERSION,
-                      model.path)
-    except (InputError, ModelError) as exc:
-        said = str(exc).replace("--precision", "model.precision")  # a config, not a command line
-        return [*warnings, f"model.precision {model.precision!r}: a TensorRT device refuses "
-                           f"this model with it ({said}); ONNX Runtime runs the model as it is"]
-    return [*warnings, f"model.precision {model.precision!r} is a TensorRT setting: ONNX Runtime "
-                       f"runs {spec.name} as it was converted ("
+    cache = model.calibration_cache is not None and model.precision == "int8"
+    if not cache:  # int8 with a cache is a float model's INT8 engine, built from the cache
+        try:
+            precision_for(spec.quantization or "float", model.precision, ANY_TRT_VERSION,
+                          model.path)
+        except (InputError, ModelError) as exc:
+            said = str(exc).replace("--precision", "model.precision")  # a config's key
+            return [*warnings, f"model.precision {model.precision!r}: a TensorRT device "
+                               f"refuses this model with it ({said}); ONNX Runtime runs the "
+                               "model as it is"]
+    given = ("model.precision 'int8' with model.calibration_cache is a TensorRT setting"
+             if cache else f"model.precision {model.precision!r} is a TensorRT setting")
+    build = f"--precision {model.precision}" + (" --cache FILE" if cache else "")
+    return [*warnings, f"{given}: ONNX Runtime runs {spec.name} as it was converted ("
                        f"{'INT8 Q/DQ' if spec.quantization not in (None, 'float') else 'float'}),"
                        " so this run does not show what a TensorRT device would make of that "
-                       "precision (check it there with `edge build-engine MODEL --precision "
-                       f"{model.precision}`)"]
+                       f"precision (check it there with `edge build-engine MODEL {build}`)"]
 
 
 def warn_what_tracking_off_idles(config: Config) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from edge.errors import InputError, ModelError
 from edge.spec import ModelSpec, Quantization, spec_from_onnx_file
+from edge.tensorrt.calibration_cache import CalibrationCache
+from edge.tensorrt.calibrator import refuse_a_cache_of_another_model
 from edge.tensorrt.versions import Precision, TrtVersion
 
 #: Every Q/DQ node stores its op type verbatim in the graph (weights may live in external
@@ -110,6 +112,18 @@ def check_engine_request(onnx_path: Path, requested: str,
         raise InputError(f"calibration cache {calibration_cache} is not a file; `edge "
                          "calibrate` writes one with --cache FILE")
     engine_precision(onnx_path, requested, ANY_TRT_VERSION, calibration_cache is not None)
+    if calibration_cache is not None:
+        check_calibration_cache(calibration_cache, onnx_path)
+
+
+def check_calibration_cache(cache: Path, onnx_path: Path) -> None:
+    """InputError where `cache` is no TensorRT calibration cache, or, for a float model (whose
+    INT8 engine takes its scales from the cache), one made for another model: said before
+    TensorRT is loaded, so that a machine without it names the cache's problem too (a user
+    check: a text file as the cache passed a dry run)."""
+    CalibrationCache.read(cache)
+    if quantization_of(onnx_path, spec_from_onnx_file(onnx_path)) == "float":
+        refuse_a_cache_of_another_model(cache, onnx_path)
 
 
 def engine_precision(onnx_path: Path, requested: str, version: TrtVersion,

@@ -189,12 +189,42 @@ def test_tensorrt_settings_on_onnxruntime_say_what_the_device_would_do(demo_mode
     assert "was calibrated with --profile cpu" in unused_tensorrt_settings(
         ModelConfig(path=demo_model, precision="int8"), cpu)[0]
     assert unused_tensorrt_settings(ModelConfig(path=demo_model), spec) == []
-    # a user check: a calibration cache named for a run on ONNX Runtime went by without a word
-    cache = demo_model.parent / "shapes.onnx"  # any file: the config checks it is one
+
+
+def test_a_calibration_cache_on_onnxruntime_is_checked_and_its_int8_said_not_to_run(
+        demo_model, tmp_path):
+    """User checks: a calibration cache named for a run on ONNX Runtime went by without a
+    word; then `precision = "int8"` with a cache said nothing of the run being float, and a
+    text file or another model's cache as the cache passed that dry run."""
+    from edge.daemon import unused_tensorrt_settings
+    from edge.spec import spec_from_onnx_file
+    from edge.tensorrt.calibration_cache import CalibrationCache
+
+    spec = spec_from_onnx_file(demo_model)
+    cache = tmp_path / "shapes.cache"
+    CalibrationCache.from_scales({"images__pre_float": 2.0, "/Transpose_output_0": 0.5},
+                                 "10.3.0").write(cache)
     with_cache = ModelConfig(path=demo_model, precision="int8", calibration_cache=cache)
     assert unused_tensorrt_settings(with_cache, spec) == [
         f"model.calibration_cache = '{cache}': a TensorRT setting, which ONNX Runtime does not "
-        "use; this run ignores it"]  # and int8 from a cache is no refusal on a TensorRT device
+        "use; this run ignores it",
+        "model.precision 'int8' with model.calibration_cache is a TensorRT setting: ONNX "
+        "Runtime runs shapes-detector as it was converted (float), so this run does not show "
+        "what a TensorRT device would make of that precision (check it there with `edge "
+        "build-engine MODEL --precision int8 --cache FILE`)"]
+    text = tmp_path / "notes.cache"
+    text.write_text("not a cache\n")
+    other = tmp_path / "other.cache"
+    CalibrationCache.from_scales({"backbone.layer9.conv": 1.0, "neck.fpn.out3": 1.0},
+                                 "10.3.0").write(other)
+    for bad, said in ((text, f"{text}"), (other, "it was made for another model")):
+        warned = unused_tensorrt_settings(ModelConfig(path=demo_model, calibration_cache=bad),
+                                          spec)
+        assert warned[1].startswith("model.calibration_cache: ") and said in warned[1], warned
+        assert warned[1].endswith("(a TensorRT device refuses it)")
+        refused = edge("build-engine", str(demo_model), "--cache", str(bad))
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+        assert "TensorRT is not installed" not in refused.stderr
 
 
 def test_any_json_command_that_fails_ends_with_a_json_line(tmp_path, demo_model):
