@@ -222,6 +222,12 @@ class Daemon:
             self.service.close()
             raise
         self.model_name = self.spec.name or config.model.path.name
+        # which precision runs: an FP32 model and its INT8 one share their name (a user check)
+        self._quantized_elsewhere = (self.spec.quantization in (None, "float")
+                                     and graph_has_qdq(config.model.path))
+        #: what inference computes in, as the status tells a remote watcher (a user check:
+        #: nothing there said whether INT8 ran)
+        self.precision = "int8" if self._quantized_elsewhere else self.service.precision
         try:
             self._attach_monitoring()
         except BaseException:
@@ -473,7 +479,8 @@ class Daemon:
         static = {"v": CONTRACT_VERSION, "state": state, "version": __version__,
                   "model": self.model_name, "cameras": [c.name for c in self.config.cameras],
                   "backend": self.backend.name, "backend_reason": self.backend.reason,
-                  "host": socket.gethostname(), "started_at": rfc3339(self.started_at)}
+                  "precision": self.precision, "host": socket.gethostname(),
+                  "started_at": rfc3339(self.started_at)}
         if state == "offline":
             return static
         now = time.time()
@@ -562,15 +569,13 @@ class Daemon:
         if self.discovery is not None:
             self.discovery.publish()
             self.discovery.start()
-        # which precision runs: an FP32 model and its INT8 one share their name (a user check)
-        quantized_elsewhere = (self.spec.quantization in (None, "float")
-                               and graph_has_qdq(self.config.model.path))
         log.log(logging.WARNING if self.backend.fixable else logging.INFO,
-                "running %s (%s) on %s (%s) for cameras %s", self.spec.name,
-                QUANTIZED_ELSEWHERE if quantized_elsewhere
+                "running %s (%s) on %s%s (%s) for cameras %s", self.spec.name,
+                QUANTIZED_ELSEWHERE if self._quantized_elsewhere
                 else QUANTIZATION_WORDS[self.spec.quantization or "float"], self.backend.name,
-                self.backend.reason, ", ".join(w.name for w in self.workers))
-        if quantized_elsewhere:
+                f", an {self.precision.upper()} engine" if self.backend.name == "tensorrt"
+                else "", self.backend.reason, ", ".join(w.name for w in self.workers))
+        if self._quantized_elsewhere:
             log.warning("%s's spec says it is a float model, but its graph holds Q/DQ nodes: it "
                         "was quantized after edge convert by another tool. ONNX Runtime runs it "
                         "as it is; TensorRT refuses it. Quantize the FP32 model with edge "

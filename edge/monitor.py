@@ -109,7 +109,8 @@ def format_status(device: str, status: DeviceStatus, retained: bool = False) -> 
             # before this watch" was wrong for one that went while the watch was reconnecting
             when += ", gone at a time its Last Will does not carry"
     kept = " (retained)" if retained else ""
-    return (f"[{device}] {status.state}{why}: model {status.model} on "
+    precision = f" ({status.precision})" if status.precision else ""
+    return (f"[{device}] {status.state}{why}: model {status.model}{precision} on "
             f"{status.backend or '?'}, cameras {', '.join(status.cameras)}, {when}{kept}")
 
 

@@ -171,7 +171,8 @@ def _engines(qdq_path: Path, cache_path: Path | None, folder: Path, frames: int,
         try:
             resolved = resolve_engine(model, options, memory.device().identity, folder,
                                       free_gpu_bytes=memory.free_bytes())
-            runner = TrtRunner(resolved.data, resolved.sidecar.spec, memory)
+            runner = TrtRunner(resolved.data, resolved.sidecar.spec, memory,
+                               precision=resolved.sidecar.key.precision)
         except BaseException:
             memory.close()  # else pycuda's context stays pushed on this thread
             raise

@@ -146,6 +146,10 @@ class InferenceService:
         return self._runner_facts().backend
 
     @property
+    def precision(self) -> str:
+        return self._runner_facts().precision
+
+    @property
     def max_batch(self) -> int:
         """Rows per batch the service fills (<= the runner's rows per slot)."""
         return self._max_batch

@@ -125,6 +125,7 @@ def test_detections_match_truth_and_status_follows_lifecycle(tmp_path, mosquitto
     status = retained_status(mosquitto.port, PREFIX)
     assert status["state"] == "stopped"
     assert status["cameras"] == ["gate"] and status["model"] == "shapes-detector"
+    assert status["precision"] == "fp32"  # the float demo model (a user check: never said)
     # the last stats are those after the flush, as the run summary counts (they said
     # `outbox 10` while the summary said 0 queued)
     with Watcher(mosquitto.port, f"{PREFIX}/stats") as late:

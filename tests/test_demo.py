@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -273,6 +274,7 @@ def test_a_tensorrt_profile_model_on_onnx_runtime_gets_a_hint(demo_model, tmp_pa
     assert "calibrated for TensorRT" in caplog.text and "--profile cpu" in caplog.text
     # a user check: nothing said which precision ran, and both models share their name
     assert "running shapes-detector (INT8 Q/DQ, tensorrt profile) on onnxruntime" in caplog.text
+    assert _status_precision(path) == "int8"  # what the device status tells a remote watcher
     # a user check: a model quantized after edge convert by another tool keeps the spec's
     # "float", and was said to be "a float model"
     elsewhere = tmp_path / "shapes.elsewhere.onnx"
@@ -284,11 +286,29 @@ def test_a_tensorrt_profile_model_on_onnx_runtime_gets_a_hint(demo_model, tmp_pa
     assert ("running shapes-detector (INT8 Q/DQ, quantized outside edge calibrate) on "
             "onnxruntime") in caplog.text
     assert "spec says it is a float model, but its graph holds Q/DQ nodes" in caplog.text
+    assert _status_precision(elsewhere) == "int8"
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="edge.daemon"):
         run_demo(seconds=1, threads=1, echo=lambda line: None, model=demo_model)
     assert "running shapes-detector (a float model)" in caplog.text
     assert "Q/DQ nodes" not in caplog.text
+    assert _status_precision(demo_model) == "fp32"
+
+
+def _status_precision(model: Path) -> str:
+    """The `precision` of the device status a daemon running `model` publishes."""
+    from edge.client import DeviceStatus
+    from edge.config import config_from_dict
+    from edge.daemon import Daemon
+
+    daemon = Daemon(config_from_dict({"model": {"path": str(model), "threads": 1}, "cameras": [
+        {"name": "gate", "source": "synthetic://shapes"}]}, "test"))
+    try:
+        status = DeviceStatus.model_validate(daemon._status("online"))
+    finally:
+        daemon.service.close()
+    assert status.precision is not None
+    return status.precision
 
 
 

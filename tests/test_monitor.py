@@ -324,6 +324,9 @@ def test_a_status_names_the_cameras_that_are_not_streaming():
     online = status.model_copy(update={"state": "online",
                                        "camera_states": {"gate": "streaming", "yard": "streaming"}})
     assert format_status("pi", online).startswith("[pi] online: model det")
+    # a user check: nothing a watcher saw said whether INT8 ran
+    int8 = online.model_copy(update={"precision": "int8", "backend": "tensorrt"})
+    assert format_status("pi", int8).startswith("[pi] online: model det (int8) on tensorrt, ")
     # a user check: a retained status was the one line from before the watch not marked so
     assert format_status("pi", online, retained=True).endswith(
         "since 2026-12-01T03:00:00Z (retained)")

@@ -168,6 +168,9 @@ class DeviceStatus(_Timed):
     backend: str | None = None
     backend_reason: str | None = Field(default=None,
                                        description="why this backend was chosen (auto)")
+    precision: Literal["int8", "fp16", "fp32"] | None = Field(
+        default=None, description="what inference computes in: a TensorRT engine's build "
+                                  "precision; on ONNX Runtime, int8 for a Q/DQ model")
     host: str | None = Field(default=None, description="the device's host name")
     camera_states: Keyed[str] | None = Field(default=None,
                                                  description="camera -> its status state")

@@ -29,6 +29,9 @@ class Runner(ABC):
     slots: int
     #: Rows per slot: the model's fixed batch, or the most a dynamic-batch model runs at once.
     max_batch: int
+    #: What the backend computes in ("int8", "fp16", "fp32"): a TensorRT engine's build
+    #: precision; for ONNX Runtime, int8 for a Q/DQ model (status and the start's log line).
+    precision: str = "fp32"
 
     @property
     @abstractmethod

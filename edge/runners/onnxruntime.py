@@ -33,6 +33,7 @@ class OrtRunner(Runner):
         self.spec = spec
         self.slots = slots
         self.max_batch = spec.input.batch or max_batch
+        self.precision = "fp32" if spec.quantization in (None, "float") else "int8"
         shape = (self.max_batch, spec.input.height, spec.input.width, 3)
         check_io(spec, [(i.name, i.type, i.shape) for i in session.get_inputs()],
                  [o.name for o in session.get_outputs()])

@@ -64,11 +64,14 @@ class TrtRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, engine_bytes: bytes, spec: ModelSpec, memory: GpuMemory,
-                 slots: int = 2, max_batch: int = 1, dla_core: int = -1) -> None:
+                 slots: int = 2, max_batch: int = 1, dla_core: int = -1,
+                 precision: str = "fp32") -> None:
         """`dla_core`: the Jetson DLA core the engine was built for (its key's), -1 for the
-        GPU; the runtime must be told before it deserializes such an engine."""
+        GPU; the runtime must be told before it deserializes such an engine. `precision`: the
+        one it was built in (its key's)."""
         trt = load_tensorrt()
         self.spec = spec
+        self.precision = precision
         self.slots = slots
         self.max_batch = spec.input.batch or max_batch
         self._memory = memory

@@ -49,7 +49,7 @@ def _runner(model: ModelConfig, precision: Precision, max_batch: int, memory: Gp
                               build=model.build_engine, free_gpu_bytes=memory.free_bytes())
     try:
         return TrtRunner(resolved.data, resolved.sidecar.spec, memory, max_batch=max_batch,
-                         dla_core=model.dla_core)
+                         dla_core=model.dla_core, precision=resolved.sidecar.key.precision)
     except ModelError as exc:
         if resolved.built or not model.build_engine:
             raise
@@ -57,4 +57,4 @@ def _runner(model: ModelConfig, precision: Precision, max_batch: int, memory: Gp
     rebuilt = resolve_engine(model.path, options, info.identity, model.engine_dir,
                              free_gpu_bytes=memory.free_bytes(), force=True)
     return TrtRunner(rebuilt.data, rebuilt.sidecar.spec, memory, max_batch=max_batch,
-                     dla_core=model.dla_core)
+                     dla_core=model.dla_core, precision=rebuilt.sidecar.key.precision)

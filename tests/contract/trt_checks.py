@@ -295,6 +295,7 @@ def test_the_daemon_runs_the_engine_build_engine_made_from_a_cache(monkeypatch, 
                              build_engine=False)
         with tensorrt_loader.trt_runner_from_config(config) as runner:
             assert np.all(runner.infer(0) == 0.5)
+            assert runner.precision == "int8"  # what the device status says ran
     assert len(recorder.builds) == 1
     with pytest.raises(InputError, match=r"a float model: an INT8 engine needs .* for the daemon, "
                                          r"model\.calibration_cache = FILE"):
