@@ -486,7 +486,8 @@ def config_from_dict(data: dict[str, Any], origin: str) -> Config:
     try:
         config = Config.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: invalid config:\n{describe_errors(exc, Config)}") from exc
+        raise ConfigError(f"{origin}: invalid config:\n{describe_errors(exc, Config, data)}"
+                          ) from exc
     config._origin = origin
     return config
 
@@ -567,9 +568,12 @@ def _warn_if_readable_by_all(path: Path) -> None:
                     "restrict the config with `chmod o-rwx %s`", path, path)
 
 
-def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None,
+                    data: Mapping[str, Any] | None = None) -> str:
     """One line per problem: `  cameras.0.source: expected ...; got ...`; with the `model`
-    that was validated, an unknown key gets the known one it most likely meant."""
+    that was validated, an unknown key gets the known one it most likely meant; with the
+    `data`, a line on a camera's or zone's key ends naming them (`cameras.0.zones.1.points:
+    needs at least 3 items; got 2 (camera front, zone porch)`)."""
     lines = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
@@ -588,8 +592,33 @@ def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None) 
         # a check across sections names its own keys (a user check: "(top level):
         # cameras.0.sampling: ...")
         own = not error["loc"] and error["type"] == "value_error"
-        lines.append(f"  {message}" if own else f"  {where}: {message}")
+        lines.append(f"  {message}" if own else
+                     f"  {where}: {message}{_names_at(error['loc'], data)}")
     return "\n".join(lines)
+
+
+def _names_at(loc: tuple[int | str, ...], data: Mapping[str, Any] | None) -> str:
+    """` (camera front, zone porch)` for a key inside a camera's (or its zone's) list entry
+    whose name the `data` gives, '' elsewhere (a user check: a 2-point zone was named by its
+    list indices alone)."""
+    if data is None or len(loc) < 3 or loc[0] != "cameras" or not isinstance(loc[1], int) \
+            or loc[-1] == "name":  # a name's own problem: the line quotes it already
+        return ""
+    names = []
+    camera = _entry(data.get("cameras"), loc[1])
+    if isinstance(camera.get("name"), str):
+        names.append(f"camera {camera['name']}")
+    if len(loc) >= 5 and loc[2] == "zones" and isinstance(loc[3], int):
+        zone = _entry(camera.get("zones"), loc[3])
+        if isinstance(zone.get("name"), str):
+            names.append(f"zone {zone['name']}")
+    return f" ({', '.join(names)})" if names else ""
+
+
+def _entry(entries: object, index: int) -> Mapping[str, Any]:
+    """The `index`th table of a TOML array of tables, {} where there is none."""
+    entry = entries[index] if isinstance(entries, list) and 0 <= index < len(entries) else {}
+    return entry if isinstance(entry, Mapping) else {}
 
 
 def _meant_key(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None:

@@ -23,7 +23,7 @@ from edge.errors import EdgeError, InputError, ModelError, SourceError
 from edge.files import require_model_file
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
-from edge.homeassistant import DiscoveryPublisher, remove_elsewhere
+from edge.homeassistant import DiscoveryPublisher, remove_elsewhere, warn_of_a_misspelt_prefix
 from edge.keeping_up import WINDOW_S, Counts, KeepingUp, behind_warning, caught_up_line
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS, Topics
@@ -245,19 +245,27 @@ class Daemon:
             self.link.sweep_retained(f"{self.topics.prefix}/{levels}", self._clear_stale_state,
                                      refusal_costs="what earlier runs retained there for "
                                      "cameras and classes no longer configured stays")
-        self.discovery: DiscoveryPublisher | None = None
-        if config.homeassistant.enabled:
-            self.discovery = DiscoveryPublisher(
-                config, self.spec.labels, self.model_name, self.link,
-                config.mqtt.password_value(os.environ),
-                drift=any(worker.drift is not None for worker in self.workers))
-        remove_elsewhere(config, self.link)
+        self.discovery = self._home_assistant()
         warn_what_tracking_off_idles(config)
         ignored = config.mqtt.ignored_password_env(os.environ)
         if ignored is not None:
             log.warning("%s", ignored)
         self.heartbeat = Heartbeat(notifier_from_environ(os.environ),
                                    config.log.summary_interval_s)
+
+    def _home_assistant(self) -> DiscoveryPublisher | None:
+        """The discovery publisher where Home Assistant is enabled; the entities earlier runs
+        left under other prefixes are removed once connected, and a prefix that looks like a
+        typo of Home Assistant's own is warned of."""
+        config = self.config
+        publisher = DiscoveryPublisher(
+            config, self.spec.labels, self.model_name, self.link,
+            config.mqtt.password_value(os.environ),
+            drift=any(worker.drift is not None for worker in self.workers),
+        ) if config.homeassistant.enabled else None
+        remove_elsewhere(config, self.link)
+        warn_of_a_misspelt_prefix(config)
+        return publisher
 
     def _attach_monitoring(self) -> None:
         """When the model has a reference profile, each camera's drift monitor (retained on

@@ -12,6 +12,7 @@ daemon reads back the retained configs of its own node and clears the ones it no
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ from edge.errors import ConfigError
 from edge.mqtt.failures import config_names
 from edge.mqtt.subscriber import BrokerSubscription
 from edge.mqtt.topics import RETAINED_READ_QOS, Topics
-from edge.objects_config import MAX_PREFIX_LEVELS
+from edge.objects_config import DEFAULT_DISCOVERY_PREFIX, MAX_PREFIX_LEVELS
 from edge.wording import not_labels_of_the_model
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ RETAINED_WAIT_S = 1.0
 #: Seconds the stale-entity check waits, once connected, for this run's configs to be handed
 #: to the broker (a counts topic that changes all the time can keep states waiting).
 CONFIGS_SENT_WAIT_S = 30.0
+#: How alike (difflib's ratio) to Home Assistant's default a prefix must be to be warned of as
+#: a likely typo: `homeasistant` 0.96, `home_assistant` 0.96, `ha` 0.27, `hass` 0.47.
+MISSPELT_PREFIX_LIKENESS = 0.8
 
 Configs = dict[str, dict[str, Any]]
 
@@ -212,6 +216,24 @@ def discovery_prefix(topic: str) -> str:
     return topic.rsplit("/", 4)[0]
 
 
+def warn_of_a_misspelt_prefix(config: Config) -> None:
+    """A warning where `homeassistant.prefix` is like Home Assistant's default but not it (a
+    user check: `homeasistant` moved every entity where Home Assistant does not look, said
+    at INFO): Home Assistant reads discovery only under the prefix its MQTT integration is
+    set to, which few change."""
+    settings = config.homeassistant
+    if not settings.enabled or settings.prefix == DEFAULT_DISCOVERY_PREFIX:
+        return
+    alike = difflib.SequenceMatcher(None, settings.prefix.lower(),
+                                    DEFAULT_DISCOVERY_PREFIX).ratio() >= MISSPELT_PREFIX_LIKENESS
+    if alike:
+        log.warning("homeassistant.prefix %r is not Home Assistant's default discovery prefix "
+                    "%r, though much like it: Home Assistant finds these entities only if its "
+                    "MQTT integration's discovery prefix is %r too; if that is a typo, write "
+                    "%r (or leave the key out)", settings.prefix, DEFAULT_DISCOVERY_PREFIX,
+                    settings.prefix, DEFAULT_DISCOVERY_PREFIX)
+
+
 def remove_elsewhere(config: Config, link: Any) -> None:
     """Have the link remove, once connected, the entities of this node that earlier runs
     published under another discovery prefix than this run's (`homeassistant.prefix`
@@ -228,10 +250,10 @@ def remove_elsewhere(config: Config, link: Any) -> None:
         topics = [t for t in found if ours(t, node) and discovery_prefix(t) != current]
         for topic in topics:
             link.publish_state(topic, b"", 1)
-        if topics:
-            log.info("removed %d Home Assistant entities that earlier runs published under %s "
-                     "(%s)", len(topics), ", ".join(sorted({discovery_prefix(t)
-                                                           for t in topics})), why)
+        if topics:  # entities Home Assistant showed are gone from it: worth a warning
+            log.warning("removed %d Home Assistant entities that earlier runs published under "
+                        "%s (%s)", len(topics), ", ".join(sorted({discovery_prefix(t)
+                                                                 for t in topics})), why)
 
     for topic_filter in other_prefix_filters(config):
         link.sweep_retained(topic_filter, clear)

@@ -100,11 +100,13 @@ class TrackingConfig(_Section):
 #: Levels a discovery prefix may have: the daemon looks under every prefix up to this long for
 #: the entities an earlier run left under another one.
 MAX_PREFIX_LEVELS = 4
+#: Home Assistant's own discovery prefix, which its MQTT integration reads unless changed.
+DEFAULT_DISCOVERY_PREFIX = "homeassistant"
 
 
 class HomeAssistantConfig(_Section):
     enabled: bool = Field(default=False, description="publish Home Assistant MQTT discovery")
-    prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_/-]{1,64}$",
+    prefix: str = Field(default=DEFAULT_DISCOVERY_PREFIX, pattern=r"^[A-Za-z0-9_/-]{1,64}$",
                         description="Home Assistant's discovery prefix")
     labels: list[str] = Field(default_factory=list,
                               description="labels that get count and occupancy entities; "

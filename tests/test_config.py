@@ -90,6 +90,23 @@ def test_bad_configs_name_the_key_and_what_was_expected(tmp_path, change, expect
         load_config(write(tmp_path, text))
 
 
+def test_a_line_on_a_cameras_or_zones_key_names_them(tmp_path):
+    """A user check: a 2-point zone was named `cameras.0.zones.0.points` alone, where every
+    other zone error names the camera and the zone."""
+    text = ('[model]\npath = "model.onnx"\n'
+            '[[cameras]]\nname = "front"\nsource = "synthetic://shapes"\n'
+            '[[cameras.zones]]\nname = "porch"\npoints = [[1, 2], [3, 4]]\n'
+            '[[cameras]]\nname = "back"\nsource = "synthetic://shapes"\nstal_s = 3\n'
+            '[[cameras]]\nname = "side yard"\nsource = "synthetic://shapes"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    lines = str(caught.value).splitlines()[1:]
+    assert lines[:2] == [
+        "  cameras.0.zones.0.points: needs at least 3 items; got 2 (camera front, zone porch)",
+        "  cameras.1.stal_s: unknown key; did you mean stall_s? (camera back)"]
+    assert lines[2].startswith("  cameras.2.name: ") and lines[2].endswith("got 'side yard'")
+
+
 def test_a_calibration_cache_is_found_beside_the_config_as_the_model_is(tmp_path):
     assert load_config(write(tmp_path, VALID)).model.calibration_cache is None
     text = VALID.replace('path = "model.onnx"', 'path = "model.onnx"\n'

@@ -263,6 +263,26 @@ def test_a_discovery_prefix_over_the_devices_own_topics_is_warned_about(caplog):
     assert not caplog.records
 
 
+def test_a_prefix_like_home_assistants_own_is_warned_of_as_a_likely_typo(caplog):
+    """A user check: `prefix = "homeasistant"` moved every entity where Home Assistant does
+    not look, and said so at INFO only."""
+    from edge.homeassistant import warn_of_a_misspelt_prefix
+
+    for prefix in ("homeasistant", "home_assistant", "HomeAssistant"):
+        caplog.clear()
+        warn_of_a_misspelt_prefix(_config(homeassistant={"enabled": True, "prefix": prefix}))
+        assert [r.levelname for r in caplog.records] == ["WARNING"]
+        assert (f"homeassistant.prefix {prefix!r} is not Home Assistant's default discovery "
+                f"prefix 'homeassistant', though much like it: Home Assistant finds these "
+                f"entities only if its MQTT integration's discovery prefix is {prefix!r} too; "
+                "if that is a typo, write 'homeassistant' (or leave the key out)") in caplog.text
+    caplog.clear()
+    for settings in ({"enabled": True, "prefix": "my/ha"}, {"enabled": True},
+                     {"enabled": False, "prefix": "homeasistant"}):
+        warn_of_a_misspelt_prefix(_config(homeassistant=settings))
+    assert not caplog.records
+
+
 @pytest.mark.parametrize("prefix, message", [
     ("/ha/", "a topic prefix needs non-empty levels and no leading or trailing /"),
     ("ha/", "a topic prefix needs non-empty levels"), ("ha//x", "a topic prefix needs"),
