@@ -75,7 +75,7 @@ READY_WAIT_S = 1.0
 #: The retained state topics under the prefix that belong to a camera (its status and drift,
 #: its counts per label and per zone and label): swept at the first connect, so that those
 #: this config no longer keeps are cleared.
-STATE_TOPIC_LEVELS = ("+/status", "+/drift", "+/+/count", "+/+/+/count")
+STATE_TOPIC_LEVELS = ("+/status", "+/drift", "+/+/count", "+/+/+/count", "+/+/snapshot")
 #: Topics a log line names at most.
 LISTED_TOPICS = 6
 
@@ -437,15 +437,17 @@ class Daemon:
                      if gone else "")
 
     def _clear_stale_state(self, topics: list[str]) -> None:
-        """Clear the retained camera statuses, drift states and counts that earlier runs left
-        and this one does not keep: those of cameras removed from the config, of zones or
-        labels it no longer has, of drift or tracking turned off. Left, they read as live
-        (a removed camera `streaming` for ever in `edge monitor` and dashboards)."""
+        """Clear the retained camera statuses, drift states, counts and label snapshots that
+        earlier runs left and this one does not keep: those of cameras removed from the
+        config, of zones or labels it no longer has, of drift or tracking turned off. Left,
+        they read as live (a removed camera `streaming` for ever in `edge monitor` and
+        dashboards)."""
         kept = {self.topics.camera_status(w.name) for w in self.workers}
         kept |= {self.topics.drift(w.name) for w in self.workers if w.drift is not None}
         for worker in self.workers:
             if worker.tracking is not None:
                 kept |= set(worker.tracking.events.count_topics)
+                kept |= worker.tracking.events.label_snapshot_topics
         stale = [topic for topic in topics if topic not in kept]
         for topic in stale:
             self.link.publish_state(topic, b"")

@@ -95,6 +95,9 @@ class EventEngine:
         self._lives: dict[int, _Life] = {}
         self._counts: dict[str, int] | None = None
         self.count_topics = self._count_topics()
+        #: the label snapshot topics this camera keeps retained (the newest of each label)
+        self.label_snapshot_topics = frozenset(self.topics.label_snapshot(camera, label)
+                                               for label in labels)
         self._retained: deque[str] = deque()  # snapshot topics, oldest first
         self._retained_lock = threading.Lock()  # adopt_retained runs on another thread
         self.events_sent = 0
@@ -203,7 +206,7 @@ class EventEngine:
                end: float | None) -> list[Outgoing]:
         self._note_zones(life, zones)
         life.sent_at, life.sent_zones, life.sent_top = ts, list(zones), item.top_score
-        out = self._snapshot_messages(life)
+        out = self._snapshot_messages(life, self._label(item.class_id))
         payload = {
             "v": CONTRACT_VERSION, "type": kind, "id": life.event_id, "track_id": item.track_id,
             "camera": self.camera, "label": self._label(item.class_id),
@@ -223,7 +226,9 @@ class EventEngine:
                 "frame_id": life.best.frame_id, "score": round(life.best.score, 4),
                 "box": life.best.box}
 
-    def _snapshot_messages(self, life: _Life) -> list[Outgoing]:
+    def _snapshot_messages(self, life: _Life, label: str) -> list[Outgoing]:
+        """The event's snapshot where it has a better one than it published, on its own
+        topic and on its label's (the newest of that label on this camera)."""
         best = life.best
         if best is None or best.score <= life.published_score:
             return []
@@ -231,7 +236,9 @@ class EventEngine:
                                self.settings.snapshot_quality)
         life.published_score = best.score
         topic = self.topics.event_snapshot(self.camera, life.event_id)
-        out = [Outgoing(topic, jpeg, 0, True, "best-effort")]
+        out = [Outgoing(topic, jpeg, 0, True, "best-effort"),
+               Outgoing(self.topics.label_snapshot(self.camera, label), jpeg, 0, True,
+                        "best-effort")]
         with self._retained_lock:
             if topic not in self._retained:
                 self._retained.append(topic)

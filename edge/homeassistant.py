@@ -159,6 +159,9 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str,
         places: list[tuple[str | None, Iterable[str]]] = [(None, wanted)]
         places += [(z.name, [w for w in wanted if not z.labels or w in z.labels])
                    for z in camera.zones]
+        for label in wanted:  # the newest event snapshot of each label
+            entity("camera", (name, label, "snapshot"), f"{name} {label} snapshot",
+                   t=topics.label_snapshot(name, label))
         for zone, zone_labels in places:
             for label in zone_labels:
                 where = tuple(p for p in (name, zone, label) if p)

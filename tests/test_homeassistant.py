@@ -116,6 +116,13 @@ def test_every_config_follows_the_documented_discovery_schema(drift):
     assert {"connectivity", "gate_frame", "gate_fps", "gate_star_count", "gate_door_star_count",
             "gate_door_star_occupancy", "yard_circle_occupancy"} <= names
     assert "gate_door_circle_count" not in names  # the zone counts stars only
+    # a user check: no event snapshot reached Home Assistant (each event has a topic of its
+    # own): a camera entity a label shows the newest on its fixed topic
+    snapshot = configs["homeassistant/camera/edge_gate_01/gate_star_snapshot/config"]
+    assert snapshot["t"] == "edge/gate_01/gate/star/snapshot"
+    assert snapshot["name"] == "gate star snapshot" and snapshot["avty"]
+    assert {f"{camera}_{label}_snapshot" for camera in ("gate", "yard")
+            for label in LABELS} <= names
     assert {"gate_drift", "yard_drift"} <= names if drift else not any("drift" in n
                                                                        for n in names)
 
@@ -190,7 +197,9 @@ def test_devices_and_entities_whose_names_differ_only_in_separators_stay_apart()
     # Home Assistant lowercases entity ids and reads - as _: those alike there differ here
     labels = ["circle", "traffic light", "traffic_light", "Traffic-light"]
     configs = discovery_configs(config, labels, "m")
-    assert len(configs) == 1 + 2 * 2 + 2 * 3 * 4  # connectivity, frame + fps, 3 places x 4
+    # connectivity; frame, fps and 4 label snapshots a camera; count and occupancy of 3
+    # places x 4 labels
+    assert len(configs) == 1 + 2 * (2 + 4) + 2 * 3 * 4
     states = [payload.get("stat_t") for payload in configs.values()
               if payload["name"].endswith(" count")]
     assert len(set(states)) == 12 and "edge/gate_01/gate/a/circle/count" in states

@@ -26,18 +26,26 @@ def test_a_removed_cameras_and_zones_retained_state_is_cleared_at_the_next_run(
         _run(mosquitto.port, demo_model, [_camera("gate", [])])
     after = _retained(mosquitto.port)
     said = [r.getMessage() for r in caplog.records if "no longer keeps" in r.getMessage()]
-    assert len(said) == 1, said  # one line for the four sweeps
+    assert len(said) == 1, said  # one line for all the sweeps
     assert said[0].startswith(f"cleared {len(before - after) - _snapshots(before - after)} "
                               "topics that earlier runs left retained")
     assert "edge/st/gate/status" in after and "edge/st/gate/circle/count" in after
     gone = before - after
     assert {t for t in before if "/yard/" in t or "/left/" in t} <= gone
     assert all("/yard/" in t or "/left/" in t for t in gone), gone
+    # a removed camera's label snapshots go with it; a kept camera's stay
+    assert "edge/st/yard/circle/snapshot" in gone
+    assert {t for t in before if t.startswith("edge/st/gate/") and _label_snapshot(t)} <= after
 
 
 def _snapshots(topics: set[str]) -> int:
     """How many of `topics` are event snapshots (cleared by a sweep of their own)."""
-    return sum(t.endswith("/snapshot") for t in topics)
+    return sum(t.endswith("/snapshot") and not _label_snapshot(t) for t in topics)
+
+
+def _label_snapshot(topic: str) -> bool:
+    """`edge/st/<camera>/<label>/snapshot`, the newest snapshot of a label."""
+    return topic.endswith("/snapshot") and topic.count("/") == 4
 
 
 def _camera(name: str, zones: list[dict[str, Any]]) -> dict[str, Any]:

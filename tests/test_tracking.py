@@ -212,6 +212,11 @@ def test_events_counts_and_snapshots_of_one_object_walking_through_a_zone():
     snapshots = [m for m in recorder.messages if m[0].endswith("/snapshot")]
     assert snapshots and all(m[1][:2] == b"\xff\xd8" and m[3] and m[4] == "best-effort"
                              for m in snapshots)
+    # a user check: Home Assistant could show no event snapshot (a topic an event): each one
+    # goes to its label's fixed topic too, the same JPEG
+    own = [m[1] for m in snapshots if m[0] == end["snapshot"]["topic"]]
+    labelled = [m[1] for m in snapshots if m[0] == "edge/d/gate/triangle/snapshot"]
+    assert own and labelled == own
     counts = {m[0]: int(m[1]) for m in recorder.messages if m[0].endswith("/count")}
     assert counts["edge/d/gate/triangle/count"] == 0
     assert counts["edge/d/gate/left/triangle/count"] == 0
@@ -343,7 +348,7 @@ def test_old_snapshots_are_cleared_so_the_broker_store_stays_bounded():
             messages += engine.update(n * 8 + frame, float(n * 8 + frame), tracker.objects,
                                       tracker.ended, image)
     cleared = [m.topic for m in messages if m.topic.endswith("/snapshot") and m.payload == b""]
-    assert len(cleared) == 5
+    assert len(cleared) == 5 and "p/c/a/snapshot" not in cleared  # the label's stays
 
 
 def test_a_track_whose_median_score_stays_low_is_tracked_but_never_reported():

@@ -115,6 +115,9 @@ KINDS: tuple[Kind, ...] = (
          f"{RETAINED_SNAPSHOTS} per camera stay retained, older ones are cleared (across "
          "restarts too); best effort, so a broker without persistence forgets them when it "
          "restarts"),
+    Kind("label_snapshot", ("{camera}", "{label}", "snapshot"), Jpeg, "jpeg", True, 0,
+         "JPEG of the newest event snapshot of a label on the camera: one fixed topic per "
+         "label, for Home Assistant's camera entities and dashboards (retained; best effort)"),
     Kind("count", ("{camera}", "{label}", "count"), Count, "integer", True, 1,
          "Objects of a label present now in the camera's view (sent on change, its latest "
          "value at least once and again after every reconnect)"),

@@ -73,6 +73,11 @@ class Topics:
     def event_snapshot(self, camera: str, event_id: str) -> str:
         return f"{self.prefix}/{camera}/events/{event_id}/snapshot"
 
+    def label_snapshot(self, camera: str, label: str) -> str:
+        """The newest event snapshot of a label on the camera (one fixed topic, for Home
+        Assistant's camera entities and dashboards, as the per-event ones cannot be)."""
+        return f"{self.prefix}/{camera}/{label}/snapshot"
+
     def snapshot_camera(self, topic: str) -> str | None:
         """`<prefix>/<camera>/events/<id>/snapshot` -> camera; None for any other topic."""
         head = f"{self.prefix}/"
