@@ -327,26 +327,28 @@ def test_a_1000_class_classifier_sets_its_counts_and_discovery_beside_the_outbox
     convert(source, ConvertOptions(labels=labels)).write(tmp_path / "model.onnx")
     summary = _run_for_3_s(tmp_path, mosquitto.port, "[homeassistant]\nenabled = true")
     assert summary["dropped"] == 0 and summary["produced"] == summary["published"] > 10
-    # each value once: 1000 zero counts (unchanged at the stop), 2003 configs
-    assert summary["states_sent"] == 3003
+    # each value once: 1000 zero counts (unchanged at the stop), 3003 configs
+    assert summary["states_sent"] == 4003
     # subscribers joining now, the counts at QoS 1 as the contract has them
     with Watcher(mosquitto.port, f"{PREFIX}/gate/+/count") as counts, \
             Watcher(mosquitto.port, "homeassistant/#", qos=0) as discovery:
         counts.wait_for(lambda: len(counts.messages) >= 1000, 10, "1000 retained counts")
-        discovery.wait_for(lambda: len(discovery.messages) >= 2003, 10, "2003 configs")
+        discovery.wait_for(lambda: len(discovery.messages) >= 3003, 10, "3003 configs")
     assert {m.topic for m in counts.messages} == {f"{PREFIX}/gate/{label}/count"
                                                   for label in labels}
     assert {m.payload for m in counts.messages} == {b"0"}  # the camera stopped: nothing there
     assert all(m.retain for m in counts.messages + discovery.messages)
-    assert len({m.topic for m in discovery.messages}) == 2003  # 2 a label, 3 for the device
-    # one label in Home Assistant from now on: the 1998 others' configs are cleared (the
+    # 3 a label (count, occupancy, snapshot), 3 for the device
+    assert len({m.topic for m in discovery.messages}) == 3003
+    # one label in Home Assistant from now on: the 2997 others' configs are cleared (the
     # sweep that finds them read 1015 of 2003 at QoS 1, Mosquitto dropping the rest)
     _run_for_3_s(tmp_path, mosquitto.port,
                  '[homeassistant]\nenabled = true\nlabels = ["class0"]')
     with Watcher(mosquitto.port, "homeassistant/#", qos=0) as discovery:
         time.sleep(1.0)
     assert sorted(m.topic.split("/")[-2] for m in discovery.messages if m.payload) == [
-        "connectivity", "gate_class0_count", "gate_class0_occupancy", "gate_fps", "gate_frame"]
+        "connectivity", "gate_class0_count", "gate_class0_occupancy", "gate_class0_snapshot",
+        "gate_fps", "gate_frame"]
 
 
 def _converted_model_config(folder: Path, port: int, more: str = "") -> Path:

@@ -197,8 +197,12 @@ class Collector:
     def _status(self, topic: str, payload: bytes) -> None:
         """A device's status names it as present; one that reads right only under a prefix a
         level deeper or shallower stops the run with the fix."""
+        # a status beside the device the prefix names is read as its parent's `+` has it
+        beside = (_names_one_device(self.prefix) and not topic.startswith(f"{self.prefix}/")
+                  and topic.count("/") == self.prefix.count("/") + 1)
         try:
-            message = parse_message(self.prefix, topic, payload)
+            message = parse_message(f"{self.prefix.rpartition('/')[0]}/+" if beside
+                                    else self.prefix, topic, payload)
         except PayloadError:
             misplaced = misplaced_prefix(self.prefix, topic, payload)
             if misplaced is not None and self.error is None:
@@ -207,8 +211,7 @@ class Collector:
             return
         if not isinstance(message.payload, DeviceStatus):
             return
-        # parse_message reads levels by position: a sibling's status parses as well
-        if topic.rpartition("/")[0] == self.prefix or not _names_one_device(self.prefix):
+        if not beside:
             self.devices[message.device] = message.payload.state
         else:
             self.beside[message.device] = message.payload.state
