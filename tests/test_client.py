@@ -305,6 +305,10 @@ def test_a_subscriber_that_hears_nothing_says_what_that_usually_means(mosquitto,
             assert heard.get(timeout=0.1) is not None
     finally:
         _publish(mosquitto.port, "edge/d1/gate/star/count", b"", retain=True)
+    for wrong in (0, -1.0, "10", True):
+        with pytest.raises(InputError, match=re.escape(f"silence_hint_s={wrong!r}: give the "
+                                                       "seconds of silence")):
+            Subscriber(mosquitto.url, "edge/nope", silence_hint_s=wrong)
     said = [r.getMessage() for r in caplog.records if "nothing under" in r.getMessage()]
     assert said == ["nothing under edge/nope after 1 s: a daemon leaves its status retained "
                     "there, so a prefix that names a device that ran shows it at once; check "

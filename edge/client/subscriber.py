@@ -108,6 +108,10 @@ class Subscriber:
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise InputError(f"queue size {queue_size!r}: give a whole number of messages, 1 "
                              "or more")
+        if silence_hint_s is not None and (isinstance(silence_hint_s, bool) or not isinstance(
+                silence_hint_s, int | float) or not silence_hint_s > 0):
+            raise InputError(f"silence_hint_s={silence_hint_s!r}: give the seconds of silence "
+                             "before the hint, more than 0, or None for no hint")
         if on_invalid not in ("warn", "raise"):
             raise InputError(f"on_invalid={on_invalid!r}: give 'warn' (log a message that "
                              "breaks the contract and go on) or 'raise' (hand it to you as a "
