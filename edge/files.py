@@ -71,12 +71,12 @@ def require_onnx_name(path: Path, option: str = "-o") -> None:
 
 
 def _onnx_name(path: Path) -> Path:
-    """`path` with .onnx for an extension of a model format, .onnx added to any other name."""
+    """`path` with .onnx for an extension of a model format (`m.onnx.pt` -> `m.onnx`), .onnx
+    added to any other name."""
     model_suffixes = (".pt", ".pth", ".torchscript", ".engine", ".plan", ".trt", ".tflite",
                       ".pb")
-    if path.suffix.lower() in model_suffixes:
-        return path.with_suffix(".onnx")
-    return path.with_name(path.name + ".onnx")
+    stem = path.with_suffix("") if path.suffix.lower() in model_suffixes else path
+    return stem if stem.suffix.lower() == ".onnx" else stem.with_name(stem.name + ".onnx")
 
 
 def _file_folder(path: Path, option: str) -> Path:

@@ -179,7 +179,8 @@ def test_output_that_is_the_source_and_a_folder_as_source_are_refused(tmp_path, 
 
 
 @pytest.mark.parametrize(("name", "meant"), [("m.pt", "m.onnx"), ("m.engine", "m.onnx"),
-                                            ("m", "m.onnx"), ("m.v2", "m.v2.onnx")])
+                                            ("m", "m.onnx"), ("m.v2", "m.v2.onnx"),
+                                            ("m.onnx.pt", "m.onnx")])
 def test_an_output_not_named_onnx_is_refused_with_the_name_to_give(name, meant, tmp_path,
                                                                     sources):
     """A user check: `-o x.pt` wrote an ONNX model that edge inspect and calibrate took and
