@@ -217,7 +217,15 @@ def test_a_calibration_cache_on_onnxruntime_is_checked_and_its_int8_said_not_to_
     other = tmp_path / "other.cache"
     CalibrationCache.from_scales({"backbone.layer9.conv": 1.0, "neck.fpn.out3": 1.0},
                                  "10.3.0").write(other)
-    for bad, said in ((text, f"{text}"), (other, "it was made for another model")):
+    # another model's cache names the same input and preprocessing tensors (a user check:
+    # 5 of 9 were in the demo model, and it passed): the network's tensors decide
+    shared = tmp_path / "shared.cache"
+    CalibrationCache.from_scales(
+        {"images__pre_float": 2.0, "images__pre_nchw": 2.0, "images__pre_swapped": 2.0,
+         "images__normalised": 0.01, "backbone.layer9.conv": 1.0, "neck.fpn.out3": 1.0,
+         "head.cls": 1.0}, "10.3.0", ("images", 1.0)).write(shared)
+    for bad, said in ((text, f"{text}"), (other, "it was made for another model"),
+                      (shared, "scales 3 tensors, 3 of them not in")):
         warned = unused_tensorrt_settings(ModelConfig(path=demo_model, calibration_cache=bad),
                                           spec)
         assert warned[1].startswith("model.calibration_cache: ") and said in warned[1], warned
