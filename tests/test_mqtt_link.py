@@ -66,6 +66,27 @@ def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto, cap
     assert retained_status(mosquitto.port, "edge/t")["state"] == "stopped"
 
 
+def test_messages_dropped_for_their_age_are_said_to_be_so(mosquitto, caplog, tmp_path):
+    """A user check: a disk outbox's `outbox_max_age_s` dropping messages was logged as the
+    size limit reached, then "holds only events now" while detections waited, with advice to
+    raise outbox_size."""
+    link = make_link(mosquitto.port, outbox="disk", outbox_path=tmp_path / "outbox.sqlite",
+                     outbox_max_age_s=0.5)
+    try:
+        with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+            link.publish_detections("cam", {"frame_id": 1})
+            link.publish_event("edge/t/cam/events", b'{"id": "1"}')
+            time.sleep(1.2)  # past the age, and past the outbox's one-second age check
+            link.publish_detections("cam", {"frame_id": 2})
+        assert (link.counters.dropped, link.counters.events_dropped) == (2, 1)
+        assert [r.getMessage() for r in caplog.records] == [
+            "the MQTT outbox dropped 2 messages older than mqtt.outbox_max_age_s (0.5 s) "
+            "waiting for the broker, 1 left waiting; from now on every message that old is "
+            "dropped, events too (raise outbox_max_age_s to keep a longer outage's)"]
+    finally:
+        link.stop("stopped")
+
+
 @pytest.mark.parametrize("outbox", ["memory", "disk"])
 def test_an_outage_longer_than_the_outbox_keeps_the_events(mosquitto, caplog, tmp_path, outbox):
     """A night without the broker: the detections of every frame push the outbox over its

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -148,18 +151,41 @@ def test_the_disk_outbox_drops_through_an_index(tmp_path):
 
 
 def test_disk_outbox_survives_reopening_and_resends_what_was_not_acknowledged(tmp_path):
-    outbox = disk(tmp_path)
-    for n in range(6):
-        outbox.put(message(n))
-    batch = outbox.take(4)
-    outbox.ack(batch[0][0])
-    outbox.ack(batch[2][0])
-    # no close(): as after a SIGKILL
+    """A process killed (SIGKILL, no close) with 4 of its 6 messages unacknowledged: the next
+    one to open the file has those 4, in order; the lock went with the killed process."""
+    script = ("import os, signal, sys\n"
+              "from pathlib import Path\n"
+              "from edge.mqtt.outbox import DiskOutbox, Message\n"
+              "outbox = DiskOutbox(Path(sys.argv[1]), 100, 10**6, 3600)\n"
+              "for n in range(6):\n"
+              "    outbox.put(Message('edge/t/cam/detections', str(n).encode().ljust(10), 1))\n"
+              "batch = outbox.take(4)\n"
+              "outbox.ack(batch[0][0])\n"
+              "outbox.ack(batch[2][0])\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "outbox.sqlite")],
+                            capture_output=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     reopened = disk(tmp_path)
     assert reopened.depth == 4
     assert numbers(reopened.take(10)) == [1, 3, 4, 5]
-    outbox.close()
     reopened.close()
+
+
+def test_a_disk_outbox_another_process_holds_is_refused_naming_it(tmp_path):
+    """A user check: two daemons given one outbox_path each sent and counted the other's
+    messages (one summary ended `-96 queued`); the second is refused, naming the first."""
+    settings = MqttConfig(outbox="disk", outbox_path=tmp_path / "outbox.sqlite")
+    first = outbox_from_config(settings)
+    try:
+        with pytest.raises(ConfigError, match=re.escape(
+                f"mqtt.outbox_path {tmp_path / 'outbox.sqlite'} is in use by another running "
+                f"daemon (process {os.getpid()}): two daemons sharing one outbox would send "
+                "and count each other's messages; give each its own outbox_path")):
+            outbox_from_config(settings)
+    finally:
+        first.close()
+    outbox_from_config(settings).close()  # free again once the first has closed
 
 
 def test_disk_outbox_bounded_by_bytes_and_age(tmp_path):

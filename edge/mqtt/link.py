@@ -461,13 +461,21 @@ class MqttLink:
             if overflowing:
                 self._dropped_before_overflow = self.counters.dropped
                 self._events_dropped_before_overflow = self.counters.events_dropped
-            first_events = (dropped.precious > 0 and self._events_dropped_before_overflow
+            # events dropped for their age say nothing of what the size limits keep
+            first_events = (dropped.precious > 0 and dropped.aged < dropped.count
+                            and self._events_dropped_before_overflow
                             == self.counters.events_dropped)
             self.counters.dropped += dropped.count
             self.counters.events_dropped += dropped.precious
             depth = self._outbox.depth
         # logged outside the lock: a handler may be slow
-        if overflowing:
+        if overflowing and dropped.aged == dropped.count:
+            log.warning("the MQTT outbox dropped %d messages older than mqtt.outbox_max_age_s "
+                        "(%g s) waiting for the broker, %d left waiting; from now on every "
+                        "message that old is dropped, events too (raise outbox_max_age_s to "
+                        "keep a longer outage's)", dropped.count, self.settings.outbox_max_age_s,
+                        depth)
+        elif overflowing:
             log.warning("the MQTT outbox reached its limit with %d messages waiting for the "
                         "broker: the oldest detections are dropped from now on, events only "
                         "once no detection is left to drop (mqtt.outbox_size; on disk also "

@@ -18,6 +18,7 @@ restart everything unacknowledged is sent again, in order (at least once).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -62,13 +63,16 @@ class Message:
 
 @dataclass(frozen=True)
 class Dropped:
-    """Messages a `put` dropped to make room, and how many of them were precious."""
+    """Messages a `put` dropped to make room or for their age, how many of them were
+    precious, and how many were dropped for their age (`outbox_max_age_s`)."""
 
     count: int = 0
     precious: int = 0
+    aged: int = 0
 
     def __add__(self, other: Dropped) -> Dropped:
-        return Dropped(self.count + other.count, self.precious + other.precious)
+        return Dropped(self.count + other.count, self.precious + other.precious,
+                       self.aged + other.aged)
 
 
 class Outbox(Protocol):
@@ -171,7 +175,12 @@ class DiskOutbox:
         self.path = path
         self._max_messages, self._max_bytes, self._max_age_s = max_messages, max_bytes, max_age_s
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock_fd = _lock_for_this_process(path)
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -189,6 +198,7 @@ class DiskOutbox:
                 "FROM outbox").fetchone()
         except sqlite3.Error:
             self._db.close()
+            os.close(self._lock_fd)
             raise
         self._count, self._bytes = int(row[0]), int(row[1])
         self._cursor = 0  # every id <= cursor has been taken
@@ -210,7 +220,8 @@ class DiskOutbox:
         dropped = Dropped()
         if now >= self._next_age_check:
             self._next_age_check = now + self.AGE_CHECK_S
-            dropped += self._drop("id > ? AND created < ?", (self._cursor, now - self._max_age_s))
+            aged = self._drop("id > ? AND created < ?", (self._cursor, now - self._max_age_s))
+            dropped += Dropped(aged.count, aged.precious, aged.count)
         while self._count - len(self._taken) > 1 and (
                 self._count > self._max_messages or self._bytes > self._max_bytes):
             excess = max(1, self._count - self._max_messages)
@@ -275,6 +286,36 @@ class DiskOutbox:
             os.close(self._wal_fd)
             self._wal_fd = None
         self._db.close()
+        os.close(self._lock_fd)  # the lock goes with it
+
+
+class OutboxInUseError(Exception):
+    """Another process holds the disk outbox (its pid, where it wrote it)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+def _lock_for_this_process(path: Path) -> int:
+    """An exclusive lock on `<path>.lock` for as long as the returned descriptor is open (the
+    kernel lets it go when the process ends, killed too), holding this process's id; an
+    OutboxInUseError naming the holder where another process has it (a user check: two
+    daemons given one outbox_path each counted the other's messages as theirs, one summary
+    ending `-96 queued`)."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise OutboxInUseError(holder) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class FallbackOutbox:
@@ -379,6 +420,11 @@ def outbox_from_config(settings: MqttConfig, precious_topics: str | None = None)
     try:
         disk = DiskOutbox(path, settings.outbox_size, int(settings.outbox_max_mb * 1024 * 1024),
                           settings.outbox_max_age_s, precious_topics)
+    except OutboxInUseError as exc:
+        held = f" (process {exc.holder})" if exc.holder.isdigit() else ""
+        raise ConfigError(f"mqtt.outbox_path {path} is in use by another running daemon{held}: "
+                          "two daemons sharing one outbox would send and count each other's "
+                          "messages; give each its own outbox_path") from None
     except sqlite3.DatabaseError as exc:
         if not any(sign in str(exc) for sign in ("not a database", "malformed")):
             raise _cannot_open(path, exc) from exc
