@@ -286,7 +286,9 @@ class DiskOutbox:
             os.close(self._wal_fd)
             self._wal_fd = None
         self._db.close()
-        os.close(self._lock_fd)  # the lock goes with it
+        if self._lock_fd >= 0:  # the lock goes with it; a second close must not close a
+            os.close(self._lock_fd)  # descriptor since reused elsewhere
+            self._lock_fd = -1
 
 
 class OutboxInUseError(Exception):
