@@ -83,6 +83,16 @@ def test_messages_dropped_for_their_age_are_said_to_be_so(mosquitto, caplog, tmp
             "the MQTT outbox dropped 2 messages older than mqtt.outbox_max_age_s (0.5 s) "
             "waiting for the broker, 1 left waiting; from now on every message that old is "
             "dropped, events too (raise outbox_max_age_s to keep a longer outage's)"]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+            link.start()
+            assert link.flush(10), "outbox not flushed"
+            deadline = time.monotonic() + 5  # said on the link's thread once connected
+            while not caplog.records and time.monotonic() < deadline:
+                time.sleep(0.02)
+        assert [r.getMessage() for r in caplog.records] == [
+            "2 messages were dropped while the broker was away (older than "
+            "mqtt.outbox_max_age_s), 1 event among them"]
     finally:
         link.stop("stopped")
 

@@ -128,6 +128,7 @@ class MqttLink:
         #: an outage, and how many it cost once the broker is back
         self._dropped_before_overflow: int | None = None
         self._events_dropped_before_overflow = 0  # counters.events_dropped then
+        self._aged_since_overflow = 0  # of those dropped since, how many for their age
         self.counters = LinkCounters()
         self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
@@ -467,6 +468,7 @@ class MqttLink:
                             == self.counters.events_dropped)
             self.counters.dropped += dropped.count
             self.counters.events_dropped += dropped.precious
+            self._aged_since_overflow += dropped.aged
             depth = self._outbox.depth
         # logged outside the lock: a handler may be slow
         if overflowing and dropped.aged == dropped.count:
@@ -599,9 +601,14 @@ class MqttLink:
             lost = 0 if before is None else self.counters.dropped - before
             events_lost = self.counters.events_dropped - self._events_dropped_before_overflow
             self._events_dropped_before_overflow = self.counters.events_dropped
+            aged, self._aged_since_overflow = self._aged_since_overflow, 0
         if lost:
-            log.warning("%s dropped while the broker was away (the outbox's limit)%s",
-                        f"{counted(lost, 'message')} {'was' if lost == 1 else 'were'}",
+            # a user check: drops for their age were put down to the outbox's limit
+            why = ("older than mqtt.outbox_max_age_s" if aged == lost else "the outbox's limit"
+                   if not aged else f"the outbox's limit; {aged} of them older than "
+                                    "mqtt.outbox_max_age_s")
+            log.warning("%s dropped while the broker was away (%s)%s",
+                        f"{counted(lost, 'message')} {'was' if lost == 1 else 'were'}", why,
                         f", {counted(events_lost, 'event')} among them"
                         if events_lost else ", no event among them")
 
