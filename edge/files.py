@@ -73,8 +73,7 @@ def require_onnx_name(path: Path, option: str = "-o") -> None:
 def _onnx_name(path: Path) -> Path:
     """`path` with .onnx for an extension of a model format (`m.onnx.pt` -> `m.onnx`), .onnx
     added to any other name."""
-    model_suffixes = (".pt", ".pth", ".torchscript", ".engine", ".plan", ".trt", ".tflite",
-                      ".pb")
+    model_suffixes = (*PYTORCH_SUFFIXES, *TENSORRT_ENGINE_SUFFIXES, ".tflite", ".pb")
     stem = path.with_suffix("") if path.suffix.lower() in model_suffixes else path
     return stem if stem.suffix.lower() == ".onnx" else stem.with_name(stem.name + ".onnx")
 
@@ -256,6 +255,8 @@ def require_model_file(path: Path, key: str | None = None) -> None:
 
 #: What TensorRT's serialized engines are commonly named (trtexec --saveEngine, Ultralytics).
 TENSORRT_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+#: What PyTorch's checkpoints and TorchScript files are commonly named.
+PYTORCH_SUFFIXES = (".pt", ".pth", ".torchscript")
 #: How PyTorch's files begin: torch.save and TorchScript write zip archives (PyTorch 1.6 on),
 #: older torch.save a pickle (protocol 2). An ONNX file begins with its ir_version field, 0x08.
 ZIP_MAGIC = b"PK\x03\x04"
