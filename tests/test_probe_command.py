@@ -4,6 +4,7 @@ GStreamer RTSP server (tests/rtsp_server.py), the synthetic scene and files."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -324,7 +325,9 @@ def test_a_rate_nothing_declared_is_called_the_sources_default_pace(tmp_path):
         cv2.imwrite(str(folder / name), np.full((48, 64, 3), 90, np.uint8))
     result = probe(f"file://{folder}", "synthetic://shapes?fps=20", "--frames", "3", "--json")
     assert result.returncode == 0, result.stderr
-    assert "at 10.0 fps (its default pace, 10; fps= sets another)" in result.stdout
+    # The rate read is measured over the last frames (one interval of three), so it is not
+    # asserted exactly: a slow decode then a catching-up frame reads 10.7 fps, say.
+    assert re.search(r"at \d+\.\d fps \(its default pace, 10; fps= sets another\)", result.stdout)
     assert "(fps= asks for 20)" in result.stdout and "declares" not in result.stdout
     assert [s["fps_origin"] for s in summary(result)["sources"]] == ["default", "asked"]
 
@@ -340,7 +343,9 @@ def test_a_folder_of_mixed_sizes_is_named_and_its_pixel_zones_checked_on_each(tm
     result = probe(f"file://{folder}?fps=20", "--frames", "3", "--json")
     assert result.returncode == 0, result.stderr
     assert summary(result)["sources"][0]["sizes"] == [[640, 480], [1280, 720]]
-    assert "640x480 at 20.0 fps (fps= asks for 20), 3 frames, the first after " in result.stdout
+    assert re.search(r"640x480 at \d+\.\d fps \(fps= asks for 20\), 3 frames, the first after ",
+                     result.stdout)
+    assert 10 < summary(result)["sources"][0]["fps"] < 40  # one interval, paced at 20 fps
     assert ('; frames of other sizes too (1280x720): zones in pixels fit one size only; give '
             'them in units = "normalised"') in result.stdout
     config = tmp_path / "edge.toml"
