@@ -78,8 +78,10 @@ class Dataset:
     items: list[LabelledImage]
     skipped: int = 0
     labels: tuple[str, ...] = ()  # the model's, by class id (for messages)
-    #: The images the last pass of `images()` could not decode (left out of the score)
+    #: The images that could not be decoded (left out of the score): those found so at load
+    #: (`unreadable_at_load`), then those the last pass of `images()` could not decode
     unreadable: list[Path] = field(default_factory=list)
+    unreadable_at_load: tuple[Path, ...] = ()
     root: Path | None = None  # the folder image paths are shown relative to
 
     def shown(self, path: Path) -> str:
@@ -105,7 +107,7 @@ class Dataset:
             elif item.labelled_size not in (None, size):
                 misshapen.append((item, size))
             yield placed, image
-        self.unreadable[:] = [item.path for item in unreadable]
+        self.unreadable[:] = [*self.unreadable_at_load, *(item.path for item in unreadable)]
         if unreadable:
             say_unreadable([item.path for item in unreadable], self._held(unreadable),
                            self.root)
@@ -447,7 +449,8 @@ def _yolo_split_items(split: YoloLayout, labels: Sequence[str], given: Path,
         log.warning("%d label file(s) in %s have no image in %s, so are not scored: %s",
                     len(orphans), split.labels, split.images,
                     ", ".join(p.name for p in orphans[:3]) + (" ..." if len(orphans) > 3 else ""))
-    return Dataset("yolo", items, len(skipped))
+    return Dataset("yolo", items, len(skipped), unreadable=list(skipped),
+                   unreadable_at_load=tuple(skipped))
 
 
 #: A dataset class id's model class where the model has no label of that name.

@@ -84,13 +84,17 @@ def test_map_matches_pycocotools(seed):
 
 
 def test_edge_eval_on_a_yolo_dataset(demo_model, tmp_path):
+    """A user check: a file named .jpg that is no image was named on the terminal, but its
+    JSON read `"unreadable_images": []`."""
     write_yolo_dataset(tmp_path / "data", frames=20, seed=5)
+    (tmp_path / "data" / "images" / "fake.jpg").write_text("junk\n")
     result = subprocess.run([sys.executable, "-m", "edge", "eval", str(demo_model), "--data",
                              str(tmp_path / "data"), "--json"], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
     accuracy = json.loads(result.stdout.strip().splitlines()[-1])
     assert accuracy["images"] == 20 and accuracy["map50"] > 0.9
+    assert accuracy["unreadable_images"] == ["images/fake.jpg"]
     assert set(accuracy["per_class_ap50"]) <= {"circle", "square", "triangle", "star"}
 
 
@@ -546,6 +550,9 @@ def test_a_yolo_dataset_sizes_jpegs_from_their_headers_and_skips_unreadable_ones
     assert len(dataset.items) == 3 and dataset.skipped == 1
     assert ("1 unreadable image not scored, with 1 object: images/000009.jpg (truncated, "
             "damaged or not an image)") in caplog.text
+    unreadable = [tmp_path / "data" / "images" / "000009.jpg"]
+    assert dataset.unreadable == unreadable  # named in --json and the report (a user check)
+    assert len(list(dataset.images())) == 3 and dataset.unreadable == unreadable
     for item in dataset.items:
         height, width = cv2.imread(str(item.path)).shape[:2]
         rows = np.loadtxt(item.path.parent.parent / "labels" / f"{item.path.stem}.txt",
