@@ -336,6 +336,13 @@ class CollectedDataset:
                 f"(--max-mb) with {len(self.rows)} images; raise --max-mb (a rerun with it "
                 "resumes this folder) or collect into another folder")
         free = shutil.disk_usage(self.root).free
+        if free < size:  # full, whatever room --min-free-mb keeps (a user check: "0.0 MB
+            # free, below the 0 MB to keep free (--min-free-mb) ... or lower --min-free-mb")
+            kept = (f"{len(self.rows)} images are collected and consistent; free space and "
+                    "rerun to resume" if self.rows else "free space and rerun")
+            raise DiskFullError(
+                f"the disk holding {self.root} is full ({_kilobytes(free)} free, the next "
+                f"image takes {_kilobytes(size)}); {kept}")
         if free - size < self.min_free_bytes:
             kept = (f"{len(self.rows)} images are collected and consistent; free space (or "
                     "lower --min-free-mb) and rerun to resume" if self.rows
@@ -565,6 +572,11 @@ def _same_file(handle: int, path: Path) -> bool:
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
     write_bytes_atomic(path, text.encode())
+
+
+def _kilobytes(size: int) -> str:
+    """A little room on a disk, as `20 kB`."""
+    return f"{size / 1e3:.0f} kB"
 
 
 def _megabytes(size: int) -> str:
