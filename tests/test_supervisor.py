@@ -490,7 +490,7 @@ def test_a_camera_still_opening_a_silent_stream_stops_at_once():
 def test_a_camera_whose_open_hangs_past_stall_s_is_named_with_the_source(monkeypatch):
     """The stall timer, not OpenCV's open timeout, may end an attempt still opening a silent
     stream; its warning said only "no frame for 10 s", without the source or what to check.
-    Now it names the source and what its server did (asked by `edge.sources.rtsp_probe`)."""
+    Now it names the source and what its server did (asked by `edge.sources.stream_probe`)."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         port = silent.getsockname()[1]
         uri = f"rtsp://127.0.0.1:{port}/x"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from edge.errors import SourceError
 from edge.redact import redact_text
 from edge.sources.base import Frame, FramePool, LatestFrame, Source
-from edge.sources.opencv import csi_source, file_source, rtsp_source, v4l2_source
+from edge.sources.opencv import csi_source, file_source, stream_source, v4l2_source
 from edge.sources.replay import ReplaySource
 from edge.sources.synthetic import SyntheticSource
 from edge.sources.uri import SourceUri
@@ -17,8 +17,10 @@ SOURCE_KINDS: dict[str, Callable[[SourceUri], Source]] = {
     "synthetic": SyntheticSource,
     "file": file_source,
     "v4l2": v4l2_source,
-    "rtsp": rtsp_source,
-    "rtsps": rtsp_source,
+    "rtsp": stream_source,
+    "rtsps": stream_source,
+    "http": stream_source,
+    "https": stream_source,
     "csi": csi_source,
     "replay": ReplaySource,
 }

@@ -1,10 +1,12 @@
-"""Sources read through OpenCV: video files, image folders, V4L2 cameras, RTSP, CSI (GStreamer).
+"""Sources read through OpenCV: video files, image folders, V4L2 cameras, RTSP and HTTP streams,
+CSI (GStreamer).
 
     file:///data/clip.mp4?loop=1&fps=0   video file (fps=0: every frame, as fast as the model
                                          takes them; default: its own rate)
     file:///data/images?fps=5&loop=1     folder of images, sorted by name
     v4l2:///dev/video0?width=1280&height=720&fps=30
     rtsp://user:pass@camera/stream
+    http://user:pass@camera/video.mjpg   MJPEG (or any stream FFmpeg reads) over HTTP
     csi://0?width=1920&height=1080&fps=30   Jetson CSI camera via nvarguscamerasrc
 """
 
@@ -23,7 +25,8 @@ import numpy.typing as npt
 from edge.errors import SourceError
 from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
-from edge.sources.rtsp_probe import RtspTarget, diagnose_rtsp, unreachable_rtsp
+from edge.sources.stream_probe import diagnose_stream, unreachable_stream
+from edge.sources.stream_url import StreamTarget
 from edge.sources.uri import SourceUri
 from edge.sources.v4l2_probe import diagnose_v4l2
 
@@ -91,7 +94,7 @@ class VideoCaptureSource(Source):
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
             raise SourceError(f"source '{self.uri}': {diagnose_v4l2(str(self._target))}")
         if self._backend == cv2.CAP_FFMPEG:  # a stream: its server asked first, unlocked
-            unreachable = unreachable_rtsp(self.uri)
+            unreachable = unreachable_stream(self.uri)
             if unreachable is not None:
                 raise SourceError(f"source '{self.uri}' could not be opened: {unreachable}")
         started = time.monotonic()
@@ -137,7 +140,7 @@ class VideoCaptureSource(Source):
         # a stream whose server accepted the connection but never answered
         waited = bool(self._timeouts()) and seconds >= 0.9 * LIVE_TIMEOUT_MS / 1e3
         why = f" (no answer within {LIVE_TIMEOUT_MS / 1e3:g} s)" if waited else ""
-        diagnosis = (diagnose_rtsp(self.uri) if self._backend == cv2.CAP_FFMPEG else
+        diagnosis = (diagnose_stream(self.uri) if self._backend == cv2.CAP_FFMPEG else
                      diagnose_v4l2(str(self._target)) if self._backend == cv2.CAP_V4L2 else None)
         if diagnosis is not None:
             return f"source '{self.uri}' could not be opened{why}: {diagnosis}"
@@ -169,6 +172,8 @@ class VideoCaptureSource(Source):
             return self._frame(np.asarray(probe, np.uint8))
         buffer = self.pool.take(*self._shape[:2])
         ok, image = self._capture.read(buffer)
+        if not ok and self.live and self._read_this_pass <= 1:
+            self._say_why_it_ended(buffer)
         if not ok:
             self._check_the_length()
         if not ok and self._loop and self._seekable(self._capture):
@@ -181,6 +186,15 @@ class VideoCaptureSource(Source):
         if image is not buffer:
             self._shape = image.shape
         return self._frame(np.asarray(image, np.uint8))
+
+    def _say_why_it_ended(self, buffer: npt.NDArray[np.uint8]) -> None:
+        """A stream that ended after its first frame: where its server says why (a user check:
+        an HTTP camera's snapshot URL, one still JPEG, read as a stream that ended at once and
+        was reconnected to without a word), that as the error (`buffer` given back first)."""
+        diagnosis = diagnose_stream(self.uri) if self._backend == cv2.CAP_FFMPEG else None
+        if diagnosis is not None:
+            self.pool.give_back(buffer)
+            raise SourceError(f"source '{self.uri}' ended after its first frame: {diagnosis}")
 
     def _check_the_length(self) -> None:
         """At a file's end: `ended_short` where it read well under the frames its header
@@ -299,15 +313,19 @@ def v4l2_source(uri: SourceUri) -> Source:
     return VideoCaptureSource(uri, uri.location, cv2.CAP_V4L2, fps=0.0, live=True)
 
 
-def rtsp_source(uri: SourceUri) -> Source:
+def stream_source(uri: SourceUri) -> Source:
+    """An RTSP or HTTP stream, read by OpenCV's FFmpeg as the camera delivers it (its own
+    rate: what FFmpeg says of an MJPEG stream's is a guess, 25)."""
     # the scheme in lower case: FFmpeg fails on `RTSP://` without a word, and schemes are
     # case-insensitive (RFC 3986)
     target = uri.scheme + uri.text[uri.text.index("://"):]
-    problem = RtspTarget.problem(target)
+    problem = StreamTarget.problem(target)
     if problem is not None:
+        example = ("192.168.1.20:554/stream" if uri.scheme.startswith("rtsp") else
+                   "192.168.1.20/video.mjpg")
         raise SourceError(f"source '{uri.text}': {problem}; write it as "
-                          f"{uri.scheme}://192.168.1.20:554/stream, with any user name and "
-                          "password before the host")
+                          f"{uri.scheme}://{example}, with any user name and password before "
+                          "the host")
     return VideoCaptureSource(uri, target, cv2.CAP_FFMPEG, fps=0.0, live=True)
 
 

@@ -25,7 +25,7 @@ from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import source_from_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, LatestFrame, Source
-from edge.sources.rtsp_probe import diagnose_rtsp
+from edge.sources.stream_probe import diagnose_stream
 from edge.timing import RateMeter, rfc3339
 from edge.wording import counted
 
@@ -47,7 +47,7 @@ def open_stalled(uri: str, limit: float) -> str:
     """Why the open of source `uri` took past `limit` seconds: for a stream, what its server
     answers (asked within `STALLED_PROBE_S`, while the caller would wait anyway)."""
     shown = redact_uri(uri)
-    diagnosis = diagnose_rtsp(uri, STALLED_PROBE_S)
+    diagnosis = diagnose_stream(uri, STALLED_PROBE_S)
     if diagnosis is not None:
         return f"source '{shown}' did not open within {limit:g} s: {diagnosis}"
     return (f"source '{shown}' did not open within {limit:g} s (a stream server that accepts "

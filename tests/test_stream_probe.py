@@ -18,7 +18,8 @@ import pytest
 from edge.broker import free_port
 from edge.errors import SourceError
 from edge.sources import source_from_uri
-from edge.sources.rtsp_probe import RtspTarget, diagnose_rtsp
+from edge.sources.stream_probe import diagnose_stream
+from edge.sources.stream_url import StreamTarget
 from tests.rtsp_server import RtspServer, missing_reason
 
 rtsp = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
@@ -41,16 +42,16 @@ QUOTED_PASSWORD = "s3cr%40t%2Fx"
 )
 def test_urls_are_taken_apart_as_ffmpeg_reads_them(url, host, port, path, user, password,
                                                    request_url):
-    target = RtspTarget.parse(url)
+    target = StreamTarget.parse(url)
     assert target is not None
     assert (target.host, target.port, target.path) == (host, port, path)
     assert (target.user, target.password, target.url) == (user, password, request_url)
 
 
-@pytest.mark.parametrize("url", ["http://cam/live", "rtsp://cam:99999/x", "rtsp://cam:port/x",
+@pytest.mark.parametrize("url", ["ftp://cam/live", "rtsp://cam:99999/x", "rtsp://cam:port/x",
                                  "rtsp:///x", "/dev/video0", "v4l2:///dev/video0"])
 def test_what_is_no_rtsp_url_gets_no_diagnosis(url):
-    assert diagnose_rtsp(url) is None
+    assert diagnose_stream(url) is None
 
 
 @pytest.mark.parametrize(("password", "said"), [
@@ -62,21 +63,21 @@ def test_a_raw_slash_question_or_hash_in_the_credentials_is_named_without_asking
                                                                                  said):
     """FFmpeg ends the host at them (`Port missing in uri`) where the probe, reading up to the
     last @, would connect fine and blame the media (a user check). Said without the network."""
-    diagnosis = diagnose_rtsp(f"rtsp://admin:{password}@127.0.0.1:1/cam")
+    diagnosis = diagnose_stream(f"rtsp://admin:{password}@127.0.0.1:1/cam")
     assert diagnosis is not None and said in diagnosis
     assert password not in diagnosis and "refused" not in diagnosis
 
 
 def test_a_port_nothing_listens_on_is_named_refused():
     port = free_port()
-    said = diagnose_rtsp(f"rtsp://admin:hunter2@127.0.0.1:{port}/cam")
+    said = diagnose_stream(f"rtsp://admin:hunter2@127.0.0.1:{port}/cam")
     assert said is not None
     assert f"127.0.0.1:{port} refused the connection" in said and "usually 554" in said
     assert "hunter2" not in said and "admin" not in said
 
 
 def test_a_host_name_that_does_not_resolve_is_named():
-    said = diagnose_rtsp("rtsp://camera-7.invalid/stream")
+    said = diagnose_stream("rtsp://camera-7.invalid/stream")
     assert said is not None and "'camera-7.invalid' does not resolve" in said
 
 
@@ -85,7 +86,7 @@ def test_a_name_server_that_does_not_answer_is_given_up_within_the_timeout(monke
     (the supervisor asks it while it would only wait to retry anyway, and a stop waits)."""
     monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: time.sleep(5) or [])
     started = time.monotonic()
-    said = diagnose_rtsp("rtsp://camera-7.example/stream", timeout=1.0)
+    said = diagnose_stream("rtsp://camera-7.example/stream", timeout=1.0)
     assert time.monotonic() - started < 2.0
     assert said is not None and "'camera-7.example' did not resolve within 1 s" in said
 
@@ -97,7 +98,7 @@ def test_a_host_that_drops_the_connection_attempt_is_named_silent_within_the_tim
         port = full.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port), 1):
             started = time.monotonic()
-            said = diagnose_rtsp(f"rtsp://127.0.0.1:{port}/cam", timeout=1.0)
+            said = diagnose_stream(f"rtsp://127.0.0.1:{port}/cam", timeout=1.0)
             took = time.monotonic() - started
     assert took < 2.0
     assert said == (f"127.0.0.1:{port} did not answer within 1 s (the camera switched off, on "
@@ -166,7 +167,7 @@ SDP = (b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=audio 0 RTP/AVP 
 def test_a_server_that_takes_the_connection_and_never_answers(serve):
     port = serve(lambda connection: time.sleep(10))
     started = time.monotonic()
-    said = diagnose_rtsp(f"rtsp://127.0.0.1:{port}/cam", timeout=1.0)
+    said = diagnose_stream(f"rtsp://127.0.0.1:{port}/cam", timeout=1.0)
     assert time.monotonic() - started < 2.0, "the probe must keep to its timeout"
     assert said is not None and "took the connection but did not answer" in said
     assert "within 1 s" in said
@@ -179,7 +180,7 @@ def test_every_address_of_the_host_is_tried_before_it_is_called_refused(serve, m
     both = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
     monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: both)
-    said = diagnose_rtsp(f"rtsp://camera.lan:{port}/cam")
+    said = diagnose_stream(f"rtsp://camera.lan:{port}/cam")
     assert said is not None and "refused" not in said
     assert f"camera.lan:{port} closed the connection without answering an RTSP request" in said
 
@@ -190,7 +191,7 @@ def test_a_server_that_is_not_rtsp_is_named_with_what_it_said(serve):
         connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
     port = serve(http)
-    said = diagnose_rtsp(f"rtsp://127.0.0.1:{port}/cam")
+    said = diagnose_stream(f"rtsp://127.0.0.1:{port}/cam")
     assert said is not None
     assert "answered, but not as an RTSP server" in said and "'HTTP/1.1 400 Bad Request" in said
 
@@ -223,7 +224,7 @@ def test_digest_with_qop_after_a_server_that_closes_on_its_401(serve):
                    "Content-Type: application/sdp", body=SDP)
 
     port = serve(camera)
-    said = diagnose_rtsp(f"rtsp://admin:{QUOTED_PASSWORD}@127.0.0.1:{port}/live")
+    said = diagnose_stream(f"rtsp://admin:{QUOTED_PASSWORD}@127.0.0.1:{port}/live")
     assert checked == [True]
     assert said is not None and "describes a H265 video stream (RTSP 200 OK)" in said
     assert PASSWORD not in said and "admin" not in said
@@ -236,7 +237,7 @@ def test_a_camera_serving_too_many_viewers_says_so(serve):
                    "503 Service Unavailable")
 
     port = serve(busy)
-    said = diagnose_rtsp(f"rtsp://127.0.0.1:{port}/live")
+    said = diagnose_stream(f"rtsp://127.0.0.1:{port}/live")
     assert said is not None and "503 Service Unavailable" in said and "other viewers" in said
 
 
@@ -250,7 +251,7 @@ def test_a_camera_that_speaks_only_sha256_digest_is_named_as_unreadable_by_ffmpe
                    "algorithm=SHA-256")
 
     port = serve(camera)
-    said = diagnose_rtsp(f"rtsp://u:Sekr1t@127.0.0.1:{port}/cam")
+    said = diagnose_stream(f"rtsp://u:Sekr1t@127.0.0.1:{port}/cam")
     assert said is not None and "refused" not in said and "Sekr1t" not in said
     assert "asks for an authentication FFmpeg (in OpenCV) does not speak (Digest with " \
            "SHA-256; it answers Basic and MD5 Digest)" in said
@@ -280,7 +281,7 @@ def test_digest_md5_sess_is_chosen_over_basic_as_ffmpeg_chooses(serve):
                    body=SDP)
 
     port = serve(camera)
-    said = diagnose_rtsp(f"rtsp://u:{QUOTED_PASSWORD}@127.0.0.1:{port}/cam")
+    said = diagnose_stream(f"rtsp://u:{QUOTED_PASSWORD}@127.0.0.1:{port}/cam")
     assert seen == ["Digest"]
     assert said is not None and "(RTSP 200 OK)" in said
 
@@ -303,18 +304,18 @@ def with_credentials(server: RtspServer, credentials: str, path: str = "/cam") -
 
 @rtsp
 def test_each_fixable_cause_is_named_by_a_real_server(guarded_server):
-    asked = diagnose_rtsp(with_credentials(guarded_server, ""))
+    asked = diagnose_stream(with_credentials(guarded_server, ""))
     assert asked is not None and "asks for a user name and password (401" in asked
     assert f"USER:PASSWORD@127.0.0.1:{guarded_server.port}" in asked
-    refused = diagnose_rtsp(with_credentials(guarded_server, "admin:hunter2@"))
+    refused = diagnose_stream(with_credentials(guarded_server, "admin:hunter2@"))
     assert refused is not None and "refused the user name and password" in refused
     assert "hunter2" not in refused
-    missing = diagnose_rtsp(with_credentials(guarded_server, f"admin:{QUOTED_PASSWORD}@",
+    missing = diagnose_stream(with_credentials(guarded_server, f"admin:{QUOTED_PASSWORD}@",
                                              "/stream1"))
     assert missing is not None and "path /stream1" in missing and "404 Not Found" in missing
-    right = diagnose_rtsp(with_credentials(guarded_server, f"admin:{QUOTED_PASSWORD}@"))
+    right = diagnose_stream(with_credentials(guarded_server, f"admin:{QUOTED_PASSWORD}@"))
     assert right is not None and "describes a H264 video stream (RTSP 200 OK)" in right
-    alone = diagnose_rtsp(with_credentials(guarded_server, "admin@"))
+    alone = diagnose_stream(with_credentials(guarded_server, "admin@"))
     assert alone is not None
     assert "refused the user name in the URL, given without a password (401" in alone
 
@@ -324,8 +325,8 @@ def test_basic_authentication_is_answered_too():
     server = RtspServer(free_port(), credentials=("admin", PASSWORD), method="basic")
     server.start()
     try:
-        right = diagnose_rtsp(f"rtsp://admin:{QUOTED_PASSWORD}@127.0.0.1:{server.port}/cam")
-        wrong = diagnose_rtsp(f"rtsp://admin:nope@127.0.0.1:{server.port}/cam")
+        right = diagnose_stream(f"rtsp://admin:{QUOTED_PASSWORD}@127.0.0.1:{server.port}/cam")
+        wrong = diagnose_stream(f"rtsp://admin:nope@127.0.0.1:{server.port}/cam")
     finally:
         server.stop()
     assert right is not None and "(RTSP 200 OK)" in right

@@ -1,9 +1,10 @@
-"""Answers to an RTSP server's `WWW-Authenticate` challenges, as FFmpeg's client gives them.
+"""Answers to an RTSP or HTTP server's `WWW-Authenticate` challenges, as FFmpeg's client gives
+them.
 
-Cameras ask for Basic or Digest (RFC 2617) authentication. FFmpeg, which OpenCV opens streams
-with, answers Digest where a server offers it, and only with the MD5 and MD5-sess algorithms;
-a camera set to SHA-256 Digest alone (RFC 7616) cannot be read by it at all, which is worth
-saying rather than trying.
+Cameras ask for Basic or Digest (RFC 2617) authentication, over RTSP and HTTP alike. FFmpeg,
+which OpenCV opens streams with, answers Digest where a server offers it, and only with the MD5
+and MD5-sess algorithms; a camera set to SHA-256 Digest alone (RFC 7616) cannot be read by it
+at all, which is worth saying rather than trying.
 """
 
 from __future__ import annotations

@@ -1,0 +1,203 @@
+"""Why a network stream (RTSP or HTTP) does not open, asked of its server directly.
+
+When FFmpeg (inside OpenCV) cannot open a stream, OpenCV says only that it could not; the
+cause is in FFmpeg's own lines on stderr, if anywhere. The causes a person can fix are few and
+each shows at one step of the exchange, so the probe takes those steps itself, each bounded by
+a timeout: the host name resolved, a TCP (TLS for rtsps and https) connection, then for RTSP an
+`OPTIONS` and a `DESCRIBE` of the URL's path, for HTTP a `GET` of it (its answer's head only),
+with the URL's user name and password where the server asks for them
+(`edge.sources.stream_auth`). What it finds is one sentence for the camera's status and the
+log, naming host, port and path but never the credentials.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable
+
+from edge.sources.stream_auth import authorization, chosen
+from edge.sources.stream_session import (
+    Answer,
+    HungUpError,
+    NotThatProtocolError,
+    SilentError,
+    StreamConnection,
+    UnresolvedError,
+)
+from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
+
+#: Seconds the whole probe may take (connecting and every answer).
+PROBE_TIMEOUT_S = 3.0
+#: Where MJPEG streams often are, for a URL that serves one still image instead.
+MJPEG_PATHS = "/video, /mjpg/video.mjpg, /videostream.cgi or /stream"
+
+
+def diagnose_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the stream at URL `text` does not open, as one sentence, found within `timeout`
+    seconds, or None where `text` is no stream URL. Secrets never appear in it."""
+    return _probe(text, timeout, _diagnosed)
+
+
+def unreachable_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the server of URL `text` cannot be talked to (as `diagnose_stream` words it), or
+    None when it answers a request within `timeout` seconds (an RTSP `OPTIONS`, an HTTP `GET`
+    whose answer's head is read, whatever its status) and where `text` is no stream URL. Asked
+    before OpenCV opens a stream: its FFmpeg backend opens one stream at a time in the whole
+    process, so a camera that never answers held every other camera's open for FFmpeg's whole
+    timeout."""
+    return _probe(text, timeout, _answering)
+
+
+def _probe(text: str, timeout: float,
+           step: Callable[[StreamTarget, float], str | None]) -> str | None:
+    target = StreamTarget.parse(text)
+    if target is None:
+        return None
+    if target.unencoded:
+        raw = " ".join(target.unencoded)
+        encoded = ", ".join(f"{c} as %{ord(c):02X}" for c in target.unencoded)
+        return (f"the user name or password in the URL holds a raw {raw}, which ends the host "
+                f"part for FFmpeg (it then reads a wrong host or port): write {encoded} there")
+    protocol, port = target.protocol, target.default_port
+    try:
+        return step(target, timeout)
+    except socket.gaierror as exc:
+        return (f"the host name {target.host!r} does not resolve ({exc.strerror}): check the "
+                "camera's address, or use its IP address")
+    except UnresolvedError:
+        return (f"the host name {target.host!r} did not resolve within {timeout:g} s (no "
+                "answer from the name server): check the network's DNS, or use the camera's "
+                "IP address")
+    except ConnectionRefusedError:
+        return (f"{target.address} refused the connection: nothing listens on that port (the "
+                f"camera's {protocol} port is usually {port}; check its network settings, and "
+                f"that its {protocol} service is on)")
+    except SilentError:
+        return (f"{target.address} took the connection but did not answer an {protocol} "
+                f"request within {timeout:g} s (a server that is not {protocol}, or a camera "
+                "that hangs: restart it)")
+    except TimeoutError:
+        return (f"{target.address} did not answer within {timeout:g} s (the camera switched "
+                "off, on another network, or a firewall in the way)")
+    except ssl.SSLError as exc:
+        return (f"the TLS handshake with {target.address} failed ({exc.reason or exc}); "
+                f"{target.scheme}:// needs the camera's {protocol}-over-TLS port, "
+                f"{TLS_SCHEMES.get(target.scheme, target.scheme)}:// the plain one")
+    except HungUpError:
+        return (f"{target.address} closed the connection without answering an {protocol} "
+                f"request; is that the camera's {protocol} port? (usually {port})")
+    except NotThatProtocolError as exc:
+        return (f"{target.address} answered, but not as an {protocol} server (it began {exc}); "
+                f"is that the camera's {protocol} port? (usually {port})")
+    except ConnectionError as exc:
+        return (f"{target.address} closed the connection during the {protocol} handshake "
+                f"({exc})")
+    except OSError as exc:
+        return f"{target.address} could not be reached ({exc.strerror or exc})"
+
+
+def _answering(target: StreamTarget, timeout: float) -> None:
+    with StreamConnection(target, time.monotonic() + timeout) as connection:
+        _first_request(connection, target)
+
+
+def _first_request(connection: StreamConnection, target: StreamTarget) -> Answer:
+    """RTSP's `OPTIONS` or HTTP's `GET`; a server that hangs up on it has `HungUpError`."""
+    try:
+        return connection.request("OPTIONS" if target.protocol == "RTSP" else "GET")
+    except ConnectionError:
+        raise HungUpError from None
+
+
+def _diagnosed(target: StreamTarget, timeout: float) -> str:
+    rtsp = target.protocol == "RTSP"
+    method = "DESCRIBE" if rtsp else "GET"
+    headers = {"Accept": "application/sdp"} if rtsp else {}
+    with StreamConnection(target, time.monotonic() + timeout) as connection:
+        answer = _first_request(connection, target)
+        if rtsp:
+            answer = connection.request(method, headers)
+        if answer.status != 401 or target.user is None:
+            return _explained(answer, target)
+        challenge = chosen(answer.challenges)
+        if challenge is None or not challenge.answerable:
+            offered = ", ".join(c.describe() for c in answer.challenges) or "nothing named"
+            return (f"{target.address} path {target.path} asks for an authentication FFmpeg "
+                    f"(in OpenCV) does not speak ({offered}; it answers Basic and MD5 Digest): "
+                    "allow one of those in the camera's settings")
+        # RTSP's Digest names the whole URL, HTTP's the request line's resource
+        answer = connection.request(method, headers | {
+            "Authorization": authorization(challenge, target.user, target.password or "",
+                                           method, target.url if rtsp else target.resource)})
+    return _explained(answer, target)
+
+
+def _explained(answer: Answer, target: StreamTarget) -> str:
+    where = f"{target.address} path {target.path}"
+    if answer.status == 200:
+        return (_described(answer, where) if target.protocol == "RTSP"
+                else _served(answer, where))
+    if answer.status == 401:
+        if target.user is None:
+            return (f"{where} asks for a user name and password (401 Unauthorized): give them "
+                    f"in the URL, before the host: USER:PASSWORD@{target.address}")
+        if target.password is None:
+            return (f"{where} refused the user name in the URL, given without a password (401 "
+                    f"Unauthorized): add it, USER:PASSWORD@{target.address}")
+        return (f"{where} refused the user name and password in the URL (401 Unauthorized): "
+                "check them, and write any @ : / ? # % in them percent-encoded (%40 %3A %2F "
+                "%3F %23 %25)")
+    if answer.status == 403:
+        return f"{where}: the camera forbids this user that stream (403 Forbidden)"
+    if answer.status == 404:
+        return (f"{where}: the camera has no stream at that path (404 Not Found); the path "
+                "is model-specific, see the camera's manual or its web page")
+    if answer.status == 503:
+        return (f"{where}: the camera is unavailable (503 Service Unavailable); many serve "
+                "only a few streams at once, so close other viewers, or wait while it starts")
+    if target.protocol == "HTTP" and 300 <= answer.status < 400:
+        moved = answer.headers.get("location", "")
+        to = f" to {moved}" if moved else ""
+        return (f"{where} redirects{to} ({answer.status} {answer.reason}): try that URL "
+                "(`edge probe` says what is there)")
+    method = "DESCRIBE" if target.protocol == "RTSP" else "GET"
+    return f"{where}: the camera answered {method} with {answer.status} {answer.reason}"
+
+
+def _described(answer: Answer, where: str) -> str:
+    video = _video_codec(answer.body)
+    described = f"a {video} video stream" if video else "a stream without video"
+    return (f"{where} describes {described} (RTSP 200 OK), so the failure came later, "
+            "setting up or decoding its media; FFmpeg's own lines on stderr name it (a "
+            "transport the network blocks, a codec this OpenCV lacks)")
+
+
+def _served(answer: Answer, where: str) -> str:
+    """What an HTTP 200 answer's media type says of why FFmpeg could not read it."""
+    kind = answer.content_type
+    if kind.startswith("image/"):
+        return (f"{where} serves one still image ({kind}), a snapshot, not a stream: give the "
+                f"camera's video stream URL (MJPEG streams are often at {MJPEG_PATHS}; see "
+                "the camera's manual)")
+    if kind in ("text/html", "text/plain", "application/json"):
+        return (f"{where} serves a page ({kind}), not a video stream: the stream has another "
+                "URL (the camera's manual or the page's source names it)")
+    served = ("an MJPEG stream" if kind == "multipart/x-mixed-replace" else
+              kind or "a body of no named type")
+    return (f"{where} serves {served} (HTTP 200 OK), so the failure came later, reading or "
+            "decoding it; FFmpeg's own lines on stderr name it (a format or codec this "
+            "OpenCV lacks)")
+
+
+def _video_codec(sdp: bytes) -> str | None:
+    """The encoding of the first video stream an SDP describes (`H264`, `H265`, `JPEG`...)."""
+    in_video = False
+    for line in sdp.decode("utf-8", "replace").splitlines():
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        elif in_video and line.startswith("a=rtpmap:"):
+            encoding = line.partition(" ")[2].partition("/")[0]
+            return encoding or None
+    return "video" if b"m=video" in sdp else None

@@ -1,0 +1,215 @@
+"""HTTP cameras (`http://`, `https://`): an MJPEG stream as IP cameras, ESP32 cameras and phone
+webcam apps serve it, read through OpenCV's FFmpeg from a real HTTP server
+(tests/mjpeg_server.py), and why one does not open, asked of that server as a person fixing it
+needs to read it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from edge.broker import free_port
+from edge.errors import SourceError
+from edge.redact import redact_text
+from edge.sources import source_from_uri
+from edge.sources.stream_probe import diagnose_stream
+from edge.sources.stream_url import StreamTarget
+from tests.mjpeg_server import MjpegServer
+from tests.test_supervisor import supervise
+
+PASSWORD = "s3cr@t/x"
+QUOTED_PASSWORD = "s3cr%40t%2Fx"
+
+
+@pytest.fixture
+def camera() -> Iterator[MjpegServer]:
+    """An MJPEG camera asking for admin / PASSWORD by Digest, at 10 fps, started."""
+    server = MjpegServer(free_port(), fps=10, credentials=("admin", PASSWORD))
+    server.start()
+    yield server
+    server.stop()
+
+
+def at(server: MjpegServer, path: str = "/video", credentials: str | None = None) -> str:
+    given = f"admin:{QUOTED_PASSWORD}@" if credentials is None else credentials
+    return f"http://{given}127.0.0.1:{server.port}{path}"
+
+
+def opening_error(url: str) -> str:
+    """Why `url`'s source did not open, as the camera's status and log show it (redacted)."""
+    source = source_from_uri(url)
+    with pytest.raises(SourceError) as raised:
+        source.open()
+    source.close()
+    return redact_text(str(raised.value))
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "path", "resource"),
+    [
+        ("http://cam/video.mjpg", "cam", 80, "/video.mjpg", "/video.mjpg"),
+        ("https://admin:pw@cam:8443/mjpg/video.mjpg?resolution=640x480", "cam", 8443,
+         "/mjpg/video.mjpg", "/mjpg/video.mjpg?resolution=640x480"),
+        ("http://192.168.1.9:8080?action=stream", "192.168.1.9", 8080, "/", "/?action=stream"),
+        ("HTTP://[fe80::1]/stream", "fe80::1", 80, "/stream", "/stream"),
+    ],
+)
+def test_http_urls_are_taken_apart_for_their_request_line(url, host, port, path, resource):
+    target = StreamTarget.parse(url)
+    assert target is not None and target.protocol == "HTTP"
+    assert (target.host, target.port, target.path, target.resource) == (host, port, path,
+                                                                        resource)
+
+
+def test_an_mjpeg_stream_is_read_frame_by_frame_with_digest_credentials(camera):
+    """Every frame the camera sends, in order (each frame's grey says its index), at the
+    camera's own pace: FFmpeg's 25 fps for MJPEG is a guess, so no rate is declared."""
+    source = source_from_uri(at(camera))
+    source.open()
+    try:
+        assert source.live and source.fps is None
+        greys = []
+        for _ in range(12):
+            frame = source.read()
+            assert frame is not None and frame.image.shape == (240, 320, 3)
+            greys.append(int(frame.image.mean()))
+            frame.release()
+    finally:
+        source.close()
+    steps = [later - earlier for earlier, later in itertools.pairwise(greys)]
+    assert all(abs(step - 8) <= 2 for step in steps), greys
+
+
+def test_basic_credentials_are_answered_too():
+    server = MjpegServer(free_port(), credentials=("viewer", "pw"), method="basic")
+    server.start()
+    try:
+        source = source_from_uri(f"http://viewer:pw@127.0.0.1:{server.port}/video")
+        source.open()
+        frame = source.read()
+        source.close()
+        wrong = opening_error(f"http://viewer:nope@127.0.0.1:{server.port}/video")
+    finally:
+        server.stop()
+    assert frame is not None and frame.image.shape == (240, 320, 3)
+    assert "refused the user name and password in the URL (401 Unauthorized)" in wrong
+
+
+@pytest.mark.parametrize(("path", "credentials", "said"), [
+    ("/video", "admin:hunter2@", "path /video refused the user name and password in the URL "
+                                 "(401 Unauthorized): check them"),
+    ("/video", "", "path /video asks for a user name and password (401 Unauthorized): give them "
+                   "in the URL, before the host: USER:PASSWORD@127.0.0.1:"),
+    ("/", None, "path / serves a page (text/html), not a video stream: the stream has another "
+                "URL"),
+    ("/cgi-bin/mjpeg", None, "path /cgi-bin/mjpeg: the camera has no stream at that path (404 "
+                             "Not Found)"),
+])
+def test_each_fixable_cause_is_named_when_the_camera_does_not_open(camera, path, credentials,
+                                                                   said):
+    message = opening_error(at(camera, path, credentials))
+    assert said in message, message
+    assert "by OpenCV" not in message and "hunter2" not in message
+    assert PASSWORD not in message and QUOTED_PASSWORD not in message
+
+
+def test_a_snapshot_url_is_named_a_still_image_not_a_stream(camera):
+    """A camera's /snapshot.jpg opens (one JPEG) and ends at once: read as a stream, it was
+    reconnected to for ever without a word (a user check)."""
+    source = source_from_uri(at(camera, "/snapshot.jpg"))
+    source.open()
+    try:
+        first = source.read()
+        assert first is not None
+        first.release()
+        with pytest.raises(SourceError) as raised:
+            source.read()
+    finally:
+        source.close()
+    message = redact_text(str(raised.value))
+    assert "ended after its first frame" in message
+    assert ("path /snapshot.jpg serves one still image (image/jpeg), a snapshot, not a stream: "
+            "give the camera's video stream URL") in message
+
+
+def test_a_port_nothing_listens_on_and_a_tls_mismatch_are_named(camera):
+    port = free_port()
+    refused = opening_error(f"http://127.0.0.1:{port}/video")
+    assert f"127.0.0.1:{port} refused the connection" in refused
+    assert "the camera's HTTP port is usually 80" in refused
+    mismatch = diagnose_stream(f"https://127.0.0.1:{camera.port}/video", timeout=2)
+    assert mismatch is not None and "the TLS handshake with 127.0.0.1:" in mismatch
+    assert "https:// needs the camera's HTTP-over-TLS port, http:// the plain one" in mismatch
+
+
+def test_a_server_that_never_answers_is_refused_within_the_probe_s_time():
+    """OpenCV's FFmpeg opens one stream at a time in the process, so a silent camera would
+    hold every other camera's open for its 10 s: its server is asked first."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        started = time.monotonic()
+        message = opening_error(f"http://127.0.0.1:{silent.getsockname()[1]}/video")
+        took = time.monotonic() - started
+    assert took < 5, took
+    assert "took the connection but did not answer an HTTP request within 3 s" in message
+
+
+def test_a_server_that_is_not_http_is_named_with_what_it_said():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                time.sleep(0.5)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        said = diagnose_stream(f"http://127.0.0.1:{port}/video", timeout=2)
+        thread.join(5)
+    assert said is not None
+    assert f"127.0.0.1:{port} answered, but not as an HTTP server (it began 'SSH-2.0" in said
+
+
+@pytest.mark.slow
+def test_an_http_camera_comes_back_after_the_camera_goes_away(camera):
+    supervisor, recorder = supervise(at(camera), stall_s=3, reconnect_max_s=1)
+    supervisor.start()
+    try:
+        recorder.wait_for("streaming", 10)
+        time.sleep(1)
+        camera.stop()
+        stopped_at = len(recorder.statuses)
+        recorder.wait_for("reconnecting", 5, after=stopped_at)
+        time.sleep(2)
+        assert "refused the connection" in recorder.last().reason
+        assert PASSWORD not in recorder.last().reason
+        camera.start()
+        back = recorder.wait_for("streaming", 8, after=stopped_at)
+        time.sleep(1.5)
+        assert supervisor.status().fps > 5
+    finally:
+        supervisor.stop()
+    assert back <= 8 and supervisor.reconnects == 1 and camera.streams_served == 2
+    ids = recorder.frame_ids
+    assert all(later > earlier for earlier, later in itertools.pairwise(ids))
+
+
+def test_edge_probe_reads_an_http_camera_at_its_own_rate(camera):
+    result = subprocess.run([sys.executable, "-m", "edge", "probe", at(camera), "--frames", "20",
+                             "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    assert QUOTED_PASSWORD not in result.stdout + result.stderr
+    trial = json.loads(result.stdout.strip().splitlines()[-1])["sources"][0]
+    assert trial["frames"] == 20 and trial["sizes"] == [[320, 240]]
+    assert 8 <= trial["fps"] <= 12 and trial["declared_fps"] is None, trial
