@@ -108,11 +108,11 @@ class ModelConfig(_Section):
 class CameraConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
                       description="used in topics: letters, digits, _ and - only")
-    source: str = Field(description="v4l2:///dev/video0, csi://0, rtsp://..., file://..., "
-                                    "synthetic://shapes?fps=15&seed=1")
+    source: str = Field(description="v4l2:///dev/video0, csi://0, rtsp://..., http://..., "
+                                    "file://..., synthetic://shapes?fps=15&seed=1")
     stall_s: float = Field(default=10.0, gt=0, le=3600,
-                           description="a live source (rtsp, v4l2, csi) that delivers no frame "
-                                       "for this long is reopened")
+                           description="a live source (rtsp, http, v4l2, csi) that delivers no "
+                                       "frame for this long is reopened")
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600,
                                    description="reopening a live source waits 1 s, doubling "
                                                "up to this (with jitter), forever")

@@ -156,7 +156,7 @@ def add_command(commands: Any) -> None:
                     "130/143 on Ctrl-C/SIGTERM (what was found so far printed).")
     probe.add_argument("sources", nargs="*", metavar="SOURCE",
                        help="source URIs as a config's cameras.source (rtsp://..., "
-                            "v4l2:///dev/video0, file:///path, synthetic://shapes)")
+                            "http://..., v4l2:///dev/video0, file:///path, synthetic://shapes)")
     probe.add_argument("--config", type=Path, help="try every camera of this TOML config")
     probe.add_argument("--frames", type=parse_positive_int, default=30,
                        help="frames to read from each source (default 30)")
