@@ -1,6 +1,8 @@
 """A real HTTP camera for the stream tests: an MJPEG stream (`multipart/x-mixed-replace`, as
 IP cameras, ESP32 cameras and phone webcam apps serve it) at http://127.0.0.1:PORT/video, a
-snapshot at /snapshot.jpg and a web page at /, from Python's own HTTP server in a thread.
+snapshot at /snapshot.jpg (and as application/octet-stream at /still.bin), a web page at /,
+and at /stream the stream again, only with `?action=stream` (400 without, as mjpg-streamer),
+from Python's own HTTP server in a thread.
 
 With a user and password it asks for them as cameras do: Digest (MD5, qop=auth, checked here
 with hashlib) or Basic. `MjpegServer` starts, stops and restarts on one port, so a test can take
@@ -105,25 +107,32 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if not server.authorized("GET", self.headers.get("Authorization")):
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", server.challenge())
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                # with a body, and the connection closed after it, as cameras answer
+                self._send(401, "text/html", b"<html><body>401 Unauthorized</body></html>",
+                           {"WWW-Authenticate": server.challenge(), "Connection": "close"})
+                self.close_connection = True
                 return
-            path = self.path.partition("?")[0]
-            if path == "/video":
+            path, _, query = self.path.partition("?")
+            if path == "/video" or (path == "/stream" and query == "action=stream"):
                 self._stream()
+            elif path == "/stream":  # as mjpg-streamer without its query
+                self._send(400, "text/plain", b"no action given")
             elif path == "/snapshot.jpg":
                 self._send(200, "image/jpeg", server.frame(0))
+            elif path == "/still.bin":  # a snapshot served without its media type
+                self._send(200, "application/octet-stream", server.frame(0))
             elif path == "/":
                 self._send(200, "text/html", b"<html><body>camera</body></html>")
             else:
                 self._send(404, "text/plain", b"not found")
 
-        def _send(self, status: int, kind: str, body: bytes) -> None:
+        def _send(self, status: int, kind: str, body: bytes,
+                  headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 

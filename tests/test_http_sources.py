@@ -121,10 +121,17 @@ def test_each_fixable_cause_is_named_when_the_camera_does_not_open(camera, path,
     assert PASSWORD not in message and QUOTED_PASSWORD not in message
 
 
-def test_a_snapshot_url_is_named_a_still_image_not_a_stream(camera):
-    """A camera's /snapshot.jpg opens (one JPEG) and ends at once: read as a stream, it was
-    reconnected to for ever without a word (a user check)."""
-    source = source_from_uri(at(camera, "/snapshot.jpg"))
+def test_a_snapshot_url_is_refused_as_a_still_image_before_it_is_opened(camera):
+    """A camera's /snapshot.jpg opens in FFmpeg (one JPEG) and ends at once: read as a
+    stream, `edge run` polled it, a reconnect every 0.7 s and a warning each (a user check)."""
+    message = opening_error(at(camera, "/snapshot.jpg"))
+    assert ("could not be opened: 127.0.0.1:" in message and "path /snapshot.jpg serves one "
+            "still image (image/jpeg), a snapshot, not a stream: give the camera's video "
+            "stream URL") in message
+
+
+def test_a_still_image_of_no_named_type_is_named_when_it_ends_after_one_frame(camera):
+    source = source_from_uri(at(camera, "/still.bin"))
     source.open()
     try:
         first = source.read()
@@ -135,9 +142,43 @@ def test_a_snapshot_url_is_named_a_still_image_not_a_stream(camera):
     finally:
         source.close()
     message = redact_text(str(raised.value))
-    assert "ended after its first frame" in message
-    assert ("path /snapshot.jpg serves one still image (image/jpeg), a snapshot, not a stream: "
-            "give the camera's video stream URL") in message
+    assert ("ended after its first frame: 127.0.0.1:" in message
+            and "path /still.bin serves application/octet-stream (HTTP 200 OK)" in message)
+
+
+@pytest.mark.slow
+def test_a_snapshot_camera_backs_off_and_never_streams(camera):
+    supervisor, recorder = supervise(at(camera, "/snapshot.jpg"), stall_s=3,
+                                     reconnect_max_s=2)
+    supervisor.start()
+    try:
+        time.sleep(6)
+    finally:
+        supervisor.stop()
+    assert "streaming" not in recorder.states() and supervisor.frames == 0
+    down = [s for s in recorder.statuses if s.state == "reconnecting"]
+    assert 2 <= down[-1].attempts <= 5, down  # 1 s, 2 s, 2 s ... not one every 0.7 s
+    assert "serves one still image" in down[-1].reason
+
+
+def test_a_url_with_a_space_is_refused_before_anything_is_asked():
+    with pytest.raises(SourceError, match=r"'http://127.0.0.1:1/my video': its path or query "
+                                          r"holds a space, which ends a request's URL \(write "
+                                          r"it as %20\)"):
+        source_from_uri("http://127.0.0.1:1/my video")
+
+
+def test_a_stream_that_needs_its_query_says_so_and_streams_with_it(camera):
+    message = opening_error(at(camera, "/stream"))
+    assert ("path /stream: the camera answered GET with 400 Bad Request: the URL may lack a "
+            "query the camera needs (as ?action=stream)") in message
+    source = source_from_uri(at(camera, "/stream?action=stream"))
+    source.open()
+    try:
+        frame = source.read()
+        assert frame is not None and frame.image.shape == (240, 320, 3)
+    finally:
+        source.close()
 
 
 def test_a_port_nothing_listens_on_and_a_tls_mismatch_are_named(camera):
@@ -199,7 +240,9 @@ def test_an_http_camera_comes_back_after_the_camera_goes_away(camera):
         assert supervisor.status().fps > 5
     finally:
         supervisor.stop()
-    assert back <= 8 and supervisor.reconnects == 1 and camera.streams_served == 2
+    # two opens, each the stream asked twice: the check before it (its head read, then
+    # closed) and FFmpeg's own
+    assert back <= 8 and supervisor.reconnects == 1 and camera.streams_served == 4
     ids = recorder.frame_ids
     assert all(later > earlier for earlier, later in itertools.pairwise(ids))
 

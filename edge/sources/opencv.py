@@ -25,7 +25,7 @@ import numpy.typing as npt
 from edge.errors import SourceError
 from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
-from edge.sources.stream_probe import diagnose_stream, unreachable_stream
+from edge.sources.stream_probe import diagnose_stream, reason_not_to_open
 from edge.sources.stream_url import StreamTarget
 from edge.sources.uri import SourceUri
 from edge.sources.v4l2_probe import diagnose_v4l2
@@ -94,9 +94,9 @@ class VideoCaptureSource(Source):
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
             raise SourceError(f"source '{self.uri}': {diagnose_v4l2(str(self._target))}")
         if self._backend == cv2.CAP_FFMPEG:  # a stream: its server asked first, unlocked
-            unreachable = unreachable_stream(self.uri)
-            if unreachable is not None:
-                raise SourceError(f"source '{self.uri}' could not be opened: {unreachable}")
+            refused = reason_not_to_open(self.uri)
+            if refused is not None:
+                raise SourceError(f"source '{self.uri}' could not be opened: {refused}")
         started = time.monotonic()
         capture = cv2.VideoCapture(self._target, self._backend, self._timeouts())
         if not capture.isOpened():

@@ -32,6 +32,8 @@ from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 PROBE_TIMEOUT_S = 3.0
 #: Where MJPEG streams often are, for a URL that serves one still image instead.
 MJPEG_PATHS = "/video, /mjpg/video.mjpg, /videostream.cgi or /stream"
+#: The media types of an HTTP answer that is a page, not a stream.
+PAGE_TYPES = ("text/html", "text/plain", "application/json")
 
 
 def diagnose_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
@@ -40,13 +42,16 @@ def diagnose_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     return _probe(text, timeout, _diagnosed)
 
 
-def unreachable_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """Why the server of URL `text` cannot be talked to (as `diagnose_stream` words it), or
-    None when it answers a request within `timeout` seconds (an RTSP `OPTIONS`, an HTTP `GET`
-    whose answer's head is read, whatever its status) and where `text` is no stream URL. Asked
-    before OpenCV opens a stream: its FFmpeg backend opens one stream at a time in the whole
-    process, so a camera that never answers held every other camera's open for FFmpeg's whole
-    timeout."""
+def reason_not_to_open(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why not to open the stream at URL `text` at all (as `diagnose_stream` words it), or None
+    to go ahead, and where `text` is no stream URL: its server cannot be talked to within
+    `timeout` seconds (an RTSP `OPTIONS`, an HTTP `GET` whose answer's head is read, whatever
+    its status), or an HTTP server answers with a still image or a page, not a stream (asked
+    with the URL's user name and password where it wants them). Asked before OpenCV opens a
+    stream: its FFmpeg backend opens one stream at a time in the whole process, so a camera
+    that never answers held every other camera's open for FFmpeg's whole timeout; and a
+    snapshot URL, opened, reads as a stream of one frame, reopened at once for ever (a user
+    check)."""
     return _probe(text, timeout, _answering)
 
 
@@ -98,9 +103,18 @@ def _probe(text: str, timeout: float,
         return f"{target.address} could not be reached ({exc.strerror or exc})"
 
 
-def _answering(target: StreamTarget, timeout: float) -> None:
+def _answering(target: StreamTarget, timeout: float) -> str | None:
     with StreamConnection(target, time.monotonic() + timeout) as connection:
-        _first_request(connection, target)
+        answer = _first_request(connection, target)
+        if target.protocol == "RTSP":
+            return None
+        if answer.status == 401 and target.user is not None:
+            answered = _with_credentials(connection, target, "GET", {}, answer)
+            if isinstance(answered, str):  # FFmpeg cannot answer it either: it says so
+                return None
+            answer = answered
+    where = f"{target.address} path {target.path}"
+    return _served(answer, where) if answer.status == 200 and not _streams(answer) else None
 
 
 def _first_request(connection: StreamConnection, target: StreamTarget) -> Answer:
@@ -121,17 +135,26 @@ def _diagnosed(target: StreamTarget, timeout: float) -> str:
             answer = connection.request(method, headers)
         if answer.status != 401 or target.user is None:
             return _explained(answer, target)
-        challenge = chosen(answer.challenges)
-        if challenge is None or not challenge.answerable:
-            offered = ", ".join(c.describe() for c in answer.challenges) or "nothing named"
-            return (f"{target.address} path {target.path} asks for an authentication FFmpeg "
-                    f"(in OpenCV) does not speak ({offered}; it answers Basic and MD5 Digest): "
-                    "allow one of those in the camera's settings")
-        # RTSP's Digest names the whole URL, HTTP's the request line's resource
-        answer = connection.request(method, headers | {
-            "Authorization": authorization(challenge, target.user, target.password or "",
-                                           method, target.url if rtsp else target.resource)})
-    return _explained(answer, target)
+        answered = _with_credentials(connection, target, method, headers, answer)
+    return answered if isinstance(answered, str) else _explained(answered, target)
+
+
+def _with_credentials(connection: StreamConnection, target: StreamTarget, method: str,
+                      headers: dict[str, str], refused: Answer) -> Answer | str:
+    """`method` asked again with the URL's user name and password, as FFmpeg answers the
+    `refused` (401) answer's challenge; where FFmpeg answers none of them, why, in words."""
+    assert target.user is not None
+    challenge = chosen(refused.challenges)
+    if challenge is None or not challenge.answerable:
+        offered = ", ".join(c.describe() for c in refused.challenges) or "nothing named"
+        return (f"{target.address} path {target.path} asks for an authentication FFmpeg "
+                f"(in OpenCV) does not speak ({offered}; it answers Basic and MD5 Digest): "
+                "allow one of those in the camera's settings")
+    # RTSP's Digest names the whole URL, HTTP's the request line's resource
+    resource = target.url if target.protocol == "RTSP" else target.resource
+    return connection.request(method, headers | {
+        "Authorization": authorization(challenge, target.user, target.password or "", method,
+                                       resource)})
 
 
 def _explained(answer: Answer, target: StreamTarget) -> str:
@@ -163,7 +186,11 @@ def _explained(answer: Answer, target: StreamTarget) -> str:
         return (f"{where} redirects{to} ({answer.status} {answer.reason}): try that URL "
                 "(`edge probe` says what is there)")
     method = "DESCRIBE" if target.protocol == "RTSP" else "GET"
-    return f"{where}: the camera answered {method} with {answer.status} {answer.reason}"
+    said = f"{where}: the camera answered {method} with {answer.status} {answer.reason}"
+    if answer.status == 400 and target.protocol == "HTTP":
+        return (f"{said}: the URL may lack a query the camera needs (as ?action=stream) or "
+                "hold a character to percent-encode; its manual gives the stream's URL")
+    return said
 
 
 def _described(answer: Answer, where: str) -> str:
@@ -174,6 +201,11 @@ def _described(answer: Answer, where: str) -> str:
             "transport the network blocks, a codec this OpenCV lacks)")
 
 
+def _streams(answer: Answer) -> bool:
+    """Whether an HTTP 200 answer may be a stream: not a still image, nor a page."""
+    return not answer.content_type.startswith("image/") and answer.content_type not in PAGE_TYPES
+
+
 def _served(answer: Answer, where: str) -> str:
     """What an HTTP 200 answer's media type says of why FFmpeg could not read it."""
     kind = answer.content_type
@@ -181,7 +213,7 @@ def _served(answer: Answer, where: str) -> str:
         return (f"{where} serves one still image ({kind}), a snapshot, not a stream: give the "
                 f"camera's video stream URL (MJPEG streams are often at {MJPEG_PATHS}; see "
                 "the camera's manual)")
-    if kind in ("text/html", "text/plain", "application/json"):
+    if kind in PAGE_TYPES:
         return (f"{where} serves a page ({kind}), not a video stream: the stream has another "
                 "URL (the camera's manual or the page's source names it)")
     served = ("an MJPEG stream" if kind == "multipart/x-mixed-replace" else

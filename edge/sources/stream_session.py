@@ -64,6 +64,7 @@ class StreamConnection:
         self._target, self._deadline = target, deadline
         self._socket: socket.socket | None = None
         self._sequence = 0
+        self._requests = 0
 
     def __enter__(self) -> StreamConnection:
         self._connect()
@@ -106,7 +107,13 @@ class StreamConnection:
         raise (refused or failures or [TimeoutError()])[0]
 
     def request(self, method: str, headers: dict[str, str] | None = None) -> Answer:
-        """`method` on the URL (RTSP) or its resource (HTTP), and the answer's head."""
+        """`method` on the URL (RTSP) or its resource (HTTP), and the answer's head. Each
+        HTTP request has a connection of its own (`Connection: close`): an answer's body is
+        left unread, as a stream's has no end (a user check: a 401's body, read as the next
+        answer, made a refused password "not an HTTP server")."""
+        if self._target.protocol == "HTTP" and self._requests:
+            self._connect()
+        self._requests += 1
         for attempt in range(2):
             try:
                 assert self._socket is not None
@@ -128,7 +135,7 @@ class StreamConnection:
             port = "" if target.port == target.default_port else f":{target.port}"
             host = f"[{target.host}]" if ":" in target.host else target.host
             lines = [f"{method} {target.resource} HTTP/1.1", f"Host: {host}{port}",
-                     "User-Agent: edge-stream-probe", "Accept: */*"]
+                     "User-Agent: edge-stream-probe", "Accept: */*", "Connection: close"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 

@@ -71,6 +71,9 @@ class StreamTarget:
         if port is None:
             port_text = authority.rpartition("]")[2].partition(":")[2]
             return f"its port {port_text!r} is not a number from 1 to 65535"
+        if any(c.isspace() for c in tail):  # a user check: sent as written, a 400 came back
+            return ("its path or query holds a space, which ends a request's URL (write it as "
+                    "%20)")
         resource = tail if tail.startswith("/") else "/" + tail
         path = resource.partition("?")[0]
         return cls(scheme, host, port, f"{scheme}://{authority}{tail}", path, user, password,
