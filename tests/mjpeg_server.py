@@ -5,9 +5,11 @@ and at /stream the stream again, only with `?action=stream` (400 without, as mjp
 from Python's own HTTP server in a thread.
 
 With a user and password it asks for them as cameras do: Digest (MD5, qop=auth, checked here
-with hashlib) or Basic. `MjpegServer` starts, stops and restarts on one port, so a test can take
-a camera away and bring it back. Each frame is a flat grey that steps by 8 levels a frame (its
-first pixel says which frame it was), drawn at `fps`.
+with hashlib) or Basic. It may stream to one client at a time (503 to another, as ESP32
+cameras answer), and serve https:// with a self-signed certificate. `MjpegServer` starts,
+stops and restarts on one port, so a test can take a camera away and bring it back. Each frame
+is a flat grey that steps by 8 levels a frame (its first pixel says which frame it was), drawn
+at `fps`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import base64
 import hashlib
 import os
 import re
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -31,9 +36,20 @@ class MjpegServer:
     """The server on `port`; `url` (the stream's) stays the same across stop/start."""
 
     def __init__(self, port: int, width: int = 320, height: int = 240, fps: float = 10.0,
-                 credentials: tuple[str, str] | None = None, method: str = "digest") -> None:
+                 credentials: tuple[str, str] | None = None, method: str = "digest",
+                 max_streams: int | None = None,
+                 certificate: tuple[Path, Path] | None = None) -> None:
+        """`max_streams`: how many clients it streams to at once (503 to more, as a
+        one-client camera answers); `certificate`: (certificate, key) PEM files it serves
+        https:// with."""
         self.port = port
-        self.url = f"http://127.0.0.1:{port}/video"
+        scheme = "http" if certificate is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{port}/video"
+        self.max_streams = max_streams
+        self.certificate = certificate
+        self.streaming = 0
+        self.refused_busy = 0
+        self._count_lock = threading.Lock()
         self.size = (width, height)
         self.fps = fps
         self.credentials = credentials
@@ -49,6 +65,10 @@ class MjpegServer:
         self._stopping.clear()
         server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
         server.daemon_threads = True
+        if self.certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, self.certificate))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="mjpeg-server",
                                         daemon=True)
@@ -68,6 +88,20 @@ class MjpegServer:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    def take_stream(self) -> bool:
+        """Whether a client may be streamed to now (counted in `streaming` until it goes)."""
+        with self._count_lock:
+            if self.max_streams is not None and self.streaming >= self.max_streams:
+                self.refused_busy += 1
+                return False
+            self.streaming += 1
+            self.streams_served += 1
+            return True
+
+    def end_stream(self) -> None:
+        with self._count_lock:
+            self.streaming -= 1
 
     def frame(self, index: int) -> bytes:
         width, height = self.size
@@ -137,7 +171,15 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _stream(self) -> None:
-            server.streams_served += 1
+            if not server.take_stream():
+                self._send(503, "text/plain", b"one viewer at a time")
+                return
+            try:
+                self._frames()
+            finally:
+                server.end_stream()
+
+        def _frames(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-cache")
@@ -165,3 +207,16 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
 
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path] | None:
+    """A camera's self-signed (certificate, key) made by `openssl` in `folder`; None where
+    openssl is not installed."""
+    certificate, key = folder / "camera.pem", folder / "camera.key"
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                        "2", "-subj", "/CN=camera.local", "-keyout", str(key), "-out",
+                        str(certificate)], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return certificate, key

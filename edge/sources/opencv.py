@@ -25,8 +25,9 @@ import numpy.typing as npt
 from edge.errors import SourceError
 from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
+from edge.sources.ffmpeg_options import trust_camera_certificates
 from edge.sources.stream_probe import diagnose_stream, reason_not_to_open
-from edge.sources.stream_url import StreamTarget
+from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 from edge.sources.uri import SourceUri
 from edge.sources.v4l2_probe import diagnose_v4l2
 
@@ -85,7 +86,8 @@ class VideoCaptureSource(Source):
         self._size = (uri.integer("width", 0), uri.integer("height", 0))
         self.fps = fps
         self._capture: cv2.VideoCapture | None = None
-        self._first: npt.NDArray[np.uint8] | None = None  # the frame `open` read, served first
+        #: the frames `open` read, served first
+        self._opened_with: list[npt.NDArray[np.uint8]] = []
         self._announced = 0  # frames a file's header announces (0: a stream, or unknown)
         self._read_this_pass = 0  # frames read since the file's start (it may loop)
         self._pacer = Pacer(None)
@@ -109,6 +111,9 @@ class VideoCaptureSource(Source):
             capture.release()
             raise SourceError(f"source '{self.uri}' opened but no frame could be decoded"
                               f"{self._no_frame_why()}")
+        self._opened_with = [np.asarray(first, np.uint8)]
+        if self.live and str(self._target).startswith("http"):
+            self._opened_with += self._second_frame(capture)
         # Served as the first frame, of a file too: rewinding a 1-frame video to read it again
         # reads nothing (OpenCV's FFmpeg backend). On a stream the seek to 0 stays: it skips
         # what the server buffered while connecting (without it `edge probe` measured a
@@ -116,7 +121,6 @@ class VideoCaptureSource(Source):
         if not self._seekable(capture):
             capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._shape = first.shape
-        self._first = np.asarray(first, np.uint8)
         self._announced = 0 if self.live else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         self._read_this_pass = 0
         own_fps = capture.get(cv2.CAP_PROP_FPS) or None
@@ -166,10 +170,9 @@ class VideoCaptureSource(Source):
         if self._capture is None:
             raise SourceError(f"source '{self.uri}' was read before open()")
         self._pacer.wait()
-        if self._first is not None:  # the frame `open` read
-            probe, self._first = self._first, None
+        if self._opened_with:
             self._read_this_pass += 1
-            return self._frame(np.asarray(probe, np.uint8))
+            return self._frame(self._opened_with.pop(0))
         buffer = self.pool.take(*self._shape[:2])
         ok, image = self._capture.read(buffer)
         if not ok and self.live and self._read_this_pass <= 1:
@@ -187,10 +190,22 @@ class VideoCaptureSource(Source):
             self._shape = image.shape
         return self._frame(np.asarray(image, np.uint8))
 
+    def _second_frame(self, capture: cv2.VideoCapture) -> list[npt.NDArray[np.uint8]]:
+        """An HTTP stream's second frame, read at open: a URL that serves one still image (a
+        camera's snapshot URL) opens in FFmpeg and ends at once; it is refused here, before it
+        reads as streaming (a user check: `edge run` polled such a camera, a reopen and a
+        warning every 0.7 s)."""
+        ok, second = capture.read()
+        if ok and second is not None and second.ndim == 3:
+            return [np.asarray(second, np.uint8)]
+        capture.release()
+        diagnosis = diagnose_stream(self.uri)
+        raise SourceError(f"source '{self.uri}' ended after its first frame"
+                          + (f": {diagnosis}" if diagnosis else ""))
+
     def _say_why_it_ended(self, buffer: npt.NDArray[np.uint8]) -> None:
-        """A stream that ended after its first frame: where its server says why (a user check:
-        an HTTP camera's snapshot URL, one still JPEG, read as a stream that ended at once and
-        was reconnected to without a word), that as the error (`buffer` given back first)."""
+        """A stream that ended after its first frame: where its server says why, that as the
+        error (`buffer` given back first)."""
         diagnosis = diagnose_stream(self.uri) if self._backend == cv2.CAP_FFMPEG else None
         if diagnosis is not None:
             self.pool.give_back(buffer)
@@ -326,6 +341,8 @@ def stream_source(uri: SourceUri) -> Source:
         raise SourceError(f"source '{uri.text}': {problem}; write it as "
                           f"{uri.scheme}://{example}, with any user name and password before "
                           "the host")
+    if uri.scheme in TLS_SCHEMES:
+        trust_camera_certificates()
     return VideoCaptureSource(uri, target, cv2.CAP_FFMPEG, fps=0.0, live=True)
 
 

@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import Callable
 
+from edge.sources.ffmpeg_options import CAPTURE_OPTIONS
 from edge.sources.stream_auth import authorization, chosen
 from edge.sources.stream_session import (
     Answer,
@@ -43,15 +44,14 @@ def diagnose_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
 
 
 def reason_not_to_open(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """Why not to open the stream at URL `text` at all (as `diagnose_stream` words it), or None
-    to go ahead, and where `text` is no stream URL: its server cannot be talked to within
-    `timeout` seconds (an RTSP `OPTIONS`, an HTTP `GET` whose answer's head is read, whatever
-    its status), or an HTTP server answers with a still image or a page, not a stream (asked
-    with the URL's user name and password where it wants them). Asked before OpenCV opens a
-    stream: its FFmpeg backend opens one stream at a time in the whole process, so a camera
-    that never answers held every other camera's open for FFmpeg's whole timeout; and a
-    snapshot URL, opened, reads as a stream of one frame, reopened at once for ever (a user
-    check)."""
+    """Why the server of URL `text` cannot be talked to (as `diagnose_stream` words it), or
+    None when it can within `timeout` seconds (and where `text` is no stream URL): an RTSP
+    server answers `OPTIONS`; an HTTP one takes the connection (TLS's too, for https), but is
+    asked nothing: a `GET` would take a one-client camera's only stream (as an ESP32 camera
+    has) from the FFmpeg that opens it next (a user check: such a camera answered FFmpeg 503,
+    for ever). Asked before OpenCV opens a stream: its FFmpeg backend opens one stream at a
+    time in the whole process, so a camera that never answers held every other camera's
+    open for FFmpeg's whole timeout."""
     return _probe(text, timeout, _answering)
 
 
@@ -68,53 +68,56 @@ def _probe(text: str, timeout: float,
     protocol, port = target.protocol, target.default_port
     try:
         return step(target, timeout)
-    except socket.gaierror as exc:
-        return (f"the host name {target.host!r} does not resolve ({exc.strerror}): check the "
-                "camera's address, or use its IP address")
     except UnresolvedError:
         return (f"the host name {target.host!r} did not resolve within {timeout:g} s (no "
                 "answer from the name server): check the network's DNS, or use the camera's "
                 "IP address")
-    except ConnectionRefusedError:
-        return (f"{target.address} refused the connection: nothing listens on that port (the "
-                f"camera's {protocol} port is usually {port}; check its network settings, and "
-                f"that its {protocol} service is on)")
     except SilentError:
         return (f"{target.address} took the connection but did not answer an {protocol} "
                 f"request within {timeout:g} s (a server that is not {protocol}, or a camera "
                 "that hangs: restart it)")
-    except TimeoutError:
-        return (f"{target.address} did not answer within {timeout:g} s (the camera switched "
-                "off, on another network, or a firewall in the way)")
-    except ssl.SSLError as exc:
-        return (f"the TLS handshake with {target.address} failed ({exc.reason or exc}); "
-                f"{target.scheme}:// needs the camera's {protocol}-over-TLS port, "
-                f"{TLS_SCHEMES.get(target.scheme, target.scheme)}:// the plain one")
     except HungUpError:
         return (f"{target.address} closed the connection without answering an {protocol} "
                 f"request; is that the camera's {protocol} port? (usually {port})")
     except NotThatProtocolError as exc:
         return (f"{target.address} answered, but not as an {protocol} server (it began {exc}); "
                 f"is that the camera's {protocol} port? (usually {port})")
-    except ConnectionError as exc:
+    except OSError as exc:
+        return _unreached(exc, target, timeout)
+
+
+def _unreached(exc: OSError, target: StreamTarget, timeout: float) -> str:
+    """Why the server of `target` could not be talked to, from what the network said."""
+    protocol = target.protocol
+    if isinstance(exc, socket.gaierror):
+        return (f"the host name {target.host!r} does not resolve ({exc.strerror}): check the "
+                "camera's address, or use its IP address")
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"{target.address} refused the connection: nothing listens on that port (the "
+                f"camera's {protocol} port is usually {target.default_port}; check its network "
+                f"settings, and that its {protocol} service is on)")
+    if isinstance(exc, TimeoutError):
+        return (f"{target.address} did not answer within {timeout:g} s (the camera switched "
+                "off, on another network, or a firewall in the way)")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"{target.address}'s certificate was refused ({exc.verify_message or exc}), "
+                f"as {CAPTURE_OPTIONS} asks it verified: give the camera's CA as "
+                "ca_file;/path/ca.pem there, or leave tls_verify out (cameras' certificates "
+                "are then not verified)")
+    if isinstance(exc, ssl.SSLError):
+        return (f"the TLS handshake with {target.address} failed ({exc.reason or exc}); "
+                f"{target.scheme}:// needs the camera's {protocol}-over-TLS port, "
+                f"{TLS_SCHEMES.get(target.scheme, target.scheme)}:// the plain one")
+    if isinstance(exc, ConnectionError):
         return (f"{target.address} closed the connection during the {protocol} handshake "
                 f"({exc})")
-    except OSError as exc:
-        return f"{target.address} could not be reached ({exc.strerror or exc})"
+    return f"{target.address} could not be reached ({exc.strerror or exc})"
 
 
-def _answering(target: StreamTarget, timeout: float) -> str | None:
+def _answering(target: StreamTarget, timeout: float) -> None:
     with StreamConnection(target, time.monotonic() + timeout) as connection:
-        answer = _first_request(connection, target)
         if target.protocol == "RTSP":
-            return None
-        if answer.status == 401 and target.user is not None:
-            answered = _with_credentials(connection, target, "GET", {}, answer)
-            if isinstance(answered, str):  # FFmpeg cannot answer it either: it says so
-                return None
-            answer = answered
-    where = f"{target.address} path {target.path}"
-    return _served(answer, where) if answer.status == 200 and not _streams(answer) else None
+            _first_request(connection, target)
 
 
 def _first_request(connection: StreamConnection, target: StreamTarget) -> Answer:
@@ -199,11 +202,6 @@ def _described(answer: Answer, where: str) -> str:
     return (f"{where} describes {described} (RTSP 200 OK), so the failure came later, "
             "setting up or decoding its media; FFmpeg's own lines on stderr name it (a "
             "transport the network blocks, a codec this OpenCV lacks)")
-
-
-def _streams(answer: Answer) -> bool:
-    """Whether an HTTP 200 answer may be a stream: not a still image, nor a page."""
-    return not answer.content_type.startswith("image/") and answer.content_type not in PAGE_TYPES
 
 
 def _served(answer: Answer, where: str) -> str:

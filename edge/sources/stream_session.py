@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from edge.sources.ffmpeg_options import certificate_check
 from edge.sources.stream_auth import Challenge
 from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 
@@ -80,11 +81,13 @@ class StreamConnection:
         raw = self._connected(_addresses(self._target.host, self._target.port,
                                          self._remaining(UnresolvedError)))
         if self._target.scheme in TLS_SCHEMES:
-            # the probe only asks where the handshake stops; cameras' certificates are
-            # mostly self-signed, and FFmpeg does not verify them by default either
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+            # the certificate checked as FFmpeg checks it: not at all unless the user's
+            # options say (cameras' certificates are self-signed nearly always)
+            verify, ca_file = certificate_check()
+            context = ssl.create_default_context(cafile=ca_file)
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
             raw.settimeout(self._remaining(TimeoutError))
             raw = context.wrap_socket(raw, server_hostname=self._target.host)
         self._socket = raw

@@ -1,0 +1,43 @@
+"""The FFmpeg options OpenCV opens every stream with (`OPENCV_FFMPEG_CAPTURE_OPTIONS`,
+`key;value|key;value`), as far as edge sets or reads them: whether a camera's TLS certificate
+is verified.
+
+Cameras' certificates are self-signed nearly always. FFmpeg long verified none; the FFmpeg in
+recent OpenCV wheels (libavformat 63) verifies by default, so an `https://` or `rtsps://` camera
+failed with nothing on the terminal (a user check). Edge asks it not to, as NVRs do, unless the
+user's own options say `tls_verify` (`tls_verify;1|ca_file;/etc/edge/cameras-ca.pem` verifies
+against that CA).
+"""
+
+from __future__ import annotations
+
+import os
+
+CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+def capture_options() -> dict[str, str]:
+    """The options as given in the environment, by name."""
+    options = {}
+    for pair in os.environ.get(CAPTURE_OPTIONS, "").split("|"):
+        name, separator, value = pair.partition(";")
+        if separator and name.strip():
+            options[name.strip()] = value.strip()
+    return options
+
+
+def trust_camera_certificates() -> None:
+    """Leave cameras' certificates unverified (`tls_verify;0`) where the user's options do not
+    say; OpenCV reads them at each open, so call this before a TLS stream opens."""
+    if "tls_verify" in capture_options():
+        return
+    given = os.environ.get(CAPTURE_OPTIONS, "").strip("|")
+    os.environ[CAPTURE_OPTIONS] = f"{given}|tls_verify;0" if given else "tls_verify;0"
+
+
+def certificate_check() -> tuple[bool, str | None]:
+    """Whether FFmpeg verifies a camera's certificate, and against which CA file (None: the
+    system's), as the options in the environment say."""
+    options = capture_options()
+    verify = options.get("tls_verify", "0") not in ("0", "")
+    return verify, options.get("ca_file") or None
