@@ -28,7 +28,9 @@ def capture_options() -> dict[str, str]:
 
 def trust_camera_certificates() -> None:
     """Leave cameras' certificates unverified (`tls_verify;0`) where the user's options do not
-    say; OpenCV reads them at each open, so call this before a TLS stream opens."""
+    say; OpenCV reads them at each open, so call this before a TLS stream opens. It changes
+    the environment once, the first time: sources are first built on the main thread, before
+    any camera's thread opens a video (a `setenv` beside a `getenv` is unsafe in C)."""
     if "tls_verify" in capture_options():
         return
     given = os.environ.get(CAPTURE_OPTIONS, "").strip("|")
