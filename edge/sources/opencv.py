@@ -26,7 +26,7 @@ from edge.errors import SourceError
 from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
 from edge.sources.ffmpeg_options import trust_camera_certificates
-from edge.sources.stream_probe import diagnose_stream, reason_not_to_open
+from edge.sources.stream_probe import diagnose_stream, unreachable_stream
 from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 from edge.sources.uri import SourceUri
 from edge.sources.v4l2_probe import diagnose_v4l2
@@ -96,7 +96,7 @@ class VideoCaptureSource(Source):
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
             raise SourceError(f"source '{self.uri}': {diagnose_v4l2(str(self._target))}")
         if self._backend == cv2.CAP_FFMPEG:  # a stream: its server asked first, unlocked
-            refused = reason_not_to_open(self.uri)
+            refused = unreachable_stream(self.uri)
             if refused is not None:
                 raise SourceError(f"source '{self.uri}' could not be opened: {refused}")
         started = time.monotonic()

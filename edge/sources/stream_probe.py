@@ -43,7 +43,7 @@ def diagnose_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     return _probe(text, timeout, _diagnosed)
 
 
-def reason_not_to_open(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+def unreachable_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     """Why the server of URL `text` cannot be talked to (as `diagnose_stream` words it), or
     None when it can within `timeout` seconds (and where `text` is no stream URL): an RTSP
     server answers `OPTIONS`; an HTTP one takes the connection (TLS's too, for https), but is
