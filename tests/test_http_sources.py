@@ -190,7 +190,9 @@ def test_a_server_that_never_answers_is_named_after_ffmpegs_timeout():
     with socket.create_server(("127.0.0.1", 0)) as silent:
         message = opening_error(f"http://127.0.0.1:{silent.getsockname()[1]}/video")
     assert "could not be opened (no answer within 10 s): 127.0.0.1:" in message, message
-    assert "took the connection but did not answer an HTTP request within 3 s" in message
+    assert ("took the connection but did not answer an HTTP request within 3 s (a camera that "
+            "streams to one viewer at a time, as ESP32 cameras do, serving another: close that "
+            "viewer; or a server that is not HTTP") in message
 
 
 def test_a_server_that_is_not_http_is_named_with_what_it_said():
@@ -288,10 +290,36 @@ def test_an_https_camera_with_a_self_signed_certificate_streams(certificate, mon
         assert frame is not None and frame.image.shape == (240, 320, 3)
         monkeypatch.setenv(CAPTURE_OPTIONS, "tls_verify;1")  # the user asks it verified
         refused = opening_error(url)
+        # against its own certificate as the CA it streams; against another CA it is named
+        monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{certificate[0]}")
+        source = source_from_uri(url)
+        source.open()
+        verified = source.read()
+        source.close()
+        other = self_signed_certificate(certificate[0].parent, "other")
+        assert other is not None
+        monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{other[0]}")
+        unsigned = opening_error(url)
+        monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{certificate[0]}")
+        misnamed = diagnose_stream(url.replace("127.0.0.1", "localhost"), timeout=2)
     finally:
         server.stop()
     assert (f"127.0.0.1:{server.port}'s certificate was refused (self-signed certificate), as "
             f"{CAPTURE_OPTIONS} asks it verified: give the camera's CA as ca_file;") in refused
+    assert verified is not None and verified.image.shape == (240, 320, 3)
+    assert (f"127.0.0.1:{server.port}'s certificate is not signed by the CA in {other[0]} "
+            "(self-signed certificate): give the CA that signed it as ca_file") in unsigned
+    assert misnamed is not None and "certificate is made out to another host name" in misnamed
+
+
+def test_plain_http_to_an_https_port_is_told_to_write_https(certificate):
+    server = MjpegServer(free_port(), certificate=certificate)
+    server.start()
+    try:
+        said = diagnose_stream(f"http://127.0.0.1:{server.port}/video", timeout=2)
+    finally:
+        server.stop()
+    assert said is not None and "(usually 80; a port serving TLS wants https://)" in said
 
 
 def test_ffmpeg_options_of_the_user_are_kept_and_tls_verify_added(monkeypatch):

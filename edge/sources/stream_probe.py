@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Callable
 
-from edge.sources.ffmpeg_options import CAPTURE_OPTIONS
+from edge.sources.ffmpeg_options import CAPTURE_OPTIONS, certificate_check
 from edge.sources.stream_auth import authorization, chosen
 from edge.sources.stream_session import (
     Answer,
@@ -33,6 +33,8 @@ from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 PROBE_TIMEOUT_S = 3.0
 #: Where MJPEG streams often are, for a URL that serves one still image instead.
 MJPEG_PATHS = "/video, /mjpg/video.mjpg, /videostream.cgi or /stream"
+#: OpenSSL's verify code for a certificate made out to another host (X509_V_ERR_HOSTNAME_MISMATCH).
+X509_HOSTNAME_MISMATCH = 62
 #: The media types of an HTTP answer that is a page, not a stream.
 PAGE_TYPES = ("text/html", "text/plain", "application/json")
 
@@ -65,7 +67,7 @@ def _probe(text: str, timeout: float,
         encoded = ", ".join(f"{c} as %{ord(c):02X}" for c in target.unencoded)
         return (f"the user name or password in the URL holds a raw {raw}, which ends the host "
                 f"part for FFmpeg (it then reads a wrong host or port): write {encoded} there")
-    protocol, port = target.protocol, target.default_port
+    protocol = target.protocol
     try:
         return step(target, timeout)
     except UnresolvedError:
@@ -74,14 +76,14 @@ def _probe(text: str, timeout: float,
                 "IP address")
     except SilentError:
         return (f"{target.address} took the connection but did not answer an {protocol} "
-                f"request within {timeout:g} s (a server that is not {protocol}, or a camera "
-                "that hangs: restart it)")
+                f"request within {timeout:g} s ({_busy_or(target)}a server that is not "
+                f"{protocol}, or a camera that hangs: restart it)")
     except HungUpError:
         return (f"{target.address} closed the connection without answering an {protocol} "
-                f"request; is that the camera's {protocol} port? (usually {port})")
+                f"request; is that the camera's {protocol} port? ({_usual_port(target)})")
     except NotThatProtocolError as exc:
         return (f"{target.address} answered, but not as an {protocol} server (it began {exc}); "
-                f"is that the camera's {protocol} port? (usually {port})")
+                f"is that the camera's {protocol} port? ({_usual_port(target)})")
     except OSError as exc:
         return _unreached(exc, target, timeout)
 
@@ -97,13 +99,10 @@ def _unreached(exc: OSError, target: StreamTarget, timeout: float) -> str:
                 f"camera's {protocol} port is usually {target.default_port}; check its network "
                 f"settings, and that its {protocol} service is on)")
     if isinstance(exc, TimeoutError):
-        return (f"{target.address} did not answer within {timeout:g} s (the camera switched "
-                "off, on another network, or a firewall in the way)")
+        return (f"{target.address} did not answer within {timeout:g} s ({_busy_or(target)}the "
+                "camera switched off, on another network, or a firewall in the way)")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"{target.address}'s certificate was refused ({exc.verify_message or exc}), "
-                f"as {CAPTURE_OPTIONS} asks it verified: give the camera's CA as "
-                "ca_file;/path/ca.pem there, or leave tls_verify out (cameras' certificates "
-                "are then not verified)")
+        return _untrusted(target, exc)
     if isinstance(exc, ssl.SSLError):
         return (f"the TLS handshake with {target.address} failed ({exc.reason or exc}); "
                 f"{target.scheme}:// needs the camera's {protocol}-over-TLS port, "
@@ -112,6 +111,38 @@ def _unreached(exc: OSError, target: StreamTarget, timeout: float) -> str:
         return (f"{target.address} closed the connection during the {protocol} handshake "
                 f"({exc})")
     return f"{target.address} could not be reached ({exc.strerror or exc})"
+
+
+def _busy_or(target: StreamTarget) -> str:
+    """For an HTTP camera, the first cause of its silence: it streams to another viewer (a
+    one-client camera, busy, neither answers nor, its queue full, takes a connection)."""
+    return ("a camera that streams to one viewer at a time, as ESP32 cameras do, serving "
+            "another: close that viewer; or " if target.protocol == "HTTP" else "")
+
+
+def _usual_port(target: StreamTarget) -> str:
+    """The scheme's usual port, and for a plain scheme the TLS one's scheme (a user check:
+    http:// to an https port was not told to write https://)."""
+    tls = next((tls for tls, plain in TLS_SCHEMES.items() if plain == target.scheme), None)
+    return (f"usually {target.default_port}; a port serving TLS wants {tls}://" if tls else
+            f"usually {target.default_port}")
+
+
+def _untrusted(target: StreamTarget, exc: ssl.SSLCertVerificationError) -> str:
+    """Why the camera's certificate failed the check the user's FFmpeg options ask for."""
+    why = exc.verify_message or str(exc)
+    ca_file = certificate_check()[1]
+    if exc.verify_code == X509_HOSTNAME_MISMATCH:
+        return (f"{target.address}'s certificate is made out to another host name ({why}): "
+                "give the camera by a name or address its certificate holds, or leave "
+                f"tls_verify out of {CAPTURE_OPTIONS}")
+    if ca_file is not None:
+        return (f"{target.address}'s certificate is not signed by the CA in {ca_file} ({why}): "
+                f"give the CA that signed it as ca_file in {CAPTURE_OPTIONS}, or the camera's "
+                "own certificate where it signed itself")
+    return (f"{target.address}'s certificate was refused ({why}), as {CAPTURE_OPTIONS} asks "
+            "it verified: give the camera's CA as ca_file;/path/ca.pem there, or leave "
+            "tls_verify out (cameras' certificates are then not verified)")
 
 
 def _answering(target: StreamTarget, timeout: float) -> None:
