@@ -302,6 +302,8 @@ def test_an_https_camera_with_a_self_signed_certificate_streams(certificate, mon
         unsigned = opening_error(url)
         monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{certificate[0]}")
         misnamed = diagnose_stream(url.replace("127.0.0.1", "localhost"), timeout=2)
+        monkeypatch.setenv(CAPTURE_OPTIONS, "tls_verify;1|ca_file;/etc/edge/no-such-ca.pem")
+        missing = diagnose_stream(url, timeout=2)
     finally:
         server.stop()
     assert (f"127.0.0.1:{server.port}'s certificate was refused (self-signed certificate), as "
@@ -310,6 +312,9 @@ def test_an_https_camera_with_a_self_signed_certificate_streams(certificate, mon
     assert (f"127.0.0.1:{server.port}'s certificate is not signed by the CA in {other[0]} "
             "(self-signed certificate): give the CA that signed it as ca_file") in unsigned
     assert misnamed is not None and "certificate is made out to another host name" in misnamed
+    assert missing == (f"the ca_file in {CAPTURE_OPTIONS} cannot be read as certificates "
+                       "(/etc/edge/no-such-ca.pem: No such file or directory): give the path of "
+                       "the camera's CA certificate (PEM)")
 
 
 def test_plain_http_to_an_https_port_is_told_to_write_https(certificate):

@@ -21,6 +21,7 @@ from edge.sources.ffmpeg_options import CAPTURE_OPTIONS, certificate_check
 from edge.sources.stream_auth import authorization, chosen
 from edge.sources.stream_session import (
     Answer,
+    CaFileError,
     HungUpError,
     NotThatProtocolError,
     SilentError,
@@ -95,14 +96,18 @@ def _unreached(exc: OSError, target: StreamTarget, timeout: float) -> str:
         return (f"the host name {target.host!r} does not resolve ({exc.strerror}): check the "
                 "camera's address, or use its IP address")
     if isinstance(exc, ConnectionRefusedError):
+        service = target.scheme.upper()
         return (f"{target.address} refused the connection: nothing listens on that port (the "
-                f"camera's {protocol} port is usually {target.default_port}; check its network "
-                f"settings, and that its {protocol} service is on)")
+                f"camera's {service} port is usually {target.default_port}; check its network "
+                f"settings, and that its {service} service is on)")
     if isinstance(exc, TimeoutError):
         return (f"{target.address} did not answer within {timeout:g} s ({_busy_or(target)}the "
                 "camera switched off, on another network, or a firewall in the way)")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _untrusted(target, exc)
+    if isinstance(exc, CaFileError):
+        return (f"the ca_file in {CAPTURE_OPTIONS} cannot be read as certificates ({exc}): "
+                "give the path of the camera's CA certificate (PEM)")
     if isinstance(exc, ssl.SSLError):
         return (f"the TLS handshake with {target.address} failed ({exc.reason or exc}); "
                 f"{target.scheme}:// needs the camera's {protocol}-over-TLS port, "

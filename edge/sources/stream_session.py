@@ -53,6 +53,10 @@ class SilentError(Exception):
     """The server took the connection but did not answer a request in time."""
 
 
+class CaFileError(OSError):
+    """The CA file the user's FFmpeg options name cannot be read as one."""
+
+
 class _ClosedError(Exception):
     """The server closed the connection before answering."""
 
@@ -84,7 +88,10 @@ class StreamConnection:
             # the certificate checked as FFmpeg checks it: not at all unless the user's
             # options say (cameras' certificates are self-signed nearly always)
             verify, ca_file = certificate_check()
-            context = ssl.create_default_context(cafile=ca_file)
+            try:
+                context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise CaFileError(f"{ca_file}: {exc.strerror or exc}") from None
             if not verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
