@@ -106,6 +106,46 @@ def test_image_folder_sorted_and_unreadable_files_skipped(tmp_path, caplog):
     assert caplog.text.count("skipping unreadable image") == 1
 
 
+def test_a_folder_skips_a_cut_short_jpeg_and_hidden_files_saying_why(tmp_path, caplog):
+    """A user check: a JPEG cut to its first third played as a frame, its lower part grey
+    (libjpeg's "Premature end of JPEG file" naming no file), and macOS's hidden ._ copies were
+    played (calibration leaves both out)."""
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.jpg"), np.full((48, 64, 3), 40 + i * 50, np.uint8))
+    whole = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (120, 160, 3),
+                                                                     np.uint8))[1].tobytes()
+    (tmp_path / "01b.jpg").write_bytes(whole[:len(whole) // 3])
+    (tmp_path / "._00.jpg").write_bytes(whole)  # hidden: not played, not warned of
+    frames = read_all(f"file://{tmp_path}?fps=0")
+    assert [int(f[1][0, 0, 0]) for f in frames] == [40, 90, 140]
+    assert "skipping unreadable image" in caplog.text and "01b.jpg (a JPEG cut short)" in \
+        caplog.text
+    assert "._00.jpg" not in caplog.text
+    motion_photo = whole + b"\x00\x00\x00\x18ftypmp42" + bytes(64)  # a video after the end
+    (tmp_path / "03.jpg").write_bytes(motion_photo)
+    assert len(read_all(f"file://{tmp_path}?fps=0")) == 4
+
+
+def test_a_single_photo_is_a_source_read_upright_by_its_exif_orientation(tmp_path):
+    """A user check: a phone's portrait photo given alone was read by the video reader,
+    sideways (480x640 where a folder of it read 640x480)."""
+    from tests.calibration.test_images import _with_orientation
+
+    stored = np.zeros((40, 80, 3), np.uint8)
+    stored[:10, :20] = 255
+    (tmp_path / "phone.jpg").write_bytes(_with_orientation(stored, 6, "II"))
+    alone = read_all(f"file://{tmp_path}/phone.jpg")
+    in_folder = read_all(f"file://{tmp_path}")
+    assert len(alone) == 1 and alone[0][1].shape == (80, 40, 3)
+    assert np.array_equal(alone[0][1], in_folder[0][1])
+    assert len(read_all(f"file://{tmp_path}/phone.jpg?fps=0&loop=1", limit=5)) == 5
+    whole = (tmp_path / "phone.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(SourceError, match=r"cut.jpg is no image that can be read \(a JPEG cut "
+                                          r"short\); replace it"):
+        source_from_uri(f"file://{tmp_path}/cut.jpg")
+
+
 def test_a_folder_of_which_no_image_reads_is_refused_at_start(tmp_path):
     """A user check: it ran, failed the camera and exited 1 "so that systemd restarts the
     daemon", which would have restarted it every 5 s for good; an empty folder was exit 2."""

@@ -4,6 +4,7 @@ CSI (GStreamer).
     file:///data/clip.mp4?loop=1&fps=0   video file (fps=0: every frame, as fast as the model
                                          takes them; default: its own rate)
     file:///data/images?fps=5&loop=1     folder of images, sorted by name
+    file:///data/photo.jpg?loop=1        one image (10 a second with loop=1; once without)
     v4l2:///dev/video0?width=1280&height=720&fps=30
     rtsp://user:pass@camera/stream
     http://user:pass@camera/video.mjpg   MJPEG (or any stream FFmpeg reads) over HTTP
@@ -26,6 +27,7 @@ from edge.errors import SourceError
 from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
 from edge.sources.ffmpeg_options import trust_camera_certificates
+from edge.sources.jpeg_end import jpeg_cut_short
 from edge.sources.stream_probe import diagnose_stream, unreachable_stream
 from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 from edge.sources.uri import SourceUri
@@ -234,12 +236,14 @@ class VideoCaptureSource(Source):
 
 
 class ImageFolderSource(Source):
-    """Images in a folder, sorted by name; unreadable files are skipped with a warning."""
+    """Images in a folder, sorted by name, or one image (`only`); unreadable files are skipped
+    with a warning."""
 
-    def __init__(self, uri: SourceUri, folder: Path) -> None:
+    def __init__(self, uri: SourceUri, folder: Path, only: Path | None = None) -> None:
         super().__init__()
         self.uri = uri.text
         self._folder = folder
+        self._only = only
         self._loop = uri.flag("loop")
         self.fps = uri.number("fps", 10.0) or None
         self.fps_origin = "asked" if "fps" in uri.options else "default"
@@ -250,7 +254,7 @@ class ImageFolderSource(Source):
         self._pacer = Pacer(self.fps)
 
     def open(self) -> None:
-        self._paths = folder_images(self._folder)
+        self._paths = [self._only] if self._only is not None else folder_images(self._folder)
         if not self._paths:
             raise no_images_error(self.uri, self._folder)
         self._index = 0
@@ -271,20 +275,43 @@ class ImageFolderSource(Source):
                 self._pacer.wait()
                 return self._frame(image)
             self._unreadable.add(path)
-            log.warning("source %s: skipping unreadable image %s", redact_uri(self.uri), path)
+            log.warning("source %s: skipping unreadable image %s (%s)", redact_uri(self.uri),
+                        path, unreadable_why(path))
         raise unreadable_folder_error(self.uri, self._folder, self._paths)
 
 
 def folder_images(folder: Path) -> list[Path]:
-    """The image files in `folder`, sorted by name (the order a folder source plays them)."""
+    """The image files in `folder`, sorted by name (the order a folder source plays them);
+    hidden ones left out (macOS's ._photo.jpg beside each copied photo is no image), as
+    calibration leaves them."""
     return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not p.name.startswith("."))
 
 
 def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
-    """A BGR uint8 image from `path`, or None where it cannot be decoded as one."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """A BGR uint8 image from `path`, upright as its EXIF orientation says (as `cv2.imread`
+    reads it), or None where it cannot be decoded as one or is a JPEG cut short (libjpeg
+    decodes the part there is and greys the rest: a user check)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if jpeg_cut_short(data):
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return np.asarray(image, np.uint8) if image is not None and image.dtype == np.uint8 else None
+
+
+def unreadable_why(path: Path) -> str:
+    """Why `read_image` reads no image from `path`, in a few words."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    if not data:
+        return "empty: 0 bytes"
+    return "a JPEG cut short" if jpeg_cut_short(data) else "damaged or not an image"
 
 
 def unreadable_folder_error(uri: str, folder: Path, paths: list[Path]) -> SourceError:
@@ -317,6 +344,12 @@ def file_source(uri: SourceUri) -> Source:
         return ImageFolderSource(uri, path)
     if path.is_file() and path.stat().st_size == 0:
         raise SourceError(f"source '{uri.text}': {path} {EMPTY_VIDEO}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:  # read as a folder's images are: upright by EXIF
+        if read_image(path) is None:
+            raise SourceError(f"source '{uri.text}': {path} is no image that can be read "
+                              f"({unreadable_why(path)}); replace it, or point file:// at a "
+                              "video or a folder of images")
+        return ImageFolderSource(uri, path.parent, only=path)
     return VideoCaptureSource(uri, str(path), cv2.CAP_ANY, loop=uri.flag("loop"),
                               fps=uri.number("fps", None))
 
