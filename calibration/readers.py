@@ -269,6 +269,13 @@ def _synthetic(uri: SourceUri, count: int, seed: int) -> FrameSet:
 DATASET_SUFFIXES = (".txt", ".yaml", ".yml", ".json", ".jsonl", ".csv", ".xml", ".cache")
 
 
+def _not_read(path: Path) -> str:
+    """Why a file in an image folder is not read (a user check: an animated GIF was called
+    "not an image file")."""
+    kind = f"a {path.suffix.lower()} file" if path.suffix else "a file without a suffix"
+    return f"{kind}, not one of the image types read: {' '.join(sorted(IMAGE_SUFFIXES))}"
+
+
 def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     # hidden files (.DS_Store, macOS's ._photo.jpg) and a labelled dataset's own files (label
     # .txt files, its data.yaml, COCO .json annotations) go unmentioned
@@ -280,7 +287,7 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
               if p.is_symlink() and not p.exists()]
     candidates = [p for p in candidates if p.is_file()]
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
-    skipped = broken + [f"{shown_path(p, folder)} (not an image file)" for p in candidates
+    skipped = broken + [f"{shown_path(p, folder)} ({_not_read(p)})" for p in candidates
                         if p.suffix.lower() not in (*IMAGE_SUFFIXES, *DATASET_SUFFIXES)]
     sampled_from = len(images) if len(images) > max_images else None
     unpicked: list[Path] = []

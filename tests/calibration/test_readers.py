@@ -71,7 +71,9 @@ def test_a_labelled_datasets_own_files_go_unmentioned(tmp_path, caplog):
         (tmp_path / name).write_text("x\n")
     with caplog.at_level(logging.WARNING):
         frames_from(tmp_path, min_images=1)
-    assert "skipped 1 file" in caplog.text and "report.pdf (not an image file)" in caplog.text
+    assert "skipped 1 file" in caplog.text
+    assert ("report.pdf (a .pdf file, not one of the image types read: .bmp .jpeg .jpg .png "
+            ".tif .tiff .webp)") in caplog.text
     assert "data.yaml" not in caplog.text and "manifest" not in caplog.text
 
 
