@@ -31,7 +31,7 @@ from edge.concurrency import in_order
 from edge.errors import InputError
 from edge.interruption import raise_if_interrupted
 from edge.preprocess import letterboxer_from_spec
-from edge.sources.opencv import EMPTY_VIDEO, UNREADABLE_VIDEO
+from edge.sources.opencv import EMPTY_VIDEO, IMAGE_SUFFIXES, UNREADABLE_VIDEO
 from edge.sources.uri import SourceUri
 from edge.spec import ModelSpec
 from edge.synthetic.scene import SceneConfig, ShapeScene
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
 
 #: Threads that decode a folder's images ahead of the model run.
