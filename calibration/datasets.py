@@ -19,9 +19,9 @@ from calibration.images import (
     unusable_reason,
     usable_image_size,
 )
-from calibration.readers import IMAGE_SUFFIXES
 from calibration.yolo_layout import YoloLayout, dataset_yaml, yolo_layout
 from edge.errors import InputError
+from edge.sources.opencv import IMAGE_SUFFIXES
 from edge.text_files import read_text
 from edge.wording import counted, listed, not_labels_of_the_model
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibration.readers import IMAGE_SUFFIXES
 from edge.errors import InputError, MissingDependencyError
+from edge.sources.opencv import IMAGE_SUFFIXES
 from edge.text_files import read_text
 from edge.wording import listed
 
