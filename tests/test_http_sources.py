@@ -45,6 +45,18 @@ def at(server: MjpegServer, path: str = "/video", credentials: str | None = None
     return f"http://{given}127.0.0.1:{server.port}{path}"
 
 
+def first_frame_shape(url: str) -> tuple[int, ...]:
+    """The shape of the first frame `url`'s source delivers (opened, read, closed)."""
+    source = source_from_uri(url)
+    source.open()
+    try:
+        frame = source.read()
+        assert frame is not None
+        return tuple(frame.image.shape)
+    finally:
+        source.close()
+
+
 def opening_error(url: str) -> str:
     """Why `url`'s source did not open, as the camera's status and log show it (redacted)."""
     source = source_from_uri(url)
@@ -94,14 +106,11 @@ def test_basic_credentials_are_answered_too():
     server = MjpegServer(free_port(), credentials=("viewer", "pw"), method="basic")
     server.start()
     try:
-        source = source_from_uri(f"http://viewer:pw@127.0.0.1:{server.port}/video")
-        source.open()
-        frame = source.read()
-        source.close()
+        shape = first_frame_shape(f"http://viewer:pw@127.0.0.1:{server.port}/video")
         wrong = opening_error(f"http://viewer:nope@127.0.0.1:{server.port}/video")
     finally:
         server.stop()
-    assert frame is not None and frame.image.shape == (240, 320, 3)
+    assert shape == (240, 320, 3)
     assert "refused the user name and password in the URL (401 Unauthorized)" in wrong
 
 
@@ -163,13 +172,7 @@ def test_a_stream_that_needs_its_query_says_so_and_streams_with_it(camera):
     message = opening_error(at(camera, "/stream"))
     assert ("path /stream: the camera answered GET with 400 Bad Request: the URL may lack a "
             "query the camera needs (as ?action=stream)") in message
-    source = source_from_uri(at(camera, "/stream?action=stream"))
-    source.open()
-    try:
-        frame = source.read()
-        assert frame is not None and frame.image.shape == (240, 320, 3)
-    finally:
-        source.close()
+    assert first_frame_shape(at(camera, "/stream?action=stream")) == (240, 320, 3)
 
 
 def test_a_port_nothing_listens_on_and_a_tls_mismatch_are_named(camera):
@@ -283,19 +286,12 @@ def test_an_https_camera_with_a_self_signed_certificate_streams(certificate, mon
     server.start()
     url = server.url.replace("https://", f"https://admin:{QUOTED_PASSWORD}@")
     try:
-        source = source_from_uri(url)
-        source.open()
-        frame = source.read()
-        source.close()
-        assert frame is not None and frame.image.shape == (240, 320, 3)
+        assert first_frame_shape(url) == (240, 320, 3)
         monkeypatch.setenv(CAPTURE_OPTIONS, "tls_verify;1")  # the user asks it verified
         refused = opening_error(url)
         # against its own certificate as the CA it streams; against another CA it is named
         monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{certificate[0]}")
-        source = source_from_uri(url)
-        source.open()
-        verified = source.read()
-        source.close()
+        verified = first_frame_shape(url)
         other = self_signed_certificate(certificate[0].parent, "other")
         assert other is not None
         monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{other[0]}")
@@ -308,7 +304,7 @@ def test_an_https_camera_with_a_self_signed_certificate_streams(certificate, mon
         server.stop()
     assert (f"127.0.0.1:{server.port}'s certificate was refused (self-signed certificate), as "
             f"{CAPTURE_OPTIONS} asks it verified: give the camera's CA as ca_file;") in refused
-    assert verified is not None and verified.image.shape == (240, 320, 3)
+    assert verified == (240, 320, 3)
     assert (f"127.0.0.1:{server.port}'s certificate is not signed by the CA in {other[0]} "
             "(self-signed certificate): give the CA that signed it as ca_file") in unsigned
     assert misnamed is not None and "certificate is made out to another host name" in misnamed
