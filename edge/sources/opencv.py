@@ -177,8 +177,6 @@ class VideoCaptureSource(Source):
             return self._frame(self._opened_with.pop(0))
         buffer = self.pool.take(*self._shape[:2])
         ok, image = self._capture.read(buffer)
-        if not ok and self.live and self._read_this_pass <= 1:
-            self._say_why_it_ended(buffer)
         if not ok:
             self._check_the_length()
         if not ok and self._loop and self._seekable(self._capture):
@@ -204,14 +202,6 @@ class VideoCaptureSource(Source):
         diagnosis = diagnose_stream(self.uri)
         raise SourceError(f"source '{self.uri}' ended after its first frame"
                           + (f": {diagnosis}" if diagnosis else ""))
-
-    def _say_why_it_ended(self, buffer: npt.NDArray[np.uint8]) -> None:
-        """A stream that ended after its first frame: where its server says why, that as the
-        error (`buffer` given back first)."""
-        diagnosis = diagnose_stream(self.uri) if self._backend == cv2.CAP_FFMPEG else None
-        if diagnosis is not None:
-            self.pool.give_back(buffer)
-            raise SourceError(f"source '{self.uri}' ended after its first frame: {diagnosis}")
 
     def _check_the_length(self) -> None:
         """At a file's end: `ended_short` where it read well under the frames its header
