@@ -209,14 +209,16 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def self_signed_certificate(folder: Path, name: str = "camera") -> tuple[Path, Path] | None:
-    """A camera's self-signed (certificate, key) for 127.0.0.1, made by `openssl` in `folder`
-    as `name`.pem and `name`.key; None where openssl is not installed."""
+def self_signed_certificate(folder: Path, name: str = "camera",
+                            holder: str = "IP:127.0.0.1") -> tuple[Path, Path] | None:
+    """A camera's self-signed (certificate, key) made out to `holder` (a subjectAltName),
+    made by `openssl` in `folder` as `name`.pem and `name`.key; None where openssl is not
+    installed."""
     certificate, key = folder / f"{name}.pem", folder / f"{name}.key"
     try:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
                         "2", "-subj", f"/CN={name}.local", "-addext",
-                        "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                        f"subjectAltName={holder}", "-keyout", str(key), "-out",
                         str(certificate)], check=True, capture_output=True, timeout=60)
     except (OSError, subprocess.CalledProcessError):
         return None

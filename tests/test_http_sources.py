@@ -307,7 +307,8 @@ def test_an_https_camera_with_a_self_signed_certificate_streams(certificate, mon
     assert verified == (240, 320, 3)
     assert (f"127.0.0.1:{server.port}'s certificate is not signed by the CA in {other[0]} "
             "(self-signed certificate): give the CA that signed it as ca_file") in unsigned
-    assert misnamed is not None and "certificate is made out to another host name" in misnamed
+    assert misnamed is not None and "certificate is made out to another host (Hostname " \
+        "mismatch" in misnamed
     assert missing == (f"the ca_file in {CAPTURE_OPTIONS} cannot be read as certificates "
                        "(/etc/edge/no-such-ca.pem: No such file or directory): give the path of "
                        "the camera's CA certificate (PEM)")
@@ -331,3 +332,21 @@ def test_ffmpeg_options_of_the_user_are_kept_and_tls_verify_added(monkeypatch):
     source_from_uri("https://127.0.0.1:1/video")
     assert os.environ[CAPTURE_OPTIONS] == "tls_verify;1|ca_file;/etc/edge/ca.pem"
     assert certificate_check() == (True, "/etc/edge/ca.pem")
+
+
+def test_a_certificate_made_out_to_a_name_is_named_so_when_reached_by_address(tmp_path,
+                                                                            monkeypatch):
+    """A user check: a camera reached by its IP address, its certificate made out to a name
+    only, was said to be "not signed by the CA" of the ca_file that is that certificate."""
+    named = self_signed_certificate(tmp_path, holder="DNS:camera.local")
+    if named is None:
+        pytest.skip("openssl is not installed")
+    server = MjpegServer(free_port(), certificate=named)
+    server.start()
+    try:
+        monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{named[0]}")
+        said = diagnose_stream(server.url, timeout=2)
+    finally:
+        server.stop()
+    assert said is not None and (f"127.0.0.1:{server.port}'s certificate is made out to another "
+                                 "host (IP address mismatch") in said

@@ -34,8 +34,9 @@ from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 PROBE_TIMEOUT_S = 3.0
 #: Where MJPEG streams often are, for a URL that serves one still image instead.
 MJPEG_PATHS = "/video, /mjpg/video.mjpg, /videostream.cgi or /stream"
-#: OpenSSL's verify code for a certificate made out to another host (X509_V_ERR_HOSTNAME_MISMATCH).
-X509_HOSTNAME_MISMATCH = 62
+#: OpenSSL's verify codes for a certificate made out to another host name, or address
+#: (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH).
+X509_HOST_MISMATCHES = frozenset({62, 64})
 #: The media types of an HTTP answer that is a page, not a stream.
 PAGE_TYPES = ("text/html", "text/plain", "application/json")
 
@@ -137,8 +138,8 @@ def _untrusted(target: StreamTarget, exc: ssl.SSLCertVerificationError) -> str:
     """Why the camera's certificate failed the check the user's FFmpeg options ask for."""
     why = exc.verify_message or str(exc)
     ca_file = certificate_check()[1]
-    if exc.verify_code == X509_HOSTNAME_MISMATCH:
-        return (f"{target.address}'s certificate is made out to another host name ({why}): "
+    if exc.verify_code in X509_HOST_MISMATCHES:  # a user check: an address's was "not signed"
+        return (f"{target.address}'s certificate is made out to another host ({why}): "
                 "give the camera by a name or address its certificate holds, or leave "
                 f"tls_verify out of {CAPTURE_OPTIONS}")
     if ca_file is not None:
