@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from edge.sources import source_from_uri
 from edge.sources.ffmpeg_options import CAPTURE_OPTIONS, certificate_check
 from edge.sources.stream_probe import diagnose_stream
 from edge.sources.stream_url import StreamTarget
+from edge.sources.supervisor import open_stalled
 from tests.mjpeg_server import MjpegServer, self_signed_certificate
 from tests.test_supervisor import supervise
 
@@ -192,7 +194,7 @@ def test_a_server_that_never_answers_is_named_after_ffmpegs_timeout():
     for FFmpeg's 10 s; then its silence is named."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         message = opening_error(f"http://127.0.0.1:{silent.getsockname()[1]}/video")
-    assert "could not be opened (no answer within 10 s): 127.0.0.1:" in message, message
+    assert "could not be opened (after 10 s): 127.0.0.1:" in message, message
     assert ("took the connection but did not answer an HTTP request within 3 s (a camera that "
             "streams to one viewer at a time, as ESP32 cameras do, serving another: close that "
             "viewer; or a server that is not HTTP") in message
@@ -324,6 +326,24 @@ def test_plain_http_to_an_https_port_is_told_to_write_https(certificate):
     assert said is not None and "(usually 80; a port serving TLS wants https://)" in said
 
 
+def test_a_misspelt_options_variable_is_warned_of(monkeypatch, caplog):
+    """A user check: OPENCV_FFMPEG_CAPTURE_OPTION (an S short) asking tls_verify;1 left
+    cameras' certificates unverified, unsaid."""
+    monkeypatch.delenv(CAPTURE_OPTIONS, raising=False)
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTION", "tls_verify;1|ca_file;/etc/edge/ca.pem")
+    with caplog.at_level(logging.INFO):
+        source_from_uri("https://127.0.0.1:1/video")
+    assert (f"OPENCV_FFMPEG_CAPTURE_OPTION is set, but OpenCV reads {CAPTURE_OPTIONS}: its "
+            "options (tls_verify;1|ca_file;/etc/edge/ca.pem) are not in effect, and cameras' "
+            "TLS certificates are not verified; rename it") in caplog.text
+    monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTION")
+    monkeypatch.delenv(CAPTURE_OPTIONS)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        source_from_uri("rtsps://127.0.0.1:1/cam")
+    assert "cameras' TLS certificates are not verified (they are self-signed" in caplog.text
+
+
 def test_ffmpeg_options_of_the_user_are_kept_and_tls_verify_added(monkeypatch):
     monkeypatch.setenv(CAPTURE_OPTIONS, "rtsp_transport;tcp")
     source_from_uri("https://127.0.0.1:1/video")
@@ -350,3 +370,13 @@ def test_a_certificate_made_out_to_a_name_is_named_so_when_reached_by_address(tm
         server.stop()
     assert said is not None and (f"127.0.0.1:{server.port}'s certificate is made out to another "
                                  "host (IP address mismatch") in said
+
+
+def test_an_open_past_its_limit_of_a_camera_that_serves_points_at_the_other_cameras(camera):
+    """A user check: a busy one-client camera's open held the next camera's (FFmpeg opens one
+    stream at a time), whose reason then blamed a codec this OpenCV lacks."""
+    said = open_stalled(at(camera), 10)
+    assert f"did not open within 10 s, though its server answers (127.0.0.1:{camera.port} " \
+        "path /video serves an MJPEG stream (HTTP 200 OK)" in said
+    assert "another camera's open that hangs holds this one's up" in said
+    assert PASSWORD not in said and QUOTED_PASSWORD not in said

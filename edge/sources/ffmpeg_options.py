@@ -11,7 +11,13 @@ against that CA).
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+
+from edge.redact import redact_text
+
+log = logging.getLogger(__name__)
 
 CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
@@ -35,6 +41,16 @@ def trust_camera_certificates() -> None:
         return
     given = os.environ.get(CAPTURE_OPTIONS, "").strip("|")
     os.environ[CAPTURE_OPTIONS] = f"{given}|tls_verify;0" if given else "tls_verify;0"
+    misspelt = difflib.get_close_matches(CAPTURE_OPTIONS, [
+        name for name in os.environ if name != CAPTURE_OPTIONS], n=1, cutoff=0.85)
+    if misspelt:  # a user check: a name a letter short turned the check off unsaid
+        log.warning("%s is set, but OpenCV reads %s: its options (%s) are not in effect, and "
+                    "cameras' TLS certificates are not verified; rename it", misspelt[0],
+                    CAPTURE_OPTIONS, redact_text(os.environ[misspelt[0]]))
+    else:
+        log.info("cameras' TLS certificates are not verified (they are self-signed nearly "
+                 "always); %s=\"tls_verify;1|ca_file;/path/ca.pem\" verifies them",
+                 CAPTURE_OPTIONS)
 
 
 def certificate_check() -> tuple[bool, str | None]:

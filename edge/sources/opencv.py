@@ -145,7 +145,9 @@ class VideoCaptureSource(Source):
         says only that it could not)."""
         # a stream whose server accepted the connection but never answered
         waited = bool(self._timeouts()) and seconds >= 0.9 * LIVE_TIMEOUT_MS / 1e3
-        why = f" (no answer within {LIVE_TIMEOUT_MS / 1e3:g} s)" if waited else ""
+        # (after its timeout, not "no answer": the time may have gone on another camera's
+        # open, FFmpeg's being one at a time, and this server then answers: a user check)
+        why = f" (after {LIVE_TIMEOUT_MS / 1e3:g} s)" if waited else ""
         diagnosis = (diagnose_stream(self.uri) if self._backend == cv2.CAP_FFMPEG else
                      diagnose_v4l2(str(self._target)) if self._backend == cv2.CAP_V4L2 else None)
         if diagnosis is not None:

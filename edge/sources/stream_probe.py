@@ -37,6 +37,8 @@ MJPEG_PATHS = "/video, /mjpg/video.mjpg, /videostream.cgi or /stream"
 #: OpenSSL's verify codes for a certificate made out to another host name, or address
 #: (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH).
 X509_HOST_MISMATCHES = frozenset({62, 64})
+#: How a diagnosis of a server that serves the stream says so (`serves_the_stream`).
+SERVED = "so the failure came later"
 #: The media types of an HTTP answer that is a page, not a stream.
 PAGE_TYPES = ("text/html", "text/plain", "application/json")
 
@@ -57,6 +59,12 @@ def unreachable_stream(text: str, timeout: float = PROBE_TIMEOUT_S) -> str | Non
     time in the whole process, so a camera that never answers held every other camera's
     open for FFmpeg's whole timeout."""
     return _probe(text, timeout, _answering)
+
+
+def serves_the_stream(diagnosis: str) -> bool:
+    """Whether `diagnosis` (of `diagnose_stream`) found the server serving the stream, so
+    that what failed came after it answered, or elsewhere."""
+    return SERVED in diagnosis
 
 
 def _probe(text: str, timeout: float,
@@ -236,7 +244,7 @@ def _explained(answer: Answer, target: StreamTarget) -> str:
 def _described(answer: Answer, where: str) -> str:
     video = _video_codec(answer.body)
     described = f"a {video} video stream" if video else "a stream without video"
-    return (f"{where} describes {described} (RTSP 200 OK), so the failure came later, "
+    return (f"{where} describes {described} (RTSP 200 OK), {SERVED}, "
             "setting up or decoding its media; FFmpeg's own lines on stderr name it (a "
             "transport the network blocks, a codec this OpenCV lacks)")
 
@@ -253,7 +261,7 @@ def _served(answer: Answer, where: str) -> str:
                 "URL (the camera's manual or the page's source names it)")
     served = ("an MJPEG stream" if kind == "multipart/x-mixed-replace" else
               kind or "a body of no named type")
-    return (f"{where} serves {served} (HTTP 200 OK), so the failure came later, reading or "
+    return (f"{where} serves {served} (HTTP 200 OK), {SERVED}, reading or "
             "decoding it; FFmpeg's own lines on stderr name it (a format or codec this "
             "OpenCV lacks)")
 

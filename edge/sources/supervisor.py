@@ -25,7 +25,7 @@ from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import source_from_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, LatestFrame, Source
-from edge.sources.stream_probe import diagnose_stream
+from edge.sources.stream_probe import diagnose_stream, serves_the_stream
 from edge.timing import RateMeter, rfc3339
 from edge.wording import counted
 
@@ -48,6 +48,13 @@ def open_stalled(uri: str, limit: float) -> str:
     answers (asked within `STALLED_PROBE_S`, while the caller would wait anyway)."""
     shown = redact_uri(uri)
     diagnosis = diagnose_stream(uri, STALLED_PROBE_S)
+    if diagnosis is not None and serves_the_stream(diagnosis):
+        # a user check: a busy one-client camera's open held this one's, said as a codec
+        return (f"source '{shown}' did not open within {limit:g} s, though its server "
+                f"answers ({diagnosis}); FFmpeg opens one stream at a time in this process, "
+                "so another camera's open that hangs holds this one's up: see the other "
+                "cameras' reasons (a one-client camera serving another viewer, one that "
+                "never answers)")
     if diagnosis is not None:
         return f"source '{shown}' did not open within {limit:g} s: {diagnosis}"
     return (f"source '{shown}' did not open within {limit:g} s (a stream server that accepts "
