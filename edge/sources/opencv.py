@@ -98,9 +98,9 @@ class VideoCaptureSource(Source):
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
             raise SourceError(f"source '{self.uri}': {diagnose_v4l2(str(self._target))}")
         if self._backend == cv2.CAP_FFMPEG:  # a stream: its server asked first, unlocked
-            refused = unreachable_stream(self.uri)
-            if refused is not None:
-                raise SourceError(f"source '{self.uri}' could not be opened: {refused}")
+            unreachable = unreachable_stream(self.uri)
+            if unreachable is not None:
+                raise SourceError(f"source '{self.uri}' could not be opened: {unreachable}")
         started = time.monotonic()
         capture = cv2.VideoCapture(self._target, self._backend, self._timeouts())
         if not capture.isOpened():
