@@ -27,7 +27,6 @@ class StreamTarget:
     host: str
     port: int
     url: str
-    path: str
     user: str | None
     password: str | None
     unencoded: str = ""  # URL_DELIMITERS written raw in the user name or password
@@ -75,9 +74,13 @@ class StreamTarget:
             return ("its path or query holds a space, which ends a request's URL (write it as "
                     "%20)")
         resource = tail if tail.startswith("/") else "/" + tail
-        path = resource.partition("?")[0]
-        return cls(scheme, host, port, f"{scheme}://{authority}{tail}", path, user, password,
+        return cls(scheme, host, port, f"{scheme}://{authority}{tail}", user, password,
                    unencoded, resource)
+
+    @property
+    def path(self) -> str:
+        """The resource without its query, as messages name it."""
+        return self.resource.partition("?")[0]
 
     @property
     def address(self) -> str:
