@@ -4,9 +4,11 @@ gir1.2-gst-rtsp-server-1.0) serving a live H.264 test pattern at rtsp://127.0.0.
 It runs as its own process under the system Python (/usr/bin/python3), which imports PyGObject
 from Debian's python3-gi; the venv cannot. `RtspServer` starts, stops and restarts it on one port
 so a test can take a camera's stream away and bring it back. With a user and password it asks
-for them as cameras do (Digest, or Basic).
+for them as cameras do (Digest, or Basic). With a certificate and its key it serves RTSP over
+TLS (`rtsps://`), as cameras with a self-signed certificate do.
 
-    /usr/bin/python3 tests/rtsp_server.py PORT [WIDTH HEIGHT FPS [USER PASSWORD digest|basic]]
+    /usr/bin/python3 tests/rtsp_server.py PORT [--tls CERT KEY] [WIDTH HEIGHT FPS
+                                              [USER PASSWORD digest|basic]]
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ class RtspServer:
     """The server as a subprocess; `url` stays the same across stop/start."""
 
     def __init__(self, port: int, width: int = 320, height: int = 240, fps: int = 15,
-                 credentials: tuple[str, str] | None = None, method: str = "digest") -> None:
-        """`credentials`: (user, password) the server asks for, by `method`."""
+                 credentials: tuple[str, str] | None = None, method: str = "digest",
+                 certificate: tuple[Path, Path] | None = None) -> None:
+        """`credentials`: (user, password) the server asks for, by `method`; `certificate`:
+        (certificate, key) PEM files it serves TLS with."""
         self.port = port
-        self.url = f"rtsp://127.0.0.1:{port}/cam"
-        self._args = [str(width), str(height), str(fps)]
+        self.url = f"{'rtsps' if certificate else 'rtsp'}://127.0.0.1:{port}/cam"
+        self._args = [] if certificate is None else ["--tls", *map(str, certificate)]
+        self._args += [str(width), str(height), str(fps)]
         if credentials is not None:
             self._args += [*credentials, method]
         self._process: subprocess.Popen[bytes] | None = None
@@ -85,13 +90,14 @@ class RtspServer:
 
 
 def serve(port: int, width: int, height: int, fps: int,  # pragma: no cover - subprocess
-          credentials: list[str]) -> None:
+          credentials: list[str], tls: list[str]) -> None:
     import gi
 
     gi.require_version("Gst", "1.0")
     gi.require_version("GstRtsp", "1.0")
     gi.require_version("GstRtspServer", "1.0")
-    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+    gi.require_version("Gio", "2.0")
+    from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -103,16 +109,19 @@ def serve(port: int, width: int, height: int, fps: int,  # pragma: no cover - su
         f"framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
         "threads=1 ! rtph264pay name=pay0 pt=96 config-interval=1 )")
     factory.set_shared(True)
-    if credentials:
-        user, password, method = credentials
+    if credentials or tls:
         token = GstRtspServer.RTSPToken()
         token.set_string("media.factory.role", "viewer")
         auth = GstRtspServer.RTSPAuth()
-        if method == "digest":
-            auth.add_digest(user, password, token)
+        if not credentials:  # TLS alone: anyone may watch
+            auth.set_default_token(token)
+        elif credentials[2] == "digest":
+            auth.add_digest(credentials[0], credentials[1], token)
             auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
         else:
-            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(*credentials[:2]), token)
+        if tls:
+            auth.set_tls_certificate(Gio.TlsCertificate.new_from_files(*tls))
         server.set_auth(auth)
         permissions = GstRtspServer.RTSPPermissions()
         permissions.add_permission_for_role("viewer", "media.factory.access", True)
@@ -125,5 +134,8 @@ def serve(port: int, width: int, height: int, fps: int,  # pragma: no cover - su
 
 
 if __name__ == "__main__":  # pragma: no cover - subprocess
-    size = [int(a) for a in sys.argv[2:5]] or [320, 240, 15]
-    serve(int(sys.argv[1]), size[0], size[1], size[2], sys.argv[5:8])
+    arguments = sys.argv[2:]
+    tls_files = arguments[1:3] if arguments[:1] == ["--tls"] else []
+    arguments = arguments[3:] if tls_files else arguments
+    size = [int(a) for a in arguments[:3]] or [320, 240, 15]
+    serve(int(sys.argv[1]), size[0], size[1], size[2], arguments[3:6], tls_files)

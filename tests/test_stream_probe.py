@@ -1,6 +1,6 @@
 """Why an RTSP camera does not open, as the person fixing it needs to read it: asked of a real
 GStreamer RTSP server (tests/rtsp_server.py: wrong path, no credentials, wrong ones, Digest and
-Basic) and of small socket servers for what GStreamer does not do (a silent server, one that
+Basic, RTSP over TLS with a self-signed certificate) and of small socket servers for what GStreamer does not do (a silent server, one that
 is not RTSP, one that closes after its 401, Digest with qop, a busy camera)."""
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import pytest
 from edge.broker import free_port
 from edge.errors import SourceError
 from edge.sources import source_from_uri
+from edge.sources.ffmpeg_options import CAPTURE_OPTIONS
 from edge.sources.stream_probe import diagnose_stream
 from edge.sources.stream_url import StreamTarget
+from tests.mjpeg_server import self_signed_certificate
 from tests.rtsp_server import RtspServer, missing_reason
 
 rtsp = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
@@ -398,3 +400,64 @@ def test_a_camera_that_never_answers_does_not_hold_up_another_cameras_open(guard
             thread.join(30)
     assert -5 < opened["silent"] < 0, opened  # refused by the pre-check in 3 s
     assert 0 < opened["healthy"] < 6, opened  # not after the silent one's 10 s
+
+
+def first_frame(url: str) -> cv2.typing.MatLike:
+    source = source_from_uri(url)
+    source.open()
+    try:
+        frame = source.read()
+        assert frame is not None
+        return frame.image
+    finally:
+        source.close()
+
+
+def opening_error(url: str) -> str:
+    source = source_from_uri(url)
+    with pytest.raises(SourceError) as raised:
+        source.open()
+    source.close()
+    return str(raised.value)
+
+
+@rtsp
+def test_an_rtsps_camera_streams_over_tls_and_its_certificate_checks_are_named(tmp_path,
+                                                                              monkeypatch):
+    """`rtsps://` against a real RTSP server over TLS with a self-signed certificate, as such
+    cameras have: it streams as edge leaves certificates unverified; asked verified, it streams
+    against its own certificate as the CA, and is refused, named, without one or against
+    another; `rtsp://` to its TLS port is told to write `rtsps://`."""
+    made = self_signed_certificate(tmp_path)
+    other = self_signed_certificate(tmp_path, "other")
+    if made is None or other is None:
+        pytest.skip("openssl is not installed")
+    monkeypatch.delenv(CAPTURE_OPTIONS, raising=False)  # restored after the test
+    server = RtspServer(free_port(), credentials=("admin", PASSWORD), certificate=made)
+    server.start()
+    url = server.url.replace("rtsps://", f"rtsps://admin:{QUOTED_PASSWORD}@")
+    address = f"127.0.0.1:{server.port}"
+    try:
+        unverified = first_frame(url)
+        described = diagnose_stream(url)
+        plain = diagnose_stream(url.replace("rtsps://", "rtsp://"))
+        monkeypatch.setenv(CAPTURE_OPTIONS, "tls_verify;1")
+        refused = opening_error(url)
+        monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{made[0]}")
+        verified = first_frame(url)
+        misnamed = diagnose_stream(url.replace("127.0.0.1", "localhost"))
+        monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{other[0]}")
+        unsigned = opening_error(url)
+    finally:
+        server.stop()
+    for frame in (unverified, verified):
+        assert frame.shape == (240, 320, 3) and cv2.mean(frame)[:3] != (0.0, 0.0, 0.0)
+    assert described is not None and "describes a H264 video stream (RTSP 200 OK)" in described
+    assert plain is not None and "(usually 554; a port serving TLS wants rtsps://)" in plain
+    assert (f"{address}'s certificate was refused (self-signed certificate), as "
+            f"{CAPTURE_OPTIONS} asks it verified: give the camera's CA as ca_file;") in refused
+    assert misnamed is not None and (f"localhost:{server.port}'s certificate is made out to "
+                                     "another host (Hostname mismatch") in misnamed
+    assert (f"{address}'s certificate is not signed by the CA in {other[0]} (self-signed "
+            "certificate): give the CA that signed it as ca_file") in unsigned
+    assert PASSWORD not in refused + unsigned
