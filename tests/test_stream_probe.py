@@ -1,7 +1,8 @@
 """Why an RTSP camera does not open, as the person fixing it needs to read it: asked of a real
 GStreamer RTSP server (tests/rtsp_server.py: wrong path, no credentials, wrong ones, Digest and
-Basic, RTSP over TLS with a self-signed certificate) and of small socket servers for what GStreamer does not do (a silent server, one that
-is not RTSP, one that closes after its 401, Digest with qop, a busy camera)."""
+Basic, RTSP over TLS with a self-signed certificate) and of small socket servers for what
+GStreamer does not do (a silent server, one that is not RTSP, one that closes after its 401,
+Digest with qop, a busy camera)."""
 
 from __future__ import annotations
 

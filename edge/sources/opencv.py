@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from edge.errors import SourceError
 from edge.redact import redact_uri
-from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, Source
+from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, PresentationPacer, Source
 from edge.sources.ffmpeg_options import trust_camera_certificates
 from edge.sources.jpeg_end import jpeg_cut_short
 from edge.sources.stream_probe import diagnose_stream, unreachable_stream
@@ -43,6 +43,8 @@ UNREADABLE_VIDEO = ("it may be cut short (a recording stopped before it was fini
                     "it to H.264 MP4")
 EMPTY_VIDEO = "is empty (0 bytes): the recording or copy did not finish; copy or record it again"
 LIVE_TIMEOUT_MS = 10_000
+#: An HLS playlist's path ends so (go2rtc's `/api/stream.m3u8?src=cam`, Frigate's, most CDNs').
+HLS_SUFFIX = ".m3u8"
 #: A file that ends more than this share of its announced frames early is said to be cut
 #: short (an AVI cut in half read 23 of its 50).
 SHORT_END_SHARE = 0.1
@@ -73,7 +75,10 @@ class VideoCaptureSource(Source):
     """Anything `cv2.VideoCapture` opens. Frames are decoded into recycled buffers."""
 
     def __init__(self, uri: SourceUri, target: str | int, backend: int = cv2.CAP_ANY,
-                 loop: bool = False, fps: float | None = None, live: bool = False) -> None:
+                 loop: bool = False, fps: float | None = None, live: bool = False,
+                 presented: bool = False) -> None:
+        """`presented`: each frame is handed over when its presentation timestamp comes round
+        (`PresentationPacer`), for a stream that delivers in bursts (HLS)."""
         super().__init__()
         self.uri = uri.text
         self.live = live
@@ -88,11 +93,13 @@ class VideoCaptureSource(Source):
         self._size = (uri.integer("width", 0), uri.integer("height", 0))
         self.fps = fps
         self._capture: cv2.VideoCapture | None = None
-        #: the frames `open` read, served first
-        self._opened_with: list[npt.NDArray[np.uint8]] = []
+        #: the frames `open` read, served first, each with its presentation timestamp (ms)
+        self._opened_with: list[tuple[npt.NDArray[np.uint8], float]] = []
         self._announced = 0  # frames a file's header announces (0: a stream, or unknown)
         self._read_this_pass = 0  # frames read since the file's start (it may loop)
         self._pacer = Pacer(None)
+        self._presented = presented
+        self._presentation = PresentationPacer()
 
     def open(self) -> None:
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
@@ -113,14 +120,16 @@ class VideoCaptureSource(Source):
             capture.release()
             raise SourceError(f"source '{self.uri}' opened but no frame could be decoded"
                               f"{self._no_frame_why()}")
-        self._opened_with = [np.asarray(first, np.uint8)]
+        self._opened_with = [(np.asarray(first, np.uint8), capture.get(cv2.CAP_PROP_POS_MSEC))]
+        self._presentation = PresentationPacer()  # a new stream: a new schedule
         if self.live and str(self._target).startswith("http"):
             self._opened_with += self._second_frame(capture)
         # Served as the first frame, of a file too: rewinding a 1-frame video to read it again
         # reads nothing (OpenCV's FFmpeg backend). On a stream the seek to 0 stays: it skips
         # what the server buffered while connecting (without it `edge probe` measured a
-        # 15 fps RTSP camera on that burst, too fast to rate).
-        if not self._seekable(capture):
+        # 15 fps RTSP camera on that burst, too fast to rate). Not on a stream paced by its
+        # timestamps: HLS's skipped to the next segment, a second's gap in the frames.
+        if not self._seekable(capture) and not self._presented:
             capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._shape = first.shape
         self._announced = 0 if self.live else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
@@ -176,7 +185,9 @@ class VideoCaptureSource(Source):
         self._pacer.wait()
         if self._opened_with:
             self._read_this_pass += 1
-            return self._frame(self._opened_with.pop(0))
+            opened, shown_ms = self._opened_with.pop(0)
+            self._present(shown_ms)
+            return self._frame(opened)
         buffer = self.pool.take(*self._shape[:2])
         ok, image = self._capture.read(buffer)
         if not ok:
@@ -190,16 +201,22 @@ class VideoCaptureSource(Source):
         self._read_this_pass += 1
         if image is not buffer:
             self._shape = image.shape
+        self._present(self._capture.get(cv2.CAP_PROP_POS_MSEC))
         return self._frame(np.asarray(image, np.uint8))
 
-    def _second_frame(self, capture: cv2.VideoCapture) -> list[npt.NDArray[np.uint8]]:
+    def _present(self, shown_ms: float) -> None:
+        if self._presented:
+            self._presentation.wait_for(shown_ms / 1e3)
+
+    def _second_frame(self, capture: cv2.VideoCapture
+                      ) -> list[tuple[npt.NDArray[np.uint8], float]]:
         """An HTTP stream's second frame, read at open: a URL that serves one still image (a
         camera's snapshot URL) opens in FFmpeg and ends at once; it is refused here, before it
         reads as streaming (a user check: `edge run` polled such a camera, a reopen and a
         warning every 0.7 s)."""
         ok, second = capture.read()
         if ok and second is not None and second.ndim == 3:
-            return [np.asarray(second, np.uint8)]
+            return [(np.asarray(second, np.uint8), capture.get(cv2.CAP_PROP_POS_MSEC))]
         capture.release()
         diagnosis = diagnose_stream(self.uri)
         raise SourceError(f"source '{self.uri}' ended after its first frame"
@@ -355,7 +372,8 @@ def v4l2_source(uri: SourceUri) -> Source:
 
 def stream_source(uri: SourceUri) -> Source:
     """An RTSP or HTTP stream, read by OpenCV's FFmpeg as the camera delivers it (its own
-    rate: what FFmpeg says of an MJPEG stream's is a guess, 25)."""
+    rate: what FFmpeg says of an MJPEG stream's is a guess, 25); an HLS playlist (`.m3u8`),
+    which delivers whole segments at once, at its frames' presentation times."""
     # the scheme in lower case: FFmpeg fails on `RTSP://` without a word, and schemes are
     # case-insensitive (RFC 3986)
     target = uri.scheme + uri.text[uri.text.index("://"):]
@@ -368,7 +386,10 @@ def stream_source(uri: SourceUri) -> Source:
                           "the host")
     if uri.scheme in TLS_SCHEMES:
         trust_camera_certificates()
-    return VideoCaptureSource(uri, target, cv2.CAP_FFMPEG, fps=0.0, live=True)
+    parsed = StreamTarget.parse(target)
+    playlist = parsed is not None and parsed.path.lower().endswith(HLS_SUFFIX)
+    return VideoCaptureSource(uri, target, cv2.CAP_FFMPEG, fps=0.0, live=True,
+                              presented=playlist)
 
 
 def csi_source(uri: SourceUri) -> Source:

@@ -192,14 +192,20 @@ def _keep(trial: SourceTrial, image: npt.NDArray[np.uint8]) -> None:
 
 
 def _measured_fps(times: list[float], live: bool) -> float | None:
-    """Frames per second from the median interval between the frames of the second half of
-    `times` (monotonic seconds of each frame): the median, as the few frames of a burst that
-    reach the second half would otherwise raise the rate. None where too few frames came, or
-    where a live source's second half spans under `MIN_LIVE_SPAN_S` (its burst, so far)."""
-    half = times[len(times) // 2:]
+    """Frames per second over the second half of `times` (monotonic seconds of each frame):
+    the lower of the rate from the median interval, which a burst reaching into the second
+    half does not raise (an RTSP stream's opening one), and the least-squares slope of frames
+    against time, which frames delivered in bursts all along do not raise (HLS hands over each
+    segment's frames at once: 2717 fps by the median interval for a 15 fps stream, 22 fps
+    from the half's span, which begins on a segment's first frame and ends on one's last).
+    None where too few frames came, or where a live source's second half spans under
+    `MIN_LIVE_SPAN_S` (its burst, so far)."""
+    half = np.asarray(times[len(times) // 2:], np.float64)
     intervals = np.diff(half)
     if not len(intervals) or float(np.median(intervals)) <= 0:
         return None
     if live and half[-1] - half[0] < MIN_LIVE_SPAN_S:
         return None
-    return 1.0 / float(np.median(intervals))
+    elapsed = half - half.mean()
+    slope = float(elapsed @ (np.arange(len(half)) - (len(half) - 1) / 2) / (elapsed @ elapsed))
+    return min(1.0 / float(np.median(intervals)), slope)
