@@ -195,9 +195,10 @@ def _measured_fps(times: list[float], live: bool) -> float | None:
     """Frames per second over the second half of `times` (monotonic seconds of each frame):
     the lower of the rate from the median interval, which a burst reaching into the second
     half does not raise (an RTSP stream's opening one), and the least-squares slope of frames
-    against time, which frames delivered in bursts all along do not raise (HLS hands over each
-    segment's frames at once: 2717 fps by the median interval for a 15 fps stream, 22 fps
-    from the half's span, which begins on a segment's first frame and ends on one's last).
+    against time, which frames bunched all along do not raise (frames in pairs; an HLS stream
+    read unpaced, a segment's frames at once: 2717 fps by the median interval for a 15 fps
+    stream, and 22 fps from the half's span, which begins on a segment's first frame and ends
+    on one's last).
     None where too few frames came, or where a live source's second half spans under
     `MIN_LIVE_SPAN_S` (its burst, so far)."""
     half = np.asarray(times[len(times) // 2:], np.float64)
