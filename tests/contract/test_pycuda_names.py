@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.file_lock import held
 from tests.contract.conftest import _pip, cache_root
 
 pytestmark = pytest.mark.contract
@@ -50,9 +51,10 @@ def pycuda_source(request) -> str:
     """The text of pycuda's C++ wrapper and Python modules, from its sdist."""
     folder = cache_root() / "sdists"
     sdist = folder / f"pycuda-{request.param}.tar.gz"
-    if not sdist.is_file():
-        _pip("download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation", "-d",
-             str(folder), f"pycuda=={request.param}")
+    with held(cache_root() / ".lock"):  # pytest's workers fill the cache one at a time
+        if not sdist.is_file():
+            _pip("download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+                 "-d", str(folder), f"pycuda=={request.param}")
     texts = []
     with tarfile.open(sdist) as archive:
         for member in archive.getmembers():
