@@ -41,8 +41,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 class HlsServer:
     """The segmenter as a subprocess writing into `folder`, served over HTTP on `port`."""
 
-    def __init__(self, folder: Path, port: int, fps: int = 15) -> None:
-        self.folder, self.port, self.fps = folder, port, fps
+    def __init__(self, folder: Path, port: int, fps: int = 15, pattern: str = "ball") -> None:
+        """`pattern`: videotestsrc's (`snow` differs on every run; `ball` repeats its pixels
+        at the same timestamps when the segmenter starts again)."""
+        self.folder, self.port, self.fps, self.pattern = folder, port, fps, pattern
         self.url = f"http://127.0.0.1:{port}/live.m3u8"
         self._segmenter: subprocess.Popen[bytes] | None = None
         self._http: http.server.ThreadingHTTPServer | None = None
@@ -50,7 +52,7 @@ class HlsServer:
     def start(self, timeout: float = 20.0) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._segmenter = subprocess.Popen(
-            ["gst-launch-1.0", "-q", "videotestsrc", "is-live=true", "pattern=ball", "!",
+            ["gst-launch-1.0", "-q", "videotestsrc", "is-live=true", f"pattern={self.pattern}", "!",
              f"video/x-raw,width=320,height=240,framerate={self.fps}/1", "!", "x264enc",
              "tune=zerolatency", "speed-preset=ultrafast", f"key-int-max={self.fps}",
              "threads=1", "!", "h264parse", "!", "hlssink2", "target-duration=1",
@@ -58,9 +60,10 @@ class HlsServer:
              f"location={self.folder / 'segment%05d.ts'}",
              f"playlist-location={self.folder / 'live.m3u8'}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        handler = functools.partial(_QuietHandler, directory=str(self.folder))
-        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        if self._http is None:
+            handler = functools.partial(_QuietHandler, directory=str(self.folder))
+            self._http = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+            threading.Thread(target=self._http.serve_forever, daemon=True).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._segmenter.poll() is not None:
@@ -79,11 +82,16 @@ class HlsServer:
             return 0
         return sum(1 for line in playlist.read_text().splitlines() if line.endswith(".ts"))
 
-    def stop(self) -> None:
+    def stop_writing(self) -> None:
+        """The segmenter stops; its last playlist and segments are still served, as a
+        restreamer's whose camera went away."""
         if self._segmenter is not None and self._segmenter.poll() is None:
             self._segmenter.kill()
             self._segmenter.wait(timeout=10)
         self._segmenter = None
+
+    def stop(self) -> None:
+        self.stop_writing()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

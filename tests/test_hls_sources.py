@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -109,3 +110,37 @@ def test_a_late_frame_or_a_timestamp_step_restarts_the_schedule_instead_of_a_bur
 def test_a_probe_rate_is_the_streams_however_its_frames_are_bunched(times, expected):
     measured = trial_module._measured_fps(times, live=True)
     assert measured is not None and abs(measured - expected) / expected < 0.1, measured
+
+
+@hls
+def test_a_playlist_whose_writer_stopped_is_not_replayed_as_new_frames(tmp_path):
+    """A user check: a restreamer whose camera went away still serves its last playlist; at
+    each reopen FFmpeg started three segments from its end again, and 88 frames the model had
+    seen were published again as new, every 16 s, with the camera said to be streaming."""
+    stream = HlsServer(tmp_path / "hls", free_port(), pattern="snow")
+    stream.start()
+    supervisor, recorder = supervise(stream.url, hold_s=0.02, stall_s=2, reconnect_max_s=1)
+    supervisor.start()
+    try:
+        recorder.wait_for("streaming", 15)
+        time.sleep(1.0)
+        stream.stop_writing()
+        stopped_at = len(recorder.statuses)
+        recorder.wait_for("reconnecting", 10, after=stopped_at)
+        seen = len(recorder.frame_ids)
+        time.sleep(12.0)  # reopened, the open offering only old segments till FFmpeg's 10 s
+        replayed = len(recorder.frame_ids) - seen
+        reason = recorder.last().reason
+        states = recorder.states()[stopped_at:]
+        shutil.rmtree(stream.folder)  # the restreamer starts again, a new playlist
+        stream.start()
+        recorder.wait_for("streaming", 20, after=len(recorder.statuses))
+        back = len(recorder.frame_ids) - seen
+    finally:
+        supervisor.stop()
+        stream.stop()
+    assert replayed == 0, replayed
+    assert "streaming" not in states, states
+    assert "its playlist offers only the" in reason and "stopped adding segments" in reason, \
+        reason
+    assert back > 0

@@ -155,6 +155,15 @@ class Source(ABC):
     def close(self) -> None:
         """Release the device or file."""
 
+    def follow(self, earlier: Source) -> None:
+        """Called before `open` on a source that replaces `earlier` (its supervisor reopens the
+        camera): what `earlier` delivered may be taken over, so as not to deliver it again."""
+
+    def why_stalled(self) -> str | None:
+        """What the source knows of why no frame came for a while, where it knows more than
+        that none came (None)."""
+        return None
+
     def _frame(self, image: npt.NDArray[np.uint8], truth: GroundTruth | None = None) -> Frame:
         self._next_id += 1
         return Frame(image, self._next_id, time.time(), truth, self.pool)

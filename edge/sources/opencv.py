@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import cv2
@@ -26,6 +27,7 @@ import numpy.typing as npt
 from edge.errors import SourceError
 from edge.redact import redact_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, Pacer, PresentationPacer, Source
+from edge.sources.delivered import DeliveredFrames
 from edge.sources.ffmpeg_options import trust_camera_certificates
 from edge.sources.jpeg_end import jpeg_cut_short
 from edge.sources.stream_probe import diagnose_stream, unreachable_stream
@@ -93,13 +95,17 @@ class VideoCaptureSource(Source):
         self._size = (uri.integer("width", 0), uri.integer("height", 0))
         self.fps = fps
         self._capture: cv2.VideoCapture | None = None
-        #: the frames `open` read, served first, each with its presentation timestamp (ms)
-        self._opened_with: list[tuple[npt.NDArray[np.uint8], float]] = []
+        #: the frames `open` read, served first, each with its presentation time (ms) and
+        #: timestamp (the stream's units)
+        self._opened_with: list[tuple[npt.NDArray[np.uint8], float, float]] = []
         self._announced = 0  # frames a file's header announces (0: a stream, or unknown)
         self._read_this_pass = 0  # frames read since the file's start (it may loop)
         self._pacer = Pacer(None)
         self._presented = presented
         self._presentation = PresentationPacer()
+        self._delivered = DeliveredFrames()  # a playlist's, taken over at a reopen (`follow`)
+        self._replayed = 0  # frames this open read again that an earlier one delivered
+        self._fresh = 0  # frames this open delivered
 
     def open(self) -> None:
         if self._backend == cv2.CAP_V4L2 and not Path(str(self._target)).exists():
@@ -115,15 +121,18 @@ class VideoCaptureSource(Source):
         if self._size[0] and self._size[1]:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self._size[1])
+        self._replayed = self._fresh = 0
         ok, first = capture.read()
         if not ok or first is None or first.ndim != 3:
             capture.release()
             raise SourceError(f"source '{self.uri}' opened but no frame could be decoded"
                               f"{self._no_frame_why()}")
-        self._opened_with = [(np.asarray(first, np.uint8), capture.get(cv2.CAP_PROP_POS_MSEC))]
+        self._opened_with = [] if self._replay(capture, first) else [
+            (np.asarray(first, np.uint8), capture.get(cv2.CAP_PROP_POS_MSEC),
+             capture.get(cv2.CAP_PROP_PTS))]
         self._presentation = PresentationPacer()  # a new stream: a new schedule
-        if self.live and str(self._target).startswith("http"):
-            self._opened_with += self._second_frame(capture)
+        if self.live and str(self._target).startswith("http") and not self._presented:
+            self._opened_with += self._second_frame(capture)  # (a playlist is no snapshot)
         # Served as the first frame, of a file too: rewinding a 1-frame video to read it again
         # reads nothing (OpenCV's FFmpeg backend). On a stream the seek to 0 stays: it skips
         # what the server buffered while connecting (without it `edge probe` measured a
@@ -185,11 +194,17 @@ class VideoCaptureSource(Source):
         self._pacer.wait()
         if self._opened_with:
             self._read_this_pass += 1
-            opened, shown_ms = self._opened_with.pop(0)
-            self._present(shown_ms)
+            opened, shown_ms, timestamp = self._opened_with.pop(0)
+            self._present(shown_ms, timestamp, opened)
             return self._frame(opened)
         buffer = self.pool.take(*self._shape[:2])
         ok, image = self._capture.read(buffer)
+        while ok and image is not None and self._replay(self._capture, image):
+            ok, image = self._capture.read(buffer)
+        replayed_only = self.why_stalled()
+        if not ok and replayed_only:
+            self.pool.give_back(buffer)
+            raise SourceError(f"source '{self.uri}': {replayed_only}")
         if not ok:
             self._check_the_length()
         if not ok and self._loop and self._seekable(self._capture):
@@ -201,22 +216,48 @@ class VideoCaptureSource(Source):
         self._read_this_pass += 1
         if image is not buffer:
             self._shape = image.shape
-        self._present(self._capture.get(cv2.CAP_PROP_POS_MSEC))
+        self._present(self._capture.get(cv2.CAP_PROP_POS_MSEC),
+                      self._capture.get(cv2.CAP_PROP_PTS), image)
         return self._frame(np.asarray(image, np.uint8))
 
-    def _present(self, shown_ms: float) -> None:
+    def follow(self, earlier: Source) -> None:
+        if self._presented and isinstance(earlier, VideoCaptureSource):
+            self._delivered = earlier._delivered
+
+    def why_stalled(self) -> str | None:
+        if not self._replayed or self._fresh:
+            return None
+        return (f"its playlist offers only the {self._replayed} frames read before, and nothing "
+                "after them: whatever writes it (the camera's restreamer or encoder) has "
+                "stopped adding segments")
+
+    def _replay(self, capture: cv2.VideoCapture, image: npt.NDArray[Any]) -> bool:
+        """Whether `image`, just read, is a playlist's frame delivered before (counted)."""
+        if not self._presented or not self._delivered.replays(
+                capture.get(cv2.CAP_PROP_PTS), image):
+            return False
+        self._replayed += 1
+        return True
+
+    def _present(self, shown_ms: float, timestamp: float, image: npt.NDArray[Any]) -> None:
+        """Hold a playlist's frame until it is due, and remember it as delivered."""
         if self._presented:
             self._presentation.wait_for(shown_ms / 1e3)
+            self._delivered.add(timestamp, image)
+            self._fresh += 1
 
     def _second_frame(self, capture: cv2.VideoCapture
-                      ) -> list[tuple[npt.NDArray[np.uint8], float]]:
+                      ) -> list[tuple[npt.NDArray[np.uint8], float, float]]:
         """An HTTP stream's second frame, read at open: a URL that serves one still image (a
         camera's snapshot URL) opens in FFmpeg and ends at once; it is refused here, before it
         reads as streaming (a user check: `edge run` polled such a camera, a reopen and a
         warning every 0.7 s)."""
         ok, second = capture.read()
+        while ok and second is not None and second.ndim == 3 and self._replay(capture, second):
+            ok, second = capture.read()
         if ok and second is not None and second.ndim == 3:
-            return [(np.asarray(second, np.uint8), capture.get(cv2.CAP_PROP_POS_MSEC))]
+            return [(np.asarray(second, np.uint8), capture.get(cv2.CAP_PROP_POS_MSEC),
+                     capture.get(cv2.CAP_PROP_PTS))]
         capture.release()
         diagnosis = diagnose_stream(self.uri)
         raise SourceError(f"source '{self.uri}' ended after its first frame"

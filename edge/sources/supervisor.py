@@ -282,13 +282,19 @@ class SourceSupervisor:
                 self._set("reconnecting", reason, attempts, down_since)
                 if self._stop.wait(self.backoff.delay(attempts, self._rng)):
                     break
-                source, opened = source_from_uri(self.uri), False
+                source, opened = self._successor(source), False
         except Exception as exc:  # thread boundary: this camera fails, the daemon keeps going
             log.exception("camera %s: supervising %s failed", self.camera, redact_uri(self.uri))
             self._set("failed", redact_text(f"internal error: {exc!r}"), 0)
         finally:
             self.finished.set()
             self.latest.close()
+
+    def _successor(self, source: Source) -> Source:
+        """A new source for the camera, following `source` (what it delivered)."""
+        successor = source_from_uri(self.uri)
+        successor.follow(source)
+        return successor
 
     def _log_retry(self, reason: str, attempts: int) -> None:
         """A warning when the camera goes down or the cause changes, then a reminder every
@@ -325,8 +331,9 @@ class SourceSupervisor:
                 with self._lock:
                     attempt.abandoned = True
                 if stalled and not attempt.error and reader.is_alive():
-                    attempt.error = (f"no frame for {limit:g} s" if attempt.opened else
-                                     open_stalled(self.uri, limit))
+                    why = source.why_stalled()
+                    attempt.error = (f"no frame for {limit:g} s{f': {why}' if why else ''}"
+                                     if attempt.opened else open_stalled(self.uri, limit))
                 if attempt.opened:  # a read that returns soon closes the source itself
                     reader.join(0.5 if stalled else 2.0)
                 # else it is inside open(), which nothing interrupts (a stream server that
