@@ -20,6 +20,7 @@ from edge.broker import free_port
 from edge.sources import source_from_uri
 from edge.sources import trial as trial_module
 from edge.sources.base import MAX_LATE_S, MAX_STEP_S, PresentationPacer
+from edge.sources.stream_probe import diagnose_stream
 from tests.hls_server import HlsServer, missing_reason
 from tests.test_supervisor import supervise
 
@@ -144,3 +145,16 @@ def test_a_playlist_whose_writer_stopped_is_not_replayed_as_new_frames(tmp_path)
     assert "its playlist offers only the" in reason and "stopped adding segments" in reason, \
         reason
     assert back > 0
+
+
+@hls
+def test_a_playlist_that_is_not_there_is_named_in_a_restreamers_terms(stream):
+    """A user check: a playlist's 404 and refused port were said in an IP camera's words
+    ("the camera's HTTP port is usually 80", "see the camera's manual")."""
+    missing = diagnose_stream(stream.url.replace("/live.m3u8", "/strem.m3u8"))
+    refused = diagnose_stream(f"http://127.0.0.1:{free_port()}/api/stream.m3u8?src=cam")
+    assert missing is not None and "path /strem.m3u8: the server has no playlist at that " \
+        "path (404 Not Found); check the HLS URL the restreamer or NVR gives" in missing
+    assert refused is not None and "refused the connection: nothing listens on that port " \
+        "(check the port the restreamer or NVR serves its HLS on, as go2rtc's 1984" in refused
+    assert "usually 80" not in refused and "manual" not in missing

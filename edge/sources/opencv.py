@@ -45,8 +45,6 @@ UNREADABLE_VIDEO = ("it may be cut short (a recording stopped before it was fini
                     "it to H.264 MP4")
 EMPTY_VIDEO = "is empty (0 bytes): the recording or copy did not finish; copy or record it again"
 LIVE_TIMEOUT_MS = 10_000
-#: An HLS playlist's path ends so (go2rtc's `/api/stream.m3u8?src=cam`, Frigate's, most CDNs').
-HLS_SUFFIX = ".m3u8"
 #: A file that ends more than this share of its announced frames early is said to be cut
 #: short (an AVI cut in half read 23 of its 50).
 SHORT_END_SHARE = 0.1
@@ -428,9 +426,8 @@ def stream_source(uri: SourceUri) -> Source:
     if uri.scheme in TLS_SCHEMES:
         trust_camera_certificates()
     parsed = StreamTarget.parse(target)
-    playlist = parsed is not None and parsed.path.lower().endswith(HLS_SUFFIX)
     return VideoCaptureSource(uri, target, cv2.CAP_FFMPEG, fps=0.0, live=True,
-                              presented=playlist)
+                              presented=parsed is not None and parsed.playlist)
 
 
 def csi_source(uri: SourceUri) -> Source:

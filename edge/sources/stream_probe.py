@@ -104,6 +104,10 @@ def _unreached(exc: OSError, target: StreamTarget, timeout: float) -> str:
     if isinstance(exc, socket.gaierror):
         return (f"the host name {target.host!r} does not resolve ({exc.strerror}): check the "
                 "camera's address, or use its IP address")
+    if isinstance(exc, ConnectionRefusedError) and target.playlist:
+        return (f"{target.address} refused the connection: nothing listens on that port (check "
+                "the port the restreamer or NVR serves its HLS on, as go2rtc's 1984 or "
+                "Frigate's 5000, and that it runs)")
     if isinstance(exc, ConnectionRefusedError):
         service = target.scheme.upper()
         return (f"{target.address} refused the connection: nothing listens on that port (the "
@@ -222,6 +226,10 @@ def _explained(answer: Answer, target: StreamTarget) -> str:
                 "%3F %23 %25)")
     if answer.status == 403:
         return f"{where}: the camera forbids this user that stream (403 Forbidden)"
+    if answer.status == 404 and target.playlist:
+        return (f"{where}: the server has no playlist at that path (404 Not Found); check the "
+                "HLS URL the restreamer or NVR gives for this camera (go2rtc's "
+                "/api/stream.m3u8?src=NAME, with the name in its config)")
     if answer.status == 404:
         return (f"{where}: the camera has no stream at that path (404 Not Found); the path "
                 "is model-specific, see the camera's manual or its web page")

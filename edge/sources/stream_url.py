@@ -11,6 +11,7 @@ from urllib.parse import unquote
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 #: The schemes spoken over TLS, each with its plain one.
 TLS_SCHEMES = {"rtsps": "rtsp", "https": "http"}
+HLS_SUFFIX = ".m3u8"
 #: Characters that end a URL's authority for FFmpeg: raw in a user name or password, the
 #: host it reads is wrong (`Port missing in uri`).
 URL_DELIMITERS = "/?#"
@@ -81,6 +82,13 @@ class StreamTarget:
     def path(self) -> str:
         """The resource without its query, as messages name it."""
         return self.resource.partition("?")[0]
+
+    @property
+    def playlist(self) -> bool:
+        """Whether the URL names an HLS playlist (its path ends `.m3u8`, as go2rtc's
+        `/api/stream.m3u8?src=cam`, Frigate's and most CDNs' do), a restreamer's, not a
+        camera's own stream."""
+        return self.protocol == "HTTP" and self.path.lower().endswith(HLS_SUFFIX)
 
     @property
     def address(self) -> str:
