@@ -11,6 +11,7 @@ from urllib.parse import unquote
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 #: The schemes spoken over TLS, each with its plain one.
 TLS_SCHEMES = {"rtsps": "rtsp", "https": "http"}
+#: How an HLS playlist's path ends (`StreamTarget.playlist`).
 HLS_SUFFIX = ".m3u8"
 #: Characters that end a URL's authority for FFmpeg: raw in a user name or password, the
 #: host it reads is wrong (`Port missing in uri`).
