@@ -199,11 +199,11 @@ class VideoCaptureSource(Source):
         ok, image = self._capture.read(buffer)
         while ok and image is not None and self._replay(self._capture, image):
             ok, image = self._capture.read(buffer)
-        replayed_only = self.why_stalled()
-        if not ok and replayed_only:
-            self.pool.give_back(buffer)
-            raise SourceError(f"source '{self.uri}': {replayed_only}")
         if not ok:
+            replayed_only = self.why_stalled()
+            if replayed_only:
+                self.pool.give_back(buffer)
+                raise SourceError(f"source '{self.uri}': {replayed_only}")
             self._check_the_length()
         if not ok and self._loop and self._seekable(self._capture):
             ok, image = self._rewound().read(buffer)
@@ -214,8 +214,9 @@ class VideoCaptureSource(Source):
         self._read_this_pass += 1
         if image is not buffer:
             self._shape = image.shape
-        self._present(self._capture.get(cv2.CAP_PROP_POS_MSEC),
-                      self._capture.get(cv2.CAP_PROP_PTS), image)
+        if self._presented:  # (no timestamps asked of any other source, frame by frame)
+            self._present(self._capture.get(cv2.CAP_PROP_POS_MSEC),
+                          self._capture.get(cv2.CAP_PROP_PTS), image)
         return self._frame(np.asarray(image, np.uint8))
 
     def follow(self, earlier: Source) -> None:
