@@ -81,6 +81,22 @@ LISTED_TOPICS = 6
 
 
 @dataclass(frozen=True)
+class CameraRun:
+    """One camera's part of a run."""
+
+    name: str
+    frames: int  # through the model
+    frames_dropped: int  # replaced by a newer frame before the model took them
+    streamed_s: float  # seconds the camera was streaming, its outages and its start left out
+    reconnects: int
+
+    @property
+    def fps(self) -> float:
+        """Frames through the model a second while the camera streamed."""
+        return self.frames / self.streamed_s if self.streamed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class RunSummary:
     frames: int
     seconds: float
@@ -106,6 +122,8 @@ class RunSummary:
     events_dropped: int = 0
     #: another daemon publishes as this device and started first: `edge run` exits 2
     gave_way: str | None = None
+    #: each camera's part, in the config's order
+    cameras: tuple[CameraRun, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -680,7 +698,10 @@ class Daemon:
                           None if model_error is None else str(model_error),
                           self.link.counters.states_sent, tuple(never_streamed),
                           self.link.counters.connects > 0, self.link.counters.recovered,
-                          self.link.counters.events_dropped, rival)
+                          self.link.counters.events_dropped, rival,
+                          tuple(CameraRun(w.name, w.frames, w.frames_dropped,
+                                          w.supervisor.streamed_seconds(), w.supervisor.reconnects)
+                                for w in self.workers))
 
     def _gives_way(self) -> str | None:
         """Why this daemon stops for another that publishes as this device and started first

@@ -4,6 +4,7 @@ retained `<prefix>/<camera>/status` topics, as a dashboard would."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -294,6 +295,38 @@ def test_the_password_of_an_rtsp_camera_is_never_printed(tmp_path, mosquitto, de
     assert b"hunter2" not in published and "hunter2" not in result.stderr + result.stdout
     assert any("rtsp://REDACTED@" in m.json()["reason"] for m in watcher.on("/street/status")
                if m.json()["state"] == "reconnecting")
+
+
+def test_a_timed_run_says_each_cameras_frames_and_rate_over_its_own_streaming_time(
+        tmp_path, mosquitto, demo_model):
+    """A user check: `edge run --json` gave one fps and one frames_dropped for all cameras,
+    over the whole run, so a camera that ended early or was never reached hid in the sum."""
+    config = write_config(tmp_path, demo_model, mosquitto.port, {
+        "short": "synthetic://shapes?fps=10&seed=3&frames=15",
+        "long": "synthetic://shapes?fps=10&seed=4",
+        "gone": f"rtsp://127.0.0.1:{free_port()}/cam"}, "reconnect_max_s = 0.5\n")
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                             "--seconds", "6", "--json"], capture_output=True, text=True,
+                            timeout=90)
+    assert result.returncode == 1, result.stderr  # a timed run with a camera never reached
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    cameras = summary["cameras"]
+    assert list(cameras) == ["short", "long", "gone"]
+    assert sum(camera["frames"] for camera in cameras.values()) == summary["frames"]
+    short, long, gone = cameras["short"], cameras["long"], cameras["gone"]
+    assert 10 <= short["frames"] <= 15, short
+    assert 1.0 <= short["streaming_s"] <= 3.0, short  # 15 frames at 10 fps, then it ended
+    assert 5.0 <= short["fps"] <= 12.0, short
+    assert 4.0 <= long["streaming_s"] <= 6.5, long
+    assert 8.0 <= long["fps"] <= 11.0, long
+    assert long["frames"] == pytest.approx(long["fps"] * long["streaming_s"], rel=0.05)
+    assert gone == {"frames": 0, "fps": 0.0, "streaming_s": 0.0, "frames_dropped": 0,
+                    "reconnects": 0}, gone
+    # the whole run's rate counts every camera's frames over the run: well under the sum
+    assert summary["fps"] < short["fps"] + long["fps"]
+    for name, camera in cameras.items():
+        assert re.search(rf"camera {name}: {camera['frames']} frames?, [0-9.]+ FPS over its "
+                         rf"[0-9.]+ s streaming", result.stderr), (name, result.stderr[-3000:])
 
 
 def test_files_that_end_stop_the_daemon_with_exit_0(tmp_path, mosquitto, demo_model):

@@ -6,7 +6,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.cli.common import (
     add_tls_arguments,
@@ -22,6 +22,9 @@ from edge.cli.signals import stop_on_signals
 from edge.cli.stdout import PIPE_CLOSED_EXIT, LinesUntilClosed
 from edge.redact import redact_uri
 from edge.wording import counted, events_among
+
+if TYPE_CHECKING:  # the daemon's modules load only for `edge run`
+    from edge.daemon import RunSummary
 
 log = logging.getLogger("edge")
 
@@ -84,6 +87,15 @@ def events_beyond_objects(events: dict[str, int]) -> str:
     return f"; {extra} new beyond one per object: {', '.join(said)}"
 
 
+def _apart(summary: RunSummary) -> bool:
+    """Whether the run's one line needs each camera's own: there are several, or the one
+    camera was down for part of the run (the line's FPS counts the outage)."""
+    if len(summary.cameras) != 1:
+        return len(summary.cameras) > 1
+    (camera,) = summary.cameras
+    return camera.reconnects > 0 or camera.streamed_s < 0.9 * summary.seconds
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # first: a signal while the daemon's modules load, or its model (or an engine build), cuts
     # the start short with a line and 128 + the signal, not a silent death
@@ -113,6 +125,12 @@ def cmd_run(args: argparse.Namespace) -> int:
              events_among(summary.events_dropped),
              "" if summary.flushed else "; the outbox could not be flushed before exit",
              counted(summary.states_sent, "retained value") + " set")
+    for camera in summary.cameras if _apart(summary) else ():
+        log.info("camera %s: %s, %.1f FPS over its %.*f s streaming; %s dropped%s", camera.name,
+                 counted(camera.frames, "frame"), camera.fps,
+                 1 if camera.streamed_s < 10 else 0, camera.streamed_s,
+                 counted(camera.frames_dropped, "camera frame"),
+                 f"; {counted(camera.reconnects, 'reconnect')}" if camera.reconnects else "")
     if args.json:  # "dropped": messages, as in the line above
         print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
                      "frames_dropped": summary.frames_dropped,
@@ -123,7 +141,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "states_sent": summary.states_sent,
                      "never_streamed": list(summary.never_streamed),
                      "broker_reached": summary.broker_reached, "flushed": summary.flushed,
-                     "failure": summary.failure, "model_error": summary.model_error})
+                     "failure": summary.failure, "model_error": summary.model_error,
+                     "cameras": {camera.name: {
+                         "frames": camera.frames, "fps": round(camera.fps, 2),
+                         "streaming_s": round(camera.streamed_s, 1),
+                         "frames_dropped": camera.frames_dropped,
+                         "reconnects": camera.reconnects} for camera in summary.cameras}})
     if summary.gave_way is not None:
         log.error("exiting 2, not to be restarted: %s", summary.gave_way)
         return 2

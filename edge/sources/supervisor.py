@@ -172,6 +172,8 @@ class SourceSupervisor:
         self.frames = 0
         self.last_frame_id = 0  # ids go on across reopens: 1, 2, ... for the whole run
         self.reconnects = 0
+        self._streamed_s = 0.0  # seconds in `streaming` before the current spell
+        self._streaming_from = 0.0  # time.monotonic() when the current spell began
         self._stopped_streaming = False  # `stop` found it streaming: its rate is kept
         self._outage_causes: list[str] = []  # distinct, in order, since it last streamed
         self.finished = threading.Event()
@@ -234,6 +236,14 @@ class SourceSupervisor:
     def fps(self) -> float:
         """Frames per second delivered recently; decays to 0 when nothing arrives."""
         return self._rate.rate()
+
+    def streamed_seconds(self) -> float:
+        """Seconds this camera has been `streaming` so far, every spell added up: the time
+        over which its frame rate means something (not the outages, not the start)."""
+        with self._lock:
+            current = (time.monotonic() - self._streaming_from
+                       if self._status.state == "streaming" else 0.0)
+            return self._streamed_s + current
 
     def status(self) -> CameraStatus:
         """The current status; `fps` is the live rate while starting or streaming, else the
@@ -452,6 +462,10 @@ class SourceSupervisor:
                     since = old.since
                 elif since is None:
                     since = time.time()
+                if state != old.state == "streaming":
+                    self._streamed_s += time.monotonic() - self._streaming_from
+                elif old.state != state == "streaming":
+                    self._streaming_from = time.monotonic()
                 fps = 0.0
                 if state not in HEALTHY_CAMERA_STATES:
                     leaving = old.state in HEALTHY_CAMERA_STATES
