@@ -148,9 +148,9 @@ def camera_jpegs_from_scene(folder: Path, count: int) -> None:
 def corpus_model(work: Path) -> tuple[Path, list[Path]]:
     """The converted corpus model and the corpus photos (downloaded once with pip)."""
     from converters.corpus.catalogue import models_named
-    from converters.corpus.fetch import fetch_corpus
+    from converters.corpus.fetch import default_cache, fetch_corpus
 
-    cache = Path(os.environ.get("EDGE_CORPUS_CACHE", Path.home() / ".cache" / "edge-corpus"))
+    cache = default_cache()
     (entry,) = models_named([CORPUS_MODEL])
     files = fetch_corpus(cache, (entry,))
     converted = work / f"{CORPUS_MODEL}.onnx"

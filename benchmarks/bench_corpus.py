@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from calibration.latency import interleaved_latencies_ms
 from converters.corpus.catalogue import models_named
-from converters.corpus.fetch import fetch_corpus
+from converters.corpus.fetch import default_cache, fetch_corpus
 from converters.corpus.run import PROFILES, Agreement, CorpusResult, run_model
 
 
@@ -65,8 +64,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get(
-        "EDGE_CORPUS_CACHE", Path.home() / ".cache" / "edge-corpus")),
+    parser.add_argument("--cache", type=Path, default=default_cache(),
                         help="download cache (default: $EDGE_CORPUS_CACHE or "
                              "~/.cache/edge-corpus)")
     parser.add_argument("--models", help="comma list (default: all)")

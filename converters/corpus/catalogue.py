@@ -173,13 +173,14 @@ REFUSED = (
         refusal="no output fits a supported head; outputs: 537 (1 x 8 x 8 a frame)"),
 )
 
-def models_named(names: list[str] | None) -> tuple[CorpusModel, ...]:
-    """The corpus models with these names, in catalogue order (all of them for None)."""
+def models_named(names: list[str] | None, among: tuple[CorpusModel, ...] = MODELS
+                 ) -> tuple[CorpusModel, ...]:
+    """The models of `among` with these names, in catalogue order (all of them for None)."""
     if not names:
-        return MODELS
-    known = {m.name for m in MODELS}
+        return among
+    known = {m.name for m in among}
     unknown = sorted(set(names) - known)
     if unknown:
         raise InputError(f"unknown corpus model(s) {', '.join(unknown)}; known: "
                          f"{', '.join(sorted(known))}")
-    return tuple(m for m in MODELS if m.name in names)
+    return tuple(m for m in among if m.name in names)

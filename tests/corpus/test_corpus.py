@@ -9,13 +9,12 @@ runs more, and EDGE_CORPUS_CACHE moves the download cache (default ~/.cache/edge
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import onnx
 import pytest
 
 from converters.corpus.catalogue import MODELS, REFUSED, CorpusModel, models_named
-from converters.corpus.fetch import CorpusFiles, RegistryError, fetch_corpus
+from converters.corpus.fetch import CorpusFiles, RegistryError, default_cache, fetch_corpus
 from converters.corpus.run import PROFILES, CorpusRunError, edge_json, run_model
 from converters.onnx_source import opset_of
 
@@ -57,7 +56,7 @@ def _selected() -> tuple[CorpusModel, ...]:
 
 @pytest.fixture(scope="module")
 def corpus() -> CorpusFiles:
-    cache = Path(os.environ.get("EDGE_CORPUS_CACHE", Path.home() / ".cache" / "edge-corpus"))
+    cache = default_cache()
     try:
         # the YOLOv8n also serves the stride check below, whichever models are selected
         stride_check = models_named(["nudenet-320n"])
