@@ -120,9 +120,22 @@ class CameraConfig(_Section):
                                     description="named polygons; objects in each are counted")
     sampling: dict[str, Any] | None = Field(
         default=None, description="overrides of [sampling] keys for this camera")
+    snapshot_interval_s: float | None = Field(
+        default=None, gt=0, le=3600,
+        description="fetch the http(s) source as a still image (the camera's snapshot URL) "
+                    "every this many seconds: for a camera that serves no stream")
 
 
     _unique_zones = field_validator("zones")(unique_zone_names)
+
+    @model_validator(mode="after")
+    def _snapshots_within_stall(self) -> CameraConfig:
+        interval = self.snapshot_interval_s
+        if interval is not None and interval >= self.stall_s:
+            raise ValueError(f"snapshot_interval_s {interval:g} must be shorter than stall_s "
+                             f"{self.stall_s:g}, or each wait between snapshots reads as a "
+                             "stalled camera; raise stall_s")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -333,7 +333,8 @@ class Daemon:
             supervisor = SourceSupervisor(camera.name, camera.source,
                                           on_change=self._camera_changed,
                                           stall_s=camera.stall_s,
-                                          reconnect_max_s=camera.reconnect_max_s)
+                                          reconnect_max_s=camera.reconnect_max_s,
+                                          snapshot_interval_s=camera.snapshot_interval_s)
         except SourceError as exc:
             raise camera_error(self.config.key(f"cameras.{index}.source"), camera.name,
                                exc) from exc

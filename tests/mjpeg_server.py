@@ -1,6 +1,7 @@
 """A real HTTP camera for the stream tests: an MJPEG stream (`multipart/x-mixed-replace`, as
 IP cameras, ESP32 cameras and phone webcam apps serve it) at http://127.0.0.1:PORT/video, a
-snapshot at /snapshot.jpg (and as application/octet-stream at /still.bin), a web page at /,
+snapshot at /snapshot.jpg (the next frame at each request; the first frame as
+application/octet-stream at /still.bin), a web page at /,
 and at /stream the stream again, only with `?action=stream` (400 without, as mjpg-streamer),
 from Python's own HTTP server in a thread.
 
@@ -15,9 +16,11 @@ at `fps`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -57,6 +60,9 @@ class MjpegServer:
         self.realm = "edge-test-camera"
         self.nonce = os.urandom(8).hex()
         self.streams_served = 0
+        self.snapshots_served = 0
+        self.connections = 0  # TCP connections accepted (a kept-alive one counts once)
+        self._connections: set[socket.socket] = set()  # open now
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -75,8 +81,14 @@ class MjpegServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Closes the listener and every stream it serves (their writers see `stopping`)."""
+        """Closes the listener and every connection it serves, as a camera that goes away
+        does (a stream's writer sees `stopping`)."""
         self._stopping.set()
+        with self._count_lock:
+            open_now = list(self._connections)
+        for connection in open_now:
+            with contextlib.suppress(OSError):  # it closed meanwhile
+                connection.shutdown(socket.SHUT_RDWR)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -98,6 +110,20 @@ class MjpegServer:
             self.streaming += 1
             self.streams_served += 1
             return True
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._count_lock:
+            self._connections.add(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._count_lock:
+            self._connections.discard(connection)
+
+    def next_snapshot(self) -> int:
+        """The number of the snapshot to serve now (0, 1, ...)."""
+        with self._count_lock:
+            self.snapshots_served += 1
+            return self.snapshots_served - 1
 
     def end_stream(self) -> None:
         with self._count_lock:
@@ -139,6 +165,15 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            server.connections += 1
+            super().setup()
+            server.opened(self.connection)
+
+        def finish(self) -> None:
+            server.closed(self.connection)
+            super().finish()
+
         def do_GET(self) -> None:
             if not server.authorized("GET", self.headers.get("Authorization")):
                 # with a body, and the connection closed after it, as cameras answer
@@ -151,8 +186,8 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self._stream()
             elif path == "/stream":  # as mjpg-streamer without its query
                 self._send(400, "text/plain", b"no action given")
-            elif path == "/snapshot.jpg":
-                self._send(200, "image/jpeg", server.frame(0))
+            elif path == "/snapshot.jpg":  # a new picture at each request
+                self._send(200, "image/jpeg", server.frame(server.next_snapshot()))
             elif path == "/still.bin":  # a snapshot served without its media type
                 self._send(200, "application/octet-stream", server.frame(0))
             elif path == "/":

@@ -9,6 +9,7 @@ from edge.redact import redact_text
 from edge.sources.base import Frame, FramePool, LatestFrame, Source
 from edge.sources.opencv import csi_source, file_source, stream_source, v4l2_source
 from edge.sources.replay import ReplaySource
+from edge.sources.snapshot import SNAPSHOT_KEY, SnapshotSource
 from edge.sources.synthetic import SyntheticSource
 from edge.sources.uri import SourceUri
 from edge.wording import likely_meant
@@ -26,9 +27,15 @@ SOURCE_KINDS: dict[str, Callable[[SourceUri], Source]] = {
 }
 
 
-def source_from_uri(text: str) -> Source:
-    """Build (but do not open) the source a URI names."""
+def source_from_uri(text: str, snapshot_interval_s: float | None = None) -> Source:
+    """Build (but do not open) the source a URI names; with `snapshot_interval_s`, an http(s)
+    URL's still image fetched at that interval (a camera that serves no stream)."""
     uri = SourceUri.parse(text)
+    if snapshot_interval_s is not None:
+        if uri.scheme not in ("http", "https"):
+            raise SourceError(f"source '{text}': {SNAPSHOT_KEY} polls an http:// or https:// "
+                              f"snapshot URL, not a {uri.scheme}:// source; remove it")
+        return SnapshotSource(uri, snapshot_interval_s)
     if uri.scheme not in SOURCE_KINDS:
         close = likely_meant(uri.scheme.lower(), SOURCE_KINDS, cutoff=0.6)
         guess = f"did you mean {close}://? " if close else ""

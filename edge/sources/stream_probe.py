@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from edge.sources.ffmpeg_options import CAPTURE_OPTIONS, certificate_check
+from edge.sources.snapshot import SNAPSHOT_KEY
 from edge.sources.stream_auth import authorization, chosen
 from edge.sources.stream_session import (
     Answer,
@@ -263,7 +264,8 @@ def _served(answer: Answer, where: str) -> str:
     if kind.startswith("image/"):
         return (f"{where} serves one still image ({kind}), a snapshot, not a stream: give the "
                 f"camera's video stream URL (MJPEG streams are often at {MJPEG_PATHS}; see "
-                "the camera's manual)")
+                "the camera's manual), or, for a camera that has none, have this URL fetched "
+                f"at an interval: {SNAPSHOT_KEY} = 1 in its [[cameras]] block")
     if kind in PAGE_TYPES:
         return (f"{where} serves a page ({kind}), not a video stream: the stream has another "
                 "URL (the camera's manual or the page's source names it)")

@@ -154,10 +154,13 @@ class SourceSupervisor:
     def __init__(self, camera: str, uri: str, latest: LatestFrame | None = None,
                  on_change: Callable[[CameraStatus], None] | None = None, *,
                  stall_s: float = 10.0, reconnect_max_s: float = 30.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 snapshot_interval_s: float | None = None) -> None:
         self.camera = camera
         self.uri = uri
-        self.source = source_from_uri(uri)  # a config error (scheme, option, path) raises here
+        self._snapshot_interval_s = snapshot_interval_s
+        # a config error (scheme, option, path) raises here
+        self.source = source_from_uri(uri, snapshot_interval_s)
         self.latest = latest if latest is not None else LatestFrame()
         self._on_change = on_change
         self.stall_s = stall_s
@@ -302,7 +305,7 @@ class SourceSupervisor:
 
     def _successor(self, source: Source) -> Source:
         """A new source for the camera, following `source` (what it delivered)."""
-        successor = source_from_uri(self.uri)
+        successor = source_from_uri(self.uri, self._snapshot_interval_s)
         successor.follow(source)
         return successor
 

@@ -1,0 +1,219 @@
+"""Snapshot cameras (`snapshot_interval_s`): an HTTP camera that serves only a still image,
+fetched at an interval from a real HTTP server (tests/mjpeg_server.py, a new picture at each
+request), with its credentials, over one kept-alive connection; every way it can fail named as
+a person fixing it needs to read it; and under `edge run` with a real Mosquitto, a camera that
+goes away and comes back."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.broker import free_port
+from edge.config import load_config
+from edge.errors import ConfigError, SourceError
+from edge.redact import redact_text
+from edge.sources import source_from_uri
+from edge.sources.ffmpeg_options import CAPTURE_OPTIONS
+from tests.mjpeg_server import MjpegServer, self_signed_certificate
+from tests.test_camera_supervision import write_config
+
+PASSWORD = "s3cr@t/x"
+QUOTED_PASSWORD = "s3cr%40t%2Fx"
+
+
+@pytest.fixture
+def camera():
+    """A camera asking for admin / PASSWORD by Digest, started."""
+    server = MjpegServer(free_port(), credentials=("admin", PASSWORD))
+    server.start()
+    yield server
+    server.stop()
+
+
+def certificate(folder: Path, name: str = "camera") -> tuple[Path, Path]:
+    made = self_signed_certificate(folder, name)
+    if made is None:
+        pytest.skip("openssl is not installed")
+    return made
+
+
+def snapshot_url(server: MjpegServer, path: str = "/snapshot.jpg",
+                 credentials: str = f"admin:{QUOTED_PASSWORD}@", scheme: str = "http") -> str:
+    return f"{scheme}://{credentials}127.0.0.1:{server.port}{path}"
+
+
+def fetched_greys(url: str, interval_s: float, count: int) -> tuple[list[int], list[float]]:
+    """The grey level of each of `count` snapshots and when each came (monotonic seconds)."""
+    source = source_from_uri(url, interval_s)
+    source.open()
+    greys, times = [], []
+    try:
+        for _ in range(count):
+            frame = source.read()
+            assert frame is not None and frame.image.shape == (240, 320, 3)
+            greys.append(int(frame.image.mean()))
+            times.append(time.monotonic())
+            frame.release()
+    finally:
+        source.close()
+    return greys, times
+
+
+def opening_error(url: str, interval_s: float = 0.5) -> str:
+    source = source_from_uri(url, interval_s)
+    with pytest.raises(SourceError) as raised:
+        source.open()
+    source.close()
+    return redact_text(str(raised.value))
+
+
+def test_snapshots_are_fetched_at_the_interval_with_digest_credentials_on_one_connection(
+        camera):
+    greys, times = fetched_greys(snapshot_url(camera), 0.2, 6)
+    # each a new picture (the server's grey steps by 8 a request), none fetched twice
+    assert [later - earlier for earlier, later in itertools.pairwise(greys)] == [8] * 5, greys
+    assert camera.snapshots_served == 6
+    assert 0.17 <= statistics.median(b - a for a, b in itertools.pairwise(times)) <= 0.3, times
+    # the 401 that asked for Digest closed its connection; every snapshot after it shared one
+    assert camera.connections == 2
+
+
+def test_basic_credentials_are_answered_and_a_self_signed_https_camera_is_read(tmp_path):
+    basic = MjpegServer(free_port(), credentials=("viewer", "pw"), method="basic")
+    secure = MjpegServer(free_port(), certificate=certificate(tmp_path))
+    basic.start()
+    secure.start()
+    try:
+        greys, _ = fetched_greys(snapshot_url(basic, credentials="viewer:pw@"), 0.05, 3)
+        secure_greys, _ = fetched_greys(snapshot_url(secure, credentials="", scheme="https"),
+                                        0.05, 3)
+        wrong = opening_error(snapshot_url(basic, credentials="viewer:nope@"))
+        plain_to_tls = opening_error(snapshot_url(secure, credentials=""))
+    finally:
+        basic.stop()
+        secure.stop()
+    assert greys == [0, 8, 16] and secure_greys == [0, 8, 16]
+    assert wrong == (f"127.0.0.1:{basic.port}/snapshot.jpg refused the user name and password "
+                     "(HTTP 401): check them (a character such as @, : or / in the password is "
+                     "written %40, %3A or %2F)")
+    assert plain_to_tls == (f"127.0.0.1:{secure.port} closed the connection without answering "
+                            "(a TLS port closes on a plain request: is it https://?)")
+
+
+def test_a_camera_certificate_is_verified_when_the_stream_options_ask(tmp_path, monkeypatch):
+    made = certificate(tmp_path)
+    server = MjpegServer(free_port(), certificate=made)
+    server.start()
+    try:
+        monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{made[0]}")
+        verified, _ = fetched_greys(snapshot_url(server, credentials="", scheme="https"), 0.05, 1)
+        other, _ = certificate(tmp_path, "other")
+        monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{other}")
+        refused = opening_error(snapshot_url(server, credentials="", scheme="https"))
+    finally:
+        server.stop()
+    assert verified == [0]
+    assert refused.startswith(f"127.0.0.1:{server.port}'s TLS certificate did not verify ("), \
+        refused
+    assert "ca_file must be the one that signed it" in refused
+
+
+@pytest.mark.parametrize(("path", "credentials", "said"), [
+    ("/snapshot.jpg", "", "/snapshot.jpg needs a user name and password (HTTP 401): write them "
+                          "in the URL, before the host: USER:PASSWORD@127.0.0.1:{port}"),
+    ("/snapshot.jpg", "admin:hunter2@", "/snapshot.jpg refused the user name and password "
+                                        "(HTTP 401)"),
+    ("/pic.jpg", None, "/pic.jpg is not there (HTTP 404 Not Found): check the snapshot URL in "
+                       "the camera's manual (often /snapshot.jpg, /cgi-bin/snapshot.cgi"),
+    ("/", None, "127.0.0.1:{port}/ serves a page (text/html), not an image: check the snapshot "
+                "URL"),
+    ("/video", None, "/video serves a stream (multipart/x-mixed-replace), not one image: remove "
+                     "snapshot_interval_s from the camera's block, and edge reads the stream"),
+    ("/still.bin", None, None),  # no media type, but a JPEG: read
+])
+def test_each_fixable_cause_is_named_and_no_password_is_shown(camera, path, credentials, said):
+    url = snapshot_url(camera, path, f"admin:{QUOTED_PASSWORD}@" if credentials is None
+                       else credentials)
+    if said is None:
+        assert fetched_greys(url, 0.05, 1)[0] == [0]
+        return
+    message = opening_error(url)
+    assert said.format(port=camera.port) in message, message
+    assert "hunter2" not in message and PASSWORD not in message
+    assert QUOTED_PASSWORD not in message
+
+
+def test_a_camera_that_is_not_there_or_not_http_is_named():
+    closed = free_port()
+    assert opening_error(f"http://127.0.0.1:{closed}/snapshot.jpg") == (
+        f"127.0.0.1:{closed} refused the connection: nothing listens on port {closed} (check "
+        "the host and port; is the camera on?)")
+    with pytest.raises(SourceError, match="snapshot_interval_s polls an http:// or https:// "
+                                          "snapshot URL, not a rtsp:// source; remove it"):
+        source_from_uri("rtsp://127.0.0.1/stream", 1.0)
+
+
+def test_an_interval_as_long_as_the_stall_limit_is_refused_in_the_config(tmp_path):
+    config = write_config(tmp_path, tmp_path / "m.onnx", 1883,
+                          {"porch": "http://127.0.0.1/snapshot.jpg"},
+                          "stall_s = 5\nsnapshot_interval_s = 5\n")
+    with pytest.raises(ConfigError, match="snapshot_interval_s 5 must be shorter than stall_s "
+                                          "5, or each wait between snapshots reads as a stalled "
+                                          "camera; raise stall_s"):
+        load_config(config)
+
+
+@pytest.mark.slow
+def test_edge_run_reads_a_snapshot_camera_through_an_outage(tmp_path, mosquitto, demo_model):
+    """Four snapshots a second, the camera away from 2 s to 4 s into a 7 s run: it is
+    reopened once it answers again, and the run's summary counts its frames and the
+    reconnect."""
+    server = MjpegServer(free_port(), credentials=("admin", PASSWORD))
+    server.start()
+    config = write_config(tmp_path, demo_model, mosquitto.port, {"porch": snapshot_url(server)},
+                          "stall_s = 3\nreconnect_max_s = 0.5\nsnapshot_interval_s = 0.25\n")
+
+    def outage() -> None:
+        time.sleep(3.0)  # the daemon starts in about 1 s
+        server.stop()
+        time.sleep(2.0)
+        server.start()
+
+    away = threading.Thread(target=outage, daemon=True)
+    away.start()
+    try:
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                                 "--seconds", "7", "--json"], capture_output=True, text=True,
+                                timeout=90)
+    finally:
+        away.join(10)
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    porch = json.loads(result.stdout.strip().splitlines()[-1])["cameras"]["porch"]
+    assert porch["reconnects"] == 1, (porch, result.stderr[-3000:])
+    assert 3.0 <= porch["streaming_s"] <= 6.0, porch
+    # every snapshot reached the model, but one fetched as the daemon stopped and one the
+    # camera sent as it went away
+    assert server.snapshots_served - 2 <= porch["frames"] <= server.snapshots_served, porch
+    assert 3.2 <= porch["fps"] <= 4.4, porch
+    assert f"127.0.0.1:{server.port} refused the connection" in result.stderr
+    assert PASSWORD not in result.stderr and QUOTED_PASSWORD not in result.stderr
+
+
+def test_the_probe_of_a_snapshot_url_names_the_setting_that_reads_it(camera):
+    from edge.sources.stream_probe import diagnose_stream
+
+    said = diagnose_stream(snapshot_url(camera))
+    assert said is not None and said.endswith(
+        "or, for a camera that has none, have this URL fetched at an interval: "
+        "snapshot_interval_s = 1 in its [[cameras]] block"), said
+
