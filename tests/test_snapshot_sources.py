@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -157,8 +158,9 @@ def test_a_camera_that_is_not_there_or_not_http_is_named():
     assert opening_error(f"http://127.0.0.1:{closed}/snapshot.jpg") == (
         f"127.0.0.1:{closed} refused the connection: nothing listens on port {closed} (check "
         "the host and port; is the camera on?)")
-    with pytest.raises(SourceError, match="snapshot_interval_s polls an http:// or https:// "
-                                          "snapshot URL, not a rtsp:// source; remove it"):
+    with pytest.raises(SourceError, match=r"a snapshot interval \(snapshot_interval_s\) "
+                                          "fetches an http:// or https:// still image, not a "
+                                          "rtsp:// source; leave it out for this one"):
         source_from_uri("rtsp://127.0.0.1/stream", 1.0)
 
 
@@ -215,5 +217,31 @@ def test_the_probe_of_a_snapshot_url_names_the_setting_that_reads_it(camera):
     said = diagnose_stream(snapshot_url(camera))
     assert said is not None and said.endswith(
         "or, for a camera that has none, have this URL fetched at an interval: "
-        "snapshot_interval_s = 1 in its [[cameras]] block"), said
+        "snapshot_interval_s = 1 in its [[cameras]] block (edge probe --snapshot-interval 1 "
+        "tries it)"), said
+
+
+def test_edge_probe_tries_a_snapshot_url_at_the_interval_given_or_configured(camera, tmp_path,
+                                                                           demo_model):
+    url = snapshot_url(camera)
+    given = subprocess.run([sys.executable, "-m", "edge", "probe", url, "--snapshot-interval",
+                            "0.25", "--frames", "5", "--json"], capture_output=True, text=True,
+                           timeout=60)
+    assert given.returncode == 0, given.stderr
+    assert re.search(r"source 1: http://REDACTED@127\.0\.0\.1:\d+/snapshot\.jpg: 320x240 at "
+                     r"[34]\.\d fps \(one snapshot every 0\.25 s asked for\), 5 frames",
+                     given.stdout), given.stdout
+    config = write_config(tmp_path, demo_model, 1883, {"porch": url},
+                          "snapshot_interval_s = 0.5\n")
+    configured = subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
+                                 "--frames", "3"], capture_output=True, text=True, timeout=60)
+    both = subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
+                           "--snapshot-interval", "1"], capture_output=True, text=True,
+                          timeout=60)
+    assert configured.returncode == 0, configured.stderr
+    assert "(one snapshot every 0.5 s asked for), 3 frames" in configured.stdout
+    assert both.returncode == 2
+    assert "--snapshot-interval is for the sources given here; a config's cameras set " \
+           "snapshot_interval_s in their own blocks" in both.stderr
+    assert PASSWORD not in given.stdout + configured.stdout + both.stderr
 

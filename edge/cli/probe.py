@@ -41,7 +41,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     if config is not None:  # as `edge run` would refuse it, before the cameras are tried
         require_model_file(config.model.path, config.key("model.path"))
-    named = _checked_sources(args.sources, config)
+    if args.snapshot_interval is not None and config is not None:
+        raise InputError("--snapshot-interval is for the sources given here; a config's "
+                         "cameras set snapshot_interval_s in their own blocks")
+    named = _checked_sources(args.sources, config, args.snapshot_interval)
     cameras = config.cameras if config is not None else []
     zones = {camera.name: camera.zones for camera in cameras if camera.zones}
     for name, camera_zones in zones.items():
@@ -51,8 +54,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
         require_output_folder(args.save, "--save")
     stop = stop_on_signals()  # Ctrl-C and SIGTERM end every trial at its next frame
     with ThreadPoolExecutor(len(named), thread_name_prefix="probe") as pool:
-        running = {pool.submit(try_source, name, text, args.frames, args.timeout, stop): index
-                   for index, (name, text) in enumerate(named)}
+        running = {pool.submit(try_source, name, text, args.frames, args.timeout, stop,
+                               interval): index
+                   for index, (name, text, interval) in enumerate(named)}
         trials: list[SourceTrial | None] = [None] * len(named)
         unsaved = 0
         for done in as_completed(running):  # each line as soon as its source is tried
@@ -86,25 +90,30 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return code
 
 
-def _checked_sources(sources: list[str], config: Config | None) -> list[tuple[str, str]]:
-    """(name, source URI) of each source to try: `sources` (the command line's), or the
+def _checked_sources(sources: list[str], config: Config | None,
+                     snapshot_interval_s: float | None
+                     ) -> list[tuple[str, str, float | None]]:
+    """(name, source URI, snapshot interval) of each source to try: `sources` (the command
+    line's, each fetched as a snapshot every `snapshot_interval_s` where given), or the
     cameras of `config`; what is malformed is refused before anything is opened, a camera's
     naming its config key, as `edge run` does."""
     from edge.sources import camera_error
     from edge.sources.trial import checked_source
 
     if config is None:
-        named = [(f"source {i}", text) for i, text in enumerate(sources, 1)]
-        for _, text in named:
-            checked_source(text)
+        named = [(f"source {i}", text, snapshot_interval_s)
+                 for i, text in enumerate(sources, 1)]
+        for _, text, interval in named:
+            checked_source(text, interval)
         return named
     for index, camera in enumerate(config.cameras):
         try:
-            checked_source(camera.source)
+            checked_source(camera.source, camera.snapshot_interval_s)
         except SourceError as exc:
             raise camera_error(config.key(f"cameras.{index}.source"), camera.name,
                                exc) from None
-    return [(camera.name, camera.source) for camera in config.cameras]
+    return [(camera.name, camera.source, camera.snapshot_interval_s)
+            for camera in config.cameras]
 
 
 def _zones_problem(trial: SourceTrial, zones: list[ZoneConfig]) -> str | None:
@@ -164,6 +173,9 @@ def add_command(commands: Any) -> None:
                        help=f"seconds each source may take in all (default "
                             f"{DEFAULT_TIMEOUT_S:g}); a stream still opening then is asked why "
                             "for up to 2 s more")
+    probe.add_argument("--snapshot-interval", type=parse_positive_float, metavar="S",
+                       help="fetch each http(s) source as a still image (a camera's snapshot "
+                            "URL) every S seconds, as a camera's snapshot_interval_s does")
     probe.add_argument("--save", type=Path, metavar="DIR",
                        help="save each source's last frame as DIR/<camera>.jpg (a config's "
                             "camera names; source-N.jpg for sources given here), to check what "

@@ -33,8 +33,9 @@ def source_from_uri(text: str, snapshot_interval_s: float | None = None) -> Sour
     uri = SourceUri.parse(text)
     if snapshot_interval_s is not None:
         if uri.scheme not in ("http", "https"):
-            raise SourceError(f"source '{text}': {SNAPSHOT_KEY} polls an http:// or https:// "
-                              f"snapshot URL, not a {uri.scheme}:// source; remove it")
+            raise SourceError(f"source '{text}': a snapshot interval ({SNAPSHOT_KEY}) fetches "
+                              f"an http:// or https:// still image, not a {uri.scheme}:// "
+                              "source; leave it out for this one")
         return SnapshotSource(uri, snapshot_interval_s)
     if uri.scheme not in SOURCE_KINDS:
         close = likely_meant(uri.scheme.lower(), SOURCE_KINDS, cutoff=0.6)

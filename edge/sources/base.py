@@ -111,7 +111,7 @@ class LatestFrame:
 
 
 #: Where a source's `fps` comes from (`Source.fps_origin`).
-FpsOrigin = Literal["declared", "asked", "default"]
+FpsOrigin = Literal["declared", "asked", "default", "snapshots"]
 
 #: What to check about a source that does not open (or hangs opening).
 CHECK_UNOPENED = "check that the device or stream exists and that you may read it"

@@ -41,7 +41,7 @@ class SnapshotSource(Source):
     for them) fetched every `interval_s` seconds, each answer decoded as one BGR frame."""
 
     live = True
-    fps_origin = "asked"
+    fps_origin = "snapshots"
     read_timeout_s = None  # each fetch is bounded by FETCH_TIMEOUT_S, and raises past it
 
     def __init__(self, uri: SourceUri, interval_s: float) -> None:

@@ -265,7 +265,8 @@ def _served(answer: Answer, where: str) -> str:
         return (f"{where} serves one still image ({kind}), a snapshot, not a stream: give the "
                 f"camera's video stream URL (MJPEG streams are often at {MJPEG_PATHS}; see "
                 "the camera's manual), or, for a camera that has none, have this URL fetched "
-                f"at an interval: {SNAPSHOT_KEY} = 1 in its [[cameras]] block")
+                f"at an interval: {SNAPSHOT_KEY} = 1 in its [[cameras]] block (edge probe "
+                "--snapshot-interval 1 tries it)")
     if kind in PAGE_TYPES:
         return (f"{where} serves a page ({kind}), not a video stream: the stream has another "
                 "URL (the camera's manual or the page's source names it)")

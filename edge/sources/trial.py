@@ -88,6 +88,8 @@ def _pace_words(fps: float, origin: FpsOrigin) -> str:
     folder's, the scene's: it declares nothing)."""
     if origin == "asked":
         return f"fps= asks for {fps:g}"
+    if origin == "snapshots":
+        return f"one snapshot every {1 / fps:g} s asked for"
     if origin == "default":
         return f"its default pace, {fps:g}; fps= sets another"
     return f"the source declares {fps:g}"
@@ -97,21 +99,23 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def checked_source(text: str) -> None:
+def checked_source(text: str, snapshot_interval_s: float | None = None) -> None:
     """Raise SourceError for a URI no source can be made of (unknown scheme or option, a
     missing file): bad input, as `edge run` refuses it at start."""
-    source_from_uri(text).close()
+    source_from_uri(text, snapshot_interval_s).close()
 
 
 def try_source(name: str, text: str, frames: int, timeout_s: float,
-               stop: StopRequest | None = None) -> SourceTrial:
-    """Open the source at URI `text` and read `frames` frames from it, within `timeout_s`
-    seconds in all, or until `stop` is set. A reader still reading then stops at its next
-    frame and closes the source; one stuck opening a device is left to its thread
-    (`SourceTrial.stuck`)."""
+               stop: StopRequest | None = None,
+               snapshot_interval_s: float | None = None) -> SourceTrial:
+    """Open the source at URI `text` (its still image fetched every `snapshot_interval_s`
+    where given) and read `frames` frames from it, within `timeout_s` seconds in all, or until
+    `stop` is set. A reader still reading then stops at its next frame and closes the source;
+    one stuck opening a device is left to its thread (`SourceTrial.stuck`)."""
     trial = SourceTrial(name, redact_uri(text))
     enough = threading.Event()
-    reader = threading.Thread(target=_read, args=(trial, text, frames, enough),
+    reader = threading.Thread(target=_read, args=(trial, text, frames, enough,
+                                                  snapshot_interval_s),
                               name=f"probe-{name}", daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout_s
@@ -148,11 +152,12 @@ def _overdue(trial: SourceTrial, text: str, timeout_s: float) -> str:
     return open_stalled(text, timeout_s)
 
 
-def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event) -> None:
+def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event,
+          snapshot_interval_s: float | None) -> None:
     started = time.monotonic()
     times: list[float] = []
     try:
-        source = source_from_uri(text)
+        source = source_from_uri(text, snapshot_interval_s)
         trial.live = source.live
         try:
             source.open()
