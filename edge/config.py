@@ -123,7 +123,8 @@ class CameraConfig(_Section):
     snapshot_interval_s: float | None = Field(
         default=None, gt=0, le=3600,
         description="fetch the http(s) source as a still image (the camera's snapshot URL) "
-                    "every this many seconds: for a camera that serves no stream")
+                    "every this many seconds: for a camera that serves no stream (at most "
+                    "half of stall_s)")
 
 
     _unique_zones = field_validator("zones")(unique_zone_names)
@@ -131,10 +132,11 @@ class CameraConfig(_Section):
     @model_validator(mode="after")
     def _snapshots_within_stall(self) -> CameraConfig:
         interval = self.snapshot_interval_s
-        if interval is not None and interval >= self.stall_s:
-            raise ValueError(f"snapshot_interval_s {interval:g} must be shorter than stall_s "
-                             f"{self.stall_s:g}, or each wait between snapshots reads as a "
-                             "stalled camera; raise stall_s")
+        if interval is not None and 2 * interval > self.stall_s:
+            raise ValueError(f"snapshot_interval_s {interval:g} must be at most half of stall_s "
+                             f"{self.stall_s:g}, or the wait for a snapshot that is slow to "
+                             "come reads as a stalled camera; raise stall_s to "
+                             f"{2 * interval:g} or more")
         return self
 
     @field_validator("name")

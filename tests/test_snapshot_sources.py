@@ -164,13 +164,14 @@ def test_a_camera_that_is_not_there_or_not_http_is_named():
         source_from_uri("rtsp://127.0.0.1/stream", 1.0)
 
 
-def test_an_interval_as_long_as_the_stall_limit_is_refused_in_the_config(tmp_path):
+def test_an_interval_over_half_the_stall_limit_is_refused_in_the_config(tmp_path):
     config = write_config(tmp_path, tmp_path / "m.onnx", 1883,
                           {"porch": "http://127.0.0.1/snapshot.jpg"},
-                          "stall_s = 5\nsnapshot_interval_s = 5\n")
-    with pytest.raises(ConfigError, match="snapshot_interval_s 5 must be shorter than stall_s "
-                                          "5, or each wait between snapshots reads as a stalled "
-                                          "camera; raise stall_s"):
+                          "stall_s = 5\nsnapshot_interval_s = 3\n")
+    with pytest.raises(ConfigError, match="snapshot_interval_s 3 must be at most half of "
+                                          "stall_s 5, or the wait for a snapshot that is slow "
+                                          "to come reads as a stalled camera; raise stall_s to "
+                                          "6 or more"):
         load_config(config)
 
 
