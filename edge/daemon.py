@@ -670,6 +670,7 @@ class Daemon:
         self._stopping = True
         self.heartbeat.stopping(summary_line(self.stats()))
         statuses = self.camera_statuses()  # before the stop sets every state "ended"
+        streamed = [w.supervisor.streamed_seconds() for w in self.workers]  # up to the stop
         # Named once the cameras have stopped: one still opening at the stop can deliver its
         # first frame while it stops (and log "streaming"), and then it did deliver.
         self._stop_cameras(self.workers)
@@ -700,9 +701,9 @@ class Daemon:
                           self.link.counters.states_sent, tuple(never_streamed),
                           self.link.counters.connects > 0, self.link.counters.recovered,
                           self.link.counters.events_dropped, rival,
-                          tuple(CameraRun(w.name, w.frames, w.frames_dropped,
-                                          w.supervisor.streamed_seconds(), w.supervisor.reconnects)
-                                for w in self.workers))
+                          tuple(CameraRun(w.name, w.frames, w.frames_dropped, seconds,
+                                          w.supervisor.reconnects)
+                                for w, seconds in zip(self.workers, streamed, strict=True)))
 
     def _gives_way(self) -> str | None:
         """Why this daemon stops for another that publishes as this device and started first

@@ -61,6 +61,10 @@ class MjpegServer:
         self.nonce = os.urandom(8).hex()
         self.streams_served = 0
         self.snapshots_served = 0
+        #: snapshot number -> what goes wrong with it: "busy" (503), "cut" (half the JPEG),
+        #: "slow" (answered after `slow_s`)
+        self.snapshot_faults: dict[int, str] = {}
+        self.slow_s = 1.5
         self.connections = 0  # TCP connections accepted (a kept-alive one counts once)
         self._connections: set[socket.socket] = set()  # open now
         self._server: ThreadingHTTPServer | None = None
@@ -187,7 +191,7 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/stream":  # as mjpg-streamer without its query
                 self._send(400, "text/plain", b"no action given")
             elif path == "/snapshot.jpg":  # a new picture at each request
-                self._send(200, "image/jpeg", server.frame(server.next_snapshot()))
+                self._snapshot(server.next_snapshot())
             elif path == "/still.bin":  # a snapshot served without its media type
                 self._send(200, "application/octet-stream", server.frame(0))
             elif path == "/":
@@ -204,6 +208,18 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+
+        def _snapshot(self, index: int) -> None:
+            fault = server.snapshot_faults.get(index)
+            jpeg = server.frame(index)
+            if fault == "busy":
+                self._send(503, "text/plain", b"busy")
+            elif fault == "cut":
+                self._send(200, "image/jpeg", jpeg[:len(jpeg) // 2])
+            else:
+                if fault == "slow":
+                    time.sleep(server.slow_s)
+                self._send(200, "image/jpeg", jpeg)
 
         def _stream(self) -> None:
             if not server.take_stream():

@@ -264,7 +264,7 @@ def test_a_stream_that_opens_after_the_timeout_is_said_to_need_a_longer_one(monk
     """A user check: `--timeout 2` on a stream that took 1.9-3.8 s to open said only "0 of 30
     frames within 2 s", though its server answered and it was still opening."""
     monkeypatch.setattr(trial_module, "source_from_uri",
-                        lambda text: SlowScene("synthetic://shapes?fps=30", 1.5))
+                        lambda text, snapshots=None: SlowScene("synthetic://shapes?fps=30", 1.5))
     trial = try_source("gate", "rtsp://127.0.0.1:8554/cam", 30, 0.5)
     assert trial.frames == 0 and trial.opened_s is not None and trial.opened_s >= 1.5
     assert trial.error == (f"0 of 30 frames within 0.5 s: the source took "

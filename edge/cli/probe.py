@@ -16,11 +16,16 @@ from edge.errors import SourceError
 if TYPE_CHECKING:
     from edge.config import Config
     from edge.objects_config import ZoneConfig
+    from edge.sources import Snapshots
     from edge.sources.trial import SourceTrial
 
 #: Seconds a trial may take by default: FFmpeg's open timeout for a stream (10 s) and the
 #: frames after it.
 DEFAULT_TIMEOUT_S = 15.0
+#: Frames a trial reads by default ...
+DEFAULT_FRAMES = 30
+#: ... and of a snapshot camera: enough to measure its pace over the second half.
+SNAPSHOT_FRAMES = 5
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -54,9 +59,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
         require_output_folder(args.save, "--save")
     stop = stop_on_signals()  # Ctrl-C and SIGTERM end every trial at its next frame
     with ThreadPoolExecutor(len(named), thread_name_prefix="probe") as pool:
-        running = {pool.submit(try_source, name, text, args.frames, args.timeout, stop,
-                               interval): index
-                   for index, (name, text, interval) in enumerate(named)}
+        running = {pool.submit(try_source, name, text, *_trial_plan(args, snapshots), stop,
+                               snapshots): index
+                   for index, (name, text, snapshots) in enumerate(named)}
         trials: list[SourceTrial | None] = [None] * len(named)
         unsaved = 0
         for done in as_completed(running):  # each line as soon as its source is tried
@@ -92,28 +97,46 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def _checked_sources(sources: list[str], config: Config | None,
                      snapshot_interval_s: float | None
-                     ) -> list[tuple[str, str, float | None]]:
-    """(name, source URI, snapshot interval) of each source to try: `sources` (the command
-    line's, each fetched as a snapshot every `snapshot_interval_s` where given), or the
-    cameras of `config`; what is malformed is refused before anything is opened, a camera's
-    naming its config key, as `edge run` does."""
-    from edge.sources import camera_error
+                     ) -> list[tuple[str, str, Snapshots | None]]:
+    """(name, source URI, how it is fetched as snapshots or None) of each source to try:
+    `sources` (the command line's, each fetched as a snapshot every `snapshot_interval_s`
+    where given, with a camera's default stall_s), or the cameras of `config`; what is
+    malformed is refused before anything is opened, a camera's naming its config key, as
+    `edge run` does."""
+    from edge.config import CameraConfig
+    from edge.sources import Snapshots, camera_error
     from edge.sources.trial import checked_source
 
     if config is None:
-        named = [(f"source {i}", text, snapshot_interval_s)
-                 for i, text in enumerate(sources, 1)]
-        for _, text, interval in named:
-            checked_source(text, interval)
+        default_stall_s = CameraConfig.model_fields["stall_s"].default
+        snapshots = (None if snapshot_interval_s is None
+                     else Snapshots.within(snapshot_interval_s, default_stall_s))
+        named = [(f"source {i}", text, snapshots) for i, text in enumerate(sources, 1)]
+        for _, text, _ in named:
+            checked_source(text, snapshots)
         return named
+    cameras = []
     for index, camera in enumerate(config.cameras):
+        interval = camera.snapshot_interval_s
+        snapshots = None if interval is None else Snapshots.within(interval, camera.stall_s)
         try:
-            checked_source(camera.source, camera.snapshot_interval_s)
+            checked_source(camera.source, snapshots)
         except SourceError as exc:
             raise camera_error(config.key(f"cameras.{index}.source"), camera.name,
                                exc) from None
-    return [(camera.name, camera.source, camera.snapshot_interval_s)
-            for camera in config.cameras]
+        cameras.append((camera.name, camera.source, snapshots))
+    return cameras
+
+
+def _trial_plan(args: argparse.Namespace, snapshots: Snapshots | None) -> tuple[int, float]:
+    """(frames, timeout in seconds) of one trial: as asked, else the defaults, which for a
+    snapshot camera are `SNAPSHOT_FRAMES` and the time they take at its pace."""
+    if snapshots is None:
+        return (args.frames or DEFAULT_FRAMES,
+                DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout)
+    frames = args.frames or SNAPSHOT_FRAMES
+    needed = snapshots.timeout_s + (frames - 1) * snapshots.interval_s + 2.0
+    return frames, max(DEFAULT_TIMEOUT_S, needed) if args.timeout is None else args.timeout
 
 
 def _zones_problem(trial: SourceTrial, zones: list[ZoneConfig]) -> str | None:
@@ -167,12 +190,14 @@ def add_command(commands: Any) -> None:
                        help="source URIs as a config's cameras.source (rtsp://..., "
                             "http://..., v4l2:///dev/video0, file:///path, synthetic://shapes)")
     probe.add_argument("--config", type=Path, help="try every camera of this TOML config")
-    probe.add_argument("--frames", type=parse_positive_int, default=30,
-                       help="frames to read from each source (default 30)")
-    probe.add_argument("--timeout", type=parse_positive_float, default=DEFAULT_TIMEOUT_S,
+    probe.add_argument("--frames", type=parse_positive_int, default=None,
+                       help=f"frames to read from each source (default {DEFAULT_FRAMES}; "
+                            f"{SNAPSHOT_FRAMES} of a snapshot camera)")
+    probe.add_argument("--timeout", type=parse_positive_float, default=None,
                        help=f"seconds each source may take in all (default "
-                            f"{DEFAULT_TIMEOUT_S:g}); a stream still opening then is asked why "
-                            "for up to 2 s more")
+                            f"{DEFAULT_TIMEOUT_S:g}, or what a snapshot camera's frames take at "
+                            "its pace); a stream still opening then is asked why for up to 2 s "
+                            "more")
     probe.add_argument("--snapshot-interval", type=parse_positive_float, metavar="S",
                        help="fetch each http(s) source as a still image (a camera's snapshot "
                             "URL) every S seconds, as a camera's snapshot_interval_s does")

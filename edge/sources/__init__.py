@@ -9,7 +9,7 @@ from edge.redact import redact_text
 from edge.sources.base import Frame, FramePool, LatestFrame, Source
 from edge.sources.opencv import csi_source, file_source, stream_source, v4l2_source
 from edge.sources.replay import ReplaySource
-from edge.sources.snapshot import SNAPSHOT_KEY, SnapshotSource
+from edge.sources.snapshot import SNAPSHOT_KEY, Snapshots, SnapshotSource
 from edge.sources.synthetic import SyntheticSource
 from edge.sources.uri import SourceUri
 from edge.wording import likely_meant
@@ -27,16 +27,16 @@ SOURCE_KINDS: dict[str, Callable[[SourceUri], Source]] = {
 }
 
 
-def source_from_uri(text: str, snapshot_interval_s: float | None = None) -> Source:
-    """Build (but do not open) the source a URI names; with `snapshot_interval_s`, an http(s)
-    URL's still image fetched at that interval (a camera that serves no stream)."""
+def source_from_uri(text: str, snapshots: Snapshots | None = None) -> Source:
+    """Build (but do not open) the source a URI names; with `snapshots`, an http(s) URL's
+    still image fetched at their interval (a camera that serves no stream)."""
     uri = SourceUri.parse(text)
-    if snapshot_interval_s is not None:
+    if snapshots is not None:
         if uri.scheme not in ("http", "https"):
             raise SourceError(f"source '{text}': a snapshot interval ({SNAPSHOT_KEY}) fetches "
                               f"an http:// or https:// still image, not a {uri.scheme}:// "
                               "source; leave it out for this one")
-        return SnapshotSource(uri, snapshot_interval_s)
+        return SnapshotSource(uri, snapshots)
     if uri.scheme not in SOURCE_KINDS:
         close = likely_meant(uri.scheme.lower(), SOURCE_KINDS, cutoff=0.6)
         guess = f"did you mean {close}://? " if close else ""
@@ -70,5 +70,5 @@ def probe_frame_size(text: str) -> tuple[int, int] | None:
     return None if frame is None else (frame.image.shape[1], frame.image.shape[0])
 
 
-__all__ = ["Frame", "FramePool", "LatestFrame", "Source", "SourceUri", "probe_frame_size",
-           "source_from_uri"]
+__all__ = ["Frame", "FramePool", "LatestFrame", "Snapshots", "Source", "SourceUri",
+           "probe_frame_size", "source_from_uri"]

@@ -155,6 +155,11 @@ class Source(ABC):
     def close(self) -> None:
         """Release the device or file."""
 
+    def interrupt(self) -> None:
+        """Asked from another thread when the daemon stops: a read that waits for its frame's
+        time returns None as soon as it can (a read blocked in a device or FFmpeg returns
+        when it returns)."""
+
     def follow(self, earlier: Source) -> None:
         """Called before `open` on a source that replaces `earlier` (its supervisor reopens the
         camera): what `earlier` delivered may be taken over, so as not to deliver it again."""

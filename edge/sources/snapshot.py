@@ -5,28 +5,42 @@ steady interval: cheap cameras, doorbells and battery cameras often offer nothin
 One HTTP/1.1 connection is kept open between fetches where the camera allows it; Basic and
 Digest (MD5) authentication are answered as FFmpeg answers them for a stream
 (`edge.sources.stream_auth`), and a TLS camera's certificate is checked, or not, as the
-stream sources' are (`edge.sources.ffmpeg_options`). Every failure is a `SourceError` that
-says what the camera answered, so its supervisor reopens it with the reason on the status.
+stream sources' are (`edge.sources.ffmpeg_options`). A snapshot that comes back damaged, cut
+short or as a server error (a camera busy making one) is skipped and the next one fetched at
+its time; `MAX_MISSED` in a row, and anything that no retry mends (a wrong password or path,
+a refused connection), is a `SourceError` that says what the camera answered, so that its
+supervisor reopens it with the reason on the status.
 """
 
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import ssl
+import threading
+import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from edge.errors import SourceError
-from edge.sources.base import Frame, Pacer, Source
+from edge.redact import redact_uri
+from edge.sources.base import Frame, Source
 from edge.sources.ffmpeg_options import certificate_check, trust_camera_certificates
+from edge.sources.jpeg_end import jpeg_cut_short
 from edge.sources.stream_auth import Challenge, authorization, chosen
 from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 from edge.sources.uri import SourceUri
 
-#: Seconds one connect, request or read of a snapshot may take.
-FETCH_TIMEOUT_S = 5.0
+log = logging.getLogger(__name__)
+
+#: Snapshots in a row that may be skipped (damaged, cut short, a server error, no answer in
+#: time) before the camera counts as down and is reopened.
+MAX_MISSED = 3
+#: Seconds between warnings of skipped snapshots (a camera that fails every fourth one).
+MISSED_LOG_S = 60.0
 #: A snapshot larger than this is no camera's still image (a 4K JPEG is 1-3 MB).
 MAX_SNAPSHOT_BYTES = 32 << 20
 #: Where cameras commonly serve their snapshot (said when a path is not found).
@@ -36,15 +50,36 @@ SNAPSHOT_PATHS = ("/snapshot.jpg, /cgi-bin/snapshot.cgi, /ISAPI/Streaming/channe
 SNAPSHOT_KEY = "snapshot_interval_s"
 
 
+@dataclass(frozen=True)
+class Snapshots:
+    """A snapshot camera's pace: one fetch every `interval_s` seconds, each given up to
+    `timeout_s` (connect, request and each read)."""
+
+    interval_s: float
+    timeout_s: float
+
+    @classmethod
+    def within(cls, interval_s: float, stall_s: float) -> Snapshots:
+        """Each fetch given what is left of the camera's `stall_s` after the wait for it, so
+        that a camera slow to make its snapshot (5-8 s for a full-size one on some) is not
+        yet a stalled one (`snapshot_interval_s` is at most half of `stall_s`)."""
+        return cls(interval_s, max(stall_s - interval_s, interval_s))
+
+
+class _MissedError(SourceError):
+    """A snapshot that a later fetch may well bring (damaged, cut short, a server error, no
+    answer in time)."""
+
+
 class SnapshotSource(Source):
     """`uri` (http:// or https://, user and password before the host where the camera asks
-    for them) fetched every `interval_s` seconds, each answer decoded as one BGR frame."""
+    for them) fetched as `snapshots` say, each answer decoded as one BGR frame."""
 
     live = True
     fps_origin = "snapshots"
-    read_timeout_s = None  # each fetch is bounded by FETCH_TIMEOUT_S, and raises past it
+    read_timeout_s = None  # each fetch is bounded by its own timeout, and raises past it
 
-    def __init__(self, uri: SourceUri, interval_s: float) -> None:
+    def __init__(self, uri: SourceUri, snapshots: Snapshots) -> None:
         super().__init__()
         self.uri = uri.text
         written = uri.scheme + uri.text[uri.text.index("://"):]
@@ -56,22 +91,46 @@ class SnapshotSource(Source):
         if target.scheme in TLS_SCHEMES:
             trust_camera_certificates()  # says once whether certificates are checked
         self._target = target
-        self.fps = 1.0 / interval_s
-        self._pacer = Pacer(self.fps)
+        self._timeout_s = snapshots.timeout_s
+        self.fps = 1.0 / snapshots.interval_s
+        self._period = snapshots.interval_s
+        self._due = 0.0  # time.monotonic() of the next fetch
+        self._interrupted = threading.Event()
+        self._missed = 0  # in a row
+        self._missed_unlogged = 0
+        self._missed_logged_at = -MISSED_LOG_S
         self._connection: http.client.HTTPConnection | None = None
         self._challenge: Challenge | None = None  # the camera's last, answered from then on
         self._first: Frame | None = None
 
     def open(self) -> None:
         """Fetch the first snapshot, so that a wrong URL, password or path is said at once."""
+        self._due = time.monotonic()
         self._first = self._fetch()
 
-    def read(self) -> Frame:
+    def read(self) -> Frame | None:
+        """The next snapshot when it is due, the ones that miss skipped (`MAX_MISSED` in a
+        row raise); None once `interrupt` asked it to stop."""
         if self._first is not None:
             first, self._first = self._first, None
             return first
-        self._pacer.wait()
-        return self._fetch()
+        while True:
+            self._due = max(self._due + self._period, time.monotonic())
+            if self._interrupted.wait(max(0.0, self._due - time.monotonic())):
+                return None
+            try:
+                frame = self._fetch()
+            except _MissedError as exc:
+                self._missed += 1
+                if self._missed >= MAX_MISSED:
+                    raise SourceError(f"{exc} ({MAX_MISSED} snapshots in a row missed)") from None
+                self._note_missed(str(exc))
+                continue
+            self._missed = 0
+            return frame
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
 
     def close(self) -> None:
         self._disconnect()
@@ -81,22 +140,47 @@ class SnapshotSource(Source):
 
     # -- one fetch ---------------------------------------------------------------------------
 
+    def _note_missed(self, why: str) -> None:
+        """A warning for a skipped snapshot, at most every `MISSED_LOG_S` (with how many were
+        skipped since the last)."""
+        self._missed_unlogged += 1
+        now = time.monotonic()
+        if now - self._missed_logged_at < MISSED_LOG_S:
+            return
+        more = (f" ({self._missed_unlogged} skipped in the last {MISSED_LOG_S:g} s)"
+                if self._missed_unlogged > 1 else "")
+        log.warning("%s: a snapshot skipped, the next fetched at its time: %s%s",
+                    redact_uri(self.uri), why, more)
+        self._missed_logged_at, self._missed_unlogged = now, 0
+
     def _fetch(self) -> Frame:
         try:
             status, content_type, body = self._get()
         except SourceError:
             self._disconnect()
             raise
+        except TimeoutError:
+            self._disconnect()
+            raise _MissedError(self._late()) from None
+        except http.client.IncompleteRead as exc:
+            self._disconnect()
+            raise _MissedError(f"{self._where()} sent {len(exc.partial)} bytes of a snapshot "
+                               "and stopped") from None
         except (OSError, http.client.HTTPException) as exc:
             self._disconnect()
             raise SourceError(self._unreachable(exc)) from None
+        if status >= 500 or status in (408, 429):
+            raise _MissedError(f"{self._where()} answered HTTP {status} instead of an image")
         if status != 200:
             raise SourceError(self._refused(status))
+        if jpeg_cut_short(body):
+            raise _MissedError(f"{self._where()} sent a JPEG cut short ({len(body)} bytes, no "
+                               "end marker): the camera or the network cut it off")
         image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
         if image is None or image.size == 0:
-            raise SourceError(f"{self._where()} served {len(body)} bytes "
-                              f"({content_type or 'no content type'}) that are not an image; "
-                              f"{self._check_path()}")
+            raise _MissedError(f"{self._where()} served {len(body)} bytes "
+                               f"({content_type or 'no content type'}) that are not an image; "
+                               f"{self._check_path()}")
         return self._frame(np.asarray(image, np.uint8))
 
     def _get(self) -> tuple[int, str, bytes]:
@@ -163,10 +247,10 @@ class SnapshotSource(Source):
             target = self._target
             if target.scheme in TLS_SCHEMES:
                 self._connection = http.client.HTTPSConnection(
-                    target.host, target.port, timeout=FETCH_TIMEOUT_S, context=_tls_context())
+                    target.host, target.port, timeout=self._timeout_s, context=_tls_context())
             else:
                 self._connection = http.client.HTTPConnection(target.host, target.port,
-                                                              timeout=FETCH_TIMEOUT_S)
+                                                              timeout=self._timeout_s)
         return self._connection
 
     def _disconnect(self) -> None:
@@ -202,6 +286,11 @@ class SnapshotSource(Source):
             return f"{where} is not there (HTTP 404 Not Found): {self._check_path()}"
         return f"{where} answered HTTP {status} instead of an image"
 
+    def _late(self) -> str:
+        return (f"{self._target.address} did not answer within {self._timeout_s:g} s (what the "
+                "camera's stall_s leaves after the wait for a snapshot; raise stall_s for a "
+                "camera that is slow to make one)")
+
     def _unreachable(self, exc: BaseException) -> str:
         where = self._target.address
         if isinstance(exc, ConnectionRefusedError):
@@ -209,8 +298,6 @@ class SnapshotSource(Source):
                     f"{self._target.port} (check the host and port; is the camera on?)")
         if isinstance(exc, socket.gaierror):
             return f"host {self._target.host} does not resolve: check the host name"
-        if isinstance(exc, TimeoutError):
-            return f"{where} did not answer within {FETCH_TIMEOUT_S:g} s"
         if isinstance(exc, ssl.SSLCertVerificationError):
             return (f"{where}'s TLS certificate did not verify ({exc.verify_message}); the "
                     "CA in OPENCV_FFMPEG_CAPTURE_OPTIONS's ca_file must be the one that "

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
-from edge.sources import source_from_uri
+from edge.sources import Snapshots, source_from_uri
 from edge.sources.base import CHECK_UNOPENED, Frame, LatestFrame, Source
 from edge.sources.stream_probe import diagnose_stream, serves_the_stream
 from edge.timing import RateMeter, rfc3339
@@ -158,9 +158,10 @@ class SourceSupervisor:
                  snapshot_interval_s: float | None = None) -> None:
         self.camera = camera
         self.uri = uri
-        self._snapshot_interval_s = snapshot_interval_s
+        self._snapshots = (None if snapshot_interval_s is None
+                           else Snapshots.within(snapshot_interval_s, stall_s))
         # a config error (scheme, option, path) raises here
-        self.source = source_from_uri(uri, snapshot_interval_s)
+        self.source = source_from_uri(uri, self._snapshots)
         self.latest = latest if latest is not None else LatestFrame()
         self._on_change = on_change
         self.stall_s = stall_s
@@ -305,7 +306,7 @@ class SourceSupervisor:
 
     def _successor(self, source: Source) -> Source:
         """A new source for the camera, following `source` (what it delivered)."""
-        successor = source_from_uri(self.uri, self._snapshot_interval_s)
+        successor = source_from_uri(self.uri, self._snapshots)
         successor.follow(source)
         return successor
 
@@ -343,6 +344,8 @@ class SourceSupervisor:
             if self._stop.is_set() or stalled:
                 with self._lock:
                     attempt.abandoned = True
+                if self._stop.is_set():
+                    source.interrupt()
                 if stalled and not attempt.error and reader.is_alive():
                     why = source.why_stalled()
                     attempt.error = (f"no frame for {limit:g} s{f': {why}' if why else ''}"

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from edge.concurrency import StopRequest
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
-from edge.sources import source_from_uri
+from edge.sources import Snapshots, source_from_uri
 from edge.sources.base import FpsOrigin
 from edge.sources.supervisor import open_stalled
 from edge.wording import counted
@@ -70,7 +70,7 @@ class SourceTrial:
             return f"{self.name}: {self.source}: FAILED: {self.error}"
         declared = (f" ({_pace_words(self.declared_fps, self.fps_origin)})"
                     if self.declared_fps and self.fps_origin else "")
-        rate = (f"{self.fps:.1f} fps{declared}" if self.fps else
+        rate = (f"{_rate_words(self.fps)} fps{declared}" if self.fps else
                 "a rate not measured (too few frames after the burst a stream starts with: "
                 "ask for more --frames)" if self.live else "a rate not measured")
         line = (f"{self.name}: {self.source}: {self.width}x{self.height} at {rate}, "
@@ -80,6 +80,11 @@ class SourceTrial:
             line += (f"; frames of other sizes too ({others}): zones in pixels fit one size "
                      "only; give them in units = \"normalised\"")
         return line if self.error is None else f"{line}; then FAILED: {self.error}"
+
+
+def _rate_words(fps: float) -> str:
+    """`14.9`, and under 1 fps two figures (a snapshot camera's `0.25`, not `0.2`)."""
+    return f"{fps:.1f}" if fps >= 1 else f"{fps:.2g}"
 
 
 def _pace_words(fps: float, origin: FpsOrigin) -> str:
@@ -99,23 +104,22 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def checked_source(text: str, snapshot_interval_s: float | None = None) -> None:
+def checked_source(text: str, snapshots: Snapshots | None = None) -> None:
     """Raise SourceError for a URI no source can be made of (unknown scheme or option, a
     missing file): bad input, as `edge run` refuses it at start."""
-    source_from_uri(text, snapshot_interval_s).close()
+    source_from_uri(text, snapshots).close()
 
 
 def try_source(name: str, text: str, frames: int, timeout_s: float,
                stop: StopRequest | None = None,
-               snapshot_interval_s: float | None = None) -> SourceTrial:
-    """Open the source at URI `text` (its still image fetched every `snapshot_interval_s`
-    where given) and read `frames` frames from it, within `timeout_s` seconds in all, or until
+               snapshots: Snapshots | None = None) -> SourceTrial:
+    """Open the source at URI `text` (its still image fetched as `snapshots` say, where
+    given) and read `frames` frames from it, within `timeout_s` seconds in all, or until
     `stop` is set. A reader still reading then stops at its next frame and closes the source;
     one stuck opening a device is left to its thread (`SourceTrial.stuck`)."""
     trial = SourceTrial(name, redact_uri(text))
     enough = threading.Event()
-    reader = threading.Thread(target=_read, args=(trial, text, frames, enough,
-                                                  snapshot_interval_s),
+    reader = threading.Thread(target=_read, args=(trial, text, frames, enough, snapshots),
                               name=f"probe-{name}", daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout_s
@@ -153,11 +157,11 @@ def _overdue(trial: SourceTrial, text: str, timeout_s: float) -> str:
 
 
 def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event,
-          snapshot_interval_s: float | None) -> None:
+          snapshots: Snapshots | None) -> None:
     started = time.monotonic()
     times: list[float] = []
     try:
-        source = source_from_uri(text, snapshot_interval_s)
+        source = source_from_uri(text, snapshots)
         trial.live = source.live
         try:
             source.open()
