@@ -32,7 +32,7 @@ def camera_that_drops_out(monkeypatch: pytest.MonkeyPatch) -> None:
     built = []
     lock = threading.Lock()
 
-    def source(uri: str) -> SlowScene:
+    def source(uri: str, snapshots: object = None) -> SlowScene:
         with lock:
             built.append(uri)
             first = len(built) == 1
