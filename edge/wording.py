@@ -53,6 +53,12 @@ def listed(items: Sequence[object], shown: int = 6) -> str:
     return ", ".join(map(str, items[:shown])) + (", ..." if len(items) > shown else "")
 
 
+def rate_words(per_second: float) -> str:
+    """A rate as said: `14.9`, and under 1 with two figures (a snapshot camera's `0.25`, not
+    `0.2`)."""
+    return f"{per_second:.1f}" if per_second >= 1 else f"{per_second:.2g}"
+
+
 def counted(count: int, noun: str) -> str:
     """`1 image`, `2 images`, `3 classes`, `2 categories`: a count and its regular English
     plural."""

@@ -62,9 +62,18 @@ class MjpegServer:
         self.streams_served = 0
         self.snapshots_served = 0
         #: snapshot number -> what goes wrong with it: "busy" (503), "cut" (half the JPEG),
-        #: "slow" (answered after `slow_s`)
+        #: "slow" (answered after `slow_s`), "short" (the JPEG, 5000 bytes short of its
+        #: Content-Length, then the connection closed), "stall" (half of it, then `slow_s` of
+        #: nothing)
         self.snapshot_faults: dict[int, str] = {}
         self.slow_s = 1.5
+        #: Digest as strict cameras ask for it: a new nonce at each challenge, and a nonce
+        #: count (nc) already seen refused with stale=true
+        self.strict_nonces = False
+        self.challenges = 0  # 401s sent
+        self._nonces: set[str] = set()
+        self._counted: set[tuple[str, str]] = set()
+        self._stale = False
         self.connections = 0  # TCP connections accepted (a kept-alive one counts once)
         self._connections: set[socket.socket] = set()  # open now
         self._server: ThreadingHTTPServer | None = None
@@ -155,14 +164,29 @@ class MjpegServer:
         fields = dict(_PARAM.findall(rest))
         first = _md5(f"{user}:{self.realm}:{password}")
         second = _md5(f"{method}:{fields.get('uri', '')}")
-        expected = _md5(f"{first}:{self.nonce}:{fields.get('nc', '')}:"
-                        f"{fields.get('cnonce', '')}:auth:{second}")
+        nonce, count = fields.get("nonce", ""), fields.get("nc", "")
+        if self.strict_nonces:  # a count seen before is refused (stale), as cameras do
+            with self._count_lock:
+                if nonce not in self._nonces or (nonce, count) in self._counted:
+                    self._stale = True
+                    return False
+                self._counted.add((nonce, count))
+        elif nonce != self.nonce:
+            return False
+        expected = _md5(f"{first}:{nonce}:{count}:{fields.get('cnonce', '')}:auth:{second}")
         return fields.get("username") == user and fields.get("response") == expected
 
     def challenge(self) -> str:
+        self.challenges += 1
         if self.method == "basic":
             return f'Basic realm="{self.realm}"'
-        return f'Digest realm="{self.realm}", nonce="{self.nonce}", qop="auth"'
+        if not self.strict_nonces:
+            return f'Digest realm="{self.realm}", nonce="{self.nonce}", qop="auth"'
+        with self._count_lock:  # a new nonce for every challenge
+            nonce, stale, self._stale = os.urandom(8).hex(), self._stale, False
+            self._nonces.add(nonce)
+        return (f'Digest realm="{self.realm}", nonce="{nonce}", qop="auth"'
+                + (", stale=true" if stale else ""))
 
 
 def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
@@ -216,6 +240,16 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self._send(503, "text/plain", b"busy")
             elif fault == "cut":
                 self._send(200, "image/jpeg", jpeg[:len(jpeg) // 2])
+            elif fault in ("short", "stall"):  # fewer bytes than its Content-Length says
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(jpeg) + 5000))
+                self.end_headers()
+                self.wfile.write(jpeg if fault == "short" else jpeg[:len(jpeg) // 2])
+                self.wfile.flush()
+                if fault == "stall":
+                    time.sleep(server.slow_s)
+                self.close_connection = True
             else:
                 if fault == "slow":
                     time.sleep(server.slow_s)

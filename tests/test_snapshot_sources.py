@@ -26,6 +26,7 @@ from edge.redact import redact_text
 from edge.sources import Snapshots, source_from_uri
 from edge.sources.ffmpeg_options import CAPTURE_OPTIONS
 from edge.sources.supervisor import SourceSupervisor
+from edge.sources.trial import try_source
 from tests.mjpeg_server import MjpegServer, self_signed_certificate
 from tests.test_camera_supervision import write_config
 
@@ -88,6 +89,15 @@ def test_snapshots_are_fetched_at_the_interval_with_digest_credentials_on_one_co
     assert 0.17 <= statistics.median(b - a for a, b in itertools.pairwise(times)) <= 0.3, times
     # the 401 that asked for Digest closed its connection; every snapshot after it shared one
     assert camera.connections == 2
+
+
+def test_a_camera_that_refuses_a_nonce_count_it_has_seen_is_asked_once(camera):
+    """A user check: every snapshot cost a 401 and a retry against a camera that takes each
+    nonce count (nc) once, as Hikvision and Dahua cameras do: nc was always 00000001."""
+    camera.strict_nonces = True
+    greys, _ = fetched_greys(snapshot_url(camera), 0.05, 6)
+    assert greys == [0, 8, 16, 24, 32, 40]
+    assert camera.challenges == 1  # the first request's, answered from then on
 
 
 def test_basic_credentials_are_answered_and_a_self_signed_https_camera_is_read(tmp_path):
@@ -181,19 +191,57 @@ def test_a_busy_answer_or_a_cut_snapshot_is_skipped_and_three_in_a_row_reopen(ca
                                  "instead of an image (3 snapshots in a row missed)")
 
 
-def test_a_camera_slow_to_make_its_snapshot_has_what_its_stall_s_leaves(camera):
+def test_a_snapshot_short_of_its_content_length_is_skipped_on_a_new_connection(camera):
+    """A user check: a camera that announced more bytes than it sent reopened the camera each
+    time ("fetching the snapshot failed: Request-sent", the connection left mid-answer)."""
+    camera.snapshot_faults = {2: "short", 4: "short"}
+    greys, _ = fetched_greys(snapshot_url(camera), 0.05, 4)
+    assert greys == [0, 8, 24, 40]
+
+
+def test_a_camera_slow_to_make_its_snapshot_has_most_of_what_its_stall_s_leaves(camera):
     camera.snapshot_faults = {index: "slow" for index in range(100)}
     camera.slow_s = 1.2
     url = snapshot_url(camera)
-    greys, _ = fetched_greys(url, 0.5, 2)  # 9.5 s a fetch: stall_s 10 less the interval
+    greys, _ = fetched_greys(url, 0.5, 2)  # 8.55 s a fetch: 0.9 x (stall_s 10 - 0.5)
     assert greys == [0, 8]
-    source = source_from_uri(url, Snapshots.within(0.4, 1.2))  # 0.8 s a fetch
+    source = source_from_uri(url, Snapshots.within(0.4, 1.2))  # 0.72 s a fetch
     with pytest.raises(SourceError) as raised:
         source.open()
     source.close()
     assert str(raised.value) == (
-        f"127.0.0.1:{camera.port} did not answer within 0.8 s (what the camera's stall_s leaves "
-        "after the wait for a snapshot; raise stall_s for a camera that is slow to make one)")
+        f"127.0.0.1:{camera.port} did not answer within 0.72 s (each fetch gets most of the "
+        "camera's stall_s less the interval: for a camera that is slow to make a snapshot, "
+        "raise stall_s in its [[cameras]] block, and try it with edge probe --config)")
+    camera.snapshot_faults = {index: "stall" for index in range(100)}
+    source = source_from_uri(url, Snapshots.within(0.4, 1.2))
+    with pytest.raises(SourceError) as raised:
+        source.open()
+    source.close()
+    assert str(raised.value) == (f"127.0.0.1:{camera.port}/snapshot.jpg began a snapshot and "
+                                 "sent nothing more for 0.72 s")
+
+
+def test_a_probe_stopped_between_snapshots_stops_at_once(camera):
+    """A user check: Ctrl-C on `edge probe` during a 5 s interval took 2 s, and its line spoke
+    of a stream's opening burst."""
+    stop = threading.Event()
+    finished = []
+    trying = threading.Thread(target=lambda: finished.append(try_source(
+        "porch", snapshot_url(camera), 5, 30.0, stop, Snapshots.within(5.0, 10.0))))
+    trying.start()
+    deadline = time.monotonic() + 10
+    while camera.snapshots_served < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    asked = time.monotonic()
+    stop.set()
+    trying.join(5)
+    assert time.monotonic() - asked < 0.6
+    (trial,) = finished
+    assert trial.frames == 1 and trial.error == "interrupted"
+    assert "a rate not measured (too few snapshots: ask for more --frames), 1 frame" in \
+        trial.describe(), trial.describe()
 
 
 def test_a_snapshot_camera_stops_at_once_between_snapshots(camera):

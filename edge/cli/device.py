@@ -21,7 +21,7 @@ from edge.cli.common import (
 from edge.cli.signals import stop_on_signals
 from edge.cli.stdout import PIPE_CLOSED_EXIT, LinesUntilClosed
 from edge.redact import redact_uri
-from edge.wording import counted, events_among
+from edge.wording import counted, events_among, rate_words
 
 if TYPE_CHECKING:  # the daemon's modules load only for `edge run`
     from edge.daemon import RunSummary
@@ -126,8 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
              "" if summary.flushed else "; the outbox could not be flushed before exit",
              counted(summary.states_sent, "retained value") + " set")
     for camera in summary.cameras if _apart(summary) else ():
-        log.info("camera %s: %s, %.1f FPS over its %.*f s streaming; %s dropped%s", camera.name,
-                 counted(camera.frames, "frame"), camera.fps,
+        log.info("camera %s: %s, %s FPS over its %.*f s streaming; %s dropped%s", camera.name,
+                 counted(camera.frames, "frame"), rate_words(camera.fps),
                  1 if camera.streamed_s < 10 else 0, camera.streamed_s,
                  counted(camera.frames_dropped, "camera frame"),
                  f"; {counted(camera.reconnects, 'reconnect')}" if camera.reconnects else "")

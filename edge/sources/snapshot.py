@@ -7,9 +7,9 @@ Digest (MD5) authentication are answered as FFmpeg answers them for a stream
 (`edge.sources.stream_auth`), and a TLS camera's certificate is checked, or not, as the
 stream sources' are (`edge.sources.ffmpeg_options`). A snapshot that comes back damaged, cut
 short or as a server error (a camera busy making one) is skipped and the next one fetched at
-its time; `MAX_MISSED` in a row, and anything that no retry mends (a wrong password or path,
-a refused connection), is a `SourceError` that says what the camera answered, so that its
-supervisor reopens it with the reason on the status.
+its time; `MAX_MISSED` in a row, a camera that does not answer in time, and anything that no
+retry mends (a wrong password or path, a refused connection) is a `SourceError` that says what
+the camera answered, so that its supervisor reopens it with the reason on the status.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_MISSED = 3
 #: Seconds between warnings of skipped snapshots (a camera that fails every fourth one).
 MISSED_LOG_S = 60.0
+#: The share of what `stall_s` leaves after the interval that one fetch may take.
+FETCH_SHARE = 0.9
 #: A snapshot larger than this is no camera's still image (a 4K JPEG is 1-3 MB).
 MAX_SNAPSHOT_BYTES = 32 << 20
 #: Where cameras commonly serve their snapshot (said when a path is not found).
@@ -60,10 +62,11 @@ class Snapshots:
 
     @classmethod
     def within(cls, interval_s: float, stall_s: float) -> Snapshots:
-        """Each fetch given what is left of the camera's `stall_s` after the wait for it, so
-        that a camera slow to make its snapshot (5-8 s for a full-size one on some) is not
-        yet a stalled one (`snapshot_interval_s` is at most half of `stall_s`)."""
-        return cls(interval_s, max(stall_s - interval_s, interval_s))
+        """Each fetch given most of what is left of the camera's `stall_s` after the wait for
+        it (`FETCH_SHARE`), so that a camera slow to make its snapshot (5-8 s for a full-size
+        one on some) is not yet a stalled one, and one that does not answer is said to be
+        before the stall is (`snapshot_interval_s` is at most half of `stall_s`)."""
+        return cls(interval_s, FETCH_SHARE * (stall_s - interval_s))
 
 
 class _MissedError(SourceError):
@@ -101,6 +104,7 @@ class SnapshotSource(Source):
         self._missed_logged_at = -MISSED_LOG_S
         self._connection: http.client.HTTPConnection | None = None
         self._challenge: Challenge | None = None  # the camera's last, answered from then on
+        self._nonce_uses = 0  # requests answered with its nonce (Digest's nonce count)
         self._first: Frame | None = None
 
     def open(self) -> None:
@@ -161,11 +165,10 @@ class SnapshotSource(Source):
             raise
         except TimeoutError:
             self._disconnect()
-            raise _MissedError(self._late()) from None
+            raise SourceError(self._late()) from None
         except http.client.IncompleteRead as exc:
             self._disconnect()
-            raise _MissedError(f"{self._where()} sent {len(exc.partial)} bytes of a snapshot "
-                               "and stopped") from None
+            raise _MissedError(self._cut_short(len(exc.partial), exc.expected)) from None
         except (OSError, http.client.HTTPException) as exc:
             self._disconnect()
             raise SourceError(self._unreachable(exc)) from None
@@ -202,11 +205,19 @@ class SnapshotSource(Source):
             self._disconnect()
             raise SourceError(f"{self._where()} serves a page ({content_type}), not an image: "
                               f"{self._check_path()}")
-        body = response.read(MAX_SNAPSHOT_BYTES + 1)
+        try:
+            body = response.read(MAX_SNAPSHOT_BYTES + 1)
+        except TimeoutError:
+            self._disconnect()
+            raise SourceError(f"{self._where()} began a snapshot and sent nothing more for "
+                              f"{self._timeout_s:g} s") from None
         if len(body) > MAX_SNAPSHOT_BYTES:
             self._disconnect()
             raise SourceError(f"{self._where()} serves more than {MAX_SNAPSHOT_BYTES >> 20} MB, "
                               "no still image's size")
+        if response.length:  # bytes its Content-Length announced that never came
+            self._disconnect()
+            raise _MissedError(self._cut_short(len(body), response.length))
         if response.will_close:
             self._disconnect()
         return response.status, content_type, body
@@ -215,9 +226,10 @@ class SnapshotSource(Source):
         target = self._target
         headers = {"User-Agent": "edge", "Accept": "image/*"}
         if self._challenge is not None and target.user is not None:
+            self._nonce_uses += 1  # a camera refuses a count it has seen (stale=true)
             headers["Authorization"] = authorization(self._challenge, target.user,
                                                      target.password or "", "GET",
-                                                     target.resource)
+                                                     target.resource, self._nonce_uses)
         for attempt in range(2):  # a kept connection the camera has closed is made again
             connection = self._connected()
             try:
@@ -236,11 +248,9 @@ class SnapshotSource(Source):
             "WWW-Authenticate", [])]
         challenge = chosen(challenges)
         response.read(MAX_SNAPSHOT_BYTES)
-        if self._target.user is None or challenge is None or not challenge.answerable:
-            self._challenge = challenge
-            return False
-        self._challenge = challenge
-        return True
+        self._challenge, self._nonce_uses = challenge, 0
+        return (self._target.user is not None and challenge is not None
+                and challenge.answerable)
 
     def _connected(self) -> http.client.HTTPConnection:
         if self._connection is None:
@@ -287,9 +297,15 @@ class SnapshotSource(Source):
         return f"{where} answered HTTP {status} instead of an image"
 
     def _late(self) -> str:
-        return (f"{self._target.address} did not answer within {self._timeout_s:g} s (what the "
-                "camera's stall_s leaves after the wait for a snapshot; raise stall_s for a "
-                "camera that is slow to make one)")
+        return (f"{self._target.address} did not answer within {self._timeout_s:g} s (each "
+                "fetch gets most of the camera's stall_s less the interval: for a camera that "
+                "is slow to make a snapshot, raise stall_s in its [[cameras]] block, and try "
+                "it with edge probe --config)")
+
+    def _cut_short(self, received: int, missing: int | None) -> str:
+        announced = f" of the {received + missing} it announced" if missing else ""
+        return (f"{self._where()} sent {received} bytes{announced} and stopped: the camera or "
+                "the network cut the snapshot off")
 
     def _unreachable(self, exc: BaseException) -> str:
         where = self._target.address

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 #: The Digest algorithms FFmpeg answers (libavformat's httpauth); no algorithm means MD5.
 FFMPEG_DIGEST_ALGORITHMS = ("MD5", "MD5-SESS")
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
-NONCE_COUNT = "00000001"
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,9 @@ def chosen(challenges: Sequence[Challenge]) -> Challenge | None:
 
 
 def authorization(challenge: Challenge, user: str, password: str, method: str,
-                  uri: str) -> str:
+                  uri: str, nonce_count: int = 1) -> str:
     """The `Authorization` value answering an `answerable` `challenge` for `method` on
-    `uri`."""
+    `uri`, the `nonce_count`-th request that answers its nonce (Digest's `nc`)."""
     if challenge.scheme == "basic":
         return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     params = challenge.params
@@ -75,8 +74,9 @@ def authorization(challenge: Challenge, user: str, password: str, method: str,
     second = _md5(f"{method}:{uri}")
     fields = {"username": user, "realm": realm, "nonce": nonce, "uri": uri}
     if "auth" in (q.strip() for q in params.get("qop", "").split(",")):
-        response = _md5(f"{first}:{nonce}:{NONCE_COUNT}:{cnonce}:auth:{second}")
-        fields.update(qop="auth", nc=NONCE_COUNT, cnonce=cnonce)
+        count = f"{nonce_count:08x}"
+        response = _md5(f"{first}:{nonce}:{count}:{cnonce}:auth:{second}")
+        fields.update(qop="auth", nc=count, cnonce=cnonce)
     else:
         response = _md5(f"{first}:{nonce}:{second}")
         if challenge.algorithm == "MD5-SESS":

@@ -21,9 +21,9 @@ from edge.concurrency import StopRequest
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import Snapshots, source_from_uri
-from edge.sources.base import FpsOrigin
+from edge.sources.base import FpsOrigin, Source
 from edge.sources.supervisor import open_stalled
-from edge.wording import counted
+from edge.wording import counted, rate_words
 
 #: How often a trial looks at its reader and at the stop request (seconds).
 POLL_S = 0.1
@@ -70,7 +70,9 @@ class SourceTrial:
             return f"{self.name}: {self.source}: FAILED: {self.error}"
         declared = (f" ({_pace_words(self.declared_fps, self.fps_origin)})"
                     if self.declared_fps and self.fps_origin else "")
-        rate = (f"{_rate_words(self.fps)} fps{declared}" if self.fps else
+        rate = (f"{rate_words(self.fps)} fps{declared}" if self.fps else
+                "a rate not measured (too few snapshots: ask for more --frames)"
+                if self.fps_origin == "snapshots" else
                 "a rate not measured (too few frames after the burst a stream starts with: "
                 "ask for more --frames)" if self.live else "a rate not measured")
         line = (f"{self.name}: {self.source}: {self.width}x{self.height} at {rate}, "
@@ -80,11 +82,6 @@ class SourceTrial:
             line += (f"; frames of other sizes too ({others}): zones in pixels fit one size "
                      "only; give them in units = \"normalised\"")
         return line if self.error is None else f"{line}; then FAILED: {self.error}"
-
-
-def _rate_words(fps: float) -> str:
-    """`14.9`, and under 1 fps two figures (a snapshot camera's `0.25`, not `0.2`)."""
-    return f"{fps:.1f}" if fps >= 1 else f"{fps:.2g}"
 
 
 def _pace_words(fps: float, origin: FpsOrigin) -> str:
@@ -119,7 +116,8 @@ def try_source(name: str, text: str, frames: int, timeout_s: float,
     one stuck opening a device is left to its thread (`SourceTrial.stuck`)."""
     trial = SourceTrial(name, redact_uri(text))
     enough = threading.Event()
-    reader = threading.Thread(target=_read, args=(trial, text, frames, enough, snapshots),
+    made: list[Source] = []  # the reader's source, once made
+    reader = threading.Thread(target=_read, args=(trial, text, frames, enough, snapshots, made),
                               name=f"probe-{name}", daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout_s
@@ -128,6 +126,8 @@ def try_source(name: str, text: str, frames: int, timeout_s: float,
     if not reader.is_alive():
         return trial
     enough.set()
+    for source in made:
+        source.interrupt()  # a snapshot camera's wait for its next one
     reader.join(READ_RETURN_S)  # a stream's next frame, or FFmpeg's read timeout far later
     interrupted = stop is not None and stop.is_set()
     if reader.is_alive():
@@ -157,11 +157,12 @@ def _overdue(trial: SourceTrial, text: str, timeout_s: float) -> str:
 
 
 def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event,
-          snapshots: Snapshots | None) -> None:
+          snapshots: Snapshots | None, made: list[Source]) -> None:
     started = time.monotonic()
     times: list[float] = []
     try:
         source = source_from_uri(text, snapshots)
+        made.append(source)
         trial.live = source.live
         try:
             source.open()
@@ -169,7 +170,7 @@ def _read(trial: SourceTrial, text: str, frames: int, enough: threading.Event,
             while len(times) < frames and not enough.is_set():
                 frame = source.read()
                 if frame is None:  # a file or a scene may end; a live source should not
-                    if source.live or not times:
+                    if (source.live or not times) and not enough.is_set():
                         trial.error = f"the source ended after {counted(len(times), 'frame')}"
                     break
                 times.append(time.monotonic())
