@@ -429,7 +429,8 @@ class Daemon:
             return None
         return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,
                               [] if size else camera.zones, self.link,
-                              classifier=self.spec.task == "classify")
+                              classifier=self.spec.task == "classify",
+                              zone_configs=camera.zones, placed_for=size)
 
     def _adopt_snapshots(self, topics: list[str]) -> None:
         """Bound the snapshots earlier runs left retained: each camera that publishes

@@ -11,13 +11,13 @@ from edge.detections import Detections
 from edge.errors import ConfigError
 from edge.events import EventEngine
 from edge.mqtt.topics import RETAINED_SNAPSHOTS, Topics
-from edge.objects_config import TrackingConfig
+from edge.objects_config import TrackingConfig, ZoneConfig
 from edge.postprocess import iou_matrix
 from edge.synthetic import SHAPE_LABELS, ShapeScene
 from edge.tracking import ByteTracker, TrackerSettings
 from edge.tracking.camera import CameraTracking
 from edge.tracking.kalman import KalmanBoxes, xyah_from_xyxy, xyxy_from_xyah
-from edge.zones import Zone
+from edge.zones import Zone, zones_from_config
 
 
 def _detections(boxes, scores, classes) -> Detections:
@@ -279,6 +279,34 @@ def test_a_zone_never_reads_more_than_its_camera_in_the_order_counts_are_sent():
                             seen["edge/d/gate/left/triangle/count"]))
     assert (2, 2) in applied and applied[-1] == (0, 0), applied
     assert all(zone_count <= camera_count for camera_count, zone_count in applied), applied
+
+
+def test_when_the_frames_change_size_objects_end_and_normalised_zones_are_placed_again():
+    """A user check: a snapshot camera whose frames went from 640x480 to 320x240 counted 0 in
+    its right-half zone (units = "normalised") from then on, the zone placed once on the first
+    frame, and its old tracks went on beside the new ones (6 stars for 3)."""
+    config = ZoneConfig(name="right", points=[[0.5, 0], [1, 0], [1, 1], [0.5, 1]],
+                        units="normalised")
+    recorder = _Recorder()
+    camera = CameraTracking("gate", TrackingConfig(), Topics("edge/d"), SHAPE_LABELS,
+                            zones_from_config("gate", [config], SHAPE_LABELS, None), [config],
+                            recorder)
+    star = 3
+    for frame in range(20):
+        big = frame < 10
+        box = [400, 200, 480, 280] if big else [200, 100, 240, 140]  # the same place
+        camera.update(frame, 1000.0 + frame * 0.5, _detections([box], [0.9], [star]),
+                      (640, 480) if big else (320, 240))
+    np.testing.assert_allclose(camera.events.zones[0].polygon[1], [320, 0])
+    counts = [(topic, int(payload)) for topic, payload, *_ in recorder.messages
+              if topic.endswith("/star/count")]
+    final = dict(counts)  # each topic's last count
+    assert final == {"edge/d/gate/star/count": 1, "edge/d/gate/right/star/count": 1}, counts
+    events = [json.loads(payload) for topic, payload, *_ in recorder.messages
+              if topic == "edge/d/gate/events"]
+    ended = [e["track_id"] for e in events if e["type"] == "end"]
+    started = [e["track_id"] for e in events if e["type"] == "new"]
+    assert len(started) == 2 and ended == started[:1], events  # the first ended at the change
 
 
 @pytest.mark.parametrize("first_frame", range(5))

@@ -24,7 +24,7 @@ from edge.events import EventEngine, Outgoing
 from edge.mqtt.topics import Topics
 from edge.objects_config import TrackingConfig, ZoneConfig
 from edge.tracking.bytetrack import ByteTracker, TrackerSettings
-from edge.zones import Zone, zones_for_frame
+from edge.zones import Zone, zones_for_frame, zones_from_config
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,23 @@ class CameraTracking:
     def __init__(self, camera: str, settings: TrackingConfig, topics: Topics,
                  labels: Sequence[str], zones: Sequence[Zone],
                  unplaced: Sequence[ZoneConfig], publisher: Publisher,
-                 classifier: bool = False) -> None:
+                 classifier: bool = False, zone_configs: Sequence[ZoneConfig] = (),
+                 placed_for: tuple[int, int] | None = None) -> None:
         """`zones` come from `edge.zones.zones_from_config`; `unplaced`: their configs when
         the frame size was not known then (normalised zones are scaled, and every zone is
-        checked against the frame, on the first frame), else empty. `classifier`: the model
+        checked against the frame, on the first frame), else empty; `zone_configs`: the
+        zones' configs where they were placed already, for `placed_for` (width, height), so
+        that they can be placed again when the frames change size. `classifier`: the model
         classifies whole frames, so each class present is tracked as one object."""
         self.camera = camera
         self.tracker = ByteTracker(tracker_settings_from_config(settings, classifier))
         self._settings = settings
         self._held_at = -float("inf")
-        self._zone_configs = list(unplaced)
+        self._zone_configs = list(unplaced or zone_configs)
+        # in their own units (normalised or pixels), to place on any frame size
+        self._unit_zones = zones_from_config(camera, self._zone_configs, labels, None)
         self._scaled = not unplaced
+        self._frame_size = placed_for
         self.events = EventEngine(camera, topics, labels, zones, settings)
         self._publisher = publisher
         self._ring: list[npt.NDArray[np.uint8]] = []
@@ -105,8 +111,11 @@ class CameraTracking:
         """Track, publish events and counts; returns each detection's track id [K] (0: none).
         `frame_size`: (width, height) of the source frame, to place normalised zones."""
         began = time.perf_counter()
-        if not self._scaled:
+        if self._frame_size is not None and frame_size != self._frame_size:
+            self._resized(self._frame_size, frame_size, ts)
+        elif not self._scaled:
             self._scale_zones(frame_size)
+        self._frame_size = frame_size
         ids = self.tracker.update(detections, ts)
         messages = self.events.update(frame_id, ts, self.tracker.objects, self.tracker.ended,
                                       self._held(frame_id))
@@ -119,9 +128,20 @@ class CameraTracking:
         self._scaled = True
         try:
             self.events.zones = zones_for_frame(self.camera, self._zone_configs,
-                                                self.events.zones, frame_size)
+                                                self._unit_zones, frame_size)
         except ConfigError as exc:  # the frame is not the size the config was checked for
             log.error("%s; counting in the zones as given", exc)
+
+    def _resized(self, before: tuple[int, int], now: tuple[int, int], ts: float) -> None:
+        """The camera's frames changed size (its resolution changed in its settings, or a
+        snapshot follows another stream): objects tracked in the old frame's pixels end, and
+        the zones are placed on the new frame."""
+        log.warning("camera %s: its frames changed size, %dx%d to %dx%d: the objects tracked "
+                    "so far ended%s", self.camera, *before, *now,
+                    ", and its zones placed on the new frame" if self._zone_configs else "")
+        self._publish(self.events.finish(self.tracker.finish(), ts))
+        if self._zone_configs:
+            self._scale_zones(now)
 
     def close(self, ts: float | None = None) -> int:
         """End every live object and publish zero counts: the camera stopped, or its source
