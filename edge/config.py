@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -105,6 +106,10 @@ class ModelConfig(_Section):
         return path
 
 
+#: A snapshot camera's shortest interval (20 a second): faster, read the camera's stream.
+MIN_SNAPSHOT_INTERVAL_S = 0.05
+
+
 class CameraConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
                       description="used in topics: letters, digits, _ and - only")
@@ -121,7 +126,7 @@ class CameraConfig(_Section):
     sampling: dict[str, Any] | None = Field(
         default=None, description="overrides of [sampling] keys for this camera")
     snapshot_interval_s: float | None = Field(
-        default=None, gt=0, le=3600,
+        default=None, ge=MIN_SNAPSHOT_INTERVAL_S, le=3600,
         description="fetch the http(s) source as a still image (the camera's snapshot URL) "
                     "every this many seconds: for a camera that serves no stream (at most "
                     "half of stall_s)")
@@ -129,15 +134,16 @@ class CameraConfig(_Section):
 
     _unique_zones = field_validator("zones")(unique_zone_names)
 
-    @model_validator(mode="after")
-    def _snapshots_within_stall(self) -> CameraConfig:
-        interval = self.snapshot_interval_s
-        if interval is not None and 2 * interval > self.stall_s:
-            raise ValueError(f"snapshot_interval_s {interval:g} must be at most half of stall_s "
-                             f"{self.stall_s:g}, or the wait for a snapshot that is slow to "
-                             "come reads as a stalled camera; raise stall_s to "
-                             f"{2 * interval:g} or more")
-        return self
+    @field_validator("snapshot_interval_s")
+    @classmethod
+    def _snapshots_within_stall(cls, interval: float | None,
+                                info: ValidationInfo) -> float | None:
+        stall_s = info.data.get("stall_s")
+        if interval is not None and stall_s is not None and 2 * interval > stall_s:
+            raise ValueError(f"{interval:g} must be at most half of stall_s {stall_s:g}, or the "
+                             "wait for a snapshot that is slow to come reads as a stalled "
+                             f"camera; raise stall_s to {2 * interval:g} or more")
+        return interval
 
     @field_validator("name")
     @classmethod

@@ -67,6 +67,8 @@ class MjpegServer:
         #: nothing)
         self.snapshot_faults: dict[int, str] = {}
         self.slow_s = 1.5
+        #: path -> Location: answered with a 302 there
+        self.redirects: dict[str, str] = {}
         #: Digest as strict cameras ask for it: a new nonce at each challenge, and a nonce
         #: count (nc) already seen refused with stale=true
         self.strict_nonces = False
@@ -210,7 +212,14 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             path, _, query = self.path.partition("?")
-            if path == "/video" or (path == "/stream" and query == "action=stream"):
+            if path in server.redirects:
+                self._send(302, "text/html", b"moved", {"Location": server.redirects[path]})
+            elif path == "/cgi-bin/snap.cgi":  # credentials in the query, as Reolink's
+                if query == "user=admin&password=pw":
+                    self._snapshot(server.next_snapshot())
+                else:  # and no challenge: the query is the only way in
+                    self._send(401, "text/plain", b"login failed")
+            elif path == "/video" or (path == "/stream" and query == "action=stream"):
                 self._stream()
             elif path == "/stream":  # as mjpg-streamer without its query
                 self._send(400, "text/plain", b"no action given")

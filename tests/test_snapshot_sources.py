@@ -191,6 +191,53 @@ def test_a_busy_answer_or_a_cut_snapshot_is_skipped_and_three_in_a_row_reopen(ca
                                  "instead of an image (3 snapshots in a row missed)")
 
 
+def test_a_redirect_is_followed_with_the_credentials_to_the_same_host(camera, tmp_path,
+                                                                       caplog):
+    """A user check: a 302 to the real snapshot path (firmware that moves a short path to a
+    CGI one), or a 301 from http:// to https:// (a camera set to HTTPS only), failed with
+    "answered HTTP 302 instead of an image"."""
+    secure = MjpegServer(free_port(), credentials=("admin", PASSWORD),
+                         certificate=certificate(tmp_path))
+    secure.start()
+    camera.redirects = {"/snap": "/snapshot.jpg",
+                        "/tls": f"https://127.0.0.1:{secure.port}/snapshot.jpg",
+                        "/loop": "/loop"}
+    try:
+        with caplog.at_level(logging.INFO, logger="edge.sources.snapshot"):
+            moved, _ = fetched_greys(snapshot_url(camera, "/snap"), 0.05, 3)
+            to_tls, _ = fetched_greys(snapshot_url(camera, "/tls"), 0.05, 2)
+        looping = opening_error(snapshot_url(camera, "/loop"))
+    finally:
+        secure.stop()
+    assert moved == [0, 8, 16] and to_tls == [0, 8]
+    assert secure.snapshots_served == 2  # the https camera's Digest answered there too
+    said = [r.getMessage() for r in caplog.records if "redirects" in r.getMessage()]
+    assert said == [f"http://REDACTED@127.0.0.1:{camera.port}/snap redirects (HTTP 302) to "
+                    f"http://127.0.0.1:{camera.port}/snapshot.jpg: fetching that",
+                    f"http://REDACTED@127.0.0.1:{camera.port}/tls redirects (HTTP 302) to "
+                    f"https://127.0.0.1:{secure.port}/snapshot.jpg: fetching that"], said
+    assert looping == (f"127.0.0.1:{camera.port}/loop redirects again after 3 redirects; give "
+                       "the snapshot's own URL")
+
+
+def test_credentials_in_the_query_are_named_when_refused():
+    """A user check: Reolink's and Foscam's snapshots take the password in the query; a wrong
+    one was told to write USER:PASSWORD@ before the host."""
+    server = MjpegServer(free_port())  # no HTTP authentication: the query is the only way in
+    server.start()
+    base = f"http://127.0.0.1:{server.port}/cgi-bin/snap.cgi?user=admin&password="
+    try:
+        greys, _ = fetched_greys(base + "pw", 0.05, 1)
+        refused = opening_error(base + "nope")
+    finally:
+        server.stop()
+    assert greys == [0]
+    assert refused == (
+        f"127.0.0.1:{server.port}/cgi-bin/snap.cgi refused the credentials in the URL's query "
+        "(HTTP 401): check them (a character such as &, = or # in the password is written "
+        "%26, %3D or %23)")
+
+
 def test_a_snapshot_short_of_its_content_length_is_skipped_on_a_new_connection(camera):
     """A user check: a camera that announced more bytes than it sent reopened the camera each
     time ("fetching the snapshot failed: Request-sent", the connection left mid-answer)."""
@@ -266,9 +313,10 @@ def test_a_camera_that_is_not_there_or_not_http_is_named():
     assert opening_error(f"http://127.0.0.1:{closed}/snapshot.jpg") == (
         f"127.0.0.1:{closed} refused the connection: nothing listens on port {closed} (check "
         "the host and port; is the camera on?)")
-    with pytest.raises(SourceError, match=r"a snapshot interval \(snapshot_interval_s\) "
-                                          "fetches an http:// or https:// still image, not a "
-                                          "rtsp:// source; leave it out for this one"):
+    with pytest.raises(SourceError, match=r"a snapshot interval \(snapshot_interval_s, edge "
+                                          r"probe's --snapshot-interval\) fetches an http:// or "
+                                          "https:// still image, not a rtsp:// source; leave it "
+                                          "out for this one"):
         source_from_uri("rtsp://127.0.0.1/stream", Snapshots.within(1.0, 10.0))
 
 
@@ -276,10 +324,15 @@ def test_an_interval_over_half_the_stall_limit_is_refused_in_the_config(tmp_path
     config = write_config(tmp_path, tmp_path / "m.onnx", 1883,
                           {"porch": "http://127.0.0.1/snapshot.jpg"},
                           "stall_s = 5\nsnapshot_interval_s = 3\n")
-    with pytest.raises(ConfigError, match="snapshot_interval_s 3 must be at most half of "
-                                          "stall_s 5, or the wait for a snapshot that is slow "
-                                          "to come reads as a stalled camera; raise stall_s to "
-                                          "6 or more"):
+    with pytest.raises(ConfigError, match=r"cameras\.0\.snapshot_interval_s: 3 must be at "
+                                          "most half of stall_s 5, or the wait for a snapshot that "
+                                          "is slow to come reads as a stalled camera; raise "
+                                          "stall_s to 6 or more"):
+        load_config(config)
+    config.write_text(config.read_text().replace("snapshot_interval_s = 3",
+                                                 "snapshot_interval_s = 0.001"))
+    with pytest.raises(ConfigError, match=r"cameras\.0\.snapshot_interval_s: must be at "
+                                          r"least 0\.05; got 0\.001"):
         load_config(config)
 
 

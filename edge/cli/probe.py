@@ -103,11 +103,16 @@ def _checked_sources(sources: list[str], config: Config | None,
     where given, with a camera's default stall_s), or the cameras of `config`; what is
     malformed is refused before anything is opened, a camera's naming its config key, as
     `edge run` does."""
-    from edge.config import CameraConfig
+    from edge.config import MIN_SNAPSHOT_INTERVAL_S, CameraConfig
+    from edge.errors import InputError
     from edge.sources import Snapshots, camera_error
     from edge.sources.trial import checked_source
 
     if config is None:
+        if snapshot_interval_s is not None and snapshot_interval_s < MIN_SNAPSHOT_INTERVAL_S:
+            raise InputError(f"--snapshot-interval {snapshot_interval_s:g} is under "
+                             f"{MIN_SNAPSHOT_INTERVAL_S:g} s, more snapshots a second than a "
+                             "camera makes; read a faster camera's stream instead")
         default_stall_s = CameraConfig.model_fields["stall_s"].default
         snapshots = (None if snapshot_interval_s is None
                      else Snapshots.within(snapshot_interval_s, default_stall_s))

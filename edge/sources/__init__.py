@@ -33,9 +33,10 @@ def source_from_uri(text: str, snapshots: Snapshots | None = None) -> Source:
     uri = SourceUri.parse(text)
     if snapshots is not None:
         if uri.scheme not in ("http", "https"):
-            raise SourceError(f"source '{text}': a snapshot interval ({SNAPSHOT_KEY}) fetches "
-                              f"an http:// or https:// still image, not a {uri.scheme}:// "
-                              "source; leave it out for this one")
+            raise SourceError(f"source '{text}': a snapshot interval ({SNAPSHOT_KEY}, edge "
+                              "probe's --snapshot-interval) fetches an http:// or https:// "
+                              f"still image, not a {uri.scheme}:// source; leave it out for "
+                              "this one")
         return SnapshotSource(uri, snapshots)
     if uri.scheme not in SOURCE_KINDS:
         close = likely_meant(uri.scheme.lower(), SOURCE_KINDS, cutoff=0.6)

@@ -20,13 +20,14 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import parse_qsl, urljoin
 
 import cv2
 import numpy as np
 
 from edge.errors import SourceError
-from edge.redact import redact_uri
+from edge.redact import is_secret_name, redact_text, redact_uri
 from edge.sources.base import Frame, Source
 from edge.sources.ffmpeg_options import certificate_check, trust_camera_certificates
 from edge.sources.jpeg_end import jpeg_cut_short
@@ -48,6 +49,9 @@ MAX_SNAPSHOT_BYTES = 32 << 20
 #: Where cameras commonly serve their snapshot (said when a path is not found).
 SNAPSHOT_PATHS = ("/snapshot.jpg, /cgi-bin/snapshot.cgi, /ISAPI/Streaming/channels/101/picture "
                   "or /cgi-bin/api.cgi?cmd=Snap&channel=0")
+#: Redirects followed to a snapshot, at most, and the statuses that are one.
+MAX_REDIRECTS = 3
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: What the config key that turns a URL into a polled snapshot is called.
 SNAPSHOT_KEY = "snapshot_interval_s"
 
@@ -188,10 +192,20 @@ class SnapshotSource(Source):
 
     def _get(self) -> tuple[int, str, bytes]:
         """(status, content type, body) of one GET, answering an authentication challenge
-        once; a stream or a page is refused before its body is read."""
-        response = self._request()
-        if response.status == 401 and self._answerable(response):
-            response = self._request()
+        once and following redirects (`MAX_REDIRECTS`); a stream or a page is refused before
+        its body is read."""
+        response = self._answered()
+        for _ in range(MAX_REDIRECTS):
+            location = response.getheader("Location")
+            if response.status not in REDIRECTS or not location:
+                break
+            response.read(MAX_SNAPSHOT_BYTES)
+            self._follow(response.status, location)
+            response = self._answered()
+        else:
+            if response.status in REDIRECTS:
+                raise SourceError(f"{self._where()} redirects again after {MAX_REDIRECTS} "
+                                  "redirects; give the snapshot's own URL")
         content_type = (response.getheader("Content-Type") or "").partition(";")[0].strip()
         if response.status != 200:
             response.read(MAX_SNAPSHOT_BYTES)  # the connection stays usable
@@ -221,6 +235,32 @@ class SnapshotSource(Source):
         if response.will_close:
             self._disconnect()
         return response.status, content_type, body
+
+    def _answered(self) -> http.client.HTTPResponse:
+        """The answer to a GET of the target, an authentication challenge answered once."""
+        response = self._request()
+        if response.status == 401 and self._answerable(response):
+            response = self._request()
+        return response
+
+    def _follow(self, status: int, location: str) -> None:
+        """Take the URL a redirect points at as the snapshot's from now on (as a camera set to
+        HTTPS only sends port 80 to 443): the credentials go along to the same host only."""
+        before = self._target
+        written = urljoin(before.url, location.strip())
+        after = StreamTarget.parse(written)
+        if after is None or after.protocol != "HTTP":
+            raise SourceError(f"{self._where()} redirects (HTTP {status}) to "
+                              f"{redact_text(written)}, not an http:// or https:// URL: give the "
+                              "snapshot's own URL")
+        if after.host == before.host:
+            after = replace(after, user=before.user, password=before.password)
+        log.info("%s redirects (HTTP %d) to %s: fetching that", redact_uri(self.uri), status,
+                 redact_uri(after.url))
+        if after.scheme in TLS_SCHEMES:
+            trust_camera_certificates()
+        self._disconnect()
+        self._target, self._challenge = after, None
 
     def _request(self) -> http.client.HTTPResponse:
         target = self._target
@@ -284,6 +324,10 @@ class SnapshotSource(Source):
                 return (f"{where} asks for {challenge.describe()} authentication, which edge "
                         "does not answer (Basic and Digest with MD5 it does): set the camera "
                         "to one of those")
+            if target.user is None and _query_credentials(target.resource):
+                return (f"{where} refused the credentials in the URL's query (HTTP 401): "
+                        "check them (a character such as &, = or # in the password is written "
+                        "%26, %3D or %23)")
             if target.user is None:
                 return (f"{where} needs a user name and password (HTTP 401): write them in "
                         f"the URL, before the host: USER:PASSWORD@{target.address}")
@@ -329,6 +373,13 @@ class SnapshotSource(Source):
             return (f"{where} did not answer in HTTP (it may serve another protocol on port "
                     f"{self._target.port})")
         return f"fetching the snapshot from {where} failed: {exc}"
+
+
+def _query_credentials(resource: str) -> bool:
+    """Whether a request's query carries a password (Reolink's and Foscam's snapshots take
+    `?user=...&password=...`, `&pwd=...`)."""
+    query = resource.partition("?")[2]
+    return any(is_secret_name(name) for name, _ in parse_qsl(query, keep_blank_values=True))
 
 
 def _tls_context() -> ssl.SSLContext:
