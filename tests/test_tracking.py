@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import motmetrics as mm
 import numpy as np
@@ -307,6 +308,25 @@ def test_when_the_frames_change_size_objects_end_and_normalised_zones_are_placed
     ended = [e["track_id"] for e in events if e["type"] == "end"]
     started = [e["track_id"] for e in events if e["type"] == "new"]
     assert len(started) == 2 and ended == started[:1], events  # the first ended at the change
+
+
+def test_a_first_frame_of_another_size_than_promised_places_the_zones_on_it(caplog):
+    """A V4L2 camera asked for 1280x720 may deliver 640x480: the zones placed for the size
+    asked for are placed again on the first frame, said once, with nothing to end."""
+    config = ZoneConfig(name="right", points=[[0.5, 0], [1, 0], [1, 1], [0.5, 1]],
+                        units="normalised")
+    recorder = _Recorder()
+    camera = CameraTracking("gate", TrackingConfig(), Topics("edge/d"), SHAPE_LABELS,
+                            zones_from_config("gate", [config], SHAPE_LABELS, (1280, 720)), [],
+                            recorder, zone_configs=[config], placed_for=(1280, 720))
+    with caplog.at_level(logging.WARNING, logger="edge.tracking.camera"):
+        for frame in range(3):
+            camera.update(frame, 1000.0 + frame, Detections.empty(), (640, 480))
+    np.testing.assert_allclose(camera.events.zones[0].polygon[1], [640, 0])
+    assert [r.getMessage() for r in caplog.records] == [
+        "camera gate: its frames are 640x480, not the 1280x720 its source asked for; its "
+        "zones placed on them"]
+    assert not any(topic == "edge/d/gate/events" for topic, *_ in recorder.messages)
 
 
 @pytest.mark.parametrize("first_frame", range(5))

@@ -136,10 +136,15 @@ class CameraTracking:
         """The camera's frames changed size (its resolution changed in its settings, or a
         snapshot follows another stream): objects tracked in the old frame's pixels end, and
         the zones are placed on the new frame."""
-        log.warning("camera %s: its frames changed size, %dx%d to %dx%d: the objects tracked "
-                    "so far ended%s", self.camera, *before, *now,
-                    ", and its zones placed on the new frame" if self._zone_configs else "")
-        self._publish(self.events.finish(self.tracker.finish(), ts))
+        if not self.frames:  # the first frame: the size its source promised was not it
+            log.warning("camera %s: its frames are %dx%d, not the %dx%d its source asked "
+                        "for%s", self.camera, *now, *before,
+                        "; its zones placed on them" if self._zone_configs else "")
+        else:
+            log.warning("camera %s: its frames changed size, %dx%d to %dx%d: the objects "
+                        "tracked so far ended%s", self.camera, *before, *now,
+                        ", and its zones placed on the new frame" if self._zone_configs else "")
+            self._publish(self.events.finish(self.tracker.finish(), ts))
         if self._zone_configs:
             self._scale_zones(now)
 
