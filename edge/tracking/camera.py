@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 #: Frames held at once: the one being inferred and the one letterboxed meanwhile (the loop
 #: holds frame N+1 before it finishes frame N, and never N+2).
 HELD_FRAMES = 2
+#: Seconds between warnings that a camera's frames changed size (a folder of photos of
+#: several sizes changes at every image).
+RESIZE_LOG_S = 60.0
 #: Capture times `snapshot_interval_s` apart that fall short of it by rounding (1000.4 - 1000.2
 #: is 0.19999999999993) still hold a frame: else one frame too many waits, every time.
 TIMESTAMP_SLACK_S = 1e-3
@@ -78,6 +81,8 @@ class CameraTracking:
         self._unit_zones = zones_from_config(camera, self._zone_configs, labels, None)
         self._scaled = not unplaced
         self._frame_size = placed_for
+        self._resize_said_at = -RESIZE_LOG_S  # time.monotonic() of the last warning
+        self._resizes_unsaid = 0
         self.events = EventEngine(camera, topics, labels, zones, settings)
         self._publisher = publisher
         self._ring: list[npt.NDArray[np.uint8]] = []
@@ -141,9 +146,15 @@ class CameraTracking:
                         "for%s", self.camera, *now, *before,
                         "; its zones placed on them" if self._zone_configs else "")
         else:
-            log.warning("camera %s: its frames changed size, %dx%d to %dx%d: the objects "
-                        "tracked so far ended%s", self.camera, *before, *now,
-                        ", and its zones placed on the new frame" if self._zone_configs else "")
+            self._resizes_unsaid += 1
+            if time.monotonic() - self._resize_said_at >= RESIZE_LOG_S:  # a folder of photos
+                more = (f" ({self._resizes_unsaid} changes in the last {RESIZE_LOG_S:g} s)"
+                        if self._resizes_unsaid > 1 else "")
+                log.warning("camera %s: its frames changed size, %dx%d to %dx%d: the objects "
+                            "tracked so far ended%s%s", self.camera, *before, *now,
+                            ", and its zones placed on the new frame" if self._zone_configs
+                            else "", more)
+                self._resize_said_at, self._resizes_unsaid = time.monotonic(), 0
             self._publish(self.events.finish(self.tracker.finish(), ts))
         if self._zone_configs:
             self._scale_zones(now)
