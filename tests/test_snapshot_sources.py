@@ -201,12 +201,14 @@ def test_a_redirect_is_followed_with_the_credentials_to_the_same_host(camera, tm
     secure.start()
     camera.redirects = {"/snap": "/snapshot.jpg",
                         "/tls": f"https://127.0.0.1:{secure.port}/snapshot.jpg",
-                        "/loop": "/loop"}
+                        "/loop": "/loop",
+                        "/away": f"http://localhost:{camera.port}/snapshot.jpg"}
     try:
         with caplog.at_level(logging.INFO, logger="edge.sources.snapshot"):
             moved, _ = fetched_greys(snapshot_url(camera, "/snap"), 0.05, 3)
             to_tls, _ = fetched_greys(snapshot_url(camera, "/tls"), 0.05, 2)
         looping = opening_error(snapshot_url(camera, "/loop"))
+        away = opening_error(snapshot_url(camera, "/away"))
     finally:
         secure.stop()
     assert moved == [0, 8, 16] and to_tls == [0, 8]
@@ -218,6 +220,11 @@ def test_a_redirect_is_followed_with_the_credentials_to_the_same_host(camera, tm
                     f"https://127.0.0.1:{secure.port}/snapshot.jpg: fetching that"], said
     assert looping == (f"127.0.0.1:{camera.port}/loop redirects again after 3 redirects; give "
                        "the snapshot's own URL")
+    # another host gets no credentials, and the message says why it asks for them
+    assert away == (f"localhost:{camera.port}/snapshot.jpg needs a user name and password "
+                    "(HTTP 401), and those in the URL were not sent to it: the camera redirected "
+                    "from 127.0.0.1 to another host, localhost. Give the URL it redirects to as "
+                    "the camera's source, with the user and password before its host")
 
 
 def test_credentials_in_the_query_are_named_when_refused():

@@ -320,6 +320,29 @@ def test_when_the_frames_change_size_objects_end_and_normalised_zones_are_placed
                     "tracked so far ended, and its zones placed on the new frame"], said
 
 
+def test_a_pixel_zone_that_does_not_fit_the_new_frame_leaves_the_others_placed(caplog):
+    """A user check: a pixel zone outside the new, smaller frame kept a normalised zone of the
+    same camera at the old frame's pixels too (it covered the whole new frame), and its error
+    came again at every change of a folder of photos of two sizes (31 in 40 s)."""
+    left = ZoneConfig(name="left", points=[[0, 0], [0.5, 0], [0.5, 1], [0, 1]],
+                      units="normalised")
+    right = ZoneConfig(name="right", points=[[320, 0], [639, 0], [639, 479], [320, 479]])
+    configs = [left, right]
+    camera = CameraTracking("gate", TrackingConfig(), Topics("edge/d"), SHAPE_LABELS,
+                            zones_from_config("gate", configs, SHAPE_LABELS, (640, 480)), [],
+                            _Recorder(), zone_configs=configs, placed_for=(640, 480))
+    caplog.set_level(logging.ERROR, logger="edge.tracking.camera")
+    for frame, size in enumerate([(640, 480), (320, 240), (640, 480), (320, 240)]):
+        camera.update(frame, 1000.0 + frame, Detections.empty(), size)
+    placed = {zone.name: zone.polygon for zone in camera.events.zones}
+    np.testing.assert_allclose(placed["left"][1], [160, 0])  # half the new frame
+    np.testing.assert_allclose(placed["right"][0], [320, 0])  # as given
+    assert [r.getMessage() for r in caplog.records] == [
+        "camera 'gate', zone 'right': the polygon reaches outside the 320x240 frame; use pixel "
+        "coordinates within it, or units = \"normalised\" with coordinates from 0 to 1; "
+        "counting in it as given"]
+
+
 def test_a_first_frame_of_another_size_than_promised_places_the_zones_on_it(caplog):
     """A V4L2 camera asked for 1280x720 may deliver 640x480: the zones placed for the size
     asked for are placed again on the first frame, said once, with nothing to end."""

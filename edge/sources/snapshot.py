@@ -109,6 +109,7 @@ class SnapshotSource(Source):
         self._connection: http.client.HTTPConnection | None = None
         self._challenge: Challenge | None = None  # the camera's last, answered from then on
         self._nonce_uses = 0  # requests answered with its nonce (Digest's nonce count)
+        self._withheld_from: str | None = None  # a host whose credentials a redirect left
         self._first: Frame | None = None
 
     def open(self) -> None:
@@ -255,6 +256,8 @@ class SnapshotSource(Source):
                               "snapshot's own URL")
         if after.host == before.host:
             after = replace(after, user=before.user, password=before.password)
+        elif before.user is not None:
+            self._withheld_from = before.host
         log.info("%s redirects (HTTP %d) to %s: fetching that", redact_uri(self.uri), status,
                  redact_uri(after.url))
         if after.scheme in TLS_SCHEMES:
@@ -324,6 +327,12 @@ class SnapshotSource(Source):
                 return (f"{where} asks for {challenge.describe()} authentication, which edge "
                         "does not answer (Basic and Digest with MD5 it does): set the camera "
                         "to one of those")
+            if target.user is None and self._withheld_from is not None:
+                return (f"{where} needs a user name and password (HTTP 401), and those in the "
+                        f"URL were not sent to it: the camera redirected from "
+                        f"{self._withheld_from} to another host, {target.host}. Give the URL "
+                        "it redirects to as the camera's source, with the user and password "
+                        "before its host")
             if target.user is None and _query_credentials(target.resource):
                 return (f"{where} refused the credentials in the URL's query (HTTP 401): "
                         "check them (a character such as &, = or # in the password is written "

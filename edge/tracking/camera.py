@@ -83,6 +83,7 @@ class CameraTracking:
         self._frame_size = placed_for
         self._resize_said_at = -RESIZE_LOG_S  # time.monotonic() of the last warning
         self._resizes_unsaid = 0
+        self._unfit_said_at = -RESIZE_LOG_S  # ... and of the last zone that did not fit
         self.events = EventEngine(camera, topics, labels, zones, settings)
         self._publisher = publisher
         self._ring: list[npt.NDArray[np.uint8]] = []
@@ -130,12 +131,23 @@ class CameraTracking:
         return ids
 
     def _scale_zones(self, frame_size: tuple[int, int]) -> None:
+        """Every zone placed on a `frame_size` frame; one that does not fit it (pixels
+        outside it) is counted in as given, said at most once a minute, and the others are
+        placed all the same."""
         self._scaled = True
-        try:
-            self.events.zones = zones_for_frame(self.camera, self._zone_configs,
-                                                self._unit_zones, frame_size)
-        except ConfigError as exc:  # the frame is not the size the config was checked for
-            log.error("%s; counting in the zones as given", exc)
+        placed, unfit = [], []
+        for config, zone in zip(self._zone_configs, self._unit_zones, strict=True):
+            try:
+                placed += zones_for_frame(self.camera, [config], [zone], frame_size)
+            except ConfigError as exc:  # the frame is not the size the config was checked for
+                placed.append(zone)  # pixels, as given
+                unfit.append(str(exc))
+        self.events.zones = placed
+        now = time.monotonic()
+        if unfit and now - self._unfit_said_at >= RESIZE_LOG_S:
+            log.error("%s; counting in %s as given", "; ".join(unfit),
+                      "it" if len(unfit) == 1 else "them")
+            self._unfit_said_at = now
 
     def _resized(self, before: tuple[int, int], now: tuple[int, int], ts: float) -> None:
         """The camera's frames changed size (its resolution changed in its settings, or a
