@@ -316,9 +316,9 @@ def test_a_timed_run_says_each_cameras_frames_and_rate_over_its_own_streaming_ti
     short, long, gone = cameras["short"], cameras["long"], cameras["gone"]
     assert 10 <= short["frames"] <= 15, short
     assert 1.0 <= short["streaming_s"] <= 3.0, short  # 15 frames at 10 fps, then it ended
-    assert 5.0 <= short["fps"] <= 12.0, short
+    assert 4.0 <= short["fps"] <= 12.0, short  # a busy CI host runs the model slower
     assert 4.0 <= long["streaming_s"] <= 6.5, long
-    assert 8.0 <= long["fps"] <= 11.0, long
+    assert 6.0 <= long["fps"] <= 11.0, long
     assert long["frames"] == pytest.approx(long["fps"] * long["streaming_s"], rel=0.05)
     assert gone == {"frames": 0, "fps": 0.0, "streaming_s": 0.0, "frames_dropped": 0,
                     "reconnects": 0}, gone

@@ -375,7 +375,7 @@ def test_edge_run_reads_a_snapshot_camera_through_an_outage(tmp_path, mosquitto,
     # every snapshot reached the model, but one fetched as the daemon stopped and one the
     # camera sent as it went away
     assert server.snapshots_served - 2 <= porch["frames"] <= server.snapshots_served, porch
-    assert 3.2 <= porch["fps"] <= 4.4, porch
+    assert 2.8 <= porch["fps"] <= 4.4, porch
     assert f"127.0.0.1:{server.port} refused the connection" in result.stderr
     assert PASSWORD not in result.stderr and QUOTED_PASSWORD not in result.stderr
 
