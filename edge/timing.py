@@ -16,6 +16,26 @@ def rfc3339(ts: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+class AtMostEvery:
+    """Whether something that keeps happening (a camera's skipped snapshots, its frames
+    changing size) is said now: the first time, then at most once every `period_s` seconds.
+    `due()` counts an occurrence and returns how many there were since it was last said,
+    this one included, when it is to be said now; else None."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._said_at: float | None = None  # time.monotonic()
+        self._unsaid = 0
+
+    def due(self) -> int | None:
+        self._unsaid += 1
+        now = time.monotonic()
+        if self._said_at is not None and now - self._said_at < self.period_s:
+            return None
+        said, self._said_at, self._unsaid = self._unsaid, now, 0
+        return said
+
+
 class StageTimes:
     """Per-stage latency samples (milliseconds) over the last `window` frames."""
 

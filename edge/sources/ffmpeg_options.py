@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import ssl
 
 from edge.redact import redact_text
 
@@ -59,3 +60,15 @@ def certificate_check() -> tuple[bool, str | None]:
     options = capture_options()
     verify = options.get("tls_verify", "0") not in ("0", "")
     return verify, options.get("ca_file") or None
+
+
+def camera_tls_context() -> ssl.SSLContext:
+    """A TLS context that checks a camera's certificate as FFmpeg does under these options:
+    against `ca_file` (or the system's CAs) where `tls_verify` asks, else not at all.
+    Raises OSError or ssl.SSLError for a ca_file that cannot be read as certificates."""
+    verify, ca_file = certificate_check()
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

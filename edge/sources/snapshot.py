@@ -29,11 +29,12 @@ import numpy as np
 from edge.errors import SourceError
 from edge.redact import is_secret_name, redact_text, redact_uri
 from edge.sources.base import Frame, Source
-from edge.sources.ffmpeg_options import certificate_check, trust_camera_certificates
+from edge.sources.ffmpeg_options import camera_tls_context, trust_camera_certificates
 from edge.sources.jpeg_end import jpeg_cut_short
 from edge.sources.stream_auth import Challenge, authorization, chosen
 from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 from edge.sources.uri import SourceUri
+from edge.timing import AtMostEvery
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,7 @@ class SnapshotSource(Source):
         self._due = 0.0  # time.monotonic() of the next fetch
         self._interrupted = threading.Event()
         self._missed = 0  # in a row
-        self._missed_unlogged = 0
-        self._missed_logged_at = -MISSED_LOG_S
+        self._missed_said = AtMostEvery(MISSED_LOG_S)
         self._connection: http.client.HTTPConnection | None = None
         self._challenge: Challenge | None = None  # the camera's last, answered from then on
         self._nonce_uses = 0  # requests answered with its nonce (Digest's nonce count)
@@ -152,15 +152,12 @@ class SnapshotSource(Source):
     def _note_missed(self, why: str) -> None:
         """A warning for a skipped snapshot, at most every `MISSED_LOG_S` (with how many were
         skipped since the last)."""
-        self._missed_unlogged += 1
-        now = time.monotonic()
-        if now - self._missed_logged_at < MISSED_LOG_S:
+        skipped = self._missed_said.due()
+        if skipped is None:
             return
-        more = (f" ({self._missed_unlogged} skipped in the last {MISSED_LOG_S:g} s)"
-                if self._missed_unlogged > 1 else "")
+        more = f" ({skipped} skipped in the last {MISSED_LOG_S:g} s)" if skipped > 1 else ""
         log.warning("%s: a snapshot skipped, the next fetched at its time: %s%s",
                     redact_uri(self.uri), why, more)
-        self._missed_logged_at, self._missed_unlogged = now, 0
 
     def _fetch(self) -> Frame:
         try:
@@ -300,7 +297,7 @@ class SnapshotSource(Source):
             target = self._target
             if target.scheme in TLS_SCHEMES:
                 self._connection = http.client.HTTPSConnection(
-                    target.host, target.port, timeout=self._timeout_s, context=_tls_context())
+                    target.host, target.port, timeout=self._timeout_s, context=camera_tls_context())
             else:
                 self._connection = http.client.HTTPConnection(target.host, target.port,
                                                               timeout=self._timeout_s)
@@ -389,15 +386,3 @@ def _query_credentials(resource: str) -> bool:
     `?user=...&password=...`, `&pwd=...`)."""
     query = resource.partition("?")[2]
     return any(is_secret_name(name) for name, _ in parse_qsl(query, keep_blank_values=True))
-
-
-def _tls_context() -> ssl.SSLContext:
-    """Certificates checked against the CA the stream options name (or the system's) where
-    they ask for it; else a camera's self-signed certificate is taken, as for its streams."""
-    verify, ca_file = certificate_check()
-    if verify:
-        return ssl.create_default_context(cafile=ca_file)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context

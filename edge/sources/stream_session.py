@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge.sources.ffmpeg_options import certificate_check
+from edge.sources.ffmpeg_options import camera_tls_context, certificate_check
 from edge.sources.stream_auth import Challenge
 from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 
@@ -87,14 +87,10 @@ class StreamConnection:
         if self._target.scheme in TLS_SCHEMES:
             # the certificate checked as FFmpeg checks it: not at all unless the user's
             # options say (cameras' certificates are self-signed nearly always)
-            verify, ca_file = certificate_check()
             try:
-                context = ssl.create_default_context(cafile=ca_file)
+                context = camera_tls_context()
             except (OSError, ssl.SSLError) as exc:
-                raise CaFileError(f"{ca_file}: {exc.strerror or exc}") from None
-            if not verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+                raise CaFileError(f"{certificate_check()[1]}: {exc.strerror or exc}") from None
             raw.settimeout(self._remaining(TimeoutError))
             raw = context.wrap_socket(raw, server_hostname=self._target.host)
         self._socket = raw

@@ -23,6 +23,7 @@ from edge.errors import ConfigError
 from edge.events import EventEngine, Outgoing
 from edge.mqtt.topics import Topics
 from edge.objects_config import TrackingConfig, ZoneConfig
+from edge.timing import AtMostEvery
 from edge.tracking.bytetrack import ByteTracker, TrackerSettings
 from edge.zones import Zone, zones_for_frame, zones_from_config
 
@@ -81,9 +82,8 @@ class CameraTracking:
         self._unit_zones = zones_from_config(camera, self._zone_configs, labels, None)
         self._scaled = not unplaced
         self._frame_size = placed_for
-        self._resize_said_at = -RESIZE_LOG_S  # time.monotonic() of the last warning
-        self._resizes_unsaid = 0
-        self._unfit_said_at = -RESIZE_LOG_S  # ... and of the last zone that did not fit
+        self._resize_said = AtMostEvery(RESIZE_LOG_S)
+        self._unfit_said = AtMostEvery(RESIZE_LOG_S)  # a zone that did not fit the frame
         self.events = EventEngine(camera, topics, labels, zones, settings)
         self._publisher = publisher
         self._ring: list[npt.NDArray[np.uint8]] = []
@@ -143,11 +143,9 @@ class CameraTracking:
                 placed.append(zone)  # pixels, as given
                 unfit.append(str(exc))
         self.events.zones = placed
-        now = time.monotonic()
-        if unfit and now - self._unfit_said_at >= RESIZE_LOG_S:
+        if unfit and self._unfit_said.due() is not None:
             log.error("%s; counting in %s as given", "; ".join(unfit),
                       "it" if len(unfit) == 1 else "them")
-            self._unfit_said_at = now
 
     def _resized(self, before: tuple[int, int], now: tuple[int, int], ts: float) -> None:
         """The camera's frames changed size (its resolution changed in its settings, or a
@@ -158,15 +156,14 @@ class CameraTracking:
                         "for%s", self.camera, *now, *before,
                         "; its zones placed on them" if self._zone_configs else "")
         else:
-            self._resizes_unsaid += 1
-            if time.monotonic() - self._resize_said_at >= RESIZE_LOG_S:  # a folder of photos
-                more = (f" ({self._resizes_unsaid} changes in the last {RESIZE_LOG_S:g} s)"
-                        if self._resizes_unsaid > 1 else "")
+            changes = self._resize_said.due()  # a folder of photos changes at every image
+            if changes is not None:
+                more = (f" ({changes} changes in the last {RESIZE_LOG_S:g} s)"
+                        if changes > 1 else "")
                 log.warning("camera %s: its frames changed size, %dx%d to %dx%d: the objects "
                             "tracked so far ended%s%s", self.camera, *before, *now,
                             ", and its zones placed on the new frame" if self._zone_configs
                             else "", more)
-                self._resize_said_at, self._resizes_unsaid = time.monotonic(), 0
             self._publish(self.events.finish(self.tracker.finish(), ts))
         if self._zone_configs:
             self._scale_zones(now)
