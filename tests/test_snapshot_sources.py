@@ -135,9 +135,12 @@ def test_a_camera_certificate_is_verified_when_the_stream_options_ask(tmp_path, 
     finally:
         server.stop()
     assert verified == [0]
-    assert refused.startswith(f"127.0.0.1:{server.port}'s TLS certificate did not verify ("), \
-        refused
-    assert "ca_file must be the one that signed it" in refused
+    # worded as the stream probe words it (edge.sources.unreached)
+    assert refused.startswith(f"127.0.0.1:{server.port}'s certificate is not signed by the CA "
+                              f"in {other} ("), refused
+    assert refused.endswith("give the CA that signed it as ca_file in "
+                            f"{CAPTURE_OPTIONS}, or the camera's own certificate where it "
+                            "signed itself"), refused
 
 
 @pytest.mark.parametrize(("path", "credentials", "said"), [
@@ -315,11 +318,20 @@ def test_a_snapshot_camera_stops_at_once_between_snapshots(camera):
     assert supervisor.status().state == "ended"
 
 
-def test_a_camera_that_is_not_there_or_not_http_is_named():
+def test_a_camera_that_is_not_there_or_not_http_is_named(tmp_path, monkeypatch):
+    """Worded as the stream probe words the same failures (edge.sources.unreached)."""
     closed = free_port()
     assert opening_error(f"http://127.0.0.1:{closed}/snapshot.jpg") == (
-        f"127.0.0.1:{closed} refused the connection: nothing listens on port {closed} (check "
-        "the host and port; is the camera on?)")
+        f"127.0.0.1:{closed} refused the connection: nothing listens on that port (the "
+        "camera's HTTP port is usually 80; check its network settings, and that its HTTP "
+        "service is on)")
+    assert opening_error("http://camera-7.invalid/snapshot.jpg").startswith(
+        "the host name 'camera-7.invalid' does not resolve (")
+    missing = tmp_path / "no-such-ca.pem"
+    monkeypatch.setenv(CAPTURE_OPTIONS, f"tls_verify;1|ca_file;{missing}")
+    assert opening_error(f"https://127.0.0.1:{closed}/snapshot.jpg") == (
+        f"the ca_file in {CAPTURE_OPTIONS} cannot be read as certificates ({missing}: No such "
+        "file or directory): give the path of the camera's CA certificate (PEM)")
     with pytest.raises(SourceError, match=r"a snapshot interval \(snapshot_interval_s, edge "
                                           r"probe's --snapshot-interval\) fetches an http:// or "
                                           "https:// still image, not a rtsp:// source; leave it "

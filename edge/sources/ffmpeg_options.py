@@ -62,12 +62,19 @@ def certificate_check() -> tuple[bool, str | None]:
     return verify, options.get("ca_file") or None
 
 
+class CaFileError(OSError):
+    """The CA file the user's FFmpeg options name cannot be read as one."""
+
+
 def camera_tls_context() -> ssl.SSLContext:
     """A TLS context that checks a camera's certificate as FFmpeg does under these options:
     against `ca_file` (or the system's CAs) where `tls_verify` asks, else not at all.
-    Raises OSError or ssl.SSLError for a ca_file that cannot be read as certificates."""
+    Raises CaFileError for a ca_file that cannot be read as certificates."""
     verify, ca_file = certificate_check()
-    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CaFileError(f"{ca_file}: {exc.strerror or exc}") from None
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

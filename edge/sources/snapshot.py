@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -33,6 +31,7 @@ from edge.sources.ffmpeg_options import camera_tls_context, trust_camera_certifi
 from edge.sources.jpeg_end import jpeg_cut_short
 from edge.sources.stream_auth import Challenge, authorization, chosen
 from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
+from edge.sources.unreached import unreached
 from edge.sources.uri import SourceUri
 from edge.timing import AtMostEvery
 
@@ -358,19 +357,9 @@ class SnapshotSource(Source):
                 "the network cut the snapshot off")
 
     def _unreachable(self, exc: BaseException) -> str:
+        """What a failed fetch says: the network's failures worded as the stream probe words
+        them (`edge.sources.unreached`), HTTP's own here."""
         where = self._target.address
-        if isinstance(exc, ConnectionRefusedError):
-            return (f"{where} refused the connection: nothing listens on port "
-                    f"{self._target.port} (check the host and port; is the camera on?)")
-        if isinstance(exc, socket.gaierror):
-            return f"host {self._target.host} does not resolve: check the host name"
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return (f"{where}'s TLS certificate did not verify ({exc.verify_message}); the "
-                    "CA in OPENCV_FFMPEG_CAPTURE_OPTIONS's ca_file must be the one that "
-                    "signed it")
-        if isinstance(exc, ssl.SSLError):
-            return (f"TLS with {where} failed ({exc.reason or exc}): write http:// if the "
-                    "camera speaks plain HTTP on that port")
         if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError):
             tls = ("" if self._target.scheme in TLS_SCHEMES else
                    " (a TLS port closes on a plain request: is it https://?)")
@@ -378,6 +367,8 @@ class SnapshotSource(Source):
         if isinstance(exc, http.client.BadStatusLine | http.client.LineTooLong):
             return (f"{where} did not answer in HTTP (it may serve another protocol on port "
                     f"{self._target.port})")
+        if isinstance(exc, OSError):
+            return unreached(exc, self._target, self._timeout_s)
         return f"fetching the snapshot from {where} failed: {exc}"
 
 

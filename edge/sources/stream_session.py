@@ -5,13 +5,12 @@ open (`edge.sources.stream_probe`)."""
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge.sources.ffmpeg_options import camera_tls_context, certificate_check
+from edge.sources.ffmpeg_options import camera_tls_context
 from edge.sources.stream_auth import Challenge
 from edge.sources.stream_url import TLS_SCHEMES, StreamTarget
 
@@ -53,10 +52,6 @@ class SilentError(Exception):
     """The server took the connection but did not answer a request in time."""
 
 
-class CaFileError(OSError):
-    """The CA file the user's FFmpeg options name cannot be read as one."""
-
-
 class _ClosedError(Exception):
     """The server closed the connection before answering."""
 
@@ -87,10 +82,7 @@ class StreamConnection:
         if self._target.scheme in TLS_SCHEMES:
             # the certificate checked as FFmpeg checks it: not at all unless the user's
             # options say (cameras' certificates are self-signed nearly always)
-            try:
-                context = camera_tls_context()
-            except (OSError, ssl.SSLError) as exc:
-                raise CaFileError(f"{certificate_check()[1]}: {exc.strerror or exc}") from None
+            context = camera_tls_context()
             raw.settimeout(self._remaining(TimeoutError))
             raw = context.wrap_socket(raw, server_hostname=self._target.host)
         self._socket = raw
