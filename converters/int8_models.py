@@ -26,6 +26,7 @@ from converters.qdq_tensorrt import (
     quantizable_inputs,
     with_activation_ranges,
 )
+from converters.weights import parameters_of_their_own
 from edge.concurrency import in_background, in_order
 from edge.system import usable_cores
 
@@ -47,6 +48,8 @@ class Int8Models:
     def __init__(self, model: onnx.ModelProto, profile: Profile, exclude: list[str],
                  tensors: Collection[str]) -> None:
         """`tensors`: the activations the profile quantizes (`tensors_to_observe`)."""
+        if profile == "cpu":  # its biases are int32 at each conv's own scale
+            model = parameters_of_their_own(model)
         self.model, self.profile, self.exclude = model, profile, list(exclude)
         self._template: Future[onnx.ModelProto] | None = None
         self._rescaling: CpuRescaling | None = None

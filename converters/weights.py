@@ -38,3 +38,54 @@ def drop_unused_initializers(graph: onnx.GraphProto) -> None:
     kept = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
+
+
+#: Ops whose inputs after the first, where they are initializers, are a weight and a bias
+#: that a quantizer rewrites for that node alone.
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+def parameters_of_their_own(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with each initializer that a weighted node (`WEIGHTED_OPS`) reads as its weight
+    or bias, and that something else reads too, copied for that node alone. A quantizer writes
+    a node's weight in int8 at its own scales and its bias in int32 at its input's scale times
+    its weight's, so one tensor cannot serve two nodes (a user check: a model whose two convs
+    read one bias, as exporters write equal constants once, failed the `cpu` profile with a
+    KeyError). Returns `model` itself where nothing is shared, else a copy."""
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    initializers = {i.name: i for i in model.graph.initializer}
+    shared = {name for name, count in readers.items() if count > 1 and name in initializers}
+    if not any(name in shared for node in model.graph.node if node.op_type in WEIGHTED_OPS
+               for name in node.input[1:]):
+        return model
+    owned = onnx.ModelProto()
+    owned.CopyFrom(model)
+    taken = {*initializers, *(i.name for i in owned.graph.input),
+             *(o for node in owned.graph.node for o in node.output)}
+    for index, node in enumerate(owned.graph.node):
+        if node.op_type not in WEIGHTED_OPS:
+            continue
+        for slot in range(1, len(node.input)):
+            name = node.input[slot]
+            if name not in shared:
+                continue
+            copy_name = _unused(f"{name}__{node.name or index}", taken)
+            copy = owned.graph.initializer.add()
+            copy.CopyFrom(initializers[name])
+            copy.name = copy_name
+            node.input[slot] = copy_name
+    drop_unused_initializers(owned.graph)
+    return owned
+
+
+def _unused(name: str, taken: set[str]) -> str:
+    """`name`, or `name_2`, `name_3`... whichever no tensor has yet (then taken)."""
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}_{number}"
+    taken.add(candidate)
+    return candidate

@@ -1,7 +1,8 @@
 """Tiny ONNX graphs written the way real third-party exporters write them: batch as -1, 0 or a
 name; weights in Constant nodes (paddle2onnx); opset 9-12 (tf2onnx, keras2onnx); a Softmax or
 Sigmoid behind an Identity; several outputs (MTCNN); a second input; IR version 3 with every
-weight among the graph inputs and scores on a 1x1 map (onnx-caffe2)."""
+weight among the graph inputs and scores on a 1x1 map (onnx-caffe2); one bias or weight read
+by several convs."""
 
 from __future__ import annotations
 
@@ -105,6 +106,39 @@ def classifier(path: Path, *, batch: int | str = "N", opset: int = 17, constants
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="exporter-stand-in")
     model.ir_version = 7 if opset < 15 else 8
+    onnx.save(model, str(path))
+    return path
+
+
+def shared_parameters_classifier(path: Path) -> Path:
+    """x [N, 3, 32, 32] -> three Conv -> Relu (the first with stride 2) -> GlobalAveragePool ->
+    Flatten -> MatMul -> Add -> scores [N, 3], the three convs reading one bias and the last
+    two one weight, as an exporter that writes equal constants once leaves them."""
+    rng = np.random.default_rng(11)
+    weights = {"conv_w": rng.normal(0, 0.5, (8, 3, 3, 3)), "shared_b": rng.normal(0, 0.1, (8,)),
+               "shared_w": rng.normal(0, 0.2, (8, 8, 3, 3)), "fc_w": rng.normal(0, 0.5, (8, 3)),
+               "fc_b": rng.normal(0, 0.1, (3,))}
+    nodes = [helper.make_node("Conv", ["x", "conv_w", "shared_b"], ["conv1"], name="conv1",
+                              pads=[1] * 4, strides=[2, 2]),
+             helper.make_node("Relu", ["conv1"], ["relu1"], name="relu1")]
+    for index in (2, 3):
+        nodes += [helper.make_node("Conv", [f"relu{index - 1}", "shared_w", "shared_b"],
+                                   [f"conv{index}"], name=f"conv{index}", pads=[1] * 4),
+                  helper.make_node("Relu", [f"conv{index}"], [f"relu{index}"],
+                                   name=f"relu{index}")]
+    nodes += [helper.make_node("GlobalAveragePool", ["relu3"], ["pooled"], name="pool"),
+              helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+              helper.make_node("MatMul", ["flat", "fc_w"], ["fc"], name="fc"),
+              helper.make_node("Add", ["fc", "fc_b"], ["scores"], name="fc_bias")]
+    graph = helper.make_graph(
+        nodes, "exported",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(value.astype(np.float32), name)
+         for name, value in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="exporter-stand-in")
+    model.ir_version = 8
     onnx.save(model, str(path))
     return path
 

@@ -20,8 +20,14 @@ from converters.convert import ConvertOptions, convert
 from converters.errors import ConversionError
 from converters.onnx_source import opset_of
 from edge.resizing import Interpolation, Resize
+from edge.synthetic import ShapeScene
 from tests.converters.cli_results import Result, assert_refused
-from tests.converters.exporter_graphs import SIZE, caffe2_classifier, classifier
+from tests.converters.exporter_graphs import (
+    SIZE,
+    caffe2_classifier,
+    classifier,
+    shared_parameters_classifier,
+)
 
 LABELS = ("a", "b", "c")
 
@@ -195,6 +201,35 @@ def test_opset_11_with_constant_weights_calibrates_with_both_profiles(tmp_path, 
         for node in graph.node:  # the cpu profile keeps a 3-channel stem conv float
             if node.op_type in ops:
                 assert producers.get(node.input[1]) == "DequantizeLinear", (profile, node.name)
+
+
+@pytest.mark.parametrize("profile", ["tensorrt", "cpu"])
+def test_convs_that_share_a_bias_and_a_weight_calibrate_with_both_profiles(tmp_path, edge,
+                                                                           profile):
+    """A user check: a model whose convs read one bias failed `--profile cpu` with a KeyError
+    traceback (each conv's bias is quantized at its own input's scale times its weight's)."""
+    fp32 = tmp_path / "fp32.onnx"
+    result = edge("convert", shared_parameters_classifier(tmp_path / "m.onnx"), "-o", fp32,
+                  "--labels", "a,b,c")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / f"{profile}.onnx"
+    result = edge("calibrate", fp32, "--images", "synthetic://shapes?seed=2", "-o", out,
+                  "--profile", profile, "--max-images", "24", "--method", "minmax")
+    assert result.returncode == 0, result.stderr
+    graph = onnx.load(str(out)).graph
+    convs = [n for n in graph.node if n.op_type in ("Conv", "QLinearConv", "ConvInteger")]
+    assert len(convs) == 3
+    if profile == "cpu":  # each conv's bias in int32 at its own scale, so each its own
+        biases = [n.input[8] if n.op_type == "QLinearConv" else n.input[2] for n in convs]
+        assert len(set(biases)) == 3, biases
+    scene = ShapeScene(seed=5)  # frames like the calibration set's, not seen in it
+    frames = np.stack([cv2.resize(scene.next()[0], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+                       for _ in range(8)])
+    name = onnx.load(str(fp32)).graph.input[0].name
+    expected = ort.InferenceSession(str(fp32)).run(None, {name: frames})[0]
+    got = ort.InferenceSession(str(out)).run(None, {name: frames})[0]
+    sqnr = 10 * np.log10(np.sum(expected ** 2) / np.sum((expected - got) ** 2))
+    assert sqnr > 20, sqnr
 
 
 # -- IR version 3 (onnx-caffe2, the ONNX model zoo's oldest files) ------------------------
