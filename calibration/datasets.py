@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.images import (
+    files_below,
     is_hidden,
     read_image,
     shown_path,
@@ -349,10 +350,11 @@ def label_files_only(path: Path) -> Path | None:
     """The folder of YOLO label files at `path` when it holds those and no images (a
     labelling tool's export of corrected labels without its images: `labels/*.txt` or the
     `*.txt` themselves, maybe with a classes.txt or data.yaml); else None."""
-    if not path.is_dir() or any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
+    if not path.is_dir() or any(p.suffix.lower() in IMAGE_SUFFIXES for p in files_below(path)):
         return None
     folder = path / "labels" if (path / "labels").is_dir() else path
-    return folder if any(p.name != "classes.txt" for p in folder.rglob("*.txt")) else None
+    return folder if any(p.suffix == ".txt" and p.name != "classes.txt"
+                         for p in files_below(folder)) else None
 
 
 def labels_for_images(images: Path, label_folder: Path, labels: Sequence[str]) -> Dataset:
@@ -364,8 +366,8 @@ def labels_for_images(images: Path, label_folder: Path, labels: Sequence[str]) -
     split = YoloLayout(root, images, label_folder)
     # by name, wherever below the folder: exports keep them in labels/train/ or CVAT's
     # obj_train_data/ (a user check: paired by relative path, none was found)
-    by_name = {path.stem: path for path in sorted(label_folder.rglob("*.txt"))
-               if path.name != "classes.txt"}
+    by_name = {path.stem: path for path in files_below(label_folder)
+               if path.suffix == ".txt" and path.name != "classes.txt"}
     pairs = [(image, by_name[image.stem]) for image, _ in split.pairs() if image.stem in by_name]
     return _yolo_split_items(split, labels, root, pairs=pairs)
 
@@ -833,8 +835,8 @@ def _folders(root: Path, labels: Sequence[str]) -> Dataset:
 def _class_images(folder: Path) -> list[Path]:
     """The images of a class folder, its subfolders' too, as torchvision's ImageFolder reads
     them (a user check: images in `<label>/<batch>/` were "no image" and not scored)."""
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder))
+    return [p for p in files_below(folder)
+            if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder)]
 
 
 def _folder_images(folder: Path) -> list[Path]:

@@ -25,6 +25,7 @@ images here, need not).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,6 +113,26 @@ def exif_orientation(segment: bytes) -> int | None:
             value = int.from_bytes(tiff[start + 8:start + 10], order)  # a SHORT, left-aligned
             return value if 1 <= value <= 8 else None
     return None
+
+
+def files_below(folder: Path) -> list[Path]:
+    """Every file below `folder` (and every link to nothing, for the caller to name), sorted,
+    through links to folders too, as `edge eval`'s class folders are followed and as a user
+    links a dataset in (a user check: a calibration folder of two linked subfolders had "0
+    usable images"). Each real folder is walked once, so a folder linked twice is read once
+    and a link to a folder above cannot loop. Paths are as seen from `folder`, links not
+    resolved."""
+    found: list[Path] = []
+    walked: set[str] = set()
+    for top, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in walked:  # linked twice, or a link to a folder above
+            folders.clear()
+            continue
+        walked.add(real)
+        folders.sort()  # which of two links to one folder is read: the first by name
+        found += [Path(top, name) for name in files]
+    return sorted(found)
 
 
 def is_hidden(path: Path, root: Path) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.images import (
+    files_below,
     is_hidden,
     read_image,
     shown_path,
@@ -278,7 +279,7 @@ def _not_read(path: Path) -> str:
 def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     # hidden files (.DS_Store, macOS's ._photo.jpg) and a labelled dataset's own files (label
     # .txt files, its data.yaml, COCO .json annotations) go unmentioned
-    found = sorted(folder.rglob("*"))
+    found = files_below(folder)
     candidates = [p for p in found if not is_hidden(p, folder)]
     hidden = sum(1 for p in set(found) - set(candidates)
                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

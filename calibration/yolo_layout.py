@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibration.images import files_below
 from edge.errors import InputError, MissingDependencyError
 from edge.sources.opencv import IMAGE_SUFFIXES
 from edge.text_files import read_text
@@ -45,15 +46,14 @@ class YoloLayout:
         """(image, label file) of every image, in order; the label file may be missing (an
         image without objects, in YOLO's convention)."""
         return [(image, self.labels / image.relative_to(self.images).with_suffix(".txt"))
-                for image in sorted(p for p in self.images.rglob("*")
-                                    if p.suffix.lower() in IMAGE_SUFFIXES)]
+                for image in files_below(self.images) if image.suffix.lower() in IMAGE_SUFFIXES]
 
     def orphans(self, pairs: list[tuple[Path, Path]]) -> list[Path]:
         """Label files of `labels` that no image of `pairs` reads (classes.txt aside)."""
         read = {label for _, label in pairs}
-        return sorted(p for p in self.labels.rglob("*.txt")
-                      if p not in read and not (p.parent == self.labels
-                                                and p.name == "classes.txt"))
+        return [p for p in files_below(self.labels)
+                if p.suffix == ".txt" and p not in read
+                and not (p.parent == self.labels and p.name == "classes.txt")]
 
 
 def yolo_layout(path: Path) -> YoloLayout | None:

@@ -294,6 +294,19 @@ def test_a_class_folder_s_subfolders_are_read(tmp_path, caplog):
         caplog.text
 
 
+def test_a_class_folder_s_linked_subfolders_are_read(tmp_path):
+    """As class folders that are links are (a user check: calibration did not follow them)."""
+    stored = tmp_path / "stored"
+    stored.mkdir()
+    cv2.imwrite(str(stored / "0.png"), np.full((8, 8, 3), 5, np.uint8))
+    root = tmp_path / "data"
+    for label in LABELS:
+        (root / label).mkdir(parents=True)
+        (root / label / "linked batch").symlink_to(stored)
+    read = list(dataset_from(root, LABELS, "classify").images())
+    assert sorted(int(item.class_ids[0]) for item, _ in read) == [0, 1]
+
+
 def test_a_utf16_file_without_its_byte_order_mark_is_named_as_such(tmp_path):
     """A user check: it read as a malformed line ("got '3\\x00 \\x000\\x00...'")."""
     folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4\n".encode("utf-16-le"))

@@ -62,6 +62,34 @@ def test_mixed_folder_skips_and_names_bad_files(tmp_path, caplog):
                for i in inputs)
 
 
+def test_folders_linked_in_are_read_each_once(tmp_path, caplog):
+    """A user check: a calibration folder of two linked subfolders had "0 usable images", and
+    a linked subfolder beside real images was dropped unsaid (`edge eval` follows them)."""
+    stored = tmp_path / "stored"
+    for folder, count in (("day", 3), ("night", 2)):
+        (stored / folder).mkdir(parents=True)
+        for index in range(count):
+            cv2.imwrite(str(stored / folder / f"{folder}{index}.png"),
+                        np.full((40, 60, 3), 40 * index, np.uint8))
+    calibration = tmp_path / "calibration"
+    (calibration / "real").mkdir(parents=True)
+    cv2.imwrite(str(calibration / "real" / "own.png"), np.zeros((40, 60, 3), np.uint8))
+    (calibration / "day").symlink_to(stored / "day")
+    (calibration / "day again").symlink_to(stored / "day")  # the same folder twice: read once
+    (stored / "night" / "up").symlink_to(stored)  # a link to a folder above: no loop
+    (calibration / "night").symlink_to(stored / "night")
+    with caplog.at_level(logging.WARNING):
+        frames = frames_from(calibration, min_images=1)
+    shown = sorted(str(path.relative_to(calibration)) for path in frames.paths)
+    assert shown == ["day/day0.png", "day/day1.png", "day/day2.png",
+                     "night/night0.png", "night/night1.png", "real/own.png"], shown
+    assert caplog.text == ""
+    only_links = tmp_path / "only-links"
+    only_links.mkdir()
+    (only_links / "day").symlink_to(stored / "day")
+    assert len(frames_from(only_links, min_images=1).paths) == 3
+
+
 def test_a_labelled_datasets_own_files_go_unmentioned(tmp_path, caplog):
     """Calibrating on an `edge collect` or YOLO dataset folder warned of its data.yaml on
     every run (a user check); a file of another kind is still named."""
