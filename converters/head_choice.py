@@ -16,7 +16,7 @@ import onnx
 
 from converters.errors import ConversionError
 from converters.gfl_head import OUTPUT as GFL_OUTPUT
-from converters.heads import SUPPORTED, Head, head_from_shape, looks_end_to_end
+from converters.heads import NO_DECODER, SUPPORTED, Head, head_from_shape, looks_end_to_end
 from converters.ultralytics_tasks import POSE_KEYPOINT_VALUES
 from edge.spec import HeadLayout
 from edge.wording import counted, listed
@@ -173,7 +173,7 @@ def _no_head_error(model: onnx.ModelProto, first: Outputs, nc: int | None,
                                f"classes (outputs: {seen}); pass as many labels as the output "
                                "you want has classes")
     return ConversionError(f"no output fits a supported head; outputs: {seen}. Supported: "
-                           f"{SUPPORTED}")
+                           f"{SUPPORTED}. {NO_DECODER}")
 
 
 def per_frame(shape: tuple[int, ...]) -> str:

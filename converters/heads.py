@@ -16,6 +16,14 @@ SUPPORTED = ("detect: [N, 4+nc, A] (Ultralytics v8/v11), [N, A, 4+nc] (transpose
              "[N, A, 5+nc] (YOLOv5 with objectness), [N, K, 6] (NMS-free end to end: YOLO26, "
              "YOLOv10, exports with nms=True; x1 y1 x2 y2 score class), GFL heads (PP-PicoDet: "
              "scores and box distributions per level, decoded into the graph); classify: [N, nc]")
+#: What to do about a detector none of whose outputs edge decodes (a user check: the
+#: refusal listed the layouts but gave no next step).
+NO_DECODER = ("Those are the layouts edge decodes: export the network again with its boxes "
+              "and scores decoded into one output of such a layout (grid, anchors and strides "
+              "applied, as Ultralytics' and PaddleDetection's exporters write it), then "
+              "convert that")
+#: What to say of a model whose output is no head at all (a map, a sequence).
+NOT_A_HEAD = "edge runs detectors and classifiers only, so this model cannot be converted"
 
 
 @dataclass(frozen=True)
@@ -50,14 +58,15 @@ def head_from_shape(shape: Sequence[int | str | None], num_classes: int | None,
     if not candidates and len(dims) == 4 and requested is None:
         raise ConversionError(
             f"the output {list(shape)} is a map ([N, C, H, W]: segmentation, a text detector "
-            "such as DBNet, depth), not a head edge decodes into detections or classes; "
-            f"supported: {SUPPORTED}")
+            f"such as DBNet, depth), not a head edge decodes into detections or classes: "
+            f"{NOT_A_HEAD} (supported: {SUPPORTED})")
     if (not candidates and len(dims) == 3 and requested is None and dims[1] == 1
             and (dims[0] or 0) > 1):  # the source ran on one frame: axis 1 is the batch
         raise ConversionError(
             f"the output {list(shape)} looks like a sequence, time first ([T, N, C]: "
             f"{dims[0]} steps of {dims[2]} values, as a CTC text recogniser writes), not a "
-            f"head edge decodes into detections or classes; supported: {SUPPORTED}")
+            f"head edge decodes into detections or classes: {NOT_A_HEAD} (supported: "
+            f"{SUPPORTED})")
     if not candidates:
         classes = f"{num_classes} classes" if num_classes is not None else "an unknown class count"
         raise ConversionError(

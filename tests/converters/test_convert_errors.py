@@ -35,6 +35,20 @@ def two_image_inputs(path: Path) -> Path:
     return path
 
 
+class HeatmapDetector(nn.Module):
+    """CenterFace's and MTCNN P-Net's shape: a score map and a box map at 1/4 scale, decoded
+    outside the network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(3, 8, 3, 4, 1)
+        self.scores, self.boxes = nn.Conv2d(8, 1, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        return torch.sigmoid(self.scores(features)), self.boxes(features)
+
+
 class TimeFirstRecogniser(nn.Module):
     """A CRNN's shape: conv features pooled over height, one 37-class row per column, time
     first ([W/4, N, 37]) as CTC losses want it."""
@@ -65,6 +79,8 @@ def sources(tmp_path: Path) -> dict[str, Path]:
         "map": export_onnx(nn.Sequential(nn.Conv2d(3, 1, 3, 1, 1), nn.Sigmoid()),
                            tmp_path / "map.onnx", 32, 32),
         "sequence": export_onnx(seeded(TimeFirstRecogniser()), tmp_path / "crnn.onnx", 32, 80),
+        "heatmaps": export_onnx(seeded(HeatmapDetector()), tmp_path / "heatmaps.onnx", 32, 32,
+                                outputs=2),
     }
 
 
@@ -86,7 +102,15 @@ CASES = [
      "fits no supported head of layout 'anchor_free'"),
     ("detector", ["--labels", "a,b,c"], "3 labels were given but the model's output output0"),
     ("map", ["--labels", "text"], "the output [1, 1, 32, 32] is a map ([N, C, H, W]: "
-     "segmentation, a text detector such as DBNet, depth), not a head edge decodes"),
+     "segmentation, a text detector such as DBNet, depth), not a head edge decodes into "
+     "detections or classes: edge runs detectors and classifiers only, so this model cannot be "
+     "converted (supported: detect:"),
+    # a user check: the refusal listed the layouts but gave no next step
+    ("heatmaps", ["--labels", "face"], "no output fits a supported head; outputs: "),
+    ("heatmaps", ["--labels", "face"], "classify: [N, nc]. Those are the layouts edge decodes: "
+     "export the network again with its boxes and scores decoded into one output of such a "
+     "layout (grid, anchors and strides applied, as Ultralytics' and PaddleDetection's "
+     "exporters write it), then convert that"),
     ("sequence", ["--labels", ",".join(f"c{i}" for i in range(37))],
      "the output [20, 1, 37] looks like a sequence, time first ([T, N, C]: 20 steps of 37 "
      "values, as a CTC text recogniser writes), not a head edge decodes"),
