@@ -151,6 +151,17 @@ def say_unreadable(paths: Sequence[Path], held: str, root: Path | None) -> None:
                 "; ".join(named), " ..." if len(paths) > 3 else "")
 
 
+def unlabelled_frames(path: Path, task: str) -> bool:
+    """Whether `path` holds frames without labels, as a camera or a calibration set leaves
+    them: a folder of images that is no YOLO dataset (nor, for a classifier, class folders),
+    or a file other than a COCO JSON (a video, for `calibration.readers.frames_from`)."""
+    if path.is_file():
+        return path.suffix.lower() != ".json"
+    if not path.is_dir() or yolo_layout(path) is not None:
+        return False
+    return bool(_folder_images(path)) and not (task == "classify" and _image_folders(path))
+
+
 def dataset_layout(path: Path, task: str) -> str:
     """'coco', 'folders' (classifiers) or 'yolo', from the paths alone (nothing is decoded);
     an error naming `path` when it is none of them."""
@@ -174,7 +185,8 @@ def dataset_layout(path: Path, task: str) -> str:
     if loose:  # frames as a camera or calibration left them
         looks = (f"; it holds {counted(len(loose), 'image')} and no labels. Label them to score "
                  "the model (a labelling tool's YOLO export: images/ and labels/ folders); "
-                 "edge calibrate already compares INT8 with FP32 on frames without labels")
+                 "edge calibrate already compares INT8 with FP32 on frames without labels, "
+                 "and --drift-reference writes a drift profile from them")
     elif folders:
         looks = (f"; its folders of images ({listed([f.name for f in folders])}) are the "
                  "layout that scores a classifier, and this model is a detector: pass its "

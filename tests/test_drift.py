@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import subprocess
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -356,3 +359,41 @@ def test_shifts_show_in_the_input_statistics(shift, brightness, contrast):
     expected = {"lower": lambda a, b: b < a - 2, "higher": lambda a, b: b > a + 0.5,
                 "same": lambda a, b: abs(a - b) <= 1}
     assert expected[brightness](b0, b1) and expected[contrast](c0, c1), (b0, b1, c0, c1)
+
+
+def test_edge_eval_writes_a_profile_from_frames_without_labels(tmp_path, demo_model):
+    """A user check: the command a wrong profile's error names (`edge eval MODEL --data DATA
+    --drift-reference`) refused the calibration set's unlabelled photos, and `edge calibrate
+    --drift-reference` writes the INT8 model's profile, not the FP32 one's that a CPU runs."""
+    model = tmp_path / "shapes.onnx"
+    model.write_bytes(demo_model.read_bytes())
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    images = list(scene_images(1, 30, 15))
+    for index, image in enumerate(images):  # PNG: read back exactly as written
+        cv2.imwrite(str(frames / f"{index:03d}.png"), image)
+    done = subprocess.run([sys.executable, "-m", "edge", "eval", str(model), "--data",
+                           str(frames), "--drift-reference", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said == {"drift_reference": str(default_reference_path(model)), "frames": 30,
+                    "scored": False}
+    written = reference_for_model(default_reference_path(model), model)
+    expected = drift_reference_from_images(model, images, "frames", threads=1)
+    assert json.dumps(written.stats.to_dict(), sort_keys=True) == \
+        json.dumps(expected.stats.to_dict(), sort_keys=True)
+    # a video of the camera's frames too, to a path of its own
+    video = tmp_path / "camera.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 15.0,
+                             (images[0].shape[1], images[0].shape[0]))
+    for image in images:
+        writer.write(image)
+    writer.release()
+    profile = tmp_path / "from-video.drift.json"
+    done = subprocess.run([sys.executable, "-m", "edge", "eval", str(model), "--data",
+                           str(video), "--drift-reference", str(profile)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(f"wrote drift reference {profile} from 30 frames")
+    assert reference_for_model(profile, model).stats.frames == 30

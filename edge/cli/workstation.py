@@ -554,6 +554,9 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
                          "with labelled images") from exc
 
 
+#: Frames a drift profile is made of at most, from frames without labels (as many as `edge
+#: calibrate` reads by default).
+DRIFT_FRAMES = 500
 #: Fewer calibration frames than this (where --max-images asked for more) get a warning: the
 #: README asks for 128+, and 36 calibrated a document-layout YOLOv8n judged on 4 held out.
 FEW_FRAMES = 64
@@ -707,6 +710,11 @@ def _eval(args: argparse.Namespace) -> int:
 
     with OrtRunner.from_path(args.model, slots=1) as runner:
         spec = runner.spec
+    from calibration.datasets import unlabelled_frames
+
+    if args.drift_reference is not None and not isinstance(args.data, str) and \
+            unlabelled_frames(args.data, spec.task):
+        return _drift_reference_alone(args)
     if isinstance(args.data, str):
         accuracy, images, kind = _scene_accuracy(args, spec)
     else:
@@ -723,6 +731,23 @@ def _eval(args: argparse.Namespace) -> int:
         _print_accuracy(accuracy, kind)
     if reference is not None and not args.json:
         print(f"wrote drift reference {reference}")
+    return 0
+
+
+def _drift_reference_alone(args: argparse.Namespace) -> int:
+    """`edge eval MODEL --data FRAMES --drift-reference` where the frames have no labels (the
+    calibration set, a camera's usual frames, a video): the profile, the model not scored (a
+    user check: the command a wrong profile's error names refused such frames, and `edge
+    calibrate --drift-reference` writes the INT8 model's, not the FP32 one's a CPU runs)."""
+    from calibration.readers import frames_from
+
+    frames = frames_from(args.data, args.max_images or DRIFT_FRAMES)
+    reference = write_drift_reference(args, args.model, frames.images(), str(args.data))
+    if args.json:
+        print_json({"drift_reference": reference, "frames": frames.count, "scored": False})
+    else:
+        print(f"{args.data} holds frames without labels, so the model is not scored; wrote "
+              f"drift reference {reference} from {counted(frames.count, 'frame')}")
     return 0
 
 
@@ -877,7 +902,8 @@ def _add_calibrate(commands: Any) -> None:
     evaluate.add_argument("--data", type=_eval_data, required=True,
                           help="YOLO dataset folder, COCO JSON, class folders, or "
                                "synthetic://shapes?seed=N (the demo's scene; 100 frames unless "
-                               "--max-images)")
+                               "--max-images); with --drift-reference also frames without "
+                               "labels (a folder or a video), profiled without scoring")
     evaluate.add_argument("--max-images", type=parse_positive_int,
                           help="score at most this many images, spread evenly over the data "
                                "(every part of a split, every class folder)")
