@@ -583,6 +583,10 @@ def test_a_timed_run_that_never_reached_its_broker_exits_1(tmp_path, demo_model)
     assert summary["dropped"] == summary["produced"] > 20  # a memory outbox, never sent
     events = summary["events_dropped"]
     assert events > 0 and f"{summary['dropped']} dropped ({events} event" in result.stderr
+    # the summary says it failed, as every command's --json ends on an error (a user check)
+    assert summary["exit_code"] == 1
+    assert re.fullmatch(rf"the MQTT broker mqtt://127\.0\.0\.1:{port} was never reached in "
+                        r"the 3\.\d s run, so nothing was published", summary["error"])
 
 
 def test_a_camera_that_cannot_start_leaves_a_failed_status_that_says_why(tmp_path, mosquitto,

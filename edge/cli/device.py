@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,47 +132,66 @@ def cmd_run(args: argparse.Namespace) -> int:
                  1 if camera.streamed_s < 10 else 0, camera.streamed_s,
                  counted(camera.frames_dropped, "camera frame"),
                  f"; {counted(camera.reconnects, 'reconnect')}" if camera.reconnects else "")
-    if args.json:  # "dropped": messages, as in the line above
-        print_json({"frames": summary.frames, "fps": round(summary.fps, 2),
-                     "frames_dropped": summary.frames_dropped,
-                     "produced": summary.produced, "recovered": summary.recovered,
-                     "published": summary.published,
-                     "queued": summary.queued, "dropped": summary.dropped,
-                     "events_dropped": summary.events_dropped,
-                     "states_sent": summary.states_sent,
-                     "never_streamed": list(summary.never_streamed),
-                     "broker_reached": summary.broker_reached, "flushed": summary.flushed,
-                     "failure": summary.failure, "model_error": summary.model_error,
-                     "cameras": {camera.name: {
-                         "frames": camera.frames, "fps": round(camera.fps, 2),
-                         "streaming_s": round(camera.streamed_s, 1),
-                         "frames_dropped": camera.frames_dropped,
-                         "reconnects": camera.reconnects} for camera in summary.cameras}})
-    if summary.gave_way is not None:
-        log.error("exiting 2, not to be restarted: %s", summary.gave_way)
-        return 2
-    if summary.model_error is not None:
-        log.error("exiting 2, not to be restarted (re-convert the model): %s",
-                  summary.model_error)
-        return 2
-    if summary.failure is not None:
-        log.error("exiting 1 so that systemd restarts the daemon: %s", summary.failure)
-        return 1
     # a timed run is a trial: a script must see a camera or a broker that never worked (a run
     # that a signal stopped still exits 0, or systemd would count every stop a failure)
-    trial = args.seconds is not None and stop.received is None
+    outcome = _outcome(summary, trial=args.seconds is not None and stop.received is None,
+                       broker=redact_uri(config.mqtt.url))
+    if args.json:  # "dropped": messages, as in the line above
+        report: dict[str, Any] = {
+            "frames": summary.frames, "fps": round(summary.fps, 2),
+            "frames_dropped": summary.frames_dropped,
+            "produced": summary.produced, "recovered": summary.recovered,
+            "published": summary.published,
+            "queued": summary.queued, "dropped": summary.dropped,
+            "events_dropped": summary.events_dropped,
+            "states_sent": summary.states_sent,
+            "never_streamed": list(summary.never_streamed),
+            "broker_reached": summary.broker_reached, "flushed": summary.flushed,
+            "failure": summary.failure, "model_error": summary.model_error,
+            "cameras": {camera.name: {
+                "frames": camera.frames, "fps": round(camera.fps, 2),
+                "streaming_s": round(camera.streamed_s, 1),
+                "frames_dropped": camera.frames_dropped,
+                "reconnects": camera.reconnects} for camera in summary.cameras}}
+        if outcome is not None:  # as every command's --json ends on an error (README)
+            report.update(error=outcome.error, exit_code=outcome.code)
+        print_json(report)
+    if outcome is None:
+        return 0
+    log.error("exiting %d%s: %s%s", outcome.code, outcome.why_this_code, outcome.error,
+              outcome.see)
+    return outcome.code
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """Why a run exits other than 0, and with what: `error` as `--json` gives it; the log line
+    adds why that code (`why_this_code`) and where the cause was said (`see`)."""
+
+    code: int
+    error: str
+    why_this_code: str = ""
+    see: str = ""
+
+
+def _outcome(summary: RunSummary, trial: bool, broker: str) -> _Outcome | None:
+    """None for a run that ends as it should (exit 0)."""
+    if summary.gave_way is not None:
+        return _Outcome(2, summary.gave_way, ", not to be restarted")
+    if summary.model_error is not None:
+        return _Outcome(2, summary.model_error, ", not to be restarted (re-convert the model)")
+    if summary.failure is not None:
+        return _Outcome(1, summary.failure, " so that systemd restarts the daemon")
     # the run's own length: a file source that ends first ends it (a user check: "in the 5 s
     # run" after a clip ended at 1.8 s)
     ran = f"{summary.seconds:.{1 if summary.seconds < 10 else 0}f} s run"
     if trial and summary.never_streamed:
-        log.error("exiting 1: %s delivered no frame in the %s (the reason is above)",
-                  _cameras(summary.never_streamed), ran)
-        return 1
+        return _Outcome(1, f"{_cameras(summary.never_streamed)} delivered no frame in the "
+                           f"{ran}", see=" (the reason is above)")
     if trial and not summary.broker_reached:
-        log.error("exiting 1: the MQTT broker %s was never reached in the %s, so nothing was "
-                  "published (the reason is above)", redact_uri(config.mqtt.url), ran)
-        return 1
-    return 0
+        return _Outcome(1, f"the MQTT broker {broker} was never reached in the {ran}, so "
+                           "nothing was published", see=" (the reason is above)")
+    return None
 
 
 def _cameras(names: Sequence[str]) -> str:
