@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +124,8 @@ class FrameSet:
     #: A folder with more images than --max-images: how many it holds (the frames are a
     #: subsample of them), else None
     sampled_from: int | None = None
-    #: ... and its images the subsample left out (not checked)
+    #: ... and its images the subsample left out (not checked), in the random order that
+    #: `top_up` draws them in
     unpicked: list[Path] = field(default_factory=list)
     #: Image files of a folder that are hidden (.DS_Store, macOS's ._photo.jpg): not read
     hidden: int = 0
@@ -172,6 +173,33 @@ class FrameSet:
         self.sizes = [size for i, size in enumerate(self.sizes) if i not in dropped]
         self.count = len(self.paths)
         return names
+
+    def top_up(self, wanted: int, fits: Callable[[tuple[int, int]], str | None] | None = None
+               ) -> list[str]:
+        """Draw images the subsample left out (`unpicked`, in their random order) in place of
+        those skipped, until `wanted` are usable or none is left (a user check: a sample of 10
+        that held two thumbnails calibrated on 8, and a --min-images 10 was told to "add
+        more" to a folder of 35). `fits(size)`: why an image of that (width, height) is left
+        out too, or None. Returns the names of those left out by `fits`."""
+        unfit: list[str] = []
+        while self.count < wanted and self.unpicked:
+            path = self.unpicked.pop(0)
+            size = usable_image_size(path)
+            if size is None:
+                self.skipped.append(f"{shown_path(path, self.root)} ({unusable_reason(path)})")
+                continue
+            why = fits(size) if fits is not None else None
+            if why is not None:
+                self.skipped.append(f"{shown_path(path, self.root)} ({why})")
+                unfit.append(shown_path(path, self.root))
+                continue
+            self.paths.append(path)
+            self.sizes.append(size)
+            self.count += 1
+        order = sorted(range(self.count), key=lambda i: self.paths[i])  # the folder's order
+        self.paths = [self.paths[i] for i in order]
+        self.sizes = [self.sizes[i] for i in order]
+        return unfit
 
     def require(self, min_images: int) -> None:
         """InputError naming the source and the fix when it has fewer than `min_images` usable
@@ -292,9 +320,10 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
     sampled_from = len(images) if len(images) > max_images else None
     unpicked: list[Path] = []
     if sampled_from is not None:
-        chosen = set(np.random.default_rng(seed).choice(len(images), max_images,
-                                                        replace=False).tolist())
+        random = np.random.default_rng(seed)
+        chosen = set(random.choice(len(images), max_images, replace=False).tolist())
         unpicked = [path for i, path in enumerate(images) if i not in chosen]
+        unpicked = [unpicked[i] for i in random.permutation(len(unpicked))]
         images = [path for i, path in enumerate(images) if i in chosen]
     usable, sizes = [], []
     for path in images:
@@ -304,9 +333,11 @@ def _folder(folder: Path, max_images: int, seed: int) -> FrameSet:
         else:
             usable.append(path)
             sizes.append(size)
-    if skipped:
-        log.warning("skipped %d file(s) in %s: %s", len(skipped), folder,
-                    "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""))
-    return FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
-                    skipped=skipped, sampled_from=sampled_from, unpicked=unpicked, hidden=hidden,
-                    root=folder)
+    frames = FrameSet(f"folder {folder}", paths=usable, sizes=sizes, count=len(usable),
+                      skipped=skipped, sampled_from=sampled_from, unpicked=unpicked,
+                      hidden=hidden, root=folder)
+    frames.top_up(max_images)  # others in place of those that do not decode
+    if frames.skipped:
+        log.warning("skipped %d file(s) in %s: %s", len(frames.skipped), folder,
+                    "; ".join(frames.skipped[:10]) + (" …" if len(frames.skipped) > 10 else ""))
+    return frames

@@ -315,7 +315,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     options = replace(options, labelled_data=_scored_by_report(args, spec.task))
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
     # the sizes first: more images of the wrong size would not help
-    _leave_out_small_images(frames, spec.input, args.images, args.allow_upscale)
+    _leave_out_small_images(frames, spec.input, args.images, args.max_images,
+                            args.allow_upscale)
     frames.require(args.min_images)
     if frames.count < FEW_FRAMES <= args.max_images:
         log.warning("%s has %d usable frames: ranges from 128 or more camera frames are "
@@ -569,7 +570,7 @@ TEXT_LINE_UPSCALE = 2.0
 
 
 def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Path,
-                            allow_upscale: bool = False) -> None:
+                            wanted: int, allow_upscale: bool = False) -> None:
     """An image smaller than the model input would be upscaled (in both sides for a
     letterbox or a stretch; in either for a crop, which keeps the aspect): its ranges are those
     of blurred, not camera, frames (two thumbnails among 40 photos changed which method `auto`
@@ -577,9 +578,10 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
     lines, are often a little under the input) are strays where most images are not such, and
     are left out with a warning; where most are (a model whose input is larger than the usual
     frame: a 608x800 layout detector on photos), every image is kept, with a warning; where
-    every image is upscaled at all, the folder is refused. `allow_upscale` (the frames the
-    model will see are that small too): every image is kept, with a warning. The sizes (width,
-    height) are those the folder scan read from each image."""
+    every image is upscaled at all, the folder is refused. Strays left out of a --max-images
+    sample are replaced by others of the folder, up to `wanted`. `allow_upscale` (the frames
+    the model will see are that small too): every image is kept, with a warning. The sizes
+    (width, height) are those the folder scan read from each image."""
     sizes = frames.sizes
     width, height, resize = spec_input.width, spec_input.height, spec_input.resize
     if resize == "text-line":
@@ -610,7 +612,10 @@ def _leave_out_small_images(frames: FrameSet, spec_input: InputSpec, folder: Pat
             "it with a smaller --input-size; or, where the frames the model will see are this "
             "small too (its application enlarges them as well), pass --allow-upscale")
     elif strays and 2 * len(strays) < len(sizes):
-        names = frames.drop(strays, f"much smaller than {than}")
+        too_small = f"much smaller than {than}"
+        names = frames.drop(strays, too_small)
+        names += frames.top_up(wanted, lambda size: too_small if _upscale(size, spec_input)
+                               > STRAY_UPSCALE else None)  # others of the folder instead
         log.warning("skipped %s %s smaller than %s that would be upscaled more than %gx, "
                     "where most would not be (thumbnails among frames; --allow-upscale keeps "
                     "them): %s", counted(len(names), "image"), where, than, STRAY_UPSCALE,

@@ -175,7 +175,9 @@ def test_class_folders_given_to_a_detector_are_named_as_a_classifiers_layout(tmp
     (tmp_path / "frame.jpg").write_bytes(b"")  # a user check: loose frames, one camera's folder
     with pytest.raises(InputError, match=r"scored on; it holds 1 image and no labels\. Label "
                                          r"them to score the model .*edge calibrate already "
-                                         r"compares INT8 with FP32 on frames without labels$"):
+                                         r"compares INT8 with FP32 on frames without labels, "
+                                         r"and --drift-reference writes a drift profile from "
+                                         r"them$"):
         dataset_layout(tmp_path, "detect")
     (tmp_path / "frame.jpg").unlink()
     (tmp_path / "cat" / "1.jpg").unlink()

@@ -6,6 +6,7 @@ models run in tests/corpus."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -598,6 +599,41 @@ def test_images_a_stretch_enlarges_along_one_side_are_kept_and_said(tmp_path, ed
         cv2.imwrite(str(wide / f"{index}.png"), rng.integers(0, 256, (30, 40, 3), np.uint8))
     assert edge(*args).returncode == 0
     assert "along one side" not in caplog.text
+
+
+def test_a_sample_s_skipped_images_are_replaced_by_others_of_the_folder(tmp_path, edge,
+                                                                      caplog):
+    """A user check: `--max-images 10 --min-images 10` on a folder of 35 usable photos drew two
+    thumbnails, calibrated on 8 or, with --min-images, was told to "add more"."""
+    fp32 = tmp_path / "fp32.onnx"
+    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for index in range(12):
+        cv2.imwrite(str(folder / f"photo{index:02d}.png"),
+                    rng.integers(0, 256, (64, 48, 3), np.uint8))
+    for index in range(4):
+        cv2.imwrite(str(folder / f"thumb{index}.png"), rng.integers(0, 256, (8, 8, 3), np.uint8))
+    for index in range(2):
+        (folder / f"damaged{index}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut" * 9)
+    for seed in range(4):
+        caplog.clear()
+        result = edge("calibrate", fp32, "--images", folder, "-o", tmp_path / "int8.onnx",
+                      "--max-images", "8", "--min-images", "8", "--seed", str(seed),
+                      "--method", "minmax", "--json")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert summary["frames"] + summary["held_out"] == 8, (seed, summary)
+        assert summary["sampled_from"] == 18
+        # those drawn and left out are named, each once
+        named = re.findall(r"(thumb\d|damaged\d)\.png", caplog.text)
+        assert len(named) == len(set(named)) == summary["skipped"], (seed, caplog.text)
+    (tmp_path / "int8.onnx").unlink()
+    # a folder that has too few usable images all the same is told so
+    result = edge("calibrate", fp32, "--images", folder, "-o", tmp_path / "int8.onnx",
+                  "--max-images", "14", "--min-images", "14")
+    assert_refused(result, "has 12 usable image(s) (6 file(s) skipped); at least 14 are needed")
 
 
 def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edge, caplog):
