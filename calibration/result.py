@@ -46,6 +46,9 @@ class Calibrated:
     #: Depthwise and other narrow convs past the stem that the `cpu` profile keeps float by its
     #: own rule (`converters.qdq_cpu.narrow_convs`: no faster in int8), beside `excluded`
     float_narrow_convs: list[str] = field(default_factory=list)
+    #: Activations the `excluded` nodes read and write (`converters.qdq_tensorrt.
+    #: kept_float_tensors`), which a TensorRT cache leaves out as it does the decode tail's
+    excluded_tensors: frozenset[str] = frozenset()
 
     @property
     def kept_float(self) -> list[str]:
@@ -88,11 +91,13 @@ class Calibrated:
         return ""
 
     def cache(self, trt_version: str, spec: ModelSpec) -> CalibrationCache:
-        """A TensorRT calibration cache of these ranges. The decode tail's activations get no
-        scale, so TensorRT keeps the layers reading or writing them out of int8 ("missing
-        scale ... expect fall back to non-int8"), as the QDQ models keep them float."""
+        """A TensorRT calibration cache of these ranges. The decode tail's activations, and
+        those the `excluded` layers read and write, get no scale, so TensorRT keeps the layers
+        reading or writing them out of int8 ("missing scale ... expect fall back to
+        non-int8"), as the QDQ models keep them float."""
+        left_out = self.decode_tail_tensors | self.excluded_tensors
         ranges = TensorRanges(self.ranges.method, self.ranges.frames, {
             name: tensor_range for name, tensor_range in self.ranges.ranges.items()
-            if name not in self.decode_tail_tensors})
+            if name not in left_out})
         # The uint8 image input spans 0..255: TensorRT needs its real scale (1.0), not amax/127.
         return cache_from_ranges(ranges, trt_version, (spec.input.name, 1.0))

@@ -115,6 +115,16 @@ def decode_tail_tensors(model: onnx.ModelProto) -> frozenset[str]:
     return frozenset(out for node in model.graph.node if node.name in tail for out in node.output)
 
 
+def kept_float_tensors(model: onnx.ModelProto, kept: Collection[str]) -> frozenset[str]:
+    """The activations the nodes named `kept` (kept float: --exclude, --keep-float) read and
+    write: a TensorRT calibration cache leaves their scales out, so that TensorRT keeps those
+    layers out of int8 as the QDQ model does (a user check: the cache held every kept layer's
+    scales, so TensorRT's implicit int8 would quantize them all the same)."""
+    constants = {i.name for i in model.graph.initializer}
+    return frozenset(name for node in model.graph.node if node.name in kept
+                     for name in (*node.input, *node.output) if name and name not in constants)
+
+
 def head_outputs(model: onnx.ModelProto) -> frozenset[str]:
     """The activations the last weighted layers hand to the decode tail or to the graph's
     outputs: logits, score logits, box distributions. They are the model's answers before

@@ -56,6 +56,7 @@ from converters.qdq_tensorrt import (
     check_exclusions,
     decode_tail_tensors,
     head_outputs,
+    kept_float_tensors,
     quantizable_inputs,
 )
 from edge.errors import InputError, ModelError
@@ -207,7 +208,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
                       sorted(unfolded_batchnorms(model)) if options.profile == "cpu" else [],
                       _float_stem(quantized, excluded, options.profile),
                       float_narrow_convs(model, quantized, excluded)
-                      if options.profile == "cpu" else [])
+                      if options.profile == "cpu" else [],
+                      excluded_tensors=kept_float_tensors(model, excluded))
 
 
 def _float_stem(quantized: onnx.ModelProto, excluded: list[str], profile: str) -> str | None:
@@ -261,11 +263,12 @@ def _effective_exclusions(model: onnx.ModelProto, options: CalibrateOptions) -> 
     """`--exclude` less the nodes the profile does not quantize anyway (said once, so the
     report's "kept float" lists only what the option changed)."""
     quantized = quantized_nodes(model, options.profile)
-    ignored = [name for name in options.exclude if name not in quantized]
+    named = list(dict.fromkeys(options.exclude))  # each once, however often it was given
+    ignored = [name for name in named if name not in quantized]
     if ignored:
         log.warning("--exclude %s: not quantized under the %s profile anyway; nothing to keep in "
                     "float there", ", ".join(ignored), options.profile)
-    return [name for name in options.exclude if name in quantized]
+    return [name for name in named if name in quantized]
 
 
 def _kept_float(model: onnx.ModelProto, quantized: onnx.ModelProto, ranges: TensorRanges,

@@ -442,9 +442,12 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated,
     for key, what in (("cache", "TensorRT calibration cache"), ("ranges", "ranges"),
                       ("drift_reference", "drift reference")):
         if summary[key]:
+            kept = (f", and none for what the {counted(len(summary['kept_float']), 'layer')} "
+                    "kept float read and write, so TensorRT keeps them float too (as any other "
+                    "layer reading those tensors)" if summary["kept_float"] else "")
             scales = (f" ({summary['cache_tensors']} tensor scales: the input's and every float "
                       "activation's up to the last weighted layers; what follows them stays "
-                      "float)" if key == "cache" else "")
+                      f"float{kept})" if key == "cache" else "")
             print(f"wrote {what} {summary[key]}{scales}")
     if args.report:
         print(f"report: {summary['report']}")

@@ -336,6 +336,37 @@ def test_an_unreadable_video_is_refused_saying_why(demo_model, tmp_path, content
     assert not (tmp_path / "int8.onnx").exists()
 
 
+def test_a_cache_leaves_out_the_scales_of_what_layers_kept_float_read_and_write(demo_model,
+                                                                             tmp_path):
+    """A user check: the cache held the scales of the layers --keep-float and --exclude kept
+    float, so TensorRT's implicit int8 would have quantized them all the same; a node named
+    twice was listed twice."""
+    kept = "/stage3/stage3.0/stage3.0.0/Conv"
+    around = {"/stem/stem.1/stem.1.2/Relu_output_0", "/stage3/stage3.0/stage3.0.0/Conv_output_0"}
+
+    def cached(*options: str) -> tuple[set[str], dict, str]:
+        result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "16", "-o",
+                      tmp_path / "int8.onnx", "--cache", tmp_path / "model.cache", "--method",
+                      "minmax", *options)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout.strip().splitlines()[-1]) if "--json" in options \
+            else {}
+        lines = (tmp_path / "model.cache").read_text().splitlines()[1:]
+        for written in ("int8.onnx", "model.cache"):
+            (tmp_path / written).unlink()
+        return {line.split(":")[0] for line in lines}, summary, result.stdout
+
+    everything, _, _ = cached()
+    assert around <= everything
+    without, summary, _ = cached("--exclude", kept, kept, "--json")
+    assert summary["kept_float"] == [kept]
+    assert without == everything - around
+    assert summary["cache_tensors"] == len(without)
+    _, _, said = cached("--exclude", kept)
+    assert ("and none for what the 1 layer kept float read and write, so TensorRT keeps them "
+            "float too") in said
+
+
 def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "8",
                   "--min-images", "4", "-o", tmp_path / "int8.onnx", "--cache",
