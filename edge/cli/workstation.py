@@ -314,6 +314,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     _check_cache_and_report(args, spec.task, spec.labels)
     options = replace(options, labelled_data=_scored_by_report(args, spec.task))
     frames = frames_from(args.images, args.max_images, args.seed, min_images=0)
+    scene = _scene_for_another_model(args.images, args.model, spec)
     # the sizes first: more images of the wrong size would not help
     _leave_out_small_images(frames, spec.input, args.images, args.max_images,
                             args.allow_upscale)
@@ -337,7 +338,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "requested_method": args.method,
         "methods": [fidelity.as_dict() for fidelity in result.comparison],
         "written": result.written.as_dict() if result.written else None,
-        "warning": "; ".join(w for w in (frames.warning, result.warning, lost) if w) or None,
+        "warning": "; ".join(w for w in (scene, frames.warning, result.warning, lost) if w)
+                   or None,
         # the statistics' frames, and those held back to judge the methods (a user check:
         # 23 here against the log's "calibrating on 26 frames")
         "frames": result.frames, "held_out": len(result.held_out),
@@ -803,6 +805,25 @@ def _taken_for(mistaken: dict[str, int], shown: int = 3) -> str:
         named.append(f"{counted(len(items) - shown, 'other class')} "
                      f"({sum(images for _, images in items[shown:])})")
     return ", ".join(named)
+
+
+def _scene_for_another_model(images: str | Path, model: Path, spec: ModelSpec) -> str | None:
+    """A warning (logged, and returned for --json) where the synthetic scene calibrates a
+    model that does not detect its shapes: its ranges come from circles and squares on a
+    plain background, not the model's frames (a user check: a corpus classifier calibrated on
+    it in silence, while `--eval-data` refuses the scene for it)."""
+    from edge.synthetic import SHAPE_LABELS
+
+    if not str(images).startswith("synthetic://") or (
+            spec.task == "detect" and tuple(spec.labels) == SHAPE_LABELS):
+        return None
+    labels = ", ".join(spec.labels[:6]) + (" ..." if len(spec.labels) > 6 else "")
+    warning = (f"--images {images}: the synthetic scene (shapes: {', '.join(SHAPE_LABELS)}, on "
+               f"a plain background) is the demo detector's; {model} ({spec.task}: {labels}) "
+               "calibrated on it gets ranges of those shapes, not of its own frames: calibrate "
+               "on frames like those it will see")
+    log.warning("%s", warning)
+    return warning
 
 
 def _require_scene_model(what: str, model: Path, task: str, labels: Sequence[str]) -> None:

@@ -601,6 +601,29 @@ def test_images_a_stretch_enlarges_along_one_side_are_kept_and_said(tmp_path, ed
     assert "along one side" not in caplog.text
 
 
+def test_the_synthetic_scene_calibrating_another_model_is_warned_about(tmp_path, edge,
+                                                                      demo_model):
+    """A user check: a corpus classifier calibrated on the demo's scene of shapes in silence
+    (`warning: null`), while `--eval-data` refuses that scene for it."""
+    fp32 = tmp_path / "fp32.onnx"
+    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
+    result = edge("calibrate", fp32, "--images", "synthetic://shapes?seed=3", "-o",
+                  tmp_path / "int8.onnx", "--max-images", "16", "--method", "minmax", "--json")
+    assert result.returncode == 0, result.stderr
+    warning = json.loads(result.stdout.strip().splitlines()[-1])["warning"]
+    assert warning.startswith(
+        "--images synthetic://shapes?seed=3: the synthetic scene (shapes: circle, square, "
+        f"triangle, star, on a plain background) is the demo detector's; {fp32} (classify: a, "
+        "b, c) calibrated on it gets ranges of those shapes, not of its own frames: calibrate "
+        "on frames like those it will see"), warning
+    # the demo detector itself is calibrated on its scene without a word
+    result = edge("calibrate", demo_model, "--images", "synthetic://shapes?seed=3", "-o",
+                  tmp_path / "demo.onnx", "--max-images", "16", "--method", "minmax", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "synthetic scene" not in (json.loads(result.stdout.strip().splitlines()[-1])
+                                     ["warning"] or "")
+
+
 def test_a_sample_s_skipped_images_are_replaced_by_others_of_the_folder(tmp_path, edge,
                                                                       caplog):
     """A user check: `--max-images 10 --min-images 10` on a folder of 35 usable photos drew two
