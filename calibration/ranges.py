@@ -306,12 +306,17 @@ class TensorRanges:
         mixed.update({name: other.ranges[name] for name in tensors})
         return TensorRanges(f"{self.method}+{other.method}@{len(tensors)}", self.frames, mixed)
 
-    def to_json(self) -> str:
-        return json.dumps({"version": 1, "method": self.method, "frames": self.frames,
+    def to_json(self, percentile: float | None = None) -> str:
+        """`percentile`: the percentile method's share kept, recorded where the ranges are
+        (or mix in) that method's."""
+        recorded = {"percentile": percentile} if percentile is not None and \
+            "percentile" in self.method else {}
+        return json.dumps({"version": 1, "method": self.method, **recorded,
+                           "frames": self.frames,
                            "ranges": {n: vars(r) for n, r in self.ranges.items()}}, indent=1)
 
-    def save(self, path: Path) -> None:
-        write_bytes_atomic(path, self.to_json().encode())
+    def save(self, path: Path, percentile: float | None = None) -> None:
+        write_bytes_atomic(path, self.to_json(percentile).encode())
 
     @classmethod
     def load(cls, path: Path) -> TensorRanges:

@@ -335,6 +335,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         log.warning("%s", lost)
     summary: dict[str, Any] = {
         "output": str(args.output), "profile": args.profile, "method": result.ranges.method,
+        # the percentile method's share kept (a user check: 99.9 and 99.99 read alike)
+        "percentile": args.percentile,
         "requested_method": args.method,
         "methods": [fidelity.as_dict() for fidelity in result.comparison],
         "written": result.written.as_dict() if result.written else None,
@@ -404,7 +406,7 @@ def _write_calibration_outputs(args: argparse.Namespace, result: Calibrated, spe
         if cache is not None:
             cache.write(staged.file(args.cache))
         if args.ranges is not None:
-            result.ranges.save(staged.file(args.ranges))
+            result.ranges.save(staged.file(args.ranges), args.percentile)
         report: Report | None = None
         evaluation = _report_data(args)
         if evaluation is not None:
@@ -434,7 +436,10 @@ def _print_calibration(args: argparse.Namespace, result: Calibrated,
         print(f"  {fidelity.method:{width}s} {agreement}  output SQNR "
               f"{fidelity.sqnr_db:5.1f} dB{f' ({parts})' if parts else ''}{constant}{chosen}")
     phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.phases.items())
-    print(f"wrote {args.output} ({args.profile} profile, {result.ranges.method}) from "
+    method = result.ranges.method
+    if "percentile" in method:  # a user check: 99.9 and 99.99 read alike
+        method += f" at {args.percentile:g}%"
+    print(f"wrote {args.output} ({args.profile} profile, {method}) from "
           f"{result.frames} frames in {result.seconds:.2f} s ({phases}); "
           f"{_skipped(summary['skipped'])}{_kept_float(result)}")
     if result.cpu_latency is not None:

@@ -367,6 +367,23 @@ def test_a_cache_leaves_out_the_scales_of_what_layers_kept_float_read_and_write(
             "float too") in said
 
 
+def test_the_percentile_asked_for_is_recorded_with_the_ranges(demo_model, tmp_path):
+    """A user check: `--percentile 99.9` and the default 99.99 wrote the same "percentile" in
+    --json, the summary line and the ranges file."""
+    result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "12", "-o",
+                  tmp_path / "int8.onnx", "--ranges", tmp_path / "ranges.json", "--method",
+                  "percentile", "--percentile", "99.9", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["method"] == "percentile" and summary["percentile"] == 99.9
+    ranges = json.loads((tmp_path / "ranges.json").read_text())
+    assert ranges["method"] == "percentile" and ranges["percentile"] == 99.9
+    (tmp_path / "int8.onnx").unlink()
+    result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "12", "-o",
+                  tmp_path / "int8.onnx", "--method", "percentile")
+    assert "(tensorrt profile, percentile at 99.99%) from" in result.stdout, result.stdout
+
+
 def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "8",
                   "--min-images", "4", "-o", tmp_path / "int8.onnx", "--cache",
