@@ -186,6 +186,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return _inspect_engine(args)
     if looks_like_cache(args.model):
         return _inspect_cache(args)
+    if args.model.suffix == ".json" and args.model.is_file():
+        return _inspect_ranges(args)
     if args.model.suffix == ".cache" and args.model.is_file():
         raise InputError(f"{args.model} is not a TensorRT calibration cache: its first line "
                          "would be a header like TRT-100300-EntropyCalibration2, as `edge "
@@ -226,6 +228,35 @@ def _inspect_cache(args: argparse.Namespace) -> int:
           f"{largest:.4g}")
     print("read by `edge build-engine MODEL --cache FILE` with the FP32 model it was made from "
           "(implicit quantization, TensorRT 8.5-10.x)")
+    return 0
+
+
+def _inspect_ranges(args: argparse.Namespace) -> int:
+    """A ranges file (`edge calibrate --ranges`): the method, frames and tensors behind it (a
+    user check: it was called "not an ONNX model ... Wire format was corrupt")."""
+    import json
+
+    from calibration.ranges import TensorRanges
+
+    try:
+        ranges = TensorRanges.load(args.model)
+    except InputError as exc:
+        raise InputError(f"{exc}; edge inspect takes an .onnx model, an .engine, a calibration "
+                         "cache or a ranges file") from exc
+    amax = [tensor.amax for tensor in ranges.ranges.values()] or [0.0]
+    percentile = json.loads(args.model.read_text()).get("percentile")
+    report = {"ranges_file": str(args.model), "method": ranges.method, "percentile": percentile,
+              "frames": ranges.frames, "tensors": len(ranges.ranges),
+              "amax_min": round(min(amax), 6), "amax_max": round(max(amax), 6)}
+    if args.json:
+        print_json(report)
+        return 0
+    method = f"{ranges.method} at {percentile:g}%" if percentile is not None else ranges.method
+    print(f"{args.model}: ranges of {counted(len(ranges.ranges), 'tensor')} by {method}, from "
+          f"{counted(ranges.frames, 'calibration frame')}; largest |x| (amax) from "
+          f"{report['amax_min']:.4g} to {report['amax_max']:.4g}")
+    print("written by `edge calibrate --ranges` for reading (JSON: each tensor's minimum, "
+          "maximum and amax); the INT8 model holds its scales itself")
     return 0
 
 

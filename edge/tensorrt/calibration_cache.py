@@ -63,8 +63,13 @@ def scale_to_hex(scale: float) -> str:
 
 
 def hex_to_scale(text: str) -> float:
-    value = int(text, 16)
-    if value >= 1 << 32:
+    """A float32 scale from the 8 hex digits of its bits, as TensorRT writes it; ValueError
+    saying what is wrong otherwise."""
+    try:
+        value = int(text, 16)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a scale's hex digits (such as 3c010204)") from None
+    if value < 0 or value >= 1 << 32:
         raise ValueError("more than 32 bits")
     return float(struct.unpack(">f", struct.pack(">I", value))[0])
 
@@ -125,7 +130,8 @@ class CalibrationCache:
                 scales[name.strip()] = scale
             except ValueError as exc:
                 raise InputError(f"{origin}: line {number} is malformed ({exc}): "
-                                 f"{line[:80]!r}") from exc
+                                 f"{line[:80]!r}; write the cache again with `edge calibrate "
+                                 "--cache`") from exc
         if not scales:
             raise InputError(f"{origin} holds a header and no tensor scales; recalibrate with "
                              "`edge calibrate --cache`")

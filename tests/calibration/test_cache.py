@@ -60,6 +60,36 @@ def test_inspect_reads_a_calibration_cache(tmp_path):
                "header like TRT-100300-EntropyCalibration2" in bad.stderr
 
 
+def test_inspect_reads_a_ranges_file(tmp_path):
+    """A user check: `edge inspect` on the file `edge calibrate --ranges` wrote called it "not
+    an ONNX model (... Wire format was corrupt)"."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "net.ranges.json"
+    TensorRanges("percentile", 120, {"a": TensorRange(-1.0, 2.0, 1.5),
+                                     "b": TensorRange(0.0, 6.0, 6.0)}).save(path, 99.9)
+    shown = subprocess.run([sys.executable, "-m", "edge", "inspect", str(path)],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == (
+        f"{path}: ranges of 2 tensors by percentile at 99.9%, from 120 calibration frames; "
+        "largest |x| (amax) from 1.5 to 6")
+    report = json.loads(subprocess.run(
+        [sys.executable, "-m", "edge", "inspect", str(path), "--json"], capture_output=True,
+        text=True, timeout=60).stdout)
+    assert report == {"ranges_file": str(path), "method": "percentile", "percentile": 99.9,
+                      "frames": 120, "tensors": 2, "amax_min": 1.5, "amax_max": 6.0}
+    path.write_text('{"graph": 3}')  # JSON, but no ranges file
+    bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert (f"{path} is not a ranges file written by `edge calibrate`" in bad.stderr and
+            "edge inspect takes an .onnx model, an .engine, a calibration cache or a ranges "
+            "file" in bad.stderr), bad.stderr
+
+
 @pytest.mark.parametrize(
     ("version", "message"),
     [("11.0.0", "strongly typed"), ("8.4.1", "older than 8.5"), ("ten", "not like 10.3.0")],
@@ -96,7 +126,10 @@ def test_round_trip_with_the_input_scale():
         ("TRT-8601-EntropyCalibration2\nconv1: 3f800000\n", "written for TensorRT version "
                                                            "number 8601, not 100300"),
         ("TRT-100300-EntropyCalibration2\nconv1 3f800000\n", "line 2 is malformed"),
-        ("TRT-100300-EntropyCalibration2\na: 0\nconv1: xyz\n", "line 3 is malformed"),
+        # a user check: Python's own "invalid literal for int() with base 16" was said
+        ("TRT-100300-EntropyCalibration2\na: 0\nconv1: xyz\n",
+         r"line 3 is malformed \('xyz' is not a scale's hex digits \(such as 3c010204\)\): "
+         r"'conv1: xyz'; write the cache again with `edge calibrate --cache`$"),
         ("TRT-100300-EntropyCalibration2\nconv1: 1ffffffff\n", "line 2 is malformed"),
         # damaged files `edge inspect` took for caches (a user check)
         ("TRT-100300-EntropyCalibration2\nconv1: 3f800000\nconv2: 3", "is cut short"),
