@@ -91,8 +91,13 @@ class Report:
 
     def summary(self) -> dict[str, Any]:
         """The accuracies for `edge calibrate --json`."""
-        return {"evaluated_on": self.evaluated_on, "fp32": self.fp32.as_dict(),
-                "int8": self.int8.as_dict()}
+        summary: dict[str, Any] = {"evaluated_on": self.evaluated_on,
+                                   "fp32": self.fp32.as_dict(),
+                                   "int8": self.int8.as_dict()}
+        agreement = top1_agreement(self.fp32, self.int8)
+        if agreement is not None:  # a user check: the report gave it, --json did not
+            summary["top1_agreement"] = round(agreement, 4)
+        return summary
 
     def accuracy_lost(self) -> str | None:
         """A warning when INT8 scores more than `ACCURACY_LOSS_POINTS` below FP32 on the

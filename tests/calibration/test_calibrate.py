@@ -813,6 +813,7 @@ def test_a_classifier_report_shows_top1_per_class(tmp_path):
     assert (f"INT8 {summary['int8']['top1']:.4f}; INT8 gives FP32's answer on {same} of the 16 "
             f"images ({100 * same / 16:.1f}%)") in index
     assert "answers" not in summary["fp32"]  # compared, not reported per image
+    assert summary["top1_agreement"] == round(same / 16, 4)  # as the report says (a user check)
     for label in ("dark", "bright"):
         fp32 = summary["fp32"]["per_class_top1"][label]
         int8 = summary["int8"]["per_class_top1"][label]
