@@ -318,6 +318,17 @@ class TensorRanges:
     def save(self, path: Path, percentile: float | None = None) -> None:
         write_bytes_atomic(path, self.to_json(percentile).encode())
 
+    @staticmethod
+    def looks_like_file(path: Path) -> bool:
+        """Whether `path` begins as `save` writes (a JSON object naming its method), without
+        reading the rest: a model renamed `.json` is not taken for one."""
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(256)
+        except OSError:
+            return False
+        return head.lstrip().startswith(b"{") and b'"method"' in head
+
     @classmethod
     def load(cls, path: Path) -> TensorRanges:
         try:

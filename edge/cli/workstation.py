@@ -186,7 +186,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return _inspect_engine(args)
     if looks_like_cache(args.model):
         return _inspect_cache(args)
-    if args.model.suffix == ".json" and args.model.is_file():
+    if args.model.suffix == ".json" and _looks_like_ranges(args.model):
         return _inspect_ranges(args)
     if args.model.suffix == ".cache" and args.model.is_file():
         raise InputError(f"{args.model} is not a TensorRT calibration cache: its first line "
@@ -231,6 +231,12 @@ def _inspect_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _looks_like_ranges(path: Path) -> bool:
+    from calibration.ranges import TensorRanges
+
+    return TensorRanges.looks_like_file(path)
+
+
 def _inspect_ranges(args: argparse.Namespace) -> int:
     """A ranges file (`edge calibrate --ranges`): the method, frames and tensors behind it (a
     user check: it was called "not an ONNX model ... Wire format was corrupt")."""
@@ -238,11 +244,7 @@ def _inspect_ranges(args: argparse.Namespace) -> int:
 
     from calibration.ranges import TensorRanges
 
-    try:
-        ranges = TensorRanges.load(args.model)
-    except InputError as exc:
-        raise InputError(f"{exc}; edge inspect takes an .onnx model, an .engine, a calibration "
-                         "cache or a ranges file") from exc
+    ranges = TensorRanges.load(args.model)  # refused, naming the file, where it is damaged
     amax = [tensor.amax for tensor in ranges.ranges.values()] or [0.0]
     percentile = json.loads(args.model.read_text()).get("percentile")
     report = {"ranges_file": str(args.model), "method": ranges.method, "percentile": percentile,

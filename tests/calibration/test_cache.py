@@ -81,13 +81,12 @@ def test_inspect_reads_a_ranges_file(tmp_path):
         text=True, timeout=60).stdout)
     assert report == {"ranges_file": str(path), "method": "percentile", "percentile": 99.9,
                       "frames": 120, "tensors": 2, "amax_min": 1.5, "amax_max": 6.0}
-    path.write_text('{"graph": 3}')  # JSON, but no ranges file
+    path.write_text(path.read_text()[:-40])  # cut short
     bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(path)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
-    assert (f"{path} is not a ranges file written by `edge calibrate`" in bad.stderr and
-            "edge inspect takes an .onnx model, an .engine, a calibration cache or a ranges "
-            "file" in bad.stderr), bad.stderr
+    assert f"{path} is not a ranges file written by `edge calibrate`" in bad.stderr
+    # any other JSON is no model, as before (tests/converters/test_convert_errors.py)
 
 
 @pytest.mark.parametrize(

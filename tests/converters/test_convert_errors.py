@@ -297,6 +297,9 @@ def test_a_model_renamed_by_hand_reads_back_and_json_is_no_model(tmp_path, sourc
     assert done.returncode == 0, done.stderr
     renamed = out.rename(tmp_path / "model.json")
     assert inspect_model(renamed)["spec"]["labels"] == ["a", "b", "c"]
+    shown = subprocess.run([sys.executable, "-m", "edge", "inspect", str(renamed)],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr  # a ranges file is told apart by its content
     inspected = subprocess.run([sys.executable, "-m", "edge", "inspect", str(sources["json"])],
                                capture_output=True, text=True, timeout=120)
     assert inspected.returncode == 2 and "Traceback" not in inspected.stderr
