@@ -182,7 +182,8 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
     expected = network.state_dict()
     state = _inside_a_wrapper(_without_wrapper_prefix(_state_dict(checkpoint), expected),
                               expected, module_class.__name__)
-    missing = [key for key in expected if key not in state]
+    missing = [key for key in expected if key not in state
+               and key.rpartition(".")[2] not in FILLED_IN_BUFFERS]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
         raise ConversionError(
@@ -191,7 +192,7 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
             "--module and --module-args")
     resized = [f"{key} is {list(state[key].shape)} in the checkpoint, "
                f"{list(value.shape)} in the module" for key, value in expected.items()
-               if tuple(state[key].shape) != tuple(value.shape)]
+               if key in state and tuple(state[key].shape) != tuple(value.shape)]
     if resized:
         raise ConversionError(
             f"checkpoint {checkpoint} does not match "
@@ -220,6 +221,10 @@ def _listing(keys: list[str], limit: int = 8) -> str:
     return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
 
 
+#: Buffers a checkpoint may lack that PyTorch's own loading fills in (BatchNorm's step count:
+#: checkpoints filtered to parameters and running statistics, or written by other tools; a
+#: user check: one was refused as "missing keys" though `load_state_dict` took it).
+FILLED_IN_BUFFERS = ("num_batches_tracked",)
 #: What DataParallel / DistributedDataParallel (and torch.compile) put before every key of the
 #: state_dict they save.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")

@@ -153,6 +153,37 @@ def test_checkpoint_of_a_wrapped_model_and_a_module_named_like_a_file(tmp_path, 
         module_class_from_spec("tiny:Net")
 
 
+class BatchNormNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x).mean((2, 3)))
+
+
+def test_a_checkpoint_without_batchnorm_step_counts_loads_as_pytorch_loads_it(tmp_path):
+    """A user check: a checkpoint without BatchNorm's `num_batches_tracked` buffers (filtered
+    to parameters and running statistics, or written by another tool) was refused as "missing
+    keys", though `load_state_dict` takes it; a running statistic missing still is."""
+    from converters.torch_loading import module_from_checkpoint
+
+    network = seeded(BatchNormNet()).train()
+    for _ in range(3):  # running statistics of their own, not the initial 0 and 1
+        network(torch.rand(4, 3, 32, 32) * 2)
+    weights = {k: v for k, v in network.state_dict().items() if "num_batches" not in k}
+    torch.save(weights, tmp_path / "filtered.pt")
+    loaded = module_from_checkpoint(BatchNormNet, tmp_path / "filtered.pt", None)
+    frame = torch.rand(1, 3, 32, 32)
+    assert torch.equal(loaded(frame), network.eval()(frame))
+    del weights["body.1.running_mean"]
+    torch.save(weights, tmp_path / "short.pt")
+    with pytest.raises(ConversionError, match=r"missing keys body\.1\.running_mean; "
+                                              r"unexpected keys none"):
+        module_from_checkpoint(BatchNormNet, tmp_path / "short.pt", None)
+
+
 def test_a_lightning_checkpoint_loads_and_says_which_entry_and_prefix_it_read(tmp_path, caplog):
     """A user check: {'state_dict': {'model.c1.weight': ...}} listed every key as missing
     and unexpected; and of a dict with both 'model' and 'state_dict', one was read silently."""
