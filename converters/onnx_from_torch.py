@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from converters.errors import ConversionError, first_line
-from edge.opsets import DEFAULT_OPSET
+from edge.opsets import DEFAULT_OPSET, MIN_OPSET
 from edge.stdio import stdout_silenced
 
 if TYPE_CHECKING:
@@ -56,6 +56,19 @@ class Exported:
     tracer_warnings: tuple[str, ...] = ()
 
 
+def _require_exportable_opset(torch: Any, opset: int) -> None:
+    """A ConversionError for an opset newer than the installed PyTorch's TorchScript exporter
+    writes (a user check: 21 wrote a file stamped 21 past PyTorch's own "not supported"
+    warning, 25 failed in PyTorch's words). Its newest is a private constant: where a PyTorch
+    has none, the exporter is left to say."""
+    newest = getattr(getattr(torch.onnx, "_constants", None),
+                     "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None)
+    if isinstance(newest, int) and opset > newest:
+        raise ConversionError(f"--opset {opset}: PyTorch {torch.__version__.split('+')[0]} "
+                              f"exports opsets up to {newest}; pass one from {MIN_OPSET} to "
+                              f"{newest} (default {DEFAULT_OPSET}, which TensorRT 8.5 parses)")
+
+
 def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int | None = 1,
                     opset: int = DEFAULT_OPSET) -> Exported:
     """Trace `network` on a float [batch, 3, height, width] input, or [batch, 1, ...] for a
@@ -67,6 +80,7 @@ def onnx_from_torch(network: nn.Module, height: int, width: int, *, batch: int |
     `output0`, `output1`... in order, or by their keys where the network returns a dict."""
     import torch  # noqa: PLC0415 - only PyTorch sources need it: `edge convert model.onnx` runs without torch
 
+    _require_exportable_opset(torch, opset)
     network = network.eval()
     _require_one_input(network)
     example = torch.zeros((batch or 1, 3, height, width), dtype=torch.float32)

@@ -337,6 +337,29 @@ def test_a_model_renamed_by_hand_reads_back_and_json_is_no_model(tmp_path, sourc
     assert f"{sources['json']} is not an ONNX model" in inspected.stderr
 
 
+def test_an_opset_newer_than_pytorch_exports_is_refused_naming_the_range(tmp_path, sources):
+    """A user check: `--opset 21` wrote a file stamped 21 past PyTorch's own "not supported"
+    warning (a site-packages path in it), `--opset 25` failed in PyTorch's words."""
+    from torch.onnx import _constants
+
+    newest = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    out = tmp_path / "out" / "model.onnx"
+    out.parent.mkdir()
+    common = ["--module", "tests.converters.tiny_models:TinyClassifier", "--input-size", "32",
+              "--labels", "a,b,c", "-o", out]
+    for opset in (newest + 1, 25):
+        refused = edge_convert(sources["wrong_checkpoint"], *common, "--opset", str(opset))
+        assert refused.returncode == 2, refused.stderr
+        assert (f"--opset {opset}: PyTorch {torch.__version__.split('+')[0]} exports opsets up "
+                f"to {newest}; pass one from 13 to {newest} (default 17, which TensorRT 8.5 "
+                "parses)") in refused.stderr
+        assert "site-packages" not in refused.stderr and not out.exists()
+    done = edge_convert(sources["wrong_checkpoint"], *common, "--opset", str(newest))
+    assert done.returncode == 0, done.stderr
+    assert "site-packages" not in done.stderr
+    assert onnx.load(str(out)).opset_import[0].version == newest
+
+
 def test_an_opset_asked_of_an_onnx_source_is_said_to_be_unused(tmp_path):
     """A user check: `--opset 99` (or 13) on an ONNX file passed without a word, the output
     keeping the file's own opset 17."""
