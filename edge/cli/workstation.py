@@ -1049,7 +1049,7 @@ def _add_convert(commands: Any) -> None:
                               "PyTorch)")
     convert.add_argument("--opset", type=parse_opset, default=None,
                          help=f"ONNX opset for PyTorch exports, {MIN_OPSET} up to the newest "
-                              "the installed PyTorch exports (20 for PyTorch 2.x; default "
+                              "the installed PyTorch exports (20 for PyTorch 2.13; default "
                               f"{DEFAULT_OPSET}: TensorRT 8.5 parses it)")
     convert.add_argument("--stride", type=parse_positive_int,
                          help="largest network stride (input sides must divide by it; default "
