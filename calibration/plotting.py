@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from typing import Any
 
@@ -9,6 +10,15 @@ from edge.errors import MissingDependencyError
 
 #: pyproject's `convert` extra requires this version of matplotlib
 MATPLOTLIB_REQUIREMENT = ">=3.7"
+
+
+def require_matplotlib(report: str) -> None:
+    """`pyplot`'s MissingDependencyError now, without importing matplotlib, where it is not
+    installed: asked before the work whose result the report shows (a user check: a
+    calibration ran to its end, then exited 2 for matplotlib)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependencyError("matplotlib", "convert", report,
+                                     alone=f"'matplotlib{MATPLOTLIB_REQUIREMENT}'")
 
 
 def pyplot(report: str) -> Any:

@@ -570,9 +570,11 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
                          "--eval-data out")
     if args.report is None:
         return
+    from calibration.plotting import require_matplotlib
     from calibration.report import REPORT_HEADING, REPORT_PLOTS
 
     require_report_folder(args.report, REPORT_HEADING, plots=REPORT_PLOTS)
+    require_matplotlib("the calibration report")
     evaluation = args.eval_data if args.eval_data is not None else args.images
     if isinstance(args.eval_data, str):  # a synthetic:// scene: its URI checked now
         from calibration.readers import frames_from

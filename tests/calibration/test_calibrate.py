@@ -384,6 +384,22 @@ def test_the_percentile_asked_for_is_recorded_with_the_ranges(demo_model, tmp_pa
     assert "(tensorrt profile, percentile at 99.99%) from" in result.stdout, result.stdout
 
 
+def test_a_report_without_matplotlib_is_refused_before_the_calibration(demo_model, tmp_path):
+    """A user check: on a device install with onnx, `edge calibrate --report` ran the whole
+    calibration, then exited 2 for matplotlib."""
+    code = ("import sys; sys.modules['matplotlib'] = None\nfrom edge.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    refused = subprocess.run([sys.executable, "-c", code, "calibrate", str(demo_model),
+                              "--images", FRAMES, "-o", str(tmp_path / "int8.onnx"), "--report",
+                              str(tmp_path / "report")],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert ("for the calibration report alone, install it with: "
+            f"{sys.executable} -m pip install 'matplotlib>=3.7'") in refused.stderr
+    assert "calibrating on" not in refused.stderr  # before any frame is read
+    assert not (tmp_path / "int8.onnx").exists() and not (tmp_path / "report").exists()
+
+
 def test_cli_writes_model_cache_ranges_and_report(demo_model, tmp_path):
     result = edge("calibrate", demo_model, "--images", FRAMES, "--max-images", "8",
                   "--min-images", "4", "-o", tmp_path / "int8.onnx", "--cache",
