@@ -27,9 +27,8 @@ from typing import Any
 from edge.broker import EmbeddedBroker, LocalMosquitto, mosquitto_binary
 from edge.config import Config, config_from_dict
 from edge.daemon import Daemon
-from edge.errors import EdgeError
 from edge.kept_warnings import warnings_kept
-from edge.mqtt.clearing import clear_retained
+from edge.mqtt.clearing import clear_what_a_run_left
 from edge.mqtt.subscriber import (
     NO_TLS_FILES,
     BrokerSubscription,
@@ -47,7 +46,6 @@ from edge.sources import source_from_uri
 from edge.spec import spec_from_onnx_file
 from edge.system import usable_cores
 from edge.timing import percentiles_of
-from edge.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +123,7 @@ def _measure(options: BenchOptions, echo: Callable[[str], None]) -> dict[str, An
             loop = whole_loop(config, options, echo)
         finally:
             if options.mqtt:
-                cleared = _clear_what_the_run_left(options.mqtt, options.tls,
+                cleared = clear_what_a_run_left(options.mqtt, options.tls,
                                                    config.topic_prefix, echo)
     finally:
         if broker is not None:
@@ -210,21 +208,6 @@ def require_broker(url: str, tls: TlsFiles = NO_TLS_FILES) -> None:
         probe.wait_until_subscribed()
     finally:
         probe.stop()
-
-
-def _clear_what_the_run_left(url: str, tls: TlsFiles, prefix: str,
-                             echo: Callable[[str], None]) -> int | None:
-    """--mqtt: the run's retained device and camera status, counts, stats and snapshots are
-    cleared from the broker, so a benchmark leaves no device behind for `edge monitor` or Home
-    Assistant (runs added up to 140 snapshots a camera). Returns how many, None if the broker
-    did not take it."""
-    try:
-        cleared = clear_retained(url, f"{prefix}/#", tls)
-    except EdgeError as exc:
-        log.warning("the run's retained messages under %s stay on the broker: %s", prefix, exc)
-        return None
-    echo(f"cleared the {counted(cleared, 'retained message')} the run left under {prefix}/")
-    return cleared
 
 
 def _broker(url: str | None) -> LocalMosquitto | EmbeddedBroker | None:

@@ -28,7 +28,8 @@ from edge.daemon import Daemon
 from edge.detections import Detections
 from edge.errors import EdgeError, InputError
 from edge.monitor import DETECTIONS_LEGEND, format_detections
-from edge.mqtt.subscriber import checked_broker_url
+from edge.mqtt.clearing import clear_what_a_run_left
+from edge.mqtt.subscriber import NO_TLS_FILES, checked_broker_url
 from edge.mqtt.url import broker_from_url
 from edge.spec import spec_from_onnx_file
 from edge.synthetic.mot import TrackingScorer
@@ -61,6 +62,9 @@ class DemoSummary:
     latency_ms_p50: dict[str, float]
     tracking: dict[str, float | int]
     events: dict[str, int]
+    #: --mqtt: the retained messages the run left on the broker and cleared (None: not
+    #: cleared, or the embedded broker, gone with the run)
+    retained_cleared: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +90,8 @@ def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: fl
     try:
         return _run(model, seconds, url, seed, fps, threads, echo, "embedded" if broker else url,
                     stop or threading.Event(), running,
-                    mqtt5=broker.MQTT5 if broker is not None else True)
+                    mqtt5=broker.MQTT5 if broker is not None else True,
+                    clear_after=bool(mqtt_url))
     finally:
         if broker is not None:
             broker.stop()
@@ -114,7 +119,10 @@ def check_demo_model(path: Path) -> None:
 
 def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: int,
          echo: Callable[[str], None], broker_name: str, stop: StopRequest,
-         running: Callable[[], None], mqtt5: bool = True) -> DemoSummary:
+         running: Callable[[], None], mqtt5: bool = True, clear_after: bool = False
+         ) -> DemoSummary:
+    """`clear_after` (a user's broker): what the run left retained there is cleared at its end
+    (a user check: the demo's device stayed on the broker, "stopped", for `edge monitor`)."""
     config = config_from_dict({
         "device_id": "demo",
         "model": {"path": str(model), "backend": "auto", "threads": threads},
@@ -147,6 +155,8 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
             time.sleep(0.05)
     finally:
         subscriber.stop()
+    cleared = (clear_what_a_run_left(url, NO_TLS_FILES, config.topic_prefix, echo)
+               if clear_after else None)
     precision, recall = watcher.scorer.precision_recall()
     camera = daemon.workers[0].stats()
     return DemoSummary(
@@ -157,7 +167,7 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
         broker=broker_name,
         latency_ms_p50={stage: v["p50"] for stage, v in camera["latency_ms"].items()},
         tracking=watcher.tracking.summary(),
-        events=watcher.tracking.check_events(watcher.events))
+        events=watcher.tracking.check_events(watcher.events), retained_cleared=cleared)
 
 
 class _Watcher:

@@ -43,8 +43,12 @@ def test_demo_with_embedded_broker_scores_against_ground_truth():
 
 @pytest.mark.slow
 def test_demo_cli_json_against_mosquitto(mosquitto):
-    """Twice on one broker: the second run's subscriber is sent the counts the first left
-    retained, which it counted as received (a user check: 179 received of 175 published)."""
+    """Twice on one broker: the second run's subscriber was sent the counts the first left
+    retained, which it counted as received (a user check: 179 received of 175 published); and
+    what a run retains on the user's broker is cleared at its end (a user check: the demo's
+    device stayed there, "stopped", for `edge monitor`)."""
+    from edge.mqtt.clearing import clear_retained
+
     for _ in range(2):
         result = subprocess.run(
             [sys.executable, "-m", "edge", "demo", "--seconds", "5", "--fps", "10", "--threads",
@@ -52,6 +56,8 @@ def test_demo_cli_json_against_mosquitto(mosquitto):
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         assert summary["received"] == summary["published"] > 0
+        assert summary["retained_cleared"] > 0  # device and camera status, counts, stats
+        assert clear_retained(mosquitto.url, "edge/demo/#") == 0  # nothing left there
     assert {"frames", "fps", "published", "received", "precision", "recall"} <= set(summary)
     assert summary["precision"] >= 0.9 and summary["recall"] >= 0.9
     assert {"idf1", "mota", "id_switches"} <= set(summary["tracking"])

@@ -1,10 +1,10 @@
 """MQTT contract v1 as pydantic models: the written form of every payload a device publishes.
 
 Strict: a number sent as a string, or a field of the wrong type, is an error that names the
-field. Additive changes keep `v: 1` (DESIGN.md), so unknown fields are kept (`extra="allow"`)
-rather than rejected: a newer device's extra fields never break an older client. A payload whose
-`v` is above `CONTRACT_VERSION` is refused before validation (`FutureVersionError`), because its
-existing fields may have changed meaning.
+field. Additive changes keep `v: 1` (the MQTT contract's versioning), so unknown fields are
+kept (`extra="allow"`) rather than rejected: a newer device's extra fields never break an
+older client. A payload whose `v` is above `CONTRACT_VERSION` is refused before validation
+(`FutureVersionError`), because its existing fields may have changed meaning.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ acknowledgements (QoS 1).
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -17,6 +19,9 @@ from edge.errors import EdgeError
 from edge.mqtt.subscriber import NO_TLS_FILES, BrokerSubscription, TlsFiles, unique_client_id
 from edge.mqtt.sweep import RetainedTopics
 from edge.redact import redact_uri
+from edge.wording import counted
+
+log = logging.getLogger(__name__)
 
 
 def clear_retained(url: str, topic_filter: str, tls: TlsFiles = NO_TLS_FILES,
@@ -44,6 +49,22 @@ def clear_retained(url: str, topic_filter: str, tls: TlsFiles = NO_TLS_FILES,
     finally:
         subscription.stop()
     return len(found)
+
+
+def clear_what_a_run_left(url: str, tls: TlsFiles, prefix: str,
+                          echo: Callable[[str], None]) -> int | None:
+    """A tool's run on a user's broker (`edge bench --mqtt`, `edge demo --mqtt`): its retained
+    device and camera status, counts, stats and snapshots under `prefix` are cleared, so it
+    leaves no device behind for `edge monitor` or Home Assistant (benchmark runs added up to
+    140 snapshots a camera). Returns how many, None (with a warning) if the broker did not
+    take it."""
+    try:
+        cleared = clear_retained(url, f"{prefix}/#", tls)
+    except EdgeError as exc:
+        log.warning("the run's retained messages under %s stay on the broker: %s", prefix, exc)
+        return None
+    echo(f"cleared the {counted(cleared, 'retained message')} the run left under {prefix}/")
+    return cleared
 
 
 def _acknowledged(info: mqtt.MQTTMessageInfo, deadline: float) -> bool:

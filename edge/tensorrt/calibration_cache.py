@@ -1,6 +1,7 @@
 """TensorRT calibration caches (the legacy implicit-quantization path, TensorRT 8.5-10.x).
 
-The device reads these files, so the format lives in `edge` (DESIGN.md: layers point one way).
+The device reads these files, so the format lives in `edge` (the package layers point one way:
+`edge` <- `calibration` <- `converters`, import-linter's contracts in pyproject.toml).
 
 Format: a header line `TRT-<version>-EntropyCalibration2`, then one `name: <hex>` line per
 tensor, the hex being the big-endian IEEE-754 float32 bit pattern of scale = amax / 127.
