@@ -42,6 +42,13 @@ def edge_without(module: str, *args: str | Path) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def converted_classifier(tmp_path: Path) -> Path:
+    """The stand-in classifier converted with its labels: `tmp_path/fp32.onnx`."""
+    fp32 = tmp_path / "fp32.onnx"
+    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
+    return fp32
+
+
 # -- batch as exporters write it, and --batch honoured --------------------------------------
 
 BATCH_CASES = [
@@ -352,8 +359,7 @@ def test_labels_matching_no_output_name_every_output(tmp_path, edge):
 # -- refusals -------------------------------------------------------------------------------
 
 def test_an_already_converted_model_is_refused(tmp_path, edge):
-    fp32 = tmp_path / "fp32.onnx"
-    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
+    fp32 = converted_classifier(tmp_path)
     result = edge("convert", fp32, "-o", tmp_path / "again.onnx", "--labels", "a,b,c")
     assert_refused(result, "was converted by `edge convert` already",
                    "use it as it is (`edge calibrate`, `edge run`)")
@@ -605,8 +611,7 @@ def test_the_synthetic_scene_calibrating_another_model_is_warned_about(tmp_path,
                                                                       demo_model):
     """A user check: a corpus classifier calibrated on the demo's scene of shapes in silence
     (`warning: null`), while `--eval-data` refuses that scene for it."""
-    fp32 = tmp_path / "fp32.onnx"
-    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
+    fp32 = converted_classifier(tmp_path)
     result = edge("calibrate", fp32, "--images", "synthetic://shapes?seed=3", "-o",
                   tmp_path / "int8.onnx", "--max-images", "16", "--method", "minmax", "--json")
     assert result.returncode == 0, result.stderr
@@ -628,16 +633,13 @@ def test_a_sample_s_skipped_images_are_replaced_by_others_of_the_folder(tmp_path
                                                                       caplog):
     """A user check: `--max-images 10 --min-images 10` on a folder of 35 usable photos drew two
     thumbnails, calibrated on 8 or, with --min-images, was told to "add more"."""
-    fp32 = tmp_path / "fp32.onnx"
-    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
-    folder = tmp_path / "photos"
+    fp32, folder = converted_classifier(tmp_path), tmp_path / "photos"
+    sizes = {**{f"photo{i:02d}.png": (64, 48) for i in range(12)},  # camera frames, and
+             **{f"thumb{i}.png": (8, 8) for i in range(4)}}  # thumbnails among them
     folder.mkdir()
     rng = np.random.default_rng(4)
-    for index in range(12):
-        cv2.imwrite(str(folder / f"photo{index:02d}.png"),
-                    rng.integers(0, 256, (64, 48, 3), np.uint8))
-    for index in range(4):
-        cv2.imwrite(str(folder / f"thumb{index}.png"), rng.integers(0, 256, (8, 8, 3), np.uint8))
+    for name, (height, width) in sizes.items():
+        cv2.imwrite(str(folder / name), rng.integers(0, 256, (height, width, 3), np.uint8))
     for index in range(2):
         (folder / f"damaged{index}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut" * 9)
     for seed in range(4):
@@ -660,8 +662,7 @@ def test_a_sample_s_skipped_images_are_replaced_by_others_of_the_folder(tmp_path
 
 
 def test_calibration_images_all_smaller_than_the_input_are_refused(tmp_path, edge, caplog):
-    fp32 = tmp_path / "fp32.onnx"
-    convert(classifier(tmp_path / "m.onnx"), ConvertOptions(labels=LABELS)).write(fp32)
+    fp32 = converted_classifier(tmp_path)
     small = tmp_path / "small"
     small.mkdir()
     rng = np.random.default_rng(0)
