@@ -29,8 +29,10 @@ from edge.detections import Detections
 from edge.errors import EdgeError, InputError
 from edge.monitor import DETECTIONS_LEGEND, format_detections
 from edge.mqtt.clearing import clear_what_a_run_left
-from edge.mqtt.subscriber import NO_TLS_FILES, checked_broker_url
+from edge.mqtt.failures import COMMAND_LINE
+from edge.mqtt.subscriber import NO_TLS_FILES, TlsFiles, checked_broker_url
 from edge.mqtt.url import broker_from_url
+from edge.redact import redact_uri
 from edge.spec import spec_from_onnx_file
 from edge.synthetic.mot import TrackingScorer
 from edge.synthetic.replay import ReplayScorer
@@ -73,11 +75,13 @@ class DemoSummary:
 def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: float = 15.0,
              threads: int = 0, echo: Callable[[str], None] = print,
              model: Path | None = None, stop: StopRequest | None = None,
-             running: Callable[[], None] = lambda: None) -> DemoSummary:
+             running: Callable[[], None] = lambda: None,
+             tls: TlsFiles = NO_TLS_FILES) -> DemoSummary:
     """`model`: the bundled detector (default) or one made from it, e.g. its INT8 calibration;
     the scene's ground truth only scores a model with the scene's labels. `stop` ends the run
     early, as `seconds` passing would (the summary scores what ran); `running` is called once
-    the camera loop is about to start (before it, there is nothing to score)."""
+    the camera loop is about to start (before it, there is nothing to score). `tls`: the files
+    of an mqtts:// `mqtt_url`, for the demo's daemon and its subscriber alike."""
     model = model or bundled_model()
     check_demo_model(model)
     if mqtt_url:
@@ -87,24 +91,27 @@ def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: fl
     if broker is not None:  # on a free port: say where, so it can be watched
         log.info("embedded MQTT broker at %s; to watch the demo from another terminal: "
                  "edge monitor --mqtt %s", url, url)
-    try:
-        return _run(model, seconds, url, seed, fps, threads, echo, "embedded" if broker else url,
-                    stop or threading.Event(), running,
-                    mqtt5=broker.MQTT5 if broker is not None else True,
-                    clear_after=bool(mqtt_url))
+    try:  # the broker as the summary names it: a URL's password never (a user check)
+        return _run(model, seconds, url, seed, fps, threads, echo,
+                    "embedded" if broker else redact_uri(url), stop or threading.Event(),
+                    running, mqtt5=broker.MQTT5 if broker is not None else True,
+                    clear_after=bool(mqtt_url), tls=tls)
     finally:
         if broker is not None:
             broker.stop()
 
 
-def _daemon_login(url: str) -> dict[str, str]:
+def _daemon_login(url: str, tls: TlsFiles) -> dict[str, str]:
     """The daemon's `mqtt` settings for `--mqtt URL`: a user in the URL (`mqtt://user@host`,
     the password in $EDGE_MQTT_PASSWORD, as the subscriber tools take them) goes to
-    `username` (and `password`, where the URL holds one), since a config's URL has none."""
+    `username` (and `password`, where the URL holds one), since a config's URL has none; and
+    the mqtts:// files `tls` names."""
+    files = {key: value for key, value in (("ca_file", tls.ca_file), ("certfile", tls.certfile),
+                                           ("keyfile", tls.keyfile)) if value is not None}
     broker = broker_from_url(url)
     if broker.username is None:
-        return {"url": url}
-    login = {"url": broker.address, "username": broker.username}
+        return {"url": url, **files}
+    login = {"url": broker.address, "username": broker.username, **files}
     return login | ({"password": broker.password} if broker.password is not None else {})
 
 
@@ -119,8 +126,8 @@ def check_demo_model(path: Path) -> None:
 
 def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: int,
          echo: Callable[[str], None], broker_name: str, stop: StopRequest,
-         running: Callable[[], None], mqtt5: bool = True, clear_after: bool = False
-         ) -> DemoSummary:
+         running: Callable[[], None], mqtt5: bool = True, clear_after: bool = False,
+         tls: TlsFiles = NO_TLS_FILES) -> DemoSummary:
     """`clear_after` (a user's broker): what the run left retained there is cleared at its end
     (a user check: the demo's device stayed on the broker, "stopped", for `edge monitor`)."""
     config = config_from_dict({
@@ -128,7 +135,7 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
         "model": {"path": str(model), "backend": "auto", "threads": threads},
         "cameras": [{"name": DEMO_CAMERA,
                      "source": f"synthetic://shapes?fps={fps:g}&seed={seed}"}],
-        "mqtt": {**_daemon_login(url),
+        "mqtt": {**_daemon_login(url, tls),
                  "client_id": f"edge-demo-{int(time.time() * 1000) % 100000}"},
         "frames": {"interval_s": 5.0},
         "stats": {"interval_s": 5.0},
@@ -138,13 +145,15 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
                             callback=watcher, client_id=f"edge-demo-watch-{id(watcher) % 100000}",
                             log_first_failure=False,  # a failure is this command's error
                             log_failures=False,  # later ones: the daemon's link says them
-                            mqtt5=mqtt5, silence_hint_s=None)  # its own daemon's prefix
+                            mqtt5=mqtt5, silence_hint_s=None,  # its own daemon's prefix
+                            ca_file=tls.ca_file, certfile=tls.certfile, keyfile=tls.keyfile,
+                            names=COMMAND_LINE)
     subscriber.start()
     try:
         failure = subscriber.connection.subscription_failure(10.0)
         if failure is not None:
-            raise EdgeError(f"could not reach the MQTT broker at {url}: {failure}; check --mqtt "
-                            "or omit it to use the embedded broker")
+            raise EdgeError(f"could not reach the MQTT broker at {redact_uri(url)}: {failure}; "
+                            "check --mqtt or omit it to use the embedded broker")
         daemon = Daemon(config)
         running()
         daemon.start()
@@ -155,7 +164,7 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
             time.sleep(0.05)
     finally:
         subscriber.stop()
-    cleared = (clear_what_a_run_left(url, NO_TLS_FILES, config.topic_prefix, echo)
+    cleared = (clear_what_a_run_left(url, tls, config.topic_prefix, echo)
                if clear_after else None)
     precision, recall = watcher.scorer.precision_recall()
     camera = daemon.workers[0].stats()

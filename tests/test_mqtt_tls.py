@@ -217,6 +217,31 @@ def test_the_python_subscriber_logs_why_it_cannot_connect(tls_broker, pki, caplo
     assert len(warnings) == 1 and "check ca_file=" in warnings[0]
 
 
+def test_demo_runs_against_a_tls_broker_and_never_prints_the_password(tls_broker, pki):
+    """A user check: `edge demo --mqtt mqtts://...` had no way to name the broker's CA (its
+    error said "check ca_file=", the Python client's keyword), and `--json` printed the
+    password of a `user:password@` URL in its `broker`."""
+    port = tls_broker.tls_port  # type: ignore[attr-defined]
+    files = ["--ca-file", str(pki.ca), "--certfile", str(pki.client_cert), "--keyfile",
+             str(pki.client_key)]
+    command = [sys.executable, "-m", "edge", "demo", "--seconds", "2", "--fps", "10",
+               "--threads", "1", "--quiet", "--json"]
+    result = subprocess.run([*command, "--mqtt", f"mqtts://edge:{SECRET}@localhost:{port}",
+                             *files], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["broker"] == f"mqtts://REDACTED@localhost:{port}"
+    assert summary["received"] == summary["published"] > 0
+    assert summary["retained_cleared"] >= 3  # with the same login and TLS files
+    assert SECRET not in result.stdout + result.stderr
+    unverified = subprocess.run([*command, "--mqtt", f"mqtts://edge@localhost:{port}"],
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "EDGE_MQTT_PASSWORD": SECRET})
+    assert unverified.returncode == 2 and "Traceback" not in unverified.stderr
+    assert "--ca-file" in unverified.stderr and "ca_file=" not in unverified.stderr, \
+        unverified.stderr
+
+
 def test_bench_publishes_to_a_tls_broker_with_a_login(tls_broker, pki, demo_model):
     """`edge bench --mqtt` told a user to "check --ca-file", which bench did not have, and
     refused a user in the URL with advice for a config file it does not read."""

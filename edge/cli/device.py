@@ -42,7 +42,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     echo = lines if not args.quiet else (lambda line: None)
     summary = run_demo(args.seconds, args.mqtt, seed=args.seed, fps=args.fps,
                        threads=args.threads, echo=echo, model=args.model, stop=stop,
-                       running=stop.started)
+                       running=stop.started, tls=tls_files(args))
     if lines.closed:  # the reader of its output went away: nothing more to say
         return PIPE_CLOSED_EXIT
     result = summary.as_dict()
@@ -292,6 +292,7 @@ def add_commands(commands: Any) -> None:
                            "calibration (`edge calibrate`); default: the bundled detector")
     demo.add_argument("--quiet", action="store_true", help="do not print each detection")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    add_tls_arguments(demo)
     demo.set_defaults(handler=cmd_demo)
 
     run = commands.add_parser("run", help="run the daemon from a TOML config",
