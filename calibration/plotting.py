@@ -17,8 +17,7 @@ def require_matplotlib(report: str) -> None:
     installed: asked before the work whose result the report shows (a user check: a
     calibration ran to its end, then exited 2 for matplotlib)."""
     if importlib.util.find_spec("matplotlib") is None:
-        raise MissingDependencyError("matplotlib", "convert", report,
-                                     alone=f"'matplotlib{MATPLOTLIB_REQUIREMENT}'")
+        raise _missing(report)
 
 
 def pyplot(report: str) -> Any:
@@ -31,8 +30,13 @@ def pyplot(report: str) -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415 - as above
     except ImportError as exc:
-        # matplotlib alone draws it: a device scoring its field accuracy needs no PyTorch
-        raise MissingDependencyError("matplotlib", "convert", report,
-                                     alone=f"'matplotlib{MATPLOTLIB_REQUIREMENT}'") from exc
+        raise _missing(report) from exc
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     return plt
+
+
+def _missing(report: str) -> MissingDependencyError:
+    """The install command for `report`: matplotlib alone draws it (a device scoring its field
+    accuracy needs no PyTorch), or the whole convert extra."""
+    return MissingDependencyError("matplotlib", "convert", report,
+                                  alone=f"'matplotlib{MATPLOTLIB_REQUIREMENT}'")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import numpy.typing as npt
 import onnx
@@ -52,10 +54,7 @@ def parameters_of_their_own(model: onnx.ModelProto) -> onnx.ModelProto:
     its weight's, so one tensor cannot serve two nodes (a user check: a model whose two convs
     read one bias, as exporters write equal constants once, failed the `cpu` profile with a
     KeyError). Returns `model` itself where nothing is shared, else a copy."""
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = Counter(name for node in model.graph.node for name in node.input)
     initializers = {i.name: i for i in model.graph.initializer}
     shared = {name for name, count in readers.items() if count > 1 and name in initializers}
     if not any(name in shared for node in model.graph.node if node.op_type in WEIGHTED_OPS

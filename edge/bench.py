@@ -33,9 +33,9 @@ from edge.mqtt.subscriber import (
     NO_TLS_FILES,
     BrokerSubscription,
     TlsFiles,
+    daemon_mqtt_settings,
     unique_client_id,
 )
-from edge.mqtt.url import broker_from_url
 from edge.ort_session import intra_op_threads
 from edge.preprocess import letterboxer_from_spec
 from edge.redact import redact_uri
@@ -89,13 +89,9 @@ def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
                              "batch_timeout_ms": float(options.batch_timeout_ms)}
     if options.max_batch is not None:
         model["max_batch"] = options.max_batch
-    broker = broker_from_url(mqtt_url)
-    mqtt = {"url": broker.address, "username": broker.username, "password": broker.password,
-            "ca_file": options.tls.ca_file, "certfile": options.tls.certfile,
-            "keyfile": options.tls.keyfile}
     return config_from_dict({"device_id": "bench", "model": model, "cameras": cameras,
-                             "mqtt": {key: value for key, value in mqtt.items()
-                                      if value is not None}}, "edge bench")
+                             "mqtt": daemon_mqtt_settings(mqtt_url, options.tls)},
+                            "edge bench")
 
 
 def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> dict[str, Any]:

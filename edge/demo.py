@@ -30,13 +30,17 @@ from edge.errors import EdgeError, InputError
 from edge.monitor import DETECTIONS_LEGEND, format_detections
 from edge.mqtt.clearing import clear_what_a_run_left
 from edge.mqtt.failures import COMMAND_LINE
-from edge.mqtt.subscriber import NO_TLS_FILES, TlsFiles, checked_broker_url
-from edge.mqtt.url import broker_from_url
+from edge.mqtt.subscriber import (
+    NO_TLS_FILES,
+    TlsFiles,
+    checked_broker_url,
+    daemon_mqtt_settings,
+)
 from edge.redact import redact_uri
 from edge.spec import spec_from_onnx_file
 from edge.synthetic.mot import TrackingScorer
 from edge.synthetic.replay import ReplayScorer
-from edge.synthetic.scene import SHAPE_LABELS
+from edge.synthetic.scene import SHAPE_LABELS, detects_the_scene
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +105,9 @@ def run_demo(seconds: float, mqtt_url: str | None = None, seed: int = 1, fps: fl
             broker.stop()
 
 
-def _daemon_login(url: str, tls: TlsFiles) -> dict[str, str]:
-    """The daemon's `mqtt` settings for `--mqtt URL`: a user in the URL (`mqtt://user@host`,
-    the password in $EDGE_MQTT_PASSWORD, as the subscriber tools take them) goes to
-    `username` (and `password`, where the URL holds one), since a config's URL has none; and
-    the mqtts:// files `tls` names."""
-    files = {key: value for key, value in (("ca_file", tls.ca_file), ("certfile", tls.certfile),
-                                           ("keyfile", tls.keyfile)) if value is not None}
-    broker = broker_from_url(url)
-    if broker.username is None:
-        return {"url": url, **files}
-    login = {"url": broker.address, "username": broker.username, **files}
-    return login | ({"password": broker.password} if broker.password is not None else {})
-
-
 def check_demo_model(path: Path) -> None:
     spec = spec_from_onnx_file(path)
-    if spec.task != "detect" or tuple(spec.labels) != SHAPE_LABELS:
+    if not detects_the_scene(spec.task, spec.labels):
         raise InputError(f"{path} detects {', '.join(spec.labels) or 'unlabelled classes'}; the "
                          f"demo scene holds {', '.join(SHAPE_LABELS)}, so `edge demo --model` "
                          "takes the bundled detector or a model made from it (for example by "
@@ -135,7 +125,7 @@ def _run(model: Path, seconds: float, url: str, seed: int, fps: float, threads: 
         "model": {"path": str(model), "backend": "auto", "threads": threads},
         "cameras": [{"name": DEMO_CAMERA,
                      "source": f"synthetic://shapes?fps={fps:g}&seed={seed}"}],
-        "mqtt": {**_daemon_login(url, tls),
+        "mqtt": {**daemon_mqtt_settings(url, tls),
                  "client_id": f"edge-demo-{int(time.time() * 1000) % 100000}"},
         "frames": {"interval_s": 5.0},
         "stats": {"interval_s": 5.0},

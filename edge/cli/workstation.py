@@ -852,10 +852,9 @@ def _scene_for_another_model(images: str | Path, model: Path, spec: ModelSpec) -
     model that does not detect its shapes: its ranges come from circles and squares on a
     plain background, not the model's frames (a user check: a corpus classifier calibrated on
     it in silence, while `--eval-data` refuses the scene for it)."""
-    from edge.synthetic import SHAPE_LABELS
+    from edge.synthetic import SHAPE_LABELS, detects_the_scene
 
-    if not str(images).startswith("synthetic://") or (
-            spec.task == "detect" and tuple(spec.labels) == SHAPE_LABELS):
+    if not str(images).startswith("synthetic://") or detects_the_scene(spec.task, spec.labels):
         return None
     labels = ", ".join(spec.labels[:6]) + (" ..." if len(spec.labels) > 6 else "")
     warning = (f"--images {images}: the synthetic scene (shapes: {', '.join(SHAPE_LABELS)}, on "
@@ -869,9 +868,9 @@ def _scene_for_another_model(images: str | Path, model: Path, spec: ModelSpec) -
 def _require_scene_model(what: str, model: Path, task: str, labels: Sequence[str]) -> None:
     """An error unless `model` detects the synthetic scene's shapes, the only model whose
     class ids its ground truth pairs with the right names."""
-    from edge.synthetic import SHAPE_LABELS
+    from edge.synthetic import SHAPE_LABELS, detects_the_scene
 
-    if task != "detect" or tuple(labels) != SHAPE_LABELS:
+    if not detects_the_scene(task, tuple(labels)):
         raise InputError(f"{what}: the synthetic scene holds {', '.join(SHAPE_LABELS)}; "
                          f"{model} ({task}: {', '.join(labels[:6])}) is scored on its own "
                          "labelled data (a YOLO folder, a COCO JSON file, class folders)")

@@ -75,6 +75,19 @@ class TlsFiles:
 NO_TLS_FILES = TlsFiles()
 
 
+def daemon_mqtt_settings(url: str, tls: TlsFiles) -> dict[str, str]:
+    """The `mqtt` section of a daemon config for a command line's broker (`edge bench --mqtt`,
+    `edge demo --mqtt`): a user in the URL (`mqtt://user@host`, the password in
+    $EDGE_MQTT_PASSWORD, as the subscriber tools take them) goes to `username` (and
+    `password`, where the URL holds one), since a config's URL has none; and the mqtts://
+    files `tls` names."""
+    broker = broker_from_url(url)
+    settings = {"url": broker.address, "username": broker.username,
+                "password": broker.password, "ca_file": tls.ca_file,
+                "certfile": tls.certfile, "keyfile": tls.keyfile}
+    return {key: value for key, value in settings.items() if value is not None}
+
+
 #: How long a command-line subscriber waits for the broker's first SUBACK.
 CONNECT_TIMEOUT_S = 10.0
 MAX_SESSION_EXPIRY_S = 2**32 - 1  # MQTT 5: a four-byte integer (this value: never expires)
