@@ -109,6 +109,7 @@ class ConvertOptions:
     head_output: str | None = None  # None: the output that fits a head (`recognise_head`)
     module: str | None = None  # package.module:Class or file.py:Class, for checkpoints
     module_args: dict[str, Any] | None = None
+    weights_entry: str | None = None  # the checkpoint entry to read (an EMA copy's)
     batch: Batch = "source"
     opset: int = DEFAULT_OPSET
     stride: int | None = None
@@ -196,7 +197,7 @@ def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
             f"{source} is a PyTorch checkpoint (weights, not the network): pass the network's "
             "class with --module package.module:Class (or path/to/file.py:Class)"))
     network = module_from_checkpoint(module_class_from_spec(options.module), source,
-                                     options.module_args)
+                                     options.module_args, options.weights_entry)
     return _plain_from_torch(network, options, "pytorch")
 
 
@@ -205,7 +206,8 @@ def _with_module_unused(plain: _Plain, options: ConvertOptions, holder: str) -> 
     its own network, and the class was not what got converted; for an ONNX file, that
     --opset was not used either (a user check: `--opset 99` passed without a word)."""
     given = " and ".join(name for name, value in (("--module", options.module),
-                                                  ("--module-args", options.module_args))
+                                                  ("--module-args", options.module_args),
+                                                  ("--weights-entry", options.weights_entry))
                          if value is not None)
     notes = [f"{given} not used: {holder} holds its own network (--module names the class of "
              "a state_dict checkpoint's network)"] if given else []

@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -165,10 +165,13 @@ def _file_beside(location: str, name: str) -> Path | None:
 
 
 def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
-                           arguments: dict[str, Any] | None = None) -> nn.Module:
+                           arguments: dict[str, Any] | None = None,
+                           entry: str | None = None) -> nn.Module:
     """Build `module_class(**arguments)` and load the checkpoint's state_dict strictly.
 
-    Accepts a bare state_dict or the common wrappers {"state_dict": ...}, {"model": ...}."""
+    Accepts a bare state_dict or the common wrappers {"state_dict": ...}, {"model": ...};
+    `entry` names the one to read instead (a training run's EMA copy: "state_dict_ema",
+    "model_ema")."""
     try:
         network = module_class(**(arguments or {}))
     except TypeError as exc:
@@ -180,7 +183,7 @@ def module_from_checkpoint(module_class: type[nn.Module], checkpoint: Path,
         raise ConversionError(f"constructing {_call(module_class.__name__, arguments)} "
                               f"failed: {type(exc).__name__}: {first_line(exc)}{cuda}") from exc
     expected = network.state_dict()
-    state = _inside_a_wrapper(_without_wrapper_prefix(_state_dict(checkpoint), expected),
+    state = _inside_a_wrapper(_without_wrapper_prefix(_state_dict(checkpoint, entry), expected),
                               expected, module_class.__name__)
     missing = [key for key in expected if key not in state
                and key.rpartition(".")[2] not in FILLED_IN_BUFFERS]
@@ -234,6 +237,11 @@ def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, 
                             ) -> dict[str, torch.Tensor]:
     """`state` with a training wrapper's key prefix removed where every key has it and the
     module's keys do not."""
+    if _AVERAGED_COUNT in state and _AVERAGED_COUNT not in expected and \
+            all(k.startswith("module.") for k in state if k != _AVERAGED_COUNT):
+        log.info("the checkpoint holds a torch.optim.swa_utils.AveragedModel's weights (an "
+                 "EMA or SWA copy): reading its network's")
+        state = {k: v for k, v in state.items() if k != _AVERAGED_COUNT}
     for prefix in _WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state) and \
                 not any(k.startswith(prefix) for k in expected):
@@ -252,6 +260,9 @@ def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, 
     return state
 
 
+#: The step count `torch.optim.swa_utils.AveragedModel` (PyTorch's EMA and SWA) keeps beside
+#: its network, whose keys it saves under `module.`.
+_AVERAGED_COUNT = "n_averaged"
 #: Where training loops put the weights in the dicts they save (else the dict is the weights).
 _WEIGHT_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -285,24 +296,49 @@ def _common_prefix(keys: list[str]) -> str:
     return "".join(f"{part}." for part in common)
 
 
-def _state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
+def _state_dict(checkpoint: Path, entry: str | None = None) -> dict[str, torch.Tensor]:
+    """The weights in `checkpoint`: the file itself, its `entry` where one is named, else its
+    first of `_WEIGHT_KEYS`."""
     loaded = _loaded_weights(checkpoint)
+    if entry is not None:
+        loaded = _named_entry(loaded, entry, checkpoint)
     for key in _WEIGHT_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             others = [str(k) for k, v in loaded.items() if k != key and isinstance(v, dict)]
             if others:  # which one was read is not obvious: an EMA copy, a second model
-                log.info("read the weights in the checkpoint's %r entry (it also holds %s)",
-                         key, ", ".join(repr(other) for other in others))
+                averaged = [other for other in others if "ema" in other.lower()]
+                log.info("read the weights in the checkpoint's %r entry (it also holds %s)%s",
+                         key, ", ".join(repr(other) for other in others),
+                         f"; --weights-entry {averaged[0]} reads its EMA copy instead"
+                         if averaged else "")
             loaded = loaded[key]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor)
-                                               for v in loaded.values()):
+    if not _is_weights(loaded):
         found = (f"its keys: {_listing([str(k) for k in loaded])}" if isinstance(loaded, dict)
                  else f"it holds a {type(loaded).__name__}")
+        where = (f"its {entry!r} entry" if entry is not None else
+                 f"the file itself or from its {', '.join(repr(k) for k in _WEIGHT_KEYS)} entry")
         raise ConversionError(
             f"{checkpoint} holds no state_dict of tensors ({found}); the weights are read from "
-            f"the file itself or from its {', '.join(repr(k) for k in _WEIGHT_KEYS)} entry: "
-            "save them with torch.save(model.state_dict(), PATH)")
+            f"{where}: save them with torch.save(model.state_dict(), PATH)")
     return loaded
+
+
+def _is_weights(loaded: object) -> TypeGuard[dict[str, torch.Tensor]]:
+    return isinstance(loaded, dict) and all(isinstance(v, torch.Tensor)
+                                            for v in loaded.values())
+
+
+def _named_entry(loaded: object, entry: str, checkpoint: Path) -> object:
+    """`loaded[entry]`, or an error that says which entries there are."""
+    if isinstance(loaded, dict) and entry in loaded:
+        return loaded[entry]
+    if _is_weights(loaded):
+        held = "it is a bare state_dict, the weights themselves: leave --weights-entry out"
+    elif isinstance(loaded, dict):
+        held = f"its entries: {_listing([str(k) for k in loaded])}"
+    else:
+        held = f"it holds a {type(loaded).__name__}"
+    raise ConversionError(f"--weights-entry {entry}: {checkpoint} has no such entry ({held})")
 
 
 class _UnreadableCheckpointError(ConversionError):

@@ -140,7 +140,7 @@ def _convert(args: argparse.Namespace) -> int:
         resize=args.resize, crop_fraction=args.crop_fraction, pad_value=args.pad_value,
         interpolation=args.interpolation, task=args.task, head=args.head,
         head_output=args.head_output,
-        module=args.module, module_args=module_args,
+        module=args.module, module_args=module_args, weights_entry=args.weights_entry,
         batch=_batch_option(args.batch), opset=args.opset or DEFAULT_OPSET, stride=args.stride,
         simplify=args.simplify, verify=args.verify, tolerance=args.tolerance, name=args.name,
         postprocess=PostprocessSpec(score_threshold=args.score_threshold,
@@ -1045,6 +1045,11 @@ def _add_convert(commands: Any) -> None:
                                           "file.py:Class (not needed for ONNX or TorchScript)")
     convert.add_argument("--module-args", help="JSON object of the class's constructor "
                                                "arguments (default: none)")
+    convert.add_argument("--weights-entry", metavar="KEY",
+                         help="with --module: the checkpoint's entry that holds the weights "
+                              "to convert, e.g. state_dict_ema or model_ema for a training "
+                              "run's EMA copy (default: the file itself, or its state_dict, "
+                              "model_state_dict or model entry)")
     convert.add_argument("--batch", type=parse_batch,
                          help="batch size or 'dynamic' (default: what an ONNX source has; 1 for "
                               "PyTorch)")

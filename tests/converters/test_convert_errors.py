@@ -92,6 +92,10 @@ CASES = [
                           "--module-args", '{"num_classes": 5}', "--input-size", "32"],
      "does not match TinyClassifier(num_classes=5): head.weight is [3, 16] in the checkpoint, "
      "[5, 16] in the module"),
+    ("wrong_checkpoint", ["--module", "tests.converters.tiny_models:TinyClassifier",
+                          "--weights-entry", "state_dict_ema", "--input-size", "32"],
+     "classifier.pt has no such entry (it is a bare state_dict, the weights themselves: leave "
+     "--weights-entry out)"),
     ("text", ["--input-size", "320"], "is not an ONNX, TorchScript or PyTorch file"),
     # onnx reads a .json path as JSON: a 52-line traceback (a user check)
     ("json", ["--labels", "a,b"], "settings.json is not an ONNX, TorchScript or PyTorch file "
@@ -211,6 +215,52 @@ def test_a_lightning_checkpoint_loads_and_says_which_entry_and_prefix_it_read(tm
             "does not match TinyClassifier(): head.weight is [4, 16] in the checkpoint, "
             "[3, 16] in the module")):
         module_from_checkpoint(TinyClassifier, tmp_path / "four-classes.pt", None)
+
+
+def test_an_ema_copy_is_read_from_the_entry_named_and_pointed_to_where_not(tmp_path, caplog):
+    """A user check: a timm-style checkpoint's EMA weights ('state_dict_ema' beside
+    'state_dict') could not be converted without re-saving them; PyTorch's own EMA
+    (`AveragedModel`) saves its network under `module.` beside a step count."""
+    from converters.torch_loading import module_from_checkpoint
+
+    trained, averaged = seeded(TinyClassifier(3)), TinyClassifier(3)
+    torch.manual_seed(7)
+    averaged.load_state_dict({k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
+                              for k, v in trained.state_dict().items()})
+    torch.save({"state_dict": trained.state_dict(), "state_dict_ema": averaged.state_dict(),
+                "optimizer": {"lr": 0.1}, "epoch": 9}, tmp_path / "timm.pth.tar")
+    frame = torch.rand(1, 3, 32, 32)
+    with caplog.at_level("INFO"):
+        plain = module_from_checkpoint(TinyClassifier, tmp_path / "timm.pth.tar", None)
+    assert torch.equal(plain(frame), trained.eval()(frame))
+    assert "(it also holds 'state_dict_ema', 'optimizer'); --weights-entry state_dict_ema " \
+           "reads its EMA copy instead" in caplog.text
+    ema = module_from_checkpoint(TinyClassifier, tmp_path / "timm.pth.tar", None,
+                                 "state_dict_ema")
+    assert torch.equal(ema(frame), averaged.eval()(frame))
+    assert not torch.equal(ema(frame), plain(frame))
+
+    swa = torch.optim.swa_utils
+    moving = swa.AveragedModel(trained, multi_avg_fn=swa.get_ema_multi_avg_fn(0.9))
+    for step in range(3):
+        with torch.no_grad():
+            for parameter in trained.parameters():
+                parameter.add_(0.01 * (step + 1))
+        moving.update_parameters(trained)
+    torch.save({"model": trained.state_dict(), "model_ema": moving.state_dict()},
+               tmp_path / "ema.pt")
+    loaded = module_from_checkpoint(TinyClassifier, tmp_path / "ema.pt", None, "model_ema")
+    assert torch.equal(loaded(frame), moving.module.eval()(frame))
+    assert not torch.equal(loaded(frame), trained.eval()(frame))
+
+    with pytest.raises(ConversionError, match=re.escape(
+            "--weights-entry ema: " + str(tmp_path / "ema.pt") + " has no such entry (its "
+            "entries: model, model_ema)")):
+        module_from_checkpoint(TinyClassifier, tmp_path / "ema.pt", None, "ema")
+    with pytest.raises(ConversionError, match=re.escape(
+            "holds no state_dict of tensors (it holds a int); the weights are read from its "
+            "'epoch' entry")):
+        module_from_checkpoint(TinyClassifier, tmp_path / "timm.pth.tar", None, "epoch")
 
 
 def test_missing_output_directory(tmp_path, sources):
