@@ -34,10 +34,8 @@ from onnx import helper, numpy_helper
 
 from calibration.ranges import TensorRange, TensorRanges
 from converters.qdq_cpu import (
-    CPU_QUANTIZED_OPS,
-    REDUCED_WEIGHT_RANGE,
+    ort_qdq_quantizer,
     qdq_for_cpu,
-    quant_types,
     quantizer_exclusions,
     tensors_data,
 )
@@ -151,13 +149,9 @@ def moved_thresholds(ranges: TensorRanges) -> TensorRanges:
 def _quantizer(model: onnx.ModelProto, exclude: Collection[str]) -> Any:
     """ONNX Runtime's QDQ quantizer with `qdq_for_cpu`'s options, used only for its
     quantization parameters."""
-    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer  # noqa: PLC0415 - heavy
-
     copied = onnx.ModelProto()
     copied.CopyFrom(model)
-    activation_type, weight_type = quant_types()
-    return QDQQuantizer(copied, True, REDUCED_WEIGHT_RANGE, weight_type, activation_type, None,
-                        None, quantizer_exclusions(model, exclude), CPU_QUANTIZED_OPS, {})
+    return ort_qdq_quantizer(copied, quantizer_exclusions(model, exclude))
 
 
 def _rescaled_initializers(model: onnx.ModelProto, template: onnx.ModelProto,

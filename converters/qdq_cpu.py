@@ -10,6 +10,7 @@ stem is then rebuilt as int8 convolutions that read the uint8 camera pixels dire
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import tempfile
 from collections.abc import Collection, Iterator
@@ -127,31 +128,20 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
     """`model` quantized for ONNX Runtime's int8 kernels with `ranges`. `said`: what earlier
     builds of the same model logged (one calibration builds several), not logged again and
     added to; None: log everything."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static  # noqa: PLC0415 - heavy
-    from onnxruntime.quantization.calibrate import save_tensors_data  # noqa: PLC0415 - heavy
-
     check_exclusions(model, exclude)
     batchnorms = unfolded_batchnorms(model)
     if batchnorms:
         _say(said, f"kept float: {len(batchnorms)} node(s) of BatchNorms behind an activation "
                   "or layer (the tensor before such a BN holds channels of very different "
                   f"scales): {', '.join(sorted(batchnorms))}")
-    activation_type, weight_type = quant_types()
     with tempfile.TemporaryDirectory(prefix="edge-qdq-") as scratch:
-        cache = Path(scratch) / "ranges.json"
-        save_tensors_data(tensors_data(ranges), cache)
-        source, out = Path(scratch) / "model.onnx", Path(scratch) / "model.int8.onnx"
+        source = Path(scratch) / "model.onnx"
         # the quantizer skips untyped tensors
         onnx.save(with_value_types(_clear_of_quantizer_names(model)), source)
         with _quantizer_advice_muted():
-            quantize_static(
-                str(source), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=activation_type, weight_type=weight_type,
-                op_types_to_quantize=CPU_QUANTIZED_OPS,
-                nodes_to_exclude=quantizer_exclusions(model, exclude),
-                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
-                reduce_range=REDUCED_WEIGHT_RANGE)
-        quantized = uint8_input_chain_first(onnx.load(str(out)))
+            quantized = uint8_input_chain_first(_quantized_as_quantize_static(
+                source, Path(scratch) / "model.int8.onnx", tensors_data(ranges),
+                quantizer_exclusions(model, exclude)))
     # the quantizer signs the model as its own; `edge inspect` names who made the network
     quantized.producer_name, quantized.producer_version = (model.producer_name,
                                                            model.producer_version)
@@ -161,6 +151,44 @@ def qdq_for_cpu(model: onnx.ModelProto, ranges: TensorRanges,
         _say(said, f"the stem stays float: {left_float}")
     onnx.checker.check_model(quantized)
     return quantized
+
+
+def _quantized_as_quantize_static(source: Path, out: Path, tensors_range: Any,
+                                  exclusions: list[str]) -> onnx.ModelProto:
+    """What ONNX Runtime's `quantize_static` writes to `out` for the model at `source` with
+    `qdq_for_cpu`'s options and these ranges (`tensors_data`): its own steps after calibration
+    (shape inference, opset update, its QDQ quantizer), the ranges handed in instead of
+    calibrated. Its `calibration_cache_path` does the same from 1.27 on; a user check: with the
+    1.23 that Python 3.10 gets, the `cpu` profile failed."""
+    from onnxruntime.quantization.quant_utils import (  # noqa: PLC0415 - heavy
+        load_model_with_shape_infer,
+        update_opset_version,
+    )
+
+    model = update_opset_version(load_model_with_shape_infer(source), quant_types()[1])
+    quantizer = ort_qdq_quantizer(model, exclusions, tensors_range)
+    quantizer.quantize_model()
+    quantizer.model.save_model_to_file(str(out))  # sorts the nodes, checks the initializers
+    return onnx.load(str(out))
+
+
+def ort_qdq_quantizer(model: onnx.ModelProto, exclusions: list[str],
+                      tensors_range: Any = None) -> Any:
+    """ONNX Runtime's QDQ quantizer for `model` with `qdq_for_cpu`'s options (`model` is
+    quantized in place by its `quantize_model`). `tensors_range`: None where only its weight
+    quantization is used."""
+    from onnxruntime.quantization import QuantizationMode  # noqa: PLC0415 - heavy
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer  # noqa: PLC0415 - heavy
+
+    activation_type, weight_type = quant_types()
+    options: dict[str, Any] = {
+        "per_channel": True, "reduce_range": REDUCED_WEIGHT_RANGE, "weight_qType": weight_type,
+        "activation_qType": activation_type, "tensors_range": tensors_range,
+        "nodes_to_quantize": [], "nodes_to_exclude": exclusions,
+        "op_types_to_quantize": CPU_QUANTIZED_OPS, "extra_options": {}}
+    if "static" in inspect.signature(QDQQuantizer).parameters:  # ONNX Runtime before 1.19
+        options.update(mode=QuantizationMode.QLinearOps, static=True)
+    return QDQQuantizer(model, **options)
 
 
 def float_stem(quantized: onnx.ModelProto) -> str | None:

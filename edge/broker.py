@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import shutil
 import socket
@@ -98,7 +99,11 @@ class EmbeddedBroker:
             future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
             try:
                 future.result(timeout=5.0)
-            except (TimeoutError, RuntimeError, OSError):  # best effort; the thread is a daemon
+            # best effort; the thread is a daemon. amqtt 0.11 cancels its own shutdown (a user
+            # check: every `edge demo` ended in a traceback), and before Python 3.11 a future's
+            # TimeoutError is not the builtin one
+            except (TimeoutError, concurrent.futures.TimeoutError,
+                    concurrent.futures.CancelledError, RuntimeError, OSError):
                 logging.getLogger(__name__).debug("embedded broker shutdown", exc_info=True)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)

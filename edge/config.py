@@ -11,7 +11,7 @@ import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -676,7 +676,9 @@ _KEYS_OF_OTHER_TOOLS = {
 
 def _section_type(annotation: Any) -> type[BaseModel] | None:
     """The model a field holds: itself, or inside a list or an optional."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    # `list[X]` is a type on Python 3.10, which pydantic before 2.11 refuses to issubclass()
+    if get_origin(annotation) is None and isinstance(annotation, type) and \
+            issubclass(annotation, BaseModel):
         return annotation
     for argument in get_args(annotation):
         found = _section_type(argument)

@@ -25,7 +25,10 @@ def utc_seconds(text: str) -> float:
                          f"{expected}")
     date, hours_minutes, seconds, fraction, offset = match.groups()
     leap = seconds == "60"
-    normal = (f"{date}T{hours_minutes}:{'59' if leap else seconds}{fraction or ''}"
+    # six digits, as Python 3.11 reads any number (truncated past the microsecond) and 3.10
+    # only 3 or 6 (a user check: `07:14:51.1Z` was refused there)
+    microseconds = f".{fraction[1:7].ljust(6, '0')}" if fraction else ""
+    normal = (f"{date}T{hours_minutes}:{'59' if leap else seconds}{microseconds}"
               f"{'+00:00' if offset in 'Zz' else offset}")
     try:
         moment = datetime.fromisoformat(normal)

@@ -18,9 +18,11 @@ def key_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
     """Every key of the config, sections and lists of sections followed: `model.max_batch`."""
     for name, field in model.model_fields.items():
         options = typing.get_args(field.annotation) or (field.annotation,)
-        sections = [t for t in options if isinstance(t, type) and issubclass(t, BaseModel)]
+        sections = [t for t in options if typing.get_origin(t) is None
+                    and isinstance(t, type) and issubclass(t, BaseModel)]
         items = [typing.get_args(t)[0] for t in options if typing.get_origin(t) is list]
-        listed = [t for t in items if isinstance(t, type) and issubclass(t, BaseModel)]
+        listed = [t for t in items if typing.get_origin(t) is None
+                  and isinstance(t, type) and issubclass(t, BaseModel)]
         if sections:
             yield from key_paths(sections[0], f"{prefix}{name}.")
             continue

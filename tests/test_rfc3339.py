@@ -17,6 +17,10 @@ def test_the_daemons_own_times_read_back_to_the_millisecond():
     ("2026-12-01 03:00:00+00:00", 1_796_094_000.0),
     ("2026-12-01T03:00:00-00:00", 1_796_094_000.0),
     ("2016-12-31T23:59:60.5Z", 1_483_228_800.5),  # a leap second: the second after :59
+    # any number of digits (Python 3.10's fromisoformat takes 3 or 6; 3.11's truncates past 6)
+    ("2026-12-01T03:00:00.1Z", 1_796_094_000.1),
+    ("2026-12-01T03:00:00.12345Z", 1_796_094_000.12345),
+    ("2026-12-01T03:00:00.123456789Z", 1_796_094_000.123456),
 ])
 def test_rfc3339_utc_in_its_allowed_forms(text, seconds):
     assert utc_seconds(text) == pytest.approx(seconds)

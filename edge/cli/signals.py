@@ -61,10 +61,13 @@ class SignalStop:
         return self._signal
 
     def is_set(self) -> bool:
-        if self._requested and self._signal is not None and not self._said:
+        # read once: a signal handled between two reads (Python 3.10 runs handlers between
+        # more bytecodes) would stop the caller without the line saying why
+        requested = self._requested
+        if requested and self._signal is not None and not self._said:
             self._said = True  # logged here, on the thread that waits: never in the handler
             log.info("received %s; stopping", self._signal)
-        return self._requested
+        return requested
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once set; False when `timeout` seconds pass first."""

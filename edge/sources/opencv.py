@@ -45,6 +45,17 @@ UNREADABLE_VIDEO = ("it may be cut short (a recording stopped before it was fini
                     "it to H.264 MP4")
 EMPTY_VIDEO = "is empty (0 bytes): the recording or copy did not finish; copy or record it again"
 LIVE_TIMEOUT_MS = 10_000
+#: The property that holds the presentation timestamp of the frame read last, by which a
+#: reopened playlist's frames are told from new ones: OpenCV's from 4.11 on. Before it
+#: (JetPack 6's OpenCV is 4.8) there is none, and every frame counts as new (a user check:
+#: every camera failed to open there). Its position in ms is no substitute: it counts from
+#: where each open starts, so a new playlist's frames were taken for replays.
+FRAME_TIMESTAMP: int | None = getattr(cv2, "CAP_PROP_PTS", None)
+
+
+def _timestamp(capture: cv2.VideoCapture) -> float | None:
+    """The presentation timestamp of the frame `capture` read last, where OpenCV has one."""
+    return None if FRAME_TIMESTAMP is None else capture.get(FRAME_TIMESTAMP)
 #: A file that ends more than this share of its announced frames early is said to be cut
 #: short (an AVI cut in half read 23 of its 50).
 SHORT_END_SHARE = 0.1
@@ -95,7 +106,7 @@ class VideoCaptureSource(Source):
         self._capture: cv2.VideoCapture | None = None
         #: the frames `open` read, served first, each with its presentation time (ms) and
         #: timestamp (the stream's units)
-        self._opened_with: list[tuple[npt.NDArray[np.uint8], float, float]] = []
+        self._opened_with: list[tuple[npt.NDArray[np.uint8], float, float | None]] = []
         self._announced = 0  # frames a file's header announces (0: a stream, or unknown)
         self._read_this_pass = 0  # frames read since the file's start (it may loop)
         self._pacer = Pacer(None)
@@ -127,7 +138,7 @@ class VideoCaptureSource(Source):
                               f"{self._no_frame_why()}")
         self._opened_with = [] if self._replay(capture, first) else [
             (np.asarray(first, np.uint8), capture.get(cv2.CAP_PROP_POS_MSEC),
-             capture.get(cv2.CAP_PROP_PTS))]
+             _timestamp(capture))]
         self._presentation = PresentationPacer()  # a new stream: a new schedule
         if self.live and str(self._target).startswith("http") and not self._presented:
             self._opened_with += self._second_frame(capture)  # (a playlist is no snapshot)
@@ -216,7 +227,7 @@ class VideoCaptureSource(Source):
             self._shape = image.shape
         if self._presented:  # (no timestamps asked of any other source, frame by frame)
             self._present(self._capture.get(cv2.CAP_PROP_POS_MSEC),
-                          self._capture.get(cv2.CAP_PROP_PTS), image)
+                          _timestamp(self._capture), image)
         return self._frame(np.asarray(image, np.uint8))
 
     def follow(self, earlier: Source) -> None:
@@ -232,21 +243,24 @@ class VideoCaptureSource(Source):
 
     def _replay(self, capture: cv2.VideoCapture, image: npt.NDArray[Any]) -> bool:
         """Whether `image`, just read, is a playlist's frame delivered before (counted)."""
-        if not self._presented or not self._delivered.replays(
-                capture.get(cv2.CAP_PROP_PTS), image):
+        timestamp = _timestamp(capture)
+        if not self._presented or timestamp is None or \
+                not self._delivered.replays(timestamp, image):
             return False
         self._replayed += 1
         return True
 
-    def _present(self, shown_ms: float, timestamp: float, image: npt.NDArray[Any]) -> None:
+    def _present(self, shown_ms: float, timestamp: float | None,
+                 image: npt.NDArray[Any]) -> None:
         """Hold a playlist's frame until it is due, and remember it as delivered."""
         if self._presented:
             self._presentation.wait_for(shown_ms / 1e3)
-            self._delivered.add(timestamp, image)
+            if timestamp is not None:
+                self._delivered.add(timestamp, image)
             self._fresh += 1
 
     def _second_frame(self, capture: cv2.VideoCapture
-                      ) -> list[tuple[npt.NDArray[np.uint8], float, float]]:
+                      ) -> list[tuple[npt.NDArray[np.uint8], float, float | None]]:
         """An HTTP stream's second frame, read at open: a URL that serves one still image (a
         camera's snapshot URL) opens in FFmpeg and ends at once; it is refused here, before it
         reads as streaming (a user check: `edge run` polled such a camera, a reopen and a
@@ -256,7 +270,7 @@ class VideoCaptureSource(Source):
             ok, second = capture.read()
         if ok and second is not None and second.ndim == 3:
             return [(np.asarray(second, np.uint8), capture.get(cv2.CAP_PROP_POS_MSEC),
-                     capture.get(cv2.CAP_PROP_PTS))]
+                     _timestamp(capture))]
         capture.release()
         diagnosis = diagnose_stream(self.uri)
         raise SourceError(f"source '{self.uri}' ended after its first frame"

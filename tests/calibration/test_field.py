@@ -442,7 +442,10 @@ def test_cli_prints_per_class_scores_and_checks_the_report_dependency_first(tmp_
 
 
 def test_the_report_s_matplotlib_requirement_is_the_convert_extra_s():
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
 
     from calibration.plotting import MATPLOTLIB_REQUIREMENT
 
