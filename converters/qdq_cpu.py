@@ -10,7 +10,6 @@ stem is then rebuilt as int8 convolutions that read the uint8 camera pixels dire
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import tempfile
 from collections.abc import Collection, Iterator
@@ -177,18 +176,14 @@ def ort_qdq_quantizer(model: onnx.ModelProto, exclusions: list[str],
     """ONNX Runtime's QDQ quantizer for `model` with `qdq_for_cpu`'s options (`model` is
     quantized in place by its `quantize_model`). `tensors_range`: None where only its weight
     quantization is used."""
-    from onnxruntime.quantization import QuantizationMode  # noqa: PLC0415 - heavy
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer  # noqa: PLC0415 - heavy
 
     activation_type, weight_type = quant_types()
-    options: dict[str, Any] = {
-        "per_channel": True, "reduce_range": REDUCED_WEIGHT_RANGE, "weight_qType": weight_type,
-        "activation_qType": activation_type, "tensors_range": tensors_range,
-        "nodes_to_quantize": [], "nodes_to_exclude": exclusions,
-        "op_types_to_quantize": CPU_QUANTIZED_OPS, "extra_options": {}}
-    if "static" in inspect.signature(QDQQuantizer).parameters:  # ONNX Runtime before 1.19
-        options.update(mode=QuantizationMode.QLinearOps, static=True)
-    return QDQQuantizer(model, **options)
+    return QDQQuantizer(model, per_channel=True, reduce_range=REDUCED_WEIGHT_RANGE,
+                        weight_qType=weight_type, activation_qType=activation_type,
+                        tensors_range=tensors_range, nodes_to_quantize=[],
+                        nodes_to_exclude=exclusions, op_types_to_quantize=CPU_QUANTIZED_OPS,
+                        extra_options={})
 
 
 def float_stem(quantized: onnx.ModelProto) -> str | None:

@@ -121,6 +121,9 @@ def test_a_probe_rate_is_the_streams_however_its_frames_are_bunched(times, expec
 
 
 @hls
+@pytest.mark.skipif(opencv_source.FRAME_TIMESTAMP is None,
+                    reason="OpenCV before 4.11 gives no presentation timestamps: a stalled "
+                           "playlist's last segments are read again at each reopen (README)")
 def test_a_playlist_whose_writer_stopped_is_not_replayed_as_new_frames(tmp_path):
     """A user check: a restreamer whose camera went away still serves its last playlist; at
     each reopen FFmpeg started three segments from its end again, and 88 frames the model had

@@ -84,7 +84,7 @@ CONVERT_EXTRA_MODULES = {"onnx", "onnxruntime", "onnxsim", "torch", "google", "m
 #: reads a dataset's data.yaml): a device with the `cpu` extra can inspect, calibrate and
 #: evaluate a converted model with them.
 ONNX_ONLY_COMMANDS = ("edge inspect", "edge calibrate", "edge eval")
-ONNX_ALONE = "'onnx>=1.15' 'ml_dtypes<0.7' 'pyyaml>=6'"
+ONNX_ALONE = "'onnx>=1.16' 'ml_dtypes<0.7' 'pyyaml>=6'"
 
 
 @contextlib.contextmanager

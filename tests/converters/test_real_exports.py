@@ -555,7 +555,7 @@ def test_without_the_convert_extra_the_install_command_is_shown(tmp_path, comman
     assert_refused(result, f"edge {command} needs the Python module 'onnx'",
                    f"pip install -e '{Path(__file__).resolve().parents[2]}[convert]'")
     # a user check: a device's calibrate (or inspect, eval) was sent to torch's gigabytes
-    alone = "pip install 'onnx>=1.15' 'ml_dtypes<0.7' 'pyyaml>=6'; for every command of the "
+    alone = "pip install 'onnx>=1.16' 'ml_dtypes<0.7' 'pyyaml>=6'; for every command of the "
     assert (alone in result.stderr) == (command == "calibrate")
 
 
