@@ -33,6 +33,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.sources.jpeg_end import jpeg_cut_short
+
 try:  # the convert extra installs it; a device's install (the jetson extra) may not
     import simplejpeg
 except ImportError:
@@ -51,6 +53,7 @@ _DECODE = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
 #: Bytes searched for a JPEG's start-of-frame header (the EXIF block before it holds
 #: at most 64 kB, and a thumbnail in it counts within that).
 _HEADER_SEARCH = 1 << 17
+_END_OF_IMAGE = b"\xff\xd9"
 
 
 def jpeg_size(data: bytes | npt.NDArray[np.uint8]) -> tuple[int, int] | None:
@@ -163,6 +166,8 @@ def _decoded(data: npt.NDArray[np.uint8]) -> npt.NDArray[Any] | None:
     """`data` decoded as `cv2.imdecode(data, _DECODE)` decodes it, JPEGs faster (see the
     module's docstring)."""
     header = _jpeg_header(data[:_HEADER_SEARCH].tobytes())
+    if header is not None and _cut_short(data):
+        return None  # OpenCV before 5 decodes it, the missing part grey (a user check)
     if header is not None and simplejpeg is not None:
         try:  # strict: a warning (damaged data, say) is an error, and OpenCV decides
             decoded = simplejpeg.decode_jpeg(data, colorspace="BGR")
@@ -185,15 +190,17 @@ def upright(image: npt.NDArray[Any], orientation: int) -> npt.NDArray[Any]:
 def usable_image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) of the frame `read_image` would return, or None where it would return
     none. A JPEG with a frame header and its end marker is taken on its header, without
-    decoding (libjpeg decodes any such file, damaged data or not); a JPEG cut short gets a
-    1/8-scale grey decode, anything else a full one."""
+    decoding (libjpeg decodes any such file, damaged data or not); a JPEG cut short is none; one
+    with data after its end marker gets a 1/8-scale grey decode, anything else a full one."""
     data = _file_bytes(path)
     if data is None:
         return None
     size = jpeg_size(data)
     if size is not None:
-        if data[-2:].tobytes() == b"\xff\xd9":
+        if data[-2:].tobytes() == _END_OF_IMAGE:
             return size
+        if _cut_short(data):
+            return None
         image = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8)
         return size if image is not None and image.size > 0 else None
     decoded = _bgr(cv2.imdecode(data, _DECODE))
@@ -216,6 +223,13 @@ def unusable_reason(path: Path) -> str:
         bits = 8 * decoded.dtype.itemsize
         return f"{bits}-bit; save it as 8-bit, as a camera delivers its frames"
     return "truncated, damaged or not an image"
+
+
+def _cut_short(data: npt.NDArray[np.uint8]) -> bool:
+    """Whether `data`, a JPEG, stops before its end-of-image marker: libjpeg decodes such a
+    file, the missing part grey (OpenCV 5 refuses it; 4.8, JetPack 6's, does not). A file that
+    ends in the marker is whole, the common case, checked without a copy."""
+    return data[-2:].tobytes() != _END_OF_IMAGE and jpeg_cut_short(data.tobytes())
 
 
 def _file_bytes(path: Path) -> npt.NDArray[np.uint8] | None:

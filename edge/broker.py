@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from edge.errors import EdgeError, MissingDependencyError
+from edge.install_hint import DEMO_ALONE
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -58,7 +59,8 @@ class EmbeddedBroker:
         try:
             import amqtt.broker  # noqa: F401, PLC0415 - optional (the demo extra)
         except ImportError as exc:
-            raise MissingDependencyError("amqtt", "demo", "the embedded demo broker") from exc
+            raise MissingDependencyError("amqtt", "cpu,demo", "the embedded demo broker",
+                                         DEMO_ALONE["amqtt"]) from exc
         # amqtt logs every packet at INFO; keep the demo's console for detections.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
         broker_log = logging.getLogger("amqtt.broker")

@@ -21,6 +21,9 @@ DISTRIBUTION = "edge-runtime"
 TORCH = "torch==2.13.0"
 TORCH_NOTE = ("without an NVIDIA GPU, add --index-url https://download.pytorch.org/whl/cpu to "
               "the torch install: PyPI's Linux torch is the multi-GB CUDA build")
+#: The demo's own modules as the `demo` extra requires them, each enough alone: on a Jetson
+#: the extra itself would also bring pip's OpenCV and NumPy 2 over JetPack's (a user check).
+DEMO_ALONE = {"motmetrics": "'motmetrics>=1.4'", "amqtt": "'amqtt>=0.11'"}
 
 
 def install_command(extra: str) -> str:

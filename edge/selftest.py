@@ -22,7 +22,7 @@ from calibration.evaluate import StageTimes, accuracy_from_runner
 from edge import __version__
 from edge.demo import bundled_model
 from edge.errors import EdgeError
-from edge.install_hint import install_command
+from edge.install_hint import DEMO_ALONE, install_packages
 from edge.runners.base import Runner
 from edge.runners.onnxruntime import OrtRunner
 from edge.synthetic import labelled_frames
@@ -110,7 +110,7 @@ def hardware_selftest(frames: int = 300, seed: int = 21, workdir: Path | None = 
             "the hardware self-test is for a Jetson or a machine with an NVIDIA GPU (TensorRT "
             "alone would not help); on this one `edge demo` checks the ONNX Runtime path"
             + ("" if importlib.util.find_spec("motmetrics") else
-               f" (it needs the demo extra: {install_command('demo')})")) from exc
+               f" (it needs motmetrics: {install_packages(DEMO_ALONE['motmetrics'])})")) from exc
     version = TrtVersion.parse(trt.__version__)
     probe = gpu_memory("auto")
     info, adapter = probe.device(), probe.name

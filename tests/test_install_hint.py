@@ -10,7 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 import pytest
+from packaging.requirements import Requirement
 
 import edge.install_hint
 from edge.errors import MissingDependencyError
@@ -129,6 +135,20 @@ def test_the_demo_without_its_extra_exits_2_before_starting_anything(monkeypatch
     assert main(["demo", "--seconds", "1"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
+    # the module alone first: on a Jetson the extra would bring pip's OpenCV and NumPy 2 over
+    # JetPack's (a user check)
+    alone = {"motmetrics": "'motmetrics>=1.4'", "amqtt": "'amqtt>=0.11'"}[module]
     assert captured.err.startswith(f"edge demo: error: edge demo needs the Python module "
-                                   f"'{module}', which is not installed; install it with: ")
+                                   f"'{module}', which is not installed; for edge demo alone, "
+                                   f"install it with: {sys.executable} -m pip install {alone}; "
+                                   "for every command of the 'cpu,demo' extra: "), captured.err
     assert captured.err.rstrip().endswith("[cpu,demo]'"), captured.err
+
+
+def test_the_demo_modules_alone_are_required_as_the_demo_extra_requires_them():
+    from edge.install_hint import DEMO_ALONE
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    demo = {Requirement(text).name: text for text in
+            project["project"]["optional-dependencies"]["demo"]}
+    assert {module: f"'{demo[module]}'" for module in DEMO_ALONE} == DEMO_ALONE

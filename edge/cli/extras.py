@@ -13,6 +13,7 @@ import importlib.util
 from collections.abc import Collection
 
 from edge.errors import MissingDependencyError
+from edge.install_hint import DEMO_ALONE
 
 #: Commands the plain install runs.
 CLIENT_COMMANDS = frozenset({"monitor"})
@@ -59,7 +60,8 @@ def require_runtime(command: str, unneeded: Collection[str] = ()) -> None:
     module = next((name for name in needed
                    if name not in unneeded and importlib.util.find_spec(name) is None), None)
     if module is not None:
-        raise MissingDependencyError(module, extra, f"edge {command}")
+        raise MissingDependencyError(module, extra, f"edge {command}",
+                                     DEMO_ALONE.get(module) if extra == "cpu,demo" else None)
 
 
 def modules_unneeded(command: str, mqtt: str | None) -> frozenset[str]:

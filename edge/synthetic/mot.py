@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import MissingDependencyError
+from edge.install_hint import DEMO_ALONE
 from edge.postprocess import iou_matrix
 from edge.synthetic.scene import GroundTruth, SceneConfig, ShapeScene
 
@@ -32,7 +33,8 @@ def _motmetrics() -> Any:
     try:
         import motmetrics  # noqa: PLC0415 - optional, heavy
     except ImportError as exc:
-        raise MissingDependencyError("motmetrics", "demo", "tracking metrics") from exc
+        raise MissingDependencyError("motmetrics", "cpu,demo", "tracking metrics",
+                                     DEMO_ALONE["motmetrics"]) from exc
     return motmetrics
 
 
