@@ -193,7 +193,7 @@ def _plain_from_file(source: Path, options: ConvertOptions) -> _Plain:
             _plain_from_torch(module_from_torchscript(source), options, "torchscript"),
             options, "a TorchScript file")
     if options.module is None:
-        raise ConversionError(checkpoint_problem(source) or (
+        raise ConversionError(checkpoint_problem(source, options.weights_entry) or (
             f"{source} is a PyTorch checkpoint (weights, not the network): pass the network's "
             "class with --module package.module:Class (or path/to/file.py:Class)"))
     network = module_from_checkpoint(module_class_from_spec(options.module), source,

@@ -236,18 +236,27 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, Any]
                             ) -> dict[str, torch.Tensor]:
     """`state` with a training wrapper's key prefix removed where every key has it and the
-    module's keys do not."""
-    if _AVERAGED_COUNT in state and _AVERAGED_COUNT not in expected and \
-            all(k.startswith("module.") for k in state if k != _AVERAGED_COUNT):
-        log.info("the checkpoint holds a torch.optim.swa_utils.AveragedModel's weights (an "
-                 "EMA or SWA copy): reading its network's")
-        state = {k: v for k, v in state.items() if k != _AVERAGED_COUNT}
-    for prefix in _WRAPPER_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state) and \
-                not any(k.startswith(prefix) for k in expected):
-            log.info("the checkpoint's keys start with %r (saved from a DataParallel or "
-                     "compiled model); reading them without it", prefix)
-            return {k[len(prefix):]: v for k, v in state.items()}
+    module's keys do not: an averaged model's (with its step count), then DataParallel's and
+    torch.compile's, one inside the other as they were nested."""
+    count = next((key for key in _AVERAGED_COUNTS if key in state and key not in expected),
+                 None)
+    if count is not None and all(k.startswith("module.") for k in state if k != count) and \
+            not any(k.startswith("module.") for k in expected):
+        log.info("the checkpoint holds an averaged model's weights (an EMA or SWA copy, "
+                 "its step count %r beside them): reading its network's", count)
+        state = {k[len("module."):]: v for k, v in state.items() if k != count}
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if state and all(k.startswith(prefix) for k in state) and \
+                    not any(k.startswith(prefix) for k in expected):
+                log.info("the checkpoint's keys start with %r (saved from a DataParallel or "
+                         "compiled model); reading them without it", prefix)
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    if set(state) == set(expected):
+        return state
     # a training wrapper's attribute (a Lightning module's `self.model`): stripped only where
     # the keys then match the module's exactly
     prefix = _common_prefix(list(state))
@@ -260,9 +269,10 @@ def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, 
     return state
 
 
-#: The step count `torch.optim.swa_utils.AveragedModel` (PyTorch's EMA and SWA) keeps beside
-#: its network, whose keys it saves under `module.`.
-_AVERAGED_COUNT = "n_averaged"
+#: The step count an averaged model keeps beside its network, whose keys it saves under
+#: `module.`: `torch.optim.swa_utils.AveragedModel`'s (PyTorch's EMA and SWA), mmengine's
+#: `ExponentialMovingAverage`'s.
+_AVERAGED_COUNTS = ("n_averaged", "steps")
 #: Where training loops put the weights in the dicts they save (else the dict is the weights).
 _WEIGHT_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -302,30 +312,66 @@ def _state_dict(checkpoint: Path, entry: str | None = None) -> dict[str, torch.T
     loaded = _loaded_weights(checkpoint)
     if entry is not None:
         loaded = _named_entry(loaded, entry, checkpoint)
+        log.info("read the weights in the checkpoint's %r entry", entry)
     for key in _WEIGHT_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             others = [str(k) for k, v in loaded.items() if k != key and isinstance(v, dict)]
             if others:  # which one was read is not obvious: an EMA copy, a second model
-                averaged = [other for other in others if "ema" in other.lower()]
                 log.info("read the weights in the checkpoint's %r entry (it also holds %s)%s",
                          key, ", ".join(repr(other) for other in others),
-                         f"; --weights-entry {averaged[0]} reads its EMA copy instead"
-                         if averaged else "")
+                         _ema_pointer(loaded, key, others) if entry is None else "")
             loaded = loaded[key]
-    if not _is_weights(loaded):
-        found = (f"its keys: {_listing([str(k) for k in loaded])}" if isinstance(loaded, dict)
-                 else f"it holds a {type(loaded).__name__}")
-        where = (f"its {entry!r} entry" if entry is not None else
-                 f"the file itself or from its {', '.join(repr(k) for k in _WEIGHT_KEYS)} entry")
+    if _is_weights(loaded):
+        return loaded
+    if entry is not None:
+        raise ConversionError(f"--weights-entry {entry}: {checkpoint}'s {entry!r} entry holds no "
+                              f"weights ({_what_it_holds(loaded)}){_weight_entries_of(checkpoint)}")
+    holders = _weight_holders(loaded)
+    if holders:
         raise ConversionError(
-            f"{checkpoint} holds no state_dict of tensors ({found}); the weights are read from "
-            f"{where}: save them with torch.save(model.state_dict(), PATH)")
-    return loaded
+            f"{checkpoint} holds its weights under {', '.join(repr(k) for k in holders)}, not "
+            f"where they are read by default: pass --weights-entry {holders[0]}")
+    raise ConversionError(
+        f"{checkpoint} holds no state_dict of tensors ({_what_it_holds(loaded)}); the weights "
+        f"are read from the file itself or from its {', '.join(repr(k) for k in _WEIGHT_KEYS)} "
+        "entry: save them with torch.save(model.state_dict(), PATH)")
+
+
+def _ema_pointer(loaded: dict[Any, Any], read: str, others: list[str]) -> str:
+    """The option that reads the EMA copy beside the weights read, where one is there. Not
+    for mmengine, whose EMA hook swaps the two before saving: its `state_dict` is the EMA's,
+    its `ema_state_dict` the training weights."""
+    if read == "state_dict" and "ema_state_dict" in others and "meta" in loaded:
+        return ("; mmengine keeps the EMA weights there, the training ones in "
+                "'ema_state_dict'")
+    averaged = [other for other in others if "ema" in other.lower()]
+    return f"; --weights-entry {averaged[0]} reads its EMA copy instead" if averaged else ""
+
+
+def _what_it_holds(loaded: object) -> str:
+    if isinstance(loaded, dict):
+        return f"its keys: {_listing([str(k) for k in loaded])}"
+    name = type(loaded).__name__
+    return f"it holds {'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def _weight_holders(loaded: object) -> list[str]:
+    """The entries of `loaded` that hold weights, themselves or under a `_WEIGHT_KEYS` key."""
+    if not isinstance(loaded, dict):
+        return []
+    return [str(k) for k, v in loaded.items() if _is_weights(v) or (
+        isinstance(v, dict) and any(_is_weights(v.get(key)) for key in _WEIGHT_KEYS))]
+
+
+def _weight_entries_of(checkpoint: Path) -> str:
+    """`; its entries that hold weights: ...` for an error about an entry that holds none."""
+    holders = _weight_holders(_loaded_weights(checkpoint))
+    return f"; its entries that hold weights: {', '.join(holders)}" if holders else ""
 
 
 def _is_weights(loaded: object) -> TypeGuard[dict[str, torch.Tensor]]:
-    return isinstance(loaded, dict) and all(isinstance(v, torch.Tensor)
-                                            for v in loaded.values())
+    return isinstance(loaded, dict) and bool(loaded) and all(
+        isinstance(v, torch.Tensor) for v in loaded.values())
 
 
 def _named_entry(loaded: object, entry: str, checkpoint: Path) -> object:
@@ -420,12 +466,12 @@ def _unpickling_cause(exc: pickle.UnpicklingError) -> str:
     return cause
 
 
-def checkpoint_problem(path: Path) -> str | None:
+def checkpoint_problem(path: Path, entry: str | None = None) -> str | None:
     """Why `path` (neither ONNX nor TorchScript) cannot be converted, or None when it holds
-    weights for `--module` to load (a file of optimizer state alone is named as one before
-    --module is asked for)."""
+    weights for `--module` to load, in its `entry` where one is named (a file of optimizer
+    state alone is named as one before --module is asked for)."""
     try:
-        _state_dict(path)
+        _state_dict(path, entry)
     except _PickledModelError as exc:
         return str(exc)
     except _UnreadableCheckpointError as exc:

@@ -67,10 +67,12 @@ class TimeFirstRecogniser(nn.Module):
 def sources(tmp_path: Path) -> dict[str, Path]:
     wrong = seeded(TinyClassifier(3))
     torch.save(wrong.state_dict(), tmp_path / "classifier.pt")
+    torch.save({"epoch": 9, "state_dict_ema": wrong.state_dict()}, tmp_path / "ema.pt")
     (tmp_path / "notes.txt").write_text("not a model at all")
     (tmp_path / "settings.json").write_text('{"graph": 3}')
     return {
         "wrong_checkpoint": tmp_path / "classifier.pt",
+        "ema_only": tmp_path / "ema.pt",
         "text": tmp_path / "notes.txt",
         "json": tmp_path / "settings.json",
         "two_inputs": two_image_inputs(tmp_path / "two.onnx"),
@@ -96,6 +98,10 @@ CASES = [
                           "--weights-entry", "state_dict_ema", "--input-size", "32"],
      "classifier.pt has no such entry (it is a bare state_dict, the weights themselves: leave "
      "--weights-entry out)"),
+    # a user check: the entry named was not read, and the weights said to be missing
+    ("ema_only", ["--weights-entry", "state_dict_ema", "--input-size", "32"],
+     "ema.pt is a PyTorch checkpoint (weights, not the network): pass the network's class "
+     "with --module"),
     ("text", ["--input-size", "320"], "is not an ONNX, TorchScript or PyTorch file"),
     # onnx reads a .json path as JSON: a 52-line traceback (a user check)
     ("json", ["--labels", "a,b"], "settings.json is not an ONNX, TorchScript or PyTorch file "
@@ -258,9 +264,48 @@ def test_an_ema_copy_is_read_from_the_entry_named_and_pointed_to_where_not(tmp_p
             "entries: model, model_ema)")):
         module_from_checkpoint(TinyClassifier, tmp_path / "ema.pt", None, "ema")
     with pytest.raises(ConversionError, match=re.escape(
-            "holds no state_dict of tensors (it holds a int); the weights are read from its "
-            "'epoch' entry")):
+            "'epoch' entry holds no weights (it holds an int); its entries that hold weights: "
+            "state_dict, state_dict_ema")):
         module_from_checkpoint(TinyClassifier, tmp_path / "timm.pth.tar", None, "epoch")
+
+
+def test_ema_copies_as_mmengine_and_wrapped_averaged_models_save_them(tmp_path, caplog):
+    """A user check: mmengine's EMA hook swaps the weights before saving (`state_dict` is the
+    EMA's, `ema_state_dict` the training weights, under `module.` with a `steps` count), and
+    the pointer sent users to the training weights; an AveragedModel of a DataParallel or
+    compiled network (`module.module.`) did not load; a checkpoint whose only weights are an
+    EMA entry was told to re-save them."""
+    from converters.torch_loading import module_from_checkpoint
+
+    trained, averaged = seeded(TinyClassifier(3)), TinyClassifier(3)
+    averaged.load_state_dict({k: v * 0.9 if v.is_floating_point() else v
+                              for k, v in trained.state_dict().items()})
+    frame = torch.rand(1, 3, 32, 32)
+    counted = {"steps": torch.tensor(30), **{f"module.{k}": v
+                                            for k, v in trained.state_dict().items()}}
+    torch.save({"meta": {"epoch": 3}, "state_dict": averaged.state_dict(),
+                "ema_state_dict": counted, "optimizer": {"lr": 0.1}}, tmp_path / "mm.pth")
+    with caplog.at_level("INFO"):
+        loaded = module_from_checkpoint(TinyClassifier, tmp_path / "mm.pth", None)
+    assert torch.equal(loaded(frame), averaged.eval()(frame))
+    assert "mmengine keeps the EMA weights there, the training ones in 'ema_state_dict'" in \
+        caplog.text and "reads its EMA copy instead" not in caplog.text
+    loaded = module_from_checkpoint(TinyClassifier, tmp_path / "mm.pth", None, "ema_state_dict")
+    assert torch.equal(loaded(frame), trained.eval()(frame))
+
+    nested = {"n_averaged": torch.tensor(5),
+              **{f"module.module.{k}": v for k, v in averaged.state_dict().items()}}
+    torch.save(nested, tmp_path / "averaged-dp.pt")
+    loaded = module_from_checkpoint(TinyClassifier, tmp_path / "averaged-dp.pt", None)
+    assert torch.equal(loaded(frame), averaged(frame))
+
+    torch.save({"epoch": 9, "state_dict_ema": averaged.state_dict()}, tmp_path / "only.pt")
+    with pytest.raises(ConversionError, match=re.escape(
+            "holds its weights under 'state_dict_ema', not where they are read by default: "
+            "pass --weights-entry state_dict_ema")):
+        module_from_checkpoint(TinyClassifier, tmp_path / "only.pt", None)
+    loaded = module_from_checkpoint(TinyClassifier, tmp_path / "only.pt", None, "state_dict_ema")
+    assert torch.equal(loaded(frame), averaged(frame))
 
 
 def test_missing_output_directory(tmp_path, sources):
