@@ -698,6 +698,10 @@ def _meant_value(error: Any) -> str:
     return f": did you mean {meant[0]!r}?" if meant and meant[0] != given else ""
 
 
+#: The key of a section that a value given as the section itself most likely meant.
+_FIRST_KEYS = {"model": "path", "mqtt": "url"}
+
+
 def _in_words(error: Any) -> str:
     """pydantic's message, or for a name pattern, a number's bounds or a list's length what
     the value must be instead of the rule it broke (`String should match pattern '^[A-Za-z0-9_
@@ -721,6 +725,14 @@ def _in_words(error: Any) -> str:
         # TOML's true/false where the key takes words: `enabled = true` for "on"
         return (f"takes one of {context.get('expected', 'its words')}, in quotes (a TOML true "
                 "or false is none of them)")
+    if kind == "model_type" and len(error["loc"]) == 1 and not isinstance(error.get("input"),
+                                                                          (dict, list)):
+        # a section given as a value (a user check: `model = "/path/model.onnx"`)
+        section = error["loc"][0]
+        first = _FIRST_KEYS.get(str(section))
+        below = f" ({first} = ... for this value)" if first else ""
+        return (f"is a section, not a value: write [{section}] on a line of its own and its "
+                f"keys below it{below}, as systemd/edge.example.toml does")
     if kind == "too_short" and "min_length" in context:
         least = int(context["min_length"])
         return (f"needs at least {least} {'item' if least == 1 else 'items'}; "

@@ -81,6 +81,14 @@ def test_valid_config_loads_with_defaults_and_resolves_the_model_path(tmp_path):
         (("[mqtt]", "[drift]\nenabled = true\n[mqtt]"),
          r"drift\.enabled: takes one of 'auto', 'on' or 'off', in quotes \(a TOML true or "
          r"false is none of them\); got true$"),
+        # a section given as a value (a user check: pydantic's "Input should be an object")
+        (('[model]\npath = "model.onnx"', 'model = "model.onnx"'),
+         r"model: is a section, not a value: write \[model\] on a line of its own and its keys "
+         r"below it \(path = \.\.\. for this value\), as systemd/edge\.example\.toml does; "
+         r"got 'model\.onnx'$"),
+        (('device_id = "gate-01"', 'device_id = "gate-01"\ntracking = "on"'),
+         r"tracking: is a section, not a value: write \[tracking\] on a line of its own and its "
+         r"keys below it, as systemd/edge\.example\.toml does; got 'on'"),
     ],
 )
 def test_bad_configs_name_the_key_and_what_was_expected(tmp_path, change, expected):
