@@ -163,7 +163,15 @@ def convert(source: Path, options: ConvertOptions) -> Converted:
                               ".pt, .pth or .torchscript)")
     if not source.is_file():
         raise ConversionError(f"source model {source} does not exist")
-    return _converted(_plain_from_file(source, options), options, source.stem)
+    return _converted(_plain_from_file(source, options), options, _model_name(source))
+
+
+def _model_name(source: Path) -> str:
+    """The source file's name without its extension, a timm checkpoint's two included
+    (`net.pth.tar` -> `net`: a user check read `net.pth`)."""
+    stem = Path(source.stem)
+    return stem.stem if source.suffix.lower() == ".tar" and \
+        stem.suffix.lower() in (".pth", ".pt") else stem.name
 
 
 def convert_module(network: Any, options: ConvertOptions, name: str,

@@ -83,11 +83,14 @@ def test_classifier_from_a_module_file_and_checkpoint(tmp_path, softmax):
                              normalisation=Normalisation("RGB", (0.485, 0.456, 0.406),
                                                          (0.229, 0.224, 0.225)))
     converted = convert(tmp_path / "classifier.pt", options)
-    assert converted.spec.task == "classify"
+    assert converted.spec.task == "classify" and converted.spec.name == "classifier"
     assert converted.spec.head == ("probabilities" if softmax else "logits")
     converted.write(tmp_path / "classifier.onnx")
     agree_with_source(tmp_path / "classifier.onnx", torch_runner(network),
                       options.normalisation)
+    # timm writes `.pth.tar`: the name is the file's without both (a user check read `net.pth`)
+    torch.save({"state_dict": network.state_dict()}, tmp_path / "net.pth.tar")
+    assert convert(tmp_path / "net.pth.tar", options).spec.name == "net"
 
 
 @pytest.mark.parametrize("layout", ["anchor_free", "anchor_free_transposed", "yolov5"])
