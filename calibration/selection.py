@@ -104,6 +104,8 @@ class Fidelity:
     variation_kept: float | None = None
     #: A detector's: how many of `compared` were FP32's detections (the rest INT8's)
     found: int | None = None
+    #: A classifier's: FP32's own output is the same on every held-out frame (two or more)
+    fp32_flat: bool = False
 
     @property
     def constant(self) -> bool:
@@ -528,11 +530,11 @@ class HeldOutJudge:
             parts = {part: energy.decibels(part) for part in ("boxes", "scores")}
             return Fidelity(method, min(parts.values()), agreement, self.frames, int(compared),
                             parts, evidence, found=int(found))
-        kept = variation_kept(
-            np.concatenate([r[self._main] for r in self._reference.result()]),
-            np.concatenate(answers))
+        fp32 = np.concatenate([r[self._main] for r in self._reference.result()])
+        kept = variation_kept(fp32, np.concatenate(answers))
         return Fidelity(method, energy.decibels("outputs"), agreement, self.frames,
-                        int(compared), evidence=evidence, variation_kept=kept)
+                        int(compared), evidence=evidence, variation_kept=kept,
+                        fp32_flat=len(fp32) > 1 and bool(np.all(fp32 == fp32[:1])))
 
     def _reference_outputs(self, reference: onnx.ModelProto) -> list[list[npt.NDArray[Any]]]:
         """FP32's outputs for every held-out batch, the batches side by side, one thread each."""
@@ -619,6 +621,20 @@ def all_flat(judged: Sequence[Fidelity]) -> str | None:
             "wrong one leaves FP32 itself answering nearly alike), calibrate on frames like "
             "those the model must tell apart, or keep its most sensitive layers in float "
             "(--keep-float N)")
+
+
+def fp32_flat(judged: Sequence[Fidelity]) -> str | None:
+    """A warning when FP32 itself answers the same on every held-out frame: every INT8 figure
+    is then a perfect match that says nothing (a user check: a collapsed classifier calibrated
+    to 315 dB output SQNR without a word)."""
+    if not judged or not judged[0].fp32_flat:
+        return None
+    return (f"FP32's own output is the same on every one of the "
+            f"{counted(judged[0].frames, 'held-out frame')}: the model tells none of them "
+            "apart, so the INT8 figures (output SQNR, agreement) say nothing. Check the model "
+            "(a training run that collapsed?), the preprocessing `edge convert` assumed (its "
+            "notes: --network-order, --mean, --std, --resize) and that the calibration frames "
+            "differ")
 
 
 def held_out_count(frames: int) -> int:

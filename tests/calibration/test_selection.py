@@ -685,3 +685,33 @@ def test_when_every_candidate_answers_alike_the_warning_points_to_preprocessing(
     assert "--network-order, --mean, --std, --resize" in message and "--keep-float" in message
     assert all_flat([*flat, Fidelity("mse", 18.0, 1.0, 5, 5, variation_kept=0.9)]) is None
     assert all_flat([Fidelity("mse", 18.0, 1.0, 1, 1)]) is None  # one frame: not measured
+
+
+def test_a_model_whose_fp32_output_never_changes_is_warned_about(tmp_path, caplog):
+    """A user check: a classifier whose training collapsed (the same output for any input)
+    calibrated to 315 dB output SQNR for every method, without a word."""
+    import torch
+
+    from converters.convert import ConvertOptions, convert
+    from edge.spec import spec_from_model
+    from tests.converters.tiny_models import TinyClassifier, export_onnx, seeded
+
+    collapsed = seeded(TinyClassifier(3))
+    with torch.no_grad():
+        collapsed.head.weight.zero_()  # the bias alone: one answer whatever the frame
+    source = export_onnx(collapsed, tmp_path / "c.onnx", 32, 32)
+    model = convert(source, ConvertOptions(labels=("a", "b", "c"))).model
+    spec = spec_from_model(model, "classifier")
+    with caplog.at_level(logging.WARNING):
+        result = calibrate(model, spec, frames_from(FRAMES, max_images=24),
+                           CalibrateOptions(profile="cpu"))
+    assert result.warning is not None and result.warning.startswith(
+        "FP32's own output is the same on every one of the 3 held-out frames: the model tells "
+        "none of them apart, so the INT8 figures (output SQNR, agreement) say nothing"), \
+        result.warning
+    assert "a training run that collapsed?" in caplog.text
+    working = export_onnx(seeded(TinyClassifier(3)), tmp_path / "w.onnx", 32, 32)
+    model = convert(working, ConvertOptions(labels=("a", "b", "c"))).model
+    result = calibrate(model, spec_from_model(model, "classifier"),
+                       frames_from(FRAMES, max_images=24), CalibrateOptions(profile="cpu"))
+    assert "FP32's own output" not in (result.warning or "")
