@@ -309,9 +309,9 @@ def _common_prefix(keys: list[str]) -> str:
 def _state_dict(checkpoint: Path, entry: str | None = None) -> dict[str, torch.Tensor]:
     """The weights in `checkpoint`: the file itself, its `entry` where one is named, else its
     first of `_WEIGHT_KEYS`."""
-    loaded = _loaded_weights(checkpoint)
+    whole = loaded = _loaded_weights(checkpoint)
     if entry is not None:
-        loaded = _named_entry(loaded, entry, checkpoint)
+        loaded = _named_entry(whole, entry, checkpoint)
         log.info("read the weights in the checkpoint's %r entry", entry)
     for key in _WEIGHT_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
@@ -324,8 +324,11 @@ def _state_dict(checkpoint: Path, entry: str | None = None) -> dict[str, torch.T
     if _is_weights(loaded):
         return loaded
     if entry is not None:
-        raise ConversionError(f"--weights-entry {entry}: {checkpoint}'s {entry!r} entry holds no "
-                              f"weights ({_what_it_holds(loaded)}){_weight_entries_of(checkpoint)}")
+        holders = _weight_holders(whole)
+        raise ConversionError(
+            f"--weights-entry {entry}: {checkpoint}'s {entry!r} entry holds no weights "
+            f"({_what_it_holds(loaded)})"
+            + (f"; its entries that hold weights: {', '.join(holders)}" if holders else ""))
     holders = _weight_holders(loaded)
     if holders:
         raise ConversionError(
@@ -363,12 +366,6 @@ def _weight_holders(loaded: object) -> list[str]:
         isinstance(v, dict) and any(_is_weights(v.get(key)) for key in _WEIGHT_KEYS))]
 
 
-def _weight_entries_of(checkpoint: Path) -> str:
-    """`; its entries that hold weights: ...` for an error about an entry that holds none."""
-    holders = _weight_holders(_loaded_weights(checkpoint))
-    return f"; its entries that hold weights: {', '.join(holders)}" if holders else ""
-
-
 def _is_weights(loaded: object) -> TypeGuard[dict[str, torch.Tensor]]:
     return isinstance(loaded, dict) and bool(loaded) and all(
         isinstance(v, torch.Tensor) for v in loaded.values())
@@ -383,7 +380,7 @@ def _named_entry(loaded: object, entry: str, checkpoint: Path) -> object:
     elif isinstance(loaded, dict):
         held = f"its entries: {_listing([str(k) for k in loaded])}"
     else:
-        held = f"it holds a {type(loaded).__name__}"
+        held = _what_it_holds(loaded)
     raise ConversionError(f"--weights-entry {entry}: {checkpoint} has no such entry ({held})")
 
 
