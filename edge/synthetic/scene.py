@@ -17,18 +17,18 @@ import numpy.typing as npt
 
 SHAPE_LABELS: tuple[str, ...] = ("circle", "square", "triangle", "star")
 
-
-def detects_the_scene(task: str, labels: tuple[str, ...] | list[str]) -> bool:
-    """Whether a model (its spec's task and labels) detects this scene's shapes: the demo
-    detector or one made from it, the only model the scene's frames and ground truth fit."""
-    return task == "detect" and tuple(labels) == SHAPE_LABELS
-
 NOISE_OFFSETS = 4096  # distinct noise windows per scene (see ShapeScene._noise_field)
 NOISE_STREAM = 1
 
 #: An object whose visible area falls below this fraction is marked difficult (VOC convention):
 #: detecting it is neither required nor penalised.
 MIN_VISIBLE_FRACTION = 0.5
+
+
+def detects_the_scene(task: str, labels: tuple[str, ...] | list[str]) -> bool:
+    """Whether a model (its spec's task and labels) detects this scene's shapes: the demo
+    detector or one made from it, the only model the scene's frames and ground truth fit."""
+    return task == "detect" and tuple(labels) == SHAPE_LABELS
 
 
 @dataclass(frozen=True)
