@@ -36,6 +36,7 @@ from edge.client import (
     Subscriber,
 )
 from edge.client.contract import prefix_levels
+from edge.client.subscriber import devices_beside
 from edge.concurrency import StopRequest
 from edge.errors import InputError
 from edge.files import require_output_folder
@@ -434,7 +435,8 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
         console.connected(f"connected to {redact_uri(url)}, watching {prefix}")
         console.watch(_ConnectionLines(subscriber.connection, url))
         silence = SilenceHint(prefix, echo, after_s=SILENCE_HINT_S,
-                              user=subscriber.connection.user)
+                              user=subscriber.connection.user,
+                              devices_beside=lambda: devices_beside(subscriber.connection, prefix))
 
         def check() -> None:
             console.connection_changed()

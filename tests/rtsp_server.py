@@ -13,6 +13,7 @@ TLS (`rtsps://`), as cameras with a self-signed certificate do.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import shutil
 import socket
@@ -133,9 +134,30 @@ def serve(port: int, width: int, height: int, fps: int,  # pragma: no cover - su
     GLib.MainLoop().run()
 
 
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """The command line of the module's docstring; `--help` shows it."""
+    parser = argparse.ArgumentParser(
+        description="Serve a live H.264 test pattern at rtsp://127.0.0.1:PORT/cam "
+                    "(rtsps:// with --tls).")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=[],
+                        help="serve RTSP over TLS with this certificate and key (PEM)")
+    parser.add_argument("stream", nargs="*", metavar="WIDTH HEIGHT FPS [USER PASSWORD METHOD]",
+                        help="the picture's size and rate (default 320 240 15), then a user "
+                             "and password the server asks for, by digest or basic")
+    args = parser.parse_intermixed_args(argv)
+    if len(args.stream) not in (0, 3, 6):
+        parser.error("give WIDTH HEIGHT FPS, optionally followed by USER PASSWORD METHOD")
+    if len(args.stream) == 6 and args.stream[5] not in ("digest", "basic"):
+        parser.error(f"METHOD must be digest or basic, got {args.stream[5]!r}")
+    try:
+        args.size = [int(value) for value in args.stream[:3]] or [320, 240, 15]
+    except ValueError:
+        parser.error(f"WIDTH HEIGHT FPS must be integers, got {' '.join(args.stream[:3])}")
+    args.credentials = args.stream[3:6]
+    return args
+
+
 if __name__ == "__main__":  # pragma: no cover - subprocess
-    arguments = sys.argv[2:]
-    tls_files = arguments[1:3] if arguments[:1] == ["--tls"] else []
-    arguments = arguments[3:] if tls_files else arguments
-    size = [int(a) for a in arguments[:3]] or [320, 240, 15]
-    serve(int(sys.argv[1]), size[0], size[1], size[2], arguments[3:6], tls_files)
+    arguments = parse_arguments(sys.argv[1:])
+    serve(arguments.port, *arguments.size, arguments.credentials, arguments.tls)

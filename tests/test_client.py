@@ -316,6 +316,25 @@ def test_a_subscriber_that_hears_nothing_says_what_that_usually_means(mosquitto,
                     "mqtt.prefix)"], said
 
 
+def test_a_subscriber_to_a_device_that_is_not_there_names_those_beside_it(mosquitto, caplog):
+    """Nothing under `edge/gate-0l` while gate-01 is there: the devices beside it are named
+    (read on a connection of the hint's own: the subscriber gets no message from the look)."""
+    status = {"v": 1, "state": "online", "version": "0.1", "model": "det",
+              "cameras": ["gate"], "started_at": "2026-12-03T08:00:00Z"}
+    _publish(mosquitto.port, "edge/gate-01/status", json.dumps(status).encode(), retain=True)
+    try:
+        with (caplog.at_level("WARNING", logger="edge.client.subscriber"),
+              Subscriber(mosquitto.url, "edge/gate-0l", silence_hint_s=1.0) as quiet):
+            assert quiet.get(timeout=3.0) is None
+            assert quiet.heard == 0 and not quiet.counts
+    finally:
+        _publish(mosquitto.port, "edge/gate-01/status", b"", retain=True)
+    said = [r.getMessage() for r in caplog.records if "nothing under" in r.getMessage()]
+    assert said == ["nothing under edge/gate-0l after 1 s and no device's status is there; "
+                    "the devices under edge/+ are gate-01 (online): the prefix "
+                    "edge/<device> for one of them, edge/+ for every one"], said
+
+
 def test_callback_style_skips_invalid_messages_with_a_warning(mosquitto, caplog):
     received: list[Message] = []
     failing = {"count": 0}

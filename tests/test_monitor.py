@@ -291,6 +291,17 @@ def test_monitor_with_a_bad_or_unreachable_broker_exits_2(url, message):
     assert "Traceback" not in result.stderr
 
 
+def test_a_broker_url_without_its_scheme_is_told_so_beside_tls_files():
+    """A user check: `--mqtt localhost:32811 --ca-file ca.pem` was told the TLS files need an
+    mqtts:// URL, as if the URL had a scheme; without --ca-file it was told the scheme."""
+    result = subprocess.run([sys.executable, "-m", "edge", "monitor", "--mqtt", "127.0.0.1:9",
+                             "--ca-file", __file__, "--seconds", "1"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("broker URL '127.0.0.1:9': expected mqtt://host[:port] or mqtts://host[:port]"
+            in result.stderr), result.stderr
+
+
 def test_monitor_with_a_prefix_a_level_off_exits_2_with_the_fix(mosquitto):
     """`--prefix edge` printed "watching edge" and then only warnings that read a device's
     status as a camera's."""
@@ -635,6 +646,29 @@ def test_a_watch_that_receives_nothing_says_what_that_usually_means(mosquitto, m
                          "at once; check --prefix (edge/<device_id>, edge/+ for every device, "
                          "or the daemon's mqtt.prefix); edge/d1/gate has 3 levels, a "
                          "daemon's default prefix 2"], lines
+
+
+def test_a_watch_of_a_device_id_off_by_a_letter_names_the_devices_there(mosquitto,
+                                                                          monkeypatch):
+    """A user check: `--prefix edge/u160deV` (the device is u160dev) was told only to check
+    --prefix, where `edge collect` with the same typo named the device that is there."""
+    monkeypatch.setattr(monitor_module, "SILENCE_HINT_S", 1.0)
+    status = {"v": 1, "state": "stopped", "version": "0.1", "model": "det",
+              "cameras": ["gate"], "started_at": "2026-12-03T08:00:00Z"}
+    for device in ("gate-01", "yard"):
+        publish.single(f"edge/{device}/status", json.dumps(status), qos=1, retain=True,
+                       hostname="127.0.0.1", port=mosquitto.port)
+    lines: list[str] = []
+    try:
+        run_monitor(mosquitto.url, "edge/gate-0l", 3.0, None, echo=lines.append)
+    finally:
+        for device in ("gate-01", "yard"):
+            publish.single(f"edge/{device}/status", b"", qos=1, retain=True,
+                           hostname="127.0.0.1", port=mosquitto.port)
+    assert lines[1:] == ["nothing under edge/gate-0l after 1 s and no device's status is "
+                         "there; the devices under edge/+ are gate-01 (stopped), yard "
+                         "(stopped): --prefix edge/<device> for one of them, edge/+ for every "
+                         "one"], lines
 
 
 def test_a_watch_that_receives_something_says_nothing_of_silence(mosquitto, monkeypatch):

@@ -354,6 +354,26 @@ def test_a_lasting_failure_is_logged_once_per_change_and_every_few_minutes(caplo
     assert caplog.records[-1].getMessage().endswith("after 1 failed attempt")
 
 
+def test_the_broker_back_is_said_at_the_level_that_said_it_away(caplog):
+    """A user check: a program on Python's default logging (warnings only) saw the broker
+    go away and never saw it back."""
+    caplog.set_level(logging.INFO)
+    connection = ConnectionLog("mqtt://broker:1883")
+    connection.connected()  # a first connection, nothing said before it: news, not a warning
+    assert caplog.records[-1].levelno == logging.INFO
+    connection.failed("connection lost (closed without an MQTT reason)", attempt=False)
+    connection.failed("connection refused: is the broker running?")
+    connection.connected()
+    back = caplog.records[-1]
+    assert back.levelno == logging.WARNING
+    assert back.getMessage() == "connected to MQTT broker mqtt://broker:1883 after 1 failed attempt"
+    connection.failed("connection lost (closed without an MQTT reason)", attempt=False)
+    connection.connected()  # back at the first attempt: the loss was a warning, so is this
+    assert caplog.records[-1].levelno == logging.WARNING
+    connection.connected()  # nothing said since the last connection
+    assert caplog.records[-1].levelno == logging.INFO
+
+
 def _up_then_lost(connection: ConnectionLog, sessions: ShortSessions, now: list[float],
                   up_s: float) -> None:
     """A connection that lasts `up_s` on the clock `now`, then is closed without a reason."""

@@ -175,9 +175,12 @@ def warn_of_a_password_in(url: str) -> None:
 
 
 def tls_files(args: argparse.Namespace) -> TlsFiles:
-    """The TLS files the command line gave; each must be a file."""
-    from edge.mqtt.subscriber import TlsFiles
+    """The TLS files the command line gave; each must be a file. The broker URL is checked
+    first: one without its scheme is told so, not that the files need mqtts://."""
+    from edge.mqtt.subscriber import TlsFiles, checked_broker_url
 
+    if args.mqtt:
+        checked_broker_url(args.mqtt)
     for option in ("ca_file", "certfile", "keyfile"):
         path = getattr(args, option)
         if path is not None and not Path(path).is_file():

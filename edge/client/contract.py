@@ -214,6 +214,12 @@ def misplaced_prefix(prefix: str, topic: str, payload: bytes) -> str | None:
     return None
 
 
+def names_one_device(prefix: str) -> bool:
+    """Whether `prefix` names one device under a base (`edge/gate-01`), not every one."""
+    base, _, device = prefix.rpartition("/")
+    return bool(base) and device != "+"
+
+
 def level_check_filters(prefix: str) -> list[str]:
     """Filters beside a subscription's own that show `prefix` to be a level too deep even
     where nothing under it exists: the status of the device one level up (`edge/gate-01/

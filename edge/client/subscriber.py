@@ -25,8 +25,10 @@ from edge.client.contract import (
     is_clearing,
     level_check_filters,
     misplaced_prefix,
+    names_one_device,
     parse_message,
 )
+from edge.client.models import DeviceStatus
 from edge.errors import InputError
 from edge.mqtt.failures import PYTHON_CLIENT, SettingNames
 from edge.mqtt.silence import SilenceHint
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 #: Seconds of nothing at all under the prefix before a warning says what it usually means.
 SILENCE_HINT_S = 10.0
 SILENCE_POLL_S = 0.5
+#: A look beside the prefix (`devices_beside`) waits this long for the broker's grant, then
+#: this long for the retained statuses that follow it.
+BESIDE_GRANT_S = 3.0
+BESIDE_RETAINED_S = 0.5
 
 OnInvalid = Literal["warn", "raise"]
 
@@ -143,7 +149,9 @@ class Subscriber:
         self.misplaced: str | None = None
         self.heard = 0  # every message under the prefix, whatever it was
         self._silence = (SilenceHint(prefix, log.warning, after_s=silence_hint_s,
-                                     setting="the prefix")
+                                     setting="the prefix",
+                                     devices_beside=lambda: devices_beside(self.connection,
+                                                                           prefix))
                          if silence_hint_s is not None else None)
         self.overflow = 0  # iterator style: messages dropped because nobody read them
         self._full = False  # the queue has been full since the last message that fitted
@@ -385,3 +393,32 @@ def _checked_kinds(kinds: Iterable[str] | str) -> list[str]:
     if unknown:
         raise InputError(f"unknown message kind(s) {', '.join(unknown)}; known: {known}")
     return wanted
+
+
+def devices_beside(connection: BrokerSubscription, prefix: str) -> dict[str, str]:
+    """The devices beside the one `prefix` names (`edge/gate-02` for `edge/gate-01`) whose
+    status the broker holds, each with its state, read from the retained statuses under the
+    parent level's `+` on a short connection of its own (`BrokerSubscription.sibling`).
+    Empty for a prefix that names every device, and where the broker or its ACL refuses the
+    look or none is there."""
+    if not names_one_device(prefix):
+        return {}
+    base, _, named = prefix.rpartition("/")
+    found: dict[str, str] = {}
+
+    def receive(topic: str, payload: bytes, retained: bool) -> None:
+        try:
+            message = parse_message(f"{base}/+", topic, payload)
+        except PayloadError:  # not a status of the contract's: not a device's
+            return
+        if isinstance(message.payload, DeviceStatus) and message.device != named:
+            found[message.device] = message.payload.state
+
+    look = connection.sibling([(f"{base}/+/status", RETAINED_READ_QOS)], receive, "look")
+    look.start()
+    try:
+        if look.subscription_failure(BESIDE_GRANT_S) is None:
+            time.sleep(BESIDE_RETAINED_S)
+    finally:
+        look.stop()  # its network thread ends here: `found` is complete
+    return found

@@ -27,6 +27,7 @@ from edge.client.contract import (
     PayloadError,
     level_check_filters,
     misplaced_prefix,
+    names_one_device,
     parse_message,
 )
 from edge.client.models import DeviceStatus
@@ -78,7 +79,7 @@ class Collector:
                    (f"{prefix}/+/frame/meta", 0), (f"{prefix}/status", 0),
                    (f"{prefix}/+/status", 0)]
         filters += [(check, 0) for check in level_check_filters(prefix)]
-        if _names_one_device(prefix):
+        if names_one_device(prefix):
             filters.append((f"{prefix.rpartition('/')[0]}/+/status", 0))
         self.subscription = BrokerSubscription(
             url, filters, self._message, client_id=client_id or unique_client_id("collect"),
@@ -198,7 +199,7 @@ class Collector:
         """A device's status names it as present; one that reads right only under a prefix a
         level deeper or shallower stops the run with the fix."""
         # a status beside the device the prefix names is read as its parent's `+` has it
-        beside = (_names_one_device(self.prefix) and not topic.startswith(f"{self.prefix}/")
+        beside = (names_one_device(self.prefix) and not topic.startswith(f"{self.prefix}/")
                   and topic.count("/") == self.prefix.count("/") + 1)
         try:
             message = parse_message(f"{self.prefix.rpartition('/')[0]}/+" if beside
@@ -255,9 +256,3 @@ class Collector:
         except Exception:  # thread boundary: one bad message must not end the collection
             log.exception("could not %s", what)
 
-
-
-def _names_one_device(prefix: str) -> bool:
-    """Whether `prefix` names one device under a base (`edge/gate-01`), not every one."""
-    base, _, device = prefix.rpartition("/")
-    return bool(base) and device != "+"

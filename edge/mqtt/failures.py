@@ -243,6 +243,10 @@ class ConnectionLog:
         self._unsaid_loss = False
         self._settled = threading.Event()
         self.state = "connecting"
+        # a warning said the broker was away since the last connection: the connection that
+        # ends it is said at the same level, so a log that shows warnings only (Python's
+        # default) shows the broker back too
+        self._said_away = False
 
     @property
     def failed_attempts(self) -> int:
@@ -276,6 +280,8 @@ class ConnectionLog:
             failures = self._failures
         if repeated:  # a repeat follows a logged failure, which set `_settled`
             return
+        with self._lock:
+            self._said_away = True
         if not attempt:
             log.warning("MQTT broker %s: %s; reconnecting with backoff", self._where, cause)
         else:
@@ -290,6 +296,7 @@ class ConnectionLog:
         with self._lock:
             self.state = f"connecting ({headline(cause)})"
             self._cause, self._logged_at = cause, self._clock()
+            self._said_away = True
         log.warning("MQTT broker %s: %s", self._where, cause)
         self._settled.set()
 
@@ -298,8 +305,10 @@ class ConnectionLog:
             failures, self._failures, self._cause = self._failures, 0, None
             self.state = "connected"
             unsaid, self._unsaid_loss = self._unsaid_loss, False
-        log.log(logging.DEBUG if unsaid and not failures else logging.INFO,
-                "connected to MQTT broker %s%s", self._where,
+            said_away, self._said_away = self._said_away, False
+        level = (logging.DEBUG if unsaid and not failures
+                 else logging.WARNING if said_away else logging.INFO)
+        log.log(level, "connected to MQTT broker %s%s", self._where,
                 f" after {counted(failures, 'failed attempt')}" if failures else "")
         self._settled.set()
 

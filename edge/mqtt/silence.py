@@ -17,9 +17,14 @@ class SilenceHint:
     `the prefix` for the library) and `user` the login, whose ACL may keep the topics from it."""
 
     def __init__(self, prefix: str, say: Callable[[str], None], *, after_s: float,
-                 setting: str = "--prefix", user: str | None = None) -> None:
+                 setting: str = "--prefix", user: str | None = None,
+                 devices_beside: Callable[[], dict[str, str]] | None = None) -> None:
+        """`devices_beside`: for a prefix that names one device, the devices beside it (the
+        `+` of its parent level) that the broker holds a status of, each with its state; the
+        hint names them, so a device id off by a letter shows the right one."""
         self._prefix, self._say, self._after_s = prefix, say, after_s
         self._setting, self._user = setting, user
+        self._devices_beside = devices_beside
         self._started = time.monotonic()
         self.done = False  # said, or something arrived: nothing more to check
 
@@ -34,6 +39,14 @@ class SilenceHint:
         if time.monotonic() - self._started < self._after_s:
             return
         self.done = True
+        beside = self._devices_beside() if self._devices_beside is not None else {}
+        if beside:
+            base = self._prefix.rpartition("/")[0]
+            there = ", ".join(f"{device} ({state})" for device, state in sorted(beside.items()))
+            self._say(f"nothing under {self._prefix} after {self._after_s:g} s and no device's "
+                      f"status is there; the devices under {base}/+ are {there}: "
+                      f"{self._setting} {base}/<device> for one of them, {base}/+ for every one")
+            return
         levels = len(self._prefix.split("/"))
         deeper = (f"; {self._prefix} has {levels} levels, a daemon's default prefix 2"
                   if levels > 2 else "")

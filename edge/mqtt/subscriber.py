@@ -312,6 +312,21 @@ class BrokerSubscription:
                 said = f"the MQTT broker at {url}: {failure}"
             raise EdgeError(said + (f"; {fix}" if fix else ""))
 
+    def sibling(self, filters: Sequence[tuple[str, int]], receiver: Receiver,
+                role: str) -> BrokerSubscription:
+        """A connection of its own to the same broker, with the same login and TLS files and a
+        new client id (`unique_client_id(role)`), subscribing `filters`; it says nothing of
+        its failures (its caller asks `subscription_failure`). For a look beside this
+        subscription's topics that must not reach its receiver: a broker sends a message
+        once for each of a client's filters that match it, so a filter added to this
+        connection would hand its receiver its own topics twice."""
+        _, user, secret = self._settings
+        return BrokerSubscription(self.url, filters, receiver, unique_client_id(role),
+                                  ca_file=self._files.ca_file, username=user, password=secret,
+                                  certfile=self._files.certfile, keyfile=self._files.keyfile,
+                                  log_first_failure=False, log_failures=False,
+                                  names=self._names, mqtt5=self.protocol == mqtt.MQTTv5)
+
     def publish(self, topic: str, payload: bytes, qos: int = 1,
                 retain: bool = False) -> mqtt.MQTTMessageInfo:
         """Publish on this connection (a tool that clears what it read, as `edge bench` does
