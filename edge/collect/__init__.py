@@ -34,6 +34,7 @@ from edge.client.models import DeviceStatus
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.concurrency import StopRequest
 from edge.errors import EdgeError, InputError
+from edge.mqtt.silence import the_devices_beside
 from edge.mqtt.subscriber import (
     CONNECT_TIMEOUT_S,
     NO_TLS_FILES,
@@ -146,12 +147,8 @@ class Collector:
                     "[sampling.limits] leaves room (their stats' sampling `refused` and "
                     "`over_budget` count samples the caps held back)")
         if self.beside:
-            base = self.prefix.rpartition("/")[0]
-            there = ", ".join(f"{device} ({state})"
-                              for device, state in sorted(self.beside.items()))
             return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s and no "
-                    f"device's status is there; the devices under {base}/+ are {there}: "
-                    f"--prefix {base}/<device> for one of them, {base}/+ for every one")
+                    f"device's status is there; {the_devices_beside(self.prefix, self.beside)}")
         return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s (its topics "
                 f"are {self.prefix}/<camera>/frame/meta); check that --prefix names devices "
                 "(edge/+ for every one, edge/<device> for one, not a camera or a topic) and "
@@ -255,4 +252,3 @@ class Collector:
             self.stopped.set()
         except Exception:  # thread boundary: one bad message must not end the collection
             log.exception("could not %s", what)
-

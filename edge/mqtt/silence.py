@@ -41,11 +41,8 @@ class SilenceHint:
         self.done = True
         beside = self._devices_beside() if self._devices_beside is not None else {}
         if beside:
-            base = self._prefix.rpartition("/")[0]
-            there = ", ".join(f"{device} ({state})" for device, state in sorted(beside.items()))
             self._say(f"nothing under {self._prefix} after {self._after_s:g} s and no device's "
-                      f"status is there; the devices under {base}/+ are {there}: "
-                      f"{self._setting} {base}/<device> for one of them, {base}/+ for every one")
+                      f"status is there; {the_devices_beside(self._prefix, beside, self._setting)}")
             return
         levels = len(self._prefix.split("/"))
         deeper = (f"; {self._prefix} has {levels} levels, a daemon's default prefix 2"
@@ -56,3 +53,12 @@ class SilenceHint:
                   "its status retained there, so a prefix that names a device that ran "
                   f"shows it at once; check {self._setting} (edge/<device_id>, edge/+ for "
                   f"every device, or the daemon's mqtt.prefix){deeper}{acl}")
+
+
+def the_devices_beside(prefix: str, devices: dict[str, str], setting: str = "--prefix") -> str:
+    """Advice naming `devices` (device -> state), there beside the one device `prefix` names,
+    and the prefix for one of them or every one (`setting`: what the advice calls it)."""
+    base = prefix.rpartition("/")[0]
+    there = ", ".join(f"{device} ({state})" for device, state in sorted(devices.items()))
+    return (f"the devices under {base}/+ are {there}: {setting} {base}/<device> for one of "
+            f"them, {base}/+ for every one")
