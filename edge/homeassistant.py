@@ -350,7 +350,10 @@ class DiscoveryPublisher:
             mqtt.url,
             [(config_filter(self._config), RETAINED_READ_QOS)],
             receive,
-            client_id=f"{node}-discovery", username=mqtt.username, password=self._password,
+            # the link's client id with a suffix: an ACL or a broker log that goes by client
+            # ids meets the pair together
+            client_id=f"{mqtt.client_id or f'edge-{self._config.device_id}'}-discovery",
+            username=mqtt.username, password=self._password,
             ca_file=str(mqtt.ca_file) if mqtt.ca_file else None,
             certfile=str(mqtt.certfile) if mqtt.certfile else None,
             keyfile=str(mqtt.keyfile) if mqtt.keyfile else None,

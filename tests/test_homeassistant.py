@@ -350,6 +350,9 @@ def test_daemon_publishes_discovery_and_removes_what_left_the_config(tmp_path, m
     assert "homeassistant/sensor/edge_ha/gate_door_star_count/config" in first
     assert all(json.loads(p)["dev"]["ids"] == ["edge_ha"] for p in first.values())
     assert not any("drift" in topic for topic in first)  # the model has no drift reference
+    # the configs are read back on a connection of their own, named after the daemon's
+    # (`edge-ha`): a user check found an id of another scheme that no ACL line foresaw
+    assert " as edge-ha-discovery " in mosquitto.log.read_text()
     _run(tmp_path, demo_model, mosquitto.port, "")
     second = _retained(mosquitto.port)
     assert not any("door" in topic for topic in second)  # cleared by empty retained configs

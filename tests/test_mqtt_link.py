@@ -307,6 +307,41 @@ def test_commands_get_replies(mosquitto):
         link.stop()
 
 
+def test_a_retained_command_is_not_run_at_each_start_and_its_clearing_is_no_command(
+        mosquitto, caplog):
+    """A user check: a command sent with the retain flag ran again at every start of the
+    daemon, and the empty retained message that clears it ran as a command of its own."""
+    from paho.mqtt import publish
+
+    caplog.set_level(logging.INFO, logger="edge")
+    publish.single("edge/t/cmd/ping", b"old", qos=1, retain=True, hostname="127.0.0.1",
+                   port=mosquitto.port)
+    ran: list[bytes] = []
+    link = make_link(mosquitto.port)
+    link.on_command("ping", lambda payload: ran.append(payload) or {"ok": True,
+                                                                     "echo": payload.decode()})
+    try:
+        with Watcher(mosquitto.port, "edge/t/cmd/ping/reply") as watcher:
+            link.start()
+            watcher.wait_for(lambda: watcher.messages, 10, "the stale command's reply")
+            reply = watcher.messages[0].json()
+            assert reply["ok"] is False and ran == []
+            assert ("a retained command on edge/t/cmd/ping, left on the broker by an earlier "
+                    "sender, was not run") in reply["error"]
+            assert "publishing an empty retained message to that topic" in reply["error"]
+            watcher.client.publish("edge/t/cmd/ping", b"", qos=1, retain=True)  # as told
+            time.sleep(1.0)
+            assert ran == [] and len(watcher.messages) == 1  # no command: no reply
+            assert "the retained command there was cleared" in caplog.text
+            watcher.client.publish("edge/t/cmd/ping", b"", qos=1)  # an empty command: run
+            watcher.wait_for(lambda: len(watcher.messages) == 2, 10, "the command's reply")
+            assert ran == [b""] and watcher.messages[1].json() == {"ok": True, "echo": ""}
+    finally:
+        link.stop()
+        publish.single("edge/t/cmd/ping", b"", qos=1, retain=True, hostname="127.0.0.1",
+                       port=mosquitto.port)
+
+
 def _publish_until_reply(watcher: Watcher) -> bool:
     if not watcher.messages:
         watcher.client.publish("edge/t/cmd/ping", b"hello", qos=1)

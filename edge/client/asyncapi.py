@@ -33,7 +33,12 @@ _CONTENT_TYPES = {"json": "application/json", "jpeg": "image/jpeg", "integer": "
 _PARAMETERS = {"device": "the device id (`device_id` in its config)",
                "camera": "a camera name", "event_id": "an event's id",
                "label": "a label of the model", "zone": "a zone of the camera",
-               "command": "a command name, e.g. snapshot"}
+               "command": "a command name, e.g. snapshot",
+               "component": "binary_sensor, sensor or camera",
+               "node": "edge_<device id>, with a digest of the id where it holds characters "
+                       "Home Assistant's node ids do not allow",
+               "object": "the entity: its camera, zone, label and what it shows, joined by "
+                         "_ (gate_door_person_count)"}
 
 
 def asyncapi_document() -> dict[str, Any]:
@@ -61,7 +66,9 @@ def asyncapi_document() -> dict[str, Any]:
         "address": "edge/{device}/cmd/{command}", "title": "command",
         "description": "Commands to the device: `snapshot` publishes the next frame of the camera "
                        "named in the payload, or of every camera when it is empty; one the "
-                       "device does not take is answered ok false, naming those it takes",
+                       "device does not take is answered ok false, naming those it takes; "
+                       "one the broker held retained is answered ok false, not run (it would "
+                       "run at every start), until an empty retained message clears it",
         "parameters": {"device": {"description": _PARAMETERS["device"]},
                        "command": {"description": _PARAMETERS["command"]}},
         "messages": {"command": {"$ref": "#/components/messages/command"}}}
@@ -72,6 +79,7 @@ def asyncapi_document() -> dict[str, Any]:
     messages["command"] = {"name": "command", "contentType": "text/plain",
                            "summary": "snapshot: publish the next frame of a camera (or all)",
                            "payload": {"type": "string"}}
+    _add_discovery(channels, operations, messages)
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "edge-runtime MQTT contract", "version": f"{CONTRACT_VERSION}.0.0",
@@ -83,6 +91,30 @@ def asyncapi_document() -> dict[str, Any]:
         "channels": channels, "operations": operations,
         "components": {"messages": messages, "schemas": schemas.get("$defs", {})},
     }
+
+
+def _add_discovery(channels: dict[str, Any], operations: dict[str, Any],
+                   messages: dict[str, Any]) -> None:
+    """Home Assistant's MQTT discovery configs (`homeassistant.enabled`): outside the
+    device's prefix and not read by the client, but published and retained by the device,
+    so a broker's ACL and a subscriber of `#` meet them."""
+    channels["discovery"] = {
+        "address": "homeassistant/{component}/{node}/{object}/config", "title": "discovery",
+        "description": "Home Assistant MQTT discovery configs, one per entity, with "
+                       "homeassistant.enabled (under homeassistant.prefix, default "
+                       "homeassistant); an empty retained payload removes an entity the device "
+                       "no longer makes",
+        "parameters": {p: {"description": _PARAMETERS[p]}
+                       for p in ("component", "node", "object")},
+        "messages": {"discovery": {"$ref": "#/components/messages/discovery"}}}
+    operations["send_discovery"] = {
+        "action": "send", "channel": {"$ref": "#/channels/discovery"},
+        "messages": [{"$ref": "#/channels/discovery/messages/discovery"}],
+        "bindings": {"mqtt": {"qos": 1, "retain": True, "bindingVersion": "0.2.0"}}}
+    messages["discovery"] = {"name": "discovery", "contentType": "application/json",
+                             "summary": "an entity's discovery config, in Home Assistant's "
+                                        "abbreviated keys",
+                             "payload": {"type": "object"}}
 
 
 def _parameters(kind: Kind) -> list[str]:
@@ -117,7 +149,8 @@ def topic_table() -> str:
         name = operation["channel"]["$ref"].rsplit("/", 1)[-1]
         channel, message = document["channels"][name], document["components"]["messages"][name]
         mqtt = operation["bindings"]["mqtt"]
-        address = channel["address"].replace("edge/{device}", "<prefix>")
+        address = channel["address"].replace("edge/{device}", "<prefix>").replace(
+            "homeassistant/", "<discovery prefix>/")
         address = re.sub(r"\{(\w+)\}", r"<\1>", address)
         payload = message["payload"].get("$ref", "").rsplit("/", 1)[-1] or message["contentType"]
         kind = f"`{name}`" if name in kinds else "-"

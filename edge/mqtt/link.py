@@ -133,6 +133,9 @@ class MqttLink:
         self.connection = ConnectionLog(settings.display_url)
         self._commands: dict[str, Callable[[bytes], dict[str, Any]]] = {}
         self._unknown_commands: set[str] = set()  # paho thread only
+        #: command topics where the broker held a retained command at a subscription: not
+        #: run (`_stale_command`); paho thread only
+        self._retained_commands: set[str] = set()
         self._sweeps: list[RetainedSweep] = []
         #: the status payload the latest connect sent, set before `counters.connects` moves
         self.connect_status: dict[str, Any] | None = None
@@ -542,10 +545,34 @@ class MqttLink:
                 if sweep.offer(message):  # a retained message under one of their filters
                     break
             return
+        if message.retain:  # sent because the broker held it, not by anyone just now
+            self._stale_command(name, message.topic)
+            return
+        if not message.payload and message.topic in self._retained_commands:
+            # MQTT 3.1.1 forwards the clearing of a retained message as an empty one: what
+            # the stale command's warning told the sender to do, not a command
+            self._retained_commands.discard(message.topic)
+            log.info("MQTT command %s: the retained command there was cleared (the empty "
+                     "message that cleared it is not taken as a command)", message.topic)
+            return
         handler = self._commands.get(name)
         reply = (handler(bytes(message.payload)) if handler is not None
                  else self._unknown_command(name))
         self.publish_json(self.topics.command_reply(name), reply, qos=1)
+
+    def _stale_command(self, name: str, topic: str) -> None:
+        """A command the broker held retained, delivered at a subscription: sent at some time
+        before, it would run again at every start of the daemon and every reconnect. Not
+        run; said once (and answered) per topic and run, with how to clear it."""
+        if topic in self._retained_commands:
+            return
+        self._retained_commands.add(topic)
+        error = (f"a retained command on {topic}, left on the broker by an earlier sender, was "
+                 "not run: commands are sent without the retain flag (a retained one would run "
+                 "at every start and reconnect); clear it by publishing an empty retained "
+                 "message to that topic")
+        log.warning("MQTT command: %s", error)
+        self.publish_json(self.topics.command_reply(name), {"ok": False, "error": error}, qos=1)
 
     def _unknown_command(self, name: str) -> dict[str, Any]:
         """The reply to a command this device does not serve, said in the log once a name."""
