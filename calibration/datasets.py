@@ -34,7 +34,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class LabelledImage:
     """One image and its objects: boxes float32 [K, 4] x1 y1 x2 y2 in pixels, class ids [K],
-    `difficult` [K] (COCO iscrowd) objects are neither required nor penalised."""
+    `difficult` [K] (COCO iscrowd) objects are neither required nor penalised, and matched as
+    COCOeval matches crowd regions (`edge.metrics.match_frame`)."""
 
     path: Path
     boxes: npt.NDArray[np.float32]
@@ -575,8 +576,9 @@ def _yolo_rows(path: Path, num_classes: int, keypoints: bool = False
     """(class, cx, cy, w, h) of each line of YOLO label file `path` (none where it is
     missing). A line of more than six values is a segment's polygon (class x1 y1 x2 y2 ...),
     read as its bounding box as Ultralytics reads it, unless the dataset declares keypoints
-    (`kpt_shape`: class cx cy w h, then the keypoints); a sixth value alone (a confidence some
-    tools add) is ignored."""
+    (`kpt_shape`: class cx cy w h, then the keypoints). A sixth value alone is refused, as
+    Ultralytics refuses it: it is a prediction's confidence, and a file of predictions
+    scored as the truth would move every figure without a word."""
     if not path.is_file():
         return []
     rows = []
@@ -594,6 +596,11 @@ def _yolo_rows(path: Path, num_classes: int, keypoints: bool = False
         if not 0 <= values[0] < num_classes:
             raise InputError(f"{where}: class {int(values[0])} is not one of the "
                              f"{num_classes} classes (0..{num_classes - 1})")
+        if len(values) == 6 and not keypoints:
+            raise InputError(f"{where}: 6 values; a YOLO label is 'class cx cy w h', and a "
+                             "sixth (a confidence) makes the line a prediction, not a label: "
+                             "give the labels without their confidences (or these "
+                             "predictions' corrected labels)")
         polygon = len(values) > 6 and not keypoints
         if polygon and len(values) % 2 == 0:
             raise InputError(f"{where}: {len(values) - 1} coordinates after the class: a "

@@ -1,6 +1,7 @@
 """Detection accuracy against ground truth: precision, recall and COCO-style AP.
 
-Objects marked difficult (mostly hidden) are neither required nor penalised, as in PASCAL VOC.
+Objects marked difficult (COCO's crowd regions, `iscrowd`) are neither required nor penalised,
+and are matched as COCOeval matches them (`match_frame`), so figures agree with pycocotools'.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.detections import Detections
-from edge.postprocess import iou_matrix
+from edge.postprocess import box_areas, intersection_areas, iou_matrix
 
 #: COCO's 101 recall points for interpolated precision.
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -20,23 +21,33 @@ RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 def match_frame(detections: Detections, gt_boxes: npt.NDArray[np.float32],
                 gt_class_ids: npt.NDArray[np.int64], gt_difficult: npt.NDArray[np.bool_],
                 iou_threshold: float) -> npt.NDArray[np.int8]:
-    """Label each detection 1 (true positive), 0 (false positive) or -1 (ignored: it matched a
-    difficult object). Detections are matched greedily in descending score order, each to the
-    best-overlapping unmatched object of its class, non-difficult objects first."""
+    """Label each detection 1 (true positive), 0 (false positive) or -1 (ignored: it fell on a
+    difficult object). Detections are matched greedily in descending score order, as COCOeval
+    matches them: each to the unmatched object of its class it overlaps best, by IoU at least
+    `iou_threshold`; one that matches none is ignored where at least that share of it lies
+    inside a difficult object of its class (a crowd region holds many objects, so it takes any
+    number of detections, each measured against its own area rather than the union)."""
     outcome = np.zeros(len(detections), np.int8)
     if len(detections) == 0 or len(gt_class_ids) == 0:
         return outcome
+    other_class = detections.class_ids[:, None] != gt_class_ids[None, :]
     ious = iou_matrix(detections.boxes, gt_boxes)
-    ious[detections.class_ids[:, None] != gt_class_ids[None, :]] = 0.0
+    ious[other_class] = 0.0
+    inside = np.zeros_like(ious)
+    if gt_difficult.any():
+        inside = (intersection_areas(detections.boxes, gt_boxes) / np.maximum(
+            box_areas(detections.boxes), 1e-9)[:, None]).astype(np.float32)
+        inside[other_class] = 0.0
+    regular = ~gt_difficult
     taken = np.zeros(len(gt_class_ids), bool)
     for d in np.argsort(-detections.scores, kind="stable"):
-        for pool, label in ((~gt_difficult, 1), (gt_difficult, -1)):
-            candidates = np.where(pool & ~taken & (ious[d] >= iou_threshold), ious[d], -1.0)
-            best = int(candidates.argmax())
-            if candidates[best] >= 0:
-                taken[best] = True
-                outcome[d] = label
-                break
+        candidates = np.where(regular & ~taken & (ious[d] >= iou_threshold), ious[d], -1.0)
+        best = int(candidates.argmax())
+        if candidates[best] >= 0:
+            taken[best] = True
+            outcome[d] = 1
+        elif (gt_difficult & (inside[d] >= iou_threshold)).any():
+            outcome[d] = -1
     return outcome
 
 

@@ -87,14 +87,24 @@ HEAD_DECODERS: dict[str, Callable[[Array], tuple[Array, Array]]] = {
 }
 
 
-def iou_matrix(a: Array, b: Array) -> Array:
-    """IoU of every box in a [K, 4] with every box in b [M, 4] (x1 y1 x2 y2) -> [K, M]."""
+def intersection_areas(a: Array, b: Array) -> Array:
+    """Area shared by every box in a [K, 4] with every box in b [M, 4] (x1 y1 x2 y2) -> [K, M]."""
     top_left = np.maximum(a[:, None, :2], b[None, :, :2])
     bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    inter: Array = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    return inter
+
+
+def box_areas(boxes: Array) -> Array:
+    """Area of each box of [K, 4] (x1 y1 x2 y2) -> [K]."""
+    areas: Array = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return areas
+
+
+def iou_matrix(a: Array, b: Array) -> Array:
+    """IoU of every box in a [K, 4] with every box in b [M, 4] (x1 y1 x2 y2) -> [K, M]."""
+    inter = intersection_areas(a, b)
+    union = box_areas(a)[:, None] + box_areas(b)[None, :] - inter
     ious: Array = (inter / np.maximum(union, 1e-9)).astype(np.float32)
     return ious
 

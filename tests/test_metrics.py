@@ -31,6 +31,27 @@ def test_match_frame(detections, difficult, expected):
     assert list(outcome) == expected
 
 
+def test_a_crowd_region_takes_every_detection_mostly_inside_it_as_cocoeval_does():
+    """A user check against pycocotools: a detection with IoU 0.474 with a crowd box but 65%
+    of its area inside it was a false positive here, ignored by COCOeval; and a crowd region
+    (many objects in one box) takes any number of detections."""
+    crowd = np.array([[0, 0, 100, 100], [200, 0, 210, 10]], np.float32)
+    classes = np.array([0, 0], np.int64)
+    found = dets([[10, 10, 40, 40],      # inside the crowd: IoU 0.09, all of it inside
+                  [50, 50, 80, 80],      # a second one inside the same crowd
+                  [60, 60, 130, 130],    # 16 % inside: a false positive
+                  [200, 0, 210, 10],     # the regular object: a true positive
+                  [0, 0, 100, 100]],     # the crowd box itself
+                 [0.9, 0.8, 0.7, 0.6, 0.5], [0, 0, 0, 0, 0])
+    outcome = match_frame(found, crowd, classes, np.array([True, False]), 0.5)
+    assert list(outcome) == [-1, -1, 0, 1, -1]
+    # the case measured: crowd [221.3, 218.4, 67, 67] (x y w h), the detection 65 % inside
+    box = np.array([[221.3, 218.4, 288.3, 285.4]], np.float32)
+    near = dets([[243.0, 231.0, 311.0, 291.0]], [0.97], [0])
+    assert list(match_frame(near, box, np.zeros(1, np.int64), np.array([True]), 0.5)) == [-1]
+    assert list(match_frame(near, box, np.zeros(1, np.int64), np.array([False]), 0.5)) == [0]
+
+
 def test_precision_recall_and_ap_on_a_known_ranking():
     scorer = DetectionScorer(num_classes=1)
     truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32)

@@ -20,8 +20,9 @@ SHAPE_LABELS: tuple[str, ...] = ("circle", "square", "triangle", "star")
 NOISE_OFFSETS = 4096  # distinct noise windows per scene (see ShapeScene._noise_field)
 NOISE_STREAM = 1
 
-#: An object whose visible area falls below this fraction is marked difficult (VOC convention):
-#: detecting it is neither required nor penalised.
+#: An object whose visible area falls below this fraction is marked difficult (VOC's convention;
+#: scored as COCO scores a crowd region, `edge.metrics.match_frame`): detecting it is neither
+#: required nor penalised.
 MIN_VISIBLE_FRACTION = 0.5
 
 

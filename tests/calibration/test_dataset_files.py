@@ -103,6 +103,16 @@ def test_a_segment_polygon_is_read_as_its_bounding_box(tmp_path):
         dataset_from(folder, LABELS, "detect")
 
 
+def test_a_label_line_with_a_confidence_is_refused_as_a_prediction(tmp_path):
+    """A user check: `0 0.5 0.5 0.1 0.1 0.9` (a prediction file's line) was scored as a box of
+    the truth, moving mAP and recall without a word; Ultralytics refuses such a file."""
+    folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4\n0 0.5 0.5 0.1 0.1 0.9\n")
+    with pytest.raises(InputError, match=r"a\.txt:2: 6 values; a YOLO label is 'class cx cy w "
+                                         r"h', and a sixth \(a confidence\) makes the line a "
+                                         r"prediction, not a label"):
+        dataset_from(folder, LABELS, "detect")
+
+
 def test_a_pose_dataset_s_keypoints_follow_its_box(tmp_path):
     folder = _yolo(tmp_path / "d", "1 0.5 0.5 0.2 0.4 0.45 0.4 2 0.55 0.4 2\n",
                    "names: [circle, square]\nkpt_shape: [2, 3]\n")
