@@ -290,7 +290,7 @@ class Daemon:
         `<prefix>/<camera>/drift`)."""
         drift = self.config.drift
         try:
-            reference = reference_from_config(drift, self.config.model.path)
+            reference = reference_from_config(drift, self.config.model.path, self.spec.labels)
         except ModelError as exc:  # named by its key, as the config's own errors are
             key = "drift.reference" if drift.reference is not None else "drift.enabled"
             raise ModelError(f"{self.config.key(key)}: {exc}") from exc

@@ -19,6 +19,7 @@ from edge.drift import (
     DriftMonitor,
     DriftReference,
     DriftStats,
+    compare,
     default_reference_path,
     kl,
     psi,
@@ -322,6 +323,11 @@ def test_normal_scene_stays_ok_and_a_night_scene_alerts_within_the_window(demo_m
     assert set(last["scores"]) == {"circle", "square", "triangle", "star", "all_classes",
                                    "detections_per_frame", "box_size"}
     assert last["window_s"] == window and "input.brightness" in last["drifted"]
+    # what raises an alert is said beside the figures (a user check: "circle 1.75, threshold
+    # 0.25, ok" could not be told apart from a missed alert)
+    assert last["judged"] == ["scores.all_classes", "input.brightness", "input.contrast",
+                              "input.saturation", "input.colour_cast", "input.edge_orientation"]
+    assert set(last["drifted"]) <= set(last["judged"])
     warnings = [r.getMessage() for r in caplog.records if "drift alert" in r.getMessage()]
     # logged once per change of what drifted, not at every evaluation
     causes = [p["drifted"] for p in published if p["state"] == "alert"]
@@ -359,6 +365,87 @@ def test_shifts_show_in_the_input_statistics(shift, brightness, contrast):
     expected = {"lower": lambda a, b: b < a - 2, "higher": lambda a, b: b > a + 0.5,
                 "same": lambda a, b: abs(a - b) <= 1}
     assert expected[brightness](b0, b1) and expected[contrast](c0, c1), (b0, b1, c0, c1)
+
+
+def _input_drift(reference_images, window_images) -> dict[str, float | None]:
+    reference_stats, window = DriftStats(4), DriftStats(4)
+    for image in reference_images:
+        reference_stats.add_image(image)
+    for image in window_images:
+        window.add_image(image)
+    return compare(reference_stats, window, ("a", "b", "c", "d"), psi)[1]
+
+
+@pytest.mark.parametrize(("shift", "statistic"), [
+    ("grey", "saturation"), ("turned", "edge_orientation")])
+def test_a_grey_or_turned_camera_drifts_where_brightness_and_contrast_cannot_see_it(shift,
+                                                                                   statistic):
+    """A user check: a picture turned a quarter round, or with its colours swapped, stayed
+    "ok" for every window: brightness and contrast do not change with either."""
+    normal = _input_drift(scene_images(1, 150, 15), scene_images(1, 100, 5))
+    shifted = _input_drift(scene_images(1, 150, 15), scene_images(1, 100, 5, shift))
+    assert all(value is not None and value < 0.25 for value in normal.values()), normal
+    assert shifted[statistic] > 2.0, shifted  # threshold 0.25
+    assert shifted["brightness"] < 0.25 and shifted["contrast"] < 0.25, shifted
+
+
+def test_red_and_blue_swapped_show_as_a_colour_cast():
+    """A scene with a colour cast (a sky, lamps: most have one; the synthetic scene's is 4
+    grey levels, inside one bin) turns the other way when red and blue are swapped."""
+    def warm(images):
+        for image in images:
+            image[:, :, 2] = cv2.add(image[:, :, 2], 40)
+            yield image
+
+    normal = _input_drift(warm(scene_images(1, 150, 15)), warm(scene_images(1, 100, 5)))
+    swapped = _input_drift(warm(scene_images(1, 150, 15)),
+                           (image[:, :, ::-1].copy() for image in warm(scene_images(1, 100, 5))))
+    assert normal["colour_cast"] is not None and normal["colour_cast"] < 0.25, normal
+    assert swapped["colour_cast"] > 2.0, swapped
+
+
+def test_a_profile_from_before_the_colour_and_orientation_statistics_still_serves(
+        tmp_path, demo_model, reference, caplog):
+    """Profiles written before saturation, colour cast and edge orientation were measured
+    load; those are not judged, and the start says so with the command that rewrites it."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(demo_model.read_bytes())
+    path = tmp_path / "m.onnx.drift.json"
+    reference.save(path)
+    data = json.loads(path.read_text())
+    for name in ("saturation", "colour_cast", "edge_orientation"):
+        del data["stats"][name]
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="edge.drift"):
+        older = reference_from_config(DriftConfig(), model, reference.labels)
+    assert older is not None
+    assert older.stats.lacking == ("saturation", "colour_cast", "edge_orientation")
+    assert (f"drift reference {path} was written before edge measured saturation, colour "
+            "cast, edge orientation: those are not judged") in caplog.text
+    assert f"edge eval {model} --data DATA --drift-reference" in caplog.text
+    window = DriftStats(4)
+    for image in scene_images(1, 20, 7, "grey"):
+        window.add_image(image)
+    inputs = compare(older.stats, window, older.labels, psi)[1]
+    assert inputs["saturation"] is None and inputs["brightness"] is not None
+    older.save(tmp_path / "again.json")  # saved as it was read: nothing made up
+    assert "saturation" not in json.loads((tmp_path / "again.json").read_text())["stats"]
+
+
+def test_a_profile_of_other_classes_is_refused_naming_both(tmp_path, demo_model, reference):
+    """A user check: a profile whose labels were not the model's (its file hand-edited, the
+    model's hash kept) was taken, and its payloads named classes the model does not have."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(demo_model.read_bytes())
+    path = tmp_path / "m.onnx.drift.json"
+    reference.save(path)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "labels": ["person", "car", "bus", "truck"]}))
+    with pytest.raises(ModelError, match=r"profiles the classes person, car, bus, truck, but "
+                                         r"m\.onnx's are circle, square, triangle, star: its "
+                                         r"scores would be read as other classes'; write a new "
+                                         r"one with `edge eval"):
+        reference_from_config(DriftConfig(), model, reference.labels)
 
 
 def test_edge_eval_writes_a_profile_from_frames_without_labels(tmp_path, demo_model):

@@ -378,6 +378,10 @@ class Drift(_Timed):
     frames: int = Field(ge=0)
     scores: Keyed[float | None] = Field(description="per statistic of the model's outputs")
     input: Keyed[float | None] = Field(description="per statistic of the frames")
+    judged: Items[str] = Field(
+        default_factory=list,
+        description="the statistics (`scores.<name>`, `input.<name>`) that raise an alert "
+                    "above the threshold (drift.alert_on); the others are reported only")
     drifted: Items[str]
     ts: float
     time: Time

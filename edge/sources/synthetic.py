@@ -55,7 +55,8 @@ class SyntheticSource(Source):
 
 
 def _shift_from(uri: SourceUri) -> SceneShift | None:
-    """`shift=dark|covered|noise|shape` from frame `shift_after` on (default 0: at once)."""
+    """`shift=` (one of `edge.synthetic.shift.SHIFTS`) from frame `shift_after` on (default 0:
+    at once)."""
     kind = uri.options.get("shift")
     if kind is None:
         if "shift_after" in uri.options:

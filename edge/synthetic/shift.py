@@ -1,9 +1,12 @@
 """Scene shifts for the synthetic camera, so drift monitoring is testable end to end.
 
 `dark` (night: a quarter of the light), `covered` (a covered lens: nearly black, no contrast),
-`noise` (a failing sensor: heavy Gaussian noise) and `shape` (objects the model was never
-trained on: hexagons). Applied after the scene renders, from frame `after` on; the ground truth
-is unchanged (hexagons are not among the labels).
+`noise` (a failing sensor: heavy Gaussian noise), `shape` (objects the model was never
+trained on: hexagons), `grey` (a camera in night mode: no colour), `swap` (red and blue
+swapped, a pixel-format mix-up) and `turned` (a camera knocked a quarter-turn round, its
+picture squeezed back into the frame). Applied after the scene renders, from frame `after` on;
+the ground truth is unchanged (hexagons are not among the labels; the boxes of a turned scene
+are not turned).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-SHIFTS = ("dark", "covered", "noise", "shape")
+SHIFTS = ("dark", "covered", "noise", "shape", "grey", "swap", "turned")
 NOISE_SIGMA = 40.0
 
 
@@ -40,6 +43,13 @@ class SceneShift:
         elif self.kind == "noise":
             cv2.add(image, self._noise_field(image.shape, frame_index), dst=image,
                     dtype=cv2.CV_8U)
+        elif self.kind == "grey":
+            cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR, dst=image)
+        elif self.kind == "swap":
+            image[:] = image[:, :, ::-1].copy()
+        elif self.kind == "turned":
+            height, width = image.shape[:2]
+            image[:] = cv2.resize(cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE), (width, height))
         else:
             _draw_hexagons(image, frame_index)
 
