@@ -187,6 +187,44 @@ def test_a_silent_watch_with_a_login_names_the_acl_too(tmp_path, monkeypatch):
         "word)"], lines
 
 
+def test_devices_named_beside_a_prefix_are_those_the_login_reads_and_the_acl_is_named(
+        tmp_path, monkeypatch):
+    """A user check: with an ACL that hid gate-02 from the viewer, `--prefix edge/gate-02`
+    (a running device) was told "no device's status is there; the devices under edge/+ are
+    gate-01", a false claim, and the ACL went unnamed."""
+    from paho.mqtt import publish
+
+    from edge import monitor as monitor_module
+    from tests.mqtt_tls import password_file
+
+    monkeypatch.setattr(monitor_module, "SILENCE_HINT_S", 1.0)
+    passwords = password_file(tmp_path, "viewer", "s3cret")
+    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "writer", "w"], check=True,
+                   capture_output=True, timeout=30)
+    (tmp_path / "acl").write_text("user viewer\ntopic read edge/gate-01/#\n"
+                                  "user writer\ntopic readwrite edge/#\n")
+    broker = broker_with(tmp_path, [f"password_file {passwords}",
+                                    f"acl_file {tmp_path / 'acl'}"], anonymous=False)
+    status = {"v": 1, "state": "online", "version": "0.1", "model": "det",
+              "cameras": ["gate"], "started_at": "2026-12-03T08:00:00Z"}
+    lines: list[str] = []
+    try:
+        for device in ("gate-01", "gate-02"):
+            publish.single(f"edge/{device}/status", json.dumps(status), qos=1, retain=True,
+                           hostname="127.0.0.1", port=broker.port,
+                           auth={"username": "writer", "password": "w"})
+        monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret")
+        monitor_module.run_monitor(f"mqtt://viewer@127.0.0.1:{broker.port}", "edge/gate-02",
+                                   2.0, None, echo=lines.append)
+    finally:
+        broker.stop()
+    assert lines[1:] == [
+        "nothing under edge/gate-02 after 1 s; the devices under edge/+ that the user 'viewer' "
+        "can read are gate-01 (online): --prefix edge/<device> for one of them, edge/+ for "
+        "every one; or the broker's ACL does not let the user 'viewer' read there "
+        "(Mosquitto's acl_file keeps such messages without a word)"], lines
+
+
 @pytest.mark.parametrize("discovery_rule", ["write", "readwrite"])
 def test_discovery_configs_the_device_may_not_read_back_are_said(tmp_path, demo_model,
                                                                  discovery_rule):

@@ -377,7 +377,7 @@ def _input_drift(reference_images, window_images) -> dict[str, float | None]:
 
 
 @pytest.mark.parametrize(("shift", "statistic"), [
-    ("grey", "saturation"), ("turned", "edge_orientation")])
+    ("grey", "saturation"), ("turned", "edge_orientation"), ("swap", "colour_cast")])
 def test_a_grey_or_turned_camera_drifts_where_brightness_and_contrast_cannot_see_it(shift,
                                                                                    statistic):
     """A user check: a picture turned a quarter round, or with its colours swapped, stayed
@@ -390,8 +390,9 @@ def test_a_grey_or_turned_camera_drifts_where_brightness_and_contrast_cannot_see
 
 
 def test_red_and_blue_swapped_show_as_a_colour_cast():
-    """A scene with a colour cast (a sky, lamps: most have one; the synthetic scene's is 4
-    grey levels, inside one bin) turns the other way when red and blue are swapped."""
+    """A scene with a warmer cast (lamps, a sunset) turns the other way when red and blue are
+    swapped; the synthetic scene's own (its median pixel's red less blue, -5 grey levels)
+    does too, above."""
     def warm(images):
         for image in images:
             image[:, :, 2] = cv2.add(image[:, :, 2], 40)

@@ -66,9 +66,12 @@ def asyncapi_document() -> dict[str, Any]:
         "address": "edge/{device}/cmd/{command}", "title": "command",
         "description": "Commands to the device: `snapshot` publishes the next frame of the camera "
                        "named in the payload, or of every camera when it is empty; one the "
-                       "device does not take is answered ok false, naming those it takes; "
-                       "one the broker held retained is answered ok false, not run (it would "
-                       "run at every start), until an empty retained message clears it",
+                       "device does not take is answered ok false, naming those it takes. "
+                       "Send commands without the retain flag: one the broker held retained "
+                       "is answered ok false, not run (it would run at every start), until an "
+                       "empty retained message clears it; MQTT 3.1.1 forwards that clearing "
+                       "as an empty command, which a device that did not see the command "
+                       "retained (it took it live) runs, as a snapshot of every camera",
         "parameters": {"device": {"description": _PARAMETERS["device"]},
                        "command": {"description": _PARAMETERS["command"]}},
         "messages": {"command": {"$ref": "#/components/messages/command"}}}

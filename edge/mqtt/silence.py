@@ -39,26 +39,33 @@ class SilenceHint:
         if time.monotonic() - self._started < self._after_s:
             return
         self.done = True
+        acl = (f"; or the broker's ACL does not let the user {self._user!r} read there "
+               "(Mosquitto's acl_file keeps such messages without a word)" if self._user else "")
         beside = self._devices_beside() if self._devices_beside is not None else {}
         if beside:
-            self._say(f"nothing under {self._prefix} after {self._after_s:g} s and no device's "
-                      f"status is there; {the_devices_beside(self._prefix, beside, self._setting)}")
+            # a login's ACL may hide the device named, and others beside it: what it reads is
+            # all that can be said to be there
+            absent = "" if self._user else " and no device's status is there"
+            self._say(f"nothing under {self._prefix} after {self._after_s:g} s{absent}; "
+                      f"{the_devices_beside(self._prefix, beside, self._setting, self._user)}"
+                      f"{acl}")
             return
         levels = len(self._prefix.split("/"))
         deeper = (f"; {self._prefix} has {levels} levels, a daemon's default prefix 2"
                   if levels > 2 else "")
-        acl = (f"; or the broker's ACL does not let the user {self._user!r} read there "
-               "(Mosquitto's acl_file keeps such messages without a word)" if self._user else "")
         self._say(f"nothing under {self._prefix} after {self._after_s:g} s: a daemon leaves "
                   "its status retained there, so a prefix that names a device that ran "
                   f"shows it at once; check {self._setting} (edge/<device_id>, edge/+ for "
                   f"every device, or the daemon's mqtt.prefix){deeper}{acl}")
 
 
-def the_devices_beside(prefix: str, devices: dict[str, str], setting: str = "--prefix") -> str:
+def the_devices_beside(prefix: str, devices: dict[str, str], setting: str = "--prefix",
+                       user: str | None = None) -> str:
     """Advice naming `devices` (device -> state), there beside the one device `prefix` names,
-    and the prefix for one of them or every one (`setting`: what the advice calls it)."""
+    and the prefix for one of them or every one (`setting`: what the advice calls it; `user`:
+    the login they were read with, whose ACL may hide others)."""
     base = prefix.rpartition("/")[0]
     there = ", ".join(f"{device} ({state})" for device, state in sorted(devices.items()))
-    return (f"the devices under {base}/+ are {there}: {setting} {base}/<device> for one of "
-            f"them, {base}/+ for every one")
+    readable = f" that the user {user!r} can read" if user else ""
+    return (f"the devices under {base}/+{readable} are {there}: {setting} {base}/<device> for "
+            f"one of them, {base}/+ for every one")
