@@ -67,7 +67,7 @@ SATURATION_RANGE = 256.0
 #: The median pixel's red less blue, over COLOUR_CAST_RANGE around 0 (more is clipped): a
 #: white-balance fault, an IR-cut filter stuck open (a pink cast), or red and blue swapped (a
 #: pixel-format mix-up). The median is the scene's lasting cast, which objects passing through
-#: do not move: on the synthetic scene over 120 s windows the frame mean's PSI reached 0.25
+#: do not move: on the synthetic scene over 120 s windows the frame mean's PSI reached 0.21-0.27
 #: with nothing changed, the median's 0.04. An odd count of bins puts a neutral scene in the
 #: middle of one, not on the edge between two.
 COLOUR_CAST_BINS = 31
