@@ -236,9 +236,10 @@ def _file_bytes(path: Path) -> npt.NDArray[np.uint8] | None:
     try:
         if path.stat().st_size == 0:
             return None
-        return np.fromfile(path, np.uint8)
+        data = np.fromfile(path, np.uint8)
     except OSError:
         return None
+    return data if data.size else None  # emptied since: OpenCV's imdecode raises on it
 
 
 def _bgr(image: npt.NDArray[Any] | None) -> npt.NDArray[np.uint8] | None:

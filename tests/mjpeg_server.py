@@ -64,7 +64,7 @@ class MjpegServer:
         #: snapshot number -> what goes wrong with it: "busy" (503), "cut" (half the JPEG),
         #: "slow" (answered after `slow_s`), "short" (the JPEG, 5000 bytes short of its
         #: Content-Length, then the connection closed), "stall" (half of it, then `slow_s` of
-        #: nothing)
+        #: nothing), "empty" (HTTP 200 with no body)
         self.snapshot_faults: dict[int, str] = {}
         self.slow_s = 1.5
         #: path -> Location: answered with a 302 there
@@ -249,6 +249,8 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self._send(503, "text/plain", b"busy")
             elif fault == "cut":
                 self._send(200, "image/jpeg", jpeg[:len(jpeg) // 2])
+            elif fault == "empty":
+                self._send(200, "image/jpeg", b"")
             elif fault in ("short", "stall"):  # fewer bytes than its Content-Length says
                 self.send_response(200)
                 self.send_header("Content-Type", "image/jpeg")

@@ -194,6 +194,16 @@ def test_a_busy_answer_or_a_cut_snapshot_is_skipped_and_three_in_a_row_reopen(ca
                                  "instead of an image (3 snapshots in a row missed)")
 
 
+def test_an_empty_snapshot_is_skipped_as_a_missed_one(camera, caplog):
+    """An HTTP 200 with no body (a camera between frames): OpenCV's imdecode raises on an
+    empty buffer, which would have failed the camera as an internal error."""
+    camera.snapshot_faults = {2: "empty"}
+    with caplog.at_level(logging.WARNING, logger="edge.sources.snapshot"):
+        greys, _ = fetched_greys(snapshot_url(camera), 0.05, 3)
+    assert greys == [0, 8, 24]  # snapshot 2 skipped
+    assert "/snapshot.jpg answered HTTP 200 with no image (0 bytes)" in caplog.text
+
+
 def test_a_redirect_is_followed_with_the_credentials_to_the_same_host(camera, tmp_path,
                                                                        caplog):
     """A user check: a 302 to the real snapshot path (firmware that moves a short path to a

@@ -106,6 +106,21 @@ def test_image_folder_sorted_and_unreadable_files_skipped(tmp_path, caplog):
     assert caplog.text.count("skipping unreadable image") == 1
 
 
+def test_an_image_file_caught_empty_while_written_is_skipped_not_an_internal_error(tmp_path,
+                                                                                   caplog):
+    """Seen in CI: a file rewritten under a playing folder source (truncated, then written) was
+    read at 0 bytes, and OpenCV's imdecode raises on an empty buffer: the camera failed with
+    "internal error" instead of skipping the file."""
+    from edge.sources.opencv import read_image
+
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert read_image(tmp_path / "empty.jpg") is None
+    cv2.imwrite(str(tmp_path / "00.png"), np.full((50, 60, 3), 80, np.uint8))
+    frames = read_all(f"file://{tmp_path}?fps=0")
+    assert [int(f[1][0, 0, 0]) for f in frames] == [80]
+    assert "empty.jpg (empty: 0 bytes)" in caplog.text
+
+
 def test_a_folder_skips_a_cut_short_jpeg_and_hidden_files_saying_why(tmp_path, caplog):
     """A user check: a JPEG cut to its first third played as a frame, its lower part grey
     (libjpeg's "Premature end of JPEG file" naming no file), and macOS's hidden ._ copies were

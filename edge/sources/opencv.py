@@ -360,7 +360,7 @@ def read_image(path: Path) -> npt.NDArray[np.uint8] | None:
         data = path.read_bytes()
     except OSError:
         return None
-    if jpeg_cut_short(data):
+    if not data or jpeg_cut_short(data):  # empty: caught while written (OpenCV raises on it)
         return None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return np.asarray(image, np.uint8) if image is not None and image.dtype == np.uint8 else None

@@ -177,6 +177,8 @@ class SnapshotSource(Source):
             raise _MissedError(f"{self._where()} answered HTTP {status} instead of an image")
         if status != 200:
             raise SourceError(self._refused(status))
+        if not body:  # OpenCV's imdecode raises on an empty buffer
+            raise _MissedError(f"{self._where()} answered HTTP 200 with no image (0 bytes)")
         if jpeg_cut_short(body):
             raise _MissedError(f"{self._where()} sent a JPEG cut short ({len(body)} bytes, no "
                                "end marker): the camera or the network cut it off")
