@@ -54,11 +54,7 @@ def asyncapi_document() -> dict[str, Any]:
             "address": kind.address(), "title": kind.name, "description": kind.summary,
             "parameters": {p: {"description": _PARAMETERS[p]} for p in _parameters(kind)},
             "messages": {kind.name: {"$ref": f"#/components/messages/{kind.name}"}}}
-        operations[f"send_{kind.name}"] = {
-            "action": "send", "channel": {"$ref": f"#/channels/{kind.name}"},
-            "messages": [{"$ref": f"#/channels/{kind.name}/messages/{kind.name}"}],
-            "bindings": {"mqtt": {"qos": kind.qos, "retain": kind.retained,
-                                  "bindingVersion": "0.2.0"}}}
+        operations[f"send_{kind.name}"] = _operation("send", kind.name, kind.qos, kind.retained)
         messages[kind.name] = {"name": kind.name, "summary": kind.summary,
                                "contentType": _CONTENT_TYPES[kind.content],
                                "payload": _payload(kind)}
@@ -75,10 +71,7 @@ def asyncapi_document() -> dict[str, Any]:
         "parameters": {"device": {"description": _PARAMETERS["device"]},
                        "command": {"description": _PARAMETERS["command"]}},
         "messages": {"command": {"$ref": "#/components/messages/command"}}}
-    operations["receive_command"] = {
-        "action": "receive", "channel": {"$ref": "#/channels/command"},
-        "messages": [{"$ref": "#/channels/command/messages/command"}],
-        "bindings": {"mqtt": {"qos": 1, "retain": False, "bindingVersion": "0.2.0"}}}
+    operations["receive_command"] = _operation("receive", "command", 1, False)
     messages["command"] = {"name": "command", "contentType": "text/plain",
                            "summary": "snapshot: publish the next frame of a camera (or all)",
                            "payload": {"type": "string"}}
@@ -110,14 +103,18 @@ def _add_discovery(channels: dict[str, Any], operations: dict[str, Any],
         "parameters": {p: {"description": _PARAMETERS[p]}
                        for p in ("component", "node", "object")},
         "messages": {"discovery": {"$ref": "#/components/messages/discovery"}}}
-    operations["send_discovery"] = {
-        "action": "send", "channel": {"$ref": "#/channels/discovery"},
-        "messages": [{"$ref": "#/channels/discovery/messages/discovery"}],
-        "bindings": {"mqtt": {"qos": 1, "retain": True, "bindingVersion": "0.2.0"}}}
+    operations["send_discovery"] = _operation("send", "discovery", 1, True)
     messages["discovery"] = {"name": "discovery", "contentType": "application/json",
                              "summary": "an entity's discovery config, in Home Assistant's "
                                         "abbreviated keys",
                              "payload": {"type": "object"}}
+
+
+def _operation(action: str, channel: str, qos: int, retain: bool) -> dict[str, Any]:
+    """An operation on the channel named `channel`, whose one message has the same name."""
+    return {"action": action, "channel": {"$ref": f"#/channels/{channel}"},
+            "messages": [{"$ref": f"#/channels/{channel}/messages/{channel}"}],
+            "bindings": {"mqtt": {"qos": qos, "retain": retain, "bindingVersion": "0.2.0"}}}
 
 
 def _parameters(kind: Kind) -> list[str]:
