@@ -36,6 +36,8 @@ from converters.head_choice import (
     recognise_head,
     unread_outputs_note,
 )
+from converters.head_values import check_detector_values
+from converters.heads import Head
 from converters.labels import labels_from_paddle_metadata
 from converters.metadata import onnx_with_preprocessing, onnx_with_spec
 from converters.onnx_from_torch import (
@@ -321,8 +323,10 @@ def _plain_from_torch(network: Any, options: ConvertOptions, kind: str) -> _Plai
     traced = exported.tracer_warnings
     more = f" (and {len(traced) - 1} more)" if traced[1:] else ""
     notes: tuple[str, ...] = (
-        f"tracing warned: {traced[0]}{more}; the graph keeps what that line did for this input "
-        "size (fine for shapes; for a branch on values, script the network)",) if traced else ()
+        f"tracing warned: {traced[0]}{more}; the graph keeps what that line did on the trace's "
+        "input: harmless where it read a shape (at this input size), and the check frames "
+        "(dark, bright, busy) agreed, but a branch on values they do not cross stays as traced: "
+        "if forward branches on values, script the network",) if traced else ()
     if image_input(model).layout == "NHWC":
         notes += (f"the network runs on channels-last input [N, {height}, {width}, 3] (not on "
                   "[N, 3, H, W]): exported and fed that way",)
@@ -368,6 +372,9 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
                                   requested or ("yolov5" if raw_grid else None),
                                   from_metadata=options.labels is None,
                                   wanted=options.head_output)
+    grid_decoded_here = options.head == "yolox" or (head.layout == "yolov5"
+                                                     and output == raw_grid)
+    check_detector_values(output, head, first[output], height, width, grid_decoded_here)
     highest = None
     if head.layout == "end_to_end":
         highest = highest_class_index([first[output], *_parity_outputs(
@@ -376,7 +383,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
     if highest is not None:
         check_class_indices(output, highest, head.num_classes, options.labels is None)
         plain = replace(plain, notes=(*plain.notes, *_unused_nms_note(options)))
-    if options.head == "yolox" or (head.layout == "yolov5" and output == raw_grid):
+    if grid_decoded_here:
         preprocessing_given = (options.resize is not None or bool(
             {"network_order", "mean", "std"} & set(options.stated)))
         plain = _grid_decoded(plain, output, first[output], height, width,
@@ -400,7 +407,7 @@ def _converted(plain: _Plain, options: ConvertOptions, default_name: str) -> Con
         source=plain.kind, quantization="float")
     converted = onnx_with_preprocessing(onnx_with_spec(folded, spec), options.normalisation,
                                         grey)
-    parity = _verify(converted, plain, image, spec, options) if options.verify else None
+    parity = _verify(converted, plain, image, spec, options, head) if options.verify else None
     return Converted(converted, spec, parity, plain.kind,
                      plain.notes + _folded_affine_note(affine)
                      + _assumed_preprocessing_note(plain.kind, options, grey, spec.task)
@@ -760,12 +767,19 @@ def _head_layout(plain: _Plain, options: ConvertOptions) -> HeadLayout | None:
 
 
 def _verify(converted: onnx.ModelProto, plain: _Plain, image: ImageInput, spec: ModelSpec,
-            options: ConvertOptions) -> Parity:
+            options: ConvertOptions, head: Head) -> Parity:
+    """The parity check; then the `head`'s values on the check frames, which show more than
+    the first run's blank one (`check_detector_values`)."""
     frames, by_hand = _parity_inputs(image, options, spec.input.height, spec.input.width)
+    seen: list[npt.NDArray[np.float64]] = []
 
     def reference(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.asarray(plain.run_source(x)[spec.output], np.float64)
+        seen.append(np.asarray(plain.run_source(x)[spec.output], np.float64))
+        return seen[-1]
 
     advice = (traced_branch_advice(plain.tracer_warnings) if plain.tracer_warnings else None)
-    return check_parity(converted, spec.output, reference, frames, by_hand, options.tolerance,
-                        spec.head, advice)
+    parity = check_parity(converted, spec.output, reference, frames, by_hand, options.tolerance,
+                          spec.head, advice)
+    check_detector_values(spec.output, head, np.concatenate(seen), spec.input.height,
+                          spec.input.width)
+    return parity

@@ -42,15 +42,20 @@ class Parity:
                 f"{self.tolerance:g})")
 
 
-def parity_frames(height: int, width: int, count: int = 4, seed: int = 0
+def parity_frames(height: int, width: int, count: int = 6, seed: int = 0
                   ) -> npt.NDArray[np.uint8]:
-    """Camera-like uint8 frames [count, H, W, 3] (BGR): letterboxed synthetic scenes plus noise."""
+    """Camera-like uint8 frames [count, H, W, 3] (BGR, `count` >= 4): letterboxed synthetic
+    scenes, one darkened and one brightened to a quarter of their range (a traced branch on
+    the input's brightness, `if x.mean() > t:`, takes its other way on one of them), and
+    noise."""
     scene = ShapeScene(seed=seed)
     frames = np.empty((count, height, width, 3), np.uint8)
     for i in range(count - 1):
         for _ in range(7):
             image, _ = scene.next()
         frames[i] = letterbox(image, width, height)[0]
+    frames[-3] //= 4  # 0..63: a night scene
+    frames[-2] = 255 - (255 - frames[-2]) // 4  # 192..255: a scene against the light
     frames[-1] = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
     return frames
 

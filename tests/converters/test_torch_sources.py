@@ -110,6 +110,42 @@ class ValueBranch(Net):
         return self.fc(y)
 
 
+class BrightBranch(Net):
+    def forward(self, x):
+        y = self.features(x)
+        if x.mean() > 0.6:  # neither on the trace's blank input nor on ordinary scenes
+            y = -y * 3
+        return self.fc(y)
+
+
+class Detector(nn.Module):
+    """[N, 4+nc, A] on a stride-8 grid: cx cy w h in input pixels, class probabilities."""
+
+    def __init__(self, classes=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4 + classes, 8, stride=8)
+
+    def boxes(self, y):
+        return y[:, :4].sigmoid() * 32
+
+    def scores(self, y):
+        return y[:, 4:].sigmoid()
+
+    def forward(self, x):
+        y = self.conv(x).flatten(2)
+        return torch.cat([self.boxes(y), self.scores(y)], 1)
+
+
+class DetectorLogits(Detector):
+    def scores(self, y):
+        return y[:, 4:]
+
+
+class DetectorFractions(Detector):
+    def boxes(self, y):
+        return y[:, :4].sigmoid()
+
+
 class NumpyRoundTrip(Net):
     def forward(self, x):
         y = torch.from_numpy(self.features(x).numpy().copy())
@@ -378,6 +414,11 @@ def test_following_the_grey_advice_converts_with_the_same_checkpoint(nets, tmp_p
                             "(PyTorch warned: Converting a tensor to a Python boolean might "
                             "cause the trace to be incorrect (nets.py:",
                             "script the network (torch.jit.script(model)")),
+    # a branch only a bright scene takes: the check frames include one (a user check: four
+    # ordinary frames agreed, and the model was wrong on bright ones)
+    ("Net", "BrightBranch", ("the converted model does not match the source model: ",
+                             "Converting a tensor to a Python boolean might cause the trace "
+                             "to be incorrect (nets.py:", "script the network")),
     # a numpy round trip: the graph lost its input; told why, not to export an image input
     ("Net", "NumpyRoundTrip", ("tracing the network on a [1, 3, 32, 32] input made a graph "
                                "that does not read its input (PyTorch warned: Converting a "
@@ -391,6 +432,35 @@ def test_a_network_that_fails_to_build_or_run_is_told_why(saved, module, fragmen
                   "--labels", "a,b,c", "-o", tmp_path / "out.onnx")
     assert_refused(result, *fragments)
     assert "--tolerance" not in result.stderr and "image-like input" not in result.stderr
+
+
+def test_a_detector_returning_probabilities_and_pixel_boxes_converts(nets, tmp_path, edge):
+    weights = _weights(tmp_path / "w.pt", _module(nets, "Detector"))
+    out = tmp_path / "out.onnx"
+    result = edge("convert", weights, "--module", f"{nets}:Detector", "--input-size", "32",
+                  "--labels", "a,b,c", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "detect (anchor_free), 3 labels" in result.stdout
+
+
+@pytest.mark.parametrize(("module", "fragments"), [
+    # a user check: both converted with exit 0, then published scores of 7.2, or every box
+    # under a pixel in the top-left corner
+    ("DetectorLogits", ("output output0's class scores run from -", "on a test frame, but "
+                        "edge reads a detector's scores as probabilities (0..1)",
+                        "needs a sigmoid on its class scores in its forward")),
+    ("DetectorFractions", ("output output0's boxes all lie within 0..0.", "so they are "
+                           "fractions of the input, but edge reads a detector's boxes in "
+                           "input pixels (cx cy w h, 0..32 across): multiply them by the input "
+                           "size (32 for x and w, 32 for y and h) in the network's forward")),
+])
+def test_a_detectors_scores_and_boxes_must_be_what_the_device_decodes(module, fragments, nets,
+                                                                       tmp_path, edge):
+    weights = _weights(tmp_path / "w.pt", _module(nets, module))
+    out = tmp_path / "out.onnx"
+    assert_refused(edge("convert", weights, "--module", f"{nets}:{module}", "--input-size",
+                        "32", "--labels", "a,b,c", "-o", out), *fragments)
+    assert not out.exists()
 
 
 def test_a_shape_computed_in_python_converts_with_a_note(nets, tmp_path, edge):
@@ -419,8 +489,8 @@ def test_a_missing_class_lists_those_the_module_defines(nets, tmp_path, edge):
     result = edge("convert", weights, "--module", f"{nets}:Nett", "--input-size", "32",
                   "-o", tmp_path / "out.onnx")
     assert_refused(result, f"--module: {nets} has no torch.nn.Module class 'Nett'; its "
-                           "classes: ChannelsLast, CudaInForward, CudaNet, DictNet, FeatureFirst, "
-                           "GreyNet, GreyWrap, HistogramNet (+7 more)")
+                           "classes: BrightBranch, ChannelsLast, CudaInForward, CudaNet, Detector, "
+                           "DetectorFractions, DetectorLogits, DictNet (+11 more)")
 
 
 @pytest.mark.parametrize(("source", "expected"), [

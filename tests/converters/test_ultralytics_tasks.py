@@ -120,10 +120,12 @@ def test_a_segment_export_without_metadata_converts_with_its_labels(tmp_path, ed
     frame = np.random.default_rng(1).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
     np.testing.assert_allclose(_outputs(out, frame, True)[0],
                                _outputs(source, frame, False)[0][ROWS], atol=1e-5)
-    # labels for every row but the boxes: the user reads the rows as classes
+    # labels for every row but the boxes: the mask coefficients would be read as scores
     many = ",".join(f"c{i}" for i in range(35))
-    result = edge("convert", source, "-o", tmp_path / "all-rows.onnx", "--labels", many)
-    assert result.returncode == 0, result.stderr
+    assert_refused(edge("convert", source, "-o", tmp_path / "all-rows.onnx", "--labels", many),
+                   "output output0's class scores run from ",
+                   "(mask coefficients, keypoints), pass --labels with the class names alone")
+    assert not (tmp_path / "all-rows.onnx").exists()
 
 
 def test_cropping_a_detectors_frames_is_said_to_leave_their_sides_out(tmp_path, edge):
@@ -164,7 +166,8 @@ def test_a_pose_export_without_metadata_converts_with_its_labels(tmp_path, edge,
     frame = np.random.default_rng(1).integers(0, 256, (1, SIZE, SIZE, 3), np.uint8)
     np.testing.assert_allclose(_outputs(out, frame, True)[0],
                                _outputs(source, frame, False)[0][ROWS], atol=1e-5)
-    # labels for every row but the boxes: the user reads the rows as classes
+    # labels for every row but the boxes: the keypoints would be read as scores
     many = ",".join(f"c{i}" for i in range(3 + keypoint_values))
-    result = edge("convert", source, "-o", tmp_path / "all-rows.onnx", "--labels", many)
-    assert result.returncode == 0 and "pose export" not in result.stdout, result.stderr
+    assert_refused(edge("convert", source, "-o", tmp_path / "all-rows.onnx", "--labels", many),
+                   "output output0's class scores run from ",
+                   "(mask coefficients, keypoints), pass --labels with the class names alone")
