@@ -32,7 +32,7 @@ from edge.postprocess import decoder_from_spec
 from edge.runners import Runner, choose_backend, runner_from_config
 from edge.sdnotify import notifier_from_environ
 from edge.service import InferenceService, batch_capacity, runner_rows
-from edge.sources import camera_error, probe_frame_size
+from edge.sources import camera_error
 from edge.sources.supervisor import (
     HEALTHY_CAMERA_STATES,
     CameraState,
@@ -51,7 +51,7 @@ from edge.tensorrt.precision import (
 from edge.timing import rfc3339
 from edge.tracking.camera import CameraTracking
 from edge.wording import counted, listed
-from edge.zones import frame_size_from_uri, zones_from_config
+from edge.zones import frame_size_at_start, zones_from_config
 
 log = logging.getLogger(__name__)
 
@@ -421,9 +421,7 @@ class Daemon:
         nothing but are checked all the same, so that turning it on later does not bring up
         an error that was in the config all along."""
         camera = next(c for c in self.config.cameras if c.name == name)
-        size = frame_size_from_uri(camera.source)
-        if size is None and any(zone.units == "pixels" for zone in camera.zones):
-            size = probe_frame_size(camera.source)  # a local file: checked now, not later
+        size = frame_size_at_start(camera.source, camera.zones)
         zones = zones_from_config(name, camera.zones, self.spec.labels, size)
         if not self.config.tracking.enabled:
             return None

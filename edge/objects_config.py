@@ -9,15 +9,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge.mqtt.topics import topic_prefix_problem
 
 #: Topic levels a zone may not be named, so every topic under a camera stays unambiguous.
 RESERVED_ZONE_NAMES = frozenset({"detections", "events", "frame", "status", "count"})
 
+def _x_and_y(point: list[float]) -> list[float]:
+    """A zone's point has two numbers (pydantic's own length message named no fix)."""
+    if len(point) != 2:
+        written = f"[{', '.join(f'{value:g}' for value in point)}]"
+        raise ValueError(f"{written} is not a point: each point is [x, y], two numbers (pixels "
+                         "of the frame, or 0..1 of it with units = \"normalised\")")
+    return point
+
+
 #: [x, y]; a list rather than a tuple because TOML arrays arrive as lists (strict mode).
-Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+Point = Annotated[list[float], AfterValidator(_x_and_y)]
 
 
 class _Section(BaseModel):

@@ -22,6 +22,7 @@ from edge.broker import free_port
 from edge.demo import bundled_model
 from edge.sources import trial as trial_module
 from edge.sources.trial import try_source
+from tests.mjpeg_server import MjpegServer
 from tests.rtsp_server import RtspServer, missing_reason
 from tests.scenes import SlowScene
 from tests.test_sources import write_cut_short_mp4
@@ -133,33 +134,65 @@ def test_a_video_file_shorter_than_the_frames_asked_for_is_fine(tmp_path):
         (6, 160, 120, None)
 
 
+def _zoned_config(tmp_path: Path, source: str, zones: dict[str, str]) -> Path:
+    config = tmp_path / "edge.toml"
+    with_model(tmp_path)
+    config.write_text("device_id = \"d\"\n[model]\npath = \"m.onnx\"\n"
+                      f"[[cameras]]\nname = \"gate\"\nsource = \"{source}\"\n"
+                      + "".join(f"[[cameras.zones]]\nname = \"{name}\"\npoints = {points}\n"
+                                for name, points in zones.items()))
+    return config
+
+
+ZONES = {"inside": "[[10, 10], [150, 10], [150, 110]]",
+         "door": "[[10, 10], [150, 10], [150, 250]]"}
+OUTSIDE = ("camera 'gate', zone 'door': the polygon reaches outside the {} frame; use "
+           "pixel coordinates within it")
+
+
 def test_a_configs_pixel_zone_outside_the_frame_measured_fails_the_probe_naming_it(tmp_path):
     """A stream's size is known only once it streams, so `edge run` can only log such a zone;
     the probe the README recommends for drawing zones checks them against what it measured."""
-    clip = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
-    for index in range(4):
-        writer.write(np.full((120, 160, 3), 40 * index, np.uint8))
-    writer.release()
-    config = tmp_path / "edge.toml"
-    with_model(tmp_path)
-    zones = {"inside": "[[10, 10], [150, 10], [150, 110]]",
-             "door": "[[10, 10], [150, 10], [150, 200]]"}
-    config.write_text("device_id = \"d\"\n[model]\npath = \"m.onnx\"\n"
-                      f"[[cameras]]\nname = \"gate\"\nsource = \"file://{clip}?fps=0\"\n"
-                      + "".join(f"[[cameras.zones]]\nname = \"{name}\"\npoints = {points}\n"
-                                for name, points in zones.items()))
-    result = probe("--config", str(config), "--frames", "4", "--json")
+    server = MjpegServer(free_port(), width=160, height=120, fps=20)
+    server.start()
+    try:
+        config = _zoned_config(tmp_path, server.url, ZONES)
+        result = probe("--config", str(config), "--frames", "4", "--json")
+    finally:
+        server.stop()
     assert result.returncode == 1, result.stderr
-    said = ("camera 'gate', zone 'door': the polygon reaches outside the 160x120 frame; use "
-            "pixel coordinates within it")
-    assert f"  {said}" in result.stdout
+    outside = OUTSIDE.format("160x120")
+    assert f"  {outside}" in result.stdout
     (trial,) = summary(result)["sources"]
-    assert trial["zones_error"].startswith(said) and trial["frames"] == 4
-    config.write_text(config.read_text().replace("[150, 200]", "[80, 10]"))  # on one line
+    assert trial["zones_error"].startswith(outside) and trial["frames"] == 4
+    config.write_text(config.read_text().replace("[150, 250]", "[80, 10]"))  # on one line
     flat = probe("--config", str(config), "--frames", "4")
     assert flat.returncode == 2, flat.stderr
     assert "zone 'door': the polygon encloses no area" in flat.stderr
+
+
+@pytest.mark.parametrize("kind", ["file", "synthetic"])
+def test_a_zone_outside_a_size_known_before_opening_exits_2_as_edge_run_does(tmp_path, kind):
+    """A user check: a synthetic scene's zone outside its frame made `edge run` exit 2 at
+    start and the probe exit 1 after trying the camera."""
+    if kind == "file":
+        source = f"file://{tmp_path / 'clip.avi'}?fps=0"
+        writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"),
+                                 10, (160, 120))
+        for index in range(4):
+            writer.write(np.full((120, 160, 3), 40 * index, np.uint8))
+        writer.release()
+    else:
+        source = "synthetic://shapes?width=320&height=240&fps=10"
+    outside = OUTSIDE.format("160x120" if kind == "file" else "320x240")
+    config = _zoned_config(tmp_path, source, ZONES)
+    result = probe("--config", str(config), "--frames", "4", "--json")
+    assert result.returncode == 2, result.stdout
+    assert outside in result.stderr and "Traceback" not in result.stderr
+    assert '"sources"' not in result.stdout  # refused before any camera was tried
+    run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                          "--seconds", "1"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and outside in run.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -354,8 +387,8 @@ def test_a_folder_of_mixed_sizes_is_named_and_its_pixel_zones_checked_on_each(tm
                       f'"file://{folder}?fps=20"\n[[cameras.zones]]\nname = "far"\n'
                       'points = [[700, 500], [1200, 500], [1200, 700]]\n')
     zoned = probe("--config", str(config), "--frames", "3", "--json")
-    assert zoned.returncode == 1, zoned.stderr
-    assert "far" in summary(zoned)["sources"][0]["zones_error"]
+    assert zoned.returncode == 2, zoned.stdout  # as `edge run`, on the first image's size
+    assert "zone 'far': the polygon reaches outside the 640x480 frame" in zoned.stderr
 
 
 def test_a_cut_short_video_is_said_once_without_ffmpeg_s_own_line(tmp_path):

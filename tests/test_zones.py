@@ -137,6 +137,18 @@ enabled = {str(tracking).lower()}
                            "--seconds", "1"], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.parametrize("point", [[10, 10, 5], [10]])
+def test_a_point_that_is_not_x_and_y_says_what_a_point_is(point):
+    """A user check: pydantic's own words ("List should have at most 2 items after
+    validation") named no fix."""
+    written = "[" + ", ".join(map(str, point)) + "]"
+    with pytest.raises(ConfigError, match=re.escape(
+            f"cameras.0.zones.0.points.0: {written} is not a point: each point is [x, y], two "
+            "numbers (pixels of the frame, or 0..1 of it with units = \"normalised\") (camera "
+            "gate, zone z)")):
+        _config([{"name": "z", "points": [point, [200, 10], [200, 200]]}])
+
+
 @pytest.mark.parametrize("zone, message", [
     ('name = "bow"\npoints = [[0, 0], [100, 100], [100, 0], [0, 100]]',
      "camera 'gate', zone 'bow': the polygon crosses itself"),

@@ -14,7 +14,7 @@ from edge.cli.common import parse_positive_float, parse_positive_int, print_json
 from edge.errors import SourceError
 
 if TYPE_CHECKING:
-    from edge.config import Config
+    from edge.config import CameraConfig, Config
     from edge.objects_config import ZoneConfig
     from edge.sources import Snapshots
     from edge.sources.trial import SourceTrial
@@ -35,7 +35,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from edge.files import require_model_file, require_output_folder
     from edge.sources.opencv import quiet_ffmpeg
     from edge.sources.trial import try_source
-    from edge.zones import zone_outlines
 
     if args.sources and args.config:
         raise InputError("give the sources to try or --config, not both")
@@ -52,8 +51,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     named = _checked_sources(args.sources, config, args.snapshot_interval)
     cameras = config.cameras if config is not None else []
     zones = {camera.name: camera.zones for camera in cameras if camera.zones}
-    for name, camera_zones in zones.items():
-        zone_outlines(name, camera_zones)  # as is a zone that no frame size could fit
+    _check_zones_at_start(cameras)
     misplaced: dict[str, str] = {}
     if args.save is not None:
         require_output_folder(args.save, "--save")
@@ -142,6 +140,19 @@ def _trial_plan(args: argparse.Namespace, snapshots: Snapshots | None) -> tuple[
     frames = args.frames or SNAPSHOT_FRAMES
     needed = snapshots.timeout_s + (frames - 1) * snapshots.interval_s + 2.0
     return frames, max(DEFAULT_TIMEOUT_S, needed) if args.timeout is None else args.timeout
+
+
+def _check_zones_at_start(cameras: list[CameraConfig]) -> None:
+    """Refuse (ConfigError) the zones `edge run` refuses at start, before any camera opens:
+    those no frame could fit, and those outside a frame size known before opening (a
+    synthetic scene's, a local file's: a user check had probe exit 1 where run exits 2)."""
+    from edge.zones import frame_size_at_start, zone_outlines, zones_for_frame
+
+    for camera in cameras:
+        outlines = zone_outlines(camera.name, camera.zones)
+        size = frame_size_at_start(camera.source, camera.zones) if camera.zones else None
+        if size is not None:
+            zones_for_frame(camera.name, camera.zones, outlines, size)
 
 
 def _zones_problem(trial: SourceTrial, zones: list[ZoneConfig]) -> str | None:
