@@ -1,7 +1,8 @@
 """Object events and counts of one camera, from its tracker's state after every frame.
 
 An object's life is one `new`, rate-limited `update`s (only on a frame that saw it, when its
-zones or top score changed) and one `end` once it has gone unseen for `max_disappeared` frames.
+zones, top score or label changed) and one `end` once it has gone unseen for `max_disappeared`
+frames.
 A track becomes an object only once it has `MIN_SCORES` detections and the median of its recent
 scores reaches `event_score`, as Frigate does: a false detection that survives a few frames is
 tracked, but never reported. The `new` event's `start` is when the track was first seen; the
@@ -77,6 +78,7 @@ class _Life:
     sent_at: float = 0.0
     sent_zones: list[str] = field(default_factory=list)
     sent_top: float = 0.0
+    sent_class: int = -1  # the class its last event named
     best: _Snapshot | None = None
     published_score: float = -1.0  # score of the snapshot on the topic
     announced: bool = False  # its `new` event sent
@@ -126,8 +128,12 @@ class EventEngine:
                 continue
             # only what this frame saw is news: a track unseen since holds its last box (a
             # user check: updates came after the object's last sighting, as its age went back)
+            # a new label too: the counts follow it at once (a user check: per-label counts
+            # could not be told from the events for seconds, and a label that changed back
+            # before the next update was never in one)
             changed = item.disappeared == 0 and (zones != life.sent_zones
-                                                 or item.top_score > life.sent_top)
+                                                 or item.top_score > life.sent_top
+                                                 or item.class_id != life.sent_class)
             if changed and ts - life.sent_at >= self.settings.update_interval_s:
                 out += self._event("update", item, life, zones, ts, None)
             else:
@@ -206,6 +212,7 @@ class EventEngine:
                end: float | None) -> list[Outgoing]:
         self._note_zones(life, zones)
         life.sent_at, life.sent_zones, life.sent_top = ts, list(zones), item.top_score
+        life.sent_class = item.class_id
         out = self._snapshot_messages(life, self._label(item.class_id))
         payload = {
             "v": CONTRACT_VERSION, "type": kind, "id": life.event_id, "track_id": item.track_id,

@@ -256,6 +256,30 @@ def test_no_update_event_follows_the_last_frame_that_saw_the_object():
     assert events[-1]["end"] == pytest.approx(last_seen)
 
 
+def test_a_label_the_votes_change_is_sent_in_an_update_as_the_counts_follow_it():
+    """A user check: the counts moved to the object's new label at once, and no event said
+    so until its zones or top score changed (per-label counts could not be told from the
+    events; a label that changed back before then was in no event at all)."""
+    settings = TrackingConfig(update_interval_s=0.5)
+    recorder = _Recorder()
+    camera = CameraTracking("gate", settings, Topics("edge/d"), SHAPE_LABELS, [], [],
+                            recorder)
+    image = np.zeros((200, 300, 3), np.uint8)
+    for t in range(40):  # one still object, the same score: a triangle, then more a square
+        ts = 1000.0 + t * 0.1
+        camera.hold(t + 1, image, ts)
+        camera.update(t + 1, ts, _detections([[100, 50, 140, 90]], [0.8], [2 if t < 10 else 1]),
+                      (300, 200))
+    events = _events(recorder.messages)
+    assert [(e["type"], e["label"]) for e in events] == [("new", "triangle"),
+                                                         ("update", "square")]
+    square_count = [m for m in recorder.messages if m[0] == "edge/d/gate/square/count"]
+    # the votes turn on the 11th square (8.8 against the triangles' 8.0), at t = 20: the
+    # update is sent on that frame, the last event being 1.5 s old
+    assert events[1]["ts"] == pytest.approx(1002.0)
+    assert [json.loads(m[1]) for m in square_count] == [0, 1]
+
+
 def test_a_zone_never_reads_more_than_its_camera_in_the_order_counts_are_sent():
     """A user check: when an object inside a zone vanished, the camera's count fell a
     millisecond before the zone's, so for that moment the zone held more than the camera."""
