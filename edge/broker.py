@@ -8,6 +8,7 @@ import logging
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -119,8 +120,6 @@ class EmbeddedBroker:
 
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
-
-
 def mosquitto_binary() -> str | None:
     """The installed Mosquitto broker, if any (Debian puts it in /usr/sbin, off a user's PATH)."""
     for candidate in (shutil.which("mosquitto"), *MOSQUITTO_PATHS):
@@ -137,7 +136,8 @@ class LocalMosquitto:
         self.binary = binary
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
-        self._folder = tempfile.TemporaryDirectory(prefix="edge-mosquitto-")
+        self._folder = tempfile.TemporaryDirectory(prefix="edge-mosquitto-",
+                                                   ignore_cleanup_errors=True)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -148,8 +148,14 @@ class LocalMosquitto:
         config = Path(self._folder.name) / "mosquitto.conf"
         config.write_text(f"listener {self.port} {self.host}\nallow_anonymous true\n"
                           "persistence false\n")
-        self._process = subprocess.Popen([self.binary, "-c", str(config)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its own session: a terminal's Ctrl-C (sent to the whole process group) stops the
+        # bench, which then stops this broker after its last messages, not both at once (a user
+        # check: the bench then warned of messages it could not send); kept by
+        # `edge.broker_keeper` no longer than this process, however it ends
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "edge.broker_keeper", self._folder.name, self.binary, "-c",
+             str(config)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -164,8 +170,11 @@ class LocalMosquitto:
                         "pass --mqtt URL to use another broker")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()
+                self._process.wait(timeout=10)
+            if self._process.stdin is not None:
+                self._process.stdin.close()
         self._process = None
         self._folder.cleanup()

@@ -249,6 +249,10 @@ class CameraWorker:
             "preprocess": round(job.preprocess_ms, 2),
             "batch_wait": round((ticket.started_at - ticket.committed_at) * 1e3, 2),
             "infer": round((ticket.finished_at - ticket.started_at) * 1e3, 2),
+            # the loop letterboxes its next frame before it takes this one's output: that
+            # frame's inference overlaps this one's decoding (a user check: the stages left
+            # 2-3 ms of `total` unnamed)
+            "result_wait": round(max(0.0, inferred - ticket.finished_at) * 1e3, 2),
             "postprocess": round((done - inferred) * 1e3, 2),
             "track": round((tracked - done) * 1e3, 2),
         }

@@ -8,6 +8,7 @@ import ctypes.util
 import logging
 import os
 import resource
+import time
 from pathlib import Path
 
 THERMAL_ROOT = Path("/sys/class/thermal")
@@ -146,3 +147,31 @@ def temperatures_c(root: Path = THERMAL_ROOT) -> dict[str, float]:
         except (OSError, ValueError):
             continue
     return readings
+
+
+def cpu_busy_elsewhere(seconds: float, stat: Path = Path("/proc/stat")) -> float | None:
+    """CPUs kept busy by other processes over the next `seconds` (sampled now: 1.0 is one
+    core's worth), this process's own CPU time left out; None where /proc/stat is not
+    readable. Unlike the load average it sees a program started a moment ago, and forgets
+    one that ended a moment ago."""
+    def busy_and_total() -> tuple[float, float] | None:
+        try:
+            fields = [float(v) for v in stat.read_text().splitlines()[0].split()[1:9]]
+        except (OSError, ValueError, IndexError):
+            return None
+        idle = fields[3] + fields[4]  # idle and iowait
+        return sum(fields) - idle, sum(fields)
+
+    before, own_before, began = busy_and_total(), _own_cpu_s(), time.monotonic()
+    time.sleep(seconds)
+    after, own_after, elapsed = busy_and_total(), _own_cpu_s(), time.monotonic() - began
+    if before is None or after is None or elapsed <= 0:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy_s = (after[0] - before[0]) / ticks - (own_after - own_before)
+    return max(0.0, busy_s / elapsed)
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system

@@ -38,7 +38,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(f"ratio (whole loop / backend alone at batch 1): {result['ratio']:.2f}; "
-              f"{result['runners']} runner(s), peak RSS {result['peak_rss_mb']} MB")
+              f"{result['runners']} runner(s), {result['quantization']} model, peak RSS "
+              f"{result['peak_rss_mb']} MB (of which about {result['replay_frames_mb']} MB the "
+              "replay cameras' decoded frames, which live cameras do not hold)")
         for stage, values in result["latency_ms"].items():
             print(f"  {stage:12s} p50 {values['p50']:7.2f}  p90 {values['p90']:7.2f}  "
                   f"p99 {values['p99']:7.2f} ms")
@@ -65,9 +67,12 @@ def _options(args: argparse.Namespace, echo: Callable[[str], None]) -> BenchOpti
         return BenchOptions(model=args.model, seconds=args.seconds, mqtt=args.mqtt,
                             tls=tls_files(args), **settings)
     from edge.config import load_config
+    from edge.files import require_model_file
 
     config = load_config(args.config)
     section = config.model
+    if args.model is None:  # as `edge run` would refuse it, naming the key
+        require_model_file(section.path, config.key("model.path"))
     from_config = {"cameras": len(config.cameras),
                    **{key: getattr(section, key) for key in _MODEL_OPTIONS}}
     settings = {**from_config, **given}
@@ -79,7 +84,9 @@ def _options(args: argparse.Namespace, echo: Callable[[str], None]) -> BenchOpti
     return BenchOptions(model=model, seconds=args.seconds, mqtt=args.mqtt, tls=tls_files(args),
                         model_settings=section.model_dump(
                             exclude={"path", *_MODEL_OPTIONS}, exclude_defaults=True),
-                        config=args.config, **settings)
+                        config=args.config,
+                        backend_from=("--backend" if "backend" in given
+                                      else config.key("model.backend")), **settings)
 
 
 def add_command(commands: Any) -> None:

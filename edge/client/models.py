@@ -139,7 +139,9 @@ class DetectionsMessage(_Timed):
                     "preprocess (letterboxing into it), batch_wait (from the frame's "
                     "input being ready to its batch starting: the batch before it still "
                     "running, or other cameras' frames awaited up to batch_timeout_ms), "
-                    "infer, postprocess, track, total")
+                    "infer, result_wait (from the inference ending to the camera loop "
+                    "taking its output, once it has letterboxed its next frame), "
+                    "postprocess, track, total")
     batch: int | None = Field(default=None, ge=1,
                               description="frames of all cameras run in the inference batch "
                                           "this frame was in")
