@@ -120,6 +120,8 @@ class EmbeddedBroker:
 
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
 def mosquitto_binary() -> str | None:
     """The installed Mosquitto broker, if any (Debian puts it in /usr/sbin, off a user's PATH)."""
     for candidate in (shutil.which("mosquitto"), *MOSQUITTO_PATHS):

@@ -36,8 +36,9 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=stop_when_orphaned, daemon=True).start()
     try:
         code = broker.wait()
-    finally:
+    finally:  # an error of this process's own: the broker goes with it
         if broker.poll() is None:
+            broker.terminate()
             try:
                 broker.wait(STOP_S)
             except subprocess.TimeoutExpired:
