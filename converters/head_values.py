@@ -34,8 +34,15 @@ def check_detector_values(output: str, head: Head, value: npt.NDArray[Any], heig
     input."""
     if head.task != "detect":
         return
-    boxes, scores = _columns(head, np.asarray(value, np.float64))
-    if scores.size and (scores.min() < -SCORE_SLACK or scores.max() > 1 + SCORE_SLACK):
+    boxes, objectness, scores = _columns(head, np.asarray(value, np.float64))
+    if objectness is not None and not _probabilities(objectness):
+        raise ConversionError(
+            f"output {output}'s objectness (column 4 of {head.layout}'s rows) runs from "
+            f"{objectness.min():.3g} to {objectness.max():.3g} on a test frame, but edge reads "
+            "it as a probability (0..1), as the class scores after it: the network returns "
+            "its logit. Apply a sigmoid to the objectness in its forward (as YOLOv5's Detect "
+            "does at inference) and convert again")
+    if not _probabilities(scores):
         raise ConversionError(
             f"output {output}'s class scores run from {scores.min():.3g} to {scores.max():.3g} "
             "on a test frame, but edge reads a detector's scores as probabilities (0..1). A "
@@ -54,14 +61,22 @@ def check_detector_values(output: str, head: Head, value: npt.NDArray[Any], heig
             f"and w, {height} for y and h) in the network's forward and convert again")
 
 
-def _columns(head: Head, value: npt.NDArray[np.float64]
-             ) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64]]:
-    """The box and score values of one run's `value` in the `head`'s layout (an end-to-end
-    head's boxes are corners of final detections, zero in its empty rows: not checked)."""
+def _probabilities(values: npt.NDArray[np.float64]) -> bool:
+    return not values.size or bool(values.min() >= -SCORE_SLACK
+                                   and values.max() <= 1 + SCORE_SLACK)
+
+
+Values = npt.NDArray[np.float64]
+
+
+def _columns(head: Head, value: Values) -> tuple[Values | None, Values | None, Values]:
+    """The boxes, objectness (None but in a YOLOv5 head) and class scores of one run's `value`
+    in the `head`'s layout (an end-to-end head's boxes are corners of final detections, zero
+    in its empty rows: not checked)."""
     if head.layout == "anchor_free":  # [N, 4+nc, A]
-        return value[:, :4], value[:, 4:]
+        return value[:, :4], None, value[:, 4:]
     if head.layout == "anchor_free_transposed":  # [N, A, 4+nc]
-        return value[..., :4], value[..., 4:]
+        return value[..., :4], None, value[..., 4:]
     if head.layout == "yolov5":  # [N, A, 5+nc]: objectness, then the class scores
-        return value[..., :4], value[..., 4:]
-    return None, value[..., 4]  # end_to_end: [N, K, 6], x1 y1 x2 y2 score class
+        return value[..., :4], value[..., 4], value[..., 5:]
+    return None, None, value[..., 4]  # end_to_end: [N, K, 6], x1 y1 x2 y2 score class

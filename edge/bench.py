@@ -63,6 +63,10 @@ REPLAY_CAMERA_BYTES = 17 * 2**20
 FASTER_THAN_ALONE = 1.05
 #: A ratio below this with ONNX Runtime's default threads gets a hint to compare fewer threads.
 CONTENDED_RATIO = 0.8
+#: The stages of a camera's own work, as a warning names them.
+CAMERA_STAGES = {"preprocess": "preprocess (letterboxing)",
+                 "postprocess": "postprocess (decoding the model's output, NMS)",
+                 "track": "track (tracking, events, counts)"}
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,10 @@ class BenchOptions:
     #: `edge bench --config`: the keys above are the options'.
     model_settings: Mapping[str, Any] = field(default_factory=dict)
     config: Path | None = None
-    #: where a backend other than auto was asked for (said with the backend chosen)
+    #: where a backend other than auto was asked for (said with the backend chosen) ...
     backend_from: str = "--backend"
+    #: ... and where the camera count comes from
+    cameras_from: str = "--cameras"
 
 
 def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
@@ -107,7 +113,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     """Both phases; returns the figures (the `--json` line), with the warnings logged on the
     way. A missing or unconverted model is a ModelError before anything starts."""
     spec = spec_from_onnx_file(options.model)
-    require_memory_for(options.cameras)
+    require_memory_for(options.cameras, options.cameras_from)
     if options.mqtt:
         require_broker(options.mqtt, options.tls)
     with warnings_kept() as warnings:
@@ -117,17 +123,18 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> 
     return result
 
 
-def require_memory_for(cameras: int) -> None:
+def require_memory_for(cameras: int, asked_in: str = "--cameras") -> None:
     """Refuse (InputError) more replay cameras than half the memory available holds (a user
-    check: 1000 took 15 GB and 2 minutes for a 3 s measurement, then said nothing)."""
+    check: 1000 took 15 GB and 2 minutes for a 3 s measurement, then said nothing);
+    `asked_in` names where the count comes from."""
     available = available_memory_bytes()
     needed = cameras * REPLAY_CAMERA_BYTES
     if available is not None and needed > available / 2:
-        raise InputError(f"--cameras {cameras}: the replay cameras alone would hold about "
-                         f"{needed / 2**30:.1f} GiB of decoded frames "
-                         f"({REPLAY_CAMERA_BYTES / 2**20:.0f} MiB each), more than half the "
-                         f"memory available ({available / 2**30:.1f} GiB); give at most "
-                         f"{max(1, int(available / 2 // REPLAY_CAMERA_BYTES))}")
+        raise InputError(f"{cameras} replay cameras ({asked_in}) would hold about "
+                         f"{needed / 2**30:.1f} GB of decoded frames "
+                         f"({REPLAY_CAMERA_BYTES / 2**20:.0f} MB each), more than half the "
+                         f"memory available ({available / 2**30:.1f} GB); give --cameras "
+                         f"{max(1, int(available / 2 // REPLAY_CAMERA_BYTES))} or fewer")
 
 
 def _measure(options: BenchOptions, echo: Callable[[str], None]) -> dict[str, Any]:
@@ -168,7 +175,8 @@ def _measure(options: BenchOptions, echo: Callable[[str], None]) -> dict[str, An
                               result["inference_fps_max_batch"], result["max_batch"],
                               options.threads)
     if not hint_if_threads_contend(result["ratio"], options.threads, choice.name):
-        warn_if_starved(result["ratio"], options.cameras, result["pipeline_fps"])
+        warn_if_starved(result["ratio"], options.cameras, result["pipeline_fps"],
+                        result["latency_ms"])
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["replay_frames_mb"] = round(options.cameras * REPLAY_CAMERA_BYTES / 2**20, 1)
     return result
@@ -192,15 +200,21 @@ def warn_if_busy() -> tuple[float, float | None]:
     return load, elsewhere
 
 
-def warn_if_starved(ratio: float, cameras: int, pipeline_fps: float) -> None:
-    """A low ratio with the inference threads given: the cameras' own work (decoding,
-    letterboxing, tracking, publishing) outweighs what the cores left the backend."""
+def warn_if_starved(ratio: float, cameras: int, pipeline_fps: float,
+                    latency_ms: Mapping[str, Mapping[str, float]]) -> None:
+    """A low ratio with the inference threads given: the cameras' own work outweighs what the
+    cores left the backend; the slowest of its stages (`latency_ms`: stage -> percentiles) is
+    named (a user check: a model of thousands of boxes a frame spent 41 ms decoding them)."""
     if ratio >= CONTENDED_RATIO:
         return
+    own = {stage: figures["p50"] for stage, figures in latency_ms.items()
+           if stage in CAMERA_STAGES}
+    slowest = max(own, key=own.__getitem__) if own else None
     log.warning("the whole loop kept %.2f of the backend's FPS with %d camera(s) (%.1f FPS in "
-                "all): the cameras' own work (letterboxing, decoding, tracking, publishing) "
-                "outweighs the cores, or other work shares them; this machine keeps fewer "
-                "cameras fed at this rate", ratio, cameras, pipeline_fps)
+                "all): the cameras' own work outweighs the cores (%s), or other work shares "
+                "them; this machine keeps fewer cameras fed at this rate", ratio, cameras,
+                pipeline_fps, "its slowest stage: " + CAMERA_STAGES[slowest] +
+                f", {own[slowest]:.1f} ms a frame at p50" if slowest else "")
 
 
 def warn_if_faster_than_alone(pipeline_fps: float, single_fps: float, batched_fps: float,

@@ -249,9 +249,9 @@ class CameraWorker:
             "preprocess": round(job.preprocess_ms, 2),
             "batch_wait": round((ticket.started_at - ticket.committed_at) * 1e3, 2),
             "infer": round((ticket.finished_at - ticket.started_at) * 1e3, 2),
-            # the loop letterboxes its next frame before it takes this one's output: that
-            # frame's inference overlaps this one's decoding (a user check: the stages left
-            # 2-3 ms of `total` unnamed)
+            # the loop finishes the frame before (decode, tracking, publishing) and letterboxes
+            # the next before it takes this one's output, so inference overlaps that work (a
+            # user check: the stages left 2-3 ms of `total` unnamed)
             "result_wait": round(max(0.0, inferred - ticket.finished_at) * 1e3, 2),
             "postprocess": round((done - inferred) * 1e3, 2),
             "track": round((tracked - done) * 1e3, 2),

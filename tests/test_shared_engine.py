@@ -266,26 +266,39 @@ def test_a_program_started_a_moment_before_is_seen_keeping_a_cpu_busy():
 def test_bench_says_when_the_cameras_starve_with_the_threads_given(caplog):
     from edge import bench
 
+    stages = {"queue": 44.5, "preprocess": 0.2, "infer": 0.9, "result_wait": 43.7,
+              "postprocess": 41.2, "track": 2.3, "total": 133.9}
+    latency = {stage: {"p50": p50, "p90": p50, "p99": p50} for stage, p50 in stages.items()}
     with caplog.at_level(logging.WARNING, logger="edge.bench"):
-        bench.warn_if_starved(0.95, 3, 500.0)
-        bench.warn_if_starved(0.01, 1000, 3.6)
+        bench.warn_if_starved(0.95, 3, 500.0, latency)
+        bench.warn_if_starved(0.01, 1, 7.5, latency)
+    # a user check: thousands of boxes a frame spent 41 ms decoding, and the warning named
+    # every stage but that one
     assert [r.getMessage() for r in caplog.records] == [
-        "the whole loop kept 0.01 of the backend's FPS with 1000 camera(s) (3.6 FPS in all): "
-        "the cameras' own work (letterboxing, decoding, tracking, publishing) outweighs the "
-        "cores, or other work shares them; this machine keeps fewer cameras fed at this rate"]
+        "the whole loop kept 0.01 of the backend's FPS with 1 camera(s) (7.5 FPS in all): the "
+        "cameras' own work outweighs the cores (its slowest stage: postprocess (decoding the "
+        "model's output, NMS), 41.2 ms a frame at p50), or other work shares them; this "
+        "machine keeps fewer cameras fed at this rate"]
 
 
-def test_bench_refuses_more_cameras_than_half_the_memory_holds(demo_model):
+def test_bench_refuses_more_cameras_than_half_the_memory_holds(demo_model, tmp_path):
     """A user check: 1000 replay cameras took 15 GB and 2 minutes for a 3 s measurement."""
     from edge.system import available_memory_bytes
 
     cameras = int(available_memory_bytes() / (17 * 2**20)) + 1  # past the whole of it
     result = edge_cli("bench", str(demo_model), "--cameras", str(cameras), "--seconds", "1")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert re.search(rf"--cameras {cameras}: the replay cameras alone would hold about "
-                     r"[\d.]+ GiB of decoded frames \(17 MiB each\), more than half the memory "
-                     r"available \([\d.]+ GiB\); give at most \d+", result.stderr)
+    assert re.search(rf"{cameras} replay cameras \(--cameras\) would hold about [\d.]+ GB of "
+                     r"decoded frames \(17 MB each\), more than half the memory available "
+                     r"\([\d.]+ GB\); give --cameras \d+ or fewer", result.stderr)
     assert "backend alone" not in result.stdout  # refused before anything ran
+    config = tmp_path / "many.toml"  # a user check: the count was the config's, not an option
+    config.write_text(f'[model]\npath = "{demo_model}"\n' + "".join(
+        f'[[cameras]]\nname = "c{i}"\nsource = "synthetic://shapes?seed={i}"\n'
+        for i in range(cameras)))
+    result = edge_cli("bench", "--config", str(config), "--seconds", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{cameras} replay cameras (the [[cameras]] of {config}) would hold" in result.stderr
 
 
 def test_bench_killed_outright_takes_its_private_broker_with_it(demo_model, tmp_path):

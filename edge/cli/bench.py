@@ -86,7 +86,9 @@ def _options(args: argparse.Namespace, echo: Callable[[str], None]) -> BenchOpti
                             exclude={"path", *_MODEL_OPTIONS}, exclude_defaults=True),
                         config=args.config,
                         backend_from=("--backend" if "backend" in given
-                                      else config.key("model.backend")), **settings)
+                                      else config.key("model.backend")),
+                        cameras_from=("--cameras" if "cameras" in given
+                                      else f"the [[cameras]] of {args.config}"), **settings)
 
 
 def add_command(commands: Any) -> None:

@@ -140,7 +140,8 @@ class DetectionsMessage(_Timed):
                     "input being ready to its batch starting: the batch before it still "
                     "running, or other cameras' frames awaited up to batch_timeout_ms), "
                     "infer, result_wait (from the inference ending to the camera loop "
-                    "taking its output, once it has letterboxed its next frame), "
+                    "taking its output: the loop first finishes the frame before, decoding, "
+                    "tracking and publishing it, and letterboxes the next one), "
                     "postprocess, track, total")
     batch: int | None = Field(default=None, ge=1,
                               description="frames of all cameras run in the inference batch "

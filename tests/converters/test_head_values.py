@@ -34,15 +34,22 @@ def test_probabilities_and_pixel_boxes_pass_in_every_layout(layout):
 
 @pytest.mark.parametrize("layout", ["anchor_free", "anchor_free_transposed", "yolov5"])
 def test_logits_are_refused_in_every_layout(layout):
-    value = _head(layout, _boxes(320), _scores(-6, 3, 3 if layout == "yolov5" else 2))
+    scores = _scores(-6, 3, 3 if layout == "yolov5" else 2)
+    if layout == "yolov5":
+        scores[:, 0] = 0.5  # the objectness right: the class scores are the logits
+    value = _head(layout, _boxes(320), scores)
     with pytest.raises(ConversionError, match=r"class scores run from -5\.\d+ to 2\.\d+"):
         check_detector_values("out", Head(layout, 2), value, 320, 320)  # type: ignore[arg-type]
 
 
-def test_yolov5_objectness_is_held_to_the_same_range():
+def test_yolov5_objectness_is_held_to_the_same_range_and_named():
+    """A user check: a raw objectness logit beside sigmoid class scores was told to put a
+    sigmoid on the class scores."""
     scores = _scores(0, 1, 3)
     scores[7, 0] = 4.0  # the objectness column only
-    with pytest.raises(ConversionError, match="to 4 on a test frame"):
+    with pytest.raises(ConversionError, match=r"output out's objectness \(column 4 of yolov5's "
+                                              r"rows\) runs from 0\.\d+ to 4 on a test frame.*"
+                                              r"Apply a sigmoid to the objectness"):
         check_detector_values("out", Head("yolov5", 2), _head("yolov5", _boxes(320), scores),
                               320, 320)
 
