@@ -99,7 +99,8 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, Any]:
 
 def inspect_model(path: Path) -> dict[str, Any]:
     if path.is_dir():
-        raise ModelError(f"{path} is a folder; pass a model file (.onnx or .engine)")
+        raise ModelError(f"{path} is a folder; pass a model file (.onnx or .engine) or a "
+                         "calibration cache")
     model = read_onnx_model(path)
     data = path.read_bytes()
     props = {p.key: p.value for p in model.metadata_props}

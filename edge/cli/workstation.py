@@ -359,7 +359,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                     counted(held_out_count(frames.count), "frame"))
     result = calibrate(model, spec, frames, options)
     writing = time.perf_counter()
-    cache = (result.cache(args.trt_version or DEFAULT_TRT_VERSION, spec)
+    cache = (result.cache(_trt_version(args), spec)
              if args.cache is not None else None)
     reference, report = _write_calibration_outputs(args, result, spec, frames, cache)
     outputs_seconds = time.perf_counter() - writing
@@ -526,7 +526,29 @@ def _check_outputs(args: argparse.Namespace) -> None:
         earlier = written.setdefault(output.resolve(), option)
         if earlier != option:
             raise InputError(f"{earlier} and {option} both name {output}; give each its own file")
+    if args.cache is not None:
+        _refuse_other_files_as_cache(args.cache)
     require_onnx_name(args.output)
+
+
+def _trt_version(args: argparse.Namespace) -> str:
+    """--trt-version, else the default (an empty one is refused, not taken for the default)."""
+    return DEFAULT_TRT_VERSION if args.trt_version is None else str(args.trt_version)
+
+
+def _refuse_other_files_as_cache(path: Path) -> None:
+    """--cache replaces a calibration cache, never another file (a user check: a photo of the
+    calibration set, another model and a report's page were overwritten, exit 0), and is not
+    named as a model is (model files are told by their extension)."""
+    from edge.tensorrt.calibration_cache import looks_like_cache
+
+    if path.suffix.lower() in (".onnx", ".engine", ".plan", ".pt", ".pth"):
+        raise InputError(f"--cache {path}: a calibration cache is text, not a model; name it "
+                         ".cache (the model is -o)")
+    if path.is_file() and path.stat().st_size and not looks_like_cache(path):
+        raise InputError(f"--cache {path}: that file exists and is not a TensorRT calibration "
+                         "cache, so it would be lost; give another path, or remove the file "
+                         "first")
 
 
 def _report_data(args: argparse.Namespace) -> str | None:
@@ -561,7 +583,7 @@ def _check_cache_and_report(args: argparse.Namespace, task: str,
     from edge.tensorrt.calibration_cache import trt_version_number
 
     if args.cache is not None:
-        trt_version_number(args.trt_version or DEFAULT_TRT_VERSION)
+        trt_version_number(_trt_version(args))
     elif args.trt_version is not None:
         raise InputError("--trt-version names the TensorRT version of a calibration cache; add "
                          "--cache FILE or leave --trt-version out")

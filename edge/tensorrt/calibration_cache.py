@@ -20,6 +20,10 @@ from edge.errors import InputError
 from edge.files import write_bytes_atomic
 
 HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
+#: A TensorRT version as its releases name it: major.minor[.patch], perhaps with the build.
+VERSION = re.compile(r"(\d{1,2})\.(\d{1,2})(?:\.(\d{1,2})(?:\.\d+)?)?")
+#: A scale's bits as TensorRT writes them: hex digits, no prefix, leading zeros dropped.
+SCALE_HEX = re.compile(r"[0-9a-fA-F]{1,8}")
 ALGORITHM = "EntropyCalibration2"
 #: The calibrators whose caches TensorRT writes and reads (`IInt8Calibrator`'s kinds).
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration",
@@ -27,12 +31,19 @@ ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration",
 
 
 def trt_version_number(version: str) -> int:
-    """'8.6.1' -> 8601 (M*1000+m*100+p); '10.3.0' -> 100300 (M*10000+m*100+p)."""
-    parts = version.split(".")
-    try:
-        major, minor, patch = (int(p) for p in ([*parts, "0", "0"])[:3])
-    except ValueError as exc:
-        raise InputError(f"TensorRT version {version!r} is not like 10.3.0") from exc
+    """'8.6.1' -> 8601 (M*1000+m*100+p); '10.3.0' -> 100300 (M*10000+m*100+p); a build number
+    after the patch ('10.3.0.30') is left out. Raises InputError for what is no TensorRT
+    version edge writes caches for (a user check: `10` wrote a cache for 10.0.0, `8.10.0`
+    one headed 9.0.0, `10.-3.0` one headed 99.7.0)."""
+    matched = VERSION.fullmatch(version.strip())
+    if matched is None:
+        raise InputError(f"TensorRT version {version!r} is not like 10.3.0 (major.minor.patch, "
+                         "as `dpkg -l tensorrt` or `python -c 'import tensorrt; "
+                         "print(tensorrt.__version__)'` on the device names it)")
+    major, minor, patch = (int(part or 0) for part in matched.groups())
+    if major < 10 and minor > 9:
+        raise InputError(f"TensorRT {version} does not exist (8.x and 9.x minor versions run "
+                         "0 to 9); give the device's version, such as 8.6.1")
     if major >= 11:
         raise InputError(f"TensorRT {version} builds strongly typed networks only and reads no "
                          "calibration cache; give it the QDQ model that `edge calibrate "
@@ -66,13 +77,21 @@ def scale_to_hex(scale: float) -> str:
 def hex_to_scale(text: str) -> float:
     """A float32 scale from the 8 hex digits of its bits, as TensorRT writes it; ValueError
     saying what is wrong otherwise."""
+    if SCALE_HEX.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not a scale's hex digits (up to 8, such as 3c010204)")
+    return float(struct.unpack(">f", struct.pack(">I", int(text, 16)))[0])
+
+
+def _check_version(number: int, origin: str) -> None:
+    """A cache's header names a TensorRT that reads calibration caches (8.5 to 10.x); else
+    InputError (a user check: `TRT-7-...` read as TensorRT 0.0.7, `TRT-110000-...` as 11.0.0
+    and then said to be read by build-engine)."""
+    text = trt_version_text(number)
     try:
-        value = int(text, 16)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a scale's hex digits (such as 3c010204)") from None
-    if value < 0 or value >= 1 << 32:
-        raise ValueError("more than 32 bits")
-    return float(struct.unpack(">f", struct.pack(">I", value))[0])
+        trt_version_number(text)
+    except InputError as exc:
+        raise InputError(f"{origin}: line 1 names TensorRT version number {number} ({text}): "
+                         f"{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -113,11 +132,13 @@ class CalibrationCache:
         if not text.endswith("\n"):
             raise InputError(f"{origin} ends in the middle of a line: the file is cut short; "
                              "copy it again in full, or recalibrate with `edge calibrate --cache`")
+        _check_version(version, origin)
         if expected_version is not None and version != expected_version:
             raise InputError(f"{origin}: the cache was written for TensorRT version number "
                              f"{version}, not {expected_version}; recalibrate with "
                              "`edge calibrate --cache` for this TensorRT")
-        scales = {}
+        scales: dict[str, float] = {}
+        first_line: dict[str, int] = {}
         for number, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
@@ -128,7 +149,11 @@ class CalibrationCache:
                 scale = hex_to_scale(value.strip())
                 if not math.isfinite(scale) or scale < 0:
                     raise ValueError(f"scale {scale} is not a finite non-negative number")
+                if name.strip() in scales:  # which would TensorRT take? neither, to be safe
+                    raise ValueError(f"{name.strip()} is scaled on line "
+                                     f"{first_line[name.strip()]} too")
                 scales[name.strip()] = scale
+                first_line[name.strip()] = number
             except ValueError as exc:
                 raise InputError(f"{origin}: line {number} is malformed ({exc}): "
                                  f"{line[:80]!r}; write the cache again with `edge calibrate "

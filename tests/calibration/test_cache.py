@@ -127,7 +127,8 @@ def test_round_trip_with_the_input_scale():
         ("TRT-100300-EntropyCalibration2\nconv1 3f800000\n", "line 2 is malformed"),
         # a user check: Python's own "invalid literal for int() with base 16" was said
         ("TRT-100300-EntropyCalibration2\na: 0\nconv1: xyz\n",
-         r"line 3 is malformed \('xyz' is not a scale's hex digits \(such as 3c010204\)\): "
+         r"line 3 is malformed \('xyz' is not a scale's hex digits \(up to 8, such as "
+         r"3c010204\)\): "
          r"'conv1: xyz'; write the cache again with `edge calibrate --cache`$"),
         ("TRT-100300-EntropyCalibration2\nconv1: 1ffffffff\n", "line 2 is malformed"),
         # damaged files `edge inspect` took for caches (a user check)
@@ -138,8 +139,38 @@ def test_round_trip_with_the_input_scale():
         ("TRT-100300-EntropyCalibration2\nconv1: bf800000\n", "scale -1.0 is not a finite"),
         ("TRT-100300-FooCalibration\nconv1: 3f800000\n",
          "names the calibrator FooCalibration, which TensorRT does not have"),
+        # hand-edited caches `edge inspect` took (a user check)
+        ("TRT-100300-EntropyCalibration2\nconv1: 3f800000\nconv1: 3c010204\n",
+         r"line 3 is malformed \(conv1 is scaled on line 2 too\)"),
+        ("TRT-100300-EntropyCalibration2\nconv1: 0x3f800000\n",
+         r"'0x3f800000' is not a scale's hex digits"),
+        ("TRT-100300-EntropyCalibration2\nconv1: -1\n", r"'-1' is not a scale's hex digits"),
     ],
 )
 def test_bad_caches_name_the_line(text, message):
     with pytest.raises(InputError, match=message):
         CalibrationCache.parse(text, "model.cache", expected_version=100300)
+
+
+@pytest.mark.parametrize(("header", "message"), [
+    ("TRT-7-EntropyCalibration2", r"names TensorRT version number 7 \(0\.0\.7\): TensorRT "
+                                  r"0\.0\.7 is older than 8\.5"),
+    ("TRT-110000-EntropyCalibration2", r"\(11\.0\.0\): TensorRT 11\.0\.0 builds strongly typed "
+                                       r"networks only and reads no calibration cache"),
+    ("TRT-999999999-EntropyCalibration2", r"number 999999999 \(99999\.99\.99\)"),
+])
+def test_a_header_naming_a_tensorrt_that_reads_no_cache_is_refused(header, message):
+    """A user check: `edge inspect` read these as TensorRT 0.0.7, 11.0.0 (then said
+    build-engine reads it) and 99999.99.99."""
+    with pytest.raises(InputError, match=message):
+        CalibrationCache.parse(f"{header}\nconv1: 3f800000\n", "model.cache")
+
+
+@pytest.mark.parametrize("version", ["10", "8.10.0", "10.300.1", "10.-3.0", "10.3.0.1.2", "",
+                                     "abc"])
+def test_a_version_no_tensorrt_has_is_refused(version):
+    """A user check: `10` wrote a cache for 10.0.0, `8.10.0` one headed 9.0.0, `10.-3.0` one
+    headed 99.7.0, and extra parts were dropped, all with exit 0."""
+    with pytest.raises(InputError, match=r"is not like 10\.3\.0|does not exist"):
+        trt_version_number(version)
+    assert trt_version_number("10.3.0.30") == 100300  # the build number after the patch

@@ -511,6 +511,16 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
         (["--images", FRAMES, "--drift-reference", "{tmp}/a.txt"],
          "--drift-reference {tmp}/a.txt names a model or a file that is no drift profile"),
         (["--images", FRAMES, "--cache", "{tmp}/int8.onnx"], "-o and --cache both name"),
+        # a user check: a photo, another model and a report page were overwritten, exit 0
+        (["--images", FRAMES, "--cache", "{tmp}/a.txt"],
+         "--cache {tmp}/a.txt: that file exists and is not a TensorRT calibration cache, so it "
+         "would be lost; give another path, or remove the file first"),
+        (["--images", FRAMES, "--cache", "{tmp}/other.onnx"],
+         "--cache {tmp}/other.onnx: a calibration cache is text, not a model; name it .cache"),
+        (["--images", FRAMES, "--cache", "{tmp}/c.cache", "--trt-version", "10"],
+         "TensorRT version '10' is not like 10.3.0"),
+        (["--images", FRAMES, "--cache", "{tmp}/c.cache", "--trt-version", ""],
+         "TensorRT version '' is not like 10.3.0"),
         (["--images", FRAMES, "--max-images", "1"], "--max-images 1 is below --min-images 2"),
         (["--images", FRAMES, "--percentile", "101"], "must be a percentile in (0, 100]"),
         # outputs that are folders, and options used only after calibrating, fail at once
