@@ -16,6 +16,7 @@ from edge.mqtt.topics import topic_prefix_problem
 #: Topic levels a zone may not be named, so every topic under a camera stays unambiguous.
 RESERVED_ZONE_NAMES = frozenset({"detections", "events", "frame", "status", "count"})
 
+
 def _x_and_y(point: list[float]) -> list[float]:
     """A zone's point has two numbers (pydantic's own length message named no fix)."""
     if len(point) != 2:
