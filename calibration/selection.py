@@ -106,6 +106,9 @@ class Fidelity:
     found: int | None = None
     #: A classifier's: FP32's own output is the same on every held-out frame (two or more)
     fp32_flat: bool = False
+    #: A detector's: FP32 kept as many detections as the model's spec allows
+    #: (postprocess.max_detections) on every held-out frame
+    fp32_capped: bool = False
 
     @property
     def constant(self) -> bool:
@@ -510,6 +513,7 @@ class HeldOutJudge:
         energy = SignalNoise()
         detector = self.spec.head in HEAD_DECODERS
         agreeing = compared = found = 0.0
+        capped = 0
         answers: list[npt.NDArray[Any]] = []
         for batch, reference in zip(self._batches, self._reference.result(), strict=True):
             outputs = run(self._outputs, batch)
@@ -520,16 +524,19 @@ class HeldOutJudge:
                         energy.add(part, ref_part, out_part)
                 else:
                     energy.add("outputs", ref, out)
-            hits, total, by_fp32 = self._agreement(reference[self._main], outputs[self._main])
+            hits, total, by_fp32, at_cap = self._agreement(reference[self._main],
+                                                           outputs[self._main])
             agreeing += hits
             compared += total
             found += by_fp32
+            capped += at_cap
         agreement = agreeing / compared if compared else 1.0
         evidence = None if self.spec.task == "classify" else int(2 * max(found, compared - found))
         if detector:  # its scores' SQNR and detection agreement weigh what matters
             parts = {part: energy.decibels(part) for part in ("boxes", "scores")}
             return Fidelity(method, min(parts.values()), agreement, self.frames, int(compared),
-                            parts, evidence, found=int(found))
+                            parts, evidence, found=int(found),
+                            fp32_capped=capped == self.frames)
         fp32 = np.concatenate([r[self._main] for r in self._reference.result()])
         kept = variation_kept(fp32, np.concatenate(answers))
         return Fidelity(method, energy.decibels("outputs"), agreement, self.frames,
@@ -543,15 +550,19 @@ class HeldOutJudge:
             return list(pool.map(lambda batch: session.run(self._outputs, batch), self._batches))
 
     def _agreement(self, reference: npt.NDArray[Any], output: npt.NDArray[Any]
-                   ) -> tuple[float, float, float]:
-        """(agreeing, compared, FP32's share of compared) over a batch: classifiers count rows
-        whose top class matches (all rows FP32's); detectors count 2 x matched detections over
-        both sides' detections (F1's terms), and FP32's detections."""
+                   ) -> tuple[float, float, float, int]:
+        """(agreeing, compared, FP32's share of compared, frames where FP32 kept the most
+        detections the spec allows) over a batch: classifiers count rows whose top class
+        matches (all rows FP32's); detectors count 2 x matched detections over both sides'
+        detections (F1's terms), and FP32's detections."""
         if self.spec.task == "classify":
             ref_top = reference.reshape(reference.shape[0], -1).argmax(1)
             out_top = output.reshape(output.shape[0], -1).argmax(1)
-            return float((ref_top == out_top).sum()), float(len(ref_top)), float(len(ref_top))
+            return (float((ref_top == out_top).sum()), float(len(ref_top)), float(len(ref_top)),
+                    0)
         agreeing = compared = found = 0.0
+        capped = 0
+        cap = self.spec.postprocess.max_detections
         for ref_row, out_row in zip(reference, output, strict=True):
             ours = self._decode(ref_row, self._geometry)
             theirs = self._decode(out_row, self._geometry)
@@ -560,7 +571,8 @@ class HeldOutJudge:
             agreeing += 2.0 * float((matched == 1).sum())
             compared += float(len(ours) + len(theirs))
             found += float(len(ours))
-        return agreeing, compared, found
+            capped += len(ours) >= cap
+        return agreeing, compared, found, capped
 
 
 class SharedSession:
@@ -635,6 +647,25 @@ def fp32_flat(judged: Sequence[Fidelity]) -> str | None:
             "(a training run that collapsed?), the preprocessing `edge convert` assumed (its "
             "notes: --network-order, --mean, --std, --resize) and that the calibration frames "
             "differ")
+
+
+def fp32_capped(judged: Sequence[Fidelity]) -> str | None:
+    """A warning when a detector's FP32 keeps as many detections as its spec allows on every
+    held-out frame: its scores do not tell objects from background, and the INT8 figures
+    compare which of many boxes NMS kept (a user check: an untrained detector at the cap on
+    every frame read 100% agreement without a word)."""
+    if not judged or not judged[0].fp32_capped:
+        return None
+    first = judged[0]
+    cap = (first.found or 0) // max(1, first.frames)
+    return (f"FP32 keeps the most detections the model's spec allows ({cap}, "
+            f"postprocess.max_detections) on every one of the "
+            f"{counted(first.frames, 'held-out frame')}: its scores do not tell objects from "
+            "background at the model's score_threshold, so the INT8 figures (agreement, output "
+            "SQNR) compare boxes of no meaning. Check the model (trained? class scores are "
+            "probabilities, after a sigmoid?), the preprocessing `edge convert` assumed (its "
+            "notes: --network-order, --mean, --std, --resize) and the --score-threshold it was "
+            "given")
 
 
 def held_out_count(frames: int) -> int:

@@ -33,6 +33,7 @@ from calibration.selection import (
     best_of,
     clear_loss,
     far_from_fp32,
+    fp32_capped,
     fp32_flat,
     held_out_count,
     held_out_every,
@@ -397,8 +398,8 @@ def _chosen(requested: str, comparison: list[Fidelity], task: str,
         chosen = best
     else:
         chosen = next(f for f in comparison if f.method == requested)
-    warnings = [w for w in (fp32_flat(comparison), clear_loss(chosen, best, task),
-                            all_flat(comparison),
+    warnings = [w for w in (fp32_flat(comparison), fp32_capped(comparison),
+                            clear_loss(chosen, best, task), all_flat(comparison),
                             unmeasured_agreement(chosen, task, requested, folder_images,
                                                  labelled),
                             thin_agreement(chosen, task, labelled)) if w]

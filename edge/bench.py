@@ -89,6 +89,9 @@ class BenchOptions:
     backend_from: str = "--backend"
     #: ... and where the camera count comes from
     cameras_from: str = "--cameras"
+    #: The config's camera names, for `edge bench --config`: the replay cameras take them in
+    #: order (figures per camera read as the deployment's), any beyond them `cam<i>`.
+    camera_names: tuple[str, ...] = ()
 
 
 def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
@@ -96,8 +99,9 @@ def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
     (a user in `mqtt_url` logs in with the URL's password or $EDGE_MQTT_PASSWORD, as `edge
     monitor` does; `options.tls` the mqtts:// files)."""
     separator = "&" if "?" in options.source else "?"
-    cameras = [{"name": f"cam{i}", "source": f"{options.source}{separator}seed={i + 1}"}
-               for i in range(options.cameras)]
+    cameras = [{"name": name, "source": f"{options.source}{separator}seed={i + 1}"}
+               for i, name in enumerate(replay_camera_names(options.cameras,
+                                                            options.camera_names))]
     model: dict[str, Any] = {**options.model_settings, "path": str(options.model),
                              "backend": options.backend,
                              "threads": options.threads,
@@ -107,6 +111,18 @@ def bench_config(options: BenchOptions, mqtt_url: str) -> Config:
     return config_from_dict({"device_id": "bench", "model": model, "cameras": cameras,
                              "mqtt": daemon_mqtt_settings(mqtt_url, options.tls)},
                             "edge bench")
+
+
+def replay_camera_names(cameras: int, from_config: tuple[str, ...]) -> list[str]:
+    """`cameras` distinct names: the config's first, then `cam<i>` (skipping one the config
+    has)."""
+    names = list(from_config[:cameras])
+    index = len(names)
+    while len(names) < cameras:
+        if f"cam{index}" not in names:
+            names.append(f"cam{index}")
+        index += 1
+    return names
 
 
 def run_bench(options: BenchOptions, echo: Callable[[str], None] = log.info) -> dict[str, Any]:

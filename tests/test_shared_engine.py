@@ -369,7 +369,15 @@ def test_bench_measures_a_config_with_its_model_settings_and_camera_count(tmp_pa
     assert (figures["config"], figures["model"]) == (str(config), str(DYNAMIC_MODEL))
     assert (figures["cameras"], figures["max_batch"]) == (3, 2)
     assert (figures["threads"], figures["threads_chosen"]) == (1, "asked")
-    assert set(figures["per_camera_fps"]) == {"cam0", "cam1", "cam2"}
+    # a user check: the replay cameras were cam0..., not the config's names
+    assert set(figures["per_camera_fps"]) == {"c0", "c1", "c2"}
+    more = edge_cli("bench", "--config", str(config), "--cameras", "5", "--seconds", "1",
+                    "--json")
+    assert more.returncode == 0, more.stderr
+    assert set(json.loads(more.stdout.strip().splitlines()[-1])["per_camera_fps"]) == {
+        "c0", "c1", "c2", "cam3", "cam4"}
+    from edge.bench import replay_camera_names
+    assert replay_camera_names(4, ("cam3", "door")) == ["cam3", "door", "cam2", "cam4"]
     given = edge_cli("bench", "--config", str(config), "--cameras", "1", "--max-batch", "1",
                      "--seconds", "1")
     assert given.returncode == 0, given.stderr

@@ -85,6 +85,7 @@ def _options(args: argparse.Namespace, echo: Callable[[str], None]) -> BenchOpti
                         model_settings=section.model_dump(
                             exclude={"path", *_MODEL_OPTIONS}, exclude_defaults=True),
                         config=args.config,
+                        camera_names=tuple(camera.name for camera in config.cameras),
                         backend_from=("--backend" if "backend" in given
                                       else config.key("model.backend")),
                         cameras_from=("--cameras" if "cameras" in given

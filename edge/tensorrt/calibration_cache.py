@@ -5,7 +5,7 @@ The device reads these files, so the format lives in `edge` (the package layers 
 
 Format: a header line `TRT-<version>-EntropyCalibration2`, then one `name: <hex>` line per
 tensor, the hex being the big-endian IEEE-754 float32 bit pattern of scale = amax / 127.
-TensorRT writes the hex without leading zeros, so readers accept short forms such as `0`.
+TensorRT writes the hex without leading zeros, so readers accept fewer than 8 digits.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ VERSION = re.compile(r"(\d{1,2})\.(\d{1,2})(?:\.(\d{1,2})(?:\.\d+)?)?")
 #: A scale's bits as TensorRT writes them: hex digits, no prefix, leading zeros dropped.
 SCALE_HEX = re.compile(r"[0-9a-fA-F]{1,8}")
 ALGORITHM = "EntropyCalibration2"
+#: float32's smallest normal number: a scale below it is flushed to zero on the GPU ...
+FLOAT32_TINY = 2.0**-126
+#: ... and one above this puts the tensor's range (scale x 127) beyond float32.
+LARGEST_SCALE = (2.0 - 2.0**-23) * 2.0**127 / 127.0
 #: The calibrators whose caches TensorRT writes and reads (`IInt8Calibrator`'s kinds).
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration",
               "LegacyCalibration")
@@ -80,6 +84,25 @@ def hex_to_scale(text: str) -> float:
     if SCALE_HEX.fullmatch(text) is None:
         raise ValueError(f"{text!r} is not a scale's hex digits (up to 8, such as 3c010204)")
     return float(struct.unpack(">f", struct.pack(">I", int(text, 16)))[0])
+
+
+def usable_scale(scale: float) -> float:
+    """`scale`, where TensorRT can quantize with it; else ValueError saying why (a user check:
+    zero, subnormal and huge scales in a hand-edited cache were read as written, and TensorRT
+    divides by the scale)."""
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale {scale} is not a finite non-negative number")
+    if scale == 0.0:
+        raise ValueError("scale 0: TensorRT divides by a tensor's scale, and an engine build "
+                         "fails on it (edge calibrate gives a tensor that is zero on every "
+                         "calibration frame the smallest scale instead)")
+    if scale < FLOAT32_TINY:
+        raise ValueError(f"scale {scale:.3g} is below float32's normal range: the GPU reads it "
+                         "as 0")
+    if scale > LARGEST_SCALE:
+        raise ValueError(f"scale {scale:.3g} puts the tensor's range (scale x 127) beyond "
+                         "float32")
+    return scale
 
 
 def _check_version(number: int, origin: str) -> None:
@@ -146,9 +169,7 @@ class CalibrationCache:
             try:
                 if not separator or not name.strip():
                     raise ValueError("expected 'name: hex'")
-                scale = hex_to_scale(value.strip())
-                if not math.isfinite(scale) or scale < 0:
-                    raise ValueError(f"scale {scale} is not a finite non-negative number")
+                scale = usable_scale(hex_to_scale(value.strip()))
                 if name.strip() in scales:  # which would TensorRT take? neither, to be safe
                     raise ValueError(f"{name.strip()} is scaled on line "
                                      f"{first_line[name.strip()]} too")

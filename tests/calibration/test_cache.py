@@ -126,7 +126,7 @@ def test_round_trip_with_the_input_scale():
                                                            "number 8601, not 100300"),
         ("TRT-100300-EntropyCalibration2\nconv1 3f800000\n", "line 2 is malformed"),
         # a user check: Python's own "invalid literal for int() with base 16" was said
-        ("TRT-100300-EntropyCalibration2\na: 0\nconv1: xyz\n",
+        ("TRT-100300-EntropyCalibration2\na: 3c010204\nconv1: xyz\n",
          r"line 3 is malformed \('xyz' is not a scale's hex digits \(up to 8, such as "
          r"3c010204\)\): "
          r"'conv1: xyz'; write the cache again with `edge calibrate --cache`$"),
@@ -145,6 +145,13 @@ def test_round_trip_with_the_input_scale():
         ("TRT-100300-EntropyCalibration2\nconv1: 0x3f800000\n",
          r"'0x3f800000' is not a scale's hex digits"),
         ("TRT-100300-EntropyCalibration2\nconv1: -1\n", r"'-1' is not a scale's hex digits"),
+        # scales TensorRT cannot quantize with, read as written (a user check)
+        ("TRT-100300-EntropyCalibration2\nconv1: 3c010204\nconv2: 0\n",
+         r"line 3 is malformed \(scale 0: TensorRT divides by a tensor's scale"),
+        ("TRT-100300-EntropyCalibration2\nconv1: 1\n",
+         r"scale 1.4e-45 is below float32's normal range: the GPU reads it as 0"),
+        ("TRT-100300-EntropyCalibration2\nconv1: 7f7fffff\n",
+         r"scale 3.4e\+38 puts the tensor's range \(scale x 127\) beyond float32"),
     ],
 )
 def test_bad_caches_name_the_line(text, message):

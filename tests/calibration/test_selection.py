@@ -715,3 +715,27 @@ def test_a_model_whose_fp32_output_never_changes_is_warned_about(tmp_path, caplo
     result = calibrate(model, spec_from_model(model, "classifier"),
                        frames_from(FRAMES, max_images=24), CalibrateOptions(profile="cpu"))
     assert "FP32's own output" not in (result.warning or "")
+
+
+def test_a_detector_at_its_detection_cap_on_every_frame_is_warned_about(demo):
+    """A user check: an untrained detector whose FP32 kept the most detections its spec allows
+    on every held-out frame reported 100% agreement without a word."""
+    from converters.convert import ConvertOptions, convert_module
+    from tests.converters.tiny_models import TinyDetector, seeded
+
+    converted = convert_module(seeded(TinyDetector()), ConvertOptions(
+        input_size=(64, 96), labels=("a", "b"), stride=4), "tiny")
+    spec = converted.spec
+    capped = spec.model_copy(update={"postprocess": spec.postprocess.model_copy(
+        update={"max_detections": 3})})
+    result = calibrate(converted.model, capped, frames_from(FRAMES, max_images=24),
+                       CalibrateOptions(profile="cpu", progress=False))
+    assert result.warning is not None and (
+        "FP32 keeps the most detections the model's spec allows (3, "
+        "postprocess.max_detections) on every one of the 3 held-out frames: its scores do not "
+        "tell objects from background") in result.warning, result.warning
+    assert "trained?" in result.warning
+    model, demo_spec = demo  # a trained detector finds what each frame holds
+    trained = calibrate(model, demo_spec, frames_from(FRAMES, max_images=24),
+                        CalibrateOptions(profile="cpu", progress=False))
+    assert "FP32 keeps the most detections" not in (trained.warning or "")
