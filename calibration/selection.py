@@ -660,12 +660,12 @@ def fp32_capped(judged: Sequence[Fidelity]) -> str | None:
     cap = (first.found or 0) // max(1, first.frames)
     return (f"FP32 keeps the most detections the model's spec allows ({cap}, "
             f"postprocess.max_detections) on every one of the "
-            f"{counted(first.frames, 'held-out frame')}: its scores do not tell objects from "
-            "background at the model's score_threshold, so the INT8 figures (agreement, output "
-            "SQNR) compare boxes of no meaning. Check the model (trained? class scores are "
-            "probabilities, after a sigmoid?), the preprocessing `edge convert` assumed (its "
-            "notes: --network-order, --mean, --std, --resize) and the --score-threshold it was "
-            "given")
+            f"{counted(first.frames, 'held-out frame')}: the agreement and output SQNR then "
+            "compare which of more boxes than that NMS kept, and say little. Unless these frames "
+            "hold that many objects, its scores do not tell objects from background at its "
+            "score threshold: check the model (trained? class scores are probabilities, after "
+            "a sigmoid?), the preprocessing `edge convert` assumed (its notes: --network-order, "
+            "--mean, --std, --resize) and the --score-threshold it was given")
 
 
 def held_out_count(frames: int) -> int:
