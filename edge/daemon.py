@@ -445,7 +445,7 @@ class Daemon:
             engine = events.get(camera)
             stale = held if engine is None else [m.topic for m in engine.adopt_retained(held)]
             for topic in stale:
-                self.link.publish_best_effort(topic, b"", qos=0, retain=True)
+                self.link.publish_state(topic, b"", qos=1)
             cleared += len(stale)
         gone = sorted(camera for camera in found if camera not in events)
         if topics:
@@ -541,8 +541,9 @@ class Daemon:
     def _note_load(self, now: float) -> None:
         """Says when cameras fall behind (drop a large share of their frames: the device has
         more work than it can do) and when they catch up again (edge.keeping_up)."""
-        change = self._keeping_up.observe(now, {w.name: Counts(w.frames, w.frames_dropped)
-                                                for w in self.workers})
+        change = self._keeping_up.observe(now, {
+            w.name: Counts(w.frames, w.frames_dropped, w.supervisor.streaming_since())
+            for w in self.workers})
         if change.fell_behind:
             stats = {w.name: w.stats() for w in self.workers if w.name in change.fell_behind}
             log.warning("%s", behind_warning(change.fell_behind, stats,

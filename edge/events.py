@@ -13,7 +13,8 @@ retained per camera, so the broker's store stays bounded (across restarts too: t
 over what earlier runs left, see `adopt_retained`).
 Counts (objects present now, per label and per zone and label) are retained and sent on change;
 an object counts from its `new` event to its `end`.
-Events and counts are at-least-once (the outbox); snapshots are best effort, like frames.
+Events and counts are at-least-once (the outbox); snapshots are best effort, like frames, but
+clearing one beyond the limit waits for a broker that is away, as a count does.
 """
 
 from __future__ import annotations
@@ -263,9 +264,12 @@ class EventEngine:
             return self._cleared_beyond_limit()
 
     def _cleared_beyond_limit(self) -> list[Outgoing]:
+        """Clear the oldest snapshots beyond the limit. A clearing is state: it waits for the
+        broker and goes out once connected (a user check: those due while the broker was
+        away were dropped, and 61 stayed retained)."""
         cleared = []
         while len(self._retained) > RETAINED_SNAPSHOTS:
-            cleared.append(Outgoing(self._retained.popleft(), b"", 0, True, "best-effort"))
+            cleared.append(Outgoing(self._retained.popleft(), b"", 1, True, "state"))
         return cleared
 
     def _label(self, class_id: int) -> str:

@@ -6,8 +6,10 @@ it stays responsive, and without a word it processes a fraction of what its came
 (a user check: 8 cameras at 60 FPS on 2 cores, 7 FPS each processed, 80% of frames dropped,
 latency 295 ms, the device `online` and nothing logged). A camera whose dropped share of the
 frames its source delivered stays at or above `BEHIND_SHARE` over `WINDOW_S` is behind; it is
-caught up again once the share falls to `CAUGHT_UP_SHARE` (a stream's opening burst, a few
-frames a reconnect, stays far below both).
+caught up again once the share falls to `CAUGHT_UP_SHARE`. A window counts only the frames of
+one spell of streaming, from `OPENING_S` after the stream (re)opened: a stream's opening can
+deliver a burst of buffered frames that replace each other at once (a user check: 80 dropped
+in the 1.6 s after an RTSP camera came back, said as "not keeping up" on an idle device).
 """
 
 from __future__ import annotations
@@ -25,22 +27,36 @@ BEHIND_SHARE = 0.25
 CAUGHT_UP_SHARE = 0.05
 #: Fewer delivered frames over a window say nothing (a camera that is down, or just started).
 MIN_DELIVERED = 30
+#: Seconds after a stream (re)opened whose frames no window counts (its opening burst).
+OPENING_S = 5.0
 
 
 @dataclass(frozen=True)
 class Counts:
-    """A camera's running totals: frames processed, frames dropped."""
+    """A camera's running totals: frames processed, frames dropped; and when (monotonic
+    seconds) its current spell of streaming began, None while it is not streaming."""
 
     frames: int
     dropped: int
+    streaming_since: float | None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A camera's frames over one window: processed and delivered (processed + dropped) a
+    second, and the dropped share of the delivered (0..1)."""
+
+    processed_fps: float
+    delivered_fps: float
+    share: float
 
 
 @dataclass(frozen=True)
 class Change:
     """Cameras that fell behind or caught up at one observation, with each behind camera's
-    dropped share over the window (0..1)."""
+    window."""
 
-    fell_behind: dict[str, float]
+    fell_behind: dict[str, Window]
     caught_up: list[str]
 
 
@@ -57,19 +73,25 @@ class KeepingUp:
         fell, caught = {}, []
         for name, counts in cameras.items():
             samples = self._samples.setdefault(name, deque())
+            if samples and samples[-1][1].streaming_since != counts.streaming_since:
+                samples.clear()  # another spell of streaming, or none: a window afresh
+            opened = counts.streaming_since
+            if opened is not None and now - opened < OPENING_S:
+                continue  # its opening burst is no sign of load
             samples.append((now, counts))
             while len(samples) > 2 and now - samples[1][0] >= self.window_s:
                 samples.popleft()  # the oldest kept is the last one a full window back
-            share = self._share(samples)
-            if share is None:
+            window = self._window(samples)
+            if window is None:
                 continue
-            if name not in self._behind and share >= BEHIND_SHARE:
-                fell[name] = self._behind[name] = share
-            elif name in self._behind and share <= CAUGHT_UP_SHARE:
+            if name not in self._behind and window.share >= BEHIND_SHARE:
+                fell[name] = window
+                self._behind[name] = window.share
+            elif name in self._behind and window.share <= CAUGHT_UP_SHARE:
                 del self._behind[name]
                 caught.append(name)
             elif name in self._behind:
-                self._behind[name] = share
+                self._behind[name] = window.share
         return Change(fell, caught)
 
     def keeping_up(self, name: str) -> bool | None:
@@ -78,35 +100,41 @@ class KeepingUp:
         if name in self._behind:
             return False
         samples = self._samples.get(name)
-        return None if not samples or self._share(samples) is None else True
+        return None if not samples or self._window(samples) is None else True
 
     def behind(self) -> dict[str, float]:
         """Each behind camera's dropped share over its last window."""
         return dict(self._behind)
 
-    def _share(self, samples: deque[tuple[float, Counts]]) -> float | None:
+    def _window(self, samples: deque[tuple[float, Counts]]) -> Window | None:
         (first_at, first), (last_at, last) = samples[0], samples[-1]
-        if last_at - first_at < self.window_s:
+        seconds = last_at - first_at
+        if seconds < self.window_s:
             return None
         dropped = last.dropped - first.dropped
-        delivered = last.frames - first.frames + dropped
-        return dropped / delivered if delivered >= MIN_DELIVERED else None
+        processed = last.frames - first.frames
+        delivered = processed + dropped
+        if delivered < MIN_DELIVERED:
+            return None
+        return Window(processed / seconds, delivered / seconds, dropped / delivered)
 
 
-def behind_warning(shares: Mapping[str, float], stats: Mapping[str, Mapping[str, Any]],
+def behind_warning(windows: Mapping[str, Window], stats: Mapping[str, Mapping[str, Any]],
                    window_s: float) -> str:
-    """The warning for cameras that fell behind: each one's processed and delivered rates,
-    its dropped share (`shares`, 0..1) and latency (from its `stats`), and what to change."""
+    """The warning for cameras that fell behind: each one's processed and delivered rates and
+    dropped share over the window (`windows`: the rates said before were the instant ones,
+    "12.0 of the 12.0 frames a second (32% dropped)"), its latency (from its `stats`), and
+    what to change."""
     cameras = []
-    for name, share in shares.items():
+    for name, window in windows.items():
         camera = stats.get(name, {})
         total = camera.get("latency_ms", {}).get("total", {}).get("p50")
         latency = f", latency p50 {total:.0f} ms" if total is not None else ""
-        cameras.append(f"{name} processed {camera.get('fps', 0.0):.1f} of the "
-                       f"{camera.get('source_fps', 0.0):.1f} frames a second its source "
-                       f"delivers ({100 * share:.0f}% dropped{latency})")
-    which = "camera {} is" if len(shares) == 1 else "cameras {} are"
-    return (f"{which.format(', '.join(shares))} not keeping up over the last {window_s:.0f} s: "
+        cameras.append(f"{name} processed {window.processed_fps:.1f} of the "
+                       f"{window.delivered_fps:.1f} frames a second its source "
+                       f"delivered ({100 * window.share:.0f}% dropped{latency})")
+    which = "camera {} is" if len(windows) == 1 else "cameras {} are"
+    return (f"{which.format(', '.join(windows))} not keeping up over the last {window_s:.0f} s: "
             f"{'; '.join(cameras)}. The device has more work than it can do, and drops "
             "frames rather than fall behind: give it fewer cameras or frames (a lower fps= on "
             "a source), a faster model (an INT8 one from `edge calibrate`, a smaller input), "

@@ -46,7 +46,9 @@ def test_adopted_topics_are_ordered_by_event_start_not_by_text():
     topics = [snapshot_topic("gate", 1000 + n, 1) for n in range(RETAINED_SNAPSHOTS)]
     cleared = engine.adopt_retained([*topics, snapshot_topic("gate", 999, 7)])
     assert [m.topic for m in cleared] == [snapshot_topic("gate", 999, 7)]
-    assert all(m.payload == b"" and m.retain for m in cleared)
+    # a clearing waits for a broker that is away, as a retained state does
+    assert all(m.payload == b"" and m.retain and (m.qos, m.delivery) == (1, "state")
+               for m in cleared)
     assert engine.adopt_retained(topics) == []  # already known: nothing new to clear
 
 
@@ -74,3 +76,54 @@ def test_a_restarted_daemon_clears_what_earlier_runs_left_beyond_the_limit(mosqu
     assert not set(removed_camera) & left  # a camera no longer configured leaves nothing
     # The oldest went first: what is left of the earlier runs is their newest.
     assert earlier_left == kept_by_earlier_runs[len(kept_by_earlier_runs) - len(earlier_left):]
+
+
+def test_a_clearing_due_while_the_broker_is_away_is_sent_once_it_is_back(tmp_path):
+    """A user check: the clearings of snapshots beyond the limit that fell in a broker's
+    restart were dropped for good (61 stayed retained after a 12-minute run)."""
+    import numpy as np
+
+    from edge.broker import free_port
+    from edge.config import MqttConfig
+    from edge.detections import Detections
+    from edge.mqtt.link import MqttLink
+    from edge.tracking.camera import CameraTracking
+    from tests.conftest import Mosquitto
+
+    port = free_port()
+    config = tmp_path / "persisting.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                      f"persistence_location {tmp_path}/\nuser root\n")
+    broker = Mosquitto(port, config)
+    broker.start()
+    earlier = [snapshot_topic("gate", 1_700_000_000_000 + n * 1000, n)
+               for n in range(RETAINED_SNAPSHOTS)]
+    retain(port, earlier)
+    link = MqttLink(MqttConfig(url=f"mqtt://127.0.0.1:{port}", reconnect_min_s=0.2,
+                               reconnect_max_s=0.5),
+                    Topics("edge/dev1"), "edge-test", lambda state: {"state": state})
+    camera = CameraTracking("gate", TrackingConfig(max_disappeared=2), Topics("edge/dev1"),
+                            ["box"], [], [], link)
+    try:
+        link.start()
+        assert link.wait_connected(10)
+        assert camera.events.adopt_retained(earlier) == []  # the limit, not beyond it
+        broker.stop()
+        image = np.zeros((200, 300, 3), np.uint8)
+        for frame in range(1, 16):  # an object: its snapshot is the 51st, the oldest goes
+            camera.hold(frame, image, 2e9 + frame / 10)
+            boxes = np.array([[10.0 + 4 * frame, 50.0, 40.0 + 4 * frame, 80.0]], np.float32)
+            camera.update(frame, 2e9 + frame / 10,
+                          Detections(boxes, np.array([0.9], np.float32), np.zeros(1, np.int64)),
+                          (300, 200))
+        assert link.states_waiting >= 1, "the clearing should wait for the broker"
+        broker.start()
+        deadline = time.monotonic() + 10
+        while not link.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert link.flush(10), "not sent after the broker came back"
+        left = retained_snapshots(port)
+        assert earlier[0] not in left and set(earlier[1:]) <= left
+    finally:
+        link.stop(timeout=0.3)
+        broker.stop()

@@ -113,8 +113,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("snapshot", ("{camera}", "events", "{event_id}", "snapshot"), Jpeg, "jpeg", True, 0,
          "JPEG of an event's object at its best-scoring frame; the newest "
          f"{RETAINED_SNAPSHOTS} per camera stay retained, older ones are cleared (across "
-         "restarts too); best effort, so a broker without persistence forgets them when it "
-         "restarts"),
+         "restarts too, and a clearing due while the broker is away is sent once it is back); "
+         "best effort, so a broker without persistence forgets them when it restarts"),
     Kind("label_snapshot", ("{camera}", "{label}", "snapshot"), Jpeg, "jpeg", True, 0,
          "JPEG of the newest event snapshot of a label on the camera: one fixed topic per "
          "label, for Home Assistant's camera entities and dashboards (retained; best effort)"),

@@ -249,6 +249,12 @@ class SourceSupervisor:
                        if self._status.state == "streaming" else 0.0)
             return self._streamed_s + current
 
+    def streaming_since(self) -> float | None:
+        """When (time.monotonic()) the current spell of `streaming` began; None while the
+        camera is not streaming."""
+        with self._lock:
+            return self._streaming_from if self._status.state == "streaming" else None
+
     def status(self) -> CameraStatus:
         """The current status; `fps` is the live rate while starting or streaming, else the
         rate up to the change (the same in every status of one outage)."""
