@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Collection, Iterator, Sequence
@@ -83,7 +84,21 @@ def _file_folder(path: Path, option: str) -> Path:
     if path.is_dir():
         raise InputError(f"{option} {path} is a folder; name the file to write (in it or "
                          "elsewhere)")
+    if path.exists() and not path.is_file():
+        # a user check: `--cache /dev/null` (as root) replaced the device with a file
+        raise InputError(f"{option} {path} is {_special_file_kind(path)}, not a file: writing "
+                         "it would replace it with one; name a file to write")
     return directory
+
+
+def _special_file_kind(path: Path) -> str:
+    """What `path`, which exists and is neither a regular file nor a folder, is."""
+    mode = path.stat().st_mode
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _require_writable(folder: Path, given: str) -> None:

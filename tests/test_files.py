@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,19 @@ def test_a_signal_while_publishing_takes_effect_once_everything_is_in_place(tmp_
     assert (tmp_path / "model.onnx").read_bytes() == b"model"
     assert (tmp_path / "model.cache").read_bytes() == b"cache"
     assert (tmp_path / "report" / "index.md").read_text() == "report"
+
+
+def test_an_output_that_is_a_device_or_a_pipe_is_refused(tmp_path):
+    """A user check: `edge calibrate --cache /dev/null`, run as root, replaced the device with
+    a regular file (an atomic write renames over whatever the path holds)."""
+    from edge.errors import InputError
+    from edge.files import require_output_file
+
+    with pytest.raises(InputError, match=r"^--cache /dev/null is a character device, not a "
+                                         r"file: writing it would replace it with one"):
+        require_output_file(Path("/dev/null"), "--cache")
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="is a named pipe, not a file"):
+        write_bytes_atomic(pipe, b"data")
+    assert pipe.is_fifo()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -531,6 +532,10 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
          "TensorRT runner takes only .onnx); name it {tmp}/int8.onnx"),
         (["--images", FRAMES, "-o", "{tmp}/int8"], "name it {tmp}/int8.onnx"),
         (["--images", FRAMES, "--ranges", "{tmp}"], "--ranges {tmp} is a folder"),
+        # a user check: `--cache /dev/null` (as root) replaced the device with a file
+        (["--images", FRAMES, "--cache", "{tmp}/pipe"],
+         "--cache {tmp}/pipe is a named pipe, not a file: writing it would replace it with one"),
+        (["--images", FRAMES, "--ranges", "{tmp}/pipe"], "--ranges {tmp}/pipe is a named pipe"),
         (["--images", "/no/such/folder", "--trt-version", "7.0", "--cache", "{tmp}/c.cache"],
          "older than 8.5"),
         (["--images", FRAMES, "--eval-data", "{tmp}"], "--eval-data is read only by --report"),
@@ -554,6 +559,7 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(demo_model, tmp_path, args, mes
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.txt").write_text("a file where a folder is expected")
+    os.mkfifo(out / "pipe")
     args = [a.replace("{tmp}", str(out)) for a in args]
     result = edge("calibrate", demo_model, "-o", out / "int8.onnx", "--max-images", "4",
                   "--min-images", "2", *args)
