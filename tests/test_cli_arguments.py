@@ -88,6 +88,13 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
      "edge calibrate: error: unrecognized arguments: --max-image 8; --max-image is not an "
      "option of edge calibrate: did you mean --max-images? (edge calibrate --help lists the "
      "options)\n"),
+    # a user check: `--cache=` was read as `.`, then "--cache . is a folder"
+    (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--cache="],
+     "edge calibrate: error: argument --cache: an empty path; give a file or folder name "
+     "(edge calibrate --help lists the options)\n"),
+    (["inspect", ""],
+     "edge inspect: error: argument model: an empty path; give a file or folder name (edge "
+     "inspect --help lists the options)\n"),
     # edge's own option after the command (a user check: nothing said where it goes)
     (["inspect", "m.onnx", "--log-level", "debug"],
      "edge inspect: error: unrecognized arguments: --log-level debug; --log-level is an option "

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.cli.common import (
     add_tls_arguments,
     parse_non_negative_float,
     parse_non_negative_int,
+    parse_path,
     parse_positive_float,
     parse_positive_int,
     print_json,
@@ -102,9 +102,9 @@ def add_command(commands: Any) -> None:
                     "1 s warm-up; the latency percentiles are over each camera's last 300 "
                     "frames, and published and dropped_messages count the whole run, warm-up "
                     "included.")
-    bench.add_argument("model", type=Path, nargs="?", metavar="MODEL.onnx",
+    bench.add_argument("model", type=parse_path, nargs="?", metavar="MODEL.onnx",
                        help="a converted model (with --config: instead of its model.path)")
-    bench.add_argument("--config", type=Path, metavar="CONFIG",
+    bench.add_argument("--config", type=parse_path, metavar="CONFIG",
                        help="a daemon config: measure its model with its model settings "
                             "(backend, precision, threads, max_batch, engine_dir...) and as "
                             "many replay cameras as it has; options given here win; the "

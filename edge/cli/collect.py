@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import threading
-from pathlib import Path
 from typing import Any
 
 from edge.cli.common import (
     add_tls_arguments,
     failed_with_json,
     parse_non_negative_float,
+    parse_path,
     parse_positive_float,
     print_json,
     tls_files,
@@ -107,7 +107,7 @@ def add_commands(commands: Any) -> None:
     collect.add_argument("--mqtt", required=True, metavar="URL",
                          help="mqtt[s]://[user@]host[:port] (1883, or 8883 for mqtts://), the "
                               "password in $EDGE_MQTT_PASSWORD")
-    collect.add_argument("--out", required=True, type=Path, metavar="DIR",
+    collect.add_argument("--out", required=True, type=parse_path, metavar="DIR",
                          help="dataset folder (made if missing; an existing one is resumed)")
     collect.add_argument("--prefix", default="edge/+",
                          help="topic prefix; edge/+ collects from every device (default)")

@@ -146,6 +146,14 @@ def parse_non_negative_float(text: str) -> float:
     return _number(text, float, lambda v: 0 <= v < math.inf, "a number >= 0")
 
 
+def parse_path(text: str) -> Path:
+    """A path option's value; an empty one is refused (a user check: `--cache=` read as `.`,
+    then "--cache . is a folder")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    return Path(text)
+
+
 def parse_batch(text: str) -> int | Literal["dynamic"]:
     if text == "dynamic":
         return "dynamic"

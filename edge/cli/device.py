@@ -6,13 +6,13 @@ import argparse
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.cli.common import (
     add_tls_arguments,
     failed_with_json,
     parse_non_negative_int,
+    parse_path,
     parse_positive_float,
     parse_positive_int,
     print_json,
@@ -287,7 +287,7 @@ def add_commands(commands: Any) -> None:
                       help="camera frame rate (default 15)")
     demo.add_argument("--threads", type=parse_non_negative_int, default=0,
                       help="inference threads (0: auto)")
-    demo.add_argument("--model", type=Path, metavar="MODEL.onnx",
+    demo.add_argument("--model", type=parse_path, metavar="MODEL.onnx",
                       help="the bundled detector made into something else, e.g. its INT8 "
                            "calibration (`edge calibrate`); default: the bundled detector")
     demo.add_argument("--quiet", action="store_true", help="do not print each detection")
@@ -298,7 +298,7 @@ def add_commands(commands: Any) -> None:
     run = commands.add_parser("run", help="run the daemon from a TOML config",
                               description="Runs until SIGTERM/SIGINT (status 'stopped', outbox "
                                           "flushed, exit 0) or until every source ends.")
-    run.add_argument("--config", type=Path, required=True, help="TOML config file")
+    run.add_argument("--config", type=parse_path, required=True, help="TOML config file")
     run.add_argument("--seconds", type=parse_positive_float, default=None,
                      help="stop after this long; exit 1 if a camera delivered no frame or the "
                           "broker was never reached in that time (a signal before then stops "
@@ -317,7 +317,7 @@ def add_commands(commands: Any) -> None:
     monitor.add_argument("--prefix", default="edge/+",
                          help="topic prefix; edge/+ watches every device (default)")
     add_tls_arguments(monitor)
-    monitor.add_argument("--frames", type=Path, metavar="DIR",
+    monitor.add_argument("--frames", type=parse_path, metavar="DIR",
                          help="save sampled frames as DIR/<device>/<camera>/<frame_id>.jpg "
                               "with a .json sidecar of the frame's detections")
     monitor.add_argument("--events", action="store_true",
@@ -337,21 +337,22 @@ def add_commands(commands: Any) -> None:
         "build-engine", help="build (or reuse) the TensorRT engine for a converted model",
         description="Engines are cached next to the model (or --engine-dir), keyed by the ONNX "
                     "sha256, precision, shapes, TensorRT version and GPU; a stale one is rebuilt.")
-    build.add_argument("model", type=Path, metavar="MODEL.onnx",
+    build.add_argument("model", type=parse_path, metavar="MODEL.onnx",
                        help="a converted model (`edge convert`, or `edge calibrate` for INT8)")
     build.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], default="auto",
                        help="auto: int8 for a QDQ model, else fp16 (fp32 on TensorRT 11, "
                             "which builds strongly typed networks)")
-    build.add_argument("--cache", type=Path,
+    build.add_argument("--cache", type=parse_path,
                        help="INT8 from an FP32 model + calibration cache (TensorRT 8.5-10.x)")
     build.add_argument("--workspace-mb", type=parse_positive_int, default=1024,
                        help="GPU memory TensorRT may use for its tactics while building, in MB "
                             "(default 1024)")
-    build.add_argument("--timing-cache", type=Path, help="persisted timing cache (faster rebuilds)")
+    build.add_argument("--timing-cache", type=parse_path,
+                       help="persisted timing cache (faster rebuilds)")
     build.add_argument("--max-batch", type=parse_positive_int, default=8,
                        help="for dynamic-batch models")
     build.add_argument("--dla-core", type=int, default=-1, help="Jetson DLA core (GPU fallback)")
-    build.add_argument("--engine-dir", type=Path, metavar="DIR",
+    build.add_argument("--engine-dir", type=parse_path, metavar="DIR",
                        help="where engines are cached (default: next to the model)")
     build.add_argument("--gpu-memory", choices=["auto", "cuda-python", "pycuda"], default="auto",
                        help="the library that allocates GPU buffers (auto: cuda-python when "

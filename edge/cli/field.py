@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.cli.common import print_json
+from edge.cli.common import parse_path, print_json
 from edge.files import StagedOutputs
 from edge.wording import counted
 
@@ -21,14 +21,14 @@ def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--field", action="store_true",
                           help="field accuracy: --data is a folder written by `edge collect`; "
                                "its recorded predictions are scored against corrected labels")
-    evaluate.add_argument("--labels", type=Path, metavar="PATH",
+    evaluate.add_argument("--labels", type=parse_path, metavar="PATH",
                           help="with --field: the corrected labels (a YOLO folder, its label "
                                "files alone, paired by name with --data's images, or COCO JSON "
                                "whose file names are relative to --data; default: the --data "
                                "folder's own labels/)")
-    evaluate.add_argument("--ratings", type=Path, metavar="CSV",
+    evaluate.add_argument("--ratings", type=parse_path, metavar="CSV",
                           help="with --field: image_id,verdict (match/miss) ratings")
-    evaluate.add_argument("--report", type=Path, metavar="DIR",
+    evaluate.add_argument("--report", type=parse_path, metavar="DIR",
                           help="with --field: write a Markdown + PNG report")
     add_drift_reference_argument(evaluate, "the --data images")
 

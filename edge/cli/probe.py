@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.cli.common import parse_positive_float, parse_positive_int, print_json
+from edge.cli.common import parse_path, parse_positive_float, parse_positive_int, print_json
 from edge.errors import SourceError
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def add_command(commands: Any) -> None:
     probe.add_argument("sources", nargs="*", metavar="SOURCE",
                        help="source URIs as a config's cameras.source (rtsp://..., "
                             "http://..., v4l2:///dev/video0, file:///path, synthetic://shapes)")
-    probe.add_argument("--config", type=Path, help="try every camera of this TOML config")
+    probe.add_argument("--config", type=parse_path, help="try every camera of this TOML config")
     probe.add_argument("--frames", type=parse_positive_int, default=None,
                        help=f"frames to read from each source (default {DEFAULT_FRAMES}; "
                             f"{SNAPSHOT_FRAMES} of a snapshot camera)")
@@ -217,7 +217,7 @@ def add_command(commands: Any) -> None:
     probe.add_argument("--snapshot-interval", type=parse_positive_float, metavar="S",
                        help="fetch each http(s) source as a still image (a camera's snapshot "
                             "URL) every S seconds, as a camera's snapshot_interval_s does")
-    probe.add_argument("--save", type=Path, metavar="DIR",
+    probe.add_argument("--save", type=parse_path, metavar="DIR",
                        help="save each source's last frame as DIR/<camera>.jpg (a config's "
                             "camera names; source-N.jpg for sources given here), to check what "
                             "it sees and draw zones on")

@@ -20,6 +20,7 @@ from edge.cli.common import (
     parse_non_negative_int,
     parse_opset,
     parse_pad_value,
+    parse_path,
     parse_percentile,
     parse_positive_float,
     parse_positive_int,
@@ -917,11 +918,11 @@ def _add_calibrate(commands: Any) -> None:
         description="Streams calibration frames through the FP32 model, computes per-tensor "
                     "ranges and writes a QDQ model for TensorRT (symmetric int8) or ONNX "
                     "Runtime CPU (uint8 activations).")
-    calibrate.add_argument("model", type=Path, nargs="?", metavar="MODEL.onnx",
+    calibrate.add_argument("model", type=parse_path, nargs="?", metavar="MODEL.onnx",
                            help="the FP32 model `edge convert` wrote (required)")
     calibrate.add_argument("--images", required=True,
                            help="image folder, video file, or synthetic://shapes?seed=N")
-    calibrate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx",
+    calibrate.add_argument("-o", "--output", type=parse_path, required=True, metavar="OUT.onnx",
                            help="the INT8 model to write")
     calibrate.add_argument("--profile", choices=["tensorrt", "cpu"], default="tensorrt",
                            help="who runs the INT8 model: tensorrt (Jetson; symmetric int8, "
@@ -961,15 +962,15 @@ def _add_calibrate(commands: Any) -> None:
                                 "(tensorrt profile: one INT8 model per layer, 10-20 s for a "
                                 "YOLOv8n on 2 cores); on the cpu profile, the N layers with "
                                 "the lowest SQNR (default %(default)s)")
-    calibrate.add_argument("--cache", type=Path, metavar="FILE",
+    calibrate.add_argument("--cache", type=parse_path, metavar="FILE",
                            help="also write a TensorRT calibration cache, to build the FP32 model "
                                 "as int8 (`edge build-engine --cache`; TensorRT 8.5-10)")
     calibrate.add_argument("--trt-version",
                            help="with --cache: the TensorRT version the cache is for (8.5-10.x; "
                                 f"default {DEFAULT_TRT_VERSION})")
-    calibrate.add_argument("--ranges", type=Path, metavar="FILE",
+    calibrate.add_argument("--ranges", type=parse_path, metavar="FILE",
                            help="also write the ranges as JSON")
-    calibrate.add_argument("--report", type=Path, metavar="DIR",
+    calibrate.add_argument("--report", type=parse_path, metavar="DIR",
                            help="write an FP32-vs-INT8 accuracy report (Markdown + PNG), both "
                                 "models scored on labelled data: --eval-data (--images only "
                                 "where they are labelled, or a synthetic scene)")
@@ -987,7 +988,7 @@ def _add_calibrate(commands: Any) -> None:
     calibrate.set_defaults(handler=cmd_calibrate)
 
     evaluate = commands.add_parser("eval", help="mAP / top-1 of a model on labelled data")
-    evaluate.add_argument("model", type=Path, nargs="?",
+    evaluate.add_argument("model", type=parse_path, nargs="?",
                           help="the model (not with --field, which scores recorded predictions)")
     evaluate.add_argument("--data", type=_eval_data, required=True,
                           help="YOLO dataset folder, COCO JSON, class folders, or "
@@ -1017,9 +1018,9 @@ def _add_convert(commands: Any) -> None:
         description="SRC: an ONNX file (Ultralytics exports carry labels and size), a "
                     "TorchScript file, or a PyTorch state_dict checkpoint with --module. The "
                     "output takes raw uint8 camera frames; preprocessing is folded in.")
-    convert.add_argument("source", type=Path, metavar="SRC",
+    convert.add_argument("source", type=parse_path, metavar="SRC",
                          help="the model to convert (.onnx, .torchscript, .pt/.pth with --module)")
-    convert.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx",
+    convert.add_argument("-o", "--output", type=parse_path, required=True, metavar="OUT.onnx",
                          help="the converted FP32 model to write")
     convert.add_argument("--input-size", type=parse_size, metavar="HxW",
                          help="network input size, e.g. 640 or 384x640 (default: what the "
@@ -1102,7 +1103,7 @@ def _add_convert(commands: Any) -> None:
 
     inspect = commands.add_parser("inspect", help="show a model's spec, tensors, ops and "
                                                   "quantization")
-    inspect.add_argument("model", type=Path,
+    inspect.add_argument("model", type=parse_path,
                          help="an ONNX model (any: converted or not), a TensorRT engine "
                               "edge built, or a calibration cache (edge calibrate --cache)")
     inspect.add_argument("--json", action="store_true",

@@ -20,11 +20,14 @@ from edge.errors import InputError
 from edge.files import write_bytes_atomic
 
 HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
-#: A TensorRT version as its releases name it: major.minor[.patch], perhaps with the build.
-VERSION = re.compile(r"(\d{1,2})\.(\d{1,2})(?:\.(\d{1,2})(?:\.\d+)?)?")
+#: A TensorRT version as its releases name it: major.minor[.patch], perhaps with the build
+#: and, as `dpkg -l tensorrt` shows it, the package's revision (10.3.0.30-1+cuda12.5).
+VERSION = re.compile(r"(\d{1,2})\.(\d{1,2})(?:\.(\d{1,2})(?:\.\d+)?)?(?:-[0-9A-Za-z.+~]+)?")
 #: A scale's bits as TensorRT writes them: hex digits, no prefix, leading zeros dropped.
 SCALE_HEX = re.compile(r"[0-9a-fA-F]{1,8}")
 ALGORITHM = "EntropyCalibration2"
+#: What an editor saving "UTF-8 with BOM" puts first.
+BOM = "\ufeff"
 #: float32's smallest normal number: a scale below it is flushed to zero on the GPU ...
 FLOAT32_TINY = 2.0**-126
 #: ... and one above this puts the tensor's range (scale x 127) beyond float32.
@@ -36,9 +39,11 @@ ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration",
 
 def trt_version_number(version: str) -> int:
     """'8.6.1' -> 8601 (M*1000+m*100+p); '10.3.0' -> 100300 (M*10000+m*100+p); a build number
-    after the patch ('10.3.0.30') is left out. Raises InputError for what is no TensorRT
-    version edge writes caches for (a user check: `10` wrote a cache for 10.0.0, `8.10.0`
-    one headed 9.0.0, `10.-3.0` one headed 99.7.0)."""
+    after the patch ('10.3.0.30') and a package revision ('10.3.0.30-1+cuda12.5', as dpkg
+    shows it: a user check found it refused by the message that names dpkg) are left out.
+    Raises InputError for what is no TensorRT version edge writes caches for (a user check:
+    `10` wrote a cache for 10.0.0, `8.10.0` one headed 9.0.0, `10.-3.0` one headed
+    99.7.0)."""
     matched = VERSION.fullmatch(version.strip())
     if matched is None:
         raise InputError(f"TensorRT version {version!r} is not like 10.3.0 (major.minor.patch, "
@@ -71,7 +76,7 @@ def looks_like_cache(path: Path) -> bool:
             first = handle.readline(200)
     except OSError:
         return False
-    return first.startswith(b"TRT-")
+    return first.removeprefix(BOM.encode()).startswith(b"TRT-")
 
 
 def scale_to_hex(scale: float) -> str:
@@ -144,6 +149,11 @@ class CalibrationCache:
     @classmethod
     def parse(cls, text: str, origin: str, expected_version: int | None = None
               ) -> CalibrationCache:
+        if text.startswith(BOM):
+            raise InputError(f"{origin} starts with a byte order mark (an editor saved it as "
+                             "UTF-8 with BOM): TensorRT reads line 1 byte for byte as its "
+                             "header; save it as plain UTF-8, or write it again with `edge "
+                             "calibrate --cache`")
         lines = text.splitlines()
         if not lines or not (header := HEADER.match(lines[0].strip())):
             raise InputError(f"{origin}: line 1 is not a TensorRT cache header like "
@@ -187,7 +197,11 @@ class CalibrationCache:
     @classmethod
     def read(cls, path: Path, expected_version: int | None = None) -> CalibrationCache:
         try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
+            text = path.read_bytes().decode()
+        except UnicodeDecodeError:
+            raise InputError(f"{path} is not a TensorRT calibration cache: it holds binary data "
+                             "(a model, an engine?), and a cache is text; `edge calibrate "
+                             "--profile tensorrt --cache FILE` writes one") from None
+        except OSError as exc:
             raise InputError(f"cannot read calibration cache {path}: {exc}") from exc
         return cls.parse(text, str(path), expected_version)

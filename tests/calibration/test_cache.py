@@ -145,6 +145,9 @@ def test_round_trip_with_the_input_scale():
         ("TRT-100300-EntropyCalibration2\nconv1: 0x3f800000\n",
          r"'0x3f800000' is not a scale's hex digits"),
         ("TRT-100300-EntropyCalibration2\nconv1: -1\n", r"'-1' is not a scale's hex digits"),
+        # a user check: said as "line 1 is not a TensorRT cache header"
+        ("\ufeffTRT-100300-EntropyCalibration2\nconv1: 3f800000\n",
+         r"starts with a byte order mark \(an editor saved it as UTF-8 with BOM\)"),
         # scales TensorRT cannot quantize with, read as written (a user check)
         ("TRT-100300-EntropyCalibration2\nconv1: 3c010204\nconv2: 0\n",
          r"line 3 is malformed \(scale 0: TensorRT divides by a tensor's scale"),
@@ -174,10 +177,22 @@ def test_a_header_naming_a_tensorrt_that_reads_no_cache_is_refused(header, messa
 
 
 @pytest.mark.parametrize("version", ["10", "8.10.0", "10.300.1", "10.-3.0", "10.3.0.1.2", "",
-                                     "abc"])
+                                     "abc", "10.3.0-", "v10.3", "10.3.x"])
 def test_a_version_no_tensorrt_has_is_refused(version):
     """A user check: `10` wrote a cache for 10.0.0, `8.10.0` one headed 9.0.0, `10.-3.0` one
     headed 99.7.0, and extra parts were dropped, all with exit 0."""
     with pytest.raises(InputError, match=r"is not like 10\.3\.0|does not exist"):
         trt_version_number(version)
     assert trt_version_number("10.3.0.30") == 100300  # the build number after the patch
+    # as `dpkg -l tensorrt` shows it on JetPack 6 (a user check: refused by the message that
+    # names dpkg)
+    assert trt_version_number("10.3.0.30-1+cuda12.5") == 100300
+    assert trt_version_number("8.6.2.3-1+cuda12.2") == 8602
+
+
+def test_a_binary_file_given_as_a_cache_is_named_as_such(tmp_path, demo_model):
+    """A user check: `edge build-engine MODEL --cache MODEL.int8.onnx` said "'utf-8' codec
+    can't decode byte 0xfd in position 20"."""
+    with pytest.raises(InputError, match=r"is not a TensorRT calibration cache: it holds binary "
+                                         r"data \(a model, an engine\?\), and a cache is text"):
+        CalibrationCache.read(demo_model)
