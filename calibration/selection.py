@@ -17,10 +17,11 @@ scores 12.5 dB, F1 0.81. Held-out photos often hold too few detections for F1 to
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,7 @@ from calibration.fidelity import SignalNoise, detector_parts, quantized_session
 from calibration.observing import Feed
 from edge.concurrency import in_background
 from edge.metrics import match_frame
-from edge.postprocess import HEAD_DECODERS, decoder_from_spec
+from edge.postprocess import HEAD_DECODERS, DetectionDecoder, decoder_from_spec
 from edge.preprocess import LetterboxGeometry
 from edge.spec import ModelSpec
 from edge.system import usable_cores
@@ -106,9 +107,9 @@ class Fidelity:
     found: int | None = None
     #: A classifier's: FP32's own output is the same on every held-out frame (two or more)
     fp32_flat: bool = False
-    #: A detector's: FP32 kept as many detections as the model's spec allows
-    #: (postprocess.max_detections) on every held-out frame
-    fp32_capped: bool = False
+    #: A detector's: FP32 kept as many detections as it can on every held-out frame, as many
+    #: as its spec allows (postprocess.max_detections) or one at each of its anchors
+    fp32_capped: Literal["max_detections", "anchors"] | None = None
 
     @property
     def constant(self) -> bool:
@@ -351,14 +352,15 @@ NEAR_TIE_SQNR_DB = 40.0
 
 def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
                   kept_float: bool = False, labelled: str | None = None,
-                  said: str | None = None) -> str | None:
+                  said: str | None = None, written: Fidelity | None = None) -> str | None:
     """A warning when every INT8 model `judged` (each range method, the mixes, the one written
     with `--keep-float`) keeps agreement with FP32 under 95% on the held-out frames: a model
     INT8 breaks whatever its ranges, written all the same (a user may accept it), but never
     silently. None when one holds, or when agreement was not measured (`unmeasured_agreement`
     says that). `kept_float`: --keep-float was given, so it is not suggested again;
     `labelled`: see `labelled_check`; `said`: the run's warnings so far (a check they ask for
-    already is not asked for again)."""
+    already is not asked for again); `written`: the model written, named where it is not the
+    closest (a user check: the warning quoted another method's figure than the one written)."""
     measured = [fidelity for fidelity in judged if fidelity.telling]
     if not measured:
         return None
@@ -377,13 +379,17 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
                  f"enough {evidence} to measure ({closest.method})")
     kept = (f"on {counted(closest.frames, 'held-out frame')} {which} keeps {what} with FP32 "
             f"at {100 * closest.agreement:.1f}%")
+    also = (f"; the model written, {written.method}, keeps {100 * written.agreement:.1f}% "
+            f"(output SQNR {_sqnr(written)})"
+            if written is not None and written.method != closest.method and written.telling
+            else "")
     highest = agreement_upper_bound(closest.agreement, closest.samples)
     if highest >= AGREEMENT_FLOOR:  # one answer in 11 is 9 points: chance may be all it is
         behind = f"{closest.behind}; " if closest.evidence is not None else ""
         return (f"INT8 may change answers: {kept} ({behind}output SQNR "
-                f"{_sqnr(closest)}), too few to tell whether it keeps {AGREEMENT_FLOOR:.0%} on "
-                f"other images (up to {100 * highest:.0f}% fits these at 95% confidence); "
-                f"{labelled_check(labelled)}")
+                f"{_sqnr(closest)}){also}, too few to tell whether it keeps "
+                f"{AGREEMENT_FLOOR:.0%} on other images (up to {100 * highest:.0f}% fits these "
+                f"at 95% confidence); {labelled_check(labelled)}")
     # the report scores on labelled images: without them --report alone is refused
     tools = [*([] if labelled else ["--report DIR --eval-data DIR (labelled images) names "
                                     "the layers that lose most"]),
@@ -399,7 +405,8 @@ def far_from_fp32(judged: Sequence[Fidelity], task: str, profile: str,
             "untrained model)" if closest.sqnr_db >= NEAR_TIE_SQNR_DB else "")
     where = ("whatever the ranges" if len(measured) == len(judged)
              else "wherever its agreement could be measured")
-    return (f"INT8 stays far from FP32 {where}: {kept} (output SQNR {_sqnr(closest)}){ties}; "
+    return (f"INT8 stays far from FP32 {where}: {kept} (output SQNR {_sqnr(closest)}){also}"
+            f"{ties}; "
             f"the model is written{f', {check}' if check else ''}; {', '.join(tools)}{other}")
 
 
@@ -513,7 +520,7 @@ class HeldOutJudge:
         energy = SignalNoise()
         detector = self.spec.head in HEAD_DECODERS
         agreeing = compared = found = 0.0
-        capped = 0
+        capped: Counter[str] = Counter()
         answers: list[npt.NDArray[Any]] = []
         for batch, reference in zip(self._batches, self._reference.result(), strict=True):
             outputs = run(self._outputs, batch)
@@ -529,14 +536,15 @@ class HeldOutJudge:
             agreeing += hits
             compared += total
             found += by_fp32
-            capped += at_cap
+            capped.update(at_cap)
         agreement = agreeing / compared if compared else 1.0
         evidence = None if self.spec.task == "classify" else int(2 * max(found, compared - found))
         if detector:  # its scores' SQNR and detection agreement weigh what matters
             parts = {part: energy.decibels(part) for part in ("boxes", "scores")}
             return Fidelity(method, min(parts.values()), agreement, self.frames, int(compared),
                             parts, evidence, found=int(found),
-                            fp32_capped=capped == self.frames)
+                            fp32_capped=next((cap for cap in ("anchors", "max_detections")
+                                              if capped[cap] == self.frames), None))
         fp32 = np.concatenate([r[self._main] for r in self._reference.result()])
         kept = variation_kept(fp32, np.concatenate(answers))
         return Fidelity(method, energy.decibels("outputs"), agreement, self.frames,
@@ -550,19 +558,18 @@ class HeldOutJudge:
             return list(pool.map(lambda batch: session.run(self._outputs, batch), self._batches))
 
     def _agreement(self, reference: npt.NDArray[Any], output: npt.NDArray[Any]
-                   ) -> tuple[float, float, float, int]:
-        """(agreeing, compared, FP32's share of compared, frames where FP32 kept the most
-        detections the spec allows) over a batch: classifiers count rows whose top class
-        matches (all rows FP32's); detectors count 2 x matched detections over both sides'
-        detections (F1's terms), and FP32's detections."""
+                   ) -> tuple[float, float, float, list[str]]:
+        """(agreeing, compared, FP32's share of compared, what FP32 was at as many detections
+        as it can be on each frame: `anchors` (one at each) or `max_detections`) over a batch:
+        classifiers count rows whose top class matches (all rows FP32's); detectors count 2 x
+        matched detections over both sides' detections (F1's terms), and FP32's detections."""
         if self.spec.task == "classify":
             ref_top = reference.reshape(reference.shape[0], -1).argmax(1)
             out_top = output.reshape(output.shape[0], -1).argmax(1)
             return (float((ref_top == out_top).sum()), float(len(ref_top)), float(len(ref_top)),
-                    0)
+                    [])
         agreeing = compared = found = 0.0
-        capped = 0
-        cap = self.spec.postprocess.max_detections
+        capped = []
         for ref_row, out_row in zip(reference, output, strict=True):
             ours = self._decode(ref_row, self._geometry)
             theirs = self._decode(out_row, self._geometry)
@@ -571,7 +578,12 @@ class HeldOutJudge:
             agreeing += 2.0 * float((matched == 1).sum())
             compared += float(len(ours) + len(theirs))
             found += float(len(ours))
-            capped += len(ours) >= cap
+            anchors = (self._decode.rows(ref_row) if isinstance(self._decode, DetectionDecoder)
+                       else math.inf)
+            if len(ours) >= anchors:
+                capped.append("anchors")
+            elif len(ours) >= self.spec.postprocess.max_detections:
+                capped.append("max_detections")
         return agreeing, compared, found, capped
 
 
@@ -657,13 +669,20 @@ def fp32_capped(judged: Sequence[Fidelity]) -> str | None:
     if not judged or not judged[0].fp32_capped:
         return None
     first = judged[0]
-    cap = (first.found or 0) // max(1, first.frames)
-    return (f"FP32 keeps the most detections the model's spec allows ({cap}, "
-            f"postprocess.max_detections) on every one of the "
-            f"{counted(first.frames, 'held-out frame')}: the agreement and output SQNR then "
-            "compare which of more boxes than that NMS kept, and say little. Unless these frames "
-            "hold that many objects, its scores do not tell objects from background at its "
-            "score threshold: check the model (trained? class scores are probabilities, after "
+    frames = counted(first.frames, 'held-out frame')
+    if first.fp32_capped == "anchors":
+        kept = (f"FP32 keeps a detection at every one of its anchors on every one of the "
+                f"{frames}: the agreement and output SQNR then compare boxes that no score "
+                "told apart, and say little. Its scores do not tell objects from background "
+                "at its score threshold: check the model")
+    else:
+        cap = (first.found or 0) // max(1, first.frames)
+        kept = (f"FP32 keeps the most detections the model's spec allows ({cap}, "
+                f"postprocess.max_detections) on every one of the {frames}: the agreement and "
+                "output SQNR then compare which of more boxes than that NMS kept, and say "
+                "little. Unless these frames hold that many objects, its scores do not tell "
+                "objects from background at its score threshold: check the model")
+    return (f"{kept} (trained? class scores are probabilities, after "
             "a sigmoid?), the preprocessing `edge convert` assumed (its notes: --network-order, "
             "--mean, --std, --resize) and the --score-threshold it was given")
 

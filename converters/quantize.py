@@ -192,7 +192,8 @@ def calibrate(model: onnx.ModelProto, spec: ModelSpec, frames: FrameSet,
     if comparison:
         warning = _with_warning(warning, far_from_fp32(
             [*comparison, *([written] if written else [])], spec.task, options.profile,
-            kept_float=bool(options.keep_float), labelled=options.labelled_data, said=warning))
+            kept_float=bool(options.keep_float), labelled=options.labelled_data, said=warning,
+            written=written or next(f for f in comparison if f.method == chosen)))
     if not quantization_summary(quantized).get("quantized_weights"):
         stem = ("; the cpu profile keeps a 3-channel stem conv float where ONNX Runtime's int8 "
                 "kernel would be slower" if options.profile == "cpu" else "")

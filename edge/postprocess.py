@@ -211,6 +211,13 @@ class DetectionDecoder:
         return Detections(geometry.boxes_to_source(boxes[keep]), scores[keep],
                           class_ids[keep].astype(np.int64))
 
+    def rows(self, prediction: Array) -> int:
+        """How many candidate boxes `prediction` (one batch item) holds: its anchors, or an
+        end-to-end head's rows."""
+        if self._end_to_end:
+            return prediction.size // END_TO_END_COLUMNS
+        return len(self._split(prediction)[0])
+
     def _suppressed_already(self, rows: Array, geometry: LetterboxGeometry) -> Detections:
         """An `end_to_end` head's [K, 6] rows: the model chose them (no NMS here, which would
         drop its overlapping objects of one class); kept by score threshold and count."""

@@ -179,6 +179,18 @@ def test_changed_answers_at_a_high_output_sqnr_are_said_to_be_near_ties():
     assert "near-ties" not in (far_from_fp32([fid("mse", 25.0, 0.72)], "detect", "cpu") or "")
 
 
+def test_the_far_from_fp32_warning_names_the_model_written_where_another_is_closest():
+    """A user check: auto wrote percentile+entropy@3 (82.2%, within noise of the best and at a
+    higher output SQNR), and the warning quoted percentile's 84.5% alone."""
+    closest, mix = fid("percentile", 60.1, 0.845), fid("percentile+entropy@3", 77.8, 0.822)
+    message = far_from_fp32([closest, mix], "detect", "tensorrt", written=mix) or ""
+    assert ("the closest of the 2 models judged (percentile) keeps detection agreement with "
+            "FP32 at 84.5% (output SQNR 60.1 dB); the model written, percentile+entropy@3, "
+            "keeps 82.2% (output SQNR 77.8 dB)") in message, message
+    alone = far_from_fp32([closest, mix], "detect", "tensorrt", written=closest) or ""
+    assert "the model written" not in alone
+
+
 def test_when_only_some_models_could_be_measured_the_warning_claims_no_more():
     """A user check: minmax alone had enough detections (7) to measure, at 28.6%; the warning
     called it "the closest of the 4 models judged" and INT8 far "whatever the ranges", beside
@@ -717,9 +729,34 @@ def test_a_model_whose_fp32_output_never_changes_is_warned_about(tmp_path, caplo
     assert "FP32's own output" not in (result.warning or "")
 
 
+def _box_at_every_anchor():
+    import torch
+
+    class BoxAtEveryAnchor(torch.nn.Module):
+        """A 2x2-pixel box at each stride-4 anchor (none overlaps: NMS keeps them all), class
+        scores from an untrained conv (near 0.5 everywhere)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 8, 4, 4)
+            self.scores = torch.nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            scores = self.scores(self.stem(x).relu()).flatten(2).sigmoid()  # [N, 2, A]
+            side = x.shape[-1] // 4
+            ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+            centres = torch.stack([xs.flatten() * 4.0 + 2, ys.flatten() * 4.0 + 2])
+            size = torch.full_like(centres, 2.0)
+            boxes = torch.cat([centres, size]).unsqueeze(0).expand(x.shape[0], -1, -1)
+            return torch.cat([boxes, scores], 1)
+
+    return BoxAtEveryAnchor()
+
+
 def test_a_detector_at_its_detection_cap_on_every_frame_is_warned_about(demo):
     """A user check: an untrained detector whose FP32 kept the most detections its spec allows
-    on every held-out frame reported 100% agreement without a word."""
+    on every held-out frame reported 100% agreement without a word; one with a detection at
+    each of its 64 anchors (fewer than the cap) still did."""
     from converters.convert import ConvertOptions, convert_module
     from tests.converters.tiny_models import TinyDetector, seeded
 
@@ -737,6 +774,14 @@ def test_a_detector_at_its_detection_cap_on_every_frame_is_warned_about(demo):
         "Unless these frames hold that many objects, its scores do not tell objects from "
         "background") in result.warning, result.warning
     assert "trained?" in result.warning
+    every_anchor = convert_module(seeded(_box_at_every_anchor()), ConvertOptions(
+        input_size=(16, 16), labels=("a", "b"), stride=4), "anchors")
+    result = calibrate(every_anchor.model, every_anchor.spec, frames_from(FRAMES, max_images=24),
+                       CalibrateOptions(profile="cpu", progress=False))
+    assert result.warning is not None and (
+        "FP32 keeps a detection at every one of its anchors on every one of the 3 held-out "
+        "frames: the agreement and output SQNR then compare boxes that no score told apart"
+    ) in result.warning, result.warning
     model, demo_spec = demo  # a trained detector finds what each frame holds
     trained = calibrate(model, demo_spec, frames_from(FRAMES, max_images=24),
                         CalibrateOptions(profile="cpu", progress=False))
