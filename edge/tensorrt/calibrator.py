@@ -5,11 +5,13 @@ calibration instead of feeding stale or random data."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
 
 from edge.errors import InputError
+from edge.spec import read_onnx_model
 from edge.tensorrt.calibration_cache import CalibrationCache, trt_version_number
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,12 @@ log = logging.getLogger(__name__)
 #: TensorRT's own caches also name tensors its ONNX parser adds ("(Unnamed Layer* 12)..."),
 #: ours only the model's; a cache of another model or export matches few or none.
 MIN_CACHE_COVERAGE = 0.5
+#: The layers whose input activations a calibration cache scales (`edge calibrate` leaves
+#: out only those kept in float: a detector's decode tail, --keep-float, --exclude) ...
+WEIGHTED_LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: ... and the share of them a cache must scale: one that scales fewer is cut short, or keeps
+#: so much in float that an FP16 engine is the better build.
+MIN_LAYER_COVERAGE = 0.2
 
 
 def refuse_a_cache_of_another_model(cache_path: Path, onnx_path: Path) -> None:
@@ -26,7 +34,8 @@ def refuse_a_cache_of_another_model(cache_path: Path, onnx_path: Path) -> None:
     `onnx_path` (names looked up in its bytes: no onnx needed on the device). TensorRT builds
     such tensors without INT8 scales, in FP16, warning "Missing scale" per tensor, and the
     engine still reads as INT8 (an audit)."""
-    names = network_tensors(list(CalibrationCache.read(cache_path).scales))
+    scales = CalibrationCache.read(cache_path).scales
+    names = network_tensors(list(scales))
     model = onnx_path.read_bytes()
     missing = [name for name in names if name.encode() not in model]
     if names and len(missing) > (1.0 - MIN_CACHE_COVERAGE) * len(names):
@@ -36,6 +45,32 @@ def refuse_a_cache_of_another_model(cache_path: Path, onnx_path: Path) -> None:
             "model, or another export of this one, and TensorRT would build those tensors "
             f"without INT8 scales; make one for this model with `edge calibrate {onnx_path} "
             "--images DIR -o OUT.onnx --cache OUT.cache`")
+    _refuse_a_partial_cache(cache_path, onnx_path, scales)
+
+
+def _refuse_a_partial_cache(cache_path: Path, onnx_path: Path, scales: dict[str, float]
+                            ) -> None:
+    """InputError where the cache leaves the inputs of more than 4 in 5 of the model's weighted
+    layers without a scale (a user check: a cache cut to 7 of its 49 lines was taken, and
+    TensorRT would have built most layers in FP16). Needs the onnx package (the jetson extra
+    has it); without it, not checked."""
+    if importlib.util.find_spec("onnx") is None:
+        return
+    graph = read_onnx_model(onnx_path).graph
+    weights = {initializer.name for initializer in graph.initializer}
+    inputs = list(dict.fromkeys(node.input[0] for node in graph.node
+                                if node.op_type in WEIGHTED_LAYERS and node.input
+                                and node.input[0] not in weights))
+    unscaled = [name for name in inputs if name not in scales]
+    if inputs and len(unscaled) > (1.0 - MIN_LAYER_COVERAGE) * len(inputs):
+        raise InputError(
+            f"calibration cache {cache_path} has no scale for the inputs of {len(unscaled)} of "
+            f"the {len(inputs)} weighted layers of {onnx_path} (e.g. "
+            f"{', '.join(unscaled[:3])}): TensorRT would build those layers without INT8. Lines "
+            "lost in copying or editing? Write the whole cache again with `edge calibrate "
+            f"{onnx_path} --images DIR -o OUT.onnx --cache OUT.cache`; where edge calibrate "
+            "kept that many layers float (--keep-float, --exclude), build it as FP16 "
+            "(--precision fp16) instead")
 
 
 def network_tensors(names: list[str]) -> list[str]:

@@ -202,8 +202,10 @@ def test_a_calibration_cache_on_onnxruntime_is_checked_and_its_int8_said_not_to_
 
     spec = spec_from_onnx_file(demo_model)
     cache = tmp_path / "shapes.cache"
-    CalibrationCache.from_scales({"images__pre_float": 2.0, "/Transpose_output_0": 0.5},
-                                 "10.3.0").write(cache)
+    made = edge("calibrate", str(demo_model), "--images", "synthetic://shapes?seed=3",
+                "--max-images", "8", "--method", "minmax", "-o", str(tmp_path / "int8.onnx"),
+                "--cache", str(cache))
+    assert made.returncode == 0, made.stderr
     with_cache = ModelConfig(path=demo_model, precision="int8", calibration_cache=cache)
     assert unused_tensorrt_settings(with_cache, spec) == [
         f"model.calibration_cache = '{cache}': a TensorRT setting, which ONNX Runtime does not "
@@ -224,8 +226,12 @@ def test_a_calibration_cache_on_onnxruntime_is_checked_and_its_int8_said_not_to_
         {"images__pre_float": 2.0, "images__pre_nchw": 2.0, "images__pre_swapped": 2.0,
          "images__normalised": 0.01, "backbone.layer9.conv": 1.0, "neck.fpn.out3": 1.0,
          "head.cls": 1.0}, "10.3.0", ("images", 1.0)).write(shared)
+    # a user check: a cache cut to 7 of its 49 lines was taken
+    cut = tmp_path / "cut.cache"
+    cut.write_text("".join(cache.read_text().splitlines(keepends=True)[:8]))
     for bad, said in ((text, f"{text}"), (other, "it was made for another model"),
-                      (shared, "scales 3 tensors, 3 of them not in")):
+                      (shared, "scales 3 tensors, 3 of them not in"),
+                      (cut, "has no scale for the inputs of 16 of the 18 weighted layers")):
         warned = unused_tensorrt_settings(ModelConfig(path=demo_model, calibration_cache=bad),
                                           spec)
         assert warned[1].startswith("model.calibration_cache: ") and said in warned[1], warned
