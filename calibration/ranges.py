@@ -23,6 +23,7 @@ from calibration.stats import TensorStats
 from edge.errors import InputError
 from edge.files import write_bytes_atomic
 from edge.system import usable_cores
+from edge.tensorrt.calibration_cache import SMALLEST_AMAX
 
 INT8_LEVELS = 128  # positive levels of symmetric int8: 0..127
 FIRST_CANDIDATE_BIN = 128
@@ -270,7 +271,7 @@ class TensorRange:
     @property
     def scale(self) -> float:
         """Symmetric int8 scale (amax / 127); never zero, so a dead tensor still quantizes."""
-        return max(self.amax, 1e-8) / 127.0
+        return max(self.amax, SMALLEST_AMAX) / 127.0
 
 
 @dataclass(frozen=True)

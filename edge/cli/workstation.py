@@ -209,14 +209,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _inspect_cache(args: argparse.Namespace) -> int:
     """A TensorRT calibration cache (`edge calibrate --cache`): its TensorRT version, how many
     tensors it scales and over what range."""
-    from edge.tensorrt.calibration_cache import ALGORITHM, CalibrationCache, trt_version_text
+    from edge.tensorrt.calibration_cache import (
+        ALGORITHM,
+        SMALLEST_AMAX,
+        CalibrationCache,
+        trt_version_text,
+    )
 
     cache = CalibrationCache.read(args.model)  # refused where it holds no scales
-    amax = [127.0 * scale for scale in cache.scales.values()]
-    smallest, largest = min(amax), max(amax)
+    amax = {name: 127.0 * scale for name, scale in cache.scales.items()}
+    smallest, largest = min(amax.values()), max(amax.values())
+    # a user check: a scale that lost a hex digit in editing (1.9e-34) read as any other
+    tiny = [name for name, value in amax.items() if value < SMALLEST_AMAX]
     report = {"calibration_cache": str(args.model), "trt_version": trt_version_text(cache.version),
               "algorithm": cache.algorithm, "tensors": len(cache.scales),
-              "amax_min": round(smallest, 6), "amax_max": round(largest, 6)}
+              "amax_min": round(smallest, 6), "amax_max": round(largest, 6),
+              "amax_below_calibrated": len(tiny)}
+    if tiny:
+        log.warning("%s: %s with a range (scale x 127) under %g, which edge calibrate never "
+                    "writes (first: %s, %.3g): a hex digit lost in editing? Write the cache "
+                    "again with `edge calibrate --cache`", args.model,
+                    counted(len(tiny), "tensor"), SMALLEST_AMAX, tiny[0], amax[tiny[0]])
     if args.json:
         print_json(report)
         return 0

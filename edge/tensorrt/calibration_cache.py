@@ -32,6 +32,9 @@ BOM = "\ufeff"
 FLOAT32_TINY = 2.0**-126
 #: ... and one above this puts the tensor's range (scale x 127) beyond float32.
 LARGEST_SCALE = (2.0 - 2.0**-23) * 2.0**127 / 127.0
+#: The smallest range (scale x 127) `edge calibrate` writes: a tensor zero on every frame gets
+#: it. A hand-edited scale under it is most likely a lost hex digit.
+SMALLEST_AMAX = 1e-8
 #: The calibrators whose caches TensorRT writes and reads (`IInt8Calibrator`'s kinds).
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration",
               "LegacyCalibration")

@@ -45,7 +45,14 @@ def test_inspect_reads_a_calibration_cache(tmp_path):
         text=True, timeout=60).stdout)
     assert report == {"calibration_cache": str(cache), "trt_version": "8.6.1",
                       "algorithm": "EntropyCalibration2", "tensors": 3, "amax_min": 2.0,
-                      "amax_max": 127.0}
+                      "amax_max": 127.0, "amax_below_calibrated": 0}
+    # a user check: a scale that lost a hex digit (3c010204 -> 3c01020) read as any other
+    cache.write_text("TRT-8601-EntropyCalibration2\nimages: 3f800000\na: 3c01020\n")
+    edited = subprocess.run([sys.executable, "-m", "edge", "inspect", str(cache), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert edited.returncode == 0 and json.loads(edited.stdout)["amax_below_calibrated"] == 1
+    assert ("1 tensor with a range (scale x 127) under 1e-08, which edge calibrate never writes "
+            "(first: a, 1.43e-34): a hex digit lost in editing?") in edited.stderr
     cache.write_text("TRT-abc-EntropyCalibration2\nimages: 3f800000\n")  # not an ONNX model
     bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(cache)],
                          capture_output=True, text=True, timeout=60)
