@@ -92,7 +92,10 @@ class CacheServer:
         self.expected = trt_version_number(trt_version)
         cache = CalibrationCache.read(cache_path, expected_version=self.expected)  # validates
         self.tensors = len(cache.scales)
-        self._bytes = cache_path.read_bytes()
+        # TensorRT gets the cache as read and checked, written out again as TensorRT writes
+        # one: the lines of a hand-edited file that the reader takes leniently (CRLF ends,
+        # spaces around names) are not left for TensorRT to parse otherwise (a user check)
+        self._bytes = cache.to_text().encode()
         self.batches_requested = 0
 
     def get_batch_size(self) -> int:

@@ -27,6 +27,16 @@ def test_server_serves_the_cache_and_never_asks_for_data(cache_file):
     assert cache_file.read_bytes() == server.read_calibration_cache()  # not overwritten
 
 
+def test_a_hand_edited_cache_reaches_tensorrt_as_tensorrt_writes_one(cache_file, tmp_path):
+    """A user check: CRLF line ends, an indented name and no space after the colon were taken
+    by the reader (and `edge inspect`), and handed to TensorRT as they were."""
+    edited = tmp_path / "edited.cache"
+    lines = cache_file.read_text().splitlines()
+    edited.write_bytes(("\r\n".join([lines[0], f"  {lines[1].replace(': ', ':')}", *lines[2:]])
+                        + "\r\n").encode())
+    assert CacheServer(edited, "10.3.0").read_calibration_cache() == cache_file.read_bytes()
+
+
 def test_cache_from_another_tensorrt_or_malformed(cache_file, tmp_path):
     with pytest.raises(InputError, match="version number 100300, not 8601"):
         CacheServer(cache_file, "8.6.1")
@@ -63,7 +73,7 @@ def test_a_cache_made_for_the_model_passes_and_another_models_is_refused(tmp_pat
     from edge.tensorrt.calibrator import refuse_a_cache_of_another_model
 
     graph = onnx.load(str(demo_model)).graph
-    own = {node.output[0]: TensorRange(0, 4, 3.0) for node in graph.node[:10]}
+    own = {node.output[0]: TensorRange(0, 4, 3.0) for node in graph.node}
     cache = tmp_path / "own.cache"
     cache_from_ranges(TensorRanges("entropy", 8, own), "10.3.0",
                       (graph.input[0].name, 1.0)).write(cache)
