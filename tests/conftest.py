@@ -64,10 +64,14 @@ class Mosquitto:
         self.process = None
 
 
-def make_mosquitto(tmp_path: Path) -> Mosquitto:
+def make_mosquitto(tmp_path: Path, persistent: bool = False) -> Mosquitto:
+    """A Mosquitto on a free loopback port, not started; `persistent`: it keeps retained
+    messages and sessions across its restarts (in `tmp_path`), as a production broker does."""
     port = free_port()
     config = tmp_path / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    kept = (f"persistence true\npersistence_location {tmp_path}/\nuser root\n" if persistent
+            else "persistence false\n")
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{kept}")
     return Mosquitto(port, config)
 
 

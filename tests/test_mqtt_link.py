@@ -21,7 +21,7 @@ from edge.mqtt.failures import (
 from edge.mqtt.link import MqttLink
 from edge.mqtt.states import RetainedStates
 from edge.mqtt.topics import Topics
-from tests.conftest import Mosquitto
+from tests.conftest import Mosquitto, make_mosquitto
 from tests.mqtt_watch import Watcher, retained_status
 
 
@@ -273,14 +273,9 @@ def test_a_broker_that_shuts_down_cleanly_keeps_the_last_will_retained(tmp_path)
     """What the stop warning and the README say of a clean broker shutdown (Mosquitto's
     restart or upgrade), with persistence on: the Will of a device still connected is
     published, retained, and read after the restart, though the device never said it."""
-    from edge.broker import free_port
-
-    port = free_port()
-    config = tmp_path / "persisting.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                      f"persistence_location {tmp_path}/\nuser root\n")
-    broker = Mosquitto(port, config)
+    broker = make_mosquitto(tmp_path, persistent=True)
     broker.start()
+    port = broker.port
     link = make_link(port)
     try:
         link.start()

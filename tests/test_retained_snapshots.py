@@ -83,19 +83,15 @@ def test_a_clearing_due_while_the_broker_is_away_is_sent_once_it_is_back(tmp_pat
     restart were dropped for good (61 stayed retained after a 12-minute run)."""
     import numpy as np
 
-    from edge.broker import free_port
     from edge.config import MqttConfig
     from edge.detections import Detections
     from edge.mqtt.link import MqttLink
     from edge.tracking.camera import CameraTracking
-    from tests.conftest import Mosquitto
+    from tests.conftest import make_mosquitto
 
-    port = free_port()
-    config = tmp_path / "persisting.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                      f"persistence_location {tmp_path}/\nuser root\n")
-    broker = Mosquitto(port, config)
+    broker = make_mosquitto(tmp_path, persistent=True)
     broker.start()
+    port = broker.port
     earlier = [snapshot_topic("gate", 1_700_000_000_000 + n * 1000, n)
                for n in range(RETAINED_SNAPSHOTS)]
     retain(port, earlier)
