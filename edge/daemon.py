@@ -49,6 +49,7 @@ from edge.tensorrt.precision import (
     precision_for,
 )
 from edge.timing import rfc3339
+from edge.tracking.bytetrack import TrackIds
 from edge.tracking.camera import CameraTracking
 from edge.wording import counted, listed
 from edge.zones import frame_size_at_start, zones_from_config
@@ -212,6 +213,7 @@ class Daemon:
         self.config = config
         self._stalled: set[str] = set()  # cameras whose loop is stuck, as last logged
         self._keeping_up = KeepingUp(max(WINDOW_S, config.stats.interval_s))
+        self._track_ids = TrackIds()  # shared by the cameras: event ids unique per device
         self.backend = choose_backend(config.model)
         self.started_at = time.time()
         self.topics = Topics(config.topic_prefix)
@@ -428,7 +430,8 @@ class Daemon:
         return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,
                               [] if size else camera.zones, self.link,
                               classifier=self.spec.task == "classify",
-                              zone_configs=camera.zones, placed_for=size)
+                              zone_configs=camera.zones, placed_for=size,
+                              track_ids=self._track_ids)
 
     def _adopt_snapshots(self, topics: list[str]) -> None:
         """Bound the snapshots earlier runs left retained: each camera that publishes

@@ -67,6 +67,7 @@ class KeepingUp:
         self.window_s = window_s
         self._samples: dict[str, deque[tuple[float, Counts]]] = {}
         self._behind: dict[str, float] = {}
+        self._keeping_up: set[str] = set()  # cameras a window showed keeping up, since
 
     def observe(self, now: float, cameras: Mapping[str, Counts]) -> Change:
         """Record the totals at `now` (monotonic seconds); returns what changed."""
@@ -75,6 +76,7 @@ class KeepingUp:
             samples = self._samples.setdefault(name, deque())
             if samples and samples[-1][1].streaming_since != counts.streaming_since:
                 samples.clear()  # another spell of streaming, or none: a window afresh
+                self._keeping_up.discard(name)
             opened = counts.streaming_since
             if opened is not None and now - opened < OPENING_S:
                 continue  # its opening burst is no sign of load
@@ -87,20 +89,23 @@ class KeepingUp:
             if name not in self._behind and window.share >= BEHIND_SHARE:
                 fell[name] = window
                 self._behind[name] = window.share
+                self._keeping_up.discard(name)
             elif name in self._behind and window.share <= CAUGHT_UP_SHARE:
                 del self._behind[name]
                 caught.append(name)
             elif name in self._behind:
                 self._behind[name] = window.share
+            if window.share <= CAUGHT_UP_SHARE:
+                self._keeping_up.add(name)
         return Change(fell, caught)
 
     def keeping_up(self, name: str) -> bool | None:
-        """False while camera `name` is behind, True once a window showed it keeping up,
-        None before that."""
+        """False while camera `name` is behind, True once a window showed it keeping up (at
+        most `CAUGHT_UP_SHARE` dropped), None before either (a user check: a camera dropping
+        18% read true, then fell behind)."""
         if name in self._behind:
             return False
-        samples = self._samples.get(name)
-        return None if not samples or self._window(samples) is None else True
+        return True if name in self._keeping_up else None
 
     def behind(self) -> dict[str, float]:
         """Each behind camera's dropped share over its last window."""

@@ -107,3 +107,13 @@ def test_a_streams_opening_burst_and_its_outages_are_no_sign_of_load():
     assert all(change == Change({}, []) for _, change in seen)
     assert watch.keeping_up("c1") is True
     assert OPENING_S <= 5.0  # a window still begins within seconds of the reopen
+
+
+def test_a_camera_dropping_between_the_two_thresholds_is_not_said_to_keep_up():
+    """A user check: cameras dropping 15-25% of their frames read `keeping_up: true` (the
+    contract: true once it drops at most 5%), one of them said to fall behind 10 s later."""
+    watch = KeepingUp(30.0)
+    _run(watch, range(5, 80), {"c1": (20, 4)})  # 17% dropped, window after window
+    assert watch.keeping_up("c1") is None and watch.behind() == {}
+    _run(watch, range(80, 160), {"c1": (24, 0)})
+    assert watch.keeping_up("c1") is True

@@ -516,3 +516,55 @@ def test_block_kalman_equals_the_textbook_filter():
     np.testing.assert_allclose(kalman.mean[0], mean, rtol=1e-9)
     np.testing.assert_allclose(kalman.var[0], np.diag(covariance)[:4], rtol=1e-9)
     np.testing.assert_allclose(kalman.cov[0], np.diag(covariance[:4, 4:]), rtol=1e-9)
+
+
+def _event_ids_of_one_object_on_each(cameras: dict[str, CameraTracking],
+                                     recorders: dict[str, _Recorder]) -> dict[str, set[str]]:
+    """The same object at the same times on each camera; each camera's event ids."""
+    image = np.zeros((200, 300, 3), np.uint8)
+    for t in range(12):
+        detections = _detections([[10 + 4 * t, 50, 40 + 4 * t, 80]], [0.9], [2])
+        for camera in cameras.values():
+            camera.hold(t + 1, image, 1000.0 + t * 0.1)
+            camera.update(t + 1, 1000.0 + t * 0.1, detections, (300, 200))
+    for camera in cameras.values():
+        camera.close(1001.5)
+    return {name: {e["id"] for e in _events(r.messages)} for name, r in recorders.items()}
+
+
+def test_cameras_sharing_the_devices_track_ids_never_share_an_event_id():
+    """A user check: two cameras whose first objects started in the same millisecond both
+    published events with the id 1796653982199-1, and a consumer following events by id
+    (README: unique per device) merged two objects."""
+    from edge.tracking.bytetrack import TrackIds
+
+    def event_ids(track_ids: TrackIds | None) -> dict[str, set[str]]:
+        recorders = {"gate": _Recorder(), "yard": _Recorder()}
+        cameras = {name: CameraTracking(name, TrackingConfig(), Topics("edge/d"), SHAPE_LABELS,
+                                        [], [], recorder, track_ids=track_ids)
+                   for name, recorder in recorders.items()}
+        return _event_ids_of_one_object_on_each(cameras, recorders)
+
+    apart = event_ids(None)  # each camera numbering its own tracks: the collision
+    assert apart["gate"] == apart["yard"]
+    together = event_ids(TrackIds())
+    assert together["gate"] and together["yard"] and not together["gate"] & together["yard"]
+
+
+def test_a_daemons_cameras_number_their_tracks_apart(demo_model):
+    from edge.config import config_from_dict
+    from edge.daemon import Daemon
+
+    daemon = Daemon(config_from_dict({
+        "device_id": "dev1", "model": {"path": str(demo_model), "threads": 1},
+        "cameras": [{"name": name, "source": "synthetic://shapes?fps=10&seed=3"}
+                    for name in ("gate", "yard")],
+        "mqtt": {"url": "mqtt://127.0.0.1:1"}}, "test"))
+    recorders = {"gate": _Recorder(), "yard": _Recorder()}
+    cameras = {}
+    for worker in daemon.workers:
+        assert worker.tracking is not None
+        worker.tracking._publisher = recorders[worker.name]  # what the link would be asked
+        cameras[worker.name] = worker.tracking
+    ids = _event_ids_of_one_object_on_each(cameras, recorders)
+    assert ids["gate"] and ids["yard"] and not ids["gate"] & ids["yard"]

@@ -268,7 +268,8 @@ class CameraStats(_Payload):
         default=None, description="false while the camera drops a quarter or more of the frames "
                                   "its source delivers over the last 30 s (the device has more "
                                   "work than it can do), true once it drops at most 5%; null "
-                                  "before 30 s of frames")
+                                  "before either (under 30 s of frames since its stream "
+                                  "opened, or a share between the two)")
 
 
 class DeviceStats(_Timed):

@@ -22,6 +22,7 @@ when the class appears, its `end` once the class has gone unseen for `max_disapp
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -82,17 +83,35 @@ class TrackedObject:
         self.class_id = max(self.votes, key=self.votes.__getitem__)
 
 
-class ByteTracker:
-    """Feed `update(detections)` once per frame, in order; read `objects` and `ended`."""
+class TrackIds:
+    """Track ids, 1, 2, 3... handed out to the trackers of every camera of a device (thread
+    safe): an event id, `<start ms>-<track id>`, is then unique per device (a user check: two
+    cameras whose first objects started in the same millisecond both had 1796653982199-1)."""
 
-    def __init__(self, settings: TrackerSettings | None = None) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 1
+
+    def __call__(self) -> int:
+        with self._lock:
+            track_id, self._next = self._next, self._next + 1
+            return track_id
+
+
+class ByteTracker:
+    """Feed `update(detections)` once per frame, in order; read `objects` and `ended`.
+    `track_ids`: where confirmed tracks take their ids (a device's cameras share one);
+    its own otherwise."""
+
+    def __init__(self, settings: TrackerSettings | None = None,
+                 track_ids: TrackIds | None = None) -> None:
         self.settings = settings or TrackerSettings()
+        self._track_ids = track_ids or TrackIds()
         self.objects: list[TrackedObject] = []  # live tracks, in the Kalman filter's row order
         self.ended: list[TrackedObject] = []  # confirmed tracks that ended on the last update
         self._kalman = KalmanBoxes()
         self._predicted = np.zeros((0, 4), np.float32)  # this frame's predicted boxes
         self._frame = 0
-        self._next_id = 1
 
     def update(self, detections: Detections, ts: float = 0.0) -> npt.NDArray[np.int64]:
         """Advance one frame (captured at `ts`, seconds since the epoch). Returns the track id
@@ -177,7 +196,7 @@ class ByteTracker:
             item.recent.append(item.score)
             item.top_score = max(item.top_score, item.score)
             if not item.confirmed and item.hits >= self.settings.min_hits:
-                item.track_id, self._next_id = self._next_id, self._next_id + 1
+                item.track_id = self._track_ids()
         for r in np.flatnonzero(~seen):
             self.objects[r].disappeared += 1
 

@@ -24,7 +24,7 @@ from edge.events import EventEngine, Outgoing
 from edge.mqtt.topics import Topics
 from edge.objects_config import TrackingConfig, ZoneConfig
 from edge.timing import AtMostEvery
-from edge.tracking.bytetrack import ByteTracker, TrackerSettings
+from edge.tracking.bytetrack import ByteTracker, TrackerSettings, TrackIds
 from edge.zones import Zone, zones_for_frame, zones_from_config
 
 log = logging.getLogger(__name__)
@@ -66,15 +66,18 @@ class CameraTracking:
                  labels: Sequence[str], zones: Sequence[Zone],
                  unplaced: Sequence[ZoneConfig], publisher: Publisher,
                  classifier: bool = False, zone_configs: Sequence[ZoneConfig] = (),
-                 placed_for: tuple[int, int] | None = None) -> None:
+                 placed_for: tuple[int, int] | None = None,
+                 track_ids: TrackIds | None = None) -> None:
         """`zones` come from `edge.zones.zones_from_config`; `unplaced`: their configs when
         the frame size was not known then (normalised zones are scaled, and every zone is
         checked against the frame, on the first frame), else empty; `zone_configs`: the
         zones' configs where they were placed already, for `placed_for` (width, height), so
         that they can be placed again when the frames change size. `classifier`: the model
-        classifies whole frames, so each class present is tracked as one object."""
+        classifies whole frames, so each class present is tracked as one object. `track_ids`:
+        the device's, shared by its cameras, so that event ids are unique per device."""
         self.camera = camera
-        self.tracker = ByteTracker(tracker_settings_from_config(settings, classifier))
+        self.tracker = ByteTracker(tracker_settings_from_config(settings, classifier),
+                                   track_ids)
         self._settings = settings
         self._held_at = -float("inf")
         self._zone_configs = list(unplaced or zone_configs)
