@@ -259,11 +259,14 @@ class SamplingPolicy:
             ("per_minute", self.sampling.limits.per_minute),
             ("per_hour", self.sampling.limits.per_hour),
             ("per_day", self.sampling.limits.per_day)) if value is not None)
-        log.warning("%s: audit draws (audit_rate %g) reached the caps (%s.limits: %s): past a "
-                    "cap each period's first draws are kept and the rest dropped, so the audit "
-                    "sample is no longer spread evenly over the frames; lower audit_rate well "
-                    "under a cap over the frames its period brings (per_minute / (fps x 60))",
-                    self.key, self.sampling.audit_rate, self.key, caps)
+        # once a camera: the caps are each camera's (a user check: six cameras' six warnings
+        # read as one repeated, naming none)
+        camera = f"camera {self.camera}: " if self.camera else ""
+        log.warning("%s%s: audit draws (audit_rate %g) reached the caps (%s.limits: %s): past "
+                    "a cap each period's first draws are kept and the rest dropped, so the "
+                    "audit sample is no longer spread evenly over the frames; lower audit_rate "
+                    "well under a cap over the frames its period brings (per_minute / (fps x "
+                    "60))", camera, self.key, self.sampling.audit_rate, self.key, caps)
 
     def _wait_after_refusal(self, now: float, found: list[str]) -> None:
         """Start the waits of the reasons of a sample the limits refused, as a taken one's

@@ -162,3 +162,23 @@ def test_input_that_is_not_uint8_nhwc_is_rejected(tmp_path):
                                input_dtype=TensorProto.FLOAT)
     with pytest.raises(ModelError, match="model input is images tensor\\(float\\)"):
         OrtRunner.from_path(path)
+
+
+def test_more_inference_threads_than_cores_are_warned_about_once(caplog):
+    """A user check: model.threads = 64 on 2 cores ran at 8.6 FPS against 235.9 with 1,
+    without a word."""
+    import logging
+
+    from edge.ort_session import intra_op_threads
+    from edge.system import usable_cores
+
+    cores = usable_cores()
+    with caplog.at_level(logging.WARNING, logger="edge.ort_session"):
+        assert intra_op_threads(cores + 61) == cores + 61  # given as asked
+        intra_op_threads(cores + 61)
+        intra_op_threads(cores)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ONNX Runtime was given {cores + 61} inference threads (model.threads, --threads) on "
+        f"the {cores} CPU(s) this process may use: its threads then wait on each other, and "
+        f"run the model many times slower than {cores} would; give 0 (one a physical core) or "
+        f"at most {cores}"]

@@ -223,6 +223,15 @@ def test_audit_draws_a_cap_refuses_are_warned_about_once(caplog):
         for i in range(3 * 600):
             quiet.reasons(i / 10, dets())
     assert quiet.audit_limiter.refused == 0 and not caplog.records
+    # a user check: six cameras' warnings read as one repeated, naming none
+    gate = SamplingPolicy(NO_INTERVAL, SamplingConfig(audit_rate=0.05, seed=2,
+                                                      limits={"per_minute": 6}), LABELS,
+                          key="cameras.0.sampling", camera="gate")
+    with caplog.at_level(logging.WARNING, logger="edge.sampling"):
+        for i in range(3 * 600):
+            gate.reasons(i / 10, dets())
+    assert [r.getMessage()[:58] for r in caplog.records] == [
+        "camera gate: cameras.0.sampling: audit draws (audit_rate 0"]
 
 
 def test_a_rare_label_in_view_is_sampled_once_a_min_gap_s_not_every_frame():

@@ -220,21 +220,24 @@ def test_a_file_cut_short_says_so_when_it_ends(tmp_path, caplog):
                for r in caplog.records)
 
 
-@pytest.mark.parametrize("kind", ["clip", "folder"])
+@pytest.mark.parametrize("kind", ["clip", "folder", "scene"])
 def test_a_recording_at_fps_0_waits_for_a_slow_model_and_at_a_rate_drops(tmp_path, kind):
     """fps=0: every frame reaches a loop that takes 30 ms a frame, in order; the same recording
     at 500 FPS delivers all of them too, but the loop sees only some (newer ones replaced the
-    waiting one, as with a live camera)."""
+    waiting one, as with a live camera). The synthetic scene alike (a user check: at fps=0 it
+    rendered as fast as it could and dropped 4 frames in 5)."""
     if kind == "clip":
         write_video(tmp_path / "clip.avi", 12)
-        target = tmp_path / "clip.avi"
-    else:
+        source = f"file://{tmp_path / 'clip.avi'}?"
+    elif kind == "folder":
         for i in range(12):
             cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((40, 60, 3), i * 10, np.uint8))
-        target = tmp_path
+        source = f"file://{tmp_path}?"
+    else:
+        source = "synthetic://shapes?frames=12&width=240&height=240&"
     seen = {}
     for fps in (0, 500):
-        supervisor, recorder = supervise(f"file://{target}?fps={fps}", hold_s=0.03)
+        supervisor, recorder = supervise(f"{source}fps={fps}", hold_s=0.03)
         supervisor.start()
         assert supervisor.finished.wait(10)
         supervisor.stop()

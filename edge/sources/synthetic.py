@@ -22,7 +22,10 @@ class SyntheticSource(Source):
                               f"'{uri.location}'; the available scene is synthetic://shapes")
         uri.reject_unknown(OPTIONS)
         self.uri = uri.text
-        self.fps = uri.number("fps", 15.0)
+        # fps=0: every frame, as fast as the model takes them, none dropped, as for a file (a
+        # user check: it rendered frames as fast as it could and dropped 4 in 5)
+        self.fps = uri.number("fps", 15.0) or None
+        self.paced_by_consumer = self.fps is None
         self.fps_origin = "asked" if "fps" in uri.options else "default"
         self.seed = uri.integer("seed", 0)
         self.config = SceneConfig(width=uri.integer("width", 640),
