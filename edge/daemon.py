@@ -535,11 +535,18 @@ class Daemon:
         now = time.time()
         return {"v": CONTRACT_VERSION, "ts": now, "time": rfc3339(now),
                 "uptime_s": round(now - self.started_at, 1), "backend": self.backend.name,
-                "cameras": {w.name: {**w.stats(), "keeping_up": self._keeping_up.keeping_up(w.name)}
+                "cameras": {w.name: {**w.stats(), "keeping_up": self._keeping_up_now(w)}
                             for w in self.workers},
                 "inference": self.service.stats(),
                 "mqtt": self.link.stats(),
                 "memory_rss_mb": memory_rss_mb(), "temperatures_c": temperatures_c()}
+
+    def _keeping_up_now(self, worker: CameraWorker) -> bool | None:
+        """The camera's `keeping_up`; null while it does not stream (a user check: a camera
+        `ended` at the stop read true)."""
+        if worker.supervisor.streaming_since() is None:
+            return None
+        return self._keeping_up.keeping_up(worker.name)
 
     def _note_load(self, now: float) -> None:
         """Says when cameras fall behind (drop a large share of their frames: the device has

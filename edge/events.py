@@ -13,8 +13,9 @@ retained per camera, so the broker's store stays bounded (across restarts too: t
 over what earlier runs left, see `adopt_retained`).
 Counts (objects present now, per label and per zone and label) are retained and sent on change;
 an object counts from its `new` event to its `end`.
-Events and counts are at-least-once (the outbox); snapshots are best effort, like frames, but
-clearing one beyond the limit waits for a broker that is away, as a count does.
+Events and counts are at-least-once (the outbox); snapshots are best effort, like frames: one
+the broker never got takes none of the places kept (`retained`), and clearing one beyond them
+waits for a broker that is away, as a count does.
 """
 
 from __future__ import annotations
@@ -244,14 +245,23 @@ class EventEngine:
                                self.settings.snapshot_quality)
         life.published_score = best.score
         topic = self.topics.event_snapshot(self.camera, life.event_id)
-        out = [Outgoing(topic, jpeg, 0, True, "best-effort"),
-               Outgoing(self.topics.label_snapshot(self.camera, label), jpeg, 0, True,
-                        "best-effort")]
+        return [Outgoing(topic, jpeg, 0, True, "best-effort"),
+                Outgoing(self.topics.label_snapshot(self.camera, label), jpeg, 0, True,
+                         "best-effort")]
+
+    def retained(self, topic: str) -> list[Outgoing]:
+        """`topic` was handed to the broker, retained: where it is one of this camera's event
+        snapshots, it joins those kept, and the messages that clear the oldest beyond
+        `RETAINED_SNAPSHOTS` are returned. A snapshot the broker never got (it was away) takes
+        no place (a user check: after broker restarts 44 a camera stayed retained, the lost
+        ones counted among the 50)."""
+        if self.topics.snapshot_camera(topic) != self.camera:
+            return []  # a label's snapshot topic: one a label, replaced, never cleared
         with self._retained_lock:
-            if topic not in self._retained:
-                self._retained.append(topic)
-                out += self._cleared_beyond_limit()
-        return out
+            if topic in self._retained:
+                return []
+            self._retained.append(topic)
+            return self._cleared_beyond_limit()
 
     def adopt_retained(self, topics: Sequence[str]) -> list[Outgoing]:
         """Take over the snapshot topics an earlier run left retained (from a sweep of the

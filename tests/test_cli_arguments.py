@@ -92,6 +92,12 @@ def test_nonsense_durations_and_counts_exit_2_before_anything_runs(args):
     (["calibrate", "m.onnx", "--images", "d", "-o", "o.onnx", "--cache="],
      "edge calibrate: error: argument --cache: an empty path; give a file or folder name "
      "(edge calibrate --help lists the options)\n"),
+    (["calibrate", "m.onnx", "--images=", "-o", "o.onnx"],
+     "edge calibrate: error: argument --images: an empty path; give a file or folder name "
+     "(edge calibrate --help lists the options)\n"),
+    (["eval", "m.onnx", "--data="],
+     "edge eval: error: argument --data: an empty path; give a file or folder name (edge eval "
+     "--help lists the options)\n"),
     (["inspect", ""],
      "edge inspect: error: argument model: an empty path; give a file or folder name (edge "
      "inspect --help lists the options)\n"),

@@ -117,3 +117,18 @@ def test_a_camera_dropping_between_the_two_thresholds_is_not_said_to_keep_up():
     assert watch.keeping_up("c1") is None and watch.behind() == {}
     _run(watch, range(80, 160), {"c1": (24, 0)})
     assert watch.keeping_up("c1") is True
+
+
+def test_a_camera_that_does_not_stream_reads_null_in_the_stats(demo_model):
+    """A user check: the last stats before the stop had a camera `ended` and keeping_up
+    true."""
+    from edge.config import config_from_dict
+    from edge.daemon import Daemon
+
+    daemon = Daemon(config_from_dict({
+        "device_id": "dev1", "model": {"path": str(demo_model), "threads": 1},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes?fps=10"}],
+        "mqtt": {"url": "mqtt://127.0.0.1:1"}}, "test"))
+    _run(daemon._keeping_up, range(5, 60), {"gate": (12, 0)})
+    assert daemon._keeping_up.keeping_up("gate") is True
+    assert daemon.stats()["cameras"]["gate"]["keeping_up"] is None  # never started streaming

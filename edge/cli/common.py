@@ -149,9 +149,15 @@ def parse_non_negative_float(text: str) -> float:
 def parse_path(text: str) -> Path:
     """A path option's value; an empty one is refused (a user check: `--cache=` read as `.`,
     then "--cache . is a folder")."""
+    return Path(parse_location(text))
+
+
+def parse_location(text: str) -> str:
+    """A path or URI option's value as written (`synthetic://...` stays whole); an empty one
+    is refused, as by `parse_path`."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
-    return Path(text)
+    return text
 
 
 def parse_batch(text: str) -> int | Literal["dynamic"]:

@@ -17,6 +17,7 @@ from edge.cli.common import (
     parse_batch,
     parse_crop_fraction,
     parse_fraction,
+    parse_location,
     parse_non_negative_int,
     parse_opset,
     parse_pad_value,
@@ -223,7 +224,8 @@ def _inspect_cache(args: argparse.Namespace) -> int:
     tiny = [name for name, value in amax.items() if value < SMALLEST_AMAX]
     report = {"calibration_cache": str(args.model), "trt_version": trt_version_text(cache.version),
               "algorithm": cache.algorithm, "tensors": len(cache.scales),
-              "amax_min": round(smallest, 6), "amax_max": round(largest, 6),
+              # significant digits: a range of 1.5e-34 rounded to 6 places read as 0
+              "amax_min": float(f"{smallest:.6g}"), "amax_max": float(f"{largest:.6g}"),
               "amax_below_calibrated": len(tiny)}
     if tiny:
         log.warning("%s: %s with a range (scale x 127) under %g, which edge calibrate never "
@@ -933,7 +935,7 @@ def _add_calibrate(commands: Any) -> None:
                     "Runtime CPU (uint8 activations).")
     calibrate.add_argument("model", type=parse_path, nargs="?", metavar="MODEL.onnx",
                            help="the FP32 model `edge convert` wrote (required)")
-    calibrate.add_argument("--images", required=True,
+    calibrate.add_argument("--images", required=True, type=parse_location,
                            help="image folder, video file, or synthetic://shapes?seed=N")
     calibrate.add_argument("-o", "--output", type=parse_path, required=True, metavar="OUT.onnx",
                            help="the INT8 model to write")
@@ -1022,7 +1024,7 @@ def _add_calibrate(commands: Any) -> None:
 
 def _eval_data(text: str) -> Path | str:
     """--data: a path, or a synthetic:// scene's URI as written (a Path would fold its //)."""
-    return text if text.startswith("synthetic://") else Path(text)
+    return text if text.startswith("synthetic://") else parse_path(text)
 
 
 def _add_convert(commands: Any) -> None:

@@ -112,9 +112,10 @@ KINDS: tuple[Kind, ...] = (
          "Tracked objects' new, update and end events (at least once, through the outbox)"),
     Kind("snapshot", ("{camera}", "events", "{event_id}", "snapshot"), Jpeg, "jpeg", True, 0,
          "JPEG of an event's object at its best-scoring frame; the newest "
-         f"{RETAINED_SNAPSHOTS} per camera stay retained, older ones are cleared (across "
-         "restarts too, and a clearing due while the broker is away is sent once it is back); "
-         "best effort, so a broker without persistence forgets them when it restarts"),
+         f"{RETAINED_SNAPSHOTS} per camera that reached the broker stay retained, older ones "
+         "are cleared (across restarts too); best effort: one made while the broker is away "
+         "is not sent later, and a broker without persistence forgets them when it "
+         "restarts"),
     Kind("label_snapshot", ("{camera}", "{label}", "snapshot"), Jpeg, "jpeg", True, 0,
          "JPEG of the newest event snapshot of a label on the camera: one fixed topic per "
          "label, for Home Assistant's camera entities and dashboards (retained; best effort)"),

@@ -186,9 +186,10 @@ class CameraTracking:
                                                message.retain)
             elif message.delivery == "state":
                 self._publisher.publish_state(message.topic, message.payload, message.qos)
-            else:
-                self._publisher.publish_best_effort(message.topic, message.payload, message.qos,
-                                                    message.retain)
+            elif self._publisher.publish_best_effort(message.topic, message.payload,
+                                                     message.qos, message.retain) \
+                    and message.retain:  # a snapshot the broker got: the oldest may go
+                self._publish(self.events.retained(message.topic))
 
     def cost_ms(self) -> float:
         """Mean milliseconds per `update` so far."""

@@ -50,7 +50,9 @@ def test_inspect_reads_a_calibration_cache(tmp_path):
     cache.write_text("TRT-8601-EntropyCalibration2\nimages: 3f800000\na: 3c01020\n")
     edited = subprocess.run([sys.executable, "-m", "edge", "inspect", str(cache), "--json"],
                             capture_output=True, text=True, timeout=60)
-    assert edited.returncode == 0 and json.loads(edited.stdout)["amax_below_calibrated"] == 1
+    shown = json.loads(edited.stdout)
+    assert edited.returncode == 0 and shown["amax_below_calibrated"] == 1
+    assert shown["amax_min"] == pytest.approx(1.43e-34, rel=0.01)  # not rounded to 0
     assert ("1 tensor with a range (scale x 127) under 1e-08, which edge calibrate never writes "
             "(first: a, 1.43e-34): a hex digit lost in editing?") in edited.stderr
     cache.write_text("TRT-abc-EntropyCalibration2\nimages: 3f800000\n")  # not an ONNX model
