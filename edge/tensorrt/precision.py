@@ -131,6 +131,11 @@ def engine_precision(onnx_path: Path, requested: str, version: TrtVersion,
     """The precision to build `onnx_path` in, from its spec; with a calibration cache: int8."""
     quantization = quantization_of(onnx_path, spec_from_onnx_file(onnx_path))
     if calibration_cache:
+        if quantization != "float":  # a user check: taken without a word
+            raise InputError(f"{onnx_path} is quantized already ({quantization}): TensorRT "
+                             "takes its scales from its Q/DQ nodes, not from a calibration "
+                             "cache; drop the cache (--cache, model.calibration_cache) to "
+                             "build it as it is, or give the FP32 model the cache was made for")
         if requested not in ("auto", "int8"):
             raise InputError(f"a calibration cache builds int8 engines only, not {requested}; "
                              "drop --cache or --precision")

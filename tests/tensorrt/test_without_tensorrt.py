@@ -226,6 +226,13 @@ def test_a_calibration_cache_on_onnxruntime_is_checked_and_its_int8_said_not_to_
         {"images__pre_float": 2.0, "images__pre_nchw": 2.0, "images__pre_swapped": 2.0,
          "images__normalised": 0.01, "backbone.layer9.conv": 1.0, "neck.fpn.out3": 1.0,
          "head.cls": 1.0}, "10.3.0", ("images", 1.0)).write(shared)
+    # a user check: a QDQ model given a cache was taken without a word (TensorRT reads the
+    # model's own scales)
+    quantized = edge("build-engine", str(tmp_path / "int8.onnx"), "--cache", str(cache))
+    assert quantized.returncode == 2 and ("int8.onnx is quantized already (int8-qdq): TensorRT "
+                                          "takes its scales from its Q/DQ nodes, not from a "
+                                          "calibration cache") in quantized.stderr, \
+        quantized.stderr
     # a user check: a cache cut to 7 of its 49 lines was taken
     cut = tmp_path / "cut.cache"
     cut.write_text("".join(cache.read_text().splitlines(keepends=True)[:8]))
