@@ -61,12 +61,12 @@ def check_detector_values(output: str, head: Head, value: npt.NDArray[Any], heig
             f"and w, {height} for y and h) in the network's forward and convert again")
 
 
-def _probabilities(values: npt.NDArray[np.float64]) -> bool:
+Values = npt.NDArray[np.float64]
+
+
+def _probabilities(values: Values) -> bool:
     return not values.size or bool(values.min() >= -SCORE_SLACK
                                    and values.max() <= 1 + SCORE_SLACK)
-
-
-Values = npt.NDArray[np.float64]
 
 
 def _columns(head: Head, value: Values) -> tuple[Values | None, Values | None, Values]:

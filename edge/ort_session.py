@@ -43,8 +43,9 @@ def intra_op_threads(threads: int) -> int:
     it pins each of its threads to a core, which a service's syscall filter (systemd's
     `@resources`, as edge.service sets) or a container's cpuset refuses with an error line
     per thread at every start; threads it is given are not pinned."""
-    if threads > usable_cores():
-        _warn_of_more_threads_than_cores(threads, usable_cores())
+    cores = usable_cores()
+    if threads > cores:
+        _warn_of_more_threads_than_cores(threads, cores)
     return threads if threads > 0 else physical_cores()
 
 

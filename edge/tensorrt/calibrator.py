@@ -33,7 +33,8 @@ def refuse_a_cache_of_another_model(cache_path: Path, onnx_path: Path) -> None:
     """InputError where most of the tensors `cache_path` scales are not in the ONNX model at
     `onnx_path` (names looked up in its bytes: no onnx needed on the device). TensorRT builds
     such tensors without INT8 scales, in FP16, warning "Missing scale" per tensor, and the
-    engine still reads as INT8 (an audit)."""
+    engine still reads as INT8 (an audit). Likewise where it leaves most of the model's
+    weighted layers unscaled (`_refuse_a_partial_cache`)."""
     scales = CalibrationCache.read(cache_path).scales
     names = network_tensors(list(scales))
     model = onnx_path.read_bytes()
