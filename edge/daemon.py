@@ -390,10 +390,10 @@ class Daemon:
     def _publish_camera_status(self, status: CameraStatus) -> None:
         """The camera's retained status, remembered with the connection it was handed to.
         The caller holds `_status_lock`."""
-        connection = self.link.counters.connects  # read first: a reconnect between only
-        payload = status.payload()                # makes the record older, never newer
+        connection = self.link.counters.connects
+        payload = status.payload()
         if self.link.publish_json(self.topics.camera_status(status.camera), payload, qos=1,
-                                  retain=True):
+                                  retain=True, connection=connection):
             self._camera_status_sent[status.camera] = (connection, payload)
         else:
             self._camera_status_sent.pop(status.camera, None)
@@ -412,7 +412,8 @@ class Daemon:
         states = status["camera_states"]
         if states == self._published_states:
             return
-        if self.link.publish_json(self.topics.status, status, qos=1, retain=True):
+        if self.link.publish_json(self.topics.status, status, qos=1, retain=True,
+                                  connection=connection):
             self._published_states = states
             self._device_status_connection = connection
 

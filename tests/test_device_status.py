@@ -123,6 +123,58 @@ def test_a_start_sends_each_status_once_a_change(mosquitto, demo_model: Path) ->
             (name, statuses)
 
 
+def test_a_status_built_before_a_connect_and_sent_after_it_is_not_sent_twice(
+        mosquitto, demo_model: Path) -> None:
+    """A camera's change read the connection count just before a connect and published just
+    after the connect's own status had gone out: compared with what the earlier connection
+    held (nothing), the device status went out again with the same camera states (CI saw
+    `starting` twice). The change is made here to begin as the connect builds its status and
+    to build its own once the connect is through."""
+    with socket.create_server(("127.0.0.1", 0)) as silent_server:  # the camera stays starting
+        config = config_from_dict({
+            "device_id": "dev4", "model": {"path": str(demo_model), "threads": 1},
+            "cameras": [{"name": "gate", "source": "rtsp://127.0.0.1:"
+                                                   f"{silent_server.getsockname()[1]}/live"}],
+            "mqtt": {"url": mosquitto.url}}, "test")
+        daemon = Daemon(config)
+        build_connect_status, build_status = daemon.link._status, daemon._status
+        publish_camera_status = daemon._publish_camera_status
+        changing = threading.Thread(
+            target=lambda: daemon._camera_changed(daemon.camera_statuses()[0]))
+        change_begun = threading.Event()
+
+        def connect_status(state: str) -> dict[str, Any]:
+            if state == "online" and not changing.is_alive():
+                changing.start()
+                change_begun.wait(10)
+                time.sleep(0.1)  # the change reads the connection count: still 0
+            return build_connect_status(state)
+
+        def camera_status(status: Any) -> None:
+            change_begun.set()
+            publish_camera_status(status)
+
+        def status_once_connected(state: str) -> dict[str, Any]:
+            if threading.current_thread() is changing:
+                _wait(lambda: daemon.link.counters.connects == 1, "the connect")
+                time.sleep(0.2)  # the connect's own status is out by now
+            return build_status(state)
+
+        daemon.link._status = connect_status  # type: ignore[method-assign]
+        daemon._status = status_once_connected  # type: ignore[method-assign]
+        daemon._publish_camera_status = camera_status  # type: ignore[method-assign]
+        with Watcher(mosquitto.port, "edge/dev4/#") as watcher, running(daemon):
+            _wait(lambda: daemon.link.counters.connects == 1, "the connect")
+            changing.join(10)
+            time.sleep(1.0)  # the run loop's after-connect pass comes round every 0.2 s
+            device = [m.json()["camera_states"] for m in watcher.on("/dev4/status")]
+            camera = [m.json()["state"] for m in watcher.on("/gate/status")]
+    assert change_begun.is_set()
+    assert device[0] == {"gate": "starting"}, device  # the connect's (reconnecting after 3 s)
+    assert all(a != b for a, b in pairwise(device)), device
+    assert all(a != b for a, b in pairwise(camera)) and camera[0] == "starting", camera
+
+
 def _wait(condition: Any, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
