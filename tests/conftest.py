@@ -64,14 +64,15 @@ class Mosquitto:
         self.process = None
 
 
-def make_mosquitto(tmp_path: Path, persistent: bool = False) -> Mosquitto:
+def make_mosquitto(tmp_path: Path, persistent: bool = False, settings: str = "") -> Mosquitto:
     """A Mosquitto on a free loopback port, not started; `persistent`: it keeps retained
-    messages and sessions across its restarts (in `tmp_path`), as a production broker does."""
+    messages and sessions across its restarts (in `tmp_path`), as a production broker does;
+    `settings`: more lines of its configuration."""
     port = free_port()
     config = tmp_path / "mosquitto.conf"
     kept = (f"persistence true\npersistence_location {tmp_path}/\nuser root\n" if persistent
             else "persistence false\n")
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{kept}")
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{kept}{settings}")
     return Mosquitto(port, config)
 
 

@@ -50,6 +50,12 @@ from edge.mqtt.failures import (
     unanswered,
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
+from edge.mqtt.packet_limit import (
+    PacketLimit,
+    SizeLoss,
+    kilobytes,
+    packet_bytes,
+)
 from edge.mqtt.permissions import ECHO_WAIT_S, BrokerPermissions
 from edge.mqtt.rivals import Rival, RivalWatch
 from edge.mqtt.states import RetainedStates
@@ -124,6 +130,8 @@ class MqttLink:
         self._login_refused = False  # the latest attempt's CONNACK refused it
         self._names = config_names(settings)
         self._sessions = ShortSessions(client_id)  # paho thread only
+        #: the broker's limit on a message's size, once its closed connections tell it
+        self.packet_limit = PacketLimit()
         self._rivals = RivalWatch({})  # set up at start(), with this daemon's identity
         self._permissions = BrokerPermissions(settings.display_url, topics.prefix)
         self._stopped = False
@@ -388,6 +396,16 @@ class MqttLink:
             self._acknowledged(self._in_flight.pop(mid)[1])
         return len(self._in_flight)
 
+    def _refused_for_size(self, key: int | None, message: Message) -> None:
+        """An outbox message or retained value the broker would close the connection on:
+        dropped (it could never be delivered, and would be sent again at every connect)."""
+        with self._cond:
+            if key is not None:
+                self._outbox.ack(key)
+                self.counters.dropped += 1
+                self.counters.events_dropped += int(message.precious)
+            self._cond.notify_all()
+
     def _acknowledged(self, key: int | None) -> None:
         if key is None:
             self.counters.states_sent += 1
@@ -467,8 +485,24 @@ class MqttLink:
                             retain: bool = False) -> bool:
         if not self._connected or (retain and self.giving_way):
             return False
+        if not self._handing(topic, payload):
+            return False
         return self._client.publish(topic, payload, qos=qos, retain=retain).rc == \
             mqtt.MQTT_ERR_SUCCESS
+
+    def _handing(self, topic: str, payload: bytes) -> bool:
+        """Whether a message may go to the broker (not at or over the size it closes the
+        connection on, `packet_limit`); one that may is recorded as handed over now."""
+        size = packet_bytes(topic, payload)
+        if not self.packet_limit.allows(size):
+            log.debug("not sent: %s to %s, over the broker's limit", kilobytes(size), topic)
+            return False
+        self.packet_limit.handed(size, topic)
+        lifted = self.packet_limit.lifted()
+        if lifted is not None:
+            log.warning("MQTT broker %s took a message of %s or more after all: such messages "
+                        "are sent again", self.settings.display_url, kilobytes(lifted))
+        return True
 
     def _enqueue(self, message: Message) -> None:
         with self._cond:
@@ -523,6 +557,9 @@ class MqttLink:
                           for state in self._states.take(WINDOW - len(self._in_flight)
                                                          - len(batch))]
             for key, message in batch:
+                if not self._handing(message.topic, message.payload):
+                    self._refused_for_size(key, message)
+                    continue
                 info = self._client.publish(message.topic, message.payload, qos=message.qos,
                                             retain=message.retain)
                 with self._cond:
@@ -609,6 +646,7 @@ class MqttLink:
             return
         self._login_refused = False
         with self._connecting:  # a publication for the connection before waits for this one
+            self.packet_limit.connected()
             self.connection.connected()
             self._sessions.connected()
             permissions = self._permissions
@@ -685,6 +723,11 @@ class MqttLink:
         refused, self._refused = self._refused, False
         if not self._stopping and not refused:  # a refused CONNACK was logged already
             if was_connected:
+                size_loss = self.packet_limit.lost()
+                if size_loss is not None:  # not a takeover's, nor a rival's
+                    self._sessions.attempt_failed()
+                    self._lost_for_size(size_loss, lost_reason(reason))
+                    return
                 if time.monotonic() - self._sessions.connected_at < SHORT_SESSION_S:
                     self._rivals.short_session_lost()
                 self.connection.failed(self._sessions.lost(lost_reason(reason)), attempt=False,
@@ -696,6 +739,26 @@ class MqttLink:
                 if self._unanswered_cause is not None and "keepalive" in cause:
                     cause = self._unanswered_cause  # said already: counted, not said again
                 self._attempt_failed(cause)
+
+    def _lost_for_size(self, loss: SizeLoss, reason: str) -> None:
+        """A live connection lost right after the largest message yet: said as such, and,
+        once the limit is set, what is no longer sent and how to fix it."""
+        retried = (f"; it was a retry, the next in {loss.retry_in / 60:.0f} min"
+                   if loss.retried and loss.retry_in is not None else "")
+        self.connection.failed(
+            f"connection lost ({reason}) right after {loss.message.words()}, larger than any "
+            "sent before on a connection that stayed up: a broker that limits the size of a "
+            "message (Mosquitto's max_packet_size, AWS IoT's 128 kB) closes the connection "
+            f"on one over it{retried}", attempt=False)
+        if loss.limit is not None:
+            log.warning("MQTT broker %s closes the connection on messages of %s or more "
+                        "(%s lost right after one): such messages are not sent from now on "
+                        "(one is tried again in %.0f min), so the connection stays up for the "
+                        "rest. Sampled frames and event snapshots are the large ones: lower "
+                        "frames.max_height or frames.quality, or raise the broker's limit",
+                        self.settings.display_url, kilobytes(loss.limit),
+                        counted(self.packet_limit.losses, "connection"),
+                        (loss.retry_in or 0) / 60)
 
     def _rival_found(self, rival: Rival | None) -> None:
         """Say a newly confirmed rival. The one that came first is left to stop this daemon
