@@ -37,6 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.config import MqttConfig
 from edge.errors import ConfigError
 from edge.mqtt.closing import drain_until_closed
+from edge.mqtt.echo import FrameEchoes
 from edge.mqtt.failures import (
     SHORT_SESSION_S,
     ConnectionLog,
@@ -132,6 +133,7 @@ class MqttLink:
         self._sessions = ShortSessions(client_id)  # paho thread only
         #: the broker's limit on a message's size, once its closed connections tell it
         self.packet_limit = PacketLimit()
+        self._frame_echoes = FrameEchoes(settings.display_url)
         self._rivals = RivalWatch({})  # set up at start(), with this daemon's identity
         self._permissions = BrokerPermissions(settings.display_url, topics.prefix)
         self._stopped = False
@@ -490,6 +492,29 @@ class MqttLink:
         return self._client.publish(topic, payload, qos=qos, retain=retain).rc == \
             mqtt.MQTT_ERR_SUCCESS
 
+    def publish_frame(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """A sampled JPEG, best effort (QoS 0); the first to each topic is checked to reach
+        the broker (edge.mqtt.echo). Returns whether it was handed to paho."""
+        checking = self._connected and self._frame_echoes.wants(topic)
+        if checking:  # subscribed first: the broker handles a client's packets in order
+            self._frame_echoes.expect(topic, payload, self.counters.connects)
+            self._client.subscribe(topic, qos=0)
+        sent = self.publish_best_effort(topic, payload, qos=0, retain=retain)
+        if checking and sent:
+            timer = threading.Timer(ECHO_WAIT_S, self._check_frame_echo, args=(topic,))
+            timer.daemon = True
+            timer.start()
+        elif checking:
+            self._frame_echoes.check(topic, -1, connected=False)  # the next frame instead
+            self._client.unsubscribe(topic)
+        return sent
+
+    def _check_frame_echo(self, topic: str) -> None:
+        with self._cond:
+            connection, connected = self.counters.connects, self._connected
+        if self._frame_echoes.check(topic, connection, connected):
+            self._client.unsubscribe(topic)
+
     def _handing(self, topic: str, payload: bytes) -> bool:
         """Whether a message may go to the broker (not at or over the size it closes the
         connection on, `packet_limit`); one that may is recorded as handed over now."""
@@ -589,6 +614,10 @@ class MqttLink:
             if self._rivals.is_own(payload):
                 self._permissions.status_echoed()
             self._rival_found(self._rivals.offer(payload, bool(message.retain)))
+            return
+        if self._frame_echoes.watches(message.topic):  # a frame this client sent, or older
+            if self._frame_echoes.offer(message.topic, bytes(message.payload)):
+                client.unsubscribe(message.topic)
             return
         name = self.topics.command_name(message.topic)  # first: `+/status` matches cmd/status
         if name is None:
