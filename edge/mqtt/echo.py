@@ -54,6 +54,11 @@ class FrameEchoes:
         with self._lock:
             self._waiting[topic] = _Expected(_digest(payload), len(payload), connection)
 
+    def forget(self, topic: str) -> None:
+        """The frame expected on `topic` was not sent after all: the next one is checked."""
+        with self._lock:
+            self._waiting.pop(topic, None)
+
     def watches(self, topic: str) -> bool:
         """Whether messages on `topic` are this check's (none of them is a command)."""
         with self._lock:

@@ -505,7 +505,7 @@ class MqttLink:
             timer.daemon = True
             timer.start()
         elif checking:
-            self._frame_echoes.check(topic, -1, connected=False)  # the next frame instead
+            self._frame_echoes.forget(topic)
             self._client.unsubscribe(topic)
         return sent
 
@@ -675,42 +675,7 @@ class MqttLink:
             return
         self._login_refused = False
         with self._connecting:  # a publication for the connection before waits for this one
-            self.packet_limit.connected()
-            self.connection.connected()
-            self._sessions.connected()
-            permissions = self._permissions
-            if self._rivals.enabled:  # before `online`: the status there now is another's, if any
-                permissions.subscribing(client.subscribe(self.topics.status, qos=1)[1],
-                                        self.topics.status, "another daemon publishing as this "
-                                        "device would go unnoticed")
-            status = self._status("online")
-            self.connect_status = status
-            client.publish(self.topics.status, self._json(status), qos=1, retain=True)
-            if self._rivals.enabled:
-                permissions.connected()
-                echo_check = threading.Timer(ECHO_WAIT_S, self._check_echo,
-                                             args=(self.counters.connects + 1,))
-                echo_check.daemon = True
-                echo_check.start()
-            if self._commands:  # every name, so that one this device lacks is answered
-                permissions.subscribing(client.subscribe(self.topics.command("+"), qos=1)[1],
-                                        self.topics.command("+"), "commands sent to this device "
-                                        "get no reply")
-            for sweep in self._sweeps:
-                if not sweep.begun:
-                    mid = sweep.begin(client)
-                    if sweep.refusal_costs is not None:
-                        permissions.subscribing(mid, sweep.topic_filter, sweep.refusal_costs)
-            with self._cond:
-                self._connected = True
-                self.counters.connects += 1
-                self._states.set_all_again()  # a broker without persistence forgot them
-                self._cond.notify_all()
-                before, self._dropped_before_overflow = self._dropped_before_overflow, None
-                lost = 0 if before is None else self.counters.dropped - before
-                events_lost = self.counters.events_dropped - self._events_dropped_before_overflow
-                self._events_dropped_before_overflow = self.counters.events_dropped
-                aged, self._aged_since_overflow = self._aged_since_overflow, 0
+            lost, events_lost, aged = self._connection_made(client)
         if lost:
             # a user check: drops for their age were put down to the outbox's limit
             why = ("older than mqtt.outbox_max_age_s" if aged == lost else "the outbox's limit"
@@ -720,6 +685,49 @@ class MqttLink:
                         f"{counted(lost, 'message')} {'was' if lost == 1 else 'were'}", why,
                         f", {counted(events_lost, 'event')} among them"
                         if events_lost else ", no event among them")
+
+    def _connection_made(self, client: mqtt.Client) -> tuple[int, int, int]:
+        """A connect's work before the link counts it: the status, the subscriptions, the
+        retained values set again. Returns (messages, events among them, messages for their
+        age) that the outbox dropped while the broker was away. The caller holds
+        `_connecting`."""
+        self.packet_limit.connected()
+        self.connection.connected()
+        self._sessions.connected()
+        permissions = self._permissions
+        if self._rivals.enabled:  # before `online`: the status there now is another's, if any
+            permissions.subscribing(client.subscribe(self.topics.status, qos=1)[1],
+                                    self.topics.status, "another daemon publishing as this "
+                                    "device would go unnoticed")
+        status = self._status("online")
+        self.connect_status = status
+        client.publish(self.topics.status, self._json(status), qos=1, retain=True)
+        if self._rivals.enabled:
+            permissions.connected()
+            echo_check = threading.Timer(ECHO_WAIT_S, self._check_echo,
+                                         args=(self.counters.connects + 1,))
+            echo_check.daemon = True
+            echo_check.start()
+        if self._commands:  # every name, so that one this device lacks is answered
+            permissions.subscribing(client.subscribe(self.topics.command("+"), qos=1)[1],
+                                    self.topics.command("+"), "commands sent to this device "
+                                    "get no reply")
+        for sweep in self._sweeps:
+            if not sweep.begun:
+                mid = sweep.begin(client)
+                if sweep.refusal_costs is not None:
+                    permissions.subscribing(mid, sweep.topic_filter, sweep.refusal_costs)
+        with self._cond:
+            self._connected = True
+            self.counters.connects += 1
+            self._states.set_all_again()  # a broker without persistence forgot them
+            self._cond.notify_all()
+            before, self._dropped_before_overflow = self._dropped_before_overflow, None
+            lost = 0 if before is None else self.counters.dropped - before
+            events_lost = self.counters.events_dropped - self._events_dropped_before_overflow
+            self._events_dropped_before_overflow = self.counters.events_dropped
+            aged, self._aged_since_overflow = self._aged_since_overflow, 0
+        return lost, events_lost, aged
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[ReasonCode], properties: Any) -> None:
