@@ -236,7 +236,7 @@ def require_model_file(path: Path, key: str | None = None) -> None:
     head = b""
     try:
         with path.open("rb") as file:
-            head = file.read(4)
+            head = file.read(_HEAD_BYTES)
     except PermissionError:
         raise ModelError(f"model file {path} cannot be read by {running_user()}: permission "
                          "denied; give that user read access to it and its folders (chmod "
@@ -251,16 +251,20 @@ def require_model_file(path: Path, key: str | None = None) -> None:
                          "with `edge convert`")
     if path.stat().st_size == 0:
         raise ModelError(f"model file {path} {EMPTY_FILE}")
-    if head == b"ftrt" or path.suffix.lower() in TENSORRT_ENGINE_SUFFIXES:
+    if head.startswith(b"ftrt") or path.suffix.lower() in TENSORRT_ENGINE_SUFFIXES:
         raise ModelError(f"{path} is a TensorRT engine, which edge builds itself: give the .onnx "
                          "model it was built from (what `edge convert` or `edge calibrate` "
                          "wrote); on a Jetson the daemon builds its engine from it and caches "
                          "it (model.engine_dir), or `edge build-engine MODEL.onnx` does")
-    if head == b"TRT-":
+    if head.startswith(b"TRT-"):
         raise ModelError(f"{path} is a TensorRT calibration cache, not a model: give the .onnx "
                          "model; a cache goes with it to `edge build-engine MODEL.onnx --cache "
                          "FILE`")
-    if head == ZIP_MAGIC or head.startswith(PICKLE_PROTOCOL_2):
+    other = _other_format(head)
+    if other is not None:  # a user check: a README and a photo read as ONNX files cut short
+        raise ModelError(f"{path} is {other}, not a model: give the .onnx model that `edge "
+                         "convert` or `edge calibrate` wrote")
+    if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_PROTOCOL_2):
         # a user check: a checkpoint given to edge calibrate read as an ONNX file cut short
         raise ModelError(f"{path} is a PyTorch file (a checkpoint or TorchScript), not an ONNX "
                          f"model: convert it first, `edge convert {path} --module FILE.py:Class "
@@ -276,6 +280,32 @@ PYTORCH_SUFFIXES = (".pt", ".pth", ".torchscript")
 #: older torch.save a pickle (protocol 2). An ONNX file begins with its ir_version field, 0x08.
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOL_2 = b"\x80\x02"
+
+
+#: Bytes of a model file read to tell what it is when it is no model.
+_HEAD_BYTES = 512
+#: How image files begin, by the name of their format.
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP"}
+
+
+def _other_format(head: bytes) -> str | None:
+    """What a file beginning with `head` is where it is an image or text (an ONNX file begins
+    with the byte 0x08 and holds binary data), else None."""
+    kind = next((name for magic, name in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
+    if kind is not None:
+        return f"a {kind} image"
+    if not head or head[0] == 0x08 or b"\0" in head:
+        return None
+    try:
+        text = head.decode()
+    except UnicodeDecodeError as exc:  # a character cut at the end of the bytes read
+        if exc.start < len(head) - 3:
+            return None
+        text = head[:exc.start].decode()
+    if not all(char.isprintable() or char in "\t\r\n" for char in text):
+        return None
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"a text file (it begins {first!r})"
 
 
 def running_user() -> str:

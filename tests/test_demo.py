@@ -320,7 +320,9 @@ def _status_precision(model: Path) -> str:
 
 @pytest.mark.parametrize("make, message", [
     (_other_labels, "detects cat, dog; the demo scene holds circle"),
-    (lambda path: path.write_text("not a model") and path, "is not an ONNX model"),
+    (lambda path: path.write_bytes(bytes(range(1, 256))) and path, "is not an ONNX model"),
+    (lambda path: path.write_text("not a model") and path, "is a text file (it begins 'not a "
+                                                           "model'), not a model"),
     (lambda path: path, "does not exist"),
 ])
 def test_demo_model_that_cannot_be_scored_exits_2(tmp_path, make, message):

@@ -72,8 +72,8 @@ def test_steady_state_loop_allocates_nothing_frame_sized(demo_model):
 def test_missing_and_non_model_files(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         OrtRunner.from_path(tmp_path / "absent.onnx")
-    junk = tmp_path / "notes.onnx"
-    junk.write_text("this is not a model")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(bytes(range(1, 256)) * 2)
     with pytest.raises(ModelError, match=r"is not an ONNX model ONNX Runtime can load .*; the "
                                           r"file may be cut short .* the \.onnx that `edge "
                                           r"convert`"):
@@ -96,6 +96,32 @@ def test_tensorrt_files_given_as_the_model_are_named(tmp_path, name, content, sa
     with pytest.raises(ModelError, match=re.escape(said)):
         OrtRunner.from_path(path)
     with pytest.raises(ModelError, match=re.escape(said)):
+        spec_from_onnx_file(path)
+
+
+@pytest.mark.parametrize("name, content, said", [
+    ("notes.md", "# Camera notes\n\nThe gate camera ☂ faces north.\n".encode(),
+     "is a text file (it begins '# Camera notes'), not a model"),
+    ("photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64), "is a JPEG image, not a model"),
+    ("frame.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "is a PNG image, not a model"),
+    # a character of several bytes cut at the end of what is read is still text
+    ("labels.txt", ("é" * 300).encode(), "is a text file (it begins 'ééé"),
+])
+def test_images_and_text_given_as_the_model_are_named(tmp_path, name, content, said):
+    """A user check: a README or a photo given to edge inspect read "is not an ONNX model
+    (... Wire format was corrupt); the file may be cut short or another format"."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match=re.escape(f"{path} {said}")):
+        OrtRunner.from_path(path)
+    with pytest.raises(ModelError, match=re.escape(f"{path} {said}")):
+        spec_from_onnx_file(path)
+
+
+def test_binary_junk_is_still_said_to_be_no_onnx_model(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ModelError, match="is not an ONNX model"):
         spec_from_onnx_file(path)
 
 

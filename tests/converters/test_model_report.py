@@ -116,7 +116,7 @@ def test_inspect_cli_json_and_errors(demo_model, tmp_path):
     (tmp_path / "junk.onnx").write_text("junk")
     bad = subprocess.run([sys.executable, "-m", "edge", "inspect", str(tmp_path / "junk.onnx")],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "is not an ONNX model" in bad.stderr
+    assert bad.returncode == 2 and "is a text file (it begins 'junk'), not a model" in bad.stderr
 
 
 def test_the_text_report_shortens_exporters_shape_formulas(tmp_path):

@@ -56,7 +56,8 @@ def test_the_models_own_problem_comes_before_tensorrts(tmp_path, demo_model):
     unconverted.write_bytes(b"not a model")
     for args, message in [
         ([str(tmp_path / "nope.onnx")], f"model {tmp_path / 'nope.onnx'} does not exist"),
-        ([str(unconverted)], f"{unconverted} is not an ONNX model"),
+        ([str(unconverted)], f"{unconverted} is a text file (it begins 'not a model'), not a "
+                             "model"),
         ([str(demo_model), "--precision", "int8"], "is a float model: an INT8 engine needs"),
         ([str(demo_model), "--cache", str(tmp_path / "none.cache")],
          f"calibration cache {tmp_path / 'none.cache'} is not a file"),
@@ -101,7 +102,7 @@ def test_run_with_backend_tensorrt_exits_2(tmp_path, demo_model):
         assert f"{config}: model.backend = 'tensorrt': TensorRT is not installed" in \
             result.stderr
     # a model file that does not load names its key too
-    (tmp_path / "model.txt").write_text("not a model")
+    (tmp_path / "model.txt").write_bytes(bytes(range(1, 256)))
     config.write_text(f'[model]\npath = "{tmp_path / "model.txt"}"\n'
                       '[[cameras]]\nname = "c"\nsource = "synthetic://shapes"\n')
     result = edge("run", "--config", str(config))
