@@ -52,6 +52,7 @@ from edge.mqtt.failures import (
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
 from edge.mqtt.packet_limit import (
+    STABLE_S,
     PacketLimit,
     SizeLoss,
     kilobytes,
@@ -234,6 +235,12 @@ class MqttLink:
         timeout = self.settings.flush_timeout_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self._answer_check.cancel()
+        refused = self.packet_limit.refused
+        if refused:  # said when the limit was found; what it cost, said again
+            log.warning("%s %s not sent in this run for their size (the broker closed the "
+                        "connection on messages that large); lower frames.max_height or "
+                        "frames.quality, or raise the broker's limit",
+                        counted(refused, "message"), "was" if refused == 1 else "were")
         if timeout > 0 and time.monotonic() - self._started >= UNANSWERED_AT_STOP_S:
             self._say_unanswered()
         # a port that takes connections and never answers, or a broker that refused this
@@ -435,7 +442,10 @@ class MqttLink:
                 "events_dropped": counters.events_dropped,
                 "recovered": counters.recovered, "kept": counters.kept,
                 "connects": counters.connects, "states_waiting": self.states_waiting,
-                "states_sent": counters.states_sent}
+                "states_sent": counters.states_sent,
+                # messages the broker closes the connection on (edge.mqtt.packet_limit)
+                "size_limit_bytes": self.packet_limit.limit,
+                "held_back_for_size": self.packet_limit.refused}
 
     @property
     def states_waiting(self) -> int:
@@ -779,23 +789,28 @@ class MqttLink:
 
     def _lost_for_size(self, loss: SizeLoss, reason: str) -> None:
         """A live connection lost right after the largest message yet: said as such, and,
-        once the limit is set, what is no longer sent and how to fix it."""
-        retried = (f"; it was a retry, the next in {loss.retry_in / 60:.0f} min"
-                   if loss.retried and loss.retry_in is not None else "")
-        self.connection.failed(
-            f"connection lost ({reason}) right after {loss.message.words()}, larger than any "
-            "sent before on a connection that stayed up: a broker that limits the size of a "
-            "message (Mosquitto's max_packet_size, AWS IoT's 128 kB) closes the connection "
-            f"on one over it{retried}", attempt=False)
+        once a test confirms it, what is no longer sent and how to fix it."""
+        message = loss.message.words()
+        if loss.retried:
+            cause = (f"right after {message}, the retry of a message over the broker's limit "
+                     f"(the next in {loss.retry_in / 60:.0f} min)")
+        elif loss.limit is None:
+            cause = (f"right after {message}, larger than any sent before on a connection "
+                     "that stayed up: a broker that limits the size of a message (Mosquitto's "
+                     "max_packet_size, AWS IoT's 128 kB) closes the connection on one over it; "
+                     "messages about that large wait until a connection has stayed up "
+                     f"{STABLE_S:g} s, and then one is sent to tell")
+        else:
+            cause = f"right after {message}, sent to tell whether the broker takes it"
+        self.connection.failed(f"connection lost ({reason}) {cause}", attempt=False)
         if loss.limit is not None:
-            log.warning("MQTT broker %s closes the connection on messages of %s or more "
-                        "(%s lost right after one): such messages are not sent from now on "
-                        "(one is tried again in %.0f min), so the connection stays up for the "
-                        "rest. Sampled frames and event snapshots are the large ones: lower "
+            log.warning("MQTT broker %s closes the connection on a %s message: messages of %s "
+                        "or more (larger than any it took) are not sent from now on (one is "
+                        "tried again in %.0f min), so the connection stays up for the rest. "
+                        "Sampled frames and event snapshots are the large ones: lower "
                         "frames.max_height or frames.quality, or raise the broker's limit",
-                        self.settings.display_url, kilobytes(loss.limit),
-                        counted(self.packet_limit.losses, "connection"),
-                        (loss.retry_in or 0) / 60)
+                        self.settings.display_url, kilobytes(loss.message.size),
+                        kilobytes(loss.limit), loss.retry_in / 60)
 
     def _rival_found(self, rival: Rival | None) -> None:
         """Say a newly confirmed rival. The one that came first is left to stop this daemon
