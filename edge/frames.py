@@ -125,7 +125,8 @@ class FramePublisher:
             self.dropped += 1
             return
         topics, retain = self._link.topics, self.settings.retain
-        sent = self._link.publish_frame(topics.frame(sample.camera), jpeg, retain=retain)
+        sent = self._link.publish_best_effort(topics.frame(sample.camera), jpeg, qos=0,
+                                              retain=retain)
         if clean is not None:
             self._link.publish_best_effort(topics.frame_clean(sample.camera), clean, qos=0,
                                            retain=retain)

@@ -37,7 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.config import MqttConfig
 from edge.errors import ConfigError
 from edge.mqtt.closing import drain_until_closed
-from edge.mqtt.echo import FrameEchoes
+from edge.mqtt.echo import Echoes, Expected
 from edge.mqtt.failures import (
     SHORT_SESSION_S,
     ConnectionLog,
@@ -52,6 +52,7 @@ from edge.mqtt.failures import (
 )
 from edge.mqtt.outbox import Message, Outbox, outbox_from_config
 from edge.mqtt.packet_limit import (
+    SMALLEST_SUSPECT,
     STABLE_S,
     PacketLimit,
     SizeLoss,
@@ -134,7 +135,7 @@ class MqttLink:
         self._sessions = ShortSessions(client_id)  # paho thread only
         #: the broker's limit on a message's size, once its closed connections tell it
         self.packet_limit = PacketLimit()
-        self._frame_echoes = FrameEchoes(settings.display_url)
+        self._echoes = Echoes(topics)  # the first message of each kind, expected back
         self._rivals = RivalWatch({})  # set up at start(), with this daemon's identity
         self._permissions = BrokerPermissions(settings.display_url, topics.prefix)
         self._stopped = False
@@ -502,28 +503,30 @@ class MqttLink:
         return self._client.publish(topic, payload, qos=qos, retain=retain).rc == \
             mqtt.MQTT_ERR_SUCCESS
 
-    def publish_frame(self, topic: str, payload: bytes, retain: bool = False) -> bool:
-        """A sampled JPEG, best effort (QoS 0); the first to each topic is checked to reach
-        the broker (edge.mqtt.echo). Returns whether it was handed to paho."""
-        checking = self._connected and self._frame_echoes.wants(topic)
-        if checking:  # subscribed first: the broker handles a client's packets in order
-            self._frame_echoes.expect(topic, payload, self.counters.connects)
-            self._client.subscribe(topic, qos=0)
-        sent = self.publish_best_effort(topic, payload, qos=0, retain=retain)
-        if checking and sent:
-            timer = threading.Timer(ECHO_WAIT_S, self._check_frame_echo, args=(topic,))
-            timer.daemon = True
-            timer.start()
-        elif checking:
-            self._frame_echoes.forget(topic)
-            self._client.unsubscribe(topic)
-        return sent
-
-    def _check_frame_echo(self, topic: str) -> None:
+    def _check_echo_of(self, topic: str) -> None:
+        """`ECHO_WAIT_S` after the first message of its kind went to `topic`."""
         with self._cond:
             connection, connected = self.counters.connects, self._connected
-        if self._frame_echoes.check(topic, connection, connected):
-            self._client.unsubscribe(topic)
+        missing = self._echoes.check(topic, connection, connected)
+        self._client.unsubscribe(topic)
+        if missing is not None:
+            self._say_not_back(topic, missing)
+
+    def _say_not_back(self, topic: str, missing: Expected) -> None:
+        where, kind = self.settings.display_url, missing.kind
+        if len(self._echoes.missing) > 1:  # the first said why
+            log.warning("MQTT broker %s: the first of this device's %s, to %s, has not come "
+                        "back either", where, kind, topic)
+            return
+        large = ("; or it is larger than the broker's message_size_limit (Mosquitto drops "
+                 "those without a word too: raise it, or lower frames.max_height or "
+                 "frames.quality)" if missing.size >= SMALLEST_SUSPECT else "")
+        log.warning("MQTT broker %s: the first of this device's %s, published to %s (%s), has "
+                    "not come back within %g s though this client subscribes to it: the "
+                    "broker's ACL denies this client publishing there (Mosquitto acknowledges "
+                    "what its ACL drops), or reading it back (then it does reach subscribers)%s. "
+                    "Allow this client readwrite on %s/# in the broker's ACL", where, kind, topic,
+                    kilobytes(missing.size), ECHO_WAIT_S, large, self.topics.prefix)
 
     def _handing(self, topic: str, payload: bytes) -> bool:
         """Whether a message may go to the broker (not at or over the size it closes the
@@ -532,6 +535,12 @@ class MqttLink:
         if not self.packet_limit.allows(size):
             log.debug("not sent: %s to %s, over the broker's limit", kilobytes(size), topic)
             return False
+        if self._echoes.wants(topic):  # subscribed first: a broker takes a client's packets
+            self._echoes.expect(topic, payload, self.counters.connects)  # in order
+            self._client.subscribe(topic, qos=0)
+            check = threading.Timer(ECHO_WAIT_S, self._check_echo_of, args=(topic,))
+            check.daemon = True
+            check.start()
         self.packet_limit.handed(size, topic)
         lifted = self.packet_limit.lifted()
         if lifted is not None:
@@ -625,8 +634,8 @@ class MqttLink:
                 self._permissions.status_echoed()
             self._rival_found(self._rivals.offer(payload, bool(message.retain)))
             return
-        if self._frame_echoes.watches(message.topic):  # a frame this client sent, or older
-            if self._frame_echoes.offer(message.topic, bytes(message.payload)):
+        if self._echoes.watches(message.topic):  # a message this client sent, or an older one
+            if self._echoes.offer(message.topic, bytes(message.payload)):
                 client.unsubscribe(message.topic)
             return
         name = self.topics.command_name(message.topic)  # first: `+/status` matches cmd/status

@@ -56,7 +56,8 @@ def packet_bytes(topic: str, payload: bytes) -> int:
 
 
 def kilobytes(size: int) -> str:
-    return f"{size / 1000:.1f} kB"
+    """A message's size in words: `46.8 kB`, or `312 bytes` under a kilobyte."""
+    return f"{size / 1000:.1f} kB" if size >= 1000 else f"{size} bytes"
 
 
 @dataclass(frozen=True)

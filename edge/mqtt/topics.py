@@ -91,6 +91,27 @@ class Topics:
         where = f"{camera}/{zone}" if zone else camera
         return f"{self.prefix}/{where}/{label}/count"
 
+    def kind(self, topic: str) -> str | None:
+        """What a topic of this device carries, as its subscribers know it: "detections",
+        "events", "counts", "camera statuses", "stats", "sampled frames", "frame metadata",
+        "event snapshots" or "drift"; None for the device status, commands and other topics."""
+        head = f"{self.prefix}/"
+        if not topic.startswith(head):
+            return None
+        parts = topic[len(head):].split("/")
+        if parts == ["stats"]:
+            return "stats"
+        if len(parts) < 2 or parts[0] == "cmd":
+            return None
+        if parts[-1] == "count":
+            return "counts"
+        if parts[-1] == "snapshot":
+            return "event snapshots"
+        return {("detections",): "detections", ("events",): "events",
+                ("status",): "camera statuses", ("frame",): "sampled frames",
+                ("frame", "clean"): "sampled frames", ("frame", "meta"): "frame metadata",
+                ("drift",): "drift"}.get(tuple(parts[1:]))
+
     def command_name(self, topic: str) -> str | None:
         """`<prefix>/cmd/<name>` -> name; None for any other topic."""
         head = f"{self.prefix}/cmd/"
