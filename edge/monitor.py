@@ -40,6 +40,7 @@ from edge.client.subscriber import devices_beside
 from edge.concurrency import StopRequest
 from edge.errors import InputError
 from edge.files import require_output_folder
+from edge.missing_jpegs import MissingJpegs
 from edge.mqtt.failures import COMMAND_LINE
 from edge.mqtt.silence import SilenceHint
 from edge.mqtt.subscriber import (
@@ -221,6 +222,7 @@ class FrameSaver:
         self.folder = folder
         self.saved = 0
         self.not_saved = 0
+        self.missing = MissingJpegs("edge monitor --frames")
         self._failing: str | None = None  # why frames cannot be written now
         self._jpegs: dict[tuple[str, str], bytes] = {}
         #: per camera: frame id -> (capture time, detections) of its recent detections messages
@@ -233,6 +235,7 @@ class FrameSaver:
         payload = message.payload
         if isinstance(payload, Jpeg) and message.kind == "frame":
             self._jpegs[key] = payload.data
+            self.missing.jpeg_came(*key)
         elif isinstance(payload, DetectionsMessage):
             recent = self._detections.setdefault(key, {})
             # ids rise within a run and `recent` keeps their order: its last key is the highest
@@ -246,7 +249,9 @@ class FrameSaver:
             pending = self._pending.get(key)
             if pending is not None and (restarted or payload.frame_id >= pending.meta.frame_id):
                 self._write_pending(key)
-        elif isinstance(payload, FrameMeta) and key in self._jpegs:
+        elif isinstance(payload, FrameMeta) and key not in self._jpegs:
+            self.missing.meta_alone(*key, message.topic.removesuffix("/meta"))
+        elif isinstance(payload, FrameMeta):
             self._write_pending(key)
             frame = _PendingFrame(payload, self._jpegs.pop(key), time.monotonic())
             if payload.detections == 0 or self._detections_of(key, payload) is not None:
@@ -452,7 +457,8 @@ def run_monitor(url: str, prefix: str, seconds: float | None, frames: Path | Non
             saver.flush()
     return {"messages": dict(subscriber.counts), "malformed": subscriber.invalid,
             "frames_saved": saver.saved if saver else 0,
-            "frames_not_saved": saver.not_saved if saver else 0}
+            "frames_not_saved": saver.not_saved if saver else 0,
+            "frames_without_jpeg": saver.missing.missing if saver else 0}
 
 
 #: How often the watch looks at the connection (a lost broker is said within this).

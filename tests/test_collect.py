@@ -598,6 +598,21 @@ def test_a_frame_meta_that_is_no_json_object_is_counted_unpaired(tmp_path):
     assert collector.received == 1 and collector._queue.get_nowait().jpeg == b"\xff\xd8jpeg"
 
 
+def test_metas_that_keep_coming_without_their_jpeg_are_said(tmp_path, caplog):
+    """A user check: a broker that dropped the JPEGs (or an ACL that hid them) read as
+    devices that sample no frame."""
+    collector = Collector("mqtt://127.0.0.1:1", "edge/+", CollectedDataset(tmp_path / "o"))
+    with caplog.at_level("WARNING", logger="edge"):
+        for frame_id in range(1, 5):
+            collector._message("edge/d1/gate/frame/meta",
+                               json.dumps({"frame_id": frame_id, "bytes": 6}).encode(), False)
+    assert collector.received == 4 and collector.unpaired == 4
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith(
+        "edge collect: 3 frame/meta messages of d1/gate in a row came without their JPEG "
+        "(edge/d1/gate/frame): the broker drops the JPEGs"), said
+
+
 @pytest.mark.parametrize("warn_after_s", [0.5, 60.0])
 def test_a_prefix_that_matches_no_frame_is_warned_about_once(tmp_path, mosquitto, caplog,
                                                             monkeypatch, warn_after_s):
@@ -703,10 +718,12 @@ def test_a_device_that_samples_no_frame_is_named_in_the_warning(tmp_path, mosqui
     assert len(said) == 1, said
     assert re.fullmatch(r"no sampled frame came under edge/pf2 in [012] s, though its devices "
                         r"are there: pf2 \(online\); check that they sample frames "
-                        r"\(frames.interval_s or \[sampling\] in their config\) and run, and "
-                        r"that \[sampling.limits\] leaves room \(their stats' sampling "
-                        r"`refused` and `over_budget` count samples the caps held back\)",
-                        said[0])
+                        r"\(frames.interval_s or \[sampling\] in their config\) and run, that "
+                        r"\[sampling.limits\] leaves room \(their stats' sampling "
+                        r"`refused` and `over_budget` count samples the caps held back\), and "
+                        r"that the broker's ACL lets this user read edge/pf2/\+/frame and "
+                        r"frame/meta \(Mosquitto hides what a client may not read without a "
+                        r"word\)", said[0])
     assert collector.error is None and collector.devices == {"pf2": "online"}
 
 

@@ -716,3 +716,27 @@ def test_a_count_the_device_clears_is_said_while_snapshots_cleared_are_not(mosqu
     assert lines[1:] == ["[d1] gate door/star count 3",
                          "[d1] gate/door/star/count cleared (the device no longer publishes "
                          "it)"], lines
+
+
+def test_metas_that_keep_coming_without_their_jpeg_are_said_once(tmp_path, caplog):
+    """A user check: with a broker dropping the JPEGs (its message_size_limit), `edge monitor
+    --frames` saved nothing in 78 s and said nothing, while the metas kept coming."""
+    saver = monitor_module.FrameSaver(tmp_path / "frames")
+    with caplog.at_level("WARNING", logger="edge"):
+        for frame_id in range(1, 3):  # two alone: not yet said
+            saver(_sampled_frame(frame_id, objects=0)[1])
+        saver(_sampled_frame(3, objects=0)[0])  # a JPEG comes: the count starts again
+        saver(_sampled_frame(3, objects=0)[1])
+        for frame_id in range(4, 6):
+            saver(_sampled_frame(frame_id, objects=0)[1])
+        assert not caplog.records
+        for frame_id in range(6, 10):
+            saver(_sampled_frame(frame_id, objects=0)[1])
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "edge monitor --frames: 3 frame/meta messages of pi/gate in a row came without their "
+        "JPEG (edge/pi/gate/frame): the broker drops the JPEGs (one over its "
+        "message_size_limit, which Mosquitto drops without a word; the device's log says so), "
+        "or its ACL lets this user read frame/meta but not the frames (allow reading "
+        "edge/pi/gate/frame)"]
+    assert saver.saved == 1 and saver.missing.missing == 8

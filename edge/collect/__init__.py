@@ -34,6 +34,7 @@ from edge.client.models import DeviceStatus
 from edge.collect.dataset import CollectCounts, CollectedDataset, DiskFullError, Sample
 from edge.concurrency import StopRequest
 from edge.errors import EdgeError, InputError
+from edge.missing_jpegs import MissingJpegs
 from edge.mqtt.silence import the_devices_beside
 from edge.mqtt.subscriber import (
     CONNECT_TIMEOUT_S,
@@ -69,6 +70,7 @@ class Collector:
         self._jpeg: dict[tuple[str, str, str], bytes] = {}  # (device, camera, kind) -> latest
         self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=256)
         self.unpaired = 0
+        self.missing = MissingJpegs("edge collect")
         self.received = 0
         self.devices: dict[str, str] = {}  # device -> the state its retained status says
         #: devices beside the one a prefix names (`edge/gate-02` while only gate-01 is
@@ -143,9 +145,11 @@ class Collector:
                               for device, state in sorted(self.devices.items()))
             return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s, though its "
                     f"devices are there: {there}; check that they sample frames "
-                    "(frames.interval_s or [sampling] in their config) and run, and that "
+                    "(frames.interval_s or [sampling] in their config) and run, that "
                     "[sampling.limits] leaves room (their stats' sampling `refused` and "
-                    "`over_budget` count samples the caps held back)")
+                    "`over_budget` count samples the caps held back), and that the broker's "
+                    f"ACL lets this user read {self.prefix}/+/frame and frame/meta (Mosquitto "
+                    "hides what a client may not read without a word)")
         if self.beside:
             return (f"no sampled frame came under {self.prefix} in {seconds:.0f} s and no "
                     f"device's status is there; {the_devices_beside(self.prefix, self.beside)}")
@@ -172,6 +176,7 @@ class Collector:
         device = device_prefix.rpartition("/")[2] or device_prefix
         if kind != "/frame/meta":
             self._jpeg[(device, camera, kind)] = payload
+            self.missing.jpeg_came(device, camera)
             return
         try:
             meta = json.loads(payload)
@@ -184,6 +189,8 @@ class Collector:
         jpeg = self._pair(device, camera, meta)
         if jpeg is None:
             self.unpaired += 1
+            if not any(key[:2] == (device, camera) for key in self._jpeg):
+                self.missing.meta_alone(device, camera, topic.removesuffix("/meta"))
             return
         try:
             self._queue.put_nowait(Sample(device, camera, jpeg, meta))
