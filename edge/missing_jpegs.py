@@ -43,7 +43,8 @@ class MissingJpegs:
                 return
             self._said = True
         log.warning("%s: %d frame/meta messages of %s/%s in a row came without their JPEG (%s): "
-                    "the broker drops the JPEGs (one over its message_size_limit, which "
-                    "Mosquitto drops without a word; the device's log says so), or its ACL lets "
-                    "this user read frame/meta but not the frames (allow reading %s)", self._tool,
-                    AFTER, device, camera, frame_topic, frame_topic)
+                    "the JPEGs do not reach the broker or are dropped there, for their size "
+                    "most often (a broker's message_size_limit, or a max_packet_size for "
+                    "which the device holds them back; the device's log says which), or the "
+                    "broker's ACL lets this user read frame/meta but not the frames (allow "
+                    "reading %s)", self._tool, AFTER, device, camera, frame_topic, frame_topic)

@@ -610,7 +610,7 @@ def test_metas_that_keep_coming_without_their_jpeg_are_said(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and said[0].startswith(
         "edge collect: 3 frame/meta messages of d1/gate in a row came without their JPEG "
-        "(edge/d1/gate/frame): the broker drops the JPEGs"), said
+        "(edge/d1/gate/frame): the JPEGs do not reach the broker or are dropped there"), said
 
 
 @pytest.mark.parametrize("warn_after_s", [0.5, 60.0])

@@ -38,7 +38,9 @@ def _connected(url: str) -> MqttLink:
 
 
 def _not_back(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "has not come back" in r.getMessage()]
+    """What was said of the first messages of each kind (not of the device's status)."""
+    return [r.getMessage() for r in caplog.records
+            if "the first of this device's" in r.getMessage()]
 
 
 def test_a_frame_over_the_brokers_message_size_limit_is_said_once(tmp_path, caplog) -> None:
@@ -57,7 +59,9 @@ def test_a_frame_over_the_brokers_message_size_limit_is_said_once(tmp_path, capl
         assert len(said) == 1, said
         assert ("the first of this device's sampled frames, published to edge/t/gate/frame "
                 "(41.0 kB)") in said[0]
-        assert "message_size_limit" in said[0] and "frames.max_height" in said[0]
+        # the device's status, far smaller, came back: the size is the likely cause
+        assert ": it is most likely larger than the broker's message_size_limit" in said[0]
+        assert "frames.max_height" in said[0] and "else the broker's ACL" in said[0]
     finally:
         broker.stop()
 
@@ -85,10 +89,41 @@ def test_the_kinds_an_acl_denies_are_said_and_those_it_allows_are_not(tmp_path: 
         assert sorted(s.split("device's ")[1].split(",")[0] for s in said) == [
             "counts", "events", "stats"]
         first, *more = said  # the first says why, the others refer to it
-        assert "Allow this client readwrite on edge/t/# in the broker's ACL" in first
+        assert "allow this client readwrite on edge/t/# in the broker's ACL" in first
         assert "message_size_limit" not in first  # a few bytes: not a size limit's
         assert all(s.endswith("has not come back either") for s in more), more
         assert not any("detections" in s for s in said)
+    finally:
+        broker.stop()
+
+
+def test_a_device_that_cannot_read_its_own_topics_is_said_once_not_once_a_kind(
+        tmp_path: Path, caplog) -> None:
+    """A user check: a write-only ACL (`topic write edge/<device>/#`) brought the status's
+    warning and then one for each kind, nine in a second."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic write edge/t/#\n")
+    broker = make_mosquitto(tmp_path, settings=f"user root\nacl_file {acl}\n")
+    broker.start()
+    identity = {"host": "box", "started_at": "2026-12-07T17:00:00Z"}  # as the daemon's status
+    link = MqttLink(MqttConfig(url=broker.url), Topics("edge/t"), "edge-test",
+                    lambda state: {"state": state, **identity})
+    try:
+        with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+            link.start()
+            deadline = time.monotonic() + 10
+            while not link.connected:
+                assert time.monotonic() < deadline, "no connection"
+                time.sleep(0.05)
+            link.publish_detections("gate", {"frame_id": 1})
+            link.publish_json("edge/t/stats", {"uptime_s": 1})
+            assert link.flush(5)
+            time.sleep(1.5)
+            link.stop()
+        assert not _not_back(caplog)
+        status_said = [r.getMessage() for r in caplog.records
+                       if "this device's status (edge/t/status)" in r.getMessage()]
+        assert len(status_said) == 1 and "readwrite on edge/t/#" in status_said[0]
     finally:
         broker.stop()
 

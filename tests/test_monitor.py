@@ -735,8 +735,8 @@ def test_metas_that_keep_coming_without_their_jpeg_are_said_once(tmp_path, caplo
     said = [r.getMessage() for r in caplog.records]
     assert said == [
         "edge monitor --frames: 3 frame/meta messages of pi/gate in a row came without their "
-        "JPEG (edge/pi/gate/frame): the broker drops the JPEGs (one over its "
-        "message_size_limit, which Mosquitto drops without a word; the device's log says so), "
-        "or its ACL lets this user read frame/meta but not the frames (allow reading "
-        "edge/pi/gate/frame)"]
+        "JPEG (edge/pi/gate/frame): the JPEGs do not reach the broker or are dropped there, "
+        "for their size most often (a broker's message_size_limit, or a max_packet_size for "
+        "which the device holds them back; the device's log says which), or the broker's ACL "
+        "lets this user read frame/meta but not the frames (allow reading edge/pi/gate/frame)"]
     assert saver.saved == 1 and saver.missing.missing == 8

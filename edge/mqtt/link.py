@@ -236,12 +236,17 @@ class MqttLink:
         timeout = self.settings.flush_timeout_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self._answer_check.cancel()
-        refused = self.packet_limit.refused
+        refused, held = self.packet_limit.refused, self.packet_limit.held
         if refused:  # said when the limit was found; what it cost, said again
             log.warning("%s %s not sent in this run for their size (the broker closed the "
                         "connection on messages that large); lower frames.max_height or "
                         "frames.quality, or raise the broker's limit",
                         counted(refused, "message"), "was" if refused == 1 else "were")
+        if held:
+            log.info("%s about the size of one a connection was lost right after %s not sent "
+                     "while that size was untested (a broker restart looks like a size limit "
+                     "until a connection has stayed up %g s)", counted(held, "message"),
+                     "was" if held == 1 else "were", STABLE_S)
         if timeout > 0 and time.monotonic() - self._started >= UNANSWERED_AT_STOP_S:
             self._say_unanswered()
         # a port that takes connections and never answers, or a broker that refused this
@@ -446,7 +451,7 @@ class MqttLink:
                 "states_sent": counters.states_sent,
                 # messages the broker closes the connection on (edge.mqtt.packet_limit)
                 "size_limit_bytes": self.packet_limit.limit,
-                "held_back_for_size": self.packet_limit.refused}
+                "held_back_for_size": self.packet_limit.refused + self.packet_limit.held}
 
     @property
     def states_waiting(self) -> int:
@@ -514,19 +519,27 @@ class MqttLink:
 
     def _say_not_back(self, topic: str, missing: Expected) -> None:
         where, kind = self.settings.display_url, missing.kind
+        if self._rivals.enabled and not self._permissions.status_came_back:  # said already,
+            # for every topic, by the status's own check
+            log.debug("the first of this device's %s (%s) has not come back either", kind, topic)
+            return
         if len(self._echoes.missing) > 1:  # the first said why
             log.warning("MQTT broker %s: the first of this device's %s, to %s, has not come "
                         "back either", where, kind, topic)
             return
-        large = ("; or it is larger than the broker's message_size_limit (Mosquitto drops "
-                 "those without a word too: raise it, or lower frames.max_height or "
-                 "frames.quality)" if missing.size >= SMALLEST_SUSPECT else "")
+        acl = (f"the broker's ACL denies this client publishing there (Mosquitto "
+               f"acknowledges what its ACL drops), or reading it back (then it does reach "
+               f"subscribers): allow this client readwrite on {self.topics.prefix}/# in the "
+               "broker's ACL")
+        if missing.size >= SMALLEST_SUSPECT:  # the device status, far smaller, came back
+            cause = ("it is most likely larger than the broker's message_size_limit "
+                     "(Mosquitto drops such messages without a word): raise that limit, or "
+                     f"lower frames.max_height or frames.quality; else {acl}")
+        else:
+            cause = acl
         log.warning("MQTT broker %s: the first of this device's %s, published to %s (%s), has "
-                    "not come back within %g s though this client subscribes to it: the "
-                    "broker's ACL denies this client publishing there (Mosquitto acknowledges "
-                    "what its ACL drops), or reading it back (then it does reach subscribers)%s. "
-                    "Allow this client readwrite on %s/# in the broker's ACL", where, kind, topic,
-                    kilobytes(missing.size), ECHO_WAIT_S, large, self.topics.prefix)
+                    "not come back within %g s though this client subscribes to it: %s", where,
+                    kind, topic, kilobytes(missing.size), ECHO_WAIT_S, cause)
 
     def _handing(self, topic: str, payload: bytes) -> bool:
         """Whether a message may go to the broker (not at or over the size it closes the

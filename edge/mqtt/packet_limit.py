@@ -11,12 +11,12 @@ A broker that restarts closes connections the same way, and at one frame a secon
 nearly always comes within a second of the largest frame yet (a user check restarted a broker
 three times: taken for a limit, frames were held back from a broker that had none). So a loss
 right after the largest message yet only makes its size suspect: messages within `MARGIN` of
-it are held back, and once a later connection has stayed up `STABLE_S`, the next message that
-large is sent as a test. Lost right after that test, the limit is set above the largest
-message that went through; a test that goes through clears the suspicion. Messages at the
-limit or over it are not sent from then on (each counted), so the connection stays up for
-everything else, and one is tried again after `FIRST_RETRY_S`, then ever less often, in case
-the broker's limit was raised.
+it are not sent (best effort, as frames are), and once a later connection has stayed up
+`STABLE_S`, the next message that large is sent as a test. Lost right after that test, the
+limit is set above the largest message that went through; a test that goes through clears the
+suspicion. Messages at the limit or over it are not sent from then on (each counted), so the
+connection stays up for everything else, and one is tried again after `FIRST_RETRY_S`, then
+ever less often, in case the broker's limit was raised.
 """
 
 from __future__ import annotations
@@ -103,16 +103,20 @@ class PacketLimit:
         self._lifted: int | None = None  # the limit a retry's message showed was none
         #: messages of this packet size (bytes) or more are not sent; None: no limit known
         self.limit: int | None = None
-        self.refused = 0  # messages not sent for their size
+        self.refused = 0  # messages not sent: at the limit or over it
+        self.held = 0  # messages not sent: about a suspect size, before it was tested
         self.losses = 0  # connections lost right after the largest message yet
 
     def allows(self, size: int) -> bool:
         """Whether a message of `size` packet bytes may be sent now (one that may not is
-        counted in `refused`)."""
+        counted in `refused` or `held`)."""
         with self._lock:
             if self._allowed(size, self._clock()):
                 return True
-            self.refused += 1
+            if self.limit is not None:
+                self.refused += 1
+            else:
+                self.held += 1
             return False
 
     def _allowed(self, size: int, now: float) -> bool:

@@ -60,6 +60,11 @@ class BrokerPermissions:
         """A connect published the status: it is expected back."""
         self._echoed = False
 
+    @property
+    def status_came_back(self) -> bool:
+        """Whether this connection's status came back (this client reads its own topics)."""
+        return self._echoed
+
     def status_echoed(self) -> None:
         """This daemon's own status came back (now, or retained from an earlier connect)."""
         self._echoed = True
