@@ -65,6 +65,7 @@ from edge.mqtt.states import RetainedStates
 from edge.mqtt.sweep import RetainedSweep
 from edge.mqtt.tls import EncryptedKeyError, decrypt_it, load_client_certificate
 from edge.mqtt.topics import Topics
+from edge.mqtt.will_probe import refuses_retained_will
 from edge.wording import counted
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,9 @@ class MqttLink:
         self._started = time.monotonic()
         #: what `_say_unanswered` said: the keepalive's end of that attempt fails with it
         self._unanswered_cause: str | None = None
+        self._will_probed = False
+        #: why every attempt fails, once a probe found the broker refuses the retained will
+        self._will_refused: str | None = None
 
     def _make_client(self, client_id: str) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -807,7 +811,33 @@ class MqttLink:
                                               answered_before=self.counters.connects > 0)
                 if self._unanswered_cause is not None and "keepalive" in cause:
                     cause = self._unanswered_cause  # said already: counted, not said again
+                elif "keepalive" not in cause:  # closed by the broker: is it the will?
+                    cause = self._will_refused or cause
+                    self._probe_the_will()
                 self._attempt_failed(cause)
+
+    def _probe_the_will(self) -> None:
+        """Once a run, off paho's thread: whether the broker closes connections for the
+        retained Last Will (edge.mqtt.will_probe); if so, that is the attempts' cause."""
+        if self._will_probed:
+            return
+        self._will_probed = True
+
+        def probe() -> None:
+            settings = self.settings
+            tls = tls_context_from_config(settings) if settings.tls else None
+            if not refuses_retained_will(settings.host, settings.port, tls, settings.username,
+                                         settings.password_value(os.environ)):
+                return
+            self._will_refused = (
+                "the broker closes the connection on this client's CONNECT, whose Last Will "
+                "(the device's `offline` status) is retained at QoS 1, though it answers one "
+                "without a will: it keeps no retained messages or takes QoS 0 alone "
+                "(Mosquitto: retain_available false, max_qos 0); edge publishes its statuses, "
+                "counts and Home Assistant configs retained at QoS 1: allow both on the broker")
+            # said by the next attempt's failure, as its cause (a change of cause is said)
+
+        threading.Thread(target=probe, name="mqtt-will-probe", daemon=True).start()
 
     def _lost_for_size(self, loss: SizeLoss, reason: str) -> None:
         """A live connection lost right after the largest message yet: said as such, and,
