@@ -726,3 +726,28 @@ def test_a_clean_stop_under_a_stream_of_messages_leaves_stopped(mosquitto, attem
             flooding.set()
             flooder.join(5)
     assert retained_status(mosquitto.port, "edge/t")["state"] == "stopped"
+
+
+def test_a_flush_waits_for_the_messages_the_sender_is_handing_over(mosquitto):
+    """CI saw a stop report a flush complete with three detections undelivered: the sender
+    had taken them from the outbox and not yet put them in flight, so for that moment
+    nothing was waiting. The handing over is slowed here to make that moment certain."""
+    link = make_link(mosquitto.port)
+    link.start()
+    assert link.wait_connected(10.0)
+    handing = link._handing
+
+    def slowly(topic: str, payload: bytes) -> bool:
+        time.sleep(0.5)
+        return handing(topic, payload)
+
+    link._handing = slowly  # type: ignore[method-assign]
+    hang(mosquitto)
+    try:
+        link.publish_detections("cam", {"frame_id": 1})
+        time.sleep(0.2)  # the sender has taken it
+        assert not link.flush(0.1)
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+    assert link.flush(10.0) and link.counters.published == 1
+    link.stop()

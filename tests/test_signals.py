@@ -221,7 +221,7 @@ def test_sigterm_while_onnxruntime_loads_exits_143_not_missing_or_traceback(tmp_
             raise ImportError("initialization failed") from exc
     """))
     model = tmp_path / "model.onnx"
-    model.write_bytes(b"not read: the import comes first")
+    model.write_bytes(bytes(range(1, 256)))  # not read: the import comes first
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(tmp_path / "site"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     for command in (["eval", str(model), "--data", str(tmp_path)],

@@ -127,6 +127,9 @@ class MqttLink:
         self._connecting = threading.Lock()
         #: mid -> (info, outbox key; None for a retained state)
         self._in_flight: dict[int, tuple[mqtt.MQTTMessageInfo, int | None]] = {}
+        #: taken from the outbox and the states by the sender, not yet in flight: a flush
+        #: that saw none waiting and none in flight returned while they were being handed
+        self._being_handed = 0
         self._acked_at = 0.0  # time.monotonic() of the broker's latest acknowledgement
         self._connected = False
         self._stopping = False
@@ -343,7 +346,7 @@ class MqttLink:
     def _undelivered(self) -> bool:
         """Whether anything queued or set waits to be sent or acknowledged."""
         with self._cond:
-            return bool(self._outbox.waiting or self._states.waiting
+            return bool(self._outbox.waiting or self._states.waiting or self._being_handed
                         or self._prune_in_flight())
 
     def wait_connected(self, timeout: float) -> bool:
@@ -423,6 +426,7 @@ class MqttLink:
                 self._outbox.ack(key)
                 self.counters.dropped += 1
                 self.counters.events_dropped += int(message.precious)
+            self._being_handed -= 1
             self._cond.notify_all()
 
     def _acknowledged(self, key: int | None) -> None:
@@ -617,6 +621,7 @@ class MqttLink:
                 batch += [(None, Message(state.topic, state.payload, state.qos, True))
                           for state in self._states.take(WINDOW - len(self._in_flight)
                                                          - len(batch))]
+                self._being_handed = len(batch)
             for key, message in batch:
                 if not self._handing(message.topic, message.payload):
                     self._refused_for_size(key, message)
@@ -628,6 +633,7 @@ class MqttLink:
                         self._acknowledged(key)
                     else:
                         self._in_flight[info.mid] = (info, key)
+                    self._being_handed -= 1
                     self._cond.notify_all()
 
     # -- commands --------------------------------------------------------------------------
@@ -710,8 +716,11 @@ class MqttLink:
                 str(reason), self._names, login_given=bool(self.settings.username)))
             return
         self._login_refused = False
+        # built outside the lock: the daemon's status reads its cameras, whose changes
+        # publish for one connection under it; one that changes meanwhile is sent after
+        status = self._status("online")
         with self._connecting:  # a publication for the connection before waits for this one
-            lost, events_lost, aged = self._connection_made(client)
+            lost, events_lost, aged = self._connection_made(client, status)
         if lost:
             # a user check: drops for their age were put down to the outbox's limit
             why = ("older than mqtt.outbox_max_age_s" if aged == lost else "the outbox's limit"
@@ -722,9 +731,10 @@ class MqttLink:
                         f", {counted(events_lost, 'event')} among them"
                         if events_lost else ", no event among them")
 
-    def _connection_made(self, client: mqtt.Client) -> tuple[int, int, int]:
-        """A connect's work before the link counts it: the status, the subscriptions, the
-        retained values set again. Returns (messages, events among them, messages for their
+    def _connection_made(self, client: mqtt.Client, status: dict[str, Any]
+                         ) -> tuple[int, int, int]:
+        """A connect's work before the link counts it: `status` published, the subscriptions,
+        the retained values set again. Returns (messages, events among them, messages for their
         age) that the outbox dropped while the broker was away. The caller holds
         `_connecting`."""
         self.packet_limit.connected()
@@ -735,7 +745,6 @@ class MqttLink:
             permissions.subscribing(client.subscribe(self.topics.status, qos=1)[1],
                                     self.topics.status, "another daemon publishing as this "
                                     "device would go unnoticed")
-        status = self._status("online")
         self.connect_status = status
         client.publish(self.topics.status, self._json(status), qos=1, retain=True)
         if self._rivals.enabled:
