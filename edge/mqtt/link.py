@@ -11,6 +11,12 @@ beside the outbox, one latest value per topic (`edge.mqtt.states`), are sent the
 are set again on every connect.
 Frames and stats are best effort: published only while connected.
 
+What brokers do without a word is found out here too: messages over a size the broker closes
+the connection on are learnt and held back (`edge.mqtt.packet_limit`), the first message of
+each kind is expected back (`edge.mqtt.echo`, beside the status's own check in
+`edge.mqtt.permissions`), and a CONNECT closed for its retained Last Will is probed for
+(`edge.mqtt.will_probe`).
+
 Every message put in the outbox is accounted for: published + queued + dropped = produced
 (produced counts what a disk outbox held at start as well). On stop, what is still queued after
 `flush_timeout_s` stays on disk for the next start, or, in memory, is counted as dropped.
