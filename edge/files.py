@@ -251,7 +251,9 @@ def require_model_file(path: Path, key: str | None = None) -> None:
                          "with `edge convert`")
     if path.stat().st_size == 0:
         raise ModelError(f"model file {path} {EMPTY_FILE}")
-    if head.startswith(b"ftrt") or path.suffix.lower() in TENSORRT_ENGINE_SUFFIXES:
+    onnx_like = head.startswith(ONNX_FIRST_BYTE)  # a model renamed .engine is still a model
+    if head.startswith(b"ftrt") or (path.suffix.lower() in TENSORRT_ENGINE_SUFFIXES
+                                    and not onnx_like):
         raise ModelError(f"{path} is a TensorRT engine, which edge builds itself: give the .onnx "
                          "model it was built from (what `edge convert` or `edge calibrate` "
                          "wrote); on a Jetson the daemon builds its engine from it and caches "
@@ -260,10 +262,10 @@ def require_model_file(path: Path, key: str | None = None) -> None:
         raise ModelError(f"{path} is a TensorRT calibration cache, not a model: give the .onnx "
                          "model; a cache goes with it to `edge build-engine MODEL.onnx --cache "
                          "FILE`")
-    other = _other_format(head)
+    other = _other_format(head) or _archive(path, head)
     if other is not None:  # a user check: a README and a photo read as ONNX files cut short
-        raise ModelError(f"{path} is {other}, not a model: give the .onnx model that `edge "
-                         "convert` or `edge calibrate` wrote")
+        what, fix = other
+        raise ModelError(f"{path} is {what}, not a model: {fix or GIVE_THE_MODEL}")
     if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_PROTOCOL_2):
         # a user check: a checkpoint given to edge calibrate read as an ONNX file cut short
         raise ModelError(f"{path} is a PyTorch file (a checkpoint or TorchScript), not an ONNX "
@@ -282,30 +284,65 @@ ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOL_2 = b"\x80\x02"
 
 
+#: What to give instead of a file that is no model.
+GIVE_THE_MODEL = "give the .onnx model that `edge convert` or `edge calibrate` wrote"
+#: An ONNX file's first byte: its ir_version field's tag.
+ONNX_FIRST_BYTE = b"\x08"
+#: How gzip-compressed files begin.
+GZIP_MAGIC = b"\x1f\x8b"
+#: Byte-order marks of text files, and the codec each says.
+_TEXT_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16-le"),
+              (b"\xfe\xff", "utf-16-be"))
 #: Bytes of a model file read to tell what it is when it is no model.
 _HEAD_BYTES = 512
 #: How image files begin, by the name of their format.
 _IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP"}
 
 
-def _other_format(head: bytes) -> str | None:
-    """What a file beginning with `head` is where it is an image or text (an ONNX file begins
-    with the byte 0x08 and holds binary data), else None."""
+def _other_format(head: bytes) -> tuple[str, str | None] | None:
+    """(what a file beginning with `head` is, the fix where it is not the usual one) where it
+    is an image, text or gzip-compressed (an ONNX file begins with the byte 0x08 and holds
+    binary data), else None."""
     kind = next((name for magic, name in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
     if kind is not None:
-        return f"a {kind} image"
-    if not head or head[0] == 0x08 or b"\0" in head:
+        return f"a {kind} image", None
+    if head.startswith(GZIP_MAGIC):
+        return "a gzip-compressed file", "decompress it (gunzip) and give the .onnx inside"
+    bom, codec = next(((b, c) for b, c in _TEXT_BOMS if head.startswith(b)), (b"", "utf-8"))
+    if not head or head.startswith(ONNX_FIRST_BYTE) or (not bom and b"\0" in head):
         return None
+    body = head[len(bom):] if codec != "utf-8-sig" else head
     try:
-        text = head.decode()
+        text = body.decode(codec)
     except UnicodeDecodeError as exc:  # a character cut at the end of the bytes read
-        if exc.start < len(head) - 3:
+        if exc.start < len(body) - 3:
             return None
-        text = head[:exc.start].decode()
+        text = body[:exc.start].decode(codec)
     if not all(char.isprintable() or char in "\t\r\n" for char in text):
         return None
     first = text.strip().splitlines()[0][:40] if text.strip() else ""
-    return f"a text file (it begins {first!r})"
+    return f"a text file (it begins {first!r})", None
+
+
+def _archive(path: Path, head: bytes) -> tuple[str, str | None] | None:
+    """(what, the fix) for a zip archive that is no PyTorch file (PyTorch's zips hold
+    `data.pkl` or TorchScript's `constants.pkl`), naming a model inside it; None for any other
+    file."""
+    if not head.startswith(ZIP_MAGIC):
+        return None
+    import zipfile  # noqa: PLC0415 - only for a file that is a zip
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(name.rpartition("/")[2] in ("data.pkl", "constants.pkl") for name in names):
+        return None  # PyTorch's: said as such by the caller
+    models = [name for name in names if name.lower().endswith(".onnx")]
+    if models:
+        return f"a zip archive holding {models[0]}", f"unzip it and give {models[0]}"
+    return "a zip archive", None
 
 
 def running_user() -> str:

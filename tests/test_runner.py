@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import gzip
 import re
+import shutil
+import subprocess
+import sys
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +111,11 @@ def test_tensorrt_files_given_as_the_model_are_named(tmp_path, name, content, sa
     ("frame.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "is a PNG image, not a model"),
     # a character of several bytes cut at the end of what is read is still text
     ("labels.txt", ("é" * 300).encode(), "is a text file (it begins 'ééé"),
+    # a user check: text with a byte-order mark read as a model cut short
+    ("notes16.txt", "Gate notes\n".encode("utf-16"), "is a text file (it begins 'Gate notes')"),
+    ("notes8.txt", b"\xef\xbb\xbfGate notes\n", "is a text file (it begins 'Gate notes')"),
+    ("model.onnx.gz", gzip.compress(b"\x08\x07model"),
+     "is a gzip-compressed file, not a model: decompress it (gunzip) and give the .onnx inside"),
 ])
 def test_images_and_text_given_as_the_model_are_named(tmp_path, name, content, said):
     """A user check: a README or a photo given to edge inspect read "is not an ONNX model
@@ -116,6 +126,32 @@ def test_images_and_text_given_as_the_model_are_named(tmp_path, name, content, s
         OrtRunner.from_path(path)
     with pytest.raises(ModelError, match=re.escape(f"{path} {said}")):
         spec_from_onnx_file(path)
+
+
+def test_a_zip_archive_is_named_as_one_and_a_model_inside_it_too(tmp_path):
+    """A user check: every zip read as a PyTorch checkpoint, to convert."""
+    plain, holding = tmp_path / "notes.zip", tmp_path / "model.zip"
+    with zipfile.ZipFile(plain, "w") as archive:
+        archive.writestr("a.txt", "notes")
+    with zipfile.ZipFile(holding, "w") as archive:
+        archive.writestr("export/detector.onnx", b"\x08\x07")
+    with pytest.raises(ModelError, match=re.escape(f"{plain} is a zip archive, not a model: "
+                                                   "give the .onnx model")):
+        spec_from_onnx_file(plain)
+    with pytest.raises(ModelError, match=re.escape(
+            f"{holding} is a zip archive holding export/detector.onnx, not a model: unzip it "
+            "and give export/detector.onnx")):
+        OrtRunner.from_path(holding)
+
+
+def test_a_model_named_like_an_engine_is_still_read_as_a_model(tmp_path, demo_model):
+    """A user check: an ONNX model renamed `.engine` was refused as a TensorRT engine."""
+    renamed = tmp_path / "detector.engine"
+    shutil.copy(demo_model, renamed)
+    assert spec_from_onnx_file(renamed).name == spec_from_onnx_file(demo_model).name
+    result = subprocess.run([sys.executable, "-m", "edge", "inspect", str(renamed)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "spec: shapes-detector" in result.stdout, result.stderr
 
 
 def test_binary_junk_is_still_said_to_be_no_onnx_model(tmp_path):

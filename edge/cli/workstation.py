@@ -184,7 +184,7 @@ def _batch_option(value: int | str | None) -> int | Literal["source"] | None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from edge.tensorrt.calibration_cache import looks_like_cache
 
-    if args.model.suffix in (".engine", ".plan"):
+    if args.model.suffix in (".engine", ".plan") and not _onnx_content(args.model):
         return _inspect_engine(args)
     if looks_like_cache(args.model):
         return _inspect_cache(args)
@@ -205,6 +205,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def _onnx_content(path: Path) -> bool:
+    """Whether `path` begins as an ONNX file does (a model renamed .engine is still one)."""
+    from edge.files import ONNX_FIRST_BYTE
+
+    try:
+        with path.open("rb") as file:
+            return file.read(1) == ONNX_FIRST_BYTE
+    except OSError:
+        return False
 
 
 def _inspect_cache(args: argparse.Namespace) -> int:
