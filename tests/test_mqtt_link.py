@@ -231,7 +231,7 @@ def test_states_the_broker_never_got_are_counted_at_stop(stopped_mosquitto, capl
            "stopping; the broker keeps the values sent before" in said
     # a user check: a run that never connected registered no Last Will: the broker keeps
     # what an earlier run left (its `stopped` status), not `offline`
-    assert "the broker was never reached in this run: the device's 'stopped' status was not " \
+    assert "the broker accepted no connection in this run: the device's 'stopped' status was not " \
            "sent, and the broker keeps the status and states an earlier run left, if any" in said
     assert not [line for line in said if "Last Will" in line]
 

@@ -30,10 +30,12 @@ def test_a_broker_without_retained_messages_is_found_and_said(tmp_path, caplog) 
                 time.sleep(0.1)
             link.stop(timeout=0)
         said = [r.getMessage() for r in caplog.records if "failed attempt" in r.getMessage()]
-        assert "is it an MQTT port?" in said[0]  # the first, before the probe has answered
+        # the first failure waits for the probe (a user check: it said "is it an MQTT port?")
         assert ("the broker closes the connection on this client's CONNECT, whose Last Will "
                 "(the device's `offline` status) is retained at QoS 1, though it answers one "
-                "without a will") in said[-1]
+                "without a will") in said[0]
+        assert "(1 failed attempt so far" in said[0]
+        assert not any("is it an MQTT port?" in line for line in said), said
         assert link.counters.connects == 0
     finally:
         link.stop(timeout=0)

@@ -68,7 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"{stage} {value}" for stage, value in summary.latency_ms_p50.items()))
         if summary.broker == "embedded":
             print("nothing was written to disk; the embedded broker, and what it held, went "
-                  "with the demo (`edge run` with a config runs your cameras and broker)")
+                  "with the demo (`edge run` with a config runs your cameras against your "
+                  "own broker)")
     return 0
 
 
@@ -189,7 +190,8 @@ def _outcome(summary: RunSummary, trial: bool, broker: str) -> _Outcome | None:
         return _Outcome(1, f"{_cameras(summary.never_streamed)} delivered no frame in the "
                            f"{ran}", see=" (the reason is above)")
     if trial and not summary.broker_reached:
-        return _Outcome(1, f"the MQTT broker {broker} was never reached in the {ran}, so "
+        # "reached" read wrong for a broker that answered and refused every connection
+        return _Outcome(1, f"the MQTT broker {broker} accepted no connection in the {ran}, so "
                            "nothing was published", see=" (the reason is above)")
     return None
 
@@ -301,7 +303,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--config", type=parse_path, required=True, help="TOML config file")
     run.add_argument("--seconds", type=parse_positive_float, default=None,
                      help="stop after this long; exit 1 if a camera delivered no frame or the "
-                          "broker was never reached in that time (a signal before then stops "
+                          "broker accepted no connection in that time (a signal before then stops "
                           "it with 0, as ever)")
     run.add_argument("--json", action="store_true", help="end with one JSON summary line")
     run.add_argument("--no-build", action="store_true",

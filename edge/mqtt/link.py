@@ -345,7 +345,7 @@ class MqttLink:
                         "The states sent before stay retained as the broker kept them",
                         final_state)
         else:  # no connection, so no Last Will either
-            log.warning("the broker was never reached in this run: the device's %r status was "
+            log.warning("the broker accepted no connection in this run: the device's %r status was "
                         "not sent, and the broker keeps the status and states an earlier run "
                         "left, if any", final_state)
 
@@ -826,16 +826,18 @@ class MqttLink:
                                               answered_before=self.counters.connects > 0)
                 if self._unanswered_cause is not None and "keepalive" in cause:
                     cause = self._unanswered_cause  # said already: counted, not said again
-                elif "keepalive" not in cause:  # closed by the broker: is it the will?
+                elif "keepalive" not in cause and not self._will_probed:
+                    self._probe_the_will(cause)  # closed by the broker: is it the will?
+                    return
+                elif "keepalive" not in cause:
                     cause = self._will_refused or cause
-                    self._probe_the_will()
                 self._attempt_failed(cause)
 
-    def _probe_the_will(self) -> None:
+    def _probe_the_will(self, cause: str) -> None:
         """Once a run, off paho's thread: whether the broker closes connections for the
-        retained Last Will (edge.mqtt.will_probe); if so, that is the attempts' cause."""
-        if self._will_probed:
-            return
+        retained Last Will (edge.mqtt.will_probe); the attempt fails with that cause if so,
+        else with `cause` (a user check: the first line said "is it an MQTT port?" and the
+        probe's answer came a second later)."""
         self._will_probed = True
 
         def probe() -> None:
@@ -843,6 +845,7 @@ class MqttLink:
             tls = tls_context_from_config(settings) if settings.tls else None
             if not refuses_retained_will(settings.host, settings.port, tls, settings.username,
                                          settings.password_value(os.environ)):
+                self._attempt_failed(cause)
                 return
             self._will_refused = (
                 "the broker closes the connection on this client's CONNECT, whose Last Will "
@@ -850,7 +853,7 @@ class MqttLink:
                 "without a will: it keeps no retained messages or takes QoS 0 alone "
                 "(Mosquitto: retain_available false, max_qos 0); edge publishes its statuses, "
                 "counts and Home Assistant configs retained at QoS 1: allow both on the broker")
-            # said by the next attempt's failure, as its cause (a change of cause is said)
+            self._attempt_failed(self._will_refused)
 
         threading.Thread(target=probe, name="mqtt-will-probe", daemon=True).start()
 
