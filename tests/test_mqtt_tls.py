@@ -113,8 +113,9 @@ def test_a_broker_that_refuses_the_attempt_at_stop_is_not_waited_for(tls_broker,
          r"not authorized: the broker wants a login and none is given; set mqtt\.username"),
         # the daemon said only "closed the connection before accepting it (Unspecified
         # error)" where `edge monitor` hinted at TLS (an operator's check)
-        ({"url": "plain"}, r"closed the connection before any MQTT answer .*: is it an MQTT "
-                           r"port\? a TLS listener wants mqtts:// in mqtt\.url"),
+        # ... and the probe that follows such a close tells it is one (a TLS handshake)
+        ({"url": "plain"}, r"the port is a TLS listener, which closes a plain MQTT "
+                           r"connection: use mqtts:// in mqtt\.url"),
     ],
     ids=["wrong-ca", "no-client-certificate", "wrong-password", "no-login",
          "plain-url-on-a-tls-port"],

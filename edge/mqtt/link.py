@@ -14,8 +14,8 @@ Frames and stats are best effort: published only while connected.
 What brokers do without a word is found out here too: messages over a size the broker closes
 the connection on are learnt and held back (`edge.mqtt.packet_limit`), the first message of
 each kind is expected back (`edge.mqtt.echo`, beside the status's own check in
-`edge.mqtt.permissions`), and a CONNECT closed for its retained Last Will is probed for
-(`edge.mqtt.will_probe`).
+`edge.mqtt.permissions`), and a CONNECT closed before any answer is probed for why
+(`edge.mqtt.connect_probe`).
 
 Every message put in the outbox is accounted for: published + queued + dropped = produced
 (produced counts what a disk outbox held at start as well). On stop, what is still queued after
@@ -43,6 +43,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.config import MqttConfig
 from edge.errors import ConfigError
 from edge.mqtt.closing import drain_until_closed
+from edge.mqtt.connect_probe import Refusal, refusal
 from edge.mqtt.echo import Echoes, Expected
 from edge.mqtt.failures import (
     SHORT_SESSION_S,
@@ -71,7 +72,6 @@ from edge.mqtt.states import RetainedStates
 from edge.mqtt.sweep import RetainedSweep
 from edge.mqtt.tls import EncryptedKeyError, decrypt_it, load_client_certificate
 from edge.mqtt.topics import Topics
-from edge.mqtt.will_probe import refuses_retained_will
 from edge.wording import counted
 
 log = logging.getLogger(__name__)
@@ -178,9 +178,9 @@ class MqttLink:
         self._started = time.monotonic()
         #: what `_say_unanswered` said: the keepalive's end of that attempt fails with it
         self._unanswered_cause: str | None = None
-        self._will_probed = False
+        self._connect_probed = False
         #: why every attempt fails, once a probe found the broker refuses the retained will
-        self._will_refused: str | None = None
+        self._probed_cause: str | None = None
 
     def _make_client(self, client_id: str) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -826,36 +826,46 @@ class MqttLink:
                                               answered_before=self.counters.connects > 0)
                 if self._unanswered_cause is not None and "keepalive" in cause:
                     cause = self._unanswered_cause  # said already: counted, not said again
-                elif "keepalive" not in cause and not self._will_probed:
-                    self._probe_the_will(cause)  # closed by the broker: is it the will?
+                elif "keepalive" not in cause and not self._connect_probed:
+                    self._probe_the_refusal(cause)  # closed by the broker: is it the will?
                     return
                 elif "keepalive" not in cause:
-                    cause = self._will_refused or cause
+                    cause = self._probed_cause or cause
                 self._attempt_failed(cause)
 
-    def _probe_the_will(self, cause: str) -> None:
-        """Once a run, off paho's thread: whether the broker closes connections for the
-        retained Last Will (edge.mqtt.will_probe); the attempt fails with that cause if so,
-        else with `cause` (a user check: the first line said "is it an MQTT port?" and the
-        probe's answer came a second later)."""
-        self._will_probed = True
+    def _probe_the_refusal(self, cause: str) -> None:
+        """Once a run, off paho's thread: why the broker closes this client's connections
+        before any answer (edge.mqtt.connect_probe); the attempt fails with that cause where
+        the probe tells it, else with `cause` (a user check: the first line said "is it an
+        MQTT port?" and the right cause came a second later). A cause found stays the
+        attempts' cause."""
+        self._connect_probed = True
 
         def probe() -> None:
             settings = self.settings
             tls = tls_context_from_config(settings) if settings.tls else None
-            if not refuses_retained_will(settings.host, settings.port, tls, settings.username,
-                                         settings.password_value(os.environ)):
-                self._attempt_failed(cause)
-                return
-            self._will_refused = (
-                "the broker closes the connection on this client's CONNECT, whose Last Will "
+            found = refusal(settings.host, settings.port, tls, settings.username,
+                            settings.password_value(os.environ))
+            if found is not None:
+                self._probed_cause = self._refusal_words(found)
+            self._attempt_failed(self._probed_cause or cause)
+
+        threading.Thread(target=probe, name="mqtt-connect-probe", daemon=True).start()
+
+    def _refusal_words(self, found: Refusal) -> str:
+        if found == "tls":
+            return (f"the port is a TLS listener, which closes a plain MQTT connection: use "
+                    f"mqtts:// in {self._names.url}")
+        if found == "closes_every_connection":
+            return ("the broker closes every new connection before answering, a plain CONNECT "
+                    "too: it may be at its limit of connections (Mosquitto's max_connections) "
+                    "or refuse this address; or the port is no MQTT broker's: check "
+                    f"{self._names.url}: host and port")
+        return ("the broker closes the connection on this client's CONNECT, whose Last Will "
                 "(the device's `offline` status) is retained at QoS 1, though it answers one "
                 "without a will: it keeps no retained messages or takes QoS 0 alone "
                 "(Mosquitto: retain_available false, max_qos 0); edge publishes its statuses, "
                 "counts and Home Assistant configs retained at QoS 1: allow both on the broker")
-            self._attempt_failed(self._will_refused)
-
-        threading.Thread(target=probe, name="mqtt-will-probe", daemon=True).start()
 
     def _lost_for_size(self, loss: SizeLoss, reason: str) -> None:
         """A live connection lost right after the largest message yet: said as such, and,
