@@ -25,14 +25,7 @@ def test_a_broker_without_retained_messages_is_found_and_said(tmp_path, caplog) 
     link = MqttLink(settings, Topics("edge/t"), "edge-test", lambda state: {"state": state})
     try:
         assert refusal("127.0.0.1", broker.port) == "will"
-        with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
-            link.start()
-            deadline = time.monotonic() + 15
-            while "retain_available false" not in caplog.text:
-                assert time.monotonic() < deadline, caplog.text
-                time.sleep(0.1)
-            link.stop(timeout=0)
-        said = [r.getMessage() for r in caplog.records if "failed attempt" in r.getMessage()]
+        said = _failures_until(link, caplog, "retain_available false")
         # the first failure waits for the probe (a user check: it said "is it an MQTT port?")
         assert ("the broker closes the connection on this client's CONNECT, whose Last Will "
                 "(the device's `offline` status) is retained at QoS 1, though it answers one "
@@ -70,14 +63,7 @@ def test_a_broker_at_its_max_connections_is_named_as_one(tmp_path, caplog) -> No
     try:
         holders[0].sendall(connect_packet("holder", None))
         assert holders[0].recv(4)[:1] == b"\x20"
-        with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
-            link.start()
-            deadline = time.monotonic() + 15
-            while "max_connections" not in caplog.text:
-                assert time.monotonic() < deadline, caplog.text
-                time.sleep(0.1)
-            link.stop(timeout=0)
-        said = [r.getMessage() for r in caplog.records if "failed attempt" in r.getMessage()]
+        said = _failures_until(link, caplog, "max_connections")
         assert ("the broker closes every new connection before answering, a plain CONNECT too: "
                 "it may be at its limit of connections (Mosquitto's max_connections)") in said[0]
         assert not any("TLS listener" in line for line in said), said
@@ -100,3 +86,15 @@ def _start_without_a_readiness_connection(broker: Mosquitto) -> None:
         assert time.monotonic() < deadline and broker.process.poll() is None, \
             broker.log.read_text()
         time.sleep(0.05)
+
+
+def _failures_until(link: MqttLink, caplog, words: str) -> list[str]:
+    """The link's failed attempts, as said, from its start until one says `words`."""
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+        link.start()
+        deadline = time.monotonic() + 15
+        while words not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.1)
+        link.stop(timeout=0)
+    return [r.getMessage() for r in caplog.records if "failed attempt" in r.getMessage()]
