@@ -146,6 +146,7 @@ class MqttLink:
         #: the broker's limit on a message's size, once its closed connections tell it
         self.packet_limit = PacketLimit()
         self._echoes = Echoes(topics)  # the first message of each kind, expected back
+        self._saying_echoes = threading.Lock()
         self._rivals = RivalWatch({})  # set up at start(), with this daemon's identity
         self._permissions = BrokerPermissions(settings.display_url, topics.prefix)
         self._stopped = False
@@ -526,10 +527,12 @@ class MqttLink:
         """`ECHO_WAIT_S` after the first message of its kind went to `topic`."""
         with self._cond:
             connection, connected = self.counters.connects, self._connected
-        missing = self._echoes.check(topic, connection, connected)
+        with self._saying_echoes:  # kinds published together are checked together, on
+            # their own timers' threads: the first found missing says why before the next
+            missing = self._echoes.check(topic, connection, connected)
+            if missing is not None:
+                self._say_not_back(topic, missing)
         self._client.unsubscribe(topic)
-        if missing is not None:
-            self._say_not_back(topic, missing)
 
     def _say_not_back(self, topic: str, missing: Expected) -> None:
         where, kind = self.settings.display_url, missing.kind
