@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.cli.common import parse_path, print_json
+from edge.cli.common import parse_location, parse_path, print_json
 from edge.files import StagedOutputs
 from edge.wording import counted
 
@@ -33,8 +33,26 @@ def add_eval_arguments(evaluate: argparse.ArgumentParser) -> None:
     add_drift_reference_argument(evaluate, "the --data images")
 
 
+class _PathOrBeside(argparse.Action):
+    """`--drift-reference` alone: "" (the profile beside the model); `--drift-reference PATH`:
+    PATH. An empty PATH (`--drift-reference=`, an unset shell variable) is refused: it read as
+    the option alone, and wrote the profile where it was not asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        if values is None:
+            values = ""
+        else:
+            try:
+                values = parse_location(str(values))
+            except argparse.ArgumentTypeError as error:
+                raise argparse.ArgumentError(self, f"{error}, or the option alone to write "
+                                                   "<model>.drift.json") from None
+        setattr(namespace, self.dest, values)
+
+
 def add_drift_reference_argument(parser: argparse.ArgumentParser, frames: str) -> None:
-    parser.add_argument("--drift-reference", nargs="?", const="", type=str, metavar="PATH",
+    parser.add_argument("--drift-reference", nargs="?", action=_PathOrBeside, metavar="PATH",
                         help=f"write the model's drift reference profile from {frames} (default "
                              "path: <model>.drift.json, which the daemon finds by itself)")
 
