@@ -186,7 +186,9 @@ class MqttConfig(_Section):
     outbox_max_mb: float = Field(default=64.0, gt=0, le=100_000,
                                  description="payload bytes kept, at most (oldest dropped)")
     outbox_max_age_s: float = Field(default=7 * 86400.0, gt=0,
-                                    description="older detections are dropped (and counted)")
+                                    description="older detections are dropped (and counted); "
+                                                "aged by the time since boot, which NTP does "
+                                                "not set")
     flush_timeout_s: float = Field(default=5.0, ge=0, le=600,
                                    description="on stop, wait this long for the broker to take "
                                                "the outbox")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.clock import ClockSteps, steady
 from edge.concurrency import StopRequest
 from edge.config import CameraConfig, Config, ModelConfig
 from edge.drift import DriftMonitor, reference_from_config
@@ -216,6 +217,8 @@ class Daemon:
         self._track_ids = TrackIds()  # shared by the cameras: event ids unique per device
         self.backend = choose_backend(config.model)
         self.started_at = time.time()
+        self._up_since = time.monotonic()  # uptime does not jump with the clock
+        self._clock_steps = ClockSteps()
         self.topics = Topics(config.topic_prefix)
         self.link = MqttLink(config.mqtt, self.topics,
                              config.mqtt.client_id or f"edge-{config.device_id}", self._status)
@@ -535,7 +538,8 @@ class Daemon:
     def stats(self) -> dict[str, Any]:
         now = time.time()
         return {"v": CONTRACT_VERSION, "ts": now, "time": rfc3339(now),
-                "uptime_s": round(now - self.started_at, 1), "backend": self.backend.name,
+                "uptime_s": round(time.monotonic() - self._up_since, 1),
+                "backend": self.backend.name,
                 "cameras": {w.name: {**w.stats(), "keeping_up": self._keeping_up_now(w)}
                             for w in self.workers},
                 "inference": self.service.stats(),
@@ -662,6 +666,7 @@ class Daemon:
                     if s.state == "failed") or None
                 log.info("every source has ended; stopping")
                 break
+            self._say_a_clock_step()
             if self.link.counters.connects != connects:
                 connects = self.link.counters.connects
                 self._republish_statuses()
@@ -676,6 +681,15 @@ class Daemon:
             wake = next_stats if duration is None else min(next_stats, began + duration)
             stop.wait(min(0.2, max(0.0, wake - time.monotonic())))
         return self.stop(time.monotonic() - began)
+
+    def _say_a_clock_step(self) -> None:
+        step = self._clock_steps.new_step()
+        if step:
+            log.warning("the system clock was set %.1f s %s (NTP's first sync on a device "
+                        "without a battery-backed clock, or set by hand): what is published "
+                        "from now on is dated by it; frame sampling, event updates and drift "
+                        "windows keep their pace", abs(step),
+                        "forward" if step > 0 else "back")
 
     def stop(self, seconds: float) -> RunSummary:
         self._stopping = True
@@ -693,7 +707,7 @@ class Daemon:
                             _why_no_frame(status.state, status.reason, seconds))
             elif status.state == "reconnecting":  # its status is "ended" once stopped
                 log.warning("camera %s was down at the stop, for its last %.0f s (%s)",
-                            status.camera, max(0.0, time.time() - status.since), status.reason)
+                            status.camera, max(0.0, steady() - status.since), status.reason)
         model_error = self._model_error()
         # the last retained stats are sent once the outbox is flushed, so that they count
         # what the run summary counts (sent before it, they said `outbox 10` for good)

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.client.models import drift_statistics
+from edge.clock import published
 from edge.config import DriftConfig
 from edge.detections import Detections
 from edge.errors import InputError, ModelError
@@ -482,12 +483,13 @@ class DriftMonitor:
             drifted = [name for name in judged
                        if (statistics[name] or 0.0) > self.settings.threshold]
             state = "alert" if drifted else "ok"
+        ts = published(now)
         payload = {"v": 1, "camera": self.camera, "state": state,
                    "window_s": self.settings.window_s, "metric": self.settings.metric,
                    "threshold": self.settings.threshold,
                    "frames": window.frames if window is not None else self._frames_so_far(),
                    "scores": outputs, "input": inputs, "judged": judged, "drifted": drifted,
-                   "ts": now, "time": rfc3339(now)}
+                   "ts": ts, "time": rfc3339(ts)}
         if state != self.state or (state == "alert" and drifted != self._drifted):
             self._log_change(state, drifted, outputs, inputs)
             self.state, self._drifted = state, drifted

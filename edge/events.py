@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.clock import stepped
 from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS, Topics
 from edge.objects_config import TrackingConfig
 from edge.timing import rfc3339
@@ -216,14 +217,17 @@ class EventEngine:
         life.sent_at, life.sent_zones, life.sent_top = ts, list(zones), item.top_score
         life.sent_class = item.class_id
         out = self._snapshot_messages(life, self._label(item.class_id))
+        step = stepped()  # the times are steady (edge.clock); published in the system clock's
         payload = {
             "v": CONTRACT_VERSION, "type": kind, "id": life.event_id, "track_id": item.track_id,
             "camera": self.camera, "label": self._label(item.class_id),
             "class_id": item.class_id, "score": round(item.score, 4),
             "top_score": round(item.top_score, 4), "box": [round(float(v), 1) for v in item.box],
-            "start": round(life.start, 3), "end": None if end is None else round(end, 3),
+            "start": round(life.start + step, 3),
+            "end": None if end is None else round(end + step, 3),
             "zones": list(zones), "entered_zones": list(life.entered),
-            "snapshot": self._snapshot_field(life), "ts": ts, "time": rfc3339(ts)}
+            "snapshot": self._snapshot_field(life), "ts": ts + step,
+            "time": rfc3339(ts + step)}
         self.events_sent += 1
         out.append(Outgoing(self.topics.events(self.camera), _json(payload), 1, False, "outbox"))
         return out

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.clock import published
 from edge.config import FramesConfig, SamplingConfig
 from edge.detections import Detections
 from edge.mqtt.link import MqttLink
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 class FrameSample:
     camera: str
     frame_id: int
-    ts: float
+    ts: float  # its capture time on the steady clock (edge.clock)
     image: npt.NDArray[np.uint8]  # a private copy, BGR [H, W, 3]
     detections: Detections
     reasons: tuple[str, ...] = ("interval",)
@@ -141,8 +142,9 @@ class FramePublisher:
         uncertainty band saw under the score threshold (not published as detections)."""
         height, width = sample.image.shape[:2]
         scale = min(1.0, self.settings.max_height / height)
-        return {"v": 1, "camera": sample.camera, "frame_id": sample.frame_id, "ts": sample.ts,
-                "time": rfc3339(sample.ts), "model": self._model, "width": int(width),
+        ts = published(sample.ts)
+        return {"v": 1, "camera": sample.camera, "frame_id": sample.frame_id, "ts": ts,
+                "time": rfc3339(ts), "model": self._model, "width": int(width),
                 "height": int(height), "image_width": max(1, round(width * scale)),
                 "image_height": max(1, round(height * scale)), "bytes": len(jpeg),
                 "clean_bytes": len(clean) if clean is not None else None,

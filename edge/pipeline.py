@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge.clock import published, steady
 from edge.detections import Detections
 from edge.drift import DriftMonitor
 from edge.errors import InputError, ModelError
@@ -205,7 +206,7 @@ class CameraWorker:
     def _submit(self, frame: Frame) -> _InFlight:
         """Letterbox `frame` into a claimed row of the service's filling batch and commit it;
         the frame's buffer goes back to the source."""
-        queue_ms = (time.time() - frame.ts) * 1e3
+        queue_ms = (steady() - frame.ts) * 1e3
         taken = time.perf_counter()
         ticket = self.service.claim(self._camera)
         claimed = time.perf_counter()
@@ -256,7 +257,7 @@ class CameraWorker:
             "postprocess": round((done - inferred) * 1e3, 2),
             "track": round((tracked - done) * 1e3, 2),
         }
-        latency["total"] = round((time.time() - job.ts) * 1e3, 2)
+        latency["total"] = round((steady() - job.ts) * 1e3, 2)
         for stage, value in latency.items():
             self.times.add(stage, value)
         self._link.publish_detections(self.name,
@@ -275,8 +276,9 @@ class CameraWorker:
 
     def _payload(self, job: _InFlight, detections: Detections, latency: dict[str, float],
                  track_ids: npt.NDArray[np.int64] | None) -> dict[str, Any]:
+        ts = published(job.ts)
         return {
-            "v": CONTRACT_VERSION, "ts": job.ts, "time": rfc3339(job.ts),
+            "v": CONTRACT_VERSION, "ts": ts, "time": rfc3339(ts),
             "frame_id": job.frame_id, "camera": self.name, "model": self.spec.name,
             "width": job.geometry.source_width, "height": job.geometry.source_height,
             "latency_ms": latency, "batch": job.ticket.batch_size,

@@ -47,6 +47,16 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS outbox (
 _ADD_PRECIOUS = "ALTER TABLE outbox ADD COLUMN precious INTEGER NOT NULL DEFAULT 0"
 #: Marks as precious the messages on `precious_topics` that a version without the column wrote.
 _MARK = "UPDATE outbox SET precious = 1 WHERE precious = 0 AND topic LIKE ?"
+#: Outboxes written before messages were dated by the time since boot gain it (NULL: aged by
+#: the system clock, as are those an older daemon writes).
+_ADD_BOOT = ("ALTER TABLE outbox ADD COLUMN boot TEXT;"
+             "ALTER TABLE outbox ADD COLUMN since_boot REAL;")
+#: Messages past `outbox_max_age_s` not yet taken: those put since this boot by the time
+#: since boot, which no one sets; those from an earlier boot by the system clock. A device
+#: offline since a boot with a stale clock (no battery-backed clock: many Jetson and Raspberry
+#: Pi boards) lost every message it kept for the broker when the network came back and NTP
+#: set its clock days forward, though none was a minute old.
+_AGED = ("id > ? AND (CASE WHEN boot = ? THEN since_boot < ? ELSE created < ? END)")
 #: What a full outbox drops first: routine messages, oldest first.
 _BY_DROP_ORDER = "CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (precious, id)"
 
@@ -162,6 +172,23 @@ class MemoryOutbox:
         return None
 
 
+def _read_boot_id() -> str | None:
+    """This boot's id (Linux), None where the system has none."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+_BOOT_ID = _read_boot_id()
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)  # Linux; counts suspend too
+
+
+def _since_boot() -> float:
+    """Seconds since this boot, as the kernel counts them: never set, never stepped."""
+    return time.clock_gettime(_BOOTTIME)
+
+
 class DiskOutbox:
     """SQLite (WAL) outbox; see the module docstring for what survives what."""
 
@@ -188,6 +215,8 @@ class DiskOutbox:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
             if "precious" not in columns:
                 self._db.execute(_ADD_PRECIOUS)
+            if "boot" not in columns:
+                self._db.executescript(_ADD_BOOT)
             if precious_topics is not None:
                 self._db.execute(_MARK, (precious_topics,))
             self._db.execute(_BY_DROP_ORDER)
@@ -208,19 +237,20 @@ class DiskOutbox:
 
     def put(self, message: Message) -> Dropped:
         now = time.time()
-        self._db.execute("INSERT INTO outbox (created, topic, payload, qos, retain, precious) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
-                         (now, message.topic, message.payload, message.qos, int(message.retain),
-                          int(message.precious)))
+        self._db.execute("INSERT INTO outbox (created, boot, since_boot, topic, payload, qos, "
+                         "retain, precious) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (now, _BOOT_ID, _since_boot(), message.topic, message.payload,
+                          message.qos, int(message.retain), int(message.precious)))
         self._count += 1
         self._bytes += len(message.payload)
         return self._enforce_limits(now)
 
     def _enforce_limits(self, now: float) -> Dropped:
         dropped = Dropped()
-        if now >= self._next_age_check:
-            self._next_age_check = now + self.AGE_CHECK_S
-            aged = self._drop("id > ? AND created < ?", (self._cursor, now - self._max_age_s))
+        if time.monotonic() >= self._next_age_check:
+            self._next_age_check = time.monotonic() + self.AGE_CHECK_S
+            aged = self._drop(_AGED, (self._cursor, _BOOT_ID, _since_boot() - self._max_age_s,
+                                      now - self._max_age_s))
             dropped += Dropped(aged.count, aged.precious, aged.count)
         while self._count - len(self._taken) > 1 and (
                 self._count > self._max_messages or self._bytes > self._max_bytes):
@@ -232,7 +262,7 @@ class DiskOutbox:
                 break
         return dropped
 
-    def _drop(self, where: str, args: tuple[float, ...]) -> Dropped:
+    def _drop(self, where: str, args: tuple[float | str | None, ...]) -> Dropped:
         row = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), "
                                f"COALESCE(SUM(precious), 0) FROM outbox WHERE {where}",
                                args).fetchone()

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from edge.clock import steady
 from edge.synthetic.scene import GroundTruth
 
 
@@ -25,7 +26,7 @@ class Frame:
 
     image: npt.NDArray[np.uint8]
     frame_id: int
-    ts: float  # capture time, seconds since the epoch
+    ts: float  # capture time, seconds since the epoch on the steady clock (edge.clock)
     truth: GroundTruth | None = None
     _pool: FramePool | None = field(default=None, repr=False)
 
@@ -171,7 +172,7 @@ class Source(ABC):
 
     def _frame(self, image: npt.NDArray[np.uint8], truth: GroundTruth | None = None) -> Frame:
         self._next_id += 1
-        return Frame(image, self._next_id, time.time(), truth, self.pool)
+        return Frame(image, self._next_id, steady(), truth, self.pool)
 
 
 class Pacer:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from edge.clock import published, steady
 from edge.errors import SourceError
 from edge.redact import redact_text, redact_uri
 from edge.sources import Snapshots, source_from_uri
@@ -75,7 +76,8 @@ class CameraStatus:
     """One camera's state as published on the retained `<prefix>/<camera>/status` topic.
 
     `attempts` counts the reopen attempts since the camera last streamed (0 while it streams);
-    `since` is when the camera entered `state` (seconds since the epoch)."""
+    `since` is when the camera entered `state` (seconds since the epoch, on the steady
+    clock: `edge.clock`)."""
 
     camera: str
     state: CameraState
@@ -88,8 +90,9 @@ class CameraStatus:
         """The retained message. `fps` is the rate the camera ran at up to a change away from
         streaming; a camera starting or just streaming has no rate yet, and a retained 0 would
         read as a stalled one for as long as it streams (the stats topic has the live rate)."""
+        since = published(self.since)
         return {"camera": self.camera, "state": self.state, "reason": self.reason,
-                "since": rfc3339(self.since), "since_ts": self.since, "attempts": self.attempts,
+                "since": rfc3339(since), "since_ts": since, "attempts": self.attempts,
                 "fps": None if self.state in HEALTHY_CAMERA_STATES else round(self.fps, 2)}
 
 
@@ -107,8 +110,9 @@ def stopped_reason(last: CameraStatus, causes: Sequence[str] = (), delivered: bo
         if not delivered:
             return (f"the daemon stopped before the camera delivered its first frame "
                     f"({counted(last.attempts, 'attempt')} to open it, failing since "
-                    f"{rfc3339(last.since)}): {last.reason}{before}")
-        return (f"the daemon stopped while the camera was down (since {rfc3339(last.since)}, "
+                    f"{rfc3339(published(last.since))}): {last.reason}{before}")
+        return (f"the daemon stopped while the camera was down (since "
+                f"{rfc3339(published(last.since))}, "
                 f"{counted(last.attempts, 'attempt')} to reopen it): {last.reason}{before}")
     if last.state == "starting":
         return "the daemon stopped before the camera delivered its first frame"
@@ -171,7 +175,7 @@ class SourceSupervisor:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards the status and the hand-off of frames
         self._notify_lock = threading.Lock()  # keeps callbacks in order
-        self._status = CameraStatus(camera, "starting", "", time.time(), 0, 0.0)
+        self._status = CameraStatus(camera, "starting", "", steady(), 0, 0.0)
         self._logged_reason, self._logged_at = "", 0.0
         self.frames = 0
         self.last_frame_id = 0  # ids go on across reopens: 1, 2, ... for the whole run
@@ -297,7 +301,7 @@ class SourceSupervisor:
                 self._log_retry(reason, attempts)
                 # a camera that streamed is down since its last frame, not since the stall
                 # showed (`stall_s` later), so an outage's length reads right
-                down_since = (time.time() - (time.monotonic() - attempt.progress)
+                down_since = (steady() - (time.monotonic() - attempt.progress)
                               if attempt.delivered else None)
                 self._set("reconnecting", reason, attempts, down_since)
                 if self._stop.wait(self.backoff.delay(attempts, self._rng)):
@@ -460,7 +464,7 @@ class SourceSupervisor:
 
     def _set(self, state: CameraState, reason: str, attempts: int,
              since: float | None = None, unless_abandoned: _Attempt | None = None) -> None:
-        """`since` (time.time()): when a new state began, where earlier than now.
+        """`since` (`edge.clock.steady()`): when a new state began, where earlier than now.
         `unless_abandoned`: a reader's attempt; nothing changes once the supervisor has given
         it up (the state it then sets stays)."""
         with self._notify_lock:
@@ -473,7 +477,7 @@ class SourceSupervisor:
                 if old.state == state:
                     since = old.since
                 elif since is None:
-                    since = time.time()
+                    since = steady()
                 if state != old.state == "streaming":
                     self._streamed_s += time.monotonic() - self._streaming_from
                 elif old.state != state == "streaming":

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from edge.clock import steady
 from edge.detections import Detections
 from edge.errors import ConfigError
 from edge.events import EventEngine, Outgoing
@@ -176,7 +177,7 @@ class CameraTracking:
         went down (the next frame then starts tracking afresh). Returns how many objects got
         their `end` event (a track not yet reported as an object gets none)."""
         reported = self.events.objects
-        self._publish(self.events.finish(self.tracker.finish(), ts or time.time()))
+        self._publish(self.events.finish(self.tracker.finish(), ts or steady()))
         return reported
 
     def _publish(self, messages: list[Outgoing]) -> None:
