@@ -51,6 +51,20 @@ def published(ts: float) -> float:
     return ts + stepped()
 
 
+_UNITS = ((86400.0, "day"), (3600.0, "hour"), (60.0, "minute"))
+
+
+def span_words(seconds: float) -> str:
+    """`30 days (2592000 s)`, `1 hour (3600 s)`, `45.0 s`: a step's size, unsigned."""
+    seconds = abs(seconds)
+    whole = round(seconds)  # a step measured is a hair off the one made
+    for unit, name in _UNITS:
+        if whole >= unit:
+            count = round(whole / unit, 1)
+            return f"{count:g} {name}{'' if count == 1 else 's'} ({whole} s)"
+    return f"{seconds:.1f} s"
+
+
 class ClockSteps:
     """Says whether the system clock was set since it was last asked."""
 

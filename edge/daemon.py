@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
-from edge.clock import ClockSteps, steady
+from edge.clock import ClockSteps, span_words, steady
 from edge.concurrency import StopRequest
 from edge.config import CameraConfig, Config, ModelConfig
 from edge.drift import DriftMonitor, reference_from_config
@@ -685,11 +685,13 @@ class Daemon:
     def _say_a_clock_step(self) -> None:
         step = self._clock_steps.new_step()
         if step:
-            log.warning("the system clock was set %.1f s %s (NTP's first sync on a device "
-                        "without a battery-backed clock, or set by hand): what is published "
-                        "from now on is dated by it; frame sampling, event updates and drift "
-                        "windows keep their pace", abs(step),
-                        "forward" if step > 0 else "back")
+            how = ("forward (NTP's first sync on a board without a battery-backed clock, or "
+                   "by hand)" if step > 0 else "back (by NTP or by hand)")
+            log.warning("the system clock was set %s %s: messages made from now on are dated "
+                        "by it (those queued before keep their dates, and this run's "
+                        "`started_at` stays as the clock read it at the start); frame "
+                        "sampling, event updates and drift windows keep their pace",
+                        span_words(step), how)
 
     def stop(self, seconds: float) -> RunSummary:
         self._stopping = True

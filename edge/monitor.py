@@ -503,21 +503,22 @@ class _ConnectionLines:
     def __init__(self, connection: BrokerSubscription, url: str) -> None:
         self._connection, self._url = connection, redact_uri(url)
         self._watching, self._connects = True, connection.connects
-        self._lost_at = 0.0
+        self._lost_since = 0.0  # time.monotonic(): the clock may be set meanwhile
 
     def update(self, echo: Callable[[str], None]) -> None:
         connection = self._connection
         subscribed, connects = connection.subscribed.is_set(), connection.connects
         if self._watching and (not subscribed or connects != self._connects):
             self._watching = False
-            self._lost_at = connection.lost_at or time.time()  # 0: a loss it did not record
-            echo(f"connection to {self._url} lost at {_clock(self._lost_at)} "
+            recorded = connection.lost_at != 0.0  # else a loss it did not record
+            lost_at = connection.lost_at if recorded else time.time()
+            self._lost_since = connection.lost_since if recorded else time.monotonic()
+            echo(f"connection to {self._url} lost at {_clock(lost_at)} "
                  f"({connection.lost_reason or 'closed'}); reconnecting")
         if not self._watching and subscribed:
             self._watching, self._connects = True, connects
-            now = time.time()
-            echo(f"reconnected to {self._url} at {_clock(now)}, "
-                 f"{max(0.0, now - self._lost_at):.0f} s after the loss")
+            echo(f"reconnected to {self._url} at {_clock(time.time())}, "
+                 f"{max(0.0, time.monotonic() - self._lost_since):.0f} s after the loss")
 
 
 def _clock(seconds: float) -> str:

@@ -12,22 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from edge.clock import STEP_S, ClockSteps, published, steady, stepped
+from edge.clock import STEP_S, ClockSteps, published, span_words, steady, stepped
 from edge.mqtt.outbox import DiskOutbox, Dropped, Message
 from tests.mqtt_watch import Watcher
+from tests.set_clock import SetClock
 
 PREFIX = "edge/test-gate"
 DAY = 86400.0
-
-
-class SetClock:
-    """`time.time` as if the system clock had been set by `by` seconds (the monotonic clock,
-    which no one sets, left alone)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.by = 0.0
-        real = time.time
-        monkeypatch.setattr(time, "time", lambda: real() + self.by)
 
 
 @pytest.fixture
@@ -50,6 +41,13 @@ def test_the_steady_clock_does_not_step_and_published_times_follow_the_system_cl
     assert watch.new_step() == 0.0  # said once
     clock.by = 3 * DAY
     assert watch.new_step() == pytest.approx(3 * DAY + 3600.0, abs=0.01)
+
+
+@pytest.mark.parametrize(("seconds", "words"), [
+    (2592000.0, "30 days (2592000 s)"), (-3599.9998, "1 hour (3600 s)"),
+    (5400.0, "1.5 hours (5400 s)"), (90.0, "1.5 minutes (90 s)"), (0.75, "0.8 s")])
+def test_a_steps_size_is_said_in_the_unit_it_is_counted_in(seconds: float, words: str) -> None:
+    assert span_words(seconds) == words
 
 
 def _message(n: int) -> Message:
@@ -150,4 +148,6 @@ def test_a_clock_set_back_an_hour_leaves_frame_sampling_at_its_pace(
     assert 0 < latest["latency_ms"]["total"] < 10_000  # not an hour
     assert 0 < uptime < 120
     said = [r.getMessage() for r in caplog.records if "system clock was set" in r.getMessage()]
-    assert len(said) == 1 and said[0].startswith("the system clock was set 3600.0 s back"), said
+    assert len(said) == 1 and said[0].startswith(
+        "the system clock was set 1 hour (3600 s) back (by NTP or by hand): messages made from "
+        "now on are dated by it"), said

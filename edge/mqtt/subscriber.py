@@ -219,7 +219,8 @@ class BrokerSubscription:
         self._log_failures = log_failures
         self.last_failure: str | None = None
         self.lost_reason: str | None = None  # why the broker dropped the last live connection
-        self.lost_at = 0.0  # ... and when (time.time())
+        self.lost_at = 0.0  # ... and when (time.time(), to show)
+        self.lost_since = 0.0  # ... and when (time.monotonic(), to measure the outage by)
         self._refused = False  # the broker's CONNACK refused the current attempt
         self._reached = False  # a CONNACK came: the broker answered, refusing or not
         self._all_refused: str | None = None  # why, when the broker refused every filter
@@ -423,6 +424,7 @@ class BrokerSubscription:
             self._failed(cause_from_disconnect(str(reason), certificate, self._names))
         elif was_connected and not stopped:
             self.lost_reason, self.lost_at = lost_reason(reason), time.time()
+            self.lost_since = time.monotonic()
             self._failed(self._sessions.lost(self.lost_reason), attempt=False)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
