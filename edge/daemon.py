@@ -126,6 +126,9 @@ class RunSummary:
     gave_way: str | None = None
     #: each camera's part, in the config's order
     cameras: tuple[CameraRun, ...] = ()
+    #: kinds of message (events, stats, ...) the broker acknowledged but never delivered back
+    #: to this device (edge.mqtt.echo): counted in `published`, gone nowhere
+    not_back: tuple[str, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -730,7 +733,8 @@ class Daemon:
                           self.link.counters.events_dropped, rival,
                           tuple(CameraRun(w.name, w.frames, w.frames_dropped, seconds,
                                           w.supervisor.reconnects)
-                                for w, seconds in zip(self.workers, streamed, strict=True)))
+                                for w, seconds in zip(self.workers, streamed, strict=True)),
+                          self.link.not_back)
 
     def _gives_way(self) -> str | None:
         """Why this daemon stops for another that publishes as this device and started first

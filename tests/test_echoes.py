@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import Topics
 from tests.conftest import make_mosquitto
 from tests.mqtt_watch import Watcher
+from tests.test_daemon_mqtt import write_config
 
 FRAME = bytes(range(256)) * 160  # 41 kB
 
@@ -106,8 +110,35 @@ def test_the_kinds_an_acl_denies_are_said_and_those_it_allows_are_not(tmp_path: 
         assert "message_size_limit" not in first  # a few bytes: not a size limit's
         assert all(s.endswith("has not come back either") for s in more), more
         assert not any("detections" in s for s in said)
+        assert sorted(link.not_back) == ["counts", "events", "stats"]
     finally:
         broker.stop()
+
+
+@pytest.mark.slow
+def test_the_run_summary_names_the_kinds_that_never_came_back(tmp_path: Path,
+                                                              demo_model: Path) -> None:
+    """A user check: the stop said `274 produced = 274 published` after warning that the
+    device's events, counts and stats never came back, so the figures read as all delivered."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite edge/test-gate/status\n"
+                   "topic readwrite edge/test-gate/+/detections\n")
+    broker = make_mosquitto(tmp_path, settings=f"user root\nacl_file {acl}\n")
+    broker.start()
+    try:
+        config = write_config(tmp_path, demo_model, broker.port)
+        result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config),
+                                 "--seconds", "9", "--json"],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        broker.stop()
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert "stats" in summary["not_back"] and "detections" not in summary["not_back"]
+    line = next(line for line in result.stderr.splitlines() if "stopped after" in line)
+    assert re.search(r"; of those published, this device's [a-z ,]*stats[a-z ,]* never came "
+                     r"back from the broker \(said above: its ACL or its message_size_limit\)$",
+                     line), line
 
 
 def test_a_device_that_cannot_read_its_own_topics_is_said_once_not_once_a_kind(

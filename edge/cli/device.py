@@ -119,14 +119,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = daemon.run(stop, duration=args.seconds)
     log.info("stopped after %s (%.1f FPS over the %.*f s run; %s dropped, replaced by newer "
              "ones); messages: %d produced%s = %d published + %d queued + %d dropped%s%s; %s "
-             "(counts, discovery configs)", counted(summary.frames, "frame"), summary.fps,
+             "(counts, discovery configs)%s", counted(summary.frames, "frame"), summary.fps,
              1 if summary.seconds < 10 else 0, summary.seconds,  # not "over the 0 s run"
              counted(summary.frames_dropped, "camera frame"), summary.produced,
              f" ({summary.recovered} from an earlier run)" if summary.recovered else "",
              summary.published, summary.queued, summary.dropped,
              events_among(summary.events_dropped),
              "" if summary.flushed else "; the outbox could not be flushed before exit",
-             counted(summary.states_sent, "retained value") + " set")
+             counted(summary.states_sent, "retained value") + " set",
+             f"; of those published, this device's {', '.join(summary.not_back)} never came back "
+             "from the broker (said above: its ACL or its message_size_limit)"
+             if summary.not_back else "")
     for camera in summary.cameras if _apart(summary) else ():
         log.info("camera %s: %s, %s FPS over its %.*f s streaming; %s dropped%s", camera.name,
                  counted(camera.frames, "frame"), rate_words(camera.fps),
@@ -147,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "events_dropped": summary.events_dropped,
             "states_sent": summary.states_sent,
             "never_streamed": list(summary.never_streamed),
+            "not_back": list(summary.not_back),
             "broker_reached": summary.broker_reached, "flushed": summary.flushed,
             "failure": summary.failure, "model_error": summary.model_error,
             "cameras": {camera.name: {

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.cli.common import parse_location, parse_path, print_json
+from edge.cli.common import parse_path, print_json
 from edge.files import StagedOutputs
 from edge.wording import counted
 
@@ -40,15 +40,11 @@ class _PathOrBeside(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: object, option_string: str | None = None) -> None:
-        if values is None:
-            values = ""
-        else:
-            try:
-                values = parse_location(str(values))
-            except argparse.ArgumentTypeError as error:
-                raise argparse.ArgumentError(self, f"{error}, or the option alone to write "
-                                                   "<model>.drift.json") from None
-        setattr(namespace, self.dest, values)
+        if values is not None and not str(values).strip():
+            raise argparse.ArgumentError(self, "an empty path; name the file to write the "
+                                               "profile to, or give the option alone to "
+                                               "write <model>.drift.json")
+        setattr(namespace, self.dest, "" if values is None else str(values))
 
 
 def add_drift_reference_argument(parser: argparse.ArgumentParser, frames: str) -> None:

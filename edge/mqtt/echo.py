@@ -46,7 +46,7 @@ class Echoes:
         self._lock = threading.Lock()
         self._waiting: dict[str, Expected] = {}
         self._settled: set[str] = set()  # kinds
-        self.missing: list[str] = []  # kinds that did not come back, in the order said
+        self.missing: list[str] = []  # kinds that did not come back, in the order found
 
     def wants(self, topic: str) -> bool:
         """Whether a message published to `topic` now should be checked."""
@@ -71,6 +71,11 @@ class Echoes:
         """Whether messages on `topic` are this check's (none of them is a command)."""
         with self._lock:
             return topic in self._waiting
+
+    def missing_kinds(self) -> tuple[str, ...]:
+        """The kinds whose first message did not come back, in the order found."""
+        with self._lock:
+            return tuple(self.missing)
 
     def offer(self, topic: str, payload: bytes) -> bool:
         """A message on a watched topic: whether it is the one waited for (its kind is then

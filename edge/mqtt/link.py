@@ -453,6 +453,12 @@ class MqttLink:
         with self._cond:
             return self.counters.kept if self._stopped else self._outbox.depth
 
+    @property
+    def not_back(self) -> tuple[str, ...]:
+        """The kinds of message (`Topics.kind`) whose first did not come back from the broker
+        though it acknowledged it (its ACL, its message_size_limit), in the order found."""
+        return self._echoes.missing_kinds()
+
     def stats(self) -> dict[str, Any]:
         """For the stats topic and the journal: published + queued + dropped = produced."""
         counters = self.counters

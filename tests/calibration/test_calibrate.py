@@ -509,7 +509,10 @@ def test_a_reports_worst_layers_are_the_written_models_int8_layers(demo_model, t
         (["--images", FRAMES, "--drift-reference", "{tmp}/no/d.json"], "(of --drift-reference"),
         # an unset shell variable: it wrote <model>.drift.json as the option alone does
         (["--images", FRAMES, "--drift-reference="], "argument --drift-reference: an empty "
-         "path; give a file or folder name, or the option alone to write <model>.drift.json"),
+         "path; name the file to write the profile to, or give the option alone to write "
+         "<model>.drift.json"),
+        (["--images", FRAMES, "--drift-reference", " "], "argument --drift-reference: an "
+         "empty path"),
         (["--images", FRAMES, "--drift-reference", "{tmp}/a.txt.drift.json"],
          "--drift-reference {tmp}/a.txt.drift.json is {tmp}/a.txt's own profile path"),
         (["--images", FRAMES, "--drift-reference", "{tmp}/a.txt"],
