@@ -29,6 +29,8 @@ from edge.mqtt.topics import topic_prefix_problem
 from edge.mqtt.url import PASSWORD_ENV, broker_from_url
 from edge.objects_config import (
     HomeAssistantConfig,
+    MaskConfig,
+    ObjectsConfig,
     TrackingConfig,
     ZoneConfig,
     label_names,
@@ -123,6 +125,10 @@ class CameraConfig(_Section):
                                                "up to this (with jitter), forever")
     zones: list[ZoneConfig] = Field(default_factory=list,
                                     description="named polygons; objects in each are counted")
+    objects: ObjectsConfig | None = Field(
+        default=None, description="which detections this camera reports; replaces [objects]")
+    masks: list[MaskConfig] = Field(default_factory=list,
+                                    description="polygons whose detections are dropped")
     sampling: dict[str, Any] | None = Field(
         default=None, description="overrides of [sampling] keys for this camera")
     snapshot_interval_s: float | None = Field(
@@ -443,12 +449,17 @@ class Config(_Section):
     frames: FramesConfig = FramesConfig()
     stats: StatsConfig = StatsConfig()
     tracking: TrackingConfig = TrackingConfig()
+    objects: ObjectsConfig = ObjectsConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     log: LogConfig = LogConfig()
     sampling: SamplingConfig = SamplingConfig()
     drift: DriftConfig = DriftConfig()
     #: Where the config came from (its file), as its errors name it; set by `config_from_dict`.
     _origin: str = PrivateAttr(default="")
+
+    def objects_of(self, camera: CameraConfig) -> ObjectsConfig:
+        """The detections `camera` reports: its own `objects`, else `[objects]`."""
+        return camera.objects if camera.objects is not None else self.objects
 
     def key(self, name: str) -> str:
         """`edge.toml: cameras.0.source`: config key `name` as an error about its value names

@@ -28,6 +28,7 @@ from edge.homeassistant import DiscoveryPublisher, remove_elsewhere, warn_of_a_m
 from edge.keeping_up import WINDOW_S, Counts, KeepingUp, behind_warning, caught_up_line
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS, Topics
+from edge.object_filter import ObjectFilter
 from edge.pipeline import LOOP_STALL_S, CameraWorker
 from edge.postprocess import decoder_from_spec
 from edge.runners import Runner, choose_backend, runner_from_config
@@ -356,10 +357,12 @@ class Daemon:
         # threshold and shows the rest to the sampler only (FrameSampler.split).
         decoder = decoder_from_spec(self.spec, settings.model_copy(
             update={"score_threshold": sampler.decode_threshold}))
-        tracking = self._tracking(camera.name)
+        objects = ObjectFilter(camera.name, self.config.objects_of(camera), camera.masks,
+                               self.spec.labels, f"cameras.{index}.objects"
+                               if camera.objects is not None else "objects")
+        tracking = self._tracking(camera.name, objects)
         return CameraWorker(camera.name, supervisor, self.service, decoder, self.link,
-                            sampler, frames,
-                            tracking=tracking)
+                            sampler, frames, tracking=tracking, objects=objects)
 
     def camera_statuses(self) -> list[CameraStatus]:
         return [w.supervisor.status() for w in self.workers]
@@ -423,7 +426,7 @@ class Daemon:
             self._published_states = states
             self._device_status_connection = connection
 
-    def _tracking(self, name: str) -> CameraTracking | None:
+    def _tracking(self, name: str, objects: ObjectFilter) -> CameraTracking | None:
         """The camera's tracker, events and counts; its zones are checked here (ConfigError
         naming the zone) against the frame size the source URI promises or a local file has;
         a stream's zones are checked on its first frame. With tracking off the zones count
@@ -438,7 +441,7 @@ class Daemon:
                               [] if size else camera.zones, self.link,
                               classifier=self.spec.task == "classify",
                               zone_configs=camera.zones, placed_for=size,
-                              track_ids=self._track_ids)
+                              track_ids=self._track_ids, reports=objects.reports)
 
     def _adopt_snapshots(self, topics: list[str]) -> None:
         """Bound the snapshots earlier runs left retained: each camera that publishes

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,10 +91,14 @@ class EventEngine:
     """Turns tracker state into event, snapshot and count messages for one camera."""
 
     def __init__(self, camera: str, topics: Topics, labels: Sequence[str], zones: Sequence[Zone],
-                 settings: TrackingConfig) -> None:
+                 settings: TrackingConfig,
+                 reports: Callable[[int], bool] = lambda class_id: True) -> None:
+        """`reports`: whether the camera reports a class (`edge.object_filter`); the others
+        get no count or label snapshot topics."""
         self.camera = camera
         self.topics = topics
         self.labels = list(labels)
+        self._reports = reports
         self.zones = list(zones)
         self.settings = settings
         self._lives: dict[int, _Life] = {}
@@ -102,7 +106,7 @@ class EventEngine:
         self.count_topics = self._count_topics()
         #: the label snapshot topics this camera keeps retained (the newest of each label)
         self.label_snapshot_topics = frozenset(self.topics.label_snapshot(camera, label)
-                                               for label in labels)
+                                               for c, label in enumerate(labels) if reports(c))
         self._retained: deque[str] = deque()  # snapshot topics, oldest first
         self._retained_lock = threading.Lock()  # adopt_retained runs on another thread
         self.events_sent = 0
@@ -292,9 +296,10 @@ class EventEngine:
     def _count_topics(self) -> dict[str, int]:
         """Every count topic this camera keeps (per label, and per zone and label it counts)
         -> 0."""
-        counts = {self.topics.count(self.camera, label): 0 for label in self.labels}
+        reported = [(c, label) for c, label in enumerate(self.labels) if self._reports(c)]
+        counts = {self.topics.count(self.camera, label): 0 for _, label in reported}
         for zone in self.zones:
-            for c, label in enumerate(self.labels):
+            for c, label in reported:
                 if zone.counts(c):
                     counts[self.topics.count(self.camera, label, zone.name)] = 0
         return counts

@@ -156,10 +156,12 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str,
                    json_attr_tpl=DRIFT_ATTRIBUTES, ent_cat="diagnostic")
         if not config.tracking.enabled:
             continue  # counts come from tracked objects: these entities would never get a value
-        places: list[tuple[str | None, Iterable[str]]] = [(None, wanted)]
-        places += [(z.name, [w for w in wanted if not z.labels or w in z.labels])
+        reported = config.objects_of(camera).labels  # the others are never counted here
+        shown = [w for w in wanted if not reported or w in reported]
+        places: list[tuple[str | None, Iterable[str]]] = [(None, shown)]
+        places += [(z.name, [w for w in shown if not z.labels or w in z.labels])
                    for z in camera.zones]
-        for label in wanted:  # the newest event snapshot of each label
+        for label in shown:  # the newest event snapshot of each label
             entity("camera", (name, label, "snapshot"), f"{name} {label} snapshot",
                    t=topics.label_snapshot(name, label))
         for zone, zone_labels in places:

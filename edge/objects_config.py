@@ -75,6 +75,54 @@ def unique_zone_names(zones: list[ZoneConfig]) -> list[ZoneConfig]:
     return zones
 
 
+class LabelFilter(_Section):
+    """What a detection of one label must be to be reported (as Frigate's object filters)."""
+
+    min_score: float | None = Field(default=None, gt=0, lt=1,
+                                    description="detections of this label scoring lower are "
+                                                "dropped (default: the model's threshold)")
+    min_area: float = Field(default=0.0, ge=0, lt=1,
+                            description="boxes smaller than this fraction of the frame's area "
+                                        "are dropped")
+    max_area: float = Field(default=1.0, gt=0, le=1,
+                            description="boxes larger than this fraction of the frame's area "
+                                        "are dropped")
+
+    @model_validator(mode="after")
+    def _area_range(self) -> LabelFilter:
+        if self.min_area >= self.max_area:
+            raise ValueError(f"min_area {self.min_area:g} must be below max_area "
+                             f"{self.max_area:g} (both fractions of the frame's area), or no "
+                             "box is kept")
+        return self
+
+
+class ObjectsConfig(_Section):
+    """Which detections a camera reports: published, tracked, counted and sampled. The others
+    are dropped after inference (the drift monitor still sees them: it watches the model)."""
+
+    labels: list[str] = Field(default_factory=list,
+                              description="labels reported; empty: every label of the model")
+    filters: dict[str, LabelFilter] = Field(
+        default_factory=dict, description="per label: min_score, min_area, max_area")
+    _label_names = field_validator("labels")(label_names)
+
+
+class MaskConfig(_Section):
+    """A region of a camera's view where detections are dropped: a tree that sways, a road
+    whose cars are not wanted. A detection is in it when the bottom centre of its box is, as
+    for zones."""
+
+    points: list[Point] = Field(
+        min_length=3, description="polygon vertices [x, y] in order around the outline")
+    units: Literal["pixels", "normalised"] = Field(
+        default="pixels", description="pixels of the source frame, or 0..1 of its width and "
+                                      "height")
+    labels: list[str] = Field(default_factory=list,
+                              description="labels dropped in it; empty: every label")
+    _label_names = field_validator("labels")(label_names)
+
+
 class TrackingConfig(_Section):
     enabled: bool = Field(default=True, description="track objects, publish events and counts")
     high_score: float = Field(default=0.5, gt=0, lt=1,

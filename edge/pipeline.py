@@ -29,6 +29,7 @@ from edge.errors import InputError, ModelError
 from edge.frames import FramePublisher, FrameSample, FrameSampler
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION
+from edge.object_filter import ObjectFilter
 from edge.postprocess import Decoder
 from edge.preprocess import LetterboxGeometry, letterboxer_from_spec
 from edge.service import InferenceError, InferenceService, ServiceClosedError, Ticket
@@ -65,7 +66,9 @@ class CameraWorker:
     def __init__(self, name: str, supervisor: SourceSupervisor, service: InferenceService,
                  decoder: Decoder, link: MqttLink, sampler: FrameSampler,
                  frames: FramePublisher,
-                 tracking: CameraTracking | None = None) -> None:
+                 tracking: CameraTracking | None = None,
+                 objects: ObjectFilter | None = None) -> None:
+        """`objects`: which detections the camera reports (every one without it)."""
         self.name = name
         self.supervisor = supervisor
         self.service = service
@@ -77,6 +80,7 @@ class CameraWorker:
         self.frame_publisher = frames
         self.drift: DriftMonitor | None = None  # set by the daemon when the model has a profile
         self.tracking = tracking
+        self.objects = objects
         self._letterbox = letterboxer_from_spec(self.spec)
         self._latest = supervisor.latest
         self._stop = threading.Event()
@@ -143,7 +147,8 @@ class CameraWorker:
         down = source["state"] in ("starting", "reconnecting", "failed")
         return {"frames": self.frames, "fps": 0.0 if down else round(self._rate.rate(), 2),
                 "dropped": self._latest.dropped, "errors": self.errors,
-                "bad_frames": self.bad_frames, **source,
+                "bad_frames": self.bad_frames,
+                "filtered": self.objects.dropped if self.objects is not None else 0, **source,
                 "latency_ms": self.times.percentiles(), "sampling": self.sampler.stats(),
                 "drift": self.drift.state if self.drift is not None else None}
 
@@ -237,7 +242,10 @@ class CameraWorker:
         if job.frame_id < 0:  # the skipped bad frame's row ran; its output means nothing
             return
         inferred = time.perf_counter()
-        detections, below = self.sampler.split(self._decoder(output, job.geometry))
+        decoded = self._decoder(output, job.geometry)
+        width, height = job.geometry.source_width, job.geometry.source_height
+        reported = decoded if self.objects is None else self.objects.keep(decoded, width, height)
+        detections, below = self.sampler.split(reported)
         done = time.perf_counter()
         track_ids = None if self.tracking is None else self.tracking.update(
             job.frame_id, job.ts, detections,
@@ -262,9 +270,10 @@ class CameraWorker:
             self.times.add(stage, value)
         self._link.publish_detections(self.name,
                                       self._payload(job, detections, latency, track_ids))
-        if self.drift is not None:
-            self.drift.observe_detections(job.ts, detections, job.geometry.source_width,
-                                          job.geometry.source_height)
+        if self.drift is not None:  # the model's detections, as its reference profiled them
+            model_detections = detections if reported is decoded else \
+                self.sampler.split(decoded)[0]
+            self.drift.observe_detections(job.ts, model_detections, width, height)
         # every frame: audit, counts
         reasons = self.sampler.reasons(job.ts, detections, below, job.sample is not None)
         if reasons and job.sample is not None:

@@ -39,33 +39,41 @@ class Zone:
     class_ids: frozenset[int] | None = None
 
     def contains(self, points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
-        """Whether each point [K, 2] lies inside (even-odd rule) or on the outline -> bool [K].
-
-        The outline counts as inside: boxes are clipped to the frame, so an object cut off by
-        the frame's bottom edge has its anchor exactly on that edge, and a zone drawn to the
-        edge of the frame must count it."""
-        x, y = points[:, 0:1], points[:, 1:2]  # [K, 1] against [1, V] edges
-        x1, y1 = self.polygon[:, 0], self.polygon[:, 1]
-        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-        crosses = (y1 > y) != (y2 > y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            at_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-        inside: npt.NDArray[np.bool_] = (np.sum(crosses & (x < at_x), axis=1) % 2) == 1
-        return inside | self._on_outline(x, y)
-
-    def _on_outline(self, x: npt.NDArray[np.floating],
-                    y: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
-        """Whether each point (x, y: [K, 1]) lies within ON_OUTLINE_PX of an edge -> [K]."""
-        x1, y1 = self.polygon[:, 0], self.polygon[:, 1]
-        dx, dy = np.roll(x1, -1) - x1, np.roll(y1, -1) - y1
-        length_sq = dx * dx + dy * dy  # > 0: consecutive points are distinct (area > 0)
-        along = np.clip(((x - x1) * dx + (y - y1) * dy) / np.maximum(length_sq, 1e-300), 0, 1)
-        gap_sq = (x - x1 - along * dx) ** 2 + (y - y1 - along * dy) ** 2
-        on: npt.NDArray[np.bool_] = np.any(gap_sq <= ON_OUTLINE_PX ** 2, axis=1)
-        return on
+        """Whether each point [K, 2] lies in the zone -> bool [K] (`polygon_contains`)."""
+        return polygon_contains(self.polygon, points)
 
     def counts(self, class_id: int) -> bool:
         return self.class_ids is None or class_id in self.class_ids
+
+
+def polygon_contains(polygon: npt.NDArray[np.float64],
+                     points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
+    """Whether each point [K, 2] lies inside the polygon [V, 2] (even-odd rule) or on its
+    outline -> bool [K].
+
+    The outline counts as inside: boxes are clipped to the frame, so an object cut off by the
+    frame's bottom edge has its anchor exactly on that edge, and a zone drawn to the edge of
+    the frame must count it."""
+    x, y = points[:, 0:1], points[:, 1:2]  # [K, 1] against [1, V] edges
+    x1, y1 = polygon[:, 0], polygon[:, 1]
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    crosses = (y1 > y) != (y2 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+    inside: npt.NDArray[np.bool_] = (np.sum(crosses & (x < at_x), axis=1) % 2) == 1
+    return inside | _on_outline(polygon, x, y)
+
+
+def _on_outline(polygon: npt.NDArray[np.float64], x: npt.NDArray[np.floating],
+                y: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
+    """Whether each point (x, y: [K, 1]) lies within ON_OUTLINE_PX of an edge -> [K]."""
+    x1, y1 = polygon[:, 0], polygon[:, 1]
+    dx, dy = np.roll(x1, -1) - x1, np.roll(y1, -1) - y1
+    length_sq = dx * dx + dy * dy  # > 0: consecutive points are distinct (area > 0)
+    along = np.clip(((x - x1) * dx + (y - y1) * dy) / np.maximum(length_sq, 1e-300), 0, 1)
+    gap_sq = (x - x1 - along * dx) ** 2 + (y - y1 - along * dy) ** 2
+    on: npt.NDArray[np.bool_] = np.any(gap_sq <= ON_OUTLINE_PX ** 2, axis=1)
+    return on
 
 
 def anchor_points(boxes: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
@@ -101,35 +109,39 @@ def zone_outlines(camera: str, zones: Sequence[ZoneConfig]) -> list[Zone]:
     camera and zone for a polygon that crosses itself or encloses no area, normalised
     coordinates outside 0..1, and pixel coordinates that all lie within 0..1 (a zone under
     a pixel wide, which counts nothing: `units = "normalised"` left out)."""
-    outlines = []
-    for zone in zones:
-        where = f"camera {camera!r}, zone {zone.name!r}"
-        points = _without_repeats(np.array(zone.points, np.float64))
-        if _self_intersecting(points):
-            raise ConfigError(f"{where}: the polygon crosses itself; list its points in order "
-                              "around its outline")
-        if _area(points) == 0:
-            raise ConfigError(f"{where}: the polygon encloses no area (its points lie on one "
-                              "line); give at least three corners of the region to count in")
-        if zone.units == "normalised" and ((points < 0) | (points > 1)).any():
-            outside = sorted({f"{v:g}" for v in points.ravel() if not 0 <= v <= 1})
-            raise ConfigError(f"{where}: normalised coordinates must lie between 0 and 1 "
-                              f"({', '.join(outside)} "
-                              f"{'does' if len(outside) == 1 else 'do'} not); correct "
-                              f"{'it' if len(outside) == 1 else 'them'}, or use units = "
-                              "\"pixels\" for pixel coordinates")
-        if zone.units == "pixels" and ((points >= 0) & (points <= 1)).all():
-            raise ConfigError(f"{where}: every point lies between 0 and 1, read as pixels (the "
-                              "default units): a zone under one pixel wide; add units = "
-                              "\"normalised\" for fractions of the frame")
-        if zone.units == "pixels" and _area(points) < MIN_PIXEL_ZONE_AREA:
-            beyond = sorted({f"{v:g}" for v in points.ravel() if v > 1})
-            raise ConfigError(f"{where}: the polygon encloses {_area(points):.2g} square pixels "
-                              "(read as pixels, the default units), too small to hold an "
-                              "object; if its points are fractions of the frame, add units = "
-                              f"\"normalised\" and correct {', '.join(beyond)}, above 1")
-        outlines.append(Zone(zone.name, points))
-    return outlines
+    return [Zone(zone.name, checked_outline(f"camera {camera!r}, zone {zone.name!r}",
+                                            zone.points, zone.units)) for zone in zones]
+
+
+def checked_outline(where: str, points_given: Sequence[Sequence[float]],
+                    units: str) -> npt.NDArray[np.float64]:
+    """A zone's or mask's polygon [V, 2] in its `units`, without repeated points; the checks
+    `zone_outlines` names raise ConfigError starting with `where`."""
+    points = _without_repeats(np.array(points_given, np.float64))
+    if _self_intersecting(points):
+        raise ConfigError(f"{where}: the polygon crosses itself; list its points in order "
+                          "around its outline")
+    if _area(points) == 0:
+        raise ConfigError(f"{where}: the polygon encloses no area (its points lie on one "
+                          "line); give at least three corners of the region")
+    if units == "normalised" and ((points < 0) | (points > 1)).any():
+        outside = sorted({f"{v:g}" for v in points.ravel() if not 0 <= v <= 1})
+        raise ConfigError(f"{where}: normalised coordinates must lie between 0 and 1 "
+                          f"({', '.join(outside)} "
+                          f"{'does' if len(outside) == 1 else 'do'} not); correct "
+                          f"{'it' if len(outside) == 1 else 'them'}, or use units = "
+                          "\"pixels\" for pixel coordinates")
+    if units == "pixels" and ((points >= 0) & (points <= 1)).all():
+        raise ConfigError(f"{where}: every point lies between 0 and 1, read as pixels (the "
+                          "default units): a polygon under one pixel wide; add units = "
+                          "\"normalised\" for fractions of the frame")
+    if units == "pixels" and _area(points) < MIN_PIXEL_ZONE_AREA:
+        beyond = sorted({f"{v:g}" for v in points.ravel() if v > 1})
+        raise ConfigError(f"{where}: the polygon encloses {_area(points):.2g} square pixels "
+                          "(read as pixels, the default units), too small to hold an "
+                          "object; if its points are fractions of the frame, add units = "
+                          f"\"normalised\" and correct {', '.join(beyond)}, above 1")
+    return points
 
 
 #: The least area (square pixels) of a zone given in pixels: one smaller is a typo in

@@ -42,7 +42,7 @@ def _config(zones):
      "zone 'flat': the polygon encloses no area"),
     ({"name": "tiny", "points": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}, (640, 480),
      "zone 'tiny': every point lies between 0 and 1, read as pixels (the default units): a "
-     "zone under one pixel wide; add units = \"normalised\""),
+     "polygon under one pixel wide; add units = \"normalised\""),
     # a user check: one fraction mistyped (1.4 for 0.4) made a zone of 0.3 square pixels
     ({"name": "typo", "points": [[0.1, 0.5], [1.4, 0.5], [0.4, 1.0]]}, (640, 480),
      "zone 'typo': the polygon encloses 0.33 square pixels (read as pixels, the default "

@@ -252,6 +252,9 @@ class CameraStats(_Payload):
                                description="failures of the camera's loop (it then stops)")
     bad_frames: int | None = Field(default=None, ge=0,
                                    description="frames skipped as unusable (not uint8 [H, W, 3])")
+    filtered: int | None = Field(default=None, ge=0,
+                                 description="detections [objects] and the camera's masks "
+                                             "dropped: not published, tracked or counted")
     state: str | None = Field(default=None, description="the camera's status state")
     reason: str | None = None
     attempts: int | None = Field(default=None, ge=0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -68,14 +68,17 @@ class CameraTracking:
                  unplaced: Sequence[ZoneConfig], publisher: Publisher,
                  classifier: bool = False, zone_configs: Sequence[ZoneConfig] = (),
                  placed_for: tuple[int, int] | None = None,
-                 track_ids: TrackIds | None = None) -> None:
+                 track_ids: TrackIds | None = None,
+                 reports: Callable[[int], bool] = lambda class_id: True) -> None:
         """`zones` come from `edge.zones.zones_from_config`; `unplaced`: their configs when
         the frame size was not known then (normalised zones are scaled, and every zone is
         checked against the frame, on the first frame), else empty; `zone_configs`: the
         zones' configs where they were placed already, for `placed_for` (width, height), so
         that they can be placed again when the frames change size. `classifier`: the model
         classifies whole frames, so each class present is tracked as one object. `track_ids`:
-        the device's, shared by its cameras, so that event ids are unique per device."""
+        the device's, shared by its cameras, so that event ids are unique per device.
+        `reports`: whether the camera reports a class (`edge.object_filter`): the others get
+        no count topics."""
         self.camera = camera
         self.tracker = ByteTracker(tracker_settings_from_config(settings, classifier),
                                    track_ids)
@@ -88,7 +91,7 @@ class CameraTracking:
         self._frame_size = placed_for
         self._resize_said = AtMostEvery(RESIZE_LOG_S)
         self._unfit_said = AtMostEvery(RESIZE_LOG_S)  # a zone that did not fit the frame
-        self.events = EventEngine(camera, topics, labels, zones, settings)
+        self.events = EventEngine(camera, topics, labels, zones, settings, reports)
         self._publisher = publisher
         self._ring: list[npt.NDArray[np.uint8]] = []
         self._ring_ids = [-1] * HELD_FRAMES

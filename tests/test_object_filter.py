@@ -1,0 +1,181 @@
+"""Which detections a camera reports: `[objects]` labels and per-label filters, and masks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from edge.config import config_from_dict
+from edge.detections import Detections
+from edge.errors import ConfigError
+from edge.homeassistant import discovery_configs
+from edge.object_filter import ObjectFilter
+from edge.objects_config import LabelFilter, MaskConfig, ObjectsConfig
+from tests.mqtt_watch import Watcher
+
+LABELS = ["circle", "square", "triangle", "star"]
+PREFIX = "edge/test-gate"
+
+
+def _detections(*rows: tuple[float, float, float, float, float, int]) -> Detections:
+    """(x1, y1, x2, y2, score, class_id) per detection."""
+    data = np.array(rows, np.float64).reshape(-1, 6)
+    return Detections(data[:, :4].astype(np.float32), data[:, 4].astype(np.float32),
+                      data[:, 5].astype(np.int64))
+
+
+def _rows(detections: Detections) -> list[tuple[float, ...]]:
+    return [(*box.tolist(), round(float(score), 3), int(c)) for box, score, c in
+            zip(detections.boxes, detections.scores, detections.class_ids, strict=True)]
+
+
+FRAME = (640, 480)  # 307200 px
+
+
+def test_nothing_configured_keeps_every_detection_as_it_is() -> None:
+    keep = ObjectFilter("gate", ObjectsConfig(), [], LABELS)
+    found = _detections((0, 0, 10, 10, 0.3, 0), (5, 5, 600, 470, 0.9, 3))
+    assert keep.keep(found, *FRAME) is found and keep.dropped == 0
+    assert all(keep.reports(c) for c in range(4))
+
+
+def test_labels_scores_and_areas_drop_what_the_camera_does_not_report() -> None:
+    objects = ObjectsConfig(labels=["circle", "square"], filters={
+        "circle": LabelFilter(min_score=0.6),
+        "square": LabelFilter(min_area=0.01, max_area=0.5)})
+    keep = ObjectFilter("gate", objects, [], LABELS)
+    found = _detections(
+        (0, 0, 100, 100, 0.7, 0),    # circle at 0.7: kept
+        (0, 0, 100, 100, 0.5, 0),    # circle under its 0.6: dropped
+        (0, 0, 100, 100, 0.9, 2),    # a triangle: not a reported label
+        (0, 0, 40, 40, 0.9, 1),      # square of 1600 px, 0.5% of the frame: too small
+        (0, 0, 200, 200, 0.9, 1),    # 13%: kept
+        (0, 0, 600, 400, 0.9, 1))    # 78%: too large
+    assert _rows(keep.keep(found, *FRAME)) == [(0, 0, 100, 100, 0.7, 0),
+                                              (0, 0, 200, 200, 0.9, 1)]
+    assert keep.dropped == 4
+    assert [keep.reports(c) for c in range(4)] == [True, True, False, False]
+
+
+def test_a_mask_drops_detections_standing_in_it_of_its_labels_only() -> None:
+    """A normalised mask over the left half, for circles; a pixel mask over the top right
+    corner, for every label. A box is in a mask when its bottom centre is, as for zones."""
+    masks = [MaskConfig(points=[[0, 0], [0.5, 0], [0.5, 1], [0, 1]], units="normalised",
+                        labels=["circle"]),
+             MaskConfig(points=[[400, 0], [640, 0], [640, 100], [400, 100]])]
+    keep = ObjectFilter("gate", ObjectsConfig(), masks, LABELS)
+    found = _detections(
+        (10, 10, 100, 200, 0.9, 0),   # circle, bottom centre (55, 200): in the left half
+        (10, 10, 100, 200, 0.9, 1),   # a square there: the mask is for circles only
+        (250, 10, 400, 200, 0.9, 0),  # circle at (325, 200): right half
+        (450, 10, 500, 90, 0.9, 2),   # triangle at (475, 90): in the pixel mask
+        (450, 10, 500, 150, 0.9, 2))  # at (475, 150): below it
+    assert _rows(keep.keep(found, *FRAME)) == [(10, 10, 100, 200, 0.9, 1),
+                                              (250, 10, 400, 200, 0.9, 0),
+                                              (450, 10, 500, 150, 0.9, 2)]
+    # the normalised mask follows the frame's size
+    wide = _detections((600, 10, 700, 200, 0.9, 0))  # (650, 200) of a 1920 wide frame
+    assert len(keep.keep(wide, 1920, 1080)) == 0
+
+
+@pytest.mark.parametrize(("objects", "masks", "message"), [
+    (ObjectsConfig(labels=["person"]), [],
+     "camera 'gate', objects.labels: person is not a label of the model"),
+    (ObjectsConfig(filters={"cirlce": LabelFilter(min_score=0.5)}), [],
+     "camera 'gate', objects.filters: cirlce is not a label of the model"),
+    (ObjectsConfig(), [MaskConfig(points=[[0, 0], [1, 1], [1, 0], [0, 1]], units="normalised")],
+     "camera 'gate', masks.0: the polygon crosses itself"),
+    (ObjectsConfig(), [MaskConfig(points=[[0, 0], [0.5, 0], [0.5, 0.5]])],
+     "camera 'gate', masks.0: every point lies between 0 and 1, read as pixels"),
+    (ObjectsConfig(), [MaskConfig(points=[[0, 0], [100, 0], [100, 100]], labels=["dog"])],
+     "camera 'gate', masks.0.labels: dog is not a label of the model"),
+])
+def test_what_the_model_lacks_and_bad_masks_are_config_errors(
+        objects: ObjectsConfig, masks: list[MaskConfig], message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        ObjectFilter("gate", objects, masks, LABELS)
+
+
+def test_an_area_range_that_keeps_nothing_is_refused() -> None:
+    with pytest.raises(ValidationError, match=re.escape("min_area 0.5 must be below max_area "
+                                                        "0.2")):
+        LabelFilter(min_area=0.5, max_area=0.2)
+
+
+def _config(tmp_path: Path, model: Path, port: int, extra: str) -> Path:
+    path = tmp_path / "edge.toml"
+    path.write_text(f"""
+device_id = "test-gate"
+[model]
+path = "{model}"
+threads = 1
+[[cameras]]
+name = "gate"
+source = "synthetic://shapes?fps=10&seed=4"
+{extra}
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+[stats]
+interval_s = 1
+""")
+    return path
+
+
+def test_a_label_the_model_lacks_stops_the_daemon_at_start_with_exit_2(tmp_path, demo_model):
+    config = _config(tmp_path, demo_model, 1, '[cameras.objects]\nlabels = ["person"]')
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "camera 'gate', cameras.0.objects.labels: person is not a label of the model" \
+        in result.stderr and "Traceback" not in result.stderr
+
+
+def test_home_assistant_gets_entities_for_the_labels_a_camera_reports_only() -> None:
+    config = config_from_dict({
+        "device_id": "gate_01", "model": {"path": "m.onnx"},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes",
+                     "objects": {"labels": ["star"]}},
+                    {"name": "yard", "source": "synthetic://shapes"}],
+        "homeassistant": {"enabled": True}}, "test")
+    counted = sorted(payload["name"] for payload in discovery_configs(
+        config, LABELS, "shapes").values() if payload["name"].endswith(" count"))
+    assert counted == ["gate star count"] + [f"yard {label} count" for label in sorted(LABELS)]
+
+
+@pytest.mark.slow
+def test_a_camera_publishes_tracks_and_counts_only_what_it_reports(mosquitto, demo_model,
+                                                                   tmp_path) -> None:
+    """The synthetic scene's circles alone, and none standing in the left third."""
+    from edge.config import load_config
+    from edge.daemon import Daemon
+
+    config = load_config(_config(tmp_path, demo_model, mosquitto.port, """
+[cameras.objects]
+labels = ["circle"]
+[[cameras.masks]]
+points = [[0, 0], [0.33, 0], [0.33, 1], [0, 1]]
+units = "normalised"
+"""))
+    daemon = Daemon(config)
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        daemon.start()
+        try:
+            watcher.wait_for(lambda: len(watcher.on("/gate/detections")) >= 60, 60,
+                             "60 detection messages")
+            stats = daemon.stats()
+        finally:
+            daemon.stop(1.0)
+    found = [d for m in watcher.on("/gate/detections") for d in m.json()["detections"]]
+    assert found and {d["label"] for d in found} == {"circle"}
+    assert all((d["box"][0] + d["box"][2]) / 2 > 0.33 * 640 for d in found)
+    events = [m.json() for m in watcher.on("/gate/events")]
+    assert events and {e["label"] for e in events} == {"circle"}
+    counts = {m.topic for m in watcher.messages if m.topic.endswith("/count")}
+    assert counts == {f"{PREFIX}/gate/circle/count"}, counts
+    assert stats["cameras"]["gate"]["filtered"] > 0
