@@ -57,13 +57,15 @@ class ObjectFilter:
                                   f"{not_labels_of_the_model(unknown, labels)}")
             return [labels.index(name) for name in names]
 
+        # one slot a class, and a last for a class id beyond the labels: reported unless
+        # `labels` names those reported, with no score or area limit
         count = len(labels)
-        self.reported = np.ones(count, bool)
+        self.reported = np.ones(count + 1, bool)
         if objects.labels:
             self.reported[:] = False
             self.reported[class_ids(objects.labels, f"{key}.labels")] = True
-        self.min_score = np.zeros(count, np.float32)
-        self.min_area, self.max_area = np.zeros(count), np.ones(count)
+        self.min_score = np.zeros(count + 1, np.float32)
+        self.min_area, self.max_area = np.zeros(count + 1), np.ones(count + 1)
         for name, rule in objects.filters.items():
             (index,) = class_ids([name], f"{key}.filters")
             self.min_score[index] = rule.min_score or 0.0
@@ -77,18 +79,19 @@ class ObjectFilter:
         self.dropped = 0  # detections dropped so far
 
     def reports(self, class_id: int) -> bool:
-        return 0 <= class_id < len(self.reported) and bool(self.reported[class_id])
+        unknown = len(self.reported) - 1
+        return bool(self.reported[class_id if 0 <= class_id < unknown else unknown])
 
     def keep(self, detections: Detections, width: int, height: int) -> Detections:
         """The detections this camera reports, of a `width` x `height` source frame."""
         if not self.active or not len(detections):
             return detections
         classes = detections.class_ids
-        known = (classes >= 0) & (classes < len(self.reported))
-        index = np.where(known, classes, 0)
+        unknown = len(self.reported) - 1
+        index = np.where((classes >= 0) & (classes < unknown), classes, unknown)
         boxes = detections.boxes.astype(np.float64)
         area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) / (width * height)
-        kept = known & self.reported[index] & (detections.scores >= self.min_score[index])
+        kept = self.reported[index] & (detections.scores >= self.min_score[index])
         kept &= (area >= self.min_area[index]) & (area <= self.max_area[index])
         if self.masks and kept.any():
             points = anchor_points(boxes)

@@ -60,7 +60,14 @@ def test_labels_scores_and_areas_drop_what_the_camera_does_not_report() -> None:
     assert _rows(keep.keep(found, *FRAME)) == [(0, 0, 100, 100, 0.7, 0),
                                               (0, 0, 200, 200, 0.9, 1)]
     assert keep.dropped == 4
-    assert [keep.reports(c) for c in range(4)] == [True, True, False, False]
+    assert [keep.reports(c) for c in range(5)] == [True, True, False, False, False]
+    # a class beyond the model's labels is kept unless labels name those reported
+    beyond = _detections((0, 0, 100, 100, 0.9, 7))
+    assert len(keep.keep(beyond, *FRAME)) == 0
+    scored = ObjectFilter("gate", ObjectsConfig(filters={"circle": LabelFilter(min_score=0.95)}),
+                          [], LABELS)
+    assert _rows(scored.keep(beyond, *FRAME)) == [(0, 0, 100, 100, 0.9, 7)] and \
+        scored.reports(7)
 
 
 def test_a_mask_drops_detections_standing_in_it_of_its_labels_only() -> None:
