@@ -186,3 +186,15 @@ units = "normalised"
     counts = {m.topic for m in watcher.messages if m.topic.endswith("/count")}
     assert counts == {f"{PREFIX}/gate/circle/count"}, counts
     assert stats["cameras"]["gate"]["filtered"] > 0
+
+
+def test_a_mask_that_cannot_be_drawn_fails_the_probe_of_the_config_as_it_fails_the_run(
+        tmp_path, demo_model):
+    config = _config(tmp_path, demo_model, 1, "[[cameras.masks]]\npoints = [[0, 0], [100, 100], "
+                     "[100, 0], [0, 100]]")
+    for command in (["probe", "--config", str(config), "--frames", "2"],
+                    ["run", "--config", str(config), "--seconds", "1"]):
+        result = subprocess.run([sys.executable, "-m", "edge", *command], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "camera 'gate', masks.0: the polygon crosses itself" in result.stderr

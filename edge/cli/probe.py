@@ -145,10 +145,13 @@ def _trial_plan(args: argparse.Namespace, snapshots: Snapshots | None) -> tuple[
 def _check_zones_at_start(cameras: list[CameraConfig]) -> None:
     """Refuse (ConfigError) the zones `edge run` refuses at start, before any camera opens:
     those no frame could fit, and those outside a frame size known before opening (a
-    synthetic scene's, a local file's: a user check had probe exit 1 where run exits 2)."""
-    from edge.zones import frame_size_at_start, zone_outlines, zones_for_frame
+    synthetic scene's, a local file's: a user check had probe exit 1 where run exits 2);
+    masks that cannot be drawn, as `edge run` refuses them."""
+    from edge.zones import checked_outline, frame_size_at_start, zone_outlines, zones_for_frame
 
     for camera in cameras:
+        for index, mask in enumerate(camera.masks):
+            checked_outline(f"camera {camera.name!r}, masks.{index}", mask.points, mask.units)
         outlines = zone_outlines(camera.name, camera.zones)
         size = frame_size_at_start(camera.source, camera.zones) if camera.zones else None
         if size is not None:
