@@ -602,6 +602,17 @@ def _warn_if_readable_by_all(path: Path) -> None:
                     "restrict the config with `chmod o-rwx %s`", path, path)
 
 
+#: Frigate's object keys that have no key of that name here, and what does their work.
+FRIGATE_KEYS = {
+    "threshold": "Frigate's per-label threshold (the median score that makes a tracked "
+                 "object real) is tracking.event_score here, for every label",
+    "track": "the labels reported are [objects] labels here (or a camera's [cameras.objects])",
+    "min_ratio": "boxes are filtered by min_score, min_area and max_area only",
+    "max_ratio": "boxes are filtered by min_score, min_area and max_area only",
+    "mask": "masks are [[cameras.masks]] polygons here (points = [[x, y], ...])",
+}
+
+
 def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None,
                     data: Mapping[str, Any] | None = None) -> str:
     """One line per problem: `  cameras.0.source: expected ...; got ...`; with the `model`
@@ -613,7 +624,9 @@ def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None,
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         if error["type"] == "extra_forbidden":
             meant = _meant_key(model, error["loc"]) if model is not None else None
+            elsewhere = FRIGATE_KEYS.get(str(error["loc"][-1]))
             message = (f"unknown key; did you mean {meant}?" if meant else
+                       f"unknown key; {elsewhere}" if elsewhere else
                        "unknown key; remove it or check its spelling")
         elif error["type"] == "missing":
             message = "required key is missing"

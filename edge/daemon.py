@@ -28,7 +28,7 @@ from edge.homeassistant import DiscoveryPublisher, remove_elsewhere, warn_of_a_m
 from edge.keeping_up import WINDOW_S, Counts, KeepingUp, behind_warning, caught_up_line
 from edge.mqtt.link import MqttLink
 from edge.mqtt.topics import CONTRACT_VERSION, RETAINED_SNAPSHOTS, Topics
-from edge.object_filter import ObjectFilter
+from edge.object_filter import ObjectFilter, object_filter_of
 from edge.pipeline import LOOP_STALL_S, CameraWorker
 from edge.postprocess import decoder_from_spec
 from edge.runners import Runner, choose_backend, runner_from_config
@@ -357,9 +357,8 @@ class Daemon:
         # threshold and shows the rest to the sampler only (FrameSampler.split).
         decoder = decoder_from_spec(self.spec, settings.model_copy(
             update={"score_threshold": sampler.decode_threshold}))
-        objects = ObjectFilter(camera.name, self.config.objects_of(camera), camera.masks,
-                               self.spec.labels, f"cameras.{index}.objects"
-                               if camera.objects is not None else "objects")
+        objects = object_filter_of(self.config, index, self.spec.labels,
+                                   settings.score_threshold)
         tracking = self._tracking(camera.name, objects)
         return CameraWorker(camera.name, supervisor, self.service, decoder, self.link,
                             sampler, frames, tracking=tracking, objects=objects)

@@ -31,7 +31,7 @@ from edge.mqtt.failures import config_names
 from edge.mqtt.subscriber import BrokerSubscription
 from edge.mqtt.topics import RETAINED_READ_QOS, Topics
 from edge.objects_config import DEFAULT_DISCOVERY_PREFIX, MAX_PREFIX_LEVELS
-from edge.wording import not_labels_of_the_model
+from edge.wording import listed, not_labels_of_the_model
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,15 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str,
     unknown = [label for label in wanted if label not in labels]
     if unknown:
         raise ConfigError(f"homeassistant.labels: {not_labels_of_the_model(unknown, labels)}")
+    unreported = [label for label in settings.labels if all(
+        config.objects_of(camera).labels and label not in config.objects_of(camera).labels
+        for camera in config.cameras)]
+    if unreported:
+        log.warning("homeassistant.labels: %s reported by no camera ([objects] labels), so "
+                    "%s no entities; add %s to [objects] labels or remove %s here",
+                    listed(unreported), "it gets" if len(unreported) == 1 else "they get",
+                    "it" if len(unreported) == 1 else "them",
+                    "it" if len(unreported) == 1 else "them")
     device = {"ids": [node], "name": f"edge {config.device_id}", "mf": "edge-runtime",
               "mdl": model, "sw": __version__}
     availability = [{"t": topics.status, "pl_avail": "online", "pl_not_avail": "offline",

@@ -128,8 +128,9 @@ def format_stats(device: str, stats: DeviceStats, retained: bool = False) -> str
         infer = camera.latency_ms.get("infer", {}).get("p50")
         timing = f"infer p50 {infer} ms" if infer is not None else "no inference timed yet"
         behind = " (not keeping up)" if camera.keeping_up is False else ""
+        filtered = f", {camera.filtered} detections filtered" if camera.filtered else ""
         cameras.append(f"{name} {camera.fps:.1f} fps{behind}, {timing}, dropped "
-                       f"{camera.dropped}")
+                       f"{camera.dropped}{filtered}")
     return (f"[{device}] stats: {'; '.join(cameras) or 'no cameras'}; outbox "
             f"{stats.mqtt.get('outbox_depth', '?')}{_messages_dropped(stats.mqtt)}, memory "
             f"{stats.memory_rss_mb} MB, up {stats.uptime_s} s"

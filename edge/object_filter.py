@@ -10,17 +10,21 @@ still sees it, since it watches the model, whose reference was profiled unfilter
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from edge.config import Config
 from edge.detections import Detections
 from edge.errors import ConfigError
 from edge.objects_config import MaskConfig, ObjectsConfig
-from edge.wording import not_labels_of_the_model
-from edge.zones import anchor_points, checked_outline, polygon_contains
+from edge.wording import listed, not_labels_of_the_model
+from edge.zones import anchor_points, checked_outline, frame_size_at_start, polygon_contains
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,17 @@ class ObjectFilter:
     """Built once per camera; `keep(detections, width, height)` per frame."""
 
     def __init__(self, camera: str, objects: ObjectsConfig, masks: Sequence[MaskConfig],
-                 labels: Sequence[str], key: str = "objects") -> None:
-        """`key`: where the camera's `objects` come from, as its errors name it. Raises
-        ConfigError for a label the model lacks and for a mask `checked_outline` refuses."""
+                 labels: Sequence[str], key: str = "objects", masks_key: str = "masks",
+                 threshold: float = 0.0, origin: str = "") -> None:
+        """`key`, `masks_key`: the camera's `objects` and `masks` as its errors name them
+        (`cameras.0.objects`), after `origin` (`edge.toml: `). `threshold`: the model's score
+        threshold, under which no detection is decoded. Raises ConfigError for a label the
+        model lacks and for a mask `checked_outline` refuses; warns of settings that do
+        nothing."""
         def class_ids(names: Sequence[str], where: str) -> list[int]:
             unknown = [name for name in names if name not in labels]
             if unknown:
-                raise ConfigError(f"camera {camera!r}, {where}: "
+                raise ConfigError(f"{origin}{where}: "
                                   f"{not_labels_of_the_model(unknown, labels)}")
             return [labels.index(name) for name in names]
 
@@ -70,13 +78,46 @@ class ObjectFilter:
             (index,) = class_ids([name], f"{key}.filters")
             self.min_score[index] = rule.min_score or 0.0
             self.min_area[index], self.max_area[index] = rule.min_area, rule.max_area
+            if rule.min_score is not None and rule.min_score <= threshold:
+                log.warning("%scamera %s: %s.filters.%s.min_score %g does nothing: "
+                            "detections under the model's score threshold %g are never "
+                            "decoded; lower model.score_threshold to see them", origin, camera,
+                            key, name, rule.min_score, threshold)
         self.masks = [
-            Mask(checked_outline(f"camera {camera!r}, masks.{i}", mask.points, mask.units),
+            Mask(checked_outline(f"{origin}{masks_key}.{i}", mask.points, mask.units),
                  mask.units == "normalised",
-                 frozenset(class_ids(mask.labels, f"masks.{i}.labels")) or None)
+                 frozenset(class_ids(mask.labels, f"{masks_key}.{i}.labels")) or None)
             for i, mask in enumerate(masks)]
+        self._key, self._masks_key, self._camera = key, masks_key, camera
+        unreported = [f"{key}.filters.{name}" for name in objects.filters
+                      if not self.reports(labels.index(name))]
+        unreported += [f"{masks_key}.{i}.labels ({', '.join(absent)})"
+                       for i, mask in enumerate(masks)
+                       if (absent := [n for n in mask.labels
+                                      if not self.reports(labels.index(n))])]
+        if unreported:
+            log.warning("%scamera %s: %s name%s labels that %s.labels leaves out, never "
+                        "reported here, so %s nothing; add them to %s.labels or remove %s",
+                        origin, camera, listed(unreported), "" if len(unreported) > 1 else "s", key,
+                        "they do" if len(unreported) > 1 else "it does", key,
+                        "them" if len(unreported) > 1 else "it")
         self.active = bool(objects.labels or objects.filters or masks)
         self.dropped = 0  # detections dropped so far
+        self._checked_sizes: set[tuple[int, int]] = set()
+
+    def outside(self, width: int, height: int) -> str | None:
+        """Why a pixel mask does not fit a `width` x `height` frame (it reaches outside it),
+        or None: a mask drawn on another resolution of the stream drops nothing, or not
+        what was meant."""
+        for index, mask in enumerate(self.masks):
+            if mask.normalised:
+                continue
+            x, y = mask.polygon[:, 0], mask.polygon[:, 1]
+            if (x < 0).any() or (y < 0).any() or (x > width).any() or (y > height).any():
+                return (f"{self._masks_key}.{index}: the polygon reaches outside the "
+                        f"{width}x{height} frame; use pixel coordinates within it, or units "
+                        "= \"normalised\" with coordinates from 0 to 1")
+        return None
 
     def reports(self, class_id: int) -> bool:
         unknown = len(self.reported) - 1
@@ -84,6 +125,11 @@ class ObjectFilter:
 
     def keep(self, detections: Detections, width: int, height: int) -> Detections:
         """The detections this camera reports, of a `width` x `height` source frame."""
+        if (width, height) not in self._checked_sizes:
+            self._checked_sizes.add((width, height))
+            problem = self.outside(width, height)
+            if problem is not None:  # a stream's size is known only now: said, not refused
+                log.error("camera %s: %s (it is applied as given)", self._camera, problem)
         if not self.active or not len(detections):
             return detections
         classes = detections.class_ids
@@ -101,3 +147,28 @@ class ObjectFilter:
         if kept.all():
             return detections
         return Detections(detections.boxes[kept], detections.scores[kept], classes[kept])
+
+
+def object_filter_of(config: Config, index: int, labels: Sequence[str],
+                     threshold: float = 0.0) -> ObjectFilter:
+    """Camera `index`'s object filter (`edge.object_filter`), its pixel masks checked against
+    the frame size its source promises or its local file has (ConfigError), as zones are; a
+    stream's are checked on its first frame."""
+    camera, origin = config.cameras[index], config.key("")
+    key = f"cameras.{index}.objects" if camera.objects is not None else "objects"
+    objects = ObjectFilter(camera.name, config.objects_of(camera), camera.masks, labels, key,
+                           f"cameras.{index}.masks", threshold, origin)
+    for zone in camera.zones:
+        unreported = [name for name in zone.labels
+                      if name in labels and not objects.reports(labels.index(name))]
+        if unreported:
+            log.warning("%scamera %s: zone %r counts %s, which %s.labels leaves out: never "
+                        "counted there; add %s to %s.labels or take %s from the zone", origin,
+                        camera.name, zone.name, listed(unreported), key,
+                        "them" if len(unreported) > 1 else "it", key,
+                        "them" if len(unreported) > 1 else "it")
+    size = frame_size_at_start(camera.source, camera.masks) if camera.masks else None
+    problem = objects.outside(*size) if size is not None else None
+    if problem is not None:
+        raise ConfigError(f"{origin}{problem}")
+    return objects

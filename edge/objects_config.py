@@ -81,12 +81,21 @@ class LabelFilter(_Section):
     min_score: float | None = Field(default=None, gt=0, lt=1,
                                     description="detections of this label scoring lower are "
                                                 "dropped (default: the model's threshold)")
-    min_area: float = Field(default=0.0, ge=0, lt=1,
+    min_area: float = Field(default=0.0,
                             description="boxes smaller than this fraction of the frame's area "
-                                        "are dropped")
-    max_area: float = Field(default=1.0, gt=0, le=1,
+                                        "(0..1) are dropped")
+    max_area: float = Field(default=1.0,
                             description="boxes larger than this fraction of the frame's area "
-                                        "are dropped")
+                                        "(0..1) are dropped")
+
+    @field_validator("min_area", "max_area")
+    @classmethod
+    def _a_fraction(cls, area: float) -> float:
+        if not 0 <= area <= 1:
+            raise ValueError(f"{area:g} is not a fraction of the frame's area (0 to 1); areas "
+                             "here are fractions, not pixels as in Frigate: 5000 px of a "
+                             "640x480 frame is 0.0163")
+        return area
 
     @model_validator(mode="after")
     def _area_range(self) -> LabelFilter:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import ConfigError
-from edge.objects_config import ZoneConfig
+from edge.objects_config import MaskConfig, ZoneConfig
 from edge.sources import probe_frame_size
 from edge.sources.uri import SourceUri
 from edge.wording import not_labels_of_the_model
@@ -239,10 +239,11 @@ def frame_size_from_uri(uri: str) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
-def frame_size_at_start(source: str, zones: Sequence[ZoneConfig]) -> tuple[int, int] | None:
-    """(width, height) a camera's `zones` are placed in before it streams: what its `source`
-    URI promises, else, where a zone is in pixels, a local file's (its first frame read now);
-    None for a stream, whose zones are placed on its first frame."""
+def frame_size_at_start(source: str, zones: Sequence[ZoneConfig | MaskConfig]
+                        ) -> tuple[int, int] | None:
+    """(width, height) a camera's `zones` (or masks) are placed in before it streams: what its
+    `source` URI promises, else, where one is in pixels, a local file's (its first frame read
+    now); None for a stream, whose zones are placed on its first frame."""
     size = frame_size_from_uri(source)
     if size is None and any(zone.units == "pixels" for zone in zones):
         size = probe_frame_size(source)

@@ -418,6 +418,11 @@ def test_a_stats_line_says_which_cameras_have_no_frames_yet():
     assert format_stats("pi", behind).startswith(
         "[pi] stats: c1 7.0 fps (not keeping up), infer p50 6.04 ms, dropped 1676; c2 15.0 fps, "
         "no inference timed yet, dropped 0; ")
+    # detections [objects] and masks dropped are counted where some were
+    filtering = behind.model_copy(update={"cameras": {"c1": behind.cameras["c2"].model_copy(
+        update={"filtered": 613})}})
+    assert "c1 15.0 fps, no inference timed yet, dropped 0, 613 detections filtered; " in \
+        format_stats("pi", filtering)
 
 
 def test_retained_camera_states_and_counts_say_so():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -93,15 +94,15 @@ def test_a_mask_drops_detections_standing_in_it_of_its_labels_only() -> None:
 
 @pytest.mark.parametrize(("objects", "masks", "message"), [
     (ObjectsConfig(labels=["person"]), [],
-     "camera 'gate', objects.labels: person is not a label of the model"),
+     "objects.labels: person is not a label of the model"),
     (ObjectsConfig(filters={"cirlce": LabelFilter(min_score=0.5)}), [],
-     "camera 'gate', objects.filters: cirlce is not a label of the model"),
+     "objects.filters: cirlce is not a label of the model (cirlce: did you mean circle?)"),
     (ObjectsConfig(), [MaskConfig(points=[[0, 0], [1, 1], [1, 0], [0, 1]], units="normalised")],
-     "camera 'gate', masks.0: the polygon crosses itself"),
+     "masks.0: the polygon crosses itself"),
     (ObjectsConfig(), [MaskConfig(points=[[0, 0], [0.5, 0], [0.5, 0.5]])],
-     "camera 'gate', masks.0: every point lies between 0 and 1, read as pixels"),
+     "masks.0: every point lies between 0 and 1, read as pixels"),
     (ObjectsConfig(), [MaskConfig(points=[[0, 0], [100, 0], [100, 100]], labels=["dog"])],
-     "camera 'gate', masks.0.labels: dog is not a label of the model"),
+     "masks.0.labels: dog is not a label of the model"),
 ])
 def test_what_the_model_lacks_and_bad_masks_are_config_errors(
         objects: ObjectsConfig, masks: list[MaskConfig], message: str) -> None:
@@ -139,7 +140,7 @@ def test_a_label_the_model_lacks_stops_the_daemon_at_start_with_exit_2(tmp_path,
     result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
-    assert "camera 'gate', cameras.0.objects.labels: person is not a label of the model" \
+    assert f"{config}: cameras.0.objects.labels: person is not a label of the model" \
         in result.stderr and "Traceback" not in result.stderr
 
 
@@ -197,4 +198,96 @@ def test_a_mask_that_cannot_be_drawn_fails_the_probe_of_the_config_as_it_fails_t
         result = subprocess.run([sys.executable, "-m", "edge", *command], capture_output=True,
                                 text=True, timeout=60)
         assert result.returncode == 2, (command, result.stderr)
-        assert "camera 'gate', masks.0: the polygon crosses itself" in result.stderr
+        assert f"{config}: cameras.0.masks.0: the polygon crosses itself" in result.stderr
+
+
+def test_a_pixel_mask_outside_a_frame_known_at_start_stops_run_and_probe(tmp_path, demo_model):
+    """A user check: a mask drawn on another resolution (700-800 px of a 640 wide frame) was
+    taken without a word and dropped nothing; the same polygon as a zone exits 2."""
+    config = _config(tmp_path, demo_model, 1, "[[cameras.masks]]\npoints = [[600, 0], "
+                     "[700, 0], [700, 100], [600, 100]]")
+    for command in (["probe", "--config", str(config), "--frames", "2"],
+                    ["run", "--config", str(config), "--seconds", "1"]):
+        result = subprocess.run([sys.executable, "-m", "edge", *command], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2, (command, result.stderr)
+        assert (f"{config}: cameras.0.masks.0: the polygon reaches outside the 640x480 frame; "
+                "use pixel coordinates within it") in result.stderr, result.stderr
+
+
+def test_a_streams_mask_outside_its_frames_is_said_once_a_size(caplog) -> None:
+    keep = ObjectFilter("gate", ObjectsConfig(), [MaskConfig(
+        points=[[600, 0], [700, 0], [700, 100], [600, 100]])], LABELS)
+    found = _detections((610, 0, 690, 90, 0.9, 0))
+    with caplog.at_level(logging.ERROR, logger="edge.object_filter"):
+        for _ in range(3):
+            assert len(keep.keep(found, 1280, 720)) == 0  # it fits a 1280x720 stream
+            assert len(keep.keep(found, *FRAME)) == 0  # applied as given
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["camera gate: masks.0: the polygon reaches outside the 640x480 frame; use "
+                    "pixel coordinates within it, or units = \"normalised\" with coordinates "
+                    "from 0 to 1 (it is applied as given)"]
+
+
+def test_the_probe_refuses_labels_the_model_lacks_as_the_run_does(tmp_path, demo_model):
+    """A user check: `edge probe --config` passed labels that `edge run` refused."""
+    for extra, message in [
+            ('[cameras.objects]\nlabels = ["person"]', "cameras.0.objects.labels: person"),
+            ('[[cameras.zones]]\nname = "door"\npoints = [[0, 0], [100, 0], [100, 100]]\n'
+             'labels = ["persn"]', "zone 'door': labels: persn")]:
+        config = _config(tmp_path, demo_model, 1, extra)
+        result = subprocess.run([sys.executable, "-m", "edge", "probe", "--config",
+                                 str(config), "--frames", "2"], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "is not a label of the model" in result.stderr
+
+
+def test_settings_that_do_nothing_are_warned_of(caplog) -> None:
+    """A user check: a filter and a mask's label outside `labels`, and a min_score under the
+    model's threshold, were taken without a word and did nothing."""
+    objects = ObjectsConfig(labels=["circle"], filters={
+        "square": LabelFilter(min_score=0.5), "circle": LabelFilter(min_score=0.05)})
+    masks = [MaskConfig(points=[[0, 0], [100, 0], [100, 100]], labels=["star", "circle"])]
+    with caplog.at_level(logging.WARNING, logger="edge.object_filter"):
+        ObjectFilter("gate", objects, masks, LABELS, "objects", "cameras.0.masks",
+                     threshold=0.25, origin="edge.toml: ")
+    assert [r.getMessage() for r in caplog.records] == [
+        "edge.toml: camera gate: objects.filters.circle.min_score 0.05 does nothing: "
+        "detections under the model's score threshold 0.25 are never decoded; lower "
+        "model.score_threshold to see them",
+        "edge.toml: camera gate: objects.filters.square, cameras.0.masks.0.labels (star) name "
+        "labels that objects.labels leaves out, never reported here, so they do nothing; add "
+        "them to objects.labels or remove them"]
+
+
+@pytest.mark.parametrize(("filters", "message"), [
+    ({"circle": {"min_area": 5000}}, "objects.filters.circle.min_area: 5000 is not a fraction "
+     "of the frame's area (0 to 1); areas here are fractions, not pixels as in Frigate"),
+    ({"circle": {"threshold": 0.7}}, "objects.filters.circle.threshold: unknown key; "
+     "Frigate's per-label threshold"),
+])
+def test_frigates_pixel_areas_and_keys_are_told_what_they_are_here(filters, message) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_dict({"model": {"path": "m.onnx"}, "objects": {"filters": filters},
+                          "cameras": [{"name": "a", "source": "synthetic://shapes"}]}, "t")
+
+
+def test_zones_and_home_assistant_labels_no_camera_reports_are_warned_of(caplog) -> None:
+    from edge.object_filter import object_filter_of
+
+    config = config_from_dict({
+        "device_id": "gate_01", "model": {"path": "m.onnx"},
+        "objects": {"labels": ["circle"]},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes", "zones": [
+            {"name": "door", "points": [[0, 0], [100, 0], [100, 100]],
+             "labels": ["circle", "triangle"]}]}],
+        "homeassistant": {"enabled": True, "labels": ["triangle", "circle"]}}, "edge.toml")
+    with caplog.at_level(logging.WARNING):
+        object_filter_of(config, 0, LABELS)
+        discovery_configs(config, LABELS, "shapes")
+    assert [r.getMessage() for r in caplog.records] == [
+        "edge.toml: camera gate: zone 'door' counts triangle, which objects.labels leaves "
+        "out: never counted there; add it to objects.labels or take it from the zone",
+        "homeassistant.labels: triangle reported by no camera ([objects] labels), so it gets "
+        "no entities; add it to [objects] labels or remove it here"]

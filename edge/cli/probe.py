@@ -15,6 +15,7 @@ from edge.errors import SourceError
 
 if TYPE_CHECKING:
     from edge.config import CameraConfig, Config
+    from edge.object_filter import ObjectFilter
     from edge.objects_config import ZoneConfig
     from edge.sources import Snapshots
     from edge.sources.trial import SourceTrial
@@ -52,6 +53,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     cameras = config.cameras if config is not None else []
     zones = {camera.name: camera.zones for camera in cameras if camera.zones}
     _check_zones_at_start(cameras)
+    filters = _object_filters(config) if config is not None else {}
     misplaced: dict[str, str] = {}
     if args.save is not None:
         require_output_folder(args.save, "--save")
@@ -65,7 +67,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         for done in as_completed(running):  # each line as soon as its source is tried
             trial = trials[running[done]] = done.result()
             print(trial.describe(), flush=True)
-            problem = _zones_problem(trial, zones.get(trial.name, []))
+            problem = _zones_problem(trial, zones.get(trial.name, [])) or \
+                _masks_problem(trial, filters.get(trial.name))
             if problem is not None:
                 misplaced[trial.name] = problem
                 print(f"  {problem}", flush=True)
@@ -145,17 +148,39 @@ def _trial_plan(args: argparse.Namespace, snapshots: Snapshots | None) -> tuple[
 def _check_zones_at_start(cameras: list[CameraConfig]) -> None:
     """Refuse (ConfigError) the zones `edge run` refuses at start, before any camera opens:
     those no frame could fit, and those outside a frame size known before opening (a
-    synthetic scene's, a local file's: a user check had probe exit 1 where run exits 2);
-    masks that cannot be drawn, as `edge run` refuses them."""
-    from edge.zones import checked_outline, frame_size_at_start, zone_outlines, zones_for_frame
+    synthetic scene's, a local file's: a user check had probe exit 1 where run exits 2)."""
+    from edge.zones import frame_size_at_start, zone_outlines, zones_for_frame
 
     for camera in cameras:
-        for index, mask in enumerate(camera.masks):
-            checked_outline(f"camera {camera.name!r}, masks.{index}", mask.points, mask.units)
         outlines = zone_outlines(camera.name, camera.zones)
         size = frame_size_at_start(camera.source, camera.zones) if camera.zones else None
         if size is not None:
             zones_for_frame(camera.name, camera.zones, outlines, size)
+
+
+def _object_filters(config: Config) -> dict[str, ObjectFilter]:
+    """Each camera's object filter, as `edge run` builds it: labels the model lacks (in
+    `[objects]`, masks and zones) and masks that cannot be drawn, or reach outside a frame
+    size known before opening, are refused (ConfigError) before any camera opens (a user
+    check: the probe passed what the run refused)."""
+    from edge.object_filter import object_filter_of
+    from edge.spec import spec_from_onnx_file
+    from edge.zones import zones_from_config
+
+    labels = spec_from_onnx_file(config.model.path).labels
+    filters = {}
+    for index, camera in enumerate(config.cameras):
+        zones_from_config(camera.name, camera.zones, labels, None)
+        filters[camera.name] = object_filter_of(config, index, labels)
+    return filters
+
+
+def _masks_problem(trial: SourceTrial, objects: ObjectFilter | None) -> str | None:
+    """Why the camera's pixel masks do not fit the frames its trial measured, if they do not."""
+    if objects is None:
+        return None
+    return next((problem for size in trial.sizes
+                 if (problem := objects.outside(*size)) is not None), None)
 
 
 def _zones_problem(trial: SourceTrial, zones: list[ZoneConfig]) -> str | None:
