@@ -45,14 +45,19 @@ def label_names(names: list[str]) -> list[str]:
     return names
 
 
-class ZoneConfig(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
-                      description="used in topics: letters, digits, _ and - only")
+class _Polygon(_Section):
+    """A region of a camera's frames: a zone's or a mask's."""
+
     points: list[Point] = Field(
         min_length=3, description="polygon vertices [x, y] in order around the outline")
     units: Literal["pixels", "normalised"] = Field(
         default="pixels", description="pixels of the source frame, or 0..1 of its width and "
                                       "height")
+
+
+class ZoneConfig(_Polygon):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                      description="used in topics: letters, digits, _ and - only")
     labels: list[str] = Field(default_factory=list,
                               description="labels counted in this zone; empty: every label")
     _label_names = field_validator("labels")(label_names)
@@ -117,16 +122,11 @@ class ObjectsConfig(_Section):
     _label_names = field_validator("labels")(label_names)
 
 
-class MaskConfig(_Section):
+class MaskConfig(_Polygon):
     """A region of a camera's view where detections are dropped: a tree that sways, a road
     whose cars are not wanted. A detection is in it when the bottom centre of its box is, as
     for zones."""
 
-    points: list[Point] = Field(
-        min_length=3, description="polygon vertices [x, y] in order around the outline")
-    units: Literal["pixels", "normalised"] = Field(
-        default="pixels", description="pixels of the source frame, or 0..1 of its width and "
-                                      "height")
     labels: list[str] = Field(default_factory=list,
                               description="labels dropped in it; empty: every label")
     _label_names = field_validator("labels")(label_names)

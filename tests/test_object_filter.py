@@ -19,6 +19,7 @@ from edge.homeassistant import discovery_configs
 from edge.object_filter import ObjectFilter
 from edge.objects_config import LabelFilter, MaskConfig, ObjectsConfig
 from tests.mqtt_watch import Watcher
+from tests.test_daemon_mqtt import write_config
 
 LABELS = ["circle", "square", "triangle", "star"]
 PREFIX = "edge/test-gate"
@@ -117,22 +118,10 @@ def test_an_area_range_that_keeps_nothing_is_refused() -> None:
 
 
 def _config(tmp_path: Path, model: Path, port: int, extra: str) -> Path:
-    path = tmp_path / "edge.toml"
-    path.write_text(f"""
-device_id = "test-gate"
-[model]
-path = "{model}"
-threads = 1
-[[cameras]]
-name = "gate"
-source = "synthetic://shapes?fps=10&seed=4"
-{extra}
-[mqtt]
-url = "mqtt://127.0.0.1:{port}"
-[stats]
-interval_s = 1
-""")
-    return path
+    """The end-to-end tests' config (one synthetic camera) with `extra` in its camera."""
+    config = write_config(tmp_path, model, port, seed=4)
+    config.write_text(config.read_text().replace("[mqtt]", f"{extra}\n[mqtt]"))
+    return config
 
 
 def test_a_label_the_model_lacks_stops_the_daemon_at_start_with_exit_2(tmp_path, demo_model):
@@ -189,30 +178,22 @@ units = "normalised"
     assert stats["cameras"]["gate"]["filtered"] > 0
 
 
-def test_a_mask_that_cannot_be_drawn_fails_the_probe_of_the_config_as_it_fails_the_run(
-        tmp_path, demo_model):
-    config = _config(tmp_path, demo_model, 1, "[[cameras.masks]]\npoints = [[0, 0], [100, 100], "
-                     "[100, 0], [0, 100]]")
+@pytest.mark.parametrize(("points", "message"), [
+    ("[[0, 0], [100, 100], [100, 0], [0, 100]]", "the polygon crosses itself"),
+    # a user check: drawn on another resolution (600-700 px of a 640 wide frame), it was
+    # taken without a word and dropped nothing; the same polygon as a zone exits 2
+    ("[[600, 0], [700, 0], [700, 100], [600, 100]]",
+     "the polygon reaches outside the 640x480 frame; use pixel coordinates within it"),
+], ids=["crossing", "outside-the-frame"])
+def test_a_mask_that_does_not_fit_fails_the_probe_of_the_config_as_it_fails_the_run(
+        tmp_path, demo_model, points: str, message: str) -> None:
+    config = _config(tmp_path, demo_model, 1, f"[[cameras.masks]]\npoints = {points}")
     for command in (["probe", "--config", str(config), "--frames", "2"],
                     ["run", "--config", str(config), "--seconds", "1"]):
         result = subprocess.run([sys.executable, "-m", "edge", *command], capture_output=True,
                                 text=True, timeout=60)
         assert result.returncode == 2, (command, result.stderr)
-        assert f"{config}: cameras.0.masks.0: the polygon crosses itself" in result.stderr
-
-
-def test_a_pixel_mask_outside_a_frame_known_at_start_stops_run_and_probe(tmp_path, demo_model):
-    """A user check: a mask drawn on another resolution (700-800 px of a 640 wide frame) was
-    taken without a word and dropped nothing; the same polygon as a zone exits 2."""
-    config = _config(tmp_path, demo_model, 1, "[[cameras.masks]]\npoints = [[600, 0], "
-                     "[700, 0], [700, 100], [600, 100]]")
-    for command in (["probe", "--config", str(config), "--frames", "2"],
-                    ["run", "--config", str(config), "--seconds", "1"]):
-        result = subprocess.run([sys.executable, "-m", "edge", *command], capture_output=True,
-                                text=True, timeout=60)
-        assert result.returncode == 2, (command, result.stderr)
-        assert (f"{config}: cameras.0.masks.0: the polygon reaches outside the 640x480 frame; "
-                "use pixel coordinates within it") in result.stderr, result.stderr
+        assert f"{config}: cameras.0.masks.0: {message}" in result.stderr, result.stderr
 
 
 def test_a_streams_mask_outside_its_frames_is_said_once_a_size(caplog) -> None:
