@@ -20,7 +20,7 @@ from edge.clock import ClockSteps, span_words, steady
 from edge.concurrency import StopRequest
 from edge.config import CameraConfig, Config, ModelConfig
 from edge.drift import DriftMonitor, reference_from_config
-from edge.errors import EdgeError, InputError, ModelError, SourceError
+from edge.errors import ConfigError, EdgeError, InputError, ModelError, SourceError
 from edge.files import require_model_file
 from edge.frames import FramePublisher, FrameSampler
 from edge.heartbeat import Heartbeat, summary_line
@@ -433,7 +433,10 @@ class Daemon:
         an error that was in the config all along."""
         camera = next(c for c in self.config.cameras if c.name == name)
         size = frame_size_at_start(camera.source, camera.zones)
-        zones = zones_from_config(name, camera.zones, self.spec.labels, size)
+        try:
+            zones = zones_from_config(name, camera.zones, self.spec.labels, size)
+        except ConfigError as exc:  # named after the config's file, as its other errors
+            raise ConfigError(f"{self.config.key('')}{exc}") from None
         if not self.config.tracking.enabled:
             return None
         return CameraTracking(name, self.config.tracking, self.topics, self.spec.labels, zones,

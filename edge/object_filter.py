@@ -84,7 +84,8 @@ class ObjectFilter:
                             "decoded; lower model.score_threshold to see them", origin, camera,
                             key, name, rule.min_score, threshold)
         self.masks = [
-            Mask(checked_outline(f"{origin}{masks_key}.{i}", mask.points, mask.units),
+            Mask(checked_outline(f"{origin}{masks_key}.{i} (camera {camera})", mask.points,
+                                 mask.units),
                  mask.units == "normalised",
                  frozenset(class_ids(mask.labels, f"{masks_key}.{i}.labels")) or None)
             for i, mask in enumerate(masks)]
@@ -114,7 +115,8 @@ class ObjectFilter:
                 continue
             x, y = mask.polygon[:, 0], mask.polygon[:, 1]
             if (x < 0).any() or (y < 0).any() or (x > width).any() or (y > height).any():
-                return (f"{self._masks_key}.{index}: the polygon reaches outside the "
+                return (f"{self._masks_key}.{index} (camera {self._camera}): the polygon "
+                        "reaches outside the "
                         f"{width}x{height} frame; use pixel coordinates within it, or units "
                         "= \"normalised\" with coordinates from 0 to 1")
         return None
@@ -129,7 +131,7 @@ class ObjectFilter:
             self._checked_sizes.add((width, height))
             problem = self.outside(width, height)
             if problem is not None:  # a stream's size is known only now: said, not refused
-                log.error("camera %s: %s (it is applied as given)", self._camera, problem)
+                log.error("%s (it is applied as given)", problem)
         if not self.active or not len(detections):
             return detections
         classes = detections.class_ids
@@ -156,6 +158,14 @@ def object_filter_of(config: Config, index: int, labels: Sequence[str],
     stream's are checked on its first frame."""
     camera, origin = config.cameras[index], config.key("")
     key = f"cameras.{index}.objects" if camera.objects is not None else "objects"
+    if camera.objects is not None:
+        lost = [name for name in config.objects.filters if name not in camera.objects.filters]
+        if lost:
+            log.warning("%scamera %s: its own [cameras.objects] replaces [objects] whole, so "
+                        "objects.filters for %s %s not applied to it (unlike Frigate, which "
+                        "merges them); repeat them under cameras.%d.objects.filters to keep "
+                        "them", origin, camera.name, listed(lost),
+                        "is" if len(lost) == 1 else "are", index)
     objects = ObjectFilter(camera.name, config.objects_of(camera), camera.masks, labels, key,
                            f"cameras.{index}.masks", threshold, origin)
     for zone in camera.zones:

@@ -80,6 +80,10 @@ def unique_zone_names(zones: list[ZoneConfig]) -> list[ZoneConfig]:
     return zones
 
 
+#: The least area (pixels) read as Frigate's pixel areas, not a fraction mistyped.
+MIN_PIXEL_AREA = 16.0
+
+
 class LabelFilter(_Section):
     """What a detection of one label must be to be reported (as Frigate's object filters)."""
 
@@ -96,14 +100,21 @@ class LabelFilter(_Section):
     @field_validator("min_area", "max_area")
     @classmethod
     def _a_fraction(cls, area: float) -> float:
-        if not 0 <= area <= 1:
-            raise ValueError(f"{area:g} is not a fraction of the frame's area (0 to 1); areas "
-                             "here are fractions, not pixels as in Frigate: 5000 px of a "
-                             "640x480 frame is 0.0163")
-        return area
+        if 0 <= area <= 1:
+            return area
+        if area < MIN_PIXEL_AREA:
+            raise ValueError(f"{area:g} is not a fraction of the frame's area (0 to 1)")
+        raise ValueError(f"{area:g} is not a fraction of the frame's area (0 to 1): areas here "
+                         f"are fractions, not pixels as in Frigate; {area:g} px is "
+                         f"{area / (640 * 480):.3g} of a 640x480 frame, "
+                         f"{area / (1280 * 720):.3g} of 1280x720, "
+                         f"{area / (1920 * 1080):.3g} of 1920x1080")
 
     @model_validator(mode="after")
     def _area_range(self) -> LabelFilter:
+        if self.max_area == 0:
+            raise ValueError("max_area 0 keeps no box; it is the largest box kept, as a "
+                             "fraction of the frame's area (0 to 1)")
         if self.min_area >= self.max_area:
             raise ValueError(f"min_area {self.min_area:g} must be below max_area "
                              f"{self.max_area:g} (both fractions of the frame's area), or no "

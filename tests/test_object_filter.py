@@ -99,9 +99,9 @@ def test_a_mask_drops_detections_standing_in_it_of_its_labels_only() -> None:
     (ObjectsConfig(filters={"cirlce": LabelFilter(min_score=0.5)}), [],
      "objects.filters: cirlce is not a label of the model (cirlce: did you mean circle?)"),
     (ObjectsConfig(), [MaskConfig(points=[[0, 0], [1, 1], [1, 0], [0, 1]], units="normalised")],
-     "masks.0: the polygon crosses itself"),
+     "masks.0 (camera gate): the polygon crosses itself"),
     (ObjectsConfig(), [MaskConfig(points=[[0, 0], [0.5, 0], [0.5, 0.5]])],
-     "masks.0: every point lies between 0 and 1, read as pixels"),
+     "masks.0 (camera gate): every point lies between 0 and 1, read as pixels"),
     (ObjectsConfig(), [MaskConfig(points=[[0, 0], [100, 0], [100, 100]], labels=["dog"])],
      "masks.0.labels: dog is not a label of the model"),
 ])
@@ -193,7 +193,8 @@ def test_a_mask_that_does_not_fit_fails_the_probe_of_the_config_as_it_fails_the_
         result = subprocess.run([sys.executable, "-m", "edge", *command], capture_output=True,
                                 text=True, timeout=60)
         assert result.returncode == 2, (command, result.stderr)
-        assert f"{config}: cameras.0.masks.0: {message}" in result.stderr, result.stderr
+        assert f"{config}: cameras.0.masks.0 (camera gate): {message}" in result.stderr, \
+            result.stderr
 
 
 def test_a_streams_mask_outside_its_frames_is_said_once_a_size(caplog) -> None:
@@ -205,23 +206,57 @@ def test_a_streams_mask_outside_its_frames_is_said_once_a_size(caplog) -> None:
             assert len(keep.keep(found, 1280, 720)) == 0  # it fits a 1280x720 stream
             assert len(keep.keep(found, *FRAME)) == 0  # applied as given
     said = [r.getMessage() for r in caplog.records]
-    assert said == ["camera gate: masks.0: the polygon reaches outside the 640x480 frame; use "
+    assert said == ["masks.0 (camera gate): the polygon reaches outside the 640x480 frame; "
+                    "use "
                     "pixel coordinates within it, or units = \"normalised\" with coordinates "
                     "from 0 to 1 (it is applied as given)"]
 
 
 def test_the_probe_refuses_labels_the_model_lacks_as_the_run_does(tmp_path, demo_model):
-    """A user check: `edge probe --config` passed labels that `edge run` refused."""
+    """A user check: `edge probe --config` passed labels that `edge run` refused; and a
+    zone's label error did not name the config's file."""
     for extra, message in [
             ('[cameras.objects]\nlabels = ["person"]', "cameras.0.objects.labels: person"),
             ('[[cameras.zones]]\nname = "door"\npoints = [[0, 0], [100, 0], [100, 100]]\n'
-             'labels = ["persn"]', "zone 'door': labels: persn")]:
+             'labels = ["persn"]', "camera 'gate', zone 'door': labels: persn")]:
         config = _config(tmp_path, demo_model, 1, extra)
-        result = subprocess.run([sys.executable, "-m", "edge", "probe", "--config",
-                                 str(config), "--frames", "2"], capture_output=True,
-                                text=True, timeout=60)
-        assert result.returncode == 2, result.stderr
-        assert message in result.stderr and "is not a label of the model" in result.stderr
+        for command in (["probe", "--config", str(config), "--frames", "2"],
+                        ["run", "--config", str(config), "--seconds", "1"]):
+            result = subprocess.run([sys.executable, "-m", "edge", *command],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 2, result.stderr
+            assert f"{config}: {message} is not a label of the model" in result.stderr, \
+                result.stderr
+
+
+def test_the_probe_warns_of_a_min_score_under_the_models_threshold_as_the_run_does(
+        tmp_path, demo_model):
+    config = _config(tmp_path, demo_model, 1, "[cameras.objects.filters.circle]\n"
+                     "min_score = 0.1")
+    result = subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
+                             "--frames", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "cameras.0.objects.filters.circle.min_score 0.1 does nothing: detections under " \
+        "the model's score threshold 0.25" in result.stderr
+
+
+def test_a_cameras_own_objects_that_drop_the_global_filters_are_warned_of(caplog) -> None:
+    """Frigate merges a camera's filters with the global ones; here the camera's table
+    replaces the global one whole, and a user check lost a global filter without a word."""
+    from edge.object_filter import object_filter_of
+
+    config = config_from_dict({
+        "model": {"path": "m.onnx"},
+        "objects": {"filters": {"square": {"min_score": 0.9}, "star": {"min_score": 0.9}}},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes",
+                     "objects": {"labels": ["square"], "filters": {"star": {}}}}]},
+        "edge.toml")
+    with caplog.at_level(logging.WARNING, logger="edge.object_filter"):
+        object_filter_of(config, 0, LABELS)
+    assert [r.getMessage() for r in caplog.records if "replaces" in r.getMessage()] == [
+        "edge.toml: camera gate: its own [cameras.objects] replaces [objects] whole, so "
+        "objects.filters for square is not applied to it (unlike Frigate, which merges "
+        "them); repeat them under cameras.0.objects.filters to keep them"]
 
 
 def test_settings_that_do_nothing_are_warned_of(caplog) -> None:
@@ -243,8 +278,13 @@ def test_settings_that_do_nothing_are_warned_of(caplog) -> None:
 
 
 @pytest.mark.parametrize(("filters", "message"), [
-    ({"circle": {"min_area": 5000}}, "objects.filters.circle.min_area: 5000 is not a fraction "
-     "of the frame's area (0 to 1); areas here are fractions, not pixels as in Frigate"),
+    # a user check: the hint worked out 5000 px whatever was written
+    ({"circle": {"min_area": 2000}}, "objects.filters.circle.min_area: 2000 is not a fraction "
+     "of the frame's area (0 to 1): areas here are fractions, not pixels as in Frigate; 2000 "
+     "px is 0.00651 of a 640x480 frame, 0.00217 of 1280x720, 0.000965 of 1920x1080"),
+    ({"circle": {"max_area": 1.5}}, "objects.filters.circle.max_area: 1.5 is not a fraction "
+     "of the frame's area (0 to 1); got 1.5"),
+    ({"circle": {"max_area": 0.0}}, "objects.filters.circle: max_area 0 keeps no box"),
     ({"circle": {"threshold": 0.7}}, "objects.filters.circle.threshold: unknown key; "
      "Frigate's per-label threshold"),
 ])

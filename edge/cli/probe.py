@@ -163,15 +163,20 @@ def _object_filters(config: Config) -> dict[str, ObjectFilter]:
     `[objects]`, masks and zones) and masks that cannot be drawn, or reach outside a frame
     size known before opening, are refused (ConfigError) before any camera opens (a user
     check: the probe passed what the run refused)."""
+    from edge.errors import ConfigError
     from edge.object_filter import object_filter_of
     from edge.spec import spec_from_onnx_file
     from edge.zones import zones_from_config
 
-    labels = spec_from_onnx_file(config.model.path).labels
+    spec = spec_from_onnx_file(config.model.path)
+    threshold = config.model.score_threshold or spec.postprocess.score_threshold
     filters = {}
     for index, camera in enumerate(config.cameras):
-        zones_from_config(camera.name, camera.zones, labels, None)
-        filters[camera.name] = object_filter_of(config, index, labels)
+        try:
+            zones_from_config(camera.name, camera.zones, spec.labels, None)
+        except ConfigError as exc:  # named after the config's file, as `edge run` names it
+            raise ConfigError(f"{config.key('')}{exc}") from None
+        filters[camera.name] = object_filter_of(config, index, spec.labels, threshold)
     return filters
 
 
