@@ -78,18 +78,30 @@ class ObjectFilter:
             (index,) = class_ids([name], f"{key}.filters")
             self.min_score[index] = rule.min_score or 0.0
             self.min_area[index], self.max_area[index] = rule.min_area, rule.max_area
-            if rule.min_score is not None and rule.min_score <= threshold:
-                log.warning("%scamera %s: %s.filters.%s.min_score %g does nothing: "
-                            "detections under the model's score threshold %g are never "
-                            "decoded; lower model.score_threshold to see them", origin, camera,
-                            key, name, rule.min_score, threshold)
         self.masks = [
             Mask(checked_outline(f"{origin}{masks_key}.{i} (camera {camera})", mask.points,
                                  mask.units),
                  mask.units == "normalised",
                  frozenset(class_ids(mask.labels, f"{masks_key}.{i}.labels")) or None)
             for i, mask in enumerate(masks)]
-        self._key, self._masks_key, self._camera = key, masks_key, camera
+        self._masks_key, self._camera = masks_key, camera
+        self._warn_of_idle_settings(objects, masks, labels, f"{origin}camera {camera}", key,
+                                    masks_key, threshold)
+        self.active = bool(objects.labels or objects.filters or masks)
+        self.dropped = 0  # detections dropped so far
+        self._checked_sizes: set[tuple[int, int]] = set()
+
+    def _warn_of_idle_settings(self, objects: ObjectsConfig, masks: Sequence[MaskConfig],
+                               labels: Sequence[str], who: str, key: str, masks_key: str,
+                               threshold: float) -> None:
+        """Warn of what does nothing: a `min_score` at or under the model's `threshold`, and
+        filters and mask labels for labels `objects.labels` leaves out."""
+        for name, rule in objects.filters.items():
+            if rule.min_score is not None and rule.min_score <= threshold:
+                log.warning("%s: %s.filters.%s.min_score %g does nothing: detections under "
+                            "the model's score threshold %g are never decoded; lower "
+                            "model.score_threshold to see them", who, key, name,
+                            rule.min_score, threshold)
         unreported = [f"{key}.filters.{name}" for name in objects.filters
                       if not self.reports(labels.index(name))]
         unreported += [f"{masks_key}.{i}.labels ({', '.join(absent)})"
@@ -97,14 +109,11 @@ class ObjectFilter:
                        if (absent := [n for n in mask.labels
                                       if not self.reports(labels.index(n))])]
         if unreported:
-            log.warning("%scamera %s: %s name%s labels that %s.labels leaves out, never "
-                        "reported here, so %s nothing; add them to %s.labels or remove %s",
-                        origin, camera, listed(unreported), "" if len(unreported) > 1 else "s", key,
-                        "they do" if len(unreported) > 1 else "it does", key,
-                        "them" if len(unreported) > 1 else "it")
-        self.active = bool(objects.labels or objects.filters or masks)
-        self.dropped = 0  # detections dropped so far
-        self._checked_sizes: set[tuple[int, int]] = set()
+            many = len(unreported) > 1
+            log.warning("%s: %s name%s labels that %s.labels leaves out, never reported here, "
+                        "so %s nothing; add them to %s.labels or remove %s", who,
+                        listed(unreported), "" if many else "s", key,
+                        "they do" if many else "it does", key, "them" if many else "it")
 
     def outside(self, width: int, height: int) -> str | None:
         """Why a pixel mask does not fit a `width` x `height` frame (it reaches outside it),
