@@ -221,7 +221,7 @@ class EventEngine:
         life.sent_at, life.sent_zones, life.sent_top = ts, list(zones), item.top_score
         life.sent_class = item.class_id
         out = self._snapshot_messages(life, self._label(item.class_id))
-        step = stepped()  # the times are steady (edge.clock); published in the system clock's
+        step = stepped()  # times here are steady (edge.clock), published as the system clock's
         payload = {
             "v": CONTRACT_VERSION, "type": kind, "id": life.event_id, "track_id": item.track_id,
             "camera": self.camera, "label": self._label(item.class_id),
