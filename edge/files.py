@@ -290,9 +290,8 @@ GIVE_THE_MODEL = "give the .onnx model that `edge convert` or `edge calibrate` w
 ONNX_FIRST_BYTE = b"\x08"
 #: How gzip-compressed files begin.
 GZIP_MAGIC = b"\x1f\x8b"
-#: Byte-order marks of text files, and the codec each says.
-_TEXT_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16-le"),
-              (b"\xfe\xff", "utf-16-be"))
+#: Byte-order marks of text files, and the codec of the text after each.
+_TEXT_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 #: Bytes of a model file read to tell what it is when it is no model.
 _HEAD_BYTES = 512
 #: How image files begin, by the name of their format.
@@ -311,7 +310,7 @@ def _other_format(head: bytes) -> tuple[str, str | None] | None:
     bom, codec = next(((b, c) for b, c in _TEXT_BOMS if head.startswith(b)), (b"", "utf-8"))
     if not head or head.startswith(ONNX_FIRST_BYTE) or (not bom and b"\0" in head):
         return None
-    body = head[len(bom):] if codec != "utf-8-sig" else head
+    body = head[len(bom):]
     try:
         text = body.decode(codec)
     except UnicodeDecodeError as exc:  # a character cut at the end of the bytes read
