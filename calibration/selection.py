@@ -521,10 +521,11 @@ class HeldOutJudge:
         detector = self.spec.head in HEAD_DECODERS
         agreeing = compared = found = 0.0
         capped: Counter[str] = Counter()
-        answers: list[npt.NDArray[Any]] = []
-        for batch, reference in zip(self._batches, self._reference.result(), strict=True):
-            outputs = run(self._outputs, batch)
-            answers.append(outputs[self._main])
+        # every batch is run before FP32's outputs are waited for: the reference's session is
+        # made and run meanwhile, beside the range searches, and no judge idles behind it
+        ran = [run(self._outputs, batch) for batch in self._batches]
+        answers = [outputs[self._main] for outputs in ran]
+        for outputs, reference in zip(ran, self._reference.result(), strict=True):
             for index, (ref, out) in enumerate(zip(reference, outputs, strict=True)):
                 if index == self._main and detector:
                     for part, ref_part, out_part in detector_parts(self.spec.head, ref, out):
