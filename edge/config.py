@@ -607,8 +607,6 @@ FRIGATE_KEYS = {
     "threshold": "Frigate's per-label threshold (the median score that makes a tracked "
                  "object real) is tracking.event_score here, for every label",
     "track": "the labels reported are [objects] labels here (or a camera's [cameras.objects])",
-    "min_ratio": "boxes are filtered by min_score, min_area and max_area only",
-    "max_ratio": "boxes are filtered by min_score, min_area and max_area only",
     "mask": "masks are [[cameras.masks]] polygons here (points = [[x, y], ...])",
 }
 

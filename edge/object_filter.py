@@ -1,5 +1,5 @@
-"""Which of a camera's detections it reports: `[objects]` (labels, per-label minimum score and
-box area) and the camera's masks, as Frigate's object filters and masks.
+"""Which of a camera's detections it reports: `[objects]` (labels, per-label minimum score,
+box area and box shape) and the camera's masks, as Frigate's object filters and masks.
 
 A COCO detector on a doorstep camera finds chairs and potted plants as readily as people, and
 a tree that sways in a corner of the view makes objects of its own; every one of them was
@@ -25,6 +25,10 @@ from edge.wording import listed, not_labels_of_the_model
 from edge.zones import anchor_points, checked_outline, frame_size_at_start, polygon_contains
 
 log = logging.getLogger(__name__)
+#: Points a side of the grid that tells a mask over the whole frame (17 x 17: every 1/16th).
+WHOLE_FRAME_GRID = 17
+#: The frame a normalised mask is checked on for covering it whole (any size would do).
+NOMINAL_FRAME = (1000, 1000)
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,21 @@ class Mask:
               width: int, height: int) -> npt.NDArray[np.bool_]:
         """Whether each anchor point [K, 2] of a `width` x `height` frame lies in the mask and
         its class is one the mask drops -> bool [K]."""
-        polygon = self.polygon * (width, height) if self.normalised else self.polygon
-        inside = polygon_contains(polygon, points)
+        inside = polygon_contains(self.in_pixels(width, height), points)
         if self.class_ids is not None:
             inside &= np.isin(class_ids, list(self.class_ids))
         return inside
+
+    def covers(self, width: int, height: int) -> bool:
+        """Whether the mask holds every point of a `width` x `height` frame (checked on a grid
+        over it, edges included): it then drops every detection of its classes."""
+        steps = [np.linspace(0, size, WHOLE_FRAME_GRID) for size in (width, height)]
+        grid = np.stack(np.meshgrid(*steps), -1).reshape(-1, 2)
+        return bool(polygon_contains(self.in_pixels(width, height), grid).all())
+
+    def in_pixels(self, width: int, height: int) -> npt.NDArray[np.float64]:
+        """The polygon [V, 2] in pixels of a `width` x `height` frame."""
+        return self.polygon * (width, height) if self.normalised else self.polygon
 
 
 class ObjectFilter:
@@ -74,19 +88,25 @@ class ObjectFilter:
             self.reported[class_ids(objects.labels, f"{key}.labels")] = True
         self.min_score = np.zeros(count + 1, np.float32)
         self.min_area, self.max_area = np.zeros(count + 1), np.ones(count + 1)
+        self.min_ratio, self.max_ratio = np.zeros(count + 1), np.full(count + 1, np.inf)
         for name, rule in objects.filters.items():
             (index,) = class_ids([name], f"{key}.filters")
             self.min_score[index] = rule.min_score or 0.0
             self.min_area[index], self.max_area[index] = rule.min_area, rule.max_area
+            self.min_ratio[index] = rule.min_ratio
+            if rule.max_ratio is not None:
+                self.max_ratio[index] = rule.max_ratio
         self.masks = [
             Mask(checked_outline(f"{origin}{masks_key}.{i} (camera {camera})", mask.points,
                                  mask.units),
                  mask.units == "normalised",
                  frozenset(class_ids(mask.labels, f"{masks_key}.{i}.labels")) or None)
             for i, mask in enumerate(masks)]
-        self._masks_key, self._camera = masks_key, camera
+        self._masks_key, self._camera, self._labels = masks_key, camera, list(labels)
+        self._origin = origin
         self._warn_of_idle_settings(objects, masks, labels, f"{origin}camera {camera}", key,
                                     masks_key, threshold)
+        self._warn_of_whole_frame_masks(*NOMINAL_FRAME, normalised=True)
         self.active = bool(objects.labels or objects.filters or masks)
         self.dropped = 0  # detections dropped so far
         self._checked_sizes: set[tuple[int, int]] = set()
@@ -115,6 +135,36 @@ class ObjectFilter:
                         listed(unreported), "" if many else "s", key,
                         "they do" if many else "it does", key, "them" if many else "it")
 
+    def _warn_of_whole_frame_masks(self, width: int, height: int, normalised: bool) -> None:
+        """Warn of each mask (the `normalised` ones, or those in pixels) that covers a `width`
+        x `height` frame whole: the camera reports nothing of its labels, which a mask
+        meant for a region (a tree, a road) never means to do."""
+        for index, mask in enumerate(self.masks):
+            if mask.normalised != normalised or not mask.covers(width, height):
+                continue
+            names = (None if mask.class_ids is None else
+                     sorted(self._labels[i] if i < len(self._labels) else str(i)
+                            for i in mask.class_ids))
+            frame = "frame" if normalised else f"{width}x{height} frame"
+            log.warning("%s%s.%d (camera %s) covers the whole %s: it drops %s, so the "
+                        "camera reports %s; draw it over the region whose detections are not "
+                        "wanted (pixels, or units = \"normalised\" with 0..1)", self._origin,
+                        self._masks_key, index, self._camera, frame,
+                        "every detection" if names is None else f"every {listed(names)}",
+                        "nothing" if names is None else f"no {' or '.join(names)}")
+
+    def check_size(self, width: int, height: int) -> None:
+        """What a `width` x `height` frame tells of the pixel masks: one that reaches outside
+        it is logged as an error (applied as given), one that covers it whole is warned of;
+        once a size."""
+        if (width, height) in self._checked_sizes:
+            return
+        self._checked_sizes.add((width, height))
+        problem = self.outside(width, height)
+        if problem is not None:  # a stream's size is known only now: said, not refused
+            log.error("%s (it is applied as given)", problem)
+        self._warn_of_whole_frame_masks(width, height, normalised=False)
+
     def outside(self, width: int, height: int) -> str | None:
         """Why a pixel mask does not fit a `width` x `height` frame (it reaches outside it),
         or None: a mask drawn on another resolution of the stream drops nothing, or not
@@ -136,20 +186,21 @@ class ObjectFilter:
 
     def keep(self, detections: Detections, width: int, height: int) -> Detections:
         """The detections this camera reports, of a `width` x `height` source frame."""
-        if (width, height) not in self._checked_sizes:
-            self._checked_sizes.add((width, height))
-            problem = self.outside(width, height)
-            if problem is not None:  # a stream's size is known only now: said, not refused
-                log.error("%s (it is applied as given)", problem)
+        self.check_size(width, height)
         if not self.active or not len(detections):
             return detections
         classes = detections.class_ids
         unknown = len(self.reported) - 1
         index = np.where((classes >= 0) & (classes < unknown), classes, unknown)
         boxes = detections.boxes.astype(np.float64)
-        area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) / (width * height)
+        box_width, box_height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        area = box_width * box_height / (width * height)
+        # a box of no height is as wide as can be: only a filter without max_ratio keeps it
+        ratio = np.divide(box_width, box_height, out=np.full(len(boxes), np.inf),
+                          where=box_height > 0)
         kept = self.reported[index] & (detections.scores >= self.min_score[index])
         kept &= (area >= self.min_area[index]) & (area <= self.max_area[index])
+        kept &= (ratio >= self.min_ratio[index]) & (ratio <= self.max_ratio[index])
         if self.masks and kept.any():
             points = anchor_points(boxes)
             for mask in self.masks:
@@ -190,4 +241,6 @@ def object_filter_of(config: Config, index: int, labels: Sequence[str],
     problem = objects.outside(*size) if size is not None else None
     if problem is not None:
         raise ConfigError(f"{origin}{problem}")
+    if size is not None:
+        objects.check_size(*size)
     return objects

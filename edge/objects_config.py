@@ -96,6 +96,12 @@ class LabelFilter(_Section):
     max_area: float = Field(default=1.0,
                             description="boxes larger than this fraction of the frame's area "
                                         "(0..1) are dropped")
+    min_ratio: float = Field(default=0.0, ge=0,
+                             description="boxes whose width / height (in pixels) is lower are "
+                                         "dropped: a standing person is about 0.4")
+    max_ratio: float | None = Field(default=None, gt=0,
+                                    description="boxes whose width / height (in pixels) is "
+                                                "higher are dropped (default: no limit)")
 
     @field_validator("min_area", "max_area")
     @classmethod
@@ -119,6 +125,10 @@ class LabelFilter(_Section):
             raise ValueError(f"min_area {self.min_area:g} must be below max_area "
                              f"{self.max_area:g} (both fractions of the frame's area), or no "
                              "box is kept")
+        if self.max_ratio is not None and self.min_ratio >= self.max_ratio:
+            raise ValueError(f"min_ratio {self.min_ratio:g} must be below max_ratio "
+                             f"{self.max_ratio:g} (both a box's width / height), or no box is "
+                             "kept")
         return self
 
 
@@ -129,7 +139,8 @@ class ObjectsConfig(_Section):
     labels: list[str] = Field(default_factory=list,
                               description="labels reported; empty: every label of the model")
     filters: dict[str, LabelFilter] = Field(
-        default_factory=dict, description="per label: min_score, min_area, max_area")
+        default_factory=dict,
+        description="per label: min_score, min_area, max_area, min_ratio, max_ratio")
     _label_names = field_validator("labels")(label_names)
 
 

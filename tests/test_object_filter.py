@@ -72,6 +72,32 @@ def test_labels_scores_and_areas_drop_what_the_camera_does_not_report() -> None:
         scored.reports(7)
 
 
+def test_box_shapes_outside_a_labels_ratios_are_dropped() -> None:
+    """Frigate's min_ratio and max_ratio: a box's width over its height, in pixels."""
+    objects = ObjectsConfig(filters={"circle": LabelFilter(min_ratio=0.3, max_ratio=0.8),
+                                     "square": LabelFilter(min_ratio=2.0)})
+    keep = ObjectFilter("gate", objects, [], LABELS)
+    found = _detections(
+        (0, 0, 40, 100, 0.9, 0),     # circle 0.4 wide a unit of height: kept
+        (0, 0, 20, 100, 0.9, 0),     # 0.2: too narrow
+        (0, 0, 100, 100, 0.9, 0),    # 1.0: too wide
+        (0, 0, 80, 100, 0.9, 0),     # 0.8 exactly: kept, as Frigate keeps its bounds
+        (0, 0, 300, 100, 0.9, 1),    # square 3.0: kept, no upper bound
+        (0, 0, 150, 100, 0.9, 1),    # 1.5: under its 2.0
+        (0, 50, 300, 50, 0.9, 1),    # no height: as wide as can be, kept without max_ratio
+        (0, 50, 300, 50, 0.9, 0),    # ... and dropped by a max_ratio
+        (0, 0, 10, 100, 0.9, 2))     # a triangle of 0.1: no filter of its own
+    assert _rows(keep.keep(found, *FRAME)) == [(0, 0, 40, 100, 0.9, 0),
+                                              (0, 0, 80, 100, 0.9, 0),
+                                              (0, 0, 300, 100, 0.9, 1),
+                                              (0, 50, 300, 50, 0.9, 1),
+                                              (0, 0, 10, 100, 0.9, 2)]
+    assert keep.dropped == 4
+    # the ratio is the box's, whatever the frame's size
+    assert _rows(keep.keep(_detections((0, 0, 40, 100, 0.9, 0)), 1920, 1080)) == [
+        (0, 0, 40, 100, 0.9, 0)]
+
+
 def test_a_mask_drops_detections_standing_in_it_of_its_labels_only() -> None:
     """A normalised mask over the left half, for circles; a pixel mask over the top right
     corner, for every label. A box is in a mask when its bottom centre is, as for zones."""
@@ -115,6 +141,17 @@ def test_an_area_range_that_keeps_nothing_is_refused() -> None:
     with pytest.raises(ValidationError, match=re.escape("min_area 0.5 must be below max_area "
                                                         "0.2")):
         LabelFilter(min_area=0.5, max_area=0.2)
+
+
+@pytest.mark.parametrize(("ratios", "message"), [
+    ({"min_ratio": 2.0, "max_ratio": 0.5}, "min_ratio 2 must be below max_ratio 0.5"),
+    ({"min_ratio": 1.0, "max_ratio": 1.0}, "min_ratio 1 must be below max_ratio 1"),
+    ({"min_ratio": -0.5}, "min_ratio\n  Input should be greater than or equal to 0"),
+    ({"max_ratio": 0}, "max_ratio\n  Input should be greater than 0"),
+])
+def test_a_ratio_range_that_keeps_nothing_is_refused(ratios, message) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        LabelFilter(**ratios)
 
 
 def _config(tmp_path: Path, model: Path, port: int, extra: str) -> Path:
@@ -195,6 +232,33 @@ def test_a_mask_that_does_not_fit_fails_the_probe_of_the_config_as_it_fails_the_
         assert result.returncode == 2, (command, result.stderr)
         assert f"{config}: cameras.0.masks.0 (camera gate): {message}" in result.stderr, \
             result.stderr
+
+
+def test_a_mask_over_the_whole_frame_is_warned_of_once_a_size(caplog) -> None:
+    """A normalised mask is checked when made, a pixel mask on each frame size it meets; one
+    over a region, or over the frame less a strip, is not warned of."""
+    whole = [[0, 0], [1, 0], [1, 1], [0, 1]]
+    masks = [MaskConfig(points=whole, units="normalised", labels=["circle", "star"]),
+             MaskConfig(points=[[0, 0], [1, 0], [1, 0.97], [0, 0.97]], units="normalised"),
+             MaskConfig(points=[[0, 0], [640, 0], [640, 480], [0, 480]]),
+             MaskConfig(points=[[400, 0], [640, 0], [640, 100], [400, 100]])]
+    with caplog.at_level(logging.WARNING, logger="edge.object_filter"):
+        keep = ObjectFilter("gate", ObjectsConfig(), masks, LABELS, origin="edge.toml: ")
+        made = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        for _ in range(2):
+            keep.keep(_detections((0, 0, 10, 10, 0.9, 1)), *FRAME)
+            keep.keep(_detections((0, 0, 10, 10, 0.9, 1)), 1280, 720)
+    assert made == ["edge.toml: masks.0 (camera gate) covers the whole frame: it drops every "
+                    "circle, star, so the camera reports no circle or star; draw it over the "
+                    "region whose detections are not wanted (pixels, or units = \"normalised\" "
+                    "with 0..1)"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "edge.toml: masks.2 (camera gate) covers the whole 640x480 frame: it drops every "
+        "detection, so the camera reports nothing; draw it over the region whose detections "
+        "are not wanted (pixels, or units = \"normalised\" with 0..1)"]
+    # and it does drop them: a square anywhere in the 640x480 frame
+    assert len(keep.keep(_detections((500, 300, 639, 479, 0.9, 1)), *FRAME)) == 0
 
 
 def test_a_streams_mask_outside_its_frames_is_said_once_a_size(caplog) -> None:
@@ -287,6 +351,8 @@ def test_settings_that_do_nothing_are_warned_of(caplog) -> None:
     ({"circle": {"max_area": 0.0}}, "objects.filters.circle: max_area 0 keeps no box"),
     ({"circle": {"threshold": 0.7}}, "objects.filters.circle.threshold: unknown key; "
      "Frigate's per-label threshold"),
+    ({"circle": {"min_ratio": 2, "max_ratio": 0.5}}, "objects.filters.circle: min_ratio 2 "
+     "must be below max_ratio 0.5 (both a box's width / height), or no box is kept"),
 ])
 def test_frigates_pixel_areas_and_keys_are_told_what_they_are_here(filters, message) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
