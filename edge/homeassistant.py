@@ -114,6 +114,27 @@ DRIFT_ATTRIBUTES = ("{{ {'drift': value_json.state, 'drifted': value_json.drifte
                     "'window_s': value_json.window_s, 'frames': value_json.frames} | tojson }}")
 
 
+def check_labels(config: Config, labels: Sequence[str]) -> None:
+    """Refuse `homeassistant.labels` the model (its `labels`) lacks (ConfigError); warn of
+    those no camera reports (`[objects] labels`), which get no entities. `edge run` and
+    `edge probe --config` check alike."""
+    named = config.homeassistant.labels
+    unknown = [label for label in named if label not in labels]
+    if unknown:
+        raise ConfigError(f"{config.key('homeassistant.labels')}: "
+                          f"{not_labels_of_the_model(unknown, labels)}")
+    unreported = [label for label in named if all(
+        config.objects_of(camera).labels and label not in config.objects_of(camera).labels
+        for camera in config.cameras)]
+    if unreported:
+        one = len(unreported) == 1
+        log.warning("%s: %s reported by no camera ([objects] labels), so %s no entities; add "
+                    "%s to [objects] labels or remove %s here",
+                    config.key("homeassistant.labels"), listed(unreported),
+                    "it gets" if one else "they get", "it" if one else "them",
+                    "it" if one else "them")
+
+
 def discovery_configs(config: Config, labels: Sequence[str], model: str,
                       drift: bool = False) -> Configs:
     """Every entity's config topic -> payload for this daemon config and model's `labels`;
@@ -124,18 +145,7 @@ def discovery_configs(config: Config, labels: Sequence[str], model: str,
     entities_of = entity_node(config.device_id)
     topics = Topics(config.topic_prefix)
     wanted = list(settings.labels) or list(labels)
-    unknown = [label for label in wanted if label not in labels]
-    if unknown:
-        raise ConfigError(f"homeassistant.labels: {not_labels_of_the_model(unknown, labels)}")
-    unreported = [label for label in settings.labels if all(
-        config.objects_of(camera).labels and label not in config.objects_of(camera).labels
-        for camera in config.cameras)]
-    if unreported:
-        log.warning("homeassistant.labels: %s reported by no camera ([objects] labels), so "
-                    "%s no entities; add %s to [objects] labels or remove %s here",
-                    listed(unreported), "it gets" if len(unreported) == 1 else "they get",
-                    "it" if len(unreported) == 1 else "them",
-                    "it" if len(unreported) == 1 else "them")
+    check_labels(config, labels)
     device = {"ids": [node], "name": f"edge {config.device_id}", "mf": "edge-runtime",
               "mdl": model, "sw": __version__}
     availability = [{"t": topics.status, "pl_avail": "online", "pl_not_avail": "offline",

@@ -219,7 +219,7 @@ def test_a_1000_label_model_is_not_listed_whole_and_a_near_label_is_named():
         discovery_configs(_config(homeassistant={"enabled": True, "labels": ["persn"]}),
                           labels, "m")
     assert str(refused.value) == (
-        "homeassistant.labels: persn is not a label of the model (persn: did you mean "
+        "test: homeassistant.labels: persn is not a label of the model (persn: did you mean "
         "person?); its 1000 labels: person, " + ", ".join(f"c{i}" for i in range(19)) + ", ...")
     with pytest.raises(ConfigError, match=re.escape(
             "Dog, Tree are not labels of the model (Dog: did you mean dog?); its 2 labels")):

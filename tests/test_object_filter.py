@@ -282,7 +282,10 @@ def test_the_probe_refuses_labels_the_model_lacks_as_the_run_does(tmp_path, demo
     for extra, message in [
             ('[cameras.objects]\nlabels = ["person"]', "cameras.0.objects.labels: person"),
             ('[[cameras.zones]]\nname = "door"\npoints = [[0, 0], [100, 0], [100, 100]]\n'
-             'labels = ["persn"]', "camera 'gate', zone 'door': labels: persn")]:
+             'labels = ["persn"]', "camera 'gate', zone 'door': labels: persn"),
+            # a user check: the probe passed it, the run exited 2 without naming the file
+            ('[homeassistant]\nenabled = true\nlabels = ["circel"]',
+             "homeassistant.labels: circel")]:
         config = _config(tmp_path, demo_model, 1, extra)
         for command in (["probe", "--config", str(config), "--frames", "2"],
                         ["run", "--config", str(config), "--seconds", "1"]):
@@ -302,6 +305,22 @@ def test_the_probe_warns_of_a_min_score_under_the_models_threshold_as_the_run_do
     assert result.returncode == 0, result.stderr
     assert "cameras.0.objects.filters.circle.min_score 0.1 does nothing: detections under " \
         "the model's score threshold 0.25" in result.stderr
+
+
+def test_the_probe_warns_of_home_assistant_labels_no_camera_reports_as_the_run_does(
+        tmp_path, demo_model):
+    config = _config(tmp_path, demo_model, 1, '[cameras.objects]\nlabels = ["circle"]\n'
+                     '[homeassistant]\nenabled = true\nlabels = ["circle", "star"]')
+    result = subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
+                             "--frames", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"{config}: homeassistant.labels: star reported by no camera ([objects] labels), " \
+        "so it gets no entities" in result.stderr
+    # HA off: nothing said of its labels
+    config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
+    result = subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
+                             "--frames", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "homeassistant" not in result.stderr, result.stderr
 
 
 def test_a_cameras_own_objects_that_drop_the_global_filters_are_warned_of(caplog) -> None:
@@ -376,5 +395,6 @@ def test_zones_and_home_assistant_labels_no_camera_reports_are_warned_of(caplog)
     assert [r.getMessage() for r in caplog.records] == [
         "edge.toml: camera gate: zone 'door' counts triangle, which objects.labels leaves "
         "out: never counted there; add it to objects.labels or take it from the zone",
-        "homeassistant.labels: triangle reported by no camera ([objects] labels), so it gets "
+        "edge.toml: homeassistant.labels: triangle reported by no camera ([objects] labels), "
+        "so it gets "
         "no entities; add it to [objects] labels or remove it here"]

@@ -160,10 +160,11 @@ def _check_zones_at_start(cameras: list[CameraConfig]) -> None:
 
 def _object_filters(config: Config) -> dict[str, ObjectFilter]:
     """Each camera's object filter, as `edge run` builds it: labels the model lacks (in
-    `[objects]`, masks and zones) and masks that cannot be drawn, or reach outside a frame
-    size known before opening, are refused (ConfigError) before any camera opens (a user
-    check: the probe passed what the run refused)."""
+    `[objects]`, masks, zones and `homeassistant.labels`) and masks that cannot be drawn, or
+    reach outside a frame size known before opening, are refused (ConfigError) before any
+    camera opens (a user check: the probe passed what the run refused)."""
     from edge.errors import ConfigError
+    from edge.homeassistant import check_labels
     from edge.object_filter import object_filter_of
     from edge.spec import spec_from_onnx_file
     from edge.zones import zones_from_config
@@ -177,6 +178,8 @@ def _object_filters(config: Config) -> dict[str, ObjectFilter]:
         except ConfigError as exc:  # named after the config's file, as `edge run` names it
             raise ConfigError(f"{config.key('')}{exc}") from None
         filters[camera.name] = object_filter_of(config, index, spec.labels, threshold)
+    if config.homeassistant.enabled:
+        check_labels(config, spec.labels)
     return filters
 
 
