@@ -40,9 +40,14 @@ def refuse_a_cache_of_another_model(cache_path: Path, onnx_path: Path) -> None:
     model = onnx_path.read_bytes()
     missing = [name for name in names if name.encode() not in model]
     if names and len(missing) > (1.0 - MIN_CACHE_COVERAGE) * len(names):
+        # counted as `edge inspect` counts them, and those compared apart (a user check: 45
+        # here against inspect's 49, unexplained)
+        compared = (f"{len(missing)} of them" if len(names) == len(scales) else
+                    f"{len(missing)} of the {len(names)} besides the input and its "
+                    "preprocessing")
         raise InputError(
-            f"calibration cache {cache_path} scales {len(names)} tensors, {len(missing)} of "
-            f"them not in {onnx_path} (e.g. {', '.join(missing[:3])}): it was made for another "
+            f"calibration cache {cache_path} scales {len(scales)} tensors, {compared} not in "
+            f"{onnx_path} (e.g. {', '.join(missing[:3])}): it was made for another "
             "model, or another export of this one, and TensorRT would build those tensors "
             f"without INT8 scales; make one for this model with `edge calibrate {onnx_path} "
             "--images DIR -o OUT.onnx --cache OUT.cache`")

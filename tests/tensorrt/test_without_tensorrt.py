@@ -238,7 +238,8 @@ def test_a_calibration_cache_on_onnxruntime_is_checked_and_its_int8_said_not_to_
     cut = tmp_path / "cut.cache"
     cut.write_text("".join(cache.read_text().splitlines(keepends=True)[:8]))
     for bad, said in ((text, f"{text}"), (other, "it was made for another model"),
-                      (shared, "scales 3 tensors, 3 of them not in"),
+                      (shared, "scales 8 tensors, 3 of the 3 besides the input and its "
+                               "preprocessing not in"),
                       (cut, "has no scale for the inputs of 16 of the 18 weighted layers")):
         warned = unused_tensorrt_settings(ModelConfig(path=demo_model, calibration_cache=bad),
                                           spec)
