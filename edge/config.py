@@ -605,7 +605,7 @@ def _warn_if_readable_by_all(path: Path) -> None:
 #: Frigate's object keys that have no key of that name here, and what does their work.
 FRIGATE_KEYS = {
     "threshold": "Frigate's per-label threshold (the median score that makes a tracked "
-                 "object real) is tracking.event_score here, for every label",
+                 "object real) is event_score here (default: tracking.event_score)",
     "track": "the labels reported are [objects] labels here (or a camera's [cameras.objects])",
     "mask": "masks are [[cameras.masks]] polygons here (points = [[x, y], ...])",
 }

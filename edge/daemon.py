@@ -443,7 +443,8 @@ class Daemon:
                               [] if size else camera.zones, self.link,
                               classifier=self.spec.task == "classify",
                               zone_configs=camera.zones, placed_for=size,
-                              track_ids=self._track_ids, reports=objects.reports)
+                              track_ids=self._track_ids, reports=objects.reports,
+                              event_scores=objects.event_scores)
 
     def _adopt_snapshots(self, topics: list[str]) -> None:
         """Bound the snapshots earlier runs left retained: each camera that publishes

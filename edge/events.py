@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,13 +92,16 @@ class EventEngine:
 
     def __init__(self, camera: str, topics: Topics, labels: Sequence[str], zones: Sequence[Zone],
                  settings: TrackingConfig,
-                 reports: Callable[[int], bool] = lambda class_id: True) -> None:
+                 reports: Callable[[int], bool] = lambda class_id: True,
+                 event_scores: Mapping[int, float] | None = None) -> None:
         """`reports`: whether the camera reports a class (`edge.object_filter`); the others
-        get no count or label snapshot topics."""
+        get no count or label snapshot topics. `event_scores`: class id -> the median score
+        its tracks need for events, where it is not `settings.event_score`."""
         self.camera = camera
         self.topics = topics
         self.labels = list(labels)
         self._reports = reports
+        self._event_scores = dict(event_scores or {})
         self.zones = list(zones)
         self.settings = settings
         self._lives: dict[int, _Life] = {}
@@ -161,8 +164,8 @@ class EventEngine:
         """Whether the track is (now) an object worth events: see the module docstring."""
         if item.track_id in self._lives:
             return True
-        return item.hits >= MIN_SCORES and \
-            float(np.median(item.recent)) >= self.settings.event_score
+        needed = self._event_scores.get(item.class_id, self.settings.event_score)
+        return item.hits >= MIN_SCORES and float(np.median(item.recent)) >= needed
 
     def _begin(self, item: TrackedObject, ts: float, frame_id: int,
                image: npt.NDArray[np.uint8] | None) -> _Life:

@@ -96,6 +96,10 @@ class ObjectFilter:
             self.min_ratio[index] = rule.min_ratio
             if rule.max_ratio is not None:
                 self.max_ratio[index] = rule.max_ratio
+        #: class id -> the median score its tracks need for events, where its filter sets one
+        self.event_scores = {labels.index(name): rule.event_score
+                             for name, rule in objects.filters.items()
+                             if rule.event_score is not None}
         self.masks = [
             Mask(checked_outline(f"{origin}{masks_key}.{i} (camera {camera})", mask.points,
                                  mask.units),
@@ -114,14 +118,23 @@ class ObjectFilter:
     def _warn_of_idle_settings(self, objects: ObjectsConfig, masks: Sequence[MaskConfig],
                                labels: Sequence[str], who: str, key: str, masks_key: str,
                                threshold: float) -> None:
-        """Warn of what does nothing: a `min_score` at or under the model's `threshold`, and
-        filters and mask labels for labels `objects.labels` leaves out."""
+        """Warn of what does nothing: a `min_score` at or under the model's `threshold`, an
+        `event_score` at or under either, and filters and mask labels for labels
+        `objects.labels` leaves out."""
         for name, rule in objects.filters.items():
             if rule.min_score is not None and rule.min_score <= threshold:
                 log.warning("%s: %s.filters.%s.min_score %g does nothing: detections under "
                             "the model's score threshold %g are never decoded; lower "
                             "model.score_threshold to see them", who, key, name,
                             rule.min_score, threshold)
+            floor = max(rule.min_score or 0.0, threshold)
+            if rule.event_score is not None and rule.event_score <= floor:
+                log.warning("%s: %s.filters.%s.event_score %g does nothing: every %s tracked "
+                            "scores at least %g (%s), so its median always reaches it; raise "
+                            "it to make a track worth events later", who, key, name,
+                            rule.event_score, name, floor,
+                            "its min_score" if floor == rule.min_score
+                            else "the model's score threshold")
         unreported = [f"{key}.filters.{name}" for name in objects.filters
                       if not self.reports(labels.index(name))]
         unreported += [f"{masks_key}.{i}.labels ({', '.join(absent)})"

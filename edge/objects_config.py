@@ -102,6 +102,11 @@ class LabelFilter(_Section):
     max_ratio: float | None = Field(default=None, gt=0,
                                     description="boxes whose width / height (in pixels) is "
                                                 "higher are dropped (default: no limit)")
+    event_score: float | None = Field(default=None, gt=0, le=1,
+                                      description="a tracked object of this label gets events "
+                                                  "and is counted once the median of its "
+                                                  "scores reaches this (Frigate's threshold; "
+                                                  "default: tracking.event_score)")
 
     @field_validator("min_area", "max_area")
     @classmethod
@@ -140,7 +145,8 @@ class ObjectsConfig(_Section):
                               description="labels reported; empty: every label of the model")
     filters: dict[str, LabelFilter] = Field(
         default_factory=dict,
-        description="per label: min_score, min_area, max_area, min_ratio, max_ratio")
+        description="per label: min_score, min_area, max_area, min_ratio, max_ratio, "
+                    "event_score")
     _label_names = field_validator("labels")(label_names)
 
 

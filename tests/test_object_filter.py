@@ -98,6 +98,26 @@ def test_box_shapes_outside_a_labels_ratios_are_dropped() -> None:
         (0, 0, 40, 100, 0.9, 0)]
 
 
+def test_a_labels_event_score_reaches_its_tracks_and_one_that_does_nothing_is_said(
+        caplog) -> None:
+    config = config_from_dict({"model": {"path": "m.onnx"}, "objects": {"filters": {
+        "circle": {"event_score": 0.55}, "square": {"min_score": 0.6, "event_score": 0.5},
+        "star": {"event_score": 0.2}}},
+        "cameras": [{"name": "gate", "source": "synthetic://shapes"}]}, "edge.toml")
+    from edge.object_filter import object_filter_of
+
+    with caplog.at_level(logging.WARNING, logger="edge.object_filter"):
+        keep = object_filter_of(config, 0, LABELS, threshold=0.25)
+    assert keep.event_scores == {0: 0.55, 1: 0.5, 3: 0.2}
+    assert [r.getMessage() for r in caplog.records] == [
+        "edge.toml: camera gate: objects.filters.square.event_score 0.5 does nothing: every "
+        "square tracked scores at least 0.6 (its min_score), so its median always reaches "
+        "it; raise it to make a track worth events later",
+        "edge.toml: camera gate: objects.filters.star.event_score 0.2 does nothing: every star "
+        "tracked scores at least 0.25 (the model's score threshold), so its median always "
+        "reaches it; raise it to make a track worth events later"]
+
+
 def test_a_mask_drops_detections_standing_in_it_of_its_labels_only() -> None:
     """A normalised mask over the left half, for circles; a pixel mask over the top right
     corner, for every label. A box is in a mask when its bottom centre is, as for zones."""
@@ -213,6 +233,36 @@ units = "normalised"
     counts = {m.topic for m in watcher.messages if m.topic.endswith("/count")}
     assert counts == {f"{PREFIX}/gate/circle/count"}, counts
     assert stats["cameras"]["gate"]["filtered"] > 0
+
+
+def test_a_label_whose_event_score_is_never_reached_is_tracked_without_events(
+        mosquitto, demo_model, tmp_path) -> None:
+    """Circles need a median score of 1.0 (never reached): tracked and in the detections,
+    with no event or count; triangles keep tracking.event_score."""
+    from edge.config import load_config
+    from edge.daemon import Daemon
+
+    config = load_config(_config(tmp_path, demo_model, mosquitto.port, """
+[cameras.objects.filters.circle]
+event_score = 1.0
+"""))
+    daemon = Daemon(config)
+    with Watcher(mosquitto.port, f"{PREFIX}/#") as watcher:
+        daemon.start()
+        try:
+            watcher.wait_for(lambda: "triangle" in {e.json()["label"]
+                                                    for e in watcher.on("/gate/events")},
+                             60, "a triangle's event")
+            watcher.wait_for(lambda: len(watcher.on("/gate/detections")) >= 40, 60,
+                             "40 detection messages")
+        finally:
+            daemon.stop(1.0)
+    circles = [d for m in watcher.on("/gate/detections") for d in m.json()["detections"]
+               if d["label"] == "circle"]
+    assert circles and any(d.get("track_id") is not None for d in circles)
+    assert "circle" not in {e.json()["label"] for e in watcher.on("/gate/events")}
+    counts = {m.topic: int(m.payload) for m in watcher.messages if m.topic.endswith("/count")}
+    assert counts.get(f"{PREFIX}/gate/circle/count", 0) == 0, counts
 
 
 @pytest.mark.parametrize(("points", "message"), [
@@ -369,7 +419,10 @@ def test_settings_that_do_nothing_are_warned_of(caplog) -> None:
      "of the frame's area (0 to 1); got 1.5"),
     ({"circle": {"max_area": 0.0}}, "objects.filters.circle: max_area 0 keeps no box"),
     ({"circle": {"threshold": 0.7}}, "objects.filters.circle.threshold: unknown key; "
-     "Frigate's per-label threshold"),
+     "Frigate's per-label threshold (the median score that makes a tracked object real) is "
+     "event_score here (default: tracking.event_score)"),
+    ({"circle": {"event_score": 0}},
+     "objects.filters.circle.event_score: must be more than 0; got 0"),
     ({"circle": {"min_ratio": 2, "max_ratio": 0.5}}, "objects.filters.circle: min_ratio 2 "
      "must be below max_ratio 0.5 (both a box's width / height), or no box is kept"),
 ])

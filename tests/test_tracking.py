@@ -480,6 +480,23 @@ def test_a_track_whose_median_score_stays_low_is_tracked_but_never_reported():
     assert counts == [0]
 
 
+def test_a_labels_own_event_score_replaces_the_cameras_for_its_tracks_only():
+    """Frigate's per-label threshold: circles (label 0) need a median of 0.6, squares the
+    camera's 0.7; both tracks score about 0.64."""
+    recorder = _Recorder()
+    camera = CameraTracking("c", TrackingConfig(event_score=0.7), Topics("p"),
+                            ["circle", "square"], [], [], recorder, event_scores={0: 0.6})
+    image = np.zeros((100, 100, 3), np.uint8)
+    for frame, score in enumerate([0.65, 0.62, 0.66, 0.61, 0.64, 0.75, 0.76]):
+        camera.hold(frame, image, float(frame))
+        camera.update(frame, float(frame), _detections([[10, 10, 40, 40], [60, 60, 90, 90]],
+                                                       [score, score], [0, 1]), (100, 100))
+    events = _events(recorder.messages)
+    assert [(e["type"], e["label"]) for e in events] == [("new", "circle")]
+    counts = {m[0]: int(m[1]) for m in recorder.messages if m[0].endswith("/count")}
+    assert counts == {"p/c/circle/count": 1, "p/c/square/count": 0}
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"low_score": 0.6, "high_score": 0.5}, "low_score must be below high_score"),
     ({"new_track_score": 0.4}, "new_track_score must be at least high_score"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -69,7 +69,8 @@ class CameraTracking:
                  classifier: bool = False, zone_configs: Sequence[ZoneConfig] = (),
                  placed_for: tuple[int, int] | None = None,
                  track_ids: TrackIds | None = None,
-                 reports: Callable[[int], bool] = lambda class_id: True) -> None:
+                 reports: Callable[[int], bool] = lambda class_id: True,
+                 event_scores: Mapping[int, float] | None = None) -> None:
         """`zones` come from `edge.zones.zones_from_config`; `unplaced`: their configs when
         the frame size was not known then (normalised zones are scaled, and every zone is
         checked against the frame, on the first frame), else empty; `zone_configs`: the
@@ -78,7 +79,8 @@ class CameraTracking:
         classifies whole frames, so each class present is tracked as one object. `track_ids`:
         the device's, shared by its cameras, so that event ids are unique per device.
         `reports`: whether the camera reports a class (`edge.object_filter`): the others get
-        no count topics."""
+        no count topics; `event_scores`: the classes whose tracks need another median score
+        than `settings.event_score` for events (`EventEngine`)."""
         self.camera = camera
         self.tracker = ByteTracker(tracker_settings_from_config(settings, classifier),
                                    track_ids)
@@ -91,7 +93,8 @@ class CameraTracking:
         self._frame_size = placed_for
         self._resize_said = AtMostEvery(RESIZE_LOG_S)
         self._unfit_said = AtMostEvery(RESIZE_LOG_S)  # a zone that did not fit the frame
-        self.events = EventEngine(camera, topics, labels, zones, settings, reports)
+        self.events = EventEngine(camera, topics, labels, zones, settings, reports,
+                                  event_scores)
         self._publisher = publisher
         self._ring: list[npt.NDArray[np.uint8]] = []
         self._ring_ids = [-1] * HELD_FRAMES
