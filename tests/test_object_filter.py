@@ -346,31 +346,36 @@ def test_the_probe_refuses_labels_the_model_lacks_as_the_run_does(tmp_path, demo
                 result.stderr
 
 
-def test_the_probe_warns_of_a_min_score_under_the_models_threshold_as_the_run_does(
-        tmp_path, demo_model):
-    config = _config(tmp_path, demo_model, 1, "[cameras.objects.filters.circle]\n"
-                     "min_score = 0.1")
-    result = subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
-                             "--frames", "2"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "cameras.0.objects.filters.circle.min_score 0.1 does nothing: detections under " \
-        "the model's score threshold 0.25" in result.stderr
+def _probe(config: Path) -> subprocess.CompletedProcess[str]:
+    """`edge probe --config CONFIG --frames 2`, its output as text."""
+    return subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
+                           "--frames", "2"], capture_output=True, text=True, timeout=60)
 
 
-def test_the_probe_warns_of_home_assistant_labels_no_camera_reports_as_the_run_does(
-        tmp_path, demo_model):
-    config = _config(tmp_path, demo_model, 1, '[cameras.objects]\nlabels = ["circle"]\n'
-                     '[homeassistant]\nenabled = true\nlabels = ["circle", "star"]')
-    result = subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
-                             "--frames", "2"], capture_output=True, text=True, timeout=60)
+HOME_ASSISTANT_STAR = ('[cameras.objects]\nlabels = ["circle"]\n[homeassistant]\n'
+                       'enabled = {enabled}\nlabels = ["circle", "star"]')
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    ("[cameras.objects.filters.circle]\nmin_score = 0.1",
+     "camera gate: cameras.0.objects.filters.circle.min_score 0.1 does nothing: detections "
+     "under the "
+     "model's score threshold 0.25"),
+    (HOME_ASSISTANT_STAR.format(enabled="true"),
+     "homeassistant.labels: star reported by no camera ([objects] labels), so it gets no "
+     "entities"),
+    (HOME_ASSISTANT_STAR.format(enabled="false"), None),  # Home Assistant off: not a word
+], ids=["min-score", "home-assistant-label", "home-assistant-off"])
+def test_the_probe_warns_of_settings_that_do_nothing_as_the_run_does(
+        tmp_path, demo_model, extra: str, said: str | None) -> None:
+    config = _config(tmp_path, demo_model, 1, extra)
+    result = _probe(config)
     assert result.returncode == 0, result.stderr
-    assert f"{config}: homeassistant.labels: star reported by no camera ([objects] labels), " \
-        "so it gets no entities" in result.stderr
-    # HA off: nothing said of its labels
-    config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
-    result = subprocess.run([sys.executable, "-m", "edge", "probe", "--config", str(config),
-                             "--frames", "2"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and "homeassistant" not in result.stderr, result.stderr
+    if said is None:
+        assert "does nothing" not in result.stderr and "homeassistant" not in result.stderr, \
+            result.stderr
+    else:
+        assert f"{config}: {said}" in result.stderr, result.stderr
 
 
 def test_a_cameras_own_objects_that_drop_the_global_filters_are_warned_of(caplog) -> None:
