@@ -156,8 +156,7 @@ class ObjectFilter:
             if mask.normalised != normalised or not mask.covers(width, height):
                 continue
             names = (None if mask.class_ids is None else
-                     sorted(self._labels[i] if i < len(self._labels) else str(i)
-                            for i in mask.class_ids))
+                     [self._labels[i] for i in sorted(mask.class_ids)])
             frame = "frame" if normalised else f"{width}x{height} frame"
             log.warning("%s%s.%d (camera %s) covers the whole %s: it drops %s, so the "
                         "camera reports %s; draw it over the region whose detections are not "
