@@ -182,7 +182,9 @@ def test_a_silent_watch_with_a_login_names_the_acl_too(tmp_path, monkeypatch):
     assert lines[1:] == [
         "nothing under edge/t after 1 s: a daemon leaves its status retained there, so a "
         "prefix that names a device that ran shows it at once; check --prefix (edge/<device_id>, "
-        "edge/+ for every device, or the daemon's mqtt.prefix); or the broker's ACL does not "
+        "edge/+ for every device, or the daemon's mqtt.prefix), and that the device has "
+        "reached this broker (its mqtt.url; `edge probe --config` on the device tries it); or "
+        "the broker's ACL does not "
         "let the user 'viewer' read there (Mosquitto's acl_file keeps such messages without a "
         "word)"], lines
 

@@ -56,7 +56,9 @@ class SilenceHint:
         self._say(f"nothing under {self._prefix} after {self._after_s:g} s: a daemon leaves "
                   "its status retained there, so a prefix that names a device that ran "
                   f"shows it at once; check {self._setting} (edge/<device_id>, edge/+ for "
-                  f"every device, or the daemon's mqtt.prefix){deeper}{acl}")
+                  f"every device, or the daemon's mqtt.prefix){deeper}, and that the device "
+                  "has reached this broker (its mqtt.url; `edge probe --config` on the "
+                  f"device tries it){acl}")
 
 
 def the_devices_beside(prefix: str, devices: dict[str, str], setting: str = "--prefix",
