@@ -183,7 +183,7 @@ def test_a_silent_watch_with_a_login_names_the_acl_too(tmp_path, monkeypatch):
         "nothing under edge/t after 1 s: a daemon leaves its status retained there, so a "
         "prefix that names a device that ran shows it at once; check --prefix (edge/<device_id>, "
         "edge/+ for every device, or the daemon's mqtt.prefix), and that the device has "
-        "reached this broker (its mqtt.url; `edge probe --config` on the device tries it); or "
+        "reached this broker (its mqtt.url; the daemon's log says why it does not); or "
         "the broker's ACL does not "
         "let the user 'viewer' read there (Mosquitto's acl_file keeps such messages without a "
         "word)"], lines

@@ -384,7 +384,7 @@ def test_a_subscriber_that_hears_nothing_says_what_that_usually_means(mosquitto,
                     "there, so a prefix that names a device that ran shows it at once; check "
                     "the prefix (edge/<device_id>, edge/+ for every device, or the daemon's "
                     "mqtt.prefix), and that the device has reached this broker (its mqtt.url; "
-                    "`edge probe --config` on the device tries it)"], said
+                    "the daemon's log says why it does not)"], said
 
 
 def test_a_subscriber_to_a_device_that_is_not_there_names_those_beside_it(mosquitto, caplog):

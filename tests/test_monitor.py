@@ -656,8 +656,8 @@ def test_a_watch_that_receives_nothing_says_what_that_usually_means(mosquitto, m
                          "at once; check --prefix (edge/<device_id>, edge/+ for every device, "
                          "or the daemon's mqtt.prefix); edge/d1/gate has 3 levels, a "
                          "daemon's default prefix 2, and that the device has reached this "
-                         "broker (its mqtt.url; `edge probe --config` on the device tries "
-                         "it)"], lines
+                         "broker (its mqtt.url; the daemon's log says why it does "
+                         "not)"], lines
 
 
 def test_a_watch_of_a_device_id_off_by_a_letter_names_the_devices_there(mosquitto,

@@ -57,8 +57,8 @@ class SilenceHint:
                   "its status retained there, so a prefix that names a device that ran "
                   f"shows it at once; check {self._setting} (edge/<device_id>, edge/+ for "
                   f"every device, or the daemon's mqtt.prefix){deeper}, and that the device "
-                  "has reached this broker (its mqtt.url; `edge probe --config` on the "
-                  f"device tries it){acl}")
+                  "has reached this broker (its mqtt.url; the daemon's log says why it does "
+                  f"not){acl}")
 
 
 def the_devices_beside(prefix: str, devices: dict[str, str], setting: str = "--prefix",
