@@ -259,6 +259,116 @@ def test_a_full_disk_at_run_time_falls_back_to_memory_and_says_so_once(tmp_path,
     outbox.close()
 
 
+class _FullDisk:
+    """A disk outbox's connection on a disk that fills: while `full`, every write fails as
+    SQLite fails on a full file system (SQLITE_FULL), deletes too."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db, self.full = db, False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if self.full and sql.lstrip().upper().startswith(("INSERT", "DELETE", "UPDATE")):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _filling(path: Path) -> tuple[FallbackOutbox, _FullDisk]:
+    outbox = outbox_from_config(MqttConfig(outbox="disk", outbox_path=path))
+    assert isinstance(outbox, FallbackOutbox) and outbox.disk is not None
+    connection = _FullDisk(outbox.disk._db)
+    outbox.disk._db = connection  # type: ignore[assignment]
+    return outbox, connection
+
+
+def _deliver(outbox: FallbackOutbox, count: int) -> list[int]:
+    taken = outbox.take(count)
+    for key, _ in taken:
+        outbox.ack(key)
+    return [int(m.payload) for _, m in taken]
+
+
+def test_delivered_messages_a_full_disk_keeps_are_not_counted_as_queued(tmp_path, caplog):
+    """A user check: on a full tmpfs, the stop line read `89 produced = 89 published + 1
+    queued`, and the 14 messages delivered but never deleted were sent again at every start."""
+    path = tmp_path / "o.sqlite"
+    outbox, connection = _filling(path)
+    for n in range(10):
+        outbox.put(message(n))
+    assert _deliver(outbox, 3) == [0, 1, 2]
+    connection.full = True
+    with caplog.at_level(logging.INFO, logger="edge.mqtt.outbox"):
+        assert _deliver(outbox, 4) == [3, 4, 5, 6]  # delivered; not one deleted
+        outbox.put(message(10))  # to memory
+        assert outbox.durable == 3 and outbox.depth == 4, "7, 8, 9 on disk, 10 in memory"
+        assert _deliver(outbox, 10) == [7, 8, 9]
+        assert _deliver(outbox, 10) == [10]
+        assert outbox.depth == 0 and outbox.durable == 0
+        outbox.close()
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith(f"the disk outbox {path} failed (database or disk is full)")
+    assert said[1] == (f"the disk outbox {path} held only messages already delivered (7), "
+                       "which the full disk kept it from deleting: removed it whole, freeing "
+                       "its space for the next start")
+    assert not path.exists() and not Path(f"{path}-wal").exists()
+    # the next start finds an empty outbox: nothing is sent again
+    reopened = outbox_from_config(MqttConfig(outbox="disk", outbox_path=path))
+    assert reopened.depth == 0 and reopened.take(10) == []
+    reopened.close()
+
+
+def test_a_full_disk_that_frees_up_deletes_what_it_kept_and_keeps_what_was_not_sent(
+        tmp_path, caplog):
+    path = tmp_path / "o.sqlite"
+    outbox, connection = _filling(path)
+    for n in range(6):
+        outbox.put(message(n))
+    connection.full = True
+    assert _deliver(outbox, 2) == [0, 1]
+    connection.full = False
+    outbox._next_delete = 0.0  # the retry is due
+    assert _deliver(outbox, 1) == [2]  # its delete succeeds, and the kept ones' after it
+    assert outbox.durable == 3
+    connection.full = True
+    assert _deliver(outbox, 1) == [3]  # kept again
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt.outbox"):
+        outbox.close()  # 4 and 5 were never sent: the file stays
+    assert caplog.records[-1].getMessage() == (
+        f"1 message already delivered stays in the disk outbox {path}, which the full disk "
+        "kept from deleting it: the next start sends it again (the broker gets it twice); "
+        "free space on that disk")
+    reopened = outbox_from_config(MqttConfig(outbox="disk", outbox_path=path))
+    assert numbers(reopened.take(10)) == [3, 4, 5]
+    reopened.close()
+
+
+def test_an_outbox_that_filled_its_disk_and_holds_nothing_to_send_is_removed_at_close(
+        tmp_path, caplog):
+    """Its journal (WAL) can take the disk's last space, which no checkpoint frees on a full
+    disk: a real 300 kB tmpfs kept 266 kB of it after every message was sent, so the next
+    start found the disk full and the outbox failed at once. A healthy one stays."""
+    path = tmp_path / "o.sqlite"
+    outbox, connection = _filling(path)
+    outbox.put(message(0))
+    connection.full = True
+    outbox.put(message(1))  # to memory
+    connection.full = False  # deletes go through, as a WAL's can until it needs a new page
+    assert _deliver(outbox, 5) == [0] and _deliver(outbox, 5) == [1]
+    with caplog.at_level(logging.INFO, logger="edge.mqtt.outbox"):
+        outbox.close()
+    assert caplog.records[-1].getMessage() == (
+        f"the disk outbox {path} held nothing left to send, its journal the disk's last "
+        "space: removed it whole, freeing its space for the next start")
+    assert not path.exists()
+    healthy, _ = _filling(path)
+    healthy.put(message(0))
+    _deliver(healthy, 1)
+    healthy.close()
+    assert path.exists()
+
+
 def test_sync_fsyncs_the_wal(tmp_path):
     outbox = disk(tmp_path)
     outbox.put(message(1))

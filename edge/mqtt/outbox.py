@@ -18,6 +18,7 @@ restart everything unacknowledged is sent again, in order (at least once).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -31,6 +32,7 @@ from typing import Protocol
 from edge.config import MqttConfig
 from edge.errors import ConfigError
 from edge.files import running_user
+from edge.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -286,9 +288,12 @@ class DiskOutbox:
         return batch
 
     def ack(self, key: int) -> None:
-        size = self._taken.pop(key, None)
+        """Delete the delivered message `key`; where the delete fails (a full disk), it stays
+        taken and counted, and a later `ack` may delete it."""
+        size = self._taken.get(key)
         if size is not None:
             self._db.execute("DELETE FROM outbox WHERE id = ?", (key,))
+            del self._taken[key]
             self._count -= 1
             self._bytes -= size
 
@@ -311,11 +316,17 @@ class DiskOutbox:
         if self._wal_fd is not None:
             os.fsync(self._wal_fd)
 
-    def close(self) -> None:
+    def close(self, remove: bool = False) -> None:
+        """Close the database; `remove`: delete its files too (the caller knows nothing in
+        it is needed), which frees their space on a full disk, where no row can be deleted."""
         if self._wal_fd is not None:
             os.close(self._wal_fd)
             self._wal_fd = None
         self._db.close()
+        if remove:  # while this process still holds the lock: no one opens it meanwhile
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
         if self._lock_fd >= 0:  # the lock goes with it; a second close must not close a
             os.close(self._lock_fd)  # descriptor since reused elsewhere
             self._lock_fd = -1
@@ -354,7 +365,16 @@ class FallbackOutbox:
     """The disk outbox until it fails (disk full, read-only remount, removed device), said
     once. A write failure sends new messages to memory while what sits on disk is still sent
     first; a read failure strands what is left on disk: it stays counted as queued (and kept:
-    it is sent at the next start)."""
+    it is sent at the next start).
+
+    On a full disk even a delivered message cannot be deleted (SQLite's delete writes to its
+    journal): it is counted as published, its delete is tried again now and then, and where
+    every message left on disk at `close` is such a one the files are removed whole. A user
+    check: the stop line counted one as queued (89 produced = 89 published + 1 queued), and
+    14 delivered messages were sent again at every start."""
+
+    #: Seconds between tries to delete delivered messages a full disk kept.
+    DELETE_RETRY_S = 1.0
 
     def __init__(self, disk: DiskOutbox, memory: MemoryOutbox) -> None:
         self.disk: DiskOutbox | None = disk
@@ -363,9 +383,13 @@ class FallbackOutbox:
         self._stranded = 0
         self._sync_failed = False
         self._disk_keys: set[int] = set()  # taken from disk, not yet acked
+        self._delivered: set[int] = set()  # acked, their delete failed on a full disk
+        self._next_delete = 0.0
+        self._full = False  # the disk filled in this run
 
     def _failed(self, exc: sqlite3.Error | OSError, reading: bool) -> None:
         assert self.disk is not None
+        self._full = self._full or _disk_full(exc)
         if self._writable:
             log.error("the disk outbox %s failed (%s); new detections are kept in memory from "
                       "now on (they will not survive a restart)", self.disk.path, exc)
@@ -401,11 +425,31 @@ class FallbackOutbox:
             self.memory.ack(-key)
             return
         self._disk_keys.discard(key)
-        if self.disk is not None:
+        if self.disk is None:
+            return
+        try:
+            self.disk.ack(key)
+        except (sqlite3.Error, OSError) as exc:
+            if not _disk_full(exc):
+                self._failed(exc, reading=True)
+                return
+            self._delivered.add(key)
+            self._next_delete = time.monotonic() + self.DELETE_RETRY_S
+            self._failed(exc, reading=False)
+            return
+        if self._delivered and time.monotonic() >= self._next_delete:
+            self._delete_delivered()
+
+    def _delete_delivered(self) -> None:
+        """Try again to delete the delivered messages a full disk kept, oldest first."""
+        assert self.disk is not None
+        for key in sorted(self._delivered):
             try:
                 self.disk.ack(key)
-            except (sqlite3.Error, OSError) as exc:
-                self._failed(exc, reading=True)
+            except (sqlite3.Error, OSError):
+                self._next_delete = time.monotonic() + self.DELETE_RETRY_S
+                return
+            self._delivered.discard(key)
 
     @property
     def depth(self) -> int:
@@ -413,9 +457,10 @@ class FallbackOutbox:
 
     @property
     def durable(self) -> int:
-        """Queued messages that stay on disk for the next start."""
+        """Queued messages that stay on disk for the next start (not those delivered whose
+        delete a full disk refused)."""
         if self.disk is not None:
-            return self.disk.depth
+            return self.disk.depth - len(self._delivered)
         return self._stranded + len(self._disk_keys)
 
     @property
@@ -435,8 +480,40 @@ class FallbackOutbox:
                 self._sync_failed = True
 
     def close(self) -> None:
-        if self.disk is not None:
-            self.disk.close()
+        disk = self.disk
+        if disk is None:
+            return
+        if self._delivered:
+            self._delete_delivered()
+        if self._full and disk.depth == len(self._delivered):  # nothing in it is needed
+            # its journal may fill the disk still (a checkpoint needs room too): a next start
+            # would find the disk as full, and the outbox failing at once
+            disk.close(remove=True)
+            kept = (f"only messages already delivered ({len(self._delivered)}), which the "
+                    "full disk kept it from deleting" if self._delivered else
+                    "nothing left to send, its journal the disk's last space")
+            log.info("the disk outbox %s held %s: removed it whole, freeing its space for the "
+                     "next start", disk.path, kept)
+        elif not self._delivered:
+            disk.close()
+        else:
+            disk.close()
+            one = len(self._delivered) == 1
+            log.warning("%s already delivered %s in the disk outbox %s, which the full disk "
+                        "kept from deleting %s: the next start sends %s again (the broker "
+                        "gets %s twice); free space on that disk",
+                        counted(len(self._delivered), "message"), "stays" if one else "stay",
+                        disk.path, *(("it",) * 3 if one else ("them",) * 3))
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the file system's quota) is full: SQLITE_FULL, or an
+    OSError ENOSPC or EDQUOT."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    # sqlite_errorname is Python 3.11's; 3.10 has the message only
+    return (getattr(exc, "sqlite_errorname", None) == "SQLITE_FULL"
+            or "database or disk is full" in str(exc))
 
 
 def outbox_from_config(settings: MqttConfig, precious_topics: str | None = None) -> Outbox:
