@@ -48,6 +48,26 @@ def test_opencvs_own_warnings_are_off_unless_the_user_wants_them():
     assert _run(code, OPENCV_LOG_LEVEL="WARNING")[0] == "WARNING"
 
 
+def test_onnx_runtimes_telemetry_is_off_unless_the_user_wants_it(tmp_path):
+    """ONNX Runtime 1.32 kept a device id and an event store under $HOME/.cache/Microsoft
+    from its import on, and a service user's home that does not exist drew its warning into
+    every log (a user check)."""
+    code = "import edge.cli, onnxruntime"
+    environment = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    home = tmp_path / "home"
+    home.mkdir()
+    for user_home in (home, tmp_path / "nowhere" / "home"):  # the second never made
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**environment, "HOME": str(user_home)}, check=True)
+        assert "telemetry" not in run.stderr, run.stderr
+    assert list(home.rglob("*")) == [] and not (tmp_path / "nowhere").exists()
+    wanted = subprocess.run([sys.executable, "-c", "import os, edge.cli; "
+                             "print(os.environ['ORT_DISABLE_TELEMETRY'])"], check=True,
+                            env={**environment, "ORT_DISABLE_TELEMETRY": "0"},
+                            capture_output=True, text=True)
+    assert wanted.stdout.strip() == "0"
+
+
 def test_the_executable_exits_with_mains_code(monkeypatch):
     monkeypatch.setattr(edge.cli, "main", lambda: 3)
     # `run` ignores SIGTERM and SIGINT for the interpreter's teardown and hooks the imports:
