@@ -18,7 +18,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # beside the daemon's one warning); FFmpeg's errors, which name the cause ("Connection
 # refused", "401 Unauthorized"), still print. OPENCV_LOG_LEVEL=WARNING brings them back.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-# ONNX Runtime's telemetry (1.2x and later on Linux) keeps a device id and an event store under
+# ONNX Runtime's telemetry (1.32 on Linux, at least) keeps a device id and an event store under
 # $HOME/.cache/Microsoft from its import on: a service user whose home does not exist got a
 # coloured warning in every log (a user check), and a camera box has no business sending usage
 # events out. ORT_DISABLE_TELEMETRY=0 brings it back.
