@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
+from edge.files import running_user
 from edge.mqtt.topics import topic_prefix_problem
 from edge.mqtt.url import PASSWORD_ENV, broker_from_url
 from edge.objects_config import (
@@ -169,7 +170,8 @@ class MqttConfig(_Section):
     password: str | None = Field(default=None, repr=False,
                                  description="prefer password_file or $EDGE_MQTT_PASSWORD")
     password_file: Path | None = Field(default=None, description="file holding the "
-                                             "password (mode 0600); alternative to password")
+                                             "password (under systemd root:edge, mode 0640); "
+                                             "alternative to password")
     ca_file: Path | None = Field(default=None, description="CA bundle (PEM) for mqtts://; "
                                        "default: the system's CAs")
     certfile: Path | None = Field(default=None, description="client certificate (PEM) "
@@ -533,10 +535,28 @@ def _json_value(value: object) -> str:
                     "quote dates and times as strings")
 
 
+#: The config's paths, by section, that a relative value names from the config's own folder
+#: (not the working directory: under systemd that is the state directory, and a user check's
+#: password_file beside the config was looked for there).
+PATHS_BESIDE_THE_CONFIG = {
+    "model": ("path", "calibration_cache", "engine_dir"),
+    "mqtt": ("outbox_path", "password_file", "ca_file", "certfile", "keyfile"),
+    "drift": ("reference",),
+}
+
+
 def load_config(path: Path) -> Config:
-    """Read and validate a TOML config; relative model paths are resolved against its folder."""
+    """Read and validate a TOML config; relative paths in it (`PATHS_BESIDE_THE_CONFIG`) are
+    resolved against its folder."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # Notepad's UTF-8 starts with a BOM
+    except PermissionError as exc:  # a service's user and a config left root's alone
+        raise ConfigError(f"config {path} cannot be read by {running_user()}: permission "
+                          "denied; give that user read access to it and its folders (as "
+                          "systemd/README.md sets it up: chown root:edge, chmod 0640)") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"config {path} is a folder; pass the TOML file with --config") \
+            from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}; pass an existing TOML "
                           "file with --config") from exc
@@ -558,15 +578,14 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: cameras is a table ({tables or '[cameras]'}), not a list "
                           "of cameras: each camera starts with [[cameras]] (two brackets), and "
                           "its [[cameras.zones]] and [cameras.sampling] follow that line")
-    model = data.get("model")
-    if isinstance(model, dict):
-        for key in ("path", "calibration_cache"):
-            if isinstance(model.get(key), str):
-                model[key] = str(path.parent / Path(model[key]).expanduser())
-    mqtt = data.get("mqtt")
-    if isinstance(mqtt, dict) and isinstance(mqtt.get("outbox_path"), str) \
-            and mqtt["outbox_path"].strip():  # an empty one is refused, not made the folder
-        mqtt["outbox_path"] = str(path.parent / Path(mqtt["outbox_path"]).expanduser())
+    for section, keys in PATHS_BESIDE_THE_CONFIG.items():
+        table = data.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            # an empty one is refused as it is, not made the config's folder
+            if isinstance(table.get(key), str) and table[key].strip():
+                table[key] = str(path.parent / Path(table[key]).expanduser())
     config = config_from_dict(data, str(path))
     if config.mqtt.password is not None:
         _warn_if_readable_by_all(path)

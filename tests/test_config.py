@@ -161,9 +161,54 @@ def test_duplicate_camera_names_are_rejected_naming_where_and_the_fix(tmp_path):
            "and cameras.1; rename all but one" in str(caught.value)
 
 
-def test_missing_and_malformed_files(tmp_path):
+def test_relative_paths_in_the_config_are_its_folders_whatever_the_working_directory(
+        tmp_path, monkeypatch):
+    """A user check: a password_file beside the config, given by its name, was looked for in
+    the working directory (the state directory under systemd)."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "edge.pass").write_text("secret\n")
+    (folder / "edge.pass").chmod(0o600)
+    (folder / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    text = VALID.replace('url = "mqtt://127.0.0.1:1883"', 'url = "mqtts://broker"\n'
+                         'username = "edge"\npassword_file = "edge.pass"\nca_file = "ca.pem"\n'
+                         'outbox = "disk"\noutbox_path = "state/outbox.sqlite"')
+    text += '[drift]\nreference = "profiles/model.drift.json"\n'
+    text = text.replace('path = "model.onnx"', 'path = "model.onnx"\nengine_dir = "engines"')
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(write(folder, text))
+    assert config.mqtt.password_file == folder / "edge.pass"
+    assert config.mqtt.password_value({}) == "secret"
+    assert config.mqtt.ca_file == folder / "ca.pem"
+    assert config.mqtt.outbox_path == folder / "state" / "outbox.sqlite"
+    assert config.model.engine_dir == folder / "engines"
+    assert config.drift.reference == folder / "profiles" / "model.drift.json"
+    absolute = load_config(write(folder, text.replace('"edge.pass"',
+                                                      f'"{folder / "edge.pass"}"')))
+    assert absolute.mqtt.password_file == folder / "edge.pass"
+
+
+def test_missing_and_malformed_files(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match=f"^config {tmp_path} is a folder; pass the TOML file"):
+        load_config(tmp_path)
+    # a service user and a root-only config (a user check: "pass an existing TOML file",
+    # though it existed); the refusal is simulated, as root (CI) reads anything
+    config = write(tmp_path, VALID)
+
+    def refused(*args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    with pytest.raises(ConfigError, match=re.escape(f"config {config} cannot be read by ")
+                       + r"(user \S+ \()?uid \d+\)?: permission denied; give that user read "
+                       r"access to it and its folders \(as systemd/README.md sets it up: chown "
+                       r"root:edge, chmod 0640\)"):
+        load_config(config)
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match="not valid TOML") as raised:
         load_config(write(tmp_path, "[model\n"))
     assert "given twice" not in str(raised.value)  # no hint where none fits

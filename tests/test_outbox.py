@@ -232,6 +232,12 @@ def test_an_outbox_folder_this_user_may_not_write_in_is_said_so(tmp_path, monkey
     monkeypatch.setattr(outbox_module.os, "access", lambda p, mode: Path(p) == folder)
     assert (outbox_module._why_unwritable(folder / "outbox.sqlite") or "").endswith(
         f"may not read and write {folder / 'outbox.sqlite'}")
+    # a state directory never made, in a folder this user may not write in
+    monkeypatch.setattr(outbox_module.os, "access", lambda p, mode: Path(p) != folder)
+    assert re.fullmatch(r"its folder .*/outbox/state does not exist, and (user \S+ \()?uid "
+                        r"\d+\)? may not make it in .*/outbox: make it, owned by that user "
+                        r"\(the systemd unit's StateDirectory=edge makes /var/lib/edge\)",
+                        outbox_module._why_unwritable(folder / "state" / "outbox.sqlite") or "")
     monkeypatch.undo()
     assert outbox_module._why_unwritable(folder / "outbox.sqlite") is None
 

@@ -563,6 +563,10 @@ def _why_unwritable(path: Path) -> str | None:
         return f"{existing} is a file, not a folder"
     folder = existing if existing != path else path.parent
     if not os.access(folder, os.W_OK | os.X_OK):
+        if folder != path.parent:  # a state directory not made (a user check said only this)
+            return (f"its folder {path.parent} does not exist, and {running_user()} may not "
+                    f"make it in {folder}: make it, owned by that user (the systemd unit's "
+                    "StateDirectory=edge makes /var/lib/edge)")
         return f"{running_user()} may not write in {folder}"
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         return f"{running_user()} may not read and write {path}"
