@@ -22,7 +22,13 @@ from edge.detections import Detections
 from edge.errors import ConfigError
 from edge.objects_config import MaskConfig, ObjectsConfig
 from edge.wording import listed, not_labels_of_the_model
-from edge.zones import anchor_points, checked_outline, frame_size_at_start, polygon_contains
+from edge.zones import (
+    anchor_points,
+    checked_outline,
+    frame_size_at_start,
+    polygon_contains,
+    to_the_edge,
+)
 
 log = logging.getLogger(__name__)
 #: Points a side of the grid that tells a mask over the whole frame (17 x 17: every 1/16th).
@@ -57,8 +63,13 @@ class Mask:
         return bool(polygon_contains(self.in_pixels(width, height), grid).all())
 
     def in_pixels(self, width: int, height: int) -> npt.NDArray[np.float64]:
-        """The polygon [V, 2] in pixels of a `width` x `height` frame."""
-        return self.polygon * (width, height) if self.normalised else self.polygon
+        """The polygon [V, 2] in pixels of a `width` x `height` frame; pixel points on its last
+        column or row are on its edge, as a zone's are (`edge.zones.to_the_edge`: a mask drawn
+        to 639, 479 of a 640x480 frame in an image editor let a box cut off by the frame's
+        edge through, and covered the frame without the warning that says so)."""
+        if self.normalised:
+            return self.polygon * (width, height)
+        return to_the_edge(self.polygon, width, height)
 
 
 class ObjectFilter:

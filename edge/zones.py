@@ -174,7 +174,7 @@ def zones_for_frame(camera: str, zones: Sequence[ZoneConfig], resolved: Sequence
     out = []
     for config, zone in zip(zones, resolved, strict=True):
         polygon = (zone.polygon * (width, height) if config.units == "normalised"
-                   else _to_the_edge(zone.polygon, width, height))
+                   else to_the_edge(zone.polygon, width, height))
         if (polygon < 0).any() or (polygon[:, 0] > width).any() or (polygon[:, 1] > height).any():
             raise ConfigError(
                 f"camera {camera!r}, zone {config.name!r}: the polygon reaches outside the "
@@ -184,7 +184,7 @@ def zones_for_frame(camera: str, zones: Sequence[ZoneConfig], resolved: Sequence
     return out
 
 
-def _to_the_edge(polygon: npt.NDArray[np.float64], width: int,
+def to_the_edge(polygon: npt.NDArray[np.float64], width: int,
                  height: int) -> npt.NDArray[np.float64]:
     """Pixel points on the last column or row (x = width - 1, y = height - 1) moved onto the
     frame's edge (width, height): image editors and `edge probe --save` number pixels from 0

@@ -311,6 +311,24 @@ def test_a_mask_over_the_whole_frame_is_warned_of_once_a_size(caplog) -> None:
     assert len(keep.keep(_detections((500, 300, 639, 479, 0.9, 1)), *FRAME)) == 0
 
 
+def test_a_pixel_mask_drawn_to_the_last_pixel_reaches_the_frames_edge(caplog) -> None:
+    """A user check: drawn in an image editor to 639, 479 of a 640x480 frame, the mask let a
+    box cut off by the bottom edge (anchored at y = 480) through, and covered the frame
+    without the warning; zones take 479 as the edge already."""
+    corner = [[400, 300], [639, 300], [639, 479], [400, 479]]
+    whole = [[0, 0], [639, 0], [639, 479], [0, 479]]
+    keep = ObjectFilter("gate", ObjectsConfig(), [MaskConfig(points=corner)], LABELS)
+    cut_off = _detections((450, 400, 550, 480, 0.9, 0), (100, 100, 200, 200, 0.9, 1))
+    assert _rows(keep.keep(cut_off, *FRAME)) == [(100, 100, 200, 200, 0.9, 1)]
+    with caplog.at_level(logging.WARNING, logger="edge.object_filter"):
+        covering = ObjectFilter("gate", ObjectsConfig(), [MaskConfig(points=whole)], LABELS)
+        assert len(covering.keep(cut_off, *FRAME)) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "masks.0 (camera gate) covers the whole 640x480 frame: it drops every detection, so "
+        "the camera reports nothing; draw it over the region whose detections are not wanted "
+        "(pixels, or units = \"normalised\" with 0..1)"]
+
+
 def test_a_streams_mask_outside_its_frames_is_said_once_a_size(caplog) -> None:
     keep = ObjectFilter("gate", ObjectsConfig(), [MaskConfig(
         points=[[600, 0], [700, 0], [700, 100], [600, 100]])], LABELS)
