@@ -251,6 +251,13 @@ def object_filter_of(config: Config, index: int, labels: Sequence[str],
                         "is" if len(lost) == 1 else "are", index)
     objects = ObjectFilter(camera.name, config.objects_of(camera), camera.masks, labels, key,
                            f"cameras.{index}.masks", threshold, origin)
+    scored = [name for name, rule in config.objects_of(camera).filters.items()
+              if rule.event_score is not None]
+    if scored and not config.tracking.enabled:
+        log.warning("%scamera %s: %s.filters' event_score for %s does nothing: tracking is "
+                    "off ([tracking] enabled = false), so no track gets events or counts; "
+                    "turn it on, or remove %s", origin, camera.name, key, listed(scored),
+                    "them" if len(scored) > 1 else "it")
     for zone in camera.zones:
         unreported = [name for name in zone.labels
                       if name in labels and not objects.reports(labels.index(name))]

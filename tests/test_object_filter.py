@@ -118,6 +118,21 @@ def test_a_labels_event_score_reaches_its_tracks_and_one_that_does_nothing_is_sa
         "reaches it; raise it to make a track worth events later"]
 
 
+def test_an_event_score_with_tracking_off_is_said_to_do_nothing(caplog) -> None:
+    from edge.object_filter import object_filter_of
+
+    config = config_from_dict({"model": {"path": "m.onnx"}, "tracking": {"enabled": False},
+                               "objects": {"filters": {"square": {"event_score": 0.9}}},
+                               "cameras": [{"name": "gate", "source": "synthetic://shapes"}]},
+                              "edge.toml")
+    with caplog.at_level(logging.WARNING, logger="edge.object_filter"):
+        object_filter_of(config, 0, LABELS, threshold=0.25)
+    assert [r.getMessage() for r in caplog.records] == [
+        "edge.toml: camera gate: objects.filters' event_score for square does nothing: "
+        "tracking is off ([tracking] enabled = false), so no track gets events or counts; turn "
+        "it on, or remove it"]
+
+
 def test_a_mask_drops_detections_standing_in_it_of_its_labels_only() -> None:
     """A normalised mask over the left half, for circles; a pixel mask over the top right
     corner, for every label. A box is in a mask when its bottom centre is, as for zones."""
