@@ -16,6 +16,7 @@ import pytest
 
 from edge.config import MqttConfig
 from edge.errors import ConfigError
+from edge.mqtt import outbox as outbox_module
 from edge.mqtt.outbox import (
     DiskOutbox,
     Dropped,
@@ -221,8 +222,6 @@ def test_an_outbox_path_that_cannot_be_written_is_a_config_error(tmp_path, path,
 def test_an_outbox_folder_this_user_may_not_write_in_is_said_so(tmp_path, monkeypatch):
     """SQLite says only "unable to open database file" (a user check as a service user);
     the refusal is simulated, as root (CI) may write anywhere."""
-    from edge.mqtt import outbox as outbox_module
-
     folder = tmp_path / "outbox"
     folder.mkdir()
     monkeypatch.setattr(outbox_module.os, "access", lambda p, mode: Path(p) != folder)
@@ -373,6 +372,24 @@ def test_an_outbox_that_filled_its_disk_and_holds_nothing_to_send_is_removed_at_
     _deliver(healthy, 1)
     healthy.close()
     assert path.exists()
+
+
+def test_the_journal_stays_small_beside_a_near_empty_outbox(tmp_path):
+    """A user check: on a file system with 300 kB free the outbox failed at its first
+    messages, its journal grown to 266 kB with nothing queued (SQLite's default lets it reach
+    4 MB before it starts over)."""
+    outbox = disk(tmp_path, max_messages=100_000, max_bytes=10**9)
+    wal = tmp_path / "outbox.sqlite-wal"
+    largest = 0
+    for n in range(1500):  # 2.2 MB of payload, taken and acknowledged as it comes
+        outbox.put(message(n, size=1500))
+        for key, _ in outbox.take(5):
+            outbox.ack(key)
+        largest = max(largest, wal.stat().st_size)
+    assert outbox.depth == 0
+    assert largest <= outbox_module.WAL_SIZE_LIMIT + 2 * 4096 * outbox_module.WAL_CHECKPOINT_PAGES
+    assert largest < 1.5 * 1024 * 1024, largest
+    outbox.close()
 
 
 def test_sync_fsyncs_the_wal(tmp_path):

@@ -59,6 +59,14 @@ _ADD_BOOT = ("ALTER TABLE outbox ADD COLUMN boot TEXT;"
 #: Pi boards) lost every message it kept for the broker when the network came back and NTP
 #: set its clock days forward, though none was a minute old.
 _AGED = ("id > ? AND (CASE WHEN boot = ? THEN since_boot < ? ELSE created < ? END)")
+#: The journal (WAL) is copied into the database, and starts over, once it holds this many
+#: pages (4 kB each), and its file is cut back to `WAL_SIZE_LIMIT` after: SQLite's 1000
+#: pages let it take 4 MB beside a near-empty outbox, and a device with less free than that
+#: lost the disk outbox at its first messages, with nothing queued (a user check on a small
+#: file system). Each copy costs two fsyncs, about one every half-minute at 10 messages a
+#: second.
+WAL_CHECKPOINT_PAGES = 128
+WAL_SIZE_LIMIT = 1 << 19
 #: What a full outbox drops first: routine messages, oldest first.
 _BY_DROP_ORDER = "CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (precious, id)"
 
@@ -213,6 +221,8 @@ class DiskOutbox:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             self._db.execute(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
             if "precious" not in columns:
