@@ -658,6 +658,17 @@ def test_a_watch_that_receives_nothing_says_what_that_usually_means(mosquitto, m
                          "daemon's default prefix 2, and that the device has reached this "
                          "broker (its mqtt.url; the daemon's log says why it does "
                          "not)"], lines
+    # every device under a level already: the prefix is not what to check first (a user
+    # check: watching edge/+, the advice offered edge/+)
+    lines.clear()
+    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "nosite/+", 3.0, None),
+                             kwargs={"echo": lines.append, "stop": stop})
+    watch.start()
+    watch.join(15)
+    assert lines[1:] == ["nothing under nosite/+ after 1 s: no device has left its status "
+                         "under it on this broker, so none has reached it (their mqtt.url; "
+                         "the daemon's log says why it does not), or the devices' "
+                         "mqtt.prefix differs from nosite/<device_id>"], lines
 
 
 def test_a_watch_of_a_device_id_off_by_a_letter_names_the_devices_there(mosquitto,

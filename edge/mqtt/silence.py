@@ -51,6 +51,13 @@ class SilenceHint:
                       f"{acl}")
             return
         levels = len(self._prefix.split("/"))
+        if self._prefix.endswith("+"):  # every device under it already: none ever ran here
+            self._say(f"nothing under {self._prefix} after {self._after_s:g} s: no device has "
+                      "left its status under it on this broker, so none has reached it (their "
+                      "mqtt.url; the daemon's log says why it does not), or the devices' "
+                      f"mqtt.prefix differs from {self._prefix.rpartition('/')[0]}/<device_id>"
+                      f"{acl}")
+            return
         deeper = (f"; {self._prefix} has {levels} levels, a daemon's default prefix 2"
                   if levels > 2 else "")
         self._say(f"nothing under {self._prefix} after {self._after_s:g} s: a daemon leaves "
