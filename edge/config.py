@@ -651,7 +651,11 @@ def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None,
             text = _in_words(error)
             if error["type"] == "value_error":  # our validators' own words, without pydantic's
                 text = text.removeprefix("Value error, ")
-            message = (f"{text}{_shown_input(error['loc'], error.get('input'))}"
+            # a path the message names already (one it could not read) is not repeated
+            value = error.get("input")
+            shown = "" if isinstance(value, str) and "/" in value and value in text else \
+                _shown_input(error["loc"], value)
+            message = (f"{text}{shown}"
                        f"{_meant_value(error)}")
         # a check across sections names its own keys (a user check: "(top level):
         # cameras.0.sampling: ...")

@@ -190,6 +190,17 @@ def test_relative_paths_in_the_config_are_its_folders_whatever_the_working_direc
     assert absolute.mqtt.password_file == folder / "edge.pass"
 
 
+def test_a_path_the_error_names_is_not_repeated_after_it(tmp_path):
+    """A user check: `cannot read /etc/edge/nopass: ...; got '/etc/edge/nopass'`."""
+    text = VALID.replace('url = "mqtt://127.0.0.1:1883"',
+                         'url = "mqtt://127.0.0.1:1883"\nusername = "u"\npassword_file = "nopass"')
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    line = str(refused.value).splitlines()[-1]
+    assert line == (f"  mqtt.password_file: cannot read {tmp_path / 'nopass'}: No such file or "
+                    "directory; give the path of an existing file the daemon's user can read")
+
+
 def test_missing_and_malformed_files(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.toml")
