@@ -504,10 +504,9 @@ class FallbackOutbox:
                     "nothing left to send, its journal the disk's last space")
             log.info("the disk outbox %s held %s: removed it whole, freeing its space for the "
                      "next start", disk.path, kept)
-        elif not self._delivered:
-            disk.close()
-        else:
-            disk.close()
+            return
+        disk.close()
+        if self._delivered:
             one = len(self._delivered) == 1
             log.warning("%s already delivered %s in the disk outbox %s, which the full disk "
                         "kept from deleting %s: the next start sends %s again (the broker "
