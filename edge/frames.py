@@ -127,13 +127,16 @@ class FramePublisher:
             return
         topics, retain = self._link.topics, self.settings.retain
         sent = self._link.publish_best_effort(topics.frame(sample.camera), jpeg, qos=0,
-                                              retain=retain)
+                                              retain=retain, yields=True)
+        if not sent:  # disconnected, or a saturated link: its clean copy and meta go neither
+            self.dropped += 1
+            return
         if clean is not None:
             self._link.publish_best_effort(topics.frame_clean(sample.camera), clean, qos=0,
                                            retain=retain)
         self._link.publish_json(topics.frame_meta(sample.camera),
                                 self.meta(sample, jpeg, clean), qos=0, retain=retain)
-        self.published += int(sent)
+        self.published += 1
 
     def meta(self, sample: FrameSample, jpeg: bytes, clean: bytes | None) -> dict[str, Any]:
         """`frame/meta`: `width`/`height` are the source frame's (the detections' pixel space);

@@ -570,6 +570,51 @@ def test_a_broker_that_hangs_is_not_blamed_on_the_url(mosquitto, caplog):
     assert "does not speak MQTT" not in said
 
 
+def test_frames_give_way_while_detections_back_up_and_states_keep_a_share(mosquitto, caplog,
+                                                                         monkeypatch):
+    """A user check on a 50 kB/s uplink: sampled frames, handed to paho as they came, went
+    out ahead of the detections, which fell 50 s behind and were dropped, and the counts
+    (retained states) got no room behind the backlog. A broker that stops acknowledging
+    (SIGSTOP) fills the window as a slow link does."""
+    monkeypatch.setattr("edge.mqtt.link.WINDOW", 8)
+    monkeypatch.setattr("edge.mqtt.link.STATES_FIRST", 2)
+    link = make_link(mosquitto.port, flush_timeout_s=0.5)
+    link.start()
+    assert link.wait_connected(10.0)
+    frame = b"\xff\xd8" + b"\0" * 20_000
+    assert link.publish_best_effort("edge/t/cam/frame", frame, yields=True)
+    hang(mosquitto)
+    try:
+        for frame_id in range(1, 12):  # 8 in flight, 3 waiting
+            link.publish_detections("cam", {"frame_id": frame_id})
+        deadline = time.monotonic() + 5
+        while len(link._in_flight) < 8 and time.monotonic() < deadline:  # handed to paho
+            time.sleep(0.05)
+        with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+            assert not link.publish_best_effort("edge/t/cam/frame", frame, yields=True)
+            assert not link.publish_best_effort("edge/t/cam/frame", frame, yields=True)
+            # what does not yield still goes (a command's reply, a status)
+            assert link.publish_best_effort("edge/t/cmd/x/reply", b"{}")
+        assert link.counters.yielded == 2 and link.stats()["yielded"] == 2
+        said = [r.getMessage() for r in caplog.records if "does not carry" in r.getMessage()]
+        assert said == [f"MQTT broker mqtt://127.0.0.1:{mosquitto.port}: the link does not "
+                        "carry what this device publishes: 3 messages wait behind 8 not yet "
+                        "acknowledged, so sampled frames and snapshots are held back until "
+                        "they go (counted in the stats' mqtt.yielded); lower "
+                        "frames.max_height, frames.quality or the sampling rate "
+                        "(frames.interval_s), or set frames.draw = false"]
+        # a count set now goes before the 3 detections waiting, once the window has room
+        link.publish_state("edge/t/cam/circle/count", b"2")
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while (link.states_waiting or link.outbox_depth) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert link.states_waiting == 0 and link.outbox_depth == 0
+    assert link.publish_best_effort("edge/t/cam/frame", frame, yields=True)  # room again
+    link.stop()
+
+
 def test_a_stop_does_not_wait_on_a_hung_broker_past_the_flush(mosquitto, caplog):
     """A user check: a broker hung (SIGSTOP) just before the stop kept a 5 s flush waiting 7 s:
     the final status and the DISCONNECT were each awaited 1 s more though nothing had been

@@ -179,7 +179,7 @@ class _Recorder:
     def publish_state(self, topic, payload, qos):
         self.messages.append((topic, payload, qos, True, "state"))
 
-    def publish_best_effort(self, topic, payload, qos=0, retain=False):
+    def publish_best_effort(self, topic, payload, qos=0, retain=False, yields=False):
         self.messages.append((topic, payload, qos, retain, "best-effort"))
         return True
 

@@ -78,6 +78,12 @@ log = logging.getLogger(__name__)
 
 #: Messages handed to paho and not yet acknowledged, at most.
 WINDOW = 100
+#: Of the window, what the retained states (counts, camera statuses) get before the outbox:
+#: behind a backlog of detections they got nothing, and a user check on a slow uplink saw
+#: the broker's counts minutes old while the connection was up.
+STATES_FIRST = WINDOW // 4
+#: How often a link that cannot carry everything says so again (seconds).
+SATURATED_REPEAT_S = 300.0
 
 #: How often the sender makes the disk outbox durable against a power cut (seconds).
 SYNC_S = 1.0
@@ -111,6 +117,9 @@ class LinkCounters:
     kept: int = 0  # left in the disk outbox at stop, for the next start
     connects: int = 0
     states_sent: int = 0  # retained state values acknowledged (outside the outbox's counts)
+    #: best-effort messages (sampled frames, snapshots) not sent while the outbox's window was
+    #: full and more waited: the uplink did not carry what the device publishes
+    yielded: int = 0
     #: times the retained values were set again after a rival daemon's (edge.mqtt.rivals)
     reclaims: int = 0
 
@@ -180,6 +189,7 @@ class MqttLink:
         #: what `_say_unanswered` said: the keepalive's end of that attempt fails with it
         self._unanswered_cause: str | None = None
         self._connect_probed = False
+        self._saturated_said = 0.0  # time.monotonic() until which a saturated link is not said
         #: why every attempt fails, once a probe found the broker refuses the retained will
         self._probed_cause: str | None = None
 
@@ -469,7 +479,7 @@ class MqttLink:
                 "events_dropped": counters.events_dropped,
                 "recovered": counters.recovered, "kept": counters.kept,
                 "connects": counters.connects, "states_waiting": self.states_waiting,
-                "states_sent": counters.states_sent,
+                "states_sent": counters.states_sent, "yielded": counters.yielded,
                 # messages the broker closes the connection on (edge.mqtt.packet_limit)
                 "size_limit_bytes": self.packet_limit.limit,
                 "held_back_for_size": self.packet_limit.refused + self.packet_limit.held}
@@ -521,13 +531,40 @@ class MqttLink:
             return self.publish_best_effort(topic, self._json(payload), qos, retain)
 
     def publish_best_effort(self, topic: str, payload: bytes, qos: int = 0,
-                            retain: bool = False) -> bool:
+                            retain: bool = False, yields: bool = False) -> bool:
+        """Hand a message to paho unless disconnected; whether it was. `yields` (sampled
+        frames, snapshots: the bulk of the bytes): not either while the link is saturated,
+        the outbox's window full and more waiting, so that what is delivered at least once
+        (detections, events) goes first: on a 50 kB/s uplink a user check saw sampled frames
+        arrive 4 s after capture while detections fell 50 s behind and were dropped (paho
+        sends in the order it was handed)."""
         if not self._connected or (retain and self.giving_way):
+            return False
+        if yields and self._saturated():
             return False
         if not self._handing(topic, payload):
             return False
         return self._client.publish(topic, payload, qos=qos, retain=retain).rc == \
             mqtt.MQTT_ERR_SUCCESS
+
+    def _saturated(self) -> bool:
+        """Whether the outbox's window is full and more waits (counted and said, at most
+        every `SATURATED_REPEAT_S`, when it is)."""
+        with self._cond:
+            if self._prune_in_flight() < WINDOW or not self._outbox.waiting:
+                return False
+            self.counters.yielded += 1
+            waiting = self._outbox.waiting
+            if time.monotonic() < self._saturated_said:
+                return True
+            self._saturated_said = time.monotonic() + SATURATED_REPEAT_S
+        log.warning("MQTT broker %s: the link does not carry what this device publishes: "
+                    "%d messages wait behind %d not yet acknowledged, so sampled frames and "
+                    "snapshots are held back until they go (counted in the stats' "
+                    "mqtt.yielded); lower frames.max_height, frames.quality or the sampling "
+                    "rate (frames.interval_s), or set frames.draw = false",
+                    self.settings.display_url, waiting, WINDOW)
+        return True
 
     def _check_echo_of(self, topic: str) -> None:
         """`ECHO_WAIT_S` after the first message of its kind went to `topic`."""
@@ -630,12 +667,15 @@ class MqttLink:
                         and self._prune_in_flight() < WINDOW):
                     self._cond.wait(0.1)
                     continue
-                # detections first; the window's rest to the retained states
-                batch: list[tuple[int | None, Message]] = list(
-                    self._outbox.take(WINDOW - len(self._in_flight)))
+                # a share of the window to the retained states first, then detections and
+                # events, then the rest of the window to the states
+                room = WINDOW - len(self._in_flight)
+                batch: list[tuple[int | None, Message]] = [
+                    (None, Message(state.topic, state.payload, state.qos, True))
+                    for state in self._states.take(min(room, STATES_FIRST))]
+                batch += self._outbox.take(room - len(batch))
                 batch += [(None, Message(state.topic, state.payload, state.qos, True))
-                          for state in self._states.take(WINDOW - len(self._in_flight)
-                                                         - len(batch))]
+                          for state in self._states.take(room - len(batch))]
                 self._being_handed = len(batch)
             for key, message in batch:
                 if not self._handing(message.topic, message.payload):

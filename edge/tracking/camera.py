@@ -49,7 +49,7 @@ class Publisher(Protocol):
     def publish_state(self, topic: str, payload: bytes, qos: int) -> None: ...
 
     def publish_best_effort(self, topic: str, payload: bytes, qos: int = 0,
-                            retain: bool = False) -> bool: ...
+                            retain: bool = False, yields: bool = False) -> bool: ...
 
 
 def tracker_settings_from_config(settings: TrackingConfig,
@@ -194,7 +194,8 @@ class CameraTracking:
             elif message.delivery == "state":
                 self._publisher.publish_state(message.topic, message.payload, message.qos)
             elif self._publisher.publish_best_effort(message.topic, message.payload,
-                                                     message.qos, message.retain) \
+                                                     message.qos, message.retain,
+                                                     yields=True) \
                     and message.retain:  # a snapshot the broker got: the oldest may go
                 self._publish(self.events.retained(message.topic))
 
