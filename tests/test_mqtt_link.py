@@ -615,6 +615,34 @@ def test_frames_give_way_while_detections_back_up_and_states_keep_a_share(mosqui
     link.stop()
 
 
+def test_a_message_stuck_behind_a_backlog_is_not_said_to_be_dropped(mosquitto, caplog,
+                                                                    monkeypatch):
+    """A user check on a 5 kB/s uplink: the first camera status, 5 s in a queue behind the
+    detections, was said to be denied by the broker's ACL, and the stop line repeated it,
+    though the subscriber had it."""
+    monkeypatch.setattr("edge.mqtt.link.WINDOW", 8)
+    monkeypatch.setattr("edge.mqtt.link.ECHO_WAIT_S", 1.0)
+    link = make_link(mosquitto.port)
+    link.start()
+    assert link.wait_connected(10.0)
+    time.sleep(1.5)  # the connect's own checks done
+    hang(mosquitto)
+    try:
+        for frame_id in range(1, 12):
+            link.publish_detections("cam", {"frame_id": frame_id})
+        assert link.publish_json("edge/t/cam/status", {"state": "streaming"})
+        time.sleep(3.0)  # three checks' worth, behind the backlog
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while link.outbox_depth and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    link.stop()
+    assert link.not_back == ()
+    assert "has not come back" not in caplog.text, caplog.text
+
+
 def test_a_stop_does_not_wait_on_a_hung_broker_past_the_flush(mosquitto, caplog):
     """A user check: a broker hung (SIGSTOP) just before the stop kept a 5 s flush waiting 7 s:
     the final status and the DISCONNECT were each awaited 1 s more though nothing had been

@@ -84,6 +84,8 @@ WINDOW = 100
 STATES_FIRST = WINDOW // 4
 #: How often a link that cannot carry everything says so again (seconds).
 SATURATED_REPEAT_S = 300.0
+#: How long the first message of a kind is waited for while the link is backed up (seconds).
+ECHO_BACKED_UP_S = 60.0
 
 #: How often the sender makes the disk outbox durable against a power cut (seconds).
 SYNC_S = 1.0
@@ -566,10 +568,25 @@ class MqttLink:
                     self.settings.display_url, waiting, WINDOW)
         return True
 
-    def _check_echo_of(self, topic: str) -> None:
-        """`ECHO_WAIT_S` after the first message of its kind went to `topic`."""
+    def _check_echo_of(self, topic: str, waited: float = ECHO_WAIT_S) -> None:
+        """`ECHO_WAIT_S` after the first message of its kind went to `topic` (`waited`
+        seconds ago). On a link that has not caught up the message may not have left yet (a
+        user check on a 5 kB/s uplink blamed the broker's ACL for camera statuses its
+        subscriber had received): the check waits on, up to `ECHO_BACKED_UP_S`, then leaves
+        the kind to its next message."""
         with self._cond:
             connection, connected = self.counters.connects, self._connected
+            backed_up = self._outbox.waiting > 0 or self._prune_in_flight() >= WINDOW // 2
+        if backed_up and connected:
+            if waited < ECHO_BACKED_UP_S:
+                later = threading.Timer(ECHO_WAIT_S, self._check_echo_of,
+                                        args=(topic, waited + ECHO_WAIT_S))
+                later.daemon = True
+                later.start()
+                return
+            self._echoes.forget(topic)
+            self._client.unsubscribe(topic)
+            return
         with self._saying_echoes:  # kinds published together are checked together, on
             # their own timers' threads: the first found missing says why before the next
             missing = self._echoes.check(topic, connection, connected)
