@@ -55,7 +55,8 @@ def test_outbox_keeps_the_newest_and_delivers_them_once_connected(mosquitto, cap
         while not caplog.records and time.monotonic() < deadline:
             time.sleep(0.02)
         assert [r.getMessage() for r in caplog.records] == [
-            f"{dropped_words} while the broker was away (the outbox's limit), no event among "
+            f"{dropped_words} while the broker was away or the link behind (the outbox's "
+            "limit), no event among "
             "them"]
         watcher.wait_for(lambda: len(watcher.messages) == 5, 5, "5 messages")
         assert [m.json()["frame_id"] for m in watcher.messages] == \
@@ -91,7 +92,8 @@ def test_messages_dropped_for_their_age_are_said_to_be_so(mosquitto, caplog, tmp
             while not caplog.records and time.monotonic() < deadline:
                 time.sleep(0.02)
         assert [r.getMessage() for r in caplog.records] == [
-            "2 messages were dropped while the broker was away (older than "
+            "2 messages were dropped while the broker was away or the link behind (older "
+            "than "
             "mqtt.outbox_max_age_s), 1 event among them"]
     finally:
         link.stop("stopped")
@@ -128,7 +130,8 @@ def test_an_outage_longer_than_the_outbox_keeps_the_events(mosquitto, caplog, tm
         assert [m.json()["id"] for m in watcher.messages] == \
             ["80", "100", *map(str, range(101, 109))], "what was kept, in the order put"
         assert [r.getMessage() for r in caplog.records] == [
-            "103 messages were dropped while the broker was away (the outbox's limit), 3 "
+            "103 messages were dropped while the broker was away or the link behind (the "
+            "outbox's limit), 3 "
             "events among them"]
         assert link.stats()["events_dropped"] == 3
         assert link.stop("stopped")
@@ -641,6 +644,30 @@ def test_a_message_stuck_behind_a_backlog_is_not_said_to_be_dropped(mosquitto, c
     link.stop()
     assert link.not_back == ()
     assert "has not come back" not in caplog.text, caplog.text
+
+
+@pytest.mark.slow
+def test_a_keepalive_that_ends_behind_a_backlog_says_the_link_may_be_too_slow(
+        mosquitto, caplog, monkeypatch):
+    """A user check on a 3 kB/s uplink: each loss read only "the broker stopped answering",
+    though the link was full and the broker answered everything that reached it."""
+    monkeypatch.setattr("edge.mqtt.link.WINDOW", 8)
+    link = make_link(mosquitto.port, keepalive_s=5)
+    link.start()
+    assert link.wait_connected(10.0)
+    hang(mosquitto)
+    try:
+        for frame_id in range(1, 12):
+            link.publish_detections("cam", {"frame_id": frame_id})
+        deadline = time.monotonic() + 30
+        while link.connection.failed_attempts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+        link.stop(timeout=0.5)
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert ("8 messages were not yet acknowledged and 3 more waited: on a link slower than "
+            "what this device publishes the keepalive's ping waits behind them") in said, said
 
 
 def test_a_stop_does_not_wait_on_a_hung_broker_past_the_flush(mosquitto, caplog):

@@ -798,10 +798,26 @@ class MqttLink:
             why = ("older than mqtt.outbox_max_age_s" if aged == lost else "the outbox's limit"
                    if not aged else f"the outbox's limit; {aged} of them older than "
                                     "mqtt.outbox_max_age_s")
-            log.warning("%s dropped while the broker was away (%s)%s",
+            log.warning("%s dropped while the broker was away or the link behind (%s)%s",
                         f"{counted(lost, 'message')} {'was' if lost == 1 else 'were'}", why,
                         f", {counted(events_lost, 'event')} among them"
                         if events_lost else ", no event among them")
+
+    def _behind_words(self, reason: str) -> str:
+        """For a live connection the keepalive ended: where the link was behind then (the
+        window full), that its PING may have waited behind the backlog (a user check on a
+        3 kB/s uplink read only "the broker stopped answering")."""
+        if "keep alive" not in reason.lower():
+            return ""
+        with self._cond:
+            behind = self._prune_in_flight() >= WINDOW and self._outbox.waiting > 0
+            waiting = self._outbox.waiting
+        if not behind:
+            return ""
+        return (f"; {WINDOW} messages were not yet acknowledged and {waiting} more waited: on a "
+                "link slower than what this device publishes the keepalive's ping waits "
+                "behind them (send less: frames.interval_s, frames.max_height; or raise "
+                "mqtt.keepalive_s)")
 
     def _connection_made(self, client: mqtt.Client, status: dict[str, Any]
                          ) -> tuple[int, int, int]:
@@ -884,7 +900,8 @@ class MqttLink:
                     return
                 if time.monotonic() - self._sessions.connected_at < SHORT_SESSION_S:
                     self._rivals.short_session_lost()
-                self.connection.failed(self._sessions.lost(lost_reason(reason)), attempt=False,
+                self.connection.failed(self._sessions.lost(lost_reason(reason))
+                                       + self._behind_words(str(reason)), attempt=False,
                                        taken_over=self._sessions.taken_over)
             else:
                 certificate = (self.settings.certfile is not None) if self.settings.tls else None
