@@ -608,6 +608,8 @@ def test_frames_give_way_while_detections_back_up_and_states_keep_a_share(mosqui
                         "(frames.interval_s), or set frames.draw = false"]
         # a count set now goes before the 3 detections waiting, once the window has room
         link.publish_state("edge/t/cam/circle/count", b"2")
+        time.sleep(0.5)
+        assert link.stats()["behind_s"] >= 0.3  # how long messages have waited
     finally:
         mosquitto.process.send_signal(signal.SIGCONT)
     deadline = time.monotonic() + 10
@@ -615,6 +617,8 @@ def test_frames_give_way_while_detections_back_up_and_states_keep_a_share(mosqui
         time.sleep(0.05)
     assert link.states_waiting == 0 and link.outbox_depth == 0
     assert link.publish_best_effort("edge/t/cam/frame", frame, yields=True)  # room again
+    time.sleep(0.3)
+    assert link.stats()["behind_s"] == 0.0
     link.stop()
 
 

@@ -192,6 +192,9 @@ class MqttLink:
         self._unanswered_cause: str | None = None
         self._connect_probed = False
         self._saturated_said = 0.0  # time.monotonic() until which a saturated link is not said
+        #: time.monotonic() since when messages have waited in the outbox for the window, the
+        #: broker being away or the link behind (None: none waits)
+        self._waiting_since: float | None = None
         #: why every attempt fails, once a probe found the broker refuses the retained will
         self._probed_cause: str | None = None
 
@@ -482,9 +485,19 @@ class MqttLink:
                 "recovered": counters.recovered, "kept": counters.kept,
                 "connects": counters.connects, "states_waiting": self.states_waiting,
                 "states_sent": counters.states_sent, "yielded": counters.yielded,
+                "behind_s": self.behind_s,
                 # messages the broker closes the connection on (edge.mqtt.packet_limit)
                 "size_limit_bytes": self.packet_limit.limit,
                 "held_back_for_size": self.packet_limit.refused + self.packet_limit.held}
+
+    @property
+    def behind_s(self) -> float:
+        """Seconds for which messages have waited in the outbox to be handed to the broker
+        (the broker away, or the link behind), 0.0 while none waits: on a slow uplink how far
+        detections lag, which the queue's length alone does not say (a user check)."""
+        with self._cond:
+            since = self._waiting_since
+        return round(time.monotonic() - since, 1) if since is not None else 0.0
 
     @property
     def states_waiting(self) -> int:
@@ -680,6 +693,10 @@ class MqttLink:
             with self._cond:
                 if self._stopping:
                     return
+                if not self._outbox.waiting:
+                    self._waiting_since = None
+                elif self._waiting_since is None:
+                    self._waiting_since = time.monotonic()
                 if not (self._connected and (self._outbox.waiting or self._states.waiting)
                         and self._prune_in_flight() < WINDOW):
                     self._cond.wait(0.1)
