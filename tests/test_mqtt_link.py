@@ -598,14 +598,21 @@ def test_frames_give_way_while_detections_back_up_and_states_keep_a_share(mosqui
             assert not link.publish_best_effort("edge/t/cam/frame", frame, yields=True)
             # what does not yield still goes (a command's reply, a status)
             assert link.publish_best_effort("edge/t/cmd/x/reply", b"{}")
-        assert link.counters.yielded == 2 and link.stats()["yielded"] == 2
+        assert link.counters.yielded == 2 and link.stats()["yielded"] == 2  # so far
         said = [r.getMessage() for r in caplog.records if "does not carry" in r.getMessage()]
         assert said == [f"MQTT broker mqtt://127.0.0.1:{mosquitto.port}: the link does not "
                         "carry what this device publishes: 3 messages wait behind 8 not yet "
-                        "acknowledged, so sampled frames and snapshots are held back until "
-                        "they go (counted in the stats' mqtt.yielded); lower "
-                        "frames.max_height, frames.quality or the sampling rate "
-                        "(frames.interval_s), or set frames.draw = false"]
+                        "acknowledged, so sampled frames and snapshots are not sent until "
+                        "none waits (best effort: they are not sent later; counted in the "
+                        "stats' mqtt.yielded); lower frames.max_height, frames.quality or the "
+                        "sampling rate (frames.interval_s), or set frames.draw = false"]
+        # an acknowledgement that leaves the window one short lets no frame through while
+        # detections still wait (a re-check saw frames pass in that instant)
+        with link._cond:
+            mid = next(iter(link._in_flight))
+            handed = link._in_flight.pop(mid)
+            assert not link.publish_best_effort("edge/t/cam/frame", frame, yields=True)
+            link._in_flight[mid] = handed
         # a count set now goes before the 3 detections waiting, once the window has room
         link.publish_state("edge/t/cam/circle/count", b"2")
         time.sleep(0.5)
@@ -672,6 +679,27 @@ def test_a_keepalive_that_ends_behind_a_backlog_says_the_link_may_be_too_slow(
     said = "\n".join(r.getMessage() for r in caplog.records)
     assert ("8 messages were not yet acknowledged and 3 more waited: on a link slower than "
             "what this device publishes the keepalive's ping waits behind them") in said, said
+
+
+def test_a_live_connections_loss_reported_twice_is_not_a_failed_attempt(caplog):
+    """A re-check on a slow uplink: paho reported the keepalive's end of a live connection
+    twice, and the second read as a failed attempt, "is it hung, overloaded or starting?",
+    right under the line that named the slow link; no attempt had been made."""
+    from paho.mqtt.client import DisconnectFlags
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    link = make_link(1)
+    link.counters.connects = 1  # it had been connected
+    keepalive = ReasonCode(PacketTypes.DISCONNECT, identifier=141)
+    flags = DisconnectFlags(is_disconnect_packet_from_server=False)
+    link._lost_live_at = time.monotonic()
+    link._on_disconnect(link._client, None, flags, keepalive, None)
+    assert link.connection.failed_attempts == 0 and "hung" not in caplog.text
+    link._lost_live_at -= 60  # an attempt of its own, a keepalive later
+    link._on_disconnect(link._client, None, flags, keepalive, None)
+    assert link.connection.failed_attempts == 1 and "is it hung" in caplog.text
+    link.stop(timeout=0.1)
 
 
 def test_a_stop_does_not_wait_on_a_hung_broker_past_the_flush(mosquitto, caplog):

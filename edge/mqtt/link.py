@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import ssl
@@ -84,6 +85,9 @@ WINDOW = 100
 STATES_FIRST = WINDOW // 4
 #: How often a link that cannot carry everything says so again (seconds).
 SATURATED_REPEAT_S = 300.0
+#: A keepalive failure this soon after a live connection's loss is that loss again (seconds):
+#: an attempt of its own comes after the reconnect delay (1 s at least) and its keepalive.
+SAME_LOSS_S = 1.0
 #: How long the first message of a kind is waited for while the link is backed up (seconds).
 ECHO_BACKED_UP_S = 60.0
 
@@ -192,6 +196,9 @@ class MqttLink:
         self._unanswered_cause: str | None = None
         self._connect_probed = False
         self._saturated_said = 0.0  # time.monotonic() until which a saturated link is not said
+        self._behind = False  # the window filled with more waiting, and some still waits
+        #: time.monotonic() of the latest live connection's loss (paho may report it twice)
+        self._lost_live_at = -math.inf
         #: time.monotonic() since when messages have waited in the outbox for the window, the
         #: broker being away or the link behind (None: none waits)
         self._waiting_since: float | None = None
@@ -563,10 +570,16 @@ class MqttLink:
             mqtt.MQTT_ERR_SUCCESS
 
     def _saturated(self) -> bool:
-        """Whether the outbox's window is full and more waits (counted and said, at most
-        every `SATURATED_REPEAT_S`, when it is)."""
+        """Whether the link is behind: from the moment the outbox's window is full and more
+        waits until nothing waits (a re-check saw frames pass in the instant an
+        acknowledgement left the window one short, ahead of 600 waiting detections). Counted
+        and said, at most every `SATURATED_REPEAT_S`, when it is."""
         with self._cond:
-            if self._prune_in_flight() < WINDOW or not self._outbox.waiting:
+            if not self._outbox.waiting:
+                self._behind = False
+            elif self._prune_in_flight() >= WINDOW:
+                self._behind = True
+            if not self._behind:
                 return False
             self.counters.yielded += 1
             waiting = self._outbox.waiting
@@ -575,9 +588,10 @@ class MqttLink:
             self._saturated_said = time.monotonic() + SATURATED_REPEAT_S
         log.warning("MQTT broker %s: the link does not carry what this device publishes: "
                     "%d messages wait behind %d not yet acknowledged, so sampled frames and "
-                    "snapshots are held back until they go (counted in the stats' "
-                    "mqtt.yielded); lower frames.max_height, frames.quality or the sampling "
-                    "rate (frames.interval_s), or set frames.draw = false",
+                    "snapshots are not sent until none waits (best effort: they are not sent "
+                    "later; counted in the stats' mqtt.yielded); lower frames.max_height, "
+                    "frames.quality or the sampling rate (frames.interval_s), or set "
+                    "frames.draw = false",
                     self.settings.display_url, waiting, WINDOW)
         return True
 
@@ -917,6 +931,7 @@ class MqttLink:
                     return
                 if time.monotonic() - self._sessions.connected_at < SHORT_SESSION_S:
                     self._rivals.short_session_lost()
+                self._lost_live_at = time.monotonic()
                 self.connection.failed(self._sessions.lost(lost_reason(reason))
                                        + self._behind_words(str(reason)), attempt=False,
                                        taken_over=self._sessions.taken_over)
@@ -924,6 +939,11 @@ class MqttLink:
                 certificate = (self.settings.certfile is not None) if self.settings.tls else None
                 cause = cause_from_disconnect(str(reason), certificate,
                                               answered_before=self.counters.connects > 0)
+                if "keepalive" in cause and \
+                        time.monotonic() - self._lost_live_at < SAME_LOSS_S:
+                    # the live connection's loss reported again, no attempt made since (a
+                    # re-check read "is it hung?" right under the line naming a slow link)
+                    return
                 if self._unanswered_cause is not None and "keepalive" in cause:
                     cause = self._unanswered_cause  # said already: counted, not said again
                 elif "keepalive" not in cause and not self._connect_probed:
