@@ -645,30 +645,31 @@ def test_a_watch_that_receives_nothing_says_what_that_usually_means(mosquitto, m
     """A user check: `--prefix edge/<device>/<camera>` (a level too deep) matches none of the
     daemon's topics, and the watch showed nothing, without a word, for as long as it ran."""
     monkeypatch.setattr(monitor_module, "SILENCE_HINT_S", 1.0)
-    lines: list[str] = []
-    stop = threading.Event()
-    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "edge/d1/gate", 3.0, None),
-                             kwargs={"echo": lines.append, "stop": stop})
-    watch.start()
-    watch.join(15)
-    assert lines[1:] == ["nothing under edge/d1/gate after 1 s: a daemon leaves its status "
-                         "retained there, so a prefix that names a device that ran shows it "
-                         "at once; check --prefix (edge/<device_id>, edge/+ for every device, "
-                         "or the daemon's mqtt.prefix); edge/d1/gate has 3 levels, a "
-                         "daemon's default prefix 2, and that the device has reached this "
-                         "broker (its mqtt.url; the daemon's log says why it does "
-                         "not)"], lines
+
+    def watched(prefix: str) -> list[str]:
+        """The lines of a 3 s watch of `prefix`, less the first (connected)."""
+        lines: list[str] = []
+        watch = threading.Thread(target=run_monitor, args=(mosquitto.url, prefix, 3.0, None),
+                                 kwargs={"echo": lines.append, "stop": threading.Event()})
+        watch.start()
+        watch.join(15)
+        return lines[1:]
+
+    lines = watched("edge/d1/gate")
+    assert lines == ["nothing under edge/d1/gate after 1 s: a daemon leaves its status "
+                     "retained there, so a prefix that names a device that ran shows it "
+                     "at once; check --prefix (edge/<device_id>, edge/+ for every device, "
+                     "or the daemon's mqtt.prefix); edge/d1/gate has 3 levels, a "
+                     "daemon's default prefix 2, and that the device has reached this "
+                     "broker (its mqtt.url; the daemon's log says why it does "
+                     "not)"], lines
     # every device under a level already: the prefix is not what to check first (a user
     # check: watching edge/+, the advice offered edge/+)
-    lines.clear()
-    watch = threading.Thread(target=run_monitor, args=(mosquitto.url, "nosite/+", 3.0, None),
-                             kwargs={"echo": lines.append, "stop": stop})
-    watch.start()
-    watch.join(15)
-    assert lines[1:] == ["nothing under nosite/+ after 1 s: no device has left its status "
-                         "under it on this broker, so none has reached it (their mqtt.url; "
-                         "the daemon's log says why it does not), or the devices' "
-                         "mqtt.prefix differs from nosite/<device_id>"], lines
+    lines = watched("nosite/+")
+    assert lines == ["nothing under nosite/+ after 1 s: no device has left its status "
+                     "under it on this broker, so none has reached it (their mqtt.url; "
+                     "the daemon's log says why it does not), or the devices' "
+                     "mqtt.prefix differs from nosite/<device_id>"], lines
 
 
 def test_a_watch_of_a_device_id_off_by_a_letter_names_the_devices_there(mosquitto,

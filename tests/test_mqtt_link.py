@@ -547,6 +547,19 @@ def hang(broker: Mosquitto) -> None:
         time.sleep(0.01)
 
 
+def hung_with_backlog(broker: Mosquitto, detections: int, **settings: float) -> MqttLink:
+    """A link connected to `broker`, which then hangs (`hang`), with `detections` detections
+    published after: a slow link's state, the window full where they outnumber it. The
+    caller resumes the broker (SIGCONT)."""
+    link = make_link(broker.port, **settings)
+    link.start()
+    assert link.wait_connected(10.0)
+    hang(broker)
+    for frame_id in range(1, detections + 1):
+        link.publish_detections("cam", {"frame_id": frame_id})
+    return link
+
+
 @pytest.mark.slow
 def test_a_broker_that_hangs_is_not_blamed_on_the_url(mosquitto, caplog):
     """A user check: a broker stopped with SIGSTOP (hung, as the kernel still accepts
@@ -663,13 +676,8 @@ def test_a_keepalive_that_ends_behind_a_backlog_says_the_link_may_be_too_slow(
     """A user check on a 3 kB/s uplink: each loss read only "the broker stopped answering",
     though the link was full and the broker answered everything that reached it."""
     monkeypatch.setattr("edge.mqtt.link.WINDOW", 8)
-    link = make_link(mosquitto.port, keepalive_s=5)
-    link.start()
-    assert link.wait_connected(10.0)
-    hang(mosquitto)
+    link = hung_with_backlog(mosquitto, 11, keepalive_s=5)
     try:
-        for frame_id in range(1, 12):
-            link.publish_detections("cam", {"frame_id": frame_id})
         deadline = time.monotonic() + 30
         while link.connection.failed_attempts == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -706,13 +714,8 @@ def test_a_stop_does_not_wait_on_a_hung_broker_past_the_flush(mosquitto, caplog)
     """A user check: a broker hung (SIGSTOP) just before the stop kept a 5 s flush waiting 7 s:
     the final status and the DISCONNECT were each awaited 1 s more though nothing had been
     acknowledged in the whole flush."""
-    link = make_link(mosquitto.port, flush_timeout_s=1.0)
-    link.start()
-    assert link.wait_connected(10.0)
-    hang(mosquitto)
+    link = hung_with_backlog(mosquitto, 3, flush_timeout_s=1.0)
     try:
-        for frame_id in range(1, 4):
-            link.publish_detections("cam", {"frame_id": frame_id})
         began = time.monotonic()
         assert not link.stop()
         took = time.monotonic() - began

@@ -113,9 +113,10 @@ KINDS: tuple[Kind, ...] = (
     Kind("snapshot", ("{camera}", "events", "{event_id}", "snapshot"), Jpeg, "jpeg", True, 0,
          "JPEG of an event's object at its best-scoring frame; the newest "
          f"{RETAINED_SNAPSHOTS} per camera that reached the broker stay retained, older ones "
-         "are cleared (across restarts too); best effort: one made while the broker is away "
-         "is not sent later, and a broker without persistence forgets them when it "
-         "restarts"),
+         "are cleared (across restarts too); best effort: one made while the broker is away, "
+         "or while detections back up on a slow link, is not sent later (its event still "
+         "names the topic, which then holds nothing), and a broker without persistence "
+         "forgets them when it restarts"),
     Kind("label_snapshot", ("{camera}", "{label}", "snapshot"), Jpeg, "jpeg", True, 0,
          "JPEG of the newest event snapshot of a label on the camera: one fixed topic per "
          "label, for Home Assistant's camera entities and dashboards (retained; best effort)"),
