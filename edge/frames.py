@@ -68,7 +68,7 @@ class FramePublisher:
         self._cond = threading.Condition()
         self._stopping = False
         self.published = 0
-        self.dropped = 0  # replaced while waiting, or over the byte budget
+        self.dropped = 0  # replaced while waiting, over the byte budget, or not sent
         self._thread = threading.Thread(target=self._run, name="jpeg-encoder", daemon=True)
 
     def start(self) -> None:

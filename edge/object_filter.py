@@ -26,7 +26,9 @@ from edge.zones import (
     anchor_points,
     checked_outline,
     frame_size_at_start,
+    outside_words,
     polygon_contains,
+    reaches_outside,
     to_the_edge,
 )
 
@@ -193,14 +195,9 @@ class ObjectFilter:
         or None: a mask drawn on another resolution of the stream drops nothing, or not
         what was meant."""
         for index, mask in enumerate(self.masks):
-            if mask.normalised:
-                continue
-            x, y = mask.polygon[:, 0], mask.polygon[:, 1]
-            if (x < 0).any() or (y < 0).any() or (x > width).any() or (y > height).any():
-                return (f"{self._masks_key}.{index} (camera {self._camera}): the polygon "
-                        "reaches outside the "
-                        f"{width}x{height} frame; use pixel coordinates within it, or units "
-                        "= \"normalised\" with coordinates from 0 to 1")
+            if not mask.normalised and reaches_outside(mask.polygon, width, height):
+                return (f"{self._masks_key}.{index} (camera {self._camera}): "
+                        f"{outside_words(width, height)}")
         return None
 
     def reports(self, class_id: int) -> bool:

@@ -175,13 +175,23 @@ def zones_for_frame(camera: str, zones: Sequence[ZoneConfig], resolved: Sequence
     for config, zone in zip(zones, resolved, strict=True):
         polygon = (zone.polygon * (width, height) if config.units == "normalised"
                    else to_the_edge(zone.polygon, width, height))
-        if (polygon < 0).any() or (polygon[:, 0] > width).any() or (polygon[:, 1] > height).any():
-            raise ConfigError(
-                f"camera {camera!r}, zone {config.name!r}: the polygon reaches outside the "
-                f"{width}x{height} frame; use pixel coordinates within it, or units = "
-                "\"normalised\" with coordinates from 0 to 1")
+        if reaches_outside(polygon, width, height):
+            raise ConfigError(f"camera {camera!r}, zone {config.name!r}: "
+                              f"{outside_words(width, height)}")
         out.append(Zone(zone.name, polygon, zone.class_ids))
     return out
+
+
+def reaches_outside(polygon: npt.NDArray[np.float64], width: int, height: int) -> bool:
+    """Whether a pixel polygon [V, 2] has a point outside a `width` x `height` frame."""
+    return bool((polygon < 0).any() or (polygon[:, 0] > width).any()
+                or (polygon[:, 1] > height).any())
+
+
+def outside_words(width: int, height: int) -> str:
+    """What a zone's or mask's error says of a polygon that `reaches_outside` the frame."""
+    return (f"the polygon reaches outside the {width}x{height} frame; use pixel coordinates "
+            "within it, or units = \"normalised\" with coordinates from 0 to 1")
 
 
 def to_the_edge(polygon: npt.NDArray[np.float64], width: int,

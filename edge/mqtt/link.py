@@ -439,6 +439,18 @@ class MqttLink:
                 self._cond.wait(min(remaining, 0.1))
             return True
 
+    def _note_backlog(self) -> int:
+        """Bring `_waiting_since` and `_behind` up to date with the outbox and the window; call
+        with the lock held. Returns how many messages are unacknowledged."""
+        in_flight = self._prune_in_flight()
+        if not self._outbox.waiting:
+            self._waiting_since, self._behind = None, False
+        else:
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
+            self._behind = self._behind or in_flight >= WINDOW
+        return in_flight
+
     def _prune_in_flight(self) -> int:
         """Count acknowledged messages whose callback raced their registration; call with the
         lock held. Returns how many remain unacknowledged."""
@@ -575,10 +587,7 @@ class MqttLink:
         acknowledgement left the window one short, ahead of 600 waiting detections). Counted
         and said, at most every `SATURATED_REPEAT_S`, when it is."""
         with self._cond:
-            if not self._outbox.waiting:
-                self._behind = False
-            elif self._prune_in_flight() >= WINDOW:
-                self._behind = True
+            self._note_backlog()
             if not self._behind:
                 return False
             self.counters.yielded += 1
@@ -707,12 +716,9 @@ class MqttLink:
             with self._cond:
                 if self._stopping:
                     return
-                if not self._outbox.waiting:
-                    self._waiting_since = None
-                elif self._waiting_since is None:
-                    self._waiting_since = time.monotonic()
+                in_flight = self._note_backlog()
                 if not (self._connected and (self._outbox.waiting or self._states.waiting)
-                        and self._prune_in_flight() < WINDOW):
+                        and in_flight < WINDOW):
                     self._cond.wait(0.1)
                     continue
                 # a share of the window to the retained states first, then detections and
@@ -841,8 +847,8 @@ class MqttLink:
         if "keep alive" not in reason.lower():
             return ""
         with self._cond:
-            behind = self._prune_in_flight() >= WINDOW and self._outbox.waiting > 0
-            waiting = self._outbox.waiting
+            self._note_backlog()
+            behind, waiting = self._behind, self._outbox.waiting
         if not behind:
             return ""
         return (f"; {WINDOW} messages were not yet acknowledged and {waiting} more waited: on a "
